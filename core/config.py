@@ -99,5 +99,5 @@ class DIPConfig:
 
     @property
     def min_input_size(self) -> int:
-        """Smallest input edge (pixels) the hourglass accepts: the output must halve ``depth`` times."""
-        return max(4, -(-(2**self.depth) // self.scale))
+        """Smallest input edge (pixels): the output must still be 2 pixels wide after ``depth`` halvings."""
+        return -(-(2 ** (self.depth + 1)) // self.scale)

@@ -1,0 +1,139 @@
+"""Command line: ``internal-sr dip|degrade ...``.
+
+Any user error exits with status 2 and one line on stderr naming the problem; nothing is written at
+OUTPUT then. Ctrl-C cancels cleanly (status 130, no output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .config import DIPConfig, IOOptions, TileOptions
+from .errors import Cancelled, InputError
+
+
+class TerminalProgress:
+    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
+
+    def __init__(self, stream=sys.stderr, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.tty = stream.isatty()
+        self.last = -1.0
+        self.start = time.perf_counter()
+
+    def report(self, fraction: float, message: str = "") -> None:
+        if not self.tty and fraction - self.last < 0.05 and fraction < 1.0:
+            return
+        self.last = fraction
+        filled = int(round(self.width * fraction))
+        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {100 * fraction:5.1f}% {time.perf_counter() - self.start:6.0f}s {message}"
+        self.stream.write(("\r" + line[:120].ljust(120)) if self.tty else line + "\n")
+        self.stream.flush()
+
+    def info(self, message: str) -> None:
+        self.stream.write(("\n" if self.tty else "") + message + "\n")
+        self.stream.flush()
+
+    def cancelled(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit with status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"internal-sr: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _bands(text: str) -> tuple[int, ...]:
+    try:
+        bands = tuple(int(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bands must be comma-separated integers, got {text!r}") from None
+    if not bands:
+        raise argparse.ArgumentTypeError("no band given")
+    return bands
+
+
+def _scale(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scale must be an integer ≥ 2, got {text!r}") from None
+    if value != int(value) or value < 2:
+        raise argparse.ArgumentTypeError(f"scale must be an integer ≥ 2, got {text}")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="internal-sr", description="Super-resolution of rasters by internal learning.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("input", help="input raster (any GDAL format)")
+        p.add_argument("output", help="output GeoTIFF")
+        p.add_argument("--scale", type=_scale, required=True, help="integer factor ≥ 2")
+        p.add_argument("--bands", type=_bands, help="1-based bands, e.g. 1,2,3 (default: all)")
+        p.add_argument("--kernel", default="bicubic", help="bicubic | lanczos2 | lanczos3 | gaussian:SIGMA | PATH.npy")
+        p.add_argument("--float32", action="store_true", help="write Float32 instead of the input data type")
+        p.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF")
+
+    dip = sub.add_parser("dip", help="super-resolve with Deep Image Prior")
+    common(dip)
+    dip.add_argument("--iterations", type=int, help="optimisation steps per tile (default: by scale)")
+    dip.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    dip.add_argument("--seed", type=int, default=0)
+    dip.add_argument("--tile", type=int, default=TileOptions.size, help="tile edge in input pixels")
+    dip.add_argument("--overlap", type=int, default=TileOptions.overlap, help="tile overlap in input pixels")
+
+    degrade = sub.add_parser("degrade", help="blur and decimate (the sensor model)")
+    common(degrade)
+    return parser
+
+
+def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
+    from . import pipeline
+
+    io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog)
+    if args.command == "dip":
+        config = DIPConfig(
+            scale=args.scale,
+            kernel=args.kernel,
+            iterations=args.iterations,
+            device=args.device,
+            seed=args.seed,
+            tiles=TileOptions(args.tile, args.overlap),
+        )
+        result = pipeline.super_resolve(args.input, args.output, config, io, progress)
+    else:
+        result = pipeline.degrade(args.input, args.output, args.scale, args.kernel, io, progress)
+    progress.close()
+    print(f"wrote {result.output_path} ({result.device}, {result.seconds:.1f} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    progress = TerminalProgress()
+    try:
+        run(args, progress)
+    except InputError as exc:
+        progress.close()
+        sys.stderr.write(f"internal-sr: error: {exc}\n")
+        return 2
+    except (Cancelled, KeyboardInterrupt):
+        progress.close()
+        sys.stderr.write("internal-sr: cancelled, nothing written\n")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

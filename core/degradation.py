@@ -1,0 +1,86 @@
+"""The one degradation operator: depthwise blur by a ``Kernel`` then decimation by ``s``.
+
+It serves the training losses, back-projection, the ``degrade`` operation and Wald evaluation.
+Tensors are ``(N, C, H, W)``; ``H`` and ``W`` must be multiples of ``s``. Output pixel (i, j) is the
+kernel-weighted sum centred on the centre of the block [s·i, s·i+s) × [s·j, s·j+s) (``core.kernels``).
+Borders are reflected (replicated when the image is smaller than the padding).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+from .kernels import Kernel
+
+
+def _pad(x: torch.Tensor, pad_rows: int, pad_cols: int) -> torch.Tensor:
+    if pad_rows == 0 and pad_cols == 0:
+        return x
+    mode = "reflect" if pad_rows < x.shape[-2] and pad_cols < x.shape[-1] else "replicate"
+    return F.pad(x, (pad_cols, pad_cols, pad_rows, pad_rows), mode=mode)
+
+
+class Degradation(torch.nn.Module):
+    """``D(x)``: blur with ``kernel`` and keep one sample per ``s × s`` block. Works for any band count."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.scale = kernel.scale
+        if kernel.separable is not None:
+            self.register_buffer("taps", torch.as_tensor(kernel.separable, dtype=torch.float32))
+        else:
+            self.register_buffer("taps", torch.as_tensor(kernel.full, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.scale
+        n, c, h, w = x.shape
+        if h % s or w % s:
+            raise InputError(f"image size {h}×{w} is not a multiple of the scale {s}")
+        taps = self.taps.to(dtype=x.dtype)
+        length = taps.shape[-1]
+        pad = (length - s) // 2
+        x = _pad(x, pad, pad)
+        if taps.ndim == 1:
+            x = F.conv2d(x, taps.view(1, 1, length, 1).expand(c, 1, length, 1), stride=(s, 1), groups=c)
+            return F.conv2d(x, taps.view(1, 1, 1, length).expand(c, 1, 1, length), stride=(1, s), groups=c)
+        return F.conv2d(x, taps.view(1, 1, length, length).expand(c, 1, length, length), stride=s, groups=c)
+
+
+def upsample(y: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bicubic interpolation by ``scale`` with pixel-area alignment (``align_corners=False``)."""
+    return F.interpolate(y, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def back_project(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    degradation: Degradation,
+    steps: int,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Iterative back-projection (Irani & Peleg 1991): ``x ← x + U(y − D(x))`` for ``steps`` steps.
+
+    x: ``(N, C, sH, sW)`` estimate; y: ``(N, C, H, W)`` observation; valid: optional ``(N, C, H, W)``
+    mask of observed pixels (the residual is zero elsewhere). Returns the refined estimate.
+    """
+    s = degradation.scale
+    with torch.no_grad():
+        for _ in range(steps):
+            residual = y - degradation(x)
+            if valid is not None:
+                residual = residual * valid
+            x = x + upsample(residual, s)
+    return x
+
+
+def degrade_array(image: np.ndarray, kernel: Kernel) -> np.ndarray:
+    """Apply ``D`` to a ``(C, H, W)`` float array, cropping H and W down to multiples of ``s`` first."""
+    s = kernel.scale
+    h, w = (image.shape[-2] // s) * s, (image.shape[-1] // s) * s
+    with torch.no_grad():
+        x = torch.as_tensor(np.ascontiguousarray(image[:, :h, :w]), dtype=torch.float32)[None]
+        return Degradation(kernel)(x)[0].numpy()

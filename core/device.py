@@ -1,0 +1,54 @@
+"""Device choice and mixed precision.
+
+``auto`` picks CUDA, then Apple MPS, then the CPU. Mixed precision is used on CUDA only (bfloat16
+where supported, else float16 with loss scaling); losses are always computed in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import InputError
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for ``auto|cpu|cuda|mps``; a clear error when the asked device is absent."""
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps is not None and mps.is_available())
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if has_mps else torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device cuda was asked for but no CUDA GPU is available to PyTorch (use --device auto or cpu)")
+    if name == "mps" and not has_mps:
+        raise InputError("device mps was asked for but Apple MPS is not available (use --device auto or cpu)")
+    if name not in ("cpu", "cuda", "mps"):
+        raise InputError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def describe(device: torch.device) -> str:
+    """A human-readable device name, e.g. ``cuda (NVIDIA H100, 79 GiB)`` or ``cpu (2 threads)``."""
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"cuda ({props.name}, {props.total_memory / 2**30:.0f} GiB)"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return device.type
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """Autocast context for the network's forward pass (a no-op off CUDA or when disabled)."""
+    if enabled and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global generators and return a CPU generator for noise inputs."""
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,62 @@
+"""The Deep Image Prior hourglass ("skip" network of Ulyanov et al., reference configuration).
+
+Input ``(N, in_channels, H, W)`` → output ``(N, out_channels, H, W)``; ``H`` and ``W`` must be
+divisible by ``2**depth``. Each scale: a 1×1 skip branch of ``skip_channels``; a down branch of a
+stride-2 3×3 conv and a 3×3 conv (``channels`` maps); the deeper scales; bilinear ×2 upsampling;
+concatenation with the skip, batch norm, a 3×3 and a 1×1 conv. Reflection padding, LeakyReLU(0.2),
+batch norm after every conv. The output head is linear (the reference's sigmoid would clip
+normalised reflectances that fall outside [0, 1]).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def conv_block(in_channels: int, out_channels: int, size: int, stride: int = 1) -> nn.Sequential:
+    """Reflection-padded conv → batch norm → LeakyReLU(0.2)."""
+    pad = (size - 1) // 2
+    layers: list[nn.Module] = [nn.ReflectionPad2d(pad)] if pad else []
+    layers += [nn.Conv2d(in_channels, out_channels, size, stride=stride), nn.BatchNorm2d(out_channels), nn.LeakyReLU(0.2, inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class _Scale(nn.Module):
+    def __init__(self, in_channels: int, channels: int, skip_channels: int, deeper: nn.Module | None) -> None:
+        super().__init__()
+        self.skip = conv_block(in_channels, skip_channels, 1) if skip_channels else None
+        self.down = nn.Sequential(conv_block(in_channels, channels, 3, stride=2), conv_block(channels, channels, 3))
+        self.deeper = deeper
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        merged = channels + skip_channels
+        self.merge = nn.Sequential(nn.BatchNorm2d(merged), conv_block(merged, channels, 3), conv_block(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.down(x)
+        if self.deeper is not None:
+            y = self.deeper(y)
+        y = self.up(y)
+        if self.skip is not None:
+            y = torch.cat([self.skip(x), y], dim=1)
+        return self.merge(y)
+
+
+class Hourglass(nn.Module):
+    """The DIP "skip" hourglass with ``depth`` scales (see the module docstring)."""
+
+    def __init__(self, in_channels: int, out_channels: int, depth: int = 5, channels: int = 128, skip_channels: int = 4) -> None:
+        super().__init__()
+        body: nn.Module | None = None
+        for level in reversed(range(depth)):
+            body = _Scale(in_channels if level == 0 else channels, channels, skip_channels, body)
+        self.body = body
+        self.head = nn.Conv2d(channels, out_channels, 1)
+        self.multiple = 2**depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,166 @@
+"""File-level operations: super-resolve or degrade a raster, end to end.
+
+These are what the command line and the QGIS algorithms call. Every user error is an
+``InputError`` raised before anything is written; outputs are written atomically
+(``core.raster.AtomicGeoTIFF``), so a failure or a cancellation leaves nothing at the output path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+
+from .config import DIPConfig, IOOptions
+from .degradation import degrade_array
+from .device import describe, resolve_device, seed_everything
+from .errors import InputError
+from .grid import Window
+from .kernels import make_kernel
+from .normalise import BandScaling
+from .progress import NullProgress, Progress
+from .raster import AtomicGeoTIFF, RasterInfo, check_output_path, open_info, output_dtype, read_window, to_dtype
+from .tiling import run_tiles
+
+#: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
+SCALING_SAMPLE = 1024
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the output path, the device used, wall time, optimisation steps, notes."""
+
+    output_path: str
+    device: str
+    seconds: float
+    steps: int
+    messages: list[str] = field(default_factory=list)
+
+
+class _Recorder:
+    """Forwards to a progress sink and keeps the ``info`` messages for the result."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.messages: list[str] = []
+
+    def report(self, fraction: float, message: str = "") -> None:
+        self.progress.report(fraction, message)
+
+    def info(self, message: str) -> None:
+        self.messages.append(message)
+        self.progress.info(message)
+
+    def cancelled(self) -> bool:
+        return self.progress.cancelled()
+
+
+def _open_input(input_path: str, output_path: str, io: IOOptions, progress: Progress) -> RasterInfo:
+    info = open_info(input_path, io.bands)
+    check_output_path(output_path, [input_path])
+    if info.grid.crs is None:
+        progress.info(f"warning: {input_path} has no CRS; the output is written without one")
+    return info
+
+
+def fit_scaling(info: RasterInfo) -> BandScaling:
+    """Per-band normalisation fitted on at most ``SCALING_SAMPLE``² pixels (nearest-neighbour decimated read)."""
+    factor = max(1, int(np.ceil(max(info.grid.width, info.grid.height) / SCALING_SAMPLE)))
+    with rasterio.open(info.path) as src:
+        shape = (len(info.bands), max(1, info.grid.height // factor), max(1, info.grid.width // factor))
+        data = src.read(list(info.bands), out_shape=shape).astype(np.float32)
+    valid = np.isfinite(data)
+    if info.nodata is not None and not np.isnan(info.nodata):
+        valid &= data != np.float32(info.nodata)
+    if not valid.any():
+        raise InputError(f"{info.path} has no valid pixels (everything is nodata)")
+    return BandScaling.fit(data, valid)
+
+
+def super_resolve(
+    input_path: str,
+    output_path: str,
+    config: DIPConfig,
+    io: IOOptions = IOOptions(),
+    progress: Progress | None = None,
+) -> RunResult:
+    """Super-resolve ``input_path`` by ``config.scale`` with Deep Image Prior into a GeoTIFF."""
+    from .dip import super_resolve_tile
+
+    recorder = _Recorder(progress or NullProgress())
+    start = time.perf_counter()
+    info = _open_input(input_path, output_path, io, recorder)
+    s = config.scale
+    if min(info.grid.width, info.grid.height) < config.min_input_size:
+        raise InputError(
+            f"image {info.grid.width}×{info.grid.height} is smaller than the network needs: "
+            f"at least {config.min_input_size}×{config.min_input_size} input pixels at ×{s}"
+        )
+    kernel = make_kernel(config.kernel, s)
+    device = resolve_device(config.device)
+    scaling = fit_scaling(info)
+    recorder.info(
+        f"device {describe(device)}; ×{s}, kernel {config.kernel}, up to {config.steps} steps per tile, "
+        f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
+    )
+    dtype = output_dtype(info, io.float32)
+    steps = 0
+
+    def solve(window: Window, tile_progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal steps
+        data, valid = read_window(info, window)
+        up_valid = valid.repeat(s, axis=1).repeat(s, axis=2)
+        if not valid.any():
+            return np.zeros(up_valid.shape), up_valid
+        generator = seed_everything(config.seed)
+        tile = super_resolve_tile(scaling.normalise(data), valid, kernel, config, device, tile_progress, generator)
+        steps += tile.steps
+        return scaling.denormalise(tile.image), up_valid
+
+    with AtomicGeoTIFF(output_path, info, info.grid.refined(s), dtype, io.cog) as out:
+
+        def write(window: Window, values: np.ndarray, valid: np.ndarray) -> None:
+            out.write(window, to_dtype(values, valid, dtype, out.nodata))
+
+        run_tiles(info.grid.width, info.grid.height, len(info.bands), s, config.tiles, solve, write, recorder)
+    recorder.report(1.0, "done")
+    return RunResult(output_path, describe(device), time.perf_counter() - start, steps, recorder.messages)
+
+
+def degrade(
+    input_path: str,
+    output_path: str,
+    scale: int,
+    kernel: str = "bicubic",
+    io: IOOptions = IOOptions(),
+    progress: Progress | None = None,
+) -> RunResult:
+    """Blur with ``kernel`` and decimate by ``scale`` (the sensor model of ``core.degradation``).
+
+    The output grid is the input grid coarsened by ``scale`` (trailing rows/columns that do not fill
+    a whole block are dropped). A low-resolution pixel is nodata when any pixel of its block is.
+    """
+    recorder = _Recorder(progress or NullProgress())
+    start = time.perf_counter()
+    if scale < 2:
+        raise InputError(f"scale must be an integer ≥ 2, got {scale}")
+    info = _open_input(input_path, output_path, io, recorder)
+    if min(info.grid.width, info.grid.height) < scale:
+        raise InputError(f"image {info.grid.width}×{info.grid.height} is smaller than one {scale}×{scale} block")
+    k = make_kernel(kernel, scale)
+    data, valid = read_window(info)
+    if not valid.any():
+        raise InputError(f"{input_path} has no valid pixels (everything is nodata)")
+    filled = np.where(valid, data, np.nanmean(np.where(valid, data, np.nan), axis=(1, 2), keepdims=True))
+    filled = np.nan_to_num(filled)
+    low = degrade_array(filled, k)
+    c, h, w = low.shape
+    low_valid = valid[:, : h * scale, : w * scale].reshape(c, h, scale, w, scale).all(axis=(2, 4))
+    grid = info.grid.coarsened(scale)
+    dtype = output_dtype(info, io.float32)
+    with AtomicGeoTIFF(output_path, info, grid, dtype, io.cog) as out:
+        out.write(Window(0, 0, w, h), to_dtype(low, low_valid, dtype, out.nodata))
+    recorder.report(1.0, "done")
+    return RunResult(output_path, "cpu", time.perf_counter() - start, 0, recorder.messages)

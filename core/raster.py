@@ -1,0 +1,197 @@
+"""Raster I/O with rasterio: reading with band selection and nodata masks, atomic GeoTIFF writing.
+
+Arrays are ``(C, H, W)``. ``valid`` masks are boolean ``(C, H, W)``: false where the band equals its
+nodata value or is not finite. Outputs keep CRS, band descriptions, colour interpretation, nodata
+and dtype (values rounded and clipped to the dtype's range) unless Float32 is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+from .errors import InputError
+from .grid import Grid, Window
+
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What is needed to write a raster like the input: grid, dtype, nodata, band metadata."""
+
+    path: str
+    grid: Grid
+    dtype: str
+    nodata: float | None
+    bands: tuple[int, ...]
+    descriptions: tuple[str | None, ...]
+    colorinterp: tuple[ColorInterp, ...]
+
+
+def open_info(path: str, bands: tuple[int, ...] | None = None) -> RasterInfo:
+    """Read the metadata of ``path`` and validate the band selection (1-based indices)."""
+    if not os.path.isfile(path):
+        raise InputError(f"input {path} does not exist")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                count = src.count
+                selected = tuple(bands) if bands else tuple(range(1, count + 1))
+                for band in selected:
+                    if not 1 <= band <= count:
+                        raise InputError(f"band {band} is out of range: {path} has {count} band(s)")
+                dtype = src.dtypes[0]
+                if dtype not in SUPPORTED_DTYPES:
+                    raise InputError(f"{path}: data type {dtype} is not supported (use integer or float bands)")
+                return RasterInfo(
+                    path=path,
+                    grid=Grid(src.width, src.height, src.transform, src.crs),
+                    dtype=dtype,
+                    nodata=src.nodata,
+                    bands=selected,
+                    descriptions=tuple(src.descriptions[b - 1] for b in selected),
+                    colorinterp=tuple(src.colorinterp[b - 1] for b in selected),
+                )
+    except RasterioIOError:
+        raise InputError(f"{path} is not a raster that GDAL can read") from None
+
+
+def read_window(info: RasterInfo, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read the selected bands in ``window`` (default: all) as float32 values and a validity mask."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        try:
+            with rasterio.open(info.path) as src:
+                rio_window = None if window is None else rasterio.windows.Window(window.col_off, window.row_off, window.width, window.height)
+                data = src.read(list(info.bands), window=rio_window).astype(np.float32)
+        except RasterioIOError as exc:
+            raise InputError(f"{info.path} cannot be read: {str(exc).splitlines()[0]}") from None
+    valid = np.isfinite(data)
+    if info.nodata is not None and not np.isnan(info.nodata):
+        valid &= data != np.float32(info.nodata)
+    return data, valid
+
+
+def check_output_path(output: str, inputs: list[str]) -> None:
+    """Refuse to overwrite an input and check that the output folder exists and is writable."""
+    folder = os.path.dirname(os.path.abspath(output))
+    for path in inputs:
+        if os.path.abspath(output) == os.path.abspath(path) or (
+            os.path.exists(output) and os.path.exists(path) and os.path.samefile(output, path)
+        ):
+            raise InputError(f"output {output} is the input: choose another output path")
+    if not os.path.isdir(folder):
+        raise InputError(f"output folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"output folder {folder} is not writable")
+
+
+def output_dtype(info: RasterInfo, float32: bool) -> str:
+    return "float32" if float32 else info.dtype
+
+
+def output_nodata(info: RasterInfo, dtype: str) -> float | None:
+    """The nodata value written: the input's, or NaN for float output of a raster without one."""
+    if info.nodata is not None:
+        return info.nodata
+    return float("nan") if np.issubdtype(np.dtype(dtype), np.floating) else None
+
+
+def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | None) -> np.ndarray:
+    """Round and clip float ``values`` to ``dtype``; invalid pixels become ``nodata``."""
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.integer):
+        limits = np.iinfo(dt)
+        out = np.clip(np.rint(values), limits.min, limits.max).astype(dt)
+    else:
+        out = values.astype(dt)
+    if nodata is not None:
+        out[~valid] = nodata
+    return out
+
+
+class AtomicGeoTIFF:
+    """A GeoTIFF written to a temporary file in the target folder and renamed into place on success.
+
+    Use as a context manager; ``write(window, array)`` writes ``(C, h, w)`` blocks. On an exception
+    (including ``Cancelled``) the temporary file is removed and nothing appears at ``path``.
+    """
+
+    def __init__(self, path: str, info: RasterInfo, grid: Grid, dtype: str, cog: bool = False) -> None:
+        self.path = path
+        self.info = info
+        self.grid = grid
+        self.dtype = dtype
+        self.nodata = output_nodata(info, dtype)
+        self.cog = cog
+        folder = os.path.dirname(os.path.abspath(path))
+        handle, self.tmp = tempfile.mkstemp(prefix=".internal_sr-", suffix=".tif", dir=folder)
+        os.close(handle)
+        self.dataset = None
+
+    def __enter__(self) -> "AtomicGeoTIFF":
+        is_int = np.issubdtype(np.dtype(self.dtype), np.integer)
+        profile = dict(
+            driver="GTiff",
+            width=self.grid.width,
+            height=self.grid.height,
+            count=len(self.info.bands),
+            dtype=self.dtype,
+            transform=self.grid.transform,
+            crs=self.grid.crs,
+            nodata=self.nodata,
+            tiled=True,
+            blockxsize=256,
+            blockysize=256,
+            compress="deflate",
+            predictor=2 if is_int else 3,
+            BIGTIFF="IF_SAFER",
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self.dataset = rasterio.open(self.tmp, "w", **profile)
+        for index, description in enumerate(self.info.descriptions, start=1):
+            if description:
+                self.dataset.set_band_description(index, description)
+        try:
+            self.dataset.colorinterp = list(self.info.colorinterp)
+        except ValueError:
+            pass
+        return self
+
+    def write(self, window: Window, array: np.ndarray) -> None:
+        self.dataset.write(array, window=rasterio.windows.Window(window.col_off, window.row_off, window.width, window.height))
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.dataset.close()
+        if exc_type is not None:
+            os.remove(self.tmp)
+            return
+        try:
+            if self.cog:
+                self._to_cog()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            if os.path.exists(self.tmp):
+                os.remove(self.tmp)
+            raise
+
+    def _to_cog(self) -> None:
+        from rasterio.shutil import copy as rio_copy
+
+        cog_tmp = self.tmp + ".cog.tif"
+        try:
+            rio_copy(self.tmp, cog_tmp, driver="COG", compress="DEFLATE")
+            os.replace(cog_tmp, self.tmp)
+        finally:
+            if os.path.exists(cog_tmp):
+                os.remove(cog_tmp)
