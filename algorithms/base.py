@@ -1,0 +1,463 @@
+"""The one base class of every Internal SR Processing algorithm.
+
+An algorithm here only translates: QGIS parameters in, one call into :mod:`internal_sr.core`, the output
+path out. The base class owns everything the algorithms share:
+
+* parameter helpers that attach a help string to each parameter (shown in the dialog's tooltips and
+  collected into :meth:`shortHelpString`);
+* the split between the main thread and the worker: :meth:`prepareAlgorithm` (main thread) resolves the
+  input layer to a file path and validates it, and leaves a :class:`Job` made only of plain Python values;
+  :meth:`processAlgorithm` (a background thread when run from the toolbox) runs that job and touches no
+  layer, project or canvas;
+* :class:`FeedbackProgress`, the adapter from the engine's progress protocol to ``QgsProcessingFeedback``;
+* error translation: an engine ``InputError`` becomes a ``QgsProcessingException`` carrying its one-line
+  message; ``Cancelled`` ends the run cleanly, with no output and no error.
+
+The engine (torch, rasterio) is imported only inside a job, so the provider loads without it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from qgis.core import (
+    Qgis,
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
+
+from ..core.deps import install_hint, missing_dependencies
+from ..core.errors import Cancelled, InputError
+
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ICON_PATH = os.path.join(PLUGIN_DIR, "icon.svg")
+HELP_URL = "https://github.com/internal-sr/internal_sr"
+
+#: Kernel names offered in the KERNEL enum (the engine's spellings).
+KERNELS = ("bicubic", "lanczos2", "lanczos3", "gaussian")
+#: Default Gaussian standard deviation, in low-resolution (input) pixels.
+DEFAULT_SIGMA = 0.5
+#: File extensions the engine writes (GeoTIFF through rasterio).
+RASTER_EXTENSIONS = (".tif", ".tiff")
+
+
+def tr(text: str) -> str:
+    """Translate ``text`` in the plugin's context."""
+    return QCoreApplication.translate("InternalSR", text)
+
+
+def kernel_spec(name: str, sigma: float | None = None, kernel_file: str | None = None) -> str:
+    """The engine's kernel string: a ``.npy`` file overrides ``name``; ``gaussian`` takes ``sigma``."""
+    if kernel_file:
+        return kernel_file
+    if name == "gaussian":
+        return f"gaussian:{DEFAULT_SIGMA if sigma is None else sigma:g}"
+    return name
+
+
+def one_line(message: object) -> str:
+    """``message`` squeezed onto one line (QGIS shows Processing errors in a one-line bar)."""
+    return " ".join(str(message).split())
+
+
+# ----------------------------------------------------------------------------------------------
+# Enum values that moved into ``Qgis`` in later QGIS versions (scoped in QGIS 4): pick what exists.
+
+
+def _advanced_flag() -> Any:
+    flags = getattr(Qgis, "ProcessingParameterFlag", None)
+    return flags.Advanced if flags is not None else QgsProcessingParameterDefinition.Flag.FlagAdvanced
+
+
+def _number_type(integer: bool) -> Any:
+    types = getattr(Qgis, "ProcessingNumberParameterType", None)
+    if types is not None:
+        return types.Integer if integer else types.Double
+    return QgsProcessingParameterNumber.Type.Integer if integer else QgsProcessingParameterNumber.Type.Double
+
+
+def _file_behavior() -> Any:
+    behaviors = getattr(Qgis, "ProcessingFileParameterBehavior", None)
+    return behaviors.File if behaviors is not None else QgsProcessingParameterFile.Behavior.File
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+class FeedbackProgress:
+    """The engine's ``Progress`` protocol over a ``QgsProcessingFeedback`` (callable from any thread).
+
+    Fractions become the 0–100 progress bar; messages become the progress text, at most one every
+    ``text_interval`` seconds (QGIS also writes progress text to the log, so per-step messages would
+    flood it); ``info`` goes to the log; ``cancelled`` asks the feedback.
+    """
+
+    def __init__(self, feedback: QgsProcessingFeedback | None, text_interval: float = 2.0) -> None:
+        self.feedback = feedback
+        self.text_interval = text_interval
+        self._last_text = ""
+        self._last_text_time = float("-inf")
+
+    def report(self, fraction: float, message: str = "") -> None:
+        if self.feedback is None:
+            return
+        self.feedback.setProgress(100.0 * min(max(float(fraction), 0.0), 1.0))
+        now = time.monotonic()
+        if message and message != self._last_text and now - self._last_text_time >= self.text_interval:
+            self._last_text, self._last_text_time = message, now
+            self.feedback.setProgressText(message)
+
+    def info(self, message: str) -> None:
+        if self.feedback is not None:
+            self.feedback.pushInfo(message)
+
+    def cancelled(self) -> bool:
+        return self.feedback is not None and self.feedback.isCanceled()
+
+
+@dataclass(frozen=True)
+class RasterSource:
+    """The input raster resolved on the main thread: a path GDAL/rasterio can open, and its shape."""
+
+    path: str
+    name: str
+    band_count: int
+    width: int
+    height: int
+
+
+@dataclass
+class Job:
+    """What :meth:`InternalSRAlgorithm.processAlgorithm` runs: plain Python values only.
+
+    run: calls the engine with a ``Progress`` and returns its ``RunResult``.
+    settings: label → value, logged before the run.
+    """
+
+    run: Callable[[Any], Any]
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def engine_errors() -> Iterator[None]:
+    """Turn an engine ``InputError`` into a ``QgsProcessingException`` with its one-line message."""
+    try:
+        yield
+    except InputError as error:
+        raise QgsProcessingException(one_line(error)) from error
+
+
+class InternalSRAlgorithm(QgsProcessingAlgorithm):
+    """Base of the Internal SR algorithms: parameter helpers, threading split, progress and errors.
+
+    Subclasses set :attr:`ALGORITHM_ID`, :attr:`DISPLAY_NAME` and :attr:`SUMMARY`, declare their
+    parameters in ``initAlgorithm`` with the ``add_*`` helpers, and implement :meth:`prepare_job`.
+    """
+
+    INPUT = "INPUT"
+    BANDS = "BANDS"
+    SCALE = "SCALE"
+    KERNEL = "KERNEL"
+    SIGMA = "SIGMA"
+    KERNEL_FILE = "KERNEL_FILE"
+    OUTPUT = "OUTPUT"
+
+    ALGORITHM_ID = ""
+    DISPLAY_NAME = ""
+    #: HTML paragraphs placed before the parameter list in the help panel.
+    SUMMARY = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._help: list[tuple[str, str]] = []
+        self._job: Job | None = None
+        self._checking = False
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def name(self) -> str:
+        return self.ALGORITHM_ID
+
+    def displayName(self) -> str:  # noqa: N802
+        return tr(self.DISPLAY_NAME)
+
+    def group(self) -> str:
+        return tr("Super-resolution")
+
+    def groupId(self) -> str:  # noqa: N802
+        return "superresolution"
+
+    def icon(self) -> QIcon:
+        return QIcon(ICON_PATH)
+
+    def helpUrl(self) -> str:  # noqa: N802
+        return HELP_URL
+
+    def createInstance(self) -> InternalSRAlgorithm:  # noqa: N802
+        return type(self)()
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        items = "".join(f"<li><b>{label}</b>: {text}</li>" for label, text in self._help)
+        return f"{tr(self.SUMMARY)}<h3>{tr('Parameters')}</h3><ul>{items}</ul>"
+
+    # -- parameter helpers ------------------------------------------------------------------
+
+    def add_parameter(self, parameter: QgsProcessingParameterDefinition, help_text: str, advanced: bool = False) -> None:
+        """Add ``parameter`` with its help (tooltip and help panel), optionally under Advanced."""
+        help_text = tr(help_text)
+        if hasattr(parameter, "setHelp"):
+            parameter.setHelp(help_text)
+        if advanced:
+            parameter.setFlags(parameter.flags() | _advanced_flag())
+        self._help.append((parameter.description(), help_text))
+        self.addParameter(parameter)
+
+    def add_raster_input(self, help_text: str) -> None:
+        self.add_parameter(QgsProcessingParameterRasterLayer(self.INPUT, tr("Input raster")), help_text)
+
+    def add_bands(self) -> None:
+        self.add_parameter(
+            QgsProcessingParameterBand(self.BANDS, tr("Bands"), None, self.INPUT, optional=True, allowMultiple=True),
+            "Bands to process, numbered from 1. Leave empty to process every band. The output has these "
+            "bands, in this order, with their names.",
+        )
+
+    def add_int(
+        self,
+        name: str,
+        description: str,
+        default: int,
+        help_text: str,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        advanced: bool = False,
+    ) -> None:
+        parameter = QgsProcessingParameterNumber(name, tr(description), _number_type(True), default)
+        if minimum is not None:
+            parameter.setMinimum(minimum)
+        if maximum is not None:
+            parameter.setMaximum(maximum)
+        self.add_parameter(parameter, help_text, advanced)
+
+    def add_choice(
+        self, name: str, description: str, options: tuple[str, ...], help_text: str, advanced: bool = False
+    ) -> None:
+        """An enum whose values are the option strings themselves (``"KERNEL": "lanczos3"`` in scripts)."""
+        parameter = QgsProcessingParameterEnum(name, tr(description), list(options), False, options[0], False)
+        parameter.setUsesStaticStrings(True)
+        self.add_parameter(parameter, help_text, advanced)
+
+    def add_bool(self, name: str, description: str, default: bool, help_text: str, advanced: bool = False) -> None:
+        self.add_parameter(QgsProcessingParameterBoolean(name, tr(description), default), help_text, advanced)
+
+    def add_scale(self) -> None:
+        self.add_int(
+            self.SCALE,
+            "Scale factor",
+            2,
+            "Integer refinement of the pixel grid: 2 turns 20 m pixels into 10 m pixels (and doubles width "
+            "and height). 2 is the safe choice; 3 and 4 work but invent more detail.",
+            minimum=2,
+            maximum=16,
+        )
+
+    def add_kernel(self, advanced: bool = False) -> None:
+        """KERNEL, SIGMA and KERNEL_FILE: the blur of the sensor model, shared by DIP and degrade."""
+        self.add_choice(
+            self.KERNEL,
+            "Blur kernel",
+            KERNELS,
+            "How one low-resolution pixel is made from the high-resolution scene. 'bicubic' suits most "
+            "resampled products; 'lanczos2'/'lanczos3' are sharper; 'gaussian' models an optical sensor's "
+            "point spread (width set by Gaussian sigma).",
+            advanced,
+        )
+        sigma = QgsProcessingParameterNumber(
+            self.SIGMA, tr("Gaussian sigma (input pixels)"), _number_type(False), DEFAULT_SIGMA, True, 0.05, 10.0
+        )
+        self.add_parameter(
+            sigma,
+            "Standard deviation of the 'gaussian' kernel in input (low-resolution) pixels; 0.4–0.7 is typical "
+            "of multispectral sensors. Ignored by the other kernels.",
+            advanced,
+        )
+        self.add_parameter(
+            QgsProcessingParameterFile(
+                self.KERNEL_FILE, tr("Kernel file (.npy)"), _file_behavior(), "npy", None, True, tr("NumPy kernel (*.npy)")
+            ),
+            "Optional 2-D kernel of odd size saved with NumPy (for example estimated by KernelGAN). When set it "
+            "replaces the blur kernel above.",
+            advanced,
+        )
+
+    def add_output(self, description: str, help_text: str) -> None:
+        self.add_parameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr(description)), help_text)
+
+    # -- reading parameters (main thread) ---------------------------------------------------
+
+    def read_source(self, parameters: dict[str, Any], context: QgsProcessingContext) -> RasterSource:
+        """Resolve INPUT to a file GDAL can read; raise a one-line ``QgsProcessingException`` if not."""
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None or not layer.isValid():
+            raise QgsProcessingException(self._not_a_raster(parameters))
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                tr("Input raster {} comes from the '{}' provider: only file rasters read by GDAL (e.g. GeoTIFF) "
+                   "can be super-resolved; export it to GeoTIFF first").format(layer.name(), layer.providerType())
+            )
+        if not os.path.isfile(layer.source()):
+            raise QgsProcessingException(
+                tr("Input raster {} is not a single file on disk ({}): export it to GeoTIFF first").format(
+                    layer.name(), layer.source()
+                )
+            )
+        return RasterSource(layer.source(), layer.name(), layer.bandCount(), layer.width(), layer.height())
+
+    def _not_a_raster(self, parameters: dict[str, Any]) -> str:
+        value = parameters.get(self.INPUT)
+        shown = value.name() if hasattr(value, "name") else one_line(value)
+        return tr("Input {} is not a raster QGIS can open (INPUT must be a raster layer or raster file)").format(shown)
+
+    def read_bands(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, source: RasterSource
+    ) -> tuple[int, ...] | None:
+        """BANDS as 1-based indices checked against the input (``None``: every band)."""
+        bands = tuple(int(b) for b in self.parameterAsInts(parameters, self.BANDS, context))
+        for band in bands:
+            if not 1 <= band <= source.band_count:
+                raise QgsProcessingException(
+                    tr("Band {} is out of range: {} has bands 1 to {}").format(band, source.name, source.band_count)
+                )
+        return bands or None
+
+    def read_kernel(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
+    ) -> str:
+        """KERNEL, SIGMA and KERNEL_FILE as the engine's kernel string."""
+        name = self.parameterAsEnumString(parameters, self.KERNEL, context) or KERNELS[0]
+        sigma = self.parameterAsDouble(parameters, self.SIGMA, context) or None
+        kernel_file = self.parameterAsFile(parameters, self.KERNEL_FILE, context)
+        if kernel_file and feedback is not None:
+            feedback.pushInfo(tr("Kernel file {} replaces the '{}' kernel").format(kernel_file, name))
+        return kernel_spec(name, sigma, kernel_file)
+
+    def read_output(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
+        """OUTPUT as a GeoTIFF path (the engine writes GeoTIFF only).
+
+        While checking parameters only a plain path is checked: resolving a temporary output would
+        register a second file for loading in ``context``.
+        """
+        if self._checking:
+            value = parameters.get(self.OUTPUT)
+            if not isinstance(value, str) or value == QgsProcessing.TEMPORARY_OUTPUT:
+                return ""
+            path = value
+        else:
+            path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        if not path and not self._checking:
+            raise QgsProcessingException(tr("No output file was given"))
+        if path and not path.lower().endswith(RASTER_EXTENSIONS):
+            raise QgsProcessingException(
+                tr("Output {} must be a GeoTIFF file ending in .tif or .tiff").format(path)
+            )
+        return path
+
+    def checkParameterValues(  # noqa: N802
+        self, parameters: dict[str, Any], context: QgsProcessingContext
+    ) -> tuple[bool, str]:
+        """Say what is wrong in the user's terms (QGIS alone says 'Incorrect parameter value for SCALE',
+        or 'not found' for a file that exists but is not a raster)."""
+        if parameters.get(self.INPUT) is not None and self.parameterAsRasterLayer(parameters, self.INPUT, context) is None:
+            return False, self._not_a_raster(parameters)
+        for definition in self.parameterDefinitions():
+            if not isinstance(definition, QgsProcessingParameterNumber):
+                continue
+            try:
+                value = float(parameters[definition.name()])
+            except (KeyError, TypeError, ValueError):
+                continue  # absent, None, an expression: left to QGIS
+            if value < definition.minimum():
+                limit = tr("at least {:g}").format(definition.minimum())
+            elif value > definition.maximum():
+                limit = tr("at most {:g}").format(definition.maximum())
+            else:
+                continue
+            return False, tr("{} ({}) must be {}, got {:g}").format(
+                definition.description(), definition.name(), limit, value
+            )
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        # Everything prepare_job checks (bands against the input, tiles, output type, the engine's own
+        # InputError) fails here, before the run: QGIS reports errors raised in prepareAlgorithm only
+        # to the log, as "There were errors executing the algorithm".
+        missing = missing_dependencies()
+        if missing:
+            return False, install_hint(missing)
+        self._checking = True
+        try:
+            with engine_errors():
+                self.prepare_job(parameters, context, None)
+        except QgsProcessingException as error:
+            return False, one_line(error.args[0] if error.args else error)
+        finally:
+            self._checking = False
+        return True, ""
+
+    # -- running ----------------------------------------------------------------------------
+
+    def prepare_job(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
+    ) -> Job:
+        """Read and check the parameters (main thread) and return the job to run; subclasses implement it."""
+        raise NotImplementedError
+
+    def prepareAlgorithm(  # noqa: N802
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> bool:
+        missing = missing_dependencies()
+        if missing:
+            raise QgsProcessingException(install_hint(missing))
+        with engine_errors():
+            self._job = self.prepare_job(parameters, context, feedback)
+        return True
+
+    def processAlgorithm(  # noqa: N802
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
+        job, self._job = self._job, None
+        if job is None:
+            raise QgsProcessingException(tr("The algorithm was run without being prepared"))
+        progress = FeedbackProgress(feedback)
+        for label, value in job.settings.items():
+            progress.info(f"{label}: {value}")
+        try:
+            with engine_errors():
+                result = job.run(progress)
+        except Cancelled:
+            progress.info(tr("Cancelled: nothing was written"))
+            return {}
+        progress.info(
+            tr("Done on {} in {:.1f} s ({} optimisation steps): {}").format(
+                result.device, result.seconds, result.steps, result.output_path
+            )
+        )
+        return {self.OUTPUT: result.output_path}

@@ -1,0 +1,60 @@
+"""Processing algorithm ``internal_sr:degrade``: blur and downsample a raster (the sensor model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+
+from ..core.config import IOOptions
+from .base import InternalSRAlgorithm, Job, tr
+
+
+class DegradeAlgorithm(InternalSRAlgorithm):
+    """Parameters → ``core.pipeline.degrade`` (the same degradation the super-resolution inverts)."""
+
+    ALGORITHM_ID = "degrade"
+    DISPLAY_NAME = "Degrade (blur and downsample)"
+    SUMMARY = (
+        "<p>Blurs a raster with the chosen kernel and keeps one pixel per scale × scale block: the model of "
+        "the sensor that the super-resolution algorithms invert, so the two are exactly consistent.</p>"
+        "<p>Use it to test super-resolution where you know the answer (Wald protocol): degrade a raster by 2, "
+        "super-resolve the result by 2 and compare it with the original. The output keeps the CRS and origin, "
+        "with the pixel size multiplied by the scale and width and height divided by it (rows and columns "
+        "that do not fill a whole block are dropped). Band names, nodata and data type are kept.</p>"
+        "<p><b>How long</b>: seconds, on any computer.</p>"
+    )
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
+        self.add_raster_input("The raster to degrade: a file GDAL reads, any data type, any number of bands.")
+        self.add_bands()
+        self.add_scale()
+        self.add_kernel()
+        self.add_output("Degraded raster", "GeoTIFF to write.")
+
+    def prepare_job(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
+    ) -> Job:
+        source = self.read_source(parameters, context)
+        bands = self.read_bands(parameters, context, source)
+        scale = self.parameterAsInt(parameters, self.SCALE, context)
+        if scale < 2:
+            raise QgsProcessingException(tr("Scale factor must be an integer of at least 2, got {}").format(scale))
+        kernel = self.read_kernel(parameters, context, feedback)
+        io = IOOptions(bands=bands)
+        output = self.read_output(parameters, context)
+        input_path = source.path
+
+        def run(progress: Any) -> Any:
+            from ..core.pipeline import degrade
+
+            return degrade(input_path, output, scale, kernel, io, progress)
+
+        settings = {
+            tr("Input"): f"{source.name} ({source.width} × {source.height} pixels, {source.band_count} bands)",
+            tr("Bands"): ", ".join(map(str, bands)) if bands else tr("all"),
+            tr("Scale"): f"÷{scale} → {source.width // scale} × {source.height // scale} pixels",
+            tr("Kernel"): kernel,
+            tr("Output"): output,
+        }
+        return Job(run, settings)

@@ -1,0 +1,37 @@
+"""The Processing provider ``internal_sr`` that lists the plugin's algorithms in the toolbox."""
+
+from __future__ import annotations
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .base import ICON_PATH
+from .degrade import DegradeAlgorithm
+from .dip import DIPAlgorithm
+
+
+class InternalSRProvider(QgsProcessingProvider):
+    """Provider ``internal_sr`` ("Internal SR"): algorithms ``internal_sr:dip`` and ``internal_sr:degrade``."""
+
+    def id(self) -> str:
+        return "internal_sr"
+
+    def name(self) -> str:
+        return "Internal SR"
+
+    def longName(self) -> str:  # noqa: N802
+        return "Internal SR: super-resolution by internal learning"
+
+    def icon(self) -> QIcon:
+        return QIcon(ICON_PATH)
+
+    def svgIconPath(self) -> str:  # noqa: N802
+        return ICON_PATH
+
+    def loadAlgorithms(self) -> None:  # noqa: N802
+        for algorithm in (DIPAlgorithm(), DegradeAlgorithm()):
+            self.addAlgorithm(algorithm)
+
+    def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802
+        """The engine writes GeoTIFF only."""
+        return ["tif"]

@@ -1,0 +1,78 @@
+"""The QGIS plugin object: Processing provider, Raster menu entry and toolbar button.
+
+QGIS creates :class:`InternalSRPlugin` through ``classFactory`` and calls ``initProcessing`` (for
+``qgis_process``), ``initGui`` and, when the plugin is disabled or reloaded, ``unload``, which removes
+everything ``initGui`` added. The engine's heavy packages (torch, rasterio, scikit-image) are not needed
+to load the plugin; if any is missing the user is told which and how to install them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import QgsApplication
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
+
+from .algorithms.base import ICON_PATH
+from .algorithms.provider import InternalSRProvider
+from .ui.deps import report_missing_dependencies
+
+MENU = "&Internal SR"
+
+
+class InternalSRPlugin:
+    """Wires the plugin into QGIS; ``unload`` undoes ``initGui`` exactly."""
+
+    def __init__(self, iface: Any) -> None:
+        self.iface = iface
+        self.provider: InternalSRProvider | None = None
+        self.action: QAction | None = None
+        self.dialog: Any | None = None
+        self.missing: list[str] = []
+
+    def initProcessing(self) -> None:  # noqa: N802 (name fixed by QGIS)
+        """Register the Processing provider ``internal_sr`` (once)."""
+        if self.provider is None:
+            self.provider = InternalSRProvider()
+            QgsApplication.processingRegistry().addProvider(self.provider)
+
+    def initGui(self) -> None:  # noqa: N802 (name fixed by QGIS)
+        """Add the provider, the Raster ▸ Internal SR menu entry and the toolbar button."""
+        self.initProcessing()
+        self.action = QAction(QIcon(ICON_PATH), "Super-resolve raster (Deep Image Prior)…", self.iface.mainWindow())
+        self.action.setObjectName("internal_sr_super_resolve")
+        self.action.setToolTip("Internal SR: super-resolve a raster with Deep Image Prior")
+        self.action.triggered.connect(self.show_dialog)
+        self.iface.addPluginToRasterMenu(MENU, self.action)
+        self.iface.addRasterToolBarIcon(self.action)
+        self.missing = report_missing_dependencies(self.iface)
+
+    def unload(self) -> None:
+        """Remove the menu entry, the toolbar button, the dialog and the provider."""
+        if self.action is not None:
+            self.iface.removePluginRasterMenu(MENU, self.action)
+            self.iface.removeRasterToolBarIcon(self.action)
+            self.action.triggered.disconnect(self.show_dialog)
+            self.action.deleteLater()
+            self.action = None
+        if self.dialog is not None:
+            self.dialog.close()
+            self.dialog.deleteLater()
+            self.dialog = None
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
+
+    def show_dialog(self) -> None:
+        """Open the super-resolution dialog, or repeat what is missing to run it."""
+        self.missing = report_missing_dependencies(self.iface)
+        if self.missing:
+            return
+        if self.dialog is None:
+            from .ui.dialog import SuperResolveDialog
+
+            self.dialog = SuperResolveDialog(self.iface, self.iface.mainWindow())
+        self.dialog.show()
+        self.dialog.raise_()
+        self.dialog.activateWindow()

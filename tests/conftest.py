@@ -1,0 +1,22 @@
+"""Shared pytest fixtures. QGIS itself is started by pytest-qgis (``qgis_app``, ``qgis_iface``, …)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def internal_sr_provider(qgis_processing: None) -> Iterator[object]:
+    """The ``internal_sr`` Processing provider registered for one test module, removed afterwards."""
+    from qgis.core import QgsApplication
+
+    from internal_sr.algorithms.provider import InternalSRProvider
+
+    registry = QgsApplication.processingRegistry()
+    assert registry.providerById("internal_sr") is None, "the provider is already registered"
+    provider = InternalSRProvider()
+    assert registry.addProvider(provider)
+    yield provider
+    registry.removeProvider(provider)

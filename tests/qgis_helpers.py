@@ -1,0 +1,69 @@
+"""Helpers for the QGIS tests: small crops of the committed Sentinel-2 raster, grid reading, messages."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+#: 96 × 96 pixels, bands B05 B06 B07 B8A B11 B12, uint16, EPSG:32618, 20 m (see data/README.md).
+S2_20M = os.path.join(DATA, "s2_T18SVG_20m_B05-B12_crop.tif")
+S2_20M_BANDS = ("B05", "B06", "B07", "B8A", "B11", "B12")
+#: First line of every parameter-check error raised by ``processing.run`` (added by QGIS itself).
+QGIS_CHECK_HEADER = "Unable to execute algorithm"
+
+
+def crop(path: str, size: int, col_off: int = 0, row_off: int = 0) -> str:
+    """Write the ``size × size`` window of the committed 20 m crop at ``path`` (grid, bands, names kept).
+
+    Tests work on copies so that QGIS never writes ``.aux.xml`` statistics next to committed data.
+    """
+    with rasterio.open(S2_20M) as src:
+        window = Window(col_off, row_off, size, size)
+        profile = src.profile
+        profile.update(width=size, height=size, transform=src.window_transform(window), tiled=False)
+        profile.pop("blockysize", None)
+        profile.pop("blockxsize", None)
+        data = src.read(window=window)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+            dst.descriptions = src.descriptions
+    return path
+
+
+@dataclass(frozen=True)
+class GridInfo:
+    width: int
+    height: int
+    transform: tuple[float, ...]
+    crs: str
+    dtype: str
+    descriptions: tuple[str | None, ...]
+    means: tuple[float, ...]
+
+
+def grid_info(path: str) -> GridInfo:
+    """What the tests compare: grid, CRS, dtype, band names and per-band means."""
+    with rasterio.open(path) as src:
+        data = src.read().astype(np.float64)
+        return GridInfo(
+            src.width,
+            src.height,
+            tuple(src.transform)[:6],
+            src.crs.to_string() if src.crs else "",
+            src.dtypes[0],
+            tuple(src.descriptions),
+            tuple(float(band.mean()) for band in data),
+        )
+
+
+def user_message(error: BaseException) -> str:
+    """The message of a Processing error without the fixed header QGIS puts on parameter-check errors."""
+    lines = str(error).strip().splitlines()
+    if lines and lines[0].strip() == QGIS_CHECK_HEADER:
+        lines = lines[1:]
+    return "\n".join(lines)

@@ -1,0 +1,236 @@
+"""The Processing algorithms run for real through ``processing.run`` in a headless QGIS.
+
+DIP runs use few iterations on small crops of the committed Sentinel-2 raster, so they test the
+plumbing (parameters → engine → output grid, errors, cancellation), not the quality of the result.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingModelAlgorithm,
+    QgsProcessingModelChildAlgorithm,
+    QgsProcessingModelChildParameterSource,
+    QgsProcessingModelOutput,
+    QgsProcessingModelParameter,
+    QgsProcessingParameterRasterLayer,
+    QgsProject,
+    QgsRasterLayer,
+)
+from qgis_helpers import S2_20M_BANDS, crop, grid_info, user_message
+
+pytestmark = [pytest.mark.qgis, pytest.mark.usefixtures("internal_sr_provider")]
+
+FAST = {"ITERATIONS": 3, "DEVICE": "cpu", "SEED": 1}
+
+
+@pytest.fixture(scope="module")
+def crop48(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return crop(str(tmp_path_factory.mktemp("data") / "s2_20m_48.tif"), 48, 24, 24)
+
+
+@pytest.fixture(scope="module")
+def crop64(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return crop(str(tmp_path_factory.mktemp("data") / "s2_20m_64.tif"), 64, 16, 16)
+
+
+def run(algorithm: str, parameters: dict, feedback: QgsProcessingFeedback | None = None) -> dict:
+    import processing
+
+    return processing.run(f"internal_sr:{algorithm}", parameters, feedback=feedback or QgsProcessingFeedback())
+
+
+def leftovers(folder: str) -> list[str]:
+    """Temporary files the engine would leave behind after a failure or cancellation."""
+    return [name for name in os.listdir(folder) if name.startswith(".internal_sr-")]
+
+
+def test_dip_output_is_the_input_grid_refined(crop48: str, tmp_path) -> None:
+    out = str(tmp_path / "dip.tif")
+    feedback = QgsProcessingFeedback()
+    result = run("dip", {"INPUT": crop48, "BANDS": [2, 5], "SCALE": 2, **FAST, "OUTPUT": out}, feedback)
+    assert result["OUTPUT"] == out
+    src, dst = grid_info(crop48), grid_info(out)
+    assert (dst.width, dst.height) == (2 * src.width, 2 * src.height)
+    assert dst.crs == src.crs == "EPSG:32618"
+    a, b, c, d, e, f = dst.transform
+    assert (c, f) == (src.transform[2], src.transform[5])  # same origin
+    assert (a, e) == (src.transform[0] / 2, src.transform[4] / 2)  # 20 m → 10 m
+    assert (b, d) == (0.0, 0.0)
+    assert dst.dtype == "uint16"
+    assert dst.descriptions == (S2_20M_BANDS[1], S2_20M_BANDS[4])
+    # the right bands, in the right order: band means are kept to a few percent and differ by far more
+    assert dst.means == pytest.approx((src.means[1], src.means[4]), rel=0.03)
+    # QGIS reads the output over exactly the input's extent
+    layer = QgsRasterLayer(out, "dip", "gdal")
+    assert layer.isValid() and layer.bandCount() == 2
+    assert layer.extent() == QgsRasterLayer(crop48, "in", "gdal").extent()
+    log = feedback.textLog()
+    assert "Device requested: cpu" in log and "Iterations: 3" in log and "Done on cpu" in log
+
+
+def test_degrade_coarsens_the_grid_with_the_chosen_kernel(tmp_path) -> None:
+    source = crop(str(tmp_path / "in.tif"), 96)  # the whole committed crop
+    out = str(tmp_path / "low.tif")
+    run("degrade", {"INPUT": source, "SCALE": 3, "KERNEL": "gaussian", "SIGMA": 0.6, "OUTPUT": out})
+    src, dst = grid_info(source), grid_info(out)
+    assert (dst.width, dst.height) == (32, 32)
+    assert dst.transform == (60.0, 0.0, src.transform[2], 0.0, -60.0, src.transform[5])
+    assert dst.crs == src.crs and dst.dtype == "uint16" and dst.descriptions == S2_20M_BANDS
+    assert dst.means == pytest.approx(src.means, rel=0.02)  # a normalised blur keeps band means
+
+
+def test_degrade_kernel_file_overrides_kernel(tmp_path) -> None:
+    source = crop(str(tmp_path / "in.tif"), 32)
+    delta = np.zeros((3, 3))
+    delta[1, 1] = 1.0
+    kernel_file = str(tmp_path / "delta.npy")
+    np.save(kernel_file, delta)
+    out = str(tmp_path / "low.tif")
+    run("degrade", {"INPUT": source, "BANDS": [1], "SCALE": 2, "KERNEL": "lanczos3", "KERNEL_FILE": kernel_file, "OUTPUT": out})
+    with rasterio.open(source) as a, rasterio.open(out) as b:
+        high, low = a.read(1), b.read(1)
+    # a delta kernel is pure decimation: every output pixel is one input pixel of its 2 × 2 block
+    assert any(np.array_equal(low, high[i::2, j::2]) for i in (0, 1) for j in (0, 1))
+
+
+def test_model_degrade_then_dip_returns_to_the_input_grid(crop64: str, tmp_path) -> None:
+    import processing
+
+    model = QgsProcessingModelAlgorithm("degrade_then_dip", "tests")
+    model.addModelParameter(QgsProcessingParameterRasterLayer("raster", "Raster"), QgsProcessingModelParameter("raster"))
+    static = QgsProcessingModelChildParameterSource.fromStaticValue
+
+    degrade = QgsProcessingModelChildAlgorithm("internal_sr:degrade")
+    degrade.setChildId("degrade")
+    degrade.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("raster")])
+    degrade.addParameterSources("BANDS", [static([3])])
+    degrade.addParameterSources("SCALE", [static(2)])
+    model.addChildAlgorithm(degrade)
+
+    dip = QgsProcessingModelChildAlgorithm("internal_sr:dip")
+    dip.setChildId("dip")
+    dip.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput("degrade", "OUTPUT")])
+    for key, value in {"SCALE": 2, **FAST}.items():
+        dip.addParameterSources(key, [static(value)])
+    output = QgsProcessingModelOutput("restored", "Restored")
+    output.setChildId("dip")
+    output.setChildOutputName("OUTPUT")
+    dip.setModelOutputs({"restored": output})
+    model.addChildAlgorithm(dip)
+
+    destination = [p.name() for p in model.destinationParameterDefinitions()]
+    assert destination == ["dip:restored"]
+    out = str(tmp_path / "restored.tif")
+    result = processing.run(model, {"raster": crop64, "dip:restored": out})
+    assert result["dip:restored"] == out
+    src, dst = grid_info(crop64), grid_info(out)
+    assert (dst.width, dst.height, dst.transform, dst.crs) == (src.width, src.height, src.transform, src.crs)
+    assert dst.descriptions == (S2_20M_BANDS[2],)
+    assert dst.means[0] == pytest.approx(src.means[2], rel=0.03)
+
+
+class CancelAfter(QgsProcessingFeedback):
+    """A feedback whose user presses Cancel after the engine has polled it ``polls`` times."""
+
+    def __init__(self, polls: int) -> None:
+        super().__init__()
+        self.polls = polls
+        self.count = 0
+
+    def isCanceled(self) -> bool:  # noqa: N802
+        self.count += 1
+        if self.count > self.polls:
+            self.cancel()
+        return super().isCanceled()
+
+
+def test_cancel_stops_cleanly_and_writes_nothing(crop48: str, tmp_path) -> None:
+    out = str(tmp_path / "cancelled.tif")
+    feedback = CancelAfter(polls=2)
+    result = run("dip", {"INPUT": crop48, "BANDS": [1], "SCALE": 2, "ITERATIONS": 500, "DEVICE": "cpu", "OUTPUT": out}, feedback)
+    assert "OUTPUT" not in result
+    assert 3 <= feedback.count <= 6  # stopped at the first poll after the Cancel, a few steps in
+    assert not os.path.exists(out)
+    assert leftovers(str(tmp_path)) == []
+    assert "Cancelled: nothing was written" in feedback.textLog()
+
+
+def test_non_raster_input_is_a_one_line_error(tmp_path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("this is not a raster\n")
+    with pytest.raises(QgsProcessingException) as error:
+        run("dip", {"INPUT": str(notes), "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")})
+    message = user_message(error.value)
+    assert "\n" not in message and "not a raster" in message and "notes.txt" in message
+
+
+def test_band_out_of_range_is_a_one_line_error(crop48: str, tmp_path) -> None:
+    out = str(tmp_path / "out.tif")
+    with pytest.raises(QgsProcessingException) as error:
+        run("degrade", {"INPUT": crop48, "BANDS": [2, 7], "SCALE": 2, "OUTPUT": out})
+    assert user_message(error.value) == "Band 7 is out of range: s2_20m_48 has bands 1 to 6"
+    assert not os.path.exists(out)
+
+
+def test_scale_below_two_is_a_one_line_error(crop48: str, tmp_path) -> None:
+    with pytest.raises(QgsProcessingException) as error:
+        run("dip", {"INPUT": crop48, "SCALE": 1, "OUTPUT": str(tmp_path / "out.tif")})
+    assert user_message(error.value) == "Scale factor (SCALE) must be at least 2, got 1"
+
+
+@pytest.mark.parametrize(
+    ("parameters", "expected"),
+    [
+        ({"TILE_SIZE": 16, "OVERLAP": 8}, "tile overlap 8 must be"),  # refused by the engine's TileOptions
+        ({"OUTPUT": "MISSING_FOLDER"}, "does not exist"),  # refused by the engine at run time
+    ],
+)
+def test_engine_input_errors_become_one_line_processing_errors(crop48: str, tmp_path, parameters, expected) -> None:
+    if parameters.get("OUTPUT") == "MISSING_FOLDER":
+        parameters = {"OUTPUT": str(tmp_path / "missing" / "out.tif")}
+    with pytest.raises(QgsProcessingException) as error:
+        run("dip", {"INPUT": crop48, "SCALE": 2, **FAST, "OUTPUT": str(tmp_path / "out.tif"), **parameters})
+    message = user_message(error.value)
+    assert "\n" not in message and expected in message
+
+
+def test_missing_dependencies_are_named_with_the_install_command(crop48: str, tmp_path, monkeypatch) -> None:
+    from internal_sr.algorithms import base
+
+    monkeypatch.setattr(base, "missing_dependencies", lambda: ["torch", "scikit-image"])
+    with pytest.raises(QgsProcessingException) as error:
+        run("degrade", {"INPUT": crop48, "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")})
+    message = user_message(error.value)
+    assert "\n" not in message and "torch, scikit-image" in message and "pip install torch scikit-image" in message
+
+
+def test_help_and_parameters_for_analysts() -> None:
+    from qgis.core import QgsApplication
+
+    registry = QgsApplication.processingRegistry()
+    dip = registry.algorithmById("internal_sr:dip")
+    degrade = registry.algorithmById("internal_sr:degrade")
+    assert dip.displayName() == "Super-resolve (Deep Image Prior)" and dip.group() == "Super-resolution"
+    assert degrade.displayName() == "Degrade (blur and downsample)" and degrade.group() == "Super-resolution"
+    assert [p.name() for p in dip.parameterDefinitions()] == [
+        "INPUT", "BANDS", "SCALE", "ITERATIONS", "KERNEL", "SIGMA", "KERNEL_FILE",
+        "DEVICE", "FLOAT32", "SEED", "TILE_SIZE", "OVERLAP", "OUTPUT",
+    ]
+    assert [p.name() for p in degrade.parameterDefinitions()] == [
+        "INPUT", "BANDS", "SCALE", "KERNEL", "SIGMA", "KERNEL_FILE", "OUTPUT",
+    ]
+    assert dip.parameterDefinition("SCALE").defaultValue() == 2 and dip.parameterDefinition("SCALE").minimum() == 2
+    assert dip.parameterDefinition("TILE_SIZE").defaultValue() == 128
+    assert dip.parameterDefinition("OVERLAP").defaultValue() == 16
+    help_text = dip.shortHelpString()
+    assert "CPU" in help_text and "GPU" in help_text and "minutes" in help_text
+    for parameter in dip.parameterDefinitions():
+        assert parameter.description() in help_text
+    assert not QgsProject.instance().mapLayers()  # processing.run adds nothing to the project

@@ -1,0 +1,120 @@
+"""A ``QgsTask`` that runs one engine job in the background and adds its output to the map.
+
+``run()`` executes in a worker thread: it calls the engine with a :class:`TaskProgress`, stores the
+``RunResult`` or a one-line error, and never raises. ``finished()`` executes on the main thread: it adds
+the output raster to the project, or reports the error. A cancelled job writes no file (the engine's
+contract) and adds no layer.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsRasterLayer, QgsTask
+
+from ..core.config import DIPConfig, IOOptions
+from ..core.errors import Cancelled, InputError
+from .messages import LOG_TAG, notify
+
+
+class TaskProgress:
+    """The engine's ``Progress`` protocol over a ``QgsTask`` (called from the task's worker thread).
+
+    Fractions drive the task's progress bar; ``info`` messages go to the message log (thread-safe);
+    per-step messages are kept as :attr:`last_message` only, so they do not flood the log.
+    """
+
+    def __init__(self, task: QgsTask) -> None:
+        self.task = task
+        self.last_message = ""
+
+    def report(self, fraction: float, message: str = "") -> None:
+        self.task.setProgress(100.0 * min(max(float(fraction), 0.0), 1.0))
+        if message:
+            self.last_message = message
+
+    def info(self, message: str) -> None:
+        QgsMessageLog.logMessage(message, LOG_TAG, Qgis.MessageLevel.Info)
+
+    def cancelled(self) -> bool:
+        return self.task.isCanceled()
+
+
+class CoreJobTask(QgsTask):
+    """Runs ``job(progress) -> RunResult`` in the background; adds the output as layer ``layer_name``.
+
+    After completion: :attr:`result` holds the ``RunResult`` on success, :attr:`error` a one-line message
+    on failure, :attr:`layer` the layer added to the project (``None`` when nothing was added).
+    """
+
+    def __init__(
+        self,
+        description: str,
+        job: Callable[[Any], Any],
+        layer_name: str,
+        iface: Any | None = None,
+    ) -> None:
+        super().__init__(description, QgsTask.Flag.CanCancel)
+        self.job = job
+        self.layer_name = layer_name
+        self.iface = iface
+        self.result: Any | None = None
+        self.error: str | None = None
+        self.details: str | None = None
+        self.layer: QgsRasterLayer | None = None
+
+    @classmethod
+    def super_resolve(
+        cls,
+        input_path: str,
+        output_path: str,
+        config: DIPConfig,
+        io: IOOptions,
+        input_name: str,
+        iface: Any | None = None,
+    ) -> CoreJobTask:
+        """A task running ``core.pipeline.super_resolve``; the layer is named after input, method and scale."""
+
+        def job(progress: Any) -> Any:
+            from ..core.pipeline import super_resolve  # torch is imported here, in the worker, on first use
+
+            return super_resolve(input_path, output_path, config, io, progress)
+
+        name = f"{input_name} DIP ×{config.scale}"
+        return cls(f"Internal SR: super-resolve {input_name} ×{config.scale}", job, name, iface)
+
+    def run(self) -> bool:
+        """Worker thread: run the job; store the result or the error; never raise."""
+        try:
+            self.result = self.job(TaskProgress(self))
+            return True
+        except Cancelled:
+            return False
+        except InputError as error:
+            self.error = " ".join(str(error).split())
+        except Exception as error:  # noqa: BLE001 (the task must not raise; the traceback is logged)
+            self.error = f"{type(error).__name__}: {' '.join(str(error).split())}"
+            self.details = traceback.format_exc()
+        return False
+
+    def finished(self, result: bool) -> None:
+        """Main thread: add the output layer, or say why there is none."""
+        if result and self.result is not None:
+            layer = QgsRasterLayer(self.result.output_path, self.layer_name, "gdal")
+            if layer.isValid():
+                self.layer = QgsProject.instance().addMapLayer(layer)
+                notify(
+                    self.iface,
+                    f"{self.layer_name}: done on {self.result.device} in {self.result.seconds:.0f} s",
+                    Qgis.MessageLevel.Success,
+                )
+                return
+            self.error = f"the output {self.result.output_path} cannot be opened as a raster"
+        if self.error is None:
+            notify(self.iface, f"{self.description()}: cancelled, nothing was written", Qgis.MessageLevel.Info)
+            return
+        if self.details:
+            QgsMessageLog.logMessage(self.details, LOG_TAG, Qgis.MessageLevel.Critical)
+        notify(self.iface, f"{self.description()} failed: {self.error}", Qgis.MessageLevel.Critical, 0)
