@@ -69,6 +69,9 @@ class DIPConfig:
     noise_channels: int = 32
     noise_perturbation: float = 0.03
     guide_input: bool = True
+    #: Weight of the cross-scale term: the same network must also turn ``U(D(y))`` into ``y``
+    #: (requires ``guide_input``; 0 disables it).
+    cross_scale_weight: float = 1.0
     #: Exponential moving average of the output over steps (0 disables it).
     ema_decay: float = 0.99
     #: Stop when the loss has not improved by ``stop_tolerance`` (relative) in ``stop_patience`` steps.

@@ -38,7 +38,8 @@ class TileResult:
 def fill_invalid(y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Replace invalid pixels by their band's mean over valid pixels (so interpolation stays sane)."""
     count = valid.sum(dim=(-2, -1), keepdim=True).clamp(min=1)
-    mean = (y * valid).sum(dim=(-2, -1), keepdim=True) / count
+    y = torch.where(valid > 0, y, torch.zeros_like(y))  # NaN/Inf never reach a sum
+    mean = y.sum(dim=(-2, -1), keepdim=True) / count
     return torch.where(valid > 0, y, mean)
 
 
@@ -80,6 +81,10 @@ def super_resolve_tile(
     interpolated = upsample(y, s)
 
     noise = (torch.rand((1, config.noise_channels, *interpolated.shape[-2:]), generator=generator) * 0.1).to(device)
+    cross_scale = config.guide_input and config.cross_scale_weight > 0
+    if cross_scale:
+        coarser = upsample(degradation(y), s)
+        coarse_noise = (torch.rand((1, config.noise_channels, *y.shape[-2:]), generator=generator) * 0.1).to(device)
     in_channels = config.noise_channels + (bands if config.guide_input else 0)
     net = Hourglass(in_channels, bands, config.depth, config.channels, config.skip_channels).to(device)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
@@ -87,17 +92,21 @@ def super_resolve_tile(
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and not torch.cuda.is_bf16_supported())
     weight = m.sum().clamp(min=1)
 
-    def generate(inputs: torch.Tensor) -> torch.Tensor:
+    def generate(inputs: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         with autocast(device, mixed):
-            out = net(torch.cat([inputs, interpolated], 1) if config.guide_input else inputs)
+            out = net(torch.cat([inputs, guide], 1) if config.guide_input else inputs)
         out = out.float()
-        return interpolated + out if config.guide_input else out
+        return guide + out if config.guide_input else out
+
+    def perturbed(z: torch.Tensor) -> torch.Tensor:
+        return z + config.noise_perturbation * torch.randn_like(z) if config.noise_perturbation else z
 
     def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         optimiser.zero_grad(set_to_none=True)
-        inputs = noise + config.noise_perturbation * torch.randn_like(noise) if config.noise_perturbation else noise
-        x = generate(inputs)
+        x = generate(perturbed(noise), interpolated)
         loss = ((degradation(x) - y) ** 2 * m).sum() / weight
+        if cross_scale:
+            loss = loss + config.cross_scale_weight * ((generate(perturbed(coarse_noise), coarser) - y) ** 2 * m).sum() / weight
         scaler.scale(loss).backward()
         scaler.step(optimiser)
         scaler.update()

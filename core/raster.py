@@ -114,6 +114,13 @@ def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | 
         out = np.clip(np.rint(values), limits.min, limits.max).astype(dt)
     else:
         out = values.astype(dt)
+    if nodata is not None and not np.isnan(nodata):
+        # a valid pixel must never read as nodata: move it one step towards the data range
+        clash = valid & (out == nodata)
+        if np.issubdtype(dt, np.integer):
+            out[clash] = nodata + 1 if nodata < np.iinfo(dt).max else nodata - 1
+        else:
+            out[clash] = np.nextafter(dt.type(nodata), dt.type(np.inf))
     if nodata is not None:
         out[~valid] = nodata
     return out

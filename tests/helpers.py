@@ -1,0 +1,33 @@
+"""Shared test helpers: paths to the committed crops and small raster writers."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+S2_10M = os.path.join(DATA, "s2_T33UUB_10m_B4-B3-B2-B8_crop.tif")  # 128×128, 4 bands, uint16, no CRS
+S2_20M = os.path.join(DATA, "s2_T18SVG_20m_B05-B12_crop.tif")  # 96×96, 6 bands, uint16, EPSG:32618
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+def read(path: str) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read()
+
+
+def write_raster(path: str, data: np.ndarray, crs: str | None = "EPSG:32633", nodata=None, transform=None, descriptions=None) -> str:
+    """Write ``data`` ``(C, H, W)`` as a GeoTIFF (default: 10 m UTM grid at (300000, 5800000))."""
+    transform = transform or Affine(10.0, 0.0, 300000.0, 0.0, -10.0, 5800000.0)
+    with rasterio.open(
+        path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+        dtype=data.dtype, crs=CRS.from_user_input(crs) if crs else None, transform=transform, nodata=nodata,
+    ) as dst:
+        dst.write(data)
+        for i, d in enumerate(descriptions or [], start=1):
+            dst.set_band_description(i, d)
+    return path

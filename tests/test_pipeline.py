@@ -1,0 +1,164 @@
+"""File-level runs: grid, CRS, nodata, dtype, band metadata, atomic writes and clear errors."""
+
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from internal_sr.core import pipeline
+from internal_sr.core.config import DIPConfig, IOOptions, TileOptions
+from internal_sr.core.errors import Cancelled, InputError
+from internal_sr.core.progress import NullProgress
+
+from helpers import S2_10M, S2_20M, read, write_raster
+
+#: a tiny, fast configuration for I/O tests (quality is tested in test_dip.py)
+FAST = dict(iterations=2, depth=3, channels=8, noise_channels=4)
+
+
+def run_dip(src, dst, scale=2, io=IOOptions(), progress=None, **overrides):
+    return pipeline.super_resolve(str(src), str(dst), DIPConfig(scale=scale, **{**FAST, **overrides}), io, progress)
+
+
+def test_output_grid_is_the_input_grid_refined(tmp_path):
+    out = tmp_path / "sr.tif"
+    result = run_dip(S2_20M, out, scale=3, io=IOOptions(bands=(2, 5)))
+    with rasterio.open(S2_20M) as src, rasterio.open(out) as dst:
+        assert dst.crs == src.crs
+        assert (dst.width, dst.height) == (3 * src.width, 3 * src.height)
+        assert dst.transform == src.transform * Affine.scale(1 / 3)
+        assert (dst.transform.c, dst.transform.f) == (src.transform.c, src.transform.f)
+        assert dst.transform.a == pytest.approx(20 / 3)
+        assert dst.dtypes == ("uint16", "uint16")
+        assert dst.descriptions == ("B06", "B11")
+        assert dst.profile["tiled"] and dst.profile["compress"] == "deflate"
+    assert "cpu" in result.device
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32"])
+def test_dtype_is_kept_and_values_clipped_to_its_range(tmp_path, dtype):
+    base = read(S2_10M)[:2, :32, :32].astype(np.float64)
+    if dtype == "uint8":
+        data = np.clip(base / 16, 0, 255)
+    elif dtype == "int16":
+        data = base - 1500
+    else:
+        data = base
+    src = write_raster(str(tmp_path / "in.tif"), data.astype(dtype))
+    run_dip(src, tmp_path / "sr.tif")
+    out = read(str(tmp_path / "sr.tif"))
+    assert out.dtype == np.dtype(dtype)
+    # the output stays within the input's range, widened by the overshoot of sharpening
+    span = data.max() - data.min()
+    assert data.min() - span < out.min() and out.max() < data.max() + span
+    run_dip(src, tmp_path / "sr32.tif", io=IOOptions(float32=True))
+    assert read(str(tmp_path / "sr32.tif")).dtype == np.float32
+
+
+def test_nodata_is_excluded_and_written_back(tmp_path):
+    data = read(S2_10M)[:2, :48, :48].copy()
+    data[:, :10, :12] = 0
+    data[1, 30, 30] = 0
+    src = write_raster(str(tmp_path / "in.tif"), data, nodata=0)
+    run_dip(src, tmp_path / "sr.tif")
+    with rasterio.open(tmp_path / "sr.tif") as dst:
+        out = dst.read()
+        assert dst.nodata == 0
+    assert (out[:, :20, :24] == 0).all()
+    assert out[1, 60:62, 60:62].tolist() == [[0, 0], [0, 0]]
+    assert out[0, 60:62, 60:62].min() > 0  # band 1 is valid there
+    valid = np.ones(out.shape, bool)
+    valid[:, :20, :24] = False
+    valid[1, 60:62, 60:62] = False
+    assert (out[valid] > 0).all()
+
+
+def test_nan_in_float_input_becomes_nodata(tmp_path):
+    data = read(S2_10M)[:1, :32, :32].astype(np.float32)
+    data[0, 5, 5] = np.nan
+    data[0, 6, 6] = np.inf
+    src = write_raster(str(tmp_path / "in.tif"), data)
+    run_dip(src, tmp_path / "sr.tif")
+    out = read(str(tmp_path / "sr.tif"))
+    assert np.isnan(out[0, 10:12, 10:12]).all() and np.isnan(out[0, 12:14, 12:14]).all()
+    assert np.isfinite(np.delete(out.ravel(), np.flatnonzero(np.isnan(out.ravel())))).all()
+    assert np.isnan(out).sum() == 8
+
+
+def test_no_crs_still_works_with_a_warning(tmp_path):
+    result = run_dip(S2_10M, tmp_path / "sr.tif", io=IOOptions(bands=(1,)))
+    assert any("no CRS" in m for m in result.messages)
+    with rasterio.open(tmp_path / "sr.tif") as dst:
+        assert dst.crs is None and dst.width == 256
+
+
+def test_tiled_run_matches_grid_and_has_no_seam_artifacts(tmp_path):
+    run_dip(S2_20M, tmp_path / "sr.tif", io=IOOptions(bands=(1,)), tiles=TileOptions(48, 8))
+    out = read(str(tmp_path / "sr.tif")).astype(float)[0]
+    assert out.shape == (192, 192)
+    # no step at the tile borders: jumps across the seam are like jumps elsewhere
+    grad = np.abs(np.diff(out, axis=1))
+    assert grad[:, 95:97].mean() < 3 * grad.mean()
+
+
+def test_cancelled_run_writes_nothing(tmp_path):
+    class CancelSoon(NullProgress):
+        calls = 0
+
+        def cancelled(self):
+            self.calls += 1
+            return self.calls > 3
+
+    out = tmp_path / "sr.tif"
+    with pytest.raises(Cancelled):
+        run_dip(S2_20M, out, progress=CancelSoon(), iterations=50)
+    assert os.listdir(tmp_path) == []
+
+
+def test_degrade_writes_the_coarsened_grid(tmp_path):
+    out = tmp_path / "lr.tif"
+    pipeline.degrade(S2_20M, str(out), 2, "gaussian:0.5")
+    with rasterio.open(S2_20M) as src, rasterio.open(out) as dst:
+        assert (dst.width, dst.height) == (48, 48)
+        assert dst.transform == src.transform * Affine.scale(2)
+        assert dst.crs == src.crs and dst.descriptions == src.descriptions and dst.dtypes == src.dtypes
+        # block means of a smooth image are close to the blurred values
+        hr = src.read().astype(float)
+        lr = dst.read().astype(float)
+    block = hr.reshape(6, 48, 2, 48, 2).mean(axis=(2, 4))
+    assert np.abs(lr - block).mean() < 0.05 * hr.mean()
+
+
+@pytest.mark.parametrize(
+    "make_input,kwargs,message",
+    [
+        (lambda p: p.write_text("not a raster") and str(p), {}, "not a raster"),
+        (lambda p: S2_20M, {"io": IOOptions(bands=(7,))}, "band 7 is out of range"),
+        (lambda p: S2_20M, {"depth": 5, "scale": 2, "io": IOOptions(bands=(1,)), "_crop": 20}, "smaller than the network needs"),
+    ],
+)
+def test_bad_inputs_are_clear_one_line_errors(tmp_path, make_input, kwargs, message):
+    src = make_input(tmp_path / "bad.tif")
+    crop = kwargs.pop("_crop", None)
+    if crop:
+        src = write_raster(str(tmp_path / "small.tif"), read(S2_20M)[:1, :crop, :crop])
+    out = tmp_path / "out.tif"
+    with pytest.raises(InputError, match=message) as info:
+        run_dip(src, out, **kwargs)
+    assert "\n" not in str(info.value)
+    assert not out.exists()
+
+
+def test_output_equal_to_input_is_refused(tmp_path):
+    src = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :32, :32])
+    before = open(src, "rb").read()
+    with pytest.raises(InputError, match="is the input"):
+        run_dip(src, src)
+    assert open(src, "rb").read() == before
+
+
+def test_scale_below_two_is_refused():
+    with pytest.raises(InputError, match="scale"):
+        DIPConfig(scale=1)

@@ -1,0 +1,74 @@
+"""Tiling: coverage and seamless blending (an identity model gives exact nearest-neighbour output)."""
+
+import numpy as np
+import pytest
+
+from internal_sr.core.config import TileOptions
+from internal_sr.core.errors import Cancelled, InputError
+from internal_sr.core.progress import NullProgress
+from internal_sr.core.tiling import plan_tiles, run_tiles, tile_offsets
+
+
+@pytest.mark.parametrize("length,size,overlap", [(100, 32, 8), (33, 32, 4), (300, 64, 0), (64, 64, 16), (129, 40, 19)])
+def test_tiles_cover_everything_with_the_asked_overlap(length, size, overlap):
+    offsets = tile_offsets(length, size, overlap)
+    assert offsets[0] == 0 and offsets[-1] + min(size, length) == length
+    for a, b in zip(offsets, offsets[1:]):
+        assert a + size - b >= overlap
+
+
+def _nearest_neighbour_run(image: np.ndarray, scale: int, tiles: TileOptions) -> tuple[np.ndarray, list]:
+    c, h, w = image.shape
+    out = np.full((c, h * scale, w * scale), -1.0)
+    written = []
+
+    def solve(window, progress):
+        tile = image[(slice(None), *window.slices)]
+        up = tile.repeat(scale, axis=1).repeat(scale, axis=2)
+        return up, np.ones(up.shape, dtype=bool)
+
+    def write(window, values, valid):
+        written.append(window)
+        out[(slice(None), *window.slices)] = values
+
+    run_tiles(w, h, c, scale, tiles, solve, write, NullProgress())
+    return out, written
+
+
+@pytest.mark.parametrize("overlap", [0, 1, 5, 16, 31])
+@pytest.mark.parametrize("scale", [2, 3])
+def test_identity_model_is_exact_across_tile_borders(overlap, scale):
+    rng = np.random.default_rng(overlap)
+    image = rng.integers(0, 10000, size=(2, 150, 137)).astype(np.float64)
+    out, written = _nearest_neighbour_run(image, scale, TileOptions(64, overlap))
+    expected = image.repeat(scale, axis=1).repeat(scale, axis=2)
+    np.testing.assert_array_equal(np.rint(out), expected)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-9)
+    # strips are written once each, top to bottom, and nothing is left unwritten
+    rows = [(w.row_off, w.row_off + w.height) for w in written]
+    assert rows[0][0] == 0 and rows[-1][1] == 150 * scale
+    assert all(a[1] == b[0] for a, b in zip(rows, rows[1:]))
+
+
+def test_plan_for_small_image_is_one_tile():
+    plan = plan_tiles(40, 30, TileOptions(128, 16))
+    assert len(plan) == 1 and len(plan[0]) == 1 and (plan[0][0].width, plan[0][0].height) == (40, 30)
+
+
+def test_bad_tile_options():
+    with pytest.raises(InputError):
+        TileOptions(8, 2)
+    with pytest.raises(InputError):
+        TileOptions(64, 32)
+
+
+def test_cancellation_between_tiles():
+    class CancelAfterOne(NullProgress):
+        calls = 0
+
+        def cancelled(self):
+            self.calls += 1
+            return self.calls > 1
+
+    with pytest.raises(Cancelled):
+        run_tiles(100, 100, 1, 2, TileOptions(32, 4), lambda w, p: (np.zeros((1, 64, 64)), np.ones((1, 64, 64), bool)), lambda *a: None, CancelAfterOne())
