@@ -20,3 +20,13 @@ def internal_sr_provider(qgis_processing: None) -> Iterator[object]:
     assert registry.addProvider(provider)
     yield provider
     registry.removeProvider(provider)
+
+
+@pytest.fixture()
+def empty_project(qgis_iface) -> Iterator[object]:
+    """An empty QGIS project for the test, emptied again afterwards."""
+    from qgis.core import QgsProject
+
+    qgis_iface.newProject()
+    yield QgsProject.instance()
+    qgis_iface.newProject()

@@ -67,3 +67,29 @@ def user_message(error: BaseException) -> str:
     if lines and lines[0].strip() == QGIS_CHECK_HEADER:
         lines = lines[1:]
     return "\n".join(lines)
+
+
+#: 128 × 128 pixels, bands B4 B3 B2 B8, uint16, 10 m, committed without georeferencing.
+S2_10M = os.path.join(DATA, "s2_T33UUB_10m_B4-B3-B2-B8_crop.tif")
+
+
+def georeferenced_10m(path: str) -> str:
+    """Copy the 10 m crop onto a test grid (EPSG:32633, 10 m pixels, arbitrary origin) at ``path``."""
+    import warnings
+
+    from affine import Affine
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(S2_10M) as src:
+            profile = src.profile
+            data = src.read()
+            descriptions = src.descriptions
+    profile.update(crs="EPSG:32633", transform=Affine(10.0, 0.0, 310000.0, 0.0, -10.0, 5710000.0), tiled=False)
+    profile.pop("blockysize", None)
+    profile.pop("blockxsize", None)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.descriptions = descriptions
+    return path

@@ -1,0 +1,193 @@
+"""Plugin load/unload through ``classFactory`` with pytest-qgis's iface, the dialog, and source rules."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import Qt
+from qgis_helpers import crop
+
+pytestmark = pytest.mark.qgis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class RasterMenuRecorder:
+    """Stands in for the Raster menu and toolbar of the real ``QgisInterface`` (absent from the stub)."""
+
+    def __init__(self) -> None:
+        self.menu: list[tuple[str, object]] = []
+        self.toolbar: list[object] = []
+
+    def install(self, iface, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(iface, "addPluginToRasterMenu", lambda name, action: self.menu.append((name, action)), raising=False)
+        monkeypatch.setattr(iface, "removePluginRasterMenu", lambda name, action: self.menu.remove((name, action)), raising=False)
+        monkeypatch.setattr(iface, "addRasterToolBarIcon", self.toolbar.append, raising=False)
+        monkeypatch.setattr(iface, "removeRasterToolBarIcon", self.toolbar.remove, raising=False)
+
+
+@pytest.fixture()
+def recorder(qgis_iface, monkeypatch: pytest.MonkeyPatch) -> RasterMenuRecorder:
+    recorder = RasterMenuRecorder()
+    recorder.install(qgis_iface, monkeypatch)
+    return recorder
+
+
+@pytest.fixture()
+def messages(qgis_iface):
+    """The stub message bar's messages per level, emptied before the test."""
+    bar = qgis_iface.messageBar()
+    for level in bar.messages:
+        bar.messages[level].clear()
+    return bar.messages
+
+
+def test_plugin_loads_and_unloads_cleanly(qgis_iface, qgis_processing, recorder, messages) -> None:
+    import internal_sr
+
+    registry = QgsApplication.processingRegistry()
+    plugin = internal_sr.classFactory(qgis_iface)
+    plugin.initProcessing()  # QGIS calls it for plugins with hasProcessingProvider=yes
+    plugin.initGui()
+    try:
+        provider = registry.providerById("internal_sr")
+        assert provider is not None and provider.name() == "Internal SR"
+        assert sorted(a.id() for a in provider.algorithms()) == ["internal_sr:degrade", "internal_sr:dip"]
+        assert len(recorder.menu) == 1 and recorder.menu[0][0] == "&Internal SR"
+        action = recorder.menu[0][1]
+        assert recorder.toolbar == [action] and not action.icon().isNull()
+        assert messages[Qgis.MessageLevel.Warning] == []  # every dependency is installed here
+
+        action.trigger()  # opens the dialog
+        assert plugin.dialog is not None and plugin.dialog.isVisible()
+    finally:
+        plugin.unload()
+    assert registry.providerById("internal_sr") is None
+    assert recorder.menu == [] and recorder.toolbar == []
+    assert plugin.action is None and plugin.dialog is None and plugin.provider is None
+
+
+def test_plugin_names_missing_packages_and_still_loads(qgis_iface, qgis_processing, recorder, messages, monkeypatch) -> None:
+    import internal_sr
+    from internal_sr.core import deps
+
+    monkeypatch.setattr(deps, "missing_dependencies", lambda: ["torch", "rasterio"])
+    plugin = internal_sr.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        assert QgsApplication.processingRegistry().providerById("internal_sr") is not None
+        warnings = messages[Qgis.MessageLevel.Warning]
+        assert len(warnings) == 1
+        assert "torch, rasterio" in warnings[0] and "pip install torch rasterio" in warnings[0]
+        recorder.menu[0][1].trigger()  # the dialog does not open; the message is repeated
+        assert plugin.dialog is None and len(warnings) == 2
+    finally:
+        plugin.unload()
+    assert recorder.menu == [] and recorder.toolbar == []
+
+
+def test_dialog_suggests_an_output_and_refuses_to_start_without_one(qgis_iface, empty_project, tmp_path) -> None:
+    from internal_sr.ui.dialog import SuperResolveDialog
+
+    source = crop(str(tmp_path / "scene.tif"), 48)
+    layer = QgsProject.instance().addMapLayer(QgsRasterLayer(source, "scene", "gdal"))
+    dialog = SuperResolveDialog(qgis_iface)
+    try:
+        dialog.layer_combo.setLayer(layer)
+        assert dialog.bands_combo.count() == 6 and dialog.selected_bands() is None  # nothing ticked: all bands
+        assert dialog.output_widget.filePath() == str(tmp_path / "scene_dip_x2.tif")
+        dialog.scale_spin.setValue(3)
+        assert dialog.output_widget.filePath() == str(tmp_path / "scene_dip_x3.tif")
+        assert dialog.build_task().layer_name == "scene DIP ×3"
+        assert not dialog.sigma_spin.isEnabled()  # only the gaussian kernel has a sigma
+
+        dialog.output_widget.setFilePath("")
+        assert dialog.start() is None and not dialog.tasks  # the reason is shown, nothing starts
+        assert QgsApplication.taskManager().count() == 0
+    finally:
+        dialog.deleteLater()
+
+
+def test_dialog_settings_reach_the_engine(qgis_iface, empty_project, tmp_path, monkeypatch) -> None:
+    """The job the dialog builds calls ``super_resolve`` with the settings shown in the dialog."""
+    from internal_sr.core import pipeline
+    from internal_sr.ui.dialog import SuperResolveDialog
+
+    calls = []
+    monkeypatch.setattr(pipeline, "super_resolve", lambda *args: calls.append(args))
+    source = crop(str(tmp_path / "scene.tif"), 48)
+    layer = QgsProject.instance().addMapLayer(QgsRasterLayer(source, "scene", "gdal"))
+    dialog = SuperResolveDialog(qgis_iface)
+    try:
+        dialog.layer_combo.setLayer(layer)
+        dialog.bands_combo.setItemCheckState(4, Qt.CheckState.Checked)
+        dialog.bands_combo.setItemCheckState(1, Qt.CheckState.Checked)
+        dialog.kernel_combo.setCurrentText("gaussian")
+        dialog.sigma_spin.setValue(0.7)
+        dialog.iterations_spin.setValue(300)
+        dialog.device_combo.setCurrentText("cpu")
+        dialog.build_task().job("progress")
+    finally:
+        dialog.deleteLater()
+    (input_path, output_path, config, io, progress), = calls
+    assert (input_path, output_path, progress) == (source, str(tmp_path / "scene_dip_x2.tif"), "progress")
+    assert (config.scale, config.kernel, config.iterations, config.device) == (2, "gaussian:0.7", 300, "cpu")
+    assert io.bands == (2, 5) and not io.float32
+
+
+def test_root_package_imports_neither_qgis_nor_torch() -> None:
+    code = "import sys, internal_sr; assert callable(internal_sr.classFactory); print(sorted(m for m in ('qgis', 'torch', 'rasterio') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    assert result.stdout.strip() == "[]"
+
+
+def qgis_side_sources() -> list[str]:
+    files = [os.path.join(ROOT, "plugin.py"), os.path.join(ROOT, "__init__.py")]
+    for folder in ("algorithms", "ui"):
+        files += [os.path.join(ROOT, folder, f) for f in sorted(os.listdir(os.path.join(ROOT, folder))) if f.endswith(".py")]
+    return files
+
+
+def unscoped_enums(tree: ast.AST) -> list[str]:
+    """``QClass.Member`` used as a value, where Qt6 needs ``QClass.Enum.Member`` (e.g. ``Qt.AlignLeft``)."""
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
+            continue
+        owner, member = node.value.id, node.attr
+        parent = parents.get(node)
+        if isinstance(parent, ast.Attribute) or (isinstance(parent, ast.Call) and parent.func is node):
+            continue  # Qt.AlignmentFlag.AlignLeft, or a call such as QgsApplication.taskManager()
+        is_qt_class = owner == "Qt" or owner == "Qgis" or (owner[:1] == "Q" and owner[1:2].isupper())
+        if is_qt_class and member[:1].isupper() and not member.isupper() and "_" not in member:
+            found.append(f"{owner}.{member} (line {node.lineno})")
+    return found
+
+
+def test_qgis_side_imports_qt_only_through_qgis_pyqt_and_scopes_enums() -> None:
+    problems = []
+    for path in qgis_side_sources():
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read(), path)
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if name.split(".")[0] in ("PyQt5", "PyQt6", "sip") or name == "osgeo.gdal_array":
+                    problems.append(f"{os.path.relpath(path, ROOT)} imports {name}")
+        problems += [f"{os.path.relpath(path, ROOT)}: unscoped {use}" for use in unscoped_enums(tree)]
+    assert problems == []
+
+
+def test_the_enum_rule_catches_unscoped_enums() -> None:
+    tree = ast.parse("label.setAlignment(Qt.AlignLeft)\nx = Qt.AlignmentFlag.AlignLeft\nQgsApplication.taskManager()\n")
+    assert unscoped_enums(tree) == ["Qt.AlignLeft (line 1)"]

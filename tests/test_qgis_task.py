@@ -1,0 +1,74 @@
+"""The dialog's background path: ``CoreJobTask`` through the QGIS task manager."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from qgis.core import Qgis, QgsApplication, QgsProject
+from qgis_helpers import crop, grid_info
+
+from internal_sr.core.config import DIPConfig, IOOptions
+from internal_sr.ui.task import CoreJobTask
+
+pytestmark = pytest.mark.qgis
+
+
+@pytest.fixture()
+def messages(qgis_iface):
+    bar = qgis_iface.messageBar()
+    for level in bar.messages:
+        bar.messages[level].clear()
+    return bar.messages
+
+
+def wait_for(task: CoreJobTask, timeout: float = 120.0) -> list[str]:
+    """Process events until the task manager has called ``finished``; return the signals seen."""
+    seen: list[str] = []
+    task.taskCompleted.connect(lambda: seen.append("completed"))
+    task.taskTerminated.connect(lambda: seen.append("terminated"))
+    QgsApplication.taskManager().addTask(task)
+    deadline = time.monotonic() + timeout
+    while not seen and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        time.sleep(0.02)
+    assert seen, "the task did not finish in time"
+    QgsApplication.processEvents()
+    return seen
+
+
+def test_task_runs_in_the_background_and_adds_the_layer(qgis_iface, empty_project, messages, tmp_path) -> None:
+    source = crop(str(tmp_path / "field.tif"), 64, 16, 16)
+    out = str(tmp_path / "field_x2.tif")
+    config = DIPConfig(scale=2, iterations=3, device="cpu")
+    task = CoreJobTask.super_resolve(source, out, config, IOOptions(bands=(4,)), "field", qgis_iface)
+    assert wait_for(task) == ["completed"]
+    layers = QgsProject.instance().mapLayersByName("field DIP ×2")
+    assert len(layers) == 1 and layers[0].source() == out and layers[0].bandCount() == 1
+    assert (grid_info(out).width, grid_info(out).height) == (128, 128)
+    assert len(messages[Qgis.MessageLevel.Success]) == 1 and messages[Qgis.MessageLevel.Critical] == []
+
+
+def test_cancelled_task_leaves_no_file_and_no_layer(qgis_iface, empty_project, messages, tmp_path) -> None:
+    source = crop(str(tmp_path / "field.tif"), 48)
+    out = str(tmp_path / "never.tif")
+    task = CoreJobTask.super_resolve(source, out, DIPConfig(scale=2, iterations=500, device="cpu"), IOOptions(bands=(1,)), "field", qgis_iface)
+    task.cancel()  # as if the user pressed the task's cancel button before its first step
+    result = task.run()  # deterministic: run and finished called as the task manager would
+    task.finished(result)
+    assert result is False and task.error is None and task.layer is None
+    assert not os.path.exists(out) and not [f for f in os.listdir(tmp_path) if f.startswith(".internal_sr-")]
+    assert QgsProject.instance().mapLayers() == {}
+    assert any("cancelled" in m for m in messages[Qgis.MessageLevel.Info])
+
+
+def test_failed_task_reports_one_line_and_adds_nothing(qgis_iface, empty_project, messages, tmp_path) -> None:
+    source = crop(str(tmp_path / "field.tif"), 48)
+    task = CoreJobTask.super_resolve(source, str(tmp_path / "out.tif"), DIPConfig(iterations=3), IOOptions(bands=(9,)), "field", qgis_iface)
+    result = task.run()
+    task.finished(result)
+    assert result is False and task.layer is None and QgsProject.instance().mapLayers() == {}
+    assert "band 9" in task.error and "\n" not in task.error
+    (critical,) = messages[Qgis.MessageLevel.Critical]
+    assert critical.endswith(task.error) and "\n" not in critical
