@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import rasterio
@@ -22,7 +23,7 @@ from .kernels import make_kernel
 from .normalise import BandScaling
 from .progress import NullProgress, Progress
 from .raster import AtomicGeoTIFF, RasterInfo, check_output_path, open_info, output_dtype, read_window, to_dtype
-from .tiling import run_tiles
+from .tiling import Solver, run_tiles
 
 #: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
 SCALING_SAMPLE = 1024
@@ -79,6 +80,45 @@ def fit_scaling(info: RasterInfo) -> BandScaling:
     return BandScaling.fit(data, valid)
 
 
+def _dip_solver(
+    config: DIPConfig,
+    scaling: BandScaling,
+    read: Callable[[Window], tuple[np.ndarray, np.ndarray]],
+    progress: Progress,
+) -> tuple[Solver, Callable[[], int], str]:
+    """The tile solver shared by file and array runs; returns it, a step counter and the device name."""
+    from .dip import super_resolve_tile
+
+    s = config.scale
+    kernel = make_kernel(config.kernel, s)
+    device = resolve_device(config.device)
+    progress.info(
+        f"device {describe(device)}; ×{s}, kernel {config.kernel}, up to {config.steps} steps per tile, "
+        f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
+    )
+    steps = [0]
+
+    def solve(window: Window, tile_progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+        data, valid = read(window)
+        up_valid = valid.repeat(s, axis=1).repeat(s, axis=2)
+        if not valid.any():
+            return np.zeros(up_valid.shape), up_valid
+        generator = seed_everything(config.seed)
+        tile = super_resolve_tile(scaling.normalise(data), valid, kernel, config, device, tile_progress, generator)
+        steps[0] += tile.steps
+        return scaling.denormalise(tile.image), up_valid
+
+    return solve, lambda: steps[0], describe(device)
+
+
+def _check_size(width: int, height: int, config: DIPConfig) -> None:
+    if min(width, height) < config.min_input_size:
+        raise InputError(
+            f"image {width}×{height} is smaller than the network needs: "
+            f"at least {config.min_input_size}×{config.min_input_size} input pixels at ×{config.scale}"
+        )
+
+
 def super_resolve(
     input_path: str,
     output_path: str,
@@ -87,46 +127,48 @@ def super_resolve(
     progress: Progress | None = None,
 ) -> RunResult:
     """Super-resolve ``input_path`` by ``config.scale`` with Deep Image Prior into a GeoTIFF."""
-    from .dip import super_resolve_tile
-
     recorder = _Recorder(progress or NullProgress())
     start = time.perf_counter()
     info = _open_input(input_path, output_path, io, recorder)
-    s = config.scale
-    if min(info.grid.width, info.grid.height) < config.min_input_size:
-        raise InputError(
-            f"image {info.grid.width}×{info.grid.height} is smaller than the network needs: "
-            f"at least {config.min_input_size}×{config.min_input_size} input pixels at ×{s}"
-        )
-    kernel = make_kernel(config.kernel, s)
-    device = resolve_device(config.device)
-    scaling = fit_scaling(info)
-    recorder.info(
-        f"device {describe(device)}; ×{s}, kernel {config.kernel}, up to {config.steps} steps per tile, "
-        f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
-    )
+    _check_size(info.grid.width, info.grid.height, config)
+    solve, steps, device = _dip_solver(config, fit_scaling(info), lambda w: read_window(info, w), recorder)
     dtype = output_dtype(info, io.float32)
-    steps = 0
-
-    def solve(window: Window, tile_progress: Progress) -> tuple[np.ndarray, np.ndarray]:
-        nonlocal steps
-        data, valid = read_window(info, window)
-        up_valid = valid.repeat(s, axis=1).repeat(s, axis=2)
-        if not valid.any():
-            return np.zeros(up_valid.shape), up_valid
-        generator = seed_everything(config.seed)
-        tile = super_resolve_tile(scaling.normalise(data), valid, kernel, config, device, tile_progress, generator)
-        steps += tile.steps
-        return scaling.denormalise(tile.image), up_valid
-
-    with AtomicGeoTIFF(output_path, info, info.grid.refined(s), dtype, io.cog) as out:
+    with AtomicGeoTIFF(output_path, info, info.grid.refined(config.scale), dtype, io.cog) as out:
 
         def write(window: Window, values: np.ndarray, valid: np.ndarray) -> None:
             out.write(window, to_dtype(values, valid, dtype, out.nodata))
 
-        run_tiles(info.grid.width, info.grid.height, len(info.bands), s, config.tiles, solve, write, recorder)
+        run_tiles(info.grid.width, info.grid.height, len(info.bands), config.scale, config.tiles, solve, write, recorder)
     recorder.report(1.0, "done")
-    return RunResult(output_path, describe(device), time.perf_counter() - start, steps, recorder.messages)
+    return RunResult(output_path, device, time.perf_counter() - start, steps(), recorder.messages)
+
+
+def super_resolve_array(
+    image: np.ndarray,
+    config: DIPConfig,
+    valid: np.ndarray | None = None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, RunResult]:
+    """In-memory variant of ``super_resolve``: ``(C, h, w)`` values → ``(C, s·h, s·w)`` float64 values.
+
+    Used by evaluation and benchmarks; the same normalisation, tiling and solver as file runs.
+    """
+    recorder = _Recorder(progress or NullProgress())
+    start = time.perf_counter()
+    image = np.asarray(image, dtype=np.float32)
+    valid = np.isfinite(image) if valid is None else valid & np.isfinite(image)
+    c, h, w = image.shape
+    _check_size(w, h, config)
+    if not valid.any():
+        raise InputError("the image has no valid pixels")
+    solve, steps, device = _dip_solver(config, BandScaling.fit(image, valid), lambda win: (image[(slice(None), *win.slices)], valid[(slice(None), *win.slices)]), recorder)
+    out = np.zeros((c, h * config.scale, w * config.scale))
+
+    def write(window: Window, values: np.ndarray, _valid: np.ndarray) -> None:
+        out[(slice(None), *window.slices)] = values
+
+    run_tiles(w, h, c, config.scale, config.tiles, solve, write, recorder)
+    return out, RunResult("", device, time.perf_counter() - start, steps(), recorder.messages)
 
 
 def degrade(

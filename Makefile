@@ -1,0 +1,48 @@
+# internal_sr — every target sets up what it needs; `make demo` and `make test` work as the first
+# command on a fresh Debian 12 machine (run as root to let `install` fetch QGIS from Debian).
+
+PY := .venv/bin/python
+STAMP := .venv/.installed
+QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
+export QT_QPA_PLATFORM := offscreen
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install test demo bench package deploy clean
+
+install: $(STAMP)
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	@if ! /usr/bin/python3 -c "import qgis.core, venv, ensurepip" 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-qgis qgis-providers python3-venv; \
+	  else \
+	    echo "QGIS's Python bindings are missing: run 'sudo apt-get install python3-qgis qgis-providers python3-venv' or 'sudo make install'"; exit 1; \
+	  fi; \
+	fi
+	/usr/bin/python3 -m venv --system-site-packages .venv
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest
+
+demo: install
+	$(PY) benchmarks/demo.py --out out/demo
+
+bench: install
+	$(PY) benchmarks/wald.py --out benchmarks/results
+
+package:
+	rm -rf dist && mkdir -p dist
+	git archive --format=zip --prefix=internal_sr/ -o dist/internal_sr.zip HEAD \
+	  metadata.txt __init__.py plugin.py icon.svg LICENSE README.md algorithms ui core
+	@python3 -c "import os,sys; s=os.path.getsize('dist/internal_sr.zip'); print(f'dist/internal_sr.zip: {s/1e6:.2f} MB'); sys.exit(s > 25e6)"
+
+deploy:
+	mkdir -p "$(QGIS_PLUGINS)"
+	ln -sfn "$(CURDIR)" "$(QGIS_PLUGINS)/internal_sr"
+	@echo "linked $(QGIS_PLUGINS)/internal_sr -> $(CURDIR); enable 'Internal SR' in QGIS's plugin manager"
+
+clean:
+	rm -rf .venv dist out .pytest_cache
