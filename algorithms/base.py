@@ -301,7 +301,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         )
         self.add_parameter(
             QgsProcessingParameterFile(
-                self.KERNEL_FILE, tr("Kernel file (.npy)"), _file_behavior(), "npy", None, True, tr("NumPy kernel (*.npy)")
+                self.KERNEL_FILE, tr("Kernel file (.npy)"), _file_behavior(), "npy", None, True
             ),
             "Optional 2-D kernel of odd size saved with NumPy (for example estimated by KernelGAN). When set it "
             "replaces the blur kernel above.",

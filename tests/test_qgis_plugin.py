@@ -146,6 +146,26 @@ def test_root_package_imports_neither_qgis_nor_torch() -> None:
     assert result.stdout.strip() == "[]"
 
 
+BLOCK_ENGINE = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'rasterio', 'skimage'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import internal_sr.plugin, internal_sr.ui.dialog, internal_sr.ui.task, internal_sr.algorithms.provider
+from internal_sr.core.deps import missing_dependencies
+print('loaded')
+"""
+
+
+def test_qgis_side_loads_without_the_engine_packages() -> None:
+    """torch, rasterio and scikit-image are imported only when a job runs."""
+    result = subprocess.run([sys.executable, "-c", BLOCK_ENGINE], capture_output=True, text=True, cwd="/")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "loaded"
+
+
 def qgis_side_sources() -> list[str]:
     files = [os.path.join(ROOT, "plugin.py"), os.path.join(ROOT, "__init__.py")]
     for folder in ("algorithms", "ui"):

@@ -99,6 +99,13 @@ class SuperResolveDialog(QDialog):
         self.sigma_spin.setToolTip(self.tr("Gaussian standard deviation, in input pixels"))
         self._kernel_changed(self.kernel_combo.currentText())
 
+        self.kernel_file_widget = QgsFileWidget(self)
+        self.kernel_file_widget.setStorageMode(QgsFileWidget.StorageMode.GetFile)
+        self.kernel_file_widget.setFilter(self.tr("NumPy kernel (*.npy)"))
+        self.kernel_file_widget.setToolTip(
+            self.tr("Optional 2-D kernel of odd size (e.g. estimated by KernelGAN); replaces the blur kernel")
+        )
+
         self.device_combo = QComboBox(self)
         self.device_combo.addItems(list(DEVICES))
         self.float32_check = QCheckBox(self.tr("Write Float32 (otherwise keep the input data type)"), self)
@@ -119,6 +126,7 @@ class SuperResolveDialog(QDialog):
         advanced = QgsCollapsibleGroupBox(self.tr("Advanced"), self)
         advanced.setCollapsed(True)
         advanced_form = QFormLayout(advanced)
+        advanced_form.addRow(self.tr("Kernel file (.npy)"), self.kernel_file_widget)
         advanced_form.addRow(self.tr("Random seed"), self.seed_spin)
         advanced_form.addRow(self.tr("Tile size (input pixels)"), self.tile_spin)
         advanced_form.addRow(self.tr("Tile overlap (input pixels)"), self.overlap_spin)
@@ -219,7 +227,9 @@ class SuperResolveDialog(QDialog):
             raise InputError(self.tr("The output must not overwrite the input"))
         config = DIPConfig(
             scale=self.scale_spin.value(),
-            kernel=kernel_spec(self.kernel_combo.currentText(), self.sigma_spin.value()),
+            kernel=kernel_spec(
+                self.kernel_combo.currentText(), self.sigma_spin.value(), self.kernel_file_widget.filePath().strip()
+            ),
             iterations=self.iterations_spin.value() or None,
             seed=self.seed_spin.value(),
             device=self.device_combo.currentText(),
