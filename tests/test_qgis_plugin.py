@@ -211,3 +211,26 @@ def test_qgis_side_imports_qt_only_through_qgis_pyqt_and_scopes_enums() -> None:
 def test_the_enum_rule_catches_unscoped_enums() -> None:
     tree = ast.parse("label.setAlignment(Qt.AlignLeft)\nx = Qt.AlignmentFlag.AlignLeft\nQgsApplication.taskManager()\n")
     assert unscoped_enums(tree) == ["Qt.AlignLeft (line 1)"]
+
+
+REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email", "repository", "tracker")
+
+
+def test_metadata_as_qgis_reads_it(tmp_path) -> None:
+    """QGIS's own plugin finder reads metadata.txt with every field the official repository requires."""
+    import qgis.utils
+
+    import internal_sr
+    from internal_sr.core import __version__ as engine_version
+
+    (tmp_path / "internal_sr").symlink_to(ROOT, target_is_directory=True)
+    ((name, parser),) = list(qgis.utils.findPlugins(str(tmp_path)))
+    assert name == "internal_sr" and parser is not None
+    general = parser["general"]
+    assert all(general.get(field, "").strip() for field in REQUIRED_METADATA)
+    assert general["name"] == "Internal SR" and general["qgisMinimumVersion"] == "3.22"
+    assert general["version"] == internal_sr.__version__ == engine_version
+    assert general["tracker"] == general["repository"] + "/issues"
+    assert general["hasProcessingProvider"] == "yes" and general["category"] == "Raster"
+    assert parser.getboolean("general", "experimental") in (True, False)
+    assert os.path.isfile(os.path.join(ROOT, general["icon"])) and os.path.isfile(os.path.join(ROOT, "LICENSE"))
