@@ -53,7 +53,7 @@ class InternalSRPlugin:
         self.missing = report_missing_dependencies(self.iface)
 
     def unload(self) -> None:
-        """Remove the menu entry, the toolbar button, the dialog and the provider."""
+        """Remove the menu entry, the toolbar button, the dialog (cancelling its jobs) and the provider."""
         if self.action is not None:
             self.iface.removePluginRasterMenu(MENU, self.action)
             self.iface.removeRasterToolBarIcon(self.action)
@@ -61,6 +61,7 @@ class InternalSRPlugin:
             self.action.deleteLater()
             self.action = None
         if self.dialog is not None:
+            self.dialog.cancel_tasks()  # their finished() must not run once the plugin is gone
             self.dialog.close()
             self.dialog.deleteLater()
             self.dialog = None

@@ -254,6 +254,13 @@ class SuperResolveDialog(QDialog):
         self.accept()
         return task
 
+    def cancel_tasks(self) -> None:
+        """Cancel the jobs started from this dialog that are still queued or running."""
+        for task in self.tasks:
+            if not _is_deleted(task):
+                task.cancel()
+        self.tasks = []
+
 
 def _is_deleted(task: CoreJobTask) -> bool:
     """Whether the task manager has already deleted the task's C++ object."""
