@@ -72,6 +72,11 @@ class DIPConfig:
     #: Weight of the cross-scale term: the same network must also turn ``U(D(y))`` into ``y``
     #: (requires ``guide_input``; 0 disables it).
     cross_scale_weight: float = 1.0
+    #: Feed each step a random flip/rotation of the inputs (and undo it on the output): the output
+    #: average then becomes a self-ensemble over the 8 dihedral transforms.
+    augment: bool = True
+    #: Start the predicted correction at zero (zero-initialised output head) when ``guide_input``.
+    zero_init: bool = True
     #: Exponential moving average of the output over steps (0 disables it).
     ema_decay: float = 0.99
     #: Stop when the loss has not improved by ``stop_tolerance`` (relative) in ``stop_patience`` steps.

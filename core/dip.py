@@ -76,26 +76,34 @@ def super_resolve_tile(
     y = torch.as_tensor(observed, dtype=torch.float32, device=device)[None]
     m = torch.as_tensor(valid, dtype=torch.float32, device=device)[None]
     y = fill_invalid(y, m)
-    y, m, (h, w) = pad_to_multiple(y, m, s, 2**config.depth)
+    # the coarse pass runs the network at the input size, which must then survive ``depth`` halvings too
+    cross_scale = config.guide_input and config.cross_scale_weight > 0 and min(h, w) >= 2 ** (config.depth + 1)
+    y, m, (h, w) = pad_to_multiple(y, m, 1 if cross_scale else s, 2**config.depth)
     degradation = Degradation(kernel).to(device)
     interpolated = upsample(y, s)
 
     noise = (torch.rand((1, config.noise_channels, *interpolated.shape[-2:]), generator=generator) * 0.1).to(device)
-    cross_scale = config.guide_input and config.cross_scale_weight > 0
     if cross_scale:
         coarser = upsample(degradation(y), s)
         coarse_noise = (torch.rand((1, config.noise_channels, *y.shape[-2:]), generator=generator) * 0.1).to(device)
     in_channels = config.noise_channels + (bands if config.guide_input else 0)
     net = Hourglass(in_channels, bands, config.depth, config.channels, config.skip_channels).to(device)
+    if config.guide_input and config.zero_init:
+        torch.nn.init.zeros_(net.head.weight)
+        torch.nn.init.zeros_(net.head.bias)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     mixed = config.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and not torch.cuda.is_bf16_supported())
     weight = m.sum().clamp(min=1)
 
-    def generate(inputs: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    def generate(inputs: torch.Tensor, guide: torch.Tensor, turns: int = 0, flip: bool = False) -> torch.Tensor:
+        """The image for ``inputs`` (and ``guide``), computed on their dihedral transform (turns, flip)."""
+        z = torch.cat([inputs, guide], 1) if config.guide_input else inputs
+        z = torch.rot90(z.flip(-1) if flip else z, turns, (-2, -1))
         with autocast(device, mixed):
-            out = net(torch.cat([inputs, guide], 1) if config.guide_input else inputs)
-        out = out.float()
+            out = net(z)
+        out = torch.rot90(out.float(), -turns, (-2, -1))
+        out = out.flip(-1) if flip else out
         return guide + out if config.guide_input else out
 
     def perturbed(z: torch.Tensor) -> torch.Tensor:
@@ -103,15 +111,18 @@ def super_resolve_tile(
 
     def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         optimiser.zero_grad(set_to_none=True)
-        x = generate(perturbed(noise), interpolated)
+        turns, flip = (int(v) for v in (augmentations[i % 8] if config.augment else (0, 0)))
+        x = generate(perturbed(noise), interpolated, turns, bool(flip))
         loss = ((degradation(x) - y) ** 2 * m).sum() / weight
         if cross_scale:
-            loss = loss + config.cross_scale_weight * ((generate(perturbed(coarse_noise), coarser) - y) ** 2 * m).sum() / weight
+            coarse = generate(perturbed(coarse_noise), coarser, turns, bool(flip))
+            loss = loss + config.cross_scale_weight * ((coarse - y) ** 2 * m).sum() / weight
         scaler.scale(loss).backward()
         scaler.step(optimiser)
         scaler.update()
         return loss.detach(), x.detach()
 
+    augmentations = [(t, f) for t in range(4) for f in (0, 1)]
     stop = StopRule(config.stop_patience, config.stop_tolerance) if config.early_stop else None
     result: Optimised = optimise(step, config.steps, progress, config.ema_decay, stop, label="DIP")
     x = back_project(result.output, y, degradation, config.back_projection_steps, m)

@@ -62,8 +62,10 @@ def optimise(
         else:
             ema.mul_(ema_decay).add_(output.float(), alpha=1 - ema_decay)
         done = i + 1
-        if done % CHECK_EVERY == 0 or done == steps:
-            recent = float(torch.stack(history[-CHECK_EVERY:]).mean())
+        if done % CHECK_EVERY and done != steps:
+            progress.report(done / steps, f"{label}: step {done}/{steps}")
+        else:
+            recent = float(torch.stack(history[-CHECK_EVERY:]).mean())  # the only host/device sync
             progress.report(done / steps, f"{label}: step {done}/{steps}, loss {recent:.3g}")
             if recent < best * (1 - (stop.tolerance if stop else 0)):
                 best, best_at = recent, done
