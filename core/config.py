@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .errors import InputError
 
 #: Default optimisation steps per scale, chosen on development crops (never the benchmark crops).
-DEFAULT_ITERATIONS = {2: 1200, 3: 1500, 4: 1800}
+DEFAULT_ITERATIONS = {2: 300, 3: 300, 4: 300}
 
 
 @dataclass(frozen=True)
@@ -62,12 +62,12 @@ class DIPConfig:
     kernel: str = "bicubic"
     #: Adam steps; ``None`` picks ``DEFAULT_ITERATIONS[scale]`` (or the ×4 value for larger scales).
     iterations: int | None = None
-    learning_rate: float = 0.01
+    learning_rate: float = 0.001
     depth: int = 5
     channels: int = 128
     skip_channels: int = 4
     noise_channels: int = 32
-    noise_perturbation: float = 0.03
+    noise_perturbation: float = 0.0
     guide_input: bool = True
     #: Weight of the cross-scale term: the same network must also turn ``U(D(y))`` into ``y``
     #: (requires ``guide_input``; 0 disables it).
@@ -85,6 +85,9 @@ class DIPConfig:
     stop_tolerance: float = 0.01
     #: Final back-projection (Irani–Peleg) steps making the output consistent with the input.
     back_projection_steps: int = 20
+    #: Output averaging: the result is ``B + blend·(P − B)`` with ``P`` the back-projected DIP output
+    #: and ``B`` the back-projected bicubic image (1 keeps the DIP output alone).
+    blend: float = 0.5
     seed: int = 0
     device: str = "auto"
     mixed_precision: bool = True

@@ -43,16 +43,21 @@ def fill_invalid(y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.where(valid > 0, y, mean)
 
 
-def pad_to_multiple(y: torch.Tensor, valid: torch.Tensor, scale: int, multiple: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-    """Reflect-pad ``y`` bottom/right so ``scale × size`` is a multiple of ``multiple``; padding is invalid."""
-    h, w = y.shape[-2:]
-    step = multiple // np.gcd(multiple, scale)
-    ph, pw = (-h) % step, (-w) % step
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        y = F.pad(y, (0, pw, 0, ph), mode=mode)
-        valid = F.pad(valid, (0, pw, 0, ph))
-    return y, valid, (h, w)
+def pad_to_multiple(
+    tensors: list[torch.Tensor], valid: torch.Tensor, multiple: int, minimum: int = 0
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Pad ``(N, C, h, w)`` tensors bottom/right to a multiple of ``multiple`` (and at least ``minimum``).
+
+    Values are reflected (replicated where the image is too small to reflect); the padding is
+    marked invalid in the returned mask, so no loss sees it.
+    """
+    h, w = valid.shape[-2:]
+    ph = max(-(-h // multiple) * multiple, minimum) - h
+    pw = max(-(-w // multiple) * multiple, minimum) - w
+    if not (ph or pw):
+        return tensors, valid
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return [F.pad(t, (0, pw, 0, ph), mode=mode) for t in tensors], F.pad(valid, (0, pw, 0, ph))
 
 
 def super_resolve_tile(
@@ -76,16 +81,18 @@ def super_resolve_tile(
     y = torch.as_tensor(observed, dtype=torch.float32, device=device)[None]
     m = torch.as_tensor(valid, dtype=torch.float32, device=device)[None]
     y = fill_invalid(y, m)
-    # the coarse pass runs the network at the input size, which must then survive ``depth`` halvings too
-    cross_scale = config.guide_input and config.cross_scale_weight > 0 and min(h, w) >= 2 ** (config.depth + 1)
-    y, m, (h, w) = pad_to_multiple(y, m, 1 if cross_scale else s, 2**config.depth)
+    (y,), m = pad_to_multiple([y], m, (2**config.depth) // int(np.gcd(2**config.depth, s)))
     degradation = Degradation(kernel).to(device)
     interpolated = upsample(y, s)
-
     noise = (torch.rand((1, config.noise_channels, *interpolated.shape[-2:]), generator=generator) * 0.1).to(device)
+    cross_scale = config.guide_input and config.cross_scale_weight > 0 and min(h, w) >= 4 * s
     if cross_scale:
-        coarser = upsample(degradation(y), s)
-        coarse_noise = (torch.rand((1, config.noise_channels, *y.shape[-2:]), generator=generator) * 0.1).to(device)
+        # the coarse pair U(D(y)) → y at the input size, padded to what the hourglass accepts
+        (coarser, coarse_target), coarse_valid = pad_to_multiple(
+            [upsample(degradation(y), s), y], m, 2**config.depth, minimum=2 ** (config.depth + 1)
+        )
+        coarse_weight = coarse_valid.sum().clamp(min=1)
+        coarse_noise = (torch.rand((1, config.noise_channels, *coarser.shape[-2:]), generator=generator) * 0.1).to(device)
     in_channels = config.noise_channels + (bands if config.guide_input else 0)
     net = Hourglass(in_channels, bands, config.depth, config.channels, config.skip_channels).to(device)
     if config.guide_input and config.zero_init:
@@ -116,7 +123,7 @@ def super_resolve_tile(
         loss = ((degradation(x) - y) ** 2 * m).sum() / weight
         if cross_scale:
             coarse = generate(perturbed(coarse_noise), coarser, turns, bool(flip))
-            loss = loss + config.cross_scale_weight * ((coarse - y) ** 2 * m).sum() / weight
+            loss = loss + config.cross_scale_weight * ((coarse - coarse_target) ** 2 * coarse_valid).sum() / coarse_weight
         scaler.scale(loss).backward()
         scaler.step(optimiser)
         scaler.update()
@@ -126,5 +133,8 @@ def super_resolve_tile(
     stop = StopRule(config.stop_patience, config.stop_tolerance) if config.early_stop else None
     result: Optimised = optimise(step, config.steps, progress, config.ema_decay, stop, label="DIP")
     x = back_project(result.output, y, degradation, config.back_projection_steps, m)
+    if config.blend != 1:
+        base = back_project(interpolated, y, degradation, config.back_projection_steps, m)
+        x = base + config.blend * (x - base)
     image = x[0, :, : h * s, : w * s].float().cpu().numpy()
     return TileResult(image, result.losses, result.steps)
