@@ -348,6 +348,13 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
                 )
         return bands or None
 
+    def read_scale(self, parameters: dict[str, Any], context: QgsProcessingContext) -> int:
+        """SCALE, checked to be an integer of at least 2."""
+        scale = self.parameterAsInt(parameters, self.SCALE, context)
+        if scale < 2:
+            raise QgsProcessingException(tr("Scale factor must be an integer of at least 2, got {}").format(scale))
+        return scale
+
     def read_kernel(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
     ) -> str:

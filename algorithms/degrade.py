@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
 from ..core.config import IOOptions
 from .base import InternalSRAlgorithm, Job, tr
@@ -37,9 +37,7 @@ class DegradeAlgorithm(InternalSRAlgorithm):
     ) -> Job:
         source = self.read_source(parameters, context)
         bands = self.read_bands(parameters, context, source)
-        scale = self.parameterAsInt(parameters, self.SCALE, context)
-        if scale < 2:
-            raise QgsProcessingException(tr("Scale factor must be an integer of at least 2, got {}").format(scale))
+        scale = self.read_scale(parameters, context)
         kernel = self.read_kernel(parameters, context, feedback)
         io = IOOptions(bands=bands)
         output = self.read_output(parameters, context)

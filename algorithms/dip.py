@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
 from ..core.config import DEFAULT_ITERATIONS, DIPConfig, IOOptions, TileOptions
 from .base import InternalSRAlgorithm, Job, tr
@@ -33,11 +33,12 @@ class DIPAlgorithm(InternalSRAlgorithm):
         "<p>The output lies on the input grid refined by the scale: same CRS and origin, pixel size divided "
         "by the scale, width and height multiplied by it. Band names, nodata and the data type are kept "
         "(Float32 on request); nodata pixels stay nodata. Large rasters are processed in overlapping tiles.</p>"
-        "<p><b>Typical settings</b>: scale 2, bicubic kernel, iterations 0 (automatic: 1200 at ×2, 1500 at "
-        "×3, 1800 at ×4), device auto. Example: the 20 m Sentinel-2 bands B05–B12 to 10 m.</p>"
+        "<p><b>Typical settings</b>: scale 2, bicubic kernel, iterations 0 (automatic: "
+        + ", ".join(f"{n} at ×{s}" for s, n in DEFAULT_ITERATIONS.items())
+        + "), device auto. Example: the 20 m Sentinel-2 bands B05–B12 to 10 m.</p>"
         "<p><b>How long</b>: each 128 × 128 input tile takes a few minutes on a laptop CPU at the automatic "
         "iterations and a few seconds on a CUDA GPU. A 1000 × 1000 input is about 80 tiles: use a GPU or clip "
-        "to your area of interest first. 200–300 iterations give a quick preview.</p>"
+        "to your area of interest first. 100 iterations give a quick preview.</p>"
     )
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
@@ -97,9 +98,7 @@ class DIPAlgorithm(InternalSRAlgorithm):
     ) -> Job:
         source = self.read_source(parameters, context)
         bands = self.read_bands(parameters, context, source)
-        scale = self.parameterAsInt(parameters, self.SCALE, context)
-        if scale < 2:
-            raise QgsProcessingException(tr("Scale factor must be an integer of at least 2, got {}").format(scale))
+        scale = self.read_scale(parameters, context)
         iterations = self.parameterAsInt(parameters, self.ITERATIONS, context) or None
         device = self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0]
         tiles = TileOptions(

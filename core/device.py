@@ -40,15 +40,28 @@ def describe(device: torch.device) -> str:
     return device.type
 
 
+def bf16_ok(device: torch.device) -> bool:
+    """Native bfloat16 on this CUDA device (Ampere or newer; emulated bf16 on older GPUs is slow)."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """Autocast context for the network's forward pass (a no-op off CUDA or when disabled)."""
+    """Autocast context for the network's forward pass (a no-op off CUDA or when disabled).
+
+    bfloat16 where native, else float16 (paired with a ``GradScaler`` by the caller).
+    """
     if enabled and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
+        return torch.autocast("cuda", dtype=torch.bfloat16 if bf16_ok(device) else torch.float16)
     return contextlib.nullcontext()
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch's global generators and return a CPU generator for noise inputs."""
+    """Seed torch's global generators and return a CPU generator for noise inputs.
+
+    On CUDA, cuDNN is put in deterministic mode; reflection-padding and bilinear backward passes still
+    use atomics there, so CUDA runs repeat only up to float rounding. CPU runs repeat exactly.
+    """
     torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .config import DIPConfig
 from .degradation import Degradation, back_project, upsample
-from .device import autocast
+from .device import autocast, bf16_ok
 from .errors import InputError
 from .kernels import Kernel
 from .networks import Hourglass
@@ -88,8 +88,10 @@ def super_resolve_tile(
     cross_scale = config.guide_input and config.cross_scale_weight > 0 and min(h, w) >= 4 * s
     if cross_scale:
         # the coarse pair U(D(y)) → y at the input size, padded to what the hourglass accepts
+        hs, ws = (y.shape[-2] // s) * s, (y.shape[-1] // s) * s  # D needs whole s × s blocks
+        ys, ms = y[..., :hs, :ws], m[..., :hs, :ws]
         (coarser, coarse_target), coarse_valid = pad_to_multiple(
-            [upsample(degradation(y), s), y], m, 2**config.depth, minimum=2 ** (config.depth + 1)
+            [upsample(degradation(ys), s), ys], ms, 2**config.depth, minimum=2 ** (config.depth + 1)
         )
         coarse_weight = coarse_valid.sum().clamp(min=1)
         coarse_noise = (torch.rand((1, config.noise_channels, *coarser.shape[-2:]), generator=generator) * 0.1).to(device)
@@ -100,7 +102,7 @@ def super_resolve_tile(
         torch.nn.init.zeros_(net.head.bias)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     mixed = config.mixed_precision and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=mixed and not torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
     weight = m.sum().clamp(min=1)
 
     def generate(inputs: torch.Tensor, guide: torch.Tensor, turns: int = 0, flip: bool = False) -> torch.Tensor:

@@ -103,6 +103,10 @@ def make_kernel(spec: str, scale: int) -> Kernel:
     if spec in ("lanczos2", "lanczos3"):
         lobes = int(spec[-1])
         return Kernel(spec, scale, separable=sample_1d(lambda t: _lanczos(t, lobes), float(lobes), scale))
+    if spec.endswith(".npy") or os.path.exists(spec):
+        if not os.path.isfile(spec):
+            raise InputError(f"kernel file {spec} does not exist")
+        return Kernel(os.path.basename(spec), scale, full=load_kernel_file(spec, scale))
     if spec.startswith("gaussian"):
         try:
             sigma = float(spec.split(":", 1)[1])
@@ -111,8 +115,4 @@ def make_kernel(spec: str, scale: int) -> Kernel:
         if not 0.05 <= sigma <= 10:
             raise InputError(f"kernel {spec!r}: SIGMA must be between 0.05 and 10 low-resolution pixels")
         return Kernel(spec, scale, separable=sample_1d(lambda t: _gaussian(t, sigma), max(3.0 * sigma, 1.0), scale))
-    if spec.endswith(".npy") or os.path.exists(spec):
-        if not os.path.isfile(spec):
-            raise InputError(f"kernel file {spec} does not exist")
-        return Kernel(os.path.basename(spec), scale, full=load_kernel_file(spec, scale))
     raise InputError(f"unknown kernel {spec!r}: use bicubic, lanczos2, lanczos3, gaussian:SIGMA or a .npy file")

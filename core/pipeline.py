@@ -8,11 +8,13 @@ These are what the command line and the QGIS algorithms call. Every user error i
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from .config import DIPConfig, IOOptions
 from .degradation import degrade_array
@@ -69,9 +71,14 @@ def _open_input(input_path: str, output_path: str, io: IOOptions, progress: Prog
 def fit_scaling(info: RasterInfo) -> BandScaling:
     """Per-band normalisation fitted on at most ``SCALING_SAMPLE``² pixels (nearest-neighbour decimated read)."""
     factor = max(1, int(np.ceil(max(info.grid.width, info.grid.height) / SCALING_SAMPLE)))
-    with rasterio.open(info.path) as src:
-        shape = (len(info.bands), max(1, info.grid.height // factor), max(1, info.grid.width // factor))
-        data = src.read(list(info.bands), out_shape=shape).astype(np.float32)
+    shape = (len(info.bands), max(1, info.grid.height // factor), max(1, info.grid.width // factor))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        try:
+            with rasterio.open(info.path) as src:
+                data = src.read(list(info.bands), out_shape=shape).astype(np.float32)
+        except RasterioIOError as exc:
+            raise InputError(f"{info.path} cannot be read: {str(exc).splitlines()[0]}") from None
     valid = np.isfinite(data)
     if info.nodata is not None and not np.isnan(info.nodata):
         valid &= data != np.float32(info.nodata)

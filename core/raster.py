@@ -100,10 +100,18 @@ def output_dtype(info: RasterInfo, float32: bool) -> str:
 
 
 def output_nodata(info: RasterInfo, dtype: str) -> float | None:
-    """The nodata value written: the input's, or NaN for float output of a raster without one."""
+    """The nodata value written: the input's when ``dtype`` can hold it, else NaN for float output.
+
+    A raster without nodata gets NaN for float output (NaN/Inf input pixels become nodata) and none
+    for integer output.
+    """
+    dt = np.dtype(dtype)
     if info.nodata is not None:
-        return info.nodata
-    return float("nan") if np.issubdtype(np.dtype(dtype), np.floating) else None
+        if np.isnan(info.nodata) or np.issubdtype(dt, np.integer):
+            return info.nodata
+        if abs(info.nodata) <= np.finfo(dt).max:
+            return info.nodata
+    return float("nan") if np.issubdtype(dt, np.floating) else None
 
 
 def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | None) -> np.ndarray:
@@ -126,11 +134,18 @@ def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | 
     return out
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class AtomicGeoTIFF:
     """A GeoTIFF written to a temporary file in the target folder and renamed into place on success.
 
-    Use as a context manager; ``write(window, array)`` writes ``(C, h, w)`` blocks. On an exception
-    (including ``Cancelled``) the temporary file is removed and nothing appears at ``path``.
+    Use as a context manager; ``write(window, array)`` writes ``(C, h, w)`` blocks. On any exception
+    (including ``Cancelled`` and Ctrl-C) the temporary file is removed and nothing appears at ``path``;
+    on success stale ``.aux.xml``/``.ovr`` sidecars of a previous file at ``path`` are removed.
     """
 
     def __init__(self, path: str, info: RasterInfo, grid: Grid, dtype: str, cog: bool = False) -> None:
@@ -140,14 +155,12 @@ class AtomicGeoTIFF:
         self.dtype = dtype
         self.nodata = output_nodata(info, dtype)
         self.cog = cog
-        folder = os.path.dirname(os.path.abspath(path))
-        handle, self.tmp = tempfile.mkstemp(prefix=".internal_sr-", suffix=".tif", dir=folder)
-        os.close(handle)
+        self.tmp = ""
         self.dataset = None
 
-    def __enter__(self) -> "AtomicGeoTIFF":
+    def _profile(self) -> dict:
         is_int = np.issubdtype(np.dtype(self.dtype), np.integer)
-        profile = dict(
+        return dict(
             driver="GTiff",
             width=self.grid.width,
             height=self.grid.height,
@@ -163,41 +176,61 @@ class AtomicGeoTIFF:
             predictor=2 if is_int else 3,
             BIGTIFF="IF_SAFER",
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            self.dataset = rasterio.open(self.tmp, "w", **profile)
-        for index, description in enumerate(self.info.descriptions, start=1):
-            if description:
-                self.dataset.set_band_description(index, description)
+
+    def __enter__(self) -> "AtomicGeoTIFF":
+        handle, self.tmp = tempfile.mkstemp(prefix=".internal_sr-", suffix=".tif", dir=os.path.dirname(os.path.abspath(self.path)))
+        os.close(handle)
         try:
-            self.dataset.colorinterp = list(self.info.colorinterp)
-        except ValueError:
-            pass
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self.dataset = rasterio.open(self.tmp, "w", **self._profile())
+            for index, description in enumerate(self.info.descriptions, start=1):
+                if description:
+                    self.dataset.set_band_description(index, description)
+            try:
+                self.dataset.colorinterp = list(self.info.colorinterp)
+            except ValueError:
+                pass
+        except BaseException:
+            self._discard()
+            raise
         return self
 
     def write(self, window: Window, array: np.ndarray) -> None:
         self.dataset.write(array, window=rasterio.windows.Window(window.col_off, window.row_off, window.width, window.height))
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.dataset.close()
-        if exc_type is not None:
+    def _discard(self) -> None:
+        if self.dataset is not None and not self.dataset.closed:
+            try:
+                self.dataset.close()
+            except Exception:
+                pass
+        if os.path.exists(self.tmp):
             os.remove(self.tmp)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._discard()
             return
         try:
+            self.dataset.close()
             if self.cog:
                 self._to_cog()
+            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
             os.replace(self.tmp, self.path)
         except BaseException:
-            if os.path.exists(self.tmp):
-                os.remove(self.tmp)
+            self._discard()
             raise
+        for sidecar in (self.path + ".aux.xml", self.path + ".ovr"):
+            if os.path.exists(sidecar):
+                os.remove(sidecar)
 
     def _to_cog(self) -> None:
         from rasterio.shutil import copy as rio_copy
 
         cog_tmp = self.tmp + ".cog.tif"
         try:
-            rio_copy(self.tmp, cog_tmp, driver="COG", compress="DEFLATE")
+            rio_copy(self.tmp, cog_tmp, driver="COG", compress="DEFLATE", BIGTIFF="IF_SAFER")
             os.replace(cog_tmp, self.tmp)
         finally:
             if os.path.exists(cog_tmp):
