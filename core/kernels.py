@@ -67,6 +67,14 @@ class Kernel:
     def size(self) -> int:
         return self.as_2d.shape[0]
 
+    def footprint(self) -> "Kernel":
+        """The same support with non-negative weights (|taps|, normalised): where the kernel reads."""
+        if self.separable is not None:
+            taps = np.abs(self.separable)
+            return Kernel(self.name, self.scale, separable=taps / taps.sum())
+        taps = np.abs(self.full)
+        return Kernel(self.name, self.scale, full=taps / taps.sum())
+
 
 def sample_1d(profile, support: float, scale: int) -> np.ndarray:
     """Sample ``profile(t)`` (t in low-resolution pixels, |t| < ``support``) at the HR tap offsets."""

@@ -189,7 +189,7 @@ def degrade(
     """Blur with ``kernel`` and decimate by ``scale`` (the sensor model of ``core.degradation``).
 
     The output grid is the input grid coarsened by ``scale`` (trailing rows/columns that do not fill
-    a whole block are dropped). A low-resolution pixel is nodata when any pixel of its block is.
+    a whole block are dropped). A low-resolution pixel is nodata when any pixel under its kernel is.
     """
     recorder = _Recorder(progress or NullProgress())
     start = time.perf_counter()
@@ -205,8 +205,9 @@ def degrade(
     filled = np.where(valid, data, np.nanmean(np.where(valid, data, np.nan), axis=(1, 2), keepdims=True))
     filled = np.nan_to_num(filled)
     low = degrade_array(filled, k)
+    # a low-resolution pixel is nodata when its kernel footprint touches any nodata pixel
+    low_valid = degrade_array((~valid).astype(np.float32), k.footprint()) <= 1e-6
     c, h, w = low.shape
-    low_valid = valid[:, : h * scale, : w * scale].reshape(c, h, scale, w, scale).all(axis=(2, 4))
     grid = info.grid.coarsened(scale)
     dtype = output_dtype(info, io.float32)
     with AtomicGeoTIFF(output_path, info, grid, dtype, io.cog) as out:

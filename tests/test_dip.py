@@ -61,7 +61,8 @@ def test_too_small_image_names_the_minimum(scale, size):
         super_resolve_array(np.ones((1, size, size)), DIPConfig(scale=scale, iterations=1))
 
 
-@pytest.mark.parametrize("size", [33, 48, 70])
-def test_any_size_above_the_minimum_works(size):
-    out, _ = super_resolve_array(np.random.default_rng(0).random((2, size, size + 5)), DIPConfig(scale=2, channels=8, iterations=2))
-    assert out.shape == (2, 2 * size, 2 * (size + 5)) and np.isfinite(out).all()
+@pytest.mark.parametrize("scale,size", [(2, 33), (2, 48), (2, 70), (3, 40), (3, 64), (4, 17)])
+def test_any_size_above_the_minimum_works(scale, size):
+    image = np.random.default_rng(0).random((2, size, size + 5))
+    out, _ = super_resolve_array(image, DIPConfig(scale=scale, channels=8, iterations=2))
+    assert out.shape == (2, scale * size, scale * (size + 5)) and np.isfinite(out).all()

@@ -162,3 +162,39 @@ def test_output_equal_to_input_is_refused(tmp_path):
 def test_scale_below_two_is_refused():
     with pytest.raises(InputError, match="scale"):
         DIPConfig(scale=1)
+
+
+def test_degrade_marks_pixels_whose_kernel_touches_nodata(tmp_path):
+    data = read(S2_20M)[:1, :48, :48].copy()
+    data[0, 20, 20] = 0
+    src = write_raster(str(tmp_path / "in.tif"), data, nodata=0)
+    pipeline.degrade(src, str(tmp_path / "lr.tif"), 2, "bicubic")
+    low = read(str(tmp_path / "lr.tif"))[0]
+    # bicubic ×2 reads 8 HR pixels per axis: HR row 20 reaches LR rows 8..11 (block centres 2i+0.5 within 3.5)
+    assert (low[8:12, 8:12] == 0).all()
+    assert (low[:7] > 0).all() and (low[13:] > 0).all()
+
+
+def test_outputs_are_ordinary_files_and_replace_stale_sidecars(tmp_path):
+    out = tmp_path / "lr.tif"
+    (tmp_path / "lr.tif.aux.xml").write_text("<PAMDataset/>")
+    old = os.umask(0o022)
+    try:
+        pipeline.degrade(S2_20M, str(out), 2)
+    finally:
+        os.umask(old)
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
+    assert sorted(os.listdir(tmp_path)) == ["lr.tif"]
+
+
+def test_cog_output_and_float_nodata_beyond_float32(tmp_path):
+    data = read(S2_20M)[:1, :48, :48].astype(np.float64)
+    data[0, :4, :4] = -1e300
+    src = write_raster(str(tmp_path / "in.tif"), data, nodata=-1e300)
+    out = tmp_path / "lr.tif"
+    pipeline.degrade(src, str(out), 2, io=IOOptions(float32=True, cog=True))
+    with rasterio.open(out) as dst:
+        assert dst.dtypes[0] == "float32" and np.isnan(dst.nodata)
+        assert dst.profile["tiled"]
+        low = dst.read(1)
+    assert np.isnan(low[0, 0]) and np.isfinite(low[10:, 10:]).all()
