@@ -1,0 +1,73 @@
+"""``make demo``: super-resolve a real Sentinel-2 crop shipped with the project and draw a comparison.
+
+Wald's protocol on ``tests/data/s2_T33UUB_10m_B4-B3-B2-B8_crop.tif`` (Contains modified Copernicus
+Sentinel data 2017): the 10 m crop is degraded to 20 m with ``internal-sr degrade``, brought back
+to 10 m with ``internal-sr dip``, and shown as low-resolution | bicubic | DIP | reference (true colour
+B4, B3, B2) in a PNG beside the GeoTIFF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CROP = os.path.join(HERE, "..", "tests", "data", "s2_T33UUB_10m_B4-B3-B2-B8_crop.tif")
+
+
+def rgb(image: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Bands 1-3 of ``(C, H, W)`` stretched between per-band ``low`` and ``high`` to an ``(H, W, 3)`` in [0, 1]."""
+    return np.clip((image[:3].transpose(1, 2, 0) - low) / (high - low), 0, 1)
+
+
+def main() -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import rasterio
+
+    from internal_sr.core import metrics
+    from internal_sr.core.cli import main as cli
+    from internal_sr.core.evaluation import bicubic
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="out/demo")
+    parser.add_argument("--scale", type=int, default=2)
+    parser.add_argument("--iterations", type=int, help="DIP steps (default: DIP's own default for the scale)")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    low_path = os.path.join(args.out, "s2_20m_wald.tif")
+    sr_path = os.path.join(args.out, "s2_10m_dip.tif")
+    extra = ["--iterations", str(args.iterations)] if args.iterations else []
+    for argv in (["degrade", CROP, low_path, "--scale", str(args.scale)], ["dip", low_path, sr_path, "--scale", str(args.scale), *extra]):
+        if cli(argv) != 0:
+            return 1
+    with rasterio.open(CROP) as a, rasterio.open(low_path) as b, rasterio.open(sr_path) as c:
+        reference, low, sr = a.read().astype(float), b.read().astype(float), c.read().astype(float)
+    interpolated = bicubic(low, args.scale)
+    lo, hi = np.percentile(reference[:3], (1, 99), axis=(1, 2))
+    panels = [
+        ("low resolution (nearest)", low.repeat(args.scale, 1).repeat(args.scale, 2)),
+        (f"bicubic  {metrics.psnr(interpolated, reference):.2f} dB", interpolated),
+        (f"DIP  {metrics.psnr(sr, reference):.2f} dB", sr),
+        ("reference 10 m", reference),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
+    for ax, (title, image) in zip(axes, panels):
+        ax.imshow(rgb(image, lo, hi), interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.suptitle(f"Sentinel-2 B4/B3/B2, Wald's protocol ×{args.scale} (contains modified Copernicus Sentinel data 2017)")
+    fig.tight_layout()
+    png = os.path.join(args.out, "comparison.png")
+    fig.savefig(png, dpi=80)
+    print(f"wrote {sr_path} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
