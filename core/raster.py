@@ -109,7 +109,7 @@ def output_nodata(info: RasterInfo, dtype: str) -> float | None:
     if info.nodata is not None:
         if np.isnan(info.nodata) or np.issubdtype(dt, np.integer):
             return info.nodata
-        if abs(info.nodata) <= np.finfo(dt).max:
+        if abs(info.nodata) <= float(np.finfo(dt).max):
             return info.nodata
     return float("nan") if np.issubdtype(dt, np.floating) else None
 
