@@ -24,7 +24,7 @@ from .grid import Window
 from .kernels import make_kernel
 from .normalise import BandScaling
 from .progress import NullProgress, Progress
-from .raster import AtomicGeoTIFF, RasterInfo, check_output_path, open_info, output_dtype, read_window, to_dtype
+from .raster import AtomicGeoTIFF, as_float32, valid_mask, RasterInfo, check_output_path, open_info, output_dtype, read_window, to_dtype
 from .tiling import Solver, run_tiles
 
 #: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
@@ -76,12 +76,11 @@ def fit_scaling(info: RasterInfo) -> BandScaling:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
             with rasterio.open(info.path) as src:
-                data = src.read(list(info.bands), out_shape=shape).astype(np.float32)
+                raw = src.read(list(info.bands), out_shape=shape)
         except RasterioIOError as exc:
             raise InputError(f"{info.path} cannot be read: {str(exc).splitlines()[0]}") from None
-    valid = np.isfinite(data)
-    if info.nodata is not None and not np.isnan(info.nodata):
-        valid &= data != np.float32(info.nodata)
+    valid = valid_mask(raw, info.nodata)
+    data = as_float32(raw, valid)
     if not valid.any():
         raise InputError(f"{info.path} has no valid pixels (everything is nodata)")
     return BandScaling.fit(data, valid)

@@ -65,6 +65,20 @@ def open_info(path: str, bands: tuple[int, ...] | None = None) -> RasterInfo:
         raise InputError(f"{path} is not a raster that GDAL can read") from None
 
 
+def valid_mask(raw: np.ndarray, nodata: float | None) -> np.ndarray:
+    """True where ``raw`` (in its own dtype, so the comparison is exact) is finite and not ``nodata``."""
+    valid = np.isfinite(raw) if np.issubdtype(raw.dtype, np.floating) else np.ones(raw.shape, dtype=bool)
+    if nodata is not None and not np.isnan(nodata):
+        valid &= raw != nodata
+    return valid
+
+
+def as_float32(raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``raw`` as float32; invalid pixels (possibly beyond the float32 range) become NaN."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(valid, raw.astype(np.float32), np.float32(np.nan))
+
+
 def read_window(info: RasterInfo, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read the selected bands in ``window`` (default: all) as float32 values and a validity mask."""
     with warnings.catch_warnings():
@@ -72,13 +86,11 @@ def read_window(info: RasterInfo, window: Window | None = None) -> tuple[np.ndar
         try:
             with rasterio.open(info.path) as src:
                 rio_window = None if window is None else rasterio.windows.Window(window.col_off, window.row_off, window.width, window.height)
-                data = src.read(list(info.bands), window=rio_window).astype(np.float32)
+                raw = src.read(list(info.bands), window=rio_window)
         except RasterioIOError as exc:
             raise InputError(f"{info.path} cannot be read: {str(exc).splitlines()[0]}") from None
-    valid = np.isfinite(data)
-    if info.nodata is not None and not np.isnan(info.nodata):
-        valid &= data != np.float32(info.nodata)
-    return data, valid
+    valid = valid_mask(raw, info.nodata)
+    return as_float32(raw, valid), valid
 
 
 def check_output_path(output: str, inputs: list[str]) -> None:
