@@ -30,3 +30,12 @@ def empty_project(qgis_iface) -> Iterator[object]:
     qgis_iface.newProject()
     yield QgsProject.instance()
     qgis_iface.newProject()
+
+
+@pytest.fixture()
+def messages(qgis_iface):
+    """The stub message bar's messages per level, emptied before the test."""
+    bar = qgis_iface.messageBar()
+    for level in bar.messages:
+        bar.messages[level].clear()
+    return bar.messages

@@ -38,15 +38,6 @@ def recorder(qgis_iface, monkeypatch: pytest.MonkeyPatch) -> RasterMenuRecorder:
     return recorder
 
 
-@pytest.fixture()
-def messages(qgis_iface):
-    """The stub message bar's messages per level, emptied before the test."""
-    bar = qgis_iface.messageBar()
-    for level in bar.messages:
-        bar.messages[level].clear()
-    return bar.messages
-
-
 def test_plugin_loads_and_unloads_cleanly(qgis_iface, qgis_processing, recorder, messages) -> None:
     import internal_sr
 

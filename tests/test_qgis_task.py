@@ -15,14 +15,6 @@ from internal_sr.ui.task import CoreJobTask
 pytestmark = pytest.mark.qgis
 
 
-@pytest.fixture()
-def messages(qgis_iface):
-    bar = qgis_iface.messageBar()
-    for level in bar.messages:
-        bar.messages[level].clear()
-    return bar.messages
-
-
 def wait_for(task: CoreJobTask, timeout: float = 120.0) -> list[str]:
     """Process events until the task manager has called ``finished``; return the signals seen."""
     seen: list[str] = []
