@@ -72,6 +72,10 @@ class DIPConfig:
     #: Weight of the cross-scale term: the same network must also turn ``U(D(y))`` into ``y``
     #: (requires ``guide_input``; 0 disables it).
     cross_scale_weight: float = 1.0
+    #: Full-resolution detail branch on the interpolated image (``guide_input`` only): ``detail_layers``
+    #: 3×3 convs of ``detail_channels`` maps whose output is added to the hourglass's (0 disables it).
+    detail_layers: int = 6
+    detail_channels: int = 64
     #: Feed each step a random flip/rotation of the inputs (and undo it on the output): the output
     #: average then becomes a self-ensemble over the 8 dihedral transforms.
     augment: bool = True

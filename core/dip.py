@@ -23,7 +23,7 @@ from .degradation import Degradation, back_project, upsample
 from .device import autocast, bf16_ok
 from .errors import InputError
 from .kernels import Kernel
-from .networks import Hourglass
+from .networks import DetailNet, Hourglass
 from .optimise import Optimised, StopRule, optimise
 from .progress import Progress
 
@@ -100,7 +100,13 @@ def super_resolve_tile(
     if config.guide_input and config.zero_init:
         torch.nn.init.zeros_(net.head.weight)
         torch.nn.init.zeros_(net.head.bias)
-    optimiser = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    detail = (
+        DetailNet(bands, bands, config.detail_channels, config.detail_layers).to(device)
+        if config.guide_input and config.detail_layers > 0
+        else None
+    )
+    parameters = list(net.parameters()) + (list(detail.parameters()) if detail is not None else [])
+    optimiser = torch.optim.Adam(parameters, lr=config.learning_rate)
     mixed = config.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
     weight = m.sum().clamp(min=1)
@@ -111,6 +117,8 @@ def super_resolve_tile(
         z = torch.rot90(z.flip(-1) if flip else z, turns, (-2, -1))
         with autocast(device, mixed):
             out = net(z)
+            if detail is not None:
+                out = out + detail(z[:, -guide.shape[1] :])
         out = torch.rot90(out.float(), -turns, (-2, -1))
         out = out.flip(-1) if flip else out
         return guide + out if config.guide_input else out

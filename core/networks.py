@@ -58,5 +58,27 @@ class Hourglass(nn.Module):
         return self.head(self.body(x))
 
 
+class DetailNet(nn.Module):
+    """A plain full-resolution CNN: ``layers`` 3×3 convs of ``width`` maps with ReLU, no resampling.
+
+    ``(N, in_channels, H, W)`` → ``(N, out_channels, H, W)``; the last conv starts at zero so the
+    branch adds nothing until it has learnt something. It gives the generator the full-resolution
+    path that the hourglass's 4-channel skip lacks (see the README's measurements).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, width: int = 64, layers: int = 6) -> None:
+        super().__init__()
+        body: list[nn.Module] = []
+        for index in range(layers):
+            body += [nn.Conv2d(in_channels if index == 0 else width, width, 3, padding=1), nn.ReLU(inplace=True)]
+        last = nn.Conv2d(width if layers else in_channels, out_channels, 3, padding=1)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.body = nn.Sequential(*body, last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
