@@ -348,6 +348,13 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
                 )
         return bands or None
 
+    def read_input(
+        self, parameters: dict[str, Any], context: QgsProcessingContext
+    ) -> tuple[RasterSource, tuple[int, ...] | None, int]:
+        """INPUT, BANDS and SCALE, the parameters every algorithm starts from, checked."""
+        source = self.read_source(parameters, context)
+        return source, self.read_bands(parameters, context, source), self.read_scale(parameters, context)
+
     def read_scale(self, parameters: dict[str, Any], context: QgsProcessingContext) -> int:
         """SCALE, checked to be an integer of at least 2."""
         scale = self.parameterAsInt(parameters, self.SCALE, context)

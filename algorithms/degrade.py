@@ -35,9 +35,7 @@ class DegradeAlgorithm(InternalSRAlgorithm):
     def prepare_job(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
     ) -> Job:
-        source = self.read_source(parameters, context)
-        bands = self.read_bands(parameters, context, source)
-        scale = self.read_scale(parameters, context)
+        source, bands, scale = self.read_input(parameters, context)
         kernel = self.read_kernel(parameters, context, feedback)
         io = IOOptions(bands=bands)
         output = self.read_output(parameters, context)

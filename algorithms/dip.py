@@ -96,9 +96,7 @@ class DIPAlgorithm(InternalSRAlgorithm):
     def prepare_job(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
     ) -> Job:
-        source = self.read_source(parameters, context)
-        bands = self.read_bands(parameters, context, source)
-        scale = self.read_scale(parameters, context)
+        source, bands, scale = self.read_input(parameters, context)
         iterations = self.parameterAsInt(parameters, self.ITERATIONS, context) or None
         device = self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0]
         tiles = TileOptions(
