@@ -116,3 +116,11 @@ class DIPConfig:
     def min_input_size(self) -> int:
         """Smallest input edge (pixels): the output must still be 2 pixels wide after ``depth`` halvings."""
         return -(-(2 ** (self.depth + 1)) // self.scale)
+
+    def check_input_size(self, width: int, height: int) -> None:
+        """Raise a one-line ``InputError`` when a ``width × height`` input is smaller than the network needs."""
+        if min(width, height) < self.min_input_size:
+            raise InputError(
+                f"image {width}×{height} is smaller than the network needs: at least "
+                f"{self.min_input_size}×{self.min_input_size} input pixels at ×{self.scale} with depth {self.depth}"
+            )

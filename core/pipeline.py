@@ -117,14 +117,6 @@ def _dip_solver(
     return solve, lambda: steps[0], describe(device)
 
 
-def _check_size(width: int, height: int, config: DIPConfig) -> None:
-    if min(width, height) < config.min_input_size:
-        raise InputError(
-            f"image {width}×{height} is smaller than the network needs: "
-            f"at least {config.min_input_size}×{config.min_input_size} input pixels at ×{config.scale}"
-        )
-
-
 def super_resolve(
     input_path: str,
     output_path: str,
@@ -136,7 +128,7 @@ def super_resolve(
     recorder = _Recorder(progress or NullProgress())
     start = time.perf_counter()
     info = _open_input(input_path, output_path, io, recorder)
-    _check_size(info.grid.width, info.grid.height, config)
+    config.check_input_size(info.grid.width, info.grid.height)
     solve, steps, device = _dip_solver(config, fit_scaling(info), lambda w: read_window(info, w), recorder)
     dtype = output_dtype(info, io.float32)
     with AtomicGeoTIFF(output_path, info, info.grid.refined(config.scale), dtype, io.cog) as out:
@@ -164,7 +156,7 @@ def super_resolve_array(
     image = np.asarray(image, dtype=np.float32)
     valid = np.isfinite(image) if valid is None else valid & np.isfinite(image)
     c, h, w = image.shape
-    _check_size(w, h, config)
+    config.check_input_size(w, h)
     if not valid.any():
         raise InputError("the image has no valid pixels")
     solve, steps, device = _dip_solver(config, BandScaling.fit(image, valid), lambda win: (image[(slice(None), *win.slices)], valid[(slice(None), *win.slices)]), recorder)
