@@ -15,6 +15,12 @@ from .errors import InputError
 DEFAULT_ITERATIONS = {2: 300, 3: 300, 4: 300}
 
 
+def check_device(device: str) -> None:
+    """Raise a one-line ``InputError`` unless ``device`` is auto, cpu, cuda or mps."""
+    if device not in ("auto", "cpu", "cuda", "mps"):
+        raise InputError(f"device must be auto, cpu, cuda or mps, got {device!r}")
+
+
 @dataclass(frozen=True)
 class IOOptions:
     """How a raster is read and written.
@@ -102,8 +108,7 @@ class DIPConfig:
             raise InputError(f"scale must be an integer ≥ 2, got {self.scale}")
         if self.iterations is not None and self.iterations < 1:
             raise InputError(f"iterations must be ≥ 1, got {self.iterations}")
-        if self.device not in ("auto", "cpu", "cuda", "mps"):
-            raise InputError(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
+        check_device(self.device)
 
     @property
     def steps(self) -> int:
@@ -124,3 +129,77 @@ class DIPConfig:
                 f"image {width}×{height} is smaller than the network needs: at least "
                 f"{self.min_input_size}×{self.min_input_size} input pixels at ×{self.scale} with depth {self.depth}"
             )
+
+
+@dataclass(frozen=True)
+class KernelGANConfig:
+    """KernelGAN blur-kernel estimation (Bell-Kligler, Shocher, Irani 2019); defaults from the reference code.
+
+    Generator: a deep *linear* network (convolutions of sizes ``generator_layers``, ``generator_channels``
+    maps, no bias, no activation, stride 2 in the last layer) whose collapsed map is one 13 × 13 kernel
+    followed by decimation by 2. Discriminator: fully convolutional, a ``discriminator_kernel`` conv then
+    1 × 1 convs (``discriminator_layers`` in all, ``discriminator_channels`` maps, spectral normalisation,
+    batch norm, ReLU, sigmoid output), so each output judges one 7 × 7 patch. Each step takes one
+    ``crop_size`` crop for the generator and one real crop of the generator's output size for the
+    discriminator, both drawn where the image has structure. Images are normalised per band to [−1, 1].
+
+    Loss weights (generator): GAN (L1 to the "real" label) + ``sum_weight`` · |1 − Σk| +
+    ``boundary_weight`` · boundary penalty + ``centre_weight`` · centre-of-mass distance² +
+    ``sparse_weight`` · mean |k|^0.2 + a bicubic prior (MSE to the bicubic downscaling of the same crop)
+    weighted ``prior_weights[i]`` during stage ``i`` of ``prior_stage`` steps and released (0) after the
+    last stage. The centring and sparsity terms join at step ``constraints_from``. Learning rates are
+    divided by 10 every ``lr_decay_every`` steps. Post-processing keeps the values above 0.75 × the
+    ``keep_largest``-th largest tap and re-centres the kernel (``core.kernelgan``).
+
+    scale: 2, or 4 (the ×2 kernel composed with itself, as the paper). Units of sizes: pixels of the
+    image the kernel is estimated on (the low-resolution input of a super-resolution).
+    """
+
+    scale: int = 2
+    iterations: int = 3000
+    #: One kernel per band instead of one shared by the bands (which are then a batch of grey images).
+    per_band: bool = False
+    crop_size: int = 64
+    generator_layers: tuple[int, ...] = (7, 5, 3, 1, 1, 1)
+    generator_channels: int = 64
+    discriminator_layers: int = 7
+    discriminator_kernel: int = 7
+    discriminator_channels: int = 64
+    learning_rate: float = 2e-4
+    beta1: float = 0.5
+    lr_decay_every: int = 750
+    sum_weight: float = 0.5
+    boundary_weight: float = 0.5
+    centre_weight: float = 1.0
+    sparse_weight: float = 5.0
+    prior_weights: tuple[float, ...] = (5.0, 0.05, 5e-4)
+    prior_stage: int = 200
+    constraints_from: int = 400
+    #: Standard deviation of the noise added to the discriminator's inputs (normalised units, [−1, 1]).
+    discriminator_noise: float = 2 / 255
+    keep_largest: int = 40
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.scale not in (2, 4):
+            raise InputError(f"KernelGAN estimates ×2 kernels (×4 by composition): scale must be 2 or 4, got {self.scale}")
+        if self.iterations < 1:
+            raise InputError(f"iterations must be ≥ 1, got {self.iterations}")
+        check_device(self.device)
+
+    @property
+    def kernel_size(self) -> int:
+        """Edge of the generator's collapsed kernel (13 for the reference layers 7, 5, 3, 1, 1, 1)."""
+        return sum(self.generator_layers) - len(self.generator_layers) + 1
+
+    def check_input_size(self, width: int, height: int) -> None:
+        """Raise a one-line ``InputError`` when a ``width × height`` image is smaller than one crop."""
+        if min(width, height) < self.crop_size:
+            raise InputError(
+                f"image {width}×{height} is too small for KernelGAN: at least {self.crop_size}×{self.crop_size} pixels"
+            )
+
+
+#: Default optimisation steps of guided DIP, chosen on a development crop (never the benchmark crops).
+GUIDED_ITERATIONS = 400

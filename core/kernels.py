@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import math
 import os
+import struct
+import tempfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,6 +89,15 @@ def sample_1d(profile, support: float, scale: int) -> np.ndarray:
     return taps / taps.sum()
 
 
+def file_kernel_centre(size: int, scale: int) -> float:
+    """Where an odd-``size`` file kernel's centre of mass must sit (row = column index) for ``scale``.
+
+    The central tap ``(size − 1) / 2`` at odd scales; half a pixel below-right of it at even scales,
+    because ``load_kernel_file`` appends a zero row and column there (the module docstring).
+    """
+    return (size - 1) / 2 + (0.5 if scale % 2 == 0 else 0.0)
+
+
 def load_kernel_file(path: str, scale: int) -> np.ndarray:
     """Read a 2-D ``.npy`` kernel, check it, normalise it to sum 1 and fix its parity for ``scale``."""
     try:
@@ -124,3 +136,110 @@ def make_kernel(spec: str, scale: int) -> Kernel:
             raise InputError(f"kernel {spec!r}: SIGMA must be between 0.05 and 10 low-resolution pixels")
         return Kernel(spec, scale, separable=sample_1d(lambda t: _gaussian(t, sigma), max(3.0 * sigma, 1.0), scale))
     raise InputError(f"unknown kernel {spec!r}: use bicubic, lanczos2, lanczos3, gaussian:SIGMA or a .npy file")
+
+
+def anisotropic_gaussian(major: float, minor: float, angle: float, scale: int) -> np.ndarray:
+    """An odd-size file kernel (see ``file_kernel_centre``): a Gaussian with the given ``KernelWidth``.
+
+    major, minor: standard deviations in low-resolution pixels; angle: major axis in degrees,
+    anticlockwise from the column axis as displayed. Taps reach 3 standard deviations (at least 1
+    low-resolution pixel) from the centre; the result sums to 1. A known kernel for evaluations.
+    """
+    half = math.ceil(max(3 * major, 1.0) * scale)
+    size = 2 * half + 1
+    rows, cols = np.indices((size, size)).astype(float)
+    centre = file_kernel_centre(size, scale)
+    x, y = cols - centre, -(rows - centre)
+    t = math.radians(angle)
+    u, v = x * math.cos(t) + y * math.sin(t), -x * math.sin(t) + y * math.cos(t)
+    k = np.exp(-0.5 * ((u / (major * scale)) ** 2 + (v / (minor * scale)) ** 2))
+    return k / k.sum()
+
+
+def _write_png(path: str, grey: np.ndarray) -> None:
+    """Write an ``(H, W)`` uint8 array as an 8-bit greyscale PNG (no dependency beyond zlib)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width = grey.shape
+    rows = b"".join(b"\x00" + row.tobytes() for row in np.ascontiguousarray(grey, dtype=np.uint8))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+
+
+def save_kernel_file(path: str, kernel: np.ndarray, preview_pixels: int = 208) -> str:
+    """Save a 2-D kernel as a float32 ``.npy`` summing to 1, and a PNG preview beside it; returns the PNG's path.
+
+    The ``.npy`` is written to a temporary file and renamed into place. The preview (``path`` with
+    ``.png``) shows the kernel's non-negative taps, white = the largest, each tap a square block, about
+    ``preview_pixels`` wide.
+    """
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0 or not k.sum() > 0:
+        raise InputError(f"a kernel file holds a square 2-D kernel of odd size with a positive sum, got shape {k.shape}")
+    handle, tmp = tempfile.mkstemp(prefix=".internal_sr-", suffix=".npy", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(handle, "wb") as f:
+            np.save(f, (k / k.sum()).astype(np.float32))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    positive = np.clip(k, 0, None)
+    block = max(1, preview_pixels // k.shape[0])
+    grey = np.rint(255 * positive / positive.max()).astype(np.uint8).repeat(block, 0).repeat(block, 1)
+    png = os.path.splitext(path)[0] + ".png"
+    _write_png(png, grey)
+    return png
+
+
+@dataclass(frozen=True)
+class KernelWidth:
+    """The Gaussian with the second moments of a kernel's non-negative taps, in low-resolution pixels.
+
+    major, minor: standard deviations along the principal axes (the unit of ``gaussian:SIGMA``);
+    angle: direction of the major axis in degrees, anticlockwise from the column axis as the image is
+    displayed (rows pointing down), in [0, 180).
+    """
+
+    major: float
+    minor: float
+    angle: float
+
+    def __str__(self) -> str:
+        return f"σ {self.major:.2f} × {self.minor:.2f} input pixels, major axis at {self.angle:.0f}°"
+
+
+def kernel_width(kernel: np.ndarray, scale: int) -> KernelWidth:
+    """Fit a Gaussian to the 2-D ``kernel`` (taps on the high-resolution grid of ``scale``) by its moments."""
+    w = np.clip(np.asarray(kernel, dtype=np.float64), 0, None)
+    w = w / w.sum()
+    rows, cols = np.indices(w.shape)
+    x, y = cols.astype(float), -rows.astype(float)  # y up, as displayed
+    mx, my = (w * x).sum(), (w * y).sum()
+    cov = np.array(
+        [[(w * (x - mx) ** 2).sum(), (w * (x - mx) * (y - my)).sum()],
+         [(w * (x - mx) * (y - my)).sum(), (w * (y - my) ** 2).sum()]]
+    )
+    values, vectors = np.linalg.eigh(cov)
+    angle = math.degrees(math.atan2(vectors[1, 1], vectors[0, 1])) % 180.0
+    major, minor = (math.sqrt(max(v, 0.0)) / scale for v in values[::-1])
+    return KernelWidth(major, minor, angle)
+
+
+def centred_pad(kernel: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad a square 2-D kernel evenly on all sides to ``size`` (same parity), keeping its centre."""
+    pad = (size - kernel.shape[0]) // 2
+    if pad < 0 or (size - kernel.shape[0]) % 2:
+        raise ValueError(f"cannot pad a {kernel.shape[0]}-tap kernel to {size} taps around its centre")
+    return np.pad(kernel, pad)
+
+
+def kernel_error(estimate: Kernel, truth: Kernel) -> float:
+    """Relative L2 distance ‖estimate − truth‖ / ‖truth‖ of two kernels of one scale, on a common grid."""
+    a, b = estimate.as_2d, truth.as_2d
+    size = max(a.shape[0], b.shape[0])
+    a, b = centred_pad(a, size), centred_pad(b, size)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))

@@ -1,0 +1,439 @@
+"""KernelGAN: estimate an image's own blur kernel (Bell-Kligler, Shocher, Irani, NeurIPS 2019).
+
+A deep linear generator ``G`` downscales crops of the image by 2 while a patch discriminator ``D``
+tells ``G``'s output patches from the image's own patches; when ``D`` is fooled, ``G`` reproduces the
+image's patch statistics one scale down, and its collapsed linear map (one convolution followed by
+decimation by 2) is the image's ×2 blur kernel. The ×4 kernel is the ×2 kernel composed with itself
+(``compose_x4``), as in the paper. Settings: ``core.config.KernelGANConfig``.
+
+Conventions. Images are ``(C, H, W)``; each band is normalised to [−1, 1] (its 0.5 % and 99.5 %
+percentiles, ``core.normalise``). Bands share one kernel by default and are then a batch of grey
+images: the kernel never mixes bands (the reference code mixes colour channels in its bicubic term and
+needs three bands; here any band count works). Kernels are 2-D float64 arrays of odd size summing to
+1, sampled on the grid of the image they blur, whose centre of mass is placed where
+``core.kernels.file_kernel_centre`` says (half a pixel below-right of the central tap at even scales),
+so that ``save_kernel_file`` → ``make_kernel(path, scale)`` → ``Degradation`` decimates on the same
+block centres as the built-in kernels.
+
+The generator's forward pass convolves with its collapsed kernel instead of running the layers one
+by one: the map is linear and bias-free, so the output and the gradients reaching every layer's
+weights are the same (tested), at a small fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .config import DIPConfig, IOOptions, KernelGANConfig
+from .degradation import Degradation
+from .device import describe, resolve_device, seed_everything
+from .errors import InputError
+from .kernels import KernelWidth, file_kernel_centre, kernel_width, make_kernel, save_kernel_file
+from .normalise import BandScaling
+from .optimise import optimise
+from .progress import NullProgress, Progress, SubProgress
+from .raster import check_output_path, open_info, read_window
+
+#: Fraction of the strongest gradients that mark "structure" where crops are drawn (the reference's 97th percentile).
+STRUCTURE_QUANTILE = 0.97
+
+
+class LinearGenerator(nn.Module):
+    """Deep linear generator: bias-free convolutions of sizes ``layers`` (stride 2 in the last one).
+
+    Input ``(N, 1, H, W)`` → output ``(N, 1, (H − L) // 2 + 1, (W − L) // 2 + 1)`` with ``L`` the
+    collapsed kernel size: output pixel ``j`` is ``Σ_a k[a] · x[2j + a]`` (no padding).
+    """
+
+    def __init__(self, layers: tuple[int, ...], channels: int) -> None:
+        super().__init__()
+        widths = [1] + [channels] * (len(layers) - 1) + [1]
+        self.convs = nn.ModuleList(
+            nn.Conv2d(widths[i], widths[i + 1], size, bias=False) for i, size in enumerate(layers)
+        )
+        for conv in self.convs:
+            nn.init.xavier_normal_(conv.weight, 0.1)  # the reference's initialisation
+        self.size = sum(layers) - len(layers) + 1
+
+    def kernel(self) -> torch.Tensor:
+        """The collapsed ``(L, L)`` kernel, as a correlation (the orientation ``F.conv2d`` applies).
+
+        Correlating with ``a`` then ``b`` is correlating with the full convolution ``a ∗ b``; the chain
+        is contracted from the last layer back (``conv_transpose2d`` is that full convolution), so the
+        64 channels collapse early and the cost is that of a few small kernels, not of an image.
+        """
+        weight = self.convs[-1].weight
+        k = torch.ones(1, 1, 1, 1, dtype=weight.dtype, device=weight.device)
+        for conv in reversed(self.convs):
+            k = F.conv_transpose2d(k, conv.weight)
+        return k[0, 0]
+
+    def layered(self, x: torch.Tensor) -> torch.Tensor:
+        """The same map computed layer by layer (the reference's forward pass; used to test ``forward``)."""
+        for conv in self.convs[:-1]:
+            x = conv(x)
+        return F.conv2d(x, self.convs[-1].weight, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.kernel()[None, None], stride=2)
+
+
+class PatchDiscriminator(nn.Module):
+    """Fully convolutional discriminator: each output judges one ``kernel × kernel`` patch of its input.
+
+    ``(N, 1, H, W)`` → ``(N, 1, H − kernel + 1, W − kernel + 1)`` probabilities of "real".
+    A spectrally normalised ``kernel × kernel`` conv, ``layers − 2`` blocks of 1 × 1 conv (spectral
+    norm), batch norm and ReLU, and a 1 × 1 conv with a sigmoid.
+    """
+
+    def __init__(self, layers: int, kernel: int, channels: int) -> None:
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm
+        body: list[nn.Module] = [sn(nn.Conv2d(1, channels, kernel))]
+        for _ in range(layers - 2):
+            body += [sn(nn.Conv2d(channels, channels, 1)), nn.BatchNorm2d(channels), nn.ReLU()]
+        body += [sn(nn.Conv2d(channels, 1, 1)), nn.Sigmoid()]
+        self.body = nn.Sequential(*body)
+        for module in self.modules():  # the reference's initialisation
+            if isinstance(module, nn.Conv2d):
+                nn.init.xavier_normal_(module.parametrizations.weight.original, 0.1)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.normal_(module.weight, 1.0, 0.02)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def boundary_mask(size: int, weight: float = 30.0) -> np.ndarray:
+    """The reference's penalty on the outer taps: ``weight · (1 − g)`` on the two outermost rings (0 inside).
+
+    ``g`` is a Gaussian of standard deviation ``size`` taps, 1 at the centre.
+    """
+    offsets = np.arange(size) - (size - 1) / 2
+    g = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2.0 * size**2))
+    mask = weight * (1 - g)
+    margin = (size - (size // 2 + size % 2)) // 2 - 1
+    mask[margin : size - margin, margin : size - margin] = 0
+    return mask
+
+
+def constraint_losses(k: torch.Tensor, mask: torch.Tensor, centre: float) -> dict[str, torch.Tensor]:
+    """The kernel constraints of the paper for an ``(L, L)`` kernel: sum to one, boundaries, centred, sparse."""
+    total = k.sum()
+    index = torch.arange(k.shape[0], dtype=k.dtype, device=k.device)
+    com = torch.stack([(k.sum(1) * index).sum(), (k.sum(0) * index).sum()]) / total
+    return {
+        "sum": (1 - total).abs(),
+        "boundary": (k * mask).abs().mean(),
+        "centre": ((com - centre) ** 2).mean(),
+        "sparse": (k.abs() + 1e-12).pow(0.2).mean(),  # the offset keeps the gradient finite at exact zeros
+    }
+
+
+def structure_map(image: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` → ``(H, W)``: per band, 1 where the gradient magnitude is among its strongest 3 %, averaged."""
+    marks = []
+    for band in image:
+        gy, gx = np.gradient(band.astype(np.float64))
+        magnitude = np.hypot(gx, gy)
+        marks.append(magnitude >= np.quantile(magnitude, STRUCTURE_QUANTILE))
+    return np.mean(marks, axis=0)
+
+
+def window_sums(a: np.ndarray, size: int) -> np.ndarray:
+    """Sums of ``a`` ``(H, W)`` over every ``size × size`` window: ``(H − size + 1, W − size + 1)`` by top-left."""
+    s = np.pad(a.astype(np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    return s[size:, size:] - s[:-size, size:] - s[size:, :-size] + s[:-size, :-size]
+
+
+def crop_probabilities(structure: np.ndarray, valid: np.ndarray, size: int) -> np.ndarray:
+    """Probability of each ``size × size`` crop (by top-left, flattened): ∝ the structure inside it.
+
+    Crops that touch an invalid pixel get 0; when no valid crop has structure, the valid crops are equally likely.
+    """
+    clean = window_sums(~valid, size) == 0
+    if not clean.any():
+        raise InputError(f"KernelGAN needs a {size}×{size} window without nodata and there is none")
+    weights = np.where(clean, window_sums(structure, size), 0.0)
+    if weights.sum() <= 0:
+        weights = clean.astype(np.float64)
+    return (weights / weights.sum()).ravel()
+
+
+def zero_negligible(k: np.ndarray, keep_largest: int) -> np.ndarray:
+    """Subtract 0.75 × the ``keep_largest``-th largest tap, clip at 0 and renormalise (the paper's filtering)."""
+    threshold = 0.75 * np.sort(k.ravel())[::-1][min(keep_largest, k.size - 1)]
+    k = np.clip(k - threshold, 0, None)
+    return k / k.sum()
+
+
+def shift(k: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """Move a kernel by (``dy``, ``dx``) taps with bilinear interpolation, padding so nothing is lost."""
+    pad = int(math.ceil(max(abs(dy), abs(dx)))) + 1
+    k = np.pad(k, pad)
+    for axis, d in ((0, dy), (1, dx)):
+        whole = math.floor(d)
+        frac = d - whole
+        k = (1 - frac) * np.roll(k, whole, axis) + frac * np.roll(k, whole + 1, axis)
+    return k
+
+
+def trim(k: np.ndarray) -> np.ndarray:
+    """Drop all-zero outer rings of a square kernel (keeps its centre and odd size)."""
+    while k.shape[0] > 1 and not (k[0].any() or k[-1].any() or k[:, 0].any() or k[:, -1].any()):
+        k = k[1:-1, 1:-1]
+    return k
+
+
+def recentre(k: np.ndarray, scale: int) -> np.ndarray:
+    """Shift an odd-size kernel so its centre of mass sits at ``file_kernel_centre`` for ``scale``; sums to 1."""
+    k = k / k.sum()
+    rows, cols = np.indices(k.shape)
+    com = np.array([(k * rows).sum(), (k * cols).sum()])
+    moved = shift(k, *(file_kernel_centre(k.shape[0], scale) - com))
+    # padding is symmetric, so the wanted centre is again the file-kernel centre of the padded size
+    moved = trim(np.where(np.abs(moved) > 1e-12, moved, 0.0))
+    return moved / moved.sum()
+
+
+def compose_x4(k2: np.ndarray) -> np.ndarray:
+    """The ×4 kernel of two ×2 degradations by ``k2``: ``k2`` convolved with ``k2`` dilated by 2, re-centred.
+
+    For an ``L``-tap ``k2`` the composition has ``3L − 2`` taps (the paper's appendix).
+    """
+    size = k2.shape[0]
+    big = np.zeros((3 * size - 2, 3 * size - 2))
+    for r in range(size):
+        for c in range(size):
+            big[2 * r : 2 * r + size, 2 * c : 2 * c + size] += k2[r, c] * k2
+    return recentre(big, 4)
+
+
+@dataclass
+class Estimate:
+    """One estimated kernel: the ``(L, L)`` kernel for ``scale`` (file convention), its ×2 raw form, losses."""
+
+    kernel: np.ndarray
+    scale: int
+    raw_x2: np.ndarray
+    losses: np.ndarray
+    steps: int
+
+    @property
+    def width(self) -> KernelWidth:
+        return kernel_width(self.kernel, self.scale)
+
+
+def estimate_x2(
+    images: np.ndarray,
+    valid: np.ndarray,
+    config: KernelGANConfig,
+    device: torch.device,
+    progress: Progress,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Train KernelGAN on ``images`` ``(B, H, W)`` in [−1, 1] (a batch of grey images sharing one kernel).
+
+    valid: ``(H, W)`` pixels every crop must stay on. Returns the raw ``(L, L)`` ×2 kernel (before
+    post-processing), the generator loss per step and the steps run.
+    """
+    size = config.kernel_size
+    crop = config.crop_size
+    d_size = (crop - size) // 2 + 1
+    if (size - 1) % 4:
+        raise InputError(f"generator layers {config.generator_layers} collapse to {size} taps: use 4n + 1 taps")
+    structure = structure_map(images)
+    g_corners = rng.choice(len(p := crop_probabilities(structure, valid, crop)), size=config.iterations, p=p)
+    d_corners = rng.choice(len(q := crop_probabilities(structure, valid, d_size)), size=config.iterations, p=q)
+    g_width, d_width = images.shape[-1] - crop + 1, images.shape[-1] - d_size + 1
+    x = torch.as_tensor(images, dtype=torch.float32, device=device)[:, None]
+
+    generator = LinearGenerator(config.generator_layers, config.generator_channels).to(device)
+    discriminator = PatchDiscriminator(config.discriminator_layers, config.discriminator_kernel, config.discriminator_channels).to(device)
+    betas = (config.beta1, 0.999)
+    g_optimiser = torch.optim.Adam(generator.parameters(), lr=config.learning_rate, betas=betas)
+    d_optimiser = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate, betas=betas)
+    bicubic = Degradation(make_kernel("bicubic", 2)).to(device)
+    offset = (size - 1) // 4  # G's output pixel j and bicubic's output pixel j + offset share a block centre
+    mask = torch.as_tensor(boundary_mask(size), dtype=torch.float32, device=device)
+    centre = file_kernel_centre(size, 2)
+
+    def noisy(t: torch.Tensor) -> torch.Tensor:
+        return t + config.discriminator_noise * torch.randn_like(t)
+
+    def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lr = config.learning_rate / 10 ** (i // config.lr_decay_every)
+        for group in g_optimiser.param_groups + d_optimiser.param_groups:
+            group["lr"] = lr
+        stage = i // config.prior_stage
+        prior_weight = config.prior_weights[stage] if stage < len(config.prior_weights) else 0.0
+        constrained = i >= config.constraints_from
+        r, c = divmod(int(g_corners[i]), g_width)
+        g_in = x[..., r : r + crop, c : c + crop]
+        r, c = divmod(int(d_corners[i]), d_width)
+        real = x[..., r : r + d_size, c : c + d_size]
+
+        g_optimiser.zero_grad(set_to_none=True)
+        k = generator.kernel()
+        fake = F.conv2d(g_in, k[None, None], stride=2)
+        terms = constraint_losses(k, mask, centre)
+        loss = (discriminator(fake) - 1).abs().mean()
+        loss = loss + config.sum_weight * terms["sum"] + config.boundary_weight * terms["boundary"]
+        if constrained:
+            loss = loss + config.centre_weight * terms["centre"] + config.sparse_weight * terms["sparse"]
+        if prior_weight:
+            target = bicubic(g_in)[..., offset : offset + d_size, offset : offset + d_size]
+            loss = loss + prior_weight * F.mse_loss(fake, target)
+        loss.backward()
+        g_optimiser.step()
+
+        d_optimiser.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            fake = generator(g_in)
+        with parametrize.cached():  # one spectral-norm power iteration for both calls
+            d_loss = 0.5 * ((1 - discriminator(noisy(real))).abs().mean() + discriminator(noisy(fake)).abs().mean())
+        d_loss.backward()
+        d_optimiser.step()
+        return loss.detach(), k.detach()
+
+    result = optimise(step, config.iterations, progress, label="KernelGAN")
+    return result.output.double().cpu().numpy(), result.losses, result.steps
+
+
+def estimate_kernels(
+    image: np.ndarray,
+    valid: np.ndarray,
+    config: KernelGANConfig,
+    progress: Progress | None = None,
+) -> list[Estimate]:
+    """Estimate the blur kernel of ``image`` ``(C, H, W)`` (raw values; ``valid`` ``(C, H, W)`` marks data).
+
+    Returns one ``Estimate`` shared by the bands, or one per band with ``config.per_band``.
+    """
+    progress = progress or NullProgress()
+    c, h, w = image.shape
+    config.check_input_size(w, h)
+    if not valid.any():
+        raise InputError("the image has no valid pixels")
+    scaling = BandScaling.fit(image, valid)
+    normalised = 2 * np.where(valid, scaling.normalise(np.nan_to_num(image)), 0.5) - 1
+    groups = [[b] for b in range(c)] if config.per_band else [list(range(c))]
+    device = resolve_device(config.device)
+    estimates = []
+    for index, group in enumerate(groups):
+        seed_everything(config.seed)
+        rng = np.random.default_rng(config.seed)
+        part = SubProgress(progress, index / len(groups), (index + 1) / len(groups))
+        raw, losses, steps = estimate_x2(normalised[group], valid[group].all(0), config, device, part, rng)
+        k2 = recentre(zero_negligible(raw, config.keep_largest), 2)
+        kernel = k2 if config.scale == 2 else compose_x4(k2)
+        estimates.append(Estimate(kernel, config.scale, raw, losses, steps))
+    return estimates
+
+
+@dataclass
+class KernelRunResult:
+    """What ``estimate_kernel_file`` wrote: kernel files (one, or one per band), their widths, the run."""
+
+    output_path: str
+    device: str
+    seconds: float
+    steps: int
+    kernel_paths: list[str] = field(default_factory=list)
+    widths: list[KernelWidth] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+def band_kernel_path(path: str, band: int) -> str:
+    """The per-band file for ``band`` (1-based raster band) beside ``path``: ``k.npy`` → ``k_band3.npy``."""
+    stem, ext = os.path.splitext(path)
+    return f"{stem}_band{band}{ext}"
+
+
+def estimate_kernel_file(
+    input_path: str,
+    kernel_path: str,
+    config: KernelGANConfig,
+    io: IOOptions = IOOptions(),
+    progress: Progress | None = None,
+) -> KernelRunResult:
+    """Estimate the blur kernel of a raster and save it as ``kernel_path`` (``.npy`` + PNG preview).
+
+    With ``config.per_band`` one file per band is written (``band_kernel_path``) and ``kernel_path``
+    itself is not. Everything is checked before the estimation starts.
+    """
+    from .pipeline import _Recorder
+
+    recorder = _Recorder(progress or NullProgress())
+    start = time.perf_counter()
+    if not kernel_path.lower().endswith(".npy"):
+        raise InputError(f"kernel file {kernel_path} must end in .npy")
+    info = open_info(input_path, io.bands)
+    check_output_path(kernel_path, [input_path])
+    config.check_input_size(info.grid.width, info.grid.height)
+    device = resolve_device(config.device)
+    recorder.info(
+        f"device {describe(device)}; KernelGAN ×{config.scale} on {info.grid.width}×{info.grid.height} pixels, "
+        f"{len(info.bands)} band(s){', one kernel per band' if config.per_band else ''}, {config.iterations} steps, seed {config.seed}"
+    )
+    data, valid = read_window(info)
+    estimates = estimate_kernels(data, valid, config, recorder)
+    paths = [band_kernel_path(kernel_path, b) for b in info.bands] if config.per_band else [kernel_path]
+    for path, estimate, band in zip(paths, estimates, info.bands):
+        save_kernel_file(path, estimate.kernel)
+        label = f"band {band}" if config.per_band else "kernel"
+        recorder.info(f"{label}: {estimate.kernel.shape[0]}×{estimate.kernel.shape[0]} taps, {estimate.width} → {path}")
+    recorder.report(1.0, "done")
+    return KernelRunResult(
+        paths[0], describe(device), time.perf_counter() - start, sum(e.steps for e in estimates),
+        paths, [e.width for e in estimates], recorder.messages,
+    )
+
+
+def estimated_kernel_path(output_path: str) -> str:
+    """Where ``super_resolve_with_estimated_kernel`` keeps the kernel it used: ``out.tif`` → ``out_kernel.npy``."""
+    return os.path.splitext(output_path)[0] + "_kernel.npy"
+
+
+def super_resolve_with_estimated_kernel(
+    input_path: str,
+    output_path: str,
+    config: DIPConfig,
+    kernelgan: KernelGANConfig,
+    io: IOOptions = IOOptions(),
+    progress: Progress | None = None,
+):
+    """Estimate the input's kernel with KernelGAN, then super-resolve it with DIP using that kernel.
+
+    The kernel is kept beside the output (``estimated_kernel_path``); if the DIP run fails or is
+    cancelled, it is removed again, so nothing is left behind. Returns DIP's ``RunResult``.
+    """
+    from dataclasses import replace
+
+    from .pipeline import super_resolve
+
+    progress = progress or NullProgress()
+    kernel_path = estimated_kernel_path(output_path)
+    check_output_path(output_path, [input_path])
+    open_info(input_path, io.bands)
+    estimated = estimate_kernel_file(input_path, kernel_path, replace(kernelgan, per_band=False), io, SubProgress(progress, 0.0, 0.2))
+    try:
+        result = super_resolve(input_path, output_path, replace(config, kernel=kernel_path), io, SubProgress(progress, 0.2, 1.0))
+    except BaseException:
+        for path in (kernel_path, os.path.splitext(kernel_path)[0] + ".png"):
+            if os.path.exists(path):
+                os.remove(path)
+        raise
+    result.messages[:0] = estimated.messages
+    return result
