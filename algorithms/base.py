@@ -37,6 +37,7 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -150,10 +151,12 @@ class Job:
 
     run: calls the engine with a ``Progress`` and returns its ``RunResult``.
     settings: label → value, logged before the run.
+    outputs: further outputs (parameter name → path) returned beside OUTPUT when the run succeeds.
     """
 
     run: Callable[[Any], Any]
     settings: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
 
 
 @contextmanager
@@ -310,6 +313,10 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
 
     def add_output(self, description: str, help_text: str) -> None:
         self.add_parameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr(description)), help_text)
+
+    def add_file_output(self, name: str, description: str, file_filter: str, help_text: str, optional: bool = False) -> None:
+        """A file (not raster) destination, e.g. a ``.npy`` kernel or an HTML report."""
+        self.add_parameter(QgsProcessingParameterFileDestination(name, tr(description), file_filter, None, optional), help_text)
 
     # -- reading parameters (main thread) ---------------------------------------------------
 
@@ -474,4 +481,4 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
                 result.device, result.seconds, result.steps, result.output_path
             )
         )
-        return {self.OUTPUT: result.output_path}
+        return {self.OUTPUT: result.output_path, **job.outputs}

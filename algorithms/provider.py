@@ -8,10 +8,11 @@ from qgis.PyQt.QtGui import QIcon
 from .base import ICON_PATH
 from .degrade import DegradeAlgorithm
 from .dip import DIPAlgorithm
+from .kernelgan import KernelGANAlgorithm
 
 
 class InternalSRProvider(QgsProcessingProvider):
-    """Provider ``internal_sr`` ("Internal SR"): algorithms ``internal_sr:dip`` and ``internal_sr:degrade``."""
+    """Provider ``internal_sr`` ("Internal SR"): ``internal_sr:dip``, ``internal_sr:degrade``, ``internal_sr:kernelgan``."""
 
     def id(self) -> str:
         return "internal_sr"
@@ -29,7 +30,7 @@ class InternalSRProvider(QgsProcessingProvider):
         return ICON_PATH
 
     def loadAlgorithms(self) -> None:  # noqa: N802
-        for algorithm in (DIPAlgorithm(), DegradeAlgorithm()):
+        for algorithm in (DIPAlgorithm(), DegradeAlgorithm(), KernelGANAlgorithm()):
             self.addAlgorithm(algorithm)
 
     def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802

@@ -1,4 +1,4 @@
-"""Command line: ``internal-sr dip|degrade ...``.
+"""Command line: ``internal-sr dip|degrade|kernelgan ...``.
 
 Any user error exits with status 2 and one line on stderr naming the problem; nothing is written at
 OUTPUT then. Ctrl-C cancels cleanly (status 130, no output).
@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 
-from .config import DIPConfig, IOOptions, TileOptions
+from .config import DIPConfig, IOOptions, KernelGANConfig, TileOptions
 from .errors import Cancelled, InputError
 
 
@@ -82,7 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("output", help="output GeoTIFF")
         p.add_argument("--scale", type=_scale, required=True, help="integer factor ≥ 2")
         p.add_argument("--bands", type=_bands, help="1-based bands, e.g. 1,2,3 (default: all)")
-        p.add_argument("--kernel", default="bicubic", help="bicubic | lanczos2 | lanczos3 | gaussian:SIGMA | PATH.npy")
+        p.add_argument(
+            "--kernel",
+            default="bicubic",
+            help="bicubic | lanczos2 | lanczos3 | gaussian:SIGMA | PATH.npy; dip also takes 'estimate' "
+            "(KernelGAN first, the kernel is kept as OUTPUT_kernel.npy)",
+        )
         p.add_argument("--float32", action="store_true", help="write Float32 instead of the input data type")
         p.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF")
 
@@ -93,15 +98,37 @@ def build_parser() -> argparse.ArgumentParser:
     dip.add_argument("--seed", type=int, default=0)
     dip.add_argument("--tile", type=int, default=TileOptions.size, help="tile edge in input pixels")
     dip.add_argument("--overlap", type=int, default=TileOptions.overlap, help="tile overlap in input pixels")
+    dip.add_argument("--kernelgan-iterations", type=int, default=KernelGANConfig.iterations,
+                     help="KernelGAN steps with --kernel estimate")
 
     degrade = sub.add_parser("degrade", help="blur and decimate (the sensor model)")
     common(degrade)
+
+    kernelgan = sub.add_parser("kernelgan", help="estimate the image's blur kernel (KernelGAN) into a .npy file")
+    kernelgan.add_argument("input", help="input raster (any GDAL format)")
+    kernelgan.add_argument("output", help="kernel file to write (.npy; a .png preview is written beside it)")
+    kernelgan.add_argument("--scale", type=_scale, required=True, help="2 or 4 (×4: the ×2 kernel composed with itself)")
+    kernelgan.add_argument("--bands", type=_bands, help="1-based bands, e.g. 1,2,3 (default: all)")
+    kernelgan.add_argument("--per-band", action="store_true", help="one kernel per band: OUTPUT_bandN.npy")
+    kernelgan.add_argument("--iterations", type=int, default=KernelGANConfig.iterations, help="training steps")
+    kernelgan.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    kernelgan.add_argument("--seed", type=int, default=0)
     return parser
 
 
 def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
     from . import pipeline
 
+    if args.command == "kernelgan":
+        from .kernelgan import estimate_kernel_file
+
+        config = KernelGANConfig(
+            scale=args.scale, iterations=args.iterations, per_band=args.per_band, seed=args.seed, device=args.device
+        )
+        result = estimate_kernel_file(args.input, args.output, config, IOOptions(bands=args.bands), progress)
+        progress.close()
+        print(f"wrote {', '.join(result.kernel_paths)} ({result.device}, {result.seconds:.1f} s)")
+        return
     io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog)
     if args.command == "dip":
         config = DIPConfig(
@@ -112,7 +139,15 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
             seed=args.seed,
             tiles=TileOptions(args.tile, args.overlap),
         )
-        result = pipeline.super_resolve(args.input, args.output, config, io, progress)
+        if args.kernel == "estimate":
+            from .kernelgan import super_resolve_with_estimated_kernel
+
+            kernelgan = KernelGANConfig(
+                scale=args.scale, iterations=args.kernelgan_iterations, seed=args.seed, device=args.device
+            )
+            result = super_resolve_with_estimated_kernel(args.input, args.output, config, kernelgan, io, progress)
+        else:
+            result = pipeline.super_resolve(args.input, args.output, config, io, progress)
     else:
         result = pipeline.degrade(args.input, args.output, args.scale, args.kernel, io, progress)
     progress.close()

@@ -87,29 +87,32 @@ class LinearGenerator(nn.Module):
         return F.conv2d(x, self.kernel()[None, None], stride=2)
 
 
+def _normalised_conv(in_channels: int, out_channels: int, size: int) -> nn.Module:
+    """A conv initialised as the reference, then spectrally normalised (its power iteration starts on those weights)."""
+    conv = nn.Conv2d(in_channels, out_channels, size)
+    nn.init.xavier_normal_(conv.weight, 0.1)
+    nn.init.zeros_(conv.bias)
+    return nn.utils.parametrizations.spectral_norm(conv)
+
+
 class PatchDiscriminator(nn.Module):
     """Fully convolutional discriminator: each output judges one ``kernel × kernel`` patch of its input.
 
-    ``(N, 1, H, W)`` → ``(N, 1, H − kernel + 1, W − kernel + 1)`` probabilities of "real".
+    ``(N, bands, H, W)`` → ``(N, 1, H − kernel + 1, W − kernel + 1)`` probabilities of "real"; it sees
+    the bands together (as the reference sees colour), while the generator blurs each band alone.
     A spectrally normalised ``kernel × kernel`` conv, ``layers − 2`` blocks of 1 × 1 conv (spectral
     norm), batch norm and ReLU, and a 1 × 1 conv with a sigmoid.
     """
 
-    def __init__(self, layers: int, kernel: int, channels: int) -> None:
+    def __init__(self, layers: int, kernel: int, channels: int, bands: int = 1) -> None:
         super().__init__()
-        sn = nn.utils.parametrizations.spectral_norm
-        body: list[nn.Module] = [sn(nn.Conv2d(1, channels, kernel))]
+        body: list[nn.Module] = [_normalised_conv(bands, channels, kernel)]
         for _ in range(layers - 2):
-            body += [sn(nn.Conv2d(channels, channels, 1)), nn.BatchNorm2d(channels), nn.ReLU()]
-        body += [sn(nn.Conv2d(channels, 1, 1)), nn.Sigmoid()]
+            norm = nn.BatchNorm2d(channels)
+            nn.init.normal_(norm.weight, 1.0, 0.02)  # the reference's initialisation
+            body += [_normalised_conv(channels, channels, 1), norm, nn.ReLU()]
+        body += [_normalised_conv(channels, 1, 1), nn.Sigmoid()]
         self.body = nn.Sequential(*body)
-        for module in self.modules():  # the reference's initialisation
-            if isinstance(module, nn.Conv2d):
-                nn.init.xavier_normal_(module.parametrizations.weight.original, 0.1)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.normal_(module.weight, 1.0, 0.02)
-                nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -257,10 +260,18 @@ def estimate_x2(
     g_corners = rng.choice(len(p := crop_probabilities(structure, valid, crop)), size=config.iterations, p=p)
     d_corners = rng.choice(len(q := crop_probabilities(structure, valid, d_size)), size=config.iterations, p=q)
     g_width, d_width = images.shape[-1] - crop + 1, images.shape[-1] - d_size + 1
-    x = torch.as_tensor(images, dtype=torch.float32, device=device)[:, None]
+    bands = images.shape[0]
+    x = torch.as_tensor(images, dtype=torch.float32, device=device)[:, None]  # bands as a batch of grey images
 
     generator = LinearGenerator(config.generator_layers, config.generator_channels).to(device)
-    discriminator = PatchDiscriminator(config.discriminator_layers, config.discriminator_kernel, config.discriminator_channels).to(device)
+    discriminator = PatchDiscriminator(
+        config.discriminator_layers, config.discriminator_kernel, config.discriminator_channels, bands
+    ).to(device)
+
+    def judge(t: torch.Tensor) -> torch.Tensor:
+        """D on ``(bands, 1, h, w)`` crops, seen as one ``bands``-channel image."""
+        return discriminator(t.reshape(1, bands, *t.shape[-2:]))
+
     betas = (config.beta1, 0.999)
     g_optimiser = torch.optim.Adam(generator.parameters(), lr=config.learning_rate, betas=betas)
     d_optimiser = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate, betas=betas)
@@ -288,7 +299,7 @@ def estimate_x2(
         k = generator.kernel()
         fake = F.conv2d(g_in, k[None, None], stride=2)
         terms = constraint_losses(k, mask, centre)
-        loss = (discriminator(fake) - 1).abs().mean()
+        loss = (judge(fake) - 1).abs().mean()
         loss = loss + config.sum_weight * terms["sum"] + config.boundary_weight * terms["boundary"]
         if constrained:
             loss = loss + config.centre_weight * terms["centre"] + config.sparse_weight * terms["sparse"]
@@ -302,7 +313,7 @@ def estimate_x2(
         with torch.no_grad():
             fake = generator(g_in)
         with parametrize.cached():  # one spectral-norm power iteration for both calls
-            d_loss = 0.5 * ((1 - discriminator(noisy(real))).abs().mean() + discriminator(noisy(fake)).abs().mean())
+            d_loss = 0.5 * ((1 - judge(noisy(real))).abs().mean() + judge(noisy(fake)).abs().mean())
         d_loss.backward()
         d_optimiser.step()
         return loss.detach(), k.detach()

@@ -12,6 +12,7 @@ from rasterio.crs import CRS
 DATA = os.path.join(os.path.dirname(__file__), "data")
 S2_10M = os.path.join(DATA, "s2_T33UUB_10m_B4-B3-B2-B8_crop.tif")  # 128×128, 4 bands, uint16, no CRS
 S2_20M = os.path.join(DATA, "s2_T18SVG_20m_B05-B12_crop.tif")  # 96×96, 6 bands, uint16, EPSG:32618
+S2_10M_256 = os.path.join(DATA, "s2_T33UUB_10m_B4-B3-B2-B8_256.tif")  # 256×256, 4 bands, uint16, no CRS
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
 

@@ -1,0 +1,100 @@
+"""``internal_sr:kernelgan`` through ``processing.run`` in a headless QGIS, alone and in a model before ``dip``.
+
+Few iterations: these test the plumbing (parameters → engine → kernel file, report, model links, errors);
+the quality of the estimate is tested in ``test_kernelgan.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingModelAlgorithm,
+    QgsProcessingModelChildAlgorithm,
+    QgsProcessingModelChildParameterSource,
+    QgsProcessingModelOutput,
+    QgsProcessingModelParameter,
+    QgsProcessingParameterRasterLayer,
+)
+from qgis_helpers import crop, georeferenced_10m, grid_info, user_message
+
+pytestmark = [pytest.mark.qgis, pytest.mark.usefixtures("internal_sr_provider")]
+
+FAST = {"ITERATIONS": 20, "DEVICE": "cpu", "SEED": 1}
+
+
+def test_kernelgan_writes_kernel_preview_and_report(tmp_path) -> None:
+    import processing
+
+    source = crop(str(tmp_path / "in.tif"), 96)
+    kernel, report = str(tmp_path / "k.npy"), str(tmp_path / "k.html")
+    result = processing.run(
+        "internal_sr:kernelgan", {"INPUT": source, "BANDS": [4], "SCALE": 4, **FAST, "OUTPUT": kernel, "OUTPUT_HTML": report}
+    )
+    assert result == {"OUTPUT": kernel, "OUTPUT_HTML": report}
+    k = np.load(kernel)
+    assert k.dtype == np.float32 and k.shape[0] % 2 == 1 and abs(float(k.sum(dtype=np.float64)) - 1) < 1e-6
+    assert os.path.exists(str(tmp_path / "k.png"))
+    with open(report, encoding="utf-8") as f:
+        text = f.read()
+    assert "input pixels, major axis at" in text and "k.png" in text and "×4" in text
+
+
+def test_kernelgan_refuses_scale_3_and_small_rasters(tmp_path) -> None:
+    import processing
+
+    for parameters, expected in (
+        ({"INPUT": crop(str(tmp_path / "a.tif"), 96), "SCALE": 3}, "scale must be 2 or 4"),
+        ({"INPUT": crop(str(tmp_path / "b.tif"), 48), "SCALE": 2}, "at least 64×64 pixels"),
+    ):
+        out = str(tmp_path / "k.npy")
+        with pytest.raises(QgsProcessingException) as error:
+            processing.run("internal_sr:kernelgan", {**parameters, **FAST, "OUTPUT": out})
+        message = user_message(error.value)
+        assert "\n" not in message and expected in message
+        assert not os.path.exists(out)
+
+
+def test_model_estimate_kernel_then_dip_with_it(tmp_path) -> None:
+    import processing
+
+    source = georeferenced_10m(str(tmp_path / "s2_10m.tif"))
+    model = QgsProcessingModelAlgorithm("kernel_then_dip", "tests")
+    model.addModelParameter(QgsProcessingParameterRasterLayer("raster", "Raster"), QgsProcessingModelParameter("raster"))
+    static = QgsProcessingModelChildParameterSource.fromStaticValue
+    raster = QgsProcessingModelChildParameterSource.fromModelParameter("raster")
+
+    kernelgan = QgsProcessingModelChildAlgorithm("internal_sr:kernelgan")
+    kernelgan.setChildId("kernelgan")
+    kernelgan.addParameterSources("INPUT", [raster])
+    for key, value in {"BANDS": [1], "SCALE": 2, **FAST}.items():
+        kernelgan.addParameterSources(key, [static(value)])
+    model.addChildAlgorithm(kernelgan)
+
+    dip = QgsProcessingModelChildAlgorithm("internal_sr:dip")
+    dip.setChildId("dip")
+    dip.addParameterSources("INPUT", [raster])
+    dip.addParameterSources("KERNEL_FILE", [QgsProcessingModelChildParameterSource.fromChildOutput("kernelgan", "OUTPUT")])
+    for key, value in {"BANDS": [1], "SCALE": 2, "ITERATIONS": 2, "DEVICE": "cpu", "TILE_SIZE": 64, "OVERLAP": 8}.items():
+        dip.addParameterSources(key, [static(value)])
+    output = QgsProcessingModelOutput("sharp", "Super-resolved")
+    output.setChildId("dip")
+    output.setChildOutputName("OUTPUT")
+    dip.setModelOutputs({"sharp": output})
+    model.addChildAlgorithm(dip)
+
+    out = str(tmp_path / "sharp.tif")
+    feedback = QgsProcessingFeedback()
+    result = processing.run(model, {"raster": source, "dip:sharp": out}, feedback=feedback)
+    assert result["dip:sharp"] == out
+    src, dst = grid_info(source), grid_info(out)
+    assert (dst.width, dst.height) == (2 * src.width, 2 * src.height) and dst.crs == src.crs
+    assert dst.means[0] == pytest.approx(src.means[0], rel=0.03)
+    # DIP ran with the kernel file KernelGAN wrote, not with its default bicubic kernel
+    used = re.search(r"kernel (\S+\.npy), up to", feedback.textLog())
+    assert used and os.path.exists(used.group(1))
