@@ -97,12 +97,13 @@ def markdown(rows: list[dict], info: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(table: str) -> None:
+def update_readme(table: str, name: str = "dip") -> None:
+    """Replace the README's text between the ``bench:NAME`` markers by ``table``."""
     path = os.path.join(HERE, "..", "README.md")
     if not os.path.exists(path):
         return
     text = open(path, encoding="utf-8").read()
-    start, end = "<!-- bench:dip:start -->", "<!-- bench:dip:end -->"
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
     if start in text and end in text:
         head, rest = text.split(start, 1)
         _, tail = rest.split(end, 1)

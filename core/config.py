@@ -202,4 +202,62 @@ class KernelGANConfig:
 
 
 #: Default optimisation steps of guided DIP, chosen on a development crop (never the benchmark crops).
-GUIDED_ITERATIONS = 400
+GUIDED_ITERATIONS = 500
+
+
+@dataclass(frozen=True)
+class GuidedDIPConfig:
+    """Guided (multi-modal) Deep Image Prior: sharpen target bands with finer guide bands.
+
+    The scale is not configured: it is the integer ratio of the two grids (``core.grid.nest``).
+    Generator (``core.networks.MultiModalNet``): the guide bands and the bicubic-interpolated target
+    bands (plus ``noise_channels`` of fixed uniform noise) go through a shared trunk of ``layers`` 3×3
+    convs of ``width`` maps; one head per modality (target, guide) with local adjustment heads. The
+    target is predicted as a correction of its ``base`` image. Loss (all terms masked to valid pixels;
+    ``core.guided``): target term ``‖D_t(x_t) − y‖²`` + ``guide_weight`` · guide term ``‖x_g − g‖²`` +
+    ``cycle_weight`` · ``‖D_g(x_g) − D_g(g)‖²`` + ``cross_scale_weight`` · the same network mapping the
+    guide and target degraded once more back to the observed target.
+
+    kernel: the target bands' blur (``sentinel2``: per band from the Sentinel-2 MTF, recognised from
+    the band descriptions; or any ``core.kernels`` name/path, shared by all bands).
+    guide_kernel: the guide bands' blur, used to bring the guide to the target grid (same choices).
+    """
+
+    kernel: str = "sentinel2"
+    guide_kernel: str = "sentinel2"
+    #: Adam steps per tile; ``None`` picks ``GUIDED_ITERATIONS``.
+    iterations: int | None = None
+    learning_rate: float = 0.001
+    width: int = 64
+    layers: int = 6
+    noise_channels: int = 0
+    #: What the network corrects: ``interpolation`` (bicubic) or ``injection`` (bicubic plus the
+    #: high-pass detail of a regressed pseudo-pan, ``core.guided.inject_detail``).
+    base: str = "injection"
+    #: Per-modality local adjustment heads (gain and offset on the low-resolution grid).
+    adjustment: bool = True
+    guide_weight: float = 0.001
+    cycle_weight: float = 0.001
+    cross_scale_weight: float = 3.0
+    augment: bool = True
+    ema_decay: float = 0.99
+    early_stop: bool = True
+    stop_patience: int = 300
+    stop_tolerance: float = 0.01
+    back_projection_steps: int = 20
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: bool = True
+    #: Tiles on the *target* grid (size and overlap in target pixels).
+    tiles: TileOptions = field(default_factory=TileOptions)
+
+    def __post_init__(self) -> None:
+        if self.iterations is not None and self.iterations < 1:
+            raise InputError(f"iterations must be ≥ 1, got {self.iterations}")
+        if self.base not in ("interpolation", "injection"):
+            raise InputError(f"base must be interpolation or injection, got {self.base!r}")
+        check_device(self.device)
+
+    @property
+    def steps(self) -> int:
+        return GUIDED_ITERATIONS if self.iterations is None else self.iterations

@@ -8,6 +8,8 @@ Borders are reflected (replicated when the image is smaller than the padding).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,30 +26,41 @@ def _pad(x: torch.Tensor, pad_rows: int, pad_cols: int) -> torch.Tensor:
 
 
 class Degradation(torch.nn.Module):
-    """``D(x)``: blur with ``kernel`` and keep one sample per ``s × s`` block. Works for any band count."""
+    """``D(x)``: blur and keep one sample per ``s × s`` block. Works for any band count.
 
-    def __init__(self, kernel: Kernel) -> None:
+    ``kernel`` is one ``Kernel`` shared by every band, or one per band (same scale; the input then
+    must have exactly that many bands). Per-band taps are zero-padded symmetrically to a common
+    length, which keeps each kernel's centre (tap counts share the parity of ``s``).
+    """
+
+    def __init__(self, kernel: Kernel | Sequence[Kernel]) -> None:
         super().__init__()
-        self.kernel = kernel
-        self.scale = kernel.scale
-        if kernel.separable is not None:
-            self.register_buffer("taps", torch.as_tensor(kernel.separable, dtype=torch.float32))
-        else:
-            self.register_buffer("taps", torch.as_tensor(kernel.full, dtype=torch.float32))
+        kernels = [kernel] if isinstance(kernel, Kernel) else list(kernel)
+        if not kernels or len({k.scale for k in kernels}) != 1:
+            raise ValueError("Degradation needs kernels of one scale")
+        self.kernels = kernels
+        self.scale = kernels[0].scale
+        separable = all(k.separable is not None for k in kernels)
+        taps = [k.separable if separable else k.as_2d for k in kernels]
+        length = max(t.shape[-1] for t in taps)
+        taps = [np.pad(t, [((length - t.shape[-1]) // 2,) * 2] * t.ndim) for t in taps]
+        self.register_buffer("taps", torch.as_tensor(np.stack(taps), dtype=torch.float32))  # (K, L) or (K, L, L)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.scale
         n, c, h, w = x.shape
         if h % s or w % s:
             raise InputError(f"image size {h}×{w} is not a multiple of the scale {s}")
-        taps = self.taps.to(dtype=x.dtype)
+        if len(self.kernels) not in (1, c):
+            raise ValueError(f"{len(self.kernels)} kernels for {c} bands")
+        taps = self.taps.to(dtype=x.dtype).expand(c, *self.taps.shape[1:])
         length = taps.shape[-1]
         pad = (length - s) // 2
         x = _pad(x, pad, pad)
-        if taps.ndim == 1:
-            x = F.conv2d(x, taps.view(1, 1, length, 1).expand(c, 1, length, 1), stride=(s, 1), groups=c)
-            return F.conv2d(x, taps.view(1, 1, 1, length).expand(c, 1, 1, length), stride=(1, s), groups=c)
-        return F.conv2d(x, taps.view(1, 1, length, length).expand(c, 1, length, length), stride=s, groups=c)
+        if taps.ndim == 2:
+            x = F.conv2d(x, taps.view(c, 1, length, 1), stride=(s, 1), groups=c)
+            return F.conv2d(x, taps.view(c, 1, 1, length), stride=(1, s), groups=c)
+        return F.conv2d(x, taps.view(c, 1, length, length), stride=s, groups=c)
 
 
 def upsample(y: torch.Tensor, scale: int) -> torch.Tensor:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import augment
+from .augment import Dihedral
 from .config import DIPConfig
 from .degradation import Degradation, back_project, upsample
 from .device import autocast, bf16_ok
@@ -116,16 +118,14 @@ def super_resolve_tile(
     mixed = config.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
 
-    def generate(inputs: torch.Tensor, guide: torch.Tensor, turns: int = 0, flip: bool = False) -> torch.Tensor:
-        """The image for ``inputs`` (and ``guide``), computed on their dihedral transform (turns, flip)."""
-        z = torch.cat([inputs, guide], 1) if config.guide_input else inputs
-        z = torch.rot90(z.flip(-1) if flip else z, turns, (-2, -1))
+    def generate(inputs: torch.Tensor, guide: torch.Tensor, element: Dihedral) -> torch.Tensor:
+        """The image for ``inputs`` (and ``guide``), computed on their dihedral transform ``element``."""
+        z = augment.apply(torch.cat([inputs, guide], 1) if config.guide_input else inputs, element)
         with autocast(device, mixed):
             out = net(z)
             if detail is not None:
                 out = out + detail(z[:, -guide.shape[1] :])
-        out = torch.rot90(out.float(), -turns, (-2, -1))
-        out = out.flip(-1) if flip else out
+        out = augment.inverse(out.float(), element)
         return guide + out if config.guide_input else out
 
     def perturbed(z: torch.Tensor) -> torch.Tensor:
@@ -133,18 +133,17 @@ def super_resolve_tile(
 
     def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         optimiser.zero_grad(set_to_none=True)
-        turns, flip = augmentations[i % 8] if config.augment else (0, False)
-        x = generate(perturbed(noise), interpolated, turns, flip)
+        element = augment.DIHEDRAL[i % 8 if config.augment else 0]
+        x = generate(perturbed(noise), interpolated, element)
         loss = masked_mse(degradation(x), y, m)
         if cross_scale:
-            coarse = generate(perturbed(coarse_noise), coarser, turns, flip)
+            coarse = generate(perturbed(coarse_noise), coarser, element)
             loss = loss + config.cross_scale_weight * masked_mse(coarse, coarse_target, coarse_valid)
         scaler.scale(loss).backward()
         scaler.step(optimiser)
         scaler.update()
         return loss.detach(), x.detach()
 
-    augmentations = [(turns, flip) for turns in range(4) for flip in (False, True)]
     stop = StopRule(config.stop_patience, config.stop_tolerance) if config.early_stop else None
     result: Optimised = optimise(step, config.steps, progress, config.ema_decay, stop, label="DIP")
     x = back_project(result.output, y, degradation, config.back_projection_steps, m)

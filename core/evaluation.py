@@ -30,8 +30,26 @@ def bicubic(low: np.ndarray, scale: int) -> np.ndarray:
         return upsample(torch.as_tensor(low, dtype=torch.float32)[None], scale)[0].double().numpy()
 
 
-def bicubic_back_projected(low: np.ndarray, kernel: Kernel, steps: int = BASELINE_BP_STEPS) -> np.ndarray:
-    """Bicubic interpolation followed by ``steps`` of iterative back-projection with ``kernel``."""
+def bicubic_back_projected(low: np.ndarray, kernel: Kernel | list[Kernel], steps: int = BASELINE_BP_STEPS) -> np.ndarray:
+    """Bicubic interpolation followed by ``steps`` of iterative back-projection with ``kernel`` (or one per band)."""
     y = torch.as_tensor(low, dtype=torch.float32)[None]
-    x = back_project(upsample(y, kernel.scale), y, Degradation(kernel), steps)
+    degradation = Degradation(kernel)
+    x = back_project(upsample(y, degradation.scale), y, degradation, steps)
     return x[0].double().numpy()
+
+
+def hpf_injection(
+    low: np.ndarray, guide: np.ndarray, target_kernels: list[Kernel], guide_kernels: list[Kernel], back_projection_steps: int = 0
+) -> np.ndarray:
+    """Classic guided baseline (``core.guided.inject_detail``): bicubic plus pseudo-pan high-pass detail.
+
+    Optionally followed by ``back_projection_steps`` of back-projection with the target kernels.
+    low: ``(T, h, w)``; guide: ``(G, s·h, s·w)``; returns ``(T, s·h, s·w)`` float64.
+    """
+    from .guided import inject_detail
+
+    with torch.no_grad():
+        y = torch.as_tensor(low, dtype=torch.float64)[None]
+        g = torch.as_tensor(guide, dtype=torch.float64)[None]
+        d_t, d_g = Degradation(target_kernels).double(), Degradation(guide_kernels).double()
+        return back_project(inject_detail(y, g, d_t, d_g), y, d_t, back_projection_steps)[0].numpy()

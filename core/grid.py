@@ -14,6 +14,8 @@ from typing import Any
 
 from affine import Affine
 
+from .errors import InputError
+
 
 @dataclass(frozen=True)
 class Window:
@@ -32,6 +34,10 @@ class Window:
     def scaled(self, scale: int) -> "Window":
         """The same area on a grid refined by ``scale``."""
         return Window(self.col_off * scale, self.row_off * scale, self.width * scale, self.height * scale)
+
+    def translated(self, cols: int, rows: int) -> "Window":
+        """The same size moved by ``cols`` and ``rows`` pixels."""
+        return Window(self.col_off + cols, self.row_off + rows, self.width, self.height)
 
     def relative_to(self, outer: "Window") -> "Window":
         """This window in the pixel coordinates of ``outer`` (which must contain it)."""
@@ -58,3 +64,63 @@ class Grid:
     def window_grid(self, window: Window) -> "Grid":
         """The grid of ``window`` inside this grid."""
         return Grid(window.width, window.height, self.transform * Affine.translation(window.col_off, window.row_off), self.crs)
+
+
+@dataclass(frozen=True)
+class Nesting:
+    """How a fine grid (the guide) nests in a coarse grid (the target) over their overlap.
+
+    ``target`` is the window of whole target pixels that the guide covers; ``guide`` is the same area
+    on the guide grid, so target pixel (r, c) of the window covers guide pixels
+    [s·r, s·r+s) × [s·c, s·c+s) of the guide window.
+    """
+
+    scale: int
+    target: Window
+    guide: Window
+
+
+def _span(offset: int, scale: int, target_length: int, guide_length: int) -> tuple[int, int]:
+    """Whole target pixels [first, last) along one axis inside a guide of ``guide_length`` pixels.
+
+    ``offset`` is the target origin in guide pixels.
+    """
+    first = max(0, -(offset // scale))  # ceil(−offset / scale)
+    last = min(target_length, (guide_length - offset) // scale)
+    return first, last
+
+
+def nest(target: Grid, guide: Grid, tolerance: float = 1e-3) -> Nesting:
+    """Check that ``guide`` refines ``target`` by an integer factor on aligned pixels and find the overlap.
+
+    Raises a one-line ``InputError`` when the CRSs differ, a grid is rotated, the resolution ratio is not
+    an integer ≥ 2 (the same along both axes), pixel edges do not line up (``tolerance`` in guide pixels),
+    or the grids do not overlap by at least one whole target pixel. Nothing is reprojected or resampled.
+    """
+    if (target.crs is None) != (guide.crs is None) or (target.crs is not None and target.crs != guide.crs):
+        raise InputError(f"target CRS {target.crs} and guide CRS {guide.crs} differ: reproject one onto the other first")
+    t, g = target.transform, guide.transform
+    if t.b or t.d or g.b or g.d:
+        raise InputError("rotated geotransforms are not supported for guided super-resolution: warp to a north-up grid first")
+    ratios = (t.a / g.a, t.e / g.e)
+    scale = round(ratios[0])
+    if any(abs(r - scale) > tolerance * max(1.0, abs(r)) for r in ratios) or scale < 1:
+        raise InputError(
+            f"non-integer scale between grids: target pixels are {abs(t.a):g} × {abs(t.e):g}, guide pixels "
+            f"{abs(g.a):g} × {abs(g.e):g} (ratio {ratios[0]:.4g} × {ratios[1]:.4g}); resample the guide to an integer fraction"
+        )
+    if scale < 2:
+        raise InputError(f"the guide ({abs(g.a):g} units per pixel) must be at least twice as fine as the target ({abs(t.a):g})")
+    offsets = ((t.c - g.c) / g.a, (t.f - g.f) / g.e)
+    if any(abs(o - round(o)) > tolerance for o in offsets):
+        raise InputError(
+            f"target and guide pixels are not aligned: the target's corner falls {offsets[0] % 1:.3g}, "
+            f"{offsets[1] % 1:.3g} guide pixels off the guide's pixel edges; resample one grid onto the other"
+        )
+    col, row = round(offsets[0]), round(offsets[1])
+    c0, c1 = _span(col, scale, target.width, guide.width)
+    r0, r1 = _span(row, scale, target.height, guide.height)
+    if c1 <= c0 or r1 <= r0:
+        raise InputError("target and guide do not overlap (not even one whole target pixel is covered by the guide)")
+    window = Window(c0, r0, c1 - c0, r1 - r0)
+    return Nesting(scale, window, Window(col + scale * c0, row + scale * r0, scale * window.width, scale * window.height))

@@ -82,3 +82,46 @@ class DetailNet(nn.Module):
 
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+class MultiModalNet(nn.Module):
+    """The shared generator of guided (multi-modal) DIP, with one output head per modality.
+
+    Input ``(N, in_channels, H, W)`` (guide bands, interpolated target bands, optional noise) →
+    a list of ``(N, c_m, H, W)`` outputs, one per entry of ``out_channels``. A shared full-resolution
+    trunk of ``layers`` 3×3 convs (``width`` maps, ReLU) feeds, per modality m,
+
+    * an output head ``h_m``: a 3×3 conv, zero-initialised (the modality starts at its base image);
+    * a local adjustment head: a 1×1 conv on the trunk features averaged over ``pool × pool`` blocks
+      (the low-resolution grid), giving a per-pixel gain ``a_m`` and offset ``b_m`` that are
+      bilinearly interpolated back, so the output is ``(1 + a_m)·h_m + b_m``. They absorb smooth,
+      band-specific departures from what the shared features explain (e.g. a band that responds
+      differently from the guide over some land covers) without adding fine detail of their own.
+      Zero-initialised too (``a = b = 0``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: tuple[int, ...], width: int = 64, layers: int = 6, pool: int = 2, adjust: bool = True) -> None:
+        super().__init__()
+        body: list[nn.Module] = []
+        for index in range(layers):
+            body += [nn.Conv2d(in_channels if index == 0 else width, width, 3, padding=1, padding_mode="reflect"), nn.ReLU(inplace=True)]
+        self.trunk = nn.Sequential(*body)
+        self.heads = nn.ModuleList(nn.Conv2d(width, c, 3, padding=1, padding_mode="reflect") for c in out_channels)
+        self.adjust = nn.ModuleList(nn.Conv2d(width, 2 * c, 1) for c in out_channels) if adjust else None
+        for layer in [*self.heads, *(self.adjust or [])]:
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = self.trunk(x)
+        outputs = [head(features) for head in self.heads]
+        if self.adjust is None:
+            return outputs
+        size = features.shape[-2:]
+        pooled = nn.functional.avg_pool2d(features, self.pool, ceil_mode=True) if self.pool > 1 else features
+        adjusted = []
+        for out, adjust in zip(outputs, self.adjust):
+            gain, offset = nn.functional.interpolate(adjust(pooled), size=size, mode="bilinear", align_corners=False).chunk(2, dim=1)
+            adjusted.append((1 + gain) * out + offset)
+        return adjusted

@@ -1,0 +1,154 @@
+"""Guided (multi-modal) Deep Image Prior on one tile: sharpen target bands with finer guide bands.
+
+Inputs are normalised per band (``core.normalise``): the observed target ``y`` ``(T, h, w)`` and the
+guide ``g`` ``(G, s·h, s·w)``, whose pixels nest ``s × s`` in each target pixel (``core.grid.nest``).
+``D_t`` and ``D_g`` are the degradation operators of the target and the guide bands (per-band kernels,
+``core.degradation``), ``U`` bicubic interpolation by ``s``.
+
+One untrained network ``f`` (``core.networks.MultiModalNet``) sees ``[g, U(y)]`` and generates both
+modalities on the fine grid: the sharpened target ``x_t = U(y) + f_t`` and a reproduction of the guide
+``x_g = f_g``. The loss, over valid pixels only:
+
+* target term (domain-specific, on the target's grid): ``‖D_t(x_t) − y‖²`` — the sharpened target,
+  degraded, must match the observation;
+* guide term (domain-specific, on the guide's grid): ``‖x_g − g‖²``, weighted ``guide_weight``;
+* cycle term: the reproduced guide degraded to the target grid must agree with the degraded guide,
+  ``‖D_g(x_g) − D_g(g)‖²``, weighted ``cycle_weight``;
+* cross-scale term: one level down, where the truth is known — the same network fed
+  ``[D_g(g), U(D_t(y))]`` must output ``y``; weighted ``cross_scale_weight``.
+
+Each step sees one dihedral transform of the inputs (undone on the outputs), the output is averaged
+over steps (EMA) and finally back-projected so that ``D_t(x_t) = y``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import augment
+from .config import GuidedDIPConfig
+from .degradation import Degradation, back_project, upsample
+from .device import autocast, bf16_ok
+from .dip import TileResult, fill_invalid, masked_mse
+from .errors import InputError
+from .kernels import Kernel
+from .networks import MultiModalNet
+from .optimise import StopRule, optimise
+from .progress import Progress
+
+#: Smallest target tile edge (target pixels) guided DIP accepts.
+MIN_TARGET_SIZE = 8
+
+
+def block_valid(valid: torch.Tensor, scale: int) -> torch.Tensor:
+    """``(N, C, s·h, s·w)`` 0/1 mask → ``(N, 1, h, w)``: 1 where every band of the whole block is valid."""
+    return (F.avg_pool2d(valid.amin(dim=1, keepdim=True), scale) > 0.999).float()
+
+
+def inject_detail(y: torch.Tensor, g: torch.Tensor, d_t: Degradation, d_g: Degradation, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """High-pass injection of a regressed pseudo-pan: the classic guided sharpening (MTF-GLP style).
+
+    For each target band, the pseudo-pan is the least-squares combination (with offset) of the guide
+    bands that best explains the band on the target grid (guide degraded by ``d_g``), fitted over
+    ``valid`` target pixels; its detail — the pseudo-pan minus its interpolated degradation by the
+    band's own kernel ``d_t`` — is added to the bicubic interpolation. y: ``(1, T, h, w)``;
+    g: ``(1, G, s·h, s·w)``; valid: ``(1, T or 1, h, w)`` 0/1. Returns ``(1, T, s·h, s·w)``.
+    """
+    s = d_t.scale
+    g_low = d_g(g)[0].flatten(1)  # (G, h·w)
+    design = torch.cat([g_low, torch.ones_like(g_low[:1])]).T  # (h·w, G+1)
+    w = torch.ones_like(y[0, :1]).flatten() if valid is None else valid[0].amin(dim=0).flatten()
+    coef = torch.linalg.lstsq(design * w[:, None], y[0].flatten(1).T * w[:, None]).solution  # (G+1, T)
+    pan = torch.einsum("gt,nghw->nthw", coef[:-1], g) + coef[-1].view(1, -1, 1, 1)
+    return upsample(y, s) + pan - upsample(d_t(pan), s)
+
+
+def sharpen_tile(
+    target: np.ndarray,
+    target_valid: np.ndarray,
+    guide: np.ndarray,
+    guide_valid: np.ndarray,
+    target_kernels: list[Kernel],
+    guide_kernels: list[Kernel],
+    config: GuidedDIPConfig,
+    device: torch.device,
+    progress: Progress,
+    generator: torch.Generator,
+) -> TileResult:
+    """Sharpen one normalised target tile ``(T, h, w)`` with its guide ``(G, s·h, s·w)`` (module docstring)."""
+    s = target_kernels[0].scale
+    bands, h, w = target.shape
+    if guide.shape[-2:] != (s * h, s * w):
+        raise ValueError(f"guide tile {guide.shape} does not nest ×{s} in target tile {target.shape}")
+    if min(h, w) < MIN_TARGET_SIZE:
+        raise InputError(f"target {w}×{h} is too small: guided DIP needs at least {MIN_TARGET_SIZE}×{MIN_TARGET_SIZE} target pixels")
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=torch.float32, device=device)[None]
+
+    m_t, m_g = tensor(target_valid), tensor(guide_valid)
+    y, g = fill_invalid(tensor(target), m_t), fill_invalid(tensor(guide), m_g)
+    d_t, d_g = Degradation(target_kernels).to(device), Degradation(guide_kernels).to(device)
+    g_low, m_g_low = d_g(g), block_valid(m_g, s)
+
+    def base(low: torch.Tensor, fine_guide: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """What the network corrects: bicubic, or bicubic with injected guide detail."""
+        if config.base == "injection":
+            return inject_detail(low, fine_guide, d_t, d_g, valid)
+        return upsample(low, s)
+
+    start = base(y, g, m_t)
+    inputs = torch.cat([g, start], 1)
+
+    # the cross-scale pair, one level down: [D_g(g), base(D_t(y), D_g(g))] → y on whole s × s blocks of y
+    hs, ws = (h // s) * s, (w // s) * s
+    cross_scale = config.cross_scale_weight > 0 and min(hs, ws) >= 2 * s
+    if cross_scale:
+        y_c, g_c = y[..., :hs, :ws], g_low[..., :hs, :ws]
+        coarse_valid = m_t[..., :hs, :ws] * m_g_low[..., :hs, :ws]
+        coarse_start = base(d_t(y_c), g_c, block_valid(coarse_valid, s))
+        coarse_inputs = torch.cat([g_c, coarse_start], 1)
+
+    def with_noise(z: torch.Tensor) -> torch.Tensor:
+        if not config.noise_channels:
+            return z
+        noise = torch.rand((1, config.noise_channels, *z.shape[-2:]), generator=generator) * 0.1
+        return torch.cat([z, noise.to(device)], 1)
+
+    inputs = with_noise(inputs)
+    if cross_scale:
+        coarse_inputs = with_noise(coarse_inputs)
+    net = MultiModalNet(inputs.shape[1], (bands, g.shape[1]), config.width, config.layers, s, config.adjustment).to(device)
+    optimiser = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    mixed = config.mixed_precision and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
+
+    def generate(z: torch.Tensor, element: augment.Dihedral) -> list[torch.Tensor]:
+        with autocast(device, mixed):
+            outputs = net(augment.apply(z, element))
+        return [augment.inverse(out.float(), element) for out in outputs]
+
+    def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        optimiser.zero_grad(set_to_none=True)
+        element = augment.DIHEDRAL[i % 8 if config.augment else 0]
+        correction, x_g = generate(inputs, element)
+        x_t = start + correction
+        loss = masked_mse(d_t(x_t), y, m_t)
+        if config.guide_weight:
+            loss = loss + config.guide_weight * masked_mse(x_g, g, m_g)
+        if config.cycle_weight:
+            loss = loss + config.cycle_weight * masked_mse(d_g(x_g), g_low, m_g_low)
+        if cross_scale:
+            coarse_correction, _ = generate(coarse_inputs, element)
+            loss = loss + config.cross_scale_weight * masked_mse(coarse_start + coarse_correction, y_c, coarse_valid)
+        scaler.scale(loss).backward()
+        scaler.step(optimiser)
+        scaler.update()
+        return loss.detach(), x_t.detach()
+
+    stop = StopRule(config.stop_patience, config.stop_tolerance) if config.early_stop else None
+    result = optimise(step, config.steps, progress, config.ema_decay, stop, label="guided DIP")
+    x = back_project(result.output, y, d_t, config.back_projection_steps, m_t)
+    return TileResult(x[0].cpu().numpy(), result.losses, result.steps)

@@ -1,0 +1,163 @@
+"""File-level guided super-resolution: sharpen a target raster with a finer guide raster.
+
+The scale is the integer ratio of the two grids and the output covers their overlap on the guide's
+grid (``core.grid.nest``); nothing is reprojected or resampled. The output keeps the target's bands,
+descriptions, dtype and nodata. A pixel is nodata in the output when its target pixel or any guide band
+at it is nodata. Writes are atomic (``core.raster.AtomicGeoTIFF``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .config import GuidedDIPConfig, IOOptions
+from .device import describe, resolve_device, seed_everything
+from .errors import InputError
+from .grid import Window, nest
+from .kernels import Kernel, make_kernel
+from .normalise import BandScaling
+from .pipeline import RunResult, _open_input, _Recorder, fit_scaling
+from .progress import NullProgress, Progress
+from .raster import AtomicGeoTIFF, check_output_path, open_info, output_dtype, read_window, to_dtype
+from .sentinel2 import band_name, kernel_spec
+from .tiling import run_tiles
+
+#: read(window on the target grid) -> (target values, target valid, guide values, guide valid)
+Reader = Callable[[Window], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+
+def band_kernels(spec: str, names: Sequence[str | None], scale: int, role: str) -> list[Kernel]:
+    """One kernel per band: ``sentinel2`` picks each band's MTF Gaussian from its name, else ``spec`` for all."""
+    if spec != "sentinel2":
+        return [make_kernel(spec, scale)] * len(names)
+    kernels = []
+    for index, name in enumerate(names, start=1):
+        band = band_name(name)
+        if band is None:
+            raise InputError(
+                f"kernel sentinel2 needs Sentinel-2 band names (B2, B8A, …) in the {role}'s band descriptions, "
+                f"but band {index} is {name or 'unnamed'}: give a kernel such as gaussian:0.5 instead"
+            )
+        kernels.append(make_kernel(kernel_spec(band), scale))
+    return kernels
+
+
+def _solver(
+    config: GuidedDIPConfig,
+    scale: int,
+    target_names: Sequence[str | None],
+    guide_names: Sequence[str | None],
+    target_scaling: BandScaling,
+    guide_scaling: BandScaling,
+    read: Reader,
+    progress: Progress,
+):
+    """The tile solver shared by file and array runs; returns it, a step counter and the device name."""
+    from .guided import sharpen_tile
+
+    target_kernels = band_kernels(config.kernel, target_names, scale, "target")
+    guide_kernels = band_kernels(config.guide_kernel, guide_names, scale, "guide")
+    device = resolve_device(config.device)
+    progress.info(
+        f"device {describe(device)}; guided ×{scale}, {len(target_names)} target and {len(guide_names)} guide band(s), "
+        f"kernels {config.kernel}/{config.guide_kernel}, up to {config.steps} steps per tile, "
+        f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
+    )
+    steps = [0]
+
+    def solve(window: Window, tile_progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+        target, target_valid, guide, guide_valid = read(window)
+        out_valid = target_valid.repeat(scale, axis=1).repeat(scale, axis=2) & guide_valid.all(axis=0)
+        if not out_valid.any():
+            return np.zeros(out_valid.shape), out_valid
+        tile = sharpen_tile(
+            target_scaling.normalise(target), target_valid, guide_scaling.normalise(guide), guide_valid,
+            target_kernels, guide_kernels, config, device, tile_progress, seed_everything(config.seed),
+        )
+        steps[0] += tile.steps
+        return target_scaling.denormalise(tile.image), out_valid
+
+    return solve, lambda: steps[0], describe(device)
+
+
+def sharpen(
+    target_path: str,
+    guide_path: str,
+    output_path: str,
+    config: GuidedDIPConfig,
+    target_io: IOOptions = IOOptions(),
+    guide_io: IOOptions = IOOptions(),
+    progress: Progress | None = None,
+) -> RunResult:
+    """Sharpen ``target_path`` with ``guide_path`` into a GeoTIFF on the guide's grid (module docstring)."""
+    recorder = _Recorder(progress or NullProgress())
+    start = time.perf_counter()
+    target = _open_input(target_path, output_path, target_io, recorder)
+    guide = open_info(guide_path, guide_io.bands)
+    check_output_path(output_path, [target_path, guide_path])
+    nesting = nest(target.grid, guide.grid)
+    s = nesting.scale
+    if nesting.target.width < target.grid.width or nesting.target.height < target.grid.height:
+        recorder.info(f"the guide covers {nesting.target.width}×{nesting.target.height} of the target's "
+                      f"{target.grid.width}×{target.grid.height} pixels: the output covers that overlap")
+
+    def read(window: Window):
+        fine = window.scaled(s).translated(nesting.guide.col_off, nesting.guide.row_off)
+        return (*read_window(target, window.translated(nesting.target.col_off, nesting.target.row_off)), *read_window(guide, fine))
+
+    solve, steps, device = _solver(
+        config, s, target.descriptions, guide.descriptions, fit_scaling(target), fit_scaling(guide), read, recorder
+    )
+    dtype = output_dtype(target, target_io.float32)
+    grid = guide.grid.window_grid(nesting.guide)
+    with AtomicGeoTIFF(output_path, target, grid, dtype, target_io.cog) as out:
+
+        def write(window: Window, values: np.ndarray, valid: np.ndarray) -> None:
+            out.write(window, to_dtype(values, valid, dtype, out.nodata))
+
+        run_tiles(nesting.target.width, nesting.target.height, len(target.bands), s, config.tiles, solve, write, recorder)
+    recorder.report(1.0, "done")
+    return RunResult(output_path, device, time.perf_counter() - start, steps(), recorder.messages)
+
+
+def sharpen_array(
+    target: np.ndarray,
+    guide: np.ndarray,
+    config: GuidedDIPConfig,
+    target_names: Sequence[str | None],
+    guide_names: Sequence[str | None],
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, RunResult]:
+    """In-memory ``sharpen``: target ``(T, h, w)`` and guide ``(G, s·h, s·w)`` → ``(T, s·h, s·w)`` float64.
+
+    Non-finite values are invalid. Used by evaluation and benchmarks (same solver as file runs).
+    """
+    recorder = _Recorder(progress or NullProgress())
+    start = time.perf_counter()
+    target, guide = np.asarray(target, dtype=np.float32), np.asarray(guide, dtype=np.float32)
+    (_, h, w), (gh, gw) = target.shape, guide.shape[-2:]
+    if gh % h or gw % w or gh // h != gw // w or gh // h < 2:
+        raise InputError(f"guide {gw}×{gh} is not an integer multiple ≥ 2 of the target {w}×{h}")
+    s = gh // h
+    t_valid, g_valid = np.isfinite(target), np.isfinite(guide)
+    if not t_valid.any() or not g_valid.any():
+        raise InputError("the target or the guide has no valid pixels")
+
+    def read(window: Window):
+        g = (slice(None), *window.scaled(s).slices)
+        t = (slice(None), *window.slices)
+        return target[t], t_valid[t], guide[g], g_valid[g]
+
+    solve, steps, device = _solver(
+        config, s, target_names, guide_names, BandScaling.fit(target, t_valid), BandScaling.fit(guide, g_valid), read, recorder
+    )
+    out = np.zeros((target.shape[0], gh, gw))
+
+    def write(window: Window, values: np.ndarray, _valid: np.ndarray) -> None:
+        out[(slice(None), *window.slices)] = values
+
+    run_tiles(w, h, target.shape[0], s, config.tiles, solve, write, recorder)
+    return out, RunResult("", device, time.perf_counter() - start, steps(), recorder.messages)
