@@ -1,4 +1,4 @@
-"""Command line: ``internal-sr dip|degrade|kernelgan ...``.
+"""Command line: ``internal-sr dip|guided|degrade|kernelgan ...``.
 
 Any user error exits with status 2 and one line on stderr naming the problem; nothing is written at
 OUTPUT then. Ctrl-C cancels cleanly (status 130, no output).
@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 
-from .config import DIPConfig, IOOptions, KernelGANConfig, TileOptions
+from .config import GUIDED_ITERATIONS, DIPConfig, GuidedDIPConfig, IOOptions, KernelGANConfig, TileOptions
 from .errors import Cancelled, InputError
 
 
@@ -91,13 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--float32", action="store_true", help="write Float32 instead of the input data type")
         p.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF")
 
+    def optimisation(p: argparse.ArgumentParser, grid: str) -> None:
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--tile", type=int, default=TileOptions.size, help=f"tile edge in {grid} pixels")
+        p.add_argument("--overlap", type=int, default=TileOptions.overlap, help=f"tile overlap in {grid} pixels")
+
     dip = sub.add_parser("dip", help="super-resolve with Deep Image Prior")
     common(dip)
     dip.add_argument("--iterations", type=int, help="optimisation steps per tile (default: by scale)")
-    dip.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    dip.add_argument("--seed", type=int, default=0)
-    dip.add_argument("--tile", type=int, default=TileOptions.size, help="tile edge in input pixels")
-    dip.add_argument("--overlap", type=int, default=TileOptions.overlap, help="tile overlap in input pixels")
+    optimisation(dip, "input")
     dip.add_argument("--kernelgan-iterations", type=int, default=KernelGANConfig.iterations,
                      help="KernelGAN steps with --kernel estimate")
 
@@ -113,6 +116,19 @@ def build_parser() -> argparse.ArgumentParser:
     kernelgan.add_argument("--iterations", type=int, default=KernelGANConfig.iterations, help="training steps")
     kernelgan.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     kernelgan.add_argument("--seed", type=int, default=0)
+    guided = sub.add_parser("guided", help="sharpen low-resolution bands with finer bands of the same scene (guided DIP)")
+    guided.add_argument("target", help="low-resolution raster to sharpen (e.g. Sentinel-2 20 m bands)")
+    guided.add_argument("guide", help="finer raster of the same scene: same CRS, pixel size an integer fraction, aligned")
+    guided.add_argument("output", help="output GeoTIFF, on the guide's grid over the overlap")
+    guided.add_argument("--target-bands", type=_bands, help="1-based target bands (default: all)")
+    guided.add_argument("--guide-bands", type=_bands, help="1-based guide bands (default: all)")
+    guided.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {GUIDED_ITERATIONS})")
+    guided.add_argument("--kernel", default="sentinel2",
+                        help="target blur: sentinel2 (per band, from the band names) | bicubic | gaussian:SIGMA | PATH.npy")
+    guided.add_argument("--guide-kernel", default="sentinel2", help="guide blur, same choices")
+    guided.add_argument("--float32", action="store_true", help="write Float32 instead of the target's data type")
+    guided.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF")
+    optimisation(guided, "target")
     return parser
 
 
@@ -129,8 +145,21 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
         progress.close()
         print(f"wrote {', '.join(result.kernel_paths)} ({result.device}, {result.seconds:.1f} s)")
         return
-    io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog)
-    if args.command == "dip":
+    if args.command == "guided":
+        from .sharpen import sharpen
+
+        config = GuidedDIPConfig(
+            kernel=args.kernel,
+            guide_kernel=args.guide_kernel,
+            iterations=args.iterations,
+            device=args.device,
+            seed=args.seed,
+            tiles=TileOptions(args.tile, args.overlap),
+        )
+        io = IOOptions(bands=args.target_bands, float32=args.float32, cog=args.cog)
+        result = sharpen(args.target, args.guide, args.output, config, io, IOOptions(bands=args.guide_bands), progress)
+    elif args.command == "dip":
+        io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog)
         config = DIPConfig(
             scale=args.scale,
             kernel=args.kernel,
@@ -149,6 +178,7 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
         else:
             result = pipeline.super_resolve(args.input, args.output, config, io, progress)
     else:
+        io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog)
         result = pipeline.degrade(args.input, args.output, args.scale, args.kernel, io, progress)
     progress.close()
     print(f"wrote {result.output_path} ({result.device}, {result.seconds:.1f} s)")

@@ -13,6 +13,10 @@ DATA = os.path.join(os.path.dirname(__file__), "data")
 S2_10M = os.path.join(DATA, "s2_T33UUB_10m_B4-B3-B2-B8_crop.tif")  # 128×128, 4 bands, uint16, no CRS
 S2_20M = os.path.join(DATA, "s2_T18SVG_20m_B05-B12_crop.tif")  # 96×96, 6 bands, uint16, EPSG:32618
 S2_10M_256 = os.path.join(DATA, "s2_T33UUB_10m_B4-B3-B2-B8_256.tif")  # 256×256, 4 bands, uint16, no CRS
+#: the same area as S2_10M on the 20 m grid (rows 150–213, cols 80–143): B5, B6, B7, B8A, B11, B12, 64×64
+S2_20M_SAME_AREA = os.path.join(DATA, "s2_T33UUB_20m_B5-B12_crop.tif")
+#: 60 m bands B1, B9 (20×20) covering S2_10M's rows 0–119, cols 2–121
+S2_60M_SAME_AREA = os.path.join(DATA, "s2_T33UUB_60m_B1-B9_crop.tif")
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
 

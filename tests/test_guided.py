@@ -1,0 +1,215 @@
+"""Guided (multi-modal) DIP: quality under Wald's protocol on real Sentinel-2 bands, georeferencing on the
+guide's grid, nodata, the classic baseline, and the clear errors for grids that do not nest."""
+
+import os
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+
+from internal_sr.core import metrics
+from internal_sr.core.cli import main as cli
+from internal_sr.core.config import GuidedDIPConfig, IOOptions, TileOptions
+from internal_sr.core.degradation import Degradation
+from internal_sr.core.errors import InputError
+from internal_sr.core.evaluation import bicubic, hpf_injection
+from internal_sr.core.grid import Grid, Window, nest
+from internal_sr.core.kernels import make_kernel
+from internal_sr.core.sentinel2 import band_name, sigma_from_mtf
+from internal_sr.core.sharpen import band_kernels, sharpen, sharpen_array
+
+from helpers import S2_10M, S2_20M_SAME_AREA, S2_60M_SAME_AREA, read, write_raster
+
+NAMES10, NAMES20, NAMES60 = ("B4", "B3", "B2", "B8"), ("B5", "B6", "B7", "B8A", "B11", "B12"), ("B1", "B9")
+#: a tiny configuration for grid and I/O tests (quality is tested separately)
+FAST = GuidedDIPConfig(iterations=2, width=8, layers=2)
+UTM = "EPSG:32633"
+
+
+def degrade(image: np.ndarray, names, scale: int) -> np.ndarray:
+    with torch.no_grad():
+        d = Degradation(band_kernels("sentinel2", names, scale, "band"))
+        return d(torch.as_tensor(image, dtype=torch.float32)[None])[0].double().numpy()
+
+
+@pytest.fixture(scope="module")
+def wald_20m():
+    """Wald's protocol: 10 m guide → 20 m, 20 m target → 40 m; the real 20 m bands are the reference."""
+    reference = read(S2_20M_SAME_AREA).astype(np.float64)
+    return degrade(reference, NAMES20, 2), degrade(read(S2_10M).astype(np.float64), NAMES10, 2), reference
+
+
+@pytest.mark.slow
+def test_guided_dip_beats_bicubic_clearly_in_rmse_and_sam(wald_20m):
+    target, guide, reference = wald_20m
+    torch.set_num_threads(2)
+    out, result = sharpen_array(target, guide, GuidedDIPConfig(iterations=100, device="cpu"), NAMES20, NAMES10)
+    kernels = band_kernels("sentinel2", NAMES20, 2, "t"), band_kernels("sentinel2", NAMES10, 2, "g")
+    scores = {
+        "bicubic": bicubic(target, 2),
+        "HPF injection + BP": hpf_injection(target, guide, *kernels, back_projection_steps=20),
+        "guided DIP": out,
+    }
+    rmse = {k: metrics.rmse(v, reference) for k, v in scores.items()}
+    sam = {k: metrics.sam(v, reference) for k, v in scores.items()}
+    print({k: f"RMSE {rmse[k]:.1f}, SAM {sam[k]:.3f}" for k in scores}, f"{result.steps} steps")
+    assert rmse["guided DIP"] < 0.5 * rmse["bicubic"]
+    assert sam["guided DIP"] < 0.75 * sam["bicubic"]
+    assert rmse["guided DIP"] < 1.02 * rmse["HPF injection + BP"]  # the learnt correction does not damage its base
+
+
+def test_injection_is_exact_when_the_target_is_a_blurred_combination_of_the_guide():
+    guide = read(S2_10M)[:, :64, :64].astype(np.float64)
+    kernels = [make_kernel("gaussian:0.5", 2)] * 4
+    truth = 0.3 * guide[:2] + 0.5 * guide[3:] + 100.0  # two bands, each an affine combination
+    low = degrade_with(truth, kernels[:2])
+    out = hpf_injection(low, guide, kernels[:2], kernels)
+    np.testing.assert_allclose(out, truth, rtol=0, atol=1e-6 * truth.max())
+
+
+def degrade_with(image: np.ndarray, kernels) -> np.ndarray:
+    with torch.no_grad():
+        return Degradation(kernels).double()(torch.as_tensor(image)[None])[0].numpy()
+
+
+def test_sentinel2_band_names_and_mtf_kernels():
+    assert [band_name(t) for t in ("B05", "b8a", "T33UUB_20170527T100031_B8A.jp2", "B12_20m", "B1", "NIR", None)] == [
+        "B5", "B8A", "B8A", "B12", "B1", None, None]
+    sigma = sigma_from_mtf(0.3)
+    assert np.exp(-2 * np.pi**2 * sigma**2 * 0.25) == pytest.approx(0.3)  # MTF of the Gaussian at Nyquist
+    widths = [make_kernel(k.name, 2).separable.size for k in band_kernels("sentinel2", NAMES20, 2, "t")]
+    assert len(widths) == 6
+    with pytest.raises(InputError, match="band 2 is unnamed"):
+        band_kernels("sentinel2", ["B5", None], 2, "target")
+
+
+def geo_pair(tmp_path, guide_origin=(300000.0, 5800000.0), target_origin=(300000.0, 5800000.0), guide_pixel=10.0,
+             target_crs=UTM, guide_crs=UTM, target=None):
+    """The committed 20 m / 10 m crops written with a UTM georeference (the originals carry none)."""
+    t = write_raster(str(tmp_path / "t20.tif"), read(S2_20M_SAME_AREA) if target is None else target, crs=target_crs,
+                     transform=Affine(20.0, 0, target_origin[0], 0, -20.0, target_origin[1]), descriptions=NAMES20)
+    g = write_raster(str(tmp_path / "g10.tif"), read(S2_10M), crs=guide_crs,
+                     transform=Affine(guide_pixel, 0, guide_origin[0], 0, -guide_pixel, guide_origin[1]), descriptions=NAMES10)
+    return t, g
+
+
+def test_output_is_on_the_guide_grid_over_the_overlap(tmp_path):
+    # the guide starts 3 target pixels right and 2 down of the target: the overlap is 61 × 62 target pixels
+    t, g = geo_pair(tmp_path, guide_origin=(300060.0, 5799960.0))
+    out = str(tmp_path / "sharp.tif")
+    result = sharpen(t, g, out, FAST, IOOptions(bands=(1, 4, 6)))
+    with rasterio.open(out) as dst, rasterio.open(g) as guide:
+        assert dst.crs == guide.crs
+        assert dst.transform == guide.transform
+        assert (dst.width, dst.height) == (122, 124)  # 61 × 62 target pixels, ×2
+        assert dst.dtypes == ("uint16",) * 3
+        assert dst.descriptions == ("B5", "B8A", "B12")
+    assert any("overlap" in m for m in result.messages)
+
+
+def test_guide_larger_than_the_target_is_cut_to_the_target(tmp_path):
+    # the guide starts one target pixel up-left of the target: the output starts at the target's corner
+    # and covers the 63 × 63 target pixels that the guide's 128 × 128 10 m pixels still reach
+    t, g = geo_pair(tmp_path, guide_origin=(299980.0, 5800020.0))
+    out = str(tmp_path / "sharp.tif")
+    sharpen(t, g, out, FAST, IOOptions(bands=(1,)))
+    with rasterio.open(out) as dst, rasterio.open(t) as target:
+        assert (dst.transform.c, dst.transform.f) == (target.transform.c, target.transform.f)
+        assert dst.transform.a == 10.0 and (dst.width, dst.height) == (2 * 63, 2 * 63)
+
+
+def test_sixty_metre_bands_sharpened_six_times_onto_the_10m_grid(tmp_path):
+    # the 60 m crop starts at 10 m row 0, column 2 of the 10 m crop
+    t = write_raster(str(tmp_path / "t60.tif"), read(S2_60M_SAME_AREA), crs=UTM,
+                     transform=Affine(60.0, 0, 300020.0, 0, -60.0, 5800000.0), descriptions=NAMES60)
+    _, g = geo_pair(tmp_path)
+    out = str(tmp_path / "sharp60.tif")
+    sharpen(t, g, out, FAST)
+    with rasterio.open(out) as dst:
+        assert dst.transform == Affine(10.0, 0, 300020.0, 0, -10.0, 5800000.0)
+        assert (dst.width, dst.height) == (120, 120) and dst.descriptions == NAMES60
+        values = dst.read()
+    low = read(S2_60M_SAME_AREA).astype(np.float64)
+    # consistent with its input: block means of the output stay close to the observed 60 m values
+    means = values.reshape(2, 20, 6, 20, 6).mean(axis=(2, 4))
+    assert np.abs(means - low).mean() < 0.02 * low.mean()
+
+
+def test_nodata_in_target_or_guide_comes_out_as_nodata(tmp_path):
+    target = read(S2_20M_SAME_AREA).copy()
+    target[:, 10:20, 10:20] = 0
+    t, g = geo_pair(tmp_path, target=target)
+    with rasterio.open(t, "r+") as ds:
+        ds.nodata = 0
+    with rasterio.open(g, "r+") as ds:
+        guide = ds.read()
+        guide[2, 100:110, 30:40] = 0
+        ds.write(guide)
+        ds.nodata = 0
+    out = str(tmp_path / "sharp.tif")
+    sharpen(t, g, out, FAST)
+    with rasterio.open(out) as dst:
+        values = dst.read()
+        assert dst.nodata == 0
+    assert (values[:, 20:40, 20:40] == 0).all()
+    assert (values[:, 100:110, 30:40] == 0).all()
+    assert (values[:, 60:100, 60:100] != 0).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(guide_pixel=15.0), "non-integer scale between grids"),
+        (dict(guide_pixel=20.0), "at least twice as fine"),
+        (dict(guide_origin=(400000.0, 5800000.0)), "do not overlap"),
+        (dict(guide_origin=(300005.0, 5800000.0)), "not aligned"),
+        (dict(guide_crs="EPSG:32632"), "CRS"),
+        (dict(guide_crs=None), "CRS"),
+    ],
+)
+def test_grids_that_do_not_nest_give_one_line_errors_and_write_nothing(tmp_path, capsys, kwargs, message):
+    t, g = geo_pair(tmp_path, **kwargs)
+    out = tmp_path / "never.tif"
+    assert cli(["guided", t, g, str(out), "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists() and sorted(os.listdir(tmp_path)) == ["g10.tif", "t20.tif"]
+
+
+def test_rotated_grid_is_refused():
+    rotated = Grid(10, 10, Affine.translation(0, 0) * Affine.rotation(10) * Affine.scale(20, -20))
+    with pytest.raises(InputError, match="rotated"):
+        nest(rotated, Grid(20, 20, Affine.scale(10, -10)))
+
+
+@pytest.mark.parametrize(
+    "guide_origin, target_window, guide_window",
+    [
+        ((0.0, 0.0), Window(0, 0, 10, 10), Window(0, 0, 20, 20)),
+        ((-20.0, 20.0), Window(0, 0, 10, 10), Window(2, 2, 20, 20)),  # guide extends beyond the target
+        ((10.0, -10.0), Window(1, 1, 9, 9), Window(1, 1, 18, 18)),  # guide starts inside a target pixel
+        ((100.0, 0.0), Window(5, 0, 5, 10), Window(0, 0, 10, 20)),  # guide covers the right half only
+    ],
+)
+def test_nesting_finds_whole_target_pixels_inside_the_guide(guide_origin, target_window, guide_window):
+    target = Grid(10, 10, Affine(20, 0, 0, 0, -20, 0), UTM)
+    guide = Grid(30, 30, Affine(10, 0, guide_origin[0], 0, -10, guide_origin[1]), UTM)
+    nesting = nest(target, guide)
+    assert (nesting.scale, nesting.target, nesting.guide) == (2, target_window, guide_window)
+    # the two windows describe the same ground
+    assert target.window_grid(nesting.target).refined(2).transform == guide.window_grid(nesting.guide).transform
+
+
+def test_tiled_run_matches_the_tile_plan(tmp_path):
+    t, g = geo_pair(tmp_path)
+    out = str(tmp_path / "tiled.tif")
+    config = GuidedDIPConfig(iterations=2, width=8, layers=2, tiles=TileOptions(size=24, overlap=4))
+    sharpen(t, g, out, config, IOOptions(bands=(2,)))
+    with rasterio.open(out) as dst:
+        values = dst.read(1).astype(np.float64)
+    low = read(S2_20M_SAME_AREA)[1].astype(np.float64)
+    assert values.shape == (128, 128)
+    means = values.reshape(64, 2, 64, 2).mean(axis=(1, 3))
+    assert np.abs(means - low).mean() < 0.02 * low.mean()  # no seams or offsets between tiles
