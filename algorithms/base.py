@@ -233,14 +233,19 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         self._help.append((parameter.description(), help_text))
         self.addParameter(parameter)
 
-    def add_raster_input(self, help_text: str) -> None:
-        self.add_parameter(QgsProcessingParameterRasterLayer(self.INPUT, tr("Input raster")), help_text)
+    def add_raster_input(self, help_text: str, name: str = "INPUT", description: str = "Input raster") -> None:
+        self.add_parameter(QgsProcessingParameterRasterLayer(name, tr(description)), help_text)
 
-    def add_bands(self) -> None:
+    def add_bands(
+        self,
+        name: str = "BANDS",
+        parent: str = "INPUT",
+        description: str = "Bands",
+        help_text: str = "Bands to process, numbered from 1. Leave empty to process every band. The output has "
+        "these bands, in this order, with their names.",
+    ) -> None:
         self.add_parameter(
-            QgsProcessingParameterBand(self.BANDS, tr("Bands"), None, self.INPUT, optional=True, allowMultiple=True),
-            "Bands to process, numbered from 1. Leave empty to process every band. The output has these "
-            "bands, in this order, with their names.",
+            QgsProcessingParameterBand(name, tr(description), None, parent, optional=True, allowMultiple=True), help_text
         )
 
     def add_int(
@@ -282,13 +287,13 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             maximum=16,
         )
 
-    def add_kernel(self, advanced: bool = False) -> None:
-        """KERNEL, SIGMA and KERNEL_FILE: the blur of the sensor model, shared by DIP and degrade."""
+    def add_kernel(self, advanced: bool = False, options: tuple[str, ...] = KERNELS, extra_help: str = "") -> None:
+        """KERNEL, SIGMA and KERNEL_FILE: the blur of the sensor model, shared by every method and degrade."""
         self.add_choice(
             self.KERNEL,
             "Blur kernel",
-            KERNELS,
-            "How one low-resolution pixel is made from the high-resolution scene. 'bicubic' suits most "
+            options,
+            extra_help + "How one low-resolution pixel is made from the high-resolution scene. 'bicubic' suits most "
             "resampled products; 'lanczos2'/'lanczos3' are sharper; 'gaussian' models an optical sensor's "
             "point spread (width set by Gaussian sigma).",
             advanced,
@@ -320,11 +325,11 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
 
     # -- reading parameters (main thread) ---------------------------------------------------
 
-    def read_source(self, parameters: dict[str, Any], context: QgsProcessingContext) -> RasterSource:
-        """Resolve INPUT to a file GDAL can read; raise a one-line ``QgsProcessingException`` if not."""
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+    def read_source(self, parameters: dict[str, Any], context: QgsProcessingContext, name: str = "INPUT") -> RasterSource:
+        """Resolve a raster parameter to a file GDAL can read; raise a one-line ``QgsProcessingException`` if not."""
+        layer = self.parameterAsRasterLayer(parameters, name, context)
         if layer is None or not layer.isValid():
-            raise QgsProcessingException(self._not_a_raster(parameters))
+            raise QgsProcessingException(self._not_a_raster(parameters, name))
         if layer.providerType() != "gdal":
             raise QgsProcessingException(
                 tr("Input raster {} comes from the '{}' provider: only file rasters read by GDAL (e.g. GeoTIFF) "
@@ -338,16 +343,16 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             )
         return RasterSource(layer.source(), layer.name(), layer.bandCount(), layer.width(), layer.height())
 
-    def _not_a_raster(self, parameters: dict[str, Any]) -> str:
-        value = parameters.get(self.INPUT)
+    def _not_a_raster(self, parameters: dict[str, Any], name: str = "INPUT") -> str:
+        value = parameters.get(name)
         shown = value.name() if hasattr(value, "name") else one_line(value)
-        return tr("Input {} is not a raster QGIS can open (INPUT must be a raster layer or raster file)").format(shown)
+        return tr("Input {} is not a raster QGIS can open ({} must be a raster layer or raster file)").format(shown, name)
 
     def read_bands(
-        self, parameters: dict[str, Any], context: QgsProcessingContext, source: RasterSource
+        self, parameters: dict[str, Any], context: QgsProcessingContext, source: RasterSource, name: str = "BANDS"
     ) -> tuple[int, ...] | None:
-        """BANDS as 1-based indices checked against the input (``None``: every band)."""
-        bands = tuple(int(b) for b in self.parameterAsInts(parameters, self.BANDS, context))
+        """A band parameter as 1-based indices checked against ``source`` (``None``: every band)."""
+        bands = tuple(int(b) for b in self.parameterAsInts(parameters, name, context))
         for band in bands:
             if not 1 <= band <= source.band_count:
                 raise QgsProcessingException(
@@ -406,8 +411,11 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     ) -> tuple[bool, str]:
         """Say what is wrong in the user's terms (QGIS alone says 'Incorrect parameter value for SCALE',
         or 'not found' for a file that exists but is not a raster)."""
-        if parameters.get(self.INPUT) is not None and self.parameterAsRasterLayer(parameters, self.INPUT, context) is None:
-            return False, self._not_a_raster(parameters)
+        for definition in self.parameterDefinitions():
+            name = definition.name()
+            if isinstance(definition, QgsProcessingParameterRasterLayer) and parameters.get(name) is not None:
+                if self.parameterAsRasterLayer(parameters, name, context) is None:
+                    return False, self._not_a_raster(parameters, name)
         for definition in self.parameterDefinitions():
             if not isinstance(definition, QgsProcessingParameterNumber):
                 continue

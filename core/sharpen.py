@@ -9,6 +9,7 @@ at it is nodata. Writes are atomic (``core.raster.AtomicGeoTIFF``).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -16,14 +17,15 @@ import numpy as np
 from .config import GuidedDIPConfig, IOOptions
 from .device import describe, resolve_device, seed_everything
 from .errors import InputError
-from .grid import Window, nest
+from .grid import Nesting, Window, nest
+from .guided import MIN_TARGET_SIZE
 from .kernels import Kernel, make_kernel
 from .normalise import BandScaling
-from .pipeline import RunResult, _open_input, _Recorder, fit_scaling
+from .pipeline import RunResult, _Recorder, fit_scaling
 from .progress import NullProgress, Progress
-from .raster import AtomicGeoTIFF, check_output_path, open_info, output_dtype, read_window, to_dtype
+from .raster import AtomicGeoTIFF, RasterInfo, check_output_path, open_info, output_dtype, read_window, to_dtype
 from .sentinel2 import band_name, kernel_spec
-from .tiling import run_tiles
+from .tiling import Solver, run_tiles
 
 #: read(window on the target grid) -> (target values, target valid, guide values, guide valid)
 Reader = Callable[[Window], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
@@ -45,24 +47,67 @@ def band_kernels(spec: str, names: Sequence[str | None], scale: int, role: str) 
     return kernels
 
 
+@dataclass(frozen=True)
+class GuidedInputs:
+    """Target and guide checked against each other: their metadata, how they nest, each band's kernel."""
+
+    target: RasterInfo
+    guide: RasterInfo
+    nesting: Nesting
+    target_kernels: list[Kernel]
+    guide_kernels: list[Kernel]
+
+
+def check_inputs(
+    target_path: str,
+    guide_path: str,
+    output_path: str | None,
+    config: GuidedDIPConfig,
+    target_io: IOOptions = IOOptions(),
+    guide_io: IOOptions = IOOptions(),
+    progress: Progress | None = None,
+) -> GuidedInputs:
+    """Open and check both rasters, the output path (unless ``None``), the grids and the kernels.
+
+    Raises a one-line ``InputError``. Reads metadata only, so front ends call it to report bad input
+    before a run starts.
+    """
+    target = open_info(target_path, target_io.bands)
+    guide = open_info(guide_path, guide_io.bands)
+    if output_path is not None:
+        check_output_path(output_path, [target_path, guide_path])
+    if target.grid.crs is None and progress is not None:
+        progress.info(f"warning: {target_path} has no CRS; the output is written without one")
+    nesting = nest(target.grid, guide.grid)
+    s = nesting.scale
+    if min(nesting.target.width, nesting.target.height) < MIN_TARGET_SIZE:
+        raise InputError(
+            f"the overlap of target and guide is {nesting.target.width}×{nesting.target.height} target pixels: "
+            f"guided DIP needs at least {MIN_TARGET_SIZE}×{MIN_TARGET_SIZE}"
+        )
+    return GuidedInputs(
+        target, guide, nesting,
+        band_kernels(config.kernel, target.descriptions, s, "target"),
+        band_kernels(config.guide_kernel, guide.descriptions, s, "guide"),
+    )
+
+
 def _solver(
     config: GuidedDIPConfig,
-    scale: int,
-    target_names: Sequence[str | None],
-    guide_names: Sequence[str | None],
+    target_kernels: list[Kernel],
+    guide_kernels: list[Kernel],
     target_scaling: BandScaling,
     guide_scaling: BandScaling,
     read: Reader,
     progress: Progress,
-):
+) -> tuple[Solver, Callable[[], int], str]:
     """The tile solver shared by file and array runs; returns it, a step counter and the device name."""
     from .guided import sharpen_tile
 
-    target_kernels = band_kernels(config.kernel, target_names, scale, "target")
-    guide_kernels = band_kernels(config.guide_kernel, guide_names, scale, "guide")
+    scale = target_kernels[0].scale
     device = resolve_device(config.device)
     progress.info(
-        f"device {describe(device)}; guided ×{scale}, {len(target_names)} target and {len(guide_names)} guide band(s), "
+        f"device {describe(device)}; guided ×{scale}, {len(target_kernels)} target and {len(guide_kernels)} guide band(s), "
         f"kernels {config.kernel}/{config.guide_kernel}, up to {config.steps} steps per tile, "
         f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
     )
@@ -95,10 +140,8 @@ def sharpen(
     """Sharpen ``target_path`` with ``guide_path`` into a GeoTIFF on the guide's grid (module docstring)."""
     recorder = _Recorder(progress or NullProgress())
     start = time.perf_counter()
-    target = _open_input(target_path, output_path, target_io, recorder)
-    guide = open_info(guide_path, guide_io.bands)
-    check_output_path(output_path, [target_path, guide_path])
-    nesting = nest(target.grid, guide.grid)
+    inputs = check_inputs(target_path, guide_path, output_path, config, target_io, guide_io, recorder)
+    target, guide, nesting = inputs.target, inputs.guide, inputs.nesting
     s = nesting.scale
     if nesting.target.width < target.grid.width or nesting.target.height < target.grid.height:
         recorder.info(f"the guide covers {nesting.target.width}×{nesting.target.height} of the target's "
@@ -109,7 +152,7 @@ def sharpen(
         return (*read_window(target, window.translated(nesting.target.col_off, nesting.target.row_off)), *read_window(guide, fine))
 
     solve, steps, device = _solver(
-        config, s, target.descriptions, guide.descriptions, fit_scaling(target), fit_scaling(guide), read, recorder
+        config, inputs.target_kernels, inputs.guide_kernels, fit_scaling(target), fit_scaling(guide), read, recorder
     )
     dtype = output_dtype(target, target_io.float32)
     grid = guide.grid.window_grid(nesting.guide)
@@ -151,8 +194,9 @@ def sharpen_array(
         t = (slice(None), *window.slices)
         return target[t], t_valid[t], guide[g], g_valid[g]
 
+    kernels = band_kernels(config.kernel, target_names, s, "target"), band_kernels(config.guide_kernel, guide_names, s, "guide")
     solve, steps, device = _solver(
-        config, s, target_names, guide_names, BandScaling.fit(target, t_valid), BandScaling.fit(guide, g_valid), read, recorder
+        config, *kernels, BandScaling.fit(target, t_valid), BandScaling.fit(guide, g_valid), read, recorder
     )
     out = np.zeros((target.shape[0], gh, gw))
 

@@ -48,7 +48,9 @@ def test_plugin_loads_and_unloads_cleanly(qgis_iface, qgis_processing, recorder,
     try:
         provider = registry.providerById("internal_sr")
         assert provider is not None and provider.name() == "Internal SR"
-        assert sorted(a.id() for a in provider.algorithms()) == ["internal_sr:degrade", "internal_sr:dip"]
+        assert sorted(a.id() for a in provider.algorithms()) == [
+            "internal_sr:degrade", "internal_sr:dip", "internal_sr:guided_dip", "internal_sr:kernelgan"
+        ]
         assert len(recorder.menu) == 1 and recorder.menu[0][0] == "&Internal SR"
         action = recorder.menu[0][1]
         assert recorder.toolbar == [action] and not action.icon().isNull()

@@ -1,0 +1,84 @@
+"""``internal_sr:guided_dip`` through ``processing.run`` in a headless QGIS: the output on the guide's grid,
+one-line errors for grids that do not nest, and help for analysts (plumbing only: quality is in test_guided)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import rasterio
+from affine import Affine
+from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+from helpers import S2_10M, S2_20M_SAME_AREA, read, write_raster
+from qgis_helpers import user_message
+
+pytestmark = [pytest.mark.qgis, pytest.mark.usefixtures("internal_sr_provider")]
+
+FAST = {"ITERATIONS": 2, "DEVICE": "cpu", "SEED": 1}
+
+
+def pair(folder, guide_pixel: float = 10.0, guide_origin: tuple[float, float] = (300040.0, 5799960.0)) -> tuple[str, str]:
+    target = write_raster(str(folder / "t20.tif"), read(S2_20M_SAME_AREA), transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0),
+                          descriptions=("B5", "B6", "B7", "B8A", "B11", "B12"))
+    guide = write_raster(str(folder / "g10.tif"), read(S2_10M), transform=Affine(guide_pixel, 0, guide_origin[0], 0, -guide_pixel, guide_origin[1]),
+                         descriptions=("B4", "B3", "B2", "B8"))
+    return target, guide
+
+
+def run(parameters: dict) -> dict:
+    import processing
+
+    return processing.run("internal_sr:guided_dip", parameters, feedback=QgsProcessingFeedback())
+
+
+def test_guided_output_is_on_the_guide_grid(tmp_path) -> None:
+    target, guide = pair(tmp_path)
+    out = str(tmp_path / "sharp.tif")
+    result = run({"INPUT": target, "BANDS": [1, 6], "GUIDE": guide, "GUIDE_BANDS": [1, 2, 4], **FAST, "OUTPUT": out})
+    assert result["OUTPUT"] == out
+    with rasterio.open(out) as dst:
+        # the guide starts 2 target pixels right and down: 62 × 62 target pixels overlap, on the 10 m grid
+        assert dst.transform == Affine(10.0, 0, 300040.0, 0, -10.0, 5799960.0)
+        assert (dst.width, dst.height, dst.count) == (124, 124, 2)
+        assert dst.descriptions == ("B5", "B12") and dst.crs.to_epsg() == 32633
+
+
+@pytest.mark.parametrize(
+    "guide_pixel, guide_origin, expected",
+    [
+        (15.0, (300000.0, 5800000.0), "non-integer scale between grids"),
+        (10.0, (500000.0, 5800000.0), "do not overlap"),
+        (10.0, (300005.0, 5800000.0), "not aligned"),
+    ],
+)
+def test_grids_that_do_not_nest_are_refused_before_the_run(tmp_path, guide_pixel, guide_origin, expected) -> None:
+    target, guide = pair(tmp_path, guide_pixel, guide_origin)
+    out = str(tmp_path / "never.tif")
+    with pytest.raises(QgsProcessingException) as error:
+        run({"INPUT": target, "GUIDE": guide, **FAST, "OUTPUT": out})
+    message = user_message(error.value)
+    assert "\n" not in message and expected in message
+    assert sorted(os.listdir(tmp_path)) == ["g10.tif", "t20.tif"]
+
+
+def test_unnamed_bands_need_a_kernel_choice(tmp_path) -> None:
+    target = write_raster(str(tmp_path / "t.tif"), read(S2_20M_SAME_AREA), transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    _, guide = pair(tmp_path)
+    with pytest.raises(QgsProcessingException) as error:
+        run({"INPUT": target, "GUIDE": guide, **FAST, "OUTPUT": str(tmp_path / "o.tif")})
+    assert "kernel sentinel2 needs Sentinel-2 band names" in user_message(error.value)
+    out = str(tmp_path / "o.tif")
+    run({"INPUT": target, "GUIDE": guide, "KERNEL": "gaussian", "SIGMA": 0.45, **FAST, "OUTPUT": out})
+    assert os.path.exists(out)
+
+
+def test_help_names_the_sentinel2_and_landsat_guides() -> None:
+    from qgis.core import QgsApplication
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("internal_sr:guided_dip")
+    help_text = algorithm.shortHelpString()
+    for words in ("B8A", "B2, B3, B4, B8", "Landsat", "panchromatic", "GPU", "CPU"):
+        assert words in help_text
+    for parameter in algorithm.parameterDefinitions():
+        assert parameter.description() in help_text
