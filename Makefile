@@ -7,7 +7,7 @@ QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test demo bench bench-gpu package deploy clean
+.PHONY: install test demo bench bench-guided bench-gpu package deploy clean
 
 install: $(STAMP)
 
@@ -32,6 +32,9 @@ demo: install
 
 bench: install
 	$(PY) benchmarks/wald.py --out benchmarks/results
+
+bench-guided: install
+	$(PY) benchmarks/guided.py --out benchmarks/results
 
 bench-gpu: install
 	$(PY) benchmarks/gpu.py --out benchmarks/results

@@ -1,4 +1,4 @@
-"""Command line: ``internal-sr dip|guided|degrade|kernelgan ...``.
+"""Command line: ``internal-sr dip|guided|sentinel2|degrade|kernelgan ...``.
 
 Any user error exits with status 2 and one line on stderr naming the problem; nothing is written at
 OUTPUT then. Ctrl-C cancels cleanly (status 130, no output).
@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     guided.add_argument("--float32", action="store_true", help="write Float32 instead of the target's data type")
     guided.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF")
     optimisation(guided, "target")
+    product = sub.add_parser("sentinel2", help="all Sentinel-2 bands at 10 m: sharpen the 20 m and 60 m bands with the 10 m bands")
+    product.add_argument("inputs", nargs="+", help="folders (e.g. a .SAFE product) and/or band files")
+    product.add_argument("output", help="output GeoTIFF: the bands in order B1 … B12 on the 10 m grid")
+    product.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {GUIDED_ITERATIONS})")
+    product.add_argument("--float32", action="store_true", help="write Float32 instead of the bands' data type")
+    optimisation(product, "target")
     return parser
 
 
@@ -158,6 +164,13 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
         )
         io = IOOptions(bands=args.target_bands, float32=args.float32, cog=args.cog)
         result = sharpen(args.target, args.guide, args.output, config, io, IOOptions(bands=args.guide_bands), progress)
+    elif args.command == "sentinel2":
+        from .sentinel2_product import sharpen_product
+
+        config = GuidedDIPConfig(
+            iterations=args.iterations, device=args.device, seed=args.seed, tiles=TileOptions(args.tile, args.overlap)
+        )
+        result = sharpen_product(args.inputs, args.output, config, args.float32, progress)
     elif args.command == "dip":
         io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog)
         config = DIPConfig(

@@ -213,3 +213,47 @@ def test_tiled_run_matches_the_tile_plan(tmp_path):
     assert values.shape == (128, 128)
     means = values.reshape(64, 2, 64, 2).mean(axis=(1, 3))
     assert np.abs(means - low).mean() < 0.02 * low.mean()  # no seams or offsets between tiles
+
+
+def product_folder(folder) -> str:
+    """A Sentinel-2-like folder from the committed crops: one file per 10 m and 60 m band, one 20 m stack
+    whose band names are only in its file name, all georeferenced on one UTM origin."""
+    os.makedirs(folder / "IMG_DATA")
+    for index, band in enumerate(("B04", "B03", "B02", "B08")):
+        write_raster(str(folder / "IMG_DATA" / f"T33UUB_20170527T100031_{band}.tif"), read(S2_10M)[index : index + 1],
+                     transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
+    write_raster(str(folder / "IMG_DATA" / "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif"), read(S2_20M_SAME_AREA),
+                 transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    for index, band in enumerate(("B01", "B09")):
+        write_raster(str(folder / "IMG_DATA" / f"T33UUB_20170527T100031_{band}.tif"), read(S2_60M_SAME_AREA)[index : index + 1],
+                     transform=Affine(60.0, 0, 300020.0, 0, -60.0, 5800000.0))
+    (folder / "MTD_MSIL1C.xml").write_text("<metadata/>")
+    return str(folder)
+
+
+def test_a_product_folder_becomes_all_bands_at_10m(tmp_path):
+    from internal_sr.core.sentinel2_product import find_bands, sharpen_product
+
+    folder = product_folder(tmp_path / "S2A.SAFE")
+    found = find_bands([folder])
+    assert sorted(found) == sorted(["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"])
+    assert found["B8A"].index == 4 and found["B8A"].path.endswith("B05-B06-B07-B8A-B11-B12.tif")
+    out = str(tmp_path / "all10m.tif")
+    sharpen_product([folder], out, FAST)
+    with rasterio.open(out) as dst:
+        assert dst.descriptions == ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
+        # the 60 m bands cover 10 m rows 0–119 and columns 2–121: the common area
+        assert dst.transform == Affine(10.0, 0, 300020.0, 0, -10.0, 5800000.0)
+        assert (dst.width, dst.height) == (120, 120) and dst.dtypes[0] == "uint16" and dst.crs.to_epsg() == 32633
+        values = dst.read()
+    ten = read(S2_10M)[:, :120, 2:122]
+    np.testing.assert_array_equal(values[[3, 2, 1, 7]], ten)  # B4, B3, B2, B8 pass through untouched
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".internal_sr-")] == []
+
+
+def test_a_folder_without_10m_bands_is_a_clear_error(tmp_path, capsys):
+    folder = product_folder(tmp_path / "p")
+    os.remove(os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B08.tif"))
+    assert cli(["sentinel2", folder, str(tmp_path / "o.tif"), "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no Sentinel-2 10 m band B8 found" in err[0]
