@@ -14,21 +14,25 @@ from .dip import DEVICES
 
 
 def summary_html(input_name: str, config: KernelGANConfig, result: Any) -> str:
-    """The HTML report of a run: settings, kernel size and width, and the kernel's PNG preview."""
-    width = result.widths[0]
-    preview = os.path.splitext(result.output_path)[0] + ".png"
+    """The HTML report of a run: settings, each kernel's file and width, and their PNG previews."""
     rows = [
         (tr("Input"), input_name),
         (tr("Scale"), f"×{config.scale}" + (tr(" (the ×2 kernel composed with itself)") if config.scale == 4 else "")),
-        (tr("Kernel file"), result.output_path),
-        (tr("Width (fitted Gaussian)"), str(width)),
+    ]
+    for path, width in zip(result.kernel_paths, result.widths):
+        rows += [(tr("Kernel file"), path), (tr("Width (fitted Gaussian)"), str(width))]
+    rows += [
         (tr("Use it"), tr("as the kernel file (KERNEL_FILE) of Super-resolve or Degrade at the same scale")),
         (tr("Run"), tr("{} steps on {} in {:.1f} s, seed {}").format(result.steps, result.device, result.seconds, config.seed)),
     ]
     table = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    previews = "".join(
+        f"<p><img src='file://{html.escape(os.path.splitext(path)[0] + '.png')}' alt='kernel preview'/></p>"
+        for path in result.kernel_paths
+    )
     return (
         f"<html><body><h2>{html.escape(tr('Estimated blur kernel (KernelGAN)'))}</h2><table>{table}</table>"
-        f"<p><img src='file://{html.escape(preview)}' alt='kernel preview'/></p></body></html>\n"
+        f"{previews}</body></html>\n"
     )
 
 
@@ -36,6 +40,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
     """Parameters → ``KernelGANConfig`` → ``core.kernelgan.estimate_kernel_file``; writes the kernel and a report."""
 
     ITERATIONS = "ITERATIONS"
+    PER_BAND = "PER_BAND"
     DEVICE = "DEVICE"
     SEED = "SEED"
     OUTPUT_HTML = "OUTPUT_HTML"
@@ -80,6 +85,14 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             minimum=1,
             maximum=100000,
         )
+        self.add_bool(
+            self.PER_BAND,
+            "One kernel per band",
+            False,
+            "Estimate a separate kernel for each band, written as NAME_bandN.npy beside the kernel file (the "
+            "Kernel file output then names the first band's). Off: one kernel shared by the bands, the paper's "
+            "setting for colour images and the one Super-resolve takes.",
+        )
         self.add_choice(
             self.DEVICE,
             "Device",
@@ -105,6 +118,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
         config = KernelGANConfig(
             scale=scale,
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context),
+            per_band=self.parameterAsBool(parameters, self.PER_BAND, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
             device=self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0],
         )
@@ -130,6 +144,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             tr("Bands"): ", ".join(map(str, bands)) if bands else tr("all"),
             tr("Scale"): f"×{scale}",
             tr("Iterations"): str(config.iterations),
+            tr("Kernels"): tr("one per band") if config.per_band else tr("one shared by the bands"),
             tr("Device requested"): config.device,
             tr("Seed"): str(config.seed),
             tr("Kernel file"): output,
