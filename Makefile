@@ -7,7 +7,7 @@ QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test demo bench bench-guided bench-gpu package deploy clean
+.PHONY: install test demo bench bench-guided bench-gpu bench-kernelgan package deploy clean
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ bench-guided: install
 
 bench-gpu: install
 	$(PY) benchmarks/gpu.py --out benchmarks/results
+
+# DEVICE=cuda|cpu|mps picks the device (default: auto, the GPU when there is one)
+bench-kernelgan: install
+	$(PY) benchmarks/kernelgan.py --out benchmarks/results --device $(or $(DEVICE),auto)
 
 package:
 	rm -rf dist && mkdir -p dist

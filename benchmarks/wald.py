@@ -32,10 +32,11 @@ CROPS = [
 SIZE = 128
 
 
-def load_crop(name: str, origin: tuple[int, int]) -> np.ndarray:
+def load_crop(name: str, origin: tuple[int, int], size: int = SIZE) -> np.ndarray:
+    """The ``(4, size, size)`` window at ``origin`` (row, col) of a DSen2 sample's 10 m bands, float64."""
     data = np.load(os.path.join(SHARED, name))["im10"]
     r, c = origin
-    return data[:, r : r + SIZE, c : c + SIZE].astype(np.float64)
+    return data[:, r : r + size, c : c + size].astype(np.float64)
 
 
 def _child(method: str, low: np.ndarray, scale: int, queue) -> None:

@@ -1,0 +1,143 @@
+"""KernelGAN benchmark: known blur kernels on real Sentinel-2 crops, DIP with each kernel (``make bench-kernelgan``).
+
+For each case (a 256 × 256 crop of the 10 m bands B4, B3, B2, B8 and a known anisotropic Gaussian)
+and scale: degrade the crop by ``s`` with the known kernel, estimate the kernel of the low-resolution
+image with KernelGAN at its defaults (one kernel shared by the bands), and super-resolve it back with
+DIP at its defaults given the bicubic, the estimated and the true kernel (the upper bound). Reports the
+kernel error ‖k − k_true‖ / ‖k_true‖ of the estimated and of the bicubic kernel, the fitted widths,
+and PSNR/SSIM against the crop. The crops are disjoint from the test crops and from DIP's development
+crops (see ``wald.py``); no figure is a best-over-iterations. Writes ``kernelgan.json`` and
+``kernelgan.md`` and refreshes the README table between the ``bench:kernelgan`` markers.
+
+``--quick`` runs one case with a few steps on the CPU in about a minute, to check the script end to
+end; it writes under ``out/`` and leaves the README alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from wald import load_crop, machine, update_readme  # noqa: E402
+
+#: (label, npz file, (row, col) of a SIZE² window, true kernel (major σ, minor σ in low-resolution pixels, angle °))
+CASES = [
+    ("T33UUB fields/forest", "s2_l1c_T33UUB_20170527_dsen2.npz", (344, 344), (1.0, 0.5, 30.0)),
+    ("T49JGM arid coast", "s2_l1c_T49JGM_20171022_dsen2.npz", (0, 0), (0.8, 0.4, 120.0)),
+    ("T49JGM arid coast", "s2_l1c_T49JGM_20171022_dsen2.npz", (344, 344), (1.2, 0.7, 75.0)),
+]
+SIZE = 256  # ×4 leaves 64 × 64 low-resolution pixels, KernelGAN's smallest input
+KERNELS = ("bicubic", "estimated", "true")
+
+
+def run_case(reference: np.ndarray, truth: tuple[float, float, float], scale: int, quick: bool, device: str, folder: str) -> dict:
+    """One case at one scale: kernel errors and widths, and DIP's scores with each kernel."""
+    from dataclasses import replace
+
+    from internal_sr.core import metrics
+    from internal_sr.core.config import DIPConfig, KernelGANConfig
+    from internal_sr.core.degradation import degrade_array
+    from internal_sr.core.kernelgan import estimate_kernels
+    from internal_sr.core.kernels import anisotropic_gaussian, kernel_error, kernel_width, make_kernel, save_kernel_file
+    from internal_sr.core.pipeline import super_resolve_array
+
+    kernelgan = KernelGANConfig(scale=scale, device=device)
+    dip = DIPConfig(scale=scale, device=device)
+    if quick:
+        kernelgan, dip = replace(kernelgan, iterations=50), replace(dip, iterations=5, channels=16, detail_channels=16)
+    paths = {"bicubic": "bicubic", "true": os.path.join(folder, "true.npy"), "estimated": os.path.join(folder, "estimated.npy")}
+    save_kernel_file(paths["true"], anisotropic_gaussian(*truth, scale))
+    low = degrade_array(reference, make_kernel(paths["true"], scale))
+    start = time.perf_counter()
+    (estimate,) = estimate_kernels(low, np.ones(low.shape, bool), kernelgan)
+    kernelgan_seconds = time.perf_counter() - start
+    save_kernel_file(paths["estimated"], estimate.kernel)
+    kernels = {name: make_kernel(path, scale) for name, path in paths.items()}
+    row = dict(
+        truth=truth, scale=scale, kernelgan_steps=estimate.steps, kernelgan_seconds=kernelgan_seconds,
+        estimated_width=vars(estimate.width), true_width=vars(kernel_width(kernels["true"].as_2d, scale)),
+        error_estimated=kernel_error(kernels["estimated"], kernels["true"]),
+        error_bicubic=kernel_error(kernels["bicubic"], kernels["true"]),
+    )
+    for name in KERNELS:
+        out, result = super_resolve_array(low, replace(dip, kernel=paths[name]))
+        row[name] = dict(steps=result.steps, seconds=result.seconds, **metrics.all_metrics(out, reference, scale))
+    return row
+
+
+def width_text(width: dict) -> str:
+    """A fitted width (``KernelWidth`` fields) as ``major × minor (angle°)``, σ in low-resolution pixels."""
+    return f"{width['major']:.2f} × {width['minor']:.2f} ({width['angle']:.0f}°)"
+
+
+def markdown(rows: list[dict], info: str) -> str:
+    """The README table: one line per case and scale."""
+    lines = [
+        f"Machine: {info}.",
+        "",
+        "| crop | true kernel σ (°) | scale | estimated σ (°) | kernel error: estimated / bicubic "
+        "| DIP PSNR (dB): bicubic / estimated / true kernel | SSIM: bicubic / estimated / true | seconds: KernelGAN / DIP |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        major, minor, angle = r["truth"]
+        psnr = " / ".join(f"{r[k]['psnr']:.2f}" for k in KERNELS)
+        ssim = " / ".join(f"{r[k]['ssim']:.4f}" for k in KERNELS)
+        lines.append(
+            f"| {r['crop']} | {major:.1f} × {minor:.1f} ({angle:.0f}°) | ×{r['scale']} | "
+            f"{width_text(r['estimated_width'])} | {r['error_estimated']:.2f} / {r['error_bicubic']:.2f} | "
+            f"{psnr} | {ssim} | {r['kernelgan_seconds']:.0f} / {r['estimated']['seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    from internal_sr.core.device import describe, resolve_device
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="results folder (default: benchmarks/results, or out/kernelgan-quick with --quick)")
+    parser.add_argument("--scales", default="2,4")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--quick", action="store_true", help="one case, a few steps: checks the script, measures nothing")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    out = args.out or (os.path.join(HERE, "..", "out", "kernelgan-quick") if args.quick else os.path.join(HERE, "results"))
+    os.makedirs(out, exist_ok=True)
+    print(f"device {describe(device)}", flush=True)
+    start = time.perf_counter()
+    rows = []
+    for label, name, origin, truth in CASES[:1] if args.quick else CASES:
+        reference = load_crop(name, origin, SIZE)
+        for scale in (int(s) for s in args.scales.split(",")):
+            with tempfile.TemporaryDirectory() as folder:
+                row = dict(crop=label, origin=origin, **run_case(reference, truth, scale, args.quick, device.type, folder))
+            rows.append(row)
+            print(
+                f"{label} {truth} ×{scale}: estimated {width_text(row['estimated_width'])}, kernel error {row['error_estimated']:.2f} "
+                f"(bicubic {row['error_bicubic']:.2f}); DIP PSNR " + ", ".join(f"{k} {row[k]['psnr']:.2f}" for k in KERNELS)
+                + f" dB; {time.perf_counter() - start:.0f} s so far",
+                flush=True,
+            )
+    info = f"{machine()}; device {describe(device)}; total {time.perf_counter() - start:.0f} s"
+    with open(os.path.join(out, "kernelgan.json"), "w") as f:
+        json.dump({"machine": info, "date": time.strftime("%Y-%m-%d"), "quick": args.quick, "rows": rows}, f, indent=1)
+    table = markdown(rows, info)
+    with open(os.path.join(out, "kernelgan.md"), "w") as f:
+        f.write(table)
+    if not args.quick:
+        update_readme(table, "kernelgan")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
