@@ -40,6 +40,10 @@ from .progress import Progress
 
 #: Smallest target tile edge (target pixels) guided DIP accepts.
 MIN_TARGET_SIZE = 8
+#: The cross-scale pair is used only when its coarse target has at least this many pixels per
+#: coefficient of the pseudo-pan regression (guide bands + offset): below that the regression of
+#: ``inject_detail`` one level down is (nearly) underdetermined and the pair teaches noise.
+COARSE_PIXELS_PER_COEFFICIENT = 16
 
 
 def block_valid(valid: torch.Tensor, scale: int) -> torch.Tensor:
@@ -104,7 +108,8 @@ def sharpen_tile(
 
     # the cross-scale pair, one level down: [D_g(g), base(D_t(y), D_g(g))] → y on whole s × s blocks of y
     hs, ws = (h // s) * s, (w // s) * s
-    cross_scale = config.cross_scale_weight > 0 and min(hs, ws) >= 2 * s
+    coarse_pixels = (hs // s) * (ws // s)
+    cross_scale = config.cross_scale_weight > 0 and coarse_pixels >= COARSE_PIXELS_PER_COEFFICIENT * (g.shape[1] + 1)
     if cross_scale:
         y_c, g_c = y[..., :hs, :ws], g_low[..., :hs, :ws]
         coarse_valid = m_t[..., :hs, :ws] * m_g_low[..., :hs, :ws]
