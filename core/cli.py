@@ -1,4 +1,4 @@
-"""Command line: ``internal-sr dip|guided|sentinel2|degrade|kernelgan ...``.
+"""Command line: ``internal-sr dip|knitwork|guided|sentinel2|degrade|kernelgan ...``.
 
 Any user error exits with status 2 and one line on stderr naming the problem; nothing is written at
 OUTPUT then. Ctrl-C cancels cleanly (status 130, no output).
@@ -10,7 +10,16 @@ import argparse
 import sys
 import time
 
-from .config import GUIDED_ITERATIONS, DIPConfig, GuidedDIPConfig, IOOptions, KernelGANConfig, TileOptions
+from .config import (
+    GUIDED_ITERATIONS,
+    KNITWORK_ITERATIONS,
+    DIPConfig,
+    GuidedDIPConfig,
+    IOOptions,
+    KernelGANConfig,
+    KnitworkConfig,
+    TileOptions,
+)
 from .errors import Cancelled, InputError
 
 
@@ -86,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--kernel",
             default="bicubic",
             help="bicubic | lanczos2 | lanczos3 | gaussian:SIGMA | PATH.npy; dip also takes 'estimate' "
-            "(KernelGAN first, the kernel is kept as OUTPUT_kernel.npy)",
+            "(KernelGAN first, the kernel is kept as OUTPUT_kernel.npy); knitwork also takes 'learned' "
+            "(learnt jointly, starting from bicubic)",
         )
         p.add_argument("--float32", action="store_true", help="write Float32 instead of the input data type")
         p.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF")
@@ -103,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     optimisation(dip, "input")
     dip.add_argument("--kernelgan-iterations", type=int, default=KernelGANConfig.iterations,
                      help="KernelGAN steps with --kernel estimate")
+
+    knitwork = sub.add_parser("knitwork", help="super-resolve with Neural Knitworks (a patch-predicting coordinate MLP)")
+    common(knitwork)
+    knitwork.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {KNITWORK_ITERATIONS})")
+    optimisation(knitwork, "input")
 
     degrade = sub.add_parser("degrade", help="blur and decimate (the sensor model)")
     common(degrade)
@@ -171,6 +186,17 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
             iterations=args.iterations, device=args.device, seed=args.seed, tiles=TileOptions(args.tile, args.overlap)
         )
         result = sharpen_product(args.inputs, args.output, config, args.float32, progress)
+    elif args.command == "knitwork":
+        io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog)
+        config = KnitworkConfig(
+            scale=args.scale,
+            kernel=args.kernel,
+            iterations=args.iterations,
+            device=args.device,
+            seed=args.seed,
+            tiles=TileOptions(args.tile, args.overlap),
+        )
+        result = pipeline.super_resolve(args.input, args.output, config, io, progress)
     elif args.command == "dip":
         io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog)
         config = DIPConfig(

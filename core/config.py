@@ -7,6 +7,7 @@ normalised per band (see ``core.normalise``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .errors import InputError
@@ -198,6 +199,138 @@ class KernelGANConfig:
         if min(width, height) < self.crop_size:
             raise InputError(
                 f"image {width}×{height} is too small for KernelGAN: at least {self.crop_size}×{self.crop_size} pixels"
+            )
+
+
+#: The ``kernel`` value that makes Neural Knitworks learn the blur kernel jointly with the image.
+LEARNED_KERNEL = "learned"
+#: Default optimisation steps of Neural Knitworks per tile.
+KNITWORK_ITERATIONS = 1000
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """A weight (of a loss term, or a step size) that grows along a logistic curve over the run.
+
+    The reference code ramps its patch-consistency weight this way.
+
+    ``weight(t) = final / (1 + exp(−10 · (t/T − middle) / width))`` at step ``t`` of a ``T``-step run:
+    half of ``final`` at ``middle`` (a fraction of the run) and rising from ≈1 % to ≈99 % of it over
+    ``width`` (a fraction of the run). ``width = 0`` is a step from 0 to ``final`` at ``middle``; the
+    default (``middle = 0``, ``width = 0``) is the constant ``final``.
+    """
+
+    final: float
+    middle: float = 0.0
+    width: float = 0.0
+
+    def at(self, step: int, steps: int) -> float:
+        """The weight at 0-based ``step`` of a ``steps``-step run."""
+        t = step / max(steps, 1) - self.middle
+        if self.width <= 0:
+            return self.final if t >= 0 else 0.0
+        return self.final / (1.0 + math.exp(-10.0 * t / self.width))
+
+
+@dataclass(frozen=True)
+class KnitworkConfig:
+    """Neural Knitworks super-resolution (Czerkawski et al., Pattern Recognition 2024); ``core.knitwork``.
+
+    Defaults after the paper and its reference code unless marked *ours*. Units: frequencies in
+    cycles per tile edge (pixel coordinates are normalised to [0, 1) across the high-resolution
+    tile); patch sizes and scales in high-resolution pixels; steps are Adam steps per tile; loss
+    weights multiply means over elements of images normalised per band (``core.normalise``).
+    """
+
+    scale: int = 2
+    #: ``learned`` (a deep linear downsampler learnt jointly, regularised to sum to one), or a fixed
+    #: kernel for ``core.kernels.make_kernel`` (bicubic, lanczos2/3, gaussian:SIGMA, a .npy path).
+    kernel: str = "bicubic"
+    #: Adam steps per tile; ``None`` picks ``KNITWORK_ITERATIONS``.
+    iterations: int | None = None
+    #: Adam step size of the patch MLP and the discriminator (the reference's; the learned kernel: ``kernel_rate``).
+    learning_rate: float = 0.001
+    #: Random Fourier features of the coordinates: ``fourier_features`` frequencies drawn from
+    #: N(0, ``fourier_sigma``²) cycles per tile edge, encoded as their sines and cosines.
+    fourier_features: int = 256
+    fourier_sigma: float = 10.0
+    #: Patch MLP: ``layers`` linear layers (ReLU between them), ``width`` units each, linear output
+    #: (ours: the reference's sigmoid would clip normalised values outside [0, 1]).
+    width: int = 256
+    layers: int = 4
+    #: Each pixel predicts a ``patch_size`` × ``patch_size`` patch (odd) at each of ``patch_scales``:
+    #: at scale ``s`` the patch's taps are ``s`` pixels apart on the image antialiased for ``s``
+    #: (Gaussian of σ = ``s`` pixels over 2s − 1 taps, as the reference's real patches).
+    patch_size: int = 3
+    patch_scales: tuple[int, ...] = (1, 2, 4)
+    #: Patch consistency (every patch value agrees with the pixel it covers in the reconstructed image
+    #: at its scale). The reference weighs a sum over its 27 offsets and scales against an MSE summed
+    #: over 3 colours by 10⁻²; with means on both sides that is ≈ 0.1, ramped in over half the run.
+    consistency: Ramp = Ramp(0.1, 0.0, 0.5)
+    #: Adversarial patch loss (non-saturating, softplus), 10⁻² against a 3-colour summed MSE in the reference ≈ 0.003 here.
+    adversarial: Ramp = Ramp(0.003)
+    #: Hidden widths of the MLP patch discriminator (LeakyReLU 0.2), fed flattened patch stacks.
+    discriminator_layers: tuple[int, ...] = (256, 256, 128, 64, 32, 16)
+    #: Patch stacks drawn per step for each side of the adversarial game (ours; the reference uses
+    #: every pixel of the output).
+    adversarial_patches: int = 4096
+    #: Learned kernel: KernelGAN's deep linear generator (``core.kernelgan.LinearGenerator``), conv
+    #: sizes ``kernel_layers`` with ``kernel_channels`` maps, collapsed to one kernel; its sum is held to
+    #: one with weight ``kernel_sum_weight`` (the reference) and its centre of mass on the block centre
+    #: with ``kernel_centre_weight`` (ours: it pins the output to its georeferencing).
+    kernel_layers: tuple[int, ...] = (7, 5, 3, 1, 1, 1)
+    kernel_channels: int = 64
+    kernel_sum_weight: float = 1.0
+    kernel_centre_weight: float = 1.0
+    #: The learned kernel starts as this kernel (``LearnedDegradation.start_at``; ours: from the
+    #: reference's random start the joint fit drifted to flat or vanishing kernels on our crops).
+    kernel_prior: str = "bicubic"
+    #: Adam step size of the learned kernel over the run (ours: held at 0 for the first quarter, while
+    #: the image is fitted to the prior, then the reference's 10⁻³; learnt from the start it drifted away).
+    kernel_rate: Ramp = Ramp(0.0001, 0.25)
+    #: Coordinates per chunk of the patch MLP; chunks are recomputed in the backward pass
+    #: (activation checkpointing), so memory grows with the chunk, not the tile.
+    chunk: int = 65536
+    #: Exponential moving average of the output over steps (0 disables it; ours, as DIP).
+    ema_decay: float = 0.99
+    #: Stop when the data term (the weighted terms ramp, so they are left out) has not improved by ``stop_tolerance`` in ``stop_patience`` steps.
+    early_stop: bool = True
+    stop_patience: int = 300
+    stop_tolerance: float = 0.01
+    #: Final back-projection (Irani–Peleg) steps with the (fixed or learned) kernel (ours, as DIP).
+    back_projection_steps: int = 20
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: bool = True
+    tiles: TileOptions = field(default_factory=TileOptions)
+
+    def __post_init__(self) -> None:
+        if self.scale < 2:
+            raise InputError(f"scale must be an integer ≥ 2, got {self.scale}")
+        if self.iterations is not None and self.iterations < 1:
+            raise InputError(f"iterations must be ≥ 1, got {self.iterations}")
+        if self.patch_size < 3 or self.patch_size % 2 == 0:
+            raise InputError(f"patch size must be odd and ≥ 3, got {self.patch_size}")
+        if not self.patch_scales or self.patch_scales[0] != 1 or any(s < 1 for s in self.patch_scales):
+            raise InputError(f"patch scales must start with 1 and be positive, got {self.patch_scales}")
+        check_device(self.device)
+
+    @property
+    def steps(self) -> int:
+        """The number of optimisation steps this configuration runs at most."""
+        return KNITWORK_ITERATIONS if self.iterations is None else self.iterations
+
+    @property
+    def min_input_size(self) -> int:
+        """Smallest input edge (pixels): one patch at the largest scale must fit in the observation."""
+        return (self.patch_size - 1) * max(self.patch_scales) + 1
+
+    def check_input_size(self, width: int, height: int) -> None:
+        """Raise a one-line ``InputError`` when a ``width × height`` input cannot hold one patch at every scale."""
+        if min(width, height) < self.min_input_size:
+            raise InputError(
+                f"image {width}×{height} is too small for Neural Knitworks: at least "
+                f"{self.min_input_size}×{self.min_input_size} input pixels with patch scales {self.patch_scales}"
             )
 
 

@@ -53,14 +53,28 @@ class Degradation(torch.nn.Module):
             raise InputError(f"image size {h}×{w} is not a multiple of the scale {s}")
         if len(self.kernels) not in (1, c):
             raise ValueError(f"{len(self.kernels)} kernels for {c} bands")
+        if self.taps.ndim == 3:
+            return blur_decimate(x, self.taps, s)
         taps = self.taps.to(dtype=x.dtype).expand(c, *self.taps.shape[1:])
         length = taps.shape[-1]
         pad = (length - s) // 2
         x = _pad(x, pad, pad)
-        if taps.ndim == 2:
-            x = F.conv2d(x, taps.view(c, 1, length, 1), stride=(s, 1), groups=c)
-            return F.conv2d(x, taps.view(c, 1, 1, length), stride=(1, s), groups=c)
-        return F.conv2d(x, taps.view(c, 1, length, length), stride=s, groups=c)
+        x = F.conv2d(x, taps.view(c, 1, length, 1), stride=(s, 1), groups=c)
+        return F.conv2d(x, taps.view(c, 1, 1, length), stride=(1, s), groups=c)
+
+
+def blur_decimate(x: torch.Tensor, taps: torch.Tensor, scale: int) -> torch.Tensor:
+    """``x`` ``(N, C, H, W)`` correlated depthwise with 2-D ``taps`` and decimated by ``scale``.
+
+    taps: ``(L, L)`` shared by every band or ``(C, L, L)`` one per band, ``L`` with the parity of
+    ``scale`` (the block-centre convention of the module docstring); differentiable in ``taps``, so a
+    learned kernel goes through the same operator. Returns ``(N, C, H / s, W / s)``.
+    """
+    c = x.shape[1]
+    taps = taps.to(dtype=x.dtype).expand(c, *taps.shape[-2:])
+    length = taps.shape[-1]
+    pad = (length - scale) // 2
+    return F.conv2d(_pad(x, pad, pad), taps.reshape(c, 1, length, length), stride=scale, groups=c)
 
 
 def upsample(y: torch.Tensor, scale: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
-from .config import DIPConfig, IOOptions
+from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig
 from .degradation import degrade_array
 from .device import describe, resolve_device, seed_everything
 from .errors import InputError
@@ -29,6 +29,9 @@ from .tiling import Solver, run_tiles
 
 #: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
 SCALING_SAMPLE = 1024
+
+#: The configuration of a tile-by-tile super-resolution method (``dip`` or ``knitwork``).
+MethodConfig = DIPConfig | KnitworkConfig
 
 
 @dataclass
@@ -86,20 +89,30 @@ def fit_scaling(info: RasterInfo) -> BandScaling:
     return BandScaling.fit(data, valid)
 
 
-def _dip_solver(
-    config: DIPConfig,
+def _solver(
+    config: MethodConfig,
     scaling: BandScaling,
     read: Callable[[Window], tuple[np.ndarray, np.ndarray]],
     progress: Progress,
 ) -> tuple[Solver, Callable[[], int], str]:
-    """The tile solver shared by file and array runs; returns it, a step counter and the device name."""
-    from .dip import super_resolve_tile
+    """The tile solver shared by file and array runs; returns it, a step counter and the device name.
 
+    The method follows the configuration's type: ``DIPConfig`` → ``core.dip``, ``KnitworkConfig`` →
+    ``core.knitwork``; both solve one normalised tile with the same signature.
+    """
+    if isinstance(config, KnitworkConfig):
+        from .knitwork import super_resolve_tile
+
+        method = "Neural Knitworks"
+    else:
+        from .dip import super_resolve_tile
+
+        method = "Deep Image Prior"
     s = config.scale
-    kernel = make_kernel(config.kernel, s)
+    kernel = None if isinstance(config, KnitworkConfig) and config.kernel == LEARNED_KERNEL else make_kernel(config.kernel, s)
     device = resolve_device(config.device)
     progress.info(
-        f"device {describe(device)}; ×{s}, kernel {config.kernel}, up to {config.steps} steps per tile, "
+        f"{method} on device {describe(device)}; ×{s}, kernel {config.kernel}, up to {config.steps} steps per tile, "
         f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
     )
     steps = [0]
@@ -120,16 +133,16 @@ def _dip_solver(
 def super_resolve(
     input_path: str,
     output_path: str,
-    config: DIPConfig,
+    config: MethodConfig,
     io: IOOptions = IOOptions(),
     progress: Progress | None = None,
 ) -> RunResult:
-    """Super-resolve ``input_path`` by ``config.scale`` with Deep Image Prior into a GeoTIFF."""
+    """Super-resolve ``input_path`` by ``config.scale`` into a GeoTIFF with the method ``config`` configures."""
     recorder = _Recorder(progress or NullProgress())
     start = time.perf_counter()
     info = _open_input(input_path, output_path, io, recorder)
     config.check_input_size(info.grid.width, info.grid.height)
-    solve, steps, device = _dip_solver(config, fit_scaling(info), lambda w: read_window(info, w), recorder)
+    solve, steps, device = _solver(config, fit_scaling(info), lambda w: read_window(info, w), recorder)
     dtype = output_dtype(info, io.float32)
     with AtomicGeoTIFF(output_path, info, info.grid.refined(config.scale), dtype, io.cog) as out:
 
@@ -143,7 +156,7 @@ def super_resolve(
 
 def super_resolve_array(
     image: np.ndarray,
-    config: DIPConfig,
+    config: MethodConfig,
     valid: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, RunResult]:
@@ -159,7 +172,7 @@ def super_resolve_array(
     config.check_input_size(w, h)
     if not valid.any():
         raise InputError("the image has no valid pixels")
-    solve, steps, device = _dip_solver(config, BandScaling.fit(image, valid), lambda win: (image[(slice(None), *win.slices)], valid[(slice(None), *win.slices)]), recorder)
+    solve, steps, device = _solver(config, BandScaling.fit(image, valid), lambda win: (image[(slice(None), *win.slices)], valid[(slice(None), *win.slices)]), recorder)
     out = np.zeros((c, h * config.scale, w * config.scale))
 
     def write(window: Window, values: np.ndarray, _valid: np.ndarray) -> None:

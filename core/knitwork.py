@@ -1,0 +1,314 @@
+"""Neural Knitworks super-resolution of one tile (Czerkawski et al., Pattern Recognition 2024).
+
+Representation. Every pixel ``p`` of the high-resolution tile ``x`` ``(C, s·h, s·w)`` has a
+coordinate ``u ∈ [0, 1)²`` (its centre over the tile's edge). Random Fourier features
+``γ(u) = [sin 2πBu, cos 2πBu]`` (``B`` fixed, drawn from N(0, σ²)) feed a patch MLP that predicts at
+``p`` a *patch stack*: for each scale ``s`` of ``patch_scales`` a ``k × k`` patch whose tap ``(i, j)``
+is the value of the image antialiased for ``s`` (``antialias``) at ``p + s·(i − m, j − m)``,
+``m = k // 2``; ``C·S·k²`` values per pixel, any band count.
+
+Patch reconstructor (parameter-free): pixel ``q`` of ``x`` is the mean of the ``k²`` scale-1
+predictions that cover it (``F.fold`` of the predictions divided by the count).
+
+Generator loss (images normalised per band, ``core.normalise``; means over elements):
+
+* data: ``‖D(x) − y‖²`` over valid low-resolution pixels, ``D`` the fixed operator of
+  ``core.degradation`` or the learned one (``LearnedDegradation``);
+* patch consistency, weight ramped (``KnitworkConfig.consistency``): every predicted tap against the
+  pixel it covers in the reconstructed image at its scale, ``antialias(x, s)``;
+* adversarial, weight ramped: non-saturating loss ``softplus(−d(fake))`` of an MLP patch
+  discriminator ``d`` on patch stacks drawn at random output pixels; ``d`` learns to tell them from the
+  patch stacks of the low-resolution observation itself (same scales, same antialiasing) with
+  ``softplus(−d(real)) + softplus(d(fake))``: the output's patches must recur across scales;
+* learned kernel: ``|1 − Σk|`` and the squared distance of its centre of mass from the block centre.
+
+Output: the exponential moving average of ``x`` over the steps, back-projected with ``D`` so that it
+is consistent with the input (as DIP, ``core.dip``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .config import KnitworkConfig
+from .degradation import Degradation, back_project, blur_decimate
+from .device import autocast, bf16_ok
+from .dip import TileResult, fill_invalid, masked_mse
+from .kernelgan import LinearGenerator, constraint_losses
+from .kernels import Kernel, file_kernel_centre, make_kernel
+from .optimise import StopRule, optimise
+from .progress import Progress
+
+
+class FourierFeatures(nn.Module):
+    """``(N, 2)`` coordinates in tile units → ``(N, 2F)`` features ``[sin 2πuBᵀ, cos 2πuBᵀ]``, ``B`` fixed ``(F, 2)``."""
+
+    def __init__(self, features: int, sigma: float, generator: torch.Generator) -> None:
+        super().__init__()
+        self.register_buffer("frequencies", torch.randn((features, 2), generator=generator) * sigma)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        angles = 2 * math.pi * u @ self.frequencies.T
+        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+class PatchMLP(nn.Module):
+    """Coordinates → patch stacks: ``(N, 2)`` → ``(N, scales, bands·k²)`` (Fourier features, then an MLP).
+
+    ``layers`` linear layers of ``width`` units with ReLU between them and a linear output; the last
+    axis is ordered band-major then row-major over the ``k × k`` taps, as ``F.unfold`` orders it.
+    """
+
+    def __init__(self, bands: int, config: KnitworkConfig, generator: torch.Generator) -> None:
+        super().__init__()
+        self.scales = len(config.patch_scales)
+        self.taps = bands * config.patch_size**2
+        self.encoding = FourierFeatures(config.fourier_features, config.fourier_sigma, generator)
+        widths = [2 * config.fourier_features] + [config.width] * (config.layers - 1)
+        body: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            body += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+        self.body = nn.Sequential(*body, nn.Linear(widths[-1], self.scales * self.taps))
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.body(self.encoding(u)).view(-1, self.scales, self.taps)
+
+
+class PatchDiscriminator(nn.Module):
+    """MLP on flattened patch stacks: ``(N, scales, bands·k²)`` → ``(N,)`` logits ("real" when high)."""
+
+    def __init__(self, features: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        body: list[nn.Module] = []
+        for a, b in zip((features, *hidden[:-1]), hidden):
+            body += [nn.Linear(a, b), nn.LeakyReLU(0.2, inplace=True)]
+        self.body = nn.Sequential(*body, nn.Linear(hidden[-1] if hidden else features, 1))
+
+    def forward(self, stacks: torch.Tensor) -> torch.Tensor:
+        return self.body(stacks.flatten(1))[:, 0]
+
+
+class LearnedDegradation(nn.Module):
+    """``D(x)`` with a learned kernel: KernelGAN's deep linear generator collapsed to one ``L × L`` kernel.
+
+    The kernel (shared by the bands) is applied by ``core.degradation.blur_decimate``; at even scales
+    a zero row and column are appended bottom-right, the file-kernel convention, so its centre of
+    mass belongs at ``file_kernel_centre(L, s)`` (held there by ``constraints``).
+    """
+
+    def __init__(self, scale: int, layers: tuple[int, ...], channels: int) -> None:
+        super().__init__()
+        self.scale = scale
+        self.net = LinearGenerator(layers, channels)
+        size = self.net.size
+        self.register_buffer("boundary", torch.zeros(size, size))  # no boundary penalty: only sum and centre
+        self.centre = file_kernel_centre(size, scale)
+
+    def start_at(self, prior: Kernel, steps: int = 500) -> float:
+        """Fit the net's collapsed kernel to ``prior`` (cropped to its support, renormalised) before the run.
+
+        Adam at 10⁻² on the squared tap error; returns the relative error reached. A prior wider than the
+        learned support (bicubic at ×4: 16 taps) loses its outer ring.
+        """
+        size = self.taps().shape[-1]
+        k = prior.as_2d
+        if k.shape[0] > size:
+            cut = (k.shape[0] - size) // 2
+            k = k[cut : cut + size, cut : cut + size]
+        else:
+            k = np.pad(k, (size - k.shape[0]) // 2)
+        target = torch.as_tensor(k / k.sum(), dtype=torch.float32, device=self.boundary.device)
+        optimiser = torch.optim.Adam(self.net.parameters(), lr=0.01)
+        for _ in range(steps):
+            optimiser.zero_grad(set_to_none=True)
+            error = ((self.taps() - target) ** 2).sum()
+            error.backward()
+            optimiser.step()
+        return float(error.detach().sqrt() / target.norm())
+
+    def taps(self) -> torch.Tensor:
+        """The collapsed kernel, padded to the parity of the scale: ``(L, L)`` or ``(L + 1, L + 1)``."""
+        k = self.net.kernel()
+        return F.pad(k, (0, 1, 0, 1)) if self.scale % 2 == 0 else k
+
+    def constraints(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``|1 − Σk|`` and the squared distance of the centre of mass from the block centre (taps²)."""
+        terms = constraint_losses(self.net.kernel(), self.boundary, self.centre)
+        return terms["sum"], terms["centre"]
+
+    def fixed(self) -> Kernel:
+        """The current kernel as a fixed ``Kernel`` (normalised to sum to one) for back-projection."""
+        k = self.taps().detach().double().cpu().numpy()
+        return Kernel("learned", self.scale, full=k / k.sum())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return blur_decimate(x, self.taps(), self.scale)
+
+
+def antialias(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """``(N, C, H, W)`` blurred by a Gaussian of σ = ``scale`` pixels over ``2·scale − 1`` taps (identity at 1).
+
+    The reference's antialiasing of the patches taken at scale ``scale``; reflected borders.
+    """
+    if scale == 1:
+        return x
+    offsets = torch.arange(-(scale - 1), scale, dtype=x.dtype, device=x.device)
+    taps = torch.exp(-0.5 * (offsets / scale) ** 2)
+    taps = taps / taps.sum()
+    c, pad = x.shape[1], scale - 1
+    x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    x = F.conv2d(x, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return F.conv2d(x, taps.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+
+
+def patch_stacks(image: torch.Tensor, config: KnitworkConfig) -> torch.Tensor:
+    """The patch stack at every pixel of ``image`` ``(1, C, H, W)``: ``(H·W, scales, C·k²)``.
+
+    Taps falling outside the image are 0.
+    """
+    k = config.patch_size
+    stacks = [
+        F.unfold(antialias(image, s), k, dilation=s, padding=s * (k // 2))[0].T for s in config.patch_scales
+    ]
+    return torch.stack(stacks, dim=1)
+
+
+def inside(height: int, width: int, config: KnitworkConfig, device: torch.device) -> torch.Tensor:
+    """``(H·W,)`` bool: pixels whose patch stack lies wholly inside an ``H × W`` image."""
+    margin = (config.patch_size // 2) * max(config.patch_scales)
+    rows = torch.arange(height, device=device)
+    cols = torch.arange(width, device=device)
+    ok_r = (rows >= margin) & (rows < height - margin)
+    ok_c = (cols >= margin) & (cols < width - margin)
+    return (ok_r[:, None] & ok_c[None, :]).flatten()
+
+
+def coordinates(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """``(H·W, 2)`` pixel centres ``((r + ½) / H, (c + ½) / W)`` in row-major order."""
+    rows = (torch.arange(height, device=device) + 0.5) / height
+    cols = (torch.arange(width, device=device) + 0.5) / width
+    return torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(-1, 2)
+
+
+@dataclass
+class KnitworkTile(TileResult):
+    """A Knitworks tile: ``TileResult`` plus the kernel used (learned or fixed), 2-D, summing to one."""
+
+    kernel: np.ndarray | None = None
+    #: generator and discriminator parameter counts (the learned kernel's net is counted apart)
+    parameters: dict[str, int] | None = None
+
+
+def super_resolve_tile(
+    observed: np.ndarray,
+    valid: np.ndarray,
+    kernel: Kernel | None,
+    config: KnitworkConfig,
+    device: torch.device,
+    progress: Progress,
+    generator: torch.Generator,
+) -> KnitworkTile:
+    """Super-resolve one normalised tile ``(C, h, w)`` by ``config.scale`` (see the module docstring).
+
+    kernel: the fixed blur, or ``None`` to learn it (``config.kernel == "learned"``). ``valid``
+    ``(C, h, w)`` marks observed pixels; only they enter the data term and the real patches.
+    """
+    s = config.scale
+    bands, h, w = observed.shape
+    config.check_input_size(w, h)
+    H, W = h * s, w * s
+    y = torch.as_tensor(observed, dtype=torch.float32, device=device)[None]
+    m = torch.as_tensor(valid, dtype=torch.float32, device=device)[None]
+    y = fill_invalid(y, m)
+
+    net = PatchMLP(bands, config, generator).to(device)
+    taps = bands * config.patch_size**2
+    discriminator = PatchDiscriminator(len(config.patch_scales) * taps, config.discriminator_layers).to(device)
+    learned = LearnedDegradation(s, config.kernel_layers, config.kernel_channels).to(device) if kernel is None else None
+    if learned is not None:
+        learned.start_at(make_kernel(config.kernel_prior, s))
+    degradation = learned if learned is not None else Degradation(kernel).to(device)
+    g_groups = [{"params": list(net.parameters())}]
+    if learned is not None:
+        g_groups.append({"params": list(learned.parameters()), "lr": 0.0})  # its step size follows config.kernel_rate
+    g_optimiser = torch.optim.Adam(g_groups, lr=config.learning_rate)
+    d_optimiser = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate)
+    mixed = config.mixed_precision and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
+
+    u = coordinates(H, W, device)
+    k, pad = config.patch_size, config.patch_size // 2
+    counts = F.fold(torch.ones(1, k * k, H * W, device=device), (H, W), k, padding=pad)  # predictions per pixel
+    # real patch stacks: those of the observation that lie inside it and whose taps see only valid pixels
+    clean = patch_stacks(m.amin(1, keepdim=True), config).amin(dim=(1, 2)) > 1 - 1e-6
+    real = patch_stacks(y, config)[clean]
+    fake_at = torch.nonzero(inside(H, W, config, device))[:, 0]
+    use_adversarial = config.adversarial.final > 0 and len(real) > 0 and len(fake_at) > 0
+
+    def predict() -> torch.Tensor:
+        """Patch stacks at every output pixel, ``(H·W, scales, C·k²)``, in checkpointed chunks."""
+        with autocast(device, mixed):
+            chunks = u.split(config.chunk)
+            if len(chunks) == 1:
+                return net(u).float()
+            return torch.cat([checkpoint(net, c, use_reentrant=False).float() for c in chunks])
+
+    def reconstruct(stacks: torch.Tensor) -> torch.Tensor:
+        """``(1, C, H, W)``: each pixel the mean of the scale-1 predictions that cover it."""
+        return F.fold(stacks[:, 0].T[None], (H, W), k, padding=pad) / counts
+
+    def consistency(stacks: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Mean squared gap between predicted taps and the pixels they cover (taps outside the tile excluded)."""
+        target = patch_stacks(x, config)
+        covered = patch_stacks(torch.ones(1, 1, H, W, device=device), config).repeat_interleave(bands, dim=-1)
+        return ((stacks - target) ** 2 * covered).sum() / covered.sum()
+
+    def draw(n: int, population: int) -> torch.Tensor:
+        return torch.randint(population, (min(n, population),), device=device)
+
+    def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if learned is not None:
+            g_optimiser.param_groups[1]["lr"] = config.kernel_rate.at(i, config.steps)
+        g_optimiser.zero_grad(set_to_none=True)
+        stacks = predict()
+        x = reconstruct(stacks)
+        fidelity = masked_mse(degradation(x), y, m)
+        loss = fidelity
+        weight = config.consistency.at(i, config.steps)
+        if weight > 0:
+            loss = loss + weight * consistency(stacks, x)
+        if learned is not None:
+            total, centre = learned.constraints()
+            loss = loss + config.kernel_sum_weight * total + config.kernel_centre_weight * centre
+        adversarial = config.adversarial.at(i, config.steps) if use_adversarial else 0.0
+        if adversarial > 0:
+            fake = stacks[fake_at[draw(config.adversarial_patches, len(fake_at))]]
+            loss = loss + adversarial * F.softplus(-discriminator(fake)).mean()
+        scaler.scale(loss).backward()
+        scaler.step(g_optimiser)
+        scaler.update()
+        if adversarial > 0:
+            d_optimiser.zero_grad(set_to_none=True)
+            d_loss = F.softplus(-discriminator(real[draw(config.adversarial_patches, len(real))])).mean()
+            d_loss = d_loss + F.softplus(discriminator(fake.detach())).mean()
+            d_loss.backward()
+            d_optimiser.step()
+        return fidelity.detach(), x.detach()
+
+    stop = StopRule(config.stop_patience, config.stop_tolerance) if config.early_stop else None
+    result = optimise(step, config.steps, progress, config.ema_decay, stop, label="Knitworks")
+    final = learned.fixed() if learned is not None else kernel
+    x = back_project(result.output, y, Degradation(final).to(device), config.back_projection_steps, m)
+    counted = {
+        "generator": sum(p.numel() for p in net.parameters()),
+        "discriminator": sum(p.numel() for p in discriminator.parameters()),
+        "kernel": sum(p.numel() for p in learned.parameters()) if learned is not None else 0,
+    }
+    return KnitworkTile(x[0].float().cpu().numpy(), result.losses, result.steps, final.as_2d, counted)
