@@ -7,13 +7,24 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
 from ..core.config import DEFAULT_ITERATIONS, DIPConfig, IOOptions, TileOptions
-from .base import InternalSRAlgorithm, Job, tr
+from .base import KERNELS, InternalSRAlgorithm, Job, tr
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 class DIPAlgorithm(InternalSRAlgorithm):
-    """Parameters → ``DIPConfig`` and ``IOOptions`` → ``core.pipeline.super_resolve``."""
+    """Parameters → ``DIPConfig`` and ``IOOptions`` → ``core.pipeline.super_resolve``.
+
+    Other tile-by-tile methods of ``super_resolve`` (Knitworks) subclass it and set ``CONFIG``,
+    ``KERNEL_OPTIONS``, ``KERNEL_HELP`` and ``iterations_help``.
+    """
+
+    #: The engine configuration built from the parameters (its fields: scale, kernel, iterations, seed, device, tiles).
+    CONFIG: type = DIPConfig
+    #: Kernel names offered, the first being the default.
+    KERNEL_OPTIONS: tuple[str, ...] = KERNELS
+    #: Text put before the kernel parameter's common help.
+    KERNEL_HELP = ""
 
     ITERATIONS = "ITERATIONS"
     DEVICE = "DEVICE"
@@ -48,17 +59,9 @@ class DIPAlgorithm(InternalSRAlgorithm):
         self.add_bands()
         self.add_scale()
         self.add_int(
-            self.ITERATIONS,
-            "Iterations (0 = automatic)",
-            0,
-            "Optimisation steps per tile. 0 picks the tested default for the scale ({}). Fewer steps are faster "
-            "and smoother; the run also stops early once the fit stops improving.".format(
-                ", ".join(f"×{s}: {n}" for s, n in DEFAULT_ITERATIONS.items())
-            ),
-            minimum=0,
-            maximum=100000,
+            self.ITERATIONS, "Iterations (0 = automatic)", 0, self.iterations_help(), minimum=0, maximum=100000
         )
-        self.add_kernel()
+        self.add_kernel(options=self.KERNEL_OPTIONS, extra_help=self.KERNEL_HELP)
         self.add_choice(
             self.DEVICE,
             "Device",
@@ -93,6 +96,14 @@ class DIPAlgorithm(InternalSRAlgorithm):
         )
         self.add_output("Super-resolved raster", "GeoTIFF to write. Nothing is written if the run fails or is cancelled.")
 
+    def iterations_help(self) -> str:
+        return (
+            "Optimisation steps per tile. 0 picks the tested default for the scale ({}). Fewer steps are faster "
+            "and smoother; the run also stops early once the fit stops improving.".format(
+                ", ".join(f"×{s}: {n}" for s, n in DEFAULT_ITERATIONS.items())
+            )
+        )
+
     def prepare_job(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
     ) -> Job:
@@ -103,7 +114,7 @@ class DIPAlgorithm(InternalSRAlgorithm):
             size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
             overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
         )
-        config = DIPConfig(
+        config = self.CONFIG(
             scale=scale,
             kernel=self.read_kernel(parameters, context, feedback),
             iterations=iterations,

@@ -10,10 +10,11 @@ from .degrade import DegradeAlgorithm
 from .dip import DIPAlgorithm
 from .guided_dip import GuidedDIPAlgorithm
 from .kernelgan import KernelGANAlgorithm
+from .knitwork import KnitworkAlgorithm
 
 
 class InternalSRProvider(QgsProcessingProvider):
-    """Provider ``internal_sr`` ("Internal SR"): ``internal_sr:dip``, ``internal_sr:guided_dip``, ``internal_sr:degrade``, ``internal_sr:kernelgan``."""
+    """Provider ``internal_sr`` ("Internal SR"): ``internal_sr:dip``, ``internal_sr:knitwork``, ``internal_sr:guided_dip``, ``internal_sr:degrade``, ``internal_sr:kernelgan``."""
 
     def id(self) -> str:
         return "internal_sr"
@@ -31,7 +32,7 @@ class InternalSRProvider(QgsProcessingProvider):
         return ICON_PATH
 
     def loadAlgorithms(self) -> None:  # noqa: N802
-        for algorithm in (DIPAlgorithm(), GuidedDIPAlgorithm(), DegradeAlgorithm(), KernelGANAlgorithm()):
+        for algorithm in (DIPAlgorithm(), KnitworkAlgorithm(), GuidedDIPAlgorithm(), DegradeAlgorithm(), KernelGANAlgorithm()):
             self.addAlgorithm(algorithm)
 
     def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802

@@ -128,14 +128,20 @@ class LearnedDegradation(nn.Module):
         optimiser = torch.optim.Adam(self.net.parameters(), lr=0.01)
         for _ in range(steps):
             optimiser.zero_grad(set_to_none=True)
-            error = ((self.taps() - target) ** 2).sum()
+            raw = self.net.kernel()
+            error = ((F.pad(raw, (0, 1, 0, 1)) if self.scale % 2 == 0 else raw) - target).pow(2).sum()
             error.backward()
             optimiser.step()
         return float(error.detach().sqrt() / target.norm())
 
     def taps(self) -> torch.Tensor:
-        """The collapsed kernel, padded to the parity of the scale: ``(L, L)`` or ``(L + 1, L + 1)``."""
+        """The collapsed kernel divided by its sum, padded to the parity of the scale: ``(L, L)`` or ``(L + 1, L + 1)``.
+
+        Dividing makes the applied kernel sum to one exactly; the sum penalty of ``constraints`` keeps the
+        raw sum near one, so the division stays well conditioned.
+        """
         k = self.net.kernel()
+        k = k / k.sum()
         return F.pad(k, (0, 1, 0, 1)) if self.scale % 2 == 0 else k
 
     def constraints(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,9 +150,8 @@ class LearnedDegradation(nn.Module):
         return terms["sum"], terms["centre"]
 
     def fixed(self) -> Kernel:
-        """The current kernel as a fixed ``Kernel`` (normalised to sum to one) for back-projection."""
-        k = self.taps().detach().double().cpu().numpy()
-        return Kernel("learned", self.scale, full=k / k.sum())
+        """The current kernel as a fixed ``Kernel`` for back-projection."""
+        return Kernel("learned", self.scale, full=self.taps().detach().double().cpu().numpy())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return blur_decimate(x, self.taps(), self.scale)
@@ -199,7 +204,10 @@ def coordinates(height: int, width: int, device: torch.device) -> torch.Tensor:
 
 @dataclass
 class KnitworkTile(TileResult):
-    """A Knitworks tile: ``TileResult`` plus the kernel used (learned or fixed), 2-D, summing to one."""
+    """A Knitworks tile: ``TileResult`` plus the 2-D kernel of its data term.
+
+    kernel: the fixed kernel, or the learned one as applied (summing to one).
+    """
 
     kernel: np.ndarray | None = None
     #: generator and discriminator parameter counts (the learned kernel's net is counted apart)
@@ -306,9 +314,10 @@ def super_resolve_tile(
     result = optimise(step, config.steps, progress, config.ema_decay, stop, label="Knitworks")
     final = learned.fixed() if learned is not None else kernel
     x = back_project(result.output, y, Degradation(final).to(device), config.back_projection_steps, m)
+    taps = learned.taps().detach().double().cpu().numpy() if learned is not None else kernel.as_2d
     counted = {
         "generator": sum(p.numel() for p in net.parameters()),
         "discriminator": sum(p.numel() for p in discriminator.parameters()),
         "kernel": sum(p.numel() for p in learned.parameters()) if learned is not None else 0,
     }
-    return KnitworkTile(x[0].float().cpu().numpy(), result.losses, result.steps, final.as_2d, counted)
+    return KnitworkTile(x[0].float().cpu().numpy(), result.losses, result.steps, taps, counted)

@@ -1,0 +1,132 @@
+"""Neural Knitworks on a real Sentinel-2 crop under Wald's protocol, in a small configuration.
+
+The small configuration (64 × 64 reference, ×2, a 128-wide MLP, 150 steps) runs each case in about
+ten seconds on one CPU thread; the figures it prints are the measured effect of each loss term.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from internal_sr.core import metrics
+from internal_sr.core.cli import main
+from internal_sr.core.config import KnitworkConfig, Ramp
+from internal_sr.core.errors import InputError
+from internal_sr.core.evaluation import bicubic, wald_pair
+from internal_sr.core.kernels import make_kernel
+from internal_sr.core.knitwork import LearnedDegradation, super_resolve_tile
+from internal_sr.core.pipeline import super_resolve_array
+from internal_sr.core.progress import NullProgress
+
+from helpers import S2_10M, S2_20M, read
+
+SMALL = KnitworkConfig(scale=2, width=128, fourier_features=128, iterations=150, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def wald_x2():
+    return wald_pair(read(S2_10M).astype(np.float64)[:, :64, :64], make_kernel("bicubic", 2))
+
+
+@pytest.fixture(scope="module")
+def runs(wald_x2):
+    """PSNR (dB) of the full formulation and with each term switched off, on the same crop and seed."""
+    reference, low = wald_x2
+    torch.set_num_threads(1)
+    variants = {
+        "full": SMALL,
+        "no patch consistency": replace(SMALL, consistency=Ramp(0.0)),
+        "no adversarial": replace(SMALL, adversarial=Ramp(0.0)),
+    }
+    outputs = {name: super_resolve_array(low, config)[0] for name, config in variants.items()}
+    scores = {name: metrics.psnr(out, reference) for name, out in outputs.items()}
+    scores["bicubic"] = metrics.psnr(bicubic(low, 2), reference)
+    print(", ".join(f"{name} {value:.3f} dB" for name, value in scores.items()))
+    return scores, outputs
+
+
+@pytest.mark.slow
+def test_knitwork_beats_bicubic_on_a_real_crop(runs):
+    scores, _ = runs
+    assert scores["full"] > scores["bicubic"] + 0.5
+
+
+@pytest.mark.slow
+def test_each_term_can_be_switched_off_and_has_a_measured_effect(runs):
+    """Consistency measurably helps (−0.4 dB without it when measured); the adversarial term's effect
+    is small at this size (printed), so only its switch is asserted: the output changes without it."""
+    scores, outputs = runs
+    assert scores["no patch consistency"] < scores["full"] - 0.1
+    assert np.abs(outputs["no adversarial"] - outputs["full"]).max() > 0
+    assert min(scores.values()) == scores["bicubic"]
+
+
+def test_learned_kernel_starts_at_its_prior_and_is_held_to_sum_one(wald_x2):
+    torch.manual_seed(0)
+    start = LearnedDegradation(2, SMALL.kernel_layers, SMALL.kernel_channels)
+    assert start.start_at(make_kernel("bicubic", 2)) < 0.01  # relative tap error of the fitted prior
+    _, low = wald_x2
+    low = low[:, :24, :24]
+    normalised = (low - low.min()) / (low.max() - low.min())
+    config = replace(SMALL, kernel="learned", iterations=40, kernel_rate=Ramp(1e-3), width=32, fourier_features=16)
+    tile = super_resolve_tile(
+        normalised.astype(np.float32), np.ones(low.shape, bool), None, config, torch.device("cpu"), NullProgress(),
+        torch.Generator().manual_seed(0),
+    )
+    prior = make_kernel("bicubic", 2).as_2d
+    print(f"learned kernel: sum {tile.kernel.sum():.4f}, moved {np.abs(tile.kernel[3:11, 3:11] - prior).sum():.4f} from bicubic")
+    assert abs(tile.kernel.sum() - 1) < 1e-6  # the applied kernel is normalised
+    assert abs(start.net.kernel().sum().item() - 1) < 0.01
+    assert not np.allclose(tile.kernel[3:11, 3:11], prior, atol=1e-4)  # it did learn
+    assert tile.parameters["kernel"] > 0 and tile.parameters["generator"] < 0.2 * 2.2e6
+
+
+def test_default_generator_has_under_a_fifth_of_dips_parameters():
+    from internal_sr.core.knitwork import PatchMLP
+    from internal_sr.core.networks import parameter_count
+
+    generator = PatchMLP(4, KnitworkConfig(), torch.Generator().manual_seed(0))
+    assert 0.25e6 < parameter_count(generator) < 0.2 * 2.2e6  # 256 wide, 4 layers, 4 bands × 3 scales × 3 × 3
+
+
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        (dict(scale=2), "at least 9×9 input pixels"),
+        (dict(scale=2, patch_size=4), "patch size must be odd"),
+        (dict(scale=1), "scale must be an integer ≥ 2"),
+        (dict(scale=2, patch_scales=(2, 4)), "patch scales must start with 1"),
+    ],
+)
+def test_bad_settings_and_inputs_are_one_line_errors(config, message):
+    with pytest.raises(InputError, match=message) as error:
+        super_resolve_array(np.ones((2, 8, 8)), KnitworkConfig(iterations=1, device="cpu", **config))
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--scale", "2", "--kernel", "nope"], "unknown kernel 'nope'"),
+        (["--scale", "1"], "scale must be an integer"),
+        (["--scale", "2", "--iterations", "0"], "iterations must be ≥ 1"),
+        (["--scale", "2", "--bands", "9"], "band"),
+    ],
+)
+def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, args, message):
+    out = tmp_path / "sr.tif"
+    assert main(["knitwork", S2_20M, str(out), *args, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("internal-sr: error: ") and message in err[0]
+    assert not out.exists()
+
+
+def test_cli_writes_the_refined_grid(tmp_path, capsys):
+    out = tmp_path / "sr.tif"
+    args = ["--scale", "2", "--bands", "1,3", "--iterations", "2", "--tile", "48", "--overlap", "8", "--device", "cpu"]
+    assert main(["knitwork", S2_20M, str(out), *args]) == 0
+    result, source = read(str(out)), read(S2_20M)
+    assert result.shape == (2, 2 * source.shape[1], 2 * source.shape[2]) and result.dtype == source.dtype
+    assert "Neural Knitworks on device cpu" in capsys.readouterr().err
