@@ -1,8 +1,8 @@
-"""Wald-protocol benchmark of DIP super-resolution on real Sentinel-2 crops (``make bench``).
+"""Wald-protocol benchmark of DIP and Neural Knitworks on real Sentinel-2 crops (``make bench``).
 
 For each crop and scale: degrade the 10 m reference by ``s`` with the bicubic kernel, then
-super-resolve it back with bicubic interpolation, bicubic + back-projection and DIP at its default
-settings, and score against the reference (PSNR, SSIM, RMSE in reflectance ×10⁴). Each method runs
+super-resolve it back with bicubic interpolation, bicubic + back-projection, DIP and Knitworks at
+their default settings (``--methods`` picks some, ``--device`` where the networks run), and score against the reference (PSNR, SSIM, RMSE in reflectance ×10⁴). Each method runs
 in its own process so its peak resident memory is measured. The crops are disjoint from the test
 crop and from the development crops used to choose DIP's defaults (128 × 128 windows of the DSen2
 sample T33UUB at rows/cols (0, 0) and (200, 200)); no figure is a best-over-iterations. Writes JSON and a Markdown table, and refreshes the
@@ -39,31 +39,58 @@ def load_crop(name: str, origin: tuple[int, int], size: int = SIZE) -> np.ndarra
     return data[:, r : r + size, c : c + size].astype(np.float64)
 
 
-def _child(method: str, low: np.ndarray, scale: int, queue) -> None:
+#: Method ids for ``--methods`` → the names in the table.
+METHODS = {"bicubic": "bicubic", "bp": "bicubic + BP", "dip": "DIP", "knitwork": "Knitworks"}
+
+
+def generator_parameters(config, bands: int) -> int:
+    """Trained parameters of the network that represents the image (DIP: hourglass + detail branch;
+    Knitworks: the patch MLP; its discriminator and learned kernel net are training aids, not counted)."""
     import torch
 
     from internal_sr.core.config import DIPConfig
+    from internal_sr.core.networks import DetailNet, Hourglass, parameter_count
+
+    if isinstance(config, DIPConfig):
+        inputs = config.noise_channels + (bands if config.guide_input else 0)
+        count = parameter_count(Hourglass(inputs, bands, config.depth, config.channels, config.skip_channels))
+        return count + (parameter_count(DetailNet(bands, bands, config.detail_channels, config.detail_layers)) if config.detail_layers else 0)
+    from internal_sr.core.knitwork import PatchMLP
+
+    return parameter_count(PatchMLP(bands, config, torch.Generator()))
+
+
+def _child(method: str, low: np.ndarray, scale: int, device: str, iterations: int | None, queue) -> None:
+    import torch
+
+    from internal_sr.core.config import DIPConfig, KnitworkConfig
     from internal_sr.core.evaluation import bicubic, bicubic_back_projected, BASELINE_BP_STEPS
     from internal_sr.core.kernels import make_kernel
     from internal_sr.core.pipeline import super_resolve_array
 
     torch.set_num_threads(os.cpu_count() or 1)
     start = time.perf_counter()
+    parameters = 0
     if method == "bicubic":
         out, steps = bicubic(low, scale), 0
-    elif method == "bicubic + BP":
+    elif method == "bp":
         out, steps = bicubic_back_projected(low, make_kernel("bicubic", scale)), BASELINE_BP_STEPS
     else:
-        out, result = super_resolve_array(low, DIPConfig(scale=scale))
-        steps = result.steps
+        config = (DIPConfig if method == "dip" else KnitworkConfig)(scale=scale, device=device, iterations=iterations)
+        out, result = super_resolve_array(low, config)
+        steps, parameters = result.steps, generator_parameters(config, low.shape[0])
     seconds = time.perf_counter() - start
-    queue.put((out, steps, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
+    queue.put((out, steps, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, gpu, parameters))
 
 
-def run_method(method: str, low: np.ndarray, scale: int) -> tuple[np.ndarray, int, float, float]:
+def run_method(
+    method: str, low: np.ndarray, scale: int, device: str = "auto", iterations: int | None = None
+) -> tuple[np.ndarray, int, float, float, float, int]:
+    """Run one method in its own process: (output, steps, seconds, peak RSS MB, peak GPU MB, parameters)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(method, low, scale, queue))
+    proc = ctx.Process(target=_child, args=(method, low, scale, device, iterations, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -87,13 +114,14 @@ def markdown(rows: list[dict], info: str) -> str:
     lines = [
         f"Machine: {info}.",
         "",
-        "| crop | scale | method | PSNR (dB) | SSIM | RMSE | steps | seconds | peak RSS (MB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| crop | scale | method | PSNR (dB) | SSIM | RMSE | parameters | steps | seconds | peak RSS (MB) | peak GPU (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['crop']} | ×{r['scale']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['rmse']:.1f} | "
-            f"{r['steps']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |"
+            f"{r['parameters'] / 1e6:.2f} M | {r['steps']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['peak_gpu_mb']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -119,16 +147,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     parser.add_argument("--scales", default="2,4")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="for DIP and Knitworks")
+    parser.add_argument("--iterations", type=int, help="steps for DIP and Knitworks (a quick check: the README is left alone)")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     rows = []
     for label, name, origin in CROPS:
         for scale in (int(s) for s in args.scales.split(",")):
             reference, low = wald_pair(load_crop(name, origin), make_kernel("bicubic", scale))
-            for method in ("bicubic", "bicubic + BP", "DIP"):
-                out, steps, seconds, rss = run_method(method, low, scale)
-                row = dict(crop=label, scale=scale, method=method, steps=steps, seconds=seconds, peak_rss_mb=rss,
-                           **metrics.all_metrics(out, reference, scale))
+            for method in args.methods.split(","):
+                if method not in METHODS:
+                    parser.error(f"unknown method {method!r}: use {', '.join(METHODS)}")
+                out, steps, seconds, rss, gpu, parameters = run_method(method, low, scale, args.device, args.iterations)
+                row = dict(crop=label, scale=scale, method=METHODS[method], steps=steps, seconds=seconds, peak_rss_mb=rss,
+                           peak_gpu_mb=gpu, parameters=parameters, **metrics.all_metrics(out, reference, scale))
                 rows.append(row)
                 print(f"{label} ×{scale} {method}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}, {seconds:.1f} s", flush=True)
     info = machine()
@@ -137,7 +170,8 @@ def main() -> int:
     table = markdown(rows, info)
     with open(os.path.join(args.out, "wald.md"), "w") as f:
         f.write(table)
-    update_readme(table)
+    if args.iterations is None:
+        update_readme(table)
     print(table)
     return 0
 
