@@ -243,8 +243,9 @@ class KnitworkConfig:
     """
 
     scale: int = 2
-    #: ``learned`` (a deep linear downsampler learnt jointly, regularised to sum to one), or a fixed
-    #: kernel for ``core.kernels.make_kernel`` (bicubic, lanczos2/3, gaussian:SIGMA, a .npy path).
+    #: A fixed kernel for ``core.kernels.make_kernel`` (bicubic, lanczos2/3, gaussian:SIGMA, a .npy path),
+    #: or ``learned``: a deep linear downsampler learnt jointly, regularised to sum to one (the README
+    #: says why bicubic, not learned, is the default).
     kernel: str = "bicubic"
     #: Adam steps per tile; ``None`` picks ``KNITWORK_ITERATIONS``.
     iterations: int | None = None
