@@ -45,6 +45,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
+from ..core.config import TileOptions
 from ..core.deps import install_hint, missing_dependencies
 from ..core.errors import Cancelled, InputError
 
@@ -56,6 +57,8 @@ HELP_URL = "https://github.com/internal-sr/internal_sr"
 KERNELS = ("bicubic", "lanczos2", "lanczos3", "gaussian")
 #: Default Gaussian standard deviation, in low-resolution (input) pixels.
 DEFAULT_SIGMA = 0.5
+#: Devices offered in the DEVICE enum.
+DEVICES = ("auto", "cpu", "cuda", "mps")
 #: File extensions the engine writes (GeoTIFF through rasterio).
 RASTER_EXTENSIONS = (".tif", ".tiff")
 
@@ -145,6 +148,16 @@ class RasterSource:
     height: int
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """DEVICE, SEED, TILE_SIZE, OVERLAP and FLOAT32 as read from the parameters."""
+
+    device: str
+    seed: int
+    tiles: TileOptions
+    float32: bool
+
+
 @dataclass
 class Job:
     """What :meth:`InternalSRAlgorithm.processAlgorithm` runs: plain Python values only.
@@ -181,6 +194,11 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     KERNEL = "KERNEL"
     SIGMA = "SIGMA"
     KERNEL_FILE = "KERNEL_FILE"
+    DEVICE = "DEVICE"
+    SEED = "SEED"
+    TILE_SIZE = "TILE_SIZE"
+    OVERLAP = "OVERLAP"
+    FLOAT32 = "FLOAT32"
     OUTPUT = "OUTPUT"
 
     ALGORITHM_ID = ""
@@ -316,6 +334,45 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             advanced,
         )
 
+    def add_device(self) -> None:
+        self.add_choice(
+            self.DEVICE,
+            "Device",
+            DEVICES,
+            "Where the networks run: 'auto' takes a CUDA GPU, then Apple MPS, then the CPU, and logs its choice.",
+        )
+
+    def add_seed(self) -> None:
+        self.add_int(self.SEED, "Random seed", 0, "Makes a run repeatable on the same device.", minimum=0, advanced=True)
+
+    def add_run_options(self, pixels: str = "input") -> None:
+        """DEVICE, FLOAT32, SEED, TILE_SIZE and OVERLAP of the tile-by-tile methods; ``pixels`` names the tiled grid."""
+        self.add_device()
+        self.add_bool(
+            self.FLOAT32,
+            "Write Float32",
+            False,
+            f"Write 32-bit floating point instead of the {pixels}'s data type (which is otherwise kept, clipped to its range).",
+        )
+        self.add_seed()
+        self.add_int(
+            self.TILE_SIZE,
+            f"Tile size ({pixels} pixels)",
+            TileOptions().size,
+            f"Edge of the square {pixels} tiles optimised one at a time; memory grows with its square. 128 suits "
+            "CPUs and most GPUs; 256 on a large GPU.",
+            minimum=16,
+            advanced=True,
+        )
+        self.add_int(
+            self.OVERLAP,
+            f"Tile overlap ({pixels} pixels)",
+            TileOptions().overlap,
+            "Pixels shared by neighbouring tiles and blended smoothly to hide seams; less than half the tile size.",
+            minimum=0,
+            advanced=True,
+        )
+
     def add_output(self, description: str, help_text: str) -> None:
         self.add_parameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr(description)), help_text)
 
@@ -384,6 +441,21 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         if kernel_file and feedback is not None:
             feedback.pushInfo(tr("Kernel file {} replaces the '{}' kernel").format(kernel_file, name))
         return kernel_spec(name, sigma, kernel_file)
+
+    def read_device(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
+        return self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0]
+
+    def read_run_options(self, parameters: dict[str, Any], context: QgsProcessingContext) -> RunOptions:
+        """What ``add_run_options`` declared (tile sizes are checked by the engine's ``TileOptions``)."""
+        return RunOptions(
+            device=self.read_device(parameters, context),
+            seed=self.parameterAsInt(parameters, self.SEED, context),
+            tiles=TileOptions(
+                size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
+                overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
+            ),
+            float32=self.parameterAsBoolean(parameters, self.FLOAT32, context),
+        )
 
     def read_output(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
         """OUTPUT as a GeoTIFF path (the engine writes GeoTIFF only).

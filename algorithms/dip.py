@@ -6,10 +6,8 @@ from typing import Any
 
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
-from ..core.config import DEFAULT_ITERATIONS, DIPConfig, IOOptions, TileOptions
+from ..core.config import DEFAULT_ITERATIONS, DIPConfig, IOOptions
 from .base import KERNELS, InternalSRAlgorithm, Job, tr
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 class DIPAlgorithm(InternalSRAlgorithm):
@@ -27,11 +25,6 @@ class DIPAlgorithm(InternalSRAlgorithm):
     KERNEL_HELP = ""
 
     ITERATIONS = "ITERATIONS"
-    DEVICE = "DEVICE"
-    SEED = "SEED"
-    TILE_SIZE = "TILE_SIZE"
-    OVERLAP = "OVERLAP"
-    FLOAT32 = "FLOAT32"
 
     ALGORITHM_ID = "dip"
     DISPLAY_NAME = "Super-resolve (Deep Image Prior)"
@@ -62,38 +55,7 @@ class DIPAlgorithm(InternalSRAlgorithm):
             self.ITERATIONS, "Iterations (0 = automatic)", 0, self.iterations_help(), minimum=0, maximum=100000
         )
         self.add_kernel(options=self.KERNEL_OPTIONS, extra_help=self.KERNEL_HELP)
-        self.add_choice(
-            self.DEVICE,
-            "Device",
-            DEVICES,
-            "Where the network runs: 'auto' takes a CUDA GPU, then Apple MPS, then the CPU, and logs its choice.",
-        )
-        self.add_bool(
-            self.FLOAT32,
-            "Write Float32",
-            False,
-            "Write 32-bit floating point instead of the input's data type (which is otherwise kept, clipped to its range).",
-        )
-        self.add_int(
-            self.SEED, "Random seed", 0, "Makes a run repeatable on the same device.", minimum=0, advanced=True
-        )
-        self.add_int(
-            self.TILE_SIZE,
-            "Tile size (input pixels)",
-            TileOptions().size,
-            "Edge of the square input tiles optimised one at a time; memory grows with its square. 128 suits "
-            "CPUs and most GPUs; 256 on a large GPU.",
-            minimum=16,
-            advanced=True,
-        )
-        self.add_int(
-            self.OVERLAP,
-            "Tile overlap (input pixels)",
-            TileOptions().overlap,
-            "Pixels shared by neighbouring tiles and blended smoothly to hide seams; less than half the tile size.",
-            minimum=0,
-            advanced=True,
-        )
+        self.add_run_options()
         self.add_output("Super-resolved raster", "GeoTIFF to write. Nothing is written if the run fails or is cancelled.")
 
     def iterations_help(self) -> str:
@@ -109,20 +71,16 @@ class DIPAlgorithm(InternalSRAlgorithm):
     ) -> Job:
         source, bands, scale = self.read_input(parameters, context)
         iterations = self.parameterAsInt(parameters, self.ITERATIONS, context) or None
-        device = self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0]
-        tiles = TileOptions(
-            size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
-            overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
-        )
+        options = self.read_run_options(parameters, context)
         config = self.CONFIG(
             scale=scale,
             kernel=self.read_kernel(parameters, context, feedback),
             iterations=iterations,
-            seed=self.parameterAsInt(parameters, self.SEED, context),
-            device=device,
-            tiles=tiles,
+            seed=options.seed,
+            device=options.device,
+            tiles=options.tiles,
         )
-        io = IOOptions(bands=bands, float32=self.parameterAsBoolean(parameters, self.FLOAT32, context))
+        io = IOOptions(bands=bands, float32=options.float32)
         output = self.read_output(parameters, context)
         input_path = source.path
 
@@ -137,9 +95,9 @@ class DIPAlgorithm(InternalSRAlgorithm):
             tr("Scale"): f"×{scale} → {source.width * scale} × {source.height * scale} pixels",
             tr("Kernel"): config.kernel,
             tr("Iterations"): f"{config.steps}" + ("" if iterations else tr(" (automatic)")),
-            tr("Device requested"): device,
+            tr("Device requested"): config.device,
             tr("Seed"): str(config.seed),
-            tr("Tiles"): tr("{} px with {} px overlap").format(tiles.size, tiles.overlap),
+            tr("Tiles"): tr("{} px with {} px overlap").format(config.tiles.size, config.tiles.overlap),
             tr("Data type"): "Float32" if io.float32 else tr("as input"),
             tr("Output"): output,
         }

@@ -6,9 +6,8 @@ from typing import Any
 
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
-from ..core.config import GUIDED_ITERATIONS, GuidedDIPConfig, IOOptions, TileOptions
-from .base import KERNELS, InternalSRAlgorithm, Job, tr
-from .dip import DEVICES
+from ..core.config import GUIDED_ITERATIONS, GuidedDIPConfig, IOOptions
+from .base import KERNELS, InternalSRAlgorithm, Job, kernel_spec, tr
 
 #: Blur models offered for guided DIP: per band from the Sentinel-2 MTF, or one kernel for every band.
 GUIDED_KERNELS = ("sentinel2", *KERNELS)
@@ -21,11 +20,6 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
     GUIDE_BANDS = "GUIDE_BANDS"
     GUIDE_KERNEL = "GUIDE_KERNEL"
     ITERATIONS = "ITERATIONS"
-    DEVICE = "DEVICE"
-    SEED = "SEED"
-    TILE_SIZE = "TILE_SIZE"
-    OVERLAP = "OVERLAP"
-    FLOAT32 = "FLOAT32"
 
     ALGORITHM_ID = "guided_dip"
     DISPLAY_NAME = "Sharpen with a guide (guided DIP)"
@@ -75,25 +69,7 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
             GUIDED_KERNELS,
             "Blur of the guide bands, used to bring the guide to the target's grid ('gaussian' takes the sigma above).",
         )
-        self.add_choice(self.DEVICE, "Device", DEVICES, "Where the network runs: 'auto' takes a CUDA GPU, then Apple MPS, then the CPU.")
-        self.add_bool(self.FLOAT32, "Write Float32", False, "Write 32-bit floating point instead of the target's data type.")
-        self.add_int(self.SEED, "Random seed", 0, "Makes a run repeatable on the same device.", minimum=0, advanced=True)
-        self.add_int(
-            self.TILE_SIZE,
-            "Tile size (target pixels)",
-            TileOptions().size,
-            "Edge of the square target tiles optimised one at a time; memory grows with its square.",
-            minimum=16,
-            advanced=True,
-        )
-        self.add_int(
-            self.OVERLAP,
-            "Tile overlap (target pixels)",
-            TileOptions().overlap,
-            "Target pixels shared by neighbouring tiles and blended smoothly; less than half the tile size.",
-            minimum=0,
-            advanced=True,
-        )
+        self.add_run_options("target")
         self.add_output("Sharpened raster", "GeoTIFF to write on the guide's grid. Nothing is written if the run fails.")
 
     def prepare_job(
@@ -105,21 +81,16 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
         guide = self.read_source(parameters, context, self.GUIDE)
         sigma = self.parameterAsDouble(parameters, self.SIGMA, context) or None
         guide_kernel = self.parameterAsEnumString(parameters, self.GUIDE_KERNEL, context) or GUIDED_KERNELS[0]
+        options = self.read_run_options(parameters, context)
         config = GuidedDIPConfig(
             kernel=self.read_kernel(parameters, context, feedback),
-            guide_kernel=f"gaussian:{sigma or 0.5:g}" if guide_kernel == "gaussian" else guide_kernel,
+            guide_kernel=kernel_spec(guide_kernel, sigma),
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context) or None,
-            seed=self.parameterAsInt(parameters, self.SEED, context),
-            device=self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0],
-            tiles=TileOptions(
-                size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
-                overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
-            ),
+            seed=options.seed,
+            device=options.device,
+            tiles=options.tiles,
         )
-        target_io = IOOptions(
-            bands=self.read_bands(parameters, context, target),
-            float32=self.parameterAsBoolean(parameters, self.FLOAT32, context),
-        )
+        target_io = IOOptions(bands=self.read_bands(parameters, context, target), float32=options.float32)
         guide_io = IOOptions(bands=self.read_bands(parameters, context, guide, self.GUIDE_BANDS))
         output = self.read_output(parameters, context)
         nesting = check_inputs(target.path, guide.path, output or None, config, target_io, guide_io).nesting

@@ -10,7 +10,6 @@ from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessin
 
 from ..core.config import IOOptions, KernelGANConfig
 from .base import InternalSRAlgorithm, Job, tr
-from .dip import DEVICES
 
 
 def summary_html(input_name: str, config: KernelGANConfig, result: Any) -> str:
@@ -41,8 +40,6 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
 
     ITERATIONS = "ITERATIONS"
     PER_BAND = "PER_BAND"
-    DEVICE = "DEVICE"
-    SEED = "SEED"
     OUTPUT_HTML = "OUTPUT_HTML"
 
     ALGORITHM_ID = "kernelgan"
@@ -93,13 +90,8 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             "Kernel file output then names the first band's). Off: one kernel shared by the bands, the paper's "
             "setting for colour images and the one Super-resolve takes.",
         )
-        self.add_choice(
-            self.DEVICE,
-            "Device",
-            DEVICES,
-            "Where the networks run: 'auto' takes a CUDA GPU, then Apple MPS, then the CPU, and logs its choice.",
-        )
-        self.add_int(self.SEED, "Random seed", 0, "Makes a run repeatable on the same device.", minimum=0, advanced=True)
+        self.add_device()
+        self.add_seed()
         self.add_file_output(
             self.OUTPUT, "Kernel file", tr("NumPy files (*.npy)"), "The kernel to write (.npy); a .png preview is written beside it."
         )
@@ -120,7 +112,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context),
             per_band=self.parameterAsBool(parameters, self.PER_BAND, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
-            device=self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0],
+            device=self.read_device(parameters, context),
         )
         config.check_input_size(source.width, source.height)
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)

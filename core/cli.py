@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--kernel",
             default="bicubic",
-            help="bicubic | lanczos2 | lanczos3 | gaussian:SIGMA | PATH.npy; dip also takes 'estimate' "
+            help="bicubic | lanczos2 | lanczos3 | gaussian:SIGMA | PATH.npy; dip and knitwork also take 'estimate' "
             "(KernelGAN first, the kernel is kept as OUTPUT_kernel.npy); knitwork also takes 'learned' "
             "(learnt jointly, starting from bicubic)",
         )
@@ -111,13 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     common(dip)
     dip.add_argument("--iterations", type=int, help="optimisation steps per tile (default: by scale)")
     optimisation(dip, "input")
-    dip.add_argument("--kernelgan-iterations", type=int, default=KernelGANConfig.iterations,
-                     help="KernelGAN steps with --kernel estimate")
 
     knitwork = sub.add_parser("knitwork", help="super-resolve with Neural Knitworks (a patch-predicting coordinate MLP)")
     common(knitwork)
     knitwork.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {KNITWORK_ITERATIONS})")
     optimisation(knitwork, "input")
+    for method in (dip, knitwork):
+        method.add_argument("--kernelgan-iterations", type=int, default=KernelGANConfig.iterations,
+                            help="KernelGAN steps with --kernel estimate")
 
     degrade = sub.add_parser("degrade", help="blur and decimate (the sensor model)")
     common(degrade)
@@ -186,20 +187,10 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
             iterations=args.iterations, device=args.device, seed=args.seed, tiles=TileOptions(args.tile, args.overlap)
         )
         result = sharpen_product(args.inputs, args.output, config, args.float32, progress)
-    elif args.command == "knitwork":
+    elif args.command in ("dip", "knitwork"):
         io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog)
-        config = KnitworkConfig(
-            scale=args.scale,
-            kernel=args.kernel,
-            iterations=args.iterations,
-            device=args.device,
-            seed=args.seed,
-            tiles=TileOptions(args.tile, args.overlap),
-        )
-        result = pipeline.super_resolve(args.input, args.output, config, io, progress)
-    elif args.command == "dip":
-        io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog)
-        config = DIPConfig(
+        method = DIPConfig if args.command == "dip" else KnitworkConfig
+        config = method(
             scale=args.scale,
             kernel=args.kernel,
             iterations=args.iterations,

@@ -55,7 +55,39 @@ class TileOptions:
 
 
 @dataclass(frozen=True)
-class DIPConfig:
+class InternalLearningConfig:
+    """What every tile-by-tile internal-learning method shares (``DIPConfig``, ``KnitworkConfig``,
+    ``GuidedDIPConfig``): steps, output averaging, stopping, final back-projection, seed, device,
+    precision and tiling. Each method documents how it uses them.
+    """
+
+    #: Adam steps per tile; ``None`` picks the method's tested default (its ``steps``).
+    iterations: int | None = None
+    #: Exponential moving average of the output over steps (0 disables it).
+    ema_decay: float = 0.99
+    #: Stop when the training loss has not improved by ``stop_tolerance`` (relative) in ``stop_patience``
+    #: steps (no ground truth involved; ``core.optimise``).
+    early_stop: bool = True
+    stop_patience: int = 300
+    stop_tolerance: float = 0.01
+    #: Final back-projection (Irani–Peleg) steps making the output consistent with the input.
+    back_projection_steps: int = 20
+    seed: int = 0
+    #: ``auto`` (CUDA, then Apple MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
+    device: str = "auto"
+    #: bfloat16 (float16 on older GPUs) autocast of the network on CUDA, losses in float32; ignored elsewhere.
+    mixed_precision: bool = True
+    #: Tiles, in input pixels (the target's pixels for guided DIP).
+    tiles: TileOptions = field(default_factory=TileOptions)
+
+    def __post_init__(self) -> None:
+        if self.iterations is not None and self.iterations < 1:
+            raise InputError(f"iterations must be ≥ 1, got {self.iterations}")
+        check_device(self.device)
+
+
+@dataclass(frozen=True)
+class DIPConfig(InternalLearningConfig):
     """Deep Image Prior super-resolution (Ulyanov, Vedaldi, Lempitsky 2018) and our practical additions.
 
     Architecture (reference "skip" hourglass): ``depth`` scales, ``channels`` feature maps per scale,
@@ -67,8 +99,6 @@ class DIPConfig:
 
     scale: int = 2
     kernel: str = "bicubic"
-    #: Adam steps; ``None`` picks ``DEFAULT_ITERATIONS[scale]`` (or the ×4 value for larger scales).
-    iterations: int | None = None
     learning_rate: float = 0.001
     depth: int = 5
     channels: int = 128
@@ -88,28 +118,14 @@ class DIPConfig:
     augment: bool = True
     #: Start the predicted correction at zero (zero-initialised output head) when ``guide_input``.
     zero_init: bool = True
-    #: Exponential moving average of the output over steps (0 disables it).
-    ema_decay: float = 0.99
-    #: Stop when the loss has not improved by ``stop_tolerance`` (relative) in ``stop_patience`` steps.
-    early_stop: bool = True
-    stop_patience: int = 300
-    stop_tolerance: float = 0.01
-    #: Final back-projection (Irani–Peleg) steps making the output consistent with the input.
-    back_projection_steps: int = 20
     #: Output averaging: the result is ``B + blend·(P − B)`` with ``P`` the back-projected DIP output
     #: and ``B`` the back-projected bicubic image (1 keeps the DIP output alone).
     blend: float = 0.5
-    seed: int = 0
-    device: str = "auto"
-    mixed_precision: bool = True
-    tiles: TileOptions = field(default_factory=TileOptions)
 
     def __post_init__(self) -> None:
         if self.scale < 2:
             raise InputError(f"scale must be an integer ≥ 2, got {self.scale}")
-        if self.iterations is not None and self.iterations < 1:
-            raise InputError(f"iterations must be ≥ 1, got {self.iterations}")
-        check_device(self.device)
+        super().__post_init__()
 
     @property
     def steps(self) -> int:
@@ -233,7 +249,7 @@ class Ramp:
 
 
 @dataclass(frozen=True)
-class KnitworkConfig:
+class KnitworkConfig(InternalLearningConfig):
     """Neural Knitworks super-resolution (Czerkawski et al., Pattern Recognition 2024); ``core.knitwork``.
 
     Defaults after the paper and its reference code unless marked *ours*. Units: frequencies in
@@ -247,8 +263,6 @@ class KnitworkConfig:
     #: or ``learned``: a deep linear downsampler learnt jointly, regularised to sum to one (the README
     #: says why bicubic, not learned, is the default).
     kernel: str = "bicubic"
-    #: Adam steps per tile; ``None`` picks ``KNITWORK_ITERATIONS``.
-    iterations: int | None = None
     #: Adam step size of the patch MLP and the discriminator (the reference's; the learned kernel: ``kernel_rate``).
     learning_rate: float = 0.001
     #: Random Fourier features of the coordinates: ``fourier_features`` frequencies drawn from
@@ -292,29 +306,15 @@ class KnitworkConfig:
     #: Coordinates per chunk of the patch MLP; chunks are recomputed in the backward pass
     #: (activation checkpointing), so memory grows with the chunk, not the tile.
     chunk: int = 65536
-    #: Exponential moving average of the output over steps (0 disables it; ours, as DIP).
-    ema_decay: float = 0.99
-    #: Stop when the data term (the weighted terms ramp, so they are left out) has not improved by ``stop_tolerance`` in ``stop_patience`` steps.
-    early_stop: bool = True
-    stop_patience: int = 300
-    stop_tolerance: float = 0.01
-    #: Final back-projection (Irani–Peleg) steps with the (fixed or learned) kernel (ours, as DIP).
-    back_projection_steps: int = 20
-    seed: int = 0
-    device: str = "auto"
-    mixed_precision: bool = True
-    tiles: TileOptions = field(default_factory=TileOptions)
 
     def __post_init__(self) -> None:
         if self.scale < 2:
             raise InputError(f"scale must be an integer ≥ 2, got {self.scale}")
-        if self.iterations is not None and self.iterations < 1:
-            raise InputError(f"iterations must be ≥ 1, got {self.iterations}")
         if self.patch_size < 3 or self.patch_size % 2 == 0:
             raise InputError(f"patch size must be odd and ≥ 3, got {self.patch_size}")
         if not self.patch_scales or self.patch_scales[0] != 1 or any(s < 1 for s in self.patch_scales):
             raise InputError(f"patch scales must start with 1 and be positive, got {self.patch_scales}")
-        check_device(self.device)
+        super().__post_init__()
 
     @property
     def steps(self) -> int:
@@ -340,7 +340,7 @@ GUIDED_ITERATIONS = 500
 
 
 @dataclass(frozen=True)
-class GuidedDIPConfig:
+class GuidedDIPConfig(InternalLearningConfig):
     """Guided (multi-modal) Deep Image Prior: sharpen target bands with finer guide bands.
 
     The scale is not configured: it is the integer ratio of the two grids (``core.grid.nest``).
@@ -359,8 +359,6 @@ class GuidedDIPConfig:
 
     kernel: str = "sentinel2"
     guide_kernel: str = "sentinel2"
-    #: Adam steps per tile; ``None`` picks ``GUIDED_ITERATIONS``.
-    iterations: int | None = None
     learning_rate: float = 0.001
     width: int = 64
     layers: int = 6
@@ -374,23 +372,11 @@ class GuidedDIPConfig:
     cycle_weight: float = 0.001
     cross_scale_weight: float = 3.0
     augment: bool = True
-    ema_decay: float = 0.99
-    early_stop: bool = True
-    stop_patience: int = 300
-    stop_tolerance: float = 0.01
-    back_projection_steps: int = 20
-    seed: int = 0
-    device: str = "auto"
-    mixed_precision: bool = True
-    #: Tiles on the *target* grid (size and overlap in target pixels).
-    tiles: TileOptions = field(default_factory=TileOptions)
 
     def __post_init__(self) -> None:
-        if self.iterations is not None and self.iterations < 1:
-            raise InputError(f"iterations must be ≥ 1, got {self.iterations}")
         if self.base not in ("interpolation", "injection"):
             raise InputError(f"base must be interpolation or injection, got {self.base!r}")
-        check_device(self.device)
+        super().__post_init__()
 
     @property
     def steps(self) -> int:

@@ -89,18 +89,34 @@ def back_project(
     steps: int,
     valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Iterative back-projection (Irani & Peleg 1991): ``x ← x + U(y − D(x))`` for ``steps`` steps.
+    """Iterative back-projection (Irani & Peleg 1991): ``x ← x + U(y − D(x))`` for up to ``steps`` steps.
 
     x: ``(N, C, sH, sW)`` estimate; y: ``(N, C, H, W)`` observation; valid: optional ``(N, C, H, W)``
     mask of observed pixels (the residual is zero elsewhere). Returns the refined estimate.
+
+    With bicubic interpolation ``U`` as back-projector the update converges for kernels close to
+    bicubic, but it can diverge for kernels far from it (wide or off-centre ones, e.g. estimated by
+    KernelGAN). So each band takes a step only while it lowers that band's squared residual and stops
+    at its last improving estimate: back-projection never worsens the fit. No host/device sync.
     """
     s = degradation.scale
+
+    def residual_of(estimate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r = y - degradation(estimate)
+        if valid is not None:
+            r = r * valid
+        return r, r.square().sum(dim=(-2, -1), keepdim=True)
+
     with torch.no_grad():
+        residual, norm = residual_of(x)
+        active = torch.ones_like(norm, dtype=torch.bool)
         for _ in range(steps):
-            residual = y - degradation(x)
-            if valid is not None:
-                residual = residual * valid
-            x = x + upsample(residual, s)
+            candidate = x + upsample(residual, s)
+            new_residual, new_norm = residual_of(candidate)
+            active = active & (new_norm < norm)
+            x = torch.where(active, candidate, x)
+            residual = torch.where(active, new_residual, residual)
+            norm = torch.where(active, new_norm, norm)
     return x
 
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .config import DIPConfig, IOOptions, KernelGANConfig
+from .config import InternalLearningConfig, IOOptions, KernelGANConfig
 from .degradation import Degradation
 from .device import describe, resolve_device, seed_everything
 from .errors import InputError
@@ -420,15 +420,15 @@ def estimated_kernel_path(output_path: str) -> str:
 def super_resolve_with_estimated_kernel(
     input_path: str,
     output_path: str,
-    config: DIPConfig,
+    config: InternalLearningConfig,
     kernelgan: KernelGANConfig,
     io: IOOptions = IOOptions(),
     progress: Progress | None = None,
 ):
-    """Estimate the input's kernel with KernelGAN, then super-resolve it with DIP using that kernel.
+    """Estimate the input's kernel with KernelGAN, then super-resolve it (DIP or Knitworks) with that kernel.
 
     The kernel is kept beside the output (``estimated_kernel_path``); if the DIP run fails or is
-    cancelled, it is removed again, so nothing is left behind. Returns DIP's ``RunResult``.
+    cancelled, it is removed again, so nothing is left behind. Returns the super-resolution's ``RunResult``.
     """
     from dataclasses import replace
 
