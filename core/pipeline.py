@@ -16,11 +16,11 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
-from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig
+from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions
 from .degradation import degrade_array
 from .device import describe, resolve_device, seed_everything
 from .errors import InputError
-from .grid import Window
+from .grid import Grid, Window
 from .kernels import make_kernel
 from .normalise import BandScaling
 from .progress import NullProgress, Progress
@@ -130,6 +130,44 @@ def _solver(
     return solve, lambda: steps[0], describe(device)
 
 
+def write_tiled(
+    output_path: str,
+    info: RasterInfo,
+    grid: Grid,
+    io: IOOptions,
+    width: int,
+    height: int,
+    scale: int,
+    tiles: TileOptions,
+    solve: Solver,
+    progress: Progress,
+) -> None:
+    """Solve the tiles of a ``width × height`` input and write the blended ``grid`` atomically.
+
+    The output has ``info``'s bands and metadata, in its dtype (or Float32 with ``io.float32``).
+    """
+    dtype = output_dtype(info, io.float32)
+    with AtomicGeoTIFF(output_path, info, grid, dtype, io.cog) as out:
+
+        def write(window: Window, values: np.ndarray, valid: np.ndarray) -> None:
+            out.write(window, to_dtype(values, valid, dtype, out.nodata))
+
+        run_tiles(width, height, len(info.bands), scale, tiles, solve, write, progress)
+
+
+def collect_tiled(
+    width: int, height: int, bands: int, scale: int, tiles: TileOptions, solve: Solver, progress: Progress
+) -> np.ndarray:
+    """Solve the tiles of a ``width × height`` input and return the blended ``(bands, s·h, s·w)`` float64 array."""
+    out = np.zeros((bands, height * scale, width * scale))
+
+    def write(window: Window, values: np.ndarray, _valid: np.ndarray) -> None:
+        out[(slice(None), *window.slices)] = values
+
+    run_tiles(width, height, bands, scale, tiles, solve, write, progress)
+    return out
+
+
 def super_resolve(
     input_path: str,
     output_path: str,
@@ -143,13 +181,8 @@ def super_resolve(
     info = _open_input(input_path, output_path, io, recorder)
     config.check_input_size(info.grid.width, info.grid.height)
     solve, steps, device = _solver(config, fit_scaling(info), lambda w: read_window(info, w), recorder)
-    dtype = output_dtype(info, io.float32)
-    with AtomicGeoTIFF(output_path, info, info.grid.refined(config.scale), dtype, io.cog) as out:
-
-        def write(window: Window, values: np.ndarray, valid: np.ndarray) -> None:
-            out.write(window, to_dtype(values, valid, dtype, out.nodata))
-
-        run_tiles(info.grid.width, info.grid.height, len(info.bands), config.scale, config.tiles, solve, write, recorder)
+    grid = info.grid.refined(config.scale)
+    write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, config.tiles, solve, recorder)
     recorder.report(1.0, "done")
     return RunResult(output_path, device, time.perf_counter() - start, steps(), recorder.messages)
 
@@ -173,12 +206,7 @@ def super_resolve_array(
     if not valid.any():
         raise InputError("the image has no valid pixels")
     solve, steps, device = _solver(config, BandScaling.fit(image, valid), lambda win: (image[(slice(None), *win.slices)], valid[(slice(None), *win.slices)]), recorder)
-    out = np.zeros((c, h * config.scale, w * config.scale))
-
-    def write(window: Window, values: np.ndarray, _valid: np.ndarray) -> None:
-        out[(slice(None), *window.slices)] = values
-
-    run_tiles(w, h, c, config.scale, config.tiles, solve, write, recorder)
+    out = collect_tiled(w, h, c, config.scale, config.tiles, solve, recorder)
     return out, RunResult("", device, time.perf_counter() - start, steps(), recorder.messages)
 
 

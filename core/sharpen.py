@@ -21,11 +21,11 @@ from .grid import Nesting, Window, nest
 from .guided import MIN_TARGET_SIZE
 from .kernels import Kernel, make_kernel
 from .normalise import BandScaling
-from .pipeline import RunResult, _Recorder, fit_scaling
+from .pipeline import RunResult, _Recorder, collect_tiled, fit_scaling, write_tiled
 from .progress import NullProgress, Progress
-from .raster import AtomicGeoTIFF, RasterInfo, check_output_path, open_info, output_dtype, read_window, to_dtype
+from .raster import RasterInfo, check_output_path, open_info, read_window
 from .sentinel2 import band_name, kernel_spec
-from .tiling import Solver, run_tiles
+from .tiling import Solver
 
 #: read(window on the target grid) -> (target values, target valid, guide values, guide valid)
 Reader = Callable[[Window], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
@@ -154,14 +154,8 @@ def sharpen(
     solve, steps, device = _solver(
         config, inputs.target_kernels, inputs.guide_kernels, fit_scaling(target), fit_scaling(guide), read, recorder
     )
-    dtype = output_dtype(target, target_io.float32)
     grid = guide.grid.window_grid(nesting.guide)
-    with AtomicGeoTIFF(output_path, target, grid, dtype, target_io.cog) as out:
-
-        def write(window: Window, values: np.ndarray, valid: np.ndarray) -> None:
-            out.write(window, to_dtype(values, valid, dtype, out.nodata))
-
-        run_tiles(nesting.target.width, nesting.target.height, len(target.bands), s, config.tiles, solve, write, recorder)
+    write_tiled(output_path, target, grid, target_io, nesting.target.width, nesting.target.height, s, config.tiles, solve, recorder)
     recorder.report(1.0, "done")
     return RunResult(output_path, device, time.perf_counter() - start, steps(), recorder.messages)
 
@@ -198,10 +192,5 @@ def sharpen_array(
     solve, steps, device = _solver(
         config, *kernels, BandScaling.fit(target, t_valid), BandScaling.fit(guide, g_valid), read, recorder
     )
-    out = np.zeros((target.shape[0], gh, gw))
-
-    def write(window: Window, values: np.ndarray, _valid: np.ndarray) -> None:
-        out[(slice(None), *window.slices)] = values
-
-    run_tiles(w, h, target.shape[0], s, config.tiles, solve, write, recorder)
+    out = collect_tiled(w, h, target.shape[0], s, config.tiles, solve, recorder)
     return out, RunResult("", device, time.perf_counter() - start, steps(), recorder.messages)
