@@ -113,9 +113,14 @@ def nest(target: Grid, guide: Grid, tolerance: float = 1e-3) -> Nesting:
         raise InputError(f"the guide ({abs(g.a):g} units per pixel) must be at least twice as fine as the target ({abs(t.a):g})")
     offsets = ((t.c - g.c) / g.a, (t.f - g.f) / g.e)
     if any(abs(o - round(o)) > tolerance for o in offsets):
+        left, top = t.c, t.f
+        right, bottom = t * (target.width, target.height)
         raise InputError(
             f"target and guide pixels are not aligned: the target's corner falls {offsets[0] % 1:.3g}, "
-            f"{offsets[1] % 1:.3g} guide pixels off the guide's pixel edges; resample one grid onto the other"
+            f"{offsets[1] % 1:.3g} guide pixels off the guide's pixel edges (half a pixel is the usual Landsat "
+            f"pan/multispectral geometry); resample the guide onto the target's grid refined by {scale} first, e.g. "
+            f"gdalwarp -r cubic -tr {abs(g.a):g} {abs(g.e):g} -te {min(left, right):.12g} {min(top, bottom):.12g} "
+            f"{max(left, right):.12g} {max(top, bottom):.12g} GUIDE ALIGNED_GUIDE"
         )
     col, row = round(offsets[0]), round(offsets[1])
     c0, c1 = _span(col, scale, target.width, guide.width)
