@@ -14,7 +14,6 @@ of the final output).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -25,7 +24,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from wald import CROPS, SHARED, load_crop, machine  # noqa: E402
+from wald import CROPS, SHARED, load_crop, machine, write_results  # noqa: E402
 
 
 def step_seconds(device: str, steps: int) -> float:
@@ -82,17 +81,13 @@ def main() -> int:
                  steps=result.steps, peak_gpu_gib=torch.cuda.max_memory_allocated() / 2**30)
     print(f"×4 of 512²: {large}", flush=True)
     info = machine()
-    with open(os.path.join(args.out, "gpu.json"), "w") as f:
-        json.dump({"machine": info, "date": time.strftime("%Y-%m-%d"), "precision": rows, "seconds_per_step": per_step,
-                   "large": large}, f, indent=1)
     lines = [f"Machine: {info}.", "", "| crop | scale | precision | PSNR (dB) | SSIM | steps | seconds |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['crop']} | ×{r['scale']} | {r['precision']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['steps']} | {r['seconds']:.1f} |" for r in rows]
     lines += ["", f"Seconds per DIP step (128² input tile, ×2): GPU {per_step['cuda']:.4f}, CPU {per_step['cpu']:.3f} "
               f"({per_step['cpu'] / per_step['cuda']:.0f}× faster on the GPU).", "",
               f"×4 of a {large['input']} input ({large['output']} output): {large['seconds']:.1f} s, "
               f"{large['steps']} steps over all tiles, peak GPU memory {large['peak_gpu_gib']:.2f} GiB."]
-    with open(os.path.join(args.out, "gpu.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_results(args.out, "gpu", {"precision": rows, "seconds_per_step": per_step, "large": large}, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

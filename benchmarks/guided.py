@@ -20,33 +20,22 @@ refreshes the README table between the ``bench:guided`` markers.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
 import numpy as np
-import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from guided_tuning import NAMES10, NAMES20, SHARED  # noqa: E402
-from wald import machine  # noqa: E402
+from guided_tuning import NAMES10, NAMES20, SHARED, degrade, wald_20m  # noqa: E402
+from wald import machine, write_results  # noqa: E402
 
 SCENES = [("T33UUB fields/forest", "s2_l1c_T33UUB_20170527_dsen2.npz", (200, 200)),
           ("T49JGM arid coast", "s2_l1c_T49JGM_20171022_dsen2.npz", (100, 100))]
 NAMES60 = ("B1", "B9")
 SIZE = 96
-
-
-def degrade(image: np.ndarray, names, scale: int) -> np.ndarray:
-    from internal_sr.core.degradation import Degradation
-    from internal_sr.core.sharpen import band_kernels
-
-    with torch.no_grad():
-        d = Degradation(band_kernels("sentinel2", names, scale, "band"))
-        return d(torch.as_tensor(image, dtype=torch.float32)[None])[0].double().numpy()
 
 
 def methods(target: np.ndarray, guide: np.ndarray, t_names, g_names, iterations: int | None) -> dict[str, tuple[np.ndarray, float]]:
@@ -115,8 +104,7 @@ def main() -> int:
     for scene, name, (r, c) in SCENES:
         data = np.load(os.path.join(SHARED, name))
         im10, im20, im60 = (data[k].astype(np.float64) for k in ("im10", "im20", "im60"))
-        ref20 = im20[:, r : r + SIZE, c : c + SIZE]
-        target, guide = degrade(ref20, NAMES20, 2), degrade(im10[:, 2 * r : 2 * (r + SIZE), 2 * c : 2 * (c + SIZE)], NAMES10, 2)
+        target, guide, ref20 = wald_20m(name, (r, c), SIZE)
         score(rows, scene, "20 m", NAMES20, methods(target, guide, NAMES20, NAMES10, args.iterations), ref20, 2)
         if args.skip_60m:
             continue
@@ -135,13 +123,10 @@ def main() -> int:
         two = sharpen_array(mid, g60, config, NAMES60, NAMES10)[0]
         outputs["guided DIP, two steps (×3 then ×2)"] = (two, time.perf_counter() - start)
         score(rows, scene, "60 m", NAMES60, outputs, ref60, 6)
-    info = machine()
-    with open(os.path.join(args.out, "guided.json"), "w") as f:
-        json.dump({"machine": info, "date": time.strftime("%Y-%m-%d"), "rows": rows}, f, indent=1)
-    table = markdown(rows, info)
-    with open(os.path.join(args.out, "guided.md"), "w") as f:
-        f.write(table)
-    update_readme(table, "guided")
+    table = markdown(rows, machine())
+    write_results(args.out, "guided", {"rows": rows}, table)
+    if args.iterations is None and not args.skip_60m:  # only a full default run replaces the README's table
+        update_readme(table, "guided")
     print(table)
     return 0
 

@@ -23,22 +23,23 @@ DEV = [("T33UUB", "s2_l1c_T33UUB_20170527_dsen2.npz", (0, 0)), ("T49JGM", "s2_l1
 NAMES10, NAMES20 = ("B4", "B3", "B2", "B8"), ("B5", "B6", "B7", "B8A", "B11", "B12")
 
 
-def wald_20m(name: str, origin: tuple[int, int], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(target at 40 m, guide at 20 m, reference at 20 m) for a ``size``² window of the 20 m grid."""
+def degrade(image: np.ndarray, names, scale: int) -> np.ndarray:
+    """Degrade ``(C, H, W)`` Sentinel-2 bands ``names`` by ``scale`` with their MTF kernels (float64 out)."""
     from internal_sr.core.degradation import Degradation
     from internal_sr.core.sharpen import band_kernels
 
+    with torch.no_grad():
+        d = Degradation(band_kernels("sentinel2", names, scale, "band"))
+        return d(torch.as_tensor(image, dtype=torch.float32)[None])[0].double().numpy()
+
+
+def wald_20m(name: str, origin: tuple[int, int], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(target at 40 m, guide at 20 m, reference at 20 m) for a ``size``² window of the 20 m grid."""
     data = np.load(os.path.join(SHARED, name))
     r, c = origin
     im10 = data["im10"][:, 2 * r : 2 * (r + size), 2 * c : 2 * (c + size)].astype(np.float64)
     im20 = data["im20"][:, r : r + size, c : c + size].astype(np.float64)
-
-    def degrade(image: np.ndarray, names) -> np.ndarray:
-        with torch.no_grad():
-            d = Degradation(band_kernels("sentinel2", names, 2, "band"))
-            return d(torch.as_tensor(image, dtype=torch.float32)[None])[0].double().numpy()
-
-    return degrade(im20, NAMES20), degrade(im10, NAMES10), im20
+    return degrade(im20, NAMES20, 2), degrade(im10, NAMES10, 2), im20
 
 
 def main() -> int:

@@ -16,7 +16,6 @@ end; it writes under ``out/`` and leaves the README alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from wald import load_crop, machine, update_readme  # noqa: E402
+from wald import load_crop, machine, update_readme, write_results  # noqa: E402
 
 #: (label, npz file, (row, col) of a SIZE² window, true kernel (major σ, minor σ in low-resolution pixels, angle °))
 CASES = [
@@ -128,11 +127,8 @@ def main() -> int:
                 flush=True,
             )
     info = f"{machine()}; device {describe(device)}; total {time.perf_counter() - start:.0f} s"
-    with open(os.path.join(out, "kernelgan.json"), "w") as f:
-        json.dump({"machine": info, "date": time.strftime("%Y-%m-%d"), "quick": args.quick, "rows": rows}, f, indent=1)
     table = markdown(rows, info)
-    with open(os.path.join(out, "kernelgan.md"), "w") as f:
-        f.write(table)
+    write_results(out, "kernelgan", {"device": info, "quick": args.quick, "rows": rows}, table)
     if not args.quick:
         update_readme(table, "kernelgan")
     print(table)

@@ -126,6 +126,14 @@ def markdown(rows: list[dict], info: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_results(folder: str, name: str, results: dict, table: str) -> None:
+    """Write ``NAME.json`` (the machine, the date and ``results``) and ``NAME.md`` (``table``) in ``folder``."""
+    with open(os.path.join(folder, f"{name}.json"), "w") as f:
+        json.dump({"machine": machine(), "date": time.strftime("%Y-%m-%d"), **results}, f, indent=1)
+    with open(os.path.join(folder, f"{name}.md"), "w") as f:
+        f.write(table)
+
+
 def update_readme(table: str, name: str = "dip") -> None:
     """Replace the README's text between the ``bench:NAME`` markers by ``table``."""
     path = os.path.join(HERE, "..", "README.md")
@@ -164,12 +172,8 @@ def main() -> int:
                            peak_gpu_mb=gpu, parameters=parameters, **metrics.all_metrics(out, reference, scale))
                 rows.append(row)
                 print(f"{label} ×{scale} {method}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}, {seconds:.1f} s", flush=True)
-    info = machine()
-    with open(os.path.join(args.out, "wald.json"), "w") as f:
-        json.dump({"machine": info, "date": time.strftime("%Y-%m-%d"), "rows": rows}, f, indent=1)
-    table = markdown(rows, info)
-    with open(os.path.join(args.out, "wald.md"), "w") as f:
-        f.write(table)
+    table = markdown(rows, machine())
+    write_results(args.out, "wald", {"rows": rows}, table)
     if args.iterations is None:
         update_readme(table)
     print(table)

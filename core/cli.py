@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_options(args: argparse.Namespace) -> dict:
+    """The ``InternalLearningConfig`` fields set by ``--iterations`` and the options ``optimisation`` adds."""
+    return dict(iterations=args.iterations, device=args.device, seed=args.seed, tiles=TileOptions(args.tile, args.overlap))
+
+
 def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
     from . import pipeline
 
@@ -170,34 +175,18 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
     if args.command == "guided":
         from .sharpen import sharpen
 
-        config = GuidedDIPConfig(
-            kernel=args.kernel,
-            guide_kernel=args.guide_kernel,
-            iterations=args.iterations,
-            device=args.device,
-            seed=args.seed,
-            tiles=TileOptions(args.tile, args.overlap),
-        )
+        config = GuidedDIPConfig(kernel=args.kernel, guide_kernel=args.guide_kernel, **_run_options(args))
         io = IOOptions(bands=args.target_bands, float32=args.float32, cog=args.cog)
         result = sharpen(args.target, args.guide, args.output, config, io, IOOptions(bands=args.guide_bands), progress)
     elif args.command == "sentinel2":
         from .sentinel2_product import sharpen_product
 
-        config = GuidedDIPConfig(
-            iterations=args.iterations, device=args.device, seed=args.seed, tiles=TileOptions(args.tile, args.overlap)
-        )
+        config = GuidedDIPConfig(**_run_options(args))
         result = sharpen_product(args.inputs, args.output, config, args.float32, progress)
     elif args.command in ("dip", "knitwork"):
         io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog)
         method = DIPConfig if args.command == "dip" else KnitworkConfig
-        config = method(
-            scale=args.scale,
-            kernel=args.kernel,
-            iterations=args.iterations,
-            device=args.device,
-            seed=args.seed,
-            tiles=TileOptions(args.tile, args.overlap),
-        )
+        config = method(scale=args.scale, kernel=args.kernel, **_run_options(args))
         if args.kernel == "estimate":
             from .kernelgan import super_resolve_with_estimated_kernel
 

@@ -22,6 +22,12 @@ def check_device(device: str) -> None:
         raise InputError(f"device must be auto, cpu, cuda or mps, got {device!r}")
 
 
+def check_scale(scale: int) -> None:
+    """Raise a one-line ``InputError`` unless ``scale`` is an integer refinement factor of at least 2."""
+    if scale < 2:
+        raise InputError(f"scale must be an integer ≥ 2, got {scale}")
+
+
 @dataclass(frozen=True)
 class IOOptions:
     """How a raster is read and written.
@@ -123,8 +129,7 @@ class DIPConfig(InternalLearningConfig):
     blend: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.scale < 2:
-            raise InputError(f"scale must be an integer ≥ 2, got {self.scale}")
+        check_scale(self.scale)
         super().__post_init__()
 
     @property
@@ -308,8 +313,7 @@ class KnitworkConfig(InternalLearningConfig):
     chunk: int = 65536
 
     def __post_init__(self) -> None:
-        if self.scale < 2:
-            raise InputError(f"scale must be an integer ≥ 2, got {self.scale}")
+        check_scale(self.scale)
         if self.patch_size < 3 or self.patch_size % 2 == 0:
             raise InputError(f"patch size must be odd and ≥ 3, got {self.patch_size}")
         if not self.patch_scales or self.patch_scales[0] != 1 or any(s < 1 for s in self.patch_scales):
