@@ -36,21 +36,36 @@ MethodConfig = DIPConfig | KnitworkConfig
 
 @dataclass
 class RunResult:
-    """What a run produced: the output path, the device used, wall time, optimisation steps, notes."""
+    """What a run produced: the output path, the device used, wall time, optimisation steps, notes.
+
+    curves: the training loss of each optimised tile, one value per step (``core.optimise``), in tile order.
+    """
 
     output_path: str
     device: str
     seconds: float
     steps: int
     messages: list[str] = field(default_factory=list)
+    curves: list[np.ndarray] = field(default_factory=list)
 
 
 class _Recorder:
-    """Forwards to a progress sink and keeps the ``info`` messages for the result."""
+    """Forwards to a progress sink and keeps the ``info`` messages and the tiles' loss curves for the result."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.messages: list[str] = []
+        self.curves: list[np.ndarray] = []
+        self.start = time.perf_counter()
+
+    def add_curve(self, losses: np.ndarray) -> None:
+        """Keep one tile's loss curve (its length is the tile's step count)."""
+        self.curves.append(losses)
+
+    def result(self, output_path: str, device: str) -> RunResult:
+        """The ``RunResult`` of a run that started when this recorder was made."""
+        steps = sum(len(c) for c in self.curves)
+        return RunResult(output_path, device, time.perf_counter() - self.start, steps, self.messages, self.curves)
 
     def report(self, fraction: float, message: str = "") -> None:
         self.progress.report(fraction, message)
@@ -93,9 +108,9 @@ def _solver(
     config: MethodConfig,
     scaling: BandScaling,
     read: Callable[[Window], tuple[np.ndarray, np.ndarray]],
-    progress: Progress,
-) -> tuple[Solver, Callable[[], int], str]:
-    """The tile solver shared by file and array runs; returns it, a step counter and the device name.
+    progress: _Recorder,
+) -> tuple[Solver, str]:
+    """The tile solver shared by file and array runs; returns it and the device name.
 
     The method follows the configuration's type: ``DIPConfig`` → ``core.dip``, ``KnitworkConfig`` →
     ``core.knitwork``; both solve one normalised tile with the same signature.
@@ -115,8 +130,6 @@ def _solver(
         f"{method} on device {describe(device)}; ×{s}, kernel {config.kernel}, up to {config.steps} steps per tile, "
         f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
     )
-    steps = [0]
-
     def solve(window: Window, tile_progress: Progress) -> tuple[np.ndarray, np.ndarray]:
         data, valid = read(window)
         up_valid = valid.repeat(s, axis=1).repeat(s, axis=2)
@@ -124,10 +137,10 @@ def _solver(
             return np.zeros(up_valid.shape), up_valid
         generator = seed_everything(config.seed)
         tile = super_resolve_tile(scaling.normalise(data), valid, kernel, config, device, tile_progress, generator)
-        steps[0] += tile.steps
+        progress.add_curve(tile.losses)
         return scaling.denormalise(tile.image), up_valid
 
-    return solve, lambda: steps[0], describe(device)
+    return solve, describe(device)
 
 
 def write_tiled(
@@ -177,14 +190,13 @@ def super_resolve(
 ) -> RunResult:
     """Super-resolve ``input_path`` by ``config.scale`` into a GeoTIFF with the method ``config`` configures."""
     recorder = _Recorder(progress or NullProgress())
-    start = time.perf_counter()
     info = _open_input(input_path, output_path, io, recorder)
     config.check_input_size(info.grid.width, info.grid.height)
-    solve, steps, device = _solver(config, fit_scaling(info), lambda w: read_window(info, w), recorder)
+    solve, device = _solver(config, fit_scaling(info), lambda w: read_window(info, w), recorder)
     grid = info.grid.refined(config.scale)
     write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, config.tiles, solve, recorder)
     recorder.report(1.0, "done")
-    return RunResult(output_path, device, time.perf_counter() - start, steps(), recorder.messages)
+    return recorder.result(output_path, device)
 
 
 def super_resolve_array(
@@ -198,16 +210,15 @@ def super_resolve_array(
     Used by evaluation and benchmarks; the same normalisation, tiling and solver as file runs.
     """
     recorder = _Recorder(progress or NullProgress())
-    start = time.perf_counter()
     image = np.asarray(image, dtype=np.float32)
     valid = np.isfinite(image) if valid is None else valid & np.isfinite(image)
     c, h, w = image.shape
     config.check_input_size(w, h)
     if not valid.any():
         raise InputError("the image has no valid pixels")
-    solve, steps, device = _solver(config, BandScaling.fit(image, valid), lambda win: (image[(slice(None), *win.slices)], valid[(slice(None), *win.slices)]), recorder)
+    solve, device = _solver(config, BandScaling.fit(image, valid), lambda win: (image[(slice(None), *win.slices)], valid[(slice(None), *win.slices)]), recorder)
     out = collect_tiled(w, h, c, config.scale, config.tiles, solve, recorder)
-    return out, RunResult("", device, time.perf_counter() - start, steps(), recorder.messages)
+    return out, recorder.result("", device)
 
 
 def degrade(
@@ -224,7 +235,6 @@ def degrade(
     a whole block are dropped). A low-resolution pixel is nodata when any pixel under its kernel is.
     """
     recorder = _Recorder(progress or NullProgress())
-    start = time.perf_counter()
     if scale < 2:
         raise InputError(f"scale must be an integer ≥ 2, got {scale}")
     info = _open_input(input_path, output_path, io, recorder)
@@ -245,4 +255,4 @@ def degrade(
     with AtomicGeoTIFF(output_path, info, grid, dtype, io.cog) as out:
         out.write(Window(0, 0, w, h), to_dtype(low, low_valid, dtype, out.nodata))
     recorder.report(1.0, "done")
-    return RunResult(output_path, "cpu", time.perf_counter() - start, 0, recorder.messages)
+    return recorder.result(output_path, "cpu")

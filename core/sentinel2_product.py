@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass, replace
 from typing import Sequence
@@ -118,12 +117,10 @@ def sharpen_product(
 ) -> RunResult:
     """Every band found in ``inputs`` at 10 m, in band order, written atomically to ``output_path``."""
     recorder = _Recorder(progress or NullProgress())
-    start = time.perf_counter()
     found = find_bands(inputs)
     check_output_path(output_path, sorted({s.path for s in found.values()}))
     groups = {res: [found[b] for b in ORDER if b in found and RESOLUTION[b] == res] for res in (10, 20, 60)}
     recorder.info("bands found: " + ", ".join(f"{res} m {', '.join(s.band for s in g)}" for res, g in groups.items() if g))
-    steps = 0
     device = ""
     with tempfile.TemporaryDirectory(prefix=".internal_sr-", dir=os.path.dirname(os.path.abspath(output_path))) as tmp:
         guide = os.path.join(tmp, "10m.tif")
@@ -136,10 +133,11 @@ def sharpen_product(
             parts[res] = os.path.join(tmp, f"{res}m_at_10m.tif")
             sub = SubProgress(recorder, n / len(todo), (n + 1) / len(todo))
             result = sharpen(target, guide, parts[res], config, IOOptions(float32=float32), IOOptions(), sub)
-            steps, device = steps + result.steps, result.device
+            recorder.curves.extend(result.curves)
+            device = result.device
         _assemble(parts, groups, output_path, float32)
     recorder.report(1.0, "done")
-    return RunResult(output_path, device or "none", time.perf_counter() - start, steps, recorder.messages)
+    return recorder.result(output_path, device or "none")
 
 
 def _assemble(parts: dict[int, str], groups: dict[int, list[BandSource]], output_path: str, float32: bool) -> None:

@@ -8,7 +8,6 @@ at it is nodata. Writes are atomic (``core.raster.AtomicGeoTIFF``).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -99,9 +98,9 @@ def _solver(
     target_scaling: BandScaling,
     guide_scaling: BandScaling,
     read: Reader,
-    progress: Progress,
-) -> tuple[Solver, Callable[[], int], str]:
-    """The tile solver shared by file and array runs; returns it, a step counter and the device name."""
+    progress: _Recorder,
+) -> tuple[Solver, str]:
+    """The tile solver shared by file and array runs; returns it and the device name."""
     from .guided import sharpen_tile
 
     scale = target_kernels[0].scale
@@ -111,8 +110,6 @@ def _solver(
         f"kernels {config.kernel}/{config.guide_kernel}, up to {config.steps} steps per tile, "
         f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
     )
-    steps = [0]
-
     def solve(window: Window, tile_progress: Progress) -> tuple[np.ndarray, np.ndarray]:
         target, target_valid, guide, guide_valid = read(window)
         out_valid = target_valid.repeat(scale, axis=1).repeat(scale, axis=2) & guide_valid.all(axis=0)
@@ -122,10 +119,10 @@ def _solver(
             target_scaling.normalise(target), target_valid, guide_scaling.normalise(guide), guide_valid,
             target_kernels, guide_kernels, config, device, tile_progress, seed_everything(config.seed),
         )
-        steps[0] += tile.steps
+        progress.add_curve(tile.losses)
         return target_scaling.denormalise(tile.image), out_valid
 
-    return solve, lambda: steps[0], describe(device)
+    return solve, describe(device)
 
 
 def sharpen(
@@ -139,7 +136,6 @@ def sharpen(
 ) -> RunResult:
     """Sharpen ``target_path`` with ``guide_path`` into a GeoTIFF on the guide's grid (module docstring)."""
     recorder = _Recorder(progress or NullProgress())
-    start = time.perf_counter()
     inputs = check_inputs(target_path, guide_path, output_path, config, target_io, guide_io, recorder)
     target, guide, nesting = inputs.target, inputs.guide, inputs.nesting
     s = nesting.scale
@@ -151,13 +147,13 @@ def sharpen(
         fine = window.scaled(s).translated(nesting.guide.col_off, nesting.guide.row_off)
         return (*read_window(target, window.translated(nesting.target.col_off, nesting.target.row_off)), *read_window(guide, fine))
 
-    solve, steps, device = _solver(
+    solve, device = _solver(
         config, inputs.target_kernels, inputs.guide_kernels, fit_scaling(target), fit_scaling(guide), read, recorder
     )
     grid = guide.grid.window_grid(nesting.guide)
     write_tiled(output_path, target, grid, target_io, nesting.target.width, nesting.target.height, s, config.tiles, solve, recorder)
     recorder.report(1.0, "done")
-    return RunResult(output_path, device, time.perf_counter() - start, steps(), recorder.messages)
+    return recorder.result(output_path, device)
 
 
 def sharpen_array(
@@ -173,7 +169,6 @@ def sharpen_array(
     Non-finite values are invalid. Used by evaluation and benchmarks (same solver as file runs).
     """
     recorder = _Recorder(progress or NullProgress())
-    start = time.perf_counter()
     target, guide = np.asarray(target, dtype=np.float32), np.asarray(guide, dtype=np.float32)
     (_, h, w), (gh, gw) = target.shape, guide.shape[-2:]
     if gh % h or gw % w or gh // h != gw // w or gh // h < 2:
@@ -189,8 +184,8 @@ def sharpen_array(
         return target[t], t_valid[t], guide[g], g_valid[g]
 
     kernels = band_kernels(config.kernel, target_names, s, "target"), band_kernels(config.guide_kernel, guide_names, s, "guide")
-    solve, steps, device = _solver(
+    solve, device = _solver(
         config, *kernels, BandScaling.fit(target, t_valid), BandScaling.fit(guide, g_valid), read, recorder
     )
     out = collect_tiled(w, h, target.shape[0], s, config.tiles, solve, recorder)
-    return out, RunResult("", device, time.perf_counter() - start, steps(), recorder.messages)
+    return out, recorder.result("", device)
