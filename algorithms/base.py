@@ -401,7 +401,16 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         return RasterSource(layer.source(), layer.name(), layer.bandCount(), layer.width(), layer.height())
 
     def _not_a_raster(self, parameters: dict[str, Any], name: str = "INPUT") -> str:
+        """Why the raster parameter ``name`` cannot be used: GDAL's reason for a file (e.g. a truncated
+        GeoTIFF) when the engine can tell it, else a generic message."""
         value = parameters.get(name)
+        if isinstance(value, str) and os.path.isfile(value) and not missing_dependencies():
+            from ..core.raster import open_info
+
+            try:
+                open_info(value)
+            except InputError as error:
+                return one_line(error)
         shown = value.name() if hasattr(value, "name") else one_line(value)
         return tr("Input {} is not a raster QGIS can open ({} must be a raster layer or raster file)").format(shown, name)
 
@@ -495,6 +504,10 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
                 value = float(parameters[definition.name()])
             except (KeyError, TypeError, ValueError):
                 continue  # absent, None, an expression: left to QGIS
+            if definition.dataType() == _number_type(True) and value != int(value):
+                return False, tr("{} ({}) must be an integer, got {:g}").format(
+                    definition.description(), definition.name(), value
+                )
             if value < definition.minimum():
                 limit = tr("at least {:g}").format(definition.minimum())
             elif value > definition.maximum():
