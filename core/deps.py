@@ -1,15 +1,92 @@
-"""Dependency check that imports nothing heavy (used by the plugin before loading the engine)."""
+"""The engine's runtime requirements and a check of them that imports nothing heavy.
+
+:data:`REQUIREMENTS` is the one list of supported version ranges: ``pyproject.toml`` states the same
+ranges (a test compares them), the plugin checks them before loading the engine and its installer
+asks pip for them.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import re
+from dataclasses import dataclass
 
-REQUIRED = {"torch": "torch", "rasterio": "rasterio", "skimage": "scikit-image", "numpy": "numpy"}
+
+@dataclass(frozen=True)
+class Requirement:
+    """A package the engine imports, with the lowest version it supports."""
+
+    module: str  #: import name, e.g. ``skimage``
+    name: str  #: distribution name as pip spells it, e.g. ``scikit-image``
+    minimum: str  #: lowest supported release, e.g. ``0.20``
+
+    @property
+    def spec(self) -> str:
+        """The pip requirement, e.g. ``scikit-image>=0.20``."""
+        return f"{self.name}>={self.minimum}"
+
+
+REQUIREMENTS: tuple[Requirement, ...] = (
+    Requirement("torch", "torch", "2.3"),
+    Requirement("numpy", "numpy", "1.23"),
+    Requirement("rasterio", "rasterio", "1.3"),
+    Requirement("skimage", "scikit-image", "0.20"),
+)
+
+
+def release(version: str) -> tuple[int, ...]:
+    """The numeric release of a version string: ``"2.13.0+cpu"`` → ``(2, 13, 0)``, ``"1.4rc1"`` → ``(1, 4)``.
+
+    Trailing zeros are dropped so that ``2.3`` and ``2.3.0`` compare equal; text without a leading
+    number gives ``()``.
+    """
+    numbers: list[int] = []
+    for part in version.split("+")[0].split("."):
+        digits = re.match(r"\d+", part)
+        if digits is None:
+            break
+        numbers.append(int(digits.group()))
+        if digits.end() < len(part):
+            break
+    while numbers and numbers[-1] == 0:
+        numbers.pop()
+    return tuple(numbers)
+
+
+@dataclass(frozen=True)
+class DependencyStatus:
+    """What the running Python has of one requirement."""
+
+    requirement: Requirement
+    found: str | None  #: installed version; None when the module cannot be imported; "" when it has no version record
+
+    @property
+    def ok(self) -> bool:
+        """Importable and not older than the minimum (a module without a version record is taken as it is)."""
+        if self.found is None:
+            return False
+        return not self.found or release(self.found) >= release(self.requirement.minimum)
+
+
+def check(requirement: Requirement) -> DependencyStatus:
+    """Find ``requirement`` on ``sys.path`` without importing it; the version comes from its metadata."""
+    if importlib.util.find_spec(requirement.module) is None:
+        return DependencyStatus(requirement, None)
+    try:
+        return DependencyStatus(requirement, importlib.metadata.version(requirement.name))
+    except importlib.metadata.PackageNotFoundError:
+        return DependencyStatus(requirement, "")
+
+
+def dependency_status(requirements: tuple[Requirement, ...] = REQUIREMENTS) -> list[DependencyStatus]:
+    """The status of every requirement, in the order of ``requirements``."""
+    return [check(requirement) for requirement in requirements]
 
 
 def missing_dependencies() -> list[str]:
-    """Names (as pip spells them) of the required packages that cannot be found."""
-    return [pip_name for module, pip_name in REQUIRED.items() if importlib.util.find_spec(module) is None]
+    """Names (as pip spells them) of the required packages that are missing or older than supported."""
+    return [status.requirement.name for status in dependency_status() if not status.ok]
 
 
 def install_hint(missing: list[str]) -> str:
