@@ -15,7 +15,6 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data"))
@@ -25,12 +24,10 @@ NAMES10, NAMES20 = ("B4", "B3", "B2", "B8"), ("B5", "B6", "B7", "B8A", "B11", "B
 
 def degrade(image: np.ndarray, names, scale: int) -> np.ndarray:
     """Degrade ``(C, H, W)`` Sentinel-2 bands ``names`` by ``scale`` with their MTF kernels (float64 out)."""
-    from internal_sr.core.degradation import Degradation
+    from internal_sr.core.degradation import degrade_array
     from internal_sr.core.sharpen import band_kernels
 
-    with torch.no_grad():
-        d = Degradation(band_kernels("sentinel2", names, scale, "band"))
-        return d(torch.as_tensor(image, dtype=torch.float32)[None])[0].double().numpy()
+    return degrade_array(image, band_kernels("sentinel2", names, scale, "band")).astype(np.float64)
 
 
 def wald_20m(name: str, origin: tuple[int, int], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

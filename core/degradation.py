@@ -120,10 +120,11 @@ def back_project(
     return x
 
 
-def degrade_array(image: np.ndarray, kernel: Kernel) -> np.ndarray:
-    """Apply ``D`` to a ``(C, H, W)`` float array, cropping H and W down to multiples of ``s`` first."""
-    s = kernel.scale
+def degrade_array(image: np.ndarray, kernel: Kernel | list[Kernel]) -> np.ndarray:
+    """Apply ``D`` (one kernel, or one per band) to a ``(C, H, W)`` float array, cropping H and W down to multiples of ``s`` first."""
+    degradation = Degradation(kernel)
+    s = degradation.scale
     h, w = (image.shape[-2] // s) * s, (image.shape[-1] // s) * s
     with torch.no_grad():
         x = torch.as_tensor(np.ascontiguousarray(image[:, :h, :w]), dtype=torch.float32)[None]
-        return Degradation(kernel)(x)[0].numpy()
+        return degradation(x)[0].numpy()

@@ -1,15 +1,20 @@
 """Image quality metrics for Wald-protocol evaluation.
 
-Arrays are ``(C, H, W)`` in the raster's own units (e.g. reflectance ×10⁴). PSNR uses the
-reference's dynamic range (max − min over all bands) as peak; SSIM (scikit-image) is computed per
-band with that band's range and averaged; SAM is the mean spectral angle in degrees; ERGAS follows
-Wald (2000): ``100/s · sqrt(mean_b (RMSE_b / μ_b)²)``; SRE is per band ``10·log10(μ_b² / MSE_b)`` in dB.
+Arrays are ``(C, H, W)`` in the raster's own units (e.g. reflectance ×10⁴). PSNR (scikit-image) uses
+the reference's dynamic range (max − min over all bands; per band: that band's) as peak; SSIM
+(scikit-image) is computed per band with that band's range and averaged; SAM is the mean spectral
+angle in degrees; ERGAS follows Wald (2000): ``100/s · sqrt(mean_b (RMSE_b / μ_b)²)`` (per band: the
+same with one band); SRE is per band ``10·log10(μ_b² / MSE_b)`` in dB, averaged over bands overall.
+Higher is better for PSNR, SSIM and SRE; lower for RMSE, SAM and ERGAS (``HIGHER_IS_BETTER``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from skimage.metrics import structural_similarity
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+#: Every metric ``all_metrics`` reports, and whether a larger value is better.
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "rmse": False, "sam": False, "ergas": False, "sre": True}
 
 
 def _pair(estimate: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -30,8 +35,11 @@ def rmse(estimate: np.ndarray, reference: np.ndarray) -> float:
 
 def psnr(estimate: np.ndarray, reference: np.ndarray) -> float:
     e, r = _pair(estimate, reference)
-    peak = r.max() - r.min()
-    return float(10 * np.log10(peak**2 / ((e - r) ** 2).mean()))
+    return float(peak_signal_noise_ratio(r, e, data_range=float(r.max() - r.min()) or 1.0))
+
+
+def psnr_per_band(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    return np.array([psnr(eb[None], rb[None]) for eb, rb in zip(*_pair(estimate, reference))])
 
 
 def ssim_per_band(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -54,9 +62,13 @@ def sam(estimate: np.ndarray, reference: np.ndarray) -> float:
 
 
 def ergas(estimate: np.ndarray, reference: np.ndarray, scale: int) -> float:
+    return float(np.sqrt((ergas_per_band(estimate, reference, scale) ** 2).mean()))
+
+
+def ergas_per_band(estimate: np.ndarray, reference: np.ndarray, scale: int) -> np.ndarray:
+    """ERGAS of each band alone: ``100/s · RMSE_b / μ_b``."""
     e, r = _pair(estimate, reference)
-    means = r.mean(axis=(1, 2))
-    return float(100.0 / scale * np.sqrt(((rmse_per_band(e, r) / means) ** 2).mean()))
+    return 100.0 / scale * rmse_per_band(e, r) / r.mean(axis=(1, 2))
 
 
 def sre_per_band(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -74,4 +86,15 @@ def all_metrics(estimate: np.ndarray, reference: np.ndarray, scale: int) -> dict
         "sam": sam(estimate, reference),
         "ergas": ergas(estimate, reference, scale),
         "sre": float(sre_per_band(estimate, reference).mean()),
+    }
+
+
+def band_metrics(estimate: np.ndarray, reference: np.ndarray, scale: int) -> dict[str, list[float]]:
+    """Per band: PSNR (the band's range as peak), SSIM, RMSE, ERGAS and SRE (SAM needs several bands)."""
+    return {
+        "psnr": psnr_per_band(estimate, reference).tolist(),
+        "ssim": ssim_per_band(estimate, reference).tolist(),
+        "rmse": rmse_per_band(estimate, reference).tolist(),
+        "ergas": ergas_per_band(estimate, reference, scale).tolist(),
+        "sre": sre_per_band(estimate, reference).tolist(),
     }
