@@ -3,7 +3,9 @@
 QGIS creates :class:`InternalSRPlugin` through ``classFactory`` and calls ``initProcessing`` (for
 ``qgis_process``), ``initGui`` and, when the plugin is disabled or reloaded, ``unload``, which removes
 everything ``initGui`` added. The engine's heavy packages (torch, rasterio, scikit-image) are not needed
-to load the plugin; if any is missing the user is told which and how to install them.
+to load the plugin; if any is missing or too old the user is told which, with a button (and a menu entry,
+*Install dependencies…*) opening the installer, which puts them in the plugin's private package folder.
+That folder goes first on ``sys.path`` as soon as the plugin is created, before anything is checked.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ except ImportError:  # Qt5
 from .algorithms.base import ICON_PATH
 from .algorithms.provider import InternalSRProvider
 from .ui.deps import report_missing_dependencies
+from .ui.pip_install import activate_target_folder, target_folder
 
 MENU = "&Internal SR"
 
@@ -32,8 +35,11 @@ class InternalSRPlugin:
         self.iface = iface
         self.provider: InternalSRProvider | None = None
         self.action: QAction | None = None
+        self.install_action: QAction | None = None
         self.dialog: Any | None = None
+        self.installer: Any | None = None
         self.missing: list[str] = []
+        activate_target_folder(target_folder())
 
     def initProcessing(self) -> None:  # noqa: N802 (name fixed by QGIS)
         """Register the Processing provider ``internal_sr`` (once)."""
@@ -50,10 +56,23 @@ class InternalSRPlugin:
         self.action.triggered.connect(self.show_dialog)
         self.iface.addPluginToRasterMenu(MENU, self.action)
         self.iface.addRasterToolBarIcon(self.action)
-        self.missing = report_missing_dependencies(self.iface)
+        self.install_action = QAction("Install dependencies…", self.iface.mainWindow())
+        self.install_action.setObjectName("internal_sr_install_dependencies")
+        self.install_action.triggered.connect(self.show_installer)
+        self.iface.addPluginToRasterMenu(MENU, self.install_action)
+        self.missing = report_missing_dependencies(self.iface, self.show_installer)
 
     def unload(self) -> None:
-        """Remove the menu entry, the toolbar button, the dialog (cancelling its jobs) and the provider."""
+        """Remove the menu entries, the toolbar button, the dialogs (cancelling jobs and pip) and the provider."""
+        if self.install_action is not None:
+            self.iface.removePluginRasterMenu(MENU, self.install_action)
+            self.install_action.triggered.disconnect(self.show_installer)
+            self.install_action.deleteLater()
+            self.install_action = None
+        if self.installer is not None:
+            self.installer.reject()  # stops a running pip
+            self.installer.deleteLater()
+            self.installer = None
         if self.action is not None:
             self.iface.removePluginRasterMenu(MENU, self.action)
             self.iface.removeRasterToolBarIcon(self.action)
@@ -71,7 +90,7 @@ class InternalSRPlugin:
 
     def show_dialog(self) -> None:
         """Open the super-resolution dialog, or repeat what is missing to run it."""
-        self.missing = report_missing_dependencies(self.iface)
+        self.missing = report_missing_dependencies(self.iface, self.show_installer)
         if self.missing:
             return
         if self.dialog is None:
@@ -81,3 +100,15 @@ class InternalSRPlugin:
         self.dialog.show()
         self.dialog.raise_()
         self.dialog.activateWindow()
+
+    def show_installer(self) -> None:
+        """Open the dependency installer (one window; it re-checks the packages each time it is shown)."""
+        if self.installer is None:
+            from .ui.installer import InstallerDialog
+
+            self.installer = InstallerDialog(self.iface.mainWindow())
+        if not self.installer.runner.is_running():
+            self.installer.refresh()
+        self.installer.show()
+        self.installer.raise_()
+        self.installer.activateWindow()

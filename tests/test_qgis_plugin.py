@@ -10,6 +10,7 @@ import sys
 import pytest
 from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer
 from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import QPushButton
 from qgis_helpers import crop
 
 pytestmark = pytest.mark.qgis
@@ -51,26 +52,42 @@ def test_plugin_loads_and_unloads_cleanly(qgis_iface, qgis_processing, recorder,
         assert sorted(a.id() for a in provider.algorithms()) == [
             "internal_sr:degrade", "internal_sr:dip", "internal_sr:guided_dip", "internal_sr:kernelgan", "internal_sr:knitwork"
         ]
-        assert len(recorder.menu) == 1 and recorder.menu[0][0] == "&Internal SR"
-        action = recorder.menu[0][1]
+        assert [name for name, _ in recorder.menu] == ["&Internal SR", "&Internal SR"]
+        action, install_action = (action for _, action in recorder.menu)
         assert recorder.toolbar == [action] and not action.icon().isNull()
+        assert install_action.text() == "Install dependencies…"
         assert messages[Qgis.MessageLevel.Warning] == []  # every dependency is installed here
 
         action.trigger()  # opens the dialog
         assert plugin.dialog is not None and plugin.dialog.isVisible()
+        install_action.trigger()  # opens the installer, with nothing to install
+        assert plugin.installer is not None and plugin.installer.isVisible()
+        assert not plugin.installer.needed() and not plugin.installer.install_button.isEnabled()
     finally:
         plugin.unload()
     assert registry.providerById("internal_sr") is None
     assert recorder.menu == [] and recorder.toolbar == []
     assert plugin.action is None and plugin.dialog is None and plugin.provider is None
+    assert plugin.install_action is None and plugin.installer is None
 
 
-def test_plugin_names_missing_packages_and_still_loads(qgis_iface, qgis_processing, recorder, messages, monkeypatch) -> None:
+def test_plugin_names_missing_packages_and_offers_the_installer(qgis_iface, qgis_processing, recorder, messages, monkeypatch) -> None:
     import internal_sr
     from internal_sr.core import deps
+    from internal_sr.ui.pip_install import target_folder
 
     monkeypatch.setattr(deps, "missing_dependencies", lambda: ["torch", "rasterio"])
+    monkeypatch.setattr(sys, "path", [folder for folder in sys.path if folder != target_folder()])
+    items = []  # the stub message bar has no pushWidget: record the items, their text as a message
+    bar = qgis_iface.messageBar()
+
+    def push_widget(item, level, duration) -> None:
+        items.append(item)
+        messages[level].append(item.text())
+
+    monkeypatch.setattr(bar, "pushWidget", push_widget, raising=False)
     plugin = internal_sr.classFactory(qgis_iface)
+    assert sys.path[0] == target_folder()  # installed packages are found before the check
     plugin.initGui()
     try:
         assert QgsApplication.processingRegistry().providerById("internal_sr") is not None
@@ -79,9 +96,13 @@ def test_plugin_names_missing_packages_and_still_loads(qgis_iface, qgis_processi
         assert "torch, rasterio" in warnings[0] and "pip install torch rasterio" in warnings[0]
         recorder.menu[0][1].trigger()  # the dialog does not open; the message is repeated
         assert plugin.dialog is None and len(warnings) == 2
+        button = items[-1].findChild(QPushButton)
+        assert button.text() == "Install dependencies…"
+        button.click()
+        assert plugin.installer is not None and plugin.installer.isVisible()
     finally:
         plugin.unload()
-    assert recorder.menu == [] and recorder.toolbar == []
+    assert recorder.menu == [] and recorder.toolbar == [] and plugin.installer is None
 
 
 def test_dialog_suggests_an_output_and_refuses_to_start_without_one(qgis_iface, empty_project, tmp_path) -> None:
