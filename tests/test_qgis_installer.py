@@ -20,7 +20,14 @@ from qgis.PyQt.QtCore import QEventLoop, QTimer
 from internal_sr.core.deps import REQUIREMENTS, DependencyStatus, Requirement, check, release
 from internal_sr.core.errors import InputError
 from internal_sr.ui.installer import InstallerDialog
-from internal_sr.ui.pip_install import TorchBuild, find_python, pip_commands, target_folder, torch_index_problem
+from internal_sr.ui.pip_install import (
+    TorchBuild,
+    find_python,
+    pip_commands,
+    split_options,
+    target_folder,
+    torch_index_problem,
+)
 
 pytestmark = pytest.mark.qgis
 
@@ -121,6 +128,15 @@ def test_pip_commands_for_the_default_index_and_for_a_torch_index() -> None:
     (command,) = pip_commands("/py", "/deps", torch_only, "https://torch.index/whl/cpu")
     assert command.arguments[-1] == "torch>=2.3" and "numpy==1.24.2" not in command.arguments  # torch needs no numpy
     assert pip_commands("/py", "/deps", [DependencyStatus(TORCH, "2.3.1")], "https://torch.index/whl/cpu") == []
+
+
+def test_extra_options_split_as_the_platforms_shell_does() -> None:
+    assert split_options("--proxy 'http://u:p@proxy:8080' --find-links /my\\ wheels", "linux") == [
+        "--proxy", "http://u:p@proxy:8080", "--find-links", "/my wheels"
+    ]
+    assert split_options('--find-links "C:\\My Wheels" --no-index', "win32") == ["--find-links", "C:\\My Wheels", "--no-index"]
+    with pytest.raises(ValueError):
+        split_options("--proxy 'unclosed", "linux")
 
 
 def test_torch_index_needed_only_for_the_build_the_default_index_lacks() -> None:

@@ -10,7 +10,6 @@ stays responsive; *Cancel* kills pip; the last line says what happened, with pip
 from __future__ import annotations
 
 import codecs
-import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +43,7 @@ from .pip_install import (
     default_torch_build,
     find_python,
     pip_commands,
+    split_options,
     target_folder,
     torch_index_problem,
 )
@@ -296,7 +296,7 @@ class InstallerDialog(QDialog):
             if problem:
                 raise InputError(problem)
         try:
-            options = shlex.split(self.options_edit.text(), posix=self.platform != "win32")
+            options = split_options(self.options_edit.text(), self.platform)
         except ValueError as error:
             raise InputError(f"Extra pip options cannot be read: {error}") from None
         return pip_commands(self.python, self.target, self.statuses, index_url, options)

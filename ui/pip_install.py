@@ -107,6 +107,17 @@ def torch_index_problem(platform: str, build: TorchBuild, index_url: str) -> str
     )
 
 
+def split_options(text: str, platform: str = sys.platform) -> list[str]:
+    """Split extra pip options as a shell of ``platform`` would; ValueError for an unclosed quote.
+
+    On Windows backslashes stay (they separate folders) and a word in double quotes loses its quotes.
+    """
+    if platform != "win32":
+        return shlex.split(text)
+    words = shlex.split(text, posix=False)
+    return [word[1:-1] if len(word) >= 2 and word[0] == word[-1] == '"' else word for word in words]
+
+
 @dataclass(frozen=True)
 class PipCommand:
     """One pip run: ``program`` with ``arguments``."""
@@ -130,8 +141,8 @@ def pip_commands(
     """The pip runs that install every requirement of ``statuses`` that is not met into ``target``.
 
     torch comes from ``torch_index_url`` (pip's ``--index-url``) when one is given, in a run of its own
-    since that index has torch and its dependencies but not rasterio or scikit-image; the rest comes from pip's configured
-    index. ``--target`` installs every dependency again, so where numpy is already present and new
+    since that index has torch and its dependencies but not rasterio or scikit-image; the rest comes
+    from pip's configured index. ``--target`` installs every dependency again, so where numpy is already present and new
     enough it is pinned to that version: the copy in ``target`` then matches the numpy that QGIS's own
     compiled modules were built against. ``extra_options`` (e.g. ``--proxy``, ``--find-links``) go to
     every run.
