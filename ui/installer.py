@@ -172,7 +172,7 @@ class InstallerDialog(QDialog):
         self.runner.done.connect(self._done)
         self.setWindowTitle(self.tr("Internal SR: install dependencies"))
         self.setWindowIcon(QIcon(ICON_PATH))
-        self.setMinimumWidth(640)
+        self.resize(760, 720)
         self._build()
         self.refresh()
 
@@ -213,10 +213,12 @@ class InstallerDialog(QDialog):
         self.build_hint = QLabel(self)
         self.build_hint.setWordWrap(True)
         self.torch_box = QGroupBox(self.tr("torch build"), self)
-        torch_form = QFormLayout(self.torch_box)
+        torch_form = QFormLayout()
         torch_form.addRow(self.tr("Build"), self.build_combo)
         torch_form.addRow(self.tr("Index URL (pip --index-url)"), self.index_edit)
-        torch_form.addRow(self.build_hint)
+        torch_layout = QVBoxLayout(self.torch_box)
+        torch_layout.addLayout(torch_form)
+        torch_layout.addWidget(self.build_hint)
 
         self.options_edit = QLineEdit(self)
         self.options_edit.setPlaceholderText(self.tr("e.g. --proxy or --find-links, as on pip's command line"))
@@ -228,7 +230,7 @@ class InstallerDialog(QDialog):
 
         self.output = QPlainTextEdit(self)
         self.output.setReadOnly(True)
-        self.output.setMinimumHeight(180)
+        self.output.setMinimumHeight(120)
         self.progress = QProgressBar(self)
         self.progress.setRange(0, 0)
         self.progress.setVisible(False)
@@ -250,7 +252,7 @@ class InstallerDialog(QDialog):
         layout.addWidget(self.table)
         layout.addLayout(form)
         layout.addWidget(self.torch_box)
-        layout.addWidget(self.output)
+        layout.addWidget(self.output, 1)
         layout.addWidget(self.progress)
         layout.addWidget(self.result_label)
         layout.addWidget(self.buttons)
@@ -272,6 +274,10 @@ class InstallerDialog(QDialog):
             for column, text in enumerate(cells):
                 self.table.setItem(row, column, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
+        self.table.resizeRowsToContents()
+        header = self.table.horizontalHeader()
+        rows = self.table.verticalHeader().length()
+        self.table.setFixedHeight(header.sizeHint().height() + rows + 2 * self.table.frameWidth())
         torch_needed = any(s.requirement.module == "torch" and not s.ok for s in self.statuses)
         self.torch_box.setVisible(torch_needed and default_torch_build(self.platform) is not None)
         self._set_running(False)
@@ -338,10 +344,10 @@ class InstallerDialog(QDialog):
             return self.tr(
                 "pip's default index has the {} build of torch for this platform: leave the URL empty."
             ).format(build.value)
+        ending = "/whl/cpu" if build == TorchBuild.CPU else "/whl/cu126 or another CUDA version"
         return self.tr(
-            "For the {} build, paste the index URL shown after --index-url in PyTorch's install "
-            "instructions (it ends in /whl/cpu for CPU, /whl/cu followed by the CUDA version for CUDA)."
-        ).format(build.value)
+            "Paste the URL given after --index-url in PyTorch's install instructions (it ends in {})."
+        ).format(ending)
 
     def _append(self, text: str) -> None:
         self.output.moveCursor(QTextCursor.MoveOperation.End)
