@@ -64,7 +64,10 @@ def inject_detail(y: torch.Tensor, g: torch.Tensor, d_t: Degradation, d_g: Degra
     g_low = d_g(g)[0].flatten(1)  # (G, h·w)
     design = torch.cat([g_low, torch.ones_like(g_low[:1])]).T  # (h·w, G+1)
     w = torch.ones_like(y[0, :1]).flatten() if valid is None else valid[0].amin(dim=0).flatten()
-    coef = torch.linalg.lstsq(design * w[:, None], y[0].flatten(1).T * w[:, None]).solution  # (G+1, T)
+    # SVD driver on CPU: the default QR-with-pivoting driver (gelsy) gives last-bit differences from run
+    # to run with MKL, which broke the same-seed-same-output promise; CUDA offers only gels
+    driver = "gelsd" if design.device.type == "cpu" else None
+    coef = torch.linalg.lstsq(design * w[:, None], y[0].flatten(1).T * w[:, None], driver=driver).solution  # (G+1, T)
     pan = torch.einsum("gt,nghw->nthw", coef[:-1], g) + coef[-1].view(1, -1, 1, 1)
     return upsample(y, s) + pan - upsample(d_t(pan), s)
 

@@ -1,0 +1,278 @@
+"""One table of bad and odd inputs, run through the command line (``test_robustness``) and through
+``processing.run`` (``test_qgis_robustness``).
+
+Each ``Case`` says how to build its input raster(s) in a folder, which method runs with which scale and
+bands, where the output goes, and what must come out: either a one-line error matching ``error``
+(case-insensitive regular expression, worded so the command line's and Processing's messages both
+match) with nothing written, or a successful run whose output ``check`` verifies. Odd-but-valid inputs
+run one optimisation step on 32 × 32 pixels: they test grids, CRS, dtype and nodata, not quality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+
+from helpers import S2_10M, S2_20M, S2_20M_SAME_AREA, read, write_raster
+
+#: Paths of the input raster(s) a case built: ``(input,)`` or, for guided cases, ``(target, guide)``.
+Inputs = tuple[str, ...]
+#: Optimisation steps of the odd-but-valid runs.
+ITERATIONS = 1
+#: Edge of the odd-but-valid inputs: the smallest a depth-5 DIP takes at ×2.
+EDGE = 32
+#: A 20 m UTM grid (EPSG:32618, as the committed crop) used unless a case says otherwise.
+UTM_20M = Affine(20.0, 0.0, 443720.0, 0.0, -20.0, 4171420.0)
+#: Band names of a Sentinel-2 L1C product, in file order.
+S2_L1C_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A bad or odd input: how to build it, what runs, what must come out.
+
+    build: writes the input raster(s) into the given folder and returns their paths.
+    method: ``dip`` (scale and bands apply) or ``guided`` (target and guide; the grids set the scale).
+    scale: as typed by the user (``2.5`` is a user error, not ``2``).
+    output: the output path from the inputs and an empty output folder (default: ``sr.tif`` in it).
+    error: what the one-line error must say; ``None`` when the run must succeed.
+    check: assertions on a successful run's output, given the inputs and the output path.
+    """
+
+    id: str
+    build: Callable[[Path], Inputs]
+    method: str = "dip"
+    scale: float = 2
+    bands: tuple[int, ...] | None = None
+    output: Callable[[Inputs, Path], str] = lambda inputs, folder: str(folder / "sr.tif")
+    error: str | None = None
+    check: Callable[[Inputs, str], None] | None = None
+
+
+# -- building inputs --------------------------------------------------------------------------
+
+
+def s2_pixels(size: int = EDGE, bands: slice = slice(None), row: int = 16, col: int = 16) -> np.ndarray:
+    """``(C, size, size)`` uint16 pixels of the committed 20 m Sentinel-2 crop (96 × 96, 6 bands)."""
+    return read(S2_20M)[bands, row : row + size, col : col + size]
+
+
+def _write(name: str, data: np.ndarray | None = None, **georeferencing) -> Callable[[Path], Inputs]:
+    """A builder writing ``data`` (default: ``s2_pixels()``) on the UTM 20 m grid unless overridden."""
+
+    def build(folder: Path) -> Inputs:
+        values = s2_pixels() if data is None else data
+        options = {"crs": "EPSG:32618", "transform": UTM_20M, **georeferencing}
+        return (write_raster(str(folder / name), values, **options),)
+
+    return build
+
+
+def _file(name: str, content: Callable[[], bytes]) -> Callable[[Path], Inputs]:
+    def build(folder: Path) -> Inputs:
+        path = folder / name
+        path.write_bytes(content())
+        return (str(path),)
+
+    return build
+
+
+def _truncated(header_first: bool) -> Callable[[Path], Inputs]:
+    """The committed crop cut at a third of its bytes, as an interrupted copy or download leaves it.
+
+    ``header_first``: laid out with its header (image directory) at the start, so the file still opens
+    and its pixel data ends early; else as committed, with the directory at the end, now lost.
+    """
+
+    def build(folder: Path) -> Inputs:
+        path = folder / "truncated.tif"
+        if header_first:
+            rasterio.shutil.copy(S2_20M, str(path), driver="GTiff")
+        else:
+            shutil.copy(S2_20M, path)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+        return (str(path),)
+
+    return build
+
+
+def _thirteen_bands() -> np.ndarray:
+    """13 real bands (three 32 × 32 windows of the committed crop stacked), like a full L1C product."""
+    return np.concatenate([s2_pixels(row=0), s2_pixels(row=32), s2_pixels(bands=slice(0, 1), row=64)])
+
+
+def _float_with_non_finite() -> np.ndarray:
+    """Float32 reflectance with NaN, +Inf and −Inf pixels (no nodata value declared)."""
+    data = s2_pixels().astype(np.float32) / 10000
+    data[0, 3, 5] = np.nan
+    data[1, 10:12, 20] = np.inf
+    data[2, 30, 0] = -np.inf
+    return data
+
+
+def _all_nodata() -> np.ndarray:
+    return np.zeros((2, EDGE, EDGE), np.uint16)
+
+
+def _guided_pair(guide_pixel: float = 10.0, guide_origin: tuple[float, float] = (300040.0, 5799960.0), guide_crs: str = "EPSG:32633"):
+    """A 20 m target (64 × 64) and a 10 m guide (128 × 128) of one area; the guide's grid as given."""
+
+    def build(folder: Path) -> Inputs:
+        target = write_raster(
+            str(folder / "target_20m.tif"), read(S2_20M_SAME_AREA), crs="EPSG:32633",
+            transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0),
+        )
+        transform = Affine(guide_pixel, 0, guide_origin[0], 0, -guide_pixel, guide_origin[1])
+        guide = write_raster(str(folder / "guide_10m.tif"), read(S2_10M), crs=guide_crs, transform=transform)
+        return target, guide
+
+    return build
+
+
+def _locked_folder(inputs: Inputs, folder: Path) -> str:
+    """An output in a folder this process may not write to.
+
+    Permission bits do not bind root, so as root the folder is ``/proc/sys``, where no one may create files.
+    """
+    locked = folder / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.access(locked, os.W_OK):
+        locked.chmod(0o755)
+        return "/proc/sys/sr.tif"
+    return str(locked / "sr.tif")
+
+
+# -- checking outputs -------------------------------------------------------------------------
+
+
+def valid_means(data: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Per-band mean over finite pixels that are not ``nodata``."""
+    values = data.astype(np.float64)
+    valid = np.isfinite(values) & (True if nodata is None or np.isnan(nodata) else values != nodata)
+    return np.array([band[mask].mean() for band, mask in zip(values, valid)])
+
+
+def assert_refined(inputs: Inputs, output: str, scale: int = 2) -> None:
+    """The output is the input grid refined by ``scale``: same CRS and origin (rotation included), pixel
+    size divided by ``scale``; bands, their names, dtype and nodata kept; band means within 3 %."""
+    with rasterio.open(inputs[0]) as src, rasterio.open(output) as dst:
+        assert (dst.width, dst.height, dst.count) == (scale * src.width, scale * src.height, src.count)
+        assert dst.transform.almost_equals(src.transform * Affine.scale(1 / scale), precision=1e-12)
+        assert dst.crs == src.crs
+        assert dst.dtypes == src.dtypes and dst.descriptions == src.descriptions
+        assert (dst.nodata is None) == (src.nodata is None and not src.dtypes[0].startswith("float"))
+        before, after = valid_means(src.read(), src.nodata), valid_means(dst.read(), dst.nodata)
+    np.testing.assert_allclose(after, before, rtol=0.03)
+
+
+def _check_non_finite(inputs: Inputs, output: str) -> None:
+    """NaN and ±Inf input pixels are nodata (NaN) on their 2 × 2 output blocks; every other pixel is finite."""
+    assert_refined(inputs, output)
+    with rasterio.open(inputs[0]) as src, rasterio.open(output) as dst:
+        assert np.isnan(dst.nodata)
+        expected_invalid = ~np.isfinite(src.read()).repeat(2, axis=1).repeat(2, axis=2)
+        np.testing.assert_array_equal(~np.isfinite(dst.read()), expected_invalid)
+
+
+def _check_no_crs(inputs: Inputs, output: str) -> None:
+    assert_refined(inputs, output)
+    with rasterio.open(output) as dst:
+        assert dst.crs is None
+
+
+# -- the table --------------------------------------------------------------------------------
+
+CASES = (
+    Case("not_a_raster", _file("notes.tif", lambda: b"these are my field notes\n"), error="not a raster"),
+    Case("empty_file", _file("empty.tif", lambda: b""), error="not a raster"),
+    Case("truncated_pixel_data", _truncated(header_first=True), error="truncated.tif cannot be read.* truncated: .+"),
+    Case("truncated_directory", _truncated(header_first=False), error="truncated.tif cannot be read.* truncated: .+"),
+    Case("band_out_of_range", _write("in.tif"), bands=(2, 7), error="band 7 is out of range"),
+    Case("band_zero", _write("in.tif"), bands=(0,), error="band 0 is out of range"),
+    Case("scale_1", _write("in.tif"), scale=1, error="scale.* must be .*2, got 1"),
+    Case("scale_0", _write("in.tif"), scale=0, error="scale.* must be .*2, got 0"),
+    Case("scale_not_integer", _write("in.tif"), scale=2.5, error="scale.* must be an integer.*got 2.5"),
+    Case("output_is_input", _write("in.tif"), output=lambda inputs, folder: inputs[0], error="is the input"),
+    Case("output_folder_missing", _write("in.tif"), output=lambda inputs, folder: str(folder / "nope" / "sr.tif"),
+         error="folder .*nope does not exist"),
+    Case("output_folder_not_writable", _write("in.tif"), output=_locked_folder, error="folder .* is not writable"),
+    Case("smaller_than_the_network", _write("tiny.tif", s2_pixels(20)), error="20×20 is smaller than the network needs"),
+    Case("single_row", _write("row.tif", s2_pixels(64)[:, :1]), error="64×1 is smaller than the network needs"),
+    Case("all_nodata", _write("nodata.tif", _all_nodata(), nodata=0), error="no valid pixels"),
+    Case("guide_does_not_overlap", _guided_pair(guide_origin=(500000.0, 5800000.0)), method="guided",
+         error="do not overlap"),
+    Case("guide_in_another_crs", _guided_pair(guide_crs="EPSG:32632"), method="guided", error="CRS .* differ"),
+    Case("guide_non_integer_ratio", _guided_pair(guide_pixel=15.0, guide_origin=(300000.0, 5800000.0)),
+         method="guided", error="non-integer scale between grids"),
+    # odd but valid: the output is right
+    Case("geographic_crs", _write("wgs84.tif", crs="EPSG:4326", transform=Affine(0.0002, 0, 12.5, 0, -0.0002, 41.9)),
+         check=assert_refined),
+    Case("no_crs", _write("no_crs.tif", crs=None), check=_check_no_crs),
+    Case("rotated_geotransform",
+         _write("rotated.tif", transform=Affine.translation(443720.0, 4171420.0) * Affine.rotation(20) * Affine.scale(20, -20)),
+         check=assert_refined),
+    Case("thirteen_bands", _write("l1c.tif", _thirteen_bands(), descriptions=S2_L1C_BANDS), check=assert_refined),
+    Case("nan_and_inf_in_float_input", _write("float.tif", _float_with_non_finite()), check=_check_non_finite),
+)
+
+
+# -- running a case ---------------------------------------------------------------------------
+
+
+def listing(folder: str) -> list[str] | None:
+    """The sorted file names in ``folder``; ``None`` when it does not exist."""
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A case's inputs, its output path, and what was there before the run: the output folder's files
+    and the inputs' bytes."""
+
+    inputs: Inputs
+    output: str
+    before: list[str] | None
+    digests: dict[str, str]
+
+
+def digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def prepare(case: Case, folder: Path) -> Prepared:
+    """Build ``case``'s inputs in ``folder/in`` and choose its output with the empty ``folder/out``."""
+    (folder / "in").mkdir()
+    (folder / "out").mkdir()
+    inputs = case.build(folder / "in")
+    output = case.output(inputs, folder / "out")
+    return Prepared(inputs, output, listing(os.path.dirname(output)), {p: digest(p) for p in inputs})
+
+
+def assert_outcome(case: Case, prepared: Prepared, message: str | None) -> None:
+    """``message`` is the one-line error the run gave (``None``: it succeeded); check it against ``case``.
+
+    On error nothing is written: the output folder holds what it held before (no output, no temporary
+    file). On success it holds the output besides, and nothing else. Either way the inputs keep their bytes.
+    """
+    folder = os.path.dirname(prepared.output)
+    if case.error is None:
+        assert message is None, f"{case.id}: unexpected error {message!r}"
+        assert listing(folder) == sorted(prepared.before + [os.path.basename(prepared.output)])
+        case.check(prepared.inputs, prepared.output)
+    else:
+        assert message is not None, f"{case.id}: the run succeeded, expected an error matching {case.error!r}"
+        assert "\n" not in message.strip() and re.search(case.error, message, re.IGNORECASE), message
+        assert listing(folder) == prepared.before
+    assert {p: digest(p) for p in prepared.inputs} == prepared.digests
