@@ -75,6 +75,12 @@ def test_find_python_uses_a_python_executable_as_it_is(tmp_path) -> None:
     assert find_python(python, str(tmp_path / "venv"), "linux", (3, 11), os.path.isfile) == python
 
 
+def test_find_python_skips_another_python_first_on_path(tmp_path) -> None:
+    other = touch(tmp_path / "conda" / "bin" / "python3")  # what PATH gave, not QGIS's Python
+    own = touch(tmp_path / "usr" / "bin" / "python3.11")
+    assert find_python(other, str(tmp_path / "usr"), "linux", (3, 11), os.path.isfile) == own
+
+
 def test_find_python_looks_next_to_qgis_on_windows(tmp_path) -> None:
     qgis = touch(tmp_path / "OSGeo4W" / "bin" / "qgis-bin.exe")
     prefix = tmp_path / "OSGeo4W" / "apps" / "Python312"

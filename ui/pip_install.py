@@ -56,8 +56,14 @@ def python_names(platform: str, version: tuple[int, int]) -> tuple[str, ...]:
     return (f"python{version[0]}.{version[1]}", "python3", "python")
 
 
+def is_within(path: str, folder: str) -> bool:
+    """Whether ``path`` lies inside ``folder`` (compared as absolute, case-normalised paths)."""
+    path, folder = (os.path.normcase(os.path.abspath(p)) for p in (path, folder))
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def find_python(
-    executable: str = sys.executable,
+    executable: str | None = sys.executable,
     exec_prefix: str = sys.exec_prefix,
     platform: str = sys.platform,
     version: tuple[int, int] = sys.version_info[:2],
@@ -65,13 +71,16 @@ def find_python(
 ) -> str | None:
     """The interpreter that runs pip for the Python QGIS embeds, or None when none is found.
 
-    ``sys.executable`` when it is a Python; inside QGIS it may be QGIS itself (``qgis-bin.exe`` on
-    Windows, ``QGIS.app/Contents/MacOS/QGIS`` on macOS). Then the interpreter is looked for in
-    ``sys.exec_prefix`` (OSGeo4W: ``apps\\Python312\\python.exe``), its ``bin`` folder, and the
+    ``sys.executable`` when it is a Python inside ``sys.exec_prefix``. Inside QGIS it may be QGIS
+    itself (``qgis-bin.exe`` on Windows, ``QGIS.app/Contents/MacOS/QGIS`` on macOS), or, where Python
+    derived it from ``PATH``, another Python that comes first there. Then the interpreter is looked
+    for in ``sys.exec_prefix`` (OSGeo4W: ``apps\\Python312\\python.exe``), its ``bin`` folder, and the
     executable's folder and its ``bin`` (macOS bundle: ``Contents/MacOS/bin/python3``).
     """
+    executable = executable or ""  # sys.executable may be empty (or None) in an embedded Python
     names = python_names(platform, version)
-    if executable and os.path.basename(executable).lower() in names and is_file(executable):
+    python_named = os.path.basename(executable).lower() in names
+    if python_named and is_within(executable, exec_prefix) and is_file(executable):
         return executable
     folders = [exec_prefix, os.path.join(exec_prefix, "bin")]
     if executable:
