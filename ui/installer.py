@@ -121,6 +121,8 @@ class PipRunner(QObject):
             self.output.emit(text)
 
     def _finished(self, *_: Any) -> None:
+        if self._current is None:  # already reported (the process failed to start)
+            return
         self._read()
         tail = self._decoder.decode(b"", final=True)
         if tail:
