@@ -1,8 +1,7 @@
-"""Plugin load/unload through ``classFactory`` with pytest-qgis's iface, the dialog, and source rules."""
+"""Plugin load/unload through ``classFactory`` with pytest-qgis's iface, the dialog, metadata (the Qt5/Qt6 source rules are in test_qt_compat)."""
 
 from __future__ import annotations
 
-import ast
 import os
 import subprocess
 import sys
@@ -178,53 +177,6 @@ def test_qgis_side_loads_without_the_engine_packages() -> None:
     result = subprocess.run([sys.executable, "-c", BLOCK_ENGINE], capture_output=True, text=True, cwd="/")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "loaded"
-
-
-def qgis_side_sources() -> list[str]:
-    files = [os.path.join(ROOT, "plugin.py"), os.path.join(ROOT, "__init__.py")]
-    for folder in ("algorithms", "ui"):
-        files += [os.path.join(ROOT, folder, f) for f in sorted(os.listdir(os.path.join(ROOT, folder))) if f.endswith(".py")]
-    return files
-
-
-def unscoped_enums(tree: ast.AST) -> list[str]:
-    """``QClass.Member`` used as a value, where Qt6 needs ``QClass.Enum.Member`` (e.g. ``Qt.AlignLeft``)."""
-    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-    found = []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
-            continue
-        owner, member = node.value.id, node.attr
-        parent = parents.get(node)
-        if isinstance(parent, ast.Attribute) or (isinstance(parent, ast.Call) and parent.func is node):
-            continue  # Qt.AlignmentFlag.AlignLeft, or a call such as QgsApplication.taskManager()
-        is_qt_class = owner == "Qt" or owner == "Qgis" or (owner[:1] == "Q" and owner[1:2].isupper())
-        if is_qt_class and member[:1].isupper() and not member.isupper() and "_" not in member:
-            found.append(f"{owner}.{member} (line {node.lineno})")
-    return found
-
-
-def test_qgis_side_imports_qt_only_through_qgis_pyqt_and_scopes_enums() -> None:
-    problems = []
-    for path in qgis_side_sources():
-        with open(path, encoding="utf-8") as handle:
-            tree = ast.parse(handle.read(), path)
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                if name.split(".")[0] in ("PyQt5", "PyQt6", "sip") or name == "osgeo.gdal_array":
-                    problems.append(f"{os.path.relpath(path, ROOT)} imports {name}")
-        problems += [f"{os.path.relpath(path, ROOT)}: unscoped {use}" for use in unscoped_enums(tree)]
-    assert problems == []
-
-
-def test_the_enum_rule_catches_unscoped_enums() -> None:
-    tree = ast.parse("label.setAlignment(Qt.AlignLeft)\nx = Qt.AlignmentFlag.AlignLeft\nQgsApplication.taskManager()\n")
-    assert unscoped_enums(tree) == ["Qt.AlignLeft (line 1)"]
 
 
 REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email", "repository", "tracker")
