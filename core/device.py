@@ -7,10 +7,18 @@ where supported, else float16 with loss scaling); losses are always computed in 
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections.abc import Iterator
 
 import torch
 
 from .errors import InputError
+from .progress import Progress, check_cancelled
+
+#: Held by each seeded optimisation: torch's global random generator (weight initialisation, per-step
+#: noise) is shared by the threads of a process, so two jobs at once (two QGIS tasks) take turns, tile
+#: by tile, and each gives what it gives alone.
+_GLOBAL_RANDOM = threading.RLock()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,6 +48,17 @@ def describe(device: torch.device) -> str:
     return device.type
 
 
+def detected_devices() -> dict[str, str]:
+    """The devices PyTorch can use here (``cpu``, and ``cuda``/``mps`` when present), each with its description."""
+    found = {"cpu": describe(torch.device("cpu"))}
+    if torch.cuda.is_available():
+        found["cuda"] = describe(torch.device("cuda"))
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found["mps"] = "mps (Apple GPU)"
+    return found
+
+
 def bf16_ok(device: torch.device) -> bool:
     """Native bfloat16 on this CUDA device (Ampere or newer; emulated bf16 on older GPUs is slow)."""
     return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
@@ -65,3 +84,17 @@ def seed_everything(seed: int) -> torch.Generator:
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, progress: Progress) -> Iterator[torch.Generator]:
+    """Run one seeded optimisation with the process's random generators to itself (``seed_everything``).
+
+    Waits while another thread's optimisation holds them, polling ``progress`` for cancellation.
+    """
+    while not _GLOBAL_RANDOM.acquire(timeout=0.25):
+        check_cancelled(progress)
+    try:
+        yield seed_everything(seed)
+    finally:
+        _GLOBAL_RANDOM.release()

@@ -9,6 +9,7 @@ pixel (i, j) covers high-resolution pixels [s·i, s·i+s) × [s·j, s·j+s).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,31 @@ class Grid:
     def window_grid(self, window: Window) -> "Grid":
         """The grid of ``window`` inside this grid."""
         return Grid(window.width, window.height, self.transform * Affine.translation(window.col_off, window.row_off), self.crs)
+
+    def extent_window(self, extent: tuple[float, float, float, float], tolerance: float = 1e-6) -> Window | None:
+        """The whole pixels covering ``extent`` (xmin, ymin, xmax, ymax in CRS units), clipped to this grid.
+
+        The extent is snapped outward to pixel edges: a pixel is in the window when the extent covers
+        more than ``tolerance`` of a pixel of it along each axis, so an extent drawn on pixel edges
+        gives exactly those pixels. ``None`` when the extent and the grid share no pixel.
+        """
+        xmin, ymin, xmax, ymax = extent
+        inverse = ~self.transform
+        corners = [inverse * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)]
+        cols, rows = [c for c, _ in corners], [r for _, r in corners]
+        c0 = max(0, math.floor(min(cols) + tolerance))
+        r0 = max(0, math.floor(min(rows) + tolerance))
+        c1 = min(self.width, math.ceil(max(cols) - tolerance))
+        r1 = min(self.height, math.ceil(max(rows) - tolerance))
+        if c1 <= c0 or r1 <= r0:
+            return None
+        return Window(c0, r0, c1 - c0, r1 - r0)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) of the grid's corners in CRS units."""
+        xs, ys = zip(*(self.transform * (c, r) for c in (0, self.width) for r in (0, self.height)))
+        return min(xs), min(ys), max(xs), max(ys)
 
 
 @dataclass(frozen=True)

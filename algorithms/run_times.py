@@ -1,0 +1,84 @@
+"""Typical run times of the optimising methods: the help texts and the dialog's estimate share them.
+
+A figure is the seconds one optimisation step takes on one tile whose *output* is
+``REFERENCE_PIXELS`` (256 × 256: a 128 × 128 input tile at ×2). A step's cost grows with the output
+pixels of the tile, so a tile of ``p`` output pixels takes ``p / REFERENCE_PIXELS`` times as long.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..core.config import QUALITIES, QUALITY_PRESETS
+
+#: Output pixels of the tile the figures are given for (a 128 × 128 input tile at ×2).
+REFERENCE_PIXELS = 256 * 256
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """Seconds per step on a 256 × 256-output tile: on a CPU, on a CUDA GPU (``None``: not measured)."""
+
+    cpu: float
+    gpu: float | None
+    #: Where the figures come from, for the help text.
+    measured: str
+
+
+STEP_SECONDS: dict[str, StepTimes] = {
+    "dip": StepTimes(
+        0.85,
+        0.037,
+        "measured with the default 128-channel network: 0.85 s per step on a 2-core CPU, 0.6 s on 16 CPU "
+        "cores, 0.037 s on an NVIDIA H100",
+    ),
+    "knitwork": StepTimes(1.3, None, "measured: 1.3 s per step on a 2-core CPU; not yet measured on a GPU"),
+    "guided": StepTimes(
+        0.56,
+        0.05,
+        "measured: 0.14 s of one CPU core per step for a 64 × 64 target tile at ×2, i.e. 0.56 s for 256 × 256 "
+        "output pixels; 8–18 s for 500 steps of a 96 × 96 target tile on an NVIDIA H100",
+    ),
+}
+
+
+def estimate_seconds(method: str, tiles: int, steps: int, tile_output_pixels: int, gpu: bool) -> float | None:
+    """Seconds for ``tiles`` tiles of ``tile_output_pixels`` output pixels at ``steps`` steps each.
+
+    ``None`` when the method has no GPU figure and ``gpu`` is asked.
+    """
+    times = STEP_SECONDS[method]
+    per_step = times.gpu if gpu else times.cpu
+    if per_step is None:
+        return None
+    return tiles * steps * per_step * tile_output_pixels / REFERENCE_PIXELS
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` rounded for people: ``40 s``, ``3 minutes``, ``2.5 hours``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.1f} hours"
+
+
+def presets_text(method: str) -> str:
+    """``fast 100, balanced 300, best 600`` steps per tile for ``method``."""
+    return ", ".join(f"{quality} {QUALITY_PRESETS[method][quality]}" for quality in QUALITIES)
+
+
+def run_time_help(method: str, tile: str = "input") -> str:
+    """The help panel's paragraph on run times and quality presets of ``method`` (HTML); ``tile`` names the tiled raster."""
+    times = STEP_SECONDS[method]
+    steps = QUALITY_PRESETS[method]["balanced"]
+    cpu = duration(steps * times.cpu)
+    gpu = "" if times.gpu is None else f" and about {duration(steps * times.gpu)} on a CUDA GPU"
+    return (
+        f"<p><b>How long</b>: one 128 × 128 {tile} tile at ×2 (256 × 256 output pixels) at the default {steps} "
+        f"steps takes about {cpu} on a CPU{gpu} ({times.measured}). The time grows with the output pixels: "
+        "×4 on the same tile takes four times as long, and a raster of many tiles takes that per tile, so on "
+        "a CPU use the Extent to process your area of interest, or a GPU. "
+        f"Quality presets (steps per tile): {presets_text(method)}; the dialog estimates the time before it starts.</p>"
+    )
+
