@@ -16,6 +16,7 @@ with back-projected bicubic (``DIPConfig.blend``). Without ``guide_input`` it is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -77,8 +78,14 @@ def super_resolve_tile(
     device: torch.device,
     progress: Progress,
     generator: torch.Generator,
+    observe: Callable[[int, np.ndarray], None] | None = None,
 ) -> TileResult:
-    """Super-resolve one normalised tile ``(C, h, w)`` by ``config.scale`` (see the module docstring)."""
+    """Super-resolve one normalised tile ``(C, h, w)`` by ``config.scale`` (see the module docstring).
+
+    ``observe(steps done, image)``, when given, receives the image the run would return if it stopped
+    there (``(C, s·h, s·w)`` float32, normalised), every ``core.optimise.CHECK_EVERY`` steps: for
+    time-to-quality benchmarks only; it never selects the output.
+    """
     s = config.scale
     h, w = observed.shape[-2:]
     config.check_input_size(w, h)
@@ -144,11 +151,16 @@ def super_resolve_tile(
         scaler.update()
         return loss.detach(), x.detach()
 
+    base = back_project(interpolated, y, degradation, config.back_projection_steps, m) if config.blend != 1 else None
+
+    def finish(average: torch.Tensor) -> np.ndarray:
+        """The output for an averaged network image: back-projected, blended, cropped to ``(C, s·h, s·w)``."""
+        x = back_project(average, y, degradation, config.back_projection_steps, m)
+        if base is not None:
+            x = base + config.blend * (x - base)
+        return x[0, :, : h * s, : w * s].float().cpu().numpy()
+
+    watch = (lambda done, average: observe(done, finish(average))) if observe is not None else None
     stop = StopRule(config.stop_patience, config.stop_tolerance) if config.early_stop else None
-    result: Optimised = optimise(step, config.steps, progress, config.ema_decay, stop, label="DIP")
-    x = back_project(result.output, y, degradation, config.back_projection_steps, m)
-    if config.blend != 1:
-        base = back_project(interpolated, y, degradation, config.back_projection_steps, m)
-        x = base + config.blend * (x - base)
-    image = x[0, :, : h * s, : w * s].float().cpu().numpy()
-    return TileResult(image, result.losses, result.steps)
+    result: Optimised = optimise(step, config.steps, progress, config.ema_decay, stop, label="DIP", observe=watch)
+    return TileResult(finish(result.output), result.losses, result.steps)

@@ -42,11 +42,14 @@ def optimise(
     ema_decay: float = 0.0,
     stop: StopRule | None = None,
     label: str = "optimising",
+    observe: Callable[[int, torch.Tensor], None] | None = None,
 ) -> Optimised:
     """Run ``step(i) -> (loss, output)`` up to ``steps`` times and average the outputs.
 
     ``step`` performs one optimiser update and returns the scalar loss (float32) and the current
     output (detached). The EMA starts at the first output, so its weights always sum to one.
+    ``observe(steps done, EMA)``, when given, sees the average at every check (each ``CHECK_EVERY``
+    steps and the last one); it is for benchmarks and must not change the run.
     """
     history: list[torch.Tensor] = []
     ema: torch.Tensor | None = None
@@ -67,6 +70,8 @@ def optimise(
         else:
             recent = float(torch.stack(history[-CHECK_EVERY:]).mean())  # the only host/device sync
             progress.report(done / steps, f"{label}: step {done}/{steps}, loss {recent:.3g}")
+            if observe is not None:
+                observe(done, ema)
             if recent < best * (1 - (stop.tolerance if stop else 0)):
                 best, best_at = recent, done
             elif stop is not None and done - best_at >= stop.patience:

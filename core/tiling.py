@@ -5,8 +5,12 @@ each axis ``n`` tiles of edge ``size`` spread evenly from the first to the last 
 sharing at least ``overlap`` pixels. Each tile's output (on the grid refined by ``s``) is weighted
 by a separable ramp that rises from the tile's inner edges over the shared width; the result is
 ``Σ w·out / Σ w``, a partition of unity, so a model that reproduces its input gives exactly the
-same pixels whatever the tiling. Tiles are solved row of tiles by row of tiles; output rows that
-no later tile touches are written out and dropped, so memory grows with the raster's width only.
+same pixels whatever the tiling. Tiles are solved row of tiles by row of tiles; after each tile the
+block of output that no later tile touches is written out and dropped, so memory holds a tile's
+neighbourhood plus an overlap-high band across the width (``run_tiles``), not the image.
+
+A tile that runs out of GPU memory is solved again as tiles of half the edge, blended the same way
+(``ShrinkOnOutOfMemory``), down to ``MIN_RETRY_TILE``; below that the run goes on on the CPU.
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import torch
 
 from .config import TileOptions
 from .grid import Window
 from .progress import Progress, SubProgress, check_cancelled
+
+#: Smallest tile edge (input pixels) tried after running out of GPU memory, before falling back to the CPU.
+MIN_RETRY_TILE = 32
 
 #: solve(tile window on the input grid, progress) -> (values (C, s·h, s·w), valid (C, s·h, s·w))
 Solver = Callable[[Window, Progress], tuple[np.ndarray, np.ndarray]]
@@ -59,6 +67,38 @@ def _shared(offsets: list[int], index: int, size: int) -> tuple[int, int]:
     return max(before, 0), max(after, 0)
 
 
+class _Pending:
+    """Blending sums ``Σ w·out``, ``Σ w`` and validity for rows ``top …`` and columns ``left …`` of the output."""
+
+    def __init__(self, bands: int, rows: int, cols: int, top: int, left: int) -> None:
+        self.acc = np.zeros((bands, rows, cols))
+        self.weight = np.zeros((rows, cols))
+        self.valid = np.zeros((bands, rows, cols), dtype=bool)
+        self.top, self.left = top, left
+
+    def widen(self, right: int, carried: "_Pending") -> None:
+        """Extend to output column ``right``, taking the new columns' first rows from ``carried``."""
+        extra = right - self.left - self.weight.shape[1]
+        if extra <= 0:
+            return
+        start = self.left + self.weight.shape[1]
+        rows = carried.weight.shape[0]
+        new = _Pending(self.acc.shape[0], self.weight.shape[0], extra, self.top, start)
+        new.acc[:, :rows] = carried.acc[:, :, start : start + extra]
+        new.weight[:rows] = carried.weight[:, start : start + extra]
+        new.valid[:, :rows] = carried.valid[:, :, start : start + extra]
+        self.acc = np.concatenate([self.acc, new.acc], axis=2)
+        self.weight = np.concatenate([self.weight, new.weight], axis=1)
+        self.valid = np.concatenate([self.valid, new.valid], axis=2)
+
+    def add(self, window: Window, weight: np.ndarray, values: np.ndarray, valid: np.ndarray) -> None:
+        rs = slice(window.row_off - self.top, window.row_off - self.top + window.height)
+        cs = slice(window.col_off - self.left, window.col_off - self.left + window.width)
+        self.acc[:, rs, cs] += weight * values
+        self.weight[rs, cs] += weight
+        self.valid[:, rs, cs] |= valid
+
+
 def run_tiles(
     width: int,
     height: int,
@@ -69,40 +109,113 @@ def run_tiles(
     write: Writer,
     progress: Progress,
 ) -> int:
-    """Solve every tile, blend, and write the output strip by strip. Returns the number of tiles."""
+    """Solve every tile, blend, and write each block of the output as soon as no later tile touches it.
+
+    After each tile, the output rows down to the next row of tiles and the columns up to the next
+    tile are final and written; only the rows shared with the next row of tiles are carried across
+    the width, so memory holds one tile's neighbourhood plus an ``overlap``-high band of the output
+    (not a whole strip of tiles). Returns the number of tiles.
+    """
     plan = plan_tiles(width, height, tiles)
     cols = [w.col_off for w in plan[0]]
     rows = [row[0].row_off for row in plan]
     out_width = width * scale
     total = sum(len(r) for r in plan)
     done = 0
-    pending_start = 0
-    acc = np.zeros((bands, 0, out_width))
-    weight = np.zeros((0, out_width))
-    valid = np.zeros((bands, 0, out_width), dtype=bool)
+    carried = _Pending(bands, 0, out_width, 0, 0)  # rows shared with the row of tiles above
     for ri, row in enumerate(plan):
+        top = carried.top
         strip_end = (row[0].row_off + row[0].height) * scale
-        grow = strip_end - pending_start - acc.shape[1]
-        if grow > 0:
-            acc = np.concatenate([acc, np.zeros((bands, grow, out_width))], axis=1)
-            weight = np.concatenate([weight, np.zeros((grow, out_width))], axis=0)
-            valid = np.concatenate([valid, np.zeros((bands, grow, out_width), dtype=bool)], axis=1)
+        final_end = rows[ri + 1] * scale if ri + 1 < len(rows) else height * scale
+        pending = _Pending(bands, strip_end - top, 0, top, 0)
+        next_carried = _Pending(bands, strip_end - final_end, out_width, final_end, 0)
         wr = _ramp(row[0].height * scale, *(v * scale for v in _shared(rows, ri, row[0].height)))
         for ci, window in enumerate(row):
             check_cancelled(progress)
             values, tile_valid = solve(window, SubProgress(progress, done / total, (done + 1) / total))
             wc = _ramp(window.width * scale, *(v * scale for v in _shared(cols, ci, window.width)))
-            w = np.outer(wr, wc)
             out = window.scaled(scale)
-            rs = slice(out.row_off - pending_start, out.row_off - pending_start + out.height)
-            cs = slice(out.col_off, out.col_off + out.width)
-            acc[:, rs, cs] += w * values
-            weight[rs, cs] += w
-            valid[:, rs, cs] |= tile_valid
+            pending.widen(out.col_off + out.width, carried)
+            pending.add(out, np.outer(wr, wc), values, tile_valid)
             done += 1
-        final_end = rows[ri + 1] * scale if ri + 1 < len(rows) else height * scale
-        count = final_end - pending_start
-        write(Window(0, pending_start, out_width, count), acc[:, :count] / weight[:count], valid[:, :count])
-        acc, weight, valid = acc[:, count:], weight[count:], valid[:, count:]
-        pending_start = final_end
+            final_right = cols[ci + 1] * scale if ci + 1 < len(cols) else out_width
+            count, rows_final = final_right - pending.left, final_end - top
+            if count > 0:
+                block = (slice(None), slice(None, rows_final), slice(None, count))
+                write(Window(pending.left, top, count, rows_final),
+                      pending.acc[block] / pending.weight[:rows_final, :count], pending.valid[block])
+                cs = slice(pending.left, final_right)
+                next_carried.acc[:, :, cs] = pending.acc[:, rows_final:, :count]
+                next_carried.weight[:, cs] = pending.weight[rows_final:, :count]
+                next_carried.valid[:, :, cs] = pending.valid[:, rows_final:, :count]
+                pending.acc, pending.weight, pending.valid = pending.acc[:, :, count:], pending.weight[:, count:], pending.valid[:, :, count:]
+                pending.left = final_right
+        carried = next_carried
     return total
+
+
+def solve_in_tiles(
+    window: Window, bands: int, scale: int, tiles: TileOptions, solve: Solver, progress: Progress
+) -> tuple[np.ndarray, np.ndarray]:
+    """Solve ``window`` (input grid) as tiles ``tiles`` blended as ``run_tiles`` does.
+
+    ``solve`` receives windows in the coordinates of the whole input. Returns the window's
+    ``(bands, s·h, s·w)`` float64 values and bool validity on the output grid.
+    """
+    shape = (bands, window.height * scale, window.width * scale)
+    values, valid = np.zeros(shape), np.zeros(shape, dtype=bool)
+
+    def solve_inside(part: Window, part_progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+        return solve(part.translated(window.col_off, window.row_off), part_progress)
+
+    def write(part: Window, part_values: np.ndarray, part_valid: np.ndarray) -> None:
+        values[(slice(None), *part.slices)] = part_values
+        valid[(slice(None), *part.slices)] = part_valid
+
+    run_tiles(window.width, window.height, bands, scale, tiles, solve_inside, write, progress)
+    return values, valid
+
+
+#: solve(tile window on the input grid, progress, device) -> (values, valid) as ``Solver``
+DeviceSolver = Callable[[Window, Progress, torch.device], tuple[np.ndarray, np.ndarray]]
+
+
+class ShrinkOnOutOfMemory:
+    """A ``Solver`` that survives CUDA running out of memory.
+
+    A tile that raises ``torch.cuda.OutOfMemoryError`` is solved again as tiles of half the edge
+    (overlap at most a quarter of it), halving down to ``minimum`` input pixels; the smaller edge is
+    kept for the tiles that follow. When even ``minimum`` does not fit, the run goes on on the CPU
+    with the original tiles. Each change is reported through ``progress.info``.
+    """
+
+    def __init__(
+        self, solve: DeviceSolver, device: torch.device, tiles: TileOptions, bands: int, scale: int,
+        progress: Progress, minimum: int = MIN_RETRY_TILE,
+    ) -> None:
+        self.solve, self.device, self.tiles = solve, device, tiles
+        self.bands, self.scale, self.progress, self.minimum = bands, scale, progress, minimum
+        self.size = tiles.size
+
+    def __call__(self, window: Window, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+        while True:
+            try:
+                if max(window.width, window.height) <= self.size:
+                    return self.solve(window, progress, self.device)
+                smaller = TileOptions(self.size, min(self.tiles.overlap, self.size // 4))
+                return solve_in_tiles(
+                    window, self.bands, self.scale, smaller, lambda part, p: self.solve(part, p, self.device), progress
+                )
+            except torch.cuda.OutOfMemoryError:
+                if self.device.type != "cuda":
+                    raise
+            self._shrink()
+
+    def _shrink(self) -> None:
+        torch.cuda.empty_cache()
+        if self.size // 2 >= self.minimum:
+            self.size //= 2
+            self.progress.info(f"out of GPU memory: retrying with tiles of {self.size} px")
+        else:
+            self.progress.info(f"out of GPU memory even with tiles of {self.size} px: continuing on the CPU")
+            self.device, self.size = torch.device("cpu"), self.tiles.size

@@ -50,3 +50,11 @@ def test_progress_is_monotone_and_cancellation_stops_within_one_step():
     assert progress.polls == 8
     assert len(progress.fractions) == 7
     assert np.all(np.diff(progress.fractions) > 0) and 0.5 < progress.fractions[0] < progress.fractions[-1] <= 1.0
+
+
+def test_observe_sees_the_average_at_every_check_and_leaves_the_run_alone():
+    seen = []
+    result = optimise(lambda i: (torch.tensor(1.0), torch.full((1,), float(i))), 2 * CHECK_EVERY + 10, NullProgress(),
+                      observe=lambda done, average: seen.append((done, float(average[0]))))
+    assert seen == [(CHECK_EVERY, CHECK_EVERY - 1.0), (2 * CHECK_EVERY, 2 * CHECK_EVERY - 1.0), (2 * CHECK_EVERY + 10, 2 * CHECK_EVERY + 9.0)]
+    assert float(result.output[0]) == 2 * CHECK_EVERY + 9.0
