@@ -7,7 +7,7 @@ QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test demo bench bench-guided bench-gpu bench-kernelgan package deploy clean
+.PHONY: install test demo bench bench-guided bench-gpu bench-kernelgan screenshots package deploy clean
 
 install: $(STAMP)
 
@@ -42,6 +42,11 @@ bench-gpu: install
 # DEVICE=cuda|cpu|mps picks the device (default: auto, the GPU when there is one)
 bench-kernelgan: install
 	$(PY) benchmarks/kernelgan.py --out benchmarks/results --device $(or $(DEVICE),auto)
+
+# README screenshots (docs/*.png) from a real QGIS under a virtual X server (Debian: apt-get install xvfb)
+screenshots: install
+	@command -v xvfb-run >/dev/null || { echo "xvfb-run is missing: run 'sudo apt-get install xvfb'"; exit 1; }
+	xvfb-run -a -s "-screen 0 1280x1024x24" env QT_QPA_PLATFORM=xcb $(PY) benchmarks/screenshots.py --out docs
 
 package:
 	rm -rf dist && mkdir -p dist

@@ -50,9 +50,9 @@ class InternalSRPlugin:
     def initGui(self) -> None:  # noqa: N802 (name fixed by QGIS)
         """Add the provider, the Raster ▸ Internal SR menu entry and the toolbar button."""
         self.initProcessing()
-        self.action = QAction(QIcon(ICON_PATH), "Super-resolve raster (Deep Image Prior)…", self.iface.mainWindow())
+        self.action = QAction(QIcon(ICON_PATH), "Super-resolve raster…", self.iface.mainWindow())
         self.action.setObjectName("internal_sr_super_resolve")
-        self.action.setToolTip("Internal SR: super-resolve a raster with Deep Image Prior")
+        self.action.setToolTip("Internal SR: super-resolve a raster (Deep Image Prior, guided DIP, Neural Knitworks)")
         self.action.triggered.connect(self.show_dialog)
         self.iface.addPluginToRasterMenu(MENU, self.action)
         self.iface.addRasterToolBarIcon(self.action)

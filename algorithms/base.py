@@ -36,6 +36,7 @@ from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
@@ -172,6 +173,15 @@ class Job:
     outputs: dict[str, str] = field(default_factory=dict)
 
 
+def extent_text(extent: tuple[float, float, float, float] | None) -> str:
+    """How the settings log shows an extent."""
+    if extent is None:
+        return tr("whole raster")
+    return tr("{} (xmin, ymin, xmax, ymax in the raster's CRS; enlarged to whole pixels)").format(
+        ", ".join(f"{v:.10g}" for v in extent)
+    )
+
+
 @contextmanager
 def engine_errors() -> Iterator[None]:
     """Turn an engine ``InputError`` into a ``QgsProcessingException`` with its one-line message."""
@@ -199,6 +209,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     TILE_SIZE = "TILE_SIZE"
     OVERLAP = "OVERLAP"
     FLOAT32 = "FLOAT32"
+    EXTENT = "EXTENT"
     OUTPUT = "OUTPUT"
 
     ALGORITHM_ID = ""
@@ -373,6 +384,15 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             advanced=True,
         )
 
+    def add_extent(self, raster: str = "input raster", pixels: str = "input") -> None:
+        """EXTENT: the optional area to process, in any CRS (transformed to the ``raster``'s)."""
+        self.add_parameter(
+            QgsProcessingParameterExtent(self.EXTENT, tr("Extent (optional)"), None, True),
+            "Process only this area (the map canvas extent, a layer's extent or a rectangle drawn on the map), "
+            f"in any CRS: it is transformed to the {raster}'s CRS and enlarged to whole {pixels} pixels, and the "
+            "output covers exactly those pixels. Empty: the whole raster. On a CPU, this is how to keep a run short.",
+        )
+
     def add_output(self, description: str, help_text: str) -> None:
         self.add_parameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr(description)), help_text)
 
@@ -411,6 +431,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
                 open_info(value)
             except InputError as error:
                 return one_line(error)
+        if isinstance(value, str) and not os.path.exists(value):
+            return tr("Input {} does not exist (neither a file nor a layer of the project)").format(value)
         shown = value.name() if hasattr(value, "name") else one_line(value)
         return tr("Input {} is not a raster QGIS can open ({} must be a raster layer or raster file)").format(shown, name)
 
@@ -432,6 +454,25 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         """INPUT, BANDS and SCALE, the parameters every algorithm starts from, checked."""
         source = self.read_source(parameters, context)
         return source, self.read_bands(parameters, context, source), self.read_scale(parameters, context)
+
+    def read_extent(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, source: RasterSource, name: str = "INPUT"
+    ) -> tuple[float, float, float, float] | None:
+        """EXTENT in the CRS of raster parameter ``name`` as ``(xmin, ymin, xmax, ymax)`` (``None``: not set).
+
+        The engine checks that it overlaps ``source`` (a one-line error otherwise).
+        """
+        if parameters.get(self.EXTENT) in (None, ""):
+            return None
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
+        if rect.isNull():
+            return None
+        from ..core.raster import open_info
+
+        extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        open_info(source.path, None, extent)
+        return extent
 
     def read_scale(self, parameters: dict[str, Any], context: QgsProcessingContext) -> int:
         """SCALE, checked to be an integer of at least 2."""

@@ -7,7 +7,7 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
 from ..core.config import IOOptions
-from .base import InternalSRAlgorithm, Job, tr
+from .base import InternalSRAlgorithm, Job, extent_text, tr
 
 
 class DegradeAlgorithm(InternalSRAlgorithm):
@@ -22,12 +22,13 @@ class DegradeAlgorithm(InternalSRAlgorithm):
         "super-resolve the result by 2 and compare it with the original. The output keeps the CRS and origin, "
         "with the pixel size multiplied by the scale and width and height divided by it (rows and columns "
         "that do not fill a whole block are dropped). Band names, nodata and data type are kept.</p>"
-        "<p><b>How long</b>: seconds, on any computer.</p>"
+        "<p><b>How long</b>: seconds on any computer, CPU or GPU (nothing is optimised).</p>"
     )
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
         self.add_raster_input("The raster to degrade: a file GDAL reads, any data type, any number of bands.")
         self.add_bands()
+        self.add_extent()
         self.add_scale()
         self.add_kernel()
         self.add_output("Degraded raster", "GeoTIFF to write.")
@@ -37,7 +38,7 @@ class DegradeAlgorithm(InternalSRAlgorithm):
     ) -> Job:
         source, bands, scale = self.read_input(parameters, context)
         kernel = self.read_kernel(parameters, context, feedback)
-        io = IOOptions(bands=bands)
+        io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source))
         output = self.read_output(parameters, context)
         input_path = source.path
 
@@ -49,7 +50,8 @@ class DegradeAlgorithm(InternalSRAlgorithm):
         settings = {
             tr("Input"): f"{source.name} ({source.width} × {source.height} pixels, {source.band_count} bands)",
             tr("Bands"): ", ".join(map(str, bands)) if bands else tr("all"),
-            tr("Scale"): f"÷{scale} → {source.width // scale} × {source.height // scale} pixels",
+            tr("Extent"): extent_text(io.extent),
+            tr("Scale"): f"÷{scale}",
             tr("Kernel"): kernel,
             tr("Output"): output,
         }

@@ -7,7 +7,8 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
 from ..core.config import DEFAULT_ITERATIONS, DIPConfig, IOOptions
-from .base import KERNELS, InternalSRAlgorithm, Job, tr
+from .base import KERNELS, InternalSRAlgorithm, Job, extent_text, tr
+from .run_times import presets_text, run_time_help
 
 
 class DIPAlgorithm(InternalSRAlgorithm):
@@ -40,16 +41,19 @@ class DIPAlgorithm(InternalSRAlgorithm):
         "<p><b>Typical settings</b>: scale 2, bicubic kernel, iterations 0 (automatic: "
         + ", ".join(f"{n} at ×{s}" for s, n in DEFAULT_ITERATIONS.items())
         + "), device auto. Example: the 20 m Sentinel-2 bands B05–B12 to 10 m.</p>"
-        "<p><b>How long</b>: each 128 × 128 input tile takes a few minutes on a laptop CPU at the automatic "
-        "iterations and a few seconds on a CUDA GPU. A 1000 × 1000 input is about 80 tiles: use a GPU or clip "
-        "to your area of interest first. 100 iterations give a quick preview.</p>"
+        + run_time_help("dip")
+        + "<p>A 1000 × 1000 input is about 80 tiles: use a GPU or an extent around your area of interest; "
+        "100 iterations (the fast preset) give a quick preview.</p>"
     )
+    #: The method's key in ``QUALITY_PRESETS`` and ``run_times.STEP_SECONDS``.
+    METHOD = "dip"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
         self.add_raster_input(
             "The raster to super-resolve: a file GDAL reads (GeoTIFF, JP2, …), any data type, any number of bands."
         )
         self.add_bands()
+        self.add_extent()
         self.add_scale()
         self.add_int(
             self.ITERATIONS, "Iterations (0 = automatic)", 0, self.iterations_help(), minimum=0, maximum=100000
@@ -61,8 +65,8 @@ class DIPAlgorithm(InternalSRAlgorithm):
     def iterations_help(self) -> str:
         return (
             "Optimisation steps per tile. 0 picks the tested default for the scale ({}). Fewer steps are faster "
-            "and smoother; the run also stops early once the fit stops improving.".format(
-                ", ".join(f"×{s}: {n}" for s, n in DEFAULT_ITERATIONS.items())
+            "and smoother; the run also stops early once the fit stops improving. Quality presets: {}.".format(
+                ", ".join(f"×{s}: {n}" for s, n in DEFAULT_ITERATIONS.items()), presets_text(self.METHOD)
             )
         )
 
@@ -80,7 +84,7 @@ class DIPAlgorithm(InternalSRAlgorithm):
             device=options.device,
             tiles=options.tiles,
         )
-        io = IOOptions(bands=bands, float32=options.float32)
+        io = IOOptions(bands=bands, float32=options.float32, extent=self.read_extent(parameters, context, source))
         output = self.read_output(parameters, context)
         input_path = source.path
 
@@ -92,7 +96,8 @@ class DIPAlgorithm(InternalSRAlgorithm):
         settings = {
             tr("Input"): f"{source.name} ({source.width} × {source.height} pixels, {source.band_count} bands)",
             tr("Bands"): ", ".join(map(str, bands)) if bands else tr("all"),
-            tr("Scale"): f"×{scale} → {source.width * scale} × {source.height * scale} pixels",
+            tr("Extent"): extent_text(io.extent),
+            tr("Scale"): f"×{scale}",
             tr("Kernel"): config.kernel,
             tr("Iterations"): f"{config.steps}" + ("" if iterations else tr(" (automatic)")),
             tr("Device requested"): config.device,

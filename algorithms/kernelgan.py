@@ -9,7 +9,7 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
 
 from ..core.config import IOOptions, KernelGANConfig
-from .base import InternalSRAlgorithm, Job, tr
+from .base import InternalSRAlgorithm, Job, extent_text, tr
 
 
 def summary_html(input_name: str, config: KernelGANConfig, result: Any) -> str:
@@ -66,6 +66,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             "The raster whose blur to estimate, usually the one you will super-resolve: any GDAL format and data type."
         )
         self.add_bands()
+        self.add_extent()
         self.add_int(
             self.SCALE,
             "Scale factor",
@@ -119,7 +120,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         if not output.lower().endswith(".npy"):
             raise QgsProcessingException(tr("Kernel file {} must end in .npy").format(output))
-        io = IOOptions(bands=bands)
+        io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source))
         input_path, input_name = source.path, source.name
 
         def run(progress: Any) -> Any:
@@ -134,6 +135,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
         settings = {
             tr("Input"): f"{source.name} ({source.width} × {source.height} pixels, {source.band_count} bands)",
             tr("Bands"): ", ".join(map(str, bands)) if bands else tr("all"),
+            tr("Extent"): extent_text(io.extent),
             tr("Scale"): f"×{scale}",
             tr("Iterations"): str(config.iterations),
             tr("Kernels"): tr("one per band") if config.per_band else tr("one shared by the bands"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..core.config import KNITWORK_ITERATIONS, LEARNED_KERNEL, KnitworkConfig
 from .base import KERNELS
 from .dip import DIPAlgorithm
+from .run_times import presets_text, run_time_help
 
 
 class KnitworkAlgorithm(DIPAlgorithm):
@@ -31,15 +32,12 @@ class KnitworkAlgorithm(DIPAlgorithm):
         "processed in overlapping tiles.</p>"
         f"<p><b>Typical settings</b>: scale 2, bicubic kernel, iterations 0 (automatic: {KNITWORK_ITERATIONS}), "
         "device auto.</p>"
-        "<p><b>How long</b>: a 128 × 128 input tile at the automatic iterations takes about 20 minutes on a "
-        "2-core CPU at ×2 (about 1.3 s per iteration; four times longer at ×4, as the cost grows with the "
-        "output's pixels), five times DIP's time; a CUDA GPU takes a small fraction of that (the README's "
-        "benchmark gives measured seconds). Use a GPU, clip to your area of interest, or lower the iterations "
-        "for a preview.</p>"
+        + run_time_help("knitwork")
     )
+    METHOD = "knitwork"
 
     def iterations_help(self) -> str:
         return (
             f"Optimisation steps per tile. 0 picks the default ({KNITWORK_ITERATIONS}). Fewer steps are faster; "
-            "the run also stops early once the fit stops improving."
+            f"the run also stops early once the fit stops improving. Quality presets: {presets_text(self.METHOD)}."
         )

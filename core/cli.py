@@ -1,14 +1,18 @@
 """Command line: ``internal-sr dip|knitwork|guided|sentinel2|degrade|kernelgan ...``.
 
 Any user error exits with status 2 and one line on stderr naming the problem; nothing is written at
-OUTPUT then. Ctrl-C cancels cleanly (status 130, no output).
+OUTPUT then. Ctrl-C or SIGTERM cancels cleanly (status 130, no output).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from .config import (
     GUIDED_ITERATIONS,
@@ -72,6 +76,19 @@ def _bands(text: str) -> tuple[int, ...]:
     return bands
 
 
+def _extent(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"extent must be XMIN,YMIN,XMAX,YMAX in the raster's CRS, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+EXTENT_HELP = "process only this area: XMIN,YMIN,XMAX,YMAX in the raster's CRS, snapped outward to whole input pixels"
+
+
 def _scale(text: str) -> int:
     try:
         value = float(text)
@@ -91,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("output", help="output GeoTIFF")
         p.add_argument("--scale", type=_scale, required=True, help="integer factor ≥ 2")
         p.add_argument("--bands", type=_bands, help="1-based bands, e.g. 1,2,3 (default: all)")
+        p.add_argument("--extent", type=_extent, help=EXTENT_HELP)
         p.add_argument(
             "--kernel",
             default="bicubic",
@@ -128,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     kernelgan.add_argument("output", help="kernel file to write (.npy; a .png preview is written beside it)")
     kernelgan.add_argument("--scale", type=_scale, required=True, help="2 or 4 (×4: the ×2 kernel composed with itself)")
     kernelgan.add_argument("--bands", type=_bands, help="1-based bands, e.g. 1,2,3 (default: all)")
+    kernelgan.add_argument("--extent", type=_extent, help=EXTENT_HELP)
     kernelgan.add_argument("--per-band", action="store_true", help="one kernel per band: OUTPUT_bandN.npy")
     kernelgan.add_argument("--iterations", type=int, default=KernelGANConfig.iterations, help="training steps")
     kernelgan.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
@@ -138,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     guided.add_argument("output", help="output GeoTIFF, on the guide's grid over the overlap")
     guided.add_argument("--target-bands", type=_bands, help="1-based target bands (default: all)")
     guided.add_argument("--guide-bands", type=_bands, help="1-based guide bands (default: all)")
+    guided.add_argument("--extent", type=_extent, help="process only this area: XMIN,YMIN,XMAX,YMAX in the rasters' "
+                        "CRS, snapped outward to whole target pixels (the output is on the guide's grid)")
     guided.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {GUIDED_ITERATIONS})")
     guided.add_argument("--kernel", default="sentinel2",
                         help="target blur: sentinel2 (per band, from the band names) | bicubic | gaussian:SIGMA | PATH.npy")
@@ -168,7 +189,7 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
         config = KernelGANConfig(
             scale=args.scale, iterations=args.iterations, per_band=args.per_band, seed=args.seed, device=args.device
         )
-        result = estimate_kernel_file(args.input, args.output, config, IOOptions(bands=args.bands), progress)
+        result = estimate_kernel_file(args.input, args.output, config, IOOptions(bands=args.bands, extent=args.extent), progress)
         progress.close()
         print(f"wrote {', '.join(result.kernel_paths)} ({result.device}, {result.seconds:.1f} s)")
         return
@@ -176,7 +197,7 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
         from .sharpen import sharpen
 
         config = GuidedDIPConfig(kernel=args.kernel, guide_kernel=args.guide_kernel, **_run_options(args))
-        io = IOOptions(bands=args.target_bands, float32=args.float32, cog=args.cog)
+        io = IOOptions(bands=args.target_bands, float32=args.float32, cog=args.cog, extent=args.extent)
         result = sharpen(args.target, args.guide, args.output, config, io, IOOptions(bands=args.guide_bands), progress)
     elif args.command == "sentinel2":
         from .sentinel2_product import sharpen_product
@@ -184,7 +205,7 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
         config = GuidedDIPConfig(**_run_options(args))
         result = sharpen_product(args.inputs, args.output, config, args.float32, progress)
     elif args.command in ("dip", "knitwork"):
-        io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog)
+        io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog, extent=args.extent)
         method = DIPConfig if args.command == "dip" else KnitworkConfig
         config = method(scale=args.scale, kernel=args.kernel, **_run_options(args))
         if args.kernel == "estimate":
@@ -197,10 +218,28 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
         else:
             result = pipeline.super_resolve(args.input, args.output, config, io, progress)
     else:
-        io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog)
+        io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog, extent=args.extent)
         result = pipeline.degrade(args.input, args.output, args.scale, args.kernel, io, progress)
     progress.close()
     print(f"wrote {result.output_path} ({result.device}, {result.seconds:.1f} s)")
+
+
+@contextmanager
+def _terminate_cancels() -> Iterator[None]:
+    """SIGTERM (``kill``, a batch system's time limit) cancels the run like Ctrl-C, so the temporary
+    output is removed; the previous handler is restored afterwards. Only the main thread can do this."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def cancel(signum: int, frame: object) -> None:
+        raise Cancelled("terminated")
+
+    previous = signal.signal(signal.SIGTERM, cancel)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     progress = TerminalProgress()
     try:
-        run(args, progress)
+        with _terminate_cancels():
+            run(args, progress)
     except InputError as exc:
         progress.close()
         sys.stderr.write(f"internal-sr: error: {exc}\n")

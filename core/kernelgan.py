@@ -35,7 +35,7 @@ from torch.nn.utils import parametrize
 
 from .config import InternalLearningConfig, IOOptions, KernelGANConfig
 from .degradation import Degradation
-from .device import describe, resolve_device, seed_everything
+from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .kernels import KernelWidth, file_kernel_centre, kernel_width, make_kernel, save_kernel_file
 from .normalise import BandScaling
@@ -343,10 +343,10 @@ def estimate_kernels(
     device = resolve_device(config.device)
     estimates = []
     for index, group in enumerate(groups):
-        seed_everything(config.seed)
-        rng = np.random.default_rng(config.seed)
         part = SubProgress(progress, index / len(groups), (index + 1) / len(groups))
-        raw, losses, steps = estimate_x2(normalised[group], valid[group].all(0), config, device, part, rng)
+        with seeded(config.seed, part):
+            rng = np.random.default_rng(config.seed)
+            raw, losses, steps = estimate_x2(normalised[group], valid[group].all(0), config, device, part, rng)
         k2 = recentre(zero_negligible(raw, config.keep_largest), 2)
         kernel = k2 if config.scale == 2 else compose_x4(k2)
         estimates.append(Estimate(kernel, config.scale, raw, losses, steps))
@@ -390,7 +390,7 @@ def estimate_kernel_file(
     start = time.perf_counter()
     if not kernel_path.lower().endswith(".npy"):
         raise InputError(f"kernel file {kernel_path} must end in .npy")
-    info = open_info(input_path, io.bands)
+    info = open_info(input_path, io.bands, io.extent)
     check_output_path(kernel_path, [input_path])
     config.check_input_size(info.grid.width, info.grid.height)
     device = resolve_device(config.device)

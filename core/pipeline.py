@@ -24,7 +24,7 @@ from .grid import Grid, Window
 from .kernels import make_kernel
 from .normalise import BandScaling
 from .progress import NullProgress, Progress
-from .raster import AtomicGeoTIFF, as_float32, valid_mask, RasterInfo, check_output_path, open_info, output_dtype, read_window, to_dtype
+from .raster import AtomicGeoTIFF, as_float32, valid_mask, RasterInfo, check_output_path, file_window, open_info, output_dtype, rasterio_window, read_window, to_dtype
 from .tiling import Solver, run_tiles
 
 #: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
@@ -79,11 +79,21 @@ class _Recorder:
 
 
 def _open_input(input_path: str, output_path: str, io: IOOptions, progress: Progress) -> RasterInfo:
-    info = open_info(input_path, io.bands)
+    info = open_info(input_path, io.bands, io.extent)
     check_output_path(output_path, [input_path])
     if info.grid.crs is None:
         progress.info(f"warning: {input_path} has no CRS; the output is written without one")
+    if info.window is not None:
+        progress.info(extent_message(info.window))
     return info
+
+
+def extent_message(window: Window) -> str:
+    """The log line saying which pixels of the input an extent selected."""
+    return (
+        f"extent: input columns {window.col_off}–{window.col_off + window.width - 1}, rows "
+        f"{window.row_off}–{window.row_off + window.height - 1} ({window.width}×{window.height} pixels)"
+    )
 
 
 def fit_scaling(info: RasterInfo) -> BandScaling:
@@ -94,7 +104,8 @@ def fit_scaling(info: RasterInfo) -> BandScaling:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
             with rasterio.open(info.path) as src:
-                raw = src.read(list(info.bands), out_shape=shape)
+                window = file_window(info)
+                raw = src.read(list(info.bands), out_shape=shape, window=None if window is None else rasterio_window(window))
         except RasterioIOError as exc:
             raise InputError(f"{info.path} cannot be read: {str(exc).splitlines()[0]}") from None
     valid = valid_mask(raw, info.nodata)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import rasterio
@@ -25,7 +25,11 @@ SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "f
 
 @dataclass(frozen=True)
 class RasterInfo:
-    """What is needed to write a raster like the input: grid, dtype, nodata, band metadata."""
+    """What is needed to write a raster like the input: grid, dtype, nodata, band metadata.
+
+    ``window`` is the area of the file this stands for (``None``: the whole file); ``grid`` is that
+    area's grid, and windows given to ``read_window`` are relative to it.
+    """
 
     path: str
     grid: Grid
@@ -34,10 +38,34 @@ class RasterInfo:
     bands: tuple[int, ...]
     descriptions: tuple[str | None, ...]
     colorinterp: tuple[ColorInterp, ...]
+    window: Window | None = None
 
 
-def open_info(path: str, bands: tuple[int, ...] | None = None) -> RasterInfo:
-    """Read the metadata of ``path`` and validate the band selection (1-based indices)."""
+def rasterio_window(window: Window) -> rasterio.windows.Window:
+    """``window`` as rasterio's window type."""
+    return rasterio.windows.Window(window.col_off, window.row_off, window.width, window.height)
+
+
+def _restrict(info: RasterInfo, extent: tuple[float, float, float, float]) -> RasterInfo:
+    """``info`` for the whole pixels of ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS)."""
+    window = info.grid.extent_window(extent)
+    if window is None:
+        left, bottom, right, top = info.grid.bounds
+        raise InputError(
+            f"extent {','.join(f'{v:.10g}' for v in extent)} does not overlap {info.path} "
+            f"(its bounds are {left:.10g},{bottom:.10g},{right:.10g},{top:.10g} in its CRS)"
+        )
+    return replace(info, grid=info.grid.window_grid(window), window=window)
+
+
+def open_info(
+    path: str, bands: tuple[int, ...] | None = None, extent: tuple[float, float, float, float] | None = None
+) -> RasterInfo:
+    """Read the metadata of ``path`` and validate the band selection (1-based indices).
+
+    With ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS) the info stands for the window of whole
+    pixels covering it; an extent that shares no pixel with the raster is a one-line ``InputError``.
+    """
     if not os.path.isfile(path):
         raise InputError(f"input {path} does not exist")
     try:
@@ -52,7 +80,7 @@ def open_info(path: str, bands: tuple[int, ...] | None = None) -> RasterInfo:
                 dtype = src.dtypes[0]
                 if dtype not in SUPPORTED_DTYPES:
                     raise InputError(f"{path}: data type {dtype} is not supported (use integer or float bands)")
-                return RasterInfo(
+                info = RasterInfo(
                     path=path,
                     grid=Grid(src.width, src.height, src.transform, src.crs),
                     dtype=dtype,
@@ -63,6 +91,7 @@ def open_info(path: str, bands: tuple[int, ...] | None = None) -> RasterInfo:
                 )
     except RasterioIOError:
         raise InputError(f"{path} is not a raster that GDAL can read") from None
+    return info if extent is None else _restrict(info, extent)
 
 
 def valid_mask(raw: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -79,14 +108,23 @@ def as_float32(raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
         return np.where(valid, raw.astype(np.float32), np.float32(np.nan))
 
 
+def file_window(info: RasterInfo, window: Window | None = None) -> Window | None:
+    """``window`` of ``info.grid`` (default: all of it) in the file's pixels (``None``: the whole file)."""
+    if info.window is None:
+        return window
+    if window is None:
+        return info.window
+    return window.translated(info.window.col_off, info.window.row_off)
+
+
 def read_window(info: RasterInfo, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Read the selected bands in ``window`` (default: all) as float32 values and a validity mask."""
+    """Read the selected bands in ``window`` of ``info.grid`` (default: all) as float32 values and a validity mask."""
+    in_file = file_window(info, window)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
             with rasterio.open(info.path) as src:
-                rio_window = None if window is None else rasterio.windows.Window(window.col_off, window.row_off, window.width, window.height)
-                raw = src.read(list(info.bands), window=rio_window)
+                raw = src.read(list(info.bands), window=None if in_file is None else rasterio_window(in_file))
         except RasterioIOError as exc:
             raise InputError(f"{info.path} cannot be read: {str(exc).splitlines()[0]}") from None
     valid = valid_mask(raw, info.nodata)
@@ -209,7 +247,7 @@ class AtomicGeoTIFF:
         return self
 
     def write(self, window: Window, array: np.ndarray) -> None:
-        self.dataset.write(array, window=rasterio.windows.Window(window.col_off, window.row_off, window.width, window.height))
+        self.dataset.write(array, window=rasterio_window(window))
 
     def _discard(self) -> None:
         if self.dataset is not None and not self.dataset.closed:

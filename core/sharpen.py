@@ -4,6 +4,10 @@ The scale is the integer ratio of the two grids and the output covers their over
 grid (``core.grid.nest``); nothing is reprojected or resampled. The output keeps the target's bands,
 descriptions, dtype and nodata. A pixel is nodata in the output when its target pixel or any guide band
 at it is nodata. Writes are atomic (``core.raster.AtomicGeoTIFF``).
+
+An extent (``target_io.extent``, in the shared CRS) selects the area of the output: it is snapped
+outward to whole *target* pixels, i.e. to whole blocks of ``s × s`` guide pixels, so the output grid
+still nests exactly in the target's; the guide is read over the same area (``guide_io.extent`` is not used).
 """
 
 from __future__ import annotations
@@ -14,13 +18,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .config import GuidedDIPConfig, IOOptions
-from .device import describe, resolve_device, seed_everything
+from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Nesting, Window, nest
 from .guided import MIN_TARGET_SIZE
 from .kernels import Kernel, make_kernel
 from .normalise import BandScaling
-from .pipeline import RunResult, _Recorder, collect_tiled, fit_scaling, write_tiled
+from .pipeline import RunResult, _Recorder, collect_tiled, extent_message, fit_scaling, write_tiled
 from .progress import NullProgress, Progress
 from .raster import RasterInfo, check_output_path, open_info, read_window
 from .sentinel2 import band_name, kernel_spec
@@ -71,12 +75,14 @@ def check_inputs(
     Raises a one-line ``InputError``. Reads metadata only, so front ends call it to report bad input
     before a run starts.
     """
-    target = open_info(target_path, target_io.bands)
+    target = open_info(target_path, target_io.bands, target_io.extent)
     guide = open_info(guide_path, guide_io.bands)
     if output_path is not None:
         check_output_path(output_path, [target_path, guide_path])
     if target.grid.crs is None and progress is not None:
         progress.info(f"warning: {target_path} has no CRS; the output is written without one")
+    if target.window is not None and progress is not None:
+        progress.info(extent_message(target.window))
     nesting = nest(target.grid, guide.grid)
     s = nesting.scale
     if min(nesting.target.width, nesting.target.height) < MIN_TARGET_SIZE:
@@ -115,10 +121,11 @@ def _solver(
         out_valid = target_valid.repeat(scale, axis=1).repeat(scale, axis=2) & guide_valid.all(axis=0)
         if not out_valid.any():
             return np.zeros(out_valid.shape), out_valid
-        tile = sharpen_tile(
-            target_scaling.normalise(target), target_valid, guide_scaling.normalise(guide), guide_valid,
-            target_kernels, guide_kernels, config, device, tile_progress, seed_everything(config.seed),
-        )
+        with seeded(config.seed, tile_progress) as generator:
+            tile = sharpen_tile(
+                target_scaling.normalise(target), target_valid, guide_scaling.normalise(guide), guide_valid,
+                target_kernels, guide_kernels, config, device, tile_progress, generator,
+            )
         progress.add_curve(tile.losses)
         return target_scaling.denormalise(tile.image), out_valid
 

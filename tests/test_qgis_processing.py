@@ -217,11 +217,11 @@ def test_help_and_parameters_for_analysts() -> None:
     assert dip.displayName() == "Super-resolve (Deep Image Prior)" and dip.group() == "Super-resolution"
     assert degrade.displayName() == "Degrade (blur and downsample)" and degrade.group() == "Super-resolution"
     assert [p.name() for p in dip.parameterDefinitions()] == [
-        "INPUT", "BANDS", "SCALE", "ITERATIONS", "KERNEL", "SIGMA", "KERNEL_FILE",
+        "INPUT", "BANDS", "EXTENT", "SCALE", "ITERATIONS", "KERNEL", "SIGMA", "KERNEL_FILE",
         "DEVICE", "FLOAT32", "SEED", "TILE_SIZE", "OVERLAP", "OUTPUT",
     ]
     assert [p.name() for p in degrade.parameterDefinitions()] == [
-        "INPUT", "BANDS", "SCALE", "KERNEL", "SIGMA", "KERNEL_FILE", "OUTPUT",
+        "INPUT", "BANDS", "EXTENT", "SCALE", "KERNEL", "SIGMA", "KERNEL_FILE", "OUTPUT",
     ]
     assert dip.parameterDefinition("SCALE").defaultValue() == 2 and dip.parameterDefinition("SCALE").minimum() == 2
     assert dip.parameterDefinition("TILE_SIZE").defaultValue() == 128

@@ -1,4 +1,10 @@
-"""The "Super-resolve raster" dialog: pick a raster and settings, start a background task.
+"""The "Super-resolve raster" dialog: pick a method, rasters and settings, start a background task.
+
+Methods: Deep Image Prior and Neural Knitworks (one raster refined by a scale) and guided DIP (target
+bands sharpened onto the grid of a finer guide raster). An optional extent (the map canvas extent, a
+layer's or a rectangle drawn on the map) limits the run to an area of interest. A quality preset picks
+the steps per tile (``core.config.QUALITY_PRESETS``); the run time is estimated before starting from
+the measured figures of ``algorithms.run_times``. The last choices are remembered in ``QgsSettings``.
 
 Built in code with ``qgis.PyQt`` only and fully scoped enums, so it runs on Qt5 and Qt6 QGIS alike.
 The job runs in a :class:`~.task.CoreJobTask` through the QGIS task manager; the dialog stays free.
@@ -9,8 +15,23 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from qgis.core import Qgis, QgsApplication, QgsMapLayerProxyModel, QgsProviderRegistry, QgsRasterLayer
-from qgis.gui import QgsCheckableComboBox, QgsCollapsibleGroupBox, QgsFileWidget, QgsMapLayerComboBox, QgsMessageBar
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsMapLayerProxyModel,
+    QgsProject,
+    QgsProviderRegistry,
+    QgsRasterLayer,
+    QgsSettings,
+)
+from qgis.gui import (
+    QgsCheckableComboBox,
+    QgsCollapsibleGroupBox,
+    QgsExtentGroupBox,
+    QgsFileWidget,
+    QgsMapLayerComboBox,
+    QgsMessageBar,
+)
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import (
@@ -27,12 +48,28 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..algorithms.base import DEFAULT_SIGMA, ICON_PATH, KERNELS, kernel_spec
-from ..core.config import DEFAULT_ITERATIONS, DIPConfig, IOOptions, TileOptions
+from ..algorithms.base import DEFAULT_SIGMA, DEVICES, ICON_PATH, KERNELS, kernel_spec
+from ..algorithms.guided_dip import GUIDED_KERNELS
+from ..algorithms.run_times import duration, estimate_seconds, presets_text
+from ..core.config import (
+    LEARNED_KERNEL,
+    QUALITIES,
+    QUALITY_PRESETS,
+    DIPConfig,
+    GuidedDIPConfig,
+    IOOptions,
+    KnitworkConfig,
+    TileOptions,
+)
 from ..core.errors import InputError
 from .task import CoreJobTask
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+#: (key, label) of each method; the key indexes ``QUALITY_PRESETS`` and ``run_times.STEP_SECONDS``.
+METHODS = (("dip", "Deep Image Prior"), ("guided", "Guided DIP: sharpen with finer bands"), ("knitwork", "Neural Knitworks"))
+#: Kernel names offered per method, the first being the default.
+METHOD_KERNELS = {"dip": KERNELS, "knitwork": (*KERNELS, LEARNED_KERNEL), "guided": GUIDED_KERNELS}
+#: Where the dialog keeps the last choices in ``QgsSettings``.
+SETTINGS_GROUP = "internal_sr/dialog"
 
 
 def _raster_filter() -> Any:
@@ -41,8 +78,19 @@ def _raster_filter() -> Any:
     return filters.RasterLayer if filters is not None else QgsMapLayerProxyModel.Filter.RasterLayer
 
 
+def _layer_grid(layer: QgsRasterLayer) -> Any:
+    """The ``core.grid.Grid`` of a north-up raster layer (without CRS: it serves pixel counts)."""
+    from affine import Affine
+
+    from ..core.grid import Grid
+
+    extent = layer.extent()
+    x_size, y_size = layer.rasterUnitsPerPixelX(), layer.rasterUnitsPerPixelY()
+    return Grid(layer.width(), layer.height(), Affine(x_size, 0.0, extent.xMinimum(), 0.0, -y_size, extent.yMaximum()))
+
+
 class SuperResolveDialog(QDialog):
-    """Settings for one Deep Image Prior run; **Run** starts it as a background task.
+    """Settings for one run; **Run** starts it as a background task.
 
     :attr:`tasks` keeps the started tasks alive until the task manager is done with them.
     """
@@ -52,62 +100,89 @@ class SuperResolveDialog(QDialog):
         self.iface = iface
         self.tasks: list[CoreJobTask] = []
         self._suggested_output = ""
-        self.setWindowTitle(self.tr("Internal SR: super-resolve raster (Deep Image Prior)"))
+        self._devices: dict[str, str] | None = None
+        self.setWindowTitle(self.tr("Internal SR: super-resolve raster"))
         self.setWindowIcon(QIcon(ICON_PATH))
         self._build()
-        self._layer_changed(self.layer_combo.currentLayer())
+        self.device_label.setText(self.tr("Detected: {}").format("; ".join(self.devices().values())))
+        self.restore_settings()
+        self._method_changed()
 
     # -- layout -----------------------------------------------------------------------------
+
+    def _raster_combo(self) -> QgsMapLayerComboBox:
+        combo = QgsMapLayerComboBox(self)
+        combo.setFilters(_raster_filter())
+        combo.setExcludedProviders([key for key in QgsProviderRegistry.instance().providerList() if key != "gdal"])
+        return combo
+
+    def _bands_combo(self, tooltip: str) -> QgsCheckableComboBox:
+        combo = QgsCheckableComboBox(self)
+        if hasattr(combo, "setDefaultText"):
+            combo.setDefaultText(self.tr("All bands"))
+        combo.setToolTip(tooltip)
+        return combo
 
     def _build(self) -> None:
         self.message_bar = QgsMessageBar(self)
         self.message_bar.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
 
-        self.layer_combo = QgsMapLayerComboBox(self)
-        self.layer_combo.setFilters(_raster_filter())
-        others = [key for key in QgsProviderRegistry.instance().providerList() if key != "gdal"]
-        self.layer_combo.setExcludedProviders(others)
-        self.layer_combo.layerChanged.connect(self._layer_changed)
+        self.method_combo = QComboBox(self)
+        for key, label in METHODS:
+            self.method_combo.addItem(self.tr(label), key)
+        self.method_combo.setToolTip(
+            self.tr("Deep Image Prior and Neural Knitworks refine one raster by the scale; guided DIP sharpens "
+                    "low-resolution bands with finer bands of the same scene (e.g. Sentinel-2 20 m with 10 m).")
+        )
+        self.method_combo.currentIndexChanged.connect(self._method_changed)
 
-        self.bands_combo = QgsCheckableComboBox(self)
-        if hasattr(self.bands_combo, "setDefaultText"):
-            self.bands_combo.setDefaultText(self.tr("All bands"))
-        self.bands_combo.setToolTip(self.tr("Bands to process; none ticked means every band."))
+        self.layer_combo = self._raster_combo()
+        self.layer_combo.layerChanged.connect(self._layer_changed)
+        self.bands_combo = self._bands_combo(self.tr("Bands to process; none ticked means every band."))
+        self.guide_combo = self._raster_combo()
+        self.guide_combo.layerChanged.connect(self._guide_changed)
+        self.guide_bands_combo = self._bands_combo(self.tr("Guide bands to use; none ticked means every band."))
 
         self.scale_spin = QSpinBox(self)
         self.scale_spin.setRange(2, 16)
         self.scale_spin.setValue(2)
         self.scale_spin.setPrefix("×")
-        self.scale_spin.valueChanged.connect(self._scale_changed)
+        self.scale_spin.valueChanged.connect(self._settings_changed)
 
-        self.iterations_spin = QSpinBox(self)
-        self.iterations_spin.setRange(0, 100000)
-        self.iterations_spin.setSingleStep(100)
-        self.iterations_spin.setSpecialValueText(self.tr("automatic"))
-        self.iterations_spin.setToolTip(
-            self.tr("Optimisation steps per tile; automatic: ")
-            + ", ".join(f"×{s}: {n}" for s, n in DEFAULT_ITERATIONS.items())
+        self.extent_box = QgsExtentGroupBox(self)
+        self.extent_box.setTitleBase(self.tr("Extent: process only this area"))
+        self.extent_box.setCheckable(True)
+        self.extent_box.setChecked(False)
+        if self.iface is not None and self.iface.mapCanvas() is not None:
+            self.extent_box.setMapCanvas(self.iface.mapCanvas())
+        self.extent_box.setToolTip(
+            self.tr("Unticked: the whole raster. Ticked: the map canvas extent, a layer's extent or a rectangle drawn "
+                    "on the map, enlarged to whole input pixels.")
         )
+        self.extent_box.extentChanged.connect(self._settings_changed)
+        self.extent_box.toggled.connect(self._settings_changed)
+
+        self.quality_combo = QComboBox(self)
+        for quality in QUALITIES:
+            self.quality_combo.addItem(self.tr(quality), quality)
+        self.quality_combo.currentIndexChanged.connect(self._settings_changed)
 
         self.kernel_combo = QComboBox(self)
-        self.kernel_combo.addItems(list(KERNELS))
         self.kernel_combo.currentTextChanged.connect(self._kernel_changed)
+        self.guide_kernel_combo = QComboBox(self)
+        self.guide_kernel_combo.addItems(list(GUIDED_KERNELS))
+        self.guide_kernel_combo.currentTextChanged.connect(self._kernel_changed)
         self.sigma_spin = QDoubleSpinBox(self)
         self.sigma_spin.setRange(0.05, 10.0)
         self.sigma_spin.setSingleStep(0.05)
         self.sigma_spin.setValue(DEFAULT_SIGMA)
         self.sigma_spin.setToolTip(self.tr("Gaussian standard deviation, in input pixels"))
-        self._kernel_changed(self.kernel_combo.currentText())
-
-        self.kernel_file_widget = QgsFileWidget(self)
-        self.kernel_file_widget.setStorageMode(QgsFileWidget.StorageMode.GetFile)
-        self.kernel_file_widget.setFilter(self.tr("NumPy kernel (*.npy)"))
-        self.kernel_file_widget.setToolTip(
-            self.tr("Optional 2-D kernel of odd size (e.g. estimated by KernelGAN); replaces the blur kernel")
-        )
 
         self.device_combo = QComboBox(self)
         self.device_combo.addItems(list(DEVICES))
+        self.device_combo.currentIndexChanged.connect(self._settings_changed)
+        self.device_label = QLabel(self)
+        self.device_label.setWordWrap(True)
         self.float32_check = QCheckBox(self.tr("Write Float32 (otherwise keep the input data type)"), self)
 
         self.output_widget = QgsFileWidget(self)
@@ -115,11 +190,23 @@ class SuperResolveDialog(QDialog):
         self.output_widget.setFilter(self.tr("GeoTIFF (*.tif *.tiff)"))
         self.output_widget.setDialogTitle(self.tr("Super-resolved raster"))
 
+        self.kernel_file_widget = QgsFileWidget(self)
+        self.kernel_file_widget.setStorageMode(QgsFileWidget.StorageMode.GetFile)
+        self.kernel_file_widget.setFilter(self.tr("NumPy kernel (*.npy)"))
+        self.kernel_file_widget.setToolTip(
+            self.tr("Optional 2-D kernel of odd size (e.g. estimated by KernelGAN); replaces the blur kernel")
+        )
+        self.iterations_spin = QSpinBox(self)
+        self.iterations_spin.setRange(0, 100000)
+        self.iterations_spin.setSingleStep(100)
+        self.iterations_spin.setSpecialValueText(self.tr("from the quality preset"))
+        self.iterations_spin.valueChanged.connect(self._settings_changed)
         self.seed_spin = QSpinBox(self)
         self.seed_spin.setRange(0, 2**31 - 1)
         self.tile_spin = QSpinBox(self)
         self.tile_spin.setRange(16, 4096)
         self.tile_spin.setValue(TileOptions().size)
+        self.tile_spin.valueChanged.connect(self._settings_changed)
         self.overlap_spin = QSpinBox(self)
         self.overlap_spin.setRange(0, 2048)
         self.overlap_spin.setValue(TileOptions().overlap)
@@ -127,6 +214,7 @@ class SuperResolveDialog(QDialog):
         advanced.setCollapsed(True)
         advanced_form = QFormLayout(advanced)
         advanced_form.addRow(self.tr("Kernel file (.npy)"), self.kernel_file_widget)
+        advanced_form.addRow(self.tr("Iterations"), self.iterations_spin)
         advanced_form.addRow(self.tr("Random seed"), self.seed_spin)
         advanced_form.addRow(self.tr("Tile size (input pixels)"), self.tile_spin)
         advanced_form.addRow(self.tr("Tile overlap (input pixels)"), self.overlap_spin)
@@ -135,17 +223,22 @@ class SuperResolveDialog(QDialog):
         self.summary_label.setWordWrap(True)
         self.summary_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
 
-        form = QFormLayout()
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
-        form.addRow(self.tr("Input raster"), self.layer_combo)
-        form.addRow(self.tr("Bands"), self.bands_combo)
-        form.addRow(self.tr("Scale factor"), self.scale_spin)
-        form.addRow(self.tr("Iterations"), self.iterations_spin)
-        form.addRow(self.tr("Blur kernel"), self.kernel_combo)
-        form.addRow(self.tr("Gaussian sigma"), self.sigma_spin)
-        form.addRow(self.tr("Device"), self.device_combo)
-        form.addRow("", self.float32_check)
-        form.addRow(self.tr("Output GeoTIFF"), self.output_widget)
+        self.form = QFormLayout()
+        self.form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
+        self.form.addRow(self.tr("Method"), self.method_combo)
+        self.form.addRow(self.tr("Input raster"), self.layer_combo)
+        self.form.addRow(self.tr("Bands"), self.bands_combo)
+        self.form.addRow(self.tr("Guide raster"), self.guide_combo)
+        self.form.addRow(self.tr("Guide bands"), self.guide_bands_combo)
+        self.form.addRow(self.tr("Scale factor"), self.scale_spin)
+        self.form.addRow(self.tr("Quality"), self.quality_combo)
+        self.form.addRow(self.tr("Blur kernel"), self.kernel_combo)
+        self.form.addRow(self.tr("Guide blur kernel"), self.guide_kernel_combo)
+        self.form.addRow(self.tr("Gaussian sigma"), self.sigma_spin)
+        self.form.addRow(self.tr("Device"), self.device_combo)
+        self.form.addRow("", self.device_label)
+        self.form.addRow("", self.float32_check)
+        self.form.addRow(self.tr("Output GeoTIFF"), self.output_widget)
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         self.run_button = self.buttons.addButton(self.tr("Run"), QDialogButtonBox.ButtonRole.AcceptRole)
@@ -154,22 +247,152 @@ class SuperResolveDialog(QDialog):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.message_bar)
-        layout.addLayout(form)
+        layout.addLayout(self.form)
+        layout.addWidget(self.extent_box)
         layout.addWidget(advanced)
         layout.addWidget(self.summary_label)
         layout.addWidget(self.buttons)
 
+    def _set_row_visible(self, field: QWidget, visible: bool) -> None:
+        """Show or hide a form row (``QFormLayout.setRowVisible`` exists only from Qt 6.4)."""
+        field.setVisible(visible)
+        label = self.form.labelForField(field)
+        if label is not None:
+            label.setVisible(visible)
+
+    # -- state ------------------------------------------------------------------------------
+
+    def method(self) -> str:
+        """The selected method's key: ``dip``, ``guided`` or ``knitwork``."""
+        return self.method_combo.currentData()
+
+    def quality(self) -> str:
+        return self.quality_combo.currentData()
+
+    def iterations(self) -> int:
+        """Steps per tile: the Advanced override, else the quality preset's for the method."""
+        return self.iterations_spin.value() or QUALITY_PRESETS[self.method()][self.quality()]
+
+    def selected_bands(self, combo: QgsCheckableComboBox | None = None) -> tuple[int, ...] | None:
+        """The ticked bands (1-based) of ``combo`` (default: the input's), or ``None`` for every band."""
+        bands = tuple(int(band) for band in (combo or self.bands_combo).checkedItemsData())
+        return tuple(sorted(bands)) or None
+
+    def extent(self) -> tuple[float, float, float, float] | None:
+        """The ticked extent in the input (target) raster's CRS as (xmin, ymin, xmax, ymax), else ``None``."""
+        if not self.extent_box.isChecked():
+            return None
+        rect = self.extent_box.outputExtent()
+        if rect.isNull() or rect.isEmpty():
+            return None
+        return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
+
+    def devices(self) -> dict[str, str]:
+        """What PyTorch can use here (``core.device.detected_devices``), asked once."""
+        if self._devices is None:
+            from ..core.device import detected_devices  # imports torch: only when the dialog is built
+
+            self._devices = detected_devices()
+        return self._devices
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def save_settings(self) -> None:
+        """Remember the current choices (layers by id, output folder) in ``QgsSettings``."""
+        settings = QgsSettings()
+        values = {
+            "method": self.method(),
+            "quality": self.quality(),
+            "scale": self.scale_spin.value(),
+            "kernel": self.kernel_combo.currentText(),
+            "guide_kernel": self.guide_kernel_combo.currentText(),
+            "sigma": self.sigma_spin.value(),
+            "device": self.device_combo.currentText(),
+            "float32": self.float32_check.isChecked(),
+            "iterations": self.iterations_spin.value(),
+            "seed": self.seed_spin.value(),
+            "tile": self.tile_spin.value(),
+            "overlap": self.overlap_spin.value(),
+            "extent": self.extent_box.isChecked(),
+            "layer": self.layer_combo.currentLayer().id() if self.layer_combo.currentLayer() else "",
+            "guide": self.guide_combo.currentLayer().id() if self.guide_combo.currentLayer() else "",
+        }
+        for key, value in values.items():
+            settings.setValue(f"{SETTINGS_GROUP}/{key}", value)
+
+    def restore_settings(self) -> None:
+        """Apply the choices remembered by :meth:`save_settings` (absent ones keep the defaults)."""
+        settings = QgsSettings()
+
+        def value(key: str, default: Any) -> Any:
+            return settings.value(f"{SETTINGS_GROUP}/{key}", default, type=type(default))
+
+        index = self.method_combo.findData(value("method", self.method()))
+        self.method_combo.setCurrentIndex(max(index, 0))
+        self._fill_kernels()
+        self.quality_combo.setCurrentIndex(max(self.quality_combo.findData(value("quality", "balanced")), 0))
+        self.scale_spin.setValue(value("scale", self.scale_spin.value()))
+        self.kernel_combo.setCurrentText(value("kernel", self.kernel_combo.currentText()))
+        self.guide_kernel_combo.setCurrentText(value("guide_kernel", self.guide_kernel_combo.currentText()))
+        self.sigma_spin.setValue(value("sigma", self.sigma_spin.value()))
+        self.device_combo.setCurrentText(value("device", self.device_combo.currentText()))
+        self.float32_check.setChecked(value("float32", False))
+        self.iterations_spin.setValue(value("iterations", 0))
+        self.seed_spin.setValue(value("seed", 0))
+        self.tile_spin.setValue(value("tile", self.tile_spin.value()))
+        self.overlap_spin.setValue(value("overlap", self.overlap_spin.value()))
+        self.extent_box.setChecked(value("extent", False))
+        for combo, key in ((self.layer_combo, "layer"), (self.guide_combo, "guide")):
+            layer = QgsProject.instance().mapLayer(value(key, ""))
+            if isinstance(layer, QgsRasterLayer):
+                combo.setLayer(layer)
+
     # -- reactions --------------------------------------------------------------------------
 
+    def _fill_kernels(self) -> None:
+        """Offer the kernels of the selected method, keeping the current one when it is among them."""
+        current = self.kernel_combo.currentText()
+        options = METHOD_KERNELS[self.method()]
+        self.kernel_combo.blockSignals(True)
+        self.kernel_combo.clear()
+        self.kernel_combo.addItems(list(options))
+        self.kernel_combo.setCurrentText(current if current in options else options[0])
+        self.kernel_combo.blockSignals(False)
+
+    def _method_changed(self) -> None:
+        guided = self.method() == "guided"
+        for field in (self.guide_combo, self.guide_bands_combo, self.guide_kernel_combo):
+            self._set_row_visible(field, guided)
+        self._set_row_visible(self.scale_spin, not guided)
+        self.form.labelForField(self.layer_combo).setText(self.tr("Target raster") if guided else self.tr("Input raster"))
+        self.quality_combo.setToolTip(self.tr("Optimisation steps per tile: {}").format(presets_text(self.method())))
+        self._fill_kernels()
+        self._kernel_changed()
+        self._layer_changed(self.layer_combo.currentLayer())
+
     def _layer_changed(self, layer: Any) -> None:
-        self.bands_combo.clear()
+        self._fill_bands(self.bands_combo, layer)
+        if isinstance(layer, QgsRasterLayer):
+            self.extent_box.setOriginalExtent(layer.extent(), layer.crs())
+            self.extent_box.setCurrentExtent(layer.extent(), layer.crs())
+            self.extent_box.setOutputCrs(layer.crs())
+        self._settings_changed()
+
+    def _guide_changed(self, layer: Any) -> None:
+        self._fill_bands(self.guide_bands_combo, layer)
+        self._settings_changed()
+
+    @staticmethod
+    def _fill_bands(combo: QgsCheckableComboBox, layer: Any) -> None:
+        combo.clear()
         if isinstance(layer, QgsRasterLayer):
             for band in range(1, layer.bandCount() + 1):
-                self.bands_combo.addItemWithCheckState(layer.bandName(band), Qt.CheckState.Unchecked, band)
-        self._refresh_output()
-        self._update_summary()
+                combo.addItemWithCheckState(layer.bandName(band), Qt.CheckState.Unchecked, band)
 
-    def _scale_changed(self, _scale: int) -> None:
+    def _kernel_changed(self, _name: str = "") -> None:
+        self.sigma_spin.setEnabled("gaussian" in (self.kernel_combo.currentText(), self.guide_kernel_combo.currentText()))
+
+    def _settings_changed(self, *_args: Any) -> None:
         self._refresh_output()
         self._update_summary()
 
@@ -182,42 +405,83 @@ class SuperResolveDialog(QDialog):
             self.output_widget.setFilePath(self._suggested_output)
 
     def _suggest_output(self, layer: QgsRasterLayer) -> str:
-        """``<input folder>/<input name>_dip_x<scale>.tif`` for file rasters, else empty."""
+        """``<input folder>/<input name>_<method>_x<scale>.tif`` for file rasters, else empty."""
         if not os.path.isfile(layer.source()):
             return ""
         stem = os.path.splitext(layer.source())[0]
-        return f"{stem}_dip_x{self.scale_spin.value()}.tif"
+        scale = self.guide_scale() if self.method() == "guided" else self.scale_spin.value()
+        return f"{stem}_{self.method()}_x{scale or ''}.tif"
 
-    def _kernel_changed(self, name: str) -> None:
-        self.sigma_spin.setEnabled(name == "gaussian")
+    def guide_scale(self) -> int | None:
+        """The ratio of the target's to the guide's pixel size, rounded (``None`` without both layers)."""
+        target, guide = self.layer_combo.currentLayer(), self.guide_combo.currentLayer()
+        if not isinstance(target, QgsRasterLayer) or not isinstance(guide, QgsRasterLayer) or guide.rasterUnitsPerPixelX() <= 0:
+            return None
+        return round(target.rasterUnitsPerPixelX() / guide.rasterUnitsPerPixelX())
+
+    def estimate(self) -> tuple[int, int, int, int] | None:
+        """(output width, output height, tiles, output pixels per tile) for the current settings, or ``None``."""
+        from ..core.tiling import plan_tiles
+
+        layer = self.layer_combo.currentLayer()
+        scale = self.guide_scale() if self.method() == "guided" else self.scale_spin.value()
+        if not isinstance(layer, QgsRasterLayer) or not scale or layer.width() < 1:
+            return None
+        grid = _layer_grid(layer)
+        extent = self.extent()
+        window = grid.extent_window(extent) if extent is not None else None
+        width, height = (window.width, window.height) if window is not None else (grid.width, grid.height)
+        try:
+            tiles = TileOptions(self.tile_spin.value(), self.overlap_spin.value())
+        except InputError:
+            return None
+        count = sum(len(row) for row in plan_tiles(width, height, tiles))
+        return width * scale, height * scale, count, min(tiles.size, width) * min(tiles.size, height) * scale * scale
 
     def _update_summary(self) -> None:
         layer = self.layer_combo.currentLayer()
         if not isinstance(layer, QgsRasterLayer):
             self.summary_label.setText(self.tr("Add a raster file (GeoTIFF, JP2, …) to the project to start."))
             return
-        scale = self.scale_spin.value()
-        self.summary_label.setText(
-            self.tr("Output: {} × {} pixels. Each 128 × 128 input tile takes a few minutes on a CPU at the "
-                    "automatic iterations, seconds on a CUDA GPU; the job runs in the background.").format(
-                layer.width() * scale, layer.height() * scale
+        devices = self.devices()
+        figures = self.estimate()
+        if figures is None:
+            self.summary_label.setText(
+                self.tr("Choose the guide raster (finer pixels of the same scene).") if self.method() == "guided"
+                else self.tr("The tile overlap must be less than half the tile size.")
             )
+            return
+        width, height, tiles, tile_pixels = figures
+        steps = self.iterations()
+        device = self.device_combo.currentText()
+        gpu = device == "cuda" or (device == "auto" and "cuda" in devices)
+        seconds = estimate_seconds(self.method(), tiles, steps, tile_pixels, gpu)
+        where = devices.get("cuda", "cuda") if gpu else devices["cpu"]
+        cpu_seconds = estimate_seconds(self.method(), tiles, steps, tile_pixels, False)
+        time_text = (
+            self.tr("no GPU figure measured for this method yet (CPU: about {})").format(duration(cpu_seconds))
+            if seconds is None
+            else self.tr("about {} on {}").format(duration(seconds), where)
+        )
+        self.summary_label.setText(
+            self.tr("Output: {} × {} pixels; {} tile(s) × {} steps. Estimated time: {}. The job runs in the "
+                    "background (progress in the task manager).").format(width, height, tiles, steps, time_text)
         )
 
     # -- running ----------------------------------------------------------------------------
 
-    def selected_bands(self) -> tuple[int, ...] | None:
-        """The ticked bands (1-based), or ``None`` for every band."""
-        bands = tuple(int(band) for band in self.bands_combo.checkedItemsData())
-        return tuple(sorted(bands)) or None
+    def _checked_layer(self, combo: QgsMapLayerComboBox, what: str) -> QgsRasterLayer:
+        layer = combo.currentLayer()
+        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+            raise InputError(self.tr("Choose the {}").format(what))
+        if layer.providerType() != "gdal" or not os.path.isfile(layer.source()):
+            raise InputError(self.tr("The {} must be a raster file read by GDAL (e.g. GeoTIFF)").format(what))
+        return layer
 
     def build_task(self) -> CoreJobTask:
         """A task for the current settings; raises ``InputError`` with a one-line reason if they do not fit."""
-        layer = self.layer_combo.currentLayer()
-        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
-            raise InputError(self.tr("Choose an input raster"))
-        if layer.providerType() != "gdal":
-            raise InputError(self.tr("The input must be a raster file read by GDAL (e.g. GeoTIFF)"))
+        guided = self.method() == "guided"
+        layer = self._checked_layer(self.layer_combo, self.tr("target raster") if guided else self.tr("input raster"))
         output = self.output_widget.filePath().strip()
         if not output:
             raise InputError(self.tr("Choose the output GeoTIFF"))
@@ -225,26 +489,43 @@ class SuperResolveDialog(QDialog):
             output += ".tif"
         if os.path.abspath(output) == os.path.abspath(layer.source()):
             raise InputError(self.tr("The output must not overwrite the input"))
-        config = DIPConfig(
-            scale=self.scale_spin.value(),
-            kernel=kernel_spec(
-                self.kernel_combo.currentText(), self.sigma_spin.value(), self.kernel_file_widget.filePath().strip()
-            ),
-            iterations=self.iterations_spin.value() or None,
+        sigma = self.sigma_spin.value()
+        kernel = kernel_spec(self.kernel_combo.currentText(), sigma, self.kernel_file_widget.filePath().strip())
+        common = dict(
+            iterations=self.iterations(),
             seed=self.seed_spin.value(),
             device=self.device_combo.currentText(),
             tiles=TileOptions(size=self.tile_spin.value(), overlap=self.overlap_spin.value()),
         )
-        io = IOOptions(bands=self.selected_bands(), float32=self.float32_check.isChecked())
-        return CoreJobTask.super_resolve(layer.source(), output, config, io, layer.name(), self.iface)
+        io = IOOptions(bands=self.selected_bands(), float32=self.float32_check.isChecked(), extent=self.extent())
+        renderer = layer.renderer()
+        if guided:
+            from ..core.sharpen import check_inputs  # reads metadata only: grid errors show before the run
+
+            guide = self._checked_layer(self.guide_combo, self.tr("guide raster"))
+            guide_kernel = kernel_spec(self.guide_kernel_combo.currentText(), sigma)
+            config = GuidedDIPConfig(kernel=kernel, guide_kernel=guide_kernel, **common)
+            guide_io = IOOptions(bands=self.selected_bands(self.guide_bands_combo))
+            scale = check_inputs(layer.source(), guide.source(), output, config, io, guide_io).nesting.scale
+            return CoreJobTask.sharpen(
+                layer.source(), guide.source(), output, config, io, guide_io, layer.name(), scale, self.iface, renderer
+            )
+        from ..core.raster import check_output_path, open_info  # the extent and bands are checked before the run
+
+        open_info(layer.source(), io.bands, io.extent)
+        check_output_path(output, [layer.source()])
+        method = KnitworkConfig if self.method() == "knitwork" else DIPConfig
+        config = method(scale=self.scale_spin.value(), kernel=kernel, **common)
+        return CoreJobTask.super_resolve(layer.source(), output, config, io, layer.name(), self.iface, renderer)
 
     def start(self) -> CoreJobTask | None:
-        """Start the job in the task manager and close the dialog; show the reason if it cannot start."""
+        """Start the job in the task manager, remember the choices and close; show the reason if it cannot start."""
         try:
             task = self.build_task()
         except InputError as error:
             self.message_bar.pushMessage(self.tr("Cannot run"), str(error), Qgis.MessageLevel.Warning, 5)
             return None
+        self.save_settings()
         self.tasks = [t for t in self.tasks if not _is_deleted(t)]
         self.tasks.append(task)
         QgsApplication.taskManager().addTask(task)

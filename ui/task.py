@@ -2,8 +2,8 @@
 
 ``run()`` executes in a worker thread: it calls the engine with a :class:`TaskProgress`, stores the
 ``RunResult`` or a one-line error, and never raises. ``finished()`` executes on the main thread: it adds
-the output raster to the project, or reports the error. A cancelled job writes no file (the engine's
-contract) and adds no layer.
+the output raster to the project, styled like the input when a renderer was given, or reports the
+error. A cancelled job writes no file (the engine's contract) and adds no layer.
 """
 
 from __future__ import annotations
@@ -12,9 +12,19 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsRasterLayer, QgsTask
+from qgis.core import (
+    Qgis,
+    QgsMessageLog,
+    QgsMultiBandColorRenderer,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRasterRenderer,
+    QgsSingleBandGrayRenderer,
+    QgsSingleBandPseudoColorRenderer,
+    QgsTask,
+)
 
-from ..core.config import DIPConfig, IOOptions
+from ..core.config import DIPConfig, GuidedDIPConfig, IOOptions, KnitworkConfig
 from ..core.errors import Cancelled, InputError
 from .messages import LOG_TAG, notify
 
@@ -42,9 +52,47 @@ class TaskProgress:
         return self.task.isCanceled()
 
 
+def restyled(renderer: QgsRasterRenderer, bands: tuple[int, ...] | None) -> QgsRasterRenderer | None:
+    """A copy of the input's ``renderer`` for an output holding input bands ``bands`` (``None``: all, in order).
+
+    Output band ``i`` (1-based) is input band ``bands[i - 1]``; the copy shows the same input bands with
+    the same contrast or colour ramp. ``None`` when it shows a band the output lacks, or for renderer
+    types other than multiband colour, singleband grey and singleband pseudocolour (QGIS's default
+    style is kept then).
+    """
+    output_band = {band: index for index, band in enumerate(bands, start=1)} if bands else None
+
+    def moved(band: int) -> int | None:
+        if band < 1 or output_band is None:
+            return band
+        return output_band.get(band)
+
+    copy = renderer.clone()
+    if isinstance(copy, QgsMultiBandColorRenderer):
+        accessors = [(copy.redBand, copy.setRedBand), (copy.greenBand, copy.setGreenBand), (copy.blueBand, copy.setBlueBand)]
+    elif isinstance(copy, QgsSingleBandGrayRenderer):
+        accessors = [(copy.grayBand, copy.setGrayBand)]
+    elif isinstance(copy, QgsSingleBandPseudoColorRenderer):
+        accessors = [(copy.band, copy.setBand)]
+    else:
+        return None
+    for get, set_ in accessors:
+        band = moved(get())
+        if band is None:
+            return None
+        set_(band)
+    return copy
+
+
+#: Method names in result layer names, by engine configuration type.
+METHOD_LABELS = {DIPConfig: "DIP", KnitworkConfig: "Knitworks", GuidedDIPConfig: "guided DIP"}
+
+
 class CoreJobTask(QgsTask):
     """Runs ``job(progress) -> RunResult`` in the background; adds the output as layer ``layer_name``.
 
+    ``renderer`` (the input layer's, cloned on the main thread) and ``bands`` (the input bands the output
+    holds, ``None``: all) style the result like the input (:func:`restyled`).
     After completion: :attr:`result` holds the ``RunResult`` on success, :attr:`error` a one-line message
     on failure, :attr:`layer` the layer added to the project (``None`` when nothing was added).
     """
@@ -55,11 +103,15 @@ class CoreJobTask(QgsTask):
         job: Callable[[Any], Any],
         layer_name: str,
         iface: Any | None = None,
+        renderer: QgsRasterRenderer | None = None,
+        bands: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__(description, QgsTask.Flag.CanCancel)
         self.job = job
         self.layer_name = layer_name
         self.iface = iface
+        self.renderer = renderer.clone() if renderer is not None else None
+        self.bands = bands
         self.result: Any | None = None
         self.error: str | None = None
         self.details: str | None = None
@@ -70,10 +122,11 @@ class CoreJobTask(QgsTask):
         cls,
         input_path: str,
         output_path: str,
-        config: DIPConfig,
+        config: DIPConfig | KnitworkConfig,
         io: IOOptions,
         input_name: str,
         iface: Any | None = None,
+        renderer: QgsRasterRenderer | None = None,
     ) -> CoreJobTask:
         """A task running ``core.pipeline.super_resolve``; the layer is named after input, method and scale."""
 
@@ -82,8 +135,32 @@ class CoreJobTask(QgsTask):
 
             return super_resolve(input_path, output_path, config, io, progress)
 
-        name = f"{input_name} DIP ×{config.scale}"
-        return cls(f"Internal SR: super-resolve {input_name} ×{config.scale}", job, name, iface)
+        name = f"{input_name} {METHOD_LABELS[type(config)]} ×{config.scale}"
+        return cls(f"Internal SR: super-resolve {input_name} ×{config.scale}", job, name, iface, renderer, io.bands)
+
+    @classmethod
+    def sharpen(
+        cls,
+        target_path: str,
+        guide_path: str,
+        output_path: str,
+        config: GuidedDIPConfig,
+        target_io: IOOptions,
+        guide_io: IOOptions,
+        target_name: str,
+        scale: int,
+        iface: Any | None = None,
+        renderer: QgsRasterRenderer | None = None,
+    ) -> CoreJobTask:
+        """A task running ``core.sharpen.sharpen`` (``scale``: the grids' ratio, for the layer name)."""
+
+        def job(progress: Any) -> Any:
+            from ..core.sharpen import sharpen
+
+            return sharpen(target_path, guide_path, output_path, config, target_io, guide_io, progress)
+
+        name = f"{target_name} {METHOD_LABELS[GuidedDIPConfig]} ×{scale}"
+        return cls(f"Internal SR: sharpen {target_name} ×{scale}", job, name, iface, renderer, target_io.bands)
 
     def run(self) -> bool:
         """Worker thread: run the job; store the result or the error; never raise."""
@@ -104,6 +181,9 @@ class CoreJobTask(QgsTask):
         if result and self.result is not None:
             layer = QgsRasterLayer(self.result.output_path, self.layer_name, "gdal")
             if layer.isValid():
+                style = restyled(self.renderer, self.bands) if self.renderer is not None else None
+                if style is not None:
+                    layer.setRenderer(style)
                 self.layer = QgsProject.instance().addMapLayer(layer)
                 notify(
                     self.iface,

@@ -1,0 +1,184 @@
+"""An extent, end to end: the engine reads the window of whole pixels covering it and writes that window's
+grid refined by the scale, through the core, the command line and ``processing.run``.
+
+The committed 20 m crop (96 × 96, EPSG:32618, origin (443720, 4171420)) is the input; extents are given
+with fractional pixel insets so that snapping outward to whole pixels is exercised.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from helpers import S2_10M, S2_20M, S2_20M_SAME_AREA, read, write_raster
+from internal_sr.core.cli import main as cli
+from internal_sr.core.config import DIPConfig, GuidedDIPConfig, IOOptions
+from internal_sr.core.errors import InputError
+from internal_sr.core.grid import Grid, Window
+from internal_sr.core.pipeline import super_resolve
+from internal_sr.core.sharpen import sharpen
+
+X0, Y0, PIXEL = 443720.0, 4171420.0, 20.0
+#: the window the extents below snap to: columns 10–41, rows 20–51 (32 × 32 input pixels)
+WINDOW = Window(10, 20, 32, 32)
+#: xmin, ymin, xmax, ymax inside WINDOW's outer pixels by 0.3, 0.1, 0.4 and 0.25 of a pixel
+EXTENT = (X0 + 10.3 * PIXEL, Y0 - 51.9 * PIXEL, X0 + 41.6 * PIXEL, Y0 - 20.25 * PIXEL)
+TINY_DIP = DIPConfig(iterations=2, device="cpu", seed=3, channels=16, detail_channels=8, back_projection_steps=2)
+
+
+def expected_transform(scale: int) -> Affine:
+    """The window's origin, with the pixel size divided by ``scale``."""
+    return Affine(PIXEL / scale, 0.0, X0 + WINDOW.col_off * PIXEL, 0.0, -PIXEL / scale, Y0 - WINDOW.row_off * PIXEL)
+
+
+def test_extent_window_snaps_outward_and_clips_to_the_grid() -> None:
+    grid = Grid(96, 96, Affine(PIXEL, 0, X0, 0, -PIXEL, Y0))
+    on_edges = (X0 + 10 * PIXEL, Y0 - 52 * PIXEL, X0 + 42 * PIXEL, Y0 - 20 * PIXEL)
+    assert grid.extent_window(on_edges) == WINDOW  # edges exactly on pixel edges: no extra pixel
+    assert grid.extent_window(EXTENT) == WINDOW  # fractional insets: enlarged to the same whole pixels
+    half_outside = (X0 - 500.0, Y0 - 3.5 * PIXEL, X0 + 5.2 * PIXEL, Y0 + 700.0)
+    assert grid.extent_window(half_outside) == Window(0, 0, 6, 4)
+    assert grid.extent_window((X0 - 500.0, Y0 - 100.0, X0 - 1.0, Y0)) is None  # left of the raster
+    assert grid.extent_window((X0 + 96 * PIXEL, Y0 - 100.0, X0 + 99 * PIXEL, Y0)) is None  # touches the right edge only
+
+
+def test_dip_on_an_extent_is_dip_on_that_window_with_exact_georeferencing(tmp_path) -> None:
+    out = str(tmp_path / "extent.tif")
+    result = super_resolve(S2_20M, out, TINY_DIP, IOOptions(bands=(1, 4), extent=EXTENT))
+    with rasterio.open(out) as dst:
+        assert dst.transform == expected_transform(2)
+        assert (dst.width, dst.height) == (2 * WINDOW.width, 2 * WINDOW.height)
+        assert dst.crs.to_epsg() == 32618 and dst.descriptions == ("B05", "B8A")
+        on_extent = dst.read()
+    assert any("columns 10–41, rows 20–51" in m for m in result.messages)
+
+    # the same run on a file holding only that window gives the same pixels: nothing outside was used
+    with rasterio.open(S2_20M) as src:
+        profile = src.profile | {"width": 32, "height": 32, "transform": src.window_transform(rasterio.windows.Window(10, 20, 32, 32))}
+        window = src.read(window=rasterio.windows.Window(10, 20, 32, 32))
+    cut = write_raster(str(tmp_path / "cut.tif"), window, crs=profile["crs"].to_string(), transform=profile["transform"])
+    super_resolve(cut, str(tmp_path / "cut_x2.tif"), TINY_DIP, IOOptions(bands=(1, 4)))
+    assert np.array_equal(on_extent, read(str(tmp_path / "cut_x2.tif")))
+
+
+def test_extent_outside_the_raster_is_a_one_line_error_and_writes_nothing(tmp_path) -> None:
+    out = str(tmp_path / "never.tif")
+    with pytest.raises(InputError, match="does not overlap") as error:
+        super_resolve(S2_20M, out, TINY_DIP, IOOptions(extent=(0.0, 0.0, 1000.0, 1000.0)))
+    assert "\n" not in str(error.value) and "443720" in str(error.value)  # it gives the raster's bounds
+    with pytest.raises(InputError, match="XMIN < XMAX"):
+        IOOptions(extent=(10.0, 0.0, 5.0, 1.0))
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_extent_for_dip_and_degrade(tmp_path, capsys) -> None:
+    text = ",".join(f"{v:.10g}" for v in EXTENT)
+    out = str(tmp_path / "dip.tif")
+    assert cli(["dip", S2_20M, out, "--scale", "2", "--bands", "2", "--iterations", "2", "--device", "cpu", "--extent", text]) == 0
+    with rasterio.open(out) as dst:
+        assert dst.transform == expected_transform(2) and (dst.width, dst.height) == (64, 64)
+    low = str(tmp_path / "low.tif")
+    assert cli(["degrade", S2_20M, low, "--scale", "2", "--extent", text]) == 0
+    with rasterio.open(low) as dst:
+        assert dst.transform == Affine(2 * PIXEL, 0, X0 + 10 * PIXEL, 0, -2 * PIXEL, Y0 - 20 * PIXEL)
+        assert (dst.width, dst.height) == (16, 16)
+    capsys.readouterr()
+
+    never = str(tmp_path / "never.tif")
+    assert cli(["degrade", S2_20M, never, "--scale", "2", "--extent", "0,0,1000,1000"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "does not overlap" in line and not os.path.exists(never)
+    assert cli(["degrade", S2_20M, never, "--scale", "2", "--extent", "1,2,3"]) == 2
+    assert "XMIN,YMIN,XMAX,YMAX" in capsys.readouterr().err
+
+
+def test_guided_extent_snaps_to_whole_target_pixels_on_the_guide_grid(tmp_path) -> None:
+    # target 64 × 64 at 20 m and guide 128 × 128 at 10 m, both from (300000, 5800000); the extent cuts
+    # guide pixels and target pixels: the output must start on a target pixel edge (target columns
+    # 20–31, rows 24–35) so that every output block of 2 × 2 guide pixels is one target pixel
+    transform20, transform10 = (Affine(s, 0, 300000.0, 0, -s, 5800000.0) for s in (20.0, 10.0))
+    target = write_raster(str(tmp_path / "t20.tif"), read(S2_20M_SAME_AREA), transform=transform20,
+                          descriptions=("B5", "B6", "B7", "B8A", "B11", "B12"))
+    guide = write_raster(str(tmp_path / "g10.tif"), read(S2_10M), transform=transform10, descriptions=("B4", "B3", "B2", "B8"))
+    extent = (300000.0 + 20 * 20 + 15, 5800000.0 - 36 * 20 + 3, 300000.0 + 31 * 20 + 4, 5800000.0 - 24 * 20 - 11)
+    out, cli_out = str(tmp_path / "sharp.tif"), str(tmp_path / "cli.tif")
+    sharpen(target, guide, out, GuidedDIPConfig(iterations=2, width=8, layers=2, device="cpu"), IOOptions(bands=(1,), extent=extent))
+    args = ["guided", target, guide, cli_out, "--target-bands", "1", "--iterations", "2", "--device", "cpu",
+            "--extent", ",".join(map(str, extent))]
+    assert cli(args) == 0
+    for path in (out, cli_out):
+        with rasterio.open(path) as dst:
+            assert dst.transform == Affine(10.0, 0, 300000.0 + 20 * 20, 0, -10.0, 5800000.0 - 24 * 20)
+            assert (dst.width, dst.height) == (24, 24)
+
+
+class LogFeedback:
+    """Builds a ``QgsProcessingFeedback`` whose info lines are kept (``lines``)."""
+
+    @staticmethod
+    def make():
+        from qgis.core import QgsProcessingFeedback
+
+        class Recording(QgsProcessingFeedback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.lines: list[str] = []
+
+            def pushInfo(self, info: str) -> None:  # noqa: N802
+                self.lines.append(info)
+                super().pushInfo(info)
+
+        return Recording()
+
+
+def processing_run(algorithm: str, parameters: dict, feedback=None) -> dict:
+    import processing
+
+    return processing.run(f"internal_sr:{algorithm}", parameters, feedback=feedback or LogFeedback.make())
+
+
+@pytest.mark.qgis
+@pytest.mark.usefixtures("internal_sr_provider")
+def test_processing_extent_in_the_raster_crs_and_in_another_crs(tmp_path) -> None:
+    from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsRectangle
+
+    xmin, ymin, xmax, ymax = EXTENT
+    out = str(tmp_path / "dip.tif")
+    feedback = LogFeedback.make()
+    parameters = {"INPUT": S2_20M, "BANDS": [3], "SCALE": 2, "ITERATIONS": 2, "DEVICE": "cpu", "OUTPUT": out}
+    processing_run("dip", {**parameters, "EXTENT": f"{xmin},{xmax},{ymin},{ymax} [EPSG:32618]"}, feedback)
+    with rasterio.open(out) as dst:
+        assert dst.transform == expected_transform(2) and (dst.width, dst.height) == (64, 64)
+    # the device and the settings reach the Processing log: the engine's line and the algorithm's
+    assert any(line.startswith("Deep Image Prior on device cpu") for line in feedback.lines)
+    assert any(line.startswith("Extent: ") and "443926" in line for line in feedback.lines)
+
+    # the same area given in geographic coordinates is transformed to the raster's CRS first
+    wgs84, utm = QgsCoordinateReferenceSystem("EPSG:4326"), QgsCoordinateReferenceSystem("EPSG:32618")
+    to_wgs84 = QgsCoordinateTransform(utm, wgs84, QgsProject.instance())
+    geographic = to_wgs84.transformBoundingBox(QgsRectangle(*EXTENT))
+    back = QgsCoordinateTransform(wgs84, utm, QgsProject.instance()).transformBoundingBox(geographic)
+    col, row = int((back.xMinimum() - X0) // PIXEL), int((Y0 - back.yMaximum()) // PIXEL)
+    out = str(tmp_path / "dip_wgs84.tif")
+    extent = f"{geographic.xMinimum()},{geographic.xMaximum()},{geographic.yMinimum()},{geographic.yMaximum()} [EPSG:4326]"
+    processing_run("degrade", {"INPUT": S2_20M, "SCALE": 2, "EXTENT": extent, "OUTPUT": out})
+    with rasterio.open(out) as dst:
+        assert (dst.transform.c, dst.transform.f) == (X0 + col * PIXEL, Y0 - row * PIXEL)
+        assert dst.width == (math.ceil((back.xMaximum() - X0) / PIXEL) - col) // 2  # degrade drops a last half block
+
+
+@pytest.mark.qgis
+@pytest.mark.usefixtures("internal_sr_provider")
+def test_processing_extent_outside_the_raster_is_a_one_line_error(tmp_path) -> None:
+    from qgis.core import QgsProcessingException
+
+    out = str(tmp_path / "never.tif")
+    with pytest.raises(QgsProcessingException) as error:
+        processing_run("dip", {"INPUT": S2_20M, "SCALE": 2, "EXTENT": "0,1000,0,1000 [EPSG:32618]", "OUTPUT": out})
+    lines = [line for line in str(error.value).strip().splitlines() if "does not overlap" in line]
+    assert len(lines) == 1 and not os.path.exists(out)

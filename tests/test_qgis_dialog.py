@@ -1,0 +1,203 @@
+"""The multi-method dialog in a real headless QGIS: each method's form, remembered settings, the run time
+estimate, and a run through the task manager that adds a layer named and styled like its input over the
+chosen extent. Runs are tiny (2 steps): they test the plumbing, not the result's quality."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import rasterio
+from affine import Affine
+from qgis.core import (
+    QgsApplication,
+    QgsContrastEnhancement,
+    QgsMultiBandColorRenderer,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsSettings,
+)
+from qgis.PyQt.QtCore import Qt
+from qgis_helpers import crop
+
+from helpers import S2_10M, S2_20M_SAME_AREA, read, write_raster
+from internal_sr.core.config import QUALITY_PRESETS
+from internal_sr.ui.dialog import SETTINGS_GROUP, SuperResolveDialog
+
+pytestmark = pytest.mark.qgis
+
+
+@pytest.fixture()
+def clean_settings():
+    """No remembered choices before the test, none left after it (other tests expect the defaults)."""
+    QgsSettings().remove(SETTINGS_GROUP)
+    yield
+    QgsSettings().remove(SETTINGS_GROUP)
+
+
+@pytest.fixture()
+def dialog(qgis_iface, empty_project, clean_settings):
+    made = SuperResolveDialog(qgis_iface)
+    yield made
+    made.deleteLater()
+
+
+def add_layer(path: str, name: str) -> QgsRasterLayer:
+    layer = QgsRasterLayer(path, name, "gdal")
+    assert layer.isValid()
+    return QgsProject.instance().addMapLayer(layer)
+
+
+def geo_pair(folder) -> tuple[QgsRasterLayer, QgsRasterLayer]:
+    """The committed 20 m target (64 × 64) and 10 m guide (128 × 128) on one UTM grid origin."""
+    target = write_raster(str(folder / "t20.tif"), read(S2_20M_SAME_AREA), transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0),
+                          descriptions=("B5", "B6", "B7", "B8A", "B11", "B12"))
+    guide = write_raster(str(folder / "g10.tif"), read(S2_10M), transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0),
+                         descriptions=("B4", "B3", "B2", "B8"))
+    return add_layer(target, "t20"), add_layer(guide, "g10")
+
+
+def select_method(dialog: SuperResolveDialog, key: str) -> None:
+    dialog.method_combo.setCurrentIndex(dialog.method_combo.findData(key))
+
+
+def wait_for(task, timeout: float = 120.0) -> None:
+    """Process events until the task manager has run the task and called ``finished``."""
+    deadline = time.monotonic() + timeout
+    while task.result is None and task.error is None and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        time.sleep(0.02)
+    for _ in range(20):  # finished() runs on the main thread after the task completes
+        QgsApplication.processEvents()
+        time.sleep(0.01)
+    assert task.error is None and task.layer is not None, task.error
+
+
+@pytest.mark.parametrize(("method", "label", "kernels", "suffix"), [
+    ("dip", "DIP", "bicubic", "_dip_x2.tif"),
+    ("knitwork", "Knitworks", "learned", "_knitwork_x2.tif"),
+    ("guided", "guided DIP", "sentinel2", "_guided_x2.tif"),
+])
+def test_dialog_for_each_method(dialog, tmp_path, method, label, kernels, suffix) -> None:
+    target, guide = geo_pair(tmp_path)
+    dialog.layer_combo.setLayer(target)
+    dialog.guide_combo.setLayer(guide)
+    select_method(dialog, method)
+    guided = method == "guided"
+    assert dialog.guide_combo.isVisibleTo(dialog) == guided and dialog.guide_kernel_combo.isVisibleTo(dialog) == guided
+    assert dialog.scale_spin.isVisibleTo(dialog) == (not guided)  # guided: the scale is the grids' ratio
+    assert kernels in [dialog.kernel_combo.itemText(i) for i in range(dialog.kernel_combo.count())]
+    assert dialog.output_widget.filePath() == str(tmp_path / ("t20" + suffix))
+    assert str(QUALITY_PRESETS[method]["best"]) in dialog.quality_combo.toolTip()
+    task = dialog.build_task()
+    assert task.layer_name == f"t20 {label} ×2"
+    assert "Estimated time: about" in dialog.summary_label.text() or "no GPU figure" in dialog.summary_label.text()
+
+
+def test_settings_round_trip_through_qgssettings(qgis_iface, empty_project, clean_settings, tmp_path) -> None:
+    target, guide = geo_pair(tmp_path)
+    first = SuperResolveDialog(qgis_iface)
+    try:
+        first.layer_combo.setLayer(guide)
+        first.guide_combo.setLayer(target)
+        select_method(first, "knitwork")
+        first.quality_combo.setCurrentIndex(first.quality_combo.findData("best"))
+        first.scale_spin.setValue(3)
+        first.kernel_combo.setCurrentText("gaussian")
+        first.sigma_spin.setValue(0.65)
+        first.device_combo.setCurrentText("cpu")
+        first.float32_check.setChecked(True)
+        first.iterations_spin.setValue(7)
+        first.seed_spin.setValue(11)
+        first.tile_spin.setValue(96)
+        first.overlap_spin.setValue(8)
+        first.extent_box.setChecked(True)
+        first.save_settings()
+    finally:
+        first.deleteLater()
+    second = SuperResolveDialog(qgis_iface)
+    try:
+        assert second.method() == "knitwork" and second.quality() == "best"
+        assert second.scale_spin.value() == 3 and second.kernel_combo.currentText() == "gaussian"
+        assert second.sigma_spin.value() == pytest.approx(0.65) and second.sigma_spin.isEnabled()
+        assert second.device_combo.currentText() == "cpu" and second.float32_check.isChecked()
+        assert (second.iterations_spin.value(), second.seed_spin.value()) == (7, 11)
+        assert (second.tile_spin.value(), second.overlap_spin.value()) == (96, 8)
+        assert second.extent_box.isChecked()
+        assert second.layer_combo.currentLayer() is guide and second.guide_combo.currentLayer() is target
+    finally:
+        second.deleteLater()
+
+
+def test_estimate_follows_quality_and_extent(dialog, tmp_path) -> None:
+    source = crop(str(tmp_path / "scene.tif"), 96)
+    layer = add_layer(source, "scene")
+    dialog.layer_combo.setLayer(layer)
+    dialog.device_combo.setCurrentText("cpu")
+    dialog.tile_spin.setValue(64)
+    assert dialog.estimate() == (192, 192, 4, 128 * 128)  # 96 px in 64 px tiles with 16 px overlap: 2 × 2 tiles
+    texts = {}
+    for quality in ("fast", "best"):
+        dialog.quality_combo.setCurrentIndex(dialog.quality_combo.findData(quality))
+        texts[quality] = dialog.summary_label.text()
+        assert f"× {QUALITY_PRESETS['dip'][quality]} steps" in texts[quality]
+    assert texts["fast"] != texts["best"]
+    x0, y0 = layer.extent().xMinimum(), layer.extent().yMaximum()
+    dialog.extent_box.setChecked(True)
+    dialog.extent_box.setOutputExtentFromUser(QgsRectangle(x0 + 205, y0 - 790, x0 + 1190, y0 - 5), layer.crs())
+    assert dialog.estimate() == (2 * 50, 2 * 40, 1, 100 * 80)  # columns 10–59, rows 0–39: one tile
+
+
+def test_run_adds_a_layer_named_and_styled_like_the_input_over_the_extent(dialog, tmp_path) -> None:
+    source = crop(str(tmp_path / "scene.tif"), 48)
+    layer = add_layer(source, "scene")
+    renderer = QgsMultiBandColorRenderer(layer.dataProvider(), 4, 3, 2)
+    for band, setter, low in ((4, renderer.setRedContrastEnhancement, 300.0), (3, renderer.setGreenContrastEnhancement, 400.0),
+                              (2, renderer.setBlueContrastEnhancement, 500.0)):
+        enhancement = QgsContrastEnhancement(layer.dataProvider().dataType(band))
+        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
+        enhancement.setMinimumValue(low)
+        enhancement.setMaximumValue(low + 2000.0)
+        setter(enhancement)
+    layer.setRenderer(renderer)
+    dialog.layer_combo.setLayer(layer)
+    for band in (2, 3, 4):
+        dialog.bands_combo.setItemCheckState(band - 1, Qt.CheckState.Checked)
+    x0, y0 = layer.extent().xMinimum(), layer.extent().yMaximum()
+    dialog.extent_box.setChecked(True)  # columns 8–39, rows 10–41 of the 20 m grid, drawn with insets
+    dialog.extent_box.setOutputExtentFromUser(QgsRectangle(x0 + 8.5 * 20, y0 - 41.7 * 20, x0 + 39.2 * 20, y0 - 10.1 * 20), layer.crs())
+    dialog.iterations_spin.setValue(2)
+    dialog.device_combo.setCurrentText("cpu")
+    task = dialog.start()
+    assert task is not None
+    wait_for(task)
+
+    result = task.layer
+    assert result.name() == "scene DIP ×2" and QgsProject.instance().mapLayersByName("scene DIP ×2") == [result]
+    style = result.renderer()
+    assert isinstance(style, QgsMultiBandColorRenderer)
+    assert (style.redBand(), style.greenBand(), style.blueBand()) == (3, 2, 1)  # input bands 4, 3, 2 of (2, 3, 4)
+    enhancements = (style.redContrastEnhancement(), style.greenContrastEnhancement(), style.blueContrastEnhancement())
+    assert [(e.minimumValue(), e.maximumValue()) for e in enhancements] == [(300.0, 2300.0), (400.0, 2400.0), (500.0, 2500.0)]
+    with rasterio.open(result.source()) as out, rasterio.open(source) as src:
+        assert out.count == 3 and (out.width, out.height) == (64, 64)
+        assert out.transform == src.transform * Affine.translation(8, 10) * Affine.scale(0.5)
+    assert QgsSettings().value(f"{SETTINGS_GROUP}/iterations", 0, type=int) == 2  # a started run is remembered
+
+
+def test_guided_run_from_the_dialog_honours_the_extent(dialog, tmp_path) -> None:
+    target, guide = geo_pair(tmp_path)
+    select_method(dialog, "guided")
+    dialog.layer_combo.setLayer(target)
+    dialog.guide_combo.setLayer(guide)
+    dialog.bands_combo.setItemCheckState(0, Qt.CheckState.Checked)
+    dialog.extent_box.setChecked(True)  # target columns 20–31, rows 24–35: the output starts on a target pixel edge
+    dialog.extent_box.setOutputExtentFromUser(QgsRectangle(300415.0, 5799283.0, 300624.0, 5799509.0), target.crs())
+    dialog.iterations_spin.setValue(2)
+    dialog.device_combo.setCurrentText("cpu")
+    task = dialog.build_task()
+    task.finished(task.run())  # as the task manager would, without waiting for it
+    assert task.error is None and task.layer.name() == "t20 guided DIP ×2"
+    with rasterio.open(task.layer.source()) as out:
+        assert out.transform == Affine(10.0, 0, 300400.0, 0, -10.0, 5799520.0) and (out.width, out.height) == (24, 24)
