@@ -66,6 +66,45 @@ def test_collapsed_generator_is_the_layered_network():
     assert g(x).shape == (2, 1, 26, 26)
 
 
+def full_convolution(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The full 2-D convolution of two small arrays, written out (no library convention involved)."""
+    out = np.zeros((a.shape[0] + b.shape[0] - 1, a.shape[1] + b.shape[1] - 1))
+    for r, c in np.ndindex(*a.shape):
+        out[r : r + b.shape[0], c : c + b.shape[1]] += a[r, c] * b
+    return out
+
+
+def test_hand_set_generator_degrades_as_its_kernel_file(tmp_path):
+    """The orientation convention, without training: G's layers set by hand to an asymmetric kernel.
+
+    Correlating with layer a, then b, is correlating with the full convolution a ∗ b, so the collapsed
+    kernel is known independently of torch; saved as a kernel file and loaded by ``make_kernel``, it
+    degrades an image exactly as the layered generator does, with no flip or transpose, on the
+    generator's grid (its output j is ``Degradation``'s output j + (L − 1) / 4).
+    """
+    first, second, third = np.zeros((7, 7)), np.zeros((5, 5)), np.zeros((3, 3))
+    first[1, 5], first[2, 4], first[4, 1] = 1.0, 0.5, 0.25  # mostly up-right of the centre
+    second[2, 2], second[3, 2] = 1.0, 0.5  # and a copy one row down
+    third[1, 1], third[1, 2] = 1.0, 0.25  # and one column right
+    g = LinearGenerator((7, 5, 3, 1, 1, 1), 2).double()
+    with torch.no_grad():
+        for conv in g.convs:
+            conv.weight.zero_()
+            conv.weight[0, 0] = 1.0  # the 1 × 1 layers pass map 0 through
+        for conv, taps in zip(g.convs, (first, second, third)):
+            conv.weight[0, 0] = torch.as_tensor(taps)
+    expected = full_convolution(full_convolution(first, second), third)
+    assert not np.allclose(expected, expected.T) and not np.allclose(expected, expected[::-1, ::-1])
+    np.testing.assert_allclose(g.kernel().detach().numpy(), expected, atol=1e-12)
+    path = str(tmp_path / "hand.npy")
+    save_kernel_file(path, expected)
+    x = np.random.default_rng(0).random((1, 48, 48))
+    by_generator = g.layered(torch.as_tensor(x)[None])[0].detach().numpy() / expected.sum()
+    n, shift = by_generator.shape[-1], (expected.shape[0] - 1) // 4
+    by_file = degrade_array(x, make_kernel(path, 2))[:, shift : shift + n, shift : shift + n]
+    np.testing.assert_allclose(by_file, by_generator, rtol=1e-5, atol=1e-6)
+
+
 def test_discriminator_judges_7x7_patches_with_spectral_norm():
     d = PatchDiscriminator(7, 7, 64).eval()  # in training, batch norm's statistics span the whole input
     x = torch.rand(1, 1, 26, 26, requires_grad=True)

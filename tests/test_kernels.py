@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from internal_sr.core.degradation import Degradation, back_project, degrade_array, upsample
 from internal_sr.core.errors import InputError
-from internal_sr.core.kernels import make_kernel
+from internal_sr.core.kernels import Kernel, anisotropic_gaussian, kernel_width, make_kernel
 
 
 def test_bicubic_x2_matches_matlab_imresize_weights():
@@ -87,6 +87,26 @@ def test_block_centre_convention_on_a_ramp():
         low = degrade_array(ramp, make_kernel("gaussian:0.5", s))[0]
         centres = s * np.arange(64 // s) + (s - 1) / 2
         np.testing.assert_allclose(low[10, 3:-3], centres[3:-3], atol=1e-4)
+
+
+def test_kernel_angle_is_anticlockwise_from_the_column_axis_as_displayed():
+    """The angle convention shared by ``anisotropic_gaussian`` and ``kernel_width``, pinned to the array.
+
+    Rows point down on screen, so a major axis at +30° runs up-right: the row index falls as the column
+    rises. Array transforms move the fitted angle as they move the picture: a transpose mirrors it to
+    90° − θ, a row flip to −θ, a quarter turn anticlockwise (``np.rot90``) adds 90°. The degraded
+    image of a point is elongated as the kernel, not mirrored (the blur is a correlation, which turns
+    a kernel by 180° and so keeps the orientation of a centred one).
+    """
+    k = anisotropic_gaussian(1.0, 0.3, 30.0, 2)
+    c = (k.shape[0] - 1) // 2
+    assert k[c - 2, c + 4] > 10 * k[c - 2, c - 4]  # up-right ≫ up-left
+    for taps, angle in ((k, 30.0), (k.T, 60.0), (k[::-1], 150.0), (np.rot90(k), 120.0)):
+        assert kernel_width(taps, 2).angle == pytest.approx(angle, abs=1.0)
+    point = np.zeros((1, 64, 64))
+    point[0, 32, 32] = 1.0
+    response = degrade_array(point, Kernel("k", 2, full=np.pad(k, ((0, 1), (0, 1)))))[0]
+    assert kernel_width(response, 1).angle == pytest.approx(30.0, abs=3.0)
 
 
 def test_odd_file_kernel_at_even_scale_uses_kernelgan_centring(tmp_path):
