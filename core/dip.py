@@ -15,12 +15,14 @@ with back-projected bicubic (``DIPConfig.blend``). Without ``guide_input`` it is
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
 
 from . import augment
 from .augment import Dihedral
@@ -70,6 +72,38 @@ def pad_to_multiple(
     return [F.pad(t, (0, pw, 0, ph), mode=mode) for t in tensors], F.pad(valid, (0, pw, 0, ph))
 
 
+class Generator(torch.nn.Module):
+    """The DIP generator: the hourglass plus, when given, the detail branch on the last ``guide_bands`` inputs.
+
+    ``(N, in_channels, H, W)`` → ``(N, bands, H, W)``.
+    """
+
+    def __init__(self, net: Hourglass, detail: DetailNet | None, guide_bands: int) -> None:
+        super().__init__()
+        self.net, self.detail, self.guide_bands = net, detail, guide_bands
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.net(z)
+        return out + self.detail(z[:, -self.guide_bands :]) if self.detail is not None else out
+
+
+def vectorised(module: torch.nn.Module, copies: int) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+    """``copies`` independent copies of ``module`` evaluated as one batched call (``torch.func.vmap``).
+
+    Returns the stacked parameters (each ``(copies, *shape)``, to optimise) and ``forward``:
+    ``(copies, ...)`` inputs → ``(copies, ...)`` outputs, copy ``k`` on input ``k`` alone (batch norm
+    statistics included), as ``copies`` separate modules would compute them.
+    """
+    parameters, buffers = stack_module_state([copy.deepcopy(module) for _ in range(copies)])
+    skeleton = copy.deepcopy(module).to("meta")
+
+    def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(skeleton, (p, b), (x[None],))[0]
+
+    batched = vmap(one)
+    return list(parameters.values()), lambda x: batched(parameters, buffers, x)
+
+
 def super_resolve_tile(
     observed: np.ndarray,
     valid: np.ndarray,
@@ -86,19 +120,41 @@ def super_resolve_tile(
     there (``(C, s·h, s·w)`` float32, normalised), every ``core.optimise.CHECK_EVERY`` steps: for
     time-to-quality benchmarks only; it never selects the output.
     """
+    watch = (lambda done, images: observe(done, images[0])) if observe is not None else None
+    return super_resolve_tiles(observed[None], valid[None], kernel, config, device, progress, generator, watch)[0]
+
+
+def super_resolve_tiles(
+    observed: np.ndarray,
+    valid: np.ndarray,
+    kernel: Kernel,
+    config: DIPConfig,
+    device: torch.device,
+    progress: Progress,
+    generator: torch.Generator,
+    observe: Callable[[int, np.ndarray], None] | None = None,
+) -> list[TileResult]:
+    """Super-resolve ``N`` normalised tiles ``(N, C, h, w)`` of one size together (``observe``: ``(N, C, s·h, s·w)``).
+
+    Each tile has its own network and optimiser state, started as a lone tile seeded by ``generator``
+    would be, with the same inputs and steps; the networks run as one vectorised call, so the results
+    equal ``N`` calls of ``super_resolve_tile`` up to float rounding, and each tile stops by its own
+    rule (its output frozen at that step).
+    """
     s = config.scale
-    h, w = observed.shape[-2:]
+    tiles, bands, h, w = observed.shape
     config.check_input_size(w, h)
-    bands = observed.shape[0]
-    y = torch.as_tensor(observed, dtype=torch.float32, device=device)[None]
-    m = torch.as_tensor(valid, dtype=torch.float32, device=device)[None]
+    y = torch.as_tensor(observed, dtype=torch.float32, device=device)
+    m = torch.as_tensor(valid, dtype=torch.float32, device=device)
     y = fill_invalid(y, m)
     (y,), m = pad_to_multiple([y], m, (2**config.depth) // int(np.gcd(2**config.depth, s)))
     degradation = Degradation(kernel).to(device)
     interpolated = upsample(y, s)
+
     def noise_for(image: torch.Tensor) -> torch.Tensor:
-        """The fixed network input: uniform noise in [0, 0.1) with ``image``'s height and width."""
-        return (torch.rand((1, config.noise_channels, *image.shape[-2:]), generator=generator) * 0.1).to(device)
+        """The fixed network input: uniform noise in [0, 0.1) with ``image``'s height and width, the same for every tile."""
+        noise = torch.rand((1, config.noise_channels, *image.shape[-2:]), generator=generator) * 0.1
+        return noise.to(device).expand(tiles, -1, -1, -1)
 
     noise = noise_for(interpolated)
     cross_scale = config.guide_input and config.cross_scale_weight > 0 and min(h, w) >= 4 * s
@@ -120,7 +176,8 @@ def super_resolve_tile(
         if config.guide_input and config.detail_layers > 0
         else None
     )
-    parameters = list(net.parameters()) + (list(detail.parameters()) if detail is not None else [])
+    model = Generator(net, detail, bands)
+    parameters, forward = (list(model.parameters()), model) if tiles == 1 else vectorised(model, tiles)
     optimiser = torch.optim.Adam(parameters, lr=config.learning_rate)
     mixed = config.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
@@ -129,24 +186,29 @@ def super_resolve_tile(
         """The image for ``inputs`` (and ``guide``), computed on their dihedral transform ``element``."""
         z = augment.apply(torch.cat([inputs, guide], 1) if config.guide_input else inputs, element)
         with autocast(device, mixed):
-            out = net(z)
-            if detail is not None:
-                out = out + detail(z[:, -guide.shape[1] :])
+            out = forward(z)
         out = augment.inverse(out.float(), element)
         return guide + out if config.guide_input else out
 
     def perturbed(z: torch.Tensor) -> torch.Tensor:
-        return z + config.noise_perturbation * torch.randn_like(z) if config.noise_perturbation else z
+        """``z`` plus Gaussian noise of std ``noise_perturbation``, one draw shared by the tiles."""
+        return z + config.noise_perturbation * torch.randn_like(z[:1]) if config.noise_perturbation else z
+
+    def error(estimate: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The masked MSE: a scalar for one tile, one per tile ``(N,)`` for several."""
+        if tiles == 1:
+            return masked_mse(estimate, target, valid)
+        return torch.stack([masked_mse(*t) for t in zip(estimate, target, valid.expand_as(estimate))])
 
     def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         optimiser.zero_grad(set_to_none=True)
         element = augment.DIHEDRAL[i % 8 if config.augment else 0]
         x = generate(perturbed(noise), interpolated, element)
-        loss = masked_mse(degradation(x), y, m)
+        loss = error(degradation(x), y, m)
         if cross_scale:
             coarse = generate(perturbed(coarse_noise), coarser, element)
-            loss = loss + config.cross_scale_weight * masked_mse(coarse, coarse_target, coarse_valid)
-        scaler.scale(loss).backward()
+            loss = loss + config.cross_scale_weight * error(coarse, coarse_target, coarse_valid)
+        scaler.scale(loss.sum()).backward()
         scaler.step(optimiser)
         scaler.update()
         return loss.detach(), x.detach()
@@ -154,13 +216,15 @@ def super_resolve_tile(
     base = back_project(interpolated, y, degradation, config.back_projection_steps, m) if config.blend != 1 else None
 
     def finish(average: torch.Tensor) -> np.ndarray:
-        """The output for an averaged network image: back-projected, blended, cropped to ``(C, s·h, s·w)``."""
+        """The outputs for averaged network images: back-projected, blended, cropped to ``(N, C, s·h, s·w)``."""
         x = back_project(average, y, degradation, config.back_projection_steps, m)
         if base is not None:
             x = base + config.blend * (x - base)
-        return x[0, :, : h * s, : w * s].float().cpu().numpy()
+        return x[:, :, : h * s, : w * s].float().cpu().numpy()
 
     watch = (lambda done, average: observe(done, finish(average))) if observe is not None else None
     stop = StopRule(config.stop_patience, config.stop_tolerance) if config.early_stop else None
     result: Optimised = optimise(step, config.steps, progress, config.ema_decay, stop, label="DIP", observe=watch)
-    return TileResult(finish(result.output), result.losses, result.steps)
+    images = finish(result.output)
+    losses = result.losses.reshape(len(result.losses), -1)
+    return [TileResult(images[k], losses[: result.tile_steps[k], k], int(result.tile_steps[k])) for k in range(tiles)]

@@ -28,11 +28,16 @@ class StopRule:
 
 @dataclass
 class Optimised:
-    """Result of ``optimise``: the (averaged) output, the loss per step, the steps run."""
+    """Result of ``optimise``: the (averaged) output, the loss per step, the steps run.
+
+    losses: ``(steps,)``, or ``(steps, N)`` for ``N`` tiles optimised together; tile_steps: ``(N,)``
+    the steps each tile ran before its stop rule fired (all ``steps`` for a single loss).
+    """
 
     output: torch.Tensor
     losses: np.ndarray
     steps: int
+    tile_steps: np.ndarray
 
 
 def optimise(
@@ -46,35 +51,57 @@ def optimise(
 ) -> Optimised:
     """Run ``step(i) -> (loss, output)`` up to ``steps`` times and average the outputs.
 
-    ``step`` performs one optimiser update and returns the scalar loss (float32) and the current
-    output (detached). The EMA starts at the first output, so its weights always sum to one.
-    ``observe(steps done, EMA)``, when given, sees the average at every check (each ``CHECK_EVERY``
-    steps and the last one); it is for benchmarks and must not change the run.
+    ``step`` performs one optimiser update and returns the loss (float32) and the current output
+    (detached). The EMA starts at the first output, so its weights always sum to one. The loss is a
+    scalar, or ``(N,)`` for ``N`` tiles optimised together (output ``(N, ...)``): each tile then has
+    its own stop rule, its average stays frozen once the rule fires, and the loop ends when every
+    tile has stopped. ``observe(steps done, EMA)``, when given, sees the average at every check (each
+    ``CHECK_EVERY`` steps and the last one); it is for benchmarks and must not change the run.
     """
     history: list[torch.Tensor] = []
     ema: torch.Tensor | None = None
-    best = float("inf")
-    best_at = 0
+    best: np.ndarray | None = None
+    best_at: np.ndarray | None = None
+    stopped: np.ndarray | None = None
+    frozen: torch.Tensor | None = None  # (N, 1, …) mask of stopped tiles, once one has stopped
+    tile_steps: np.ndarray | None = None
     done = 0
     for i in range(steps):
         check_cancelled(progress)
         loss, output = step(i)
         history.append(loss.detach())
-        if ema is None or ema_decay <= 0:
+        if ema is None:
+            ema = output.float().clone()
+            count = loss.numel()
+            best, best_at = np.full(count, np.inf), np.zeros(count, dtype=int)
+            stopped, tile_steps = np.zeros(count, dtype=bool), np.full(count, steps)
+        elif frozen is not None:
+            updated = output.float() if ema_decay <= 0 else ema * ema_decay + output.float() * (1 - ema_decay)
+            ema = torch.where(frozen, ema, updated)
+        elif ema_decay <= 0:
             ema = output.float().clone()
         else:
             ema.mul_(ema_decay).add_(output.float(), alpha=1 - ema_decay)
         done = i + 1
         if done % CHECK_EVERY and done != steps:
             progress.report(done / steps, f"{label}: step {done}/{steps}")
-        else:
-            recent = float(torch.stack(history[-CHECK_EVERY:]).mean())  # the only host/device sync
-            progress.report(done / steps, f"{label}: step {done}/{steps}, loss {recent:.3g}")
-            if observe is not None:
-                observe(done, ema)
-            if recent < best * (1 - (stop.tolerance if stop else 0)):
-                best, best_at = recent, done
-            elif stop is not None and done - best_at >= stop.patience:
-                progress.info(f"{label}: loss stopped improving, stopping at step {done} of {steps}")
-                break
-    return Optimised(ema, torch.stack(history).float().cpu().numpy(), done)
+            continue
+        recent = torch.stack(history[-CHECK_EVERY:]).mean(0).double().cpu().numpy().reshape(-1)  # the only sync
+        progress.report(done / steps, f"{label}: step {done}/{steps}, loss {recent.mean():.3g}")
+        if observe is not None:
+            observe(done, ema)
+        improved = recent < best * (1 - (stop.tolerance if stop else 0))
+        best, best_at = np.where(improved, recent, best), np.where(improved, done, best_at)
+        if stop is None:
+            continue
+        newly = ~stopped & ~improved & (done - best_at >= stop.patience)
+        for k in np.flatnonzero(newly):
+            which = f" (tile {k + 1} of {len(stopped)})" if len(stopped) > 1 else ""
+            progress.info(f"{label}: loss stopped improving{which}, stopping at step {done} of {steps}")
+        stopped |= newly
+        tile_steps[newly] = done
+        if stopped.all():
+            break
+        if stopped.any():
+            frozen = torch.as_tensor(stopped, device=ema.device).view(-1, *[1] * (ema.ndim - 1))
+    return Optimised(ema, torch.stack(history).float().cpu().numpy(), done, tile_steps)

@@ -1,0 +1,98 @@
+"""Speed paths that must not change results: out-of-memory retries and CPU fallback, batched tiles.
+
+Running out of GPU memory is simulated on the CPU: the tile solver is replaced by one that raises
+``torch.cuda.OutOfMemoryError`` for tiles above a size on the "cuda" device and otherwise returns
+nearest-neighbour upsampling, which the blending reproduces exactly whatever the tiling.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from internal_sr.core import dip, pipeline
+from internal_sr.core.config import DIPConfig, TileOptions
+from internal_sr.core.dip import TileResult
+
+
+def _fake_gpu(monkeypatch, fits: int) -> list[tuple[str, int]]:
+    """Pretend CUDA is there and holds tiles of edge ≤ ``fits``; returns the (device, edge) of each solve."""
+    calls: list[tuple[str, int]] = []
+
+    def solve(observed, valid, kernel, config, device, progress, generator):
+        edge = max(observed.shape[-2:])
+        calls.append((device.type, edge))
+        if device.type == "cuda" and edge > fits:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        s = config.scale
+        return TileResult(observed.repeat(s, axis=1).repeat(s, axis=2), np.zeros(1), 1)
+
+    monkeypatch.setattr(dip, "super_resolve_tile", solve)
+    monkeypatch.setattr(pipeline, "resolve_device", lambda name: torch.device(name if name != "auto" else "cpu"))
+    monkeypatch.setattr(pipeline, "describe", lambda device: device.type)
+    return calls
+
+
+def _run(image: np.ndarray, tiles: TileOptions) -> tuple[np.ndarray, list[str]]:
+    out, result = pipeline.super_resolve_array(image, DIPConfig(scale=2, device="cuda", tiles=tiles))
+    return out, result.messages
+
+
+@pytest.fixture
+def image() -> np.ndarray:
+    return np.random.default_rng(0).uniform(0, 1000, size=(2, 100, 90)).astype(np.float32)
+
+
+def test_out_of_memory_retries_with_halved_tiles_and_keeps_the_output(monkeypatch, image):
+    calls = _fake_gpu(monkeypatch, fits=40)
+    out, messages = _run(image, TileOptions(128, 16))
+    np.testing.assert_allclose(out, image.repeat(2, axis=1).repeat(2, axis=2), rtol=1e-6, atol=1e-3)
+    assert [m for m in messages if "out of GPU memory" in m] == [
+        "out of GPU memory: retrying with tiles of 64 px", "out of GPU memory: retrying with tiles of 32 px"
+    ]
+    assert all(device == "cuda" for device, _ in calls) and calls[-1][1] <= 32
+
+
+def test_out_of_memory_at_the_smallest_tile_falls_back_to_the_cpu(monkeypatch, image):
+    calls = _fake_gpu(monkeypatch, fits=0)
+    out, messages = _run(image, TileOptions(64, 8))
+    np.testing.assert_allclose(out, image.repeat(2, axis=1).repeat(2, axis=2), rtol=1e-6, atol=1e-3)
+    assert any("continuing on the CPU" in m for m in messages)
+    first_cpu = [device for device, _ in calls].index("cpu")
+    assert all(device == "cpu" for device, _ in calls[first_cpu:])  # later tiles stay on the CPU
+    assert max(edge for device, edge in calls if device == "cpu") == 64  # with the original tile size
+
+
+def test_out_of_memory_on_the_cpu_is_not_caught(monkeypatch, image):
+    def solve(*args):
+        raise torch.cuda.OutOfMemoryError("simulated")
+
+    monkeypatch.setattr(dip, "super_resolve_tile", solve)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        pipeline.super_resolve_array(image, DIPConfig(scale=2, device="cpu"))
+
+
+def test_batched_tiles_equal_tiles_solved_one_by_one():
+    """Two real 24 × 24 tiles (one with nodata) optimised together give what each gives alone, stop rule included."""
+    from helpers import S2_10M, read
+
+    from internal_sr.core.device import seed_everything
+    from internal_sr.core.kernels import make_kernel
+    from internal_sr.core.normalise import BandScaling
+    from internal_sr.core.progress import NullProgress
+
+    image = read(S2_10M).astype(np.float32)[:2]
+    tiles = np.stack([image[:, :24, :24], image[:, 40:64, 60:84]])
+    valid = np.ones(tiles.shape, dtype=bool)
+    valid[1, :, :5, :7] = False
+    tiles = BandScaling.fit(image, np.ones(image.shape, bool)).normalise(tiles.reshape(2, -1, 24)).reshape(tiles.shape)
+    config = DIPConfig(scale=2, iterations=60, depth=3, channels=8, skip_channels=2, noise_channels=4,
+                       detail_layers=2, detail_channels=8, stop_patience=25, stop_tolerance=0.3, device="cpu")
+    kernel, cpu = make_kernel("bicubic", 2), torch.device("cpu")
+    alone = [dip.super_resolve_tile(t, v, kernel, config, cpu, NullProgress(), seed_everything(0)) for t, v in zip(tiles, valid)]
+    together = dip.super_resolve_tiles(tiles, valid, kernel, config, cpu, NullProgress(), seed_everything(0))
+    for a, b in zip(alone, together):
+        assert a.steps == b.steps
+        # float32 rounding differs between a batched and a lone convolution, and Adam amplifies it step by step
+        np.testing.assert_allclose(b.losses[:20], a.losses[:20], rtol=2e-2)
+        np.testing.assert_allclose(b.image, a.image, rtol=0, atol=1e-3)  # normalised units
+    assert np.abs(alone[0].image[:, :48, :48] - alone[1].image[:, :48, :48]).max() > 0.1  # the tiles really differ
