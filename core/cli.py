@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--tile", type=int, default=TileOptions.size, help=f"tile edge in {grid} pixels")
         p.add_argument("--overlap", type=int, default=TileOptions.overlap, help=f"tile overlap in {grid} pixels")
+        p.add_argument("--batch", type=int, default=TileOptions.batch,
+                       help="tiles optimised together (DIP; 0: automatic, 1 on the CPU, several on a GPU)")
 
     dip = sub.add_parser("dip", help="super-resolve with Deep Image Prior")
     common(dip)
@@ -177,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_options(args: argparse.Namespace) -> dict:
     """The ``InternalLearningConfig`` fields set by ``--iterations`` and the options ``optimisation`` adds."""
-    return dict(iterations=args.iterations, device=args.device, seed=args.seed, tiles=TileOptions(args.tile, args.overlap))
+    return dict(iterations=args.iterations, device=args.device, seed=args.seed, tiles=TileOptions(args.tile, args.overlap, args.batch))
 
 
 def run(args: argparse.Namespace, progress: TerminalProgress) -> None:

@@ -8,7 +8,7 @@ normalised per band (see ``core.normalise``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import InputError
 
@@ -55,22 +55,35 @@ class IOOptions:
             raise InputError(f"extent must be XMIN,YMIN,XMAX,YMAX with XMIN < XMAX and YMIN < YMAX, got {xmin:g},{ymin:g},{xmax:g},{ymax:g}")
 
 
+#: Tiles optimised together on CUDA when ``TileOptions.batch`` is 0 (automatic); not yet timed on a GPU.
+CUDA_BATCH = 8
+
+
 @dataclass(frozen=True)
 class TileOptions:
     """Tiling of large rasters, in input pixels.
 
     size: tile edge (the optimisation runs on ``size × size`` input pixels at a time).
     overlap: pixels shared by neighbouring tiles, blended with a smooth ramp.
+    batch: tiles of a row optimised together (DIP: vectorised networks, each tile its own); 0 picks
+    1 on the CPU (no gain there) and ``CUDA_BATCH`` on CUDA.
     """
 
     size: int = 128
     overlap: int = 16
+    batch: int = 0
 
     def __post_init__(self) -> None:
+        if self.batch < 0:
+            raise InputError(f"tile batch must be ≥ 0 (0: automatic), got {self.batch}")
         if self.size < 16:
             raise InputError(f"tile size {self.size} is too small: use at least 16 input pixels")
         if self.overlap < 0 or 2 * self.overlap >= self.size:
             raise InputError(f"tile overlap {self.overlap} must be ≥ 0 and less than half the tile size {self.size}")
+
+    def for_device(self, device_type: str) -> "TileOptions":
+        """These options with an automatic ``batch`` (0) resolved for a ``cpu``, ``cuda`` or ``mps`` device."""
+        return self if self.batch else replace(self, batch=CUDA_BATCH if device_type == "cuda" else 1)
 
 
 @dataclass(frozen=True)

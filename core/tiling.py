@@ -29,6 +29,8 @@ MIN_RETRY_TILE = 32
 
 #: solve(tile window on the input grid, progress) -> (values (C, s·h, s·w), valid (C, s·h, s·w))
 Solver = Callable[[Window, Progress], tuple[np.ndarray, np.ndarray]]
+#: solve_batch(windows of one size, progress) -> one (values, valid) per window, as ``Solver``
+BatchSolver = Callable[[list[Window], Progress], list[tuple[np.ndarray, np.ndarray]]]
 #: write(window on the output grid, values (C, h, w) float64, valid (C, h, w) bool)
 Writer = Callable[[Window, np.ndarray, np.ndarray], None]
 
@@ -108,8 +110,12 @@ def run_tiles(
     solve: Solver,
     write: Writer,
     progress: Progress,
+    solve_batch: BatchSolver | None = None,
 ) -> int:
     """Solve every tile, blend, and write each block of the output as soon as no later tile touches it.
+
+    With ``solve_batch`` and ``tiles.batch`` above 1, up to that many tiles of a row are solved by
+    one ``solve_batch`` call (they all have the plan's tile size); otherwise ``solve`` takes one at a time.
 
     After each tile, the output rows down to the next row of tiles and the columns up to the next
     tile are final and written; only the rows shared with the next row of tiles are carried across
@@ -117,6 +123,7 @@ def run_tiles(
     (not a whole strip of tiles). Returns the number of tiles.
     """
     plan = plan_tiles(width, height, tiles)
+    batch = max(tiles.batch, 1) if solve_batch is not None else 1
     cols = [w.col_off for w in plan[0]]
     rows = [row[0].row_off for row in plan]
     out_width = width * scale
@@ -130,9 +137,14 @@ def run_tiles(
         pending = _Pending(bands, strip_end - top, 0, top, 0)
         next_carried = _Pending(bands, strip_end - final_end, out_width, final_end, 0)
         wr = _ramp(row[0].height * scale, *(v * scale for v in _shared(rows, ri, row[0].height)))
+        solved: list[tuple[np.ndarray, np.ndarray]] = []
         for ci, window in enumerate(row):
-            check_cancelled(progress)
-            values, tile_valid = solve(window, SubProgress(progress, done / total, (done + 1) / total))
+            if not solved:  # the next group of up to ``batch`` tiles of this row
+                check_cancelled(progress)
+                group = row[ci : ci + batch]
+                part = SubProgress(progress, done / total, (done + len(group)) / total)
+                solved = solve_batch(group, part) if len(group) > 1 and solve_batch is not None else [solve(window, part)]
+            values, tile_valid = solved.pop(0)
             wc = _ramp(window.width * scale, *(v * scale for v in _shared(cols, ci, window.width)))
             out = window.scaled(scale)
             pending.widen(out.col_off + out.width, carried)
@@ -155,12 +167,13 @@ def run_tiles(
 
 
 def solve_in_tiles(
-    window: Window, bands: int, scale: int, tiles: TileOptions, solve: Solver, progress: Progress
+    window: Window, bands: int, scale: int, tiles: TileOptions, solve: Solver, progress: Progress,
+    solve_batch: BatchSolver | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Solve ``window`` (input grid) as tiles ``tiles`` blended as ``run_tiles`` does.
 
-    ``solve`` receives windows in the coordinates of the whole input. Returns the window's
-    ``(bands, s·h, s·w)`` float64 values and bool validity on the output grid.
+    ``solve`` (and ``solve_batch``) receive windows in the coordinates of the whole input. Returns the
+    window's ``(bands, s·h, s·w)`` float64 values and bool validity on the output grid.
     """
     shape = (bands, window.height * scale, window.width * scale)
     values, valid = np.zeros(shape), np.zeros(shape, dtype=bool)
@@ -172,12 +185,18 @@ def solve_in_tiles(
         values[(slice(None), *part.slices)] = part_values
         valid[(slice(None), *part.slices)] = part_valid
 
-    run_tiles(window.width, window.height, bands, scale, tiles, solve_inside, write, progress)
+    def solve_batch_inside(parts: list[Window], part_progress: Progress) -> list[tuple[np.ndarray, np.ndarray]]:
+        return solve_batch([part.translated(window.col_off, window.row_off) for part in parts], part_progress)
+
+    run_tiles(window.width, window.height, bands, scale, tiles, solve_inside, write, progress,
+              solve_batch_inside if solve_batch is not None else None)
     return values, valid
 
 
 #: solve(tile window on the input grid, progress, device) -> (values, valid) as ``Solver``
 DeviceSolver = Callable[[Window, Progress, torch.device], tuple[np.ndarray, np.ndarray]]
+#: solve_many(windows of one size, progress, device) -> one (values, valid) per window
+DeviceBatchSolver = Callable[[list[Window], Progress, torch.device], list[tuple[np.ndarray, np.ndarray]]]
 
 
 class ShrinkOnOutOfMemory:
@@ -191,11 +210,27 @@ class ShrinkOnOutOfMemory:
 
     def __init__(
         self, solve: DeviceSolver, device: torch.device, tiles: TileOptions, bands: int, scale: int,
-        progress: Progress, minimum: int = MIN_RETRY_TILE,
+        progress: Progress, minimum: int = MIN_RETRY_TILE, solve_many: DeviceBatchSolver | None = None,
     ) -> None:
-        self.solve, self.device, self.tiles = solve, device, tiles
+        self.solve, self.solve_many, self.device, self.tiles = solve, solve_many, device, tiles
         self.bands, self.scale, self.progress, self.minimum = bands, scale, progress, minimum
         self.size = tiles.size
+        self.together = solve_many is not None
+
+    def many(self, windows: list[Window], progress: Progress) -> list[tuple[np.ndarray, np.ndarray]]:
+        """A ``BatchSolver``: the windows solved together by ``solve_many``, or one by one (``__call__``)
+        once solving them together has run out of GPU memory or the tiles had to shrink."""
+        if self.together and max(windows[0].width, windows[0].height) <= self.size:
+            try:
+                return self.solve_many(windows, progress, self.device)
+            except torch.cuda.OutOfMemoryError:
+                if self.device.type != "cuda":
+                    raise
+            torch.cuda.empty_cache()
+            self.together = False
+            self.progress.info(f"out of GPU memory with {len(windows)} tiles at once: solving them one by one")
+        count = len(windows)
+        return [self(w, SubProgress(progress, k / count, (k + 1) / count)) for k, w in enumerate(windows)]
 
     def __call__(self, window: Window, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
         while True:

@@ -26,7 +26,11 @@ def _fake_gpu(monkeypatch, fits: int) -> list[tuple[str, int]]:
         s = config.scale
         return TileResult(observed.repeat(s, axis=1).repeat(s, axis=2), np.zeros(1), 1)
 
+    def solve_together(observed, valid, *args):
+        return [solve(o, v, *args) for o, v in zip(observed, valid)]
+
     monkeypatch.setattr(dip, "super_resolve_tile", solve)
+    monkeypatch.setattr(dip, "super_resolve_tiles", solve_together)
     monkeypatch.setattr(pipeline, "resolve_device", lambda name: torch.device(name if name != "auto" else "cpu"))
     monkeypatch.setattr(pipeline, "describe", lambda device: device.type)
     return calls
@@ -56,6 +60,7 @@ def test_out_of_memory_at_the_smallest_tile_falls_back_to_the_cpu(monkeypatch, i
     calls = _fake_gpu(monkeypatch, fits=0)
     out, messages = _run(image, TileOptions(64, 8))
     np.testing.assert_allclose(out, image.repeat(2, axis=1).repeat(2, axis=2), rtol=1e-6, atol=1e-3)
+    assert any("tiles at once: solving them one by one" in m for m in messages)  # a GPU run batches tiles
     assert any("continuing on the CPU" in m for m in messages)
     first_cpu = [device for device, _ in calls].index("cpu")
     assert all(device == "cpu" for device, _ in calls[first_cpu:])  # later tiles stay on the CPU
@@ -96,3 +101,22 @@ def test_batched_tiles_equal_tiles_solved_one_by_one():
         np.testing.assert_allclose(b.losses[:20], a.losses[:20], rtol=2e-2)
         np.testing.assert_allclose(b.image, a.image, rtol=0, atol=1e-3)  # normalised units
     assert np.abs(alone[0].image[:, :48, :48] - alone[1].image[:, :48, :48]).max() > 0.1  # the tiles really differ
+
+
+def test_pipeline_batches_tiles_of_a_row_and_blends_them_as_one_by_one(monkeypatch):
+    from helpers import S2_10M, read
+
+    image = read(S2_10M).astype(np.float32)[:2, :40, :60]  # 2 × 2 tiles of 32 pixels
+    config = dict(scale=2, iterations=10, depth=3, channels=8, skip_channels=2, noise_channels=4, detail_layers=1,
+                  detail_channels=8, device="cpu")
+    one, _ = pipeline.super_resolve_array(image, DIPConfig(**config, tiles=TileOptions(32, 4, batch=1)))
+    sizes, together = [], dip.super_resolve_tiles
+
+    def spy(observed, *args):
+        sizes.append(len(observed))
+        return together(observed, *args)
+
+    monkeypatch.setattr(dip, "super_resolve_tiles", spy)
+    batched, _ = pipeline.super_resolve_array(image, DIPConfig(**config, tiles=TileOptions(32, 4, batch=2)))
+    assert sizes == [2, 2]  # each row's two tiles in one call
+    np.testing.assert_allclose(batched, one, rtol=0, atol=0.02 * image.std())
