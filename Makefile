@@ -33,6 +33,14 @@ demo: install
 bench: install
 	$(PY) benchmarks/wald.py --out benchmarks/results
 
+# reference-DIP baseline against our methods, seconds per step and time to quality (~11 min, 1 CPU thread)
+bench-speed: install
+	$(PY) benchmarks/speed.py --out benchmarks/results
+
+# peak memory of tile-by-tile runs against raster size (SIZES=512,1024,2048,4096 by default)
+bench-memory: install
+	$(PY) benchmarks/memory.py --out benchmarks/results $(if $(SIZES),--sizes $(SIZES))
+
 bench-guided: install
 	$(PY) benchmarks/guided.py --out benchmarks/results
 

@@ -1,0 +1,293 @@
+"""Speed against the reference Deep Image Prior recipe, side by side on one machine (``make bench-speed``).
+
+The baseline is the reference DIP super-resolution recipe of Ulyanov et al., written out plainly
+here so that nothing of ``core`` speeds it up: the "skip" hourglass (5 scales of 128 maps, 4-map
+skips, stride-2 convs down, bilinear up, reflection padding, batch norm, LeakyReLU, sigmoid output)
+on 32 maps of uniform noise ×0.1, the noise perturbed by N(0, 1/30²) every step, a dense strided
+downsampler (a full C×C convolution whose weights are the blur kernel on the diagonal and zeros
+elsewhere), Adam at 0.01, float32, a fixed number of steps, no early stop, no averaging.
+
+On the same real Sentinel-2 10 m crop under Wald's protocol (degraded by the scale with the
+bicubic kernel, which both methods use as their sensor model), it measures
+
+* seconds per step of the baseline and of our DIP at its default settings (median over the run's
+  steps), and their ratio;
+* the baseline's PSNR after its ``--reference-steps`` steps, and the wall time our DIP needs to reach
+  that PSNR: our run's output-so-far (averaged, back-projected, blended: what it would return if it
+  stopped there) is scored every ``core.optimise.CHECK_EVERY`` steps with the scoring time taken out
+  of the clock. This scoring only times the run; it never picks the output. Our final PSNR too;
+* seconds per step of Neural Knitworks and guided DIP (20 m bands onto the 10 m grid of the same
+  area) at their defaults, beside them.
+
+Clock: the process's CPU time with one torch thread (``--threads``), which on an otherwise idle
+machine is the wall time, and on a shared one is not inflated by other people's jobs.
+
+Writes ``speed.json`` and ``speed.md`` under ``--out`` and, for a run at the defaults, the README's
+table between the ``bench:speed`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from guided_tuning import NAMES10, NAMES20  # noqa: E402
+from wald import CROPS, SHARED, load_crop, machine, update_readme, write_results  # noqa: E402
+
+
+class StepClock:
+    """A progress sink that stamps the CPU time of every step report (``core.optimise`` reports once per step)."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+        self.paused = 0.0  # seconds spent outside the method (scoring), taken out of the stamps
+
+    def report(self, fraction: float, message: str = "") -> None:
+        self.stamps.append(time.process_time() - self.paused)
+
+    def info(self, message: str) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+    def seconds_per_step(self) -> float:
+        """Median duration of one step (the first step, with its one-off costs, left out)."""
+        return statistics.median(np.diff(self.stamps[1:]))
+
+
+# --- the reference recipe, written out plainly ------------------------------------------------------
+
+
+def _conv(cin: int, cout: int, size: int, stride: int = 1) -> list[nn.Module]:
+    pad = [nn.ReflectionPad2d((size - 1) // 2)] if size > 1 else []
+    return [*pad, nn.Conv2d(cin, cout, size, stride), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)]
+
+
+class _Concat(nn.Module):
+    def __init__(self, skip: nn.Module, deep: nn.Module) -> None:
+        super().__init__()
+        self.skip, self.deep = skip, deep
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.skip(x), self.deep(x)], 1)
+
+
+def reference_skip(cin: int, cout: int, channels: int = 128, skip: int = 4, depth: int = 5) -> nn.Module:
+    """The reference "skip" hourglass, built inside out as the reference code does."""
+    inner: nn.Module | None = None
+    for level in reversed(range(depth)):
+        width = cin if level == 0 else channels
+        down = [*_conv(width, channels, 3, 2), *_conv(channels, channels, 3)]
+        deep = nn.Sequential(*down, *([inner] if inner is not None else []), nn.Upsample(scale_factor=2, mode="bilinear"))
+        inner = nn.Sequential(
+            _Concat(nn.Sequential(*_conv(width, skip, 1)), deep),
+            nn.BatchNorm2d(skip + channels), *_conv(skip + channels, channels, 3), *_conv(channels, channels, 1),
+        )
+    return nn.Sequential(inner, nn.Conv2d(channels, cout, 1), nn.Sigmoid())
+
+
+class DiagonalDownsampler(nn.Module):
+    """The reference downsampler: one dense ``C × C`` strided conv, the kernel on its diagonal."""
+
+    def __init__(self, bands: int, taps: np.ndarray, scale: int) -> None:
+        super().__init__()
+        length = taps.shape[-1]
+        self.conv = nn.Conv2d(bands, bands, length, stride=scale, bias=False)
+        self.conv.weight.data.zero_()
+        for band in range(bands):
+            self.conv.weight.data[band, band] = torch.as_tensor(taps, dtype=torch.float32)
+        self.conv.weight.requires_grad_(False)
+        self.pad = (length - scale) // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (self.pad,) * 4, mode="replicate"))
+
+
+def reference_dip(
+    low: np.ndarray, scale: int, steps: int, clock: StepClock, score: Callable[[np.ndarray], float]
+) -> list[tuple[int, float, float]]:
+    """Run the reference recipe on a normalised ``(C, h, w)`` image; returns (step, seconds, PSNR) at the end."""
+    from internal_sr.core.kernels import make_kernel
+
+    torch.manual_seed(0)
+    bands, h, w = low.shape
+    y = torch.as_tensor(low)[None]
+    net = reference_skip(32, bands)
+    down = DiagonalDownsampler(bands, make_kernel("bicubic", scale).as_2d, scale)
+    noise = torch.rand(1, 32, h * scale, w * scale) * 0.1
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.01)
+    start = time.process_time()
+    for _ in range(steps):
+        optimiser.zero_grad()
+        out = net(noise + torch.randn_like(noise) / 30)
+        loss = F.mse_loss(down(out), y)
+        loss.backward()
+        optimiser.step()
+        clock.report(0.0)
+    seconds = clock.stamps[-1] - start
+    with torch.no_grad():
+        final = net(noise)[0].numpy()  # the reference's output: the network on the unperturbed noise
+    return [(steps, seconds, score(final))]
+
+
+# --- the methods of this project, at their defaults -----------------------------------------------------
+
+
+def our_dip(
+    low: np.ndarray, scale: int, iterations: int | None, clock: StepClock, score: Callable[[np.ndarray], float]
+) -> tuple[list, float]:
+    """Our DIP on a normalised image: (step, seconds, PSNR) at each check, and the final PSNR."""
+    from internal_sr.core.config import DIPConfig
+    from internal_sr.core.device import seed_everything
+    from internal_sr.core.dip import super_resolve_tile
+    from internal_sr.core.kernels import make_kernel
+
+    config = DIPConfig(scale=scale, device="cpu", iterations=iterations)
+    curve = []
+    start = time.process_time()
+
+    def observe(done: int, image: np.ndarray) -> None:
+        entered = time.process_time()
+        curve.append((done, entered - clock.paused - start, score(image)))
+        clock.paused += time.process_time() - entered
+
+    valid = np.ones(low.shape, dtype=bool)
+    tile = super_resolve_tile(low, valid, make_kernel("bicubic", scale), config, torch.device("cpu"), clock, seed_everything(0), observe)
+    return curve, score(tile.image)
+
+
+def knitwork_clock(low: np.ndarray, scale: int, steps: int) -> StepClock:
+    from internal_sr.core.config import KnitworkConfig
+    from internal_sr.core.device import seed_everything
+    from internal_sr.core.kernels import make_kernel
+    from internal_sr.core.knitwork import super_resolve_tile
+
+    clock = StepClock()
+    config = KnitworkConfig(scale=scale, device="cpu", iterations=steps)
+    super_resolve_tile(low, np.ones(low.shape, bool), make_kernel("bicubic", scale), config, torch.device("cpu"), clock, seed_everything(0))
+    return clock
+
+
+def guided_clock(name: str, origin: tuple[int, int], size: int, steps: int) -> StepClock:
+    """Guided DIP sharpening the six 20 m bands of the crop's area with its four 10 m bands (×2)."""
+    from internal_sr.core.config import GuidedDIPConfig
+    from internal_sr.core.device import seed_everything
+    from internal_sr.core.guided import sharpen_tile
+    from internal_sr.core.normalise import BandScaling
+    from internal_sr.core.sharpen import band_kernels
+
+    data = np.load(os.path.join(SHARED, name))
+    r, c = origin[0] // 2, origin[1] // 2
+    target = data["im20"][:, r : r + size // 2, c : c + size // 2].astype(np.float32)
+    guide = data["im10"][:, 2 * r : 2 * r + size, 2 * c : 2 * c + size].astype(np.float32)
+    t_valid, g_valid = np.ones(target.shape, bool), np.ones(guide.shape, bool)
+    clock = StepClock()
+    sharpen_tile(
+        BandScaling.fit(target, t_valid).normalise(target), t_valid, BandScaling.fit(guide, g_valid).normalise(guide), g_valid,
+        band_kernels("sentinel2", NAMES20, 2, "target"), band_kernels("sentinel2", NAMES10, 2, "guide"),
+        GuidedDIPConfig(device="cpu", iterations=steps), torch.device("cpu"), clock, seed_everything(0),
+    )
+    return clock
+
+
+def time_to(curve: list[tuple[int, float, float]], psnr: float) -> tuple[int, float] | None:
+    """(step, seconds) of the first check whose PSNR reaches ``psnr``; ``None`` if none does."""
+    return next(((step, seconds) for step, seconds, value in curve if value >= psnr), None)
+
+
+def markdown(result: dict, info: str) -> str:
+    ref, ours = result["reference"], result["dip"]
+    reached = ours["reached"]
+    reach = (
+        f"{reached['seconds']:.1f} s (step {reached['step']}; {reached['seconds'] / ref['seconds']:.2f} of the baseline's time)"
+        if reached else "not reached"
+    )
+    lines = [
+        f"Machine: {info}; {result['threads']} torch thread(s), times in CPU seconds. Crop: {result['crop']}, {result['size']}² at 10 m, ×{result['scale']} "
+        f"(Wald: degraded with the bicubic kernel, brought back); baseline {ref['steps']} steps, ours at its defaults.",
+        "",
+        "| method | seconds / step | steps | time (s) | final PSNR (dB) |",
+        "|---|---|---|---|---|",
+        f"| reference DIP recipe (baseline: dense diagonal downsampler, Adam 0.01, fp32, no early stop) | "
+        f"{ref['seconds_per_step']:.3f} | {ref['steps']} | {ref['seconds']:.1f} | {ref['psnr']:.2f} |",
+        f"| our DIP (defaults) | {ours['seconds_per_step']:.3f} | {ours['steps']} | {ours['seconds']:.1f} | {ours['psnr']:.2f} |",
+        f"| Neural Knitworks (defaults) | {result['knitwork']['seconds_per_step']:.3f} | — | — | — |",
+        f"| guided DIP (defaults; 6 bands at 20 m with the 10 m bands, same area) | {result['guided']['seconds_per_step']:.3f} | — | — | — |",
+        "",
+        f"Per step, our DIP takes {ours['seconds_per_step'] / ref['seconds_per_step']:.2f}× the baseline's time "
+        f"(target: ≤ 0.5×). Time for our DIP to reach the baseline's final PSNR ({ref['psnr']:.2f} dB): {reach} "
+        f"(target: ≤ 1/3). Bicubic: {result['bicubic_psnr']:.2f} dB.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    from internal_sr.core import metrics
+    from internal_sr.core.evaluation import bicubic, wald_pair
+    from internal_sr.core.kernels import make_kernel
+    from internal_sr.core.normalise import BandScaling
+    from internal_sr.core.optimise import CHECK_EVERY
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    parser.add_argument("--scale", type=int, default=2)
+    parser.add_argument("--size", type=int, default=128, help="crop edge at 10 m (the output size)")
+    parser.add_argument("--reference-steps", type=int, default=300, help="baseline steps (the reference code runs 2000)")
+    parser.add_argument("--timing-steps", type=int, default=2 * CHECK_EVERY, help="steps timed for Knitworks and guided DIP")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time is then a fair clock on a shared machine)")
+    parser.add_argument("--quick", action="store_true", help="a check that the script runs: few steps, README untouched")
+    args = parser.parse_args()
+    if args.quick:
+        args.reference_steps, args.timing_steps, args.size = 5, 3, 64
+    torch.set_num_threads(args.threads)
+    label, name, origin = CROPS[0]
+    reference, low = wald_pair(load_crop(name, origin, args.size), make_kernel("bicubic", args.scale))
+    scaling = BandScaling.fit(low, np.ones(low.shape, bool))
+    normalised = scaling.normalise(low)
+
+    def score(image: np.ndarray) -> float:
+        return metrics.psnr(scaling.denormalise(image), reference)
+
+    clock = StepClock()
+    ref_curve = reference_dip(normalised, args.scale, args.reference_steps, clock, score)
+    _, ref_seconds, ref_psnr = ref_curve[-1]
+    ref = dict(steps=args.reference_steps, seconds=ref_seconds, psnr=ref_psnr, seconds_per_step=clock.seconds_per_step())
+    print(f"reference: {ref}", flush=True)
+
+    clock = StepClock()
+    curve, final = our_dip(normalised, args.scale, 2 * CHECK_EVERY if args.quick else None, clock, score)
+    reached = time_to(curve, ref_psnr)
+    ours = dict(steps=curve[-1][0], seconds=curve[-1][1], psnr=final, seconds_per_step=clock.seconds_per_step(),
+                curve=curve, reached=dict(step=reached[0], seconds=reached[1]) if reached else None)
+    print(f"our DIP: {ours}", flush=True)
+    knit = knitwork_clock(normalised, args.scale, args.timing_steps).seconds_per_step()
+    guided = guided_clock(name, origin, args.size, args.timing_steps).seconds_per_step()
+    result = dict(crop=label, size=args.size, scale=args.scale, threads=args.threads, reference=ref, dip=ours,
+                  knitwork=dict(seconds_per_step=knit, steps_timed=args.timing_steps),
+                  guided=dict(seconds_per_step=guided, steps_timed=args.timing_steps),
+                  bicubic_psnr=metrics.psnr(bicubic(low, args.scale), reference))
+    table = markdown(result, machine())
+    out = os.path.join(HERE, "..", "out", "speed-quick") if args.quick else args.out
+    os.makedirs(out, exist_ok=True)
+    write_results(out, "speed", result, table)
+    if not args.quick:
+        update_readme(table, "speed")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
