@@ -6,6 +6,13 @@ reference schedule up to the release of the bicubic prior, with every kernel con
 full 3000 steps mostly run at learning rates divided by 10, 100 and 1000; see the benchmark for full
 runs). The kernels are wider than Sentinel-2's own blur, which KernelGAN cannot tell apart from the
 applied kernel (narrower kernels come out about 0.6 input pixels wide whatever their width).
+
+They assert how close the estimate comes, not its orientation: on this crop the estimate's major
+axis does not follow the truth's (30° came out at 163°), so its kernel error is about that of the best
+isotropic Gaussian, which knows the width alone (printed beside it). The conventions that could turn a
+kernel (generator vs degradation, angle vs array axes) are pinned by the tests that need no training;
+on a synthetic scale-invariant field the same estimator did follow ±45° kernels, and on this crop the
+orientation was right while the bicubic prior held and drifted after its release (README, KernelGAN).
 """
 
 import os
@@ -29,10 +36,11 @@ from internal_sr.core.kernelgan import (
     zero_negligible,
 )
 from internal_sr.core.kernels import (
-    Kernel,
     anisotropic_gaussian,
     centred_pad,
+    file_kernel,
     file_kernel_centre,
+    isotropic_baseline,
     kernel_error,
     kernel_width,
     make_kernel,
@@ -48,11 +56,6 @@ TEST_STEPS = 600
 #: a small but complete DIP (every term of the default formulation) for the kernel comparison; in 40
 #: steps its output stays close to back-projection with the same kernel, which is what the kernel decides
 TINY_DIP = dict(channels=16, depth=3, detail_channels=16, iterations=40)
-
-
-def as_kernel(k: np.ndarray, scale: int = 2) -> Kernel:
-    """An odd-size file-convention kernel as ``make_kernel`` would load it (no file needed)."""
-    return Kernel("k", scale, full=np.pad(k, ((0, 1), (0, 1))) if scale % 2 == 0 else k)
 
 
 def test_collapsed_generator_is_the_layered_network():
@@ -160,8 +163,8 @@ def test_x4_kernel_is_two_x2_degradations():
     k2 = recentre(anisotropic_gaussian(0.8, 0.4, 60.0, 2), 2)
     k4 = compose_x4(k2)
     image = np.random.default_rng(1).random((1, 128, 128))
-    twice = degrade_array(degrade_array(image, as_kernel(k2)), as_kernel(k2))
-    once = degrade_array(image, as_kernel(k4, 4))
+    twice = degrade_array(degrade_array(image, file_kernel(k2, 2)), file_kernel(k2, 2))
+    once = degrade_array(image, file_kernel(k4, 4))
     m = 6  # away from the reflected borders
     np.testing.assert_allclose(once[:, m:-m, m:-m], twice[:, m:-m, m:-m], atol=1e-5)
 
@@ -200,7 +203,7 @@ def recovered():
     out = []
     for major, minor, angle in TRUE_KERNELS:
         truth = anisotropic_gaussian(major, minor, angle, 2)
-        low = degrade_array(reference, as_kernel(truth))
+        low = degrade_array(reference, file_kernel(truth, 2))
         (estimate,) = estimate_kernels(low, np.ones(low.shape, bool), KernelGANConfig(iterations=TEST_STEPS))
         out.append((reference, low, truth, estimate.kernel))
     return out
@@ -210,16 +213,18 @@ def recovered():
 @pytest.mark.parametrize("case", range(len(TRUE_KERNELS)))
 def test_estimated_kernel_is_closer_to_the_truth_than_bicubic(recovered, case):
     reference, _, truth, estimate = recovered[case]
-    bicubic = make_kernel("bicubic", 2)
-    est_error, bic_error = kernel_error(as_kernel(estimate), as_kernel(truth)), kernel_error(bicubic, as_kernel(truth))
+    bicubic, true_kernel = make_kernel("bicubic", 2), file_kernel(truth, 2)
+    est_error, bic_error = kernel_error(file_kernel(estimate, 2), true_kernel), kernel_error(bicubic, true_kernel)
+    iso_sigma, iso_error = isotropic_baseline(true_kernel)
     # the same comparison on images: the reference downscaled with each kernel
-    target = degrade_array(reference, as_kernel(truth))
-    est_rmse = metrics.rmse(degrade_array(reference, as_kernel(estimate)), target)
+    target = degrade_array(reference, true_kernel)
+    est_rmse = metrics.rmse(degrade_array(reference, file_kernel(estimate, 2)), target)
     bic_rmse = metrics.rmse(degrade_array(reference, bicubic), target)
     print(f"{TRUE_KERNELS[case]}: estimated {kernel_width(estimate, 2)}; kernel error {est_error:.3f} vs bicubic "
-          f"{bic_error:.3f}; downscaled RMSE {est_rmse:.1f} vs {bic_rmse:.1f}")
-    assert est_error < 0.6 * bic_error
-    assert est_rmse < 0.6 * bic_rmse
+          f"{bic_error:.3f} (best isotropic Gaussian, σ {iso_sigma:.2f}: {iso_error:.3f}); "
+          f"downscaled RMSE {est_rmse:.1f} vs {bic_rmse:.1f}")
+    assert est_error < 0.4 * bic_error
+    assert est_rmse < 0.45 * bic_rmse
 
 
 @pytest.mark.slow
@@ -233,7 +238,7 @@ def test_dip_with_the_estimated_kernel_beats_dip_with_bicubic(tmp_path):
     torch.set_num_threads(1)
     reference = read(S2_10M).astype(np.float64)
     truth = anisotropic_gaussian(*TRUE_KERNELS[0], 2)
-    low = degrade_array(reference, as_kernel(truth))
+    low = degrade_array(reference, file_kernel(truth, 2))
     (estimate,) = estimate_kernels(low, np.ones(low.shape, bool), KernelGANConfig())
     path = str(tmp_path / "estimated.npy")
     save_kernel_file(path, estimate.kernel)

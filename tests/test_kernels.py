@@ -7,7 +7,16 @@ import torch.nn.functional as F
 
 from internal_sr.core.degradation import Degradation, back_project, degrade_array, upsample
 from internal_sr.core.errors import InputError
-from internal_sr.core.kernels import Kernel, anisotropic_gaussian, kernel_width, make_kernel
+from internal_sr.core.kernels import (
+    Kernel,
+    angle_difference,
+    anisotropic_gaussian,
+    file_kernel,
+    isotropic_baseline,
+    kernel_error,
+    kernel_width,
+    make_kernel,
+)
 
 
 def test_bicubic_x2_matches_matlab_imresize_weights():
@@ -107,6 +116,18 @@ def test_kernel_angle_is_anticlockwise_from_the_column_axis_as_displayed():
     point[0, 32, 32] = 1.0
     response = degrade_array(point, Kernel("k", 2, full=np.pad(k, ((0, 1), (0, 1)))))[0]
     assert kernel_width(response, 1).angle == pytest.approx(30.0, abs=3.0)
+
+
+def test_isotropic_baseline_knows_the_width_and_not_the_orientation():
+    sigma, error = isotropic_baseline(file_kernel(anisotropic_gaussian(0.7, 0.7, 0.0, 2), 2))
+    assert sigma == pytest.approx(0.7, abs=0.006) and error < 1e-6
+    truth = file_kernel(anisotropic_gaussian(1.0, 0.5, 30.0, 2), 2)
+    sigma, error = isotropic_baseline(truth)
+    assert 0.5 < sigma < 1.0 and 0.1 < error < kernel_error(make_kernel("bicubic", 2), truth)
+    # the truth's widths at a wrong orientation are worth less than the width alone
+    assert kernel_error(file_kernel(anisotropic_gaussian(1.0, 0.5, 120.0, 2), 2), truth) > error
+    assert kernel_error(file_kernel(anisotropic_gaussian(1.0, 0.5, 40.0, 2), 2), truth) < error
+    assert angle_difference(170.0, 10.0) == pytest.approx(20.0) and angle_difference(30.0, 120.0) == pytest.approx(90.0)
 
 
 def test_odd_file_kernel_at_even_scale_uses_kernelgan_centring(tmp_path):
