@@ -464,8 +464,9 @@ class SuperResolveDialog(QDialog):
             else self.tr("about {} on {}").format(duration(seconds), where)
         )
         self.summary_label.setText(
-            self.tr("Output: {} × {} pixels; {} tile(s) × {} steps. Estimated time: {}. The job runs in the "
-                    "background (progress in the task manager).").format(width, height, tiles, steps, time_text)
+            self.tr("Output: {} × {} pixels; {} tile(s) × {} steps. Estimated time: {} (measured on idle "
+                    "machines; a busy one takes longer). The job runs in the background (progress in the task "
+                    "manager).").format(width, height, tiles, steps, time_text)
         )
 
     # -- running ----------------------------------------------------------------------------
