@@ -200,6 +200,7 @@ def _check_no_crs(inputs: Inputs, output: str) -> None:
 # -- the table --------------------------------------------------------------------------------
 
 CASES = (
+    Case("input_missing", lambda folder: (str(folder / "missing.tif"),), error="missing.tif does not exist"),
     Case("not_a_raster", _file("notes.tif", lambda: b"these are my field notes\n"), error="not a raster"),
     Case("empty_file", _file("empty.tif", lambda: b""), error="not a raster"),
     Case("truncated_pixel_data", _truncated(header_first=True), error="truncated.tif cannot be read.* truncated: .+"),
@@ -244,7 +245,7 @@ def listing(folder: str) -> list[str] | None:
 @dataclass(frozen=True)
 class Prepared:
     """A case's inputs, its output path, and what was there before the run: the output folder's files
-    and the inputs' bytes."""
+    and the bytes of the inputs that exist."""
 
     inputs: Inputs
     output: str
@@ -262,7 +263,8 @@ def prepare(case: Case, folder: Path) -> Prepared:
     (folder / "out").mkdir()
     inputs = case.build(folder / "in")
     output = case.output(inputs, folder / "out")
-    return Prepared(inputs, output, listing(os.path.dirname(output)), {p: digest(p) for p in inputs})
+    digests = {p: digest(p) for p in inputs if os.path.exists(p)}
+    return Prepared(inputs, output, listing(os.path.dirname(output)), digests)
 
 
 def assert_outcome(case: Case, prepared: Prepared, message: str | None) -> None:
@@ -285,4 +287,4 @@ def assert_outcome(case: Case, prepared: Prepared, message: str | None) -> None:
         assert message is not None, f"{case.id}: the run succeeded, expected an error matching {case.error!r}"
         assert "\n" not in message.strip() and re.search(case.error, message, re.IGNORECASE), message
         assert names == prepared.before
-    assert {p: digest(p) for p in prepared.inputs} == prepared.digests
+    assert {p: digest(p) for p in prepared.digests} == prepared.digests

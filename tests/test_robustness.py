@@ -1,0 +1,133 @@
+"""Bad and odd inputs through the command line (the table is ``bad_inputs.CASES``, shared with Processing):
+a user error exits with status 2 and one stderr line and writes nothing; an odd but valid input gives
+the right grid, CRS, dtype and nodata. Then runs killed mid-way, and two runs at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from internal_sr.core.cli import main
+from internal_sr.core.config import DIPConfig, IOOptions
+from internal_sr.core.pipeline import super_resolve
+
+from bad_inputs import CASES, ITERATIONS, Case, Inputs, assert_outcome, digest, prepare, s2_pixels
+from helpers import read, write_raster
+
+PREFIX = "internal-sr: error: "
+
+
+def arguments(case: Case, inputs: Inputs, output: str) -> list[str]:
+    """``case`` as an ``internal-sr`` command line."""
+    run = ["--iterations", str(ITERATIONS), "--device", "cpu"]
+    if case.method == "guided":
+        return ["guided", *inputs, output, "--kernel", "gaussian:0.5", "--guide-kernel", "gaussian:0.5", *run]
+    bands = ["--bands", ",".join(map(str, case.bands))] if case.bands else []
+    return ["dip", *inputs, output, "--scale", f"{case.scale:g}", *bands, *run]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_command_line(case: Case, tmp_path, capsys) -> None:
+    prepared = prepare(case, tmp_path)
+    status = main(arguments(case, prepared.inputs, prepared.output))
+    lines = capsys.readouterr().err.strip().splitlines()
+    if case.error is None:
+        assert status == 0, lines
+        message = None
+    else:
+        assert status == 2 and len(lines) == 1 and lines[0].startswith(PREFIX), lines
+        message = lines[0][len(PREFIX) :]
+    assert_outcome(case, prepared, message)
+
+
+# -- processes killed or running side by side ----------------------------------------------------
+
+#: One thread per process, as in the runs compared with them (CPU results depend on the thread count).
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def start(*arguments: str) -> subprocess.Popen:
+    """``internal-sr ARGUMENTS`` in a new Python process."""
+    command = [sys.executable, "-m", "internal_sr.core.cli", *arguments]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=SUBPROCESS_ENV)
+
+
+def wait_until_writing(folder: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Wait until ``process`` has opened its temporary output in ``folder`` (it is then optimising tiles)."""
+    deadline = time.monotonic() + timeout
+    while not any(name.startswith(".internal_sr-") for name in os.listdir(folder)):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the run never started writing"
+        time.sleep(0.05)
+
+
+def test_a_killed_run_leaves_no_layer_and_the_input_untouched(tmp_path: Path) -> None:
+    """SIGKILL mid-run: nothing at the output path, only a hidden temporary file no GIS lists as a raster.
+    SIGTERM mid-run: cancelled cleanly, nothing at all is left."""
+    source = write_raster(str(tmp_path / "in.tif"), s2_pixels(64, bands=slice(0, 2)), crs="EPSG:32618")
+    before = digest(source)
+    runs = {}
+    for how in (signal.SIGKILL, signal.SIGTERM):
+        folder = tmp_path / how.name
+        folder.mkdir()
+        long_run = ["--scale", "2", "--iterations", "500", "--tile", "32", "--overlap", "4", "--device", "cpu"]
+        runs[how] = folder, start("dip", source, str(folder / "sr.tif"), *long_run)
+    for how, (folder, process) in runs.items():
+        wait_until_writing(folder, process)
+        process.send_signal(how)
+    (killed_folder, killed), (terminated_folder, terminated) = runs[signal.SIGKILL], runs[signal.SIGTERM]
+    assert killed.wait(60) == -signal.SIGKILL
+    (leftover,) = os.listdir(killed_folder)
+    assert leftover.startswith(".internal_sr-") and leftover.endswith(".part")
+    _, err = terminated.communicate(timeout=60)
+    assert terminated.returncode == 130
+    assert err.strip().splitlines()[-1] == "internal-sr: cancelled, nothing written"
+    assert os.listdir(terminated_folder) == []
+    assert digest(source) == before
+
+
+def test_two_jobs_at_once_give_what_one_alone_gives(tmp_path: Path) -> None:
+    """Two processes super-resolve one input into one folder at the same time; each output is the
+    output of a run alone, to the bit."""
+    source = write_raster(str(tmp_path / "in.tif"), s2_pixels(bands=slice(0, 2)), crs="EPSG:32618")
+    options = ["--scale", "2", "--iterations", str(ITERATIONS), "--device", "cpu", "--float32"]
+    out = tmp_path / "out"
+    out.mkdir()
+    processes = [start("dip", source, str(out / name), *options) for name in ("a.tif", "b.tif")]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["dip", source, str(tmp_path / "alone.tif"), *options]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    assert sorted(os.listdir(out)) == ["a.tif", "b.tif"]
+    alone = read(str(tmp_path / "alone.tif"))
+    np.testing.assert_array_equal(read(str(out / "a.tif")), alone)
+    np.testing.assert_array_equal(read(str(out / "b.tif")), alone)
+
+
+def test_two_jobs_at_once_in_one_process_give_what_one_alone_gives(tmp_path: Path) -> None:
+    """As two QGIS background tasks: two threads super-resolve one input at the same time. They share
+    torch's global random generator (weight initialisation), which the engine holds for one tile at a time."""
+    source = write_raster(str(tmp_path / "in.tif"), s2_pixels(bands=slice(0, 1)), crs="EPSG:32618")
+    config, io = DIPConfig(iterations=2, device="cpu", seed=3), IOOptions(float32=True)
+    super_resolve(source, str(tmp_path / "alone.tif"), config, io)
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(super_resolve, source, str(tmp_path / name), config, io) for name in ("a.tif", "b.tif")]
+        for job in jobs:
+            job.result()
+    alone = read(str(tmp_path / "alone.tif"))
+    np.testing.assert_array_equal(read(str(tmp_path / "a.tif")), alone)
+    np.testing.assert_array_equal(read(str(tmp_path / "b.tif")), alone)
