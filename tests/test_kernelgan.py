@@ -11,8 +11,8 @@ They assert how close the estimate comes, not its orientation: on this crop the 
 axis does not follow the truth's (30° came out at 163°), so its kernel error is about that of the best
 isotropic Gaussian, which knows the width alone (printed beside it). The conventions that could turn a
 kernel (generator vs degradation, angle vs array axes) are pinned by the tests that need no training;
-on a synthetic scale-invariant field the same estimator did follow ±45° kernels, and on this crop the
-orientation was right while the bicubic prior held and drifted after its release (README, KernelGAN).
+the direction is resolved weakly by the estimator itself, even on a synthetic scale-invariant field,
+where ±45° kernels came out on the right side for some seeds only (README, KernelGAN, Orientation).
 """
 
 import os
