@@ -17,7 +17,13 @@ block centres as the built-in kernels.
 
 The generator's forward pass convolves with its collapsed kernel instead of running the layers one
 by one: the map is linear and bias-free, so the output and the gradients reaching every layer's
-weights are the same (tested), at a small fraction of the cost.
+weights are the same (tested), at a small fraction of the cost. The collapsed kernel is a correlation
+kernel, applied by ``core.degradation`` as it is, with no flip or transpose (tested with hand-set layers).
+
+Limits (measured, README "Orientation"): the width of an elongated kernel is found better than its
+direction; a discriminator trained against a generator fixed at candidate kernels is fooled about as
+well by an isotropic kernel as by the rightly oriented one, so estimates come out much less elongated
+than the truth and their axis is unreliable.
 """
 
 from __future__ import annotations
