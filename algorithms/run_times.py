@@ -17,9 +17,11 @@ REFERENCE_PIXELS = 256 * 256
 
 @dataclass(frozen=True)
 class StepTimes:
-    """Seconds per step on a 256 × 256-output tile: on a CPU, on a CUDA GPU (``None``: not measured)."""
+    """Seconds per step on a 256 × 256-output tile: on a CPU of ``cpu_cores`` cores, on a CUDA GPU
+    (``None``: not measured)."""
 
     cpu: float
+    cpu_cores: int
     gpu: float | None
     #: Where the figures come from, for the help text.
     measured: str
@@ -27,14 +29,17 @@ class StepTimes:
 
 STEP_SECONDS: dict[str, StepTimes] = {
     "dip": StepTimes(
-        0.85,
+        3.4,
+        2,
         0.037,
-        "measured with the default 128-channel network: 0.85 s per step on a 2-core CPU, 0.6 s on 16 CPU "
-        "cores, 0.037 s on an NVIDIA H100",
+        "measured with the default network: 0.85 s per step for a 64 × 64 input tile at ×2 on a 2-core CPU "
+        "in the Wald benchmark, i.e. about 3.4 s for 256 × 256 output pixels; 0.6 s for a 128 × 128 tile on "
+        "16 CPU cores; 0.037 s on an NVIDIA H100",
     ),
-    "knitwork": StepTimes(1.3, None, "measured: 1.3 s per step on a 2-core CPU; not yet measured on a GPU"),
+    "knitwork": StepTimes(1.3, 2, None, "measured: 1.3 s per step on a 2-core CPU; not yet measured on a GPU"),
     "guided": StepTimes(
         0.56,
+        1,
         0.05,
         "measured: 0.14 s of one CPU core per step for a 64 × 64 target tile at ×2, i.e. 0.56 s for 256 × 256 "
         "output pixels; 8–18 s for 500 steps of a 96 × 96 target tile on an NVIDIA H100",
@@ -74,9 +79,11 @@ def run_time_help(method: str, tile: str = "input") -> str:
     steps = QUALITY_PRESETS[method]["balanced"]
     cpu = duration(steps * times.cpu)
     gpu = "" if times.gpu is None else f" and about {duration(steps * times.gpu)} on a CUDA GPU"
+    cores = "one CPU core" if times.cpu_cores == 1 else f"a {times.cpu_cores}-core CPU"
     return (
         f"<p><b>How long</b>: one 128 × 128 {tile} tile at ×2 (256 × 256 output pixels) at the default {steps} "
-        f"steps takes about {cpu} on a CPU{gpu} ({times.measured}). The time grows with the output pixels: "
+        f"steps takes about {cpu} on {cores}{gpu} ({times.measured}). The time grows with "
+        "the output pixels: "
         "×4 on the same tile takes four times as long, and a raster of many tiles takes that per tile, so on "
         "a CPU use the Extent to process your area of interest, or a GPU. "
         f"Quality presets (steps per tile): {presets_text(method)}; the dialog estimates the time before it starts.</p>"
