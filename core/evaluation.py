@@ -6,11 +6,21 @@ operator, so evaluation, training losses and back-projection share one sensor mo
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from . import metrics
+from .config import DIPConfig, GuidedDIPConfig, InternalLearningConfig, IOOptions, KnitworkConfig
 from .degradation import Degradation, back_project, degrade_array, upsample
-from .kernels import Kernel
+from .errors import InputError
+from .grid import Window, nest
+from .kernels import Kernel, make_kernel
+from .pipeline import RunResult, _Recorder, super_resolve_array
+from .progress import NullProgress, Progress, SubProgress
+from .raster import open_info, read_window
 
 #: Back-projection steps of the "bicubic + back-projection" baseline (converged on our crops).
 BASELINE_BP_STEPS = 20
@@ -53,3 +63,197 @@ def hpf_injection(
         g = torch.as_tensor(guide, dtype=torch.float64)[None]
         d_t, d_g = Degradation(target_kernels).double(), Degradation(guide_kernels).double()
         return back_project(inject_detail(y, g, d_t, d_g), y, d_t, back_projection_steps)[0].numpy()
+
+
+# ----------------------------------------------------------------------------------------------
+# Wald's protocol on a user's raster (``internal-sr evaluate``, ``internal_sr:evaluate``)
+
+#: Methods ``evaluate`` can score (``bicubic``: the two baselines alone).
+EVALUATION_METHODS = ("dip", "knitwork", "guided", "bicubic")
+#: Row labels of the baselines in every evaluation.
+BICUBIC, BICUBIC_BP, HPF = "bicubic", "bicubic + back-projection", "HPF injection (pansharpening)"
+METHOD_LABELS = {"dip": "Deep Image Prior", "knitwork": "Neural Knitworks", "guided": "guided DIP"}
+
+
+@dataclass
+class Scores:
+    """One method's scores: ``overall`` (``metrics.all_metrics``) and ``per_band`` (``metrics.band_metrics``)."""
+
+    label: str
+    overall: dict[str, float]
+    per_band: dict[str, list[float]]
+
+
+@dataclass
+class Evaluation:
+    """Wald's protocol on one raster: what was compared, the scores, and the images behind them.
+
+    Images are ``(C, H, W)`` float64 in the raster's units: ``reference`` is the evaluated area (cropped
+    to a multiple of ``scale``), ``low`` its degraded copy (``H/scale × W/scale``), ``estimates`` maps each
+    row label to its super-resolution of ``low``. ``run`` is the method's own run (``None`` for bicubic).
+    """
+
+    input_path: str
+    method: str
+    scale: int
+    kernel: str
+    band_names: list[str]
+    window: Window
+    settings: dict[str, str]
+    scores: list[Scores]
+    reference: np.ndarray
+    low: np.ndarray
+    estimates: dict[str, np.ndarray]
+    run: RunResult | None
+    seconds: float
+
+    def score(self, label: str) -> Scores:
+        return next(s for s in self.scores if s.label == label)
+
+    @property
+    def method_scores(self) -> Scores:
+        """The evaluated method's row (bicubic's when the method is ``bicubic``)."""
+        return self.score(METHOD_LABELS.get(self.method, BICUBIC))
+
+    def as_dict(self) -> dict:
+        """JSON-ready summary (no images): inputs, settings, scores, the method's steps, time and loss curves."""
+        return {
+            "input": self.input_path,
+            "method": self.method,
+            "scale": self.scale,
+            "kernel": self.kernel,
+            "bands": self.band_names,
+            "window": {"col_off": self.window.col_off, "row_off": self.window.row_off,
+                       "width": self.window.width, "height": self.window.height},
+            "settings": self.settings,
+            "scores": [{"label": s.label, "overall": s.overall, "per_band": s.per_band} for s in self.scores],
+            "device": self.run.device if self.run else "cpu",
+            "steps": self.run.steps if self.run else 0,
+            "method_seconds": self.run.seconds if self.run else 0.0,
+            "seconds": self.seconds,
+            "loss_curves": [c.tolist() for c in self.run.curves] if self.run else [],
+        }
+
+
+def method_config(
+    method: str, scale: int, kernel: str, guide_kernel: str = "sentinel2", **run: object
+) -> InternalLearningConfig | None:
+    """The configuration ``evaluate`` needs for ``method`` (``None`` for bicubic).
+
+    ``run``: the ``InternalLearningConfig`` fields shared by every method (iterations, seed, device, tiles…).
+    """
+    if method == "bicubic":
+        return None
+    if method == "guided":
+        return GuidedDIPConfig(kernel=kernel, guide_kernel=guide_kernel, **run)  # type: ignore[arg-type]
+    if method in ("dip", "knitwork"):
+        method_class = DIPConfig if method == "dip" else KnitworkConfig
+        return method_class(scale=scale, kernel=kernel, **run)  # type: ignore[arg-type]
+    raise InputError(f"unknown method {method!r}: choose one of {', '.join(EVALUATION_METHODS)}")
+
+
+def _complete(data: np.ndarray, valid: np.ndarray, path: str) -> np.ndarray:
+    """The values of a fully valid area as float64; one-line ``InputError`` when any pixel is nodata or not finite."""
+    if not valid.all():
+        share = 100.0 * (1 - valid.mean())
+        raise InputError(
+            f"{path}: {share:.1f} % of the evaluated values are nodata or not finite; Wald's protocol needs complete "
+            "pixels: choose an extent inside the valid area"
+        )
+    return data.astype(np.float64)
+
+
+def _crop(image: np.ndarray, scale: int) -> np.ndarray:
+    h, w = (image.shape[-2] // scale) * scale, (image.shape[-1] // scale) * scale
+    return image[:, :h, :w]
+
+
+def _score_all(estimates: dict[str, np.ndarray], reference: np.ndarray, scale: int) -> list[Scores]:
+    return [
+        Scores(label, metrics.all_metrics(image, reference, scale), metrics.band_metrics(image, reference, scale))
+        for label, image in estimates.items()
+    ]
+
+
+def evaluate(
+    input_path: str,
+    method: str,
+    scale: int,
+    kernel: str,
+    config: InternalLearningConfig | None = None,
+    io: IOOptions = IOOptions(),
+    guide_path: str | None = None,
+    guide_io: IOOptions = IOOptions(),
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Wald's protocol on the user's raster: degrade by ``scale`` with ``kernel``, super-resolve back, score.
+
+    ``method`` is one of ``EVALUATION_METHODS`` and ``config`` its configuration (``DIPConfig``,
+    ``KnitworkConfig`` or ``GuidedDIPConfig``; ``None`` for ``bicubic``). For ``dip`` and ``knitwork`` the
+    image is degraded with ``kernel`` (any ``core.kernels.make_kernel`` spec) and the method is told the
+    same kernel through its config. For ``guided`` the raster is the *target* and ``guide_path`` the finer
+    guide: both are degraded by their grid ratio (which ``scale`` must equal) with the config's per-band
+    kernels (``kernel`` is ``config.kernel``), the target is sharpened back with the degraded guide and
+    compared with itself, beside HPF injection as the pansharpening baseline. Bicubic and bicubic +
+    back-projection are scored on the same pixels every time. ``io.extent`` picks the evaluated area.
+    """
+    if method not in EVALUATION_METHODS:
+        raise InputError(f"unknown method {method!r}: choose one of {', '.join(EVALUATION_METHODS)}")
+    recorder = _Recorder(progress or NullProgress())
+    info = open_info(input_path, io.bands, io.extent)
+    names = [d or f"band {b}" for d, b in zip(info.descriptions, info.bands)]
+    data, valid = read_window(info)
+    reference = _crop(_complete(data, valid, input_path), scale)
+    settings = {"method": method, "scale": f"×{scale}", "kernel": kernel, "bands": ", ".join(names)}
+    method_progress = SubProgress(recorder, 0.0, 0.95)
+    run: RunResult | None = None
+    if method == "guided":
+        from .sharpen import band_kernels, sharpen_array
+
+        if guide_path is None:
+            raise InputError("method guided needs a guide raster (--guide)")
+        if not isinstance(config, GuidedDIPConfig):
+            raise InputError("method guided needs a GuidedDIPConfig")
+        guide_info = open_info(guide_path, guide_io.bands)
+        nesting = nest(info.grid, guide_info.grid)
+        if nesting.scale != scale:
+            raise InputError(f"the guide is {nesting.scale}× finer than the target, so the scale must be {nesting.scale}, got {scale}")
+        target_data, target_valid = read_window(info, nesting.target)
+        reference = _crop(_complete(target_data, target_valid, input_path), scale)
+        h, w = reference.shape[-2:]
+        guide_data, guide_valid = read_window(guide_info, Window(nesting.guide.col_off, nesting.guide.row_off, w * scale, h * scale))
+        guide = _complete(guide_data, guide_valid, guide_path)
+        guide_names = [d or f"band {b}" for d, b in zip(guide_info.descriptions, guide_info.bands)]
+        target_kernels = band_kernels(config.kernel, info.descriptions, scale, "target")
+        guide_kernels = band_kernels(config.guide_kernel, guide_info.descriptions, scale, "guide")
+        low, low_guide = degrade_array(reference, target_kernels), degrade_array(guide, guide_kernels)
+        kernels: Kernel | list[Kernel] = target_kernels
+        settings.update(guide=guide_path, guide_bands=", ".join(guide_names), guide_kernel=config.guide_kernel)
+        estimate, run = sharpen_array(low, low_guide, config, info.descriptions, guide_info.descriptions, method_progress)
+        extra = {HPF: hpf_injection(low, low_guide, target_kernels, guide_kernels)}
+        window = nesting.target
+    else:
+        kernels = make_kernel(kernel, scale)
+        low = degrade_array(reference, kernels)
+        extra = {}
+        estimate = None
+        if method != "bicubic":
+            if config is None or getattr(config, "scale", scale) != scale:
+                raise InputError(f"method {method} needs its configuration at scale {scale}")
+            estimate, run = super_resolve_array(low, config, progress=method_progress)
+        window = Window(0, 0, reference.shape[-1], reference.shape[-2])
+    if run is not None:
+        settings.update(device=run.device, steps=str(run.steps), iterations=str(config.steps), seed=str(config.seed),
+                        tiles=f"{config.tiles.size} px, {config.tiles.overlap} px overlap")
+    estimates = {BICUBIC: bicubic(low, scale), BICUBIC_BP: bicubic_back_projected(low, kernels), **extra}
+    if estimate is not None:
+        estimates[METHOD_LABELS[method]] = estimate
+    scores = _score_all(estimates, reference, scale)
+    recorder.report(1.0, "scored")
+    if info.window is not None:
+        window = window.translated(info.window.col_off, info.window.row_off)
+    return Evaluation(
+        input_path, method, scale, config.kernel if method == "guided" else kernel, names, window, settings, scores,
+        reference, low, estimates, run, time.perf_counter() - recorder.start,
+    )
+

@@ -58,6 +58,17 @@ def _restrict(info: RasterInfo, extent: tuple[float, float, float, float]) -> Ra
     return replace(info, grid=info.grid.window_grid(window), window=window)
 
 
+def unreadable(path: str, error: RasterioIOError) -> InputError:
+    """The one-line error for a file GDAL cannot open or read, with GDAL's innermost reason."""
+    if "not recognized as being in a supported file format" in str(error):
+        return InputError(f"{path} is not a raster that GDAL can read")
+    cause: BaseException = error
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    reason = (str(cause).strip().splitlines() or ["no reason given"])[0]
+    return InputError(f"{path} cannot be read, the file may be damaged or truncated: {reason}")
+
+
 def open_info(
     path: str, bands: tuple[int, ...] | None = None, extent: tuple[float, float, float, float] | None = None
 ) -> RasterInfo:
@@ -89,8 +100,8 @@ def open_info(
                     descriptions=tuple(src.descriptions[b - 1] for b in selected),
                     colorinterp=tuple(src.colorinterp[b - 1] for b in selected),
                 )
-    except RasterioIOError:
-        raise InputError(f"{path} is not a raster that GDAL can read") from None
+    except RasterioIOError as error:
+        raise unreadable(path, error) from None
     return info if extent is None else _restrict(info, extent)
 
 
@@ -125,8 +136,8 @@ def read_window(info: RasterInfo, window: Window | None = None) -> tuple[np.ndar
         try:
             with rasterio.open(info.path) as src:
                 raw = src.read(list(info.bands), window=None if in_file is None else rasterio_window(in_file))
-        except RasterioIOError as exc:
-            raise InputError(f"{info.path} cannot be read: {str(exc).splitlines()[0]}") from None
+        except RasterioIOError as error:
+            raise unreadable(info.path, error) from None
     valid = valid_mask(raw, info.nodata)
     return as_float32(raw, valid), valid
 
@@ -190,6 +201,24 @@ def _umask() -> int:
     return mask
 
 
+#: Suffix of the temporary files a GeoTIFF is written to (hidden ``.internal_sr-*`` names): no GIS lists
+#: them as rasters, so a process killed mid-write (SIGKILL, power loss) leaves no half-written layer.
+PARTIAL_SUFFIX = ".part"
+
+
+def write_file_atomically(path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place: never half-written."""
+    handle, tmp = tempfile.mkstemp(prefix=".internal_sr-", suffix=PARTIAL_SUFFIX, dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 class AtomicGeoTIFF:
     """A GeoTIFF written to a temporary file in the target folder and renamed into place on success.
 
@@ -228,7 +257,7 @@ class AtomicGeoTIFF:
         )
 
     def __enter__(self) -> "AtomicGeoTIFF":
-        handle, self.tmp = tempfile.mkstemp(prefix=".internal_sr-", suffix=".tif", dir=os.path.dirname(os.path.abspath(self.path)))
+        handle, self.tmp = tempfile.mkstemp(prefix=".internal_sr-", suffix=PARTIAL_SUFFIX, dir=os.path.dirname(os.path.abspath(self.path)))
         os.close(handle)
         try:
             with warnings.catch_warnings():
@@ -278,7 +307,7 @@ class AtomicGeoTIFF:
     def _to_cog(self) -> None:
         from rasterio.shutil import copy as rio_copy
 
-        cog_tmp = self.tmp + ".cog.tif"
+        cog_tmp = self.tmp + ".cog" + PARTIAL_SUFFIX
         try:
             rio_copy(self.tmp, cog_tmp, driver="COG", compress="DEFLATE", BIGTIFF="IF_SAFER")
             os.replace(cog_tmp, self.tmp)

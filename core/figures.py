@@ -1,0 +1,142 @@
+"""PNG figures drawn without a plotting library: image panels and training-loss curves.
+
+Drawn with Pillow, which scikit-image already requires, so the plugin needs nothing more. Images are
+``(H, W, 3)`` uint8 RGB arrays until :func:`png_bytes` / :func:`write_png` encode them.
+
+Display conventions: a raster ``(C, H, W)`` is shown as RGB from three of its bands, or as grey from
+one; each shown band is stretched linearly between limits fitted once on the reference (2nd and 98th
+percentiles), and the same limits are applied to every panel, so panels compare like for like. An error
+map shows ``mean_b |estimate_b − reference_b|`` on a black → red → yellow → white ramp from 0 to a
+given maximum (shared by the error maps it is compared with).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .raster import write_file_atomically
+
+#: Lower and upper percentiles of the display stretch.
+STRETCH_PERCENTILES = (2.0, 98.0)
+
+
+def display_limits(reference: np.ndarray, channels: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per shown channel, the stretch limits ``(low, high)`` fitted on ``reference`` ``(C, H, W)``."""
+    shown = reference[list(channels)].reshape(len(channels), -1)
+    low, high = np.percentile(shown, STRETCH_PERCENTILES, axis=1)
+    return low, np.maximum(high, low + 1e-12)
+
+
+def to_rgb(image: np.ndarray, channels: tuple[int, ...], limits: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``(C, H, W)`` values → ``(H, W, 3)`` uint8: bands ``channels`` (three as RGB, one as grey) stretched by ``limits``."""
+    low, high = limits
+    shown = (image[list(channels)] - low[:, None, None]) / (high - low)[:, None, None]
+    shown = np.clip(np.nan_to_num(shown), 0.0, 1.0)
+    if shown.shape[0] == 1:
+        shown = np.repeat(shown, 3, axis=0)
+    return (shown.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+
+
+def error_rgb(error: np.ndarray, maximum: float) -> np.ndarray:
+    """``(H, W)`` non-negative errors → ``(H, W, 3)`` uint8 on a black-red-yellow-white ramp over ``[0, maximum]``."""
+    t = np.clip(np.nan_to_num(error / max(maximum, 1e-12)), 0.0, 1.0)
+    rgb = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], axis=-1)
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def enlarge(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of an ``(H, W, 3)`` image by an integer ``factor`` (shows pixels as blocks)."""
+    return rgb.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """Encode an ``(H, W, 3)`` uint8 image as PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def write_png(path: str, rgb: np.ndarray) -> None:
+    """Write an ``(H, W, 3)`` uint8 image to ``path`` atomically."""
+    write_file_atomically(path, png_bytes(rgb))
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values (1, 2 or 5 × 10ⁿ apart) inside ``[low, high]``."""
+    span = max(high - low, 1e-12)
+    raw = span / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(low / step) * step
+    return [first + i * step for i in range(int((high - first) / step) + 1)]
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    """Exponents of round values (1, 2, 5 × 10ⁿ; only 10ⁿ over more than two decades) in ``[low, high]`` (log10 units)."""
+    mantissas = (1,) if high - low > 2 else (1, 2, 5)
+    values = [m * 10.0**n for n in range(math.floor(low), math.ceil(high) + 1) for m in mantissas]
+    return [math.log10(v) for v in values if low <= math.log10(v) <= high]
+
+
+def running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` values at each step (fewer at the start); same length as ``values``."""
+    sums = np.cumsum(np.concatenate([[0.0], values.astype(np.float64)]))
+    ends = np.arange(1, len(values) + 1)
+    starts = np.maximum(ends - window, 0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def loss_curve(curves: list[np.ndarray], title: str, smooth: int = 25, size: tuple[int, int] = (720, 400)) -> np.ndarray:
+    """Plot training-loss curves (one per tile, one value per step) on a log axis; ``(H, W, 3)`` uint8.
+
+    Each curve is drawn raw in light blue and as its running mean over ``smooth`` steps in dark blue,
+    so a user can see whether the loss was still falling when the run stopped.
+    """
+    width, height = size
+    left, right, top, bottom = 70, 20, 34, 46
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    draw.text((left, 10), f"{title} (log scale)", fill="black", font=font)
+    positive = [np.asarray(c, dtype=np.float64) for c in curves if len(c)]
+    positive = [np.where(c > 0, c, np.nan) for c in positive]
+    values = np.concatenate(positive) if positive else np.array([])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        draw.text((left, height // 2), "no optimisation steps were run", fill="black", font=font)
+        return np.asarray(image)
+    y_low, y_high = math.log10(values.min()), math.log10(values.max())
+    if y_high - y_low < 1e-6:
+        y_low, y_high = y_low - 0.5, y_high + 0.5
+    steps = max(len(c) for c in positive)
+
+    def xy(step: np.ndarray, loss: np.ndarray) -> list[tuple[float, float]]:
+        x = left + (step / max(steps - 1, 1)) * (width - left - right)
+        y = top + (y_high - np.log10(loss)) / (y_high - y_low) * (height - top - bottom)
+        return [(float(a), float(b)) for a, b in zip(x, y) if np.isfinite(b)]
+
+    for exponent in _log_ticks(y_low, y_high):
+        y = top + (y_high - exponent) / (y_high - y_low) * (height - top - bottom)
+        draw.line([(left, y), (width - right, y)], fill=(225, 225, 225))
+        draw.text((4, y - 6), f"{10 ** exponent:.3g}", fill="black", font=font)
+    for step in _ticks(0, steps - 1):
+        x = left + step / max(steps - 1, 1) * (width - left - right)
+        draw.line([(x, height - bottom), (x, height - bottom + 4)], fill="black")
+        draw.text((x - 8, height - bottom + 6), f"{int(step)}", fill="black", font=font)
+    draw.rectangle([(left, top), (width - right, height - bottom)], outline="black")
+    draw.text((width // 2 - 30, height - 18), "step", fill="black", font=font)
+    for curve in positive:
+        draw.line(xy(np.arange(len(curve)), curve), fill=(170, 200, 240), width=1)
+    for curve in positive:
+        draw.line(xy(np.arange(len(curve)), running_mean(np.nan_to_num(curve, nan=np.nanmin(curve)), smooth)), fill=(20, 60, 160), width=2)
+    return np.asarray(image)
+
+
+def loss_curve_path(output_path: str) -> str:
+    """Where a run's loss-curve PNG goes: beside the output, ``out.tif`` → ``out_loss.png``."""
+    return os.path.splitext(output_path)[0] + "_loss.png"

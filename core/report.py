@@ -1,0 +1,200 @@
+"""The evaluation report: one self-contained HTML page (images embedded as PNG data), and its JSON twin.
+
+The page shows what was evaluated and how (Wald's protocol, the settings), the overall scores of every
+method with the best of each column in bold, the per-band scores, image crops side by side
+(low-resolution, bicubic, the method, the reference, and the error maps of bicubic and of the method on
+one shared scale) and the method's training-loss curve. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import figures
+from .config import InternalLearningConfig, IOOptions
+from .evaluation import BICUBIC, Evaluation, evaluate
+from .metrics import HIGHER_IS_BETTER
+from .pipeline import RunResult
+from .progress import Progress
+from .raster import check_output_path, write_file_atomically
+from .sentinel2 import band_name
+
+#: Edge (reference pixels) of the central crop shown in the report.
+CROP = 192
+#: Smallest displayed edge of a panel (screen pixels); smaller crops are enlarged by whole factors.
+PANEL = 256
+METRIC_NAMES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "rmse": "RMSE", "sam": "SAM (°)", "ergas": "ERGAS", "sre": "SRE (dB)"}
+TRUE_COLOUR = ("B4", "B3", "B2")
+
+
+def display_bands(names: list[str]) -> tuple[tuple[int, ...], str]:
+    """Bands shown in the image panels and how: Sentinel-2 true colour when B4, B3, B2 are there, else
+    the first three bands as R, G, B, else band 1 in grey."""
+    canonical = [band_name(n) for n in names]
+    if all(b in canonical for b in TRUE_COLOUR):
+        return tuple(canonical.index(b) for b in TRUE_COLOUR), "true colour (B4, B3, B2)"
+    if len(names) >= 3:
+        return (0, 1, 2), f"{names[0]}, {names[1]}, {names[2]} as red, green, blue"
+    return (0,), f"{names[0]} in grey"
+
+
+def write_json(evaluation: Evaluation, path: str) -> None:
+    """The evaluation's ``as_dict`` as indented JSON at ``path``."""
+    write_file_atomically(path, json.dumps(evaluation.as_dict(), indent=1).encode())
+
+
+def _img(rgb: np.ndarray, alt: str) -> str:
+    data = base64.b64encode(figures.png_bytes(rgb)).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _panels(evaluation: Evaluation) -> tuple[list[tuple[str, np.ndarray]], str]:
+    """(caption, RGB image) of each panel over the central crop, and a sentence on how they are displayed."""
+    s = evaluation.scale
+    reference = evaluation.reference
+    h, w = reference.shape[-2:]
+    size_h, size_w = min(CROP, h) // s * s, min(CROP, w) // s * s
+    top, left = (h - size_h) // 2 // s * s, (w - size_w) // 2 // s * s
+    crop = (slice(None), slice(top, top + size_h), slice(left, left + size_w))
+    low_crop = (slice(None), slice(top // s, (top + size_h) // s), slice(left // s, (left + size_w) // s))
+    channels, how = display_bands(evaluation.band_names)
+    limits = figures.display_limits(reference[crop], channels)
+    factor = max(1, PANEL // max(size_h, size_w))
+    method = next(iter(reversed(evaluation.estimates)))
+    panels = [(f"low resolution (×{s} coarser)", figures.enlarge(figures.to_rgb(evaluation.low[low_crop], channels, limits), s))]
+    panels += [(label, figures.to_rgb(image[crop], channels, limits)) for label, image in evaluation.estimates.items()
+               if label in (BICUBIC, method)]
+    panels.append(("reference", figures.to_rgb(reference[crop], channels, limits)))
+    errors = {label: np.abs(evaluation.estimates[label][crop] - reference[crop]).mean(axis=0) for label in dict.fromkeys((BICUBIC, method))}
+    maximum = float(np.percentile(errors[BICUBIC], 99))
+    panels += [(f"|{label} − reference|", figures.error_rgb(error, maximum)) for label, error in errors.items()]
+    note = (f"Central {size_w} × {size_h} pixel crop, {how}, stretched between the reference's 2nd and 98th "
+            f"percentiles. Error maps: mean absolute error over bands, black = 0 to white = {maximum:.4g} "
+            "(the 99th percentile of bicubic's error).")
+    return [(caption, figures.enlarge(rgb, factor)) for caption, rgb in panels], note
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+
+
+def _overall_table(evaluation: Evaluation) -> str:
+    head = "".join(f"<th>{METRIC_NAMES[m]}</th>" for m in HIGHER_IS_BETTER)
+    best = {m: (max if up else min)(s.overall[m] for s in evaluation.scores) for m, up in HIGHER_IS_BETTER.items()}
+    rows = []
+    for score in evaluation.scores:
+        cells = "".join(
+            f"<td>{'<b>' if score.overall[m] == best[m] else ''}{_fmt(score.overall[m])}{'</b>' if score.overall[m] == best[m] else ''}</td>"
+            for m in HIGHER_IS_BETTER
+        )
+        rows.append(f"<tr><th>{html.escape(score.label)}</th>{cells}</tr>")
+    return f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _band_tables(evaluation: Evaluation) -> str:
+    parts = []
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in evaluation.band_names)
+    for metric in evaluation.scores[0].per_band:
+        rows = "".join(
+            f"<tr><th>{html.escape(s.label)}</th>{''.join(f'<td>{_fmt(v)}</td>' for v in s.per_band[metric])}</tr>"
+            for s in evaluation.scores
+        )
+        parts.append(f"<h3>{METRIC_NAMES[metric]}</h3><table><tr><th>method</th>{head}</tr>{rows}</table>")
+    return "".join(parts)
+
+
+STYLE = """
+body { font-family: sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th:first-child { text-align: left; }
+figure { display: inline-block; margin: 0 8px 8px 0; vertical-align: top; }
+figcaption { font-size: 90%; text-align: center; }
+img { image-rendering: pixelated; }
+"""
+
+
+def render_html(evaluation: Evaluation) -> str:
+    """The report page as a string (see the module docstring)."""
+    e = evaluation
+    h, w = e.reference.shape[-2:]
+    window = e.window
+    settings = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in e.settings.items())
+    panels, note = _panels(e)
+    figures_html = "".join(f"<figure>{_img(rgb, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, rgb in panels)
+    if e.run is not None:
+        curve = figures.loss_curve(e.run.curves, f"{e.method_scores.label}: training loss per step, each tile")
+        loss = (f"<h2>Training loss</h2><p>{e.run.steps} optimisation steps in {e.run.seconds:.1f} s on {html.escape(e.run.device)}. "
+                "A curve still falling at its end means more iterations may help; the run stops by itself "
+                "when the loss stops improving.</p>" + _img(curve, "training loss"))
+    else:
+        loss = ""
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Internal SR evaluation: {html.escape(os.path.basename(e.input_path))}</title>
+<style>{STYLE}</style></head><body>
+<h1>Wald's protocol evaluation</h1>
+<p><b>{html.escape(e.input_path)}</b>, pixels {window.col_off}–{window.col_off + w - 1} × {window.row_off}–{window.row_off + h - 1}
+({w} × {h}). The image was degraded ×{e.scale} with the kernel <code>{html.escape(e.kernel)}</code>, super-resolved back to
+its own grid by each method, and compared with itself: the scores measure how well each method restores detail the
+degradation removed. Higher is better for PSNR, SSIM and SRE; lower for RMSE, SAM and ERGAS (RMSE in the raster's units).
+Best of each column in bold.</p>
+<h2>Scores</h2>{_overall_table(e)}
+<h2>Images</h2><p>{html.escape(note)}</p>{figures_html}
+{loss}
+<h2>Per band</h2>{_band_tables(e)}
+<h2>Settings</h2><table>{settings}<tr><th>evaluation time</th><td>{e.seconds:.1f} s</td></tr></table>
+</body></html>
+"""
+
+
+def write_html(evaluation: Evaluation, path: str) -> None:
+    """Write the report page to ``path`` atomically."""
+    write_file_atomically(path, render_html(evaluation).encode())
+
+
+def text_table(evaluation: Evaluation) -> str:
+    """The overall scores as a plain-text table (the command line prints it)."""
+    width = max(len(s.label) for s in evaluation.scores)
+    lines = [" " * width + "".join(f"{METRIC_NAMES[m]:>12}" for m in HIGHER_IS_BETTER)]
+    lines += [f"{s.label:<{width}}" + "".join(f"{_fmt(s.overall[m]):>12}" for m in HIGHER_IS_BETTER) for s in evaluation.scores]
+    return "\n".join(lines)
+
+
+@dataclass
+class EvaluationRun(RunResult):
+    """``evaluate_to_files``'s result: the run (``output_path`` is the report, or the JSON) and the evaluation."""
+
+    evaluation: Evaluation | None = None
+
+
+def evaluate_to_files(
+    input_path: str,
+    method: str,
+    scale: int,
+    kernel: str,
+    config: InternalLearningConfig | None,
+    io: IOOptions,
+    guide_path: str | None,
+    guide_io: IOOptions | None,
+    report_path: str | None,
+    json_path: str | None,
+    progress: Progress | None = None,
+) -> EvaluationRun:
+    """``evaluation.evaluate`` then the HTML report and/or JSON; output paths are checked before any work."""
+    inputs = [input_path] + ([guide_path] if guide_path else [])
+    for path in (report_path, json_path):
+        if path:
+            check_output_path(path, inputs)
+    e = evaluate(input_path, method, scale, kernel, config, io, guide_path, guide_io or IOOptions(), progress)
+    if report_path:
+        write_html(e, report_path)
+    if json_path:
+        write_json(e, json_path)
+    run = e.run or RunResult("", "cpu", 0.0, 0)
+    return EvaluationRun(report_path or json_path or "", run.device, e.seconds, run.steps, run.messages, run.curves, e)
