@@ -1,4 +1,4 @@
-"""Command line: ``internal-sr dip|knitwork|guided|sentinel2|degrade|kernelgan ...``.
+"""Command line: ``internal-sr dip|knitwork|guided|sentinel2|degrade|kernelgan|evaluate ...``.
 
 Any user error exits with status 2 and one line on stderr naming the problem; nothing is written at
 OUTPUT then. Ctrl-C or SIGTERM cancels cleanly (status 130, no output).
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .config import (
+    EVALUATION_METHODS,
     GUIDED_ITERATIONS,
     KNITWORK_ITERATIONS,
     DIPConfig,
@@ -174,6 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     product.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {GUIDED_ITERATIONS})")
     product.add_argument("--float32", action="store_true", help="write Float32 instead of the bands' data type")
     optimisation(product, "target")
+
+    evaluate = sub.add_parser(
+        "evaluate", help="score a method by Wald's protocol on your own raster: degrade it, super-resolve it back, compare"
+    )
+    evaluate.add_argument("input", help="raster to evaluate on (guided: the low-resolution target)")
+    evaluate.add_argument("--scale", type=_scale, required=True, help="integer factor ≥ 2 (guided: the guide/target grid ratio)")
+    evaluate.add_argument("--method", choices=EVALUATION_METHODS, default="dip", help="method scored beside bicubic and bicubic + back-projection")
+    evaluate.add_argument("--bands", type=_bands, help="1-based bands, e.g. 1,2,3 (default: all)")
+    evaluate.add_argument("--extent", type=_extent, help="evaluate only this area: XMIN,YMIN,XMAX,YMAX in the raster's CRS")
+    evaluate.add_argument("--kernel", help="degradation kernel, which the method is also told: bicubic (default) | lanczos2 | "
+                          "lanczos3 | gaussian:SIGMA | PATH.npy; guided: sentinel2 (default, per band) or any of these")
+    evaluate.add_argument("--guide", help="guided: the finer raster of the same scene")
+    evaluate.add_argument("--guide-bands", type=_bands, help="guided: 1-based guide bands (default: all)")
+    evaluate.add_argument("--guide-kernel", default="sentinel2", help="guided: the guide's blur, same choices as --kernel")
+    evaluate.add_argument("--iterations", type=int, help="optimisation steps per tile (default: the method's)")
+    evaluate.add_argument("--json", help="write every score and setting to this JSON file")
+    evaluate.add_argument("--report", help="write the HTML report (scores, image crops, error maps, loss curve) here")
+    optimisation(evaluate, "low-resolution")
     return parser
 
 
@@ -194,6 +213,22 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
         result = estimate_kernel_file(args.input, args.output, config, IOOptions(bands=args.bands, extent=args.extent), progress)
         progress.close()
         print(f"wrote {', '.join(result.kernel_paths)} ({result.device}, {result.seconds:.1f} s)")
+        return
+    if args.command == "evaluate":
+        from .evaluation import method_config
+        from .report import evaluate_to_files, text_table
+
+        kernel = args.kernel or ("sentinel2" if args.method == "guided" else "bicubic")
+        config = method_config(args.method, args.scale, kernel, args.guide_kernel, **_run_options(args))
+        run = evaluate_to_files(
+            args.input, args.method, args.scale, kernel, config, IOOptions(bands=args.bands, extent=args.extent),
+            args.guide, IOOptions(bands=args.guide_bands), args.report, args.json, progress,
+        )
+        progress.close()
+        print(text_table(run.evaluation))
+        for path in (args.report, args.json):
+            if path:
+                print(f"wrote {path}")
         return
     if args.command == "guided":
         from .sharpen import sharpen

@@ -423,3 +423,7 @@ class GuidedDIPConfig(InternalLearningConfig):
     @property
     def steps(self) -> int:
         return GUIDED_ITERATIONS if self.iterations is None else self.iterations
+
+
+#: Methods ``internal-sr evaluate`` and ``internal_sr:evaluate`` score (``bicubic``: the baselines alone).
+EVALUATION_METHODS = ("dip", "knitwork", "guided", "bicubic")

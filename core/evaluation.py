@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from .config import DIPConfig, GuidedDIPConfig, InternalLearningConfig, IOOptions, KnitworkConfig
+from .config import EVALUATION_METHODS, DIPConfig, GuidedDIPConfig, InternalLearningConfig, IOOptions, KnitworkConfig
 from .degradation import Degradation, back_project, degrade_array, upsample
 from .errors import InputError
 from .grid import Window, nest
@@ -68,8 +68,6 @@ def hpf_injection(
 # ----------------------------------------------------------------------------------------------
 # Wald's protocol on a user's raster (``internal-sr evaluate``, ``internal_sr:evaluate``)
 
-#: Methods ``evaluate`` can score (``bicubic``: the two baselines alone).
-EVALUATION_METHODS = ("dip", "knitwork", "guided", "bicubic")
 #: Row labels of the baselines in every evaluation.
 BICUBIC, BICUBIC_BP, HPF = "bicubic", "bicubic + back-projection", "HPF injection (pansharpening)"
 METHOD_LABELS = {"dip": "Deep Image Prior", "knitwork": "Neural Knitworks", "guided": "guided DIP"}

@@ -1,0 +1,153 @@
+"""Evaluation by Wald's protocol on a user's raster: metrics against hand-computed values, the scores,
+the HTML/JSON report and the one-line errors (core and command line)."""
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from internal_sr.core import metrics, report
+from internal_sr.core.cli import main
+from internal_sr.core.config import DIPConfig, GuidedDIPConfig, IOOptions, TileOptions
+from internal_sr.core.errors import InputError
+from internal_sr.core.evaluation import BICUBIC, BICUBIC_BP, HPF, bicubic, evaluate, wald_pair
+from internal_sr.core.figures import loss_curve
+from internal_sr.core.kernels import make_kernel
+
+from helpers import S2_10M, S2_20M_SAME_AREA, read, write_raster
+
+#: the smallest DIP that still runs the whole formulation (tiny, for speed; quality is tested elsewhere)
+TINY = dict(channels=8, depth=3, detail_layers=2, detail_channels=8, iterations=4, device="cpu", tiles=TileOptions(32, 8))
+NAMES10, NAMES20 = ["B4", "B3", "B2", "B8"], ["B5", "B6", "B7", "B8A", "B11", "B12"]
+UTM = "EPSG:32633"
+
+
+def test_metrics_match_hand_computed_values():
+    reference = np.array([[[1.0, 2.0], [3.0, 4.0]], [[2.0, 2.0], [2.0, 2.0]]])
+    estimate = reference + np.array([1.0, 0.5])[:, None, None]  # band 1 off by 1, band 2 by 0.5
+    assert metrics.rmse(estimate, reference) == pytest.approx(math.sqrt((4 * 1 + 4 * 0.25) / 8))
+    assert metrics.psnr(estimate, reference) == pytest.approx(10 * math.log10(3.0**2 / (5 / 8)))  # peak 4 − 1
+    spectra_r = [(1, 2), (2, 2), (3, 2), (4, 2)]
+    spectra_e = [(2, 2.5), (3, 2.5), (4, 2.5), (5, 2.5)]
+    angles = [abs(math.atan2(r[1], r[0]) - math.atan2(e[1], e[0])) for r, e in zip(spectra_r, spectra_e)]
+    assert metrics.sam(estimate, reference) == pytest.approx(math.degrees(sum(angles) / 4))
+    per_band = 100 / 2 * np.array([1 / 2.5, 0.5 / 2.0])  # 100/s · RMSE_b / μ_b
+    assert metrics.ergas_per_band(estimate, reference, 2) == pytest.approx(per_band)
+    assert metrics.ergas(estimate, reference, 2) == pytest.approx(math.sqrt((per_band**2).mean()))
+    assert metrics.sre_per_band(estimate, reference) == pytest.approx([10 * math.log10(2.5**2 / 1), 10 * math.log10(4 / 0.25)])
+    assert metrics.psnr_per_band(estimate, reference) == pytest.approx([10 * math.log10(9 / 1), 10 * math.log10(1 / 0.25)])
+
+
+def geo_10m(tmp_path, data=None, nodata=None) -> str:
+    """The committed 10 m crop (B4, B3, B2, B8) on a UTM grid at (300000, 5800000)."""
+    data = read(S2_10M) if data is None else data
+    return write_raster(str(tmp_path / "in10.tif"), data, crs=UTM, nodata=nodata, descriptions=NAMES10)
+
+
+def test_dip_evaluation_scores_every_method_on_the_same_pixels(tmp_path):
+    path = geo_10m(tmp_path)
+    # a 64 × 48 pixel extent starting at column 8, row 16 of the crop
+    extent = (300000.0 + 80, 5800000.0 - 160 - 480, 300000.0 + 80 + 640, 5800000.0 - 160)
+    e = evaluate(path, "dip", 2, "bicubic", DIPConfig(scale=2, **TINY), IOOptions(extent=extent))
+    assert (e.window.col_off, e.window.row_off, e.window.width, e.window.height) == (8, 16, 64, 48)
+    reference = read(S2_10M)[:, 16:64, 8:72].astype(np.float64)
+    np.testing.assert_array_equal(e.reference, reference)
+    assert [s.label for s in e.scores] == [BICUBIC, BICUBIC_BP, "Deep Image Prior"]
+    _, low = wald_pair(reference, make_kernel("bicubic", 2))
+    assert e.score(BICUBIC).overall["psnr"] == pytest.approx(metrics.psnr(bicubic(low, 2), reference))
+    assert e.score(BICUBIC_BP).overall["psnr"] > e.score(BICUBIC).overall["psnr"]
+    for score in e.scores:
+        assert set(score.overall) == set(metrics.HIGHER_IS_BETTER)
+        assert all(len(v) == 4 for v in score.per_band.values())
+    assert e.run is not None and e.run.steps == sum(len(c) for c in e.run.curves) > 0
+
+
+def test_report_and_json_show_the_scores_images_and_loss_curve(tmp_path):
+    e = evaluate(geo_10m(tmp_path), "dip", 2, "gaussian:0.6", DIPConfig(scale=2, kernel="gaussian:0.6", **TINY))
+    html_path, json_path = str(tmp_path / "r.html"), str(tmp_path / "r.json")
+    report.write_html(e, html_path)
+    report.write_json(e, json_path)
+    page = open(html_path).read()
+    for text in ("Deep Image Prior", BICUBIC_BP, "PSNR (dB)", "SAM (°)", "ERGAS", "SRE (dB)", "B8", "true colour", "gaussian:0.6"):
+        assert text in page
+    # low resolution, bicubic, DIP, reference, two error maps, the loss curve
+    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 7
+    bicubic_psnr = f"{e.score(BICUBIC).overall['psnr']:.2f}"
+    assert bicubic_psnr in page
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["scale"] == 2 and saved["bands"] == NAMES10
+    assert [s["label"] for s in saved["scores"]] == [BICUBIC, BICUBIC_BP, "Deep Image Prior"]
+    assert len(saved["loss_curves"][0]) == e.run.curves[0].size
+
+
+def test_loss_curve_plots_every_tile():
+    falling = [np.geomspace(1.0, 1e-3, 100), np.geomspace(0.5, 1e-2, 60)]
+    image = loss_curve(falling, "test")
+    dark_blue = (image[..., 2] > 120) & (image[..., 0] < 60)
+    assert image.shape == (400, 720, 3) and dark_blue.sum() > 200
+    blank = loss_curve([], "nothing")
+    assert not ((blank[..., 2] > 120) & (blank[..., 0] < 60)).any()
+
+
+def test_bicubic_only_scores_the_two_baselines(tmp_path):
+    e = evaluate(geo_10m(tmp_path), "bicubic", 4, "bicubic")
+    assert [s.label for s in e.scores] == [BICUBIC, BICUBIC_BP] and e.run is None
+    assert e.low.shape == (4, 32, 32)
+
+
+def geo_pair(tmp_path):
+    t = write_raster(str(tmp_path / "t20.tif"), read(S2_20M_SAME_AREA), crs=UTM,
+                     transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0), descriptions=NAMES20)
+    g = write_raster(str(tmp_path / "g10.tif"), read(S2_10M), crs=UTM,
+                     transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0), descriptions=NAMES10)
+    return t, g
+
+
+def test_guided_evaluation_adds_the_pansharpening_baseline(tmp_path):
+    t, g = geo_pair(tmp_path)
+    config = GuidedDIPConfig(iterations=3, device="cpu", tiles=TileOptions(32, 8))
+    e = evaluate(t, "guided", 2, config.kernel, config, guide_path=g)
+    assert [s.label for s in e.scores] == [BICUBIC, BICUBIC_BP, HPF, "guided DIP"]
+    assert e.reference.shape == (6, 64, 64) and e.low.shape == (6, 32, 32)
+    # the pansharpening baseline uses the guide's detail: it must beat plain bicubic
+    assert e.score(HPF).overall["rmse"] < e.score(BICUBIC).overall["rmse"]
+    with pytest.raises(InputError, match="scale must be 2, got 4"):
+        evaluate(t, "guided", 4, config.kernel, config, guide_path=g)
+    with pytest.raises(InputError, match="needs a guide raster"):
+        evaluate(t, "guided", 2, config.kernel, config)
+
+
+def test_nodata_inside_the_area_is_a_clear_error(tmp_path):
+    data = read(S2_10M)
+    data[:, 5, 5] = 0
+    with pytest.raises(InputError, match="nodata or not finite.*choose an extent"):
+        evaluate(geo_10m(tmp_path, data, nodata=0), "bicubic", 2, "bicubic")
+
+
+def test_command_line_writes_json_and_report(tmp_path, capsys):
+    path = geo_10m(tmp_path)
+    out_json, out_html = tmp_path / "e.json", tmp_path / "e.html"
+    code = main(["evaluate", path, "--scale", "2", "--method", "bicubic", "--json", str(out_json), "--report", str(out_html)])
+    printed = capsys.readouterr().out
+    assert code == 0 and out_html.exists()
+    assert BICUBIC_BP in printed and "PSNR" in printed
+    assert json.loads(out_json.read_text())["scores"][1]["label"] == BICUBIC_BP
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--method", "guided"], "needs a guide raster"),
+        (["--method", "dip", "--scale", "1"], "scale"),
+        (["--method", "bicubic", "--report", "/nonexistent/r.html"], "does not exist"),
+    ],
+)
+def test_command_line_errors_are_one_line(tmp_path, capsys, args, message):
+    path = geo_10m(tmp_path)
+    argv = ["evaluate", path, *(args if "--scale" in args else [*args, "--scale", "2"])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
