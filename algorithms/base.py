@@ -262,8 +262,10 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         self._help.append((parameter.description(), help_text))
         self.addParameter(parameter)
 
-    def add_raster_input(self, help_text: str, name: str = "INPUT", description: str = "Input raster") -> None:
-        self.add_parameter(QgsProcessingParameterRasterLayer(name, tr(description)), help_text)
+    def add_raster_input(
+        self, help_text: str, name: str = "INPUT", description: str = "Input raster", optional: bool = False
+    ) -> None:
+        self.add_parameter(QgsProcessingParameterRasterLayer(name, tr(description), None, optional), help_text)
 
     def add_bands(
         self,
@@ -356,15 +358,17 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     def add_seed(self) -> None:
         self.add_int(self.SEED, "Random seed", 0, "Makes a run repeatable on the same device.", minimum=0, advanced=True)
 
-    def add_run_options(self, pixels: str = "input") -> None:
-        """DEVICE, FLOAT32, SEED, TILE_SIZE and OVERLAP of the tile-by-tile methods; ``pixels`` names the tiled grid."""
+    def add_run_options(self, pixels: str = "input", float32: bool = True) -> None:
+        """DEVICE, FLOAT32 (unless ``float32`` is false: no raster is written), SEED, TILE_SIZE and OVERLAP of
+        the tile-by-tile methods; ``pixels`` names the tiled grid."""
         self.add_device()
-        self.add_bool(
-            self.FLOAT32,
-            "Write Float32",
-            False,
-            f"Write 32-bit floating point instead of the {pixels}'s data type (which is otherwise kept, clipped to its range).",
-        )
+        if float32:
+            self.add_bool(
+                self.FLOAT32,
+                "Write Float32",
+                False,
+                f"Write 32-bit floating point instead of the {pixels}'s data type (which is otherwise kept, clipped to its range).",
+            )
         self.add_seed()
         self.add_int(
             self.TILE_SIZE,
@@ -615,4 +619,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
                 result.device, result.seconds, result.steps, result.output_path
             )
         )
-        return {self.OUTPUT: result.output_path, **job.outputs}
+        return {self.OUTPUT: result.output_path, **job.outputs, **self.result_outputs(result)}
+
+    def result_outputs(self, result: Any) -> dict[str, Any]:
+        """Further outputs computed by the run (e.g. scores), beside OUTPUT and ``Job.outputs``; none by default."""
+        return {}

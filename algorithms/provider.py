@@ -8,13 +8,14 @@ from qgis.PyQt.QtGui import QIcon
 from .base import ICON_PATH
 from .degrade import DegradeAlgorithm
 from .dip import DIPAlgorithm
+from .evaluate import EvaluateAlgorithm
 from .guided_dip import GuidedDIPAlgorithm
 from .kernelgan import KernelGANAlgorithm
 from .knitwork import KnitworkAlgorithm
 
 
 class InternalSRProvider(QgsProcessingProvider):
-    """Provider ``internal_sr`` ("Internal SR"): ``internal_sr:dip``, ``internal_sr:knitwork``, ``internal_sr:guided_dip``, ``internal_sr:degrade``, ``internal_sr:kernelgan``."""
+    """Provider ``internal_sr`` ("Internal SR"): ``internal_sr:dip``, ``internal_sr:knitwork``, ``internal_sr:guided_dip``, ``internal_sr:degrade``, ``internal_sr:kernelgan``, ``internal_sr:evaluate``."""
 
     def id(self) -> str:
         return "internal_sr"
@@ -32,7 +33,7 @@ class InternalSRProvider(QgsProcessingProvider):
         return ICON_PATH
 
     def loadAlgorithms(self) -> None:  # noqa: N802
-        for algorithm in (DIPAlgorithm(), KnitworkAlgorithm(), GuidedDIPAlgorithm(), DegradeAlgorithm(), KernelGANAlgorithm()):
+        for algorithm in (DIPAlgorithm(), KnitworkAlgorithm(), GuidedDIPAlgorithm(), DegradeAlgorithm(), KernelGANAlgorithm(), EvaluateAlgorithm()):
             self.addAlgorithm(algorithm)
 
     def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802

@@ -1,0 +1,135 @@
+"""Processing algorithm ``internal_sr:evaluate``: score a method by Wald's protocol on the user's own raster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback, QgsProcessingOutputNumber
+
+from ..core.config import EVALUATION_METHODS, IOOptions
+from .base import KERNELS, InternalSRAlgorithm, Job, kernel_spec, tr
+from .guided_dip import GUIDED_KERNELS
+
+#: Kernels of the protocol: bicubic first (the default), 'sentinel2' last (guided DIP's per-band MTF).
+EVALUATION_KERNELS = (*KERNELS, "sentinel2")
+#: Row labels of the baselines (``core.evaluation.BICUBIC`` and ``BICUBIC_BP``).
+BICUBIC_LABEL, BICUBIC_BP_LABEL = "bicubic", "bicubic + back-projection"
+#: Output numbers: the method's overall scores, and bicubic's and bicubic + back-projection's PSNR.
+SCORES = ("PSNR", "SSIM", "RMSE", "SAM", "ERGAS", "SRE")
+
+
+class EvaluateAlgorithm(InternalSRAlgorithm):
+    """Parameters → a method configuration → ``core.report.evaluate_to_files``; outputs the report and the scores."""
+
+    METHOD = "METHOD"
+    GUIDE = "GUIDE"
+    GUIDE_BANDS = "GUIDE_BANDS"
+    GUIDE_KERNEL = "GUIDE_KERNEL"
+    ITERATIONS = "ITERATIONS"
+    OUTPUT_JSON = "OUTPUT_JSON"
+
+    ALGORITHM_ID = "evaluate"
+    DISPLAY_NAME = "Evaluate super-resolution (Wald's protocol)"
+    SUMMARY = (
+        "<p>Measures how well a method works <i>on your own imagery</i>, where no higher-resolution truth exists: "
+        "the raster (or the chosen extent of it) is degraded by the scale factor with the chosen kernel, "
+        "super-resolved back to its own grid, and compared with itself (Wald's protocol). Bicubic interpolation "
+        "and bicubic + back-projection are always scored on the same pixels, and for guided DIP also HPF "
+        "injection, the classic pansharpening baseline.</p>"
+        "<p><b>Scores</b>, per band and overall: PSNR and SRE (dB, higher is better), SSIM (higher is better), "
+        "RMSE in the raster's units, SAM (degrees) and ERGAS (lower is better). The HTML report shows them with "
+        "image crops side by side (low resolution, bicubic, the method, the reference and error maps) and the "
+        "method's training-loss curve; the scores are also outputs for the model designer.</p>"
+        "<p><b>Guided DIP</b>: the input is the target (e.g. Sentinel-2 20 m bands) and the guide the finer "
+        "bands (10 m); both are degraded by their grid ratio, which must equal the scale factor.</p>"
+        "<p><b>How long</b>: as one run of the method on an image the scale factor smaller; choose an extent of "
+        "a few hundred pixels on a CPU. The evaluated area must hold no nodata.</p>"
+    )
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
+        self.add_raster_input("The raster to evaluate on (for guided DIP: the low-resolution target).")
+        self.add_bands()
+        self.add_extent("input raster")
+        self.add_choice(
+            self.METHOD, "Method", EVALUATION_METHODS,
+            "The method to score: Deep Image Prior, Neural Knitworks, guided DIP (needs a guide), or bicubic alone.",
+        )
+        self.add_scale()
+        self.add_kernel(
+            options=EVALUATION_KERNELS,
+            extra_help="The degradation of the protocol, which the method is also told. 'sentinel2' (guided DIP "
+            "only) blurs each band with its MTF. ",
+        )
+        self.add_int(
+            self.ITERATIONS, "Iterations (0 = automatic)", 0,
+            "Optimisation steps per tile; 0 uses the method's tested default.", minimum=0, maximum=100000,
+        )
+        self.add_raster_input(
+            "Guided DIP only: the finer raster of the same scene (e.g. Sentinel-2 10 m bands).", self.GUIDE,
+            "Guide raster (guided DIP)", optional=True,
+        )
+        self.add_bands(self.GUIDE_BANDS, self.GUIDE, "Guide bands", "Guide bands to use, numbered from 1 (empty: all).")
+        self.add_choice(self.GUIDE_KERNEL, "Guide blur kernel", GUIDED_KERNELS, "Guided DIP only: the blur of the guide bands.")
+        self.add_run_options("low-resolution", float32=False)
+        self.add_file_output(self.OUTPUT, "Report", tr("HTML files (*.html)"), "The HTML report to write.")
+        self.add_file_output(
+            self.OUTPUT_JSON, "Scores (JSON)", tr("JSON files (*.json)"), "Optional: every score and setting as JSON.", optional=True
+        )
+        for name in SCORES:
+            self.addOutput(QgsProcessingOutputNumber(name, tr("{} of the method").format(name)))
+        for name in ("PSNR_BICUBIC", "PSNR_BICUBIC_BP"):
+            self.addOutput(QgsProcessingOutputNumber(name, name.replace("_", " ")))
+
+    def prepare_job(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
+    ) -> Job:
+        from ..core.evaluation import method_config
+
+        source, bands, scale = self.read_input(parameters, context)
+        method = self.parameterAsEnumString(parameters, self.METHOD, context) or EVALUATION_METHODS[0]
+        guide = self.read_source(parameters, context, self.GUIDE) if parameters.get(self.GUIDE) else None
+        options = self.read_run_options(parameters, context)
+        sigma = self.parameterAsDouble(parameters, self.SIGMA, context) or None
+        guide_kernel = self.parameterAsEnumString(parameters, self.GUIDE_KERNEL, context) or GUIDED_KERNELS[0]
+        kernel = self.read_kernel(parameters, context, feedback)
+        config = method_config(
+            method, scale, kernel, kernel_spec(guide_kernel, sigma),
+            iterations=self.parameterAsInt(parameters, self.ITERATIONS, context) or None,
+            seed=options.seed, device=options.device, tiles=options.tiles,
+        )
+        io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source))
+        guide_io = IOOptions(bands=self.read_bands(parameters, context, guide, self.GUIDE_BANDS)) if guide else None
+        report = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        scores_json = self.parameterAsFileOutput(parameters, self.OUTPUT_JSON, context)
+        input_path, guide_path = source.path, guide.path if guide else None
+        if method == "guided" and guide is None:
+            raise QgsProcessingException(tr("Method guided needs a guide raster (GUIDE)"))
+
+        def run(progress: Any) -> Any:
+            from ..core.report import evaluate_to_files
+
+            return evaluate_to_files(
+                input_path, method, scale, kernel, config, io, guide_path, guide_io, report, scores_json or None, progress
+            )
+
+        settings = {
+            tr("Input"): f"{source.name} ({source.width} × {source.height} pixels, bands {bands or tr('all')})",
+            tr("Method"): method,
+            tr("Scale"): f"×{scale}",
+            tr("Kernel"): kernel,
+            tr("Iterations"): str(config.steps) if config is not None else "-",
+            tr("Device requested"): options.device,
+            tr("Seed"): str(options.seed),
+            tr("Report"): report,
+        }
+        if guide is not None:
+            settings[tr("Guide")] = f"{guide.name} ({guide.width} × {guide.height} pixels), kernel {guide_kernel}"
+        return Job(run, settings, {self.OUTPUT_JSON: scores_json} if scores_json else {})
+
+    def result_outputs(self, result: Any) -> dict[str, Any]:
+        """The method's overall scores (``SCORES``) and the baselines' PSNR, for the model designer."""
+        evaluation = result.evaluation
+        values = {name: evaluation.method_scores.overall[name.lower()] for name in SCORES}
+        values["PSNR_BICUBIC"] = evaluation.score(BICUBIC_LABEL).overall["psnr"]
+        values["PSNR_BICUBIC_BP"] = evaluation.score(BICUBIC_BP_LABEL).overall["psnr"]
+        return values
