@@ -49,7 +49,8 @@ def test_plugin_loads_and_unloads_cleanly(qgis_iface, qgis_processing, recorder,
         provider = registry.providerById("internal_sr")
         assert provider is not None and provider.name() == "Internal SR"
         assert sorted(a.id() for a in provider.algorithms()) == [
-            "internal_sr:degrade", "internal_sr:dip", "internal_sr:guided_dip", "internal_sr:kernelgan", "internal_sr:knitwork"
+            "internal_sr:degrade", "internal_sr:dip", "internal_sr:evaluate", "internal_sr:guided_dip", "internal_sr:kernelgan",
+            "internal_sr:knitwork",
         ]
         assert [name for name, _ in recorder.menu] == ["&Internal SR", "&Internal SR"]
         action, install_action = (action for _, action in recorder.menu)
