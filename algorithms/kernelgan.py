@@ -128,8 +128,9 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
 
             result = estimate_kernel_file(input_path, output, config, io, progress)
             if report:
-                with open(report, "w", encoding="utf-8") as f:
-                    f.write(summary_html(input_name, config, result))
+                from ..core.raster import write_file_atomically
+
+                write_file_atomically(report, summary_html(input_name, config, result).encode("utf-8"))
             return result
 
         settings = {
