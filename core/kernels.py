@@ -15,11 +15,9 @@ KernelGAN's centring convention.
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import struct
-import tempfile
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,19 +154,6 @@ def anisotropic_gaussian(major: float, minor: float, angle: float, scale: int) -
     return k / k.sum()
 
 
-def _write_png(path: str, grey: np.ndarray) -> None:
-    """Write an ``(H, W)`` uint8 array as an 8-bit greyscale PNG (no dependency beyond zlib)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    height, width = grey.shape
-    rows = b"".join(b"\x00" + row.tobytes() for row in np.ascontiguousarray(grey, dtype=np.uint8))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
-
-
 def save_kernel_file(path: str, kernel: np.ndarray, preview_pixels: int = 208) -> str:
     """Save a 2-D kernel as a float32 ``.npy`` summing to 1, and a PNG preview beside it; returns the PNG's path.
 
@@ -179,19 +164,17 @@ def save_kernel_file(path: str, kernel: np.ndarray, preview_pixels: int = 208) -
     k = np.asarray(kernel, dtype=np.float64)
     if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0 or not k.sum() > 0:
         raise InputError(f"a kernel file holds a square 2-D kernel of odd size with a positive sum, got shape {k.shape}")
-    handle, tmp = tempfile.mkstemp(prefix=".internal_sr-", suffix=".npy", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(handle, "wb") as f:
-            np.save(f, (k / k.sum()).astype(np.float32))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from .figures import write_png
+    from .raster import write_file_atomically
+
+    buffer = io.BytesIO()
+    np.save(buffer, (k / k.sum()).astype(np.float32))
+    write_file_atomically(path, buffer.getvalue())
     positive = np.clip(k, 0, None)
     block = max(1, preview_pixels // k.shape[0])
     grey = np.rint(255 * positive / positive.max()).astype(np.uint8).repeat(block, 0).repeat(block, 1)
     png = os.path.splitext(path)[0] + ".png"
-    _write_png(png, grey)
+    write_png(png, np.repeat(grey[..., None], 3, axis=2))
     return png
 
 
