@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 import rasterio
+import torch
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions
@@ -25,7 +26,7 @@ from .kernels import make_kernel
 from .normalise import BandScaling
 from .progress import NullProgress, Progress
 from .raster import AtomicGeoTIFF, as_float32, valid_mask, RasterInfo, check_output_path, file_window, open_info, output_dtype, rasterio_window, read_window, to_dtype
-from .tiling import Solver, run_tiles
+from .tiling import MIN_RETRY_TILE, BatchSolver, ShrinkOnOutOfMemory, Solver, run_tiles, solve_in_tiles
 
 #: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
 SCALING_SAMPLE = 1024
@@ -120,11 +121,13 @@ def _solver(
     scaling: BandScaling,
     read: Callable[[Window], tuple[np.ndarray, np.ndarray]],
     progress: _Recorder,
-) -> tuple[Solver, str]:
+) -> tuple[ShrinkOnOutOfMemory, str]:
     """The tile solver shared by file and array runs; returns it and the device name.
 
     The method follows the configuration's type: ``DIPConfig`` → ``core.dip``, ``KnitworkConfig`` →
-    ``core.knitwork``; both solve one normalised tile with the same signature.
+    ``core.knitwork``; both solve one normalised tile with the same signature. The solver's ``tiles``
+    are the configuration's with the batch resolved for the device; DIP also solves tiles in batches
+    (its ``many``). Running out of GPU memory shrinks the batch, then the tiles, then moves to the CPU.
     """
     if isinstance(config, KnitworkConfig):
         from .knitwork import super_resolve_tile
@@ -141,7 +144,7 @@ def _solver(
         f"{method} on device {describe(device)}; ×{s}, kernel {config.kernel}, up to {config.steps} steps per tile, "
         f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
     )
-    def solve(window: Window, tile_progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+    def solve(window: Window, tile_progress: Progress, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
         data, valid = read(window)
         up_valid = valid.repeat(s, axis=1).repeat(s, axis=2)
         if not valid.any():
@@ -151,7 +154,22 @@ def _solver(
         progress.add_curve(tile.losses)
         return scaling.denormalise(tile.image), up_valid
 
-    return solve, describe(device)
+    def solve_many(windows: list[Window], tile_progress: Progress, device: torch.device) -> list[tuple[np.ndarray, np.ndarray]]:
+        reads = [read(window) for window in windows]
+        if not all(valid.any() for _, valid in reads):
+            return [solve(window, tile_progress, device) for window in windows]
+        from .dip import super_resolve_tiles
+
+        data, valid = np.stack([scaling.normalise(d) for d, _ in reads]), np.stack([v for _, v in reads])
+        tiles = super_resolve_tiles(data, valid, kernel, config, device, tile_progress, seed_everything(config.seed))
+        for tile in tiles:
+            progress.add_curve(tile.losses)
+        return [(scaling.denormalise(t.image), v.repeat(s, axis=1).repeat(s, axis=2)) for t, v in zip(tiles, valid)]
+
+    tiles = config.tiles.for_device(device.type)
+    minimum = max(MIN_RETRY_TILE, config.min_input_size)
+    many = solve_many if isinstance(config, DIPConfig) and tiles.batch > 1 else None
+    return ShrinkOnOutOfMemory(solve, device, tiles, len(scaling.lo), s, progress, minimum, many), describe(device)
 
 
 def write_tiled(
@@ -165,6 +183,7 @@ def write_tiled(
     tiles: TileOptions,
     solve: Solver,
     progress: Progress,
+    solve_batch: BatchSolver | None = None,
 ) -> None:
     """Solve the tiles of a ``width × height`` input and write the blended ``grid`` atomically.
 
@@ -176,20 +195,15 @@ def write_tiled(
         def write(window: Window, values: np.ndarray, valid: np.ndarray) -> None:
             out.write(window, to_dtype(values, valid, dtype, out.nodata))
 
-        run_tiles(width, height, len(info.bands), scale, tiles, solve, write, progress)
+        run_tiles(width, height, len(info.bands), scale, tiles, solve, write, progress, solve_batch)
 
 
 def collect_tiled(
-    width: int, height: int, bands: int, scale: int, tiles: TileOptions, solve: Solver, progress: Progress
+    width: int, height: int, bands: int, scale: int, tiles: TileOptions, solve: Solver, progress: Progress,
+    solve_batch: BatchSolver | None = None,
 ) -> np.ndarray:
     """Solve the tiles of a ``width × height`` input and return the blended ``(bands, s·h, s·w)`` float64 array."""
-    out = np.zeros((bands, height * scale, width * scale))
-
-    def write(window: Window, values: np.ndarray, _valid: np.ndarray) -> None:
-        out[(slice(None), *window.slices)] = values
-
-    run_tiles(width, height, bands, scale, tiles, solve, write, progress)
-    return out
+    return solve_in_tiles(Window(0, 0, width, height), bands, scale, tiles, solve, progress, solve_batch)[0]
 
 
 def super_resolve(
@@ -205,7 +219,7 @@ def super_resolve(
     config.check_input_size(info.grid.width, info.grid.height)
     solve, device = _solver(config, fit_scaling(info), lambda w: read_window(info, w), recorder)
     grid = info.grid.refined(config.scale)
-    write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, config.tiles, solve, recorder)
+    write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, solve.tiles, solve, recorder, solve.many)
     recorder.report(1.0, "done")
     return recorder.result(output_path, device)
 
@@ -228,7 +242,7 @@ def super_resolve_array(
     if not valid.any():
         raise InputError("the image has no valid pixels")
     solve, device = _solver(config, BandScaling.fit(image, valid), lambda win: (image[(slice(None), *win.slices)], valid[(slice(None), *win.slices)]), recorder)
-    out = collect_tiled(w, h, c, config.scale, config.tiles, solve, recorder)
+    out = collect_tiled(w, h, c, config.scale, solve.tiles, solve, recorder, solve.many)
     return out, recorder.result("", device)
 
 
