@@ -100,6 +100,21 @@ class _Pending:
         self.weight[rs, cs] += weight
         self.valid[:, rs, cs] |= valid
 
+    def emit(self, right: int, final_rows: int, write: Writer, carry: "_Pending") -> None:
+        """Write the blend of the first ``final_rows`` rows up to output column ``right``, move the
+        other rows of those columns into ``carry`` (full width, starting at column 0), and drop them."""
+        count = right - self.left
+        if count <= 0:
+            return
+        block = (slice(None), slice(None, final_rows), slice(None, count))
+        write(Window(self.left, self.top, count, final_rows), self.acc[block] / self.weight[:final_rows, :count], self.valid[block])
+        cs = slice(self.left, right)
+        carry.acc[:, :, cs] = self.acc[:, final_rows:, :count]
+        carry.weight[:, cs] = self.weight[final_rows:, :count]
+        carry.valid[:, :, cs] = self.valid[:, final_rows:, :count]
+        self.acc, self.weight, self.valid = self.acc[:, :, count:], self.weight[:, count:], self.valid[:, :, count:]
+        self.left = right
+
 
 def run_tiles(
     width: int,
@@ -151,17 +166,7 @@ def run_tiles(
             pending.add(out, np.outer(wr, wc), values, tile_valid)
             done += 1
             final_right = cols[ci + 1] * scale if ci + 1 < len(cols) else out_width
-            count, rows_final = final_right - pending.left, final_end - top
-            if count > 0:
-                block = (slice(None), slice(None, rows_final), slice(None, count))
-                write(Window(pending.left, top, count, rows_final),
-                      pending.acc[block] / pending.weight[:rows_final, :count], pending.valid[block])
-                cs = slice(pending.left, final_right)
-                next_carried.acc[:, :, cs] = pending.acc[:, rows_final:, :count]
-                next_carried.weight[:, cs] = pending.weight[rows_final:, :count]
-                next_carried.valid[:, :, cs] = pending.valid[:, rows_final:, :count]
-                pending.acc, pending.weight, pending.valid = pending.acc[:, :, count:], pending.weight[:, count:], pending.valid[:, :, count:]
-                pending.left = final_right
+            pending.emit(final_right, final_end - top, write, next_carried)
         carried = next_carried
     return total
 
