@@ -140,3 +140,15 @@ def loss_curve(curves: list[np.ndarray], title: str, smooth: int = 25, size: tup
 def loss_curve_path(output_path: str) -> str:
     """Where a run's loss-curve PNG goes: beside the output, ``out.tif`` → ``out_loss.png``."""
     return os.path.splitext(output_path)[0] + "_loss.png"
+
+
+def write_loss_curve(output_path: str, curves: list[np.ndarray], method: str) -> str | None:
+    """Write the loss curves of a run beside its output (``loss_curve_path``); returns the PNG's path.
+
+    Nothing is written (``None``) when no tile was optimised (e.g. an all-nodata raster).
+    """
+    if not any(len(c) for c in curves):
+        return None
+    path = loss_curve_path(output_path)
+    write_png(path, loss_curve(curves, f"{method}: training loss per step, {len(curves)} tile(s)"))
+    return path

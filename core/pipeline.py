@@ -78,6 +78,17 @@ class _Recorder:
     def cancelled(self) -> bool:
         return self.progress.cancelled()
 
+    def finish(self, output_path: str, device: str, method: str | None) -> RunResult:
+        """End a file run: write the tiles' loss curves beside the output (``figures.write_loss_curve``;
+        not when ``method`` is ``None``), report completion and return the ``RunResult``."""
+        from .figures import write_loss_curve
+
+        curve = write_loss_curve(output_path, self.curves, method) if method else None
+        if curve:
+            self.info(f"training loss curve: {curve}")
+        self.report(1.0, "done")
+        return self.result(output_path, device)
+
 
 def _open_input(input_path: str, output_path: str, io: IOOptions, progress: Progress) -> RasterInfo:
     info = open_info(input_path, io.bands, io.extent)
@@ -116,6 +127,11 @@ def fit_scaling(info: RasterInfo) -> BandScaling:
     return BandScaling.fit(data, valid)
 
 
+def method_name(config: MethodConfig) -> str:
+    """The method a configuration runs, as logs and figures name it."""
+    return "Neural Knitworks" if isinstance(config, KnitworkConfig) else "Deep Image Prior"
+
+
 def _solver(
     config: MethodConfig,
     scaling: BandScaling,
@@ -131,12 +147,9 @@ def _solver(
     """
     if isinstance(config, KnitworkConfig):
         from .knitwork import super_resolve_tile
-
-        method = "Neural Knitworks"
     else:
         from .dip import super_resolve_tile
-
-        method = "Deep Image Prior"
+    method = method_name(config)
     s = config.scale
     kernel = None if isinstance(config, KnitworkConfig) and config.kernel == LEARNED_KERNEL else make_kernel(config.kernel, s)
     device = resolve_device(config.device)
@@ -220,8 +233,7 @@ def super_resolve(
     solve, device = _solver(config, fit_scaling(info), lambda w: read_window(info, w), recorder)
     grid = info.grid.refined(config.scale)
     write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, solve.tiles, solve, recorder, solve.many)
-    recorder.report(1.0, "done")
-    return recorder.result(output_path, device)
+    return recorder.finish(output_path, device, method_name(config))
 
 
 def super_resolve_array(

@@ -30,7 +30,7 @@ from .pipeline import RunResult, _Recorder
 from .progress import NullProgress, Progress, SubProgress
 from .raster import AtomicGeoTIFF, RasterInfo, check_output_path, open_info, read_window, to_dtype
 from .sentinel2 import ORDER, RESOLUTION, band_name
-from .sharpen import sharpen
+from .sharpen import GUIDED_METHOD, sharpen
 
 EXTENSIONS = (".jp2", ".tif", ".tiff")
 GUIDE_BANDS = ("B2", "B3", "B4", "B8")
@@ -132,12 +132,11 @@ def sharpen_product(
             _write_stack(groups[res], target)
             parts[res] = os.path.join(tmp, f"{res}m_at_10m.tif")
             sub = SubProgress(recorder, n / len(todo), (n + 1) / len(todo))
-            result = sharpen(target, guide, parts[res], config, IOOptions(float32=float32), IOOptions(), sub)
+            result = sharpen(target, guide, parts[res], config, IOOptions(float32=float32), IOOptions(), sub, loss_curve=False)
             recorder.curves.extend(result.curves)
             device = result.device
         _assemble(parts, groups, output_path, float32)
-    recorder.report(1.0, "done")
-    return recorder.result(output_path, device or "none")
+    return recorder.finish(output_path, device or "none", GUIDED_METHOD)
 
 
 def _assemble(parts: dict[int, str], groups: dict[int, list[BandSource]], output_path: str, float32: bool) -> None:

@@ -30,6 +30,8 @@ from .raster import RasterInfo, check_output_path, open_info, read_window
 from .sentinel2 import band_name, kernel_spec
 from .tiling import Solver
 
+#: The method's name in logs and figures.
+GUIDED_METHOD = "guided DIP"
 #: read(window on the target grid) -> (target values, target valid, guide values, guide valid)
 Reader = Callable[[Window], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
@@ -140,8 +142,12 @@ def sharpen(
     target_io: IOOptions = IOOptions(),
     guide_io: IOOptions = IOOptions(),
     progress: Progress | None = None,
+    loss_curve: bool = True,
 ) -> RunResult:
-    """Sharpen ``target_path`` with ``guide_path`` into a GeoTIFF on the guide's grid (module docstring)."""
+    """Sharpen ``target_path`` with ``guide_path`` into a GeoTIFF on the guide's grid (module docstring).
+
+    With ``loss_curve`` the tiles' training-loss curves are drawn beside the output (``OUTPUT_loss.png``).
+    """
     recorder = _Recorder(progress or NullProgress())
     inputs = check_inputs(target_path, guide_path, output_path, config, target_io, guide_io, recorder)
     target, guide, nesting = inputs.target, inputs.guide, inputs.nesting
@@ -159,8 +165,7 @@ def sharpen(
     )
     grid = guide.grid.window_grid(nesting.guide)
     write_tiled(output_path, target, grid, target_io, nesting.target.width, nesting.target.height, s, config.tiles, solve, recorder)
-    recorder.report(1.0, "done")
-    return recorder.result(output_path, device)
+    return recorder.finish(output_path, device, GUIDED_METHOD if loss_curve else None)
 
 
 def sharpen_array(

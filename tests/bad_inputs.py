@@ -25,6 +25,8 @@ import rasterio.shutil
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
+from internal_sr.core.figures import loss_curve_path
+
 from helpers import S2_10M, S2_20M, S2_20M_SAME_AREA, read, write_raster
 
 #: Paths of the input raster(s) a case built: ``(input,)`` or, for guided cases, ``(target, guide)``.
@@ -271,7 +273,7 @@ def assert_outcome(case: Case, prepared: Prepared, message: str | None) -> None:
     """``message`` is the one-line error the run gave (``None``: it succeeded); check it against ``case``.
 
     On error nothing is written: the output folder holds what it held before (no output, no temporary
-    file). On success it holds the output besides, and nothing else. Either way the inputs keep their
+    file). On success it holds the output and its loss-curve PNG besides, and nothing else. Either way the inputs keep their
     bytes (QGIS may add its statistics in an ``.aux.xml`` beside them when it opens them as layers).
     """
     folder = os.path.dirname(prepared.output)
@@ -281,7 +283,8 @@ def assert_outcome(case: Case, prepared: Prepared, message: str | None) -> None:
         names = [name for name in names if name not in statistics]
     if case.error is None:
         assert message is None, f"{case.id}: unexpected error {message!r}"
-        assert names == sorted(prepared.before + [os.path.basename(prepared.output)])
+        written = [prepared.output, loss_curve_path(prepared.output)]
+        assert names == sorted(prepared.before + [os.path.basename(p) for p in written])
         case.check(prepared.inputs, prepared.output)
     else:
         assert message is not None, f"{case.id}: the run succeeded, expected an error matching {case.error!r}"

@@ -37,6 +37,19 @@ def test_output_grid_is_the_input_grid_refined(tmp_path):
     assert result.device.split()[0] in ("cpu", "cuda", "mps")
 
 
+def test_a_run_draws_its_loss_curves_beside_the_output(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "sr.tif"
+    result = run_dip(S2_20M, out, tiles=TileOptions(48, 8))  # 96 × 96 input: 3 × 3 tiles sharing ≥ 8 pixels
+    assert len(result.curves) == 9 and all(len(c) == 2 for c in result.curves) and result.steps == 18
+    curve = tmp_path / "sr_loss.png"
+    assert f"training loss curve: {curve}" in result.messages
+    with Image.open(curve) as image:
+        assert image.format == "PNG" and image.size == (720, 400)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sr.tif", "sr_loss.png"]
+
+
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32"])
 def test_dtype_is_kept_and_values_clipped_to_its_range(tmp_path, dtype):
     base = read(S2_10M)[:2, :32, :32].astype(np.float64)
