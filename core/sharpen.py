@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 
 from .config import GuidedDIPConfig, IOOptions
 from .device import describe, resolve_device, seeded
@@ -28,7 +29,7 @@ from .pipeline import RunResult, _Recorder, collect_tiled, extent_message, fit_s
 from .progress import NullProgress, Progress
 from .raster import RasterInfo, check_output_path, open_info, read_window
 from .sentinel2 import band_name, kernel_spec
-from .tiling import Solver
+from .tiling import MIN_RETRY_TILE, ShrinkOnOutOfMemory, Solver
 
 #: The method's name in logs and figures.
 GUIDED_METHOD = "guided DIP"
@@ -108,7 +109,10 @@ def _solver(
     read: Reader,
     progress: _Recorder,
 ) -> tuple[Solver, str]:
-    """The tile solver shared by file and array runs; returns it and the device name."""
+    """The tile solver shared by file and array runs; returns it and the device name.
+
+    Running out of GPU memory shrinks the tiles, then moves to the CPU (``tiling.ShrinkOnOutOfMemory``).
+    """
     from .guided import sharpen_tile
 
     scale = target_kernels[0].scale
@@ -118,7 +122,7 @@ def _solver(
         f"kernels {config.kernel}/{config.guide_kernel}, up to {config.steps} steps per tile, "
         f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
     )
-    def solve(window: Window, tile_progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+    def solve(window: Window, tile_progress: Progress, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
         target, target_valid, guide, guide_valid = read(window)
         out_valid = target_valid.repeat(scale, axis=1).repeat(scale, axis=2) & guide_valid.all(axis=0)
         if not out_valid.any():
@@ -131,7 +135,8 @@ def _solver(
         progress.add_curve(tile.losses)
         return target_scaling.denormalise(tile.image), out_valid
 
-    return solve, describe(device)
+    minimum = max(MIN_RETRY_TILE, MIN_TARGET_SIZE)
+    return ShrinkOnOutOfMemory(solve, device, config.tiles, len(target_kernels), scale, progress, minimum), describe(device)
 
 
 def sharpen(

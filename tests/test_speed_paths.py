@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from internal_sr.core import dip, pipeline
-from internal_sr.core.config import DIPConfig, TileOptions
+from internal_sr.core.config import DIPConfig, GuidedDIPConfig, TileOptions
 from internal_sr.core.dip import TileResult
 
 
@@ -121,3 +121,29 @@ def test_pipeline_batches_tiles_of_a_row_and_blends_them_as_one_by_one(monkeypat
     batched, _ = pipeline.super_resolve_array(image, DIPConfig(**config, tiles=TileOptions(32, 4, batch=2)))
     assert sizes == [2, 2]  # each row's two tiles in one call
     np.testing.assert_allclose(batched, one, rtol=0, atol=0.02 * image.std())
+
+
+def test_guided_dip_out_of_memory_falls_back_like_dip(monkeypatch):
+    """Guided DIP's tiles shrink on a GPU that runs out of memory, then move to the CPU; the output is the same."""
+    from internal_sr.core import guided, sharpen
+
+    calls: list[tuple[str, int]] = []
+
+    def solve(target, target_valid, guide, guide_valid, target_kernels, guide_kernels, config, device, progress, generator):
+        calls.append((device.type, max(target.shape[-2:])))
+        if device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return TileResult(target.repeat(2, axis=1).repeat(2, axis=2), np.zeros(1), 1)
+
+    monkeypatch.setattr(guided, "sharpen_tile", solve)
+    monkeypatch.setattr(sharpen, "resolve_device", lambda name: torch.device(name))
+    monkeypatch.setattr(sharpen, "describe", lambda device: device.type)
+    rng = np.random.default_rng(1)
+    target, guide = rng.uniform(0, 1000, (2, 70, 70)), rng.uniform(0, 1000, (3, 140, 140))
+    config = GuidedDIPConfig(kernel="bicubic", guide_kernel="bicubic", device="cuda", tiles=TileOptions(64, 16))
+    out, result = sharpen.sharpen_array(target, guide, config, [None, None], [None] * 3)
+    np.testing.assert_allclose(out, target.repeat(2, axis=1).repeat(2, axis=2), rtol=1e-6, atol=1e-3)
+    assert [m for m in result.messages if "out of GPU memory" in m] == [
+        "out of GPU memory: retrying with tiles of 32 px", "out of GPU memory even with tiles of 32 px: continuing on the CPU"
+    ]
+    assert {edge for device, edge in calls if device == "cpu"} == {64}
