@@ -88,7 +88,6 @@ def main() -> int:
               f"×4 of a {large['input']} input ({large['output']} output): {large['seconds']:.1f} s, "
               f"{large['steps']} steps over all tiles, peak GPU memory {large['peak_gpu_gib']:.2f} GiB."]
     write_results(args.out, "gpu", {"precision": rows, "seconds_per_step": per_step, "large": large}, "\n".join(lines) + "\n")
-    print("\n".join(lines))
     return 0
 
 

@@ -92,8 +92,6 @@ def markdown(rows: list[dict], info: str) -> str:
 
 
 def main() -> int:
-    from wald import update_readme
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     parser.add_argument("--iterations", type=int, help="guided DIP steps (default: its own default)")
@@ -124,10 +122,8 @@ def main() -> int:
         outputs["guided DIP, two steps (×3 then ×2)"] = (two, time.perf_counter() - start)
         score(rows, scene, "60 m", NAMES60, outputs, ref60, 6)
     table = markdown(rows, machine())
-    write_results(args.out, "guided", {"rows": rows}, table)
-    if args.iterations is None and not args.skip_60m:  # only a full default run replaces the README's table
-        update_readme(table, "guided")
-    print(table)
+    full = args.iterations is None and not args.skip_60m  # only a full default run replaces the README's table
+    write_results(args.out, "guided", {"rows": rows}, table, "guided" if full else None)
     return 0
 
 

@@ -27,7 +27,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from wald import load_crop, machine, update_readme, write_results  # noqa: E402
+from wald import load_crop, machine, write_results  # noqa: E402
 
 #: (label, npz file, (row, col) of a SIZE² window, true kernel (major σ, minor σ in low-resolution pixels, angle °))
 CASES = [
@@ -141,10 +141,7 @@ def main() -> int:
             )
     info = f"{machine()}; device {describe(device)}; total {time.perf_counter() - start:.0f} s"
     table = markdown(rows, info)
-    write_results(out, "kernelgan", {"device": info, "quick": args.quick, "rows": rows}, table)
-    if not args.quick:
-        update_readme(table, "kernelgan")
-    print(table)
+    write_results(out, "kernelgan", {"device": info, "quick": args.quick, "rows": rows}, table, None if args.quick else "kernelgan")
     return 0
 
 

@@ -116,7 +116,6 @@ def main() -> int:
             print(rows[-1], flush=True)
     table = markdown(rows, machine(), args.tile)
     write_results(args.out, "memory", {"tile": args.tile, "rows": rows}, table)
-    print(table)
     return 0
 
 

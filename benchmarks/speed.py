@@ -44,7 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from guided_tuning import NAMES10, NAMES20  # noqa: E402
-from wald import CROPS, SHARED, load_crop, machine, update_readme, write_results  # noqa: E402
+from wald import CROPS, SHARED, load_crop, machine, write_results  # noqa: E402
 
 
 class StepClock:
@@ -282,10 +282,7 @@ def main() -> int:
     table = markdown(result, machine())
     out = os.path.join(HERE, "..", "out", "speed-quick") if args.quick else args.out
     os.makedirs(out, exist_ok=True)
-    write_results(out, "speed", result, table)
-    if not args.quick:
-        update_readme(table, "speed")
-    print(table)
+    write_results(out, "speed", result, table, None if args.quick else "speed")
     return 0
 
 

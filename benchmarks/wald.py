@@ -126,12 +126,16 @@ def markdown(rows: list[dict], info: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(folder: str, name: str, results: dict, table: str) -> None:
-    """Write ``NAME.json`` (the machine, the date and ``results``) and ``NAME.md`` (``table``) in ``folder``."""
+def write_results(folder: str, name: str, results: dict, table: str, readme: str | None = None) -> None:
+    """Write ``NAME.json`` (the machine, the date and ``results``) and ``NAME.md`` (``table``) in ``folder``,
+    print ``table``, and with ``readme`` put it between the README's ``bench:README`` markers."""
     with open(os.path.join(folder, f"{name}.json"), "w") as f:
         json.dump({"machine": machine(), "date": time.strftime("%Y-%m-%d"), **results}, f, indent=1)
     with open(os.path.join(folder, f"{name}.md"), "w") as f:
         f.write(table)
+    if readme:
+        update_readme(table, readme)
+    print(table)
 
 
 def update_readme(table: str, name: str = "dip") -> None:
@@ -173,10 +177,7 @@ def main() -> int:
                 rows.append(row)
                 print(f"{label} ×{scale} {method}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}, {seconds:.1f} s", flush=True)
     table = markdown(rows, machine())
-    write_results(args.out, "wald", {"rows": rows}, table)
-    if args.iterations is None:
-        update_readme(table)
-    print(table)
+    write_results(args.out, "wald", {"rows": rows}, table, "dip" if args.iterations is None else None)
     return 0
 
 
