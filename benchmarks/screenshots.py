@@ -16,32 +16,10 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CROP = os.path.join(ROOT, "tests", "data", "s2_T33UUB_10m_B4-B3-B2-B8_crop.tif")
-#: The crop's grid for the screenshots (the committed file carries no georeferencing): UTM 33N, 10 m.
-ORIGIN = (310000.0, 5710000.0)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from qgis_helpers import georeferenced_10m  # noqa: E402  (the committed 10 m crop on a UTM 33N 10 m grid)
 #: The extent processed, in input pixels: columns 40–87, rows 40–87 (small: the run takes minutes on a CPU).
 WINDOW = (40, 40, 48, 48)
-
-
-def georeferenced_crop(path: str) -> str:
-    """Write the committed crop at ``path`` on the ``ORIGIN`` grid in EPSG:32633."""
-    import warnings
-
-    import rasterio
-    from affine import Affine
-    from rasterio.errors import NotGeoreferencedWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(CROP) as src:
-            profile, data, names = src.profile, src.read(), src.descriptions
-    profile.update(crs="EPSG:32633", transform=Affine(10.0, 0.0, ORIGIN[0], 0.0, -10.0, ORIGIN[1]), tiled=False)
-    profile.pop("blockxsize", None)
-    profile.pop("blockysize", None)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        dst.descriptions = names
-    return path
 
 
 def settle(app, seconds: float = 0.5) -> None:
@@ -92,10 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     from internal_sr.ui.dialog import SuperResolveDialog
 
     work = tempfile.mkdtemp(prefix="internal_sr_screens_")
-    source = georeferenced_crop(os.path.join(work, "S2_T33UUB_10m.tif"))
+    source = georeferenced_10m(os.path.join(work, "S2_T33UUB_10m.tif"))
     layer = QgsProject.instance().addMapLayer(QgsRasterLayer(source, "S2_T33UUB_10m", "gdal"))
     col, row, width, height = WINDOW
-    x0, y0 = ORIGIN
+    x0, y0 = layer.extent().xMinimum(), layer.extent().yMaximum()
     area = QgsRectangle(x0 + 10 * col, y0 - 10 * (row + height), x0 + 10 * (col + width), y0 - 10 * row)
 
     canvas = QgsMapCanvas()  # the extent box's "Map Canvas Extent" and "Draw on Canvas" buttons need one
