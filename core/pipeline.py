@@ -19,13 +19,13 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions
 from .degradation import degrade_array
-from .device import describe, resolve_device, seed_everything
+from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Grid, Window
 from .kernels import make_kernel
 from .normalise import BandScaling
 from .progress import NullProgress, Progress
-from .raster import AtomicGeoTIFF, as_float32, valid_mask, RasterInfo, check_output_path, file_window, open_info, output_dtype, rasterio_window, read_window, to_dtype
+from .raster import AtomicGeoTIFF, as_float32, valid_mask, RasterInfo, check_output_path, file_window, open_info, output_dtype, rasterio_window, read_window, to_dtype, unreadable
 from .tiling import MIN_RETRY_TILE, BatchSolver, ShrinkOnOutOfMemory, Solver, run_tiles, solve_in_tiles
 
 #: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
@@ -118,8 +118,8 @@ def fit_scaling(info: RasterInfo) -> BandScaling:
             with rasterio.open(info.path) as src:
                 window = file_window(info)
                 raw = src.read(list(info.bands), out_shape=shape, window=None if window is None else rasterio_window(window))
-        except RasterioIOError as exc:
-            raise InputError(f"{info.path} cannot be read: {str(exc).splitlines()[0]}") from None
+        except RasterioIOError as error:
+            raise unreadable(info.path, error) from None
     valid = valid_mask(raw, info.nodata)
     data = as_float32(raw, valid)
     if not valid.any():
@@ -162,8 +162,8 @@ def _solver(
         up_valid = valid.repeat(s, axis=1).repeat(s, axis=2)
         if not valid.any():
             return np.zeros(up_valid.shape), up_valid
-        generator = seed_everything(config.seed)
-        tile = super_resolve_tile(scaling.normalise(data), valid, kernel, config, device, tile_progress, generator)
+        with seeded(config.seed, tile_progress) as generator:
+            tile = super_resolve_tile(scaling.normalise(data), valid, kernel, config, device, tile_progress, generator)
         progress.add_curve(tile.losses)
         return scaling.denormalise(tile.image), up_valid
 
@@ -174,7 +174,8 @@ def _solver(
         from .dip import super_resolve_tiles
 
         data, valid = np.stack([scaling.normalise(d) for d, _ in reads]), np.stack([v for _, v in reads])
-        tiles = super_resolve_tiles(data, valid, kernel, config, device, tile_progress, seed_everything(config.seed))
+        with seeded(config.seed, tile_progress) as generator:
+            tiles = super_resolve_tiles(data, valid, kernel, config, device, tile_progress, generator)
         for tile in tiles:
             progress.add_curve(tile.losses)
         return [(scaling.denormalise(t.image), v.repeat(s, axis=1).repeat(s, axis=2)) for t, v in zip(tiles, valid)]
