@@ -32,6 +32,7 @@ def test_same_seed_same_file_other_seed_other_output(method: str, tmp_path: Path
     assert np.all(np.isfinite(a)) and not np.array_equal(a, b)
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # the committed crops have no grid
 def test_guided_same_seed_same_output_other_seed_other_output() -> None:
     target, guide = read(S2_20M_SAME_AREA)[:2, :32, :32], read(S2_10M)[:, :64, :64]
     names = ("B5", "B6"), ("B4", "B3", "B2", "B8")
