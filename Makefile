@@ -30,8 +30,10 @@ test: install
 demo: install
 	$(PY) benchmarks/demo.py --out out/demo
 
+# Wald table (DIP, Knitworks) and the speed comparison with the reference DIP recipe, side by side on this machine
 bench: install
 	$(PY) benchmarks/wald.py --out benchmarks/results
+	$(PY) benchmarks/speed.py --out benchmarks/results
 
 # reference-DIP baseline against our methods, seconds per step and time to quality (~11 min, 1 CPU thread)
 bench-speed: install
