@@ -70,6 +70,9 @@ def hpf_injection(
 
 #: Row labels of the baselines in every evaluation.
 BICUBIC, BICUBIC_BP, HPF = "bicubic", "bicubic + back-projection", "HPF injection (pansharpening)"
+#: Largest evaluated area (pixels of the input raster): the reference, its degraded copy and every method's
+#: estimate are held in memory as float64 (a 2048² area of 13 bands: about 0.4 GB each).
+MAX_EVALUATION_PIXELS = 2048 * 2048
 METHOD_LABELS = {"dip": "Deep Image Prior", "knitwork": "Neural Knitworks", "guided": "guided DIP"}
 
 
@@ -199,6 +202,12 @@ def evaluate(
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(EVALUATION_METHODS)}")
     recorder = _Recorder(progress or NullProgress())
     info = open_info(input_path, io.bands, io.extent)
+    if info.grid.width * info.grid.height > MAX_EVALUATION_PIXELS:
+        side = int(MAX_EVALUATION_PIXELS**0.5)
+        raise InputError(
+            f"the evaluated area is {info.grid.width}×{info.grid.height} pixels; evaluation holds it in memory several "
+            f"times over: choose an extent of at most {side}×{side} pixels"
+        )
     names = [d or f"band {b}" for d, b in zip(info.descriptions, info.bands)]
     data, valid = read_window(info)
     reference = _crop(_complete(data, valid, input_path), scale)

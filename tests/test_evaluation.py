@@ -127,6 +127,14 @@ def test_nodata_inside_the_area_is_a_clear_error(tmp_path):
         evaluate(geo_10m(tmp_path, data, nodata=0), "bicubic", 2, "bicubic")
 
 
+def test_an_area_too_large_to_hold_in_memory_asks_for_an_extent(tmp_path, monkeypatch):
+    from internal_sr.core import evaluation
+
+    monkeypatch.setattr(evaluation, "MAX_EVALUATION_PIXELS", 100 * 100)
+    with pytest.raises(InputError, match=r"128×128 pixels.*extent of at most 100×100 pixels"):
+        evaluate(geo_10m(tmp_path), "bicubic", 2, "bicubic")
+
+
 def test_command_line_writes_json_and_report(tmp_path, capsys):
     path = geo_10m(tmp_path)
     out_json, out_html = tmp_path / "e.json", tmp_path / "e.html"
