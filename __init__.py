@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def classFactory(iface: Any) -> Any:  # noqa: N802 (name fixed by QGIS)
