@@ -4,4 +4,4 @@ Importing this package is cheap: heavy modules (torch, rasterio) are imported by
 submodules that need them, so the QGIS plugin can load and report missing dependencies.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
