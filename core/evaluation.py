@@ -73,6 +73,8 @@ BICUBIC, BICUBIC_BP, HPF = "bicubic", "bicubic + back-projection", "HPF injectio
 #: Largest evaluated area (pixels of the input raster): the reference, its degraded copy and every method's
 #: estimate are held in memory as float64 (a 2048² area of 13 bands: about 0.4 GB each).
 MAX_EVALUATION_PIXELS = 2048 * 2048
+#: Smallest edge of the evaluated area once cropped to a multiple of the scale: SSIM's 7 × 7 window.
+MIN_EVALUATION_EDGE = 7
 METHOD_LABELS = {"dip": "Deep Image Prior", "knitwork": "Neural Knitworks", "guided": "guided DIP"}
 
 
@@ -164,9 +166,17 @@ def _complete(data: np.ndarray, valid: np.ndarray, path: str) -> np.ndarray:
     return data.astype(np.float64)
 
 
-def _crop(image: np.ndarray, scale: int) -> np.ndarray:
-    h, w = (image.shape[-2] // scale) * scale, (image.shape[-1] // scale) * scale
-    return image[:, :h, :w]
+def _reference(data: np.ndarray, valid: np.ndarray, scale: int, path: str) -> np.ndarray:
+    """The evaluated area ``(C, H, W)`` as float64, cropped to a multiple of ``scale``; one-line ``InputError``
+    when it holds nodata or is smaller than ``MIN_EVALUATION_EDGE`` pixels either way once cropped."""
+    height, width = data.shape[-2:]
+    h, w = (height // scale) * scale, (width // scale) * scale
+    if min(h, w) < MIN_EVALUATION_EDGE:
+        raise InputError(
+            f"the evaluated area is {width}×{height} pixels ({w}×{h} once cropped to a multiple of the scale {scale}); "
+            f"Wald's protocol needs at least {MIN_EVALUATION_EDGE}×{MIN_EVALUATION_EDGE}: choose a larger extent"
+        )
+    return _complete(data, valid, path)[:, :h, :w]
 
 
 def _score_all(estimates: dict[str, np.ndarray], reference: np.ndarray, scale: int) -> list[Scores]:
@@ -209,8 +219,6 @@ def evaluate(
             f"times over: choose an extent of at most {side}×{side} pixels"
         )
     names = [d or f"band {b}" for d, b in zip(info.descriptions, info.bands)]
-    data, valid = read_window(info)
-    reference = _crop(_complete(data, valid, input_path), scale)
     settings = {"method": method, "scale": f"×{scale}", "kernel": kernel, "bands": ", ".join(names)}
     method_progress = SubProgress(recorder, 0.0, 0.95)
     run: RunResult | None = None
@@ -226,7 +234,7 @@ def evaluate(
         if nesting.scale != scale:
             raise InputError(f"the guide is {nesting.scale}× finer than the target, so the scale must be {nesting.scale}, got {scale}")
         target_data, target_valid = read_window(info, nesting.target)
-        reference = _crop(_complete(target_data, target_valid, input_path), scale)
+        reference = _reference(target_data, target_valid, scale, input_path)
         h, w = reference.shape[-2:]
         guide_data, guide_valid = read_window(guide_info, Window(nesting.guide.col_off, nesting.guide.row_off, w * scale, h * scale))
         guide = _complete(guide_data, guide_valid, guide_path)
@@ -238,8 +246,10 @@ def evaluate(
         settings.update(guide=guide_path, guide_bands=", ".join(guide_names), guide_kernel=config.guide_kernel)
         estimate, run = sharpen_array(low, low_guide, config, info.descriptions, guide_info.descriptions, method_progress)
         extra = {HPF: hpf_injection(low, low_guide, target_kernels, guide_kernels)}
-        window = nesting.target
+        window = Window(nesting.target.col_off, nesting.target.row_off, w, h)
     else:
+        data, valid = read_window(info)
+        reference = _reference(data, valid, scale, input_path)
         kernels = make_kernel(kernel, scale)
         low = degrade_array(reference, kernels)
         extra = {}

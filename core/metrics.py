@@ -6,6 +6,8 @@ the reference's dynamic range (max − min over all bands; per band: that band's
 angle in degrees; ERGAS follows Wald (2000): ``100/s · sqrt(mean_b (RMSE_b / μ_b)²)`` (per band: the
 same with one band); SRE is per band ``10·log10(μ_b² / MSE_b)`` in dB, averaged over bands overall.
 Higher is better for PSNR, SSIM and SRE; lower for RMSE, SAM and ERGAS (``HIGHER_IS_BETTER``).
+A perfect estimate scores infinite PSNR and SRE; a band whose mean is 0 has infinite or undefined (NaN)
+ERGAS and SRE; SAM is NaN for a single band.
 """
 
 from __future__ import annotations
@@ -52,11 +54,17 @@ def ssim(estimate: np.ndarray, reference: np.ndarray) -> float:
 
 
 def sam(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """Mean spectral angle (degrees) between per-pixel spectra; pixels with a zero spectrum are skipped."""
+    """Mean spectral angle (degrees) between per-pixel spectra; pixels with a zero spectrum are skipped.
+
+    NaN (undefined) for a single band, where every angle is 0° or 180° whatever the error, and when no
+    pixel has a non-zero spectrum.
+    """
     e, r = _pair(estimate, reference)
     dot = (e * r).sum(axis=0)
     norms = np.linalg.norm(e, axis=0) * np.linalg.norm(r, axis=0)
     ok = norms > 0
+    if e.shape[0] < 2 or not ok.any():
+        return float("nan")
     angles = np.arccos(np.clip(dot[ok] / norms[ok], -1.0, 1.0))
     return float(np.degrees(angles).mean())
 
@@ -68,13 +76,15 @@ def ergas(estimate: np.ndarray, reference: np.ndarray, scale: int) -> float:
 def ergas_per_band(estimate: np.ndarray, reference: np.ndarray, scale: int) -> np.ndarray:
     """ERGAS of each band alone: ``100/s · RMSE_b / μ_b``."""
     e, r = _pair(estimate, reference)
-    return 100.0 / scale * rmse_per_band(e, r) / r.mean(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 100.0 / scale * rmse_per_band(e, r) / r.mean(axis=(1, 2))
 
 
 def sre_per_band(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
     e, r = _pair(estimate, reference)
     mse = ((e - r) ** 2).mean(axis=(1, 2))
-    return 10 * np.log10(r.mean(axis=(1, 2)) ** 2 / mse)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 10 * np.log10(r.mean(axis=(1, 2)) ** 2 / mse)
 
 
 def all_metrics(estimate: np.ndarray, reference: np.ndarray, scale: int) -> dict[str, float]:

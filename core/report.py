@@ -44,9 +44,20 @@ def display_bands(names: list[str]) -> tuple[tuple[int, ...], str]:
     return (0,), f"{names[0]} in grey"
 
 
+def _finite(value: object) -> object:
+    """``value`` with every infinite or NaN float (a perfect score, SAM of one band) replaced by ``None``."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(evaluation: Evaluation, path: str) -> None:
-    """The evaluation's ``as_dict`` as indented JSON at ``path``."""
-    write_file_atomically(path, json.dumps(evaluation.as_dict(), indent=1).encode())
+    """The evaluation's ``as_dict`` as indented strict JSON at ``path`` (undefined or infinite scores: ``null``)."""
+    write_file_atomically(path, json.dumps(_finite(evaluation.as_dict()), indent=1, allow_nan=False).encode())
 
 
 def _img(rgb: np.ndarray, alt: str) -> str:
@@ -81,6 +92,9 @@ def _panels(evaluation: Evaluation) -> tuple[list[tuple[str, np.ndarray]], str]:
 
 
 def _fmt(value: float) -> str:
+    """A score for display; an undefined one (NaN, e.g. SAM of a single band) as a dash."""
+    if np.isnan(value):
+        return "—"
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 

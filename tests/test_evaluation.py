@@ -159,3 +159,53 @@ def test_command_line_errors_are_one_line(tmp_path, capsys, args, message):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def strict_json(text: str) -> dict:
+    """Parse JSON as a strict parser (a browser's, jq) would: NaN and Infinity are not JSON."""
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_single_band_has_no_spectral_angle_and_the_report_says_so(tmp_path):
+    path = write_raster(str(tmp_path / "one.tif"), read(S2_10M)[:1], crs=UTM)
+    e = evaluate(path, "bicubic", 2, "bicubic")
+    assert all(math.isnan(s.overall["sam"]) for s in e.scores)
+    report.write_json(e, str(tmp_path / "one.json"))
+    assert strict_json((tmp_path / "one.json").read_text())["scores"][0]["overall"]["sam"] is None
+    sam_cells = [row.split("</td><td>")[3] for row in report.render_html(e).split("<tr><th>")[2:4]]
+    assert sam_cells == ["—", "—"]
+
+
+def test_a_constant_image_writes_valid_json(tmp_path):
+    path = write_raster(str(tmp_path / "flat.tif"), np.full((3, 16, 16), 100, np.uint16), crs=UTM)
+    e = evaluate(path, "bicubic", 2, "bicubic")
+    report.write_json(e, str(tmp_path / "flat.json"))
+    saved = strict_json((tmp_path / "flat.json").read_text())
+    assert saved["scores"][0]["overall"]["psnr"] is None and saved["scores"][0]["overall"]["rmse"] == 0.0
+
+
+@pytest.mark.parametrize("size,scale", [(5, 2), (3, 4), (7, 4)])
+def test_an_area_too_small_for_the_protocol_is_a_one_line_error(tmp_path, size, scale):
+    path = write_raster(str(tmp_path / "tiny.tif"), read(S2_10M)[:, :size, :size], crs=UTM)
+    with pytest.raises(InputError, match=f"{size}×{size} pixels.*at least 7×7") as error:
+        evaluate(path, "bicubic", scale, "bicubic")
+    assert "\n" not in str(error.value)
+
+
+def test_guided_evaluates_the_area_the_guide_covers(tmp_path):
+    # the target reaches 5 columns and 3 rows beyond the guide, with nodata there; the guide covers
+    # 63 × 63 target pixels, of which 62 × 62 (a multiple of the scale) are evaluated
+    target = np.zeros((6, 67, 69), np.float32)
+    target[:, :64, :64] = read(S2_20M_SAME_AREA)
+    t = write_raster(str(tmp_path / "t.tif"), target, crs=UTM, transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0),
+                     nodata=0, descriptions=NAMES20)
+    g = write_raster(str(tmp_path / "g.tif"), read(S2_10M)[:, :126, :126], crs=UTM,
+                     transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0), descriptions=NAMES10)
+    with pytest.raises(InputError, match="nodata"):  # the raster as a whole is not complete
+        evaluate(t, "bicubic", 2, "bicubic")
+    config = GuidedDIPConfig(iterations=1, device="cpu", tiles=TileOptions(32, 8))
+    e = evaluate(t, "guided", 2, config.kernel, config, guide_path=g)
+    assert (e.window.col_off, e.window.row_off, e.window.width, e.window.height) == (0, 0, 62, 62)
+    np.testing.assert_array_equal(e.reference, read(S2_20M_SAME_AREA)[:, :62, :62])
