@@ -166,6 +166,16 @@ def _complete(data: np.ndarray, valid: np.ndarray, path: str) -> np.ndarray:
     return data.astype(np.float64)
 
 
+def _check_memory(area: Window) -> None:
+    """One-line ``InputError`` when ``area`` (the evaluated pixels) exceeds ``MAX_EVALUATION_PIXELS``."""
+    if area.width * area.height > MAX_EVALUATION_PIXELS:
+        side = int(MAX_EVALUATION_PIXELS**0.5)
+        raise InputError(
+            f"the evaluated area is {area.width}×{area.height} pixels; evaluation holds it in memory several "
+            f"times over: choose an extent of at most {side}×{side} pixels"
+        )
+
+
 def _reference(data: np.ndarray, valid: np.ndarray, scale: int, path: str) -> np.ndarray:
     """The evaluated area ``(C, H, W)`` as float64, cropped to a multiple of ``scale``; one-line ``InputError``
     when it holds nodata or is smaller than ``MIN_EVALUATION_EDGE`` pixels either way once cropped."""
@@ -212,12 +222,6 @@ def evaluate(
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(EVALUATION_METHODS)}")
     recorder = _Recorder(progress or NullProgress())
     info = open_info(input_path, io.bands, io.extent)
-    if info.grid.width * info.grid.height > MAX_EVALUATION_PIXELS:
-        side = int(MAX_EVALUATION_PIXELS**0.5)
-        raise InputError(
-            f"the evaluated area is {info.grid.width}×{info.grid.height} pixels; evaluation holds it in memory several "
-            f"times over: choose an extent of at most {side}×{side} pixels"
-        )
     names = [d or f"band {b}" for d, b in zip(info.descriptions, info.bands)]
     settings = {"method": method, "scale": f"×{scale}", "kernel": kernel, "bands": ", ".join(names)}
     method_progress = SubProgress(recorder, 0.0, 0.95)
@@ -233,6 +237,7 @@ def evaluate(
         nesting = nest(info.grid, guide_info.grid)
         if nesting.scale != scale:
             raise InputError(f"the guide is {nesting.scale}× finer than the target, so the scale must be {nesting.scale}, got {scale}")
+        _check_memory(nesting.target)
         target_data, target_valid = read_window(info, nesting.target)
         reference = _reference(target_data, target_valid, scale, input_path)
         h, w = reference.shape[-2:]
@@ -248,6 +253,7 @@ def evaluate(
         extra = {HPF: hpf_injection(low, low_guide, target_kernels, guide_kernels)}
         window = Window(nesting.target.col_off, nesting.target.row_off, w, h)
     else:
+        _check_memory(Window(0, 0, info.grid.width, info.grid.height))
         data, valid = read_window(info)
         reference = _reference(data, valid, scale, input_path)
         kernels = make_kernel(kernel, scale)

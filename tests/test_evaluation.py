@@ -194,9 +194,12 @@ def test_an_area_too_small_for_the_protocol_is_a_one_line_error(tmp_path, size, 
     assert "\n" not in str(error.value)
 
 
-def test_guided_evaluates_the_area_the_guide_covers(tmp_path):
+def test_guided_evaluates_the_area_the_guide_covers(tmp_path, monkeypatch):
     # the target reaches 5 columns and 3 rows beyond the guide, with nodata there; the guide covers
-    # 63 × 63 target pixels, of which 62 × 62 (a multiple of the scale) are evaluated
+    # 63 × 63 target pixels, of which 62 × 62 (a multiple of the scale) are evaluated; the size limit
+    # applies to that area, not to the whole target
+    from internal_sr.core import evaluation
+
     target = np.zeros((6, 67, 69), np.float32)
     target[:, :64, :64] = read(S2_20M_SAME_AREA)
     t = write_raster(str(tmp_path / "t.tif"), target, crs=UTM, transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0),
@@ -205,6 +208,7 @@ def test_guided_evaluates_the_area_the_guide_covers(tmp_path):
                      transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0), descriptions=NAMES10)
     with pytest.raises(InputError, match="nodata"):  # the raster as a whole is not complete
         evaluate(t, "bicubic", 2, "bicubic")
+    monkeypatch.setattr(evaluation, "MAX_EVALUATION_PIXELS", 63 * 63)
     config = GuidedDIPConfig(iterations=1, device="cpu", tiles=TileOptions(32, 8))
     e = evaluate(t, "guided", 2, config.kernel, config, guide_path=g)
     assert (e.window.col_off, e.window.row_off, e.window.width, e.window.height) == (0, 0, 62, 62)
