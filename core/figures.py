@@ -105,6 +105,7 @@ def loss_curve(curves: list[np.ndarray], title: str, smooth: int = 25, size: tup
     draw.text((left, 10), f"{title} (log scale)", fill="black", font=font)
     positive = [np.asarray(c, dtype=np.float64) for c in curves if len(c)]
     positive = [np.where(c > 0, c, np.nan) for c in positive]
+    positive = [c for c in positive if np.isfinite(c).any()]  # a curve of zeros (a flat tile) has no point on a log axis
     values = np.concatenate(positive) if positive else np.array([])
     values = values[np.isfinite(values)]
     if values.size == 0:

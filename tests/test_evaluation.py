@@ -213,3 +213,12 @@ def test_guided_evaluates_the_area_the_guide_covers(tmp_path, monkeypatch):
     e = evaluate(t, "guided", 2, config.kernel, config, guide_path=g)
     assert (e.window.col_off, e.window.row_off, e.window.width, e.window.height) == (0, 0, 62, 62)
     np.testing.assert_array_equal(e.reference, read(S2_20M_SAME_AREA)[:, :62, :62])
+
+
+def test_loss_curve_of_a_tile_with_zero_loss_draws_the_others_without_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = loss_curve([np.zeros(30), np.geomspace(1.0, 1e-2, 30)], "test")
+    assert ((image[..., 2] > 120) & (image[..., 0] < 60)).sum() > 100
