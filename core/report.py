@@ -18,6 +18,7 @@ import numpy as np
 
 from . import figures
 from .config import InternalLearningConfig, IOOptions
+from .errors import InputError
 from .evaluation import BICUBIC, Evaluation, evaluate
 from .metrics import HIGHER_IS_BETTER
 from .pipeline import RunResult
@@ -202,6 +203,8 @@ def evaluate_to_files(
 ) -> EvaluationRun:
     """``evaluation.evaluate`` then the HTML report and/or JSON; output paths are checked before any work."""
     inputs = [input_path] + ([guide_path] if guide_path else [])
+    if report_path and json_path and os.path.abspath(report_path) == os.path.abspath(json_path):
+        raise InputError(f"the report and the JSON would both be {report_path}: choose two paths")
     for path in (report_path, json_path):
         if path:
             check_output_path(path, inputs)

@@ -222,3 +222,10 @@ def test_loss_curve_of_a_tile_with_zero_loss_draws_the_others_without_warnings()
         warnings.simplefilter("error")
         image = loss_curve([np.zeros(30), np.geomspace(1.0, 1e-2, 30)], "test")
     assert ((image[..., 2] > 120) & (image[..., 0] < 60)).sum() > 100
+
+
+def test_report_and_json_at_one_path_is_a_one_line_error(tmp_path):
+    path = str(tmp_path / "same.out")
+    with pytest.raises(InputError, match="report and the JSON"):
+        report.evaluate_to_files(geo_10m(tmp_path), "bicubic", 2, "bicubic", None, IOOptions(), None, None, path, path)
+    assert not (tmp_path / "same.out").exists()
