@@ -176,6 +176,18 @@ def _check_memory(area: Window) -> None:
         )
 
 
+def _check_degraded_size(reference: np.ndarray, low: np.ndarray, scale: int, label: str, minimum: int) -> None:
+    """One-line ``InputError`` naming the area to choose when ``low`` (the degraded ``reference``) is smaller
+    than ``minimum`` pixels either way, the least the method ``label`` runs on."""
+    if min(low.shape[-2:]) < minimum:
+        (height, width), (h, w) = reference.shape[-2:], low.shape[-2:]
+        raise InputError(
+            f"the evaluated area is {width}×{height} pixels, degraded ×{scale} to {w}×{h}; {label} needs at least "
+            f"{minimum}×{minimum} input pixels, so evaluate an area of at least {minimum * scale}×{minimum * scale}: "
+            "choose a larger extent"
+        )
+
+
 def _reference(data: np.ndarray, valid: np.ndarray, scale: int, path: str) -> np.ndarray:
     """The evaluated area ``(C, H, W)`` as float64, cropped to a multiple of ``scale``; one-line ``InputError``
     when it holds nodata or is smaller than ``MIN_EVALUATION_EDGE`` pixels either way once cropped."""
@@ -227,6 +239,7 @@ def evaluate(
     method_progress = SubProgress(recorder, 0.0, 0.95)
     run: RunResult | None = None
     if method == "guided":
+        from .guided import MIN_TARGET_SIZE
         from .sharpen import band_kernels, sharpen_array
 
         if guide_path is None:
@@ -249,6 +262,7 @@ def evaluate(
         low, low_guide = degrade_array(reference, target_kernels), degrade_array(guide, guide_kernels)
         kernels: Kernel | list[Kernel] = target_kernels
         settings.update(guide=guide_path, guide_bands=", ".join(guide_names), guide_kernel=config.guide_kernel)
+        _check_degraded_size(reference, low, scale, "guided DIP", MIN_TARGET_SIZE)
         estimate, run = sharpen_array(low, low_guide, config, info.descriptions, guide_info.descriptions, method_progress)
         extra = {HPF: hpf_injection(low, low_guide, target_kernels, guide_kernels)}
         window = Window(nesting.target.col_off, nesting.target.row_off, w, h)
@@ -263,6 +277,7 @@ def evaluate(
         if method != "bicubic":
             if config is None or getattr(config, "scale", scale) != scale:
                 raise InputError(f"method {method} needs its configuration at scale {scale}")
+            _check_degraded_size(reference, low, scale, METHOD_LABELS[method], config.min_input_size)
             estimate, run = super_resolve_array(low, config, progress=method_progress)
         window = Window(0, 0, reference.shape[-1], reference.shape[-2])
     if run is not None:

@@ -229,3 +229,10 @@ def test_report_and_json_at_one_path_is_a_one_line_error(tmp_path):
     with pytest.raises(InputError, match="report and the JSON"):
         report.evaluate_to_files(geo_10m(tmp_path), "bicubic", 2, "bicubic", None, IOOptions(), None, None, path, path)
     assert not (tmp_path / "same.out").exists()
+
+
+def test_an_area_too_small_for_the_network_once_degraded_names_the_area_to_choose(tmp_path):
+    path = write_raster(str(tmp_path / "small.tif"), read(S2_10M)[:, :40, :40], crs=UTM)
+    config = DIPConfig(scale=2, **{**TINY, "depth": 5})  # needs 32 × 32 input pixels: the 40 × 40 area degrades to 20 × 20
+    with pytest.raises(InputError, match=r"40×40 pixels, degraded ×2 to 20×20.*at least 64×64.*larger extent"):
+        evaluate(path, "dip", 2, "bicubic", config)
