@@ -133,6 +133,9 @@ def make_kernel(spec: str, scale: int) -> Kernel:
         if not 0.05 <= sigma <= 10:
             raise InputError(f"kernel {spec!r}: SIGMA must be between 0.05 and 10 low-resolution pixels")
         return Kernel(spec, scale, separable=sample_1d(lambda t: _gaussian(t, sigma), max(3.0 * sigma, 1.0), scale))
+    if spec == "sentinel2":
+        raise InputError("kernel sentinel2 (each band's MTF) is for guided DIP only: use bicubic, lanczos2, lanczos3, "
+                         "gaussian:SIGMA or a .npy file")
     raise InputError(f"unknown kernel {spec!r}: use bicubic, lanczos2, lanczos3, gaussian:SIGMA or a .npy file")
 
 

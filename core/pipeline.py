@@ -80,10 +80,15 @@ class _Recorder:
 
     def finish(self, output_path: str, device: str, method: str | None) -> RunResult:
         """End a file run: write the tiles' loss curves beside the output (``figures.write_loss_curve``;
-        not when ``method`` is ``None``), report completion and return the ``RunResult``."""
+        not when ``method`` is ``None``; a failure to write it is a warning, the output stands), report
+        completion and return the ``RunResult``."""
         from .figures import write_loss_curve
 
-        curve = write_loss_curve(output_path, self.curves, method) if method else None
+        try:
+            curve = write_loss_curve(output_path, self.curves, method) if method else None
+        except OSError as error:  # the raster is written; a figure that cannot be must not undo that
+            self.info(f"warning: the training loss curve could not be written: {error}")
+            curve = None
         if curve:
             self.info(f"training loss curve: {curve}")
         self.report(1.0, "done")

@@ -186,3 +186,8 @@ def test_back_projection_never_worsens_the_fit_even_when_plain_updates_diverge(t
     assert misfit(guarded) <= misfit(x0) and torch.isfinite(guarded).all()
     bicubic = Degradation(make_kernel("bicubic", 2))
     assert float((y - bicubic(back_project(x0, y, bicubic, 20))).abs().max()) < 1e-3  # still converges as before
+
+
+def test_the_sentinel2_kernel_outside_guided_dip_says_where_it_belongs():
+    with pytest.raises(InputError, match="sentinel2 .* is for guided DIP only"):
+        make_kernel("sentinel2", 2)

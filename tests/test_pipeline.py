@@ -50,6 +50,18 @@ def test_a_run_draws_its_loss_curves_beside_the_output(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sr.tif", "sr_loss.png"]
 
 
+def test_a_loss_curve_that_cannot_be_written_is_a_warning_and_the_output_stands(tmp_path, monkeypatch):
+    from internal_sr.core import figures
+
+    def full_disk(path, rgb):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(figures, "write_png", full_disk)
+    result = run_dip(S2_20M, tmp_path / "sr.tif", tiles=TileOptions(96, 8))
+    assert (tmp_path / "sr.tif").exists() and not (tmp_path / "sr_loss.png").exists()
+    assert any(m.startswith("warning: the training loss curve could not be written") for m in result.messages)
+
+
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32"])
 def test_dtype_is_kept_and_values_clipped_to_its_range(tmp_path, dtype):
     base = read(S2_10M)[:2, :32, :32].astype(np.float64)
