@@ -20,7 +20,7 @@ from .grid import Window, nest
 from .kernels import Kernel, make_kernel
 from .pipeline import RunResult, _Recorder, super_resolve_array
 from .progress import NullProgress, Progress, SubProgress
-from .raster import open_info, read_window
+from .raster import RasterInfo, open_info, read_window
 
 #: Back-projection steps of the "bicubic + back-projection" baseline (converged on our crops).
 BASELINE_BP_STEPS = 20
@@ -155,6 +155,11 @@ def method_config(
     raise InputError(f"unknown method {method!r}: choose one of {', '.join(EVALUATION_METHODS)}")
 
 
+def _band_labels(info: RasterInfo) -> list[str]:
+    """Each selected band's description, or ``band N`` when it has none."""
+    return [d or f"band {b}" for d, b in zip(info.descriptions, info.bands)]
+
+
 def _complete(data: np.ndarray, valid: np.ndarray, path: str) -> np.ndarray:
     """The values of a fully valid area as float64; one-line ``InputError`` when any pixel is nodata or not finite."""
     if not valid.all():
@@ -234,7 +239,7 @@ def evaluate(
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(EVALUATION_METHODS)}")
     recorder = _Recorder(progress or NullProgress())
     info = open_info(input_path, io.bands, io.extent)
-    names = [d or f"band {b}" for d, b in zip(info.descriptions, info.bands)]
+    names = _band_labels(info)
     settings = {"method": method, "scale": f"×{scale}", "kernel": kernel, "bands": ", ".join(names)}
     method_progress = SubProgress(recorder, 0.0, 0.95)
     run: RunResult | None = None
@@ -256,7 +261,7 @@ def evaluate(
         h, w = reference.shape[-2:]
         guide_data, guide_valid = read_window(guide_info, Window(nesting.guide.col_off, nesting.guide.row_off, w * scale, h * scale))
         guide = _complete(guide_data, guide_valid, guide_path)
-        guide_names = [d or f"band {b}" for d, b in zip(guide_info.descriptions, guide_info.bands)]
+        guide_names = _band_labels(guide_info)
         target_kernels = band_kernels(config.kernel, info.descriptions, scale, "target")
         guide_kernels = band_kernels(config.guide_kernel, guide_info.descriptions, scale, "guide")
         low, low_guide = degrade_array(reference, target_kernels), degrade_array(guide, guide_kernels)

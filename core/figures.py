@@ -91,8 +91,8 @@ def running_mean(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[ends] - sums[starts]) / (ends - starts)
 
 
-def loss_curve(curves: list[np.ndarray], title: str, smooth: int = 25, size: tuple[int, int] = (720, 400)) -> np.ndarray:
-    """Plot training-loss curves (one per tile, one value per step) on a log axis; ``(H, W, 3)`` uint8.
+def loss_curve(curves: list[np.ndarray], method: str, smooth: int = 25, size: tuple[int, int] = (720, 400)) -> np.ndarray:
+    """Plot a ``method``'s training-loss curves (one per tile, one value per step) on a log axis; ``(H, W, 3)`` uint8.
 
     Each curve is drawn raw in light blue and as its running mean over ``smooth`` steps in dark blue,
     so a user can see whether the loss was still falling when the run stopped.
@@ -102,39 +102,41 @@ def loss_curve(curves: list[np.ndarray], title: str, smooth: int = 25, size: tup
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
-    draw.text((left, 10), f"{title} (log scale)", fill="black", font=font)
-    positive = [np.asarray(c, dtype=np.float64) for c in curves if len(c)]
-    positive = [np.where(c > 0, c, np.nan) for c in positive]
+    draw.text((left, 10), f"{method}: training loss per step, {len(curves)} tile(s) (log scale)", fill="black", font=font)
+    positive = [np.where(c > 0, c, np.nan) for c in (np.asarray(c, dtype=np.float64) for c in curves)]
     positive = [c for c in positive if np.isfinite(c).any()]  # a curve of zeros (a flat tile) has no point on a log axis
-    values = np.concatenate(positive) if positive else np.array([])
-    values = values[np.isfinite(values)]
-    if values.size == 0:
+    if not positive:
         draw.text((left, height // 2), "no optimisation steps were run", fill="black", font=font)
         return np.asarray(image)
-    y_low, y_high = math.log10(values.min()), math.log10(values.max())
+    y_low, y_high = math.log10(min(np.nanmin(c) for c in positive)), math.log10(max(np.nanmax(c) for c in positive))
     if y_high - y_low < 1e-6:
         y_low, y_high = y_low - 0.5, y_high + 0.5
     steps = max(len(c) for c in positive)
 
-    def xy(step: np.ndarray, loss: np.ndarray) -> list[tuple[float, float]]:
-        x = left + (step / max(steps - 1, 1)) * (width - left - right)
-        y = top + (y_high - np.log10(loss)) / (y_high - y_low) * (height - top - bottom)
+    def x_of(step: np.ndarray | float) -> np.ndarray | float:
+        return left + step / max(steps - 1, 1) * (width - left - right)
+
+    def y_of(exponent: np.ndarray | float) -> np.ndarray | float:
+        return top + (y_high - exponent) / (y_high - y_low) * (height - top - bottom)
+
+    def xy(loss: np.ndarray) -> list[tuple[float, float]]:
+        x, y = x_of(np.arange(len(loss))), y_of(np.log10(loss))
         return [(float(a), float(b)) for a, b in zip(x, y) if np.isfinite(b)]
 
     for exponent in _log_ticks(y_low, y_high):
-        y = top + (y_high - exponent) / (y_high - y_low) * (height - top - bottom)
+        y = y_of(exponent)
         draw.line([(left, y), (width - right, y)], fill=(225, 225, 225))
         draw.text((4, y - 6), f"{10 ** exponent:.3g}", fill="black", font=font)
     for step in _ticks(0, steps - 1):
-        x = left + step / max(steps - 1, 1) * (width - left - right)
+        x = x_of(step)
         draw.line([(x, height - bottom), (x, height - bottom + 4)], fill="black")
         draw.text((x - 8, height - bottom + 6), f"{int(step)}", fill="black", font=font)
     draw.rectangle([(left, top), (width - right, height - bottom)], outline="black")
     draw.text((width // 2 - 30, height - 18), "step", fill="black", font=font)
     for curve in positive:
-        draw.line(xy(np.arange(len(curve)), curve), fill=(170, 200, 240), width=1)
+        draw.line(xy(curve), fill=(170, 200, 240), width=1)
     for curve in positive:
-        draw.line(xy(np.arange(len(curve)), running_mean(np.nan_to_num(curve, nan=np.nanmin(curve)), smooth)), fill=(20, 60, 160), width=2)
+        draw.line(xy(running_mean(np.nan_to_num(curve, nan=np.nanmin(curve)), smooth)), fill=(20, 60, 160), width=2)
     return np.asarray(image)
 
 
@@ -151,5 +153,5 @@ def write_loss_curve(output_path: str, curves: list[np.ndarray], method: str) ->
     if not any(len(c) for c in curves):
         return None
     path = loss_curve_path(output_path)
-    write_png(path, loss_curve(curves, f"{method}: training loss per step, {len(curves)} tile(s)"))
+    write_png(path, loss_curve(curves, method))
     return path

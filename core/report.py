@@ -144,7 +144,7 @@ def render_html(evaluation: Evaluation) -> str:
     panels, note = _panels(e)
     figures_html = "".join(f"<figure>{_img(rgb, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, rgb in panels)
     if e.run is not None:
-        curve = figures.loss_curve(e.run.curves, f"{e.method_scores.label}: training loss per step, each tile")
+        curve = figures.loss_curve(e.run.curves, e.method_scores.label)
         loss = (f"<h2>Training loss</h2><p>{e.run.steps} optimisation steps in {e.run.seconds:.1f} s on {html.escape(e.run.device)}. "
                 "A curve still falling at its end means more iterations may help; the run stops by itself "
                 "when the loss stops improving.</p>" + _img(curve, "training loss"))
