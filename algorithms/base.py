@@ -56,6 +56,8 @@ HELP_URL = "https://github.com/internal-sr/internal_sr"
 
 #: Kernel names offered in the KERNEL enum (the engine's spellings).
 KERNELS = ("bicubic", "lanczos2", "lanczos3", "gaussian")
+#: Blur models offered for guided DIP: per band from the Sentinel-2 MTF, or one kernel for every band.
+GUIDED_KERNELS = ("sentinel2", *KERNELS)
 #: Default Gaussian standard deviation, in low-resolution (input) pixels.
 DEFAULT_SIGMA = 0.5
 #: Devices offered in the DEVICE enum.
@@ -210,6 +212,9 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     OVERLAP = "OVERLAP"
     FLOAT32 = "FLOAT32"
     EXTENT = "EXTENT"
+    GUIDE = "GUIDE"
+    GUIDE_BANDS = "GUIDE_BANDS"
+    GUIDE_KERNEL = "GUIDE_KERNEL"
     OUTPUT = "OUTPUT"
 
     ALGORITHM_ID = ""
@@ -495,6 +500,11 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         if kernel_file and feedback is not None:
             feedback.pushInfo(tr("Kernel file {} replaces the '{}' kernel").format(kernel_file, name))
         return kernel_spec(name, sigma, kernel_file)
+
+    def read_guide_kernel(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
+        """GUIDE_KERNEL (with SIGMA for 'gaussian') as the engine's kernel string."""
+        name = self.parameterAsEnumString(parameters, self.GUIDE_KERNEL, context) or GUIDED_KERNELS[0]
+        return kernel_spec(name, self.parameterAsDouble(parameters, self.SIGMA, context) or None)
 
     def read_device(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
         return self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0]

@@ -7,8 +7,7 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback, QgsProcessingOutputNumber
 
 from ..core.config import EVALUATION_METHODS, IOOptions
-from .base import KERNELS, InternalSRAlgorithm, Job, kernel_spec, tr
-from .guided_dip import GUIDED_KERNELS
+from .base import GUIDED_KERNELS, KERNELS, InternalSRAlgorithm, Job, tr
 
 #: Kernels of the protocol: bicubic first (the default), 'sentinel2' last (guided DIP's per-band MTF).
 EVALUATION_KERNELS = (*KERNELS, "sentinel2")
@@ -22,9 +21,6 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
     """Parameters → a method configuration → ``core.report.evaluate_to_files``; outputs the report and the scores."""
 
     METHOD = "METHOD"
-    GUIDE = "GUIDE"
-    GUIDE_BANDS = "GUIDE_BANDS"
-    GUIDE_KERNEL = "GUIDE_KERNEL"
     ITERATIONS = "ITERATIONS"
     OUTPUT_JSON = "OUTPUT_JSON"
 
@@ -89,11 +85,10 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         method = self.parameterAsEnumString(parameters, self.METHOD, context) or EVALUATION_METHODS[0]
         guide = self.read_source(parameters, context, self.GUIDE) if parameters.get(self.GUIDE) else None
         options = self.read_run_options(parameters, context)
-        sigma = self.parameterAsDouble(parameters, self.SIGMA, context) or None
-        guide_kernel = self.parameterAsEnumString(parameters, self.GUIDE_KERNEL, context) or GUIDED_KERNELS[0]
+        guide_kernel = self.read_guide_kernel(parameters, context)
         kernel = self.read_kernel(parameters, context, feedback)
         config = method_config(
-            method, scale, kernel, kernel_spec(guide_kernel, sigma),
+            method, scale, kernel, guide_kernel,
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context) or None,
             seed=options.seed, device=options.device, tiles=options.tiles,
         )

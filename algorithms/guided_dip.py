@@ -7,19 +7,14 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
 from ..core.config import GUIDED_ITERATIONS, GuidedDIPConfig, IOOptions
-from .base import KERNELS, InternalSRAlgorithm, Job, extent_text, kernel_spec, tr
+from .base import GUIDED_KERNELS, InternalSRAlgorithm, Job, extent_text, tr
 from .run_times import presets_text, run_time_help
 
-#: Blur models offered for guided DIP: per band from the Sentinel-2 MTF, or one kernel for every band.
-GUIDED_KERNELS = ("sentinel2", *KERNELS)
 
 
 class GuidedDIPAlgorithm(InternalSRAlgorithm):
     """Parameters → ``GuidedDIPConfig`` and two ``IOOptions`` → ``core.sharpen.sharpen``."""
 
-    GUIDE = "GUIDE"
-    GUIDE_BANDS = "GUIDE_BANDS"
-    GUIDE_KERNEL = "GUIDE_KERNEL"
     ITERATIONS = "ITERATIONS"
 
     ALGORITHM_ID = "guided_dip"
@@ -80,12 +75,10 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
 
         target = self.read_source(parameters, context)
         guide = self.read_source(parameters, context, self.GUIDE)
-        sigma = self.parameterAsDouble(parameters, self.SIGMA, context) or None
-        guide_kernel = self.parameterAsEnumString(parameters, self.GUIDE_KERNEL, context) or GUIDED_KERNELS[0]
         options = self.read_run_options(parameters, context)
         config = GuidedDIPConfig(
             kernel=self.read_kernel(parameters, context, feedback),
-            guide_kernel=kernel_spec(guide_kernel, sigma),
+            guide_kernel=self.read_guide_kernel(parameters, context),
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context) or None,
             seed=options.seed,
             device=options.device,

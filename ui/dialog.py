@@ -48,8 +48,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..algorithms.base import DEFAULT_SIGMA, DEVICES, ICON_PATH, KERNELS, kernel_spec
-from ..algorithms.guided_dip import GUIDED_KERNELS
+from ..algorithms.base import DEFAULT_SIGMA, DEVICES, GUIDED_KERNELS, ICON_PATH, KERNELS, kernel_spec
 from ..algorithms.run_times import duration, estimate_seconds, presets_text
 from ..core.config import (
     LEARNED_KERNEL,
