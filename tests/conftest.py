@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def collect_cycles_while_qgis_runs() -> Iterator[None]:
+    """Free each test's reference cycles before the next test, while QGIS is still up.
+
+    A test that keeps a ``processing.run`` error (``pytest.raises(...) as error``) holds a cycle through
+    the traceback's frames, and with it Processing's algorithm and context objects. Collected only at
+    interpreter exit, after pytest-qgis has shut QGIS down, their destructors corrupted the heap
+    (a segmentation fault or "double free" after every test had passed, depending on test order).
+    """
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="module")
