@@ -9,8 +9,8 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def collect_cycles_while_qgis_runs() -> Iterator[None]:
-    """Free each test's reference cycles before the next test, while QGIS is still up.
+def collect_cycles_while_qgis_runs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Free each QGIS test's reference cycles before the next test, while QGIS is still up.
 
     A test that keeps a ``processing.run`` error (``pytest.raises(...) as error``) holds a cycle through
     the traceback's frames, and with it Processing's algorithm and context objects. Collected only at
@@ -18,7 +18,8 @@ def collect_cycles_while_qgis_runs() -> Iterator[None]:
     (a segmentation fault or "double free" after every test had passed, depending on test order).
     """
     yield
-    gc.collect()
+    if request.node.get_closest_marker("qgis") is not None:  # a full collection costs ~0.3 s: QGIS tests only
+        gc.collect()
 
 
 @pytest.fixture(scope="module")
