@@ -55,7 +55,7 @@ ICON_PATH = os.path.join(PLUGIN_DIR, "icon.svg")
 HELP_URL = "https://github.com/internal-sr/internal_sr"
 
 #: Kernel names offered in the KERNEL enum (the engine's spellings).
-KERNELS = ("bicubic", "lanczos2", "lanczos3", "gaussian")
+KERNELS = ("bicubic", "lanczos2", "lanczos3", "gaussian", "landsat")
 #: Blur models offered for guided DIP: per band from the Sentinel-2 MTF, or one kernel for every band.
 GUIDED_KERNELS = ("sentinel2", *KERNELS)
 #: Default Gaussian standard deviation, in low-resolution (input) pixels.

@@ -2,8 +2,9 @@
 
 It serves the training losses, back-projection, the ``degrade`` operation and Wald evaluation.
 Tensors are ``(N, C, H, W)``; ``H`` and ``W`` must be multiples of ``s``. Output pixel (i, j) is the
-kernel-weighted sum centred on the centre of the block [s·i, s·i+s) × [s·j, s·j+s) (``core.kernels``).
-Borders are reflected (replicated when the image is smaller than the padding).
+kernel-weighted sum centred on the centre of the block [s·i, s·i+s) × [s·j, s·j+s) (``core.kernels``),
+moved by the kernels' ``shift`` on half-pixel grids. Borders are reflected (replicated when the image
+is smaller than the padding). ``upsample`` interpolates on the same centres.
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ class Degradation(torch.nn.Module):
     def __init__(self, kernel: Kernel | Sequence[Kernel]) -> None:
         super().__init__()
         kernels = [kernel] if isinstance(kernel, Kernel) else list(kernel)
-        if not kernels or len({k.scale for k in kernels}) != 1:
-            raise ValueError("Degradation needs kernels of one scale")
+        if not kernels or len({(k.scale, k.shift) for k in kernels}) != 1:
+            raise ValueError("Degradation needs kernels of one scale and one shift")
         self.kernels = kernels
         self.scale = kernels[0].scale
+        #: (rows, columns) in high-resolution pixels, where the low-resolution centres sit after the block centres
+        self.shift = kernels[0].shift
         separable = all(k.separable is not None for k in kernels)
         taps = [k.separable if separable else k.as_2d for k in kernels]
         length = max(t.shape[-1] for t in taps)
@@ -77,9 +80,42 @@ def blur_decimate(x: torch.Tensor, taps: torch.Tensor, scale: int) -> torch.Tens
     return F.conv2d(_pad(x, pad, pad), taps.reshape(c, 1, length, length), stride=scale, groups=c)
 
 
-def upsample(y: torch.Tensor, scale: int) -> torch.Tensor:
-    """Bicubic interpolation by ``scale`` with pixel-area alignment (``align_corners=False``)."""
-    return F.interpolate(y, scale_factor=scale, mode="bicubic", align_corners=False)
+def _keys(t: torch.Tensor, a: float = -0.75) -> torch.Tensor:
+    """Keys' cubic convolution weights at distances ``t`` (PyTorch's bicubic uses a = −0.75)."""
+    t = t.abs()
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return torch.where(t <= 1, near, torch.where(t < 2, far, torch.zeros_like(t)))
+
+
+def interpolation_matrix(length: int, scale: int, shift: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(scale·length, length)`` bicubic weights along one axis, borders replicated.
+
+    High-resolution pixel j sits at low-resolution coordinate (j + ½)/s − ½ − shift/s (pixel centres at
+    integers), i.e. ``F.interpolate(..., align_corners=False)`` moved by ``shift`` fine pixels.
+    """
+    j = torch.arange(scale * length, dtype=torch.float64, device=device)
+    x = (j + 0.5) / scale - 0.5 - shift / scale
+    base = torch.floor(x)
+    taps = torch.arange(-1, 3, dtype=torch.float64, device=device)
+    weights = _keys(x[:, None] - (base[:, None] + taps))  # (sL, 4)
+    columns = (base[:, None] + taps).clamp(0, length - 1).long()
+    matrix = torch.zeros(scale * length, length, dtype=torch.float64, device=device)
+    matrix.scatter_add_(1, columns, weights)
+    return matrix.to(dtype)
+
+
+def upsample(y: torch.Tensor, scale: int, shift: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
+    """Bicubic interpolation of ``(N, C, H, W)`` by ``scale`` onto the centres of ``Degradation`` with ``shift``.
+
+    Without a shift this is pixel-area alignment (``align_corners=False``); with one, the separable
+    weights of ``interpolation_matrix``.
+    """
+    if not any(shift):
+        return F.interpolate(y, scale_factor=scale, mode="bicubic", align_corners=False)
+    rows = interpolation_matrix(y.shape[-2], scale, shift[0], y.dtype, y.device)
+    cols = interpolation_matrix(y.shape[-1], scale, shift[1], y.dtype, y.device)
+    return torch.einsum("ih,nchw,jw->ncij", rows, y, cols)
 
 
 def back_project(
@@ -111,7 +147,7 @@ def back_project(
         residual, norm = residual_of(x)
         active = torch.ones_like(norm, dtype=torch.bool)
         for _ in range(steps):
-            candidate = x + upsample(residual, s)
+            candidate = x + upsample(residual, s, degradation.shift)
             new_residual, new_norm = residual_of(candidate)
             active = active & (new_norm < norm)
             x = torch.where(active, candidate, x)

@@ -232,7 +232,8 @@ def evaluate(
     same kernel through its config. For ``guided`` the raster is the *target* and ``guide_path`` the finer
     guide: both are degraded by their grid ratio (which ``scale`` must equal) with the config's per-band
     kernels (``kernel`` is ``config.kernel``), the target is sharpened back with the degraded guide and
-    compared with itself, beside HPF injection as the pansharpening baseline. Bicubic and bicubic +
+    compared with itself, beside HPF injection as the pansharpening baseline. On half-pixel grids
+    (Landsat pan) the guide is degraded onto the target's grid with the grids' phase. Bicubic and bicubic +
     back-projection are scored on the same pixels every time. ``io.extent`` picks the evaluated area.
     """
     if method not in EVALUATION_METHODS:
@@ -264,7 +265,10 @@ def evaluate(
         guide_names = _band_labels(guide_info)
         target_kernels = band_kernels(config.kernel, info.descriptions, scale, "target")
         guide_kernels = band_kernels(config.guide_kernel, guide_info.descriptions, scale, "guide")
-        low, low_guide = degrade_array(reference, target_kernels), degrade_array(guide, guide_kernels)
+        # the guide is degraded onto the target's own grid (with the grids' half-pixel phase on Landsat), so
+        # the simulated pair one level down is pixel-aligned like the target and its own degradation
+        on_target_grid = band_kernels(config.guide_kernel, guide_info.descriptions, scale, "guide", nesting.shift)
+        low, low_guide = degrade_array(reference, target_kernels), degrade_array(guide, on_target_grid)
         kernels: Kernel | list[Kernel] = target_kernels
         settings.update(guide=guide_path, guide_bands=", ".join(guide_names), guide_kernel=config.guide_kernel)
         _check_degraded_size(reference, low, scale, "guided DIP", MIN_TARGET_SIZE)

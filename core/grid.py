@@ -98,12 +98,16 @@ class Nesting:
 
     ``target`` is the window of whole target pixels that the guide covers; ``guide`` is the same area
     on the guide grid, so target pixel (r, c) of the window covers guide pixels
-    [s·r, s·r+s) × [s·c, s·c+s) of the guide window.
+    [s·r, s·r+s) × [s·c, s·c+s) of the guide window — moved by ``shift`` (rows, columns; 0 or ½ guide
+    pixel) on half-pixel grids such as Landsat's pan and multispectral bands, whose pixel centres
+    coincide so that the pan's pixel edges sit half a pan pixel off the multispectral ones. The
+    degradation kernels then carry that shift (``core.kernels``).
     """
 
     scale: int
     target: Window
     guide: Window
+    shift: tuple[float, float] = (0.0, 0.0)
 
 
 def _span(offset: int, scale: int, target_length: int, guide_length: int) -> tuple[int, int]:
@@ -120,8 +124,9 @@ def nest(target: Grid, guide: Grid, tolerance: float = 1e-3) -> Nesting:
     """Check that ``guide`` refines ``target`` by an integer factor on aligned pixels and find the overlap.
 
     Raises a one-line ``InputError`` when the CRSs differ, a grid is rotated, the resolution ratio is not
-    an integer ≥ 2 (the same along both axes), pixel edges do not line up (``tolerance`` in guide pixels),
-    or the grids do not overlap by at least one whole target pixel. Nothing is reprojected or resampled.
+    an integer ≥ 2 (the same along both axes), the target's pixel edges fall neither on the guide's nor
+    half-way between them (``tolerance`` in guide pixels), or the grids do not overlap by at least one
+    whole target pixel. Nothing is reprojected or resampled.
     """
     if (target.crs is None) != (guide.crs is None) or (target.crs is not None and target.crs != guide.crs):
         raise InputError(f"target CRS {target.crs} and guide CRS {guide.crs} differ: reproject one onto the other first")
@@ -138,20 +143,21 @@ def nest(target: Grid, guide: Grid, tolerance: float = 1e-3) -> Nesting:
     if scale < 2:
         raise InputError(f"the guide ({abs(g.a):g} units per pixel) must be at least twice as fine as the target ({abs(t.a):g})")
     offsets = ((t.c - g.c) / g.a, (t.f - g.f) / g.e)
-    if any(abs(o - round(o)) > tolerance for o in offsets):
+    halves = [round(2 * o) for o in offsets]
+    if any(abs(2 * o - h) > 2 * tolerance for o, h in zip(offsets, halves)):
         left, top = t.c, t.f
         right, bottom = t * (target.width, target.height)
         raise InputError(
             f"target and guide pixels are not aligned: the target's corner falls {offsets[0] % 1:.3g}, "
-            f"{offsets[1] % 1:.3g} guide pixels off the guide's pixel edges (half a pixel is the usual Landsat "
-            f"pan/multispectral geometry); resample the guide onto the target's grid refined by {scale} first, e.g. "
-            f"gdalwarp -r cubic -tr {abs(g.a):g} {abs(g.e):g} -te {min(left, right):.12g} {min(top, bottom):.12g} "
-            f"{max(left, right):.12g} {max(top, bottom):.12g} GUIDE ALIGNED_GUIDE"
+            f"{offsets[1] % 1:.3g} guide pixels off the guide's pixel edges (0 or ½ is supported); resample the "
+            f"guide onto the target's grid refined by {scale} first, e.g. gdalwarp -r cubic -tr {abs(g.a):g} {abs(g.e):g} "
+            f"-te {min(left, right):.12g} {min(top, bottom):.12g} {max(left, right):.12g} {max(top, bottom):.12g} GUIDE ALIGNED_GUIDE"
         )
-    col, row = round(offsets[0]), round(offsets[1])
+    col, row = halves[0] // 2, halves[1] // 2
+    shift = (halves[1] % 2 / 2, halves[0] % 2 / 2)  # (rows, columns)
     c0, c1 = _span(col, scale, target.width, guide.width)
     r0, r1 = _span(row, scale, target.height, guide.height)
     if c1 <= c0 or r1 <= r0:
         raise InputError("target and guide do not overlap (not even one whole target pixel is covered by the guide)")
     window = Window(c0, r0, c1 - c0, r1 - r0)
-    return Nesting(scale, window, Window(col + scale * c0, row + scale * r0, scale * window.width, scale * window.height))
+    return Nesting(scale, window, Window(col + scale * c0, row + scale * r0, scale * window.width, scale * window.height), shift)

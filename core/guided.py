@@ -3,7 +3,8 @@
 Inputs are normalised per band (``core.normalise``): the observed target ``y`` ``(T, h, w)`` and the
 guide ``g`` ``(G, s·h, s·w)``, whose pixels nest ``s × s`` in each target pixel (``core.grid.nest``).
 ``D_t`` and ``D_g`` are the degradation operators of the target and the guide bands (per-band kernels,
-``core.degradation``), ``U`` bicubic interpolation by ``s``.
+``core.degradation``), ``U`` bicubic interpolation by ``s``; on half-pixel grids (Landsat) they carry
+the grids' phase, while the level below the target's grid, made by this module, is pixel-aligned.
 
 One untrained network ``f`` (``core.networks.MultiModalNet``) sees ``[g, U(y)]`` and generates both
 modalities on the fine grid: the sharpened target ``x_t = U(y) + f_t`` and a reproduction of the guide
@@ -69,7 +70,7 @@ def inject_detail(y: torch.Tensor, g: torch.Tensor, d_t: Degradation, d_g: Degra
     driver = "gelsd" if design.device.type == "cpu" else None
     coef = torch.linalg.lstsq(design * w[:, None], y[0].flatten(1).T * w[:, None], driver=driver).solution  # (G+1, T)
     pan = torch.einsum("gt,nghw->nthw", coef[:-1], g) + coef[-1].view(1, -1, 1, 1)
-    return upsample(y, s) + pan - upsample(d_t(pan), s)
+    return upsample(y, s, d_t.shift) + pan - upsample(d_t(pan), s, d_t.shift)
 
 
 def sharpen_tile(
@@ -100,13 +101,13 @@ def sharpen_tile(
     d_t, d_g = Degradation(target_kernels).to(device), Degradation(guide_kernels).to(device)
     g_low, m_g_low = d_g(g), block_valid(m_g, s)
 
-    def base(low: torch.Tensor, fine_guide: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def base(low: torch.Tensor, fine_guide: torch.Tensor, valid: torch.Tensor, d_t: Degradation, d_g: Degradation) -> torch.Tensor:
         """What the network corrects: bicubic, or bicubic with injected guide detail."""
         if config.base == "injection":
             return inject_detail(low, fine_guide, d_t, d_g, valid)
-        return upsample(low, s)
+        return upsample(low, s, d_t.shift)
 
-    start = base(y, g, m_t)
+    start = base(y, g, m_t, d_t, d_g)
     inputs = torch.cat([g, start], 1)
 
     # the cross-scale pair, one level down: [D_g(g), base(D_t(y), D_g(g))] → y on whole s × s blocks of y
@@ -116,7 +117,8 @@ def sharpen_tile(
     if cross_scale:
         y_c, g_c = y[..., :hs, :ws], g_low[..., :hs, :ws]
         coarse_valid = m_t[..., :hs, :ws] * m_g_low[..., :hs, :ws]
-        coarse_start = base(d_t(y_c), g_c, block_valid(coarse_valid, s))
+        aligned = [Degradation([k.at_shift((0.0, 0.0)) for k in kernels]).to(device) for kernels in (target_kernels, guide_kernels)]
+        coarse_start = base(aligned[0](y_c), g_c, block_valid(coarse_valid, s), *aligned)
         coarse_inputs = torch.cat([g_c, coarse_start], 1)
 
     def with_noise(z: torch.Tensor) -> torch.Tensor:

@@ -7,10 +7,17 @@ coordinates. Built-in kernels are therefore sampled at offsets with the parity o
 ``align_corners=False``); for odd ``s`` at 0, ±1, … (an odd number of taps).
 
 Kernel names: ``bicubic`` (Keys, a = −½, as MATLAB ``imresize``), ``lanczos2``, ``lanczos3``,
-``gaussian:SIGMA`` (SIGMA in low-resolution pixels), or a path to a ``.npy`` file holding a 2-D kernel
-of odd size. A file kernel of odd size used at an even scale gets a zero row and column appended at
+``gaussian:SIGMA`` (SIGMA in low-resolution pixels), ``landsat`` (the Gaussian of ``core.landsat``), or
+a path to a ``.npy`` file holding a 2-D kernel of odd size. A file kernel of odd size used at an even scale gets a zero row and column appended at
 the bottom and right, so its centre of mass is expected half a pixel below-right of its central tap —
 KernelGAN's centring convention.
+
+Half-pixel grids: where the fine grid's pixel edges sit half a fine pixel off the coarse grid's (the
+standard Landsat pan/multispectral geometry, ``core.grid.nest``), low-resolution pixel i is centred
+at s·i + (s−1)/2 + ½ instead. A kernel built with ``shift`` ½ on an axis is sampled at offsets of the
+other parity on that axis and gets a zero tap prepended, so its centre sits half a pixel after its
+array's centre and ``Degradation`` (unchanged) decimates on the shifted centres. Built-in kernels are
+exact at any shift; a kernel file has one fixed sampling and is refused with a shift.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -49,13 +56,17 @@ class Kernel:
     """A normalised blur kernel on the high-resolution grid for decimation by ``scale``.
 
     Exactly one of ``separable`` (1-D taps applied along rows then columns) and ``full`` (2-D taps)
-    is set. Tap counts have the parity of ``scale`` (see the module docstring).
+    is set. Tap counts have the parity of ``scale`` (see the module docstring). ``shift`` is (rows,
+    columns) in high-resolution pixels, each 0 or ½: how far the kernel's centre sits after the block
+    centre. ``spec`` is what ``make_kernel`` built it from (empty for kernels made otherwise).
     """
 
     name: str
     scale: int
     separable: np.ndarray | None = None
     full: np.ndarray | None = None
+    shift: tuple[float, float] = (0.0, 0.0)
+    spec: str = ""
 
     @property
     def as_2d(self) -> np.ndarray:
@@ -72,19 +83,42 @@ class Kernel:
         """The same support with non-negative weights (|taps|, normalised): where the kernel reads."""
         if self.separable is not None:
             taps = np.abs(self.separable)
-            return Kernel(self.name, self.scale, separable=taps / taps.sum())
+            return replace(self, separable=taps / taps.sum())
         taps = np.abs(self.full)
-        return Kernel(self.name, self.scale, full=taps / taps.sum())
+        return replace(self, full=taps / taps.sum())
+
+    def at_shift(self, shift: tuple[float, float]) -> "Kernel":
+        """The same kernel built for ``shift`` (module docstring); itself when the shift is already that."""
+        if tuple(shift) == tuple(self.shift):
+            return self
+        if not self.spec:
+            raise InputError(f"kernel {self.name} cannot be moved to another pixel phase")
+        return make_kernel(self.spec, self.scale, shift)
 
 
-def sample_1d(profile, support: float, scale: int) -> np.ndarray:
-    """Sample ``profile(t)`` (t in low-resolution pixels, |t| < ``support``) at the HR tap offsets."""
-    half = math.ceil(support * scale - (0.5 if scale % 2 == 0 else 0.0))
-    offsets = (np.arange(-half, half) + 0.5) if scale % 2 == 0 else np.arange(-half, half + 1, dtype=float)
+def sample_1d(profile, support: float, scale: int, shift: float = 0.0) -> np.ndarray:
+    """Sample ``profile(t)`` (t in low-resolution pixels, |t| < ``support``) at the HR tap offsets.
+
+    ``shift`` 0 or ½: with ½ the taps are centred half a pixel after the array's centre (module docstring).
+    """
+    on_pixels = (scale % 2 == 1) != bool(shift)
+    half = math.ceil(support * scale - (0.0 if on_pixels else 0.5))
+    offsets = np.arange(-half, half + 1, dtype=float) if on_pixels else np.arange(-half, half) + 0.5
     taps = profile(offsets / scale)
     while taps.size > 2 and taps[0] == 0 and taps[-1] == 0:
         taps = taps[1:-1]
-    return taps / taps.sum()
+    taps = taps / taps.sum()
+    return np.concatenate([[0.0], taps]) if shift else taps
+
+
+def _analytic(name: str, scale: int, profile, support: float, shift: tuple[float, float]) -> Kernel:
+    """A separable kernel from a symmetric ``profile``; 2-D when the two axes have different shifts."""
+    rows, cols = (sample_1d(profile, support, scale, s) for s in shift)
+    if rows.size == cols.size and shift[0] == shift[1]:
+        return Kernel(name, scale, separable=rows, shift=shift, spec=name)
+    length = max(rows.size, cols.size)
+    rows, cols = (np.pad(t, (length - t.size) // 2) for t in (rows, cols))
+    return Kernel(name, scale, full=np.outer(rows, cols), shift=shift, spec=name)
 
 
 def file_kernel_centre(size: int, scale: int) -> float:
@@ -113,18 +147,39 @@ def load_kernel_file(path: str, scale: int) -> np.ndarray:
     return k
 
 
-def make_kernel(spec: str, scale: int) -> Kernel:
-    """Build the kernel named by ``spec`` (see the module docstring) for decimation by ``scale``."""
+def sigma_from_mtf(mtf: float) -> float:
+    """Standard deviation (low-resolution pixels) of the Gaussian whose MTF at Nyquist is ``mtf``.
+
+    A Gaussian of σ pixels has MTF(f) = exp(−2π²σ²f²), and Nyquist is f = ½ cycle per pixel.
+    """
+    return math.sqrt(-2.0 * math.log(mtf)) / math.pi
+
+
+def make_kernel(spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0)) -> Kernel:
+    """Build the kernel named by ``spec`` (see the module docstring) for decimation by ``scale``.
+
+    ``shift`` (rows, columns), each 0 or ½ high-resolution pixel: for half-pixel grids (module docstring).
+    """
     spec = spec.strip()
+    shift = (float(shift[0]), float(shift[1]))
+    if any(s not in (0.0, 0.5) for s in shift):
+        raise ValueError(f"kernel shifts are 0 or ½ pixel, got {shift}")
     if spec == "bicubic":
-        return Kernel(spec, scale, separable=sample_1d(_cubic, 2.0, scale))
+        return _analytic(spec, scale, _cubic, 2.0, shift)
+    if spec == "landsat":
+        from .landsat import MTF
+
+        return replace(make_kernel(f"gaussian:{sigma_from_mtf(MTF):.4f}", scale, shift), name=spec, spec=spec)
     if spec in ("lanczos2", "lanczos3"):
         lobes = int(spec[-1])
-        return Kernel(spec, scale, separable=sample_1d(lambda t: _lanczos(t, lobes), float(lobes), scale))
+        return _analytic(spec, scale, lambda t: _lanczos(t, lobes), float(lobes), shift)
     if spec.endswith(".npy") or os.path.exists(spec):
         if not os.path.isfile(spec):
             raise InputError(f"kernel file {spec} does not exist")
-        return Kernel(os.path.basename(spec), scale, full=load_kernel_file(spec, scale))
+        if any(shift):
+            raise InputError(f"kernel file {spec} is sampled for pixel-aligned grids, but these grids sit half a pixel "
+                             "apart (Landsat pan geometry): use a named kernel such as gaussian:SIGMA")
+        return Kernel(os.path.basename(spec), scale, full=load_kernel_file(spec, scale), spec=spec)
     if spec.startswith("gaussian"):
         try:
             sigma = float(spec.split(":", 1)[1])
@@ -132,11 +187,11 @@ def make_kernel(spec: str, scale: int) -> Kernel:
             raise InputError(f"kernel {spec!r}: write gaussian:SIGMA with SIGMA in low-resolution pixels, e.g. gaussian:0.5") from None
         if not 0.05 <= sigma <= 10:
             raise InputError(f"kernel {spec!r}: SIGMA must be between 0.05 and 10 low-resolution pixels")
-        return Kernel(spec, scale, separable=sample_1d(lambda t: _gaussian(t, sigma), max(3.0 * sigma, 1.0), scale))
+        return _analytic(spec, scale, lambda t: _gaussian(t, sigma), max(3.0 * sigma, 1.0), shift)
     if spec == "sentinel2":
         raise InputError("kernel sentinel2 (each band's MTF) is for guided DIP only: use bicubic, lanczos2, lanczos3, "
-                         "gaussian:SIGMA or a .npy file")
-    raise InputError(f"unknown kernel {spec!r}: use bicubic, lanczos2, lanczos3, gaussian:SIGMA or a .npy file")
+                         "gaussian:SIGMA, landsat or a .npy file")
+    raise InputError(f"unknown kernel {spec!r}: use bicubic, lanczos2, lanczos3, gaussian:SIGMA, landsat or a .npy file")
 
 
 def anisotropic_gaussian(major: float, minor: float, angle: float, scale: int) -> np.ndarray:

@@ -13,8 +13,9 @@ specified.
 
 from __future__ import annotations
 
-import math
 import re
+
+from .kernels import sigma_from_mtf
 
 #: native ground sampling distance in metres
 RESOLUTION = {
@@ -41,11 +42,6 @@ def band_name(text: str | None) -> str | None:
         return None
     match = _NAME.search(text)
     return f"B{match.group(1).upper()}" if match else None
-
-
-def sigma_from_mtf(mtf: float) -> float:
-    """Gaussian standard deviation (in the band's own pixels) whose MTF at Nyquist is ``mtf``."""
-    return math.sqrt(-2.0 * math.log(mtf)) / math.pi
 
 
 def kernel_spec(band: str) -> str:

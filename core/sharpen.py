@@ -1,7 +1,9 @@
 """File-level guided super-resolution: sharpen a target raster with a finer guide raster.
 
 The scale is the integer ratio of the two grids and the output covers their overlap on the guide's
-grid (``core.grid.nest``); nothing is reprojected or resampled. The output keeps the target's bands,
+grid (``core.grid.nest``); nothing is reprojected or resampled. Grids whose pixel edges sit half a
+guide pixel apart (Landsat pan and multispectral bands) are used as they are: the kernels carry the
+half-pixel phase (``core.kernels``). The output keeps the target's bands,
 descriptions, dtype and nodata. A pixel is nodata in the output when its target pixel or any guide band
 at it is nodata. Writes are atomic (``core.raster.AtomicGeoTIFF``).
 
@@ -37,10 +39,15 @@ GUIDED_METHOD = "guided DIP"
 Reader = Callable[[Window], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 
-def band_kernels(spec: str, names: Sequence[str | None], scale: int, role: str) -> list[Kernel]:
-    """One kernel per band: ``sentinel2`` picks each band's MTF Gaussian from its name, else ``spec`` for all."""
+def band_kernels(
+    spec: str, names: Sequence[str | None], scale: int, role: str, shift: tuple[float, float] = (0.0, 0.0)
+) -> list[Kernel]:
+    """One kernel per band: ``sentinel2`` picks each band's MTF Gaussian from its name, else ``spec`` for all.
+
+    ``shift``: the grids' half-pixel phase (``core.grid.Nesting``).
+    """
     if spec != "sentinel2":
-        return [make_kernel(spec, scale)] * len(names)
+        return [make_kernel(spec, scale, shift)] * len(names)
     kernels = []
     for index, name in enumerate(names, start=1):
         band = band_name(name)
@@ -49,7 +56,7 @@ def band_kernels(spec: str, names: Sequence[str | None], scale: int, role: str) 
                 f"kernel sentinel2 needs Sentinel-2 band names (B2, B8A, …) in the {role}'s band descriptions, "
                 f"but band {index} is {name or 'unnamed'}: give a kernel such as gaussian:0.5 instead"
             )
-        kernels.append(make_kernel(kernel_spec(band), scale))
+        kernels.append(make_kernel(kernel_spec(band), scale, shift))
     return kernels
 
 
@@ -95,8 +102,8 @@ def check_inputs(
         )
     return GuidedInputs(
         target, guide, nesting,
-        band_kernels(config.kernel, target.descriptions, s, "target"),
-        band_kernels(config.guide_kernel, guide.descriptions, s, "guide"),
+        band_kernels(config.kernel, target.descriptions, s, "target", nesting.shift),
+        band_kernels(config.guide_kernel, guide.descriptions, s, "guide", nesting.shift),
     )
 
 
