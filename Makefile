@@ -45,6 +45,7 @@ bench-memory: install
 
 bench-guided: install
 	$(PY) benchmarks/guided.py --out benchmarks/results
+	$(PY) benchmarks/guided.py --landsat --out benchmarks/results
 
 bench-gpu: install
 	$(PY) benchmarks/gpu.py --out benchmarks/results

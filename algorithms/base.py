@@ -331,7 +331,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             options,
             extra_help + "How one low-resolution pixel is made from the high-resolution scene. 'bicubic' suits most "
             "resampled products; 'lanczos2'/'lanczos3' are sharper; 'gaussian' models an optical sensor's "
-            "point spread (width set by Gaussian sigma).",
+            "point spread (width set by Gaussian sigma); 'landsat' is the Gaussian assumed for Landsat bands "
+            "(MTF 0.3 at Nyquist).",
             advanced,
         )
         sigma = QgsProcessingParameterNumber(

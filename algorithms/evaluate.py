@@ -10,7 +10,8 @@ from ..core.config import EVALUATION_METHODS, IOOptions
 from .base import GUIDED_KERNELS, KERNELS, InternalSRAlgorithm, Job, tr
 
 #: Kernels of the protocol: bicubic first (the default), 'sentinel2' last (guided DIP's per-band MTF).
-EVALUATION_KERNELS = (*KERNELS, "sentinel2")
+#: 'auto' is the method's own default (``core.evaluation.default_kernel``), as on the command line.
+EVALUATION_KERNELS = ("auto", *KERNELS, "sentinel2")
 #: Row labels of the baselines (``core.evaluation.BICUBIC`` and ``BICUBIC_BP``).
 BICUBIC_LABEL, BICUBIC_BP_LABEL = "bicubic", "bicubic + back-projection"
 #: Output numbers: the method's overall scores, and bicubic's and bicubic + back-projection's PSNR.
@@ -53,8 +54,8 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         self.add_scale()
         self.add_kernel(
             options=EVALUATION_KERNELS,
-            extra_help="The degradation of the protocol, which the method is also told. 'sentinel2' (guided DIP "
-            "only) blurs each band with its MTF. ",
+            extra_help="The degradation of the protocol, which the method is also told. 'auto': 'sentinel2' for "
+            "guided DIP, 'bicubic' otherwise. 'sentinel2' (guided DIP only) blurs each band with its MTF. ",
         )
         self.add_int(
             self.ITERATIONS, "Iterations (0 = automatic)", 0,
@@ -79,7 +80,7 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
     def prepare_job(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
     ) -> Job:
-        from ..core.evaluation import method_config
+        from ..core.evaluation import default_kernel, method_config
 
         source, bands, scale = self.read_input(parameters, context)
         method = self.parameterAsEnumString(parameters, self.METHOD, context) or EVALUATION_METHODS[0]
@@ -87,6 +88,8 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         options = self.read_run_options(parameters, context)
         guide_kernel = self.read_guide_kernel(parameters, context)
         kernel = self.read_kernel(parameters, context, feedback)
+        if kernel == "auto":
+            kernel = default_kernel(method)
         config = method_config(
             method, scale, kernel, guide_kernel,
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context) or None,

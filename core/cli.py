@@ -215,10 +215,10 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
         print(f"wrote {', '.join(result.kernel_paths)} ({result.device}, {result.seconds:.1f} s)")
         return
     if args.command == "evaluate":
-        from .evaluation import method_config
+        from .evaluation import default_kernel, method_config
         from .report import evaluate_to_files, text_table
 
-        kernel = args.kernel or ("sentinel2" if args.method == "guided" else "bicubic")
+        kernel = args.kernel or default_kernel(args.method)
         config = method_config(args.method, args.scale, kernel, args.guide_kernel, **_run_options(args))
         run = evaluate_to_files(
             args.input, args.method, args.scale, kernel, config, IOOptions(bands=args.bands, extent=args.extent),

@@ -138,6 +138,11 @@ class Evaluation:
         }
 
 
+def default_kernel(method: str) -> str:
+    """The protocol's kernel when the user chooses none: each band's MTF (``sentinel2``) for guided DIP, else bicubic."""
+    return "sentinel2" if method == "guided" else "bicubic"
+
+
 def method_config(
     method: str, scale: int, kernel: str, guide_kernel: str = "sentinel2", **run: object
 ) -> InternalLearningConfig | None:

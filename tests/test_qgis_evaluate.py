@@ -60,3 +60,34 @@ def test_guided_without_a_guide_is_a_one_line_error(tmp_path) -> None:
     message = user_message(error.value)
     assert "needs a guide raster" in message and "\n" not in message
     assert not (tmp_path / "e.html").exists()
+
+
+def test_auto_kernel_is_the_methods_own_default_as_on_the_command_line(tmp_path) -> None:
+    """KERNEL 'auto' (the default): each band's Sentinel-2 MTF for guided DIP, bicubic for the others."""
+    from affine import Affine
+
+    from helpers import S2_10M, S2_20M_SAME_AREA, read, write_raster
+
+    target = write_raster(str(tmp_path / "t20.tif"), read(S2_20M_SAME_AREA), transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0),
+                          descriptions=("B5", "B6", "B7", "B8A", "B11", "B12"))
+    guide = write_raster(str(tmp_path / "g10.tif"), read(S2_10M), transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0),
+                         descriptions=("B4", "B3", "B2", "B8"))
+    kernels = {}
+    for method, extra in (("guided", {"GUIDE": guide}), ("bicubic", {})):
+        scores = str(tmp_path / f"{method}.json")
+        run({"INPUT": target, "METHOD": method, "SCALE": 2, "ITERATIONS": 2, "DEVICE": "cpu", **extra,
+             "OUTPUT": str(tmp_path / f"{method}.html"), "OUTPUT_JSON": scores})
+        kernels[method] = json.loads(Path(scores).read_text())["kernel"]
+    assert kernels == {"guided": "sentinel2", "bicubic": "bicubic"}
+
+
+def test_landsat_pair_is_evaluated_on_its_native_half_pixel_grids(tmp_path) -> None:
+    data = Path(__file__).parent / "data"
+    scores = str(tmp_path / "l8.json")
+    result = run({"INPUT": str(data / "landsat8_LC80200392015216_ms30m_crop.tif"), "BANDS": [2, 3, 4], "METHOD": "guided",
+                  "SCALE": 2, "KERNEL": "landsat", "GUIDE": str(data / "landsat8_LC80200392015216_pan15m_crop.tif"),
+                  "GUIDE_KERNEL": "landsat", "ITERATIONS": 2, "DEVICE": "cpu", "OUTPUT": str(tmp_path / "l8.html"),
+                  "OUTPUT_JSON": scores})
+    saved = json.loads(Path(scores).read_text())
+    assert saved["kernel"] == "landsat" and saved["window"]["width"] == 64
+    assert result["PSNR_BICUBIC"] < result["PSNR"]
