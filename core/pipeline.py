@@ -188,7 +188,7 @@ def _solver(
     tiles = config.tiles.for_device(device.type)
     minimum = max(MIN_RETRY_TILE, config.min_input_size)
     many = solve_many if isinstance(config, DIPConfig) and tiles.batch > 1 else None
-    return ShrinkOnOutOfMemory(solve, device, tiles, len(scaling.lo), s, progress, minimum, many), describe(device)
+    return ShrinkOnOutOfMemory(solve, device, tiles, len(scaling.lo), s, progress, minimum, many, progress.curves), describe(device)
 
 
 def write_tiled(

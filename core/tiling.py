@@ -210,27 +210,33 @@ class ShrinkOnOutOfMemory:
     A tile that raises ``torch.cuda.OutOfMemoryError`` is solved again as tiles of half the edge
     (overlap at most a quarter of it), halving down to ``minimum`` input pixels; the smaller edge is
     kept for the tiles that follow. When even ``minimum`` does not fit, the run goes on on the CPU
-    with the original tiles. Each change is reported through ``progress.info``.
+    with the original tiles. Each change is reported through ``progress.info``. ``curves`` is the list
+    the solvers append each tile's loss curve to: what a failed attempt appended is dropped, so a
+    window solved again is counted once.
     """
 
     def __init__(
         self, solve: DeviceSolver, device: torch.device, tiles: TileOptions, bands: int, scale: int,
         progress: Progress, minimum: int = MIN_RETRY_TILE, solve_many: DeviceBatchSolver | None = None,
+        curves: list | None = None,
     ) -> None:
         self.solve, self.solve_many, self.device, self.tiles = solve, solve_many, device, tiles
         self.bands, self.scale, self.progress, self.minimum = bands, scale, progress, minimum
         self.size = tiles.size
         self.together = solve_many is not None
+        self.curves = curves if curves is not None else []
 
     def many(self, windows: list[Window], progress: Progress) -> list[tuple[np.ndarray, np.ndarray]]:
         """A ``BatchSolver``: the windows solved together by ``solve_many``, or one by one (``__call__``)
         once solving them together has run out of GPU memory or the tiles had to shrink."""
         if self.together and max(windows[0].width, windows[0].height) <= self.size:
+            kept = len(self.curves)
             try:
                 return self.solve_many(windows, progress, self.device)
             except torch.cuda.OutOfMemoryError:
                 if self.device.type != "cuda":
                     raise
+            del self.curves[kept:]
             torch.cuda.empty_cache()
             self.together = False
             self.progress.info(f"out of GPU memory with {len(windows)} tiles at once: solving them one by one")
@@ -239,6 +245,7 @@ class ShrinkOnOutOfMemory:
 
     def __call__(self, window: Window, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
         while True:
+            kept = len(self.curves)
             try:
                 if max(window.width, window.height) <= self.size:
                     return self.solve(window, progress, self.device)
@@ -249,6 +256,7 @@ class ShrinkOnOutOfMemory:
             except torch.cuda.OutOfMemoryError:
                 if self.device.type != "cuda":
                     raise
+            del self.curves[kept:]
             self._shrink()
 
     def _shrink(self) -> None:

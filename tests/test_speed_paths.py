@@ -56,6 +56,26 @@ def test_out_of_memory_retries_with_halved_tiles_and_keeps_the_output(monkeypatc
     assert all(device == "cuda" for device, _ in calls) and calls[-1][1] <= 32
 
 
+def test_a_window_solved_again_after_running_out_of_memory_counts_its_tiles_once(monkeypatch, image):
+    """Out of memory partway through a window (after some of its smaller tiles were solved): the whole
+    window is solved again with smaller tiles, and only that attempt's loss curves are kept."""
+    calls = _fake_gpu(monkeypatch, fits=64)
+    solve = dip.super_resolve_tile
+    attempts: list[bool] = []
+
+    def second_tile_fails_once(observed, *args):
+        attempts.append(True)
+        if len(attempts) == 3:  # 1: the whole image (too big), 2: its first 64 px tile, 3: its second
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return solve(observed, *args)
+
+    monkeypatch.setattr(dip, "super_resolve_tile", second_tile_fails_once)
+    out, result = pipeline.super_resolve_array(image, DIPConfig(scale=2, device="cuda", tiles=TileOptions(128, 16)))
+    np.testing.assert_allclose(out, image.repeat(2, axis=1).repeat(2, axis=2), rtol=1e-6, atol=1e-3)
+    assert [edge for _, edge in calls][:2] == [100, 64] and max(edge for _, edge in calls[2:]) <= 32
+    assert len(result.curves) == len(calls) - 2  # the 32 px tiles of the last attempt, not the 64 px one before
+
+
 def test_out_of_memory_at_the_smallest_tile_falls_back_to_the_cpu(monkeypatch, image):
     calls = _fake_gpu(monkeypatch, fits=0)
     out, messages = _run(image, TileOptions(64, 8))
