@@ -11,7 +11,7 @@ crops (see ``wald.py``); no figure is a best-over-iterations. Writes ``kernelgan
 ``kernelgan.md`` and refreshes the README table between the ``bench:kernelgan`` markers.
 
 ``--quick`` runs one case with a few steps on the CPU in about a minute, to check the script end to
-end; it writes under ``out/`` and leaves the README alone.
+end; it writes under ``out/`` and leaves the README alone, as does a run of some cases or scales only.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ CASES = [
     ("T49JGM arid coast", "s2_l1c_T49JGM_20171022_dsen2.npz", (344, 344), (1.2, 0.7, 75.0)),
 ]
 SIZE = 256  # ×4 leaves 64 × 64 low-resolution pixels, KernelGAN's smallest input
-KERNELS = ("bicubic", "estimated", "true")
+#: DIP's kernels: "estimated, isotropic" is the isotropic Gaussian of the estimate's width, σ = √(σ₁σ₂) —
+#: what the estimate is worth without its orientation (the candidate fix for wrongly oriented estimates)
+KERNELS = ("bicubic", "estimated", "estimated, isotropic", "true")
 
 
 def run_case(reference: np.ndarray, truth: tuple[float, float, float], scale: int, quick: bool, device: str, folder: str) -> dict:
@@ -62,19 +64,22 @@ def run_case(reference: np.ndarray, truth: tuple[float, float, float], scale: in
     dip = DIPConfig(scale=scale, device=device)
     if quick:
         kernelgan, dip = replace(kernelgan, iterations=50), replace(dip, iterations=5, channels=16, detail_channels=16)
-    paths = {"bicubic": "bicubic", "true": os.path.join(folder, "true.npy"), "estimated": os.path.join(folder, "estimated.npy")}
+    paths = {"bicubic": "bicubic", **{name: os.path.join(folder, name.replace(", ", "_") + ".npy") for name in KERNELS[1:]}}
     save_kernel_file(paths["true"], anisotropic_gaussian(*truth, scale))
     low = degrade_array(reference, make_kernel(paths["true"], scale))
     start = time.perf_counter()
     (estimate,) = estimate_kernels(low, np.ones(low.shape, bool), kernelgan)
     kernelgan_seconds = time.perf_counter() - start
     save_kernel_file(paths["estimated"], estimate.kernel)
+    sigma = float(np.sqrt(estimate.width.major * estimate.width.minor))
+    save_kernel_file(paths["estimated, isotropic"], anisotropic_gaussian(sigma, sigma, 0.0, scale))
     kernels = {name: make_kernel(path, scale) for name, path in paths.items()}
     isotropic_sigma, error_isotropic = isotropic_baseline(kernels["true"])
     row = dict(
         truth=truth, scale=scale, kernelgan_steps=estimate.steps, kernelgan_seconds=kernelgan_seconds,
         estimated_width=vars(estimate.width), true_width=vars(kernel_width(kernels["true"].as_2d, scale)),
         error_estimated=kernel_error(kernels["estimated"], kernels["true"]),
+        error_estimated_isotropic=kernel_error(kernels["estimated, isotropic"], kernels["true"]),
         error_bicubic=kernel_error(kernels["bicubic"], kernels["true"]),
         error_isotropic=error_isotropic, isotropic_sigma=isotropic_sigma,
         angle_error=angle_difference(estimate.width.angle, truth[2]),
@@ -95,8 +100,9 @@ def markdown(rows: list[dict], info: str) -> str:
     lines = [
         f"Machine: {info}.",
         "",
-        "| crop | true kernel σ (°) | scale | estimated σ (°) | axis error (°) | kernel error: estimated / best isotropic / bicubic "
-        "| DIP PSNR (dB): bicubic / estimated / true kernel | SSIM: bicubic / estimated / true | seconds: KernelGAN / DIP |",
+        "| crop | true kernel σ (°) | scale | estimated σ (°) | axis error (°) | kernel error: estimated / estimated isotropic / "
+        "best isotropic / bicubic | DIP PSNR (dB): bicubic / estimated / estimated isotropic / true kernel "
+        "| SSIM: bicubic / estimated / estimated isotropic / true | seconds: KernelGAN / DIP |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -106,7 +112,7 @@ def markdown(rows: list[dict], info: str) -> str:
         lines.append(
             f"| {r['crop']} | {major:.1f} × {minor:.1f} ({angle:.0f}°) | ×{r['scale']} | "
             f"{width_text(r['estimated_width'])} | {r['angle_error']:.0f} | "
-            f"{r['error_estimated']:.2f} / {r['error_isotropic']:.2f} / {r['error_bicubic']:.2f} | "
+            f"{r['error_estimated']:.2f} / {r['error_estimated_isotropic']:.2f} / {r['error_isotropic']:.2f} / {r['error_bicubic']:.2f} | "
             f"{psnr} | {ssim} | {r['kernelgan_seconds']:.0f} / {r['estimated']['seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
@@ -119,6 +125,7 @@ def main() -> int:
     parser.add_argument("--out", help="results folder (default: benchmarks/results, or out/kernelgan-quick with --quick)")
     parser.add_argument("--scales", default="2,4")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--cases", help="case numbers from 1, e.g. 1,3 (default: all); a subset leaves the README alone")
     parser.add_argument("--quick", action="store_true", help="one case, a few steps: checks the script, measures nothing")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -127,7 +134,9 @@ def main() -> int:
     print(f"device {describe(device)}", flush=True)
     start = time.perf_counter()
     rows = []
-    for label, name, origin, truth in CASES[:1] if args.quick else CASES:
+    chosen = [CASES[int(c) - 1] for c in args.cases.split(",")] if args.cases else CASES
+    complete = not args.quick and chosen == CASES and args.scales == "2,4"
+    for label, name, origin, truth in chosen[:1] if args.quick else chosen:
         reference = load_crop(name, origin, SIZE)
         for scale in (int(s) for s in args.scales.split(",")):
             with tempfile.TemporaryDirectory() as folder:
@@ -141,7 +150,7 @@ def main() -> int:
             )
     info = f"{machine()}; device {describe(device)}; total {time.perf_counter() - start:.0f} s"
     table = markdown(rows, info)
-    write_results(out, "kernelgan", {"device": info, "quick": args.quick, "rows": rows}, table, None if args.quick else "kernelgan")
+    write_results(out, "kernelgan", {"device": info, "quick": args.quick, "rows": rows}, table, "kernelgan" if complete else None)
     return 0
 
 
