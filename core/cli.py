@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     dip = sub.add_parser("dip", help="super-resolve with Deep Image Prior")
     common(dip)
     dip.add_argument("--iterations", type=int, help="optimisation steps per tile (default: by scale)")
+    dip.add_argument("--cold-tiles", action="store_true",
+                     help="start every tile from a fresh network (default: tiles after the first start from the first "
+                     "tile's trained network and run three quarters of the steps)")
     optimisation(dip, "input")
 
     knitwork = sub.add_parser("knitwork", help="super-resolve with Neural Knitworks (a patch-predicting coordinate MLP)")
@@ -243,8 +246,9 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
         result = sharpen_product(args.inputs, args.output, config, args.float32, progress)
     elif args.command in ("dip", "knitwork"):
         io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog, extent=args.extent)
+        extra = {"warm_start": not args.cold_tiles} if args.command == "dip" else {}
         method = DIPConfig if args.command == "dip" else KnitworkConfig
-        config = method(scale=args.scale, kernel=args.kernel, **_run_options(args))
+        config = method(scale=args.scale, kernel=args.kernel, **_run_options(args), **extra)
         if args.kernel == "estimate":
             from .kernelgan import super_resolve_with_estimated_kernel
 

@@ -153,9 +153,16 @@ class DIPConfig(InternalLearningConfig):
     #: Output averaging: the result is ``B + blend·(P − B)`` with ``P`` the back-projected DIP output
     #: and ``B`` the back-projected bicubic image (1 keeps the DIP output alone).
     blend: float = 0.5
+    #: Warm start: every tile after the first trained one starts from that tile's trained network and
+    #: runs ``warm_steps`` of the steps (ours: on two development tile pairs, ×2, a warm-started tile
+    #: reached the fresh tile's final PSNR after 42 % and 75 % of its steps; README).
+    warm_start: bool = True
+    warm_steps: float = 0.75
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
+        if not 0 < self.warm_steps <= 1:
+            raise InputError(f"warm_steps is a fraction of the steps in (0, 1], got {self.warm_steps}")
         super().__post_init__()
 
     @property
@@ -164,6 +171,11 @@ class DIPConfig(InternalLearningConfig):
         if self.iterations is not None:
             return self.iterations
         return DEFAULT_ITERATIONS.get(self.scale, DEFAULT_ITERATIONS[4])
+
+    @property
+    def warm_step_count(self) -> int:
+        """The steps of a warm-started tile."""
+        return max(1, round(self.steps * self.warm_steps))
 
     @property
     def min_input_size(self) -> int:

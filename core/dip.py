@@ -40,6 +40,8 @@ class TileResult:
     image: np.ndarray  # (C, s·h, s·w) float32, normalised units
     losses: np.ndarray  # training loss per step
     steps: int
+    #: the trained network's state (on the CPU), kept by DIP for a lone tile so others can warm-start from it
+    state: dict[str, torch.Tensor] | None = None
 
 
 def fill_invalid(y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -113,15 +115,17 @@ def super_resolve_tile(
     progress: Progress,
     generator: torch.Generator,
     observe: Callable[[int, np.ndarray], None] | None = None,
+    start: dict[str, torch.Tensor] | None = None,
 ) -> TileResult:
     """Super-resolve one normalised tile ``(C, h, w)`` by ``config.scale`` (see the module docstring).
 
     ``observe(steps done, image)``, when given, receives the image the run would return if it stopped
     there (``(C, s·h, s·w)`` float32, normalised), every ``core.optimise.CHECK_EVERY`` steps: for
-    time-to-quality benchmarks only; it never selects the output.
+    time-to-quality benchmarks only; it never selects the output. ``start``: a trained tile's
+    ``TileResult.state`` to warm-start from (``super_resolve_tiles``). The result carries its own state.
     """
     watch = (lambda done, images: observe(done, images[0])) if observe is not None else None
-    return super_resolve_tiles(observed[None], valid[None], kernel, config, device, progress, generator, watch)[0]
+    return super_resolve_tiles(observed[None], valid[None], kernel, config, device, progress, generator, watch, start)[0]
 
 
 def super_resolve_tiles(
@@ -133,13 +137,16 @@ def super_resolve_tiles(
     progress: Progress,
     generator: torch.Generator,
     observe: Callable[[int, np.ndarray], None] | None = None,
+    start: dict[str, torch.Tensor] | None = None,
 ) -> list[TileResult]:
     """Super-resolve ``N`` normalised tiles ``(N, C, h, w)`` of one size together (``observe``: ``(N, C, s·h, s·w)``).
 
     Each tile has its own network and optimiser state, started as a lone tile seeded by ``generator``
     would be, with the same inputs and steps; the networks run as one vectorised call, so the results
     equal ``N`` calls of ``super_resolve_tile`` up to float rounding, and each tile stops by its own
-    rule (its output frozen at that step).
+    rule (its output frozen at that step). With ``start`` (a trained network's state) every network
+    starts from it instead of its fresh initialisation and runs ``config.warm_step_count`` steps.
+    A lone tile's result carries its trained network's state.
     """
     s = config.scale
     tiles, bands, h, w = observed.shape
@@ -177,6 +184,8 @@ def super_resolve_tiles(
         else None
     )
     model = Generator(net, detail, bands)
+    if start is not None:
+        model.load_state_dict(start)
     parameters, forward = (list(model.parameters()), model) if tiles == 1 else vectorised(model, tiles)
     optimiser = torch.optim.Adam(parameters, lr=config.learning_rate)
     mixed = config.mixed_precision and device.type == "cuda"
@@ -224,7 +233,9 @@ def super_resolve_tiles(
 
     watch = (lambda done, average: observe(done, finish(average))) if observe is not None else None
     stop = StopRule(config.stop_patience, config.stop_tolerance) if config.early_stop else None
-    result: Optimised = optimise(step, config.steps, progress, config.ema_decay, stop, label="DIP", observe=watch)
+    steps = config.steps if start is None else config.warm_step_count
+    result: Optimised = optimise(step, steps, progress, config.ema_decay, stop, label="DIP", observe=watch)
     images = finish(result.output)
     losses = result.losses.reshape(len(result.losses), -1)
-    return [TileResult(images[k], losses[: result.tile_steps[k], k], int(result.tile_steps[k])) for k in range(tiles)]
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if tiles == 1 else None
+    return [TileResult(images[k], losses[: result.tile_steps[k], k], int(result.tile_steps[k]), state) for k in range(tiles)]

@@ -162,25 +162,35 @@ def _solver(
         f"{method} on device {describe(device)}; ×{s}, kernel {config.kernel}, up to {config.steps} steps per tile, "
         f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
     )
+    warm_start = isinstance(config, DIPConfig) and config.warm_start
+    warm: list[dict] = []  # the first trained tile's network (DIP warm start), once there is one
+
     def solve(window: Window, tile_progress: Progress, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
         data, valid = read(window)
         up_valid = valid.repeat(s, axis=1).repeat(s, axis=2)
         if not valid.any():
             return np.zeros(up_valid.shape), up_valid
+        start = {"start": warm[0] if warm else None} if warm_start else {}
         with seeded(config.seed, tile_progress) as generator:
-            tile = super_resolve_tile(scaling.normalise(data), valid, kernel, config, device, tile_progress, generator)
+            tile = super_resolve_tile(scaling.normalise(data), valid, kernel, config, device, tile_progress, generator, **start)
+        if warm_start and not warm:
+            warm.append(tile.state)
         progress.add_curve(tile.losses)
         return scaling.denormalise(tile.image), up_valid
 
     def solve_many(windows: list[Window], tile_progress: Progress, device: torch.device) -> list[tuple[np.ndarray, np.ndarray]]:
         reads = [read(window) for window in windows]
-        if not all(valid.any() for _, valid in reads):
-            return [solve(window, tile_progress, device) for window in windows]
+        if not all(valid.any() for _, valid in reads) or (warm_start and not warm):
+            # the first trained tile is solved alone, so batched and one-by-one runs warm-start alike
+            first = solve(windows[0], tile_progress, device)
+            return [first] + (solve_many(windows[1:], tile_progress, device) if len(windows) > 1 else [])
         from .dip import super_resolve_tiles
 
         data, valid = np.stack([scaling.normalise(d) for d, _ in reads]), np.stack([v for _, v in reads])
         with seeded(config.seed, tile_progress) as generator:
-            tiles = super_resolve_tiles(data, valid, kernel, config, device, tile_progress, generator)
+            tiles = super_resolve_tiles(
+                data, valid, kernel, config, device, tile_progress, generator, start=warm[0] if warm_start else None
+            )
         for tile in tiles:
             progress.add_curve(tile.losses)
         return [(scaling.denormalise(t.image), v.repeat(s, axis=1).repeat(s, axis=2)) for t, v in zip(tiles, valid)]

@@ -5,6 +5,8 @@ Running out of GPU memory is simulated on the CPU: the tile solver is replaced b
 nearest-neighbour upsampling, which the blending reproduces exactly whatever the tiling.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,7 @@ def _fake_gpu(monkeypatch, fits: int) -> list[tuple[str, int]]:
     """Pretend CUDA is there and holds tiles of edge ≤ ``fits``; returns the (device, edge) of each solve."""
     calls: list[tuple[str, int]] = []
 
-    def solve(observed, valid, kernel, config, device, progress, generator):
+    def solve(observed, valid, kernel, config, device, progress, generator, start=None):
         edge = max(observed.shape[-2:])
         calls.append((device.type, edge))
         if device.type == "cuda" and edge > fits:
@@ -26,8 +28,8 @@ def _fake_gpu(monkeypatch, fits: int) -> list[tuple[str, int]]:
         s = config.scale
         return TileResult(observed.repeat(s, axis=1).repeat(s, axis=2), np.zeros(1), 1)
 
-    def solve_together(observed, valid, *args):
-        return [solve(o, v, *args) for o, v in zip(observed, valid)]
+    def solve_together(observed, valid, *args, **kwargs):
+        return [solve(o, v, *args, **kwargs) for o, v in zip(observed, valid)]
 
     monkeypatch.setattr(dip, "super_resolve_tile", solve)
     monkeypatch.setattr(dip, "super_resolve_tiles", solve_together)
@@ -63,11 +65,11 @@ def test_a_window_solved_again_after_running_out_of_memory_counts_its_tiles_once
     solve = dip.super_resolve_tile
     attempts: list[bool] = []
 
-    def second_tile_fails_once(observed, *args):
+    def second_tile_fails_once(observed, *args, **kwargs):
         attempts.append(True)
         if len(attempts) == 3:  # 1: the whole image (too big), 2: its first 64 px tile, 3: its second
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return solve(observed, *args)
+        return solve(observed, *args, **kwargs)
 
     monkeypatch.setattr(dip, "super_resolve_tile", second_tile_fails_once)
     out, result = pipeline.super_resolve_array(image, DIPConfig(scale=2, device="cuda", tiles=TileOptions(128, 16)))
@@ -88,7 +90,7 @@ def test_out_of_memory_at_the_smallest_tile_falls_back_to_the_cpu(monkeypatch, i
 
 
 def test_out_of_memory_on_the_cpu_is_not_caught(monkeypatch, image):
-    def solve(*args):
+    def solve(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("simulated")
 
     monkeypatch.setattr(dip, "super_resolve_tile", solve)
@@ -133,13 +135,13 @@ def test_pipeline_batches_tiles_of_a_row_and_blends_them_as_one_by_one(monkeypat
     one, _ = pipeline.super_resolve_array(image, DIPConfig(**config, tiles=TileOptions(32, 4, batch=1)))
     sizes, together = [], dip.super_resolve_tiles
 
-    def spy(observed, *args):
+    def spy(observed, *args, **kwargs):
         sizes.append(len(observed))
-        return together(observed, *args)
+        return together(observed, *args, **kwargs)
 
     monkeypatch.setattr(dip, "super_resolve_tiles", spy)
     batched, _ = pipeline.super_resolve_array(image, DIPConfig(**config, tiles=TileOptions(32, 4, batch=2)))
-    assert sizes == [2, 2]  # each row's two tiles in one call
+    assert sizes == [1, 1, 2]  # the first tile alone (the others warm-start from it), then a row's tiles in one call
     np.testing.assert_allclose(batched, one, rtol=0, atol=0.02 * image.std())
 
 
@@ -167,3 +169,52 @@ def test_guided_dip_out_of_memory_falls_back_like_dip(monkeypatch):
         "out of GPU memory: retrying with tiles of 32 px", "out of GPU memory even with tiles of 32 px: continuing on the CPU"
     ]
     assert {edge for device, edge in calls if device == "cpu"} == {64}
+
+
+def test_tiles_after_the_first_warm_start_from_it_alike_one_by_one_and_batched():
+    """Warm start: the first trained tile runs all its steps, every other tile starts from its trained network
+    and runs warm_steps of them, whether tiles are solved one by one or batched."""
+    from helpers import S2_10M, read
+
+    image = read(S2_10M).astype(np.float32)[:2, :40, :60]  # 2 × 2 tiles of 32 pixels
+    config = DIPConfig(scale=2, iterations=20, depth=3, channels=8, skip_channels=2, noise_channels=4, detail_layers=2,
+                       detail_channels=8, early_stop=False, device="cpu", tiles=TileOptions(32, 4))
+    runs = {
+        name: pipeline.super_resolve_array(image, replace(config, warm_start=warm, tiles=TileOptions(32, 4, batch)))
+        for name, warm, batch in (("cold", False, 1), ("warm", True, 1), ("warm, batched", True, 2))
+    }
+    assert [len(c) for c in runs["cold"][1].curves] == [20] * 4
+    assert [len(c) for c in runs["warm"][1].curves] == [20, 15, 15, 15]
+    assert [len(c) for c in runs["warm, batched"][1].curves] == [20, 15, 15, 15]
+    np.testing.assert_allclose(runs["warm, batched"][0], runs["warm"][0], rtol=0, atol=2.0)  # reflectance units
+
+
+def test_a_warm_started_tile_starts_from_the_given_network():
+    """One step from a trained tile's network stays next to it (Adam moves each weight by about the learning
+    rate); one step from a fresh network does not."""
+    from helpers import S2_10M, read
+
+    from internal_sr.core.device import seed_everything
+    from internal_sr.core.kernels import make_kernel
+    from internal_sr.core.progress import NullProgress
+
+    image = read(S2_10M).astype(np.float32)[:2] / 3000
+    first, second = image[:, :24, :24], image[:, 40:64, 60:84]
+    valid = np.ones(first.shape, bool)
+    config = DIPConfig(scale=2, iterations=40, depth=3, channels=8, skip_channels=2, noise_channels=4, detail_layers=2,
+                       detail_channels=8, early_stop=False, device="cpu")
+    kernel, cpu = make_kernel("bicubic", 2), torch.device("cpu")
+
+    def run(tile, steps, start=None):
+        return dip.super_resolve_tile(tile, valid, kernel, replace(config, iterations=steps, warm_steps=1 / steps if start else 1.0),
+                                      cpu, NullProgress(), seed_everything(0), start=start)
+
+    trained = run(first, 40)
+    warm, cold = run(second, 40, trained.state), run(second, 1)
+    assert warm.steps == 1 and cold.steps == 1
+
+    def distance(state):  # over the weights (batch-norm running statistics move fast by design)
+        weights = [k for k in trained.state if state[k].is_floating_point() and "running_" not in k]
+        return max(float((state[k] - trained.state[k]).abs().max()) for k in weights)
+
+    assert distance(warm.state) <= 1.5 * config.learning_rate < 0.1 * distance(cold.state)
