@@ -16,7 +16,7 @@ with back-projected bicubic (``DIPConfig.blend``). Without ``guide_input`` it is
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -41,7 +41,7 @@ class TileResult:
     losses: np.ndarray  # training loss per step
     steps: int
     #: the trained network's state (on the CPU), kept by DIP for a lone tile so others can warm-start from it
-    state: dict[str, torch.Tensor] | None = None
+    state: dict[str, torch.Tensor] | None = field(default=None, kw_only=True)
 
 
 def fill_invalid(y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -238,4 +238,4 @@ def super_resolve_tiles(
     images = finish(result.output)
     losses = result.losses.reshape(len(result.losses), -1)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if tiles == 1 else None
-    return [TileResult(images[k], losses[: result.tile_steps[k], k], int(result.tile_steps[k]), state) for k in range(tiles)]
+    return [TileResult(images[k], losses[: result.tile_steps[k], k], int(result.tile_steps[k]), state=state) for k in range(tiles)]
