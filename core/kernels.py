@@ -114,7 +114,7 @@ def sample_1d(profile, support: float, scale: int, shift: float = 0.0) -> np.nda
 def _analytic(name: str, scale: int, profile, support: float, shift: tuple[float, float]) -> Kernel:
     """A separable kernel from a symmetric ``profile``; 2-D when the two axes have different shifts."""
     rows, cols = (sample_1d(profile, support, scale, s) for s in shift)
-    if rows.size == cols.size and shift[0] == shift[1]:
+    if shift[0] == shift[1]:
         return Kernel(name, scale, separable=rows, shift=shift, spec=name)
     length = max(rows.size, cols.size)
     rows, cols = (np.pad(t, (length - t.size) // 2) for t in (rows, cols))

@@ -20,5 +20,3 @@ from __future__ import annotations
 
 #: MTF at Nyquist assumed for every Landsat band (module docstring)
 MTF = 0.3
-#: native ground sampling distance in metres of the multispectral and the panchromatic bands
-MULTISPECTRAL_RESOLUTION, PAN_RESOLUTION = 30, 15

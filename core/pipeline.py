@@ -179,11 +179,13 @@ def _solver(
         return scaling.denormalise(tile.image), up_valid
 
     def solve_many(windows: list[Window], tile_progress: Progress, device: torch.device) -> list[tuple[np.ndarray, np.ndarray]]:
-        reads = [read(window) for window in windows]
-        if not all(valid.any() for _, valid in reads) or (warm_start and not warm):
+        if warm_start and not warm:
             # the first trained tile is solved alone, so batched and one-by-one runs warm-start alike
             first = solve(windows[0], tile_progress, device)
             return [first] + (solve_many(windows[1:], tile_progress, device) if len(windows) > 1 else [])
+        reads = [read(window) for window in windows]
+        if not all(valid.any() for _, valid in reads):
+            return [solve(window, tile_progress, device) for window in windows]
         from .dip import super_resolve_tiles
 
         data, valid = np.stack([scaling.normalise(d) for d, _ in reads]), np.stack([v for _, v in reads])
