@@ -8,7 +8,7 @@ from typing import Any
 
 from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
 
-from ..core.config import IOOptions, KernelGANConfig
+from ..core.config import ORIENTATIONS, IOOptions, KernelGANConfig
 from .base import InternalSRAlgorithm, Job, extent_text, tr
 
 
@@ -19,7 +19,7 @@ def summary_html(input_name: str, config: KernelGANConfig, result: Any) -> str:
         (tr("Scale"), f"×{config.scale}" + (tr(" (the ×2 kernel composed with itself)") if config.scale == 4 else "")),
     ]
     for path, width in zip(result.kernel_paths, result.widths):
-        rows += [(tr("Kernel file"), path), (tr("Width (fitted Gaussian)"), str(width))]
+        rows += [(tr("Kernel file"), path), (tr("Width (fitted Gaussian)"), width)]
     rows += [
         (tr("Use it"), tr("as the kernel file (KERNEL_FILE) of Super-resolve or Degrade at the same scale")),
         (tr("Run"), tr("{} steps on {} in {:.1f} s, seed {}").format(result.steps, result.device, result.seconds, config.seed)),
@@ -40,6 +40,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
 
     ITERATIONS = "ITERATIONS"
     PER_BAND = "PER_BAND"
+    ORIENTATION = "ORIENTATION"
     OUTPUT_HTML = "OUTPUT_HTML"
 
     ALGORITHM_ID = "kernelgan"
@@ -91,6 +92,15 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             "Kernel file output then names the first band's). Off: one kernel shared by the bands, the paper's "
             "setting for colour images and the one Super-resolve takes.",
         )
+        self.add_choice(
+            self.ORIENTATION,
+            "Kernel shape from",
+            ORIENTATIONS,
+            "spectrum (default): KernelGAN gives the kernel's size, the raster's power spectrum its elongation and "
+            "direction, and the kernel is written as a Gaussian; KernelGAN's own direction is often wrong, and a "
+            "wrongly oriented kernel is worse than none. kernelgan: KernelGAN's own kernel, as in the paper.",
+            advanced=True,
+        )
         self.add_device()
         self.add_seed()
         self.add_file_output(
@@ -112,6 +122,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             scale=scale,
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context),
             per_band=self.parameterAsBool(parameters, self.PER_BAND, context),
+            orientation=self.parameterAsEnumString(parameters, self.ORIENTATION, context) or ORIENTATIONS[0],
             seed=self.parameterAsInt(parameters, self.SEED, context),
             device=self.read_device(parameters, context),
         )
@@ -140,6 +151,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             tr("Scale"): f"×{scale}",
             tr("Iterations"): str(config.iterations),
             tr("Kernels"): tr("one per band") if config.per_band else tr("one shared by the bands"),
+            tr("Kernel shape from"): config.orientation,
             tr("Device requested"): config.device,
             tr("Seed"): str(config.seed),
             tr("Kernel file"): output,

@@ -18,6 +18,7 @@ from .config import (
     EVALUATION_METHODS,
     GUIDED_ITERATIONS,
     KNITWORK_ITERATIONS,
+    ORIENTATIONS,
     DIPConfig,
     GuidedDIPConfig,
     IOOptions,
@@ -154,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     kernelgan.add_argument("--bands", type=_bands, help="1-based bands, e.g. 1,2,3 (default: all)")
     kernelgan.add_argument("--extent", type=_extent, help=EXTENT_HELP)
     kernelgan.add_argument("--per-band", action="store_true", help="one kernel per band: OUTPUT_bandN.npy")
+    kernelgan.add_argument("--orientation", choices=ORIENTATIONS, default=ORIENTATIONS[0],
+                           help="where the kernel's elongation and direction come from: the image's power spectrum "
+                           "(default; a Gaussian of KernelGAN's size) or KernelGAN's own kernel")
     kernelgan.add_argument("--iterations", type=int, default=KernelGANConfig.iterations, help="training steps")
     kernelgan.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     kernelgan.add_argument("--seed", type=int, default=0)
@@ -211,7 +215,8 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
         from .kernelgan import estimate_kernel_file
 
         config = KernelGANConfig(
-            scale=args.scale, iterations=args.iterations, per_band=args.per_band, seed=args.seed, device=args.device
+            scale=args.scale, iterations=args.iterations, per_band=args.per_band, orientation=args.orientation,
+            seed=args.seed, device=args.device,
         )
         result = estimate_kernel_file(args.input, args.output, config, IOOptions(bands=args.bands, extent=args.extent), progress)
         progress.close()

@@ -191,6 +191,10 @@ class DIPConfig(InternalLearningConfig):
             )
 
 
+#: Values of ``KernelGANConfig.orientation``.
+ORIENTATIONS = ("spectrum", "kernelgan")
+
+
 @dataclass(frozen=True)
 class KernelGANConfig:
     """KernelGAN blur-kernel estimation (Bell-Kligler, Shocher, Irani 2019); defaults from the reference code.
@@ -238,10 +242,17 @@ class KernelGANConfig:
     #: Standard deviation of the noise added to the discriminator's inputs (normalised units, [−1, 1]).
     discriminator_noise: float = 2 / 255
     keep_largest: int = 40
+    #: Where the kernel's elongation and direction come from: ``spectrum`` (default) keeps the area of
+    #: KernelGAN's kernel (σ_major · σ_minor) and takes its shape from the image's power spectrum, as a
+    #: Gaussian (``core.anisotropy``); ``kernelgan`` keeps KernelGAN's own kernel, whose direction is
+    #: unreliable (README, KernelGAN, Orientation).
+    orientation: str = "spectrum"
     seed: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.orientation not in ORIENTATIONS:
+            raise InputError(f"orientation must be one of {', '.join(ORIENTATIONS)}, got {self.orientation!r}")
         if self.scale not in (2, 4):
             raise InputError(f"KernelGAN estimates ×2 kernels (×4 by composition): scale must be 2 or 4, got {self.scale}")
         if self.iterations < 1:

@@ -39,11 +39,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .anisotropy import SpectralAnisotropy, oriented_width, spectral_anisotropy, window_sums
 from .config import InternalLearningConfig, IOOptions, KernelGANConfig
 from .degradation import Degradation
 from .device import describe, resolve_device, seeded
 from .errors import InputError
-from .kernels import KernelWidth, file_kernel_centre, kernel_width, make_kernel, save_kernel_file
+from .kernels import KernelWidth, anisotropic_gaussian, file_kernel_centre, kernel_width, make_kernel, save_kernel_file
 from .normalise import BandScaling
 from .optimise import optimise
 from .progress import NullProgress, Progress, SubProgress
@@ -160,12 +161,6 @@ def structure_map(image: np.ndarray) -> np.ndarray:
     return np.mean(marks, axis=0)
 
 
-def window_sums(a: np.ndarray, size: int) -> np.ndarray:
-    """Sums of ``a`` ``(H, W)`` over every ``size × size`` window: ``(H − size + 1, W − size + 1)`` by top-left."""
-    s = np.pad(a.astype(np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    return s[size:, size:] - s[:-size, size:] - s[size:, :-size] + s[:-size, :-size]
-
-
 def crop_probabilities(structure: np.ndarray, valid: np.ndarray, size: int) -> np.ndarray:
     """Probability of each ``size × size`` crop (by top-left, flattened): ∝ the structure inside it.
 
@@ -231,10 +226,18 @@ def compose_x4(k2: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Estimate:
-    """One estimated kernel: the ``(L, L)`` kernel for ``scale`` (file convention), its ×2 raw form, losses."""
+    """One estimated kernel for ``scale`` (file convention) and how it was found.
+
+    kernel: the ``(L, L)`` result; kernelgan: KernelGAN's own kernel for ``scale`` (post-processed,
+    ×4 composed), which is ``kernel`` unless the shape came from the spectrum; anisotropy: the
+    spectrum's reading (``None`` with ``orientation="kernelgan"``); raw_x2: the generator's ×2 kernel
+    before post-processing; losses: the generator loss per step.
+    """
 
     kernel: np.ndarray
     scale: int
+    kernelgan: np.ndarray
+    anisotropy: SpectralAnisotropy | None
     raw_x2: np.ndarray
     losses: np.ndarray
     steps: int
@@ -242,6 +245,12 @@ class Estimate:
     @property
     def width(self) -> KernelWidth:
         return kernel_width(self.kernel, self.scale)
+
+    def describe(self) -> str:
+        """One line: the kernel's width and, when the spectrum shaped it, KernelGAN's own width and the reading."""
+        if self.anisotropy is None:
+            return str(self.width)
+        return f"{self.width} (KernelGAN's own kernel: {kernel_width(self.kernelgan, self.scale)}; {self.anisotropy})"
 
 
 def estimate_x2(
@@ -354,21 +363,26 @@ def estimate_kernels(
             rng = np.random.default_rng(config.seed)
             raw, losses, steps = estimate_x2(normalised[group], valid[group].all(0), config, device, part, rng)
         k2 = recentre(zero_negligible(raw, config.keep_largest), 2)
-        kernel = k2 if config.scale == 2 else compose_x4(k2)
-        estimates.append(Estimate(kernel, config.scale, raw, losses, steps))
+        own = k2 if config.scale == 2 else compose_x4(k2)
+        kernel, anisotropy = own, None
+        if config.orientation == "spectrum":
+            anisotropy = spectral_anisotropy(image[group], valid[group].all(0))
+            shaped = oriented_width(kernel_width(own, config.scale), anisotropy)
+            kernel = anisotropic_gaussian(shaped.major, shaped.minor, shaped.angle, config.scale)
+        estimates.append(Estimate(kernel, config.scale, own, anisotropy, raw, losses, steps))
     return estimates
 
 
 @dataclass
 class KernelRunResult:
-    """What ``estimate_kernel_file`` wrote: kernel files (one, or one per band), their widths, the run."""
+    """What ``estimate_kernel_file`` wrote: kernel files (one, or one per band), their widths (``Estimate.describe``), the run."""
 
     output_path: str
     device: str
     seconds: float
     steps: int
     kernel_paths: list[str] = field(default_factory=list)
-    widths: list[KernelWidth] = field(default_factory=list)
+    widths: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
 
@@ -410,11 +424,11 @@ def estimate_kernel_file(
     for path, estimate, band in zip(paths, estimates, info.bands):
         save_kernel_file(path, estimate.kernel)
         label = f"band {band}" if config.per_band else "kernel"
-        recorder.info(f"{label}: {estimate.kernel.shape[0]}×{estimate.kernel.shape[0]} taps, {estimate.width} → {path}")
+        recorder.info(f"{label}: {estimate.kernel.shape[0]}×{estimate.kernel.shape[0]} taps, {estimate.describe()} → {path}")
     recorder.report(1.0, "done")
     return KernelRunResult(
         paths[0], describe(device), time.perf_counter() - start, sum(e.steps for e in estimates),
-        paths, [e.width for e in estimates], recorder.messages,
+        paths, [e.describe() for e in estimates], recorder.messages,
     )
 
 

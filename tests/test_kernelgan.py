@@ -7,12 +7,12 @@ full 3000 steps mostly run at learning rates divided by 10, 100 and 1000; see th
 runs). The kernels are wider than Sentinel-2's own blur, which KernelGAN cannot tell apart from the
 applied kernel (narrower kernels come out about 0.6 input pixels wide whatever their width).
 
-They assert how close the estimate comes, not its orientation: on this crop the estimate's major
-axis does not follow the truth's (30° came out at 163°), so its kernel error is about that of the best
-isotropic Gaussian, which knows the width alone (printed beside it). The conventions that could turn a
-kernel (generator vs degradation, angle vs array axes) are pinned by the tests that need no training;
-the direction is resolved weakly by the estimator itself, even on a synthetic scale-invariant field,
-where ±45° kernels came out on the right side for some seeds only (README, KernelGAN, Orientation).
+They assert how close the estimate comes and its direction. KernelGAN's own kernel gets the width
+better than the direction (30° came out at 163° on this crop); by default the estimate keeps its
+area and takes its elongation and direction from the image's power spectrum (``core.anisotropy``),
+and that is what is asserted; KernelGAN's own kernel error is printed beside it. The conventions that
+could turn a kernel (generator vs degradation, angle vs array axes) are pinned by the tests that need
+no training.
 """
 
 import os
@@ -36,6 +36,7 @@ from internal_sr.core.kernelgan import (
     zero_negligible,
 )
 from internal_sr.core.kernels import (
+    angle_difference,
     anisotropic_gaussian,
     centred_pad,
     file_kernel,
@@ -205,26 +206,30 @@ def recovered():
         truth = anisotropic_gaussian(major, minor, angle, 2)
         low = degrade_array(reference, file_kernel(truth, 2))
         (estimate,) = estimate_kernels(low, np.ones(low.shape, bool), KernelGANConfig(iterations=TEST_STEPS))
-        out.append((reference, low, truth, estimate.kernel))
+        out.append((reference, low, truth, estimate))
     return out
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", range(len(TRUE_KERNELS)))
 def test_estimated_kernel_is_closer_to_the_truth_than_bicubic(recovered, case):
-    reference, _, truth, estimate = recovered[case]
+    reference, _, truth, found = recovered[case]
+    estimate = found.kernel
     bicubic, true_kernel = make_kernel("bicubic", 2), file_kernel(truth, 2)
     est_error, bic_error = kernel_error(file_kernel(estimate, 2), true_kernel), kernel_error(bicubic, true_kernel)
+    own_error = kernel_error(file_kernel(found.kernelgan, 2), true_kernel)
     iso_sigma, iso_error = isotropic_baseline(true_kernel)
     # the same comparison on images: the reference downscaled with each kernel
     target = degrade_array(reference, true_kernel)
     est_rmse = metrics.rmse(degrade_array(reference, file_kernel(estimate, 2)), target)
     bic_rmse = metrics.rmse(degrade_array(reference, bicubic), target)
-    print(f"{TRUE_KERNELS[case]}: estimated {kernel_width(estimate, 2)}; kernel error {est_error:.3f} vs bicubic "
-          f"{bic_error:.3f} (best isotropic Gaussian, σ {iso_sigma:.2f}: {iso_error:.3f}); "
-          f"downscaled RMSE {est_rmse:.1f} vs {bic_rmse:.1f}")
-    assert est_error < 0.4 * bic_error
-    assert est_rmse < 0.45 * bic_rmse
+    print(f"{TRUE_KERNELS[case]}: estimated {found.describe()}; kernel error {est_error:.3f} (KernelGAN's own "
+          f"kernel {own_error:.3f}) vs bicubic {bic_error:.3f} (best isotropic Gaussian, σ {iso_sigma:.2f}: "
+          f"{iso_error:.3f}); downscaled RMSE {est_rmse:.1f} vs {bic_rmse:.1f}")
+    assert angle_difference(found.width.angle, TRUE_KERNELS[case][2]) < 10
+    assert est_error < 0.25 * bic_error
+    assert est_error < iso_error  # better than knowing the best width alone
+    assert est_rmse < 0.3 * bic_rmse
 
 
 @pytest.mark.slow
@@ -240,15 +245,17 @@ def test_dip_with_the_estimated_kernel_beats_dip_with_bicubic(tmp_path):
     truth = anisotropic_gaussian(*TRUE_KERNELS[0], 2)
     low = degrade_array(reference, file_kernel(truth, 2))
     (estimate,) = estimate_kernels(low, np.ones(low.shape, bool), KernelGANConfig())
-    path = str(tmp_path / "estimated.npy")
-    save_kernel_file(path, estimate.kernel)
+    paths = {"bicubic": "bicubic", "estimate": str(tmp_path / "estimated.npy"), "own": str(tmp_path / "own.npy")}
+    save_kernel_file(paths["estimate"], estimate.kernel)
+    save_kernel_file(paths["own"], estimate.kernelgan)
     scores = {}
-    for kernel in ("bicubic", path):
+    for name, kernel in paths.items():
         out, _ = super_resolve_array(low, DIPConfig(scale=2, kernel=kernel, **TINY_DIP))
-        scores[kernel] = metrics.psnr(out, reference)
-    print(f"estimated {kernel_width(estimate.kernel, 2)}; DIP PSNR with bicubic {scores['bicubic']:.2f} dB, "
-          f"with the estimate {scores[path]:.2f} dB")
-    assert scores[path] > scores["bicubic"] + 0.5
+        scores[name] = metrics.psnr(out, reference)
+    print(f"estimated {estimate.describe()}; DIP PSNR with bicubic {scores['bicubic']:.2f} dB, with the estimate "
+          f"{scores['estimate']:.2f} dB, with KernelGAN's own kernel {scores['own']:.2f} dB")
+    assert scores["estimate"] > scores["bicubic"] + 0.5
+    assert scores["estimate"] > scores["own"]
 
 
 def test_cli_kernelgan_writes_kernel_preview_and_width(tmp_path, capsys):
