@@ -20,10 +20,13 @@ by one: the map is linear and bias-free, so the output and the gradients reachin
 weights are the same (tested), at a small fraction of the cost. The collapsed kernel is a correlation
 kernel, applied by ``core.degradation`` as it is, with no flip or transpose (tested with hand-set layers).
 
-Limits (measured, README "Orientation"): the width of an elongated kernel is found better than its
-direction; a discriminator trained against a generator fixed at candidate kernels is fooled about as
-well by an isotropic kernel as by the rightly oriented one, so estimates come out much less elongated
-than the truth and their axis is unreliable.
+Kernel shape (measured, README "Kernel shape"): the width of an elongated kernel is found better than
+its direction; a discriminator trained against a generator fixed at candidate kernels is fooled about
+as well by an isotropic kernel as by the rightly oriented one, so KernelGAN's own estimates come out
+much less elongated than the truth and their axis is unreliable. By default (``orientation="spectrum"``)
+the estimate is therefore the Gaussian with the area of KernelGAN's kernel and the elongation and
+direction read from the image's power spectrum (``core.anisotropy``); ``Estimate.kernelgan`` keeps
+KernelGAN's own kernel.
 """
 
 from __future__ import annotations

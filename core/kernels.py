@@ -198,10 +198,13 @@ def anisotropic_gaussian(major: float, minor: float, angle: float, scale: int) -
     """An odd-size file kernel (see ``file_kernel_centre``): a Gaussian with the given ``KernelWidth``.
 
     major, minor: standard deviations in low-resolution pixels; angle: major axis in degrees,
-    anticlockwise from the column axis as displayed. Taps reach 3 standard deviations (at least 1
-    low-resolution pixel) from the centre; the result sums to 1. A known kernel for evaluations.
+    anticlockwise from the column axis as displayed. Taps reach at least 3 standard deviations (at
+    least 1 low-resolution pixel) from the centre, as far on every side, so the centre of mass is the
+    file convention's exactly (at even scales the first row and column, which have no mirror taps,
+    are zero); the result sums to 1. A known kernel for evaluations, and the shape of estimates.
     """
-    half = math.ceil(max(3 * major, 1.0) * scale)
+    even = scale % 2 == 0
+    half = math.ceil(max(3 * major, 1.0) * scale + (0.5 if even else 0.0))
     size = 2 * half + 1
     rows, cols = np.indices((size, size)).astype(float)
     centre = file_kernel_centre(size, scale)
@@ -209,6 +212,8 @@ def anisotropic_gaussian(major: float, minor: float, angle: float, scale: int) -
     t = math.radians(angle)
     u, v = x * math.cos(t) + y * math.sin(t), -x * math.sin(t) + y * math.cos(t)
     k = np.exp(-0.5 * ((u / (major * scale)) ** 2 + (v / (minor * scale)) ** 2))
+    if even:
+        k[0, :] = k[:, 0] = 0.0
     return k / k.sum()
 
 

@@ -43,6 +43,7 @@ def test_kernelgan_writes_kernel_preview_and_report(tmp_path) -> None:
     with open(report, encoding="utf-8") as f:
         text = f.read()
     assert "input pixels, major axis at" in text and "k.png" in text and "×4" in text
+    assert "spectrum: elongation" in text  # the default shape: KernelGAN's size, the spectrum's direction
 
 
 def test_kernelgan_per_band_writes_one_kernel_per_band(tmp_path) -> None:
@@ -52,7 +53,8 @@ def test_kernelgan_per_band_writes_one_kernel_per_band(tmp_path) -> None:
     kernel, report = str(tmp_path / "k.npy"), str(tmp_path / "k.html")
     result = processing.run(
         "internal_sr:kernelgan",
-        {"INPUT": source, "BANDS": [1, 4], "SCALE": 2, "PER_BAND": True, **FAST, "OUTPUT": kernel, "OUTPUT_HTML": report},
+        {"INPUT": source, "BANDS": [1, 4], "SCALE": 2, "PER_BAND": True, "ORIENTATION": "kernelgan", **FAST,
+         "OUTPUT": kernel, "OUTPUT_HTML": report},
     )
     paths = [str(tmp_path / f"k_band{b}.npy") for b in (1, 4)]
     assert result == {"OUTPUT": paths[0], "OUTPUT_HTML": report}
@@ -63,6 +65,7 @@ def test_kernelgan_per_band_writes_one_kernel_per_band(tmp_path) -> None:
         assert abs(float(np.load(path).sum(dtype=np.float64)) - 1) < 1e-6
         assert path in text and os.path.splitext(path)[0] + ".png" in text
     assert text.count("input pixels, major axis at") == 2
+    assert "spectrum" not in text and "kernelgan" in text  # KernelGAN's own kernels, as asked
 
 
 def test_kernelgan_refuses_scale_3_and_small_rasters(tmp_path) -> None:
