@@ -11,7 +11,8 @@ error ‖k − k_true‖ / ‖k_true‖ of each kernel and of the best isotropic
 alone is worth), the fitted widths, the angle between the estimated and the true major axes, and
 PSNR/SSIM against the crop's window. The crops are disjoint from the test crops and from DIP's
 development crops (see ``wald.py``); no figure is a best-over-iterations. Writes ``kernelgan.json`` and
-``kernelgan.md`` and refreshes the README table between the ``bench:kernelgan`` markers.
+``kernelgan.md`` after every row (a run cut short keeps its rows) and, once all cases and scales
+are done, refreshes the README table between the ``bench:kernelgan`` markers.
 
 ``--quick`` runs one case with a few steps on the CPU in about a minute, to check the script end to
 end; it writes under ``out/`` and leaves the README alone, as does a run of some cases or scales only.
@@ -159,9 +160,11 @@ def main() -> int:
                 + f" dB; {time.perf_counter() - start:.0f} s so far",
                 flush=True,
             )
-    info = f"{machine()}; device {describe(device)}; total {time.perf_counter() - start:.0f} s"
-    table = markdown(rows, info)
-    write_results(out, "kernelgan", {"device": info, "quick": args.quick, "rows": rows}, table, "kernelgan" if complete else None)
+            # the files are rewritten after every row, so a run cut short still leaves its rows
+            done = complete and len(rows) == len(chosen) * len(args.scales.split(","))
+            info = f"{machine()}; device {describe(device)}; {'total' if done else 'partial run, so far'} {time.perf_counter() - start:.0f} s"
+            results = {"device": info, "quick": args.quick, "complete": done, "rows": rows}
+            write_results(out, "kernelgan", results, markdown(rows, info), "kernelgan" if done else None)
     return 0
 
 
