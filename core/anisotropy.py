@@ -67,6 +67,17 @@ def window_sums(a: np.ndarray, size: int) -> np.ndarray:
     return s[size:, size:] - s[:-size, size:] - s[size:, :-size] + s[:-size, :-size]
 
 
+def clean_windows(valid: np.ndarray, size: int, purpose: str) -> np.ndarray:
+    """Which ``size × size`` windows of ``valid`` ``(H, W)`` hold no invalid pixel: ``(H − size + 1, W − size + 1)`` by top-left.
+
+    None at all → a one-line ``InputError`` saying that ``purpose`` needs one.
+    """
+    clean = window_sums(~valid, size) == 0
+    if not clean.any():
+        raise InputError(f"{purpose} needs a {size}×{size} window without nodata and there is none")
+    return clean
+
+
 def window_origins(valid: np.ndarray, size: int = PATCH) -> list[tuple[int, int]]:
     """Top-left corners of ``size``² windows of ``valid`` ``(H, W)`` without invalid pixels, on a grid of ``size // 2``.
 
@@ -75,16 +86,11 @@ def window_origins(valid: np.ndarray, size: int = PATCH) -> list[tuple[int, int]
     h, w = valid.shape
     if min(h, w) < size:
         raise InputError(f"image {w}×{h} is too small to read its blur from the spectrum: at least {size}×{size} pixels")
-    clean = window_sums(~valid, size) == 0
+    clean = clean_windows(valid, size, "reading the blur from the spectrum")
     step = size // 2
     rows = sorted(set(range(0, h - size + 1, step)) | {h - size})
     cols = sorted(set(range(0, w - size + 1, step)) | {w - size})
-    origins = [(r, c) for r in rows for c in cols if clean[r, c]]
-    if not origins:
-        anywhere = np.argwhere(clean)
-        if not len(anywhere):
-            raise InputError(f"reading the blur from the spectrum needs a {size}×{size} window without nodata and there is none")
-        origins = [tuple(int(v) for v in anywhere[0])]
+    origins = [(r, c) for r in rows for c in cols if clean[r, c]] or [tuple(int(v) for v in np.argwhere(clean)[0])]
     if len(origins) > MAX_WINDOWS:
         origins = [origins[i] for i in np.linspace(0, len(origins) - 1, MAX_WINDOWS).astype(int)]
     return origins

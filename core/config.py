@@ -245,7 +245,7 @@ class KernelGANConfig:
     #: Where the kernel's elongation and direction come from: ``spectrum`` (default) keeps the area of
     #: KernelGAN's kernel (σ_major · σ_minor) and takes its shape from the image's power spectrum, as a
     #: Gaussian (``core.anisotropy``); ``kernelgan`` keeps KernelGAN's own kernel, whose direction is
-    #: unreliable (README, KernelGAN, Orientation).
+    #: unreliable (README, KernelGAN, Kernel shape).
     orientation: str = "spectrum"
     seed: int = 0
     device: str = "auto"

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .anisotropy import SpectralAnisotropy, oriented_width, spectral_anisotropy, window_sums
+from .anisotropy import SpectralAnisotropy, clean_windows, oriented_width, spectral_anisotropy, window_sums
 from .config import InternalLearningConfig, IOOptions, KernelGANConfig
 from .degradation import Degradation
 from .device import describe, resolve_device, seeded
@@ -169,9 +169,7 @@ def crop_probabilities(structure: np.ndarray, valid: np.ndarray, size: int) -> n
 
     Crops that touch an invalid pixel get 0; when no valid crop has structure, the valid crops are equally likely.
     """
-    clean = window_sums(~valid, size) == 0
-    if not clean.any():
-        raise InputError(f"KernelGAN needs a {size}×{size} window without nodata and there is none")
+    clean = clean_windows(valid, size, "KernelGAN")
     weights = np.where(clean, window_sums(structure, size), 0.0)
     if weights.sum() <= 0:
         weights = clean.astype(np.float64)
@@ -362,14 +360,15 @@ def estimate_kernels(
     estimates = []
     for index, group in enumerate(groups):
         part = SubProgress(progress, index / len(groups), (index + 1) / len(groups))
+        data = valid[group].all(0)
         with seeded(config.seed, part):
             rng = np.random.default_rng(config.seed)
-            raw, losses, steps = estimate_x2(normalised[group], valid[group].all(0), config, device, part, rng)
+            raw, losses, steps = estimate_x2(normalised[group], data, config, device, part, rng)
         k2 = recentre(zero_negligible(raw, config.keep_largest), 2)
         own = k2 if config.scale == 2 else compose_x4(k2)
         kernel, anisotropy = own, None
         if config.orientation == "spectrum":
-            anisotropy = spectral_anisotropy(image[group], valid[group].all(0))
+            anisotropy = spectral_anisotropy(image[group], data)
             shaped = oriented_width(kernel_width(own, config.scale), anisotropy)
             kernel = anisotropic_gaussian(shaped.major, shaped.minor, shaped.angle, config.scale)
         estimates.append(Estimate(kernel, config.scale, own, anisotropy, raw, losses, steps))
