@@ -1,8 +1,9 @@
 """Neural Knitworks super-resolution of one tile (Czerkawski et al., Pattern Recognition 2024).
 
 Representation. Every pixel ``p`` of the high-resolution tile ``x`` ``(C, s·h, s·w)`` has a
-coordinate ``u ∈ [0, 1)²`` (its centre over the tile's edge). Random Fourier features
-``γ(u) = [sin 2πBu, cos 2πBu]`` (``B`` fixed, drawn from N(0, σ²)) feed a patch MLP that predicts at
+coordinate ``u`` (its centre, in output pixels: ``(r + ½, c + ½)``). Random Fourier features
+``γ(u) = [sin 2πBu, cos 2πBu]`` (``B`` fixed, drawn from N(0, σ²) cycles per output pixel, so a
+tile of any size or shape sees the same bandwidth) feed a patch MLP that predicts at
 ``p`` a *patch stack*: for each scale ``s`` of ``patch_scales`` a ``k × k`` patch whose tap ``(i, j)``
 is the value of the image antialiased for ``s`` (``antialias``) at ``p + s·(i − m, j − m)``,
 ``m = k // 2``; ``C·S·k²`` values per pixel, any band count.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -48,7 +50,7 @@ from .progress import Progress
 
 
 class FourierFeatures(nn.Module):
-    """``(N, 2)`` coordinates in tile units → ``(N, 2F)`` features ``[sin 2πuBᵀ, cos 2πuBᵀ]``, ``B`` fixed ``(F, 2)``."""
+    """``(N, 2)`` coordinates in pixels → ``(N, 2F)`` features ``[sin 2πuBᵀ, cos 2πuBᵀ]``, ``B`` fixed ``(F, 2)`` in cycles per pixel."""
 
     def __init__(self, features: int, sigma: float, generator: torch.Generator) -> None:
         super().__init__()
@@ -196,9 +198,9 @@ def inside(height: int, width: int, config: KnitworkConfig, device: torch.device
 
 
 def coordinates(height: int, width: int, device: torch.device) -> torch.Tensor:
-    """``(H·W, 2)`` pixel centres ``((r + ½) / H, (c + ½) / W)`` in row-major order."""
-    rows = (torch.arange(height, device=device) + 0.5) / height
-    cols = (torch.arange(width, device=device) + 0.5) / width
+    """``(H·W, 2)`` pixel centres ``(r + ½, c + ½)`` in pixels, row-major order."""
+    rows = torch.arange(height, device=device) + 0.5
+    cols = torch.arange(width, device=device) + 0.5
     return torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(-1, 2)
 
 
@@ -222,11 +224,14 @@ def super_resolve_tile(
     device: torch.device,
     progress: Progress,
     generator: torch.Generator,
+    observe: Callable[[int, np.ndarray], None] | None = None,
 ) -> KnitworkTile:
     """Super-resolve one normalised tile ``(C, h, w)`` by ``config.scale`` (see the module docstring).
 
     kernel: the fixed blur, or ``None`` to learn it (``config.kernel == "learned"``). ``valid``
     ``(C, h, w)`` marks observed pixels; only they enter the data term and the real patches.
+    ``observe(steps done, image)``: as in ``core.dip.super_resolve_tile`` (the image a stop there
+    would return, for benchmarks only).
     """
     s = config.scale
     bands, h, w = observed.shape
@@ -310,10 +315,15 @@ def super_resolve_tile(
             d_optimiser.step()
         return fidelity.detach(), x.detach()
 
+    def finish(average: torch.Tensor) -> torch.Tensor:
+        """The output for an averaged image: back-projected with the current kernel, ``(1, C, H, W)``."""
+        final = learned.fixed() if learned is not None else kernel
+        return back_project(average, y, Degradation(final).to(device), config.back_projection_steps, m)
+
+    watch = (lambda done, average: observe(done, finish(average)[0].float().cpu().numpy())) if observe is not None else None
     stop = StopRule(config.stop_patience, config.stop_tolerance) if config.early_stop else None
-    result = optimise(step, config.steps, progress, config.ema_decay, stop, label="Knitworks")
-    final = learned.fixed() if learned is not None else kernel
-    x = back_project(result.output, y, Degradation(final).to(device), config.back_projection_steps, m)
+    result = optimise(step, config.steps, progress, config.ema_decay, stop, label="Knitworks", observe=watch)
+    x = finish(result.output)
     taps = learned.taps().detach().double().cpu().numpy() if learned is not None else kernel.as_2d
     counted = {
         "generator": sum(p.numel() for p in net.parameters()),
