@@ -151,6 +151,15 @@ def update_readme(table: str, name: str = "dip") -> None:
         open(path, "w", encoding="utf-8").write(f"{head}{start}\n{table}{end}{tail}")
 
 
+def merged(path: str, new: list[dict]) -> list[dict]:
+    """The rows of the results file at ``path`` with those of ``new`` put in place (same crop, scale and method), in crop, scale and method order."""
+    with open(path) as f:
+        rows = {(r["crop"], r["scale"], r["method"]): r for r in json.load(f)["rows"]}
+    rows.update({(r["crop"], r["scale"], r["method"]): r for r in new})
+    crops, methods = [c[0] for c in CROPS], list(METHODS.values())
+    return sorted(rows.values(), key=lambda r: (crops.index(r["crop"]), r["scale"], methods.index(r["method"])))
+
+
 def main() -> int:
     from internal_sr.core import metrics
     from internal_sr.core.evaluation import wald_pair
@@ -162,6 +171,8 @@ def main() -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="for DIP and Knitworks")
     parser.add_argument("--iterations", type=int, help="steps for DIP and Knitworks (a quick check: the README is left alone)")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only the rows this run makes in the existing wald.json (e.g. one method rerun after a change)")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     rows = []
@@ -176,6 +187,8 @@ def main() -> int:
                            peak_gpu_mb=gpu, parameters=parameters, **metrics.all_metrics(out, reference, scale))
                 rows.append(row)
                 print(f"{label} ×{scale} {method}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}, {seconds:.1f} s", flush=True)
+    if args.merge:
+        rows = merged(os.path.join(args.out, "wald.json"), rows)
     table = markdown(rows, machine())
     write_results(args.out, "wald", {"rows": rows}, table, "dip" if args.iterations is None else None)
     return 0

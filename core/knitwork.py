@@ -1,9 +1,10 @@
 """Neural Knitworks super-resolution of one tile (Czerkawski et al., Pattern Recognition 2024).
 
 Representation. Every pixel ``p`` of the high-resolution tile ``x`` ``(C, s·h, s·w)`` has a
-coordinate ``u`` (its centre, in output pixels: ``(r + ½, c + ½)``). Random Fourier features
-``γ(u) = [sin 2πBu, cos 2πBu]`` (``B`` fixed, drawn from N(0, σ²) cycles per output pixel, so a
-tile of any size or shape sees the same bandwidth) feed a patch MLP that predicts at
+coordinate ``u`` (its centre in input pixels: ``((r + ½) / s, (c + ½) / s)``). Random Fourier
+features ``γ(u) = [sin 2πBu, cos 2πBu]`` (``B`` fixed, drawn from N(0, σ²) cycles per input pixel,
+so that every tile size, tile shape and scale sees the same bandwidth relative to the observation's
+sampling) feed a patch MLP that predicts at
 ``p`` a *patch stack*: for each scale ``s`` of ``patch_scales`` a ``k × k`` patch whose tap ``(i, j)``
 is the value of the image antialiased for ``s`` (``antialias``) at ``p + s·(i − m, j − m)``,
 ``m = k // 2``; ``C·S·k²`` values per pixel, any band count.
@@ -50,7 +51,7 @@ from .progress import Progress
 
 
 class FourierFeatures(nn.Module):
-    """``(N, 2)`` coordinates in pixels → ``(N, 2F)`` features ``[sin 2πuBᵀ, cos 2πuBᵀ]``, ``B`` fixed ``(F, 2)`` in cycles per pixel."""
+    """``(N, 2)`` coordinates in input pixels → ``(N, 2F)`` features ``[sin 2πuBᵀ, cos 2πuBᵀ]``, ``B`` fixed ``(F, 2)`` in cycles per input pixel."""
 
     def __init__(self, features: int, sigma: float, generator: torch.Generator) -> None:
         super().__init__()
@@ -197,10 +198,10 @@ def inside(height: int, width: int, config: KnitworkConfig, device: torch.device
     return (ok_r[:, None] & ok_c[None, :]).flatten()
 
 
-def coordinates(height: int, width: int, device: torch.device) -> torch.Tensor:
-    """``(H·W, 2)`` pixel centres ``(r + ½, c + ½)`` in pixels, row-major order."""
-    rows = torch.arange(height, device=device) + 0.5
-    cols = torch.arange(width, device=device) + 0.5
+def coordinates(height: int, width: int, scale: int, device: torch.device) -> torch.Tensor:
+    """``(H·W, 2)`` centres ``((r + ½) / scale, (c + ½) / scale)`` of an ``H × W`` output's pixels, in input pixels, row-major order."""
+    rows = (torch.arange(height, device=device) + 0.5) / scale
+    cols = (torch.arange(width, device=device) + 0.5) / scale
     return torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(-1, 2)
 
 
@@ -256,7 +257,7 @@ def super_resolve_tile(
     mixed = config.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
 
-    u = coordinates(H, W, device)
+    u = coordinates(H, W, s, device)
     k, pad = config.patch_size, config.patch_size // 2
     counts = F.fold(torch.ones(1, k * k, H * W, device=device), (H, W), k, padding=pad)  # predictions per pixel
     # real patch stacks: those of the observation that lie inside it and whose taps see only valid pixels

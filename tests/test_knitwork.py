@@ -16,7 +16,7 @@ from internal_sr.core.config import KnitworkConfig, Ramp
 from internal_sr.core.errors import InputError
 from internal_sr.core.evaluation import bicubic, wald_pair
 from internal_sr.core.kernels import make_kernel
-from internal_sr.core.knitwork import LearnedDegradation, super_resolve_tile
+from internal_sr.core.knitwork import LearnedDegradation, coordinates, super_resolve_tile
 from internal_sr.core.pipeline import super_resolve_array
 from internal_sr.core.progress import NullProgress
 
@@ -81,6 +81,16 @@ def test_learned_kernel_starts_at_its_prior_and_is_held_to_sum_one(wald_x2):
     assert abs(start.net.kernel().sum().item() - 1) < 0.01
     assert not np.allclose(tile.kernel[3:11, 3:11], prior, atol=1e-4)  # it did learn
     assert tile.parameters["kernel"] > 0 and tile.parameters["generator"] < 0.2 * 2.2e6
+
+
+def test_coordinates_are_output_pixel_centres_in_input_pixels():
+    """Frequencies are in cycles per input pixel, so the same ground position gets the same code at any scale."""
+    u = coordinates(4, 6, 2, torch.device("cpu"))
+    assert u.shape == (24, 2)
+    assert torch.allclose(u[:6, 1], torch.tensor([0.25, 0.75, 1.25, 1.75, 2.25, 2.75]))
+    assert torch.allclose(u[::6, 0], torch.tensor([0.25, 0.75, 1.25, 1.75]))
+    x4 = coordinates(8, 8, 4, torch.device("cpu"))
+    assert torch.allclose(x4[0], torch.tensor([0.125, 0.125])) and torch.allclose(x4[-1], torch.tensor([1.875, 1.875]))
 
 
 def test_default_generator_has_under_a_fifth_of_dips_parameters():
