@@ -39,9 +39,10 @@ bench: install
 bench-speed: install
 	$(PY) benchmarks/speed.py --out benchmarks/results
 
-# peak memory of tile-by-tile runs against raster size (SIZES=512,1024,2048,4096 by default)
+# peak memory of tile-by-tile runs against raster size (SIZES=512,1024,2048,4096 by default; 10980 is a
+# full Sentinel-2 band, about 30 minutes here); GDAL_CACHE=64 caps GDAL's block cache (memory_gdal64.md)
 bench-memory: install
-	$(PY) benchmarks/memory.py --out benchmarks/results $(if $(SIZES),--sizes $(SIZES))
+	$(PY) benchmarks/memory.py --out benchmarks/results $(if $(SIZES),--sizes $(SIZES)) $(if $(GDAL_CACHE),--gdal-cache $(GDAL_CACHE))
 
 bench-guided: install
 	$(PY) benchmarks/guided.py --out benchmarks/results

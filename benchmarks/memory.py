@@ -15,6 +15,7 @@ Writes ``memory.json`` and ``memory.md`` under ``--out``; the README quotes the 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import resource
@@ -27,7 +28,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from wald import machine, write_results  # noqa: E402
+from wald import machine, merged, write_results  # noqa: E402
 
 STRIP = 512  # rows written at a time when making the synthetic raster
 
@@ -88,10 +89,11 @@ def measure(size: int, tile: int, folder: str) -> dict:
     return dict(size=size, tiles=tiles, peak_rss_mb=rss, peak_traced_mb=traced, seconds=seconds)
 
 
-def markdown(rows: list[dict], info: str, tile: int) -> str:
+def markdown(rows: list[dict], info: str, tile: int, gdal_cache: int | None) -> str:
+    cache = "GDAL's default block cache (5 % of RAM)" if gdal_cache is None else f"GDAL's block cache capped at {gdal_cache} MB"
     lines = [
         f"Machine: {info}. One band, ×2, tiles of {tile} input pixels with 16 px overlap, a deliberately cheap DIP "
-        "(1 step per tile) so that the pipeline's memory is what is measured.",
+        f"(1 step per tile) so that the pipeline's memory is what is measured; {cache}.",
         "",
         "| input (pixels) | output (pixels) | tiles | peak RSS (MB) | peak numpy/Python (MB, tracemalloc) | seconds |",
         "|---|---|---|---|---|---|",
@@ -107,15 +109,28 @@ def main() -> int:
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     parser.add_argument("--sizes", default="512,1024,2048,4096", help="raster edges; add 10980 for a full Sentinel-2 band")
     parser.add_argument("--tile", type=int, default=256, help="tile edge in input pixels")
+    parser.add_argument("--gdal-cache", type=int, help="cap GDAL's block cache at this many MB (GDAL_CACHEMAX; default: GDAL's, 5 %% of RAM); "
+                        "results go to memory_gdalMB.json/.md")
+    parser.add_argument("--merge", action="store_true", help="keep the other sizes' rows of the existing results (same tile and GDAL cache)")
     args = parser.parse_args()
+    name = "memory" if args.gdal_cache is None else f"memory_gdal{args.gdal_cache}"
+    if args.gdal_cache is not None:
+        os.environ["GDAL_CACHEMAX"] = str(args.gdal_cache)  # read by GDAL in each fresh child process
     os.makedirs(args.out, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for size in (int(s) for s in args.sizes.split(",")):
             rows.append(measure(size, args.tile, folder))
             print(rows[-1], flush=True)
-    table = markdown(rows, machine(), args.tile)
-    write_results(args.out, "memory", {"tile": args.tile, "rows": rows}, table)
+    if args.merge:
+        path = os.path.join(args.out, f"{name}.json")
+        with open(path) as f:
+            earlier = json.load(f)
+        if (earlier["tile"], earlier.get("gdal_cache_mb")) != (args.tile, args.gdal_cache):
+            raise SystemExit(f"{path} was measured with another tile size or GDAL cache: rerun every size")
+        rows = merged(path, rows, lambda r: (r["size"],))
+    table = markdown(rows, machine(), args.tile, args.gdal_cache)
+    write_results(args.out, name, {"tile": args.tile, "gdal_cache_mb": args.gdal_cache, "rows": rows}, table)
     return 0
 
 

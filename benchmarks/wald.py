@@ -19,6 +19,7 @@ import platform
 import resource
 import sys
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -151,13 +152,12 @@ def update_readme(table: str, name: str = "dip") -> None:
         open(path, "w", encoding="utf-8").write(f"{head}{start}\n{table}{end}{tail}")
 
 
-def merged(path: str, new: list[dict]) -> list[dict]:
-    """The rows of the results file at ``path`` with those of ``new`` put in place (same crop, scale and method), in crop, scale and method order."""
+def merged(path: str, new: list[dict], key: Callable[[dict], tuple]) -> list[dict]:
+    """The rows of the results file at ``path`` with those of ``new`` put in place (rows with an equal ``key``), in ``key`` order."""
     with open(path) as f:
-        rows = {(r["crop"], r["scale"], r["method"]): r for r in json.load(f)["rows"]}
-    rows.update({(r["crop"], r["scale"], r["method"]): r for r in new})
-    crops, methods = [c[0] for c in CROPS], list(METHODS.values())
-    return sorted(rows.values(), key=lambda r: (crops.index(r["crop"]), r["scale"], methods.index(r["method"])))
+        rows = {key(r): r for r in json.load(f)["rows"]}
+    rows.update({key(r): r for r in new})
+    return [rows[k] for k in sorted(rows)]
 
 
 def main() -> int:
@@ -188,7 +188,8 @@ def main() -> int:
                 rows.append(row)
                 print(f"{label} ×{scale} {method}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}, {seconds:.1f} s", flush=True)
     if args.merge:
-        rows = merged(os.path.join(args.out, "wald.json"), rows)
+        crops, methods = [c[0] for c in CROPS], list(METHODS.values())
+        rows = merged(os.path.join(args.out, "wald.json"), rows, lambda r: (crops.index(r["crop"]), r["scale"], methods.index(r["method"])))
     table = markdown(rows, machine())
     write_results(args.out, "wald", {"rows": rows}, table, "dip" if args.iterations is None else None)
     return 0

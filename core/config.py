@@ -141,6 +141,9 @@ class DIPConfig(InternalLearningConfig):
     #: Weight of the cross-scale term: the same network must also turn ``U(D(y))`` into ``y``
     #: (requires ``guide_input``; 0 disables it).
     cross_scale_weight: float = 1.0
+    #: Take the cross-scale examples at all ``s²`` sampling phases of ``D`` (one per step in turn) instead
+    #: of the phase ``(0, 0)`` alone: ``s²`` times as many internal examples for the same cost per step.
+    cross_scale_phases: bool = True
     #: Full-resolution detail branch on the interpolated image (``guide_input`` only): ``detail_layers``
     #: 3×3 convs of ``detail_channels`` maps whose output is added to the hourglass's (0 disables it).
     detail_layers: int = 6

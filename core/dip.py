@@ -7,7 +7,8 @@ squared distance between ``D(x)`` (``core.degradation``) and ``y`` over valid pi
 Our formulation (measured effects in the README): with ``guide_input`` the network sees the bicubic
 interpolation ``U(y)`` beside the noise and predicts a correction to it, ``x = U(y) + f(z, U(y))``,
 where ``f`` is the hourglass plus a full-resolution detail branch on ``U(y)``; a cross-scale term asks
-the same network to turn ``U(D(y))`` into ``y``; each step sees a dihedral transform of its inputs; the
+the same network to turn ``U(D(y))`` into ``y`` (``y`` observed once more, at each of the ``s²``
+sampling phases in turn); each step sees a dihedral transform of its inputs; the
 output is averaged over steps (EMA), back-projected so it is consistent with the input, and blended
 with back-projected bicubic (``DIPConfig.blend``). Without ``guide_input`` it is the reference recipe
 ``x = f(z)``.
@@ -31,7 +32,7 @@ from .degradation import Degradation, back_project, upsample
 from .device import autocast, bf16_ok
 from .kernels import Kernel
 from .networks import DetailNet, Hourglass
-from .optimise import Optimised, StopRule, optimise
+from .optimise import Optimised, StopRule, adam, optimise
 from .progress import Progress
 
 
@@ -58,16 +59,18 @@ def masked_mse(estimate: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
 
 
 def pad_to_multiple(
-    tensors: list[torch.Tensor], valid: torch.Tensor, multiple: int, minimum: int = 0
+    tensors: list[torch.Tensor], valid: torch.Tensor, multiple: int, minimum: int | tuple[int, int] = 0
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Pad ``(N, C, h, w)`` tensors bottom/right to a multiple of ``multiple`` (and at least ``minimum``).
+    """Pad ``(N, C, h, w)`` tensors bottom/right to a multiple of ``multiple`` (and at least ``minimum``:
+    one edge for both, or ``(height, width)``).
 
     Values are reflected (replicated where the image is too small to reflect); the padding is
     marked invalid in the returned mask, so no loss sees it.
     """
     h, w = valid.shape[-2:]
-    ph = max(-(-h // multiple) * multiple, minimum) - h
-    pw = max(-(-w // multiple) * multiple, minimum) - w
+    min_h, min_w = (minimum, minimum) if isinstance(minimum, int) else minimum
+    ph = max(-(-h // multiple) * multiple, min_h) - h
+    pw = max(-(-w // multiple) * multiple, min_w) - w
     if not (ph or pw):
         return tensors, valid
     mode = "reflect" if ph < h and pw < w else "replicate"
@@ -104,6 +107,29 @@ def vectorised(module: torch.nn.Module, copies: int) -> tuple[list[torch.Tensor]
 
     batched = vmap(one)
     return list(parameters.values()), lambda x: batched(parameters, buffers, x)
+
+
+def cross_scale_pairs(
+    y: torch.Tensor, valid: torch.Tensor, degradation: Degradation, config: DIPConfig
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The internal examples one scale down: ``(U(D(y')), y', valid')`` triples, ``y'`` a crop of ``y`` ``(N, C, H, W)``.
+
+    ``y'`` starts at a sampling phase ``(dy, dx)`` and keeps whole ``s × s`` blocks, so ``D(y')`` is
+    ``y`` observed once more by the same sensor; with ``config.cross_scale_phases`` every one of the
+    ``s²`` phases gives a pair (``s²`` coarse images instead of one), else only ``(0, 0)``. All are padded
+    to one shape the hourglass accepts (that of phase ``(0, 0)``, the largest), padding invalid.
+    """
+    s, multiple = config.scale, 2**config.depth
+    phases = [(dy, dx) for dy in range(s) for dx in range(s)] if config.cross_scale_phases else [(0, 0)]
+    pairs = []
+    shape: tuple[int, int] = (2 * multiple, 2 * multiple)
+    for dy, dx in phases:
+        hs, ws = ((y.shape[-2] - dy) // s) * s, ((y.shape[-1] - dx) // s) * s
+        ys, ms = y[..., dy : dy + hs, dx : dx + ws], valid[..., dy : dy + hs, dx : dx + ws]
+        (coarser, target), coarse_valid = pad_to_multiple([upsample(degradation(ys), s), ys], ms, multiple, minimum=shape)
+        shape = tuple(coarser.shape[-2:])
+        pairs.append((coarser, target, coarse_valid))
+    return pairs
 
 
 def super_resolve_tile(
@@ -166,13 +192,8 @@ def super_resolve_tiles(
     noise = noise_for(interpolated)
     cross_scale = config.guide_input and config.cross_scale_weight > 0 and min(h, w) >= 4 * s
     if cross_scale:
-        # the coarse pair U(D(y)) → y at the input size, padded to what the hourglass accepts
-        hs, ws = (y.shape[-2] // s) * s, (y.shape[-1] // s) * s  # D needs whole s × s blocks
-        ys, ms = y[..., :hs, :ws], m[..., :hs, :ws]
-        (coarser, coarse_target), coarse_valid = pad_to_multiple(
-            [upsample(degradation(ys), s), ys], ms, 2**config.depth, minimum=2 ** (config.depth + 1)
-        )
-        coarse_noise = noise_for(coarser)
+        pairs = cross_scale_pairs(y, m, degradation, config)
+        coarse_noise = noise_for(pairs[0][0])
     in_channels = config.noise_channels + (bands if config.guide_input else 0)
     net = Hourglass(in_channels, bands, config.depth, config.channels, config.skip_channels).to(device)
     if config.guide_input and config.zero_init:
@@ -187,7 +208,7 @@ def super_resolve_tiles(
     if start is not None:
         model.load_state_dict(start)
     parameters, forward = (list(model.parameters()), model) if tiles == 1 else vectorised(model, tiles)
-    optimiser = torch.optim.Adam(parameters, lr=config.learning_rate)
+    optimiser = adam(parameters, config.learning_rate)
     mixed = config.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
 
@@ -215,6 +236,7 @@ def super_resolve_tiles(
         x = generate(perturbed(noise), interpolated, element)
         loss = error(degradation(x), y, m)
         if cross_scale:
+            coarser, coarse_target, coarse_valid = pairs[(i // 8 if config.augment else i) % len(pairs)]
             coarse = generate(perturbed(coarse_noise), coarser, element)
             loss = loss + config.cross_scale_weight * error(coarse, coarse_target, coarse_valid)
         scaler.scale(loss.sum()).backward()

@@ -36,7 +36,7 @@ from .dip import TileResult, fill_invalid, masked_mse
 from .errors import InputError
 from .kernels import Kernel
 from .networks import MultiModalNet
-from .optimise import StopRule, optimise
+from .optimise import StopRule, adam, optimise
 from .progress import Progress
 
 #: Smallest target tile edge (target pixels) guided DIP accepts.
@@ -131,7 +131,7 @@ def sharpen_tile(
     if cross_scale:
         coarse_inputs = with_noise(coarse_inputs)
     net = MultiModalNet(inputs.shape[1], (bands, g.shape[1]), config.width, config.layers, s, config.adjustment).to(device)
-    optimiser = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    optimiser = adam(net.parameters(), config.learning_rate)
     mixed = config.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
 

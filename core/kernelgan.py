@@ -49,7 +49,7 @@ from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .kernels import KernelWidth, anisotropic_gaussian, file_kernel_centre, kernel_width, make_kernel, save_kernel_file
 from .normalise import BandScaling
-from .optimise import optimise
+from .optimise import adam, optimise
 from .progress import NullProgress, Progress, SubProgress
 from .raster import check_output_path, open_info, read_window
 
@@ -289,8 +289,8 @@ def estimate_x2(
         return discriminator(t.reshape(1, bands, *t.shape[-2:]))
 
     betas = (config.beta1, 0.999)
-    g_optimiser = torch.optim.Adam(generator.parameters(), lr=config.learning_rate, betas=betas)
-    d_optimiser = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate, betas=betas)
+    g_optimiser = adam(generator.parameters(), config.learning_rate, betas)
+    d_optimiser = adam(discriminator.parameters(), config.learning_rate, betas)
     bicubic = Degradation(make_kernel("bicubic", 2)).to(device)
     offset = (size - 1) // 4  # G's output pixel j and bicubic's output pixel j + offset share a block centre
     mask = torch.as_tensor(boundary_mask(size), dtype=torch.float32, device=device)

@@ -46,7 +46,7 @@ from .device import autocast, bf16_ok
 from .dip import TileResult, fill_invalid, masked_mse
 from .kernelgan import LinearGenerator, constraint_losses
 from .kernels import Kernel, file_kernel_centre, make_kernel
-from .optimise import StopRule, optimise
+from .optimise import StopRule, adam, optimise
 from .progress import Progress
 
 
@@ -128,7 +128,7 @@ class LearnedDegradation(nn.Module):
         else:
             k = np.pad(k, (size - k.shape[0]) // 2)
         target = torch.as_tensor(k / k.sum(), dtype=torch.float32, device=self.boundary.device)
-        optimiser = torch.optim.Adam(self.net.parameters(), lr=0.01)
+        optimiser = adam(self.net.parameters(), 0.01)
         for _ in range(steps):
             optimiser.zero_grad(set_to_none=True)
             raw = self.net.kernel()
@@ -252,8 +252,8 @@ def super_resolve_tile(
     g_groups = [{"params": list(net.parameters())}]
     if learned is not None:
         g_groups.append({"params": list(learned.parameters()), "lr": 0.0})  # its step size follows config.kernel_rate
-    g_optimiser = torch.optim.Adam(g_groups, lr=config.learning_rate)
-    d_optimiser = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate)
+    g_optimiser = adam(g_groups, config.learning_rate)
+    d_optimiser = adam(discriminator.parameters(), config.learning_rate)
     mixed = config.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
 

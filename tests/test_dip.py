@@ -6,6 +6,8 @@ import torch
 
 from internal_sr.core import metrics
 from internal_sr.core.config import DIPConfig
+from internal_sr.core.degradation import Degradation, upsample
+from internal_sr.core.dip import cross_scale_pairs
 from internal_sr.core.errors import InputError
 from internal_sr.core.evaluation import bicubic, bicubic_back_projected, wald_pair
 from internal_sr.core.kernels import make_kernel
@@ -67,3 +69,23 @@ def test_any_size_above_the_minimum_works(scale, size):
     image = np.random.default_rng(0).random((2, size, size + 5))
     out, _ = super_resolve_array(image, DIPConfig(scale=scale, channels=8, iterations=2))
     assert out.shape == (2, scale * size, scale * (size + 5)) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("phases", [True, False])
+def test_cross_scale_pairs_are_the_observation_seen_again_at_each_sampling_phase(phases):
+    """Pair (dy, dx) is the observation cropped to whole s × s blocks from (dy, dx), observed once more
+    by the same sensor and interpolated back; all pairs share one shape, their padding invalid."""
+    s, height, width = 3, 40, 43
+    y = torch.rand(1, 2, height, width, generator=torch.Generator().manual_seed(0))
+    degradation = Degradation(make_kernel("bicubic", s))
+    config = DIPConfig(scale=s, depth=3, cross_scale_phases=phases)
+    pairs = cross_scale_pairs(y, torch.ones_like(y), degradation, config)
+    offsets = [(dy, dx) for dy in range(s) for dx in range(s)] if phases else [(0, 0)]
+    assert len(pairs) == len(offsets) and len({coarse.shape for coarse, _, _ in pairs}) == 1
+    assert pairs[0][0].shape[-2:] == (40, 48)  # 39 × 42 rows/cols of whole blocks, padded to multiples of 8
+    for (dy, dx), (coarse, target, valid) in zip(offsets, pairs):
+        rows, cols = (height - dy) // s * s, (width - dx) // s * s
+        crop = y[..., dy : dy + rows, dx : dx + cols]
+        torch.testing.assert_close(target[..., :rows, :cols], crop)
+        torch.testing.assert_close(coarse[..., :rows, :cols], upsample(degradation(crop), s))
+        assert valid[..., :rows, :cols].all() and valid.sum() == crop.numel()

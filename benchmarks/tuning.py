@@ -1,8 +1,9 @@
-"""How Neural Knitworks' defaults were chosen: variants on the development crops only (never the benchmark's).
+"""How DIP's and Neural Knitworks' defaults are chosen: variants on the development crops only (never the benchmark's).
 
 Wald's protocol on 128 × 128 windows of the 10 m bands of the DSen2 sample T33UUB at rows/cols (0, 0)
 and (200, 200) — the crops DIP's defaults were chosen on, disjoint from ``wald.py``'s — degraded with
-the bicubic kernel and super-resolved back. Each variant (keyword overrides of ``KnitworkConfig``)
+the bicubic kernel and super-resolved back. Each variant (keyword overrides of ``--method``'s
+configuration, ``DIPConfig`` or ``KnitworkConfig``)
 prints the PSNR of the output a stop would return every ``--every`` steps, and of its blend with
 bicubic + back-projection ``B + blend·(output − B)`` (a curve to read, never a pick: the last figure is
 the variant's result), with bicubic + back-projection beside it and, with
@@ -35,12 +36,13 @@ def main() -> int:
     from internal_sr.core.device import seed_everything
     from internal_sr.core.evaluation import bicubic_back_projected, wald_pair
     from internal_sr.core.kernels import make_kernel
-    from internal_sr.core.knitwork import super_resolve_tile
+    from internal_sr.core import dip, knitwork
     from internal_sr.core.normalise import BandScaling
     from internal_sr.core.pipeline import super_resolve_array
     from internal_sr.core.progress import NullProgress
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", choices=("dip", "knitwork"), default="knitwork")
     parser.add_argument("--out")
     parser.add_argument("--scales", default="2,4")
     parser.add_argument("--crops", default="0,1", help="indices into the development crops")
@@ -49,6 +51,7 @@ def main() -> int:
     parser.add_argument("--dip", action="store_true", help="also run DIP at its defaults on each crop and scale")
     parser.add_argument("variants", nargs="*", help="keyword overrides, e.g. \"iterations=300, width=128\"")
     args = parser.parse_args()
+    module, Config = (dip, DIPConfig) if args.method == "dip" else (knitwork, KnitworkConfig)
     rows = []
     for index in (int(i) for i in args.crops.split(",")):
         label, name, origin = DEV[index]
@@ -66,7 +69,7 @@ def main() -> int:
                 rows.append(dict(crop=label, scale=scale, variant="DIP defaults", psnr=dip, bp=bp, seconds=time.perf_counter() - start))
                 print(f"{label} ×{scale} {'DIP defaults':40s} PSNR {dip:.2f} (BP {bp:.2f}) {rows[-1]['seconds']:.0f} s", flush=True)
             for text in args.variants or [""]:
-                config = KnitworkConfig(scale=scale, device="cpu", **eval(f"dict({text})"))
+                config = Config(scale=scale, device="cpu", **eval(f"dict({text})"))
                 curve: list[tuple[int, float, float]] = []
 
                 def observe(done: int, image: np.ndarray) -> None:
@@ -75,7 +78,7 @@ def main() -> int:
                         curve.append((done, metrics.psnr(out, reference), metrics.psnr(base + args.blend * (out - base), reference)))
 
                 start = time.perf_counter()
-                tile = super_resolve_tile(scaling.normalise(low), valid, kernel, config, torch.device("cpu"),
+                tile = module.super_resolve_tile(scaling.normalise(low), valid, kernel, config, torch.device("cpu"),
                                           NullProgress(), seed_everything(config.seed), observe)
                 seconds = time.perf_counter() - start
                 final = metrics.psnr(scaling.denormalise(tile.image), reference)
