@@ -79,7 +79,7 @@ def main() -> int:
 
                 start = time.perf_counter()
                 tile = module.super_resolve_tile(scaling.normalise(low), valid, kernel, config, torch.device("cpu"),
-                                          NullProgress(), seed_everything(config.seed), observe)
+                                                 NullProgress(), seed_everything(config.seed), observe)
                 seconds = time.perf_counter() - start
                 final = metrics.psnr(scaling.denormalise(tile.image), reference)
                 rows.append(dict(crop=label, scale=scale, variant=text or "defaults", psnr=final, bp=bp,
