@@ -26,7 +26,6 @@ class DIPAlgorithm(InternalSRAlgorithm):
     KERNEL_HELP = ""
 
     ITERATIONS = "ITERATIONS"
-    WARM_START = "WARM_START"
 
     ALGORITHM_ID = "dip"
     DISPLAY_NAME = "Super-resolve (Deep Image Prior)"
@@ -60,13 +59,6 @@ class DIPAlgorithm(InternalSRAlgorithm):
             self.ITERATIONS, "Iterations (0 = automatic)", 0, self.iterations_help(), minimum=0, maximum=100000
         )
         self.add_kernel(options=self.KERNEL_OPTIONS, extra_help=self.KERNEL_HELP)
-        if self.CONFIG is DIPConfig:
-            self.add_bool(
-                self.WARM_START, "Warm-start tiles", True,
-                "Tiles after the first start from the first tile's trained network and run three quarters of the "
-                "steps (on development crops they reached a fresh tile's quality in 42–75 % of its steps). Off: "
-                "every tile starts afresh with all its steps.", advanced=True,
-            )
         self.add_run_options()
         self.add_output("Super-resolved raster", "GeoTIFF to write. Nothing is written if the run fails or is cancelled.")
 
@@ -84,15 +76,11 @@ class DIPAlgorithm(InternalSRAlgorithm):
         source, bands, scale = self.read_input(parameters, context)
         iterations = self.parameterAsInt(parameters, self.ITERATIONS, context) or None
         options = self.read_run_options(parameters, context)
-        extra = {"warm_start": self.parameterAsBool(parameters, self.WARM_START, context)} if self.CONFIG is DIPConfig else {}
         config = self.CONFIG(
             scale=scale,
             kernel=self.read_kernel(parameters, context, feedback),
             iterations=iterations,
-            seed=options.seed,
-            device=options.device,
-            tiles=options.tiles,
-            **extra,
+            **options.config_fields(),
         )
         io = IOOptions(bands=bands, float32=options.float32, extent=self.read_extent(parameters, context, source))
         output = self.read_output(parameters, context)

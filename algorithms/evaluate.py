@@ -93,7 +93,7 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         config = method_config(
             method, scale, kernel, guide_kernel,
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context) or None,
-            seed=options.seed, device=options.device, tiles=options.tiles,
+            **options.config_fields(),
         )
         io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source))
         guide_io = IOOptions(bands=self.read_bands(parameters, context, guide, self.GUIDE_BANDS)) if guide else None

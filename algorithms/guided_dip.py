@@ -83,9 +83,7 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
             kernel=self.read_kernel(parameters, context, feedback),
             guide_kernel=self.read_guide_kernel(parameters, context),
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context) or None,
-            seed=options.seed,
-            device=options.device,
-            tiles=options.tiles,
+            **options.config_fields(),
         )
         target_io = IOOptions(
             bands=self.read_bands(parameters, context, target),

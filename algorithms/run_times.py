@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.config import QUALITIES, QUALITY_PRESETS
+from ..core.config import QUALITIES, QUALITY_PRESETS, warm_step_count
 
 #: Output pixels of the tile the figures are given for (a 128 × 128 input tile at ×2).
 REFERENCE_PIXELS = 256 * 256
@@ -47,8 +47,18 @@ STEP_SECONDS: dict[str, StepTimes] = {
 }
 
 
-def estimate_seconds(method: str, tiles: int, steps: int, tile_output_pixels: int, gpu: bool) -> float | None:
-    """Seconds for ``tiles`` tiles of ``tile_output_pixels`` output pixels at ``steps`` steps each.
+def run_steps(tiles: int, steps: int, warm: float | None) -> int:
+    """Steps over ``tiles`` tiles: the first runs ``steps``, the others the ``warm`` fraction of them when
+    warm-started (``InternalLearningConfig.warm_steps``; ``None``: every tile runs ``steps``)."""
+    later = steps if warm is None else warm_step_count(steps, warm)
+    return steps + (tiles - 1) * later if tiles else 0
+
+
+def estimate_seconds(
+    method: str, tiles: int, steps: int, tile_output_pixels: int, gpu: bool, warm: float | None = None
+) -> float | None:
+    """Seconds for ``tiles`` tiles of ``tile_output_pixels`` output pixels at ``steps`` steps each (tiles
+    after the first at the ``warm`` fraction of them, see ``run_steps``).
 
     ``None`` when the method has no GPU figure and ``gpu`` is asked.
     """
@@ -56,7 +66,7 @@ def estimate_seconds(method: str, tiles: int, steps: int, tile_output_pixels: in
     per_step = times.gpu if gpu else times.cpu
     if per_step is None:
         return None
-    return tiles * steps * per_step * tile_output_pixels / REFERENCE_PIXELS
+    return run_steps(tiles, steps, warm) * per_step * tile_output_pixels / REFERENCE_PIXELS
 
 
 def duration(seconds: float) -> str:

@@ -128,13 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--overlap", type=int, default=TileOptions.overlap, help=f"tile overlap in {grid} pixels")
         p.add_argument("--batch", type=int, default=TileOptions.batch,
                        help="tiles optimised together (DIP; 0: automatic, 1 on the CPU, several on a GPU)")
+        p.add_argument("--cold-tiles", action="store_true",
+                       help="start every tile from fresh networks (default: tiles after the first start from the first "
+                       "tile's trained networks and run three quarters of the steps)")
 
     dip = sub.add_parser("dip", help="super-resolve with Deep Image Prior")
     common(dip)
     dip.add_argument("--iterations", type=int, help="optimisation steps per tile (default: by scale)")
-    dip.add_argument("--cold-tiles", action="store_true",
-                     help="start every tile from a fresh network (default: tiles after the first start from the first "
-                     "tile's trained network and run three quarters of the steps)")
     optimisation(dip, "input")
 
     knitwork = sub.add_parser("knitwork", help="super-resolve with Neural Knitworks (a patch-predicting coordinate MLP)")
@@ -205,7 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_options(args: argparse.Namespace) -> dict:
     """The ``InternalLearningConfig`` fields set by ``--iterations`` and the options ``optimisation`` adds."""
-    return dict(iterations=args.iterations, device=args.device, seed=args.seed, tiles=TileOptions(args.tile, args.overlap, args.batch))
+    return dict(
+        iterations=args.iterations, device=args.device, seed=args.seed, tiles=TileOptions(args.tile, args.overlap, args.batch),
+        warm_start=not args.cold_tiles,
+    )
 
 
 def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
@@ -251,9 +254,8 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
         result = sharpen_product(args.inputs, args.output, config, args.float32, progress)
     elif args.command in ("dip", "knitwork"):
         io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog, extent=args.extent)
-        extra = {"warm_start": not args.cold_tiles} if args.command == "dip" else {}
         method = DIPConfig if args.command == "dip" else KnitworkConfig
-        config = method(scale=args.scale, kernel=args.kernel, **_run_options(args), **extra)
+        config = method(scale=args.scale, kernel=args.kernel, **_run_options(args))
         if args.kernel == "estimate":
             from .kernelgan import super_resolve_with_estimated_kernel
 

@@ -86,6 +86,11 @@ class TileOptions:
         return self if self.batch else replace(self, batch=CUDA_BATCH if device_type == "cuda" else 1)
 
 
+def warm_step_count(steps: int, fraction: float) -> int:
+    """The steps of a tile warm-started with ``fraction`` of a fresh tile's ``steps`` (at least one)."""
+    return max(1, round(steps * fraction))
+
+
 @dataclass(frozen=True)
 class InternalLearningConfig:
     """What every tile-by-tile internal-learning method shares (``DIPConfig``, ``KnitworkConfig``,
@@ -111,11 +116,32 @@ class InternalLearningConfig:
     mixed_precision: bool = True
     #: Tiles, in input pixels (the target's pixels for guided DIP).
     tiles: TileOptions = field(default_factory=TileOptions)
+    #: Warm start: every tile after the first trained one starts from that tile's trained networks and
+    #: runs ``warm_steps`` of the steps (``benchmarks/warm_start.py`` measures it per method; README).
+    warm_start: bool = True
+    warm_steps: float = 0.75
 
     def __post_init__(self) -> None:
         if self.iterations is not None and self.iterations < 1:
             raise InputError(f"iterations must be ≥ 1, got {self.iterations}")
+        if not 0 < self.warm_steps <= 1:
+            raise InputError(f"warm_steps is a fraction of the steps in (0, 1], got {self.warm_steps}")
         check_device(self.device)
+
+    @property
+    def steps(self) -> int:
+        """The number of optimisation steps this configuration runs at most (each method's own)."""
+        raise NotImplementedError
+
+    @property
+    def warm_step_count(self) -> int:
+        """The steps of a warm-started tile."""
+        return warm_step_count(self.steps, self.warm_steps)
+
+    def steps_text(self) -> str:
+        """The steps per tile as the run's log states them, e.g. ``up to 300 steps per tile (225 when warm-started)``."""
+        warm = f" ({self.warm_step_count} when warm-started)" if self.warm_start else ""
+        return f"up to {self.steps} steps per tile{warm}"
 
 
 @dataclass(frozen=True)
@@ -156,16 +182,9 @@ class DIPConfig(InternalLearningConfig):
     #: Output averaging: the result is ``B + blend·(P − B)`` with ``P`` the back-projected DIP output
     #: and ``B`` the back-projected bicubic image (1 keeps the DIP output alone).
     blend: float = 0.5
-    #: Warm start: every tile after the first trained one starts from that tile's trained network and
-    #: runs ``warm_steps`` of the steps (ours: on two development tile pairs, ×2, a warm-started tile
-    #: reached the fresh tile's final PSNR after 42 % and 75 % of its steps; README).
-    warm_start: bool = True
-    warm_steps: float = 0.75
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
-        if not 0 < self.warm_steps <= 1:
-            raise InputError(f"warm_steps is a fraction of the steps in (0, 1], got {self.warm_steps}")
         super().__post_init__()
 
     @property
@@ -174,11 +193,6 @@ class DIPConfig(InternalLearningConfig):
         if self.iterations is not None:
             return self.iterations
         return DEFAULT_ITERATIONS.get(self.scale, DEFAULT_ITERATIONS[4])
-
-    @property
-    def warm_step_count(self) -> int:
-        """The steps of a warm-started tile."""
-        return max(1, round(self.steps * self.warm_steps))
 
     @property
     def min_input_size(self) -> int:

@@ -41,8 +41,13 @@ class TileResult:
     image: np.ndarray  # (C, s·h, s·w) float32, normalised units
     losses: np.ndarray  # training loss per step
     steps: int
-    #: the trained network's state (on the CPU), kept by DIP for a lone tile so others can warm-start from it
+    #: the trained networks' state (on the CPU, ``cpu_state``) of a lone tile, for other tiles to warm-start from
     state: dict[str, torch.Tensor] | None = field(default=None, kw_only=True)
+
+
+def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s parameters and buffers as detached copies on the CPU: a ``TileResult.state``."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 def fill_invalid(y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -259,5 +264,5 @@ def super_resolve_tiles(
     result: Optimised = optimise(step, steps, progress, config.ema_decay, stop, label="DIP", observe=watch)
     images = finish(result.output)
     losses = result.losses.reshape(len(result.losses), -1)
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if tiles == 1 else None
+    state = cpu_state(model) if tiles == 1 else None
     return [TileResult(images[k], losses[: result.tile_steps[k], k], int(result.tile_steps[k]), state=state) for k in range(tiles)]

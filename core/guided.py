@@ -32,7 +32,7 @@ from . import augment
 from .config import GuidedDIPConfig
 from .degradation import Degradation, back_project, upsample
 from .device import autocast, bf16_ok
-from .dip import TileResult, fill_invalid, masked_mse
+from .dip import TileResult, cpu_state, fill_invalid, masked_mse
 from .errors import InputError
 from .kernels import Kernel
 from .networks import MultiModalNet
@@ -84,8 +84,13 @@ def sharpen_tile(
     device: torch.device,
     progress: Progress,
     generator: torch.Generator,
+    start: dict[str, torch.Tensor] | None = None,
 ) -> TileResult:
-    """Sharpen one normalised target tile ``(T, h, w)`` with its guide ``(G, s·h, s·w)`` (module docstring)."""
+    """Sharpen one normalised target tile ``(T, h, w)`` with its guide ``(G, s·h, s·w)`` (module docstring).
+
+    ``start``: a trained tile's ``TileResult.state`` to start the network from instead of its fresh
+    initialisation; the run then has ``config.warm_step_count`` steps. The result carries its own state.
+    """
     s = target_kernels[0].scale
     bands, h, w = target.shape
     if guide.shape[-2:] != (s * h, s * w):
@@ -107,8 +112,8 @@ def sharpen_tile(
             return inject_detail(low, fine_guide, d_t, d_g, valid)
         return upsample(low, s, d_t.shift)
 
-    start = base(y, g, m_t, d_t, d_g)
-    inputs = torch.cat([g, start], 1)
+    x_base = base(y, g, m_t, d_t, d_g)
+    inputs = torch.cat([g, x_base], 1)
 
     # the cross-scale pair, one level down: [D_g(g), base(D_t(y), D_g(g))] → y on whole s × s blocks of y
     hs, ws = (h // s) * s, (w // s) * s
@@ -118,8 +123,8 @@ def sharpen_tile(
         y_c, g_c = y[..., :hs, :ws], g_low[..., :hs, :ws]
         coarse_valid = m_t[..., :hs, :ws] * m_g_low[..., :hs, :ws]
         aligned = [Degradation([k.at_shift((0.0, 0.0)) for k in kernels]).to(device) for kernels in (target_kernels, guide_kernels)]
-        coarse_start = base(aligned[0](y_c), g_c, block_valid(coarse_valid, s), *aligned)
-        coarse_inputs = torch.cat([g_c, coarse_start], 1)
+        coarse_base = base(aligned[0](y_c), g_c, block_valid(coarse_valid, s), *aligned)
+        coarse_inputs = torch.cat([g_c, coarse_base], 1)
 
     def with_noise(z: torch.Tensor) -> torch.Tensor:
         if not config.noise_channels:
@@ -131,6 +136,8 @@ def sharpen_tile(
     if cross_scale:
         coarse_inputs = with_noise(coarse_inputs)
     net = MultiModalNet(inputs.shape[1], (bands, g.shape[1]), config.width, config.layers, s, config.adjustment).to(device)
+    if start is not None:
+        net.load_state_dict(start)
     optimiser = adam(net.parameters(), config.learning_rate)
     mixed = config.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
@@ -144,7 +151,7 @@ def sharpen_tile(
         optimiser.zero_grad(set_to_none=True)
         element = augment.DIHEDRAL[i % 8 if config.augment else 0]
         correction, x_g = generate(inputs, element)
-        x_t = start + correction
+        x_t = x_base + correction
         loss = masked_mse(d_t(x_t), y, m_t)
         if config.guide_weight:
             loss = loss + config.guide_weight * masked_mse(x_g, g, m_g)
@@ -152,13 +159,15 @@ def sharpen_tile(
             loss = loss + config.cycle_weight * masked_mse(d_g(x_g), g_low, m_g_low)
         if cross_scale:
             coarse_correction, _ = generate(coarse_inputs, element)
-            loss = loss + config.cross_scale_weight * masked_mse(coarse_start + coarse_correction, y_c, coarse_valid)
+            loss = loss + config.cross_scale_weight * masked_mse(coarse_base + coarse_correction, y_c, coarse_valid)
         scaler.scale(loss).backward()
         scaler.step(optimiser)
         scaler.update()
         return loss.detach(), x_t.detach()
 
     stop = StopRule(config.stop_patience, config.stop_tolerance) if config.early_stop else None
-    result = optimise(step, config.steps, progress, config.ema_decay, stop, label="guided DIP")
+    steps = config.steps if start is None else config.warm_step_count
+    result = optimise(step, steps, progress, config.ema_decay, stop, label="guided DIP")
     x = back_project(result.output, y, d_t, config.back_projection_steps, m_t)
-    return TileResult(x[0].cpu().numpy(), result.losses, result.steps)
+    state = cpu_state(net)
+    return TileResult(x[0].cpu().numpy(), result.losses, result.steps, state=state)

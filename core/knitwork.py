@@ -43,7 +43,7 @@ from torch.utils.checkpoint import checkpoint
 from .config import KnitworkConfig
 from .degradation import Degradation, back_project, blur_decimate
 from .device import autocast, bf16_ok
-from .dip import TileResult, fill_invalid, masked_mse
+from .dip import TileResult, cpu_state, fill_invalid, masked_mse
 from .kernelgan import LinearGenerator, constraint_losses
 from .kernels import Kernel, file_kernel_centre, make_kernel
 from .optimise import StopRule, adam, optimise
@@ -226,13 +226,16 @@ def super_resolve_tile(
     progress: Progress,
     generator: torch.Generator,
     observe: Callable[[int, np.ndarray], None] | None = None,
+    start: dict[str, torch.Tensor] | None = None,
 ) -> KnitworkTile:
     """Super-resolve one normalised tile ``(C, h, w)`` by ``config.scale`` (see the module docstring).
 
     kernel: the fixed blur, or ``None`` to learn it (``config.kernel == "learned"``). ``valid``
     ``(C, h, w)`` marks observed pixels; only they enter the data term and the real patches.
     ``observe(steps done, image)``: as in ``core.dip.super_resolve_tile`` (the image a stop there
-    would return, for benchmarks only).
+    would return, for benchmarks only). ``start``: a trained tile's ``TileResult.state`` (patch MLP,
+    discriminator and learned kernel) to start from instead of a fresh initialisation; the run then
+    has ``config.warm_step_count`` steps, its ramps spread over them. The result carries its own state.
     """
     s = config.scale
     bands, h, w = observed.shape
@@ -246,8 +249,12 @@ def super_resolve_tile(
     taps = bands * config.patch_size**2
     discriminator = PatchDiscriminator(len(config.patch_scales) * taps, config.discriminator_layers).to(device)
     learned = LearnedDegradation(s, config.kernel_layers, config.kernel_channels).to(device) if kernel is None else None
-    if learned is not None:
+    trained = nn.ModuleDict({"net": net, "discriminator": discriminator, **({"kernel": learned} if learned is not None else {})})
+    if start is not None:
+        trained.load_state_dict(start)
+    elif learned is not None:
         learned.start_at(make_kernel(config.kernel_prior, s))
+    steps = config.steps if start is None else config.warm_step_count
     degradation = learned if learned is not None else Degradation(kernel).to(device)
     g_groups = [{"params": list(net.parameters())}]
     if learned is not None:
@@ -289,19 +296,19 @@ def super_resolve_tile(
 
     def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if learned is not None:
-            g_optimiser.param_groups[1]["lr"] = config.kernel_rate.at(i, config.steps)
+            g_optimiser.param_groups[1]["lr"] = config.kernel_rate.at(i, steps)
         g_optimiser.zero_grad(set_to_none=True)
         stacks = predict()
         x = reconstruct(stacks)
         fidelity = masked_mse(degradation(x), y, m)
         loss = fidelity
-        weight = config.consistency.at(i, config.steps)
+        weight = config.consistency.at(i, steps)
         if weight > 0:
             loss = loss + weight * consistency(stacks, x)
         if learned is not None:
             total, centre = learned.constraints()
             loss = loss + config.kernel_sum_weight * total + config.kernel_centre_weight * centre
-        adversarial = config.adversarial.at(i, config.steps) if use_adversarial else 0.0
+        adversarial = config.adversarial.at(i, steps) if use_adversarial else 0.0
         if adversarial > 0:
             fake = stacks[fake_at[draw(config.adversarial_patches, len(fake_at))]]
             loss = loss + adversarial * F.softplus(-discriminator(fake)).mean()
@@ -323,7 +330,7 @@ def super_resolve_tile(
 
     watch = (lambda done, average: observe(done, finish(average)[0].float().cpu().numpy())) if observe is not None else None
     stop = StopRule(config.stop_patience, config.stop_tolerance) if config.early_stop else None
-    result = optimise(step, config.steps, progress, config.ema_decay, stop, label="Knitworks", observe=watch)
+    result = optimise(step, steps, progress, config.ema_decay, stop, label="Knitworks", observe=watch)
     x = finish(result.output)
     taps = learned.taps().detach().double().cpu().numpy() if learned is not None else kernel.as_2d
     counted = {
@@ -331,4 +338,5 @@ def super_resolve_tile(
         "discriminator": sum(p.numel() for p in discriminator.parameters()),
         "kernel": sum(p.numel() for p in learned.parameters()) if learned is not None else 0,
     }
-    return KnitworkTile(x[0].float().cpu().numpy(), result.losses, result.steps, taps, counted)
+    state = cpu_state(trained)
+    return KnitworkTile(x[0].float().cpu().numpy(), result.losses, result.steps, taps, counted, state=state)

@@ -26,7 +26,7 @@ from .kernels import make_kernel
 from .normalise import BandScaling
 from .progress import NullProgress, Progress
 from .raster import AtomicGeoTIFF, as_float32, valid_mask, RasterInfo, check_output_path, file_window, open_info, output_dtype, rasterio_window, read_window, to_dtype, unreadable
-from .tiling import MIN_RETRY_TILE, BatchSolver, ShrinkOnOutOfMemory, Solver, run_tiles, solve_in_tiles
+from .tiling import MIN_RETRY_TILE, BatchSolver, ShrinkOnOutOfMemory, Solver, WarmStart, run_tiles, solve_in_tiles
 
 #: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
 SCALING_SAMPLE = 1024
@@ -159,27 +159,24 @@ def _solver(
     kernel = None if isinstance(config, KnitworkConfig) and config.kernel == LEARNED_KERNEL else make_kernel(config.kernel, s)
     device = resolve_device(config.device)
     progress.info(
-        f"{method} on device {describe(device)}; ×{s}, kernel {config.kernel}, up to {config.steps} steps per tile, "
+        f"{method} on device {describe(device)}; ×{s}, kernel {config.kernel}, {config.steps_text()}, "
         f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
     )
-    warm_start = isinstance(config, DIPConfig) and config.warm_start
-    warm: list[dict] = []  # the first trained tile's network (DIP warm start), once there is one
+    warm = WarmStart(config.warm_start)
 
     def solve(window: Window, tile_progress: Progress, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
         data, valid = read(window)
         up_valid = valid.repeat(s, axis=1).repeat(s, axis=2)
         if not valid.any():
             return np.zeros(up_valid.shape), up_valid
-        start = {"start": warm[0] if warm else None} if warm_start else {}
         with seeded(config.seed, tile_progress) as generator:
-            tile = super_resolve_tile(scaling.normalise(data), valid, kernel, config, device, tile_progress, generator, **start)
-        if warm_start and not warm:
-            warm.append(tile.state)
+            tile = super_resolve_tile(scaling.normalise(data), valid, kernel, config, device, tile_progress, generator, start=warm.state)
+        warm.keep(tile.state)
         progress.add_curve(tile.losses)
         return scaling.denormalise(tile.image), up_valid
 
     def solve_many(windows: list[Window], tile_progress: Progress, device: torch.device) -> list[tuple[np.ndarray, np.ndarray]]:
-        if warm_start and not warm:
+        if warm.pending:
             # the first trained tile is solved alone, so batched and one-by-one runs warm-start alike
             first = solve(windows[0], tile_progress, device)
             return [first] + (solve_many(windows[1:], tile_progress, device) if len(windows) > 1 else [])
@@ -190,9 +187,7 @@ def _solver(
 
         data, valid = np.stack([scaling.normalise(d) for d, _ in reads]), np.stack([v for _, v in reads])
         with seeded(config.seed, tile_progress) as generator:
-            tiles = super_resolve_tiles(
-                data, valid, kernel, config, device, tile_progress, generator, start=warm[0] if warm_start else None
-            )
+            tiles = super_resolve_tiles(data, valid, kernel, config, device, tile_progress, generator, start=warm.state)
         for tile in tiles:
             progress.add_curve(tile.losses)
         return [(scaling.denormalise(t.image), v.repeat(s, axis=1).repeat(s, axis=2)) for t, v in zip(tiles, valid)]

@@ -31,7 +31,7 @@ from .pipeline import RunResult, _Recorder, collect_tiled, extent_message, fit_s
 from .progress import NullProgress, Progress
 from .raster import RasterInfo, check_output_path, open_info, read_window
 from .sentinel2 import band_name, kernel_spec
-from .tiling import MIN_RETRY_TILE, ShrinkOnOutOfMemory, Solver
+from .tiling import MIN_RETRY_TILE, ShrinkOnOutOfMemory, Solver, WarmStart
 
 #: The method's name in logs and figures.
 GUIDED_METHOD = "guided DIP"
@@ -126,9 +126,11 @@ def _solver(
     device = resolve_device(config.device)
     progress.info(
         f"device {describe(device)}; guided ×{scale}, {len(target_kernels)} target and {len(guide_kernels)} guide band(s), "
-        f"kernels {config.kernel}/{config.guide_kernel}, up to {config.steps} steps per tile, "
+        f"kernels {config.kernel}/{config.guide_kernel}, {config.steps_text()}, "
         f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
     )
+    warm = WarmStart(config.warm_start)
+
     def solve(window: Window, tile_progress: Progress, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
         target, target_valid, guide, guide_valid = read(window)
         out_valid = target_valid.repeat(scale, axis=1).repeat(scale, axis=2) & guide_valid.all(axis=0)
@@ -137,8 +139,9 @@ def _solver(
         with seeded(config.seed, tile_progress) as generator:
             tile = sharpen_tile(
                 target_scaling.normalise(target), target_valid, guide_scaling.normalise(guide), guide_valid,
-                target_kernels, guide_kernels, config, device, tile_progress, generator,
+                target_kernels, guide_kernels, config, device, tile_progress, generator, start=warm.state,
             )
+        warm.keep(tile.state)
         progress.add_curve(tile.losses)
         return target_scaling.denormalise(tile.image), out_valid
 

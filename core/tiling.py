@@ -35,6 +35,30 @@ BatchSolver = Callable[[list[Window], Progress], list[tuple[np.ndarray, np.ndarr
 Writer = Callable[[Window, np.ndarray, np.ndarray], None]
 
 
+class WarmStart:
+    """The first trained tile's networks, which every later tile of a run starts from when ``enabled``
+    (``InternalLearningConfig.warm_start``).
+
+    ``state`` is what the next tile starts from (``None``: a fresh start with all its steps); ``keep``
+    records a solved tile's state when it is the first. The state does not depend on the tile's size,
+    so tiles shrunk after running out of GPU memory still start from it.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether the next tile trained is the one the others will start from."""
+        return self.enabled and self.state is None
+
+    def keep(self, state: dict[str, torch.Tensor] | None) -> None:
+        """Record ``state`` (a ``TileResult.state``) if it is the first trained tile's."""
+        if self.pending:
+            self.state = state
+
+
 def tile_offsets(length: int, size: int, overlap: int) -> list[int]:
     """Start offsets of tiles of edge ``size`` covering ``[0, length)`` with at least ``overlap`` shared."""
     if length <= size:

@@ -141,7 +141,9 @@ def test_estimate_follows_quality_and_extent(dialog, tmp_path) -> None:
     for quality in ("fast", "best"):
         dialog.quality_combo.setCurrentIndex(dialog.quality_combo.findData(quality))
         texts[quality] = dialog.summary_label.text()
-        assert f"× {QUALITY_PRESETS['dip'][quality]} steps" in texts[quality]
+        steps = QUALITY_PRESETS["dip"][quality]
+        warm = round(0.75 * steps)  # tiles after the first are warm-started with three quarters of the steps
+        assert f"4 tiles, {steps + 3 * warm} steps in all: {steps} for the first, {warm} for each other" in texts[quality]
     assert texts["fast"] != texts["best"]
     x0, y0 = layer.extent().xMinimum(), layer.extent().yMaximum()
     dialog.extent_box.setChecked(True)

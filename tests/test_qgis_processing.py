@@ -217,8 +217,8 @@ def test_help_and_parameters_for_analysts() -> None:
     assert dip.displayName() == "Super-resolve (Deep Image Prior)" and dip.group() == "Super-resolution"
     assert degrade.displayName() == "Degrade (blur and downsample)" and degrade.group() == "Super-resolution"
     assert [p.name() for p in dip.parameterDefinitions()] == [
-        "INPUT", "BANDS", "EXTENT", "SCALE", "ITERATIONS", "KERNEL", "SIGMA", "KERNEL_FILE", "WARM_START",
-        "DEVICE", "FLOAT32", "SEED", "TILE_SIZE", "OVERLAP", "OUTPUT",
+        "INPUT", "BANDS", "EXTENT", "SCALE", "ITERATIONS", "KERNEL", "SIGMA", "KERNEL_FILE",
+        "DEVICE", "FLOAT32", "SEED", "TILE_SIZE", "OVERLAP", "WARM_START", "OUTPUT",
     ]
     assert [p.name() for p in degrade.parameterDefinitions()] == [
         "INPUT", "BANDS", "EXTENT", "SCALE", "KERNEL", "SIGMA", "KERNEL_FILE", "OUTPUT",

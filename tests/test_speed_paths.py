@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from internal_sr.core import dip, pipeline
-from internal_sr.core.config import DIPConfig, GuidedDIPConfig, TileOptions
+from internal_sr.core.config import DIPConfig, GuidedDIPConfig, KnitworkConfig, TileOptions
 from internal_sr.core.dip import TileResult
 
 
@@ -151,7 +151,7 @@ def test_guided_dip_out_of_memory_falls_back_like_dip(monkeypatch):
 
     calls: list[tuple[str, int]] = []
 
-    def solve(target, target_valid, guide, guide_valid, target_kernels, guide_kernels, config, device, progress, generator):
+    def solve(target, target_valid, guide, guide_valid, target_kernels, guide_kernels, config, device, progress, generator, start=None):
         calls.append((device.type, max(target.shape[-2:])))
         if device.type == "cuda":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
@@ -171,43 +171,83 @@ def test_guided_dip_out_of_memory_falls_back_like_dip(monkeypatch):
     assert {edge for device, edge in calls if device == "cpu"} == {64}
 
 
-def test_tiles_after_the_first_warm_start_from_it_alike_one_by_one_and_batched():
-    """Warm start: the first trained tile runs all its steps, every other tile starts from its trained network
-    and runs warm_steps of them, whether tiles are solved one by one or batched."""
+#: Each method's tile-by-tile configuration, shrunk for speed (20 steps, no early stop, on the CPU).
+TINY = {
+    "dip": DIPConfig(scale=2, iterations=20, depth=3, channels=8, skip_channels=2, noise_channels=4, detail_layers=2,
+                     detail_channels=8, early_stop=False, device="cpu"),
+    "knitwork": KnitworkConfig(scale=2, iterations=20, width=16, layers=2, fourier_features=8, discriminator_layers=(8,),
+                               adversarial_patches=64, early_stop=False, device="cpu"),
+    "guided": GuidedDIPConfig(iterations=20, width=8, layers=2, kernel="bicubic", guide_kernel="bicubic", early_stop=False,
+                              device="cpu"),
+}
+
+
+def _tiled_run(method: str, config, image: np.ndarray) -> pipeline.RunResult:
+    """``image`` ``(C, H, W)`` super-resolved ×2 by ``method`` through the array pipeline; guided DIP sharpens
+    its first two bands, degraded ×2, with the other two as the guide."""
+    if method != "guided":
+        return pipeline.super_resolve_array(image, config)[1]
+    from internal_sr.core.degradation import degrade_array
+    from internal_sr.core.kernels import make_kernel
+    from internal_sr.core.sharpen import sharpen_array
+
+    target = degrade_array(image[:2], make_kernel("bicubic", 2)).astype(np.float32)
+    return sharpen_array(target, image[2:, : 2 * target.shape[1], : 2 * target.shape[2]], config, [None] * 2, [None] * 2)[1]
+
+
+@pytest.mark.parametrize("method", TINY)
+def test_every_method_warm_starts_the_tiles_after_the_first(method):
+    """Warm start: the first trained tile runs all its steps, every other tile starts from its trained networks
+    and runs warm_steps of them; cold tiles all run every step."""
     from helpers import S2_10M, read
 
-    image = read(S2_10M).astype(np.float32)[:2, :40, :60]  # 2 × 2 tiles of 32 pixels
-    config = DIPConfig(scale=2, iterations=20, depth=3, channels=8, skip_channels=2, noise_channels=4, detail_layers=2,
-                       detail_channels=8, early_stop=False, device="cpu", tiles=TileOptions(32, 4))
-    runs = {
-        name: pipeline.super_resolve_array(image, replace(config, warm_start=warm, tiles=TileOptions(32, 4, batch)))
-        for name, warm, batch in (("cold", False, 1), ("warm", True, 1), ("warm, batched", True, 2))
-    }
-    assert [len(c) for c in runs["cold"][1].curves] == [20] * 4
-    assert [len(c) for c in runs["warm"][1].curves] == [20, 15, 15, 15]
-    assert [len(c) for c in runs["warm, batched"][1].curves] == [20, 15, 15, 15]
-    np.testing.assert_allclose(runs["warm, batched"][0], runs["warm"][0], rtol=0, atol=2.0)  # reflectance units
+    image = read(S2_10M).astype(np.float32)[:, :40, :60]  # 2 × 2 tiles of 32 input pixels (guided: 2 × 3 of 16 target pixels)
+    tiles = TileOptions(16, 4) if method == "guided" else TileOptions(32, 4)
+    cold, warm = (_tiled_run(method, replace(TINY[method], warm_start=w, tiles=tiles), image).curves for w in (False, True))
+    assert len(cold) == len(warm) >= 4
+    assert [len(c) for c in cold] == [20] * len(cold) and [len(c) for c in warm] == [20] + [15] * (len(warm) - 1)
 
 
-def test_a_warm_started_tile_starts_from_the_given_network():
-    """One step from a trained tile's network stays next to it (Adam moves each weight by about the learning
-    rate); one step from a fresh network does not."""
+def test_dip_warm_starts_alike_one_by_one_and_batched():
+    """Batched DIP solves the first trained tile alone too, so batched and one-by-one runs give the same image."""
     from helpers import S2_10M, read
 
+    image = read(S2_10M).astype(np.float32)[:2, :40, :60]
+    runs = {batch: pipeline.super_resolve_array(image, replace(TINY["dip"], tiles=TileOptions(32, 4, batch))) for batch in (1, 2)}
+    assert [len(c) for c in runs[2][1].curves] == [20, 15, 15, 15]
+    np.testing.assert_allclose(runs[2][0], runs[1][0], rtol=0, atol=2.0)  # reflectance units
+
+
+def _solve_tile(method: str, config, tile: np.ndarray, start=None) -> TileResult:
+    """One normalised tile ``(4, h, w)`` solved ×2 by ``method`` (guided: bands 1–2 degraded, guided by bands 3–4)."""
+    from internal_sr.core import guided, knitwork
+    from internal_sr.core.degradation import degrade_array
     from internal_sr.core.device import seed_everything
     from internal_sr.core.kernels import make_kernel
     from internal_sr.core.progress import NullProgress
 
-    image = read(S2_10M).astype(np.float32)[:2] / 3000
+    kernel, cpu, generator = make_kernel("bicubic", 2), torch.device("cpu"), seed_everything(0)
+    if method == "guided":
+        target = degrade_array(tile[:2], kernel).astype(np.float32)
+        ones = np.ones(target.shape, bool), np.ones(tile[2:].shape, bool)
+        return guided.sharpen_tile(target, ones[0], tile[2:], ones[1], [kernel] * 2, [kernel] * 2, config, cpu, NullProgress(),
+                                   generator, start=start)
+    module = dip if method == "dip" else knitwork
+    return module.super_resolve_tile(tile, np.ones(tile.shape, bool), kernel, config, cpu, NullProgress(), generator, start=start)
+
+
+@pytest.mark.parametrize("method", TINY)
+def test_a_warm_started_tile_starts_from_the_given_networks(method):
+    """One step from a trained tile's networks stays next to them (Adam moves each weight by about the learning
+    rate); one step from fresh networks does not."""
+    from helpers import S2_10M, read
+
+    image = read(S2_10M).astype(np.float32) / 3000
     first, second = image[:, :24, :24], image[:, 40:64, 60:84]
-    valid = np.ones(first.shape, bool)
-    config = DIPConfig(scale=2, iterations=40, depth=3, channels=8, skip_channels=2, noise_channels=4, detail_layers=2,
-                       detail_channels=8, early_stop=False, device="cpu")
-    kernel, cpu = make_kernel("bicubic", 2), torch.device("cpu")
+    config = TINY[method]
 
     def run(tile, steps, start=None):
-        return dip.super_resolve_tile(tile, valid, kernel, replace(config, iterations=steps, warm_steps=1 / steps if start else 1.0),
-                                      cpu, NullProgress(), seed_everything(0), start=start)
+        return _solve_tile(method, replace(config, iterations=steps, warm_steps=1 / steps if start else 1.0), tile, start)
 
     trained = run(first, 40)
     warm, cold = run(second, 40, trained.state), run(second, 1)

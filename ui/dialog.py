@@ -49,7 +49,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..algorithms.base import DEFAULT_SIGMA, DEVICES, GUIDED_KERNELS, ICON_PATH, KERNELS, kernel_spec
-from ..algorithms.run_times import duration, estimate_seconds, presets_text
+from ..algorithms.run_times import duration, estimate_seconds, presets_text, run_steps
 from ..core.config import (
     LEARNED_KERNEL,
     QUALITIES,
@@ -59,12 +59,15 @@ from ..core.config import (
     IOOptions,
     KnitworkConfig,
     TileOptions,
+    warm_step_count,
 )
 from ..core.errors import InputError
 from .task import CoreJobTask
 
 #: (key, label) of each method; the key indexes ``QUALITY_PRESETS`` and ``run_times.STEP_SECONDS``.
 METHODS = (("dip", "Deep Image Prior"), ("guided", "Guided DIP: sharpen with finer bands"), ("knitwork", "Neural Knitworks"))
+#: The engine configuration of each method (its defaults, warm start included, are the dialog's).
+METHOD_CONFIGS = {"dip": DIPConfig, "knitwork": KnitworkConfig, "guided": GuidedDIPConfig}
 #: Kernel names offered per method, the first being the default.
 METHOD_KERNELS = {"dip": KERNELS, "knitwork": (*KERNELS, LEARNED_KERNEL), "guided": GUIDED_KERNELS}
 #: Where the dialog keeps the last choices in ``QgsSettings``.
@@ -454,18 +457,28 @@ class SuperResolveDialog(QDialog):
         steps = self.iterations()
         device = self.device_combo.currentText()
         gpu = device == "cuda" or (device == "auto" and "cuda" in devices)
-        seconds = estimate_seconds(self.method(), tiles, steps, tile_pixels, gpu)
+        config = METHOD_CONFIGS[self.method()]
+        warm = config.warm_steps if config.warm_start else None
+        seconds = estimate_seconds(self.method(), tiles, steps, tile_pixels, gpu, warm)
         where = devices.get("cuda", "cuda") if gpu else devices["cpu"]
-        cpu_seconds = estimate_seconds(self.method(), tiles, steps, tile_pixels, False)
+        cpu_seconds = estimate_seconds(self.method(), tiles, steps, tile_pixels, False, warm)
         time_text = (
             self.tr("no GPU figure measured for this method yet (CPU: about {})").format(duration(cpu_seconds))
             if seconds is None
             else self.tr("about {} on {}").format(duration(seconds), where)
         )
+        steps_text = (
+            self.tr("{} tiles, {} steps in all: {} for the first, {} for each other (warm-started from it)").format(
+                tiles, run_steps(tiles, steps, warm), steps, warm_step_count(steps, warm)
+            )
+            if warm is not None and tiles > 1
+            else self.tr("{} tile(s) × {} steps").format(tiles, steps)
+        )
         self.summary_label.setText(
-            self.tr("Output: {} × {} pixels; {} tile(s) × {} steps. Estimated time: {} (measured on idle "
-                    "machines; a busy one takes longer). The job runs in the background (progress in the task "
-                    "manager).").format(width, height, tiles, steps, time_text)
+            self.tr("Output: {} × {} pixels; {}. Estimated time: {} (measured on idle machines; a busy one takes "
+                    "longer). The job runs in the background (progress in the task manager).").format(
+                width, height, steps_text, time_text
+            )
         )
 
     # -- running ----------------------------------------------------------------------------
@@ -514,8 +527,7 @@ class SuperResolveDialog(QDialog):
 
         open_info(layer.source(), io.bands, io.extent)
         check_output_path(output, [layer.source()])
-        method = KnitworkConfig if self.method() == "knitwork" else DIPConfig
-        config = method(scale=self.scale_spin.value(), kernel=kernel, **common)
+        config = METHOD_CONFIGS[self.method()](scale=self.scale_spin.value(), kernel=kernel, **common)
         return CoreJobTask.super_resolve(layer.source(), output, config, io, layer.name(), self.iface, renderer)
 
     def start(self) -> CoreJobTask | None:
