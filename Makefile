@@ -7,7 +7,7 @@ QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test demo bench bench-guided bench-gpu bench-kernelgan screenshots package deploy clean
+.PHONY: install test demo bench bench-speed bench-memory bench-guided bench-gpu bench-kernelgan bench-warm screenshots package deploy clean
 
 install: $(STAMP)
 
@@ -48,12 +48,20 @@ bench-guided: install
 	$(PY) benchmarks/guided.py --out benchmarks/results
 	$(PY) benchmarks/guided.py --landsat --out benchmarks/results
 
+# PARTS=precision,steps,batch,large picks some (each part's figures are kept with their machine and date)
 bench-gpu: install
-	$(PY) benchmarks/gpu.py --out benchmarks/results
+	$(PY) benchmarks/gpu.py --out benchmarks/results $(if $(PARTS),--parts $(PARTS))
 
 # DEVICE=cuda|cpu|mps picks the device (default: auto, the GPU when there is one)
 bench-kernelgan: install
 	$(PY) benchmarks/kernelgan.py --out benchmarks/results --device $(or $(DEVICE),auto)
+
+# warm-started tiles against fresh ones, per method, on development tile pairs (about 1.5 hours here)
+bench-warm: install
+	$(PY) benchmarks/warm_start.py --method dip --out benchmarks/results
+	$(PY) benchmarks/warm_start.py --method knitwork --out benchmarks/results --merge
+	$(PY) benchmarks/warm_start.py --method knitwork --scale 4 --out benchmarks/results --merge
+	$(PY) benchmarks/warm_start.py --method guided --out benchmarks/results --merge
 
 # README screenshots (docs/*.png) from a real QGIS under a virtual X server (Debian: apt-get install xvfb)
 screenshots: install

@@ -9,7 +9,8 @@ protocol). Guided DIP: 96 × 96 windows of the 20 m grid, the 20 m bands and the
 by 2 with the Sentinel-2 MTF kernels and the 40 m bands sharpened back to 20 m. Both tiles are
 normalised with one scaling, as tiles of one raster are. Pairs: a neighbour sharing 32 output pixels
 (the default tile overlap) and a tile far away. The figures are PSNRs (dB) of tile B's final output,
-never picked from a curve. Writes ``warm_start.json`` and ``warm_start.md``.
+never picked from a curve. Writes ``warm_start.json`` and ``warm_start.md`` and refreshes the README
+table between the ``bench:warm`` markers.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def main() -> int:
     parser.add_argument("--scale", type=int, default=2, help="DIP and Knitworks (guided: 2, 20 m from 40 m)")
     parser.add_argument("--fractions", default="0.5,0.75", help="warm runs with these fractions of the steps")
     parser.add_argument("--pairs", default="0,1", help="indices into the tile pairs")
-    parser.add_argument("--folder", default=os.path.join(HERE, "results"), help="where warm_start.json and .md go")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for warm_start.json and .md")
     parser.add_argument("--merge", action="store_true", help="keep the other methods' and pairs' rows of an earlier run")
     args = parser.parse_args()
     scale = 2 if args.method == "guided" else args.scale
@@ -125,24 +126,25 @@ def main() -> int:
             row["warm"][str(fraction)] = dict(steps=warm.steps, seconds=seconds, psnr=score(warm))
         rows.append(row)
         warm_text = ", ".join(f"{f}: {w['psnr']:.2f} dB ({w['steps']} steps)" for f, w in row["warm"].items())
-        print(f"{args.method} ×{scale} {label}: BP {bp:.2f}, fresh {row['fresh']:.2f} dB ({row['steps']} steps, {seconds:.0f} s); warm {warm_text}", flush=True)
-    path = os.path.join(args.folder, "warm_start.json")
+        print(f"{args.method} ×{scale} {label}: BP {bp:.2f}, fresh {row['fresh']:.2f} dB ({row['steps']} steps, {row['seconds']:.0f} s); warm {warm_text}", flush=True)
+    path = os.path.join(args.out, "warm_start.json")
     if args.merge and os.path.exists(path):
         rows = merged(path, rows, lambda r: (r["method"], r["scale"], r["pair"]))
-    write_results(args.folder, "warm_start", {"rows": rows}, table(rows, machine()))
+    write_results(args.out, "warm_start", {"rows": rows}, table(rows, machine()), readme="warm")
     return 0
 
 
 def table(rows: list[dict], info: str) -> str:
     """The Markdown table: one row per method, scale and pair; PSNR (dB) of tile B fresh and warm-started."""
+    fractions = " / ".join(f"{float(f):.0%}" for f in rows[0]["warm"])
     lines = [
         f"Machine: {info}. PSNR (dB) of tile B at each method's defaults; warm: started from tile A's trained networks.",
         "",
-        "| method | scale | pair (tile A → tile B, row/col) | bicubic + BP | fresh (steps, s) | warm (steps, s) | torch threads |",
+        f"| method | scale | pair (tile A → tile B, row/col) | bicubic + BP | fresh (steps, s) | warm, {fractions} of the steps (steps, s) | torch threads |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        warm = "; ".join(f"{w['psnr']:.2f} ({w['steps']}, {w['seconds']:.0f})" for w in r["warm"].values())
+        warm = " / ".join(f"{w['psnr']:.2f} ({w['steps']}, {w['seconds']:.0f})" for w in r["warm"].values())
         lines.append(
             f"| {r['method']} | ×{r['scale']} | {r['pair']}: {tuple(r['a'])} → {tuple(r['b'])} | {r['bp']:.2f} | "
             f"{r['fresh']:.2f} ({r['steps']}, {r['seconds']:.0f}) | {warm} | {r['threads']} |"
