@@ -27,14 +27,13 @@ import sys
 import time
 from typing import Callable
 
-import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from guided_tuning import NAMES10, NAMES20  # noqa: E402
-from wald import CROPS, SHARED, load_crop, machine, write_results  # noqa: E402
+from wald import CROPS, load_crop, machine, write_results  # noqa: E402
 
 PARTS = ("precision", "steps", "batch", "large")
 SCENE = "s2_l1c_T33UUB_20170527_dsen2.npz"
@@ -51,11 +50,6 @@ def synchronised(device: str, run: Callable[[], object]) -> tuple[object, float]
     if device == "cuda":
         torch.cuda.synchronize()
     return value, time.perf_counter() - start
-
-
-def scene(size: int, bands: str = "im10") -> np.ndarray:
-    """The top-left ``size²`` window of T33UUB's ``bands`` (``im10``: B4 B3 B2 B8; ``im20``: B5–B12), float64."""
-    return np.load(os.path.join(SHARED, SCENE))[bands][:, :size, :size].astype(np.float64)
 
 
 def precision(device: str, quick: bool) -> dict:
@@ -87,7 +81,7 @@ def steps(device: str, quick: bool) -> dict:
     from internal_sr.core.sharpen import sharpen_array
 
     size = 32 if quick else 128
-    low, target, guide = scene(size), scene(size, "im20"), scene(2 * size)
+    low, target, guide = load_crop(SCENE, (0, 0), size), load_crop(SCENE, (0, 0), size, "im20"), load_crop(SCENE, (0, 0), 2 * size)
 
     def run(method: str, where: str, count: int):
         if method == "guided":
@@ -113,7 +107,7 @@ def batch(device: str, quick: bool) -> dict:
     from internal_sr.core.pipeline import super_resolve_array
 
     size, tile, overlap = (80, 32, 8) if quick else (256, 96, 16)
-    low = scene(size)
+    low = load_crop(SCENE, (0, 0), size)
     runs = {}
     for together in (1, CUDA_BATCH):
         config = DIPConfig(scale=4, device=device, iterations=2 if quick else None, tiles=TileOptions(tile, overlap, together))
@@ -129,7 +123,7 @@ def large(device: str, quick: bool) -> dict:
     from internal_sr.core.pipeline import super_resolve_array
 
     size = 64 if quick else 512
-    big = scene(size)
+    big = load_crop(SCENE, (0, 0), size)
     figures = {}
     for scale in (4, 2):
         if device == "cuda":

@@ -34,8 +34,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from guided_tuning import NAMES10, NAMES20, SHARED, degrade, wald_20m  # noqa: E402
-from wald import machine, write_results  # noqa: E402
+from guided_tuning import NAMES10, NAMES20, degrade, wald_20m  # noqa: E402
+from wald import SHARED, machine, write_results  # noqa: E402
 
 SCENES = [("T33UUB fields/forest", "s2_l1c_T33UUB_20170527_dsen2.npz", (200, 200)),
           ("T49JGM arid coast", "s2_l1c_T49JGM_20171022_dsen2.npz", (100, 100))]

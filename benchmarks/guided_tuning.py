@@ -17,7 +17,10 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data"))
+sys.path.insert(0, HERE)
+
+from wald import load_crop  # noqa: E402
+
 DEV = [("T33UUB", "s2_l1c_T33UUB_20170527_dsen2.npz", (0, 0)), ("T49JGM", "s2_l1c_T49JGM_20171022_dsen2.npz", (0, 0))]
 NAMES10, NAMES20 = ("B4", "B3", "B2", "B8"), ("B5", "B6", "B7", "B8A", "B11", "B12")
 
@@ -32,10 +35,8 @@ def degrade(image: np.ndarray, names, scale: int) -> np.ndarray:
 
 def wald_20m(name: str, origin: tuple[int, int], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(target at 40 m, guide at 20 m, reference at 20 m) for a ``size``² window of the 20 m grid."""
-    data = np.load(os.path.join(SHARED, name))
     r, c = origin
-    im10 = data["im10"][:, 2 * r : 2 * (r + size), 2 * c : 2 * (c + size)].astype(np.float64)
-    im20 = data["im20"][:, r : r + size, c : c + size].astype(np.float64)
+    im10, im20 = load_crop(name, (2 * r, 2 * c), 2 * size), load_crop(name, origin, size, "im20")
     return degrade(im20, NAMES20, 2), degrade(im10, NAMES10, 2), im20
 
 

@@ -44,7 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from guided_tuning import NAMES10, NAMES20  # noqa: E402
-from wald import CROPS, SHARED, load_crop, machine, write_results  # noqa: E402
+from wald import CROPS, load_crop, machine, write_results  # noqa: E402
 
 
 class StepClock:
@@ -178,10 +178,9 @@ def guided_clock(name: str, origin: tuple[int, int], size: int, steps: int) -> S
     from internal_sr.core.normalise import BandScaling
     from internal_sr.core.sharpen import band_kernels
 
-    data = np.load(os.path.join(SHARED, name))
     r, c = origin[0] // 2, origin[1] // 2
-    target = data["im20"][:, r : r + size // 2, c : c + size // 2].astype(np.float32)
-    guide = data["im10"][:, 2 * r : 2 * r + size, 2 * c : 2 * c + size].astype(np.float32)
+    target = load_crop(name, (r, c), size // 2, "im20").astype(np.float32)
+    guide = load_crop(name, (2 * r, 2 * c), size).astype(np.float32)
     t_valid, g_valid = np.ones(target.shape, bool), np.ones(guide.shape, bool)
     clock = StepClock()
     sharpen_tile(

@@ -33,9 +33,10 @@ CROPS = [
 SIZE = 128
 
 
-def load_crop(name: str, origin: tuple[int, int], size: int = SIZE) -> np.ndarray:
-    """The ``(4, size, size)`` window at ``origin`` (row, col) of a DSen2 sample's 10 m bands, float64."""
-    data = np.load(os.path.join(SHARED, name))["im10"]
+def load_crop(name: str, origin: tuple[int, int], size: int = SIZE, bands: str = "im10") -> np.ndarray:
+    """The ``size × size`` window at ``origin`` (row, col, on that grid) of a DSen2 sample's ``bands``,
+    float64: ``im10`` (B4 B3 B2 B8 at 10 m), ``im20`` (B5 B6 B7 B8A B11 B12 at 20 m) or ``im60``."""
+    data = np.load(os.path.join(SHARED, name))[bands]
     r, c = origin
     return data[:, r : r + size, c : c + size].astype(np.float64)
 
