@@ -182,9 +182,16 @@ class DIPConfig(InternalLearningConfig):
     #: Output averaging: the result is ``B + blend·(P − B)`` with ``P`` the back-projected DIP output
     #: and ``B`` the back-projected bicubic image (1 keeps the DIP output alone).
     blend: float = 0.5
+    #: Each step optimises a random window of the tile, ``step_window`` of its height and width (rounded
+    #: down to whole cells of the hourglass's grid), instead of the whole tile: a step then costs about
+    #: ``step_window²`` of a whole-tile step. The cross-scale pass takes the same share of its image; a
+    #: step's output covers its window, the average the whole tile. 1 optimises the whole tile every step.
+    step_window: float = 1.0
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
+        if not 0 < self.step_window <= 1:
+            raise InputError(f"step window is a fraction of the tile's edge in (0, 1], got {self.step_window}")
         super().__post_init__()
 
     @property

@@ -137,6 +137,37 @@ def cross_scale_pairs(
     return pairs
 
 
+def window_edges(shape: tuple[int, int], fraction: float, multiple: int) -> tuple[int, int]:
+    """The (rows, columns) of a step window in an image of ``shape``: ``fraction`` of each edge rounded down
+    to a multiple of ``multiple`` (at least two multiples), at most the edge; a fraction of 1 is the whole image."""
+    return tuple(  # type: ignore[return-value]
+        length if fraction >= 1 else min(length, max(2 * multiple, int(fraction * length) // multiple * multiple)) for length in shape
+    )
+
+
+def random_window(shape: tuple[int, int], edges: tuple[int, int], multiple: int, generator: torch.Generator) -> tuple[slice, slice]:
+    """A window of ``edges`` inside ``shape`` at an offset drawn uniformly among the multiples of ``multiple``.
+
+    ``shape`` minus ``edges`` must be a multiple of ``multiple`` (padded tiles and ``window_edges`` make it so),
+    which keeps the hourglass's grid of strided convolutions aligned as on the whole image.
+    """
+    rows, cols = (int(torch.randint((length - edge) // multiple + 1, (1,), generator=generator)) * multiple for length, edge in zip(shape, edges))
+    return slice(rows, rows + edges[0]), slice(cols, cols + edges[1])
+
+
+def window_weight(valid: torch.Tensor, window: tuple[slice, slice], shape: tuple[int, int], margin: int) -> torch.Tensor:
+    """``valid`` cut to ``window`` of an image of ``shape``, with ``margin`` pixels zeroed along every side
+    inside the image (where ``D`` of the window's network output would see padding, not the image)."""
+    weight = valid[..., window[0], window[1]].clone()
+    for axis, cut, length in zip((-2, -1), window, shape):
+        band = min(margin, weight.shape[axis])
+        if band and cut.start > 0:
+            weight.narrow(axis, 0, band).zero_()
+        if band and cut.stop < length:
+            weight.narrow(axis, weight.shape[axis] - band, band).zero_()
+    return weight
+
+
 def super_resolve_tile(
     observed: np.ndarray,
     valid: np.ndarray,
@@ -185,7 +216,8 @@ def super_resolve_tiles(
     y = torch.as_tensor(observed, dtype=torch.float32, device=device)
     m = torch.as_tensor(valid, dtype=torch.float32, device=device)
     y = fill_invalid(y, m)
-    (y,), m = pad_to_multiple([y], m, (2**config.depth) // int(np.gcd(2**config.depth, s)))
+    multiple = (2**config.depth) // int(np.gcd(2**config.depth, s))  # input pixels of one cell of the hourglass's grid
+    (y,), m = pad_to_multiple([y], m, multiple)
     degradation = Degradation(kernel).to(device)
     interpolated = upsample(y, s)
 
@@ -235,19 +267,35 @@ def super_resolve_tiles(
             return masked_mse(estimate, target, valid)
         return torch.stack([masked_mse(*t) for t in zip(estimate, target, valid.expand_as(estimate))])
 
+    shape = tuple(y.shape[-2:])
+    edges = window_edges(shape, config.step_window, multiple)
+    whole = edges == shape
+    margin = -(-((degradation.taps.shape[-1] - s) // 2) // s)
+    if not whole:
+        with torch.no_grad():
+            canvas = generate(noise, interpolated, augment.DIHEDRAL[0])  # the output of the steps' windows so far
+
     def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update on a window of the tile (the whole tile unless ``step_window``); returns the loss and the image."""
         optimiser.zero_grad(set_to_none=True)
         element = augment.DIHEDRAL[i % 8 if config.augment else 0]
-        x = generate(perturbed(noise), interpolated, element)
-        loss = error(degradation(x), y, m)
+        rows, cols = random_window(shape, edges, multiple, generator)
+        high = slice(rows.start * s, rows.stop * s), slice(cols.start * s, cols.stop * s)
+        x = generate(perturbed(noise[..., high[0], high[1]]), interpolated[..., high[0], high[1]], element)
+        loss = error(degradation(x), y[..., rows, cols], window_weight(m, (rows, cols), shape, margin))
         if cross_scale:
             coarser, coarse_target, coarse_valid = pairs[(i // 8 if config.augment else i) % len(pairs)]
-            coarse = generate(perturbed(coarse_noise), coarser, element)
-            loss = loss + config.cross_scale_weight * error(coarse, coarse_target, coarse_valid)
+            size = tuple(coarser.shape[-2:])
+            r, c = random_window(size, window_edges(size, config.step_window, 2**config.depth), 2**config.depth, generator)
+            coarse = generate(perturbed(coarse_noise[..., r, c]), coarser[..., r, c], element)
+            loss = loss + config.cross_scale_weight * error(coarse, coarse_target[..., r, c], coarse_valid[..., r, c])
         scaler.scale(loss.sum()).backward()
         scaler.step(optimiser)
         scaler.update()
-        return loss.detach(), x.detach()
+        if whole:
+            return loss.detach(), x.detach()
+        canvas[..., high[0], high[1]] = x.detach()
+        return loss.detach(), canvas
 
     base = back_project(interpolated, y, degradation, config.back_projection_steps, m) if config.blend != 1 else None
 

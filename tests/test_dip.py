@@ -7,7 +7,7 @@ import torch
 from internal_sr.core import metrics
 from internal_sr.core.config import DIPConfig
 from internal_sr.core.degradation import Degradation, upsample
-from internal_sr.core.dip import cross_scale_pairs
+from internal_sr.core.dip import cross_scale_pairs, random_window, window_edges, window_weight
 from internal_sr.core.errors import InputError
 from internal_sr.core.evaluation import bicubic, bicubic_back_projected, wald_pair
 from internal_sr.core.kernels import make_kernel
@@ -27,10 +27,12 @@ def wald_x2():
 
 
 @pytest.mark.slow
-def test_dip_beats_bicubic_and_back_projection_on_a_real_crop(wald_x2):
+@pytest.mark.parametrize("window", [1, 0.5])
+def test_dip_beats_bicubic_and_back_projection_on_a_real_crop(wald_x2, window):
+    """With the whole tile each step, and with a quarter of it (``step_window``)."""
     reference, low = wald_x2
     torch.set_num_threads(2)
-    out, result = super_resolve_array(low, DIPConfig(scale=2, **SMALL))
+    out, result = super_resolve_array(low, DIPConfig(scale=2, step_window=window, **SMALL))
     dip = metrics.psnr(out, reference)
     plain = metrics.psnr(bicubic(low, 2), reference)
     bp = metrics.psnr(bicubic_back_projected(low, make_kernel("bicubic", 2)), reference)
@@ -89,3 +91,41 @@ def test_cross_scale_pairs_are_the_observation_seen_again_at_each_sampling_phase
         torch.testing.assert_close(target[..., :rows, :cols], crop)
         torch.testing.assert_close(coarse[..., :rows, :cols], upsample(degradation(crop), s))
         assert valid[..., :rows, :cols].all() and valid.sum() == crop.numel()
+
+
+def test_step_windows_are_aligned_whole_cells_inside_the_image_and_reach_every_offset():
+    shape, cell = (80, 48), 16
+    assert window_edges(shape, 0.5, cell) == (32, 32)  # 40 and 24 rounded down to whole cells, two at least
+    assert window_edges(shape, 0.1, cell) == (32, 32)
+    assert window_edges(shape, 0.9, cell) == (64, 32)
+    assert window_edges(shape, 1, cell) == shape
+    generator, seen = torch.Generator().manual_seed(0), set()
+    for _ in range(200):
+        rows, cols = random_window(shape, (32, 32), cell, generator)
+        assert (rows.stop - rows.start, cols.stop - cols.start) == (32, 32) and rows.stop <= 80 and cols.stop <= 48
+        seen.add((rows.start, cols.start))
+    assert seen == {(r, c) for r in (0, 16, 32, 48) for c in (0, 16)}
+
+
+def test_window_weight_drops_the_degradation_margin_on_the_sides_inside_the_image_only():
+    valid = torch.ones(1, 2, 8, 8)
+    valid[..., 1, 3] = 0
+    weight = window_weight(valid, (slice(0, 4), slice(2, 6)), (8, 8), 1)
+    expected = torch.ones(4, 4)
+    expected[1, 1] = 0  # invalid in the image
+    expected[-1, :] = expected[:, 0] = expected[:, -1] = 0  # bottom, left, right lie inside the image; the top is its edge
+    assert weight.shape == (1, 2, 4, 4) and (weight == expected).all()
+    assert (valid[..., 1, 3] == 0).all() and valid.sum() == 2 * 63  # the mask itself is untouched
+
+
+def test_steps_on_windows_give_a_whole_valid_image_of_their_own(wald_x2):
+    _, low = wald_x2
+    config = dict(scale=2, channels=8, depth=3, iterations=4, device="cpu")
+    crop = low[:, :48, :45]
+    whole, _ = super_resolve_array(crop, DIPConfig(step_window=1, **config))
+    part, _ = super_resolve_array(crop, DIPConfig(step_window=0.5, **config))
+    assert part.shape == whole.shape == (low.shape[0], 96, 90) and np.isfinite(part).all()
+    assert np.abs(part - whole).max() > 0
+    for bad in (0, 1.5):
+        with pytest.raises(InputError, match="step window"):
+            DIPConfig(step_window=bad)

@@ -98,8 +98,10 @@ def test_out_of_memory_on_the_cpu_is_not_caught(monkeypatch, image):
         pipeline.super_resolve_array(image, DIPConfig(scale=2, device="cpu"))
 
 
-def test_batched_tiles_equal_tiles_solved_one_by_one():
-    """Two real 16 × 16 tiles (one with nodata) optimised together give what each gives alone, stop rule included."""
+@pytest.mark.parametrize("window", [1, 0.5])
+def test_batched_tiles_equal_tiles_solved_one_by_one(window):
+    """Two real 16 × 16 tiles (one with nodata) optimised together give what each gives alone, stop rule
+    included; with windows (``step_window``) every tile of a batch steps on the same window."""
     from helpers import S2_10M, read
 
     from internal_sr.core.device import seed_everything
@@ -114,7 +116,8 @@ def test_batched_tiles_equal_tiles_solved_one_by_one():
     scaling = BandScaling.fit(image, np.ones(image.shape, bool))
     tiles = np.stack([scaling.normalise(tile) for tile in tiles])
     config = DIPConfig(scale=2, iterations=60, depth=3, channels=8, skip_channels=2, noise_channels=4,
-                       detail_layers=2, detail_channels=8, stop_patience=25, stop_tolerance=0.3, device="cpu")
+                       detail_layers=2, detail_channels=8, stop_patience=25, stop_tolerance=0.3, device="cpu",
+                       step_window=window)
     kernel, cpu = make_kernel("bicubic", 2), torch.device("cpu")
     alone = [dip.super_resolve_tile(t, v, kernel, config, cpu, NullProgress(), seed_everything(0)) for t, v in zip(tiles, valid)]
     together = dip.super_resolve_tiles(tiles, valid, kernel, config, cpu, NullProgress(), seed_everything(0))
