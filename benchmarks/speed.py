@@ -10,14 +10,15 @@ elsewhere), Adam at 0.01, float32, a fixed number of steps, no early stop, no av
 On the same real Sentinel-2 10 m crop under Wald's protocol (degraded by the scale with the
 bicubic kernel, which both methods use as their sensor model), it measures
 
-* seconds per step of the baseline and of our DIP and Neural Knitworks at their default settings
-  (median over the run's steps), and their ratios;
+* seconds per step of the baseline and of our DIP and Neural Knitworks at their default settings,
+  and of our DIP with whole-tile steps (``RUNS``) (median over the run's steps), and their ratios;
 * the baseline's PSNR after its ``--reference-steps`` steps, and the wall time each of our methods
   needs to reach that PSNR: the run's output-so-far (averaged, back-projected, blended: what it would
   return if it stopped there) is scored every ``core.optimise.CHECK_EVERY`` steps with the scoring
   time taken out of the clock. This scoring only times the run; it never picks the output. Their
   final PSNR too;
-* seconds per step of guided DIP (20 m bands onto the 10 m grid of the same area) at its defaults.
+* seconds per step of guided DIP (20 m bands onto the 10 m grid of the same area) at its defaults;
+* seconds per step of the baseline and of our runs on one default tile (``tile_step_seconds``).
 
 Clock: the process's CPU time with one torch thread (``--threads``), which on an otherwise idle
 machine is the wall time, and on a shared one is not inflated by other people's jobs.
@@ -44,7 +45,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from guided_tuning import NAMES10, NAMES20  # noqa: E402
-from wald import CROPS, load_crop, machine, write_results  # noqa: E402
+from wald import CROPS, SIZE, load_crop, machine, write_results  # noqa: E402
 
 
 class StepClock:
@@ -146,17 +147,28 @@ def reference_dip(
 # --- the methods of this project, at their defaults -----------------------------------------------------
 
 
+#: Our runs: (key, label, method, settings other than the defaults). The whole-tile DIP row shows what
+#: the step windows (``DIPConfig.step_window``) change, side by side.
+RUNS = (
+    ("dip", "our DIP (defaults)", "dip", {}),
+    ("dip_whole_tile", "our DIP, whole-tile steps (step_window 1; 300 steps, the default before step windows)", "dip",
+     {"step_window": 1.0, "iterations": 300}),
+    ("knitwork", "Neural Knitworks (defaults)", "knitwork", {}),
+)
+
+
 def our_method(
-    method: str, low: np.ndarray, scale: int, iterations: int | None, clock: StepClock, score: Callable[[np.ndarray], float]
+    method: str, low: np.ndarray, scale: int, settings: dict, clock: StepClock, score: Callable[[np.ndarray], float]
 ) -> tuple[list, float]:
-    """Our ``dip`` or ``knitwork`` on a normalised image: (step, seconds, PSNR) at each check, and the final PSNR."""
+    """Our ``dip`` or ``knitwork`` with ``settings`` (configuration overrides) on a normalised image:
+    (step, seconds, PSNR) at each check, and the final PSNR."""
     from internal_sr.core import dip, knitwork
     from internal_sr.core.config import DIPConfig, KnitworkConfig
     from internal_sr.core.device import seed_everything
     from internal_sr.core.kernels import make_kernel
 
     config_class, solve = {"dip": (DIPConfig, dip.super_resolve_tile), "knitwork": (KnitworkConfig, knitwork.super_resolve_tile)}[method]
-    config = config_class(scale=scale, device="cpu", iterations=iterations)
+    config = config_class(scale=scale, device="cpu", **settings)
     curve = []
     start = time.process_time()
 
@@ -191,6 +203,31 @@ def guided_clock(name: str, origin: tuple[int, int], size: int, steps: int) -> S
     return clock
 
 
+def tile_step_seconds(name: str, origin: tuple[int, int], scale: int, steps: int) -> dict[str, float]:
+    """Seconds per step of the baseline and of each of ``RUNS`` on one default tile: a
+    ``TileOptions.size``² input, from the window of the sample that ends where the crop ``origin`` ends
+    (the benchmark crop is smaller than a tile, which keeps the cross-scale pass of DIP's step windows
+    whole there). ``steps`` steps each, timed only."""
+    from internal_sr.core.config import TileOptions
+    from internal_sr.core.evaluation import wald_pair
+    from internal_sr.core.kernels import make_kernel
+    from internal_sr.core.normalise import BandScaling
+
+    size = TileOptions.size * scale
+    corner = tuple(max(0, o + SIZE - size) for o in origin)  # the window that ends where the crop ends
+    _, low = wald_pair(load_crop(name, corner, size), make_kernel("bicubic", scale))
+    low = BandScaling.fit(low, np.ones(low.shape, bool)).normalise(low)
+    times = {}
+    for key, method, settings in [("reference", None, {}), *((key, method, settings) for key, _, method, settings in RUNS)]:
+        clock = StepClock()
+        if method is None:
+            reference_dip(low, scale, steps, clock, lambda image: float("nan"))
+        else:
+            our_method(method, low, scale, {**settings, "iterations": steps}, clock, lambda image: float("nan"))
+        times[key] = clock.seconds_per_step()
+    return times
+
+
 def time_to(curve: list[tuple[int, float, float]], psnr: float) -> tuple[int, float] | None:
     """(step, seconds) of the first check whose PSNR reaches ``psnr``; ``None`` if none does."""
     return next(((step, seconds) for step, seconds, value in curve if value >= psnr), None)
@@ -205,7 +242,7 @@ def reach(run: dict, ref: dict) -> str:
 
 
 def markdown(result: dict, info: str) -> str:
-    ref, ours, knit = result["reference"], result["dip"], result["knitwork"]
+    ref, tile = result["reference"], result["tile"]["seconds_per_step"]
     lines = [
         f"Machine: {info}; {result['threads']} torch thread(s), times in CPU seconds. Crop: {result['crop']}, {result['size']}² at 10 m, ×{result['scale']} "
         f"(Wald: degraded with the bicubic kernel, brought back); baseline {ref['steps']} steps, ours at its defaults.",
@@ -214,20 +251,29 @@ def markdown(result: dict, info: str) -> str:
         "|---|---|---|---|---|",
         f"| reference DIP recipe (baseline: dense diagonal downsampler, Adam 0.01, fp32, no early stop) | "
         f"{ref['seconds_per_step']:.3f} | {ref['steps']} | {ref['seconds']:.1f} | {ref['psnr']:.2f} |",
-        f"| our DIP (defaults) | {ours['seconds_per_step']:.3f} | {ours['steps']} | {ours['seconds']:.1f} | {ours['psnr']:.2f} |",
-        f"| Neural Knitworks (defaults) | {knit['seconds_per_step']:.3f} | {knit['steps']} | {knit['seconds']:.1f} | {knit['psnr']:.2f} |",
+    ]
+    runs = [(label, result[key]) for key, label, _, _ in RUNS if key in result]
+    lines += [f"| {label} | {run['seconds_per_step']:.3f} | {run['steps']} | {run['seconds']:.1f} | {run['psnr']:.2f} |" for label, run in runs]
+    lines += [
         f"| guided DIP (defaults; 6 bands at 20 m with the 10 m bands, same area) | {result['guided']['seconds_per_step']:.3f} | — | — | — |",
         "",
-        f"Per step, our DIP takes {ours['seconds_per_step'] / ref['seconds_per_step']:.2f}× the baseline's time "
-        f"(target: ≤ 0.5×); Knitworks {knit['seconds_per_step'] / ref['seconds_per_step']:.2f}×. Time to reach the baseline's "
-        f"final PSNR ({ref['psnr']:.2f} dB) (target: ≤ 1/3): our DIP {reach(ours, ref)}, Knitworks {reach(knit, ref)}. "
-        f"Bicubic: {result['bicubic_psnr']:.2f} dB.",
+        f"On one default tile ({result['tile']['size']}² input, {result['tile']['steps']} steps timed): the baseline "
+        f"{tile['reference']:.3f} s per step; "
+        + "; ".join(f"{label} {tile[key]:.3f} s ({tile[key] / tile['reference']:.2f}×)" for key, label, _, _ in RUNS)
+        + ".",
+        "",
+        "Per step on the crop, against the baseline's time (target: ≤ 0.5×): "
+        + "; ".join(f"{label} {run['seconds_per_step'] / ref['seconds_per_step']:.2f}×" for label, run in runs)
+        + f". Time to reach the baseline's final PSNR ({ref['psnr']:.2f} dB) (target: ≤ 1/3): "
+        + "; ".join(f"{label} {reach(run, ref)}" for label, run in runs)
+        + f". Bicubic: {result['bicubic_psnr']:.2f} dB.",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     from internal_sr.core import metrics
+    from internal_sr.core.config import TileOptions
     from internal_sr.core.evaluation import bicubic, wald_pair
     from internal_sr.core.kernels import make_kernel
     from internal_sr.core.normalise import BandScaling
@@ -239,11 +285,12 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=128, help="crop edge at 10 m (the output size)")
     parser.add_argument("--reference-steps", type=int, default=300, help="baseline steps (the reference code runs 2000)")
     parser.add_argument("--timing-steps", type=int, default=2 * CHECK_EVERY, help="steps timed for guided DIP")
+    parser.add_argument("--tile-steps", type=int, default=30, help="steps timed on one default tile for each method")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time is then a fair clock on a shared machine)")
     parser.add_argument("--quick", action="store_true", help="a check that the script runs: few steps, README untouched")
     args = parser.parse_args()
     if args.quick:
-        args.reference_steps, args.timing_steps, args.size = 5, 3, 64
+        args.reference_steps, args.timing_steps, args.tile_steps, args.size = 5, 3, 3, 64
     torch.set_num_threads(args.threads)
     label, name, origin = CROPS[0]
     reference, low = wald_pair(load_crop(name, origin, args.size), make_kernel("bicubic", args.scale))
@@ -260,16 +307,20 @@ def main() -> int:
     print(f"reference: {ref}", flush=True)
 
     ours = {}
-    for method in ("dip", "knitwork"):
+    for key, _, method, settings in RUNS:
         clock = StepClock()
-        curve, final = our_method(method, normalised, args.scale, 2 * CHECK_EVERY if args.quick else None, clock, score)
+        steps = dict(iterations=2 * CHECK_EVERY) if args.quick else {}
+        curve, final = our_method(method, normalised, args.scale, {**settings, **steps}, clock, score)
         reached = time_to(curve, ref_psnr)
-        ours[method] = dict(steps=curve[-1][0], seconds=curve[-1][1], psnr=final, seconds_per_step=clock.seconds_per_step(),
+        ours[key] = dict(steps=curve[-1][0], seconds=curve[-1][1], psnr=final, seconds_per_step=clock.seconds_per_step(),
                             curve=curve, reached=dict(step=reached[0], seconds=reached[1]) if reached else None)
-        print(f"our {method}: {ours[method]}", flush=True)
+        print(f"our {key}: {ours[key]}", flush=True)
     guided = guided_clock(name, origin, args.size, args.timing_steps).seconds_per_step()
+    tile = dict(size=TileOptions.size, steps=args.tile_steps,
+                seconds_per_step=tile_step_seconds(name, origin, args.scale, args.tile_steps))
+    print(f"one default tile: {tile}", flush=True)
     result = dict(crop=label, size=args.size, scale=args.scale, threads=args.threads, reference=ref, **ours,
-                  guided=dict(seconds_per_step=guided, steps_timed=args.timing_steps),
+                  guided=dict(seconds_per_step=guided, steps_timed=args.timing_steps), tile=tile,
                   bicubic_psnr=metrics.psnr(bicubic(low, args.scale), reference))
     table = markdown(result, machine())
     out = os.path.join(HERE, "..", "out", "speed-quick") if args.quick else args.out

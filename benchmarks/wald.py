@@ -38,6 +38,8 @@ def load_crop(name: str, origin: tuple[int, int], size: int = SIZE, bands: str =
     float64: ``im10`` (B4 B3 B2 B8 at 10 m), ``im20`` (B5 B6 B7 B8A B11 B12 at 20 m) or ``im60``."""
     data = np.load(os.path.join(SHARED, name))[bands]
     r, c = origin
+    if r < 0 or c < 0 or r + size > data.shape[1] or c + size > data.shape[2]:
+        raise ValueError(f"a {size}² window at {origin} does not fit in {name}'s {bands} ({data.shape[1]} × {data.shape[2]})")
     return data[:, r : r + size, c : c + size].astype(np.float64)
 
 
