@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     dip = sub.add_parser("dip", help="super-resolve with Deep Image Prior")
     common(dip)
     dip.add_argument("--iterations", type=int, help="optimisation steps per tile (default: by scale)")
+    dip.add_argument("--step-window", type=float, default=DIPConfig.step_window,
+                     help="each step optimises a random window of this fraction of the tile's height and width "
+                     "(0.5: a quarter of the pixels, about a quarter of the time per step); default 1, the whole tile")
     optimisation(dip, "input")
 
     knitwork = sub.add_parser("knitwork", help="super-resolve with Neural Knitworks (a patch-predicting coordinate MLP)")
@@ -255,7 +258,8 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
     elif args.command in ("dip", "knitwork"):
         io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog, extent=args.extent)
         method = DIPConfig if args.command == "dip" else KnitworkConfig
-        config = method(scale=args.scale, kernel=args.kernel, **_run_options(args))
+        windows = dict(step_window=args.step_window) if args.command == "dip" else {}
+        config = method(scale=args.scale, kernel=args.kernel, **windows, **_run_options(args))
         if args.kernel == "estimate":
             from .kernelgan import super_resolve_with_estimated_kernel
 

@@ -8,10 +8,11 @@ Our formulation (measured effects in the README): with ``guide_input`` the netwo
 interpolation ``U(y)`` beside the noise and predicts a correction to it, ``x = U(y) + f(z, U(y))``,
 where ``f`` is the hourglass plus a full-resolution detail branch on ``U(y)``; a cross-scale term asks
 the same network to turn ``U(D(y))`` into ``y`` (``y`` observed once more, at each of the ``s²``
-sampling phases in turn); each step sees a dihedral transform of its inputs; the
-output is averaged over steps (EMA), back-projected so it is consistent with the input, and blended
-with back-projected bicubic (``DIPConfig.blend``). Without ``guide_input`` it is the reference recipe
-``x = f(z)``.
+sampling phases in turn); each step sees a dihedral transform of its inputs and (optionally,
+``DIPConfig.step_window``) only a random window of the tile, its output written into the image of the
+steps so far; that image is averaged over steps (EMA), back-projected so it is consistent with the
+input, and blended with back-projected bicubic (``DIPConfig.blend``). Without ``guide_input`` it is the
+reference recipe ``x = f(z)``.
 """
 
 from __future__ import annotations
@@ -155,16 +156,21 @@ def random_window(shape: tuple[int, int], edges: tuple[int, int], multiple: int,
     return slice(rows, rows + edges[0]), slice(cols, cols + edges[1])
 
 
+def interior(window: tuple[slice, slice], shape: tuple[int, int], margin: int) -> tuple[slice, slice]:
+    """``window`` of an image of ``shape`` less ``margin`` pixels along each of its sides that lie inside the
+    image (sides on the image's edge are kept), as slices of the image."""
+    return tuple(  # type: ignore[return-value]
+        slice(cut.start + (margin if cut.start > 0 else 0), cut.stop - (margin if cut.stop < length else 0))
+        for cut, length in zip(window, shape)
+    )
+
+
 def window_weight(valid: torch.Tensor, window: tuple[slice, slice], shape: tuple[int, int], margin: int) -> torch.Tensor:
-    """``valid`` cut to ``window`` of an image of ``shape``, with ``margin`` pixels zeroed along every side
-    inside the image (where ``D`` of the window's network output would see padding, not the image)."""
-    weight = valid[..., window[0], window[1]].clone()
-    for axis, cut, length in zip((-2, -1), window, shape):
-        band = min(margin, weight.shape[axis])
-        if band and cut.start > 0:
-            weight.narrow(axis, 0, band).zero_()
-        if band and cut.stop < length:
-            weight.narrow(axis, weight.shape[axis] - band, band).zero_()
+    """``valid`` cut to ``window`` of an image of ``shape``, zero outside its ``interior`` with ``margin``
+    (where ``D`` of the window's network output would see padding, not the image)."""
+    weight = torch.zeros_like(valid[..., window[0], window[1]])
+    rows, cols = interior(window, shape, margin)
+    weight[..., rows.start - window[0].start : rows.stop - window[0].start, cols.start - window[1].start : cols.stop - window[1].start] = valid[..., rows, cols]
     return weight
 
 
@@ -294,7 +300,12 @@ def super_resolve_tiles(
         scaler.update()
         if whole:
             return loss.detach(), x.detach()
-        canvas[..., high[0], high[1]] = x.detach()
+        keep = interior((rows, cols), shape, multiple // 2)  # away from the window's cut sides, where it lacks context
+        top, left = (keep[0].start - rows.start) * s, (keep[1].start - cols.start) * s
+        height, width = (keep[0].stop - keep[0].start) * s, (keep[1].stop - keep[1].start) * s
+        canvas[..., keep[0].start * s : keep[0].stop * s, keep[1].start * s : keep[1].stop * s] = x.detach()[
+            ..., top : top + height, left : left + width
+        ]
         return loss.detach(), canvas
 
     base = back_project(interpolated, y, degradation, config.back_projection_steps, m) if config.blend != 1 else None

@@ -28,6 +28,18 @@ def test_degrade_then_dip_round_trip(tmp_path, capsys):
     assert "100.0%" in err and "device cpu" in err
 
 
+def test_dip_on_step_windows(tmp_path):
+    """``--step-window`` reaches the configuration: the run differs from whole-tile steps, on the same grid."""
+    outputs = {}
+    for window in ("1", "0.5"):
+        outputs[window] = tmp_path / f"w{window}.tif"
+        args = ["dip", S2_20M, str(outputs[window]), "--scale", "2", "--bands", "1", "--tile", "64", "--step-window", window]
+        assert main([*args, "--iterations", "3"]) == 0
+    with rasterio.open(outputs["1"]) as whole, rasterio.open(outputs["0.5"]) as part:
+        assert (part.width, part.height, part.transform) == (whole.width, whole.height, whole.transform)
+        assert (part.read() != whole.read()).any()
+
+
 def test_console_script_is_installed_and_reports_errors_on_one_line(tmp_path):
     exe = shutil.which("internal-sr") or os.path.join(os.path.dirname(sys.executable), "internal-sr")
     out = tmp_path / "o.tif"
@@ -42,6 +54,7 @@ def test_console_script_is_installed_and_reports_errors_on_one_line(tmp_path):
     [
         (lambda p: S2_20M, ["--scale", "2", "--kernel", "box"], "unknown kernel"),
         (lambda p: S2_20M, ["--scale", "2", "--tile", "32", "--overlap", "16"], "overlap"),
+        (lambda p: S2_20M, ["--scale", "2", "--step-window", "1.5"], "step window is a fraction"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make_input, args, message):

@@ -7,7 +7,7 @@ import torch
 from internal_sr.core import metrics
 from internal_sr.core.config import DIPConfig
 from internal_sr.core.degradation import Degradation, upsample
-from internal_sr.core.dip import cross_scale_pairs, random_window, window_edges, window_weight
+from internal_sr.core.dip import cross_scale_pairs, interior, random_window, window_edges, window_weight
 from internal_sr.core.errors import InputError
 from internal_sr.core.evaluation import bicubic, bicubic_back_projected, wald_pair
 from internal_sr.core.kernels import make_kernel
@@ -107,7 +107,7 @@ def test_step_windows_are_aligned_whole_cells_inside_the_image_and_reach_every_o
     assert seen == {(r, c) for r in (0, 16, 32, 48) for c in (0, 16)}
 
 
-def test_window_weight_drops_the_degradation_margin_on_the_sides_inside_the_image_only():
+def test_window_interior_and_weight_drop_a_margin_on_the_sides_inside_the_image_only():
     valid = torch.ones(1, 2, 8, 8)
     valid[..., 1, 3] = 0
     weight = window_weight(valid, (slice(0, 4), slice(2, 6)), (8, 8), 1)
@@ -116,6 +116,8 @@ def test_window_weight_drops_the_degradation_margin_on_the_sides_inside_the_imag
     expected[-1, :] = expected[:, 0] = expected[:, -1] = 0  # bottom, left, right lie inside the image; the top is its edge
     assert weight.shape == (1, 2, 4, 4) and (weight == expected).all()
     assert (valid[..., 1, 3] == 0).all() and valid.sum() == 2 * 63  # the mask itself is untouched
+    assert interior((slice(0, 4), slice(2, 6)), (8, 8), 1) == (slice(0, 3), slice(3, 5))
+    assert interior((slice(0, 8), slice(0, 8)), (8, 8), 2) == (slice(0, 8), slice(0, 8))  # the whole image has no cut side
 
 
 def test_steps_on_windows_give_a_whole_valid_image_of_their_own(wald_x2):
