@@ -43,7 +43,7 @@ class DIPAlgorithm(InternalSRAlgorithm):
         + "), device auto. Example: the 20 m Sentinel-2 bands B05–B12 to 10 m.</p>"
         + run_time_help("dip")
         + "<p>A 1000 × 1000 input is about 80 tiles: use a GPU or an extent around your area of interest; "
-        "100 iterations (the fast preset) give a quick preview.</p>"
+        "200 iterations (the fast preset) give a quick preview.</p>"
     )
     #: The method's key in ``QUALITY_PRESETS`` and ``run_times.STEP_SECONDS``.
     METHOD = "dip"

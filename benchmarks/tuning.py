@@ -1,7 +1,8 @@
 """How DIP's and Neural Knitworks' defaults are chosen: variants on the development crops only (never the benchmark's).
 
-Wald's protocol on 128 × 128 windows of the 10 m bands of the DSen2 sample T33UUB at rows/cols (0, 0)
-and (200, 200) — the crops DIP's defaults were chosen on, disjoint from ``wald.py``'s — degraded with
+Wald's protocol on 128 × 128 windows of the 10 m bands of the DSen2 samples (``DEV``: T33UUB at
+rows/cols (0, 0) and (200, 200), the crops DIP's defaults were chosen on, and an arid-coast window of
+T49JGM; all disjoint from ``wald.py``'s) degraded with
 the bicubic kernel and super-resolved back. Each variant (keyword overrides of ``--method``'s
 configuration, ``DIPConfig`` or ``KnitworkConfig``)
 prints the PSNR of the output a stop would return every ``--every`` steps, and of its blend with
@@ -25,7 +26,13 @@ sys.path.insert(0, HERE)
 
 from wald import load_crop  # noqa: E402
 
-DEV = [("T33UUB (0, 0)", "s2_l1c_T33UUB_20170527_dsen2.npz", (0, 0)), ("T33UUB (200, 200)", "s2_l1c_T33UUB_20170527_dsen2.npz", (200, 200))]
+#: (label, DSen2 sample, (row, col) of a 128 × 128 window of its 10 m bands); the arid-coast window
+#: (added 2026-11-26) lies outside ``wald.py``'s T49JGM crop, so variants also meet a second scene.
+DEV = [
+    ("T33UUB (0, 0)", "s2_l1c_T33UUB_20170527_dsen2.npz", (0, 0)),
+    ("T33UUB (200, 200)", "s2_l1c_T33UUB_20170527_dsen2.npz", (200, 200)),
+    ("T49JGM (440, 0)", "s2_l1c_T49JGM_20171022_dsen2.npz", (440, 0)),
+]
 
 
 def main() -> int:

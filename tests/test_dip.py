@@ -52,11 +52,14 @@ def test_same_seed_same_output_other_seed_other_output(wald_x2):
     assert np.abs(a - c).max() > 0
 
 
-def test_reference_architecture_is_the_default():
+def test_default_network_is_the_reference_architecture_at_half_width():
     config = DIPConfig()
-    assert (config.depth, config.channels, config.skip_channels, config.noise_channels) == (5, 128, 4, 32)
-    net = Hourglass(config.noise_channels + 4, 4)
-    assert 2.0e6 < parameter_count(net) < 2.5e6  # the reference skip net for SR has ~2.2 M parameters
+    assert (config.depth, config.channels, config.skip_channels, config.noise_channels) == (5, 64, 4, 32)
+    assert (config.detail_layers, config.detail_channels) == (6, 32)
+    reference = Hourglass(config.noise_channels + 4, 4)  # the network's own default width is the reference's
+    assert 2.0e6 < parameter_count(reference) < 2.5e6  # the reference skip net for SR has ~2.2 M parameters
+    net = Hourglass(config.noise_channels + 4, 4, config.depth, config.channels, config.skip_channels)
+    assert 0.5e6 < parameter_count(net) < 0.65e6  # a quarter of the weights at half the width
     assert torch.isfinite(net(torch.rand(1, 36, 64, 64))).all()
 
 
