@@ -300,7 +300,20 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         maximum: int | None = None,
         advanced: bool = False,
     ) -> None:
-        parameter = QgsProcessingParameterNumber(name, tr(description), _number_type(True), default)
+        self.add_number(name, description, default, help_text, minimum, maximum, advanced)
+
+    def add_number(
+        self,
+        name: str,
+        description: str,
+        default: int | float,
+        help_text: str,
+        minimum: int | float | None = None,
+        maximum: int | float | None = None,
+        advanced: bool = False,
+    ) -> None:
+        """A number parameter: an integer when ``default`` is an ``int``, a double otherwise."""
+        parameter = QgsProcessingParameterNumber(name, tr(description), _number_type(isinstance(default, int)), default)
         if minimum is not None:
             parameter.setMinimum(minimum)
         if maximum is not None:

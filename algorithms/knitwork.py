@@ -26,7 +26,7 @@ class KnitworkAlgorithm(DIPAlgorithm):
         "three scales. It is optimised from scratch on this image alone so that the output, blurred and "
         "downsampled, reproduces the input; overlapping patches must agree with each other, and a second "
         "network pushes the output's patches to look like the input's own patches. No training data, nothing "
-        "downloaded; any sensor and band. It has about a tenth of the parameters of Deep Image Prior.</p>"
+        "downloaded; any sensor and band. It has about half the parameters of our Deep Image Prior network.</p>"
         "<p>The output lies on the input grid refined by the scale (same CRS and origin, pixel size divided by "
         "the scale); band names, nodata and the data type are kept (Float32 on request). Large rasters are "
         "processed in overlapping tiles.</p>"
