@@ -1,6 +1,6 @@
 """Does a tile warm-started from a trained neighbour need fewer steps? (``InternalLearningConfig.warm_start``)
 
-On development tiles of the DSen2 sample T33UUB (never a benchmark crop): tile A is solved fresh at
+On development tiles of the DSen2 samples T33UUB and T49JGM (never a benchmark crop): tile A is solved fresh at
 the method's defaults and its trained networks kept; tile B is then solved fresh, and warm-started
 from A with each fraction of the steps in ``--fractions`` (each a complete run of that many steps, so
 step-dependent schedules such as Knitworks' ramps are spread over it as in a real run). DIP and
@@ -27,18 +27,24 @@ sys.path.insert(0, HERE)
 
 from wald import load_crop, machine, merged, write_results  # noqa: E402
 
-NAME = "s2_l1c_T33UUB_20170527_dsen2.npz"
-#: (label, tile A's origin, tile B's origin) in rows/cols of the 10 m grid (DIP, Knitworks: 128² windows)
-#: or of the 20 m grid (guided: 96² windows); none overlaps a Wald or guided benchmark crop.
+T33UUB, T49JGM = "s2_l1c_T33UUB_20170527_dsen2.npz", "s2_l1c_T49JGM_20171022_dsen2.npz"
+#: (label, scene, tile A's origin, tile B's origin) in rows/cols of the 10 m grid (DIP, Knitworks: 128²
+#: windows) or of the 20 m grid (guided: 96² windows, T33UUB only); none overlaps a Wald or guided
+#: benchmark crop.
 PAIRS = {
-    "single": [("neighbour", (0, 0), (0, 96)), ("200 px away", (0, 0), (200, 200))],
-    "guided": [("neighbour", (0, 0), (0, 64)), ("100 px away", (0, 0), (100, 100))],
+    "single": [
+        ("neighbour", T33UUB, (0, 0), (0, 96)),
+        ("200 px away", T33UUB, (0, 0), (200, 200)),
+        ("T49JGM neighbour", T49JGM, (0, 0), (0, 96)),
+        ("T49JGM 440 px away", T49JGM, (0, 0), (440, 0)),
+    ],
+    "guided": [("neighbour", T33UUB, (0, 0), (0, 64)), ("100 px away", T33UUB, (0, 0), (100, 100))],
 }
 GUIDED_SIZE = 96
 
 
-def tile_pair(method: str, scale: int, origins: tuple[tuple[int, int], tuple[int, int]]):
-    """Tiles A and B of one method: ``solve(index, config, start) → (TileResult, seconds)``, ``score(tile) → PSNR``
+def tile_pair(method: str, scale: int, scene: str, origins: tuple[tuple[int, int], tuple[int, int]]):
+    """Tiles A and B of one method on ``scene`` (a file of ``shared/data``): ``solve(index, config, start) → (TileResult, seconds)``, ``score(tile) → PSNR``
     of tile B's output (dB), and bicubic + back-projection's PSNR on tile B."""
     import torch
 
@@ -57,7 +63,7 @@ def tile_pair(method: str, scale: int, origins: tuple[tuple[int, int], tuple[int
         return BandScaling.fit(both, np.ones(both.shape, bool))
 
     if method == "guided":
-        (t_a, g_a, _), (t_b, g_b, reference) = (wald_20m(NAME, o, GUIDED_SIZE) for o in origins)
+        (t_a, g_a, _), (t_b, g_b, reference) = (wald_20m(scene, o, GUIDED_SIZE) for o in origins)
         kernels = band_kernels("sentinel2", NAMES20, scale, "target"), band_kernels("sentinel2", NAMES10, scale, "guide")
         scaling, guide_scaling = fitted([t_a, t_b]), fitted([g_a, g_b])
         lows, inputs = [t_a, t_b], [(t_a, g_a), (t_b, g_b)]
@@ -71,7 +77,7 @@ def tile_pair(method: str, scale: int, origins: tuple[tuple[int, int], tuple[int
         bp_kernel = kernels[0]
     else:
         kernel = make_kernel("bicubic", scale)
-        (_, low_a), (reference, low_b) = (wald_pair(load_crop(NAME, o), kernel) for o in origins)
+        (_, low_a), (reference, low_b) = (wald_pair(load_crop(scene, o), kernel) for o in origins)
         scaling, lows = fitted([low_a, low_b]), [low_a, low_b]
         module = dip if method == "dip" else knitwork
 
@@ -102,7 +108,7 @@ def main() -> int:
     parser.add_argument("--method", choices=("dip", "knitwork", "guided"), default="knitwork")
     parser.add_argument("--scale", type=int, default=2, help="DIP and Knitworks (guided: 2, 20 m from 40 m)")
     parser.add_argument("--fractions", default="0.5,0.75", help="warm runs with these fractions of the steps")
-    parser.add_argument("--pairs", default="0,1", help="indices into the tile pairs")
+    parser.add_argument("--pairs", default="0,1", help="indices into the tile pairs (DIP, Knitworks: 0–3; guided: 0–1)")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for warm_start.json and .md")
     parser.add_argument("--merge", action="store_true", help="keep the other methods' and pairs' rows of an earlier run")
     args = parser.parse_args()
@@ -115,8 +121,8 @@ def main() -> int:
 
     rows = []
     pairs = PAIRS["guided" if args.method == "guided" else "single"]
-    for label, origin_a, origin_b in (pairs[int(i)] for i in args.pairs.split(",")):
-        solve, score, bp = tile_pair(args.method, scale, (origin_a, origin_b))
+    for label, scene, origin_a, origin_b in (pairs[int(i)] for i in args.pairs.split(",")):
+        solve, score, bp = tile_pair(args.method, scale, scene, (origin_a, origin_b))
         trained, _ = solve(0, config())
         fresh, seconds = solve(1, config())
         row = dict(method=args.method, threads=torch.get_num_threads(), pair=label, a=origin_a, b=origin_b, scale=scale,
