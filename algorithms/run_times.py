@@ -29,11 +29,11 @@ class StepTimes:
 
 STEP_SECONDS: dict[str, StepTimes] = {
     "dip": StepTimes(
-        1.2,
+        1.1,
         2,
         0.037,
-        "measured with the default network: 0.30 s per step for a 64 × 64 input tile at ×2 on a 2-core CPU "
-        "in the Wald benchmark, i.e. about 1.2 s for 256 × 256 output pixels; on an NVIDIA H100 0.037 s, "
+        "measured with the default network: 0.27 s per step for a 64 × 64 input tile at ×2 on a 2-core CPU "
+        "in the Wald benchmark, i.e. about 1.1 s for 256 × 256 output pixels; on an NVIDIA H100 0.037 s, "
         "measured with the former network of twice the width (today's is at most that)",
     ),
     "knitwork": StepTimes(1.3, 2, None, "measured: 1.3 s per step on a 2-core CPU; not yet measured on a GPU"),

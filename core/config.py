@@ -174,7 +174,7 @@ class DIPConfig(InternalLearningConfig):
     cross_scale_phases: bool = True
     #: Full-resolution detail branch on the interpolated image (``guide_input`` only): ``detail_layers``
     #: 3×3 convs of ``detail_channels`` maps whose output is added to the hourglass's (0 disables it).
-    detail_layers: int = 6
+    detail_layers: int = 4
     detail_channels: int = 32
     #: Feed each step a random flip/rotation of the inputs (and undo it on the output): the output
     #: average then becomes a self-ensemble over the 8 dihedral transforms.

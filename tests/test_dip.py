@@ -55,7 +55,7 @@ def test_same_seed_same_output_other_seed_other_output(wald_x2):
 def test_default_network_is_the_reference_architecture_at_half_width():
     config = DIPConfig()
     assert (config.depth, config.channels, config.skip_channels, config.noise_channels) == (5, 64, 4, 32)
-    assert (config.detail_layers, config.detail_channels) == (6, 32)
+    assert (config.detail_layers, config.detail_channels) == (4, 32)
     reference = Hourglass(config.noise_channels + 4, 4)  # the network's own default width is the reference's
     assert 2.0e6 < parameter_count(reference) < 2.5e6  # the reference skip net for SR has ~2.2 M parameters
     net = Hourglass(config.noise_channels + 4, 4, config.depth, config.channels, config.skip_channels)
