@@ -44,8 +44,9 @@ GUIDED_SIZE = 96
 
 
 def tile_pair(method: str, scale: int, scene: str, origins: tuple[tuple[int, int], tuple[int, int]]):
-    """Tiles A and B of one method on ``scene`` (a file of ``shared/data``): ``solve(index, config, start) → (TileResult, seconds)``, ``score(tile) → PSNR``
-    of tile B's output (dB), and bicubic + back-projection's PSNR on tile B."""
+    """Tiles A and B of one method on ``scene`` (a file of ``shared/data``): ``solve(index, config, start) →
+    (TileResult, seconds)``, ``score(tile) → PSNR`` of tile B's output (dB), and bicubic + back-projection's
+    PSNR on tile B."""
     import torch
 
     from guided_tuning import NAMES10, NAMES20, wald_20m
