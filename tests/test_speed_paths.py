@@ -261,3 +261,16 @@ def test_a_warm_started_tile_starts_from_the_given_networks(method):
         return max(float((state[k] - trained.state[k]).abs().max()) for k in weights)
 
     assert distance(warm.state) <= 1.5 * config.learning_rate < 0.1 * distance(cold.state)
+
+
+@pytest.mark.parametrize("threads, text", [(1, "cpu (1 thread)"), (2, "cpu (2 threads)")])
+def test_cpu_description_counts_threads(threads, text):
+    """The dialog and the logs name the CPU with PyTorch's thread count, in the right number."""
+    from internal_sr.core.device import describe
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert describe(torch.device("cpu")) == text
+    finally:
+        torch.set_num_threads(before)
