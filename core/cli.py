@@ -7,6 +7,7 @@ OUTPUT then. Ctrl-C or SIGTERM cancels cleanly (status 130, no output).
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -96,7 +97,7 @@ def _scale(text: str) -> int:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"scale must be an integer ≥ 2, got {text!r}") from None
-    if value != int(value) or value < 2:
+    if not math.isfinite(value) or value != int(value) or value < 2:
         raise argparse.ArgumentTypeError(f"scale must be an integer ≥ 2, got {text}")
     return int(value)
 

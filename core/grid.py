@@ -40,6 +40,14 @@ class Window:
         """The same size moved by ``cols`` and ``rows`` pixels."""
         return Window(self.col_off + cols, self.row_off + rows, self.width, self.height)
 
+    def to_blocks(self, block: int, width: int, height: int) -> "Window":
+        """The smallest window of whole ``block × block`` blocks (counted from pixel 0) that contains this
+        one, clipped to a ``width × height`` grid (whose trailing partial blocks stay partial)."""
+        c0, r0 = self.col_off // block * block, self.row_off // block * block
+        c1 = min(width, -(-(self.col_off + self.width) // block) * block)
+        r1 = min(height, -(-(self.row_off + self.height) // block) * block)
+        return Window(c0, r0, c1 - c0, r1 - r0)
+
     def relative_to(self, outer: "Window") -> "Window":
         """This window in the pixel coordinates of ``outer`` (which must contain it)."""
         return Window(self.col_off - outer.col_off, self.row_off - outer.row_off, self.width, self.height)

@@ -8,14 +8,11 @@ These are what the command line and the QGIS algorithms call. Every user error i
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import rasterio
 import torch
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions
 from .degradation import degrade_array
@@ -25,7 +22,7 @@ from .grid import Grid, Window
 from .kernels import make_kernel
 from .normalise import BandScaling
 from .progress import NullProgress, Progress
-from .raster import AtomicGeoTIFF, as_float32, valid_mask, RasterInfo, check_output_path, file_window, open_info, output_dtype, rasterio_window, read_window, to_dtype, unreadable
+from .raster import AtomicGeoTIFF, RasterInfo, check_output_path, georeferencing_note, open_info, output_dtype, read_window
 from .tiling import MIN_RETRY_TILE, BatchSolver, ShrinkOnOutOfMemory, Solver, WarmStart, run_tiles, solve_in_tiles
 
 #: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
@@ -95,11 +92,12 @@ class _Recorder:
         return self.result(output_path, device)
 
 
-def _open_input(input_path: str, output_path: str, io: IOOptions, progress: Progress) -> RasterInfo:
-    info = open_info(input_path, io.bands, io.extent)
+def _open_input(input_path: str, output_path: str, io: IOOptions, progress: Progress, block: int = 1) -> RasterInfo:
+    info = open_info(input_path, io.bands, io.extent, block)
     check_output_path(output_path, [input_path])
-    if info.grid.crs is None:
-        progress.info(f"warning: {input_path} has no CRS; the output is written without one")
+    note = georeferencing_note(info)
+    if note:
+        progress.info(note)
     if info.window is not None:
         progress.info(extent_message(info.window))
     return info
@@ -117,16 +115,7 @@ def fit_scaling(info: RasterInfo) -> BandScaling:
     """Per-band normalisation fitted on at most ``SCALING_SAMPLE``² pixels (nearest-neighbour decimated read)."""
     factor = max(1, int(np.ceil(max(info.grid.width, info.grid.height) / SCALING_SAMPLE)))
     shape = (len(info.bands), max(1, info.grid.height // factor), max(1, info.grid.width // factor))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        try:
-            with rasterio.open(info.path) as src:
-                window = file_window(info)
-                raw = src.read(list(info.bands), out_shape=shape, window=None if window is None else rasterio_window(window))
-        except RasterioIOError as error:
-            raise unreadable(info.path, error) from None
-    valid = valid_mask(raw, info.nodata)
-    data = as_float32(raw, valid)
+    data, valid = read_window(info, out_shape=shape)
     if not valid.any():
         raise InputError(f"{info.path} has no valid pixels (everything is nodata)")
     return BandScaling.fit(data, valid)
@@ -217,11 +206,7 @@ def write_tiled(
     """
     dtype = output_dtype(info, io.float32)
     with AtomicGeoTIFF(output_path, info, grid, dtype, io.cog) as out:
-
-        def write(window: Window, values: np.ndarray, valid: np.ndarray) -> None:
-            out.write(window, to_dtype(values, valid, dtype, out.nodata))
-
-        run_tiles(width, height, len(info.bands), scale, tiles, solve, write, progress, solve_batch)
+        run_tiles(width, height, len(info.bands), scale, tiles, solve, out.write, progress, solve_batch)
 
 
 def collect_tiled(
@@ -287,15 +272,16 @@ def degrade(
     recorder = _Recorder(progress or NullProgress())
     if scale < 2:
         raise InputError(f"scale must be an integer ≥ 2, got {scale}")
-    info = _open_input(input_path, output_path, io, recorder)
+    info = _open_input(input_path, output_path, io, recorder, block=scale)
     if min(info.grid.width, info.grid.height) < scale:
         raise InputError(f"image {info.grid.width}×{info.grid.height} is smaller than one {scale}×{scale} block")
     k = make_kernel(kernel, scale)
     data, valid = read_window(info)
     if not valid.any():
         raise InputError(f"{input_path} has no valid pixels (everything is nodata)")
-    filled = np.where(valid, data, np.nanmean(np.where(valid, data, np.nan), axis=(1, 2), keepdims=True))
-    filled = np.nan_to_num(filled)
+    counts = valid.sum(axis=(1, 2), keepdims=True)
+    means = (np.where(valid, data, 0).sum(axis=(1, 2), keepdims=True) / np.maximum(counts, 1)).astype(np.float32)
+    filled = np.where(valid, data, means)  # a band without valid pixels is filled with 0 (and stays nodata)
     low = degrade_array(filled, k)
     # a low-resolution pixel is nodata when its kernel footprint touches any nodata pixel
     low_valid = degrade_array((~valid).astype(np.float32), k.footprint()) <= 1e-6
@@ -303,6 +289,6 @@ def degrade(
     grid = info.grid.coarsened(scale)
     dtype = output_dtype(info, io.float32)
     with AtomicGeoTIFF(output_path, info, grid, dtype, io.cog) as out:
-        out.write(Window(0, 0, w, h), to_dtype(low, low_valid, dtype, out.nodata))
+        out.write(Window(0, 0, w, h), low, low_valid)
     recorder.report(1.0, "done")
     return recorder.result(output_path, "cpu")

@@ -1,8 +1,13 @@
-"""Raster I/O with rasterio: reading with band selection and nodata masks, atomic GeoTIFF writing.
+"""Raster I/O with rasterio: reading with band selection and validity masks, atomic GeoTIFF writing.
 
 Arrays are ``(C, H, W)``. ``valid`` masks are boolean ``(C, H, W)``: false where the band equals its
-nodata value or is not finite. Outputs keep CRS, band descriptions, colour interpretation, nodata
-and dtype (values rounded and clipped to the dtype's range) unless Float32 is asked for.
+nodata value, is not finite, or is masked by the file's own GDAL mask (an internal or ``.msk`` mask,
+or an alpha band: alpha bands are left out of the default band selection). Outputs keep the
+georeferencing (geotransform and CRS, or ground control points moved to the output's pixels, or none),
+band descriptions, colour interpretation, scale/offset, units, metadata tags, nodata and dtype (values
+rounded and clipped to the dtype's range) unless Float32 is asked for; pixels the input masked
+without a nodata value are written as nodata, or under an internal mask when the output dtype has no
+nodata value.
 """
 
 from __future__ import annotations
@@ -10,17 +15,22 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp
+from rasterio.control import GroundControlPoint
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from .errors import InputError
 from .grid import Grid, Window
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+
+#: Metadata items not carried to an output: statistics describe the input's values, not the output's.
+STALE_TAG_PREFIXES = ("STATISTICS_",)
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,20 @@ class RasterInfo:
     descriptions: tuple[str | None, ...]
     colorinterp: tuple[ColorInterp, ...]
     window: Window | None = None
+    #: False when the file has no geotransform (GDAL then reports the identity, which ``grid`` keeps:
+    #: pixel coordinates); outputs are then written without one too.
+    georeferenced: bool = True
+    #: Ground control points of the file (pixel coordinates of the file) and their CRS.
+    gcps: tuple[GroundControlPoint, ...] = ()
+    gcp_crs: Any = None
+    #: True when GDAL masks pixels of the selected bands other than by a nodata value (see the module).
+    masked: bool = False
+    scales: tuple[float, ...] = ()
+    offsets: tuple[float, ...] = ()
+    units: tuple[str | None, ...] = ()
+    #: Metadata items of the dataset and of each selected band (default domain, statistics left out).
+    tags: dict[str, str] = field(default_factory=dict)
+    band_tags: tuple[dict[str, str], ...] = ()
 
 
 def rasterio_window(window: Window) -> rasterio.windows.Window:
@@ -46,8 +70,8 @@ def rasterio_window(window: Window) -> rasterio.windows.Window:
     return rasterio.windows.Window(window.col_off, window.row_off, window.width, window.height)
 
 
-def _restrict(info: RasterInfo, extent: tuple[float, float, float, float]) -> RasterInfo:
-    """``info`` for the whole pixels of ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS)."""
+def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block: int) -> RasterInfo:
+    """``info`` for the whole pixels (whole ``block²`` blocks) of ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS)."""
     window = info.grid.extent_window(extent)
     if window is None:
         left, bottom, right, top = info.grid.bounds
@@ -55,6 +79,7 @@ def _restrict(info: RasterInfo, extent: tuple[float, float, float, float]) -> Ra
             f"extent {','.join(f'{v:.10g}' for v in extent)} does not overlap {info.path} "
             f"(its bounds are {left:.10g},{bottom:.10g},{right:.10g},{top:.10g} in its CRS)"
         )
+    window = window.to_blocks(block, info.grid.width, info.grid.height)
     return replace(info, grid=info.grid.window_grid(window), window=window)
 
 
@@ -70,39 +95,82 @@ def unreadable(path: str, error: RasterioIOError) -> InputError:
 
 
 def open_info(
-    path: str, bands: tuple[int, ...] | None = None, extent: tuple[float, float, float, float] | None = None
+    path: str,
+    bands: tuple[int, ...] | None = None,
+    extent: tuple[float, float, float, float] | None = None,
+    block: int = 1,
 ) -> RasterInfo:
     """Read the metadata of ``path`` and validate the band selection (1-based indices).
 
     With ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS) the info stands for the window of whole
-    pixels covering it; an extent that shares no pixel with the raster is a one-line ``InputError``.
+    pixels covering it, enlarged to whole ``block × block`` blocks of the file's grid (for a
+    decimation by ``block`` whose pixels must be those of a whole-file run); an extent that shares no
+    pixel with the raster is a one-line ``InputError``.
     """
-    if not os.path.isfile(path):
-        raise InputError(f"input {path} does not exist")
+    if os.path.isdir(path):
+        raise InputError(f"input {path} is a folder, not a raster")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as src:
-                count = src.count
-                selected = tuple(bands) if bands else tuple(range(1, count + 1))
-                for band in selected:
-                    if not 1 <= band <= count:
-                        raise InputError(f"band {band} is out of range: {path} has {count} band(s)")
-                dtype = src.dtypes[0]
-                if dtype not in SUPPORTED_DTYPES:
-                    raise InputError(f"{path}: data type {dtype} is not supported (use integer or float bands)")
-                info = RasterInfo(
-                    path=path,
-                    grid=Grid(src.width, src.height, src.transform, src.crs),
-                    dtype=dtype,
-                    nodata=src.nodata,
-                    bands=selected,
-                    descriptions=tuple(src.descriptions[b - 1] for b in selected),
-                    colorinterp=tuple(src.colorinterp[b - 1] for b in selected),
-                )
+                info = _describe(src, path, bands)
     except RasterioIOError as error:
+        if not os.path.exists(path):  # neither a file nor a dataset name GDAL opens (/vsizip/…, NETCDF:…)
+            raise InputError(f"input {path} does not exist") from None
         raise unreadable(path, error) from None
-    return info if extent is None else _restrict(info, extent)
+    return info if extent is None else _restrict(info, extent, block)
+
+
+def _fresh_tags(tags: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in tags.items() if not k.startswith(STALE_TAG_PREFIXES)}
+
+
+def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | None) -> RasterInfo:
+    """The ``RasterInfo`` of the open dataset ``src`` for the 1-based ``bands`` (default: all but alpha)."""
+    count = src.count
+    if count == 0:
+        parts = "; ".join(name for name in src.subdatasets[:5]) or "none listed"
+        raise InputError(f"{path} holds no raster bands itself: open one of its subdatasets ({parts})")
+    if bands:
+        selected = tuple(bands)
+    else:
+        selected = tuple(b for b in range(1, count + 1) if src.colorinterp[b - 1] != ColorInterp.alpha)
+        selected = selected or tuple(range(1, count + 1))
+    for band in selected:
+        if not 1 <= band <= count:
+            raise InputError(f"band {band} is out of range: {path} has {count} band(s)")
+    dtype = src.dtypes[selected[0] - 1]
+    if dtype not in SUPPORTED_DTYPES:
+        raise InputError(f"{path}: data type {dtype} is not supported (supported: {', '.join(SUPPORTED_DTYPES)})")
+    gcps, gcp_crs = src.gcps
+    flags = [src.mask_flag_enums[b - 1] for b in selected]
+    return RasterInfo(
+        path=path,
+        grid=Grid(src.width, src.height, src.transform, src.crs),
+        dtype=dtype,
+        nodata=src.nodata,
+        bands=selected,
+        descriptions=tuple(src.descriptions[b - 1] for b in selected),
+        colorinterp=tuple(src.colorinterp[b - 1] for b in selected),
+        georeferenced=not src.transform.is_identity,
+        gcps=tuple(gcps),
+        gcp_crs=gcp_crs,
+        masked=any(MaskFlags.all_valid not in f and MaskFlags.nodata not in f for f in flags),
+        scales=tuple(src.scales[b - 1] for b in selected),
+        offsets=tuple(src.offsets[b - 1] for b in selected),
+        units=tuple(src.units[b - 1] for b in selected),
+        tags=_fresh_tags(src.tags()),
+        band_tags=tuple(_fresh_tags(src.tags(b)) for b in selected),
+    )
+
+
+def georeferencing_note(info: RasterInfo) -> str | None:
+    """The log line about an input's georeferencing when it is not a geotransform with a CRS, else ``None``."""
+    if info.gcps:
+        return f"{info.path} is georeferenced by {len(info.gcps)} ground control points: they are moved to the output's pixels"
+    if info.grid.crs is None:
+        return f"warning: {info.path} has no {'CRS' if info.georeferenced else 'georeferencing'}; the output is written without one"
+    return None
 
 
 def valid_mask(raw: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -128,23 +196,33 @@ def file_window(info: RasterInfo, window: Window | None = None) -> Window | None
     return window.translated(info.window.col_off, info.window.row_off)
 
 
-def read_window(info: RasterInfo, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Read the selected bands in ``window`` of ``info.grid`` (default: all) as float32 values and a validity mask."""
+def read_window(
+    info: RasterInfo, window: Window | None = None, out_shape: tuple[int, int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read the selected bands in ``window`` of ``info.grid`` (default: all) as float32 values and a validity mask.
+
+    ``out_shape`` ``(C, h, w)`` reads the window decimated to that size (nearest neighbour), masks too.
+    """
     in_file = file_window(info, window)
+    area = None if in_file is None else rasterio_window(in_file)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
             with rasterio.open(info.path) as src:
-                raw = src.read(list(info.bands), window=None if in_file is None else rasterio_window(in_file))
+                raw = src.read(list(info.bands), window=area, out_shape=out_shape)
+                valid = valid_mask(raw, info.nodata)
+                if info.masked:
+                    valid &= src.read_masks(list(info.bands), window=area, out_shape=out_shape) > 0
         except RasterioIOError as error:
             raise unreadable(info.path, error) from None
-    valid = valid_mask(raw, info.nodata)
     return as_float32(raw, valid), valid
 
 
 def check_output_path(output: str, inputs: list[str]) -> None:
-    """Refuse to overwrite an input and check that the output folder exists and is writable."""
+    """Refuse to overwrite an input or a folder and check that the output folder exists and is writable."""
     folder = os.path.dirname(os.path.abspath(output))
+    if os.path.isdir(output):
+        raise InputError(f"output {output} is a folder: give the output file's path")
     for path in inputs:
         if os.path.abspath(output) == os.path.abspath(path) or (
             os.path.exists(output) and os.path.exists(path) and os.path.samefile(output, path)
@@ -222,9 +300,12 @@ def write_file_atomically(path: str, data: bytes) -> None:
 class AtomicGeoTIFF:
     """A GeoTIFF written to a temporary file in the target folder and renamed into place on success.
 
-    Use as a context manager; ``write(window, array)`` writes ``(C, h, w)`` blocks. On any exception
-    (including ``Cancelled`` and Ctrl-C) the temporary file is removed and nothing appears at ``path``;
-    on success stale ``.aux.xml``/``.ovr`` sidecars of a previous file at ``path`` are removed.
+    Use as a context manager; ``write(window, values, valid)`` writes ``(C, h, w)`` float blocks and
+    their validity (``to_dtype``). ``grid`` is the output's grid in the input's georeferencing (for a
+    file without a geotransform, its pixel coordinates: ground control points are moved through it). On
+    any exception (including ``Cancelled`` and Ctrl-C) the temporary file is removed and nothing appears
+    at ``path``; on success stale ``.aux.xml``/``.ovr``/``.msk`` sidecars of a previous file at ``path``
+    are removed.
     """
 
     def __init__(self, path: str, info: RasterInfo, grid: Grid, dtype: str, cog: bool = False) -> None:
@@ -233,6 +314,8 @@ class AtomicGeoTIFF:
         self.grid = grid
         self.dtype = dtype
         self.nodata = output_nodata(info, dtype)
+        #: Pixels the input masked need a mask of their own when the output has no nodata value.
+        self.mask = info.masked and self.nodata is None
         self.cog = cog
         self.tmp = ""
         self.dataset = None
@@ -245,7 +328,7 @@ class AtomicGeoTIFF:
             height=self.grid.height,
             count=len(self.info.bands),
             dtype=self.dtype,
-            transform=self.grid.transform,
+            transform=self.grid.transform if self.info.georeferenced else None,
             crs=self.grid.crs,
             nodata=self.nodata,
             tiled=True,
@@ -263,20 +346,43 @@ class AtomicGeoTIFF:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 self.dataset = rasterio.open(self.tmp, "w", **self._profile())
-            for index, description in enumerate(self.info.descriptions, start=1):
-                if description:
-                    self.dataset.set_band_description(index, description)
-            try:
-                self.dataset.colorinterp = list(self.info.colorinterp)
-            except ValueError:
-                pass
+            self._copy_metadata()
         except BaseException:
             self._discard()
             raise
         return self
 
-    def write(self, window: Window, array: np.ndarray) -> None:
-        self.dataset.write(array, window=rasterio_window(window))
+    def _copy_metadata(self) -> None:
+        info, dataset = self.info, self.dataset
+        for index, description in enumerate(info.descriptions, start=1):
+            if description:
+                dataset.set_band_description(index, description)
+        try:
+            dataset.colorinterp = list(info.colorinterp)
+        except ValueError:
+            pass
+        if info.scales:
+            dataset.scales, dataset.offsets = info.scales, info.offsets
+        if any(info.units):
+            dataset.units = tuple(unit or "" for unit in info.units)
+        dataset.update_tags(**info.tags)
+        for index, tags in enumerate(info.band_tags, start=1):
+            dataset.update_tags(index, **tags)
+        if info.gcps:
+            to_output = ~self.grid.transform  # from the file's pixel coordinates (GCP files have no geotransform)
+            moved = []
+            for p in info.gcps:
+                col, row = to_output * (p.col, p.row)
+                moved.append(GroundControlPoint(row, col, p.x, p.y, p.z, p.id, p.info))
+            dataset.gcps = (moved, info.gcp_crs)
+
+    def write(self, window: Window, values: np.ndarray, valid: np.ndarray) -> None:
+        """Write float ``values`` ``(C, h, w)`` at ``window``, cast by ``to_dtype``; invalid pixels become nodata."""
+        area = rasterio_window(window)
+        self.dataset.write(to_dtype(values, valid, self.dtype, self.nodata), window=area)
+        if self.mask:
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+                self.dataset.write_mask(valid.any(axis=0), window=area)
 
     def _discard(self) -> None:
         if self.dataset is not None and not self.dataset.closed:
@@ -300,7 +406,7 @@ class AtomicGeoTIFF:
         except BaseException:
             self._discard()
             raise
-        for sidecar in (self.path + ".aux.xml", self.path + ".ovr"):
+        for sidecar in (self.path + ".aux.xml", self.path + ".ovr", self.path + ".msk"):
             if os.path.exists(sidecar):
                 os.remove(sidecar)
 

@@ -28,7 +28,7 @@ from .errors import InputError
 from .grid import Window
 from .pipeline import RunResult, _Recorder
 from .progress import NullProgress, Progress, SubProgress
-from .raster import AtomicGeoTIFF, RasterInfo, check_output_path, open_info, read_window, to_dtype
+from .raster import AtomicGeoTIFF, RasterInfo, check_output_path, open_info, read_window
 from .sentinel2 import ORDER, RESOLUTION, band_name
 from .sharpen import GUIDED_METHOD, sharpen
 
@@ -162,10 +162,11 @@ def _assemble(parts: dict[int, str], groups: dict[int, list[BandSource]], output
     with AtomicGeoTIFF(output_path, meta, meta.grid, dtype) as out:
         for top in range(0, area.height, BLOCK_ROWS):
             block = Window(0, top, area.width, min(BLOCK_ROWS, area.height - top))
-            values = np.zeros((len(names), block.height, block.width), dtype=dtype)
+            values = np.zeros((len(names), block.height, block.width), dtype=np.float32)
+            valid = np.zeros(values.shape, dtype=bool)
             for k, (res, i, _) in enumerate(order):
                 w = windows[res]
                 part = Window(area.col_off - w.col_off, area.row_off - w.row_off + top, block.width, block.height)
-                data, valid = read_window(replace(infos[res], bands=(i + 1,)), part)
-                values[k] = to_dtype(data[0], valid[0], dtype, out.nodata)
-            out.write(block, values)
+                data, ok = read_window(replace(infos[res], bands=(i + 1,)), part)
+                values[k], valid[k] = data[0], ok[0]
+            out.write(block, values, valid)

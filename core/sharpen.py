@@ -29,7 +29,7 @@ from .kernels import Kernel, make_kernel
 from .normalise import BandScaling
 from .pipeline import RunResult, _Recorder, collect_tiled, extent_message, fit_scaling, write_tiled
 from .progress import NullProgress, Progress
-from .raster import RasterInfo, check_output_path, open_info, read_window
+from .raster import RasterInfo, check_output_path, georeferencing_note, open_info, read_window
 from .sentinel2 import band_name, kernel_spec
 from .tiling import MIN_RETRY_TILE, ShrinkOnOutOfMemory, Solver, WarmStart
 
@@ -89,8 +89,9 @@ def check_inputs(
     guide = open_info(guide_path, guide_io.bands)
     if output_path is not None:
         check_output_path(output_path, [target_path, guide_path])
-    if target.grid.crs is None and progress is not None:
-        progress.info(f"warning: {target_path} has no CRS; the output is written without one")
+    note = georeferencing_note(target)
+    if note and progress is not None:
+        progress.info(note)
     if target.window is not None and progress is not None:
         progress.info(extent_message(target.window))
     nesting = nest(target.grid, guide.grid)

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,9 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
 from internal_sr.core.figures import loss_curve_path
@@ -147,6 +151,86 @@ def _guided_pair(guide_pixel: float = 10.0, guide_origin: tuple[float, float] = 
     return build
 
 
+def _edited(name: str, edit: Callable[[rasterio.io.DatasetWriter], None], data: np.ndarray | None = None,
+            **georeferencing) -> Callable[[Path], Inputs]:
+    """``_write(name, data, **georeferencing)``, then ``edit`` applied to the file opened for update."""
+    write = _write(name, data, **georeferencing)
+
+    def build(folder: Path) -> Inputs:
+        (path,) = write(folder)
+        with warnings.catch_warnings(), rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path, "r+") as dataset:
+                edit(dataset)
+        return (path,)
+
+    return build
+
+
+#: Columns hidden by the internal mask of the ``internal_mask`` case (their pixels hold a wild value).
+MASKED_COLUMNS = 8
+
+
+def _mask_columns(dataset) -> None:
+    data = dataset.read()
+    data[:, :, :MASKED_COLUMNS] = 65535
+    dataset.write(data)
+    mask = np.ones((dataset.height, dataset.width), dtype=bool)
+    mask[:, :MASKED_COLUMNS] = False
+    dataset.write_mask(mask)
+
+
+#: Rows transparent in the alpha band of the ``alpha_band`` case.
+TRANSPARENT_ROWS = 6
+
+
+def _rgba() -> np.ndarray:
+    """8-bit red, green, blue and alpha (0 on the first ``TRANSPARENT_ROWS`` rows) from the committed crop."""
+    rgb = s2_pixels(bands=slice(0, 3)).astype(np.float64)
+    rgb = np.clip(rgb / rgb.max() * 255, 0, 255).astype(np.uint8)
+    alpha = np.full((1, EDGE, EDGE), 255, np.uint8)
+    alpha[:, :TRANSPARENT_ROWS] = 0
+    return np.concatenate([rgb, alpha])
+
+
+def _set_rgba(dataset) -> None:
+    dataset.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+
+
+#: Ground control points (row, col, x, y) of the ``ground_control_points`` case, in WGS 84.
+GCPS = ((0.0, 0.0, 12.50, 41.90), (0.0, 32.0, 12.51, 41.90), (32.0, 0.0, 12.50, 41.89), (32.0, 32.0, 12.51, 41.89))
+
+
+def _set_gcps(dataset) -> None:
+    points = [GroundControlPoint(row, col, x, y) for row, col, x, y in GCPS]
+    dataset.gcps = (points, CRS.from_epsg(4326))
+
+
+def _set_band_metadata(dataset) -> None:
+    dataset.scales = (0.0001,) * dataset.count
+    dataset.offsets = (-0.1,) * dataset.count
+    dataset.units = ("reflectance",) * dataset.count
+    dataset.update_tags(PRODUCT="S2 L1C", STATISTICS_MEAN="1234")
+    dataset.update_tags(1, WAVELENGTH="665", STATISTICS_MAXIMUM="9999")
+
+
+def _zipped(folder: Path) -> Inputs:
+    """The committed crop (on its UTM grid) inside a zip file, named as GDAL reads it: ``/vsizip/…``."""
+    (path,) = _write("in.tif")(folder)
+    archive = folder / "scene.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(path, "in.tif")
+    os.remove(path)
+    return (f"/vsizip/{archive}/in.tif",)
+
+
+def _existing_folder(inputs: Inputs, folder: Path) -> str:
+    """An output path that is an existing folder (named like a GeoTIFF)."""
+    path = folder / "sr.tif"
+    path.mkdir()
+    return str(path)
+
+
 def _locked_folder(inputs: Inputs, folder: Path) -> str:
     """An output in a folder this process may not write to.
 
@@ -199,6 +283,65 @@ def _check_no_crs(inputs: Inputs, output: str) -> None:
         assert dst.crs is None
 
 
+def _assert_pixel_grid(inputs: Inputs, output: str) -> tuple:
+    """The output has no geotransform (not a south-up grid of half-unit pixels: the input has none),
+    twice the input's pixels and its band means; returns the output's ``(gcps, crs)``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(inputs[0]) as src, rasterio.open(output) as dst:
+            assert (dst.width, dst.height) == (2 * src.width, 2 * src.height) and dst.transform.is_identity
+            before, after = valid_means(src.read(), src.nodata), valid_means(dst.read(), dst.nodata)
+            gcps = dst.gcps
+    np.testing.assert_allclose(after, before, rtol=0.03)
+    return gcps
+
+
+def _check_no_georeferencing(inputs: Inputs, output: str) -> None:
+    assert _assert_pixel_grid(inputs, output) == ([], None)
+
+
+def _check_gcps(inputs: Inputs, output: str) -> None:
+    """Ground control points keep their map coordinates and CRS and move to the output's pixels (×2)."""
+    points, crs = _assert_pixel_grid(inputs, output)
+    assert crs == CRS.from_epsg(4326)
+    found = [(p.row, p.col, p.x, p.y) for p in points]
+    np.testing.assert_allclose(found, [(2 * row, 2 * col, x, y) for row, col, x, y in GCPS])
+
+
+def _check_masked(inputs: Inputs, output: str) -> None:
+    """Pixels under the input's internal mask are under the output's (the dtype has no nodata), and their
+    wild values reach no other pixel: the band means of the rest are the input's."""
+    with rasterio.open(inputs[0]) as src, rasterio.open(output) as dst:
+        assert dst.transform == src.transform * Affine.scale(0.5) and dst.crs == src.crs
+        assert dst.dtypes == src.dtypes and dst.nodata is None
+        masks, values, before = dst.read_masks(), dst.read(), src.read()[:, :, MASKED_COLUMNS:]
+    assert (masks[:, :, : 2 * MASKED_COLUMNS] == 0).all() and (masks[:, :, 2 * MASKED_COLUMNS :] == 255).all()
+    after = values[:, :, 2 * MASKED_COLUMNS :]
+    np.testing.assert_allclose(after.mean(axis=(1, 2)), before.mean(axis=(1, 2)), rtol=0.03)
+    assert after.max() < 1.2 * before.max()
+
+
+def _check_alpha(inputs: Inputs, output: str) -> None:
+    """The alpha band is not a band to sharpen: it masks the others, and the output is RGB under a mask."""
+    with rasterio.open(inputs[0]) as src, rasterio.open(output) as dst:
+        assert (dst.count, dst.width, dst.dtypes[0]) == (3, 2 * src.width, "uint8")
+        assert dst.transform == src.transform * Affine.scale(0.5)
+        assert dst.colorinterp == (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+        masks = dst.read_masks()
+    assert (masks[:, : 2 * TRANSPARENT_ROWS] == 0).all() and (masks[:, 2 * TRANSPARENT_ROWS :] == 255).all()
+
+
+def _check_band_metadata(inputs: Inputs, output: str) -> None:
+    """Scale, offset, units and metadata items are kept (so values still read as reflectance); the
+    input's statistics are not, as they no longer describe the pixels."""
+    assert_refined(inputs, output)
+    with rasterio.open(output) as dst:
+        assert dst.scales == (0.0001,) * dst.count and dst.offsets == (-0.1,) * dst.count
+        assert dst.units == ("reflectance",) * dst.count
+        assert dst.tags()["PRODUCT"] == "S2 L1C" and dst.tags(1)["WAVELENGTH"] == "665"
+        assert not any(k.startswith("STATISTICS_") for k in {**dst.tags(), **dst.tags(1)})
+
+
 # -- the table --------------------------------------------------------------------------------
 
 CASES = (
@@ -216,6 +359,7 @@ CASES = (
     Case("output_folder_missing", _write("in.tif"), output=lambda inputs, folder: str(folder / "nope" / "sr.tif"),
          error="folder .*nope does not exist"),
     Case("output_folder_not_writable", _write("in.tif"), output=_locked_folder, error="folder .* is not writable"),
+    Case("output_is_a_folder", _write("in.tif"), output=_existing_folder, error="sr.tif is a folder"),
     Case("smaller_than_the_network", _write("tiny.tif", s2_pixels(20)), error="20×20 is smaller than the network needs"),
     Case("single_row", _write("row.tif", s2_pixels(64)[:, :1]), error="64×1 is smaller than the network needs"),
     Case("all_nodata", _write("nodata.tif", _all_nodata(), nodata=0), error="no valid pixels"),
@@ -233,6 +377,12 @@ CASES = (
          check=assert_refined),
     Case("thirteen_bands", _write("l1c.tif", _thirteen_bands(), descriptions=S2_L1C_BANDS), check=assert_refined),
     Case("nan_and_inf_in_float_input", _write("float.tif", _float_with_non_finite()), check=_check_non_finite),
+    Case("no_georeferencing", _write("plain.tif", crs=None, transform=Affine.identity()), check=_check_no_georeferencing),
+    Case("ground_control_points", _edited("gcps.tif", _set_gcps, crs=None, transform=Affine.identity()), check=_check_gcps),
+    Case("internal_mask", _edited("mask.tif", _mask_columns), check=_check_masked),
+    Case("alpha_band", _edited("rgba.tif", _set_rgba, _rgba()), check=_check_alpha),
+    Case("band_metadata", _edited("scaled.tif", _set_band_metadata), check=_check_band_metadata),
+    Case("gdal_dataset_name", _zipped, check=assert_refined),
 )
 
 

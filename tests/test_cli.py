@@ -6,14 +6,26 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 
 from internal_sr.core.cli import main
 
 from helpers import S2_20M
 
 FAST = ["--iterations", "2"]
+
+
+def two_raster_tables(folder) -> str:
+    """A GeoPackage holding two raster tables: a container of subdatasets, with no band of its own."""
+    path = str(folder / "two.gpkg")
+    for table, append in (("first", "NO"), ("second", "YES")):
+        with rasterio.open(path, "w", driver="GPKG", width=8, height=8, count=1, dtype="uint8", crs="EPSG:32633",
+                           transform=Affine(10, 0, 0, 0, -10, 80), RASTER_TABLE=table, APPEND_SUBDATASET=append) as dst:
+            dst.write(np.ones((1, 8, 8), np.uint8))
+    return path
 
 
 def test_degrade_then_dip_round_trip(tmp_path, capsys):
@@ -55,6 +67,9 @@ def test_console_script_is_installed_and_reports_errors_on_one_line(tmp_path):
         (lambda p: S2_20M, ["--scale", "2", "--kernel", "box"], "unknown kernel"),
         (lambda p: S2_20M, ["--scale", "2", "--tile", "32", "--overlap", "16"], "overlap"),
         (lambda p: S2_20M, ["--scale", "2", "--step-window", "1.5"], "step window is a fraction"),
+        (lambda p: S2_20M, ["--scale", "inf"], "scale must be an integer ≥ 2, got inf"),
+        (lambda p: S2_20M, ["--scale", "1e400"], "scale must be an integer ≥ 2, got 1e400"),
+        (two_raster_tables, ["--scale", "2"], r"two.gpkg holds no raster bands itself: open one of its subdatasets \(GPKG:.*two.gpkg:first; "),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make_input, args, message):

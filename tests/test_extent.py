@@ -97,6 +97,22 @@ def test_cli_extent_for_dip_and_degrade(tmp_path, capsys) -> None:
     assert "XMIN,YMIN,XMAX,YMAX" in capsys.readouterr().err
 
 
+def test_degrade_extent_snaps_to_the_low_resolution_pixels_of_a_whole_raster_run(tmp_path) -> None:
+    # the extent's whole pixels are columns 11–42, rows 21–52: odd offsets, inside 2 × 2 blocks of the
+    # whole raster's decimation, so the output starts at column 10, row 20 and mosaics with other runs
+    shifted = (EXTENT[0] + PIXEL, EXTENT[1] - PIXEL, EXTENT[2] + PIXEL, EXTENT[3] - PIXEL)
+    whole, part = str(tmp_path / "whole.tif"), str(tmp_path / "part.tif")
+    assert cli(["degrade", S2_20M, whole, "--scale", "2"]) == 0
+    assert cli(["degrade", S2_20M, part, "--scale", "2", "--extent", ",".join(f"{v:.10g}" for v in shifted)]) == 0
+    with rasterio.open(whole) as full, rasterio.open(part) as dst:
+        assert dst.transform == Affine(2 * PIXEL, 0, X0 + 10 * PIXEL, 0, -2 * PIXEL, Y0 - 20 * PIXEL)
+        assert (dst.width, dst.height) == (17, 17)
+        inside = full.read(window=rasterio.windows.Window(5, 10, 17, 17)).astype(float)
+        cut = dst.read().astype(float)
+    # away from the window's edge (the bicubic kernel reads 4 pixels on each side) the pixels are the same
+    np.testing.assert_allclose(cut[:, 2:-2, 2:-2], inside[:, 2:-2, 2:-2], atol=1)
+
+
 def test_guided_extent_snaps_to_whole_target_pixels_on_the_guide_grid(tmp_path) -> None:
     # target 64 × 64 at 20 m and guide 128 × 128 at 10 m, both from (300000, 5800000); the extent cuts
     # guide pixels and target pixels: the output must start on a target pixel edge (target columns

@@ -112,11 +112,11 @@ def test_nan_in_float_input_becomes_nodata(tmp_path):
     assert np.isnan(out).sum() == 8
 
 
-def test_no_crs_still_works_with_a_warning(tmp_path):
+def test_no_georeferencing_still_works_with_a_warning(tmp_path):
     result = run_dip(S2_10M, tmp_path / "sr.tif", io=IOOptions(bands=(1,)))
-    assert any("no CRS" in m for m in result.messages)
+    assert any("has no georeferencing" in m for m in result.messages)
     with rasterio.open(tmp_path / "sr.tif") as dst:
-        assert dst.crs is None and dst.width == 256
+        assert dst.crs is None and dst.width == 256 and dst.transform.is_identity
 
 
 def test_tiled_run_matches_grid_and_has_no_seam_artifacts(tmp_path):
@@ -223,3 +223,16 @@ def test_cog_output_and_float_nodata_beyond_float32(tmp_path):
         assert dst.profile["tiled"]
         low = dst.read(1)
     assert np.isnan(low[0, 0]) and np.isfinite(low[10:, 10:]).all()
+
+
+def test_degrade_a_band_without_valid_pixels_quietly_gives_nodata(tmp_path):
+    import warnings
+
+    data = read(S2_20M)[:2, :32, :32].astype(np.float32)
+    data[1] = np.nan
+    src = write_raster(str(tmp_path / "in.tif"), data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no "Mean of empty slice" on the user's terminal
+        pipeline.degrade(src, str(tmp_path / "lr.tif"), 2)
+    low = read(str(tmp_path / "lr.tif"))
+    assert np.isnan(low[1]).all() and np.isfinite(low[0, 2:-2, 2:-2]).all()
