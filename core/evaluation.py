@@ -70,9 +70,10 @@ def hpf_injection(
 
 #: Row labels of the baselines in every evaluation.
 BICUBIC, BICUBIC_BP, HPF = "bicubic", "bicubic + back-projection", "HPF injection (pansharpening)"
-#: Largest evaluated area (pixels of the input raster): the reference, its degraded copy and every method's
-#: estimate are held in memory as float64 (a 2048² area of 13 bands: about 0.4 GB each).
-MAX_EVALUATION_PIXELS = 2048 * 2048
+#: Most values (pixels × bands, a guide's included) of an evaluated area: the reference, its degraded copy,
+#: the guide and every method's estimate are held in memory as float64 (a 2048² area of 13 bands: about
+#: 0.4 GB each).
+MAX_EVALUATION_VALUES = 2048 * 2048 * 13
 #: Smallest edge of the evaluated area once cropped to a multiple of the scale: SSIM's 7 × 7 window.
 MIN_EVALUATION_EDGE = 7
 METHOD_LABELS = {"dip": "Deep Image Prior", "knitwork": "Neural Knitworks", "guided": "guided DIP"}
@@ -176,13 +177,16 @@ def _complete(data: np.ndarray, valid: np.ndarray, path: str) -> np.ndarray:
     return data.astype(np.float64)
 
 
-def _check_memory(area: Window) -> None:
-    """One-line ``InputError`` when ``area`` (the evaluated pixels) exceeds ``MAX_EVALUATION_PIXELS``."""
-    if area.width * area.height > MAX_EVALUATION_PIXELS:
-        side = int(MAX_EVALUATION_PIXELS**0.5)
+def _check_memory(area: Window, bands: int, guide_bands: int = 0, scale: int = 1) -> None:
+    """One-line ``InputError`` when ``area`` (the evaluated pixels, of ``bands`` bands, with a guide of
+    ``guide_bands`` bands ``scale`` times finer) holds more than ``MAX_EVALUATION_VALUES`` values."""
+    per_pixel = bands + guide_bands * scale**2
+    if area.width * area.height * per_pixel > MAX_EVALUATION_VALUES:
+        side = int((MAX_EVALUATION_VALUES / per_pixel) ** 0.5)
+        guide = f" and their {guide_bands} guide band(s) {scale}× finer" if guide_bands else ""
         raise InputError(
-            f"the evaluated area is {area.width}×{area.height} pixels; evaluation holds it in memory several "
-            f"times over: choose an extent of at most {side}×{side} pixels"
+            f"the evaluated area is {area.width}×{area.height} pixels of {bands} band(s){guide}; evaluation holds "
+            f"it in memory several times over: choose an extent of at most {side}×{side} pixels"
         )
 
 
@@ -261,7 +265,7 @@ def evaluate(
         nesting = nest(info.grid, guide_info.grid)
         if nesting.scale != scale:
             raise InputError(f"the guide is {nesting.scale}× finer than the target, so the scale must be {nesting.scale}, got {scale}")
-        _check_memory(nesting.target)
+        _check_memory(nesting.target, len(info.bands), len(guide_info.bands), scale)
         target_data, target_valid = read_window(info, nesting.target)
         reference = _reference(target_data, target_valid, scale, input_path)
         h, w = reference.shape[-2:]
@@ -281,7 +285,7 @@ def evaluate(
         extra = {HPF: hpf_injection(low, low_guide, target_kernels, guide_kernels)}
         window = Window(nesting.target.col_off, nesting.target.row_off, w, h)
     else:
-        _check_memory(Window(0, 0, info.grid.width, info.grid.height))
+        _check_memory(Window(0, 0, info.grid.width, info.grid.height), len(info.bands))
         data, valid = read_window(info)
         reference = _reference(data, valid, scale, input_path)
         kernels = make_kernel(kernel, scale)
@@ -291,6 +295,8 @@ def evaluate(
         if method != "bicubic":
             if config is None or getattr(config, "scale", scale) != scale:
                 raise InputError(f"method {method} needs its configuration at scale {scale}")
+            if config.kernel != kernel:
+                raise InputError(f"the image is degraded with kernel {kernel} but the method's configuration assumes {config.kernel}")
             _check_degraded_size(reference, low, scale, METHOD_LABELS[method], config.min_input_size)
             estimate, run = super_resolve_array(low, config, progress=method_progress)
         window = Window(0, 0, reference.shape[-1], reference.shape[-2])

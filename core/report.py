@@ -78,7 +78,7 @@ def _panels(evaluation: Evaluation) -> tuple[list[tuple[str, np.ndarray]], str]:
     channels, how = display_bands(evaluation.band_names)
     limits = figures.display_limits(reference[crop], channels)
     factor = max(1, PANEL // max(size_h, size_w))
-    method = next(iter(reversed(evaluation.estimates)))
+    method = evaluation.method_scores.label
     panels = [(f"low resolution (×{s} coarser)", figures.enlarge(figures.to_rgb(evaluation.low[low_crop], channels, limits), s))]
     panels += [(label, figures.to_rgb(image[crop], channels, limits)) for label, image in evaluation.estimates.items()
                if label in (BICUBIC, method)]
@@ -93,9 +93,12 @@ def _panels(evaluation: Evaluation) -> tuple[list[tuple[str, np.ndarray]], str]:
 
 
 def _fmt(value: float) -> str:
-    """A score for display; an undefined one (NaN, e.g. SAM of a single band) as a dash."""
+    """A score for display; an undefined one (NaN, e.g. SAM of a single band) as a dash, an infinite one
+    (PSNR or SRE of a perfect estimate) as ∞."""
     if np.isnan(value):
         return "—"
+    if np.isinf(value):
+        return "∞" if value > 0 else "−∞"
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 

@@ -1,6 +1,7 @@
 """Evaluation by Wald's protocol on a user's raster: metrics against hand-computed values, the scores,
 the HTML/JSON report and the one-line errors (core and command line)."""
 
+import html
 import json
 import math
 import re
@@ -96,6 +97,14 @@ def test_bicubic_only_scores_the_two_baselines(tmp_path):
     e = evaluate(geo_10m(tmp_path), "bicubic", 4, "bicubic")
     assert [s.label for s in e.scores] == [BICUBIC, BICUBIC_BP] and e.run is None
     assert e.low.shape == (4, 32, 32)
+    # the report's images are of the evaluated method, bicubic: not of the back-projected baseline
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", report.render_html(e))
+    assert captions and not any(BICUBIC_BP in html.unescape(c) for c in captions), captions
+
+
+def test_the_method_must_assume_the_kernel_the_image_is_degraded_with(tmp_path):
+    with pytest.raises(InputError, match="degraded with kernel gaussian:0.8 but the method's configuration assumes bicubic"):
+        evaluate(geo_10m(tmp_path), "dip", 2, "gaussian:0.8", DIPConfig(scale=2, iterations=1))
 
 
 def geo_pair(tmp_path):
@@ -130,8 +139,8 @@ def test_nodata_inside_the_area_is_a_clear_error(tmp_path):
 def test_an_area_too_large_to_hold_in_memory_asks_for_an_extent(tmp_path, monkeypatch):
     from internal_sr.core import evaluation
 
-    monkeypatch.setattr(evaluation, "MAX_EVALUATION_PIXELS", 100 * 100)
-    with pytest.raises(InputError, match=r"128×128 pixels.*extent of at most 100×100 pixels"):
+    monkeypatch.setattr(evaluation, "MAX_EVALUATION_VALUES", 100 * 100 * 4)
+    with pytest.raises(InputError, match=r"128×128 pixels of 4 band\(s\);.*extent of at most 100×100 pixels"):
         evaluate(geo_10m(tmp_path), "bicubic", 2, "bicubic")
 
 
@@ -184,6 +193,8 @@ def test_a_constant_image_writes_valid_json(tmp_path):
     report.write_json(e, str(tmp_path / "flat.json"))
     saved = strict_json((tmp_path / "flat.json").read_text())
     assert saved["scores"][0]["overall"]["psnr"] is None and saved["scores"][0]["overall"]["rmse"] == 0.0
+    # a perfect estimate's PSNR is infinite: ∞ in the tables, not "inf"
+    assert "∞" in report.text_table(e) and "inf" not in report.text_table(e) and "<td>∞</td>" in report.render_html(e)
 
 
 @pytest.mark.parametrize("size,scale", [(5, 2), (3, 4), (7, 4)])
@@ -208,7 +219,7 @@ def test_guided_evaluates_the_area_the_guide_covers(tmp_path, monkeypatch):
                      transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0), descriptions=NAMES10)
     with pytest.raises(InputError, match="nodata"):  # the raster as a whole is not complete
         evaluate(t, "bicubic", 2, "bicubic")
-    monkeypatch.setattr(evaluation, "MAX_EVALUATION_PIXELS", 63 * 63)
+    monkeypatch.setattr(evaluation, "MAX_EVALUATION_VALUES", 63 * 63 * (6 + 4 * 2**2))  # the guide's pixels count
     config = GuidedDIPConfig(iterations=1, device="cpu", tiles=TileOptions(32, 8))
     e = evaluate(t, "guided", 2, config.kernel, config, guide_path=g)
     assert (e.window.col_off, e.window.row_off, e.window.width, e.window.height) == (0, 0, 62, 62)
