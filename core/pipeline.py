@@ -256,6 +256,11 @@ def super_resolve_array(
     return out, recorder.result("", device)
 
 
+#: Input values (pixels × bands) ``degrade`` reads at once: it works in strips of whole blocks of rows,
+#: so its memory is bounded by the strip whatever the raster's size (64 MB of float32 per array).
+DEGRADE_STRIP_VALUES = 2**24
+
+
 def degrade(
     input_path: str,
     output_path: str,
@@ -268,6 +273,8 @@ def degrade(
 
     The output grid is the input grid coarsened by ``scale`` (trailing rows/columns that do not fill
     a whole block are dropped). A low-resolution pixel is nodata when any pixel under its kernel is.
+    The raster is read in strips of rows with the kernel's reach above and below, which gives the
+    pixels a whole-raster pass gives.
     """
     recorder = _Recorder(progress or NullProgress())
     if scale < 2:
@@ -276,19 +283,26 @@ def degrade(
     if min(info.grid.width, info.grid.height) < scale:
         raise InputError(f"image {info.grid.width}×{info.grid.height} is smaller than one {scale}×{scale} block")
     k = make_kernel(kernel, scale)
-    data, valid = read_window(info)
-    if not valid.any():
-        raise InputError(f"{input_path} has no valid pixels (everything is nodata)")
-    counts = valid.sum(axis=(1, 2), keepdims=True)
-    means = (np.where(valid, data, 0).sum(axis=(1, 2), keepdims=True) / np.maximum(counts, 1)).astype(np.float32)
-    filled = np.where(valid, data, means)  # a band without valid pixels is filled with 0 (and stays nodata)
-    low = degrade_array(filled, k)
-    # a low-resolution pixel is nodata when its kernel footprint touches any nodata pixel
-    low_valid = degrade_array((~valid).astype(np.float32), k.footprint()) <= 1e-6
-    c, h, w = low.shape
     grid = info.grid.coarsened(scale)
-    dtype = output_dtype(info, io.float32)
-    with AtomicGeoTIFF(output_path, info, grid, dtype, io.cog) as out:
-        out.write(Window(0, 0, w, h), low, low_valid)
+    reach = -(-k.size // scale) * scale  # rows of context above and below a strip, in whole blocks
+    rows = max(scale, DEGRADE_STRIP_VALUES // (info.grid.width * len(info.bands)) // scale * scale)
+    height = grid.height * scale
+    any_valid = False
+    with AtomicGeoTIFF(output_path, info, grid, output_dtype(info, io.float32), io.cog) as out:
+        for top in range(0, height, rows):
+            bottom = min(top + rows, height)
+            first, last = max(0, top - reach), min(info.grid.height, bottom + reach)
+            data, valid = read_window(info, Window(0, first, info.grid.width, last - first))
+            any_valid |= bool(valid.any())
+            counts = valid.sum(axis=(1, 2), keepdims=True)
+            means = (np.where(valid, data, 0).sum(axis=(1, 2), keepdims=True) / np.maximum(counts, 1)).astype(np.float32)
+            # what fills nodata pixels never shows: every low-resolution pixel they reach is nodata
+            low = degrade_array(np.where(valid, data, means), k)
+            low_valid = degrade_array((~valid).astype(np.float32), k.footprint()) <= 1e-6
+            keep = slice((top - first) // scale, (bottom - first) // scale)
+            out.write(Window(0, top // scale, grid.width, (bottom - top) // scale), low[:, keep], low_valid[:, keep])
+            recorder.report(bottom / height, "degrading")
+        if not any_valid:
+            raise InputError(f"{input_path} has no valid pixels (everything is nodata)")
     recorder.report(1.0, "done")
     return recorder.result(output_path, "cpu")

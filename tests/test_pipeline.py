@@ -236,3 +236,26 @@ def test_degrade_a_band_without_valid_pixels_quietly_gives_nodata(tmp_path):
         pipeline.degrade(src, str(tmp_path / "lr.tif"), 2)
     low = read(str(tmp_path / "lr.tif"))
     assert np.isnan(low[1]).all() and np.isfinite(low[0, 2:-2, 2:-2]).all()
+
+
+def test_degrade_in_strips_gives_the_whole_raster_pass(tmp_path, monkeypatch):
+    """Strips of 6 rows (with the kernel's reach around them) give a one-pass degrade's pixels, nodata included."""
+    data = read(S2_20M)[:2].astype(np.float32)
+    data[0, 40:43, 10:12] = np.nan
+    src = write_raster(str(tmp_path / "in.tif"), data[:, :95, :93])
+    for kernel in ("bicubic", "gaussian:1.2"):
+        pipeline.degrade(src, str(tmp_path / "whole.tif"), 3, kernel)
+        monkeypatch.setattr(pipeline, "DEGRADE_STRIP_VALUES", 6 * 93 * 2)
+        pipeline.degrade(src, str(tmp_path / "strips.tif"), 3, kernel)
+        monkeypatch.undo()
+        whole, strips = read(str(tmp_path / "whole.tif")), read(str(tmp_path / "strips.tif"))
+        assert whole.shape == strips.shape == (2, 31, 31) and np.isnan(whole[0, 13]).any()
+        np.testing.assert_allclose(strips, whole, rtol=1e-6, atol=1e-3)
+        np.testing.assert_array_equal(np.isnan(strips), np.isnan(whole))
+
+
+def test_degrade_of_a_raster_without_valid_pixels_is_a_one_line_error_and_writes_nothing(tmp_path):
+    src = write_raster(str(tmp_path / "in.tif"), np.zeros((1, 32, 32), np.uint16), nodata=0)
+    with pytest.raises(InputError, match="no valid pixels"):
+        pipeline.degrade(src, str(tmp_path / "lr.tif"), 2)
+    assert sorted(os.listdir(tmp_path)) == ["in.tif"]
