@@ -6,6 +6,8 @@ everything ``initGui`` added. The engine's heavy packages (torch, rasterio, scik
 to load the plugin; if any is missing or too old the user is told which, with a button (and a menu entry,
 *Install dependencies…*) opening the installer, which puts them in the plugin's private package folder.
 That folder goes first on ``sys.path`` as soon as the plugin is created, before anything is checked.
+A package that is installed but fails to import (a library that does not load) is reported in one line
+when the dialog is opened. Each message-bar item is replaced, not stacked, and removed by ``unload``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ except ImportError:  # Qt5
 
 from .algorithms.base import ICON_PATH
 from .algorithms.provider import InternalSRProvider
-from .ui.deps import report_missing_dependencies
+from .ui.deps import report_broken_engine, report_missing_dependencies
+from .ui.messages import PinnedMessage
 from .ui.pip_install import activate_target_folder, target_folder
 
 MENU = "&Internal SR"
@@ -39,6 +42,8 @@ class InternalSRPlugin:
         self.dialog: Any | None = None
         self.installer: Any | None = None
         self.missing: list[str] = []
+        self.install_message = PinnedMessage(iface, "Install dependencies…", self.show_installer)
+        self.engine_message = PinnedMessage(iface)
         activate_target_folder(target_folder())
 
     def initProcessing(self) -> None:  # noqa: N802 (name fixed by QGIS)
@@ -60,10 +65,13 @@ class InternalSRPlugin:
         self.install_action.setObjectName("internal_sr_install_dependencies")
         self.install_action.triggered.connect(self.show_installer)
         self.iface.addPluginToRasterMenu(MENU, self.install_action)
-        self.missing = report_missing_dependencies(self.iface, self.show_installer)
+        self.missing = report_missing_dependencies(self.install_message)
 
     def unload(self) -> None:
-        """Remove the menu entries, the toolbar button, the dialogs (cancelling jobs and pip) and the provider."""
+        """Remove the menu entries, the toolbar button, the message-bar items, the dialogs (cancelling jobs
+        and pip) and the provider."""
+        self.install_message.clear()
+        self.engine_message.clear()
         if self.install_action is not None:
             self.iface.removePluginRasterMenu(MENU, self.install_action)
             self.install_action.triggered.disconnect(self.show_installer)
@@ -89,14 +97,20 @@ class InternalSRPlugin:
             self.provider = None
 
     def show_dialog(self) -> None:
-        """Open the super-resolution dialog, or repeat what is missing to run it."""
-        self.missing = report_missing_dependencies(self.iface, self.show_installer)
+        """Open the super-resolution dialog, or repeat what is missing to run it (or what fails to import)."""
+        self.missing = report_missing_dependencies(self.install_message)
         if self.missing:
             return
         if self.dialog is None:
-            from .ui.dialog import SuperResolveDialog
+            try:  # found by the check above is not yet importable (a DLL that does not load, a NumPy ABI mismatch)
+                from .ui.dialog import SuperResolveDialog, import_engine
 
-            self.dialog = SuperResolveDialog(self.iface, self.iface.mainWindow())
+                import_engine()
+                self.dialog = SuperResolveDialog(self.iface, self.iface.mainWindow())
+            except (ImportError, OSError) as error:
+                report_broken_engine(self.engine_message, error)
+                return
+            self.engine_message.clear()
         self.dialog.show()
         self.dialog.raise_()
         self.dialog.activateWindow()

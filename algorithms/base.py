@@ -10,8 +10,9 @@ path out. The base class owns everything the algorithms share:
   :meth:`processAlgorithm` (a background thread when run from the toolbox) runs that job and touches no
   layer, project or canvas;
 * :class:`FeedbackProgress`, the adapter from the engine's progress protocol to ``QgsProcessingFeedback``;
-* error translation: an engine ``InputError`` becomes a ``QgsProcessingException`` carrying its one-line
-  message; ``Cancelled`` ends the run cleanly, with no output and no error.
+* error translation: any error of the engine becomes a ``QgsProcessingException`` carrying one line
+  (``core.errors.error_line``, as on the command line and in the dialog's task), with the traceback of an
+  unexpected one in the message log; ``Cancelled`` ends the run cleanly, with no output and no error.
 
 The engine (torch, rasterio) is imported only inside a job, so the provider loads without it.
 """
@@ -19,19 +20,23 @@ The engine (torch, rasterio) is imported only inside a job, so the provider load
 from __future__ import annotations
 
 import os
+import re
 import time
-from collections.abc import Callable, Iterator
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from qgis.core import (
     Qgis,
+    QgsMessageLog,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
@@ -42,17 +47,20 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProperty,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.config import TileOptions
 from ..core.deps import install_hint, missing_dependencies
-from ..core.errors import Cancelled, InputError
+from ..core.errors import Cancelled, InputError, error_line
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ICON_PATH = os.path.join(PLUGIN_DIR, "icon.svg")
 HELP_URL = "https://github.com/internal-sr/internal_sr"
+#: Tab of the QGIS "Log Messages" panel where the plugin writes.
+LOG_TAG = "Internal SR"
 
 #: Kernel names offered in the KERNEL enum (the engine's spellings).
 KERNELS = ("bicubic", "lanczos2", "lanczos3", "gaussian", "landsat")
@@ -85,6 +93,17 @@ def one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 
+def gdal_dataset_name(source: str) -> bool:
+    """Whether a GDAL layer's ``source`` is something the engine opens by name: a file, a virtual file
+    system path (``/vsizip/…``) or a driver-prefixed subdataset (``NETCDF:"f.nc":var``, ``GPKG:f.gpkg:t``)."""
+    return os.path.isfile(source) or source.startswith("/vsi") or re.match(r"[A-Za-z0-9_]{2,}:", source) is not None
+
+
+def is_unset(value: Any) -> bool:
+    """Whether an optional parameter's value means "not given": absent, ``None`` or ``""``."""
+    return value is None or value == ""
+
+
 # ----------------------------------------------------------------------------------------------
 # Enum values that moved into ``Qgis`` in later QGIS versions (scoped in QGIS 4): pick what exists.
 
@@ -104,6 +123,11 @@ def _number_type(integer: bool) -> Any:
 def _file_behavior() -> Any:
     behaviors = getattr(Qgis, "ProcessingFileParameterBehavior", None)
     return behaviors.File if behaviors is not None else QgsProcessingParameterFile.Behavior.File
+
+
+def _static_property() -> Any:
+    types = getattr(Qgis, "PropertyType", None)
+    return types.Static if types is not None else QgsProperty.Type.StaticProperty
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,13 +213,47 @@ def extent_text(extent: tuple[float, float, float, float] | None) -> str:
     )
 
 
+#: How the out-of-memory hints of ``core.errors.error_line`` name the parameters that help.
+TILE_HINT, DEVICE_HINT = "Tile size (TILE_SIZE)", "Device cpu"
+
+
 @contextmanager
 def engine_errors() -> Iterator[None]:
-    """Turn an engine ``InputError`` into a ``QgsProcessingException`` with its one-line message."""
+    """Turn any engine error into a ``QgsProcessingException`` with one line (``core.errors.error_line``).
+
+    The traceback of an error other than ``InputError`` goes to the message log (tab ``LOG_TAG``).
+    ``QgsProcessingException`` and ``Cancelled`` pass through.
+    """
     try:
         yield
-    except InputError as error:
-        raise QgsProcessingException(one_line(error)) from error
+    except (QgsProcessingException, Cancelled):
+        raise
+    except Exception as error:  # noqa: BLE001 (the user sees one line, the log keeps the traceback)
+        if not isinstance(error, InputError):
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.MessageLevel.Critical)
+        raise QgsProcessingException(error_line(error, TILE_HINT, DEVICE_HINT)) from error
+
+
+def static_output_path(value: Any) -> str:
+    """The path an output parameter's value gives without evaluating anything: a string, or the static
+    sink of a ``QgsProcessingOutputLayerDefinition`` (what the toolbox passes); ``""`` for a temporary
+    output, an expression or no value."""
+    if isinstance(value, QgsProcessingOutputLayerDefinition):
+        value = value.sink
+    if isinstance(value, QgsProperty):
+        value = value.staticValue() if value.propertyType() == _static_property() else None
+    if not isinstance(value, str) or value == QgsProcessing.TEMPORARY_OUTPUT:
+        return ""
+    return value
+
+
+def check_output(path: str, inputs: Sequence[str]) -> None:
+    """``core.raster.check_output_path``: ``path`` is no input and no folder, in a writable folder
+    (``""``: not known yet, nothing to check)."""
+    if path:
+        from ..core.raster import check_output_path
+
+        check_output_path(path, list(inputs))
 
 
 class InternalSRAlgorithm(QgsProcessingAlgorithm):
@@ -447,9 +505,9 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
                 tr("Input raster {} comes from the '{}' provider: only file rasters read by GDAL (e.g. GeoTIFF) "
                    "can be super-resolved; export it to GeoTIFF first").format(layer.name(), layer.providerType())
             )
-        if not os.path.isfile(layer.source()):
+        if not gdal_dataset_name(layer.source()):
             raise QgsProcessingException(
-                tr("Input raster {} is not a single file on disk ({}): export it to GeoTIFF first").format(
+                tr("Input raster {} is not a file or dataset GDAL opens by name ({}): export it to GeoTIFF first").format(
                     layer.name(), layer.source()
                 )
             )
@@ -497,7 +555,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
 
         The engine checks that it overlaps ``source`` (a one-line error otherwise).
         """
-        if parameters.get(self.EXTENT) in (None, ""):
+        if is_unset(parameters.get(self.EXTENT)):
             return None
         layer = self.parameterAsRasterLayer(parameters, name, context)
         rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
@@ -533,7 +591,12 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         return kernel_spec(name, self.parameterAsDouble(parameters, self.SIGMA, context) or None)
 
     def read_device(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
-        return self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0]
+        """DEVICE, checked to be present here (``core.device.resolve_device``: e.g. cuda without CUDA is an error)."""
+        from ..core.device import resolve_device
+
+        name = self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0]
+        resolve_device(name)
+        return name
 
     def read_run_options(self, parameters: dict[str, Any], context: QgsProcessingContext) -> RunOptions:
         """What ``add_run_options`` declared (tile sizes are checked by the engine's ``TileOptions``)."""
@@ -548,25 +611,33 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             float32=self.parameterAsBoolean(parameters, self.FLOAT32, context),
         )
 
-    def read_output(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
-        """OUTPUT as a GeoTIFF path (the engine writes GeoTIFF only).
+    def read_output(self, parameters: dict[str, Any], context: QgsProcessingContext, inputs: Sequence[str]) -> str:
+        """OUTPUT as a GeoTIFF path (the engine writes GeoTIFF only), checked against the ``inputs`` files
+        (:func:`check_output`).
 
-        While checking parameters only a plain path is checked: resolving a temporary output would
-        register a second file for loading in ``context``.
+        While checking parameters only a path given as such is checked (:func:`static_output_path`;
+        ``""`` otherwise): resolving a temporary output would register a second file for loading in ``context``.
         """
         if self._checking:
-            value = parameters.get(self.OUTPUT)
-            if not isinstance(value, str) or value == QgsProcessing.TEMPORARY_OUTPUT:
-                return ""
-            path = value
+            path = static_output_path(parameters.get(self.OUTPUT))
         else:
             path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        if not path and not self._checking:
-            raise QgsProcessingException(tr("No output file was given"))
+            if not path:
+                raise QgsProcessingException(tr("No output file was given"))
         if path and not path.lower().endswith(RASTER_EXTENSIONS):
             raise QgsProcessingException(
                 tr("Output {} must be a GeoTIFF file ending in .tif or .tiff").format(path)
             )
+        check_output(path, inputs)
+        return path
+
+    def read_file_output(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, name: str, inputs: Sequence[str]
+    ) -> str:
+        """A file destination (a kernel, a report) as a path checked against the ``inputs`` files
+        (:func:`check_output`); ``""`` for an optional one left empty."""
+        path = self.parameterAsFileOutput(parameters, name, context)
+        check_output(path, inputs)
         return path
 
     def checkParameterValues(  # noqa: N802
@@ -576,7 +647,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         or 'not found' for a file that exists but is not a raster)."""
         for definition in self.parameterDefinitions():
             name = definition.name()
-            if isinstance(definition, QgsProcessingParameterRasterLayer) and parameters.get(name) is not None:
+            if isinstance(definition, QgsProcessingParameterRasterLayer) and not is_unset(parameters.get(name)):
                 if self.parameterAsRasterLayer(parameters, name, context) is None:
                     return False, self._not_a_raster(parameters, name)
         for definition in self.parameterDefinitions():

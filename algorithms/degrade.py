@@ -39,7 +39,7 @@ class DegradeAlgorithm(InternalSRAlgorithm):
         source, bands, scale = self.read_input(parameters, context)
         kernel = self.read_kernel(parameters, context, feedback)
         io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source))
-        output = self.read_output(parameters, context)
+        output = self.read_output(parameters, context, [source.path])
         input_path = source.path
 
         def run(progress: Any) -> Any:

@@ -103,7 +103,7 @@ class DIPAlgorithm(InternalSRAlgorithm):
             **options.config_fields(),
         )
         io = IOOptions(bands=bands, float32=options.float32, extent=self.read_extent(parameters, context, source))
-        output = self.read_output(parameters, context)
+        output = self.read_output(parameters, context, [source.path])
         input_path = source.path
 
         def run(progress: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback, QgsProcessingOutputNumber
 
 from ..core.config import EVALUATION_METHODS, IOOptions
-from .base import GUIDED_KERNELS, KERNELS, InternalSRAlgorithm, Job, tr
+from .base import GUIDED_KERNELS, KERNELS, InternalSRAlgorithm, Job, is_unset, tr
 
 #: Kernels of the protocol: bicubic first (the default), 'sentinel2' last (guided DIP's per-band MTF).
 #: 'auto' is the method's own default (``core.evaluation.default_kernel``), as on the command line.
@@ -84,7 +84,7 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
 
         source, bands, scale = self.read_input(parameters, context)
         method = self.parameterAsEnumString(parameters, self.METHOD, context) or EVALUATION_METHODS[0]
-        guide = self.read_source(parameters, context, self.GUIDE) if parameters.get(self.GUIDE) else None
+        guide = None if is_unset(parameters.get(self.GUIDE)) else self.read_source(parameters, context, self.GUIDE)
         options = self.read_run_options(parameters, context)
         guide_kernel = self.read_guide_kernel(parameters, context)
         kernel = self.read_kernel(parameters, context, feedback)
@@ -97,9 +97,10 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         )
         io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source))
         guide_io = IOOptions(bands=self.read_bands(parameters, context, guide, self.GUIDE_BANDS)) if guide else None
-        report = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
-        scores_json = self.parameterAsFileOutput(parameters, self.OUTPUT_JSON, context)
         input_path, guide_path = source.path, guide.path if guide else None
+        inputs = [input_path] + ([guide_path] if guide_path else [])
+        report = self.read_file_output(parameters, context, self.OUTPUT, inputs)
+        scores_json = self.read_file_output(parameters, context, self.OUTPUT_JSON, inputs)
         if method == "guided" and guide is None:
             raise QgsProcessingException(tr("Method guided needs a guide raster (GUIDE)"))
 

@@ -11,7 +11,6 @@ from .base import GUIDED_KERNELS, InternalSRAlgorithm, Job, extent_text, tr
 from .run_times import presets_text, run_time_help
 
 
-
 class GuidedDIPAlgorithm(InternalSRAlgorithm):
     """Parameters → ``GuidedDIPConfig`` and two ``IOOptions`` → ``core.sharpen.sharpen``."""
 
@@ -91,8 +90,8 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
             extent=self.read_extent(parameters, context, target),
         )
         guide_io = IOOptions(bands=self.read_bands(parameters, context, guide, self.GUIDE_BANDS))
-        output = self.read_output(parameters, context)
-        nesting = check_inputs(target.path, guide.path, output or None, config, target_io, guide_io).nesting
+        output = self.read_output(parameters, context, [target.path, guide.path])
+        nesting = check_inputs(target.path, guide.path, None, config, target_io, guide_io).nesting  # output: checked above
         target_path, guide_path = target.path, guide.path
 
         def run(progress: Any) -> Any:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import html
 import os
+from pathlib import Path
 from typing import Any
 
 from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
 
 from ..core.config import ORIENTATIONS, IOOptions, KernelGANConfig
 from .base import InternalSRAlgorithm, Job, extent_text, tr
+
+
+def preview_uri(kernel_path: str) -> str:
+    """The ``file:`` URI of a kernel's PNG preview (``file:///C:/...`` on Windows), for the report's images."""
+    return Path(os.path.abspath(os.path.splitext(kernel_path)[0] + ".png")).as_uri()
 
 
 def summary_html(input_name: str, config: KernelGANConfig, result: Any) -> str:
@@ -26,8 +32,7 @@ def summary_html(input_name: str, config: KernelGANConfig, result: Any) -> str:
     ]
     table = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     previews = "".join(
-        f"<p><img src='file://{html.escape(os.path.splitext(path)[0] + '.png')}' alt='kernel preview'/></p>"
-        for path in result.kernel_paths
+        f"<p><img src='{html.escape(preview_uri(path))}' alt='kernel preview'/></p>" for path in result.kernel_paths
     )
     return (
         f"<html><body><h2>{html.escape(tr('Estimated blur kernel (KernelGAN)'))}</h2><table>{table}</table>"
@@ -131,10 +136,10 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             device=self.read_device(parameters, context),
         )
         config.check_input_size(source.width, source.height)
-        output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
-        report = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
+        output = self.read_file_output(parameters, context, self.OUTPUT, [source.path])
         if not output.lower().endswith(".npy"):
             raise QgsProcessingException(tr("Kernel file {} must end in .npy").format(output))
+        report = self.read_file_output(parameters, context, self.OUTPUT_HTML, [source.path])
         io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source))
         input_path, input_name = source.path, source.name
 

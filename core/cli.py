@@ -27,7 +27,7 @@ from .config import (
     KnitworkConfig,
     TileOptions,
 )
-from .errors import Cancelled, InputError
+from .errors import Cancelled, InputError, error_line
 
 
 class TerminalProgress:
@@ -312,17 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         progress.close()
         sys.stderr.write("internal-sr: cancelled, nothing written\n")
         return 130
-    except MemoryError:
+    except Exception as exc:  # MemoryError included: never a traceback in the user's face; the output was not written
         progress.close()
-        sys.stderr.write("internal-sr: error: out of memory: use a smaller --tile (or --device cpu); nothing written\n")
-        return 1
-    except Exception as exc:  # never a traceback in the user's face; the output was not written
-        progress.close()
-        if "out of memory" in str(exc).lower():
-            sys.stderr.write("internal-sr: error: out of GPU memory: use a smaller --tile or --device cpu; nothing written\n")
-        else:
-            first = (str(exc).strip().splitlines() or [""])[0]
-            sys.stderr.write(f"internal-sr: error: unexpected {type(exc).__name__}: {first} (nothing written; please report)\n")
+        sys.stderr.write(f"internal-sr: error: {error_line(exc)}\n")
         return 1
     return 0
 

@@ -30,9 +30,9 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("cuda")
         return torch.device("mps") if has_mps else torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("device cuda was asked for but no CUDA GPU is available to PyTorch (use --device auto or cpu)")
+        raise InputError("device cuda was asked for but no CUDA GPU is available to PyTorch here: choose device auto or cpu")
     if name == "mps" and not has_mps:
-        raise InputError("device mps was asked for but Apple MPS is not available (use --device auto or cpu)")
+        raise InputError("device mps was asked for but Apple MPS is not available here: choose device auto or cpu")
     if name not in ("cpu", "cuda", "mps"):
         raise InputError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
     return torch.device(name)

@@ -1,4 +1,9 @@
-"""Named exceptions. Every user-facing problem is an ``InputError`` whose message is one line."""
+"""Named exceptions, and the one line a front end shows for any error a run raises.
+
+Every user-facing problem is an ``InputError`` whose message is one line. Anything else that ends a run
+(out of memory, a full disk, a bug) is squeezed to one line by :func:`error_line`, which the command
+line, the Processing algorithms and the dialog's task all use, so they word a failure alike.
+"""
 
 
 class InternalSRError(Exception):
@@ -14,3 +19,30 @@ class Cancelled(InternalSRError):
 
     def __init__(self, message: str = "cancelled by the user") -> None:
         super().__init__(message)
+
+
+#: Phrases of PyTorch's allocators when host (CPU) memory runs out; they raise a plain ``RuntimeError``.
+HOST_OUT_OF_MEMORY = ("defaultcpuallocator", "can't allocate memory", "not enough memory")
+
+
+def error_line(error: BaseException, tile: str = "--tile", device: str = "--device cpu") -> str:
+    """The one line to show for ``error`` ending a run (outputs are written atomically: nothing was written).
+
+    ``tile`` and ``device`` name the front end's tile-size setting and its CPU device choice in the
+    out-of-memory hints (the command line's flags by default). An ``InputError`` gives its own message;
+    ``MemoryError`` or PyTorch's host allocator failing gives "out of memory"; another message saying
+    "out of memory" (CUDA, MPS) gives "out of GPU memory"; an ``OSError`` (full disk, permissions) its
+    message; anything else "unexpected TYPE: its first line", to be reported.
+    """
+    text = " ".join(str(error).split())
+    if isinstance(error, InputError):
+        return text
+    lowered = text.lower()
+    if isinstance(error, MemoryError) or any(phrase in lowered for phrase in HOST_OUT_OF_MEMORY):
+        return f"out of memory: use a smaller {tile}; nothing written"
+    if "out of memory" in lowered:
+        return f"out of GPU memory: use a smaller {tile} or {device}; nothing written"
+    if isinstance(error, OSError):
+        return f"{text or type(error).__name__} (nothing written)"
+    first = (str(error).strip().splitlines() or [""])[0].strip()
+    return f"unexpected {type(error).__name__}: {first} (nothing written; please report)"

@@ -93,3 +93,26 @@ def georeferenced_10m(path: str) -> str:
         dst.write(data)
         dst.descriptions = descriptions
     return path
+
+
+class LogRecorder:
+    """Records what is written to the QGIS message log under ``tag`` while it is connected (a context manager)."""
+
+    def __init__(self, tag: str = "Internal SR") -> None:
+        self.tag = tag
+        self.messages: list[str] = []
+
+    def _received(self, message: str, tag: str, level: object) -> None:
+        if tag == self.tag:
+            self.messages.append(message)
+
+    def __enter__(self) -> "LogRecorder":
+        from qgis.core import QgsApplication
+
+        QgsApplication.messageLog().messageReceived.connect(self._received)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from qgis.core import QgsApplication
+
+        QgsApplication.messageLog().messageReceived.disconnect(self._received)

@@ -23,6 +23,7 @@ from qgis_helpers import crop
 
 from helpers import S2_10M, S2_20M_SAME_AREA, read, write_raster
 from internal_sr.core.config import QUALITY_PRESETS
+from internal_sr.core.errors import InputError
 from internal_sr.ui.dialog import SETTINGS_GROUP, SuperResolveDialog
 
 pytestmark = pytest.mark.qgis
@@ -93,6 +94,39 @@ def test_dialog_for_each_method(dialog, tmp_path, method, label, kernels, suffix
     task = dialog.build_task()
     assert task.layer_name == f"t20 {label} ×2"
     assert "Estimated time: about" in dialog.summary_label.text() or "no GPU figure" in dialog.summary_label.text()
+
+
+def test_guided_asks_for_a_finer_guide_before_estimating(dialog, tmp_path) -> None:
+    """The guide combo starts on the first layer, here the target itself (ratio ×1): no estimate, no Run."""
+    target, guide = geo_pair(tmp_path)
+    select_method(dialog, "guided")
+    dialog.layer_combo.setLayer(target)
+    dialog.guide_combo.setLayer(target)
+    assert dialog.summary_label.text().startswith("Choose a finer guide") and not dialog.run_button.isEnabled()
+    assert dialog.output_widget.filePath() == str(tmp_path / "t20_guided_x.tif")  # no "_x1" name
+    dialog.guide_combo.setLayer(guide)
+    assert "Estimated time" in dialog.summary_label.text() and dialog.run_button.isEnabled()
+    assert dialog.output_widget.filePath() == str(tmp_path / "t20_guided_x2.tif")
+
+
+def test_a_remembered_device_that_is_not_here_stops_the_run(qgis_iface, empty_project, clean_settings, tmp_path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    QgsSettings().setValue(f"{SETTINGS_GROUP}/device", "cuda")
+    add_layer(crop(str(tmp_path / "scene.tif"), 48), "scene")
+    dialog = SuperResolveDialog(qgis_iface)
+    try:
+        assert dialog.device_combo.currentText() == "cuda"
+        assert dialog.summary_label.text().startswith("Device cuda is not available here") and not dialog.run_button.isEnabled()
+        assert dialog.start() is None and not dialog.tasks  # the one-line reason goes to the dialog's message bar
+        with pytest.raises(InputError, match="no CUDA GPU is available"):
+            dialog.build_task()
+        dialog.device_combo.setCurrentText("auto")
+        assert "Estimated time: about" in dialog.summary_label.text() and dialog.run_button.isEnabled()
+    finally:
+        dialog.deleteLater()
 
 
 def test_settings_round_trip_through_qgssettings(qgis_iface, empty_project, clean_settings, tmp_path) -> None:

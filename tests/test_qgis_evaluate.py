@@ -62,6 +62,20 @@ def test_guided_without_a_guide_is_a_one_line_error(tmp_path) -> None:
     assert not (tmp_path / "e.html").exists()
 
 
+def test_an_empty_guide_is_no_guide_in_the_check_and_in_the_run(tmp_path) -> None:
+    from qgis.core import QgsApplication, QgsProcessingContext
+
+    source = crop(str(tmp_path / "in.tif"), 32)
+    algorithm = QgsApplication.processingRegistry().createAlgorithmById("internal_sr:evaluate")
+    scores = str(tmp_path / "e.json")
+    parameters = {"INPUT": source, "METHOD": "bicubic", "SCALE": 2, "GUIDE": "", "OUTPUT": str(tmp_path / "e.html"),
+                  "OUTPUT_JSON": scores}
+    assert algorithm.checkParameterValues(parameters, QgsProcessingContext()) == (True, "")
+    assert run(parameters)["OUTPUT_JSON"] == scores
+    ok, message = algorithm.checkParameterValues({**parameters, "METHOD": "guided"}, QgsProcessingContext())
+    assert not ok and message == "Method guided needs a guide raster (GUIDE)"
+
+
 def test_auto_kernel_is_the_methods_own_default_as_on_the_command_line(tmp_path) -> None:
     """KERNEL 'auto' (the default): each band's Sentinel-2 MTF for guided DIP, bicubic for the others."""
     from affine import Affine

@@ -8,7 +8,13 @@ import os
 import pytest
 import rasterio
 from affine import Affine
-from qgis.core import QgsProcessingException, QgsProcessingFeedback
+from qgis.core import (
+    QgsApplication,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputLayerDefinition,
+)
 
 from helpers import S2_10M, S2_20M_SAME_AREA, read, write_raster
 from qgis_helpers import user_message
@@ -72,6 +78,17 @@ def test_grids_that_do_not_nest_are_refused_before_the_run(tmp_path, guide_pixel
     message = user_message(error.value)
     assert "\n" not in message and expected in message
     assert sorted(os.listdir(tmp_path)) == ["g10.tif", "t20.tif"]
+
+
+def test_output_is_checked_before_the_run_as_the_toolbox_passes_it(tmp_path) -> None:
+    target, guide = pair(tmp_path)
+    algorithm = QgsApplication.processingRegistry().createAlgorithmById("internal_sr:guided_dip")
+    for output, expected in (
+        (str(tmp_path / "missing" / "sharp.tif"), f"output folder {tmp_path / 'missing'} does not exist"),
+        (guide, f"output {guide} is the input: choose another output path"),
+    ):
+        parameters = {"INPUT": target, "GUIDE": guide, **FAST, "OUTPUT": QgsProcessingOutputLayerDefinition(output)}
+        assert algorithm.checkParameterValues(parameters, QgsProcessingContext()) == (False, expected)
 
 
 def test_unnamed_bands_need_a_kernel_choice(tmp_path) -> None:

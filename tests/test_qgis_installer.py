@@ -272,8 +272,11 @@ def test_cancel_and_a_python_that_does_not_start_are_reported(qgis_app, tmp_path
         assert not ok and message.startswith(f"Could not start {tmp_path / 'no-python'}")
 
         cancelled.options_edit.setText("--no-index")
+        cancelled.show()
         ok, message = run_to_end(cancelled, cancel=True)[-1][1]
         assert not ok and message.startswith("Cancelled") and cancelled.result_label.text() == message
+        assert cancelled.isVisible()  # Cancel stops pip; the dialog stays open to show the line above
+        assert cancelled.install_button.isEnabled() and not cancelled.cancel_button.isEnabled()
     finally:
         broken.deleteLater()
         cancelled.deleteLater()

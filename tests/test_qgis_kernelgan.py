@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -81,6 +82,33 @@ def test_kernelgan_refuses_scale_3_and_small_rasters(tmp_path) -> None:
         message = user_message(error.value)
         assert "\n" not in message and expected in message
         assert not os.path.exists(out)
+
+
+def test_report_in_a_missing_folder_is_refused_before_the_estimation(tmp_path) -> None:
+    import processing
+
+    kernel, report = str(tmp_path / "k.npy"), str(tmp_path / "missing" / "k.html")
+    with pytest.raises(QgsProcessingException) as error:
+        processing.run("internal_sr:kernelgan", {"INPUT": crop(str(tmp_path / "in.tif"), 96), **FAST, "OUTPUT": kernel,
+                                                 "OUTPUT_HTML": report})
+    assert user_message(error.value) == f"output folder {tmp_path / 'missing'} does not exist"
+    assert not os.path.exists(kernel)
+
+
+def test_report_shows_the_previews_by_file_uri(tmp_path) -> None:
+    """``file://`` + a path is no URI on Windows (``C:\\…``) nor with spaces: the report uses ``Path.as_uri``."""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    from internal_sr.algorithms.kernelgan import summary_html
+    from internal_sr.core.config import KernelGANConfig
+
+    folder = tmp_path / "my kernels #1"
+    result = SimpleNamespace(kernel_paths=[str(folder / "k'1.npy")], widths=["0.6 input pixels"], steps=20, device="cpu",
+                             seconds=1.0)
+    (src,) = re.findall(r"<img src='([^']*)'", summary_html("in", KernelGANConfig(), result))
+    uri = urlparse(src)
+    assert uri.scheme == "file" and " " not in src and url2pathname(uri.path) == str(folder / "k'1.png")
 
 
 def test_model_estimate_kernel_then_dip_with_it(tmp_path) -> None:

@@ -71,6 +71,21 @@ def test_plugin_loads_and_unloads_cleanly(qgis_iface, qgis_processing, recorder,
     assert plugin.install_action is None and plugin.installer is None
 
 
+class WidgetBar:
+    """Stands in for the stub message bar's missing ``pushWidget``/``popWidget``: the items shown, in order."""
+
+    def __init__(self, qgis_iface, messages, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.shown: list[object] = []
+        self.messages = messages
+        bar = qgis_iface.messageBar()
+        monkeypatch.setattr(bar, "pushWidget", self.push, raising=False)
+        monkeypatch.setattr(bar, "popWidget", self.shown.remove, raising=False)
+
+    def push(self, item, level, duration) -> None:
+        self.shown.append(item)
+        self.messages[level].append(item.text())
+
+
 def test_plugin_names_missing_packages_and_offers_the_installer(qgis_iface, qgis_processing, recorder, messages, monkeypatch) -> None:
     import internal_sr
     from internal_sr.core import deps
@@ -78,14 +93,7 @@ def test_plugin_names_missing_packages_and_offers_the_installer(qgis_iface, qgis
 
     monkeypatch.setattr(deps, "missing_dependencies", lambda: ["torch", "rasterio"])
     monkeypatch.setattr(sys, "path", [folder for folder in sys.path if folder != target_folder()])
-    items = []  # the stub message bar has no pushWidget: record the items, their text as a message
-    bar = qgis_iface.messageBar()
-
-    def push_widget(item, level, duration) -> None:
-        items.append(item)
-        messages[level].append(item.text())
-
-    monkeypatch.setattr(bar, "pushWidget", push_widget, raising=False)
+    bar = WidgetBar(qgis_iface, messages, monkeypatch)
     plugin = internal_sr.classFactory(qgis_iface)
     assert sys.path[0] == target_folder()  # installed packages are found before the check
     plugin.initGui()
@@ -94,15 +102,51 @@ def test_plugin_names_missing_packages_and_offers_the_installer(qgis_iface, qgis
         warnings = messages[Qgis.MessageLevel.Warning]
         assert len(warnings) == 1
         assert "torch, rasterio" in warnings[0] and "pip install torch rasterio" in warnings[0]
-        recorder.menu[0][1].trigger()  # the dialog does not open; the message is repeated
-        assert plugin.dialog is None and len(warnings) == 2
-        button = items[-1].findChild(QPushButton)
+        first = bar.shown[0]
+        recorder.menu[0][1].trigger()  # the dialog does not open; the message is repeated, replacing the first
+        recorder.menu[0][1].trigger()
+        assert plugin.dialog is None and len(warnings) == 3
+        (item,) = bar.shown
+        assert item is not first
+        button = item.findChild(QPushButton)
         assert button.text() == "Install dependencies…"
         button.click()
         assert plugin.installer is not None and plugin.installer.isVisible()
     finally:
         plugin.unload()
     assert recorder.menu == [] and recorder.toolbar == [] and plugin.installer is None
+    assert bar.shown == []  # no item, and no button connected to the unloaded plugin, is left behind
+
+
+def test_an_engine_that_fails_to_import_is_one_line_not_a_python_error(qgis_iface, qgis_processing, recorder, messages,
+                                                                        monkeypatch) -> None:
+    """Installed (the check passes) but not importable, e.g. a torch whose DLLs do not load."""
+    import internal_sr
+    from internal_sr.ui import dialog
+
+    failures = [OSError('[WinError 126] The specified module could not be found. Error loading "c10.dll" or one of its\n'
+                        "dependencies.")]
+
+    def import_engine() -> None:
+        if failures:
+            raise failures[0]
+
+    monkeypatch.setattr(dialog, "import_engine", import_engine)
+    bar = WidgetBar(qgis_iface, messages, monkeypatch)
+    plugin = internal_sr.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        recorder.menu[0][1].trigger()
+        recorder.menu[0][1].trigger()
+        assert plugin.dialog is None and len(messages[Qgis.MessageLevel.Critical]) == 2
+        (item,) = bar.shown  # the second replaced the first
+        text = item.text()
+        assert "\n" not in text and "OSError: [WinError 126]" in text and "c10.dll" in text and "pip install torch" in text
+        failures.clear()  # the user repairs the install: the dialog opens and the message goes
+        recorder.menu[0][1].trigger()
+        assert plugin.dialog is not None and plugin.dialog.isVisible() and bar.shown == []
+    finally:
+        plugin.unload()
 
 
 def test_dialog_suggests_an_output_and_refuses_to_start_without_one(qgis_iface, empty_project, tmp_path) -> None:
@@ -201,3 +245,19 @@ def test_metadata_as_qgis_reads_it(tmp_path) -> None:
     assert general["hasProcessingProvider"] == "yes" and general["category"] == "Raster"
     assert parser.getboolean("general", "experimental") in (True, False)
     assert os.path.isfile(os.path.join(ROOT, general["icon"])) and os.path.isfile(os.path.join(ROOT, "LICENSE"))
+
+
+def test_metadata_speed_matches_the_measured_figures() -> None:
+    """The plugin manager's speed line gives the figures the README and the help give (DIP, one tile, default steps)."""
+    import configparser
+
+    from internal_sr.algorithms.run_times import STEP_SECONDS, duration
+    from internal_sr.core.config import DEFAULT_ITERATIONS
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(os.path.join(ROOT, "metadata.txt"), encoding="utf-8")
+    (speed,) = [line for line in parser["general"]["about"].splitlines() if line.startswith("Speed:")]
+    steps, times = DEFAULT_ITERATIONS[2], STEP_SECONDS["dip"]
+    assert f"default {steps} steps" in speed and "128 × 128 input tile at ×2" in speed
+    assert f"about {duration(steps * times.cpu)} on a {times.cpu_cores}-core CPU" in speed  # about 11 minutes
+    assert f"about {duration(steps * times.gpu)} on a CUDA GPU" in speed  # about 22 s

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import rasterio
 from qgis.core import (
+    QgsApplication,
+    QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingModelAlgorithm,
@@ -20,10 +22,11 @@ from qgis.core import (
     QgsProcessingModelChildParameterSource,
     QgsProcessingModelOutput,
     QgsProcessingModelParameter,
+    QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterRasterLayer,
     QgsRasterLayer,
 )
-from qgis_helpers import S2_20M_BANDS, crop, georeferenced_10m, grid_info, user_message
+from qgis_helpers import S2_20M_BANDS, LogRecorder, crop, georeferenced_10m, grid_info, user_message
 
 pytestmark = [pytest.mark.qgis, pytest.mark.usefixtures("internal_sr_provider")]
 
@@ -244,3 +247,54 @@ def test_help_and_parameters_for_analysts() -> None:
     assert "CPU" in help_text and "GPU" in help_text and "minutes" in help_text
     for parameter in dip.parameterDefinitions():
         assert parameter.description() in help_text
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: you tried to "
+                      "allocate 8 bytes."), "out of memory: use a smaller Tile size (TILE_SIZE); nothing written"),
+        (OSError(28, "No space left on device"), "[Errno 28] No space left on device (nothing written)"),
+    ],
+)
+def test_unexpected_engine_errors_are_one_line_with_the_traceback_in_the_log(crop64, tmp_path, monkeypatch, error, expected) -> None:
+    from internal_sr.core import pipeline
+
+    def fail(*args) -> None:
+        raise error
+
+    monkeypatch.setattr(pipeline, "degrade", fail)
+    with LogRecorder() as log, pytest.raises(QgsProcessingException) as raised:
+        run("degrade", {"INPUT": crop64, "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")})
+    assert user_message(raised.value) == expected
+    assert any("Traceback" in message and "in fail" in message for message in log.messages)
+
+
+def check(algorithm: str, parameters: dict) -> tuple[bool, str]:
+    """``checkParameterValues`` as the toolbox's dialog calls it before a run."""
+    instance = QgsApplication.processingRegistry().createAlgorithmById(f"internal_sr:{algorithm}")
+    return instance.checkParameterValues(parameters, QgsProcessingContext())
+
+
+def test_output_definitions_from_the_toolbox_are_checked_before_the_run(crop64: str, tmp_path) -> None:
+    """The toolbox passes OUTPUT as a ``QgsProcessingOutputLayerDefinition``, not a string."""
+    def output(path: str) -> dict:
+        return {"INPUT": crop64, "SCALE": 2, "DEVICE": "cpu", "OUTPUT": QgsProcessingOutputLayerDefinition(path)}
+
+    ok, message = check("dip", output(str(tmp_path / "out.png")))
+    assert not ok and message == f"Output {tmp_path / 'out.png'} must be a GeoTIFF file ending in .tif or .tiff"
+    ok, message = check("degrade", output(str(tmp_path / "missing" / "out.tif")))
+    assert not ok and message == f"output folder {tmp_path / 'missing'} does not exist"
+    ok, message = check("dip", {**output(crop64), "OUTPUT": crop64})  # a plain string, as in scripts
+    assert not ok and message == f"output {crop64} is the input: choose another output path"
+    assert check("dip", output("TEMPORARY_OUTPUT")) == (True, "")
+    assert check("dip", output(str(tmp_path / "out.tif"))) == (True, "")
+
+
+def test_a_device_that_is_not_here_fails_the_check(crop64: str, tmp_path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    ok, message = check("dip", {"INPUT": crop64, "SCALE": 2, "DEVICE": "cuda", "OUTPUT": str(tmp_path / "out.tif")})
+    assert not ok and "no CUDA GPU is available" in message and "\n" not in message

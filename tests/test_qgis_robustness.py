@@ -5,7 +5,7 @@ nothing written; an odd but valid input gives the right grid, CRS, dtype and nod
 from __future__ import annotations
 
 import pytest
-from qgis.core import QgsProcessingException, QgsProcessingFeedback
+from qgis.core import QgsProcessingException, QgsProcessingFeedback, QgsRasterLayer
 
 from bad_inputs import CASES, ITERATIONS, Case, Inputs, assert_outcome, prepare
 from qgis_helpers import user_message
@@ -13,8 +13,15 @@ from qgis_helpers import user_message
 pytestmark = [pytest.mark.qgis, pytest.mark.usefixtures("internal_sr_provider")]
 
 
+def layer_or_path(path: str) -> str | QgsRasterLayer:
+    """A GDAL dataset name (``/vsizip/…``) as a loaded layer, as a user adds it to the project (Processing
+    resolves strings to files, layer ids and names only); any other input as its path."""
+    return QgsRasterLayer(path, "input") if path.startswith("/vsi") else path
+
+
 def algorithm_and_parameters(case: Case, inputs: Inputs, output: str) -> tuple[str, dict]:
     """``case`` as a Processing algorithm id and its parameters."""
+    inputs = tuple(layer_or_path(path) for path in inputs)
     run = {"ITERATIONS": ITERATIONS, "DEVICE": "cpu", "OUTPUT": output}
     if case.method == "guided":
         kernels = {"KERNEL": "gaussian", "GUIDE_KERNEL": "gaussian", "SIGMA": 0.5}

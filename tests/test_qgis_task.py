@@ -7,7 +7,7 @@ import time
 
 import pytest
 from qgis.core import Qgis, QgsApplication, QgsProject
-from qgis_helpers import crop, grid_info
+from qgis_helpers import LogRecorder, crop, grid_info
 
 from internal_sr.core.config import DIPConfig, IOOptions
 from internal_sr.ui.task import CoreJobTask
@@ -64,3 +64,18 @@ def test_failed_task_reports_one_line_and_adds_nothing(qgis_iface, empty_project
     assert "band 9" in task.error and "\n" not in task.error
     (critical,) = messages[Qgis.MessageLevel.Critical]
     assert critical.endswith(task.error) and "\n" not in critical
+
+
+def test_unexpected_error_is_one_line_with_the_traceback_in_the_log(qgis_iface, empty_project, messages) -> None:
+    """Worded as on the command line and in Processing (``core.errors.error_line``), with the dialog's setting names."""
+
+    def job(progress) -> None:
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\n(GPU 0; 8 GiB total capacity)")
+
+    task = CoreJobTask("Internal SR: super-resolve field ×2", job, "field DIP ×2", qgis_iface)
+    with LogRecorder() as log:
+        task.finished(task.run())
+    assert task.error == "out of GPU memory: use a smaller tile size (Advanced) or device cpu; nothing written"
+    (critical,) = messages[Qgis.MessageLevel.Critical]
+    assert critical.endswith(f"Internal SR: super-resolve field ×2 failed: {task.error}")
+    assert any("Traceback" in message and "in job" in message for message in log.messages)

@@ -1,25 +1,42 @@
-"""Tell the user which Python packages the engine misses, and offer the installer."""
+"""Tell the user which Python packages the engine misses or cannot import, and offer the installer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import traceback
 
-from qgis.core import Qgis
+from qgis.core import Qgis, QgsMessageLog
 
 from ..core import deps
-from .messages import notify_with_button
+from .messages import LOG_TAG, PinnedMessage
 
 
-def report_missing_dependencies(iface: Any | None, on_install: Callable[[], Any]) -> list[str]:
+def report_missing_dependencies(message: PinnedMessage) -> list[str]:
     """Check the engine's packages; if some are missing or too old, say which and offer to install them.
 
-    The warning goes to the message log and stays in the message bar until closed, with an
-    *Install dependencies…* button that calls ``on_install``. Returns the pip names of the packages
-    that are missing or too old (empty when every requirement is met).
+    The warning goes to the message log and stays in the message bar until closed, as ``message``
+    (whose button opens the installer) in place of the one shown before; when nothing is missing that
+    one is removed. Returns the pip names of the packages that are missing or too old (empty when
+    every requirement is met).
     """
     missing = deps.missing_dependencies()
     if missing:
-        text = deps.install_hint(missing) + " Or use Install dependencies… in the Raster ▸ Internal SR menu."
-        notify_with_button(iface, text, "Install dependencies…", on_install, Qgis.MessageLevel.Warning)
+        message.show(
+            deps.install_hint(missing) + " Or use Install dependencies… in the Raster ▸ Internal SR menu.",
+            Qgis.MessageLevel.Warning,
+        )
+    else:
+        message.clear()
     return missing
+
+
+def report_broken_engine(message: PinnedMessage, error: ImportError | OSError) -> None:
+    """Say in one line, as ``message``, that an installed engine package fails to import (a library that
+    does not load, NumPy built for another ABI), with the install hint; the traceback goes to the log."""
+    QgsMessageLog.logMessage("".join(traceback.format_exception(error)), LOG_TAG, Qgis.MessageLevel.Critical)
+    names = [requirement.name for requirement in deps.REQUIREMENTS]
+    detail = " ".join(str(error).split())
+    message.show(
+        f"The engine's packages are installed but fail to import ({type(error).__name__}: {detail}). "
+        + deps.install_hint(names),
+        Qgis.MessageLevel.Critical,
+    )

@@ -91,6 +91,12 @@ def _layer_grid(layer: QgsRasterLayer) -> Any:
     return Grid(layer.width(), layer.height(), Affine(x_size, 0.0, extent.xMinimum(), 0.0, -y_size, extent.yMaximum()))
 
 
+def import_engine() -> None:
+    """Import the engine modules the dialog uses, torch among them, before any widget is made: a package
+    that is installed but fails to import raises here (``ImportError``, ``OSError``)."""
+    from ..core import device, grid, tiling  # noqa: F401
+
+
 class SuperResolveDialog(QDialog):
     """Settings for one run; **Run** starts it as a background task.
 
@@ -411,8 +417,7 @@ class SuperResolveDialog(QDialog):
         if not os.path.isfile(layer.source()):
             return ""
         stem = os.path.splitext(layer.source())[0]
-        scale = self.guide_scale() if self.method() == "guided" else self.scale_spin.value()
-        return f"{stem}_{self.method()}_x{scale or ''}.tif"
+        return f"{stem}_{self.method()}_x{self.scale() or ''}.tif"
 
     def guide_scale(self) -> int | None:
         """The ratio of the target's to the guide's pixel size, rounded (``None`` without both layers)."""
@@ -421,12 +426,20 @@ class SuperResolveDialog(QDialog):
             return None
         return round(target.rasterUnitsPerPixelX() / guide.rasterUnitsPerPixelX())
 
+    def scale(self) -> int | None:
+        """The refinement factor: the scale box, or for guided DIP the grids' ratio (``None`` unless the
+        guide's pixels are at least twice as fine as the target's)."""
+        if self.method() != "guided":
+            return self.scale_spin.value()
+        scale = self.guide_scale()
+        return scale if scale is not None and scale >= 2 else None
+
     def estimate(self) -> tuple[int, int, int, int] | None:
         """(output width, output height, tiles, output pixels per tile) for the current settings, or ``None``."""
         from ..core.tiling import plan_tiles
 
         layer = self.layer_combo.currentLayer()
-        scale = self.guide_scale() if self.method() == "guided" else self.scale_spin.value()
+        scale = self.scale()
         if not isinstance(layer, QgsRasterLayer) or not scale or layer.width() < 1:
             return None
         grid = _layer_grid(layer)
@@ -441,19 +454,33 @@ class SuperResolveDialog(QDialog):
         return width * scale, height * scale, count, min(tiles.size, width) * min(tiles.size, height) * scale * scale
 
     def _update_summary(self) -> None:
-        layer = self.layer_combo.currentLayer()
-        if not isinstance(layer, QgsRasterLayer):
-            self.summary_label.setText(self.tr("Add a raster file (GeoTIFF, JP2, …) to the project to start."))
-            return
-        devices = self.devices()
-        figures = self.estimate()
-        if figures is None:
-            self.summary_label.setText(
-                self.tr("Choose the guide raster (finer pixels of the same scene).") if self.method() == "guided"
-                else self.tr("The tile overlap must be less than half the tile size.")
+        """Show the run-time estimate, or what to change first (then **Run** is disabled)."""
+        problem = self._problem()
+        self.run_button.setEnabled(problem is None)
+        self.summary_label.setText(problem or self._estimate_text())
+
+    def _problem(self) -> str | None:
+        """Why the current settings cannot run, in one line (``None``: they can, as far as the form tells)."""
+        if not isinstance(self.layer_combo.currentLayer(), QgsRasterLayer):
+            return self.tr("Add a raster file (GeoTIFF, JP2, …) to the project to start.")
+        if self.method() == "guided" and not self.scale():
+            if not isinstance(self.guide_combo.currentLayer(), QgsRasterLayer):
+                return self.tr("Choose the guide raster (finer pixels of the same scene).")
+            return self.tr("Choose a finer guide: its pixels must be at least twice as fine as the target's (e.g. the "
+                           "10 m bands for 20 m target bands).")
+        device = self.device_combo.currentText()
+        if device != "auto" and device not in self.devices():
+            return self.tr("Device {} is not available here (detected: {}): choose auto or cpu.").format(
+                device, ", ".join(self.devices())
             )
-            return
-        width, height, tiles, tile_pixels = figures
+        if self.estimate() is None:
+            return self.tr("The tile overlap must be less than half the tile size.")
+        return None
+
+    def _estimate_text(self) -> str:
+        """The output size, the steps and the estimated time of the current settings."""
+        devices = self.devices()
+        width, height, tiles, tile_pixels = self.estimate()
         steps = self.iterations()
         device = self.device_combo.currentText()
         gpu = device == "cuda" or (device == "auto" and "cuda" in devices)
@@ -474,12 +501,10 @@ class SuperResolveDialog(QDialog):
             if warm is not None and tiles > 1
             else self.tr("{} tile(s) × {} steps").format(tiles, steps)
         )
-        self.summary_label.setText(
-            self.tr("Output: {} × {} pixels; {}. Estimated time: {} (measured on idle machines; a busy one takes "
-                    "longer). The job runs in the background (progress in the task manager).").format(
-                width, height, steps_text, time_text
-            )
-        )
+        return self.tr(
+            "Output: {} × {} pixels; {}. Estimated time: {} (measured on idle machines; a busy one takes "
+            "longer). The job runs in the background (progress in the task manager)."
+        ).format(width, height, steps_text, time_text)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -502,6 +527,9 @@ class SuperResolveDialog(QDialog):
             output += ".tif"
         if os.path.abspath(output) == os.path.abspath(layer.source()):
             raise InputError(self.tr("The output must not overwrite the input"))
+        from ..core.device import resolve_device  # a device that is not here fails now, not after the dialog closed
+
+        resolve_device(self.device_combo.currentText())
         sigma = self.sigma_spin.value()
         kernel = kernel_spec(self.kernel_combo.currentText(), sigma, self.kernel_file_widget.filePath().strip())
         common = dict(

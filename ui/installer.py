@@ -4,7 +4,8 @@ The dialog lists the engine's requirements with the version found and the one re
 the packages go (:func:`.pip_install.target_folder`) and which Python runs pip, offers the CPU or CUDA
 build of torch where the platform has both, and runs the pip commands of :func:`.pip_install.pip_commands`
 one after the other in a :class:`QProcess`, streaming their output into a read-only text area. QGIS
-stays responsive; *Cancel* kills pip; the last line says what happened, with pip's own error on failure.
+stays responsive; *Cancel* kills pip and keeps the dialog open; the last line says what happened, with
+pip's own error on failure.
 """
 
 from __future__ import annotations
@@ -241,7 +242,8 @@ class InstallerDialog(QDialog):
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         self.install_button = self.buttons.addButton(self.tr("Install"), QDialogButtonBox.ButtonRole.ActionRole)
-        self.cancel_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        # ActionRole, not Cancel's RejectRole: stopping pip keeps the dialog open, with the "Cancelled: …" line in view
+        self.cancel_button = self.buttons.addButton(self.tr("Cancel"), QDialogButtonBox.ButtonRole.ActionRole)
         self.install_button.clicked.connect(self.install)
         self.cancel_button.clicked.connect(self.runner.cancel)
         self.buttons.rejected.connect(self.reject)

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 from qgis.core import Qgis, QgsMessageLog
-from qgis.gui import QgsMessageBar
+from qgis.gui import QgsMessageBar, QgsMessageBarItem
+from qgis.PyQt import sip
 from qgis.PyQt.QtWidgets import QPushButton
 
-#: Tab of the QGIS "Log Messages" panel where the plugin writes.
-LOG_TAG = "Internal SR"
+from ..algorithms.base import LOG_TAG
+
 TITLE = "Internal SR"
 
 
@@ -24,14 +25,39 @@ def notify(iface: Any | None, text: str, level: Any = Qgis.MessageLevel.Info, du
         iface.messageBar().pushMessage(TITLE, text, level, duration)
 
 
-def notify_with_button(
-    iface: Any | None, text: str, button_text: str, on_click: Callable[[], Any], level: Any = Qgis.MessageLevel.Info
-) -> None:
-    """Like :func:`notify` (message bar item kept until closed), with a button that calls ``on_click``."""
-    QgsMessageLog.logMessage(text, LOG_TAG, level)
-    if iface is not None:
+class PinnedMessage:
+    """A message-bar item kept until closed, at most one at a time, optionally with a button calling ``on_click``.
+
+    :meth:`show` logs the text and replaces the item shown before (if the user has not closed it) instead
+    of stacking another; :meth:`clear` removes it, as the plugin's ``unload`` must, so that no item (and
+    no button connected to the plugin) outlives the plugin.
+    """
+
+    def __init__(self, iface: Any | None, button_text: str = "", on_click: Callable[[], Any] | None = None) -> None:
+        self.iface = iface
+        self.button_text = button_text
+        self.on_click = on_click
+        self.item: QgsMessageBarItem | None = None
+
+    def show(self, text: str, level: Any = Qgis.MessageLevel.Info) -> None:
+        """Log ``text`` and show it in the message bar (with the button), in place of the earlier item."""
+        QgsMessageLog.logMessage(text, LOG_TAG, level)
+        self.clear()
+        if self.iface is None:
+            return
         item = QgsMessageBar.createMessage(TITLE, text)
-        button = QPushButton(button_text, item)  # owned by the item, which the bar owns
-        button.clicked.connect(on_click)
-        item.layout().addWidget(button)
-        iface.messageBar().pushWidget(item, level, 0)
+        if self.on_click is not None:
+            button = QPushButton(self.button_text, item)  # owned by the item, which the bar owns
+            button.clicked.connect(self.on_click)
+            item.layout().addWidget(button)
+        self.iface.messageBar().pushWidget(item, level, 0)
+        self.item = item
+
+    def clear(self) -> None:
+        """Remove the item from the message bar, unless the user has closed it already."""
+        item, self.item = self.item, None
+        if item is None or sip.isdeleted(item):
+            return
+        for button in item.findChildren(QPushButton):
+            button.clicked.disconnect()
+        self.iface.messageBar().popWidget(item)

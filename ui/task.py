@@ -25,8 +25,11 @@ from qgis.core import (
 )
 
 from ..core.config import DIPConfig, GuidedDIPConfig, IOOptions, KnitworkConfig
-from ..core.errors import Cancelled, InputError
+from ..core.errors import Cancelled, InputError, error_line
 from .messages import LOG_TAG, notify
+
+#: How the out-of-memory hints of ``core.errors.error_line`` name the dialog's settings that help.
+TILE_HINT, DEVICE_HINT = "tile size (Advanced)", "device cpu"
 
 
 class TaskProgress:
@@ -169,11 +172,10 @@ class CoreJobTask(QgsTask):
             return True
         except Cancelled:
             return False
-        except InputError as error:
-            self.error = " ".join(str(error).split())
         except Exception as error:  # noqa: BLE001 (the task must not raise; the traceback is logged)
-            self.error = f"{type(error).__name__}: {' '.join(str(error).split())}"
-            self.details = traceback.format_exc()
+            self.error = error_line(error, TILE_HINT, DEVICE_HINT)
+            if not isinstance(error, InputError):
+                self.details = traceback.format_exc()
         return False
 
     def finished(self, result: bool) -> None:
