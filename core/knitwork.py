@@ -51,15 +51,20 @@ from .progress import Progress
 
 
 class FourierFeatures(nn.Module):
-    """``(N, 2)`` coordinates in input pixels → ``(N, 2F)`` features ``[sin 2πuBᵀ, cos 2πuBᵀ]``, ``B`` fixed ``(F, 2)`` in cycles per input pixel."""
+    """``(N, 2)`` coordinates in input pixels → ``(N, 2F)`` features ``[sin 2πuBᵀ, cos 2πuBᵀ]``, ``B`` fixed ``(F, 2)`` in cycles per input pixel.
+
+    Always computed in float32, also under mixed precision: the angles reach hundreds of radians, which
+    bfloat16 (8 bits of mantissa) or float16 would round to other sines and to rows sharing one code.
+    """
 
     def __init__(self, features: int, sigma: float, generator: torch.Generator) -> None:
         super().__init__()
         self.register_buffer("frequencies", torch.randn((features, 2), generator=generator) * sigma)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        angles = 2 * math.pi * u @ self.frequencies.T
-        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+        with torch.autocast(u.device.type, enabled=False):
+            angles = 2 * math.pi * u.float() @ self.frequencies.float().T
+            return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
 class PatchMLP(nn.Module):
@@ -188,6 +193,11 @@ def patch_stacks(image: torch.Tensor, config: KnitworkConfig) -> torch.Tensor:
     return torch.stack(stacks, dim=1)
 
 
+def covered_taps(bands: int, height: int, width: int, config: KnitworkConfig, device: torch.device) -> torch.Tensor:
+    """``(H·W, scales, C·k²)`` 0/1, ordered as ``patch_stacks``: 1 where a tap falls inside the ``H × W`` image."""
+    return patch_stacks(torch.ones(1, bands, height, width, device=device), config)
+
+
 def inside(height: int, width: int, config: KnitworkConfig, device: torch.device) -> torch.Tensor:
     """``(H·W,)`` bool: pixels whose patch stack lies wholly inside an ``H × W`` image."""
     margin = (config.patch_size // 2) * max(config.patch_scales)
@@ -288,7 +298,7 @@ def super_resolve_tile(
     def consistency(stacks: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Mean squared gap between predicted taps and the pixels they cover (taps outside the tile excluded)."""
         target = patch_stacks(x, config)
-        covered = patch_stacks(torch.ones(1, 1, H, W, device=device), config).repeat_interleave(bands, dim=-1)
+        covered = covered_taps(bands, H, W, config, device)
         return ((stacks - target) ** 2 * covered).sum() / covered.sum()
 
     def draw(n: int, population: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ from internal_sr.core.config import KnitworkConfig, Ramp
 from internal_sr.core.errors import InputError
 from internal_sr.core.evaluation import bicubic, wald_pair
 from internal_sr.core.kernels import make_kernel
-from internal_sr.core.knitwork import LearnedDegradation, coordinates, super_resolve_tile
+from internal_sr.core.knitwork import FourierFeatures, LearnedDegradation, coordinates, covered_taps, patch_stacks, super_resolve_tile
 from internal_sr.core.pipeline import super_resolve_array
 from internal_sr.core.progress import NullProgress
 
@@ -91,6 +91,25 @@ def test_coordinates_are_output_pixel_centres_in_input_pixels():
     assert torch.allclose(u[::6, 0], torch.tensor([0.25, 0.75, 1.25, 1.75]))
     x4 = coordinates(8, 8, 4, torch.device("cpu"))
     assert torch.allclose(x4[0], torch.tensor([0.125, 0.125])) and torch.allclose(x4[-1], torch.tensor([1.875, 1.875]))
+
+
+def test_fourier_features_stay_float32_under_mixed_precision():
+    """Coordinates of a 256-pixel output and their angles (hundreds of radians) would lose rows and signs in bfloat16."""
+    config = KnitworkConfig()
+    encode = FourierFeatures(config.fourier_features, config.fourier_sigma, torch.Generator().manual_seed(0))
+    u = coordinates(256, 256, 2, torch.device("cpu"))
+    exact = encode(u)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = encode(u)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, exact, rtol=0, atol=1e-6)
+
+
+def test_the_consistency_mask_follows_the_band_major_order_of_the_patch_stacks():
+    """Taps outside the tile are exactly the zero taps of a positive image's stacks, band by band."""
+    config = KnitworkConfig()
+    image = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0)) + 1
+    np.testing.assert_array_equal(covered_taps(3, 12, 12, config, torch.device("cpu")) > 0, patch_stacks(image, config) != 0)
 
 
 def test_default_generator_has_under_a_fifth_of_dips_parameters():
