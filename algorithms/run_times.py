@@ -38,11 +38,12 @@ STEP_SECONDS: dict[str, StepTimes] = {
     ),
     "knitwork": StepTimes(1.3, 2, None, "measured: 1.3 s per step on a 2-core CPU; not yet measured on a GPU"),
     "guided": StepTimes(
-        0.56,
+        1.9,
         1,
         0.05,
-        "measured: 0.14 s of one CPU core per step for a 64 × 64 target tile at ×2, i.e. 0.56 s for 256 × 256 "
-        "output pixels; 8–18 s for 500 steps of a 96 × 96 target tile on an NVIDIA H100",
+        "measured: 0.47 s of one CPU core per step for 128 × 128 output pixels (a 64 × 64 target tile at ×2, "
+        "the speed benchmark), i.e. about 1.9 s for 256 × 256; on an NVIDIA H100 6.4–16.2 s for 500 steps of a "
+        "48 × 48 target tile (96 × 96 output pixels)",
     ),
 }
 

@@ -364,7 +364,8 @@ class KnitworkConfig(InternalLearningConfig):
     patch_scales: tuple[int, ...] = (1, 2, 4)
     #: Patch consistency (every patch value agrees with the pixel it covers in the reconstructed image
     #: at its scale). The reference weighs a sum over its 27 offsets and scales against an MSE summed
-    #: over 3 colours by 10⁻²; with means on both sides that is ≈ 0.1, ramped in over half the run.
+    #: over 3 colours by 10⁻²; with means on both sides that is ≈ 0.1, from half of it at the first step
+    #: to all of it by a quarter of the run.
     consistency: Ramp = Ramp(0.1, 0.0, 0.5)
     #: Adversarial patch loss (non-saturating, softplus), 10⁻² against a 3-colour summed MSE in the reference ≈ 0.003 here.
     adversarial: Ramp = Ramp(0.003)
@@ -385,7 +386,8 @@ class KnitworkConfig(InternalLearningConfig):
     #: reference's random start the joint fit drifted to flat or vanishing kernels on our crops).
     kernel_prior: str = "bicubic"
     #: Adam step size of the learned kernel over the run (ours: held at 0 for the first quarter, while
-    #: the image is fitted to the prior, then the reference's 10⁻³; learnt from the start it drifted away).
+    #: the image is fitted to the prior, then 10⁻⁴, a tenth of the reference's 10⁻³, at which it drifted
+    #: away, learnt from the start as there).
     kernel_rate: Ramp = Ramp(0.0001, 0.25)
     #: Coordinates per chunk of the patch MLP; chunks are recomputed in the backward pass
     #: (activation checkpointing), so memory grows with the chunk, not the tile.
@@ -422,11 +424,13 @@ class KnitworkConfig(InternalLearningConfig):
 GUIDED_ITERATIONS = 500
 
 #: Quality presets: optimisation steps per tile of each method (``dip``, ``knitwork``, ``guided``);
-#: ``balanced`` is each method's default. DIP: on the development crops its output gains 0.02–0.15 dB
-#: from 300 to 600 steps and is still rising slowly at 600, so ``fast`` (200) keeps part of the gain over
-#: bicubic + back-projection and ``best`` (1200) continues the climb (not measured beyond 600).
-#: Knitworks: 150 steps lose 0.01–0.1 dB against 300 on the development crops; 400 is level with 300
-#: at ×2 and up to 0.02 dB lower at ×4 (more steps lose at ×4), so ``best`` is a safety margin, not a gain.
+#: ``balanced`` is each method's default. DIP: on the development crops its output gains 0.03–0.11 dB
+#: from 300 to 600 steps and is still rising slowly at 600 on four of six crop-scale pairs, so ``fast``
+#: (200) keeps part of the gain over bicubic + back-projection and ``best`` (1200) continues the climb
+#: (not measured beyond 600). Knitworks, read off the curves of 300- and 500-step runs on the
+#: development crops (a run of another length ramps its losses differently, so indicative only): at
+#: step 150 the output is 0.01–0.1 dB below step 300; at step 400 level with it at ×2 and up to 0.02 dB
+#: lower at ×4, so ``best`` is a safety margin, not a gain.
 #: Guided DIP: 1000 steps instead of 400 lowered the development RMSE (README), hence ``best``.
 QUALITY_PRESETS: dict[str, dict[str, int]] = {
     "dip": {"fast": 200, "balanced": DEFAULT_ITERATIONS[2], "best": 1200},
