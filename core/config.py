@@ -8,6 +8,7 @@ normalised per band (see ``core.normalise``).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 
 from .errors import InputError
@@ -24,8 +25,14 @@ def check_device(device: str) -> None:
 
 def check_scale(scale: int) -> None:
     """Raise a one-line ``InputError`` unless ``scale`` is an integer refinement factor of at least 2."""
-    if scale < 2:
+    if not isinstance(scale, numbers.Integral) or isinstance(scale, bool) or scale < 2:
         raise InputError(f"scale must be an integer ≥ 2, got {scale}")
+
+
+def check_at_least(name: str, value: int, minimum: int) -> None:
+    """Raise a one-line ``InputError`` unless the setting ``name`` is at least ``minimum``."""
+    if value < minimum:
+        raise InputError(f"{name} must be ≥ {minimum}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -122,11 +129,26 @@ class InternalLearningConfig:
     warm_steps: float = 0.75
 
     def __post_init__(self) -> None:
-        if self.iterations is not None and self.iterations < 1:
-            raise InputError(f"iterations must be ≥ 1, got {self.iterations}")
+        if self.iterations is not None:
+            check_at_least("iterations", self.iterations, 1)
         if not 0 < self.warm_steps <= 1:
             raise InputError(f"warm_steps is a fraction of the steps in (0, 1], got {self.warm_steps}")
+        if not 0 <= self.ema_decay < 1:
+            raise InputError(f"ema_decay must be in [0, 1) (0: no averaging), got {self.ema_decay}")
+        if not 0 <= self.stop_tolerance < 1:
+            raise InputError(f"stop_tolerance is a relative improvement in [0, 1), got {self.stop_tolerance}")
+        check_at_least("stop_patience", self.stop_patience, 1)
+        check_at_least("back_projection_steps", self.back_projection_steps, 0)
+        if self.tiles.size < self.min_input_size:
+            raise InputError(
+                f"tile size {self.tiles.size} is smaller than the network needs: use at least {self.min_input_size} input pixels"
+            )
         check_device(self.device)
+
+    @property
+    def min_input_size(self) -> int:
+        """Smallest input edge (pixels) the method's network takes (each method sets its own)."""
+        return 1
 
     @property
     def steps(self) -> int:
@@ -194,6 +216,13 @@ class DIPConfig(InternalLearningConfig):
         check_scale(self.scale)
         if not 0 < self.step_window <= 1:
             raise InputError(f"step window is a fraction of the tile's edge in (0, 1], got {self.step_window}")
+        for name, minimum in (("depth", 1), ("channels", 1), ("skip_channels", 0), ("noise_channels", 0),
+                              ("detail_layers", 0), ("detail_channels", 1)):
+            check_at_least(name, getattr(self, name), minimum)
+        if not self.guide_input and self.noise_channels == 0:
+            raise InputError("without guide_input the network's only input is its noise: noise_channels must be ≥ 1")
+        if not 0 <= self.blend <= 1:
+            raise InputError(f"blend must be in [0, 1], got {self.blend}")
         super().__post_init__()
 
     @property
@@ -399,6 +428,8 @@ class KnitworkConfig(InternalLearningConfig):
             raise InputError(f"patch size must be odd and ≥ 3, got {self.patch_size}")
         if not self.patch_scales or self.patch_scales[0] != 1 or any(s < 1 for s in self.patch_scales):
             raise InputError(f"patch scales must start with 1 and be positive, got {self.patch_scales}")
+        for name in ("fourier_features", "width", "layers", "chunk"):
+            check_at_least(name, getattr(self, name), 1)
         super().__post_init__()
 
     @property

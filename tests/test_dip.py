@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from internal_sr.core import metrics
-from internal_sr.core.config import DIPConfig
+from internal_sr.core.config import DIPConfig, TileOptions
 from internal_sr.core.degradation import Degradation, upsample
 from internal_sr.core.dip import cross_scale_pairs, interior, random_window, window_edges, window_weight
 from internal_sr.core.errors import InputError
@@ -67,6 +67,29 @@ def test_default_network_is_the_reference_architecture_at_half_width():
 def test_too_small_image_names_the_minimum(scale, size):
     with pytest.raises(InputError, match=f"at least {DIPConfig(scale=scale).min_input_size}"):
         super_resolve_array(np.ones((1, size, size)), DIPConfig(scale=scale, iterations=1))
+
+
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        (dict(scale=2.5), "scale must be an integer ≥ 2, got 2.5"),
+        (dict(depth=0), "depth must be ≥ 1, got 0"),
+        (dict(channels=0), "channels must be ≥ 1, got 0"),
+        (dict(detail_layers=-1), "detail_layers must be ≥ 0, got -1"),
+        (dict(guide_input=False, noise_channels=0), "noise_channels must be ≥ 1"),
+        (dict(blend=1.5), r"blend must be in \[0, 1\]"),
+        (dict(ema_decay=1.0), r"ema_decay must be in \[0, 1\)"),
+        (dict(stop_tolerance=1.0), "stop_tolerance is a relative improvement"),
+        (dict(stop_patience=0), "stop_patience must be ≥ 1, got 0"),
+        (dict(tiles=TileOptions(16, 4)), "tile size 16 is smaller than the network needs: use at least 32 input pixels"),
+    ],
+)
+def test_settings_out_of_range_are_one_line_errors_before_anything_runs(settings, message):
+    """Settings that used to crash deep inside (depth 0, no input at all) or run wrongly (an EMA of 1 keeps the
+    first step, a tile smaller than the network blamed the image) are refused when the configuration is made."""
+    with pytest.raises(InputError, match=message) as error:
+        DIPConfig(**settings)
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("scale,size", [(2, 33), (2, 48), (2, 70), (3, 40), (3, 64), (4, 17)])

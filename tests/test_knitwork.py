@@ -14,7 +14,7 @@ from internal_sr.core import metrics
 from internal_sr.core.cli import main
 from internal_sr.core.config import KnitworkConfig, Ramp
 from internal_sr.core.errors import InputError
-from internal_sr.core.evaluation import bicubic, wald_pair
+from internal_sr.core.evaluation import bicubic, bicubic_back_projected, wald_pair
 from internal_sr.core.kernels import make_kernel
 from internal_sr.core.knitwork import FourierFeatures, LearnedDegradation, coordinates, covered_taps, patch_stacks, super_resolve_tile
 from internal_sr.core.pipeline import super_resolve_array
@@ -43,14 +43,17 @@ def runs(wald_x2):
     outputs = {name: super_resolve_array(low, config)[0] for name, config in variants.items()}
     scores = {name: metrics.psnr(out, reference) for name, out in outputs.items()}
     scores["bicubic"] = metrics.psnr(bicubic(low, 2), reference)
+    scores["bicubic + back-projection"] = metrics.psnr(bicubic_back_projected(low, make_kernel("bicubic", 2)), reference)
     print(", ".join(f"{name} {value:.3f} dB" for name, value in scores.items()))
     return scores, outputs
 
 
 @pytest.mark.slow
-def test_knitwork_beats_bicubic_on_a_real_crop(runs):
+def test_knitwork_beats_bicubic_and_back_projection_on_a_real_crop(runs):
+    """Measured: 36.69 dB against 36.57 for bicubic + back-projection (bicubic 35.23): the network adds to the
+    baseline it ends with, not only back-projection's gain."""
     scores, _ = runs
-    assert scores["full"] > scores["bicubic"] + 0.5
+    assert scores["full"] > scores["bicubic + back-projection"] + 0.05
 
 
 @pytest.mark.slow
@@ -127,6 +130,7 @@ def test_default_generator_has_under_a_fifth_of_dips_parameters():
         (dict(scale=2, patch_size=4), "patch size must be odd"),
         (dict(scale=1), "scale must be an integer ≥ 2"),
         (dict(scale=2, patch_scales=(2, 4)), "patch scales must start with 1"),
+        (dict(scale=2, chunk=0), "chunk must be ≥ 1, got 0"),
     ],
 )
 def test_bad_settings_and_inputs_are_one_line_errors(config, message):

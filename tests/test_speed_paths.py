@@ -145,7 +145,8 @@ def test_pipeline_batches_tiles_of_a_row_and_blends_them_as_one_by_one(monkeypat
     monkeypatch.setattr(dip, "super_resolve_tiles", spy)
     batched, _ = pipeline.super_resolve_array(image, DIPConfig(**config, tiles=TileOptions(32, 4, batch=2)))
     assert sizes == [1, 1, 2]  # the first tile alone (the others warm-start from it), then a row's tiles in one call
-    np.testing.assert_allclose(batched, one, rtol=0, atol=0.02 * image.std())
+    # float rounding only (measured: 2.4e-4 of a DN on a std of 242): a batching mistake moves pixels by DNs
+    np.testing.assert_allclose(batched, one, rtol=0, atol=1e-4 * image.std())
 
 
 def test_guided_dip_out_of_memory_falls_back_like_dip(monkeypatch):
