@@ -165,10 +165,6 @@ def _solver(
         return scaling.denormalise(tile.image), up_valid
 
     def solve_many(windows: list[Window], tile_progress: Progress, device: torch.device) -> list[tuple[np.ndarray, np.ndarray]]:
-        if warm.pending:
-            # the first trained tile is solved alone, so batched and one-by-one runs warm-start alike
-            first = solve(windows[0], tile_progress, device)
-            return [first] + (solve_many(windows[1:], tile_progress, device) if len(windows) > 1 else [])
         reads = [read(window) for window in windows]
         if not all(valid.any() for _, valid in reads):
             return [solve(window, tile_progress, device) for window in windows]
@@ -184,7 +180,10 @@ def _solver(
     tiles = config.tiles.for_device(device.type)
     minimum = max(MIN_RETRY_TILE, config.min_input_size)
     many = solve_many if isinstance(config, DIPConfig) and tiles.batch > 1 else None
-    return ShrinkOnOutOfMemory(solve, device, tiles, len(scaling.lo), s, progress, minimum, many, progress.curves), describe(device)
+    # the first trained tile is solved alone (lead), so batched and one-by-one runs warm-start alike
+    solver = ShrinkOnOutOfMemory(solve, device, tiles, len(scaling.lo), s, progress, minimum, many, progress.curves,
+                                 lead=lambda: warm.pending)
+    return solver, describe(device)
 
 
 def write_tiled(

@@ -236,27 +236,34 @@ class ShrinkOnOutOfMemory:
     kept for the tiles that follow. When even ``minimum`` does not fit, the run goes on on the CPU
     with the original tiles. Each change is reported through ``progress.info``. ``curves`` is the list
     the solvers append each tile's loss curve to: what a failed attempt appended is dropped, so a
-    window solved again is counted once.
+    window solved again is counted once. ``lead()`` says whether the next tile must be solved alone
+    before the others of its batch (the first trained tile, which the others warm-start from).
     """
 
     def __init__(
         self, solve: DeviceSolver, device: torch.device, tiles: TileOptions, bands: int, scale: int,
         progress: Progress, minimum: int = MIN_RETRY_TILE, solve_many: DeviceBatchSolver | None = None,
-        curves: list | None = None,
+        curves: list | None = None, lead: Callable[[], bool] = lambda: False,
     ) -> None:
         self.solve, self.solve_many, self.device, self.tiles = solve, solve_many, device, tiles
         self.bands, self.scale, self.progress, self.minimum = bands, scale, progress, minimum
         self.size = tiles.size
         self.together = solve_many is not None
         self.curves = curves if curves is not None else []
+        self.lead = lead
 
     def many(self, windows: list[Window], progress: Progress) -> list[tuple[np.ndarray, np.ndarray]]:
-        """A ``BatchSolver``: the windows solved together by ``solve_many``, or one by one (``__call__``)
-        once solving them together has run out of GPU memory or the tiles had to shrink."""
-        if self.together and max(windows[0].width, windows[0].height) <= self.size:
+        """A ``BatchSolver``: the windows solved together by ``solve_many`` (after the leading tile alone,
+        when ``lead()``), or one by one (``__call__``) once solving them together has run out of GPU
+        memory or the tiles had to shrink. A tile already solved is never solved again."""
+        done: list[tuple[np.ndarray, np.ndarray]] = []
+        if self.together and self.lead():
+            done.append(self(windows[0], progress))
+            windows = windows[1:]
+        if windows and self.together and max(windows[0].width, windows[0].height) <= self.size:
             kept = len(self.curves)
             try:
-                return self.solve_many(windows, progress, self.device)
+                return done + self.solve_many(windows, progress, self.device)
             except torch.cuda.OutOfMemoryError:
                 if self.device.type != "cuda":
                     raise
@@ -265,7 +272,7 @@ class ShrinkOnOutOfMemory:
             self.together = False
             self.progress.info(f"out of GPU memory with {len(windows)} tiles at once: solving them one by one")
         count = len(windows)
-        return [self(w, SubProgress(progress, k / count, (k + 1) / count)) for k, w in enumerate(windows)]
+        return done + [self(w, SubProgress(progress, k / count, (k + 1) / count)) for k, w in enumerate(windows)]
 
     def __call__(self, window: Window, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
         while True:
@@ -291,3 +298,4 @@ class ShrinkOnOutOfMemory:
         else:
             self.progress.info(f"out of GPU memory even with tiles of {self.size} px: continuing on the CPU")
             self.device, self.size = torch.device("cpu"), self.tiles.size
+            self.together = False  # one tile at a time, as on the CPU from the start

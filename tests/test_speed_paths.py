@@ -14,6 +14,7 @@ import torch
 from internal_sr.core import dip, pipeline
 from internal_sr.core.config import DIPConfig, GuidedDIPConfig, KnitworkConfig, TileOptions
 from internal_sr.core.dip import TileResult
+from internal_sr.core.progress import NullProgress
 
 
 def _fake_gpu(monkeypatch, fits: int) -> list[tuple[str, int]]:
@@ -78,11 +79,35 @@ def test_a_window_solved_again_after_running_out_of_memory_counts_its_tiles_once
     assert len(result.curves) == len(calls) - 2  # the 32 px tiles of the last attempt, not the 64 px one before
 
 
+def test_a_batch_out_of_gpu_memory_keeps_the_leading_tile_already_solved():
+    """The first tile is solved alone (the others warm-start from it); when the batch of the rest runs out
+    of GPU memory, only the rest is solved again one by one, never the first a second time."""
+    from internal_sr.core.grid import Window
+    from internal_sr.core.tiling import ShrinkOnOutOfMemory
+
+    solved: list[Window] = []
+    lead = [True]
+
+    def solve(window, progress, device):
+        solved.append(window)
+        lead[0] = False
+        return np.zeros((1, 2, 2)), np.ones((1, 2, 2), bool)
+
+    def solve_many(windows, progress, device):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    windows = [Window(32 * k, 0, 32, 32) for k in range(3)]
+    solver = ShrinkOnOutOfMemory(solve, torch.device("cuda"), TileOptions(32, 4), 1, 2, NullProgress(),
+                                 solve_many=solve_many, lead=lambda: lead[0])
+    assert len(solver.many(windows, NullProgress())) == 3
+    assert solved == windows  # each once, in order
+
+
 def test_out_of_memory_at_the_smallest_tile_falls_back_to_the_cpu(monkeypatch, image):
     calls = _fake_gpu(monkeypatch, fits=0)
     out, messages = _run(image, TileOptions(64, 8))
     np.testing.assert_allclose(out, image.repeat(2, axis=1).repeat(2, axis=2), rtol=1e-6, atol=1e-3)
-    assert any("tiles at once: solving them one by one" in m for m in messages)  # a GPU run batches tiles
+    # the first tile (solved alone, the others warm-start from it) already moves the run to the CPU
     assert any("continuing on the CPU" in m for m in messages)
     first_cpu = [device for device, _ in calls].index("cpu")
     assert all(device == "cpu" for device, _ in calls[first_cpu:])  # later tiles stay on the CPU
