@@ -42,10 +42,10 @@ def wald_20m():
 
 
 @pytest.mark.slow
-def test_guided_dip_beats_bicubic_clearly_in_rmse_and_sam(wald_20m):
+def test_guided_dip_beats_bicubic_and_pansharpening_clearly(wald_20m):
     target, guide, reference = wald_20m
     torch.set_num_threads(2)
-    out, result = sharpen_array(target, guide, GuidedDIPConfig(iterations=100, device="cpu"), NAMES20, NAMES10)
+    out, result = sharpen_array(target, guide, GuidedDIPConfig(iterations=300, device="cpu"), NAMES20, NAMES10)
     kernels = band_kernels("sentinel2", NAMES20, 2, "t"), band_kernels("sentinel2", NAMES10, 2, "g")
     scores = {
         "bicubic": bicubic(target, 2),
@@ -57,7 +57,9 @@ def test_guided_dip_beats_bicubic_clearly_in_rmse_and_sam(wald_20m):
     print({k: f"RMSE {rmse[k]:.1f}, SAM {sam[k]:.3f}" for k in scores}, f"{result.steps} steps")
     assert rmse["guided DIP"] < 0.5 * rmse["bicubic"]
     assert sam["guided DIP"] < 0.75 * sam["bicubic"]
-    assert rmse["guided DIP"] < 1.02 * rmse["HPF injection + BP"]  # the learnt correction does not damage its base
+    # the network's own contribution: measured 56.5 against 63.3 for its base's baseline (at 100 steps it had
+    # not yet moved off it)
+    assert rmse["guided DIP"] < 0.93 * rmse["HPF injection + BP"]
 
 
 def test_injection_is_exact_when_the_target_is_a_blurred_combination_of_the_guide():
