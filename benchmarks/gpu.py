@@ -74,8 +74,10 @@ def precision(device: str, quick: bool) -> dict:
 
 
 def steps(device: str, quick: bool) -> dict:
-    """Seconds per step of one default tile of each method, on ``device`` and on the CPU (one run each
-    after a short warm-up run, so cuDNN's choices and the allocator are settled)."""
+    """Seconds per step of one default tile of each method, on ``device`` and on the CPU (all its threads):
+    the difference between a short and a long run over their difference in steps, so that what a run
+    does once (setup, the final back-projection) is not counted; after a short warm-up run, so cuDNN's
+    choices and the allocator are settled."""
     from internal_sr.core.config import DIPConfig, GuidedDIPConfig, KnitworkConfig
     from internal_sr.core.pipeline import super_resolve_array
     from internal_sr.core.sharpen import sharpen_array
@@ -90,15 +92,18 @@ def steps(device: str, quick: bool) -> dict:
         config = (DIPConfig if method == "dip" else KnitworkConfig)(scale=2, iterations=count, early_stop=False, device=where)
         return lambda: super_resolve_array(low, config)
 
-    counts = {device: 3 if quick else 100, "cpu": 2 if quick else 10}
+    counts = {device: (3, 6) if quick else (50, 150), "cpu": (2, 4) if quick else (5, 15)}
     figures: dict[str, dict[str, float]] = {}
     for method in ("dip", "knitwork", "guided"):
         for where in dict.fromkeys((device, "cpu")):
             run(method, where, 2)()
-            _, seconds = synchronised(where, run(method, where, counts[where]))
-            figures.setdefault(method, {})[where] = seconds / counts[where]
+            short, long = counts[where]
+            _, short_seconds = synchronised(where, run(method, where, short))
+            _, long_seconds = synchronised(where, run(method, where, long))
+            figures.setdefault(method, {})[where] = (long_seconds - short_seconds) / (long - short)
         print(f"{method}: seconds per step {figures[method]}", flush=True)
-    return {"tile": f"{size}² input (guided: {size}² target)", "seconds_per_step": figures}
+    return {"tile": f"{size}² input (guided: {size}² target)", "cpu_threads": torch.get_num_threads(),
+            "seconds_per_step": figures}
 
 
 def batch(device: str, quick: bool) -> dict:
@@ -185,7 +190,7 @@ def markdown(results: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    parser.add_argument("--out", help="results folder (default: benchmarks/results, or out/gpu-quick with --quick)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps: checks the script, measures nothing")
@@ -197,8 +202,10 @@ def main() -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA GPU: nothing to measure (--device cpu --quick checks the script)", file=sys.stderr)
         return 1
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "gpu.json")
+    default = os.path.join(HERE, "..", "out", "gpu-quick") if args.quick else os.path.join(HERE, "results")
+    out = args.out or default
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "gpu.json")
     results = {}
     if os.path.exists(path):
         with open(path) as f:
@@ -207,7 +214,7 @@ def main() -> int:
     info, date = machine(), time.strftime("%Y-%m-%d")
     for part in parts:
         results[part] = dict(machine=info, date=date, **functions[part](args.device, args.quick))
-    write_results(args.out, "gpu", results, markdown(results))
+    write_results(out, "gpu", results, markdown(results))
     return 0
 
 

@@ -102,6 +102,7 @@ def run_method(
 
 
 def machine() -> str:
+    """The machine a benchmark ran on, with the CPU threads torch uses (a benchmark sets them first)."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -111,21 +112,23 @@ def machine() -> str:
     except (OSError, StopIteration):
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}, Python {platform.python_version()}"
+    threads = torch.get_num_threads()
+    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__} ({threads} CPU thread{'s' * (threads != 1)}), "
+            f"Python {platform.python_version()}")
 
 
 def markdown(rows: list[dict], info: str) -> str:
     lines = [
         f"Machine: {info}.",
         "",
-        "| crop | scale | method | PSNR (dB) | SSIM | RMSE | parameters | steps | seconds | peak RSS (MB) | peak GPU (MB) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| crop | scale | method | PSNR (dB) | SSIM | RMSE | parameters | steps | seconds | peak RSS (MB) | peak GPU (MB) | measured |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['crop']} | ×{r['scale']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['rmse']:.1f} | "
             f"{r['parameters'] / 1e6:.2f} M | {r['steps']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | "
-            f"{r['peak_gpu_mb']:.0f} |"
+            f"{r['peak_gpu_mb']:.0f} | {r['date']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -186,7 +189,7 @@ def main() -> int:
                 if method not in METHODS:
                     parser.error(f"unknown method {method!r}: use {', '.join(METHODS)}")
                 out, steps, seconds, rss, gpu, parameters = run_method(method, low, scale, args.device, args.iterations)
-                row = dict(crop=label, scale=scale, method=METHODS[method], steps=steps, seconds=seconds, peak_rss_mb=rss,
+                row = dict(crop=label, scale=scale, method=METHODS[method], date=time.strftime("%Y-%m-%d"), steps=steps, seconds=seconds, peak_rss_mb=rss,
                            peak_gpu_mb=gpu, parameters=parameters, **metrics.all_metrics(out, reference, scale))
                 rows.append(row)
                 print(f"{label} ×{scale} {method}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}, {seconds:.1f} s", flush=True)

@@ -126,7 +126,8 @@ def main() -> int:
         solve, score, bp = tile_pair(args.method, scale, scene, (origin_a, origin_b))
         trained, _ = solve(0, config())
         fresh, seconds = solve(1, config())
-        row = dict(method=args.method, threads=torch.get_num_threads(), pair=label, a=origin_a, b=origin_b, scale=scale,
+        row = dict(method=args.method, date=time.strftime("%Y-%m-%d"), threads=torch.get_num_threads(), pair=label,
+                   a=origin_a, b=origin_b, scale=scale,
                    steps=fresh.steps, seconds=seconds, bp=bp, fresh=score(fresh), warm={})
         for fraction in (float(f) for f in args.fractions.split(",")):
             warm, seconds = solve(1, config(warm_steps=fraction), trained.state)
@@ -147,14 +148,14 @@ def table(rows: list[dict], info: str) -> str:
     lines = [
         f"Machine: {info}. PSNR (dB) of tile B at each method's defaults; warm: started from tile A's trained networks.",
         "",
-        f"| method | scale | pair (tile A → tile B, row/col) | bicubic + BP | fresh (steps, s) | warm, {fractions} of the steps (steps, s) | torch threads |",
-        "|---|---|---|---|---|---|---|",
+        f"| method | scale | pair (tile A → tile B, row/col) | bicubic + BP | fresh (steps, s) | warm, {fractions} of the steps (steps, s) | torch threads | measured |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         warm = " / ".join(f"{w['psnr']:.2f} ({w['steps']}, {w['seconds']:.0f})" for w in r["warm"].values())
         lines.append(
             f"| {r['method']} | ×{r['scale']} | {r['pair']}: {tuple(r['a'])} → {tuple(r['b'])} | {r['bp']:.2f} | "
-            f"{r['fresh']:.2f} ({r['steps']}, {r['seconds']:.0f}) | {warm} | {r['threads']} |"
+            f"{r['fresh']:.2f} ({r['steps']}, {r['seconds']:.0f}) | {warm} | {r['threads']} | {r['date']} |"
         )
     return "\n".join(lines) + "\n"
 
