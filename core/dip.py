@@ -11,8 +11,9 @@ the same network to turn ``U(D(y))`` into ``y`` (``y`` observed once more, at ea
 sampling phases in turn); each step sees a dihedral transform of its inputs and (optionally,
 ``DIPConfig.step_window``) only a random window of the tile, its output written into the image of the
 steps so far; that image is averaged over steps (EMA), back-projected so it is consistent with the
-input, and blended with back-projected bicubic (``DIPConfig.blend``). Without ``guide_input`` it is the
-reference recipe ``x = f(z)``.
+input, and blended with back-projected bicubic (``DIPConfig.blend``). Without ``guide_input`` the
+network is the reference recipe's ``x = f(z)``; the averaging, back-projection and blend (``blend=1``
+keeps the network's output alone) still apply.
 """
 
 from __future__ import annotations
