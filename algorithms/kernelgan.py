@@ -15,7 +15,9 @@ from .base import InternalSRAlgorithm, Job, extent_text, tr
 
 def preview_uri(kernel_path: str) -> str:
     """The ``file:`` URI of a kernel's PNG preview (``file:///C:/...`` on Windows), for the report's images."""
-    return Path(os.path.abspath(os.path.splitext(kernel_path)[0] + ".png")).as_uri()
+    from ..core.kernels import kernel_preview_path
+
+    return Path(os.path.abspath(kernel_preview_path(kernel_path))).as_uri()
 
 
 def summary_html(input_name: str, config: KernelGANConfig, result: Any) -> str:

@@ -47,7 +47,7 @@ from .config import InternalLearningConfig, IOOptions, KernelGANConfig
 from .degradation import Degradation
 from .device import describe, resolve_device, seeded
 from .errors import InputError
-from .kernels import KernelWidth, anisotropic_gaussian, file_kernel_centre, kernel_width, make_kernel, save_kernel_file
+from .kernels import KernelWidth, anisotropic_gaussian, file_kernel_centre, kernel_preview_path, kernel_width, make_kernel, save_kernel_file
 from .normalise import BandScaling
 from .optimise import adam, optimise
 from .progress import NullProgress, Progress, SubProgress
@@ -413,7 +413,10 @@ def estimate_kernel_file(
     if not kernel_path.lower().endswith(".npy"):
         raise InputError(f"kernel file {kernel_path} must end in .npy")
     info = open_info(input_path, io.bands, io.extent)
-    check_output_path(kernel_path, [input_path])
+    paths = [band_kernel_path(kernel_path, b) for b in info.bands] if config.per_band else [kernel_path]
+    for path in paths:  # the kernels and their previews: none may be the input
+        check_output_path(path, [input_path])
+        check_output_path(kernel_preview_path(path), [input_path])
     config.check_input_size(info.grid.width, info.grid.height)
     device = resolve_device(config.device)
     recorder.info(
@@ -422,7 +425,6 @@ def estimate_kernel_file(
     )
     data, valid = read_window(info)
     estimates = estimate_kernels(data, valid, config, recorder)
-    paths = [band_kernel_path(kernel_path, b) for b in info.bands] if config.per_band else [kernel_path]
     for path, estimate, band in zip(paths, estimates, info.bands):
         save_kernel_file(path, estimate.kernel)
         label = f"band {band}" if config.per_band else "kernel"
@@ -464,7 +466,7 @@ def super_resolve_with_estimated_kernel(
     try:
         result = super_resolve(input_path, output_path, replace(config, kernel=kernel_path), io, SubProgress(progress, 0.2, 1.0))
     except BaseException:
-        for path in (kernel_path, os.path.splitext(kernel_path)[0] + ".png"):
+        for path in (kernel_path, kernel_preview_path(kernel_path)):
             if os.path.exists(path):
                 os.remove(path)
         raise

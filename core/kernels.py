@@ -217,6 +217,11 @@ def anisotropic_gaussian(major: float, minor: float, angle: float, scale: int) -
     return k / k.sum()
 
 
+def kernel_preview_path(path: str) -> str:
+    """The PNG preview written beside the kernel file ``path``: ``k.npy`` → ``k.png``."""
+    return os.path.splitext(path)[0] + ".png"
+
+
 def save_kernel_file(path: str, kernel: np.ndarray, preview_pixels: int = 208) -> str:
     """Save a 2-D kernel as a float32 ``.npy`` summing to 1, and a PNG preview beside it; returns the PNG's path.
 
@@ -236,7 +241,7 @@ def save_kernel_file(path: str, kernel: np.ndarray, preview_pixels: int = 208) -
     positive = np.clip(k, 0, None)
     block = max(1, preview_pixels // k.shape[0])
     grey = np.rint(255 * positive / positive.max()).astype(np.uint8).repeat(block, 0).repeat(block, 1)
-    png = os.path.splitext(path)[0] + ".png"
+    png = kernel_preview_path(path)
     write_png(png, np.repeat(grey[..., None], 3, axis=2))
     return png
 

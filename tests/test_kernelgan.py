@@ -315,6 +315,19 @@ def test_cli_kernelgan_errors_are_one_line_and_write_nothing(tmp_path, capsys, a
     assert os.listdir(out.parent) == []
 
 
+def test_a_kernel_whose_preview_would_replace_the_input_is_refused_before_anything_runs(tmp_path, capsys):
+    """``scene.png`` estimated into ``scene.npy``: the preview ``scene.png`` would be the input itself."""
+    import shutil
+
+    source = str(tmp_path / "scene.png")
+    shutil.copy(write_raster(str(tmp_path / "scene.tif"), read(S2_10M)), source)
+    before = open(source, "rb").read()
+    assert main(["kernelgan", source, str(tmp_path / "scene.npy"), "--scale", "2", "--iterations", "2"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "scene.png is the input" in line
+    assert open(source, "rb").read() == before and not (tmp_path / "scene.npy").exists()
+
+
 def test_cli_dip_with_estimated_kernel(tmp_path, capsys):
     source = write_raster(str(tmp_path / "in.tif"), read(S2_10M)[1:2, :64, :64])  # the smallest KernelGAN input
     out = tmp_path / "sr.tif"
