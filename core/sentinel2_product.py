@@ -4,13 +4,16 @@
 Inputs are folders (searched recursively, e.g. a ``.SAFE`` product or its ``IMG_DATA``) and/or files:
 single-band files named after their band (``T33UUU_20170216T102101_B8A.jp2``, ``…_B05_20m.jp2``) or
 multi-band files whose band descriptions or file name list the bands (``…_20m_B05-B06-B07-B8A-B11-B12.tif``).
-A band found twice is taken from the first file in sorted path order. The 60 m bands are sharpened
+A band found twice is taken from a file at its native resolution (Level-2A products also hold
+resampled copies, e.g. ``R20m/…_B01_20m.jp2`` beside ``R60m/…_B01_60m.jp2``), else from the first file in
+sorted path order. The 60 m bands are sharpened
 directly by 6 with the 10 m guide: on our benchmark this was better than two steps (×3 with the 20 m
 bands as guide, then ×2), see ``benchmarks/guided.py``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -75,14 +78,19 @@ def _names(path: str, descriptions: tuple[str | None, ...]) -> list[str | None]:
 def find_bands(inputs: Sequence[str]) -> dict[str, BandSource]:
     """Sentinel-2 band name → where it is, over every raster file in ``inputs`` (module docstring)."""
     found: dict[str, BandSource] = {}
+    native: dict[str, bool] = {}  # whether the band found is at its own resolution
     for path in _files(inputs):
         try:
             info = open_info(path)
         except InputError:
             continue  # not a raster (e.g. a preview or metadata file)
+        pixel = abs(info.grid.transform.a)
         for index, name in enumerate(_names(path, info.descriptions), start=1):
-            if name is not None and name not in found:
-                found[name] = BandSource(name, path, index)
+            if name is None:
+                continue
+            own = math.isclose(pixel, RESOLUTION[name], rel_tol=1e-6)
+            if name not in found or (own and not native[name]):
+                found[name], native[name] = BandSource(name, path, index), own
     missing = [b for b in GUIDE_BANDS if b not in found]
     if missing:
         raise InputError(f"no Sentinel-2 10 m band {', '.join(missing)} found in {', '.join(inputs)}: the 10 m bands are the guide")

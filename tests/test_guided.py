@@ -253,6 +253,29 @@ def test_a_product_folder_becomes_all_bands_at_10m(tmp_path):
     assert [n for n in os.listdir(tmp_path) if n.startswith(".internal_sr-")] == []
 
 
+def test_a_level_2a_product_takes_each_band_at_its_own_resolution(tmp_path):
+    """L2A folders hold resampled copies (R20m/…_B01_20m, R60m/…_B05_60m) that sort before the native
+    files: each band comes from the file at its own resolution, so B1 and B9 share the 60 m grid."""
+    from internal_sr.core.sentinel2_product import find_bands
+
+    folder = tmp_path / "S2A_MSIL2A.SAFE"
+    for resolution in (10, 20, 60):
+        os.makedirs(folder / f"R{resolution}m")
+    utm = {r: Affine(float(r), 0, 300000.0, 0, -float(r), 5800000.0) for r in (10, 20, 60)}
+    for index, band in enumerate(("B04", "B03", "B02", "B08")):
+        write_raster(str(folder / "R10m" / f"T33UUB_{band}_10m.tif"), read(S2_10M)[index : index + 1], transform=utm[10])
+    twenty = read(S2_20M_SAME_AREA)
+    for index, band in enumerate(("B05", "B06", "B07", "B8A", "B11", "B12")):
+        write_raster(str(folder / "R20m" / f"T33UUB_{band}_20m.tif"), twenty[index : index + 1], transform=utm[20])
+        write_raster(str(folder / "R60m" / f"T33UUB_{band}_60m.tif"), twenty[index : index + 1, :20, :20], transform=utm[60])
+    write_raster(str(folder / "R20m" / "T33UUB_B01_20m.tif"), twenty[:1], transform=utm[20])
+    for index, band in enumerate(("B01", "B09")):
+        write_raster(str(folder / "R60m" / f"T33UUB_{band}_60m.tif"), read(S2_60M_SAME_AREA)[index : index + 1], transform=utm[60])
+    found = find_bands([str(folder)])
+    expected = {"B1": "R60m", "B9": "R60m", "B5": "R20m", "B8A": "R20m", "B12": "R20m", "B2": "R10m"}
+    assert {band: os.path.basename(os.path.dirname(found[band].path)) for band in expected} == expected
+
+
 def test_a_folder_without_10m_bands_is_a_clear_error(tmp_path, capsys):
     folder = product_folder(tmp_path / "p")
     os.remove(os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B08.tif"))
