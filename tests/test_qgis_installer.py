@@ -135,6 +135,10 @@ def test_pip_commands_for_the_default_index_and_for_a_torch_index() -> None:
     assert command.arguments[-1] == "torch>=2.3" and "numpy==1.24.2" not in command.arguments  # torch needs no numpy
     assert pip_commands("/py", "/deps", [DependencyStatus(TORCH, "2.3.1")], "https://torch.index/whl/cpu") == []
 
+    # a numpy 1.x too old (Ubuntu 22.04's 1.21.5) is upgraded within 1.x: QGIS's compiled modules need 1.x
+    (command,) = pip_commands("/py", "/deps", [DependencyStatus(NUMPY, "1.21.5"), DependencyStatus(RASTERIO, None)])
+    assert command.arguments[-3:] == ("numpy>=1.23", "rasterio>=1.3", "numpy<2")
+
 
 def test_extra_options_split_as_the_platforms_shell_does() -> None:
     assert split_options("--proxy 'http://u:p@proxy:8080' --find-links /my\\ wheels", "linux") == [

@@ -101,7 +101,7 @@ def test_plugin_names_missing_packages_and_offers_the_installer(qgis_iface, qgis
         assert QgsApplication.processingRegistry().providerById("internal_sr") is not None
         warnings = messages[Qgis.MessageLevel.Warning]
         assert len(warnings) == 1
-        assert "torch, rasterio" in warnings[0] and "pip install torch rasterio" in warnings[0]
+        assert "torch, rasterio" in warnings[0] and 'pip install --upgrade "torch>=2.3" "rasterio>=1.3"' in warnings[0]
         first = bar.shown[0]
         recorder.menu[0][1].trigger()  # the dialog does not open; the message is repeated, replacing the first
         recorder.menu[0][1].trigger()
@@ -141,7 +141,7 @@ def test_an_engine_that_fails_to_import_is_one_line_not_a_python_error(qgis_ifac
         assert plugin.dialog is None and len(messages[Qgis.MessageLevel.Critical]) == 2
         (item,) = bar.shown  # the second replaced the first
         text = item.text()
-        assert "\n" not in text and "OSError: [WinError 126]" in text and "c10.dll" in text and "pip install torch" in text
+        assert "\n" not in text and "OSError: [WinError 126]" in text and "c10.dll" in text and 'pip install --upgrade "torch>=2.3"' in text
         failures.clear()  # the user repairs the install: the dialog opens and the message goes
         recorder.menu[0][1].trigger()
         assert plugin.dialog is not None and plugin.dialog.isVisible() and bar.shown == []

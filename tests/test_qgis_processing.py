@@ -209,7 +209,7 @@ def test_missing_dependencies_are_named_with_the_install_command(crop64: str, tm
     with pytest.raises(QgsProcessingException) as error:
         run("degrade", {"INPUT": crop64, "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")})
     message = user_message(error.value)
-    assert "\n" not in message and "torch, scikit-image" in message and "pip install torch scikit-image" in message
+    assert "\n" not in message and "torch, scikit-image" in message and 'pip install --upgrade "torch>=2.3" "scikit-image>=0.20"' in message
 
 
 def test_step_window_reaches_the_run(crop64: str, tmp_path) -> None:

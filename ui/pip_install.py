@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from ..core.deps import DependencyStatus
+from ..core.deps import DependencyStatus, release
 
 #: Name of the plugin's package folder inside ``<profile>/python``.
 DEPS_FOLDER = "internal_sr_deps"
@@ -153,7 +153,7 @@ def pip_commands(
     since that index has torch and its dependencies but not rasterio or scikit-image; the rest comes
     from pip's configured index. ``--target`` installs every dependency again, so where numpy is already present and new
     enough it is pinned to that version: the copy in ``target`` then matches the numpy that QGIS's own
-    compiled modules were built against. ``extra_options`` (e.g. ``--proxy``, ``--find-links``) go to
+    compiled modules were built against; a numpy 1.x too old is upgraded within 1.x (``numpy<2``). ``extra_options`` (e.g. ``--proxy``, ``--find-links``) go to
     every run.
     """
     needed = [status.requirement for status in statuses if not status.ok]
@@ -172,5 +172,7 @@ def pip_commands(
         pins = []
         if any(requirement.module in NUMPY_USERS for requirement in rest):
             pins = [f"numpy=={s.found}" for s in statuses if s.requirement.module == "numpy" and s.ok and s.found]
+        if any(s.requirement.module == "numpy" and not s.ok and s.found and release(s.found)[:1] == (1,) for s in statuses):
+            pins = ["numpy<2"]  # numpy 1.x too old: stay on 1.x, which QGIS's own compiled modules were built for
         commands.append(PipCommand(python, (*base, *(requirement.spec for requirement in rest), *pins)))
     return commands
