@@ -357,8 +357,11 @@ def estimate_kernels(
     normalised = 2 * np.where(valid, scaling.normalise(np.nan_to_num(image)), 0.5) - 1
     groups = [[b] for b in range(c)] if config.per_band else [list(range(c))]
     device = resolve_device(config.device)
+    # the spectrum's reading first: an image it cannot read (flat, no clean window) fails before any training
+    spectrum = config.orientation == "spectrum"
+    anisotropies = [spectral_anisotropy(image[group], valid[group].all(0)) if spectrum else None for group in groups]
     estimates = []
-    for index, group in enumerate(groups):
+    for index, (group, anisotropy) in enumerate(zip(groups, anisotropies)):
         part = SubProgress(progress, index / len(groups), (index + 1) / len(groups))
         data = valid[group].all(0)
         with seeded(config.seed, part):
@@ -366,9 +369,8 @@ def estimate_kernels(
             raw, losses, steps = estimate_x2(normalised[group], data, config, device, part, rng)
         k2 = recentre(zero_negligible(raw, config.keep_largest), 2)
         own = k2 if config.scale == 2 else compose_x4(k2)
-        kernel, anisotropy = own, None
-        if config.orientation == "spectrum":
-            anisotropy = spectral_anisotropy(image[group], data)
+        kernel = own
+        if anisotropy is not None:
             shaped = oriented_width(kernel_width(own, config.scale), anisotropy)
             kernel = anisotropic_gaussian(shaped.major, shaped.minor, shaped.angle, config.scale)
         estimates.append(Estimate(kernel, config.scale, own, anisotropy, raw, losses, steps))

@@ -192,6 +192,20 @@ def test_single_band_per_band_and_scale_4():
     assert len(per_band) == 2 and all(e.scale == 4 and e.kernel.sum() == pytest.approx(1) for e in per_band)
 
 
+def test_a_band_the_spectrum_cannot_read_fails_before_any_training(monkeypatch):
+    """Per-band kernels with a flat second band: the one-line error comes before the first band's training."""
+    from internal_sr.core import kernelgan
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("KernelGAN trained before the spectrum was read")
+
+    monkeypatch.setattr(kernelgan, "estimate_x2", no_training)
+    image = read(S2_10M).astype(np.float64)[:2, :96, :96]
+    image[1] = 7.0
+    with pytest.raises(InputError, match="flat"):
+        estimate_kernels(image, np.ones(image.shape, bool), KernelGANConfig(iterations=30, per_band=True))
+
+
 @pytest.mark.parametrize("shape", [(1, 63, 100), (3, 100, 40)])
 def test_too_small_image_names_the_minimum(shape):
     with pytest.raises(InputError, match="at least 64×64 pixels") as error:
