@@ -145,6 +145,9 @@ def test_extra_options_split_as_the_platforms_shell_does() -> None:
         "--proxy", "http://u:p@proxy:8080", "--find-links", "/my wheels"
     ]
     assert split_options('--find-links "C:\\My Wheels" --no-index', "win32") == ["--find-links", "C:\\My Wheels", "--no-index"]
+    assert split_options('--find-links="C:\\My Wheels"  --proxy ""', "win32") == ["--find-links=C:\\My Wheels", "--proxy", ""]
+    with pytest.raises(ValueError):
+        split_options('--find-links "C:\\My Wheels', "win32")
     with pytest.raises(ValueError):
         split_options("--proxy 'unclosed", "linux")
 

@@ -119,12 +119,28 @@ def torch_index_problem(platform: str, build: TorchBuild, index_url: str) -> str
 def split_options(text: str, platform: str = sys.platform) -> list[str]:
     """Split extra pip options as a shell of ``platform`` would; ValueError for an unclosed quote.
 
-    On Windows backslashes stay (they separate folders) and a word in double quotes loses its quotes.
+    On Windows, as its command lines are split: backslashes stay (they separate folders), double quotes
+    group what they enclose, also inside a word (``--find-links="C:\\My Wheels"``), and are removed.
     """
     if platform != "win32":
         return shlex.split(text)
-    words = shlex.split(text, posix=False)
-    return [word[1:-1] if len(word) >= 2 and word[0] == word[-1] == '"' else word for word in words]
+    words: list[str] = []
+    word: list[str] | None = None  # None: between words
+    quoted = False
+    for char in text:
+        if char in " \t" and not quoted:
+            if word is not None:
+                words.append("".join(word))
+            word = None
+            continue
+        word = [] if word is None else word
+        if char == '"':
+            quoted = not quoted
+        else:
+            word.append(char)
+    if quoted:
+        raise ValueError("No closing quotation")
+    return words if word is None else [*words, "".join(word)]
 
 
 @dataclass(frozen=True)
