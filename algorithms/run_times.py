@@ -36,13 +36,16 @@ STEP_SECONDS: dict[str, StepTimes] = {
         "in the Wald benchmark, i.e. about 1.1 s for 256 × 256 output pixels; on an NVIDIA H100 0.037 s, "
         "measured with the former network of twice the width (today's is at most that)",
     ),
-    "knitwork": StepTimes(1.3, 2, None, "measured: 1.3 s per step on a 2-core CPU; not yet measured on a GPU"),
+    "knitwork": StepTimes(
+        2.5, 1, None, "measured: 2.5 s of one CPU core per step on a 128 × 128 input tile at ×2 (the speed benchmark); "
+        "not yet measured on a GPU"
+    ),
     "guided": StepTimes(
-        1.9,
+        1.8,
         1,
         0.05,
-        "measured: 0.47 s of one CPU core per step for 128 × 128 output pixels (a 64 × 64 target tile at ×2, "
-        "the speed benchmark), i.e. about 1.9 s for 256 × 256; on an NVIDIA H100 6.4–16.2 s for 500 steps of a "
+        "measured: 0.455 s of one CPU core per step for 128 × 128 output pixels (a 64 × 64 target tile at ×2, "
+        "the speed benchmark), i.e. about 1.8 s for 256 × 256; on an NVIDIA H100 6.4–16.2 s for 500 steps of a "
         "48 × 48 target tile (96 × 96 output pixels)",
     ),
 }
