@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -46,8 +47,10 @@ def main() -> int:
     for argv in (["degrade", CROP, low_path, "--scale", str(args.scale)], ["dip", low_path, sr_path, "--scale", str(args.scale), *extra]):
         if cli(argv) != 0:
             return 1
-    with rasterio.open(CROP) as a, rasterio.open(low_path) as b, rasterio.open(sr_path) as c:
-        reference, low, sr = a.read().astype(float), b.read().astype(float), c.read().astype(float)
+    with warnings.catch_warnings():  # the committed crop, so its degraded and sharpened copies, has no georeferencing
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(CROP) as a, rasterio.open(low_path) as b, rasterio.open(sr_path) as c:
+            reference, low, sr = a.read().astype(float), b.read().astype(float), c.read().astype(float)
     interpolated = bicubic(low, args.scale)
     lo, hi = np.percentile(reference[:3], (1, 99), axis=(1, 2))
     panels = [
