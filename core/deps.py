@@ -58,6 +58,17 @@ def release(version: str) -> tuple[int, ...]:
     return tuple(numbers)
 
 
+def prerelease(version: str) -> bool:
+    """Whether ``version`` is a pre-release (``2.3.0rc1``, ``2.3.0a0+git``, ``1.4.dev2``): the local part after ``+`` aside."""
+    return re.search(r"(\d|\.)(a|b|c|rc|alpha|beta|pre|preview|dev)\d*", version.split("+")[0].lower()) is not None
+
+
+def meets(version: str, minimum: str) -> bool:
+    """Whether release ``version`` is ``minimum`` or later; a pre-release of ``minimum`` itself is earlier."""
+    found, wanted = release(version), release(minimum)
+    return found > wanted or (found == wanted and not prerelease(version))
+
+
 @dataclass(frozen=True)
 class DependencyStatus:
     """What the running Python has of one requirement."""
@@ -70,7 +81,7 @@ class DependencyStatus:
         """Importable and not older than the minimum (a module without a version record is taken as it is)."""
         if self.found is None:
             return False
-        return not self.found or release(self.found) >= release(self.requirement.minimum)
+        return not self.found or meets(self.found, self.requirement.minimum)
 
 
 def check(requirement: Requirement) -> DependencyStatus:

@@ -17,7 +17,7 @@ import zipfile
 import pytest
 from qgis.PyQt.QtCore import QEventLoop, QTimer
 
-from internal_sr.core.deps import REQUIREMENTS, DependencyStatus, Requirement, check, release
+from internal_sr.core.deps import REQUIREMENTS, DependencyStatus, Requirement, check, meets, release
 from internal_sr.core.errors import InputError
 from internal_sr.ui.installer import InstallerDialog
 from internal_sr.ui.pip_install import (
@@ -45,6 +45,9 @@ def test_pyproject_states_the_plugins_requirement_ranges() -> None:
 def test_versions_compare_by_release_numbers() -> None:
     assert release("2.13.0+cpu") == (2, 13) and release("2.3") == release("2.3.0")
     assert release("1.10") > release("1.9") and release("0.19.3") < release("0.20")
+    # a pre-release of the minimum is not the minimum; one of a later release is later
+    assert not meets("2.3.0rc1", "2.3") and not meets("2.3.0a0+git", "2.3") and not meets("2.3.0.dev2", "2.3")
+    assert meets("2.4.0rc1", "2.3") and meets("2.13.0+cpu", "2.3") and meets("2.3", "2.3") and not meets("2.2.9", "2.3")
     assert DependencyStatus(TORCH, "2.13.0+cu130").ok and DependencyStatus(TORCH, "2.3.0").ok
     assert not DependencyStatus(TORCH, "2.2.2").ok and not DependencyStatus(SKIMAGE, "0.19.3").ok
     assert not DependencyStatus(TORCH, None).ok
