@@ -147,6 +147,26 @@ def load_kernel_file(path: str, scale: int) -> np.ndarray:
     return k
 
 
+def off_centre_warning(kernel: Kernel, tolerance: float = 0.25) -> str | None:
+    """For a kernel read from a file whose centre of mass lies more than ``tolerance`` fine pixels from the
+    block centre where ``Degradation`` puts it (``file_kernel_centre``), the one-line warning to log:
+    outputs are then shifted by that offset (e.g. a kernel centred on its central tap, at an even scale).
+    ``None`` for a centred file kernel and for every built-in kernel."""
+    if kernel.full is None or not os.path.isfile(kernel.spec):
+        return None
+    taps = kernel.full
+    rows, cols = np.indices(taps.shape)
+    centre = (taps.shape[0] - 1) / 2  # the block centre on the array as loaded (padded at even scales)
+    offset = (float((rows * taps).sum() / taps.sum()) - centre, float((cols * taps).sum() / taps.sum()) - centre)
+    if max(abs(v) for v in offset) <= tolerance:
+        return None
+    return (
+        f"warning: kernel file {kernel.spec} is centred {offset[0]:+.2f}, {offset[1]:+.2f} fine pixels (rows, columns) "
+        f"from the block centre, so the output is shifted by as much: an odd kernel at an even scale is expected "
+        f"half a pixel below-right of its central tap (KernelGAN's convention, as internal-sr kernelgan writes)"
+    )
+
+
 def sigma_from_mtf(mtf: float) -> float:
     """Standard deviation (low-resolution pixels) of the Gaussian whose MTF at Nyquist is ``mtf``.
 
