@@ -35,10 +35,6 @@ REQUIREMENTS: tuple[Requirement, ...] = (
 )
 
 
-#: The pip names of ``REQUIREMENTS``.
-NAMES = tuple(r.name for r in REQUIREMENTS)
-
-
 def release(version: str) -> tuple[int, ...]:
     """The numeric release of a version string: ``"2.13.0+cpu"`` → ``(2, 13, 0)``, ``"1.4rc1"`` → ``(1, 4)``.
 
@@ -108,7 +104,7 @@ def install_hint(missing: list[str]) -> str:
     """One line telling the user how to install ``missing`` (pip names) into the Python that runs QGIS:
     with their lowest supported versions and ``--upgrade``, so that a package present but too old is
     replaced (pip leaves a bare name that is installed alone)."""
-    specs = [f'"{r.spec}"' for r in REQUIREMENTS if r.name in missing] + [f'"{n}"' for n in missing if n not in NAMES]
+    specs = [f'"{r.spec}"' for r in REQUIREMENTS if r.name in missing]
     return (
         "internal_sr needs " + ", ".join(missing) + ": install them into the Python that runs QGIS, "
         "e.g. `python3 -m pip install --upgrade " + " ".join(specs) + "` (OSGeo4W Shell on Windows)."

@@ -358,12 +358,12 @@ def estimate_kernels(
     groups = [[b] for b in range(c)] if config.per_band else [list(range(c))]
     device = resolve_device(config.device)
     # the spectrum's reading first: an image it cannot read (flat, no clean window) fails before any training
+    masks = [valid[group].all(0) for group in groups]
     spectrum = config.orientation == "spectrum"
-    anisotropies = [spectral_anisotropy(image[group], valid[group].all(0)) if spectrum else None for group in groups]
+    anisotropies = [spectral_anisotropy(image[g], m) if spectrum else None for g, m in zip(groups, masks)]
     estimates = []
-    for index, (group, anisotropy) in enumerate(zip(groups, anisotropies)):
+    for index, (group, data, anisotropy) in enumerate(zip(groups, masks, anisotropies)):
         part = SubProgress(progress, index / len(groups), (index + 1) / len(groups))
-        data = valid[group].all(0)
         with seeded(config.seed, part):
             rng = np.random.default_rng(config.seed)
             raw, losses, steps = estimate_x2(normalised[group], data, config, device, part, rng)
