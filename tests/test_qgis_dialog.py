@@ -4,6 +4,7 @@ chosen extent. Runs are tiny (2 steps): they test the plumbing, not the result's
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -107,6 +108,25 @@ def test_guided_asks_for_a_finer_guide_before_estimating(dialog, tmp_path) -> No
     dialog.guide_combo.setLayer(guide)
     assert "Estimated time" in dialog.summary_label.text() and dialog.run_button.isEnabled()
     assert dialog.output_widget.filePath() == str(tmp_path / "t20_guided_x2.tif")
+
+
+@pytest.mark.parametrize("method", ["dip", "guided"])
+def test_output_paths_the_engine_refuses_are_refused_before_the_run(dialog, tmp_path, method) -> None:
+    """The dialog uses the engine's output check: the input itself and a folder are refused by name."""
+    target, guide = geo_pair(tmp_path)
+    dialog.layer_combo.setLayer(target)
+    dialog.guide_combo.setLayer(guide)
+    select_method(dialog, method)
+    folder = tmp_path / "folder.tif"
+    folder.mkdir()
+    refused = [(target.source(), "is the input"), (str(folder), "is a folder")]
+    if method == "guided":
+        refused.append((guide.source(), "is the input"))
+    for output, reason in refused:
+        dialog.output_widget.setFilePath(output)
+        with pytest.raises(InputError, match=reason):
+            dialog.build_task()
+    assert os.path.isdir(folder) and not dialog.tasks
 
 
 def test_a_remembered_device_that_is_not_here_stops_the_run(qgis_iface, empty_project, clean_settings, tmp_path) -> None:

@@ -525,8 +525,6 @@ class SuperResolveDialog(QDialog):
             raise InputError(self.tr("Choose the output GeoTIFF"))
         if not output.lower().endswith((".tif", ".tiff")):
             output += ".tif"
-        if os.path.abspath(output) == os.path.abspath(layer.source()):
-            raise InputError(self.tr("The output must not overwrite the input"))
         from ..core.device import resolve_device  # a device that is not here fails now, not after the dialog closed
 
         resolve_device(self.device_combo.currentText())
