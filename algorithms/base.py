@@ -425,8 +425,10 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterFile(
                 self.KERNEL_FILE, tr("Kernel file (.npy)"), _file_behavior(), "npy", None, True
             ),
-            "Optional 2-D kernel of odd size saved with NumPy (for example estimated by KernelGAN). When set it "
-            "replaces the blur kernel above.",
+            "Optional 2-D kernel of odd size saved with NumPy (for example estimated by KernelGAN), for this "
+            "scale. When set it replaces the blur kernel above. A kernel whose centre of mass is off the centre "
+            "of a low-resolution pixel's block (e.g. centred on its central tap at ×2) is moved onto it, so the "
+            "output is not shifted; a kernel KernelGAN estimated for another scale is refused.",
             advanced,
         )
 

@@ -69,13 +69,13 @@ def run_case(reference: np.ndarray, truth: tuple[float, float, float], scale: in
     if quick:
         kernelgan, dip = replace(kernelgan, iterations=50), replace(dip, iterations=5, channels=16, detail_channels=16)
     paths = {"bicubic": "bicubic", **{name: os.path.join(folder, f"{name}.npy") for name in KERNELS[1:]}}
-    save_kernel_file(paths["true"], anisotropic_gaussian(*truth, scale))
+    save_kernel_file(paths["true"], anisotropic_gaussian(*truth, scale), scale)
     low = degrade_array(reference, make_kernel(paths["true"], scale))
     start = time.perf_counter()
     (estimate,) = estimate_kernels(low, np.ones(low.shape, bool), kernelgan)
     kernelgan_seconds = time.perf_counter() - start
-    save_kernel_file(paths["estimated"], estimate.kernel)
-    save_kernel_file(paths["KernelGAN"], estimate.kernelgan)
+    save_kernel_file(paths["estimated"], estimate.kernel, scale)
+    save_kernel_file(paths["KernelGAN"], estimate.kernelgan, scale)
     kernels = {name: make_kernel(path, scale) for name, path in paths.items()}
     isotropic_sigma, error_isotropic = isotropic_baseline(kernels["true"])
     own_width = kernel_width(estimate.kernelgan, scale)

@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--kernel",
             default="bicubic",
-            help="bicubic | lanczos2 | lanczos3 | gaussian:SIGMA | PATH.npy; dip and knitwork also take 'estimate' "
+            help="bicubic | lanczos2 | lanczos3 | gaussian:SIGMA | landsat | PATH.npy; dip and knitwork also take 'estimate' "
             "(KernelGAN first, the kernel is kept as OUTPUT_kernel.npy); knitwork also takes 'learned' "
             "(learnt jointly, starting from bicubic)",
         )
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     kernelgan = sub.add_parser("kernelgan", help="estimate the image's blur kernel (KernelGAN) into a .npy file")
     kernelgan.add_argument("input", help="input raster (any GDAL format)")
-    kernelgan.add_argument("output", help="kernel file to write (.npy; a .png preview is written beside it)")
+    kernelgan.add_argument("output", help="kernel file to write (.npy; a .png preview and a .npy.json scale record are written beside it)")
     kernelgan.add_argument("--scale", type=_scale, required=True, help="2 or 4 (×4: the ×2 kernel composed with itself)")
     kernelgan.add_argument("--bands", type=_bands, help="1-based bands, e.g. 1,2,3 (default: all)")
     kernelgan.add_argument("--extent", type=_extent, help=EXTENT_HELP)

@@ -47,7 +47,7 @@ from .config import InternalLearningConfig, IOOptions, KernelGANConfig
 from .degradation import Degradation
 from .device import describe, resolve_device, seeded
 from .errors import InputError
-from .kernels import KernelWidth, anisotropic_gaussian, file_kernel_centre, kernel_preview_path, kernel_width, make_kernel, save_kernel_file
+from .kernels import KernelWidth, anisotropic_gaussian, file_kernel_centre, kernel_files, kernel_width, make_kernel, recentre, save_kernel_file
 from .normalise import BandScaling
 from .optimise import adam, optimise
 from .progress import NullProgress, Progress, SubProgress
@@ -181,35 +181,6 @@ def zero_negligible(k: np.ndarray, keep_largest: int) -> np.ndarray:
     threshold = 0.75 * np.sort(k.ravel())[::-1][min(keep_largest, k.size - 1)]
     k = np.clip(k - threshold, 0, None)
     return k / k.sum()
-
-
-def shift(k: np.ndarray, dy: float, dx: float) -> np.ndarray:
-    """Move a kernel by (``dy``, ``dx``) taps with bilinear interpolation, padding so nothing is lost."""
-    pad = int(math.ceil(max(abs(dy), abs(dx)))) + 1
-    k = np.pad(k, pad)
-    for axis, d in ((0, dy), (1, dx)):
-        whole = math.floor(d)
-        frac = d - whole
-        k = (1 - frac) * np.roll(k, whole, axis) + frac * np.roll(k, whole + 1, axis)
-    return k
-
-
-def trim(k: np.ndarray) -> np.ndarray:
-    """Drop all-zero outer rings of a square kernel (keeps its centre and odd size)."""
-    while k.shape[0] > 1 and not (k[0].any() or k[-1].any() or k[:, 0].any() or k[:, -1].any()):
-        k = k[1:-1, 1:-1]
-    return k
-
-
-def recentre(k: np.ndarray, scale: int) -> np.ndarray:
-    """Shift an odd-size kernel so its centre of mass sits at ``file_kernel_centre`` for ``scale``; sums to 1."""
-    k = k / k.sum()
-    rows, cols = np.indices(k.shape)
-    com = np.array([(k * rows).sum(), (k * cols).sum()])
-    moved = shift(k, *(file_kernel_centre(k.shape[0], scale) - com))
-    # padding is symmetric, so the wanted centre is again the file-kernel centre of the padded size
-    moved = trim(np.where(np.abs(moved) > 1e-12, moved, 0.0))
-    return moved / moved.sum()
 
 
 def compose_x4(k2: np.ndarray) -> np.ndarray:
@@ -416,9 +387,9 @@ def estimate_kernel_file(
         raise InputError(f"kernel file {kernel_path} must end in .npy")
     info = open_info(input_path, io.bands, io.extent)
     paths = [band_kernel_path(kernel_path, b) for b in info.bands] if config.per_band else [kernel_path]
-    for path in paths:  # the kernels and their previews: none may be the input
-        check_output_path(path, [input_path])
-        check_output_path(kernel_preview_path(path), [input_path])
+    for path in paths:  # the kernels, their scale records and previews: none may be the input
+        for written in kernel_files(path):
+            check_output_path(written, [input_path])
     config.check_input_size(info.grid.width, info.grid.height)
     device = resolve_device(config.device)
     recorder.info(
@@ -428,7 +399,7 @@ def estimate_kernel_file(
     data, valid = read_window(info)
     estimates = estimate_kernels(data, valid, config, recorder)
     for path, estimate, band in zip(paths, estimates, info.bands):
-        save_kernel_file(path, estimate.kernel)
+        save_kernel_file(path, estimate.kernel, config.scale)
         label = f"band {band}" if config.per_band else "kernel"
         recorder.info(f"{label}: {estimate.kernel.shape[0]}×{estimate.kernel.shape[0]} taps, {estimate.describe()} → {path}")
     recorder.report(1.0, "done")
@@ -468,7 +439,7 @@ def super_resolve_with_estimated_kernel(
     try:
         result = super_resolve(input_path, output_path, replace(config, kernel=kernel_path), io, SubProgress(progress, 0.2, 1.0))
     except BaseException:
-        for path in (kernel_path, kernel_preview_path(kernel_path)):
+        for path in kernel_files(kernel_path):
             if os.path.exists(path):
                 os.remove(path)
         raise

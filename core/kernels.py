@@ -9,8 +9,13 @@ coordinates. Built-in kernels are therefore sampled at offsets with the parity o
 Kernel names: ``bicubic`` (Keys, a = −½, as MATLAB ``imresize``), ``lanczos2``, ``lanczos3``,
 ``gaussian:SIGMA`` (SIGMA in low-resolution pixels), ``landsat`` (the Gaussian of ``core.landsat``), or
 a path to a ``.npy`` file holding a 2-D kernel of odd size. A file kernel of odd size used at an even scale gets a zero row and column appended at
-the bottom and right, so its centre of mass is expected half a pixel below-right of its central tap —
-KernelGAN's centring convention.
+the bottom and right, so its centre of mass belongs half a pixel below-right of its central tap —
+KernelGAN's centring convention (``file_kernel_centre``). A file kernel whose centre of mass is elsewhere
+(e.g. a Gaussian centred on its central tap, used at ×2) is moved there on load by bilinear
+interpolation, as ZSSR and KernelGAN shift their kernels, so a kernel file never shifts the output
+(``Kernel.moved`` keeps the move and ``recentring_note`` words it for the log). A file may have a scale
+record beside it (``kernel_record_path``, written by ``save_kernel_file``); a kernel recorded for
+another scale is refused.
 
 Half-pixel grids: where the fine grid's pixel edges sit half a fine pixel off the coarse grid's (the
 standard Landsat pan/multispectral geometry, ``core.grid.nest``), low-resolution pixel i is centred
@@ -23,6 +28,7 @@ exact at any shift; a kernel file has one fixed sampling and is refused with a s
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 from dataclasses import dataclass, replace
@@ -58,7 +64,9 @@ class Kernel:
     Exactly one of ``separable`` (1-D taps applied along rows then columns) and ``full`` (2-D taps)
     is set. Tap counts have the parity of ``scale`` (see the module docstring). ``shift`` is (rows,
     columns) in high-resolution pixels, each 0 or ½: how far the kernel's centre sits after the block
-    centre. ``spec`` is what ``make_kernel`` built it from (empty for kernels made otherwise).
+    centre. ``spec`` is what ``make_kernel`` built it from (empty for kernels made otherwise). ``moved``
+    (rows, columns), fine pixels: how far a file kernel's centre of mass was moved on load to sit on the
+    block centre (module docstring); (0, 0) for every other kernel.
     """
 
     name: str
@@ -67,6 +75,7 @@ class Kernel:
     full: np.ndarray | None = None
     shift: tuple[float, float] = (0.0, 0.0)
     spec: str = ""
+    moved: tuple[float, float] = (0.0, 0.0)
 
     @property
     def as_2d(self) -> np.ndarray:
@@ -130,8 +139,77 @@ def file_kernel_centre(size: int, scale: int) -> float:
     return (size - 1) / 2 + (0.5 if scale % 2 == 0 else 0.0)
 
 
-def load_kernel_file(path: str, scale: int) -> np.ndarray:
-    """Read a 2-D ``.npy`` kernel, check it, normalise it to sum 1 and fix its parity for ``scale``."""
+#: Centre-of-mass offsets (fine pixels) up to this are left as they are on load: they shift the output by less.
+RECENTRE_TOLERANCE = 0.01
+
+
+def shift_taps(k: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """Move a kernel by (``dy``, ``dx``) taps with bilinear interpolation, padding so nothing is lost.
+
+    The sum is kept and the centre of mass moves by exactly (``dy``, ``dx``); a fractional move widens
+    the kernel a little (a two-tap average along that axis at ½).
+    """
+    pad = int(math.ceil(max(abs(dy), abs(dx)))) + 1
+    k = np.pad(k, pad)
+    for axis, d in ((0, dy), (1, dx)):
+        whole = math.floor(d)
+        frac = d - whole
+        k = (1 - frac) * np.roll(k, whole, axis) + frac * np.roll(k, whole + 1, axis)
+    return k
+
+
+def trim(k: np.ndarray) -> np.ndarray:
+    """Drop all-zero outer rings of a square kernel (keeps its centre and odd size)."""
+    while k.shape[0] > 1 and not (k[0].any() or k[-1].any() or k[:, 0].any() or k[:, -1].any()):
+        k = k[1:-1, 1:-1]
+    return k
+
+
+def centre_offset(k: np.ndarray, scale: int) -> tuple[float, float]:
+    """(rows, columns) in taps from ``file_kernel_centre`` to the centre of mass of an odd-size kernel."""
+    rows, cols = np.indices(k.shape)
+    centre = file_kernel_centre(k.shape[0], scale)
+    return float((rows * k).sum() / k.sum()) - centre, float((cols * k).sum() / k.sum()) - centre
+
+
+def recentre(k: np.ndarray, scale: int) -> np.ndarray:
+    """Shift an odd-size kernel so its centre of mass sits at ``file_kernel_centre`` for ``scale``; sums to 1."""
+    k = k / k.sum()
+    dy, dx = centre_offset(k, scale)
+    moved = shift_taps(k, -dy, -dx)
+    # padding is symmetric, so the wanted centre is again the file-kernel centre of the padded size
+    moved = trim(np.where(np.abs(moved) > 1e-12, moved, 0.0))
+    return moved / moved.sum()
+
+
+def kernel_record_path(path: str) -> str:
+    """The scale record beside the kernel file ``path``: ``k.npy`` → ``k.npy.json``."""
+    return path + ".json"
+
+
+def kernel_files(path: str) -> tuple[str, str, str]:
+    """The files ``save_kernel_file`` writes for the kernel ``path``: the kernel, its scale record, its preview."""
+    return path, kernel_record_path(path), kernel_preview_path(path)
+
+
+def recorded_scale(path: str) -> int | None:
+    """The scale the kernel file ``path`` was made for, from its record (``None`` without one)."""
+    record = kernel_record_path(path)
+    if not os.path.isfile(record):
+        return None
+    try:
+        with open(record, encoding="utf-8") as f:
+            return int(json.load(f)["scale"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"cannot read {record}, the scale record of kernel file {path}: delete it if it is not that kernel's") from None
+
+
+def load_kernel_file(path: str, scale: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """Read a 2-D ``.npy`` kernel for ``scale``: checked, normalised to sum 1, recentred and padded.
+
+    Returns the taps as ``Degradation`` uses them (a zero row and column appended at even scales) and the
+    move (rows, columns, fine pixels) that put the centre of mass on ``file_kernel_centre`` (module docstring).
+    """
     try:
         k = np.load(path)
     except (OSError, ValueError) as exc:
@@ -141,29 +219,43 @@ def load_kernel_file(path: str, scale: int) -> np.ndarray:
     k = k.astype(np.float64)
     if not np.all(np.isfinite(k)) or k.sum() <= 0:
         raise InputError(f"kernel file {path} must be finite with a positive sum")
+    recorded = recorded_scale(path)
+    if recorded is not None and recorded != scale:
+        raise InputError(
+            f"kernel file {path} was made for ×{recorded} (its record {os.path.basename(kernel_record_path(path))} "
+            f"says so), not ×{scale}: estimate one for ×{scale} (internal-sr kernelgan --scale {scale})"
+        )
+    return prepared_taps(k, scale)
+
+
+def prepared_taps(k: np.ndarray, scale: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """An odd-size kernel as ``Degradation`` uses it for ``scale``, and the move that recentred it.
+
+    Normalised to sum 1; moved onto ``file_kernel_centre`` when its centre of mass is more than
+    ``RECENTRE_TOLERANCE`` off (the move is (rows, columns), fine pixels); at even scales a zero row and
+    column are appended.
+    """
+    k = np.asarray(k, dtype=np.float64)
     k = k / k.sum()
+    dy, dx = centre_offset(k, scale)
+    moved = (0.0, 0.0)
+    if max(abs(dy), abs(dx)) > RECENTRE_TOLERANCE:
+        k, moved = recentre(k, scale), (-dy, -dx)
     if scale % 2 == 0:
         k = np.pad(k, ((0, 1), (0, 1)))
-    return k
+    return k, moved
 
 
-def off_centre_warning(kernel: Kernel, tolerance: float = 0.25) -> str | None:
-    """For a kernel read from a file whose centre of mass lies more than ``tolerance`` fine pixels from the
-    block centre where ``Degradation`` puts it (``file_kernel_centre``), the one-line warning to log:
-    outputs are then shifted by that offset (e.g. a kernel centred on its central tap, at an even scale).
-    ``None`` for a centred file kernel and for every built-in kernel."""
-    if kernel.full is None or not os.path.isfile(kernel.spec):
+def recentring_note(kernel: Kernel) -> str | None:
+    """The log line for a file kernel that was moved onto the block centre on load; ``None`` for the others."""
+    if kernel.moved == (0.0, 0.0):
         return None
-    taps = kernel.full
-    rows, cols = np.indices(taps.shape)
-    centre = (taps.shape[0] - 1) / 2  # the block centre on the array as loaded (padded at even scales)
-    offset = (float((rows * taps).sum() / taps.sum()) - centre, float((cols * taps).sum() / taps.sum()) - centre)
-    if max(abs(v) for v in offset) <= tolerance:
-        return None
+    dy, dx = kernel.moved
     return (
-        f"warning: kernel file {kernel.spec} is centred {offset[0]:+.2f}, {offset[1]:+.2f} fine pixels (rows, columns) "
-        f"from the block centre, so the output is shifted by as much: an odd kernel at an even scale is expected "
-        f"half a pixel below-right of its central tap (KernelGAN's convention, as internal-sr kernelgan writes)"
+        f"kernel file {kernel.spec}: its centre of mass was {-dy:+.2f}, {-dx:+.2f} fine pixels (rows, columns) "
+        f"off the block centre and was moved onto it, so the output is not shifted (at an even scale an odd "
+        f"kernel's centre belongs half a pixel below-right of its central tap: KernelGAN's convention, as "
+        f"internal-sr kernelgan writes)"
     )
 
 
@@ -199,7 +291,8 @@ def make_kernel(spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0)) 
         if any(shift):
             raise InputError(f"kernel file {spec} is sampled for pixel-aligned grids, but these grids sit half a pixel "
                              "apart (Landsat pan geometry): use a named kernel such as gaussian:SIGMA")
-        return Kernel(os.path.basename(spec), scale, full=load_kernel_file(spec, scale), spec=spec)
+        taps, moved = load_kernel_file(spec, scale)
+        return Kernel(os.path.basename(spec), scale, full=taps, spec=spec, moved=moved)
     if spec.startswith("gaussian"):
         try:
             sigma = float(spec.split(":", 1)[1])
@@ -242,12 +335,12 @@ def kernel_preview_path(path: str) -> str:
     return os.path.splitext(path)[0] + ".png"
 
 
-def save_kernel_file(path: str, kernel: np.ndarray, preview_pixels: int = 208) -> str:
-    """Save a 2-D kernel as a float32 ``.npy`` summing to 1, and a PNG preview beside it; returns the PNG's path.
+def save_kernel_file(path: str, kernel: np.ndarray, scale: int, preview_pixels: int = 208) -> str:
+    """Save a 2-D kernel for ``scale`` as a float32 ``.npy`` summing to 1, its scale record and a PNG preview.
 
-    The ``.npy`` is written to a temporary file and renamed into place. The preview (``path`` with
-    ``.png``) shows the kernel's non-negative taps, white = the largest, each tap a square block, about
-    ``preview_pixels`` wide.
+    Returns the preview's path. The ``.npy`` and the record (``kernel_record_path``: JSON with ``scale``)
+    are written to temporary files and renamed into place. The preview (``path`` with ``.png``) shows the
+    kernel's non-negative taps, white = the largest, each tap a square block, about ``preview_pixels`` wide.
     """
     k = np.asarray(kernel, dtype=np.float64)
     if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0 or not k.sum() > 0:
@@ -258,6 +351,8 @@ def save_kernel_file(path: str, kernel: np.ndarray, preview_pixels: int = 208) -
     buffer = io.BytesIO()
     np.save(buffer, (k / k.sum()).astype(np.float32))
     write_file_atomically(path, buffer.getvalue())
+    record = {"scale": int(scale), "centre": "centre of mass on the block centre: core.kernels.file_kernel_centre"}
+    write_file_atomically(kernel_record_path(path), (json.dumps(record, indent=1) + "\n").encode())
     positive = np.clip(k, 0, None)
     block = max(1, preview_pixels // k.shape[0])
     grey = np.rint(255 * positive / positive.max()).astype(np.uint8).repeat(block, 0).repeat(block, 1)
@@ -317,13 +412,9 @@ def kernel_error(estimate: Kernel, truth: Kernel) -> float:
 
 
 def file_kernel(kernel: np.ndarray, scale: int, name: str = "kernel") -> Kernel:
-    """An odd-size 2-D kernel in the file convention as ``make_kernel`` would load it, without a file.
-
-    Normalised to sum 1; at even scales a zero row and column are appended (``file_kernel_centre``).
-    """
-    k = np.asarray(kernel, dtype=np.float64)
-    k = k / k.sum()
-    return Kernel(name, scale, full=np.pad(k, ((0, 1), (0, 1))) if scale % 2 == 0 else k)
+    """An odd-size 2-D kernel as ``make_kernel`` would load it from a file (``prepared_taps``), without a file."""
+    taps, moved = prepared_taps(kernel, scale)
+    return Kernel(name, scale, full=taps, moved=moved)
 
 
 def angle_difference(a: float, b: float) -> float:

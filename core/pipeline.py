@@ -19,7 +19,7 @@ from .degradation import degrade_array
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Grid, Window
-from .kernels import make_kernel, off_centre_warning
+from .kernels import make_kernel, recentring_note
 from .normalise import BandScaling
 from .progress import NullProgress, Progress
 from .raster import AtomicGeoTIFF, RasterInfo, check_output_path, georeferencing_note, open_info, output_dtype, read_window
@@ -146,8 +146,8 @@ def _solver(
     method = method_name(config)
     s = config.scale
     kernel = None if isinstance(config, KnitworkConfig) and config.kernel == LEARNED_KERNEL else make_kernel(config.kernel, s)
-    if kernel is not None and (warning := off_centre_warning(kernel)):
-        progress.info(warning)
+    if kernel is not None and (note := recentring_note(kernel)):
+        progress.info(note)
     device = resolve_device(config.device)
     progress.info(
         f"{method} on device {describe(device)}; ×{s}, kernel {config.kernel}, {config.steps_text()}, "
@@ -284,8 +284,8 @@ def degrade(
     if min(info.grid.width, info.grid.height) < scale:
         raise InputError(f"image {info.grid.width}×{info.grid.height} is smaller than one {scale}×{scale} block")
     k = make_kernel(kernel, scale)
-    if warning := off_centre_warning(k):
-        recorder.info(warning)
+    if note := recentring_note(k):
+        recorder.info(note)
     grid = info.grid.coarsened(scale)
     reach = -(-k.size // scale) * scale  # rows of context above and below a strip, in whole blocks
     rows = max(scale, DEGRADE_STRIP_VALUES // (info.grid.width * len(info.bands)) // scale * scale)

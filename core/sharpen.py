@@ -25,7 +25,7 @@ from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Nesting, Window, nest
 from .guided import MIN_TARGET_SIZE
-from .kernels import Kernel, make_kernel
+from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling
 from .pipeline import RunResult, _Recorder, collect_tiled, extent_message, fit_scaling, write_tiled
 from .progress import NullProgress, Progress
@@ -130,6 +130,8 @@ def _solver(
         f"kernels {config.kernel}/{config.guide_kernel}, {config.steps_text()}, "
         f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
     )
+    for note in dict.fromkeys(filter(None, map(recentring_note, [*target_kernels, *guide_kernels]))):
+        progress.info(note)
     warm = WarmStart(config.warm_start)
 
     def solve(window: Window, tile_progress: Progress, device: torch.device) -> tuple[np.ndarray, np.ndarray]:

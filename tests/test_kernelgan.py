@@ -16,6 +16,7 @@ no training.
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,7 +33,6 @@ from internal_sr.core.kernelgan import (
     PatchDiscriminator,
     compose_x4,
     estimate_kernels,
-    recentre,
     zero_negligible,
 )
 from internal_sr.core.kernels import (
@@ -43,8 +43,10 @@ from internal_sr.core.kernels import (
     file_kernel_centre,
     isotropic_baseline,
     kernel_error,
+    Kernel,
     kernel_width,
     make_kernel,
+    recentre,
     save_kernel_file,
 )
 from internal_sr.core.pipeline import super_resolve_array
@@ -78,13 +80,14 @@ def full_convolution(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_hand_set_generator_degrades_as_its_kernel_file(tmp_path):
+def test_hand_set_generator_degrades_as_its_kernel():
     """The orientation convention, without training: G's layers set by hand to an asymmetric kernel.
 
     Correlating with layer a, then b, is correlating with the full convolution a ∗ b, so the collapsed
-    kernel is known independently of torch; saved as a kernel file and loaded by ``make_kernel``, it
-    degrades an image exactly as the layered generator does, with no flip or transpose, on the
-    generator's grid (its output j is ``Degradation``'s output j + (L − 1) / 4).
+    kernel is known independently of torch; laid out as a file kernel at ×2 (a zero row and column
+    appended), it degrades an image exactly as the layered generator does, with no flip or transpose,
+    on the generator's grid (its output j is ``Degradation``'s output j + (L − 1) / 4). Loaded from a
+    file it would first be moved onto the block centre (``test_kernels``), as estimates are.
     """
     first, second, third = np.zeros((7, 7)), np.zeros((5, 5)), np.zeros((3, 3))
     first[1, 5], first[2, 4], first[4, 1] = 1.0, 0.5, 0.25  # mostly up-right of the centre
@@ -100,13 +103,12 @@ def test_hand_set_generator_degrades_as_its_kernel_file(tmp_path):
     expected = full_convolution(full_convolution(first, second), third)
     assert not np.allclose(expected, expected.T) and not np.allclose(expected, expected[::-1, ::-1])
     np.testing.assert_allclose(g.kernel().detach().numpy(), expected, atol=1e-12)
-    path = str(tmp_path / "hand.npy")
-    save_kernel_file(path, expected)
+    as_file = Kernel("hand", 2, full=np.pad(expected / expected.sum(), ((0, 1), (0, 1))))
     x = np.random.default_rng(0).random((1, 48, 48))
     by_generator = g.layered(torch.as_tensor(x)[None])[0].detach().numpy() / expected.sum()
     n, shift = by_generator.shape[-1], (expected.shape[0] - 1) // 4
-    by_file = degrade_array(x, make_kernel(path, 2))[:, shift : shift + n, shift : shift + n]
-    np.testing.assert_allclose(by_file, by_generator, rtol=1e-5, atol=1e-6)
+    by_kernel = degrade_array(x, as_file)[:, shift : shift + n, shift : shift + n]
+    np.testing.assert_allclose(by_kernel, by_generator, rtol=1e-5, atol=1e-6)
 
 
 def test_discriminator_judges_7x7_patches_with_spectral_norm():
@@ -140,7 +142,7 @@ def test_estimate_save_load_degrade_round_trip(tmp_path):
     low = degrade_array(read(S2_10M).astype(np.float64), make_kernel("gaussian:0.7", 2))
     (estimate,) = estimate_kernels(low, np.ones(low.shape, bool), KernelGANConfig(iterations=60))
     path = str(tmp_path / "k.npy")
-    png = save_kernel_file(path, estimate.kernel)
+    png = save_kernel_file(path, estimate.kernel, 2)
     saved = np.load(path)
     assert saved.dtype == np.float32 and abs(float(saved.sum(dtype=np.float64)) - 1) < 1e-6
     with open(png, "rb") as f:
@@ -268,8 +270,8 @@ def test_dip_with_the_estimated_kernel_beats_dip_with_bicubic(tmp_path):
     low = degrade_array(reference, file_kernel(truth, 2))
     (estimate,) = estimate_kernels(low, np.ones(low.shape, bool), KernelGANConfig())
     paths = {"bicubic": "bicubic", "estimate": str(tmp_path / "estimated.npy"), "own": str(tmp_path / "own.npy")}
-    save_kernel_file(paths["estimate"], estimate.kernel)
-    save_kernel_file(paths["own"], estimate.kernelgan)
+    save_kernel_file(paths["estimate"], estimate.kernel, 2)
+    save_kernel_file(paths["own"], estimate.kernelgan, 2)
     scores = {}
     for name, kernel in paths.items():
         out, _ = super_resolve_array(low, DIPConfig(scale=2, kernel=kernel, **TINY_DIP))
@@ -283,8 +285,10 @@ def test_dip_with_the_estimated_kernel_beats_dip_with_bicubic(tmp_path):
 def test_cli_kernelgan_writes_kernel_preview_and_width(tmp_path, capsys):
     out = tmp_path / "k.npy"
     assert main(["kernelgan", S2_10M, str(out), "--scale", "2", "--bands", "1,4", "--iterations", "20"]) == 0
-    assert out.exists() and (tmp_path / "k.png").exists()
+    assert out.exists() and (tmp_path / "k.png").exists() and (tmp_path / "k.npy.json").exists()
     assert make_kernel(str(out), 2).as_2d.sum() == pytest.approx(1)
+    with pytest.raises(InputError, match="was made for ×2"):  # its scale record
+        make_kernel(str(out), 4)
     assert "input pixels, major axis at" in capsys.readouterr().err
 
 
@@ -335,11 +339,11 @@ def test_a_kernel_whose_preview_would_replace_the_input_is_refused_before_anythi
 
     source = str(tmp_path / "scene.png")
     shutil.copy(write_raster(str(tmp_path / "scene.tif"), read(S2_10M)), source)
-    before = open(source, "rb").read()
+    before = Path(source).read_bytes()
     assert main(["kernelgan", source, str(tmp_path / "scene.npy"), "--scale", "2", "--iterations", "2"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "scene.png is the input" in line
-    assert open(source, "rb").read() == before and not (tmp_path / "scene.npy").exists()
+    assert Path(source).read_bytes() == before and not (tmp_path / "scene.npy").exists()
 
 
 def test_cli_dip_with_estimated_kernel(tmp_path, capsys):

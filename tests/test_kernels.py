@@ -1,10 +1,14 @@
 """Kernels and the degradation operator against independent computations."""
 
+import json
+import os
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from internal_sr.core.config import GuidedDIPConfig
 from internal_sr.core.degradation import Degradation, back_project, degrade_array, upsample
 from internal_sr.core.errors import InputError
 from internal_sr.core.kernels import (
@@ -16,6 +20,7 @@ from internal_sr.core.kernels import (
     kernel_error,
     kernel_width,
     make_kernel,
+    save_kernel_file,
 )
 
 
@@ -131,13 +136,19 @@ def test_isotropic_baseline_knows_the_width_and_not_the_orientation():
 
 
 def test_odd_file_kernel_at_even_scale_uses_kernelgan_centring(tmp_path):
-    # a delta half a pixel below-right of the centre of a 5×5 kernel picks HR pixel s·i+1 at ×2 after padding
-    k = np.zeros((5, 5))
-    k[2, 2] = 1.0
-    np.save(tmp_path / "delta.npy", k)
+    """At ×2 a 2×2 box below-right of a 5×5 kernel's central tap is in KernelGAN's convention and is taken
+    as it is: it averages each low-resolution pixel's block. A delta on the central tap is half a pixel
+    off that centre and is moved onto it on load, which makes it the same box."""
+    box, delta = np.zeros((5, 5)), np.zeros((5, 5))
+    box[2:4, 2:4] = 0.25
+    delta[2, 2] = 1.0
     image = np.arange(36.0).reshape(1, 6, 6)
-    low = degrade_array(image, make_kernel(str(tmp_path / "delta.npy"), 2))[0]
-    np.testing.assert_allclose(low, image[0, ::2, ::2])
+    block_means = image[0].reshape(3, 2, 3, 2).mean(axis=(1, 3))
+    for name, taps, moved in (("box", box, (0.0, 0.0)), ("delta", delta, (0.5, 0.5))):
+        np.save(tmp_path / f"{name}.npy", taps)
+        kernel = make_kernel(str(tmp_path / f"{name}.npy"), 2)
+        assert kernel.moved == moved
+        np.testing.assert_allclose(degrade_array(image, kernel)[0], block_means)
 
 
 def test_back_projection_makes_the_estimate_consistent():
@@ -164,14 +175,14 @@ def test_bad_kernel_files(tmp_path):
             make_kernel(str(tmp_path / name), 2)
 
 
-def test_back_projection_never_worsens_the_fit_even_when_plain_updates_diverge(tmp_path):
-    """An off-centre kernel (as a poorly converged KernelGAN estimate can be) makes the plain
-    Irani–Peleg update diverge; the guarded one stops each band at its last improvement."""
+def test_back_projection_never_worsens_the_fit_even_when_plain_updates_diverge():
+    """A kernel far off the block centre makes the plain Irani–Peleg update diverge; the guarded one
+    stops each band at its last improvement. (Built directly: a kernel file would be moved onto the
+    block centre on load.)"""
 
     k = np.zeros((9, 9))
-    k[1:4, 5:8] = 1.0  # all the mass up and to the right of the centre
-    np.save(tmp_path / "shifted.npy", k)
-    d = Degradation(make_kernel(str(tmp_path / "shifted.npy"), 2))
+    k[1:4, 5:8] = 1.0 / 9  # all the mass up and to the right of the centre
+    d = Degradation(Kernel("shifted", 2, full=np.pad(k, ((0, 1), (0, 1)))))
     y = torch.as_tensor(np.random.default_rng(3).random((1, 2, 24, 24)), dtype=torch.float32).cumsum(-1)
     x0 = upsample(y, 2)
 
@@ -193,23 +204,64 @@ def test_the_sentinel2_kernel_outside_guided_dip_says_where_it_belongs():
         make_kernel("sentinel2", 2)
 
 
-def test_a_kernel_file_off_the_block_centre_is_named_in_a_warning(tmp_path):
-    """A Gaussian centred on its central tap, used at ×2: half a fine pixel off the block centre, said in the
-    log; the same width in KernelGAN's convention (what internal-sr kernelgan writes) and built-ins are not."""
+def _gaussian_on_its_central_tap(half: int = 3) -> np.ndarray:
+    offsets = np.arange(-half, half + 1)
+    return np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / 2.0)
+
+
+def test_a_kernel_file_off_the_block_centre_is_moved_onto_it_and_said_in_the_log(tmp_path):
+    """A Gaussian centred on its central tap, used at ×2, is half a fine pixel off the block centre: it is
+    moved onto it on load, so a ramp degrades to its block centres (it came back half a pixel off before);
+    at ×3, in KernelGAN's convention and for built-ins nothing moves."""
     from helpers import S2_20M, read, write_raster
 
     from internal_sr.core import pipeline
-    from internal_sr.core.kernels import off_centre_warning
+    from internal_sr.core.kernels import recentring_note
 
-    offsets = np.arange(-3, 4)
-    centred = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / 2.0)
-    np.save(tmp_path / "centred.npy", centred)
+    np.save(tmp_path / "centred.npy", _gaussian_on_its_central_tap())
     np.save(tmp_path / "convention.npy", anisotropic_gaussian(0.5, 0.5, 0.0, 2))
-    warning = off_centre_warning(make_kernel(str(tmp_path / "centred.npy"), 2))
-    assert warning is not None and "centred -0.50, -0.50 fine pixels" in warning
-    assert off_centre_warning(make_kernel(str(tmp_path / "centred.npy"), 3)) is None  # odd scale: the central tap
-    assert off_centre_warning(make_kernel(str(tmp_path / "convention.npy"), 2)) is None
-    assert off_centre_warning(make_kernel("bicubic", 2)) is None
+    moved = make_kernel(str(tmp_path / "centred.npy"), 2)
+    assert moved.moved == pytest.approx((0.5, 0.5))
+    assert "was -0.50, -0.50 fine pixels (rows, columns) off the block centre" in recentring_note(moved)
+    rows, cols = np.indices(moved.full.shape)
+    block_centre = (moved.full.shape[0] - 1) / 2
+    assert ((rows * moved.full).sum(), (cols * moved.full).sum()) == pytest.approx((block_centre, block_centre), abs=1e-12)
+    ramp = np.tile(np.arange(64, dtype=float), (64, 1))[None]
+    np.testing.assert_allclose(degrade_array(ramp, moved)[0, 10, 8:-8], (2 * np.arange(32) + 0.5)[8:-8], atol=1e-4)
+    for unmoved in (make_kernel(str(tmp_path / "centred.npy"), 3), make_kernel(str(tmp_path / "convention.npy"), 2), make_kernel("bicubic", 2)):
+        assert unmoved.moved == (0.0, 0.0) and recentring_note(unmoved) is None
     image = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :32, :32])
     result = pipeline.degrade(image, str(tmp_path / "lr.tif"), 2, str(tmp_path / "centred.npy"))
-    assert any(m.startswith("warning: kernel file") for m in result.messages)
+    assert sum("centred.npy: its centre of mass was" in m for m in result.messages) == 1
+
+
+def test_guided_runs_say_which_band_kernel_files_were_moved(tmp_path):
+    from helpers import S2_10M, S2_20M, read
+
+    from internal_sr.core.sharpen import sharpen_array
+
+    np.save(tmp_path / "centred.npy", _gaussian_on_its_central_tap())
+    target, guide = read(S2_20M)[:2, :24, :24].astype(float), read(S2_10M)[:2, :48, :48].astype(float)
+    config = GuidedDIPConfig(iterations=1, width=8, layers=2, kernel=str(tmp_path / "centred.npy"), guide_kernel="bicubic")
+    _, result = sharpen_array(target, guide, config, ["B5", "B6"], ["B4", "B8"])
+    assert sum("centred.npy: its centre of mass was" in m for m in result.messages) == 1
+
+
+def test_kernel_files_keep_their_scale_and_refuse_another(tmp_path):
+    """``save_kernel_file`` records the scale beside the file; a kernel made for ×2 is refused by a ×4 run,
+    a file without a record is taken at any scale, and a record that cannot be read is named."""
+    path = str(tmp_path / "k.npy")
+    save_kernel_file(path, anisotropic_gaussian(0.6, 0.6, 0.0, 2), 2)
+    with open(path + ".json") as f:
+        assert json.load(f)["scale"] == 2
+    assert make_kernel(path, 2).moved == (0.0, 0.0)
+    with pytest.raises(InputError, match=r"k.npy was made for ×2 \(its record k.npy.json says so\), not ×4"):
+        make_kernel(path, 4)
+    os.remove(path + ".json")
+    assert make_kernel(path, 4).scale == 4
+    with open(path + ".json", "w") as f:
+        f.write("{not json")
+    with pytest.raises(InputError, match="cannot read .*k.npy.json, the scale record of kernel file"):
+        make_kernel(path, 2)
+
+

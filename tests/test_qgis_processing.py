@@ -93,11 +93,11 @@ def test_degrade_kernel_file_overrides_kernel(tmp_path) -> None:
     kernel_file = str(tmp_path / "delta.npy")
     np.save(kernel_file, delta)
     out = str(tmp_path / "low.tif")
-    run("degrade", {"INPUT": source, "BANDS": [1], "SCALE": 2, "KERNEL": "lanczos3", "KERNEL_FILE": kernel_file, "OUTPUT": out})
+    run("degrade", {"INPUT": source, "BANDS": [1], "SCALE": 3, "KERNEL": "lanczos3", "KERNEL_FILE": kernel_file, "OUTPUT": out})
     with rasterio.open(source) as a, rasterio.open(out) as b:
         high, low = a.read(1), b.read(1)
-    # a delta kernel is pure decimation: every output pixel is one input pixel of its 2 × 2 block
-    assert any(np.array_equal(low, high[i::2, j::2]) for i in (0, 1) for j in (0, 1))
+    # at ×3 a delta kernel is pure decimation: every output pixel is the centre pixel of its 3 × 3 block
+    assert low.shape == (10, 10) and np.array_equal(low, high[1:30:3, 1:30:3])
 
 
 def test_model_degrade_then_dip_returns_to_the_input_grid(tmp_path) -> None:
