@@ -168,9 +168,11 @@ def crop_probabilities(structure: np.ndarray, valid: np.ndarray, size: int) -> n
     """Probability of each ``size × size`` crop (by top-left, flattened): ∝ the structure inside it.
 
     Crops that touch an invalid pixel get 0; when no valid crop has structure, the valid crops are equally likely.
+    Window sums come from a cumulative sum, whose rounding leaves about −1e-19 where ``structure`` is 0
+    (a band average such as 1/6 is not exact in binary): they are clipped at 0.
     """
     clean = clean_windows(valid, size, "KernelGAN")
-    weights = np.where(clean, window_sums(structure, size), 0.0)
+    weights = np.where(clean, np.clip(window_sums(structure, size), 0.0, None), 0.0)
     if weights.sum() <= 0:
         weights = clean.astype(np.float64)
     return (weights / weights.sum()).ravel()

@@ -51,7 +51,7 @@ from internal_sr.core.kernels import (
 )
 from internal_sr.core.pipeline import super_resolve_array
 
-from helpers import S2_10M, S2_10M_256, read, write_raster
+from helpers import S2_10M, S2_10M_256, S2_20M, read, write_raster
 
 #: (major, minor σ in low-resolution pixels, angle in degrees): different widths and orientations
 TRUE_KERNELS = [(1.0, 0.5, 30.0), (0.8, 0.5, 120.0)]
@@ -280,6 +280,21 @@ def test_dip_with_the_estimated_kernel_beats_dip_with_bicubic(tmp_path):
           f"{scores['estimate']:.2f} dB, with KernelGAN's own kernel {scores['own']:.2f} dB")
     assert scores["estimate"] > scores["bicubic"] + 0.5
     assert scores["estimate"] > scores["own"]
+
+
+def test_six_bands_sharing_one_kernel_draw_crops_from_valid_probabilities():
+    """The default (all bands, one kernel) on the committed 6-band crop: the band-averaged structure map's
+    window sums rounded to about −1e-19 in flat windows and crop drawing failed with "Probabilities are not
+    non-negative"."""
+    from internal_sr.core.kernelgan import crop_probabilities
+
+    six = read(S2_20M).astype(np.float64)
+    structure = np.zeros((96, 96))
+    structure[40:50, 40:50] = 1 / 6  # flat elsewhere: windows there sum to 0 up to the cumulative sum's rounding
+    p = crop_probabilities(structure, np.ones((96, 96), bool), 64)
+    assert p.min() >= 0 and p.sum() == pytest.approx(1)
+    (estimate,) = estimate_kernels(six, np.ones(six.shape, bool), KernelGANConfig(iterations=2))
+    assert estimate.kernel.sum() == pytest.approx(1)
 
 
 def test_cli_kernelgan_writes_kernel_preview_and_width(tmp_path, capsys):
