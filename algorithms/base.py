@@ -30,6 +30,7 @@ from typing import Any
 
 from qgis.core import (
     Qgis,
+    QgsCoordinateReferenceSystem,
     QgsMessageLog,
     QgsProcessing,
     QgsProcessingAlgorithm,
@@ -97,6 +98,15 @@ def gdal_dataset_name(source: str) -> bool:
     """Whether a GDAL layer's ``source`` is something the engine opens by name: a file, a virtual file
     system path (``/vsizip/…``) or a driver-prefixed subdataset (``NETCDF:"f.nc":var``, ``GPKG:f.gpkg:t``)."""
     return os.path.isfile(source) or source.startswith("/vsi") or re.match(r"[A-Za-z0-9_]{2,}:", source) is not None
+
+
+def assigned_crs(layer: Any) -> str | None:
+    """The CRS set on a raster layer in QGIS when it is valid and not its file's own (``EPSG:…``, else
+    WKT), or ``None``: a file without a CRS that QGIS gave one, or a CRS changed in the layer's properties."""
+    crs = layer.crs()
+    if not crs.isValid() or crs == layer.dataProvider().crs():
+        return None
+    return crs.authid() or crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
 
 
 def is_unset(value: Any) -> bool:
@@ -173,6 +183,9 @@ class RasterSource:
     band_count: int
     width: int
     height: int
+    #: The CRS set on the layer in QGIS when it is not the file's own (``EPSG:…`` or WKT), else ``None``:
+    #: the engine assigns it (``IOOptions.crs``), so extents, grids and outputs follow what QGIS shows.
+    crs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -513,7 +526,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
                     layer.name(), layer.source()
                 )
             )
-        return RasterSource(layer.source(), layer.name(), layer.bandCount(), layer.width(), layer.height())
+        return RasterSource(layer.source(), layer.name(), layer.bandCount(), layer.width(), layer.height(), assigned_crs(layer))
 
     def _not_a_raster(self, parameters: dict[str, Any], name: str = "INPUT") -> str:
         """Why the raster parameter ``name`` cannot be used: GDAL's reason for a file (e.g. a truncated

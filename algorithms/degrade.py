@@ -38,7 +38,7 @@ class DegradeAlgorithm(InternalSRAlgorithm):
     ) -> Job:
         source, bands, scale = self.read_input(parameters, context)
         kernel = self.read_kernel(parameters, context, feedback)
-        io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source))
+        io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source), crs=source.crs)
         output = self.read_output(parameters, context, [source.path])
         input_path = source.path
 

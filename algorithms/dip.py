@@ -102,7 +102,7 @@ class DIPAlgorithm(InternalSRAlgorithm):
             **windows,
             **options.config_fields(),
         )
-        io = IOOptions(bands=bands, float32=options.float32, extent=self.read_extent(parameters, context, source))
+        io = IOOptions(bands=bands, float32=options.float32, extent=self.read_extent(parameters, context, source), crs=source.crs)
         output = self.read_output(parameters, context, [source.path])
         input_path = source.path
 

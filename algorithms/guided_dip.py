@@ -88,8 +88,9 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
             bands=self.read_bands(parameters, context, target),
             float32=options.float32,
             extent=self.read_extent(parameters, context, target),
+            crs=target.crs,
         )
-        guide_io = IOOptions(bands=self.read_bands(parameters, context, guide, self.GUIDE_BANDS))
+        guide_io = IOOptions(bands=self.read_bands(parameters, context, guide, self.GUIDE_BANDS), crs=guide.crs)
         output = self.read_output(parameters, context, [target.path, guide.path])
         nesting = check_inputs(target.path, guide.path, None, config, target_io, guide_io).nesting  # output: checked above
         target_path, guide_path = target.path, guide.path

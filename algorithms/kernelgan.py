@@ -142,7 +142,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
         if not output.lower().endswith(".npy"):
             raise QgsProcessingException(tr("Kernel file {} must end in .npy").format(output))
         report = self.read_file_output(parameters, context, self.OUTPUT_HTML, [source.path])
-        io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source))
+        io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source), crs=source.crs)
         input_path, input_name = source.path, source.name
 
         def run(progress: Any) -> Any:

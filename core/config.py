@@ -45,12 +45,15 @@ class IOOptions:
     extent: the area to process, ``(xmin, ymin, xmax, ymax)`` in the raster's CRS units (``None``: the
     whole raster). It is snapped outward to whole input pixels (``core.grid.Grid.extent_window``) and
     the output grid is that window's grid refined by the scale.
+    crs: a CRS to assign instead of the file's (``core.raster.open_info``), e.g. the CRS a QGIS layer was
+    given in QGIS (``None``: the file's own).
     """
 
     bands: tuple[int, ...] | None = None
     float32: bool = False
     cog: bool = False
     extent: tuple[float, float, float, float] | None = None
+    crs: str | None = None
 
     def __post_init__(self) -> None:
         if self.extent is None:

@@ -248,7 +248,7 @@ def evaluate(
     if method not in EVALUATION_METHODS:
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(EVALUATION_METHODS)}")
     recorder = _Recorder(progress or NullProgress())
-    info = open_info(input_path, io.bands, io.extent)
+    info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     names = _band_labels(info)
     settings = {"method": method, "scale": f"×{scale}", "kernel": kernel, "bands": ", ".join(names)}
     method_progress = SubProgress(recorder, 0.0, 0.95)
@@ -261,7 +261,7 @@ def evaluate(
             raise InputError("method guided needs a guide raster (--guide)")
         if not isinstance(config, GuidedDIPConfig):
             raise InputError("method guided needs a GuidedDIPConfig")
-        guide_info = open_info(guide_path, guide_io.bands)
+        guide_info = open_info(guide_path, guide_io.bands, crs=guide_io.crs)
         nesting = nest(info.grid, guide_info.grid)
         if nesting.scale != scale:
             raise InputError(f"the guide is {nesting.scale}× finer than the target, so the scale must be {nesting.scale}, got {scale}")

@@ -387,7 +387,7 @@ def estimate_kernel_file(
     start = time.perf_counter()
     if not kernel_path.lower().endswith(".npy"):
         raise InputError(f"kernel file {kernel_path} must end in .npy")
-    info = open_info(input_path, io.bands, io.extent)
+    info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     paths = [band_kernel_path(kernel_path, b) for b in info.bands] if config.per_band else [kernel_path]
     for path in paths:  # the kernels, their scale records and previews: none may be the input
         for written in kernel_files(path):

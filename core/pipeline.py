@@ -93,7 +93,7 @@ class _Recorder:
 
 
 def _open_input(input_path: str, output_path: str, io: IOOptions, progress: Progress, block: int = 1) -> RasterInfo:
-    info = open_info(input_path, io.bands, io.extent, block)
+    info = open_info(input_path, io.bands, io.extent, block, io.crs)
     check_output_path(output_path, [input_path])
     note = georeferencing_note(info)
     if note:

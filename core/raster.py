@@ -22,7 +22,8 @@ import numpy as np
 import rasterio
 from rasterio.control import GroundControlPoint
 from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.crs import CRS
+from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
 
 from .errors import InputError
 from .grid import Grid, Window
@@ -63,6 +64,10 @@ class RasterInfo:
     #: Metadata items of the dataset and of each selected band (default domain, statistics left out).
     tags: dict[str, str] = field(default_factory=dict)
     band_tags: tuple[dict[str, str], ...] = ()
+    #: The file's own CRS when ``open_info`` assigned another one to ``grid`` (``None``: none assigned,
+    #: or the file has no CRS, see ``assigned_crs``).
+    file_crs: Any = None
+    assigned_crs: bool = False
 
 
 def rasterio_window(window: Window) -> rasterio.windows.Window:
@@ -99,13 +104,16 @@ def open_info(
     bands: tuple[int, ...] | None = None,
     extent: tuple[float, float, float, float] | None = None,
     block: int = 1,
+    crs: str | None = None,
 ) -> RasterInfo:
     """Read the metadata of ``path`` and validate the band selection (1-based indices).
 
     With ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS) the info stands for the window of whole
     pixels covering it, enlarged to whole ``block × block`` blocks of the file's grid (for a
     decimation by ``block`` whose pixels must be those of a whole-file run); an extent that shares no
-    pixel with the raster is a one-line ``InputError``.
+    pixel with the raster is a one-line ``InputError``. ``crs`` (``EPSG:…``, WKT, PROJ: anything
+    rasterio's ``CRS.from_user_input`` reads) is assigned instead of the file's, as GDAL's ``-a_srs`` or
+    a CRS set on a QGIS layer do: the file's coordinates are taken to be in it, and outputs carry it.
     """
     if os.path.isdir(path):
         raise InputError(f"input {path} is a folder, not a raster")
@@ -118,7 +126,17 @@ def open_info(
         if not os.path.exists(path):  # neither a file nor a dataset name GDAL opens (/vsizip/…, NETCDF:…)
             raise InputError(f"input {path} does not exist") from None
         raise unreadable(path, error) from None
+    if crs is not None:
+        info = replace(info, grid=replace(info.grid, crs=parse_crs(crs)), file_crs=info.grid.crs, assigned_crs=True)
     return info if extent is None else _restrict(info, extent, block)
+
+
+def parse_crs(text: str) -> CRS:
+    """The CRS named by ``text`` (``EPSG:32633``, WKT, PROJ); a one-line ``InputError`` when it is unknown."""
+    try:
+        return CRS.from_user_input(text)
+    except (CRSError, ValueError, TypeError):
+        raise InputError(f"unknown CRS {text!r}: give it as EPSG:CODE, WKT or a PROJ string") from None
 
 
 def _fresh_tags(tags: dict[str, str]) -> dict[str, str]:
@@ -166,6 +184,9 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
 
 def georeferencing_note(info: RasterInfo) -> str | None:
     """The log line about an input's georeferencing when it is not a geotransform with a CRS, else ``None``."""
+    if info.assigned_crs:
+        own = info.file_crs.to_string() if info.file_crs else "no CRS"
+        return f"{info.path}: CRS {info.grid.crs.to_string()} assigned, replacing the file's ({own}); the output carries it"
     if info.gcps:
         return f"{info.path} is georeferenced by {len(info.gcps)} ground control points: they are moved to the output's pixels"
     if info.grid.crs is None:

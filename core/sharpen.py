@@ -85,12 +85,12 @@ def check_inputs(
     Raises a one-line ``InputError``. Reads metadata only, so front ends call it to report bad input
     before a run starts.
     """
-    target = open_info(target_path, target_io.bands, target_io.extent)
-    guide = open_info(guide_path, guide_io.bands)
+    target = open_info(target_path, target_io.bands, target_io.extent, crs=target_io.crs)
+    guide = open_info(guide_path, guide_io.bands, crs=guide_io.crs)
     if output_path is not None:
         check_output_path(output_path, [target_path, guide_path])
-    note = georeferencing_note(target)
-    if note and progress is not None:
+    notes = [georeferencing_note(target), georeferencing_note(guide) if guide.assigned_crs else None]
+    for note in filter(None, notes if progress is not None else []):
         progress.info(note)
     if target.window is not None and progress is not None:
         progress.info(extent_message(target.window))

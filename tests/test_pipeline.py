@@ -259,3 +259,15 @@ def test_degrade_of_a_raster_without_valid_pixels_is_a_one_line_error_and_writes
     with pytest.raises(InputError, match="no valid pixels"):
         pipeline.degrade(src, str(tmp_path / "lr.tif"), 2)
     assert sorted(os.listdir(tmp_path)) == ["in.tif"]
+
+
+def test_an_assigned_crs_replaces_the_files_and_an_unknown_one_is_named(tmp_path):
+    """``IOOptions.crs`` (as a CRS set on a QGIS layer, or GDAL's -a_srs): the output carries it, the log says so."""
+    out = str(tmp_path / "low.tif")
+    result = pipeline.degrade(S2_20M, out, 2, "bicubic", IOOptions(crs="EPSG:32617"))
+    with rasterio.open(out) as dst, rasterio.open(S2_20M) as src:
+        assert dst.crs.to_epsg() == 32617 and dst.transform == src.transform * Affine.scale(2)
+    assert any("CRS EPSG:32617 assigned, replacing the file's (EPSG:32618)" in m for m in result.messages)
+    with pytest.raises(InputError, match="unknown CRS 'EPSG:nonsense'"):
+        pipeline.degrade(S2_20M, str(tmp_path / "never.tif"), 2, "bicubic", IOOptions(crs="EPSG:nonsense"))
+    assert not os.path.exists(tmp_path / "never.tif")

@@ -14,6 +14,7 @@ import pytest
 import rasterio
 from qgis.core import (
     QgsApplication,
+    QgsCoordinateReferenceSystem,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -98,6 +99,32 @@ def test_degrade_kernel_file_overrides_kernel(tmp_path) -> None:
         high, low = a.read(1), b.read(1)
     # at ×3 a delta kernel is pure decimation: every output pixel is the centre pixel of its 3 × 3 block
     assert low.shape == (10, 10) and np.array_equal(low, high[1:30:3, 1:30:3])
+
+
+def test_a_crs_set_on_the_layer_in_qgis_is_the_one_used(tmp_path) -> None:
+    """A CRS set on the layer in QGIS replaces the file's, as QGIS shows it: the extent is read in it and
+    the output carries it (the extent used to be transformed into the layer's CRS and then matched against
+    the file's coordinates as if in the file's); a file without a CRS that QGIS gave one gets it too."""
+    source = crop(str(tmp_path / "in.tif"), 32)  # EPSG:32618, 20 m pixels
+    layer = QgsRasterLayer(source, "in")
+    layer.setCrs(QgsCoordinateReferenceSystem("EPSG:32617"))
+    x0, y0 = grid_info(source).transform[2], grid_info(source).transform[5]
+    extent = f"{x0 + 80},{x0 + 240},{y0 - 400},{y0 - 160} [EPSG:32617]"  # columns 4–12, rows 8–20
+    out = str(tmp_path / "assigned.tif")
+    run("degrade", {"INPUT": layer, "SCALE": 2, "EXTENT": extent, "OUTPUT": out})
+    got = grid_info(out)
+    assert got.crs == "EPSG:32617" and (got.width, got.height) == (4, 6)
+    assert got.transform == (40.0, 0.0, x0 + 80, 0.0, -40.0, y0 - 160)
+    with rasterio.open(source) as src:
+        profile, data = src.profile, src.read()
+    profile.update(crs=None)
+    bare = str(tmp_path / "bare.tif")
+    with rasterio.open(bare, "w", **profile) as dst:
+        dst.write(data)
+    layer = QgsRasterLayer(bare, "bare")
+    layer.setCrs(QgsCoordinateReferenceSystem("EPSG:32618"))
+    run("degrade", {"INPUT": layer, "SCALE": 2, "OUTPUT": str(tmp_path / "bare_low.tif")})
+    assert grid_info(str(tmp_path / "bare_low.tif")).crs == "EPSG:32618"
 
 
 def test_model_degrade_then_dip_returns_to_the_input_grid(tmp_path) -> None:

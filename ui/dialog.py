@@ -48,7 +48,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..algorithms.base import DEFAULT_SIGMA, DEVICES, GUIDED_KERNELS, ICON_PATH, KERNELS, kernel_spec
+from ..algorithms.base import DEFAULT_SIGMA, DEVICES, GUIDED_KERNELS, ICON_PATH, KERNELS, assigned_crs, kernel_spec
 from ..algorithms.run_times import duration, estimate_seconds, presets_text, run_steps
 from ..core.config import (
     LEARNED_KERNEL,
@@ -536,7 +536,9 @@ class SuperResolveDialog(QDialog):
             device=self.device_combo.currentText(),
             tiles=TileOptions(size=self.tile_spin.value(), overlap=self.overlap_spin.value()),
         )
-        io = IOOptions(bands=self.selected_bands(), float32=self.float32_check.isChecked(), extent=self.extent())
+        io = IOOptions(
+            bands=self.selected_bands(), float32=self.float32_check.isChecked(), extent=self.extent(), crs=assigned_crs(layer)
+        )
         renderer = layer.renderer()
         if guided:
             from ..core.sharpen import check_inputs  # reads metadata only: grid errors show before the run
@@ -544,14 +546,14 @@ class SuperResolveDialog(QDialog):
             guide = self._checked_layer(self.guide_combo, self.tr("guide raster"))
             guide_kernel = kernel_spec(self.guide_kernel_combo.currentText(), sigma)
             config = GuidedDIPConfig(kernel=kernel, guide_kernel=guide_kernel, **common)
-            guide_io = IOOptions(bands=self.selected_bands(self.guide_bands_combo))
+            guide_io = IOOptions(bands=self.selected_bands(self.guide_bands_combo), crs=assigned_crs(guide))
             scale = check_inputs(layer.source(), guide.source(), output, config, io, guide_io).nesting.scale
             return CoreJobTask.sharpen(
                 layer.source(), guide.source(), output, config, io, guide_io, layer.name(), scale, self.iface, renderer
             )
         from ..core.raster import check_output_path, open_info  # the extent and bands are checked before the run
 
-        open_info(layer.source(), io.bands, io.extent)
+        open_info(layer.source(), io.bands, io.extent, crs=io.crs)
         check_output_path(output, [layer.source()])
         config = METHOD_CONFIGS[self.method()](scale=self.scale_spin.value(), kernel=kernel, **common)
         return CoreJobTask.super_resolve(layer.source(), output, config, io, layer.name(), self.iface, renderer)
