@@ -40,6 +40,9 @@ class DegradeAlgorithm(InternalSRAlgorithm):
         kernel = self.read_kernel(parameters, context, feedback)
         io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source), crs=source.crs)
         output = self.read_output(parameters, context, [source.path])
+        from ..core.pipeline import check_degrade
+
+        check_degrade(source.path, None, scale, kernel, io)  # the output was checked by read_output
         input_path = source.path
 
         def run(progress: Any) -> Any:

@@ -104,6 +104,9 @@ class DIPAlgorithm(InternalSRAlgorithm):
         )
         io = IOOptions(bands=bands, float32=options.float32, extent=self.read_extent(parameters, context, source), crs=source.crs)
         output = self.read_output(parameters, context, [source.path])
+        from ..core.pipeline import check_super_resolve
+
+        check_super_resolve(source.path, None, config, io)  # the output was checked by read_output
         input_path = source.path
 
         def run(progress: Any) -> Any:

@@ -103,6 +103,9 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         scores_json = self.read_file_output(parameters, context, self.OUTPUT_JSON, inputs)
         if method == "guided" and guide is None:
             raise QgsProcessingException(tr("Method guided needs a guide raster (GUIDE)"))
+        from ..core.evaluation import plan_evaluation
+
+        plan_evaluation(input_path, method, scale, kernel, config, io, guide_path, guide_io or IOOptions())
 
         def run(progress: Any) -> Any:
             from ..core.report import evaluate_to_files

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
 from ..core.config import ORIENTATIONS, IOOptions, KernelGANConfig
 from .base import InternalSRAlgorithm, Job, extent_text, tr
@@ -137,12 +137,12 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             seed=self.parameterAsInt(parameters, self.SEED, context),
             device=self.read_device(parameters, context),
         )
-        config.check_input_size(source.width, source.height)
         output = self.read_file_output(parameters, context, self.OUTPUT, [source.path])
-        if not output.lower().endswith(".npy"):
-            raise QgsProcessingException(tr("Kernel file {} must end in .npy").format(output))
         report = self.read_file_output(parameters, context, self.OUTPUT_HTML, [source.path])
         io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source), crs=source.crs)
+        from ..core.kernelgan import check_kernel_files
+
+        check_kernel_files(source.path, output, config, io, [report])
         input_path, input_name = source.path, source.name
 
         def run(progress: Any) -> Any:

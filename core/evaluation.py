@@ -190,29 +190,97 @@ def _check_memory(area: Window, bands: int, guide_bands: int = 0, scale: int = 1
         )
 
 
-def _check_degraded_size(reference: np.ndarray, low: np.ndarray, scale: int, label: str, minimum: int) -> None:
-    """One-line ``InputError`` naming the area to choose when ``low`` (the degraded ``reference``) is smaller
-    than ``minimum`` pixels either way, the least the method ``label`` runs on."""
-    if min(low.shape[-2:]) < minimum:
-        (height, width), (h, w) = reference.shape[-2:], low.shape[-2:]
-        raise InputError(
-            f"the evaluated area is {width}×{height} pixels, degraded ×{scale} to {w}×{h}; {label} needs at least "
-            f"{minimum}×{minimum} input pixels, so evaluate an area of at least {minimum * scale}×{minimum * scale}: "
-            "choose a larger extent"
-        )
-
-
-def _reference(data: np.ndarray, valid: np.ndarray, scale: int, path: str) -> np.ndarray:
-    """The evaluated area ``(C, H, W)`` as float64, cropped to a multiple of ``scale``; one-line ``InputError``
-    when it holds nodata or is smaller than ``MIN_EVALUATION_EDGE`` pixels either way once cropped."""
-    height, width = data.shape[-2:]
+def _check_sizes(area: Window, scale: int, label: str | None, minimum: int) -> None:
+    """One-line ``InputError`` when ``area`` cropped to a multiple of ``scale`` is under ``MIN_EVALUATION_EDGE``
+    pixels either way, or when its degraded size is under ``minimum``, the least the method ``label`` runs on."""
+    width, height = area.width, area.height
     h, w = (height // scale) * scale, (width // scale) * scale
     if min(h, w) < MIN_EVALUATION_EDGE:
         raise InputError(
             f"the evaluated area is {width}×{height} pixels ({w}×{h} once cropped to a multiple of the scale {scale}); "
             f"Wald's protocol needs at least {MIN_EVALUATION_EDGE}×{MIN_EVALUATION_EDGE}: choose a larger extent"
         )
-    return _complete(data, valid, path)[:, :h, :w]
+    if label is not None and min(h, w) // scale < minimum:
+        raise InputError(
+            f"the evaluated area is {w}×{h} pixels, degraded ×{scale} to {w // scale}×{h // scale}; {label} needs at least "
+            f"{minimum}×{minimum} input pixels, so evaluate an area of at least {minimum * scale}×{minimum * scale}: "
+            "choose a larger extent"
+        )
+
+
+def _reference(data: np.ndarray, valid: np.ndarray, scale: int, path: str) -> np.ndarray:
+    """The evaluated area ``(C, H, W)`` as float64, cropped to a multiple of ``scale`` (``_check_sizes``);
+    one-line ``InputError`` when it holds nodata."""
+    height, width = data.shape[-2:]
+    return _complete(data, valid, path)[:, : (height // scale) * scale, : (width // scale) * scale]
+
+
+@dataclass
+class EvaluationPlan:
+    """What ``plan_evaluation`` found from metadata alone: the rasters, the evaluated area and the kernels.
+
+    area: the evaluated pixels of ``info``'s grid (for guided, the overlap with the guide); kernels: the
+    kernel (one for every band) or, for guided, ``target_kernels`` with ``guide_kernels`` (the guide's own
+    blur) and ``guide_on_target`` (the guide degraded onto the target's grid, with the grids' phase).
+    """
+
+    info: RasterInfo
+    area: Window
+    kernels: Kernel | list[Kernel]
+    guide_info: RasterInfo | None = None
+    guide_offset: tuple[int, int] = (0, 0)
+    guide_kernels: list[Kernel] | None = None
+    guide_on_target: list[Kernel] | None = None
+
+
+def plan_evaluation(
+    input_path: str,
+    method: str,
+    scale: int,
+    kernel: str,
+    config: InternalLearningConfig | None = None,
+    io: IOOptions = IOOptions(),
+    guide_path: str | None = None,
+    guide_io: IOOptions = IOOptions(),
+) -> EvaluationPlan:
+    """Check everything ``evaluate`` can check before reading pixels (arguments as ``evaluate``'s): the method
+    and its configuration, the rasters, the guide's grid and scale, the kernels, the area's size and memory.
+    Raises a one-line ``InputError``; front ends call it to refuse bad settings before a run."""
+    if method not in EVALUATION_METHODS:
+        raise InputError(f"unknown method {method!r}: choose one of {', '.join(EVALUATION_METHODS)}")
+    info = open_info(input_path, io.bands, io.extent, crs=io.crs)
+    if method == "guided":
+        from .guided import MIN_TARGET_SIZE
+        from .sharpen import band_kernels
+
+        if guide_path is None:
+            raise InputError("method guided needs a guide raster (--guide)")
+        if not isinstance(config, GuidedDIPConfig):
+            raise InputError("method guided needs a GuidedDIPConfig")
+        guide_info = open_info(guide_path, guide_io.bands, crs=guide_io.crs)
+        nesting = nest(info.grid, guide_info.grid)
+        if nesting.scale != scale:
+            raise InputError(f"the guide is {nesting.scale}× finer than the target, so the scale must be {nesting.scale}, got {scale}")
+        _check_memory(nesting.target, len(info.bands), len(guide_info.bands), scale)
+        _check_sizes(nesting.target, scale, "guided DIP", MIN_TARGET_SIZE)
+        return EvaluationPlan(
+            info, nesting.target, band_kernels(config.kernel, info.descriptions, scale, "target"), guide_info,
+            (nesting.guide.col_off, nesting.guide.row_off),
+            band_kernels(config.guide_kernel, guide_info.descriptions, scale, "guide"),
+            band_kernels(config.guide_kernel, guide_info.descriptions, scale, "guide", nesting.shift),
+        )
+    area = Window(0, 0, info.grid.width, info.grid.height)
+    _check_memory(area, len(info.bands))
+    kernels = make_kernel(kernel, scale)
+    if method == "bicubic":
+        _check_sizes(area, scale, None, 0)
+        return EvaluationPlan(info, area, kernels)
+    if config is None or getattr(config, "scale", scale) != scale:
+        raise InputError(f"method {method} needs its configuration at scale {scale}")
+    if config.kernel != kernel:
+        raise InputError(f"the image is degraded with kernel {kernel} but the method's configuration assumes {config.kernel}")
+    _check_sizes(area, scale, METHOD_LABELS[method], config.min_input_size)
+    return EvaluationPlan(info, area, kernels)
 
 
 def _score_all(estimates: dict[str, np.ndarray], reference: np.ndarray, scale: int) -> list[Scores]:
@@ -245,65 +313,38 @@ def evaluate(
     (Landsat pan) the guide is degraded onto the target's grid with the grids' phase. Bicubic and bicubic +
     back-projection are scored on the same pixels every time. ``io.extent`` picks the evaluated area.
     """
-    if method not in EVALUATION_METHODS:
-        raise InputError(f"unknown method {method!r}: choose one of {', '.join(EVALUATION_METHODS)}")
+    plan = plan_evaluation(input_path, method, scale, kernel, config, io, guide_path, guide_io)
     recorder = _Recorder(progress or NullProgress())
-    info = open_info(input_path, io.bands, io.extent, crs=io.crs)
+    info = plan.info
     names = _band_labels(info)
     settings = {"method": method, "scale": f"×{scale}", "kernel": kernel, "bands": ", ".join(names)}
     method_progress = SubProgress(recorder, 0.0, 0.95)
     run: RunResult | None = None
-    if method == "guided":
-        from .guided import MIN_TARGET_SIZE
-        from .sharpen import band_kernels, sharpen_array
+    estimate = None
+    extra = {}
+    target_data, target_valid = read_window(info, plan.area)
+    reference = _reference(target_data, target_valid, scale, input_path)
+    h, w = reference.shape[-2:]
+    low = degrade_array(reference, plan.kernels)
+    if plan.guide_info is not None:
+        from .sharpen import sharpen_array
 
-        if guide_path is None:
-            raise InputError("method guided needs a guide raster (--guide)")
-        if not isinstance(config, GuidedDIPConfig):
-            raise InputError("method guided needs a GuidedDIPConfig")
-        guide_info = open_info(guide_path, guide_io.bands, crs=guide_io.crs)
-        nesting = nest(info.grid, guide_info.grid)
-        if nesting.scale != scale:
-            raise InputError(f"the guide is {nesting.scale}× finer than the target, so the scale must be {nesting.scale}, got {scale}")
-        _check_memory(nesting.target, len(info.bands), len(guide_info.bands), scale)
-        target_data, target_valid = read_window(info, nesting.target)
-        reference = _reference(target_data, target_valid, scale, input_path)
-        h, w = reference.shape[-2:]
-        guide_data, guide_valid = read_window(guide_info, Window(nesting.guide.col_off, nesting.guide.row_off, w * scale, h * scale))
+        guide_info = plan.guide_info
+        guide_data, guide_valid = read_window(guide_info, Window(*plan.guide_offset, w * scale, h * scale))
         guide = _complete(guide_data, guide_valid, guide_path)
-        guide_names = _band_labels(guide_info)
-        target_kernels = band_kernels(config.kernel, info.descriptions, scale, "target")
-        guide_kernels = band_kernels(config.guide_kernel, guide_info.descriptions, scale, "guide")
         # the guide is degraded onto the target's own grid (with the grids' half-pixel phase on Landsat), so
         # the simulated pair one level down is pixel-aligned like the target and its own degradation
-        on_target_grid = band_kernels(config.guide_kernel, guide_info.descriptions, scale, "guide", nesting.shift)
-        low, low_guide = degrade_array(reference, target_kernels), degrade_array(guide, on_target_grid)
-        kernels: Kernel | list[Kernel] = target_kernels
-        settings.update(guide=guide_path, guide_bands=", ".join(guide_names), guide_kernel=config.guide_kernel)
-        _check_degraded_size(reference, low, scale, "guided DIP", MIN_TARGET_SIZE)
+        low_guide = degrade_array(guide, plan.guide_on_target)
+        settings.update(guide=guide_path, guide_bands=", ".join(_band_labels(guide_info)), guide_kernel=config.guide_kernel)
         estimate, run = sharpen_array(low, low_guide, config, info.descriptions, guide_info.descriptions, method_progress)
-        extra = {HPF: hpf_injection(low, low_guide, target_kernels, guide_kernels)}
-        window = Window(nesting.target.col_off, nesting.target.row_off, w, h)
-    else:
-        _check_memory(Window(0, 0, info.grid.width, info.grid.height), len(info.bands))
-        data, valid = read_window(info)
-        reference = _reference(data, valid, scale, input_path)
-        kernels = make_kernel(kernel, scale)
-        low = degrade_array(reference, kernels)
-        extra = {}
-        estimate = None
-        if method != "bicubic":
-            if config is None or getattr(config, "scale", scale) != scale:
-                raise InputError(f"method {method} needs its configuration at scale {scale}")
-            if config.kernel != kernel:
-                raise InputError(f"the image is degraded with kernel {kernel} but the method's configuration assumes {config.kernel}")
-            _check_degraded_size(reference, low, scale, METHOD_LABELS[method], config.min_input_size)
-            estimate, run = super_resolve_array(low, config, progress=method_progress)
-        window = Window(0, 0, reference.shape[-1], reference.shape[-2])
+        extra = {HPF: hpf_injection(low, low_guide, plan.kernels, plan.guide_kernels)}
+    elif method != "bicubic":
+        estimate, run = super_resolve_array(low, config, progress=method_progress)
+    window = Window(plan.area.col_off, plan.area.row_off, w, h)
     if run is not None:
         settings.update(device=run.device, steps=str(run.steps), iterations=str(config.steps), seed=str(config.seed),
                         tiles=f"{config.tiles.size} px, {config.tiles.overlap} px overlap")
-    estimates = {BICUBIC: bicubic(low, scale), BICUBIC_BP: bicubic_back_projected(low, kernels), **extra}
+    estimates = {BICUBIC: bicubic(low, scale), BICUBIC_BP: bicubic_back_projected(low, plan.kernels), **extra}
     if estimate is not None:
         estimates[METHOD_LABELS[method]] = estimate
     scores = _score_all(estimates, reference, scale)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,7 +52,7 @@ from .kernels import KernelWidth, anisotropic_gaussian, file_kernel_centre, kern
 from .normalise import BandScaling
 from .optimise import adam, optimise
 from .progress import NullProgress, Progress, SubProgress
-from .raster import check_output_path, open_info, read_window
+from .raster import RasterInfo, check_output_path, open_info, read_window
 
 #: Fraction of the strongest gradients that mark "structure" where crops are drawn (the reference's 97th percentile).
 STRUCTURE_QUANTILE = 0.97
@@ -369,6 +370,25 @@ def band_kernel_path(path: str, band: int) -> str:
     return f"{stem}_band{band}{ext}"
 
 
+def check_kernel_files(
+    input_path: str, kernel_path: str, config: KernelGANConfig, io: IOOptions = IOOptions(), others: Sequence[str] = ()
+) -> tuple[RasterInfo, list[str]]:
+    """Everything ``estimate_kernel_file`` checks before it starts, from metadata alone; returns the input and
+    the kernel paths it will write. None of the files written (kernels, scale records, previews) may be the
+    input or one of ``others`` (e.g. a report written beside them). Raises a one-line ``InputError``."""
+    if not kernel_path.lower().endswith(".npy"):
+        raise InputError(f"kernel file {kernel_path} must end in .npy")
+    info = open_info(input_path, io.bands, io.extent, crs=io.crs)
+    paths = [band_kernel_path(kernel_path, b) for b in info.bands] if config.per_band else [kernel_path]
+    for path in paths:
+        for written in kernel_files(path):
+            check_output_path(written, [input_path])
+            if any(os.path.abspath(written) == os.path.abspath(other) for other in others if other):
+                raise InputError(f"{written} would be written twice, as a kernel file and as another output: choose another path")
+    config.check_input_size(info.grid.width, info.grid.height)
+    return info, paths
+
+
 def estimate_kernel_file(
     input_path: str,
     kernel_path: str,
@@ -385,14 +405,7 @@ def estimate_kernel_file(
 
     recorder = _Recorder(progress or NullProgress())
     start = time.perf_counter()
-    if not kernel_path.lower().endswith(".npy"):
-        raise InputError(f"kernel file {kernel_path} must end in .npy")
-    info = open_info(input_path, io.bands, io.extent, crs=io.crs)
-    paths = [band_kernel_path(kernel_path, b) for b in info.bands] if config.per_band else [kernel_path]
-    for path in paths:  # the kernels, their scale records and previews: none may be the input
-        for written in kernel_files(path):
-            check_output_path(written, [input_path])
-    config.check_input_size(info.grid.width, info.grid.height)
+    info, paths = check_kernel_files(input_path, kernel_path, config, io)
     device = resolve_device(config.device)
     recorder.info(
         f"device {describe(device)}; KernelGAN ×{config.scale} on {info.grid.width}×{info.grid.height} pixels, "

@@ -19,7 +19,7 @@ from .degradation import degrade_array
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Grid, Window
-from .kernels import make_kernel, recentring_note
+from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling
 from .progress import NullProgress, Progress
 from .raster import AtomicGeoTIFF, RasterInfo, check_output_path, georeferencing_note, open_info, output_dtype, read_window
@@ -92,15 +92,43 @@ class _Recorder:
         return self.result(output_path, device)
 
 
-def _open_input(input_path: str, output_path: str, io: IOOptions, progress: Progress, block: int = 1) -> RasterInfo:
-    info = open_info(input_path, io.bands, io.extent, block, io.crs)
-    check_output_path(output_path, [input_path])
+def check_super_resolve(input_path: str, output_path: str | None, config: MethodConfig, io: IOOptions = IOOptions()) -> RasterInfo:
+    """Everything ``super_resolve`` checks before it starts, from metadata alone: the input, its bands and
+    extent, the output path (unless ``None``), the input's size for the network and the kernel (a kernel
+    file is read). Raises a one-line ``InputError``; front ends call it to refuse bad settings before a run."""
+    info = open_info(input_path, io.bands, io.extent, 1, io.crs)
+    if output_path is not None:
+        check_output_path(output_path, [input_path])
+    config.check_input_size(info.grid.width, info.grid.height)
+    method_kernel(config)
+    return info
+
+
+def method_kernel(config: MethodConfig) -> Kernel | None:
+    """The fixed kernel ``config`` names (a kernel file is read and checked); ``None`` when Knitworks learns it."""
+    if isinstance(config, KnitworkConfig) and config.kernel == LEARNED_KERNEL:
+        return None
+    return make_kernel(config.kernel, config.scale)
+
+
+def check_degrade(input_path: str, output_path: str | None, scale: int, kernel: str, io: IOOptions = IOOptions()) -> tuple[RasterInfo, Kernel]:
+    """Everything ``degrade`` checks before it starts (as ``check_super_resolve``); returns the input and the kernel."""
+    if scale < 2:
+        raise InputError(f"scale must be an integer ≥ 2, got {scale}")
+    info = open_info(input_path, io.bands, io.extent, scale, io.crs)
+    if output_path is not None:
+        check_output_path(output_path, [input_path])
+    if min(info.grid.width, info.grid.height) < scale:
+        raise InputError(f"image {info.grid.width}×{info.grid.height} is smaller than one {scale}×{scale} block")
+    return info, make_kernel(kernel, scale)
+
+
+def _log_input(info: RasterInfo, progress: Progress) -> None:
     note = georeferencing_note(info)
     if note:
         progress.info(note)
     if info.window is not None:
         progress.info(extent_message(info.window))
-    return info
 
 
 def extent_message(window: Window) -> str:
@@ -145,7 +173,7 @@ def _solver(
         from .dip import super_resolve_tile
     method = method_name(config)
     s = config.scale
-    kernel = None if isinstance(config, KnitworkConfig) and config.kernel == LEARNED_KERNEL else make_kernel(config.kernel, s)
+    kernel = method_kernel(config)
     if kernel is not None and (note := recentring_note(kernel)):
         progress.info(note)
     device = resolve_device(config.device)
@@ -227,8 +255,8 @@ def super_resolve(
 ) -> RunResult:
     """Super-resolve ``input_path`` by ``config.scale`` into a GeoTIFF with the method ``config`` configures."""
     recorder = _Recorder(progress or NullProgress())
-    info = _open_input(input_path, output_path, io, recorder)
-    config.check_input_size(info.grid.width, info.grid.height)
+    info = check_super_resolve(input_path, output_path, config, io)
+    _log_input(info, recorder)
     solve, device = _solver(config, fit_scaling(info), lambda w: read_window(info, w), recorder)
     grid = info.grid.refined(config.scale)
     write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, solve.tiles, solve, recorder, solve.many)
@@ -278,12 +306,8 @@ def degrade(
     pixels a whole-raster pass gives.
     """
     recorder = _Recorder(progress or NullProgress())
-    if scale < 2:
-        raise InputError(f"scale must be an integer ≥ 2, got {scale}")
-    info = _open_input(input_path, output_path, io, recorder, block=scale)
-    if min(info.grid.width, info.grid.height) < scale:
-        raise InputError(f"image {info.grid.width}×{info.grid.height} is smaller than one {scale}×{scale} block")
-    k = make_kernel(kernel, scale)
+    info, k = check_degrade(input_path, output_path, scale, kernel, io)
+    _log_input(info, recorder)
     if note := recentring_note(k):
         recorder.info(note)
     grid = info.grid.coarsened(scale)

@@ -240,7 +240,7 @@ def read_window(
 
 
 def check_output_path(output: str, inputs: list[str]) -> None:
-    """Refuse to overwrite an input or a folder and check that the output folder exists and is writable."""
+    """Refuse to overwrite an input or a folder and check that the output folder exists and takes a file."""
     folder = os.path.dirname(os.path.abspath(output))
     if os.path.isdir(output):
         raise InputError(f"output {output} is a folder: give the output file's path")
@@ -253,6 +253,9 @@ def check_output_path(output: str, inputs: list[str]) -> None:
         raise InputError(f"output folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise InputError(f"output folder {folder} is not writable")
+    handle, probe = temporary_beside(output)  # what the run will do: refused by read-only mounts, /proc, …
+    os.close(handle)
+    os.remove(probe)
 
 
 def output_dtype(info: RasterInfo, float32: bool) -> str:
@@ -305,9 +308,19 @@ def _umask() -> int:
 PARTIAL_SUFFIX = ".part"
 
 
+def temporary_beside(path: str) -> tuple[int, str]:
+    """A new hidden temporary file in ``path``'s folder (``tempfile.mkstemp``'s handle and name); a folder
+    that refuses it (read-only, a virtual file system such as /proc) is a one-line ``InputError``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        return tempfile.mkstemp(prefix=".internal_sr-", suffix=PARTIAL_SUFFIX, dir=folder)
+    except OSError as error:
+        raise InputError(f"cannot write in output folder {folder}: {error.strerror or error}") from None
+
+
 def write_file_atomically(path: str, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it into place: never half-written."""
-    handle, tmp = tempfile.mkstemp(prefix=".internal_sr-", suffix=PARTIAL_SUFFIX, dir=os.path.dirname(os.path.abspath(path)))
+    handle, tmp = temporary_beside(path)
     try:
         with os.fdopen(handle, "wb") as f:
             f.write(data)
@@ -361,7 +374,7 @@ class AtomicGeoTIFF:
         )
 
     def __enter__(self) -> "AtomicGeoTIFF":
-        handle, self.tmp = tempfile.mkstemp(prefix=".internal_sr-", suffix=PARTIAL_SUFFIX, dir=os.path.dirname(os.path.abspath(self.path)))
+        handle, self.tmp = temporary_beside(self.path)
         os.close(handle)
         try:
             with warnings.catch_warnings():

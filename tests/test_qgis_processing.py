@@ -318,6 +318,42 @@ def test_output_definitions_from_the_toolbox_are_checked_before_the_run(crop64: 
     assert check("dip", output(str(tmp_path / "out.tif"))) == (True, "")
 
 
+def grid_extent(path: str, width: int, height: int) -> str:
+    """The EXTENT of ``path``'s top-left ``width × height`` pixels, in QGIS's order and the raster's CRS."""
+    info = grid_info(path)
+    a, _, x0, _, e, y0 = info.transform
+    return f"{x0},{x0 + width * a},{y0 + height * e},{y0} [{info.crs}]"
+
+
+def test_settings_the_run_would_refuse_fail_the_check_before_it(crop64: str, tmp_path) -> None:
+    """Bad kernel files, inputs or extents too small for the network, evaluation settings the protocol
+    refuses, a report written over the kernel and a folder that takes no file are refused by
+    ``checkParameterValues``, before any run (they used to fail only once a run had started)."""
+    np.save(tmp_path / "even.npy", np.ones((4, 4)))
+    np.save(tmp_path / "nan.npy", np.full((3, 3), np.nan))
+    tiny = crop(str(tmp_path / "tiny.tif"), 16)
+    guide = georeferenced_10m(str(tmp_path / "guide10.tif"))  # another CRS than crop64
+    out = str(tmp_path / "out.tif")
+    dip = {"INPUT": crop64, "SCALE": 2, "DEVICE": "cpu", "OUTPUT": out}
+    cases = [
+        ("dip", {**dip, "KERNEL_FILE": str(tmp_path / "even.npy")}, "must hold a square 2-D array of odd size"),
+        ("knitwork", {**dip, "KERNEL_FILE": str(tmp_path / "nan.npy")}, "must be finite with a positive sum"),
+        ("degrade", {**dip, "KERNEL_FILE": str(tmp_path / "nan.npy")}, "must be finite with a positive sum"),
+        ("dip", {**dip, "INPUT": tiny}, "image 16×16 is smaller than the network needs"),
+        ("dip", {**dip, "EXTENT": grid_extent(crop64, 30, 20)}, "image 30×20 is smaller than the network needs"),
+        ("dip", {**dip, "OUTPUT": "/proc/out.tif"}, "cannot write in output folder /proc"),
+        ("evaluate", {**dip, "METHOD": "dip", "KERNEL": "sentinel2", "OUTPUT": str(tmp_path / "r.html")}, "is for guided DIP only"),
+        ("evaluate", {**dip, "METHOD": "guided", "GUIDE": guide, "OUTPUT": str(tmp_path / "r.html")}, "differ: reproject"),
+        ("evaluate", {**dip, "INPUT": tiny, "METHOD": "dip", "OUTPUT": str(tmp_path / "r.html")}, "so evaluate an area of at least"),
+        ("kernelgan", {"INPUT": crop64, "SCALE": 2, "BANDS": [1], "DEVICE": "cpu", "OUTPUT": str(tmp_path / "k.npy"),
+                       "OUTPUT_HTML": str(tmp_path / "k.png")}, "would be written twice"),
+    ]
+    for algorithm, parameters, expected in cases:
+        ok, message = check(algorithm, parameters)
+        assert not ok and expected in message and "\n" not in message, (algorithm, expected, message)
+    assert os.listdir(tmp_path) and not leftovers(str(tmp_path)) and not os.path.exists(out)
+
+
 def test_a_device_that_is_not_here_fails_the_check(crop64: str, tmp_path) -> None:
     import torch
 
