@@ -547,7 +547,18 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     def read_bands(
         self, parameters: dict[str, Any], context: QgsProcessingContext, source: RasterSource, name: str = "BANDS"
     ) -> tuple[int, ...] | None:
-        """A band parameter as 1-based indices checked against ``source`` (``None``: every band)."""
+        """A band parameter as 1-based indices checked against ``source`` (``None``: every band).
+
+        A string may separate the numbers by ``;`` (QGIS's form), commas or spaces: ``"1;2"``, ``"1,2"``.
+        """
+        value = parameters.get(name)
+        if isinstance(value, str) and value.strip():
+            tokens = re.split(r"[;,\s]+", value.strip())
+            if not all(token.isdigit() for token in tokens):
+                raise QgsProcessingException(
+                    tr("{} must be band numbers such as 1;2;3, got '{}'").format(name, value)
+                )
+            parameters = {**parameters, name: [int(token) for token in tokens]}
         bands = tuple(int(b) for b in self.parameterAsInts(parameters, name, context))
         for band in bands:
             if not 1 <= band <= source.band_count:

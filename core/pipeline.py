@@ -21,7 +21,7 @@ from .errors import InputError
 from .grid import Grid, Window
 from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling
-from .progress import NullProgress, Progress
+from .progress import NullProgress, Progress, check_cancelled
 from .raster import AtomicGeoTIFF, RasterInfo, check_output_path, georeferencing_note, open_info, output_dtype, read_window
 from .tiling import MIN_RETRY_TILE, BatchSolver, ShrinkOnOutOfMemory, Solver, WarmStart, run_tiles, solve_in_tiles
 
@@ -317,6 +317,7 @@ def degrade(
     any_valid = False
     with AtomicGeoTIFF(output_path, info, grid, output_dtype(info, io.float32), io.cog) as out:
         for top in range(0, height, rows):
+            check_cancelled(recorder)
             bottom = min(top + rows, height)
             first, last = max(0, top - reach), min(info.grid.height, bottom + reach)
             data, valid = read_window(info, Window(0, first, info.grid.width, last - first))

@@ -142,6 +142,21 @@ def test_cancelled_run_writes_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_cancelled_degrade_writes_nothing(tmp_path, monkeypatch):
+    """Cancelled between strips (here: strips of 16 rows, cancelled before the second), nothing is left."""
+    class CancelAfterOneStrip(NullProgress):
+        strips = 0
+
+        def cancelled(self):
+            self.strips += 1
+            return self.strips > 1
+
+    monkeypatch.setattr(pipeline, "DEGRADE_STRIP_VALUES", 16 * 96 * 6)
+    with pytest.raises(Cancelled):
+        pipeline.degrade(S2_20M, str(tmp_path / "lr.tif"), 2, "bicubic", progress=CancelAfterOneStrip())
+    assert os.listdir(tmp_path) == []
+
+
 def test_degrade_writes_the_coarsened_grid(tmp_path):
     out = tmp_path / "lr.tif"
     pipeline.degrade(S2_20M, str(out), 2, "gaussian:0.5")

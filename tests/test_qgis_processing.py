@@ -207,6 +207,15 @@ def test_band_out_of_range_is_a_one_line_error(crop64: str, tmp_path) -> None:
     assert not os.path.exists(out)
 
 
+def test_bands_typed_as_text_take_semicolons_commas_or_spaces(crop64: str, tmp_path) -> None:
+    for text in ("2;5", "2,5", " 2, 5 "):
+        out = str(tmp_path / f"out{len(text)}.tif")
+        run("degrade", {"INPUT": crop64, "BANDS": text, "SCALE": 2, "OUTPUT": out})
+        assert grid_info(out).descriptions == ("B06", "B11")
+    ok, message = check("degrade", {"INPUT": crop64, "BANDS": "two", "SCALE": 2, "OUTPUT": str(tmp_path / "x.tif")})
+    assert not ok and message == "BANDS must be band numbers such as 1;2;3, got 'two'"
+
+
 def test_scale_below_two_is_a_one_line_error(crop64: str, tmp_path) -> None:
     with pytest.raises(QgsProcessingException) as error:
         run("dip", {"INPUT": crop64, "SCALE": 1, "OUTPUT": str(tmp_path / "out.tif")})
