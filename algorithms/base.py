@@ -37,6 +37,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingOutputFile,
     QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
@@ -107,6 +108,12 @@ def assigned_crs(layer: Any) -> str | None:
     if not crs.isValid() or crs == layer.dataProvider().crs():
         return None
     return crs.authid() or crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
+
+
+def heading_anchor(heading: str) -> str:
+    """The anchor a README heading gets on the repository's page: lower case, punctuation dropped,
+    spaces as hyphens (``Degrade (blur and downsample)`` → ``degrade-blur-and-downsample``)."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
 def is_unset(value: Any) -> bool:
@@ -293,11 +300,18 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     GUIDE_BANDS = "GUIDE_BANDS"
     GUIDE_KERNEL = "GUIDE_KERNEL"
     OUTPUT = "OUTPUT"
+    LOSS_CURVE = "LOSS_CURVE"
 
     ALGORITHM_ID = ""
     DISPLAY_NAME = ""
+    #: One sentence: the toolbox's tooltip (``shortDescription``).
+    DESCRIPTION = ""
     #: HTML paragraphs placed before the parameter list in the help panel.
     SUMMARY = ""
+    #: Words the toolbox's search finds the algorithm by, beside its name.
+    TAGS: tuple[str, ...] = ()
+    #: The README heading that documents the algorithm (``helpUrl`` links to it).
+    README_SECTION = ""
 
     def __init__(self) -> None:
         super().__init__()
@@ -323,7 +337,13 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         return QIcon(ICON_PATH)
 
     def helpUrl(self) -> str:  # noqa: N802
-        return HELP_URL
+        return f"{HELP_URL}#{heading_anchor(self.README_SECTION)}"
+
+    def shortDescription(self) -> str:  # noqa: N802
+        return tr(self.DESCRIPTION)
+
+    def tags(self) -> list[str]:
+        return [tr(tag) for tag in self.TAGS]
 
     def createInstance(self) -> InternalSRAlgorithm:  # noqa: N802
         return type(self)()
@@ -492,17 +512,24 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             "less time). Off: every tile starts afresh with all its steps.", advanced=True,
         )
 
-    def add_extent(self, raster: str = "input raster", pixels: str = "input") -> None:
-        """EXTENT: the optional area to process, in any CRS (transformed to the ``raster``'s)."""
+    def add_extent(
+        self, raster: str = "input raster", pixels: str = "input", use: str = "the output covers exactly those pixels"
+    ) -> None:
+        """EXTENT: the optional area to process, in any CRS (transformed to the ``raster``'s); ``use`` says
+        what the algorithm does with the pixels it covers."""
         self.add_parameter(
             QgsProcessingParameterExtent(self.EXTENT, tr("Extent (optional)"), None, True),
             "Process only this area (the map canvas extent, a layer's extent or a rectangle drawn on the map), "
-            f"in any CRS: it is transformed to the {raster}'s CRS and enlarged to whole {pixels} pixels, and the "
-            "output covers exactly those pixels. Empty: the whole raster. On a CPU, this is how to keep a run short.",
+            f"in any CRS: it is transformed to the {raster}'s CRS and enlarged to whole {pixels} pixels, and "
+            f"{use}. Empty: the whole raster. On a CPU, this is how to keep a run short.",
         )
 
     def add_output(self, description: str, help_text: str) -> None:
         self.add_parameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr(description)), help_text)
+
+    def add_loss_curve_output(self) -> None:
+        """LOSS_CURVE: the training loss PNG written beside the output (``core.figures.loss_curve_path``)."""
+        self.addOutput(QgsProcessingOutputFile(self.LOSS_CURVE, tr("Training loss curve (PNG beside the output)")))
 
     def add_file_output(self, name: str, description: str, file_filter: str, help_text: str, optional: bool = False) -> None:
         """A file (not raster) destination, e.g. a ``.npy`` kernel or an HTML report."""
@@ -756,5 +783,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         return {self.OUTPUT: result.output_path, **job.outputs, **self.result_outputs(result)}
 
     def result_outputs(self, result: Any) -> dict[str, Any]:
-        """Further outputs computed by the run (e.g. scores), beside OUTPUT and ``Job.outputs``; none by default."""
-        return {}
+        """Further outputs computed by the run (e.g. scores), beside OUTPUT and ``Job.outputs``: LOSS_CURVE
+        when the algorithm declares it (``add_loss_curve_output``)."""
+        if self.outputDefinition(self.LOSS_CURVE) is None:
+            return {}
+        return {self.LOSS_CURVE: result.loss_curve or ""}

@@ -15,6 +15,20 @@ class DegradeAlgorithm(InternalSRAlgorithm):
 
     ALGORITHM_ID = "degrade"
     DISPLAY_NAME = "Degrade (blur and downsample)"
+    DESCRIPTION = "Blur and downsample a raster with the sensor model the super-resolution methods invert."
+    TAGS = (
+        "blur",
+        "downsample",
+        "decimate",
+        "coarsen",
+        "aggregate",
+        "simulate",
+        "sensor model",
+        "point spread function",
+        "PSF",
+        "Wald",
+    )
+    README_SECTION = "Degrade (blur and downsample)"
     SUMMARY = (
         "<p>Blurs a raster with the chosen kernel and keeps one pixel per scale × scale block: the model of "
         "the sensor that the super-resolution algorithms invert, so the two are exactly consistent.</p>"

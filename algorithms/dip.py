@@ -31,6 +31,25 @@ class DIPAlgorithm(InternalSRAlgorithm):
 
     ALGORITHM_ID = "dip"
     DISPLAY_NAME = "Super-resolve (Deep Image Prior)"
+    DESCRIPTION = "Sharpen a raster by an integer factor with Deep Image Prior, optimised on the image itself."
+    TAGS = (
+        "super-resolution",
+        "upscale",
+        "upsample",
+        "resample",
+        "sharpen",
+        "enhance",
+        "resolution",
+        "deep image prior",
+        "DIP",
+        "zero-shot",
+        "internal learning",
+        "satellite",
+        "Sentinel-2",
+        "Landsat",
+        "drone",
+    )
+    README_SECTION = "Super-resolve (Deep Image Prior)"
     SUMMARY = (
         "<p>Refines the pixel grid of a raster by an integer factor with Deep Image Prior: a convolutional "
         "network is optimised from scratch on this image alone until its output, blurred by the kernel and "
@@ -75,6 +94,7 @@ class DIPAlgorithm(InternalSRAlgorithm):
             )
         self.add_run_options()
         self.add_output("Super-resolved raster", "GeoTIFF to write. Nothing is written if the run fails or is cancelled.")
+        self.add_loss_curve_output()
 
     def has_step_window(self) -> bool:
         """Whether the method's configuration has ``step_window`` (DIP does, Knitworks does not)."""

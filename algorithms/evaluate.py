@@ -27,6 +27,25 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
 
     ALGORITHM_ID = "evaluate"
     DISPLAY_NAME = "Evaluate super-resolution (Wald's protocol)"
+    DESCRIPTION = "Score a super-resolution method on your own raster by Wald's protocol, beside bicubic and pansharpening baselines."
+    TAGS = (
+        "evaluation",
+        "quality",
+        "accuracy",
+        "assessment",
+        "benchmark",
+        "Wald",
+        "protocol",
+        "PSNR",
+        "SSIM",
+        "RMSE",
+        "SAM",
+        "ERGAS",
+        "SRE",
+        "super-resolution",
+        "pansharpening",
+    )
+    README_SECTION = "Evaluate (Wald's protocol on your own raster)"
     SUMMARY = (
         "<p>Measures how well a method works <i>on your own imagery</i>, where no higher-resolution truth exists: "
         "the raster (or the chosen extent of it) is degraded by the scale factor with the chosen kernel, "
@@ -45,8 +64,9 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
         self.add_raster_input("The raster to evaluate on (for guided DIP: the low-resolution target).")
-        self.add_bands()
-        self.add_extent("input raster")
+        self.add_bands(help_text="Bands to evaluate, numbered from 1 (empty: every band); each gets its own scores "
+                       "beside the overall ones.")
+        self.add_extent(use="the evaluation degrades and scores exactly those pixels")
         self.add_choice(
             self.METHOD, "Method", EVALUATION_METHODS,
             "The method to score: Deep Image Prior, Neural Knitworks, guided DIP (needs a guide), or bicubic alone.",

@@ -18,6 +18,25 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
 
     ALGORITHM_ID = "guided_dip"
     DISPLAY_NAME = "Sharpen with a guide (guided DIP)"
+    DESCRIPTION = "Bring low-resolution bands to the grid of finer bands of the same scene (e.g. Sentinel-2 20 m/60 m to 10 m)."
+    TAGS = (
+        "pansharpening",
+        "pan-sharpening",
+        "sharpen",
+        "fusion",
+        "data fusion",
+        "guided",
+        "multi-modal",
+        "super-resolution",
+        "Sentinel-2",
+        "20 m",
+        "60 m",
+        "10 m",
+        "Landsat",
+        "panchromatic",
+        "downscaling",
+    )
+    README_SECTION = "Sharpen with a guide (guided DIP)"
     SUMMARY = (
         "<p>Brings low-resolution bands to the grid of finer bands of the same scene. One network, optimised "
         "from scratch on these two rasters only, sees the fine guide bands and generates the sharpened target "
@@ -69,6 +88,7 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
         )
         self.add_run_options("target")
         self.add_output("Sharpened raster", "GeoTIFF to write on the guide's grid. Nothing is written if the run fails.")
+        self.add_loss_curve_output()
 
     def prepare_job(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None

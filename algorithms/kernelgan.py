@@ -52,6 +52,18 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
 
     ALGORITHM_ID = "kernelgan"
     DISPLAY_NAME = "Estimate blur kernel (KernelGAN)"
+    DESCRIPTION = "Estimate the raster's own blur kernel (point spread function) with KernelGAN."
+    TAGS = (
+        "blur kernel",
+        "kernel estimation",
+        "point spread function",
+        "PSF",
+        "MTF",
+        "KernelGAN",
+        "blind super-resolution",
+        "deblur",
+    )
+    README_SECTION = "Estimate the blur kernel (KernelGAN)"
     SUMMARY = (
         "<p>Learns how this raster's sensor blurs the scene, from the raster alone (KernelGAN, Bell-Kligler, "
         "Shocher and Irani 2019): a linear network learns to shrink the image by 2 so that a second network "
@@ -77,8 +89,9 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
         self.add_raster_input(
             "The raster whose blur to estimate, usually the one you will super-resolve: any GDAL format and data type."
         )
-        self.add_bands()
-        self.add_extent()
+        self.add_bands(help_text="Bands to learn the kernel from, numbered from 1 (empty: every band); they share "
+                       "one kernel unless One kernel per band is ticked.")
+        self.add_extent(use="the kernel is learnt from exactly those pixels")
         self.add_int(
             self.SCALE,
             "Scale factor",

@@ -20,6 +20,23 @@ class KnitworkAlgorithm(DIPAlgorithm):
 
     ALGORITHM_ID = "knitwork"
     DISPLAY_NAME = "Super-resolve (Neural Knitworks)"
+    DESCRIPTION = "Sharpen a raster by an integer factor with Neural Knitworks, a patch-predicting coordinate network."
+    TAGS = (
+        "super-resolution",
+        "upscale",
+        "upsample",
+        "resample",
+        "sharpen",
+        "enhance",
+        "resolution",
+        "neural implicit representation",
+        "coordinate network",
+        "knitworks",
+        "zero-shot",
+        "internal learning",
+        "satellite",
+    )
+    README_SECTION = "Super-resolve (Neural Knitworks)"
     SUMMARY = (
         "<p>Refines the pixel grid of a raster by an integer factor with Neural Knitworks (Czerkawski et al. "
         "2024): a small network maps each output pixel's position to a small patch of values around it, at "

@@ -8,7 +8,7 @@ These are what the command line and the QGIS algorithms call. Every user error i
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -37,6 +37,7 @@ class RunResult:
     """What a run produced: the output path, the device used, wall time, optimisation steps, notes.
 
     curves: the training loss of each optimised tile, one value per step (``core.optimise``), in tile order.
+    loss_curve: the PNG of those curves written beside the output (``None``: none written).
     """
 
     output_path: str
@@ -45,6 +46,7 @@ class RunResult:
     steps: int
     messages: list[str] = field(default_factory=list)
     curves: list[np.ndarray] = field(default_factory=list)
+    loss_curve: str | None = None
 
 
 class _Recorder:
@@ -89,7 +91,7 @@ class _Recorder:
         if curve:
             self.info(f"training loss curve: {curve}")
         self.report(1.0, "done")
-        return self.result(output_path, device)
+        return replace(self.result(output_path, device), loss_curve=curve)
 
 
 def check_super_resolve(input_path: str, output_path: str | None, config: MethodConfig, io: IOOptions = IOOptions()) -> RasterInfo:

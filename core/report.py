@@ -217,4 +217,4 @@ def evaluate_to_files(
     if json_path:
         write_json(e, json_path)
     run = e.run or RunResult("", "cpu", 0.0, 0)
-    return EvaluationRun(report_path or json_path or "", run.device, e.seconds, run.steps, run.messages, run.curves, e)
+    return EvaluationRun(report_path or json_path or "", run.device, e.seconds, run.steps, run.messages, run.curves, evaluation=e)

@@ -56,6 +56,7 @@ def test_dip_output_is_the_input_grid_refined(crop64: str, tmp_path, empty_proje
     feedback = QgsProcessingFeedback()
     result = run("dip", {"INPUT": crop64, "BANDS": [2, 5], "SCALE": 2, **FAST, "OUTPUT": out}, feedback)
     assert result["OUTPUT"] == out
+    assert result["LOSS_CURVE"] == str(tmp_path / "dip_loss.png") and os.path.isfile(result["LOSS_CURVE"])
     src, dst = grid_info(crop64), grid_info(out)
     assert (dst.width, dst.height) == (2 * src.width, 2 * src.height)
     assert dst.crs == src.crs == "EPSG:32618"
@@ -283,6 +284,28 @@ def test_help_and_parameters_for_analysts() -> None:
     assert "CPU" in help_text and "GPU" in help_text and "minutes" in help_text
     for parameter in dip.parameterDefinitions():
         assert parameter.description() in help_text
+
+
+def test_every_algorithm_is_found_by_its_words_and_links_to_its_readme_section() -> None:
+    """Toolbox search and tooltips (tags, shortDescription) and a help link to the README heading that
+    documents the algorithm; the heading must exist, so the link cannot silently go stale."""
+    import re
+
+    from internal_sr.algorithms.base import heading_anchor
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
+        anchors = {heading_anchor(h) for h in re.findall(r"^#+ (.+)$", f.read(), re.M)}
+    algorithms = QgsApplication.processingRegistry().providerById("internal_sr").algorithms()
+    assert len(algorithms) == 6
+    urls = set()
+    for algorithm in algorithms:
+        assert algorithm.tags() and algorithm.shortDescription().endswith(".")
+        anchor = algorithm.helpUrl().split("#", 1)[1]
+        assert anchor in anchors, (algorithm.id(), anchor)
+        urls.add(algorithm.helpUrl())
+    assert len(urls) == 6
+    guided = QgsApplication.processingRegistry().algorithmById("internal_sr:guided_dip")
+    assert "pansharpening" in guided.tags() and heading_anchor("Degrade (blur and downsample)") == "degrade-blur-and-downsample"
 
 
 @pytest.mark.parametrize(
