@@ -52,6 +52,13 @@ def block_valid(valid: torch.Tensor, scale: int) -> torch.Tensor:
     return (F.avg_pool2d(valid.amin(dim=1, keepdim=True), scale) > 0.999).float()
 
 
+def degraded_valid(valid: torch.Tensor, kernels: list[Kernel]) -> torch.Tensor:
+    """``(1, C, s·h, s·w)`` 0/1 mask → ``(1, 1, h, w)``: 1 where no invalid pixel of any band lies under the
+    footprint of any of ``kernels``, i.e. where degrading the filled image (``fill_invalid``) sees no fill."""
+    reach = Degradation([k.footprint() for k in kernels]).to(device=valid.device, dtype=valid.dtype)
+    return (reach(1.0 - valid).amax(dim=1, keepdim=True) <= 1e-6).to(valid.dtype)
+
+
 def inject_detail(y: torch.Tensor, g: torch.Tensor, d_t: Degradation, d_g: Degradation, valid: torch.Tensor | None = None) -> torch.Tensor:
     """High-pass injection of a regressed pseudo-pan: the classic guided sharpening (MTF-GLP style).
 
@@ -104,7 +111,7 @@ def sharpen_tile(
     m_t, m_g = tensor(target_valid), tensor(guide_valid)
     y, g = fill_invalid(tensor(target), m_t), fill_invalid(tensor(guide), m_g)
     d_t, d_g = Degradation(target_kernels).to(device), Degradation(guide_kernels).to(device)
-    g_low, m_g_low = d_g(g), block_valid(m_g, s)
+    g_low, m_g_low = d_g(g), degraded_valid(m_g, guide_kernels)
 
     def base(low: torch.Tensor, fine_guide: torch.Tensor, valid: torch.Tensor, d_t: Degradation, d_g: Degradation) -> torch.Tensor:
         """What the network corrects: bicubic, or bicubic with injected guide detail."""
@@ -112,7 +119,8 @@ def sharpen_tile(
             return inject_detail(low, fine_guide, d_t, d_g, valid)
         return upsample(low, s, d_t.shift)
 
-    x_base = base(y, g, m_t, d_t, d_g)
+    fit_valid = m_t * m_g_low  # the pseudo-pan regression must not fit the guide's filled nodata
+    x_base = base(y, g, fit_valid, d_t, d_g)
     inputs = torch.cat([g, x_base], 1)
 
     # the cross-scale pair, one level down: [D_g(g), base(D_t(y), D_g(g))] → y on whole s × s blocks of y
@@ -121,7 +129,7 @@ def sharpen_tile(
     cross_scale = config.cross_scale_weight > 0 and coarse_pixels >= COARSE_PIXELS_PER_COEFFICIENT * (g.shape[1] + 1)
     if cross_scale:
         y_c, g_c = y[..., :hs, :ws], g_low[..., :hs, :ws]
-        coarse_valid = m_t[..., :hs, :ws] * m_g_low[..., :hs, :ws]
+        coarse_valid = fit_valid[..., :hs, :ws]
         aligned = [Degradation([k.at_shift((0.0, 0.0)) for k in kernels]).to(device) for kernels in (target_kernels, guide_kernels)]
         coarse_base = base(aligned[0](y_c), g_c, block_valid(coarse_valid, s), *aligned)
         coarse_inputs = torch.cat([g_c, coarse_base], 1)

@@ -71,6 +71,30 @@ def test_injection_is_exact_when_the_target_is_a_blurred_combination_of_the_guid
     np.testing.assert_allclose(out, truth, rtol=0, atol=1e-6 * truth.max())
 
 
+def test_the_pseudo_pan_fit_leaves_out_guide_nodata():
+    """A hole in the guide (nodata, filled before degrading) must not bend the regression: fitted where
+    the target is valid and the degraded guide saw no fill (as ``sharpen_tile`` now fits), the injection
+    stays exact away from the hole; fitted where only the target is valid (as it was), it does not."""
+    from internal_sr.core.guided import degraded_valid, fill_invalid, inject_detail
+
+    guide = torch.as_tensor(read(S2_10M)[:, :64, :64].astype(np.float64))[None]
+    kernels = [make_kernel("gaussian:0.5", 2)] * 4
+    truth = 0.3 * guide[:, :2] + 0.5 * guide[:, 3:] + 100.0
+    d_t, d_g = Degradation(kernels[:2]).double(), Degradation(kernels).double()
+    low = d_t(truth)
+    m_g = torch.ones_like(guide)
+    m_g[..., 8:24, 8:24] = 0.0
+    filled = fill_invalid(guide, m_g)
+    m_t = torch.ones_like(low)
+    far = (slice(None), slice(None), slice(40, 60), slice(40, 60))  # fine pixels far from the hole
+    with torch.no_grad():
+        fitted = inject_detail(low, filled, d_t, d_g, m_t * degraded_valid(m_g, kernels))
+        target_only = inject_detail(low, filled, d_t, d_g, m_t)
+    tolerance = 1e-6 * float(truth.max())
+    assert float((fitted - truth)[far].abs().max()) < tolerance
+    assert float((target_only - truth)[far].abs().max()) > 100 * tolerance
+
+
 def degrade_with(image: np.ndarray, kernels) -> np.ndarray:
     with torch.no_grad():
         return Degradation(kernels).double()(torch.as_tensor(image)[None])[0].numpy()
