@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProcessingOutputFile
 
 from ..core.config import ORIENTATIONS, IOOptions, KernelGANConfig
 from .base import InternalSRAlgorithm, Job, extent_text, tr
@@ -49,6 +49,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
     PER_BAND = "PER_BAND"
     ORIENTATION = "ORIENTATION"
     OUTPUT_HTML = "OUTPUT_HTML"
+    PREVIEW = "PREVIEW"
 
     ALGORITHM_ID = "kernelgan"
     DISPLAY_NAME = "Estimate blur kernel (KernelGAN)"
@@ -128,8 +129,10 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
         self.add_device()
         self.add_seed()
         self.add_file_output(
-            self.OUTPUT, "Kernel file", tr("NumPy files (*.npy)"), "The kernel to write (.npy); a .png preview is written beside it."
+            self.OUTPUT, "Kernel file", tr("NumPy files (*.npy)"),
+            "The kernel to write (.npy); a .png preview (output PREVIEW) and a .npy.json scale record are written beside it.",
         )
+        self.addOutput(QgsProcessingOutputFile(self.PREVIEW, tr("Kernel preview (PNG beside the kernel file)")))
         self.add_file_output(
             self.OUTPUT_HTML,
             "Report",
@@ -181,3 +184,9 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             tr("Kernel file"): output,
         }
         return Job(run, settings, {self.OUTPUT_HTML: report} if report else {})
+
+    def result_outputs(self, result: Any) -> dict[str, Any]:
+        """PREVIEW: the PNG beside the kernel file (with one kernel per band, the first band's)."""
+        from ..core.kernels import kernel_preview_path
+
+        return {self.PREVIEW: kernel_preview_path(result.output_path)}

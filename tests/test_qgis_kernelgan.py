@@ -37,7 +37,7 @@ def test_kernelgan_writes_kernel_preview_and_report(tmp_path) -> None:
     result = processing.run(
         "internal_sr:kernelgan", {"INPUT": source, "BANDS": [4], "SCALE": 4, **FAST, "OUTPUT": kernel, "OUTPUT_HTML": report}
     )
-    assert result == {"OUTPUT": kernel, "OUTPUT_HTML": report}
+    assert result == {"OUTPUT": kernel, "OUTPUT_HTML": report, "PREVIEW": str(tmp_path / "k.png")}
     k = np.load(kernel)
     assert k.dtype == np.float32 and k.shape[0] % 2 == 1 and abs(float(k.sum(dtype=np.float64)) - 1) < 1e-6
     assert os.path.exists(str(tmp_path / "k.png"))
@@ -58,7 +58,7 @@ def test_kernelgan_per_band_writes_one_kernel_per_band(tmp_path) -> None:
          "OUTPUT": kernel, "OUTPUT_HTML": report},
     )
     paths = [str(tmp_path / f"k_band{b}.npy") for b in (1, 4)]
-    assert result == {"OUTPUT": paths[0], "OUTPUT_HTML": report}
+    assert result == {"OUTPUT": paths[0], "OUTPUT_HTML": report, "PREVIEW": str(tmp_path / "k_band1.png")}
     assert not os.path.exists(kernel)
     with open(report, encoding="utf-8") as f:
         text = f.read()
