@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Iterator
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def committed_data_stays_untouched() -> Iterator[None]:
+    """No test writes beside the committed rasters (QGIS's ``.aux.xml`` statistics included): they work on copies."""
+    data = os.path.join(os.path.dirname(__file__), "data")
+    before = set(os.listdir(data))
+    yield
+    added = sorted(set(os.listdir(data)) - before)
+    assert not added, f"tests wrote beside the committed data in tests/data: {added} (work on copies)"
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,17 @@ S2_20M_BANDS = ("B05", "B06", "B07", "B8A", "B11", "B12")
 QGIS_CHECK_HEADER = "Unable to execute algorithm"
 
 
+def landsat_pair(folder) -> tuple[str, str]:
+    """Copies of the committed Landsat 8 multispectral (30 m) and pan (15 m) crops in ``folder``: QGIS
+    writes ``.aux.xml`` statistics beside the rasters it opens, never beside committed data."""
+    import shutil
+
+    return tuple(
+        shutil.copy(os.path.join(DATA, f"landsat8_LC80200392015216_{name}_crop.tif"), os.path.join(folder, f"{name}.tif"))
+        for name in ("ms30m", "pan15m")
+    )
+
+
 def crop(path: str, size: int, col_off: int = 0, row_off: int = 0) -> str:
     """Write the ``size × size`` window of the committed 20 m crop at ``path`` (grid, bands, names kept).
 

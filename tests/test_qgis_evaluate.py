@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
-from qgis_helpers import crop, georeferenced_10m, user_message
+from qgis_helpers import crop, georeferenced_10m, landsat_pair, user_message
 
 pytestmark = [pytest.mark.qgis, pytest.mark.usefixtures("internal_sr_provider")]
 
@@ -96,10 +96,10 @@ def test_auto_kernel_is_the_methods_own_default_as_on_the_command_line(tmp_path)
 
 
 def test_landsat_pair_is_evaluated_on_its_native_half_pixel_grids(tmp_path) -> None:
-    data = Path(__file__).parent / "data"
+    ms, pan = landsat_pair(tmp_path)
     scores = str(tmp_path / "l8.json")
-    result = run({"INPUT": str(data / "landsat8_LC80200392015216_ms30m_crop.tif"), "BANDS": [2, 3, 4], "METHOD": "guided",
-                  "SCALE": 2, "KERNEL": "landsat", "GUIDE": str(data / "landsat8_LC80200392015216_pan15m_crop.tif"),
+    result = run({"INPUT": ms, "BANDS": [2, 3, 4], "METHOD": "guided",
+                  "SCALE": 2, "KERNEL": "landsat", "GUIDE": pan,
                   "GUIDE_KERNEL": "landsat", "ITERATIONS": 2, "DEVICE": "cpu", "OUTPUT": str(tmp_path / "l8.html"),
                   "OUTPUT_JSON": scores})
     saved = json.loads(Path(scores).read_text())

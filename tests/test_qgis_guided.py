@@ -17,7 +17,7 @@ from qgis.core import (
 )
 
 from helpers import S2_10M, S2_20M_SAME_AREA, read, write_raster
-from qgis_helpers import user_message
+from qgis_helpers import landsat_pair, user_message
 
 pytestmark = [pytest.mark.qgis, pytest.mark.usefixtures("internal_sr_provider")]
 
@@ -40,8 +40,7 @@ def run(parameters: dict) -> dict:
 
 def test_landsat_is_sharpened_on_the_native_pan_pixels(tmp_path) -> None:
     """Landsat's pan sits half a pan pixel off the multispectral edges: accepted as it is, output on the pan grid."""
-    data = os.path.join(os.path.dirname(__file__), "data")
-    ms, pan = (os.path.join(data, f"landsat8_LC80200392015216_{name}_crop.tif") for name in ("ms30m", "pan15m"))
+    ms, pan = landsat_pair(tmp_path)
     kernels = {"KERNEL": "landsat", "GUIDE_KERNEL": "landsat"}
     out = str(tmp_path / "landsat_15m.tif")
     run({"INPUT": ms, "BANDS": [4, 3, 2], "GUIDE": pan, **kernels, **FAST, "OUTPUT": out})
