@@ -107,7 +107,7 @@ def assigned_crs(layer: Any) -> str | None:
     crs = layer.crs()
     if not crs.isValid() or crs == layer.dataProvider().crs():
         return None
-    return crs.authid() or crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
+    return crs.authid() or crs.toWkt(QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED_GDAL)
 
 
 def heading_anchor(heading: str) -> str:

@@ -74,12 +74,14 @@ def estimate_seconds(
 
 
 def duration(seconds: float) -> str:
-    """``seconds`` rounded for people: ``40 s``, ``3 minutes``, ``2.5 hours``."""
+    """``seconds`` rounded for people: ``40 s``, ``3 minutes``, ``2.5 hours``, ``3.2 days``."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} minutes"
-    return f"{seconds / 3600:.1f} hours"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:.1f} days"
 
 
 def presets_text(method: str) -> str:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
 import pytest
 import rasterio
 from affine import Affine
 from qgis.core import (
+    Qgis,
     QgsApplication,
     QgsContrastEnhancement,
     QgsMultiBandColorRenderer,
@@ -141,7 +143,7 @@ def test_a_remembered_device_that_is_not_here_stops_the_run(qgis_iface, empty_pr
         assert dialog.device_combo.currentText() == "cuda"
         assert dialog.summary_label.text().startswith("Device cuda is not available here") and not dialog.run_button.isEnabled()
         assert dialog.start() is None and not dialog.tasks  # the one-line reason goes to the dialog's message bar
-        with pytest.raises(InputError, match="no CUDA GPU is available"):
+        with pytest.raises(InputError, match="Device cuda is not available here"):
             dialog.build_task()
         dialog.device_combo.setCurrentText("auto")
         assert "Estimated time: about" in dialog.summary_label.text() and dialog.run_button.isEnabled()
@@ -190,7 +192,7 @@ def test_estimate_follows_quality_and_extent(dialog, tmp_path) -> None:
     dialog.layer_combo.setLayer(layer)
     dialog.device_combo.setCurrentText("cpu")
     dialog.tile_spin.setValue(64)
-    assert dialog.estimate() == (192, 192, 4, 128 * 128)  # 96 px in 64 px tiles with 16 px overlap: 2 × 2 tiles
+    assert dialog.estimate(dialog.plan()) == (192, 192, 4, 128 * 128)  # 96 px in 64 px tiles with 16 px overlap: 2 × 2 tiles
     texts = {}
     for quality in ("fast", "best"):
         dialog.quality_combo.setCurrentIndex(dialog.quality_combo.findData(quality))
@@ -202,7 +204,7 @@ def test_estimate_follows_quality_and_extent(dialog, tmp_path) -> None:
     x0, y0 = layer.extent().xMinimum(), layer.extent().yMaximum()
     dialog.extent_box.setChecked(True)
     dialog.extent_box.setOutputExtentFromUser(QgsRectangle(x0 + 205, y0 - 790, x0 + 1190, y0 - 5), layer.crs())
-    assert dialog.estimate() == (2 * 50, 2 * 40, 1, 100 * 80)  # columns 10–59, rows 0–39: one tile
+    assert dialog.estimate(dialog.plan()) == (2 * 50, 2 * 40, 1, 100 * 80)  # columns 10–59, rows 0–39: one tile
 
 
 def test_run_adds_a_layer_named_and_styled_like_the_input_over_the_extent(dialog, tmp_path) -> None:
@@ -257,3 +259,131 @@ def test_guided_run_from_the_dialog_honours_the_extent(dialog, tmp_path) -> None
     assert task.error is None and task.layer.name() == "t20 guided DIP ×2"
     with rasterio.open(task.layer.source()) as out:
         assert out.transform == Affine(10.0, 0, 300400.0, 0, -10.0, 5799520.0) and (out.width, out.height) == (24, 24)
+
+
+def test_removing_the_selected_layer_refreshes_bands_and_output(dialog, tmp_path) -> None:
+    """With three rasters the combo moves to another layer without signalling it; the bands and the suggested
+    output used to stay the removed layer's, and Run wrote the next layer into the old name."""
+    six = add_layer(crop(str(tmp_path / "six.tif"), 32), "six")
+    singles = [add_layer(write_raster(str(tmp_path / f"one{i}.tif"), read(S2_10M)[:1, :32, :32]), f"one{i}") for i in range(2)]
+    dialog.layer_combo.setLayer(six)
+    assert dialog.bands_combo.count() == 6
+    QgsProject.instance().removeMapLayer(six.id())
+    shown = dialog.layer_combo.currentLayer()
+    assert shown in singles and dialog.bands_combo.count() == 1
+    assert dialog.output_widget.filePath() == os.path.splitext(shown.source())[0] + "_dip_x2.tif"
+
+
+def test_a_remembered_guide_lists_its_bands_when_the_dialog_opens(qgis_iface, empty_project, clean_settings, tmp_path) -> None:
+    target, guide = geo_pair(tmp_path)
+    for key, value in (("method", "guided"), ("layer", target.id()), ("guide", guide.id())):
+        QgsSettings().setValue(f"{SETTINGS_GROUP}/{key}", value)
+    opened = SuperResolveDialog(qgis_iface)
+    try:
+        assert opened.guide_combo.currentLayer() is guide and opened.guide_bands_combo.count() == 4
+        assert opened.bands_combo.count() == 6
+    finally:
+        opened.deleteLater()
+
+
+def test_the_summary_refuses_what_the_run_would_refuse(dialog, tmp_path) -> None:
+    """Run is disabled, with the engine's reason, for settings the run would refuse (they used to show an
+    estimate and fail after Run or in the task); a fixed setting (here the overlap) enables it again."""
+    layer = add_layer(crop(str(tmp_path / "scene.tif"), 48), "scene")
+    dialog.layer_combo.setLayer(layer)
+    dialog.device_combo.setCurrentText("cpu")
+    assert dialog.run_button.isEnabled()
+
+    def refused(reason: str) -> None:
+        assert not dialog.run_button.isEnabled() and reason in dialog.summary_label.text(), dialog.summary_label.text()
+
+    dialog.overlap_spin.setValue(4)
+    dialog.tile_spin.setValue(16)
+    refused("tile size 16 is smaller than the network needs")
+    dialog.tile_spin.setValue(32)
+    dialog.overlap_spin.setValue(16)
+    refused("overlap")
+    dialog.overlap_spin.setValue(4)  # the overlap box alone used to leave the old refusal in place
+    assert dialog.run_button.isEnabled()
+    np.save(tmp_path / "even.npy", np.ones((4, 4)))
+    dialog.kernel_file_widget.setFilePath(str(tmp_path / "even.npy"))
+    refused("must hold a square 2-D array of odd size")
+    dialog.kernel_file_widget.setFilePath("")
+    x0, y0 = layer.extent().xMinimum(), layer.extent().yMaximum()
+    dialog.extent_box.setChecked(True)
+    dialog.extent_box.setOutputExtentFromUser(QgsRectangle(x0 - 5000, y0 + 1000, x0 - 4000, y0 + 2000), layer.crs())
+    refused("does not overlap")
+    dialog.extent_box.setOutputExtentFromUser(QgsRectangle(x0, y0 - 200, x0 + 200, y0), layer.crs())
+    refused("image 10×10 is smaller than the network needs")
+    dialog.extent_box.setChecked(False)
+    assert dialog.run_button.isEnabled() and "Output: 96 × 96 pixels" in dialog.summary_label.text()
+
+
+def test_output_paths_are_normalised_or_refused_by_name(dialog, tmp_path) -> None:
+    layer = add_layer(crop(str(tmp_path / "scene.tif"), 48), "scene")
+    dialog.layer_combo.setLayer(layer)
+    dialog.device_combo.setCurrentText("cpu")
+    (tmp_path / "folder").mkdir()
+    refused = {
+        str(tmp_path / "folder") + os.sep: "is a folder",
+        "relative.tif": "Give the output's full path",
+        str(tmp_path / "out.png"): "end its name in .tif, not .png",
+        str(layer.source()): "is the input",
+    }
+    for text, reason in refused.items():
+        dialog.output_widget.setFilePath(text)
+        assert not dialog.run_button.isEnabled() and reason in dialog.summary_label.text(), (text, dialog.summary_label.text())
+    dialog.output_widget.setFilePath(str(tmp_path / "no_extension"))
+    assert dialog.plan().output == str(tmp_path / "no_extension.tif")
+    dialog.output_widget.setFilePath("~/internal_sr_dialog_test.tif")
+    assert dialog.plan().output == os.path.expanduser("~/internal_sr_dialog_test.tif")
+
+
+def test_earlier_results_are_neither_suggested_nor_overwritten_while_open(dialog, tmp_path) -> None:
+    """The suggestion skips existing files; a typed existing file is named in the summary; a file open in the
+    project or being written by a running task is refused."""
+    from internal_sr.ui import dialog as dialog_module
+
+    layer = add_layer(crop(str(tmp_path / "scene.tif"), 48), "scene")
+    first = str(tmp_path / "scene_dip_x2.tif")
+    write_raster(first, read(S2_10M)[:1, :96, :96])
+    dialog.layer_combo.setLayer(layer)
+    dialog.device_combo.setCurrentText("cpu")
+    assert dialog.output_widget.filePath() == str(tmp_path / "scene_dip_x2_2.tif")
+    dialog.output_widget.setFilePath(first)
+    assert dialog.run_button.isEnabled() and "exists and will be replaced" in dialog.summary_label.text()
+    add_layer(first, "scene DIP ×2")  # the summary follows the project
+    assert "is open in the project as layer scene DIP ×2" in dialog.summary_label.text() and not dialog.run_button.isEnabled()
+    busy = str(tmp_path / "busy.tif")
+    original = dialog_module.outputs_being_written
+    dialog_module.outputs_being_written = lambda: {busy}
+    try:
+        dialog.output_widget.setFilePath(busy)
+        assert "A running Internal SR task is writing" in dialog.summary_label.text()
+    finally:
+        dialog_module.outputs_being_written = original
+
+
+def test_quality_labels_show_steps_and_an_iterations_override_disables_them(dialog, tmp_path) -> None:
+    add_layer(crop(str(tmp_path / "scene.tif"), 48), "scene")
+    labels = [dialog.quality_combo.itemText(i) for i in range(dialog.quality_combo.count())]
+    assert labels == [f"{name} ({QUALITY_PRESETS['dip'][key]} steps per tile)" for key, name in
+                      (("fast", "Fast"), ("balanced", "Balanced"), ("best", "Best"))]
+    dialog.iterations_spin.setValue(50)
+    assert not dialog.quality_combo.isEnabled() and "× 50 steps" in dialog.summary_label.text()
+    dialog.iterations_spin.setValue(0)
+    assert dialog.quality_combo.isEnabled()
+
+
+def test_closing_remembers_the_choices_and_start_is_said_in_the_main_message_bar(dialog, qgis_iface, messages, tmp_path) -> None:
+    dialog.scale_spin.setValue(4)
+    dialog.reject()
+    assert QgsSettings().value(f"{SETTINGS_GROUP}/scale", 0, type=int) == 4
+    layer = add_layer(crop(str(tmp_path / "scene.tif"), 48), "scene")
+    dialog.layer_combo.setLayer(layer)
+    dialog.device_combo.setCurrentText("cpu")
+    dialog.iterations_spin.setValue(1)
+    task = dialog.start()
+    assert task is not None
+    wait_for(task)
+    assert any("started; progress is in the task manager" in m for m in messages[Qgis.MessageLevel.Info])

@@ -72,10 +72,11 @@ def test_unexpected_error_is_one_line_with_the_traceback_in_the_log(qgis_iface, 
     def job(progress) -> None:
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\n(GPU 0; 8 GiB total capacity)")
 
-    task = CoreJobTask("Internal SR: super-resolve field ×2", job, "field DIP ×2", qgis_iface)
+    task = CoreJobTask("super-resolve field ×2", job, "field DIP ×2", qgis_iface)
     with LogRecorder() as log:
         task.finished(task.run())
     assert task.error == "out of GPU memory: use a smaller tile size (Advanced) or device cpu; nothing written"
     (critical,) = messages[Qgis.MessageLevel.Critical]
-    assert critical.endswith(f"Internal SR: super-resolve field ×2 failed: {task.error}")
+    assert critical.endswith(f"super-resolve field ×2 failed: {task.error}") and critical.count("Internal SR") == 1
+    assert task.description() == "Internal SR: super-resolve field ×2"  # as the task manager lists it
     assert any("Traceback" in message and "in job" in message for message in log.messages)

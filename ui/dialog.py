@@ -13,6 +13,7 @@ The job runs in a :class:`~.task.CoreJobTask` through the QGIS task manager; the
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from qgis.core import (
@@ -62,7 +63,8 @@ from ..core.config import (
     warm_step_count,
 )
 from ..core.errors import InputError
-from .task import CoreJobTask
+from .messages import notify
+from .task import CoreJobTask, outputs_being_written
 
 #: (key, label) of each method; the key indexes ``QUALITY_PRESETS`` and ``run_times.STEP_SECONDS``.
 METHODS = (("dip", "Deep Image Prior"), ("guided", "Guided DIP: sharpen with finer bands"), ("knitwork", "Neural Knitworks"))
@@ -72,6 +74,29 @@ METHOD_CONFIGS = {"dip": DIPConfig, "knitwork": KnitworkConfig, "guided": Guided
 METHOD_KERNELS = {"dip": KERNELS, "knitwork": (*KERNELS, LEARNED_KERNEL), "guided": GUIDED_KERNELS}
 #: Where the dialog keeps the last choices in ``QgsSettings``.
 SETTINGS_GROUP = "internal_sr/dialog"
+#: How the quality presets are shown (with their steps per tile).
+QUALITY_LABELS = {"fast": "Fast", "balanced": "Balanced", "best": "Best"}
+#: Estimated run times above this (seconds) come with advice to shorten the run.
+LONG_RUN_SECONDS = 24 * 3600
+
+
+@dataclass
+class RunPlan:
+    """The checked settings of one run (``SuperResolveDialog.plan``): what ``build_task`` starts.
+
+    width, height: the input (target) pixels processed, the extent applied; scale: the refinement factor
+    (for guided DIP, the grids' ratio); guide, guide_io: ``None`` unless guided DIP.
+    """
+
+    layer: QgsRasterLayer
+    output: str
+    config: Any
+    io: IOOptions
+    width: int
+    height: int
+    scale: int
+    guide: QgsRasterLayer | None = None
+    guide_io: IOOptions | None = None
 
 
 def _raster_filter() -> Any:
@@ -109,6 +134,7 @@ class SuperResolveDialog(QDialog):
         self.tasks: list[CoreJobTask] = []
         self._suggested_output = ""
         self._devices: dict[str, str] | None = None
+        self._filled_for: dict[str, str] = {}  # band combo name → id of the layer its bands are
         self.setWindowTitle(self.tr("Internal SR: super-resolve raster"))
         self.setWindowIcon(QIcon(ICON_PATH))
         self._build()
@@ -145,9 +171,11 @@ class SuperResolveDialog(QDialog):
         self.method_combo.currentIndexChanged.connect(self._method_changed)
 
         self.layer_combo = self._raster_combo()
+        self.layer_combo.setToolTip(self.tr("The raster to super-resolve (guided DIP: the low-resolution target bands)."))
         self.layer_combo.layerChanged.connect(self._layer_changed)
         self.bands_combo = self._bands_combo(self.tr("Bands to process; none ticked means every band."))
         self.guide_combo = self._raster_combo()
+        self.guide_combo.setToolTip(self.tr("Finer bands of the same scene, at least twice as fine (e.g. Sentinel-2 10 m)."))
         self.guide_combo.layerChanged.connect(self._guide_changed)
         self.guide_bands_combo = self._bands_combo(self.tr("Guide bands to use; none ticked means every band."))
 
@@ -155,6 +183,7 @@ class SuperResolveDialog(QDialog):
         self.scale_spin.setRange(2, 16)
         self.scale_spin.setValue(2)
         self.scale_spin.setPrefix("×")
+        self.scale_spin.setToolTip(self.tr("How many times finer the output grid is: ×2 halves the pixel size."))
         self.scale_spin.valueChanged.connect(self._settings_changed)
 
         self.extent_box = QgsExtentGroupBox(self)
@@ -172,13 +201,18 @@ class SuperResolveDialog(QDialog):
 
         self.quality_combo = QComboBox(self)
         for quality in QUALITIES:
-            self.quality_combo.addItem(self.tr(quality), quality)
+            self.quality_combo.addItem(quality, quality)  # labelled with the method's steps by _method_changed
         self.quality_combo.currentIndexChanged.connect(self._settings_changed)
 
         self.kernel_combo = QComboBox(self)
+        self.kernel_combo.setToolTip(
+            self.tr("How the sensor blurs the scene before sampling it: bicubic suits most resampled products; "
+                    "gaussian models an optical sensor (sigma below); sentinel2 uses each band's MTF.")
+        )
         self.kernel_combo.currentTextChanged.connect(self._kernel_changed)
         self.guide_kernel_combo = QComboBox(self)
         self.guide_kernel_combo.addItems(list(GUIDED_KERNELS))
+        self.guide_kernel_combo.setToolTip(self.tr("How the sensor blurs the guide bands."))
         self.guide_kernel_combo.currentTextChanged.connect(self._kernel_changed)
         self.sigma_spin = QDoubleSpinBox(self)
         self.sigma_spin.setRange(0.05, 10.0)
@@ -188,15 +222,19 @@ class SuperResolveDialog(QDialog):
 
         self.device_combo = QComboBox(self)
         self.device_combo.addItems(list(DEVICES))
+        self.device_combo.setToolTip(self.tr("auto: the GPU when there is one, else the CPU."))
         self.device_combo.currentIndexChanged.connect(self._settings_changed)
         self.device_label = QLabel(self)
         self.device_label.setWordWrap(True)
         self.float32_check = QCheckBox(self.tr("Write Float32 (otherwise keep the input data type)"), self)
+        self.float32_check.setToolTip(self.tr("Integer inputs are otherwise rounded and clipped to their type's range."))
 
         self.output_widget = QgsFileWidget(self)
         self.output_widget.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
         self.output_widget.setFilter(self.tr("GeoTIFF (*.tif *.tiff)"))
         self.output_widget.setDialogTitle(self.tr("Super-resolved raster"))
+        self.output_widget.setToolTip(self.tr("The GeoTIFF to write (a full path; .tif is added when there is no extension)."))
+        self.output_widget.fileChanged.connect(self._update_summary)
 
         self.kernel_file_widget = QgsFileWidget(self)
         self.kernel_file_widget.setStorageMode(QgsFileWidget.StorageMode.GetFile)
@@ -204,20 +242,26 @@ class SuperResolveDialog(QDialog):
         self.kernel_file_widget.setToolTip(
             self.tr("Optional 2-D kernel of odd size (e.g. estimated by KernelGAN); replaces the blur kernel")
         )
+        self.kernel_file_widget.fileChanged.connect(self._update_summary)
         self.iterations_spin = QSpinBox(self)
         self.iterations_spin.setRange(0, 100000)
         self.iterations_spin.setSingleStep(100)
         self.iterations_spin.setSpecialValueText(self.tr("from the quality preset"))
+        self.iterations_spin.setToolTip(self.tr("Optimisation steps per tile; any value but 0 overrides the quality preset."))
         self.iterations_spin.valueChanged.connect(self._settings_changed)
         self.seed_spin = QSpinBox(self)
         self.seed_spin.setRange(0, 2**31 - 1)
+        self.seed_spin.setToolTip(self.tr("The same seed on the same device gives the same output."))
         self.tile_spin = QSpinBox(self)
         self.tile_spin.setRange(16, 4096)
         self.tile_spin.setValue(TileOptions().size)
+        self.tile_spin.setToolTip(self.tr("Input pixels per tile edge: smaller tiles need less memory."))
         self.tile_spin.valueChanged.connect(self._settings_changed)
         self.overlap_spin = QSpinBox(self)
         self.overlap_spin.setRange(0, 2048)
         self.overlap_spin.setValue(TileOptions().overlap)
+        self.overlap_spin.setToolTip(self.tr("Input pixels shared by neighbouring tiles, blended to hide seams."))
+        self.overlap_spin.valueChanged.connect(self._settings_changed)
         advanced = QgsCollapsibleGroupBox(self.tr("Advanced"), self)
         advanced.setCollapsed(True)
         advanced_form = QFormLayout(advanced)
@@ -250,8 +294,12 @@ class SuperResolveDialog(QDialog):
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         self.run_button = self.buttons.addButton(self.tr("Run"), QDialogButtonBox.ButtonRole.AcceptRole)
+        self.run_button.setToolTip(self.tr("Start the run in the background; progress is in the task manager."))
         self.buttons.accepted.connect(self.start)
         self.buttons.rejected.connect(self.reject)
+        self.finished.connect(self.save_settings)
+        QgsProject.instance().layersRemoved.connect(self._layers_removed)
+        QgsProject.instance().layersAdded.connect(self._update_summary)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.message_bar)
@@ -305,8 +353,8 @@ class SuperResolveDialog(QDialog):
 
     # -- settings ---------------------------------------------------------------------------
 
-    def save_settings(self) -> None:
-        """Remember the current choices (layers by id, output folder) in ``QgsSettings``."""
+    def save_settings(self, *_result: int) -> None:
+        """Remember the current choices (layers by id) in ``QgsSettings``; done whenever the dialog closes."""
         settings = QgsSettings()
         values = {
             "method": self.method(),
@@ -374,33 +422,49 @@ class SuperResolveDialog(QDialog):
         self._set_row_visible(self.scale_spin, not guided)
         self.form.labelForField(self.layer_combo).setText(self.tr("Target raster") if guided else self.tr("Input raster"))
         self.quality_combo.setToolTip(self.tr("Optimisation steps per tile: {}").format(presets_text(self.method())))
+        for index, quality in enumerate(QUALITIES):
+            self.quality_combo.setItemText(index, self.tr("{} ({} steps per tile)").format(
+                self.tr(QUALITY_LABELS[quality]), QUALITY_PRESETS[self.method()][quality]))
         self._fill_kernels()
         self._kernel_changed()
+        self._guide_changed(self.guide_combo.currentLayer())
         self._layer_changed(self.layer_combo.currentLayer())
 
     def _layer_changed(self, layer: Any) -> None:
-        self._fill_bands(self.bands_combo, layer)
-        if isinstance(layer, QgsRasterLayer):
-            self.extent_box.setOriginalExtent(layer.extent(), layer.crs())
-            self.extent_box.setCurrentExtent(layer.extent(), layer.crs())
-            self.extent_box.setOutputCrs(layer.crs())
+        if self._fill_bands("bands", self.bands_combo, layer):
+            self.output_widget.setFilePath("")  # another input: a fresh suggestion, not the last input's path
+            if isinstance(layer, QgsRasterLayer):
+                self.extent_box.setOriginalExtent(layer.extent(), layer.crs())
+                self.extent_box.setCurrentExtent(layer.extent(), layer.crs())
+                self.extent_box.setOutputCrs(layer.crs())
         self._settings_changed()
 
     def _guide_changed(self, layer: Any) -> None:
-        self._fill_bands(self.guide_bands_combo, layer)
+        self._fill_bands("guide bands", self.guide_bands_combo, layer)
         self._settings_changed()
 
-    @staticmethod
-    def _fill_bands(combo: QgsCheckableComboBox, layer: Any) -> None:
+    def _layers_removed(self, _ids: list[str]) -> None:
+        """A removed layer may have been selected: the combos then show another one without saying so."""
+        self._guide_changed(self.guide_combo.currentLayer())
+        self._layer_changed(self.layer_combo.currentLayer())
+
+    def _fill_bands(self, name: str, combo: QgsCheckableComboBox, layer: Any) -> bool:
+        """List ``layer``'s bands in ``combo`` unless they are listed already; whether they were (re)filled."""
+        layer_id = layer.id() if isinstance(layer, QgsRasterLayer) else ""
+        if self._filled_for.get(name) == layer_id and name in self._filled_for:
+            return False
+        self._filled_for[name] = layer_id
         combo.clear()
         if isinstance(layer, QgsRasterLayer):
             for band in range(1, layer.bandCount() + 1):
                 combo.addItemWithCheckState(layer.bandName(band), Qt.CheckState.Unchecked, band)
+        return True
 
     def _kernel_changed(self, _name: str = "") -> None:
         self.sigma_spin.setEnabled("gaussian" in (self.kernel_combo.currentText(), self.guide_kernel_combo.currentText()))
 
     def _settings_changed(self, *_args: Any) -> None:
+        self.quality_combo.setEnabled(self.iterations_spin.value() == 0)
         self._refresh_output()
         self._update_summary()
 
@@ -413,11 +477,16 @@ class SuperResolveDialog(QDialog):
             self.output_widget.setFilePath(self._suggested_output)
 
     def _suggest_output(self, layer: QgsRasterLayer) -> str:
-        """``<input folder>/<input name>_<method>_x<scale>.tif`` for file rasters, else empty."""
+        """``<input folder>/<input name>_<method>_x<scale>.tif`` for file rasters (``_2``, ``_3``, … added
+        while that file exists, so a suggestion never replaces an earlier result), else empty."""
         if not os.path.isfile(layer.source()):
             return ""
-        stem = os.path.splitext(layer.source())[0]
-        return f"{stem}_{self.method()}_x{self.scale() or ''}.tif"
+        stem = f"{os.path.splitext(layer.source())[0]}_{self.method()}_x{self.scale() or ''}"
+        path, number = f"{stem}.tif", 1
+        while os.path.exists(path):
+            number += 1
+            path = f"{stem}_{number}.tif"
+        return path
 
     def guide_scale(self) -> int | None:
         """The ratio of the target's to the guide's pixel size, rounded (``None`` without both layers)."""
@@ -434,53 +503,99 @@ class SuperResolveDialog(QDialog):
         scale = self.guide_scale()
         return scale if scale is not None and scale >= 2 else None
 
-    def estimate(self) -> tuple[int, int, int, int] | None:
-        """(output width, output height, tiles, output pixels per tile) for the current settings, or ``None``."""
-        from ..core.tiling import plan_tiles
+    def estimate(self, plan: RunPlan) -> tuple[int, int, int, int]:
+        """(output width, output height, tiles, output pixels per tile) of ``plan``."""
+        from ..core.tiling import tile_offsets
 
-        layer = self.layer_combo.currentLayer()
-        scale = self.scale()
-        if not isinstance(layer, QgsRasterLayer) or not scale or layer.width() < 1:
-            return None
-        grid = _layer_grid(layer)
-        extent = self.extent()
-        window = grid.extent_window(extent) if extent is not None else None
-        width, height = (window.width, window.height) if window is not None else (grid.width, grid.height)
-        try:
-            tiles = TileOptions(self.tile_spin.value(), self.overlap_spin.value())
-        except InputError:
-            return None
-        count = sum(len(row) for row in plan_tiles(width, height, tiles))
-        return width * scale, height * scale, count, min(tiles.size, width) * min(tiles.size, height) * scale * scale
+        tiles = plan.config.tiles
+        count = len(tile_offsets(plan.width, tiles.size, tiles.overlap)) * len(tile_offsets(plan.height, tiles.size, tiles.overlap))
+        tile_pixels = min(tiles.size, plan.width) * min(tiles.size, plan.height) * plan.scale**2
+        return plan.width * plan.scale, plan.height * plan.scale, count, tile_pixels
 
-    def _update_summary(self) -> None:
+    def _update_summary(self, *_args: Any) -> None:
         """Show the run-time estimate, or what to change first (then **Run** is disabled)."""
-        problem = self._problem()
-        self.run_button.setEnabled(problem is None)
-        self.summary_label.setText(problem or self._estimate_text())
+        try:
+            plan = self.plan()
+        except InputError as error:
+            self.run_button.setEnabled(False)
+            self.summary_label.setText(str(error))
+            return
+        self.run_button.setEnabled(True)
+        self.summary_label.setText(self._estimate_text(plan))
 
-    def _problem(self) -> str | None:
-        """Why the current settings cannot run, in one line (``None``: they can, as far as the form tells)."""
-        if not isinstance(self.layer_combo.currentLayer(), QgsRasterLayer):
-            return self.tr("Add a raster file (GeoTIFF, JP2, …) to the project to start.")
-        if self.method() == "guided" and not self.scale():
+    def _output_path(self, layer: QgsRasterLayer) -> str:
+        """The output field as an absolute GeoTIFF path (``~`` expanded, ``.tif`` added when there is no
+        extension), refused with a one-line ``InputError`` when it is a folder, relative, of another format,
+        open in the project or being written by a running task."""
+        text = self.output_widget.filePath().strip()
+        if not text:
+            raise InputError(self.tr("Choose the output GeoTIFF."))
+        path = os.path.expanduser(text)
+        if text.endswith(("/", os.sep)) or os.path.isdir(path):
+            raise InputError(self.tr("Output {} is a folder: give the output file's path.").format(text))
+        if not os.path.isabs(path):
+            raise InputError(self.tr("Give the output's full path (e.g. {}), not {}.").format(
+                os.path.join(os.path.dirname(layer.source()), text), text))
+        extension = os.path.splitext(path)[1].lower()
+        if not extension:
+            path += ".tif"
+        elif extension not in (".tif", ".tiff"):
+            raise InputError(self.tr("The output is written as GeoTIFF: end its name in .tif, not {}.").format(extension))
+        if os.path.abspath(path) in outputs_being_written():
+            raise InputError(self.tr("A running Internal SR task is writing {}: wait for it or choose another output.").format(path))
+        inputs = (layer, self.guide_combo.currentLayer())  # an output that is an input: the engine's check names it
+        for other in QgsProject.instance().mapLayers().values():
+            if other in inputs or not isinstance(other, QgsRasterLayer):
+                continue
+            if os.path.abspath(other.source()) == os.path.abspath(path):
+                raise InputError(self.tr("{} is open in the project as layer {}: remove the layer or choose another output.").format(
+                    path, other.name()))
+        return path
+
+    def plan(self) -> RunPlan:
+        """The current settings checked as the run will check them (the engine's checks, on metadata only:
+        bands, extent, grids, sizes, kernel file, output path); a one-line ``InputError`` says what to change."""
+        guided = self.method() == "guided"
+        layer = self._checked_layer(self.layer_combo, self.tr("target raster") if guided else self.tr("input raster"))
+        if guided and not self.scale():
             if not isinstance(self.guide_combo.currentLayer(), QgsRasterLayer):
-                return self.tr("Choose the guide raster (finer pixels of the same scene).")
-            return self.tr("Choose a finer guide: its pixels must be at least twice as fine as the target's (e.g. the "
-                           "10 m bands for 20 m target bands).")
+                raise InputError(self.tr("Choose the guide raster (finer pixels of the same scene)."))
+            raise InputError(self.tr("Choose a finer guide: its pixels must be at least twice as fine as the target's "
+                                     "(e.g. the 10 m bands for 20 m target bands)."))
         device = self.device_combo.currentText()
         if device != "auto" and device not in self.devices():
-            return self.tr("Device {} is not available here (detected: {}): choose auto or cpu.").format(
-                device, ", ".join(self.devices())
-            )
-        if self.estimate() is None:
-            return self.tr("The tile overlap must be less than half the tile size.")
-        return None
+            raise InputError(self.tr("Device {} is not available here (detected: {}): choose auto or cpu.").format(
+                device, ", ".join(self.devices())))
+        output = self._output_path(layer)
+        sigma = self.sigma_spin.value()
+        kernel = kernel_spec(self.kernel_combo.currentText(), sigma, self.kernel_file_widget.filePath().strip())
+        common = dict(
+            iterations=self.iterations(),
+            seed=self.seed_spin.value(),
+            device=device,
+            tiles=TileOptions(size=self.tile_spin.value(), overlap=self.overlap_spin.value()),
+        )
+        io = IOOptions(
+            bands=self.selected_bands(), float32=self.float32_check.isChecked(), extent=self.extent(), crs=assigned_crs(layer)
+        )
+        if guided:
+            from ..core.sharpen import check_inputs
 
-    def _estimate_text(self) -> str:
-        """The output size, the steps and the estimated time of the current settings."""
+            guide = self._checked_layer(self.guide_combo, self.tr("guide raster"))
+            config = GuidedDIPConfig(kernel=kernel, guide_kernel=kernel_spec(self.guide_kernel_combo.currentText(), sigma), **common)
+            guide_io = IOOptions(bands=self.selected_bands(self.guide_bands_combo), crs=assigned_crs(guide))
+            nesting = check_inputs(layer.source(), guide.source(), output, config, io, guide_io).nesting
+            return RunPlan(layer, output, config, io, nesting.target.width, nesting.target.height, nesting.scale, guide, guide_io)
+        from ..core.pipeline import check_super_resolve
+
+        config = METHOD_CONFIGS[self.method()](scale=self.scale_spin.value(), kernel=kernel, **common)
+        info = check_super_resolve(layer.source(), output, config, io)
+        return RunPlan(layer, output, config, io, info.grid.width, info.grid.height, config.scale)
+
+    def _estimate_text(self, plan: RunPlan) -> str:
+        """The output size, the steps and the estimated time of ``plan``."""
         devices = self.devices()
-        width, height, tiles, tile_pixels = self.estimate()
+        width, height, tiles, tile_pixels = self.estimate(plan)
         steps = self.iterations()
         device = self.device_combo.currentText()
         gpu = device == "cuda" or (device == "auto" and "cuda" in devices)
@@ -501,77 +616,54 @@ class SuperResolveDialog(QDialog):
             if warm is not None and tiles > 1
             else self.tr("{} tile(s) × {} steps").format(tiles, steps)
         )
-        return self.tr(
+        text = self.tr(
             "Output: {} × {} pixels; {}. Estimated time: {} (measured on idle machines; a busy one takes "
             "longer). The job runs in the background (progress in the task manager)."
         ).format(width, height, steps_text, time_text)
+        if (seconds if seconds is not None else cpu_seconds) > LONG_RUN_SECONDS:
+            text += " " + self.tr("That is very long: tick Extent to process an area of interest, or use a GPU.")
+        if os.path.exists(plan.output):
+            text += " " + self.tr("The output file exists and will be replaced.")
+        return text
 
     # -- running ----------------------------------------------------------------------------
 
     def _checked_layer(self, combo: QgsMapLayerComboBox, what: str) -> QgsRasterLayer:
         layer = combo.currentLayer()
-        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
-            raise InputError(self.tr("Choose the {}").format(what))
-        if layer.providerType() != "gdal" or not os.path.isfile(layer.source()):
-            raise InputError(self.tr("The {} must be a raster file read by GDAL (e.g. GeoTIFF)").format(what))
+        if not isinstance(layer, QgsRasterLayer):
+            if combo is self.layer_combo:
+                raise InputError(self.tr("Add a raster file (GeoTIFF, JP2, …) to the project to start."))
+            raise InputError(self.tr("Choose the {}.").format(what))
+        if layer.providerType() != "gdal":
+            raise InputError(self.tr("The {} must be a raster file read by GDAL (e.g. GeoTIFF).").format(what))
+        if not os.path.isfile(layer.source()):
+            raise InputError(self.tr("The {} {} does not exist (any more): its file {} is missing.").format(
+                what, layer.name(), layer.source()))
         return layer
 
     def build_task(self) -> CoreJobTask:
-        """A task for the current settings; raises ``InputError`` with a one-line reason if they do not fit."""
-        guided = self.method() == "guided"
-        layer = self._checked_layer(self.layer_combo, self.tr("target raster") if guided else self.tr("input raster"))
-        output = self.output_widget.filePath().strip()
-        if not output:
-            raise InputError(self.tr("Choose the output GeoTIFF"))
-        if not output.lower().endswith((".tif", ".tiff")):
-            output += ".tif"
-        from ..core.device import resolve_device  # a device that is not here fails now, not after the dialog closed
-
-        resolve_device(self.device_combo.currentText())
-        sigma = self.sigma_spin.value()
-        kernel = kernel_spec(self.kernel_combo.currentText(), sigma, self.kernel_file_widget.filePath().strip())
-        common = dict(
-            iterations=self.iterations(),
-            seed=self.seed_spin.value(),
-            device=self.device_combo.currentText(),
-            tiles=TileOptions(size=self.tile_spin.value(), overlap=self.overlap_spin.value()),
-        )
-        io = IOOptions(
-            bands=self.selected_bands(), float32=self.float32_check.isChecked(), extent=self.extent(), crs=assigned_crs(layer)
-        )
+        """A task for the current settings (``plan``); raises ``InputError`` with a one-line reason if they do not fit."""
+        plan = self.plan()
+        layer = plan.layer
         renderer = layer.renderer()
-        if guided:
-            from ..core.sharpen import check_inputs  # reads metadata only: grid errors show before the run
-
-            guide = self._checked_layer(self.guide_combo, self.tr("guide raster"))
-            guide_kernel = kernel_spec(self.guide_kernel_combo.currentText(), sigma)
-            config = GuidedDIPConfig(kernel=kernel, guide_kernel=guide_kernel, **common)
-            guide_io = IOOptions(bands=self.selected_bands(self.guide_bands_combo), crs=assigned_crs(guide))
-            scale = check_inputs(layer.source(), guide.source(), output, config, io, guide_io).nesting.scale
+        if plan.guide is not None:
             return CoreJobTask.sharpen(
-                layer.source(), guide.source(), output, config, io, guide_io, layer.name(), scale, self.iface, renderer
+                layer.source(), plan.guide.source(), plan.output, plan.config, plan.io, plan.guide_io, layer.name(),
+                plan.scale, self.iface, renderer,
             )
-        from ..core.raster import check_output_path, open_info  # the extent and bands are checked before the run
-
-        open_info(layer.source(), io.bands, io.extent, crs=io.crs)
-        check_output_path(output, [layer.source()])
-        config = METHOD_CONFIGS[self.method()](scale=self.scale_spin.value(), kernel=kernel, **common)
-        return CoreJobTask.super_resolve(layer.source(), output, config, io, layer.name(), self.iface, renderer)
+        return CoreJobTask.super_resolve(layer.source(), plan.output, plan.config, plan.io, layer.name(), self.iface, renderer)
 
     def start(self) -> CoreJobTask | None:
-        """Start the job in the task manager, remember the choices and close; show the reason if it cannot start."""
+        """Start the job in the task manager and close (the choices are remembered); show the reason if it cannot start."""
         try:
             task = self.build_task()
         except InputError as error:
             self.message_bar.pushMessage(self.tr("Cannot run"), str(error), Qgis.MessageLevel.Warning, 5)
             return None
-        self.save_settings()
         self.tasks = [t for t in self.tasks if not _is_deleted(t)]
         self.tasks.append(task)
         QgsApplication.taskManager().addTask(task)
-        self.message_bar.pushMessage(
-            self.tr("Started"), self.tr("progress is in the task manager (bottom right)"), Qgis.MessageLevel.Info, 3
-        )
+        notify(self.iface, self.tr("{}: started; progress is in the task manager (bottom right)").format(task.title))
         self.accept()
         return task
 

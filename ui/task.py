@@ -8,12 +8,14 @@ error. A cancelled job writes no file (the engine's contract) and adds no layer.
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from qgis.core import (
     Qgis,
+    QgsApplication,
     QgsMessageLog,
     QgsMultiBandColorRenderer,
     QgsProject,
@@ -26,7 +28,7 @@ from qgis.core import (
 
 from ..core.config import DIPConfig, GuidedDIPConfig, IOOptions, KnitworkConfig
 from ..core.errors import Cancelled, InputError, error_line
-from .messages import LOG_TAG, notify
+from .messages import LOG_TAG, TITLE, notify
 
 #: How the out-of-memory hints of ``core.errors.error_line`` name the dialog's settings that help.
 TILE_HINT, DEVICE_HINT = "tile size (Advanced)", "device cpu"
@@ -53,6 +55,12 @@ class TaskProgress:
 
     def cancelled(self) -> bool:
         return self.task.isCanceled()
+
+
+def outputs_being_written() -> set[str]:
+    """The absolute output paths of the plugin's tasks that are queued or running."""
+    tasks = QgsApplication.taskManager().activeTasks()
+    return {os.path.abspath(t.output_path) for t in tasks if isinstance(t, CoreJobTask) and t.output_path}
 
 
 def restyled(renderer: QgsRasterRenderer, bands: tuple[int, ...] | None) -> QgsRasterRenderer | None:
@@ -102,14 +110,17 @@ class CoreJobTask(QgsTask):
 
     def __init__(
         self,
-        description: str,
+        title: str,
         job: Callable[[Any], Any],
         layer_name: str,
         iface: Any | None = None,
         renderer: QgsRasterRenderer | None = None,
         bands: tuple[int, ...] | None = None,
+        output_path: str = "",
     ) -> None:
-        super().__init__(description, QgsTask.Flag.CanCancel)
+        super().__init__(f"{TITLE}: {title}", QgsTask.Flag.CanCancel)
+        self.title = title
+        self.output_path = output_path
         self.job = job
         self.layer_name = layer_name
         self.iface = iface
@@ -139,7 +150,7 @@ class CoreJobTask(QgsTask):
             return super_resolve(input_path, output_path, config, io, progress)
 
         name = f"{input_name} {METHOD_LABELS[type(config)]} ×{config.scale}"
-        return cls(f"Internal SR: super-resolve {input_name} ×{config.scale}", job, name, iface, renderer, io.bands)
+        return cls(f"super-resolve {input_name} ×{config.scale}", job, name, iface, renderer, io.bands, output_path)
 
     @classmethod
     def sharpen(
@@ -163,7 +174,7 @@ class CoreJobTask(QgsTask):
             return sharpen(target_path, guide_path, output_path, config, target_io, guide_io, progress)
 
         name = f"{target_name} {METHOD_LABELS[GuidedDIPConfig]} ×{scale}"
-        return cls(f"Internal SR: sharpen {target_name} ×{scale}", job, name, iface, renderer, target_io.bands)
+        return cls(f"sharpen {target_name} ×{scale}", job, name, iface, renderer, target_io.bands, output_path)
 
     def run(self) -> bool:
         """Worker thread: run the job; store the result or the error; never raise."""
@@ -195,8 +206,8 @@ class CoreJobTask(QgsTask):
                 return
             self.error = f"the output {self.result.output_path} cannot be opened as a raster"
         if self.error is None:
-            notify(self.iface, f"{self.description()}: cancelled, nothing was written", Qgis.MessageLevel.Info)
+            notify(self.iface, f"{self.title}: cancelled, nothing was written", Qgis.MessageLevel.Info)
             return
         if self.details:
             QgsMessageLog.logMessage(self.details, LOG_TAG, Qgis.MessageLevel.Critical)
-        notify(self.iface, f"{self.description()} failed: {self.error}", Qgis.MessageLevel.Critical, 0)
+        notify(self.iface, f"{self.title} failed: {self.error}", Qgis.MessageLevel.Critical, 0)
