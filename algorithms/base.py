@@ -54,7 +54,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..core.config import TileOptions
+from ..core.config import GEOTIFF_EXTENSIONS, MAX_SCALE, TileOptions
 from ..core.deps import install_hint, missing_dependencies
 from ..core.errors import Cancelled, InputError, error_line
 
@@ -72,8 +72,6 @@ GUIDED_KERNELS = ("sentinel2", *KERNELS)
 DEFAULT_SIGMA = 0.5
 #: Devices offered in the DEVICE enum.
 DEVICES = ("auto", "cpu", "cuda", "mps")
-#: File extensions the engine writes (GeoTIFF through rasterio).
-RASTER_EXTENSIONS = (".tif", ".tiff")
 
 
 def tr(text: str) -> str:
@@ -430,7 +428,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             "Integer refinement of the pixel grid: 2 turns 20 m pixels into 10 m pixels (and doubles width "
             "and height). 2 is the safe choice; 3 and 4 work but invent more detail.",
             minimum=2,
-            maximum=16,
+            maximum=MAX_SCALE,
         )
 
     def add_kernel(self, advanced: bool = False, options: tuple[str, ...] = KERNELS, extra_help: str = "") -> None:
@@ -528,7 +526,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         self.add_parameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr(description)), help_text)
 
     def add_loss_curve_output(self) -> None:
-        """LOSS_CURVE: the training loss PNG written beside the output (``core.figures.loss_curve_path``)."""
+        """LOSS_CURVE: the training loss PNG written beside the output (``core.raster.loss_curve_path``)."""
         self.addOutput(QgsProcessingOutputFile(self.LOSS_CURVE, tr("Training loss curve (PNG beside the output)")))
 
     def add_file_output(self, name: str, description: str, file_filter: str, help_text: str, optional: bool = False) -> None:
@@ -677,7 +675,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
             if not path:
                 raise QgsProcessingException(tr("No output file was given"))
-        if path and not path.lower().endswith(RASTER_EXTENSIONS):
+        if path and not path.lower().endswith(GEOTIFF_EXTENSIONS):
             raise QgsProcessingException(
                 tr("Output {} must be a GeoTIFF file ending in .tif or .tiff").format(path)
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import signal
 import sys
 import threading
@@ -19,6 +20,7 @@ from .config import (
     EVALUATION_METHODS,
     GUIDED_ITERATIONS,
     KNITWORK_ITERATIONS,
+    MAX_SCALE,
     ORIENTATIONS,
     DIPConfig,
     GuidedDIPConfig,
@@ -90,6 +92,21 @@ def _extent(text: str) -> tuple[float, float, float, float]:
 
 
 EXTENT_HELP = "process only this area: XMIN,YMIN,XMAX,YMAX in the raster's CRS, snapped outward to whole input pixels"
+#: The fixed kernels every command takes (``core.kernels.make_kernel``).
+KERNEL_CHOICES = "bicubic | lanczos2 | lanczos3 | gaussian:SIGMA | landsat | PATH.npy"
+#: Options whose value may start with a minus sign (``--extent -74.9,…``), which argparse would take for an option.
+NEGATIVE_VALUE_OPTIONS = ("--extent",)
+
+
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """``--extent -74.9,40.1,…`` → ``--extent=-74.9,40.1,…``, so west or south coordinates need no ``=``."""
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] in NEGATIVE_VALUE_OPTIONS and re.match(r"-[0-9.]", arg):
+            joined[-1] = f"{joined[-1]}={arg}"
+        else:
+            joined.append(arg)
+    return joined
 
 
 def _scale(text: str) -> int:
@@ -106,19 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="internal-sr", description="Super-resolution of rasters by internal learning.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def common(p: argparse.ArgumentParser, kernel_help: str = "", scale_help: str = f"integer factor from 2 to {MAX_SCALE}") -> None:
         p.add_argument("input", help="input raster (any GDAL format)")
-        p.add_argument("output", help="output GeoTIFF")
-        p.add_argument("--scale", type=_scale, required=True, help="integer factor ≥ 2")
+        p.add_argument("output", help="output GeoTIFF (.tif or .tiff; an existing file is replaced)")
+        p.add_argument("--scale", type=_scale, required=True, help=scale_help)
         p.add_argument("--bands", type=_bands, help="1-based bands, e.g. 1,2,3 (default: all)")
         p.add_argument("--extent", type=_extent, help=EXTENT_HELP)
-        p.add_argument(
-            "--kernel",
-            default="bicubic",
-            help="bicubic | lanczos2 | lanczos3 | gaussian:SIGMA | landsat | PATH.npy; dip and knitwork also take 'estimate' "
-            "(KernelGAN first, the kernel is kept as OUTPUT_kernel.npy); knitwork also takes 'learned' "
-            "(learnt jointly, starting from bicubic)",
-        )
+        p.add_argument("--kernel", default="bicubic", help=f"{KERNEL_CHOICES}{kernel_help}")
         p.add_argument("--float32", action="store_true", help="write Float32 instead of the input data type")
         p.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF")
 
@@ -128,13 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tile", type=int, default=TileOptions.size, help=f"tile edge in {grid} pixels")
         p.add_argument("--overlap", type=int, default=TileOptions.overlap, help=f"tile overlap in {grid} pixels")
         p.add_argument("--batch", type=int, default=TileOptions.batch,
-                       help="tiles optimised together (DIP; 0: automatic, 1 on the CPU, several on a GPU)")
+                       help="tiles optimised together (0: automatic, 1 on the CPU, several on a GPU)")
         p.add_argument("--cold-tiles", action="store_true",
                        help="start every tile from fresh networks (default: tiles after the first start from the first "
                        "tile's trained networks and run three quarters of the steps)")
 
+    estimate = "; also 'estimate' (KernelGAN first, the kernel is kept as OUTPUT_kernel.npy)"
     dip = sub.add_parser("dip", help="super-resolve with Deep Image Prior")
-    common(dip)
+    common(dip, estimate)
     dip.add_argument("--iterations", type=int, help="optimisation steps per tile (default: by scale)")
     dip.add_argument("--step-window", type=float, default=DIPConfig.step_window,
                      help="each step optimises a random window of this fraction of the tile's height and width "
@@ -142,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     optimisation(dip, "input")
 
     knitwork = sub.add_parser("knitwork", help="super-resolve with Neural Knitworks (a patch-predicting coordinate MLP)")
-    common(knitwork)
+    common(knitwork, f"{estimate} or 'learned' (learnt jointly, starting from bicubic)")
     knitwork.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {KNITWORK_ITERATIONS})")
     optimisation(knitwork, "input")
     for method in (dip, knitwork):
@@ -150,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="KernelGAN steps with --kernel estimate")
 
     degrade = sub.add_parser("degrade", help="blur and decimate (the sensor model)")
-    common(degrade)
+    common(degrade, scale_help="integer factor ≥ 2: one output pixel per scale × scale block")
 
     kernelgan = sub.add_parser("kernelgan", help="estimate the image's blur kernel (KernelGAN) into a .npy file")
     kernelgan.add_argument("input", help="input raster (any GDAL format)")
@@ -162,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     kernelgan.add_argument("--orientation", choices=ORIENTATIONS, default=ORIENTATIONS[0],
                            help="where the kernel's elongation and direction come from: the image's power spectrum "
                            "(default; a Gaussian of KernelGAN's size) or KernelGAN's own kernel")
-    kernelgan.add_argument("--iterations", type=int, default=KernelGANConfig.iterations, help="training steps")
+    kernelgan.add_argument("--iterations", type=int, default=KernelGANConfig.iterations,
+                           help=f"training steps (default {KernelGANConfig.iterations}, the paper's)")
     kernelgan.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     kernelgan.add_argument("--seed", type=int, default=0)
     guided = sub.add_parser("guided", help="sharpen low-resolution bands with finer bands of the same scene (guided DIP)")
@@ -175,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "CRS, snapped outward to whole target pixels (the output is on the guide's grid)")
     guided.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {GUIDED_ITERATIONS})")
     guided.add_argument("--kernel", default="sentinel2",
-                        help="target blur: sentinel2 (per band, from the band names) | bicubic | gaussian:SIGMA | PATH.npy")
+                        help=f"target blur: sentinel2 (default: each band's MTF, from the band names) | {KERNEL_CHOICES}")
     guided.add_argument("--guide-kernel", default="sentinel2", help="guide blur, same choices")
     guided.add_argument("--float32", action="store_true", help="write Float32 instead of the target's data type")
     guided.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF")
@@ -195,8 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--method", choices=EVALUATION_METHODS, default="dip", help="method scored beside bicubic and bicubic + back-projection")
     evaluate.add_argument("--bands", type=_bands, help="1-based bands, e.g. 1,2,3 (default: all)")
     evaluate.add_argument("--extent", type=_extent, help="evaluate only this area: XMIN,YMIN,XMAX,YMAX in the raster's CRS")
-    evaluate.add_argument("--kernel", help="degradation kernel, which the method is also told: bicubic (default) | lanczos2 | "
-                          "lanczos3 | gaussian:SIGMA | PATH.npy; guided: sentinel2 (default, per band) or any of these")
+    evaluate.add_argument("--kernel", help=f"degradation kernel, which the method is also told: {KERNEL_CHOICES} (default "
+                          "bicubic); guided: sentinel2 (default, per band) or any of these")
     evaluate.add_argument("--guide", help="guided: the finer raster of the same scene")
     evaluate.add_argument("--guide-bands", type=_bands, help="guided: 1-based guide bands (default: all)")
     evaluate.add_argument("--guide-kernel", default="sentinel2", help="guided: the guide's blur, same choices as --kernel")
@@ -297,7 +310,7 @@ def _terminate_cancels() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # usage errors (status 2) and --help (status 0)
         return int(exc.code or 0)
     progress = TerminalProgress()

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 
 from .errors import InputError
 
+#: Names a raster output may end in: outputs are always written as GeoTIFF.
+GEOTIFF_EXTENSIONS = (".tif", ".tiff")
 #: Default optimisation steps per scale, chosen on development crops (never the benchmark crops).
 DEFAULT_ITERATIONS = {2: 600, 3: 600, 4: 600}
 
@@ -23,10 +25,15 @@ def check_device(device: str) -> None:
         raise InputError(f"device must be auto, cpu, cuda or mps, got {device!r}")
 
 
+#: The largest refinement factor of the super-resolution methods (as the dialog and Processing offer):
+#: beyond it an output tile outgrows memory long before the result means anything.
+MAX_SCALE = 16
+
+
 def check_scale(scale: int) -> None:
-    """Raise a one-line ``InputError`` unless ``scale`` is an integer refinement factor of at least 2."""
-    if not isinstance(scale, numbers.Integral) or isinstance(scale, bool) or scale < 2:
-        raise InputError(f"scale must be an integer ≥ 2, got {scale}")
+    """Raise a one-line ``InputError`` unless ``scale`` is an integer refinement factor from 2 to ``MAX_SCALE``."""
+    if not isinstance(scale, numbers.Integral) or isinstance(scale, bool) or not 2 <= scale <= MAX_SCALE:
+        raise InputError(f"scale must be an integer from 2 to {MAX_SCALE}, got {scale}")
 
 
 def check_at_least(name: str, value: int, minimum: int) -> None:
@@ -62,7 +69,7 @@ class IOOptions:
             raise InputError(f"extent must be four finite numbers XMIN,YMIN,XMAX,YMAX, got {self.extent}")
         xmin, ymin, xmax, ymax = self.extent
         if xmin >= xmax or ymin >= ymax:
-            raise InputError(f"extent must be XMIN,YMIN,XMAX,YMAX with XMIN < XMAX and YMIN < YMAX, got {xmin:g},{ymin:g},{xmax:g},{ymax:g}")
+            raise InputError(f"extent must be XMIN,YMIN,XMAX,YMAX with XMIN < XMAX and YMIN < YMAX, got {xmin:.12g},{ymin:.12g},{xmax:.12g},{ymax:.12g}")
 
 
 #: Tiles optimised together on CUDA when ``TileOptions.batch`` is 0 (automatic); not yet timed on a GPU.
@@ -87,7 +94,7 @@ class TileOptions:
         if self.batch < 0:
             raise InputError(f"tile batch must be ≥ 0 (0: automatic), got {self.batch}")
         if self.size < 16:
-            raise InputError(f"tile size {self.size} is too small: use at least 16 input pixels")
+            raise InputError(f"tile size {self.size} is too small: use at least 16 input pixels (DIP and Knitworks may need more)")
         if self.overlap < 0 or 2 * self.overlap >= self.size:
             raise InputError(f"tile overlap {self.overlap} must be ≥ 0 and less than half the tile size {self.size}")
 

@@ -269,6 +269,8 @@ def plan_evaluation(
             band_kernels(config.guide_kernel, guide_info.descriptions, scale, "guide"),
             band_kernels(config.guide_kernel, guide_info.descriptions, scale, "guide", nesting.shift),
         )
+    if guide_path is not None:
+        raise InputError(f"a guide raster is given, but method {method} uses none: leave the guide out or choose method guided")
     area = Window(0, 0, info.grid.width, info.grid.height)
     _check_memory(area, len(info.bands))
     kernels = make_kernel(kernel, scale)

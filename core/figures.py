@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import io
 import math
-import os
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .raster import write_file_atomically
+from .raster import loss_curve_path, write_file_atomically
 
 #: Lower and upper percentiles of the display stretch.
 STRETCH_PERCENTILES = (2.0, 98.0)
@@ -138,11 +137,6 @@ def loss_curve(curves: list[np.ndarray], method: str, smooth: int = 25, size: tu
     for curve in positive:
         draw.line(xy(running_mean(np.nan_to_num(curve, nan=np.nanmin(curve)), smooth)), fill=(20, 60, 160), width=2)
     return np.asarray(image)
-
-
-def loss_curve_path(output_path: str) -> str:
-    """Where a run's loss-curve PNG goes: beside the output, ``out.tif`` → ``out_loss.png``."""
-    return os.path.splitext(output_path)[0] + "_loss.png"
 
 
 def write_loss_curve(output_path: str, curves: list[np.ndarray], method: str) -> str | None:

@@ -136,12 +136,21 @@ def nest(target: Grid, guide: Grid, tolerance: float = 1e-3) -> Nesting:
     half-way between them (``tolerance`` in guide pixels), or the grids do not overlap by at least one
     whole target pixel. Nothing is reprojected or resampled.
     """
-    if (target.crs is None) != (guide.crs is None) or (target.crs is not None and target.crs != guide.crs):
+    if (target.crs is None) != (guide.crs is None):
+        which, other = ("target", guide.crs) if target.crs is None else ("guide", target.crs)
+        raise InputError(f"the {which} has no CRS and the other raster has {other}: assign the CRS it is in first (gdal_edit -a_srs)")
+    if target.crs is not None and target.crs != guide.crs:
         raise InputError(f"target CRS {target.crs} and guide CRS {guide.crs} differ: reproject one onto the other first")
     t, g = target.transform, guide.transform
     if t.b or t.d or g.b or g.d:
         raise InputError("rotated geotransforms are not supported for guided super-resolution: warp to a north-up grid first")
+    if (t.a > 0) != (g.a > 0) or (t.e > 0) != (g.e > 0):
+        raise InputError("the target's and the guide's rows or columns run in opposite directions (one is south-up): "
+                         "warp one to the other's orientation first (gdalwarp)")
     ratios = (t.a / g.a, t.e / g.e)
+    if max(ratios) < 1 - tolerance:
+        raise InputError(f"the guide's pixels ({abs(g.a):g} units) are coarser than the target's ({abs(t.a):g}): the guide "
+                         "is the finer raster, so swap them")
     scale = round(ratios[0])
     if any(abs(r - scale) > tolerance * max(1.0, abs(r)) for r in ratios) or scale < 1:
         raise InputError(

@@ -212,8 +212,10 @@ def load_kernel_file(path: str, scale: int) -> tuple[np.ndarray, tuple[float, fl
     """
     try:
         k = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read kernel file {path}: {exc}".splitlines()[0]) from None
+    except (OSError, ValueError, EOFError):
+        raise InputError(f"kernel file {path} is not a NumPy array file (.npy as numpy.save writes)") from None
+    if not isinstance(k, np.ndarray) or not np.issubdtype(k.dtype, np.number) or np.iscomplexobj(k):
+        raise InputError(f"kernel file {path} must hold real numbers, got {getattr(k, 'dtype', type(k).__name__)}")
     if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0:
         raise InputError(f"kernel file {path} must hold a square 2-D array of odd size, got shape {k.shape}")
     k = k.astype(np.float64)

@@ -22,7 +22,7 @@ from .grid import Grid, Window
 from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling
 from .progress import NullProgress, Progress, check_cancelled
-from .raster import AtomicGeoTIFF, RasterInfo, check_output_path, georeferencing_note, open_info, output_dtype, read_window
+from .raster import AtomicGeoTIFF, RasterInfo, check_raster_output, georeferencing_note, open_info, output_dtype, read_window
 from .tiling import MIN_RETRY_TILE, BatchSolver, ShrinkOnOutOfMemory, Solver, WarmStart, run_tiles, solve_in_tiles
 
 #: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
@@ -100,7 +100,7 @@ def check_super_resolve(input_path: str, output_path: str | None, config: Method
     file is read). Raises a one-line ``InputError``; front ends call it to refuse bad settings before a run."""
     info = open_info(input_path, io.bands, io.extent, 1, io.crs)
     if output_path is not None:
-        check_output_path(output_path, [input_path])
+        check_raster_output(output_path, [input_path])
     config.check_input_size(info.grid.width, info.grid.height)
     method_kernel(config)
     return info
@@ -119,7 +119,7 @@ def check_degrade(input_path: str, output_path: str | None, scale: int, kernel: 
         raise InputError(f"scale must be an integer ≥ 2, got {scale}")
     info = open_info(input_path, io.bands, io.extent, scale, io.crs)
     if output_path is not None:
-        check_output_path(output_path, [input_path])
+        check_raster_output(output_path, [input_path], loss_curve=False)
     if min(info.grid.width, info.grid.height) < scale:
         raise InputError(f"image {info.grid.width}×{info.grid.height} is smaller than one {scale}×{scale} block")
     return info, make_kernel(kernel, scale)

@@ -25,6 +25,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.crs import CRS
 from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
 
+from .config import GEOTIFF_EXTENSIONS
 from .errors import InputError
 from .grid import Grid, Window
 
@@ -157,6 +158,14 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
     for band in selected:
         if not 1 <= band <= count:
             raise InputError(f"band {band} is out of range: {path} has {count} band(s)")
+    if len(set(selected)) != len(selected):
+        raise InputError(f"bands {','.join(map(str, selected))} name a band twice: give each band once")
+    for band in selected:
+        if src.colorinterp[band - 1] == ColorInterp.palette:
+            raise InputError(
+                f"band {band} of {path} has a colour table: its values are classes, which interpolation would "
+                "mix into classes that do not exist; super-resolve continuous measurements only"
+            )
     dtype = src.dtypes[selected[0] - 1]
     if dtype not in SUPPORTED_DTYPES:
         raise InputError(f"{path}: data type {dtype} is not supported (supported: {', '.join(SUPPORTED_DTYPES)})")
@@ -239,16 +248,48 @@ def read_window(
     return as_float32(raw, valid), valid
 
 
+def loss_curve_path(output_path: str) -> str:
+    """Where a run's loss-curve PNG goes: beside the output, ``out.tif`` → ``out_loss.png``."""
+    return os.path.splitext(output_path)[0] + "_loss.png"
+
+
+def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True) -> None:
+    """The checks of a run's raster output: a GeoTIFF name, ``check_output_path`` and, for a run that draws
+    its training loss (``loss_curve``), the same for the loss curve's PNG beside it."""
+    if not output.lower().endswith(GEOTIFF_EXTENSIONS):
+        raise InputError(f"output {output} must end in .tif or .tiff: it is written as GeoTIFF")
+    check_output_path(output, inputs)
+    if loss_curve:
+        check_output_path(loss_curve_path(output), inputs)
+
+
+def dataset_files(path: str) -> list[str]:
+    """The files GDAL reads for the dataset ``path``: the file itself and, e.g., a VRT's sources, a
+    ``.msk`` or ``.aux.xml`` beside it (``[path]`` when GDAL cannot tell)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                return [path, *src.files]
+    except (RasterioIOError, OSError, ValueError):
+        return [path]
+
+
+def _same_file(a: str, b: str) -> bool:
+    return os.path.abspath(a) == os.path.abspath(b) or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
+
+
 def check_output_path(output: str, inputs: list[str]) -> None:
-    """Refuse to overwrite an input or a folder and check that the output folder exists and takes a file."""
+    """Refuse to overwrite an input (or a file its dataset reads: a VRT's sources, a mask) or a folder, and
+    check that the output folder exists and takes a file."""
     folder = os.path.dirname(os.path.abspath(output))
     if os.path.isdir(output):
         raise InputError(f"output {output} is a folder: give the output file's path")
     for path in inputs:
-        if os.path.abspath(output) == os.path.abspath(path) or (
-            os.path.exists(output) and os.path.exists(path) and os.path.samefile(output, path)
-        ):
+        if _same_file(output, path):
             raise InputError(f"output {output} is the input: choose another output path")
+        if any(_same_file(output, read) for read in dataset_files(path)):
+            raise InputError(f"output {output} is a file the input {path} reads: choose another output path")
     if not os.path.isdir(folder):
         raise InputError(f"output folder {folder} does not exist")
     if not os.access(folder, os.W_OK):

@@ -31,7 +31,7 @@ from .errors import InputError
 from .grid import Window
 from .pipeline import RunResult, _Recorder
 from .progress import NullProgress, Progress, SubProgress
-from .raster import AtomicGeoTIFF, RasterInfo, check_output_path, open_info, read_window
+from .raster import AtomicGeoTIFF, RasterInfo, check_raster_output, open_info, read_window
 from .sentinel2 import ORDER, RESOLUTION, band_name
 from .sharpen import GUIDED_METHOD, sharpen
 
@@ -126,7 +126,7 @@ def sharpen_product(
     """Every band found in ``inputs`` at 10 m, in band order, written atomically to ``output_path``."""
     recorder = _Recorder(progress or NullProgress())
     found = find_bands(inputs)
-    check_output_path(output_path, sorted({s.path for s in found.values()}))
+    check_raster_output(output_path, sorted({s.path for s in found.values()}))
     groups = {res: [found[b] for b in ORDER if b in found and RESOLUTION[b] == res] for res in (10, 20, 60)}
     recorder.info("bands found: " + ", ".join(f"{res} m {', '.join(s.band for s in g)}" for res, g in groups.items() if g))
     device = ""

@@ -29,7 +29,7 @@ from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling
 from .pipeline import RunResult, _Recorder, collect_tiled, extent_message, fit_scaling, write_tiled
 from .progress import NullProgress, Progress
-from .raster import RasterInfo, check_output_path, georeferencing_note, open_info, read_window
+from .raster import RasterInfo, check_raster_output, georeferencing_note, open_info, read_window
 from .sentinel2 import band_name, kernel_spec
 from .tiling import MIN_RETRY_TILE, ShrinkOnOutOfMemory, Solver, WarmStart
 
@@ -88,7 +88,7 @@ def check_inputs(
     target = open_info(target_path, target_io.bands, target_io.extent, crs=target_io.crs)
     guide = open_info(guide_path, guide_io.bands, crs=guide_io.crs)
     if output_path is not None:
-        check_output_path(output_path, [target_path, guide_path])
+        check_raster_output(output_path, [target_path, guide_path])
     notes = [georeferencing_note(target), georeferencing_note(guide) if guide.assigned_crs else None]
     for note in filter(None, notes if progress is not None else []):
         progress.info(note)

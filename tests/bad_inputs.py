@@ -29,7 +29,7 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
-from internal_sr.core.figures import loss_curve_path
+from internal_sr.core.raster import loss_curve_path
 
 from helpers import S2_10M, S2_20M, S2_20M_SAME_AREA, read, write_raster
 

@@ -28,6 +28,16 @@ def two_raster_tables(folder) -> str:
     return path
 
 
+def palette_raster(folder) -> str:
+    """A Byte raster of four classes with a colour table."""
+    path = str(folder / "classes.tif")
+    with rasterio.open(path, "w", driver="GTiff", width=32, height=32, count=1, dtype="uint8", crs="EPSG:32633",
+                       transform=Affine(10, 0, 0, 0, -10, 320)) as dst:
+        dst.write(np.random.default_rng(0).choice(np.array([0, 10, 20, 40], np.uint8), (1, 32, 32)))
+        dst.write_colormap(1, {0: (0, 0, 0, 255), 10: (255, 0, 0, 255), 20: (0, 255, 0, 255), 40: (0, 0, 255, 255)})
+    return path
+
+
 def test_degrade_then_dip_round_trip(tmp_path, capsys):
     low, high = tmp_path / "low.tif", tmp_path / "high.tif"
     assert main(["degrade", S2_20M, str(low), "--scale", "2", "--kernel", "lanczos3"]) == 0
@@ -70,6 +80,9 @@ def test_console_script_is_installed_and_reports_errors_on_one_line(tmp_path):
         (lambda p: S2_20M, ["--scale", "inf"], "scale must be an integer ≥ 2, got inf"),
         (lambda p: S2_20M, ["--scale", "1e400"], "scale must be an integer ≥ 2, got 1e400"),
         (two_raster_tables, ["--scale", "2"], r"two.gpkg holds no raster bands itself: open one of its subdatasets \(GPKG:.*two.gpkg:first; "),
+        (lambda p: S2_20M, ["--scale", "17"], "scale must be an integer from 2 to 16, got 17"),
+        (lambda p: S2_20M, ["--scale", "2", "--bands", "1,1"], "bands 1,1 name a band twice"),
+        (palette_raster, ["--scale", "2"], "has a colour table: its values are classes"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make_input, args, message):
@@ -81,3 +94,50 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make_input, args, mes
     assert len(err) == 1 and err[0].startswith("internal-sr: error: ")
     assert __import__("re").search(message, err[0])
     assert os.listdir(out.parent) == []
+
+
+def test_kernel_files_that_are_not_real_arrays_are_named(tmp_path, capsys):
+    np.save(tmp_path / "complex.npy", np.ones((3, 3), complex))
+    (tmp_path / "notes.npy").write_text("not an array")
+    for name, message in (("complex.npy", "must hold real numbers, got complex128"), ("notes.npy", "is not a NumPy array file")):
+        out = tmp_path / f"{name}.tif"
+        assert main(["degrade", S2_20M, str(out), "--scale", "2", "--kernel", str(tmp_path / name)]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert message in line and "allow_pickle" not in line and not out.exists()
+
+
+def test_an_output_the_input_reads_through_a_vrt_is_refused(tmp_path, capsys):
+    """A VRT's source file is the input's data too: writing over it replaced the data the VRT reads."""
+    source = tmp_path / "source.tif"
+    shutil.copy(S2_20M, source)
+    vrt = tmp_path / "view.vrt"
+    subprocess.run(["gdal_translate", "-q", "-of", "VRT", str(source), str(vrt)], check=True)
+    before = source.read_bytes()
+    assert main(["dip", str(vrt), str(source), "--scale", "2", *FAST]) == 2
+    assert f"output {source} is a file the input {vrt} reads" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+def test_a_loss_curve_that_would_replace_an_input_is_refused(tmp_path, capsys):
+    """``a.tif``'s loss curve is ``a_loss.png``: when that is the input, the run is refused before it starts."""
+    source = tmp_path / "a_loss.png"
+    subprocess.run(["gdal_translate", "-q", "-of", "PNG", "-b", "1", "-ot", "Byte", "-scale", S2_20M, str(source)], check=True)
+    before = source.read_bytes()
+    assert main(["dip", str(source), str(tmp_path / "a.tif"), "--scale", "2", *FAST]) == 2
+    assert "a_loss.png is the input" in capsys.readouterr().err
+    assert source.read_bytes() == before and not (tmp_path / "a.tif").exists()
+
+
+def test_outputs_are_geotiff_names_and_extents_may_start_with_a_minus(tmp_path, capsys):
+    assert main(["degrade", S2_20M, str(tmp_path / "low.jp2"), "--scale", "2"]) == 2
+    assert "must end in .tif or .tiff: it is written as GeoTIFF" in capsys.readouterr().err
+    west = str(tmp_path / "west.tif")
+    with rasterio.open(S2_20M) as src:
+        profile, data = src.profile, src.read()
+    profile.update(crs="EPSG:4326", transform=Affine(0.0002, 0, -75.0, 0, -0.0002, 40.0))
+    with rasterio.open(west, "w", **profile) as dst:
+        dst.write(data)
+    out = tmp_path / "west_low.tif"
+    assert main(["degrade", west, str(out), "--scale", "2", "--extent", "-74.996,39.992,-74.992,39.996"]) == 0
+    with rasterio.open(out) as dst:
+        assert (dst.width, dst.height) == (10, 10) and dst.transform.c == pytest.approx(-74.996)

@@ -72,7 +72,8 @@ def test_too_small_image_names_the_minimum(scale, size):
 @pytest.mark.parametrize(
     "settings,message",
     [
-        (dict(scale=2.5), "scale must be an integer ≥ 2, got 2.5"),
+        (dict(scale=2.5), "scale must be an integer from 2 to 16, got 2.5"),
+        (dict(scale=1000), "scale must be an integer from 2 to 16, got 1000"),
         (dict(depth=0), "depth must be ≥ 1, got 0"),
         (dict(channels=0), "channels must be ≥ 1, got 0"),
         (dict(detail_layers=-1), "detail_layers must be ≥ 0, got -1"),

@@ -127,6 +127,8 @@ def test_guided_evaluation_adds_the_pansharpening_baseline(tmp_path):
         evaluate(t, "guided", 4, config.kernel, config, guide_path=g)
     with pytest.raises(InputError, match="needs a guide raster"):
         evaluate(t, "guided", 2, config.kernel, config)
+    with pytest.raises(InputError, match="a guide raster is given, but method bicubic uses none"):
+        evaluate(t, "bicubic", 2, "bicubic", guide_path=g)  # it used to be ignored without a word
 
 
 def test_nodata_inside_the_area_is_a_clear_error(tmp_path):

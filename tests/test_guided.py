@@ -192,7 +192,9 @@ def test_nodata_in_target_or_guide_comes_out_as_nodata(tmp_path):
         (dict(guide_origin=(400000.0, 5800000.0)), "do not overlap"),
         (dict(guide_origin=(300003.0, 5800000.0)), "not aligned"),
         (dict(guide_crs="EPSG:32632"), "CRS"),
-        (dict(guide_crs=None), "CRS"),
+        (dict(guide_crs=None), "the guide has no CRS and the other raster has EPSG:32633"),
+        (dict(guide_pixel=40.0), "the guide's pixels (40 units) are coarser than the target's (20): the guide is the finer raster"),
+        (dict(guide_pixel=-10.0), "run in opposite directions (one is south-up)"),
     ],
 )
 def test_grids_that_do_not_nest_give_one_line_errors_and_write_nothing(tmp_path, capsys, kwargs, message):

@@ -128,7 +128,7 @@ def test_default_generator_has_under_a_fifth_of_dips_parameters():
     [
         (dict(scale=2), "at least 9×9 input pixels"),
         (dict(scale=2, patch_size=4), "patch size must be odd"),
-        (dict(scale=1), "scale must be an integer ≥ 2"),
+        (dict(scale=1), "scale must be an integer from 2 to 16"),
         (dict(scale=2, patch_scales=(2, 4)), "patch scales must start with 1"),
         (dict(scale=2, chunk=0), "chunk must be ≥ 1, got 0"),
     ],

@@ -52,7 +52,9 @@ from qgis.PyQt.QtWidgets import (
 from ..algorithms.base import DEFAULT_SIGMA, DEVICES, GUIDED_KERNELS, ICON_PATH, KERNELS, assigned_crs, kernel_spec
 from ..algorithms.run_times import duration, estimate_seconds, presets_text, run_steps
 from ..core.config import (
+    GEOTIFF_EXTENSIONS,
     LEARNED_KERNEL,
+    MAX_SCALE,
     QUALITIES,
     QUALITY_PRESETS,
     DIPConfig,
@@ -180,7 +182,7 @@ class SuperResolveDialog(QDialog):
         self.guide_bands_combo = self._bands_combo(self.tr("Guide bands to use; none ticked means every band."))
 
         self.scale_spin = QSpinBox(self)
-        self.scale_spin.setRange(2, 16)
+        self.scale_spin.setRange(2, MAX_SCALE)
         self.scale_spin.setValue(2)
         self.scale_spin.setPrefix("×")
         self.scale_spin.setToolTip(self.tr("How many times finer the output grid is: ×2 halves the pixel size."))
@@ -539,7 +541,7 @@ class SuperResolveDialog(QDialog):
         extension = os.path.splitext(path)[1].lower()
         if not extension:
             path += ".tif"
-        elif extension not in (".tif", ".tiff"):
+        elif extension not in GEOTIFF_EXTENSIONS:
             raise InputError(self.tr("The output is written as GeoTIFF: end its name in .tif, not {}.").format(extension))
         if os.path.abspath(path) in outputs_being_written():
             raise InputError(self.tr("A running Internal SR task is writing {}: wait for it or choose another output.").format(path))
