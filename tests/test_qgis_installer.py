@@ -174,8 +174,13 @@ def test_dialog_offers_the_torch_build_where_there_are_two(qgis_app, tmp_path) -
         windows.build_combo.setCurrentIndex(windows.build_combo.findData(TorchBuild.CUDA))
         with pytest.raises(InputError, match="CUDA build"):
             windows.commands()
-        assert "Cannot install yet" in windows.output.toPlainText()
+        assert "Cannot install yet" in windows.output.toPlainText() and not windows.install_button.isEnabled()
+        assert not windows.install() and "Cannot install yet" in windows.output.toPlainText()
         windows.index_edit.setText("https://torch.index/whl/cu126")
+        assert windows.install_button.isEnabled() and not windows.result_label.text()  # no stale refusal left
+        windows.options_edit.setText('--proxy "unterminated')
+        assert "cannot be read" in windows.output.toPlainText() and not windows.install_button.isEnabled()
+        windows.options_edit.setText("")
         (command,) = windows.commands()
         assert command.arguments[-3:] == ("--index-url", "https://torch.index/whl/cu126", "torch>=999")
         assert "--index-url" in windows.output.toPlainText()  # the preview shows what will run

@@ -319,8 +319,8 @@ class InstallerDialog(QDialog):
             return False
         try:
             commands = self.commands()
-        except InputError as error:
-            self.result_label.setText(str(error))
+        except InputError:
+            self._preview()  # the reason, where the commands would be
             return False
         self.output.clear()
         self.result_label.setText(self.tr("Installing into {}…").format(self.target))
@@ -338,9 +338,12 @@ class InstallerDialog(QDialog):
             self.build_hint.setText(self._build_hint())
         try:
             text = self.tr("Will run:\n") + "\n".join(command.display() for command in self.commands())
+            ready = True
         except InputError as error:
             text = self.tr("Cannot install yet: {}").format(error)
+            ready = False
         self.output.setPlainText(text)
+        self.install_button.setEnabled(ready)
 
     def _build_hint(self) -> str:
         build = self.torch_build()
