@@ -54,7 +54,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..core.config import GEOTIFF_EXTENSIONS, MAX_SCALE, TileOptions
+from ..core.config import MAX_SCALE, TileOptions
 from ..core.deps import install_hint, missing_dependencies
 from ..core.errors import Cancelled, InputError, error_line
 
@@ -105,7 +105,9 @@ def assigned_crs(layer: Any) -> str | None:
     crs = layer.crs()
     if not crs.isValid() or crs == layer.dataProvider().crs():
         return None
-    return crs.authid() or crs.toWkt(QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED_GDAL)
+    if crs.authid().startswith("EPSG:"):
+        return crs.authid()
+    return crs.toWkt(QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED_GDAL)  # USER:… ids mean nothing outside QGIS
 
 
 def heading_anchor(heading: str) -> str:
@@ -600,11 +602,11 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         return source, self.read_bands(parameters, context, source), self.read_scale(parameters, context)
 
     def read_extent(
-        self, parameters: dict[str, Any], context: QgsProcessingContext, source: RasterSource, name: str = "INPUT"
+        self, parameters: dict[str, Any], context: QgsProcessingContext, name: str = "INPUT"
     ) -> tuple[float, float, float, float] | None:
         """EXTENT in the CRS of raster parameter ``name`` as ``(xmin, ymin, xmax, ymax)`` (``None``: not set).
 
-        The engine checks that it overlaps ``source`` (a one-line error otherwise).
+        The engine's checks in ``prepare_job`` say when it does not overlap the raster.
         """
         if is_unset(parameters.get(self.EXTENT)):
             return None
@@ -612,11 +614,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
         if rect.isNull():
             return None
-        from ..core.raster import open_info
-
-        extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
-        open_info(source.path, None, extent)
-        return extent
+        return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
 
     def read_scale(self, parameters: dict[str, Any], context: QgsProcessingContext) -> int:
         """SCALE, checked to be an integer of at least 2."""
@@ -675,11 +673,10 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
             if not path:
                 raise QgsProcessingException(tr("No output file was given"))
-        if path and not path.lower().endswith(GEOTIFF_EXTENSIONS):
-            raise QgsProcessingException(
-                tr("Output {} must be a GeoTIFF file ending in .tif or .tiff").format(path)
-            )
-        check_output(path, inputs)
+        if path:
+            from ..core.raster import check_raster_output
+
+            check_raster_output(path, list(inputs), loss_curve=self.outputDefinition(self.LOSS_CURVE) is not None)
         return path
 
     def read_file_output(

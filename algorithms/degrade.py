@@ -52,7 +52,7 @@ class DegradeAlgorithm(InternalSRAlgorithm):
     ) -> Job:
         source, bands, scale = self.read_input(parameters, context)
         kernel = self.read_kernel(parameters, context, feedback)
-        io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source), crs=source.crs)
+        io = IOOptions(bands=bands, extent=self.read_extent(parameters, context), crs=source.crs)
         output = self.read_output(parameters, context, [source.path])
         from ..core.pipeline import check_degrade
 

@@ -122,7 +122,7 @@ class DIPAlgorithm(InternalSRAlgorithm):
             **windows,
             **options.config_fields(),
         )
-        io = IOOptions(bands=bands, float32=options.float32, extent=self.read_extent(parameters, context, source), crs=source.crs)
+        io = IOOptions(bands=bands, float32=options.float32, extent=self.read_extent(parameters, context), crs=source.crs)
         output = self.read_output(parameters, context, [source.path])
         from ..core.pipeline import check_super_resolve
 

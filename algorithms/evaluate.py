@@ -115,7 +115,7 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context) or None,
             **options.config_fields(),
         )
-        io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source), crs=source.crs)
+        io = IOOptions(bands=bands, extent=self.read_extent(parameters, context), crs=source.crs)
         guide_io = IOOptions(bands=self.read_bands(parameters, context, guide, self.GUIDE_BANDS), crs=guide.crs) if guide else None
         input_path, guide_path = source.path, guide.path if guide else None
         inputs = [input_path] + ([guide_path] if guide_path else [])

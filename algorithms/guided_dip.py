@@ -107,7 +107,7 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
         target_io = IOOptions(
             bands=self.read_bands(parameters, context, target),
             float32=options.float32,
-            extent=self.read_extent(parameters, context, target),
+            extent=self.read_extent(parameters, context),
             crs=target.crs,
         )
         guide_io = IOOptions(bands=self.read_bands(parameters, context, guide, self.GUIDE_BANDS), crs=guide.crs)

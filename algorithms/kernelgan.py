@@ -155,7 +155,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
         )
         output = self.read_file_output(parameters, context, self.OUTPUT, [source.path])
         report = self.read_file_output(parameters, context, self.OUTPUT_HTML, [source.path])
-        io = IOOptions(bands=bands, extent=self.read_extent(parameters, context, source), crs=source.crs)
+        io = IOOptions(bands=bands, extent=self.read_extent(parameters, context), crs=source.crs)
         from ..core.kernelgan import check_kernel_files
 
         check_kernel_files(source.path, output, config, io, [report])

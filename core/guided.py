@@ -47,11 +47,6 @@ MIN_TARGET_SIZE = 8
 COARSE_PIXELS_PER_COEFFICIENT = 16
 
 
-def block_valid(valid: torch.Tensor, scale: int) -> torch.Tensor:
-    """``(N, C, s·h, s·w)`` 0/1 mask → ``(N, 1, h, w)``: 1 where every band of the whole block is valid."""
-    return (F.avg_pool2d(valid.amin(dim=1, keepdim=True), scale) > 0.999).float()
-
-
 def degraded_valid(valid: torch.Tensor, kernels: list[Kernel]) -> torch.Tensor:
     """``(1, C, s·h, s·w)`` 0/1 mask → ``(1, 1, h, w)``: 1 where no invalid pixel of any band lies under the
     footprint of any of ``kernels``, i.e. where degrading the filled image (``fill_invalid``) sees no fill."""
@@ -130,8 +125,12 @@ def sharpen_tile(
     if cross_scale:
         y_c, g_c = y[..., :hs, :ws], g_low[..., :hs, :ws]
         coarse_valid = fit_valid[..., :hs, :ws]
-        aligned = [Degradation([k.at_shift((0.0, 0.0)) for k in kernels]).to(device) for kernels in (target_kernels, guide_kernels)]
-        coarse_base = base(aligned[0](y_c), g_c, block_valid(coarse_valid, s), *aligned)
+        aligned_kernels = [[k.at_shift((0.0, 0.0)) for k in kernels] for kernels in (target_kernels, guide_kernels)]
+        aligned = [Degradation(kernels).to(device) for kernels in aligned_kernels]
+        # one level down the regression reads D(y_c) and D(g_c): none of their taps may reach filled nodata
+        coarse_fit = degraded_valid(m_t[..., :hs, :ws], aligned_kernels[0]) * degraded_valid(
+            m_g_low[..., :hs, :ws].expand(-1, g.shape[1], -1, -1), aligned_kernels[1])
+        coarse_base = base(aligned[0](y_c), g_c, coarse_fit, *aligned)
         coarse_inputs = torch.cat([g_c, coarse_base], 1)
 
     def with_noise(z: torch.Tensor) -> torch.Tensor:

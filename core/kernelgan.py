@@ -444,12 +444,11 @@ def super_resolve_with_estimated_kernel(
     """
     from dataclasses import replace
 
-    from .pipeline import super_resolve
+    from .pipeline import check_super_resolve, super_resolve
 
     progress = progress or NullProgress()
     kernel_path = estimated_kernel_path(output_path)
-    check_output_path(output_path, [input_path])
-    open_info(input_path, io.bands)
+    check_super_resolve(input_path, output_path, replace(config, kernel="bicubic"), io)  # all but the kernel, before KernelGAN
     estimated = estimate_kernel_file(input_path, kernel_path, replace(kernelgan, per_band=False), io, SubProgress(progress, 0.0, 0.2))
     try:
         result = super_resolve(input_path, output_path, replace(config, kernel=kernel_path), io, SubProgress(progress, 0.2, 1.0))

@@ -212,9 +212,14 @@ def load_kernel_file(path: str, scale: int) -> tuple[np.ndarray, tuple[float, fl
     """
     try:
         k = np.load(path)
-    except (OSError, ValueError, EOFError):
+    except (ValueError, EOFError):
         raise InputError(f"kernel file {path} is not a NumPy array file (.npy as numpy.save writes)") from None
-    if not isinstance(k, np.ndarray) or not np.issubdtype(k.dtype, np.number) or np.iscomplexobj(k):
+    except OSError as error:
+        raise InputError(f"cannot read kernel file {path}: {error.strerror or error}") from None
+    if not isinstance(k, np.ndarray):  # an .npz archive
+        k.close()
+        raise InputError(f"kernel file {path} is an archive of arrays (.npz): save the kernel alone with numpy.save")
+    if not np.issubdtype(k.dtype, np.number) or np.iscomplexobj(k):
         raise InputError(f"kernel file {path} must hold real numbers, got {getattr(k, 'dtype', type(k).__name__)}")
     if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0:
         raise InputError(f"kernel file {path} must hold a square 2-D array of odd size, got shape {k.shape}")
@@ -225,7 +230,8 @@ def load_kernel_file(path: str, scale: int) -> tuple[np.ndarray, tuple[float, fl
     if recorded is not None and recorded != scale:
         raise InputError(
             f"kernel file {path} was made for ×{recorded} (its record {os.path.basename(kernel_record_path(path))} "
-            f"says so), not ×{scale}: estimate one for ×{scale} (internal-sr kernelgan --scale {scale})"
+            f"says so), not ×{scale}: estimate one for ×{scale} (internal-sr kernelgan --scale {scale}), or delete the "
+            f"record if it is not this kernel's"
         )
     return prepared_taps(k, scale)
 

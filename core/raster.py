@@ -253,14 +253,14 @@ def loss_curve_path(output_path: str) -> str:
     return os.path.splitext(output_path)[0] + "_loss.png"
 
 
-def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True) -> None:
+def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True, probe: bool = True) -> None:
     """The checks of a run's raster output: a GeoTIFF name, ``check_output_path`` and, for a run that draws
-    its training loss (``loss_curve``), the same for the loss curve's PNG beside it."""
+    its training loss (``loss_curve``), the same for the loss curve's PNG beside it (``probe``: as there)."""
     if not output.lower().endswith(GEOTIFF_EXTENSIONS):
         raise InputError(f"output {output} must end in .tif or .tiff: it is written as GeoTIFF")
-    check_output_path(output, inputs)
+    check_output_path(output, inputs, probe)
     if loss_curve:
-        check_output_path(loss_curve_path(output), inputs)
+        check_output_path(loss_curve_path(output), inputs, probe=False)  # same folder: probed once
 
 
 def dataset_files(path: str) -> list[str]:
@@ -279,9 +279,10 @@ def _same_file(a: str, b: str) -> bool:
     return os.path.abspath(a) == os.path.abspath(b) or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
 
 
-def check_output_path(output: str, inputs: list[str]) -> None:
+def check_output_path(output: str, inputs: list[str], probe: bool = True) -> None:
     """Refuse to overwrite an input (or a file its dataset reads: a VRT's sources, a mask) or a folder, and
-    check that the output folder exists and takes a file."""
+    check that the output folder exists and takes a file: with ``probe``, by creating the run's temporary
+    file there and removing it (front ends refreshing a form on every change leave that to the run)."""
     folder = os.path.dirname(os.path.abspath(output))
     if os.path.isdir(output):
         raise InputError(f"output {output} is a folder: give the output file's path")
@@ -294,9 +295,10 @@ def check_output_path(output: str, inputs: list[str]) -> None:
         raise InputError(f"output folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise InputError(f"output folder {folder} is not writable")
-    handle, probe = temporary_beside(output)  # what the run will do: refused by read-only mounts, /proc, …
-    os.close(handle)
-    os.remove(probe)
+    if probe:
+        handle, probe_path = temporary_beside(output)  # what the run will do: refused by read-only mounts, /proc, …
+        os.close(handle)
+        os.remove(probe_path)
 
 
 def output_dtype(info: RasterInfo, float32: bool) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -163,10 +164,12 @@ def processing_run(algorithm: str, parameters: dict, feedback=None) -> dict:
 def test_processing_extent_in_the_raster_crs_and_in_another_crs(tmp_path) -> None:
     from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsRectangle
 
+    source = str(tmp_path / "s2_20m.tif")  # a copy: QGIS writes .aux.xml statistics beside what it opens
+    shutil.copy(S2_20M, source)
     xmin, ymin, xmax, ymax = EXTENT
     out = str(tmp_path / "dip.tif")
     feedback = LogFeedback.make()
-    parameters = {"INPUT": S2_20M, "BANDS": [3], "SCALE": 2, "ITERATIONS": 2, "DEVICE": "cpu", "OUTPUT": out}
+    parameters = {"INPUT": source, "BANDS": [3], "SCALE": 2, "ITERATIONS": 2, "DEVICE": "cpu", "OUTPUT": out}
     processing_run("dip", {**parameters, "EXTENT": f"{xmin},{xmax},{ymin},{ymax} [EPSG:32618]"}, feedback)
     with rasterio.open(out) as dst:
         assert dst.transform == expected_transform(2) and (dst.width, dst.height) == (64, 64)
@@ -182,7 +185,7 @@ def test_processing_extent_in_the_raster_crs_and_in_another_crs(tmp_path) -> Non
     col, row = int((back.xMinimum() - X0) // PIXEL), int((Y0 - back.yMaximum()) // PIXEL)
     out = str(tmp_path / "dip_wgs84.tif")
     extent = f"{geographic.xMinimum()},{geographic.xMaximum()},{geographic.yMinimum()},{geographic.yMaximum()} [EPSG:4326]"
-    processing_run("degrade", {"INPUT": S2_20M, "SCALE": 2, "EXTENT": extent, "OUTPUT": out})
+    processing_run("degrade", {"INPUT": source, "SCALE": 2, "EXTENT": extent, "OUTPUT": out})
     with rasterio.open(out) as dst:
         assert (dst.transform.c, dst.transform.f) == (X0 + col * PIXEL, Y0 - row * PIXEL)
         assert dst.width == (math.ceil((back.xMaximum() - X0) / PIXEL) - col) // 2  # degrade drops a last half block
@@ -193,8 +196,9 @@ def test_processing_extent_in_the_raster_crs_and_in_another_crs(tmp_path) -> Non
 def test_processing_extent_outside_the_raster_is_a_one_line_error(tmp_path) -> None:
     from qgis.core import QgsProcessingException
 
-    out = str(tmp_path / "never.tif")
+    out, source = str(tmp_path / "never.tif"), str(tmp_path / "s2_20m.tif")
+    shutil.copy(S2_20M, source)
     with pytest.raises(QgsProcessingException) as error:
-        processing_run("dip", {"INPUT": S2_20M, "SCALE": 2, "EXTENT": "0,1000,0,1000 [EPSG:32618]", "OUTPUT": out})
+        processing_run("dip", {"INPUT": source, "SCALE": 2, "EXTENT": "0,1000,0,1000 [EPSG:32618]", "OUTPUT": out})
     lines = [line for line in str(error.value).strip().splitlines() if "does not overlap" in line]
     assert len(lines) == 1 and not os.path.exists(out)

@@ -387,3 +387,36 @@ def test_closing_remembers_the_choices_and_start_is_said_in_the_main_message_bar
     assert task is not None
     wait_for(task)
     assert any("started; progress is in the task manager" in m for m in messages[Qgis.MessageLevel.Info])
+
+
+def test_kernel_choices_and_guide_crs_are_judged_as_the_run_would(dialog, tmp_path) -> None:
+    """Guided DIP with bands that carry no Sentinel-2 names is refused under the sentinel2 kernels and runs
+    once gaussian ones are chosen (the kernel boxes used to leave the old verdict); a guide in another CRS is
+    named as such, not as a guide that is not finer."""
+    from helpers import S2_20M_SAME_AREA
+
+    target = add_layer(write_raster(str(tmp_path / "t.tif"), read(S2_20M_SAME_AREA), transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0)), "t")
+    guide = add_layer(write_raster(str(tmp_path / "g.tif"), read(S2_10M)), "g")
+    select_method(dialog, "guided")
+    dialog.layer_combo.setLayer(target)
+    dialog.guide_combo.setLayer(guide)
+    dialog.device_combo.setCurrentText("cpu")
+    assert "needs Sentinel-2 band names" in dialog.summary_label.text() and not dialog.run_button.isEnabled()
+    dialog.kernel_combo.setCurrentText("gaussian")
+    dialog.guide_kernel_combo.setCurrentText("gaussian")
+    assert dialog.run_button.isEnabled(), dialog.summary_label.text()
+    wgs84 = add_layer(write_raster(str(tmp_path / "g4326.tif"), read(S2_10M), crs="EPSG:4326",
+                                   transform=Affine(0.0001, 0, 15.0, 0, -0.0001, 52.0)), "g4326")
+    dialog.guide_combo.setLayer(wgs84)
+    assert "differ: reproject one onto the other" in dialog.summary_label.text() and not dialog.run_button.isEnabled()
+
+
+def test_a_layer_left_in_the_hidden_guide_box_is_not_overwritten(dialog, tmp_path) -> None:
+    """In DIP mode the guide box is hidden but keeps a layer: typing that layer's file as the output is refused
+    like any file open in the project (it used to pass as if it were an input the engine would name)."""
+    target, guide = geo_pair(tmp_path)
+    dialog.layer_combo.setLayer(target)
+    dialog.guide_combo.setLayer(guide)
+    dialog.device_combo.setCurrentText("cpu")
+    dialog.output_widget.setFilePath(guide.source())
+    assert "is open in the project as layer g10" in dialog.summary_label.text() and not dialog.run_button.isEnabled()

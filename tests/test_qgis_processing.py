@@ -126,6 +126,12 @@ def test_a_crs_set_on_the_layer_in_qgis_is_the_one_used(tmp_path) -> None:
     layer.setCrs(QgsCoordinateReferenceSystem("EPSG:32618"))
     run("degrade", {"INPUT": layer, "SCALE": 2, "OUTPUT": str(tmp_path / "bare_low.tif")})
     assert grid_info(str(tmp_path / "bare_low.tif")).crs == "EPSG:32618"
+    custom = QgsCoordinateReferenceSystem.fromProj("+proj=tmerc +lat_0=0 +lon_0=-75.5 +k=0.9996 +x_0=500000 +y_0=0 +ellps=WGS84 +units=m")
+    assert custom.isValid() and not custom.authid().startswith("EPSG:")  # a CRS without a code: sent as WKT
+    layer.setCrs(custom)
+    run("degrade", {"INPUT": layer, "SCALE": 2, "OUTPUT": str(tmp_path / "custom_low.tif")})
+    with rasterio.open(str(tmp_path / "custom_low.tif")) as dst:
+        assert dst.crs.to_dict()["lon_0"] == -75.5
 
 
 def test_model_degrade_then_dip_returns_to_the_input_grid(tmp_path) -> None:
@@ -341,7 +347,7 @@ def test_output_definitions_from_the_toolbox_are_checked_before_the_run(crop64: 
         return {"INPUT": crop64, "SCALE": 2, "DEVICE": "cpu", "OUTPUT": QgsProcessingOutputLayerDefinition(path)}
 
     ok, message = check("dip", output(str(tmp_path / "out.png")))
-    assert not ok and message == f"Output {tmp_path / 'out.png'} must be a GeoTIFF file ending in .tif or .tiff"
+    assert not ok and message == f"output {tmp_path / 'out.png'} must end in .tif or .tiff: it is written as GeoTIFF"
     ok, message = check("degrade", output(str(tmp_path / "missing" / "out.tif")))
     assert not ok and message == f"output folder {tmp_path / 'missing'} does not exist"
     ok, message = check("dip", {**output(crop64), "OUTPUT": crop64})  # a plain string, as in scripts

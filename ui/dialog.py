@@ -64,7 +64,7 @@ from ..core.config import (
     TileOptions,
     warm_step_count,
 )
-from ..core.errors import InputError
+from ..core.errors import InputError, error_line
 from .messages import notify
 from .task import CoreJobTask, outputs_being_written
 
@@ -301,7 +301,10 @@ class SuperResolveDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         self.finished.connect(self.save_settings)
         QgsProject.instance().layersRemoved.connect(self._layers_removed)
-        QgsProject.instance().layersAdded.connect(self._update_summary)
+        QgsProject.instance().layersAdded.connect(self._settings_changed)
+        for combo in (self.bands_combo, self.guide_bands_combo):
+            combo.checkedItemsChanged.connect(self._settings_changed)
+        self.sigma_spin.valueChanged.connect(self._settings_changed)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.message_bar)
@@ -464,6 +467,7 @@ class SuperResolveDialog(QDialog):
 
     def _kernel_changed(self, _name: str = "") -> None:
         self.sigma_spin.setEnabled("gaussian" in (self.kernel_combo.currentText(), self.guide_kernel_combo.currentText()))
+        self._settings_changed()
 
     def _settings_changed(self, *_args: Any) -> None:
         self.quality_combo.setEnabled(self.iterations_spin.value() == 0)
@@ -480,12 +484,12 @@ class SuperResolveDialog(QDialog):
 
     def _suggest_output(self, layer: QgsRasterLayer) -> str:
         """``<input folder>/<input name>_<method>_x<scale>.tif`` for file rasters (``_2``, ``_3``, … added
-        while that file exists, so a suggestion never replaces an earlier result), else empty."""
+        while that file exists or is taken, so a suggestion never replaces an earlier result), else empty."""
         if not os.path.isfile(layer.source()):
             return ""
         stem = f"{os.path.splitext(layer.source())[0]}_{self.method()}_x{self.scale() or ''}"
         path, number = f"{stem}.tif", 1
-        while os.path.exists(path):
+        while os.path.exists(path) or self._taken(path, ()):
             number += 1
             path = f"{stem}_{number}.tif"
         return path
@@ -517,18 +521,34 @@ class SuperResolveDialog(QDialog):
     def _update_summary(self, *_args: Any) -> None:
         """Show the run-time estimate, or what to change first (then **Run** is disabled)."""
         try:
-            plan = self.plan()
-        except InputError as error:
+            plan = self.plan(probe=False)
+        except Exception as error:  # InputError, or anything unforeseen: one line, never an error dialog per keystroke
             self.run_button.setEnabled(False)
-            self.summary_label.setText(str(error))
+            self.summary_label.setText(str(error) if isinstance(error, InputError) else error_line(error))
             return
         self.run_button.setEnabled(True)
         self.summary_label.setText(self._estimate_text(plan))
 
-    def _output_path(self, layer: QgsRasterLayer) -> str:
-        """The output field as an absolute GeoTIFF path (``~`` expanded, ``.tif`` added when there is no
-        extension), refused with a one-line ``InputError`` when it is a folder, relative, of another format,
-        open in the project or being written by a running task."""
+    def showEvent(self, event: Any) -> None:  # noqa: N802
+        """Reopened after a run: suggest a fresh output (the last one is now a result) and check again."""
+        super().showEvent(event)
+        self._settings_changed()
+
+    def _taken(self, path: str, inputs: tuple[QgsRasterLayer, ...]) -> str | None:
+        """Why ``path`` cannot be an output although no engine check refuses it: a running task writes it, or
+        a project layer other than ``inputs`` (which the engine names itself) reads it; ``None`` when free."""
+        if os.path.abspath(path) in outputs_being_written():
+            return self.tr("A running Internal SR task is writing {}: wait for it or choose another output.").format(path)
+        for other in QgsProject.instance().mapLayers().values():
+            if isinstance(other, QgsRasterLayer) and other not in inputs and os.path.abspath(other.source()) == os.path.abspath(path):
+                return self.tr("{} is open in the project as layer {}: remove the layer or choose another output.").format(
+                    path, other.name())
+        return None
+
+    def _output_path(self, inputs: tuple[QgsRasterLayer, ...]) -> str:
+        """The output field as an absolute GeoTIFF path (``~`` expanded, ``.tif`` added unless the name ends
+        in an extension such as ``.png``), refused with a one-line ``InputError`` when it is a folder,
+        relative, of another format or taken (``_taken``); ``inputs``: the run's layers."""
         text = self.output_widget.filePath().strip()
         if not text:
             raise InputError(self.tr("Choose the output GeoTIFF."))
@@ -537,38 +557,36 @@ class SuperResolveDialog(QDialog):
             raise InputError(self.tr("Output {} is a folder: give the output file's path.").format(text))
         if not os.path.isabs(path):
             raise InputError(self.tr("Give the output's full path (e.g. {}), not {}.").format(
-                os.path.join(os.path.dirname(layer.source()), text), text))
+                os.path.join(os.path.dirname(inputs[0].source()), text), text))
         extension = os.path.splitext(path)[1].lower()
-        if not extension:
-            path += ".tif"
-        elif extension not in GEOTIFF_EXTENSIONS:
+        if extension[1:2].isalpha() and extension not in GEOTIFF_EXTENSIONS:
             raise InputError(self.tr("The output is written as GeoTIFF: end its name in .tif, not {}.").format(extension))
-        if os.path.abspath(path) in outputs_being_written():
-            raise InputError(self.tr("A running Internal SR task is writing {}: wait for it or choose another output.").format(path))
-        inputs = (layer, self.guide_combo.currentLayer())  # an output that is an input: the engine's check names it
-        for other in QgsProject.instance().mapLayers().values():
-            if other in inputs or not isinstance(other, QgsRasterLayer):
-                continue
-            if os.path.abspath(other.source()) == os.path.abspath(path):
-                raise InputError(self.tr("{} is open in the project as layer {}: remove the layer or choose another output.").format(
-                    path, other.name()))
+        if extension not in GEOTIFF_EXTENSIONS:
+            path += ".tif"  # no extension, or a dotted name such as scene_2024.01.05
+        reason = self._taken(path, inputs)
+        if reason:
+            raise InputError(reason)
         return path
 
-    def plan(self) -> RunPlan:
+    def plan(self, probe: bool = True) -> RunPlan:
         """The current settings checked as the run will check them (the engine's checks, on metadata only:
-        bands, extent, grids, sizes, kernel file, output path); a one-line ``InputError`` says what to change."""
+        bands, extent, grids, sizes, kernel file, output path); a one-line ``InputError`` says what to change.
+
+        ``probe``: also create and remove a temporary file in the output folder, as the run will (the
+        summary, refreshed on every change, leaves that to *Run*).
+        """
         guided = self.method() == "guided"
         layer = self._checked_layer(self.layer_combo, self.tr("target raster") if guided else self.tr("input raster"))
-        if guided and not self.scale():
-            if not isinstance(self.guide_combo.currentLayer(), QgsRasterLayer):
-                raise InputError(self.tr("Choose the guide raster (finer pixels of the same scene)."))
+        guide = self._checked_layer(self.guide_combo, self.tr("guide raster")) if guided else None
+        if guide is not None and not self.scale() and guide.crs() == layer.crs():  # other CRSs: the engine says so
             raise InputError(self.tr("Choose a finer guide: its pixels must be at least twice as fine as the target's "
                                      "(e.g. the 10 m bands for 20 m target bands)."))
         device = self.device_combo.currentText()
         if device != "auto" and device not in self.devices():
             raise InputError(self.tr("Device {} is not available here (detected: {}): choose auto or cpu.").format(
                 device, ", ".join(self.devices())))
-        output = self._output_path(layer)
+        inputs = (layer,) if guide is None else (layer, guide)
+        output = self._output_path(inputs)
         sigma = self.sigma_spin.value()
         kernel = kernel_spec(self.kernel_combo.currentText(), sigma, self.kernel_file_widget.filePath().strip())
         common = dict(
@@ -580,19 +598,23 @@ class SuperResolveDialog(QDialog):
         io = IOOptions(
             bands=self.selected_bands(), float32=self.float32_check.isChecked(), extent=self.extent(), crs=assigned_crs(layer)
         )
-        if guided:
+        if guide is not None:
             from ..core.sharpen import check_inputs
 
-            guide = self._checked_layer(self.guide_combo, self.tr("guide raster"))
             config = GuidedDIPConfig(kernel=kernel, guide_kernel=kernel_spec(self.guide_kernel_combo.currentText(), sigma), **common)
             guide_io = IOOptions(bands=self.selected_bands(self.guide_bands_combo), crs=assigned_crs(guide))
-            nesting = check_inputs(layer.source(), guide.source(), output, config, io, guide_io).nesting
-            return RunPlan(layer, output, config, io, nesting.target.width, nesting.target.height, nesting.scale, guide, guide_io)
-        from ..core.pipeline import check_super_resolve
+            nesting = check_inputs(layer.source(), guide.source(), None, config, io, guide_io).nesting
+            plan = RunPlan(layer, output, config, io, nesting.target.width, nesting.target.height, nesting.scale, guide, guide_io)
+        else:
+            from ..core.pipeline import check_super_resolve
 
-        config = METHOD_CONFIGS[self.method()](scale=self.scale_spin.value(), kernel=kernel, **common)
-        info = check_super_resolve(layer.source(), output, config, io)
-        return RunPlan(layer, output, config, io, info.grid.width, info.grid.height, config.scale)
+            config = METHOD_CONFIGS[self.method()](scale=self.scale_spin.value(), kernel=kernel, **common)
+            info = check_super_resolve(layer.source(), None, config, io)
+            plan = RunPlan(layer, output, config, io, info.grid.width, info.grid.height, config.scale)
+        from ..core.raster import check_raster_output
+
+        check_raster_output(output, [i.source() for i in inputs], probe=probe)
+        return plan
 
     def _estimate_text(self, plan: RunPlan) -> str:
         """The output size, the steps and the estimated time of ``plan``."""
@@ -623,7 +645,8 @@ class SuperResolveDialog(QDialog):
             "longer). The job runs in the background (progress in the task manager)."
         ).format(width, height, steps_text, time_text)
         if (seconds if seconds is not None else cpu_seconds) > LONG_RUN_SECONDS:
-            text += " " + self.tr("That is very long: tick Extent to process an area of interest, or use a GPU.")
+            shorter = self.tr("a smaller extent") if self.extent_box.isChecked() else self.tr("tick Extent to process an area of interest")
+            text += " " + self.tr("That is very long: {}, or use a GPU.").format(shorter)
         if os.path.exists(plan.output):
             text += " " + self.tr("The output file exists and will be replaced.")
         return text
