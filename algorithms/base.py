@@ -61,6 +61,11 @@ from ..core.errors import Cancelled, InputError, error_line
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ICON_PATH = os.path.join(PLUGIN_DIR, "icon.svg")
 HELP_URL = "https://github.com/internal-sr/internal_sr"
+#: Toolbox search words shared by the super-resolution algorithms (``InternalSRAlgorithm.TAGS``).
+SUPER_RESOLUTION_TAGS = (
+    "super-resolution", "upscale", "upsample", "resample", "sharpen", "enhance", "resolution", "zero-shot",
+    "internal learning", "satellite",
+)
 #: Tab of the QGIS "Log Messages" panel where the plugin writes.
 LOG_TAG = "Internal SR"
 

@@ -8,7 +8,7 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
 from ..core.config import DEFAULT_ITERATIONS, DIPConfig, IOOptions
-from .base import KERNELS, InternalSRAlgorithm, Job, extent_text, tr
+from .base import KERNELS, SUPER_RESOLUTION_TAGS, InternalSRAlgorithm, Job, extent_text, tr
 from .run_times import presets_text, run_time_help
 
 
@@ -33,18 +33,9 @@ class DIPAlgorithm(InternalSRAlgorithm):
     DISPLAY_NAME = "Super-resolve (Deep Image Prior)"
     DESCRIPTION = "Sharpen a raster by an integer factor with Deep Image Prior, optimised on the image itself."
     TAGS = (
-        "super-resolution",
-        "upscale",
-        "upsample",
-        "resample",
-        "sharpen",
-        "enhance",
-        "resolution",
+        *SUPER_RESOLUTION_TAGS,
         "deep image prior",
         "DIP",
-        "zero-shot",
-        "internal learning",
-        "satellite",
         "Sentinel-2",
         "Landsat",
         "drone",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.config import KNITWORK_ITERATIONS, LEARNED_KERNEL, KnitworkConfig
-from .base import KERNELS
+from .base import KERNELS, SUPER_RESOLUTION_TAGS
 from .dip import DIPAlgorithm
 from .run_times import presets_text, run_time_help
 
@@ -22,19 +22,10 @@ class KnitworkAlgorithm(DIPAlgorithm):
     DISPLAY_NAME = "Super-resolve (Neural Knitworks)"
     DESCRIPTION = "Sharpen a raster by an integer factor with Neural Knitworks, a patch-predicting coordinate network."
     TAGS = (
-        "super-resolution",
-        "upscale",
-        "upsample",
-        "resample",
-        "sharpen",
-        "enhance",
-        "resolution",
+        *SUPER_RESOLUTION_TAGS,
         "neural implicit representation",
         "coordinate network",
         "knitworks",
-        "zero-shot",
-        "internal learning",
-        "satellite",
     )
     README_SECTION = "Super-resolve (Neural Knitworks)"
     SUMMARY = (
