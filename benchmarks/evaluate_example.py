@@ -65,13 +65,14 @@ def main() -> int:
     if status != 0:
         return status
     shown = " ".join(shlex.quote(os.path.relpath(a, RESULTS) if os.path.isabs(a) else a) for a in argv)
+    table = "".join(line for line in printed.getvalue().splitlines(keepends=True) if not line.startswith("wrote "))
     log = (f"Machine: {machine()}; measured {time.strftime('%Y-%m-%d')}.\n"
-           f"Command (from benchmarks/results): internal-sr {shown}\nWall time: {seconds:.0f} s\n\n{printed.getvalue()}")
+           f"Command (from benchmarks/results): internal-sr {shown}\nWall time: {seconds:.0f} s\n\n{table}")
     with open(os.path.join(RESULTS, "evaluate_example.log"), "w", encoding="utf-8") as f:
         f.write(log)
     update_readme(
         f"Measured {time.strftime('%Y-%m-%d')}, {seconds:.0f} s on one CPU thread of this machine "
-        f"(`make bench-evaluate`, log in `benchmarks/results/evaluate_example.log`):\n\n```\n{printed.getvalue()}```\n",
+        f"(`make bench-evaluate`, log in `benchmarks/results/evaluate_example.log`):\n\n```\n{table}```\n",
         "evaluate",
     )
     print(log)
