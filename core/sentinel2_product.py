@@ -135,6 +135,8 @@ def sharpen_product(
         _write_stack(groups[10], guide)
         parts = {10: guide}
         todo = [res for res in (20, 60) if groups[res]]
+        if not todo:
+            recorder.info("no 20 m or 60 m band found: the 10 m bands are written as they are, nothing is sharpened")
         for n, res in enumerate(todo):
             target = os.path.join(tmp, f"{res}m.tif")
             _write_stack(groups[res], target)
