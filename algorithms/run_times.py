@@ -45,7 +45,7 @@ STEP_SECONDS: dict[str, StepTimes] = {
         1,
         0.05,
         "measured: 0.455 s of one CPU core per step for 128 × 128 output pixels (a 64 × 64 target tile at ×2, "
-        "the speed benchmark), i.e. about 1.8 s for 256 × 256; on an NVIDIA H100 6.4–16.2 s for 500 steps of a "
+        "the speed benchmark), i.e. about 1.8 s for 256 × 256; on an NVIDIA H100 6.4–16.2 s for a run of up to 500 steps (early stopping included) of a "
         "48 × 48 target tile (96 × 96 output pixels)",
     ),
 }

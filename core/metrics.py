@@ -7,7 +7,9 @@ angle in degrees; ERGAS follows Wald (2000): ``100/s · sqrt(mean_b (RMSE_b / μ
 same with one band); SRE is per band ``10·log10(μ_b² / MSE_b)`` in dB, averaged over bands overall.
 Higher is better for PSNR, SSIM and SRE; lower for RMSE, SAM and ERGAS (``HIGHER_IS_BETTER``).
 A perfect estimate scores infinite PSNR and SRE; a band whose mean is 0 has infinite or undefined (NaN)
-ERGAS and SRE; SAM is NaN for a single band.
+ERGAS and SRE; SAM is NaN for a single band. A constant reference band has no range, so its PSNR and
+SSIM are undefined (NaN; matched exactly: ∞ and 1) and the overall SSIM averages the other bands'. Any NaN in the estimate makes
+every score NaN (SAM included).
 """
 
 from __future__ import annotations
@@ -37,7 +39,11 @@ def rmse(estimate: np.ndarray, reference: np.ndarray) -> float:
 
 def psnr(estimate: np.ndarray, reference: np.ndarray) -> float:
     e, r = _pair(estimate, reference)
-    return float(peak_signal_noise_ratio(r, e, data_range=float(r.max() - r.min()) or 1.0))
+    span = float(r.max() - r.min())
+    if span == 0:  # no range to be a peak: only a perfect estimate has a meaningful (infinite) PSNR
+        return float("inf") if np.array_equal(e, r) else float("nan")
+    with np.errstate(divide="ignore"):
+        return float(peak_signal_noise_ratio(r, e, data_range=span))
 
 
 def psnr_per_band(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -46,11 +52,22 @@ def psnr_per_band(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def ssim_per_band(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
     e, r = _pair(estimate, reference)
-    return np.array([structural_similarity(eb, rb, data_range=float(rb.max() - rb.min()) or 1.0) for eb, rb in zip(e, r)])
+    return np.array([_band_ssim(eb, rb) for eb, rb in zip(e, r)])
+
+
+def _band_ssim(e: np.ndarray, r: np.ndarray) -> float:
+    """SSIM of one band with its reference's range; for a constant reference 1 when matched exactly, else NaN."""
+    span = float(r.max() - r.min())
+    if span == 0:
+        return 1.0 if np.array_equal(e, r) else float("nan")
+    return float(structural_similarity(e, r, data_range=span))
 
 
 def ssim(estimate: np.ndarray, reference: np.ndarray) -> float:
-    return float(ssim_per_band(estimate, reference).mean())
+    """The mean of the bands' SSIM, constant reference bands (undefined SSIM) left out; NaN when all are."""
+    values = ssim_per_band(estimate, reference)
+    defined = values[~np.isnan(values)] if not np.isnan(estimate).any() else values
+    return float(defined.mean()) if defined.size else float("nan")
 
 
 def sam(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -63,7 +80,7 @@ def sam(estimate: np.ndarray, reference: np.ndarray) -> float:
     dot = (e * r).sum(axis=0)
     norms = np.linalg.norm(e, axis=0) * np.linalg.norm(r, axis=0)
     ok = norms > 0
-    if e.shape[0] < 2 or not ok.any():
+    if e.shape[0] < 2 or not ok.any() or not (np.isfinite(e).all() and np.isfinite(r).all()):
         return float("nan")
     angles = np.arccos(np.clip(dot[ok] / norms[ok], -1.0, 1.0))
     return float(np.degrees(angles).mean())
@@ -74,10 +91,10 @@ def ergas(estimate: np.ndarray, reference: np.ndarray, scale: int) -> float:
 
 
 def ergas_per_band(estimate: np.ndarray, reference: np.ndarray, scale: int) -> np.ndarray:
-    """ERGAS of each band alone: ``100/s · RMSE_b / μ_b``."""
+    """ERGAS of each band alone: ``100/s · RMSE_b / |μ_b|`` (never negative: a band of negative mean counts by size)."""
     e, r = _pair(estimate, reference)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return 100.0 / scale * rmse_per_band(e, r) / r.mean(axis=(1, 2))
+        return 100.0 / scale * rmse_per_band(e, r) / np.abs(r.mean(axis=(1, 2)))
 
 
 def sre_per_band(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -102,28 +102,32 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 
+def _cells(values: list[float], metric: str) -> list[str]:
+    """Table cells of one column of ``metric`` scores, the best in bold: every value that *reads* as the best
+    (as ``_fmt`` prints it, so ties to the printed digit are all bold); undefined (NaN) values never are."""
+    shown = [v for v in values if not np.isnan(v)]
+    best = _fmt((max if HIGHER_IS_BETTER[metric] else min)(shown)) if shown else None
+    return [f"<td><b>{_fmt(v)}</b></td>" if _fmt(v) == best else f"<td>{_fmt(v)}</td>" for v in values]
+
+
+def _table(labels: list[str], head: list[str], columns: list[list[str]]) -> str:
+    """An HTML table: a row per label, ``columns`` of cells (``_cells``) under ``head``."""
+    rows = "".join(f"<tr><th>{html.escape(label)}</th>{''.join(row)}</tr>" for label, row in zip(labels, zip(*columns)))
+    return f"<table><tr><th>method</th>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr>{rows}</table>"
+
+
 def _overall_table(evaluation: Evaluation) -> str:
-    head = "".join(f"<th>{METRIC_NAMES[m]}</th>" for m in HIGHER_IS_BETTER)
-    best = {m: (max if up else min)(s.overall[m] for s in evaluation.scores) for m, up in HIGHER_IS_BETTER.items()}
-    rows = []
-    for score in evaluation.scores:
-        cells = "".join(
-            f"<td>{'<b>' if score.overall[m] == best[m] else ''}{_fmt(score.overall[m])}{'</b>' if score.overall[m] == best[m] else ''}</td>"
-            for m in HIGHER_IS_BETTER
-        )
-        rows.append(f"<tr><th>{html.escape(score.label)}</th>{cells}</tr>")
-    return f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>"
+    labels = [s.label for s in evaluation.scores]
+    columns = [_cells([s.overall[m] for s in evaluation.scores], m) for m in HIGHER_IS_BETTER]
+    return _table(labels, [METRIC_NAMES[m] for m in HIGHER_IS_BETTER], columns)
 
 
 def _band_tables(evaluation: Evaluation) -> str:
+    labels = [s.label for s in evaluation.scores]
     parts = []
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in evaluation.band_names)
     for metric in evaluation.scores[0].per_band:
-        rows = "".join(
-            f"<tr><th>{html.escape(s.label)}</th>{''.join(f'<td>{_fmt(v)}</td>' for v in s.per_band[metric])}</tr>"
-            for s in evaluation.scores
-        )
-        parts.append(f"<h3>{METRIC_NAMES[metric]}</h3><table><tr><th>method</th>{head}</tr>{rows}</table>")
+        columns = [_cells([s.per_band[metric][b] for s in evaluation.scores], metric) for b in range(len(evaluation.band_names))]
+        parts.append(f"<h3>{METRIC_NAMES[metric]}</h3>{_table(labels, list(evaluation.band_names), columns)}")
     return "".join(parts)
 
 

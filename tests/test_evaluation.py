@@ -39,7 +39,9 @@ def test_metrics_match_hand_computed_values():
     assert metrics.ergas_per_band(estimate, reference, 2) == pytest.approx(per_band)
     assert metrics.ergas(estimate, reference, 2) == pytest.approx(math.sqrt((per_band**2).mean()))
     assert metrics.sre_per_band(estimate, reference) == pytest.approx([10 * math.log10(2.5**2 / 1), 10 * math.log10(4 / 0.25)])
-    assert metrics.psnr_per_band(estimate, reference) == pytest.approx([10 * math.log10(9 / 1), 10 * math.log10(1 / 0.25)])
+    # band 2 is constant: no range to serve as the peak, so its PSNR is undefined
+    assert metrics.psnr_per_band(estimate, reference)[0] == pytest.approx(10 * math.log10(9 / 1))
+    assert np.isnan(metrics.psnr_per_band(estimate, reference)[1])
 
 
 def geo_10m(tmp_path, data=None, nodata=None) -> str:
@@ -196,7 +198,7 @@ def test_a_constant_image_writes_valid_json(tmp_path):
     saved = strict_json((tmp_path / "flat.json").read_text())
     assert saved["scores"][0]["overall"]["psnr"] is None and saved["scores"][0]["overall"]["rmse"] == 0.0
     # a perfect estimate's PSNR is infinite: ∞ in the tables, not "inf"
-    assert "∞" in report.text_table(e) and "inf" not in report.text_table(e) and "<td>∞</td>" in report.render_html(e)
+    assert "∞" in report.text_table(e) and "inf" not in report.text_table(e) and "<td><b>∞</b></td>" in report.render_html(e)
 
 
 @pytest.mark.parametrize("size,scale", [(5, 2), (3, 4), (7, 4)])
@@ -249,3 +251,39 @@ def test_an_area_too_small_for_the_network_once_degraded_names_the_area_to_choos
     config = DIPConfig(scale=2, **{**TINY, "depth": 5})  # needs 32 × 32 input pixels: the 40 × 40 area degrades to 20 × 20
     with pytest.raises(InputError, match=r"40×40 pixels, degraded ×2 to 20×20.*at least 64×64.*larger extent"):
         evaluate(path, "dip", 2, "bicubic", config)
+
+
+def test_undefined_scores_are_nan_not_made_up():
+    """A constant reference band has no range: its PSNR and SSIM are undefined (they used to be computed with
+    a range of 1, e.g. −13 dB and SSIM 5e-5, dragging the overall SSIM to 0.5); a band of negative mean has a
+    positive ERGAS; a NaN in the estimate makes the spectral angle NaN like every other score."""
+    rng = np.random.default_rng(0)
+    reference = np.stack([np.full((16, 16), 100.0), rng.random((16, 16)) * 50 + 10])
+    estimate = reference + rng.normal(0, 5, reference.shape)
+    assert np.isnan(metrics.psnr_per_band(estimate, reference)[0]) and np.isnan(metrics.ssim_per_band(estimate, reference)[0])
+    assert metrics.ssim(estimate, reference) == pytest.approx(metrics.ssim_per_band(estimate, reference)[1])
+    assert np.isnan(metrics.psnr(estimate[:1], reference[:1]))
+    negative = -reference[1:]
+    assert metrics.ergas_per_band(negative + 1.0, negative, 2)[0] == pytest.approx(50.0 / abs(negative.mean()))
+    broken = estimate.copy()
+    broken[1, 3, 3] = np.nan
+    assert np.isnan(metrics.sam(broken, reference)) and np.isnan(metrics.ssim(broken, reference))
+
+
+def test_the_best_score_is_bold_as_printed_in_every_table():
+    """Ties to the printed digit are all bold, a NaN first row does not hide the best, and the per-band
+    tables mark their best too."""
+    from internal_sr.core.evaluation import Scores
+    from internal_sr.core.report import _band_tables, _overall_table
+
+    def make_scores(label, psnr, sam):
+        overall = {"psnr": psnr, "ssim": 0.9, "rmse": 1.0, "sam": sam, "ergas": 1.0, "sre": 20.0}
+        return Scores(label, overall, {"psnr": [psnr, psnr - 1]})
+
+    class Table:
+        band_names = ["B4", "B8"]
+        scores = [make_scores("a", 36.77230, float("nan")), make_scores("b", 36.77233, 2.0), make_scores("c", 30.0, 1.5)]
+
+    overall = _overall_table(Table)
+    assert overall.count("<b>36.77</b>") == 2 and "<b>1.5000</b>" in overall and "<b>—</b>" not in overall
+    assert _band_tables(Table).count("<b>35.77</b>") == 2
