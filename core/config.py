@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 
 from .errors import InputError
 
+#: The guided kernel that picks each Sentinel-2 band's MTF Gaussian from its name (``core.sentinel2``).
+SENTINEL2_KERNEL = "sentinel2"
 #: Names a raster output may end in: outputs are always written as GeoTIFF.
 GEOTIFF_EXTENSIONS = (".tif", ".tiff")
 #: Default optimisation steps per scale, chosen on development crops (never the benchmark crops).
@@ -500,8 +502,8 @@ class GuidedDIPConfig(InternalLearningConfig):
     guide_kernel: the guide bands' blur, used to bring the guide to the target grid (same choices).
     """
 
-    kernel: str = "sentinel2"
-    guide_kernel: str = "sentinel2"
+    kernel: str = SENTINEL2_KERNEL
+    guide_kernel: str = SENTINEL2_KERNEL
     learning_rate: float = 0.001
     width: int = 64
     layers: int = 6

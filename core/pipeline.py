@@ -238,6 +238,8 @@ def write_tiled(
     dtype = output_dtype(info, io.float32)
     with AtomicGeoTIFF(output_path, info, grid, dtype, io.cog) as out:
         run_tiles(width, height, len(info.bands), scale, tiles, solve, out.write, progress, solve_batch)
+    for warning in out.clipping_warnings():
+        progress.info(warning)
 
 
 def collect_tiled(
@@ -334,5 +336,7 @@ def degrade(
             recorder.report(bottom / height, "degrading")
         if not any_valid:
             raise InputError(f"{input_path} has no valid pixels (everything is nodata)")
+    for warning in out.clipping_warnings():
+        recorder.info(warning)
     recorder.report(1.0, "done")
     return recorder.result(output_path, "cpu")

@@ -396,6 +396,9 @@ class AtomicGeoTIFF:
         self.cog = cog
         self.tmp = ""
         self.dataset = None
+        #: Valid values per band that fell outside an integer dtype's range and were clipped: (below, above).
+        self.clipped = np.zeros((len(info.bands), 2), dtype=np.int64)
+        self.written = np.zeros(len(info.bands), dtype=np.int64)
 
     def _profile(self) -> dict:
         is_int = np.issubdtype(np.dtype(self.dtype), np.integer)
@@ -456,10 +459,32 @@ class AtomicGeoTIFF:
     def write(self, window: Window, values: np.ndarray, valid: np.ndarray) -> None:
         """Write float ``values`` ``(C, h, w)`` at ``window``, cast by ``to_dtype``; invalid pixels become nodata."""
         area = rasterio_window(window)
+        dt = np.dtype(self.dtype)
+        if np.issubdtype(dt, np.integer):
+            limits, rounded = np.iinfo(dt), np.rint(values)
+            self.clipped[:, 0] += ((rounded < limits.min) & valid).sum(axis=(1, 2))
+            self.clipped[:, 1] += ((rounded > limits.max) & valid).sum(axis=(1, 2))
+        self.written += valid.sum(axis=(1, 2))
         self.dataset.write(to_dtype(values, valid, self.dtype, self.nodata), window=area)
         if self.mask:
             with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
                 self.dataset.write_mask(valid.any(axis=0), window=area)
+
+    def clipping_warnings(self) -> list[str]:
+        """One log line per band with values the output's integer dtype could not hold (clipped to its range):
+        an estimate that overshoots the physical range, e.g. negative reflectance at sharpened edges."""
+        names = [d or f"band {b}" for d, b in zip(self.info.descriptions, self.info.bands)]
+        limits = np.iinfo(np.dtype(self.dtype)) if np.issubdtype(np.dtype(self.dtype), np.integer) else None
+        lines = []
+        for name, (below, above), total in zip(names, self.clipped, self.written):
+            if below or above:
+                share = 100.0 * (below + above) / max(int(total), 1)
+                lines.append(
+                    f"warning: {name}: {below + above} output pixels ({share:.2g} %) fell outside {self.dtype}'s range and "
+                    f"were clipped ({below} to {limits.min}, {above} to {limits.max}): the estimate overshoots there, e.g. a "
+                    "kernel wider than the image's true blur, or sharpened edges; a Float32 output keeps the values"
+                )
+        return lines
 
     def _discard(self) -> None:
         if self.dataset is not None and not self.dataset.closed:

@@ -35,11 +35,12 @@ TRUE_COLOUR = ("B4", "B3", "B2")
 
 
 def display_bands(names: list[str]) -> tuple[tuple[int, ...], str]:
-    """Bands shown in the image panels and how: Sentinel-2 true colour when B4, B3, B2 are there, else
+    """Bands shown in the image panels and how: B4, B3, B2 when they are there (true colour for Sentinel-2 and
+    Landsat 8–9; on Landsat 5/7 it is a false-colour composite, and the caption does not claim otherwise), else
     the first three bands as R, G, B, else band 1 in grey."""
     canonical = [band_name(n) for n in names]
     if all(b in canonical for b in TRUE_COLOUR):
-        return tuple(canonical.index(b) for b in TRUE_COLOUR), "true colour (B4, B3, B2)"
+        return tuple(canonical.index(b) for b in TRUE_COLOUR), "B4, B3, B2 as red, green, blue (true colour for Sentinel-2 and Landsat 8–9)"
     if len(names) >= 3:
         return (0, 1, 2), f"{names[0]}, {names[1]}, {names[2]} as red, green, blue"
     return (0,), f"{names[0]} in grey"

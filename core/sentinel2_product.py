@@ -109,6 +109,12 @@ def _write_stack(sources: list[BandSource], path: str) -> None:
         ) as dst:
             for out_index, source in enumerate(sources, start=1):
                 info = open_info(source.path, (source.index,))
+                pixel, expected = abs(info.grid.transform.a), RESOLUTION[source.band]
+                if info.grid.crs is not None and info.grid.crs.is_projected and abs(pixel - expected) > 0.01 * expected:
+                    raise InputError(
+                        f"band {source.band} in {source.path} has {pixel:g} m pixels, not Sentinel-2's {expected} m: the "
+                        "sentinel2 command takes Sentinel-2 bands at their own resolution; for other sensors use guided"
+                    )
                 if info.grid != first.grid:
                     raise InputError(f"band {source.band} in {source.path} is not on the grid of {sources[0].band}")
                 with rasterio.open(source.path) as src:

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import GuidedDIPConfig, IOOptions
+from .config import SENTINEL2_KERNEL, GuidedDIPConfig, IOOptions
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Nesting, Window, nest
@@ -46,7 +46,7 @@ def band_kernels(
 
     ``shift``: the grids' half-pixel phase (``core.grid.Nesting``).
     """
-    if spec != "sentinel2":
+    if spec != SENTINEL2_KERNEL:
         return [make_kernel(spec, scale, shift)] * len(names)
     kernels = []
     for index, name in enumerate(names, start=1):
@@ -95,6 +95,12 @@ def check_inputs(
     if target.window is not None and progress is not None:
         progress.info(extent_message(target.window))
     nesting = nest(target.grid, guide.grid)
+    if any(nesting.shift) and SENTINEL2_KERNEL in (config.kernel, config.guide_kernel):
+        raise InputError(
+            "target and guide pixels sit half a guide pixel apart, as Landsat's multispectral and pan bands do, not "
+            "Sentinel-2's: the sentinel2 kernels (Sentinel-2 MTFs picked by band name) do not apply; choose the landsat "
+            "kernels for target and guide (or gaussian:SIGMA)"
+        )
     s = nesting.scale
     if min(nesting.target.width, nesting.target.height) < MIN_TARGET_SIZE:
         raise InputError(

@@ -308,3 +308,14 @@ def test_a_folder_without_10m_bands_is_a_clear_error(tmp_path, capsys):
     assert cli(["sentinel2", folder, str(tmp_path / "o.tif"), "--iterations", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no Sentinel-2 10 m band B8 found" in err[0]
+
+
+def test_bands_at_other_sensors_pixel_sizes_are_not_taken_for_sentinel2(tmp_path, capsys):
+    """Landsat files carry the same band names (B2, B3, B4, B8): at 30 m they are named, not stacked as 10 m."""
+    folder = tmp_path / "landsat"
+    folder.mkdir()
+    for index, band in enumerate(("B02", "B03", "B04", "B08")):
+        write_raster(str(folder / f"scene_{band}.tif"), read(S2_10M)[index : index + 1], transform=Affine(30.0, 0, 300000.0, 0, -30.0, 5800000.0))
+    assert cli(["sentinel2", str(folder), str(tmp_path / "o.tif"), "--iterations", "1"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("internal-sr: error: ") and "has 30 m pixels, not Sentinel-2's 10 m" in last

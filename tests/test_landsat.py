@@ -161,3 +161,12 @@ def test_wald_evaluation_on_native_landsat_grids_scores_guided_dip_above_bicubic
     print(rmse)
     assert e.reference.shape == (3, 64, 64)
     assert rmse["guided DIP"] < 0.5 * rmse[BICUBIC] and rmse["guided DIP"] < rmse[BICUBIC_BP]
+
+
+def test_sentinel2_kernels_on_a_half_pixel_pair_are_refused(tmp_path, capsys):
+    """Landsat band names (B1–B9) read as Sentinel-2 names, so the default sentinel2 kernels used to give the
+    Landsat bands Sentinel-2 MTFs without a word; grids half a pixel apart are never Sentinel-2's."""
+    out = tmp_path / "never.tif"
+    assert cli(["guided", MS, PAN, str(out), "--iterations", "1"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "sit half a guide pixel apart" in line and "choose the landsat kernels" in line and not out.exists()

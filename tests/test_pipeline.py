@@ -286,3 +286,16 @@ def test_an_assigned_crs_replaces_the_files_and_an_unknown_one_is_named(tmp_path
     with pytest.raises(InputError, match="unknown CRS 'EPSG:nonsense'"):
         pipeline.degrade(S2_20M, str(tmp_path / "never.tif"), 2, "bicubic", IOOptions(crs="EPSG:nonsense"))
     assert not os.path.exists(tmp_path / "never.tif")
+
+
+def test_values_clipped_to_the_output_type_are_named_in_the_log(tmp_path):
+    """A lanczos3 degradation of a uint8 step overshoots below 0 and above 255 at the edge: the clipped pixels
+    are counted per band in a warning (they used to be clipped without a word)."""
+    step = np.zeros((1, 32, 32), np.uint8)
+    step[:, :, 16:] = 255
+    source = write_raster(str(tmp_path / "step.tif"), step, descriptions=("edge",))
+    result = pipeline.degrade(source, str(tmp_path / "low.tif"), 2, "lanczos3")
+    (warning,) = [m for m in result.messages if m.startswith("warning: edge:")]
+    assert "fell outside uint8's range and were clipped" in warning and "to 0" in warning and "to 255" in warning
+    result = pipeline.degrade(source, str(tmp_path / "low32.tif"), 2, "lanczos3", IOOptions(float32=True))
+    assert not any("clipped" in m for m in result.messages)
