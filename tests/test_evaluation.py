@@ -76,8 +76,10 @@ def test_report_and_json_show_the_scores_images_and_loss_curve(tmp_path):
     page = open(html_path).read()
     for text in ("Deep Image Prior", BICUBIC_BP, "PSNR (dB)", "SAM (°)", "ERGAS", "SRE (dB)", "B8", "true colour", "gaussian:0.6"):
         assert text in page
-    # low resolution, bicubic, DIP, reference, two error maps, the loss curve
-    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 7
+    # low resolution, bicubic, bicubic + BP, DIP, reference; the error maps of bicubic, of the strongest
+    # baseline (here bicubic + BP) and of DIP; the loss curve
+    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 9
+    assert f"<figcaption>|{BICUBIC_BP} − reference|</figcaption>" in page
     bicubic_psnr = f"{e.score(BICUBIC).overall['psnr']:.2f}"
     assert bicubic_psnr in page
     saved = json.loads((tmp_path / "r.json").read_text())
@@ -99,9 +101,10 @@ def test_bicubic_only_scores_the_two_baselines(tmp_path):
     e = evaluate(geo_10m(tmp_path), "bicubic", 4, "bicubic")
     assert [s.label for s in e.scores] == [BICUBIC, BICUBIC_BP] and e.run is None
     assert e.low.shape == (4, 32, 32)
-    # the report's images are of the evaluated method, bicubic: not of the back-projected baseline
-    captions = re.findall(r"<figcaption>(.*?)</figcaption>", report.render_html(e))
-    assert captions and not any(BICUBIC_BP in html.unescape(c) for c in captions), captions
+    # every estimate is shown under its own name; the error maps are of bicubic and the strongest baseline
+    captions = [html.unescape(c) for c in re.findall(r"<figcaption>(.*?)</figcaption>", report.render_html(e))]
+    assert captions == ["low resolution (×4 coarser)", BICUBIC, BICUBIC_BP, "reference", f"|{BICUBIC} − reference|",
+                        f"|{BICUBIC_BP} − reference|"]
 
 
 def test_the_method_must_assume_the_kernel_the_image_is_degraded_with(tmp_path):
