@@ -55,7 +55,7 @@ def main() -> int:
     folder = os.path.join(RESULTS, "tmp")
     os.makedirs(folder, exist_ok=True)
     paths = {role: georeferenced(*spec, folder) for role, spec in RASTERS.items()}
-    argv = ["evaluate", paths["target"], "--scale", "2", "--method", "guided", "--guide", paths["guide"],
+    argv = ["evaluate", paths["target"], "--scale", "2", "--method", "guided", "--guide", paths["guide"], "--device", "cpu",
             "--json", os.path.join(folder, "evaluate_example.json")]
     printed = io.StringIO()
     start = time.perf_counter()

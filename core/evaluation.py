@@ -251,7 +251,7 @@ def plan_evaluation(
     info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     if method == "guided":
         from .guided import MIN_TARGET_SIZE
-        from .sharpen import band_kernels
+        from .sharpen import band_kernels, check_kernels_fit_grids
 
         if guide_path is None:
             raise InputError("method guided needs a guide raster (--guide)")
@@ -259,6 +259,7 @@ def plan_evaluation(
             raise InputError("method guided needs a GuidedDIPConfig")
         guide_info = open_info(guide_path, guide_io.bands, crs=guide_io.crs)
         nesting = nest(info.grid, guide_info.grid)
+        check_kernels_fit_grids(config, nesting)
         if nesting.scale != scale:
             raise InputError(f"the guide is {nesting.scale}× finer than the target, so the scale must be {nesting.scale}, got {scale}")
         _check_memory(nesting.target, len(info.bands), len(guide_info.bands), scale)

@@ -70,6 +70,8 @@ def inject_detail(y: torch.Tensor, g: torch.Tensor, d_t: Degradation, d_g: Degra
     # SVD driver on CPU: the default QR-with-pivoting driver (gelsy) gives last-bit differences from run
     # to run with MKL, which broke the same-seed-same-output promise; CUDA offers only gels
     driver = "gelsd" if design.device.type == "cpu" else None
+    if float(w.sum()) < design.shape[1]:  # fewer usable pixels than coefficients (nodata all round): no detail to inject
+        return upsample(y, s, d_t.shift)
     coef = torch.linalg.lstsq(design * w[:, None], y[0].flatten(1).T * w[:, None], driver=driver).solution  # (G+1, T)
     pan = torch.einsum("gt,nghw->nthw", coef[:-1], g) + coef[-1].view(1, -1, 1, 1)
     return upsample(y, s, d_t.shift) + pan - upsample(d_t(pan), s, d_t.shift)
@@ -130,6 +132,8 @@ def sharpen_tile(
         # one level down the regression reads D(y_c) and D(g_c): none of their taps may reach filled nodata
         coarse_fit = degraded_valid(m_t[..., :hs, :ws], aligned_kernels[0]) * degraded_valid(
             m_g_low[..., :hs, :ws].expand(-1, g.shape[1], -1, -1), aligned_kernels[1])
+        # as many usable coarse pixels per coefficient as the pair's size requires, once nodata is left out
+        cross_scale = float(coarse_fit.sum()) >= COARSE_PIXELS_PER_COEFFICIENT * (g.shape[1] + 1)
         coarse_base = base(aligned[0](y_c), g_c, coarse_fit, *aligned)
         coarse_inputs = torch.cat([g_c, coarse_base], 1)
 

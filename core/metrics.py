@@ -64,10 +64,13 @@ def _band_ssim(e: np.ndarray, r: np.ndarray) -> float:
 
 
 def ssim(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """The mean of the bands' SSIM, constant reference bands (undefined SSIM) left out; NaN when all are."""
-    values = ssim_per_band(estimate, reference)
-    defined = values[~np.isnan(values)] if not np.isnan(estimate).any() else values
-    return float(defined.mean()) if defined.size else float("nan")
+    """The mean SSIM of the bands whose reference is not constant (the same bands for every estimate of one
+    reference); NaN when every band is constant or the estimate holds a non-finite value."""
+    e, r = _pair(estimate, reference)
+    varying = np.array([rb.max() > rb.min() for rb in r])
+    if not varying.any() or not np.isfinite(e).all():
+        return float("nan")
+    return float(ssim_per_band(e[varying], r[varying]).mean())
 
 
 def sam(estimate: np.ndarray, reference: np.ndarray) -> float:

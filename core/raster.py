@@ -473,16 +473,15 @@ class AtomicGeoTIFF:
     def clipping_warnings(self) -> list[str]:
         """One log line per band with values the output's integer dtype could not hold (clipped to its range):
         an estimate that overshoots the physical range, e.g. negative reflectance at sharpened edges."""
-        names = [d or f"band {b}" for d, b in zip(self.info.descriptions, self.info.bands)]
-        limits = np.iinfo(np.dtype(self.dtype)) if np.issubdtype(np.dtype(self.dtype), np.integer) else None
+        names = [d or f"output band {i}" for i, d in enumerate(self.info.descriptions, start=1)]
         lines = []
         for name, (below, above), total in zip(names, self.clipped, self.written):
             if below or above:
                 share = 100.0 * (below + above) / max(int(total), 1)
                 lines.append(
-                    f"warning: {name}: {below + above} output pixels ({share:.2g} %) fell outside {self.dtype}'s range and "
-                    f"were clipped ({below} to {limits.min}, {above} to {limits.max}): the estimate overshoots there, e.g. a "
-                    "kernel wider than the image's true blur, or sharpened edges; a Float32 output keeps the values"
+                    f"warning: {name}: {below + above} output pixels ({share:.3g} %; {below} below, {above} above) fell "
+                    f"outside {self.dtype}'s range and were clipped into it: values overshoot there (sharp edges, or a "
+                    "kernel wider than the image's true blur); a Float32 output keeps them"
                 )
         return lines
 

@@ -1,9 +1,9 @@
 """The evaluation report: one self-contained HTML page (images embedded as PNG data), and its JSON twin.
 
 The page shows what was evaluated and how (Wald's protocol, the settings), the overall scores of every
-method with the best of each column in bold, the per-band scores, image crops side by side
-(low-resolution, bicubic, the method, the reference, and the error maps of bicubic and of the method on
-one shared scale) and the method's training-loss curve. Files are written atomically.
+method and the per-band scores with the best as printed in bold, image crops side by side (low
+resolution, every estimate, the reference, and the error maps of bicubic, of the strongest baseline and
+of the method on one shared scale) and the method's training-loss curve. Files are written atomically.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ from .sharpen import GUIDED_METHOD, sharpen
 
 EXTENSIONS = (".jp2", ".tif", ".tiff")
 GUIDE_BANDS = ("B2", "B3", "B4", "B8")
+#: The pixel sizes (m) of Sentinel-2 bands, native or resampled (Level-2A keeps copies at each).
+SENTINEL2_PIXELS = (10.0, 20.0, 60.0)
 #: Output rows written per block when assembling the final stack.
 BLOCK_ROWS = 512
 
@@ -48,6 +50,7 @@ class BandSource:
     band: str
     path: str
     index: int
+
 
 
 def _files(inputs: Sequence[str]) -> list[str]:
@@ -79,6 +82,7 @@ def find_bands(inputs: Sequence[str]) -> dict[str, BandSource]:
     """Sentinel-2 band name → where it is, over every raster file in ``inputs`` (module docstring)."""
     found: dict[str, BandSource] = {}
     native: dict[str, bool] = {}  # whether the band found is at its own resolution
+    metres: dict[str, float | None] = {}  # its pixel size in metres (None: not a metric projected CRS)
     for path in _files(inputs):
         try:
             info = open_info(path)
@@ -91,6 +95,15 @@ def find_bands(inputs: Sequence[str]) -> dict[str, BandSource]:
             own = math.isclose(pixel, RESOLUTION[name], rel_tol=1e-6)
             if name not in found or (own and not native[name]):
                 found[name], native[name] = BandSource(name, path, index), own
+                crs = info.grid.crs
+                metric = crs is not None and crs.is_projected and (crs.linear_units or "").lower() in ("metre", "meter", "m")
+                metres[name] = pixel if metric else None
+    for name, pixel in metres.items():
+        if pixel is not None and not any(math.isclose(pixel, r, rel_tol=0.01) for r in SENTINEL2_PIXELS):
+            raise InputError(
+                f"band {name} in {found[name].path} has {pixel:g} m pixels, none of Sentinel-2's (10, 20, 60 m): the "
+                "sentinel2 command takes Sentinel-2 products; for other sensors use guided"
+            )
     missing = [b for b in GUIDE_BANDS if b not in found]
     if missing:
         raise InputError(f"no Sentinel-2 10 m band {', '.join(missing)} found in {', '.join(inputs)}: the 10 m bands are the guide")
@@ -109,12 +122,6 @@ def _write_stack(sources: list[BandSource], path: str) -> None:
         ) as dst:
             for out_index, source in enumerate(sources, start=1):
                 info = open_info(source.path, (source.index,))
-                pixel, expected = abs(info.grid.transform.a), RESOLUTION[source.band]
-                if info.grid.crs is not None and info.grid.crs.is_projected and abs(pixel - expected) > 0.01 * expected:
-                    raise InputError(
-                        f"band {source.band} in {source.path} has {pixel:g} m pixels, not Sentinel-2's {expected} m: the "
-                        "sentinel2 command takes Sentinel-2 bands at their own resolution; for other sensors use guided"
-                    )
                 if info.grid != first.grid:
                     raise InputError(f"band {source.band} in {source.path} is not on the grid of {sources[0].band}")
                 with rasterio.open(source.path) as src:

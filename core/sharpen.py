@@ -71,6 +71,17 @@ class GuidedInputs:
     guide_kernels: list[Kernel]
 
 
+def check_kernels_fit_grids(config: GuidedDIPConfig, nesting: Nesting) -> None:
+    """Refuse the sentinel2 kernels on grids half a guide pixel apart: that is Landsat's multispectral/pan
+    geometry, never Sentinel-2's, and Landsat band names (B1–B9) would pick Sentinel-2 MTFs without a word."""
+    if any(nesting.shift) and SENTINEL2_KERNEL in (config.kernel, config.guide_kernel):
+        raise InputError(
+            "target and guide pixels sit half a guide pixel apart, as Landsat's multispectral and pan bands do, not "
+            "Sentinel-2's: the sentinel2 kernels (Sentinel-2 MTFs picked by band name) do not apply; choose the landsat "
+            "kernels for target and guide (or a gaussian)"
+        )
+
+
 def check_inputs(
     target_path: str,
     guide_path: str,
@@ -95,12 +106,7 @@ def check_inputs(
     if target.window is not None and progress is not None:
         progress.info(extent_message(target.window))
     nesting = nest(target.grid, guide.grid)
-    if any(nesting.shift) and SENTINEL2_KERNEL in (config.kernel, config.guide_kernel):
-        raise InputError(
-            "target and guide pixels sit half a guide pixel apart, as Landsat's multispectral and pan bands do, not "
-            "Sentinel-2's: the sentinel2 kernels (Sentinel-2 MTFs picked by band name) do not apply; choose the landsat "
-            "kernels for target and guide (or gaussian:SIGMA)"
-        )
+    check_kernels_fit_grids(config, nesting)
     s = nesting.scale
     if min(nesting.target.width, nesting.target.height) < MIN_TARGET_SIZE:
         raise InputError(

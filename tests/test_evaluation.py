@@ -265,6 +265,11 @@ def test_undefined_scores_are_nan_not_made_up():
     estimate = reference + rng.normal(0, 5, reference.shape)
     assert np.isnan(metrics.psnr_per_band(estimate, reference)[0]) and np.isnan(metrics.ssim_per_band(estimate, reference)[0])
     assert metrics.ssim(estimate, reference) == pytest.approx(metrics.ssim_per_band(estimate, reference)[1])
+    exact = estimate.copy()
+    exact[0] = reference[0]  # the constant band matched exactly: SSIM 1 there, but the overall averages the same bands
+    assert metrics.ssim_per_band(exact, reference)[0] == 1.0 and metrics.ssim(exact, reference) == metrics.ssim(estimate, reference)
+    exact[1, 2, 2] = np.inf
+    assert np.isnan(metrics.ssim(exact, reference))
     assert np.isnan(metrics.psnr(estimate[:1], reference[:1]))
     negative = -reference[1:]
     assert metrics.ergas_per_band(negative + 1.0, negative, 2)[0] == pytest.approx(50.0 / abs(negative.mean()))

@@ -318,4 +318,4 @@ def test_bands_at_other_sensors_pixel_sizes_are_not_taken_for_sentinel2(tmp_path
         write_raster(str(folder / f"scene_{band}.tif"), read(S2_10M)[index : index + 1], transform=Affine(30.0, 0, 300000.0, 0, -30.0, 5800000.0))
     assert cli(["sentinel2", str(folder), str(tmp_path / "o.tif"), "--iterations", "1"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("internal-sr: error: ") and "has 30 m pixels, not Sentinel-2's 10 m" in last
+    assert last.startswith("internal-sr: error: ") and "has 30 m pixels, none of Sentinel-2's (10, 20, 60 m)" in last

@@ -170,3 +170,8 @@ def test_sentinel2_kernels_on_a_half_pixel_pair_are_refused(tmp_path, capsys):
     assert cli(["guided", MS, PAN, str(out), "--iterations", "1"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "sit half a guide pixel apart" in line and "choose the landsat kernels" in line and not out.exists()
+
+
+def test_evaluate_refuses_sentinel2_kernels_on_the_landsat_pair_too():
+    with pytest.raises(InputError, match="sit half a guide pixel apart"):
+        evaluate(MS, "guided", 2, "sentinel2", GuidedDIPConfig(iterations=1), guide_path=PAN)
