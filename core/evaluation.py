@@ -120,7 +120,11 @@ class Evaluation:
         return self.score(METHOD_LABELS.get(self.method, BICUBIC))
 
     def as_dict(self) -> dict:
-        """JSON-ready summary (no images): inputs, settings, scores, the method's steps, time and loss curves."""
+        """JSON-ready summary (no images): inputs, settings, scores, the method's steps, time and loss curves.
+
+        Strict JSON has no infinity: ``core.report.write_json`` writes infinite and undefined scores as
+        ``null``, and each score's ``infinite`` lists the overall metrics that are +∞ (a perfect estimate's
+        PSNR or SRE), so the two can be told apart."""
         return {
             "input": self.input_path,
             "method": self.method,
@@ -130,7 +134,11 @@ class Evaluation:
             "window": {"col_off": self.window.col_off, "row_off": self.window.row_off,
                        "width": self.window.width, "height": self.window.height},
             "settings": self.settings,
-            "scores": [{"label": s.label, "overall": s.overall, "per_band": s.per_band} for s in self.scores],
+            "scores": [
+                {"label": s.label, "overall": s.overall, "per_band": s.per_band,
+                 "infinite": [m for m, v in s.overall.items() if v == float("inf")]}
+                for s in self.scores
+            ],
             "device": self.run.device if self.run else "cpu",
             "steps": self.run.steps if self.run else 0,
             "method_seconds": self.run.seconds if self.run else 0.0,

@@ -189,7 +189,8 @@ def test_single_band_has_no_spectral_angle_and_the_report_says_so(tmp_path):
     e = evaluate(path, "bicubic", 2, "bicubic")
     assert all(math.isnan(s.overall["sam"]) for s in e.scores)
     report.write_json(e, str(tmp_path / "one.json"))
-    assert strict_json((tmp_path / "one.json").read_text())["scores"][0]["overall"]["sam"] is None
+    saved = strict_json((tmp_path / "one.json").read_text())
+    assert saved["scores"][0]["overall"]["sam"] is None and "sam" not in saved["scores"][0]["infinite"]  # undefined
     sam_cells = [row.split("</td><td>")[3] for row in report.render_html(e).split("<tr><th>")[2:4]]
     assert sam_cells == ["—", "—"]
 
@@ -200,6 +201,7 @@ def test_a_constant_image_writes_valid_json(tmp_path):
     report.write_json(e, str(tmp_path / "flat.json"))
     saved = strict_json((tmp_path / "flat.json").read_text())
     assert saved["scores"][0]["overall"]["psnr"] is None and saved["scores"][0]["overall"]["rmse"] == 0.0
+    assert saved["scores"][0]["infinite"] == ["psnr", "sre"]  # null here means infinite, not undefined
     # a perfect estimate's PSNR is infinite: ∞ in the tables, not "inf"
     assert "∞" in report.text_table(e) and "inf" not in report.text_table(e) and "<td><b>∞</b></td>" in report.render_html(e)
 
