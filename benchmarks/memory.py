@@ -73,7 +73,7 @@ def _child(source: str, target: str, tile: int, queue) -> None:
 def measure(size: int, tile: int, folder: str) -> dict:
     """Peak memory of one run on a fresh ``size``² raster, in its own process."""
     from internal_sr.core.config import TileOptions
-    from internal_sr.core.tiling import plan_tiles
+    from internal_sr.core.tiling import tile_count
 
     source, target = os.path.join(folder, f"in_{size}.tif"), os.path.join(folder, f"out_{size}.tif")
     make_raster(source, size)
@@ -83,7 +83,7 @@ def measure(size: int, tile: int, folder: str) -> dict:
     proc.start()
     rss, traced, seconds = queue.get()
     proc.join()
-    tiles = sum(len(row) for row in plan_tiles(size, size, TileOptions(tile, 16)))
+    tiles = tile_count(size, size, TileOptions(tile, 16))
     for path in (source, target):
         os.remove(path)
     return dict(size=size, tiles=tiles, peak_rss_mb=rss, peak_traced_mb=traced, seconds=seconds)

@@ -52,7 +52,7 @@ from .kernels import KernelWidth, anisotropic_gaussian, file_kernel_centre, kern
 from .normalise import BandScaling
 from .optimise import adam, optimise
 from .progress import NullProgress, Progress, SubProgress
-from .raster import RasterInfo, check_output_path, open_info, read_window
+from .raster import RasterInfo, check_output_paths, open_info, read_window
 
 #: Fraction of the strongest gradients that mark "structure" where crops are drawn (the reference's 97th percentile).
 STRUCTURE_QUANTILE = 0.97
@@ -380,11 +380,11 @@ def check_kernel_files(
         raise InputError(f"kernel file {kernel_path} must end in .npy")
     info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     paths = [band_kernel_path(kernel_path, b) for b in info.bands] if config.per_band else [kernel_path]
-    for path in paths:
-        for written in kernel_files(path):
-            check_output_path(written, [input_path])
-            if any(os.path.abspath(written) == os.path.abspath(other) for other in others if other):
-                raise InputError(f"{written} would be written twice, as a kernel file and as another output: choose another path")
+    written = [file for path in paths for file in kernel_files(path)]
+    check_output_paths(written, [input_path])
+    for file in written:
+        if any(os.path.abspath(file) == os.path.abspath(other) for other in others if other):
+            raise InputError(f"{file} would be written twice, as a kernel file and as another output: choose another path")
     config.check_input_size(info.grid.width, info.grid.height)
     return info, paths
 

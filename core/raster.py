@@ -254,13 +254,11 @@ def loss_curve_path(output_path: str) -> str:
 
 
 def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True, probe: bool = True) -> None:
-    """The checks of a run's raster output: a GeoTIFF name, ``check_output_path`` and, for a run that draws
+    """The checks of a run's raster output: a GeoTIFF name, ``check_output_paths`` and, for a run that draws
     its training loss (``loss_curve``), the same for the loss curve's PNG beside it (``probe``: as there)."""
     if not output.lower().endswith(GEOTIFF_EXTENSIONS):
         raise InputError(f"output {output} must end in .tif or .tiff: it is written as GeoTIFF")
-    check_output_path(output, inputs, probe)
-    if loss_curve:
-        check_output_path(loss_curve_path(output), inputs, probe=False)  # same folder: probed once
+    check_output_paths([output, loss_curve_path(output)] if loss_curve else [output], inputs, probe)
 
 
 def dataset_files(path: str) -> list[str]:
@@ -280,25 +278,35 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def check_output_path(output: str, inputs: list[str], probe: bool = True) -> None:
-    """Refuse to overwrite an input (or a file its dataset reads: a VRT's sources, a mask) or a folder, and
-    check that the output folder exists and takes a file: with ``probe``, by creating the run's temporary
-    file there and removing it (front ends refreshing a form on every change leave that to the run)."""
-    folder = os.path.dirname(os.path.abspath(output))
-    if os.path.isdir(output):
-        raise InputError(f"output {output} is a folder: give the output file's path")
-    for path in inputs:
-        if _same_file(output, path):
-            raise InputError(f"output {output} is the input: choose another output path")
-        if any(_same_file(output, read) for read in dataset_files(path)):
-            raise InputError(f"output {output} is a file the input {path} reads: choose another output path")
-    if not os.path.isdir(folder):
-        raise InputError(f"output folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"output folder {folder} is not writable")
-    if probe:
-        handle, probe_path = temporary_beside(output)  # what the run will do: refused by read-only mounts, /proc, …
-        os.close(handle)
-        os.remove(probe_path)
+    """``check_output_paths`` for one output."""
+    check_output_paths([output], inputs, probe)
+
+
+def check_output_paths(outputs: list[str], inputs: list[str], probe: bool = True) -> None:
+    """Refuse to overwrite an input (or a file its dataset reads: a VRT's sources, a mask) or a folder with
+    any of ``outputs``, and check that their folders exist and take a file: with ``probe``, by creating the
+    run's temporary file there and removing it, once per folder (front ends refreshing a form on every
+    change leave that to the run). Each input's files are asked of GDAL once."""
+    read = {path: dataset_files(path) for path in inputs}
+    probed: set[str] = set()
+    for output in outputs:
+        folder = os.path.dirname(os.path.abspath(output))
+        if os.path.isdir(output):
+            raise InputError(f"output {output} is a folder: give the output file's path")
+        for path, files in read.items():
+            if _same_file(output, path):
+                raise InputError(f"output {output} is the input: choose another output path")
+            if any(_same_file(output, file) for file in files):
+                raise InputError(f"output {output} is a file the input {path} reads: choose another output path")
+        if not os.path.isdir(folder):
+            raise InputError(f"output folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise InputError(f"output folder {folder} is not writable")
+        if probe and folder not in probed:
+            handle, probe_path = temporary_beside(output)  # what the run will do: refused by read-only mounts, /proc, …
+            os.close(handle)
+            os.remove(probe_path)
+            probed.add(folder)
 
 
 def output_dtype(info: RasterInfo, float32: bool) -> str:
@@ -320,12 +328,19 @@ def output_nodata(info: RasterInfo, dtype: str) -> float | None:
     return float("nan") if np.issubdtype(dt, np.floating) else None
 
 
-def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | None) -> np.ndarray:
-    """Round and clip float ``values`` to ``dtype``; invalid pixels become ``nodata``."""
+def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Round and clip float ``values`` ``(C, h, w)`` to ``dtype``; invalid pixels become ``nodata``.
+
+    Returns the cast values and, per band, how many valid values an integer ``dtype`` could not hold and
+    were clipped into its range: ``(C, 2)``, (below, above); zeros for float types.
+    """
     dt = np.dtype(dtype)
+    clipped = np.zeros((values.shape[0], 2), dtype=np.int64)
     if np.issubdtype(dt, np.integer):
-        limits = np.iinfo(dt)
-        out = np.clip(np.rint(values), limits.min, limits.max).astype(dt)
+        limits, rounded = np.iinfo(dt), np.rint(values)
+        clipped[:, 0] = ((rounded < limits.min) & valid).sum(axis=(1, 2))
+        clipped[:, 1] = ((rounded > limits.max) & valid).sum(axis=(1, 2))
+        out = np.clip(rounded, limits.min, limits.max).astype(dt)
     else:
         out = values.astype(dt)
     if nodata is not None and not np.isnan(nodata):
@@ -337,7 +352,7 @@ def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | 
             out[clash] = np.nextafter(dt.type(nodata), dt.type(np.inf))
     if nodata is not None:
         out[~valid] = nodata
-    return out
+    return out, clipped
 
 
 def _umask() -> int:
@@ -459,13 +474,10 @@ class AtomicGeoTIFF:
     def write(self, window: Window, values: np.ndarray, valid: np.ndarray) -> None:
         """Write float ``values`` ``(C, h, w)`` at ``window``, cast by ``to_dtype``; invalid pixels become nodata."""
         area = rasterio_window(window)
-        dt = np.dtype(self.dtype)
-        if np.issubdtype(dt, np.integer):
-            limits, rounded = np.iinfo(dt), np.rint(values)
-            self.clipped[:, 0] += ((rounded < limits.min) & valid).sum(axis=(1, 2))
-            self.clipped[:, 1] += ((rounded > limits.max) & valid).sum(axis=(1, 2))
+        cast, clipped = to_dtype(values, valid, self.dtype, self.nodata)
+        self.clipped += clipped
         self.written += valid.sum(axis=(1, 2))
-        self.dataset.write(to_dtype(values, valid, self.dtype, self.nodata), window=area)
+        self.dataset.write(cast, window=area)
         if self.mask:
             with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
                 self.dataset.write_mask(valid.any(axis=0), window=area)

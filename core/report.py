@@ -23,7 +23,7 @@ from .evaluation import BICUBIC, Evaluation, evaluate
 from .metrics import HIGHER_IS_BETTER
 from .pipeline import RunResult
 from .progress import Progress
-from .raster import check_output_path, write_file_atomically
+from .raster import check_output_paths, write_file_atomically
 from .sentinel2 import band_name
 
 #: Edge (reference pixels) of the central crop shown in the report.
@@ -215,9 +215,7 @@ def evaluate_to_files(
     inputs = [input_path] + ([guide_path] if guide_path else [])
     if report_path and json_path and os.path.abspath(report_path) == os.path.abspath(json_path):
         raise InputError(f"the report and the JSON would both be {report_path}: choose two paths")
-    for path in (report_path, json_path):
-        if path:
-            check_output_path(path, inputs)
+    check_output_paths([path for path in (report_path, json_path) if path], inputs)
     e = evaluate(input_path, method, scale, kernel, config, io, guide_path, guide_io or IOOptions(), progress)
     if report_path:
         write_html(e, report_path)

@@ -75,6 +75,11 @@ def plan_tiles(width: int, height: int, tiles: TileOptions) -> list[list[Window]
     return [[Window(c, r, min(tiles.size, width), min(tiles.size, height)) for c in cols] for r in rows]
 
 
+def tile_count(width: int, height: int, tiles: TileOptions) -> int:
+    """How many tiles ``plan_tiles`` makes, without listing them (a whole scene in small tiles has many)."""
+    return len(tile_offsets(width, tiles.size, tiles.overlap)) * len(tile_offsets(height, tiles.size, tiles.overlap))
+
+
 def _ramp(length: int, before: int, after: int) -> np.ndarray:
     """1-D weights: rising over ``before`` pixels at the start, falling over ``after`` at the end."""
     w = np.ones(length)

@@ -6,7 +6,7 @@ import pytest
 from internal_sr.core.config import TileOptions
 from internal_sr.core.errors import Cancelled, InputError
 from internal_sr.core.progress import NullProgress
-from internal_sr.core.tiling import plan_tiles, run_tiles, tile_offsets
+from internal_sr.core.tiling import plan_tiles, run_tiles, tile_count, tile_offsets
 
 
 @pytest.mark.parametrize("length,size,overlap", [(100, 32, 8), (33, 32, 4), (300, 64, 0), (64, 64, 16), (129, 40, 19)])
@@ -89,3 +89,9 @@ def test_memory_is_bounded_by_the_tile_not_the_strip():
     tracemalloc.stop()
     strip = size * scale * width * scale * 17  # float64 sums + float64 weights + bool validity of one strip of tiles
     assert peak < strip / 3
+
+
+@pytest.mark.parametrize("width,height,size", [(96, 96, 64), (1000, 700, 128), (40, 30, 48), (129, 16, 32)])
+def test_tile_count_is_the_plans_without_listing_it(width, height, size):
+    tiles = TileOptions(size, 8)
+    assert tile_count(width, height, tiles) == sum(len(row) for row in plan_tiles(width, height, tiles))

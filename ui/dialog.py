@@ -511,10 +511,10 @@ class SuperResolveDialog(QDialog):
 
     def estimate(self, plan: RunPlan) -> tuple[int, int, int, int]:
         """(output width, output height, tiles, output pixels per tile) of ``plan``."""
-        from ..core.tiling import tile_offsets
+        from ..core.tiling import tile_count
 
         tiles = plan.config.tiles
-        count = len(tile_offsets(plan.width, tiles.size, tiles.overlap)) * len(tile_offsets(plan.height, tiles.size, tiles.overlap))
+        count = tile_count(plan.width, plan.height, tiles)
         tile_pixels = min(tiles.size, plan.width) * min(tiles.size, plan.height) * plan.scale**2
         return plan.width * plan.scale, plan.height * plan.scale, count, tile_pixels
 
