@@ -107,17 +107,6 @@ def _raster_filter() -> Any:
     return filters.RasterLayer if filters is not None else QgsMapLayerProxyModel.Filter.RasterLayer
 
 
-def _layer_grid(layer: QgsRasterLayer) -> Any:
-    """The ``core.grid.Grid`` of a north-up raster layer (without CRS: it serves pixel counts)."""
-    from affine import Affine
-
-    from ..core.grid import Grid
-
-    extent = layer.extent()
-    x_size, y_size = layer.rasterUnitsPerPixelX(), layer.rasterUnitsPerPixelY()
-    return Grid(layer.width(), layer.height(), Affine(x_size, 0.0, extent.xMinimum(), 0.0, -y_size, extent.yMaximum()))
-
-
 def import_engine() -> None:
     """Import the engine modules the dialog uses, torch among them, before any widget is made: a package
     that is installed but fails to import raises here (``ImportError``, ``OSError``)."""
