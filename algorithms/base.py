@@ -12,7 +12,8 @@ path out. The base class owns everything the algorithms share:
 * :class:`FeedbackProgress`, the adapter from the engine's progress protocol to ``QgsProcessingFeedback``;
 * error translation: any error of the engine becomes a ``QgsProcessingException`` carrying one line
   (``core.errors.error_line``, as on the command line and in the dialog's task), with the traceback of an
-  unexpected one in the message log; ``Cancelled`` ends the run cleanly, with no output and no error.
+  unexpected one in the message log; ``Cancelled`` ends the run with the one-line error "Cancelled: nothing was
+  written" (a script's ``processing.run`` raises it rather than returning results without OUTPUT).
 
 The engine (torch, rasterio) is imported only inside a job, so the provider loads without it.
 """
@@ -773,8 +774,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             with engine_errors():
                 result = job.run(progress)
         except Cancelled:
-            progress.info(tr("Cancelled: nothing was written"))
-            return {}
+            raise QgsProcessingException(tr("Cancelled: nothing was written")) from None
         progress.info(
             tr("Done on {} in {:.1f} s ({} optimisation steps): {}").format(
                 result.device, result.seconds, result.steps, result.output_path
