@@ -83,6 +83,7 @@ def find_bands(inputs: Sequence[str]) -> dict[str, BandSource]:
     found: dict[str, BandSource] = {}
     native: dict[str, bool] = {}  # whether the band found is at its own resolution
     metres: dict[str, float | None] = {}  # its pixel size in metres (None: not a metric projected CRS)
+    crs_of: dict[str, str] = {}  # its CRS as text ("" without one)
     for path in _files(inputs):
         try:
             info = open_info(path)
@@ -98,6 +99,7 @@ def find_bands(inputs: Sequence[str]) -> dict[str, BandSource]:
                 crs = info.grid.crs
                 metric = crs is not None and crs.is_projected and (crs.linear_units or "").lower() in ("metre", "meter", "m")
                 metres[name] = pixel if metric else None
+                crs_of[name] = crs.to_string() if crs is not None else ""
     for name, pixel in metres.items():
         if pixel is not None and not any(math.isclose(pixel, r, rel_tol=0.01) for r in SENTINEL2_PIXELS):
             raise InputError(
@@ -107,6 +109,13 @@ def find_bands(inputs: Sequence[str]) -> dict[str, BandSource]:
     missing = [b for b in GUIDE_BANDS if b not in found]
     if missing:
         raise InputError(f"no Sentinel-2 10 m band {', '.join(missing)} found in {', '.join(inputs)}: the 10 m bands are the guide")
+    guide = GUIDE_BANDS[0]
+    for name in sorted(found, key=ORDER.index):
+        if crs_of[name] != crs_of[guide]:
+            raise InputError(
+                f"band {name} in {found[name].path} is in {crs_of[name] or 'no CRS'} but band {guide} in "
+                f"{found[guide].path} is in {crs_of[guide] or 'no CRS'}: reproject the bands onto one CRS first"
+            )
     return found
 
 

@@ -319,3 +319,17 @@ def test_bands_at_other_sensors_pixel_sizes_are_not_taken_for_sentinel2(tmp_path
     assert cli(["sentinel2", str(folder), str(tmp_path / "o.tif"), "--iterations", "1"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("internal-sr: error: ") and "has 30 m pixels, none of Sentinel-2's (10, 20, 60 m)" in last
+
+
+def test_bands_in_two_crs_name_both_files(tmp_path, capsys):
+    """A 60 m band from another UTM zone is named with its file, not reported as a temporary stack's CRS."""
+    folder = product_folder(tmp_path / "p")
+    b9 = os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B09.tif")
+    with rasterio.open(b9, "r+") as dst:
+        dst.crs = "EPSG:32634"
+    assert cli(["sentinel2", folder, str(tmp_path / "o.tif"), "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"internal-sr: error: band B9 in {b9} is in EPSG:32634 but band B2 in "
+        f"{os.path.join(folder, 'IMG_DATA', 'T33UUB_20170527T100031_B02.tif')} is in EPSG:32633: reproject the bands onto one CRS first"
+    )
