@@ -121,7 +121,11 @@ class Nesting:
 def _span(offset: int, scale: int, target_length: int, guide_length: int) -> tuple[int, int]:
     """Whole target pixels [first, last) along one axis inside a guide of ``guide_length`` pixels.
 
-    ``offset`` is the target origin in guide pixels.
+    ``offset`` is the target origin in whole guide pixels, rounded down on half-pixel grids: target pixel k
+    is sharpened onto guide pixels [offset + k·scale, offset + (k+1)·scale), and it is kept when all of
+    those exist. On a half-pixel grid its ground footprint is half a guide pixel later (``Nesting.shift``),
+    so the last target pixel kept may reach half a guide pixel past the guide's edge, as the guide's own
+    kernel does at every border (reflected).
     """
     first = max(0, -(offset // scale))  # ceil(−offset / scale)
     last = min(target_length, (guide_length - offset) // scale)

@@ -67,12 +67,14 @@ def inject_detail(y: torch.Tensor, g: torch.Tensor, d_t: Degradation, d_g: Degra
     g_low = d_g(g)[0].flatten(1)  # (G, h·w)
     design = torch.cat([g_low, torch.ones_like(g_low[:1])]).T  # (h·w, G+1)
     w = torch.ones_like(y[0, :1]).flatten() if valid is None else valid[0].amin(dim=0).flatten()
-    # SVD driver on CPU: the default QR-with-pivoting driver (gelsy) gives last-bit differences from run
-    # to run with MKL, which broke the same-seed-same-output promise; CUDA offers only gels
-    driver = "gelsd" if design.device.type == "cpu" else None
     if float(w.sum()) < design.shape[1]:  # fewer usable pixels than coefficients (nodata all round): no detail to inject
         return upsample(y, s, d_t.shift)
-    coef = torch.linalg.lstsq(design * w[:, None], y[0].flatten(1).T * w[:, None], driver=driver).solution  # (G+1, T)
+    # solved on the CPU with the SVD driver on every device: it takes rank-deficient designs (a guide band
+    # constant over the tile, two identical guide bands) where CUDA's only driver (gels) fails or returns
+    # huge cancelling coefficients, and unlike the default CPU driver (gelsy) it gives the same bits from
+    # run to run; the design is a few MB per tile, moved once
+    a, b = (design * w[:, None]).cpu(), (y[0].flatten(1).T * w[:, None]).cpu()
+    coef = torch.linalg.lstsq(a, b, driver="gelsd").solution.to(g.device)  # (G+1, T)
     pan = torch.einsum("gt,nghw->nthw", coef[:-1], g) + coef[-1].view(1, -1, 1, 1)
     return upsample(y, s, d_t.shift) + pan - upsample(d_t(pan), s, d_t.shift)
 

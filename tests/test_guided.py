@@ -71,6 +71,18 @@ def test_injection_is_exact_when_the_target_is_a_blurred_combination_of_the_guid
     np.testing.assert_allclose(out, truth, rtol=0, atol=1e-6 * truth.max())
 
 
+def test_injection_takes_a_rank_deficient_guide():
+    """A guide band that is constant over the tile and a band given twice make the pseudo-pan design rank
+    deficient: the fit (on the CPU's SVD driver on every device; CUDA's own driver refuses such designs)
+    still injects the detail exactly."""
+    band = read(S2_10M)[:1, :64, :64].astype(np.float64)
+    guide = np.concatenate([band, band, np.full_like(band, 0.3)])  # a duplicate band and a constant one
+    kernels = [make_kernel("gaussian:0.5", 2)] * 3
+    truth = 0.3 * band + 100.0
+    out = hpf_injection(degrade_with(truth, kernels[:1]), guide, kernels[:1], kernels)
+    np.testing.assert_allclose(out, truth, rtol=0, atol=1e-6 * truth.max())
+
+
 def test_the_pseudo_pan_fit_leaves_out_guide_nodata():
     """A hole in the guide (nodata, filled before degrading) must not bend the regression: fitted where
     the target is valid and the degraded guide saw no fill (as ``sharpen_tile`` now fits), the injection
