@@ -72,10 +72,12 @@ screenshots: install
 	@command -v xvfb-run >/dev/null || { echo "xvfb-run is missing: run 'sudo apt-get install xvfb'"; exit 1; }
 	xvfb-run -a -s "-screen 0 1280x1024x24" env QT_QPA_PLATFORM=xcb $(PY) benchmarks/screenshots.py --out docs
 
+# the zip is the last commit's plugin files (git archive: needs a git checkout); uncommitted changes are named, not packed
+PLUGIN_FILES := metadata.txt __init__.py plugin.py icon.svg LICENSE README.md algorithms ui core
 package:
 	rm -rf dist && mkdir -p dist
-	git archive --format=zip --prefix=internal_sr/ -o dist/internal_sr.zip HEAD \
-	  metadata.txt __init__.py plugin.py icon.svg LICENSE README.md algorithms ui core
+	git archive --format=zip --prefix=internal_sr/ -o dist/internal_sr.zip HEAD $(PLUGIN_FILES)
+	@git status --porcelain -- $(PLUGIN_FILES) | sed 's/^/warning: not in the zip (uncommitted): /'
 	@python3 -c "import os,sys; s=os.path.getsize('dist/internal_sr.zip'); print(f'dist/internal_sr.zip: {s/1e6:.2f} MB'); sys.exit(s > 25e6)"
 
 deploy:

@@ -428,16 +428,14 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     def add_bool(self, name: str, description: str, default: bool, help_text: str, advanced: bool = False) -> None:
         self.add_parameter(QgsProcessingParameterBoolean(name, tr(description), default), help_text, advanced)
 
-    def add_scale(self) -> None:
-        self.add_int(
-            self.SCALE,
-            "Scale factor",
-            2,
-            "Integer refinement of the pixel grid: 2 turns 20 m pixels into 10 m pixels (and doubles width "
-            "and height). 2 is the safe choice; 3 and 4 work but invent more detail.",
-            minimum=2,
-            maximum=MAX_SCALE,
-        )
+    def add_scale(
+        self,
+        help_text: str = "Integer refinement of the pixel grid: 2 turns 20 m pixels into 10 m pixels (and doubles width "
+        "and height). 2 is the safe choice; 3 and 4 work but invent more detail.",
+        maximum: int | None = MAX_SCALE,
+    ) -> None:
+        """SCALE, an integer from 2; ``maximum`` None for no upper bound (degrading has no memory limit to guard)."""
+        self.add_int(self.SCALE, "Scale factor", 2, help_text, minimum=2, maximum=maximum)
 
     def add_kernel(self, advanced: bool = False, options: tuple[str, ...] = KERNELS, extra_help: str = "") -> None:
         """KERNEL, SIGMA and KERNEL_FILE: the blur of the sensor model, shared by every method and degrade."""
@@ -452,12 +450,12 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             advanced,
         )
         sigma = QgsProcessingParameterNumber(
-            self.SIGMA, tr("Gaussian sigma (input pixels)"), _number_type(False), DEFAULT_SIGMA, True, 0.05, 10.0
+            self.SIGMA, tr("Gaussian sigma (low-resolution pixels)"), _number_type(False), DEFAULT_SIGMA, True, 0.05, 10.0
         )
         self.add_parameter(
             sigma,
-            "Standard deviation of the 'gaussian' kernel in input (low-resolution) pixels; 0.4–0.7 is typical "
-            "of multispectral sensors. Ignored by the other kernels.",
+            "Standard deviation of the 'gaussian' kernel in low-resolution pixels (the input's when super-resolving, "
+            "the output's when degrading); 0.4–0.7 is typical of multispectral sensors. Ignored by the other kernels.",
             advanced,
         )
         self.add_parameter(

@@ -43,7 +43,11 @@ class DegradeAlgorithm(InternalSRAlgorithm):
         self.add_raster_input("The raster to degrade: a file GDAL reads, any data type, any number of bands.")
         self.add_bands()
         self.add_extent()
-        self.add_scale()
+        self.add_scale(
+            "Integer coarsening of the pixel grid: one output pixel per scale × scale block of input pixels (2 turns "
+            "10 m pixels into 20 m pixels).",
+            maximum=None,
+        )
         self.add_kernel()
         self.add_output("Degraded raster", "GeoTIFF to write.")
 

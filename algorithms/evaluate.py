@@ -72,7 +72,10 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
             self.METHOD, "Method", EVALUATION_METHODS,
             "The method to score: Deep Image Prior, Neural Knitworks, guided DIP (needs a guide), or bicubic alone.",
         )
-        self.add_scale()
+        self.add_scale(
+            "The factor of the protocol: the raster is degraded by it and super-resolved back by it. Guided DIP: "
+            "the guide/target grid ratio (both are degraded by it, keeping their ratio)."
+        )
         self.add_kernel(
             options=EVALUATION_KERNELS,
             extra_help="The degradation of the protocol, which the method is also told. 'auto': 'sentinel2' for "

@@ -80,8 +80,8 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
         "<p><b>Typical settings</b>: scale 2 (or 4: the ×2 kernel composed with itself), 3000 iterations, "
         "every band (one kernel shared by the bands). The raster must be at least 64 × 64 pixels; a few "
         "hundred pixels across with visible structure (fields, roads, coast) work best.</p>"
-        "<p><b>How long</b>: about two minutes on a laptop CPU per band group at 3000 iterations, well under "
-        "a minute on a CUDA GPU; the time hardly depends on the raster's size.</p>"
+        "<p><b>How long</b>: about two minutes per band group at 3000 iterations on one core of a server CPU "
+        "(measured); the time hardly depends on the raster's size. GPU times are not measured yet.</p>"
         "<p>In the model designer, connect its kernel file to <i>Super-resolve</i>'s Kernel file to estimate "
         "and super-resolve in one go.</p>"
     )

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .config import (
+    DEFAULT_ITERATIONS,
     EVALUATION_METHODS,
     GUIDED_ITERATIONS,
     KNITWORK_ITERATIONS,
@@ -119,6 +120,13 @@ def _scale(text: str) -> int:
     return int(value)
 
 
+def _by_scale(values: dict[int, int]) -> str:
+    """``{2: 600, 3: 600, 4: 600}`` → ``"600"``; differing values → ``"×2: 600, ×3: 500, …"``."""
+    if len(set(values.values())) == 1:
+        return str(next(iter(values.values())))
+    return ", ".join(f"×{scale}: {value}" for scale, value in sorted(values.items()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="internal-sr", description="Super-resolution of rasters by internal learning.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -129,15 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--scale", type=_scale, required=True, help=scale_help)
         p.add_argument("--bands", type=_bands, help="1-based bands, e.g. 1,2,3 (default: all)")
         p.add_argument("--extent", type=_extent, help=EXTENT_HELP)
-        p.add_argument("--kernel", default="bicubic", help=f"{KERNEL_CHOICES}{kernel_help}")
+        p.add_argument("--kernel", default="bicubic", help=f"{KERNEL_CHOICES}{kernel_help} (default bicubic; gaussian's "
+                       "SIGMA in low-resolution pixels)")
         p.add_argument("--float32", action="store_true", help="write Float32 instead of the input data type")
         p.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF")
 
+    def device_and_seed(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                       help="where to optimise (default auto: the GPU when PyTorch finds one, else the CPU)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0); on the CPU the same seed gives the same output")
+
     def optimisation(p: argparse.ArgumentParser, grid: str) -> None:
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--tile", type=int, default=TileOptions.size, help=f"tile edge in {grid} pixels")
-        p.add_argument("--overlap", type=int, default=TileOptions.overlap, help=f"tile overlap in {grid} pixels")
+        device_and_seed(p)
+        p.add_argument("--tile", type=int, default=TileOptions.size, help=f"tile edge in {grid} pixels (default {TileOptions.size})")
+        p.add_argument("--overlap", type=int, default=TileOptions.overlap,
+                       help=f"tile overlap in {grid} pixels (default {TileOptions.overlap})")
         p.add_argument("--batch", type=int, default=TileOptions.batch,
                        help="tiles optimised together (0: automatic, 1 on the CPU, several on a GPU)")
         p.add_argument("--cold-tiles", action="store_true",
@@ -147,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     estimate = "; also 'estimate' (KernelGAN first, the kernel is kept as OUTPUT_kernel.npy)"
     dip = sub.add_parser("dip", help="super-resolve with Deep Image Prior")
     common(dip, estimate)
-    dip.add_argument("--iterations", type=int, help="optimisation steps per tile (default: by scale)")
+    dip.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {_by_scale(DEFAULT_ITERATIONS)})")
     dip.add_argument("--step-window", type=float, default=DIPConfig.step_window,
                      help="each step optimises a random window of this fraction of the tile's height and width "
                      "(0.5: a quarter of the pixels, about a quarter of the time per step); default 1, the whole tile")
@@ -159,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     optimisation(knitwork, "input")
     for method in (dip, knitwork):
         method.add_argument("--kernelgan-iterations", type=int, default=KernelGANConfig.iterations,
-                            help="KernelGAN steps with --kernel estimate")
+                            help=f"KernelGAN steps with --kernel estimate (default {KernelGANConfig.iterations})")
 
     degrade = sub.add_parser("degrade", help="blur and decimate (the sensor model)")
     common(degrade, scale_help="integer factor ≥ 2: one output pixel per scale × scale block")
@@ -176,8 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default; a Gaussian of KernelGAN's size) or KernelGAN's own kernel")
     kernelgan.add_argument("--iterations", type=int, default=KernelGANConfig.iterations,
                            help=f"training steps (default {KernelGANConfig.iterations}, the paper's)")
-    kernelgan.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    kernelgan.add_argument("--seed", type=int, default=0)
+    device_and_seed(kernelgan)
     guided = sub.add_parser("guided", help="sharpen low-resolution bands with finer bands of the same scene (guided DIP)")
     guided.add_argument("target", help="low-resolution raster to sharpen (e.g. Sentinel-2 20 m bands)")
     guided.add_argument("guide", help="finer raster of the same scene: same CRS, pixel size an integer fraction, aligned")
@@ -189,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     guided.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {GUIDED_ITERATIONS})")
     guided.add_argument("--kernel", default="sentinel2",
                         help=f"target blur: sentinel2 (default: each band's MTF, from the band names) | {KERNEL_CHOICES}")
-    guided.add_argument("--guide-kernel", default="sentinel2", help="guide blur, same choices")
+    guided.add_argument("--guide-kernel", default="sentinel2", help="guide blur, same choices (default sentinel2)")
     guided.add_argument("--float32", action="store_true", help="write Float32 instead of the target's data type")
     guided.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF")
     optimisation(guided, "target")
@@ -212,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "bicubic); guided: sentinel2 (default, per band) or any of these")
     evaluate.add_argument("--guide", help="guided: the finer raster of the same scene")
     evaluate.add_argument("--guide-bands", type=_bands, help="guided: 1-based guide bands (default: all)")
-    evaluate.add_argument("--guide-kernel", default="sentinel2", help="guided: the guide's blur, same choices as --kernel")
+    evaluate.add_argument("--guide-kernel", default="sentinel2",
+                          help="guided: the guide's blur, same choices as --kernel (default sentinel2)")
     evaluate.add_argument("--iterations", type=int, help="optimisation steps per tile (default: the method's)")
     evaluate.add_argument("--json", help="write every score and setting to this JSON file")
     evaluate.add_argument("--report", help="write the HTML report (scores, image crops, error maps, loss curve) here")

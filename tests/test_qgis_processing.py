@@ -284,6 +284,10 @@ def test_help_and_parameters_for_analysts() -> None:
         "INPUT", "BANDS", "EXTENT", "SCALE", "KERNEL", "SIGMA", "KERNEL_FILE", "OUTPUT",
     ]
     assert dip.parameterDefinition("SCALE").defaultValue() == 2 and dip.parameterDefinition("SCALE").minimum() == 2
+    assert dip.parameterDefinition("SCALE").maximum() == 16  # as the engine's MAX_SCALE; degrading has no cap, as on the CLI
+    assert degrade.parameterDefinition("SCALE").maximum() > 1000 and "coarsening" in degrade.shortHelpString()
+    for algorithm in (dip, degrade):  # sigma is in low-resolution pixels: the input's for dip, the output's for degrade
+        assert algorithm.parameterDefinition("SIGMA").description() == "Gaussian sigma (low-resolution pixels)"
     assert dip.parameterDefinition("TILE_SIZE").defaultValue() == 128
     assert dip.parameterDefinition("OVERLAP").defaultValue() == 16
     help_text = dip.shortHelpString()
