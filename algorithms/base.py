@@ -51,6 +51,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProperty,
+    QgsRasterLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
@@ -543,7 +544,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
 
     def read_source(self, parameters: dict[str, Any], context: QgsProcessingContext, name: str = "INPUT") -> RasterSource:
         """Resolve a raster parameter to a file GDAL can read; raise a one-line ``QgsProcessingException`` if not."""
-        layer = self.parameterAsRasterLayer(parameters, name, context)
+        layer = self.raster_layer(parameters, name, context)
         if layer is None or not layer.isValid():
             raise QgsProcessingException(self._not_a_raster(parameters, name))
         if layer.providerType() != "gdal":
@@ -559,6 +560,19 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             )
         return RasterSource(layer.source(), layer.name(), layer.bandCount(), layer.width(), layer.height(), assigned_crs(layer))
 
+    def raster_layer(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> QgsRasterLayer | None:
+        """The raster parameter ``name`` as a layer: what QGIS resolves (a project layer, a file path), else a
+        GDAL dataset name QGIS does not load by itself (``/vsizip/a.zip/b.tif``, ``NETCDF:"a.nc":band``, as the
+        command line takes), loaded into the context's temporary layer store; ``None`` when neither opens."""
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        value = parameters.get(name)
+        if layer is None and isinstance(value, str) and value.strip() and not os.path.exists(value):
+            dataset = QgsRasterLayer(value, value, "gdal")
+            if dataset.isValid():
+                context.temporaryLayerStore().addMapLayer(dataset)
+                layer = dataset
+        return layer
+
     def _not_a_raster(self, parameters: dict[str, Any], name: str = "INPUT") -> str:
         """Why the raster parameter ``name`` cannot be used: GDAL's reason for a file (e.g. a truncated
         GeoTIFF) when the engine can tell it, else a generic message."""
@@ -571,7 +585,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             except InputError as error:
                 return one_line(error)
         if isinstance(value, str) and not os.path.exists(value):
-            return tr("Input {} does not exist (neither a file nor a layer of the project)").format(value)
+            return tr("Input {} does not exist (neither a file, a layer of the project nor a dataset GDAL opens)").format(value)
         shown = value.name() if hasattr(value, "name") else one_line(value)
         return tr("Input {} is not a raster QGIS can open ({} must be a raster layer or raster file)").format(shown, name)
 
@@ -614,7 +628,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         """
         if is_unset(parameters.get(self.EXTENT)):
             return None
-        layer = self.parameterAsRasterLayer(parameters, name, context)
+        layer = self.raster_layer(parameters, name, context)
         rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
         if rect.isNull():
             return None
@@ -700,7 +714,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         for definition in self.parameterDefinitions():
             name = definition.name()
             if isinstance(definition, QgsProcessingParameterRasterLayer) and not is_unset(parameters.get(name)):
-                if self.parameterAsRasterLayer(parameters, name, context) is None:
+                if self.raster_layer(parameters, name, context) is None:
                     return False, self._not_a_raster(parameters, name)
         for definition in self.parameterDefinitions():
             if not isinstance(definition, QgsProcessingParameterNumber):

@@ -245,6 +245,27 @@ def test_engine_input_errors_become_one_line_processing_errors(crop64: str, tmp_
     assert "\n" not in message and expected in message
 
 
+def test_gdal_dataset_names_are_inputs_as_on_the_command_line(crop64: str, tmp_path) -> None:
+    """``/vsizip/…`` (and ``NETCDF:"…":band``) strings are no file QGIS loads by itself: Processing opens them
+    with GDAL, extent included, instead of saying they do not exist."""
+    import zipfile
+
+    archive = tmp_path / "scene.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(crop64, "inner/crop.tif")
+    name = f"/vsizip/{archive}/inner/crop.tif"
+    out = str(tmp_path / "lr.tif")
+    whole = grid_info(crop64)
+    pixel, xmin, ymax = whole.transform[0], whole.transform[2], whole.transform[5]
+    extent = f"{xmin},{xmin + 20 * pixel},{ymax - 20 * pixel},{ymax} [{whole.crs}]"
+    run("degrade", {"INPUT": name, "BANDS": [2], "SCALE": 2, "EXTENT": extent, "OUTPUT": out})
+    written = grid_info(out)
+    assert (written.width, written.height, written.descriptions) == (10, 10, ("B06",))
+    assert (written.transform[2], written.transform[5]) == (xmin, ymax)
+    ok, message = check("degrade", {"INPUT": f"/vsizip/{archive}/missing.tif", "SCALE": 2, "OUTPUT": out})
+    assert not ok and message.endswith("does not exist (neither a file, a layer of the project nor a dataset GDAL opens)")
+
+
 def test_missing_dependencies_are_named_with_the_install_command(crop64: str, tmp_path, monkeypatch) -> None:
     from internal_sr.algorithms import base
 
