@@ -86,7 +86,11 @@ class PatchMLP(nn.Module):
         self.body = nn.Sequential(*body, nn.Linear(widths[-1], self.scales * self.taps))
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return self.body(self.encoding(u)).view(-1, self.scales, self.taps)
+        return self.decode(self.encoding(u))
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        """``(N, 2F)`` Fourier features (``encoding``) → ``(N, scales, bands·k²)`` patch stacks."""
+        return self.body(features).view(-1, self.scales, self.taps)
 
 
 class PatchDiscriminator(nn.Module):
@@ -282,14 +286,20 @@ def super_resolve_tile(
     real = patch_stacks(y, config)[clean]
     fake_at = torch.nonzero(inside(H, W, config, device))[:, 0]
     use_adversarial = config.adversarial.final > 0 and len(real) > 0 and len(fake_at) > 0
+    covered = covered_taps(bands, H, W, config, device)
+    covered_count = covered.sum()
+
+    # the Fourier features of the fixed coordinates are constant: computed once when the tile is one chunk (the
+    # first layer keeps its input for the backward pass anyway, so this holds no more memory than a step does)
+    with torch.no_grad():
+        features = net.encoding(u) if len(u) <= config.chunk else None
 
     def predict() -> torch.Tensor:
         """Patch stacks at every output pixel, ``(H·W, scales, C·k²)``, in checkpointed chunks."""
         with autocast(device, mixed):
-            chunks = u.split(config.chunk)
-            if len(chunks) == 1:
-                return net(u).float()
-            return torch.cat([checkpoint(net, c, use_reentrant=False).float() for c in chunks])
+            if features is not None:
+                return net.decode(features).float()
+            return torch.cat([checkpoint(net, c, use_reentrant=False).float() for c in u.split(config.chunk)])
 
     def reconstruct(stacks: torch.Tensor) -> torch.Tensor:
         """``(1, C, H, W)``: each pixel the mean of the scale-1 predictions that cover it."""
@@ -297,9 +307,7 @@ def super_resolve_tile(
 
     def consistency(stacks: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Mean squared gap between predicted taps and the pixels they cover (taps outside the tile excluded)."""
-        target = patch_stacks(x, config)
-        covered = covered_taps(bands, H, W, config, device)
-        return ((stacks - target) ** 2 * covered).sum() / covered.sum()
+        return ((stacks - patch_stacks(x, config)) ** 2 * covered).sum() / covered_count
 
     def draw(n: int, population: int) -> torch.Tensor:
         return torch.randint(population, (min(n, population),), device=device)
