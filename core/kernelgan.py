@@ -381,7 +381,12 @@ def check_kernel_files(
     info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     paths = [band_kernel_path(kernel_path, b) for b in info.bands] if config.per_band else [kernel_path]
     written = [file for path in paths for file in kernel_files(path)]
-    check_output_paths(written, [input_path])
+    labels = {}
+    for path in paths:
+        _, record, preview = kernel_files(path)
+        labels[record] = f"the scale record {record} of kernel file {path}"
+        labels[preview] = f"the preview {preview} of kernel file {path}"
+    check_output_paths(written, [input_path], labels=labels)
     for file in written:
         if any(os.path.abspath(file) == os.path.abspath(other) for other in others if other):
             raise InputError(f"{file} would be written twice, as a kernel file and as another output: choose another path")

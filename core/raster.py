@@ -12,9 +12,13 @@ nodata value.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import threading
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -258,7 +262,11 @@ def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True,
     its training loss (``loss_curve``), the same for the loss curve's PNG beside it (``probe``: as there)."""
     if not output.lower().endswith(GEOTIFF_EXTENSIONS):
         raise InputError(f"output {output} must end in .tif or .tiff: it is written as GeoTIFF")
-    check_output_paths([output, loss_curve_path(output)] if loss_curve else [output], inputs, probe)
+    if not loss_curve:
+        check_output_paths([output], inputs, probe)
+        return
+    curve = loss_curve_path(output)
+    check_output_paths([output, curve], inputs, probe, {curve: f"the loss curve {curve} drawn beside output {output}"})
 
 
 def dataset_files(path: str) -> list[str]:
@@ -282,26 +290,49 @@ def check_output_path(output: str, inputs: list[str], probe: bool = True) -> Non
     check_output_paths([output], inputs, probe)
 
 
-def check_output_paths(outputs: list[str], inputs: list[str], probe: bool = True) -> None:
+def _name_max(folder: str) -> int:
+    """The longest file name (bytes) ``folder``'s file system takes (255 where the system cannot tell)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        return 255
+
+
+def check_output_paths(
+    outputs: list[str], inputs: list[str], probe: bool = True, labels: dict[str, str] | None = None
+) -> None:
     """Refuse to overwrite an input (or a file its dataset reads: a VRT's sources, a mask) or a folder with
-    any of ``outputs``, and check that their folders exist and take a file: with ``probe``, by creating the
-    run's temporary file there and removing it, once per folder (front ends refreshing a form on every
-    change leave that to the run). Each input's files are asked of GDAL once."""
+    any of ``outputs``, and check that their folders exist and take a file of that name (its length): with
+    ``probe``, by creating the run's temporary file there and removing it, once per folder (front ends
+    refreshing a form on every change leave that to the run). Each input's files are asked of GDAL once.
+    ``labels`` names side files in the messages (e.g. "the loss curve X drawn beside output Y"; default
+    "output X")."""
     read = {path: dataset_files(path) for path in inputs}
     probed: set[str] = set()
     for output in outputs:
+        side = output in (labels or {})  # a side file, named with the output it goes beside
+        label = labels[output] if side else f"output {output}"
+        clash = "would replace" if side else "is"
         folder = os.path.dirname(os.path.abspath(output))
         if os.path.isdir(output):
-            raise InputError(f"output {output} is a folder: give the output file's path")
+            raise InputError(f"{label} is a folder: give the output file's path")
         for path, files in read.items():
             if _same_file(output, path):
-                raise InputError(f"output {output} is the input: choose another output path")
+                raise InputError(f"{label} {clash} the input: choose another output path")
             if any(_same_file(output, file) for file in files):
-                raise InputError(f"output {output} is a file the input {path} reads: choose another output path")
+                raise InputError(f"{label} {clash} a file the input {path} reads: choose another output path")
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise InputError(f"output folder {folder} of {label} is a file, not a folder")
         if not os.path.isdir(folder):
             raise InputError(f"output folder {folder} does not exist")
         if not os.access(folder, os.W_OK):
             raise InputError(f"output folder {folder} is not writable")
+        name, longest = os.path.basename(output), _name_max(folder)
+        if len(os.fsencode(name)) > longest:
+            raise InputError(
+                f"{label}: the file name is {len(os.fsencode(name))} bytes long, its folder takes at most {longest}: "
+                "choose a shorter name"
+            )
         if probe and folder not in probed:
             handle, probe_path = temporary_beside(output)  # what the run will do: refused by read-only mounts, /proc, …
             os.close(handle)

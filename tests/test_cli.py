@@ -124,8 +124,26 @@ def test_a_loss_curve_that_would_replace_an_input_is_refused(tmp_path, capsys):
     subprocess.run(["gdal_translate", "-q", "-of", "PNG", "-b", "1", "-ot", "Byte", "-scale", S2_20M, str(source)], check=True)
     before = source.read_bytes()
     assert main(["dip", str(source), str(tmp_path / "a.tif"), "--scale", "2", *FAST]) == 2
-    assert "a_loss.png is the input" in capsys.readouterr().err
+    assert f"the loss curve {source} drawn beside output {tmp_path / 'a.tif'} would replace the input" in capsys.readouterr().err
     assert source.read_bytes() == before and not (tmp_path / "a.tif").exists()
+
+
+def test_over_long_output_names_and_a_file_as_folder_are_refused_before_the_run(tmp_path, capsys):
+    """A name the folder cannot take was refused by the final rename, after the whole optimisation; a file
+    given as the output's folder was said not to exist."""
+    long = "x" * 251  # x….tif fits in 255 bytes; its loss curve x…_loss.png does not
+    cases = [
+        ("y" * 300 + ".tif", f"output {tmp_path / ('y' * 300 + '.tif')}: the file name is 304 bytes long"),
+        (long + ".tif", f"the loss curve {tmp_path / (long + '_loss.png')} drawn beside output {tmp_path / (long + '.tif')}: "
+                        f"the file name is 260 bytes long, its folder takes at most {os.pathconf(tmp_path, 'PC_NAME_MAX')}"),
+        ("in.tif/out.tif", f"output folder {tmp_path / 'in.tif'} of output {tmp_path / 'in.tif' / 'out.tif'} is a file, not a folder"),
+    ]
+    shutil.copy(S2_20M, tmp_path / "in.tif")
+    for name, message in cases:
+        assert main(["dip", S2_20M, str(tmp_path / name), "--scale", "2", *FAST]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert message in line, line
+    assert sorted(os.listdir(tmp_path)) == ["in.tif"]
 
 
 def test_outputs_are_geotiff_names_and_extents_may_start_with_a_minus(tmp_path, capsys):

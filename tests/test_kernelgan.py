@@ -357,7 +357,7 @@ def test_a_kernel_whose_preview_would_replace_the_input_is_refused_before_anythi
     before = Path(source).read_bytes()
     assert main(["kernelgan", source, str(tmp_path / "scene.npy"), "--scale", "2", "--iterations", "2"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "scene.png is the input" in line
+    assert f"the preview {source} of kernel file {tmp_path / 'scene.npy'} would replace the input" in line
     assert Path(source).read_bytes() == before and not (tmp_path / "scene.npy").exists()
 
 
