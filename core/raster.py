@@ -30,7 +30,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
 
 from .config import GEOTIFF_EXTENSIONS
-from .errors import InputError
+from .errors import InputError, OutputWriteError
 from .grid import Grid, Window
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
@@ -420,6 +420,35 @@ def write_file_atomically(path: str, data: bytes) -> None:
             os.remove(tmp)
 
 
+@contextmanager
+def gdal_failures() -> Iterator[list[str]]:
+    """The failures GDAL signals on this thread inside the block, kept off stderr (no "ERROR 1: …" lines).
+
+    Inside a ``rasterio.Env`` rasterio hands GDAL's messages to its logger ``rasterio._env`` (failures at
+    INFO) instead of GDAL printing them. Most failures also raise; some are reported no other way: a full
+    disk while ``close()`` flushes a GeoTIFF's last blocks.
+    """
+    failures: list[str] = []
+    thread = threading.get_ident()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.thread == thread and record.levelno == logging.INFO and record.msg.startswith("GDAL signalled an error"):
+                failures.append(str(record.args[-1]) if record.args else record.getMessage())
+
+    logger, handler = logging.getLogger("rasterio._env"), Collect()
+    level = logger.level
+    logger.addHandler(handler)
+    if not logger.isEnabledFor(logging.INFO):
+        logger.setLevel(logging.INFO)
+    try:
+        with rasterio.Env():
+            yield failures
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 class AtomicGeoTIFF:
     """A GeoTIFF written to a temporary file in the target folder and renamed into place on success.
 
@@ -508,10 +537,13 @@ class AtomicGeoTIFF:
         cast, clipped = to_dtype(values, valid, self.dtype, self.nodata)
         self.clipped += clipped
         self.written += valid.sum(axis=(1, 2))
-        self.dataset.write(cast, window=area)
-        if self.mask:
-            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-                self.dataset.write_mask(valid.any(axis=0), window=area)
+        try:
+            self.dataset.write(cast, window=area)
+            if self.mask:
+                with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+                    self.dataset.write_mask(valid.any(axis=0), window=area)
+        except (RasterioIOError, OSError) as error:  # e.g. a full disk while GDAL flushes a block
+            raise OutputWriteError(self.path) from error
 
     def clipping_warnings(self) -> list[str]:
         """One log line per band with values the output's integer dtype could not hold (clipped to its range):
@@ -542,17 +574,34 @@ class AtomicGeoTIFF:
             self._discard()
             return
         try:
-            self.dataset.close()
-            if self.cog:
-                self._to_cog()
+            self._finish_temporary()
             os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
             os.replace(self.tmp, self.path)
+        except Exception as error:
+            self._discard()
+            raise OutputWriteError(self.path) from error
         except BaseException:
             self._discard()
             raise
         for sidecar in (self.path + ".aux.xml", self.path + ".ovr", self.path + ".msk"):
             if os.path.exists(sidecar):
                 os.remove(sidecar)
+
+    def _finish_temporary(self) -> None:
+        """Close the temporary file (made a COG with ``cog``) and read it back, block by block (memory bounded
+        by a block): GDAL does not raise when ``close()`` fails to flush (a full disk), so a failure it
+        signals, or a block that cannot be read back, is an error here, before anything is moved into place."""
+        with gdal_failures() as failures:
+            self.dataset.close()
+            if not failures and self.cog:
+                self._to_cog()
+            if failures:
+                raise OSError(failures[0])
+            with rasterio.open(self.tmp) as written:
+                for _, window in written.block_windows(1):
+                    written.read(window=window)
+                    if self.mask:
+                        written.read_masks(1, window=window)
 
     def _to_cog(self) -> None:
         from rasterio.shutil import copy as rio_copy

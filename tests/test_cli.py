@@ -159,3 +159,48 @@ def test_outputs_are_geotiff_names_and_extents_may_start_with_a_minus(tmp_path, 
     assert main(["degrade", west, str(out), "--scale", "2", "--extent", "-74.996,39.992,-74.992,39.996"]) == 0
     with rasterio.open(out) as dst:
         assert (dst.width, dst.height) == (10, 10) and dst.transform.c == pytest.approx(-74.996)
+
+
+class FlushFails:
+    """A dataset being written whose ``close()`` does what GDAL does on a full disk: it returns without
+    raising and leaves a truncated file, a failure GDAL only signals (``signal``: through rasterio's logger)."""
+
+    def __init__(self, dataset, path: str, signal: bool) -> None:
+        self.dataset, self.path, self.signal = dataset, path, signal
+
+    def __getattr__(self, name: str):
+        return getattr(self.dataset, name)
+
+    def close(self) -> None:
+        import logging
+
+        self.dataset.close()
+        os.truncate(self.path, os.path.getsize(self.path) // 2)
+        if self.signal:
+            logging.getLogger("rasterio._env").info("GDAL signalled an error: err_no=%r, msg=%r", 1, "_tiffWriteProc:No space left on device")
+
+
+@pytest.mark.parametrize("signal", [True, False], ids=["gdal-signals-it", "silent"])
+def test_a_write_that_fails_on_close_keeps_the_earlier_output(tmp_path, capsys, monkeypatch, signal):
+    """A truncated temporary file was renamed over the earlier good output with exit status 0."""
+    from internal_sr.core.raster import AtomicGeoTIFF
+
+    out = tmp_path / "low.tif"
+    assert main(["degrade", S2_20M, str(out), "--scale", "2"]) == 0
+    capsys.readouterr()
+    before = out.read_bytes()
+    enter = AtomicGeoTIFF.__enter__
+
+    def entered(self):
+        enter(self)
+        self.dataset = FlushFails(self.dataset, self.tmp, signal)
+        return self
+
+    monkeypatch.setattr(AtomicGeoTIFF, "__enter__", entered)
+    assert main(["degrade", S2_20M, str(out), "--scale", "2", "--kernel", "lanczos3"]) == 1
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("internal-sr: error: ") and line.endswith(f" while writing {out} (nothing written)"), line
+    assert not signal or line == f"internal-sr: error: no space left on device while writing {out} (nothing written)"
+    assert "Traceback" not in err and "ERROR 1" not in err
+    assert out.read_bytes() == before and os.listdir(tmp_path) == ["low.tif"]
