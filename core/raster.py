@@ -407,17 +407,81 @@ def temporary_beside(path: str) -> tuple[int, str]:
         raise InputError(f"cannot write in output folder {folder}: {error.strerror or error}") from None
 
 
-def write_file_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place: never half-written."""
-    handle, tmp = temporary_beside(path)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
+class StagedFiles:
+    """The files of one run, each written to a hidden temporary file beside its target (``temporary_beside``)
+    and moved into place together by ``commit`` once all are written; ``discard`` removes the temporary files
+    and leaves every target, and any earlier file there, as it was. Use ``staged`` to make or join a group."""
+
+    def __init__(self) -> None:
+        #: target path → its temporary file, in the order they were staged
+        self.staged: dict[str, str] = {}
+        self.stale: list[str] = []
+
+    def temporary(self, path: str, stale: Sequence[str] = ()) -> str:
+        """A new empty temporary file for ``path``; ``stale``: files removed once ``path`` is in place
+        (sidecars of an earlier file there)."""
+        handle, tmp = temporary_beside(path)
+        os.close(handle)
+        self.drop(path)
+        self.staged[path] = tmp
+        self.stale.extend(stale)
+        return tmp
+
+    def drop(self, path: str) -> None:
+        """Forget ``path``'s temporary file and remove it: nothing is moved to ``path``."""
+        tmp = self.staged.pop(path, None)
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+
+    def write(self, path: str, data: bytes) -> None:
+        """Stage ``data`` for ``path``; a failure (a full disk) is an ``OutputWriteError`` and stages nothing."""
+        tmp = self.temporary(path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+        except OSError as error:
+            self.drop(path)
+            raise OutputWriteError(path) from error
+
+    def commit(self) -> None:
+        """Move every staged file into place (ordinary files: mode 0666 less the umask; mkstemp makes 0600)."""
+        mode = 0o666 & ~_umask()
+        for tmp in self.staged.values():
+            os.chmod(tmp, mode)
+        for path, tmp in list(self.staged.items()):
+            os.replace(tmp, path)
+            del self.staged[path]
+        for path in self.stale:
+            if os.path.exists(path):
+                os.remove(path)
+        self.stale.clear()
+
+    def discard(self) -> None:
+        """Remove every temporary file not moved into place."""
+        for path in list(self.staged):
+            self.drop(path)
+        self.stale.clear()
+
+
+@contextmanager
+def staged(files: StagedFiles | None = None) -> Iterator[StagedFiles]:
+    """``files``, a group its owner commits; or (``None``) a new group, committed when the block ends and
+    discarded on any exception (``Cancelled`` and Ctrl-C included)."""
+    if files is not None:
+        yield files
+        return
+    files = StagedFiles()
+    try:
+        yield files
+        files.commit()
+    finally:
+        files.discard()
+
+
+def write_file_atomically(path: str, data: bytes, files: StagedFiles | None = None) -> None:
+    """Write ``data`` to a temporary file beside ``path``, moved into place with ``files`` (default: at once)."""
+    with staged(files) as group:
+        group.write(path, data)
 
 
 @contextmanager
@@ -457,11 +521,15 @@ class AtomicGeoTIFF:
     file without a geotransform, its pixel coordinates: ground control points are moved through it). On
     any exception (including ``Cancelled`` and Ctrl-C) the temporary file is removed and nothing appears
     at ``path``; on success stale ``.aux.xml``/``.ovr``/``.msk`` sidecars of a previous file at ``path``
-    are removed.
+    are removed. With ``files`` the finished file joins that group (``StagedFiles``) and moves into place
+    with the run's other files when the group is committed.
     """
 
-    def __init__(self, path: str, info: RasterInfo, grid: Grid, dtype: str, cog: bool = False) -> None:
+    def __init__(
+        self, path: str, info: RasterInfo, grid: Grid, dtype: str, cog: bool = False, files: StagedFiles | None = None
+    ) -> None:
         self.path = path
+        self.group = files
         self.info = info
         self.grid = grid
         self.dtype = dtype
@@ -495,8 +563,9 @@ class AtomicGeoTIFF:
         )
 
     def __enter__(self) -> "AtomicGeoTIFF":
-        handle, self.tmp = temporary_beside(self.path)
-        os.close(handle)
+        self._files = staged(self.group)
+        self.files = self._files.__enter__()
+        self.tmp = self.files.temporary(self.path, [self.path + ext for ext in (".aux.xml", ".ovr", ".msk")])
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -566,26 +635,23 @@ class AtomicGeoTIFF:
                 self.dataset.close()
             except Exception:
                 pass
-        if os.path.exists(self.tmp):
-            os.remove(self.tmp)
+        self.files.drop(self.path)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self._discard()
+            self._files.__exit__(exc_type, exc, tb)
             return
         try:
-            self._finish_temporary()
-            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
-            os.replace(self.tmp, self.path)
-        except Exception as error:
+            try:
+                self._finish_temporary()
+            except Exception as error:
+                raise OutputWriteError(self.path) from error
+        except BaseException as error:
             self._discard()
-            raise OutputWriteError(self.path) from error
-        except BaseException:
-            self._discard()
+            self._files.__exit__(type(error), error, error.__traceback__)
             raise
-        for sidecar in (self.path + ".aux.xml", self.path + ".ovr", self.path + ".msk"):
-            if os.path.exists(sidecar):
-                os.remove(sidecar)
+        self._files.__exit__(None, None, None)  # moves the file into place unless a group given to __init__ does
 
     def _finish_temporary(self) -> None:
         """Close the temporary file (made a COG with ``cog``) and read it back, block by block (memory bounded
