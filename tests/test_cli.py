@@ -1,6 +1,7 @@
 """The ``internal-sr`` command line: outputs, progress, one-line errors with status 2, nothing written on error
 (the table of bad and odd inputs shared with Processing is in test_robustness)."""
 
+import io
 import os
 import shutil
 import subprocess
@@ -204,3 +205,24 @@ def test_a_write_that_fails_on_close_keeps_the_earlier_output(tmp_path, capsys, 
     assert not signal or line == f"internal-sr: error: no space left on device while writing {out} (nothing written)"
     assert "Traceback" not in err and "ERROR 1" not in err
     assert out.read_bytes() == before and os.listdir(tmp_path) == ["low.tif"]
+
+
+class ClosedPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_printing_never_fails_a_run_whose_output_is_written(tmp_path, capsys, monkeypatch):
+    """A CJK path on a cp1252 stdout, or a closed stdout, made the run exit 1 saying "nothing written" with
+    the output already in place."""
+    out = tmp_path / "低分辨率.tif"
+    for stdout in (io.TextIOWrapper(io.BytesIO(), encoding="cp1252"), ClosedPipe()):
+        monkeypatch.setattr(sys, "stdout", stdout)
+        assert main(["degrade", S2_20M, str(out), "--scale", "2"]) == 0
+        assert out.exists() and "error" not in capsys.readouterr().err
+        out.unlink()
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="cp1252")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["degrade", S2_20M, str(out), "--scale", "2"]) == 0
+    stdout.flush()
+    assert "\\u4f4e" in stdout.buffer.getvalue().decode("cp1252")
