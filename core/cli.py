@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import signal
 import sys
@@ -242,7 +243,8 @@ def _run_options(args: argparse.Namespace) -> dict:
     )
 
 
-def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
+def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
+    """Run the command; returns the lines to print once its files are in place."""
     from . import pipeline
 
     if args.command == "kernelgan":
@@ -254,8 +256,7 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
         )
         result = estimate_kernel_file(args.input, args.output, config, IOOptions(bands=args.bands, extent=args.extent), progress)
         progress.close()
-        print(f"wrote {', '.join(result.kernel_paths)} ({result.device}, {result.seconds:.1f} s)")
-        return
+        return [f"wrote {', '.join(result.kernel_paths)} ({result.device}, {result.seconds:.1f} s)"]
     if args.command == "evaluate":
         from .evaluation import default_kernel, method_config
         from .report import evaluate_to_files, text_table
@@ -267,11 +268,7 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
             args.guide, IOOptions(bands=args.guide_bands), args.report, args.json, progress,
         )
         progress.close()
-        print(text_table(run.evaluation))
-        for path in (args.report, args.json):
-            if path:
-                print(f"wrote {path}")
-        return
+        return [text_table(run.evaluation), *(f"wrote {path}" for path in (args.report, args.json) if path)]
     if args.command == "guided":
         from .sharpen import sharpen
 
@@ -301,7 +298,20 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> None:
         io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog, extent=args.extent)
         result = pipeline.degrade(args.input, args.output, args.scale, args.kernel, io, progress)
     progress.close()
-    print(f"wrote {result.output_path} ({result.device}, {result.seconds:.1f} s)")
+    return [f"wrote {result.output_path} ({result.device}, {result.seconds:.1f} s)"]
+
+
+def _say(lines: list[str]) -> None:
+    """Print ``lines`` on stdout; a closed pipe (``internal-sr … | head``) is not an error: the files are written."""
+    try:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        try:  # Python's flush at exit would fail on the closed pipe again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
 
 
 @contextmanager
@@ -323,6 +333,11 @@ def _terminate_cancels() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status. Printing never fails a run whose files are written:
+    characters the terminal's encoding lacks (a CJK path on cp1252) are escaped, a closed pipe is ignored."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # usage errors (status 2) and --help (status 0)
@@ -330,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = TerminalProgress()
     try:
         with _terminate_cancels():
-            run(args, progress)
+            lines = run(args, progress)
     except InputError as exc:
         progress.close()
         sys.stderr.write(f"internal-sr: error: {exc}\n")
@@ -343,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         progress.close()
         sys.stderr.write(f"internal-sr: error: {error_line(exc)}\n")
         return 1
+    _say(lines)
     return 0
 
 

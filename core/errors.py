@@ -5,6 +5,8 @@ Every user-facing problem is an ``InputError`` whose message is one line. Anythi
 line, the Processing algorithms and the dialog's task all use, so they word a failure alike.
 """
 
+import errno
+
 
 class InternalSRError(Exception):
     """Base class of every error raised on purpose by the engine."""
@@ -21,6 +23,27 @@ class Cancelled(InternalSRError):
         super().__init__(message)
 
 
+class OutputWriteError(OSError):
+    """Writing the output file ``path`` failed; the exception it is raised from says why (a full disk, an I/O
+    error). Nothing was moved into place at ``path``."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"cannot write {path}")
+        self.path = path
+
+
+def causes(error: BaseException) -> list[BaseException]:
+    """``error`` and the exceptions it was raised from or while handling (``__cause__``, else ``__context__``
+    unless suppressed), outermost first."""
+    chain = [error]
+    while True:
+        last = chain[-1]
+        following = last.__cause__ if last.__cause__ is not None else None if last.__suppress_context__ else last.__context__
+        if following is None or any(following is seen for seen in chain):
+            return chain
+        chain.append(following)
+
+
 #: Phrases of PyTorch's allocators when host (CPU) memory runs out; they raise a plain ``RuntimeError``.
 HOST_OUT_OF_MEMORY = ("defaultcpuallocator", "can't allocate memory", "not enough memory")
 
@@ -31,8 +54,10 @@ def error_line(error: BaseException, tile: str = "--tile", device: str = "--devi
     ``tile`` and ``device`` name the front end's tile-size setting and its CPU device choice in the
     out-of-memory hints (the command line's flags by default). An ``InputError`` gives its own message;
     ``MemoryError`` or PyTorch's host allocator failing gives "out of memory"; another message saying
-    "out of memory" (CUDA, MPS) gives "out of GPU memory"; an ``OSError`` (full disk, permissions) its
-    message; anything else "unexpected TYPE: its first line", to be reported.
+    "out of memory" (CUDA, MPS) gives "out of GPU memory"; an ``OSError`` (full disk, permissions) the
+    innermost reason of its chain (``causes``: GDAL's "Write failed. See previous exception" says nothing),
+    "no space left on device" for a full disk, with "while writing PATH" when an ``OutputWriteError`` names
+    the file; anything else "unexpected TYPE: its first line", to be reported.
     """
     text = " ".join(str(error).split())
     if isinstance(error, InputError):
@@ -43,6 +68,11 @@ def error_line(error: BaseException, tile: str = "--tile", device: str = "--devi
     if "out of memory" in lowered:
         return f"out of GPU memory: use a smaller {tile} or {device}; nothing written"
     if isinstance(error, OSError):
-        return f"{text or type(error).__name__} (nothing written)"
+        chain = causes(error)
+        full = any(getattr(e, "errno", None) == errno.ENOSPC or "no space left on device" in str(e).lower() for e in chain)
+        innermost = " ".join(str(chain[-1]).split()) or type(chain[-1]).__name__
+        path = next((e.path for e in chain if isinstance(e, OutputWriteError)), None)
+        reason = "no space left on device" if full else innermost.rstrip(".")
+        return f"{reason}{f' while writing {path}' if path else ''} (nothing written)"
     first = (str(error).strip().splitlines() or [""])[0].strip()
     return f"unexpected {type(error).__name__}: {first} (nothing written; please report)"

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .raster import loss_curve_path, write_file_atomically
+from .raster import StagedFiles, loss_curve_path, write_file_atomically
 
 #: Lower and upper percentiles of the display stretch.
 STRETCH_PERCENTILES = (2.0, 98.0)
@@ -60,9 +60,9 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_png(path: str, rgb: np.ndarray) -> None:
-    """Write an ``(H, W, 3)`` uint8 image to ``path`` atomically."""
-    write_file_atomically(path, png_bytes(rgb))
+def write_png(path: str, rgb: np.ndarray, files: StagedFiles | None = None) -> None:
+    """Write an ``(H, W, 3)`` uint8 image to ``path`` atomically (with ``files``: when that group is committed)."""
+    write_file_atomically(path, png_bytes(rgb), files)
 
 
 def _ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -139,13 +139,14 @@ def loss_curve(curves: list[np.ndarray], method: str, smooth: int = 25, size: tu
     return np.asarray(image)
 
 
-def write_loss_curve(output_path: str, curves: list[np.ndarray], method: str) -> str | None:
-    """Write the loss curves of a run beside its output (``loss_curve_path``); returns the PNG's path.
+def write_loss_curve(output_path: str, curves: list[np.ndarray], method: str, files: StagedFiles | None = None) -> str | None:
+    """Write the loss curves of a run beside its output (``loss_curve_path``; with ``files``: staged in that
+    group, see ``write_png``); returns the PNG's path.
 
     Nothing is written (``None``) when no tile was optimised (e.g. an all-nodata raster).
     """
     if not any(len(c) for c in curves):
         return None
     path = loss_curve_path(output_path)
-    write_png(path, loss_curve(curves, method))
+    write_png(path, loss_curve(curves, method), files)
     return path

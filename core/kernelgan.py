@@ -52,7 +52,7 @@ from .kernels import KernelWidth, anisotropic_gaussian, file_kernel_centre, kern
 from .normalise import BandScaling
 from .optimise import adam, optimise
 from .progress import NullProgress, Progress, SubProgress
-from .raster import RasterInfo, check_output_paths, open_info, read_window
+from .raster import RasterInfo, StagedFiles, check_output_paths, open_info, read_window, staged
 
 #: Fraction of the strongest gradients that mark "structure" where crops are drawn (the reference's 97th percentile).
 STRUCTURE_QUANTILE = 0.97
@@ -381,7 +381,12 @@ def check_kernel_files(
     info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     paths = [band_kernel_path(kernel_path, b) for b in info.bands] if config.per_band else [kernel_path]
     written = [file for path in paths for file in kernel_files(path)]
-    check_output_paths(written, [input_path])
+    labels = {}
+    for path in paths:
+        _, record, preview = kernel_files(path)
+        labels[record] = f"the scale record {record} of kernel file {path}"
+        labels[preview] = f"the preview {preview} of kernel file {path}"
+    check_output_paths(written, [input_path], labels=labels)
     for file in written:
         if any(os.path.abspath(file) == os.path.abspath(other) for other in others if other):
             raise InputError(f"{file} would be written twice, as a kernel file and as another output: choose another path")
@@ -395,11 +400,13 @@ def estimate_kernel_file(
     config: KernelGANConfig,
     io: IOOptions = IOOptions(),
     progress: Progress | None = None,
+    files: StagedFiles | None = None,
 ) -> KernelRunResult:
     """Estimate the blur kernel of a raster and save it as ``kernel_path`` (``.npy`` + PNG preview).
 
     With ``config.per_band`` one file per band is written (``band_kernel_path``) and ``kernel_path``
-    itself is not. Everything is checked before the estimation starts.
+    itself is not. Everything is checked before the estimation starts. All the files move into place
+    together at the end (``core.raster.staged``; with ``files``, when that group is committed).
     """
     from .pipeline import _Recorder
 
@@ -413,8 +420,10 @@ def estimate_kernel_file(
     )
     data, valid = read_window(info)
     estimates = estimate_kernels(data, valid, config, recorder)
+    with staged(files) as group:
+        for path, estimate in zip(paths, estimates):
+            save_kernel_file(path, estimate.kernel, config.scale, files=group)
     for path, estimate, band in zip(paths, estimates, info.bands):
-        save_kernel_file(path, estimate.kernel, config.scale)
         label = f"band {band}" if config.per_band else "kernel"
         recorder.info(f"{label}: {estimate.kernel.shape[0]}×{estimate.kernel.shape[0]} taps, {estimate.describe()} → {path}")
     recorder.report(1.0, "done")
@@ -439,8 +448,10 @@ def super_resolve_with_estimated_kernel(
 ):
     """Estimate the input's kernel with KernelGAN, then super-resolve it (DIP or Knitworks) with that kernel.
 
-    The kernel is kept beside the output (``estimated_kernel_path``); if the DIP run fails or is
-    cancelled, it is removed again, so nothing is left behind. Returns the super-resolution's ``RunResult``.
+    The kernel files are kept beside the output (``estimated_kernel_path``). They, the output and its loss
+    curve are written to temporary files (the super-resolution reads the kernel from its own) and move into
+    place together when the whole run succeeded: a failed or cancelled run leaves every earlier file as it
+    was. Returns the super-resolution's ``RunResult``.
     """
     from dataclasses import replace
 
@@ -449,13 +460,11 @@ def super_resolve_with_estimated_kernel(
     progress = progress or NullProgress()
     kernel_path = estimated_kernel_path(output_path)
     check_super_resolve(input_path, output_path, replace(config, kernel="bicubic"), io)  # all but the kernel, before KernelGAN
-    estimated = estimate_kernel_file(input_path, kernel_path, replace(kernelgan, per_band=False), io, SubProgress(progress, 0.0, 0.2))
-    try:
-        result = super_resolve(input_path, output_path, replace(config, kernel=kernel_path), io, SubProgress(progress, 0.2, 1.0))
-    except BaseException:
-        for path in kernel_files(kernel_path):
-            if os.path.exists(path):
-                os.remove(path)
-        raise
+    with staged() as files:
+        estimated = estimate_kernel_file(
+            input_path, kernel_path, replace(kernelgan, per_band=False), io, SubProgress(progress, 0.0, 0.2), files
+        )
+        staged_kernel = replace(config, kernel=files.staged[kernel_path])
+        result = super_resolve(input_path, output_path, staged_kernel, io, SubProgress(progress, 0.2, 1.0), files)
     result.messages[:0] = estimated.messages
     return result

@@ -32,10 +32,14 @@ import json
 import math
 import os
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .raster import StagedFiles
 
 BUILTIN = ("bicubic", "lanczos2", "lanczos3")
 
@@ -343,29 +347,33 @@ def kernel_preview_path(path: str) -> str:
     return os.path.splitext(path)[0] + ".png"
 
 
-def save_kernel_file(path: str, kernel: np.ndarray, scale: int, preview_pixels: int = 208) -> str:
+def save_kernel_file(
+    path: str, kernel: np.ndarray, scale: int, preview_pixels: int = 208, files: StagedFiles | None = None
+) -> str:
     """Save a 2-D kernel for ``scale`` as a float32 ``.npy`` summing to 1, its scale record and a PNG preview.
 
-    Returns the preview's path. The ``.npy`` and the record (``kernel_record_path``: JSON with ``scale``)
-    are written to temporary files and renamed into place. The preview (``path`` with ``.png``) shows the
-    kernel's non-negative taps, white = the largest, each tap a square block, about ``preview_pixels`` wide.
+    Returns the preview's path. The ``.npy``, the record (``kernel_record_path``: JSON with ``scale``) and
+    the preview (``path`` with ``.png``: the kernel's non-negative taps, white = the largest, each tap a
+    square block, about ``preview_pixels`` wide) are written to temporary files and moved into place
+    together, with the run's other files when ``files`` (``core.raster.StagedFiles``) is given.
     """
     k = np.asarray(kernel, dtype=np.float64)
     if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0 or not k.sum() > 0:
         raise InputError(f"a kernel file holds a square 2-D kernel of odd size with a positive sum, got shape {k.shape}")
-    from .figures import write_png
-    from .raster import write_file_atomically
+    from .figures import png_bytes
+    from .raster import staged
 
     buffer = io.BytesIO()
     np.save(buffer, (k / k.sum()).astype(np.float32))
-    write_file_atomically(path, buffer.getvalue())
     record = {"scale": int(scale), "centre": "centre of mass on the block centre: core.kernels.file_kernel_centre"}
-    write_file_atomically(kernel_record_path(path), (json.dumps(record, indent=1) + "\n").encode())
     positive = np.clip(k, 0, None)
     block = max(1, preview_pixels // k.shape[0])
     grey = np.rint(255 * positive / positive.max()).astype(np.uint8).repeat(block, 0).repeat(block, 1)
     png = kernel_preview_path(path)
-    write_png(png, np.repeat(grey[..., None], 3, axis=2))
+    with staged(files) as group:
+        group.write(path, buffer.getvalue())
+        group.write(kernel_record_path(path), (json.dumps(record, indent=1) + "\n").encode())
+        group.write(png, png_bytes(np.repeat(grey[..., None], 3, axis=2)))
     return png
 
 

@@ -22,7 +22,17 @@ from .grid import Grid, Window
 from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling
 from .progress import NullProgress, Progress, check_cancelled
-from .raster import AtomicGeoTIFF, RasterInfo, check_raster_output, georeferencing_note, open_info, output_dtype, read_window
+from .raster import (
+    AtomicGeoTIFF,
+    RasterInfo,
+    StagedFiles,
+    check_raster_output,
+    georeferencing_note,
+    open_info,
+    output_dtype,
+    read_window,
+    staged,
+)
 from .tiling import MIN_RETRY_TILE, BatchSolver, ShrinkOnOutOfMemory, Solver, WarmStart, run_tiles, solve_in_tiles
 
 #: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
@@ -77,14 +87,14 @@ class _Recorder:
     def cancelled(self) -> bool:
         return self.progress.cancelled()
 
-    def finish(self, output_path: str, device: str, method: str | None) -> RunResult:
-        """End a file run: write the tiles' loss curves beside the output (``figures.write_loss_curve``;
-        not when ``method`` is ``None``; a failure to write it is a warning, the output stands), report
-        completion and return the ``RunResult``."""
+    def finish(self, output_path: str, device: str, method: str | None, files: StagedFiles | None = None) -> RunResult:
+        """End a file run: write the tiles' loss curves beside the output (``figures.write_loss_curve``, staged
+        in ``files`` when given; not when ``method`` is ``None``; a failure to write it is a warning, the
+        output stands), report completion and return the ``RunResult``."""
         from .figures import write_loss_curve
 
         try:
-            curve = write_loss_curve(output_path, self.curves, method) if method else None
+            curve = write_loss_curve(output_path, self.curves, method, files) if method else None
         except OSError as error:  # the raster is written; a figure that cannot be must not undo that
             self.info(f"warning: the training loss curve could not be written: {error}")
             curve = None
@@ -230,13 +240,15 @@ def write_tiled(
     solve: Solver,
     progress: Progress,
     solve_batch: BatchSolver | None = None,
+    files: StagedFiles | None = None,
 ) -> None:
-    """Solve the tiles of a ``width × height`` input and write the blended ``grid`` atomically.
+    """Solve the tiles of a ``width × height`` input and write the blended ``grid`` atomically (with
+    ``files``: moved into place when that group is committed).
 
     The output has ``info``'s bands and metadata, in its dtype (or Float32 with ``io.float32``).
     """
     dtype = output_dtype(info, io.float32)
-    with AtomicGeoTIFF(output_path, info, grid, dtype, io.cog) as out:
+    with AtomicGeoTIFF(output_path, info, grid, dtype, io.cog, files) as out:
         run_tiles(width, height, len(info.bands), scale, tiles, solve, out.write, progress, solve_batch)
     for warning in out.clipping_warnings():
         progress.info(warning)
@@ -256,15 +268,22 @@ def super_resolve(
     config: MethodConfig,
     io: IOOptions = IOOptions(),
     progress: Progress | None = None,
+    files: StagedFiles | None = None,
 ) -> RunResult:
-    """Super-resolve ``input_path`` by ``config.scale`` into a GeoTIFF with the method ``config`` configures."""
+    """Super-resolve ``input_path`` by ``config.scale`` into a GeoTIFF with the method ``config`` configures.
+
+    The GeoTIFF and its loss curve move into place together at the end (``core.raster.staged``; with
+    ``files``, when that group of the caller's run is committed).
+    """
     recorder = _Recorder(progress or NullProgress())
     info = check_super_resolve(input_path, output_path, config, io)
     _log_input(info, recorder)
     solve, device = _solver(config, fit_scaling(info), lambda w: read_window(info, w), recorder)
     grid = info.grid.refined(config.scale)
-    write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, solve.tiles, solve, recorder, solve.many)
-    return recorder.finish(output_path, device, method_name(config))
+    with staged(files) as group:
+        write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, solve.tiles, solve,
+                    recorder, solve.many, group)
+        return recorder.finish(output_path, device, method_name(config), group)
 
 
 def super_resolve_array(

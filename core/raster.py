@@ -12,9 +12,13 @@ nodata value.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import threading
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,7 +30,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
 
 from .config import GEOTIFF_EXTENSIONS
-from .errors import InputError
+from .errors import InputError, OutputWriteError
 from .grid import Grid, Window
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
@@ -258,7 +262,11 @@ def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True,
     its training loss (``loss_curve``), the same for the loss curve's PNG beside it (``probe``: as there)."""
     if not output.lower().endswith(GEOTIFF_EXTENSIONS):
         raise InputError(f"output {output} must end in .tif or .tiff: it is written as GeoTIFF")
-    check_output_paths([output, loss_curve_path(output)] if loss_curve else [output], inputs, probe)
+    if not loss_curve:
+        check_output_paths([output], inputs, probe)
+        return
+    curve = loss_curve_path(output)
+    check_output_paths([output, curve], inputs, probe, {curve: f"the loss curve {curve} drawn beside output {output}"})
 
 
 def dataset_files(path: str) -> list[str]:
@@ -282,26 +290,49 @@ def check_output_path(output: str, inputs: list[str], probe: bool = True) -> Non
     check_output_paths([output], inputs, probe)
 
 
-def check_output_paths(outputs: list[str], inputs: list[str], probe: bool = True) -> None:
+def _name_max(folder: str) -> int:
+    """The longest file name (bytes) ``folder``'s file system takes (255 where the system cannot tell)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        return 255
+
+
+def check_output_paths(
+    outputs: list[str], inputs: list[str], probe: bool = True, labels: dict[str, str] | None = None
+) -> None:
     """Refuse to overwrite an input (or a file its dataset reads: a VRT's sources, a mask) or a folder with
-    any of ``outputs``, and check that their folders exist and take a file: with ``probe``, by creating the
-    run's temporary file there and removing it, once per folder (front ends refreshing a form on every
-    change leave that to the run). Each input's files are asked of GDAL once."""
+    any of ``outputs``, and check that their folders exist and take a file of that name (its length): with
+    ``probe``, by creating the run's temporary file there and removing it, once per folder (front ends
+    refreshing a form on every change leave that to the run). Each input's files are asked of GDAL once.
+    ``labels`` names side files in the messages (e.g. "the loss curve X drawn beside output Y"; default
+    "output X")."""
     read = {path: dataset_files(path) for path in inputs}
     probed: set[str] = set()
     for output in outputs:
+        side = output in (labels or {})  # a side file, named with the output it goes beside
+        label = labels[output] if side else f"output {output}"
+        clash = "would replace" if side else "is"
         folder = os.path.dirname(os.path.abspath(output))
         if os.path.isdir(output):
-            raise InputError(f"output {output} is a folder: give the output file's path")
+            raise InputError(f"{label} is a folder: give the output file's path")
         for path, files in read.items():
             if _same_file(output, path):
-                raise InputError(f"output {output} is the input: choose another output path")
+                raise InputError(f"{label} {clash} the input: choose another output path")
             if any(_same_file(output, file) for file in files):
-                raise InputError(f"output {output} is a file the input {path} reads: choose another output path")
+                raise InputError(f"{label} {clash} a file the input {path} reads: choose another output path")
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise InputError(f"output folder {folder} of {label} is a file, not a folder")
         if not os.path.isdir(folder):
             raise InputError(f"output folder {folder} does not exist")
         if not os.access(folder, os.W_OK):
             raise InputError(f"output folder {folder} is not writable")
+        name, longest = os.path.basename(output), _name_max(folder)
+        if len(os.fsencode(name)) > longest:
+            raise InputError(
+                f"{label}: the file name is {len(os.fsencode(name))} bytes long, its folder takes at most {longest}: "
+                "choose a shorter name"
+            )
         if probe and folder not in probed:
             handle, probe_path = temporary_beside(output)  # what the run will do: refused by read-only mounts, /proc, …
             os.close(handle)
@@ -376,17 +407,110 @@ def temporary_beside(path: str) -> tuple[int, str]:
         raise InputError(f"cannot write in output folder {folder}: {error.strerror or error}") from None
 
 
-def write_file_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place: never half-written."""
-    handle, tmp = temporary_beside(path)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
+class StagedFiles:
+    """The files of one run, each written to a hidden temporary file beside its target (``temporary_beside``)
+    and moved into place together by ``commit`` once all are written; ``discard`` removes the temporary files
+    and leaves every target, and any earlier file there, as it was. Use ``staged`` to make or join a group."""
+
+    def __init__(self) -> None:
+        #: target path → its temporary file, in the order they were staged
+        self.staged: dict[str, str] = {}
+        self.stale: list[str] = []
+
+    def temporary(self, path: str, stale: Sequence[str] = ()) -> str:
+        """A new empty temporary file for ``path``; ``stale``: files removed once ``path`` is in place
+        (sidecars of an earlier file there)."""
+        handle, tmp = temporary_beside(path)
+        os.close(handle)
+        self.drop(path)
+        self.staged[path] = tmp
+        self.stale.extend(stale)
+        return tmp
+
+    def drop(self, path: str) -> None:
+        """Forget ``path``'s temporary file and remove it: nothing is moved to ``path``."""
+        tmp = self.staged.pop(path, None)
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+
+    def write(self, path: str, data: bytes) -> None:
+        """Stage ``data`` for ``path``; a failure (a full disk) is an ``OutputWriteError`` and stages nothing."""
+        tmp = self.temporary(path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+        except OSError as error:
+            self.drop(path)
+            raise OutputWriteError(path) from error
+
+    def commit(self) -> None:
+        """Move every staged file into place (ordinary files: mode 0666 less the umask; mkstemp makes 0600)."""
+        mode = 0o666 & ~_umask()
+        for tmp in self.staged.values():
+            os.chmod(tmp, mode)
+        for path, tmp in list(self.staged.items()):
+            os.replace(tmp, path)
+            del self.staged[path]
+        for path in self.stale:
+            if os.path.exists(path):
+                os.remove(path)
+        self.stale.clear()
+
+    def discard(self) -> None:
+        """Remove every temporary file not moved into place."""
+        for path in list(self.staged):
+            self.drop(path)
+        self.stale.clear()
+
+
+@contextmanager
+def staged(files: StagedFiles | None = None) -> Iterator[StagedFiles]:
+    """``files``, a group its owner commits; or (``None``) a new group, committed when the block ends and
+    discarded on any exception (``Cancelled`` and Ctrl-C included)."""
+    if files is not None:
+        yield files
+        return
+    files = StagedFiles()
+    try:
+        yield files
+        files.commit()
+    finally:
+        files.discard()
+
+
+def write_file_atomically(path: str, data: bytes, files: StagedFiles | None = None) -> None:
+    """Write ``data`` to a temporary file beside ``path``, moved into place with ``files`` (default: at once)."""
+    with staged(files) as group:
+        group.write(path, data)
+
+
+@contextmanager
+def gdal_failures() -> Iterator[list[str]]:
+    """The failures GDAL signals on this thread inside the block, kept off stderr (no "ERROR 1: …" lines).
+
+    Inside a ``rasterio.Env`` rasterio hands GDAL's messages to its logger ``rasterio._env`` (failures at
+    INFO) instead of GDAL printing them. Most failures also raise; some are reported no other way: a full
+    disk while ``close()`` flushes a GeoTIFF's last blocks.
+    """
+    failures: list[str] = []
+    thread = threading.get_ident()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.thread == thread and record.levelno == logging.INFO and record.msg.startswith("GDAL signalled an error"):
+                failures.append(str(record.args[-1]) if record.args else record.getMessage())
+
+    logger, handler = logging.getLogger("rasterio._env"), Collect()
+    level = logger.level
+    logger.addHandler(handler)
+    if not logger.isEnabledFor(logging.INFO):
+        logger.setLevel(logging.INFO)
+    try:
+        with rasterio.Env():
+            yield failures
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 class AtomicGeoTIFF:
@@ -397,11 +521,15 @@ class AtomicGeoTIFF:
     file without a geotransform, its pixel coordinates: ground control points are moved through it). On
     any exception (including ``Cancelled`` and Ctrl-C) the temporary file is removed and nothing appears
     at ``path``; on success stale ``.aux.xml``/``.ovr``/``.msk`` sidecars of a previous file at ``path``
-    are removed.
+    are removed. With ``files`` the finished file joins that group (``StagedFiles``) and moves into place
+    with the run's other files when the group is committed.
     """
 
-    def __init__(self, path: str, info: RasterInfo, grid: Grid, dtype: str, cog: bool = False) -> None:
+    def __init__(
+        self, path: str, info: RasterInfo, grid: Grid, dtype: str, cog: bool = False, files: StagedFiles | None = None
+    ) -> None:
         self.path = path
+        self.group = files
         self.info = info
         self.grid = grid
         self.dtype = dtype
@@ -435,8 +563,9 @@ class AtomicGeoTIFF:
         )
 
     def __enter__(self) -> "AtomicGeoTIFF":
-        handle, self.tmp = temporary_beside(self.path)
-        os.close(handle)
+        self._files = staged(self.group)
+        self.files = self._files.__enter__()
+        self.tmp = self.files.temporary(self.path, [self.path + ext for ext in (".aux.xml", ".ovr", ".msk")])
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -477,10 +606,13 @@ class AtomicGeoTIFF:
         cast, clipped = to_dtype(values, valid, self.dtype, self.nodata)
         self.clipped += clipped
         self.written += valid.sum(axis=(1, 2))
-        self.dataset.write(cast, window=area)
-        if self.mask:
-            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-                self.dataset.write_mask(valid.any(axis=0), window=area)
+        try:
+            self.dataset.write(cast, window=area)
+            if self.mask:
+                with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+                    self.dataset.write_mask(valid.any(axis=0), window=area)
+        except (RasterioIOError, OSError) as error:  # e.g. a full disk while GDAL flushes a block
+            raise OutputWriteError(self.path) from error
 
     def clipping_warnings(self) -> list[str]:
         """One log line per band with values the output's integer dtype could not hold (clipped to its range):
@@ -503,25 +635,39 @@ class AtomicGeoTIFF:
                 self.dataset.close()
             except Exception:
                 pass
-        if os.path.exists(self.tmp):
-            os.remove(self.tmp)
+        self.files.drop(self.path)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self._discard()
+            self._files.__exit__(exc_type, exc, tb)
             return
         try:
-            self.dataset.close()
-            if self.cog:
-                self._to_cog()
-            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
-            os.replace(self.tmp, self.path)
-        except BaseException:
+            try:
+                self._finish_temporary()
+            except Exception as error:
+                raise OutputWriteError(self.path) from error
+        except BaseException as error:
             self._discard()
+            self._files.__exit__(type(error), error, error.__traceback__)
             raise
-        for sidecar in (self.path + ".aux.xml", self.path + ".ovr", self.path + ".msk"):
-            if os.path.exists(sidecar):
-                os.remove(sidecar)
+        self._files.__exit__(None, None, None)  # moves the file into place unless a group given to __init__ does
+
+    def _finish_temporary(self) -> None:
+        """Close the temporary file (made a COG with ``cog``) and read it back, block by block (memory bounded
+        by a block): GDAL does not raise when ``close()`` fails to flush (a full disk), so a failure it
+        signals, or a block that cannot be read back, is an error here, before anything is moved into place."""
+        with gdal_failures() as failures:
+            self.dataset.close()
+            if not failures and self.cog:
+                self._to_cog()
+            if failures:
+                raise OSError(failures[0])
+            with rasterio.open(self.tmp) as written:
+                for _, window in written.block_windows(1):
+                    written.read(window=window)
+                    if self.mask:
+                        written.read_masks(1, window=window)
 
     def _to_cog(self) -> None:
         from rasterio.shutil import copy as rio_copy

@@ -23,7 +23,7 @@ from .evaluation import BICUBIC, Evaluation, evaluate
 from .metrics import HIGHER_IS_BETTER
 from .pipeline import RunResult
 from .progress import Progress
-from .raster import check_output_paths, write_file_atomically
+from .raster import StagedFiles, check_output_paths, staged, write_file_atomically
 from .sentinel2 import band_name
 
 #: Edge (reference pixels) of the central crop shown in the report.
@@ -57,9 +57,9 @@ def _finite(value: object) -> object:
     return value
 
 
-def write_json(evaluation: Evaluation, path: str) -> None:
+def write_json(evaluation: Evaluation, path: str, files: StagedFiles | None = None) -> None:
     """The evaluation's ``as_dict`` as indented strict JSON at ``path`` (undefined or infinite scores: ``null``)."""
-    write_file_atomically(path, json.dumps(_finite(evaluation.as_dict()), indent=1, allow_nan=False).encode())
+    write_file_atomically(path, json.dumps(_finite(evaluation.as_dict()), indent=1, allow_nan=False).encode(), files)
 
 
 def _img(rgb: np.ndarray, alt: str) -> str:
@@ -178,9 +178,9 @@ Best of each column in bold.</p>
 """
 
 
-def write_html(evaluation: Evaluation, path: str) -> None:
-    """Write the report page to ``path`` atomically."""
-    write_file_atomically(path, render_html(evaluation).encode())
+def write_html(evaluation: Evaluation, path: str, files: StagedFiles | None = None) -> None:
+    """Write the report page to ``path`` atomically (with ``files``: when that group is committed)."""
+    write_file_atomically(path, render_html(evaluation).encode(), files)
 
 
 def text_table(evaluation: Evaluation) -> str:
@@ -211,15 +211,17 @@ def evaluate_to_files(
     json_path: str | None,
     progress: Progress | None = None,
 ) -> EvaluationRun:
-    """``evaluation.evaluate`` then the HTML report and/or JSON; output paths are checked before any work."""
+    """``evaluation.evaluate`` then the HTML report and/or JSON, moved into place together; output paths are
+    checked before any work."""
     inputs = [input_path] + ([guide_path] if guide_path else [])
     if report_path and json_path and os.path.abspath(report_path) == os.path.abspath(json_path):
         raise InputError(f"the report and the JSON would both be {report_path}: choose two paths")
     check_output_paths([path for path in (report_path, json_path) if path], inputs)
     e = evaluate(input_path, method, scale, kernel, config, io, guide_path, guide_io or IOOptions(), progress)
-    if report_path:
-        write_html(e, report_path)
-    if json_path:
-        write_json(e, json_path)
+    with staged() as files:
+        if report_path:
+            write_html(e, report_path, files)
+        if json_path:
+            write_json(e, json_path, files)
     run = e.run or RunResult("", "cpu", 0.0, 0)
     return EvaluationRun(report_path or json_path or "", run.device, e.seconds, run.steps, run.messages, run.curves, evaluation=e)

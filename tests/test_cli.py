@@ -1,6 +1,7 @@
 """The ``internal-sr`` command line: outputs, progress, one-line errors with status 2, nothing written on error
 (the table of bad and odd inputs shared with Processing is in test_robustness)."""
 
+import io
 import os
 import shutil
 import subprocess
@@ -124,8 +125,26 @@ def test_a_loss_curve_that_would_replace_an_input_is_refused(tmp_path, capsys):
     subprocess.run(["gdal_translate", "-q", "-of", "PNG", "-b", "1", "-ot", "Byte", "-scale", S2_20M, str(source)], check=True)
     before = source.read_bytes()
     assert main(["dip", str(source), str(tmp_path / "a.tif"), "--scale", "2", *FAST]) == 2
-    assert "a_loss.png is the input" in capsys.readouterr().err
+    assert f"the loss curve {source} drawn beside output {tmp_path / 'a.tif'} would replace the input" in capsys.readouterr().err
     assert source.read_bytes() == before and not (tmp_path / "a.tif").exists()
+
+
+def test_over_long_output_names_and_a_file_as_folder_are_refused_before_the_run(tmp_path, capsys):
+    """A name the folder cannot take was refused by the final rename, after the whole optimisation; a file
+    given as the output's folder was said not to exist."""
+    long = "x" * 251  # x….tif fits in 255 bytes; its loss curve x…_loss.png does not
+    cases = [
+        ("y" * 300 + ".tif", f"output {tmp_path / ('y' * 300 + '.tif')}: the file name is 304 bytes long"),
+        (long + ".tif", f"the loss curve {tmp_path / (long + '_loss.png')} drawn beside output {tmp_path / (long + '.tif')}: "
+                        f"the file name is 260 bytes long, its folder takes at most {os.pathconf(tmp_path, 'PC_NAME_MAX')}"),
+        ("in.tif/out.tif", f"output folder {tmp_path / 'in.tif'} of output {tmp_path / 'in.tif' / 'out.tif'} is a file, not a folder"),
+    ]
+    shutil.copy(S2_20M, tmp_path / "in.tif")
+    for name, message in cases:
+        assert main(["dip", S2_20M, str(tmp_path / name), "--scale", "2", *FAST]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert message in line, line
+    assert sorted(os.listdir(tmp_path)) == ["in.tif"]
 
 
 def test_outputs_are_geotiff_names_and_extents_may_start_with_a_minus(tmp_path, capsys):
@@ -141,3 +160,69 @@ def test_outputs_are_geotiff_names_and_extents_may_start_with_a_minus(tmp_path, 
     assert main(["degrade", west, str(out), "--scale", "2", "--extent", "-74.996,39.992,-74.992,39.996"]) == 0
     with rasterio.open(out) as dst:
         assert (dst.width, dst.height) == (10, 10) and dst.transform.c == pytest.approx(-74.996)
+
+
+class FlushFails:
+    """A dataset being written whose ``close()`` does what GDAL does on a full disk: it returns without
+    raising and leaves a truncated file, a failure GDAL only signals (``signal``: through rasterio's logger)."""
+
+    def __init__(self, dataset, path: str, signal: bool) -> None:
+        self.dataset, self.path, self.signal = dataset, path, signal
+
+    def __getattr__(self, name: str):
+        return getattr(self.dataset, name)
+
+    def close(self) -> None:
+        import logging
+
+        self.dataset.close()
+        os.truncate(self.path, os.path.getsize(self.path) // 2)
+        if self.signal:
+            logging.getLogger("rasterio._env").info("GDAL signalled an error: err_no=%r, msg=%r", 1, "_tiffWriteProc:No space left on device")
+
+
+@pytest.mark.parametrize("signal", [True, False], ids=["gdal-signals-it", "silent"])
+def test_a_write_that_fails_on_close_keeps_the_earlier_output(tmp_path, capsys, monkeypatch, signal):
+    """A truncated temporary file was renamed over the earlier good output with exit status 0."""
+    from internal_sr.core.raster import AtomicGeoTIFF
+
+    out = tmp_path / "low.tif"
+    assert main(["degrade", S2_20M, str(out), "--scale", "2"]) == 0
+    capsys.readouterr()
+    before = out.read_bytes()
+    enter = AtomicGeoTIFF.__enter__
+
+    def entered(self):
+        enter(self)
+        self.dataset = FlushFails(self.dataset, self.tmp, signal)
+        return self
+
+    monkeypatch.setattr(AtomicGeoTIFF, "__enter__", entered)
+    assert main(["degrade", S2_20M, str(out), "--scale", "2", "--kernel", "lanczos3"]) == 1
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("internal-sr: error: ") and line.endswith(f" while writing {out} (nothing written)"), line
+    assert not signal or line == f"internal-sr: error: no space left on device while writing {out} (nothing written)"
+    assert "Traceback" not in err and "ERROR 1" not in err
+    assert out.read_bytes() == before and os.listdir(tmp_path) == ["low.tif"]
+
+
+class ClosedPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_printing_never_fails_a_run_whose_output_is_written(tmp_path, capsys, monkeypatch):
+    """A CJK path on a cp1252 stdout, or a closed stdout, made the run exit 1 saying "nothing written" with
+    the output already in place."""
+    out = tmp_path / "低分辨率.tif"
+    for stdout in (io.TextIOWrapper(io.BytesIO(), encoding="cp1252"), ClosedPipe()):
+        monkeypatch.setattr(sys, "stdout", stdout)
+        assert main(["degrade", S2_20M, str(out), "--scale", "2"]) == 0
+        assert out.exists() and "error" not in capsys.readouterr().err
+        out.unlink()
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="cp1252")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["degrade", S2_20M, str(out), "--scale", "2"]) == 0
+    stdout.flush()
+    assert "\\u4f4e" in stdout.buffer.getvalue().decode("cp1252")

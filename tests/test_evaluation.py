@@ -4,6 +4,7 @@ the HTML/JSON report and the one-line errors (core and command line)."""
 import html
 import json
 import math
+import os
 import re
 
 import numpy as np
@@ -297,3 +298,19 @@ def test_the_best_score_is_bold_as_printed_in_every_table():
     overall = _overall_table(Table)
     assert overall.count("<b>36.77</b>") == 2 and "<b>1.5000</b>" in overall and "<b>—</b>" not in overall
     assert _band_tables(Table).count("<b>35.77</b>") == 2
+
+
+def test_a_failure_writing_the_json_leaves_no_report_and_the_earlier_files(tmp_path, capsys, monkeypatch):
+    """The report was renamed into place before the JSON failed, under "nothing written"; both are one run's."""
+    path = geo_10m(tmp_path)
+    out_json, out_html = tmp_path / "e.json", tmp_path / "e.html"
+    out_json.write_text("earlier"), out_html.write_text("earlier")
+
+    def full_disk(*args) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write_json", full_disk)
+    code = main(["evaluate", path, "--scale", "2", "--method", "bicubic", "--json", str(out_json), "--report", str(out_html)])
+    assert code == 1 and capsys.readouterr().err.strip().splitlines()[-1].endswith("no space left on device (nothing written)")
+    assert out_json.read_text() == out_html.read_text() == "earlier"
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".internal_sr-")]

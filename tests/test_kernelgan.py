@@ -357,7 +357,7 @@ def test_a_kernel_whose_preview_would_replace_the_input_is_refused_before_anythi
     before = Path(source).read_bytes()
     assert main(["kernelgan", source, str(tmp_path / "scene.npy"), "--scale", "2", "--iterations", "2"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "scene.png is the input" in line
+    assert f"the preview {source} of kernel file {tmp_path / 'scene.npy'} would replace the input" in line
     assert Path(source).read_bytes() == before and not (tmp_path / "scene.npy").exists()
 
 
@@ -369,3 +369,44 @@ def test_cli_dip_with_estimated_kernel(tmp_path, capsys):
     assert out.exists() and (tmp_path / "sr_kernel.npy").exists()
     err = capsys.readouterr().err
     assert "kernel: " in err and "input pixels" in err and "sr_kernel.npy" in err
+
+
+def test_cli_kernelgan_that_fails_writing_the_preview_writes_none_of_its_files(tmp_path, capsys, monkeypatch):
+    """The .npy and its record were in place when the preview failed, under "nothing written"."""
+    from internal_sr.core import figures
+
+    def full_disk(rgb):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(figures, "png_bytes", full_disk)
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_10M)[1:2, :64, :64])
+    assert main(["kernelgan", source, str(tmp_path / "k.npy"), "--scale", "2", "--iterations", "2"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("no space left on device (nothing written)")
+    assert os.listdir(tmp_path) == ["in.tif"]
+
+
+def test_a_failed_estimate_run_keeps_the_earlier_runs_files_and_shows_no_new_ones(tmp_path, capsys, monkeypatch):
+    """``--kernel estimate``: the kernel files were put in place before the DIP run and deleted when it failed,
+    the earlier run's with them; a process killed during the DIP run left them visible. Now they are staged
+    with the output: during the DIP run only hidden temporary files are new."""
+    from internal_sr.core import dip
+    from internal_sr.core.errors import Cancelled
+
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_10M)[1:2, :64, :64])
+    seen = []
+
+    def cancel(*args, **kwargs):
+        seen.append(sorted(name for name in os.listdir(tmp_path) if not name.startswith(".internal_sr-")))
+        raise Cancelled()
+
+    monkeypatch.setattr(dip, "super_resolve_tile", cancel)
+    argv = ["dip", source, str(tmp_path / "sr.tif"), "--scale", "2", "--kernel", "estimate", "--kernelgan-iterations", "2",
+            "--iterations", "2", "--device", "cpu"]
+    assert main(argv) == 130 and seen == [["in.tif"]]
+    assert os.listdir(tmp_path) == ["in.tif"]
+    earlier = {name: f"earlier {name}" for name in ("sr.tif", "sr_loss.png", "sr_kernel.npy", "sr_kernel.npy.json", "sr_kernel.png")}
+    for name, text in earlier.items():
+        (tmp_path / name).write_text(text)
+    assert main(argv) == 130
+    assert {name: (tmp_path / name).read_text() for name in earlier} == earlier
+    assert sorted(os.listdir(tmp_path)) == sorted([*earlier, "in.tif"])

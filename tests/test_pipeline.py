@@ -53,7 +53,7 @@ def test_a_run_draws_its_loss_curves_beside_the_output(tmp_path):
 def test_a_loss_curve_that_cannot_be_written_is_a_warning_and_the_output_stands(tmp_path, monkeypatch):
     from internal_sr.core import figures
 
-    def full_disk(path, rgb):
+    def full_disk(path, rgb, files=None):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(figures, "write_png", full_disk)
