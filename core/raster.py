@@ -2,7 +2,8 @@
 
 Arrays are ``(C, H, W)``. ``valid`` masks are boolean ``(C, H, W)``: false where the band equals its
 nodata value, is not finite, or is masked by the file's own GDAL mask (an internal or ``.msk`` mask,
-or an alpha band: alpha bands are left out of the default band selection). Outputs keep the
+or an alpha band: alpha bands are left out of the default band selection and refused in an explicit
+one). Outputs keep the
 georeferencing (geotransform and CRS, or ground control points moved to the output's pixels, or none),
 band descriptions, colour interpretation, scale/offset, units, metadata tags, nodata and dtype (values
 rounded and clipped to the dtype's range) unless Float32 is asked for; pixels the input masked
@@ -165,6 +166,11 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
             raise InputError(
                 f"band {band} of {path} has a colour table: its values are classes, which interpolation would "
                 "mix into classes that do not exist; super-resolve continuous measurements only"
+            )
+        if bands and src.colorinterp[band - 1] == ColorInterp.alpha:
+            raise InputError(
+                f"band {band} of {path} is an alpha band, i.e. a mask, not a measurement: leave it out of the bands "
+                "(the others are read under its mask, and the output carries the mask)"
             )
     dtype = src.dtypes[selected[0] - 1]
     if dtype not in SUPPORTED_DTYPES:

@@ -363,6 +363,8 @@ CASES = (
     Case("smaller_than_the_network", _write("tiny.tif", s2_pixels(20)), error="20×20 is smaller than the network needs"),
     Case("single_row", _write("row.tif", s2_pixels(64)[:, :1]), error="64×1 is smaller than the network needs"),
     Case("all_nodata", _write("nodata.tif", _all_nodata(), nodata=0), error="no valid pixels"),
+    Case("alpha_band_selected", _edited("rgba.tif", _set_rgba, _rgba()), bands=(1, 2, 3, 4),
+         error="band 4 of .*rgba.tif is an alpha band.*leave it out"),
     Case("guide_does_not_overlap", _guided_pair(guide_origin=(500000.0, 5800000.0)), method="guided",
          error="do not overlap"),
     Case("guide_in_another_crs", _guided_pair(guide_crs="EPSG:32632"), method="guided", error="CRS .* differ"),
