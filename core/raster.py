@@ -3,7 +3,7 @@
 Arrays are ``(C, H, W)``. ``valid`` masks are boolean ``(C, H, W)``: false where the band equals its
 nodata value, is not finite, or is masked by the file's own GDAL mask (an internal or ``.msk`` mask,
 or an alpha band: alpha bands are left out of the default band selection and refused in an explicit
-one). Outputs keep the
+one). The selected bands must share one data type, as the output does. Outputs keep the
 georeferencing (geotransform and CRS, or ground control points moved to the output's pixels, or none),
 band descriptions, colour interpretation, scale/offset, units, metadata tags, nodata and dtype (values
 rounded and clipped to the dtype's range) unless Float32 is asked for; pixels the input masked
@@ -145,6 +145,27 @@ def _fresh_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if not k.startswith(STALE_TAG_PREFIXES)}
 
 
+def _value_text(value: Any) -> str:
+    """A band's data type as an error message shows it (``None``: ``none``)."""
+    if value is None:
+        return "none"
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
+
+
+def _common_value(path: str, selected: tuple[int, ...], values: tuple, what: str, remedy: str) -> Any:
+    """The one value of ``values`` (one per band of ``path``, e.g. ``src.dtypes``) that all ``selected`` bands share.
+
+    The output is one GeoTIFF with one data type, so selected bands that differ are a
+    one-line ``InputError`` naming the bands, their values and ``remedy`` (NaN equals NaN; ``None``: none).
+    """
+    chosen = [values[b - 1] for b in selected]
+    distinct = {"nan" if isinstance(v, float) and np.isnan(v) else v for v in chosen}
+    if len(distinct) > 1:
+        listing = ", ".join(f"band {b} {_value_text(v)}" for b, v in zip(selected, chosen))
+        raise InputError(f"{path} has bands with different {what} ({listing}), but an output holds one: {remedy}")
+    return chosen[0]
+
+
 def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | None) -> RasterInfo:
     """The ``RasterInfo`` of the open dataset ``src`` for the 1-based ``bands`` (default: all but alpha)."""
     count = src.count
@@ -172,7 +193,8 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
                 f"band {band} of {path} is an alpha band, i.e. a mask, not a measurement: leave it out of the bands "
                 "(the others are read under its mask, and the output carries the mask)"
             )
-    dtype = src.dtypes[selected[0] - 1]
+    dtype = _common_value(path, selected, src.dtypes, "data types",
+                          "select bands of one type, or convert them to one with gdal_translate -ot")
     if dtype not in SUPPORTED_DTYPES:
         raise InputError(f"{path}: data type {dtype} is not supported (supported: {', '.join(SUPPORTED_DTYPES)})")
     gcps, gcp_crs = src.gcps

@@ -133,6 +133,44 @@ def _all_nodata() -> np.ndarray:
     return np.zeros((2, EDGE, EDGE), np.uint16)
 
 
+#: GDAL's names of the data types the ``_stacked`` VRTs use.
+GDAL_TYPES = {"uint16": "UInt16", "float32": "Float32"}
+
+
+def _stacked(*bands: tuple[np.ndarray, float | None]) -> Callable[[Path], Inputs]:
+    """A VRT stacking one single-band GeoTIFF per ``(pixels (H, W), nodata)``, each band with its own data type
+    and nodata value, as ``gdalbuildvrt -separate`` makes it; read from a zip file (``/vsizip/…/stack.vrt``), as
+    QGIS would otherwise write its statistics into the VRT when it opens it as a layer."""
+
+    def build(folder: Path) -> Inputs:
+        height, width = bands[0][0].shape
+        parts = []
+        for index, (pixels, nodata) in enumerate(bands, start=1):
+            name = f"band{index}.tif"
+            write_raster(str(folder / name), pixels[None], crs="EPSG:32618", transform=UTM_20M, nodata=nodata)
+            parts.append(
+                f'<VRTRasterBand dataType="{GDAL_TYPES[pixels.dtype.name]}" band="{index}">'
+                + ("" if nodata is None else f"<NoDataValue>{nodata:g}</NoDataValue>")
+                + f'<SimpleSource><SourceFilename relativeToVRT="1">{name}</SourceFilename><SourceBand>1</SourceBand>'
+                f'<SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/><DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>'
+                "</SimpleSource></VRTRasterBand>"
+            )
+        transform = ", ".join(f"{v!r}" for v in UTM_20M.to_gdal())
+        vrt = (
+            f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}"><SRS>EPSG:32618</SRS>'
+            f"<GeoTransform>{transform}</GeoTransform>{''.join(parts)}</VRTDataset>"
+        )
+        archive = folder / "stack.zip"
+        with zipfile.ZipFile(archive, "w") as zipped:
+            zipped.writestr("stack.vrt", vrt)
+            for index in range(1, len(bands) + 1):
+                zipped.write(folder / f"band{index}.tif", f"band{index}.tif")
+                os.remove(folder / f"band{index}.tif")
+        return (f"/vsizip/{archive}/stack.vrt",)
+
+    return build
+
+
 def _guided_pair(guide_pixel: float = 10.0, guide_origin: tuple[float, float] = (300040.0, 5799960.0), guide_crs: str = "EPSG:32633"):
     """A 20 m target (64 × 64) and a 10 m guide (128 × 128) of one area; the guide's grid as given."""
 
@@ -363,6 +401,8 @@ CASES = (
     Case("smaller_than_the_network", _write("tiny.tif", s2_pixels(20)), error="20×20 is smaller than the network needs"),
     Case("single_row", _write("row.tif", s2_pixels(64)[:, :1]), error="64×1 is smaller than the network needs"),
     Case("all_nodata", _write("nodata.tif", _all_nodata(), nodata=0), error="no valid pixels"),
+    Case("bands_with_different_data_types", _stacked((s2_pixels()[0], None), (s2_pixels()[1].astype(np.float32), None)),
+         error="stack.vrt has bands with different data types \\(band 1 uint16, band 2 float32\\).*-ot"),
     Case("alpha_band_selected", _edited("rgba.tif", _set_rgba, _rgba()), bands=(1, 2, 3, 4),
          error="band 4 of .*rgba.tif is an alpha band.*leave it out"),
     Case("guide_does_not_overlap", _guided_pair(guide_origin=(500000.0, 5800000.0)), method="guided",
