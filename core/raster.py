@@ -3,7 +3,7 @@
 Arrays are ``(C, H, W)``. ``valid`` masks are boolean ``(C, H, W)``: false where the band equals its
 nodata value, is not finite, or is masked by the file's own GDAL mask (an internal or ``.msk`` mask,
 or an alpha band: alpha bands are left out of the default band selection and refused in an explicit
-one). The selected bands must share one data type, as the output does. Outputs keep the
+one). The selected bands must share one data type and one nodata value, as the output does. Outputs keep the
 georeferencing (geotransform and CRS, or ground control points moved to the output's pixels, or none),
 band descriptions, colour interpretation, scale/offset, units, metadata tags, nodata and dtype (values
 rounded and clipped to the dtype's range) unless Float32 is asked for; pixels the input masked
@@ -146,7 +146,7 @@ def _fresh_tags(tags: dict[str, str]) -> dict[str, str]:
 
 
 def _value_text(value: Any) -> str:
-    """A band's data type as an error message shows it (``None``: ``none``)."""
+    """A band's data type or nodata value as an error message shows it (``None``: ``none``)."""
     if value is None:
         return "none"
     return f"{value:.10g}" if isinstance(value, float) else str(value)
@@ -155,7 +155,7 @@ def _value_text(value: Any) -> str:
 def _common_value(path: str, selected: tuple[int, ...], values: tuple, what: str, remedy: str) -> Any:
     """The one value of ``values`` (one per band of ``path``, e.g. ``src.dtypes``) that all ``selected`` bands share.
 
-    The output is one GeoTIFF with one data type, so selected bands that differ are a
+    The output is one GeoTIFF with one data type and one nodata value, so selected bands that differ are a
     one-line ``InputError`` naming the bands, their values and ``remedy`` (NaN equals NaN; ``None``: none).
     """
     chosen = [values[b - 1] for b in selected]
@@ -195,6 +195,8 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
             )
     dtype = _common_value(path, selected, src.dtypes, "data types",
                           "select bands of one type, or convert them to one with gdal_translate -ot")
+    nodata = _common_value(path, selected, src.nodatavals, "nodata values",
+                           "select bands that share one, or give them one with gdal_translate -a_nodata")
     if dtype not in SUPPORTED_DTYPES:
         raise InputError(f"{path}: data type {dtype} is not supported (supported: {', '.join(SUPPORTED_DTYPES)})")
     gcps, gcp_crs = src.gcps
@@ -203,7 +205,7 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
         path=path,
         grid=Grid(src.width, src.height, src.transform, src.crs),
         dtype=dtype,
-        nodata=src.nodata,
+        nodata=nodata,
         bands=selected,
         descriptions=tuple(src.descriptions[b - 1] for b in selected),
         colorinterp=tuple(src.colorinterp[b - 1] for b in selected),

@@ -171,6 +171,23 @@ def _stacked(*bands: tuple[np.ndarray, float | None]) -> Callable[[Path], Inputs
     return build
 
 
+def _band_with_own_nodata() -> np.ndarray:
+    """Band 2 of the committed crop with a 4 × 4 block of its nodata value 65535 (rows and columns 4–7) and a
+    4 × 4 block of valid zeros (rows and columns 20–23): band 1's nodata value, 0, must not apply to it."""
+    pixels = s2_pixels()[1].copy()
+    pixels[4:8, 4:8] = 65535
+    pixels[20:24, 20:24] = 0
+    return pixels
+
+
+def _check_own_nodata(inputs: Inputs, output: str) -> None:
+    """The output of band 2 alone has band 2's nodata: its 65535 block is nodata, its zeros are data."""
+    with rasterio.open(output) as dst:
+        assert dst.nodata == 65535 and dst.count == 1
+        nodata = dst.read(1) == 65535
+    assert nodata[8:16, 8:16].all() and nodata.sum() == 64
+
+
 def _guided_pair(guide_pixel: float = 10.0, guide_origin: tuple[float, float] = (300040.0, 5799960.0), guide_crs: str = "EPSG:32633"):
     """A 20 m target (64 × 64) and a 10 m guide (128 × 128) of one area; the guide's grid as given."""
 
@@ -401,6 +418,10 @@ CASES = (
     Case("smaller_than_the_network", _write("tiny.tif", s2_pixels(20)), error="20×20 is smaller than the network needs"),
     Case("single_row", _write("row.tif", s2_pixels(64)[:, :1]), error="64×1 is smaller than the network needs"),
     Case("all_nodata", _write("nodata.tif", _all_nodata(), nodata=0), error="no valid pixels"),
+    Case("bands_with_different_nodata", _stacked((s2_pixels()[0], 0), (s2_pixels()[1], 65535)),
+         error="stack.vrt has bands with different nodata values \\(band 1 0, band 2 65535\\).*-a_nodata"),
+    Case("band_with_its_own_nodata", _stacked((s2_pixels()[0], 0), (_band_with_own_nodata(), 65535)), bands=(2,),
+         check=_check_own_nodata),
     Case("bands_with_different_data_types", _stacked((s2_pixels()[0], None), (s2_pixels()[1].astype(np.float32), None)),
          error="stack.vrt has bands with different data types \\(band 1 uint16, band 2 float32\\).*-ot"),
     Case("alpha_band_selected", _edited("rgba.tif", _set_rgba, _rgba()), bands=(1, 2, 3, 4),
