@@ -58,7 +58,9 @@ class RasterInfo:
     #: Ground control points of the file (pixel coordinates of the file) and their CRS.
     gcps: tuple[GroundControlPoint, ...] = ()
     gcp_crs: Any = None
-    #: True when GDAL masks pixels of the selected bands other than by a nodata value (see the module).
+    #: True when GDAL masks pixels of the selected bands other than by a nodata value (see the module); for
+    #: the template of an output, when its pixels may be invalid other than by that nodata value (an
+    #: ``AtomicGeoTIFF`` without one then writes an internal mask).
     masked: bool = False
     scales: tuple[float, ...] = ()
     offsets: tuple[float, ...] = ()
@@ -239,6 +241,12 @@ def valid_mask(raw: np.ndarray, nodata: float | None) -> np.ndarray:
     if nodata is not None and not np.isnan(nodata):
         valid &= raw != nodata
     return valid
+
+
+def may_be_invalid(info: RasterInfo) -> bool:
+    """Whether pixels of ``info``'s bands may read as invalid (``read_window``): the file has a nodata value, a
+    GDAL mask, or a float data type (NaN, ±Inf). Metadata only: the pixels may all be valid still."""
+    return info.nodata is not None or info.masked or np.issubdtype(np.dtype(info.dtype), np.floating)
 
 
 def as_float32(raw: np.ndarray, valid: np.ndarray) -> np.ndarray:

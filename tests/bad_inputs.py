@@ -188,8 +188,14 @@ def _check_own_nodata(inputs: Inputs, output: str) -> None:
     assert nodata[8:16, 8:16].all() and nodata.sum() == 64
 
 
-def _guided_pair(guide_pixel: float = 10.0, guide_origin: tuple[float, float] = (300040.0, 5799960.0), guide_crs: str = "EPSG:32633"):
-    """A 20 m target (64 × 64) and a 10 m guide (128 × 128) of one area; the guide's grid as given."""
+#: Guide rows and columns set to nodata (0) in the ``guide_nodata_only`` case.
+GUIDE_HOLE = slice(40, 44)
+
+
+def _guided_pair(guide_pixel: float = 10.0, guide_origin: tuple[float, float] = (300040.0, 5799960.0), guide_crs: str = "EPSG:32633",
+                 hole: bool = False):
+    """A 20 m target (64 × 64, no nodata value) and a 10 m guide (128 × 128) of one area; the guide's grid as
+    given. ``hole``: the guide declares nodata 0 and holds it at rows and columns ``GUIDE_HOLE``."""
 
     def build(folder: Path) -> Inputs:
         with warnings.catch_warnings():  # the committed crops carry no georeferencing
@@ -200,7 +206,10 @@ def _guided_pair(guide_pixel: float = 10.0, guide_origin: tuple[float, float] = 
             transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0),
         )
         transform = Affine(guide_pixel, 0, guide_origin[0], 0, -guide_pixel, guide_origin[1])
-        guide = write_raster(str(folder / "guide_10m.tif"), guide_pixels, crs=guide_crs, transform=transform)
+        if hole:
+            guide_pixels[:, GUIDE_HOLE, GUIDE_HOLE] = 0
+        guide = write_raster(str(folder / "guide_10m.tif"), guide_pixels, crs=guide_crs, transform=transform,
+                             nodata=0 if hole else None)
         return target, guide
 
     return build
@@ -386,6 +395,20 @@ def _check_alpha(inputs: Inputs, output: str) -> None:
     assert (masks[:, : 2 * TRANSPARENT_ROWS] == 0).all() and (masks[:, 2 * TRANSPARENT_ROWS :] == 255).all()
 
 
+def _check_guide_hole(inputs: Inputs, output: str) -> None:
+    """The guide's nodata pixels are masked in the output, whose data type (the target's) has no nodata value
+    here: an internal mask hides exactly them."""
+    with rasterio.open(inputs[1]) as guide, rasterio.open(output) as dst:
+        assert dst.nodata is None and dst.dtypes[0] == "uint16"
+        masks = dst.read_masks()
+        # the output lies on the guide's grid: output pixel (r, c) is guide pixel (r + row, c + col)
+        col, row = (round(v) for v in ~guide.transform * (dst.transform.c, dst.transform.f))
+        expected = guide.read(1) != 0
+    expected = expected[row : row + dst.height, col : col + dst.width]
+    assert not expected.all()
+    np.testing.assert_array_equal(masks > 0, np.broadcast_to(expected, masks.shape))
+
+
 def _check_band_metadata(inputs: Inputs, output: str) -> None:
     """Scale, offset, units and metadata items are kept (so values still read as reflectance); the
     input's statistics are not, as they no longer describe the pixels."""
@@ -432,6 +455,7 @@ CASES = (
     Case("guide_non_integer_ratio", _guided_pair(guide_pixel=15.0, guide_origin=(300000.0, 5800000.0)),
          method="guided", error="non-integer scale between grids"),
     # odd but valid: the output is right
+    Case("guide_nodata_only", _guided_pair(hole=True), method="guided", check=_check_guide_hole),
     Case("geographic_crs", _write("wgs84.tif", crs="EPSG:4326", transform=Affine(0.0002, 0, 12.5, 0, -0.0002, 41.9)),
          check=assert_refined),
     Case("no_crs", _write("no_crs.tif", crs=None), check=_check_no_crs),
