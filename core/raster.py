@@ -80,7 +80,16 @@ def rasterio_window(window: Window) -> rasterio.windows.Window:
 
 
 def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block: int) -> RasterInfo:
-    """``info`` for the whole pixels (whole ``block²`` blocks) of ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS)."""
+    """``info`` for the whole pixels (whole ``block²`` blocks) of ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS).
+
+    A raster georeferenced by ground control points only has no grid to place an extent on (its ``grid``
+    is in pixel coordinates): a one-line ``InputError``.
+    """
+    if info.gcps and not info.georeferenced:
+        raise InputError(
+            f"{info.path} is georeferenced by ground control points only (no geotransform), so an extent cannot be "
+            "placed on its pixels: warp it to a map grid first (gdalwarp), or run without an extent"
+        )
     window = info.grid.extent_window(extent)
     if window is None:
         left, bottom, right, top = info.grid.bounds

@@ -10,12 +10,17 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
 
+from bad_inputs import GCPS
 from helpers import S2_10M, S2_20M, S2_20M_SAME_AREA, read, write_raster
 from internal_sr.core.cli import main as cli
 from internal_sr.core.config import DIPConfig, GuidedDIPConfig, IOOptions
@@ -75,6 +80,30 @@ def test_extent_outside_the_raster_is_a_one_line_error_and_writes_nothing(tmp_pa
     with pytest.raises(InputError, match="XMIN < XMAX"):
         IOOptions(extent=(10.0, 0.0, 5.0, 1.0))
     assert os.listdir(tmp_path) == []
+
+
+def gcp_raster(folder) -> str:
+    """A 32 × 32 raster georeferenced by ground control points only (``bad_inputs.GCPS``, WGS 84), as a
+    Sentinel-1 GRD is: no geotransform, so its grid is in pixel coordinates."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        path = write_raster(str(folder / "gcps.tif"), read(S2_20M)[:, :32, :32], crs=None, transform=Affine.identity())
+        with rasterio.open(path, "r+") as dataset:
+            dataset.gcps = ([GroundControlPoint(row, col, x, y) for row, col, x, y in GCPS], CRS.from_epsg(4326))
+    return path
+
+
+def test_an_extent_on_a_raster_georeferenced_by_ground_control_points_only_is_refused(tmp_path, capsys) -> None:
+    # an extent in pixel coordinates inside the raster used to select pixels; one in WGS 84 was said not to
+    # overlap "bounds 0,0,32,32": neither is what the user meant, and no grid exists to place it on
+    source, out = gcp_raster(tmp_path), str(tmp_path / "never.tif")
+    for extent in ("2,2,20,20", "12.501,41.891,12.509,41.899"):
+        assert cli(["degrade", source, out, "--scale", "2", "--extent", extent]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "gcps.tif is georeferenced by ground control points only" in line and "gdalwarp" in line
+    with pytest.raises(InputError, match="ground control points only"):
+        super_resolve(source, out, TINY_DIP, IOOptions(extent=(2.0, 2.0, 20.0, 20.0)))
+    assert sorted(os.listdir(tmp_path)) == ["gcps.tif"]
 
 
 def test_cli_extent_for_dip_and_degrade(tmp_path, capsys) -> None:
@@ -189,6 +218,18 @@ def test_processing_extent_in_the_raster_crs_and_in_another_crs(tmp_path) -> Non
     with rasterio.open(out) as dst:
         assert (dst.transform.c, dst.transform.f) == (X0 + col * PIXEL, Y0 - row * PIXEL)
         assert dst.width == (math.ceil((back.xMaximum() - X0) / PIXEL) - col) // 2  # degrade drops a last half block
+
+
+@pytest.mark.qgis
+@pytest.mark.usefixtures("internal_sr_provider")
+def test_processing_extent_on_a_raster_georeferenced_by_ground_control_points_only_is_refused(tmp_path) -> None:
+    from qgis.core import QgsProcessingException
+
+    source, out = gcp_raster(tmp_path), str(tmp_path / "never.tif")
+    with pytest.raises(QgsProcessingException) as error:  # QGIS shows the layer warped by its GCPs, in WGS 84
+        processing_run("degrade", {"INPUT": source, "SCALE": 2, "EXTENT": "12.501,12.509,41.891,41.899 [EPSG:4326]", "OUTPUT": out})
+    lines = [line for line in str(error.value).strip().splitlines() if "ground control points only" in line]
+    assert len(lines) == 1 and not os.path.exists(out)
 
 
 @pytest.mark.qgis
