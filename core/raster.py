@@ -52,6 +52,8 @@ class RasterInfo:
     descriptions: tuple[str | None, ...]
     colorinterp: tuple[ColorInterp, ...]
     window: Window | None = None
+    #: The whole file's grid when ``window`` is set (``None``: ``grid`` is the whole file's).
+    file_grid: Grid | None = None
     #: False when the file has no geotransform (GDAL then reports the identity, which ``grid`` keeps:
     #: pixel coordinates); outputs are then written without one too.
     georeferenced: bool = True
@@ -98,7 +100,7 @@ def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block
             f"(its bounds are {left:.10g},{bottom:.10g},{right:.10g},{top:.10g} in its CRS)"
         )
     window = window.to_blocks(block, info.grid.width, info.grid.height)
-    return replace(info, grid=info.grid.window_grid(window), window=window)
+    return replace(info, grid=info.grid.window_grid(window), window=window, file_grid=info.grid)
 
 
 def unreadable(path: str, error: RasterioIOError) -> InputError:
