@@ -325,8 +325,9 @@ def degrade(
 
     The output grid is the input grid coarsened by ``scale`` (trailing rows/columns that do not fill
     a whole block are dropped). A low-resolution pixel is nodata when any pixel under its kernel is.
-    The raster is read in strips of rows with the kernel's reach above and below, which gives the
-    pixels a whole-raster pass gives.
+    The raster is read in strips of rows with the kernel's reach of context on every side (clipped to the
+    file's whole blocks, where the borders are reflected), which gives the pixels a whole-raster pass
+    gives, on an extent (``io.extent``) too.
     """
     recorder = _Recorder(progress or NullProgress())
     info, k = check_degrade(input_path, output_path, scale, kernel, io)
@@ -334,24 +335,32 @@ def degrade(
     if note := recentring_note(k):
         recorder.info(note)
     grid = info.grid.coarsened(scale)
-    reach = -(-k.size // scale) * scale  # rows of context above and below a strip, in whole blocks
-    rows = max(scale, DEGRADE_STRIP_VALUES // (info.grid.width * len(info.bands)) // scale * scale)
-    height = grid.height * scale
+    # the file's pixels, read around the output's area: whole blocks as a whole-raster pass reads them
+    whole = info.file_grid or info.grid
+    area = info.window or Window(0, 0, whole.width, whole.height)
+    file_info = replace(info, grid=whole, window=None, file_grid=None)
+    right, lowest = whole.width // scale * scale, whole.height // scale * scale
+    reach = -(-k.size // scale) * scale  # context on each side of a strip, in whole blocks
+    height, width = grid.height * scale, grid.width * scale
+    left, end = max(0, area.col_off - reach), min(right, area.col_off + width + reach)
+    rows = max(scale, DEGRADE_STRIP_VALUES // ((end - left) * len(info.bands)) // scale * scale)
     any_valid = False
     with AtomicGeoTIFF(output_path, info, grid, output_dtype(info, io.float32), io.cog) as out:
         for top in range(0, height, rows):
             check_cancelled(recorder)
             bottom = min(top + rows, height)
-            first, last = max(0, top - reach), min(info.grid.height, bottom + reach)
-            data, valid = read_window(info, Window(0, first, info.grid.width, last - first))
-            any_valid |= bool(valid.any())
+            first, last = max(0, area.row_off + top - reach), min(lowest, area.row_off + bottom + reach)
+            data, valid = read_window(file_info, Window(left, first, end - left, last - first))
+            # the strip's output area in what was read, in input pixels (whole blocks)
+            inside = Window(area.col_off - left, area.row_off + top - first, width, bottom - top)
+            any_valid |= bool(valid[(slice(None), *inside.slices)].any())
             counts = valid.sum(axis=(1, 2), keepdims=True)
             means = (np.where(valid, data, 0).sum(axis=(1, 2), keepdims=True) / np.maximum(counts, 1)).astype(np.float32)
             # what fills nodata pixels never shows: every low-resolution pixel they reach is nodata
             low = degrade_array(np.where(valid, data, means), k)
             low_valid = degrade_array((~valid).astype(np.float32), k.footprint()) <= 1e-6
-            keep = slice((top - first) // scale, (bottom - first) // scale)
-            out.write(Window(0, top // scale, grid.width, (bottom - top) // scale), low[:, keep], low_valid[:, keep])
+            keep = (slice(None), *Window(inside.col_off // scale, inside.row_off // scale, grid.width, inside.height // scale).slices)
+            out.write(Window(0, top // scale, grid.width, (bottom - top) // scale), low[keep], low_valid[keep])
             recorder.report(bottom / height, "degrading")
         if not any_valid:
             raise InputError(f"{input_path} has no valid pixels (everything is nodata)")

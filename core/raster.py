@@ -2,7 +2,8 @@
 
 Arrays are ``(C, H, W)``. ``valid`` masks are boolean ``(C, H, W)``: false where the band equals its
 nodata value, is not finite, or is masked by the file's own GDAL mask (an internal or ``.msk`` mask,
-or an alpha band: alpha bands are left out of the default band selection). Outputs keep the
+or an alpha band: alpha bands are left out of the default band selection and refused in an explicit
+one). The selected bands must share one data type and one nodata value, as the output does. Outputs keep the
 georeferencing (geotransform and CRS, or ground control points moved to the output's pixels, or none),
 band descriptions, colour interpretation, scale/offset, units, metadata tags, nodata and dtype (values
 rounded and clipped to the dtype's range) unless Float32 is asked for; pixels the input masked
@@ -55,13 +56,17 @@ class RasterInfo:
     descriptions: tuple[str | None, ...]
     colorinterp: tuple[ColorInterp, ...]
     window: Window | None = None
+    #: The whole file's grid when ``window`` is set (``None``: ``grid`` is the whole file's).
+    file_grid: Grid | None = None
     #: False when the file has no geotransform (GDAL then reports the identity, which ``grid`` keeps:
     #: pixel coordinates); outputs are then written without one too.
     georeferenced: bool = True
     #: Ground control points of the file (pixel coordinates of the file) and their CRS.
     gcps: tuple[GroundControlPoint, ...] = ()
     gcp_crs: Any = None
-    #: True when GDAL masks pixels of the selected bands other than by a nodata value (see the module).
+    #: True when GDAL masks pixels of the selected bands other than by a nodata value (see the module); for
+    #: the template of an output, when its pixels may be invalid other than by that nodata value (an
+    #: ``AtomicGeoTIFF`` without one then writes an internal mask).
     masked: bool = False
     scales: tuple[float, ...] = ()
     offsets: tuple[float, ...] = ()
@@ -81,7 +86,16 @@ def rasterio_window(window: Window) -> rasterio.windows.Window:
 
 
 def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block: int) -> RasterInfo:
-    """``info`` for the whole pixels (whole ``block²`` blocks) of ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS)."""
+    """``info`` for the whole pixels (whole ``block²`` blocks) of ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS).
+
+    A raster georeferenced by ground control points only has no grid to place an extent on (its ``grid``
+    is in pixel coordinates): a one-line ``InputError``.
+    """
+    if info.gcps and not info.georeferenced:
+        raise InputError(
+            f"{info.path} is georeferenced by ground control points only (no geotransform), so an extent cannot be "
+            "placed on its pixels: warp it to a map grid first (gdalwarp), or run without an extent"
+        )
     window = info.grid.extent_window(extent)
     if window is None:
         left, bottom, right, top = info.grid.bounds
@@ -90,7 +104,7 @@ def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block
             f"(its bounds are {left:.10g},{bottom:.10g},{right:.10g},{top:.10g} in its CRS)"
         )
     window = window.to_blocks(block, info.grid.width, info.grid.height)
-    return replace(info, grid=info.grid.window_grid(window), window=window)
+    return replace(info, grid=info.grid.window_grid(window), window=window, file_grid=info.grid)
 
 
 def unreadable(path: str, error: RasterioIOError) -> InputError:
@@ -148,6 +162,27 @@ def _fresh_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if not k.startswith(STALE_TAG_PREFIXES)}
 
 
+def _value_text(value: Any) -> str:
+    """A band's data type or nodata value as an error message shows it (``None``: ``none``)."""
+    if value is None:
+        return "none"
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
+
+
+def _common_value(path: str, selected: tuple[int, ...], values: tuple, what: str, remedy: str) -> Any:
+    """The one value of ``values`` (one per band of ``path``, e.g. ``src.dtypes``) that all ``selected`` bands share.
+
+    The output is one GeoTIFF with one data type and one nodata value, so selected bands that differ are a
+    one-line ``InputError`` naming the bands, their values and ``remedy`` (NaN equals NaN; ``None``: none).
+    """
+    chosen = [values[b - 1] for b in selected]
+    distinct = {"nan" if isinstance(v, float) and np.isnan(v) else v for v in chosen}
+    if len(distinct) > 1:
+        listing = ", ".join(f"band {b} {_value_text(v)}" for b, v in zip(selected, chosen))
+        raise InputError(f"{path} has bands with different {what} ({listing}), but an output holds one: {remedy}")
+    return chosen[0]
+
+
 def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | None) -> RasterInfo:
     """The ``RasterInfo`` of the open dataset ``src`` for the 1-based ``bands`` (default: all but alpha)."""
     count = src.count
@@ -170,7 +205,15 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
                 f"band {band} of {path} has a colour table: its values are classes, which interpolation would "
                 "mix into classes that do not exist; super-resolve continuous measurements only"
             )
-    dtype = src.dtypes[selected[0] - 1]
+        if bands and src.colorinterp[band - 1] == ColorInterp.alpha:
+            raise InputError(
+                f"band {band} of {path} is an alpha band, i.e. a mask, not a measurement: leave it out of the bands "
+                "(the others are read under its mask, and the output carries the mask)"
+            )
+    dtype = _common_value(path, selected, src.dtypes, "data types",
+                          "select bands of one type, or convert them to one with gdal_translate -ot")
+    nodata = _common_value(path, selected, src.nodatavals, "nodata values",
+                           "select bands that share one, or give them one with gdal_translate -a_nodata")
     if dtype not in SUPPORTED_DTYPES:
         raise InputError(f"{path}: data type {dtype} is not supported (supported: {', '.join(SUPPORTED_DTYPES)})")
     gcps, gcp_crs = src.gcps
@@ -179,7 +222,7 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
         path=path,
         grid=Grid(src.width, src.height, src.transform, src.crs),
         dtype=dtype,
-        nodata=src.nodata,
+        nodata=nodata,
         bands=selected,
         descriptions=tuple(src.descriptions[b - 1] for b in selected),
         colorinterp=tuple(src.colorinterp[b - 1] for b in selected),
@@ -213,6 +256,12 @@ def valid_mask(raw: np.ndarray, nodata: float | None) -> np.ndarray:
     if nodata is not None and not np.isnan(nodata):
         valid &= raw != nodata
     return valid
+
+
+def may_be_invalid(info: RasterInfo) -> bool:
+    """Whether pixels of ``info``'s bands may read as invalid (``read_window``): the file has a nodata value, a
+    GDAL mask, or a float data type (NaN, ±Inf). Metadata only: the pixels may all be valid still."""
+    return info.nodata is not None or info.masked or np.issubdtype(np.dtype(info.dtype), np.floating)
 
 
 def as_float32(raw: np.ndarray, valid: np.ndarray) -> np.ndarray:

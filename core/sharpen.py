@@ -5,7 +5,8 @@ grid (``core.grid.nest``); nothing is reprojected or resampled. Grids whose pixe
 guide pixel apart (Landsat pan and multispectral bands) are used as they are: the kernels carry the
 half-pixel phase (``core.kernels``). The output keeps the target's bands,
 descriptions, dtype and nodata. A pixel is nodata in the output when its target pixel or any guide band
-at it is nodata. Writes are atomic (``core.raster.AtomicGeoTIFF``).
+at it is nodata or masked (under an internal mask when the output has no nodata value: an integer
+target without one). Writes are atomic (``core.raster.AtomicGeoTIFF``).
 
 An extent (``target_io.extent``, in the shared CRS) selects the area of the output: it is snapped
 outward to whole *target* pixels, i.e. to whole blocks of ``s × s`` guide pixels, so the output grid
@@ -14,7 +15,7 @@ still nests exactly in the target's; the guide is read over the same area (``gui
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -29,7 +30,7 @@ from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling
 from .pipeline import RunResult, _Recorder, collect_tiled, extent_message, fit_scaling, write_tiled
 from .progress import NullProgress, Progress
-from .raster import RasterInfo, check_raster_output, georeferencing_note, open_info, read_window
+from .raster import RasterInfo, check_raster_output, georeferencing_note, may_be_invalid, open_info, read_window
 from .sentinel2 import band_name, kernel_spec
 from .tiling import MIN_RETRY_TILE, ShrinkOnOutOfMemory, Solver, WarmStart
 
@@ -194,7 +195,9 @@ def sharpen(
         config, inputs.target_kernels, inputs.guide_kernels, fit_scaling(target), fit_scaling(guide), read, recorder
     )
     grid = guide.grid.window_grid(nesting.guide)
-    write_tiled(output_path, target, grid, target_io, nesting.target.width, nesting.target.height, s, config.tiles, solve, recorder)
+    # the guide's invalid pixels are invalid in the output too: under a mask where the output has no nodata value
+    written = replace(target, masked=target.masked or may_be_invalid(guide))
+    write_tiled(output_path, written, grid, target_io, nesting.target.width, nesting.target.height, s, config.tiles, solve, recorder)
     return recorder.finish(output_path, device, GUIDED_METHOD if loss_curve else None)
 
 

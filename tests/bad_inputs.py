@@ -133,8 +133,69 @@ def _all_nodata() -> np.ndarray:
     return np.zeros((2, EDGE, EDGE), np.uint16)
 
 
-def _guided_pair(guide_pixel: float = 10.0, guide_origin: tuple[float, float] = (300040.0, 5799960.0), guide_crs: str = "EPSG:32633"):
-    """A 20 m target (64 × 64) and a 10 m guide (128 × 128) of one area; the guide's grid as given."""
+#: GDAL's names of the data types the ``_stacked`` VRTs use.
+GDAL_TYPES = {"uint16": "UInt16", "float32": "Float32"}
+
+
+def _stacked(*bands: tuple[np.ndarray, float | None]) -> Callable[[Path], Inputs]:
+    """A VRT stacking one single-band GeoTIFF per ``(pixels (H, W), nodata)``, each band with its own data type
+    and nodata value, as ``gdalbuildvrt -separate`` makes it; read from a zip file (``/vsizip/…/stack.vrt``), as
+    QGIS would otherwise write its statistics into the VRT when it opens it as a layer."""
+
+    def build(folder: Path) -> Inputs:
+        height, width = bands[0][0].shape
+        parts = []
+        for index, (pixels, nodata) in enumerate(bands, start=1):
+            name = f"band{index}.tif"
+            write_raster(str(folder / name), pixels[None], crs="EPSG:32618", transform=UTM_20M, nodata=nodata)
+            parts.append(
+                f'<VRTRasterBand dataType="{GDAL_TYPES[pixels.dtype.name]}" band="{index}">'
+                + ("" if nodata is None else f"<NoDataValue>{nodata:g}</NoDataValue>")
+                + f'<SimpleSource><SourceFilename relativeToVRT="1">{name}</SourceFilename><SourceBand>1</SourceBand>'
+                f'<SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/><DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>'
+                "</SimpleSource></VRTRasterBand>"
+            )
+        transform = ", ".join(f"{v!r}" for v in UTM_20M.to_gdal())
+        vrt = (
+            f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}"><SRS>EPSG:32618</SRS>'
+            f"<GeoTransform>{transform}</GeoTransform>{''.join(parts)}</VRTDataset>"
+        )
+        archive = folder / "stack.zip"
+        with zipfile.ZipFile(archive, "w") as zipped:
+            zipped.writestr("stack.vrt", vrt)
+            for index in range(1, len(bands) + 1):
+                zipped.write(folder / f"band{index}.tif", f"band{index}.tif")
+                os.remove(folder / f"band{index}.tif")
+        return (f"/vsizip/{archive}/stack.vrt",)
+
+    return build
+
+
+def _band_with_own_nodata() -> np.ndarray:
+    """Band 2 of the committed crop with a 4 × 4 block of its nodata value 65535 (rows and columns 4–7) and a
+    4 × 4 block of valid zeros (rows and columns 20–23): band 1's nodata value, 0, must not apply to it."""
+    pixels = s2_pixels()[1].copy()
+    pixels[4:8, 4:8] = 65535
+    pixels[20:24, 20:24] = 0
+    return pixels
+
+
+def _check_own_nodata(inputs: Inputs, output: str) -> None:
+    """The output of band 2 alone has band 2's nodata: its 65535 block is nodata, its zeros are data."""
+    with rasterio.open(output) as dst:
+        assert dst.nodata == 65535 and dst.count == 1
+        nodata = dst.read(1) == 65535
+    assert nodata[8:16, 8:16].all() and nodata.sum() == 64
+
+
+#: Guide rows and columns set to nodata (0) in the ``guide_nodata_only`` case.
+GUIDE_HOLE = slice(40, 44)
+
+
+def _guided_pair(guide_pixel: float = 10.0, guide_origin: tuple[float, float] = (300040.0, 5799960.0), guide_crs: str = "EPSG:32633",
+                 hole: bool = False):
+    """A 20 m target (64 × 64, no nodata value) and a 10 m guide (128 × 128) of one area; the guide's grid as
+    given. ``hole``: the guide declares nodata 0 and holds it at rows and columns ``GUIDE_HOLE``."""
 
     def build(folder: Path) -> Inputs:
         with warnings.catch_warnings():  # the committed crops carry no georeferencing
@@ -145,7 +206,10 @@ def _guided_pair(guide_pixel: float = 10.0, guide_origin: tuple[float, float] = 
             transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0),
         )
         transform = Affine(guide_pixel, 0, guide_origin[0], 0, -guide_pixel, guide_origin[1])
-        guide = write_raster(str(folder / "guide_10m.tif"), guide_pixels, crs=guide_crs, transform=transform)
+        if hole:
+            guide_pixels[:, GUIDE_HOLE, GUIDE_HOLE] = 0
+        guide = write_raster(str(folder / "guide_10m.tif"), guide_pixels, crs=guide_crs, transform=transform,
+                             nodata=0 if hole else None)
         return target, guide
 
     return build
@@ -331,6 +395,20 @@ def _check_alpha(inputs: Inputs, output: str) -> None:
     assert (masks[:, : 2 * TRANSPARENT_ROWS] == 0).all() and (masks[:, 2 * TRANSPARENT_ROWS :] == 255).all()
 
 
+def _check_guide_hole(inputs: Inputs, output: str) -> None:
+    """The guide's nodata pixels are masked in the output, whose data type (the target's) has no nodata value
+    here: an internal mask hides exactly them."""
+    with rasterio.open(inputs[1]) as guide, rasterio.open(output) as dst:
+        assert dst.nodata is None and dst.dtypes[0] == "uint16"
+        masks = dst.read_masks()
+        # the output lies on the guide's grid: output pixel (r, c) is guide pixel (r + row, c + col)
+        col, row = (round(v) for v in ~guide.transform * (dst.transform.c, dst.transform.f))
+        expected = guide.read(1) != 0
+    expected = expected[row : row + dst.height, col : col + dst.width]
+    assert not expected.all()
+    np.testing.assert_array_equal(masks > 0, np.broadcast_to(expected, masks.shape))
+
+
 def _check_band_metadata(inputs: Inputs, output: str) -> None:
     """Scale, offset, units and metadata items are kept (so values still read as reflectance); the
     input's statistics are not, as they no longer describe the pixels."""
@@ -363,12 +441,21 @@ CASES = (
     Case("smaller_than_the_network", _write("tiny.tif", s2_pixels(20)), error="20×20 is smaller than the network needs"),
     Case("single_row", _write("row.tif", s2_pixels(64)[:, :1]), error="64×1 is smaller than the network needs"),
     Case("all_nodata", _write("nodata.tif", _all_nodata(), nodata=0), error="no valid pixels"),
+    Case("bands_with_different_nodata", _stacked((s2_pixels()[0], 0), (s2_pixels()[1], 65535)),
+         error="stack.vrt has bands with different nodata values \\(band 1 0, band 2 65535\\).*-a_nodata"),
+    Case("band_with_its_own_nodata", _stacked((s2_pixels()[0], 0), (_band_with_own_nodata(), 65535)), bands=(2,),
+         check=_check_own_nodata),
+    Case("bands_with_different_data_types", _stacked((s2_pixels()[0], None), (s2_pixels()[1].astype(np.float32), None)),
+         error="stack.vrt has bands with different data types \\(band 1 uint16, band 2 float32\\).*-ot"),
+    Case("alpha_band_selected", _edited("rgba.tif", _set_rgba, _rgba()), bands=(1, 2, 3, 4),
+         error="band 4 of .*rgba.tif is an alpha band.*leave it out"),
     Case("guide_does_not_overlap", _guided_pair(guide_origin=(500000.0, 5800000.0)), method="guided",
          error="do not overlap"),
     Case("guide_in_another_crs", _guided_pair(guide_crs="EPSG:32632"), method="guided", error="CRS .* differ"),
     Case("guide_non_integer_ratio", _guided_pair(guide_pixel=15.0, guide_origin=(300000.0, 5800000.0)),
          method="guided", error="non-integer scale between grids"),
     # odd but valid: the output is right
+    Case("guide_nodata_only", _guided_pair(hole=True), method="guided", check=_check_guide_hole),
     Case("geographic_crs", _write("wgs84.tif", crs="EPSG:4326", transform=Affine(0.0002, 0, 12.5, 0, -0.0002, 41.9)),
          check=assert_refined),
     Case("no_crs", _write("no_crs.tif", crs=None), check=_check_no_crs),

@@ -10,13 +10,19 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
 
+from bad_inputs import GCPS
 from helpers import S2_10M, S2_20M, S2_20M_SAME_AREA, read, write_raster
+from internal_sr.core import pipeline
 from internal_sr.core.cli import main as cli
 from internal_sr.core.config import DIPConfig, GuidedDIPConfig, IOOptions
 from internal_sr.core.errors import InputError
@@ -77,6 +83,30 @@ def test_extent_outside_the_raster_is_a_one_line_error_and_writes_nothing(tmp_pa
     assert os.listdir(tmp_path) == []
 
 
+def gcp_raster(folder) -> str:
+    """A 32 × 32 raster georeferenced by ground control points only (``bad_inputs.GCPS``, WGS 84), as a
+    Sentinel-1 GRD is: no geotransform, so its grid is in pixel coordinates."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        path = write_raster(str(folder / "gcps.tif"), read(S2_20M)[:, :32, :32], crs=None, transform=Affine.identity())
+        with rasterio.open(path, "r+") as dataset:
+            dataset.gcps = ([GroundControlPoint(row, col, x, y) for row, col, x, y in GCPS], CRS.from_epsg(4326))
+    return path
+
+
+def test_an_extent_on_a_raster_georeferenced_by_ground_control_points_only_is_refused(tmp_path, capsys) -> None:
+    # an extent in pixel coordinates inside the raster used to select pixels; one in WGS 84 was said not to
+    # overlap "bounds 0,0,32,32": neither is what the user meant, and no grid exists to place it on
+    source, out = gcp_raster(tmp_path), str(tmp_path / "never.tif")
+    for extent in ("2,2,20,20", "12.501,41.891,12.509,41.899"):
+        assert cli(["degrade", source, out, "--scale", "2", "--extent", extent]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "gcps.tif is georeferenced by ground control points only" in line and "gdalwarp" in line
+    with pytest.raises(InputError, match="ground control points only"):
+        super_resolve(source, out, TINY_DIP, IOOptions(extent=(2.0, 2.0, 20.0, 20.0)))
+    assert sorted(os.listdir(tmp_path)) == ["gcps.tif"]
+
+
 def test_cli_extent_for_dip_and_degrade(tmp_path, capsys) -> None:
     text = ",".join(f"{v:.10g}" for v in EXTENT)
     out = str(tmp_path / "dip.tif")
@@ -108,10 +138,34 @@ def test_degrade_extent_snaps_to_the_low_resolution_pixels_of_a_whole_raster_run
     with rasterio.open(whole) as full, rasterio.open(part) as dst:
         assert dst.transform == Affine(2 * PIXEL, 0, X0 + 10 * PIXEL, 0, -2 * PIXEL, Y0 - 20 * PIXEL)
         assert (dst.width, dst.height) == (17, 17)
-        inside = full.read(window=rasterio.windows.Window(5, 10, 17, 17)).astype(float)
-        cut = dst.read().astype(float)
-    # away from the window's edge (the bicubic kernel reads 4 pixels on each side) the pixels are the same
-    np.testing.assert_allclose(cut[:, 2:-2, 2:-2], inside[:, 2:-2, 2:-2], atol=1)
+        inside = full.read(window=rasterio.windows.Window(5, 10, 17, 17))
+        cut = dst.read()
+    # to the window's edge (the kernel reads the pixels around it) the pixels are the whole run's
+    np.testing.assert_array_equal(cut, inside)
+
+
+@pytest.mark.parametrize("kernel", ["bicubic", "gaussian:2"])
+def test_degrade_extents_at_the_raster_border_and_around_nodata_give_the_whole_raster_run_pixels(tmp_path, monkeypatch, kernel) -> None:
+    # 46 × 40 pixels with a nodata block near an extent's edge: at ×3 the whole run keeps 15 × 13 blocks and
+    # reflects its borders at the last whole block; an extent there reads the same context and the same border,
+    # and marks the same pixels nodata (0)
+    data = read(S2_20M)[:2, :40, :46].copy()
+    data[:, 20:23, 30:32] = 0
+    source = write_raster(str(tmp_path / "in.tif"), data, crs="EPSG:32618", transform=Affine(PIXEL, 0, X0, 0, -PIXEL, Y0), nodata=0)
+    whole = str(tmp_path / "whole.tif")
+    assert cli(["degrade", source, whole, "--scale", "3", "--kernel", kernel]) == 0
+    with rasterio.open(whole) as full:
+        expected, to_pixels = full.read(), ~full.transform
+    monkeypatch.setattr(pipeline, "DEGRADE_STRIP_VALUES", 3 * 30 * 2)  # the extents in strips of 3 rows
+    for name, (c0, r0, c1, r1) in {"corner": (0, 0, 10, 8), "inner": (13, 10, 29, 19), "far": (26, 22, 46, 40)}.items():
+        part = str(tmp_path / f"{name}.tif")
+        extent = (X0 + c0 * PIXEL, Y0 - r1 * PIXEL, X0 + c1 * PIXEL, Y0 - r0 * PIXEL)
+        assert cli(["degrade", source, part, "--scale", "3", "--kernel", kernel, "--extent",
+                    ",".join(f"{v:.10g}" for v in extent)]) == 0
+        with rasterio.open(part) as dst:
+            col, row = (round(v) for v in to_pixels * (dst.transform.c, dst.transform.f))
+            np.testing.assert_array_equal(dst.read(), expected[:, row : row + dst.height, col : col + dst.width], err_msg=name)
+            assert name != "inner" or (dst.read() == 0).any()  # the nodata block reaches it from outside
 
 
 def test_guided_extent_snaps_to_whole_target_pixels_on_the_guide_grid(tmp_path) -> None:
@@ -189,6 +243,18 @@ def test_processing_extent_in_the_raster_crs_and_in_another_crs(tmp_path) -> Non
     with rasterio.open(out) as dst:
         assert (dst.transform.c, dst.transform.f) == (X0 + col * PIXEL, Y0 - row * PIXEL)
         assert dst.width == (math.ceil((back.xMaximum() - X0) / PIXEL) - col) // 2  # degrade drops a last half block
+
+
+@pytest.mark.qgis
+@pytest.mark.usefixtures("internal_sr_provider")
+def test_processing_extent_on_a_raster_georeferenced_by_ground_control_points_only_is_refused(tmp_path) -> None:
+    from qgis.core import QgsProcessingException
+
+    source, out = gcp_raster(tmp_path), str(tmp_path / "never.tif")
+    with pytest.raises(QgsProcessingException) as error:  # QGIS shows the layer warped by its GCPs, in WGS 84
+        processing_run("degrade", {"INPUT": source, "SCALE": 2, "EXTENT": "12.501,12.509,41.891,41.899 [EPSG:4326]", "OUTPUT": out})
+    lines = [line for line in str(error.value).strip().splitlines() if "ground control points only" in line]
+    assert len(lines) == 1 and not os.path.exists(out)
 
 
 @pytest.mark.qgis
