@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -564,8 +565,10 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         """The raster parameter ``name`` as a layer: what QGIS resolves (a project layer, a file path), else a
         GDAL dataset name QGIS does not load by itself (``/vsizip/a.zip/b.tif``, ``NETCDF:"a.nc":band``, as the
         command line takes), loaded into the context's temporary layer store; ``None`` when neither opens."""
-        layer = self.parameterAsRasterLayer(parameters, name, context)
         value = parameters.get(name)
+        if isinstance(value, str) and os.path.exists(value) and stat.S_ISFIFO(os.stat(value).st_mode):
+            return None  # GDAL would wait on a named pipe for ever; _not_a_raster says what it is
+        layer = self.parameterAsRasterLayer(parameters, name, context)
         if layer is None and isinstance(value, str) and value.strip() and not os.path.exists(value):
             dataset = QgsRasterLayer(value, value, "gdal")
             if dataset.isValid():
@@ -577,7 +580,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         """Why the raster parameter ``name`` cannot be used: GDAL's reason for a file (e.g. a truncated
         GeoTIFF) when the engine can tell it, else a generic message."""
         value = parameters.get(name)
-        if isinstance(value, str) and os.path.isfile(value) and not missing_dependencies():
+        if isinstance(value, str) and os.path.exists(value) and not os.path.isdir(value) and not missing_dependencies():
             from ..core.raster import open_info
 
             try:

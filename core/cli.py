@@ -316,8 +316,9 @@ def _say(lines: list[str]) -> None:
 
 @contextmanager
 def _terminate_cancels() -> Iterator[None]:
-    """SIGTERM (``kill``, a batch system's time limit) cancels the run like Ctrl-C, so the temporary
-    output is removed; the previous handler is restored afterwards. Only the main thread can do this."""
+    """SIGTERM (``kill``, a batch system's time limit) and SIGHUP (the terminal closed; not on Windows) cancel
+    the run like Ctrl-C, so the temporary output is removed; the previous handlers are restored afterwards.
+    Only the main thread can do this."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -325,11 +326,13 @@ def _terminate_cancels() -> Iterator[None]:
     def cancel(signum: int, frame: object) -> None:
         raise Cancelled("terminated")
 
-    previous = signal.signal(signal.SIGTERM, cancel)
+    signals = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {number: signal.signal(number, cancel) for number in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import tempfile
 import threading
 import warnings
@@ -136,6 +137,8 @@ def open_info(
     """
     if os.path.isdir(path):
         raise InputError(f"input {path} is a folder, not a raster")
+    if os.path.exists(path) and stat.S_ISFIFO(os.stat(path).st_mode):  # GDAL would wait on it for ever
+        raise InputError(f"input {path} is a named pipe, not a raster file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -417,7 +420,7 @@ def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | 
     dt = np.dtype(dtype)
     clipped = np.zeros((values.shape[0], 2), dtype=np.int64)
     if np.issubdtype(dt, np.integer):
-        limits, rounded = np.iinfo(dt), np.rint(values)
+        limits, rounded = np.iinfo(dt), np.rint(np.where(valid, values, 0))  # invalid pixels may hold NaN
         clipped[:, 0] = ((rounded < limits.min) & valid).sum(axis=(1, 2))
         clipped[:, 1] = ((rounded > limits.max) & valid).sum(axis=(1, 2))
         out = np.clip(rounded, limits.min, limits.max).astype(dt)

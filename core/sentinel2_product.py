@@ -39,6 +39,8 @@ EXTENSIONS = (".jp2", ".tif", ".tiff")
 GUIDE_BANDS = ("B2", "B3", "B4", "B8")
 #: The pixel sizes (m) of Sentinel-2 bands, native or resampled (Level-2A keeps copies at each).
 SENTINEL2_PIXELS = (10.0, 20.0, 60.0)
+#: No data in Sentinel-2 L1C/L2A digital numbers (ESA's product specification), used where files declare none.
+SENTINEL2_NODATA = 0
 #: Output rows written per block when assembling the final stack.
 BLOCK_ROWS = 512
 
@@ -119,14 +121,24 @@ def find_bands(inputs: Sequence[str]) -> dict[str, BandSource]:
     return found
 
 
+def stack_nodata(info: RasterInfo) -> float | None:
+    """The nodata value of a stack of Sentinel-2 band files like ``info``: the file's own, else 0 for uint16
+    digital numbers (ESA's products mark no data by 0 but their JPEG 2000 files declare no nodata value;
+    fill outside the swath would otherwise be sharpened as dark pixels)."""
+    if info.nodata is None and info.dtype == "uint16":
+        return SENTINEL2_NODATA
+    return info.nodata
+
+
 def _write_stack(sources: list[BandSource], path: str) -> None:
-    """Write ``sources`` (bands of one resolution and grid) as one GeoTIFF with band-name descriptions."""
+    """Write ``sources`` (bands of one resolution and grid) as one GeoTIFF with band-name descriptions and
+    ``stack_nodata``."""
     first = open_info(sources[0].path, (sources[0].index,))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(
             path, "w", driver="GTiff", width=first.grid.width, height=first.grid.height, count=len(sources),
-            dtype=first.dtype, crs=first.grid.crs, transform=first.grid.transform, nodata=first.nodata,
+            dtype=first.dtype, crs=first.grid.crs, transform=first.grid.transform, nodata=stack_nodata(first),
             tiled=True, compress="deflate", BIGTIFF="IF_SAFER",
         ) as dst:
             for out_index, source in enumerate(sources, start=1):
@@ -151,6 +163,9 @@ def sharpen_product(
     check_raster_output(output_path, sorted({s.path for s in found.values()}))
     groups = {res: [found[b] for b in ORDER if b in found and RESOLUTION[b] == res] for res in (10, 20, 60)}
     recorder.info("bands found: " + ", ".join(f"{res} m {', '.join(s.band for s in g)}" for res, g in groups.items() if g))
+    guide_info = open_info(groups[10][0].path, (groups[10][0].index,))
+    if guide_info.nodata is None and stack_nodata(guide_info) is not None:
+        recorder.info(f"the band files declare no nodata value: {SENTINEL2_NODATA} is no data, as in Sentinel-2 products")
     device = ""
     with tempfile.TemporaryDirectory(prefix=".internal_sr-", dir=os.path.dirname(os.path.abspath(output_path))) as tmp:
         guide = os.path.join(tmp, "10m.tif")

@@ -345,3 +345,24 @@ def test_bands_in_two_crs_name_both_files(tmp_path, capsys):
         f"internal-sr: error: band B9 in {b9} is in EPSG:32634 but band B2 in "
         f"{os.path.join(folder, 'IMG_DATA', 'T33UUB_20170527T100031_B02.tif')} is in EPSG:32633: reproject the bands onto one CRS first"
     )
+
+
+def test_sentinel2_takes_zero_as_no_data_when_the_files_declare_none(tmp_path, capsys):
+    """ESA's JPEG 2000 band files declare no nodata value but mark no data by 0: a block of zeros in the 20 m
+    bands (outside the swath) comes out as nodata under the output's nodata value 0, not sharpened as dark."""
+    folder = product_folder(tmp_path / "p")
+    stack = os.path.join(folder, "IMG_DATA", "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif")
+    twenty = read(S2_20M_SAME_AREA)
+    twenty[:, 4:8, 4:8] = 0
+    write_raster(stack, twenty, transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    out = str(tmp_path / "all.tif")
+    assert cli(["sentinel2", folder, out, "--iterations", "1"]) == 0
+    assert "the band files declare no nodata value: 0 is no data, as in Sentinel-2 products" in capsys.readouterr().err
+    with rasterio.open(out) as dst:
+        assert dst.nodata == 0 and dst.descriptions[4] == "B5"
+        b5 = dst.read(5)
+        rows, cols = np.meshgrid(np.arange(dst.height), np.arange(dst.width), indexing="ij")
+        xs, ys = rasterio.transform.xy(dst.transform, rows.ravel(), cols.ravel())
+        hole = ((np.array(xs) > 300080) & (np.array(xs) < 300160) & (np.array(ys) < 5799920) & (np.array(ys) > 5799840)).reshape(b5.shape)
+        assert hole.sum() == 64 and (b5[hole] == 0).all()
+        assert (b5[~hole] > 0).mean() > 0.9  # the rest is sharpened data (pixels whose kernels reach the hole are nodata too)

@@ -266,6 +266,14 @@ def test_gdal_dataset_names_are_inputs_as_on_the_command_line(crop64: str, tmp_p
     assert not ok and message.endswith("does not exist (neither a file, a layer of the project nor a dataset GDAL opens)")
 
 
+def test_a_named_pipe_is_refused_before_qgis_opens_it(tmp_path) -> None:
+    """QGIS loading a FIFO as a layer would block for ever; the check names it instead."""
+    pipe = str(tmp_path / "scene.tif")
+    os.mkfifo(pipe)
+    ok, message = check("degrade", {"INPUT": pipe, "SCALE": 2, "OUTPUT": str(tmp_path / "lr.tif")})
+    assert not ok and message == f"input {pipe} is a named pipe, not a raster file"
+
+
 def test_missing_dependencies_are_named_with_the_install_command(crop64: str, tmp_path, monkeypatch) -> None:
     from internal_sr.algorithms import base
 

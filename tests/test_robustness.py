@@ -72,11 +72,11 @@ def wait_until_writing(folder: Path, process: subprocess.Popen, timeout: float =
 
 def test_a_killed_run_leaves_no_layer_and_the_input_untouched(tmp_path: Path) -> None:
     """SIGKILL mid-run: nothing at the output path, only a hidden temporary file no GIS lists as a raster.
-    SIGTERM mid-run: cancelled cleanly, nothing at all is left."""
+    SIGTERM or SIGHUP (the terminal closed) mid-run: cancelled cleanly, nothing at all is left."""
     source = write_raster(str(tmp_path / "in.tif"), s2_pixels(64, bands=slice(0, 2)), crs="EPSG:32618")
     before = digest(source)
     runs = {}
-    for how in (signal.SIGKILL, signal.SIGTERM):
+    for how in (signal.SIGKILL, signal.SIGTERM, signal.SIGHUP):
         folder = tmp_path / how.name
         folder.mkdir()
         long_run = ["--scale", "2", "--iterations", "500", "--tile", "32", "--overlap", "4", "--device", "cpu"]
@@ -84,15 +84,16 @@ def test_a_killed_run_leaves_no_layer_and_the_input_untouched(tmp_path: Path) ->
     for how, (folder, process) in runs.items():
         wait_until_writing(folder, process)
         process.send_signal(how)
-    (killed_folder, killed), (terminated_folder, terminated) = runs[signal.SIGKILL], runs[signal.SIGTERM]
+    killed_folder, killed = runs.pop(signal.SIGKILL)
     killed.communicate(timeout=60)
     assert killed.returncode == -signal.SIGKILL
     (leftover,) = os.listdir(killed_folder)
     assert leftover.startswith(".internal_sr-") and leftover.endswith(".part")
-    _, err = terminated.communicate(timeout=60)
-    assert terminated.returncode == 130
-    assert err.strip().splitlines()[-1] == "internal-sr: cancelled, nothing written"
-    assert os.listdir(terminated_folder) == []
+    for terminated_folder, terminated in runs.values():
+        _, err = terminated.communicate(timeout=60)
+        assert terminated.returncode == 130
+        assert err.strip().splitlines()[-1] == "internal-sr: cancelled, nothing written"
+        assert os.listdir(terminated_folder) == []
     assert digest(source) == before
 
 
@@ -133,3 +134,12 @@ def test_two_jobs_at_once_in_one_process_give_what_one_alone_gives(tmp_path: Pat
     alone = read(str(tmp_path / "alone.tif"))
     np.testing.assert_array_equal(read(str(tmp_path / "a.tif")), alone)
     np.testing.assert_array_equal(read(str(tmp_path / "b.tif")), alone)
+
+
+def test_a_named_pipe_is_refused_instead_of_waited_on(tmp_path: Path, capsys) -> None:
+    """GDAL opening a FIFO blocks until something writes to it (Ctrl-C then printed tracebacks)."""
+    pipe = tmp_path / "scene.tif"
+    os.mkfifo(pipe)
+    assert main(["dip", str(pipe), str(tmp_path / "sr.tif"), "--scale", "2"]) == 2
+    assert capsys.readouterr().err.strip() == f"{PREFIX}input {pipe} is a named pipe, not a raster file"
+    assert sorted(os.listdir(tmp_path)) == ["scene.tif"]
