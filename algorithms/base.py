@@ -118,6 +118,21 @@ def assigned_crs(layer: Any) -> str | None:
     return crs.toWkt(QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED_GDAL)  # USER:… ids mean nothing outside QGIS
 
 
+def engine_extent(layer: Any, rect: Any) -> tuple[float, float, float, float]:
+    """``rect`` (a ``QgsRectangle`` in ``layer``'s CRS, as QGIS draws it) as the engine's ``(xmin, ymin, xmax, ymax)``.
+
+    QGIS shows a raster that has neither a geotransform nor ground control points upright, at y = −row;
+    the engine places an extent on GDAL's pixel coordinates, y = row. Such a layer's rectangle is flipped.
+    """
+    from osgeo import gdal
+
+    dataset = gdal.OpenEx(layer.source(), gdal.OF_RASTER)
+    plain = dataset is not None and dataset.GetGeoTransform(can_return_null=True) is None and dataset.GetGCPCount() == 0
+    if plain:
+        return rect.xMinimum(), -rect.yMaximum(), rect.xMaximum(), -rect.yMinimum()
+    return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
+
+
 def heading_anchor(heading: str) -> str:
     """The anchor a README heading gets on the repository's page: lower case, punctuation dropped,
     spaces as hyphens (``Degrade (blur and downsample)`` → ``degrade-blur-and-downsample``)."""
@@ -635,7 +650,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
         if rect.isNull():
             return None
-        return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
+        return engine_extent(layer, rect)
 
     def read_scale(self, parameters: dict[str, Any], context: QgsProcessingContext) -> int:
         """SCALE, checked to be an integer of at least 2."""

@@ -268,3 +268,24 @@ def test_processing_extent_outside_the_raster_is_a_one_line_error(tmp_path) -> N
         processing_run("dip", {"INPUT": source, "SCALE": 2, "EXTENT": "0,1000,0,1000 [EPSG:32618]", "OUTPUT": out})
     lines = [line for line in str(error.value).strip().splitlines() if "does not overlap" in line]
     assert len(lines) == 1 and not os.path.exists(out)
+
+
+@pytest.mark.qgis
+@pytest.mark.usefixtures("internal_sr_provider")
+def test_processing_extent_on_a_raster_without_georeferencing_is_the_area_qgis_shows(tmp_path) -> None:
+    """QGIS draws a raster with no geotransform upright at y = −row: an extent taken there (the top left
+    16 × 8 pixels, y from −8 to 0) selects those pixels, as the command line's y = row extent does."""
+    data = read(S2_20M)[:2, :40, :48]
+    source = str(tmp_path / "photo.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(source, "w", driver="GTiff", width=48, height=40, count=2, dtype=data.dtype) as dst:
+            dst.write(data)  # no transform given: the file has no geotransform (an explicit identity is south-up)
+    from_qgis, from_cli = str(tmp_path / "qgis.tif"), str(tmp_path / "cli.tif")
+    processing_run("degrade", {"INPUT": source, "SCALE": 2, "EXTENT": "0.2,15.7,-7.9,-0.1", "OUTPUT": from_qgis})
+    assert cli(["degrade", source, from_cli, "--scale", "2", "--extent", "0.2,0.1,15.7,7.9"]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(from_qgis) as qgis_run, rasterio.open(from_cli) as cli_run:
+            assert (qgis_run.width, qgis_run.height) == (8, 4)
+            np.testing.assert_array_equal(qgis_run.read(), cli_run.read())

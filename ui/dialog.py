@@ -49,7 +49,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..algorithms.base import DEFAULT_SIGMA, DEVICES, GUIDED_KERNELS, ICON_PATH, KERNELS, assigned_crs, kernel_spec
+from ..algorithms.base import DEFAULT_SIGMA, DEVICES, GUIDED_KERNELS, ICON_PATH, KERNELS, assigned_crs, engine_extent, kernel_spec
 from ..algorithms.run_times import duration, estimate_seconds, presets_text, run_steps
 from ..core.config import (
     GEOTIFF_EXTENSIONS,
@@ -333,9 +333,10 @@ class SuperResolveDialog(QDialog):
         if not self.extent_box.isChecked():
             return None
         rect = self.extent_box.outputExtent()
-        if rect.isNull() or rect.isEmpty():
+        layer = self.layer_combo.currentLayer()
+        if rect.isNull() or rect.isEmpty() or layer is None:
             return None
-        return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
+        return engine_extent(layer, rect)
 
     def devices(self) -> dict[str, str]:
         """What PyTorch can use here (``core.device.detected_devices``), asked once."""
