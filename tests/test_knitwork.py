@@ -163,3 +163,19 @@ def test_cli_writes_the_refined_grid(tmp_path, capsys):
     result, source = read(str(out)), read(S2_20M)
     assert result.shape == (2, 2 * source.shape[1], 2 * source.shape[2]) and result.dtype == source.dtype
     assert "Neural Knitworks on device cpu" in capsys.readouterr().err
+
+
+def test_tiles_larger_than_a_chunk_give_what_one_chunk_gives():
+    """Past ``chunk`` output pixels the patch MLP runs in checkpointed chunks (its Fourier features computed per
+    chunk, not cached): the same seed gives the same image as one chunk, to float rounding."""
+    observed = read(S2_20M)[:2, :16, :16].astype(np.float32)
+    observed = (observed - observed.mean()) / observed.std()
+    images = []
+    for chunk in (KnitworkConfig.chunk, 100):  # one chunk of 1024 output pixels, or 11 chunks
+        config = KnitworkConfig(scale=2, iterations=3, early_stop=False, chunk=chunk)
+        torch.manual_seed(0)
+        tile = super_resolve_tile(observed, np.ones_like(observed, bool), make_kernel("bicubic", 2), config, torch.device("cpu"),
+                                  NullProgress(), torch.Generator().manual_seed(0))
+        images.append(tile.image)
+    assert np.abs(images[0]).max() > 0.1
+    np.testing.assert_allclose(images[1], images[0], rtol=0, atol=1e-4)
