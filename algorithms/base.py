@@ -585,9 +585,12 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             return None  # GDAL would wait on a named pipe for ever; _not_a_raster says what it is
         layer = self.parameterAsRasterLayer(parameters, name, context)
         if layer is None and isinstance(value, str) and value.strip() and not os.path.exists(value):
-            dataset = QgsRasterLayer(value, value, "gdal")
+            store = context.temporaryLayerStore()
+            loaded = [known for known in store.mapLayers().values() if known.source() == value]  # opened by an earlier call
+            dataset = loaded[0] if loaded else QgsRasterLayer(value, value, "gdal")
             if dataset.isValid():
-                context.temporaryLayerStore().addMapLayer(dataset)
+                if not loaded:
+                    store.addMapLayer(dataset)
                 layer = dataset
         return layer
 

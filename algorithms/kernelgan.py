@@ -163,12 +163,12 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
 
         def run(progress: Any) -> Any:
             from ..core.kernelgan import estimate_kernel_file
+            from ..core.raster import staged
 
-            result = estimate_kernel_file(input_path, output, config, io, progress)
-            if report:
-                from ..core.raster import write_file_atomically
-
-                write_file_atomically(report, summary_html(input_name, config, result).encode("utf-8"))
+            with staged() as files:  # the kernel files and the report move into place together
+                result = estimate_kernel_file(input_path, output, config, io, progress, files)
+                if report:
+                    files.write(report, summary_html(input_name, config, result).encode("utf-8"))
             return result
 
         settings = {

@@ -316,17 +316,20 @@ def _say(lines: list[str]) -> None:
 
 @contextmanager
 def _terminate_cancels() -> Iterator[None]:
-    """SIGTERM (``kill``, a batch system's time limit) and SIGHUP (the terminal closed; not on Windows) cancel
-    the run like Ctrl-C, so the temporary output is removed; the previous handlers are restored afterwards.
-    Only the main thread can do this."""
+    """Ctrl-C (SIGINT), SIGTERM (``kill``, a batch system's time limit) and SIGHUP (the terminal closed; not on
+    Windows) cancel the run, so the temporary files are removed; once they are being moved into place
+    (``core.raster.committing``) it is too late, and the run completes. The previous handlers are restored
+    afterwards. Only the main thread can do this."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    from .raster import committing
 
     def cancel(signum: int, frame: object) -> None:
-        raise Cancelled("terminated")
+        if not committing():
+            raise Cancelled("terminated")
 
-    signals = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    signals = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     previous = {number: signal.signal(number, cancel) for number in signals}
     try:
         yield

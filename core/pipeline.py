@@ -60,10 +60,15 @@ class RunResult:
 
 
 class _Recorder:
-    """Forwards to a progress sink and keeps the ``info`` messages and the tiles' loss curves for the result."""
+    """Forwards to a progress sink and keeps the ``info`` messages and the tiles' loss curves for the result.
 
-    def __init__(self, progress: Progress) -> None:
+    With ``files``, a message naming one of that group's temporary files (a kernel KernelGAN estimated for
+    this run, read before it is in place) names its target instead: the file the user will find.
+    """
+
+    def __init__(self, progress: Progress, files: StagedFiles | None = None) -> None:
         self.progress = progress
+        self.files = files
         self.messages: list[str] = []
         self.curves: list[np.ndarray] = []
         self.start = time.perf_counter()
@@ -81,23 +86,35 @@ class _Recorder:
         self.progress.report(fraction, message)
 
     def info(self, message: str) -> None:
+        for target, temporary in (self.files.staged.items() if self.files is not None else ()):
+            message = message.replace(temporary, target)
         self.messages.append(message)
         self.progress.info(message)
 
     def cancelled(self) -> bool:
         return self.progress.cancelled()
 
-    def finish(self, output_path: str, device: str, method: str | None, files: StagedFiles | None = None) -> RunResult:
-        """End a file run: write the tiles' loss curves beside the output (``figures.write_loss_curve``, staged
-        in ``files`` when given; not when ``method`` is ``None``; a failure to write it is a warning, the
-        output stands), report completion and return the ``RunResult``."""
+    def write_output(
+        self,
+        output_path: str,
+        device: str,
+        method: str | None,
+        write: Callable[[StagedFiles], None],
+        files: StagedFiles | None = None,
+    ) -> RunResult:
+        """End a file run: ``write(group)`` the output into a staged group, draw the tiles' loss curves beside
+        it (``figures.write_loss_curve``; not when ``method`` is ``None``; a failure to draw them is a warning,
+        the output stands), move both into place together (with ``files``: when that group of the caller's
+        run is committed), report completion and return the ``RunResult``."""
         from .figures import write_loss_curve
 
-        try:
-            curve = write_loss_curve(output_path, self.curves, method, files) if method else None
-        except OSError as error:  # the raster is written; a figure that cannot be must not undo that
-            self.info(f"warning: the training loss curve could not be written: {error}")
-            curve = None
+        with staged(files) as group:
+            write(group)
+            try:
+                curve = write_loss_curve(output_path, self.curves, method, group) if method else None
+            except OSError as error:  # the raster is written; a figure that cannot be must not undo that
+                self.info(f"warning: the training loss curve could not be written: {error}")
+                curve = None
         if curve:
             self.info(f"training loss curve: {curve}")
         self.report(1.0, "done")
@@ -275,15 +292,17 @@ def super_resolve(
     The GeoTIFF and its loss curve move into place together at the end (``core.raster.staged``; with
     ``files``, when that group of the caller's run is committed).
     """
-    recorder = _Recorder(progress or NullProgress())
+    recorder = _Recorder(progress or NullProgress(), files)
     info = check_super_resolve(input_path, output_path, config, io)
     _log_input(info, recorder)
     solve, device = _solver(config, fit_scaling(info), lambda w: read_window(info, w), recorder)
     grid = info.grid.refined(config.scale)
-    with staged(files) as group:
-        write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, solve.tiles, solve,
-                    recorder, solve.many, group)
-        return recorder.finish(output_path, device, method_name(config), group)
+    return recorder.write_output(
+        output_path, device, method_name(config),
+        lambda group: write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, solve.tiles,
+                                  solve, recorder, solve.many, group),
+        files,
+    )
 
 
 def super_resolve_array(

@@ -342,12 +342,13 @@ def check_output_path(output: str, inputs: list[str], probe: bool = True) -> Non
     check_output_paths([output], inputs, probe)
 
 
-def _name_max(folder: str) -> int:
-    """The longest file name (bytes) ``folder``'s file system takes (255 where the system cannot tell)."""
+def _name_max(folder: str) -> int | None:
+    """The longest file name (bytes) ``folder``'s file system takes; ``None`` where the system cannot tell
+    (Windows has no ``pathconf``, and NTFS counts UTF-16 units, not bytes)."""
     try:
         return os.pathconf(folder, "PC_NAME_MAX")
     except (AttributeError, OSError, ValueError):
-        return 255
+        return None
 
 
 def check_output_paths(
@@ -380,7 +381,7 @@ def check_output_paths(
         if not os.access(folder, os.W_OK):
             raise InputError(f"output folder {folder} is not writable")
         name, longest = os.path.basename(output), _name_max(folder)
-        if len(os.fsencode(name)) > longest:
+        if longest is not None and len(os.fsencode(name)) > longest:
             raise InputError(
                 f"{label}: the file name is {len(os.fsencode(name))} bytes long, its folder takes at most {longest}: "
                 "choose a shorter name"
@@ -459,6 +460,16 @@ def temporary_beside(path: str) -> tuple[int, str]:
         raise InputError(f"cannot write in output folder {folder}: {error.strerror or error}") from None
 
 
+#: ``StagedFiles.commit`` calls renaming files right now (any thread), under ``_COMMIT_LOCK``.
+_commits = 0
+_COMMIT_LOCK = threading.Lock()
+
+
+def committing() -> bool:
+    """Whether a run's files are being moved into place: too late to cancel it (``StagedFiles.commit``)."""
+    return _commits > 0
+
+
 class StagedFiles:
     """The files of one run, each written to a hidden temporary file beside its target (``temporary_beside``)
     and moved into place together by ``commit`` once all are written; ``discard`` removes the temporary files
@@ -496,13 +507,24 @@ class StagedFiles:
             raise OutputWriteError(path) from error
 
     def commit(self) -> None:
-        """Move every staged file into place (ordinary files: mode 0666 less the umask; mkstemp makes 0600)."""
+        """Move every staged file into place (ordinary files: mode 0666 less the umask; mkstemp makes 0600).
+
+        While the files are renamed ``committing()`` is true, so that a signal handler cancelling a run
+        (the command line's) lets the renames finish rather than leave some files in place and not others.
+        """
+        global _commits
         mode = 0o666 & ~_umask()
         for tmp in self.staged.values():
             os.chmod(tmp, mode)
-        for path, tmp in list(self.staged.items()):
-            os.replace(tmp, path)
-            del self.staged[path]
+        with _COMMIT_LOCK:
+            _commits += 1
+        try:
+            for path, tmp in list(self.staged.items()):
+                os.replace(tmp, path)
+                del self.staged[path]
+        finally:
+            with _COMMIT_LOCK:
+                _commits -= 1
         for path in self.stale:
             if os.path.exists(path):
                 os.remove(path)
@@ -536,6 +558,12 @@ def write_file_atomically(path: str, data: bytes, files: StagedFiles | None = No
         group.write(path, data)
 
 
+#: ``gdal_failures`` blocks open (any thread) and the logger level the first of them found, under ``_GDAL_LOG_LOCK``.
+_gdal_listeners = 0
+_gdal_level = logging.NOTSET
+_GDAL_LOG_LOCK = threading.Lock()
+
+
 @contextmanager
 def gdal_failures() -> Iterator[list[str]]:
     """The failures GDAL signals on this thread inside the block, kept off stderr (no "ERROR 1: …" lines).
@@ -552,17 +580,24 @@ def gdal_failures() -> Iterator[list[str]]:
             if record.thread == thread and record.levelno == logging.INFO and record.msg.startswith("GDAL signalled an error"):
                 failures.append(str(record.args[-1]) if record.args else record.getMessage())
 
+    global _gdal_listeners, _gdal_level
     logger, handler = logging.getLogger("rasterio._env"), Collect()
-    level = logger.level
-    logger.addHandler(handler)
-    if not logger.isEnabledFor(logging.INFO):
-        logger.setLevel(logging.INFO)
+    with _GDAL_LOG_LOCK:  # runs in several QGIS tasks at once: the first in lowers the level, the last out restores it
+        if _gdal_listeners == 0:
+            _gdal_level = logger.level
+            if not logger.isEnabledFor(logging.INFO):
+                logger.setLevel(logging.INFO)
+        _gdal_listeners += 1
+        logger.addHandler(handler)
     try:
         with rasterio.Env():
             yield failures
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+        with _GDAL_LOG_LOCK:
+            logger.removeHandler(handler)
+            _gdal_listeners -= 1
+            if _gdal_listeners == 0:
+                logger.setLevel(_gdal_level)
 
 
 class AtomicGeoTIFF:
@@ -697,7 +732,7 @@ class AtomicGeoTIFF:
         try:
             try:
                 self._finish_temporary()
-            except Exception as error:
+            except OSError as error:  # rasterio's I/O errors included; a MemoryError or a bug keeps its own message
                 raise OutputWriteError(self.path) from error
         except BaseException as error:
             self._discard()

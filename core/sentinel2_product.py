@@ -31,7 +31,7 @@ from .errors import InputError
 from .grid import Window
 from .pipeline import RunResult, _Recorder
 from .progress import NullProgress, Progress, SubProgress
-from .raster import AtomicGeoTIFF, RasterInfo, check_raster_output, open_info, read_window
+from .raster import AtomicGeoTIFF, RasterInfo, StagedFiles, check_raster_output, open_info, read_window
 from .sentinel2 import ORDER, RESOLUTION, band_name
 from .sharpen import GUIDED_METHOD, sharpen
 
@@ -182,12 +182,15 @@ def sharpen_product(
             result = sharpen(target, guide, parts[res], config, IOOptions(float32=float32), IOOptions(), sub, loss_curve=False)
             recorder.curves.extend(result.curves)
             device = result.device
-        _assemble(parts, groups, output_path, float32)
-    return recorder.finish(output_path, device or "none", GUIDED_METHOD)
+        return recorder.write_output(
+            output_path, device or "none", GUIDED_METHOD, lambda group: _assemble(parts, groups, output_path, float32, group)
+        )
 
 
-def _assemble(parts: dict[int, str], groups: dict[int, list[BandSource]], output_path: str, float32: bool) -> None:
-    """Cut every part to their common 10 m area and write the bands in ``ORDER`` to ``output_path``."""
+def _assemble(
+    parts: dict[int, str], groups: dict[int, list[BandSource]], output_path: str, float32: bool, files: StagedFiles
+) -> None:
+    """Cut every part to their common 10 m area and write the bands in ``ORDER`` to ``output_path`` (staged in ``files``)."""
     infos = {res: open_info(path) for res, path in parts.items()}
     guide = infos[10].grid
     # each sharpened part lies on a window of the guide grid: keep the area all of them cover
@@ -206,7 +209,7 @@ def _assemble(parts: dict[int, str], groups: dict[int, list[BandSource]], output
     dtype = "float32" if float32 else infos[10].dtype
     meta = RasterInfo(output_path, guide.window_grid(area), dtype, infos[10].nodata, tuple(range(1, len(names) + 1)),
                       names, (ColorInterp.gray,) * len(names))
-    with AtomicGeoTIFF(output_path, meta, meta.grid, dtype) as out:
+    with AtomicGeoTIFF(output_path, meta, meta.grid, dtype, files=files) as out:
         for top in range(0, area.height, BLOCK_ROWS):
             block = Window(0, top, area.width, min(BLOCK_ROWS, area.height - top))
             values = np.zeros((len(names), block.height, block.width), dtype=np.float32)

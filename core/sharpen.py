@@ -197,8 +197,11 @@ def sharpen(
     grid = guide.grid.window_grid(nesting.guide)
     # the guide's invalid pixels are invalid in the output too: under a mask where the output has no nodata value
     written = replace(target, masked=target.masked or may_be_invalid(guide))
-    write_tiled(output_path, written, grid, target_io, nesting.target.width, nesting.target.height, s, config.tiles, solve, recorder)
-    return recorder.finish(output_path, device, GUIDED_METHOD if loss_curve else None)
+    return recorder.write_output(
+        output_path, device, GUIDED_METHOD if loss_curve else None,
+        lambda group: write_tiled(output_path, written, grid, target_io, nesting.target.width, nesting.target.height, s,
+                                  config.tiles, solve, recorder, files=group),
+    )
 
 
 def sharpen_array(

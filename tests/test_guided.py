@@ -73,8 +73,8 @@ def test_injection_is_exact_when_the_target_is_a_blurred_combination_of_the_guid
 
 def test_injection_takes_a_rank_deficient_guide():
     """A guide band that is constant over the tile and a band given twice make the pseudo-pan design rank
-    deficient: the fit (on the CPU's SVD driver on every device; CUDA's own driver refuses such designs)
-    still injects the detail exactly."""
+    deficient: the fit still injects the detail exactly. (This runs on the CPU; on CUDA the fit is moved to
+    the CPU's SVD driver because CUDA's own refuses such designs: not exercised without a GPU.)"""
     band = read(S2_10M)[:1, :64, :64].astype(np.float64)
     guide = np.concatenate([band, band, np.full_like(band, 0.3)])  # a duplicate band and a constant one
     kernels = [make_kernel("gaussian:0.5", 2)] * 3
@@ -366,3 +366,25 @@ def test_sentinel2_takes_zero_as_no_data_when_the_files_declare_none(tmp_path, c
         hole = ((np.array(xs) > 300080) & (np.array(xs) < 300160) & (np.array(ys) < 5799920) & (np.array(ys) > 5799840)).reshape(b5.shape)
         assert hole.sum() == 64 and (b5[hole] == 0).all()
         assert (b5[~hole] > 0).mean() > 0.9  # the rest is sharpened data (pixels whose kernels reach the hole are nodata too)
+
+
+@pytest.mark.parametrize("command", ["guided", "sentinel2"])
+def test_ctrl_c_while_the_loss_curve_is_drawn_leaves_nothing(tmp_path, capsys, monkeypatch, command):
+    """The sharpened raster and its loss curve move into place together: a Ctrl-C while the curve is drawn
+    (after every tile is written) leaves neither, as the CLI says."""
+    from internal_sr.core import figures
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(figures, "loss_curve", interrupted)
+    out = tmp_path / "out" / "sharp.tif"
+    out.parent.mkdir()
+    if command == "guided":
+        t, g = geo_pair(tmp_path)
+        arguments = ["guided", t, g, str(out), "--target-bands", "1", "--kernel", "gaussian:0.5", "--guide-kernel", "gaussian:0.5"]
+    else:
+        arguments = ["sentinel2", product_folder(tmp_path / "p"), str(out)]
+    assert cli([*arguments, "--iterations", "1"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "internal-sr: cancelled, nothing written"
+    assert os.listdir(out.parent) == []

@@ -369,6 +369,9 @@ def test_cli_dip_with_estimated_kernel(tmp_path, capsys):
     assert out.exists() and (tmp_path / "sr_kernel.npy").exists()
     err = capsys.readouterr().err
     assert "kernel: " in err and "input pixels" in err and "sr_kernel.npy" in err
+    # DIP reads the kernel from its temporary file, but its log names the file the user will find
+    (line,) = [line for line in err.splitlines() if line.startswith("Deep Image Prior on device")]
+    assert f"kernel {tmp_path / 'sr_kernel.npy'}," in line and ".internal_sr-" not in err
 
 
 def test_cli_kernelgan_that_fails_writing_the_preview_writes_none_of_its_files(tmp_path, capsys, monkeypatch):

@@ -47,6 +47,25 @@ def test_kernelgan_writes_kernel_preview_and_report(tmp_path) -> None:
     assert "spectrum: elongation" in text  # the default shape: KernelGAN's size, the spectrum's direction
 
 
+def test_a_report_that_cannot_be_written_leaves_no_kernel_files(tmp_path, monkeypatch) -> None:
+    """The kernel, its record and preview and the report move into place together: a full disk while the
+    report is written leaves none of them (the kernel files were in place under "nothing written")."""
+    import processing
+
+    from internal_sr.algorithms import kernelgan
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(kernelgan, "summary_html", full_disk)
+    source = crop(str(tmp_path / "in.tif"), 64)
+    with pytest.raises(QgsProcessingException) as error:
+        processing.run("internal_sr:kernelgan", {"INPUT": source, "SCALE": 2, **FAST, "OUTPUT": str(tmp_path / "k.npy"),
+                                                 "OUTPUT_HTML": str(tmp_path / "k.html")})
+    assert user_message(error.value) == "no space left on device (nothing written)"
+    assert [name for name in os.listdir(tmp_path) if not name.startswith("in.tif")] == []
+
+
 def test_kernelgan_per_band_writes_one_kernel_per_band(tmp_path) -> None:
     import processing
 

@@ -143,3 +143,59 @@ def test_a_named_pipe_is_refused_instead_of_waited_on(tmp_path: Path, capsys) ->
     assert main(["dip", str(pipe), str(tmp_path / "sr.tif"), "--scale", "2"]) == 2
     assert capsys.readouterr().err.strip() == f"{PREFIX}input {pipe} is a named pipe, not a raster file"
     assert sorted(os.listdir(tmp_path)) == ["scene.tif"]
+
+
+def test_a_signal_while_the_files_move_into_place_lets_them_all_arrive(tmp_path: Path, capsys, monkeypatch) -> None:
+    """SIGTERM between two renames of a run's files: too late to cancel, so the run completes with every
+    file in place (it left the kernel without its record and preview, under "nothing written")."""
+    from internal_sr.core import raster
+
+    replace = os.replace
+    sent = []
+
+    def replace_then_signal(source: str, target: str) -> None:
+        replace(source, target)
+        if not sent:
+            sent.append(target)
+            os.kill(os.getpid(), signal.SIGTERM)  # delivered to the CLI's handler at the next bytecode
+
+    monkeypatch.setattr(raster.os, "replace", replace_then_signal)
+    source = write_raster(str(tmp_path / "in.tif"), s2_pixels(64, bands=slice(0, 1)))
+    assert main(["kernelgan", source, str(tmp_path / "k.npy"), "--scale", "2", "--iterations", "2"]) == 0
+    assert sent and sorted(os.listdir(tmp_path)) == ["in.tif", "k.npy", "k.npy.json", "k.png"]
+
+
+def test_gdal_failures_of_overlapping_runs_in_threads_are_each_caught() -> None:
+    """Two writers in QGIS tasks at once: the first to finish must not stop the other hearing GDAL's failures,
+    and the logger's level is the original once both are done."""
+    import logging
+    import threading
+
+    from internal_sr.core.raster import gdal_failures
+
+    logger = logging.getLogger("rasterio._env")
+    before = logger.level
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    heard: list[list[str]] = []
+
+    def first() -> None:
+        with gdal_failures():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(10)
+        with gdal_failures() as failures:
+            second_in.set()
+            first_out.wait(10)
+            logger.info("GDAL signalled an error: err_no=%r, msg=%r", 3, "No space left on device")
+        heard.append(failures)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert heard == [["No space left on device"]]
+    assert logger.level == before
