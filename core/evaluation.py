@@ -123,8 +123,9 @@ class Evaluation:
         """JSON-ready summary (no images): inputs, settings, scores, the method's steps, time and loss curves.
 
         Strict JSON has no infinity: ``core.report.write_json`` writes infinite and undefined scores as
-        ``null``, and each score's ``infinite`` lists the overall metrics that are +∞ (a perfect estimate's
-        PSNR or SRE), so the two can be told apart."""
+        ``null``, and each score's ``infinite`` lists the metrics that are +∞ (a perfect estimate's PSNR or
+        SRE): ``"psnr"`` for the overall score, ``"psnr[2]"`` for band 2's (1-based, in ``bands`` order), so
+        the two can be told apart."""
         return {
             "input": self.input_path,
             "method": self.method,
@@ -136,7 +137,8 @@ class Evaluation:
             "settings": self.settings,
             "scores": [
                 {"label": s.label, "overall": s.overall, "per_band": s.per_band,
-                 "infinite": [m for m, v in s.overall.items() if v == float("inf")]}
+                 "infinite": [m for m, v in s.overall.items() if v == float("inf")]
+                 + [f"{m}[{b}]" for m, values in s.per_band.items() for b, v in enumerate(values, start=1) if v == float("inf")]}
                 for s in self.scores
             ],
             "device": self.run.device if self.run else "cpu",

@@ -234,10 +234,16 @@ def load_kernel_file(path: str, scale: int) -> tuple[np.ndarray, tuple[float, fl
     if recorded is not None and recorded != scale:
         raise InputError(
             f"kernel file {path} was made for ×{recorded} (its record {os.path.basename(kernel_record_path(path))} "
-            f"says so), not ×{scale}: estimate one for ×{scale} (internal-sr kernelgan --scale {scale}), or delete the "
-            f"record if it is not this kernel's"
+            f"says so), not ×{scale}: {_kernel_for(scale)}, or delete the record if it is not this kernel's"
         )
     return prepared_taps(k, scale)
+
+
+def _kernel_for(scale: int) -> str:
+    """What to do for a kernel at ``scale``: KernelGAN estimates ×2 and ×4 kernels only."""
+    if scale in (2, 4):
+        return f"estimate one for ×{scale} with KernelGAN at scale {scale}"
+    return f"KernelGAN estimates ×2 and ×4 kernels only, so give a parametric kernel for ×{scale} (e.g. gaussian:SIGMA)"
 
 
 def prepared_taps(k: np.ndarray, scale: int) -> tuple[np.ndarray, tuple[float, float]]:

@@ -202,9 +202,22 @@ def test_a_constant_image_writes_valid_json(tmp_path):
     report.write_json(e, str(tmp_path / "flat.json"))
     saved = strict_json((tmp_path / "flat.json").read_text())
     assert saved["scores"][0]["overall"]["psnr"] is None and saved["scores"][0]["overall"]["rmse"] == 0.0
-    assert saved["scores"][0]["infinite"] == ["psnr", "sre"]  # null here means infinite, not undefined
+    # null here means infinite, not undefined: overall, and per band (1-based)
+    assert saved["scores"][0]["infinite"] == ["psnr", "sre", "psnr[1]", "psnr[2]", "psnr[3]", "sre[1]", "sre[2]", "sre[3]"]
     # a perfect estimate's PSNR is infinite: ∞ in the tables, not "inf"
     assert "∞" in report.text_table(e) and "inf" not in report.text_table(e) and "<td><b>∞</b></td>" in report.render_html(e)
+
+
+def test_infinite_per_band_scores_are_named_in_the_json(tmp_path):
+    """A constant band that bicubic reproduces exactly has infinite PSNR and SRE: null in the JSON, so its
+    score's ``infinite`` names them (it named the overall metrics only)."""
+    data = read(S2_10M)[:2, :32, :32]
+    data[1] = 1234
+    e = evaluate(write_raster(str(tmp_path / "c.tif"), data, crs=UTM), "bicubic", 2, "bicubic")
+    report.write_json(e, str(tmp_path / "c.json"))
+    bicubic = strict_json((tmp_path / "c.json").read_text())["scores"][0]
+    assert bicubic["per_band"]["psnr"][1] is None and bicubic["per_band"]["psnr"][0] > 20
+    assert bicubic["infinite"] == ["sre", "psnr[2]", "sre[2]"]
 
 
 @pytest.mark.parametrize("size,scale", [(5, 2), (3, 4), (7, 4)])

@@ -255,8 +255,10 @@ def test_kernel_files_keep_their_scale_and_refuse_another(tmp_path):
     with open(path + ".json") as f:
         assert json.load(f)["scale"] == 2
     assert make_kernel(path, 2).moved == (0.0, 0.0)
-    with pytest.raises(InputError, match=r"k.npy was made for ×2 \(its record k.npy.json says so\), not ×4"):
+    with pytest.raises(InputError, match=r"k.npy was made for ×2 \(its record k.npy.json says so\), not ×4: estimate one"):
         make_kernel(path, 4)
+    with pytest.raises(InputError, match=r"not ×3: KernelGAN estimates ×2 and ×4 kernels only, so give a parametric"):
+        make_kernel(path, 3)  # it suggested "internal-sr kernelgan --scale 3", which refuses ×3
     os.remove(path + ".json")
     assert make_kernel(path, 4).scale == 4
     with open(path + ".json", "w") as f:
