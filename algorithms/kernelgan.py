@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import os
-from pathlib import Path
 from typing import Any
 
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProcessingOutputFile
@@ -13,31 +12,31 @@ from ..core.config import ORIENTATIONS, IOOptions, KernelGANConfig
 from .base import InternalSRAlgorithm, Job, extent_text, tr
 
 
-def preview_uri(kernel_path: str) -> str:
-    """The ``file:`` URI of a kernel's PNG preview (``file:///C:/...`` on Windows), for the report's images."""
-    from ..core.kernels import kernel_preview_path
-
-    return Path(os.path.abspath(kernel_preview_path(kernel_path))).as_uri()
-
-
 def summary_html(input_name: str, config: KernelGANConfig, result: Any) -> str:
-    """The HTML report of a run: settings, each kernel's file and width, and their PNG previews."""
+    """The HTML report of a run, whole in one file: settings, each kernel's file and width, and its picture
+    (embedded, labelled with what the kernel is for)."""
+    from ..core.figures import html_image
+    from ..core.kernels import kernel_preview
+
     rows = [
         (tr("Input"), input_name),
         (tr("Scale"), f"×{config.scale}" + (tr(" (the ×2 kernel composed with itself)") if config.scale == 4 else "")),
     ]
-    for path, width in zip(result.kernel_paths, result.widths):
-        rows += [(tr("Kernel file"), path), (tr("Width (fitted Gaussian)"), width)]
+    for path, width, label in zip(result.kernel_paths, result.widths, result.labels):
+        rows += [(tr("Kernel file ({})").format(label), path), (tr("Width (fitted Gaussian)"), width)]
     rows += [
         (tr("Use it"), tr("as the kernel file (KERNEL_FILE) of Super-resolve or Degrade at the same scale")),
         (tr("Run"), tr("{} steps on {} in {:.1f} s, seed {}").format(result.steps, result.device, result.seconds, config.seed)),
     ]
     table = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     previews = "".join(
-        f"<p><img src='{html.escape(preview_uri(path))}' alt='kernel preview'/></p>" for path in result.kernel_paths
+        f"<figure>{html_image(kernel_preview(kernel), os.path.basename(path))}"
+        f"<figcaption>{html.escape(label)}: {html.escape(os.path.basename(path))}</figcaption></figure>"
+        for path, kernel, label in zip(result.kernel_paths, result.kernels, result.labels)
     )
+    title = html.escape(tr("Estimated blur kernel (KernelGAN)"))
     return (
-        f"<html><body><h2>{html.escape(tr('Estimated blur kernel (KernelGAN)'))}</h2><table>{table}</table>"
+        f"<html><head><meta charset='utf-8'><title>{title}</title></head><body><h2>{title}</h2><table>{table}</table>"
         f"{previews}</body></html>\n"
     )
 

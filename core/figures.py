@@ -12,6 +12,8 @@ given maximum (shared by the error maps it is compared with).
 
 from __future__ import annotations
 
+import base64
+import html
 import io
 import math
 
@@ -58,6 +60,12 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb, "RGB").save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def html_image(rgb: np.ndarray, alt: str) -> str:
+    """An ``<img>`` carrying ``rgb`` ``(H, W, 3)`` uint8 as an embedded PNG: the HTML stays whole when moved."""
+    data = base64.b64encode(png_bytes(rgb)).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
 
 
 def write_png(path: str, rgb: np.ndarray, files: StagedFiles | None = None) -> None:

@@ -362,6 +362,9 @@ class KernelRunResult:
     kernel_paths: list[str] = field(default_factory=list)
     widths: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    #: the kernels as saved, one per file of ``kernel_paths``; ``labels``: what each is for ("kernel", "band 3")
+    kernels: list[np.ndarray] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
 
 
 def band_kernel_path(path: str, band: int) -> str:
@@ -423,13 +426,13 @@ def estimate_kernel_file(
     with staged(files) as group:
         for path, estimate in zip(paths, estimates):
             save_kernel_file(path, estimate.kernel, config.scale, files=group)
-    for path, estimate, band in zip(paths, estimates, info.bands):
-        label = f"band {band}" if config.per_band else "kernel"
+    labels = [f"band {band}" if config.per_band else "kernel" for band in info.bands][: len(estimates)]
+    for path, estimate, label in zip(paths, estimates, labels):
         recorder.info(f"{label}: {estimate.kernel.shape[0]}×{estimate.kernel.shape[0]} taps, {estimate.describe()} → {path}")
     recorder.report(1.0, "done")
     return KernelRunResult(
         paths[0], describe(device), time.perf_counter() - start, sum(e.steps for e in estimates),
-        paths, [e.describe() for e in estimates], recorder.messages,
+        paths, [e.describe() for e in estimates], recorder.messages, [e.kernel for e in estimates], labels,
     )
 
 

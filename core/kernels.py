@@ -372,15 +372,21 @@ def save_kernel_file(
     buffer = io.BytesIO()
     np.save(buffer, (k / k.sum()).astype(np.float32))
     record = {"scale": int(scale), "centre": "centre of mass on the block centre: core.kernels.file_kernel_centre"}
-    positive = np.clip(k, 0, None)
-    block = max(1, preview_pixels // k.shape[0])
-    grey = np.rint(255 * positive / positive.max()).astype(np.uint8).repeat(block, 0).repeat(block, 1)
     png = kernel_preview_path(path)
     with staged(files) as group:
         group.write(path, buffer.getvalue())
         group.write(kernel_record_path(path), (json.dumps(record, indent=1) + "\n").encode())
-        group.write(png, png_bytes(np.repeat(grey[..., None], 3, axis=2)))
+        group.write(png, png_bytes(kernel_preview(k, preview_pixels)))
     return png
+
+
+def kernel_preview(kernel: np.ndarray, pixels: int = 208) -> np.ndarray:
+    """A 2-D kernel's picture ``(H, W, 3)`` uint8: its non-negative taps, white = the largest, each tap a
+    square block, about ``pixels`` wide."""
+    positive = np.clip(np.asarray(kernel, dtype=np.float64), 0, None)
+    block = max(1, pixels // positive.shape[0])
+    grey = np.rint(255 * positive / positive.max()).astype(np.uint8).repeat(block, 0).repeat(block, 1)
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ of the method on one shared scale) and the method's training-loss curve. Files a
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import os
@@ -60,11 +59,6 @@ def _finite(value: object) -> object:
 def write_json(evaluation: Evaluation, path: str, files: StagedFiles | None = None) -> None:
     """The evaluation's ``as_dict`` as indented strict JSON at ``path`` (undefined or infinite scores: ``null``)."""
     write_file_atomically(path, json.dumps(_finite(evaluation.as_dict()), indent=1, allow_nan=False).encode(), files)
-
-
-def _img(rgb: np.ndarray, alt: str) -> str:
-    data = base64.b64encode(figures.png_bytes(rgb)).decode()
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
 
 
 def _panels(evaluation: Evaluation) -> tuple[list[tuple[str, np.ndarray]], str]:
@@ -152,12 +146,12 @@ def render_html(evaluation: Evaluation) -> str:
     window = e.window
     settings = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in e.settings.items())
     panels, note = _panels(e)
-    figures_html = "".join(f"<figure>{_img(rgb, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, rgb in panels)
+    figures_html = "".join(f"<figure>{figures.html_image(rgb, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, rgb in panels)
     if e.run is not None:
         curve = figures.loss_curve(e.run.curves, e.method_scores.label)
         loss = (f"<h2>Training loss</h2><p>{e.run.steps} optimisation steps in {e.run.seconds:.1f} s on {html.escape(e.run.device)}. "
                 "A curve still falling at its end means more iterations may help; the run stops by itself "
-                "when the loss stops improving.</p>" + _img(curve, "training loss"))
+                "when the loss stops improving.</p>" + figures.html_image(curve, "training loss"))
     else:
         loss = ""
     return f"""<!DOCTYPE html>

@@ -43,7 +43,7 @@ def test_kernelgan_writes_kernel_preview_and_report(tmp_path) -> None:
     assert os.path.exists(str(tmp_path / "k.png"))
     with open(report, encoding="utf-8") as f:
         text = f.read()
-    assert "input pixels, major axis at" in text and "k.png" in text and "×4" in text
+    assert "input pixels, major axis at" in text and "kernel: k.npy" in text and "×4" in text
     assert "spectrum: elongation" in text  # the default shape: KernelGAN's size, the spectrum's direction
 
 
@@ -83,7 +83,7 @@ def test_kernelgan_per_band_writes_one_kernel_per_band(tmp_path) -> None:
         text = f.read()
     for path in paths:
         assert abs(float(np.load(path).sum(dtype=np.float64)) - 1) < 1e-6
-        assert path in text and os.path.splitext(path)[0] + ".png" in text
+        assert path in text and f"{os.path.basename(path)}</figcaption>" in text
     assert text.count("input pixels, major axis at") == 2
     assert "spectrum" not in text and "kernelgan" in text  # KernelGAN's own kernels, as asked
 
@@ -114,20 +114,27 @@ def test_report_in_a_missing_folder_is_refused_before_the_estimation(tmp_path) -
     assert not os.path.exists(kernel)
 
 
-def test_report_shows_the_previews_by_file_uri(tmp_path) -> None:
-    """``file://`` + a path is no URI on Windows (``C:\\…``) nor with spaces: the report uses ``Path.as_uri``."""
-    from urllib.parse import urlparse
-    from urllib.request import url2pathname
+def test_the_report_is_one_file_with_each_kernel_labelled(tmp_path) -> None:
+    """The report embeds each kernel's picture (it linked the PNG by a file URI, broken once the report is
+    moved or sent), labels it with its band, and declares its encoding (it holds ×, σ, °)."""
+    import base64
 
-    from internal_sr.algorithms.kernelgan import summary_html
-    from internal_sr.core.config import KernelGANConfig
+    import processing
 
     folder = tmp_path / "my kernels #1"
-    result = SimpleNamespace(kernel_paths=[str(folder / "k'1.npy")], widths=["0.6 input pixels"], steps=20, device="cpu",
-                             seconds=1.0)
-    (src,) = re.findall(r"<img src='([^']*)'", summary_html("in", KernelGANConfig(), result))
-    uri = urlparse(src)
-    assert uri.scheme == "file" and " " not in src and url2pathname(uri.path) == str(folder / "k'1.png")
+    folder.mkdir()
+    kernel, report = str(folder / "k.npy"), str(folder / "k.html")
+    processing.run("internal_sr:kernelgan", {"INPUT": crop(str(tmp_path / "in.tif"), 64), "BANDS": [2, 5], "PER_BAND": True,
+                                             "SCALE": 2, **FAST, "OUTPUT": kernel, "OUTPUT_HTML": report})
+    text = open(report, encoding="utf-8").read()
+    assert "<meta charset='utf-8'>" in text and "file:" not in text
+    images = re.findall(r'<img src="data:image/png;base64,([^"]*)"', text)
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", text)
+    assert captions == ["band 2: k_band2.npy", "band 5: k_band5.npy"]
+    for data, band in zip(images, (2, 5)):  # the picture is the preview saved beside the kernel
+        assert base64.b64decode(data) == open(folder / f"k_band{band}.png", "rb").read()
+    os.rename(folder, tmp_path / "sent")
+    assert open(tmp_path / "sent" / "k.html", encoding="utf-8").read() == text
 
 
 def test_model_estimate_kernel_then_dip_with_it(tmp_path) -> None:
