@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     knitwork.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {KNITWORK_ITERATIONS})")
     optimisation(knitwork, "input")
     for method in (dip, knitwork):
-        method.add_argument("--kernelgan-iterations", type=int, default=KernelGANConfig.iterations,
+        method.add_argument("--kernelgan-iterations", type=int,
                             help=f"KernelGAN steps with --kernel estimate (default {KernelGANConfig.iterations})")
 
     degrade = sub.add_parser("degrade", help="blur and decimate (the sensor model)")
@@ -262,6 +262,8 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
         from .report import evaluate_to_files, text_table
 
         kernel = args.kernel or default_kernel(args.method)
+        if args.method == "bicubic" and args.iterations is not None:
+            progress.info("warning: --iterations is ignored: method bicubic optimises nothing")
         config = method_config(args.method, args.scale, kernel, args.guide_kernel, **_run_options(args))
         run = evaluate_to_files(
             args.input, args.method, args.scale, kernel, config, IOOptions(bands=args.bands, extent=args.extent),
@@ -285,12 +287,13 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
         method = DIPConfig if args.command == "dip" else KnitworkConfig
         windows = dict(step_window=args.step_window) if args.command == "dip" else {}
         config = method(scale=args.scale, kernel=args.kernel, **windows, **_run_options(args))
+        if args.kernel != "estimate" and args.kernelgan_iterations is not None:
+            progress.info("warning: --kernelgan-iterations is ignored: it applies with --kernel estimate")
         if args.kernel == "estimate":
             from .kernelgan import super_resolve_with_estimated_kernel
 
-            kernelgan = KernelGANConfig(
-                scale=args.scale, iterations=args.kernelgan_iterations, seed=args.seed, device=args.device
-            )
+            steps = {} if args.kernelgan_iterations is None else {"iterations": args.kernelgan_iterations}
+            kernelgan = KernelGANConfig(scale=args.scale, seed=args.seed, device=args.device, **steps)
             result = super_resolve_with_estimated_kernel(args.input, args.output, config, kernelgan, io, progress)
         else:
             result = pipeline.super_resolve(args.input, args.output, config, io, progress)

@@ -18,7 +18,7 @@ from .degradation import Degradation, back_project, degrade_array, upsample
 from .errors import InputError
 from .grid import Window, nest
 from .kernels import Kernel, make_kernel
-from .pipeline import RunResult, _Recorder, super_resolve_array
+from .pipeline import RunResult, _Recorder, _log_input, super_resolve_array
 from .progress import NullProgress, Progress, SubProgress
 from .raster import RasterInfo, open_info, read_window
 
@@ -329,6 +329,7 @@ def evaluate(
     plan = plan_evaluation(input_path, method, scale, kernel, config, io, guide_path, guide_io)
     recorder = _Recorder(progress or NullProgress())
     info = plan.info
+    _log_input(info, recorder)
     names = _band_labels(info)
     settings = {"method": method, "scale": f"×{scale}", "kernel": kernel, "bands": ", ".join(names)}
     method_progress = SubProgress(recorder, 0.0, 0.95)

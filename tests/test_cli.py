@@ -14,7 +14,7 @@ from affine import Affine
 
 from internal_sr.core.cli import main
 
-from helpers import S2_20M
+from helpers import S2_20M, read, write_raster
 
 FAST = ["--iterations", "2"]
 
@@ -226,3 +226,16 @@ def test_printing_never_fails_a_run_whose_output_is_written(tmp_path, capsys, mo
     assert main(["degrade", S2_20M, str(out), "--scale", "2"]) == 0
     stdout.flush()
     assert "\\u4f4e" in stdout.buffer.getvalue().decode("cp1252")
+
+
+def test_options_a_command_ignores_are_named(tmp_path, capsys):
+    """--kernelgan-iterations without --kernel estimate, and --iterations for method bicubic, change nothing:
+    the run says so instead of ignoring them silently."""
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :64, :64])
+    assert main(["degrade", source, str(tmp_path / "lr.tif"), "--scale", "2"]) == 0
+    capsys.readouterr()
+    lr = str(tmp_path / "lr.tif")
+    assert main(["dip", lr, str(tmp_path / "sr.tif"), "--scale", "2", "--iterations", "1", "--kernelgan-iterations", "50"]) == 0
+    assert "warning: --kernelgan-iterations is ignored: it applies with --kernel estimate" in capsys.readouterr().err
+    assert main(["evaluate", source, "--scale", "2", "--method", "bicubic", "--iterations", "5"]) == 0
+    assert "warning: --iterations is ignored: method bicubic optimises nothing" in capsys.readouterr().err

@@ -47,10 +47,15 @@ def test_extent_picks_the_evaluated_pixels(tmp_path) -> None:
         left, top = src.transform.c, src.transform.f
     extent = f"{left + 100},{left + 740},{top - 640},{top - 200} [EPSG:32633]"  # 64 × 44 pixels from column 10, row 20
     scores = str(tmp_path / "e.json")
-    run({"INPUT": source, "METHOD": "bicubic", "SCALE": 2, "EXTENT": extent, "OUTPUT": str(tmp_path / "e.html"),
-         "OUTPUT_JSON": scores})
+    feedback = QgsProcessingFeedback()
+    run({"INPUT": source, "METHOD": "bicubic", "SCALE": 2, "BANDS": [1, 3], "EXTENT": extent, "OUTPUT": str(tmp_path / "e.html"),
+         "OUTPUT_JSON": scores}, feedback)
     window = json.loads(Path(scores).read_text())["window"]
     assert window == {"col_off": 10, "row_off": 20, "width": 64, "height": 44}
+    # the settings and the engine's first lines say which area and bands were used, as every algorithm's do
+    log = feedback.textLog()
+    assert f"Extent: {left + 100:.6g}" in log and "Bands: 1, 3" in log
+    assert "extent: input columns 10–73, rows 20–63 (64×44 pixels)" in log
 
 
 def test_guided_without_a_guide_is_a_one_line_error(tmp_path) -> None:
