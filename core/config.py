@@ -174,7 +174,7 @@ class InternalLearningConfig:
 
     def steps_text(self) -> str:
         """The steps per tile as the run's log states them, e.g. ``up to 300 steps per tile (225 when warm-started)``."""
-        warm = f" ({self.warm_step_count} when warm-started)" if self.warm_start else ""
+        warm = f" ({self.warm_step_count} when warm-started)" if self.warm_start and self.warm_step_count < self.steps else ""
         return f"up to {self.steps} steps per tile{warm}"
 
 

@@ -158,3 +158,9 @@ def test_steps_on_windows_give_a_whole_valid_image_of_their_own(wald_x2):
     for bad in (0, 1.5):
         with pytest.raises(InputError, match="step window"):
             DIPConfig(step_window=bad)
+
+
+def test_the_step_count_in_the_log_names_warm_starts_only_when_they_run_fewer_steps():
+    assert DIPConfig().steps_text() == "up to 600 steps per tile (450 when warm-started)"
+    assert DIPConfig(iterations=2).steps_text() == "up to 2 steps per tile"  # it said "(2 when warm-started)"
+    assert DIPConfig(warm_start=False).steps_text() == "up to 600 steps per tile"
