@@ -18,7 +18,7 @@ from .degradation import Degradation, back_project, degrade_array, upsample
 from .errors import InputError
 from .grid import Window, nest
 from .kernels import Kernel, make_kernel
-from .pipeline import RunResult, _Recorder, _log_input, super_resolve_array
+from .pipeline import RunResult, _Recorder, _log_input, extent_message, super_resolve_array
 from .progress import NullProgress, Progress, SubProgress
 from .raster import RasterInfo, open_info, read_window
 
@@ -355,6 +355,9 @@ def evaluate(
     elif method != "bicubic":
         estimate, run = super_resolve_array(low, config, progress=method_progress)
     window = Window(plan.area.col_off, plan.area.row_off, w, h)
+    if (w, h) != (info.grid.width, info.grid.height):  # the guide's cover, whole blocks of the scale
+        covered = "the part the guide covers, " if plan.guide_info is not None else ""
+        recorder.info(f"scored: {covered}in whole {scale}×{scale} blocks, {extent_message(window).removeprefix('extent: ')}")
     if run is not None:
         settings.update(device=run.device, steps=str(run.steps), iterations=str(config.steps), seed=str(config.seed),
                         tiles=f"{config.tiles.size} px, {config.tiles.overlap} px overlap")

@@ -165,7 +165,7 @@ def _fresh_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if not k.startswith(STALE_TAG_PREFIXES)}
 
 
-def _value_text(value: Any) -> str:
+def value_text(value: Any) -> str:
     """A band's data type or nodata value as an error message shows it (``None``: ``none``)."""
     if value is None:
         return "none"
@@ -181,7 +181,7 @@ def _common_value(path: str, selected: tuple[int, ...], values: tuple, what: str
     chosen = [values[b - 1] for b in selected]
     distinct = {"nan" if isinstance(v, float) and np.isnan(v) else v for v in chosen}
     if len(distinct) > 1:
-        listing = ", ".join(f"band {b} {_value_text(v)}" for b, v in zip(selected, chosen))
+        listing = ", ".join(f"band {b} {value_text(v)}" for b, v in zip(selected, chosen))
         raise InputError(f"{path} has bands with different {what} ({listing}), but an output holds one: {remedy}")
     return chosen[0]
 

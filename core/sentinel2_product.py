@@ -31,7 +31,7 @@ from .errors import InputError
 from .grid import Window
 from .pipeline import RunResult, _Recorder
 from .progress import NullProgress, Progress, SubProgress
-from .raster import AtomicGeoTIFF, RasterInfo, StagedFiles, check_raster_output, open_info, read_window
+from .raster import AtomicGeoTIFF, RasterInfo, StagedFiles, check_raster_output, open_info, read_window, value_text
 from .sentinel2 import ORDER, RESOLUTION, band_name
 from .sharpen import GUIDED_METHOD, sharpen
 
@@ -130,9 +130,39 @@ def stack_nodata(info: RasterInfo) -> float | None:
     return info.nodata
 
 
+def check_stacks(groups: dict[int, list[BandSource]]) -> None:
+    """Before any work: the bands of each resolution are stacked and sharpened together, so they must share
+    one grid, data type and nodata value (``stack_nodata``); a one-line ``InputError`` names the first band
+    that does not, with its file, and what to give instead."""
+    for sources in groups.values():
+        if not sources:
+            continue
+        first = sources[0]
+        reference = open_info(first.path, (first.index,))
+        for source in sources[1:]:
+            info = open_info(source.path, (source.index,))
+            here = f"band {source.band} in {source.path}"
+            there = f"band {first.band} in {first.path}"
+            if info.grid != reference.grid:
+                pixel, reference_pixel = abs(info.grid.transform.a), abs(reference.grid.transform.a)
+                if not math.isclose(pixel, reference_pixel, rel_tol=1e-6):
+                    odd = source if not math.isclose(pixel, RESOLUTION[source.band], rel_tol=1e-6) else first
+                    raise InputError(
+                        f"{here} has {pixel:g} m pixels but {there} has {reference_pixel:g} m, and they are sharpened "
+                        f"together: give band {odd.band} at its own {RESOLUTION[odd.band]} m too (not only a resampled copy)"
+                    )
+                raise InputError(f"{here} is not on the grid of {there}: cut the files of one resolution to the same area")
+            if info.dtype != reference.dtype:
+                raise InputError(f"{here} is {info.dtype} but {there} is {reference.dtype}: give the bands in one data "
+                                 "type, as the product has them")
+            if stack_nodata(info) != stack_nodata(reference):
+                raise InputError(f"{here} has nodata {value_text(stack_nodata(info))} but {there} has nodata "
+                                 f"{value_text(stack_nodata(reference))}: give the bands one nodata value (gdal_translate -a_nodata)")
+
+
 def _write_stack(sources: list[BandSource], path: str) -> None:
-    """Write ``sources`` (bands of one resolution and grid) as one GeoTIFF with band-name descriptions and
-    ``stack_nodata``."""
+    """Write ``sources`` (bands of one resolution, grid, data type and nodata: ``check_stacks``) as one
+    GeoTIFF with band-name descriptions and ``stack_nodata``."""
     first = open_info(sources[0].path, (sources[0].index,))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -142,9 +172,6 @@ def _write_stack(sources: list[BandSource], path: str) -> None:
             tiled=True, compress="deflate", BIGTIFF="IF_SAFER",
         ) as dst:
             for out_index, source in enumerate(sources, start=1):
-                info = open_info(source.path, (source.index,))
-                if info.grid != first.grid:
-                    raise InputError(f"band {source.band} in {source.path} is not on the grid of {sources[0].band}")
                 with rasterio.open(source.path) as src:
                     dst.write(src.read(source.index), out_index)
                 dst.set_band_description(out_index, source.band)
@@ -163,9 +190,12 @@ def sharpen_product(
     check_raster_output(output_path, sorted({s.path for s in found.values()}))
     groups = {res: [found[b] for b in ORDER if b in found and RESOLUTION[b] == res] for res in (10, 20, 60)}
     recorder.info("bands found: " + ", ".join(f"{res} m {', '.join(s.band for s in g)}" for res, g in groups.items() if g))
-    guide_info = open_info(groups[10][0].path, (groups[10][0].index,))
-    if guide_info.nodata is None and stack_nodata(guide_info) is not None:
-        recorder.info(f"the band files declare no nodata value: {SENTINEL2_NODATA} is no data, as in Sentinel-2 products")
+    check_stacks(groups)
+    infos = [open_info(s.path, (s.index,)) for g in groups.values() for s in g]
+    undeclared = sum(1 for i in infos if i.nodata is None and stack_nodata(i) is not None)
+    if undeclared:
+        recorder.info(f"{undeclared} of the {len(infos)} bands declare no nodata value: {SENTINEL2_NODATA} is no data there, as "
+                      "in Sentinel-2 products")
     device = ""
     with tempfile.TemporaryDirectory(prefix=".internal_sr-", dir=os.path.dirname(os.path.abspath(output_path))) as tmp:
         guide = os.path.join(tmp, "10m.tif")

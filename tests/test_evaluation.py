@@ -18,6 +18,7 @@ from internal_sr.core.errors import InputError
 from internal_sr.core.evaluation import BICUBIC, BICUBIC_BP, HPF, bicubic, evaluate, wald_pair
 from internal_sr.core.figures import loss_curve
 from internal_sr.core.kernels import make_kernel
+from internal_sr.core.progress import NullProgress
 
 from helpers import S2_10M, S2_20M_SAME_AREA, read, write_raster
 
@@ -244,8 +245,16 @@ def test_guided_evaluates_the_area_the_guide_covers(tmp_path, monkeypatch):
         evaluate(t, "bicubic", 2, "bicubic")
     monkeypatch.setattr(evaluation, "MAX_EVALUATION_VALUES", 63 * 63 * (6 + 4 * 2**2))  # the guide's pixels count
     config = GuidedDIPConfig(iterations=1, device="cpu", tiles=TileOptions(32, 8))
-    e = evaluate(t, "guided", 2, config.kernel, config, guide_path=g)
+    lines: list[str] = []
+
+    class Log(NullProgress):
+        def info(self, message: str) -> None:
+            lines.append(message)
+
+    e = evaluate(t, "guided", 2, config.kernel, config, guide_path=g, progress=Log())
     assert (e.window.col_off, e.window.row_off, e.window.width, e.window.height) == (0, 0, 62, 62)
+    # the run says so (only the JSON's window did)
+    assert "scored: the part the guide covers, in whole 2×2 blocks, input columns 0–61, rows 0–61 (62×62 pixels)" in lines
     np.testing.assert_array_equal(e.reference, read(S2_20M_SAME_AREA)[:, :62, :62])
 
 

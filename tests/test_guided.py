@@ -357,7 +357,7 @@ def test_sentinel2_takes_zero_as_no_data_when_the_files_declare_none(tmp_path, c
     write_raster(stack, twenty, transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
     out = str(tmp_path / "all.tif")
     assert cli(["sentinel2", folder, out, "--iterations", "1"]) == 0
-    assert "the band files declare no nodata value: 0 is no data, as in Sentinel-2 products" in capsys.readouterr().err
+    assert "12 of the 12 bands declare no nodata value: 0 is no data there, as in Sentinel-2 products" in capsys.readouterr().err
     with rasterio.open(out) as dst:
         assert dst.nodata == 0 and dst.descriptions[4] == "B5"
         b5 = dst.read(5)
@@ -388,3 +388,42 @@ def test_ctrl_c_while_the_loss_curve_is_drawn_leaves_nothing(tmp_path, capsys, m
     assert cli([*arguments, "--iterations", "1"]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "internal-sr: cancelled, nothing written"
     assert os.listdir(out.parent) == []
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ("float_b06", "band B6 in {b06} is float32 but band B5 in {b05} is uint16"),
+        ("nodata_b09", "band B9 in {b09} has nodata 65535 but band B1 in {b01} has nodata 0"),
+        ("shifted_b09", "band B9 in {b09} is not on the grid of band B1 in {b01}"),
+        ("resampled_b01", "band B9 in {b09} has 60 m pixels but band B1 in {b01} has 20 m, and they are sharpened together: give band B1 at its own 60 m"),
+    ],
+)
+def test_bands_sharpened_together_must_share_grid_type_and_nodata_before_any_work(tmp_path, capsys, edit, message):
+    """The bands of one resolution are stacked and sharpened together: a float band among uint16 ones was cast
+    (0.1 reflectance → 0 → nodata), another band's nodata applied to all, and a grid mismatch in the 60 m
+    bands was found only after the 20 m bands had been sharpened. Now each is one line before any work."""
+    folder = product_folder(tmp_path / "p")
+    data = os.path.join(folder, "IMG_DATA")
+    stack, b01, b09 = (os.path.join(data, n) for n in ("T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif", "T33UUB_20170527T100031_B01.tif",
+                                                     "T33UUB_20170527T100031_B09.tif"))  # the 20 m stack: bands named in its file name
+    sixty = Affine(60.0, 0, 300020.0, 0, -60.0, 5800000.0)
+    if edit == "float_b06":
+        os.remove(stack)
+        twenty = read(S2_20M_SAME_AREA)
+        for index, band in enumerate(("B05", "B06", "B07", "B8A", "B11", "B12")):
+            values = twenty[index : index + 1]
+            write_raster(os.path.join(data, f"T33UUB_{band}.tif"), (values / 1e4).astype(np.float32) if band == "B06" else values,
+                         transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))  # a reflectance copy of B06
+    elif edit == "nodata_b09":
+        write_raster(b09, read(S2_60M_SAME_AREA)[1:2], transform=sixty, nodata=65535)
+    elif edit == "shifted_b09":
+        write_raster(b09, read(S2_60M_SAME_AREA)[1:2], transform=sixty * Affine.translation(1, 0))
+    else:
+        write_raster(b01, read(S2_20M_SAME_AREA)[:1], transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    out = str(tmp_path / "all.tif")
+    assert cli(["sentinel2", folder, out, "--iterations", "1"]) == 2
+    expected = message.format(b01=b01, b09=b09, b05=os.path.join(data, "T33UUB_B05.tif"), b06=os.path.join(data, "T33UUB_B06.tif"))
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"internal-sr: error: {expected}"), last
+    assert not os.path.exists(out)
