@@ -355,6 +355,8 @@ def evaluate(
     elif method != "bicubic":
         estimate, run = super_resolve_array(low, config, progress=method_progress)
     window = Window(plan.area.col_off, plan.area.row_off, w, h)
+    if info.window is not None:  # in the input raster's pixels
+        window = window.translated(info.window.col_off, info.window.row_off)
     if (w, h) != (info.grid.width, info.grid.height):  # the guide's cover, whole blocks of the scale
         covered = "the part the guide covers, " if plan.guide_info is not None else ""
         recorder.info(f"scored: {covered}in whole {scale}×{scale} blocks, {extent_message(window).removeprefix('extent: ')}")
@@ -366,8 +368,6 @@ def evaluate(
         estimates[METHOD_LABELS[method]] = estimate
     scores = _score_all(estimates, reference, scale)
     recorder.report(1.0, "scored")
-    if info.window is not None:
-        window = window.translated(info.window.col_off, info.window.row_off)
     return Evaluation(
         input_path, method, scale, config.kernel if method == "guided" else kernel, names, window, settings, scores,
         reference, low, estimates, run, time.perf_counter() - recorder.start,

@@ -165,6 +165,11 @@ def _fresh_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if not k.startswith(STALE_TAG_PREFIXES)}
 
 
+def nodata_key(value: float | None) -> Any:
+    """A nodata value as compared: NaN equals NaN (``nan != nan``), ``None`` is none."""
+    return "nan" if isinstance(value, float) and np.isnan(value) else value
+
+
 def value_text(value: Any) -> str:
     """A band's data type or nodata value as an error message shows it (``None``: ``none``)."""
     if value is None:
@@ -179,7 +184,7 @@ def _common_value(path: str, selected: tuple[int, ...], values: tuple, what: str
     one-line ``InputError`` naming the bands, their values and ``remedy`` (NaN equals NaN; ``None``: none).
     """
     chosen = [values[b - 1] for b in selected]
-    distinct = {"nan" if isinstance(v, float) and np.isnan(v) else v for v in chosen}
+    distinct = {nodata_key(v) for v in chosen}
     if len(distinct) > 1:
         listing = ", ".join(f"band {b} {value_text(v)}" for b, v in zip(selected, chosen))
         raise InputError(f"{path} has bands with different {what} ({listing}), but an output holds one: {remedy}")
@@ -460,14 +465,15 @@ def temporary_beside(path: str) -> tuple[int, str]:
         raise InputError(f"cannot write in output folder {folder}: {error.strerror or error}") from None
 
 
-#: ``StagedFiles.commit`` calls renaming files right now (any thread), under ``_COMMIT_LOCK``.
+#: ``StagedFiles.commit`` calls started in this process (any thread), under ``_COMMIT_LOCK``.
 _commits = 0
 _COMMIT_LOCK = threading.Lock()
 
 
-def committing() -> bool:
-    """Whether a run's files are being moved into place: too late to cancel it (``StagedFiles.commit``)."""
-    return _commits > 0
+def commits_started() -> int:
+    """How many groups of files have started moving into place in this process (``StagedFiles.commit``): a
+    signal handler that saw this number change since its run began knows it is too late to cancel that run."""
+    return _commits
 
 
 class StagedFiles:
@@ -509,8 +515,8 @@ class StagedFiles:
     def commit(self) -> None:
         """Move every staged file into place (ordinary files: mode 0666 less the umask; mkstemp makes 0600).
 
-        While the files are renamed ``committing()`` is true, so that a signal handler cancelling a run
-        (the command line's) lets the renames finish rather than leave some files in place and not others.
+        Starting counts in ``commits_started``, so that a signal handler cancelling a run (the command line's)
+        lets it finish rather than leave some files in place and not others, or old sidecars beside a new file.
         """
         global _commits
         mode = 0o666 & ~_umask()
@@ -518,13 +524,9 @@ class StagedFiles:
             os.chmod(tmp, mode)
         with _COMMIT_LOCK:
             _commits += 1
-        try:
-            for path, tmp in list(self.staged.items()):
-                os.replace(tmp, path)
-                del self.staged[path]
-        finally:
-            with _COMMIT_LOCK:
-                _commits -= 1
+        for path, tmp in list(self.staged.items()):
+            os.replace(tmp, path)
+            del self.staged[path]
         for path in self.stale:
             if os.path.exists(path):
                 os.remove(path)

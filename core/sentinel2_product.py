@@ -31,7 +31,7 @@ from .errors import InputError
 from .grid import Window
 from .pipeline import RunResult, _Recorder
 from .progress import NullProgress, Progress, SubProgress
-from .raster import AtomicGeoTIFF, RasterInfo, StagedFiles, check_raster_output, open_info, read_window, value_text
+from .raster import AtomicGeoTIFF, RasterInfo, StagedFiles, check_raster_output, nodata_key, open_info, read_window, value_text
 from .sentinel2 import ORDER, RESOLUTION, band_name
 from .sharpen import GUIDED_METHOD, sharpen
 
@@ -132,13 +132,19 @@ def stack_nodata(info: RasterInfo) -> float | None:
 
 def check_stacks(groups: dict[int, list[BandSource]]) -> None:
     """Before any work: the bands of each resolution are stacked and sharpened together, so they must share
-    one grid, data type and nodata value (``stack_nodata``); a one-line ``InputError`` names the first band
-    that does not, with its file, and what to give instead."""
+    one grid, data type and nodata value (``stack_nodata``; NaN equals NaN), and the output has the 10 m
+    bands' data type, so every resolution must have it; a one-line ``InputError`` names the first band that
+    does not, with its file, and what to give instead."""
+    guide = groups[10][0]
+    guide_dtype = open_info(guide.path, (guide.index,)).dtype
     for sources in groups.values():
         if not sources:
             continue
         first = sources[0]
         reference = open_info(first.path, (first.index,))
+        if reference.dtype != guide_dtype:  # the output stack has one type: the 10 m bands'
+            raise InputError(f"band {first.band} in {first.path} is {reference.dtype} but band {guide.band} in {guide.path} "
+                             f"is {guide_dtype}: give the bands in one data type, as the product has them")
         for source in sources[1:]:
             info = open_info(source.path, (source.index,))
             here = f"band {source.band} in {source.path}"
@@ -155,7 +161,7 @@ def check_stacks(groups: dict[int, list[BandSource]]) -> None:
             if info.dtype != reference.dtype:
                 raise InputError(f"{here} is {info.dtype} but {there} is {reference.dtype}: give the bands in one data "
                                  "type, as the product has them")
-            if stack_nodata(info) != stack_nodata(reference):
+            if nodata_key(stack_nodata(info)) != nodata_key(stack_nodata(reference)):
                 raise InputError(f"{here} has nodata {value_text(stack_nodata(info))} but {there} has nodata "
                                  f"{value_text(stack_nodata(reference))}: give the bands one nodata value (gdal_translate -a_nodata)")
 

@@ -253,8 +253,13 @@ def test_guided_evaluates_the_area_the_guide_covers(tmp_path, monkeypatch):
 
     e = evaluate(t, "guided", 2, config.kernel, config, guide_path=g, progress=Log())
     assert (e.window.col_off, e.window.row_off, e.window.width, e.window.height) == (0, 0, 62, 62)
-    # the run says so (only the JSON's window did)
+    # the run says so (only the JSON's window did), in the raster's pixels when an extent moved the area
     assert "scored: the part the guide covers, in whole 2×2 blocks, input columns 0–61, rows 0–61 (62×62 pixels)" in lines
+    lines.clear()
+    moved = evaluate(t, "bicubic", 2, "bicubic", io=IOOptions(extent=(300000.0 + 200, 5800000.0 - 20 * 41, 300000.0 + 20 * 51,
+                                                                      5800000.0 - 80)), progress=Log())
+    assert (moved.window.col_off, moved.window.row_off, moved.window.width, moved.window.height) == (10, 4, 40, 36)
+    assert "scored: in whole 2×2 blocks, input columns 10–49, rows 4–39 (40×36 pixels)" in lines
     np.testing.assert_array_equal(e.reference, read(S2_20M_SAME_AREA)[:, :62, :62])
 
 

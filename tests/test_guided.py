@@ -17,7 +17,7 @@ from internal_sr.core.errors import InputError
 from internal_sr.core.evaluation import bicubic, hpf_injection
 from internal_sr.core.grid import Grid, Window, nest
 from internal_sr.core.kernels import make_kernel
-from internal_sr.core.sentinel2 import band_name, sigma_from_mtf
+from internal_sr.core.sentinel2 import RESOLUTION, band_name, sigma_from_mtf
 from internal_sr.core.sharpen import band_kernels, sharpen, sharpen_array
 
 from helpers import S2_10M, S2_20M_SAME_AREA, S2_60M_SAME_AREA, read, write_raster
@@ -427,3 +427,26 @@ def test_bands_sharpened_together_must_share_grid_type_and_nodata_before_any_wor
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith(f"internal-sr: error: {expected}"), last
     assert not os.path.exists(out)
+
+
+def test_a_float_product_with_nan_nodata_passes_and_a_float_resolution_among_uint16_ones_is_refused(tmp_path):
+    """NaN nodata is one value for every band (it was refused as 'nodata nan but … nan'); 20 m bands in float
+    beside uint16 10 m bands were written into the uint16 output as 1s."""
+    from internal_sr.core.sentinel2_product import check_stacks, find_bands
+
+    floats = tmp_path / "floats"
+    floats.mkdir()
+    utm = {r: Affine(float(r), 0, 300000.0, 0, -float(r), 5800000.0) for r in (10, 20)}
+    for index, band in enumerate(("B04", "B03", "B02", "B08")):
+        write_raster(str(floats / f"T_{band}.tif"), (read(S2_10M)[index : index + 1] / 1e4).astype(np.float32), transform=utm[10],
+                     nodata=float("nan"))
+    for index, band in enumerate(("B05", "B06")):
+        write_raster(str(floats / f"T_{band}.tif"), (read(S2_20M_SAME_AREA)[index : index + 1] / 1e4).astype(np.float32),
+                     transform=utm[20], nodata=float("nan"))
+    groups = {res: [s for s in find_bands([str(floats)]).values() if RESOLUTION[s.band] == res] for res in (10, 20, 60)}
+    check_stacks(groups)
+    for index, band in enumerate(("B04", "B03", "B02", "B08")):
+        write_raster(str(floats / f"T_{band}.tif"), read(S2_10M)[index : index + 1], transform=utm[10])
+    groups = {res: [s for s in find_bands([str(floats)]).values() if RESOLUTION[s.band] == res] for res in (10, 20, 60)}
+    with pytest.raises(InputError, match=r"band B5 in .*T_B05.tif is float32 but band B\d in .*T_B0\d.tif is uint16"):
+        check_stacks(groups)

@@ -199,3 +199,25 @@ def test_gdal_failures_of_overlapping_runs_in_threads_are_each_caught() -> None:
         thread.join(20)
     assert heard == [["No space left on device"]]
     assert logger.level == before
+
+
+def test_a_signal_while_old_sidecars_are_removed_still_completes_the_run(tmp_path: Path, capsys, monkeypatch) -> None:
+    """After the new raster is in place its predecessor's .aux.xml and .ovr are removed: a SIGTERM there said
+    "cancelled, nothing written" and left the old overviews beside the new raster."""
+    from internal_sr.core import raster
+
+    source = write_raster(str(tmp_path / "in.tif"), s2_pixels(64, bands=slice(0, 1)))
+    out = str(tmp_path / "lr.tif")
+    assert main(["degrade", source, out, "--scale", "2"]) == 0
+    for sidecar in (".aux.xml", ".ovr"):
+        Path(out + sidecar).write_text("of the earlier lr.tif")
+    remove = os.remove
+
+    def remove_then_signal(path: str) -> None:
+        remove(path)
+        if path.endswith(".aux.xml"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(raster.os, "remove", remove_then_signal)
+    assert main(["degrade", source, out, "--scale", "2"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["in.tif", "lr.tif"]
