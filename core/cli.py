@@ -320,18 +320,16 @@ def _say(lines: list[str]) -> None:
 @contextmanager
 def _terminate_cancels() -> Iterator[None]:
     """Ctrl-C (SIGINT), SIGTERM (``kill``, a batch system's time limit) and SIGHUP (the terminal closed; not on
-    Windows) cancel the run, so the temporary files are removed; once its files have started moving into
-    place (``core.raster.commits_started``) it is too late, and the run completes. The previous handlers are
+    Windows) cancel the run, so the temporary files are removed; while a group of files is moving into place
+    (``core.raster.committing``) the signal is too late for it and is ignored. The previous handlers are
     restored afterwards. Only the main thread can do this."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    from .raster import commits_started
-
-    before = commits_started()
+    from .raster import committing
 
     def cancel(signum: int, frame: object) -> None:
-        if commits_started() == before:
+        if not committing():
             raise Cancelled("terminated")
 
     signals = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])

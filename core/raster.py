@@ -465,15 +465,16 @@ def temporary_beside(path: str) -> tuple[int, str]:
         raise InputError(f"cannot write in output folder {folder}: {error.strerror or error}") from None
 
 
-#: ``StagedFiles.commit`` calls started in this process (any thread), under ``_COMMIT_LOCK``.
+#: ``StagedFiles.commit`` calls under way (any thread), under ``_COMMIT_LOCK``.
 _commits = 0
 _COMMIT_LOCK = threading.Lock()
 
 
-def commits_started() -> int:
-    """How many groups of files have started moving into place in this process (``StagedFiles.commit``): a
-    signal handler that saw this number change since its run began knows it is too late to cancel that run."""
-    return _commits
+def committing() -> bool:
+    """Whether a group of files is moving into place right now (``StagedFiles.commit``, the removal of an earlier
+    file's sidecars included): a signal handler cancelling a run lets that finish. A run may commit groups before
+    its end (``sentinel2`` sharpens each resolution into a temporary file), so only the commit itself is guarded."""
+    return _commits > 0
 
 
 class StagedFiles:
@@ -515,7 +516,7 @@ class StagedFiles:
     def commit(self) -> None:
         """Move every staged file into place (ordinary files: mode 0666 less the umask; mkstemp makes 0600).
 
-        Starting counts in ``commits_started``, so that a signal handler cancelling a run (the command line's)
+        While it runs ``committing()`` is true, so that a signal handler cancelling a run (the command line's)
         lets it finish rather than leave some files in place and not others, or old sidecars beside a new file.
         """
         global _commits
@@ -524,13 +525,17 @@ class StagedFiles:
             os.chmod(tmp, mode)
         with _COMMIT_LOCK:
             _commits += 1
-        for path, tmp in list(self.staged.items()):
-            os.replace(tmp, path)
-            del self.staged[path]
-        for path in self.stale:
-            if os.path.exists(path):
-                os.remove(path)
-        self.stale.clear()
+        try:
+            for path, tmp in list(self.staged.items()):
+                os.replace(tmp, path)
+                del self.staged[path]
+            for path in self.stale:
+                if os.path.exists(path):
+                    os.remove(path)
+            self.stale.clear()
+        finally:
+            with _COMMIT_LOCK:
+                _commits -= 1
 
     def discard(self) -> None:
         """Remove every temporary file not moved into place."""

@@ -450,3 +450,27 @@ def test_a_float_product_with_nan_nodata_passes_and_a_float_resolution_among_uin
     groups = {res: [s for s in find_bands([str(floats)]).values() if RESOLUTION[s.band] == res] for res in (10, 20, 60)}
     with pytest.raises(InputError, match=r"band B5 in .*T_B05.tif is float32 but band B\d in .*T_B0\d.tif is uint16"):
         check_stacks(groups)
+
+
+def test_a_signal_after_the_20m_part_is_written_still_cancels_sentinel2(tmp_path, capsys, monkeypatch):
+    """sentinel2 writes each resolution's sharpened part (a commit into its temporary folder) before the next:
+    a SIGTERM during the 60 m part must still cancel the run, as the signal is only held while files move."""
+    import signal
+
+    from internal_sr.core import sentinel2_product
+
+    sharpen_part = sentinel2_product.sharpen
+    calls = []
+
+    def terminated_at_the_second(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return sharpen_part(*args, **kwargs)
+
+    monkeypatch.setattr(sentinel2_product, "sharpen", terminated_at_the_second)
+    out = tmp_path / "out" / "all.tif"
+    out.parent.mkdir()
+    assert cli(["sentinel2", product_folder(tmp_path / "p"), str(out), "--iterations", "1"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "internal-sr: cancelled, nothing written"
+    assert len(calls) == 2 and os.listdir(out.parent) == []
