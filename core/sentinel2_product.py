@@ -80,6 +80,12 @@ def _names(path: str, descriptions: tuple[str | None, ...]) -> list[str | None]:
     return [band_name(stem)] if len(descriptions) == 1 else [None] * len(descriptions)
 
 
+def _in_metres(info: RasterInfo) -> bool:
+    """Whether ``info``'s CRS is projected in metres, so its pixel size compares with Sentinel-2's (10, 20, 60 m)."""
+    crs = info.grid.crs
+    return crs is not None and crs.is_projected and (crs.linear_units or "").lower() in ("metre", "meter", "m")
+
+
 def find_bands(inputs: Sequence[str]) -> dict[str, BandSource]:
     """Sentinel-2 band name → where it is, over every raster file in ``inputs`` (module docstring)."""
     found: dict[str, BandSource] = {}
@@ -99,8 +105,7 @@ def find_bands(inputs: Sequence[str]) -> dict[str, BandSource]:
             if name not in found or (own and not native[name]):
                 found[name], native[name] = BandSource(name, path, index), own
                 crs = info.grid.crs
-                metric = crs is not None and crs.is_projected and (crs.linear_units or "").lower() in ("metre", "meter", "m")
-                metres[name] = pixel if metric else None
+                metres[name] = pixel if _in_metres(info) else None
                 crs_of[name] = crs.to_string() if crs is not None else ""
     for name, pixel in metres.items():
         if pixel is not None and not any(math.isclose(pixel, r, rel_tol=0.01) for r in SENTINEL2_PIXELS):
@@ -149,15 +154,24 @@ def check_stacks(groups: dict[int, list[BandSource]]) -> None:
             info = open_info(source.path, (source.index,))
             here = f"band {source.band} in {source.path}"
             there = f"band {first.band} in {first.path}"
-            if info.grid != reference.grid:
-                pixel, reference_pixel = abs(info.grid.transform.a), abs(reference.grid.transform.a)
-                if not math.isclose(pixel, reference_pixel, rel_tol=1e-6):
-                    odd = source if not math.isclose(pixel, RESOLUTION[source.band], rel_tol=1e-6) else first
-                    raise InputError(
-                        f"{here} has {pixel:g} m pixels but {there} has {reference_pixel:g} m, and they are sharpened "
-                        f"together: give band {odd.band} at its own {RESOLUTION[odd.band]} m too (not only a resampled copy)"
-                    )
-                raise InputError(f"{here} is not on the grid of {there}: cut the files of one resolution to the same area")
+            pixel, reference_pixel = abs(info.grid.transform.a), abs(reference.grid.transform.a)
+            if not math.isclose(pixel, reference_pixel, rel_tol=1e-6):
+                if not _in_metres(info):
+                    raise InputError(f"{here} has pixels of {pixel:g} but {there} of {reference_pixel:g} (units of their CRS), "
+                                     "and they are sharpened together: give the bands of one resolution on one grid")
+                odd = source if not math.isclose(pixel, RESOLUTION[source.band], rel_tol=1e-6) else first
+                raise InputError(
+                    f"{here} has {pixel:g} m pixels but {there} has {reference_pixel:g} m, and they are sharpened "
+                    f"together: give band {odd.band} at its own {RESOLUTION[odd.band]} m too (not only a resampled copy)"
+                )
+            same_place = info.grid.transform.almost_equals(reference.grid.transform, precision=1e-3 * reference_pixel)
+            if not same_place or (info.grid.width, info.grid.height) != (reference.grid.width, reference.grid.height):
+                raise InputError(
+                    f"{here} is not on the grid of {there} (origin {info.grid.transform.c:.10g}, {info.grid.transform.f:.10g} "
+                    f"and {info.grid.width}×{info.grid.height} pixels against {reference.grid.transform.c:.10g}, "
+                    f"{reference.grid.transform.f:.10g} and {reference.grid.width}×{reference.grid.height}): cut the files "
+                    "of one resolution to the same area"
+                )
             if info.dtype != reference.dtype:
                 raise InputError(f"{here} is {info.dtype} but {there} is {reference.dtype}: give the bands in one data "
                                  "type, as the product has them")

@@ -474,3 +474,15 @@ def test_a_signal_after_the_20m_part_is_written_still_cancels_sentinel2(tmp_path
     assert cli(["sentinel2", product_folder(tmp_path / "p"), str(out), "--iterations", "1"]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "internal-sr: cancelled, nothing written"
     assert len(calls) == 2 and os.listdir(out.parent) == []
+
+
+def test_bands_a_rounding_error_apart_share_a_grid(tmp_path):
+    """Origins that differ by 1e-9 m (float rounding in a product's metadata) are one grid, not 'not on the grid'."""
+    from internal_sr.core.sentinel2_product import BandSource, check_stacks
+
+    paths = []
+    for index, (band, x0) in enumerate((("B05", 300000.0), ("B06", 300000.0 + 1e-9))):
+        paths.append(write_raster(str(tmp_path / f"T_{band}.tif"), read(S2_20M_SAME_AREA)[index : index + 1],
+                                  transform=Affine(20.0, 0, x0, 0, -20.0, 5800000.0)))
+    guide = write_raster(str(tmp_path / "T_B02.tif"), read(S2_10M)[:1])
+    check_stacks({10: [BandSource("B2", guide, 1)], 20: [BandSource("B5", paths[0], 1), BandSource("B6", paths[1], 1)], 60: []})
