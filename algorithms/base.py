@@ -291,12 +291,12 @@ def static_output_path(value: Any) -> str:
 
 
 def check_output(path: str, inputs: Sequence[str]) -> None:
-    """``core.raster.check_output_path``: ``path`` is no input and no folder, in a writable folder
+    """``core.raster.check_output_paths``: ``path`` is no input and no folder, in a writable folder
     (``""``: not known yet, nothing to check)."""
     if path:
-        from ..core.raster import check_output_path
+        from ..core.raster import check_output_paths
 
-        check_output_path(path, list(inputs))
+        check_output_paths([path], list(inputs))
 
 
 class InternalSRAlgorithm(QgsProcessingAlgorithm):

@@ -426,7 +426,7 @@ def estimate_kernel_file(
     with staged(files) as group:
         for path, estimate in zip(paths, estimates):
             save_kernel_file(path, estimate.kernel, config.scale, files=group)
-    labels = [f"band {band}" if config.per_band else "kernel" for band in info.bands][: len(estimates)]
+    labels = [f"band {band}" for band in info.bands] if config.per_band else ["kernel"]
     for path, estimate, label in zip(paths, estimates, labels):
         recorder.info(f"{label}: {estimate.kernel.shape[0]}×{estimate.kernel.shape[0]} taps, {estimate.describe()} → {path}")
     recorder.report(1.0, "done")

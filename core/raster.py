@@ -342,11 +342,6 @@ def _same_file(a: str, b: str) -> bool:
     return os.path.abspath(a) == os.path.abspath(b) or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
 
 
-def check_output_path(output: str, inputs: list[str], probe: bool = True) -> None:
-    """``check_output_paths`` for one output."""
-    check_output_paths([output], inputs, probe)
-
-
 def _name_max(folder: str) -> int | None:
     """The longest file name (bytes) ``folder``'s file system takes; ``None`` where the system cannot tell
     (Windows has no ``pathconf``, and NTFS counts UTF-16 units, not bytes)."""

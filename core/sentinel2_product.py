@@ -135,23 +135,26 @@ def stack_nodata(info: RasterInfo) -> float | None:
     return info.nodata
 
 
-def check_stacks(groups: dict[int, list[BandSource]]) -> None:
+def check_stacks(groups: dict[int, list[BandSource]]) -> list[RasterInfo]:
     """Before any work: the bands of each resolution are stacked and sharpened together, so they must share
     one grid, data type and nodata value (``stack_nodata``; NaN equals NaN), and the output has the 10 m
     bands' data type, so every resolution must have it; a one-line ``InputError`` names the first band that
-    does not, with its file, and what to give instead."""
+    does not, with its file, and what to give instead. Returns every band's info, in ``groups``' order."""
     guide = groups[10][0]
     guide_dtype = open_info(guide.path, (guide.index,)).dtype
+    infos: list[RasterInfo] = []
     for sources in groups.values():
         if not sources:
             continue
         first = sources[0]
         reference = open_info(first.path, (first.index,))
+        infos.append(reference)
         if reference.dtype != guide_dtype:  # the output stack has one type: the 10 m bands'
             raise InputError(f"band {first.band} in {first.path} is {reference.dtype} but band {guide.band} in {guide.path} "
                              f"is {guide_dtype}: give the bands in one data type, as the product has them")
         for source in sources[1:]:
             info = open_info(source.path, (source.index,))
+            infos.append(info)
             here = f"band {source.band} in {source.path}"
             there = f"band {first.band} in {first.path}"
             pixel, reference_pixel = abs(info.grid.transform.a), abs(reference.grid.transform.a)
@@ -178,6 +181,7 @@ def check_stacks(groups: dict[int, list[BandSource]]) -> None:
             if nodata_key(stack_nodata(info)) != nodata_key(stack_nodata(reference)):
                 raise InputError(f"{here} has nodata {value_text(stack_nodata(info))} but {there} has nodata "
                                  f"{value_text(stack_nodata(reference))}: give the bands one nodata value (gdal_translate -a_nodata)")
+    return infos
 
 
 def _write_stack(sources: list[BandSource], path: str) -> None:
@@ -210,8 +214,7 @@ def sharpen_product(
     check_raster_output(output_path, sorted({s.path for s in found.values()}))
     groups = {res: [found[b] for b in ORDER if b in found and RESOLUTION[b] == res] for res in (10, 20, 60)}
     recorder.info("bands found: " + ", ".join(f"{res} m {', '.join(s.band for s in g)}" for res, g in groups.items() if g))
-    check_stacks(groups)
-    infos = [open_info(s.path, (s.index,)) for g in groups.values() for s in g]
+    infos = check_stacks(groups)
     undeclared = sum(1 for i in infos if i.nodata is None and stack_nodata(i) is not None)
     if undeclared:
         recorder.info(f"{undeclared} of the {len(infos)} bands declare no nodata value: {SENTINEL2_NODATA} is no data there, as "
