@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from internal_sr.core import dip, pipeline
+from internal_sr.core import device, dip, pipeline
 from internal_sr.core.config import DIPConfig, GuidedDIPConfig, KnitworkConfig, TileOptions
 from internal_sr.core.dip import TileResult
 from internal_sr.core.progress import NullProgress
@@ -300,3 +300,34 @@ def test_cpu_description_counts_threads(threads, text):
         assert describe(torch.device("cpu")) == text
     finally:
         torch.set_num_threads(before)
+
+
+
+def _steady_faults(block_mb: int, repeats: int = 16) -> int:
+    """Minor page faults over the last quarter of ``repeats`` allocations, fills and frees of a ``block_mb`` MB block
+    (glibc reaches its steady state within the first ones)."""
+    import resource
+
+    for _ in range(repeats - repeats // 4):
+        torch.ones(block_mb << 18)  # float32: block_mb MB
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(repeats // 4):
+        torch.ones(block_mb << 18)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def _resident_mb() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096 >> 20
+
+
+@pytest.mark.skipif(device._LIBC is None, reason="glibc's mallopt is what reused_heap sets")
+def test_reused_heap_reuses_large_blocks_during_a_run_and_gives_them_back_after():
+    touched = 4 * (64 << 20) // 4096  # pages of four 64 MB blocks
+    assert _steady_faults(64) > touched // 2  # outside a run glibc maps each block afresh: every page faults
+    with device.reused_heap():
+        with device.reused_heap():
+            pass  # the inner exit keeps the run's setting
+        assert _steady_faults(64) < touched // 20
+        held = _resident_mb()
+    assert held - _resident_mb() > 48  # the freed blocks went back to the system at the end of the run
