@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -57,7 +56,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..core.config import MAX_SCALE, TileOptions
+from ..core.config import MAX_SCALE, TileOptions, is_named_pipe
 from ..core.deps import install_hint, missing_dependencies
 from ..core.errors import Cancelled, InputError, error_line
 
@@ -581,8 +580,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         GDAL dataset name QGIS does not load by itself (``/vsizip/a.zip/b.tif``, ``NETCDF:"a.nc":band``, as the
         command line takes), loaded into the context's temporary layer store; ``None`` when neither opens."""
         value = parameters.get(name)
-        if isinstance(value, str) and os.path.exists(value) and stat.S_ISFIFO(os.stat(value).st_mode):
-            return None  # GDAL would wait on a named pipe for ever; _not_a_raster says what it is
+        if isinstance(value, str) and is_named_pipe(value):
+            return None  # QGIS would wait on it for ever; _not_a_raster says what it is (core.raster.open_info)
         layer = self.parameterAsRasterLayer(parameters, name, context)
         if layer is None and isinstance(value, str) and value.strip() and not os.path.exists(value):
             store = context.temporaryLayerStore()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import stat
 from dataclasses import dataclass, field, replace
 
 from .errors import InputError
@@ -36,6 +38,13 @@ def check_scale(scale: int) -> None:
     """Raise a one-line ``InputError`` unless ``scale`` is an integer refinement factor from 2 to ``MAX_SCALE``."""
     if not isinstance(scale, numbers.Integral) or isinstance(scale, bool) or not 2 <= scale <= MAX_SCALE:
         raise InputError(f"scale must be an integer from 2 to {MAX_SCALE}, got {scale}")
+
+
+def is_named_pipe(path: str) -> bool:
+    """Whether ``path`` is a named pipe (FIFO): GDAL opening it, or QGIS loading it as a layer, would wait
+    for a writer for ever. Only ``os`` is asked, so the Processing algorithms call it before QGIS opens
+    their input, with or without the engine's dependencies; ``core.raster.open_info`` refuses it."""
+    return os.path.exists(path) and stat.S_ISFIFO(os.stat(path).st_mode)
 
 
 def check_at_least(name: str, value: int, minimum: int) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import tempfile
 import threading
 import warnings
@@ -31,7 +30,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.crs import CRS
 from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
 
-from .config import GEOTIFF_EXTENSIONS
+from .config import GEOTIFF_EXTENSIONS, is_named_pipe
 from .errors import InputError, OutputWriteError
 from .grid import Grid, Window
 
@@ -137,7 +136,7 @@ def open_info(
     """
     if os.path.isdir(path):
         raise InputError(f"input {path} is a folder, not a raster")
-    if os.path.exists(path) and stat.S_ISFIFO(os.stat(path).st_mode):  # GDAL would wait on it for ever
+    if is_named_pipe(path):
         raise InputError(f"input {path} is a named pipe, not a raster file")
     try:
         with warnings.catch_warnings():
