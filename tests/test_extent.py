@@ -107,6 +107,41 @@ def test_an_extent_on_a_raster_georeferenced_by_ground_control_points_only_is_re
     assert sorted(os.listdir(tmp_path)) == ["gcps.tif"]
 
 
+def pixel_extent(col: int, row: int, width: int, height: int) -> str:
+    """The ``--extent`` text of the whole input pixels ``width × height`` from column ``col``, row ``row``."""
+    return f"{X0 + col * PIXEL},{Y0 - (row + height) * PIXEL},{X0 + (col + width) * PIXEL},{Y0 - row * PIXEL}"
+
+
+@pytest.mark.parametrize(
+    "command,output,options,message",
+    [
+        ("dip", "sr.tif", ["--scale", "2", "--extent", pixel_extent(10, 20, 30, 20)],
+         "the chosen extent is 30×20 pixels, smaller than the network needs: at least 32×32 input pixels"),
+        ("knitwork", "sr.tif", ["--scale", "2", "--extent", pixel_extent(0, 0, 8, 40)],
+         "the chosen extent is 8×40 pixels, too small for Neural Knitworks: at least 9×9 input pixels"),
+        ("kernelgan", "k.npy", ["--scale", "2", "--extent", pixel_extent(0, 0, 40, 40)],
+         "the chosen extent is 40×40 pixels, too small for KernelGAN: at least 64×64 pixels"),
+        # whole 5 × 5 blocks from the corner: the 96-pixel raster's last block is column 95 alone
+        ("degrade", "lr.tif", ["--scale", "5", "--extent", pixel_extent(95, 0, 1, 10)],
+         "the chosen extent is 1×10 pixels, smaller than one 5×5 block"),
+    ],
+)
+def test_an_extent_too_small_for_the_method_is_named_as_the_cause(tmp_path, capsys, command, output, options, message) -> None:
+    # the refusal used to say "image 30×20 is smaller than the network needs" of a 96 × 96 raster
+    assert cli([command, S2_20M, str(tmp_path / output), *options]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert message in line and os.listdir(tmp_path) == []
+
+
+def test_guided_extent_too_small_is_named_as_the_cause(tmp_path) -> None:
+    transform20, transform10 = (Affine(s, 0, 300000.0, 0, -s, 5800000.0) for s in (20.0, 10.0))
+    target = write_raster(str(tmp_path / "t20.tif"), read(S2_20M_SAME_AREA), transform=transform20)
+    guide = write_raster(str(tmp_path / "g10.tif"), read(S2_10M), transform=transform10)
+    extent = (300000.0, 5800000.0 - 4 * 20, 300000.0 + 4 * 20, 5800000.0)  # 4 × 4 target pixels
+    with pytest.raises(InputError, match="the overlap of the chosen extent of the target and guide is 4×4 target pixels"):
+        sharpen(target, guide, str(tmp_path / "never.tif"), GuidedDIPConfig(device="cpu"), IOOptions(extent=extent))
+
+
 def test_cli_extent_for_dip_and_degrade(tmp_path, capsys) -> None:
     text = ",".join(f"{v:.10g}" for v in EXTENT)
     out = str(tmp_path / "dip.tif")
