@@ -120,13 +120,17 @@ def assigned_crs(layer: Any) -> str | None:
 def engine_extent(layer: Any, rect: Any) -> tuple[float, float, float, float]:
     """``rect`` (a ``QgsRectangle`` in ``layer``'s CRS, as QGIS draws it) as the engine's ``(xmin, ymin, xmax, ymax)``.
 
-    QGIS shows a raster that has neither a geotransform nor ground control points upright, at y = −row;
-    the engine places an extent on GDAL's pixel coordinates, y = row. Such a layer's rectangle is flipped.
+    QGIS shows a raster that has neither a geotransform, ground control points nor an RPC model upright, at
+    y = −row; the engine places an extent on GDAL's pixel coordinates, y = row. Such a layer's rectangle is
+    flipped. (QGIS warps a raster with ground control points or RPCs only, whose extent the engine refuses.)
     """
     from osgeo import gdal
 
     dataset = gdal.OpenEx(layer.source(), gdal.OF_RASTER)
-    plain = dataset is not None and dataset.GetGeoTransform(can_return_null=True) is None and dataset.GetGCPCount() == 0
+    plain = (
+        dataset is not None and dataset.GetGeoTransform(can_return_null=True) is None and dataset.GetGCPCount() == 0
+        and not dataset.GetMetadata("RPC")
+    )
     if plain:
         return rect.xMinimum(), -rect.yMaximum(), rect.xMaximum(), -rect.yMinimum()
     return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
