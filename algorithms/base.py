@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -57,7 +56,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..core.config import MAX_SCALE, TileOptions
+from ..core.config import MAX_SCALE, TileOptions, is_named_pipe
 from ..core.deps import install_hint, missing_dependencies
 from ..core.errors import Cancelled, InputError, error_line
 
@@ -121,13 +120,17 @@ def assigned_crs(layer: Any) -> str | None:
 def engine_extent(layer: Any, rect: Any) -> tuple[float, float, float, float]:
     """``rect`` (a ``QgsRectangle`` in ``layer``'s CRS, as QGIS draws it) as the engine's ``(xmin, ymin, xmax, ymax)``.
 
-    QGIS shows a raster that has neither a geotransform nor ground control points upright, at y = −row;
-    the engine places an extent on GDAL's pixel coordinates, y = row. Such a layer's rectangle is flipped.
+    QGIS shows a raster that has neither a geotransform, ground control points nor an RPC model upright, at
+    y = −row; the engine places an extent on GDAL's pixel coordinates, y = row. Such a layer's rectangle is
+    flipped. (QGIS warps a raster with ground control points or RPCs only, whose extent the engine refuses.)
     """
     from osgeo import gdal
 
     dataset = gdal.OpenEx(layer.source(), gdal.OF_RASTER)
-    plain = dataset is not None and dataset.GetGeoTransform(can_return_null=True) is None and dataset.GetGCPCount() == 0
+    plain = (
+        dataset is not None and dataset.GetGeoTransform(can_return_null=True) is None and dataset.GetGCPCount() == 0
+        and not dataset.GetMetadata("RPC")
+    )
     if plain:
         return rect.xMinimum(), -rect.yMaximum(), rect.xMaximum(), -rect.yMinimum()
     return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
@@ -581,8 +584,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         GDAL dataset name QGIS does not load by itself (``/vsizip/a.zip/b.tif``, ``NETCDF:"a.nc":band``, as the
         command line takes), loaded into the context's temporary layer store; ``None`` when neither opens."""
         value = parameters.get(name)
-        if isinstance(value, str) and os.path.exists(value) and stat.S_ISFIFO(os.stat(value).st_mode):
-            return None  # GDAL would wait on a named pipe for ever; _not_a_raster says what it is
+        if isinstance(value, str) and is_named_pipe(value):
+            return None  # QGIS would wait on it for ever; _not_a_raster says what it is (core.raster.open_info)
         layer = self.parameterAsRasterLayer(parameters, name, context)
         if layer is None and isinstance(value, str) and value.strip() and not os.path.exists(value):
             store = context.temporaryLayerStore()

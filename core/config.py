@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import stat
 from dataclasses import dataclass, field, replace
 
 from .errors import InputError
@@ -36,6 +38,20 @@ def check_scale(scale: int) -> None:
     """Raise a one-line ``InputError`` unless ``scale`` is an integer refinement factor from 2 to ``MAX_SCALE``."""
     if not isinstance(scale, numbers.Integral) or isinstance(scale, bool) or not 2 <= scale <= MAX_SCALE:
         raise InputError(f"scale must be an integer from 2 to {MAX_SCALE}, got {scale}")
+
+
+def is_named_pipe(path: str) -> bool:
+    """Whether ``path`` is a named pipe (FIFO): GDAL opening it, or QGIS loading it as a layer, would wait
+    for a writer for ever. Only ``os`` is asked, so the Processing algorithms call it before QGIS opens
+    their input, with or without the engine's dependencies; ``core.raster.open_info`` refuses it."""
+    return os.path.exists(path) and stat.S_ISFIFO(os.stat(path).st_mode)
+
+
+def size_subject(width: int, height: int, on_extent: bool) -> str:
+    """How a refusal of a ``width × height`` input names it, up to the verb's complement: ``image W×H is``,
+    or with ``on_extent`` (the run is on the window of whole pixels an extent chose)
+    ``the chosen extent is W×H pixels,``, so that the user knows the extent is what to enlarge."""
+    return f"the chosen extent is {width}×{height} pixels," if on_extent else f"image {width}×{height} is"
 
 
 def check_at_least(name: str, value: int, minimum: int) -> None:
@@ -249,11 +265,12 @@ class DIPConfig(InternalLearningConfig):
         """Smallest input edge (pixels): the output must still be 2 pixels wide after ``depth`` halvings."""
         return -(-(2 ** (self.depth + 1)) // self.scale)
 
-    def check_input_size(self, width: int, height: int) -> None:
-        """Raise a one-line ``InputError`` when a ``width × height`` input is smaller than the network needs."""
+    def check_input_size(self, width: int, height: int, on_extent: bool = False) -> None:
+        """Raise a one-line ``InputError`` when a ``width × height`` input is smaller than the network needs
+        (``on_extent``: it is the window an extent chose, and the message says so)."""
         if min(width, height) < self.min_input_size:
             raise InputError(
-                f"image {width}×{height} is smaller than the network needs: at least "
+                f"{size_subject(width, height, on_extent)} smaller than the network needs: at least "
                 f"{self.min_input_size}×{self.min_input_size} input pixels at ×{self.scale} with depth {self.depth}"
             )
 
@@ -331,11 +348,12 @@ class KernelGANConfig:
         """Edge of the generator's collapsed kernel (13 for the reference layers 7, 5, 3, 1, 1, 1)."""
         return sum(self.generator_layers) - len(self.generator_layers) + 1
 
-    def check_input_size(self, width: int, height: int) -> None:
-        """Raise a one-line ``InputError`` when a ``width × height`` image is smaller than one crop."""
+    def check_input_size(self, width: int, height: int, on_extent: bool = False) -> None:
+        """Raise a one-line ``InputError`` when a ``width × height`` image is smaller than one crop
+        (``on_extent``: it is the window an extent chose, and the message says so)."""
         if min(width, height) < self.crop_size:
             raise InputError(
-                f"image {width}×{height} is too small for KernelGAN: at least {self.crop_size}×{self.crop_size} pixels"
+                f"{size_subject(width, height, on_extent)} too small for KernelGAN: at least {self.crop_size}×{self.crop_size} pixels"
             )
 
 
@@ -456,11 +474,12 @@ class KnitworkConfig(InternalLearningConfig):
         """Smallest input edge (pixels): one patch at the largest scale must fit in the observation."""
         return (self.patch_size - 1) * max(self.patch_scales) + 1
 
-    def check_input_size(self, width: int, height: int) -> None:
-        """Raise a one-line ``InputError`` when a ``width × height`` input cannot hold one patch at every scale."""
+    def check_input_size(self, width: int, height: int, on_extent: bool = False) -> None:
+        """Raise a one-line ``InputError`` when a ``width × height`` input cannot hold one patch at every scale
+        (``on_extent``: it is the window an extent chose, and the message says so)."""
         if min(width, height) < self.min_input_size:
             raise InputError(
-                f"image {width}×{height} is too small for Neural Knitworks: at least "
+                f"{size_subject(width, height, on_extent)} too small for Neural Knitworks: at least "
                 f"{self.min_input_size}×{self.min_input_size} input pixels with patch scales {self.patch_scales}"
             )
 

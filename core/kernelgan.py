@@ -393,7 +393,7 @@ def check_kernel_files(
     for file in written:
         if any(os.path.abspath(file) == os.path.abspath(other) for other in others if other):
             raise InputError(f"{file} would be written twice, as a kernel file and as another output: choose another path")
-    config.check_input_size(info.grid.width, info.grid.height)
+    config.check_input_size(info.grid.width, info.grid.height, info.window is not None)
     return info, paths
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions
+from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, size_subject
 from .degradation import degrade_array
 from .device import describe, resolve_device, seeded
 from .errors import InputError
@@ -128,7 +128,7 @@ def check_super_resolve(input_path: str, output_path: str | None, config: Method
     info = open_info(input_path, io.bands, io.extent, 1, io.crs)
     if output_path is not None:
         check_raster_output(output_path, [input_path])
-    config.check_input_size(info.grid.width, info.grid.height)
+    config.check_input_size(info.grid.width, info.grid.height, info.window is not None)
     method_kernel(config)
     return info
 
@@ -147,8 +147,9 @@ def check_degrade(input_path: str, output_path: str | None, scale: int, kernel: 
     info = open_info(input_path, io.bands, io.extent, scale, io.crs)
     if output_path is not None:
         check_raster_output(output_path, [input_path], loss_curve=False)
-    if min(info.grid.width, info.grid.height) < scale:
-        raise InputError(f"image {info.grid.width}×{info.grid.height} is smaller than one {scale}×{scale} block")
+    width, height = info.grid.width, info.grid.height
+    if min(width, height) < scale:
+        raise InputError(f"{size_subject(width, height, info.window is not None)} smaller than one {scale}×{scale} block")
     return info, make_kernel(kernel, scale)
 
 

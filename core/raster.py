@@ -4,7 +4,8 @@ Arrays are ``(C, H, W)``. ``valid`` masks are boolean ``(C, H, W)``: false where
 nodata value, is not finite, or is masked by the file's own GDAL mask (an internal or ``.msk`` mask,
 or an alpha band: alpha bands are left out of the default band selection and refused in an explicit
 one). The selected bands must share one data type and one nodata value, as the output does. Outputs keep the
-georeferencing (geotransform and CRS, or ground control points moved to the output's pixels, or none),
+georeferencing (geotransform and CRS, or ground control points moved to the output's pixels, or none; an RPC
+model moved to the output's pixels too, ``rpcs_on_grid``),
 band descriptions, colour interpretation, scale/offset, units, metadata tags, nodata and dtype (values
 rounded and clipped to the dtype's range) unless Float32 is asked for; pixels the input masked
 without a nodata value are written as nodata, or under an internal mask when the output dtype has no
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import tempfile
 import threading
 import warnings
@@ -26,12 +26,14 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.control import GroundControlPoint
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.crs import CRS
 from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
+from rasterio.rpc import RPC
 
-from .config import GEOTIFF_EXTENSIONS
+from .config import GEOTIFF_EXTENSIONS, is_named_pipe
 from .errors import InputError, OutputWriteError
 from .grid import Grid, Window
 
@@ -65,6 +67,9 @@ class RasterInfo:
     #: Ground control points of the file (pixel coordinates of the file) and their CRS.
     gcps: tuple[GroundControlPoint, ...] = ()
     gcp_crs: Any = None
+    #: The file's RPC model (GDAL's ``RPC`` metadata domain, sidecar files included), for the file's pixels;
+    #: ``None``: none.
+    rpcs: RPC | None = None
     #: True when GDAL masks pixels of the selected bands other than by a nodata value (see the module); for
     #: the template of an output, when its pixels may be invalid other than by that nodata value (an
     #: ``AtomicGeoTIFF`` without one then writes an internal mask).
@@ -89,12 +94,13 @@ def rasterio_window(window: Window) -> rasterio.windows.Window:
 def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block: int) -> RasterInfo:
     """``info`` for the whole pixels (whole ``block²`` blocks) of ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS).
 
-    A raster georeferenced by ground control points only has no grid to place an extent on (its ``grid``
-    is in pixel coordinates): a one-line ``InputError``.
+    A raster georeferenced by ground control points or an RPC model only has no grid to place an extent on
+    (its ``grid`` is in pixel coordinates): a one-line ``InputError``.
     """
-    if info.gcps and not info.georeferenced:
+    if not info.georeferenced and (info.gcps or info.rpcs is not None):
+        by = "ground control points" if info.gcps else "an RPC model (rational polynomial coefficients)"
         raise InputError(
-            f"{info.path} is georeferenced by ground control points only (no geotransform), so an extent cannot be "
+            f"{info.path} is georeferenced by {by} only (no geotransform), so an extent cannot be "
             "placed on its pixels: warp it to a map grid first (gdalwarp), or run without an extent"
         )
     window = info.grid.extent_window(extent)
@@ -137,7 +143,7 @@ def open_info(
     """
     if os.path.isdir(path):
         raise InputError(f"input {path} is a folder, not a raster")
-    if os.path.exists(path) and stat.S_ISFIFO(os.stat(path).st_mode):  # GDAL would wait on it for ever
+    if is_named_pipe(path):
         raise InputError(f"input {path} is a named pipe, not a raster file")
     try:
         with warnings.catch_warnings():
@@ -237,6 +243,7 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
         georeferenced=not src.transform.is_identity,
         gcps=tuple(gcps),
         gcp_crs=gcp_crs,
+        rpcs=src.rpcs,
         masked=any(MaskFlags.all_valid not in f and MaskFlags.nodata not in f for f in flags),
         scales=tuple(src.scales[b - 1] for b in selected),
         offsets=tuple(src.offsets[b - 1] for b in selected),
@@ -253,9 +260,34 @@ def georeferencing_note(info: RasterInfo) -> str | None:
         return f"{info.path}: CRS {info.grid.crs.to_string()} assigned, replacing the file's ({own}); the output carries it"
     if info.gcps:
         return f"{info.path} is georeferenced by {len(info.gcps)} ground control points: they are moved to the output's pixels"
+    if info.rpcs is not None and not info.georeferenced:
+        return f"{info.path} is georeferenced by an RPC model: it is moved to the output's pixels"
     if info.grid.crs is None:
         return f"warning: {info.path} has no {'CRS' if info.georeferenced else 'georeferencing'}; the output is written without one"
     return None
+
+
+def rpcs_on_grid(rpcs: RPC, to_file: Affine) -> RPC:
+    """The RPC model ``rpcs`` of a file, for a raster whose pixel coordinates map to the file's by ``to_file``.
+
+    GDAL's RPC convention (RFC 22, ``alg/gdal_rpc.cpp``): the polynomials of the normalised longitude,
+    latitude and height give sample = SAMP_OFF + SAMP_SCALE · P/Q and line = LINE_OFF + LINE_SCALE · P'/Q'
+    with the *centre* of the top-left pixel at (0, 0); GDAL adds ½ to reach its own convention, which
+    ``core.grid`` and ``to_file`` follow: the top-left pixel's *corner* at (0, 0). ``to_file`` must be a
+    scale and a translation (column ↦ a · column + c, row ↦ e · row + f), as for a window of the file
+    refined or coarsened by an integer factor. A ground point at file sample u is at file column u + ½,
+    i.e. at column (u + ½ − c) / a of the raster, which is its sample (u + ½ − c) / a − ½ there; so
+    SAMP_OFF' = (SAMP_OFF + ½ − c) / a − ½ and SAMP_SCALE' = SAMP_SCALE / a, and lines alike with e and f.
+    The ground side (offsets, scales and coefficients of the polynomials, errors) is kept.
+    """
+    a, c, e, f = to_file.a, to_file.c, to_file.e, to_file.f
+    return RPC(**{
+        **rpcs.to_dict(),
+        "samp_off": (rpcs.samp_off + 0.5 - c) / a - 0.5,
+        "samp_scale": rpcs.samp_scale / a,
+        "line_off": (rpcs.line_off + 0.5 - f) / e - 0.5,
+        "line_scale": rpcs.line_scale / e,
+    })
 
 
 def valid_mask(raw: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -607,7 +639,8 @@ class AtomicGeoTIFF:
 
     Use as a context manager; ``write(window, values, valid)`` writes ``(C, h, w)`` float blocks and
     their validity (``to_dtype``). ``grid`` is the output's grid in the input's georeferencing (for a
-    file without a geotransform, its pixel coordinates: ground control points are moved through it). On
+    file without a geotransform, its pixel coordinates); the ground control points and the RPC model of
+    ``info``'s file are moved to the output's pixels through it. On
     any exception (including ``Cancelled`` and Ctrl-C) the temporary file is removed and nothing appears
     at ``path``; on success stale ``.aux.xml``/``.ovr``/``.msk`` sidecars of a previous file at ``path``
     are removed. With ``files`` the finished file joins that group (``StagedFiles``) and moves into place
@@ -681,13 +714,16 @@ class AtomicGeoTIFF:
         dataset.update_tags(**info.tags)
         for index, tags in enumerate(info.band_tags, start=1):
             dataset.update_tags(index, **tags)
+        to_file = ~(info.file_grid or info.grid).transform * self.grid.transform  # output pixels → the file's
         if info.gcps:
-            to_output = ~self.grid.transform  # from the file's pixel coordinates (GCP files have no geotransform)
+            to_output = ~to_file
             moved = []
             for p in info.gcps:
                 col, row = to_output * (p.col, p.row)
                 moved.append(GroundControlPoint(row, col, p.x, p.y, p.z, p.id, p.info))
             dataset.gcps = (moved, info.gcp_crs)
+        if info.rpcs is not None:
+            dataset.rpcs = rpcs_on_grid(info.rpcs, to_file)
 
     def write(self, window: Window, values: np.ndarray, valid: np.ndarray) -> None:
         """Write float ``values`` ``(C, h, w)`` at ``window``, cast by ``to_dtype``; invalid pixels become nodata."""

@@ -110,8 +110,9 @@ def check_inputs(
     check_kernels_fit_grids(config, nesting)
     s = nesting.scale
     if min(nesting.target.width, nesting.target.height) < MIN_TARGET_SIZE:
+        target_area = "the chosen extent of the target" if target.window is not None else "target"
         raise InputError(
-            f"the overlap of target and guide is {nesting.target.width}×{nesting.target.height} target pixels: "
+            f"the overlap of {target_area} and guide is {nesting.target.width}×{nesting.target.height} target pixels: "
             f"guided DIP needs at least {MIN_TARGET_SIZE}×{MIN_TARGET_SIZE}"
         )
     return GuidedInputs(

@@ -28,6 +28,8 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
+from rasterio.rpc import RPC
+from rasterio.transform import RPCTransformer
 
 from internal_sr.core.raster import loss_curve_path
 
@@ -270,6 +272,51 @@ def _set_gcps(dataset) -> None:
     dataset.gcps = (points, CRS.from_epsg(4326))
 
 
+def _terms(**named: float) -> list[float]:
+    """The 20 coefficients of an RPC polynomial (GDAL's term order) from the named ones, the rest 0."""
+    order = ("one", "L", "P", "H", "LP", "LH", "PH", "LL", "PP", "HH")
+    return [named.get(term, 0.0) for term in order] + [0.0] * 10
+
+
+def rpc_model(size: int = EDGE) -> RPC:
+    """An RPC model of ``size × size`` pixels, about 1 km square near Rome (WGS 84, heights in metres):
+    samples follow the longitude L and lines the latitude P (rows run south), with height, cross and
+    quadratic terms and denominators that vary, so that it is no affine map in disguise."""
+    return RPC(
+        height_off=50.0, height_scale=500.0, lat_off=41.895, lat_scale=0.005, long_off=12.505, long_scale=0.006,
+        line_off=(size - 1) / 2, line_scale=size / 2, samp_off=(size - 1) / 2, samp_scale=size / 2,
+        samp_num_coeff=_terms(one=0.001, L=1.0, P=0.02, H=0.01, LP=0.03, LL=0.02),
+        samp_den_coeff=_terms(one=1.0, L=0.01, P=0.005),
+        line_num_coeff=_terms(one=-0.002, L=0.03, P=-1.0, H=0.02, PH=0.01, PP=0.02),
+        line_den_coeff=_terms(one=1.0, P=0.01),
+        err_bias=-1.0, err_rand=-1.0,
+    )
+
+
+def _set_rpcs(dataset) -> None:
+    dataset.rpcs = rpc_model()
+
+
+def assert_rpcs_moved(source: str, output: str, to_source: Affine) -> None:
+    """``output``'s RPC model puts ground points (the model's area at two heights) where ``source``'s does,
+    moved to ``output``'s pixels: pixel coordinates (corner convention) map to ``source``'s by
+    ``to_source``, within 0.001 output pixel."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(source) as src, rasterio.open(output) as dst:
+            before, after = src.rpcs, dst.rpcs
+    assert after is not None
+    u = np.linspace(-0.9, 0.9, 5)
+    lon, lat, height = (a.ravel() for a in np.meshgrid(u, u, [-0.1, 0.6]))
+    ground = (before.long_off + before.long_scale * lon, before.lat_off + before.lat_scale * lat,
+              before.height_off + before.height_scale * height)
+    rows, cols = RPCTransformer(before).rowcol(*ground, op=float)
+    found_rows, found_cols = RPCTransformer(after).rowcol(*ground, op=float)
+    expected_cols, expected_rows = ~to_source * (np.array(cols), np.array(rows))
+    np.testing.assert_allclose(found_cols, expected_cols, atol=1e-3)
+    np.testing.assert_allclose(found_rows, expected_rows, atol=1e-3)
+
+
 def _set_band_metadata(dataset) -> None:
     dataset.scales = (0.0001,) * dataset.count
     dataset.offsets = (-0.1,) * dataset.count
@@ -372,6 +419,12 @@ def _check_gcps(inputs: Inputs, output: str) -> None:
     np.testing.assert_allclose(found, [(2 * row, 2 * col, x, y) for row, col, x, y in GCPS])
 
 
+def _check_rpcs(inputs: Inputs, output: str) -> None:
+    """The RPC model is moved to the output's pixels (×2): a ground point lands where it did, in output pixels."""
+    assert _assert_pixel_grid(inputs, output) == ([], None)
+    assert_rpcs_moved(inputs[0], output, Affine.scale(0.5))
+
+
 def _check_masked(inputs: Inputs, output: str) -> None:
     """Pixels under the input's internal mask are under the output's (the dtype has no nodata), and their
     wild values reach no other pixel: the band means of the rest are the input's."""
@@ -466,6 +519,7 @@ CASES = (
     Case("nan_and_inf_in_float_input", _write("float.tif", _float_with_non_finite()), check=_check_non_finite),
     Case("no_georeferencing", _write("plain.tif", crs=None, transform=Affine.identity()), check=_check_no_georeferencing),
     Case("ground_control_points", _edited("gcps.tif", _set_gcps, crs=None, transform=Affine.identity()), check=_check_gcps),
+    Case("rpc_model", _edited("rpc.tif", _set_rpcs, crs=None, transform=Affine.identity()), check=_check_rpcs),
     Case("internal_mask", _edited("mask.tif", _mask_columns), check=_check_masked),
     Case("alpha_band", _edited("rgba.tif", _set_rgba, _rgba()), check=_check_alpha),
     Case("band_metadata", _edited("scaled.tif", _set_band_metadata), check=_check_band_metadata),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import warnings
 
@@ -20,14 +21,14 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 
-from bad_inputs import GCPS
+from bad_inputs import GCPS, assert_rpcs_moved, rpc_model
 from helpers import S2_10M, S2_20M, S2_20M_SAME_AREA, read, write_raster
 from internal_sr.core import pipeline
 from internal_sr.core.cli import main as cli
 from internal_sr.core.config import DIPConfig, GuidedDIPConfig, IOOptions
 from internal_sr.core.errors import InputError
 from internal_sr.core.grid import Grid, Window
-from internal_sr.core.pipeline import super_resolve
+from internal_sr.core.pipeline import degrade, super_resolve
 from internal_sr.core.sharpen import sharpen
 
 X0, Y0, PIXEL = 443720.0, 4171420.0, 20.0
@@ -94,17 +95,92 @@ def gcp_raster(folder) -> str:
     return path
 
 
-def test_an_extent_on_a_raster_georeferenced_by_ground_control_points_only_is_refused(tmp_path, capsys) -> None:
+def rpc_raster(folder) -> str:
+    """A 32 × 32 raster georeferenced by an RPC model only (``bad_inputs.rpc_model``, the area of ``GCPS``),
+    as a satellite's level-1 product is: no geotransform, so its grid is in pixel coordinates."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        path = write_raster(str(folder / "rpc.tif"), read(S2_20M)[:, :32, :32], crs=None, transform=Affine.identity())
+        with rasterio.open(path, "r+") as dataset:
+            dataset.rpcs = rpc_model()
+    return path
+
+
+#: The rasters georeferenced by points only, and how the refusal of an extent names what they have.
+POINTS_ONLY = [(gcp_raster, "ground control points only"), (rpc_raster, "an RPC model (rational polynomial coefficients) only")]
+
+
+@pytest.mark.parametrize("make,by", POINTS_ONLY, ids=["gcps", "rpcs"])
+def test_an_extent_on_a_raster_georeferenced_by_points_only_is_refused(tmp_path, capsys, make, by) -> None:
     # an extent in pixel coordinates inside the raster used to select pixels; one in WGS 84 was said not to
     # overlap "bounds 0,0,32,32": neither is what the user meant, and no grid exists to place it on
-    source, out = gcp_raster(tmp_path), str(tmp_path / "never.tif")
+    source, out = make(tmp_path), str(tmp_path / "never.tif")
     for extent in ("2,2,20,20", "12.501,41.891,12.509,41.899"):
         assert cli(["degrade", source, out, "--scale", "2", "--extent", extent]) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
-        assert "gcps.tif is georeferenced by ground control points only" in line and "gdalwarp" in line
-    with pytest.raises(InputError, match="ground control points only"):
+        assert f"{os.path.basename(source)} is georeferenced by {by}" in line and "gdalwarp" in line
+    with pytest.raises(InputError, match=f"georeferenced by {re.escape(by)}"):
         super_resolve(source, out, TINY_DIP, IOOptions(extent=(2.0, 2.0, 20.0, 20.0)))
-    assert sorted(os.listdir(tmp_path)) == ["gcps.tif"]
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(source)]
+
+
+@pytest.mark.parametrize("method", ["dip", "degrade", "guided"])
+def test_an_rpc_model_is_moved_to_the_pixels_of_an_extents_output(tmp_path, method) -> None:
+    # a georeferenced raster that also carries its sensor's RPC model (a level-1 product with a rough grid):
+    # its outputs lost the model; now a ground point lands on the same spot of the output's pixels
+    target = write_raster(str(tmp_path / "in.tif"), read(S2_20M), crs="EPSG:32618", transform=Affine(PIXEL, 0, X0, 0, -PIXEL, Y0))
+    with rasterio.open(target, "r+") as dataset:
+        dataset.rpcs = rpc_model(96)
+    out = str(tmp_path / "out.tif")
+    if method == "dip":
+        super_resolve(target, out, TINY_DIP, IOOptions(bands=(1,), extent=EXTENT))
+    elif method == "degrade":
+        degrade(target, out, 2, io=IOOptions(extent=EXTENT))
+    else:  # the output lies on the guide's grid, 10 m on the same origin
+        guide = write_raster(str(tmp_path / "g10.tif"), read(S2_10M)[:, :96, :96], crs="EPSG:32618",
+                             transform=Affine(PIXEL / 2, 0, X0, 0, -PIXEL / 2, Y0))
+        sharpen(target, guide, out, GuidedDIPConfig(kernel="bicubic", guide_kernel="bicubic", iterations=2, width=8, layers=2, device="cpu"),
+                IOOptions(bands=(1,), extent=EXTENT))
+    with rasterio.open(out) as dst:
+        to_source = ~Affine(PIXEL, 0, X0, 0, -PIXEL, Y0) * dst.transform
+    scale = {"dip": 0.5, "degrade": 2.0, "guided": 0.5}[method]
+    assert to_source.almost_equals(Affine.translation(WINDOW.col_off, WINDOW.row_off) * Affine.scale(scale))
+    assert_rpcs_moved(target, out, to_source)
+
+
+def pixel_extent(col: int, row: int, width: int, height: int) -> str:
+    """The ``--extent`` text of the whole input pixels ``width × height`` from column ``col``, row ``row``."""
+    return f"{X0 + col * PIXEL},{Y0 - (row + height) * PIXEL},{X0 + (col + width) * PIXEL},{Y0 - row * PIXEL}"
+
+
+@pytest.mark.parametrize(
+    "command,output,options,message",
+    [
+        ("dip", "sr.tif", ["--scale", "2", "--extent", pixel_extent(10, 20, 30, 20)],
+         "the chosen extent is 30×20 pixels, smaller than the network needs: at least 32×32 input pixels"),
+        ("knitwork", "sr.tif", ["--scale", "2", "--extent", pixel_extent(0, 0, 8, 40)],
+         "the chosen extent is 8×40 pixels, too small for Neural Knitworks: at least 9×9 input pixels"),
+        ("kernelgan", "k.npy", ["--scale", "2", "--extent", pixel_extent(0, 0, 40, 40)],
+         "the chosen extent is 40×40 pixels, too small for KernelGAN: at least 64×64 pixels"),
+        # whole 5 × 5 blocks from the corner: the 96-pixel raster's last block is column 95 alone
+        ("degrade", "lr.tif", ["--scale", "5", "--extent", pixel_extent(95, 0, 1, 10)],
+         "the chosen extent is 1×10 pixels, smaller than one 5×5 block"),
+    ],
+)
+def test_an_extent_too_small_for_the_method_is_named_as_the_cause(tmp_path, capsys, command, output, options, message) -> None:
+    # the refusal used to say "image 30×20 is smaller than the network needs" of a 96 × 96 raster
+    assert cli([command, S2_20M, str(tmp_path / output), *options]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert message in line and os.listdir(tmp_path) == []
+
+
+def test_guided_extent_too_small_is_named_as_the_cause(tmp_path) -> None:
+    transform20, transform10 = (Affine(s, 0, 300000.0, 0, -s, 5800000.0) for s in (20.0, 10.0))
+    target = write_raster(str(tmp_path / "t20.tif"), read(S2_20M_SAME_AREA), transform=transform20)
+    guide = write_raster(str(tmp_path / "g10.tif"), read(S2_10M), transform=transform10)
+    extent = (300000.0, 5800000.0 - 4 * 20, 300000.0 + 4 * 20, 5800000.0)  # 4 × 4 target pixels
+    with pytest.raises(InputError, match="the overlap of the chosen extent of the target and guide is 4×4 target pixels"):
+        sharpen(target, guide, str(tmp_path / "never.tif"), GuidedDIPConfig(device="cpu"), IOOptions(extent=extent))
 
 
 def test_cli_extent_for_dip_and_degrade(tmp_path, capsys) -> None:
@@ -247,13 +323,14 @@ def test_processing_extent_in_the_raster_crs_and_in_another_crs(tmp_path) -> Non
 
 @pytest.mark.qgis
 @pytest.mark.usefixtures("internal_sr_provider")
-def test_processing_extent_on_a_raster_georeferenced_by_ground_control_points_only_is_refused(tmp_path) -> None:
+@pytest.mark.parametrize("make,by", POINTS_ONLY, ids=["gcps", "rpcs"])
+def test_processing_extent_on_a_raster_georeferenced_by_points_only_is_refused(tmp_path, make, by) -> None:
     from qgis.core import QgsProcessingException
 
-    source, out = gcp_raster(tmp_path), str(tmp_path / "never.tif")
-    with pytest.raises(QgsProcessingException) as error:  # QGIS shows the layer warped by its GCPs, in WGS 84
+    source, out = make(tmp_path), str(tmp_path / "never.tif")
+    with pytest.raises(QgsProcessingException) as error:  # QGIS shows the layer warped by its GCPs or RPCs, in WGS 84
         processing_run("degrade", {"INPUT": source, "SCALE": 2, "EXTENT": "12.501,12.509,41.891,41.899 [EPSG:4326]", "OUTPUT": out})
-    lines = [line for line in str(error.value).strip().splitlines() if "ground control points only" in line]
+    lines = [line for line in str(error.value).strip().splitlines() if f"georeferenced by {by}" in line]
     assert len(lines) == 1 and not os.path.exists(out)
 
 

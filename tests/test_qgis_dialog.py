@@ -314,7 +314,7 @@ def test_the_summary_refuses_what_the_run_would_refuse(dialog, tmp_path) -> None
     dialog.extent_box.setOutputExtentFromUser(QgsRectangle(x0 - 5000, y0 + 1000, x0 - 4000, y0 + 2000), layer.crs())
     refused("does not overlap")
     dialog.extent_box.setOutputExtentFromUser(QgsRectangle(x0, y0 - 200, x0 + 200, y0), layer.crs())
-    refused("image 10×10 is smaller than the network needs")
+    refused("the chosen extent is 10×10 pixels, smaller than the network needs")
     dialog.extent_box.setChecked(False)
     assert dialog.run_button.isEnabled() and "Output: 96 × 96 pixels" in dialog.summary_label.text()
 

@@ -411,7 +411,7 @@ def test_settings_the_run_would_refuse_fail_the_check_before_it(crop64: str, tmp
         ("knitwork", {**dip, "KERNEL_FILE": str(tmp_path / "nan.npy")}, "must be finite with a positive sum"),
         ("degrade", {**dip, "KERNEL_FILE": str(tmp_path / "nan.npy")}, "must be finite with a positive sum"),
         ("dip", {**dip, "INPUT": tiny}, "image 16×16 is smaller than the network needs"),
-        ("dip", {**dip, "EXTENT": grid_extent(crop64, 30, 20)}, "image 30×20 is smaller than the network needs"),
+        ("dip", {**dip, "EXTENT": grid_extent(crop64, 30, 20)}, "the chosen extent is 30×20 pixels, smaller than the network needs"),
         ("dip", {**dip, "OUTPUT": "/proc/out.tif"}, "cannot write in output folder /proc"),
         ("evaluate", {**dip, "METHOD": "dip", "KERNEL": "sentinel2", "OUTPUT": str(tmp_path / "r.html")}, "is for guided DIP only"),
         ("evaluate", {**dip, "METHOD": "guided", "GUIDE": guide, "OUTPUT": str(tmp_path / "r.html")}, "differ: reproject"),
