@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     product.add_argument("inputs", nargs="+", help="folders (e.g. a .SAFE product) and/or band files")
     product.add_argument("output", help="output GeoTIFF: the bands in order B1 … B12 on the 10 m grid")
     product.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {GUIDED_ITERATIONS})")
-    product.add_argument("--float32", action="store_true", help="write Float32 instead of the bands' data type")
+    product.add_argument("--float32", action="store_true", help="write Float32 instead of the 10 m bands' data type "
+                         "(needed when the resolutions' data types differ)")
     optimisation(product, "target")
 
     evaluate = sub.add_parser(
