@@ -342,12 +342,34 @@ def _terminate_cancels() -> Iterator[None]:
             signal.signal(number, handler)
 
 
+@contextmanager
+def _escaping_output() -> Iterator[None]:
+    """Inside the block stdout and stderr escape the characters their encoding lacks (``backslashreplace``: a
+    CJK path on cp1252); afterwards each stream's own error handling is back, for the script or test that
+    called ``main`` as a function. Streams without ``reconfigure`` (an ``io.StringIO``) are left as they are."""
+    changed = [(stream, stream.errors) for stream in (sys.stdout, sys.stderr) if hasattr(stream, "reconfigure")]
+    for stream, _ in changed:
+        stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        for stream, errors in changed:
+            try:  # reconfiguring flushes what is still buffered: a closed pipe (``_say``) or stream refuses that
+                stream.reconfigure(errors=errors)
+            except (OSError, ValueError):
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status. Printing never fails a run whose files are written:
-    characters the terminal's encoding lacks (a CJK path on cp1252) are escaped, a closed pipe is ignored."""
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+    characters the terminal's encoding lacks (a CJK path on cp1252) are escaped, a closed pipe is ignored.
+    stdout and stderr are given back as they were (``_escaping_output``), so scripts and tests may call it."""
+    with _escaping_output():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    """``main`` inside ``_escaping_output``."""
     try:
         args = build_parser().parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # usage errors (status 2) and --help (status 0)
