@@ -1,7 +1,8 @@
 """Command line: ``internal-sr dip|knitwork|guided|sentinel2|degrade|kernelgan|evaluate ...``.
 
 Any user error exits with status 2 and one line on stderr naming the problem; nothing is written at
-OUTPUT then. Ctrl-C or SIGTERM cancels cleanly (status 130, no output).
+OUTPUT then. Ctrl-C or SIGTERM cancels cleanly (status 130, no output); one that comes after the run's files
+moved into place, while it ends, still exits 130 but names the files as written in full.
 """
 
 from __future__ import annotations
@@ -322,8 +323,9 @@ def _say(lines: list[str]) -> None:
 def _terminate_cancels() -> Iterator[None]:
     """Ctrl-C (SIGINT), SIGTERM (``kill``, a batch system's time limit) and SIGHUP (the terminal closed; not on
     Windows) cancel the run, so the temporary files are removed; while a group of files is moving into place
-    (``core.raster.committing``) the signal is too late for it and is ignored. The previous handlers are
-    restored afterwards. Only the main thread can do this."""
+    (``core.raster.committing``) the signal is too late for it and is ignored. One after the run's files are in
+    place still cancels what is left (printing), and ``_cancelled_line`` names the files. The previous
+    handlers are restored afterwards. Only the main thread can do this."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -340,6 +342,13 @@ def _terminate_cancels() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _cancelled_line(written: list[str]) -> str:
+    """What a cancelled run says: nothing written, or, for a signal that came after files moved into place (the
+    run's one group of files is committed as it ends, ``core.raster.StagedFiles``), those of them still there."""
+    kept = [path for path in dict.fromkeys(written) if os.path.exists(path)]
+    return f"cancelled after writing {', '.join(kept)} in full" if kept else "cancelled, nothing written"
 
 
 @contextmanager
@@ -374,9 +383,12 @@ def _main(argv: list[str] | None) -> int:
         args = build_parser().parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # usage errors (status 2) and --help (status 0)
         return int(exc.code or 0)
+    from .raster import recording_commits
+
     progress = TerminalProgress()
+    written: list[str] = []
     try:
-        with _terminate_cancels():
+        with recording_commits(written), _terminate_cancels():
             lines = run(args, progress)
     except InputError as exc:
         progress.close()
@@ -384,7 +396,7 @@ def _main(argv: list[str] | None) -> int:
         return 2
     except (Cancelled, KeyboardInterrupt):
         progress.close()
-        sys.stderr.write("internal-sr: cancelled, nothing written\n")
+        sys.stderr.write(f"internal-sr: {_cancelled_line(written)}\n")
         return 130
     except Exception as exc:  # MemoryError included: never a traceback in the user's face; the output was not written
         progress.close()
