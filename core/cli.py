@@ -1,7 +1,8 @@
 """Command line: ``internal-sr dip|knitwork|guided|sentinel2|degrade|kernelgan|evaluate ...``.
 
 Any user error exits with status 2 and one line on stderr naming the problem; nothing is written at
-OUTPUT then. Ctrl-C or SIGTERM cancels cleanly (status 130, no output).
+OUTPUT then. Ctrl-C or SIGTERM cancels cleanly (status 130, no output); one that comes after the run's files
+moved into place, while it ends, still exits 130 but names the files as written in full.
 """
 
 from __future__ import annotations
@@ -211,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     product.add_argument("inputs", nargs="+", help="folders (e.g. a .SAFE product) and/or band files")
     product.add_argument("output", help="output GeoTIFF: the bands in order B1 … B12 on the 10 m grid")
     product.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {GUIDED_ITERATIONS})")
-    product.add_argument("--float32", action="store_true", help="write Float32 instead of the bands' data type")
+    product.add_argument("--float32", action="store_true", help="write Float32 instead of the 10 m bands' data type "
+                         "(needed when the resolutions' data types differ)")
     optimisation(product, "target")
 
     evaluate = sub.add_parser(
@@ -321,8 +323,9 @@ def _say(lines: list[str]) -> None:
 def _terminate_cancels() -> Iterator[None]:
     """Ctrl-C (SIGINT), SIGTERM (``kill``, a batch system's time limit) and SIGHUP (the terminal closed; not on
     Windows) cancel the run, so the temporary files are removed; while a group of files is moving into place
-    (``core.raster.committing``) the signal is too late for it and is ignored. The previous handlers are
-    restored afterwards. Only the main thread can do this."""
+    (``core.raster.committing``) the signal is too late for it and is ignored. One after the run's files are in
+    place still cancels what is left (printing), and ``_cancelled_line`` names the files. The previous
+    handlers are restored afterwards. Only the main thread can do this."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -341,19 +344,51 @@ def _terminate_cancels() -> Iterator[None]:
             signal.signal(number, handler)
 
 
+def _cancelled_line(written: list[str]) -> str:
+    """What a cancelled run says: nothing written, or, for a signal that came after files moved into place (the
+    run's one group of files is committed as it ends, ``core.raster.StagedFiles``), those of them still there."""
+    kept = [path for path in dict.fromkeys(written) if os.path.exists(path)]
+    return f"cancelled after writing {', '.join(kept)} in full" if kept else "cancelled, nothing written"
+
+
+@contextmanager
+def _escaping_output() -> Iterator[None]:
+    """Inside the block stdout and stderr escape the characters their encoding lacks (``backslashreplace``: a
+    CJK path on cp1252); afterwards each stream's own error handling is back, for the script or test that
+    called ``main`` as a function. Streams without ``reconfigure`` (an ``io.StringIO``) are left as they are."""
+    changed = [(stream, stream.errors) for stream in (sys.stdout, sys.stderr) if hasattr(stream, "reconfigure")]
+    for stream, _ in changed:
+        stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        for stream, errors in changed:
+            try:  # reconfiguring flushes what is still buffered: a closed pipe (``_say``) or stream refuses that
+                stream.reconfigure(errors=errors)
+            except (OSError, ValueError):
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status. Printing never fails a run whose files are written:
-    characters the terminal's encoding lacks (a CJK path on cp1252) are escaped, a closed pipe is ignored."""
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+    characters the terminal's encoding lacks (a CJK path on cp1252) are escaped, a closed pipe is ignored.
+    stdout and stderr are given back as they were (``_escaping_output``), so scripts and tests may call it."""
+    with _escaping_output():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    """``main`` inside ``_escaping_output``."""
     try:
         args = build_parser().parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # usage errors (status 2) and --help (status 0)
         return int(exc.code or 0)
+    from .raster import recording_commits
+
     progress = TerminalProgress()
+    written: list[str] = []
     try:
-        with _terminate_cancels():
+        with recording_commits(written), _terminate_cancels():
             lines = run(args, progress)
     except InputError as exc:
         progress.close()
@@ -361,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (Cancelled, KeyboardInterrupt):
         progress.close()
-        sys.stderr.write("internal-sr: cancelled, nothing written\n")
+        sys.stderr.write(f"internal-sr: {_cancelled_line(written)}\n")
         return 130
     except Exception as exc:  # MemoryError included: never a traceback in the user's face; the output was not written
         progress.close()

@@ -125,7 +125,8 @@ class Evaluation:
         Strict JSON has no infinity: ``core.report.write_json`` writes infinite and undefined scores as
         ``null``, and each score's ``infinite`` lists the metrics that are +∞ (a perfect estimate's PSNR or
         SRE): ``"psnr"`` for the overall score, ``"psnr[2]"`` for band 2's (1-based, in ``bands`` order), so
-        the two can be told apart."""
+        the two can be told apart. Each score's ``sre_left_out`` lists the bands (1-based) its overall SRE
+        leaves out of its mean over bands, their SRE not being finite (``metrics.sre``)."""
         return {
             "input": self.input_path,
             "method": self.method,
@@ -138,7 +139,8 @@ class Evaluation:
             "scores": [
                 {"label": s.label, "overall": s.overall, "per_band": s.per_band,
                  "infinite": [m for m, v in s.overall.items() if v == float("inf")]
-                 + [f"{m}[{b}]" for m, values in s.per_band.items() for b, v in enumerate(values, start=1) if v == float("inf")]}
+                 + [f"{m}[{b}]" for m, values in s.per_band.items() for b, v in enumerate(values, start=1) if v == float("inf")],
+                 "sre_left_out": [b + 1 for b in metrics.sre_left_out(s.per_band["sre"])]}
                 for s in self.scores
             ],
             "device": self.run.device if self.run else "cpu",

@@ -4,7 +4,10 @@ Arrays are ``(C, H, W)`` in the raster's own units (e.g. reflectance ×10⁴). P
 the reference's dynamic range (max − min over all bands; per band: that band's) as peak; SSIM
 (scikit-image) is computed per band with that band's range and averaged; SAM is the mean spectral
 angle in degrees; ERGAS follows Wald (2000): ``100/s · sqrt(mean_b (RMSE_b / μ_b)²)`` (per band: the
-same with one band); SRE is per band ``10·log10(μ_b² / MSE_b)`` in dB, averaged over bands overall.
+same with one band); SRE is per band ``10·log10(μ_b² / MSE_b)`` in dB and overall the mean of the bands'
+SRE in dB, as the Sentinel-2 super-resolution literature reports it (Lanaras et al. 2018), over the bands
+where it is finite (``sre``): a band reproduced exactly (+∞) or of mean 0 (−∞, or NaN when also exact) is
+left out of that mean (``sre_left_out`` names it) instead of making the overall score ∞ and hiding the others.
 Higher is better for PSNR, SSIM and SRE; lower for RMSE, SAM and ERGAS (``HIGHER_IS_BETTER``).
 A perfect estimate scores infinite PSNR and SRE; a band whose mean is 0 has infinite or undefined (NaN)
 ERGAS and SRE; SAM is NaN for a single band. A constant reference band has no range, so its PSNR and
@@ -13,6 +16,8 @@ every score NaN (SAM included).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -101,21 +106,44 @@ def ergas_per_band(estimate: np.ndarray, reference: np.ndarray, scale: int) -> n
 
 
 def sre_per_band(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each band's ``10·log10(μ_b² / MSE_b)`` (dB): +∞ when reproduced exactly, −∞ (NaN if exact) when μ_b is 0."""
     e, r = _pair(estimate, reference)
     mse = ((e - r) ** 2).mean(axis=(1, 2))
     with np.errstate(divide="ignore", invalid="ignore"):
         return 10 * np.log10(r.mean(axis=(1, 2)) ** 2 / mse)
 
 
+def sre_left_out(per_band: Sequence[float]) -> list[int]:
+    """The bands (0-based) the overall SRE leaves out of its mean: those whose SRE (``sre_per_band``) is not
+    finite, when at least one band's is; none otherwise (the overall score is then +∞ or NaN, not a mean)."""
+    values = np.asarray(per_band, dtype=np.float64)
+    finite = np.isfinite(values)
+    return np.flatnonzero(~finite).tolist() if finite.any() else []
+
+
+def sre(estimate: np.ndarray, reference: np.ndarray) -> float:
+    """The overall SRE (dB): the mean of the bands' SRE over the bands where it is finite (``sre_left_out``
+    names the others). +∞ when every band is reproduced exactly; NaN when the estimate or the reference holds
+    a non-finite value, or when no band has a finite SRE and not every band's is +∞."""
+    e, r = _pair(estimate, reference)
+    if not (np.isfinite(e).all() and np.isfinite(r).all()):
+        return float("nan")
+    per_band = sre_per_band(e, r)
+    if np.isposinf(per_band).all():
+        return float("inf")
+    kept = np.delete(per_band, sre_left_out(per_band))
+    return float(kept.mean()) if np.isfinite(kept).all() else float("nan")
+
+
 def all_metrics(estimate: np.ndarray, reference: np.ndarray, scale: int) -> dict[str, float]:
-    """PSNR (dB), SSIM, RMSE, SAM (°), ERGAS and mean SRE (dB) of ``estimate`` against ``reference``."""
+    """PSNR (dB), SSIM, RMSE, SAM (°), ERGAS and SRE (dB; the mean over bands of ``sre``) of ``estimate`` against ``reference``."""
     return {
         "psnr": psnr(estimate, reference),
         "ssim": ssim(estimate, reference),
         "rmse": rmse(estimate, reference),
         "sam": sam(estimate, reference),
         "ergas": ergas(estimate, reference, scale),
-        "sre": float(sre_per_band(estimate, reference).mean()),
+        "sre": sre(estimate, reference),
     }
 
 

@@ -492,8 +492,9 @@ def temporary_beside(path: str) -> tuple[int, str]:
         raise InputError(f"cannot write in output folder {folder}: {error.strerror or error}") from None
 
 
-#: ``StagedFiles.commit`` calls under way (any thread), under ``_COMMIT_LOCK``.
+#: ``StagedFiles.commit`` calls under way (any thread), and the lists ``recording_commits`` fills, under ``_COMMIT_LOCK``.
 _commits = 0
+_commit_records: list[list[str]] = []
 _COMMIT_LOCK = threading.Lock()
 
 
@@ -502,6 +503,20 @@ def committing() -> bool:
     file's sidecars included): a signal handler cancelling a run lets that finish. A run may commit groups before
     its end (``sentinel2`` sharpens each resolution into a temporary file), so only the commit itself is guarded."""
     return _commits > 0
+
+
+@contextmanager
+def recording_commits(record: list[str]) -> Iterator[None]:
+    """Append to ``record`` each path ``StagedFiles.commit`` moves into place (any thread) while the block runs:
+    what a run cancelled after a commit has written. Some may be gone again (``sentinel2``'s sharpened parts,
+    committed into a temporary folder that the cancelled run removes)."""
+    with _COMMIT_LOCK:
+        _commit_records.append(record)
+    try:
+        yield
+    finally:
+        with _COMMIT_LOCK:
+            _commit_records[:] = [r for r in _commit_records if r is not record]  # by identity: empty lists are equal
 
 
 class StagedFiles:
@@ -556,6 +571,9 @@ class StagedFiles:
             for path, tmp in list(self.staged.items()):
                 os.replace(tmp, path)
                 del self.staged[path]
+                with _COMMIT_LOCK:
+                    for record in _commit_records:
+                        record.append(path)
             for path in self.stale:
                 if os.path.exists(path):
                     os.remove(path)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import figures
+from . import figures, metrics
 from .config import InternalLearningConfig, IOOptions
 from .errors import InputError
 from .evaluation import BICUBIC, Evaluation, evaluate
@@ -99,6 +99,21 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 
+def sre_note(evaluation: Evaluation) -> str:
+    """A sentence naming, for each method, the bands its overall SRE leaves out of its mean over bands
+    (``metrics.sre``: their SRE is not finite) with their SRE; empty when no band is left out."""
+    parts = []
+    for s in evaluation.scores:
+        sre = s.per_band["sre"]
+        left = metrics.sre_left_out(sre)
+        if left:
+            parts.append(f"{s.label}: " + ", ".join(f"{evaluation.band_names[b]} ({_fmt(sre[b])})" for b in left))
+    if not parts:
+        return ""
+    return ("Overall SRE: the mean over the bands whose SRE is finite; left out (∞: reproduced exactly; −∞ or —: "
+            "reference mean 0): " + "; ".join(parts) + ".")
+
+
 def _cells(values: list[float], metric: str) -> list[str]:
     """Table cells of one column of ``metric`` scores, the best in bold: every value that *reads* as the best
     (as ``_fmt`` prints it, so ties to the printed digit are all bold); undefined (NaN) values never are."""
@@ -146,6 +161,8 @@ def render_html(evaluation: Evaluation) -> str:
     window = e.window
     settings = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in e.settings.items())
     panels, note = _panels(e)
+    sre_text = sre_note(e)
+    left_out = f"<p>{html.escape(sre_text)}</p>" if sre_text else ""
     figures_html = "".join(f"<figure>{figures.html_image(rgb, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, rgb in panels)
     if e.run is not None:
         curve = figures.loss_curve(e.run.curves, e.method_scores.label)
@@ -162,8 +179,10 @@ def render_html(evaluation: Evaluation) -> str:
 ({w} × {h}). The image was degraded ×{e.scale} with the kernel <code>{html.escape(e.kernel)}</code>, super-resolved back to
 its own grid by each method, and compared with itself: the scores measure how well each method restores detail the
 degradation removed. Higher is better for PSNR, SSIM and SRE; lower for RMSE, SAM and ERGAS (RMSE in the raster's units).
-Best of each column in bold.</p>
-<h2>Scores</h2>{_overall_table(e)}
+Overall SRE is the mean of the bands' SRE in dB, as the Sentinel-2 super-resolution literature reports it; a band whose
+SRE is not finite (∞ when it is reproduced exactly) is left out of that mean, so the other bands still show, and named
+under the table. Best of each column in bold.</p>
+<h2>Scores</h2>{_overall_table(e)}{left_out}
 <h2>Images</h2><p>{html.escape(note)}</p>{figures_html}
 {loss}
 <h2>Per band</h2>{_band_tables(e)}
@@ -178,11 +197,12 @@ def write_html(evaluation: Evaluation, path: str, files: StagedFiles | None = No
 
 
 def text_table(evaluation: Evaluation) -> str:
-    """The overall scores as a plain-text table (the command line prints it)."""
+    """The overall scores as a plain-text table (the command line prints it), and ``sre_note`` when it says anything."""
     width = max(len(s.label) for s in evaluation.scores)
     lines = [" " * width + "".join(f"{METRIC_NAMES[m]:>12}" for m in HIGHER_IS_BETTER)]
     lines += [f"{s.label:<{width}}" + "".join(f"{_fmt(s.overall[m]):>12}" for m in HIGHER_IS_BETTER) for s in evaluation.scores]
-    return "\n".join(lines)
+    note = sre_note(evaluation)
+    return "\n".join(lines + ([note] if note else []))
 
 
 @dataclass

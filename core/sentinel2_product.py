@@ -135,11 +135,17 @@ def stack_nodata(info: RasterInfo) -> float | None:
     return info.nodata
 
 
-def check_stacks(groups: dict[int, list[BandSource]]) -> list[RasterInfo]:
+def check_stacks(groups: dict[int, list[BandSource]], float32: bool = False) -> list[RasterInfo]:
     """Before any work: the bands of each resolution are stacked and sharpened together, so they must share
-    one grid, data type and nodata value (``stack_nodata``; NaN equals NaN), and the output has the 10 m
-    bands' data type, so every resolution must have it; a one-line ``InputError`` names the first band that
-    does not, with its file, and what to give instead. Returns every band's info, in ``groups``' order."""
+    one grid, data type and nodata value (``stack_nodata``; NaN equals NaN).
+
+    Resolutions may differ in type only with ``float32`` (``--float32``): each resolution is then stacked,
+    sharpened and read back in its own type with its own nodata value, and the Float32 output holds every
+    resolution's values and marks whatever any of them leaves invalid (by the 10 m bands' nodata value, else
+    NaN). Without it the output has the 10 m bands' type, which may not hold another resolution's values
+    (Float32 reflectance rounded to the integers 0 and 1 of uint16 digital numbers) nor, in an integer type
+    without a nodata value, mark its no data band by band. A one-line ``InputError`` names the first band that
+    does not fit, with its file, and what to give instead. Returns every band's info, in ``groups``' order."""
     guide = groups[10][0]
     guide_dtype = open_info(guide.path, (guide.index,)).dtype
     infos: list[RasterInfo] = []
@@ -149,9 +155,13 @@ def check_stacks(groups: dict[int, list[BandSource]]) -> list[RasterInfo]:
         first = sources[0]
         reference = open_info(first.path, (first.index,))
         infos.append(reference)
-        if reference.dtype != guide_dtype:  # the output stack has one type: the 10 m bands'
-            raise InputError(f"band {first.band} in {first.path} is {reference.dtype} but band {guide.band} in {guide.path} "
-                             f"is {guide_dtype}: give the bands in one data type, as the product has them")
+        if reference.dtype != guide_dtype and not float32:
+            raise InputError(
+                f"band {first.band} in {first.path} is {reference.dtype} but band {guide.band} in {guide.path} is "
+                f"{guide_dtype}, and the output is written in the 10 m bands' data type, which may not hold the other "
+                "values: write Float32 (--float32), which holds every band's values and no data, or give the bands in "
+                "one data type, as the product has them"
+            )
         for source in sources[1:]:
             info = open_info(source.path, (source.index,))
             infos.append(info)
@@ -214,7 +224,7 @@ def sharpen_product(
     check_raster_output(output_path, sorted({s.path for s in found.values()}))
     groups = {res: [found[b] for b in ORDER if b in found and RESOLUTION[b] == res] for res in (10, 20, 60)}
     recorder.info("bands found: " + ", ".join(f"{res} m {', '.join(s.band for s in g)}" for res, g in groups.items() if g))
-    infos = check_stacks(groups)
+    infos = check_stacks(groups, float32)
     undeclared = sum(1 for i in infos if i.nodata is None and stack_nodata(i) is not None)
     if undeclared:
         recorder.info(f"{undeclared} of the {len(infos)} bands declare no nodata value: {SENTINEL2_NODATA} is no data there, as "

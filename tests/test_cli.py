@@ -228,6 +228,23 @@ def test_printing_never_fails_a_run_whose_output_is_written(tmp_path, capsys, mo
     assert "\\u4f4e" in stdout.buffer.getvalue().decode("cp1252")
 
 
+def test_main_gives_stdout_and_stderr_back_as_they_were(tmp_path, monkeypatch):
+    """main escapes what the streams' encoding lacks while it runs, but it left them escaping for good: a script
+    or test calling it as a function had its own error handling (strict, surrogateescape) changed."""
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    stderr = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="surrogateescape")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    missing = str(tmp_path / "café.tif")
+    assert main(["degrade", missing, str(tmp_path / "lr.tif"), "--scale", "2"]) == 2
+    assert (stdout.errors, stderr.errors) == ("strict", "surrogateescape")
+    stderr.flush()
+    assert "caf\\xe9.tif" in stderr.buffer.getvalue().decode("ascii")  # escaped while main ran
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :32, :32])
+    assert main(["degrade", source, str(tmp_path / "lr.tif"), "--scale", "2"]) == 0  # and after a run that prints
+    assert (stdout.errors, stderr.errors) == ("strict", "surrogateescape")
+
+
 def test_options_a_command_ignores_are_named(tmp_path, capsys):
     """--kernelgan-iterations without --kernel estimate, and --iterations for method bicubic, change nothing:
     the run says so instead of ignoring them silently."""

@@ -46,6 +46,25 @@ def test_metrics_match_hand_computed_values():
     assert np.isnan(metrics.psnr_per_band(estimate, reference)[1])
 
 
+def test_a_band_reproduced_exactly_leaves_the_overall_sre_to_the_others():
+    """Band 2 reproduced exactly has SRE +∞; the overall SRE (the mean over bands, as the literature reports it)
+    was +∞ too, hiding bands 1 and 3: it is now their mean, and band 2 is named as left out."""
+    reference = np.array([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]], [[2.0, 2.0], [2.0, 2.0]]])
+    estimate = reference + np.array([1.0, 0.0, 0.5])[:, None, None]  # band 1 off by 1 (μ 2.5), band 3 by 0.5 (μ 2)
+    band_1, band_3 = 10 * math.log10(2.5**2 / 1), 10 * math.log10(2.0**2 / 0.25)
+    per_band = metrics.sre_per_band(estimate, reference)
+    assert per_band[[0, 2]] == pytest.approx([band_1, band_3]) and per_band[1] == math.inf
+    assert metrics.sre(estimate, reference) == pytest.approx((band_1 + band_3) / 2)
+    assert metrics.sre_left_out(per_band) == [1]
+    zero_mean = np.stack([reference[0], reference[1] - 6.5])  # band 2 of mean 0 with an error: SRE −∞, left out
+    assert metrics.sre(zero_mean + 1.0, zero_mean) == pytest.approx(band_1) and metrics.sre_left_out(
+        metrics.sre_per_band(zero_mean + 1.0, zero_mean)) == [1]
+    assert metrics.sre(reference, reference) == math.inf and metrics.sre_left_out([math.inf] * 3) == []  # all exact
+    broken = estimate.copy()
+    broken[0, 0, 0] = np.nan  # a NaN in the estimate still makes the score NaN, not a mean of the other bands
+    assert math.isnan(metrics.sre(broken, reference))
+
+
 def geo_10m(tmp_path, data=None, nodata=None) -> str:
     """The committed 10 m crop (B4, B3, B2, B8) on a UTM grid at (300000, 5800000)."""
     data = read(S2_10M) if data is None else data
@@ -211,14 +230,19 @@ def test_a_constant_image_writes_valid_json(tmp_path):
 
 def test_infinite_per_band_scores_are_named_in_the_json(tmp_path):
     """A constant band that bicubic reproduces exactly has infinite PSNR and SRE: null in the JSON, so its
-    score's ``infinite`` names them (it named the overall metrics only)."""
+    score's ``infinite`` names them (it named the overall metrics only). The overall SRE is the other band's
+    (it was +∞, null in the JSON), and the JSON, the report and the printed table say the band was left out."""
     data = read(S2_10M)[:2, :32, :32]
     data[1] = 1234
     e = evaluate(write_raster(str(tmp_path / "c.tif"), data, crs=UTM), "bicubic", 2, "bicubic")
     report.write_json(e, str(tmp_path / "c.json"))
     bicubic = strict_json((tmp_path / "c.json").read_text())["scores"][0]
     assert bicubic["per_band"]["psnr"][1] is None and bicubic["per_band"]["psnr"][0] > 20
-    assert bicubic["infinite"] == ["sre", "psnr[2]", "sre[2]"]
+    assert bicubic["infinite"] == ["psnr[2]", "sre[2]"] and bicubic["sre_left_out"] == [2]
+    assert bicubic["overall"]["sre"] == pytest.approx(bicubic["per_band"]["sre"][0])
+    note = "Overall SRE: the mean over the bands whose SRE is finite; left out (∞: reproduced exactly; −∞ or —: reference mean 0): "
+    expected = note + "; ".join(f"{label}: band 2 (∞)" for label in (BICUBIC, BICUBIC_BP)) + "."
+    assert report.text_table(e).splitlines()[-1] == expected and html.escape(expected) in report.render_html(e)
 
 
 @pytest.mark.parametrize("size,scale", [(5, 2), (3, 4), (7, 4)])

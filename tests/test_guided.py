@@ -361,11 +361,42 @@ def test_sentinel2_takes_zero_as_no_data_when_the_files_declare_none(tmp_path, c
     with rasterio.open(out) as dst:
         assert dst.nodata == 0 and dst.descriptions[4] == "B5"
         b5 = dst.read(5)
-        rows, cols = np.meshgrid(np.arange(dst.height), np.arange(dst.width), indexing="ij")
-        xs, ys = rasterio.transform.xy(dst.transform, rows.ravel(), cols.ravel())
-        hole = ((np.array(xs) > 300080) & (np.array(xs) < 300160) & (np.array(ys) < 5799920) & (np.array(ys) > 5799840)).reshape(b5.shape)
+        hole = hole_at_10m(dst)
         assert hole.sum() == 64 and (b5[hole] == 0).all()
         assert (b5[~hole] > 0).mean() > 0.9  # the rest is sharpened data (pixels whose kernels reach the hole are nodata too)
+
+
+def hole_at_10m(dst) -> np.ndarray:
+    """The output pixels of ``product_folder``'s 20 m pixels at rows and columns 4–7, as a mask of ``dst``'s shape."""
+    rows, cols = np.meshgrid(np.arange(dst.height), np.arange(dst.width), indexing="ij")
+    xs, ys = (np.array(v) for v in rasterio.transform.xy(dst.transform, rows.ravel(), cols.ravel()))
+    return ((xs > 300080) & (xs < 300160) & (ys < 5799920) & (ys > 5799840)).reshape(dst.height, dst.width)
+
+
+def test_float32_20m_bands_beside_uint16_10m_bands_are_sharpened_into_a_float32_output(tmp_path, capsys):
+    """Float32 reflectance 20 m bands beside uint16 10 m bands were refused even with --float32, whose output
+    holds both: now each resolution is sharpened in its own type, its own no data (NaN in the 20 m bands, 0 in
+    the 10 m and 60 m ones) comes out as the output's no data, and the rest keeps its units. Without --float32
+    the uint16 output would round reflectance to 0 and 1: refused, saying why and what to do."""
+    folder = product_folder(tmp_path / "p")
+    twenty = read(S2_20M_SAME_AREA) / np.float32(1e4)
+    twenty[:, 4:8, 4:8] = np.nan
+    write_raster(os.path.join(folder, "IMG_DATA", "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif"), twenty, nodata=float("nan"),
+                 transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    out = str(tmp_path / "all.tif")
+    assert cli(["sentinel2", folder, out, "--iterations", "1"]) == 2
+    assert ("is uint16, and the output is written in the 10 m bands' data type, which may not hold the other values: "
+            "write Float32 (--float32)") in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not os.path.exists(out)
+    assert cli(["sentinel2", folder, out, "--iterations", "1", "--float32"]) == 0
+    with rasterio.open(out) as dst:
+        assert dst.dtypes == ("float32",) * 12 and dst.nodata == 0 and dst.descriptions[4] == "B5"
+        b5, hole = dst.read(5), hole_at_10m(dst)
+        np.testing.assert_array_equal(dst.read(2), read(S2_10M)[2, :120, 2:122])  # B2 passes through, exact
+        assert dst.read(1).max() > 100  # B1 (60 m, uint16) stays in digital numbers
+    assert (b5[hole] == 0).all() and (b5[~hole] != 0).mean() > 0.9
+    # reflectance stays reflectance, neither rounded to integers nor scaled
+    assert np.median(b5[~hole & (b5 != 0)]) == pytest.approx(np.nanmedian(twenty[0]), rel=0.05)
 
 
 @pytest.mark.parametrize("command", ["guided", "sentinel2"])
@@ -448,8 +479,9 @@ def test_a_float_product_with_nan_nodata_passes_and_a_float_resolution_among_uin
     for index, band in enumerate(("B04", "B03", "B02", "B08")):
         write_raster(str(floats / f"T_{band}.tif"), read(S2_10M)[index : index + 1], transform=utm[10])
     groups = {res: [s for s in find_bands([str(floats)]).values() if RESOLUTION[s.band] == res] for res in (10, 20, 60)}
-    with pytest.raises(InputError, match=r"band B5 in .*T_B05.tif is float32 but band B\d in .*T_B0\d.tif is uint16"):
+    with pytest.raises(InputError, match=r"band B5 in .*T_B05.tif is float32 but band B\d in .*T_B0\d.tif is uint16, .*--float32"):
         check_stacks(groups)
+    check_stacks(groups, float32=True)  # a Float32 output holds both
 
 
 def test_a_signal_after_the_20m_part_is_written_still_cancels_sentinel2(tmp_path, capsys, monkeypatch):

@@ -221,3 +221,25 @@ def test_a_signal_while_old_sidecars_are_removed_still_completes_the_run(tmp_pat
     monkeypatch.setattr(raster.os, "remove", remove_then_signal)
     assert main(["degrade", source, out, "--scale", "2"]) == 0
     assert sorted(os.listdir(tmp_path)) == ["in.tif", "lr.tif"]
+
+
+def test_a_signal_after_the_files_are_in_place_says_they_were_written(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A SIGTERM after the run's files moved into place, before the signal handlers are given back (here as the
+    progress bar closes), said "cancelled, nothing written" with the output in place: it names the output now."""
+    from internal_sr.core.cli import TerminalProgress
+
+    source = write_raster(str(tmp_path / "in.tif"), s2_pixels(64, bands=slice(0, 1)))
+    out = str(tmp_path / "lr.tif")
+    close = TerminalProgress.close
+    signalled = []
+
+    def close_then_signal(progress: TerminalProgress) -> None:
+        close(progress)
+        if not signalled:
+            signalled.append(os.path.exists(out))
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(TerminalProgress, "close", close_then_signal)
+    assert main(["degrade", source, out, "--scale", "2"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"internal-sr: cancelled after writing {out} in full"
+    assert signalled == [True] and sorted(os.listdir(tmp_path)) == ["in.tif", "lr.tif"]
