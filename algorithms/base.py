@@ -6,9 +6,10 @@ path out. The base class owns everything the algorithms share:
 * parameter helpers that attach a help string to each parameter (shown in the dialog's tooltips and
   collected into :meth:`shortHelpString`);
 * the split between the main thread and the worker: :meth:`prepareAlgorithm` (main thread) resolves the
-  input layer to a file path and validates it, and leaves a :class:`Job` made only of plain Python values;
-  :meth:`processAlgorithm` (a background thread when run from the toolbox) runs that job and touches no
-  layer, project or canvas;
+  input layer to a file path and validates it, and leaves a :class:`Job` made only of plain Python values
+  (and copies of the layers its context is to load); :meth:`processAlgorithm` (a background thread when run
+  from the toolbox) runs that job, touches no layer, project or canvas, and registers those layers again in
+  the context it is given (:func:`load_on_completion`);
 * :class:`FeedbackProgress`, the adapter from the engine's progress protocol to ``QgsProcessingFeedback``;
 * error translation: any error of the engine becomes a ``QgsProcessingException`` carrying one line
   (``core.errors.error_line``, as on the command line and in the dialog's task), with the traceback of an
@@ -240,11 +241,14 @@ class Job:
     run: calls the engine with a ``Progress`` and returns its ``RunResult``.
     settings: label → value, logged before the run.
     outputs: further outputs (parameter name → path) returned beside OUTPUT when the run succeeds.
+    layers_to_load: path → ``QgsProcessingContext.LayerDetails`` (copies) of what the preparing context was to
+    load on completion, set by ``prepareAlgorithm`` for :meth:`InternalSRAlgorithm.processAlgorithm`.
     """
 
     run: Callable[[Any], Any]
     settings: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    layers_to_load: dict[str, Any] = field(default_factory=dict)
 
 
 def extent_text(extent: tuple[float, float, float, float] | None) -> str:
@@ -297,6 +301,20 @@ def check_output(path: str, inputs: Sequence[str]) -> None:
         from ..core.raster import check_output_paths
 
         check_output_paths([path], list(inputs))
+
+
+def load_on_completion(context: QgsProcessingContext, layers: dict[str, Any]) -> None:
+    """Register ``layers`` (path → ``LayerDetails``) in ``context`` for loading on completion, unless it has them.
+
+    ``parameterAsOutputLayer`` registers an output layer in the context that prepares the run (the main
+    thread). Run on another thread, as the toolbox runs it, ``processAlgorithm`` gets a context of QGIS's own,
+    whose layers to load then *replace* the preparing context's (``QgsProcessingContext.takeResultsFrom``):
+    without this the output was written but never added to the map. In one thread (``processing.run``)
+    ``context`` is the preparing one and nothing changes.
+    """
+    for path, details in layers.items():
+        if not context.willLoadLayerOnCompletion(path):
+            context.addLayerToLoadOnCompletion(path, details)
 
 
 class InternalSRAlgorithm(QgsProcessingAlgorithm):
@@ -791,7 +809,9 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         if missing:
             raise QgsProcessingException(install_hint(missing))
         with engine_errors():
-            self._job = self.prepare_job(parameters, context, feedback)
+            job = self.prepare_job(parameters, context, feedback)
+        job.layers_to_load = context.layersToLoadOnCompletion()  # with OUTPUT's, registered by read_output
+        self._job = job
         return True
 
     def processAlgorithm(  # noqa: N802
@@ -813,6 +833,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
                 result.device, result.seconds, result.steps, result.output_path
             )
         )
+        load_on_completion(context, job.layers_to_load)
         return {self.OUTPUT: result.output_path, **job.outputs, **self.result_outputs(result)}
 
     def result_outputs(self, result: Any) -> dict[str, Any]:
