@@ -186,6 +186,21 @@ def test_settings_round_trip_through_qgssettings(qgis_iface, empty_project, clea
         second.deleteLater()
 
 
+def test_damaged_remembered_settings_fall_back_to_the_defaults(qgis_iface, empty_project, clean_settings) -> None:
+    """Values that do not convert (a hand edit, another version's format) are ignored; the others still apply."""
+    settings = QgsSettings()
+    damaged = {"scale": "x2", "sigma": "0,7", "iterations": "", "tile": ["96"], "quality": 5, "layer": 5}
+    for key, value in {**damaged, "seed": "11", "overlap": 8, "device": "cpu"}.items():
+        settings.setValue(f"{SETTINGS_GROUP}/{key}", value)
+    opened = SuperResolveDialog(qgis_iface)
+    try:
+        assert (opened.scale_spin.value(), opened.sigma_spin.value(), opened.iterations_spin.value()) == (2, 0.5, 0)
+        assert (opened.tile_spin.value(), opened.quality()) == (128, "balanced")
+        assert (opened.seed_spin.value(), opened.overlap_spin.value(), opened.device_combo.currentText()) == (11, 8, "cpu")
+    finally:
+        opened.deleteLater()
+
+
 def test_estimate_follows_quality_and_extent(dialog, tmp_path) -> None:
     source = crop(str(tmp_path / "scene.tif"), 96)
     layer = add_layer(source, "scene")

@@ -149,6 +149,41 @@ def test_an_engine_that_fails_to_import_is_one_line_not_a_python_error(qgis_ifac
         plugin.unload()
 
 
+def test_a_dialog_that_fails_to_open_is_one_line_not_a_python_error(qgis_iface, qgis_processing, recorder, messages,
+                                                                     monkeypatch) -> None:
+    """An unforeseen error while the dialog opens (a defect) reaches the user as one line, its traceback the log."""
+    import internal_sr
+    from internal_sr.ui import dialog
+    from qgis_helpers import LogRecorder
+
+    failures = [TypeError("unable to convert a QVariant of type 10\nto a QMetaType of type 2")]
+    restore_settings = dialog.SuperResolveDialog.restore_settings
+
+    def failing_restore_settings(self) -> None:
+        if failures:
+            raise failures[0]
+        restore_settings(self)
+
+    monkeypatch.setattr(dialog.SuperResolveDialog, "restore_settings", failing_restore_settings)
+    bar = WidgetBar(qgis_iface, messages, monkeypatch)
+    plugin = internal_sr.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        with LogRecorder() as log:
+            recorder.menu[0][1].trigger()
+        assert plugin.dialog is None
+        (item,) = bar.shown
+        assert item.text() == ("The dialog failed to open (TypeError: unable to convert a QVariant of type 10 to a "
+                               "QMetaType of type 2): please report it, with the traceback from the message log (tab "
+                               "Internal SR).")
+        assert any("Traceback" in message and "in failing_restore_settings" in message for message in log.messages)
+        failures.clear()  # once fixed, the dialog opens and the message goes
+        recorder.menu[0][1].trigger()
+        assert plugin.dialog is not None and plugin.dialog.isVisible() and bar.shown == []
+    finally:
+        plugin.unload()
+
+
 def test_dialog_suggests_an_output_and_refuses_to_start_without_one(qgis_iface, empty_project, tmp_path) -> None:
     from internal_sr.ui.dialog import SuperResolveDialog
 

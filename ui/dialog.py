@@ -107,6 +107,17 @@ def _raster_filter() -> Any:
     return filters.RasterLayer if filters is not None else QgsMapLayerProxyModel.Filter.RasterLayer
 
 
+def remembered(settings: QgsSettings, key: str, default: Any) -> Any:
+    """The choice remembered under ``key`` (in ``SETTINGS_GROUP``) as a value of ``default``'s type, or
+    ``default`` when there is none or it does not convert: a hand edit or another version's format (a scale
+    ``"x2"``, a sigma ``"0,7"``, an empty number) must not keep the dialog from opening."""
+    try:
+        value = settings.value(f"{SETTINGS_GROUP}/{key}", default, type=type(default))
+    except TypeError:
+        return default
+    return value if isinstance(value, type(default)) else default  # a list stays a list whatever the type
+
+
 def import_engine() -> None:
     """Import the engine modules the dialog uses, torch among them, before any widget is made: a package
     that is installed but fails to import raises here (``ImportError``, ``OSError``)."""
@@ -193,6 +204,7 @@ class SuperResolveDialog(QDialog):
         self.quality_combo = QComboBox(self)
         for quality in QUALITIES:
             self.quality_combo.addItem(quality, quality)  # labelled with the method's steps by _method_changed
+        self.quality_combo.setCurrentIndex(QUALITIES.index("balanced"))  # every method's default
         self.quality_combo.currentIndexChanged.connect(self._settings_changed)
 
         self.kernel_combo = QComboBox(self)
@@ -372,16 +384,17 @@ class SuperResolveDialog(QDialog):
             settings.setValue(f"{SETTINGS_GROUP}/{key}", value)
 
     def restore_settings(self) -> None:
-        """Apply the choices remembered by :meth:`save_settings` (absent ones keep the defaults)."""
+        """Apply the choices remembered by :meth:`save_settings` (absent or damaged ones keep the defaults)."""
         settings = QgsSettings()
 
         def value(key: str, default: Any) -> Any:
-            return settings.value(f"{SETTINGS_GROUP}/{key}", default, type=type(default))
+            return remembered(settings, key, default)
 
-        index = self.method_combo.findData(value("method", self.method()))
-        self.method_combo.setCurrentIndex(max(index, 0))
+        for combo, key in ((self.method_combo, "method"), (self.quality_combo, "quality")):
+            index = combo.findData(value(key, combo.currentData()))
+            if index >= 0:
+                combo.setCurrentIndex(index)
         self._fill_kernels()
-        self.quality_combo.setCurrentIndex(max(self.quality_combo.findData(value("quality", "balanced")), 0))
         self.scale_spin.setValue(value("scale", self.scale_spin.value()))
         self.kernel_combo.setCurrentText(value("kernel", self.kernel_combo.currentText()))
         self.guide_kernel_combo.setCurrentText(value("guide_kernel", self.guide_kernel_combo.currentText()))
