@@ -108,6 +108,17 @@ def gdal_dataset_name(source: str) -> bool:
     return os.path.isfile(source) or source.startswith("/vsi") or re.match(r"[A-Za-z0-9_]{2,}:", source) is not None
 
 
+def dataset_file(source: str) -> str | None:
+    """The file on disk a GDAL dataset name (:func:`gdal_dataset_name`) reads: ``source`` itself, the archive of
+    ``/vsizip//data/a.zip/b.tif`` (or ``/vsizip/{/data/a.zip}/b.tif``, ``/vsitar/…``), the file of
+    ``NETCDF:"/data/a.nc":var`` or ``GPKG:/data/a.gpkg:table``; ``None`` when there is none (``/vsicurl/…``, a
+    file that is gone)."""
+    path = re.sub(r"^(?:/vsi\w+/|[A-Za-z0-9_]{2,}:)+", "", source)  # virtual file systems and driver prefixes
+    path = re.sub(r'["{}]', "", path)
+    ends = [match.start() for match in re.finditer(r"[/\\:]", path)] + [len(path)]
+    return next((path[:end] for end in ends if os.path.isfile(path[:end])), None)
+
+
 def assigned_crs(layer: Any) -> str | None:
     """The CRS set on a raster layer in QGIS when it is valid and not its file's own (``EPSG:…``, else
     WKT), or ``None``: a file without a CRS that QGIS gave one, or a CRS changed in the layer's properties."""

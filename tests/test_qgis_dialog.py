@@ -334,6 +334,37 @@ def test_the_summary_refuses_what_the_run_would_refuse(dialog, tmp_path) -> None
     assert dialog.run_button.isEnabled() and "Output: 96 × 96 pixels" in dialog.summary_label.text()
 
 
+def test_rasters_gdal_opens_by_name_are_inputs_as_in_processing(dialog, tmp_path) -> None:
+    """A raster read from a zip (``/vsizip/…``, as QGIS opens a dropped .zip) was said to be missing; the output
+    is suggested beside the zip. A dataset with no file on disk (``/vsimem/…``) gets one in the home folder."""
+    import zipfile
+
+    from osgeo import gdal
+
+    scene = crop(str(tmp_path / "scene.tif"), 48)
+    with zipfile.ZipFile(tmp_path / "archive.zip", "w") as archive:
+        archive.write(scene, "scene.tif")
+    zipped = add_layer(f"/vsizip/{tmp_path / 'archive.zip'}/scene.tif", "scene (zip)")
+    dialog.layer_combo.setLayer(zipped)
+    dialog.device_combo.setCurrentText("cpu")
+    assert dialog.run_button.isEnabled() and "Output: 96 × 96 pixels" in dialog.summary_label.text()
+    assert dialog.output_widget.filePath() == str(tmp_path / "archive_dip_x2.tif")
+    dialog.output_widget.setFilePath("relative.tif")
+    assert f"(e.g. {tmp_path / 'relative.tif'})" in dialog.summary_label.text()
+
+    gdal.Translate("/vsimem/memory.tif", scene)
+    try:
+        in_memory = add_layer("/vsimem/memory.tif", "in memory")
+        dialog.layer_combo.setLayer(in_memory)
+        assert dialog.output_widget.filePath() == os.path.join(os.path.expanduser("~"), "in memory_dip_x2.tif")
+    finally:
+        gdal.Unlink("/vsimem/memory.tif")
+    gone = add_layer(scene, "gone")
+    os.remove(scene)  # a file deleted since it was added is still said to be missing
+    dialog.layer_combo.setLayer(gone)
+    assert "its file" in dialog.summary_label.text() and "is missing" in dialog.summary_label.text()
+
+
 def test_output_paths_are_normalised_or_refused_by_name(dialog, tmp_path) -> None:
     layer = add_layer(crop(str(tmp_path / "scene.tif"), 48), "scene")
     dialog.layer_combo.setLayer(layer)

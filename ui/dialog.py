@@ -13,6 +13,7 @@ The job runs in a :class:`~.task.CoreJobTask` through the QGIS task manager; the
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,18 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..algorithms.base import DEFAULT_SIGMA, DEVICES, GUIDED_KERNELS, ICON_PATH, KERNELS, assigned_crs, engine_extent, kernel_spec
+from ..algorithms.base import (
+    DEFAULT_SIGMA,
+    DEVICES,
+    GUIDED_KERNELS,
+    ICON_PATH,
+    KERNELS,
+    assigned_crs,
+    dataset_file,
+    engine_extent,
+    gdal_dataset_name,
+    kernel_spec,
+)
 from ..algorithms.run_times import duration, estimate_seconds, presets_text, run_steps
 from ..core.config import (
     GEOTIFF_EXTENSIONS,
@@ -116,6 +128,17 @@ def remembered(settings: QgsSettings, key: str, default: Any) -> Any:
     except TypeError:
         return default
     return value if isinstance(value, type(default)) else default  # a list stays a list whatever the type
+
+
+def output_base(layer: QgsRasterLayer) -> str:
+    """Where an output made from ``layer`` goes by default, as a path without extension: beside the file the
+    layer reads, after its name (``/data/a.zip`` for ``/vsizip//data/a.zip/b.tif``: ``/data/a``); for a dataset
+    with no file on disk (``/vsicurl/…``), in the project's folder (else the home folder) after the layer's name."""
+    file = dataset_file(layer.source())
+    if file is not None:
+        return os.path.splitext(file)[0]
+    folder = QgsProject.instance().homePath() or os.path.expanduser("~")
+    return os.path.join(folder, re.sub(r'[\\/:*?"<>|]+', "_", layer.name()))
 
 
 def import_engine() -> None:
@@ -486,11 +509,12 @@ class SuperResolveDialog(QDialog):
             self.output_widget.setFilePath(self._suggested_output)
 
     def _suggest_output(self, layer: QgsRasterLayer) -> str:
-        """``<input folder>/<input name>_<method>_x<scale>.tif`` for file rasters (``_2``, ``_3``, … added
-        while that file exists or is taken, so a suggestion never replaces an earlier result), else empty."""
-        if not os.path.isfile(layer.source()):
+        """``<input folder>/<input name>_<method>_x<scale>.tif`` (:func:`output_base`) for rasters GDAL opens by
+        name (``_2``, ``_3``, … added while that file exists or is taken, so a suggestion never replaces an
+        earlier result), else empty."""
+        if not gdal_dataset_name(layer.source()):
             return ""
-        stem = f"{os.path.splitext(layer.source())[0]}_{self.method()}_x{self.scale() or ''}"
+        stem = f"{output_base(layer)}_{self.method()}_x{self.scale() or ''}"
         path, number = f"{stem}.tif", 1
         while os.path.exists(path) or self._taken(path, ()):
             number += 1
@@ -560,7 +584,7 @@ class SuperResolveDialog(QDialog):
             raise InputError(self.tr("Output {} is a folder: give the output file's path.").format(text))
         if not os.path.isabs(path):
             raise InputError(self.tr("Give the output's full path (e.g. {}), not {}.").format(
-                os.path.join(os.path.dirname(inputs[0].source()), text), text))
+                os.path.join(os.path.dirname(output_base(inputs[0])), text), text))
         extension = os.path.splitext(path)[1].lower()
         if extension[1:2].isalpha() and extension not in GEOTIFF_EXTENSIONS:
             raise InputError(self.tr("The output is written as GeoTIFF: end its name in .tif, not {}.").format(extension))
@@ -664,7 +688,7 @@ class SuperResolveDialog(QDialog):
             raise InputError(self.tr("Choose the {}.").format(what))
         if layer.providerType() != "gdal":
             raise InputError(self.tr("The {} must be a raster file read by GDAL (e.g. GeoTIFF).").format(what))
-        if not os.path.isfile(layer.source()):
+        if not gdal_dataset_name(layer.source()):  # as Processing's read_source judges it
             raise InputError(self.tr("The {} {} does not exist (any more): its file {} is missing.").format(
                 what, layer.name(), layer.source()))
         return layer
