@@ -52,6 +52,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProject,
     QgsProperty,
     QgsRasterLayer,
 )
@@ -117,6 +118,23 @@ def dataset_file(source: str) -> str | None:
     path = re.sub(r'["{}]', "", path)
     ends = [match.start() for match in re.finditer(r"[/\\:]", path)] + [len(path)]
     return next((path[:end] for end in ends if os.path.isfile(path[:end])), None)
+
+
+def open_in_project(path: str, project: QgsProject | None, inputs: Sequence[str] = ()) -> str | None:
+    """Why ``path`` must not be written: a layer of ``project`` other than the run's ``inputs`` (sources, which the
+    engine's own check names) reads it and would be replaced under QGIS's feet; ``None`` when none does.
+
+    The one check of the dialog and of Processing (``read_output``).
+    """
+    if project is None:
+        return None
+    target = os.path.abspath(path)
+    for layer in project.mapLayers().values():
+        if layer.source() not in inputs and os.path.abspath(layer.source()) == target:
+            return tr("{} is open in the project as layer {}: remove the layer or choose another output.").format(
+                path, layer.name()
+            )
+    return None
 
 
 def assigned_crs(layer: Any) -> str | None:
@@ -730,7 +748,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
 
     def read_output(self, parameters: dict[str, Any], context: QgsProcessingContext, inputs: Sequence[str]) -> str:
         """OUTPUT as a GeoTIFF path (the engine writes GeoTIFF only), checked against the ``inputs`` files
-        (:func:`check_output`).
+        (:func:`check_output`) and the layers of the context's project (:func:`open_in_project`).
 
         While checking parameters only a path given as such is checked (:func:`static_output_path`;
         ``""`` otherwise): resolving a temporary output would register a second file for loading in ``context``.
@@ -745,6 +763,9 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             from ..core.raster import check_raster_output
 
             check_raster_output(path, list(inputs), loss_curve=self.outputDefinition(self.LOSS_CURVE) is not None)
+            reason = open_in_project(path, context.project(), inputs)
+            if reason:
+                raise QgsProcessingException(reason)
         return path
 
     def read_file_output(

@@ -183,6 +183,8 @@ def run_in_a_task(algorithm: str, parameters: dict) -> tuple[bool, QgsProcessing
     instance = QgsApplication.processingRegistry().createAlgorithmById(f"internal_sr:{algorithm}")
     executed: list[bool] = []
     task = QgsProcessingAlgRunnerTask(instance, parameters, context, feedback)
+    if task.isCanceled():  # prepareAlgorithm failed: the task never runs (the toolbox's dialog says so)
+        return False, context
     task.executed.connect(lambda ok, _results: executed.append(ok))
     QgsApplication.taskManager().addTask(task)
     deadline = time.monotonic() + 120
@@ -428,6 +430,26 @@ def test_output_definitions_from_the_toolbox_are_checked_before_the_run(crop64: 
     assert not ok and message == f"output {crop64} is the input: choose another output path"
     assert check("dip", output("TEMPORARY_OUTPUT")) == (True, "")
     assert check("dip", output(str(tmp_path / "out.tif"))) == (True, "")
+
+
+def test_an_output_open_as_a_project_layer_is_refused_as_in_the_dialog(crop64: str, tmp_path, empty_project) -> None:
+    """Processing used to replace the file of an open layer that the dialog refuses (one check serves both)."""
+    old = crop(str(tmp_path / "old_result.tif"), 32)
+    empty_project.addMapLayer(QgsRasterLayer(old, "old result", "gdal"))
+    before = grid_info(old)
+    parameters = {"INPUT": crop64, "SCALE": 2, "DEVICE": "cpu", "OUTPUT": QgsProcessingOutputLayerDefinition(old)}
+    expected = f"{old} is open in the project as layer old result: remove the layer or choose another output."
+    context = QgsProcessingContext()
+    context.setProject(empty_project)
+    for algorithm in ("dip", "degrade", "guided_dip"):
+        instance = QgsApplication.processingRegistry().createAlgorithmById(f"internal_sr:{algorithm}")
+        assert instance.checkParameterValues({**parameters, "GUIDE": crop64}, context) == (False, expected), algorithm
+    with pytest.raises(QgsProcessingException) as raised:
+        run("degrade", {**parameters, "OUTPUT": old})  # a script's processing.run checks too
+    assert user_message(raised.value) == expected
+    assert grid_info(old) == before
+    ok, _ = run_in_a_task("degrade", parameters)  # what the toolbox's check lets through is refused when prepared
+    assert not ok and grid_info(old) == before
 
 
 def grid_extent(path: str, width: int, height: int) -> str:

@@ -61,6 +61,7 @@ from ..algorithms.base import (
     engine_extent,
     gdal_dataset_name,
     kernel_spec,
+    open_in_project,
 )
 from ..algorithms.run_times import duration, estimate_seconds, presets_text, run_steps
 from ..core.config import (
@@ -566,11 +567,7 @@ class SuperResolveDialog(QDialog):
         a project layer other than ``inputs`` (which the engine names itself) reads it; ``None`` when free."""
         if os.path.abspath(path) in outputs_being_written():
             return self.tr("A running Internal SR task is writing {}: wait for it or choose another output.").format(path)
-        for other in QgsProject.instance().mapLayers().values():
-            if isinstance(other, QgsRasterLayer) and other not in inputs and os.path.abspath(other.source()) == os.path.abspath(path):
-                return self.tr("{} is open in the project as layer {}: remove the layer or choose another output.").format(
-                    path, other.name())
-        return None
+        return open_in_project(path, QgsProject.instance(), [layer.source() for layer in inputs])
 
     def _output_path(self, inputs: tuple[QgsRasterLayer, ...]) -> str:
         """The output field as an absolute GeoTIFF path (``~`` expanded, ``.tif`` added unless the name ends
