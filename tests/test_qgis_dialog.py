@@ -15,6 +15,7 @@ from qgis.core import (
     Qgis,
     QgsApplication,
     QgsContrastEnhancement,
+    QgsCoordinateTransform,
     QgsMultiBandColorRenderer,
     QgsProject,
     QgsRasterLayer,
@@ -220,6 +221,39 @@ def test_estimate_follows_quality_and_extent(dialog, tmp_path) -> None:
     dialog.extent_box.setChecked(True)
     dialog.extent_box.setOutputExtentFromUser(QgsRectangle(x0 + 205, y0 - 790, x0 + 1190, y0 - 5), layer.crs())
     assert dialog.estimate(dialog.plan()) == (2 * 50, 2 * 40, 1, 100 * 80)  # columns 10–59, rows 0–39: one tile
+
+
+def test_a_ticked_extent_follows_the_input_into_another_crs(dialog, tmp_path) -> None:
+    """Another input in another CRS used to untick and empty the extent (the run then took the whole raster):
+    it stays ticked, transformed into the new CRS, or becomes the new raster's whole extent if they do not meet."""
+    from osgeo import gdal
+
+    target, _ = geo_pair(tmp_path)  # EPSG:32633
+    mercator = add_layer(gdal.Warp(str(tmp_path / "t3857.tif"), target.source(), dstSRS="EPSG:3857").GetDescription(), "t3857")
+    elsewhere = add_layer(crop(str(tmp_path / "elsewhere.tif"), 48), "elsewhere")  # EPSG:32618, far from both
+    box = dialog.extent_box
+
+    def transformed(rect: QgsRectangle, source: QgsRasterLayer, destination: QgsRasterLayer) -> list[float]:
+        moved = QgsCoordinateTransform(source.crs(), destination.crs(), QgsProject.instance()).transformBoundingBox(rect)
+        return [moved.xMinimum(), moved.yMinimum(), moved.xMaximum(), moved.yMaximum()]
+
+    dialog.layer_combo.setLayer(target)
+    dialog.device_combo.setCurrentText("cpu")
+    box.setChecked(True)  # the whole raster, untouched, as a click on the box leaves it
+    dialog.layer_combo.setLayer(mercator)
+    assert box.isChecked() and box.outputCrs() == mercator.crs()
+    assert list(dialog.extent()) == pytest.approx(transformed(target.extent(), target, mercator), abs=1e-3)
+    x0, y0 = target.extent().xMinimum(), target.extent().yMaximum()
+    box.setOutputExtentFromUser(QgsRectangle(x0 + 200, y0 - 800, x0 + 1000, y0 - 200), target.crs())
+    area = box.outputExtent()
+    dialog.layer_combo.setLayer(target)
+    assert box.isChecked() and list(dialog.extent()) == pytest.approx(transformed(area, mercator, target), abs=1e-3)
+    assert dialog.message_bar.currentItem() is None
+
+    dialog.layer_combo.setLayer(elsewhere)
+    assert box.isChecked() and box.outputCrs() == elsewhere.crs() and box.outputExtent() == elsewhere.extent()
+    assert "does not overlap elsewhere: it is now that raster's whole extent" in dialog.message_bar.currentItem().text()
+    assert dialog.run_button.isEnabled() and "Output: 96 × 96 pixels" in dialog.summary_label.text()
 
 
 def test_run_adds_a_layer_named_and_styled_like_the_input_over_the_extent(dialog, tmp_path) -> None:

@@ -466,10 +466,31 @@ class SuperResolveDialog(QDialog):
         if self._fill_bands("bands", self.bands_combo, layer):
             self.output_widget.setFilePath("")  # another input: a fresh suggestion, not the last input's path
             if isinstance(layer, QgsRasterLayer):
-                self.extent_box.setOriginalExtent(layer.extent(), layer.crs())
-                self.extent_box.setCurrentExtent(layer.extent(), layer.crs())
-                self.extent_box.setOutputCrs(layer.crs())
+                self._extent_for(layer)
         self._settings_changed()
+
+    def _extent_for(self, layer: QgsRasterLayer) -> None:
+        """Make the extent box ``layer``'s: its extent and CRS. A ticked extent stays ticked, transformed into
+        ``layer``'s CRS, or becomes ``layer``'s whole extent when it does not overlap ``layer`` (said in the
+        message bar). ``QgsExtentGroupBox.setOutputCrs`` alone unticked and emptied it on a change of CRS: the
+        box's inner widget still took the extent for unset when the box had been ticked since."""
+        box = self.extent_box
+        ticked, area, crs = box.isChecked(), box.outputExtent(), box.outputCrs()
+        box.setOriginalExtent(layer.extent(), layer.crs())
+        box.setCurrentExtent(layer.extent(), layer.crs())
+        box.setOutputCrs(layer.crs())
+        if not ticked:
+            return
+        box.setChecked(True)
+        box.setOutputExtentFromUser(area, crs)  # transformed into the output CRS, the layer's
+        if not box.outputExtent().intersects(layer.extent()):
+            box.setOutputExtentFromOriginal()
+            self.message_bar.pushMessage(
+                self.tr("Extent"),
+                self.tr("The extent does not overlap {}: it is now that raster's whole extent.").format(layer.name()),
+                Qgis.MessageLevel.Info,
+                5,
+            )
 
     def _guide_changed(self, layer: Any) -> None:
         self._fill_bands("guide bands", self.guide_bands_combo, layer)
