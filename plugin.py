@@ -88,7 +88,7 @@ class InternalSRPlugin:
             self.action.deleteLater()
             self.action = None
         if self.dialog is not None:
-            self.dialog.cancel_tasks()  # their finished() must not run once the plugin is gone
+            self.dialog.cancel_tasks()  # finishing after this, they add no layer and show nothing
             self.dialog.close()
             self.dialog.deleteLater()
             self.dialog = None

@@ -184,6 +184,42 @@ def test_a_dialog_that_fails_to_open_is_one_line_not_a_python_error(qgis_iface, 
         plugin.unload()
 
 
+def test_a_run_that_completes_as_the_plugin_unloads_adds_nothing(qgis_iface, qgis_processing, recorder, empty_project,
+                                                                  messages, tmp_path) -> None:
+    """The worker has finished, the main thread has not yet called ``finished()`` when the plugin is unloaded:
+    the result used to be added to the project and announced by a plugin that was gone."""
+    import internal_sr
+    from qgis.core import QgsSettings
+    from qgis_helpers import LogRecorder
+
+    from internal_sr.ui.dialog import SETTINGS_GROUP
+
+    layer = QgsProject.instance().addMapLayer(QgsRasterLayer(crop(str(tmp_path / "scene.tif"), 48), "scene", "gdal"))
+    plugin = internal_sr.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        recorder.menu[0][1].trigger()
+        dialog = plugin.dialog
+        dialog.layer_combo.setLayer(layer)
+        dialog.bands_combo.setItemCheckState(0, Qt.CheckState.Checked)
+        dialog.iterations_spin.setValue(2)
+        dialog.device_combo.setCurrentText("cpu")
+        task = dialog.build_task()
+        dialog.tasks.append(task)  # as start() does; run() and finished() are called below as the task manager would
+        result = task.run()  # the worker completes ...
+        plugin.unload()  # ... and the plugin goes before the main thread calls finished()
+        with LogRecorder() as log:
+            task.finished(result)
+        assert result and os.path.isfile(task.result.output_path) and task.layer is None
+        assert list(QgsProject.instance().mapLayers().values()) == [layer]
+        assert messages[Qgis.MessageLevel.Success] == [] and messages[Qgis.MessageLevel.Info] == []
+        assert log.messages == [f"{task.title}: {task.result.output_path} was written as the plugin was unloaded; it is "
+                                "not added to the map"]
+    finally:
+        plugin.unload()
+        QgsSettings().remove(SETTINGS_GROUP)
+
+
 def test_dialog_suggests_an_output_and_refuses_to_start_without_one(qgis_iface, empty_project, tmp_path) -> None:
     from internal_sr.ui.dialog import SuperResolveDialog
 

@@ -738,10 +738,12 @@ class SuperResolveDialog(QDialog):
         return task
 
     def cancel_tasks(self) -> None:
-        """Cancel the jobs started from this dialog that are still queued or running."""
+        """Cancel the jobs started from this dialog that the task manager still holds, as the plugin unloads:
+        none of them adds a layer or shows a message afterwards, even one that has just completed
+        (``CoreJobTask.abandon``)."""
         for task in self.tasks:
             if not _is_deleted(task):
-                task.cancel()
+                task.abandon()
         self.tasks = []
 
 
