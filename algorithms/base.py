@@ -277,7 +277,7 @@ class Job:
     run: Callable[[Any], Any]
     settings: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
-    layers_to_load: dict[str, Any] = field(default_factory=dict)
+    layers_to_load: dict[str, QgsProcessingContext.LayerDetails] = field(default_factory=dict)
 
 
 def extent_text(extent: tuple[float, float, float, float] | None) -> str:
@@ -332,7 +332,7 @@ def check_output(path: str, inputs: Sequence[str]) -> None:
         check_output_paths([path], list(inputs))
 
 
-def load_on_completion(context: QgsProcessingContext, layers: dict[str, Any]) -> None:
+def load_on_completion(context: QgsProcessingContext, layers: dict[str, QgsProcessingContext.LayerDetails]) -> None:
     """Register ``layers`` (path → ``LayerDetails``) in ``context`` for loading on completion, unless it has them.
 
     ``parameterAsOutputLayer`` registers an output layer in the context that prepares the run (the main
