@@ -22,10 +22,10 @@ try:  # Qt6 (QGIS 4) moved QAction to QtGui
 except ImportError:  # Qt5
     from qgis.PyQt.QtWidgets import QAction
 
-from .algorithms.base import ICON_PATH
+from .algorithms.base import ICON_PATH, LOG_TAG
 from .algorithms.provider import InternalSRProvider
 from .ui.deps import report_broken_engine, report_missing_dependencies
-from .ui.messages import PinnedMessage
+from .ui.messages import PinnedMessage, report_error
 from .ui.pip_install import activate_target_folder, target_folder
 
 MENU = "&Internal SR"
@@ -88,7 +88,7 @@ class InternalSRPlugin:
             self.action.deleteLater()
             self.action = None
         if self.dialog is not None:
-            self.dialog.cancel_tasks()  # their finished() must not run once the plugin is gone
+            self.dialog.cancel_tasks()  # finishing after this, they add no layer and show nothing
             self.dialog.close()
             self.dialog.deleteLater()
             self.dialog = None
@@ -97,23 +97,32 @@ class InternalSRPlugin:
             self.provider = None
 
     def show_dialog(self) -> None:
-        """Open the super-resolution dialog, or repeat what is missing to run it (or what fails to import)."""
+        """Open the super-resolution dialog, or repeat what is missing to run it (or what fails to import, or
+        in one line what else kept the dialog from opening)."""
         self.missing = report_missing_dependencies(self.install_message)
         if self.missing:
             return
-        if self.dialog is None:
-            try:  # found by the check above is not yet importable (a DLL that does not load, a NumPy ABI mismatch)
+        try:
+            if self.dialog is None:
                 from .ui.dialog import SuperResolveDialog, import_engine
 
-                import_engine()
+                import_engine()  # installed, yet it may not import (a DLL that does not load, a NumPy ABI mismatch)
                 self.dialog = SuperResolveDialog(self.iface, self.iface.mainWindow())
-            except (ImportError, OSError) as error:
-                report_broken_engine(self.engine_message, error)
-                return
-            self.engine_message.clear()
-        self.dialog.show()
-        self.dialog.raise_()
-        self.dialog.activateWindow()
+            self.dialog.show()
+            self.dialog.raise_()
+            self.dialog.activateWindow()
+        except (ImportError, OSError) as error:
+            report_broken_engine(self.engine_message, error)
+            return
+        except Exception as error:  # noqa: BLE001 (a defect: one line for the user, the traceback in the log)
+            report_error(
+                self.engine_message,
+                f"The dialog failed to open ({type(error).__name__}: {error}): please report it, with the traceback "
+                f"from the message log (tab {LOG_TAG}).",
+                error,
+            )
+            return
+        self.engine_message.clear()
 
     def show_installer(self) -> None:
         """Open the dependency installer (one window; it re-checks the packages each time it is shown)."""

@@ -6,9 +6,10 @@ path out. The base class owns everything the algorithms share:
 * parameter helpers that attach a help string to each parameter (shown in the dialog's tooltips and
   collected into :meth:`shortHelpString`);
 * the split between the main thread and the worker: :meth:`prepareAlgorithm` (main thread) resolves the
-  input layer to a file path and validates it, and leaves a :class:`Job` made only of plain Python values;
-  :meth:`processAlgorithm` (a background thread when run from the toolbox) runs that job and touches no
-  layer, project or canvas;
+  input layer to a file path and validates it, and leaves a :class:`Job` made only of plain Python values
+  (and copies of the layers its context is to load); :meth:`processAlgorithm` (a background thread when run
+  from the toolbox) runs that job, touches no layer, project or canvas, and registers those layers again in
+  the context it is given (:func:`load_on_completion`);
 * :class:`FeedbackProgress`, the adapter from the engine's progress protocol to ``QgsProcessingFeedback``;
 * error translation: any error of the engine becomes a ``QgsProcessingException`` carrying one line
   (``core.errors.error_line``, as on the command line and in the dialog's task), with the traceback of an
@@ -50,6 +51,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProject,
     QgsProperty,
     QgsRasterLayer,
 )
@@ -104,6 +106,34 @@ def gdal_dataset_name(source: str) -> bool:
     """Whether a GDAL layer's ``source`` is something the engine opens by name: a file, a virtual file
     system path (``/vsizip/…``) or a driver-prefixed subdataset (``NETCDF:"f.nc":var``, ``GPKG:f.gpkg:t``)."""
     return os.path.isfile(source) or source.startswith("/vsi") or re.match(r"[A-Za-z0-9_]{2,}:", source) is not None
+
+
+def dataset_file(source: str) -> str | None:
+    """The file on disk a GDAL dataset name (:func:`gdal_dataset_name`) reads: ``source`` itself, the archive of
+    ``/vsizip//data/a.zip/b.tif`` (or ``/vsizip/{/data/a.zip}/b.tif``, ``/vsitar/…``), the file of
+    ``NETCDF:"/data/a.nc":var`` or ``GPKG:/data/a.gpkg:table``; ``None`` when there is none (``/vsicurl/…``, a
+    file that is gone)."""
+    path = re.sub(r"^(?:/vsi\w+/|[A-Za-z0-9_]{2,}:)+", "", source)  # virtual file systems and driver prefixes
+    path = re.sub(r'["{}]', "", path)
+    ends = [match.start() for match in re.finditer(r"[/\\:]", path)] + [len(path)]
+    return next((path[:end] for end in ends if os.path.isfile(path[:end])), None)
+
+
+def open_in_project(path: str, project: QgsProject | None, inputs: Sequence[str] = ()) -> str | None:
+    """Why ``path`` must not be written: a layer of ``project`` other than the run's ``inputs`` (sources, which the
+    engine's own check names) reads it and would be replaced under QGIS's feet; ``None`` when none does.
+
+    The one check of the dialog and of Processing (``read_output``).
+    """
+    if project is None:
+        return None
+    target = os.path.abspath(path)
+    for layer in project.mapLayers().values():
+        if layer.source() not in inputs and os.path.abspath(layer.source()) == target:
+            return tr("{} is open in the project as layer {}: remove the layer or choose another output.").format(
+                path, layer.name()
+            )
+    return None
 
 
 def assigned_crs(layer: Any) -> str | None:
@@ -243,11 +273,14 @@ class Job:
     run: calls the engine with a ``Progress`` and returns its ``RunResult``.
     settings: label → value, logged before the run.
     outputs: further outputs (parameter name → path) returned beside OUTPUT when the run succeeds.
+    layers_to_load: path → ``QgsProcessingContext.LayerDetails`` (copies) of what the preparing context was to
+    load on completion, set by ``prepareAlgorithm`` for :meth:`InternalSRAlgorithm.processAlgorithm`.
     """
 
     run: Callable[[Any], Any]
     settings: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    layers_to_load: dict[str, QgsProcessingContext.LayerDetails] = field(default_factory=dict)
 
 
 def extent_text(extent: tuple[float, float, float, float] | None) -> str:
@@ -300,6 +333,20 @@ def check_output(path: str, inputs: Sequence[str]) -> None:
         from ..core.raster import check_output_paths
 
         check_output_paths([path], list(inputs))
+
+
+def load_on_completion(context: QgsProcessingContext, layers: dict[str, QgsProcessingContext.LayerDetails]) -> None:
+    """Register ``layers`` (path → ``LayerDetails``) in ``context`` for loading on completion, unless it has them.
+
+    ``parameterAsOutputLayer`` registers an output layer in the context that prepares the run (the main
+    thread). Run on another thread, as the toolbox runs it, ``processAlgorithm`` gets a context of QGIS's own,
+    whose layers to load then *replace* the preparing context's (``QgsProcessingContext.takeResultsFrom``):
+    without this the output was written but never added to the map. In one thread (``processing.run``)
+    ``context`` is the preparing one and nothing changes.
+    """
+    for path, details in layers.items():
+        if not context.willLoadLayerOnCompletion(path):
+            context.addLayerToLoadOnCompletion(path, details)
 
 
 class InternalSRAlgorithm(QgsProcessingAlgorithm):
@@ -704,7 +751,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
 
     def read_output(self, parameters: dict[str, Any], context: QgsProcessingContext, inputs: Sequence[str]) -> str:
         """OUTPUT as a GeoTIFF path (the engine writes GeoTIFF only), checked against the ``inputs`` files
-        (:func:`check_output`).
+        (:func:`check_output`) and the layers of the context's project (:func:`open_in_project`).
 
         While checking parameters only a path given as such is checked (:func:`static_output_path`;
         ``""`` otherwise): resolving a temporary output would register a second file for loading in ``context``.
@@ -719,6 +766,9 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             from ..core.raster import check_raster_output
 
             check_raster_output(path, list(inputs), loss_curve=self.outputDefinition(self.LOSS_CURVE) is not None)
+            reason = open_in_project(path, context.project(), inputs)
+            if reason:
+                raise QgsProcessingException(reason)
         return path
 
     def read_file_output(
@@ -794,7 +844,9 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         if missing:
             raise QgsProcessingException(install_hint(missing))
         with engine_errors():
-            self._job = self.prepare_job(parameters, context, feedback)
+            job = self.prepare_job(parameters, context, feedback)
+        job.layers_to_load = context.layersToLoadOnCompletion()  # with OUTPUT's, registered by read_output
+        self._job = job
         return True
 
     def processAlgorithm(  # noqa: N802
@@ -816,6 +868,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
                 result.device, result.seconds, result.steps, result.output_path
             )
         )
+        load_on_completion(context, job.layers_to_load)
         return {self.OUTPUT: result.output_path, **job.outputs, **self.result_outputs(result)}
 
     def result_outputs(self, result: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from qgis.core import (
     Qgis,
     QgsApplication,
     QgsContrastEnhancement,
+    QgsCoordinateTransform,
     QgsMultiBandColorRenderer,
     QgsProject,
     QgsRasterLayer,
@@ -186,6 +187,21 @@ def test_settings_round_trip_through_qgssettings(qgis_iface, empty_project, clea
         second.deleteLater()
 
 
+def test_damaged_remembered_settings_fall_back_to_the_defaults(qgis_iface, empty_project, clean_settings) -> None:
+    """Values that do not convert (a hand edit, another version's format) are ignored; the others still apply."""
+    settings = QgsSettings()
+    damaged = {"scale": "x2", "sigma": "0,7", "iterations": "", "tile": ["96"], "quality": 5, "layer": 5}
+    for key, value in {**damaged, "seed": "11", "overlap": 8, "device": "cpu"}.items():
+        settings.setValue(f"{SETTINGS_GROUP}/{key}", value)
+    opened = SuperResolveDialog(qgis_iface)
+    try:
+        assert (opened.scale_spin.value(), opened.sigma_spin.value(), opened.iterations_spin.value()) == (2, 0.5, 0)
+        assert (opened.tile_spin.value(), opened.quality()) == (128, "balanced")
+        assert (opened.seed_spin.value(), opened.overlap_spin.value(), opened.device_combo.currentText()) == (11, 8, "cpu")
+    finally:
+        opened.deleteLater()
+
+
 def test_estimate_follows_quality_and_extent(dialog, tmp_path) -> None:
     source = crop(str(tmp_path / "scene.tif"), 96)
     layer = add_layer(source, "scene")
@@ -205,6 +221,39 @@ def test_estimate_follows_quality_and_extent(dialog, tmp_path) -> None:
     dialog.extent_box.setChecked(True)
     dialog.extent_box.setOutputExtentFromUser(QgsRectangle(x0 + 205, y0 - 790, x0 + 1190, y0 - 5), layer.crs())
     assert dialog.estimate(dialog.plan()) == (2 * 50, 2 * 40, 1, 100 * 80)  # columns 10–59, rows 0–39: one tile
+
+
+def test_a_ticked_extent_follows_the_input_into_another_crs(dialog, tmp_path) -> None:
+    """Another input in another CRS used to untick and empty the extent (the run then took the whole raster):
+    it stays ticked, transformed into the new CRS, or becomes the new raster's whole extent if they do not meet."""
+    from osgeo import gdal
+
+    target, _ = geo_pair(tmp_path)  # EPSG:32633
+    mercator = add_layer(gdal.Warp(str(tmp_path / "t3857.tif"), target.source(), dstSRS="EPSG:3857").GetDescription(), "t3857")
+    elsewhere = add_layer(crop(str(tmp_path / "elsewhere.tif"), 48), "elsewhere")  # EPSG:32618, far from both
+    box = dialog.extent_box
+
+    def transformed(rect: QgsRectangle, source: QgsRasterLayer, destination: QgsRasterLayer) -> list[float]:
+        moved = QgsCoordinateTransform(source.crs(), destination.crs(), QgsProject.instance()).transformBoundingBox(rect)
+        return [moved.xMinimum(), moved.yMinimum(), moved.xMaximum(), moved.yMaximum()]
+
+    dialog.layer_combo.setLayer(target)
+    dialog.device_combo.setCurrentText("cpu")
+    box.setChecked(True)  # the whole raster, untouched, as a click on the box leaves it
+    dialog.layer_combo.setLayer(mercator)
+    assert box.isChecked() and box.outputCrs() == mercator.crs()
+    assert list(dialog.extent()) == pytest.approx(transformed(target.extent(), target, mercator), abs=1e-3)
+    x0, y0 = target.extent().xMinimum(), target.extent().yMaximum()
+    box.setOutputExtentFromUser(QgsRectangle(x0 + 200, y0 - 800, x0 + 1000, y0 - 200), target.crs())
+    area = box.outputExtent()
+    dialog.layer_combo.setLayer(target)
+    assert box.isChecked() and list(dialog.extent()) == pytest.approx(transformed(area, mercator, target), abs=1e-3)
+    assert dialog.message_bar.currentItem() is None
+
+    dialog.layer_combo.setLayer(elsewhere)
+    assert box.isChecked() and box.outputCrs() == elsewhere.crs() and box.outputExtent() == elsewhere.extent()
+    assert "does not overlap elsewhere: it is now that raster's whole extent" in dialog.message_bar.currentItem().text()
+    assert dialog.run_button.isEnabled() and "Output: 96 × 96 pixels" in dialog.summary_label.text()
 
 
 def test_run_adds_a_layer_named_and_styled_like_the_input_over_the_extent(dialog, tmp_path) -> None:
@@ -317,6 +366,37 @@ def test_the_summary_refuses_what_the_run_would_refuse(dialog, tmp_path) -> None
     refused("the chosen extent is 10×10 pixels, smaller than the network needs")
     dialog.extent_box.setChecked(False)
     assert dialog.run_button.isEnabled() and "Output: 96 × 96 pixels" in dialog.summary_label.text()
+
+
+def test_rasters_gdal_opens_by_name_are_inputs_as_in_processing(dialog, tmp_path) -> None:
+    """A raster read from a zip (``/vsizip/…``, as QGIS opens a dropped .zip) was said to be missing; the output
+    is suggested beside the zip. A dataset with no file on disk (``/vsimem/…``) gets one in the home folder."""
+    import zipfile
+
+    from osgeo import gdal
+
+    scene = crop(str(tmp_path / "scene.tif"), 48)
+    with zipfile.ZipFile(tmp_path / "archive.zip", "w") as archive:
+        archive.write(scene, "scene.tif")
+    zipped = add_layer(f"/vsizip/{tmp_path / 'archive.zip'}/scene.tif", "scene (zip)")
+    dialog.layer_combo.setLayer(zipped)
+    dialog.device_combo.setCurrentText("cpu")
+    assert dialog.run_button.isEnabled() and "Output: 96 × 96 pixels" in dialog.summary_label.text()
+    assert dialog.output_widget.filePath() == str(tmp_path / "archive_dip_x2.tif")
+    dialog.output_widget.setFilePath("relative.tif")
+    assert f"(e.g. {tmp_path / 'relative.tif'})" in dialog.summary_label.text()
+
+    gdal.Translate("/vsimem/memory.tif", scene)
+    try:
+        in_memory = add_layer("/vsimem/memory.tif", "in memory")
+        dialog.layer_combo.setLayer(in_memory)
+        assert dialog.output_widget.filePath() == os.path.join(os.path.expanduser("~"), "in memory_dip_x2.tif")
+    finally:
+        gdal.Unlink("/vsimem/memory.tif")
+    gone = add_layer(scene, "gone")
+    os.remove(scene)  # a file deleted since it was added is still said to be missing
+    dialog.layer_combo.setLayer(gone)
+    assert "its file" in dialog.summary_label.text() and "is missing" in dialog.summary_label.text()
 
 
 def test_output_paths_are_normalised_or_refused_by_name(dialog, tmp_path) -> None:

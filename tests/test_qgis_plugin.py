@@ -149,6 +149,77 @@ def test_an_engine_that_fails_to_import_is_one_line_not_a_python_error(qgis_ifac
         plugin.unload()
 
 
+def test_a_dialog_that_fails_to_open_is_one_line_not_a_python_error(qgis_iface, qgis_processing, recorder, messages,
+                                                                     monkeypatch) -> None:
+    """An unforeseen error while the dialog opens (a defect) reaches the user as one line, its traceback the log."""
+    import internal_sr
+    from internal_sr.ui import dialog
+    from qgis_helpers import LogRecorder
+
+    failures = [TypeError("unable to convert a QVariant of type 10\nto a QMetaType of type 2")]
+    restore_settings = dialog.SuperResolveDialog.restore_settings
+
+    def failing_restore_settings(self) -> None:
+        if failures:
+            raise failures[0]
+        restore_settings(self)
+
+    monkeypatch.setattr(dialog.SuperResolveDialog, "restore_settings", failing_restore_settings)
+    bar = WidgetBar(qgis_iface, messages, monkeypatch)
+    plugin = internal_sr.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        with LogRecorder() as log:
+            recorder.menu[0][1].trigger()
+        assert plugin.dialog is None
+        (item,) = bar.shown
+        assert item.text() == ("The dialog failed to open (TypeError: unable to convert a QVariant of type 10 to a "
+                               "QMetaType of type 2): please report it, with the traceback from the message log (tab "
+                               "Internal SR).")
+        assert any("Traceback" in message and "in failing_restore_settings" in message for message in log.messages)
+        failures.clear()  # once fixed, the dialog opens and the message goes
+        recorder.menu[0][1].trigger()
+        assert plugin.dialog is not None and plugin.dialog.isVisible() and bar.shown == []
+    finally:
+        plugin.unload()
+
+
+def test_a_run_that_completes_as_the_plugin_unloads_adds_nothing(qgis_iface, qgis_processing, recorder, empty_project,
+                                                                  messages, tmp_path) -> None:
+    """The worker has finished, the main thread has not yet called ``finished()`` when the plugin is unloaded:
+    the result used to be added to the project and announced by a plugin that was gone."""
+    import internal_sr
+    from qgis.core import QgsSettings
+    from qgis_helpers import LogRecorder
+
+    from internal_sr.ui.dialog import SETTINGS_GROUP
+
+    layer = QgsProject.instance().addMapLayer(QgsRasterLayer(crop(str(tmp_path / "scene.tif"), 48), "scene", "gdal"))
+    plugin = internal_sr.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        recorder.menu[0][1].trigger()
+        dialog = plugin.dialog
+        dialog.layer_combo.setLayer(layer)
+        dialog.bands_combo.setItemCheckState(0, Qt.CheckState.Checked)
+        dialog.iterations_spin.setValue(2)
+        dialog.device_combo.setCurrentText("cpu")
+        task = dialog.build_task()
+        dialog.tasks.append(task)  # as start() does; run() and finished() are called below as the task manager would
+        result = task.run()  # the worker completes ...
+        plugin.unload()  # ... and the plugin goes before the main thread calls finished()
+        with LogRecorder() as log:
+            task.finished(result)
+        assert result and os.path.isfile(task.result.output_path) and task.layer is None
+        assert list(QgsProject.instance().mapLayers().values()) == [layer]
+        assert messages[Qgis.MessageLevel.Success] == [] and messages[Qgis.MessageLevel.Info] == []
+        assert log.messages == [f"{task.title}: {task.result.output_path} was written as the plugin was unloaded; it is "
+                                "not added to the map"]
+    finally:
+        plugin.unload()
+        QgsSettings().remove(SETTINGS_GROUP)
+
+
 def test_dialog_suggests_an_output_and_refuses_to_start_without_one(qgis_iface, empty_project, tmp_path) -> None:
     from internal_sr.ui.dialog import SuperResolveDialog
 

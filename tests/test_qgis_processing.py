@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ import rasterio
 from qgis.core import (
     QgsApplication,
     QgsCoordinateReferenceSystem,
+    QgsProcessingAlgRunnerTask,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -25,6 +27,7 @@ from qgis.core import (
     QgsProcessingModelParameter,
     QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterRasterLayer,
+    QgsProject,
     QgsRasterLayer,
 )
 from qgis_helpers import S2_20M_BANDS, LogRecorder, crop, georeferenced_10m, grid_info, user_message
@@ -169,6 +172,46 @@ def test_model_degrade_then_dip_returns_to_the_input_grid(tmp_path) -> None:
     assert (dst.width, dst.height, dst.transform, dst.crs) == (src.width, src.height, src.transform, src.crs)
     assert dst.descriptions == ("B2",)
     assert dst.means[0] == pytest.approx(src.means[2], rel=0.03)
+
+
+def run_in_a_task(algorithm: str, parameters: dict) -> tuple[bool, QgsProcessingContext]:
+    """Run as the toolbox's dialog does: a ``QgsProcessingAlgRunnerTask`` prepares the algorithm on this thread
+    and processes it on a worker thread in a context of QGIS's own, whose results it then moves into the
+    returned context (where the dialog finds the layers to load)."""
+    context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
+    context.setProject(QgsProject.instance())
+    instance = QgsApplication.processingRegistry().createAlgorithmById(f"internal_sr:{algorithm}")
+    executed: list[bool] = []
+    task = QgsProcessingAlgRunnerTask(instance, parameters, context, feedback)
+    if task.isCanceled():  # prepareAlgorithm failed: the task never runs (the toolbox's dialog says so)
+        return False, context
+    task.executed.connect(lambda ok, _results: executed.append(ok))
+    QgsApplication.taskManager().addTask(task)
+    deadline = time.monotonic() + 120
+    while not executed and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        time.sleep(0.02)
+    return executed == [True], context
+
+
+@pytest.mark.parametrize(("algorithm", "extra"), [("degrade", {}), ("dip", FAST)])
+def test_toolbox_runs_load_their_output_on_completion(crop64: str, tmp_path, empty_project, algorithm, extra) -> None:
+    """"Open output file after running": the output layer is still to load once a worker thread has run the
+    algorithm (QGIS replaced the preparing context's layers to load with the worker context's empty list)."""
+    import processing
+
+    out = str(tmp_path / "task.tif")
+    ok, context = run_in_a_task(
+        algorithm, {"INPUT": crop64, "SCALE": 2, **extra, "OUTPUT": QgsProcessingOutputLayerDefinition(out, empty_project)}
+    )
+    assert ok and os.path.isfile(out)
+    assert list(context.layersToLoadOnCompletion()) == [out]
+    details = context.layerToLoadOnCompletionDetails(out)
+    assert (details.project, details.outputName) == (empty_project, "OUTPUT")
+    loaded = str(tmp_path / "script.tif")  # a script's run in this thread loads its output too
+    result = processing.runAndLoadResults(f"internal_sr:{algorithm}", {"INPUT": crop64, "SCALE": 2, **extra, "OUTPUT": loaded})
+    assert result["OUTPUT"] == loaded
+    assert [layer.source() for layer in empty_project.mapLayers().values()] == [loaded]
 
 
 class CancelAfter(QgsProcessingFeedback):
@@ -387,6 +430,26 @@ def test_output_definitions_from_the_toolbox_are_checked_before_the_run(crop64: 
     assert not ok and message == f"output {crop64} is the input: choose another output path"
     assert check("dip", output("TEMPORARY_OUTPUT")) == (True, "")
     assert check("dip", output(str(tmp_path / "out.tif"))) == (True, "")
+
+
+def test_an_output_open_as_a_project_layer_is_refused_as_in_the_dialog(crop64: str, tmp_path, empty_project) -> None:
+    """Processing used to replace the file of an open layer that the dialog refuses (one check serves both)."""
+    old = crop(str(tmp_path / "old_result.tif"), 32)
+    empty_project.addMapLayer(QgsRasterLayer(old, "old result", "gdal"))
+    before = grid_info(old)
+    parameters = {"INPUT": crop64, "SCALE": 2, "DEVICE": "cpu", "OUTPUT": QgsProcessingOutputLayerDefinition(old)}
+    expected = f"{old} is open in the project as layer old result: remove the layer or choose another output."
+    context = QgsProcessingContext()
+    context.setProject(empty_project)
+    for algorithm in ("dip", "degrade", "guided_dip"):
+        instance = QgsApplication.processingRegistry().createAlgorithmById(f"internal_sr:{algorithm}")
+        assert instance.checkParameterValues({**parameters, "GUIDE": crop64}, context) == (False, expected), algorithm
+    with pytest.raises(QgsProcessingException) as raised:
+        run("degrade", {**parameters, "OUTPUT": old})  # a script's processing.run checks too
+    assert user_message(raised.value) == expected
+    assert grid_info(old) == before
+    ok, _ = run_in_a_task("degrade", parameters)  # what the toolbox's check lets through is refused when prepared
+    assert not ok and grid_info(old) == before
 
 
 def grid_extent(path: str, width: int, height: int) -> str:

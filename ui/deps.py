@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import traceback
-
-from qgis.core import Qgis, QgsMessageLog
+from qgis.core import Qgis
 
 from ..core import deps
-from .messages import LOG_TAG, PinnedMessage
+from .messages import PinnedMessage, report_error
 
 
 def report_missing_dependencies(message: PinnedMessage) -> list[str]:
@@ -32,11 +30,10 @@ def report_missing_dependencies(message: PinnedMessage) -> list[str]:
 def report_broken_engine(message: PinnedMessage, error: ImportError | OSError) -> None:
     """Say in one line, as ``message``, that an installed engine package fails to import (a library that
     does not load, NumPy built for another ABI), with the install hint; the traceback goes to the log."""
-    QgsMessageLog.logMessage("".join(traceback.format_exception(error)), LOG_TAG, Qgis.MessageLevel.Critical)
     names = [requirement.name for requirement in deps.REQUIREMENTS]
-    detail = " ".join(str(error).split())
-    message.show(
-        f"The engine's packages are installed but fail to import ({type(error).__name__}: {detail}). "
+    report_error(
+        message,
+        f"The engine's packages are installed but fail to import ({type(error).__name__}: {error}). "
         + deps.install_hint(names),
-        Qgis.MessageLevel.Critical,
+        error,
     )

@@ -13,6 +13,7 @@ The job runs in a :class:`~.task.CoreJobTask` through the QGIS task manager; the
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,19 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..algorithms.base import DEFAULT_SIGMA, DEVICES, GUIDED_KERNELS, ICON_PATH, KERNELS, assigned_crs, engine_extent, kernel_spec
+from ..algorithms.base import (
+    DEFAULT_SIGMA,
+    DEVICES,
+    GUIDED_KERNELS,
+    ICON_PATH,
+    KERNELS,
+    assigned_crs,
+    dataset_file,
+    engine_extent,
+    gdal_dataset_name,
+    kernel_spec,
+    open_in_project,
+)
 from ..algorithms.run_times import duration, estimate_seconds, presets_text, run_steps
 from ..core.config import (
     GEOTIFF_EXTENSIONS,
@@ -105,6 +118,28 @@ def _raster_filter() -> Any:
     """The layer-combo filter for raster layers (moved to ``Qgis.LayerFilter`` in QGIS 3.34)."""
     filters = getattr(Qgis, "LayerFilter", None)
     return filters.RasterLayer if filters is not None else QgsMapLayerProxyModel.Filter.RasterLayer
+
+
+def remembered(settings: QgsSettings, key: str, default: Any) -> Any:
+    """The choice remembered under ``key`` (in ``SETTINGS_GROUP``) as a value of ``default``'s type, or
+    ``default`` when there is none or it does not convert: a hand edit or another version's format (a scale
+    ``"x2"``, a sigma ``"0,7"``, an empty number) must not keep the dialog from opening."""
+    try:
+        value = settings.value(f"{SETTINGS_GROUP}/{key}", default, type=type(default))
+    except TypeError:
+        return default
+    return value if isinstance(value, type(default)) else default  # a list stays a list whatever the type
+
+
+def output_base(layer: QgsRasterLayer) -> str:
+    """Where an output made from ``layer`` goes by default, as a path without extension: beside the file the
+    layer reads, after its name (``/data/a.zip`` for ``/vsizip//data/a.zip/b.tif``: ``/data/a``); for a dataset
+    with no file on disk (``/vsicurl/…``), in the project's folder (else the home folder) after the layer's name."""
+    file = dataset_file(layer.source())
+    if file is not None:
+        return os.path.splitext(file)[0]
+    folder = QgsProject.instance().homePath() or os.path.expanduser("~")
+    return os.path.join(folder, re.sub(r'[\\/:*?"<>|]+', "_", layer.name()))
 
 
 def import_engine() -> None:
@@ -193,6 +228,7 @@ class SuperResolveDialog(QDialog):
         self.quality_combo = QComboBox(self)
         for quality in QUALITIES:
             self.quality_combo.addItem(quality, quality)  # labelled with the method's steps by _method_changed
+        self.quality_combo.setCurrentIndex(QUALITIES.index("balanced"))  # every method's default
         self.quality_combo.currentIndexChanged.connect(self._settings_changed)
 
         self.kernel_combo = QComboBox(self)
@@ -372,16 +408,17 @@ class SuperResolveDialog(QDialog):
             settings.setValue(f"{SETTINGS_GROUP}/{key}", value)
 
     def restore_settings(self) -> None:
-        """Apply the choices remembered by :meth:`save_settings` (absent ones keep the defaults)."""
+        """Apply the choices remembered by :meth:`save_settings` (absent or damaged ones keep the defaults)."""
         settings = QgsSettings()
 
         def value(key: str, default: Any) -> Any:
-            return settings.value(f"{SETTINGS_GROUP}/{key}", default, type=type(default))
+            return remembered(settings, key, default)
 
-        index = self.method_combo.findData(value("method", self.method()))
-        self.method_combo.setCurrentIndex(max(index, 0))
+        for combo, key in ((self.method_combo, "method"), (self.quality_combo, "quality")):
+            index = combo.findData(value(key, combo.currentData()))
+            if index >= 0:
+                combo.setCurrentIndex(index)
         self._fill_kernels()
-        self.quality_combo.setCurrentIndex(max(self.quality_combo.findData(value("quality", "balanced")), 0))
         self.scale_spin.setValue(value("scale", self.scale_spin.value()))
         self.kernel_combo.setCurrentText(value("kernel", self.kernel_combo.currentText()))
         self.guide_kernel_combo.setCurrentText(value("guide_kernel", self.guide_kernel_combo.currentText()))
@@ -429,10 +466,31 @@ class SuperResolveDialog(QDialog):
         if self._fill_bands("bands", self.bands_combo, layer):
             self.output_widget.setFilePath("")  # another input: a fresh suggestion, not the last input's path
             if isinstance(layer, QgsRasterLayer):
-                self.extent_box.setOriginalExtent(layer.extent(), layer.crs())
-                self.extent_box.setCurrentExtent(layer.extent(), layer.crs())
-                self.extent_box.setOutputCrs(layer.crs())
+                self._extent_for(layer)
         self._settings_changed()
+
+    def _extent_for(self, layer: QgsRasterLayer) -> None:
+        """Make the extent box ``layer``'s: its extent and CRS. A ticked extent stays ticked, transformed into
+        ``layer``'s CRS, or becomes ``layer``'s whole extent when it does not overlap ``layer`` (said in the
+        message bar). ``QgsExtentGroupBox.setOutputCrs`` alone unticked and emptied it on a change of CRS: the
+        box's inner widget still took the extent for unset when the box had been ticked since."""
+        box = self.extent_box
+        ticked, area, crs = box.isChecked(), box.outputExtent(), box.outputCrs()
+        box.setOriginalExtent(layer.extent(), layer.crs())
+        box.setCurrentExtent(layer.extent(), layer.crs())
+        box.setOutputCrs(layer.crs())
+        if not ticked:
+            return
+        box.setChecked(True)
+        box.setOutputExtentFromUser(area, crs)  # transformed into the output CRS, the layer's
+        if not box.outputExtent().intersects(layer.extent()):
+            box.setOutputExtentFromOriginal()
+            self.message_bar.pushMessage(
+                self.tr("Extent"),
+                self.tr("The extent does not overlap {}: it is now that raster's whole extent.").format(layer.name()),
+                Qgis.MessageLevel.Info,
+                5,
+            )
 
     def _guide_changed(self, layer: Any) -> None:
         self._fill_bands("guide bands", self.guide_bands_combo, layer)
@@ -473,11 +531,12 @@ class SuperResolveDialog(QDialog):
             self.output_widget.setFilePath(self._suggested_output)
 
     def _suggest_output(self, layer: QgsRasterLayer) -> str:
-        """``<input folder>/<input name>_<method>_x<scale>.tif`` for file rasters (``_2``, ``_3``, … added
-        while that file exists or is taken, so a suggestion never replaces an earlier result), else empty."""
-        if not os.path.isfile(layer.source()):
+        """``<input folder>/<input name>_<method>_x<scale>.tif`` (:func:`output_base`) for rasters GDAL opens by
+        name (``_2``, ``_3``, … added while that file exists or is taken, so a suggestion never replaces an
+        earlier result), else empty."""
+        if not gdal_dataset_name(layer.source()):
             return ""
-        stem = f"{os.path.splitext(layer.source())[0]}_{self.method()}_x{self.scale() or ''}"
+        stem = f"{output_base(layer)}_{self.method()}_x{self.scale() or ''}"
         path, number = f"{stem}.tif", 1
         while os.path.exists(path) or self._taken(path, ()):
             number += 1
@@ -529,11 +588,7 @@ class SuperResolveDialog(QDialog):
         a project layer other than ``inputs`` (which the engine names itself) reads it; ``None`` when free."""
         if os.path.abspath(path) in outputs_being_written():
             return self.tr("A running Internal SR task is writing {}: wait for it or choose another output.").format(path)
-        for other in QgsProject.instance().mapLayers().values():
-            if isinstance(other, QgsRasterLayer) and other not in inputs and os.path.abspath(other.source()) == os.path.abspath(path):
-                return self.tr("{} is open in the project as layer {}: remove the layer or choose another output.").format(
-                    path, other.name())
-        return None
+        return open_in_project(path, QgsProject.instance(), [layer.source() for layer in inputs])
 
     def _output_path(self, inputs: tuple[QgsRasterLayer, ...]) -> str:
         """The output field as an absolute GeoTIFF path (``~`` expanded, ``.tif`` added unless the name ends
@@ -547,7 +602,7 @@ class SuperResolveDialog(QDialog):
             raise InputError(self.tr("Output {} is a folder: give the output file's path.").format(text))
         if not os.path.isabs(path):
             raise InputError(self.tr("Give the output's full path (e.g. {}), not {}.").format(
-                os.path.join(os.path.dirname(inputs[0].source()), text), text))
+                os.path.join(os.path.dirname(output_base(inputs[0])), text), text))
         extension = os.path.splitext(path)[1].lower()
         if extension[1:2].isalpha() and extension not in GEOTIFF_EXTENSIONS:
             raise InputError(self.tr("The output is written as GeoTIFF: end its name in .tif, not {}.").format(extension))
@@ -651,7 +706,7 @@ class SuperResolveDialog(QDialog):
             raise InputError(self.tr("Choose the {}.").format(what))
         if layer.providerType() != "gdal":
             raise InputError(self.tr("The {} must be a raster file read by GDAL (e.g. GeoTIFF).").format(what))
-        if not os.path.isfile(layer.source()):
+        if not gdal_dataset_name(layer.source()):  # as Processing's read_source judges it
             raise InputError(self.tr("The {} {} does not exist (any more): its file {} is missing.").format(
                 what, layer.name(), layer.source()))
         return layer
@@ -683,10 +738,12 @@ class SuperResolveDialog(QDialog):
         return task
 
     def cancel_tasks(self) -> None:
-        """Cancel the jobs started from this dialog that are still queued or running."""
+        """Cancel the jobs started from this dialog that the task manager still holds, as the plugin unloads:
+        none of them adds a layer or shows a message afterwards, even one that has just completed
+        (``CoreJobTask.abandon``)."""
         for task in self.tasks:
             if not _is_deleted(task):
-                task.cancel()
+                task.abandon()
         self.tasks = []
 
 

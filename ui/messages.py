@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -61,3 +62,9 @@ class PinnedMessage:
         for button in item.findChildren(QPushButton):
             button.clicked.disconnect()
         self.iface.messageBar().popWidget(item)
+
+
+def report_error(message: PinnedMessage, text: str, error: BaseException) -> None:
+    """Show ``text`` on one line as ``message`` (critical) and write ``error``'s traceback to the message log."""
+    QgsMessageLog.logMessage("".join(traceback.format_exception(error)), LOG_TAG, Qgis.MessageLevel.Critical)
+    message.show(" ".join(text.split()), Qgis.MessageLevel.Critical)

@@ -3,7 +3,8 @@
 ``run()`` executes in a worker thread: it calls the engine with a :class:`TaskProgress`, stores the
 ``RunResult`` or a one-line error, and never raises. ``finished()`` executes on the main thread: it adds
 the output raster to the project, styled like the input when a renderer was given, or reports the
-error. A cancelled job writes no file (the engine's contract) and adds no layer.
+error. A cancelled job writes no file (the engine's contract) and adds no layer; an abandoned one (the
+plugin unloaded) touches neither the project nor the message bar, whatever its outcome.
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ class CoreJobTask(QgsTask):
         self.error: str | None = None
         self.details: str | None = None
         self.layer: QgsRasterLayer | None = None
+        #: Set by :meth:`abandon`: :meth:`finished` leaves the project and the message bar alone.
+        self.abandoned = False
 
     @classmethod
     def super_resolve(
@@ -189,8 +192,27 @@ class CoreJobTask(QgsTask):
                 self.details = traceback.format_exc()
         return False
 
+    def abandon(self) -> None:
+        """Cancel the job, and let :meth:`finished` add no layer and show nothing: the plugin is being unloaded.
+
+        Cancelling alone is not enough: a job that completed in the worker just before still has ``finished``
+        called afterwards, with its result, by the task manager.
+        """
+        self.abandoned = True
+        self.cancel()
+
     def finished(self, result: bool) -> None:
-        """Main thread: add the output layer, or say why there is none."""
+        """Main thread: add the output layer, or say why there is none; after :meth:`abandon`, only log a
+        written output (the plugin is gone: nothing of it may touch the project or the message bar)."""
+        if self.abandoned:
+            if result and self.result is not None:
+                QgsMessageLog.logMessage(
+                    f"{self.title}: {self.result.output_path} was written as the plugin was unloaded; it is not "
+                    "added to the map",
+                    LOG_TAG,
+                    Qgis.MessageLevel.Info,
+                )
+            return
         if result and self.result is not None:
             layer = QgsRasterLayer(self.result.output_path, self.layer_name, "gdal")
             if layer.isValid():
