@@ -5,11 +5,14 @@ import os
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 import torch.nn.functional as F
 
+from rasterio.windows import Window
+
 from internal_sr.core.config import GuidedDIPConfig
-from internal_sr.core.degradation import Degradation, back_project, degrade_array, upsample
+from internal_sr.core.degradation import NOISE_GAIN_LIMIT, Degradation, back_project, degrade_array, noise_gain, upsample
 from internal_sr.core.errors import InputError
 from internal_sr.core.kernels import (
     Kernel,
@@ -22,6 +25,9 @@ from internal_sr.core.kernels import (
     make_kernel,
     save_kernel_file,
 )
+from internal_sr.core.sentinel2 import ORDER
+from internal_sr.core.sharpen import band_kernels
+from helpers import S2_10M_256
 
 
 def test_bicubic_x2_matches_matlab_imresize_weights():
@@ -197,6 +203,36 @@ def test_back_projection_never_worsens_the_fit_even_when_plain_updates_diverge()
     assert misfit(guarded) <= misfit(x0) and torch.isfinite(guarded).all()
     bicubic = Degradation(make_kernel("bicubic", 2))
     assert float((y - bicubic(back_project(x0, y, bicubic, 20))).abs().max()) < 1e-3  # still converges as before
+
+
+def test_back_projection_is_guarded_only_for_kernels_wider_than_the_built_in_ones():
+    built_in = [make_kernel(spec, s) for spec in ("bicubic", "lanczos2", "lanczos3", "landsat") for s in (2, 3, 4)]
+    sentinel2 = [Degradation(band_kernels("sentinel2", ORDER, s, "target")) for s in (2, 6)]
+    gains = [float(noise_gain(Degradation(k))[0]) for k in built_in] + [float(g) for d in sentinel2 for g in noise_gain(d)]
+    assert max(gains) < NOISE_GAIN_LIMIT  # their back-projection is as before
+    assert float(noise_gain(Degradation(make_kernel("gaussian:0.7", 2)))[0]) > NOISE_GAIN_LIMIT
+
+
+@pytest.mark.parametrize("wide", ["gaussian:1.0", "gaussian:0.7"])
+def test_back_projection_with_a_kernel_wider_than_the_blur_does_not_amplify(wide):
+    """A real crop blurred with bicubic and back-projected with a wider kernel: the plain update drives
+    the residual down slowly while the image overshoots (below zero); the guarded one stops before that."""
+    with rasterio.open(S2_10M_256) as src:
+        truth = torch.as_tensor(src.read([1, 2, 3], window=Window(0, 0, 96, 96)).astype(np.float32))[None]
+    y = Degradation(make_kernel("bicubic", 2))(truth)
+    x0 = upsample(y, 2)
+    d = Degradation(make_kernel(wide, 2))
+
+    def error(x):
+        return float((x - truth).square().mean().sqrt())
+
+    plain = x0
+    for _ in range(20):
+        plain = plain + upsample(y - d(plain), 2)
+    guarded = back_project(x0, y, d, 20)
+    low, span = float(y.min()), float(y.max() - y.min())
+    assert error(plain) > 3 * error(x0) and float(plain.min()) < low - span / 2  # what the unguarded update does here
+    assert error(guarded) < 1.6 * error(x0) and float(guarded.min()) > low - span / 3
 
 
 def test_the_sentinel2_kernel_outside_guided_dip_says_where_it_belongs():
