@@ -51,6 +51,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProperty,
+    QgsProviderRegistry,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
@@ -104,6 +105,57 @@ def gdal_dataset_name(source: str) -> bool:
     """Whether a GDAL layer's ``source`` is something the engine opens by name: a file, a virtual file
     system path (``/vsizip/…``) or a driver-prefixed subdataset (``NETCDF:"f.nc":var``, ``GPKG:f.gpkg:t``)."""
     return os.path.isfile(source) or source.startswith("/vsi") or re.match(r"[A-Za-z0-9_]{2,}:", source) is not None
+
+
+def qgis_gdal_driver(source: str) -> str | None:
+    """The short name of the driver QGIS's GDAL (``osgeo.gdal`` in QGIS's Python) opens ``source`` with, or ``None``."""
+    from osgeo import gdal
+
+    dataset = gdal.OpenEx(source, gdal.OF_RASTER)
+    return None if dataset is None else dataset.GetDriver().ShortName
+
+
+def engine_refusal(layer: QgsRasterLayer) -> str | None:
+    """Why the engine cannot read the valid raster layer ``layer`` although QGIS does, in one line; ``None``
+    when it can, or when it fails for a reason its own checks word (e.g. a damaged file).
+
+    The engine opens the source of a GDAL layer by name, without the layer's open options, with rasterio's
+    GDAL: where rasterio bundles its own (its wheels), another library than QGIS's, with other drivers and
+    a ``/vsimem/`` of its own. Needs the engine's dependencies.
+    """
+    from ..core.raster import ENGINE_GDAL, engine_has_driver, engine_opens
+
+    source = layer.source()
+    if layer.providerType() != "gdal":
+        return tr(
+            "Input raster {} comes from the '{}' provider: only file rasters read by GDAL (e.g. GeoTIFF) "
+            "can be super-resolved; export it to GeoTIFF first"
+        ).format(layer.name(), layer.providerType())
+    uri = QgsProviderRegistry.instance().decodeUri("gdal", source)
+    options = uri.pop("openOptions", None)
+    if options:
+        return tr(
+            "Input raster {} is opened with the GDAL open options {}, which the engine does not apply: run on {} "
+            "itself, added without open options (Layer ▸ Add Layer ▸ Add Raster Layer, Options left empty)"
+        ).format(layer.name(), " ".join(options), QgsProviderRegistry.instance().encodeUri("gdal", uri))
+    if not gdal_dataset_name(source):
+        return tr("Input raster {} is not a file or dataset GDAL opens by name ({}): export it to GeoTIFF first").format(
+            layer.name(), source
+        )
+    if engine_opens(source):
+        return None
+    if source.startswith("/vsimem/"):
+        return tr(
+            "Input raster {} ({}) is an in-memory dataset of QGIS, which the engine cannot see: save it to a file "
+            "first (Export ▸ Save As… in the layer's context menu)"
+        ).format(layer.name(), source)
+    driver = qgis_gdal_driver(source)
+    if driver is not None and not engine_has_driver(driver):
+        return tr(
+            "Input raster {} is a raster QGIS opens with its own GDAL ({} driver), but {} has no driver for it: "
+            "export it to GeoTIFF first (Raster ▸ Conversion ▸ Translate)"
+        ).format(layer.name(), driver, ENGINE_GDAL)
+    return None
 
 
 def assigned_crs(layer: Any) -> str | None:
@@ -566,17 +618,9 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         layer = self.raster_layer(parameters, name, context)
         if layer is None or not layer.isValid():
             raise QgsProcessingException(self._not_a_raster(parameters, name))
-        if layer.providerType() != "gdal":
-            raise QgsProcessingException(
-                tr("Input raster {} comes from the '{}' provider: only file rasters read by GDAL (e.g. GeoTIFF) "
-                   "can be super-resolved; export it to GeoTIFF first").format(layer.name(), layer.providerType())
-            )
-        if not gdal_dataset_name(layer.source()):
-            raise QgsProcessingException(
-                tr("Input raster {} is not a file or dataset GDAL opens by name ({}): export it to GeoTIFF first").format(
-                    layer.name(), layer.source()
-                )
-            )
+        refusal = engine_refusal(layer)
+        if refusal is not None:
+            raise QgsProcessingException(refusal)
         return RasterSource(layer.source(), layer.name(), layer.bandCount(), layer.width(), layer.height(), assigned_crs(layer))
 
     def raster_layer(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> QgsRasterLayer | None:

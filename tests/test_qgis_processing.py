@@ -266,6 +266,65 @@ def test_gdal_dataset_names_are_inputs_as_on_the_command_line(crop64: str, tmp_p
     assert not ok and message.endswith("does not exist (neither a file, a layer of the project nor a dataset GDAL opens)")
 
 
+def test_an_in_memory_layer_of_qgis_is_refused_as_such(crop64: str, tmp_path) -> None:
+    """A ``/vsimem/`` dataset lives in QGIS's GDAL; the engine reads with rasterio's, which does not see it."""
+    from osgeo import gdal
+
+    from internal_sr.core.raster import engine_opens
+
+    name = "/vsimem/internal_sr_test/scene.tif"
+    gdal.Translate(name, crop64)
+    try:
+        if engine_opens(name):
+            pytest.skip("rasterio uses QGIS's GDAL here, and reads its in-memory datasets")
+        layer = QgsRasterLayer(name, "scene")
+        assert layer.isValid()
+        out = str(tmp_path / "out.tif")
+        with pytest.raises(QgsProcessingException) as error:
+            run("degrade", {"INPUT": layer, "SCALE": 2, "OUTPUT": out})
+        assert user_message(error.value) == (
+            f"Input raster scene ({name}) is an in-memory dataset of QGIS, which the engine cannot see: save it to a "
+            "file first (Export ▸ Save As… in the layer's context menu)"
+        )
+        assert not os.path.exists(out)
+    finally:
+        gdal.Unlink(name)
+
+
+def test_a_format_only_qgis_reads_is_refused_naming_the_two_gdals(crop64: str, tmp_path) -> None:
+    """A file QGIS's GDAL opens with a driver that rasterio's GDAL lacks (HDF4 or FITS on Debian 12's QGIS
+    against rasterio's wheel) is a raster to the user: the refusal says whose GDAL cannot read it."""
+    from osgeo import gdal
+
+    from internal_sr.core.raster import ENGINE_GDAL, engine_has_driver
+
+    drivers = [name for name in ("HDF4Image", "FITS") if gdal.GetDriverByName(name) and not engine_has_driver(name)]
+    if not drivers:
+        pytest.skip("QGIS's GDAL writes no format here that rasterio's GDAL cannot read")
+    path = str(tmp_path / "scene.hdf")
+    gdal.Translate(path, crop64, format=drivers[0])
+    out = str(tmp_path / "out.tif")
+    with pytest.raises(QgsProcessingException) as error:
+        run("degrade", {"INPUT": QgsRasterLayer(path, "scene"), "SCALE": 2, "OUTPUT": out})
+    assert user_message(error.value) == (
+        f"Input raster scene is a raster QGIS opens with its own GDAL ({drivers[0]} driver), but {ENGINE_GDAL} has no "
+        "driver for it: export it to GeoTIFF first (Raster ▸ Conversion ▸ Translate)"
+    )
+    assert not os.path.exists(out)
+
+
+def test_a_layer_with_gdal_open_options_is_refused_naming_them(crop64: str, tmp_path) -> None:
+    """The engine opens the file without the layer's open options, which may change what is read: it says so."""
+    layer = QgsRasterLayer(f"{crop64}|option:NUM_THREADS=2|option:GEOREF_SOURCES=INTERNAL", "scene")
+    assert layer.isValid()
+    ok, message = check("degrade", {"INPUT": layer, "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")})
+    assert not ok and message == (
+        f"Input raster scene is opened with the GDAL open options NUM_THREADS=2 GEOREF_SOURCES=INTERNAL, which the "
+        f"engine does not apply: run on {crop64} itself, added without open options (Layer ▸ Add Layer ▸ Add Raster "
+        "Layer, Options left empty)"
+    )
+
+
 def test_a_named_pipe_is_refused_before_qgis_opens_it(tmp_path) -> None:
     """QGIS loading a FIFO as a layer would block for ever; the check names it instead."""
     pipe = str(tmp_path / "scene.tif")
