@@ -199,6 +199,26 @@ def is_unset(value: Any) -> bool:
     return value is None or value == ""
 
 
+def choice_option(definition: QgsProcessingParameterEnum, value: Any) -> str | None:
+    """The option a choice parameter's ``value`` names: the option itself, or its 0-based index as an int or a
+    string of digits (the numbers ``processing.algorithmHelp`` lists); ``None`` for anything else."""
+    options = definition.options()
+    text = str(value).strip()
+    if text in options:
+        return text
+    if text.isdigit() and int(text) < len(options):
+        return options[int(text)]
+    return None
+
+
+def choice_error(definition: QgsProcessingParameterEnum, value: Any) -> str:
+    """The one line refusing ``value`` for a choice parameter: the options it takes, by name or index."""
+    options = definition.options()
+    return tr("{} ({}) must be one of {} (or its number, 0 to {}), got {!r}").format(
+        definition.description(), definition.name(), ", ".join(options), len(options) - 1, value
+    )
+
+
 # ----------------------------------------------------------------------------------------------
 # Enum values that moved into ``Qgis`` in later QGIS versions (scoped in QGIS 4): pick what exists.
 
@@ -492,7 +512,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     def add_choice(
         self, name: str, description: str, options: tuple[str, ...], help_text: str, advanced: bool = False
     ) -> None:
-        """An enum whose values are the option strings themselves (``"KERNEL": "lanczos3"`` in scripts)."""
+        """An enum whose values are the option strings themselves (``"KERNEL": "lanczos3"`` in scripts); the
+        index of an option (``"KERNEL": 2``) is taken too (:meth:`read_choice`)."""
         parameter = QgsProcessingParameterEnum(name, tr(description), list(options), False, options[0], False)
         parameter.setUsesStaticStrings(True)
         self.add_parameter(parameter, help_text, advanced)
@@ -709,11 +730,20 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(tr("Scale factor must be an integer of at least 2, got {}").format(scale))
         return scale
 
+    def read_choice(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> str:
+        """The option of choice parameter ``name`` (its default when unset), given by name or by index
+        (:func:`choice_option`; QGIS's ``parameterAsEnumString`` would take an index for the default)."""
+        value = self.parameterAsString(parameters, name, context)  # evaluates an expression; the default when unset
+        option = choice_option(self.parameterDefinition(name), value)
+        if option is None:
+            raise QgsProcessingException(choice_error(self.parameterDefinition(name), value))
+        return option
+
     def read_kernel(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
     ) -> str:
         """KERNEL, SIGMA and KERNEL_FILE as the engine's kernel string."""
-        name = self.parameterAsEnumString(parameters, self.KERNEL, context) or KERNELS[0]
+        name = self.read_choice(parameters, self.KERNEL, context)
         sigma = self.parameterAsDouble(parameters, self.SIGMA, context) or None
         kernel_file = self.parameterAsFile(parameters, self.KERNEL_FILE, context)
         if kernel_file and feedback is not None:
@@ -722,14 +752,14 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
 
     def read_guide_kernel(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
         """GUIDE_KERNEL (with SIGMA for 'gaussian') as the engine's kernel string."""
-        name = self.parameterAsEnumString(parameters, self.GUIDE_KERNEL, context) or GUIDED_KERNELS[0]
+        name = self.read_choice(parameters, self.GUIDE_KERNEL, context)
         return kernel_spec(name, self.parameterAsDouble(parameters, self.SIGMA, context) or None)
 
     def read_device(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
         """DEVICE, checked to be present here (``core.device.resolve_device``: e.g. cuda without CUDA is an error)."""
         from ..core.device import resolve_device
 
-        name = self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0]
+        name = self.read_choice(parameters, self.DEVICE, context)
         resolve_device(name)
         return name
 
@@ -804,7 +834,17 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             return False, tr("{} ({}) must be {}, got {:g}").format(
                 definition.description(), definition.name(), limit, value
             )
-        ok, message = super().checkParameterValues(parameters, context)
+        choices: dict[str, str] = {}  # choices given by index, named for QGIS's own check (which takes names only)
+        for definition in self.parameterDefinitions():
+            value = parameters.get(definition.name())
+            static = isinstance(definition, QgsProcessingParameterEnum) and definition.usesStaticStrings()
+            if not static or value is None or isinstance(value, QgsProperty):
+                continue  # an expression is evaluated by read_choice
+            option = choice_option(definition, value)
+            if option is None:
+                return False, choice_error(definition, value)
+            choices[definition.name()] = option
+        ok, message = super().checkParameterValues({**parameters, **choices}, context)
         if not ok:
             return ok, message
         # Everything prepare_job checks (bands against the input, tiles, output type, the engine's own

@@ -24,6 +24,7 @@ from qgis.core import (
     QgsProcessingModelOutput,
     QgsProcessingModelParameter,
     QgsProcessingOutputLayerDefinition,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterRasterLayer,
     QgsRasterLayer,
 )
@@ -482,6 +483,43 @@ def test_settings_the_run_would_refuse_fail_the_check_before_it(crop64: str, tmp
         ok, message = check(algorithm, parameters)
         assert not ok and expected in message and "\n" not in message, (algorithm, expected, message)
     assert os.listdir(tmp_path) and not leftovers(str(tmp_path)) and not os.path.exists(out)
+
+
+def test_choices_are_taken_by_the_index_algorithm_help_lists(crop64: str, tmp_path) -> None:
+    """``processing.algorithmHelp`` lists KERNEL as "0: bicubic … 3: gaussian" accepting int: 3 and "3" are
+    gaussian (not the default QGIS would read them as); a number or name that is no option names the options."""
+    outputs = {kernel: str(tmp_path / f"{kernel}.tif") for kernel in (3, "3", "gaussian", "bicubic")}
+    for kernel, out in outputs.items():
+        run("degrade", {"INPUT": crop64, "SCALE": 2, "KERNEL": kernel, "OUTPUT": out})
+    pixels = {kernel: rasterio.open(out).read() for kernel, out in outputs.items()}
+    assert (pixels[3] == pixels["gaussian"]).all() and (pixels["3"] == pixels["gaussian"]).all()
+    assert (pixels["gaussian"] != pixels["bicubic"]).any()
+    for kernel in (5, "gauss"):
+        ok, message = check("degrade", {"INPUT": crop64, "SCALE": 2, "KERNEL": kernel, "OUTPUT": str(tmp_path / "x.tif")})
+        assert not ok and message == (
+            f"Blur kernel (KERNEL) must be one of bicubic, lanczos2, lanczos3, gaussian, landsat (or its number, 0 to 4), "
+            f"got {kernel!r}"
+        )
+
+
+def test_every_choice_parameter_reads_an_index_as_its_option() -> None:
+    """KERNEL, DEVICE, METHOD, ORIENTATION, GUIDE_KERNEL…: every algorithm reads an index, int or digits, as the
+    option of that index, and passes QGIS's own check of the parameter with it."""
+    from internal_sr.algorithms.base import choice_option
+
+    read = 0
+    for algorithm in QgsApplication.processingRegistry().providerById("internal_sr").algorithms():
+        instance = algorithm.create()
+        for definition in instance.parameterDefinitions():
+            if not isinstance(definition, QgsProcessingParameterEnum):
+                continue
+            assert definition.usesStaticStrings()
+            for index, option in enumerate(definition.options()):
+                for value in (index, str(index)):
+                    assert instance.read_choice({definition.name(): value}, definition.name(), QgsProcessingContext()) == option
+                    assert definition.checkValueIsAcceptable(choice_option(definition, value))
+                read += 1
+    assert read >= 20
 
 
 def test_a_device_that_is_not_here_fails_the_check(crop64: str, tmp_path) -> None:
