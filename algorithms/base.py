@@ -194,6 +194,18 @@ def heading_anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+def band_number(item: Any) -> int | None:
+    """One item of a band parameter as a band number: a whole number, or a string of digits; ``None`` for
+    anything else (``2.9``, ``"two"``)."""
+    if isinstance(item, str):
+        return int(item) if item.strip().isdigit() else None
+    try:
+        number = float(item)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else None
+
+
 def is_unset(value: Any) -> bool:
     """Whether an optional parameter's value means "not given": absent, ``None`` or ``""``."""
     return value is None or value == ""
@@ -683,16 +695,24 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     ) -> tuple[int, ...] | None:
         """A band parameter as 1-based indices checked against ``source`` (``None``: every band).
 
-        A string may separate the numbers by ``;`` (QGIS's form), commas or spaces: ``"1;2"``, ``"1,2"``.
+        A string may separate the numbers by ``;`` (QGIS's form), commas or spaces: ``"1;2"``, ``"1,2"``. A
+        number that is not whole (``2.9``) is refused, not rounded as QGIS's ``parameterAsInts`` would.
         """
         value = parameters.get(name)
-        if isinstance(value, str) and value.strip():
-            tokens = re.split(r"[;,\s]+", value.strip())
-            if not all(token.isdigit() for token in tokens):
-                raise QgsProcessingException(
-                    tr("{} must be band numbers such as 1;2;3, got '{}'").format(name, value)
-                )
-            parameters = {**parameters, name: [int(token) for token in tokens]}
+        if isinstance(value, str):
+            value = re.split(r"[;,\s]+", value.strip()) if value.strip() else []
+        elif isinstance(value, (int, float)):
+            value = [value]
+        if isinstance(value, (list, tuple)):
+            numbers = [band_number(item) for item in value]
+            for item, number in zip(value, numbers):
+                if number is None:
+                    raise QgsProcessingException(
+                        tr("{} ({}) must be whole band numbers such as 1;2;3, got {!r}").format(
+                            self.parameterDefinition(name).description(), name, item
+                        )
+                    )
+            parameters = {**parameters, name: numbers}
         bands = tuple(int(b) for b in self.parameterAsInts(parameters, name, context))
         for band in bands:
             if not 1 <= band <= source.band_count:

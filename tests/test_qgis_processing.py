@@ -221,7 +221,19 @@ def test_bands_typed_as_text_take_semicolons_commas_or_spaces(crop64: str, tmp_p
         run("degrade", {"INPUT": crop64, "BANDS": text, "SCALE": 2, "OUTPUT": out})
         assert grid_info(out).descriptions == ("B06", "B11")
     ok, message = check("degrade", {"INPUT": crop64, "BANDS": "two", "SCALE": 2, "OUTPUT": str(tmp_path / "x.tif")})
-    assert not ok and message == "BANDS must be band numbers such as 1;2;3, got 'two'"
+    assert not ok and message == "Bands (BANDS) must be whole band numbers such as 1;2;3, got 'two'"
+
+
+@pytest.mark.parametrize(("bands", "shown"), [([2.9], "2.9"), ([1, 1.5], "1.5"), ("1;1.5", "'1.5'"), (2.5, "2.5")])
+def test_fractional_band_numbers_are_refused_not_rounded(crop64: str, tmp_path, bands, shown) -> None:
+    """QGIS's band parameter takes 2.9 and reads it as band 2 or 3; a run on a band the user did not mean is refused."""
+    out = str(tmp_path / "out.tif")
+    with pytest.raises(QgsProcessingException) as error:
+        run("degrade", {"INPUT": crop64, "BANDS": bands, "SCALE": 2, "OUTPUT": out})
+    assert user_message(error.value) == f"Bands (BANDS) must be whole band numbers such as 1;2;3, got {shown}"
+    assert not os.path.exists(out)
+    run("degrade", {"INPUT": crop64, "BANDS": [2.0], "SCALE": 2, "OUTPUT": out})  # a whole number given as a float
+    assert grid_info(out).descriptions == ("B06",)
 
 
 def test_scale_below_two_is_a_one_line_error(crop64: str, tmp_path) -> None:
