@@ -53,6 +53,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProject,
     QgsProperty,
+    QgsProviderRegistry,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
@@ -136,6 +137,57 @@ def open_in_project(path: str, project: QgsProject | None, inputs: Sequence[str]
     return None
 
 
+def qgis_gdal_driver(source: str) -> str | None:
+    """The short name of the driver QGIS's GDAL (``osgeo.gdal`` in QGIS's Python) opens ``source`` with, or ``None``."""
+    from osgeo import gdal
+
+    dataset = gdal.OpenEx(source, gdal.OF_RASTER)
+    return None if dataset is None else dataset.GetDriver().ShortName
+
+
+def engine_refusal(layer: QgsRasterLayer) -> str | None:
+    """Why the engine cannot read the valid raster layer ``layer`` although QGIS does, in one line; ``None``
+    when it can, or when it fails for a reason its own checks word (e.g. a damaged file).
+
+    The engine opens the source of a GDAL layer by name, without the layer's open options, with rasterio's
+    GDAL: where rasterio bundles its own (its wheels), another library than QGIS's, with other drivers and
+    a ``/vsimem/`` of its own. Needs the engine's dependencies.
+    """
+    from ..core.raster import ENGINE_GDAL, engine_has_driver, engine_opens
+
+    source = layer.source()
+    if layer.providerType() != "gdal":
+        return tr(
+            "Input raster {} comes from the '{}' provider: only file rasters read by GDAL (e.g. GeoTIFF) "
+            "can be super-resolved; export it to GeoTIFF first"
+        ).format(layer.name(), layer.providerType())
+    uri = QgsProviderRegistry.instance().decodeUri("gdal", source)
+    options = uri.pop("openOptions", None)
+    if options:
+        return tr(
+            "Input raster {} is opened with the GDAL open options {}, which the engine does not apply: run on {} "
+            "itself, added without open options (Layer ▸ Add Layer ▸ Add Raster Layer, Options left empty)"
+        ).format(layer.name(), " ".join(options), QgsProviderRegistry.instance().encodeUri("gdal", uri))
+    if not gdal_dataset_name(source):
+        return tr("Input raster {} is not a file or dataset GDAL opens by name ({}): export it to GeoTIFF first").format(
+            layer.name(), source
+        )
+    if engine_opens(source):
+        return None
+    if source.startswith("/vsimem/"):
+        return tr(
+            "Input raster {} ({}) is an in-memory dataset of QGIS, which the engine cannot see: save it to a file "
+            "first (Export ▸ Save As… in the layer's context menu)"
+        ).format(layer.name(), source)
+    driver = qgis_gdal_driver(source)
+    if driver is not None and not engine_has_driver(driver):
+        return tr(
+            "Input raster {} is a raster QGIS opens with its own GDAL ({} driver), but {} has no driver for it: "
+            "export it to GeoTIFF first (Raster ▸ Conversion ▸ Translate)"
+        ).format(layer.name(), driver, ENGINE_GDAL)
+    return None
+
+
 def assigned_crs(layer: Any) -> str | None:
     """The CRS set on a raster layer in QGIS when it is valid and not its file's own (``EPSG:…``, else
     WKT), or ``None``: a file without a CRS that QGIS gave one, or a CRS changed in the layer's properties."""
@@ -172,9 +224,41 @@ def heading_anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+def band_number(item: Any) -> int | None:
+    """One item of a band parameter as a band number: a whole number, or a string of digits; ``None`` for
+    anything else (``2.9``, ``"two"``)."""
+    if isinstance(item, str):
+        return int(item) if item.strip().isdigit() else None
+    try:
+        number = float(item)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else None
+
+
 def is_unset(value: Any) -> bool:
     """Whether an optional parameter's value means "not given": absent, ``None`` or ``""``."""
     return value is None or value == ""
+
+
+def choice_option(definition: QgsProcessingParameterEnum, value: Any) -> str | None:
+    """The option a choice parameter's ``value`` names: the option itself, or its 0-based index as an int or a
+    string of digits (the numbers ``processing.algorithmHelp`` lists); ``None`` for anything else."""
+    options = definition.options()
+    text = str(value).strip()
+    if text in options:
+        return text
+    if text.isdigit() and int(text) < len(options):
+        return options[int(text)]
+    return None
+
+
+def choice_error(definition: QgsProcessingParameterEnum, value: Any) -> str:
+    """The one line refusing ``value`` for a choice parameter: the options it takes, by name or index."""
+    options = definition.options()
+    return tr("{} ({}) must be one of {} (or its number, 0 to {}), got {!r}").format(
+        definition.description(), definition.name(), ", ".join(options), len(options) - 1, value
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -487,7 +571,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     def add_choice(
         self, name: str, description: str, options: tuple[str, ...], help_text: str, advanced: bool = False
     ) -> None:
-        """An enum whose values are the option strings themselves (``"KERNEL": "lanczos3"`` in scripts)."""
+        """An enum whose values are the option strings themselves (``"KERNEL": "lanczos3"`` in scripts); the
+        index of an option (``"KERNEL": 2``) is taken too (:meth:`read_choice`)."""
         parameter = QgsProcessingParameterEnum(name, tr(description), list(options), False, options[0], False)
         parameter.setUsesStaticStrings(True)
         self.add_parameter(parameter, help_text, advanced)
@@ -613,17 +698,9 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         layer = self.raster_layer(parameters, name, context)
         if layer is None or not layer.isValid():
             raise QgsProcessingException(self._not_a_raster(parameters, name))
-        if layer.providerType() != "gdal":
-            raise QgsProcessingException(
-                tr("Input raster {} comes from the '{}' provider: only file rasters read by GDAL (e.g. GeoTIFF) "
-                   "can be super-resolved; export it to GeoTIFF first").format(layer.name(), layer.providerType())
-            )
-        if not gdal_dataset_name(layer.source()):
-            raise QgsProcessingException(
-                tr("Input raster {} is not a file or dataset GDAL opens by name ({}): export it to GeoTIFF first").format(
-                    layer.name(), layer.source()
-                )
-            )
+        refusal = engine_refusal(layer)
+        if refusal is not None:
+            raise QgsProcessingException(refusal)
         return RasterSource(layer.source(), layer.name(), layer.bandCount(), layer.width(), layer.height(), assigned_crs(layer))
 
     def raster_layer(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> QgsRasterLayer | None:
@@ -665,16 +742,24 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     ) -> tuple[int, ...] | None:
         """A band parameter as 1-based indices checked against ``source`` (``None``: every band).
 
-        A string may separate the numbers by ``;`` (QGIS's form), commas or spaces: ``"1;2"``, ``"1,2"``.
+        A string may separate the numbers by ``;`` (QGIS's form), commas or spaces: ``"1;2"``, ``"1,2"``. A
+        number that is not whole (``2.9``) is refused, not rounded as QGIS's ``parameterAsInts`` would.
         """
         value = parameters.get(name)
-        if isinstance(value, str) and value.strip():
-            tokens = re.split(r"[;,\s]+", value.strip())
-            if not all(token.isdigit() for token in tokens):
-                raise QgsProcessingException(
-                    tr("{} must be band numbers such as 1;2;3, got '{}'").format(name, value)
-                )
-            parameters = {**parameters, name: [int(token) for token in tokens]}
+        if isinstance(value, str):
+            value = re.split(r"[;,\s]+", value.strip()) if value.strip() else []
+        elif isinstance(value, (int, float)):
+            value = [value]
+        if isinstance(value, (list, tuple)):
+            numbers = [band_number(item) for item in value]
+            for item, number in zip(value, numbers):
+                if number is None:
+                    raise QgsProcessingException(
+                        tr("{} ({}) must be whole band numbers such as 1;2;3, got {!r}").format(
+                            self.parameterDefinition(name).description(), name, item
+                        )
+                    )
+            parameters = {**parameters, name: numbers}
         bands = tuple(int(b) for b in self.parameterAsInts(parameters, name, context))
         for band in bands:
             if not 1 <= band <= source.band_count:
@@ -712,11 +797,20 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(tr("Scale factor must be an integer of at least 2, got {}").format(scale))
         return scale
 
+    def read_choice(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> str:
+        """The option of choice parameter ``name`` (its default when unset), given by name or by index
+        (:func:`choice_option`; QGIS's ``parameterAsEnumString`` would take an index for the default)."""
+        value = self.parameterAsString(parameters, name, context)  # evaluates an expression; the default when unset
+        option = choice_option(self.parameterDefinition(name), value)
+        if option is None:
+            raise QgsProcessingException(choice_error(self.parameterDefinition(name), value))
+        return option
+
     def read_kernel(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
     ) -> str:
         """KERNEL, SIGMA and KERNEL_FILE as the engine's kernel string."""
-        name = self.parameterAsEnumString(parameters, self.KERNEL, context) or KERNELS[0]
+        name = self.read_choice(parameters, self.KERNEL, context)
         sigma = self.parameterAsDouble(parameters, self.SIGMA, context) or None
         kernel_file = self.parameterAsFile(parameters, self.KERNEL_FILE, context)
         if kernel_file and feedback is not None:
@@ -725,14 +819,14 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
 
     def read_guide_kernel(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
         """GUIDE_KERNEL (with SIGMA for 'gaussian') as the engine's kernel string."""
-        name = self.parameterAsEnumString(parameters, self.GUIDE_KERNEL, context) or GUIDED_KERNELS[0]
+        name = self.read_choice(parameters, self.GUIDE_KERNEL, context)
         return kernel_spec(name, self.parameterAsDouble(parameters, self.SIGMA, context) or None)
 
     def read_device(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
         """DEVICE, checked to be present here (``core.device.resolve_device``: e.g. cuda without CUDA is an error)."""
         from ..core.device import resolve_device
 
-        name = self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0]
+        name = self.read_choice(parameters, self.DEVICE, context)
         resolve_device(name)
         return name
 
@@ -810,7 +904,17 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             return False, tr("{} ({}) must be {}, got {:g}").format(
                 definition.description(), definition.name(), limit, value
             )
-        ok, message = super().checkParameterValues(parameters, context)
+        choices: dict[str, str] = {}  # choices given by index, named for QGIS's own check (which takes names only)
+        for definition in self.parameterDefinitions():
+            value = parameters.get(definition.name())
+            static = isinstance(definition, QgsProcessingParameterEnum) and definition.usesStaticStrings()
+            if not static or value is None or isinstance(value, QgsProperty):
+                continue  # an expression is evaluated by read_choice
+            option = choice_option(definition, value)
+            if option is None:
+                return False, choice_error(definition, value)
+            choices[definition.name()] = option
+        ok, message = super().checkParameterValues({**parameters, **choices}, context)
         if not ok:
             return ok, message
         # Everything prepare_job checks (bands against the input, tiles, output type, the engine's own

@@ -107,7 +107,7 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         from ..core.evaluation import default_kernel, method_config
 
         source, bands, scale = self.read_input(parameters, context)
-        method = self.parameterAsEnumString(parameters, self.METHOD, context) or EVALUATION_METHODS[0]
+        method = self.read_choice(parameters, self.METHOD, context)
         guide = None if is_unset(parameters.get(self.GUIDE)) else self.read_source(parameters, context, self.GUIDE)
         options = self.read_run_options(parameters, context)
         guide_kernel = self.read_guide_kernel(parameters, context)

@@ -148,7 +148,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             scale=scale,
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context),
             per_band=self.parameterAsBool(parameters, self.PER_BAND, context),
-            orientation=self.parameterAsEnumString(parameters, self.ORIENTATION, context) or ORIENTATIONS[0],
+            orientation=self.read_choice(parameters, self.ORIENTATION, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
             device=self.read_device(parameters, context),
         )

@@ -114,10 +114,32 @@ def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block
     return replace(info, grid=info.grid.window_grid(window), window=window, file_grid=info.grid)
 
 
+#: How messages name the GDAL the engine reads with: rasterio's own build, whose version and drivers may differ
+#: from those of QGIS's GDAL or of the system's ``gdalinfo``.
+ENGINE_GDAL = f"the engine's GDAL (rasterio's, version {rasterio.__gdal_version__})"
+
+
+def engine_has_driver(name: str) -> bool:
+    """Whether the engine's GDAL has the driver of short name ``name`` (e.g. ``GTiff``, ``HDF4Image``)."""
+    with rasterio.Env() as env:
+        return name in env.drivers()
+
+
+def engine_opens(path: str) -> bool:
+    """Whether the engine's GDAL opens ``path`` (a file or a GDAL dataset name) as a raster."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path):
+                return True
+    except RasterioIOError:
+        return False
+
+
 def unreadable(path: str, error: RasterioIOError) -> InputError:
     """The one-line error for a file GDAL cannot open or read, with GDAL's innermost reason."""
     if "not recognized as being in a supported file format" in str(error):
-        return InputError(f"{path} is not a raster that GDAL can read")
+        return InputError(f"{path} is not a raster that {ENGINE_GDAL} can read")
     cause: BaseException = error
     while cause.__cause__ is not None:
         cause = cause.__cause__

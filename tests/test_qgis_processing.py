@@ -26,6 +26,7 @@ from qgis.core import (
     QgsProcessingModelOutput,
     QgsProcessingModelParameter,
     QgsProcessingOutputLayerDefinition,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterRasterLayer,
     QgsProject,
     QgsRasterLayer,
@@ -263,7 +264,19 @@ def test_bands_typed_as_text_take_semicolons_commas_or_spaces(crop64: str, tmp_p
         run("degrade", {"INPUT": crop64, "BANDS": text, "SCALE": 2, "OUTPUT": out})
         assert grid_info(out).descriptions == ("B06", "B11")
     ok, message = check("degrade", {"INPUT": crop64, "BANDS": "two", "SCALE": 2, "OUTPUT": str(tmp_path / "x.tif")})
-    assert not ok and message == "BANDS must be band numbers such as 1;2;3, got 'two'"
+    assert not ok and message == "Bands (BANDS) must be whole band numbers such as 1;2;3, got 'two'"
+
+
+@pytest.mark.parametrize(("bands", "shown"), [([2.9], "2.9"), ([1, 1.5], "1.5"), ("1;1.5", "'1.5'"), (2.5, "2.5")])
+def test_fractional_band_numbers_are_refused_not_rounded(crop64: str, tmp_path, bands, shown) -> None:
+    """QGIS's band parameter takes 2.9 and reads it as band 2 or 3; a run on a band the user did not mean is refused."""
+    out = str(tmp_path / "out.tif")
+    with pytest.raises(QgsProcessingException) as error:
+        run("degrade", {"INPUT": crop64, "BANDS": bands, "SCALE": 2, "OUTPUT": out})
+    assert user_message(error.value) == f"Bands (BANDS) must be whole band numbers such as 1;2;3, got {shown}"
+    assert not os.path.exists(out)
+    run("degrade", {"INPUT": crop64, "BANDS": [2.0], "SCALE": 2, "OUTPUT": out})  # a whole number given as a float
+    assert grid_info(out).descriptions == ("B06",)
 
 
 def test_scale_below_two_is_a_one_line_error(crop64: str, tmp_path) -> None:
@@ -307,6 +320,65 @@ def test_gdal_dataset_names_are_inputs_as_on_the_command_line(crop64: str, tmp_p
     assert (written.transform[2], written.transform[5]) == (xmin, ymax)
     ok, message = check("degrade", {"INPUT": f"/vsizip/{archive}/missing.tif", "SCALE": 2, "OUTPUT": out})
     assert not ok and message.endswith("does not exist (neither a file, a layer of the project nor a dataset GDAL opens)")
+
+
+def test_an_in_memory_layer_of_qgis_is_refused_as_such(crop64: str, tmp_path) -> None:
+    """A ``/vsimem/`` dataset lives in QGIS's GDAL; the engine reads with rasterio's, which does not see it."""
+    from osgeo import gdal
+
+    from internal_sr.core.raster import engine_opens
+
+    name = "/vsimem/internal_sr_test/scene.tif"
+    gdal.Translate(name, crop64)
+    try:
+        if engine_opens(name):
+            pytest.skip("rasterio uses QGIS's GDAL here, and reads its in-memory datasets")
+        layer = QgsRasterLayer(name, "scene")
+        assert layer.isValid()
+        out = str(tmp_path / "out.tif")
+        with pytest.raises(QgsProcessingException) as error:
+            run("degrade", {"INPUT": layer, "SCALE": 2, "OUTPUT": out})
+        assert user_message(error.value) == (
+            f"Input raster scene ({name}) is an in-memory dataset of QGIS, which the engine cannot see: save it to a "
+            "file first (Export ▸ Save As… in the layer's context menu)"
+        )
+        assert not os.path.exists(out)
+    finally:
+        gdal.Unlink(name)
+
+
+def test_a_format_only_qgis_reads_is_refused_naming_the_two_gdals(crop64: str, tmp_path) -> None:
+    """A file QGIS's GDAL opens with a driver that rasterio's GDAL lacks (HDF4 or FITS on Debian 12's QGIS
+    against rasterio's wheel) is a raster to the user: the refusal says whose GDAL cannot read it."""
+    from osgeo import gdal
+
+    from internal_sr.core.raster import ENGINE_GDAL, engine_has_driver
+
+    drivers = [name for name in ("HDF4Image", "FITS") if gdal.GetDriverByName(name) and not engine_has_driver(name)]
+    if not drivers:
+        pytest.skip("QGIS's GDAL writes no format here that rasterio's GDAL cannot read")
+    path = str(tmp_path / "scene.hdf")
+    gdal.Translate(path, crop64, format=drivers[0])
+    out = str(tmp_path / "out.tif")
+    with pytest.raises(QgsProcessingException) as error:
+        run("degrade", {"INPUT": QgsRasterLayer(path, "scene"), "SCALE": 2, "OUTPUT": out})
+    assert user_message(error.value) == (
+        f"Input raster scene is a raster QGIS opens with its own GDAL ({drivers[0]} driver), but {ENGINE_GDAL} has no "
+        "driver for it: export it to GeoTIFF first (Raster ▸ Conversion ▸ Translate)"
+    )
+    assert not os.path.exists(out)
+
+
+def test_a_layer_with_gdal_open_options_is_refused_naming_them(crop64: str, tmp_path) -> None:
+    """The engine opens the file without the layer's open options, which may change what is read: it says so."""
+    layer = QgsRasterLayer(f"{crop64}|option:NUM_THREADS=2|option:GEOREF_SOURCES=INTERNAL", "scene")
+    assert layer.isValid()
+    ok, message = check("degrade", {"INPUT": layer, "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")})
+    assert not ok and message == (
+        f"Input raster scene is opened with the GDAL open options NUM_THREADS=2 GEOREF_SOURCES=INTERNAL, which the "
+        f"engine does not apply: run on {crop64} itself, added without open options (Layer ▸ Add Layer ▸ Add Raster "
+        "Layer, Options left empty)"
+    )
 
 
 def test_a_named_pipe_is_refused_before_qgis_opens_it(tmp_path) -> None:
@@ -486,6 +558,43 @@ def test_settings_the_run_would_refuse_fail_the_check_before_it(crop64: str, tmp
         ok, message = check(algorithm, parameters)
         assert not ok and expected in message and "\n" not in message, (algorithm, expected, message)
     assert os.listdir(tmp_path) and not leftovers(str(tmp_path)) and not os.path.exists(out)
+
+
+def test_choices_are_taken_by_the_index_algorithm_help_lists(crop64: str, tmp_path) -> None:
+    """``processing.algorithmHelp`` lists KERNEL as "0: bicubic … 3: gaussian" accepting int: 3 and "3" are
+    gaussian (not the default QGIS would read them as); a number or name that is no option names the options."""
+    outputs = {kernel: str(tmp_path / f"{kernel}.tif") for kernel in (3, "3", "gaussian", "bicubic")}
+    for kernel, out in outputs.items():
+        run("degrade", {"INPUT": crop64, "SCALE": 2, "KERNEL": kernel, "OUTPUT": out})
+    pixels = {kernel: rasterio.open(out).read() for kernel, out in outputs.items()}
+    assert (pixels[3] == pixels["gaussian"]).all() and (pixels["3"] == pixels["gaussian"]).all()
+    assert (pixels["gaussian"] != pixels["bicubic"]).any()
+    for kernel in (5, "gauss"):
+        ok, message = check("degrade", {"INPUT": crop64, "SCALE": 2, "KERNEL": kernel, "OUTPUT": str(tmp_path / "x.tif")})
+        assert not ok and message == (
+            f"Blur kernel (KERNEL) must be one of bicubic, lanczos2, lanczos3, gaussian, landsat (or its number, 0 to 4), "
+            f"got {kernel!r}"
+        )
+
+
+def test_every_choice_parameter_reads_an_index_as_its_option() -> None:
+    """KERNEL, DEVICE, METHOD, ORIENTATION, GUIDE_KERNEL…: every algorithm reads an index, int or digits, as the
+    option of that index, and passes QGIS's own check of the parameter with it."""
+    from internal_sr.algorithms.base import choice_option
+
+    read = 0
+    for algorithm in QgsApplication.processingRegistry().providerById("internal_sr").algorithms():
+        instance = algorithm.create()
+        for definition in instance.parameterDefinitions():
+            if not isinstance(definition, QgsProcessingParameterEnum):
+                continue
+            assert definition.usesStaticStrings()
+            for index, option in enumerate(definition.options()):
+                for value in (index, str(index)):
+                    assert instance.read_choice({definition.name(): value}, definition.name(), QgsProcessingContext()) == option
+                    assert definition.checkValueIsAcceptable(choice_option(definition, value))
+                read += 1
+    assert read >= 20
 
 
 def test_a_device_that_is_not_here_fails_the_check(crop64: str, tmp_path) -> None:
