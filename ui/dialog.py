@@ -59,6 +59,7 @@ from ..algorithms.base import (
     assigned_crs,
     dataset_file,
     engine_extent,
+    engine_refusal,
     gdal_dataset_name,
     kernel_spec,
     open_in_project,
@@ -704,11 +705,12 @@ class SuperResolveDialog(QDialog):
             if combo is self.layer_combo:
                 raise InputError(self.tr("Add a raster file (GeoTIFF, JP2, …) to the project to start."))
             raise InputError(self.tr("Choose the {}.").format(what))
-        if layer.providerType() != "gdal":
-            raise InputError(self.tr("The {} must be a raster file read by GDAL (e.g. GeoTIFF).").format(what))
-        if not gdal_dataset_name(layer.source()):  # as Processing's read_source judges it
+        if layer.providerType() == "gdal" and not gdal_dataset_name(layer.source()) and "|" not in layer.source():
             raise InputError(self.tr("The {} {} does not exist (any more): its file {} is missing.").format(
                 what, layer.name(), layer.source()))
+        refusal = engine_refusal(layer)  # as Processing's read_source judges it
+        if refusal is not None:
+            raise InputError(refusal)
         return layer
 
     def build_task(self) -> CoreJobTask:
