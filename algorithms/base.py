@@ -228,7 +228,7 @@ def band_number(item: Any) -> int | None:
     """One item of a band parameter as a band number: a whole number, or a string of digits; ``None`` for
     anything else (``2.9``, ``"two"``)."""
     if isinstance(item, str):
-        return int(item) if item.strip().isdigit() else None
+        return int(item) if item.strip().isdecimal() else None
     try:
         number = float(item)
     except (TypeError, ValueError):
@@ -248,7 +248,7 @@ def choice_option(definition: QgsProcessingParameterEnum, value: Any) -> str | N
     text = str(value).strip()
     if text in options:
         return text
-    if text.isdigit() and int(text) < len(options):
+    if text.isdecimal() and int(text) < len(options):
         return options[int(text)]
     return None
 

@@ -514,9 +514,10 @@ def temporary_beside(path: str) -> tuple[int, str]:
         raise InputError(f"cannot write in output folder {folder}: {error.strerror or error}") from None
 
 
-#: ``StagedFiles.commit`` calls under way (any thread), and the lists ``recording_commits`` fills, under ``_COMMIT_LOCK``.
+#: ``StagedFiles.commit`` calls under way (any thread), and the lists ``recording_commits`` fills with the
+#: thread each records for, under ``_COMMIT_LOCK``.
 _commits = 0
-_commit_records: list[list[str]] = []
+_commit_records: list[tuple[int, list[str]]] = []
 _COMMIT_LOCK = threading.Lock()
 
 
@@ -529,16 +530,18 @@ def committing() -> bool:
 
 @contextmanager
 def recording_commits(record: list[str]) -> Iterator[None]:
-    """Append to ``record`` each path ``StagedFiles.commit`` moves into place (any thread) while the block runs:
-    what a run cancelled after a commit has written. Some may be gone again (``sentinel2``'s sharpened parts,
-    committed into a temporary folder that the cancelled run removes)."""
+    """Append to ``record`` each path ``StagedFiles.commit`` moves into place from this thread while the block
+    runs: what a run cancelled after a commit has written (another thread's job, e.g. a QGIS task beside a script,
+    is not this run's). Some may be gone again (``sentinel2``'s sharpened parts, committed into a temporary folder
+    that the cancelled run removes)."""
+    entry = (threading.get_ident(), record)
     with _COMMIT_LOCK:
-        _commit_records.append(record)
+        _commit_records.append(entry)
     try:
         yield
     finally:
         with _COMMIT_LOCK:
-            _commit_records[:] = [r for r in _commit_records if r is not record]  # by identity: empty lists are equal
+            _commit_records[:] = [e for e in _commit_records if e is not entry]  # by identity: empty lists are equal
 
 
 class StagedFiles:
@@ -594,8 +597,9 @@ class StagedFiles:
                 os.replace(tmp, path)
                 del self.staged[path]
                 with _COMMIT_LOCK:
-                    for record in _commit_records:
-                        record.append(path)
+                    for thread, record in _commit_records:
+                        if thread == threading.get_ident():
+                            record.append(path)
             for path in self.stale:
                 if os.path.exists(path):
                     os.remove(path)

@@ -267,7 +267,7 @@ def test_bands_typed_as_text_take_semicolons_commas_or_spaces(crop64: str, tmp_p
     assert not ok and message == "Bands (BANDS) must be whole band numbers such as 1;2;3, got 'two'"
 
 
-@pytest.mark.parametrize(("bands", "shown"), [([2.9], "2.9"), ([1, 1.5], "1.5"), ("1;1.5", "'1.5'"), (2.5, "2.5")])
+@pytest.mark.parametrize(("bands", "shown"), [([2.9], "2.9"), ([1, 1.5], "1.5"), ("1;1.5", "'1.5'"), (2.5, "2.5"), ("1;²", "'²'")])
 def test_fractional_band_numbers_are_refused_not_rounded(crop64: str, tmp_path, bands, shown) -> None:
     """QGIS's band parameter takes 2.9 and reads it as band 2 or 3; a run on a band the user did not mean is refused."""
     out = str(tmp_path / "out.tif")
@@ -569,7 +569,7 @@ def test_choices_are_taken_by_the_index_algorithm_help_lists(crop64: str, tmp_pa
     pixels = {kernel: rasterio.open(out).read() for kernel, out in outputs.items()}
     assert (pixels[3] == pixels["gaussian"]).all() and (pixels["3"] == pixels["gaussian"]).all()
     assert (pixels["gaussian"] != pixels["bicubic"]).any()
-    for kernel in (5, "gauss"):
+    for kernel in (5, "gauss", "²"):  # "²" passes str.isdigit but not int()
         ok, message = check("degrade", {"INPUT": crop64, "SCALE": 2, "KERNEL": kernel, "OUTPUT": str(tmp_path / "x.tif")})
         assert not ok and message == (
             f"Blur kernel (KERNEL) must be one of bicubic, lanczos2, lanczos3, gaussian, landsat (or its number, 0 to 4), "

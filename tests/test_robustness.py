@@ -223,6 +223,25 @@ def test_a_signal_while_old_sidecars_are_removed_still_completes_the_run(tmp_pat
     assert sorted(os.listdir(tmp_path)) == ["in.tif", "lr.tif"]
 
 
+def test_a_cancelled_run_does_not_claim_another_threads_files(tmp_path: Path) -> None:
+    """Commits are recorded for the thread that records them: another job's file (a QGIS task, a script's worker)
+    is not what a cancelled run on this thread wrote."""
+    import threading
+
+    from internal_sr.core.raster import recording_commits, write_file_atomically
+
+    def commit(name: str) -> None:
+        write_file_atomically(str(tmp_path / name), name.encode())
+
+    written: list[str] = []
+    with recording_commits(written):
+        other = threading.Thread(target=commit, args=("other_job.txt",))
+        other.start()
+        other.join()
+        commit("mine.txt")
+    assert written == [str(tmp_path / "mine.txt")] and os.path.exists(tmp_path / "other_job.txt")
+
+
 def test_a_signal_after_the_files_are_in_place_says_they_were_written(tmp_path: Path, capsys, monkeypatch) -> None:
     """A SIGTERM after the run's files moved into place, before the signal handlers are given back (here as the
     progress bar closes), said "cancelled, nothing written" with the output in place: it names the output now."""
