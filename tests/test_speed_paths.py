@@ -331,3 +331,25 @@ def test_reused_heap_reuses_large_blocks_during_a_run_and_gives_them_back_after(
         assert _steady_faults(64) < touched // 20
         held = _resident_mb()
     assert held - _resident_mb() > 48  # the freed blocks went back to the system at the end of the run
+
+
+@pytest.mark.skipif(device._LIBC is None, reason="glibc's mallopt is what reused_heap sets")
+def test_reused_heap_reuses_blocks_under_an_arena_on_worker_threads():
+    """QGIS runs tasks on worker threads, whose glibc arenas hold up to 64 MiB: 48 MB blocks are reused there."""
+    import threading
+
+    faults: dict[str, int] = {}
+
+    def measure(key: str) -> None:
+        faults[key] = _steady_faults(48)
+
+    def on_worker(key: str) -> None:
+        worker = threading.Thread(target=measure, args=(key,))
+        worker.start()
+        worker.join()
+
+    touched = 4 * (48 << 20) // 4096
+    on_worker("outside")
+    with device.reused_heap():
+        on_worker("inside")
+    assert faults["outside"] > touched // 2 and faults["inside"] < touched // 20
