@@ -52,12 +52,75 @@ def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
+#: Separable filter of the pull-push pyramid: taps at offsets −1, 0, 1, 2 from each 2 × 2 block's first pixel,
+#: so a coarse pixel sits on the centre of the fine block it summarises, as ``F.interpolate(...,
+#: mode="bilinear", align_corners=False)`` assumes when the push reads it back. They sum to 2 along each axis
+#: (4 in all): a coarse pixel whose footprint holds a quarter of a fully valid block is fully confident.
+_PULL_TAPS = (1 / 4, 3 / 4, 3 / 4, 1 / 4)
+
+
+def _pull(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` → ``(B, 1, ⌈H/2⌉, ⌈W/2⌉)``: filtered by ``_PULL_TAPS`` along both axes and decimated by 2,
+    outside the image counted as zero (an odd edge gets one more zero row or column)."""
+    taps = torch.tensor(_PULL_TAPS, dtype=x.dtype, device=x.device)
+    x = F.pad(x, (1, 1 + x.shape[-1] % 2, 1, 1 + x.shape[-2] % 2))
+    x = F.conv2d(x, taps.view(1, 1, 4, 1), stride=(2, 1))
+    return F.conv2d(x, taps.view(1, 1, 1, 4), stride=(1, 2))
+
+
+#: Relaxation sweeps per pyramid level after the push (``fill_invalid``): on the development crop's hole (a 4 × 4
+#: hole in dark NIR) 0, 4, 8 and 16 sweeps left fill errors of 1400, 1051, 975 and 930 DN RMS; 8 costs about
+#: 40 ms for a 256² tile of 4 bands on one CPU thread.
+_SWEEPS = 8
+
+
+def _neighbour_mean(x: torch.Tensor) -> torch.Tensor:
+    """The mean of each pixel's four neighbours in ``x`` ``(B, 1, H, W)``, edges replicated."""
+    p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    return (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]) / 4
+
+
 def fill_invalid(y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Replace invalid pixels by their band's mean over valid pixels (so interpolation stays sane)."""
-    count = valid.sum(dim=(-2, -1), keepdim=True).clamp(min=1)
-    y = torch.where(valid > 0, y, torch.zeros_like(y))  # NaN/Inf never reach a sum
-    mean = y.sum(dim=(-2, -1), keepdim=True) / count
-    return torch.where(valid > 0, y, mean)
+    """``y`` ``(N, C, H, W)`` with its invalid pixels replaced by a smooth, local interpolation of the valid ones.
+
+    valid: 0/1 mask broadcastable to ``y`` (per band). Valid pixels are returned unchanged (bit for bit), and
+    ``y`` itself when every pixel is valid; invalid values (NaN and ±Inf included) are never read.
+    The fill matters beyond the invalid pixels: bicubic ``upsample`` and back-projection read it at the
+    valid pixels around a hole, so it has to continue the values around the hole, not the band's mean.
+
+    Method: pull-push, the pyramid form of normalised convolution (Gortler et al., "The Lumigraph", 1996),
+    relaxed towards a harmonic fill. Level 0 holds the values ``v₀ = y`` with confidence ``c₀ = valid``.
+    Pull, down to one pixel: ``Wₖ₊₁ = P(cₖ)``, ``vₖ₊₁ = P(cₖ·vₖ) / Wₖ₊₁`` (the confidence-weighted local
+    mean, ``P`` = ``_pull``) and ``cₖ₊₁ = min(1, Wₖ₊₁)``. Push, back up from the coarsest level (the band's
+    weighted mean of valid pixels): ``fₖ = cₖ·vₖ + (1 − cₖ)·up(fₖ₊₁)`` with bilinear ``up``, then
+    ``_SWEEPS`` Jacobi sweeps ``fₖ ← cₖ·vₖ + (1 − cₖ)·mean of fₖ's 4 neighbours`` (edges replicated). At level 0
+    these are sweeps of Laplace's equation inside the holes with the valid pixels fixed, started from the
+    coarse levels' estimate (cascadic multigrid): a hole takes the smooth continuation of the pixels on its
+    rim (a linear ramp through a hole is restored up to a small error), not the mean of a wide area;
+    scattered or few valid pixels each fill their own neighbourhood; a band with no valid pixel is filled
+    with 0 (normalised units). Per band and per image; any device and float dtype; the cost is
+    ``_SWEEPS`` + 3 depthwise passes over ``4/3`` of the pixels.
+    """
+    n, c, h, w = y.shape
+    mask = (valid > 0).expand_as(y)
+    if bool(mask.all()):
+        return y
+    confidence = mask.to(y.dtype).reshape(n * c, 1, h, w)
+    value = torch.where(mask, y, torch.zeros_like(y)).reshape(n * c, 1, h, w)
+    levels = [(value, confidence)]
+    while max(value.shape[-2:]) > 1:
+        weight = _pull(confidence)
+        value = torch.where(weight > 0, _pull(confidence * value) / weight.clamp(min=torch.finfo(y.dtype).tiny), 0.0)
+        confidence = weight.clamp(max=1.0)
+        levels.append((value, confidence))
+    filled = levels.pop()[0]
+    for value, confidence in reversed(levels):
+        rows, cols = value.shape[-2:]
+        coarse = F.interpolate(filled, scale_factor=2, mode="bilinear", align_corners=False)[..., :rows, :cols]
+        filled = confidence * value + (1 - confidence) * coarse
+        for _ in range(_SWEEPS):
+            filled = confidence * value + (1 - confidence) * _neighbour_mean(filled)
+    return torch.where(mask, y, filled.reshape(n, c, h, w))
 
 
 def masked_mse(estimate: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

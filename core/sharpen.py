@@ -6,7 +6,8 @@ guide pixel apart (Landsat pan and multispectral bands) are used as they are: th
 half-pixel phase (``core.kernels``). The output keeps the target's bands,
 descriptions, dtype and nodata. A pixel is nodata in the output when its target pixel or any guide band
 at it is nodata or masked (under an internal mask when the output has no nodata value: an integer
-target without one). Writes are atomic (``core.raster.AtomicGeoTIFF``).
+target without one). Writes are atomic (``core.raster.AtomicGeoTIFF``). Before the run, a guide whose
+pixels look shifted against the target's by a fraction of a pixel is named in a warning (``core.registration``).
 
 An extent (``target_io.extent``, in the shared CRS) selects the area of the output: it is snapped
 outward to whole *target* pixels, i.e. to whole blocks of ``s × s`` guide pixels, so the output grid
@@ -31,6 +32,7 @@ from .normalise import BandScaling
 from .pipeline import RunResult, _Recorder, collect_tiled, extent_message, fit_scaling, write_tiled
 from .progress import NullProgress, Progress
 from .raster import RasterInfo, check_raster_output, georeferencing_note, may_be_invalid, open_info, read_window
+from .registration import central_window, guide_misregistration, registration_warning
 from .sentinel2 import band_name, kernel_spec
 from .tiling import MIN_RETRY_TILE, ShrinkOnOutOfMemory, Solver, WarmStart
 
@@ -122,6 +124,16 @@ def check_inputs(
     )
 
 
+def check_registration(read: Reader, width: int, height: int, guide_kernels: list[Kernel], progress: Progress) -> None:
+    """Warn (one line through ``progress.info``) when the guide looks shifted against the target by a fraction of a
+    pixel or more (``core.registration``), judged on the central area of the ``width × height`` target pixels
+    that ``read`` reads. A warning only: the run goes on, on the grids as georeferenced."""
+    target, target_valid, guide, guide_valid = read(central_window(width, height, guide_kernels[0].scale))
+    warning = registration_warning(guide_misregistration(target, target_valid, guide, guide_valid, guide_kernels))
+    if warning is not None:
+        progress.info(warning)
+
+
 def _solver(
     config: GuidedDIPConfig,
     target_kernels: list[Kernel],
@@ -192,6 +204,7 @@ def sharpen(
         fine = window.scaled(s).translated(nesting.guide.col_off, nesting.guide.row_off)
         return (*read_window(target, window.translated(nesting.target.col_off, nesting.target.row_off)), *read_window(guide, fine))
 
+    check_registration(read, nesting.target.width, nesting.target.height, inputs.guide_kernels, recorder)
     solve, device = _solver(
         config, inputs.target_kernels, inputs.guide_kernels, fit_scaling(target), fit_scaling(guide), read, recorder
     )
@@ -233,6 +246,7 @@ def sharpen_array(
         return target[t], t_valid[t], guide[g], g_valid[g]
 
     kernels = band_kernels(config.kernel, target_names, s, "target"), band_kernels(config.guide_kernel, guide_names, s, "guide")
+    check_registration(read, w, h, kernels[1], recorder)
     solve, device = _solver(
         config, *kernels, BandScaling.fit(target, t_valid), BandScaling.fit(guide, g_valid), read, recorder
     )
