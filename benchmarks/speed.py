@@ -22,8 +22,10 @@ bicubic kernel, which both methods use as their sensor model), it measures
 * seconds per step of the baseline and of our runs on one default tile (``tile_step_seconds``).
 
 Clock: the process's CPU time with one torch thread (``--threads``), which on an otherwise idle
-machine is the wall time, and on a shared one is not inflated by other people's jobs. Every run, the
-baseline's too, keeps freed memory in the heap as a user's run does (``core.device.reused_heap``).
+machine is the wall time, and on a shared one is not inflated by other people's jobs. Our runs keep
+freed memory in the heap as every run of the product does (``core.device.reused_heap``, entered by
+``core.device.seeded``); the baseline, a plain script, runs with the C library's defaults (the README
+gives what the same setting does for it).
 
 Writes ``speed.json`` and ``speed.md`` under ``--out`` and, for a run at the defaults, the README's
 table between the ``bench:speed`` markers.
@@ -171,7 +173,7 @@ def our_method(
     (step, seconds, PSNR) at each check, and the final PSNR."""
     from internal_sr.core import dip, knitwork
     from internal_sr.core.config import DIPConfig, KnitworkConfig
-    from internal_sr.core.device import seed_everything
+    from internal_sr.core.device import reused_heap, seed_everything
     from internal_sr.core.kernels import make_kernel
 
     config_class, solve = {"dip": (DIPConfig, dip.super_resolve_tile), "knitwork": (KnitworkConfig, knitwork.super_resolve_tile)}[method]
@@ -185,14 +187,15 @@ def our_method(
         clock.paused += time.process_time() - entered
 
     valid = np.ones(low.shape, dtype=bool)
-    tile = solve(low, valid, make_kernel("bicubic", scale), config, torch.device("cpu"), clock, seed_everything(0), observe)
+    with reused_heap():
+        tile = solve(low, valid, make_kernel("bicubic", scale), config, torch.device("cpu"), clock, seed_everything(0), observe)
     return curve, score(tile.image)
 
 
 def guided_clock(name: str, origin: tuple[int, int], size: int, steps: int) -> StepClock:
     """Guided DIP sharpening the six 20 m bands of the crop's area with its four 10 m bands (×2)."""
     from internal_sr.core.config import GuidedDIPConfig
-    from internal_sr.core.device import seed_everything
+    from internal_sr.core.device import reused_heap, seed_everything
     from internal_sr.core.guided import sharpen_tile
     from internal_sr.core.normalise import BandScaling
     from internal_sr.core.sharpen import band_kernels
@@ -202,11 +205,12 @@ def guided_clock(name: str, origin: tuple[int, int], size: int, steps: int) -> S
     guide = load_crop(name, (2 * r, 2 * c), size).astype(np.float32)
     t_valid, g_valid = np.ones(target.shape, bool), np.ones(guide.shape, bool)
     clock = StepClock()
-    sharpen_tile(
-        BandScaling.fit(target, t_valid).normalise(target), t_valid, BandScaling.fit(guide, g_valid).normalise(guide), g_valid,
-        band_kernels("sentinel2", NAMES20, 2, "target"), band_kernels("sentinel2", NAMES10, 2, "guide"),
-        GuidedDIPConfig(device="cpu", iterations=steps), torch.device("cpu"), clock, seed_everything(0),
-    )
+    with reused_heap():
+        sharpen_tile(
+            BandScaling.fit(target, t_valid).normalise(target), t_valid, BandScaling.fit(guide, g_valid).normalise(guide), g_valid,
+            band_kernels("sentinel2", NAMES20, 2, "target"), band_kernels("sentinel2", NAMES10, 2, "guide"),
+            GuidedDIPConfig(device="cpu", iterations=steps), torch.device("cpu"), clock, seed_everything(0),
+        )
     return clock
 
 
@@ -279,7 +283,11 @@ def markdown(result: dict, info: str) -> str:
 
 
 def main() -> int:
-    from internal_sr.core.device import reused_heap
+    from internal_sr.core import metrics
+    from internal_sr.core.config import TileOptions
+    from internal_sr.core.evaluation import bicubic, wald_pair
+    from internal_sr.core.kernels import make_kernel
+    from internal_sr.core.normalise import BandScaling
     from internal_sr.core.optimise import CHECK_EVERY
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -295,19 +303,6 @@ def main() -> int:
     if args.quick:
         args.reference_steps, args.timing_steps, args.tile_steps, args.size = 5, 3, 3, 64
     torch.set_num_threads(args.threads)
-    with reused_heap():  # freed memory reused as in every user's run (core.device.seeded), the baseline's too
-        return measure(args)
-
-
-def measure(args: argparse.Namespace) -> int:
-    """Runs the benchmark for ``main``'s arguments (see the module docstring) and writes its results."""
-    from internal_sr.core import metrics
-    from internal_sr.core.config import TileOptions
-    from internal_sr.core.evaluation import bicubic, wald_pair
-    from internal_sr.core.kernels import make_kernel
-    from internal_sr.core.normalise import BandScaling
-    from internal_sr.core.optimise import CHECK_EVERY
-
     label, name, origin = CROPS[0]
     reference, low = wald_pair(load_crop(name, origin, args.size), make_kernel("bicubic", args.scale))
     scaling = BandScaling.fit(low, np.ones(low.shape, bool))
