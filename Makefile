@@ -48,9 +48,14 @@ bench-guided: install
 	$(PY) benchmarks/guided.py --out benchmarks/results
 	$(PY) benchmarks/guided.py --landsat --out benchmarks/results
 
-# PARTS=precision,steps,batch,large picks some (each part's figures are kept with their machine and date)
-bench-gpu: install
-	$(PY) benchmarks/gpu.py --out benchmarks/results $(if $(PARTS),--parts $(PARTS))
+# PARTS=precision,steps,batch,large picks some (each part's figures are kept with their machine and date).
+# No install step: a GPU machine has no QGIS. GPU_PY (default: the venv's python when there is one, else
+# python3; PY=python3 also works) must import internal_sr and rasterio; GPU_OUT (default benchmarks/results)
+# is where gpu.json/gpu.md go; GPU_ARGS passes more flags (--device cpu --quick checks it here). On a lent GPU
+# machine use benchmarks/gpu_device.sh, which sets up the carried wheels and data (README, section GPU).
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+bench-gpu:
+	$(GPU_PY) benchmarks/gpu.py --out $(or $(GPU_OUT),benchmarks/results) $(if $(PARTS),--parts $(PARTS)) $(GPU_ARGS)
 
 # the README's evaluate example run for real: guided DIP scored on the committed crops (~1.5 min, 1 CPU thread)
 bench-evaluate: install

@@ -1,20 +1,28 @@
 """GPU checks and figures (run on a machine with CUDA; ``make bench-gpu``; ``--parts`` picks some).
 
-precision: DIP at default settings on the Wald crops of ``wald.py`` (×2, ×4) in float32 and with bf16
-    autocast (float32 losses), PSNR and seconds side by side: bf16 must match float32 quality.
+precision: DIP at default settings on the Wald crops of ``wald.py`` (×2, ×4) in float32 with TF32 off
+    (plain float32 convolutions and matrix products, where PyTorch's default gives cuDNN TF32 convolutions)
+    and with bf16 autocast (float32 losses; PyTorch's defaults otherwise), PSNR and seconds side by side:
+    bf16 must match float32 quality. Each timed run follows a 2-step warm-up run of the same settings.
 steps: seconds per optimisation step of one default tile (128² input at ×2; guided DIP: a 128² target
     tile of the 20 m bands with the 10 m guide) for DIP, Neural Knitworks and guided DIP, on the device
     and on the CPU.
-batch: ×4 of a 256 × 256 real input (3 × 3 tiles) solved one tile at a time against ``CUDA_BATCH``
-    tiles together, both warm-started: wall time side by side.
+batch: ×4 of a real strip of 80 × 592 input pixels, one row of 9 tiles of 80 px (a batch never crosses
+    a row of tiles), solved one tile at a time against up to ``CUDA_BATCH`` at a time, both warm-started:
+    wall time side by side, with the tiles each solver call took as measured (the first tile is solved
+    alone, since the others warm-start from it: with 8 that makes calls of 1, 7 and 1 tiles).
 large: ×4 of a 512 × 512 real input (2048 × 2048 output) at the defaults (batched on CUDA,
     warm-started), wall time and peak memory; then ×2 of the same input, whose output pixels per second
     give the time a full Sentinel-2 band (10980², ×2) would take, extrapolated (not run).
 
 Each part's figures are kept in ``gpu.json`` with the machine and date they were measured on; a run of
-some parts leaves the others' as they were. ``gpu.md`` shows them all. ``--device cpu --quick`` runs
-every part with tiny sizes and few steps, to check the script on a machine without a GPU (it writes
-under ``--out`` like a real run: point it elsewhere). No figure peeks at the reference (PSNR is of the
+some parts leaves the others' as they were (those already in ``--out``). ``gpu.json`` and ``gpu.md`` (all
+parts) are written after each part, and within a part after each of its runs (marked "unfinished"), so a
+run stopped at a time limit keeps what it finished; a part that fails is reported and the others still
+run (exit status 1). The data folder is ``wald.SHARED`` (``INTERNAL_SR_DATA`` names another); on a lent
+GPU machine run ``benchmarks/gpu_device.sh``. ``--device cpu --quick`` runs every part with tiny sizes
+and few steps, to check the script on a machine without a GPU (it writes under ``--out`` like a real
+run: point it elsewhere). No figure peeks at the reference (PSNR is of the
 final output).
 """
 
@@ -25,7 +33,10 @@ import json
 import os
 import sys
 import time
-from typing import Callable
+import traceback
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Callable, Iterator
 
 import torch
 
@@ -33,7 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from guided_tuning import NAMES10, NAMES20  # noqa: E402
-from wald import CROPS, load_crop, machine, write_results  # noqa: E402
+from wald import CROPS, load_crop, machine  # noqa: E402
 
 PARTS = ("precision", "steps", "batch", "large")
 SCENE = "s2_l1c_T33UUB_20170527_dsen2.npz"
@@ -52,28 +63,85 @@ def synchronised(device: str, run: Callable[[], object]) -> tuple[object, float]
     return value, time.perf_counter() - start
 
 
-def precision(device: str, quick: bool) -> dict:
+@contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """With ``enabled`` False, float32 matrix products and cuDNN convolutions run in plain float32 (not TF32)
+    inside the block; PyTorch's defaults (TF32 convolutions, float32 matrix products) are put back after."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    if not enabled:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@contextmanager
+def tile_calls() -> Iterator[list[int]]:
+    """The number of tiles of each call of DIP's tile solvers from outside them (``super_resolve_tile``: 1,
+    ``super_resolve_tiles``: as many as it was given), in order, while the block runs. A call inside
+    another (``super_resolve_tile`` solves its tile through ``super_resolve_tiles``) is not counted again."""
+    from internal_sr.core import dip
+
+    calls: list[int] = []
+    depth = [0]
+    one, many = dip.super_resolve_tile, dip.super_resolve_tiles
+
+    def counted(solver: Callable, tiles: int, *args, **kwargs):
+        if not depth[0]:
+            calls.append(tiles)
+        depth[0] += 1
+        try:
+            return solver(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+
+    def spy_one(*args, **kwargs):
+        return counted(one, 1, *args, **kwargs)
+
+    def spy_many(observed, *args, **kwargs):
+        return counted(many, len(observed), observed, *args, **kwargs)
+
+    dip.super_resolve_tile, dip.super_resolve_tiles = spy_one, spy_many
+    try:
+        yield calls
+    finally:
+        dip.super_resolve_tile, dip.super_resolve_tiles = one, many
+
+
+#: keep(the figures of a part so far, with a "note" saying what is missing): saved at once, so that a run
+#: stopped at a time limit keeps them; the part's return value replaces them.
+Keep = Callable[[dict], None]
+
+
+def precision(device: str, quick: bool, keep: Keep) -> dict:
     from internal_sr.core import metrics
     from internal_sr.core.config import DIPConfig
     from internal_sr.core.evaluation import wald_pair
     from internal_sr.core.kernels import make_kernel
     from internal_sr.core.pipeline import super_resolve_array
 
-    rows = []
-    for label, name, origin in CROPS[:1] if quick else CROPS:
+    rows: list[dict] = []
+    crops = CROPS[:1] if quick else CROPS
+    for label, name, origin in crops:
         for scale in (2, 4):
             reference, low = wald_pair(load_crop(name, origin, 64 if quick else 128), make_kernel("bicubic", scale))
             for mixed in (False, True):
                 config = DIPConfig(scale=scale, device=device, mixed_precision=mixed, iterations=2 if quick else None)
-                (out, result), seconds = synchronised(device, lambda: super_resolve_array(low, config))
-                row = dict(crop=label, scale=scale, precision="bf16 autocast" if mixed else "float32",
-                           steps=result.steps, seconds=seconds, **metrics.all_metrics(out, reference, scale))
+                with tf32(mixed):  # the float32 reference without TF32; bf16 with PyTorch's defaults
+                    super_resolve_array(low, replace(config, iterations=2))  # warm-up: kernels, handles, allocator
+                    convolutions_tf32 = torch.backends.cudnn.allow_tf32
+                    (out, result), seconds = synchronised(device, lambda: super_resolve_array(low, config))
+                row = dict(crop=label, scale=scale, precision="bf16 autocast" if mixed else "float32 (TF32 off)",
+                           tf32_convolutions=convolutions_tf32, steps=result.steps, seconds=seconds,
+                           **metrics.all_metrics(out, reference, scale))
                 rows.append(row)
                 print(f"{label} ×{scale} {row['precision']}: PSNR {row['psnr']:.3f} dB, {seconds:.1f} s", flush=True)
+                keep({"rows": rows, "note": f"unfinished: {len(rows)} of {4 * len(crops)} rows"})
     return {"rows": rows}
 
 
-def steps(device: str, quick: bool) -> dict:
+def steps(device: str, quick: bool, keep: Keep) -> dict:
     """Seconds per step of one default tile of each method, on ``device`` and on the CPU (all its threads):
     the difference between a short and a long run over their difference in steps, so that what a run
     does once (setup, the final back-projection) is not counted; after a short warm-up run, so cuDNN's
@@ -92,6 +160,10 @@ def steps(device: str, quick: bool) -> dict:
         config = (DIPConfig if method == "dip" else KnitworkConfig)(scale=2, iterations=count, early_stop=False, device=where)
         return lambda: super_resolve_array(low, config)
 
+    def described(figures: dict) -> dict:
+        return {"tile": f"{size}² input (guided: {size}² target)", "cpu_threads": torch.get_num_threads(),
+                "seconds_per_step": figures}
+
     counts = {device: (3, 6) if quick else (50, 150), "cpu": (2, 4) if quick else (5, 15)}
     figures: dict[str, dict[str, float]] = {}
     for method in ("dip", "knitwork", "guided"):
@@ -102,27 +174,41 @@ def steps(device: str, quick: bool) -> dict:
             _, long_seconds = synchronised(where, run(method, where, long))
             figures.setdefault(method, {})[where] = (long_seconds - short_seconds) / (long - short)
         print(f"{method}: seconds per step {figures[method]}", flush=True)
-    return {"tile": f"{size}² input (guided: {size}² target)", "cpu_threads": torch.get_num_threads(),
-            "seconds_per_step": figures}
+        keep({**described(figures), "note": f"unfinished: {', '.join(figures)} only"})
+    return described(figures)
 
 
-def batch(device: str, quick: bool) -> dict:
-    """×4 of a real input in 3 × 3 tiles, one at a time against ``CUDA_BATCH`` together (warm-started)."""
+#: Tiles in the batch part's one row: batches never cross a row of tiles (``core.tiling.run_tiles``), and the
+#: first tile is solved alone, so a row of ``CUDA_BATCH`` + 1 tiles is solved as calls of 1, 7 and 1 tiles.
+BATCH_ROW = 9
+
+
+def batch(device: str, quick: bool, keep: Keep) -> dict:
+    """×4 of a real strip that is one row of ``BATCH_ROW`` tiles, one at a time against up to ``CUDA_BATCH`` at
+    a time (warm-started), with the tiles each solver call took."""
     from internal_sr.core.config import CUDA_BATCH, DIPConfig, TileOptions
     from internal_sr.core.pipeline import super_resolve_array
+    from internal_sr.core.tiling import plan_tiles
 
-    size, tile, overlap = (80, 32, 8) if quick else (256, 96, 16)
-    low = load_crop(SCENE, (0, 0), size)
-    runs = {}
+    height, width, tile, overlap = (32, 224, 32, 8) if quick else (80, 592, 80, 16)
+    low = load_crop(SCENE, (0, 0), width)[:, :height]
+    plan = plan_tiles(width, height, TileOptions(tile, overlap))
+    if [len(row) for row in plan] != [BATCH_ROW]:
+        raise RuntimeError(f"the batch part's input should be one row of {BATCH_ROW} tiles, not {[len(r) for r in plan]}")
+    runs: dict[str, dict] = {}
+    described = f"{height} × {width} × 4 bands, one row of {BATCH_ROW} tiles of {tile} px"
     for together in (1, CUDA_BATCH):
         config = DIPConfig(scale=4, device=device, iterations=2 if quick else None, tiles=TileOptions(tile, overlap, together))
-        (_, result), seconds = synchronised(device, lambda: super_resolve_array(low, config))
-        runs[str(together)] = dict(seconds=seconds, steps=result.steps, tiles=len(result.curves))
-        print(f"×4 of {size}², {together} tile(s) at a time: {seconds:.1f} s, {result.steps} steps", flush=True)
-    return {"input": f"{size} × {size} × 4 bands, tiles of {tile} px", "runs": runs}
+        with tile_calls() as calls:
+            (_, result), seconds = synchronised(device, lambda: super_resolve_array(low, config))
+        runs[str(together)] = dict(seconds=seconds, steps=result.steps, tiles=len(result.curves), calls=calls)
+        print(f"×4 of {height} × {width}, up to {together} tile(s) at a time: {seconds:.1f} s, {result.steps} steps, "
+              f"tiles per call {calls}", flush=True)
+        keep({"input": described, "runs": runs, "note": f"unfinished: {' and '.join(runs)} at a time only"})
+    return {"input": described, "runs": runs}
 
 
-def large(device: str, quick: bool) -> dict:
+def large(device: str, quick: bool, keep: Keep) -> dict:
     """×4 of a 512² input at the defaults, then ×2 of it for the throughput a full band is extrapolated from."""
     from internal_sr.core.config import DIPConfig
     from internal_sr.core.pipeline import super_resolve_array
@@ -134,13 +220,16 @@ def large(device: str, quick: bool) -> dict:
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         config = DIPConfig(scale=scale, device=device, iterations=2 if quick else None)
-        (out, result), seconds = synchronised(device, lambda: super_resolve_array(big, config))
+        with tile_calls() as calls:
+            (out, result), seconds = synchronised(device, lambda: super_resolve_array(big, config))
         figures[f"x{scale}"] = dict(
             input=f"{size} × {size} × 4 bands", output=f"{out.shape[2]} × {out.shape[1]}", seconds=seconds, steps=result.steps,
+            calls=calls,
             peak_gpu_gib=torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0,
             output_megapixels_per_second=out.shape[1] * out.shape[2] / seconds / 1e6,
         )
         print(f"×{scale} of {size}²: {figures[f'x{scale}']}", flush=True)
+        keep({**figures, "note": "unfinished: ×4 only"})
     full = (FULL_BAND * 2) ** 2 / 1e6 / figures["x2"]["output_megapixels_per_second"]
     figures["full_band_x2_hours_extrapolated"] = full / 3600
     return figures
@@ -150,6 +239,11 @@ def heading(title: str, part: dict) -> str:
     """A part's title with the machine and date it was measured on (and its note, when it has one)."""
     note = f"; {part['note']}" if part.get("note") else ""
     return f"{title} ({part['machine']}, {part['date']}{note}):"
+
+
+def calls_text(run: dict) -> str:
+    """`` (tiles per solver call: 1, 4, 5, …)`` for a run whose solver calls were counted, else nothing."""
+    return f" (tiles per solver call: {', '.join(map(str, run['calls']))})" if run.get("calls") else ""
 
 
 def markdown(results: dict) -> str:
@@ -172,14 +266,17 @@ def markdown(results: dict) -> str:
     if "batch" in results:
         part = results["batch"]
         lines += [heading(f"Batched tiles, ×4 of {part['input']}", part), "",
-                  "| tiles at a time | seconds | steps | tiles |", "|---|---|---|---|"]
-        lines += [f"| {k} | {r['seconds']:.1f} | {r['steps']} | {r['tiles']} |" for k, r in part["runs"].items()]
+                  "| tiles at a time (at most) | tiles per solver call (measured) | seconds | steps | tiles |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {k} | {', '.join(map(str, r['calls']))} | {r['seconds']:.1f} | {r['steps']} | {r['tiles']} |"
+                  for k, r in part["runs"].items()]
         lines.append("")
     if "large" in results:
         part = results["large"]
         lines += [heading("Large inputs at the defaults", part), ""]
         lines += [f"- ×{k[1:]} of {r['input']} ({r['output']} output): {r['seconds']:.1f} s, {r['steps']} steps over all "
-                  f"tiles, peak GPU memory {r['peak_gpu_gib']:.2f} GiB, {r['output_megapixels_per_second']:.3f} output Mpx/s."
+                  f"tiles{calls_text(r)}, peak GPU memory {r['peak_gpu_gib']:.2f} GiB, "
+                  f"{r['output_megapixels_per_second']:.3f} output Mpx/s."
                   for k, r in part.items() if k.startswith("x")]
         if "full_band_x2_hours_extrapolated" in part:
             lines.append(f"- A full Sentinel-2 band ({FULL_BAND}², ×2) at that ×2 throughput: about "
@@ -212,9 +309,30 @@ def main() -> int:
             results = {k: v for k, v in json.load(f).items() if k in PARTS}
     functions = {"precision": precision, "steps": steps, "batch": batch, "large": large}
     info, date = machine(), time.strftime("%Y-%m-%d")
+    failed = []
+
+    def save(part: str, figures: dict) -> None:
+        """gpu.json and gpu.md with ``part``'s figures, each written whole (a kill never leaves half a file)."""
+        results[part] = dict(machine=info, date=date, **figures)
+        texts = {"gpu.json": json.dumps({"machine": info, "date": date, **results}, indent=1), "gpu.md": markdown(results)}
+        for name, text in texts.items():
+            with open(os.path.join(out, f".{name}.tmp"), "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(os.path.join(out, f".{name}.tmp"), os.path.join(out, name))
+
     for part in parts:
-        results[part] = dict(machine=info, date=date, **functions[part](args.device, args.quick))
-    write_results(out, "gpu", results, markdown(results))
+        print(f"== {part}", flush=True)
+        try:
+            figures = functions[part](args.device, args.quick, lambda partial: save(part, partial))
+        except Exception:  # noqa: BLE001 (a lent GPU session is short: report it, keep the other parts)
+            traceback.print_exc()
+            failed.append(part)
+            continue
+        save(part, figures)  # after each part (and its steps, keep): a time limit keeps what finished
+    print(markdown(results))
+    if failed:
+        print(f"failed parts: {', '.join(failed)} (the others are in {path})", file=sys.stderr)
+        return 1
     return 0
 
 

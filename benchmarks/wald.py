@@ -24,7 +24,9 @@ from typing import Callable
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data"))
+#: The data folder (``shared/data`` beside the checkout); ``INTERNAL_SR_DATA`` names another, e.g. the copy
+#: carried to a lent GPU machine, where only the repository travels (``benchmarks/gpu_device.sh``).
+SHARED = os.path.normpath(os.environ.get("INTERNAL_SR_DATA") or os.path.join(HERE, "..", "..", "shared", "data"))
 CROPS = [
     # (label, npz file, (row, col)) — 128 × 128 windows of the 10 m bands B4, B3, B2, B8
     ("T33UUB fields/forest", "s2_l1c_T33UUB_20170527_dsen2.npz", (400, 320)),

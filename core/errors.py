@@ -47,6 +47,14 @@ def causes(error: BaseException) -> list[BaseException]:
 #: Phrases of PyTorch's allocators when host (CPU) memory runs out; they raise a plain ``RuntimeError``.
 HOST_OUT_OF_MEMORY = ("defaultcpuallocator", "can't allocate memory", "not enough memory")
 
+#: Phrases (lower case) of GPU memory running out. PyTorch's caching allocator raises
+#: ``torch.cuda.OutOfMemoryError`` ("CUDA out of memory"), but cuBLAS, cuDNN, cuFFT and CUDA calls failing
+#: to allocate (a handle, a workspace) arrive as a plain ``RuntimeError``: "CUDA error: out of memory",
+#: "CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate(handle)", "CUDNN_STATUS_ALLOC_FAILED",
+#: "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE", "CUFFT_ALLOC_FAILED". ``core.tiling.is_gpu_out_of_memory`` uses them.
+GPU_OUT_OF_MEMORY = ("out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed",
+                     "cudnn_status_not_enough_workspace", "cufft_alloc_failed", "cusolver_status_alloc_failed")
+
 
 def error_line(error: BaseException, tile: str = "--tile", device: str = "--device cpu") -> str:
     """The one line to show for ``error`` ending a run (outputs are written atomically: nothing was written).
@@ -54,10 +62,11 @@ def error_line(error: BaseException, tile: str = "--tile", device: str = "--devi
     ``tile`` and ``device`` name the front end's tile-size setting and its CPU device choice in the
     out-of-memory hints (the command line's flags by default). An ``InputError`` gives its own message;
     ``MemoryError`` or PyTorch's host allocator failing gives "out of memory"; another message saying
-    "out of memory" (CUDA, MPS) gives "out of GPU memory"; an ``OSError`` (full disk, permissions) the
-    innermost reason of its chain (``causes``: GDAL's "Write failed. See previous exception" says nothing),
-    "no space left on device" for a full disk, with "while writing PATH" when an ``OutputWriteError`` names
-    the file; anything else "unexpected TYPE: its first line", to be reported.
+    "out of memory" (CUDA, MPS) or cuBLAS/cuDNN failing to allocate (``GPU_OUT_OF_MEMORY``) gives "out of
+    GPU memory"; an ``OSError`` (full disk, permissions) the innermost reason of its chain (``causes``:
+    GDAL's "Write failed. See previous exception" says nothing), "no space left on device" for a full disk,
+    with "while writing PATH" when an ``OutputWriteError`` names the file; anything else "unexpected TYPE:
+    its first line", to be reported.
     """
     text = " ".join(str(error).split())
     if isinstance(error, InputError):
@@ -65,7 +74,7 @@ def error_line(error: BaseException, tile: str = "--tile", device: str = "--devi
     lowered = text.lower()
     if isinstance(error, MemoryError) or any(phrase in lowered for phrase in HOST_OUT_OF_MEMORY):
         return f"out of memory: use a smaller {tile}; nothing written"
-    if "out of memory" in lowered:
+    if any(phrase in lowered for phrase in GPU_OUT_OF_MEMORY):
         return f"out of GPU memory: use a smaller {tile} or {device}; nothing written"
     if isinstance(error, OSError):
         chain = causes(error)

@@ -9,8 +9,9 @@ same pixels whatever the tiling. Tiles are solved row of tiles by row of tiles; 
 block of output that no later tile touches is written out and dropped, so memory holds a tile's
 neighbourhood plus an overlap-high band across the width (``run_tiles``), not the image.
 
-A tile that runs out of GPU memory is solved again as tiles of half the edge, blended the same way
-(``ShrinkOnOutOfMemory``), down to ``MIN_RETRY_TILE``; below that the run goes on on the CPU.
+A tile that runs out of GPU memory (``is_gpu_out_of_memory``: PyTorch's allocator, or cuBLAS/cuDNN failing
+to allocate) is solved again as tiles of half the edge, blended the same way (``ShrinkOnOutOfMemory``), down
+to ``MIN_RETRY_TILE``; below that the run goes on on the CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from .config import TileOptions
+from .errors import GPU_OUT_OF_MEMORY
 from .grid import Window
 from .progress import Progress, SubProgress, check_cancelled
 
@@ -57,6 +59,15 @@ class WarmStart:
         """Record ``state`` (a ``TileResult.state``) if it is the first trained tile's."""
         if self.pending:
             self.state = state
+
+
+def is_gpu_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says the GPU ran out of memory: ``torch.cuda.OutOfMemoryError`` (PyTorch's caching
+    allocator), or a ``RuntimeError`` whose message is one of ``errors.GPU_OUT_OF_MEMORY`` (cuBLAS, cuDNN and
+    CUDA calls failing to allocate a handle or a workspace raise those, not ``OutOfMemoryError``)."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(phrase in str(error).lower() for phrase in GPU_OUT_OF_MEMORY)
 
 
 def tile_offsets(length: int, size: int, overlap: int) -> list[int]:
@@ -236,7 +247,7 @@ DeviceBatchSolver = Callable[[list[Window], Progress, torch.device], list[tuple[
 class ShrinkOnOutOfMemory:
     """A ``Solver`` that survives CUDA running out of memory.
 
-    A tile that raises ``torch.cuda.OutOfMemoryError`` is solved again as tiles of half the edge
+    A tile that runs out of GPU memory (``is_gpu_out_of_memory``) is solved again as tiles of half the edge
     (overlap at most a quarter of it), halving down to ``minimum`` input pixels; the smaller edge is
     kept for the tiles that follow. When even ``minimum`` does not fit, the run goes on on the CPU
     with the original tiles. Each change is reported through ``progress.info``. ``curves`` is the list
@@ -269,8 +280,8 @@ class ShrinkOnOutOfMemory:
             kept = len(self.curves)
             try:
                 return done + self.solve_many(windows, progress, self.device)
-            except torch.cuda.OutOfMemoryError:
-                if self.device.type != "cuda":
+            except RuntimeError as error:
+                if self.device.type != "cuda" or not is_gpu_out_of_memory(error):
                     raise
             del self.curves[kept:]
             torch.cuda.empty_cache()
@@ -289,8 +300,8 @@ class ShrinkOnOutOfMemory:
                 return solve_in_tiles(
                     window, self.bands, self.scale, smaller, lambda part, p: self.solve(part, p, self.device), progress
                 )
-            except torch.cuda.OutOfMemoryError:
-                if self.device.type != "cuda":
+            except RuntimeError as error:
+                if self.device.type != "cuda" or not is_gpu_out_of_memory(error):
                     raise
             del self.curves[kept:]
             self._shrink()

@@ -14,6 +14,9 @@ def test_each_kind_of_failure_has_its_own_line() -> None:
     assert error_line(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "tile", "device cpu") == (
         "out of GPU memory: use a smaller tile or device cpu; nothing written"
     )
+    assert error_line(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")) == (
+        "out of GPU memory: use a smaller --tile or --device cpu; nothing written"
+    )
     assert error_line(OSError(28, "No space left on device")) == "no space left on device (nothing written)"
     assert error_line(PermissionError(13, "Permission denied", "x.tif")) == "[Errno 13] Permission denied: 'x.tif' (nothing written)"
     assert error_line(ValueError("first\nsecond")) == "unexpected ValueError: first (nothing written; please report)"

@@ -1,8 +1,9 @@
 """Speed paths that must not change results: out-of-memory retries and CPU fallback, batched tiles.
 
 Running out of GPU memory is simulated on the CPU: the tile solver is replaced by one that raises
-``torch.cuda.OutOfMemoryError`` for tiles above a size on the "cuda" device and otherwise returns
-nearest-neighbour upsampling, which the blending reproduces exactly whatever the tiling.
+``torch.cuda.OutOfMemoryError`` (or, as cuBLAS and cuDNN do, a plain ``RuntimeError`` naming the failed
+allocation) for tiles above a size on the "cuda" device and otherwise returns nearest-neighbour
+upsampling, which the blending reproduces exactly whatever the tiling.
 """
 
 from dataclasses import replace
@@ -101,6 +102,76 @@ def test_a_batch_out_of_gpu_memory_keeps_the_leading_tile_already_solved():
                                  solve_many=solve_many, lead=lambda: lead[0])
     assert len(solver.many(windows, NullProgress())) == 3
     assert solved == windows  # each once, in order
+
+
+#: What cuBLAS, cuDNN and CUDA raise when they cannot allocate: a plain RuntimeError, not OutOfMemoryError.
+LIBRARY_OUT_OF_MEMORY = [
+    "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+    "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+    "cuDNN error: CUDNN_STATUS_NOT_ENOUGH_WORKSPACE",
+    "CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported at some other API call",
+]
+
+
+def test_gpu_out_of_memory_is_told_from_other_runtime_errors():
+    from internal_sr.core.tiling import is_gpu_out_of_memory
+
+    assert is_gpu_out_of_memory(torch.cuda.OutOfMemoryError("simulated"))
+    assert all(is_gpu_out_of_memory(RuntimeError(message)) for message in LIBRARY_OUT_OF_MEMORY)
+    assert not is_gpu_out_of_memory(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert not is_gpu_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_BAD_PARAM"))
+    assert not is_gpu_out_of_memory(ValueError("out of memory"))  # not what PyTorch raises
+
+
+@pytest.mark.parametrize("message", LIBRARY_OUT_OF_MEMORY)
+def test_a_cublas_or_cudnn_allocation_failure_shrinks_the_tiles_like_out_of_memory(monkeypatch, image, message):
+    calls = _fake_gpu(monkeypatch, fits=40)
+    solve = dip.super_resolve_tile
+
+    def library_fails(observed, *args, **kwargs):
+        try:
+            return solve(observed, *args, **kwargs)
+        except torch.cuda.OutOfMemoryError:
+            raise RuntimeError(message) from None
+
+    monkeypatch.setattr(dip, "super_resolve_tile", library_fails)
+    out, messages = _run(image, TileOptions(128, 16))
+    np.testing.assert_allclose(out, image.repeat(2, axis=1).repeat(2, axis=2), rtol=1e-6, atol=1e-3)
+    assert [m for m in messages if "out of GPU memory" in m] == [
+        "out of GPU memory: retrying with tiles of 64 px", "out of GPU memory: retrying with tiles of 32 px"
+    ]
+    assert all(device == "cuda" for device, _ in calls) and calls[-1][1] <= 32
+
+
+def test_a_batch_failing_in_cudnn_for_memory_is_solved_one_by_one():
+    from internal_sr.core.grid import Window
+    from internal_sr.core.tiling import ShrinkOnOutOfMemory
+
+    solved: list[Window] = []
+    progress = NullProgress()
+
+    def solve(window, progress, device):
+        solved.append(window)
+        return np.zeros((1, 2, 2)), np.ones((1, 2, 2), bool)
+
+    def solve_many(windows, progress, device):
+        raise RuntimeError("cuDNN error: CUDNN_STATUS_NOT_ENOUGH_WORKSPACE")
+
+    windows = [Window(32 * k, 0, 32, 32) for k in range(3)]
+    solver = ShrinkOnOutOfMemory(solve, torch.device("cuda"), TileOptions(32, 4), 1, 2, progress, solve_many=solve_many)
+    assert len(solver.many(windows, progress)) == 3
+    assert solved == windows and not solver.together
+
+
+def test_other_runtime_errors_on_the_gpu_are_not_taken_for_out_of_memory(monkeypatch, image):
+    _fake_gpu(monkeypatch, fits=1000)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(dip, "super_resolve_tile", broken)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        _run(image, TileOptions(64, 8))
 
 
 def test_out_of_memory_at_the_smallest_tile_falls_back_to_the_cpu(monkeypatch, image):
