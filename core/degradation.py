@@ -9,6 +9,7 @@ is smaller than the padding). ``upsample`` interpolates on the same centres.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -138,18 +139,28 @@ def noise_gain(degradation: Degradation) -> torch.Tensor:
     for a residual of white noise (64², a fixed seed; on the CPU, so every device decides alike).
 
     Near 1.5 for bicubic; large where ``D∘U`` nearly erases frequencies, each of which the iteration
-    then keeps adding, up to ``NOISE_GAIN_STEPS`` times over.
+    then keeps adding, up to ``NOISE_GAIN_STEPS`` times over. Measured once per distinct kernel (``_kernel_gain``):
+    every tile's back-projection asks again.
     """
-    cpu = Degradation(degradation.kernels)
-    s, bands = cpu.scale, len(cpu.kernels)
-    start = torch.randn(1, bands, 64, 64, generator=torch.Generator().manual_seed(0))
-    residual, added = start, torch.zeros(1, bands, 64 * s, 64 * s)
+    gains = []
+    for kernel in degradation.kernels:
+        taps = np.ascontiguousarray(kernel.as_2d, dtype=np.float64)
+        gains.append(_kernel_gain(kernel.scale, kernel.shift, taps.shape[0], taps.tobytes()))
+    return torch.tensor(gains)
+
+
+@functools.lru_cache(maxsize=256)
+def _kernel_gain(scale: int, shift: tuple[float, float], size: int, taps: bytes) -> float:
+    """``noise_gain`` of the one kernel of ``scale``, ``shift`` and ``size × size`` float64 ``taps``."""
+    cpu = Degradation(Kernel("noise gain", scale, full=np.frombuffer(taps).reshape(size, size), shift=shift))
+    start = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    residual, added = start, torch.zeros(1, 1, 64 * scale, 64 * scale)
     with torch.no_grad():
         for _ in range(NOISE_GAIN_STEPS):
-            added = added + upsample(residual, s, cpu.shift)
+            added = added + upsample(residual, scale, shift)
             residual = start - cpu(added)
-        reference = upsample(start, s, cpu.shift)
-    return (added.square().mean(dim=(0, 2, 3)) / reference.square().mean(dim=(0, 2, 3))).sqrt()
+        reference = upsample(start, scale, shift)
+    return float((added.square().mean() / reference.square().mean()).sqrt())
 
 
 def back_project(
