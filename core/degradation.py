@@ -124,7 +124,7 @@ NOISE_GAIN_STEPS = 20
 #: White-noise gain of plain back-projection (``noise_gain``) above which a kernel's back-projection
 #: steps must also contract the residual. Measured: bicubic and Lanczos-3 1.4–1.5
 #: (×2–×4), Sentinel-2's MTF Gaussians 2.2–3.7 and Landsat's 2.8 (×2–×6), Gaussians of σ 0.5, 0.6, 0.7 and 1.0
-#: low-resolution pixels 2.9, 4.6, 6.6 and 12.1, KernelGAN's estimates on a Sentinel-2 crop 13.6–14.2.
+#: low-resolution pixels 2.9, 4.5, 6.7 and 12.1, KernelGAN's estimates on a Sentinel-2 crop 13.7–14.3.
 NOISE_GAIN_LIMIT = 4.0
 #: For those kernels, the largest ratio of residual RMS after to before one step. On a 96² Sentinel-2
 #: crop (×2, the DIP output after 100 steps) a kernel wider than the image's blur (Gaussian σ 0.7 or
