@@ -19,7 +19,7 @@ import os
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -370,14 +370,23 @@ def loss_curve_path(output_path: str) -> str:
 
 def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True, probe: bool = True) -> None:
     """The checks of a run's raster output: a GeoTIFF name, ``check_output_paths`` and, for a run that draws
-    its training loss (``loss_curve``), the same for the loss curve's PNG beside it (``probe``: as there)."""
+    its training loss (``loss_curve``), the same for the loss curve's PNG beside it (``probe``: as there); and no
+    sidecar GDAL would read with the output (``geotiff_sidecars``) is an input's own: the writer removes them."""
     if not output.lower().endswith(GEOTIFF_EXTENSIONS):
         raise InputError(f"output {output} must end in .tif or .tiff: it is written as GeoTIFF")
     if not loss_curve:
         check_output_paths([output], inputs, probe)
-        return
-    curve = loss_curve_path(output)
-    check_output_paths([output, curve], inputs, probe, {curve: f"the loss curve {curve} drawn beside output {output}"})
+    else:
+        curve = loss_curve_path(output)
+        check_output_paths([output, curve], inputs, probe, {curve: f"the loss curve {curve} drawn beside output {output}"})
+    for path in inputs:
+        own = {os.path.abspath(file) for file in (*dataset_files(path), *geotiff_sidecars(path))}
+        for sidecar in geotiff_sidecars(output):
+            if os.path.abspath(sidecar) in own:
+                raise InputError(
+                    f"output {output}: GDAL would read {sidecar} beside it as its own, and that file belongs to the "
+                    f"input {path}: choose another output name"
+                )
 
 
 def dataset_files(path: str) -> list[str]:
@@ -390,6 +399,32 @@ def dataset_files(path: str) -> list[str]:
                 return [path, *src.files]
     except (RasterioIOError, OSError, ValueError):
         return [path]
+
+
+def _geotiff_sidecar_names(path: str) -> set[str]:
+    """The names (lower case) of the files GDAL 3.9 reads beside the GeoTIFF ``path`` (``dir/name.ext``), checked
+    with GDAL: beside ``name.ext`` its PAM metadata (``.aux.xml``), overviews (``.ovr``) and mask (``.msk``);
+    beside ``name`` an RPC model (``.RPB``, ``_rpc.txt``: either overrides the file's own RPC tag), a world file
+    (``.tfw``, ``.tifw``/``.tiffw``, ``.wld``) or MapInfo ``.tab`` (the georeferencing of a file without a
+    geotransform) and DigitalGlobe ``.IMD`` metadata. A ``.prj`` is not read."""
+    name = os.path.basename(path)
+    stem, ext = os.path.splitext(name)
+    ext = ext[1:]
+    beside_name = [name + suffix for suffix in (".aux.xml", ".ovr", ".msk")]
+    beside_stem = [stem + suffix for suffix in (".rpb", "_rpc.txt", f".{ext[:1]}{ext[-1:]}w", f".{ext}w", ".wld", ".tab", ".imd")]
+    return {file.lower() for file in beside_name + beside_stem}
+
+
+def geotiff_sidecars(path: str) -> list[str]:
+    """The files beside the GeoTIFF ``path`` (whether or not it exists) that GDAL reads with it, any case of
+    their names matching as in GDAL (``out.RPB``, ``OUT_rpc.txt``): see ``_geotiff_sidecar_names``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    wanted = _geotiff_sidecar_names(path)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return [os.path.join(folder, name) for name in sorted(names) if name.lower() in wanted]
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -552,16 +587,18 @@ class StagedFiles:
     def __init__(self) -> None:
         #: target path → its temporary file, in the order they were staged
         self.staged: dict[str, str] = {}
-        self.stale: list[str] = []
+        #: GeoTIFF targets whose sidecars (``geotiff_sidecars``) are removed once they are in place
+        self.geotiffs: list[str] = []
 
-    def temporary(self, path: str, stale: Sequence[str] = ()) -> str:
-        """A new empty temporary file for ``path``; ``stale``: files removed once ``path`` is in place
-        (sidecars of an earlier file there)."""
+    def temporary(self, path: str, geotiff: bool = False) -> str:
+        """A new empty temporary file for ``path``; a ``geotiff``'s sidecars (those of an earlier file there:
+        this run writes none) are removed once it is in place."""
         handle, tmp = temporary_beside(path)
         os.close(handle)
         self.drop(path)
         self.staged[path] = tmp
-        self.stale.extend(stale)
+        if geotiff:
+            self.geotiffs.append(path)
         return tmp
 
     def drop(self, path: str) -> None:
@@ -600,10 +637,10 @@ class StagedFiles:
                     for thread, record in _commit_records:
                         if thread == threading.get_ident():
                             record.append(path)
-            for path in self.stale:
-                if os.path.exists(path):
-                    os.remove(path)
-            self.stale.clear()
+            for path in self.geotiffs:
+                for sidecar in geotiff_sidecars(path):
+                    os.remove(sidecar)
+            self.geotiffs.clear()
         finally:
             with _COMMIT_LOCK:
                 _commits -= 1
@@ -612,7 +649,7 @@ class StagedFiles:
         """Remove every temporary file not moved into place."""
         for path in list(self.staged):
             self.drop(path)
-        self.stale.clear()
+        self.geotiffs.clear()
 
 
 @contextmanager
@@ -686,9 +723,10 @@ class AtomicGeoTIFF:
     file without a geotransform, its pixel coordinates); the ground control points and the RPC model of
     ``info``'s file are moved to the output's pixels through it. On
     any exception (including ``Cancelled`` and Ctrl-C) the temporary file is removed and nothing appears
-    at ``path``; on success stale ``.aux.xml``/``.ovr``/``.msk`` sidecars of a previous file at ``path``
-    are removed. With ``files`` the finished file joins that group (``StagedFiles``) and moves into place
-    with the run's other files when the group is committed.
+    at ``path``; on success the sidecars of a previous file at ``path`` that GDAL would read with the new one
+    (``geotiff_sidecars``: metadata, overviews, mask, RPC model, world file) are removed. With ``files`` the
+    finished file joins that group (``StagedFiles``) and moves into place with the run's other files when the
+    group is committed.
     """
 
     def __init__(
@@ -731,7 +769,7 @@ class AtomicGeoTIFF:
     def __enter__(self) -> "AtomicGeoTIFF":
         self._files = staged(self.group)
         self.files = self._files.__enter__()
-        self.tmp = self.files.temporary(self.path, [self.path + ext for ext in (".aux.xml", ".ovr", ".msk")])
+        self.tmp = self.files.temporary(self.path, geotiff=True)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)

@@ -1,17 +1,21 @@
 """File-level runs: grid, CRS, nodata, dtype, band metadata, atomic writes and clear errors."""
 
 import os
+import re
+import warnings
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 
 from internal_sr.core import pipeline
 from internal_sr.core.config import DIPConfig, IOOptions, TileOptions
 from internal_sr.core.errors import Cancelled, InputError
 from internal_sr.core.progress import NullProgress
 
+from bad_inputs import assert_rpcs_moved, rpc_model
 from helpers import S2_10M, S2_20M, read, write_raster
 
 #: a tiny, fast configuration for I/O tests (quality is tested in test_dip.py)
@@ -225,6 +229,53 @@ def test_outputs_are_ordinary_files_and_replace_stale_sidecars(tmp_path):
         os.umask(old)
     assert oct(out.stat().st_mode & 0o777) == "0o644"
     assert sorted(os.listdir(tmp_path)) == ["lr.tif"]
+
+
+def rpc_scene(path, **sidecars) -> str:
+    """A 32 × 32 crop of the 20 m raster georeferenced by an RPC model only (``bad_inputs.rpc_model``), written
+    by GDAL with the sidecars its creation options ask for (``RPB``, ``RPCTXT``: the model beside the file)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(
+            path, "w", driver="GTiff", width=32, height=32, count=6, dtype="uint16", **sidecars
+        ) as dataset:
+            dataset.write(read(S2_20M)[:, :32, :32])
+            dataset.rpcs = rpc_model(32)
+    return str(path)
+
+
+def test_an_earlier_files_rpc_model_world_file_and_metadata_beside_the_output_are_removed(tmp_path):
+    # an earlier lr.tif, georeferenced with its RPC model (and world file) written beside it as GDAL does
+    # on request; its .RPB and _rpc.txt overrode the new output's own RPC model, its .tfw gave the new
+    # output (which has no geotransform) the old grid, its .IMD the old acquisition's metadata
+    out = tmp_path / "lr.tif"
+    with rasterio.open(S2_20M) as src:
+        profile = dict(src.profile, RPB="YES", RPCTXT="YES", TFW="YES")
+        with rasterio.open(out, "w", **profile) as earlier:
+            earlier.write(src.read())
+            earlier.rpcs = rpc_model(96)
+    (tmp_path / "lr.IMD").write_text('BEGIN_GROUP = IMAGE_1\n\tsatId = "WV02";\nEND_GROUP = IMAGE_1\nEND;\n')
+    assert sorted(os.listdir(tmp_path)) == ["lr.IMD", "lr.RPB", "lr.tfw", "lr.tif", "lr_RPC.TXT"]
+    source = rpc_scene(tmp_path / "scene.tif")
+    pipeline.degrade(source, str(out), 2)
+    assert sorted(os.listdir(tmp_path)) == ["lr.tif", "scene.tif"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(out) as dst:
+            assert dst.files == [str(out)] and dst.transform == Affine.identity() and not dst.tags(ns="IMD")
+    assert_rpcs_moved(source, str(out), Affine.scale(2))
+
+
+@pytest.mark.parametrize("sidecar", ["RPB", "RPCTXT"])
+def test_an_output_that_would_read_the_inputs_rpc_file_is_refused(tmp_path, sidecar):
+    # scene.tiff reads scene.RPB or scene_rpc.txt as scene.tif does: that model is the input's, on the
+    # input's pixels, and removing it would break the input
+    source = rpc_scene(tmp_path / "scene.tif", **{sidecar: "YES"})
+    before = sorted(os.listdir(tmp_path))
+    out = tmp_path / "scene.tiff"
+    with pytest.raises(InputError, match=f"belongs to the input {re.escape(source)}: choose another output name"):
+        pipeline.degrade(source, str(out), 2)
+    assert sorted(os.listdir(tmp_path)) == before
 
 
 def test_cog_output_and_float_nodata_beyond_float32(tmp_path):
