@@ -47,10 +47,15 @@ def is_named_pipe(path: str) -> bool:
     return os.path.exists(path) and stat.S_ISFIFO(os.stat(path).st_mode)
 
 
-def size_subject(width: int, height: int, on_extent: bool) -> str:
+def size_subject(width: int, height: int, on_extent: bool, overlap: str | None = None) -> str:
     """How a refusal of a ``width × height`` input names it, up to the verb's complement: ``image W×H is``,
     or with ``on_extent`` (the run is on the window of whole pixels an extent chose)
-    ``the chosen extent is W×H pixels,``, so that the user knows the extent is what to enlarge."""
+    ``the chosen extent is W×H pixels,``, so that the user knows the extent is what to enlarge. With ``overlap``
+    (another raster, e.g. "guide", covering only part of the image or extent) the size is of the overlap with it:
+    ``the image's overlap with the guide is W×H pixels,`` (or ``the chosen extent's``)."""
+    if overlap is not None:
+        area = "the chosen extent's" if on_extent else "the image's"
+        return f"{area} overlap with the {overlap} is {width}×{height} pixels,"
     return f"the chosen extent is {width}×{height} pixels," if on_extent else f"image {width}×{height} is"
 
 

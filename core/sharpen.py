@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import SENTINEL2_KERNEL, GuidedDIPConfig, IOOptions
+from .config import SENTINEL2_KERNEL, GuidedDIPConfig, IOOptions, size_subject
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Nesting, Window, nest
@@ -111,12 +111,11 @@ def check_inputs(
     nesting = nest(target.grid, guide.grid)
     check_kernels_fit_grids(config, nesting)
     s = nesting.scale
-    if min(nesting.target.width, nesting.target.height) < MIN_TARGET_SIZE:
-        target_area = "the chosen extent of the target" if target.window is not None else "target"
-        raise InputError(
-            f"the overlap of {target_area} and guide is {nesting.target.width}×{nesting.target.height} target pixels: "
-            f"guided DIP needs at least {MIN_TARGET_SIZE}×{MIN_TARGET_SIZE}"
-        )
+    width, height = nesting.target.width, nesting.target.height
+    if min(width, height) < MIN_TARGET_SIZE:
+        partly = (width, height) != (target.grid.width, target.grid.height)  # the guide covers part of the target
+        subject = size_subject(width, height, target.window is not None, "guide" if partly else None)
+        raise InputError(f"{subject} too small for guided DIP: at least {MIN_TARGET_SIZE}×{MIN_TARGET_SIZE} target pixels")
     return GuidedInputs(
         target, guide, nesting,
         band_kernels(config.kernel, target.descriptions, s, "target", nesting.shift),

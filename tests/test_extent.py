@@ -28,6 +28,7 @@ from internal_sr.core.cli import main as cli
 from internal_sr.core.config import DIPConfig, GuidedDIPConfig, IOOptions
 from internal_sr.core.errors import InputError
 from internal_sr.core.grid import Grid, Window
+from internal_sr.core.guided import MIN_TARGET_SIZE
 from internal_sr.core.pipeline import degrade, super_resolve
 from internal_sr.core.sharpen import sharpen
 
@@ -179,8 +180,23 @@ def test_guided_extent_too_small_is_named_as_the_cause(tmp_path) -> None:
     target = write_raster(str(tmp_path / "t20.tif"), read(S2_20M_SAME_AREA), transform=transform20)
     guide = write_raster(str(tmp_path / "g10.tif"), read(S2_10M), transform=transform10)
     extent = (300000.0, 5800000.0 - 4 * 20, 300000.0 + 4 * 20, 5800000.0)  # 4 × 4 target pixels
-    with pytest.raises(InputError, match="the overlap of the chosen extent of the target and guide is 4×4 target pixels"):
+    # worded as every method's size refusal (config.size_subject), not inline: "the overlap of the chosen extent
+    # of the target and guide is 4×4 target pixels: guided DIP needs at least 8×8"
+    with pytest.raises(InputError) as refused:
         sharpen(target, guide, str(tmp_path / "never.tif"), GuidedDIPConfig(device="cpu"), IOOptions(extent=extent))
+    assert str(refused.value) == (
+        f"the chosen extent is 4×4 pixels, too small for guided DIP: at least {MIN_TARGET_SIZE}×{MIN_TARGET_SIZE} target pixels"
+    )
+    narrow = write_raster(str(tmp_path / "g10_narrow.tif"), read(S2_10M)[:, :, :8], transform=transform10)  # 4 target columns
+    wide = (300000.0, 5800000.0 - 40 * 20, 300000.0 + 40 * 20, 5800000.0)
+    for io, subject in ((IOOptions(), "the image's"), (IOOptions(extent=wide), "the chosen extent's")):
+        with pytest.raises(InputError) as refused:
+            sharpen(target, narrow, str(tmp_path / "never.tif"), GuidedDIPConfig(device="cpu"), io)
+        assert str(refused.value) == (
+            f"{subject} overlap with the guide is 4×{40 if io.extent else 64} pixels, too small for guided DIP: at least "
+            f"{MIN_TARGET_SIZE}×{MIN_TARGET_SIZE} target pixels"
+        )
+    assert sorted(os.listdir(tmp_path)) == ["g10.tif", "g10_narrow.tif", "t20.tif"]
 
 
 def test_cli_extent_for_dip_and_degrade(tmp_path, capsys) -> None:
