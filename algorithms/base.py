@@ -145,13 +145,16 @@ def qgis_gdal_driver(source: str) -> str | None:
     return None if dataset is None else dataset.GetDriver().ShortName
 
 
-def engine_refusal(layer: QgsRasterLayer) -> str | None:
-    """Why the engine cannot read the valid raster layer ``layer`` although QGIS does, in one line; ``None``
-    when it can, or when it fails for a reason its own checks word (e.g. a damaged file).
+def engine_refusal(layer: QgsRasterLayer, what: str = "input raster") -> str | None:
+    """Why the engine cannot read the raster layer ``layer`` (the run's ``what``, e.g. "guide raster") although
+    QGIS loaded it, in one line; ``None`` when it can, or when it fails for a reason its own checks word (e.g. a
+    damaged file).
 
-    The engine opens the source of a GDAL layer by name, without the layer's open options, with rasterio's
-    GDAL: where rasterio bundles its own (its wheels), another library than QGIS's, with other drivers and
-    a ``/vsimem/`` of its own. Needs the engine's dependencies.
+    The one check of the dialog and of Processing (``read_source``), in one order: a provider other than GDAL,
+    a file deleted since the layer was loaded (with or without open options), open options, a source that is no
+    dataset name, then what the engine's GDAL cannot open. The engine opens the source of a GDAL layer by name,
+    without the layer's open options, with rasterio's GDAL: where rasterio bundles its own (its wheels), another
+    library than QGIS's, with other drivers and a ``/vsimem/`` of its own. Needs the engine's dependencies.
     """
     from ..core.raster import ENGINE_GDAL, engine_has_driver, engine_opens
 
@@ -162,6 +165,9 @@ def engine_refusal(layer: QgsRasterLayer) -> str | None:
             "can be super-resolved; export it to GeoTIFF first"
         ).format(layer.name(), layer.providerType())
     uri = QgsProviderRegistry.instance().decodeUri("gdal", source)
+    path = uri.get("path", source)
+    if os.path.isabs(path) and not gdal_dataset_name(path):
+        return tr("The {} {} does not exist (any more): its file {} is missing.").format(what, layer.name(), path)
     options = uri.pop("openOptions", None)
     if options:
         return tr(
@@ -698,7 +704,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         layer = self.raster_layer(parameters, name, context)
         if layer is None or not layer.isValid():
             raise QgsProcessingException(self._not_a_raster(parameters, name))
-        refusal = engine_refusal(layer)
+        description = self.parameterDefinition(name).description()
+        refusal = engine_refusal(layer, description[:1].lower() + description[1:])
         if refusal is not None:
             raise QgsProcessingException(refusal)
         return RasterSource(layer.source(), layer.name(), layer.bandCount(), layer.width(), layer.height(), assigned_crs(layer))

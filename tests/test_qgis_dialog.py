@@ -398,9 +398,12 @@ def test_rasters_gdal_opens_by_name_are_inputs_as_in_processing(dialog, tmp_path
     finally:
         gdal.Unlink("/vsimem/memory.tif")
     gone = add_layer(scene, "gone")
+    with_options = add_layer(scene + "|option:NUM_THREADS=2", "gone with options")
     os.remove(scene)  # a file deleted since it was added is still said to be missing
-    dialog.layer_combo.setLayer(gone)
-    assert "its file" in dialog.summary_label.text() and "is missing" in dialog.summary_label.text()
+    for layer in (gone, with_options):  # with open options it was said to need adding without them
+        dialog.layer_combo.setLayer(layer)
+        expected = f"The input raster {layer.name()} does not exist (any more): its file {scene} is missing."
+        assert dialog.summary_label.text() == expected and not dialog.run_button.isEnabled()
 
 
 def test_output_paths_are_normalised_or_refused_by_name(dialog, tmp_path) -> None:

@@ -381,6 +381,26 @@ def test_a_layer_with_gdal_open_options_is_refused_naming_them(crop64: str, tmp_
     )
 
 
+@pytest.mark.parametrize("options", ["", "|option:NUM_THREADS=2"], ids=["plain", "open options"])
+def test_a_layer_whose_file_is_gone_is_said_to_be_missing_as_in_the_dialog(crop64: str, tmp_path, options) -> None:
+    """A layer whose file was deleted since it was loaded: Processing said it was no file GDAL opens by name
+    (and, with open options, named the options); the dialog and Processing now check in one order."""
+    scene = crop(str(tmp_path / "scene.tif"), 48)
+    target = QgsRasterLayer(scene + options, "gone")
+    guide = QgsRasterLayer(crop(str(tmp_path / "guide.tif"), 48), "guide")
+    assert target.isValid() and guide.isValid()
+    os.remove(scene)
+    out = str(tmp_path / "out.tif")
+    with pytest.raises(QgsProcessingException) as error:
+        run("degrade", {"INPUT": target, "SCALE": 2, "OUTPUT": out})
+    assert user_message(error.value) == f"The input raster gone does not exist (any more): its file {scene} is missing."
+    os.remove(guide.source())
+    with pytest.raises(QgsProcessingException) as error:
+        run("guided_dip", {"INPUT": QgsRasterLayer(crop(scene, 24), "target"), "GUIDE": guide, **FAST, "OUTPUT": out})
+    assert user_message(error.value) == f"The guide raster guide does not exist (any more): its file {guide.source()} is missing."
+    assert not os.path.exists(out)
+
+
 def test_a_named_pipe_is_refused_before_qgis_opens_it(tmp_path) -> None:
     """QGIS loading a FIFO as a layer would block for ever; the check names it instead."""
     pipe = str(tmp_path / "scene.tif")

@@ -705,10 +705,7 @@ class SuperResolveDialog(QDialog):
             if combo is self.layer_combo:
                 raise InputError(self.tr("Add a raster file (GeoTIFF, JP2, …) to the project to start."))
             raise InputError(self.tr("Choose the {}.").format(what))
-        if layer.providerType() == "gdal" and not gdal_dataset_name(layer.source()) and "|" not in layer.source():
-            raise InputError(self.tr("The {} {} does not exist (any more): its file {} is missing.").format(
-                what, layer.name(), layer.source()))
-        refusal = engine_refusal(layer)  # as Processing's read_source judges it
+        refusal = engine_refusal(layer, what)  # as Processing's read_source judges it
         if refusal is not None:
             raise InputError(refusal)
         return layer
