@@ -19,7 +19,7 @@ import re
 import tempfile
 import warnings
 from dataclasses import dataclass, replace
-from typing import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import rasterio
@@ -31,7 +31,18 @@ from .errors import InputError
 from .grid import Window
 from .pipeline import RunResult, _Recorder
 from .progress import NullProgress, Progress, SubProgress
-from .raster import AtomicGeoTIFF, RasterInfo, StagedFiles, check_raster_output, nodata_key, open_info, read_window, value_text
+from .raster import (
+    AtomicGeoTIFF,
+    RasterInfo,
+    StagedFiles,
+    check_raster_output,
+    nodata_key,
+    open_info,
+    output_nodata,
+    read_window,
+    to_dtype,
+    value_text,
+)
 from .sentinel2 import ORDER, RESOLUTION, band_name
 from .sharpen import GUIDED_METHOD, sharpen
 
@@ -246,14 +257,20 @@ def sharpen_product(
             recorder.curves.extend(result.curves)
             device = result.device
         return recorder.write_output(
-            output_path, device or "none", GUIDED_METHOD, lambda group: _assemble(parts, groups, output_path, float32, group)
+            output_path, device or "none", GUIDED_METHOD, lambda group: _assemble(parts, groups, output_path, float32, group, recorder)
         )
 
 
 def _assemble(
-    parts: dict[int, str], groups: dict[int, list[BandSource]], output_path: str, float32: bool, files: StagedFiles
+    parts: dict[int, str], groups: dict[int, list[BandSource]], output_path: str, float32: bool, files: StagedFiles,
+    recorder: _Recorder,
 ) -> None:
-    """Cut every part to their common 10 m area and write the bands in ``ORDER`` to ``output_path`` (staged in ``files``)."""
+    """Cut every part to their common 10 m area and write the bands in ``ORDER`` to ``output_path`` (staged in ``files``).
+
+    The output's nodata value is the 10 m bands' (``stack_nodata``), NaN in Float32; where that leaves an integer
+    output without one and a band has no data somewhere (a 20 m or 60 m band's own nodata, the pixels whose
+    kernels reach it), ``free_nodata`` chooses a value no valid output pixel holds, so that each band's holes are
+    marked band by band (a mask would be one for all bands)."""
     infos = {res: open_info(path) for res, path in parts.items()}
     guide = infos[10].grid
     # each sharpened part lies on a window of the guide grid: keep the area all of them cover
@@ -270,9 +287,9 @@ def _assemble(
     order.sort(key=lambda item: ORDER.index(item[2]))
     names = tuple(band for _, _, band in order)
     dtype = "float32" if float32 else infos[10].dtype
-    meta = RasterInfo(output_path, guide.window_grid(area), dtype, infos[10].nodata, tuple(range(1, len(names) + 1)),
-                      names, (ColorInterp.gray,) * len(names))
-    with AtomicGeoTIFF(output_path, meta, meta.grid, dtype, files=files) as out:
+
+    def blocks() -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+        """The output's row blocks: window, float values ``(C, h, w)`` and their validity, bands in ``order``."""
         for top in range(0, area.height, BLOCK_ROWS):
             block = Window(0, top, area.width, min(BLOCK_ROWS, area.height - top))
             values = np.zeros((len(names), block.height, block.width), dtype=np.float32)
@@ -282,4 +299,54 @@ def _assemble(
                 part = Window(area.col_off - w.col_off, area.row_off - w.row_off + top, block.width, block.height)
                 data, ok = read_window(replace(infos[res], bands=(i + 1,)), part)
                 values[k], valid[k] = data[0], ok[0]
+            yield block, values, valid
+
+    meta = RasterInfo(output_path, guide.window_grid(area), dtype, infos[10].nodata, tuple(range(1, len(names) + 1)),
+                      names, (ColorInterp.gray,) * len(names))
+    if output_nodata(meta, dtype) is None:
+        holes, nodata = free_nodata(blocks(), dtype, names)
+        if nodata is not None:
+            meta = replace(meta, nodata=nodata)
+            recorder.info(
+                f"the 10 m bands declare no nodata value, and {', '.join(holes)} have no data in places: the output marks "
+                f"it by {value_text(nodata)}, a value no valid pixel of the output holds"
+            )
+    with AtomicGeoTIFF(output_path, meta, meta.grid, dtype, files=files) as out:
+        for block, values, valid in blocks():
             out.write(block, values, valid)
+
+
+def free_nodata(
+    blocks: Iterable[tuple[Window, np.ndarray, np.ndarray]], dtype: str, names: Sequence[str]
+) -> tuple[list[str], int | None]:
+    """The bands of ``names`` with invalid pixels in ``blocks`` (window, float values ``(C, h, w)``, validity)
+    and, when there are any, a value of the integer ``dtype`` that no valid pixel holds once cast (``to_dtype``):
+    the type's least value, else its greatest, else (8- and 16-bit types) the least value unused; ``None`` when
+    no band has invalid pixels. A one-line ``InputError`` when every value is held (only a Float32 output can
+    then mark the holes)."""
+    limits = np.iinfo(np.dtype(dtype))
+    small = np.dtype(dtype).itemsize <= 2
+    used = np.zeros(int(limits.max) - int(limits.min) + 1, dtype=bool) if small else None
+    low, high = int(limits.max), int(limits.min)
+    holed = np.zeros(len(names), dtype=bool)
+    for _, values, valid in blocks:
+        holed |= ~valid.all(axis=(1, 2))
+        cast = to_dtype(values, valid, dtype, None)[0][valid].astype(np.int64)
+        if cast.size:
+            low, high = min(low, int(cast.min())), max(high, int(cast.max()))
+            if used is not None:
+                used[cast - int(limits.min)] = True
+    holes = [name for name, holed_band in zip(names, holed) if holed_band]
+    if not holes:
+        return holes, None
+    if low > limits.min:
+        return holes, int(limits.min)
+    if high < limits.max:
+        return holes, int(limits.max)
+    if used is not None and not used.all():
+        return holes, int(np.argmin(used)) + int(limits.min)
+    raise InputError(
+        f"{', '.join(holes)} have no data in places, the 10 m bands declare no nodata value and every {dtype} value "
+        "is held by a valid pixel, so none is left to mark it: write Float32 (--float32), or give the 10 m bands a "
+        "nodata value (gdal_translate -a_nodata)"
+    )

@@ -366,6 +366,50 @@ def test_sentinel2_takes_zero_as_no_data_when_the_files_declare_none(tmp_path, c
         assert (b5[~hole] > 0).mean() > 0.9  # the rest is sharpened data (pixels whose kernels reach the hole are nodata too)
 
 
+def test_sentinel2_marks_the_holes_of_lower_resolutions_when_integer_10m_bands_declare_no_nodata(tmp_path, capsys):
+    """int16 10 m bands without a nodata value (nothing marks no data there) beside 20 m bands whose own nodata
+    leaves a hole: the output had no nodata value and no mask, so the hole read as 0, a valid-looking value.
+    Now a value no valid pixel holds (int16's least) is the output's nodata, and the hole is marked by it."""
+    folder = product_folder(tmp_path / "p")
+    data = os.path.join(folder, "IMG_DATA")
+    for name in os.listdir(data):
+        with rasterio.open(os.path.join(data, name)) as src:
+            values, transform = src.read().astype(np.int16), src.transform
+        nodata = None
+        if "_20m_" in name:
+            values[:, 4:8, 4:8] = -9999
+            nodata = -9999
+        write_raster(os.path.join(data, name), values, transform=transform, nodata=nodata)
+    out = str(tmp_path / "all.tif")
+    assert cli(["sentinel2", folder, out, "--iterations", "1"]) == 0
+    assert ("the 10 m bands declare no nodata value, and B5, B6, B7, B8A, B11, B12 have no data in places: the output "
+            "marks it by -32768, a value no valid pixel of the output holds") in capsys.readouterr().err
+    with rasterio.open(out) as dst:
+        assert dst.dtypes[0] == "int16" and dst.nodata == -32768
+        b5, hole = dst.read(5), hole_at_10m(dst)
+        np.testing.assert_array_equal(dst.read(2), read(S2_10M)[2, :120, 2:122])  # B2 passes through, exact
+        assert (b5[hole] == dst.nodata).all() and (b5[~hole] != dst.nodata).mean() > 0.9
+        assert (dst.read([1, 2, 3, 4, 8, 10]) != dst.nodata).all()  # the 10 m and 60 m bands have no hole
+
+
+def test_the_nodata_value_chosen_for_holes_is_held_by_no_valid_pixel():
+    """``free_nodata`` on blocks like ``_assemble``'s: the type's least value, else its greatest, else the least
+    unused one; none without holes; a refusal when every value is held."""
+    from internal_sr.core.sentinel2_product import free_nodata
+
+    def blocks(*bands):
+        values = np.array(bands, dtype=np.float32)[:, None, :]
+        return [(Window(0, 0, values.shape[2], 1), values, values >= 0)]  # negative: no data
+
+    assert free_nodata(blocks([1, 2], [3, 4]), "int16", ["B5", "B6"]) == ([], None)
+    assert free_nodata(blocks([1, 2], [-1, 4]), "int16", ["B5", "B6"]) == (["B6"], -32768)
+    assert free_nodata(blocks([0, 2], [-1, 4]), "uint8", ["B5", "B6"]) == (["B6"], 255)
+    every_byte = np.arange(256, dtype=np.float32)
+    assert free_nodata(blocks(np.delete(every_byte, 7), np.full(255, -1.0)), "uint8", ["B5", "B6"]) == (["B6"], 7)
+    with pytest.raises(InputError, match="every uint8 value is held by a valid pixel.*--float32"):
+        free_nodata(blocks(every_byte, np.full(256, -1.0)), "uint8", ["B5", "B6"])
+
+
 def hole_at_10m(dst) -> np.ndarray:
     """The output pixels of ``product_folder``'s 20 m pixels at rows and columns 4–7, as a mask of ``dst``'s shape."""
     rows, cols = np.meshgrid(np.arange(dst.height), np.arange(dst.width), indexing="ij")
