@@ -122,15 +122,20 @@ def upsample(y: torch.Tensor, scale: int, shift: tuple[float, float] = (0.0, 0.0
 #: Steps over which ``noise_gain`` measures a kernel (the default ``back_projection_steps``), whatever a run asks.
 NOISE_GAIN_STEPS = 20
 #: White-noise gain of plain back-projection (``noise_gain``) above which a kernel's back-projection
-#: steps must also contract the residual. Measured: bicubic and Lanczos-3 1.4–1.5
+#: must first pass the width test of ``back_project``. Measured: bicubic and Lanczos-3 1.4–1.5
 #: (×2–×4), Sentinel-2's MTF Gaussians 2.2–3.7 and Landsat's 2.8 (×2–×6), Gaussians of σ 0.5, 0.6, 0.7 and 1.0
 #: low-resolution pixels 2.9, 4.5, 6.7 and 12.1, KernelGAN's estimates on a Sentinel-2 crop 13.7–14.3.
 NOISE_GAIN_LIMIT = 4.0
-#: For those kernels, the largest ratio of residual RMS after to before one step. On a 96² Sentinel-2
-#: crop (×2, the DIP output after 100 steps) a kernel wider than the image's blur (Gaussian σ 0.7 or
-#: 1.0 for a bicubic blur, KernelGAN's σ 0.83 for a σ 0.5 one) contracts by 0.76–0.83 at the first step
-#: and 0.84–0.95 after, while the error to the truth grows from 44–50 to 175–453 DN by step 20.
-BACK_PROJECTION_CONTRACTION = 0.8
+#: For those kernels, the largest observation gain (``back_project``: the ratio of ``noise_gain`` measured on
+#: the band's own residual instead of white noise) at which the band is back-projected; above it the band
+#: keeps its start. Measured per band (Sentinel-2 10 m crops: the KernelGAN benchmark's three 256² and DIP's three 128² development crops,
+#: ×2 and ×4, blurred with the true kernel, anisotropic Gaussians of σ 0.4–1.2): with the true kernel
+#: 2.16–2.79, with a kernel 20 % too wide 2.85–3.86, 40 % 3.63–5.06, 70 % 3.36–6.86, gaussian:0.7 and 1.0 on
+#: a bicubic blur 3.94–5.45 and 6.83–9.31. On other crops (wald.py's, 20 m bands, ×3, σ up to 1.6) the
+#: true kernel reaches 3.12 and a 20 % too wide one falls to 2.67: 3 keeps the correct kernels' full
+#: back-projection at the price of some 20 %-too-wide ones passing (those gain from a bicubic start and lose
+#: from a start near the truth, up to 5.6 dB on the crops above).
+OBSERVATION_GAIN_LIMIT = 3.0
 
 
 def noise_gain(degradation: Degradation) -> torch.Tensor:
@@ -176,14 +181,18 @@ def back_project(
     mask of observed pixels (the residual is zero elsewhere). Returns the refined estimate.
 
     With bicubic interpolation ``U`` as back-projector a step multiplies each frequency of the residual
-    by about ``1 − G``, ``G`` the gain of ``D∘U`` there, and the image gains up to ``1/G`` times it.
-    For bicubic, Lanczos and Sentinel-2's kernels the residual shrinks fast. A kernel much wider than
-    bicubic (``noise_gain`` above ``NOISE_GAIN_LIMIT``: Gaussians of σ ≳ 0.6 low-resolution pixel, KernelGAN's
-    estimates) nearly erases the frequencies it asks for: where it is wider than the image's true
-    blur, the residual then shrinks slowly while the image overshoots by hundreds of DN (negative
-    reflectance). So each band takes a step only while it lowers that band's squared residual, for such
-    kernels only while it cuts the residual RMS to ``BACK_PROJECTION_CONTRACTION`` of what it was, and
-    stops at its last accepted estimate: back-projection never worsens the fit. No host/device sync.
+    by about ``1 − G``, ``G`` the gain of ``D∘U`` there, and the image gains up to ``1/G`` times it. Each
+    band stops at its last step that lowered its squared residual: back-projection never worsens the fit.
+    For bicubic, Lanczos and Sentinel-2's kernels that is all. A kernel much wider than bicubic
+    (``noise_gain`` above ``NOISE_GAIN_LIMIT``: Gaussians of σ ≳ 0.6 low-resolution pixel, KernelGAN's
+    estimates) nearly erases the frequencies it asks for: with the image's true blur back-projection
+    restores them, but with a kernel wider than that blur it overshoots by hundreds of DN from any start,
+    and by more the nearer the start is to the truth. Such a band is first tested on its observation
+    alone, whatever ``x``: its observation gain, the RMS of what ``NOISE_GAIN_STEPS`` steps add to the
+    bicubic interpolation ``U(y)`` over the RMS of ``U(y − D(U(y)))`` (``noise_gain``'s ratio, on the
+    band's own residual), stays near 2–3 for the true kernel and grows with the excess width. The band is
+    back-projected in full where it is at most ``OBSERVATION_GAIN_LIMIT`` and keeps ``x`` otherwise.
+    No host/device sync.
     """
     s = degradation.scale
 
@@ -193,19 +202,29 @@ def back_project(
             r = r * valid
         return r, r.square().sum(dim=(-2, -1), keepdim=True)
 
-    wide = noise_gain(degradation) > NOISE_GAIN_LIMIT
-    contraction = torch.where(wide, BACK_PROJECTION_CONTRACTION**2, 1.0).to(device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    with torch.no_grad():
-        residual, norm = residual_of(x)
+    def iterate(estimate: torch.Tensor, count: int) -> torch.Tensor:
+        residual, norm = residual_of(estimate)
         active = torch.ones_like(norm, dtype=torch.bool)
-        for _ in range(steps):
-            candidate = x + upsample(residual, s, degradation.shift)
+        for _ in range(count):
+            candidate = estimate + upsample(residual, s, degradation.shift)
             new_residual, new_norm = residual_of(candidate)
-            active = active & (new_norm < contraction * norm)
-            x = torch.where(active, candidate, x)
+            active = active & (new_norm < norm)
+            estimate = torch.where(active, candidate, estimate)
             residual = torch.where(active, new_residual, residual)
             norm = torch.where(active, new_norm, norm)
-    return x
+        return estimate
+
+    with torch.no_grad():
+        refined = iterate(x, steps)
+        wide = noise_gain(degradation) > NOISE_GAIN_LIMIT
+        if steps == 0 or not bool(wide.any()):  # noise_gain is a CPU tensor: no device sync
+            return refined
+        start = upsample(y, s, degradation.shift)
+        added = iterate(start, NOISE_GAIN_STEPS) - start
+        reference = upsample(residual_of(start)[0], s, degradation.shift)
+        within = added.square().sum(dim=(-2, -1), keepdim=True) <= OBSERVATION_GAIN_LIMIT**2 * reference.square().sum(dim=(-2, -1), keepdim=True)
+        keep = within | ~wide.to(device=x.device).view(1, -1, 1, 1)
+        return torch.where(keep, refined, x)
 
 
 def degrade_array(image: np.ndarray, kernel: Kernel | list[Kernel]) -> np.ndarray:

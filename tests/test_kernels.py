@@ -213,26 +213,62 @@ def test_back_projection_is_guarded_only_for_kernels_wider_than_the_built_in_one
     assert float(noise_gain(Degradation(make_kernel("gaussian:0.7", 2)))[0]) > NOISE_GAIN_LIMIT
 
 
+def _s2_crop() -> torch.Tensor:
+    """``(1, 3, 96, 96)``: B4 B3 B2 of a real Sentinel-2 crop, float32 DN."""
+    with rasterio.open(S2_10M_256) as src:
+        return torch.as_tensor(src.read([1, 2, 3], window=Window(0, 0, 96, 96)).astype(np.float32))[None]
+
+
+def _plain_back_projection(x: torch.Tensor, y: torch.Tensor, d: Degradation, steps: int) -> torch.Tensor:
+    for _ in range(steps):
+        x = x + upsample(y - d(x), d.scale)
+    return x
+
+
+def _rmse(x: torch.Tensor, truth: torch.Tensor) -> float:
+    return float((x - truth).square().mean().sqrt())
+
+
 @pytest.mark.parametrize("wide", ["gaussian:1.0", "gaussian:0.7"])
 def test_back_projection_with_a_kernel_wider_than_the_blur_does_not_amplify(wide):
     """A real crop blurred with bicubic and back-projected with a wider kernel: the plain update drives
-    the residual down slowly while the image overshoots (below zero); the guarded one stops before that."""
-    with rasterio.open(S2_10M_256) as src:
-        truth = torch.as_tensor(src.read([1, 2, 3], window=Window(0, 0, 96, 96)).astype(np.float32))[None]
+    the residual down slowly while the image overshoots (below zero); the guarded one does not."""
+    truth = _s2_crop()
     y = Degradation(make_kernel("bicubic", 2))(truth)
     x0 = upsample(y, 2)
     d = Degradation(make_kernel(wide, 2))
-
-    def error(x):
-        return float((x - truth).square().mean().sqrt())
-
-    plain = x0
-    for _ in range(20):
-        plain = plain + upsample(y - d(plain), 2)
+    plain = _plain_back_projection(x0, y, d, 20)
     guarded = back_project(x0, y, d, 20)
     low, span = float(y.min()), float(y.max() - y.min())
-    assert error(plain) > 3 * error(x0) and float(plain.min()) < low - span / 2  # what the unguarded update does here
-    assert error(guarded) < 1.6 * error(x0) and float(guarded.min()) > low - span / 3
+    assert _rmse(plain, truth) > 3 * _rmse(x0, truth) and float(plain.min()) < low - span / 2  # what the unguarded update does here
+    assert _rmse(guarded, truth) < 1.6 * _rmse(x0, truth) and float(guarded.min()) > low - span / 3
+
+
+@pytest.mark.parametrize("wide", ["gaussian:1.0", "gaussian:0.7"])
+def test_back_projection_with_a_kernel_wider_than_the_blur_keeps_a_start_near_the_truth(wide):
+    """What DIP's final back-projection sees: a start already near the truth (here bicubic + back-projection
+    with the true, bicubic, kernel). Even the first steps with a wider kernel, which cut the residual
+    fast, overshoot from there; the band keeps its start."""
+    truth = _s2_crop()
+    bicubic = Degradation(make_kernel("bicubic", 2))
+    y = bicubic(truth)
+    start = back_project(upsample(y, 2), y, bicubic, 20)
+    d = Degradation(make_kernel(wide, 2))
+    assert _rmse(_plain_back_projection(start, y, d, 1), truth) > 1.2 * _rmse(start, truth)  # one plain step already hurts
+    assert _rmse(back_project(start, y, d, 20), truth) <= _rmse(start, truth)
+
+
+def test_back_projection_with_the_true_wide_kernel_gains_as_the_plain_update_does():
+    """A real crop blurred with a Gaussian of σ 0.7 (a kernel the width test examines) and back-projected
+    with that same kernel: the full 20 steps, as without any guard."""
+    truth = _s2_crop()
+    d = Degradation(make_kernel("gaussian:0.7", 2))
+    assert float(noise_gain(d)[0]) > NOISE_GAIN_LIMIT
+    y = d(truth)
+    x0 = upsample(y, 2)
+    plain = _rmse(_plain_back_projection(x0, y, d, 20), truth)
+    assert plain < 0.7 * _rmse(x0, truth)  # what plain back-projection gains here
+    assert _rmse(back_project(x0, y, d, 20), truth) <= 1.001 * plain
 
 
 def test_the_sentinel2_kernel_outside_guided_dip_says_where_it_belongs():
