@@ -126,12 +126,12 @@ NOISE_GAIN_STEPS = 20
 #: (×2–×4), Sentinel-2's MTF Gaussians 2.2–3.7 and Landsat's 2.8 (×2–×6), Gaussians of σ 0.5, 0.6, 0.7 and 1.0
 #: low-resolution pixels 2.9, 4.5, 6.7 and 12.1, KernelGAN's estimates on a Sentinel-2 crop 13.7–14.3.
 NOISE_GAIN_LIMIT = 4.0
-#: For those kernels, the largest observation gain (``back_project``: the ratio of ``noise_gain`` measured on
+#: For those kernels, the largest observation gain (``observation_gain``: the ratio of ``noise_gain`` measured on
 #: the band's own residual instead of white noise) at which the band is back-projected; above it the band
-#: keeps its start. Measured per band (Sentinel-2 10 m crops: the KernelGAN benchmark's three 256² and DIP's three 128² development crops,
+#: keeps its start. Measured per band (``benchmarks/back_projection.py``; Sentinel-2 10 m crops: the KernelGAN benchmark's three 256² and DIP's three 128² development crops,
 #: ×2 and ×4, blurred with the true kernel, anisotropic Gaussians of σ 0.4–1.2): with the true kernel
 #: 2.16–2.79, with a kernel 20 % too wide 2.85–3.86, 40 % 3.63–5.06, 70 % 3.36–6.86, gaussian:0.7 and 1.0 on
-#: a bicubic blur 3.94–5.45 and 6.83–9.31. On other crops (wald.py's, 20 m bands, ×3, σ up to 1.6) the
+#: a bicubic blur 3.94–5.45 and 6.83–9.31. On other crops (wald.py's, 20 m bands, ×2–×4, σ up to 1.6) the
 #: true kernel reaches 3.12 and a 20 % too wide one falls to 2.67: 3 keeps the correct kernels' full
 #: back-projection at the price of some 20 %-too-wide ones passing (those gain from a bicubic start and lose
 #: from a start near the truth, up to 5.6 dB on the crops above).
@@ -168,6 +168,44 @@ def _kernel_gain(scale: int, shift: tuple[float, float], size: int, taps: bytes)
     return float((added.square().mean() / reference.square().mean()).sqrt())
 
 
+def _residual(estimate: torch.Tensor, y: torch.Tensor, degradation: Degradation, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``y − D(estimate)`` (zero where ``valid`` is 0) and its per-band squared norm ``(N, C, 1, 1)``."""
+    r = y - degradation(estimate)
+    if valid is not None:
+        r = r * valid
+    return r, r.square().sum(dim=(-2, -1), keepdim=True)
+
+
+def _monotone_steps(x: torch.Tensor, y: torch.Tensor, degradation: Degradation, steps: int, valid: torch.Tensor | None) -> torch.Tensor:
+    """Up to ``steps`` plain steps ``x ← x + U(y − D(x))``, each band stopped at its last step that lowered its squared residual."""
+    residual, norm = _residual(x, y, degradation, valid)
+    active = torch.ones_like(norm, dtype=torch.bool)
+    for _ in range(steps):
+        candidate = x + upsample(residual, degradation.scale, degradation.shift)
+        new_residual, new_norm = _residual(candidate, y, degradation, valid)
+        active = active & (new_norm < norm)
+        x = torch.where(active, candidate, x)
+        residual = torch.where(active, new_residual, residual)
+        norm = torch.where(active, new_norm, norm)
+    return x
+
+
+def observation_gain(y: torch.Tensor, degradation: Degradation, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """``(N, C, 1, 1)``: each band's observation gain, the width test of ``back_project``.
+
+    y: ``(N, C, H, W)`` observation; valid: optional mask as in ``back_project``. The RMS of what
+    ``NOISE_GAIN_STEPS`` steps of ``back_project``'s iteration add to the bicubic interpolation ``U(y)`` over
+    the RMS of ``U(y − D(U(y)))``: ``noise_gain``'s ratio on the band's own residual instead of white
+    noise (0 where that residual is 0). Dimensionless; no host/device sync.
+    """
+    with torch.no_grad():
+        start = upsample(y, degradation.scale, degradation.shift)
+        added = _monotone_steps(start, y, degradation, NOISE_GAIN_STEPS, valid) - start
+        reference = upsample(_residual(start, y, degradation, valid)[0], degradation.scale, degradation.shift)
+        energy = reference.square().sum(dim=(-2, -1), keepdim=True)
+        return (added.square().sum(dim=(-2, -1), keepdim=True) / energy.clamp_min(torch.finfo(energy.dtype).tiny)).sqrt()
+
+
 def back_project(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -188,42 +226,16 @@ def back_project(
     estimates) nearly erases the frequencies it asks for: with the image's true blur back-projection
     restores them, but with a kernel wider than that blur it overshoots by hundreds of DN from any start,
     and by more the nearer the start is to the truth. Such a band is first tested on its observation
-    alone, whatever ``x``: its observation gain, the RMS of what ``NOISE_GAIN_STEPS`` steps add to the
-    bicubic interpolation ``U(y)`` over the RMS of ``U(y − D(U(y)))`` (``noise_gain``'s ratio, on the
-    band's own residual), stays near 2–3 for the true kernel and grows with the excess width. The band is
-    back-projected in full where it is at most ``OBSERVATION_GAIN_LIMIT`` and keeps ``x`` otherwise.
-    No host/device sync.
+    alone, whatever ``x``: its ``observation_gain`` stays near 2–3 for the true kernel and grows with the
+    excess width. The band is back-projected in full where it is at most ``OBSERVATION_GAIN_LIMIT`` and
+    keeps ``x`` otherwise (``benchmarks/back_projection.py`` measures both rules). No host/device sync.
     """
-    s = degradation.scale
-
-    def residual_of(estimate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r = y - degradation(estimate)
-        if valid is not None:
-            r = r * valid
-        return r, r.square().sum(dim=(-2, -1), keepdim=True)
-
-    def iterate(estimate: torch.Tensor, count: int) -> torch.Tensor:
-        residual, norm = residual_of(estimate)
-        active = torch.ones_like(norm, dtype=torch.bool)
-        for _ in range(count):
-            candidate = estimate + upsample(residual, s, degradation.shift)
-            new_residual, new_norm = residual_of(candidate)
-            active = active & (new_norm < norm)
-            estimate = torch.where(active, candidate, estimate)
-            residual = torch.where(active, new_residual, residual)
-            norm = torch.where(active, new_norm, norm)
-        return estimate
-
     with torch.no_grad():
-        refined = iterate(x, steps)
+        refined = _monotone_steps(x, y, degradation, steps, valid)
         wide = noise_gain(degradation) > NOISE_GAIN_LIMIT
         if steps == 0 or not bool(wide.any()):  # noise_gain is a CPU tensor: no device sync
             return refined
-        start = upsample(y, s, degradation.shift)
-        added = iterate(start, NOISE_GAIN_STEPS) - start
-        reference = upsample(residual_of(start)[0], s, degradation.shift)
-        within = added.square().sum(dim=(-2, -1), keepdim=True) <= OBSERVATION_GAIN_LIMIT**2 * reference.square().sum(dim=(-2, -1), keepdim=True)
-        keep = within | ~wide.to(device=x.device).view(1, -1, 1, 1)
+        keep = (observation_gain(y, degradation, valid) <= OBSERVATION_GAIN_LIMIT) | ~wide.to(device=x.device).view(1, -1, 1, 1)
         return torch.where(keep, refined, x)
 
 

@@ -12,7 +12,16 @@ import torch.nn.functional as F
 from rasterio.windows import Window
 
 from internal_sr.core.config import GuidedDIPConfig
-from internal_sr.core.degradation import NOISE_GAIN_LIMIT, Degradation, back_project, degrade_array, noise_gain, upsample
+from internal_sr.core.degradation import (
+    NOISE_GAIN_LIMIT,
+    OBSERVATION_GAIN_LIMIT,
+    Degradation,
+    back_project,
+    degrade_array,
+    noise_gain,
+    observation_gain,
+    upsample,
+)
 from internal_sr.core.errors import InputError
 from internal_sr.core.kernels import (
     Kernel,
@@ -269,6 +278,30 @@ def test_back_projection_with_the_true_wide_kernel_gains_as_the_plain_update_doe
     plain = _rmse(_plain_back_projection(x0, y, d, 20), truth)
     assert plain < 0.7 * _rmse(x0, truth)  # what plain back-projection gains here
     assert _rmse(back_project(x0, y, d, 20), truth) <= 1.001 * plain
+
+
+def test_the_width_test_decides_each_band_on_its_observation():
+    """Bands 0–1 of a real crop blurred with a Gaussian of σ 0.7, band 2 with bicubic, all back-projected with
+    the σ 0.7 kernel: for bands 0–1 it is the true kernel (observation gain within the limit: back-projected),
+    for band 2 one much wider than its blur (above the limit: it keeps its start exactly)."""
+    truth = _s2_crop()
+    d = Degradation(make_kernel("gaussian:0.7", 2))
+    y = torch.cat([d(truth[:, :2]), Degradation(make_kernel("bicubic", 2))(truth[:, 2:])], dim=1)
+    gain = observation_gain(y, d)[0, :, 0, 0]
+    assert bool((gain[:2] <= OBSERVATION_GAIN_LIMIT).all()) and float(gain[2]) > OBSERVATION_GAIN_LIMIT
+    x0 = upsample(y, 2)
+    out = back_project(x0, y, d, 20)
+    assert torch.equal(out[:, 2], x0[:, 2])
+    for band in (0, 1):
+        assert _rmse(out[:, band], truth[:, band]) < 0.8 * _rmse(x0[:, band], truth[:, band])
+
+
+def test_a_band_with_no_observed_pixel_has_observation_gain_zero():
+    y = _s2_crop()[:, :, :32, :32]
+    valid = torch.ones_like(y)
+    valid[:, 1] = 0
+    gain = observation_gain(y, Degradation(make_kernel("gaussian:0.7", 2)), valid)[0, :, 0, 0]
+    assert float(gain[1]) == 0.0 and bool(torch.isfinite(gain).all()) and bool((gain[[0, 2]] > 0).all())
 
 
 def test_the_sentinel2_kernel_outside_guided_dip_says_where_it_belongs():
