@@ -7,7 +7,7 @@ QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test demo bench bench-speed bench-memory bench-guided bench-gpu bench-evaluate bench-kernelgan bench-warm screenshots package deploy clean
+.PHONY: install test demo bench bench-speed bench-memory bench-guided bench-gpu bench-evaluate bench-kernelgan bench-bp bench-warm screenshots package deploy clean
 
 install: $(STAMP)
 
@@ -64,6 +64,11 @@ bench-evaluate: install
 # DEVICE=cuda|cpu|mps picks the device (default: auto, the GPU when there is one)
 bench-kernelgan: install
 	$(PY) benchmarks/kernelgan.py --out benchmarks/results --device $(or $(DEVICE),auto)
+
+# back-projection with kernels wider than bicubic: the width test against the former per-step guard and no
+# guard, on a matrix of crops, scales, kernels and starts (1 CPU thread, about a minute of CPU time)
+bench-bp: install
+	$(PY) benchmarks/back_projection.py --out benchmarks/results
 
 # warm-started tiles against fresh ones, per method, on development tile pairs (about 2 hours here)
 bench-warm: install

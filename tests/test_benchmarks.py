@@ -1,0 +1,35 @@
+"""Benchmark scripts run end to end with ``--quick`` (they need the DSen2 samples in ``shared/data``)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from internal_sr.core.degradation import OBSERVATION_GAIN_LIMIT
+from helpers import SHARED
+
+BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(SHARED, "s2_l1c_T33UUB_20170527_dsen2.npz")), reason="needs shared/data")
+def test_back_projection_benchmark_scores_the_product_rule_against_the_offline_rules(tmp_path):
+    """Its runs' ``back_project`` figures agree with the rules it reads off the trajectories: no guard where the
+    width test does not examine the kernel or every band passes it, the start where every band fails it."""
+    subprocess.run([sys.executable, os.path.join(BENCHMARKS, "back_projection.py"), "--quick", "--out", str(tmp_path)], check=True, capture_output=True)
+    results = json.loads((tmp_path / "back_projection.json").read_text())
+    assert "width test (now)" in (tmp_path / "back_projection.md").read_text()
+    gains = {(g["crop"], g["blur"], g["scale"], g["kernel"]): g["observation_gain"] for g in results["observation_gains"]}
+    checked = {"plain": 0, "passes": 0, "fails": 0}
+    for run in results["runs"]:
+        gain = gains.get((run["crop"], run["blur"], run["scale"], run["kernel"]))
+        assert run["wide"] == (gain is not None)
+        if gain is None or max(gain) <= OBSERVATION_GAIN_LIMIT:
+            assert run["psnr_now"] == run["psnr_no_guard"]
+            checked["plain" if gain is None else "passes"] += 1
+        elif min(gain) > OBSERVATION_GAIN_LIMIT:
+            assert run["psnr_now"] == run["psnr_start"]
+            checked["fails"] += 1
+    assert all(checked.values())
+    assert results["held_out_gains"]
