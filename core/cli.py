@@ -160,7 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start every tile from fresh networks (default: tiles after the first start from the first "
                        "tile's trained networks and run three quarters of the steps)")
 
-    estimate = "; also 'estimate' (KernelGAN first, the kernel is kept as OUTPUT_kernel.npy)"
+    window = KernelGANConfig.max_window
+    where = (f"on the whole input, or on its {window} × {window} window with the most structure when it is larger "
+             "(the log names the window)")
+    estimate = f"; also 'estimate' (KernelGAN first, {where}; the kernel is kept as OUTPUT_kernel.npy)"
     dip = sub.add_parser("dip", help="super-resolve with Deep Image Prior")
     common(dip, estimate)
     dip.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {_by_scale(DEFAULT_ITERATIONS)})")
@@ -180,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     degrade = sub.add_parser("degrade", help="blur and decimate (the sensor model)")
     common(degrade, scale_help="integer factor ≥ 2: one output pixel per scale × scale block")
 
-    kernelgan = sub.add_parser("kernelgan", help="estimate the image's blur kernel (KernelGAN) into a .npy file")
+    kernelgan = sub.add_parser("kernelgan", help="estimate the image's blur kernel (KernelGAN) into a .npy file",
+                               description=f"Estimate the image's blur kernel (KernelGAN) {where}.")
     kernelgan.add_argument("input", help="input raster (any GDAL format)")
     kernelgan.add_argument("output", help="kernel file to write (.npy; a .png preview and a .npy.json scale record are written beside it)")
     kernelgan.add_argument("--scale", type=_scale, required=True, help="2 or 4 (×4: the ×2 kernel composed with itself)")

@@ -338,6 +338,10 @@ class KernelGANConfig:
     orientation: str = "spectrum"
     seed: int = 0
     device: str = "auto"
+    #: Edge of the largest window the kernel is estimated on (pixels): a raster wider or taller is estimated
+    #: on its ``max_window``-pixel window with the most structure (``core.kernelgan.estimation_window``), so
+    #: memory does not grow with the raster; KernelGAN only trains on ``crop_size`` crops of it.
+    max_window: int = 1024
 
     def __post_init__(self) -> None:
         if self.orientation not in ORIENTATIONS:
@@ -346,6 +350,7 @@ class KernelGANConfig:
             raise InputError(f"KernelGAN estimates ×2 kernels (×4 by composition): scale must be 2 or 4, got {self.scale}")
         if self.iterations < 1:
             raise InputError(f"iterations must be ≥ 1, got {self.iterations}")
+        check_at_least("max_window", self.max_window, self.crop_size)
         check_device(self.device)
 
     @property

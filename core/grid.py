@@ -52,6 +52,13 @@ class Window:
         """This window in the pixel coordinates of ``outer`` (which must contain it)."""
         return Window(self.col_off - outer.col_off, self.row_off - outer.row_off, self.width, self.height)
 
+    def describe(self) -> str:
+        """The window for a log line: ``columns 10–19, rows 0–4 (10×5 pixels)``."""
+        return (
+            f"columns {self.col_off}–{self.col_off + self.width - 1}, rows "
+            f"{self.row_off}–{self.row_off + self.height - 1} ({self.width}×{self.height} pixels)"
+        )
+
 
 @dataclass(frozen=True)
 class Grid:
