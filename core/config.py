@@ -105,8 +105,9 @@ class TileOptions:
 
     size: tile edge (the optimisation runs on ``size × size`` input pixels at a time).
     overlap: pixels shared by neighbouring tiles, blended with a smooth ramp.
-    batch: tiles of a row optimised together (DIP: vectorised networks, each tile its own); 0 picks
-    1 on the CPU (no gain there) and ``CUDA_BATCH`` on CUDA.
+    batch: DIP only: tiles of a row optimised together (vectorised networks, each tile its own); 0 picks
+    1 on the CPU (no gain there) and ``CUDA_BATCH`` on CUDA. The other methods solve one tile at a time
+    whatever it says (the command line offers ``--batch`` for DIP only).
     """
 
     size: int = 128
