@@ -1,5 +1,8 @@
 """Typical run times of the optimising methods: the help texts and the dialog's estimate share them.
 
+The CPU figures of Knitworks and guided DIP are those of ``benchmarks/results/speed.json``, and the README's
+run-time table states these figures (``tests/test_run_times.py`` holds them together).
+
 A figure is the seconds one optimisation step takes on one tile whose *output* is
 ``REFERENCE_PIXELS`` (256 × 256: a 128 × 128 input tile at ×2). A step's cost grows with the output
 pixels of the tile, so a tile of ``p`` output pixels takes ``p / REFERENCE_PIXELS`` times as long.
@@ -37,15 +40,15 @@ STEP_SECONDS: dict[str, StepTimes] = {
         "measured with the former network of twice the width (today's is at most that)",
     ),
     "knitwork": StepTimes(
-        2.5, 1, None, "measured: 2.5 s of one CPU core per step on a 128 × 128 input tile at ×2 (the speed benchmark); "
+        2.3, 1, None, "measured on one CPU core on a 128 × 128 input tile at ×2 (the speed benchmark); "
         "not yet measured on a GPU"
     ),
     "guided": StepTimes(
-        1.8,
+        1.9,
         1,
         0.05,
-        "measured: 0.455 s of one CPU core per step for 128 × 128 output pixels (a 64 × 64 target tile at ×2, "
-        "the speed benchmark), i.e. about 1.8 s for 256 × 256; on an NVIDIA H100 6.4–16.2 s for a run of up to 500 steps (early stopping included) of a "
+        "measured: 0.475 s of one CPU core per step for 128 × 128 output pixels (a 64 × 64 target tile at ×2, "
+        "the speed benchmark), i.e. about 1.9 s for 256 × 256; on an NVIDIA H100 6.4–16.2 s for a run of up to 500 steps (early stopping included) of a "
         "48 × 48 target tile (96 × 96 output pixels)",
     ),
 }

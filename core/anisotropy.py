@@ -61,10 +61,12 @@ class SpectralAnisotropy:
         return f"spectrum: elongation {self.elongation:.2f} px², major axis at {self.angle:.0f}°"
 
 
-def window_sums(a: np.ndarray, size: int) -> np.ndarray:
-    """Sums of ``a`` ``(H, W)`` over every ``size × size`` window: ``(H − size + 1, W − size + 1)`` by top-left."""
+def window_sums(a: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Sums of ``a`` ``(H, W)`` over every ``size × size`` window (``size`` ``(h, w)``: every ``h × w`` window):
+    ``(H − h + 1, W − w + 1)`` by top-left."""
+    h, w = (size, size) if isinstance(size, int) else size
     s = np.pad(a.astype(np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    return s[size:, size:] - s[:-size, size:] - s[size:, :-size] + s[:-size, :-size]
+    return s[h:, w:] - s[:-h, w:] - s[h:, :-w] + s[:-h, :-w]
 
 
 def clean_windows(valid: np.ndarray, size: int, purpose: str) -> np.ndarray:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .config import (
+    CUDA_BATCH,
     DEFAULT_ITERATIONS,
     EVALUATION_METHODS,
     GUIDED_ITERATIONS,
@@ -149,18 +150,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where to optimise (default auto: the GPU when PyTorch finds one, else the CPU)")
         p.add_argument("--seed", type=int, default=0, help="random seed (default 0); on the CPU the same seed gives the same output")
 
+    def batch(p: argparse.ArgumentParser, when: str, default: int | None) -> None:
+        p.add_argument("--batch", type=int, default=default,
+                       help=f"{when}: tiles of a row optimised together (0: automatic, 1 on the CPU, {CUDA_BATCH} on CUDA; "
+                       f"default {TileOptions.batch}); the other methods solve one tile at a time")
+
     def optimisation(p: argparse.ArgumentParser, grid: str) -> None:
         device_and_seed(p)
         p.add_argument("--tile", type=int, default=TileOptions.size, help=f"tile edge in {grid} pixels (default {TileOptions.size})")
         p.add_argument("--overlap", type=int, default=TileOptions.overlap,
                        help=f"tile overlap in {grid} pixels (default {TileOptions.overlap})")
-        p.add_argument("--batch", type=int, default=TileOptions.batch,
-                       help="tiles optimised together (0: automatic, 1 on the CPU, several on a GPU)")
         p.add_argument("--cold-tiles", action="store_true",
                        help="start every tile from fresh networks (default: tiles after the first start from the first "
                        "tile's trained networks and run three quarters of the steps)")
 
-    estimate = "; also 'estimate' (KernelGAN first, the kernel is kept as OUTPUT_kernel.npy)"
+    window = KernelGANConfig.max_window
+    where = (f"on the whole input, or on its {window} × {window} window with the most structure when it is larger "
+             "(the log names the window)")
+    estimate = f"; also 'estimate' (KernelGAN first, {where}; the kernel is kept as OUTPUT_kernel.npy)"
     dip = sub.add_parser("dip", help="super-resolve with Deep Image Prior")
     common(dip, estimate)
     dip.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {_by_scale(DEFAULT_ITERATIONS)})")
@@ -168,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="each step optimises a random window of this fraction of the tile's height and width "
                      "(0.5: a quarter of the pixels, about a quarter of the time per step); default 1, the whole tile")
     optimisation(dip, "input")
+    batch(dip, "DIP only", TileOptions.batch)
 
     knitwork = sub.add_parser("knitwork", help="super-resolve with Neural Knitworks (a patch-predicting coordinate MLP)")
     common(knitwork, f"{estimate} or 'learned' (learnt jointly, starting from bicubic)")
@@ -180,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     degrade = sub.add_parser("degrade", help="blur and decimate (the sensor model)")
     common(degrade, scale_help="integer factor ≥ 2: one output pixel per scale × scale block")
 
-    kernelgan = sub.add_parser("kernelgan", help="estimate the image's blur kernel (KernelGAN) into a .npy file")
+    kernelgan = sub.add_parser("kernelgan", help="estimate the image's blur kernel (KernelGAN) into a .npy file",
+                               description=f"Estimate the image's blur kernel (KernelGAN) {where}.")
     kernelgan.add_argument("input", help="input raster (any GDAL format)")
     kernelgan.add_argument("output", help="kernel file to write (.npy; a .png preview and a .npy.json scale record are written beside it)")
     kernelgan.add_argument("--scale", type=_scale, required=True, help="2 or 4 (×4: the ×2 kernel composed with itself)")
@@ -234,15 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", help="write every score and setting to this JSON file")
     evaluate.add_argument("--report", help="write the HTML report (scores, image crops, error maps, loss curve) here")
     optimisation(evaluate, "low-resolution")
+    batch(evaluate, "DIP only, with --method dip", None)
     return parser
 
 
-def _run_options(args: argparse.Namespace) -> dict:
-    """The ``InternalLearningConfig`` fields set by ``--iterations`` and the options ``optimisation`` adds."""
-    return dict(
-        iterations=args.iterations, device=args.device, seed=args.seed, tiles=TileOptions(args.tile, args.overlap, args.batch),
-        warm_start=not args.cold_tiles,
-    )
+def _run_options(args: argparse.Namespace, batch: int | None = None) -> dict:
+    """The ``InternalLearningConfig`` fields set by ``--iterations`` and the options ``optimisation`` adds, with
+    ``batch`` (DIP's ``--batch``; ``None``: the default) as the tiles' batch."""
+    tiles = TileOptions(args.tile, args.overlap, TileOptions.batch if batch is None else batch)
+    return dict(iterations=args.iterations, device=args.device, seed=args.seed, tiles=tiles, warm_start=not args.cold_tiles)
 
 
 def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
@@ -266,7 +275,10 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
         kernel = args.kernel or default_kernel(args.method)
         if args.method == "bicubic" and args.iterations is not None:
             progress.info("warning: --iterations is ignored: method bicubic optimises nothing")
-        config = method_config(args.method, args.scale, kernel, args.guide_kernel, **_run_options(args))
+        if args.method != "dip" and args.batch is not None:
+            progress.info(f"warning: --batch is ignored: it applies with --method dip (method {args.method} solves one tile at a time)")
+        batch = args.batch if args.method == "dip" else None
+        config = method_config(args.method, args.scale, kernel, args.guide_kernel, **_run_options(args, batch))
         run = evaluate_to_files(
             args.input, args.method, args.scale, kernel, config, IOOptions(bands=args.bands, extent=args.extent),
             args.guide, IOOptions(bands=args.guide_bands), args.report, args.json, progress,
@@ -288,7 +300,8 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
         io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog, extent=args.extent)
         method = DIPConfig if args.command == "dip" else KnitworkConfig
         windows = dict(step_window=args.step_window) if args.command == "dip" else {}
-        config = method(scale=args.scale, kernel=args.kernel, **windows, **_run_options(args))
+        batch = args.batch if args.command == "dip" else None
+        config = method(scale=args.scale, kernel=args.kernel, **windows, **_run_options(args, batch))
         if args.kernel != "estimate" and args.kernelgan_iterations is not None:
             progress.info("warning: --kernelgan-iterations is ignored: it applies with --kernel estimate")
         if args.kernel == "estimate":

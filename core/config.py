@@ -59,6 +59,14 @@ def size_subject(width: int, height: int, on_extent: bool, overlap: str | None =
     return f"the chosen extent is {width}×{height} pixels," if on_extent else f"image {width}×{height} is"
 
 
+def refuse_smaller(width: int, height: int, on_extent: bool, minimum: int, shortfall: str, pixels: str) -> None:
+    """Raise a one-line ``InputError`` when a ``width × height`` input is under ``minimum × minimum``, worded
+    ``{size_subject} {shortfall}: at least {minimum}×{minimum} {pixels}`` (``on_extent``: it is the window an
+    extent chose, and the message says so), e.g. ``image 20×20 is too small for KernelGAN: at least 64×64 pixels``."""
+    if min(width, height) < minimum:
+        raise InputError(f"{size_subject(width, height, on_extent)} {shortfall}: at least {minimum}×{minimum} {pixels}")
+
+
 def check_at_least(name: str, value: int, minimum: int) -> None:
     """Raise a one-line ``InputError`` unless the setting ``name`` is at least ``minimum``."""
     if value < minimum:
@@ -105,8 +113,9 @@ class TileOptions:
 
     size: tile edge (the optimisation runs on ``size × size`` input pixels at a time).
     overlap: pixels shared by neighbouring tiles, blended with a smooth ramp.
-    batch: tiles of a row optimised together (DIP: vectorised networks, each tile its own); 0 picks
-    1 on the CPU (no gain there) and ``CUDA_BATCH`` on CUDA.
+    batch: DIP only: tiles of a row optimised together (vectorised networks, each tile its own); 0 picks
+    1 on the CPU (no gain there) and ``CUDA_BATCH`` on CUDA. The other methods solve one tile at a time
+    whatever it says (the command line offers ``--batch`` for DIP only).
     """
 
     size: int = 128
@@ -182,6 +191,18 @@ class InternalLearningConfig:
     def min_input_size(self) -> int:
         """Smallest input edge (pixels) the method's network takes (each method sets its own)."""
         return 1
+
+    @property
+    def size_reason(self) -> tuple[str, str]:
+        """How a refusal of a too small input words the method's need (``refuse_smaller``'s ``shortfall`` and
+        ``pixels``; each method may say more)."""
+        return "smaller than the network needs", "input pixels"
+
+    def check_input_size(self, width: int, height: int, on_extent: bool = False) -> None:
+        """Raise a one-line ``InputError`` when a ``width × height`` input is smaller than ``min_input_size``
+        each way, giving the method's ``size_reason`` (``on_extent``: it is the window an extent chose, and the
+        message says so)."""
+        refuse_smaller(width, height, on_extent, self.min_input_size, *self.size_reason)
 
     @property
     def steps(self) -> int:
@@ -270,14 +291,9 @@ class DIPConfig(InternalLearningConfig):
         """Smallest input edge (pixels): the output must still be 2 pixels wide after ``depth`` halvings."""
         return -(-(2 ** (self.depth + 1)) // self.scale)
 
-    def check_input_size(self, width: int, height: int, on_extent: bool = False) -> None:
-        """Raise a one-line ``InputError`` when a ``width × height`` input is smaller than the network needs
-        (``on_extent``: it is the window an extent chose, and the message says so)."""
-        if min(width, height) < self.min_input_size:
-            raise InputError(
-                f"{size_subject(width, height, on_extent)} smaller than the network needs: at least "
-                f"{self.min_input_size}×{self.min_input_size} input pixels at ×{self.scale} with depth {self.depth}"
-            )
+    @property
+    def size_reason(self) -> tuple[str, str]:
+        return "smaller than the network needs", f"input pixels at ×{self.scale} with depth {self.depth}"
 
 
 #: Values of ``KernelGANConfig.orientation``.
@@ -338,6 +354,10 @@ class KernelGANConfig:
     orientation: str = "spectrum"
     seed: int = 0
     device: str = "auto"
+    #: Edge of the largest window the kernel is estimated on (pixels): a raster wider or taller is estimated
+    #: on its ``max_window``-pixel window with the most structure (``core.kernelgan.estimation_window``), so
+    #: memory does not grow with the raster; KernelGAN only trains on ``crop_size`` crops of it.
+    max_window: int = 1024
 
     def __post_init__(self) -> None:
         if self.orientation not in ORIENTATIONS:
@@ -346,6 +366,7 @@ class KernelGANConfig:
             raise InputError(f"KernelGAN estimates ×2 kernels (×4 by composition): scale must be 2 or 4, got {self.scale}")
         if self.iterations < 1:
             raise InputError(f"iterations must be ≥ 1, got {self.iterations}")
+        check_at_least("max_window", self.max_window, self.crop_size)
         check_device(self.device)
 
     @property
@@ -356,10 +377,7 @@ class KernelGANConfig:
     def check_input_size(self, width: int, height: int, on_extent: bool = False) -> None:
         """Raise a one-line ``InputError`` when a ``width × height`` image is smaller than one crop
         (``on_extent``: it is the window an extent chose, and the message says so)."""
-        if min(width, height) < self.crop_size:
-            raise InputError(
-                f"{size_subject(width, height, on_extent)} too small for KernelGAN: at least {self.crop_size}×{self.crop_size} pixels"
-            )
+        refuse_smaller(width, height, on_extent, self.crop_size, "too small for KernelGAN", "pixels")
 
 
 #: The ``kernel`` value that makes Neural Knitworks learn the blur kernel jointly with the image.
@@ -479,14 +497,9 @@ class KnitworkConfig(InternalLearningConfig):
         """Smallest input edge (pixels): one patch at the largest scale must fit in the observation."""
         return (self.patch_size - 1) * max(self.patch_scales) + 1
 
-    def check_input_size(self, width: int, height: int, on_extent: bool = False) -> None:
-        """Raise a one-line ``InputError`` when a ``width × height`` input cannot hold one patch at every scale
-        (``on_extent``: it is the window an extent chose, and the message says so)."""
-        if min(width, height) < self.min_input_size:
-            raise InputError(
-                f"{size_subject(width, height, on_extent)} too small for Neural Knitworks: at least "
-                f"{self.min_input_size}×{self.min_input_size} input pixels with patch scales {self.patch_scales}"
-            )
+    @property
+    def size_reason(self) -> tuple[str, str]:
+        return "too small for Neural Knitworks", f"input pixels with patch scales {self.patch_scales}"
 
 
 #: Default optimisation steps of guided DIP, chosen on a development crop (never the benchmark crops).

@@ -48,9 +48,12 @@ class Window:
         r1 = min(height, -(-(self.row_off + self.height) // block) * block)
         return Window(c0, r0, c1 - c0, r1 - r0)
 
-    def relative_to(self, outer: "Window") -> "Window":
-        """This window in the pixel coordinates of ``outer`` (which must contain it)."""
-        return Window(self.col_off - outer.col_off, self.row_off - outer.row_off, self.width, self.height)
+    def describe(self) -> str:
+        """The window for a log line: ``columns 10–19, rows 0–4 (10×5 pixels)``."""
+        return (
+            f"columns {self.col_off}–{self.col_off + self.width - 1}, rows "
+            f"{self.row_off}–{self.row_off + self.height - 1} ({self.width}×{self.height} pixels)"
+        )
 
 
 @dataclass(frozen=True)

@@ -52,10 +52,13 @@ from .kernels import KernelWidth, anisotropic_gaussian, file_kernel_centre, kern
 from .normalise import BandScaling
 from .optimise import adam, optimise
 from .progress import NullProgress, Progress, SubProgress
-from .raster import RasterInfo, StagedFiles, check_output_paths, open_info, read_window, staged
+from .grid import Window
+from .raster import RasterInfo, StagedFiles, check_output_paths, file_window, open_info, read_window, staged
 
 #: Fraction of the strongest gradients that mark "structure" where crops are drawn (the reference's 97th percentile).
 STRUCTURE_QUANTILE = 0.97
+#: Edge (pixels) of the decimated read on which ``estimation_window`` ranks the windows of a large raster.
+PLACEMENT_SAMPLE = 512
 
 
 class LinearGenerator(nn.Module):
@@ -163,6 +166,41 @@ def structure_map(image: np.ndarray) -> np.ndarray:
         magnitude = np.hypot(gx, gy)
         marks.append(magnitude >= np.quantile(magnitude, STRUCTURE_QUANTILE))
     return np.mean(marks, axis=0)
+
+
+def interior(valid: np.ndarray) -> np.ndarray:
+    """``(H, W)`` → ``(H, W)``: valid pixels whose four neighbours inside the image are valid too (where
+    ``np.gradient`` reads no invalid pixel)."""
+    inner = valid.copy()
+    inner[1:] &= valid[:-1]
+    inner[:-1] &= valid[1:]
+    inner[:, 1:] &= valid[:, :-1]
+    inner[:, :-1] &= valid[:, 1:]
+    return inner
+
+
+def estimation_window(info: RasterInfo, edge: int) -> Window | None:
+    """The window of ``info.grid`` KernelGAN is estimated on (``None``: all of it, which is at most ``edge`` pixels each way).
+
+    A larger raster gives its ``min(W, edge) × min(H, edge)`` window holding the most structure (the pixels
+    ``structure_map`` marks, where KernelGAN draws its crops), ranked on a nearest-neighbour read decimated to
+    at most ``PLACEMENT_SAMPLE`` pixels each way, so the raster is never held at full resolution. Invalid pixels
+    and their neighbours count as no structure; of equally structured windows (e.g. none has any), the most central.
+    """
+    width, height = info.grid.width, info.grid.height
+    if max(width, height) <= edge:
+        return None
+    w, h = min(width, edge), min(height, edge)
+    factor = math.ceil(max(width, height) / PLACEMENT_SAMPLE)
+    rows, cols = max(1, height // factor), max(1, width // factor)
+    data, valid = read_window(info, out_shape=(len(info.bands), rows, cols))
+    filled = np.where(valid, data, np.float32(0)).astype(np.float32)
+    score = structure_map(filled) * interior(valid.all(0))
+    sums = window_sums(score, (max(1, h * rows // height), max(1, w * cols // width)))
+    best = np.argwhere(sums == sums.max())
+    r, c = best[np.argmin(np.hypot(*(best - (np.array(sums.shape) - 1) / 2).T))]
+    row_off, col_off = round(r * height / rows), round(c * width / cols)
+    return Window(min(col_off, width - w), min(row_off, height - h), w, h)
 
 
 def crop_probabilities(structure: np.ndarray, valid: np.ndarray, size: int) -> np.ndarray:
@@ -421,7 +459,13 @@ def estimate_kernel_file(
         f"device {describe(device)}; KernelGAN ×{config.scale} on {info.grid.width}×{info.grid.height} pixels, "
         f"{len(info.bands)} band(s){', one kernel per band' if config.per_band else ''}, {config.iterations} steps, seed {config.seed}"
     )
-    data, valid = read_window(info)
+    window = estimation_window(info, config.max_window)
+    if window is not None:
+        recorder.info(
+            f"KernelGAN learns the kernel on input {file_window(info, window).describe()}: the window with the most "
+            f"structure, as a raster over {config.max_window} pixels wide or high is not read whole"
+        )
+    data, valid = read_window(info, window)
     estimates = estimate_kernels(data, valid, config, recorder)
     with staged(files) as group:
         for path, estimate in zip(paths, estimates):

@@ -41,8 +41,6 @@ from .errors import InputError
 if TYPE_CHECKING:
     from .raster import StagedFiles
 
-BUILTIN = ("bicubic", "lanczos2", "lanczos3")
-
 
 def _cubic(t: np.ndarray, a: float = -0.5) -> np.ndarray:
     t = np.abs(t)

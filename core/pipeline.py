@@ -163,10 +163,7 @@ def _log_input(info: RasterInfo, progress: Progress) -> None:
 
 def extent_message(window: Window) -> str:
     """The log line saying which pixels of the input an extent selected."""
-    return (
-        f"extent: input columns {window.col_off}–{window.col_off + window.width - 1}, rows "
-        f"{window.row_off}–{window.row_off + window.height - 1} ({window.width}×{window.height} pixels)"
-    )
+    return f"extent: input {window.describe()}"
 
 
 def fit_scaling(info: RasterInfo) -> BandScaling:

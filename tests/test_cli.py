@@ -256,3 +256,39 @@ def test_options_a_command_ignores_are_named(tmp_path, capsys):
     assert "warning: --kernelgan-iterations is ignored: it applies with --kernel estimate" in capsys.readouterr().err
     assert main(["evaluate", source, "--scale", "2", "--method", "bicubic", "--iterations", "5"]) == 0
     assert "warning: --iterations is ignored: method bicubic optimises nothing" in capsys.readouterr().err
+
+
+def test_batch_is_offered_for_dip_only(tmp_path, capsys, monkeypatch):
+    """Only DIP solves tiles in batches: ``dip`` and ``evaluate --method dip`` pass ``--batch`` on; knitwork,
+    guided and sentinel2 refuse it as an unknown option, and ``evaluate`` with another method says it is ignored
+    (it was accepted and silently ignored). The runs are replaced by recorders: only the configuration matters."""
+    from types import SimpleNamespace
+
+    from internal_sr.core import pipeline, report
+
+    configs = []
+
+    def super_resolve(input_path, output_path, config, io, progress):
+        configs.append(config)
+        return SimpleNamespace(output_path=output_path, device="cpu", seconds=0.0)
+
+    def evaluate_to_files(input_path, method, scale, kernel, config, *args):
+        configs.append(config)
+        return SimpleNamespace(evaluation=None)
+
+    monkeypatch.setattr(pipeline, "super_resolve", super_resolve)
+    monkeypatch.setattr(report, "evaluate_to_files", evaluate_to_files)
+    monkeypatch.setattr(report, "text_table", lambda evaluation: "")
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :64, :64])
+    out = str(tmp_path / "sr.tif")
+    assert main(["dip", source, out, "--scale", "2", "--batch", "3"]) == 0
+    assert main(["evaluate", source, "--scale", "2", "--method", "dip", "--batch", "3"]) == 0
+    assert [config.tiles.batch for config in configs] == [3, 3]
+    capsys.readouterr()
+    for argv in (["knitwork", source, out, "--scale", "2"], ["guided", source, source, out], ["sentinel2", source, out]):
+        assert main([*argv, "--batch", "3"]) == 2
+        assert "unrecognized arguments: --batch 3" in capsys.readouterr().err
+    configs.clear()
+    assert main(["evaluate", source, "--scale", "2", "--method", "knitwork", "--batch", "3"]) == 0
+    assert "warning: --batch is ignored: it applies with --method dip" in capsys.readouterr().err
+    assert [config.tiles.batch for config in configs] == [0]

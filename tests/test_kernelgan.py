@@ -16,6 +16,7 @@ no training.
 """
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -413,3 +414,37 @@ def test_a_failed_estimate_run_keeps_the_earlier_runs_files_and_shows_no_new_one
     assert main(argv) == 130
     assert {name: (tmp_path / name).read_text() for name in earlier} == earlier
     assert sorted(os.listdir(tmp_path)) == sorted([*earlier, "in.tif"])
+
+
+def test_a_raster_larger_than_the_window_is_estimated_on_its_most_structured_window_only(tmp_path, monkeypatch):
+    """Memory is bounded by ``max_window``, not by the raster: a 300 × 200 raster that is flat but for a
+    textured 100 × 80 block is read at full resolution only in one 80 × 80 window, placed on the block
+    (ranked on a decimated read, here 3× decimated), and the log names that window; a raster within the
+    bound is read whole, as before."""
+    from internal_sr.core import kernelgan
+
+    reads = []
+
+    def recording(info, window=None, out_shape=None):
+        data, valid = read_window(info, window, out_shape)
+        reads.append((window, out_shape, data.shape))
+        return data, valid
+
+    read_window = kernelgan.read_window
+    monkeypatch.setattr(kernelgan, "read_window", recording)
+    monkeypatch.setattr(kernelgan, "PLACEMENT_SAMPLE", 100)
+    image = np.full((2, 200, 300), 1000, np.uint16)
+    image[:, 120:200, 200:300] = read(S2_10M)[:2, :80, :100]
+    source = write_raster(str(tmp_path / "in.tif"), image)
+    config = KernelGANConfig(iterations=1, device="cpu", max_window=80)
+    result = kernelgan.estimate_kernel_file(source, str(tmp_path / "k.npy"), config)
+    (full,) = [(window, shape) for window, out_shape, shape in reads if out_shape is None]
+    (sample,) = [shape for _, out_shape, shape in reads if out_shape is not None]
+    window, shape = full
+    assert shape == (2, 80, 80) and max(sample) <= 100
+    assert 190 <= window.col_off <= 220 and 110 <= window.row_off <= 120, window
+    assert any(window.describe() in message for message in result.messages), result.messages
+
+    reads.clear()
+    kernelgan.estimate_kernel_file(source, str(tmp_path / "whole.npy"), replace(config, max_window=300))
+    assert [(window, out_shape, shape) for window, out_shape, shape in reads] == [(None, None, (2, 200, 300))]

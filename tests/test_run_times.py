@@ -1,0 +1,46 @@
+"""The run-time figures of the help texts and the dialog (``algorithms.run_times``) are the speed benchmark's
+(``benchmarks/results/speed.json``), and the README states the same figures."""
+
+import json
+import os
+import re
+
+from internal_sr.algorithms.run_times import REFERENCE_PIXELS, STEP_SECONDS, duration
+from internal_sr.core.config import QUALITY_PRESETS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def readme_section(readme: str, title: str) -> str:
+    """The README's ``### title`` section, up to the next heading."""
+    return re.search(rf"^### {re.escape(title)}\n(.*?)^##", readme, re.S | re.M).group(1)
+
+
+def run_time_table(readme: str) -> dict[str, str]:
+    """The rows of the README's run-time table, by method name."""
+    table = readme.split("| method | CPU, s per step |", 1)[1].split("\n\n", 1)[0]
+    return {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines() if line.startswith("| ")}
+
+
+def test_cpu_step_times_are_the_speed_benchmarks_and_the_readme_states_them() -> None:
+    with open(os.path.join(ROOT, "benchmarks", "results", "speed.json"), encoding="utf-8") as f:
+        speed = json.load(f)
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    assert speed["scale"] == 2 and (2 * speed["tile"]["size"]) ** 2 == REFERENCE_PIXELS  # the figures' tile
+    tile = speed["tile"]["seconds_per_step"]
+    measured = {
+        "knitwork": tile["knitwork"],
+        # guided DIP is timed on a target of size / 2 pixels sharpened onto its size² guide: size² output pixels
+        "guided": speed["guided"]["seconds_per_step"] * REFERENCE_PIXELS / speed["size"] ** 2,
+    }
+    rows = {"knitwork": "Neural Knitworks", "guided": "guided DIP"}
+    sections = {"knitwork": "Super-resolve (Neural Knitworks)", "guided": "Sharpen with a guide (guided DIP)"}
+    for method, seconds in measured.items():
+        cpu = STEP_SECONDS[method].cpu
+        assert cpu == round(seconds, 1), (method, seconds)
+        row = run_time_table(readme)[rows[method]]
+        assert row.startswith(f"| {rows[method]} | {cpu} (one core")
+        assert f"≈ {duration(QUALITY_PRESETS[method]['balanced'] * cpu)} on one core" in row
+        assert f"about {cpu} s per" in readme_section(readme, sections[method])
+    assert f"{tile['dip']:.3f} s of one core on the default tile" in run_time_table(readme)["Deep Image Prior"]
