@@ -53,7 +53,8 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
         "mismatch is reported before the run. The output covers the overlap of the two rasters, on the "
         "guide's own pixels, with the target's bands, names, data type and nodata.</p>"
         "<p><b>Kernels</b>: 'sentinel2' models each band's blur from its published MTF and needs Sentinel-2 "
-        "band names (B5, B8A, …) in the band descriptions; 'landsat' is a Gaussian with MTF 0.3 at Nyquist; "
+        "band names (B5, B8A, …) in the band descriptions or, as in ESA's band files, the file name; 'landsat' is a "
+        "Gaussian with MTF 0.3 at Nyquist; "
         "otherwise choose a kernel (a kernel file only on aligned grids).</p>"
         + run_time_help("guided", "target")
     )

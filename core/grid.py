@@ -135,13 +135,47 @@ def _span(offset: int, scale: int, target_length: int, guide_length: int) -> tup
     return first, last
 
 
+class NotAligned(InputError):
+    """The target's pixel edges do not fall on the guide's (nor half-way between them) over the overlap.
+
+    ``offsets``: (columns, rows) distance in guide pixels from the worst corner of the overlap to the nearest
+    whole guide pixel edge; ``scale``: the integer ratio of the grids. Front ends that word the grids in their
+    own terms (``core.sentinel2_product``) read these instead of the message.
+    """
+
+    def __init__(self, message: str, offsets: tuple[float, float], scale: int) -> None:
+        super().__init__(message)
+        self.offsets = offsets
+        self.scale = scale
+
+
+def off_whole(position: float) -> float:
+    """The distance (pixels, 0–½) from ``position`` (in pixels) to the nearest whole pixel edge."""
+    return abs(position - round(position))
+
+
+def guide_position(target: Grid, guide: Grid, col: float, row: float) -> tuple[float, float]:
+    """Where the corner of target pixel (``col``, ``row``) falls on the guide's grid: (column, row) in guide pixels."""
+    return ~guide.transform * (target.transform * (col, row))
+
+
+def _resample_hint(target: Grid, guide: Grid, scale: int) -> str:
+    """The gdalwarp line that resamples the guide onto the target's grid refined by ``scale``."""
+    t = target.transform
+    left, bottom, right, top = target.bounds
+    return (f"resample the guide onto the target's grid refined by {scale} first, e.g. gdalwarp -r cubic -tr {abs(t.a) / scale:.12g} "
+            f"{abs(t.e) / scale:.12g} -te {left:.12g} {bottom:.12g} {right:.12g} {top:.12g} GUIDE ALIGNED_GUIDE")
+
+
 def nest(target: Grid, guide: Grid, tolerance: float = 1e-3) -> Nesting:
     """Check that ``guide`` refines ``target`` by an integer factor on aligned pixels and find the overlap.
 
     Raises a one-line ``InputError`` when the CRSs differ, a grid is rotated, the resolution ratio is not
-    an integer ≥ 2 (the same along both axes), the target's pixel edges fall neither on the guide's nor
-    half-way between them (``tolerance`` in guide pixels), or the grids do not overlap by at least one
-    whole target pixel. Nothing is reprojected or resampled.
+    an integer ≥ 2 (the same along both axes), or the grids do not overlap by at least one whole target
+    pixel; a ``NotAligned`` when the target's pixel edges fall neither on the guide's nor half-way between
+    them, within ``tolerance`` guide pixels, at the target's corner and at the far corner of the overlap
+    (pixel sizes whose ratio is nearly but not exactly the integer drift apart across the raster: the drift
+    accumulated there is what is checked, whatever the extent). Nothing is reprojected or resampled.
     """
     if (target.crs is None) != (guide.crs is None):
         which, other = ("target", guide.crs) if target.crs is None else ("guide", target.crs)
@@ -166,16 +200,13 @@ def nest(target: Grid, guide: Grid, tolerance: float = 1e-3) -> Nesting:
         )
     if scale < 2:
         raise InputError(f"the guide ({abs(g.a):g} units per pixel) must be at least twice as fine as the target ({abs(t.a):g})")
-    offsets = ((t.c - g.c) / g.a, (t.f - g.f) / g.e)
-    halves = [round(2 * o) for o in offsets]
-    if any(abs(2 * o - h) > 2 * tolerance for o, h in zip(offsets, halves)):
-        left, top = t.c, t.f
-        right, bottom = t * (target.width, target.height)
-        raise InputError(
-            f"target and guide pixels are not aligned: the target's corner falls {offsets[0] % 1:.3g}, "
-            f"{offsets[1] % 1:.3g} guide pixels off the guide's pixel edges (0 or ½ is supported); resample the "
-            f"guide onto the target's grid refined by {scale} first, e.g. gdalwarp -r cubic -tr {abs(g.a):g} {abs(g.e):g} "
-            f"-te {min(left, right):.12g} {min(top, bottom):.12g} {max(left, right):.12g} {max(top, bottom):.12g} GUIDE ALIGNED_GUIDE"
+    corner = guide_position(target, guide, 0, 0)
+    halves = [round(2 * o) for o in corner]
+    if any(abs(2 * o - h) > 2 * tolerance for o, h in zip(corner, halves)):
+        offsets = (off_whole(corner[0]), off_whole(corner[1]))
+        raise NotAligned(
+            f"target and guide pixels are not aligned: the target's corner falls {offsets[0]:.3g}, {offsets[1]:.3g} guide "
+            f"pixels off the guide's pixel edges (0 or ½ is supported); {_resample_hint(target, guide, scale)}", offsets, scale
         )
     col, row = halves[0] // 2, halves[1] // 2
     shift = (halves[1] % 2 / 2, halves[0] % 2 / 2)  # (rows, columns)
@@ -183,5 +214,15 @@ def nest(target: Grid, guide: Grid, tolerance: float = 1e-3) -> Nesting:
     r0, r1 = _span(row, scale, target.height, guide.height)
     if c1 <= c0 or r1 <= r0:
         raise InputError("target and guide do not overlap (not even one whole target pixel is covered by the guide)")
+    far = guide_position(target, guide, c1, r1)
+    drift = (far[0] - (halves[0] / 2 + scale * c1), far[1] - (halves[1] / 2 + scale * r1))
+    if any(abs(d) > tolerance for d in drift):
+        offsets = (off_whole(far[0] - halves[0] / 2), off_whole(far[1] - halves[1] / 2))
+        raise NotAligned(
+            f"target and guide pixels drift apart: the guide's pixels ({abs(g.a):.10g} × {abs(g.e):.10g}) are not exactly 1/{scale} "
+            f"of the target's ({abs(t.a):.10g} × {abs(t.e):.10g}), so at the far corner of the overlap, {c1 - c0} × {r1 - r0} "
+            f"target pixels on, the target's pixel edges fall {drift[0]:+.3g}, {drift[1]:+.3g} guide pixels off the guide's "
+            f"(at most {tolerance:g} is taken as aligned); {_resample_hint(target, guide, scale)}", offsets, scale
+        )
     window = Window(c0, r0, c1 - c0, r1 - r0)
     return Nesting(scale, window, Window(col + scale * c0, row + scale * r0, scale * window.width, scale * window.height), shift)

@@ -13,7 +13,9 @@ specified.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Sequence
 
 from .kernels import sigma_from_mtf
 
@@ -42,6 +44,21 @@ def band_name(text: str | None) -> str | None:
         return None
     match = _NAME.search(text)
     return f"B{match.group(1).upper()}" if match else None
+
+
+def band_names(path: str, descriptions: Sequence[str | None]) -> list[str | None]:
+    """The band names of every band of the file ``path`` (``descriptions``: all its bands'): from the
+    descriptions when each names a band, else from the file name when it lists one name per band
+    (``…_20m_B05-B06-B07-B8A-B11-B12.tif``) or names the band of a single-band file (ESA's ``…_B05.jp2``,
+    whose JPEG 2000 files carry no descriptions); else ``None`` for each band."""
+    names = [band_name(d) for d in descriptions]
+    if all(names):
+        return names
+    stem = os.path.basename(path)
+    listed = [band_name(m) for m in re.findall(r"B(?:8A|\d{1,2})", stem, flags=re.IGNORECASE)]
+    if len(listed) == len(descriptions):
+        return listed
+    return [band_name(stem)] if len(descriptions) == 1 else [None] * len(descriptions)
 
 
 def kernel_spec(band: str) -> str:

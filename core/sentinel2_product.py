@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import tempfile
 import warnings
 from dataclasses import dataclass, replace
@@ -23,12 +22,14 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
 from .config import GuidedDIPConfig, IOOptions
 from .errors import InputError
-from .grid import Window
+from .grid import Grid, NotAligned, Window, guide_position, nest
+from .guided import MIN_TARGET_SIZE
 from .pipeline import RunResult, _Recorder
 from .progress import NullProgress, Progress, SubProgress
 from .raster import (
@@ -43,7 +44,7 @@ from .raster import (
     to_dtype,
     value_text,
 )
-from .sentinel2 import ORDER, RESOLUTION, band_name
+from .sentinel2 import ORDER, RESOLUTION, band_names
 from .sharpen import GUIDED_METHOD, sharpen
 
 EXTENSIONS = (".jp2", ".tif", ".tiff")
@@ -79,18 +80,6 @@ def _files(inputs: Sequence[str]) -> list[str]:
     return sorted(files)
 
 
-def _names(path: str, descriptions: tuple[str | None, ...]) -> list[str | None]:
-    """The band names of a file: from its descriptions, else its file name."""
-    names = [band_name(d) for d in descriptions]
-    if all(names):
-        return names
-    stem = os.path.basename(path)
-    listed = [band_name(m) for m in re.findall(r"B(?:8A|\d{1,2})", stem, flags=re.IGNORECASE)]
-    if len(listed) == len(descriptions):
-        return listed
-    return [band_name(stem)] if len(descriptions) == 1 else [None] * len(descriptions)
-
-
 def _in_metres(info: RasterInfo) -> bool:
     """Whether ``info``'s CRS is projected in metres, so its pixel size compares with Sentinel-2's (10, 20, 60 m)."""
     crs = info.grid.crs
@@ -109,7 +98,7 @@ def find_bands(inputs: Sequence[str]) -> dict[str, BandSource]:
         except InputError:
             continue  # not a raster (e.g. a preview or metadata file)
         pixel = abs(info.grid.transform.a)
-        for index, name in enumerate(_names(path, info.descriptions), start=1):
+        for index, name in enumerate(band_names(path, info.descriptions), start=1):
             if name is None:
                 continue
             own = math.isclose(pixel, RESOLUTION[name], rel_tol=1e-6)
@@ -205,6 +194,54 @@ def check_stacks(groups: dict[int, list[BandSource]], float32: bool = False) -> 
     return infos
 
 
+def check_grids(groups: dict[int, list[BandSource]]) -> None:
+    """Before any work: the grid of each lower resolution (20 m, 60 m; one grid per resolution, ``check_stacks``)
+    must nest in the 10 m grid, its pixel edges on 10 m pixel edges over the whole area (Sentinel-2 products
+    share one corner; half a 10 m pixel, Landsat's geometry, is refused too), and overlap it by at least
+    ``MIN_TARGET_SIZE`` pixels each way. A one-line ``InputError`` names the bands and the file at fault and
+    says how to align them."""
+    guide_source = groups[10][0]
+    guide = open_info(guide_source.path, (guide_source.index,)).grid
+    for res in (20, 60):
+        if not groups[res]:
+            continue
+        first = groups[res][0]
+        grid = open_info(first.path, (first.index,)).grid
+        bands = f"the {res} m bands ({', '.join(s.band for s in groups[res])}; {first.path})"
+        try:
+            nesting = nest(grid, guide)
+        except NotAligned as error:
+            raise InputError(
+                f"{bands}: their grid is not nested in the 10 m grid ({guide_source.path}), its pixel edges fall up to "
+                f"{error.offsets[0]:.3g}, {error.offsets[1]:.3g} 10 m pixels off the 10 m pixel edges; "
+                f"{_align_hint(grid, guide, error.scale, first.path)}"
+            ) from None
+        except InputError as error:
+            raise InputError(f"{bands} cannot be sharpened with the 10 m bands ({guide_source.path}): {error}") from None
+        if any(nesting.shift):
+            raise InputError(
+                f"{bands}: their grid is not nested in the 10 m grid ({guide_source.path}), it lies half a 10 m pixel off "
+                f"it (Sentinel-2's pixel edges line up); {_align_hint(grid, guide, nesting.scale, first.path)}"
+            )
+        width, height = nesting.target.width, nesting.target.height
+        if min(width, height) < MIN_TARGET_SIZE:
+            raise InputError(f"{bands} overlap the 10 m bands ({guide_source.path}) on {width}×{height} {res} m pixels: "
+                             f"too few for guided DIP, which needs at least {MIN_TARGET_SIZE}×{MIN_TARGET_SIZE}")
+
+
+def _align_hint(grid: Grid, guide: Grid, scale: int, path: str) -> str:
+    """The advice for a lower-resolution ``grid`` (file ``path``) not nested in the 10 m ``guide`` grid: the gdalwarp
+    line that resamples it onto the grid of pixels ``scale`` 10 m pixels wide whose corner is the 10 m pixel edge
+    nearest to its own."""
+    col, row = (round(v) for v in guide_position(grid, guide, 0, 0))
+    g = guide.transform
+    aligned = Grid(grid.width, grid.height, g * Affine.translation(col, row) * Affine.scale(scale), grid.crs)
+    left, bottom, right, top = aligned.bounds
+    return (f"use the product's own files, or resample the file onto a grid nested in the 10 m grid first, e.g. gdalwarp "
+            f"-r cubic -tr {abs(g.a) * scale:.12g} {abs(g.e) * scale:.12g} -te {left:.12g} {bottom:.12g} {right:.12g} {top:.12g} "
+            f"{path} ALIGNED.tif")
+
+
 def _write_stack(sources: list[BandSource], path: str) -> None:
     """Write ``sources`` (bands of one resolution, grid, data type and nodata: ``check_stacks``) as one
     GeoTIFF with band-name descriptions and ``stack_nodata``."""
@@ -236,6 +273,7 @@ def sharpen_product(
     groups = {res: [found[b] for b in ORDER if b in found and RESOLUTION[b] == res] for res in (10, 20, 60)}
     recorder.info("bands found: " + ", ".join(f"{res} m {', '.join(s.band for s in g)}" for res, g in groups.items() if g))
     infos = check_stacks(groups, float32)
+    check_grids(groups)
     undeclared = sum(1 for i in infos if i.nodata is None and stack_nodata(i) is not None)
     if undeclared:
         recorder.info(f"{undeclared} of the {len(infos)} bands declare no nodata value: {SENTINEL2_NODATA} is no data there, as "
@@ -253,7 +291,9 @@ def sharpen_product(
             _write_stack(groups[res], target)
             parts[res] = os.path.join(tmp, f"{res}m_at_10m.tif")
             sub = SubProgress(recorder, n / len(todo), (n + 1) / len(todo))
-            result = sharpen(target, guide, parts[res], config, IOOptions(float32=float32), IOOptions(), sub, loss_curve=False)
+            roles = (f"the {res} m bands {', '.join(b.band for b in groups[res])}", f"the 10 m bands {', '.join(GUIDE_BANDS)}")
+            result = sharpen(target, guide, parts[res], config, IOOptions(float32=float32), IOOptions(), sub, loss_curve=False,
+                             roles=roles)
             recorder.curves.extend(result.curves)
             device = result.device
         return recorder.write_output(

@@ -16,6 +16,7 @@ still nests exactly in the target's; the guide is read over the same area (``gui
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
@@ -32,8 +33,8 @@ from .normalise import BandScaling
 from .pipeline import RunResult, _Recorder, collect_tiled, extent_message, fit_scaling, write_tiled
 from .progress import NullProgress, Progress
 from .raster import RasterInfo, check_raster_output, georeferencing_note, may_be_invalid, open_info, read_window
-from .registration import central_window, guide_misregistration, registration_warning
-from .sentinel2 import band_name, kernel_spec
+from .registration import central_window, guide_misregistration, registration_warning, skipped_note
+from .sentinel2 import band_name, band_names, kernel_spec
 from .tiling import MIN_RETRY_TILE, ShrinkOnOutOfMemory, Solver, WarmStart
 
 #: The method's name in logs and figures.
@@ -56,11 +57,28 @@ def band_kernels(
         band = band_name(name)
         if band is None:
             raise InputError(
-                f"kernel sentinel2 needs Sentinel-2 band names (B2, B8A, …) in the {role}'s band descriptions, "
+                f"kernel sentinel2 needs Sentinel-2 band names (B2, B8A, …) in the {role}'s band descriptions or file name, "
                 f"but band {index} is {name or 'unnamed'}: give a kernel such as gaussian:0.5 instead"
             )
         kernels.append(make_kernel(kernel_spec(band), scale, shift))
     return kernels
+
+
+def kernel_names(info: RasterInfo, spec: str, role: str, progress: Progress | None) -> list[str | None]:
+    """The names ``band_kernels`` reads for ``info``'s selected bands: their descriptions, or, for the ``sentinel2``
+    kernel where those do not all name a Sentinel-2 band, the names in the file name by the ``sentinel2``
+    command's rule (``core.sentinel2.band_names``; ESA's JPEG 2000 band files carry no descriptions), said in the
+    log through ``progress`` (the ``role``, e.g. "target", names the raster)."""
+    if spec != SENTINEL2_KERNEL or all(map(band_name, info.descriptions)):
+        return list(info.descriptions)
+    whole = band_names(info.path, open_info(info.path).descriptions)
+    taken = [whole[band - 1] for band in info.bands]
+    if not all(taken):
+        return list(info.descriptions)
+    if progress is not None:
+        progress.info(f"the {role}'s band{'s are' if len(taken) > 1 else ' is'} taken as {', '.join(map(str, taken))} from its "
+                      f"file name {os.path.basename(info.path)}: its band descriptions name no Sentinel-2 band")
+    return taken
 
 
 @dataclass(frozen=True)
@@ -118,19 +136,23 @@ def check_inputs(
         raise InputError(f"{subject} too small for guided DIP: at least {MIN_TARGET_SIZE}×{MIN_TARGET_SIZE} target pixels")
     return GuidedInputs(
         target, guide, nesting,
-        band_kernels(config.kernel, target.descriptions, s, "target", nesting.shift),
-        band_kernels(config.guide_kernel, guide.descriptions, s, "guide", nesting.shift),
+        band_kernels(config.kernel, kernel_names(target, config.kernel, "target", progress), s, "target", nesting.shift),
+        band_kernels(config.guide_kernel, kernel_names(guide, config.guide_kernel, "guide", progress), s, "guide", nesting.shift),
     )
 
 
-def check_registration(read: Reader, width: int, height: int, guide_kernels: list[Kernel], progress: Progress) -> None:
+def check_registration(
+    read: Reader, width: int, height: int, guide_kernels: list[Kernel], progress: Progress, roles: tuple[str, str] | None = None
+) -> None:
     """Warn (one line through ``progress.info``) when the guide looks shifted against the target by a fraction of a
     pixel or more (``core.registration``), judged on the central area of the ``width × height`` target pixels
-    that ``read`` reads. A warning only: the run goes on, on the grids as georeferenced."""
+    that ``read`` reads; a note instead when that area has too few pixels to tell. A warning only: the run goes
+    on, on the grids as georeferenced. ``roles``: as ``core.registration.registration_warning``."""
     target, target_valid, guide, guide_valid = read(central_window(width, height, guide_kernels[0].scale))
-    warning = registration_warning(guide_misregistration(target, target_valid, guide, guide_valid, guide_kernels))
-    if warning is not None:
-        progress.info(warning)
+    misregistration = guide_misregistration(target, target_valid, guide, guide_valid, guide_kernels)
+    line = skipped_note(roles) if misregistration is None else registration_warning(misregistration, roles)
+    if line is not None:
+        progress.info(line)
 
 
 def _solver(
@@ -186,10 +208,13 @@ def sharpen(
     guide_io: IOOptions = IOOptions(),
     progress: Progress | None = None,
     loss_curve: bool = True,
+    roles: tuple[str, str] | None = None,
 ) -> RunResult:
     """Sharpen ``target_path`` with ``guide_path`` into a GeoTIFF on the guide's grid (module docstring).
 
     With ``loss_curve`` the tiles' training-loss curves are drawn beside the output (``OUTPUT_loss.png``).
+    ``roles``: what target and guide are in the caller's words, for the registration check's log line
+    (``core.registration.registration_warning``).
     """
     recorder = _Recorder(progress or NullProgress())
     inputs = check_inputs(target_path, guide_path, output_path, config, target_io, guide_io, recorder)
@@ -203,7 +228,7 @@ def sharpen(
         fine = window.scaled(s).translated(nesting.guide.col_off, nesting.guide.row_off)
         return (*read_window(target, window.translated(nesting.target.col_off, nesting.target.row_off)), *read_window(guide, fine))
 
-    check_registration(read, nesting.target.width, nesting.target.height, inputs.guide_kernels, recorder)
+    check_registration(read, nesting.target.width, nesting.target.height, inputs.guide_kernels, recorder, roles)
     solve, device = _solver(
         config, inputs.target_kernels, inputs.guide_kernels, fit_scaling(target), fit_scaling(guide), read, recorder
     )

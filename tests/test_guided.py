@@ -15,10 +15,10 @@ from internal_sr.core.config import GuidedDIPConfig, IOOptions, TileOptions
 from internal_sr.core.degradation import Degradation
 from internal_sr.core.errors import InputError
 from internal_sr.core.evaluation import bicubic, hpf_injection
-from internal_sr.core.grid import Grid, Window, nest
+from internal_sr.core.grid import Grid, NotAligned, Window, nest
 from internal_sr.core.kernels import make_kernel
-from internal_sr.core.sentinel2 import RESOLUTION, band_name, sigma_from_mtf
-from internal_sr.core.sharpen import band_kernels, sharpen, sharpen_array
+from internal_sr.core.sentinel2 import RESOLUTION, band_name, kernel_spec, sigma_from_mtf
+from internal_sr.core.sharpen import band_kernels, check_inputs, sharpen, sharpen_array
 
 from helpers import S2_10M, S2_20M_SAME_AREA, S2_60M_SAME_AREA, read, write_raster
 
@@ -255,18 +255,19 @@ def test_tiled_run_matches_the_tile_plan(tmp_path):
     assert np.abs(means - low).mean() < 0.02 * low.mean()  # no seams or offsets between tiles
 
 
-def product_folder(folder) -> str:
+def product_folder(folder, east20: float = 0.0, east60: float = 0.0) -> str:
     """A Sentinel-2-like folder from the committed crops: one file per 10 m and 60 m band, one 20 m stack
-    whose band names are only in its file name, all georeferenced on one UTM origin."""
+    whose band names are only in its file name, all georeferenced on one UTM origin (the 20 m and 60 m files
+    moved ``east20`` and ``east60`` metres east of it)."""
     os.makedirs(folder / "IMG_DATA")
     for index, band in enumerate(("B04", "B03", "B02", "B08")):
         write_raster(str(folder / "IMG_DATA" / f"T33UUB_20170527T100031_{band}.tif"), read(S2_10M)[index : index + 1],
                      transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
     write_raster(str(folder / "IMG_DATA" / "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif"), read(S2_20M_SAME_AREA),
-                 transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+                 transform=Affine(20.0, 0, 300000.0 + east20, 0, -20.0, 5800000.0))
     for index, band in enumerate(("B01", "B09")):
         write_raster(str(folder / "IMG_DATA" / f"T33UUB_20170527T100031_{band}.tif"), read(S2_60M_SAME_AREA)[index : index + 1],
-                     transform=Affine(60.0, 0, 300020.0, 0, -60.0, 5800000.0))
+                     transform=Affine(60.0, 0, 300020.0 + east60, 0, -60.0, 5800000.0))
     (folder / "MTD_MSIL1C.xml").write_text("<metadata/>")
     return str(folder)
 
@@ -279,7 +280,9 @@ def test_a_product_folder_becomes_all_bands_at_10m(tmp_path):
     assert sorted(found) == sorted(["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"])
     assert found["B8A"].index == 4 and found["B8A"].path.endswith("B05-B06-B07-B8A-B11-B12.tif")
     out = str(tmp_path / "all10m.tif")
-    sharpen_product([folder], out, FAST)
+    result = sharpen_product([folder], out, FAST)
+    # the registration check of each step names its bands: 20 × 20 60 m pixels are too few to judge
+    assert "the registration check of the 60 m bands B1, B9 and the 10 m bands B2, B3, B4, B8 is skipped" in "\n".join(result.messages)
     with rasterio.open(out) as dst:
         assert dst.descriptions == ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
         # the 60 m bands cover 10 m rows 0–119 and columns 2–121: the common area
@@ -562,3 +565,62 @@ def test_bands_a_rounding_error_apart_share_a_grid(tmp_path):
                                   transform=Affine(20.0, 0, x0, 0, -20.0, 5800000.0)))
     guide = write_raster(str(tmp_path / "T_B02.tif"), read(S2_10M)[:1])
     check_stacks({10: [BandSource("B2", guide, 1)], 20: [BandSource("B5", paths[0], 1), BandSource("B6", paths[1], 1)], 60: []})
+
+
+@pytest.mark.parametrize("east", [3.0, -3.0])
+def test_the_misalignment_named_is_the_distance_to_the_nearest_guide_pixel_edge(east):
+    """A 10 m guide 3 m east or west of its 20 m target is 0.3 guide pixel off either way (not 0.7 one way)."""
+    target = Grid(48, 48, Affine(20, 0, 336000, 0, -20, 5819040), UTM)
+    guide = Grid(96, 96, Affine(10, 0, 336000 + east, 0, -10, 5819040), UTM)
+    with pytest.raises(NotAligned, match=r"the target's corner falls 0\.3, 0 guide pixels off") as error:
+        nest(target, guide)
+    assert error.value.offsets == pytest.approx((0.3, 0.0))
+
+
+def test_pixel_sizes_nearly_in_ratio_are_refused_for_the_drift_they_accumulate_with_or_without_an_extent():
+    """10.009 m guide pixels against 20 m target pixels (the ratio 0.09 % off 2) drift 1.38 guide pixels apart across
+    768 target pixels: refused for the whole raster as for an extent at its east edge; a ratio off by rounding is not."""
+    target = Grid(768, 384, Affine(20, 0, 330000, 0, -20, 5822040), UTM)
+    guide = Grid(1536, 768, Affine(10.009, 0, 330000, 0, -10.009, 5822040), UTM)
+    with pytest.raises(NotAligned, match=r"drift apart: .* fall -1\.38, -0\.691 guide pixels off the guide's .* -tr 10 10 -te"):
+        nest(target, guide)
+    with pytest.raises(NotAligned, match="not aligned"):
+        nest(target.window_grid(Window(720, 0, 48, 48)), guide)
+    rounded = Grid(1536, 768, Affine(10 + 1e-9, 0, 330000, 0, -10 - 1e-9, 5822040), UTM)
+    assert nest(target, rounded).target == Window(0, 0, 768, 384)
+
+
+@pytest.mark.parametrize(
+    "east20, east60, message",
+    [
+        (5.0, 0.0, "the 20 m bands (B5, B6, B7, B8A, B11, B12; {folder}/IMG_DATA/T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif): their grid "
+                   "is not nested in the 10 m grid ({folder}/IMG_DATA/T33UUB_20170527T100031_B02.tif), it lies half a 10 m pixel off it"),
+        (0.0, 3.0, "the 60 m bands (B1, B9; {folder}/IMG_DATA/T33UUB_20170527T100031_B01.tif): their grid is not nested in the 10 m "
+                   "grid ({folder}/IMG_DATA/T33UUB_20170527T100031_B02.tif), its pixel edges fall up to 0.3, 0 10 m pixels off"),
+        (0.0, 900.0, "the 60 m bands (B1, B9; {folder}/IMG_DATA/T33UUB_20170527T100031_B01.tif) overlap the 10 m bands "
+                     "({folder}/IMG_DATA/T33UUB_20170527T100031_B02.tif) on 6×20 60 m pixels: too few for guided DIP"),
+    ],
+)
+def test_sentinel2_checks_every_resolution_against_the_10m_grid_before_any_work(tmp_path, capsys, east20, east60, message):
+    """In the command's words (bands, files, the 10 m grid), before the 20 m bands are sharpened."""
+    folder = product_folder(tmp_path / "S2A.SAFE", east20, east60)
+    out = tmp_path / "all10m.tif"
+    assert cli(["sentinel2", folder, str(out), "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    print(err[-1])
+    assert message.format(folder=folder) in err[-1] and "landsat" not in err[-1] and "target" not in err[-1]
+    assert not [line for line in err if line.startswith("device")] and not out.exists()
+
+
+def test_guided_takes_sentinel2_band_names_from_esa_file_names(tmp_path):
+    """ESA's single-band files carry no band descriptions: the sentinel2 kernels read the band from the file name,
+    as the sentinel2 command does, and the log says so."""
+    t = write_raster(str(tmp_path / "T33UUB_20170527T100031_B05.tif"), read(S2_20M_SAME_AREA)[:1],
+                     transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    g = write_raster(str(tmp_path / "T33UUB_20170527T100031_B04.tif"), read(S2_10M)[:1])
+    inputs = check_inputs(t, g, None, FAST)
+    assert [k.name for k in inputs.target_kernels] == [kernel_spec("B5")]
+    assert [k.name for k in inputs.guide_kernels] == [kernel_spec("B4")]
+    result = sharpen(t, g, str(tmp_path / "out.tif"), FAST)
+    assert ("the target's band is taken as B5 from its file name T33UUB_20170527T100031_B05.tif: its band descriptions name "
+            "no Sentinel-2 band") in result.messages

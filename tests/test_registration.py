@@ -8,8 +8,8 @@ from affine import Affine
 
 from internal_sr.core.config import GuidedDIPConfig
 from internal_sr.core.kernels import make_kernel
-from internal_sr.core.registration import MIN_CORRELATION, guide_misregistration, registration_warning
-from internal_sr.core.sharpen import band_kernels, sharpen
+from internal_sr.core.registration import MIN_CORRELATION, Misregistration, compared_area, guide_misregistration, registration_warning
+from internal_sr.core.sharpen import band_kernels, sharpen, sharpen_array
 
 from helpers import DATA, S2_10M, S2_10M_256, S2_20M_SAME_AREA, read, write_raster
 
@@ -79,3 +79,33 @@ def test_a_run_with_a_guide_one_pixel_off_warns_in_one_line_and_an_aligned_one_d
     print(line)
     assert line.startswith("warning: the guide looks shifted") and "\n" not in line
     assert "+0.50 target pixels in x" in line and "+0.00 in y" in line and "co-register the guide" in line
+
+
+@pytest.mark.parametrize("row, col", [(32, 0), (48, 32)])
+def test_an_aligned_window_too_small_to_tell_is_skipped_with_a_note_not_a_warning(row, col):
+    """16 × 16 target pixels of the aligned committed pair, where the estimate alone read a shift over 0.3 pixel
+    (−0.20, +0.25 and −0.35, −0.10, correlation 0.68): too few pixels to trust, so a note says the check is skipped."""
+    target = read(S2_20M_SAME_AREA)[:, row : row + 16, col : col + 16]
+    guide = read(S2_10M)[:, 2 * row : 2 * row + 32, 2 * col : 2 * col + 32]
+    assert estimate(target, guide, band_kernels("sentinel2", NAMES10, 2, "guide")) is None
+    _, result = sharpen_array(target.astype(np.float32), guide.astype(np.float32), GuidedDIPConfig(iterations=1, width=8, layers=2, device="cpu"),
+                              NAMES20, NAMES10)
+    assert not [m for m in result.messages if "shifted" in m]
+    (note,) = [m for m in result.messages if "registration check" in m]
+    assert note.startswith("the registration check of target and guide is skipped: fewer than 2304 valid target pixels")
+
+
+def test_pixels_next_to_nodata_are_not_compared():
+    """The gradients of a valid pixel beside an invalid one read the fill of both rasters: it is left out."""
+    target_valid = np.ones((3, 48, 48), bool)
+    target_valid[1, 10:20, 30:40] = False
+    guide_valid = np.ones((4, 96, 96), bool)
+    area = compared_area(target_valid, guide_valid, band_kernels("sentinel2", NAMES10, 2, "guide"))
+    expected = np.ones((48, 48), bool)
+    expected[9:21, 30:40] = expected[10:20, 29:41] = False  # the hole and its 4 neighbours (central differences)
+    np.testing.assert_array_equal(area, expected)
+
+
+def test_the_warning_names_the_bands_in_the_front_ends_words():
+    line = registration_warning(Misregistration(0.5, 0.0, 0.8), ("the 60 m bands B1, B9", "the 10 m bands B2, B3, B4, B8"))
+    assert line.startswith("warning: the guide (the 10 m bands B2, B3, B4, B8) looks shifted against the target (the 60 m bands B1, B9)")
