@@ -33,7 +33,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
 from rasterio.rpc import RPC
 
-from .config import GEOTIFF_EXTENSIONS, is_named_pipe
+from .config import GEOTIFF_EXTENSIONS, extent_words, is_named_pipe
 from .errors import InputError, OutputWriteError
 from .grid import Grid, Window
 
@@ -105,10 +105,8 @@ def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block
         )
     window = info.grid.extent_window(extent)
     if window is None:
-        left, bottom, right, top = info.grid.bounds
         raise InputError(
-            f"extent {','.join(f'{v:.10g}' for v in extent)} does not overlap {info.path} "
-            f"(its bounds are {left:.10g},{bottom:.10g},{right:.10g},{top:.10g} in its CRS)"
+            f"extent {extent_words(extent)} does not overlap {info.path} (which covers {extent_words(info.grid.bounds)} in its CRS)"
         )
     window = window.to_blocks(block, info.grid.width, info.grid.height)
     return replace(info, grid=info.grid.window_grid(window), window=window, file_grid=info.grid)
