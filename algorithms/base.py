@@ -59,7 +59,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..core.config import MAX_SCALE, TileOptions, is_named_pipe
+from ..core.config import GAUSSIAN_TERM, KERNEL_FILE_TERM, MAX_SCALE, TileOptions, extent_words, is_named_pipe
 from ..core.deps import install_hint, missing_dependencies
 from ..core.errors import Cancelled, InputError, error_line
 
@@ -377,18 +377,27 @@ def extent_text(extent: tuple[float, float, float, float] | None) -> str:
     """How the settings log shows an extent."""
     if extent is None:
         return tr("whole raster")
-    return tr("{} (xmin, ymin, xmax, ymax in the raster's CRS; enlarged to whole pixels)").format(
-        ", ".join(f"{v:.10g}" for v in extent)
-    )
+    return tr("{} in the raster's CRS (enlarged to whole pixels)").format(extent_words(extent))
 
 
 #: How the out-of-memory hints of ``core.errors.error_line`` name the parameters that help.
 TILE_HINT, DEVICE_HINT = "Tile size (TILE_SIZE)", "Device cpu"
+#: The engine's messages name kernels as the command line takes them (``core.config.GAUSSIAN_TERM``, …): here,
+#: what the algorithms' parameters are instead.
+ENGINE_TERMS = {GAUSSIAN_TERM: "gaussian (with SIGMA)", KERNEL_FILE_TERM: "a kernel file (KERNEL_FILE)"}
+
+
+def in_processing_terms(line: str) -> str:
+    """An engine message ``line`` with the command line's terms (``ENGINE_TERMS``) put as Processing's parameters are."""
+    for engine, processing in ENGINE_TERMS.items():
+        line = line.replace(engine, processing)
+    return line
 
 
 @contextmanager
 def engine_errors() -> Iterator[None]:
-    """Turn any engine error into a ``QgsProcessingException`` with one line (``core.errors.error_line``).
+    """Turn any engine error into a ``QgsProcessingException`` with one line (``core.errors.error_line``), in
+    Processing's terms (``in_processing_terms``).
 
     The traceback of an error other than ``InputError`` goes to the message log (tab ``LOG_TAG``).
     ``QgsProcessingException`` and ``Cancelled`` pass through.
@@ -400,7 +409,7 @@ def engine_errors() -> Iterator[None]:
     except Exception as error:  # noqa: BLE001 (the user sees one line, the log keeps the traceback)
         if not isinstance(error, InputError):
             QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.MessageLevel.Critical)
-        raise QgsProcessingException(error_line(error, TILE_HINT, DEVICE_HINT)) from error
+        raise QgsProcessingException(in_processing_terms(error_line(error, TILE_HINT, DEVICE_HINT))) from error
 
 
 def static_output_path(value: Any) -> str:

@@ -17,6 +17,11 @@ from .errors import InputError
 
 #: The guided kernel that picks each Sentinel-2 band's MTF Gaussian from its name (``core.sentinel2``).
 SENTINEL2_KERNEL = "sentinel2"
+#: How messages name a Gaussian kernel and a kernel file: as the command line's ``--kernel`` takes them. A front
+#: end whose settings name them otherwise rewords these phrases (``algorithms.base.ENGINE_TERMS``).
+GAUSSIAN_TERM, KERNEL_FILE_TERM = "gaussian:SIGMA", "a .npy file"
+#: The kernels a super-resolution or a degradation may name, as messages list them.
+KERNEL_CHOICES = f"bicubic, lanczos2, lanczos3, {GAUSSIAN_TERM}, landsat or {KERNEL_FILE_TERM}"
 #: Names a raster output may end in: outputs are always written as GeoTIFF.
 GEOTIFF_EXTENSIONS = (".tif", ".tiff")
 #: Default optimisation steps per scale, chosen on development crops (never the benchmark crops).
@@ -71,6 +76,13 @@ def check_at_least(name: str, value: int, minimum: int) -> None:
     """Raise a one-line ``InputError`` unless the setting ``name`` is at least ``minimum``."""
     if value < minimum:
         raise InputError(f"{name} must be ≥ {minimum}, got {value}")
+
+
+def extent_words(extent: tuple[float, float, float, float]) -> str:
+    """An extent ``(xmin, ymin, xmax, ymax)`` as messages show it, in a form no order of the four numbers can
+    confuse (the command line takes xmin,ymin,xmax,ymax, QGIS xmin,xmax,ymin,ymax): ``x 0–10, y 0–20``."""
+    xmin, ymin, xmax, ymax = extent
+    return f"x {xmin:.10g}–{xmax:.10g}, y {ymin:.10g}–{ymax:.10g}"
 
 
 @dataclass(frozen=True)

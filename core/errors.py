@@ -16,6 +16,23 @@ class InputError(InternalSRError):
     """The user's input or settings cannot be processed; the message names the problem in one line."""
 
 
+class NonFiniteLoss(InputError):
+    """An optimisation's training loss became infinite or NaN (``core.optimise``): the run stops there, as a
+    network that diverged gives nothing worth writing (nor a state worth starting another tile from).
+
+    ``label`` names the optimisation, ``step`` the steps run when it was seen, ``index`` which of the tiles
+    optimised together it was (0 for one).
+    """
+
+    def __init__(self, label: str, step: int, index: int = 0) -> None:
+        super().__init__(
+            f"{label}: the training loss became infinite or NaN by step {step}; the input likely holds extreme values "
+            "(e.g. a fill value) that its nodata value does not mark: declare them nodata (gdal_translate -a_nodata "
+            "VALUE) or choose an extent without them"
+        )
+        self.label, self.step, self.index = label, step, index
+
+
 class Cancelled(InternalSRError):
     """The run was cancelled through the progress protocol; nothing was written at the output path."""
 

@@ -18,7 +18,7 @@ from .degradation import Degradation, back_project, degrade_array, upsample
 from .errors import InputError
 from .grid import Window, nest
 from .kernels import Kernel, make_kernel
-from .pipeline import RunResult, _Recorder, _log_input, extent_message, super_resolve_array
+from .pipeline import RunResult, _Recorder, _log_input, extent_message, log_fill_values, super_resolve_array
 from .progress import NullProgress, Progress, SubProgress
 from .raster import RasterInfo, open_info, read_window
 
@@ -179,12 +179,12 @@ def _band_labels(info: RasterInfo) -> list[str]:
 
 
 def _complete(data: np.ndarray, valid: np.ndarray, path: str) -> np.ndarray:
-    """The values of a fully valid area as float64; one-line ``InputError`` when any pixel is nodata or not finite."""
+    """The values of a fully valid area as float64; one-line ``InputError`` naming how many values are not (nodata,
+    not finite or fill values: ``raster.valid_mask``)."""
     if not valid.all():
-        share = 100.0 * (1 - valid.mean())
         raise InputError(
-            f"{path}: {share:.1f} % of the evaluated values are nodata or not finite; Wald's protocol needs complete "
-            "pixels: choose an extent inside the valid area"
+            f"{path}: {valid.size - np.count_nonzero(valid)} of the {valid.size} evaluated values are nodata, not finite "
+            "or fill values; Wald's protocol needs complete pixels: choose an extent inside the valid area"
         )
     return data.astype(np.float64)
 
@@ -331,7 +331,9 @@ def evaluate(
     plan = plan_evaluation(input_path, method, scale, kernel, config, io, guide_path, guide_io)
     recorder = _Recorder(progress or NullProgress())
     info = plan.info
-    _log_input(info, recorder)
+    _log_input(info, recorder, writes_raster=False)
+    if plan.guide_info is not None:
+        log_fill_values(plan.guide_info, recorder)
     names = _band_labels(info)
     settings = {"method": method, "scale": f"×{scale}", "kernel": kernel, "bands": ", ".join(names)}
     method_progress = SubProgress(recorder, 0.0, 0.95)

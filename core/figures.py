@@ -73,21 +73,37 @@ def write_png(path: str, rgb: np.ndarray, files: StagedFiles | None = None) -> N
     write_file_atomically(path, png_bytes(rgb), files)
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values (1, 2 or 5 × 10ⁿ apart) inside ``[low, high]``."""
-    span = max(high - low, 1e-12)
-    raw = span / count
+def _tick_step(low: float, high: float, count: int = 5) -> float:
+    """The round spacing (1, 2 or 5 × 10ⁿ) that puts about ``count`` ticks in ``[low, high]``."""
+    raw = max(high - low, 1e-12) / count
     magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    return next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+
+
+def _ticks(low: float, high: float, count: int = 5, least: float = 0.0) -> list[float]:
+    """Round tick values (1, 2 or 5 × 10ⁿ apart, at least ``least`` apart) inside ``[low, high]``."""
+    step = max(_tick_step(low, high, count), least)
     first = math.ceil(low / step) * step
     return [first + i * step for i in range(int((high - first) / step) + 1)]
 
 
-def _log_ticks(low: float, high: float) -> list[float]:
-    """Exponents of round values (1, 2, 5 × 10ⁿ; only 10ⁿ over more than two decades) in ``[low, high]`` (log10 units)."""
+def _log_ticks(low: float, high: float) -> list[tuple[float, str]]:
+    """Ticks of a log axis over ``[low, high]`` (log10 units): (exponent, label) pairs.
+
+    Round values (1, 2, 5 × 10ⁿ; only 10ⁿ over more than two decades) when at least two fall inside;
+    otherwise (a narrow range between two of them) values evenly spaced by a round step, labelled with
+    as many significant digits as tell them apart. So the axis always has at least two labelled values.
+    """
     mantissas = (1,) if high - low > 2 else (1, 2, 5)
     values = [m * 10.0**n for n in range(math.floor(low), math.ceil(high) + 1) for m in mantissas]
-    return [math.log10(v) for v in values if low <= math.log10(v) <= high]
+    inside = [v for v in values if low <= math.log10(v) <= high]
+    if len(inside) >= 2:
+        return [(math.log10(v), f"{v:.3g}") for v in inside]
+    bottom, top = 10.0**low, 10.0**high
+    step = _tick_step(bottom, top)
+    whole = math.floor(math.log10(top)) + 1  # digits before the point (≤ 0 below 1)
+    digits = max(whole - math.floor(math.log10(step)), whole, 1)
+    return [(math.log10(v), f"{v:.{digits}g}") for v in _ticks(bottom, top, least=step) if v > 0]
 
 
 def running_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -110,10 +126,11 @@ def loss_curve(curves: list[np.ndarray], method: str, smooth: int = 25, size: tu
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
     draw.text((left, 10), f"{method}: training loss per step, {len(curves)} tile(s) (log scale)", fill="black", font=font)
-    positive = [np.where(c > 0, c, np.nan) for c in (np.asarray(c, dtype=np.float64) for c in curves)]
+    values = [np.asarray(c, dtype=np.float64) for c in curves]
+    positive = [np.where(c > 0, c, np.nan) for c in values]
     positive = [c for c in positive if np.isfinite(c).any()]  # a curve of zeros (a flat tile) has no point on a log axis
     if not positive:
-        draw.text((left, height // 2), "no optimisation steps were run", fill="black", font=font)
+        draw.text((left, height // 2), _no_curve_text(values), fill="black", font=font)
         return np.asarray(image)
     y_low, y_high = math.log10(min(np.nanmin(c) for c in positive)), math.log10(max(np.nanmax(c) for c in positive))
     if y_high - y_low < 1e-6:
@@ -130,11 +147,11 @@ def loss_curve(curves: list[np.ndarray], method: str, smooth: int = 25, size: tu
         x, y = x_of(np.arange(len(loss))), y_of(np.log10(loss))
         return [(float(a), float(b)) for a, b in zip(x, y) if np.isfinite(b)]
 
-    for exponent in _log_ticks(y_low, y_high):
+    for exponent, label in _log_ticks(y_low, y_high):
         y = y_of(exponent)
         draw.line([(left, y), (width - right, y)], fill=(225, 225, 225))
-        draw.text((4, y - 6), f"{10 ** exponent:.3g}", fill="black", font=font)
-    for step in _ticks(0, steps - 1):
+        draw.text((4, y - 6), label, fill="black", font=font)
+    for step in _ticks(0, steps - 1, least=1):  # whole steps only
         x = x_of(step)
         draw.line([(x, height - bottom), (x, height - bottom + 4)], fill="black")
         draw.text((x - 8, height - bottom + 6), f"{int(step)}", fill="black", font=font)
@@ -145,6 +162,16 @@ def loss_curve(curves: list[np.ndarray], method: str, smooth: int = 25, size: tu
     for curve in positive:
         draw.line(xy(running_mean(np.nan_to_num(curve, nan=np.nanmin(curve)), smooth)), fill=(20, 60, 160), width=2)
     return np.asarray(image)
+
+
+def _no_curve_text(curves: list[np.ndarray]) -> str:
+    """What a loss figure says when none of ``curves`` has a positive finite loss to draw on its log axis."""
+    steps = sum(c.size for c in curves)
+    if not steps:
+        return "no optimisation steps were run"
+    if not np.isfinite(np.concatenate(curves)).all():
+        return f"{steps} optimisation step(s) run: the training loss became infinite or NaN"
+    return f"{steps} optimisation step(s) run: the training loss was 0 throughout (nothing to draw on a log axis)"
 
 
 def write_loss_curve(output_path: str, curves: list[np.ndarray], method: str, files: StagedFiles | None = None) -> str | None:

@@ -442,14 +442,17 @@ def estimate_kernel_file(
     io: IOOptions = IOOptions(),
     progress: Progress | None = None,
     files: StagedFiles | None = None,
+    warn_fill_values: bool = True,
 ) -> KernelRunResult:
     """Estimate the blur kernel of a raster and save it as ``kernel_path`` (``.npy`` + PNG preview).
 
     With ``config.per_band`` one file per band is written (``band_kernel_path``) and ``kernel_path``
     itself is not. Everything is checked before the estimation starts. All the files move into place
     together at the end (``core.raster.staged``; with ``files``, when that group is committed).
+    ``warn_fill_values``: warn of undeclared fill values, which are read as nodata (``pipeline.log_fill_values``);
+    off when a run that follows on the same input warns of them itself.
     """
-    from .pipeline import _Recorder
+    from .pipeline import _Recorder, log_fill_values
 
     recorder = _Recorder(progress or NullProgress())
     start = time.perf_counter()
@@ -459,6 +462,8 @@ def estimate_kernel_file(
         f"device {describe(device)}; KernelGAN ×{config.scale} on {info.grid.width}×{info.grid.height} pixels, "
         f"{len(info.bands)} band(s){', one kernel per band' if config.per_band else ''}, {config.iterations} steps, seed {config.seed}"
     )
+    if warn_fill_values:
+        log_fill_values(info, recorder)
     window = estimation_window(info, config.max_window)
     if window is not None:
         recorder.info(
@@ -509,7 +514,8 @@ def super_resolve_with_estimated_kernel(
     check_super_resolve(input_path, output_path, replace(config, kernel="bicubic"), io)  # all but the kernel, before KernelGAN
     with staged() as files:
         estimated = estimate_kernel_file(
-            input_path, kernel_path, replace(kernelgan, per_band=False), io, SubProgress(progress, 0.0, 0.2), files
+            input_path, kernel_path, replace(kernelgan, per_band=False), io, SubProgress(progress, 0.0, 0.2), files,
+            warn_fill_values=False,
         )
         staged_kernel = replace(config, kernel=files.staged[kernel_path])
         result = super_resolve(input_path, output_path, staged_kernel, io, SubProgress(progress, 0.2, 1.0), files)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .config import GAUSSIAN_TERM, KERNEL_CHOICES
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -241,7 +242,7 @@ def _kernel_for(scale: int) -> str:
     """What to do for a kernel at ``scale``: KernelGAN estimates ×2 and ×4 kernels only."""
     if scale in (2, 4):
         return f"estimate one for ×{scale} with KernelGAN at scale {scale}"
-    return f"KernelGAN estimates ×2 and ×4 kernels only, so give a parametric kernel for ×{scale} (e.g. gaussian:SIGMA)"
+    return f"KernelGAN estimates ×2 and ×4 kernels only, so give a parametric kernel for ×{scale} (e.g. {GAUSSIAN_TERM})"
 
 
 def prepared_taps(k: np.ndarray, scale: int) -> tuple[np.ndarray, tuple[float, float]]:
@@ -306,7 +307,7 @@ def make_kernel(spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0)) 
             raise InputError(f"kernel file {spec} does not exist")
         if any(shift):
             raise InputError(f"kernel file {spec} is sampled for pixel-aligned grids, but these grids sit half a pixel "
-                             "apart (Landsat pan geometry): use a named kernel such as gaussian:SIGMA")
+                             f"apart (Landsat pan geometry): use a named kernel such as {GAUSSIAN_TERM}")
         taps, moved = load_kernel_file(spec, scale)
         return Kernel(os.path.basename(spec), scale, full=taps, spec=spec, moved=moved)
     if spec.startswith("gaussian"):
@@ -318,9 +319,8 @@ def make_kernel(spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0)) 
             raise InputError(f"kernel {spec!r}: SIGMA must be between 0.05 and 10 low-resolution pixels")
         return _analytic(spec, scale, lambda t: _gaussian(t, sigma), max(3.0 * sigma, 1.0), shift)
     if spec == "sentinel2":
-        raise InputError("kernel sentinel2 (each band's MTF) is for guided DIP only: use bicubic, lanczos2, lanczos3, "
-                         "gaussian:SIGMA, landsat or a .npy file")
-    raise InputError(f"unknown kernel {spec!r}: use bicubic, lanczos2, lanczos3, gaussian:SIGMA, landsat or a .npy file")
+        raise InputError(f"kernel sentinel2 (each band's MTF) is for guided DIP only: use {KERNEL_CHOICES}")
+    raise InputError(f"unknown kernel {spec!r}: use {KERNEL_CHOICES}")
 
 
 def anisotropic_gaussian(major: float, minor: float, angle: float, scale: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
+from .errors import NonFiniteLoss
 from .progress import Progress, check_cancelled
 
 CHECK_EVERY = 25
@@ -62,7 +63,8 @@ def optimise(
     (detached). The EMA starts at the first output, so its weights always sum to one. The loss is a
     scalar, or ``(N,)`` for ``N`` tiles optimised together (output ``(N, ...)``): each tile then has
     its own stop rule, its average stays frozen once the rule fires, and the loop ends when every
-    tile has stopped. ``observe(steps done, EMA)``, when given, sees the average at every check (each
+    tile has stopped. An infinite or NaN loss among the steps a check covers raises ``errors.NonFiniteLoss``
+    there (with the index of the first such tile). ``observe(steps done, EMA)``, when given, sees the average at every check (each
     ``CHECK_EVERY`` steps and the last one); it is for benchmarks and must not change the run.
     """
     history: list[torch.Tensor] = []
@@ -94,6 +96,8 @@ def optimise(
             progress.report(done / steps, f"{label}: step {done}/{steps}")
             continue
         recent = torch.stack(history[-CHECK_EVERY:]).mean(0).double().cpu().numpy().reshape(-1)  # the only sync
+        if not np.isfinite(recent).all():
+            raise NonFiniteLoss(label, done, int(np.flatnonzero(~np.isfinite(recent))[0]))
         progress.report(done / steps, f"{label}: step {done}/{steps}, loss {recent.mean():.3g}")
         if observe is not None:
             observe(done, ema)

@@ -27,11 +27,13 @@ from .raster import (
     RasterInfo,
     StagedFiles,
     check_raster_output,
+    fill_value_warnings,
     georeferencing_note,
     open_info,
     output_dtype,
     read_window,
     staged,
+    valid_mask,
 )
 from .tiling import MIN_RETRY_TILE, BatchSolver, ShrinkOnOutOfMemory, Solver, WarmStart, run_tiles, solve_in_tiles
 
@@ -153,12 +155,23 @@ def check_degrade(input_path: str, output_path: str | None, scale: int, kernel: 
     return info, make_kernel(kernel, scale)
 
 
-def _log_input(info: RasterInfo, progress: Progress) -> None:
-    note = georeferencing_note(info)
+def _log_input(info: RasterInfo, progress: Progress, writes_raster: bool = True) -> None:
+    """Log what a run's user should know of its input: how it is georeferenced when that is not a geotransform
+    with a CRS (``georeferencing_note``; only for a run that writes a raster, which the note is about), the pixels
+    an extent selected, and fill values read as nodata (``log_fill_values``)."""
+    note = georeferencing_note(info) if writes_raster else None
     if note:
         progress.info(note)
     if info.window is not None:
         progress.info(extent_message(info.window))
+    log_fill_values(info, progress)
+
+
+def log_fill_values(info: RasterInfo, progress: Progress) -> None:
+    """Warn, one line per band, of float fill values ``info``'s raster holds without declaring them
+    (``raster.fill_value_warnings``: they are read as nodata). Reads the raster's area once."""
+    for line in fill_value_warnings(info):
+        progress.info(line)
 
 
 def extent_message(window: Window) -> str:
@@ -311,11 +324,12 @@ def super_resolve_array(
 ) -> tuple[np.ndarray, RunResult]:
     """In-memory variant of ``super_resolve``: ``(C, h, w)`` values → ``(C, s·h, s·w)`` float64 values.
 
-    Used by evaluation and benchmarks; the same normalisation, tiling and solver as file runs.
+    Used by evaluation and benchmarks; the same normalisation, tiling and solver as file runs. Values that are
+    not finite or are fill values (``raster.valid_mask``) are invalid, besides those ``valid`` marks so.
     """
     recorder = _Recorder(progress or NullProgress())
     image = np.asarray(image, dtype=np.float32)
-    valid = np.isfinite(image) if valid is None else valid & np.isfinite(image)
+    valid = valid_mask(image, None) if valid is None else valid & valid_mask(image, None)
     c, h, w = image.shape
     config.check_input_size(w, h)
     if not valid.any():

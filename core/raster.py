@@ -1,7 +1,8 @@
 """Raster I/O with rasterio: reading with band selection and validity masks, atomic GeoTIFF writing.
 
 Arrays are ``(C, H, W)``. ``valid`` masks are boolean ``(C, H, W)``: false where the band equals its
-nodata value, is not finite, or is masked by the file's own GDAL mask (an internal or ``.msk`` mask,
+nodata value, is not finite, is a float fill value (magnitude ``FILL_MAGNITUDE`` or more, e.g. −3.4028235e38
+written without a nodata value: ``fill_value_warnings`` says so), or is masked by the file's own GDAL mask (an internal or ``.msk`` mask,
 or an alpha band: alpha bands are left out of the default band selection and refused in an explicit
 one). The selected bands must share one data type and one nodata value, as the output does. Outputs keep the
 georeferencing (geotransform and CRS, or ground control points moved to the output's pixels, or none; an RPC
@@ -33,7 +34,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
 from rasterio.rpc import RPC
 
-from .config import GEOTIFF_EXTENSIONS, is_named_pipe
+from .config import GEOTIFF_EXTENSIONS, extent_words, is_named_pipe
 from .errors import InputError, OutputWriteError
 from .grid import Grid, Window
 
@@ -105,10 +106,8 @@ def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block
         )
     window = info.grid.extent_window(extent)
     if window is None:
-        left, bottom, right, top = info.grid.bounds
         raise InputError(
-            f"extent {','.join(f'{v:.10g}' for v in extent)} does not overlap {info.path} "
-            f"(its bounds are {left:.10g},{bottom:.10g},{right:.10g},{top:.10g} in its CRS)"
+            f"extent {extent_words(extent)} does not overlap {info.path} (which covers {extent_words(info.grid.bounds)} in its CRS)"
         )
     window = window.to_blocks(block, info.grid.width, info.grid.height)
     return replace(info, grid=info.grid.window_grid(window), window=window, file_grid=info.grid)
@@ -312,12 +311,35 @@ def rpcs_on_grid(rpcs: RPC, to_file: Affine) -> RPC:
     })
 
 
+#: Magnitude from which a floating-point value is a fill value, not a measurement: the fills GDAL, ArcGIS and
+#: others write into float rasters (±3.4028235e38, the float32 extremes; −1e30; ±1.7976931348623157e308) lie
+#: beyond it, and no physical measurement does. Such values read as nodata (``valid_mask``).
+FILL_MAGNITUDE = 1e30
+
+#: Values (pixels × bands) ``fill_value_warnings`` reads at once: 64 MB of float32.
+SCAN_STRIP_VALUES = 2**24
+
+
 def valid_mask(raw: np.ndarray, nodata: float | None) -> np.ndarray:
-    """True where ``raw`` (in its own dtype, so the comparison is exact) is finite and not ``nodata``."""
-    valid = np.isfinite(raw) if np.issubdtype(raw.dtype, np.floating) else np.ones(raw.shape, dtype=bool)
+    """True where ``raw`` (in its own dtype, so the comparison is exact) is a measurement: not ``nodata`` and,
+    for a float dtype, finite and of magnitude below ``FILL_MAGNITUDE``."""
+    if np.issubdtype(raw.dtype, np.floating):
+        with np.errstate(invalid="ignore"):
+            valid = np.abs(raw) < FILL_MAGNITUDE  # false for NaN and ±Inf too
+    else:
+        valid = np.ones(raw.shape, dtype=bool)
     if nodata is not None and not np.isnan(nodata):
         valid &= raw != nodata
     return valid
+
+
+def unflagged_fills(raw: np.ndarray, nodata: float | None) -> np.ndarray:
+    """True where float ``raw`` holds a finite value of magnitude ``FILL_MAGNITUDE`` or more that is not ``nodata``:
+    a fill value the file does not declare, which ``valid_mask`` makes nodata all the same."""
+    fills = np.isfinite(raw) & (np.abs(raw) >= FILL_MAGNITUDE)
+    if nodata is not None and not np.isnan(nodata):
+        fills &= raw != nodata
+    return fills
 
 
 def may_be_invalid(info: RasterInfo) -> bool:
@@ -348,6 +370,16 @@ def read_window(
 
     ``out_shape`` ``(C, h, w)`` reads the window decimated to that size (nearest neighbour), masks too.
     """
+    raw, masked = _read_raw(info, window, out_shape)
+    valid = valid_mask(raw, info.nodata) & masked
+    return as_float32(raw, valid), valid
+
+
+def _read_raw(
+    info: RasterInfo, window: Window | None = None, out_shape: tuple[int, int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray | bool]:
+    """The selected bands in ``window`` of ``info.grid`` (as ``read_window``) in the file's own dtype, and GDAL's
+    mask of them (true: not masked; ``True`` when the file masks nothing but by its nodata value)."""
     in_file = file_window(info, window)
     area = None if in_file is None else rasterio_window(in_file)
     with warnings.catch_warnings():
@@ -355,12 +387,42 @@ def read_window(
         try:
             with rasterio.open(info.path) as src:
                 raw = src.read(list(info.bands), window=area, out_shape=out_shape)
-                valid = valid_mask(raw, info.nodata)
-                if info.masked:
-                    valid &= src.read_masks(list(info.bands), window=area, out_shape=out_shape) > 0
+                masked = src.read_masks(list(info.bands), window=area, out_shape=out_shape) > 0 if info.masked else True
         except RasterioIOError as error:
             raise unreadable(info.path, error) from None
-    return as_float32(raw, valid), valid
+    return raw, masked
+
+
+def fill_value_warnings(info: RasterInfo) -> list[str]:
+    """One warning line per selected band of a float raster that holds fill values its nodata value does not
+    mark (``unflagged_fills``, pixels GDAL masks left out): how many, which value when they share one, that they
+    are read as nodata, and how to declare it. Reads ``info``'s area once, in strips of rows (memory bounded by
+    ``SCAN_STRIP_VALUES``); empty for an integer raster, which cannot hold such values."""
+    dtype = np.dtype(info.dtype)
+    if not np.issubdtype(dtype, np.floating):
+        return []
+    bands, width, height = len(info.bands), info.grid.width, info.grid.height
+    counts = np.zeros(bands, dtype=np.int64)
+    low, high = np.full(bands, np.inf), np.full(bands, -np.inf)
+    rows = max(1, SCAN_STRIP_VALUES // (width * bands))
+    for top in range(0, height, rows):
+        raw, masked = _read_raw(info, Window(0, top, width, min(rows, height - top)))
+        fills = unflagged_fills(raw, info.nodata) & masked
+        for band in np.flatnonzero(fills.any(axis=(1, 2))):
+            values = raw[band][fills[band]].astype(np.float64)
+            counts[band] += values.size
+            low[band], high[band] = min(low[band], values.min()), max(high[band], values.max())
+    lines = []
+    for band in np.flatnonzero(counts):
+        value = str(dtype.type(low[band])) if low[band] == high[band] else None
+        held = f"the fill value {value}" if value else f"values of magnitude ≥ {FILL_MAGNITUDE:g} (fill values)"
+        if info.nodata is None:
+            remedy = ("but the raster declares no nodata value: they are read as nodata; declare it to say so "
+                      f"(gdal_translate -a_nodata {value or 'VALUE'})")
+        else:
+            remedy = f"besides the raster's nodata value {value_text(info.nodata)}: they are read as nodata too"
+        lines.append(f"warning: band {info.bands[band]} of {info.path}: {counts[band]} pixel(s) hold {held}, {remedy}")
+    return lines
 
 
 def loss_curve_path(output_path: str) -> str:

@@ -30,9 +30,9 @@ from .grid import Nesting, Window, nest
 from .guided import MIN_TARGET_SIZE
 from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling
-from .pipeline import RunResult, _Recorder, collect_tiled, extent_message, fit_scaling, write_tiled
+from .pipeline import RunResult, _Recorder, collect_tiled, extent_message, fit_scaling, log_fill_values, write_tiled
 from .progress import NullProgress, Progress
-from .raster import RasterInfo, check_raster_output, georeferencing_note, may_be_invalid, open_info, read_window
+from .raster import RasterInfo, check_raster_output, georeferencing_note, may_be_invalid, open_info, read_window, valid_mask
 from .registration import central_window, guide_misregistration, registration_warning, skipped_note
 from .sentinel2 import band_name, band_names, kernel_spec
 from .tiling import MIN_RETRY_TILE, ShrinkOnOutOfMemory, Solver, WarmStart
@@ -219,6 +219,8 @@ def sharpen(
     recorder = _Recorder(progress or NullProgress())
     inputs = check_inputs(target_path, guide_path, output_path, config, target_io, guide_io, recorder)
     target, guide, nesting = inputs.target, inputs.guide, inputs.nesting
+    log_fill_values(target, recorder)
+    log_fill_values(guide, recorder)
     s = nesting.scale
     if nesting.target.width < target.grid.width or nesting.target.height < target.grid.height:
         recorder.info(f"the guide covers {nesting.target.width}×{nesting.target.height} of the target's "
@@ -252,7 +254,8 @@ def sharpen_array(
 ) -> tuple[np.ndarray, RunResult]:
     """In-memory ``sharpen``: target ``(T, h, w)`` and guide ``(G, s·h, s·w)`` → ``(T, s·h, s·w)`` float64.
 
-    Non-finite values are invalid. Used by evaluation and benchmarks (same solver as file runs).
+    Values that are not finite or are fill values (``raster.valid_mask``) are invalid. Used by evaluation and
+    benchmarks (same solver as file runs).
     """
     recorder = _Recorder(progress or NullProgress())
     target, guide = np.asarray(target, dtype=np.float32), np.asarray(guide, dtype=np.float32)
@@ -260,7 +263,7 @@ def sharpen_array(
     if gh % h or gw % w or gh // h != gw // w or gh // h < 2:
         raise InputError(f"guide {gw}×{gh} is not an integer multiple ≥ 2 of the target {w}×{h}")
     s = gh // h
-    t_valid, g_valid = np.isfinite(target), np.isfinite(guide)
+    t_valid, g_valid = valid_mask(target, None), valid_mask(guide, None)
     if not t_valid.any() or not g_valid.any():
         raise InputError("the target or the guide has no valid pixels")
 

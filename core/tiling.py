@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .config import TileOptions
-from .errors import GPU_OUT_OF_MEMORY
+from .errors import GPU_OUT_OF_MEMORY, InputError, NonFiniteLoss
 from .grid import Window
 from .progress import Progress, SubProgress, check_cancelled
 
@@ -42,8 +42,9 @@ class WarmStart:
     (``InternalLearningConfig.warm_start``).
 
     ``state`` is what the next tile starts from (``None``: a fresh start with all its steps); ``keep``
-    records a solved tile's state when it is the first. The state does not depend on the tile's size,
-    so tiles shrunk after running out of GPU memory still start from it.
+    records a solved tile's state when it is the first, unless a weight is infinite or NaN (a network that
+    diverged on its last step: the next tile then starts fresh and is the one kept). The state does not depend
+    on the tile's size, so tiles shrunk after running out of GPU memory still start from it.
     """
 
     def __init__(self, enabled: bool) -> None:
@@ -56,8 +57,8 @@ class WarmStart:
         return self.enabled and self.state is None
 
     def keep(self, state: dict[str, torch.Tensor] | None) -> None:
-        """Record ``state`` (a ``TileResult.state``) if it is the first trained tile's."""
-        if self.pending:
+        """Record ``state`` (a ``TileResult.state``) if it is the first trained tile's and finite throughout."""
+        if self.pending and state is not None and all(bool(torch.isfinite(v).all()) for v in state.values()):
             self.state = state
 
 
@@ -176,6 +177,9 @@ def run_tiles(
     tile are final and written; only the rows shared with the next row of tiles are carried across
     the width, so memory holds one tile's neighbourhood plus an ``overlap``-high band of the output
     (not a whole strip of tiles). Returns the number of tiles.
+
+    A tile whose training loss became infinite or NaN (``errors.NonFiniteLoss``) ends the run with a one-line
+    ``InputError`` naming the tile.
     """
     plan = plan_tiles(width, height, tiles)
     batch = max(tiles.batch, 1) if solve_batch is not None else 1
@@ -198,7 +202,14 @@ def run_tiles(
                 check_cancelled(progress)
                 group = row[ci : ci + batch]
                 part = SubProgress(progress, done / total, (done + len(group)) / total)
-                solved = solve_batch(group, part) if len(group) > 1 and solve_batch is not None else [solve(window, part)]
+                try:
+                    solved = solve_batch(group, part) if len(group) > 1 and solve_batch is not None else [solve(window, part)]
+                except NonFiniteLoss as error:
+                    bad = group[error.index]
+                    raise InputError(
+                        f"tile {done + error.index + 1} of {total} (columns {bad.col_off}–{bad.col_off + bad.width - 1}, "
+                        f"rows {bad.row_off}–{bad.row_off + bad.height - 1} of the tiled area): {error}"
+                    ) from None
             values, tile_valid = solved.pop(0)
             wc = _ramp(window.width * scale, *(v * scale for v in _shared(cols, ci, window.width)))
             out = window.scaled(scale)
@@ -280,6 +291,8 @@ class ShrinkOnOutOfMemory:
             kept = len(self.curves)
             try:
                 return done + self.solve_many(windows, progress, self.device)
+            except NonFiniteLoss as error:  # its index among ``windows``, which follow the ``done`` ones
+                raise NonFiniteLoss(error.label, error.step, len(done) + error.index) from None
             except RuntimeError as error:
                 if self.device.type != "cuda" or not is_gpu_out_of_memory(error):
                     raise

@@ -131,6 +131,16 @@ def _float_with_non_finite() -> np.ndarray:
     return data
 
 
+def _float_with_fill_values() -> np.ndarray:
+    """Float32 reflectance holding common float fill values (no nodata value declared): ArcGIS's −3.4028235e38 in
+    band 1, −1e30 and +3.4028235e38 in band 2."""
+    data = s2_pixels().astype(np.float32) / 10000
+    data[0, 3, 3] = np.finfo(np.float32).min
+    data[1, 10:12, 20] = -1e30
+    data[1, 30, 0] = np.finfo(np.float32).max
+    return data
+
+
 def _all_nodata() -> np.ndarray:
     return np.zeros((2, EDGE, EDGE), np.uint16)
 
@@ -195,9 +205,10 @@ GUIDE_HOLE = slice(40, 44)
 
 
 def _guided_pair(guide_pixel: float = 10.0, guide_origin: tuple[float, float] = (300040.0, 5799960.0), guide_crs: str = "EPSG:32633",
-                 hole: bool = False):
+                 hole: bool = False, fill: bool = False):
     """A 20 m target (64 × 64, no nodata value) and a 10 m guide (128 × 128) of one area; the guide's grid as
-    given. ``hole``: the guide declares nodata 0 and holds it at rows and columns ``GUIDE_HOLE``."""
+    given. ``hole``: the guide declares nodata 0 and holds it at rows and columns ``GUIDE_HOLE``; ``fill``: the
+    guide is float32 and holds ArcGIS's fill value −3.4028235e38 there instead, declaring no nodata value."""
 
     def build(folder: Path) -> Inputs:
         with warnings.catch_warnings():  # the committed crops carry no georeferencing
@@ -210,6 +221,9 @@ def _guided_pair(guide_pixel: float = 10.0, guide_origin: tuple[float, float] = 
         transform = Affine(guide_pixel, 0, guide_origin[0], 0, -guide_pixel, guide_origin[1])
         if hole:
             guide_pixels[:, GUIDE_HOLE, GUIDE_HOLE] = 0
+        if fill:
+            guide_pixels = guide_pixels.astype(np.float32)
+            guide_pixels[:, GUIDE_HOLE, GUIDE_HOLE] = np.finfo(np.float32).min
         guide = write_raster(str(folder / "guide_10m.tif"), guide_pixels, crs=guide_crs, transform=transform,
                              nodata=0 if hole else None)
         return target, guide
@@ -359,10 +373,15 @@ def _locked_folder(inputs: Inputs, folder: Path) -> str:
 # -- checking outputs -------------------------------------------------------------------------
 
 
+def measured(values: np.ndarray) -> np.ndarray:
+    """Where float ``values`` are measurements: finite and below 1e30 in magnitude (beyond it, fill values)."""
+    return np.abs(values.astype(np.float64)) < 1e30
+
+
 def valid_means(data: np.ndarray, nodata: float | None) -> np.ndarray:
-    """Per-band mean over finite pixels that are not ``nodata``."""
+    """Per-band mean over measured pixels (``measured``) that are not ``nodata``."""
     values = data.astype(np.float64)
-    valid = np.isfinite(values) & (True if nodata is None or np.isnan(nodata) else values != nodata)
+    valid = measured(values) & (True if nodata is None or np.isnan(nodata) else values != nodata)
     return np.array([band[mask].mean() for band, mask in zip(values, valid)])
 
 
@@ -379,12 +398,13 @@ def assert_refined(inputs: Inputs, output: str, scale: int = 2) -> None:
     np.testing.assert_allclose(after, before, rtol=0.03)
 
 
-def _check_non_finite(inputs: Inputs, output: str) -> None:
-    """NaN and ±Inf input pixels are nodata (NaN) on their 2 × 2 output blocks; every other pixel is finite."""
+def _check_unmeasured(inputs: Inputs, output: str) -> None:
+    """Input pixels that are no measurement (NaN, ±Inf, fill values: ``measured``) are nodata (NaN) on their
+    2 × 2 output blocks; every other pixel is finite."""
     assert_refined(inputs, output)
     with rasterio.open(inputs[0]) as src, rasterio.open(output) as dst:
         assert np.isnan(dst.nodata)
-        expected_invalid = ~np.isfinite(src.read()).repeat(2, axis=1).repeat(2, axis=2)
+        expected_invalid = ~measured(src.read()).repeat(2, axis=1).repeat(2, axis=2)
         np.testing.assert_array_equal(~np.isfinite(dst.read()), expected_invalid)
 
 
@@ -449,14 +469,15 @@ def _check_alpha(inputs: Inputs, output: str) -> None:
 
 
 def _check_guide_hole(inputs: Inputs, output: str) -> None:
-    """The guide's nodata pixels are masked in the output, whose data type (the target's) has no nodata value
-    here: an internal mask hides exactly them."""
+    """The guide's nodata pixels (its nodata value, or fill values: ``measured``) are masked in the output, whose
+    data type (the target's) has no nodata value here: an internal mask hides exactly them."""
     with rasterio.open(inputs[1]) as guide, rasterio.open(output) as dst:
         assert dst.nodata is None and dst.dtypes[0] == "uint16"
         masks = dst.read_masks()
         # the output lies on the guide's grid: output pixel (r, c) is guide pixel (r + row, c + col)
         col, row = (round(v) for v in ~guide.transform * (dst.transform.c, dst.transform.f))
-        expected = guide.read(1) != 0
+        pixels = guide.read(1)
+        expected = measured(pixels) & (pixels != guide.nodata if guide.nodata is not None else True)
     expected = expected[row : row + dst.height, col : col + dst.width]
     assert not expected.all()
     np.testing.assert_array_equal(masks > 0, np.broadcast_to(expected, masks.shape))
@@ -509,6 +530,7 @@ CASES = (
          method="guided", error="non-integer scale between grids"),
     # odd but valid: the output is right
     Case("guide_nodata_only", _guided_pair(hole=True), method="guided", check=_check_guide_hole),
+    Case("guide_fill_values_without_nodata", _guided_pair(fill=True), method="guided", check=_check_guide_hole),
     Case("geographic_crs", _write("wgs84.tif", crs="EPSG:4326", transform=Affine(0.0002, 0, 12.5, 0, -0.0002, 41.9)),
          check=assert_refined),
     Case("no_crs", _write("no_crs.tif", crs=None), check=_check_no_crs),
@@ -516,7 +538,8 @@ CASES = (
          _write("rotated.tif", transform=Affine.translation(443720.0, 4171420.0) * Affine.rotation(20) * Affine.scale(20, -20)),
          check=assert_refined),
     Case("thirteen_bands", _write("l1c.tif", _thirteen_bands(), descriptions=S2_L1C_BANDS), check=assert_refined),
-    Case("nan_and_inf_in_float_input", _write("float.tif", _float_with_non_finite()), check=_check_non_finite),
+    Case("nan_and_inf_in_float_input", _write("float.tif", _float_with_non_finite()), check=_check_unmeasured),
+    Case("float_fill_values_without_nodata", _write("filled.tif", _float_with_fill_values()), check=_check_unmeasured),
     Case("no_georeferencing", _write("plain.tif", crs=None, transform=Affine.identity()), check=_check_no_georeferencing),
     Case("ground_control_points", _edited("gcps.tif", _set_gcps, crs=None, transform=Affine.identity()), check=_check_gcps),
     Case("rpc_model", _edited("rpc.tif", _set_rpcs, crs=None, transform=Affine.identity()), check=_check_rpcs),

@@ -160,8 +160,29 @@ def test_guided_evaluation_adds_the_pansharpening_baseline(tmp_path):
 def test_nodata_inside_the_area_is_a_clear_error(tmp_path):
     data = read(S2_10M)
     data[:, 5, 5] = 0
-    with pytest.raises(InputError, match="nodata or not finite.*choose an extent"):
+    with pytest.raises(InputError, match="4 of the 65536 evaluated values are nodata, not finite.*choose an extent"):
         evaluate(geo_10m(tmp_path, data, nodata=0), "bicubic", 2, "bicubic")
+
+
+def test_an_undeclared_fill_value_inside_the_area_is_named_and_refused(tmp_path, capsys):
+    """One −3.4028235e38 (ArcGIS's float fill, no nodata value declared) in band 2: a warning naming the band and
+    the count, and the protocol's refusal of incomplete pixels, not scores computed over it."""
+    data = read(S2_10M).astype(np.float32)
+    data[1, 5, 5] = np.finfo(np.float32).min
+    path = geo_10m(tmp_path, data)
+    assert main(["evaluate", path, "--scale", "2", "--method", "bicubic", "--json", str(tmp_path / "e.json")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith(f"warning: band 2 of {path}: 1 pixel(s) hold the fill value -3.4028235e+38, but the raster")
+    assert lines[-1] == (f"internal-sr: error: {path}: 1 of the 65536 evaluated values are nodata, not finite or fill "
+                         "values; Wald's protocol needs complete pixels: choose an extent inside the valid area")
+    assert not os.path.exists(tmp_path / "e.json")
+
+
+def test_evaluate_writes_no_raster_so_it_says_nothing_of_an_outputs_georeferencing(tmp_path, capsys):
+    """The committed crop has no georeferencing: a raster run warns that its output has none either, but
+    evaluate writes only its report and scores, so it has nothing to say of it."""
+    assert main(["evaluate", S2_10M, "--scale", "2", "--method", "bicubic", "--json", str(tmp_path / "e.json")]) == 0
+    assert "georeferencing" not in capsys.readouterr().err and os.listdir(tmp_path) == ["e.json"]
 
 
 def test_an_area_too_large_to_hold_in_memory_asks_for_an_extent(tmp_path, monkeypatch):
@@ -294,6 +315,35 @@ def test_loss_curve_of_a_tile_with_zero_loss_draws_the_others_without_warnings()
         warnings.simplefilter("error")
         image = loss_curve([np.zeros(30), np.geomspace(1.0, 1e-2, 30)], "test")
     assert ((image[..., 2] > 120) & (image[..., 0] < 60)).sum() > 100
+
+
+def dark(image: np.ndarray) -> np.ndarray:
+    """Where a loss figure is drawn in black (text, ticks, frame)."""
+    return image.max(axis=-1) < 128
+
+
+def test_the_loss_axis_is_labelled_when_the_losses_span_less_than_one_round_step():
+    """Losses from 0.00581 down to 0.00536 (a short run, or a loss that levelled off) hold no 1, 2 or 5 × 10ⁿ
+    value: the axis gets finer round values instead of none, each label distinct."""
+    image = loss_curve([np.geomspace(0.00581, 0.00536, 5)], "test")
+    labels = dark(image)[30:354, :66]  # left of the frame, between the title and the step labels
+    rows = np.flatnonzero(labels.any(axis=1))
+    assert len(rows) and len(np.flatnonzero(np.diff(rows) > 1)) + 1 >= 2  # at least two separate labels
+
+
+@pytest.mark.parametrize("steps", [2, 3, 4])
+def test_the_step_axis_has_whole_steps_only(steps):
+    """A run of 2 to 4 steps has a tick at each step, not half steps labelled "0 0 1 1 2"."""
+    image = loss_curve([np.geomspace(1.0, 0.1, steps)], "test")
+    ticks = np.flatnonzero(dark(image)[356, 70:701])  # the tick marks below the frame (y = 354), above their labels
+    assert len(ticks) == steps
+
+
+def test_a_loss_figure_says_steps_ran_when_none_can_be_drawn():
+    """Steps whose losses are all infinite or NaN, or all 0, are said to have run (the figure used to say that
+    no optimisation step was run), and differently from a run without steps."""
+    none, diverged, flat = (loss_curve([c], "test") for c in (np.zeros(0), np.full(5, np.nan), np.zeros(5)))
+    assert (none != diverged).any() and (none != flat).any() and (diverged != flat).any()
 
 
 def test_report_and_json_at_one_path_is_a_one_line_error(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from internal_sr.core.errors import Cancelled
+from internal_sr.core.errors import Cancelled, NonFiniteLoss
 from internal_sr.core.optimise import CHECK_EVERY, StopRule, optimise
 from internal_sr.core.progress import NullProgress, SubProgress
 
@@ -58,3 +58,21 @@ def test_observe_sees_the_average_at_every_check_and_leaves_the_run_alone():
                       observe=lambda done, average: seen.append((done, float(average[0]))))
     assert seen == [(CHECK_EVERY, CHECK_EVERY - 1.0), (2 * CHECK_EVERY, 2 * CHECK_EVERY - 1.0), (2 * CHECK_EVERY + 10, 2 * CHECK_EVERY + 9.0)]
     assert float(result.output[0]) == 2 * CHECK_EVERY + 9.0
+
+
+def test_a_non_finite_loss_stops_at_the_next_check_naming_the_tile():
+    """An infinite or NaN loss (a network that diverged) raises at the first check that covers it, with the step
+    and, among tiles optimised together, the first such tile; the steps after that check are not run."""
+    calls = []
+
+    def step(i):
+        calls.append(i)
+        return torch.tensor([1.0, float("inf") if i >= 3 else 1.0, float("nan")]), torch.zeros(3, 1)
+
+    with pytest.raises(NonFiniteLoss) as error:
+        optimise(step, 4 * CHECK_EVERY, NullProgress(), label="DIP")
+    assert (error.value.step, error.value.index, len(calls)) == (CHECK_EVERY, 1, CHECK_EVERY)
+    assert str(error.value).startswith(f"DIP: the training loss became infinite or NaN by step {CHECK_EVERY}; ")
+    with pytest.raises(NonFiniteLoss) as error:  # a run shorter than a check is checked at its last step
+        optimise(lambda i: (torch.tensor(float("nan")), torch.zeros(1)), 2, NullProgress(), label="KernelGAN")
+    assert (error.value.step, error.value.index) == (2, 0)

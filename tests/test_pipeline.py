@@ -116,6 +116,49 @@ def test_nan_in_float_input_becomes_nodata(tmp_path):
     assert np.isnan(out).sum() == 8
 
 
+def float_reflectance(tmp_path, value: float, name: str = "in.tif") -> str:
+    """The 20 m crop's band 1 as float32 reflectance (no nodata value declared) with ``value`` at pixel (3, 3)."""
+    data = read(S2_20M)[:1].astype(np.float32) / 10000
+    data[0, 3, 3] = value
+    return write_raster(str(tmp_path / name), data)
+
+
+@pytest.mark.parametrize("fill, shown", [(np.finfo(np.float32).min, "-3.4028235e+38"), (-1e30, "-1e+30"),
+                                         (np.finfo(np.float32).max, "3.4028235e+38")])
+def test_an_undeclared_float_fill_value_is_nodata_with_a_warning_naming_band_and_count(tmp_path, fill, shown):
+    """ArcGIS's −3.4028235e38 (and the other float fills) written without a nodata value: that pixel is nodata
+    (its 2 × 2 output block), the others are super-resolved as without it, and the log says so once per band."""
+    src = float_reflectance(tmp_path, fill)
+    clean = float_reflectance(tmp_path, np.nan, "clean.tif")
+    result = run_dip(src, tmp_path / "sr.tif", tiles=TileOptions(48, 8))
+    run_dip(clean, tmp_path / "clean_sr.tif", tiles=TileOptions(48, 8))
+    out, expected = read(str(tmp_path / "sr.tif")), read(str(tmp_path / "clean_sr.tif"))
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    assert np.isnan(out[0, 6:8, 6:8]).all() and np.isnan(out).sum() == 4
+    np.testing.assert_allclose(out[np.isfinite(out)], expected[np.isfinite(expected)], rtol=1e-5)
+    warnings_ = [m for m in result.messages if m.startswith("warning: band 1 of ")]
+    assert warnings_ == [
+        f"warning: band 1 of {src}: 1 pixel(s) hold the fill value {shown}, but the raster declares no "
+        f"nodata value: they are read as nodata; declare it to say so (gdal_translate -a_nodata {shown})"
+    ]
+
+
+def test_a_non_finite_training_loss_stops_the_run_naming_the_tile_and_writes_nothing(tmp_path):
+    """One pixel of 1e25 (below the fill values, far beyond a float32 loss's reach) makes the first tile's loss
+    infinite: the run stops there with a one-line error instead of warm-starting every later tile from a network
+    that diverged (which wrote NaN over nearly the whole output)."""
+    src = float_reflectance(tmp_path, 1e25)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(InputError) as error:
+        run_dip(src, out / "sr.tif", tiles=TileOptions(48, 8))
+    assert str(error.value).startswith(
+        "tile 1 of 9 (columns 0–47, rows 0–47 of the tiled area): DIP: the training loss became infinite or NaN by step 2; "
+        "the input likely holds extreme values"
+    )
+    assert "\n" not in str(error.value) and os.listdir(out) == []
+
+
 def test_no_georeferencing_still_works_with_a_warning(tmp_path):
     result = run_dip(S2_10M, tmp_path / "sr.tif", io=IOOptions(bands=(1,)))
     assert any("has no georeferencing" in m for m in result.messages)

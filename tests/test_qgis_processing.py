@@ -568,7 +568,10 @@ def test_settings_the_run_would_refuse_fail_the_check_before_it(crop64: str, tmp
         ("dip", {**dip, "INPUT": tiny}, "image 16×16 is smaller than the network needs"),
         ("dip", {**dip, "EXTENT": grid_extent(crop64, 30, 20)}, "the chosen extent is 30×20 pixels, smaller than the network needs"),
         ("dip", {**dip, "OUTPUT": "/proc/out.tif"}, "cannot write in output folder /proc"),
-        ("evaluate", {**dip, "METHOD": "dip", "KERNEL": "sentinel2", "OUTPUT": str(tmp_path / "r.html")}, "is for guided DIP only"),
+        ("evaluate", {**dip, "METHOD": "dip", "KERNEL": "sentinel2", "OUTPUT": str(tmp_path / "r.html")},
+         "is for guided DIP only: use bicubic, lanczos2, lanczos3, gaussian (with SIGMA), landsat or a kernel file (KERNEL_FILE)"),
+        ("evaluate", {**dip, "METHOD": "bicubic", "EXTENT": f"0,10,0,20 [{grid_info(crop64).crs}]", "OUTPUT": str(tmp_path / "r.html")},
+         "extent x 0–10, y 0–20 does not overlap"),  # as typed, xmin,xmax,ymin,ymax: not echoed in another order
         ("evaluate", {**dip, "METHOD": "guided", "GUIDE": guide, "OUTPUT": str(tmp_path / "r.html")}, "differ: reproject"),
         ("evaluate", {**dip, "INPUT": tiny, "METHOD": "dip", "OUTPUT": str(tmp_path / "r.html")}, "so evaluate an area of at least"),
         ("kernelgan", {"INPUT": crop64, "SCALE": 2, "BANDS": [1], "DEVICE": "cpu", "OUTPUT": str(tmp_path / "k.npy"),

@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 
 from internal_sr.core.config import TileOptions
-from internal_sr.core.errors import Cancelled, InputError
+from internal_sr.core.errors import Cancelled, InputError, NonFiniteLoss
 from internal_sr.core.progress import NullProgress
-from internal_sr.core.tiling import plan_tiles, run_tiles, tile_count, tile_offsets
+from internal_sr.core.tiling import ShrinkOnOutOfMemory, WarmStart, plan_tiles, run_tiles, tile_count, tile_offsets
 
 
 @pytest.mark.parametrize("length,size,overlap", [(100, 32, 8), (33, 32, 4), (300, 64, 0), (64, 64, 16), (129, 40, 19)])
@@ -95,3 +96,32 @@ def test_memory_is_bounded_by_the_tile_not_the_strip():
 def test_tile_count_is_the_plans_without_listing_it(width, height, size):
     tiles = TileOptions(size, 8)
     assert tile_count(width, height, tiles) == sum(len(row) for row in plan_tiles(width, height, tiles))
+
+
+def test_a_tile_whose_loss_diverged_ends_the_run_naming_it_among_tiles_solved_together():
+    """``NonFiniteLoss`` from the third tile of a run (the second of a batch, after a leading tile solved alone)
+    is one ``InputError`` naming that tile; no later tile is solved and nothing more is written."""
+    solved, written = [], []
+
+    def solve(window, progress, device):
+        solved.append(window)
+        return np.zeros((1, 2 * window.height, 2 * window.width)), np.ones((1, 2 * window.height, 2 * window.width), bool)
+
+    def solve_many(windows, progress, device):
+        raise NonFiniteLoss("DIP", 25, index=1)  # the second of the windows given: the group's third
+
+    solver = ShrinkOnOutOfMemory(solve, torch.device("cpu"), TileOptions(32, 8, batch=4), 1, 2, NullProgress(),
+                                 solve_many=solve_many, lead=lambda: not solved)
+    with pytest.raises(InputError) as error:
+        run_tiles(100, 60, 1, 2, TileOptions(32, 8, batch=4), solver, lambda *a: written.append(a), NullProgress(), solver.many)
+    assert str(error.value).startswith("tile 3 of 12 (columns 45–76, rows 0–31 of the tiled area): DIP: the training loss")
+    assert type(error.value) is InputError and len(solved) == 1 and written == []
+
+
+def test_a_diverged_network_is_not_kept_to_warm_start_the_next_tiles():
+    warm = WarmStart(True)
+    warm.keep({"weight": torch.tensor([1.0, float("nan")]), "count": torch.tensor(3)})
+    assert warm.pending and warm.state is None
+    trained = {"weight": torch.tensor([1.0, 2.0]), "count": torch.tensor(3)}
+    warm.keep(trained)
+    assert warm.state is trained and not warm.pending
