@@ -121,6 +121,12 @@ class TileOptions:
         return self if self.batch else replace(self, batch=CUDA_BATCH if device_type == "cuda" else 1)
 
 
+def check_step_window(fraction: float) -> None:
+    """Raise a one-line ``InputError`` unless ``fraction`` (a method's ``step_window``) lies in (0, 1]."""
+    if not 0 < fraction <= 1:
+        raise InputError(f"step window is a fraction of the tile's edge in (0, 1], got {fraction}")
+
+
 def warm_step_count(steps: int, fraction: float) -> int:
     """The steps of a tile warm-started with ``fraction`` of a fresh tile's ``steps`` (at least one)."""
     return max(1, round(steps * fraction))
@@ -242,8 +248,7 @@ class DIPConfig(InternalLearningConfig):
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
-        if not 0 < self.step_window <= 1:
-            raise InputError(f"step window is a fraction of the tile's edge in (0, 1], got {self.step_window}")
+        check_step_window(self.step_window)
         for name, minimum in (("depth", 1), ("channels", 1), ("skip_channels", 0), ("noise_channels", 0),
                               ("detail_layers", 0), ("detail_channels", 1)):
             check_at_least(name, getattr(self, name), minimum)
@@ -453,9 +458,18 @@ class KnitworkConfig(InternalLearningConfig):
     #: default tile (128²) at ×4 in one chunk: on one CPU core a ×4 step took 11.0 s and peaked at 2.6 GB,
     #: against 16.2 s and 1.4 GB in chunks of 2¹⁶ (2026-11-27).
     chunk: int = 262144
+    #: Each step evaluates the patch MLP on a random window of the tile, ``step_window`` of its height and
+    #: width (in input pixels, rounded down; at least ``min_input_size``), instead of the whole tile, a step
+    #: then costing about ``step_window²`` of a whole-tile one: the window is reconstructed, checked for
+    #: patch consistency and drawn from for the adversarial term as a tile of its own; the data term leaves
+    #: out the input pixels whose blur reaches past its cut sides; its output, less one input pixel along
+    #: the cut sides, is written into the image of the whole tile that the average follows
+    #: (``core.windows``). Offsets are spread evenly, at most half a window apart. 1 is the whole tile.
+    step_window: float = 1.0
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
+        check_step_window(self.step_window)
         if self.patch_size < 3 or self.patch_size % 2 == 0:
             raise InputError(f"patch size must be odd and ≥ 3, got {self.patch_size}")
         if not self.patch_scales or self.patch_scales[0] != 1 or any(s < 1 for s in self.patch_scales):
