@@ -17,7 +17,10 @@ class KnitworkAlgorithm(DIPAlgorithm):
     CONFIG = KnitworkConfig
     KERNEL_OPTIONS = (*KERNELS, LEARNED_KERNEL)
     KERNEL_HELP = "'learned' learns the blur with the image, starting from bicubic (experimental: see the README). "
-    STEP_WINDOW_HELP = "Not the default: its quality on the development crops is in the README."
+    STEP_WINDOW_HELP = (
+        "The default, 0.7 (about half the time of a whole-tile step, with 450 steps instead of 300), scored as well "
+        "as whole-tile steps on the development crops (see the README)."
+    )
 
     ALGORITHM_ID = "knitwork"
     DISPLAY_NAME = "Super-resolve (Neural Knitworks)"

@@ -37,8 +37,9 @@ STEP_SECONDS: dict[str, StepTimes] = {
         "measured with the former network of twice the width (today's is at most that)",
     ),
     "knitwork": StepTimes(
-        2.5, 1, None, "measured: 2.5 s of one CPU core per step on a 128 × 128 input tile at ×2 (the speed benchmark); "
-        "not yet measured on a GPU"
+        1.3, 1, None, "measured: 2.5 s of one CPU core per step on a 128 × 128 input tile at ×2 for whole-tile steps (the "
+        "speed benchmark), and the default step windows take 0.53 of a whole-tile step (0.75–0.80 against 1.40–1.50 s, "
+        "side by side), i.e. about 1.3 s; not yet measured on a GPU"
     ),
     "guided": StepTimes(
         1.8,
