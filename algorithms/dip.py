@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
@@ -25,6 +24,8 @@ class DIPAlgorithm(InternalSRAlgorithm):
     KERNEL_OPTIONS: tuple[str, ...] = KERNELS
     #: Text put before the kernel parameter's common help.
     KERNEL_HELP = ""
+    #: What the step window parameter's help says of this method's measured choice.
+    STEP_WINDOW_HELP = "Not the default: on the benchmark it scored slightly below whole-tile steps (see the README)."
 
     ITERATIONS = "ITERATIONS"
     STEP_WINDOW = "STEP_WINDOW"
@@ -71,25 +72,20 @@ class DIPAlgorithm(InternalSRAlgorithm):
             self.ITERATIONS, "Iterations (0 = automatic)", 0, self.iterations_help(), minimum=0, maximum=100000
         )
         self.add_kernel(options=self.KERNEL_OPTIONS, extra_help=self.KERNEL_HELP)
-        if self.has_step_window():
-            self.add_number(
-                self.STEP_WINDOW,
-                "Step window (fraction of the tile's edge)",
-                DIPConfig.step_window,
-                "1 (default) optimises the whole tile at every step. Below 1, each step optimises a random window "
-                "of that fraction of the tile's width and height: 0.5 takes about a quarter of the time per step. "
-                "Not the default: on the benchmark it scored slightly below whole-tile steps (see the README).",
-                minimum=0.05,
-                maximum=1.0,
-                advanced=True,
-            )
+        self.add_number(
+            self.STEP_WINDOW,
+            "Step window (fraction of the tile's edge)",
+            self.CONFIG.step_window,
+            "1 optimises the whole tile at every step. Below 1, each step optimises a random window "
+            "of that fraction of the tile's width and height: 0.5 takes about a quarter of the time per step. "
+            + self.STEP_WINDOW_HELP,
+            minimum=0.05,
+            maximum=1.0,
+            advanced=True,
+        )
         self.add_run_options()
         self.add_output("Super-resolved raster", "GeoTIFF to write. Nothing is written if the run fails or is cancelled.")
         self.add_loss_curve_output()
-
-    def has_step_window(self) -> bool:
-        """Whether the method's configuration has ``step_window`` (DIP does, Knitworks does not)."""
-        return "step_window" in {f.name for f in fields(self.CONFIG)}
 
     def iterations_help(self) -> str:
         return (
@@ -105,12 +101,11 @@ class DIPAlgorithm(InternalSRAlgorithm):
         source, bands, scale = self.read_input(parameters, context)
         iterations = self.parameterAsInt(parameters, self.ITERATIONS, context) or None
         options = self.read_run_options(parameters, context)
-        windows = {"step_window": self.parameterAsDouble(parameters, self.STEP_WINDOW, context)} if self.has_step_window() else {}
         config = self.CONFIG(
             scale=scale,
             kernel=self.read_kernel(parameters, context, feedback),
             iterations=iterations,
-            **windows,
+            step_window=self.parameterAsDouble(parameters, self.STEP_WINDOW, context),
             **options.config_fields(),
         )
         io = IOOptions(bands=bands, float32=options.float32, extent=self.read_extent(parameters, context), crs=source.crs)
@@ -132,7 +127,7 @@ class DIPAlgorithm(InternalSRAlgorithm):
             tr("Scale"): f"×{scale}",
             tr("Kernel"): config.kernel,
             tr("Iterations"): f"{config.steps}" + ("" if iterations else tr(" (automatic)")),
-            **({tr("Step window"): f"{config.step_window:g}"} if self.has_step_window() else {}),
+            tr("Step window"): f"{config.step_window:g}",
             tr("Device requested"): config.device,
             tr("Seed"): str(config.seed),
             tr("Tiles"): tr("{} px with {} px overlap").format(config.tiles.size, config.tiles.overlap),

@@ -30,6 +30,11 @@ class StepTimes:
     measured: str
 
 
+#: Share of a whole-tile step that a Knitworks step on its default step windows (0.7) takes: 0.75–0.80 against
+#: 1.40–1.50 s side by side (128² input tile, ×2, one CPU thread, 2026-11-27); used until the speed benchmark's
+#: table is rerun with the windowed default (its ``knitwork_whole`` row then appears beside ``knitwork``).
+KNITWORK_WINDOW_SHARE = 0.53
+
 STEP_SECONDS: dict[str, StepTimes] = {
     "dip": StepTimes(
         1.1,
@@ -40,8 +45,9 @@ STEP_SECONDS: dict[str, StepTimes] = {
         "measured with the former network of twice the width (today's is at most that)",
     ),
     "knitwork": StepTimes(
-        2.3, 1, None, "measured on one CPU core on a 128 × 128 input tile at ×2 (the speed benchmark); "
-        "not yet measured on a GPU"
+        1.2, 1, None, "measured: 2.3 s of one CPU core per step on a 128 × 128 input tile at ×2 for whole-tile steps (the "
+        "speed benchmark), and the default step windows take 0.53 of a whole-tile step (0.75–0.80 against 1.40–1.50 s, "
+        "side by side), i.e. about 1.2 s; not yet measured on a GPU"
     ),
     "guided": StepTimes(
         1.9,

@@ -171,19 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
     dip = sub.add_parser("dip", help="super-resolve with Deep Image Prior")
     common(dip, estimate)
     dip.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {_by_scale(DEFAULT_ITERATIONS)})")
-    dip.add_argument("--step-window", type=float, default=DIPConfig.step_window,
-                     help="each step optimises a random window of this fraction of the tile's height and width "
-                     "(0.5: a quarter of the pixels, about a quarter of the time per step); default 1, the whole tile")
-    optimisation(dip, "input")
-    batch(dip, "DIP only", TileOptions.batch)
 
     knitwork = sub.add_parser("knitwork", help="super-resolve with Neural Knitworks (a patch-predicting coordinate MLP)")
     common(knitwork, f"{estimate} or 'learned' (learnt jointly, starting from bicubic)")
     knitwork.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {KNITWORK_ITERATIONS})")
-    optimisation(knitwork, "input")
-    for method in (dip, knitwork):
+    for method, config_class in ((dip, DIPConfig), (knitwork, KnitworkConfig)):
+        method.add_argument("--step-window", type=float, default=config_class.step_window,
+                            help="each step optimises a random window of this fraction of the tile's height and width "
+                            f"(0.5: a quarter of the pixels, about a quarter of the time per step); default {config_class.step_window:g} "
+                            "(1: the whole tile)")
+        optimisation(method, "input")
         method.add_argument("--kernelgan-iterations", type=int,
                             help=f"KernelGAN steps with --kernel estimate (default {KernelGANConfig.iterations})")
+    batch(dip, "DIP only", TileOptions.batch)
 
     degrade = sub.add_parser("degrade", help="blur and decimate (the sensor model)")
     common(degrade, scale_help="integer factor ≥ 2: one output pixel per scale × scale block")
@@ -299,9 +299,8 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
     elif args.command in ("dip", "knitwork"):
         io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog, extent=args.extent)
         method = DIPConfig if args.command == "dip" else KnitworkConfig
-        windows = dict(step_window=args.step_window) if args.command == "dip" else {}
         batch = args.batch if args.command == "dip" else None
-        config = method(scale=args.scale, kernel=args.kernel, **windows, **_run_options(args, batch))
+        config = method(scale=args.scale, kernel=args.kernel, step_window=args.step_window, **_run_options(args, batch))
         if args.kernel != "estimate" and args.kernelgan_iterations is not None:
             progress.info("warning: --kernelgan-iterations is ignored: it applies with --kernel estimate")
         if args.kernel == "estimate":

@@ -36,6 +36,7 @@ from .kernels import Kernel
 from .networks import DetailNet, Hourglass
 from .optimise import Optimised, StopRule, adam, optimise
 from .progress import Progress
+from .windows import footprint_margin, random_window, upscaled, window_edges, window_weight, write_interior
 
 
 @dataclass
@@ -202,42 +203,6 @@ def cross_scale_pairs(
     return pairs
 
 
-def window_edges(shape: tuple[int, int], fraction: float, multiple: int) -> tuple[int, int]:
-    """The (rows, columns) of a step window in an image of ``shape``: ``fraction`` of each edge rounded down
-    to a multiple of ``multiple`` (at least two multiples), at most the edge; a fraction of 1 is the whole image."""
-    return tuple(  # type: ignore[return-value]
-        length if fraction >= 1 else min(length, max(2 * multiple, int(fraction * length) // multiple * multiple)) for length in shape
-    )
-
-
-def random_window(shape: tuple[int, int], edges: tuple[int, int], multiple: int, generator: torch.Generator) -> tuple[slice, slice]:
-    """A window of ``edges`` inside ``shape`` at an offset drawn uniformly among the multiples of ``multiple``.
-
-    ``shape`` minus ``edges`` must be a multiple of ``multiple`` (padded tiles and ``window_edges`` make it so),
-    which keeps the hourglass's grid of strided convolutions aligned as on the whole image.
-    """
-    rows, cols = (int(torch.randint((length - edge) // multiple + 1, (1,), generator=generator)) * multiple for length, edge in zip(shape, edges))
-    return slice(rows, rows + edges[0]), slice(cols, cols + edges[1])
-
-
-def interior(window: tuple[slice, slice], shape: tuple[int, int], margin: int) -> tuple[slice, slice]:
-    """``window`` of an image of ``shape`` less ``margin`` pixels along each of its sides that lie inside the
-    image (sides on the image's edge are kept), as slices of the image."""
-    return tuple(  # type: ignore[return-value]
-        slice(cut.start + (margin if cut.start > 0 else 0), cut.stop - (margin if cut.stop < length else 0))
-        for cut, length in zip(window, shape)
-    )
-
-
-def window_weight(valid: torch.Tensor, window: tuple[slice, slice], shape: tuple[int, int], margin: int) -> torch.Tensor:
-    """``valid`` cut to ``window`` of an image of ``shape``, zero outside its ``interior`` with ``margin``
-    (where ``D`` of the window's network output would see padding, not the image)."""
-    weight = torch.zeros_like(valid[..., window[0], window[1]])
-    rows, cols = interior(window, shape, margin)
-    weight[..., rows.start - window[0].start : rows.stop - window[0].start, cols.start - window[1].start : cols.stop - window[1].start] = valid[..., rows, cols]
-    return weight
-
-
 def super_resolve_tile(
     observed: np.ndarray,
     valid: np.ndarray,
@@ -340,7 +305,7 @@ def super_resolve_tiles(
     shape = tuple(y.shape[-2:])
     edges = window_edges(shape, config.step_window, multiple)
     whole = edges == shape
-    margin = -(-((degradation.taps.shape[-1] - s) // 2) // s)
+    margin = footprint_margin(degradation.taps.shape[-1], s)
     if not whole:
         with torch.no_grad():
             canvas = generate(noise, interpolated, augment.DIHEDRAL[0])  # the output of the steps' windows so far
@@ -350,7 +315,7 @@ def super_resolve_tiles(
         optimiser.zero_grad(set_to_none=True)
         element = augment.DIHEDRAL[i % 8 if config.augment else 0]
         rows, cols = random_window(shape, edges, multiple, generator)
-        high = slice(rows.start * s, rows.stop * s), slice(cols.start * s, cols.stop * s)
+        high = upscaled((rows, cols), s)
         x = generate(perturbed(noise[..., high[0], high[1]]), interpolated[..., high[0], high[1]], element)
         loss = error(degradation(x), y[..., rows, cols], window_weight(m, (rows, cols), shape, margin))
         if cross_scale:
@@ -364,13 +329,8 @@ def super_resolve_tiles(
         scaler.update()
         if whole:
             return loss.detach(), x.detach()
-        keep = interior((rows, cols), shape, multiple // 2)  # away from the window's cut sides, where it lacks context
-        top, left = (keep[0].start - rows.start) * s, (keep[1].start - cols.start) * s
-        height, width = (keep[0].stop - keep[0].start) * s, (keep[1].stop - keep[1].start) * s
-        canvas[..., keep[0].start * s : keep[0].stop * s, keep[1].start * s : keep[1].stop * s] = x.detach()[
-            ..., top : top + height, left : left + width
-        ]
-        return loss.detach(), canvas
+        # half a grid cell away from the window's cut sides, where it lacks context
+        return loss.detach(), write_interior(canvas, x.detach(), (rows, cols), shape, s, multiple // 2)
 
     base = back_project(interpolated, y, degradation, config.back_projection_steps, m) if config.blend != 1 else None
 

@@ -24,6 +24,12 @@ Generator loss (images normalised per band, ``core.normalise``; means over eleme
   ``softplus(−d(real)) + softplus(d(fake))``: the output's patches must recur across scales;
 * learned kernel: ``|1 − Σk|`` and the squared distance of its centre of mass from the block centre.
 
+Step windows (``KnitworkConfig.step_window`` below 1; ``core.windows``): each step evaluates the patch
+MLP only at the output pixels of a random window of the tile and treats the window as a tile of its own
+(reconstruction, consistency and fakes inside it; the data term on the input pixels whose blur stays
+inside it); the window's output, less one input pixel along its cut sides, is written into an image of
+the whole tile (first the bicubic interpolation of the input), and that image is what is averaged.
+
 Output: the exponential moving average of ``x`` over the steps, back-projected with ``D`` so that it
 is consistent with the input (as DIP, ``core.dip``).
 """
@@ -41,13 +47,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .config import KnitworkConfig
-from .degradation import Degradation, back_project, blur_decimate
+from .degradation import Degradation, back_project, blur_decimate, upsample
 from .device import autocast, bf16_ok
 from .dip import TileResult, cpu_state, fill_invalid, masked_mse
 from .kernelgan import LinearGenerator, constraint_losses
 from .kernels import Kernel, file_kernel_centre, make_kernel
 from .optimise import StopRule, adam, optimise
 from .progress import Progress
+from .windows import footprint_margin, random_window, upscaled, window_edges, window_weight, write_interior
 
 
 class FourierFeatures(nn.Module):
@@ -278,35 +285,46 @@ def super_resolve_tile(
     mixed = config.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
 
-    u = coordinates(H, W, s, device)
+    u = coordinates(H, W, s, device).view(H, W, 2)
     k, pad = config.patch_size, config.patch_size // 2
-    counts = F.fold(torch.ones(1, k * k, H * W, device=device), (H, W), k, padding=pad)  # predictions per pixel
+    shape = (h, w)
+    edges = window_edges(shape, config.step_window, 1, config.min_input_size)  # input pixels; the whole tile at 1
+    whole = edges == shape
+    spacing = max(1, min(edges) // 2)  # window offsets at most half a window apart
+    Hw, Ww = edges[0] * s, edges[1] * s  # a step's output: the window's
+    counts = F.fold(torch.ones(1, k * k, Hw * Ww, device=device), (Hw, Ww), k, padding=pad)  # predictions per pixel
     # real patch stacks: those of the observation that lie inside it and whose taps see only valid pixels
     clean = patch_stacks(m.amin(1, keepdim=True), config).amin(dim=(1, 2)) > 1 - 1e-6
     real = patch_stacks(y, config)[clean]
-    fake_at = torch.nonzero(inside(H, W, config, device))[:, 0]
+    fake_at = torch.nonzero(inside(Hw, Ww, config, device))[:, 0]
     use_adversarial = config.adversarial.final > 0 and len(real) > 0 and len(fake_at) > 0
-    covered = covered_taps(bands, H, W, config, device)
+    covered = covered_taps(bands, Hw, Ww, config, device)
     covered_count = covered.sum()
+    length = (learned.taps() if learned is not None else degradation.taps).shape[-1]  # the kernel's taps per axis
+    margin = footprint_margin(length, s)  # input pixels along a cut side left out of the data term
+    if not whole:
+        canvas = upsample(y, s, kernel.shift if kernel is not None else (0.0, 0.0))  # the output of the steps' windows so far
 
     # the Fourier features of the fixed coordinates are constant: computed once when the tile is one chunk (the
     # first layer keeps its input for the backward pass anyway, so this holds no more memory than a step does)
     with torch.no_grad():
-        features = net.encoding(u) if len(u) <= config.chunk else None
+        features = net.encoding(u.view(-1, 2)).view(H, W, -1) if H * W <= config.chunk else None
 
-    def predict() -> torch.Tensor:
-        """Patch stacks at every output pixel, ``(H·W, scales, C·k²)``, in checkpointed chunks."""
+    def predict(rows: slice, cols: slice) -> torch.Tensor:
+        """Patch stacks at the output pixels ``rows`` × ``cols``, ``(Hw·Ww, scales, C·k²)`` row-major, in
+        checkpointed chunks."""
         with autocast(device, mixed):
             if features is not None:
-                return net.decode(features).float()
-            return torch.cat([checkpoint(net, c, use_reentrant=False).float() for c in u.split(config.chunk)])
+                return net.decode(features[rows, cols].reshape(Hw * Ww, -1)).float()
+            at = u[rows, cols].reshape(-1, 2)
+            return torch.cat([checkpoint(net, c, use_reentrant=False).float() for c in at.split(config.chunk)])
 
     def reconstruct(stacks: torch.Tensor) -> torch.Tensor:
-        """``(1, C, H, W)``: each pixel the mean of the scale-1 predictions that cover it."""
-        return F.fold(stacks[:, 0].T[None], (H, W), k, padding=pad) / counts
+        """``(1, C, Hw, Ww)``: each pixel the mean of the window's scale-1 predictions that cover it."""
+        return F.fold(stacks[:, 0].T[None], (Hw, Ww), k, padding=pad) / counts
 
     def consistency(stacks: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Mean squared gap between predicted taps and the pixels they cover (taps outside the tile excluded)."""
+        """Mean squared gap between predicted taps and the pixels they cover (taps outside the window excluded)."""
         return ((stacks - patch_stacks(x, config)) ** 2 * covered).sum() / covered_count
 
     def draw(n: int, population: int) -> torch.Tensor:
@@ -316,9 +334,10 @@ def super_resolve_tile(
         if learned is not None:
             g_optimiser.param_groups[1]["lr"] = config.kernel_rate.at(i, steps)
         g_optimiser.zero_grad(set_to_none=True)
-        stacks = predict()
+        window = random_window(shape, edges, spacing, generator)
+        stacks = predict(*upscaled(window, s))
         x = reconstruct(stacks)
-        fidelity = masked_mse(degradation(x), y, m)
+        fidelity = masked_mse(degradation(x), y[..., window[0], window[1]], window_weight(m, window, shape, margin))
         loss = fidelity
         weight = config.consistency.at(i, steps)
         if weight > 0:
@@ -339,7 +358,10 @@ def super_resolve_tile(
             d_loss = d_loss + F.softplus(discriminator(fake.detach())).mean()
             d_loss.backward()
             d_optimiser.step()
-        return fidelity.detach(), x.detach()
+        if whole:
+            return fidelity.detach(), x.detach()
+        # less the pixels along the window's cut sides, where the fold lacks the predictions from beyond them
+        return fidelity.detach(), write_interior(canvas, x.detach(), window, shape, s, -(-pad // s))
 
     def finish(average: torch.Tensor) -> torch.Tensor:
         """The output for an averaged image: back-projected with the current kernel, ``(1, C, H, W)``."""

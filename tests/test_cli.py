@@ -51,12 +51,13 @@ def test_degrade_then_dip_round_trip(tmp_path, capsys):
     assert "100.0%" in err and "device cpu" in err
 
 
-def test_dip_on_step_windows(tmp_path):
+@pytest.mark.parametrize("method", ["dip", "knitwork"])
+def test_step_windows(tmp_path, method):
     """``--step-window`` reaches the configuration: the run differs from whole-tile steps, on the same grid."""
     outputs = {}
     for window in ("1", "0.5"):
         outputs[window] = tmp_path / f"w{window}.tif"
-        args = ["dip", S2_20M, str(outputs[window]), "--scale", "2", "--bands", "1", "--tile", "64", "--step-window", window]
+        args = [method, S2_20M, str(outputs[window]), "--scale", "2", "--bands", "1", "--tile", "64", "--step-window", window]
         assert main([*args, "--iterations", "3"]) == 0
     with rasterio.open(outputs["1"]) as whole, rasterio.open(outputs["0.5"]) as part:
         assert (part.width, part.height, part.transform) == (whole.width, whole.height, whole.transform)

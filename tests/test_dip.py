@@ -7,7 +7,8 @@ import torch
 from internal_sr.core import metrics
 from internal_sr.core.config import DIPConfig, TileOptions
 from internal_sr.core.degradation import Degradation, upsample
-from internal_sr.core.dip import cross_scale_pairs, fill_invalid, interior, random_window, window_edges, window_weight
+from internal_sr.core.dip import cross_scale_pairs, fill_invalid
+from internal_sr.core.windows import interior, random_window, window_edges, window_weight
 from internal_sr.core.errors import InputError
 from internal_sr.core.evaluation import bicubic, bicubic_back_projected, wald_pair
 from internal_sr.core.kernels import make_kernel

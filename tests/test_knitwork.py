@@ -16,13 +16,14 @@ from internal_sr.core.config import KnitworkConfig, Ramp
 from internal_sr.core.errors import InputError
 from internal_sr.core.evaluation import bicubic, bicubic_back_projected, wald_pair
 from internal_sr.core.kernels import make_kernel
-from internal_sr.core.knitwork import FourierFeatures, LearnedDegradation, coordinates, covered_taps, patch_stacks, super_resolve_tile
+from internal_sr.core.knitwork import FourierFeatures, KnitworkTile, LearnedDegradation, coordinates, covered_taps, patch_stacks, super_resolve_tile
 from internal_sr.core.pipeline import super_resolve_array
 from internal_sr.core.progress import NullProgress
 
 from helpers import S2_10M, S2_20M, read
 
-SMALL = KnitworkConfig(scale=2, width=128, fourier_features=128, iterations=150, device="cpu")
+#: The loss terms' figures (README) are those of whole-tile steps.
+SMALL = KnitworkConfig(scale=2, width=128, fourier_features=128, iterations=150, step_window=1, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +132,9 @@ def test_default_generator_has_under_a_fifth_of_dips_parameters():
         (dict(scale=1), "scale must be an integer from 2 to 16"),
         (dict(scale=2, patch_scales=(2, 4)), "patch scales must start with 1"),
         (dict(scale=2, chunk=0), "chunk must be ≥ 1, got 0"),
+        (dict(scale=2, step_window=0), r"step window is a fraction of the tile's edge in \(0, 1\], got 0"),
+        (dict(scale=2, step_window=1.5), r"step window .* got 1.5"),
+        (dict(scale=2, step_window=float("nan")), r"step window .* got nan"),
     ],
 )
 def test_bad_settings_and_inputs_are_one_line_errors(config, message):
@@ -146,6 +150,7 @@ def test_bad_settings_and_inputs_are_one_line_errors(config, message):
         (["--scale", "1"], "scale must be an integer"),
         (["--scale", "2", "--iterations", "0"], "iterations must be ≥ 1"),
         (["--scale", "2", "--bands", "9"], "band"),
+        (["--scale", "2", "--step-window", "0"], "step window is a fraction of the tile's edge in (0, 1], got 0.0"),
     ],
 )
 def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, args, message):
@@ -179,3 +184,93 @@ def test_tiles_larger_than_a_chunk_give_what_one_chunk_gives():
         images.append(tile.image)
     assert np.abs(images[0]).max() > 0.1
     np.testing.assert_allclose(images[1], images[0], rtol=0, atol=1e-4)
+
+
+#: A tiny Knitworks (for counting and coverage, not quality): 32² inputs run 60 steps in seconds.
+TINY = KnitworkConfig(scale=2, iterations=60, width=16, layers=2, fourier_features=8, discriminator_layers=(8,),
+                      adversarial_patches=64, early_stop=False, device="cpu")
+
+
+def _solve(config: KnitworkConfig, observed: np.ndarray) -> KnitworkTile:
+    """``observed`` ``(C, h, w)`` (all valid, bicubic kernel) super-resolved by one seeded tile run."""
+    torch.manual_seed(0)
+    return super_resolve_tile(observed, np.ones_like(observed, bool), make_kernel("bicubic", config.scale), config,
+                              torch.device("cpu"), NullProgress(), torch.Generator().manual_seed(0))
+
+
+def _windowed_run(monkeypatch, config: KnitworkConfig, observed: np.ndarray) -> tuple[list[int], np.ndarray, KnitworkTile]:
+    """Run ``config`` on ``observed`` ``(C, h, w)``: the patch MLP's rows per call, the output pixels written
+    into the whole tile's image by the run's windows (``False`` everywhere for whole-tile steps), the tile."""
+    from internal_sr.core import knitwork
+    from internal_sr.core.windows import write_interior
+
+    rows: list[int] = []
+    written = np.zeros((observed.shape[1] * config.scale, observed.shape[2] * config.scale), bool)
+    decode = knitwork.PatchMLP.decode
+
+    def counted(self, features):
+        rows.append(len(features))
+        return decode(self, features)
+
+    def marked(canvas, x, window, shape, scale, margin):
+        before = canvas.clone()
+        canvas[...] = float("nan")
+        write_interior(canvas, x, window, shape, scale, margin)
+        written[...] |= ~torch.isnan(canvas[0, 0]).numpy()
+        canvas[torch.isnan(canvas)] = before[torch.isnan(canvas)]
+        return canvas
+
+    monkeypatch.setattr(knitwork.PatchMLP, "decode", counted)
+    monkeypatch.setattr(knitwork, "write_interior", marked)
+    return rows, written, _solve(config, observed)
+
+
+@pytest.fixture(scope="module")
+def observed_32(wald_x2):
+    """The 32² input of the Wald pair, normalised to [0, 1] per band."""
+    _, low = wald_x2
+    low = low.astype(np.float32)
+    return (low - low.min((1, 2), keepdims=True)) / np.ptp(low, (1, 2), keepdims=True)
+
+
+def test_step_window_one_steps_on_the_whole_tile(monkeypatch, observed_32):
+    """1: every step evaluates the patch MLP at every output pixel and nothing is windowed."""
+    rows, written, _ = _windowed_run(monkeypatch, replace(TINY, step_window=1, iterations=5), observed_32)
+    assert rows == [64 * 64] * 5 and not written.any()
+
+
+def test_step_windows_evaluate_a_window_each_step_and_cover_the_tile_over_the_run(monkeypatch, observed_32):
+    """Half the tile's edge: each step evaluates the MLP on a quarter of the output pixels (32² of 64²), and
+    the windows' interiors written over the run reach every output pixel, the tile's edges and corners too."""
+    rows, written, tile = _windowed_run(monkeypatch, replace(TINY, step_window=0.5), observed_32)
+    assert rows == [32 * 32] * TINY.steps
+    assert written.all()
+    assert tile.image.shape == (observed_32.shape[0], 64, 64) and np.isfinite(tile.image).all()
+
+
+def test_window_offsets_half_a_window_apart_cover_the_tile_with_their_interiors():
+    """Every offset is drawn, and the union of the windows' interiors (less a margin along cut sides) is the tile."""
+    from internal_sr.core.windows import interior, random_window, window_edges
+
+    generator = torch.Generator().manual_seed(0)
+    for shape, fraction in (((64, 64), 0.5), ((37, 50), 0.6), ((20, 24), 0.3)):
+        edges = window_edges(shape, fraction, 1, 9)
+        spacing = min(edges) // 2
+        seen, covered = set(), np.zeros(shape, bool)
+        for _ in range(400):
+            window = random_window(shape, edges, spacing, generator)
+            assert (window[0].stop - window[0].start, window[1].stop - window[1].start) == edges
+            assert window[0].stop <= shape[0] and window[1].stop <= shape[1]
+            seen.add((window[0].start, window[1].start))
+            covered[interior(window, shape, 1)] = True
+        rows, cols = ({s for s, _ in seen}, {c for _, c in seen})
+        assert min(rows) == min(cols) == 0 and max(rows) == shape[0] - edges[0] and max(cols) == shape[1] - edges[1]
+        assert all(b - a <= spacing for axis in (rows, cols) for a, b in zip(sorted(axis), sorted(axis)[1:]))
+        assert len(seen) == len(rows) * len(cols) and covered.all()
+
+
+def test_the_loss_on_step_windows_decreases(wald_x2, observed_32):
+    """On the real crop, windows of half the tile's edge: the data term's mean over the last 25 steps is well
+    below that over the first 25."""
+    tile = _solve(replace(SMALL, iterations=100, step_window=0.5, early_stop=False), observed_32)
+    assert tile.losses[-25:].mean() < 0.5 * tile.losses[:25].mean()

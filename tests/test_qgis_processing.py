@@ -419,11 +419,12 @@ def test_missing_dependencies_are_named_with_the_install_command(crop64: str, tm
     assert "\n" not in message and "torch, scikit-image" in message and 'pip install --upgrade "torch>=2.3" "scikit-image>=0.20"' in message
 
 
-def test_step_window_reaches_the_run(crop64: str, tmp_path) -> None:
+@pytest.mark.parametrize("method", ["dip", "knitwork"])
+def test_step_window_reaches_the_run(crop64: str, tmp_path, method: str) -> None:
     """``STEP_WINDOW`` below 1 changes the run (steps on windows), on the same output grid."""
     outputs = {window: str(tmp_path / f"w{window}.tif") for window in (1.0, 0.5)}
     for window, out in outputs.items():
-        run("dip", {"INPUT": crop64, "BANDS": [1], "SCALE": 2, **FAST, "STEP_WINDOW": window, "OUTPUT": out})
+        run(method, {"INPUT": crop64, "BANDS": [1], "SCALE": 2, **FAST, "STEP_WINDOW": window, "OUTPUT": out})
     part_grid, whole_grid = grid_info(outputs[0.5]), grid_info(outputs[1.0])
     assert dataclasses.replace(part_grid, means=whole_grid.means) == whole_grid  # size, transform, CRS, dtype, band names
     with rasterio.open(outputs[0.5]) as part, rasterio.open(outputs[1.0]) as whole:
@@ -432,6 +433,8 @@ def test_step_window_reaches_the_run(crop64: str, tmp_path) -> None:
 
 def test_help_and_parameters_for_analysts() -> None:
     from qgis.core import QgsApplication
+
+    from internal_sr.core.config import DIPConfig, KnitworkConfig
 
     registry = QgsApplication.processingRegistry()
     dip = registry.algorithmById("internal_sr:dip")
@@ -442,8 +445,10 @@ def test_help_and_parameters_for_analysts() -> None:
         "INPUT", "BANDS", "EXTENT", "SCALE", "ITERATIONS", "KERNEL", "SIGMA", "KERNEL_FILE", "STEP_WINDOW",
         "DEVICE", "FLOAT32", "SEED", "TILE_SIZE", "OVERLAP", "WARM_START", "OUTPUT",
     ]
-    assert "STEP_WINDOW" not in [p.name() for p in registry.algorithmById("internal_sr:knitwork").parameterDefinitions()]
-    assert dip.parameterDefinition("STEP_WINDOW").defaultValue() == 1.0
+    knitwork = registry.algorithmById("internal_sr:knitwork")
+    assert [p.name() for p in knitwork.parameterDefinitions()] == [p.name() for p in dip.parameterDefinitions()]
+    assert dip.parameterDefinition("STEP_WINDOW").defaultValue() == DIPConfig.step_window
+    assert knitwork.parameterDefinition("STEP_WINDOW").defaultValue() == KnitworkConfig.step_window
     assert [p.name() for p in degrade.parameterDefinitions()] == [
         "INPUT", "BANDS", "EXTENT", "SCALE", "KERNEL", "SIGMA", "KERNEL_FILE", "OUTPUT",
     ]
