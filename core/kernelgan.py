@@ -53,7 +53,7 @@ from .normalise import BandScaling
 from .optimise import adam, optimise
 from .progress import NullProgress, Progress, SubProgress
 from .grid import Window
-from .raster import RasterInfo, StagedFiles, check_output_paths, file_window, open_info, read_window, staged
+from .raster import RasterInfo, StagedFiles, check_output_paths, file_window, open_info, read_window, staged, valid_interior
 
 #: Fraction of the strongest gradients that mark "structure" where crops are drawn (the reference's 97th percentile).
 STRUCTURE_QUANTILE = 0.97
@@ -168,17 +168,6 @@ def structure_map(image: np.ndarray) -> np.ndarray:
     return np.mean(marks, axis=0)
 
 
-def interior(valid: np.ndarray) -> np.ndarray:
-    """``(H, W)`` → ``(H, W)``: valid pixels whose four neighbours inside the image are valid too (where
-    ``np.gradient`` reads no invalid pixel)."""
-    inner = valid.copy()
-    inner[1:] &= valid[:-1]
-    inner[:-1] &= valid[1:]
-    inner[:, 1:] &= valid[:, :-1]
-    inner[:, :-1] &= valid[:, 1:]
-    return inner
-
-
 def estimation_window(info: RasterInfo, edge: int) -> Window | None:
     """The window of ``info.grid`` KernelGAN is estimated on (``None``: all of it, which is at most ``edge`` pixels each way).
 
@@ -195,7 +184,7 @@ def estimation_window(info: RasterInfo, edge: int) -> Window | None:
     rows, cols = max(1, height // factor), max(1, width // factor)
     data, valid = read_window(info, out_shape=(len(info.bands), rows, cols))
     filled = np.where(valid, data, np.float32(0)).astype(np.float32)
-    score = structure_map(filled) * interior(valid.all(0))
+    score = structure_map(filled) * valid_interior(valid.all(0))
     sums = window_sums(score, (max(1, h * rows // height), max(1, w * cols // width)))
     best = np.argwhere(sums == sums.max())
     r, c = best[np.argmin(np.hypot(*(best - (np.array(sums.shape) - 1) / 2).T))]

@@ -320,6 +320,17 @@ FILL_MAGNITUDE = 1e30
 SCAN_STRIP_VALUES = 2**24
 
 
+def valid_interior(valid: np.ndarray) -> np.ndarray:
+    """``(H, W)`` → ``(H, W)``: valid pixels whose four neighbours inside the image are valid too (where
+    ``np.gradient`` reads no invalid pixel)."""
+    inner = valid.copy()
+    inner[1:] &= valid[:-1]
+    inner[:-1] &= valid[1:]
+    inner[:, 1:] &= valid[:, :-1]
+    inner[:, :-1] &= valid[:, 1:]
+    return inner
+
+
 def valid_mask(raw: np.ndarray, nodata: float | None) -> np.ndarray:
     """True where ``raw`` (in its own dtype, so the comparison is exact) is a measurement: not ``nodata`` and,
     for a float dtype, finite and of magnitude below ``FILL_MAGNITUDE``."""

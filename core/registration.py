@@ -34,6 +34,7 @@ from .dip import fill_invalid
 from .grid import Window
 from .guided import degraded_valid
 from .kernels import Kernel
+from .raster import valid_interior
 
 #: Largest edge of the central area compared, in target pixels (one FFT of at most 256² pixels) and in guide
 #: pixels (what is read and degraded: at most 1024² guide pixels per band).
@@ -114,13 +115,7 @@ def compared_area(target_valid: np.ndarray, guide_valid: np.ndarray, guide_kerne
     left out: their gradients would compare the two rasters' fills)."""
     with torch.no_grad():
         low_valid = degraded_valid(torch.as_tensor(guide_valid, dtype=torch.float32)[None], guide_kernels)[0, 0].numpy() > 0
-    valid = target_valid.all(axis=0) & low_valid
-    inner = valid.copy()
-    inner[1:] &= valid[:-1]
-    inner[:-1] &= valid[1:]
-    inner[:, 1:] &= valid[:, :-1]
-    inner[:, :-1] &= valid[:, 1:]
-    return inner
+    return valid_interior(target_valid.all(axis=0) & low_valid)
 
 
 def guide_misregistration(
