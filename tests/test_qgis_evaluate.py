@@ -54,7 +54,7 @@ def test_extent_picks_the_evaluated_pixels(tmp_path) -> None:
     assert window == {"col_off": 10, "row_off": 20, "width": 64, "height": 44}
     # the settings and the engine's first lines say which area and bands were used, as every algorithm's do
     log = feedback.textLog()
-    assert f"Extent: {left + 100:.6g}" in log and "Bands: 1, 3" in log
+    assert f"Extent: x {left + 100:.6g}–" in log and "Bands: 1, 3" in log
     assert "extent: input columns 10–73, rows 20–63 (64×44 pixels)" in log
 
 
