@@ -447,13 +447,14 @@ def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True,
     sidecar GDAL would read with the output (``geotiff_sidecars``) is an input's own: the writer removes them."""
     if not output.lower().endswith(GEOTIFF_EXTENSIONS):
         raise InputError(f"output {output} must end in .tif or .tiff: it is written as GeoTIFF")
+    read = {path: dataset_files(path) for path in inputs}
     if not loss_curve:
-        check_output_paths([output], inputs, probe)
+        check_output_paths([output], inputs, probe, read=read)
     else:
         curve = loss_curve_path(output)
-        check_output_paths([output, curve], inputs, probe, {curve: f"the loss curve {curve} drawn beside output {output}"})
-    for path in inputs:
-        own = {os.path.abspath(file) for file in (*dataset_files(path), *geotiff_sidecars(path))}
+        check_output_paths([output, curve], inputs, probe, {curve: f"the loss curve {curve} drawn beside output {output}"}, read)
+    for path, files in read.items():
+        own = {os.path.abspath(file) for file in (*files, *geotiff_sidecars(path))}
         for sidecar in geotiff_sidecars(output):
             if os.path.abspath(sidecar) in own:
                 raise InputError(
@@ -514,15 +515,20 @@ def _name_max(folder: str) -> int | None:
 
 
 def check_output_paths(
-    outputs: list[str], inputs: list[str], probe: bool = True, labels: dict[str, str] | None = None
+    outputs: list[str],
+    inputs: list[str],
+    probe: bool = True,
+    labels: dict[str, str] | None = None,
+    read: dict[str, list[str]] | None = None,
 ) -> None:
     """Refuse to overwrite an input (or a file its dataset reads: a VRT's sources, a mask) or a folder with
     any of ``outputs``, and check that their folders exist and take a file of that name (its length): with
     ``probe``, by creating the run's temporary file there and removing it, once per folder (front ends
     refreshing a form on every change leave that to the run). Each input's files are asked of GDAL once.
     ``labels`` names side files in the messages (e.g. "the loss curve X drawn beside output Y"; default
-    "output X")."""
-    read = {path: dataset_files(path) for path in inputs}
+    "output X"). ``read``: each input's ``dataset_files`` when the caller has asked GDAL already."""
+    if read is None:
+        read = {path: dataset_files(path) for path in inputs}
     probed: set[str] = set()
     for output in outputs:
         side = output in (labels or {})  # a side file, named with the output it goes beside
