@@ -4,8 +4,10 @@ The CPU figures of Knitworks and guided DIP are those of ``benchmarks/results/sp
 run-time table states these figures (``tests/test_run_times.py`` holds them together).
 
 A figure is the seconds one optimisation step takes on one tile whose *output* is
-``REFERENCE_PIXELS`` (256 × 256: a 128 × 128 input tile at ×2). A step's cost grows with the output
-pixels of the tile, so a tile of ``p`` output pixels takes ``p / REFERENCE_PIXELS`` times as long.
+``REFERENCE_PIXELS`` (256 × 256: a 128 × 128 input tile at ×2). On a CPU a step's cost grows with the
+output pixels of the tile, so a tile of ``p`` output pixels takes ``p / REFERENCE_PIXELS`` times as long.
+On a GPU a step of these sizes is bound by launching its work, not by its pixels: it costs the same for
+any tile up to ``GPU_FLAT_PIXELS`` and is taken to grow with the pixels beyond.
 """
 
 from __future__ import annotations
@@ -21,14 +23,19 @@ REFERENCE_PIXELS = 256 * 256
 @dataclass(frozen=True)
 class StepTimes:
     """Seconds per step on a 256 × 256-output tile: on a CPU of ``cpu_cores`` cores, on a CUDA GPU
-    (``None``: not measured)."""
+    (``benchmarks/results/gpu.json``'s *steps* part)."""
 
     cpu: float
     cpu_cores: int
-    gpu: float | None
+    gpu: float
     #: Where the figures come from, for the help text.
     measured: str
 
+
+#: Output pixels up to which a GPU step costs the same: DIP on an NVIDIA H200 took 0.049 s per step for
+#: 256 × 256 output pixels (a 128² input tile at ×2) and 0.046 s for 320 × 320 (80² at ×4), 2026-11-27 (the GPU
+#: benchmark's *steps* and *batch* parts).
+GPU_FLAT_PIXELS = 320 * 320
 
 #: Share of a whole-tile step that a Knitworks step on its default step windows (0.7) takes: 0.75–0.80 against
 #: 1.40–1.50 s side by side (128² input tile, ×2, one CPU thread, 2026-11-27); used until the speed benchmark's
@@ -39,23 +46,22 @@ STEP_SECONDS: dict[str, StepTimes] = {
     "dip": StepTimes(
         1.1,
         2,
-        0.037,
+        0.049,
         "measured with the default network: 0.27 s per step for a 64 × 64 input tile at ×2 on a 2-core CPU "
-        "in the Wald benchmark, i.e. about 1.1 s for 256 × 256 output pixels; on an NVIDIA H100 0.037 s, "
-        "measured with the former network of twice the width (today's is at most that)",
+        "in the Wald benchmark, i.e. about 1.1 s for 256 × 256 output pixels; 0.049 s on an NVIDIA H200 (the GPU benchmark)",
     ),
     "knitwork": StepTimes(
-        1.2, 1, None, "measured: 2.3 s of one CPU core per step on a 128 × 128 input tile at ×2 for whole-tile steps (the "
+        1.2, 1, 0.014, "measured: 2.3 s of one CPU core per step on a 128 × 128 input tile at ×2 for whole-tile steps (the "
         "speed benchmark), and the default step windows take 0.53 of a whole-tile step (0.75–0.80 against 1.40–1.50 s, "
-        "side by side), i.e. about 1.2 s; not yet measured on a GPU"
+        "side by side), i.e. about 1.2 s; 0.014 s on an NVIDIA H200 (the GPU benchmark)"
     ),
     "guided": StepTimes(
         1.9,
         1,
-        0.05,
+        0.013,
         "measured: 0.475 s of one CPU core per step for 128 × 128 output pixels (a 64 × 64 target tile at ×2, "
-        "the speed benchmark), i.e. about 1.9 s for 256 × 256; on an NVIDIA H100 6.4–16.2 s for a run of up to 500 steps (early stopping included) of a "
-        "48 × 48 target tile (96 × 96 output pixels)",
+        "the speed benchmark), i.e. about 1.9 s for 256 × 256; 0.013 s on an NVIDIA H200 for a 128 × 128 target tile "
+        "(the GPU benchmark)",
     ),
 }
 
@@ -69,17 +75,16 @@ def run_steps(tiles: int, steps: int, warm: float | None) -> int:
 
 def estimate_seconds(
     method: str, tiles: int, steps: int, tile_output_pixels: int, gpu: bool, warm: float | None = None
-) -> float | None:
+) -> float:
     """Seconds for ``tiles`` tiles of ``tile_output_pixels`` output pixels at ``steps`` steps each (tiles
     after the first at the ``warm`` fraction of them, see ``run_steps``).
 
-    ``None`` when the method has no GPU figure and ``gpu`` is asked.
+    On a GPU a tile of up to ``GPU_FLAT_PIXELS`` costs a full step of the reference tile.
     """
     times = STEP_SECONDS[method]
-    per_step = times.gpu if gpu else times.cpu
-    if per_step is None:
-        return None
-    return run_steps(tiles, steps, warm) * per_step * tile_output_pixels / REFERENCE_PIXELS
+    if gpu:
+        return run_steps(tiles, steps, warm) * times.gpu * max(1.0, tile_output_pixels / GPU_FLAT_PIXELS)
+    return run_steps(tiles, steps, warm) * times.cpu * tile_output_pixels / REFERENCE_PIXELS
 
 
 def duration(seconds: float) -> str:
@@ -103,7 +108,7 @@ def run_time_help(method: str, tile: str = "input") -> str:
     times = STEP_SECONDS[method]
     steps = QUALITY_PRESETS[method]["balanced"]
     cpu = duration(steps * times.cpu)
-    gpu = "" if times.gpu is None else f" and about {duration(steps * times.gpu)} on a CUDA GPU"
+    gpu = f" and about {duration(steps * times.gpu)} on a CUDA GPU"
     cores = "one CPU core" if times.cpu_cores == 1 else f"a {times.cpu_cores}-core CPU"
     return (
         f"<p><b>How long</b>: one 128 × 128 {tile} tile at ×2 (256 × 256 output pixels) at the default {steps} "

@@ -97,7 +97,7 @@ def test_dialog_for_each_method(dialog, tmp_path, method, label, kernels, suffix
     assert str(QUALITY_PRESETS[method]["best"]) in dialog.quality_combo.toolTip()
     task = dialog.build_task()
     assert task.layer_name == f"t20 {label} ×2"
-    assert "Estimated time: about" in dialog.summary_label.text() or "no GPU figure" in dialog.summary_label.text()
+    assert "Estimated time: about" in dialog.summary_label.text()
 
 
 def test_guided_asks_for_a_finer_guide_before_estimating(dialog, tmp_path) -> None:

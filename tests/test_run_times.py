@@ -5,6 +5,8 @@ import json
 import os
 import re
 
+import pytest
+
 from internal_sr.algorithms.run_times import KNITWORK_WINDOW_SHARE, REFERENCE_PIXELS, STEP_SECONDS, duration
 from internal_sr.core.config import QUALITY_PRESETS
 
@@ -45,3 +47,28 @@ def test_cpu_step_times_are_the_speed_benchmarks_and_the_readme_states_them() ->
         assert f"≈ {duration(QUALITY_PRESETS[method]['balanced'] * cpu)} on one core" in row
         assert f"about {cpu} s per" in readme_section(readme, sections[method])
     assert f"{tile['dip']:.3f} s of one core on the default tile" in run_time_table(readme)["Deep Image Prior"]
+
+
+def test_gpu_step_times_are_the_gpu_benchmarks_and_the_readme_states_them() -> None:
+    """The GPU figures are ``gpu.json``'s *steps* part (one 128² tile at ×2, guided DIP a 128² target tile,
+    both REFERENCE_PIXELS of output) to the README's precision, and the README's table gives them."""
+    with open(os.path.join(ROOT, "benchmarks", "results", "gpu.json"), encoding="utf-8") as f:
+        steps = json.load(f)["steps"]
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        table = run_time_table(f.read())
+    assert steps["tile"].startswith("128² input")
+    rows = {"dip": "Deep Image Prior", "knitwork": "Neural Knitworks", "guided": "guided DIP"}
+    for method, row in rows.items():
+        gpu = STEP_SECONDS[method].gpu
+        assert gpu == round(steps["seconds_per_step"][method]["cuda"], 3), method
+        assert f" | {gpu} (" in table[row] and table[row].endswith(f"/ ≈ {duration(QUALITY_PRESETS[method]['balanced'] * gpu)} |")
+
+
+def test_gpu_estimate_counts_a_full_step_up_to_the_flat_size_and_grows_beyond() -> None:
+    from internal_sr.algorithms.run_times import GPU_FLAT_PIXELS, estimate_seconds
+
+    step = STEP_SECONDS["dip"].gpu
+    assert estimate_seconds("dip", 1, 100, 96 * 96, gpu=True) == pytest.approx(100 * step)  # small tiles cost a full step
+    assert estimate_seconds("dip", 1, 100, GPU_FLAT_PIXELS, gpu=True) == pytest.approx(100 * step)
+    assert estimate_seconds("dip", 1, 100, 4 * GPU_FLAT_PIXELS, gpu=True) == pytest.approx(400 * step)
+    assert estimate_seconds("dip", 1, 100, 96 * 96, gpu=False) == pytest.approx(100 * STEP_SECONDS["dip"].cpu * 96 * 96 / REFERENCE_PIXELS)

@@ -673,12 +673,7 @@ class SuperResolveDialog(QDialog):
         warm = config.warm_steps if config.warm_start else None
         seconds = estimate_seconds(self.method(), tiles, steps, tile_pixels, gpu, warm)
         where = devices.get("cuda", "cuda") if gpu else devices["cpu"]
-        cpu_seconds = estimate_seconds(self.method(), tiles, steps, tile_pixels, False, warm)
-        time_text = (
-            self.tr("no GPU figure measured for this method yet (CPU: about {})").format(duration(cpu_seconds))
-            if seconds is None
-            else self.tr("about {} on {}").format(duration(seconds), where)
-        )
+        time_text = self.tr("about {} on {}").format(duration(seconds), where)
         steps_text = (
             self.tr("{} tiles, {} steps in all: {} for the first, {} for each other (warm-started from it)").format(
                 tiles, run_steps(tiles, steps, warm), steps, warm_step_count(steps, warm)
@@ -690,7 +685,7 @@ class SuperResolveDialog(QDialog):
             "Output: {} × {} pixels; {}. Estimated time: {} (measured on idle machines; a busy one takes "
             "longer). The job runs in the background (progress in the task manager)."
         ).format(width, height, steps_text, time_text)
-        if (seconds if seconds is not None else cpu_seconds) > LONG_RUN_SECONDS:
+        if seconds > LONG_RUN_SECONDS:
             shorter = self.tr("a smaller extent") if self.extent_box.isChecked() else self.tr("tick Extent to process an area of interest")
             text += " " + self.tr("That is very long: {}, or use a GPU.").format(shorter)
         if os.path.exists(plan.output):
