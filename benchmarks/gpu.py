@@ -14,6 +14,11 @@ batch: ×4 of a real strip of 80 × 592 input pixels, one row of 9 tiles of 80 p
 large: ×4 of a 512 × 512 real input (2048 × 2048 output) at the defaults (batched on CUDA,
     warm-started), wall time and peak memory; then ×2 of the same input, whose output pixels per second
     give the time a full Sentinel-2 band (10980², ×2) would take, extrapolated (not run).
+graphs: DIP's steps replayed from CUDA graphs (``cuda_graphs``, ``core.graphs``) against eager steps, side
+    by side: seconds per step of one 128² tile at ×2 and of ``GRAPH_TILES`` such tiles solved together, then
+    a default run at ×2 and ×4 on the first Wald crop both ways, with PSNR (which must match) and seconds.
+
+``--cuda-graphs`` runs DIP with ``cuda_graphs`` in the other parts too (their figures then say so).
 
 Each part's figures are kept in ``gpu.json`` with the machine and date they were measured on; a run of
 some parts leaves the others' as they were (those already in ``--out``). ``gpu.json`` and ``gpu.md`` (all
@@ -38,6 +43,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,10 +52,21 @@ sys.path.insert(0, HERE)
 from guided_tuning import NAMES10, NAMES20  # noqa: E402
 from wald import CROPS, load_crop, machine  # noqa: E402
 
-PARTS = ("precision", "steps", "batch", "large")
+PARTS = ("precision", "steps", "batch", "large", "graphs")
 SCENE = "s2_l1c_T33UUB_20170527_dsen2.npz"
 #: Pixels of a full Sentinel-2 10 m band, the edge the large part extrapolates to.
 FULL_BAND = 10980
+#: Tiles the graphs part solves together (the large part's calls hold 4–5 tiles).
+GRAPH_TILES = 5
+#: ``cuda_graphs`` of DIP's runs in the parts other than graphs (``--cuda-graphs``).
+CUDA_GRAPHS = False
+
+
+def dip_config(**settings):
+    """``DIPConfig(**settings)`` with ``cuda_graphs`` as ``--cuda-graphs`` asks."""
+    from internal_sr.core.config import DIPConfig
+
+    return DIPConfig(cuda_graphs=CUDA_GRAPHS, **settings)
 
 
 def synchronised(device: str, run: Callable[[], object]) -> tuple[object, float]:
@@ -116,7 +133,6 @@ Keep = Callable[[dict], None]
 
 def precision(device: str, quick: bool, keep: Keep) -> dict:
     from internal_sr.core import metrics
-    from internal_sr.core.config import DIPConfig
     from internal_sr.core.evaluation import wald_pair
     from internal_sr.core.kernels import make_kernel
     from internal_sr.core.pipeline import super_resolve_array
@@ -127,7 +143,7 @@ def precision(device: str, quick: bool, keep: Keep) -> dict:
         for scale in (2, 4):
             reference, low = wald_pair(load_crop(name, origin, 64 if quick else 128), make_kernel("bicubic", scale))
             for mixed in (False, True):
-                config = DIPConfig(scale=scale, device=device, mixed_precision=mixed, iterations=2 if quick else None)
+                config = dip_config(scale=scale, device=device, mixed_precision=mixed, iterations=2 if quick else None)
                 with tf32(mixed):  # the float32 reference without TF32; bf16 with PyTorch's defaults
                     super_resolve_array(low, replace(config, iterations=2))  # warm-up: kernels, handles, allocator
                     convolutions_tf32 = torch.backends.cudnn.allow_tf32
@@ -146,7 +162,7 @@ def steps(device: str, quick: bool, keep: Keep) -> dict:
     the difference between a short and a long run over their difference in steps, so that what a run
     does once (setup, the final back-projection) is not counted; after a short warm-up run, so cuDNN's
     choices and the allocator are settled."""
-    from internal_sr.core.config import DIPConfig, GuidedDIPConfig, KnitworkConfig
+    from internal_sr.core.config import GuidedDIPConfig, KnitworkConfig
     from internal_sr.core.pipeline import super_resolve_array
     from internal_sr.core.sharpen import sharpen_array
 
@@ -157,7 +173,7 @@ def steps(device: str, quick: bool, keep: Keep) -> dict:
         if method == "guided":
             config = GuidedDIPConfig(iterations=count, early_stop=False, device=where)
             return lambda: sharpen_array(target, guide, config, NAMES20, NAMES10)
-        config = (DIPConfig if method == "dip" else KnitworkConfig)(scale=2, iterations=count, early_stop=False, device=where)
+        config = (dip_config if method == "dip" else KnitworkConfig)(scale=2, iterations=count, early_stop=False, device=where)
         return lambda: super_resolve_array(low, config)
 
     def described(figures: dict) -> dict:
@@ -186,7 +202,7 @@ BATCH_ROW = 9
 def batch(device: str, quick: bool, keep: Keep) -> dict:
     """×4 of a real strip that is one row of ``BATCH_ROW`` tiles, one at a time against up to ``CUDA_BATCH`` at
     a time (warm-started), with the tiles each solver call took."""
-    from internal_sr.core.config import CUDA_BATCH, DIPConfig, TileOptions
+    from internal_sr.core.config import CUDA_BATCH, TileOptions
     from internal_sr.core.pipeline import super_resolve_array
     from internal_sr.core.tiling import plan_tiles
 
@@ -198,7 +214,7 @@ def batch(device: str, quick: bool, keep: Keep) -> dict:
     runs: dict[str, dict] = {}
     described = f"{height} × {width} × 4 bands, one row of {BATCH_ROW} tiles of {tile} px"
     for together in (1, CUDA_BATCH):
-        config = DIPConfig(scale=4, device=device, iterations=2 if quick else None, tiles=TileOptions(tile, overlap, together))
+        config = dip_config(scale=4, device=device, iterations=2 if quick else None, tiles=TileOptions(tile, overlap, together))
         with tile_calls() as calls:
             (_, result), seconds = synchronised(device, lambda: super_resolve_array(low, config))
         runs[str(together)] = dict(seconds=seconds, steps=result.steps, tiles=len(result.curves), calls=calls)
@@ -210,7 +226,6 @@ def batch(device: str, quick: bool, keep: Keep) -> dict:
 
 def large(device: str, quick: bool, keep: Keep) -> dict:
     """×4 of a 512² input at the defaults, then ×2 of it for the throughput a full band is extrapolated from."""
-    from internal_sr.core.config import DIPConfig
     from internal_sr.core.pipeline import super_resolve_array
 
     size = 64 if quick else 512
@@ -219,7 +234,7 @@ def large(device: str, quick: bool, keep: Keep) -> dict:
     for scale in (4, 2):
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        config = DIPConfig(scale=scale, device=device, iterations=2 if quick else None)
+        config = dip_config(scale=scale, device=device, iterations=2 if quick else None)
         with tile_calls() as calls:
             (out, result), seconds = synchronised(device, lambda: super_resolve_array(big, config))
         figures[f"x{scale}"] = dict(
@@ -235,10 +250,56 @@ def large(device: str, quick: bool, keep: Keep) -> dict:
     return figures
 
 
+def graphs(device: str, quick: bool, keep: Keep) -> dict:
+    """DIP eager against replayed from CUDA graphs: seconds per step (one tile, ``GRAPH_TILES`` together) and a
+    default run's PSNR and seconds at ×2 and ×4, side by side."""
+    from internal_sr.core import dip, metrics
+    from internal_sr.core.config import DIPConfig
+    from internal_sr.core.device import seed_everything
+    from internal_sr.core.evaluation import wald_pair
+    from internal_sr.core.kernels import make_kernel
+    from internal_sr.core.pipeline import super_resolve_array
+    from internal_sr.core.progress import NullProgress
+
+    size = 32 if quick else 128
+    origins = [(size * (k // 4), size * (k % 4)) for k in range(GRAPH_TILES)]  # four to a row of the 600² scene
+    scene = np.stack([load_crop(SCENE, origin, size) for origin in origins]).astype(np.float32) / 10000
+    short, long = (3, 12) if quick else (50, 150)
+    figures: dict = {"tile": f"{size}² input at ×2", "seconds_per_step": {}, "runs": []}
+
+    def solve(tiles: int, steps: int, recorded: bool) -> Callable[[], object]:
+        config = DIPConfig(scale=2, iterations=steps, early_stop=False, device=device, cuda_graphs=recorded)
+        observed, valid = scene[:tiles], np.ones((tiles, 1, size, size), np.float32)
+        where = torch.device(device)
+        return lambda: dip.super_resolve_tiles(observed, valid, make_kernel("bicubic", 2), config, where, NullProgress(), seed_everything(0))
+
+    for tiles in (1, GRAPH_TILES):
+        for recorded in (False, True):
+            solve(tiles, 2, recorded)()
+            _, first = synchronised(device, solve(tiles, short, recorded))
+            _, second = synchronised(device, solve(tiles, long, recorded))
+            figures["seconds_per_step"][f"{tiles} tile(s), {'graphs' if recorded else 'eager'}"] = (second - first) / (long - short)
+        print(f"{tiles} tile(s): seconds per step {figures['seconds_per_step']}", flush=True)
+        keep({**figures, "note": "unfinished: seconds per step only"})
+    label, name, origin = CROPS[0]
+    for scale in (2, 4):
+        reference, low = wald_pair(load_crop(name, origin, 64 if quick else 128), make_kernel("bicubic", scale))
+        for recorded in (False, True):
+            config = DIPConfig(scale=scale, device=device, iterations=2 if quick else None, cuda_graphs=recorded)
+            (out, result), seconds = synchronised(device, lambda: super_resolve_array(low, config))
+            row = dict(crop=label, scale=scale, steps="graphs" if recorded else "eager", seconds=seconds, iterations=result.steps,
+                       **metrics.all_metrics(out, reference, scale))
+            figures["runs"].append(row)
+            print(f"{label} ×{scale} {row['steps']}: PSNR {row['psnr']:.3f} dB, {seconds:.1f} s", flush=True)
+            keep({**figures, "note": f"unfinished: {len(figures['runs'])} of 4 runs"})
+    return figures
+
+
 def heading(title: str, part: dict) -> str:
     """A part's title with the machine and date it was measured on (and its note, when it has one)."""
     note = f"; {part['note']}" if part.get("note") else ""
-    return f"{title} ({part['machine']}, {part['date']}{note}):"
+    graphed = "; DIP's steps replayed from CUDA graphs" if part.get("cuda_graphs") else ""
+    return f"{title} ({part['machine']}, {part['date']}{graphed}{note}):"
 
 
 def calls_text(run: dict) -> str:
@@ -282,6 +343,15 @@ def markdown(results: dict) -> str:
             lines.append(f"- A full Sentinel-2 band ({FULL_BAND}², ×2) at that ×2 throughput: about "
                          f"{part['full_band_x2_hours_extrapolated']:.1f} hours (extrapolated, not run).")
         lines.append("")
+    if "graphs" in results:
+        part = results["graphs"]
+        lines += [heading(f"CUDA graphs against eager steps, DIP, {part['tile']}", part), "",
+                  "| steps | s/step |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in part["seconds_per_step"].items()]
+        lines += ["", "| crop | scale | steps | PSNR (dB) | SSIM | iterations | seconds |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['crop']} | ×{r['scale']} | {r['steps']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['iterations']} | {r['seconds']:.1f} |"
+                  for r in part["runs"]]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -291,7 +361,10 @@ def main() -> int:
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps: checks the script, measures nothing")
+    parser.add_argument("--cuda-graphs", action="store_true", help="DIP's runs in the parts other than graphs replay CUDA graphs")
     args = parser.parse_args()
+    global CUDA_GRAPHS
+    CUDA_GRAPHS = args.cuda_graphs
     parts = [p for p in args.parts.split(",") if p]
     if unknown := set(parts) - set(PARTS):
         print(f"unknown parts {sorted(unknown)}: choose from {', '.join(PARTS)}", file=sys.stderr)
@@ -307,13 +380,14 @@ def main() -> int:
     if os.path.exists(path):
         with open(path) as f:
             results = {k: v for k, v in json.load(f).items() if k in PARTS}
-    functions = {"precision": precision, "steps": steps, "batch": batch, "large": large}
+    functions = {"precision": precision, "steps": steps, "batch": batch, "large": large, "graphs": graphs}
     info, date = machine(), time.strftime("%Y-%m-%d")
     failed = []
 
     def save(part: str, figures: dict) -> None:
         """gpu.json and gpu.md with ``part``'s figures, each written whole (a kill never leaves half a file)."""
-        results[part] = dict(machine=info, date=date, **figures)
+        graphed = {"cuda_graphs": True} if CUDA_GRAPHS and part != "graphs" else {}
+        results[part] = dict(machine=info, date=date, **graphed, **figures)
         texts = {"gpu.json": json.dumps({"machine": info, "date": date, **results}, indent=1), "gpu.md": markdown(results)}
         for name, text in texts.items():
             with open(os.path.join(out, f".{name}.tmp"), "w", encoding="utf-8") as f:

@@ -181,6 +181,9 @@ class InternalLearningConfig:
     device: str = "auto"
     #: bfloat16 (float16 on older GPUs) autocast of the network on CUDA, losses in float32; ignored elsewhere.
     mixed_precision: bool = True
+    #: On CUDA, replay each optimisation step from CUDA graphs (``core.graphs``; not with float16 autocast,
+    #: whose loss scaling reads back to the host); ignored elsewhere. Off until measured on a GPU (README, *GPU*).
+    cuda_graphs: bool = False
     #: Tiles, in input pixels (the target's pixels for guided DIP).
     tiles: TileOptions = field(default_factory=TileOptions)
     #: Warm start: every tile after the first trained one starts from that tile's trained networks and

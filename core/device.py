@@ -128,13 +128,14 @@ def bf16_ok(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, enabled: bool, cache: bool = True) -> contextlib.AbstractContextManager:
     """Autocast context for the network's forward pass (a no-op off CUDA or when disabled).
 
-    bfloat16 where native, else float16 (paired with a ``GradScaler`` by the caller).
+    bfloat16 where native, else float16 (paired with a ``GradScaler`` by the caller). ``cache``: keep the
+    weights' casts for the block (off for a step recorded in a CUDA graph, ``core.graphs``).
     """
     if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16 if bf16_ok(device) else torch.float16)
+        return torch.autocast("cuda", dtype=torch.bfloat16 if bf16_ok(device) else torch.float16, cache_enabled=cache)
     return contextlib.nullcontext()
 
 

@@ -32,6 +32,7 @@ from .augment import Dihedral
 from .config import DIPConfig
 from .degradation import Degradation, back_project, upsample
 from .device import autocast, bf16_ok
+from .graphs import GraphedStep
 from .kernels import Kernel
 from .networks import DetailNet, Hourglass
 from .optimise import Optimised, StopRule, adam, optimise
@@ -280,14 +281,15 @@ def super_resolve_tiles(
     if start is not None:
         model.load_state_dict(start)
     parameters, forward = (list(model.parameters()), model) if tiles == 1 else vectorised(model, tiles)
-    optimiser = adam(parameters, config.learning_rate)
     mixed = config.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
+    graphs = config.cuda_graphs and not scaler.is_enabled()  # GraphedStep records on CUDA only
+    optimiser = adam(parameters, config.learning_rate, capturable=graphs and device.type == "cuda")
 
     def generate(inputs: torch.Tensor, guide: torch.Tensor, element: Dihedral) -> torch.Tensor:
         """The image for ``inputs`` (and ``guide``), computed on their dihedral transform ``element``."""
         z = augment.apply(torch.cat([inputs, guide], 1) if config.guide_input else inputs, element)
-        with autocast(device, mixed):
+        with autocast(device, mixed, cache=not graphs):
             out = forward(z)
         out = augment.inverse(out.float(), element)
         return guide + out if config.guide_input else out
@@ -310,27 +312,41 @@ def super_resolve_tiles(
         with torch.no_grad():
             canvas = generate(noise, interpolated, augment.DIHEDRAL[0])  # the output of the steps' windows so far
 
+    def compute(element: int, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update on a window's inputs (``core.graphs``): the noise and ``U(y)`` of its output pixels, ``y``
+        and the loss weights of its input pixels, then those of a cross-scale window when there is one; the
+        window's network output is computed on the dihedral transform ``element``. Returns the loss and the image."""
+        optimiser.zero_grad(set_to_none=True)
+        transform = augment.DIHEDRAL[element]
+        noise_in, guide, target, weight = inputs[:4]
+        x = generate(perturbed(noise_in), guide, transform)
+        loss = error(degradation(x), target, weight)
+        if len(inputs) > 4:
+            coarse_noise_in, coarser, coarse_target, coarse_valid = inputs[4:]
+            coarse = generate(perturbed(coarse_noise_in), coarser, transform)
+            loss = loss + config.cross_scale_weight * error(coarse, coarse_target, coarse_valid)
+        scaler.scale(loss.sum()).backward()
+        scaler.step(optimiser)
+        scaler.update()
+        return loss.detach(), x.detach()
+
+    graphed = GraphedStep(compute, device, graphs)
+
     def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One update on a window of the tile (the whole tile unless ``step_window``); returns the loss and the image."""
-        optimiser.zero_grad(set_to_none=True)
-        element = augment.DIHEDRAL[i % 8 if config.augment else 0]
         rows, cols = random_window(shape, edges, multiple, generator)
         high = upscaled((rows, cols), s)
-        x = generate(perturbed(noise[..., high[0], high[1]]), interpolated[..., high[0], high[1]], element)
-        loss = error(degradation(x), y[..., rows, cols], window_weight(m, (rows, cols), shape, margin))
+        inputs = [noise[..., high[0], high[1]], interpolated[..., high[0], high[1]], y[..., rows, cols], window_weight(m, (rows, cols), shape, margin)]
         if cross_scale:
             coarser, coarse_target, coarse_valid = pairs[(i // 8 if config.augment else i) % len(pairs)]
             size = tuple(coarser.shape[-2:])
             r, c = random_window(size, window_edges(size, config.step_window, 2**config.depth), 2**config.depth, generator)
-            coarse = generate(perturbed(coarse_noise[..., r, c]), coarser[..., r, c], element)
-            loss = loss + config.cross_scale_weight * error(coarse, coarse_target[..., r, c], coarse_valid[..., r, c])
-        scaler.scale(loss.sum()).backward()
-        scaler.step(optimiser)
-        scaler.update()
+            inputs += [coarse_noise[..., r, c], coarser[..., r, c], coarse_target[..., r, c], coarse_valid[..., r, c]]
+        loss, x = graphed(i % 8 if config.augment else 0, *inputs)
         if whole:
-            return loss.detach(), x.detach()
+            return loss, x
         # half a grid cell away from the window's cut sides, where it lacks context
-        return loss.detach(), write_interior(canvas, x.detach(), (rows, cols), shape, s, multiple // 2)
+        return loss, write_interior(canvas, x, (rows, cols), shape, s, multiple // 2)
 
     base = back_project(interpolated, y, degradation, config.back_projection_steps, m) if config.blend != 1 else None
 

@@ -34,6 +34,7 @@ from .degradation import Degradation, back_project, upsample
 from .device import autocast, bf16_ok
 from .dip import TileResult, cpu_state, fill_invalid, masked_mse
 from .errors import InputError
+from .graphs import GraphedStep
 from .kernels import Kernel
 from .networks import MultiModalNet
 from .optimise import StopRule, adam, optimise
@@ -151,18 +152,21 @@ def sharpen_tile(
     net = MultiModalNet(inputs.shape[1], (bands, g.shape[1]), config.width, config.layers, s, config.adjustment).to(device)
     if start is not None:
         net.load_state_dict(start)
-    optimiser = adam(net.parameters(), config.learning_rate)
     mixed = config.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
+    graphs = config.cuda_graphs and not scaler.is_enabled()  # GraphedStep records on CUDA only
+    optimiser = adam(net.parameters(), config.learning_rate, capturable=graphs and device.type == "cuda")
 
     def generate(z: torch.Tensor, element: augment.Dihedral) -> list[torch.Tensor]:
-        with autocast(device, mixed):
+        with autocast(device, mixed, cache=not graphs):
             outputs = net(augment.apply(z, element))
         return [augment.inverse(out.float(), element) for out in outputs]
 
-    def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def compute(index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update with the inputs' dihedral transform ``index`` (``core.graphs``: the inputs are the same at
+        every step); returns the loss and the target bands' image."""
         optimiser.zero_grad(set_to_none=True)
-        element = augment.DIHEDRAL[i % 8 if config.augment else 0]
+        element = augment.DIHEDRAL[index]
         correction, x_g = generate(inputs, element)
         x_t = x_base + correction
         loss = masked_mse(d_t(x_t), y, m_t)
@@ -177,6 +181,11 @@ def sharpen_tile(
         scaler.step(optimiser)
         scaler.update()
         return loss.detach(), x_t.detach()
+
+    graphed = GraphedStep(compute, device, graphs)
+
+    def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return graphed(i % 8 if config.augment else 0)
 
     stop = StopRule(config.stop_patience, config.stop_tolerance) if config.early_stop else None
     steps = config.steps if start is None else config.warm_step_count

@@ -1,0 +1,85 @@
+"""Replaying an optimisation step from CUDA graphs.
+
+On a GPU a step of the internal-learning methods is bound by launching its work, not by arithmetic: a
+DIP step is thousands of small operations, each dispatched from Python (README, *GPU*). A CUDA graph
+records a step's kernels once and replays them with one launch. That needs a step whose work is the
+same every time: the same operations on tensors of the same shapes at the same addresses, and no read
+back to the host. So a method splits its step in two. Its eager part chooses what varies from step to
+step (a random window, which cross-scale pair) and cuts the step's inputs; ``compute(key, *inputs)``
+does the rest (forward, loss, backward, optimiser update) and returns the step's outputs, with ``key``
+naming the variant of its operations (e.g. DIP's dihedral element) and the inputs of the same shapes
+at every call. ``GraphedStep`` calls ``compute`` as it is, or on CUDA records one graph per key and
+replays it on the inputs copied into fixed buffers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Hashable
+
+import torch
+
+#: Eager steps (on a side stream, as recording needs) before the first recording: lazily created
+#: library handles and the optimiser's state exist by then. Each key also runs once eagerly before its own.
+WARMUP_STEPS = 3
+
+Compute = Callable[..., tuple[torch.Tensor, ...]]
+
+
+class GraphedStep:
+    """``compute(key, *inputs) -> outputs``, replayed from one CUDA graph per ``key`` when ``enabled``.
+
+    compute: one optimisation step; it starts with ``zero_grad(set_to_none=True)`` of its optimisers (so a
+    recording allocates the gradients it writes), makes no host/device sync (no ``.item()``, no
+    data-dependent shapes), and its ``inputs`` have the same shapes and dtypes at every call. Its optimisers
+    must be ``capturable`` (``core.optimise.adam``), and a ``GradScaler`` (float16 autocast) disabled: its
+    overflow check reads back to the host.
+
+    Recorded graphs share one memory pool and are replayed one at a time; a call returns copies of the
+    graph's outputs, so what a caller keeps survives the next replay. Off CUDA, or not ``enabled``, a
+    call is ``compute(key, *inputs)``.
+    """
+
+    def __init__(self, compute: Compute, device: torch.device, enabled: bool) -> None:
+        self.compute = compute
+        self.enabled = enabled and device.type == "cuda"
+        self.buffers: list[torch.Tensor] | None = None
+        self.graphs: dict[Hashable, tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, ...]]] = {}
+        self.eager: dict[Hashable, int] = {}
+        self.pool = None
+        self.stream = torch.cuda.Stream(device) if self.enabled else None
+
+    def __call__(self, key: Hashable, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if not self.enabled:
+            return self.compute(key, *inputs)
+        if self.buffers is None:
+            self.buffers = [t.detach().clone() for t in inputs]
+        else:
+            for buffer, value in zip(self.buffers, inputs, strict=True):
+                buffer.copy_(value)
+        if key not in self.graphs and (not self.eager.get(key) or sum(self.eager.values()) < WARMUP_STEPS):
+            self.eager[key] = self.eager.get(key, 0) + 1
+            return self._on_side_stream(lambda: tuple(t.clone() for t in self.compute(key, *self.buffers)))
+        if key not in self.graphs:
+            self._record(key)
+        graph, outputs = self.graphs[key]
+        graph.replay()
+        return tuple(t.clone() for t in outputs)
+
+    def _on_side_stream(self, run: Callable[[], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+        """``run()`` on the side stream that recording uses, ordered after and before the current stream's work."""
+        current = torch.cuda.current_stream()
+        self.stream.wait_stream(current)
+        with torch.cuda.stream(self.stream):
+            outputs = run()
+        current.wait_stream(self.stream)
+        for t in outputs:
+            t.record_stream(current)
+        return outputs
+
+    def _record(self, key: Hashable) -> None:
+        """Record ``compute(key, buffers)`` into a graph of the shared pool (nothing runs until a replay)."""
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool, stream=self.stream, capture_error_mode="thread_local"):
+            outputs = self.compute(key, *self.buffers)
+        self.pool = graph.pool()
+        self.graphs[key] = graph, outputs
