@@ -14,9 +14,11 @@ batch: ×4 of a real strip of 80 × 592 input pixels, one row of 9 tiles of 80 p
 large: ×4 of a 512 × 512 real input (2048 × 2048 output) at the defaults (batched on CUDA,
     warm-started), wall time and peak memory; then ×2 of the same input, whose output pixels per second
     give the time a full Sentinel-2 band (10980², ×2) would take, extrapolated (not run).
-graphs: DIP's steps replayed from CUDA graphs (``cuda_graphs``, ``core.graphs``) against eager steps, side
-    by side: seconds per step of one 128² tile at ×2 and of ``GRAPH_TILES`` such tiles solved together, then
-    a default run at ×2 and ×4 on the first Wald crop both ways, with PSNR (which must match) and seconds.
+graphs: DIP's steps replayed from CUDA graphs (``cuda_graphs``, ``core.graphs``) against eager steps, each
+    with cuDNN's deterministic algorithms (the engine's choice) and autotuned ones, side by side: seconds per
+    step of one 128² tile at ×2 and of ``GRAPH_TILES`` such tiles solved together, then default runs at ×2 and
+    ×4 on the first Wald crop (eager deterministic, and both recorded variants), with PSNR (which must match)
+    and seconds.
 
 ``--cuda-graphs`` runs DIP with ``cuda_graphs`` in the other parts too (their figures then say so).
 
@@ -250,12 +252,43 @@ def large(device: str, quick: bool, keep: Keep) -> dict:
     return figures
 
 
+#: The graphs part's variants: (steps replayed from CUDA graphs, cuDNN autotuned); the engine's own choice is
+#: cuDNN's deterministic algorithms (``core.device.seed_everything``).
+GRAPH_VARIANTS = ((False, False), (False, True), (True, False), (True, True))
+
+
+def variant_name(recorded: bool, tuned: bool) -> str:
+    return f"{'graphs' if recorded else 'eager'}, cuDNN {'autotuned' if tuned else 'deterministic'}"
+
+
+@contextmanager
+def cudnn_autotuned(enabled: bool) -> Iterator[None]:
+    """With ``enabled``, each seeding inside the block (``core.device.seed_everything``) leaves cuDNN choosing its
+    convolution algorithms by timing them (``benchmark``) instead of the engine's deterministic ones."""
+    from internal_sr.core import device as devices
+
+    plain = devices.seed_everything
+
+    def tuned(seed: int) -> torch.Generator:
+        generator = plain(seed)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
+        return generator
+
+    devices.seed_everything = tuned if enabled else plain
+    try:
+        yield
+    finally:
+        devices.seed_everything = plain
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+
+
 def graphs(device: str, quick: bool, keep: Keep) -> dict:
-    """DIP eager against replayed from CUDA graphs: seconds per step (one tile, ``GRAPH_TILES`` together) and a
-    default run's PSNR and seconds at ×2 and ×4, side by side."""
+    """DIP's steps eager against replayed from CUDA graphs, each with cuDNN deterministic and autotuned: seconds
+    per step (one tile, ``GRAPH_TILES`` together), then default runs' PSNR and seconds at ×2 and ×4 (eager as the
+    engine runs it, and the recorded variants), side by side."""
+    from internal_sr.core import device as devices
     from internal_sr.core import dip, metrics
     from internal_sr.core.config import DIPConfig
-    from internal_sr.core.device import seed_everything
     from internal_sr.core.evaluation import wald_pair
     from internal_sr.core.kernels import make_kernel
     from internal_sr.core.pipeline import super_resolve_array
@@ -271,27 +304,31 @@ def graphs(device: str, quick: bool, keep: Keep) -> dict:
         config = DIPConfig(scale=2, iterations=steps, early_stop=False, device=device, cuda_graphs=recorded)
         observed, valid = scene[:tiles], np.ones((tiles, 1, size, size), np.float32)
         where = torch.device(device)
-        return lambda: dip.super_resolve_tiles(observed, valid, make_kernel("bicubic", 2), config, where, NullProgress(), seed_everything(0))
+        return lambda: dip.super_resolve_tiles(
+            observed, valid, make_kernel("bicubic", 2), config, where, NullProgress(), devices.seed_everything(0))
 
     for tiles in (1, GRAPH_TILES):
-        for recorded in (False, True):
-            solve(tiles, 2, recorded)()
-            _, first = synchronised(device, solve(tiles, short, recorded))
-            _, second = synchronised(device, solve(tiles, long, recorded))
-            figures["seconds_per_step"][f"{tiles} tile(s), {'graphs' if recorded else 'eager'}"] = (second - first) / (long - short)
+        for recorded, tuned in GRAPH_VARIANTS:
+            with cudnn_autotuned(tuned):
+                solve(tiles, 2, recorded)()
+                _, first = synchronised(device, solve(tiles, short, recorded))
+                _, second = synchronised(device, solve(tiles, long, recorded))
+            figures["seconds_per_step"][f"{tiles} tile(s), {variant_name(recorded, tuned)}"] = (second - first) / (long - short)
         print(f"{tiles} tile(s): seconds per step {figures['seconds_per_step']}", flush=True)
         keep({**figures, "note": "unfinished: seconds per step only"})
     label, name, origin = CROPS[0]
+    variants = [v for v in GRAPH_VARIANTS if v[0] or not v[1]]  # the engine's eager runs, and both recorded ones
     for scale in (2, 4):
         reference, low = wald_pair(load_crop(name, origin, 64 if quick else 128), make_kernel("bicubic", scale))
-        for recorded in (False, True):
+        for recorded, tuned in variants:
             config = DIPConfig(scale=scale, device=device, iterations=2 if quick else None, cuda_graphs=recorded)
-            (out, result), seconds = synchronised(device, lambda: super_resolve_array(low, config))
-            row = dict(crop=label, scale=scale, steps="graphs" if recorded else "eager", seconds=seconds, iterations=result.steps,
+            with cudnn_autotuned(tuned):
+                (out, result), seconds = synchronised(device, lambda: super_resolve_array(low, config))
+            row = dict(crop=label, scale=scale, steps=variant_name(recorded, tuned), seconds=seconds, iterations=result.steps,
                        **metrics.all_metrics(out, reference, scale))
             figures["runs"].append(row)
             print(f"{label} ×{scale} {row['steps']}: PSNR {row['psnr']:.3f} dB, {seconds:.1f} s", flush=True)
-            keep({**figures, "note": f"unfinished: {len(figures['runs'])} of 4 runs"})
+            keep({**figures, "note": f"unfinished: {len(figures['runs'])} of {2 * len(variants)} runs"})
     return figures
 
 
