@@ -20,7 +20,7 @@ graphs: DIP's steps replayed from CUDA graphs (``cuda_graphs``, ``core.graphs``)
     ×4 on the first Wald crop (eager deterministic, and both recorded variants), with PSNR (which must match)
     and seconds.
 
-``--cuda-graphs`` runs DIP with ``cuda_graphs`` in the other parts too (their figures then say so).
+``--cuda-graphs`` runs every method with ``cuda_graphs`` in the other parts (their figures then say so).
 
 Each part's figures are kept in ``gpu.json`` with the machine and date they were measured on; a run of
 some parts leaves the others' as they were (those already in ``--out``). ``gpu.json`` and ``gpu.md`` (all
@@ -60,7 +60,7 @@ SCENE = "s2_l1c_T33UUB_20170527_dsen2.npz"
 FULL_BAND = 10980
 #: Tiles the graphs part solves together (the large part's calls hold 4–5 tiles).
 GRAPH_TILES = 5
-#: ``cuda_graphs`` of DIP's runs in the parts other than graphs (``--cuda-graphs``).
+#: ``cuda_graphs`` of the runs in the parts other than graphs (``--cuda-graphs``).
 CUDA_GRAPHS = False
 
 
@@ -173,9 +173,12 @@ def steps(device: str, quick: bool, keep: Keep) -> dict:
 
     def run(method: str, where: str, count: int):
         if method == "guided":
-            config = GuidedDIPConfig(iterations=count, early_stop=False, device=where)
+            config = GuidedDIPConfig(iterations=count, early_stop=False, device=where, cuda_graphs=CUDA_GRAPHS)
             return lambda: sharpen_array(target, guide, config, NAMES20, NAMES10)
-        config = (dip_config if method == "dip" else KnitworkConfig)(scale=2, iterations=count, early_stop=False, device=where)
+        if method == "knitwork":
+            config = KnitworkConfig(scale=2, iterations=count, early_stop=False, device=where, cuda_graphs=CUDA_GRAPHS)
+        else:
+            config = dip_config(scale=2, iterations=count, early_stop=False, device=where)
         return lambda: super_resolve_array(low, config)
 
     def described(figures: dict) -> dict:
@@ -335,7 +338,7 @@ def graphs(device: str, quick: bool, keep: Keep) -> dict:
 def heading(title: str, part: dict) -> str:
     """A part's title with the machine and date it was measured on (and its note, when it has one)."""
     note = f"; {part['note']}" if part.get("note") else ""
-    graphed = "; DIP's steps replayed from CUDA graphs" if part.get("cuda_graphs") else ""
+    graphed = "; on the GPU, steps replayed from CUDA graphs" if part.get("cuda_graphs") else ""
     return f"{title} ({part['machine']}, {part['date']}{graphed}{note}):"
 
 
@@ -398,7 +401,7 @@ def main() -> int:
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps: checks the script, measures nothing")
-    parser.add_argument("--cuda-graphs", action="store_true", help="DIP's runs in the parts other than graphs replay CUDA graphs")
+    parser.add_argument("--cuda-graphs", action="store_true", help="the runs of the parts other than graphs replay CUDA graphs")
     args = parser.parse_args()
     global CUDA_GRAPHS
     CUDA_GRAPHS = args.cuda_graphs

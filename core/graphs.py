@@ -14,6 +14,7 @@ replays it on the inputs copied into fixed buffers.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Hashable
 
 import torch
@@ -28,9 +29,11 @@ Compute = Callable[..., tuple[torch.Tensor, ...]]
 class GraphedStep:
     """``compute(key, *inputs) -> outputs``, replayed from one CUDA graph per ``key`` when ``enabled``.
 
-    compute: one optimisation step; it starts with ``zero_grad(set_to_none=True)`` of its optimisers (so a
-    recording allocates the gradients it writes), makes no host/device sync (no ``.item()``, no
-    data-dependent shapes), and its ``inputs`` have the same shapes and dtypes at every call. Its optimisers
+    compute: one optimisation step; it sets the gradients an optimiser steps on to ``None`` before the
+    backward pass that writes them (``zero_grad(set_to_none=True)``, so a recording allocates them), makes
+    no host/device sync (no ``.item()``, no data-dependent shapes), and its ``inputs`` have the same shapes
+    and dtypes at every call (a value that changes from step to step, such as a loss weight, is an input:
+    a 0-d tensor set with ``fill_``). Its optimisers
     must be ``capturable`` (``core.optimise.adam``), and a ``GradScaler`` (float16 autocast) disabled: its
     overflow check reads back to the host.
 
@@ -55,6 +58,8 @@ class GraphedStep:
             self.buffers = [t.detach().clone() for t in inputs]
         else:
             for buffer, value in zip(self.buffers, inputs, strict=True):
+                if buffer.shape != value.shape:
+                    raise ValueError(f"a recorded step's input changed shape: {tuple(value.shape)}, recorded {tuple(buffer.shape)}")
                 buffer.copy_(value)
         if key not in self.graphs and (not self.eager.get(key) or sum(self.eager.values()) < WARMUP_STEPS):
             self.eager[key] = self.eager.get(key, 0) + 1
@@ -66,10 +71,12 @@ class GraphedStep:
         return tuple(t.clone() for t in outputs)
 
     def _on_side_stream(self, run: Callable[[], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
-        """``run()`` on the side stream that recording uses, ordered after and before the current stream's work."""
-        current = torch.cuda.current_stream()
+        """``run()`` on the side stream that recording uses, ordered after and before the current stream's work.
+        (A capturable optimiser warns that it runs unrecorded: these steps are meant to.)"""
+        current = torch.cuda.current_stream(self.stream.device)
         self.stream.wait_stream(current)
-        with torch.cuda.stream(self.stream):
+        with torch.cuda.stream(self.stream), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*capturable=True.*")
             outputs = run()
         current.wait_stream(self.stream)
         for t in outputs:
@@ -77,9 +84,16 @@ class GraphedStep:
         return outputs
 
     def _record(self, key: Hashable) -> None:
-        """Record ``compute(key, buffers)`` into a graph of the shared pool (nothing runs until a replay)."""
+        """Record ``compute(key, buffers)`` into a graph of the shared pool (nothing runs until a replay).
+
+        A failure raises a ``RuntimeError`` saying so, from the error behind it: one for lack of GPU memory is
+        still told as such (``tiling.is_gpu_out_of_memory`` reads the chain) and retried on smaller tiles.
+        """
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool, stream=self.stream, capture_error_mode="thread_local"):
-            outputs = self.compute(key, *self.buffers)
+        try:
+            with torch.cuda.graph(graph, pool=self.pool, stream=self.stream, capture_error_mode="thread_local"):
+                outputs = self.compute(key, *self.buffers)
+        except Exception as error:
+            raise RuntimeError(f"recording an optimisation step in a CUDA graph failed (cuda_graphs off avoids it): {error}") from error
         self.pool = graph.pool()
         self.graphs[key] = graph, outputs

@@ -50,6 +50,7 @@ from .config import KnitworkConfig
 from .degradation import Degradation, back_project, blur_decimate, upsample
 from .device import autocast, bf16_ok
 from .dip import TileResult, cpu_state, fill_invalid, masked_mse
+from .graphs import GraphedStep
 from .kernelgan import LinearGenerator, constraint_losses
 from .kernels import Kernel, file_kernel_centre, make_kernel
 from .optimise import StopRule, adam, optimise
@@ -277,13 +278,16 @@ def super_resolve_tile(
         learned.start_at(make_kernel(config.kernel_prior, s))
     steps = config.steps if start is None else config.warm_step_count
     degradation = learned if learned is not None else Degradation(kernel).to(device)
-    g_groups = [{"params": list(net.parameters())}]
-    if learned is not None:
-        g_groups.append({"params": list(learned.parameters()), "lr": 0.0})  # its step size follows config.kernel_rate
-    g_optimiser = adam(g_groups, config.learning_rate)
-    d_optimiser = adam(discriminator.parameters(), config.learning_rate)
     mixed = config.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
+    graphs = config.cuda_graphs and not scaler.is_enabled()  # GraphedStep records on CUDA only
+    capturable = graphs and device.type == "cuda"
+    g_groups = [{"params": list(net.parameters())}]
+    kernel_rate = torch.zeros((), device=device)  # the learned kernel's step size, set each step (config.kernel_rate)
+    if learned is not None:
+        g_groups.append({"params": list(learned.parameters()), "lr": kernel_rate})
+    g_optimiser = adam(g_groups, config.learning_rate, capturable=capturable)
+    d_optimiser = adam(discriminator.parameters(), config.learning_rate, capturable=capturable)
 
     u = coordinates(H, W, s, device).view(H, W, 2)
     k, pad = config.patch_size, config.patch_size // 2
@@ -310,14 +314,14 @@ def super_resolve_tile(
     with torch.no_grad():
         features = net.encoding(u.view(-1, 2)).view(H, W, -1) if H * W <= config.chunk else None
 
-    def predict(rows: slice, cols: slice) -> torch.Tensor:
-        """Patch stacks at the output pixels ``rows`` × ``cols``, ``(Hw·Ww, scales, C·k²)`` row-major, in
-        checkpointed chunks."""
-        with autocast(device, mixed):
+    def predict(at: torch.Tensor) -> torch.Tensor:
+        """Patch stacks at a window's output pixels, ``(Hw·Ww, scales, C·k²)`` row-major, from their Fourier
+        features ``(Hw, Ww, F)`` when the tile's are computed once, else from their coordinates ``(Hw, Ww, 2)``
+        in checkpointed chunks."""
+        with autocast(device, mixed, cache=not graphs):
             if features is not None:
-                return net.decode(features[rows, cols].reshape(Hw * Ww, -1)).float()
-            at = u[rows, cols].reshape(-1, 2)
-            return torch.cat([checkpoint(net, c, use_reentrant=False).float() for c in at.split(config.chunk)])
+                return net.decode(at.reshape(Hw * Ww, -1)).float()
+            return torch.cat([checkpoint(net, c, use_reentrant=False, preserve_rng_state=False).float() for c in at.reshape(-1, 2).split(config.chunk)])
 
     def reconstruct(stacks: torch.Tensor) -> torch.Tensor:
         """``(1, C, Hw, Ww)``: each pixel the mean of the window's scale-1 predictions that cover it."""
@@ -330,38 +334,56 @@ def super_resolve_tile(
     def draw(n: int, population: int) -> torch.Tensor:
         return torch.randint(population, (min(n, population),), device=device)
 
-    def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if learned is not None:
-            g_optimiser.param_groups[1]["lr"] = config.kernel_rate.at(i, steps)
+    def compute(key: tuple[bool, bool], *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update (``core.graphs``) on a window's inputs: its output pixels' features or coordinates (``predict``),
+        ``y`` and the data term's weights at its input pixels, and the step's consistency and adversarial weights
+        (0-d); ``key`` says which of the two terms are on. Returns the data term and the window's image."""
+        with_consistency, with_adversarial = key
+        at, target, valid, consistency_weight, adversarial_weight = inputs
         g_optimiser.zero_grad(set_to_none=True)
-        window = random_window(shape, edges, spacing, generator)
-        stacks = predict(*upscaled(window, s))
+        stacks = predict(at)
         x = reconstruct(stacks)
-        fidelity = masked_mse(degradation(x), y[..., window[0], window[1]], window_weight(m, window, shape, margin))
+        fidelity = masked_mse(degradation(x), target, valid)
         loss = fidelity
-        weight = config.consistency.at(i, steps)
-        if weight > 0:
-            loss = loss + weight * consistency(stacks, x)
+        if with_consistency:
+            loss = loss + consistency_weight * consistency(stacks, x)
         if learned is not None:
             total, centre = learned.constraints()
             loss = loss + config.kernel_sum_weight * total + config.kernel_centre_weight * centre
-        adversarial = config.adversarial.at(i, steps) if use_adversarial else 0.0
-        if adversarial > 0:
+        if with_adversarial:
             fake = stacks[fake_at[draw(config.adversarial_patches, len(fake_at))]]
-            loss = loss + adversarial * F.softplus(-discriminator(fake)).mean()
+            loss = loss + adversarial_weight * F.softplus(-discriminator(fake)).mean()
         scaler.scale(loss).backward()
         scaler.step(g_optimiser)
         scaler.update()
-        if adversarial > 0:
+        if with_adversarial:
             d_optimiser.zero_grad(set_to_none=True)
             d_loss = F.softplus(-discriminator(real[draw(config.adversarial_patches, len(real))])).mean()
             d_loss = d_loss + F.softplus(discriminator(fake.detach())).mean()
             d_loss.backward()
             d_optimiser.step()
+        return fidelity.detach(), x.detach()
+
+    graphed = GraphedStep(compute, device, graphs)
+    # this step's consistency and adversarial weights, inputs of compute
+    consistency_input, adversarial_input = torch.zeros((), device=device), torch.zeros((), device=device)
+
+    def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update on a window of the tile (the whole tile unless ``step_window``); returns the data term and the image."""
+        if learned is not None:
+            kernel_rate.fill_(config.kernel_rate.at(i, steps))
+        window = random_window(shape, edges, spacing, generator)
+        rows, cols = upscaled(window, s)
+        consistency = config.consistency.at(i, steps)
+        adversarial = config.adversarial.at(i, steps) if use_adversarial else 0.0
+        consistency_input.fill_(consistency)  # a kernel argument: no copy from the host
+        adversarial_input.fill_(adversarial)
+        inputs = (features if features is not None else u)[rows, cols], y[..., window[0], window[1]], window_weight(m, window, shape, margin)
+        fidelity, x = graphed((consistency > 0, adversarial > 0), *inputs, consistency_input, adversarial_input)
         if whole:
-            return fidelity.detach(), x.detach()
+            return fidelity, x
         # less the pixels along the window's cut sides, where the fold lacks the predictions from beyond them
-        return fidelity.detach(), write_interior(canvas, x.detach(), window, shape, s, -(-pad // s))
+        return fidelity, write_interior(canvas, x, window, shape, s, -(-pad // s))
 
     def finish(average: torch.Tensor) -> torch.Tensor:
         """The output for an averaged image: back-projected with the current kernel, ``(1, C, H, W)``."""

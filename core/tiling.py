@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .config import TileOptions
-from .errors import GPU_OUT_OF_MEMORY, InputError, NonFiniteLoss
+from .errors import GPU_OUT_OF_MEMORY, InputError, NonFiniteLoss, causes
 from .grid import Window
 from .progress import Progress, SubProgress, check_cancelled
 
@@ -63,12 +63,15 @@ class WarmStart:
 
 
 def is_gpu_out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` says the GPU ran out of memory: ``torch.cuda.OutOfMemoryError`` (PyTorch's caching
-    allocator), or a ``RuntimeError`` whose message is one of ``errors.GPU_OUT_OF_MEMORY`` (cuBLAS, cuDNN and
-    CUDA calls failing to allocate a handle or a workspace raise those, not ``OutOfMemoryError``)."""
-    if isinstance(error, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(error, RuntimeError) and any(phrase in str(error).lower() for phrase in GPU_OUT_OF_MEMORY)
+    """Whether ``error``, or an error it was raised from or while handling (``errors.causes``), says the GPU ran
+    out of memory: ``torch.cuda.OutOfMemoryError`` (PyTorch's caching allocator), or a ``RuntimeError`` whose
+    message is one of ``errors.GPU_OUT_OF_MEMORY`` (cuBLAS, cuDNN and CUDA calls failing to allocate a handle
+    or a workspace raise those, not ``OutOfMemoryError``)."""
+    return any(
+        isinstance(cause, torch.cuda.OutOfMemoryError)
+        or (isinstance(cause, RuntimeError) and any(phrase in str(cause).lower() for phrase in GPU_OUT_OF_MEMORY))
+        for cause in causes(error)
+    )
 
 
 def tile_offsets(length: int, size: int, overlap: int) -> list[int]:

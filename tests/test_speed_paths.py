@@ -123,6 +123,26 @@ def test_gpu_out_of_memory_is_told_from_other_runtime_errors():
     assert not is_gpu_out_of_memory(ValueError("out of memory"))  # not what PyTorch raises
 
 
+def test_an_error_raised_from_or_while_handling_running_out_of_gpu_memory_is_told_as_such():
+    """A failed CUDA graph recording (``core.graphs``) raises its own error from the allocator's; so may a library."""
+    from internal_sr.core.tiling import is_gpu_out_of_memory
+
+    def raised(outer: Exception, inner: Exception, explicit: bool) -> Exception:
+        try:
+            try:
+                raise inner
+            except type(inner) as error:
+                if explicit:
+                    raise outer from error
+                raise outer
+        except type(outer) as error:
+            return error
+
+    for explicit in (True, False):
+        assert is_gpu_out_of_memory(raised(RuntimeError("recording failed"), torch.cuda.OutOfMemoryError("simulated"), explicit))
+        assert not is_gpu_out_of_memory(raised(RuntimeError("recording failed"), RuntimeError("CUDNN_STATUS_BAD_PARAM"), explicit))
+
+
 @pytest.mark.parametrize("message", LIBRARY_OUT_OF_MEMORY)
 def test_a_cublas_or_cudnn_allocation_failure_shrinks_the_tiles_like_out_of_memory(monkeypatch, image, message):
     calls = _fake_gpu(monkeypatch, fits=40)
