@@ -233,7 +233,8 @@ class EvaluationPlan:
 
     area: the evaluated pixels of ``info``'s grid (for guided, the overlap with the guide); kernels: the
     kernel (one for every band) or, for guided, ``target_kernels`` with ``guide_kernels`` (the guide's own
-    blur) and ``guide_on_target`` (the guide degraded onto the target's grid, with the grids' phase).
+    blur) and ``guide_on_target`` (the guide degraded onto the target's grid, with the grids' phase), and the
+    band names guided DIP reads (``names``: the target's, then the guide's).
     """
 
     info: RasterInfo
@@ -243,6 +244,7 @@ class EvaluationPlan:
     guide_offset: tuple[int, int] = (0, 0)
     guide_kernels: list[Kernel] | None = None
     guide_on_target: list[Kernel] | None = None
+    names: tuple[list[str | None], list[str | None]] | None = None
 
 
 def plan_evaluation(
@@ -254,16 +256,19 @@ def plan_evaluation(
     io: IOOptions = IOOptions(),
     guide_path: str | None = None,
     guide_io: IOOptions = IOOptions(),
+    progress: Progress | None = None,
 ) -> EvaluationPlan:
     """Check everything ``evaluate`` can check before reading pixels (arguments as ``evaluate``'s): the method
     and its configuration, the rasters, the guide's grid and scale, the kernels, the area's size and memory.
-    Raises a one-line ``InputError``; front ends call it to refuse bad settings before a run."""
+    Raises a one-line ``InputError``; front ends call it to refuse bad settings before a run. Guided DIP's
+    kernels read the band names as ``guided`` does (``sharpen.kernel_names``: descriptions, else ESA file
+    names), said through ``progress`` when given."""
     if method not in EVALUATION_METHODS:
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(EVALUATION_METHODS)}")
     info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     if method == "guided":
         from .guided import MIN_TARGET_SIZE
-        from .sharpen import band_kernels, check_kernels_fit_grids
+        from .sharpen import band_kernels, check_kernels_fit_grids, kernel_names
 
         if guide_path is None:
             raise InputError("method guided needs a guide raster (--guide)")
@@ -276,11 +281,14 @@ def plan_evaluation(
             raise InputError(f"the guide is {nesting.scale}× finer than the target, so the scale must be {nesting.scale}, got {scale}")
         _check_memory(nesting.target, len(info.bands), len(guide_info.bands), scale)
         _check_sizes(nesting.target, scale, "guided DIP", MIN_TARGET_SIZE)
+        target_names = kernel_names(info, config.kernel, "target", progress)
+        guide_names = kernel_names(guide_info, config.guide_kernel, "guide", progress)
         return EvaluationPlan(
-            info, nesting.target, band_kernels(config.kernel, info.descriptions, scale, "target"), guide_info,
+            info, nesting.target, band_kernels(config.kernel, target_names, scale, "target"), guide_info,
             (nesting.guide.col_off, nesting.guide.row_off),
-            band_kernels(config.guide_kernel, guide_info.descriptions, scale, "guide"),
-            band_kernels(config.guide_kernel, guide_info.descriptions, scale, "guide", nesting.shift),
+            band_kernels(config.guide_kernel, guide_names, scale, "guide"),
+            band_kernels(config.guide_kernel, guide_names, scale, "guide", nesting.shift),
+            (target_names, guide_names),
         )
     if guide_path is not None:
         raise InputError(f"a guide raster is given, but method {method} uses none: leave the guide out or choose method guided")
@@ -328,7 +336,7 @@ def evaluate(
     (Landsat pan) the guide is degraded onto the target's grid with the grids' phase. Bicubic and bicubic +
     back-projection are scored on the same pixels every time. ``io.extent`` picks the evaluated area.
     """
-    plan = plan_evaluation(input_path, method, scale, kernel, config, io, guide_path, guide_io)
+    plan = plan_evaluation(input_path, method, scale, kernel, config, io, guide_path, guide_io, progress)
     recorder = _Recorder(progress or NullProgress())
     info = plan.info
     _log_input(info, recorder, writes_raster=False)
@@ -354,7 +362,7 @@ def evaluate(
         # the simulated pair one level down is pixel-aligned like the target and its own degradation
         low_guide = degrade_array(guide, plan.guide_on_target)
         settings.update(guide=guide_path, guide_bands=", ".join(_band_labels(guide_info)), guide_kernel=config.guide_kernel)
-        estimate, run = sharpen_array(low, low_guide, config, info.descriptions, guide_info.descriptions, method_progress)
+        estimate, run = sharpen_array(low, low_guide, config, *plan.names, method_progress)
         extra = {HPF: hpf_injection(low, low_guide, plan.kernels, plan.guide_kernels)}
     elif method != "bicubic":
         estimate, run = super_resolve_array(low, config, progress=method_progress)

@@ -157,6 +157,29 @@ def test_guided_evaluation_adds_the_pansharpening_baseline(tmp_path):
         evaluate(t, "bicubic", 2, "bicubic", guide_path=g)  # it used to be ignored without a word
 
 
+def test_guided_evaluation_reads_band_names_from_esa_file_names_as_guided_does(tmp_path):
+    """Rasters without band descriptions, named as the sentinel2 command names its outputs (ESA's JPEG 2000 band
+    files carry none): the sentinel2 kernels take the bands from the file names, as ``guided`` does."""
+    t = write_raster(str(tmp_path / "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif"), read(S2_20M_SAME_AREA), crs=UTM,
+                     transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    g = write_raster(str(tmp_path / "T33UUB_10m_B04-B03-B02-B08.tif"), read(S2_10M), crs=UTM,
+                     transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
+    lines: list[str] = []
+
+    class Log(NullProgress):
+        def info(self, message: str) -> None:
+            lines.append(message)
+
+    config = GuidedDIPConfig(iterations=1, device="cpu", tiles=TileOptions(32, 8))
+    e = evaluate(t, "guided", 2, config.kernel, config, guide_path=g, progress=Log())
+    assert [s.label for s in e.scores] == [BICUBIC, BICUBIC_BP, HPF, "guided DIP"]
+    assert any("taken as B5, B6, B7, B8A, B11, B12 from its file name" in line for line in lines)
+    # the same kernels as from band descriptions: the pansharpening baseline, which depends on nothing else, agrees
+    target, guide = geo_pair(tmp_path)
+    described = evaluate(target, "guided", 2, config.kernel, config, guide_path=guide)
+    assert e.score(HPF).overall == described.score(HPF).overall
+
+
 def test_nodata_inside_the_area_is_a_clear_error(tmp_path):
     data = read(S2_10M)
     data[:, 5, 5] = 0
