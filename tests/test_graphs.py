@@ -53,6 +53,21 @@ class Recorded(graphs.GraphedStep):
         self.graphs[key] = Graph(), outputs
 
 
+def eager_and_replayed(monkeypatch, module, run):
+    """``run(cuda_graphs)`` eagerly, then with ``module``'s steps replayed from simulated recordings (its log
+    reset in between, so it holds the second run's calls alone)."""
+    monkeypatch.setattr(module, "GraphedStep", Recorded)
+    eager = run(False)
+    Recorded.log = []
+    return eager, run(True)
+
+
+def assert_same_results(eager, replayed) -> None:
+    for a, b in zip(eager if isinstance(eager, list) else [eager], replayed if isinstance(replayed, list) else [replayed]):
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.losses, b.losses)
+
+
 @pytest.mark.parametrize("tiles, window", [(1, 1.0), (1, 0.6), (2, 0.7)])
 def test_dip_replayed_from_graphs_equals_the_eager_run(monkeypatch, tiles, window) -> None:
     rng = np.random.default_rng(3)
@@ -65,13 +80,7 @@ def test_dip_replayed_from_graphs_equals_the_eager_run(monkeypatch, tiles, windo
         config = DIPConfig(scale=2, iterations=12, early_stop=False, device="cpu", step_window=window, cuda_graphs=cuda_graphs)
         return dip.super_resolve_tiles(observed, valid, kernel, config, cpu, NullProgress(), seed_everything(0))
 
-    monkeypatch.setattr(dip, "GraphedStep", Recorded)
-    eager = run(False)
-    Recorded.log = []
-    replayed = run(True)
-    for a, b in zip(eager, replayed):
-        np.testing.assert_array_equal(a.image, b.image)
-        np.testing.assert_array_equal(a.losses, b.losses)
+    assert_same_results(*eager_and_replayed(monkeypatch, dip, run))
     # warm-up: the first WARMUP_STEPS steps and each dihedral element's first step run eagerly, the rest replay
     kinds = [kind for kind, _ in Recorded.log]
     assert kinds == ["eager"] * 8 + ["replay"] * 4
@@ -89,12 +98,7 @@ def test_guided_dip_replayed_from_graphs_equals_the_eager_run(monkeypatch) -> No
         config = GuidedDIPConfig(iterations=14, early_stop=False, device="cpu", cuda_graphs=cuda_graphs)
         return guided.sharpen_tile(target, target_valid, guide, guide_valid, *kernels, config, torch.device("cpu"), NullProgress(), seed_everything(0))
 
-    monkeypatch.setattr(guided, "GraphedStep", Recorded)
-    eager = run(False)
-    Recorded.log = []
-    replayed = run(True)
-    np.testing.assert_array_equal(eager.image, replayed.image)
-    np.testing.assert_array_equal(eager.losses, replayed.losses)
+    assert_same_results(*eager_and_replayed(monkeypatch, guided, run))
     assert [kind for kind, _ in Recorded.log] == ["eager"] * 8 + ["replay"] * 6
 
 
@@ -113,12 +117,8 @@ def test_knitworks_replayed_from_graphs_equals_the_eager_run(monkeypatch, learne
                                 cuda_graphs=cuda_graphs)
         return knitwork.super_resolve_tile(observed, valid, kernel, config, torch.device("cpu"), NullProgress(), seed_everything(0))
 
-    monkeypatch.setattr(knitwork, "GraphedStep", Recorded)
-    eager = run(False)
-    Recorded.log = []
-    replayed = run(True)
-    np.testing.assert_array_equal(eager.image, replayed.image)
-    np.testing.assert_array_equal(eager.losses, replayed.losses)
+    eager, replayed = eager_and_replayed(monkeypatch, knitwork, run)
+    assert_same_results(eager, replayed)
     np.testing.assert_array_equal(eager.kernel, replayed.kernel)
     assert [kind for kind, _ in Recorded.log] == ["eager"] * graphs.WARMUP_STEPS + ["replay"] * (12 - graphs.WARMUP_STEPS)
 
