@@ -356,6 +356,14 @@ def _existing_folder(inputs: Inputs, folder: Path) -> str:
     return str(path)
 
 
+def _beside_another_raster(inputs: Inputs, folder: Path) -> str:
+    """An output ``ortho.tif`` beside another raster named ``ortho``: ``ortho.png`` (its bytes do not matter here),
+    georeferenced by its world file ``ortho.wld``, which GDAL would read with the output too."""
+    (folder / "ortho.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (folder / "ortho.wld").write_text("10\n0\n0\n-10\n443730\n4171410\n")
+    return str(folder / "ortho.tif")
+
+
 def _locked_folder(inputs: Inputs, folder: Path) -> str:
     """An output in a folder this process may not write to.
 
@@ -512,6 +520,8 @@ CASES = (
          error="folder .*nope does not exist"),
     Case("output_folder_not_writable", _write("in.tif"), output=_locked_folder, error="folder .* is not writable"),
     Case("output_is_a_folder", _write("in.tif"), output=_existing_folder, error="sr.tif is a folder"),
+    Case("output_named_like_another_dataset", _write("in.tif"), output=_beside_another_raster,
+         error="GDAL would read .*ortho.wld beside it as its own.*ortho.png.*choose another output name"),
     Case("smaller_than_the_network", _write("tiny.tif", s2_pixels(20)), error="20×20 is smaller than the network needs"),
     Case("single_row", _write("row.tif", s2_pixels(64)[:, :1]), error="64×1 is smaller than the network needs"),
     Case("all_nodata", _write("nodata.tif", _all_nodata(), nodata=0), error="no valid pixels"),

@@ -321,6 +321,59 @@ def test_an_output_that_would_read_the_inputs_rpc_file_is_refused(tmp_path, side
     assert sorted(os.listdir(tmp_path)) == before
 
 
+#: Files of another dataset named like the output ``ortho.tif``, the first a sidecar GDAL would read with the output
+#: (``core.raster.geotiff_sidecars``), the second the first of the others: a raster georeferenced by a world file, a
+#: MapInfo table, a WorldView image with its RPC model, and a GeoTIFF whose name differs in case only (GDAL reads
+#: its overviews with ``ortho.tif`` too: it matches sidecar names in any case).
+OTHER_DATASETS = {
+    "world_file": ("ortho.wld", "ortho.png"),
+    "mapinfo_table": ("ortho.tab", "ortho.dat", "ortho.id", "ortho.map"),
+    "worldview_rpc_model": ("ORTHO.RPB", "Ortho.NTF"),
+    "name_in_another_case": ("ORTHO.TIF.ovr", "ORTHO.TIF"),
+}
+
+
+@pytest.mark.parametrize("files", OTHER_DATASETS.values(), ids=OTHER_DATASETS)
+def test_an_output_whose_sidecar_another_dataset_may_own_is_refused(tmp_path, files):
+    """Writing ortho.tif removed every sidecar GDAL reads with it, another dataset's too: ortho.png lost its world
+    file, a MapInfo table its .tab (its .dat, .map and .id orphaned). The run is refused before it starts."""
+    for name in files:
+        (tmp_path / name).write_text(f"{name} of another dataset")
+    before = {name: (tmp_path / name).read_text() for name in os.listdir(tmp_path)}
+    sidecar, other = (re.escape(str(tmp_path / name)) for name in files[:2])
+    message = f"GDAL would read {sidecar} beside it as its own, and that file may belong to {other}, .*choose another output name"
+    with pytest.raises(InputError, match=message) as error:
+        pipeline.degrade(S2_20M, str(tmp_path / "ortho.tif"), 2)
+    assert "\n" not in str(error.value)
+    assert {name: (tmp_path / name).read_text() for name in os.listdir(tmp_path)} == before
+
+
+def test_another_dataset_named_like_the_output_keeps_its_files_and_the_earlier_outputs_sidecars_go(tmp_path):
+    """ortho.png beside ortho.tif is no conflict while no sidecar GDAL would read is there: the run writes, ortho.png
+    stays, and the earlier ortho.tif's own sidecars (named after ortho.tif) go."""
+    (tmp_path / "ortho.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    for sidecar in ("ortho.tif.aux.xml", "ortho.tif.ovr"):
+        (tmp_path / sidecar).write_text("of the earlier ortho.tif")
+    pipeline.degrade(S2_20M, str(tmp_path / "ortho.tif"), 2)
+    assert sorted(os.listdir(tmp_path)) == ["ortho.png", "ortho.tif"]
+
+
+def test_a_commit_keeps_the_sidecars_another_dataset_may_own(tmp_path):
+    """Another dataset named like the output may appear while the run works, after the checks: moving the output
+    into place removes the earlier output's own sidecars only, never its world file."""
+    from internal_sr.core.raster import StagedFiles
+
+    files = StagedFiles()
+    with open(files.temporary(str(tmp_path / "ortho.tif"), geotiff=True), "wb") as f:
+        f.write(b"the new ortho.tif")
+    (tmp_path / "ortho.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp_path / "ortho.wld").write_text("10\n0\n0\n-10\n300005\n5699995\n")
+    (tmp_path / "ortho.tif.ovr").write_text("of the earlier ortho.tif")
+    files.commit()
+    assert sorted(os.listdir(tmp_path)) == ["ortho.png", "ortho.tif", "ortho.wld"]
+    assert (tmp_path / "ortho.tif").read_bytes() == b"the new ortho.tif"
+
+
 def test_cog_output_and_float_nodata_beyond_float32(tmp_path):
     data = read(S2_20M)[:1, :48, :48].astype(np.float64)
     data[0, :4, :4] = -1e300
