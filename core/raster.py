@@ -493,7 +493,7 @@ def _geotiff_sidecar_names(path: str) -> tuple[set[str], set[str]]:
     name = os.path.basename(path)
     stem, ext = os.path.splitext(name)
     ext = ext[1:]
-    beside_name = [name + suffix for suffix in (".aux.xml", ".ovr", ".msk")]
+    beside_name = [name + suffix for suffix in (PAM_SUFFIX, ".ovr", ".msk")]
     beside_stem = [stem + suffix for suffix in (".rpb", "_rpc.txt", f".{ext[:1]}{ext[-1:]}w", f".{ext}w", ".wld", ".tab", ".imd")]
     return {file.lower() for file in beside_name}, {file.lower() for file in beside_stem}
 
@@ -662,6 +662,27 @@ def _umask() -> int:
 #: them as rasters, so a process killed mid-write (SIGKILL, power loss) leaves no half-written layer.
 PARTIAL_SUFFIX = ".part"
 
+#: Suffix of GDAL's PAM sidecar, ``name.ext.aux.xml``: what GeoTIFF tags cannot hold (a rotated-pole CRS,
+#: ``+proj=ob_tran``, has no GeoTIFF keys). GDAL writes it beside the file it closes, a temporary file included.
+PAM_SUFFIX = ".aux.xml"
+
+
+def replace_with_pam(source: str, target: str) -> None:
+    """``os.replace`` ``source`` by ``target``, with the PAM sidecar GDAL wrote beside ``source`` (``PAM_SUFFIX``)
+    moved to ``target``'s; ``target``'s earlier PAM sidecar is removed when ``source`` has none."""
+    os.replace(source, target)
+    if os.path.exists(source + PAM_SUFFIX):
+        os.replace(source + PAM_SUFFIX, target + PAM_SUFFIX)
+    elif os.path.exists(target + PAM_SUFFIX):
+        os.remove(target + PAM_SUFFIX)
+
+
+def remove_with_pam(path: str) -> None:
+    """Remove ``path`` and the PAM sidecar GDAL may have written beside it, where they exist."""
+    for file in (path, path + PAM_SUFFIX):
+        if os.path.exists(file):
+            os.remove(file)
+
 
 def temporary_beside(path: str) -> tuple[int, str]:
     """A new hidden temporary file in ``path``'s folder (``tempfile.mkstemp``'s handle and name); a folder
@@ -705,8 +726,9 @@ def recording_commits(record: list[str]) -> Iterator[None]:
 
 class StagedFiles:
     """The files of one run, each written to a hidden temporary file beside its target (``temporary_beside``)
-    and moved into place together by ``commit`` once all are written; ``discard`` removes the temporary files
-    and leaves every target, and any earlier file there, as it was. Use ``staged`` to make or join a group."""
+    and moved into place together by ``commit`` once all are written, each with the PAM sidecar GDAL wrote beside
+    it (``replace_with_pam``); ``discard`` removes the temporary files (and their PAM sidecars) and leaves every
+    target, and any earlier file there, as it was. Use ``staged`` to make or join a group."""
 
     def __init__(self) -> None:
         #: target path → its temporary file, in the order they were staged
@@ -716,7 +738,7 @@ class StagedFiles:
 
     def temporary(self, path: str, geotiff: bool = False) -> str:
         """A new empty temporary file for ``path``; a ``geotiff``'s stale sidecars (those of an earlier file there,
-        ``stale_sidecars``: this run writes none) are removed once it is in place."""
+        ``stale_sidecars``; of this run's only its PAM sidecar, moved with it) are removed once it is in place."""
         handle, tmp = temporary_beside(path)
         os.close(handle)
         self.drop(path)
@@ -726,10 +748,10 @@ class StagedFiles:
         return tmp
 
     def drop(self, path: str) -> None:
-        """Forget ``path``'s temporary file and remove it: nothing is moved to ``path``."""
+        """Forget ``path``'s temporary file and remove it (and its PAM sidecar): nothing is moved to ``path``."""
         tmp = self.staged.pop(path, None)
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp is not None:
+            remove_with_pam(tmp)
 
     def write(self, path: str, data: bytes) -> None:
         """Stage ``data`` for ``path``; a failure (a full disk) is an ``OutputWriteError`` and stages nothing."""
@@ -755,7 +777,7 @@ class StagedFiles:
             _commits += 1
         try:
             for path, tmp in list(self.staged.items()):
-                os.replace(tmp, path)
+                replace_with_pam(tmp, path)
                 del self.staged[path]
                 with _COMMIT_LOCK:
                     for thread, record in _commit_records:
@@ -763,7 +785,8 @@ class StagedFiles:
                             record.append(path)
             for path in self.geotiffs:
                 for sidecar in stale_sidecars(path):
-                    os.remove(sidecar)
+                    if not _same_file(sidecar, path + PAM_SUFFIX):  # there now, it is the new file's (replace_with_pam)
+                        os.remove(sidecar)
             self.geotiffs.clear()
         finally:
             with _COMMIT_LOCK:
@@ -847,9 +870,10 @@ class AtomicGeoTIFF:
     file without a geotransform, its pixel coordinates); the ground control points and the RPC model of
     ``info``'s file are moved to the output's pixels through it. On
     any exception (including ``Cancelled`` and Ctrl-C) the temporary file is removed and nothing appears
-    at ``path``; on success the sidecars of a previous file at ``path`` that GDAL would read with the new one
-    (``stale_sidecars``: metadata, overviews, mask, RPC model, world file; not those another dataset may own) are
-    removed. With ``files`` the
+    at ``path``; on success the file moves into place with the PAM sidecar GDAL wrote for it (``PAM_SUFFIX``:
+    e.g. a rotated-pole CRS, which GeoTIFF keys cannot hold), and the sidecars of a previous file at ``path``
+    that GDAL would read with the new one (``stale_sidecars``: metadata, overviews, mask, RPC model, world file;
+    not those another dataset may own) are removed. With ``files`` the
     finished file joins that group (``StagedFiles``) and moves into place with the run's other files when the
     group is committed.
     """
@@ -1007,7 +1031,6 @@ class AtomicGeoTIFF:
         cog_tmp = self.tmp + ".cog" + PARTIAL_SUFFIX
         try:
             rio_copy(self.tmp, cog_tmp, driver="COG", compress="DEFLATE", BIGTIFF="IF_SAFER")
-            os.replace(cog_tmp, self.tmp)
+            replace_with_pam(cog_tmp, self.tmp)
         finally:
-            if os.path.exists(cog_tmp):
-                os.remove(cog_tmp)
+            remove_with_pam(cog_tmp)
