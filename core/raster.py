@@ -444,7 +444,8 @@ def loss_curve_path(output_path: str) -> str:
 def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True, probe: bool = True) -> None:
     """The checks of a run's raster output: a GeoTIFF name, ``check_output_paths`` and, for a run that draws
     its training loss (``loss_curve``), the same for the loss curve's PNG beside it (``probe``: as there); and no
-    sidecar GDAL would read with the output (``geotiff_sidecars``) is an input's own: the writer removes them."""
+    sidecar GDAL would read with the output (``geotiff_sidecars``) is an input's own, or may be the file of another
+    dataset named like the output (``shared_sidecars``): the writer removes the sidecars it reads."""
     if not output.lower().endswith(GEOTIFF_EXTENSIONS):
         raise InputError(f"output {output} must end in .tif or .tiff: it is written as GeoTIFF")
     read = {path: dataset_files(path) for path in inputs}
@@ -461,6 +462,12 @@ def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True,
                     f"output {output}: GDAL would read {sidecar} beside it as its own, and that file belongs to the "
                     f"input {path}: choose another output name"
                 )
+    shared, others = shared_sidecars(output)
+    if shared and others:
+        raise InputError(
+            f"output {output}: GDAL would read {shared[0]} beside it as its own, and that file may belong to "
+            f"{others[0]}, named like the output: choose another output name"
+        )
 
 
 def dataset_files(path: str) -> list[str]:
@@ -475,30 +482,68 @@ def dataset_files(path: str) -> list[str]:
         return [path]
 
 
-def _geotiff_sidecar_names(path: str) -> set[str]:
+def _geotiff_sidecar_names(path: str) -> tuple[set[str], set[str]]:
     """The names (lower case) of the files GDAL 3.9 reads beside the GeoTIFF ``path`` (``dir/name.ext``), checked
-    with GDAL: beside ``name.ext`` its PAM metadata (``.aux.xml``), overviews (``.ovr``) and mask (``.msk``);
-    beside ``name`` an RPC model (``.RPB``, ``_rpc.txt``: either overrides the file's own RPC tag), a world file
-    (``.tfw``, ``.tifw``/``.tiffw``, ``.wld``) or MapInfo ``.tab`` (the georeferencing of a file without a
-    geotransform) and DigitalGlobe ``.IMD`` metadata. A ``.prj`` is not read."""
+    with GDAL, as (those named after the file, those named after its stem): beside ``name.ext`` its PAM metadata
+    (``.aux.xml``), overviews (``.ovr``) and mask (``.msk``); beside ``name`` an RPC model (``.RPB``, ``_rpc.txt``:
+    either overrides the file's own RPC tag), a world file (``.tfw``, ``.tifw``/``.tiffw``, ``.wld``) or MapInfo
+    ``.tab`` (the georeferencing of a file without a geotransform) and DigitalGlobe ``.IMD`` metadata. A ``.prj``
+    is not read. A stem's sidecars may be another dataset's: ``name.wld`` of ``name.png``, ``name.tab`` of a
+    MapInfo table (``name.dat``, ``name.map``), ``name.RPB`` of ``name.NTF``."""
     name = os.path.basename(path)
     stem, ext = os.path.splitext(name)
     ext = ext[1:]
-    beside_name = [name + suffix for suffix in (".aux.xml", ".ovr", ".msk")]
+    beside_name = [name + suffix for suffix in (PAM_SUFFIX, ".ovr", ".msk")]
     beside_stem = [stem + suffix for suffix in (".rpb", "_rpc.txt", f".{ext[:1]}{ext[-1:]}w", f".{ext}w", ".wld", ".tab", ".imd")]
-    return {file.lower() for file in beside_name + beside_stem}
+    return {file.lower() for file in beside_name}, {file.lower() for file in beside_stem}
 
 
-def geotiff_sidecars(path: str) -> list[str]:
-    """The files beside the GeoTIFF ``path`` (whether or not it exists) that GDAL reads with it, any case of
-    their names matching as in GDAL (``out.RPB``, ``OUT_rpc.txt``): see ``_geotiff_sidecar_names``."""
+def _folder_entries(path: str) -> list[str]:
+    """The paths in ``path``'s folder, sorted (none when the folder cannot be listed)."""
     folder = os.path.dirname(os.path.abspath(path))
-    wanted = _geotiff_sidecar_names(path)
     try:
         names = os.listdir(folder)
     except OSError:
         return []
-    return [os.path.join(folder, name) for name in sorted(names) if name.lower() in wanted]
+    return [os.path.join(folder, name) for name in sorted(names)]
+
+
+def geotiff_sidecars(path: str) -> list[str]:
+    """The files beside the GeoTIFF ``path`` (whether or not it exists) that GDAL reads with it, any case of
+    their names matching as in GDAL (``out.RPB``, ``OUT_rpc.txt``, ``OUT.TIF.ovr``): see ``_geotiff_sidecar_names``."""
+    wanted = set.union(*_geotiff_sidecar_names(path))
+    return [entry for entry in _folder_entries(path) if os.path.basename(entry).lower() in wanted]
+
+
+def shared_sidecars(path: str) -> tuple[list[str], list[str]]:
+    """The sidecars GDAL reads beside the GeoTIFF ``path`` (``geotiff_sidecars``) that another dataset may own,
+    and the other datasets' files: (sidecars, files). A sidecar may be another's when it is named after the stem
+    (``name.wld``, ``name.RPB``; ``_geotiff_sidecar_names``) or after another file whose name only its case tells
+    from ``path``'s (``NAME.TIF.ovr``: GDAL matches sidecar names in any case). Another dataset is any other file
+    named ``stem.*`` in any case (``name.png``, the ``name.dat`` of a MapInfo table, ``name.NTF``, ``NAME.TIF``)
+    but ``path`` itself, its own sidecars (``name.ext.*``) and the stem's sidecar names. Without another dataset
+    the sidecars are an earlier file's at ``path``, stale once a new one is written."""
+    name = os.path.basename(path)
+    stem = os.path.splitext(name)[0].lower()
+    beside_name, beside_stem = _geotiff_sidecar_names(path)
+    sidecars, others = [], []
+    for entry in _folder_entries(path):
+        entry_name = os.path.basename(entry)
+        lower = entry_name.lower()
+        named_after = os.path.join(os.path.dirname(entry), entry_name[: len(name)])  # for a sidecar of a name
+        if lower in beside_stem or (lower in beside_name and not _same_file(named_after, path)):
+            sidecars.append(entry)
+        elif lower.startswith(stem + ".") and not lower.startswith(name.lower() + ".") and not _same_file(entry, path):
+            others.append(entry)
+    return sidecars, others
+
+
+def stale_sidecars(path: str) -> list[str]:
+    """The sidecars of an earlier file at the GeoTIFF ``path`` that its writer removes, since GDAL would read them
+    with the new file (``geotiff_sidecars``): all of them, but those another dataset may own (``shared_sidecars``)
+    when there is one. ``check_raster_output`` refuses an output with such sidecars before a run."""
+    shared, others = shared_sidecars(path)
+    return [sidecar for sidecar in geotiff_sidecars(path) if not others or sidecar not in shared]
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -617,6 +662,27 @@ def _umask() -> int:
 #: them as rasters, so a process killed mid-write (SIGKILL, power loss) leaves no half-written layer.
 PARTIAL_SUFFIX = ".part"
 
+#: Suffix of GDAL's PAM sidecar, ``name.ext.aux.xml``: what GeoTIFF tags cannot hold (a rotated-pole CRS,
+#: ``+proj=ob_tran``, has no GeoTIFF keys). GDAL writes it beside the file it closes, a temporary file included.
+PAM_SUFFIX = ".aux.xml"
+
+
+def replace_with_pam(source: str, target: str) -> None:
+    """``os.replace`` ``source`` by ``target``, with the PAM sidecar GDAL wrote beside ``source`` (``PAM_SUFFIX``)
+    moved to ``target``'s; ``target``'s earlier PAM sidecar is removed when ``source`` has none."""
+    os.replace(source, target)
+    if os.path.exists(source + PAM_SUFFIX):
+        os.replace(source + PAM_SUFFIX, target + PAM_SUFFIX)
+    elif os.path.exists(target + PAM_SUFFIX):
+        os.remove(target + PAM_SUFFIX)
+
+
+def remove_with_pam(path: str) -> None:
+    """Remove ``path`` and the PAM sidecar GDAL may have written beside it, where they exist."""
+    for file in (path, path + PAM_SUFFIX):
+        if os.path.exists(file):
+            os.remove(file)
+
 
 def temporary_beside(path: str) -> tuple[int, str]:
     """A new hidden temporary file in ``path``'s folder (``tempfile.mkstemp``'s handle and name); a folder
@@ -660,18 +726,19 @@ def recording_commits(record: list[str]) -> Iterator[None]:
 
 class StagedFiles:
     """The files of one run, each written to a hidden temporary file beside its target (``temporary_beside``)
-    and moved into place together by ``commit`` once all are written; ``discard`` removes the temporary files
-    and leaves every target, and any earlier file there, as it was. Use ``staged`` to make or join a group."""
+    and moved into place together by ``commit`` once all are written, each with the PAM sidecar GDAL wrote beside
+    it (``replace_with_pam``); ``discard`` removes the temporary files (and their PAM sidecars) and leaves every
+    target, and any earlier file there, as it was. Use ``staged`` to make or join a group."""
 
     def __init__(self) -> None:
         #: target path → its temporary file, in the order they were staged
         self.staged: dict[str, str] = {}
-        #: GeoTIFF targets whose sidecars (``geotiff_sidecars``) are removed once they are in place
+        #: GeoTIFF targets whose stale sidecars (``stale_sidecars``) are removed once they are in place
         self.geotiffs: list[str] = []
 
     def temporary(self, path: str, geotiff: bool = False) -> str:
-        """A new empty temporary file for ``path``; a ``geotiff``'s sidecars (those of an earlier file there:
-        this run writes none) are removed once it is in place."""
+        """A new empty temporary file for ``path``; a ``geotiff``'s stale sidecars (those of an earlier file there,
+        ``stale_sidecars``; of this run's only its PAM sidecar, moved with it) are removed once it is in place."""
         handle, tmp = temporary_beside(path)
         os.close(handle)
         self.drop(path)
@@ -681,10 +748,10 @@ class StagedFiles:
         return tmp
 
     def drop(self, path: str) -> None:
-        """Forget ``path``'s temporary file and remove it: nothing is moved to ``path``."""
+        """Forget ``path``'s temporary file and remove it (and its PAM sidecar): nothing is moved to ``path``."""
         tmp = self.staged.pop(path, None)
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp is not None:
+            remove_with_pam(tmp)
 
     def write(self, path: str, data: bytes) -> None:
         """Stage ``data`` for ``path``; a failure (a full disk) is an ``OutputWriteError`` and stages nothing."""
@@ -710,15 +777,16 @@ class StagedFiles:
             _commits += 1
         try:
             for path, tmp in list(self.staged.items()):
-                os.replace(tmp, path)
+                replace_with_pam(tmp, path)
                 del self.staged[path]
                 with _COMMIT_LOCK:
                     for thread, record in _commit_records:
                         if thread == threading.get_ident():
                             record.append(path)
             for path in self.geotiffs:
-                for sidecar in geotiff_sidecars(path):
-                    os.remove(sidecar)
+                for sidecar in stale_sidecars(path):
+                    if not _same_file(sidecar, path + PAM_SUFFIX):  # there now, it is the new file's (replace_with_pam)
+                        os.remove(sidecar)
             self.geotiffs.clear()
         finally:
             with _COMMIT_LOCK:
@@ -802,8 +870,10 @@ class AtomicGeoTIFF:
     file without a geotransform, its pixel coordinates); the ground control points and the RPC model of
     ``info``'s file are moved to the output's pixels through it. On
     any exception (including ``Cancelled`` and Ctrl-C) the temporary file is removed and nothing appears
-    at ``path``; on success the sidecars of a previous file at ``path`` that GDAL would read with the new one
-    (``geotiff_sidecars``: metadata, overviews, mask, RPC model, world file) are removed. With ``files`` the
+    at ``path``; on success the file moves into place with the PAM sidecar GDAL wrote for it (``PAM_SUFFIX``:
+    e.g. a rotated-pole CRS, which GeoTIFF keys cannot hold), and the sidecars of a previous file at ``path``
+    that GDAL would read with the new one (``stale_sidecars``: metadata, overviews, mask, RPC model, world file;
+    not those another dataset may own) are removed. With ``files`` the
     finished file joins that group (``StagedFiles``) and moves into place with the run's other files when the
     group is committed.
     """
@@ -961,7 +1031,6 @@ class AtomicGeoTIFF:
         cog_tmp = self.tmp + ".cog" + PARTIAL_SUFFIX
         try:
             rio_copy(self.tmp, cog_tmp, driver="COG", compress="DEFLATE", BIGTIFF="IF_SAFER")
-            os.replace(cog_tmp, self.tmp)
+            replace_with_pam(cog_tmp, self.tmp)
         finally:
-            if os.path.exists(cog_tmp):
-                os.remove(cog_tmp)
+            remove_with_pam(cog_tmp)

@@ -43,6 +43,11 @@ ITERATIONS = 1
 EDGE = 32
 #: A 20 m UTM grid (EPSG:32618, as the committed crop) used unless a case says otherwise.
 UTM_20M = Affine(20.0, 0.0, 443720.0, 0.0, -20.0, 4171420.0)
+#: A rotated-pole CRS (the grids of CORDEX and COSMO climate models) that GeoTIFF keys cannot hold: GDAL keeps it in
+#: the file's PAM sidecar ``name.tif.aux.xml``.
+ROTATED_POLE = "+proj=ob_tran +o_proj=longlat +o_lon_p=-162 +o_lat_p=39.25 +lon_0=180 +datum=WGS84 +no_defs"
+#: A 0.11° grid (EURO-CORDEX's) in ``ROTATED_POLE``'s rotated longitude and latitude.
+ROTATED_POLE_GRID = Affine(0.11, 0.0, -28.375, 0.0, -0.11, 26.675)
 #: Band names of a Sentinel-2 L1C product, in file order.
 S2_L1C_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
 
@@ -57,6 +62,7 @@ class Case:
     output: the output path from the inputs and an empty output folder (default: ``sr.tif`` in it).
     error: what the one-line error must say; ``None`` when the run must succeed.
     check: assertions on a successful run's output, given the inputs and the output path.
+    pam: the output keeps what GeoTIFF tags cannot hold in its PAM sidecar (``sr.tif.aux.xml``), written beside it.
     """
 
     id: str
@@ -67,6 +73,7 @@ class Case:
     output: Callable[[Inputs, Path], str] = lambda inputs, folder: str(folder / "sr.tif")
     error: str | None = None
     check: Callable[[Inputs, str], None] | None = None
+    pam: bool = False
 
 
 # -- building inputs --------------------------------------------------------------------------
@@ -356,6 +363,14 @@ def _existing_folder(inputs: Inputs, folder: Path) -> str:
     return str(path)
 
 
+def _beside_another_raster(inputs: Inputs, folder: Path) -> str:
+    """An output ``ortho.tif`` beside another raster named ``ortho``: ``ortho.png`` (its bytes do not matter here),
+    georeferenced by its world file ``ortho.wld``, which GDAL would read with the output too."""
+    (folder / "ortho.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (folder / "ortho.wld").write_text("10\n0\n0\n-10\n443730\n4171410\n")
+    return str(folder / "ortho.tif")
+
+
 def _locked_folder(inputs: Inputs, folder: Path) -> str:
     """An output in a folder this process may not write to.
 
@@ -406,6 +421,14 @@ def _check_unmeasured(inputs: Inputs, output: str) -> None:
         assert np.isnan(dst.nodata)
         expected_invalid = ~measured(src.read()).repeat(2, axis=1).repeat(2, axis=2)
         np.testing.assert_array_equal(~np.isfinite(dst.read()), expected_invalid)
+
+
+def _check_crs_in_pam(inputs: Inputs, output: str) -> None:
+    """The output reads back the input's CRS, which only its PAM sidecar holds."""
+    assert_refined(inputs, output)
+    with rasterio.open(inputs[0]) as src, rasterio.open(output) as dst:
+        assert dst.crs is not None and dst.crs.to_wkt() == src.crs.to_wkt()
+        assert output + ".aux.xml" in dst.files
 
 
 def _check_no_crs(inputs: Inputs, output: str) -> None:
@@ -512,6 +535,8 @@ CASES = (
          error="folder .*nope does not exist"),
     Case("output_folder_not_writable", _write("in.tif"), output=_locked_folder, error="folder .* is not writable"),
     Case("output_is_a_folder", _write("in.tif"), output=_existing_folder, error="sr.tif is a folder"),
+    Case("output_named_like_another_dataset", _write("in.tif"), output=_beside_another_raster,
+         error="GDAL would read .*ortho.wld beside it as its own.*ortho.png.*choose another output name"),
     Case("smaller_than_the_network", _write("tiny.tif", s2_pixels(20)), error="20×20 is smaller than the network needs"),
     Case("single_row", _write("row.tif", s2_pixels(64)[:, :1]), error="64×1 is smaller than the network needs"),
     Case("all_nodata", _write("nodata.tif", _all_nodata(), nodata=0), error="no valid pixels"),
@@ -534,6 +559,8 @@ CASES = (
     Case("geographic_crs", _write("wgs84.tif", crs="EPSG:4326", transform=Affine(0.0002, 0, 12.5, 0, -0.0002, 41.9)),
          check=assert_refined),
     Case("no_crs", _write("no_crs.tif", crs=None), check=_check_no_crs),
+    Case("rotated_pole_crs", _write("rotated_pole.tif", crs=ROTATED_POLE, transform=ROTATED_POLE_GRID), check=_check_crs_in_pam,
+         pam=True),
     Case("rotated_geotransform",
          _write("rotated.tif", transform=Affine.translation(443720.0, 4171420.0) * Affine.rotation(20) * Affine.scale(20, -20)),
          check=assert_refined),
@@ -587,7 +614,8 @@ def assert_outcome(case: Case, prepared: Prepared, message: str | None) -> None:
     """``message`` is the one-line error the run gave (``None``: it succeeded); check it against ``case``.
 
     On error nothing is written: the output folder holds what it held before (no output, no temporary
-    file). On success it holds the output and its loss-curve PNG besides, and nothing else. Either way the inputs keep their
+    file). On success it holds the output and its loss-curve PNG besides (and the output's PAM sidecar for a
+    ``pam`` case), and nothing else. Either way the inputs keep their
     bytes (QGIS may add its statistics in an ``.aux.xml`` beside them when it opens them as layers).
     """
     folder = os.path.dirname(prepared.output)
@@ -597,7 +625,7 @@ def assert_outcome(case: Case, prepared: Prepared, message: str | None) -> None:
         names = [name for name in names if name not in statistics]
     if case.error is None:
         assert message is None, f"{case.id}: unexpected error {message!r}"
-        written = [prepared.output, loss_curve_path(prepared.output)]
+        written = [prepared.output, loss_curve_path(prepared.output), *([prepared.output + ".aux.xml"] if case.pam else [])]
         assert names == sorted(prepared.before + [os.path.basename(p) for p in written])
         case.check(prepared.inputs, prepared.output)
     else:

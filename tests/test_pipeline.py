@@ -12,10 +12,10 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from internal_sr.core import pipeline
 from internal_sr.core.config import DIPConfig, IOOptions, TileOptions
-from internal_sr.core.errors import Cancelled, InputError
+from internal_sr.core.errors import Cancelled, InputError, OutputWriteError
 from internal_sr.core.progress import NullProgress
 
-from bad_inputs import assert_rpcs_moved, rpc_model
+from bad_inputs import ROTATED_POLE, ROTATED_POLE_GRID, assert_rpcs_moved, rpc_model
 from helpers import S2_10M, S2_20M, read, write_raster
 
 #: a tiny, fast configuration for I/O tests (quality is tested in test_dip.py)
@@ -319,6 +319,129 @@ def test_an_output_that_would_read_the_inputs_rpc_file_is_refused(tmp_path, side
     with pytest.raises(InputError, match=f"belongs to the input {re.escape(source)}: choose another output name"):
         pipeline.degrade(source, str(out), 2)
     assert sorted(os.listdir(tmp_path)) == before
+
+
+#: Files of another dataset named like the output ``ortho.tif``, the first a sidecar GDAL would read with the output
+#: (``core.raster.geotiff_sidecars``), the second the first of the others: a raster georeferenced by a world file, a
+#: MapInfo table, a WorldView image with its RPC model, and a GeoTIFF whose name differs in case only (GDAL reads
+#: its overviews with ``ortho.tif`` too: it matches sidecar names in any case).
+OTHER_DATASETS = {
+    "world_file": ("ortho.wld", "ortho.png"),
+    "mapinfo_table": ("ortho.tab", "ortho.dat", "ortho.id", "ortho.map"),
+    "worldview_rpc_model": ("ORTHO.RPB", "Ortho.NTF"),
+    "name_in_another_case": ("ORTHO.TIF.ovr", "ORTHO.TIF"),
+}
+
+
+@pytest.mark.parametrize("files", OTHER_DATASETS.values(), ids=OTHER_DATASETS)
+def test_an_output_whose_sidecar_another_dataset_may_own_is_refused(tmp_path, files):
+    """Writing ortho.tif removed every sidecar GDAL reads with it, another dataset's too: ortho.png lost its world
+    file, a MapInfo table its .tab (its .dat, .map and .id orphaned). The run is refused before it starts."""
+    for name in files:
+        (tmp_path / name).write_text(f"{name} of another dataset")
+    before = {name: (tmp_path / name).read_text() for name in os.listdir(tmp_path)}
+    sidecar, other = (re.escape(str(tmp_path / name)) for name in files[:2])
+    message = f"GDAL would read {sidecar} beside it as its own, and that file may belong to {other}, .*choose another output name"
+    with pytest.raises(InputError, match=message) as error:
+        pipeline.degrade(S2_20M, str(tmp_path / "ortho.tif"), 2)
+    assert "\n" not in str(error.value)
+    assert {name: (tmp_path / name).read_text() for name in os.listdir(tmp_path)} == before
+
+
+def test_another_dataset_named_like_the_output_keeps_its_files_and_the_earlier_outputs_sidecars_go(tmp_path):
+    """ortho.png beside ortho.tif is no conflict while no sidecar GDAL would read is there: the run writes, ortho.png
+    stays, and the earlier ortho.tif's own sidecars (named after ortho.tif) go."""
+    (tmp_path / "ortho.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    for sidecar in ("ortho.tif.aux.xml", "ortho.tif.ovr"):
+        (tmp_path / sidecar).write_text("of the earlier ortho.tif")
+    pipeline.degrade(S2_20M, str(tmp_path / "ortho.tif"), 2)
+    assert sorted(os.listdir(tmp_path)) == ["ortho.png", "ortho.tif"]
+
+
+def test_a_commit_keeps_the_sidecars_another_dataset_may_own(tmp_path):
+    """Another dataset named like the output may appear while the run works, after the checks: moving the output
+    into place removes the earlier output's own sidecars only, never its world file."""
+    from internal_sr.core.raster import StagedFiles
+
+    files = StagedFiles()
+    with open(files.temporary(str(tmp_path / "ortho.tif"), geotiff=True), "wb") as f:
+        f.write(b"the new ortho.tif")
+    (tmp_path / "ortho.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp_path / "ortho.wld").write_text("10\n0\n0\n-10\n300005\n5699995\n")
+    (tmp_path / "ortho.tif.ovr").write_text("of the earlier ortho.tif")
+    files.commit()
+    assert sorted(os.listdir(tmp_path)) == ["ortho.png", "ortho.tif", "ortho.wld"]
+    assert (tmp_path / "ortho.tif").read_bytes() == b"the new ortho.tif"
+
+
+def rotated_pole_scene(folder) -> str:
+    """``folder/rotated_pole.tif``: 32 × 32 pixels of two bands on a rotated-pole grid, its CRS (no GeoTIFF key
+    holds it) in its PAM sidecar ``rotated_pole.tif.aux.xml``."""
+    return write_raster(str(folder / "rotated_pole.tif"), read(S2_20M)[:2, :32, :32], crs=ROTATED_POLE, transform=ROTATED_POLE_GRID)
+
+
+def run_method(method: str, source: str, out: str, io: IOOptions = IOOptions(), progress=None) -> None:
+    """``degrade`` (×2, bicubic) or ``dip`` (×2, ``FAST``) of ``source`` into ``out``."""
+    if method == "degrade":
+        pipeline.degrade(source, out, 2, io=io, progress=progress)
+    else:
+        run_dip(source, out, io=io, progress=progress)
+
+
+@pytest.mark.parametrize("cog", [False, True], ids=["geotiff", "cog"])
+@pytest.mark.parametrize("method", ["degrade", "dip"])
+def test_a_crs_geotiff_keys_cannot_hold_moves_into_place_with_the_output(tmp_path, method, cog):
+    """GDAL keeps a rotated-pole CRS in a PAM sidecar beside the file it writes, the hidden temporary file: only that
+    file was moved into place, so the output had no CRS and a hidden .aux.xml stayed in the folder. The sidecar
+    moves with the output now, over an earlier output's."""
+    source = rotated_pole_scene(tmp_path)
+    out = tmp_path / "out.tif"
+    (tmp_path / "out.tif.aux.xml").write_text('<PAMDataset><Metadata><MDI key="EARLIER">yes</MDI></Metadata></PAMDataset>')
+    run_method(method, source, str(out), IOOptions(cog=cog))
+    with rasterio.open(source) as src, rasterio.open(out) as dst:
+        assert src.crs is not None and dst.crs == src.crs and dst.crs.to_wkt() == src.crs.to_wkt()
+        assert dst.transform == src.transform * Affine.scale(2 if method == "degrade" else 0.5)
+        assert "EARLIER" not in dst.tags()
+        assert (dst.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG") == cog
+    written = ["out.tif", "out.tif.aux.xml"] + (["out_loss.png"] if method == "dip" else [])
+    assert sorted(os.listdir(tmp_path)) == sorted(written + ["rotated_pole.tif", "rotated_pole.tif.aux.xml"])
+
+
+class CancelAfter(NullProgress):
+    """Cancels at its ``calls``-th question."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.calls = calls
+
+    def cancelled(self) -> bool:
+        self.calls -= 1
+        return self.calls < 0
+
+
+@pytest.mark.parametrize("how", ["cancelled", "failed_as_cog"])
+@pytest.mark.parametrize("method", ["degrade", "dip"])
+def test_a_cancelled_or_failed_run_leaves_no_pam_sidecar_of_its_temporary_file(tmp_path, monkeypatch, method, how):
+    """The PAM sidecar GDAL writes beside the temporary file as it closes it (a rotated-pole CRS) was left in the
+    folder when a run was cancelled, or failed as it made the file a COG: it goes with the temporary file."""
+    source = rotated_pole_scene(tmp_path)
+    if how == "cancelled":
+        monkeypatch.setattr(pipeline, "DEGRADE_STRIP_VALUES", 8 * 16 * 2)  # degrade in strips of 8 output rows
+        with pytest.raises(Cancelled):
+            run_method(method, source, str(tmp_path / "out.tif"), progress=CancelAfter(2))
+    else:
+        import rasterio.shutil
+
+        copy = rasterio.shutil.copy
+
+        def copy_then_fail(source: str, destination: str, **options) -> None:
+            copy(source, destination, **options)
+            raise rasterio.errors.RasterioIOError(f"{destination}: No space left on device")
+
+        monkeypatch.setattr(rasterio.shutil, "copy", copy_then_fail)
+        with pytest.raises(OutputWriteError):
+            run_method(method, source, str(tmp_path / "out.tif"), IOOptions(cog=True))
+    assert sorted(os.listdir(tmp_path)) == ["rotated_pole.tif", "rotated_pole.tif.aux.xml"]
 
 
 def test_cog_output_and_float_nodata_beyond_float32(tmp_path):

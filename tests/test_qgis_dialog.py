@@ -115,14 +115,21 @@ def test_guided_asks_for_a_finer_guide_before_estimating(dialog, tmp_path) -> No
 
 @pytest.mark.parametrize("method", ["dip", "guided"])
 def test_output_paths_the_engine_refuses_are_refused_before_the_run(dialog, tmp_path, method) -> None:
-    """The dialog uses the engine's output check: the input itself and a folder are refused by name."""
+    """The dialog uses the engine's output check: the input itself, a folder and a name whose sidecar another
+    dataset may own are refused by name."""
     target, guide = geo_pair(tmp_path)
     dialog.layer_combo.setLayer(target)
     dialog.guide_combo.setLayer(guide)
     select_method(dialog, method)
     folder = tmp_path / "folder.tif"
     folder.mkdir()
-    refused = [(target.source(), "is the input"), (str(folder), "is a folder")]
+    (tmp_path / "ortho.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # another raster named ortho, and its world file
+    (tmp_path / "ortho.wld").write_text("20\n0\n0\n-20\n443730\n4171410\n")
+    refused = [
+        (target.source(), "is the input"),
+        (str(folder), "is a folder"),
+        (str(tmp_path / "ortho.tif"), "ortho.wld beside it as its own, and that file may belong to .*ortho.png"),
+    ]
     if method == "guided":
         refused.append((guide.source(), "is the input"))
     for output, reason in refused:

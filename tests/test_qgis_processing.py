@@ -525,6 +525,13 @@ def test_output_definitions_from_the_toolbox_are_checked_before_the_run(crop64: 
     assert not ok and message == f"output folder {tmp_path / 'missing'} does not exist"
     ok, message = check("dip", {**output(crop64), "OUTPUT": crop64})  # a plain string, as in scripts
     assert not ok and message == f"output {crop64} is the input: choose another output path"
+    (tmp_path / "ortho.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # another raster named ortho, and its world file
+    (tmp_path / "ortho.wld").write_text("20\n0\n0\n-20\n443730\n4171410\n")
+    ok, message = check("degrade", output(str(tmp_path / "ortho.tif")))
+    assert not ok and message == (
+        f"output {tmp_path / 'ortho.tif'}: GDAL would read {tmp_path / 'ortho.wld'} beside it as its own, and that file "
+        f"may belong to {tmp_path / 'ortho.png'}, named like the output: choose another output name"
+    )
     assert check("dip", output("TEMPORARY_OUTPUT")) == (True, "")
     assert check("dip", output(str(tmp_path / "out.tif"))) == (True, "")
 

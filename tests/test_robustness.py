@@ -20,7 +20,9 @@ from internal_sr.core.cli import main
 from internal_sr.core.config import DIPConfig, IOOptions
 from internal_sr.core.pipeline import super_resolve
 
-from bad_inputs import CASES, ITERATIONS, Case, Inputs, assert_outcome, digest, prepare, s2_pixels
+from bad_inputs import (
+    CASES, ITERATIONS, ROTATED_POLE, ROTATED_POLE_GRID, Case, Inputs, assert_outcome, digest, prepare, s2_pixels
+)
 from helpers import read, write_raster
 
 PREFIX = "internal-sr: error: "
@@ -221,6 +223,24 @@ def test_a_signal_while_old_sidecars_are_removed_still_completes_the_run(tmp_pat
     monkeypatch.setattr(raster.os, "remove", remove_then_signal)
     assert main(["degrade", source, out, "--scale", "2"]) == 0
     assert sorted(os.listdir(tmp_path)) == ["in.tif", "lr.tif"]
+
+
+def test_a_signal_mid_run_leaves_no_pam_sidecar_of_the_temporary_file(tmp_path: Path, capsys, monkeypatch) -> None:
+    """GDAL writes a rotated-pole CRS (no GeoTIFF key holds it) into a PAM sidecar beside the temporary file as the
+    cancelled run closes it: a SIGTERM there left that hidden .aux.xml in the folder."""
+    from internal_sr.core import raster
+
+    source = write_raster(str(tmp_path / "in.tif"), s2_pixels(64, bands=slice(0, 1)), crs=ROTATED_POLE, transform=ROTATED_POLE_GRID)
+    write = raster.AtomicGeoTIFF.write
+
+    def write_then_signal(self: raster.AtomicGeoTIFF, *arguments) -> None:
+        write(self, *arguments)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(raster.AtomicGeoTIFF, "write", write_then_signal)
+    assert main(["degrade", source, str(tmp_path / "lr.tif"), "--scale", "2"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "internal-sr: cancelled, nothing written"
+    assert sorted(os.listdir(tmp_path)) == ["in.tif", "in.tif.aux.xml"]
 
 
 def test_a_cancelled_run_does_not_claim_another_threads_files(tmp_path: Path) -> None:
