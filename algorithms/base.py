@@ -33,6 +33,9 @@ from typing import Any
 from qgis.core import (
     Qgis,
     QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsCoordinateTransformContext,
+    QgsCsException,
     QgsMessageLog,
     QgsProcessing,
     QgsProcessingAlgorithm,
@@ -54,7 +57,9 @@ from qgis.core import (
     QgsProject,
     QgsProperty,
     QgsProviderRegistry,
+    QgsPointXY,
     QgsRasterLayer,
+    QgsRectangle,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
@@ -62,6 +67,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..core.config import GAUSSIAN_TERM, KERNEL_FILE_TERM, MAX_SCALE, TileOptions, extent_words, is_named_pipe
 from ..core.deps import install_hint, missing_dependencies
 from ..core.errors import Cancelled, InputError, error_line
+from ..core.extent import ROUND_ANGLE, boundary_extent, check_not_wrapped
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ICON_PATH = os.path.join(PLUGIN_DIR, "icon.svg")
@@ -222,6 +228,53 @@ def engine_extent(layer: Any, rect: Any) -> tuple[float, float, float, float]:
     if plain:
         return rect.xMinimum(), -rect.yMaximum(), rect.xMaximum(), -rect.yMinimum()
     return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
+
+
+#: Points per edge of an area's boundary transformed into a raster's CRS (``layer_extent``): dense enough that no
+#: step between neighbours comes near half the area's width in any continuous transformation (``boundary_extent``),
+#: as QGIS's own transformBoundingBox samples about 30 per edge.
+BOUNDARY_POINTS = 32
+
+
+def _boundary(rect: Any) -> list[tuple[float, float]]:
+    """``rect``'s boundary, ``BOUNDARY_POINTS`` points per edge, in order round it."""
+    x0, y0, x1, y1 = rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
+    t = [i / BOUNDARY_POINTS for i in range(BOUNDARY_POINTS)]
+    return ([(x0 + (x1 - x0) * f, y0) for f in t] + [(x1, y0 + (y1 - y0) * f) for f in t]
+            + [(x1 - (x1 - x0) * f, y1) for f in t] + [(x0, y1 - (y1 - y0) * f) for f in t])
+
+
+def layer_extent(layer: Any, rect: Any, given: tuple[Any, Any] | None = None,
+                 transform_context: Any = None) -> tuple[float, float, float, float]:
+    """The engine's extent ``(xmin, ymin, xmax, ymax)`` in ``layer``'s CRS for an area that QGIS made ``rect``
+    (a ``QgsRectangle`` in ``layer``'s CRS), the one conversion of the Processing algorithms and the dialog.
+
+    QGIS transforms an area given in another CRS as one box (``transformBoundingBox``): an area across the
+    antimeridian, given in a CRS continuous there, comes back spanning every longitude but its own, which the run
+    took as asked (on a raster across 180°, only its part west of 180°, without a word). ``given``: the area as
+    given and its CRS, where QGIS transformed it (Processing): its boundary is transformed point by point and
+    placed where the raster has it, or refused in one line (``core.extent.boundary_extent``); an area that crosses
+    nothing keeps QGIS's box. Without it (the dialog's extent box, whose widget transforms the area out of sight)
+    a box of that shape is refused (``core.extent.check_not_wrapped``). The result goes through ``engine_extent``.
+    """
+    crs = layer.crs()
+    where = layer.source()
+    bounds = layer.extent()
+    bounds = (bounds.xMinimum(), bounds.yMinimum(), bounds.xMaximum(), bounds.yMaximum())
+    if given is not None and crs.isValid() and given[1].isValid() and given[1] != crs:
+        transform = QgsCoordinateTransform(given[1], crs, transform_context or QgsCoordinateTransformContext())
+        transform.setBallparkTransformsAreAppropriate(True)  # as QGIS transforms extents
+        try:
+            points = [transform.transform(QgsPointXY(x, y)) for x, y in _boundary(given[0])]
+        except QgsCsException:
+            points = []  # outside the CRS's area of use: QGIS's box
+        box = boundary_extent([p.x() for p in points], [p.y() for p in points], bounds, where,
+                              ROUND_ANGLE if crs.isGeographic() else None) if points else None
+        if box is not None:
+            rect = QgsRectangle(*box)
+    elif crs.isGeographic():
+        check_not_wrapped((rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()), bounds, where)
+    return engine_extent(layer, rect)
 
 
 def heading_anchor(heading: str) -> str:
@@ -804,7 +857,11 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
         if rect.isNull():
             return None
-        return engine_extent(layer, rect)
+        # as given, and its CRS where QGIS transformed it (an extent without a CRS is taken in the raster's, while
+        # parameterAsExtentCrs names the project's CRS for it)
+        given = self.parameterAsExtent(parameters, self.EXTENT, context)
+        crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context) if given != rect else None
+        return layer_extent(layer, rect, (given, crs) if crs is not None else None, context.transformContext())
 
     def read_scale(self, parameters: dict[str, Any], context: QgsProcessingContext) -> int:
         """SCALE, checked to be an integer of at least 2."""

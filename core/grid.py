@@ -167,12 +167,40 @@ def _resample_hint(target: Grid, guide: Grid, scale: int) -> str:
             f"{abs(t.e) / scale:.12g} -te {left:.12g} {bottom:.12g} {right:.12g} {top:.12g} GUIDE ALIGNED_GUIDE")
 
 
-def nest(target: Grid, guide: Grid, tolerance: float = 1e-3) -> Nesting:
+#: How far (guide pixels) the target's pixel edges may fall off the guide's and still count as aligned (``nest``):
+#: pixel sizes and origins written as decimal text or float32 carry errors far below it, and an error this small
+#: moves no resampled value measurably. The same bound, in pixels across a raster, is how far its geotransform's
+#: rotation terms may move its pixel edges for it to count as north-up (``rotation_drift``).
+ALIGNMENT_TOLERANCE = 1e-3
+
+
+def rotation_drift(grid: Grid, pixels: Grid | None = None) -> float:
+    """How far the rotation terms of ``grid``'s geotransform move its pixel edges across the raster, in pixels of
+    ``pixels`` (default: ``grid`` itself): the larger of the columns that column edges shift by from the top row
+    to the bottom (term ``b``, CRS x per row) and the rows that row edges shift by from the left column to the
+    right (term ``d``, CRS y per column). 0 for a north-up (or south-up) grid; infinite when ``pixels`` has no
+    extent along an axis (a grid turned by 90°)."""
+    t, p = grid.transform, (pixels or grid).transform
+    if not (t.b or t.d):
+        return 0.0
+    if not (p.a and p.e):
+        return math.inf
+    return max(abs(t.b) * grid.height / abs(p.a), abs(t.d) * grid.width / abs(p.e))
+
+
+def north_up(grid: Grid, tolerance: float = ALIGNMENT_TOLERANCE, pixels: Grid | None = None) -> bool:
+    """Whether ``grid`` counts as north-up (no rotation or shear): its rotation terms move its pixel edges by at
+    most ``tolerance`` pixels of ``pixels`` (default: its own) across the raster (``rotation_drift``), so
+    floating-point noise in them (1e-12 m per pixel, as some writers leave) does not make a grid rotated."""
+    return rotation_drift(grid, pixels) <= tolerance
+
+
+def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> Nesting:
     """Check that ``guide`` refines ``target`` by an integer factor on aligned pixels and find the overlap.
 
-    Raises a one-line ``InputError`` when the CRSs differ, a grid is rotated, the resolution ratio is not
-    an integer ≥ 2 (the same along both axes), or the grids do not overlap by at least one whole target
-    pixel; a ``NotAligned`` when the target's pixel edges fall neither on the guide's nor half-way between
+    Raises a one-line ``InputError`` when the CRSs differ, a grid is rotated (``north_up`` within ``tolerance``
+    guide pixels across each raster), the resolution ratio is not an integer ≥ 2 (the same along both axes), or
+    the grids do not overlap by at least one whole target pixel; a ``NotAligned`` when the target's pixel edges fall neither on the guide's nor half-way between
     them, within ``tolerance`` guide pixels, at the target's corner and at the far corner of the overlap
     (pixel sizes whose ratio is nearly but not exactly the integer drift apart across the raster: the drift
     accumulated there is what is checked, whatever the extent). Nothing is reprojected or resampled.
@@ -183,8 +211,11 @@ def nest(target: Grid, guide: Grid, tolerance: float = 1e-3) -> Nesting:
     if target.crs is not None and target.crs != guide.crs:
         raise InputError(f"target CRS {target.crs} and guide CRS {guide.crs} differ: reproject one onto the other first")
     t, g = target.transform, guide.transform
-    if t.b or t.d or g.b or g.d:
-        raise InputError("rotated geotransforms are not supported for guided super-resolution: warp to a north-up grid first")
+    if not (north_up(target, tolerance, pixels=guide) and north_up(guide, tolerance)):
+        drift = max(rotation_drift(target, guide), rotation_drift(guide))
+        raise InputError(f"rotated geotransforms are not supported for guided super-resolution (the rotation terms move "
+                         f"pixel edges by {drift:.3g} guide pixels across the raster, at most {tolerance:g} is taken as "
+                         "north-up): warp to a north-up grid first")
     if (t.a > 0) != (g.a > 0) or (t.e > 0) != (g.e > 0):
         raise InputError("the target's and the guide's rows or columns run in opposite directions (one is south-up): "
                          "warp one to the other's orientation first (gdalwarp)")

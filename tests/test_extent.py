@@ -56,6 +56,76 @@ def test_extent_window_snaps_outward_and_clips_to_the_grid() -> None:
     assert grid.extent_window((X0 + 96 * PIXEL, Y0 - 100.0, X0 + 99 * PIXEL, Y0)) is None  # touches the right edge only
 
 
+def ring(xmin: float, ymin: float, xmax: float, ymax: float, n: int = 8) -> tuple[list[float], list[float]]:
+    """A box's boundary, ``n`` points per edge in order round it, its longitudes brought into [−180°, 180°) as
+    a transformation into a geographic CRS gives them."""
+    t = [i / n for i in range(n)]
+    points = ([(xmin + (xmax - xmin) * f, ymin) for f in t] + [(xmax, ymin + (ymax - ymin) * f) for f in t]
+              + [(xmax - (xmax - xmin) * f, ymax) for f in t] + [(xmin, ymax - (ymax - ymin) * f) for f in t])
+    return [(x + 180.0) % 360.0 - 180.0 for x, _ in points], [y for _, y in points]
+
+
+@pytest.mark.parametrize(
+    "raster, placed",
+    [
+        ((179.99, -16.52, 180.01, -16.5), (179.9905, 180.0095)),  # the raster runs past 180°: the area east of it too
+        ((-180.01, -16.52, -179.99, -16.5), (-180.0095, -179.9905)),  # past −180°
+        ((0.0, -90.0, 360.0, 90.0), (179.9905, 180.0095)),  # longitudes 0–360°
+        ((100.0, -20.0, 180.0, 0.0), (179.9905, 180.0095)),  # ends at 180°: the engine clips to it, as to any edge
+        ((10.0, 40.0, 11.0, 41.0), (179.9905, 180.0095)),  # nowhere near: left for the engine's "does not overlap"
+    ],
+)
+def test_an_area_across_the_antimeridian_is_placed_where_the_raster_has_it(raster, placed) -> None:
+    from internal_sr.core.extent import ROUND_ANGLE, boundary_extent
+
+    xs, ys = ring(179.9905, -16.5195, 180.0095, -16.5005)
+    assert max(xs) - min(xs) > 359  # as a box, the transformed boundary spans every longitude: what QGIS made of it
+    box = boundary_extent(xs, ys, raster, "fiji.tif", ROUND_ANGLE)
+    assert box == pytest.approx((placed[0], -16.5195, placed[1], -16.5005), abs=1e-9)
+
+
+def test_an_area_at_both_ends_of_the_raster_or_across_a_projected_crs_edge_is_refused_in_one_line() -> None:
+    from internal_sr.core.extent import ROUND_ANGLE, boundary_extent
+
+    xs, ys = ring(179.9905, -16.5195, 180.0095, -16.5005)
+    with pytest.raises(InputError, match=r"^extent x -180.0095–-179.9905, .* crosses the antimeridian \(±180°\) where "
+                                         r"world.tif \(which covers x -180–180, y -90–90 in its CRS\) has its two edges.*"
+                                         r"run once for each side of 180°") as error:
+        boundary_extent(xs, ys, (-180.0, -90.0, 180.0, 90.0), "world.tif", ROUND_ANGLE)
+    assert "\n" not in str(error.value)
+    metres = [x * 111319.49 for x in xs]  # the same boundary in a projected CRS whose x jumps at 180°, as EPSG:3857's
+    with pytest.raises(InputError, match=r"crosses the edge of m.tif's CRS .* jump from 2003.* to -2003.*give the extent in"):
+        boundary_extent(metres, ys, (0.0, 0.0, 2.1e7, 1.0), "m.tif")
+    # an area that does not cross: QGIS's box stands
+    assert boundary_extent(*ring(170.0, 10.0, 175.0, 12.0), (-180.0, -90.0, 180.0, 90.0), "w", ROUND_ANGLE) is None
+    # nor does one that encloses a pole, which runs once round every longitude: no box of longitudes is better
+    lon = [i * 10.0 - 180.0 for i in range(36)]
+    assert boundary_extent(lon, [80.0] * 36, (-180.0, -90.0, 180.0, 90.0), "w", ROUND_ANGLE) is None
+
+
+@pytest.mark.parametrize(
+    "box, raster, refused",
+    [
+        ((-179.9997, -16.52, 179.9997, -16.5), (179.99, -16.52, 180.01, -16.5), True),  # the tester's: half dropped
+        ((-179.9997, -16.52, 180.0, -16.5), (179.99, -16.52, 180.01, -16.5), True),  # a sample on 180° exactly
+        ((-179.9997, -16.52, 179.9997, -16.5), (-180.0, -90.0, 180.0, 90.0), True),  # almost all of a global raster
+        ((-179.9997, -16.52, 179.9997, -16.5), (10.0, -17.0, 11.0, -16.0), False),  # inside: nothing dropped
+        ((-180.0, -90.0, 180.0, 90.0), (179.99, -16.52, 180.01, -16.5), False),  # a world box reaches ±180°
+        ((-170.0, -16.52, 170.0, -16.5), (-180.0, -90.0, 180.0, 90.0), False),  # stops 10° short: meant
+        ((179.98, -16.52, 179.995, -16.5), (179.99, -16.52, 180.01, -16.5), False),  # an ordinary box
+    ],
+)
+def test_a_box_transformed_across_the_antimeridian_out_of_sight_is_refused(box, raster, refused) -> None:
+    from internal_sr.core.extent import check_not_wrapped
+
+    if not refused:
+        check_not_wrapped(box, raster, "fiji")
+        return
+    with pytest.raises(InputError, match=r"spans nearly every longitude but stops short of ±180°.*give the extent in the "
+                                         r"raster's CRS, with longitudes past 180° as the raster has them"):
+        check_not_wrapped(box, raster, "fiji")
+
+
 def test_dip_on_an_extent_is_dip_on_that_window_with_exact_georeferencing(tmp_path) -> None:
     out = str(tmp_path / "extent.tif")
     result = super_resolve(S2_20M, out, TINY_DIP, IOOptions(bands=(1, 4), extent=EXTENT))
@@ -362,6 +432,47 @@ def test_processing_extent_outside_the_raster_is_a_one_line_error(tmp_path) -> N
         processing_run("dip", {"INPUT": source, "SCALE": 2, "EXTENT": "0,1000,0,1000 [EPSG:32618]", "OUTPUT": out})
     lines = [line for line in str(error.value).strip().splitlines() if "does not overlap" in line]
     assert len(lines) == 1 and not os.path.exists(out)
+
+
+def lonlat_raster(path: str, west: float, width: int, height: int, pixel: float, north: float = -16.5) -> str:
+    data = np.random.default_rng(0).integers(0, 3000, (1, height, width)).astype("uint16")
+    return write_raster(path, data, crs="EPSG:4326", transform=Affine(pixel, 0, west, 0, -pixel, north))
+
+
+def pdc_mercator(west: float, south: float, east: float, north: float) -> str:
+    """A longitude/latitude box as a Processing extent in EPSG:3832 (PDC Mercator, continuous across 180°)."""
+    from pyproj import Transformer
+
+    to_pdc = Transformer.from_crs(4326, 3832, always_xy=True)
+    (x0, y0), (x1, y1) = to_pdc.transform(west, south), to_pdc.transform(east, north)
+    return f"{x0},{x1},{y0},{y1} [EPSG:3832]"
+
+
+@pytest.mark.qgis
+@pytest.mark.usefixtures("internal_sr_provider")
+@pytest.mark.parametrize("west", [179.99, -180.01], ids=["past_180", "past_minus_180"])
+def test_processing_extent_across_the_antimeridian_covers_the_whole_area(tmp_path, west) -> None:
+    """The tester's case: a 40 × 40 raster of 0.0005° across 180° and an extent in EPSG:3832 covering all of it
+    but a margin. QGIS turns the extent into longitudes −179.9997–179.9997, and the output covered only the 20
+    columns west of 180° (10 × 20 pixels); it covers the whole raster, whichever side of ±180° it is written on."""
+    source, out = lonlat_raster(str(tmp_path / "fiji.tif"), west, 40, 40, 0.0005), str(tmp_path / "fiji_lr.tif")
+    processing_run("degrade", {"INPUT": source, "SCALE": 2, "EXTENT": pdc_mercator(179.9905, -16.5195, 180.0095, -16.5005),
+                               "OUTPUT": out})
+    with rasterio.open(out) as dst:
+        assert (dst.width, dst.height) == (20, 20)
+        assert dst.bounds.left == pytest.approx(west) and dst.bounds.right == pytest.approx(west + 0.02)
+
+
+@pytest.mark.qgis
+@pytest.mark.usefixtures("internal_sr_provider")
+def test_processing_extent_across_the_edges_of_a_global_raster_is_refused_in_one_line(tmp_path) -> None:
+    from qgis.core import QgsProcessingException
+
+    source, out = lonlat_raster(str(tmp_path / "world.tif"), -180.0, 36, 18, 10.0, north=90.0), str(tmp_path / "never.tif")
+    with pytest.raises(QgsProcessingException) as error:
+        processing_run("degrade", {"INPUT": source, "SCALE": 2, "EXTENT": pdc_mercator(175.0, -20.0, 185.0, -10.0), "OUTPUT": out})
+    lines = [line for line in str(error.value).strip().splitlines() if "crosses the antimeridian" in line]
+    assert len(lines) == 1 and "has its two edges" in lines[0] and not os.path.exists(out)
 
 
 @pytest.mark.qgis

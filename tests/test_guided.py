@@ -15,7 +15,7 @@ from internal_sr.core.config import GuidedDIPConfig, IOOptions, TileOptions
 from internal_sr.core.degradation import Degradation
 from internal_sr.core.errors import InputError
 from internal_sr.core.evaluation import bicubic, hpf_injection
-from internal_sr.core.grid import Grid, NotAligned, Window, nest
+from internal_sr.core.grid import Grid, NotAligned, Window, nest, north_up, rotation_drift
 from internal_sr.core.kernels import make_kernel
 from internal_sr.core.sentinel2 import RESOLUTION, band_name, kernel_spec, sigma_from_mtf
 from internal_sr.core.sharpen import band_kernels, check_inputs, sharpen, sharpen_array
@@ -223,6 +223,59 @@ def test_rotated_grid_is_refused():
     rotated = Grid(10, 10, Affine.translation(0, 0) * Affine.rotation(10) * Affine.scale(20, -20))
     with pytest.raises(InputError, match="rotated"):
         nest(rotated, Grid(20, 20, Affine.scale(10, -10)))
+
+
+@pytest.mark.parametrize("which", ["target", "guide", "both"])
+def test_floating_point_noise_in_the_rotation_terms_is_north_up(which):
+    # some writers leave 1e-12 m per pixel in the rotation terms of a north-up grid: it moves no pixel edge by a
+    # measurable fraction of a pixel, and the pair nests as with exact zeros (it used to be refused as rotated)
+    def grid(width, pixel, noise):
+        return Grid(width, width, Affine(pixel, noise, 300000.0, noise, -pixel, 5700000.0), UTM)
+
+    exact = nest(grid(32, 10.0, 0.0), grid(64, 5.0, 0.0))
+    noisy = nest(grid(32, 10.0, 1e-12 if which != "guide" else 0.0), grid(64, 5.0, 1e-12 if which != "target" else 0.0))
+    assert noisy == exact
+
+
+def test_guided_runs_on_files_whose_rotation_terms_are_floating_point_noise(tmp_path):
+    # the tester's case: both GeoTIFFs carry 1e-12 in their rotation terms (5 m guide pixels)
+    image = np.random.default_rng(0).integers(0, 3000, (1, 32, 32)).astype("uint16")
+    fine = Affine(5.0, 1e-12, 300000.0, 1e-12, -5.0, 5700000.0)
+    g = write_raster(str(tmp_path / "g.tif"), image, crs=UTM, transform=fine)
+    t = write_raster(str(tmp_path / "t.tif"), image[:, ::2, ::2].copy(), crs=UTM, transform=fine * Affine.scale(2))
+    out = tmp_path / "o.tif"
+    assert cli(["guided", t, g, str(out), "--iterations", "1", "--kernel", "bicubic", "--guide-kernel", "bicubic"]) == 0
+    with rasterio.open(out) as dst:
+        assert (dst.width, dst.height) == (32, 32) and dst.transform.almost_equals(fine, precision=1e-9)
+
+
+@pytest.mark.parametrize("which", ["target", "guide"])
+def test_rotation_terms_are_measured_in_guide_pixels_across_the_raster(which):
+    # 32 target pixels of 10 m over 64 guide pixels of 5 m: a term b moves the column edges by b·32 m from the
+    # target's top row to its bottom row, b·64 m down the guide, i.e. b·32/5 or b·64/5 guide pixels; the bound is
+    # the alignment tolerance (1e-3 guide pixels), as for misaligned pixel edges
+    rows = 32 if which == "target" else 64
+    for drift, accepted in ((0.9e-3, True), (1.1e-3, False)):
+        b = drift * 5.0 / rows
+        t = Grid(32, 32, Affine(10.0, b if which == "target" else 0.0, 300000.0, 0.0, -10.0, 5700000.0), UTM)
+        g = Grid(64, 64, Affine(5.0, b if which == "guide" else 0.0, 300000.0, 0.0, -5.0, 5700000.0), UTM)
+        assert rotation_drift(t, g) + rotation_drift(g) == pytest.approx(drift)
+        if accepted:
+            assert nest(t, g).target == Window(0, 0, 32, 32)
+        else:
+            with pytest.raises(InputError, match=r"rotated .* by 0\.0011 guide pixels across the raster, at most 0\.001"):
+                nest(t, g)
+
+
+def test_rotation_drift():
+    assert rotation_drift(Grid(10, 20, Affine(2.0, 0.0, 0.0, 0.0, -4.0, 0.0))) == 0.0
+    # b = 0.01 per row over 20 rows: 0.2 units = 0.1 of a 2-unit column; d = 0.08 per column over 10 columns: 0.2 rows
+    assert rotation_drift(Grid(10, 20, Affine(2.0, 0.01, 0.0, 0.0, -4.0, 0.0))) == pytest.approx(0.1)
+    assert rotation_drift(Grid(10, 20, Affine(2.0, 0.01, 0.0, 0.08, -4.0, 0.0))) == pytest.approx(0.2)
+    # measured in the pixels of another grid (a finer guide): twice as many
+    assert rotation_drift(Grid(10, 20, Affine(2.0, 0.01, 0.0, 0.0, -4.0, 0.0)), Grid(20, 40, Affine.scale(1.0, -2.0))) == pytest.approx(0.2)
+    assert rotation_drift(Grid(10, 10, Affine(0.0, 2.0, 0.0, 2.0, 0.0, 0.0))) == float("inf")  # turned by 90°
+    assert not north_up(Grid(10, 10, Affine.rotation(10) * Affine.scale(20, -20)))
 
 
 @pytest.mark.parametrize(

@@ -375,6 +375,32 @@ def test_the_summary_refuses_what_the_run_would_refuse(dialog, tmp_path) -> None
     assert dialog.run_button.isEnabled() and "Output: 96 × 96 pixels" in dialog.summary_label.text()
 
 
+def test_an_extent_across_the_antimeridian_transformed_by_the_box_is_refused(dialog, tmp_path) -> None:
+    """The extent box transforms an area into the raster's CRS as one box: across 180°, from EPSG:3832 onto a
+    raster of longitudes 179.99–180.01, it became −179.9997–179.9997, and the run covered the raster west of 180°
+    only. The box no longer says where the area came from, so the dialog refuses that shape and says to give the
+    extent in the raster's CRS, which then runs on the whole area."""
+    from pyproj import Transformer
+    from qgis.core import QgsCoordinateReferenceSystem
+
+    data = np.random.default_rng(0).integers(0, 3000, (1, 40, 40)).astype("uint16")
+    layer = add_layer(write_raster(str(tmp_path / "fiji.tif"), data, crs="EPSG:4326",
+                                   transform=Affine(0.0005, 0, 179.99, 0, -0.0005, -16.5)), "fiji")
+    dialog.layer_combo.setLayer(layer)
+    dialog.device_combo.setCurrentText("cpu")
+    to_pdc = Transformer.from_crs(4326, 3832, always_xy=True)
+    (x0, y0), (x1, y1) = to_pdc.transform(179.9905, -16.5195), to_pdc.transform(180.0095, -16.5005)
+    dialog.extent_box.setChecked(True)
+    dialog.extent_box.setOutputExtentFromUser(QgsRectangle(x0, y0, x1, y1), QgsCoordinateReferenceSystem("EPSG:3832"))
+    assert dialog.extent_box.outputExtent().width() > 359  # what the box made of it
+    with pytest.raises(InputError, match="spans nearly every longitude but stops short of ±180°"):
+        dialog.extent()
+    assert not dialog.run_button.isEnabled() and "spans nearly every longitude" in dialog.summary_label.text()
+    dialog.extent_box.setOutputExtentFromUser(QgsRectangle(179.9905, -16.5195, 180.0095, -16.5005), layer.crs())
+    assert list(dialog.extent()) == pytest.approx([179.9905, -16.5195, 180.0095, -16.5005])
+    assert "spans nearly every longitude" not in dialog.summary_label.text()
+
+
 def test_rasters_gdal_opens_by_name_are_inputs_as_in_processing(dialog, tmp_path) -> None:
     """A raster read from a zip (``/vsizip/…``, as QGIS opens a dropped .zip) was said to be missing; the output
     is suggested beside the zip. A dataset with no file on disk (``/vsimem/…``) gets one in the home folder."""

@@ -58,10 +58,10 @@ from ..algorithms.base import (
     KERNELS,
     assigned_crs,
     dataset_file,
-    engine_extent,
     engine_refusal,
     gdal_dataset_name,
     kernel_spec,
+    layer_extent,
     open_in_project,
 )
 from ..algorithms.run_times import duration, estimate_seconds, presets_text, run_steps
@@ -373,7 +373,7 @@ class SuperResolveDialog(QDialog):
         layer = self.layer_combo.currentLayer()
         if rect.isNull() or rect.isEmpty() or layer is None:
             return None
-        return engine_extent(layer, rect)
+        return layer_extent(layer, rect)  # transformed by the box out of sight: a wrapped box is refused
 
     def devices(self) -> dict[str, str]:
         """What PyTorch can use here (``core.device.detected_devices``), asked once."""
