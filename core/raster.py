@@ -124,13 +124,24 @@ def engine_has_driver(name: str) -> bool:
         return name in env.drivers()
 
 
+def open_raster(path: str, mode: str = "r", **profile: Any) -> rasterio.io.DatasetReaderBase:
+    """``rasterio.open(path, mode, **profile)`` without the ``NotGeoreferencedWarning`` rasterio gives when it opens
+    a file that has no geotransform (the committed crops, any unreferenced image, an output written without one).
+
+    The engine's every open goes through here: a run says in its own one line that the input has no
+    georeferencing (``georeferencing_note``), and rasterio's Python warning with its source line would repeat it
+    in the command line's output and in QGIS's logs.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path, mode, **profile)
+
+
 def engine_opens(path: str) -> bool:
     """Whether the engine's GDAL opens ``path`` (a file or a GDAL dataset name) as a raster."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path):
-                return True
+        with open_raster(path):
+            return True
     except RasterioIOError:
         return False
 
@@ -167,10 +178,8 @@ def open_info(
     if is_named_pipe(path):
         raise InputError(f"input {path} is a named pipe, not a raster file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                info = _describe(src, path, bands)
+        with open_raster(path) as src:
+            info = _describe(src, path, bands)
     except RasterioIOError as error:
         if not os.path.exists(path):  # neither a file nor a dataset name GDAL opens (/vsizip/…, NETCDF:…)
             raise InputError(f"input {path} does not exist") from None
@@ -393,14 +402,12 @@ def _read_raw(
     mask of them (true: not masked; ``True`` when the file masks nothing but by its nodata value)."""
     in_file = file_window(info, window)
     area = None if in_file is None else rasterio_window(in_file)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        try:
-            with rasterio.open(info.path) as src:
-                raw = src.read(list(info.bands), window=area, out_shape=out_shape)
-                masked = src.read_masks(list(info.bands), window=area, out_shape=out_shape) > 0 if info.masked else True
-        except RasterioIOError as error:
-            raise unreadable(info.path, error) from None
+    try:
+        with open_raster(info.path) as src:
+            raw = src.read(list(info.bands), window=area, out_shape=out_shape)
+            masked = src.read_masks(list(info.bands), window=area, out_shape=out_shape) > 0 if info.masked else True
+    except RasterioIOError as error:
+        raise unreadable(info.path, error) from None
     return raw, masked
 
 
@@ -467,10 +474,8 @@ def dataset_files(path: str) -> list[str]:
     """The files GDAL reads for the dataset ``path``: the file itself and, e.g., a VRT's sources, a
     ``.msk`` or ``.aux.xml`` beside it (``[path]`` when GDAL cannot tell)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                return [path, *src.files]
+        with open_raster(path) as src:
+            return [path, *src.files]
     except (RasterioIOError, OSError, ValueError):
         return [path]
 
@@ -850,9 +855,7 @@ class AtomicGeoTIFF:
         self.files = self._files.__enter__()
         self.tmp = self.files.temporary(self.path, geotiff=True)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self.dataset = rasterio.open(self.tmp, "w", **self._profile())
+            self.dataset = open_raster(self.tmp, "w", **self._profile())
             self._copy_metadata()
         except BaseException:
             self._discard()
@@ -949,7 +952,7 @@ class AtomicGeoTIFF:
                 self._to_cog()
             if failures:
                 raise OSError(failures[0])
-            with rasterio.open(self.tmp) as written:
+            with open_raster(self.tmp) as written:
                 for _, window in written.block_windows(1):
                     written.read(window=window)
                     if self.mask:

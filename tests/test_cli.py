@@ -6,15 +6,17 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 
 from internal_sr.core.cli import main
 
-from helpers import S2_20M, read, write_raster
+from helpers import S2_10M, S2_20M, read, write_raster
 
 FAST = ["--iterations", "2"]
 
@@ -62,6 +64,20 @@ def test_step_windows(tmp_path, method):
     with rasterio.open(outputs["1"]) as whole, rasterio.open(outputs["0.5"]) as part:
         assert (part.width, part.height, part.transform) == (whole.width, whole.height, whole.transform)
         assert (part.read() != whole.read()).any()
+
+
+@pytest.mark.parametrize("command", [["degrade"], ["degrade", "--cog"], ["dip", *FAST], ["knitwork", *FAST]])
+def test_a_raster_without_georeferencing_is_noted_once_in_the_engines_words(tmp_path, capsys, command):
+    """The committed crop has no geotransform: the run says so in its one line, and rasterio's own
+    ``NotGeoreferencedWarning`` (a Python warning with its source line) never reaches the user, from any open
+    on the run's path (the input's, the output's, the read-back of the written file)."""
+    out = tmp_path / "o.tif"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([command[0], S2_10M, str(out), "--scale", "2", "--bands", "1", *command[1:]]) == 0
+    assert [w for w in caught if issubclass(w.category, NotGeoreferencedWarning)] == []
+    notes = [line for line in capsys.readouterr().err.splitlines() if "georeferencing" in line]
+    assert notes == [f"warning: {S2_10M} has no georeferencing; the output is written without one"]
 
 
 def test_console_script_is_installed_and_reports_errors_on_one_line(tmp_path):
