@@ -209,6 +209,55 @@ def test_a_band_the_spectrum_cannot_read_fails_before_any_training(monkeypatch):
         estimate_kernels(image, np.ones(image.shape, bool), KernelGANConfig(iterations=30, per_band=True))
 
 
+@pytest.mark.parametrize("orientation", ["spectrum", "kernelgan"])
+def test_a_flat_raster_is_refused_before_any_training_whatever_the_orientation(tmp_path, capsys, monkeypatch, orientation):
+    """A constant raster shows no blur: the spectrum's orientation refused it, KernelGAN's own wrote a kernel of its
+    priors (σ about 0.87 px) learnt from nothing. Both now give the same one line, before any training; a raster
+    flat but for a textured area that touches no 64 × 64 window without nodata is flat too."""
+    from internal_sr.core import kernelgan
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("KernelGAN trained on a flat image")
+
+    monkeypatch.setattr(kernelgan, "estimate_x2", no_training)
+    flat = write_raster(str(tmp_path / "flat.tif"), np.full((1, 64, 64), 1000, np.uint16))
+    textured_in_nodata = np.full((1, 100, 100), 1000, np.uint16)
+    textured_in_nodata[0, :20] = read(S2_10M)[0, :20, :100]
+    textured_in_nodata[0, 20] = 0
+    masked = write_raster(str(tmp_path / "masked.tif"), textured_in_nodata, nodata=0)
+    for source in (flat, masked):
+        args = [source, str(tmp_path / "k.npy"), "--scale", "2", "--iterations", "2", "--orientation", orientation]
+        assert main(["kernelgan", *args]) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1:] == [
+            f"internal-sr: error: {source} is flat (one value in every 64×64 window without nodata): it shows no blur to estimate"
+        ]
+    assert sorted(os.listdir(tmp_path)) == ["flat.tif", "masked.tif"]
+
+
+@pytest.mark.parametrize("description", ["B8", None])
+def test_per_band_kernels_name_the_flat_band(tmp_path, capsys, description):
+    """``--per-band`` with a flat second band: the refusal names that band, its description when it has one."""
+    image = np.stack([read(S2_10M)[0, :64, :64], np.full((64, 64), 1000, np.uint16)])
+    source = write_raster(str(tmp_path / "two.tif"), image, descriptions=["B4", description] if description else None)
+    for orientation in ("spectrum", "kernelgan"):
+        args = [source, str(tmp_path / "k.npy"), "--scale", "2", "--iterations", "2", "--per-band", "--orientation", orientation]
+        assert main(["kernelgan", *args]) == 2
+        band = "band 2 (B8)" if description else "band 2"
+        assert capsys.readouterr().err.strip().splitlines()[-1:] == [
+            f"internal-sr: error: {band} of {source} is flat (one value in every 64×64 window without nodata): it shows no blur to estimate"
+        ]
+    assert os.listdir(tmp_path) == ["two.tif"]
+
+
+def test_a_shared_kernel_learns_from_the_bands_that_have_structure():
+    """Without ``per_band`` one flat band among textured ones is no refusal: the kernel is the image's."""
+    image = read(S2_10M).astype(np.float64)[:2, :64, :64]
+    image[1] = 7.0
+    for orientation in ("spectrum", "kernelgan"):
+        (estimate,) = estimate_kernels(image, np.ones(image.shape, bool), KernelGANConfig(iterations=2, orientation=orientation))
+        assert estimate.kernel.sum() == pytest.approx(1)
+
+
 @pytest.mark.parametrize("shape", [(1, 63, 100), (3, 100, 40)])
 def test_too_small_image_names_the_minimum(shape):
     with pytest.raises(InputError, match="at least 64×64 pixels") as error:
