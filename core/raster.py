@@ -444,8 +444,11 @@ def fill_value_warnings(info: RasterInfo) -> list[str]:
 
 
 def loss_curve_path(output_path: str) -> str:
-    """Where a run's loss-curve PNG goes: beside the output, ``out.tif`` → ``out_loss.png``."""
-    return os.path.splitext(output_path)[0] + "_loss.png"
+    """Where a run's loss-curve PNG goes: beside the output, named by its whole file name as GDAL names the
+    ``.aux.xml`` beside a raster, ``out.tif`` → ``out.tif.loss.png``; so outputs whose names differ only in their
+    extension (``a.tif`` and ``a.tiff``, ``OUT.TIF`` and ``OUT.TIFF``) never share one, and no run replaces
+    another output's curve."""
+    return output_path + ".loss.png"
 
 
 def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True, probe: bool = True) -> None:

@@ -212,7 +212,7 @@ def sharpen(
 ) -> RunResult:
     """Sharpen ``target_path`` with ``guide_path`` into a GeoTIFF on the guide's grid (module docstring).
 
-    With ``loss_curve`` the tiles' training-loss curves are drawn beside the output (``OUTPUT_loss.png``).
+    With ``loss_curve`` the tiles' training-loss curves are drawn beside the output (``OUTPUT.tif.loss.png``).
     ``roles``: what target and guide are in the caller's words, for the registration check's log line
     (``core.registration.registration_warning``).
     """

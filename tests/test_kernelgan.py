@@ -457,7 +457,7 @@ def test_a_failed_estimate_run_keeps_the_earlier_runs_files_and_shows_no_new_one
             "--iterations", "2", "--device", "cpu"]
     assert main(argv) == 130 and seen == [["in.tif"]]
     assert os.listdir(tmp_path) == ["in.tif"]
-    earlier = {name: f"earlier {name}" for name in ("sr.tif", "sr_loss.png", "sr_kernel.npy", "sr_kernel.npy.json", "sr_kernel.png")}
+    earlier = {name: f"earlier {name}" for name in ("sr.tif", "sr.tif.loss.png", "sr_kernel.npy", "sr_kernel.npy.json", "sr_kernel.png")}
     for name, text in earlier.items():
         (tmp_path / name).write_text(text)
     assert main(argv) == 130
