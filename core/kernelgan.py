@@ -495,8 +495,10 @@ def estimate_kernel_file(
 
 
 def estimated_kernel_path(output_path: str) -> str:
-    """Where ``super_resolve_with_estimated_kernel`` keeps the kernel it used: ``out.tif`` → ``out_kernel.npy``."""
-    return os.path.splitext(output_path)[0] + "_kernel.npy"
+    """Where ``super_resolve_with_estimated_kernel`` keeps the kernel it used: ``out.tif`` → ``out.tif.kernel.npy``,
+    named by the output's whole file name as its loss curve is (``core.raster.loss_curve_path``), so ``a.tif`` and
+    ``a.tiff`` keep their own."""
+    return output_path + ".kernel.npy"
 
 
 def super_resolve_with_estimated_kernel(

@@ -34,6 +34,7 @@ from internal_sr.core.kernelgan import (
     PatchDiscriminator,
     compose_x4,
     estimate_kernels,
+    estimated_kernel_path,
     zero_negligible,
 )
 from internal_sr.core.kernels import (
@@ -44,6 +45,7 @@ from internal_sr.core.kernels import (
     file_kernel_centre,
     isotropic_baseline,
     kernel_error,
+    kernel_files,
     Kernel,
     kernel_width,
     make_kernel,
@@ -416,12 +418,20 @@ def test_cli_dip_with_estimated_kernel(tmp_path, capsys):
     out = tmp_path / "sr.tif"
     argv = ["dip", source, str(out), "--scale", "2", "--kernel", "estimate", "--kernelgan-iterations", "20", "--iterations", "2"]
     assert main(argv) == 0
-    assert out.exists() and (tmp_path / "sr_kernel.npy").exists()
+    assert out.exists() and (tmp_path / "sr.tif.kernel.npy").exists()
     err = capsys.readouterr().err
-    assert "kernel: " in err and "input pixels" in err and "sr_kernel.npy" in err
+    assert "kernel: " in err and "input pixels" in err and "sr.tif.kernel.npy" in err
     # DIP reads the kernel from its temporary file, but its log names the file the user will find
     (line,) = [line for line in err.splitlines() if line.startswith("Deep Image Prior on device")]
-    assert f"kernel {tmp_path / 'sr_kernel.npy'}," in line and ".internal_sr-" not in err
+    assert f"kernel {tmp_path / 'sr.tif.kernel.npy'}," in line and ".internal_sr-" not in err
+
+
+def test_outputs_differing_only_in_their_extension_keep_their_own_estimated_kernels():
+    """``a.tif`` and ``a.tiff`` (``OUT.TIF``, ``OUT.TIFF``) shared ``a_kernel.npy`` and its record and preview: the
+    second ``--kernel estimate`` run replaced the kernel the first output was made with."""
+    outputs = ["a.tif", "a.tiff", "OUT.TIF", "OUT.TIFF", "out.tif"]
+    files = [file for output in outputs for file in kernel_files(estimated_kernel_path(output))]
+    assert len(set(files)) == len(files) == 3 * len(outputs)
 
 
 def test_cli_kernelgan_that_fails_writing_the_preview_writes_none_of_its_files(tmp_path, capsys, monkeypatch):
@@ -457,7 +467,7 @@ def test_a_failed_estimate_run_keeps_the_earlier_runs_files_and_shows_no_new_one
             "--iterations", "2", "--device", "cpu"]
     assert main(argv) == 130 and seen == [["in.tif"]]
     assert os.listdir(tmp_path) == ["in.tif"]
-    earlier = {name: f"earlier {name}" for name in ("sr.tif", "sr.tif.loss.png", "sr_kernel.npy", "sr_kernel.npy.json", "sr_kernel.png")}
+    earlier = {name: f"earlier {name}" for name in ("sr.tif", "sr.tif.loss.png", "sr.tif.kernel.npy", "sr.tif.kernel.npy.json", "sr.tif.kernel.png")}
     for name, text in earlier.items():
         (tmp_path / name).write_text(text)
     assert main(argv) == 130
