@@ -92,18 +92,26 @@ def rasterio_window(window: Window) -> rasterio.windows.Window:
     return rasterio.windows.Window(window.col_off, window.row_off, window.width, window.height)
 
 
-def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block: int) -> RasterInfo:
-    """``info`` for the whole pixels (whole ``block²`` blocks) of ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS).
-
-    A raster georeferenced by ground control points or an RPC model only has no grid to place an extent on
-    (its ``grid`` is in pixel coordinates): a one-line ``InputError``.
-    """
+def check_map_grid(info: RasterInfo, subject: str, consequence: str, otherwise: str = "") -> None:
+    """Refuse ``info`` when it is georeferenced by ground control points or an RPC model only: without a geotransform
+    its ``grid`` is in pixel coordinates (its CRS, if any, is the points'), so there is no map grid to place an extent
+    on or to match another raster's pixels with. The one-line ``InputError`` reads "``subject`` (the raster, e.g.
+    "the guide PATH") is georeferenced by … only (no geotransform), so ``consequence``: warp it to a map grid first
+    (gdalwarp)``otherwise``"."""
     if not info.georeferenced and (info.gcps or info.rpcs is not None):
         by = "ground control points" if info.gcps else "an RPC model (rational polynomial coefficients)"
         raise InputError(
-            f"{info.path} is georeferenced by {by} only (no geotransform), so an extent cannot be "
-            "placed on its pixels: warp it to a map grid first (gdalwarp), or run without an extent"
+            f"{subject} is georeferenced by {by} only (no geotransform), so {consequence}: warp it to a map grid first "
+            f"(gdalwarp){otherwise}"
         )
+
+
+def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block: int) -> RasterInfo:
+    """``info`` for the whole pixels (whole ``block²`` blocks) of ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS).
+
+    A raster without a map grid to place an extent on (``check_map_grid``) is a one-line ``InputError``.
+    """
+    check_map_grid(info, info.path, "an extent cannot be placed on its pixels", ", or run without an extent")
     window = info.grid.extent_window(extent)
     if window is None:
         raise InputError(

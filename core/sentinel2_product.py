@@ -33,6 +33,7 @@ from .raster import (
     AtomicGeoTIFF,
     RasterInfo,
     StagedFiles,
+    check_map_grid,
     check_raster_output,
     nodata_key,
     open_info,
@@ -96,7 +97,10 @@ def find_bands(inputs: Sequence[str]) -> dict[str, BandSource]:
         except InputError:
             continue  # not a raster (e.g. a preview or metadata file)
         pixel = abs(info.grid.transform.a)
-        for index, name in enumerate(band_names(path, info.descriptions), start=1):
+        names = band_names(path, info.descriptions)
+        if any(names):
+            check_map_grid(info, path, "its pixels cannot be matched with the other resolutions' bands")
+        for index, name in enumerate(names, start=1):
             if name is None:
                 continue
             own = math.isclose(pixel, RESOLUTION[name], rel_tol=1e-6)
