@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 
 import numpy as np
 
@@ -29,11 +28,11 @@ def main() -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import rasterio
 
     from internal_sr.core import metrics
     from internal_sr.core.cli import main as cli
     from internal_sr.core.evaluation import bicubic
+    from internal_sr.core.raster import open_raster
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/demo")
@@ -47,10 +46,9 @@ def main() -> int:
     for argv in (["degrade", CROP, low_path, "--scale", str(args.scale)], ["dip", low_path, sr_path, "--scale", str(args.scale), *extra]):
         if cli(argv) != 0:
             return 1
-    with warnings.catch_warnings():  # the committed crop, so its degraded and sharpened copies, has no georeferencing
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(CROP) as a, rasterio.open(low_path) as b, rasterio.open(sr_path) as c:
-            reference, low, sr = a.read().astype(float), b.read().astype(float), c.read().astype(float)
+    # the committed crop, so its degraded and sharpened copies, has no georeferencing (open_raster says nothing of it)
+    with open_raster(CROP) as a, open_raster(low_path) as b, open_raster(sr_path) as c:
+        reference, low, sr = a.read().astype(float), b.read().astype(float), c.read().astype(float)
     interpolated = bicubic(low, args.scale)
     lo, hi = np.percentile(reference[:3], (1, 99), axis=(1, 2))
     panels = [

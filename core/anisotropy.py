@@ -80,6 +80,14 @@ def clean_windows(valid: np.ndarray, size: int, purpose: str) -> np.ndarray:
     return clean
 
 
+def varied_windows(band: np.ndarray, size: int) -> np.ndarray:
+    """Which ``size × size`` windows of ``band`` ``(H, W)`` hold more than one value: ``(H − size + 1, W − size + 1)``
+    by top-left. Exact (no variance rounding): a window holds one value when no two neighbouring pixels in it differ."""
+    across = band[:, 1:] != band[:, :-1]
+    down = band[1:] != band[:-1]
+    return (window_sums(across, (size, size - 1)) > 0) | (window_sums(down, (size - 1, size)) > 0)
+
+
 def window_origins(valid: np.ndarray, size: int = PATCH) -> list[tuple[int, int]]:
     """Top-left corners of ``size``² windows of ``valid`` ``(H, W)`` without invalid pixels, on a grid of ``size // 2``.
 

@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     window = KernelGANConfig.max_window
     where = (f"on the whole input, or on its {window} × {window} window with the most structure when it is larger "
              "(the log names the window)")
-    estimate = f"; also 'estimate' (KernelGAN first, {where}; the kernel is kept as OUTPUT_kernel.npy)"
+    estimate = f"; also 'estimate' (KernelGAN first, {where}; the kernel is kept as OUTPUT.tif.kernel.npy)"
     dip = sub.add_parser("dip", help="super-resolve with Deep Image Prior")
     common(dip, estimate)
     dip.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {_by_scale(DEFAULT_ITERATIONS)})")

@@ -16,7 +16,7 @@ from . import metrics
 from .config import EVALUATION_METHODS, DIPConfig, GuidedDIPConfig, InternalLearningConfig, IOOptions, KnitworkConfig
 from .degradation import Degradation, back_project, degrade_array, upsample
 from .errors import InputError
-from .grid import Window, nest
+from .grid import Window
 from .kernels import Kernel, make_kernel
 from .pipeline import RunResult, _Recorder, _log_input, extent_message, log_fill_values, super_resolve_array
 from .progress import NullProgress, Progress, SubProgress
@@ -268,14 +268,14 @@ def plan_evaluation(
     info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     if method == "guided":
         from .guided import MIN_TARGET_SIZE
-        from .sharpen import band_kernels, check_kernels_fit_grids, kernel_names
+        from .sharpen import band_kernels, check_kernels_fit_grids, kernel_names, nest_rasters
 
         if guide_path is None:
             raise InputError("method guided needs a guide raster (--guide)")
         if not isinstance(config, GuidedDIPConfig):
             raise InputError("method guided needs a GuidedDIPConfig")
         guide_info = open_info(guide_path, guide_io.bands, crs=guide_io.crs)
-        nesting = nest(info.grid, guide_info.grid)
+        nesting = nest_rasters(info, guide_info)
         check_kernels_fit_grids(config, nesting)
         if nesting.scale != scale:
             raise InputError(f"the guide is {nesting.scale}× finer than the target, so the scale must be {nesting.scale}, got {scale}")

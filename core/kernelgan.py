@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .anisotropy import SpectralAnisotropy, clean_windows, oriented_width, spectral_anisotropy, window_sums
+from .anisotropy import SpectralAnisotropy, clean_windows, oriented_width, spectral_anisotropy, varied_windows, window_sums
 from .config import InternalLearningConfig, IOOptions, KernelGANConfig
 from .degradation import Degradation
 from .device import describe, resolve_device, seeded
@@ -206,6 +206,18 @@ def crop_probabilities(structure: np.ndarray, valid: np.ndarray, size: int) -> n
     return (weights / weights.sum()).ravel()
 
 
+def check_structure(image: np.ndarray, valid: np.ndarray, size: int, name: str) -> None:
+    """Refuse ``image`` ``(C, H, W)`` (one kernel's bands, ``name`` in the message) when none of its ``size × size``
+    windows without nodata (``valid`` ``(H, W)``) holds two different values in any band: KernelGAN learns from
+    such windows and the spectrum reads them, so a flat image has no blur to estimate by either orientation (KernelGAN
+    alone would return a kernel of its priors, learnt from nothing). A one-line ``InputError``."""
+    clean = clean_windows(valid, size, "KernelGAN")
+    if not any((varied_windows(band, size) & clean).any() for band in image):
+        raise InputError(
+            f"{name} is flat (one value in every {size}×{size} window without nodata): it shows no blur to estimate"
+        )
+
+
 def zero_negligible(k: np.ndarray, keep_largest: int) -> np.ndarray:
     """Subtract 0.75 × the ``keep_largest``-th largest tap, clip at 0 and renormalise (the paper's filtering)."""
     threshold = 0.75 * np.sort(k.ravel())[::-1][min(keep_largest, k.size - 1)]
@@ -344,10 +356,13 @@ def estimate_kernels(
     valid: np.ndarray,
     config: KernelGANConfig,
     progress: Progress | None = None,
+    names: Sequence[str] = (),
 ) -> list[Estimate]:
     """Estimate the blur kernel of ``image`` ``(C, H, W)`` (raw values; ``valid`` ``(C, H, W)`` marks data).
 
-    Returns one ``Estimate`` shared by the bands, or one per band with ``config.per_band``.
+    Returns one ``Estimate`` shared by the bands, or one per band with ``config.per_band``. ``names``: how
+    messages name what each kernel is estimated on (one per band with ``config.per_band``, else one; default
+    "band N of the image" or "the image").
     """
     progress = progress or NullProgress()
     c, h, w = image.shape
@@ -358,8 +373,11 @@ def estimate_kernels(
     normalised = 2 * np.where(valid, scaling.normalise(np.nan_to_num(image)), 0.5) - 1
     groups = [[b] for b in range(c)] if config.per_band else [list(range(c))]
     device = resolve_device(config.device)
-    # the spectrum's reading first: an image it cannot read (flat, no clean window) fails before any training
+    names = names or ([f"band {b + 1} of the image" for b in range(c)] if config.per_band else ["the image"])
+    # every check first: an image without structure, or one the spectrum cannot read, fails before any training
     masks = [valid[group].all(0) for group in groups]
+    for group, mask, name in zip(groups, masks, names):
+        check_structure(image[group], mask, config.crop_size, name)
     spectrum = config.orientation == "spectrum"
     anisotropies = [spectral_anisotropy(image[g], m) if spectrum else None for g, m in zip(groups, masks)]
     estimates = []
@@ -460,7 +478,9 @@ def estimate_kernel_file(
             f"structure, as a raster over {config.max_window} pixels wide or high is not read whole"
         )
     data, valid = read_window(info, window)
-    estimates = estimate_kernels(data, valid, config, recorder)
+    bands = [f"band {b} ({d})" if d else f"band {b}" for b, d in zip(info.bands, info.descriptions)]
+    names = [f"{band} of {input_path}" for band in bands] if config.per_band else [input_path]
+    estimates = estimate_kernels(data, valid, config, recorder, names)
     with staged(files) as group:
         for path, estimate in zip(paths, estimates):
             save_kernel_file(path, estimate.kernel, config.scale, files=group)
@@ -475,8 +495,10 @@ def estimate_kernel_file(
 
 
 def estimated_kernel_path(output_path: str) -> str:
-    """Where ``super_resolve_with_estimated_kernel`` keeps the kernel it used: ``out.tif`` → ``out_kernel.npy``."""
-    return os.path.splitext(output_path)[0] + "_kernel.npy"
+    """Where ``super_resolve_with_estimated_kernel`` keeps the kernel it used: ``out.tif`` → ``out.tif.kernel.npy``,
+    named by the output's whole file name as its loss curve is (``core.raster.loss_curve_path``), so ``a.tif`` and
+    ``a.tiff`` keep their own."""
+    return output_path + ".kernel.npy"
 
 
 def super_resolve_with_estimated_kernel(

@@ -92,18 +92,26 @@ def rasterio_window(window: Window) -> rasterio.windows.Window:
     return rasterio.windows.Window(window.col_off, window.row_off, window.width, window.height)
 
 
-def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block: int) -> RasterInfo:
-    """``info`` for the whole pixels (whole ``block²`` blocks) of ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS).
-
-    A raster georeferenced by ground control points or an RPC model only has no grid to place an extent on
-    (its ``grid`` is in pixel coordinates): a one-line ``InputError``.
-    """
+def check_map_grid(info: RasterInfo, subject: str, consequence: str, otherwise: str = "") -> None:
+    """Refuse ``info`` when it is georeferenced by ground control points or an RPC model only: without a geotransform
+    its ``grid`` is in pixel coordinates (its CRS, if any, is the points'), so there is no map grid to place an extent
+    on or to match another raster's pixels with. The one-line ``InputError`` reads "``subject`` (the raster, e.g.
+    "the guide PATH") is georeferenced by … only (no geotransform), so ``consequence``: warp it to a map grid first
+    (gdalwarp)``otherwise``"."""
     if not info.georeferenced and (info.gcps or info.rpcs is not None):
         by = "ground control points" if info.gcps else "an RPC model (rational polynomial coefficients)"
         raise InputError(
-            f"{info.path} is georeferenced by {by} only (no geotransform), so an extent cannot be "
-            "placed on its pixels: warp it to a map grid first (gdalwarp), or run without an extent"
+            f"{subject} is georeferenced by {by} only (no geotransform), so {consequence}: warp it to a map grid first "
+            f"(gdalwarp){otherwise}"
         )
+
+
+def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block: int) -> RasterInfo:
+    """``info`` for the whole pixels (whole ``block²`` blocks) of ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS).
+
+    A raster without a map grid to place an extent on (``check_map_grid``) is a one-line ``InputError``.
+    """
+    check_map_grid(info, info.path, "an extent cannot be placed on its pixels", ", or run without an extent")
     window = info.grid.extent_window(extent)
     if window is None:
         raise InputError(
@@ -124,13 +132,24 @@ def engine_has_driver(name: str) -> bool:
         return name in env.drivers()
 
 
+def open_raster(path: str, mode: str = "r", **profile: Any) -> rasterio.io.DatasetReaderBase:
+    """``rasterio.open(path, mode, **profile)`` without the ``NotGeoreferencedWarning`` rasterio gives when it opens
+    a file that has no geotransform (the committed crops, any unreferenced image, an output written without one).
+
+    The engine's every open goes through here: a run says in its own one line that the input has no
+    georeferencing (``georeferencing_note``), and rasterio's Python warning with its source line would repeat it
+    in the command line's output and in QGIS's logs.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path, mode, **profile)
+
+
 def engine_opens(path: str) -> bool:
     """Whether the engine's GDAL opens ``path`` (a file or a GDAL dataset name) as a raster."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path):
-                return True
+        with open_raster(path):
+            return True
     except RasterioIOError:
         return False
 
@@ -167,10 +186,8 @@ def open_info(
     if is_named_pipe(path):
         raise InputError(f"input {path} is a named pipe, not a raster file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                info = _describe(src, path, bands)
+        with open_raster(path) as src:
+            info = _describe(src, path, bands)
     except RasterioIOError as error:
         if not os.path.exists(path):  # neither a file nor a dataset name GDAL opens (/vsizip/…, NETCDF:…)
             raise InputError(f"input {path} does not exist") from None
@@ -393,14 +410,12 @@ def _read_raw(
     mask of them (true: not masked; ``True`` when the file masks nothing but by its nodata value)."""
     in_file = file_window(info, window)
     area = None if in_file is None else rasterio_window(in_file)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        try:
-            with rasterio.open(info.path) as src:
-                raw = src.read(list(info.bands), window=area, out_shape=out_shape)
-                masked = src.read_masks(list(info.bands), window=area, out_shape=out_shape) > 0 if info.masked else True
-        except RasterioIOError as error:
-            raise unreadable(info.path, error) from None
+    try:
+        with open_raster(info.path) as src:
+            raw = src.read(list(info.bands), window=area, out_shape=out_shape)
+            masked = src.read_masks(list(info.bands), window=area, out_shape=out_shape) > 0 if info.masked else True
+    except RasterioIOError as error:
+        raise unreadable(info.path, error) from None
     return raw, masked
 
 
@@ -437,8 +452,11 @@ def fill_value_warnings(info: RasterInfo) -> list[str]:
 
 
 def loss_curve_path(output_path: str) -> str:
-    """Where a run's loss-curve PNG goes: beside the output, ``out.tif`` → ``out_loss.png``."""
-    return os.path.splitext(output_path)[0] + "_loss.png"
+    """Where a run's loss-curve PNG goes: beside the output, named by its whole file name as GDAL names the
+    ``.aux.xml`` beside a raster, ``out.tif`` → ``out.tif.loss.png``; so outputs whose names differ only in their
+    extension (``a.tif`` and ``a.tiff``, ``OUT.TIF`` and ``OUT.TIFF``) never share one, and no run replaces
+    another output's curve."""
+    return output_path + ".loss.png"
 
 
 def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True, probe: bool = True) -> None:
@@ -474,10 +492,8 @@ def dataset_files(path: str) -> list[str]:
     """The files GDAL reads for the dataset ``path``: the file itself and, e.g., a VRT's sources, a
     ``.msk`` or ``.aux.xml`` beside it (``[path]`` when GDAL cannot tell)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                return [path, *src.files]
+        with open_raster(path) as src:
+            return [path, *src.files]
     except (RasterioIOError, OSError, ValueError):
         return [path]
 
@@ -920,9 +936,7 @@ class AtomicGeoTIFF:
         self.files = self._files.__enter__()
         self.tmp = self.files.temporary(self.path, geotiff=True)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self.dataset = rasterio.open(self.tmp, "w", **self._profile())
+            self.dataset = open_raster(self.tmp, "w", **self._profile())
             self._copy_metadata()
         except BaseException:
             self._discard()
@@ -1019,7 +1033,7 @@ class AtomicGeoTIFF:
                 self._to_cog()
             if failures:
                 raise OSError(failures[0])
-            with rasterio.open(self.tmp) as written:
+            with open_raster(self.tmp) as written:
                 for _, window in written.block_windows(1):
                     written.read(window=window)
                     if self.mask:

@@ -16,15 +16,12 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-import warnings
 from dataclasses import dataclass, replace
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp
-from rasterio.errors import NotGeoreferencedWarning
 
 from .config import GuidedDIPConfig, IOOptions
 from .errors import InputError
@@ -36,9 +33,11 @@ from .raster import (
     AtomicGeoTIFF,
     RasterInfo,
     StagedFiles,
+    check_map_grid,
     check_raster_output,
     nodata_key,
     open_info,
+    open_raster,
     output_nodata,
     read_window,
     to_dtype,
@@ -98,7 +97,10 @@ def find_bands(inputs: Sequence[str]) -> dict[str, BandSource]:
         except InputError:
             continue  # not a raster (e.g. a preview or metadata file)
         pixel = abs(info.grid.transform.a)
-        for index, name in enumerate(band_names(path, info.descriptions), start=1):
+        names = band_names(path, info.descriptions)
+        if any(names):
+            check_map_grid(info, path, "its pixels cannot be matched with the other resolutions' bands")
+        for index, name in enumerate(names, start=1):
             if name is None:
                 continue
             own = math.isclose(pixel, RESOLUTION[name], rel_tol=1e-6)
@@ -246,17 +248,15 @@ def _write_stack(sources: list[BandSource], path: str) -> None:
     """Write ``sources`` (bands of one resolution, grid, data type and nodata: ``check_stacks``) as one
     GeoTIFF with band-name descriptions and ``stack_nodata``."""
     first = open_info(sources[0].path, (sources[0].index,))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(
-            path, "w", driver="GTiff", width=first.grid.width, height=first.grid.height, count=len(sources),
-            dtype=first.dtype, crs=first.grid.crs, transform=first.grid.transform, nodata=stack_nodata(first),
-            tiled=True, compress="deflate", BIGTIFF="IF_SAFER",
-        ) as dst:
-            for out_index, source in enumerate(sources, start=1):
-                with rasterio.open(source.path) as src:
-                    dst.write(src.read(source.index), out_index)
-                dst.set_band_description(out_index, source.band)
+    with open_raster(
+        path, "w", driver="GTiff", width=first.grid.width, height=first.grid.height, count=len(sources),
+        dtype=first.dtype, crs=first.grid.crs, transform=first.grid.transform, nodata=stack_nodata(first),
+        tiled=True, compress="deflate", BIGTIFF="IF_SAFER",
+    ) as dst:
+        for out_index, source in enumerate(sources, start=1):
+            with open_raster(source.path) as src:
+                dst.write(src.read(source.index), out_index)
+            dst.set_band_description(out_index, source.band)
 
 
 def sharpen_product(

@@ -32,7 +32,7 @@ from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling
 from .pipeline import RunResult, _Recorder, collect_tiled, extent_message, fit_scaling, log_fill_values, write_tiled
 from .progress import NullProgress, Progress
-from .raster import RasterInfo, check_raster_output, georeferencing_note, may_be_invalid, open_info, read_window, valid_mask
+from .raster import RasterInfo, check_map_grid, check_raster_output, georeferencing_note, may_be_invalid, open_info, read_window, valid_mask
 from .registration import central_window, guide_misregistration, registration_warning, skipped_note
 from .sentinel2 import band_name, band_names, kernel_spec
 from .tiling import MIN_RETRY_TILE, ShrinkOnOutOfMemory, Solver, WarmStart
@@ -103,6 +103,14 @@ def check_kernels_fit_grids(config: GuidedDIPConfig, nesting: Nesting) -> None:
         )
 
 
+def nest_rasters(target: RasterInfo, guide: RasterInfo) -> Nesting:
+    """``core.grid.nest`` of the target's and the guide's grids, each refused first when it has no map grid
+    (``core.raster.check_map_grid``: ground control points or an RPC model only), naming which of the two."""
+    for info, role, other in ((target, "target", "guide"), (guide, "guide", "target")):
+        check_map_grid(info, f"the {role} {info.path}", f"its pixels cannot be matched with the {other}'s")
+    return nest(target.grid, guide.grid)
+
+
 def check_inputs(
     target_path: str,
     guide_path: str,
@@ -121,12 +129,12 @@ def check_inputs(
     guide = open_info(guide_path, guide_io.bands, crs=guide_io.crs)
     if output_path is not None:
         check_raster_output(output_path, [target_path, guide_path])
+    nesting = nest_rasters(target, guide)  # first: a raster refused for its georeferencing gets no note on it
     notes = [georeferencing_note(target), georeferencing_note(guide) if guide.assigned_crs else None]
     for note in filter(None, notes if progress is not None else []):
         progress.info(note)
     if target.window is not None and progress is not None:
         progress.info(extent_message(target.window))
-    nesting = nest(target.grid, guide.grid)
     check_kernels_fit_grids(config, nesting)
     s = nesting.scale
     width, height = nesting.target.width, nesting.target.height
@@ -212,7 +220,7 @@ def sharpen(
 ) -> RunResult:
     """Sharpen ``target_path`` with ``guide_path`` into a GeoTIFF on the guide's grid (module docstring).
 
-    With ``loss_curve`` the tiles' training-loss curves are drawn beside the output (``OUTPUT_loss.png``).
+    With ``loss_curve`` the tiles' training-loss curves are drawn beside the output (``OUTPUT.tif.loss.png``).
     ``roles``: what target and guide are in the caller's words, for the registration check's log line
     (``core.registration.registration_warning``).
     """

@@ -6,15 +6,18 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 
 from internal_sr.core.cli import main
+from internal_sr.core.raster import loss_curve_path
 
-from helpers import S2_20M, read, write_raster
+from helpers import S2_10M, S2_20M, read, write_raster
 
 FAST = ["--iterations", "2"]
 
@@ -62,6 +65,20 @@ def test_step_windows(tmp_path, method):
     with rasterio.open(outputs["1"]) as whole, rasterio.open(outputs["0.5"]) as part:
         assert (part.width, part.height, part.transform) == (whole.width, whole.height, whole.transform)
         assert (part.read() != whole.read()).any()
+
+
+@pytest.mark.parametrize("command", [["degrade"], ["degrade", "--cog"], ["dip", *FAST], ["knitwork", *FAST]])
+def test_a_raster_without_georeferencing_is_noted_once_in_the_engines_words(tmp_path, capsys, command):
+    """The committed crop has no geotransform: the run says so in its one line, and rasterio's own
+    ``NotGeoreferencedWarning`` (a Python warning with its source line) never reaches the user, from any open
+    on the run's path (the input's, the output's, the read-back of the written file)."""
+    out = tmp_path / "o.tif"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([command[0], S2_10M, str(out), "--scale", "2", "--bands", "1", *command[1:]]) == 0
+    assert [w for w in caught if issubclass(w.category, NotGeoreferencedWarning)] == []
+    notes = [line for line in capsys.readouterr().err.splitlines() if "georeferencing" in line]
+    assert notes == [f"warning: {S2_10M} has no georeferencing; the output is written without one"]
 
 
 def test_console_script_is_installed_and_reports_errors_on_one_line(tmp_path):
@@ -121,8 +138,8 @@ def test_an_output_the_input_reads_through_a_vrt_is_refused(tmp_path, capsys):
 
 
 def test_a_loss_curve_that_would_replace_an_input_is_refused(tmp_path, capsys):
-    """``a.tif``'s loss curve is ``a_loss.png``: when that is the input, the run is refused before it starts."""
-    source = tmp_path / "a_loss.png"
+    """``a.tif``'s loss curve is ``a.tif.loss.png``: when that is the input, the run is refused before it starts."""
+    source = tmp_path / "a.tif.loss.png"
     subprocess.run(["gdal_translate", "-q", "-of", "PNG", "-b", "1", "-ot", "Byte", "-scale", S2_20M, str(source)], check=True)
     before = source.read_bytes()
     assert main(["dip", str(source), str(tmp_path / "a.tif"), "--scale", "2", *FAST]) == 2
@@ -130,14 +147,25 @@ def test_a_loss_curve_that_would_replace_an_input_is_refused(tmp_path, capsys):
     assert source.read_bytes() == before and not (tmp_path / "a.tif").exists()
 
 
+def test_outputs_differing_only_in_their_extension_keep_their_own_loss_curves(tmp_path, capsys):
+    """``a.tif`` then ``a.tiff`` (or ``OUT.TIF`` then ``OUT.TIFF``) shared ``a_loss.png``: the second run replaced the
+    first run's curve without a word. Each curve is named by its output's whole name."""
+    for name in ("a.tif", "a.tiff"):
+        assert main(["dip", S2_20M, str(tmp_path / name), "--scale", "2", "--bands", "1", *FAST]) == 0
+        assert f"training loss curve: {tmp_path / name}.loss.png" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["a.tif", "a.tif.loss.png", "a.tiff", "a.tiff.loss.png"]
+    names = ["OUT.TIF", "OUT.TIFF", "out.tif", "a.tiff.tif", "a.tiff"]
+    assert [os.path.basename(loss_curve_path(str(tmp_path / n))) for n in names] == [f"{n}.loss.png" for n in names]
+
+
 def test_over_long_output_names_and_a_file_as_folder_are_refused_before_the_run(tmp_path, capsys):
     """A name the folder cannot take was refused by the final rename, after the whole optimisation; a file
     given as the output's folder was said not to exist."""
-    long = "x" * 251  # x….tif fits in 255 bytes; its loss curve x…_loss.png does not
+    long = "x" * 251  # x….tif fits in 255 bytes; its loss curve x….tif.loss.png does not
     cases = [
         ("y" * 300 + ".tif", f"output {tmp_path / ('y' * 300 + '.tif')}: the file name is 304 bytes long"),
-        (long + ".tif", f"the loss curve {tmp_path / (long + '_loss.png')} drawn beside output {tmp_path / (long + '.tif')}: "
-                        f"the file name is 260 bytes long, its folder takes at most {os.pathconf(tmp_path, 'PC_NAME_MAX')}"),
+        (long + ".tif", f"the loss curve {tmp_path / (long + '.tif.loss.png')} drawn beside output {tmp_path / (long + '.tif')}: "
+                        f"the file name is 264 bytes long, its folder takes at most {os.pathconf(tmp_path, 'PC_NAME_MAX')}"),
         ("in.tif/out.tif", f"output folder {tmp_path / 'in.tif'} of output {tmp_path / 'in.tif' / 'out.tif'} is a file, not a folder"),
     ]
     shutil.copy(S2_20M, tmp_path / "in.tif")

@@ -196,6 +196,31 @@ def test_an_extent_on_a_raster_georeferenced_by_points_only_is_refused(tmp_path,
     assert sorted(os.listdir(tmp_path)) == [os.path.basename(source)]
 
 
+def points_only_refusal(role: str, path: str, by: str) -> str:
+    """The refusal of a target or guide georeferenced by points only (``by``: as ``POINTS_ONLY`` names them)."""
+    other = "guide" if role == "target" else "target"
+    return (f"the {role} {path} is georeferenced by {by} (no geotransform), so its pixels cannot be matched with the "
+            f"{other}'s: warp it to a map grid first (gdalwarp)")
+
+
+@pytest.mark.parametrize("make,by", POINTS_ONLY, ids=["gcps", "rpcs"])
+def test_guided_names_a_target_or_guide_georeferenced_by_points_only(tmp_path, capsys, make, by) -> None:
+    """A guide georeferenced by ground control points only was said to have no CRS, to be assigned with gdal_edit
+    -a_srs (which changes nothing: the points carry it); both such rasters were said to be of one pixel size.
+    guided and evaluate --method guided now refuse either as an extent on it is refused, naming which one,
+    in one line and before anything is written."""
+    points, grid = make(tmp_path), S2_20M
+    out = str(tmp_path / "never.tif")
+    kernels = ["--kernel", "bicubic", "--guide-kernel", "bicubic", "--iterations", "2"]
+    for target, guide, role in ((grid, points, "guide"), (points, grid, "target"), (points, points, "target")):
+        expected = [f"internal-sr: error: {points_only_refusal(role, points, by)}"]
+        assert cli(["guided", target, guide, out, *kernels]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == expected
+        assert cli(["evaluate", target, "--scale", "2", "--method", "guided", "--guide", guide, *kernels]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == expected
+    assert os.listdir(tmp_path) == [os.path.basename(points)]
+
+
 @pytest.mark.parametrize("method", ["dip", "degrade", "guided"])
 def test_an_rpc_model_is_moved_to_the_pixels_of_an_extents_output(tmp_path, method) -> None:
     # a georeferenced raster that also carries its sensor's RPC model (a level-1 product with a rough grid):
@@ -419,6 +444,22 @@ def test_processing_extent_on_a_raster_georeferenced_by_points_only_is_refused(t
         processing_run("degrade", {"INPUT": source, "SCALE": 2, "EXTENT": "12.501,12.509,41.891,41.899 [EPSG:4326]", "OUTPUT": out})
     lines = [line for line in str(error.value).strip().splitlines() if f"georeferenced by {by}" in line]
     assert len(lines) == 1 and not os.path.exists(out)
+
+
+@pytest.mark.qgis
+@pytest.mark.usefixtures("internal_sr_provider")
+@pytest.mark.parametrize("make,by", POINTS_ONLY, ids=["gcps", "rpcs"])
+def test_processing_guided_names_a_guide_georeferenced_by_points_only(tmp_path, make, by) -> None:
+    """Processing takes the layer's CRS, which QGIS gives a raster from its points: the refusal is the same."""
+    from qgis.core import QgsProcessingException
+
+    guide, target, out = make(tmp_path), str(tmp_path / "s2_20m.tif"), str(tmp_path / "never.tif")
+    shutil.copy(S2_20M, target)
+    kernels = {"KERNEL": "bicubic", "GUIDE_KERNEL": "bicubic", "ITERATIONS": 2}
+    with pytest.raises(QgsProcessingException) as error:
+        processing_run("guided_dip", {"INPUT": target, "GUIDE": guide, **kernels, "OUTPUT": out})
+    lines = [line for line in str(error.value).strip().splitlines() if "georeferenced by" in line]
+    assert lines == [points_only_refusal("guide", guide, by)] and not os.path.exists(out)
 
 
 @pytest.mark.qgis

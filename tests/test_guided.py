@@ -348,6 +348,31 @@ def test_a_product_folder_becomes_all_bands_at_10m(tmp_path):
     assert [n for n in os.listdir(tmp_path) if n.startswith(".internal_sr-")] == []
 
 
+def test_a_product_band_file_georeferenced_by_points_only_is_named(tmp_path, capsys):
+    """A band file without a geotransform, placed by ground control points in the product's CRS: it was said to be
+    in no CRS, to be reprojected; now the one-line refusal guided and an extent give, naming the file."""
+    import warnings
+
+    from rasterio.control import GroundControlPoint
+    from rasterio.errors import NotGeoreferencedWarning
+
+    folder = product_folder(tmp_path / "S2A.SAFE")
+    path = str(tmp_path / "S2A.SAFE" / "IMG_DATA" / "T33UUB_20170527T100031_B08.tif")
+    corners = [(row, col, 300000.0 + 10 * col, 5800000.0 - 10 * row) for row in (0, 128) for col in (0, 128)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        write_raster(path, read(S2_10M)[3:4], crs=None, transform=Affine.identity())
+        with rasterio.open(path, "r+") as dataset:
+            dataset.gcps = ([GroundControlPoint(*corner) for corner in corners], rasterio.crs.CRS.from_epsg(32633))
+    out = str(tmp_path / "all10m.tif")
+    assert cli(["sentinel2", folder, out, "--iterations", "2"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1:] == [
+        f"internal-sr: error: {path} is georeferenced by ground control points only (no geotransform), so its pixels "
+        "cannot be matched with the other resolutions' bands: warp it to a map grid first (gdalwarp)"
+    ]
+    assert not os.path.exists(out)
+
+
 def test_a_level_2a_product_takes_each_band_at_its_own_resolution(tmp_path):
     """L2A folders hold resampled copies (R20m/…_B01_20m, R60m/…_B05_60m) that sort before the native
     files: each band comes from the file at its own resolution, so B1 and B9 share the 60 m grid."""

@@ -34,6 +34,7 @@ from internal_sr.core.kernelgan import (
     PatchDiscriminator,
     compose_x4,
     estimate_kernels,
+    estimated_kernel_path,
     zero_negligible,
 )
 from internal_sr.core.kernels import (
@@ -44,6 +45,7 @@ from internal_sr.core.kernels import (
     file_kernel_centre,
     isotropic_baseline,
     kernel_error,
+    kernel_files,
     Kernel,
     kernel_width,
     make_kernel,
@@ -209,6 +211,55 @@ def test_a_band_the_spectrum_cannot_read_fails_before_any_training(monkeypatch):
         estimate_kernels(image, np.ones(image.shape, bool), KernelGANConfig(iterations=30, per_band=True))
 
 
+@pytest.mark.parametrize("orientation", ["spectrum", "kernelgan"])
+def test_a_flat_raster_is_refused_before_any_training_whatever_the_orientation(tmp_path, capsys, monkeypatch, orientation):
+    """A constant raster shows no blur: the spectrum's orientation refused it, KernelGAN's own wrote a kernel of its
+    priors (σ about 0.87 px) learnt from nothing. Both now give the same one line, before any training; a raster
+    flat but for a textured area that touches no 64 × 64 window without nodata is flat too."""
+    from internal_sr.core import kernelgan
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("KernelGAN trained on a flat image")
+
+    monkeypatch.setattr(kernelgan, "estimate_x2", no_training)
+    flat = write_raster(str(tmp_path / "flat.tif"), np.full((1, 64, 64), 1000, np.uint16))
+    textured_in_nodata = np.full((1, 100, 100), 1000, np.uint16)
+    textured_in_nodata[0, :20] = read(S2_10M)[0, :20, :100]
+    textured_in_nodata[0, 20] = 0
+    masked = write_raster(str(tmp_path / "masked.tif"), textured_in_nodata, nodata=0)
+    for source in (flat, masked):
+        args = [source, str(tmp_path / "k.npy"), "--scale", "2", "--iterations", "2", "--orientation", orientation]
+        assert main(["kernelgan", *args]) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1:] == [
+            f"internal-sr: error: {source} is flat (one value in every 64×64 window without nodata): it shows no blur to estimate"
+        ]
+    assert sorted(os.listdir(tmp_path)) == ["flat.tif", "masked.tif"]
+
+
+@pytest.mark.parametrize("description", ["B8", None])
+def test_per_band_kernels_name_the_flat_band(tmp_path, capsys, description):
+    """``--per-band`` with a flat second band: the refusal names that band, its description when it has one."""
+    image = np.stack([read(S2_10M)[0, :64, :64], np.full((64, 64), 1000, np.uint16)])
+    source = write_raster(str(tmp_path / "two.tif"), image, descriptions=["B4", description] if description else None)
+    for orientation in ("spectrum", "kernelgan"):
+        args = [source, str(tmp_path / "k.npy"), "--scale", "2", "--iterations", "2", "--per-band", "--orientation", orientation]
+        assert main(["kernelgan", *args]) == 2
+        band = "band 2 (B8)" if description else "band 2"
+        assert capsys.readouterr().err.strip().splitlines()[-1:] == [
+            f"internal-sr: error: {band} of {source} is flat (one value in every 64×64 window without nodata): it shows no blur to estimate"
+        ]
+    assert os.listdir(tmp_path) == ["two.tif"]
+
+
+def test_a_shared_kernel_learns_from_the_bands_that_have_structure():
+    """Without ``per_band`` one flat band among textured ones is no refusal: the kernel is the image's."""
+    image = read(S2_10M).astype(np.float64)[:2, :64, :64]
+    image[1] = 7.0
+    for orientation in ("spectrum", "kernelgan"):
+        (estimate,) = estimate_kernels(image, np.ones(image.shape, bool), KernelGANConfig(iterations=2, orientation=orientation))
+        assert estimate.kernel.sum() == pytest.approx(1)
+
+
 @pytest.mark.parametrize("shape", [(1, 63, 100), (3, 100, 40)])
 def test_too_small_image_names_the_minimum(shape):
     with pytest.raises(InputError, match="at least 64×64 pixels") as error:
@@ -367,12 +418,20 @@ def test_cli_dip_with_estimated_kernel(tmp_path, capsys):
     out = tmp_path / "sr.tif"
     argv = ["dip", source, str(out), "--scale", "2", "--kernel", "estimate", "--kernelgan-iterations", "20", "--iterations", "2"]
     assert main(argv) == 0
-    assert out.exists() and (tmp_path / "sr_kernel.npy").exists()
+    assert out.exists() and (tmp_path / "sr.tif.kernel.npy").exists()
     err = capsys.readouterr().err
-    assert "kernel: " in err and "input pixels" in err and "sr_kernel.npy" in err
+    assert "kernel: " in err and "input pixels" in err and "sr.tif.kernel.npy" in err
     # DIP reads the kernel from its temporary file, but its log names the file the user will find
     (line,) = [line for line in err.splitlines() if line.startswith("Deep Image Prior on device")]
-    assert f"kernel {tmp_path / 'sr_kernel.npy'}," in line and ".internal_sr-" not in err
+    assert f"kernel {tmp_path / 'sr.tif.kernel.npy'}," in line and ".internal_sr-" not in err
+
+
+def test_outputs_differing_only_in_their_extension_keep_their_own_estimated_kernels():
+    """``a.tif`` and ``a.tiff`` (``OUT.TIF``, ``OUT.TIFF``) shared ``a_kernel.npy`` and its record and preview: the
+    second ``--kernel estimate`` run replaced the kernel the first output was made with."""
+    outputs = ["a.tif", "a.tiff", "OUT.TIF", "OUT.TIFF", "out.tif"]
+    files = [file for output in outputs for file in kernel_files(estimated_kernel_path(output))]
+    assert len(set(files)) == len(files) == 3 * len(outputs)
 
 
 def test_cli_kernelgan_that_fails_writing_the_preview_writes_none_of_its_files(tmp_path, capsys, monkeypatch):
@@ -408,7 +467,7 @@ def test_a_failed_estimate_run_keeps_the_earlier_runs_files_and_shows_no_new_one
             "--iterations", "2", "--device", "cpu"]
     assert main(argv) == 130 and seen == [["in.tif"]]
     assert os.listdir(tmp_path) == ["in.tif"]
-    earlier = {name: f"earlier {name}" for name in ("sr.tif", "sr_loss.png", "sr_kernel.npy", "sr_kernel.npy.json", "sr_kernel.png")}
+    earlier = {name: f"earlier {name}" for name in ("sr.tif", "sr.tif.loss.png", "sr.tif.kernel.npy", "sr.tif.kernel.npy.json", "sr.tif.kernel.png")}
     for name, text in earlier.items():
         (tmp_path / name).write_text(text)
     assert main(argv) == 130

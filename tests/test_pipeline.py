@@ -47,11 +47,11 @@ def test_a_run_draws_its_loss_curves_beside_the_output(tmp_path):
     out = tmp_path / "sr.tif"
     result = run_dip(S2_20M, out, tiles=TileOptions(48, 8))  # 96 × 96 input: 3 × 3 tiles sharing ≥ 8 pixels
     assert len(result.curves) == 9 and all(len(c) == 2 for c in result.curves) and result.steps == 18
-    curve = tmp_path / "sr_loss.png"
+    curve = tmp_path / "sr.tif.loss.png"
     assert f"training loss curve: {curve}" in result.messages
     with Image.open(curve) as image:
         assert image.format == "PNG" and image.size == (720, 400)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sr.tif", "sr_loss.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sr.tif", "sr.tif.loss.png"]
 
 
 def test_a_loss_curve_that_cannot_be_written_is_a_warning_and_the_output_stands(tmp_path, monkeypatch):
@@ -62,7 +62,7 @@ def test_a_loss_curve_that_cannot_be_written_is_a_warning_and_the_output_stands(
 
     monkeypatch.setattr(figures, "write_png", full_disk)
     result = run_dip(S2_20M, tmp_path / "sr.tif", tiles=TileOptions(96, 8))
-    assert (tmp_path / "sr.tif").exists() and not (tmp_path / "sr_loss.png").exists()
+    assert (tmp_path / "sr.tif").exists() and not (tmp_path / "sr.tif.loss.png").exists()
     assert any(m.startswith("warning: the training loss curve could not be written") for m in result.messages)
 
 

@@ -53,7 +53,7 @@ def test_guided_output_is_on_the_guide_grid(tmp_path) -> None:
     target, guide = pair(tmp_path)
     out = str(tmp_path / "sharp.tif")
     result = run({"INPUT": target, "BANDS": [1, 6], "GUIDE": guide, "GUIDE_BANDS": [1, 2, 4], **FAST, "OUTPUT": out})
-    assert result["OUTPUT"] == out and result["LOSS_CURVE"] == str(tmp_path / "sharp_loss.png")
+    assert result["OUTPUT"] == out and result["LOSS_CURVE"] == str(tmp_path / "sharp.tif.loss.png")
     with rasterio.open(out) as dst:
         # the guide starts 2 target pixels right and down: 62 × 62 target pixels overlap, on the 10 m grid
         assert dst.transform == Affine(10.0, 0, 300040.0, 0, -10.0, 5799960.0)

@@ -60,7 +60,7 @@ def test_dip_output_is_the_input_grid_refined(crop64: str, tmp_path, empty_proje
     feedback = QgsProcessingFeedback()
     result = run("dip", {"INPUT": crop64, "BANDS": [2, 5], "SCALE": 2, **FAST, "OUTPUT": out}, feedback)
     assert result["OUTPUT"] == out
-    assert result["LOSS_CURVE"] == str(tmp_path / "dip_loss.png") and os.path.isfile(result["LOSS_CURVE"])
+    assert result["LOSS_CURVE"] == str(tmp_path / "dip.tif.loss.png") and os.path.isfile(result["LOSS_CURVE"])
     src, dst = grid_info(crop64), grid_info(out)
     assert (dst.width, dst.height) == (2 * src.width, 2 * src.height)
     assert dst.crs == src.crs == "EPSG:32618"

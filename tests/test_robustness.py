@@ -117,7 +117,7 @@ def test_two_processes_at_once_give_what_one_alone_gives(tmp_path: Path) -> None
         assert main(["dip", source, str(tmp_path / "alone.tif"), *options]) == 0
     finally:
         torch.set_num_threads(threads)
-    assert sorted(os.listdir(out)) == ["a.tif", "a_loss.png", "b.tif", "b_loss.png"]
+    assert sorted(os.listdir(out)) == ["a.tif", "a.tif.loss.png", "b.tif", "b.tif.loss.png"]
     alone = read(str(tmp_path / "alone.tif"))
     np.testing.assert_array_equal(read(str(out / "a.tif")), alone)
     np.testing.assert_array_equal(read(str(out / "b.tif")), alone)
