@@ -10,7 +10,7 @@ is smaller than the padding). ``upsample`` interpolates on the same centres.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .errors import InputError
 from .kernels import Kernel
+from .normalise import BandScaling, exact_float
 
 
 def _pad(x: torch.Tensor, pad_rows: int, pad_cols: int) -> torch.Tensor:
@@ -239,11 +240,35 @@ def back_project(
         return torch.where(keep, refined, x)
 
 
-def degrade_array(image: np.ndarray, kernel: Kernel | list[Kernel]) -> np.ndarray:
-    """Apply ``D`` (one kernel, or one per band) to a ``(C, H, W)`` float array, cropping H and W down to multiples of ``s`` first."""
+def in_float32(
+    apply: Callable[[torch.Tensor], torch.Tensor], image: np.ndarray, scaling: BandScaling | None = None
+) -> np.ndarray:
+    """``apply``, a linear operator on ``(1, C, H, W)`` float32 tensors that keeps constants (``Degradation`` by
+    normalised kernels, bicubic ``upsample``, ``back_project``), on the ``(C, H, W)`` array ``image`` at the precision
+    of its own type (``normalise.exact_float``).
+
+    Values float32 holds (float32, 8- and 16-bit integers) go in as float32 and the result is float32. Others
+    (float64, int32, uint32) are normalised per band by ``scaling`` (default: each band's finite range) in float64
+    before the cast to float32 and denormalised after the cast back, as the networks' tiles are, and the result is
+    float64: only the normalised values carry float32 rounding (about 1e-7 of the range, not of the values, which
+    may be 2e9 with a range of 2000), and a constant band comes back exactly.
+    """
+    with torch.no_grad():
+        if exact_float(image.dtype) == np.float32:
+            return apply(torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)[None])[0].numpy()
+        if scaling is None:
+            scaling = BandScaling.fit(image, np.isfinite(image), (0.0, 100.0))
+        return scaling.denormalise(apply(torch.as_tensor(scaling.normalise(image))[None])[0].numpy())
+
+
+def degrade_array(image: np.ndarray, kernel: Kernel | list[Kernel], scaling: BandScaling | None = None) -> np.ndarray:
+    """Apply ``D`` (one kernel, or one per band) to a ``(C, H, W)`` array, cropping H and W down to multiples of ``s`` first.
+
+    Computed in float32 at the precision of ``image``'s type (``in_float32``: float32 for float32 and 8- and 16-bit
+    integers; float64 for the others, normalised by ``scaling``, default each band's range, so a constant comes back
+    exactly). Pieces of one raster degraded with one ``scaling`` round alike.
+    """
     degradation = Degradation(kernel)
     s = degradation.scale
     h, w = (image.shape[-2] // s) * s, (image.shape[-1] // s) * s
-    with torch.no_grad():
-        x = torch.as_tensor(np.ascontiguousarray(image[:, :h, :w]), dtype=torch.float32)[None]
-        return degradation(x)[0].numpy()
+    return in_float32(degradation, image[:, :h, :w], scaling)

@@ -14,7 +14,7 @@ import torch
 
 from . import metrics
 from .config import EVALUATION_METHODS, DIPConfig, GuidedDIPConfig, InternalLearningConfig, IOOptions, KnitworkConfig
-from .degradation import Degradation, back_project, degrade_array, upsample
+from .degradation import Degradation, back_project, degrade_array, in_float32, upsample
 from .errors import InputError
 from .grid import Window
 from .kernels import Kernel, make_kernel
@@ -35,17 +35,16 @@ def wald_pair(reference: np.ndarray, kernel: Kernel) -> tuple[np.ndarray, np.nda
 
 
 def bicubic(low: np.ndarray, scale: int) -> np.ndarray:
-    """Bicubic interpolation (``align_corners=False``) of ``(C, h, w)`` by ``scale``."""
-    with torch.no_grad():
-        return upsample(torch.as_tensor(low, dtype=torch.float32)[None], scale)[0].double().numpy()
+    """Bicubic interpolation (``align_corners=False``) of ``(C, h, w)`` by ``scale``; float64 (computed in float32
+    on values normalised in float64 where ``low``'s type needs it: ``degradation.in_float32``)."""
+    return in_float32(lambda y: upsample(y, scale), low).astype(np.float64)
 
 
 def bicubic_back_projected(low: np.ndarray, kernel: Kernel | list[Kernel], steps: int = BASELINE_BP_STEPS) -> np.ndarray:
-    """Bicubic interpolation followed by ``steps`` of iterative back-projection with ``kernel`` (or one per band)."""
-    y = torch.as_tensor(low, dtype=torch.float32)[None]
+    """Bicubic interpolation followed by ``steps`` of iterative back-projection with ``kernel`` (or one per band);
+    float64, at ``low``'s precision as ``bicubic``."""
     degradation = Degradation(kernel)
-    x = back_project(upsample(y, degradation.scale), y, degradation, steps)
-    return x[0].double().numpy()
+    return in_float32(lambda y: back_project(upsample(y, degradation.scale), y, degradation, steps), low).astype(np.float64)
 
 
 def hpf_injection(

@@ -183,7 +183,7 @@ def estimation_window(info: RasterInfo, edge: int) -> Window | None:
     factor = math.ceil(max(width, height) / PLACEMENT_SAMPLE)
     rows, cols = max(1, height // factor), max(1, width // factor)
     data, valid = read_window(info, out_shape=(len(info.bands), rows, cols))
-    filled = np.where(valid, data, np.float32(0)).astype(np.float32)
+    filled = np.where(valid, data, data.dtype.type(0))  # float64 where float32 would round the values (int32 …)
     score = structure_map(filled) * valid_interior(valid.all(0))
     sums = window_sums(score, (max(1, h * rows // height), max(1, w * cols // width)))
     best = np.argwhere(sums == sums.max())

@@ -20,7 +20,7 @@ from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Grid, Window
 from .kernels import Kernel, make_kernel, recentring_note
-from .normalise import BandScaling
+from .normalise import BandScaling, exact_float
 from .progress import NullProgress, Progress, check_cancelled
 from .raster import (
     AtomicGeoTIFF,
@@ -179,11 +179,16 @@ def extent_message(window: Window) -> str:
     return f"extent: input {window.describe()}"
 
 
-def fit_scaling(info: RasterInfo) -> BandScaling:
-    """Per-band normalisation fitted on at most ``SCALING_SAMPLE``² pixels (nearest-neighbour decimated read)."""
+def scaling_sample(info: RasterInfo) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``SCALING_SAMPLE``² pixels of ``info``'s area (nearest-neighbour decimated read) and their validity."""
     factor = max(1, int(np.ceil(max(info.grid.width, info.grid.height) / SCALING_SAMPLE)))
     shape = (len(info.bands), max(1, info.grid.height // factor), max(1, info.grid.width // factor))
-    data, valid = read_window(info, out_shape=shape)
+    return read_window(info, out_shape=shape)
+
+
+def fit_scaling(info: RasterInfo) -> BandScaling:
+    """Per-band normalisation fitted on at most ``SCALING_SAMPLE``² pixels (``scaling_sample``)."""
+    data, valid = scaling_sample(info)
     if not valid.any():
         raise InputError(f"{info.path} has no valid pixels (everything is nodata)")
     return BandScaling.fit(data, valid)
@@ -328,7 +333,8 @@ def super_resolve_array(
     not finite or are fill values (``raster.valid_mask``) are invalid, besides those ``valid`` marks so.
     """
     recorder = _Recorder(progress or NullProgress())
-    image = np.asarray(image, dtype=np.float32)
+    image = np.asarray(image)
+    image = image.astype(exact_float(image.dtype), copy=False)  # int32 / uint32 / float64 values stay exact
     valid = valid_mask(image, None) if valid is None else valid & valid_mask(image, None)
     c, h, w = image.shape
     config.check_input_size(w, h)
@@ -340,7 +346,8 @@ def super_resolve_array(
 
 
 #: Input values (pixels × bands) ``degrade`` reads at once: it works in strips of whole blocks of rows,
-#: so its memory is bounded by the strip whatever the raster's size (64 MB of float32 per array).
+#: so its memory is bounded by the strip whatever the raster's size (64 MB of float32 per array; half as many
+#: values for the rasters read as float64, ``normalise.exact_float``).
 DEGRADE_STRIP_VALUES = 2**24
 
 
@@ -358,7 +365,9 @@ def degrade(
     a whole block are dropped). A low-resolution pixel is nodata when any pixel under its kernel is.
     The raster is read in strips of rows with the kernel's reach of context on every side (clipped to the
     file's whole blocks, where the borders are reflected), which gives the pixels a whole-raster pass
-    gives, on an extent (``io.extent``) too.
+    gives, on an extent (``io.extent``) too. Values float32 cannot hold (int32, uint32, float64) are degraded
+    normalised by one scaling of the whole file (``degrade_array``), so strips and extents round alike and only
+    the normalised values carry float32 rounding: a constant comes back exactly.
     """
     recorder = _Recorder(progress or NullProgress())
     info, k = check_degrade(input_path, output_path, scale, kernel, io)
@@ -374,7 +383,11 @@ def degrade(
     reach = -(-k.size // scale) * scale  # context on each side of a strip, in whole blocks
     height, width = grid.height * scale, grid.width * scale
     left, end = max(0, area.col_off - reach), min(right, area.col_off + width + reach)
-    rows = max(scale, DEGRADE_STRIP_VALUES // ((end - left) * len(info.bands)) // scale * scale)
+    values = exact_float(info.dtype)
+    strip_values = DEGRADE_STRIP_VALUES * 4 // values.itemsize
+    rows = max(scale, strip_values // ((end - left) * len(info.bands)) // scale * scale)
+    # float64 values: normalised in float64 by one scaling of the file before the float32 blur
+    scaling = BandScaling.fit(*scaling_sample(file_info)) if values != np.float32 else None
     any_valid = False
     with AtomicGeoTIFF(output_path, info, grid, output_dtype(info, io.float32), io.cog) as out:
         for top in range(0, height, rows):
@@ -386,9 +399,9 @@ def degrade(
             inside = Window(area.col_off - left, area.row_off + top - first, width, bottom - top)
             any_valid |= bool(valid[(slice(None), *inside.slices)].any())
             counts = valid.sum(axis=(1, 2), keepdims=True)
-            means = (np.where(valid, data, 0).sum(axis=(1, 2), keepdims=True) / np.maximum(counts, 1)).astype(np.float32)
+            means = (np.where(valid, data, 0).sum(axis=(1, 2), keepdims=True) / np.maximum(counts, 1)).astype(data.dtype)
             # what fills nodata pixels never shows: every low-resolution pixel they reach is nodata
-            low = degrade_array(np.where(valid, data, means), k)
+            low = degrade_array(np.where(valid, data, means), k, scaling)
             low_valid = degrade_array((~valid).astype(np.float32), k.footprint()) <= 1e-6
             keep = (slice(None), *Window(inside.col_off // scale, inside.row_off // scale, grid.width, inside.height // scale).slices)
             out.write(Window(0, top // scale, grid.width, (bottom - top) // scale), low[keep], low_valid[keep])

@@ -37,6 +37,7 @@ from rasterio.rpc import RPC
 from .config import GEOTIFF_EXTENSIONS, extent_words, is_named_pipe
 from .errors import InputError, OutputWriteError
 from .grid import Grid, Window
+from .normalise import exact_float
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
@@ -376,10 +377,13 @@ def may_be_invalid(info: RasterInfo) -> bool:
     return info.nodata is not None or info.masked or np.issubdtype(np.dtype(info.dtype), np.floating)
 
 
-def as_float32(raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """``raw`` as float32; invalid pixels (possibly beyond the float32 range) become NaN."""
+def as_float(raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``raw`` as the float type that holds its values exactly (``normalise.exact_float``: float32 up to 16-bit
+    integers and float32, float64 for int32, uint32 and float64); invalid pixels (possibly beyond the float32
+    range) become NaN."""
+    dtype = exact_float(raw.dtype)
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.where(valid, raw.astype(np.float32), np.float32(np.nan))
+        return np.where(valid, raw.astype(dtype), dtype.type(np.nan))
 
 
 def file_window(info: RasterInfo, window: Window | None = None) -> Window | None:
@@ -394,13 +398,15 @@ def file_window(info: RasterInfo, window: Window | None = None) -> Window | None
 def read_window(
     info: RasterInfo, window: Window | None = None, out_shape: tuple[int, int, int] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read the selected bands in ``window`` of ``info.grid`` (default: all) as float32 values and a validity mask.
+    """Read the selected bands in ``window`` of ``info.grid`` (default: all) as float values and a validity mask.
 
-    ``out_shape`` ``(C, h, w)`` reads the window decimated to that size (nearest neighbour), masks too.
+    The values are exact (``as_float``): float32 for a file of 8- or 16-bit integers or float32, float64 for
+    int32, uint32 and float64, so a window costs twice the memory there. ``out_shape`` ``(C, h, w)`` reads the
+    window decimated to that size (nearest neighbour), masks too.
     """
     raw, masked = _read_raw(info, window, out_shape)
     valid = valid_mask(raw, info.nodata) & masked
-    return as_float32(raw, valid), valid
+    return as_float(raw, valid), valid
 
 
 def _read_raw(

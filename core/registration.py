@@ -29,11 +29,12 @@ import numpy as np
 import torch
 from skimage.registration import phase_cross_correlation
 
-from .degradation import Degradation
+from .degradation import degrade_array
 from .dip import fill_invalid
 from .grid import Window
 from .guided import degraded_valid
 from .kernels import Kernel
+from .normalise import exact_float
 from .raster import valid_interior
 
 #: Largest edge of the central area compared, in target pixels (one FFT of at most 256² pixels) and in guide
@@ -126,16 +127,21 @@ def guide_misregistration(
 
     target: ``(T, h, w)`` and its validity; guide: ``(G, s·h, s·w)`` on the nested grid and its validity;
     guide_kernels: one per guide band (``core.sharpen.band_kernels``, with the grids' phase). Raw values:
-    every band is standardised here.
+    every band is standardised here. Filled in the float type that holds the values (``normalise.exact_float``:
+    float64 for int32, uint32 and float64, whose edges float32 would round away on a large offset) and degraded
+    at that precision (``degrade_array``).
     """
     valid = compared_area(target_valid, guide_valid, guide_kernels)
     if min(valid.shape) < 8 or valid.sum() < MIN_PIXELS:
         return None
+
+    def filled(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(values, dtype=exact_float(values.dtype)))[None]
+        return fill_invalid(x, torch.as_tensor(ok).to(x.dtype)[None])[0].numpy()
+
     with torch.no_grad():
-        g = fill_invalid(torch.as_tensor(guide, dtype=torch.float32)[None], torch.as_tensor(guide_valid, dtype=torch.float32)[None])
-        guide_low = Degradation(guide_kernels)(g)[0].numpy()
-        m_t = torch.as_tensor(target_valid, dtype=torch.float32)[None]
-        filled_target = fill_invalid(torch.as_tensor(target, dtype=torch.float32)[None], m_t)[0].numpy()
+        guide_low = degrade_array(filled(guide, guide_valid), guide_kernels)
+        filled_target = filled(target, target_valid)
     return estimate_shift(edge_map(filled_target, valid), edge_map(guide_low, valid), valid)
 
 

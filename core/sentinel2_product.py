@@ -27,6 +27,7 @@ from .config import GuidedDIPConfig, IOOptions
 from .errors import InputError
 from .grid import Grid, NotAligned, Window, guide_position, nest
 from .guided import MIN_TARGET_SIZE
+from .normalise import exact_float
 from .pipeline import RunResult, _Recorder
 from .progress import NullProgress, Progress, SubProgress
 from .raster import (
@@ -332,7 +333,7 @@ def _assemble(
         """The output's row blocks: window, float values ``(C, h, w)`` and their validity, bands in ``order``."""
         for top in range(0, area.height, BLOCK_ROWS):
             block = Window(0, top, area.width, min(BLOCK_ROWS, area.height - top))
-            values = np.zeros((len(names), block.height, block.width), dtype=np.float32)
+            values = np.zeros((len(names), block.height, block.width), dtype=exact_float(dtype))  # int32 values stay exact
             valid = np.zeros(values.shape, dtype=bool)
             for k, (res, i, _) in enumerate(order):
                 w = windows[res]

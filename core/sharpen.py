@@ -29,7 +29,7 @@ from .errors import InputError
 from .grid import Nesting, Window, nest
 from .guided import MIN_TARGET_SIZE
 from .kernels import Kernel, make_kernel, recentring_note
-from .normalise import BandScaling
+from .normalise import BandScaling, exact_float
 from .pipeline import RunResult, _Recorder, collect_tiled, extent_message, fit_scaling, log_fill_values, write_tiled
 from .progress import NullProgress, Progress
 from .raster import RasterInfo, check_map_grid, check_raster_output, georeferencing_note, may_be_invalid, open_info, read_window, valid_mask
@@ -266,7 +266,9 @@ def sharpen_array(
     benchmarks (same solver as file runs).
     """
     recorder = _Recorder(progress or NullProgress())
-    target, guide = np.asarray(target, dtype=np.float32), np.asarray(guide, dtype=np.float32)
+    target, guide = np.asarray(target), np.asarray(guide)
+    # int32 / uint32 / float64 values stay exact (normalised in float64 per tile)
+    target, guide = target.astype(exact_float(target.dtype), copy=False), guide.astype(exact_float(guide.dtype), copy=False)
     (_, h, w), (gh, gw) = target.shape, guide.shape[-2:]
     if gh % h or gw % w or gh // h != gw // w or gh // h < 2:
         raise InputError(f"guide {gw}×{gh} is not an integer multiple ≥ 2 of the target {w}×{h}")

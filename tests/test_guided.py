@@ -309,18 +309,23 @@ def test_tiled_run_matches_the_tile_plan(tmp_path):
     assert np.abs(means - low).mean() < 0.02 * low.mean()  # no seams or offsets between tiles
 
 
-def product_folder(folder, east20: float = 0.0, east60: float = 0.0) -> str:
+def product_folder(folder, east20: float = 0.0, east60: float = 0.0, offset: int = 0) -> str:
     """A Sentinel-2-like folder from the committed crops: one file per 10 m and 60 m band, one 20 m stack
     whose band names are only in its file name, all georeferenced on one UTM origin (the 20 m and 60 m files
-    moved ``east20`` and ``east60`` metres east of it)."""
+    moved ``east20`` and ``east60`` metres east of it). With ``offset`` the bands are int32, ``offset`` + the crops'
+    values."""
+
+    def values(path: str) -> np.ndarray:
+        return read(path) if not offset else read(path).astype(np.int32) + np.int32(offset)
+
     os.makedirs(folder / "IMG_DATA")
     for index, band in enumerate(("B04", "B03", "B02", "B08")):
-        write_raster(str(folder / "IMG_DATA" / f"T33UUB_20170527T100031_{band}.tif"), read(S2_10M)[index : index + 1],
+        write_raster(str(folder / "IMG_DATA" / f"T33UUB_20170527T100031_{band}.tif"), values(S2_10M)[index : index + 1],
                      transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
-    write_raster(str(folder / "IMG_DATA" / "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif"), read(S2_20M_SAME_AREA),
+    write_raster(str(folder / "IMG_DATA" / "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif"), values(S2_20M_SAME_AREA),
                  transform=Affine(20.0, 0, 300000.0 + east20, 0, -20.0, 5800000.0))
     for index, band in enumerate(("B01", "B09")):
-        write_raster(str(folder / "IMG_DATA" / f"T33UUB_20170527T100031_{band}.tif"), read(S2_60M_SAME_AREA)[index : index + 1],
+        write_raster(str(folder / "IMG_DATA" / f"T33UUB_20170527T100031_{band}.tif"), values(S2_60M_SAME_AREA)[index : index + 1],
                      transform=Affine(60.0, 0, 300020.0 + east60, 0, -60.0, 5800000.0))
     (folder / "MTD_MSIL1C.xml").write_text("<metadata/>")
     return str(folder)
@@ -371,6 +376,26 @@ def test_a_product_band_file_georeferenced_by_points_only_is_named(tmp_path, cap
         "cannot be matched with the other resolutions' bands: warp it to a map grid first (gdalwarp)"
     ]
     assert not os.path.exists(out)
+
+
+def test_int32_bands_on_a_large_offset_pass_through_exactly(tmp_path):
+    """The product's bands are assembled in the float type that holds their values (float64 for int32): the 10 m
+    bands on an offset of 2e9 pass through untouched (float32 rounded them to steps of 128), and the sharpened
+    bands stay within the 20 m and 60 m bands' own range (not thrown off by such steps)."""
+    from internal_sr.core.sentinel2_product import sharpen_product
+
+    offset = 2_000_000_000
+    out = str(tmp_path / "all10m.tif")
+    sharpen_product([product_folder(tmp_path / "S2A.SAFE", offset=offset)], out, FAST)
+    with rasterio.open(out) as dst:
+        assert dst.dtypes[0] == "int32"
+        values = dst.read().astype(np.int64) - offset
+    np.testing.assert_array_equal(values[[3, 2, 1, 7]], read(S2_10M)[:, :120, 2:122])
+    twenty = read(S2_20M_SAME_AREA).astype(np.int64)
+    low, high = twenty.min(axis=(1, 2)), twenty.max(axis=(1, 2))
+    span = high - low
+    sharpened = values[[4, 5, 6, 8, 10, 11]]  # B5, B6, B7, B8A, B11, B12
+    assert np.all(sharpened.min(axis=(1, 2)) > low - span) and np.all(sharpened.max(axis=(1, 2)) < high + span)
 
 
 def test_a_level_2a_product_takes_each_band_at_its_own_resolution(tmp_path):

@@ -507,3 +507,16 @@ def test_a_raster_larger_than_the_window_is_estimated_on_its_most_structured_win
     reads.clear()
     kernelgan.estimate_kernel_file(source, str(tmp_path / "whole.npy"), replace(config, max_window=300))
     assert [(window, out_shape, shape) for window, out_shape, shape in reads] == [(None, None, (2, 200, 300))]
+
+
+def test_the_estimation_window_of_int32_values_on_a_large_offset_is_the_one_without_it(tmp_path):
+    """The window is ranked on values read as float64 (int32, uint32, float64: ``raster.read_window``): an offset of
+    2e9, which float32 rounds to steps of 128, moves no gradient and so not the window."""
+    from internal_sr.core.kernelgan import estimation_window
+    from internal_sr.core.raster import open_info
+
+    base = read(S2_10M_256).astype(np.int32)
+    plain = write_raster(str(tmp_path / "plain.tif"), base)
+    shifted = write_raster(str(tmp_path / "offset.tif"), base + np.int32(2_000_000_000))
+    for edge in (64, 96):
+        assert estimation_window(open_info(shifted), edge) == estimation_window(open_info(plain), edge)

@@ -109,3 +109,21 @@ def test_pixels_next_to_nodata_are_not_compared():
 def test_the_warning_names_the_bands_in_the_front_ends_words():
     line = registration_warning(Misregistration(0.5, 0.0, 0.8), ("the 60 m bands B1, B9", "the 10 m bands B2, B3, B4, B8"))
     assert line.startswith("warning: the guide (the 10 m bands B2, B3, B4, B8) looks shifted against the target (the 60 m bands B1, B9)")
+
+
+@pytest.mark.parametrize("offset", [2e9, 1e10 + 0.5])
+def test_values_on_a_large_offset_give_the_shift_they_give_without_it(offset):
+    """int32, uint32 and float64 rasters are read as float64 (``raster.read_window``): the check fills and degrades
+    them at that precision (``degrade_array``), so an offset float32 would round the edges away on (2e9 rounds to
+    steps of 128, 1e10 to steps of 1024, coarser than the crops' edges) changes nothing: the edge maps then differ by
+    float64 roundings only, far below the estimate's 1/UPSAMPLE pixel."""
+    guide, target = moved(read(S2_10M), 1, 0).astype(np.float64), read(S2_20M_SAME_AREA).astype(np.float64)
+    kernels = band_kernels("sentinel2", NAMES10, 2, "guide")
+
+    def check(t: np.ndarray, g: np.ndarray) -> Misregistration:
+        return guide_misregistration(t, np.ones(t.shape, bool), g, np.ones(g.shape, bool), kernels)
+
+    plain, shifted = check(target, guide), check(target + offset, guide + offset)
+    assert plain.dx == pytest.approx(0.5, abs=0.1) and plain.correlation > MIN_CORRELATION
+    assert (shifted.dx, shifted.dy) == pytest.approx((plain.dx, plain.dy), abs=1e-6)
+    assert shifted.correlation == pytest.approx(plain.correlation, abs=1e-6)
