@@ -1,7 +1,8 @@
 """Typical run times of the optimising methods: the help texts and the dialog's estimate share them.
 
-The CPU figures of Knitworks and guided DIP are those of ``benchmarks/results/speed.json``, and the README's
-run-time table states these figures (``tests/test_run_times.py`` holds them together).
+The CPU figures are those of ``benchmarks/results/speed.json`` (one core), the GPU figures those of
+``benchmarks/results/gpu.json``, and the README's run-time table states them (``tests/test_run_times.py``
+holds them together).
 
 A figure is the seconds one optimisation step takes on one tile whose *output* is
 ``REFERENCE_PIXELS`` (256 × 256: a 128 × 128 input tile at ×2). On a CPU a step's cost grows with the
@@ -22,11 +23,10 @@ REFERENCE_PIXELS = 256 * 256
 
 @dataclass(frozen=True)
 class StepTimes:
-    """Seconds per step on a 256 × 256-output tile: on a CPU of ``cpu_cores`` cores, on a CUDA GPU
+    """Seconds per step on a 256 × 256-output tile: on one CPU core (one PyTorch thread), on a CUDA GPU
     (``benchmarks/results/gpu.json``'s *steps* part)."""
 
     cpu: float
-    cpu_cores: int
     gpu: float
     #: Where the figures come from, for the help text.
     measured: str
@@ -37,30 +37,22 @@ class StepTimes:
 #: benchmark's *steps* and *batch* parts).
 GPU_FLAT_PIXELS = 320 * 320
 
-#: Share of a whole-tile step that a Knitworks step on its default step windows (0.7) takes: 0.75–0.80 against
-#: 1.40–1.50 s side by side (128² input tile, ×2, one CPU thread, 2026-11-27); used until the speed benchmark's
-#: table is rerun with the windowed default (its ``knitwork_whole`` row then appears beside ``knitwork``).
-KNITWORK_WINDOW_SHARE = 0.53
-
 STEP_SECONDS: dict[str, StepTimes] = {
     "dip": StepTimes(
-        1.1,
-        2,
+        1.0,
         0.049,
-        "measured with the default network: 0.27 s per step for a 64 × 64 input tile at ×2 on a 2-core CPU "
-        "in the Wald benchmark, i.e. about 1.1 s for 256 × 256 output pixels; 0.049 s on an NVIDIA H200 (the GPU benchmark)",
+        "measured: 0.96 s of one CPU core per step on a 128 × 128 input tile at ×2 (the speed benchmark); 0.049 s on "
+        "an NVIDIA H200 (the GPU benchmark)",
     ),
     "knitwork": StepTimes(
-        1.2, 1, 0.014, "measured: 2.3 s of one CPU core per step on a 128 × 128 input tile at ×2 for whole-tile steps (the "
-        "speed benchmark), and the default step windows take 0.53 of a whole-tile step (0.75–0.80 against 1.40–1.50 s, "
-        "side by side), i.e. about 1.2 s; 0.014 s on an NVIDIA H200 (the GPU benchmark)"
+        0.8, 0.014, "measured: 0.79 s of one CPU core per step on a 128 × 128 input tile at ×2 on the default step "
+        "windows (the speed benchmark; 1.46 s for a whole-tile step); 0.014 s on an NVIDIA H200 (the GPU benchmark)"
     ),
     "guided": StepTimes(
-        1.9,
-        1,
+        1.4,
         0.013,
-        "measured: 0.475 s of one CPU core per step for 128 × 128 output pixels (a 64 × 64 target tile at ×2, "
-        "the speed benchmark), i.e. about 1.9 s for 256 × 256; 0.013 s on an NVIDIA H200 for a 128 × 128 target tile "
+        "measured: 0.344 s of one CPU core per step for 128 × 128 output pixels (a 64 × 64 target tile at ×2, "
+        "the speed benchmark), i.e. about 1.4 s for 256 × 256; 0.013 s on an NVIDIA H200 for a 128 × 128 target tile "
         "(the GPU benchmark)",
     ),
 }
@@ -109,10 +101,9 @@ def run_time_help(method: str, tile: str = "input") -> str:
     steps = QUALITY_PRESETS[method]["balanced"]
     cpu = duration(steps * times.cpu)
     gpu = f" and about {duration(steps * times.gpu)} on a CUDA GPU"
-    cores = "one CPU core" if times.cpu_cores == 1 else f"a {times.cpu_cores}-core CPU"
     return (
         f"<p><b>How long</b>: one 128 × 128 {tile} tile at ×2 (256 × 256 output pixels) at the default {steps} "
-        f"steps takes about {cpu} on {cores}{gpu} ({times.measured}). The time grows with "
+        f"steps takes about {cpu} on one CPU core{gpu} ({times.measured}). The time grows with "
         "the output pixels: "
         "×4 on the same tile takes four times as long, and a raster of many tiles takes that per tile, so on "
         "a CPU use the Extent to process your area of interest, or a GPU. "

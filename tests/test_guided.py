@@ -45,7 +45,7 @@ def wald_20m():
 def test_guided_dip_beats_bicubic_and_pansharpening_clearly(wald_20m):
     target, guide, reference = wald_20m
     torch.set_num_threads(2)
-    out, result = sharpen_array(target, guide, GuidedDIPConfig(iterations=300, device="cpu"), NAMES20, NAMES10)
+    out, result = sharpen_array(target, guide, GuidedDIPConfig(device="cpu"), NAMES20, NAMES10)  # its default 500 steps
     kernels = band_kernels("sentinel2", NAMES20, 2, "t"), band_kernels("sentinel2", NAMES10, 2, "g")
     scores = {
         "bicubic": bicubic(target, 2),
@@ -57,10 +57,10 @@ def test_guided_dip_beats_bicubic_and_pansharpening_clearly(wald_20m):
     print({k: f"RMSE {rmse[k]:.1f}, SAM {sam[k]:.3f}" for k in scores}, f"{result.steps} steps")
     assert rmse["guided DIP"] < 0.5 * rmse["bicubic"]
     assert sam["guided DIP"] < 0.75 * sam["bicubic"]
-    # the network's own contribution over its base's baseline (63.3; at 100 steps it had not yet moved off it):
-    # measured 56.5 with AVX2 kernels and 62.0 with AVX-512 ones (2026-11-27, same code and seed: the run is
-    # sensitive to float rounding), so the test asks for a clear gain that both reach, not the larger one
-    assert rmse["guided DIP"] < 0.985 * rmse["HPF injection + BP"]
+    # the network's own contribution over its base's baseline (63.3). A run moves with its seed as much as with
+    # float rounding (AVX2 against AVX-512 kernels): seeds 0-3 gave 53.2, 52.1, 54.0 and 58.6 at the default 500
+    # steps (57.3-61.7 at 300; one thread, AVX-512, 2026-11-27), so the test asks for a gain all of them reach
+    assert rmse["guided DIP"] < 0.95 * rmse["HPF injection + BP"]
 
 
 def test_injection_is_exact_when_the_target_is_a_blurred_combination_of_the_guide():
