@@ -287,6 +287,7 @@ def sharpen_product(
         todo = [res for res in (20, 60) if groups[res]]
         if not todo:
             recorder.info("no 20 m or 60 m band found: the 10 m bands are written as they are, nothing is sharpened")
+        stages = []  # each stage's tiles, for the loss figure's title
         for n, res in enumerate(todo):
             target = os.path.join(tmp, f"{res}m.tif")
             _write_stack(groups[res], target)
@@ -296,9 +297,11 @@ def sharpen_product(
             result = sharpen(target, guide, parts[res], config, IOOptions(float32=float32), IOOptions(), sub, loss_curve=False,
                              roles=roles)
             recorder.curves.extend(result.curves)
+            stages.append(f"{res} m bands {len(result.curves)}")
             device = result.device
+        method = f"{GUIDED_METHOD} (tiles: {', '.join(stages)})" if len(stages) > 1 else GUIDED_METHOD
         return recorder.write_output(
-            output_path, device or "none", GUIDED_METHOD, lambda group: _assemble(parts, groups, output_path, float32, group, recorder)
+            output_path, device or "none", method, lambda group: _assemble(parts, groups, output_path, float32, group, recorder)
         )
 
 

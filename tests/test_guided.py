@@ -2,6 +2,8 @@
 guide's grid, nodata, the classic baseline, and the clear errors for grids that do not nest."""
 
 import os
+import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -329,6 +331,21 @@ def product_folder(folder, east20: float = 0.0, east60: float = 0.0, offset: int
                      transform=Affine(60.0, 0, 300020.0 + east60, 0, -60.0, 5800000.0))
     (folder / "MTD_MSIL1C.xml").write_text("<metadata/>")
     return str(folder)
+
+
+def test_a_products_loss_figure_tells_its_stages_tiles_apart(tmp_path, monkeypatch):
+    """The 20 m and 60 m stages' curves share one figure: its title says how many tiles each stage had."""
+    from internal_sr.core import figures
+    from internal_sr.core.sentinel2_product import sharpen_product
+
+    titles = []
+    draw = figures.loss_curve
+    monkeypatch.setattr(figures, "loss_curve", lambda curves, method, *a, **k: titles.append((len(curves), method)) or draw(curves, method, *a, **k))
+    config = replace(FAST, tiles=TileOptions(24, 4))
+    sharpen_product([product_folder(tmp_path / "S2A.SAFE")], str(tmp_path / "all10m.tif"), config)
+    (count, title), = titles
+    stages = re.fullmatch(r"guided DIP \(tiles: 20 m bands (\d+), 60 m bands (\d+)\)", title)
+    assert stages and int(stages[1]) > 1 and int(stages[1]) + int(stages[2]) == count
 
 
 def test_a_product_folder_becomes_all_bands_at_10m(tmp_path):
