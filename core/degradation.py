@@ -207,12 +207,42 @@ def observation_gain(y: torch.Tensor, degradation: Degradation, valid: torch.Ten
         return (added.square().sum(dim=(-2, -1), keepdim=True) / energy.clamp_min(torch.finfo(energy.dtype).tiny)).sqrt()
 
 
+def width_test(y: np.ndarray, valid: np.ndarray, kernel: Kernel | Sequence[Kernel]) -> np.ndarray | None:
+    """``(C,)`` observation gains of the ``(C, H, W)`` observation ``y`` (``valid``: its observed pixels), for the
+    bands whose kernel must pass ``back_project``'s width test (``noise_gain`` above ``NOISE_GAIN_LIMIT``),
+    NaN for the others; ``None`` when no band's kernel must (nothing to decide, nothing computed).
+
+    How a run decides once for its whole raster, so that every tile of it decides alike: the gain is a ratio of
+    two energy sums, computed here once on a window of the run's input (``core.pipeline.back_projection_keep``),
+    and each tile gets ``width_keep`` of it as ``back_project``'s ``keep``. It is unchanged by a per-band scale and
+    offset (``D`` and ``U`` keep constants, the monotone stop compares squared norms), so the raw values and the
+    normalised values the tiles see give it alike, up to float rounding. Computed in float32 on the CPU, where
+    every device decides alike; invalid pixels are filled as the tiles fill them and left out of the residual.
+    """
+    from .dip import fill_invalid
+
+    degradation = Degradation(kernel)
+    wide = (noise_gain(degradation) > NOISE_GAIN_LIMIT).numpy()
+    if not wide.any():
+        return None
+    m = torch.as_tensor(np.ascontiguousarray(valid), dtype=torch.float32)[None]
+    observed = fill_invalid(torch.as_tensor(np.ascontiguousarray(y), dtype=torch.float32)[None], m)
+    gains = observation_gain(observed, degradation, m)[0, :, 0, 0].numpy().astype(np.float64)
+    return np.where(np.broadcast_to(wide, gains.shape), gains, np.nan)
+
+
+def width_keep(gains: np.ndarray) -> np.ndarray:
+    """``(C,)`` booleans from ``width_test``'s gains: the bands ``back_project`` back-projects (NaN: not tested)."""
+    return ~(gains > OBSERVATION_GAIN_LIMIT)
+
+
 def back_project(
     x: torch.Tensor,
     y: torch.Tensor,
     degradation: Degradation,
     steps: int,
     valid: torch.Tensor | None = None,
+    keep: np.ndarray | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Iterative back-projection (Irani & Peleg 1991): ``x ← x + U(y − D(x))`` for up to ``steps`` steps.
 
@@ -230,13 +260,23 @@ def back_project(
     alone, whatever ``x``: its ``observation_gain`` stays near 2–3 for the true kernel and grows with the
     excess width. The band is back-projected in full where it is at most ``OBSERVATION_GAIN_LIMIT`` and
     keeps ``x`` otherwise (``benchmarks/back_projection.py`` measures both rules). No host/device sync.
+
+    keep: optional ``(C,)`` booleans, the width test decided beforehand (``width_keep`` of ``width_test``): the bands
+    back-projected whatever this ``y`` alone would give, so that the tiles of one raster decide alike (a run's
+    tiles get the decision made once on its input, ``core.pipeline.back_projection_keep``). Without it the test is
+    made on this ``y``: what a tile with a kernel of its own does (Knitworks' learned kernel, which differs from
+    tile to tile and so is decided per tile), and what a call on a whole array does.
     """
     with torch.no_grad():
         refined = _monotone_steps(x, y, degradation, steps, valid)
         wide = noise_gain(degradation) > NOISE_GAIN_LIMIT
         if steps == 0 or not bool(wide.any()):  # noise_gain is a CPU tensor: no device sync
             return refined
-        keep = (observation_gain(y, degradation, valid) <= OBSERVATION_GAIN_LIMIT) | ~wide.to(device=x.device).view(1, -1, 1, 1)
+        if keep is None:
+            keep = observation_gain(y, degradation, valid) <= OBSERVATION_GAIN_LIMIT
+        else:
+            keep = torch.as_tensor(keep, dtype=torch.bool).to(device=x.device).view(1, -1, 1, 1)
+        keep = keep | ~wide.to(device=x.device).view(1, -1, 1, 1)
         return torch.where(keep, refined, x)
 
 

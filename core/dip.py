@@ -214,6 +214,7 @@ def super_resolve_tile(
     generator: torch.Generator,
     observe: Callable[[int, np.ndarray], None] | None = None,
     start: dict[str, torch.Tensor] | None = None,
+    keep: np.ndarray | None = None,
 ) -> TileResult:
     """Super-resolve one normalised tile ``(C, h, w)`` by ``config.scale`` (see the module docstring).
 
@@ -221,9 +222,11 @@ def super_resolve_tile(
     there (``(C, s·h, s·w)`` float32, normalised), every ``core.optimise.CHECK_EVERY`` steps: for
     time-to-quality benchmarks only; it never selects the output. ``start``: a trained tile's
     ``TileResult.state`` to warm-start from (``super_resolve_tiles``). The result carries its own state.
+    ``keep``: the back-projection width test decided once for the run's raster (``core.degradation.back_project``);
+    ``None``: decided on this tile.
     """
     watch = (lambda done, images: observe(done, images[0])) if observe is not None else None
-    return super_resolve_tiles(observed[None], valid[None], kernel, config, device, progress, generator, watch, start)[0]
+    return super_resolve_tiles(observed[None], valid[None], kernel, config, device, progress, generator, watch, start, keep)[0]
 
 
 def super_resolve_tiles(
@@ -236,6 +239,7 @@ def super_resolve_tiles(
     generator: torch.Generator,
     observe: Callable[[int, np.ndarray], None] | None = None,
     start: dict[str, torch.Tensor] | None = None,
+    keep: np.ndarray | None = None,
 ) -> list[TileResult]:
     """Super-resolve ``N`` normalised tiles ``(N, C, h, w)`` of one size together (``observe``: ``(N, C, s·h, s·w)``).
 
@@ -244,7 +248,7 @@ def super_resolve_tiles(
     equal ``N`` calls of ``super_resolve_tile`` up to float rounding, and each tile stops by its own
     rule (its output frozen at that step). With ``start`` (a trained network's state) every network
     starts from it instead of its fresh initialisation and runs ``config.warm_step_count`` steps.
-    A lone tile's result carries its trained network's state.
+    A lone tile's result carries its trained network's state. ``keep``: as ``super_resolve_tile``'s, for every tile.
     """
     s = config.scale
     tiles, bands, h, w = observed.shape
@@ -348,11 +352,11 @@ def super_resolve_tiles(
         # half a grid cell away from the window's cut sides, where it lacks context
         return loss, write_interior(canvas, x, (rows, cols), shape, s, multiple // 2)
 
-    base = back_project(interpolated, y, degradation, config.back_projection_steps, m) if config.blend != 1 else None
+    base = back_project(interpolated, y, degradation, config.back_projection_steps, m, keep) if config.blend != 1 else None
 
     def finish(average: torch.Tensor) -> np.ndarray:
         """The outputs for averaged network images: back-projected, blended, cropped to ``(N, C, s·h, s·w)``."""
-        x = back_project(average, y, degradation, config.back_projection_steps, m)
+        x = back_project(average, y, degradation, config.back_projection_steps, m, keep)
         if base is not None:
             x = base + config.blend * (x - base)
         return x[:, :, : h * s, : w * s].float().cpu().numpy()

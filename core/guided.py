@@ -92,11 +92,14 @@ def sharpen_tile(
     progress: Progress,
     generator: torch.Generator,
     start: dict[str, torch.Tensor] | None = None,
+    keep: np.ndarray | None = None,
 ) -> TileResult:
     """Sharpen one normalised target tile ``(T, h, w)`` with its guide ``(G, s·h, s·w)`` (module docstring).
 
     ``start``: a trained tile's ``TileResult.state`` to start the network from instead of its fresh
     initialisation; the run then has ``config.warm_step_count`` steps. The result carries its own state.
+    ``keep``: the back-projection width test decided once for the run's target (``core.degradation.back_project``);
+    ``None``: decided on this tile.
     """
     s = target_kernels[0].scale
     bands, h, w = target.shape
@@ -190,6 +193,6 @@ def sharpen_tile(
     stop = StopRule(config.stop_patience, config.stop_tolerance) if config.early_stop else None
     steps = config.steps if start is None else config.warm_step_count
     result = optimise(step, steps, progress, config.ema_decay, stop, label="guided DIP")
-    x = back_project(result.output, y, d_t, config.back_projection_steps, m_t)
+    x = back_project(result.output, y, d_t, config.back_projection_steps, m_t, keep)
     state = cpu_state(net)
     return TileResult(x[0].cpu().numpy(), result.losses, result.steps, state=state)

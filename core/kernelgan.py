@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -176,13 +176,20 @@ def estimation_window(info: RasterInfo, edge: int) -> Window | None:
     at most ``PLACEMENT_SAMPLE`` pixels each way, so the raster is never held at full resolution. Invalid pixels
     and their neighbours count as no structure; of equally structured windows (e.g. none has any), the most central.
     """
-    width, height = info.grid.width, info.grid.height
+    return structured_window(info.grid.width, info.grid.height, edge, lambda rows, cols: read_window(info, out_shape=(len(info.bands), rows, cols)))
+
+
+def structured_window(
+    width: int, height: int, edge: int, sample: Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+) -> Window | None:
+    """``estimation_window`` of a ``width × height`` image that ``sample(rows, cols)`` reads decimated to ``rows × cols``
+    (nearest neighbour: values and validity, ``(C, rows, cols)``), for any reader (a file, an array, a guided run's target)."""
     if max(width, height) <= edge:
         return None
     w, h = min(width, edge), min(height, edge)
     factor = math.ceil(max(width, height) / PLACEMENT_SAMPLE)
     rows, cols = max(1, height // factor), max(1, width // factor)
-    data, valid = read_window(info, out_shape=(len(info.bands), rows, cols))
+    data, valid = sample(rows, cols)
     filled = np.where(valid, data, data.dtype.type(0))  # float64 where float32 would round the values (int32 …)
     score = structure_map(filled) * valid_interior(valid.all(0))
     sums = window_sums(score, (max(1, h * rows // height), max(1, w * cols // width)))

@@ -249,6 +249,7 @@ def super_resolve_tile(
     generator: torch.Generator,
     observe: Callable[[int, np.ndarray], None] | None = None,
     start: dict[str, torch.Tensor] | None = None,
+    keep: np.ndarray | None = None,
 ) -> KnitworkTile:
     """Super-resolve one normalised tile ``(C, h, w)`` by ``config.scale`` (see the module docstring).
 
@@ -258,6 +259,8 @@ def super_resolve_tile(
     would return, for benchmarks only). ``start``: a trained tile's ``TileResult.state`` (patch MLP,
     discriminator and learned kernel) to start from instead of a fresh initialisation; the run then
     has ``config.warm_step_count`` steps, its ramps spread over them. The result carries its own state.
+    ``keep``: the back-projection width test decided once for the run's raster (``core.degradation.back_project``),
+    for a fixed kernel; a learned kernel differs from tile to tile, so with it the test is always decided per tile.
     """
     s = config.scale
     bands, h, w = observed.shape
@@ -388,7 +391,7 @@ def super_resolve_tile(
     def finish(average: torch.Tensor) -> torch.Tensor:
         """The output for an averaged image: back-projected with the current kernel, ``(1, C, H, W)``."""
         final = learned.fixed() if learned is not None else kernel
-        return back_project(average, y, Degradation(final).to(device), config.back_projection_steps, m)
+        return back_project(average, y, Degradation(final).to(device), config.back_projection_steps, m, keep if learned is None else None)
 
     watch = (lambda done, average: observe(done, finish(average)[0].float().cpu().numpy())) if observe is not None else None
     stop = StopRule(config.stop_patience, config.stop_tolerance) if config.early_stop else None

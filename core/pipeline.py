@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, size_subject
-from .degradation import degrade_array
+from .degradation import OBSERVATION_GAIN_LIMIT, degrade_array, width_keep, width_test
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Grid, Window
@@ -39,6 +39,11 @@ from .tiling import MIN_RETRY_TILE, BatchSolver, ShrinkOnOutOfMemory, Solver, Wa
 
 #: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
 SCALING_SAMPLE = 1024
+
+#: Largest edge, in input pixels, of the window on which a run decides back-projection's width test once for all its
+#: tiles (``back_projection_keep``): the raster's window with the most structure (``core.kernelgan.structured_window``)
+#: where it is larger. Bounds the test's cost (20 back-projection steps on the window, on the CPU).
+WIDTH_TEST_WINDOW = 512
 
 #: The configuration of a tile-by-tile super-resolution method (``dip`` or ``knitwork``).
 MethodConfig = DIPConfig | KnitworkConfig
@@ -194,6 +199,65 @@ def fit_scaling(info: RasterInfo) -> BandScaling:
     return BandScaling.fit(data, valid)
 
 
+def decimated_sample(image: np.ndarray, valid: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+    """``sample(rows, cols)`` of ``core.kernelgan.structured_window`` for an in-memory ``(C, H, W)`` image and its validity:
+    the nearest-neighbour decimation a file read with ``out_shape`` gives."""
+
+    def sample(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+        r = (np.arange(rows) * image.shape[-2]) // rows
+        c = (np.arange(cols) * image.shape[-1]) // cols
+        return image[:, r][:, :, c], valid[:, r][:, :, c]
+
+    return sample
+
+
+def back_projection_keep(
+    kernels: Kernel | list[Kernel] | None,
+    width: int,
+    height: int,
+    sample: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+    read: Callable[[Window], tuple[np.ndarray, ...]],
+    scaling: BandScaling,
+    progress: Progress,
+    names: list[str] | None = None,
+) -> np.ndarray | None:
+    """Back-projection's width test (``core.degradation.back_project``) decided once for a run's whole
+    ``width × height`` input, so that every tile decides alike: ``(C,)`` booleans, the bands back-projected, to
+    give every tile as its ``keep``; ``None`` when no band's kernel takes the test (or Knitworks learns the kernel,
+    which differs per tile: ``kernels`` ``None``), and the tiles decide nothing either.
+
+    The observation gain (``core.degradation.width_test``) is measured on the input's window of at most
+    ``WIDTH_TEST_WINDOW`` pixels each way with the most structure (``core.kernelgan.structured_window``;
+    ``sample(rows, cols)`` reads the input decimated, ``read(window)`` its values and validity first), normalised
+    by ``scaling`` as the tiles are. Each band that is not back-projected is said in one line through ``progress``
+    (``names``: the bands' names; default ``band 1``, ``band 2``, …).
+    """
+    from .kernelgan import structured_window
+
+    if kernels is None:
+        return None
+    window = structured_window(width, height, WIDTH_TEST_WINDOW, sample) or Window(0, 0, width, height)
+    data, valid = read(window)[:2]
+    gains = width_test(scaling.normalise(data), valid, kernels)
+    if gains is None:
+        return None
+    keep = width_keep(gains)
+    names = names or [f"band {band}" for band in range(1, len(gains) + 1)]
+    where = "the input" if (window.width, window.height) == (width, height) else f"its {window.width}×{window.height} window with the most structure"
+    for name, gain, kept in zip(names, gains, keep):
+        if not kept:
+            progress.info(
+                f"{name}: not back-projected, for the whole raster: its observation gain {gain:.2f} is over the width test's "
+                f"limit {OBSERVATION_GAIN_LIMIT:g} (measured on {where}): the kernel looks wider than the image's blur"
+            )
+    return keep
+
+
+def band_labels(info: RasterInfo) -> list[str]:
+    """``band 3 (B4)``, or ``band 3`` without a description: a raster's selected bands in log lines."""
+    return [f"band {b} ({d})" if d else f"band {b}" for b, d in zip(info.bands, info.descriptions)]
+
+
 def method_name(config: MethodConfig) -> str:
     """The method a configuration runs, as logs and figures name it."""
     return "Neural Knitworks" if isinstance(config, KnitworkConfig) else "Deep Image Prior"
@@ -204,12 +268,14 @@ def _solver(
     scaling: BandScaling,
     read: Callable[[Window], tuple[np.ndarray, np.ndarray]],
     progress: _Recorder,
+    keep: np.ndarray | None = None,
 ) -> tuple[ShrinkOnOutOfMemory, str]:
     """The tile solver shared by file and array runs; returns it and the device name.
 
     The method follows the configuration's type: ``DIPConfig`` → ``core.dip``, ``KnitworkConfig`` →
     ``core.knitwork``; both solve one normalised tile with the same signature. The solver's ``tiles``
-    are the configuration's with the batch resolved for the device; DIP also solves tiles in batches
+    are the configuration's with the batch resolved for the device; ``keep``: every tile's back-projection width test,
+    decided once for the run (``back_projection_keep``). DIP also solves tiles in batches
     (its ``many``). Running out of GPU memory shrinks the batch, then the tiles, then moves to the CPU.
     """
     if isinstance(config, KnitworkConfig):
@@ -234,7 +300,7 @@ def _solver(
         if not valid.any():
             return np.zeros(up_valid.shape), up_valid
         with seeded(config.seed, tile_progress) as generator:
-            tile = super_resolve_tile(scaling.normalise(data), valid, kernel, config, device, tile_progress, generator, start=warm.state)
+            tile = super_resolve_tile(scaling.normalise(data), valid, kernel, config, device, tile_progress, generator, start=warm.state, keep=keep)
         warm.keep(tile.state)
         progress.add_curve(tile.losses)
         return scaling.denormalise(tile.image), up_valid
@@ -247,7 +313,7 @@ def _solver(
 
         data, valid = np.stack([scaling.normalise(d) for d, _ in reads]), np.stack([v for _, v in reads])
         with seeded(config.seed, tile_progress) as generator:
-            tiles = super_resolve_tiles(data, valid, kernel, config, device, tile_progress, generator, start=warm.state)
+            tiles = super_resolve_tiles(data, valid, kernel, config, device, tile_progress, generator, start=warm.state, keep=keep)
         for tile in tiles:
             progress.add_curve(tile.losses)
         return [(scaling.denormalise(t.image), v.repeat(s, axis=1).repeat(s, axis=2)) for t, v in zip(tiles, valid)]
@@ -311,7 +377,10 @@ def super_resolve(
     recorder = _Recorder(progress or NullProgress(), files)
     info = check_super_resolve(input_path, output_path, config, io)
     _log_input(info, recorder)
-    solve, device = _solver(config, fit_scaling(info), lambda w: read_window(info, w), recorder)
+    scaling, read = fit_scaling(info), (lambda w: read_window(info, w))
+    sample = lambda rows, cols: read_window(info, out_shape=(len(info.bands), rows, cols))  # noqa: E731
+    keep = back_projection_keep(method_kernel(config), info.grid.width, info.grid.height, sample, read, scaling, recorder, band_labels(info))
+    solve, device = _solver(config, scaling, read, recorder, keep)
     grid = info.grid.refined(config.scale)
     return recorder.write_output(
         output_path, device, method_name(config),
@@ -340,7 +409,13 @@ def super_resolve_array(
     config.check_input_size(w, h)
     if not valid.any():
         raise InputError("the image has no valid pixels")
-    solve, device = _solver(config, BandScaling.fit(image, valid), lambda win: (image[(slice(None), *win.slices)], valid[(slice(None), *win.slices)]), recorder)
+    scaling = BandScaling.fit(image, valid)
+
+    def read(win: Window) -> tuple[np.ndarray, np.ndarray]:
+        return image[(slice(None), *win.slices)], valid[(slice(None), *win.slices)]
+
+    keep = back_projection_keep(method_kernel(config), w, h, decimated_sample(image, valid), read, scaling, recorder)
+    solve, device = _solver(config, scaling, read, recorder, keep)
     out = collect_tiled(w, h, c, config.scale, solve.tiles, solve, recorder, solve.many)
     return out, recorder.result("", device)
 

@@ -30,7 +30,10 @@ from .grid import Nesting, Window, nest
 from .guided import MIN_TARGET_SIZE
 from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling, exact_float
-from .pipeline import RunResult, _Recorder, collect_tiled, extent_message, fit_scaling, log_fill_values, write_tiled
+from .pipeline import (
+    RunResult, _Recorder, back_projection_keep, band_labels, collect_tiled, decimated_sample, extent_message, fit_scaling,
+    log_fill_values, write_tiled,
+)
 from .progress import NullProgress, Progress
 from .raster import RasterInfo, check_map_grid, check_raster_output, georeferencing_note, may_be_invalid, open_info, read_window, valid_mask
 from .registration import central_window, guide_misregistration, registration_warning, skipped_note
@@ -171,8 +174,10 @@ def _solver(
     guide_scaling: BandScaling,
     read: Reader,
     progress: _Recorder,
+    keep: np.ndarray | None = None,
 ) -> tuple[Solver, str]:
-    """The tile solver shared by file and array runs; returns it and the device name.
+    """The tile solver shared by file and array runs; returns it and the device name. ``keep``: every tile's
+    back-projection width test, decided once for the run's target (``pipeline.back_projection_keep``).
 
     Running out of GPU memory shrinks the tiles, then moves to the CPU (``tiling.ShrinkOnOutOfMemory``).
     """
@@ -197,7 +202,7 @@ def _solver(
         with seeded(config.seed, tile_progress) as generator:
             tile = sharpen_tile(
                 target_scaling.normalise(target), target_valid, guide_scaling.normalise(guide), guide_valid,
-                target_kernels, guide_kernels, config, device, tile_progress, generator, start=warm.state,
+                target_kernels, guide_kernels, config, device, tile_progress, generator, start=warm.state, keep=keep,
             )
         warm.keep(tile.state)
         progress.add_curve(tile.losses)
@@ -239,8 +244,15 @@ def sharpen(
         return (*read_window(target, window.translated(nesting.target.col_off, nesting.target.row_off)), *read_window(guide, fine))
 
     check_registration(read, nesting.target.width, nesting.target.height, inputs.guide_kernels, recorder, roles)
+    target_scaling = fit_scaling(target)
+    keep = back_projection_keep(
+        inputs.target_kernels, nesting.target.width, nesting.target.height,
+        lambda rows, cols: read_window(target, nesting.target, out_shape=(len(target.bands), rows, cols)),
+        lambda window: read_window(target, window.translated(nesting.target.col_off, nesting.target.row_off)),
+        target_scaling, recorder, band_labels(target),
+    )
     solve, device = _solver(
-        config, inputs.target_kernels, inputs.guide_kernels, fit_scaling(target), fit_scaling(guide), read, recorder
+        config, inputs.target_kernels, inputs.guide_kernels, target_scaling, fit_scaling(guide), read, recorder, keep
     )
     grid = guide.grid.window_grid(nesting.guide)
     # the guide's invalid pixels are invalid in the output too: under a mask where the output has no nodata value
@@ -284,8 +296,9 @@ def sharpen_array(
 
     kernels = band_kernels(config.kernel, target_names, s, "target"), band_kernels(config.guide_kernel, guide_names, s, "guide")
     check_registration(read, w, h, kernels[1], recorder)
-    solve, device = _solver(
-        config, *kernels, BandScaling.fit(target, t_valid), BandScaling.fit(guide, g_valid), read, recorder
-    )
+    target_scaling = BandScaling.fit(target, t_valid)
+    labels = [f"band {b} ({n})" if n else f"band {b}" for b, n in enumerate(target_names, start=1)]
+    keep = back_projection_keep(kernels[0], w, h, decimated_sample(target, t_valid), read, target_scaling, recorder, labels)
+    solve, device = _solver(config, *kernels, target_scaling, BandScaling.fit(guide, g_valid), read, recorder, keep)
     out = collect_tiled(w, h, target.shape[0], s, config.tiles, solve, recorder)
     return out, recorder.result("", device)

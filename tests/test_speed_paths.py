@@ -23,7 +23,7 @@ def _fake_gpu(monkeypatch, fits: int) -> list[tuple[str, int]]:
     """Pretend CUDA is there and holds tiles of edge ≤ ``fits``; returns the (device, edge) of each solve."""
     calls: list[tuple[str, int]] = []
 
-    def solve(observed, valid, kernel, config, device, progress, generator, start=None):
+    def solve(observed, valid, kernel, config, device, progress, generator, start=None, keep=None):
         edge = max(observed.shape[-2:])
         calls.append((device.type, edge))
         if device.type == "cuda" and edge > fits:
@@ -272,7 +272,7 @@ def test_guided_dip_out_of_memory_falls_back_like_dip(monkeypatch):
 
     calls: list[tuple[str, int]] = []
 
-    def solve(target, target_valid, guide, guide_valid, target_kernels, guide_kernels, config, device, progress, generator, start=None):
+    def solve(target, target_valid, guide, guide_valid, target_kernels, guide_kernels, config, device, progress, generator, start=None, keep=None):
         calls.append((device.type, max(target.shape[-2:])))
         if device.type == "cuda":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
