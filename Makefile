@@ -48,7 +48,7 @@ bench-guided: install
 	$(PY) benchmarks/guided.py --out benchmarks/results
 	$(PY) benchmarks/guided.py --landsat --out benchmarks/results
 
-# PARTS=precision,steps,batch,large picks some (each part's figures are kept with their machine and date).
+# PARTS=precision,steps,batch,large,graphs picks some (each part's figures are kept with their machine and date).
 # No install step: a GPU machine has no QGIS. GPU_PY (default: the venv's python when there is one, else
 # python3; PY=python3 also works) must import internal_sr and rasterio; GPU_OUT (default benchmarks/results)
 # is where gpu.json/gpu.md go; GPU_ARGS passes more flags (--device cpu --quick checks it here). On a lent GPU

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # benchmarks/gpu.py on a lent GPU machine (README, section GPU), run from the repository root:
 #
-#   bash benchmarks/gpu_device.sh PARTS        PARTS: comma-separated, of precision,steps,batch,large
+#   bash benchmarks/gpu_device.sh PARTS        PARTS: comma-separated, of precision,steps,batch,large,graphs
 #
 # Only the repository travels to that machine (plain python3 with torch, no QGIS, no network), plus the
 # carried, git-ignored folders .whl (wheels of what core imports and the machine lacks: rasterio, affine,
@@ -18,7 +18,7 @@
 # Python than the 3.12 they are built for: rasterio then comes from that interpreter's own packages).
 set -euo pipefail
 
-parts=${1:?usage: bash benchmarks/gpu_device.sh PARTS (comma-separated, of precision,steps,batch,large)}
+parts=${1:?usage: bash benchmarks/gpu_device.sh PARTS (comma-separated, of precision,steps,batch,large,graphs)}
 : "${OUT:?OUT must name the folder for the results}"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
