@@ -207,6 +207,12 @@ def observation_gain(y: torch.Tensor, degradation: Degradation, valid: torch.Ten
         return (added.square().sum(dim=(-2, -1), keepdim=True) / energy.clamp_min(torch.finfo(energy.dtype).tiny)).sqrt()
 
 
+def takes_width_test(kernel: Kernel | Sequence[Kernel]) -> np.ndarray:
+    """``(C,)`` or ``(1,)`` booleans: the bands whose kernel must pass ``back_project``'s width test (``noise_gain``
+    above ``NOISE_GAIN_LIMIT``)."""
+    return (noise_gain(Degradation(kernel)) > NOISE_GAIN_LIMIT).numpy()
+
+
 def width_test(y: np.ndarray, valid: np.ndarray, kernel: Kernel | Sequence[Kernel]) -> np.ndarray | None:
     """``(C,)`` observation gains of the ``(C, H, W)`` observation ``y`` (``valid``: its observed pixels), for the
     bands whose kernel must pass ``back_project``'s width test (``noise_gain`` above ``NOISE_GAIN_LIMIT``),
@@ -221,10 +227,10 @@ def width_test(y: np.ndarray, valid: np.ndarray, kernel: Kernel | Sequence[Kerne
     """
     from .dip import fill_invalid
 
-    degradation = Degradation(kernel)
-    wide = (noise_gain(degradation) > NOISE_GAIN_LIMIT).numpy()
+    wide = takes_width_test(kernel)
     if not wide.any():
         return None
+    degradation = Degradation(kernel)
     m = torch.as_tensor(np.ascontiguousarray(valid), dtype=torch.float32)[None]
     observed = fill_invalid(torch.as_tensor(np.ascontiguousarray(y), dtype=torch.float32)[None], m)
     gains = observation_gain(observed, degradation, m)[0, :, 0, 0].numpy().astype(np.float64)

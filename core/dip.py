@@ -31,8 +31,8 @@ from . import augment
 from .augment import Dihedral
 from .config import DIPConfig
 from .degradation import Degradation, back_project, upsample
-from .device import autocast, bf16_ok
-from .graphs import GraphedStep
+from .device import autocast
+from .graphs import GraphedStep, step_setup
 from .kernels import Kernel
 from .networks import DetailNet, Hourglass
 from .optimise import Optimised, StopRule, adam, optimise
@@ -285,10 +285,8 @@ def super_resolve_tiles(
     if start is not None:
         model.load_state_dict(start)
     parameters, forward = (list(model.parameters()), model) if tiles == 1 else vectorised(model, tiles)
-    mixed = config.mixed_precision and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
-    graphs = config.cuda_graphs and not scaler.is_enabled()  # GraphedStep records on CUDA only
-    optimiser = adam(parameters, config.learning_rate, capturable=graphs and device.type == "cuda")
+    mixed, scaler, graphs, capturable = step_setup(config, device)
+    optimiser = adam(parameters, config.learning_rate, capturable=capturable)
 
     def generate(inputs: torch.Tensor, guide: torch.Tensor, element: Dihedral) -> torch.Tensor:
         """The image for ``inputs`` (and ``guide``), computed on their dihedral transform ``element``."""

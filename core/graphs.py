@@ -15,15 +15,40 @@ replays it on the inputs copied into fixed buffers.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Hashable
+from typing import Callable, Hashable, NamedTuple
 
 import torch
+
+from .config import InternalLearningConfig
+from .device import bf16_ok
 
 #: Eager steps (on a side stream, as recording needs) before the first recording: lazily created
 #: library handles and the optimiser's state exist by then. Each key also runs once eagerly before its own.
 WARMUP_STEPS = 3
 
 Compute = Callable[..., tuple[torch.Tensor, ...]]
+
+
+class StepSetup(NamedTuple):
+    """How a method's optimisation steps run (``step_setup``)."""
+
+    #: autocast of the networks (bfloat16, float16 on GPUs without it), on CUDA only
+    mixed: bool
+    #: float16's loss scaling, enabled only with float16 autocast
+    scaler: torch.amp.GradScaler
+    #: steps recorded and replayed (``GraphedStep``'s ``enabled``; it records on CUDA only)
+    record: bool
+    #: the optimisers must be ``capturable`` (recording on CUDA)
+    capturable: bool
+
+
+def step_setup(config: InternalLearningConfig, device: torch.device) -> StepSetup:
+    """``config.mixed_precision`` and ``config.cuda_graphs`` resolved for ``device``: recording is off with float16
+    loss scaling, whose overflow check reads back to the host."""
+    mixed = config.mixed_precision and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
+    record = config.cuda_graphs and not scaler.is_enabled()
+    return StepSetup(mixed, scaler, record, record and device.type == "cuda")
 
 
 class GraphedStep:

@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from . import augment
 from .config import GuidedDIPConfig
 from .degradation import Degradation, back_project, upsample
-from .device import autocast, bf16_ok
+from .device import autocast
 from .dip import TileResult, cpu_state, fill_invalid, masked_mse
 from .errors import InputError
-from .graphs import GraphedStep
+from .graphs import GraphedStep, step_setup
 from .kernels import Kernel
 from .networks import MultiModalNet
 from .optimise import StopRule, adam, optimise
@@ -155,10 +155,8 @@ def sharpen_tile(
     net = MultiModalNet(inputs.shape[1], (bands, g.shape[1]), config.width, config.layers, s, config.adjustment).to(device)
     if start is not None:
         net.load_state_dict(start)
-    mixed = config.mixed_precision and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
-    graphs = config.cuda_graphs and not scaler.is_enabled()  # GraphedStep records on CUDA only
-    optimiser = adam(net.parameters(), config.learning_rate, capturable=graphs and device.type == "cuda")
+    mixed, scaler, graphs, capturable = step_setup(config, device)
+    optimiser = adam(net.parameters(), config.learning_rate, capturable=capturable)
 
     def generate(z: torch.Tensor, element: augment.Dihedral) -> list[torch.Tensor]:
         with autocast(device, mixed, cache=not graphs):

@@ -53,7 +53,7 @@ from .normalise import BandScaling
 from .optimise import adam, optimise
 from .progress import NullProgress, Progress, SubProgress
 from .grid import Window
-from .raster import RasterInfo, StagedFiles, check_output_paths, file_window, open_info, read_window, staged, valid_interior
+from .raster import RasterInfo, StagedFiles, band_labels, check_output_paths, file_window, open_info, read_window, staged, valid_interior
 
 #: Fraction of the strongest gradients that mark "structure" where crops are drawn (the reference's 97th percentile).
 STRUCTURE_QUANTILE = 0.97
@@ -485,7 +485,7 @@ def estimate_kernel_file(
             f"structure, as a raster over {config.max_window} pixels wide or high is not read whole"
         )
     data, valid = read_window(info, window)
-    bands = [f"band {b} ({d})" if d else f"band {b}" for b, d in zip(info.bands, info.descriptions)]
+    bands = band_labels(info.bands, info.descriptions)
     names = [f"{band} of {input_path}" for band in bands] if config.per_band else [input_path]
     estimates = estimate_kernels(data, valid, config, recorder, names)
     with staged(files) as group:

@@ -48,9 +48,9 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import KnitworkConfig
 from .degradation import Degradation, back_project, blur_decimate, upsample
-from .device import autocast, bf16_ok
+from .device import autocast
 from .dip import TileResult, cpu_state, fill_invalid, masked_mse
-from .graphs import GraphedStep
+from .graphs import GraphedStep, step_setup
 from .kernelgan import LinearGenerator, constraint_losses
 from .kernels import Kernel, file_kernel_centre, make_kernel
 from .optimise import StopRule, adam, optimise
@@ -281,10 +281,7 @@ def super_resolve_tile(
         learned.start_at(make_kernel(config.kernel_prior, s))
     steps = config.steps if start is None else config.warm_step_count
     degradation = learned if learned is not None else Degradation(kernel).to(device)
-    mixed = config.mixed_precision and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=mixed and not bf16_ok(device))
-    graphs = config.cuda_graphs and not scaler.is_enabled()  # GraphedStep records on CUDA only
-    capturable = graphs and device.type == "cuda"
+    mixed, scaler, graphs, capturable = step_setup(config, device)
     g_groups = [{"params": list(net.parameters())}]
     kernel_rate = torch.zeros((), device=device)  # the learned kernel's step size, set each step (config.kernel_rate)
     if learned is not None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, size_subject
-from .degradation import OBSERVATION_GAIN_LIMIT, degrade_array, width_keep, width_test
+from .degradation import OBSERVATION_GAIN_LIMIT, degrade_array, takes_width_test, width_keep, width_test
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Grid, Window
@@ -26,6 +26,7 @@ from .raster import (
     AtomicGeoTIFF,
     RasterInfo,
     StagedFiles,
+    band_labels,
     check_raster_output,
     fill_value_warnings,
     georeferencing_note,
@@ -234,7 +235,7 @@ def back_projection_keep(
     """
     from .kernelgan import structured_window
 
-    if kernels is None:
+    if kernels is None or not takes_width_test(kernels).any():  # no window to find or read
         return None
     window = structured_window(width, height, WIDTH_TEST_WINDOW, sample) or Window(0, 0, width, height)
     data, valid = read(window)[:2]
@@ -251,11 +252,6 @@ def back_projection_keep(
                 f"limit {OBSERVATION_GAIN_LIMIT:g} (measured on {where}): the kernel looks wider than the image's blur"
             )
     return keep
-
-
-def band_labels(info: RasterInfo) -> list[str]:
-    """``band 3 (B4)``, or ``band 3`` without a description: a raster's selected bands in log lines."""
-    return [f"band {b} ({d})" if d else f"band {b}" for b, d in zip(info.bands, info.descriptions)]
 
 
 def method_name(config: MethodConfig) -> str:
@@ -379,7 +375,7 @@ def super_resolve(
     _log_input(info, recorder)
     scaling, read = fit_scaling(info), (lambda w: read_window(info, w))
     sample = lambda rows, cols: read_window(info, out_shape=(len(info.bands), rows, cols))  # noqa: E731
-    keep = back_projection_keep(method_kernel(config), info.grid.width, info.grid.height, sample, read, scaling, recorder, band_labels(info))
+    keep = back_projection_keep(method_kernel(config), info.grid.width, info.grid.height, sample, read, scaling, recorder, band_labels(info.bands, info.descriptions))
     solve, device = _solver(config, scaling, read, recorder, keep)
     grid = info.grid.refined(config.scale)
     return recorder.write_output(

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import rasterio
@@ -492,6 +492,11 @@ def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True,
             f"output {output}: GDAL would read {shared[0]} beside it as its own, and that file may belong to "
             f"{others[0]}, named like the output: choose another output name"
         )
+
+
+def band_labels(bands: Sequence[int], names: Sequence[str | None]) -> list[str]:
+    """``band 3 (B4)``, or ``band 3`` for a band without a name: bands (1-based numbers) in messages and log lines."""
+    return [f"band {b} ({n})" if n else f"band {b}" for b, n in zip(bands, names)]
 
 
 def dataset_files(path: str) -> list[str]:

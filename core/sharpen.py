@@ -31,11 +31,11 @@ from .guided import MIN_TARGET_SIZE
 from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling, exact_float
 from .pipeline import (
-    RunResult, _Recorder, back_projection_keep, band_labels, collect_tiled, decimated_sample, extent_message, fit_scaling,
+    RunResult, _Recorder, back_projection_keep, collect_tiled, decimated_sample, extent_message, fit_scaling,
     log_fill_values, write_tiled,
 )
 from .progress import NullProgress, Progress
-from .raster import RasterInfo, check_map_grid, check_raster_output, georeferencing_note, may_be_invalid, open_info, read_window, valid_mask
+from .raster import RasterInfo, band_labels, check_map_grid, check_raster_output, georeferencing_note, may_be_invalid, open_info, read_window, valid_mask
 from .registration import central_window, guide_misregistration, registration_warning, skipped_note
 from .sentinel2 import band_name, band_names, kernel_spec
 from .tiling import MIN_RETRY_TILE, ShrinkOnOutOfMemory, Solver, WarmStart
@@ -249,7 +249,7 @@ def sharpen(
         inputs.target_kernels, nesting.target.width, nesting.target.height,
         lambda rows, cols: read_window(target, nesting.target, out_shape=(len(target.bands), rows, cols)),
         lambda window: read_window(target, window.translated(nesting.target.col_off, nesting.target.row_off)),
-        target_scaling, recorder, band_labels(target),
+        target_scaling, recorder, band_labels(target.bands, target.descriptions),
     )
     solve, device = _solver(
         config, inputs.target_kernels, inputs.guide_kernels, target_scaling, fit_scaling(guide), read, recorder, keep
@@ -297,7 +297,7 @@ def sharpen_array(
     kernels = band_kernels(config.kernel, target_names, s, "target"), band_kernels(config.guide_kernel, guide_names, s, "guide")
     check_registration(read, w, h, kernels[1], recorder)
     target_scaling = BandScaling.fit(target, t_valid)
-    labels = [f"band {b} ({n})" if n else f"band {b}" for b, n in enumerate(target_names, start=1)]
+    labels = band_labels(range(1, len(target_names) + 1), target_names)
     keep = back_projection_keep(kernels[0], w, h, decimated_sample(target, t_valid), read, target_scaling, recorder, labels)
     solve, device = _solver(config, *kernels, target_scaling, BandScaling.fit(guide, g_valid), read, recorder, keep)
     out = collect_tiled(w, h, target.shape[0], s, config.tiles, solve, recorder)
