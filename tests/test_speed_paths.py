@@ -413,16 +413,42 @@ def _resident_mb() -> int:
         return int(statm.read().split()[1]) * 4096 >> 20
 
 
-@pytest.mark.skipif(device._LIBC is None, reason="glibc's mallopt is what reused_heap sets")
-def test_reused_heap_reuses_large_blocks_during_a_run_and_gives_them_back_after():
-    touched = 4 * (64 << 20) // 4096  # pages of four 64 MB blocks
-    assert _steady_faults(64) > touched // 2  # outside a run glibc maps each block afresh: every page faults
+def _main_thread_faults() -> dict[str, float]:
+    """Steady page faults of 64 MB blocks on the main thread, outside and inside ``reused_heap``, and the MB
+    given back to the system when the run ends."""
+    faults = {"outside": _steady_faults(64)}
     with device.reused_heap():
         with device.reused_heap():
             pass  # the inner exit keeps the run's setting
-        assert _steady_faults(64) < touched // 20
+        faults["inside"] = _steady_faults(64)
         held = _resident_mb()
-    assert held - _resident_mb() > 48  # the freed blocks went back to the system at the end of the run
+    faults["given_back_mb"] = held - _resident_mb()
+    return faults
+
+
+def _in_fresh_process(measure: str) -> dict[str, float]:
+    """What this module's function ``measure`` returns, run in a fresh Python process: glibc's heap settings
+    and arenas are per process, and what earlier tests (or a QGIS task still winding down on a worker
+    thread) left there would decide the outcome, not ``reused_heap``."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        f"import json, sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+        f"import test_speed_paths as t; print(json.dumps(t.{measure}()))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+@pytest.mark.skipif(device._LIBC is None, reason="glibc's mallopt is what reused_heap sets")
+def test_reused_heap_reuses_large_blocks_during_a_run_and_gives_them_back_after():
+    faults = _in_fresh_process("_main_thread_faults")
+    touched = 4 * (64 << 20) // 4096  # pages of four 64 MB blocks
+    assert faults["outside"] > touched // 2  # outside a run glibc maps each block afresh: every page faults
+    assert faults["inside"] < touched // 20
+    assert faults["given_back_mb"] > 48  # the freed blocks went back to the system at the end of the run
 
 
 def _worker_faults() -> dict[str, int]:
@@ -447,14 +473,7 @@ def _worker_faults() -> dict[str, int]:
 
 @pytest.mark.skipif(device._LIBC is None, reason="glibc's mallopt is what reused_heap sets")
 def test_reused_heap_reuses_blocks_under_an_arena_on_worker_threads():
-    """QGIS runs tasks on worker threads, whose glibc arenas hold up to 64 MiB: 48 MB blocks are reused there.
-    Measured in a fresh process: after other tests a thread's arena may lack the room (what a long-lived
-    process's allocations leave there decides, not reused_heap)."""
-    import json
-    import subprocess
-    import sys
-
-    code = f"import json, sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); import test_speed_paths as t; print(json.dumps(t._worker_faults()))"
-    faults = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+    """QGIS runs tasks on worker threads, whose glibc arenas hold up to 64 MiB: 48 MB blocks are reused there."""
+    faults = _in_fresh_process("_worker_faults")
     touched = 4 * (48 << 20) // 4096
     assert faults["outside"] > touched // 2 and faults["inside"] < touched // 20
