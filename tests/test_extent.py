@@ -519,19 +519,29 @@ def test_processing_extent_across_the_edges_of_a_global_raster_is_refused_in_one
 @pytest.mark.qgis
 @pytest.mark.usefixtures("internal_sr_provider")
 def test_processing_extent_on_a_raster_without_georeferencing_is_the_area_qgis_shows(tmp_path) -> None:
-    """QGIS draws a raster with no geotransform upright at y = −row: an extent taken there (the top left
-    16 × 8 pixels, y from −8 to 0) selects those pixels, as the command line's y = row extent does."""
+    """QGIS draws a raster with no geotransform upright at y = −row (its layer's extent says so): an extent taken
+    there selects the rows under it, not their mirror image. Columns 8–23 and rows 20–27 of a 48 × 40 raster
+    (y from −28 to −20, with fractional insets) give the block of the whole raster's degraded pixels at rows 10–13,
+    columns 4–11, as the command line's y = row extent does."""
+    from qgis.core import QgsRasterLayer
+
     data = read(S2_20M)[:2, :40, :48]
     source = str(tmp_path / "photo.tif")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(source, "w", driver="GTiff", width=48, height=40, count=2, dtype=data.dtype) as dst:
             dst.write(data)  # no transform given: the file has no geotransform (an explicit identity is south-up)
-    from_qgis, from_cli = str(tmp_path / "qgis.tif"), str(tmp_path / "cli.tif")
-    processing_run("degrade", {"INPUT": source, "SCALE": 2, "EXTENT": "0.2,15.7,-7.9,-0.1", "OUTPUT": from_qgis})
-    assert cli(["degrade", source, from_cli, "--scale", "2", "--extent", "0.2,0.1,15.7,7.9"]) == 0
+    shown = QgsRasterLayer(source, "photo").extent()
+    assert (shown.xMinimum(), shown.yMinimum(), shown.xMaximum(), shown.yMaximum()) == (0, -40, 48, 0)
+    from_qgis, from_cli, whole = (str(tmp_path / name) for name in ("qgis.tif", "cli.tif", "whole.tif"))
+    processing_run("degrade", {"INPUT": source, "SCALE": 2, "EXTENT": "8.2,23.7,-27.9,-20.1", "OUTPUT": from_qgis})
+    assert cli(["degrade", source, from_cli, "--scale", "2", "--extent", "8.2,20.1,23.7,27.9"]) == 0
+    assert cli(["degrade", source, whole, "--scale", "2"]) == 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(from_qgis) as qgis_run, rasterio.open(from_cli) as cli_run:
+        with rasterio.open(from_qgis) as qgis_run, rasterio.open(from_cli) as cli_run, rasterio.open(whole) as whole_run:
             assert (qgis_run.width, qgis_run.height) == (8, 4)
-            np.testing.assert_array_equal(qgis_run.read(), cli_run.read())
+            rows = whole_run.read()[:, 10:14, 4:12]
+            assert (rows != whole_run.read()[:, 6:10, 4:12]).any()  # the mirrored rows would show
+            np.testing.assert_array_equal(qgis_run.read(), rows)
+            np.testing.assert_array_equal(cli_run.read(), rows)
