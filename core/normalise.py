@@ -9,6 +9,10 @@ so whatever works in float32 on normalised values (the networks, the degradation
 back-projection) rounds only the normalised residual: about 1e-7 of a band's span, not of its values. Raw values
 are held in ``exact_float`` of their type: float32 cannot hold int32, uint32 or float64 values (123456789 reads as
 123456792, 1e10 + 0.5 as 1e10).
+
+A band whose valid pixels all hold one value over the whole input a run processes is written as exactly that value
+(``array_constants``, or ``core.raster.constant_bands`` for a file; ``hold_constants``), whatever the method: the
+span of such a band is a stand-in (``BandScaling.fit``) and no network outputs an exact constant.
 """
 
 from __future__ import annotations
@@ -53,3 +57,34 @@ class BandScaling:
     def denormalise(self, image: np.ndarray) -> np.ndarray:
         """Inverse of ``normalise``; returns float64."""
         return image.astype(np.float64) * self.span[:, None, None] + self.lo[:, None, None]
+
+
+def band_extremes(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest and the largest valid value of each band of ``values`` ``(C, H, W)`` (any dtype; ``valid``
+    ``(C, H, W)`` bool): two float64 ``(C,)`` arrays, exact for every supported dtype; ``+inf`` and ``−inf`` for a
+    band without a valid pixel."""
+    low, high = np.full(values.shape[0], np.inf), np.full(values.shape[0], -np.inf)
+    for band in np.flatnonzero(valid.any(axis=(1, 2))):
+        taken = values[band][valid[band]]
+        low[band], high[band] = taken.min(), taken.max()
+    return low, high
+
+
+def constant_values(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """``(C,)`` float64: each band's one value where its valid values span nothing (``low == high``, from
+    ``band_extremes`` over a run's whole input), NaN for a band that varies or has no valid pixel."""
+    return np.where(low == high, low, np.nan)
+
+
+def array_constants(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``constant_values`` of a whole in-memory input ``(C, H, W)`` and its validity."""
+    return constant_values(*band_extremes(values, valid))
+
+
+def hold_constants(values: np.ndarray, constants: np.ndarray) -> np.ndarray:
+    """``values`` ``(C, H, W)`` float64 with each band that ``constants`` (``constant_values``) gives a value for set
+    to that value, in place: what a run writes for a band that is constant over its input (validity is unchanged:
+    its nodata pixels stay nodata)."""
+    bands = np.flatnonzero(~np.isnan(constants))
+    values[bands] = constants[bands, None, None]
+    return values

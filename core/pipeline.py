@@ -20,7 +20,7 @@ from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Grid, Window
 from .kernels import Kernel, make_kernel, recentring_note
-from .normalise import BandScaling, exact_float
+from .normalise import BandScaling, array_constants, exact_float, hold_constants
 from .progress import NullProgress, Progress, check_cancelled
 from .raster import (
     AtomicGeoTIFF,
@@ -28,6 +28,7 @@ from .raster import (
     StagedFiles,
     band_labels,
     check_raster_output,
+    constant_bands,
     fill_value_warnings,
     georeferencing_note,
     open_info,
@@ -334,27 +335,33 @@ def write_tiled(
     tiles: TileOptions,
     solve: Solver,
     progress: Progress,
+    constants: np.ndarray,
     solve_batch: BatchSolver | None = None,
     files: StagedFiles | None = None,
 ) -> None:
     """Solve the tiles of a ``width × height`` input and write the blended ``grid`` atomically (with
     ``files``: moved into place when that group is committed).
 
-    The output has ``info``'s bands and metadata, in its dtype (or Float32 with ``io.float32``).
+    The output has ``info``'s bands and metadata, in its dtype (or Float32 with ``io.float32``); a band constant over
+    the whole input (``constants``: ``raster.constant_bands``) is written as its value (``normalise.hold_constants``).
     """
     dtype = output_dtype(info, io.float32)
     with AtomicGeoTIFF(output_path, info, grid, dtype, io.cog, files) as out:
-        run_tiles(width, height, len(info.bands), scale, tiles, solve, out.write, progress, solve_batch)
+        def write(window: Window, values: np.ndarray, valid: np.ndarray) -> None:
+            out.write(window, hold_constants(values, constants), valid)
+
+        run_tiles(width, height, len(info.bands), scale, tiles, solve, write, progress, solve_batch)
     for warning in out.clipping_warnings():
         progress.info(warning)
 
 
 def collect_tiled(
     width: int, height: int, bands: int, scale: int, tiles: TileOptions, solve: Solver, progress: Progress,
-    solve_batch: BatchSolver | None = None,
+    constants: np.ndarray, solve_batch: BatchSolver | None = None,
 ) -> np.ndarray:
-    """Solve the tiles of a ``width × height`` input and return the blended ``(bands, s·h, s·w)`` float64 array."""
-    return solve_in_tiles(Window(0, 0, width, height), bands, scale, tiles, solve, progress, solve_batch)[0]
+    """Solve the tiles of a ``width × height`` input and return the blended ``(bands, s·h, s·w)`` float64 array,
+    a band constant over the whole input (``constants``: ``normalise.constant_values``) holding its value."""
+    return hold_constants(solve_in_tiles(Window(0, 0, width, height), bands, scale, tiles, solve, progress, solve_batch)[0], constants)
 
 
 def super_resolve(
@@ -377,11 +384,11 @@ def super_resolve(
     sample = lambda rows, cols: read_window(info, out_shape=(len(info.bands), rows, cols))  # noqa: E731
     keep = back_projection_keep(method_kernel(config), info.grid.width, info.grid.height, sample, read, scaling, recorder, band_labels(info.bands, info.descriptions))
     solve, device = _solver(config, scaling, read, recorder, keep)
-    grid = info.grid.refined(config.scale)
+    grid, constants = info.grid.refined(config.scale), constant_bands(info)
     return recorder.write_output(
         output_path, device, method_name(config),
         lambda group: write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, solve.tiles,
-                                  solve, recorder, solve.many, group),
+                                  solve, recorder, constants, solve.many, group),
         files,
     )
 
@@ -412,7 +419,7 @@ def super_resolve_array(
 
     keep = back_projection_keep(method_kernel(config), w, h, decimated_sample(image, valid), read, scaling, recorder)
     solve, device = _solver(config, scaling, read, recorder, keep)
-    out = collect_tiled(w, h, c, config.scale, solve.tiles, solve, recorder, solve.many)
+    out = collect_tiled(w, h, c, config.scale, solve.tiles, solve, recorder, array_constants(image, valid), solve.many)
     return out, recorder.result("", device)
 
 

@@ -37,7 +37,7 @@ from rasterio.rpc import RPC
 from .config import GEOTIFF_EXTENSIONS, extent_words, is_named_pipe
 from .errors import InputError, OutputWriteError
 from .grid import Grid, Window
-from .normalise import exact_float
+from .normalise import band_extremes, constant_values, exact_float
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
@@ -425,25 +425,45 @@ def _read_raw(
     return raw, masked
 
 
+def _strips(info: RasterInfo, window: Window | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``window`` of ``info.grid`` (default: all of it) in strips of whole rows of at most ``SCAN_STRIP_VALUES``
+    values: each strip's selected bands in the file's own dtype and where they are not masked by GDAL (``_read_raw``)."""
+    area = window or Window(0, 0, info.grid.width, info.grid.height)
+    rows = max(1, SCAN_STRIP_VALUES // (area.width * len(info.bands)))
+    for top in range(0, area.height, rows):
+        raw, masked = _read_raw(info, Window(area.col_off, area.row_off + top, area.width, min(rows, area.height - top)))
+        yield raw, np.broadcast_to(masked, raw.shape)
+
+
+def constant_bands(info: RasterInfo, window: Window | None = None) -> np.ndarray:
+    """``normalise.constant_values`` of ``info``'s selected bands over ``window`` of its grid (default: all of it):
+    each band's value where all its valid pixels (``valid_mask``, GDAL's mask) there hold one, NaN elsewhere.
+    Reads the area in strips (``_strips``) and stops at the first strip by which every band has shown two values,
+    so a raster whose bands vary is read about one strip deep."""
+    low, high = np.full(len(info.bands), np.inf), np.full(len(info.bands), -np.inf)
+    for raw, masked in _strips(info, window):
+        strip_low, strip_high = band_extremes(raw, valid_mask(raw, info.nodata) & masked)
+        low, high = np.minimum(low, strip_low), np.maximum(high, strip_high)
+        if (low < high).all():
+            break
+    return constant_values(low, high)
+
+
 def fill_value_warnings(info: RasterInfo) -> list[str]:
     """One warning line per selected band of a float raster that holds fill values its nodata value does not
     mark (``unflagged_fills``, pixels GDAL masks left out): how many, which value when they share one, that they
-    are read as nodata, and how to declare it. Reads ``info``'s area once, in strips of rows (memory bounded by
-    ``SCAN_STRIP_VALUES``); empty for an integer raster, which cannot hold such values."""
+    are read as nodata, and how to declare it. Reads ``info``'s area once, in strips of rows (``_strips``);
+    empty for an integer raster, which cannot hold such values."""
     dtype = np.dtype(info.dtype)
     if not np.issubdtype(dtype, np.floating):
         return []
-    bands, width, height = len(info.bands), info.grid.width, info.grid.height
-    counts = np.zeros(bands, dtype=np.int64)
-    low, high = np.full(bands, np.inf), np.full(bands, -np.inf)
-    rows = max(1, SCAN_STRIP_VALUES // (width * bands))
-    for top in range(0, height, rows):
-        raw, masked = _read_raw(info, Window(0, top, width, min(rows, height - top)))
+    counts = np.zeros(len(info.bands), dtype=np.int64)
+    low, high = np.full(len(info.bands), np.inf), np.full(len(info.bands), -np.inf)
+    for raw, masked in _strips(info):
         fills = unflagged_fills(raw, info.nodata) & masked
-        for band in np.flatnonzero(fills.any(axis=(1, 2))):
-            values = raw[band][fills[band]].astype(np.float64)
-            counts[band] += values.size
-            low[band], high[band] = min(low[band], values.min()), max(high[band], values.max())
+        strip_low, strip_high = band_extremes(raw, fills)
+        counts += fills.sum(axis=(1, 2))
+        low, high = np.minimum(low, strip_low), np.maximum(high, strip_high)
     lines = []
     for band in np.flatnonzero(counts):
         value = str(dtype.type(low[band])) if low[band] == high[band] else None

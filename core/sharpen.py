@@ -29,13 +29,16 @@ from .errors import InputError
 from .grid import Nesting, Window, nest
 from .guided import MIN_TARGET_SIZE
 from .kernels import Kernel, make_kernel, recentring_note
-from .normalise import BandScaling, exact_float
+from .normalise import BandScaling, array_constants, exact_float
 from .pipeline import (
     RunResult, _Recorder, back_projection_keep, collect_tiled, decimated_sample, extent_message, fit_scaling,
     log_fill_values, write_tiled,
 )
 from .progress import NullProgress, Progress
-from .raster import RasterInfo, band_labels, check_map_grid, check_raster_output, georeferencing_note, may_be_invalid, open_info, read_window, valid_mask
+from .raster import (
+    RasterInfo, band_labels, check_map_grid, check_raster_output, constant_bands, georeferencing_note, may_be_invalid, open_info,
+    read_window, valid_mask,
+)
 from .registration import central_window, guide_misregistration, registration_warning, skipped_note
 from .sentinel2 import band_name, band_names, kernel_spec
 from .tiling import MIN_RETRY_TILE, ShrinkOnOutOfMemory, Solver, WarmStart
@@ -257,10 +260,11 @@ def sharpen(
     grid = guide.grid.window_grid(nesting.guide)
     # the guide's invalid pixels are invalid in the output too: under a mask where the output has no nodata value
     written = replace(target, masked=target.masked or may_be_invalid(guide))
+    constants = constant_bands(target, nesting.target)
     return recorder.write_output(
         output_path, device, GUIDED_METHOD if loss_curve else None,
         lambda group: write_tiled(output_path, written, grid, target_io, nesting.target.width, nesting.target.height, s,
-                                  config.tiles, solve, recorder, files=group),
+                                  config.tiles, solve, recorder, constants, files=group),
     )
 
 
@@ -300,5 +304,5 @@ def sharpen_array(
     labels = band_labels(range(1, len(target_names) + 1), target_names)
     keep = back_projection_keep(kernels[0], w, h, decimated_sample(target, t_valid), read, target_scaling, recorder, labels)
     solve, device = _solver(config, *kernels, target_scaling, BandScaling.fit(guide, g_valid), read, recorder, keep)
-    out = collect_tiled(w, h, target.shape[0], s, config.tiles, solve, recorder)
+    out = collect_tiled(w, h, target.shape[0], s, config.tiles, solve, recorder, array_constants(target, t_valid))
     return out, recorder.result("", device)

@@ -13,6 +13,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from internal_sr.core import pipeline
 from internal_sr.core.config import DIPConfig, IOOptions, TileOptions
 from internal_sr.core.errors import Cancelled, InputError, OutputWriteError
+from internal_sr.core.grid import Window
 from internal_sr.core.progress import NullProgress
 from internal_sr.core.raster import loss_curve_path
 
@@ -517,3 +518,80 @@ def test_values_clipped_to_the_output_type_are_named_in_the_log(tmp_path):
     assert "fell outside uint8's range and were clipped into it" in warning and " below, " in warning and " above)" in warning
     result = pipeline.degrade(source, str(tmp_path / "low32.tif"), 2, "lanczos3", IOOptions(float32=True))
     assert not any("clipped" in m for m in result.messages)
+
+
+#: A value per data type that a network cannot come back to by chance and float32 cannot always hold.
+CONSTANTS = {"uint16": 1000, "int32": 123456789, "float32": 0.1234, "float64": 1e10 + 0.5}
+TWO_BY_TWO_TILES = TileOptions(size=24, overlap=4)  # 32 × 32 input pixels in four tiles
+
+
+def constant_scene(folder, dtype: str) -> tuple[str, str]:
+    """A 32 × 32 target on a 20 m grid (band 1 textured, band 2 ``CONSTANTS[dtype]`` but for one nodata pixel; nodata
+    0) and a 64 × 64 guide on the 10 m grid of the same area; returns their paths."""
+    textured = read(S2_20M)[0, :32, :32].astype(dtype)
+    constant = np.full((32, 32), CONSTANTS[dtype], dtype)
+    constant[5, 7] = 0
+    origin = (300000.0, 5800000.0)
+    target = write_raster(str(folder / "target.tif"), np.stack([textured, constant]), nodata=0,
+                          transform=Affine(20.0, 0, origin[0], 0, -20.0, origin[1]))
+    guide = write_raster(str(folder / "guide.tif"), read(S2_10M)[:1, :64, :64],
+                         transform=Affine(10.0, 0, origin[0], 0, -10.0, origin[1]))
+    return target, guide
+
+
+@pytest.mark.parametrize("method, dtype", [("dip", "uint16"), ("knitwork", "int32"), ("guided", "float32"), ("knitwork", "float64")])
+def test_a_band_constant_over_the_input_comes_back_exactly_that_constant(tmp_path, method, dtype):
+    """Every method and every kind of data type (one code path serves them: the blended tiles as written), over
+    several tiles: a band whose valid pixels hold one value is written as that value, its nodata pixel as nodata
+    (Knitworks came back a few per cent of the value off, DIP feeding the network noise alone, its reference recipe, by up
+    to the value itself; guided DIP and DIP's default, whose zero-initialised heads leave a constant band's correction
+    at zero, were exact already). The textured band still varies."""
+    from internal_sr.core.config import GuidedDIPConfig, KnitworkConfig
+    from internal_sr.core.sharpen import sharpen
+
+    target, guide = constant_scene(tmp_path, dtype)
+    out = str(tmp_path / "out.tif")
+    if method == "guided":
+        sharpen(target, guide, out, GuidedDIPConfig(iterations=3, width=8, layers=2, back_projection_steps=2, kernel="bicubic", guide_kernel="bicubic", device="cpu", tiles=TWO_BY_TWO_TILES))
+    else:
+        config = (DIPConfig(guide_input=False, tiles=TWO_BY_TWO_TILES, device="cpu", back_projection_steps=2, **{**FAST, "iterations": 3}) if method == "dip"
+                  else KnitworkConfig(width=16, fourier_features=16, iterations=3, back_projection_steps=2, device="cpu", tiles=TWO_BY_TWO_TILES))
+        pipeline.super_resolve(target, out, config)
+    with rasterio.open(out) as dst:
+        values, valid = dst.read(), dst.read_masks() > 0
+    assert dst.dtypes[1] == dtype
+    hole = np.zeros((64, 64), bool)
+    hole[10:12, 14:16] = True
+    np.testing.assert_array_equal(valid[1], ~hole)
+    np.testing.assert_array_equal(values[1][~hole], np.full((64, 64), CONSTANTS[dtype], dtype)[~hole])
+    assert np.ptp(values[0]) > 0
+
+
+def test_in_memory_runs_keep_a_constant_band_exactly():
+    """``super_resolve_array`` and ``sharpen_array`` (evaluation, benchmarks) decide alike on their whole arrays."""
+    from internal_sr.core.config import GuidedDIPConfig, KnitworkConfig
+    from internal_sr.core.sharpen import sharpen_array
+
+    low = np.stack([read(S2_20M)[0, :32, :32].astype(np.float64), np.full((32, 32), 1e10 + 0.5)])
+    config = KnitworkConfig(width=16, fourier_features=16, iterations=3, back_projection_steps=2, device="cpu", tiles=TWO_BY_TWO_TILES)
+    out, _ = pipeline.super_resolve_array(low, config)
+    sharpened, _ = sharpen_array(low, read(S2_10M)[:1, :64, :64], GuidedDIPConfig(iterations=3, width=8, layers=2, back_projection_steps=2, kernel="bicubic", guide_kernel="bicubic", device="cpu"), [None, None], [None])
+    for image in (out, sharpened):
+        assert (image[1] == 1e10 + 0.5).all() and np.ptp(image[0]) > 0
+
+
+def test_constancy_is_decided_on_every_pixel_of_the_area_processed(tmp_path, monkeypatch):
+    """``constant_bands`` reads the whole area in strips, not a sample: one differing pixel in the last strip makes a
+    band vary; a nodata pixel does not; on an extent, only the window's pixels count."""
+    from internal_sr.core.raster import constant_bands, open_info
+
+    monkeypatch.setattr("internal_sr.core.raster.SCAN_STRIP_VALUES", 2 * 40 * 3)  # strips of 3 rows of 40 pixels, 2 bands
+    data = np.full((2, 30, 40), 7, np.uint16)
+    data[0, 29, 39] = 8  # band 1 varies in the last row only
+    data[1, 0, 0] = 0  # nodata
+    path = write_raster(str(tmp_path / "scene.tif"), data, nodata=0)
+    np.testing.assert_array_equal(constant_bands(open_info(path)), [np.nan, 7])
+    np.testing.assert_array_equal(constant_bands(open_info(path), Window(0, 0, 40, 29)), [7, 7])
+    data[1, 20] = 9
+    path = write_raster(str(tmp_path / "scene.tif"), data, nodata=0)
+    np.testing.assert_array_equal(constant_bands(open_info(path)), [np.nan, np.nan])
