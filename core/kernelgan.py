@@ -48,7 +48,10 @@ from .config import InternalLearningConfig, IOOptions, KernelGANConfig
 from .degradation import Degradation
 from .device import describe, resolve_device, seeded
 from .errors import InputError
-from .kernels import KernelWidth, anisotropic_gaussian, file_kernel_centre, kernel_files, kernel_width, make_kernel, recentre, save_kernel_file
+from .kernels import (
+    KernelWidth, anisotropic_gaussian, file_kernel_centre, foreign_side_file, kernel_files, kernel_width, make_kernel, recentre,
+    save_kernel_file,
+)
 from .normalise import BandScaling
 from .optimise import adam, optimise
 from .progress import NullProgress, Progress, SubProgress
@@ -430,7 +433,8 @@ def check_kernel_files(
 ) -> tuple[RasterInfo, list[str]]:
     """Everything ``estimate_kernel_file`` checks before it starts, from metadata alone; returns the input and
     the kernel paths it will write. None of the files written (kernels, scale records, previews) may be the
-    input or one of ``others`` (e.g. a report written beside them). Raises a one-line ``InputError``."""
+    input or one of ``others`` (e.g. a report written beside them), and a record or preview may replace only an
+    earlier kernel's (``kernels.foreign_side_file``). Raises a one-line ``InputError``."""
     if not kernel_path.lower().endswith(".npy"):
         raise InputError(f"kernel file {kernel_path} must end in .npy")
     info = open_info(input_path, io.bands, io.extent, crs=io.crs)
@@ -442,6 +446,12 @@ def check_kernel_files(
         labels[record] = f"the scale record {record} of kernel file {path}"
         labels[preview] = f"the preview {preview} of kernel file {path}"
     check_output_paths(written, [input_path], labels=labels)
+    for path in paths:
+        if (side := foreign_side_file(path)) is not None:
+            raise InputError(
+                f"{labels[side]} would replace an existing file that no earlier kernel {os.path.basename(path)} wrote "
+                "(that kernel and its scale record are not both there), perhaps another dataset's: choose another kernel file name"
+            )
     for file in written:
         if any(os.path.abspath(file) == os.path.abspath(other) for other in others if other):
             raise InputError(f"{file} would be written twice, as a kernel file and as another output: choose another path")

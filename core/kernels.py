@@ -195,6 +195,18 @@ def kernel_files(path: str) -> tuple[str, str, str]:
     return path, kernel_record_path(path), kernel_preview_path(path)
 
 
+def foreign_side_file(path: str) -> str | None:
+    """A side file of the kernel file ``path`` (its scale record or its preview, ``kernel_files``) that exists and that
+    no earlier ``save_kernel_file`` at ``path`` may have written; ``None`` when there is none. That function writes
+    the three files together and nothing else writes a scale record, so existing side files are an earlier kernel's
+    only when the kernel and its record are both there; otherwise they may be another dataset's, e.g. a picture
+    ``k.png`` beside a new ``k.npy``, or the loss curve ``out.tif.loss.png`` beside a kernel named ``out.tif.loss.npy``."""
+    kernel, record, preview = kernel_files(path)
+    if os.path.isfile(kernel) and os.path.isfile(record):
+        return None
+    return next((side for side in (record, preview) if os.path.lexists(side)), None)
+
+
 def recorded_scale(path: str) -> int | None:
     """The scale the kernel file ``path`` was made for, from its record (``None`` without one)."""
     record = kernel_record_path(path)

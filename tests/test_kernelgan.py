@@ -413,6 +413,39 @@ def test_a_kernel_whose_preview_would_replace_the_input_is_refused_before_anythi
     assert Path(source).read_bytes() == before and not (tmp_path / "scene.npy").exists()
 
 
+#: Files beside a kernel to write (``k.npy``, or ``per_band`` ``k_band1.npy``) that no earlier kernel there wrote.
+FOREIGN_SIDE_FILES = {
+    "picture named like the kernel": ({"k.png": b"a photo"}, "k.npy", "the preview {0}/k.png of kernel file {0}/k.npy"),
+    "beside a kernel made by hand": ({"k.npy": b"mine", "k.png": b"a photo"}, "k.npy", "the preview {0}/k.png of kernel file {0}/k.npy"),
+    "another output's loss curve": ({"out.tif.loss.png": b"a curve"}, "out.tif.loss.npy",
+                                    "the preview {0}/out.tif.loss.png of kernel file {0}/out.tif.loss.npy"),
+    "a record without its kernel": ({"k.npy.json": b"{}"}, "k.npy", "the scale record {0}/k.npy.json of kernel file {0}/k.npy"),
+    "per band": ({"k_band1.png": b"a photo"}, "k.npy --per-band", "the preview {0}/k_band1.png of kernel file {0}/k_band1.npy"),
+}
+
+
+@pytest.mark.parametrize("files, kernel, label", FOREIGN_SIDE_FILES.values(), ids=FOREIGN_SIDE_FILES)
+def test_a_kernel_whose_preview_or_record_would_replace_another_file_is_refused(tmp_path, capsys, files, kernel, label):
+    """The preview ``k.png`` and record ``k.npy.json`` of a kernel ``k.npy`` replace only what an earlier kernel there
+    wrote (it and its record both there): a picture named like the kernel, or another output's loss curve, was
+    overwritten. Refused in one line before any training; every file stays as it was."""
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    path, *flags = kernel.split()
+    assert main(["kernelgan", S2_10M, str(tmp_path / path), "--scale", "2", "--iterations", "2", *flags]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert label.format(tmp_path) + " would replace an existing file that no earlier kernel" in line
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+
+
+def test_a_kernel_written_again_replaces_its_own_preview_and_record(tmp_path, capsys):
+    """The refusal above spares a second run into the same kernel path: its files are the first run's."""
+    kernel = str(tmp_path / "k.npy")
+    for seed in ("1", "2"):
+        assert main(["kernelgan", S2_10M, kernel, "--scale", "2", "--iterations", "2", "--seed", seed]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["k.npy", "k.npy.json", "k.png"]
+
+
 def test_cli_dip_with_estimated_kernel(tmp_path, capsys):
     source = write_raster(str(tmp_path / "in.tif"), read(S2_10M)[1:2, :64, :64])  # the smallest KernelGAN input
     out = tmp_path / "sr.tif"

@@ -103,6 +103,20 @@ def test_kernelgan_refuses_scale_3_and_small_rasters(tmp_path) -> None:
         assert not os.path.exists(out)
 
 
+def test_a_preview_that_would_replace_another_file_is_refused_before_the_estimation(tmp_path) -> None:
+    """A picture ``k.png`` beside the kernel ``k.npy`` to write (none there yet) is no earlier preview: refused in
+    one line, the picture kept (the run replaced it)."""
+    import processing
+
+    kernel, picture = str(tmp_path / "k.npy"), tmp_path / "k.png"
+    picture.write_bytes(b"a photo")
+    with pytest.raises(QgsProcessingException) as error:
+        processing.run("internal_sr:kernelgan", {"INPUT": crop(str(tmp_path / "in.tif"), 96), **FAST, "OUTPUT": kernel})
+    message = user_message(error.value)
+    assert "\n" not in message and message.startswith(f"the preview {picture} of kernel file {kernel} would replace an existing file")
+    assert picture.read_bytes() == b"a photo" and not os.path.exists(kernel)
+
+
 def test_report_in_a_missing_folder_is_refused_before_the_estimation(tmp_path) -> None:
     import processing
 
