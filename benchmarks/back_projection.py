@@ -21,8 +21,8 @@ crops and on held-out ones (``HELD_OUT``: ``wald.py``'s crops, 20 m bands and tw
 ×2–×4; true kernels of σ up to 1.6 and kernels 20 % too wide). No figure is a best-over-iterations.
 Writes ``back_projection.json`` (every run) and ``back_projection.md`` (the summaries) under ``--out``.
 
-``--quick`` runs one development crop at ×2 and one held-out crop (seconds), to check the script end to
-end; its default ``--out`` is ``out/back-projection-quick``.
+``--quick`` runs the committed crops instead (``tests/data``, so a plain clone and CI run it: ``QUICK_CROPS``),
+at ×2 only (seconds), to check the script end to end; its default ``--out`` is ``out/back-projection-quick``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ sys.path.insert(0, HERE)
 
 from kernelgan import CASES, SIZE  # noqa: E402
 from tuning import DEV  # noqa: E402
-from wald import CROPS, load_crop, machine, write_results  # noqa: E402
+from wald import CROPS, committed_crop, load_crop, machine, write_results  # noqa: E402
 
 #: The former rule's bound on a wide kernel's residual RMS after a step, relative to before it.
 FORMER_CONTRACTION = 0.8
@@ -61,6 +61,9 @@ HELD_OUT = [(label, name, origin, "im10", 128) for label, name, origin in CROPS]
     ("T33UUB (400, 0)", "s2_l1c_T33UUB_20170527_dsen2.npz", (400, 0), "im10", 192),
     ("T49JGM (100, 400)", "s2_l1c_T49JGM_20171022_dsen2.npz", (100, 400), "im10", 192),
 ]
+#: ``--quick``'s development and held-out crops: the committed 10 m crop (T33UUB B4 B3 B2 B8, 128²) and the 20 m crop
+#: of the same area (B5–B12, 64²).
+QUICK_CROPS = (("T33UUB 10 m (300, 160)", "s2_T33UUB_10m_B4-B3-B2-B8_crop.tif"), ("T33UUB 20 m (150, 80)", "s2_T33UUB_20m_B5-B12_crop.tif"))
 #: Kernel names in the tables' order; the too-wide ones are those the worst-loss figures are over.
 ORDER = ("true", "x0.8", "x1.2", "x1.4", "x1.7", *GAUSSIANS_ON_BICUBIC)
 TOO_WIDE = ("x1.2", "x1.4", "x1.7", *GAUSSIANS_ON_BICUBIC)
@@ -146,10 +149,12 @@ def psnr_at(images, steps: list[int], reference: np.ndarray) -> float:
 
 def groups(quick: bool) -> list[tuple[str, np.ndarray, Truth]]:
     """(label, reference crop, true kernel) of the matrix."""
-    development = DEV[:1] if quick else DEV
+    if quick:
+        development = [(QUICK_CROPS[0][0], committed_crop(QUICK_CROPS[0][1]))]
+    else:
+        development = [(label, load_crop(name, origin)) for label, name, origin in DEV]
     matrix = [] if quick else [(f"KernelGAN {label[:6]} {origin}", load_crop(name, origin, SIZE), truth) for label, name, origin, truth in CASES]
-    for label, name, origin in development:
-        reference = load_crop(name, origin)
+    for label, reference in development:
         matrix += [(f"development {label}", reference, None), (f"development {label}", reference, (0.7, 0.7, 0.0))]
     return matrix
 
@@ -204,9 +209,13 @@ def held_out_gains(quick: bool) -> list[dict]:
 
     from internal_sr.core.degradation import NOISE_GAIN_LIMIT, Degradation, degrade_array, noise_gain, observation_gain
 
+    if quick:
+        crops = [(QUICK_CROPS[1][0], committed_crop(QUICK_CROPS[1][1]))]
+    else:
+        crops = [(label, load_crop(name, origin, size, bands)) for label, name, origin, bands, size in HELD_OUT]
     rows = []
-    for label, name, origin, bands, size in HELD_OUT[:1] if quick else HELD_OUT:
-        crop = load_crop(name, origin, size, bands)
+    for label, crop in crops:
+        size = min(crop.shape[-2:])
         for scale in (2,) if quick else (2, 3, 4):
             reference = crop[:, : size // scale * scale, : size // scale * scale]
             for width in HELD_OUT_KERNELS:
@@ -273,7 +282,7 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="results folder (default: benchmarks/results, or out/back-projection-quick with --quick)")
-    parser.add_argument("--quick", action="store_true", help="one crop at ×2 and one held-out crop: checks the script, measures little")
+    parser.add_argument("--quick", action="store_true", help="the committed crops at ×2: checks the script, measures little")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = args.out or (os.path.join(HERE, "..", "out", "back-projection-quick") if args.quick else os.path.join(HERE, "results"))

@@ -45,6 +45,19 @@ def load_crop(name: str, origin: tuple[int, int], size: int = SIZE, bands: str =
     return data[:, r : r + size, c : c + size].astype(np.float64)
 
 
+#: The crops committed with the tests (``tests/data``, sources in its README): what a ``--quick`` run may use, so that a
+#: plain clone (CI) checks the script end to end without ``shared/data``.
+COMMITTED = os.path.join(HERE, "..", "tests", "data")
+
+
+def committed_crop(name: str) -> np.ndarray:
+    """The committed crop ``name`` (a file of ``COMMITTED``), all its bands, float64 ``(C, H, W)``."""
+    from internal_sr.core.raster import open_raster
+
+    with open_raster(os.path.join(COMMITTED, name)) as src:
+        return src.read().astype(np.float64)
+
+
 #: Method ids for ``--methods`` → the names in the table.
 METHODS = {"bicubic": "bicubic", "bp": "bicubic + BP", "dip": "DIP", "knitwork": "Knitworks"}
 
