@@ -327,6 +327,7 @@ def test_integers_beyond_32_bits_are_refused_not_read_as_zero(crop64: str, tmp_p
         False, "Tile size (input pixels) (TILE_SIZE) must be at most 2147483647, got 4294967296"
     )
     assert check("dip", {**parameters, "SEED": 2**31 - 1}) == (True, "")
+    assert check("dip", {**parameters, "SEED": float("inf")}) == (False, "Random seed (SEED) must be an integer, got inf")
 
 
 @pytest.mark.parametrize(
