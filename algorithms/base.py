@@ -64,7 +64,15 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..core.config import GAUSSIAN_TERM, KERNEL_FILE_TERM, MAX_SCALE, TileOptions, extent_words, is_named_pipe
+from ..core.config import (
+    GAUSSIAN_TERM,
+    INT32_MAX,
+    KERNEL_FILE_TERM,
+    MAX_SCALE,
+    TileOptions,
+    extent_words,
+    is_named_pipe,
+)
 from ..core.deps import install_hint, missing_dependencies
 from ..core.errors import Cancelled, InputError, error_line
 from ..core.extent import ROUND_ANGLE, boundary_extent, check_not_wrapped
@@ -130,17 +138,30 @@ def open_in_project(path: str, project: QgsProject | None, inputs: Sequence[str]
     """Why ``path`` must not be written: a layer of ``project`` other than the run's ``inputs`` (sources, which the
     engine's own check names) reads it and would be replaced under QGIS's feet; ``None`` when none does.
 
-    The one check of the dialog and of Processing (``read_output``).
+    The one check of the dialog and of Processing (``read_output``); a path through a symbolic link (or in another
+    letter case where the file system ignores it) is the file it names (``core.raster.same_file``).
     """
     if project is None:
         return None
-    target = os.path.abspath(path)
+    from ..core.raster import same_file
+
     for layer in project.mapLayers().values():
-        if layer.source() not in inputs and os.path.abspath(layer.source()) == target:
+        if layer.source() not in inputs and same_file(layer.source(), path):
             return tr("{} is open in the project as layer {}: remove the layer or choose another output.").format(
                 path, layer.name()
             )
     return None
+
+
+def without_options(uri: dict[str, Any], options: Sequence[str]) -> str:
+    """The dataset name that reads what a GDAL layer of decoded source ``uri`` (its open options removed) opened
+    with the open ``options``: a GeoPackage's raster table chosen by ``TABLE=t`` is ``GPKG:path:t`` (the file
+    alone is refused when it holds several tables); any other, the source without its options."""
+    path = uri.get("path", "")
+    tables = [option.split("=", 1)[1] for option in options if option.upper().startswith("TABLE=")]
+    if tables and qgis_gdal_driver(path) == "GPKG":
+        return f"GPKG:{path}:{tables[0]}"
+    return QgsProviderRegistry.instance().encodeUri("gdal", uri)
 
 
 def qgis_gdal_driver(source: str) -> str | None:
@@ -179,7 +200,7 @@ def engine_refusal(layer: QgsRasterLayer, what: str = "input raster") -> str | N
         return tr(
             "Input raster {} is opened with the GDAL open options {}, which the engine does not apply: run on {} "
             "itself, added without open options (Layer ▸ Add Layer ▸ Add Raster Layer, Options left empty)"
-        ).format(layer.name(), " ".join(options), QgsProviderRegistry.instance().encodeUri("gdal", uri))
+        ).format(layer.name(), " ".join(options), without_options(uri, options))
     if not gdal_dataset_name(source):
         return tr("Input raster {} is not a file or dataset GDAL opens by name ({}): export it to GeoTIFF first").format(
             layer.name(), source
@@ -216,7 +237,9 @@ def engine_extent(layer: Any, rect: Any) -> tuple[float, float, float, float]:
 
     QGIS shows a raster that has neither a geotransform, ground control points nor an RPC model upright, at
     y = −row; the engine places an extent on GDAL's pixel coordinates, y = row. Such a layer's rectangle is
-    flipped. (QGIS warps a raster with ground control points or RPCs only, whose extent the engine refuses.)
+    flipped, after a one-line ``InputError`` if it covers none of the raster's pixels, worded as QGIS draws them
+    (the engine's refusal would give the flipped extent and bounds in rows). (QGIS warps a raster with ground
+    control points or RPCs only, whose extent the engine refuses.)
     """
     from osgeo import gdal
 
@@ -226,6 +249,13 @@ def engine_extent(layer: Any, rect: Any) -> tuple[float, float, float, float]:
         and not dataset.GetMetadata("RPC")
     )
     if plain:
+        from affine import Affine
+
+        from ..core.grid import Grid
+
+        drawn = Grid(dataset.RasterXSize, dataset.RasterYSize, Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0))  # y = −row
+        drawn.covering_window((rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()), layer.source(),
+                              "as QGIS draws it without georeferencing, y = −row")
         return rect.xMinimum(), -rect.yMaximum(), rect.xMaximum(), -rect.yMinimum()
     return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
 
@@ -426,11 +456,11 @@ class Job:
     layers_to_load: dict[str, QgsProcessingContext.LayerDetails] = field(default_factory=dict)
 
 
-def extent_text(extent: tuple[float, float, float, float] | None) -> str:
-    """How the settings log shows an extent."""
+def extent_text(extent: tuple[float, float, float, float] | None, enlarged: str = "whole pixels") -> str:
+    """How the settings log shows an extent; ``enlarged``: what it is enlarged to (as ``add_extent`` says)."""
     if extent is None:
         return tr("whole raster")
-    return tr("{} in the raster's CRS (enlarged to whole pixels)").format(extent_words(extent))
+    return tr("{} in the raster's CRS (enlarged to {})").format(extent_words(extent), enlarged)
 
 
 #: How the out-of-memory hints of ``core.errors.error_line`` name the parameters that help.
@@ -628,10 +658,14 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         maximum: int | float | None = None,
         advanced: bool = False,
     ) -> None:
-        """A number parameter: an integer when ``default`` is an ``int``, a double otherwise."""
-        parameter = QgsProcessingParameterNumber(name, tr(description), _number_type(isinstance(default, int)), default)
+        """A number parameter: an integer when ``default`` is an ``int``, a double otherwise. An integer's
+        ``maximum`` is at most ``INT32_MAX``: QGIS reads a larger one as 0 (``parameterAsInt`` overflows)."""
+        integer = isinstance(default, int)
+        parameter = QgsProcessingParameterNumber(name, tr(description), _number_type(integer), default)
         if minimum is not None:
             parameter.setMinimum(minimum)
+        if integer:
+            maximum = INT32_MAX if maximum is None else min(maximum, INT32_MAX)
         if maximum is not None:
             parameter.setMaximum(maximum)
         self.add_parameter(parameter, help_text, advanced)
@@ -678,9 +712,10 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             "the output's when degrading); 0.4–0.7 is typical of multispectral sensors. Ignored by the other kernels.",
             advanced,
         )
-        self.add_parameter(
+        self.add_parameter(  # any file name, as on the command line: the engine says what is wrong with a file
             QgsProcessingParameterFile(
-                self.KERNEL_FILE, tr("Kernel file (.npy)"), _file_behavior(), "npy", None, True
+                self.KERNEL_FILE, tr("Kernel file (.npy)"), _file_behavior(), "", None, True,
+                tr("NumPy arrays (*.npy);;All files (*)"),
             ),
             "Optional 2-D kernel of odd size saved with NumPy (for example estimated by KernelGAN), for this "
             "scale. When set it replaces the blur kernel above. A kernel whose centre of mass is off the centre "
@@ -737,14 +772,15 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         )
 
     def add_extent(
-        self, raster: str = "input raster", pixels: str = "input", use: str = "the output covers exactly those pixels"
+        self, raster: str = "input raster", enlarged: str = "whole input pixels",
+        use: str = "the output covers exactly those pixels",
     ) -> None:
-        """EXTENT: the optional area to process, in any CRS (transformed to the ``raster``'s); ``use`` says
-        what the algorithm does with the pixels it covers."""
+        """EXTENT: the optional area to process, in any CRS (transformed to the ``raster``'s); ``enlarged`` says
+        what it is enlarged to, ``use`` what the algorithm does with what it covers."""
         self.add_parameter(
             QgsProcessingParameterExtent(self.EXTENT, tr("Extent (optional)"), None, True),
             "Process only this area (the map canvas extent, a layer's extent or a rectangle drawn on the map), "
-            f"in any CRS: it is transformed to the {raster}'s CRS and enlarged to whole {pixels} pixels, and "
+            f"in any CRS: it is transformed to the {raster}'s CRS and enlarged to {enlarged}, and "
             f"{use}. Empty: the whole raster. On a CPU, this is how to keep a run short.",
         )
 
@@ -964,17 +1000,17 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
                 value = float(parameters[definition.name()])
             except (KeyError, TypeError, ValueError):
                 continue  # absent, None, an expression: left to QGIS
-            if definition.dataType() == _number_type(True) and value != int(value):
-                return False, tr("{} ({}) must be an integer, got {:g}").format(
+            if definition.dataType() == _number_type(True) and not value.is_integer():
+                return False, tr("{} ({}) must be an integer, got {:.15g}").format(
                     definition.description(), definition.name(), value
                 )
             if value < definition.minimum():
-                limit = tr("at least {:g}").format(definition.minimum())
+                limit = tr("at least {:.15g}").format(definition.minimum())
             elif value > definition.maximum():
-                limit = tr("at most {:g}").format(definition.maximum())
+                limit = tr("at most {:.15g}").format(definition.maximum())
             else:
                 continue
-            return False, tr("{} ({}) must be {}, got {:g}").format(
+            return False, tr("{} ({}) must be {}, got {:.15g}").format(
                 definition.description(), definition.name(), limit, value
             )
         choices: dict[str, str] = {}  # choices given by index, named for QGIS's own check (which takes names only)

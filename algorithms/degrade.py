@@ -42,7 +42,10 @@ class DegradeAlgorithm(InternalSRAlgorithm):
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
         self.add_raster_input("The raster to degrade: a file GDAL reads, any data type, any number of bands.")
         self.add_bands()
-        self.add_extent()
+        self.add_extent(
+            enlarged="whole scale × scale blocks of input pixels counted from the raster's corner",
+            use="the output covers exactly those blocks: its pixels are those of a run on the whole raster",
+        )
         self.add_scale(
             "Integer coarsening of the pixel grid: one output pixel per scale × scale block of input pixels (2 turns "
             "10 m pixels into 20 m pixels).",
@@ -71,7 +74,9 @@ class DegradeAlgorithm(InternalSRAlgorithm):
         settings = {
             tr("Input"): f"{source.name} ({source.width} × {source.height} pixels, {source.band_count} bands)",
             tr("Bands"): ", ".join(map(str, bands)) if bands else tr("all"),
-            tr("Extent"): extent_text(io.extent),
+            tr("Extent"): extent_text(
+                io.extent, tr("whole {0} × {0} pixel blocks counted from the raster's corner").format(scale)
+            ),
             tr("Scale"): f"÷{scale}",
             tr("Kernel"): kernel,
             tr("Output"): output,

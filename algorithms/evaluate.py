@@ -125,6 +125,9 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         inputs = [input_path] + ([guide_path] if guide_path else [])
         report = self.read_file_output(parameters, context, self.OUTPUT, inputs)
         scores_json = self.read_file_output(parameters, context, self.OUTPUT_JSON, inputs)
+        from ..core.report import check_two_files
+
+        check_two_files(report, scores_json)
         if method == "guided" and guide is None:
             raise QgsProcessingException(tr("Method guided needs a guide raster (GUIDE)"))
         from ..core.evaluation import plan_evaluation

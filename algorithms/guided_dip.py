@@ -70,7 +70,7 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
             "Guide raster",
         )
         self.add_bands(self.GUIDE_BANDS, self.GUIDE, "Guide bands", "Guide bands to use, numbered from 1 (empty: all).")
-        self.add_extent("target raster", "target")
+        self.add_extent("target raster", "whole target pixels")
         self.add_int(
             self.ITERATIONS,
             "Iterations (0 = automatic)",

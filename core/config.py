@@ -45,6 +45,18 @@ def check_scale(scale: int) -> None:
         raise InputError(f"scale must be an integer from 2 to {MAX_SCALE}, got {scale}")
 
 
+#: The largest integer QGIS's integer parameters (read as a C ``int``) and Qt's spin boxes hold: the front ends'
+#: integer settings stay within it, and a seed, which every front end takes, is refused beyond it.
+INT32_MAX = 2**31 - 1
+
+
+def check_seed(seed: int) -> None:
+    """Raise a one-line ``InputError`` unless ``seed`` is an integer from 0 to ``INT32_MAX``, the seeds every front
+    end takes (the command line, Processing and the dialog)."""
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed <= INT32_MAX:
+        raise InputError(f"seed must be an integer from 0 to {INT32_MAX}, got {seed}")
+
+
 def is_named_pipe(path: str) -> bool:
     """Whether ``path`` is a named pipe (FIFO): GDAL opening it, or QGIS loading it as a layer, would wait
     for a writer for ever. Only ``os`` is asked, so the Processing algorithms call it before QGIS opens
@@ -202,6 +214,7 @@ class InternalLearningConfig:
             raise InputError(f"stop_tolerance is a relative improvement in [0, 1), got {self.stop_tolerance}")
         check_at_least("stop_patience", self.stop_patience, 1)
         check_at_least("back_projection_steps", self.back_projection_steps, 0)
+        check_seed(self.seed)
         if self.tiles.size < self.min_input_size:
             raise InputError(
                 f"tile size {self.tiles.size} is smaller than the network needs: use at least {self.min_input_size} input pixels"
@@ -387,6 +400,7 @@ class KernelGANConfig:
         if self.iterations < 1:
             raise InputError(f"iterations must be ≥ 1, got {self.iterations}")
         check_at_least("max_window", self.max_window, self.crop_size)
+        check_seed(self.seed)
         check_device(self.device)
 
     @property

@@ -15,6 +15,7 @@ from typing import Any
 
 from affine import Affine
 
+from .config import extent_words
 from .errors import InputError
 
 
@@ -95,6 +96,17 @@ class Grid:
         if c1 <= c0 or r1 <= r0:
             return None
         return Window(c0, r0, c1 - c0, r1 - r0)
+
+    def covering_window(self, extent: tuple[float, float, float, float], where: str, coordinates: str = "in its CRS") -> Window:
+        """``extent_window(extent)``, or a one-line ``InputError`` when the extent shares no pixel with this grid:
+        "extent … does not overlap ``where`` (which covers … ``coordinates``)", ``where`` naming the raster and
+        ``coordinates`` how the extent and these bounds are given."""
+        window = self.extent_window(extent)
+        if window is None:
+            raise InputError(
+                f"extent {extent_words(extent)} does not overlap {where} (which covers {extent_words(self.bounds)} {coordinates})"
+            )
+        return window
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:

@@ -34,7 +34,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
 from rasterio.rpc import RPC
 
-from .config import GEOTIFF_EXTENSIONS, extent_words, is_named_pipe
+from .config import GEOTIFF_EXTENSIONS, is_named_pipe
 from .errors import InputError, OutputWriteError
 from .grid import Grid, Window
 from .normalise import band_extremes, constant_values, exact_float
@@ -113,12 +113,7 @@ def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block
     A raster without a map grid to place an extent on (``check_map_grid``) is a one-line ``InputError``.
     """
     check_map_grid(info, info.path, "an extent cannot be placed on its pixels", ", or run without an extent")
-    window = info.grid.extent_window(extent)
-    if window is None:
-        raise InputError(
-            f"extent {extent_words(extent)} does not overlap {info.path} (which covers {extent_words(info.grid.bounds)} in its CRS)"
-        )
-    window = window.to_blocks(block, info.grid.width, info.grid.height)
+    window = info.grid.covering_window(extent, info.path).to_blocks(block, info.grid.width, info.grid.height)
     return replace(info, grid=info.grid.window_grid(window), window=window, file_grid=info.grid)
 
 
@@ -578,9 +573,9 @@ def shared_sidecars(path: str) -> tuple[list[str], list[str]]:
         entry_name = os.path.basename(entry)
         lower = entry_name.lower()
         named_after = os.path.join(os.path.dirname(entry), entry_name[: len(name)])  # for a sidecar of a name
-        if lower in beside_stem or (lower in beside_name and not _same_file(named_after, path)):
+        if lower in beside_stem or (lower in beside_name and not same_file(named_after, path)):
             sidecars.append(entry)
-        elif lower.startswith(stem + ".") and not lower.startswith(name.lower() + ".") and not _same_file(entry, path):
+        elif lower.startswith(stem + ".") and not lower.startswith(name.lower() + ".") and not same_file(entry, path):
             others.append(entry)
     return sidecars, others
 
@@ -593,7 +588,9 @@ def stale_sidecars(path: str) -> list[str]:
     return [sidecar for sidecar in geotiff_sidecars(path) if not others or sidecar not in shared]
 
 
-def _same_file(a: str, b: str) -> bool:
+def same_file(a: str, b: str) -> bool:
+    """Whether paths ``a`` and ``b`` name one file: the same absolute path, or existing files that are one (through a
+    symbolic link, a hard link, or another letter case where the file system ignores it)."""
     return os.path.abspath(a) == os.path.abspath(b) or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
 
 
@@ -630,9 +627,9 @@ def check_output_paths(
         if os.path.isdir(output):
             raise InputError(f"{label} is a folder: give the output file's path")
         for path, files in read.items():
-            if _same_file(output, path):
+            if same_file(output, path):
                 raise InputError(f"{label} {clash} the input: choose another output path")
-            if any(_same_file(output, file) for file in files):
+            if any(same_file(output, file) for file in files):
                 raise InputError(f"{label} {clash} a file the input {path} reads: choose another output path")
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise InputError(f"output folder {folder} of {label} is a file, not a folder")
@@ -832,7 +829,7 @@ class StagedFiles:
                             record.append(path)
             for path in self.geotiffs:
                 for sidecar in stale_sidecars(path):
-                    if not _same_file(sidecar, path + PAM_SUFFIX):  # there now, it is the new file's (replace_with_pam)
+                    if not same_file(sidecar, path + PAM_SUFFIX):  # there now, it is the new file's (replace_with_pam)
                         os.remove(sidecar)
             self.geotiffs.clear()
         finally:

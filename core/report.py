@@ -22,7 +22,7 @@ from .evaluation import BICUBIC, Evaluation, evaluate
 from .metrics import HIGHER_IS_BETTER
 from .pipeline import RunResult
 from .progress import Progress
-from .raster import StagedFiles, check_output_paths, staged, write_file_atomically
+from .raster import StagedFiles, check_output_paths, same_file, staged, write_file_atomically
 from .sentinel2 import band_name
 
 #: Edge (reference pixels) of the central crop shown in the report.
@@ -212,6 +212,12 @@ class EvaluationRun(RunResult):
     evaluation: Evaluation | None = None
 
 
+def check_two_files(report_path: str | None, json_path: str | None) -> None:
+    """Refuse, in one line, a report and a JSON that would be one file (front ends check before a run)."""
+    if report_path and json_path and same_file(report_path, json_path):
+        raise InputError(f"the report and the JSON would both be {report_path}: choose two paths")
+
+
 def evaluate_to_files(
     input_path: str,
     method: str,
@@ -228,8 +234,7 @@ def evaluate_to_files(
     """``evaluation.evaluate`` then the HTML report and/or JSON, moved into place together; output paths are
     checked before any work."""
     inputs = [input_path] + ([guide_path] if guide_path else [])
-    if report_path and json_path and os.path.abspath(report_path) == os.path.abspath(json_path):
-        raise InputError(f"the report and the JSON would both be {report_path}: choose two paths")
+    check_two_files(report_path, json_path)
     check_output_paths([path for path in (report_path, json_path) if path], inputs)
     e = evaluate(input_path, method, scale, kernel, config, io, guide_path, guide_io or IOOptions(), progress)
     with staged() as files:

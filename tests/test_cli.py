@@ -100,6 +100,8 @@ def test_console_script_is_installed_and_reports_errors_on_one_line(tmp_path):
         (lambda p: S2_20M, ["--scale", "1e400"], "scale must be an integer ≥ 2, got 1e400"),
         (two_raster_tables, ["--scale", "2"], r"two.gpkg holds no raster bands itself: open one of its subdatasets \(GPKG:.*two.gpkg:first; "),
         (lambda p: S2_20M, ["--scale", "17"], "scale must be an integer from 2 to 16, got 17"),
+        (lambda p: S2_20M, ["--scale", "2", "--seed", "8589934592"],
+         "seed must be an integer from 0 to 2147483647, got 8589934592"),
         (lambda p: S2_20M, ["--scale", "2", "--bands", "1,1"], "bands 1,1 name a band twice"),
         (palette_raster, ["--scale", "2"], "has a colour table: its values are classes"),
     ],

@@ -475,6 +475,22 @@ def test_processing_extent_outside_the_raster_is_a_one_line_error(tmp_path) -> N
     assert len(lines) == 1 and not os.path.exists(out)
 
 
+@pytest.mark.qgis
+@pytest.mark.usefixtures("internal_sr_provider")
+def test_processing_extent_outside_a_raster_without_georeferencing_is_refused_as_qgis_draws_it(tmp_path) -> None:
+    """QGIS draws the 128 × 128 crop at y −128..0; an extent at y 40..88 is off it. The refusal gave the extent
+    flipped into rows (y −88–−40) and the bounds in rows (y 0–128), so the extent looked inside them."""
+    from qgis.core import QgsProcessingException
+
+    source, out = shutil.copy(S2_10M, str(tmp_path / "photo.tif")), str(tmp_path / "never.tif")
+    with pytest.raises(QgsProcessingException) as error:
+        processing_run("degrade", {"INPUT": source, "SCALE": 2, "EXTENT": "40,88,40,88", "OUTPUT": out})
+    lines = [line for line in str(error.value).strip().splitlines() if "does not overlap" in line]
+    assert lines == [f"extent x 40–88, y 40–88 does not overlap {source} (which covers x 0–128, y -128–0 as QGIS "
+                     "draws it without georeferencing, y = −row)"]
+    assert not os.path.exists(out)
+
+
 def lonlat_raster(path: str, west: float, width: int, height: int, pixel: float, north: float = -16.5) -> str:
     data = np.random.default_rng(0).integers(0, 3000, (1, height, width)).astype("uint16")
     return write_raster(path, data, crs="EPSG:4326", transform=Affine(pixel, 0, west, 0, -pixel, north))

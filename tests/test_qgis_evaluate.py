@@ -58,6 +58,20 @@ def test_extent_picks_the_evaluated_pixels(tmp_path) -> None:
     assert "extent: input columns 10–73, rows 20–63 (64×44 pixels)" in log
 
 
+def test_the_report_and_the_json_on_one_path_fail_the_check_before_the_run(tmp_path) -> None:
+    """They passed checkParameterValues and failed only once the run had started (after the toolbox's dialog had
+    switched to its log)."""
+    from qgis.core import QgsApplication, QgsProcessingContext
+
+    source = crop(str(tmp_path / "in.tif"), 32)
+    report = str(tmp_path / "e.html")
+    algorithm = QgsApplication.processingRegistry().createAlgorithmById("internal_sr:evaluate")
+    parameters = {"INPUT": source, "METHOD": "bicubic", "SCALE": 2, "OUTPUT": report, "OUTPUT_JSON": report}
+    assert algorithm.checkParameterValues(parameters, QgsProcessingContext()) == (
+        False, f"the report and the JSON would both be {report}: choose two paths"
+    )
+
+
 def test_guided_without_a_guide_is_a_one_line_error(tmp_path) -> None:
     source = crop(str(tmp_path / "in.tif"), 32)
     with pytest.raises(QgsProcessingException) as error:

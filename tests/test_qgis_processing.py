@@ -106,6 +106,36 @@ def test_degrade_kernel_file_overrides_kernel(tmp_path) -> None:
     assert low.shape == (10, 10) and np.array_equal(low, high[1:30:3, 1:30:3])
 
 
+def test_a_kernel_file_is_judged_by_its_contents_as_on_the_command_line(tmp_path) -> None:
+    """KERNEL_FILE took only names ending in .npy: a GeoTIFF got QGIS's "Incorrect parameter value for KERNEL_FILE"
+    where the command line says what the file is, and an array saved under another name was refused."""
+    source = crop(str(tmp_path / "in.tif"), 32)
+    parameters = {"INPUT": source, "SCALE": 2, "OUTPUT": str(tmp_path / "low.tif")}
+    assert check("degrade", {**parameters, "KERNEL_FILE": source}) == (
+        False, f"kernel file {source} is not a NumPy array file (.npy as numpy.save writes)"
+    )
+    with open(tmp_path / "delta.kernel", "wb") as file:
+        np.save(file, np.pad(np.ones((1, 1)), 1))  # numpy.save adds .npy to a name, not to an open file
+    assert check("degrade", {**parameters, "KERNEL_FILE": str(tmp_path / "delta.kernel")}) == (True, "")
+
+
+def test_degrade_extent_is_enlarged_to_whole_blocks_as_its_help_and_log_say(tmp_path) -> None:
+    """Degrade's help and settings log said the extent was enlarged to whole input pixels; at ×3 it starts on
+    a whole 3 × 3 block counted from the raster's corner (x 444010 → 443960, not the pixel edge 444000)."""
+    source = crop(str(tmp_path / "in.tif"), 96)
+    x0, y0 = grid_info(source).transform[2], grid_info(source).transform[5]
+    out = str(tmp_path / "low.tif")
+    feedback = QgsProcessingFeedback()
+    run("degrade", {"INPUT": source, "SCALE": 3, "EXTENT": f"{x0 + 290},{x0 + 890},{y0 - 1410},{y0 - 810} [EPSG:32618]",
+                    "OUTPUT": out}, feedback)
+    assert grid_info(out).transform[2] == x0 + 12 * 20  # column 12: block 4, where whole pixels would start at 14
+    assert "(enlarged to whole 3 × 3 pixel blocks counted from the raster's corner)" in feedback.textLog()
+    instance = QgsApplication.processingRegistry().createAlgorithmById("internal_sr:degrade")
+    assert "enlarged to whole scale × scale blocks of input pixels counted from the raster's corner" in (
+        instance.parameterDefinition("EXTENT").help()
+    )
+
+
 def test_a_crs_set_on_the_layer_in_qgis_is_the_one_used(tmp_path) -> None:
     """A CRS set on the layer in QGIS replaces the file's, as QGIS shows it: the extent is read in it and
     the output carries it (the extent used to be transformed into the layer's CRS and then matched against
@@ -285,6 +315,21 @@ def test_scale_below_two_is_a_one_line_error(crop64: str, tmp_path) -> None:
     assert user_message(error.value) == "Scale factor (SCALE) must be at least 2, got 1"
 
 
+def test_integers_beyond_32_bits_are_refused_not_read_as_zero(crop64: str, tmp_path) -> None:
+    """QGIS reads an integer parameter as a C int: SEED 2**33 passed the check and ran with seed 0, TILE_SIZE 2**32
+    was refused as "tile size 0". They are refused as they are given (the command line refuses that seed too,
+    test_cli)."""
+    parameters = {"INPUT": crop64, "SCALE": 2, **FAST, "OUTPUT": str(tmp_path / "out.tif")}
+    assert check("dip", {**parameters, "SEED": 2**33}) == (
+        False, "Random seed (SEED) must be at most 2147483647, got 8589934592"
+    )
+    assert check("dip", {**parameters, "TILE_SIZE": 2**32}) == (
+        False, "Tile size (input pixels) (TILE_SIZE) must be at most 2147483647, got 4294967296"
+    )
+    assert check("dip", {**parameters, "SEED": 2**31 - 1}) == (True, "")
+    assert check("dip", {**parameters, "SEED": float("inf")}) == (False, "Random seed (SEED) must be an integer, got inf")
+
+
 @pytest.mark.parametrize(
     ("parameters", "expected"),
     [
@@ -379,6 +424,29 @@ def test_a_layer_with_gdal_open_options_is_refused_naming_them(crop64: str, tmp_
         f"engine does not apply: run on {crop64} itself, added without open options (Layer ▸ Add Layer ▸ Add Raster "
         "Layer, Options left empty)"
     )
+
+
+def test_a_geopackage_table_chosen_by_open_option_is_named_as_the_engine_opens_it(tmp_path) -> None:
+    """A raster table added with TABLE=…: the refusal advised running on the GeoPackage itself, which is refused in
+    turn when it holds several tables; it names the table's dataset, which runs."""
+    from affine import Affine
+
+    gpkg = str(tmp_path / "two.gpkg")
+    for table, append in (("first", "NO"), ("second", "YES")):
+        with rasterio.open(gpkg, "w", driver="GPKG", width=32, height=32, count=1, dtype="uint8", crs="EPSG:32633",
+                           transform=Affine(10, 0, 0, 0, -10, 320), RASTER_TABLE=table, APPEND_SUBDATASET=append) as dst:
+            dst.write(np.full((1, 32, 32), len(table), "uint8"))
+    layer = QgsRasterLayer(f"{gpkg}|option:TABLE=second", "second")
+    assert layer.isValid()
+    out = str(tmp_path / "out.tif")
+    ok, message = check("degrade", {"INPUT": layer, "SCALE": 2, "OUTPUT": out})
+    assert not ok and message == (
+        f"Input raster second is opened with the GDAL open options TABLE=second, which the engine does not apply: run "
+        f"on GPKG:{gpkg}:second itself, added without open options (Layer ▸ Add Layer ▸ Add Raster Layer, Options "
+        "left empty)"
+    )
+    run("degrade", {"INPUT": f"GPKG:{gpkg}:second", "SCALE": 2, "OUTPUT": out})
+    assert set(grid_info(out).means) == {len("second")}  # the table asked for (GDAL shows a grey table as RGB)
 
 
 @pytest.mark.parametrize("options", ["", "|option:NUM_THREADS=2"], ids=["plain", "open options"])
@@ -554,6 +622,22 @@ def test_an_output_open_as_a_project_layer_is_refused_as_in_the_dialog(crop64: s
     assert grid_info(old) == before
     ok, _ = run_in_a_task("degrade", parameters)  # what the toolbox's check lets through is refused when prepared
     assert not ok and grid_info(old) == before
+
+
+def test_an_open_output_named_through_a_symbolic_link_is_refused(crop64: str, tmp_path, empty_project) -> None:
+    """The guard compared absolute paths only: the layer's file named through a linked folder was replaced."""
+    old = crop(str(tmp_path / "old_result.tif"), 32)
+    empty_project.addMapLayer(QgsRasterLayer(old, "old result", "gdal"))
+    before = grid_info(old)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path, target_is_directory=True)
+    through_link = str(link / "old_result.tif")
+    with pytest.raises(QgsProcessingException) as raised:
+        run("degrade", {"INPUT": crop64, "SCALE": 2, "OUTPUT": through_link})
+    assert user_message(raised.value) == (
+        f"{through_link} is open in the project as layer old result: remove the layer or choose another output."
+    )
+    assert grid_info(old) == before
 
 
 def grid_extent(path: str, width: int, height: int) -> str:

@@ -67,6 +67,7 @@ from ..algorithms.base import (
 from ..algorithms.run_times import duration, estimate_seconds, presets_text, run_steps
 from ..core.config import (
     GEOTIFF_EXTENSIONS,
+    INT32_MAX,
     LEARNED_KERNEL,
     MAX_SCALE,
     QUALITIES,
@@ -278,7 +279,7 @@ class SuperResolveDialog(QDialog):
         self.iterations_spin.setToolTip(self.tr("Optimisation steps per tile; any value but 0 overrides the quality preset."))
         self.iterations_spin.valueChanged.connect(self._settings_changed)
         self.seed_spin = QSpinBox(self)
-        self.seed_spin.setRange(0, 2**31 - 1)
+        self.seed_spin.setRange(0, INT32_MAX)
         self.seed_spin.setToolTip(self.tr("The same seed on the same device gives the same output."))
         self.tile_spin = QSpinBox(self)
         self.tile_spin.setRange(16, 4096)
