@@ -475,10 +475,13 @@ def test_earlier_results_are_neither_suggested_nor_overwritten_while_open(dialog
     add_layer(first, "scene DIP ×2")  # the summary follows the project
     assert "is open in the project as layer scene DIP ×2" in dialog.summary_label.text() and not dialog.run_button.isEnabled()
     busy = str(tmp_path / "busy.tif")
+    (tmp_path / "link").symlink_to(tmp_path, target_is_directory=True)
     original = dialog_module.outputs_being_written
-    dialog_module.outputs_being_written = lambda: {busy}
+    dialog_module.outputs_being_written = lambda: {dialog_module.output_key(busy)}
     try:
         dialog.output_widget.setFilePath(busy)
+        assert "A running Internal SR task is writing" in dialog.summary_label.text()
+        dialog.output_widget.setFilePath(str(tmp_path / "link" / "busy.tif"))  # the same file, not yet written
         assert "A running Internal SR task is writing" in dialog.summary_label.text()
     finally:
         dialog_module.outputs_being_written = original

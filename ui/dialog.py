@@ -81,7 +81,7 @@ from ..core.config import (
 )
 from ..core.errors import InputError, error_line
 from .messages import notify
-from .task import CoreJobTask, outputs_being_written
+from .task import CoreJobTask, output_key, outputs_being_written
 
 #: (key, label) of each method; the key indexes ``QUALITY_PRESETS`` and ``run_times.STEP_SECONDS``.
 METHODS = (("dip", "Deep Image Prior"), ("guided", "Guided DIP: sharpen with finer bands"), ("knitwork", "Neural Knitworks"))
@@ -588,7 +588,7 @@ class SuperResolveDialog(QDialog):
     def _taken(self, path: str, inputs: tuple[QgsRasterLayer, ...]) -> str | None:
         """Why ``path`` cannot be an output although no engine check refuses it: a running task writes it, or
         a project layer other than ``inputs`` (which the engine names itself) reads it; ``None`` when free."""
-        if os.path.abspath(path) in outputs_being_written():
+        if output_key(path) in outputs_being_written():
             return self.tr("A running Internal SR task is writing {}: wait for it or choose another output.").format(path)
         return open_in_project(path, QgsProject.instance(), [layer.source() for layer in inputs])
 

@@ -58,10 +58,16 @@ class TaskProgress:
         return self.task.isCanceled()
 
 
+def output_key(path: str) -> str:
+    """``path`` as one file is known by, whether it exists yet or not: absolute, through symbolic links (of the
+    file and its folders), in the letter case the platform compares (``os.path.normcase``)."""
+    return os.path.normcase(os.path.realpath(path))
+
+
 def outputs_being_written() -> set[str]:
-    """The absolute output paths of the plugin's tasks that are queued or running."""
+    """The ``output_key`` of each output of the plugin's tasks that are queued or running."""
     tasks = QgsApplication.taskManager().activeTasks()
-    return {os.path.abspath(t.output_path) for t in tasks if isinstance(t, CoreJobTask) and t.output_path}
+    return {output_key(t.output_path) for t in tasks if isinstance(t, CoreJobTask) and t.output_path}
 
 
 def restyled(renderer: QgsRasterRenderer, bands: tuple[int, ...] | None) -> QgsRasterRenderer | None:
