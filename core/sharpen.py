@@ -6,8 +6,9 @@ guide pixel apart (Landsat pan and multispectral bands) are used as they are: th
 half-pixel phase (``core.kernels``). The output keeps the target's bands,
 descriptions, dtype and nodata. A pixel is nodata in the output when its target pixel or any guide band
 at it is nodata or masked (under an internal mask when the output has no nodata value: an integer
-target without one). Writes are atomic (``core.raster.AtomicGeoTIFF``). Before the run, a guide whose
-pixels look shifted against the target's by a fraction of a pixel is named in a warning (``core.registration``).
+target without one); a pair with no output pixel valid is refused and nothing is written. Writes are
+atomic (``core.raster.AtomicGeoTIFF``). Before the run, a guide whose pixels look shifted against the
+target's by a fraction of a pixel is named in a warning (``core.registration``).
 
 An extent (``target_io.extent``, in the shared CRS) selects the area of the output: it is snapped
 outward to whole *target* pixels, i.e. to whole blocks of ``s × s`` guide pixels, so the output grid
@@ -35,7 +36,10 @@ from .pipeline import (
     log_fill_values, write_tiled,
 )
 from .progress import NullProgress, Progress
-from .raster import RasterInfo, band_labels, check_map_grid, check_raster_output, georeferencing_note, may_be_invalid, open_info, read_window, valid_mask
+from .raster import (
+    RasterInfo, StagedFiles, band_labels, check_map_grid, check_raster_output, file_window, georeferencing_note, may_be_invalid,
+    open_info, read_window, valid_mask,
+)
 from .registration import central_window, guide_misregistration, registration_warning, skipped_note
 from .sentinel2 import band_name, band_names, kernel_spec
 from .tiling import MIN_RETRY_TILE, ShrinkOnOutOfMemory, Solver, WarmStart
@@ -257,11 +261,19 @@ def sharpen(
     grid = guide.grid.window_grid(nesting.guide)
     # the guide's invalid pixels are invalid in the output too: under a mask where the output has no nodata value
     written = replace(target, masked=target.masked or may_be_invalid(guide))
-    return recorder.write_output(
-        output_path, device, GUIDED_METHOD if loss_curve else None,
-        lambda group: write_tiled(output_path, written, grid, target_io, nesting.target.width, nesting.target.height, s,
-                                  config.tiles, solve, recorder, files=group),
-    )
+
+    def write(group: StagedFiles) -> None:
+        """The output into ``group``, refused when every pixel of it is nodata (a tile with no pixel valid in both
+        rasters is not trained, so that costs no more than reading them): each raster may hold valid pixels, but
+        not where the other does over their overlap (``fit_scaling`` only refuses a raster with none at all)."""
+        if not write_tiled(output_path, written, grid, target_io, nesting.target.width, nesting.target.height, s,
+                           config.tiles, solve, recorder, files=group):
+            raise InputError(
+                f"{target_path} and {guide_path} have no valid pixel in common where they overlap, the target's "
+                f"{file_window(target, nesting.target).describe()}: every output pixel would be nodata; nothing written"
+            )
+
+    return recorder.write_output(output_path, device, GUIDED_METHOD if loss_curve else None, write)
 
 
 def sharpen_array(

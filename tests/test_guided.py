@@ -199,6 +199,31 @@ def test_nodata_in_target_or_guide_comes_out_as_nodata(tmp_path):
     assert (values[:, 60:100, 60:100] != 0).all()
 
 
+@pytest.mark.parametrize("empty", ["guide", "target"])
+def test_no_valid_pixel_in_common_over_the_overlap_is_refused_and_nothing_written(tmp_path, capsys, empty):
+    """Each raster holds valid pixels, so neither is refused as all nodata, but one has none where the other lies:
+    a larger guide with nodata exactly over the target, or a target with a hole where a small guide lies. The run
+    wrote an all-nodata raster and exited 0; it is now a one-line refusal that writes nothing."""
+    rng = np.random.default_rng(0)
+    target = (1000 + rng.integers(0, 500, (2, 16, 16))).astype(np.uint16)
+    guide = (1000 + rng.integers(0, 500, (1, 64, 64))).astype(np.uint16)
+    if empty == "guide":
+        guide[:, :32, :32] = 0  # under the target's 16 × 16 pixels
+    else:
+        target[:, :8, :8] = 0
+        guide = guide[:, :16, :16]  # over the target's hole only
+    t = write_raster(str(tmp_path / "t.tif"), target, nodata=0 if empty == "target" else None,
+                     transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    g = write_raster(str(tmp_path / "g.tif"), guide, nodata=0 if empty == "guide" else None)
+    out = tmp_path / "never.tif"
+    assert cli(["guided", t, g, str(out), "--iterations", "1", "--kernel", "gaussian:0.5", "--guide-kernel", "gaussian:0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    covered = "columns 0–15, rows 0–15 (16×16 pixels)" if empty == "guide" else "columns 0–7, rows 0–7 (8×8 pixels)"
+    assert err[-1] == (f"internal-sr: error: {t} and {g} have no valid pixel in common where they overlap, the target's "
+                       f"{covered}: every output pixel would be nodata; nothing written")
+    assert sorted(os.listdir(tmp_path)) == ["g.tif", "t.tif"]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
