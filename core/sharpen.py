@@ -24,10 +24,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import SENTINEL2_KERNEL, GuidedDIPConfig, IOOptions, size_subject
+from .config import SENTINEL2_KERNEL, GuidedDIPConfig, IOOptions, extent_words, size_subject
 from .device import describe, resolve_device, seeded
 from .errors import InputError
-from .grid import Nesting, Window, nest
+from .grid import Nesting, NoOverlap, Window, nest
 from .guided import MIN_TARGET_SIZE
 from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling, exact_float
@@ -112,10 +112,21 @@ def check_kernels_fit_grids(config: GuidedDIPConfig, nesting: Nesting) -> None:
 
 def nest_rasters(target: RasterInfo, guide: RasterInfo) -> Nesting:
     """``core.grid.nest`` of the target's and the guide's grids, each refused first when it has no map grid
-    (``core.raster.check_map_grid``: ground control points or an RPC model only), naming which of the two."""
+    (``core.raster.check_map_grid``: ground control points or an RPC model only), naming which of the two. A target
+    extent that misses the guide while the whole target does not is refused naming the part the guide covers."""
     for info, role, other in ((target, "target", "guide"), (guide, "guide", "target")):
         check_map_grid(info, f"the {role} {info.path}", f"its pixels cannot be matched with the {other}'s")
-    return nest(target.grid, guide.grid)
+    try:
+        return nest(target.grid, guide.grid)
+    except NoOverlap:
+        if target.file_grid is None:
+            raise
+        cover = nest(target.file_grid, guide.grid).target  # NoOverlap too when the guide misses the whole target
+    raise InputError(
+        f"the extent ({extent_words(target.grid.bounds)} in whole target pixels) lies outside the part of the target that "
+        f"the guide covers: {extent_words(target.file_grid.window_grid(cover).bounds)}, target {cover.describe()}; "
+        "choose an extent inside it"
+    )
 
 
 def check_inputs(

@@ -246,6 +246,27 @@ def test_grids_that_do_not_nest_give_one_line_errors_and_write_nothing(tmp_path,
     assert not out.exists() and sorted(os.listdir(tmp_path)) == ["g10.tif", "t20.tif"]
 
 
+def test_an_extent_inside_the_target_but_outside_the_guide_names_the_guides_cover(tmp_path):
+    """The guide covers target pixels 0–19 of 32 each way; an extent over pixels 24–31 was refused as "target and
+    guide do not overlap", though they do (the pair runs without the extent)."""
+    rng = np.random.default_rng(0)
+    t = write_raster(str(tmp_path / "t.tif"), rng.integers(1000, 1500, (1, 32, 32)).astype(np.uint16),
+                     transform=Affine(20.0, 0, 0.0, 0, -20.0, 640.0))
+    g = write_raster(str(tmp_path / "g.tif"), rng.integers(1000, 1500, (1, 40, 40)).astype(np.uint16),
+                     transform=Affine(10.0, 0, 0.0, 0, -10.0, 640.0))
+    config = GuidedDIPConfig(kernel="gaussian:0.5", guide_kernel="gaussian:0.5")
+    assert check_inputs(t, g, None, config).nesting.target == Window(0, 0, 20, 20)
+    with pytest.raises(InputError) as error:
+        check_inputs(t, g, None, config, IOOptions(extent=(480.0, 0.0, 640.0, 160.0)))
+    assert str(error.value) == ("the extent (x 480–640, y 0–160 in whole target pixels) lies outside the part of the target "
+                                "that the guide covers: x 0–400, y 240–640, target columns 0–19, rows 0–19 (20×20 pixels); "
+                                "choose an extent inside it")
+    far = write_raster(str(tmp_path / "far.tif"), rng.integers(1000, 1500, (1, 40, 40)).astype(np.uint16),
+                       transform=Affine(10.0, 0, 10000.0, 0, -10.0, 640.0))
+    with pytest.raises(InputError, match="^target and guide do not overlap"):  # a guide beside the whole target
+        check_inputs(t, far, None, config, IOOptions(extent=(480.0, 0.0, 640.0, 160.0)))
+
+
 def test_rotated_grid_is_refused():
     rotated = Grid(10, 10, Affine.translation(0, 0) * Affine.rotation(10) * Affine.scale(20, -20))
     with pytest.raises(InputError, match="rotated"):
