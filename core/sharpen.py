@@ -101,12 +101,15 @@ class GuidedInputs:
 
 def check_kernels_fit_grids(config: GuidedDIPConfig, nesting: Nesting) -> None:
     """Refuse the sentinel2 kernels on grids half a guide pixel apart: that is Landsat's multispectral/pan
-    geometry, never Sentinel-2's, and Landsat band names (B1–B9) would pick Sentinel-2 MTFs without a word."""
+    geometry, never Sentinel-2's, and Landsat band names (B1–B9) would pick Sentinel-2 MTFs without a word. On
+    Sentinel-2 bands it means a georeferencing half a pixel off, which the message names first."""
     if any(nesting.shift) and SENTINEL2_KERNEL in (config.kernel, config.guide_kernel):
         raise InputError(
-            "target and guide pixels sit half a guide pixel apart, as Landsat's multispectral and pan bands do, not "
-            "Sentinel-2's: the sentinel2 kernels (Sentinel-2 MTFs picked by band name) do not apply; choose the landsat "
-            "kernels for target and guide (or a gaussian)"
+            "target and guide pixels sit half a guide pixel apart, which Sentinel-2's bands never do: for Sentinel-2 data "
+            "one raster's georeferencing is most likely half a pixel off (e.g. a PixelIsPoint GeoTIFF whose pixel centres "
+            "another tool took for corners): correct it (gdal_edit -a_ullr) and run again; for Landsat's multispectral "
+            "and pan bands, which do sit so, the sentinel2 kernels (Sentinel-2 MTFs picked by band name) do not apply: "
+            "choose the landsat kernels for target and guide (or a gaussian)"
         )
 
 

@@ -267,6 +267,17 @@ def test_an_extent_inside_the_target_but_outside_the_guide_names_the_guides_cove
         check_inputs(t, far, None, config, IOOptions(extent=(480.0, 0.0, 640.0, 160.0)))
 
 
+def test_sentinel2_bands_half_a_pixel_apart_are_told_their_georeferencing_is_likely_off_first(tmp_path):
+    """Sentinel-2 bands whose guide is georeferenced half a 10 m pixel off (a PixelIsPoint mix-up in another tool)
+    were told only to choose the landsat kernels, which runs them as Landsat geometry on the shifted grid."""
+    t, g = geo_pair(tmp_path, guide_origin=(300005.0, 5799995.0))
+    with pytest.raises(InputError) as error:
+        check_inputs(t, g, None, GuidedDIPConfig())
+    message = str(error.value)
+    cause = message.index("for Sentinel-2 data one raster's georeferencing is most likely half a pixel off (e.g. a PixelIsPoint")
+    assert "\n" not in message and cause < message.index("choose the landsat kernels for target and guide")
+
+
 def test_rotated_grid_is_refused():
     rotated = Grid(10, 10, Affine.translation(0, 0) * Affine.rotation(10) * Affine.scale(20, -20))
     with pytest.raises(InputError, match="rotated"):
