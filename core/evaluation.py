@@ -375,7 +375,8 @@ def evaluate(
     if info.window is not None:  # in the input raster's pixels
         window = window.translated(info.window.col_off, info.window.row_off)
     if (w, h) != (info.grid.width, info.grid.height):  # the guide's cover, whole blocks of the scale
-        covered = "the part the guide covers, " if plan.guide_info is not None else ""
+        partly = (plan.area.width, plan.area.height) != (info.grid.width, info.grid.height)  # the guide leaves part out
+        covered = "the part the guide covers, " if partly else ""
         recorder.info(f"scored: {covered}in whole {scale}×{scale} blocks, {extent_message(window).removeprefix('extent: ')}")
     if run is not None:
         settings.update(device=run.device, steps=str(run.steps), iterations=str(config.steps), seed=str(config.seed),
