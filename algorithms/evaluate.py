@@ -12,10 +12,15 @@ from .base import GUIDED_KERNELS, KERNELS, InternalSRAlgorithm, Job, extent_text
 #: Kernels of the protocol: bicubic first (the default), 'sentinel2' last (guided DIP's per-band MTF).
 #: 'auto' is the method's own default (``core.evaluation.default_kernel``), as on the command line.
 EVALUATION_KERNELS = ("auto", *KERNELS, "sentinel2")
-#: Row labels of the baselines (``core.evaluation.BICUBIC`` and ``BICUBIC_BP``).
-BICUBIC_LABEL, BICUBIC_BP_LABEL = "bicubic", "bicubic + back-projection"
-#: Output numbers: the method's overall scores, and bicubic's and bicubic + back-projection's PSNR.
+#: Output numbers: the method's overall scores; beside them the baselines' PSNR (``BASELINE_PSNR``).
 SCORES = ("PSNR", "SSIM", "RMSE", "SAM", "ERGAS", "SRE")
+#: Output name → description of the baselines' PSNR outputs, in the order of ``core.evaluation``'s labels
+#: (``BICUBIC``, ``BICUBIC_BP``, ``HPF_BP``).
+BASELINE_PSNR = {
+    "PSNR_BICUBIC": "PSNR of bicubic",
+    "PSNR_BICUBIC_BP": "PSNR of bicubic + back-projection",
+    "PSNR_HPF_BP": "PSNR of HPF injection + back-projection (guided DIP only)",
+}
 
 
 class EvaluateAlgorithm(InternalSRAlgorithm):
@@ -51,7 +56,8 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         "the raster (or the chosen extent of it) is degraded by the scale factor with the chosen kernel, "
         "super-resolved back to its own grid, and compared with itself (Wald's protocol). Bicubic interpolation "
         "and bicubic + back-projection are always scored on the same pixels, and for guided DIP also HPF "
-        "injection, the classic pansharpening baseline.</p>"
+        "injection, the classic pansharpening baseline, without and with back-projection (guided DIP's own output "
+        "is back-projected).</p>"
         "<p><b>Scores</b>, per band and overall: PSNR and SRE (dB, higher is better), SSIM (higher is better), "
         "RMSE in the raster's units, SAM (degrees) and ERGAS (lower is better). The HTML report shows them with "
         "image crops side by side (low resolution, every estimate, the reference and the error maps of bicubic, the "
@@ -98,8 +104,8 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         )
         for name in SCORES:
             self.addOutput(QgsProcessingOutputNumber(name, tr("{} of the method").format(name)))
-        for name in ("PSNR_BICUBIC", "PSNR_BICUBIC_BP"):
-            self.addOutput(QgsProcessingOutputNumber(name, name.replace("_", " ")))
+        for name, description in BASELINE_PSNR.items():
+            self.addOutput(QgsProcessingOutputNumber(name, tr(description)))
 
     def prepare_job(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
@@ -158,9 +164,12 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         return Job(run, settings, {self.OUTPUT_JSON: scores_json} if scores_json else {})
 
     def result_outputs(self, result: Any) -> dict[str, Any]:
-        """The method's overall scores (``SCORES``) and the baselines' PSNR, for the model designer."""
+        """The method's overall scores (``SCORES``) and the baselines' PSNR (``BASELINE_PSNR``; ``None`` for a
+        baseline the method is not scored beside), for the model designer."""
+        from ..core.evaluation import BICUBIC, BICUBIC_BP, HPF_BP
+
         evaluation = result.evaluation
         values = {name: evaluation.method_scores.overall[name.lower()] for name in SCORES}
-        values["PSNR_BICUBIC"] = evaluation.score(BICUBIC_LABEL).overall["psnr"]
-        values["PSNR_BICUBIC_BP"] = evaluation.score(BICUBIC_BP_LABEL).overall["psnr"]
+        scores = {s.label: s.overall["psnr"] for s in evaluation.scores}
+        values.update({name: scores.get(label) for name, label in zip(BASELINE_PSNR, (BICUBIC, BICUBIC_BP, HPF_BP))})
         return values

@@ -22,7 +22,8 @@ from .pipeline import RunResult, _Recorder, _log_input, extent_message, log_fill
 from .progress import NullProgress, Progress, SubProgress
 from .raster import RasterInfo, open_info, read_window
 
-#: Back-projection steps of the "bicubic + back-projection" baseline (converged on our crops).
+#: Back-projection steps of the "bicubic + back-projection" and "HPF injection + back-projection" baselines (converged
+#: on our crops).
 BASELINE_BP_STEPS = 20
 
 
@@ -67,8 +68,11 @@ def hpf_injection(
 # ----------------------------------------------------------------------------------------------
 # Wald's protocol on a user's raster (``internal-sr evaluate``, ``internal_sr:evaluate``)
 
-#: Row labels of the baselines in every evaluation.
-BICUBIC, BICUBIC_BP, HPF = "bicubic", "bicubic + back-projection", "HPF injection (pansharpening)"
+#: Row labels of the baselines: bicubic and bicubic + back-projection in every evaluation, HPF injection without and
+#: with back-projection (``hpf_injection``, as ``benchmarks/guided.py`` scores them) beside guided DIP, whose output is
+#: back-projected too.
+BICUBIC, BICUBIC_BP = "bicubic", "bicubic + back-projection"
+HPF, HPF_BP = "HPF injection (pansharpening)", "HPF injection + back-projection"
 #: Most values (pixels × bands, a guide's included) of an evaluated area: the reference, its degraded copy,
 #: the guide and every method's estimate are held in memory as float64 (a 2048² area of 13 bands: about
 #: 0.4 GB each).
@@ -331,7 +335,8 @@ def evaluate(
     same kernel through its config. For ``guided`` the raster is the *target* and ``guide_path`` the finer
     guide: both are degraded by their grid ratio (which ``scale`` must equal) with the config's per-band
     kernels (``kernel`` is ``config.kernel``), the target is sharpened back with the degraded guide and
-    compared with itself, beside HPF injection as the pansharpening baseline. On half-pixel grids
+    compared with itself, beside HPF injection, the pansharpening baseline, without and with back-projection (guided
+    DIP's output is back-projected: ``HPF_BP`` tells what the network adds to that). On half-pixel grids
     (Landsat pan) the guide is degraded onto the target's grid with the grids' phase. Bicubic and bicubic +
     back-projection are scored on the same pixels every time. ``io.extent`` picks the evaluated area.
     """
@@ -362,14 +367,16 @@ def evaluate(
         low_guide = degrade_array(guide, plan.guide_on_target)
         settings.update(guide=guide_path, guide_bands=", ".join(_band_labels(guide_info)), guide_kernel=config.guide_kernel)
         estimate, run = sharpen_array(low, low_guide, config, *plan.names, method_progress)
-        extra = {HPF: hpf_injection(low, low_guide, plan.kernels, plan.guide_kernels)}
+        extra = {HPF: hpf_injection(low, low_guide, plan.kernels, plan.guide_kernels),
+                 HPF_BP: hpf_injection(low, low_guide, plan.kernels, plan.guide_kernels, BASELINE_BP_STEPS)}
     elif method != "bicubic":
         estimate, run = super_resolve_array(low, config, progress=method_progress)
     window = Window(plan.area.col_off, plan.area.row_off, w, h)
     if info.window is not None:  # in the input raster's pixels
         window = window.translated(info.window.col_off, info.window.row_off)
     if (w, h) != (info.grid.width, info.grid.height):  # the guide's cover, whole blocks of the scale
-        covered = "the part the guide covers, " if plan.guide_info is not None else ""
+        partly = (plan.area.width, plan.area.height) != (info.grid.width, info.grid.height)  # the guide leaves part out
+        covered = "the part the guide covers, " if partly else ""
         recorder.info(f"scored: {covered}in whole {scale}×{scale} blocks, {extent_message(window).removeprefix('extent: ')}")
     if run is not None:
         settings.update(device=run.device, steps=str(run.steps), iterations=str(config.steps), seed=str(config.seed),

@@ -161,6 +161,10 @@ class NotAligned(InputError):
         self.scale = scale
 
 
+class NoOverlap(InputError):
+    """Not even one whole target pixel is covered by the guide (``nest``)."""
+
+
 def off_whole(position: float) -> float:
     """The distance (pixels, 0–½) from ``position`` (in pixels) to the nearest whole pixel edge."""
     return abs(position - round(position))
@@ -212,8 +216,8 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
 
     Raises a one-line ``InputError`` when the CRSs differ, a grid is rotated (``north_up`` within ``tolerance``
     guide pixels across each raster), the resolution ratio is not an integer ≥ 2 (the same along both axes), or
-    the grids do not overlap by at least one whole target pixel; a ``NotAligned`` when the target's pixel edges fall neither on the guide's nor half-way between
-    them, within ``tolerance`` guide pixels, at the target's corner and at the far corner of the overlap
+    the grids do not overlap by at least one whole target pixel (a ``NoOverlap``); a ``NotAligned`` when the target's
+    pixel edges fall neither on the guide's nor half-way between them, within ``tolerance`` guide pixels, at the target's corner and at the far corner of the overlap
     (pixel sizes whose ratio is nearly but not exactly the integer drift apart across the raster: the drift
     accumulated there is what is checked, whatever the extent). Nothing is reprojected or resampled.
     """
@@ -256,7 +260,7 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
     c0, c1 = _span(col, scale, target.width, guide.width)
     r0, r1 = _span(row, scale, target.height, guide.height)
     if c1 <= c0 or r1 <= r0:
-        raise InputError("target and guide do not overlap (not even one whole target pixel is covered by the guide)")
+        raise NoOverlap("target and guide do not overlap (not even one whole target pixel is covered by the guide)")
     far = guide_position(target, guide, c1, r1)
     drift = (far[0] - (halves[0] / 2 + scale * c1), far[1] - (halves[1] / 2 + scale * r1))
     if any(abs(d) > tolerance for d in drift):

@@ -338,9 +338,10 @@ def write_tiled(
     constants: np.ndarray,
     solve_batch: BatchSolver | None = None,
     files: StagedFiles | None = None,
-) -> None:
+) -> int:
     """Solve the tiles of a ``width × height`` input and write the blended ``grid`` atomically (with
-    ``files``: moved into place when that group is committed).
+    ``files``: moved into place when that group is committed); returns the number of valid values written
+    (0: every output pixel is nodata).
 
     The output has ``info``'s bands and metadata, in its dtype (or Float32 with ``io.float32``); a band constant over
     the whole input (``constants``: ``raster.constant_bands``) is written as its value (``normalise.hold_constants``).
@@ -353,6 +354,7 @@ def write_tiled(
         run_tiles(width, height, len(info.bands), scale, tiles, solve, write, progress, solve_batch)
     for warning in out.clipping_warnings():
         progress.info(warning)
+    return int(out.written.sum())
 
 
 def collect_tiled(

@@ -6,8 +6,9 @@ guide pixel apart (Landsat pan and multispectral bands) are used as they are: th
 half-pixel phase (``core.kernels``). The output keeps the target's bands,
 descriptions, dtype and nodata. A pixel is nodata in the output when its target pixel or any guide band
 at it is nodata or masked (under an internal mask when the output has no nodata value: an integer
-target without one). Writes are atomic (``core.raster.AtomicGeoTIFF``). Before the run, a guide whose
-pixels look shifted against the target's by a fraction of a pixel is named in a warning (``core.registration``).
+target without one); a pair with no output pixel valid is refused and nothing is written. Writes are
+atomic (``core.raster.AtomicGeoTIFF``). Before the run, a guide whose pixels look shifted against the
+target's by a fraction of a pixel is named in a warning (``core.registration``).
 
 An extent (``target_io.extent``, in the shared CRS) selects the area of the output: it is snapped
 outward to whole *target* pixels, i.e. to whole blocks of ``s × s`` guide pixels, so the output grid
@@ -23,10 +24,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import SENTINEL2_KERNEL, GuidedDIPConfig, IOOptions, size_subject
+from .config import SENTINEL2_KERNEL, GuidedDIPConfig, IOOptions, extent_words, size_subject
 from .device import describe, resolve_device, seeded
 from .errors import InputError
-from .grid import Nesting, Window, nest
+from .grid import Nesting, NoOverlap, Window, nest
 from .guided import MIN_TARGET_SIZE
 from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling, array_constants, exact_float
@@ -36,8 +37,8 @@ from .pipeline import (
 )
 from .progress import NullProgress, Progress
 from .raster import (
-    RasterInfo, band_labels, check_map_grid, check_raster_output, constant_bands, georeferencing_note, may_be_invalid, open_info,
-    read_window, valid_mask,
+    RasterInfo, StagedFiles, band_labels, check_map_grid, check_raster_output, constant_bands, file_window,
+    georeferencing_note, may_be_invalid, open_info, read_window, valid_mask,
 )
 from .registration import central_window, guide_misregistration, registration_warning, skipped_note
 from .sentinel2 import band_name, band_names, kernel_spec
@@ -100,21 +101,35 @@ class GuidedInputs:
 
 def check_kernels_fit_grids(config: GuidedDIPConfig, nesting: Nesting) -> None:
     """Refuse the sentinel2 kernels on grids half a guide pixel apart: that is Landsat's multispectral/pan
-    geometry, never Sentinel-2's, and Landsat band names (B1–B9) would pick Sentinel-2 MTFs without a word."""
+    geometry, never Sentinel-2's, and Landsat band names (B1–B9) would pick Sentinel-2 MTFs without a word. On
+    Sentinel-2 bands it means a georeferencing half a pixel off, which the message names first."""
     if any(nesting.shift) and SENTINEL2_KERNEL in (config.kernel, config.guide_kernel):
         raise InputError(
-            "target and guide pixels sit half a guide pixel apart, as Landsat's multispectral and pan bands do, not "
-            "Sentinel-2's: the sentinel2 kernels (Sentinel-2 MTFs picked by band name) do not apply; choose the landsat "
-            "kernels for target and guide (or a gaussian)"
+            "target and guide pixels sit half a guide pixel apart, which Sentinel-2's bands never do: for Sentinel-2 data "
+            "one raster's georeferencing is most likely half a pixel off (e.g. a PixelIsPoint GeoTIFF whose pixel centres "
+            "another tool took for corners): correct it (gdal_edit -a_ullr) and run again; for Landsat's multispectral "
+            "and pan bands, which do sit so, the sentinel2 kernels (Sentinel-2 MTFs picked by band name) do not apply: "
+            "choose the landsat kernels for target and guide (or a gaussian)"
         )
 
 
 def nest_rasters(target: RasterInfo, guide: RasterInfo) -> Nesting:
     """``core.grid.nest`` of the target's and the guide's grids, each refused first when it has no map grid
-    (``core.raster.check_map_grid``: ground control points or an RPC model only), naming which of the two."""
+    (``core.raster.check_map_grid``: ground control points or an RPC model only), naming which of the two. A target
+    extent that misses the guide while the whole target does not is refused naming the part the guide covers."""
     for info, role, other in ((target, "target", "guide"), (guide, "guide", "target")):
         check_map_grid(info, f"the {role} {info.path}", f"its pixels cannot be matched with the {other}'s")
-    return nest(target.grid, guide.grid)
+    try:
+        return nest(target.grid, guide.grid)
+    except NoOverlap:
+        if target.file_grid is None:
+            raise
+        cover = nest(target.file_grid, guide.grid).target  # NoOverlap too when the guide misses the whole target
+    raise InputError(
+        f"the extent ({extent_words(target.grid.bounds)} in whole target pixels) lies outside the part of the target that "
+        f"the guide covers: {extent_words(target.file_grid.window_grid(cover).bounds)}, target {cover.describe()}; "
+        "choose an extent inside it"
+    )
 
 
 def check_inputs(
@@ -261,11 +276,19 @@ def sharpen(
     # the guide's invalid pixels are invalid in the output too: under a mask where the output has no nodata value
     written = replace(target, masked=target.masked or may_be_invalid(guide))
     constants = constant_bands(target, nesting.target)
-    return recorder.write_output(
-        output_path, device, GUIDED_METHOD if loss_curve else None,
-        lambda group: write_tiled(output_path, written, grid, target_io, nesting.target.width, nesting.target.height, s,
-                                  config.tiles, solve, recorder, constants, files=group),
-    )
+
+    def write(group: StagedFiles) -> None:
+        """The output into ``group``, refused when every pixel of it is nodata (a tile with no pixel valid in both
+        rasters is not trained, so that costs no more than reading them): each raster may hold valid pixels, but
+        not where the other does over their overlap (``fit_scaling`` only refuses a raster with none at all)."""
+        if not write_tiled(output_path, written, grid, target_io, nesting.target.width, nesting.target.height, s,
+                           config.tiles, solve, recorder, constants, files=group):
+            raise InputError(
+                f"{target_path} and {guide_path} have no valid pixel in common where they overlap, the target's "
+                f"{file_window(target, nesting.target).describe()}: every output pixel would be nodata; nothing written"
+            )
+
+    return recorder.write_output(output_path, device, GUIDED_METHOD if loss_curve else None, write)
 
 
 def sharpen_array(

@@ -199,6 +199,31 @@ def test_nodata_in_target_or_guide_comes_out_as_nodata(tmp_path):
     assert (values[:, 60:100, 60:100] != 0).all()
 
 
+@pytest.mark.parametrize("empty", ["guide", "target"])
+def test_no_valid_pixel_in_common_over_the_overlap_is_refused_and_nothing_written(tmp_path, capsys, empty):
+    """Each raster holds valid pixels, so neither is refused as all nodata, but one has none where the other lies:
+    a larger guide with nodata exactly over the target, or a target with a hole where a small guide lies. The run
+    wrote an all-nodata raster and exited 0; it is now a one-line refusal that writes nothing."""
+    rng = np.random.default_rng(0)
+    target = (1000 + rng.integers(0, 500, (2, 16, 16))).astype(np.uint16)
+    guide = (1000 + rng.integers(0, 500, (1, 64, 64))).astype(np.uint16)
+    if empty == "guide":
+        guide[:, :32, :32] = 0  # under the target's 16 × 16 pixels
+    else:
+        target[:, :8, :8] = 0
+        guide = guide[:, :16, :16]  # over the target's hole only
+    t = write_raster(str(tmp_path / "t.tif"), target, nodata=0 if empty == "target" else None,
+                     transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    g = write_raster(str(tmp_path / "g.tif"), guide, nodata=0 if empty == "guide" else None)
+    out = tmp_path / "never.tif"
+    assert cli(["guided", t, g, str(out), "--iterations", "1", "--kernel", "gaussian:0.5", "--guide-kernel", "gaussian:0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    covered = "columns 0–15, rows 0–15 (16×16 pixels)" if empty == "guide" else "columns 0–7, rows 0–7 (8×8 pixels)"
+    assert err[-1] == (f"internal-sr: error: {t} and {g} have no valid pixel in common where they overlap, the target's "
+                       f"{covered}: every output pixel would be nodata; nothing written")
+    assert sorted(os.listdir(tmp_path)) == ["g.tif", "t.tif"]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -219,6 +244,38 @@ def test_grids_that_do_not_nest_give_one_line_errors_and_write_nothing(tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not out.exists() and sorted(os.listdir(tmp_path)) == ["g10.tif", "t20.tif"]
+
+
+def test_an_extent_inside_the_target_but_outside_the_guide_names_the_guides_cover(tmp_path):
+    """The guide covers target pixels 0–19 of 32 each way; an extent over pixels 24–31 was refused as "target and
+    guide do not overlap", though they do (the pair runs without the extent)."""
+    rng = np.random.default_rng(0)
+    t = write_raster(str(tmp_path / "t.tif"), rng.integers(1000, 1500, (1, 32, 32)).astype(np.uint16),
+                     transform=Affine(20.0, 0, 0.0, 0, -20.0, 640.0))
+    g = write_raster(str(tmp_path / "g.tif"), rng.integers(1000, 1500, (1, 40, 40)).astype(np.uint16),
+                     transform=Affine(10.0, 0, 0.0, 0, -10.0, 640.0))
+    config = GuidedDIPConfig(kernel="gaussian:0.5", guide_kernel="gaussian:0.5")
+    assert check_inputs(t, g, None, config).nesting.target == Window(0, 0, 20, 20)
+    with pytest.raises(InputError) as error:
+        check_inputs(t, g, None, config, IOOptions(extent=(480.0, 0.0, 640.0, 160.0)))
+    assert str(error.value) == ("the extent (x 480–640, y 0–160 in whole target pixels) lies outside the part of the target "
+                                "that the guide covers: x 0–400, y 240–640, target columns 0–19, rows 0–19 (20×20 pixels); "
+                                "choose an extent inside it")
+    far = write_raster(str(tmp_path / "far.tif"), rng.integers(1000, 1500, (1, 40, 40)).astype(np.uint16),
+                       transform=Affine(10.0, 0, 10000.0, 0, -10.0, 640.0))
+    with pytest.raises(InputError, match="^target and guide do not overlap"):  # a guide beside the whole target
+        check_inputs(t, far, None, config, IOOptions(extent=(480.0, 0.0, 640.0, 160.0)))
+
+
+def test_sentinel2_bands_half_a_pixel_apart_are_told_their_georeferencing_is_likely_off_first(tmp_path):
+    """Sentinel-2 bands whose guide is georeferenced half a 10 m pixel off (a PixelIsPoint mix-up in another tool)
+    were told only to choose the landsat kernels, which runs them as Landsat geometry on the shifted grid."""
+    t, g = geo_pair(tmp_path, guide_origin=(300005.0, 5799995.0))
+    with pytest.raises(InputError) as error:
+        check_inputs(t, g, None, GuidedDIPConfig())
+    message = str(error.value)
+    cause = message.index("for Sentinel-2 data one raster's georeferencing is most likely half a pixel off (e.g. a PixelIsPoint")
+    assert "\n" not in message and cause < message.index("choose the landsat kernels for target and guide")
 
 
 def test_rotated_grid_is_refused():

@@ -33,6 +33,7 @@ def test_dip_evaluation_writes_the_report_and_returns_the_scores(tmp_path) -> No
     assert result["PSNR"] == pytest.approx(rows["Deep Image Prior"]["psnr"])
     assert result["PSNR_BICUBIC"] == pytest.approx(rows["bicubic"]["psnr"])
     assert result["PSNR_BICUBIC_BP"] > result["PSNR_BICUBIC"]
+    assert result["PSNR_HPF_BP"] is None  # guided DIP's baseline only
     assert {"SSIM", "RMSE", "SAM", "ERGAS", "SRE"} <= set(result)
     page = Path(report).read_text(encoding="utf-8")
     assert "Wald's protocol evaluation" in page and "Deep Image Prior" in page
@@ -124,3 +125,6 @@ def test_landsat_pair_is_evaluated_on_its_native_half_pixel_grids(tmp_path) -> N
     saved = json.loads(Path(scores).read_text())
     assert saved["kernel"] == "landsat" and saved["window"]["width"] == 64
     assert result["PSNR_BICUBIC"] < result["PSNR"]
+    # HPF injection + back-projection, the baseline to beat for guided DIP's back-projected output, is an output too
+    rows = {s["label"]: s["overall"] for s in saved["scores"]}
+    assert result["PSNR_HPF_BP"] == pytest.approx(rows["HPF injection + back-projection"]["psnr"])
