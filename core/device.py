@@ -139,6 +139,13 @@ def autocast(device: torch.device, enabled: bool, cache: bool = True) -> context
     return contextlib.nullcontext()
 
 
+def conv_layout(device: torch.device) -> torch.memory_format:
+    """The memory format convolutional networks' inputs take on ``device``: channels-last on the CPU, whose
+    oneDNN convolutions run on it without reordering each input (one CPU thread, DIP's default step on a 64²
+    input at ×2: 0.23 → 0.20 s); the default (contiguous) layout elsewhere, where it is untested."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed torch's global generators and return a CPU generator for noise inputs.
 

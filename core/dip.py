@@ -31,7 +31,7 @@ from . import augment
 from .augment import Dihedral
 from .config import DIPConfig
 from .degradation import Degradation, back_project, upsample
-from .device import autocast
+from .device import autocast, conv_layout
 from .graphs import GraphedStep, step_setup
 from .kernels import Kernel
 from .networks import DetailNet, Hourglass
@@ -287,12 +287,13 @@ def super_resolve_tiles(
     parameters, forward = (list(model.parameters()), model) if tiles == 1 else vectorised(model, tiles)
     mixed, scaler, graphs, capturable = step_setup(config, device)
     optimiser = adam(parameters, config.learning_rate, capturable=capturable)
+    layout = conv_layout(device)
 
     def generate(inputs: torch.Tensor, guide: torch.Tensor, element: Dihedral) -> torch.Tensor:
         """The image for ``inputs`` (and ``guide``), computed on their dihedral transform ``element``."""
         z = augment.apply(torch.cat([inputs, guide], 1) if config.guide_input else inputs, element)
         with autocast(device, mixed, cache=not graphs):
-            out = forward(z)
+            out = forward(z.contiguous(memory_format=layout))
         out = augment.inverse(out.float(), element)
         return guide + out if config.guide_input else out
 

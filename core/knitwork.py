@@ -286,8 +286,10 @@ def super_resolve_tile(
     kernel_rate = torch.zeros((), device=device)  # the learned kernel's step size, set each step (config.kernel_rate)
     if learned is not None:
         g_groups.append({"params": list(learned.parameters()), "lr": kernel_rate})
+    g_parameters = [p for group in g_groups for p in group["params"]]
+    d_parameters = list(discriminator.parameters())
     g_optimiser = adam(g_groups, config.learning_rate, capturable=capturable)
-    d_optimiser = adam(discriminator.parameters(), config.learning_rate, capturable=capturable)
+    d_optimiser = adam(d_parameters, config.learning_rate, capturable=capturable)
 
     u = coordinates(H, W, s, device).view(H, W, 2)
     k, pad = config.patch_size, config.patch_size // 2
@@ -351,16 +353,18 @@ def super_resolve_tile(
             total, centre = learned.constraints()
             loss = loss + config.kernel_sum_weight * total + config.kernel_centre_weight * centre
         if with_adversarial:
-            fake = stacks[fake_at[draw(config.adversarial_patches, len(fake_at))]]
-            loss = loss + adversarial_weight * F.softplus(-discriminator(fake)).mean()
-        scaler.scale(loss).backward()
+            # one pass of d over the fakes serves both players; each loss's gradient goes to its own player's
+            # parameters only, and d steps after the generator's backward pass, which reads d's weights
+            judged = discriminator(stacks[fake_at[draw(config.adversarial_patches, len(fake_at))]])
+            loss = loss + adversarial_weight * F.softplus(-judged).mean()
+            d_optimiser.zero_grad(set_to_none=True)
+            d_loss = F.softplus(-discriminator(real[draw(config.adversarial_patches, len(real))])).mean()
+            d_loss = d_loss + F.softplus(judged).mean()
+            d_loss.backward(inputs=d_parameters, retain_graph=True)  # the pass over the fakes is kept for the generator's
+        scaler.scale(loss).backward(inputs=g_parameters)
         scaler.step(g_optimiser)
         scaler.update()
         if with_adversarial:
-            d_optimiser.zero_grad(set_to_none=True)
-            d_loss = F.softplus(-discriminator(real[draw(config.adversarial_patches, len(real))])).mean()
-            d_loss = d_loss + F.softplus(discriminator(fake.detach())).mean()
-            d_loss.backward()
             d_optimiser.step()
         return fidelity.detach(), x.detach()
 

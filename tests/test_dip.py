@@ -64,6 +64,43 @@ def test_default_network_is_the_reference_architecture_at_half_width():
     assert torch.isfinite(net(torch.rand(1, 36, 64, 64))).all()
 
 
+def test_the_hourglass_normalises_by_batch_statistics_and_keeps_no_running_ones():
+    """The network is optimised on one image and never switched to evaluation: running statistics would never be
+    read, so it keeps none (no buffer to update each step); a batch norm normalises its input by its own statistics."""
+    net = Hourglass(6, 2, depth=3, channels=8, skip_channels=2)
+    assert not list(net.buffers())
+    x = torch.rand(1, 6, 32, 32)
+    norm = net.body.merge[0]
+    features = torch.randn(1, norm.num_features, 8, 8) * 3 + 1
+    expected = (features - features.mean((0, 2, 3), keepdim=True)) / (features.var((0, 2, 3), unbiased=False, keepdim=True) + norm.eps).sqrt()
+    torch.testing.assert_close(norm(features), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(net.eval()(x), net.train()(x))  # the same in either mode
+
+
+def test_on_the_cpu_the_generator_runs_channels_last_and_gives_what_the_default_layout_gives(monkeypatch):
+    """oneDNN's CPU convolutions run faster on channels-last inputs (``core.device.conv_layout``): the DIP generator
+    gets them there, and its output equals that of the default layout up to float rounding."""
+    from internal_sr.core import dip
+
+    layouts: list[bool] = []
+    forward = Hourglass.forward
+
+    def recorded(self, x):
+        layouts.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return forward(self, x)
+
+    monkeypatch.setattr(Hourglass, "forward", recorded)
+    low = np.random.default_rng(0).uniform(0, 1, (3, 32, 32)).astype(np.float32)
+    config = DIPConfig(scale=2, channels=8, depth=3, detail_channels=4, iterations=4, device="cpu")
+    channels_last, _ = super_resolve_array(low, config)
+    assert layouts and all(layouts)
+    layouts.clear()
+    monkeypatch.setattr(dip, "conv_layout", lambda device: torch.contiguous_format)
+    contiguous, _ = super_resolve_array(low, config)
+    assert layouts and not any(layouts)
+    np.testing.assert_allclose(channels_last, contiguous, rtol=0, atol=1e-4)
+
+
 @pytest.mark.parametrize("scale,size", [(2, 31), (4, 15)])
 def test_too_small_image_names_the_minimum(scale, size):
     with pytest.raises(InputError, match=f"at least {DIPConfig(scale=scale).min_input_size}"):

@@ -274,3 +274,28 @@ def test_the_loss_on_step_windows_decreases(wald_x2, observed_32):
     below that over the first 25."""
     tile = _solve(replace(SMALL, iterations=100, step_window=0.5, early_stop=False), observed_32)
     assert tile.losses[-25:].mean() < 0.5 * tile.losses[:25].mean()
+
+
+def test_the_discriminator_judges_each_steps_fakes_once_and_gets_its_gradient_from_its_own_loss_alone(monkeypatch, observed_32):
+    """One pass of the discriminator over a step's fake patch stacks serves the generator's loss and its own, and
+    its parameters' gradient is computed once a step, by its own backward pass: the generator's does not compute
+    it (the discriminator's update would throw it away)."""
+    from internal_sr.core import knitwork
+
+    batches: list[int] = []
+    gradients: list[int] = []
+    forward = knitwork.PatchDiscriminator.forward
+
+    def counted(self, stacks):
+        if not batches:
+            for parameter in self.parameters():
+                parameter.register_hook(lambda grad: gradients.append(grad.numel()))
+        batches.append(len(stacks))
+        return forward(self, stacks)
+
+    monkeypatch.setattr(knitwork.PatchDiscriminator, "forward", counted)
+    steps = 4
+    _solve(replace(TINY, iterations=steps), observed_32)
+    parameters = knitwork.PatchDiscriminator(3 * observed_32.shape[0] * 9, TINY.discriminator_layers).parameters()
+    assert batches == [TINY.adversarial_patches] * 2 * steps  # the fakes, then the reals
+    assert len(gradients) == steps * len(list(parameters))
