@@ -2,7 +2,8 @@
 
 Arrays are ``(C, H, W)`` in the raster's own units (e.g. reflectance ×10⁴). PSNR (scikit-image) uses
 the reference's dynamic range (max − min over all bands; per band: that band's) as peak; SSIM
-(scikit-image) is computed per band with that band's range and averaged; SAM is the mean spectral
+(scikit-image's ``structural_similarity`` at its defaults, computed so that values large against their range
+keep their precision: ``ssim_map``) is computed per band with that band's range and averaged; SAM is the mean spectral
 angle in degrees; ERGAS follows Wald (2000): ``100/s · sqrt(mean_b (RMSE_b / μ_b)²)`` (per band: the
 same with one band); SRE is per band ``10·log10(μ_b² / MSE_b)`` in dB and overall the mean of the bands'
 SRE in dB, as the Sentinel-2 super-resolution literature reports it (Lanaras et al. 2018), over the bands
@@ -20,10 +21,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from scipy.ndimage import uniform_filter
+from skimage.metrics import peak_signal_noise_ratio
 
 #: Every metric ``all_metrics`` reports, and whether a larger value is better.
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "rmse": False, "sam": False, "ergas": False, "sre": True}
+#: SSIM's window edge (pixels) and constants, scikit-image's defaults (Wang et al. 2004): ``C1 = (K1·L)²``,
+#: ``C2 = (K2·L)²`` with ``L`` the band's range.
+SSIM_WINDOW, SSIM_K1, SSIM_K2 = 7, 0.01, 0.03
 
 
 def _pair(estimate: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +70,28 @@ def _band_ssim(e: np.ndarray, r: np.ndarray) -> float:
     span = float(r.max() - r.min())
     if span == 0:
         return 1.0 if np.array_equal(e, r) else float("nan")
-    return float(structural_similarity(e, r, data_range=span))
+    return float(ssim_map(e, r, span).mean())
+
+
+def ssim_map(e: np.ndarray, r: np.ndarray, span: float) -> np.ndarray:
+    """The SSIM of each ``SSIM_WINDOW``-pixel window wholly inside the ``(H, W)`` bands ``e`` and ``r`` (an
+    ``(H − 6, W − 6)`` map), ``span`` being the reference's range: scikit-image's ``structural_similarity`` with
+    its defaults (uniform windows, sample covariance), whose mean is the band's SSIM. Unlike it, the variances and
+    the covariance are taken of both bands less the reference's mean, and the luminance term is written
+    ``1 − (μe − μr)² / (μe² + μr² + C1)``: computed as ``E[x²] − E[x]²`` on the values themselves they lost every
+    digit on rasters whose values are large against their range (uint32 near 2³², float64 offset by 10¹²)."""
+    offset = r.mean()
+    x, y = e - offset, r - offset
+    cov_norm = SSIM_WINDOW**2 / (SSIM_WINDOW**2 - 1)
+    mx, my = uniform_filter(x, SSIM_WINDOW), uniform_filter(y, SSIM_WINDOW)
+    vx = cov_norm * (uniform_filter(x * x, SSIM_WINDOW) - mx * mx)
+    vy = cov_norm * (uniform_filter(y * y, SSIM_WINDOW) - my * my)
+    vxy = cov_norm * (uniform_filter(x * y, SSIM_WINDOW) - mx * my)
+    c1, c2 = (SSIM_K1 * span) ** 2, (SSIM_K2 * span) ** 2
+    luminance = 1 - (mx - my) ** 2 / ((mx + offset) ** 2 + (my + offset) ** 2 + c1)
+    structure = (2 * vxy + c2) / (vx + vy + c2)
+    pad = SSIM_WINDOW // 2
+    return (luminance * structure)[pad:-pad, pad:-pad]
 
 
 def ssim(estimate: np.ndarray, reference: np.ndarray) -> float:
