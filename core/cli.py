@@ -32,6 +32,7 @@ from .config import (
     KernelGANConfig,
     KnitworkConfig,
     TileOptions,
+    check_at_least,
 )
 from .errors import Cancelled, InputError, error_line
 
@@ -301,6 +302,8 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
         method = DIPConfig if args.command == "dip" else KnitworkConfig
         batch = args.batch if args.command == "dip" else None
         config = method(scale=args.scale, kernel=args.kernel, step_window=args.step_window, **_run_options(args, batch))
+        if args.kernelgan_iterations is not None:
+            check_at_least("--kernelgan-iterations", args.kernelgan_iterations, 1)
         if args.kernel != "estimate" and args.kernelgan_iterations is not None:
             progress.info("warning: --kernelgan-iterations is ignored: it applies with --kernel estimate")
         if args.kernel == "estimate":

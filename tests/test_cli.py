@@ -289,6 +289,18 @@ def test_options_a_command_ignores_are_named(tmp_path, capsys):
     assert "warning: --iterations is ignored: method bicubic optimises nothing" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_kernelgan_iterations_below_1_are_refused_naming_the_option(tmp_path, capsys, value):
+    """--kernelgan-iterations 0 beside a valid --iterations was refused as "iterations must be ≥ 1, got 0", which
+    named the option the user got right: the refusal names --kernelgan-iterations, and nothing is written."""
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :64, :64])
+    out = tmp_path / "sr.tif"
+    argv = ["dip", source, str(out), "--scale", "2", "--kernel", "estimate", "--iterations", "600", "--kernelgan-iterations", value]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"internal-sr: error: --kernelgan-iterations must be ≥ 1, got {value}"
+    assert not out.exists()
+
+
 def test_batch_is_offered_for_dip_only(tmp_path, capsys, monkeypatch):
     """Only DIP solves tiles in batches: ``dip`` and ``evaluate --method dip`` pass ``--batch`` on; knitwork,
     guided and sentinel2 refuse it as an unknown option, and ``evaluate`` with another method says it is ignored
