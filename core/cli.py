@@ -124,6 +124,27 @@ def _scale(text: str) -> int:
     return int(value)
 
 
+#: ``evaluate``'s options that only some methods use (the argument's name → those methods): given with another
+#: method they change nothing, and the run says so (``_ignored_options``).
+EVALUATE_METHOD_OPTIONS = {
+    **dict.fromkeys(("iterations", "seed", "device", "tile", "overlap", "cold_tiles"), ("dip", "knitwork", "guided")),
+    "batch": ("dip",),
+    "guide_bands": ("guided",),
+    "guide_kernel": ("guided",),
+}
+
+
+def _ignored_options(args: argparse.Namespace) -> list[str]:
+    """A warning for each of ``evaluate``'s options (``EVALUATE_METHOD_OPTIONS``) given a value other than its
+    default while ``args.method`` does not use it."""
+    warnings = []
+    for name, methods in EVALUATE_METHOD_OPTIONS.items():
+        if args.method not in methods and getattr(args, name) != args.method_option_defaults[name]:
+            either = " or ".join(filter(None, (", ".join(methods[:-1]), methods[-1])))
+            warnings.append(f"warning: --{name.replace('_', '-')} is ignored: it applies with --method {either}")
+    return warnings
+
+
 def _by_scale(values: dict[int, int]) -> str:
     """``{2: 600, 3: 600, 4: 600}`` → ``"600"``; differing values → ``"×2: 600, ×3: 500, …"``."""
     if len(set(values.values())) == 1:
@@ -245,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--report", help="write the HTML report (scores, image crops, error maps, loss curve) here")
     optimisation(evaluate, "low-resolution")
     batch(evaluate, "DIP only, with --method dip", None)
+    evaluate.set_defaults(method_option_defaults={name: evaluate.get_default(name) for name in EVALUATE_METHOD_OPTIONS})
     return parser
 
 
@@ -274,10 +296,8 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
         from .report import evaluate_to_files, text_table
 
         kernel = args.kernel or default_kernel(args.method)
-        if args.method == "bicubic" and args.iterations is not None:
-            progress.info("warning: --iterations is ignored: method bicubic optimises nothing")
-        if args.method != "dip" and args.batch is not None:
-            progress.info(f"warning: --batch is ignored: it applies with --method dip (method {args.method} solves one tile at a time)")
+        for warning in _ignored_options(args):
+            progress.info(warning)
         batch = args.batch if args.method == "dip" else None
         config = method_config(args.method, args.scale, kernel, args.guide_kernel, **_run_options(args, batch))
         run = evaluate_to_files(
