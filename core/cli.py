@@ -114,6 +114,10 @@ def _attach_negative_values(argv: list[str]) -> list[str]:
     return joined
 
 
+#: GDAL's largest raster edge (pixels): a larger scale leaves no whole block in any raster.
+LARGEST_RASTER_EDGE = 2**31 - 1
+
+
 def _scale(text: str) -> int:
     try:
         value = float(text)
@@ -121,6 +125,8 @@ def _scale(text: str) -> int:
         raise argparse.ArgumentTypeError(f"scale must be an integer ≥ 2, got {text!r}") from None
     if not math.isfinite(value) or value != int(value) or value < 2:
         raise argparse.ArgumentTypeError(f"scale must be an integer ≥ 2, got {text}")
+    if value > LARGEST_RASTER_EDGE:
+        raise argparse.ArgumentTypeError(f"scale must be at most {LARGEST_RASTER_EDGE}, the widest raster GDAL holds, got {text}")
     return int(value)
 
 

@@ -98,6 +98,7 @@ def test_console_script_is_installed_and_reports_errors_on_one_line(tmp_path):
         (lambda p: S2_20M, ["--scale", "2", "--step-window", "1.5"], "step window is a fraction"),
         (lambda p: S2_20M, ["--scale", "inf"], "scale must be an integer ≥ 2, got inf"),
         (lambda p: S2_20M, ["--scale", "1e400"], "scale must be an integer ≥ 2, got 1e400"),
+        (lambda p: S2_20M, ["--scale", "1e100"], "scale must be at most 2147483647, the widest raster GDAL holds, got 1e100$"),
         (two_raster_tables, ["--scale", "2"], r"two.gpkg holds no raster bands itself: open one of its subdatasets \(GPKG:.*two.gpkg:first; "),
         (lambda p: S2_20M, ["--scale", "17"], "scale must be an integer from 2 to 16, got 17"),
         (lambda p: S2_20M, ["--scale", "2", "--seed", "8589934592"],
@@ -125,6 +126,17 @@ def test_kernel_files_that_are_not_real_arrays_are_named(tmp_path, capsys):
         assert main(["degrade", S2_20M, str(out), "--scale", "2", "--kernel", str(tmp_path / name)]) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert message in line and "allow_pickle" not in line and not out.exists()
+
+
+def test_a_kernel_file_of_python_objects_or_missing_in_upper_case_is_named(tmp_path, capsys):
+    """A .npy of dtype object was "not a NumPy array file" (it is one, of objects rather than numbers), and a
+    missing K.NPY an "unknown kernel" instead of a file that does not exist."""
+    np.save(tmp_path / "objects.npy", np.ones((3, 3)).astype(object), allow_pickle=True)
+    for name, message in (("objects.npy", "must hold real numbers, got object"), ("K.NPY", "does not exist")):
+        out = tmp_path / f"{name}.tif"
+        assert main(["degrade", S2_20M, str(out), "--scale", "2", "--kernel", str(tmp_path / name)]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line == f"internal-sr: error: kernel file {tmp_path / name} {message}" and not out.exists()
 
 
 def test_an_output_the_input_reads_through_a_vrt_is_refused(tmp_path, capsys):
