@@ -32,6 +32,7 @@ from .config import (
     KernelGANConfig,
     KnitworkConfig,
     TileOptions,
+    check_at_least,
 )
 from .errors import Cancelled, InputError, error_line
 
@@ -113,6 +114,10 @@ def _attach_negative_values(argv: list[str]) -> list[str]:
     return joined
 
 
+#: GDAL's largest raster edge (pixels): a larger scale leaves no whole block in any raster.
+LARGEST_RASTER_EDGE = 2**31 - 1
+
+
 def _scale(text: str) -> int:
     try:
         value = float(text)
@@ -120,7 +125,30 @@ def _scale(text: str) -> int:
         raise argparse.ArgumentTypeError(f"scale must be an integer ≥ 2, got {text!r}") from None
     if not math.isfinite(value) or value != int(value) or value < 2:
         raise argparse.ArgumentTypeError(f"scale must be an integer ≥ 2, got {text}")
+    if value > LARGEST_RASTER_EDGE:
+        raise argparse.ArgumentTypeError(f"scale must be at most {LARGEST_RASTER_EDGE}, the widest raster GDAL holds, got {text}")
     return int(value)
+
+
+#: ``evaluate``'s options that only some methods use (the argument's name → those methods): given with another
+#: method they change nothing, and the run says so (``_ignored_options``).
+EVALUATE_METHOD_OPTIONS = {
+    **dict.fromkeys(("iterations", "seed", "device", "tile", "overlap", "cold_tiles"), ("dip", "knitwork", "guided")),
+    "batch": ("dip",),
+    "guide_bands": ("guided",),
+    "guide_kernel": ("guided",),
+}
+
+
+def _ignored_options(args: argparse.Namespace) -> list[str]:
+    """A warning for each of ``evaluate``'s options (``EVALUATE_METHOD_OPTIONS``) given a value other than its
+    default while ``args.method`` does not use it."""
+    warnings = []
+    for name, methods in EVALUATE_METHOD_OPTIONS.items():
+        if args.method not in methods and getattr(args, name) != args.method_option_defaults[name]:
+            either = " or ".join(filter(None, (", ".join(methods[:-1]), methods[-1])))
+            warnings.append(f"warning: --{name.replace('_', '-')} is ignored: it applies with --method {either}")
+    return warnings
 
 
 def _by_scale(values: dict[int, int]) -> str:
@@ -244,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--report", help="write the HTML report (scores, image crops, error maps, loss curve) here")
     optimisation(evaluate, "low-resolution")
     batch(evaluate, "DIP only, with --method dip", None)
+    evaluate.set_defaults(method_option_defaults={name: evaluate.get_default(name) for name in EVALUATE_METHOD_OPTIONS})
     return parser
 
 
@@ -273,10 +302,8 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
         from .report import evaluate_to_files, text_table
 
         kernel = args.kernel or default_kernel(args.method)
-        if args.method == "bicubic" and args.iterations is not None:
-            progress.info("warning: --iterations is ignored: method bicubic optimises nothing")
-        if args.method != "dip" and args.batch is not None:
-            progress.info(f"warning: --batch is ignored: it applies with --method dip (method {args.method} solves one tile at a time)")
+        for warning in _ignored_options(args):
+            progress.info(warning)
         batch = args.batch if args.method == "dip" else None
         config = method_config(args.method, args.scale, kernel, args.guide_kernel, **_run_options(args, batch))
         run = evaluate_to_files(
@@ -301,6 +328,8 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
         method = DIPConfig if args.command == "dip" else KnitworkConfig
         batch = args.batch if args.command == "dip" else None
         config = method(scale=args.scale, kernel=args.kernel, step_window=args.step_window, **_run_options(args, batch))
+        if args.kernelgan_iterations is not None:
+            check_at_least("--kernelgan-iterations", args.kernelgan_iterations, 1)
         if args.kernel != "estimate" and args.kernelgan_iterations is not None:
             progress.info("warning: --kernelgan-iterations is ignored: it applies with --kernel estimate")
         if args.kernel == "estimate":

@@ -397,8 +397,7 @@ class KernelGANConfig:
             raise InputError(f"orientation must be one of {', '.join(ORIENTATIONS)}, got {self.orientation!r}")
         if self.scale not in (2, 4):
             raise InputError(f"KernelGAN estimates ×2 kernels (×4 by composition): scale must be 2 or 4, got {self.scale}")
-        if self.iterations < 1:
-            raise InputError(f"iterations must be ≥ 1, got {self.iterations}")
+        check_at_least("iterations", self.iterations, 1)
         check_at_least("max_window", self.max_window, self.crop_size)
         check_seed(self.seed)
         check_device(self.device)

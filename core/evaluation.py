@@ -90,6 +90,12 @@ class Scores:
     overall: dict[str, float]
     per_band: dict[str, list[float]]
 
+    def named(self, value: float) -> list[str]:
+        """The scores equal to ``value`` (±∞): ``"psnr"`` overall, ``"psnr[2]"`` band 2's (1-based)."""
+        return [m for m, v in self.overall.items() if v == value] + [
+            f"{m}[{b}]" for m, values in self.per_band.items() for b, v in enumerate(values, start=1) if v == value
+        ]
+
 
 @dataclass
 class Evaluation:
@@ -127,9 +133,11 @@ class Evaluation:
 
         Strict JSON has no infinity: ``core.report.write_json`` writes infinite and undefined scores as
         ``null``, and each score's ``infinite`` lists the metrics that are +∞ (a perfect estimate's PSNR or
-        SRE): ``"psnr"`` for the overall score, ``"psnr[2]"`` for band 2's (1-based, in ``bands`` order), so
-        the two can be told apart. Each score's ``sre_left_out`` lists the bands (1-based) its overall SRE
-        leaves out of its mean over bands, their SRE not being finite (``metrics.sre``)."""
+        SRE, the ERGAS of a band of mean 0) and ``minus_infinite`` those that are −∞ (the SRE of a band of
+        mean 0): ``"psnr"`` for the overall score, ``"psnr[2]"`` for band 2's (1-based, in ``bands`` order), so
+        that a ``null`` named in neither is undefined. Each score's ``ergas_left_out`` and ``sre_left_out``
+        list the bands (1-based) its overall ERGAS and SRE leave out, their score not being finite
+        (``metrics.left_out``)."""
         return {
             "input": self.input_path,
             "method": self.method,
@@ -141,9 +149,8 @@ class Evaluation:
             "settings": self.settings,
             "scores": [
                 {"label": s.label, "overall": s.overall, "per_band": s.per_band,
-                 "infinite": [m for m, v in s.overall.items() if v == float("inf")]
-                 + [f"{m}[{b}]" for m, values in s.per_band.items() for b, v in enumerate(values, start=1) if v == float("inf")],
-                 "sre_left_out": [b + 1 for b in metrics.sre_left_out(s.per_band["sre"])]}
+                 "infinite": s.named(float("inf")), "minus_infinite": s.named(float("-inf")),
+                 **{f"{m}_left_out": [b + 1 for b in metrics.left_out(s.per_band[m])] for m in metrics.LEFT_OUT_METRICS}}
                 for s in self.scores
             ],
             "device": self.run.device if self.run else "cpu",

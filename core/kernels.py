@@ -228,6 +228,8 @@ def load_kernel_file(path: str, scale: int) -> tuple[np.ndarray, tuple[float, fl
     try:
         k = np.load(path)
     except (ValueError, EOFError):
+        if _holds_objects(path):
+            raise InputError(f"kernel file {path} must hold real numbers, got object") from None
         raise InputError(f"kernel file {path} is not a NumPy array file (.npy as numpy.save writes)") from None
     except OSError as error:
         raise InputError(f"cannot read kernel file {path}: {error.strerror or error}") from None
@@ -248,6 +250,18 @@ def load_kernel_file(path: str, scale: int) -> tuple[np.ndarray, tuple[float, fl
             f"says so), not ×{scale}: {_kernel_for(scale)}, or delete the record if it is not this kernel's"
         )
     return prepared_taps(k, scale)
+
+
+def _holds_objects(path: str) -> bool:
+    """Whether ``path`` is a ``.npy`` file of Python objects (dtype object), which only unpickling could read:
+    its header says so; ``False`` for any file that has no readable ``.npy`` header."""
+    try:
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            return read_header(f)[2].hasobject
+    except (OSError, ValueError, EOFError):
+        return False
 
 
 def _kernel_for(scale: int) -> str:
@@ -314,7 +328,7 @@ def make_kernel(spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0)) 
     if spec in ("lanczos2", "lanczos3"):
         lobes = int(spec[-1])
         return _analytic(spec, scale, lambda t: _lanczos(t, lobes), float(lobes), shift)
-    if spec.endswith(".npy") or os.path.exists(spec):
+    if spec.lower().endswith(".npy") or os.path.exists(spec):
         if not os.path.isfile(spec):
             raise InputError(f"kernel file {spec} does not exist")
         if any(shift):

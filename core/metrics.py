@@ -2,17 +2,18 @@
 
 Arrays are ``(C, H, W)`` in the raster's own units (e.g. reflectance ×10⁴). PSNR (scikit-image) uses
 the reference's dynamic range (max − min over all bands; per band: that band's) as peak; SSIM
-(scikit-image) is computed per band with that band's range and averaged; SAM is the mean spectral
+(scikit-image's ``structural_similarity`` at its defaults, computed so that values large against their range
+keep their precision: ``ssim_map``) is computed per band with that band's range and averaged; SAM is the mean spectral
 angle in degrees; ERGAS follows Wald (2000): ``100/s · sqrt(mean_b (RMSE_b / μ_b)²)`` (per band: the
 same with one band); SRE is per band ``10·log10(μ_b² / MSE_b)`` in dB and overall the mean of the bands'
-SRE in dB, as the Sentinel-2 super-resolution literature reports it (Lanaras et al. 2018), over the bands
-where it is finite (``sre``): a band reproduced exactly (+∞) or of mean 0 (−∞, or NaN when also exact) is
-left out of that mean (``sre_left_out`` names it) instead of making the overall score ∞ and hiding the others.
+SRE in dB, as the Sentinel-2 super-resolution literature reports it (Lanaras et al. 2018). The overall ERGAS
+and SRE take the bands where the band's score is finite: a band of mean 0 (ERGAS +∞, SRE −∞; NaN when also
+reproduced exactly) or, for SRE, reproduced exactly (+∞) is left out (``left_out`` names it) instead of making
+the overall score infinite and hiding the others.
 Higher is better for PSNR, SSIM and SRE; lower for RMSE, SAM and ERGAS (``HIGHER_IS_BETTER``).
-A perfect estimate scores infinite PSNR and SRE; a band whose mean is 0 has infinite or undefined (NaN)
-ERGAS and SRE; SAM is NaN for a single band. A constant reference band has no range, so its PSNR and
-SSIM are undefined (NaN; matched exactly: ∞ and 1) and the overall SSIM averages the other bands'. Any NaN in the estimate makes
-every score NaN (SAM included).
+A perfect estimate scores infinite PSNR and SRE; SAM is NaN for a single band. A constant reference band has
+no range, so its PSNR and SSIM are undefined (NaN; matched exactly: ∞ and 1) and the overall SSIM averages the
+other bands'. Any NaN in the estimate makes every score NaN (SAM included).
 """
 
 from __future__ import annotations
@@ -20,10 +21,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from scipy.ndimage import uniform_filter
+from skimage.metrics import peak_signal_noise_ratio
 
 #: Every metric ``all_metrics`` reports, and whether a larger value is better.
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "rmse": False, "sam": False, "ergas": False, "sre": True}
+#: SSIM's window edge (pixels) and constants, scikit-image's defaults (Wang et al. 2004): ``C1 = (K1·L)²``,
+#: ``C2 = (K2·L)²`` with ``L`` the band's range.
+SSIM_WINDOW, SSIM_K1, SSIM_K2 = 7, 0.01, 0.03
+#: The overall scores that leave out the bands whose own score is not finite (``left_out``).
+LEFT_OUT_METRICS = ("ergas", "sre")
 
 
 def _pair(estimate: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +72,28 @@ def _band_ssim(e: np.ndarray, r: np.ndarray) -> float:
     span = float(r.max() - r.min())
     if span == 0:
         return 1.0 if np.array_equal(e, r) else float("nan")
-    return float(structural_similarity(e, r, data_range=span))
+    return float(ssim_map(e, r, span).mean())
+
+
+def ssim_map(e: np.ndarray, r: np.ndarray, span: float) -> np.ndarray:
+    """The SSIM of each ``SSIM_WINDOW``-pixel window wholly inside the ``(H, W)`` bands ``e`` and ``r`` (an
+    ``(H − 6, W − 6)`` map), ``span`` being the reference's range: scikit-image's ``structural_similarity`` with
+    its defaults (uniform windows, sample covariance), whose mean is the band's SSIM. Unlike it, the variances and
+    the covariance are taken of both bands less the reference's mean, and the luminance term is written
+    ``1 − (μe − μr)² / (μe² + μr² + C1)``: computed as ``E[x²] − E[x]²`` on the values themselves they lost every
+    digit on rasters whose values are large against their range (uint32 near 2³², float64 offset by 10¹²)."""
+    offset = r.mean()
+    x, y = e - offset, r - offset
+    cov_norm = SSIM_WINDOW**2 / (SSIM_WINDOW**2 - 1)
+    mx, my = uniform_filter(x, SSIM_WINDOW), uniform_filter(y, SSIM_WINDOW)
+    vx = cov_norm * (uniform_filter(x * x, SSIM_WINDOW) - mx * mx)
+    vy = cov_norm * (uniform_filter(y * y, SSIM_WINDOW) - my * my)
+    vxy = cov_norm * (uniform_filter(x * y, SSIM_WINDOW) - mx * my)
+    c1, c2 = (SSIM_K1 * span) ** 2, (SSIM_K2 * span) ** 2
+    luminance = 1 - (mx - my) ** 2 / ((mx + offset) ** 2 + (my + offset) ** 2 + c1)
+    structure = (2 * vxy + c2) / (vx + vy + c2)
+    pad = SSIM_WINDOW // 2
+    return (luminance * structure)[pad:-pad, pad:-pad]
 
 
 def ssim(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -95,7 +123,10 @@ def sam(estimate: np.ndarray, reference: np.ndarray) -> float:
 
 
 def ergas(estimate: np.ndarray, reference: np.ndarray, scale: int) -> float:
-    return float(np.sqrt((ergas_per_band(estimate, reference, scale) ** 2).mean()))
+    """The overall ERGAS, ``100/s · sqrt(mean_b (RMSE_b / μ_b)²)`` over the bands where the band's ERGAS is
+    finite (``left_out`` names the others: a band of mean 0); +∞ or NaN when no band's is (``finite_bands``)."""
+    kept = finite_bands(ergas_per_band(estimate, reference, scale), estimate, reference)
+    return float(np.sqrt((kept**2).mean()))
 
 
 def ergas_per_band(estimate: np.ndarray, reference: np.ndarray, scale: int) -> np.ndarray:
@@ -113,25 +144,32 @@ def sre_per_band(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
         return 10 * np.log10(r.mean(axis=(1, 2)) ** 2 / mse)
 
 
-def sre_left_out(per_band: Sequence[float]) -> list[int]:
-    """The bands (0-based) the overall SRE leaves out of its mean: those whose SRE (``sre_per_band``) is not
-    finite, when at least one band's is; none otherwise (the overall score is then +∞ or NaN, not a mean)."""
+def left_out(per_band: Sequence[float]) -> list[int]:
+    """The bands (0-based) an overall ERGAS or SRE leaves out: those whose score (``ergas_per_band``,
+    ``sre_per_band``) is not finite, when at least one band's is; none otherwise (the overall score is then
+    not finite either)."""
     values = np.asarray(per_band, dtype=np.float64)
     finite = np.isfinite(values)
     return np.flatnonzero(~finite).tolist() if finite.any() else []
 
 
+def finite_bands(per_band: np.ndarray, estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The per-band scores an overall score combines: ``per_band`` less the bands ``left_out`` names; ``[NaN]``
+    when the estimate or the reference holds a non-finite value (every score is then NaN, not a score of the
+    other bands)."""
+    if not (np.isfinite(estimate).all() and np.isfinite(reference).all()):
+        return np.array([np.nan])
+    return np.delete(per_band, left_out(per_band))
+
+
 def sre(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """The overall SRE (dB): the mean of the bands' SRE over the bands where it is finite (``sre_left_out``
-    names the others). +∞ when every band is reproduced exactly; NaN when the estimate or the reference holds
-    a non-finite value, or when no band has a finite SRE and not every band's is +∞."""
-    e, r = _pair(estimate, reference)
-    if not (np.isfinite(e).all() and np.isfinite(r).all()):
-        return float("nan")
-    per_band = sre_per_band(e, r)
+    """The overall SRE (dB): the mean of the bands' SRE over the bands where it is finite (``left_out`` names
+    the others). +∞ when every band is reproduced exactly; NaN when the estimate or the reference holds a
+    non-finite value, or when no band has a finite SRE and not every band's is +∞."""
+    per_band = sre_per_band(estimate, reference)
     if np.isposinf(per_band).all():
         return float("inf")
-    kept = np.delete(per_band, sre_left_out(per_band))
+    kept = finite_bands(per_band, estimate, reference)
     return float(kept.mean()) if np.isfinite(kept).all() else float("nan")
 
 

@@ -99,19 +99,28 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 
-def sre_note(evaluation: Evaluation) -> str:
-    """A sentence naming, for each method, the bands its overall SRE leaves out of its mean over bands
-    (``metrics.sre``: their SRE is not finite) with their SRE; empty when no band is left out."""
-    parts = []
-    for s in evaluation.scores:
-        sre = s.per_band["sre"]
-        left = metrics.sre_left_out(sre)
-        if left:
-            parts.append(f"{s.label}: " + ", ".join(f"{evaluation.band_names[b]} ({_fmt(sre[b])})" for b in left))
-    if not parts:
-        return ""
-    return ("Overall SRE: the mean over the bands whose SRE is finite; left out (∞: reproduced exactly; −∞ or —: "
-            "reference mean 0): " + "; ".join(parts) + ".")
+#: The sentence that opens each overall score's note on the bands it leaves out (``metrics.LEFT_OUT_METRICS``).
+LEFT_OUT_NOTES = {
+    "ergas": "Overall ERGAS: over the bands whose ERGAS is finite; left out (∞ or —: reference mean 0): ",
+    "sre": "Overall SRE: the mean over the bands whose SRE is finite; left out (∞: reproduced exactly; −∞ or —: "
+    "reference mean 0): ",
+}
+
+
+def left_out_notes(evaluation: Evaluation) -> list[str]:
+    """For each overall score that leaves bands out (``metrics.left_out``: their score is not finite), a sentence
+    naming, for each method, those bands with their score; none for a score that leaves no band out."""
+    notes = []
+    for metric, opening in LEFT_OUT_NOTES.items():
+        parts = []
+        for s in evaluation.scores:
+            values = s.per_band[metric]
+            left = metrics.left_out(values)
+            if left:
+                parts.append(f"{s.label}: " + ", ".join(f"{evaluation.band_names[b]} ({_fmt(values[b])})" for b in left))
+        if parts:
+            notes.append(opening + "; ".join(parts) + ".")
+    return notes
 
 
 def _cells(values: list[float], metric: str) -> list[str]:
@@ -161,8 +170,7 @@ def render_html(evaluation: Evaluation) -> str:
     window = e.window
     settings = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in e.settings.items())
     panels, note = _panels(e)
-    sre_text = sre_note(e)
-    left_out = f"<p>{html.escape(sre_text)}</p>" if sre_text else ""
+    left_out = "".join(f"<p>{html.escape(note)}</p>" for note in left_out_notes(e))
     figures_html = "".join(f"<figure>{figures.html_image(rgb, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, rgb in panels)
     if e.run is not None:
         curve = figures.loss_curve(e.run.curves, e.method_scores.label)
@@ -181,7 +189,7 @@ its own grid by each method, and compared with itself: the scores measure how we
 degradation removed. Higher is better for PSNR, SSIM and SRE; lower for RMSE, SAM and ERGAS (RMSE in the raster's units).
 Overall SRE is the mean of the bands' SRE in dB, as the Sentinel-2 super-resolution literature reports it; a band whose
 SRE is not finite (∞ when it is reproduced exactly) is left out of that mean, so the other bands still show, and named
-under the table. Best of each column in bold.</p>
+under the table; so is a band whose ERGAS is not finite (its mean is 0) from the overall ERGAS. Best of each column in bold.</p>
 <h2>Scores</h2>{_overall_table(e)}{left_out}
 <h2>Images</h2><p>{html.escape(note)}</p>{figures_html}
 {loss}
@@ -197,12 +205,11 @@ def write_html(evaluation: Evaluation, path: str, files: StagedFiles | None = No
 
 
 def text_table(evaluation: Evaluation) -> str:
-    """The overall scores as a plain-text table (the command line prints it), and ``sre_note`` when it says anything."""
+    """The overall scores as a plain-text table (the command line prints it), and ``left_out_notes``."""
     width = max(len(s.label) for s in evaluation.scores)
     lines = [" " * width + "".join(f"{METRIC_NAMES[m]:>12}" for m in HIGHER_IS_BETTER)]
     lines += [f"{s.label:<{width}}" + "".join(f"{_fmt(s.overall[m]):>12}" for m in HIGHER_IS_BETTER) for s in evaluation.scores]
-    note = sre_note(evaluation)
-    return "\n".join(lines + ([note] if note else []))
+    return "\n".join(lines + left_out_notes(evaluation))
 
 
 @dataclass

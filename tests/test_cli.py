@@ -98,6 +98,7 @@ def test_console_script_is_installed_and_reports_errors_on_one_line(tmp_path):
         (lambda p: S2_20M, ["--scale", "2", "--step-window", "1.5"], "step window is a fraction"),
         (lambda p: S2_20M, ["--scale", "inf"], "scale must be an integer ≥ 2, got inf"),
         (lambda p: S2_20M, ["--scale", "1e400"], "scale must be an integer ≥ 2, got 1e400"),
+        (lambda p: S2_20M, ["--scale", "1e100"], "scale must be at most 2147483647, the widest raster GDAL holds, got 1e100$"),
         (two_raster_tables, ["--scale", "2"], r"two.gpkg holds no raster bands itself: open one of its subdatasets \(GPKG:.*two.gpkg:first; "),
         (lambda p: S2_20M, ["--scale", "17"], "scale must be an integer from 2 to 16, got 17"),
         (lambda p: S2_20M, ["--scale", "2", "--seed", "8589934592"],
@@ -125,6 +126,17 @@ def test_kernel_files_that_are_not_real_arrays_are_named(tmp_path, capsys):
         assert main(["degrade", S2_20M, str(out), "--scale", "2", "--kernel", str(tmp_path / name)]) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert message in line and "allow_pickle" not in line and not out.exists()
+
+
+def test_a_kernel_file_of_python_objects_or_missing_in_upper_case_is_named(tmp_path, capsys):
+    """A .npy of dtype object was "not a NumPy array file" (it is one, of objects rather than numbers), and a
+    missing K.NPY an "unknown kernel" instead of a file that does not exist."""
+    np.save(tmp_path / "objects.npy", np.ones((3, 3)).astype(object), allow_pickle=True)
+    for name, message in (("objects.npy", "must hold real numbers, got object"), ("K.NPY", "does not exist")):
+        out = tmp_path / f"{name}.tif"
+        assert main(["degrade", S2_20M, str(out), "--scale", "2", "--kernel", str(tmp_path / name)]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line == f"internal-sr: error: kernel file {tmp_path / name} {message}" and not out.exists()
 
 
 def test_an_output_the_input_reads_through_a_vrt_is_refused(tmp_path, capsys):
@@ -286,7 +298,45 @@ def test_options_a_command_ignores_are_named(tmp_path, capsys):
     assert main(["dip", lr, str(tmp_path / "sr.tif"), "--scale", "2", "--iterations", "1", "--kernelgan-iterations", "50"]) == 0
     assert "warning: --kernelgan-iterations is ignored: it applies with --kernel estimate" in capsys.readouterr().err
     assert main(["evaluate", source, "--scale", "2", "--method", "bicubic", "--iterations", "5"]) == 0
-    assert "warning: --iterations is ignored: method bicubic optimises nothing" in capsys.readouterr().err
+    assert "warning: --iterations is ignored: it applies with --method dip, knitwork or guided" in capsys.readouterr().err
+
+
+OPTIMISING = "dip, knitwork or guided"
+
+
+@pytest.mark.parametrize("method,option,applies", [
+    ("bicubic", ["--seed", "7"], OPTIMISING), ("bicubic", ["--device", "cpu"], OPTIMISING),
+    ("bicubic", ["--tile", "64"], OPTIMISING), ("bicubic", ["--overlap", "8"], OPTIMISING),
+    ("bicubic", ["--cold-tiles"], OPTIMISING), ("bicubic", ["--batch", "2"], "dip"),
+    ("bicubic", ["--guide-kernel", "landsat"], "guided"), ("knitwork", ["--guide-bands", "1,2"], "guided"),
+    ("dip", ["--guide-kernel", "landsat"], "guided"), ("dip", ["--seed", "7", "--tile", "64", "--cold-tiles"], None),
+])
+def test_evaluate_names_every_option_its_method_ignores(tmp_path, capsys, monkeypatch, method, option, applies):
+    """evaluate warned of --iterations and --batch only: the guide's options with a method other than guided, and
+    the optimisation's with bicubic, were silently ignored, so a mistyped --method went unnoticed. Options the
+    method uses are not named. The runs are replaced by a recorder: only what the command says matters."""
+    from types import SimpleNamespace
+
+    from internal_sr.core import report
+
+    monkeypatch.setattr(report, "evaluate_to_files", lambda *args: SimpleNamespace(evaluation=None))
+    monkeypatch.setattr(report, "text_table", lambda evaluation: "")
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :64, :64])
+    assert main(["evaluate", source, "--scale", "2", "--method", method, *option]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == ([f"warning: {option[0]} is ignored: it applies with --method {applies}"] if applies else [])
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_kernelgan_iterations_below_1_are_refused_naming_the_option(tmp_path, capsys, value):
+    """--kernelgan-iterations 0 beside a valid --iterations was refused as "iterations must be ≥ 1, got 0", which
+    named the option the user got right: the refusal names --kernelgan-iterations, and nothing is written."""
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :64, :64])
+    out = tmp_path / "sr.tif"
+    argv = ["dip", source, str(out), "--scale", "2", "--kernel", "estimate", "--iterations", "600", "--kernelgan-iterations", value]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"internal-sr: error: --kernelgan-iterations must be ≥ 1, got {value}"
+    assert not out.exists()
 
 
 def test_batch_is_offered_for_dip_only(tmp_path, capsys, monkeypatch):

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -68,14 +69,55 @@ def test_a_band_reproduced_exactly_leaves_the_overall_sre_to_the_others():
     per_band = metrics.sre_per_band(estimate, reference)
     assert per_band[[0, 2]] == pytest.approx([band_1, band_3]) and per_band[1] == math.inf
     assert metrics.sre(estimate, reference) == pytest.approx((band_1 + band_3) / 2)
-    assert metrics.sre_left_out(per_band) == [1]
+    assert metrics.left_out(per_band) == [1]
     zero_mean = np.stack([reference[0], reference[1] - 6.5])  # band 2 of mean 0 with an error: SRE −∞, left out
-    assert metrics.sre(zero_mean + 1.0, zero_mean) == pytest.approx(band_1) and metrics.sre_left_out(
+    assert metrics.sre(zero_mean + 1.0, zero_mean) == pytest.approx(band_1) and metrics.left_out(
         metrics.sre_per_band(zero_mean + 1.0, zero_mean)) == [1]
-    assert metrics.sre(reference, reference) == math.inf and metrics.sre_left_out([math.inf] * 3) == []  # all exact
+    assert metrics.sre(reference, reference) == math.inf and metrics.left_out([math.inf] * 3) == []  # all exact
     broken = estimate.copy()
     broken[0, 0, 0] = np.nan  # a NaN in the estimate still makes the score NaN, not a mean of the other bands
     assert math.isnan(metrics.sre(broken, reference))
+
+
+def exact_ssim(estimate: np.ndarray, reference: np.ndarray) -> float:
+    """SSIM of two 7 × 7 integer bands (one window: the only one wholly inside them) in exact fractions: sample
+    (co)variances, ``C1 = (0.01·L)²``, ``C2 = (0.03·L)²`` with ``L`` the reference's range (scikit-image's defaults)."""
+    x, y = [int(v) for v in estimate.ravel()], [int(v) for v in reference.ravel()]
+    n = len(x)
+    mx, my = Fraction(sum(x), n), Fraction(sum(y), n)
+    vx = (sum(a * a for a in x) - n * mx * mx) / (n - 1)
+    vy = (sum(b * b for b in y) - n * my * my) / (n - 1)
+    vxy = (sum(a * b for a, b in zip(x, y)) - n * mx * my) / (n - 1)
+    c1, c2 = (Fraction(1, 100) * (max(y) - min(y))) ** 2, (Fraction(3, 100) * (max(y) - min(y))) ** 2
+    return float((2 * mx * my + c1) * (2 * vxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2)))
+
+
+@pytest.mark.parametrize("offset", [0, 2**32 - 100, -(2**31), 10**12])
+def test_ssim_keeps_its_precision_on_values_large_against_their_range(offset):
+    """The same bands near 2³² (uint32), near −2³¹ (int32) or offset by 10¹² (float64) scored SSIM 0.75, 0.92 and
+    −1363 on a crop that scores 0.94 as it is (scikit-image takes variances as E[x²] − E[x]², losing every digit):
+    SSIM now matches its exact value, computed in fractions, whatever the offset."""
+    rng = np.random.default_rng(0)
+    reference = rng.integers(0, 100, (7, 7)) + offset
+    estimate = reference + rng.integers(-20, 21, (7, 7))
+    expected = exact_ssim(estimate, reference)
+    assert metrics.ssim_per_band(estimate[None].astype(np.float64), reference[None].astype(np.float64))[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_band_of_mean_0_leaves_the_overall_ergas_to_the_others():
+    """A band of mean 0 (a signed band: a difference, an anomaly) has ERGAS +∞: the overall ERGAS was +∞ too for
+    every method, hiding the other bands; it is now over the other bands, and that band is named as left out."""
+    reference = np.array([[[1.0, 2.0], [3.0, 4.0]], [[-1.0, 1.0], [1.0, -1.0]], [[2.0, 2.0], [2.0, 2.0]]])
+    estimate = reference + np.array([1.0, 1.0, 0.5])[:, None, None]  # μ 2.5, 0 and 2
+    band_1, band_3 = 100 / 2 * 1 / 2.5, 100 / 2 * 0.5 / 2  # 100/s · RMSE_b / μ_b
+    per_band = metrics.ergas_per_band(estimate, reference, 2)
+    assert per_band[[0, 2]] == pytest.approx([band_1, band_3]) and per_band[1] == math.inf
+    assert metrics.ergas(estimate, reference, 2) == pytest.approx(math.sqrt((band_1**2 + band_3**2) / 2))
+    assert metrics.left_out(per_band) == [1]
+    assert metrics.ergas(estimate[1:2], reference[1:2], 2) == math.inf  # no band to keep: infinite, not a mean of none
+    broken = estimate.copy()
+    broken[0, 0, 0] = np.nan  # a NaN in the estimate makes the score NaN, not a score of the other bands
+    assert math.isnan(metrics.ergas(broken, reference, 2))
 
 
 def geo_10m(tmp_path, data=None, nodata=None) -> str:
@@ -303,6 +345,29 @@ def test_infinite_per_band_scores_are_named_in_the_json(tmp_path):
     note = "Overall SRE: the mean over the bands whose SRE is finite; left out (∞: reproduced exactly; −∞ or —: reference mean 0): "
     expected = note + "; ".join(f"{label}: band 2 (∞)" for label in (BICUBIC, BICUBIC_BP)) + "."
     assert report.text_table(e).splitlines()[-1] == expected and html.escape(expected) in report.render_html(e)
+
+
+def test_a_band_of_mean_0_is_told_apart_from_an_undefined_score_in_the_json(tmp_path):
+    """A varying band of mean 0 beside a normal band: its SRE is −∞ and its ERGAS +∞. The JSON wrote the −∞ as
+    null and named it nowhere, so a reader took it for undefined, and the overall ERGAS was ∞ for every method;
+    now ``minus_infinite`` names the −∞, the overall ERGAS is the other band's, and the JSON, the report and the
+    printed table name the band left out of it (as of the overall SRE)."""
+    data = read(S2_10M)[:2, :32, :32].astype(np.int16)
+    half = data[1, :, :16] - 1500
+    data[1] = np.concatenate([half, -half[:, ::-1]], axis=1)  # a varying band of mean exactly 0
+    e = evaluate(write_raster(str(tmp_path / "signed.tif"), data, crs=UTM), "bicubic", 2, "bicubic")
+    report.write_json(e, str(tmp_path / "signed.json"))
+    bicubic = strict_json((tmp_path / "signed.json").read_text())["scores"][0]
+    assert bicubic["per_band"]["sre"][1] is None and bicubic["per_band"]["ergas"][1] is None
+    assert bicubic["minus_infinite"] == ["sre[2]"] and bicubic["infinite"] == ["ergas[2]"]
+    assert bicubic["ergas_left_out"] == bicubic["sre_left_out"] == [2]
+    assert bicubic["overall"]["ergas"] == pytest.approx(bicubic["per_band"]["ergas"][0])
+    notes = [f"Overall ERGAS: over the bands whose ERGAS is finite; left out (∞ or —: reference mean 0): "
+             + "; ".join(f"{label}: band 2 (∞)" for label in (BICUBIC, BICUBIC_BP)) + ".",
+             "Overall SRE: the mean over the bands whose SRE is finite; left out (∞: reproduced exactly; −∞ or —: "
+             "reference mean 0): " + "; ".join(f"{label}: band 2 (−∞)" for label in (BICUBIC, BICUBIC_BP)) + "."]
+    assert report.text_table(e).splitlines()[-2:] == notes
+    assert all(html.escape(note) in report.render_html(e) for note in notes)
 
 
 @pytest.mark.parametrize("size,scale", [(5, 2), (3, 4), (7, 4)])
