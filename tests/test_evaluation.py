@@ -104,6 +104,18 @@ def test_ssim_keeps_its_precision_on_values_large_against_their_range(offset):
     assert metrics.ssim_per_band(estimate[None].astype(np.float64), reference[None].astype(np.float64))[0] == pytest.approx(expected, rel=1e-9)
 
 
+def test_ssim_is_scikit_images_on_values_it_handles():
+    """On values of ordinary magnitude the SSIM is scikit-image's ``structural_similarity`` at its defaults (with the
+    reference's range), band by band, on sizes that are not multiples of the window."""
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(1)
+    reference = rng.normal(500.0, 80.0, (3, 23, 31)).cumsum(axis=2)
+    estimate = reference + rng.normal(0.0, 40.0, reference.shape)
+    expected = [structural_similarity(e, r, data_range=float(r.max() - r.min())) for e, r in zip(estimate, reference)]
+    assert metrics.ssim_per_band(estimate, reference) == pytest.approx(expected, rel=1e-10)
+
+
 def test_a_band_of_mean_0_leaves_the_overall_ergas_to_the_others():
     """A band of mean 0 (a signed band: a difference, an anomaly) has ERGAS +∞: the overall ERGAS was +∞ too for
     every method, hiding the other bands; it is now over the other bands, and that band is named as left out."""
