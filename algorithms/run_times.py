@@ -39,20 +39,20 @@ GPU_FLAT_PIXELS = 320 * 320
 
 STEP_SECONDS: dict[str, StepTimes] = {
     "dip": StepTimes(
-        1.0,
+        0.7,
         0.049,
-        "measured: 0.96 s of one CPU core per step on a 128 × 128 input tile at ×2 (the speed benchmark); 0.049 s on "
+        "measured: 0.74 s of one CPU core per step on a 128 × 128 input tile at ×2 (the speed benchmark); 0.049 s on "
         "an NVIDIA H200 (the GPU benchmark)",
     ),
     "knitwork": StepTimes(
-        0.8, 0.014, "measured: 0.79 s of one CPU core per step on a 128 × 128 input tile at ×2 on the default step "
-        "windows (the speed benchmark; 1.46 s for a whole-tile step); 0.014 s on an NVIDIA H200 (the GPU benchmark)"
+        0.7, 0.014, "measured: 0.74 s of one CPU core per step on a 128 × 128 input tile at ×2 on the default step "
+        "windows (the speed benchmark; 1.36 s for a whole-tile step); 0.014 s on an NVIDIA H200 (the GPU benchmark)"
     ),
     "guided": StepTimes(
-        1.4,
+        1.1,
         0.013,
-        "measured: 0.344 s of one CPU core per step for 128 × 128 output pixels (a 64 × 64 target tile at ×2, "
-        "the speed benchmark), i.e. about 1.4 s for 256 × 256; 0.013 s on an NVIDIA H200 for a 128 × 128 target tile "
+        "measured: 0.267 s of one CPU core per step for 128 × 128 output pixels (a 64 × 64 target tile at ×2, "
+        "the speed benchmark), i.e. about 1.1 s for 256 × 256; 0.013 s on an NVIDIA H200 for a 128 × 128 target tile "
         "(the GPU benchmark)",
     ),
 }

@@ -488,8 +488,9 @@ class KnitworkConfig(InternalLearningConfig):
     adversarial: Ramp = Ramp(0.003)
     #: Hidden widths of the MLP patch discriminator (LeakyReLU 0.2), fed flattened patch stacks.
     discriminator_layers: tuple[int, ...] = (256, 256, 128, 64, 32, 16)
-    #: Patch stacks drawn per step for each side of the adversarial game (ours; the reference uses
-    #: every pixel of the output).
+    #: Patch stacks drawn per step, with replacement, for each side of the adversarial game (ours; the
+    #: reference uses every pixel of the output). On the CPU a stack drawn several times is judged once,
+    #: weighted by its count (``core.knitwork.draw``).
     adversarial_patches: int = 4096
     #: Learned kernel: KernelGAN's deep linear generator (``core.kernelgan.LinearGenerator``), conv
     #: sizes ``kernel_layers`` with ``kernel_channels`` maps, collapsed to one kernel; its sum is held to

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from . import augment
 from .config import GuidedDIPConfig
 from .degradation import Degradation, back_project, upsample
-from .device import autocast
+from .device import autocast, conv_layout
 from .dip import TileResult, cpu_state, fill_invalid, masked_mse
 from .errors import InputError
 from .graphs import GraphedStep, step_setup
@@ -158,9 +158,11 @@ def sharpen_tile(
     mixed, scaler, graphs, capturable = step_setup(config, device)
     optimiser = adam(net.parameters(), config.learning_rate, capturable=capturable)
 
+    layout = conv_layout(device)
+
     def generate(z: torch.Tensor, element: augment.Dihedral) -> list[torch.Tensor]:
         with autocast(device, mixed, cache=not graphs):
-            outputs = net(augment.apply(z, element))
+            outputs = net(augment.apply(z, element).contiguous(memory_format=layout))
         return [augment.inverse(out.float(), element) for out in outputs]
 
     def compute(index: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -36,6 +36,7 @@ is consistent with the input (as DIP, ``core.dip``).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -102,17 +103,73 @@ class PatchMLP(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """MLP on flattened patch stacks: ``(N, scales, bands·k²)`` → ``(N,)`` logits ("real" when high)."""
+    """MLP on flattened patch stacks: ``(N, scales, bands·k²)`` → ``(N,)`` logits ("real" when high).
+
+    Linear layers with leaky ReLUs (slope ``SLOPE``) between them; each row is judged on its own (no batch
+    statistics), which ``judge_fakes`` relies on.
+    """
+
+    SLOPE = 0.2
 
     def __init__(self, features: int, hidden: tuple[int, ...]) -> None:
         super().__init__()
         body: list[nn.Module] = []
         for a, b in zip((features, *hidden[:-1]), hidden):
-            body += [nn.Linear(a, b), nn.LeakyReLU(0.2, inplace=True)]
+            body += [nn.Linear(a, b), nn.LeakyReLU(self.SLOPE, inplace=True)]
         self.body = nn.Sequential(*body, nn.Linear(hidden[-1] if hidden else features, 1))
 
     def forward(self, stacks: torch.Tensor) -> torch.Tensor:
         return self.body(stacks.flatten(1))[:, 0]
+
+    def judge_fakes(self, stacks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward``'s logits on the generator's stacks, twice, ``(N,)`` each: ``(for the generator, for the discriminator)``.
+
+        The first's gradient reaches ``stacks`` only, the second's the parameters only; one backward pass through
+        the layers serves both (``SharedJudgement``).
+        """
+        return SharedJudgement.apply(self.SLOPE, stacks.flatten(1), *self.parameters())
+
+
+class SharedJudgement(torch.autograd.Function):
+    """A ``PatchDiscriminator``'s logits on ``(N, F)`` fakes, returned twice, with one backward pass for the two players.
+
+    apply(slope, fakes, weight₁, bias₁, …, weight_L, bias_L) → ``(for_generator, for_discriminator)``, ``(N,)`` each.
+    Each row goes through the layers on its own and the leaky ReLUs are linear once their sign pattern is fixed,
+    so a row's gradient with respect to any layer's input is its logit's gradient times ``δ``, that row's gradient
+    for a unit logit gradient. ``δ`` is propagated once: the fakes get ``g_gen · δ`` (``g_gen`` the gradient
+    reaching ``for_generator``) and layer ``l`` the parameter gradients ``Σ_rows g_disc · δ_l ⊗ a_l`` and
+    ``Σ_rows g_disc · δ_l``, ``a_l`` its input. Autograd's two passes (one per loss) would propagate through the
+    same layers twice; the results agree up to float rounding.
+    """
+
+    @staticmethod
+    def forward(ctx, slope: float, fakes: torch.Tensor, *parameters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        layers = len(parameters) // 2
+        inputs = []
+        a = fakes
+        for l in range(layers):
+            inputs.append(a)
+            a = F.linear(a, parameters[2 * l], parameters[2 * l + 1])
+            if l < layers - 1:
+                a = F.leaky_relu(a, slope, inplace=True)
+        ctx.slope = slope
+        ctx.save_for_backward(*inputs, *parameters[0::2])
+        return a[:, 0], a[:, 0].clone()
+
+    @staticmethod
+    def backward(ctx, for_generator: torch.Tensor, for_discriminator: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        saved = ctx.saved_tensors
+        layers = len(saved) // 2
+        inputs, weights = saved[:layers], saved[layers:]
+        delta = torch.ones_like(for_generator)[:, None]  # δ at the logit
+        gradients: list[torch.Tensor] = []
+        for l in reversed(range(layers)):
+            scaled = delta * for_discriminator[:, None]
+            gradients[:0] = [scaled.T @ inputs[l], scaled.sum(0)]
+            delta = delta @ weights[l]
+            if l > 0:  # inputs[l] is the leaky ReLU's output, of the sign of its input
+                delta = torch.ops.aten.leaky_relu_backward(delta, inputs[l], ctx.slope, True)
+        return None, delta * for_generator[:, None], *gradients
 
 
 class LearnedDegradation(nn.Module):
@@ -177,6 +234,15 @@ class LearnedDegradation(nn.Module):
         return blur_decimate(x, self.taps(), self.scale)
 
 
+@functools.cache
+def gaussian_taps(scale: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(2·scale − 1,)`` taps of a Gaussian of σ = ``scale`` pixels, summing to one (``antialias``'s, built once per
+    scale, dtype and device: steps call it every time)."""
+    offsets = torch.arange(-(scale - 1), scale, dtype=dtype, device=device)
+    taps = torch.exp(-0.5 * (offsets / scale) ** 2)
+    return taps / taps.sum()
+
+
 def antialias(x: torch.Tensor, scale: int) -> torch.Tensor:
     """``(N, C, H, W)`` blurred by a Gaussian of σ = ``scale`` pixels over ``2·scale − 1`` taps (identity at 1).
 
@@ -184,9 +250,7 @@ def antialias(x: torch.Tensor, scale: int) -> torch.Tensor:
     """
     if scale == 1:
         return x
-    offsets = torch.arange(-(scale - 1), scale, dtype=x.dtype, device=x.device)
-    taps = torch.exp(-0.5 * (offsets / scale) ** 2)
-    taps = taps / taps.sum()
+    taps = gaussian_taps(scale, x.dtype, x.device)
     c, pad = x.shape[1], scale - 1
     x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     x = F.conv2d(x, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
@@ -208,6 +272,22 @@ def patch_stacks(image: torch.Tensor, config: KnitworkConfig) -> torch.Tensor:
 def covered_taps(bands: int, height: int, width: int, config: KnitworkConfig, device: torch.device) -> torch.Tensor:
     """``(H·W, scales, C·k²)`` 0/1, ordered as ``patch_stacks``: 1 where a tap falls inside the ``H × W`` image."""
     return patch_stacks(torch.ones(1, bands, height, width, device=device), config)
+
+
+def draw(n: int, population: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``min(n, population)`` draws with replacement from ``range(population)`` (torch's global generator): the rows
+    to judge and each one's weight in the mean over the draws, ``(R,)`` each.
+
+    On the CPU a row drawn several times is listed once, weighted by its count: the same mean, up to rounding,
+    over fewer rows (at the defaults 4096 draws from a window's 6400 fakes hold about 3000 distinct ones, and as
+    many draws as reals about 63 % of them). Elsewhere every draw is a row weighted ``1 / draws``: a recorded CUDA
+    graph needs shapes that do not depend on the draw.
+    """
+    drawn = torch.randint(population, (min(n, population),), device=device)
+    if device.type != "cpu":
+        return drawn, torch.full(drawn.shape, 1 / len(drawn), device=device)
+    rows, counts = torch.unique(drawn, return_counts=True)
+    return rows, counts / len(drawn)
 
 
 def inside(height: int, width: int, config: KnitworkConfig, device: torch.device) -> torch.Tensor:
@@ -286,10 +366,8 @@ def super_resolve_tile(
     kernel_rate = torch.zeros((), device=device)  # the learned kernel's step size, set each step (config.kernel_rate)
     if learned is not None:
         g_groups.append({"params": list(learned.parameters()), "lr": kernel_rate})
-    g_parameters = [p for group in g_groups for p in group["params"]]
-    d_parameters = list(discriminator.parameters())
     g_optimiser = adam(g_groups, config.learning_rate, capturable=capturable)
-    d_optimiser = adam(d_parameters, config.learning_rate, capturable=capturable)
+    d_optimiser = adam(discriminator.parameters(), config.learning_rate, capturable=capturable)
 
     u = coordinates(H, W, s, device).view(H, W, 2)
     k, pad = config.patch_size, config.patch_size // 2
@@ -333,9 +411,6 @@ def super_resolve_tile(
         """Mean squared gap between predicted taps and the pixels they cover (taps outside the window excluded)."""
         return ((stacks - patch_stacks(x, config)) ** 2 * covered).sum() / covered_count
 
-    def draw(n: int, population: int) -> torch.Tensor:
-        return torch.randint(population, (min(n, population),), device=device)
-
     def compute(key: tuple[bool, bool], *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One update (``core.graphs``) on a window's inputs: its output pixels' features or coordinates (``predict``),
         ``y`` and the data term's weights at its input pixels, and the step's consistency and adversarial weights
@@ -352,16 +427,18 @@ def super_resolve_tile(
         if learned is not None:
             total, centre = learned.constraints()
             loss = loss + config.kernel_sum_weight * total + config.kernel_centre_weight * centre
+        d_losses: list[torch.Tensor] = []
         if with_adversarial:
-            # one pass of d over the fakes serves both players; each loss's gradient goes to its own player's
-            # parameters only, and d steps after the generator's backward pass, which reads d's weights
-            judged = discriminator(stacks[fake_at[draw(config.adversarial_patches, len(fake_at))]])
-            loss = loss + adversarial_weight * F.softplus(-judged).mean()
+            # one pass of d over the fakes, forward and backward, serves both players; each loss's gradient goes to
+            # its own player's parameters only, and d steps after the generator, whose gradient read d's weights
+            fakes, fake_weights = draw(config.adversarial_patches, len(fake_at), device)
+            for_generator, for_discriminator = discriminator.judge_fakes(stacks[fake_at[fakes]])
+            loss = loss + adversarial_weight * (fake_weights * F.softplus(-for_generator)).sum()
             d_optimiser.zero_grad(set_to_none=True)
-            d_loss = F.softplus(-discriminator(real[draw(config.adversarial_patches, len(real))])).mean()
-            d_loss = d_loss + F.softplus(judged).mean()
-            d_loss.backward(inputs=d_parameters, retain_graph=True)  # the pass over the fakes is kept for the generator's
-        scaler.scale(loss).backward(inputs=g_parameters)
+            reals, real_weights = draw(config.adversarial_patches, len(real), device)
+            d_loss = (real_weights * F.softplus(-discriminator(real[reals]))).sum()
+            d_losses.append(d_loss + (fake_weights * F.softplus(for_discriminator)).sum())
+        torch.autograd.backward([scaler.scale(loss), *d_losses])
         scaler.step(g_optimiser)
         scaler.update()
         if with_adversarial:

@@ -278,24 +278,107 @@ def test_the_loss_on_step_windows_decreases(wald_x2, observed_32):
 
 def test_the_discriminator_judges_each_steps_fakes_once_and_gets_its_gradient_from_its_own_loss_alone(monkeypatch, observed_32):
     """One pass of the discriminator over a step's fake patch stacks serves the generator's loss and its own, and
-    its parameters' gradient is computed once a step, by its own backward pass: the generator's does not compute
-    it (the discriminator's update would throw it away)."""
+    its parameters' gradient is computed once a step, from its own loss: the generator's does not reach it (the
+    discriminator's update would throw it away)."""
     from internal_sr.core import knitwork
 
-    batches: list[int] = []
+    batches: list[tuple[str, int]] = []
     gradients: list[int] = []
-    forward = knitwork.PatchDiscriminator.forward
+    forward, judge_fakes = knitwork.PatchDiscriminator.forward, knitwork.PatchDiscriminator.judge_fakes
 
-    def counted(self, stacks):
+    def hooked(self):
         if not batches:
             for parameter in self.parameters():
                 parameter.register_hook(lambda grad: gradients.append(grad.numel()))
-        batches.append(len(stacks))
+
+    def counted(self, stacks):
+        hooked(self)
+        batches.append(("reals", len(stacks)))
         return forward(self, stacks)
 
+    def counted_fakes(self, stacks):
+        hooked(self)
+        batches.append(("fakes", len(stacks)))
+        return judge_fakes(self, stacks)
+
     monkeypatch.setattr(knitwork.PatchDiscriminator, "forward", counted)
+    monkeypatch.setattr(knitwork.PatchDiscriminator, "judge_fakes", counted_fakes)
     steps = 4
     _solve(replace(TINY, iterations=steps), observed_32)
     parameters = knitwork.PatchDiscriminator(3 * observed_32.shape[0] * 9, TINY.discriminator_layers).parameters()
-    assert batches == [TINY.adversarial_patches] * 2 * steps  # the fakes, then the reals
+    assert [kind for kind, _ in batches] == ["fakes", "reals"] * steps
+    assert all(0 < rows <= TINY.adversarial_patches for _, rows in batches)
     assert len(gradients) == steps * len(list(parameters))
+
+
+def test_the_discriminator_judges_each_patch_drawn_once_on_the_cpu(monkeypatch, observed_32):
+    """Draws with replacement repeat patches (64 of a 32² input's 576 reals nearly always do): the discriminator judges
+    the distinct ones, weighted by their counts, so that the losses are the means over the draws."""
+    from internal_sr.core import knitwork
+
+    judged: list[torch.Tensor] = []
+    forward, judge_fakes = knitwork.PatchDiscriminator.forward, knitwork.PatchDiscriminator.judge_fakes
+    monkeypatch.setattr(knitwork.PatchDiscriminator, "forward", lambda self, stacks: judged.append(stacks.detach()) or forward(self, stacks))
+    monkeypatch.setattr(knitwork.PatchDiscriminator, "judge_fakes", lambda self, stacks: judged.append(stacks.detach()) or judge_fakes(self, stacks))
+    steps = 4
+    _solve(replace(TINY, iterations=steps), observed_32)
+    assert len(judged) == 2 * steps
+    assert all(len(torch.unique(stacks.flatten(1), dim=0)) == len(stacks) for stacks in judged)
+    assert sum(len(stacks) for stacks in judged) < 2 * steps * TINY.adversarial_patches
+
+    values = torch.rand(50, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    drawn = values[torch.randint(50, (40,))]
+    torch.manual_seed(0)
+    rows, weights = knitwork.draw(40, 50, torch.device("cpu"))
+    assert len(rows) < 40 and torch.equal(rows, torch.unique(rows))
+    torch.testing.assert_close((weights * values[rows]).sum(), drawn.mean())
+
+
+def test_each_step_back_propagates_through_the_discriminator_once_over_the_fakes(observed_32):
+    """The generator's loss and the discriminator's share one backward pass through the discriminator's layers
+    over the fakes: a step goes back through each hidden leaky ReLU twice (fakes, reals), not three times."""
+    config = replace(TINY, iterations=4, discriminator_layers=(8, 8))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        _solve(config, observed_32)
+    passes = sum(e.name == "aten::leaky_relu_backward" for e in profile.events())
+    assert passes == 2 * len(config.discriminator_layers) * config.steps
+
+
+def test_the_shared_judgement_gives_each_player_the_gradient_of_its_own_loss():
+    """``judge_fakes``' one backward pass equals autograd's two, one per loss: the generator's loss reaches the fakes,
+    the discriminator's its parameters, rows judged very fake or very real included (float64, rounding apart)."""
+    from torch.nn import functional as F
+
+    from internal_sr.core.knitwork import PatchDiscriminator
+
+    torch.manual_seed(0)
+    discriminator = PatchDiscriminator(2 * 9, (16, 8, 4)).double()
+    fakes = (torch.randn(300, 2, 9, dtype=torch.float64) * torch.logspace(-2, 4, 300, dtype=torch.float64)[:, None, None]).requires_grad_()
+    parameters = list(discriminator.parameters())
+
+    def losses(for_generator, for_discriminator):
+        return 0.3 * F.softplus(-for_generator).mean(), F.softplus(for_discriminator).mean()
+
+    judged = discriminator(fakes)
+    assert judged.min() < -40 and judged.max() > 40  # sigmoids saturated either way
+    generator_loss, discriminator_loss = losses(judged, judged)
+    expected = torch.autograd.grad(generator_loss, fakes, retain_graph=True) + torch.autograd.grad(discriminator_loss, parameters)
+    for_generator, for_discriminator = discriminator.judge_fakes(fakes)
+    torch.testing.assert_close(for_generator, judged, rtol=0, atol=0)
+    torch.testing.assert_close(for_discriminator, judged, rtol=0, atol=0)
+    shared = torch.autograd.grad(losses(for_generator, for_discriminator), [fakes, *parameters])
+    for got, want in zip(shared, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_the_antialiasing_taps_are_built_once_not_every_step(observed_32):
+    """The Gaussian taps of each patch scale are computed once (``gaussian_taps``), not in every step's consistency term."""
+    config = replace(TINY, iterations=6)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        _solve(config, observed_32)
+    assert sum(e.name == "aten::exp" for e in profile.events()) <= len(config.patch_scales) - 1
+    from internal_sr.core.knitwork import gaussian_taps
+
+    taps = gaussian_taps(2, torch.float32, torch.device("cpu"))
+    torch.testing.assert_close(taps, torch.tensor([np.exp(-1 / 8), 1, np.exp(-1 / 8)], dtype=torch.float32) / (1 + 2 * np.exp(-1 / 8)))

@@ -330,5 +330,5 @@ def test_metadata_speed_matches_the_measured_figures() -> None:
     (speed,) = [line for line in parser["general"]["about"].splitlines() if line.startswith("Speed:")]
     steps, times = DEFAULT_ITERATIONS[2], STEP_SECONDS["dip"]
     assert f"default {steps} steps" in speed and "128 × 128 input tile at ×2" in speed
-    assert f"about {duration(steps * times.cpu)} on one CPU core" in speed  # about 10 minutes
+    assert f"about {duration(steps * times.cpu)} on one CPU core" in speed  # about 7 minutes
     assert f"about {duration(steps * times.gpu)} on a CUDA GPU" in speed  # about 29 s
