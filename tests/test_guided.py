@@ -414,6 +414,10 @@ def test_a_product_folder_becomes_all_bands_at_10m(tmp_path):
     assert found["B8A"].index == 4 and found["B8A"].path.endswith("B05-B06-B07-B8A-B11-B12.tif")
     out = str(tmp_path / "all10m.tif")
     result = sharpen_product([folder], out, FAST)
+    # the log says which file each band came from
+    data = os.path.join(folder, "IMG_DATA")
+    assert f"B5, B6, B7, B8A, B11, B12 from {data}/T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif" in result.messages
+    assert f"B1 from {data}/T33UUB_20170527T100031_B01.tif" in result.messages
     # the registration check of each step names its bands: 20 × 20 60 m pixels are too few to judge
     assert "the registration check of the 60 m bands B1, B9 and the 10 m bands B2, B3, B4, B8 is skipped" in "\n".join(result.messages)
     with rasterio.open(out) as dst:
@@ -493,6 +497,40 @@ def test_a_level_2a_product_takes_each_band_at_its_own_resolution(tmp_path):
     found = find_bands([str(folder)])
     expected = {"B1": "R60m", "B9": "R60m", "B5": "R20m", "B8A": "R20m", "B12": "R20m", "B2": "R10m"}
     assert {band: os.path.basename(os.path.dirname(found[band].path)) for band in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "renamed, message",
+    [
+        ("T33UUB_20171101T101009_20m_B05-B06-B07-B8A-B11-B12.tif",
+         "{data}/T33UUB_20170527T100031_B01.tif names sensing time 2017-05-27 10:00:31 but {data}/{renamed} 2017-11-01 10:10:09"),
+        ("T33UUC_20m_B05-B06-B07-B8A-B11-B12.tif",
+         "{data}/T33UUB_20170527T100031_B01.tif names tile T33UUB but {data}/{renamed} T33UUC"),
+    ],
+)
+def test_band_files_of_two_acquisitions_are_refused_naming_both(tmp_path, capsys, renamed, message):
+    """20 m bands of another date (or tile) were sharpened with the 10 m bands silently: refused in one line that
+    names a file of each acquisition and what differs, before any work."""
+    folder = product_folder(tmp_path / "p")
+    data = os.path.join(folder, "IMG_DATA")
+    os.rename(os.path.join(data, "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif"), os.path.join(data, renamed))
+    out = tmp_path / "o.tif"
+    assert cli(["sentinel2", folder, str(out), "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"internal-sr: error: the band files are of two acquisitions: {message.format(data=data, renamed=renamed)}: "
+                   "give the band files of one product"]
+    assert not out.exists()
+
+
+def test_a_band_in_two_files_is_refused_naming_both(tmp_path, capsys):
+    """Two files of one band at its own resolution (two products' files without dates in their names, a copy): the
+    first in path order was taken silently; now refused naming both files."""
+    folder = product_folder(tmp_path / "p")
+    b4 = os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B04.tif")
+    copy = write_raster(str(tmp_path / "p" / "A_B04.tif"), read(S2_10M)[:1])
+    assert cli(["sentinel2", folder, str(tmp_path / "o.tif"), "--iterations", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"internal-sr: error: band B4 is in two files, {copy} and {b4}: give each band once (the band files of one product)"]
 
 
 def test_a_folder_without_10m_bands_is_a_clear_error(tmp_path, capsys):
