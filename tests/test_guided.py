@@ -422,12 +422,18 @@ def test_a_product_folder_becomes_all_bands_at_10m(tmp_path):
     assert "the registration check of the 60 m bands B1, B9 and the 10 m bands B2, B3, B4, B8 is skipped" in "\n".join(result.messages)
     with rasterio.open(out) as dst:
         assert dst.descriptions == ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
-        # the 60 m bands cover 10 m rows 0–119 and columns 2–121: the common area
-        assert dst.transform == Affine(10.0, 0, 300020.0, 0, -10.0, 5800000.0)
-        assert (dst.width, dst.height) == (120, 120) and dst.dtypes[0] == "uint16" and dst.crs.to_epsg() == 32633
+        # the 10 m bands' whole grid: the 60 m bands, which cover 10 m rows 0–119 and columns 2–121 only, have no
+        # data elsewhere (the output was cut to that area, dropping the other bands' pixels, without a word)
+        assert dst.transform == Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0)
+        assert (dst.width, dst.height) == (128, 128) and dst.dtypes[0] == "uint16" and dst.crs.to_epsg() == 32633
+        assert dst.nodata == 0
         values = dst.read()
-    ten = read(S2_10M)[:, :120, 2:122]
-    np.testing.assert_array_equal(values[[3, 2, 1, 7]], ten)  # B4, B3, B2, B8 pass through untouched
+    assert ("the 60 m bands (B1, B9) cover 10 m columns 2–121, rows 0–119 of the 128×128 10 m pixels: they have no data "
+            "elsewhere") in result.messages
+    np.testing.assert_array_equal(values[[3, 2, 1, 7]], read(S2_10M))  # B4, B3, B2, B8 pass through untouched
+    covered = sixty_cover(dst)
+    assert (values[[0, 9]][:, ~covered] == 0).all() and (values[[0, 9]][:, covered] != 0).all()
+    assert (values[[4, 5, 6, 8, 10, 11]] != 0).all()  # the 20 m bands cover the 10 m grid
     assert [n for n in os.listdir(tmp_path) if n.startswith(".internal_sr-")] == []
 
 
@@ -468,7 +474,7 @@ def test_int32_bands_on_a_large_offset_pass_through_exactly(tmp_path):
     with rasterio.open(out) as dst:
         assert dst.dtypes[0] == "int32"
         values = dst.read().astype(np.int64) - offset
-    np.testing.assert_array_equal(values[[3, 2, 1, 7]], read(S2_10M)[:, :120, 2:122])
+    np.testing.assert_array_equal(values[[3, 2, 1, 7]], read(S2_10M))
     twenty = read(S2_20M_SAME_AREA).astype(np.int64)
     low, high = twenty.min(axis=(1, 2)), twenty.max(axis=(1, 2))
     span = high - low
@@ -601,14 +607,16 @@ def test_sentinel2_marks_the_holes_of_lower_resolutions_when_integer_10m_bands_d
         write_raster(os.path.join(data, name), values, transform=transform, nodata=nodata)
     out = str(tmp_path / "all.tif")
     assert cli(["sentinel2", folder, out, "--iterations", "1"]) == 0
-    assert ("the 10 m bands declare no nodata value, and B5, B6, B7, B8A, B11, B12 have no data in places: the output "
-            "marks it by -32768, a value no valid pixel of the output holds") in capsys.readouterr().err
+    assert ("the 10 m bands declare no nodata value, and B1, B5, B6, B7, B8A, B9, B11, B12 have no data in places: the "
+            "output marks it by -32768, a value no valid pixel of the output holds") in capsys.readouterr().err
     with rasterio.open(out) as dst:
         assert dst.dtypes[0] == "int16" and dst.nodata == -32768
         b5, hole = dst.read(5), hole_at_10m(dst)
-        np.testing.assert_array_equal(dst.read(2), read(S2_10M)[2, :120, 2:122])  # B2 passes through, exact
+        np.testing.assert_array_equal(dst.read(2), read(S2_10M)[2])  # B2 passes through, exact
         assert (b5[hole] == dst.nodata).all() and (b5[~hole] != dst.nodata).mean() > 0.9
-        assert (dst.read([1, 2, 3, 4, 8, 10]) != dst.nodata).all()  # the 10 m and 60 m bands have no hole
+        assert (dst.read([2, 3, 4, 8]) != dst.nodata).all()  # the 10 m bands have no hole
+        sixty = dst.read([1, 10])
+        assert (sixty[:, sixty_cover(dst)] != dst.nodata).all() and (sixty[:, ~sixty_cover(dst)] == dst.nodata).all()
 
 
 def test_the_nodata_value_chosen_for_holes_is_held_by_no_valid_pixel():
@@ -627,6 +635,13 @@ def test_the_nodata_value_chosen_for_holes_is_held_by_no_valid_pixel():
     assert free_nodata(blocks(np.delete(every_byte, 7), np.full(255, -1.0)), "uint8", ["B5", "B6"]) == (["B6"], 7)
     with pytest.raises(InputError, match="every uint8 value is held by a valid pixel.*--float32"):
         free_nodata(blocks(every_byte, np.full(256, -1.0)), "uint8", ["B5", "B6"])
+
+
+def sixty_cover(dst) -> np.ndarray:
+    """The output pixels ``product_folder``'s 60 m bands cover (10 m rows 0–119, columns 2–121), as a mask of ``dst``'s shape."""
+    covered = np.zeros((dst.height, dst.width), dtype=bool)
+    covered[:120, 2:122] = True
+    return covered
 
 
 def hole_at_10m(dst) -> np.ndarray:
@@ -655,7 +670,7 @@ def test_float32_20m_bands_beside_uint16_10m_bands_are_sharpened_into_a_float32_
     with rasterio.open(out) as dst:
         assert dst.dtypes == ("float32",) * 12 and dst.nodata == 0 and dst.descriptions[4] == "B5"
         b5, hole = dst.read(5), hole_at_10m(dst)
-        np.testing.assert_array_equal(dst.read(2), read(S2_10M)[2, :120, 2:122])  # B2 passes through, exact
+        np.testing.assert_array_equal(dst.read(2), read(S2_10M)[2])  # B2 passes through, exact
         assert dst.read(1).max() > 100  # B1 (60 m, uint16) stays in digital numbers
     assert (b5[hole] == 0).all() and (b5[~hole] != 0).mean() > 0.9
     # reflectance stays reflectance, neither rounded to integers nor scaled
