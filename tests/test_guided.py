@@ -539,6 +539,67 @@ def test_a_band_in_two_files_is_refused_naming_both(tmp_path, capsys):
         f"internal-sr: error: band B4 is in two files, {copy} and {b4}: give each band once (the band files of one product)"]
 
 
+def test_an_output_written_into_the_product_folder_is_no_band_file_of_the_next_run(tmp_path, capsys):
+    """sentinel2 run twice into the folder it reads: the second run was refused ('output … is the input'), and with
+    another output name it read the first output's bands instead of the band files. Folder scans now skip the
+    output and earlier outputs (marked by ``PRODUCT_TAG``), and say so; other commands do not carry the mark."""
+    folder = product_folder(tmp_path / "p")
+    first, second = (os.path.join(folder, "IMG_DATA", name) for name in ("S2_all.tif", "A_all.tif"))  # before T33UUB_…
+    for out in (first, first, second):
+        assert cli(["sentinel2", folder, out, "--iterations", "1"]) == 0
+        err = capsys.readouterr().err
+    from internal_sr.core.sentinel2_product import PRODUCT_TAG
+
+    assert f"{first} (written by internal-sr sentinel2)" in err
+    assert f"B2, B3, B4, B8 from {folder}/IMG_DATA/T33UUB_20170527T100031_B02.tif" not in err  # one line per file
+    assert f"B2 from {folder}/IMG_DATA/T33UUB_20170527T100031_B02.tif" in err
+    with rasterio.open(second) as dst:
+        assert dst.tags()[PRODUCT_TAG] == "sentinel2"
+        np.testing.assert_array_equal(dst.read(2), read(S2_10M)[2])
+    degraded = str(tmp_path / "degraded.tif")
+    assert cli(["degrade", second, degraded, "--scale", "2"]) == 0
+    with rasterio.open(degraded) as dst:
+        assert PRODUCT_TAG not in dst.tags()
+
+
+def test_a_file_named_for_sentinel2_must_name_its_bands_and_folder_files_skipped_are_named(tmp_path, capsys):
+    """A 20 m stack without band descriptions named on the command line was skipped silently (the 10 m bands were
+    written as they are); now a one-line error says how to name its bands. In a folder, such a file is skipped
+    and named in the log."""
+    folder = product_folder(tmp_path / "p")
+    stack = write_raster(str(tmp_path / "s2_20m.tif"), read(S2_20M_SAME_AREA),
+                         transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    ten = [os.path.join(folder, "IMG_DATA", f"T33UUB_20170527T100031_{b}.tif") for b in ("B02", "B03", "B04", "B08")]
+    out = str(tmp_path / "o.tif")
+    assert cli(["sentinel2", *ten, stack, out, "--iterations", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"internal-sr: error: {stack}: neither its band descriptions nor its file name name a Sentinel-2 band for each "
+        "of its 6 band(s): give its bands descriptions (B5, B6, …) or list them in its file name, one per band "
+        "(…_B05-B06-B07-B8A-B11-B12.tif)"]
+    assert not os.path.exists(out)
+    os.rename(stack, os.path.join(folder, "s2_20m.tif"))
+    preview = os.path.join(folder, "preview.jp2")
+    with open(preview, "w") as file:
+        file.write("not a raster")
+    assert cli(["sentinel2", folder, out, "--iterations", "1"]) == 0
+    assert (f"skipped 2 file(s) that are no band files: {preview} (not a raster); {folder}/s2_20m.tif (names no "
+            "Sentinel-2 band)") in capsys.readouterr().err
+
+
+def test_a_truncated_band_file_is_said_to_be_damaged(tmp_path, capsys):
+    """A band file cut short (a failed download) kept its geotransform but lost its CRS, and sentinel2 asked to
+    reproject it; now it says what degrade and dip say of it."""
+    folder = product_folder(tmp_path / "p")
+    b1 = os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B01.tif")
+    with open(b1, "rb") as file:
+        head = file.read(300)
+    with open(b1, "wb") as file:
+        file.write(head)
+    assert cli(["sentinel2", folder, str(tmp_path / "o.tif"), "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"internal-sr: error: {b1} cannot be read, the file may be damaged or truncated")
+
+
 def test_a_folder_without_10m_bands_is_a_clear_error(tmp_path, capsys):
     folder = product_folder(tmp_path / "p")
     os.remove(os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B08.tif"))
