@@ -59,6 +59,9 @@ SENTINEL2_PIXELS = (10.0, 20.0, 60.0)
 SENTINEL2_NODATA = 0
 #: Output rows written per block when assembling the final stack.
 BLOCK_ROWS = 512
+#: The share of the progress bar the sharpening stages fill; assembling the output (reading and writing every band)
+#: fills the rest and reports the run done.
+SHARPEN_SHARE = 0.95
 #: Dataset metadata item marking this command's outputs (value ``sentinel2``), which folder scans skip: an output
 #: written into the product's folder holds every band. Other commands do not carry it (``raster.STALE_TAG_PREFIXES``).
 PRODUCT_TAG = "INTERNAL_SR_PRODUCT"
@@ -373,7 +376,8 @@ def sharpen_product(
             target = os.path.join(tmp, f"{res}m.tif")
             _write_stack(groups[res], target)
             parts[res] = os.path.join(tmp, f"{res}m_at_10m.tif")
-            sub = SubProgress(recorder, n / len(todo), (n + 1) / len(todo))
+            sub = SubProgress(recorder, SHARPEN_SHARE * n / len(todo), SHARPEN_SHARE * (n + 1) / len(todo),
+                              done=f"{res} m bands sharpened")
             roles = (f"the {res} m bands {', '.join(b.band for b in groups[res])}", f"the 10 m bands {', '.join(GUIDE_BANDS)}")
             result = sharpen(target, guide, parts[res], config, IOOptions(float32=float32), IOOptions(), sub, loss_curve=False,
                              roles=roles)

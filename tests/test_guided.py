@@ -600,6 +600,14 @@ def test_a_truncated_band_file_is_said_to_be_damaged(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith(f"internal-sr: error: {b1} cannot be read, the file may be damaged or truncated")
 
 
+def test_sentinel2_reports_done_once(tmp_path, capsys):
+    """The last stage's end was reported as the run's ('100.0% … done' twice, around the loss curve's line): now
+    the stages' ends say which bands are sharpened, and only the end of the run says done, at 100 %."""
+    assert cli(["sentinel2", product_folder(tmp_path / "p"), str(tmp_path / "o.tif"), "--iterations", "1"]) == 0
+    bars = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
+    assert [line for line in bars if line.endswith(" done")] == bars[-1:] and " 100.0% " in bars[-1]
+
+
 def test_a_folder_without_10m_bands_is_a_clear_error(tmp_path, capsys):
     folder = product_folder(tmp_path / "p")
     os.remove(os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B08.tif"))
