@@ -33,6 +33,7 @@ from .normalise import exact_float
 from .pipeline import RunResult, _Recorder
 from .progress import NullProgress, Progress, SubProgress
 from .raster import (
+    PARTIAL_SUFFIX,
     AtomicGeoTIFF,
     RasterInfo,
     StagedFiles,
@@ -364,7 +365,10 @@ def sharpen_product(
         recorder.info(f"{undeclared} of the {len(infos)} bands declare no nodata value: {SENTINEL2_NODATA} is no data there, as "
                       "in Sentinel-2 products")
     device = ""
-    with tempfile.TemporaryDirectory(prefix=".internal_sr-", dir=os.path.dirname(os.path.abspath(output_path))) as tmp:
+    # beside the output, where the space for it is (a system temporary folder may be small, or in memory); a process
+    # killed outright leaves it, named like the other staged files (README, "killed outright")
+    with tempfile.TemporaryDirectory(prefix=".internal_sr-", suffix=PARTIAL_SUFFIX,
+                                     dir=os.path.dirname(os.path.abspath(output_path))) as tmp:
         guide = os.path.join(tmp, "10m.tif")
         _write_stack(groups[10], guide)
         parts = {10: guide}

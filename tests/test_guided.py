@@ -608,6 +608,18 @@ def test_sentinel2_reports_done_once(tmp_path, capsys):
     assert [line for line in bars if line.endswith(" done")] == bars[-1:] and " 100.0% " in bars[-1]
 
 
+def test_sentinel2_stages_its_band_stacks_in_a_part_folder(tmp_path, monkeypatch):
+    """A run killed outright leaves its staging folder beside the output: it was a hidden '.internal_sr-XXXX' folder
+    of full band stacks, where the README promises at most hidden '.internal_sr-*.part' files; now it is named so."""
+    from internal_sr.core import sentinel2_product
+
+    sharpen_part, seen = sentinel2_product.sharpen, []
+    monkeypatch.setattr(sentinel2_product, "sharpen", lambda *a, **k: seen.append(os.listdir(tmp_path / "out")) or sharpen_part(*a, **k))
+    (tmp_path / "out").mkdir()
+    assert cli(["sentinel2", product_folder(tmp_path / "p"), str(tmp_path / "out" / "all.tif"), "--iterations", "1"]) == 0
+    assert len(seen) == 2 and all(len(names) == 1 and re.fullmatch(r"\.internal_sr-.+\.part", names[0]) for names in seen)
+
+
 def test_a_folder_without_10m_bands_is_a_clear_error(tmp_path, capsys):
     folder = product_folder(tmp_path / "p")
     os.remove(os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B08.tif"))
