@@ -54,7 +54,7 @@ from .kernels import (
 )
 from .normalise import BandScaling
 from .optimise import adam, optimise
-from .progress import NullProgress, Progress, SubProgress
+from .progress import DONE, NullProgress, Progress, SubProgress
 from .grid import Window
 from .raster import RasterInfo, StagedFiles, band_labels, check_output_paths, file_window, open_info, read_window, staged, valid_interior
 
@@ -504,7 +504,7 @@ def estimate_kernel_file(
     labels = [f"band {band}" for band in info.bands] if config.per_band else ["kernel"]
     for path, estimate, label in zip(paths, estimates, labels):
         recorder.info(f"{label}: {estimate.kernel.shape[0]}×{estimate.kernel.shape[0]} taps, {estimate.describe()} → {path}")
-    recorder.report(1.0, "done")
+    recorder.report(1.0, DONE)
     return KernelRunResult(
         paths[0], describe(device), time.perf_counter() - start, sum(e.steps for e in estimates),
         paths, [e.describe() for e in estimates], recorder.messages, [e.kernel for e in estimates], labels,

@@ -21,7 +21,7 @@ from .errors import InputError
 from .grid import Grid, Window
 from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling, array_constants, exact_float, hold_constants
-from .progress import NullProgress, Progress, check_cancelled
+from .progress import DONE, NullProgress, Progress, check_cancelled
 from .raster import (
     AtomicGeoTIFF,
     RasterInfo,
@@ -126,7 +126,7 @@ class _Recorder:
                 curve = None
         if curve:
             self.info(f"training loss curve: {curve}")
-        self.report(1.0, "done")
+        self.report(1.0, DONE)
         return replace(self.result(output_path, device), loss_curve=curve)
 
 
@@ -490,5 +490,5 @@ def degrade(
             raise InputError(f"{input_path} has no valid pixels (everything is nodata)")
     for warning in out.clipping_warnings():
         recorder.info(warning)
-    recorder.report(1.0, "done")
+    recorder.report(1.0, DONE)
     return recorder.result(output_path, "cpu")

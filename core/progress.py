@@ -33,16 +33,26 @@ class NullProgress:
         return False
 
 
-class SubProgress:
-    """Maps fractions of a sub-task onto the range [start, stop] of a parent progress."""
+#: The message of a run's last report (``report(1.0, DONE)``).
+DONE = "done"
 
-    def __init__(self, parent: Progress, start: float, stop: float) -> None:
+
+class SubProgress:
+    """Maps fractions of a sub-task onto the range [start, stop] of a parent progress.
+
+    ``done``: what the sub-task's last report (``DONE``) says in the parent instead, where the sub-task's end is
+    not the parent's (``None``: passed on as it is)."""
+
+    def __init__(self, parent: Progress, start: float, stop: float, done: str | None = None) -> None:
         self.parent = parent
         self.start = start
         self.stop = stop
+        self.done = done
 
     def report(self, fraction: float, message: str = "") -> None:
         fraction = min(max(fraction, 0.0), 1.0)
+        if message == DONE and self.done is not None:
+            message = self.done
         self.parent.report(self.start + (self.stop - self.start) * fraction, message)
 
     def info(self, message: str) -> None:

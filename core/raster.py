@@ -41,8 +41,9 @@ from .normalise import band_extremes, constant_values, exact_float
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
-#: Metadata items not carried to an output: statistics describe the input's values, not the output's.
-STALE_TAG_PREFIXES = ("STATISTICS_",)
+#: Metadata items not carried to an output: statistics describe the input's values, not the output's, and this
+#: tool's marks (``sentinel2_product.PRODUCT_TAG``) the file that bears them.
+STALE_TAG_PREFIXES = ("STATISTICS_", "INTERNAL_SR_")
 
 
 @dataclass(frozen=True)

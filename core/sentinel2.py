@@ -33,6 +33,9 @@ MTF = {
 ORDER = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
 
 _NAME = re.compile(r"(?:^|[^A-Za-z0-9])B0?(8A|1[0-2]|[1-9])(?![0-9])", re.IGNORECASE)
+#: ESA's file names: the MGRS tile (``T33UUB``) and the sensing time (``20170527T100031``), ``T33UUB_20170527T100031_B05.jp2``
+_TILE = re.compile(r"(?<![A-Za-z0-9])T(\d{2}[A-Z]{3})(?![A-Za-z0-9])")
+_SENSED = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(?!\d)")
 
 
 def band_name(text: str | None) -> str | None:
@@ -59,6 +62,16 @@ def band_names(path: str, descriptions: Sequence[str | None]) -> list[str | None
     if len(listed) == len(descriptions):
         return listed
     return [band_name(stem)] if len(descriptions) == 1 else [None] * len(descriptions)
+
+
+def acquisition(path: str) -> tuple[str | None, str | None]:
+    """The MGRS tile (``T33UUB``) and the sensing time (``2017-05-27 10:00:31``) that the file name of ``path``
+    names, as ESA names band files (``T33UUB_20170527T100031_B05.jp2``; in the format of products before
+    December 2016 the time is the granule's processing time, one per product too); ``None`` for what it does not name."""
+    stem = os.path.basename(path)
+    tile, sensed = _TILE.search(stem), _SENSED.search(stem)
+    time = "{}-{}-{} {}:{}:{}".format(*sensed.groups()) if sensed else None
+    return (f"T{tile.group(1)}" if tile else None), time
 
 
 def kernel_spec(band: str) -> str:

@@ -4,9 +4,10 @@
 Inputs are folders (searched recursively, e.g. a ``.SAFE`` product or its ``IMG_DATA``) and/or files:
 single-band files named after their band (``T33UUU_20170216T102101_B8A.jp2``, ``…_B05_20m.jp2``) or
 multi-band files whose band descriptions or file name list the bands (``…_20m_B05-B06-B07-B8A-B11-B12.tif``).
-A band found twice is taken from a file at its native resolution (Level-2A products also hold
-resampled copies, e.g. ``R20m/…_B01_20m.jp2`` beside ``R60m/…_B01_60m.jp2``), else from the first file in
-sorted path order. The 60 m bands are sharpened
+A band found twice is taken from the file at its native resolution (Level-2A products also hold
+resampled copies, e.g. ``R20m/…_B01_20m.jp2`` beside ``R60m/…_B01_60m.jp2``); two files of it at one preference,
+and band files of two acquisitions (their names' tiles or sensing times), are refused. The output keeps the
+10 m bands' whole grid: a lower resolution has no data where its files do not reach. The 60 m bands are sharpened
 directly by 6 with the 10 m guide: on our benchmark this was better than two steps (×3 with the 20 m
 bands as guide, then ×2), see ``benchmarks/guided.py``.
 """
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 from affine import Affine
 from rasterio.enums import ColorInterp
+from rasterio.errors import RasterioIOError
 
 from .config import GuidedDIPConfig, IOOptions
 from .errors import InputError
@@ -31,6 +33,7 @@ from .normalise import exact_float
 from .pipeline import RunResult, _Recorder
 from .progress import NullProgress, Progress, SubProgress
 from .raster import (
+    PARTIAL_SUFFIX,
     AtomicGeoTIFF,
     RasterInfo,
     StagedFiles,
@@ -41,10 +44,12 @@ from .raster import (
     open_raster,
     output_nodata,
     read_window,
+    same_file,
     to_dtype,
+    unreadable,
     value_text,
 )
-from .sentinel2 import ORDER, RESOLUTION, band_names
+from .sentinel2 import ORDER, RESOLUTION, acquisition, band_name, band_names
 from .sharpen import GUIDED_METHOD, sharpen
 
 EXTENSIONS = (".jp2", ".tif", ".tiff")
@@ -55,6 +60,12 @@ SENTINEL2_PIXELS = (10.0, 20.0, 60.0)
 SENTINEL2_NODATA = 0
 #: Output rows written per block when assembling the final stack.
 BLOCK_ROWS = 512
+#: The share of the progress bar the sharpening stages fill; assembling the output (reading and writing every band)
+#: fills the rest and reports the run done.
+SHARPEN_SHARE = 0.95
+#: Dataset metadata item marking this command's outputs (value ``sentinel2``), which folder scans skip: an output
+#: written into the product's folder holds every band. Other commands do not carry it (``raster.STALE_TAG_PREFIXES``).
+PRODUCT_TAG = "INTERNAL_SR_PRODUCT"
 
 
 @dataclass(frozen=True)
@@ -67,17 +78,19 @@ class BandSource:
 
 
 
-def _files(inputs: Sequence[str]) -> list[str]:
-    files: list[str] = []
+def _files(inputs: Sequence[str]) -> list[tuple[str, bool]]:
+    """Every raster file of ``inputs`` in sorted path order, with whether it was named itself (else found in a folder)."""
+    files: dict[str, bool] = {}
     for item in inputs:
         if os.path.isdir(item):
             for root, _, names in os.walk(item):
-                files += [os.path.join(root, n) for n in names if n.lower().endswith(EXTENSIONS)]
+                files.update((os.path.join(root, n), files.get(os.path.join(root, n), False)) for n in names
+                             if n.lower().endswith(EXTENSIONS))
         elif os.path.isfile(item):
-            files.append(item)
+            files[item] = True
         else:
             raise InputError(f"{item} does not exist")
-    return sorted(files)
+    return sorted(files.items())
 
 
 def _in_metres(info: RasterInfo) -> bool:
@@ -86,45 +99,111 @@ def _in_metres(info: RasterInfo) -> bool:
     return crs is not None and crs.is_projected and (crs.linear_units or "").lower() in ("metre", "meter", "m")
 
 
-def find_bands(inputs: Sequence[str]) -> dict[str, BandSource]:
-    """Sentinel-2 band name → where it is, over every raster file in ``inputs`` (module docstring)."""
-    found: dict[str, BandSource] = {}
-    native: dict[str, bool] = {}  # whether the band found is at its own resolution
-    metres: dict[str, float | None] = {}  # its pixel size in metres (None: not a metric projected CRS)
-    crs_of: dict[str, str] = {}  # its CRS as text ("" without one)
-    for path in _files(inputs):
+def _not_a_band_file(path: str, output: str | None) -> str | None:
+    """Why a file found in a folder is no band file before it is opened as one (``None``: it may be one): the output,
+    an earlier output of this command (``PRODUCT_TAG``), or one of ESA's quality masks (``MSK_DETFOO_B01.jp2``,
+    named after the band it describes)."""
+    if output is not None and same_file(path, output):
+        return "the output"
+    if os.path.basename(path).upper().startswith("MSK_"):
+        return "a quality mask"
+    try:
+        with open_raster(path) as src:
+            if PRODUCT_TAG in src.tags():
+                return "written by internal-sr sentinel2"
+    except RasterioIOError:
+        return None  # said by open_info
+    return None
+
+
+def _one_acquisition(paths: Iterable[str]) -> None:
+    """A one-line ``InputError`` when the file names of ``paths`` name two MGRS tiles or two sensing times
+    (``acquisition``): bands of two products would be sharpened together."""
+    for index, what in ((0, "tile"), (1, "sensing time")):
+        first: dict[str, str] = {}
+        for path in paths:
+            value = acquisition(path)[index]
+            if value is not None:
+                first.setdefault(value, path)
+        if len(first) > 1:
+            (a, path_a), (b, path_b) = list(first.items())[:2]
+            raise InputError(f"the band files are of two acquisitions: {path_a} names {what} {a} but {path_b} {b}: "
+                             "give the band files of one product")
+
+
+def find_bands(inputs: Sequence[str], output: str | None = None, progress: Progress | None = None) -> dict[str, BandSource]:
+    """Sentinel-2 band name → where it is, over every raster file in ``inputs`` (module docstring).
+
+    A file named in ``inputs`` must name its bands (``band_names``); a file found in a folder that is none of the
+    band files (the ``output``, an earlier output, a mask, a preview, not a raster) is skipped, and ``progress``
+    is told which were. A file named like a band file that cannot be read is a one-line ``InputError``, as are
+    band files of two acquisitions (``_one_acquisition``) and a band found in two files at the same preference
+    (both at its own resolution, or both resampled)."""
+    candidates: dict[str, list[tuple[BandSource, bool]]] = {}  # each band's files, and whether at its own resolution
+    infos: dict[str, RasterInfo] = {}
+    skipped: list[str] = []
+    for path, named in _files(inputs):
+        why = None if named else _not_a_band_file(path, output)
+        if why is not None:
+            skipped.append(f"{path} ({why})")
+            continue
         try:
             info = open_info(path)
         except InputError:
-            continue  # not a raster (e.g. a preview or metadata file)
-        pixel = abs(info.grid.transform.a)
+            if named or band_name(os.path.basename(path)):
+                raise
+            skipped.append(f"{path} (not a raster)")
+            continue
         names = band_names(path, info.descriptions)
-        if any(names):
-            check_map_grid(info, path, "its pixels cannot be matched with the other resolutions' bands")
+        if not any(names):
+            if named:
+                raise InputError(
+                    f"{path}: neither its band descriptions nor its file name name a Sentinel-2 band for each of its "
+                    f"{len(names)} band(s): give its bands descriptions (B5, B6, …) or list them in its file name, one "
+                    "per band (…_B05-B06-B07-B8A-B11-B12.tif)"
+                )
+            skipped.append(f"{path} (names no Sentinel-2 band)")
+            continue
+        check_map_grid(info, path, "its pixels cannot be matched with the other resolutions' bands")
+        read_window(info, Window(info.grid.width - 1, info.grid.height - 1, 1, 1))  # a truncated file fails here
+        infos[path] = info
+        pixel = abs(info.grid.transform.a)
         for index, name in enumerate(names, start=1):
-            if name is None:
-                continue
-            own = math.isclose(pixel, RESOLUTION[name], rel_tol=1e-6)
-            if name not in found or (own and not native[name]):
-                found[name], native[name] = BandSource(name, path, index), own
-                crs = info.grid.crs
-                metres[name] = pixel if _in_metres(info) else None
-                crs_of[name] = crs.to_string() if crs is not None else ""
-    for name, pixel in metres.items():
-        if pixel is not None and not any(math.isclose(pixel, r, rel_tol=0.01) for r in SENTINEL2_PIXELS):
+            if name is not None:
+                own = math.isclose(pixel, RESOLUTION[name], rel_tol=1e-6)
+                candidates.setdefault(name, []).append((BandSource(name, path, index), own))
+    if skipped and progress is not None:
+        progress.info(f"skipped {len(skipped)} file(s) that are no band files: {'; '.join(skipped)}")
+    _one_acquisition(infos)
+    found: dict[str, BandSource] = {}
+    for name, options in candidates.items():
+        best = [source for source, own in options if own] or [source for source, _ in options]
+        if len(best) > 1:
+            raise InputError(f"band {name} is in two files, {best[0].path} and {best[1].path}: give each band once (the "
+                             "band files of one product)")
+        found[name] = best[0]
+    for name, source in found.items():
+        info = infos[source.path]
+        pixel = abs(info.grid.transform.a)
+        if _in_metres(info) and not any(math.isclose(pixel, r, rel_tol=0.01) for r in SENTINEL2_PIXELS):
             raise InputError(
-                f"band {name} in {found[name].path} has {pixel:g} m pixels, none of Sentinel-2's (10, 20, 60 m): the "
+                f"band {name} in {source.path} has {pixel:g} m pixels, none of Sentinel-2's (10, 20, 60 m): the "
                 "sentinel2 command takes Sentinel-2 products; for other sensors use guided"
             )
     missing = [b for b in GUIDE_BANDS if b not in found]
     if missing:
         raise InputError(f"no Sentinel-2 10 m band {', '.join(missing)} found in {', '.join(inputs)}: the 10 m bands are the guide")
+
+    def crs_text(name: str) -> str:
+        crs = infos[found[name].path].grid.crs
+        return crs.to_string() if crs is not None else ""
+
     guide = GUIDE_BANDS[0]
     for name in sorted(found, key=ORDER.index):
-        if crs_of[name] != crs_of[guide]:
+        if crs_text(name) != crs_text(guide):
             raise InputError(
-                f"band {name} in {found[name].path} is in {crs_of[name] or 'no CRS'} but band {guide} in "
-                f"{found[guide].path} is in {crs_of[guide] or 'no CRS'}: reproject the bands onto one CRS first"
+                f"band {name} in {found[name].path} is in {crs_text(name) or 'no CRS'} but band {guide} in "
+                f"{found[guide].path} is in {crs_text(guide) or 'no CRS'}: reproject the bands onto one CRS first"
             )
     return found
 
@@ -255,8 +334,11 @@ def _write_stack(sources: list[BandSource], path: str) -> None:
         tiled=True, compress="deflate", BIGTIFF="IF_SAFER",
     ) as dst:
         for out_index, source in enumerate(sources, start=1):
-            with open_raster(source.path) as src:
-                dst.write(src.read(source.index), out_index)
+            try:
+                with open_raster(source.path) as src:
+                    dst.write(src.read(source.index), out_index)
+            except RasterioIOError as error:  # damaged past the corner pixel find_bands read
+                raise unreadable(source.path, error) from None
             dst.set_band_description(out_index, source.band)
 
 
@@ -269,10 +351,13 @@ def sharpen_product(
 ) -> RunResult:
     """Every band found in ``inputs`` at 10 m, in band order, written atomically to ``output_path``."""
     recorder = _Recorder(progress or NullProgress())
-    found = find_bands(inputs)
+    found = find_bands(inputs, output_path, recorder)
     check_raster_output(output_path, sorted({s.path for s in found.values()}))
     groups = {res: [found[b] for b in ORDER if b in found and RESOLUTION[b] == res] for res in (10, 20, 60)}
     recorder.info("bands found: " + ", ".join(f"{res} m {', '.join(s.band for s in g)}" for res, g in groups.items() if g))
+    in_order = sorted(found.values(), key=lambda s: ORDER.index(s.band))
+    for path in dict.fromkeys(s.path for s in in_order):
+        recorder.info(f"{', '.join(s.band for s in in_order if s.path == path)} from {path}")
     infos = check_stacks(groups, float32)
     check_grids(groups)
     undeclared = sum(1 for i in infos if i.nodata is None and stack_nodata(i) is not None)
@@ -280,7 +365,10 @@ def sharpen_product(
         recorder.info(f"{undeclared} of the {len(infos)} bands declare no nodata value: {SENTINEL2_NODATA} is no data there, as "
                       "in Sentinel-2 products")
     device = ""
-    with tempfile.TemporaryDirectory(prefix=".internal_sr-", dir=os.path.dirname(os.path.abspath(output_path))) as tmp:
+    # beside the output, where the space for it is (a system temporary folder may be small, or in memory); a process
+    # killed outright leaves it, named like the other staged files (README, "killed outright")
+    with tempfile.TemporaryDirectory(prefix=".internal_sr-", suffix=PARTIAL_SUFFIX,
+                                     dir=os.path.dirname(os.path.abspath(output_path))) as tmp:
         guide = os.path.join(tmp, "10m.tif")
         _write_stack(groups[10], guide)
         parts = {10: guide}
@@ -292,7 +380,8 @@ def sharpen_product(
             target = os.path.join(tmp, f"{res}m.tif")
             _write_stack(groups[res], target)
             parts[res] = os.path.join(tmp, f"{res}m_at_10m.tif")
-            sub = SubProgress(recorder, n / len(todo), (n + 1) / len(todo))
+            sub = SubProgress(recorder, SHARPEN_SHARE * n / len(todo), SHARPEN_SHARE * (n + 1) / len(todo),
+                              done=f"{res} m bands sharpened")
             roles = (f"the {res} m bands {', '.join(b.band for b in groups[res])}", f"the 10 m bands {', '.join(GUIDE_BANDS)}")
             result = sharpen(target, guide, parts[res], config, IOOptions(float32=float32), IOOptions(), sub, loss_curve=False,
                              roles=roles)
@@ -309,24 +398,28 @@ def _assemble(
     parts: dict[int, str], groups: dict[int, list[BandSource]], output_path: str, float32: bool, files: StagedFiles,
     recorder: _Recorder,
 ) -> None:
-    """Cut every part to their common 10 m area and write the bands in ``ORDER`` to ``output_path`` (staged in ``files``).
+    """Write the bands in ``ORDER`` to ``output_path`` (staged in ``files``) on the 10 m bands' whole grid: where the
+    files of a lower resolution cover less, its bands have no data outside the area its sharpened part covers (the
+    log says so), and the other bands lose no pixel.
 
     The output's nodata value is the 10 m bands' (``stack_nodata``), NaN in Float32; where that leaves an integer
     output without one and a band has no data somewhere (a 20 m or 60 m band's own nodata, the pixels whose
-    kernels reach it), ``free_nodata`` chooses a value no valid output pixel holds, so that each band's holes are
-    marked band by band (a mask would be one for all bands)."""
+    kernels reach it, the area its files do not cover), ``free_nodata`` chooses a value no valid output pixel holds,
+    so that each band's holes are marked band by band (a mask would be one for all bands)."""
     infos = {res: open_info(path) for res, path in parts.items()}
     guide = infos[10].grid
-    # each sharpened part lies on a window of the guide grid: keep the area all of them cover
-    windows = {}
+    windows = {}  # each sharpened part lies on a window of the 10 m grid
     for res, info in infos.items():
         col, row = (~guide.transform) * (info.grid.transform.c, info.grid.transform.f)
         windows[res] = Window(round(col), round(row), info.grid.width, info.grid.height)
-    c0 = max(w.col_off for w in windows.values())
-    r0 = max(w.row_off for w in windows.values())
-    c1 = min(w.col_off + w.width for w in windows.values())
-    r1 = min(w.row_off + w.height for w in windows.values())
-    area = Window(c0, r0, c1 - c0, r1 - r0)
+        if (windows[res].width, windows[res].height) != (guide.width, guide.height):
+            w = windows[res]
+            recorder.info(
+                f"the {res} m bands ({', '.join(s.band for s in groups[res])}) cover 10 m columns {w.col_off}–"
+                f"{w.col_off + w.width - 1}, rows {w.row_off}–{w.row_off + w.height - 1} of the {guide.width}×{guide.height} "
+                "10 m pixels: they have no data elsewhere"
+            )
+    area = Window(0, 0, guide.width, guide.height)
     order = [(res, i, s.band) for res in (10, 20, 60) for i, s in enumerate(groups[res]) if res in parts]
     order.sort(key=lambda item: ORDER.index(item[2]))
     names = tuple(band for _, _, band in order)
@@ -340,13 +433,16 @@ def _assemble(
             valid = np.zeros(values.shape, dtype=bool)
             for k, (res, i, _) in enumerate(order):
                 w = windows[res]
-                part = Window(area.col_off - w.col_off, area.row_off - w.row_off + top, block.width, block.height)
-                data, ok = read_window(replace(infos[res], bands=(i + 1,)), part)
-                values[k], valid[k] = data[0], ok[0]
+                c0, c1 = w.col_off, w.col_off + w.width
+                r0, r1 = max(w.row_off, top), min(w.row_off + w.height, top + block.height)
+                if r0 < r1:
+                    part = Window(0, r0 - w.row_off, w.width, r1 - r0)
+                    data, ok = read_window(replace(infos[res], bands=(i + 1,)), part)
+                    values[k, r0 - top : r1 - top, c0:c1], valid[k, r0 - top : r1 - top, c0:c1] = data[0], ok[0]
             yield block, values, valid
 
     meta = RasterInfo(output_path, guide.window_grid(area), dtype, infos[10].nodata, tuple(range(1, len(names) + 1)),
-                      names, (ColorInterp.gray,) * len(names))
+                      names, (ColorInterp.gray,) * len(names), tags={PRODUCT_TAG: "sentinel2"})
     if output_nodata(meta, dtype) is None:
         holes, nodata = free_nodata(blocks(), dtype, names)
         if nodata is not None:

@@ -414,16 +414,26 @@ def test_a_product_folder_becomes_all_bands_at_10m(tmp_path):
     assert found["B8A"].index == 4 and found["B8A"].path.endswith("B05-B06-B07-B8A-B11-B12.tif")
     out = str(tmp_path / "all10m.tif")
     result = sharpen_product([folder], out, FAST)
+    # the log says which file each band came from
+    data = os.path.join(folder, "IMG_DATA")
+    assert f"B5, B6, B7, B8A, B11, B12 from {data}/T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif" in result.messages
+    assert f"B1 from {data}/T33UUB_20170527T100031_B01.tif" in result.messages
     # the registration check of each step names its bands: 20 × 20 60 m pixels are too few to judge
     assert "the registration check of the 60 m bands B1, B9 and the 10 m bands B2, B3, B4, B8 is skipped" in "\n".join(result.messages)
     with rasterio.open(out) as dst:
         assert dst.descriptions == ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
-        # the 60 m bands cover 10 m rows 0–119 and columns 2–121: the common area
-        assert dst.transform == Affine(10.0, 0, 300020.0, 0, -10.0, 5800000.0)
-        assert (dst.width, dst.height) == (120, 120) and dst.dtypes[0] == "uint16" and dst.crs.to_epsg() == 32633
+        # the 10 m bands' whole grid: the 60 m bands, which cover 10 m rows 0–119 and columns 2–121 only, have no
+        # data elsewhere (the output was cut to that area, dropping the other bands' pixels, without a word)
+        assert dst.transform == Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0)
+        assert (dst.width, dst.height) == (128, 128) and dst.dtypes[0] == "uint16" and dst.crs.to_epsg() == 32633
+        assert dst.nodata == 0
         values = dst.read()
-    ten = read(S2_10M)[:, :120, 2:122]
-    np.testing.assert_array_equal(values[[3, 2, 1, 7]], ten)  # B4, B3, B2, B8 pass through untouched
+    assert ("the 60 m bands (B1, B9) cover 10 m columns 2–121, rows 0–119 of the 128×128 10 m pixels: they have no data "
+            "elsewhere") in result.messages
+    np.testing.assert_array_equal(values[[3, 2, 1, 7]], read(S2_10M))  # B4, B3, B2, B8 pass through untouched
+    covered = sixty_cover(dst)
+    assert (values[[0, 9]][:, ~covered] == 0).all() and (values[[0, 9]][:, covered] != 0).all()
+    assert (values[[4, 5, 6, 8, 10, 11]] != 0).all()  # the 20 m bands cover the 10 m grid
     assert [n for n in os.listdir(tmp_path) if n.startswith(".internal_sr-")] == []
 
 
@@ -464,7 +474,7 @@ def test_int32_bands_on_a_large_offset_pass_through_exactly(tmp_path):
     with rasterio.open(out) as dst:
         assert dst.dtypes[0] == "int32"
         values = dst.read().astype(np.int64) - offset
-    np.testing.assert_array_equal(values[[3, 2, 1, 7]], read(S2_10M)[:, :120, 2:122])
+    np.testing.assert_array_equal(values[[3, 2, 1, 7]], read(S2_10M))
     twenty = read(S2_20M_SAME_AREA).astype(np.int64)
     low, high = twenty.min(axis=(1, 2)), twenty.max(axis=(1, 2))
     span = high - low
@@ -493,6 +503,121 @@ def test_a_level_2a_product_takes_each_band_at_its_own_resolution(tmp_path):
     found = find_bands([str(folder)])
     expected = {"B1": "R60m", "B9": "R60m", "B5": "R20m", "B8A": "R20m", "B12": "R20m", "B2": "R10m"}
     assert {band: os.path.basename(os.path.dirname(found[band].path)) for band in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "renamed, message",
+    [
+        ("T33UUB_20171101T101009_20m_B05-B06-B07-B8A-B11-B12.tif",
+         "{data}/T33UUB_20170527T100031_B01.tif names sensing time 2017-05-27 10:00:31 but {data}/{renamed} 2017-11-01 10:10:09"),
+        ("T33UUC_20m_B05-B06-B07-B8A-B11-B12.tif",
+         "{data}/T33UUB_20170527T100031_B01.tif names tile T33UUB but {data}/{renamed} T33UUC"),
+    ],
+)
+def test_band_files_of_two_acquisitions_are_refused_naming_both(tmp_path, capsys, renamed, message):
+    """20 m bands of another date (or tile) were sharpened with the 10 m bands silently: refused in one line that
+    names a file of each acquisition and what differs, before any work."""
+    folder = product_folder(tmp_path / "p")
+    data = os.path.join(folder, "IMG_DATA")
+    os.rename(os.path.join(data, "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif"), os.path.join(data, renamed))
+    out = tmp_path / "o.tif"
+    assert cli(["sentinel2", folder, str(out), "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"internal-sr: error: the band files are of two acquisitions: {message.format(data=data, renamed=renamed)}: "
+                   "give the band files of one product"]
+    assert not out.exists()
+
+
+def test_a_band_in_two_files_is_refused_naming_both(tmp_path, capsys):
+    """Two files of one band at its own resolution (two products' files without dates in their names, a copy): the
+    first in path order was taken silently; now refused naming both files."""
+    folder = product_folder(tmp_path / "p")
+    b4 = os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B04.tif")
+    copy = write_raster(str(tmp_path / "p" / "A_B04.tif"), read(S2_10M)[:1])
+    assert cli(["sentinel2", folder, str(tmp_path / "o.tif"), "--iterations", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"internal-sr: error: band B4 is in two files, {copy} and {b4}: give each band once (the band files of one product)"]
+
+
+def test_an_output_written_into_the_product_folder_is_no_band_file_of_the_next_run(tmp_path, capsys):
+    """sentinel2 run twice into the folder it reads: the second run was refused ('output … is the input'), and with
+    another output name it read the first output's bands instead of the band files. Folder scans now skip the
+    output and earlier outputs (marked by ``PRODUCT_TAG``), and say so; other commands do not carry the mark."""
+    folder = product_folder(tmp_path / "p")
+    first, second = (os.path.join(folder, "IMG_DATA", name) for name in ("S2_all.tif", "A_all.tif"))  # before T33UUB_…
+    for out in (first, first, second):
+        assert cli(["sentinel2", folder, out, "--iterations", "1"]) == 0
+        err = capsys.readouterr().err
+    from internal_sr.core.sentinel2_product import PRODUCT_TAG
+
+    assert f"{first} (written by internal-sr sentinel2)" in err
+    assert f"B2, B3, B4, B8 from {folder}/IMG_DATA/T33UUB_20170527T100031_B02.tif" not in err  # one line per file
+    assert f"B2 from {folder}/IMG_DATA/T33UUB_20170527T100031_B02.tif" in err
+    with rasterio.open(second) as dst:
+        assert dst.tags()[PRODUCT_TAG] == "sentinel2"
+        np.testing.assert_array_equal(dst.read(2), read(S2_10M)[2])
+    degraded = str(tmp_path / "degraded.tif")
+    assert cli(["degrade", second, degraded, "--scale", "2"]) == 0
+    with rasterio.open(degraded) as dst:
+        assert PRODUCT_TAG not in dst.tags()
+
+
+def test_a_file_named_for_sentinel2_must_name_its_bands_and_folder_files_skipped_are_named(tmp_path, capsys):
+    """A 20 m stack without band descriptions named on the command line was skipped silently (the 10 m bands were
+    written as they are); now a one-line error says how to name its bands. In a folder, such a file is skipped
+    and named in the log."""
+    folder = product_folder(tmp_path / "p")
+    stack = write_raster(str(tmp_path / "s2_20m.tif"), read(S2_20M_SAME_AREA),
+                         transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    ten = [os.path.join(folder, "IMG_DATA", f"T33UUB_20170527T100031_{b}.tif") for b in ("B02", "B03", "B04", "B08")]
+    out = str(tmp_path / "o.tif")
+    assert cli(["sentinel2", *ten, stack, out, "--iterations", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"internal-sr: error: {stack}: neither its band descriptions nor its file name name a Sentinel-2 band for each "
+        "of its 6 band(s): give its bands descriptions (B5, B6, …) or list them in its file name, one per band "
+        "(…_B05-B06-B07-B8A-B11-B12.tif)"]
+    assert not os.path.exists(out)
+    os.rename(stack, os.path.join(folder, "s2_20m.tif"))
+    preview = os.path.join(folder, "preview.jp2")
+    with open(preview, "w") as file:
+        file.write("not a raster")
+    assert cli(["sentinel2", folder, out, "--iterations", "1"]) == 0
+    assert (f"skipped 2 file(s) that are no band files: {preview} (not a raster); {folder}/s2_20m.tif (names no "
+            "Sentinel-2 band)") in capsys.readouterr().err
+
+
+def test_a_truncated_band_file_is_said_to_be_damaged(tmp_path, capsys):
+    """A band file cut short (a failed download) kept its geotransform but lost its CRS, and sentinel2 asked to
+    reproject it; now it says what degrade and dip say of it."""
+    folder = product_folder(tmp_path / "p")
+    b1 = os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B01.tif")
+    with open(b1, "rb") as file:
+        head = file.read(300)
+    with open(b1, "wb") as file:
+        file.write(head)
+    assert cli(["sentinel2", folder, str(tmp_path / "o.tif"), "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"internal-sr: error: {b1} cannot be read, the file may be damaged or truncated")
+
+
+def test_sentinel2_reports_done_once(tmp_path, capsys):
+    """The last stage's end was reported as the run's ('100.0% … done' twice, around the loss curve's line): now
+    the stages' ends say which bands are sharpened, and only the end of the run says done, at 100 %."""
+    assert cli(["sentinel2", product_folder(tmp_path / "p"), str(tmp_path / "o.tif"), "--iterations", "1"]) == 0
+    bars = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
+    assert [line for line in bars if line.endswith(" done")] == bars[-1:] and " 100.0% " in bars[-1]
+
+
+def test_sentinel2_stages_its_band_stacks_in_a_part_folder(tmp_path, monkeypatch):
+    """A run killed outright leaves its staging folder beside the output: it was a hidden '.internal_sr-XXXX' folder
+    of full band stacks, where the README promises at most hidden '.internal_sr-*.part' files; now it is named so."""
+    from internal_sr.core import sentinel2_product
+
+    sharpen_part, seen = sentinel2_product.sharpen, []
+    monkeypatch.setattr(sentinel2_product, "sharpen", lambda *a, **k: seen.append(os.listdir(tmp_path / "out")) or sharpen_part(*a, **k))
+    (tmp_path / "out").mkdir()
+    assert cli(["sentinel2", product_folder(tmp_path / "p"), str(tmp_path / "out" / "all.tif"), "--iterations", "1"]) == 0
+    assert len(seen) == 2 and all(len(names) == 1 and re.fullmatch(r"\.internal_sr-.+\.part", names[0]) for names in seen)
 
 
 def test_a_folder_without_10m_bands_is_a_clear_error(tmp_path, capsys):
@@ -563,14 +688,16 @@ def test_sentinel2_marks_the_holes_of_lower_resolutions_when_integer_10m_bands_d
         write_raster(os.path.join(data, name), values, transform=transform, nodata=nodata)
     out = str(tmp_path / "all.tif")
     assert cli(["sentinel2", folder, out, "--iterations", "1"]) == 0
-    assert ("the 10 m bands declare no nodata value, and B5, B6, B7, B8A, B11, B12 have no data in places: the output "
-            "marks it by -32768, a value no valid pixel of the output holds") in capsys.readouterr().err
+    assert ("the 10 m bands declare no nodata value, and B1, B5, B6, B7, B8A, B9, B11, B12 have no data in places: the "
+            "output marks it by -32768, a value no valid pixel of the output holds") in capsys.readouterr().err
     with rasterio.open(out) as dst:
         assert dst.dtypes[0] == "int16" and dst.nodata == -32768
         b5, hole = dst.read(5), hole_at_10m(dst)
-        np.testing.assert_array_equal(dst.read(2), read(S2_10M)[2, :120, 2:122])  # B2 passes through, exact
+        np.testing.assert_array_equal(dst.read(2), read(S2_10M)[2])  # B2 passes through, exact
         assert (b5[hole] == dst.nodata).all() and (b5[~hole] != dst.nodata).mean() > 0.9
-        assert (dst.read([1, 2, 3, 4, 8, 10]) != dst.nodata).all()  # the 10 m and 60 m bands have no hole
+        assert (dst.read([2, 3, 4, 8]) != dst.nodata).all()  # the 10 m bands have no hole
+        sixty = dst.read([1, 10])
+        assert (sixty[:, sixty_cover(dst)] != dst.nodata).all() and (sixty[:, ~sixty_cover(dst)] == dst.nodata).all()
 
 
 def test_the_nodata_value_chosen_for_holes_is_held_by_no_valid_pixel():
@@ -589,6 +716,13 @@ def test_the_nodata_value_chosen_for_holes_is_held_by_no_valid_pixel():
     assert free_nodata(blocks(np.delete(every_byte, 7), np.full(255, -1.0)), "uint8", ["B5", "B6"]) == (["B6"], 7)
     with pytest.raises(InputError, match="every uint8 value is held by a valid pixel.*--float32"):
         free_nodata(blocks(every_byte, np.full(256, -1.0)), "uint8", ["B5", "B6"])
+
+
+def sixty_cover(dst) -> np.ndarray:
+    """The output pixels ``product_folder``'s 60 m bands cover (10 m rows 0–119, columns 2–121), as a mask of ``dst``'s shape."""
+    covered = np.zeros((dst.height, dst.width), dtype=bool)
+    covered[:120, 2:122] = True
+    return covered
 
 
 def hole_at_10m(dst) -> np.ndarray:
@@ -617,7 +751,7 @@ def test_float32_20m_bands_beside_uint16_10m_bands_are_sharpened_into_a_float32_
     with rasterio.open(out) as dst:
         assert dst.dtypes == ("float32",) * 12 and dst.nodata == 0 and dst.descriptions[4] == "B5"
         b5, hole = dst.read(5), hole_at_10m(dst)
-        np.testing.assert_array_equal(dst.read(2), read(S2_10M)[2, :120, 2:122])  # B2 passes through, exact
+        np.testing.assert_array_equal(dst.read(2), read(S2_10M)[2])  # B2 passes through, exact
         assert dst.read(1).max() > 100  # B1 (60 m, uint16) stays in digital numbers
     assert (b5[hole] == 0).all() and (b5[~hole] != 0).mean() > 0.9
     # reflectance stays reflectance, neither rounded to integers nor scaled
