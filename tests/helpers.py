@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import rasterio
+import torch
 from affine import Affine
 from rasterio.crs import CRS
 
@@ -36,3 +37,17 @@ def write_raster(path: str, data: np.ndarray, crs: str | None = "EPSG:32633", no
         for i, d in enumerate(descriptions or [], start=1):
             dst.set_band_description(i, d)
     return path
+
+
+def input_layouts(monkeypatch, network: type) -> list[bool]:
+    """A list that gets, for each call of ``network.forward`` from now on, whether its input was channels-last (and
+    not also contiguous in the default layout, as a tensor with one pixel or one channel is)."""
+    layouts: list[bool] = []
+    forward = network.forward
+
+    def recorded(self, x):
+        layouts.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return forward(self, x)
+
+    monkeypatch.setattr(network, "forward", recorded)
+    return layouts

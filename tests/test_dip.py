@@ -15,7 +15,7 @@ from internal_sr.core.kernels import make_kernel
 from internal_sr.core.networks import Hourglass, parameter_count
 from internal_sr.core.pipeline import super_resolve_array
 
-from helpers import S2_10M, read
+from helpers import S2_10M, input_layouts, read
 
 #: small but complete formulation: the reference topology at reduced width and depth
 SMALL = dict(channels=32, depth=4, iterations=120)
@@ -82,14 +82,7 @@ def test_on_the_cpu_the_generator_runs_channels_last_and_gives_what_the_default_
     gets them there, and its output equals that of the default layout up to float rounding."""
     from internal_sr.core import dip
 
-    layouts: list[bool] = []
-    forward = Hourglass.forward
-
-    def recorded(self, x):
-        layouts.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
-        return forward(self, x)
-
-    monkeypatch.setattr(Hourglass, "forward", recorded)
+    layouts = input_layouts(monkeypatch, Hourglass)
     low = np.random.default_rng(0).uniform(0, 1, (3, 32, 32)).astype(np.float32)
     config = DIPConfig(scale=2, channels=8, depth=3, detail_channels=4, iterations=4, device="cpu")
     channels_last, _ = super_resolve_array(low, config)

@@ -22,7 +22,7 @@ from internal_sr.core.kernels import make_kernel
 from internal_sr.core.sentinel2 import RESOLUTION, band_name, kernel_spec, sigma_from_mtf
 from internal_sr.core.sharpen import band_kernels, check_inputs, sharpen, sharpen_array
 
-from helpers import S2_10M, S2_20M_SAME_AREA, S2_60M_SAME_AREA, read, write_raster
+from helpers import S2_10M, S2_20M_SAME_AREA, S2_60M_SAME_AREA, input_layouts, read, write_raster
 
 NAMES10, NAMES20, NAMES60 = ("B4", "B3", "B2", "B8"), ("B5", "B6", "B7", "B8A", "B11", "B12"), ("B1", "B9")
 #: a tiny configuration for grid and I/O tests (quality is tested separately)
@@ -947,14 +947,7 @@ def test_on_the_cpu_the_multimodal_net_runs_channels_last_and_gives_what_the_def
     from internal_sr.core.networks import MultiModalNet
     from internal_sr.core.progress import NullProgress
 
-    layouts: list[bool] = []
-    forward = MultiModalNet.forward
-
-    def recorded(self, x):
-        layouts.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
-        return forward(self, x)
-
-    monkeypatch.setattr(MultiModalNet, "forward", recorded)
+    layouts = input_layouts(monkeypatch, MultiModalNet)
     rng = np.random.default_rng(4)
     target, guide = rng.random((2, 24, 24), dtype=np.float32), rng.random((3, 48, 48), dtype=np.float32)
     kernel = make_kernel("bicubic", 2)
