@@ -161,15 +161,18 @@ class SharedJudgement(torch.autograd.Function):
         saved = ctx.saved_tensors
         layers = len(saved) // 2
         inputs, weights = saved[:layers], saved[layers:]
-        delta = torch.ones_like(for_generator)[:, None]  # δ at the logit
+        # the layers' dtype: the last layer's input, in autocast's dtype where the forward ran under it (mixed
+        # precision on CUDA), the parameters' otherwise; each gradient is returned in its input's dtype
+        compute = inputs[-1].dtype
+        delta = torch.ones_like(for_generator, dtype=compute)[:, None]  # δ at the logit
         gradients: list[torch.Tensor] = []
         for l in reversed(range(layers)):
-            scaled = delta * for_discriminator[:, None]
-            gradients[:0] = [scaled.T @ inputs[l], scaled.sum(0)]
-            delta = delta @ weights[l]
+            scaled = delta * for_discriminator.to(compute)[:, None]
+            gradients[:0] = [(scaled.T @ inputs[l].to(compute)).to(weights[l].dtype), scaled.sum(0).to(weights[l].dtype)]
+            delta = delta @ weights[l].to(compute)
             if l > 0:  # inputs[l] is the leaky ReLU's output, of the sign of its input
                 delta = torch.ops.aten.leaky_relu_backward(delta, inputs[l], ctx.slope, True)
-        return None, delta * for_generator[:, None], *gradients
+        return None, (delta * for_generator.to(compute)[:, None]).to(inputs[0].dtype), *gradients
 
 
 class LearnedDegradation(nn.Module):

@@ -372,6 +372,31 @@ def test_the_shared_judgement_gives_each_player_the_gradient_of_its_own_loss():
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
 
 
+def test_the_shared_judgement_runs_under_mixed_precision():
+    """Under autocast (mixed precision, the default on CUDA; CPU bfloat16 here stands in for it) the layers run in
+    the reduced type: the one backward pass computes in it too, returns each gradient in its input's type and agrees
+    with autograd's two passes under the same autocast. It failed with "expected m1 and m2 to have the same dtype"."""
+    from torch.nn import functional as F
+
+    from internal_sr.core.knitwork import PatchDiscriminator
+
+    torch.manual_seed(0)
+    discriminator = PatchDiscriminator(2 * 9, (16, 8))
+    fakes = torch.randn(64, 2, 9).requires_grad_()
+    parameters = list(discriminator.parameters())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        judged = discriminator(fakes)
+        for_generator, for_discriminator = discriminator.judge_fakes(fakes)
+    assert for_generator.dtype == torch.bfloat16
+    expected = (torch.autograd.grad(F.softplus(-judged.float()).mean(), fakes, retain_graph=True)
+                + torch.autograd.grad(F.softplus(judged.float()).mean(), parameters))
+    shared = torch.autograd.grad([F.softplus(-for_generator.float()).mean(), F.softplus(for_discriminator.float()).mean()],
+                                 [fakes, *parameters])
+    for got, want, given in zip(shared, expected, [fakes, *parameters], strict=True):
+        assert got.dtype == given.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=0.05, atol=0.05 * want.abs().max().item())
+
+
 def test_the_antialiasing_taps_are_built_once_not_every_step(observed_32):
     """The Gaussian taps of each patch scale are computed once (``gaussian_taps``), not in every step's consistency term."""
     config = replace(TINY, iterations=6)
