@@ -466,21 +466,14 @@ def extent_text(extent: tuple[float, float, float, float] | None, enlarged: str 
 #: How the out-of-memory hints of ``core.errors.error_line`` name the parameters that help.
 TILE_HINT, DEVICE_HINT = "Tile size (TILE_SIZE)", "Device cpu"
 #: The engine's messages name kernels as the command line takes them (``core.config.GAUSSIAN_TERM``, …): here,
-#: what the algorithms' parameters are instead.
-ENGINE_TERMS = {GAUSSIAN_TERM: "gaussian (with SIGMA)", KERNEL_FILE_TERM: "a kernel file (KERNEL_FILE)"}
-
-
-def in_processing_terms(line: str) -> str:
-    """An engine message ``line`` with the command line's terms (``ENGINE_TERMS``) put as Processing's parameters are."""
-    for engine, processing in ENGINE_TERMS.items():
-        line = line.replace(engine, processing)
-    return line
+#: what the algorithms' parameters are instead (``core.errors.error_line``'s ``terms``).
+PROCESSING_TERMS = {GAUSSIAN_TERM: "gaussian (with SIGMA)", KERNEL_FILE_TERM: "a kernel file (KERNEL_FILE)"}
 
 
 @contextmanager
 def engine_errors() -> Iterator[None]:
     """Turn any engine error into a ``QgsProcessingException`` with one line (``core.errors.error_line``), in
-    Processing's terms (``in_processing_terms``).
+    Processing's terms (``PROCESSING_TERMS``).
 
     The traceback of an error other than ``InputError`` goes to the message log (tab ``LOG_TAG``).
     ``QgsProcessingException`` and ``Cancelled`` pass through.
@@ -492,7 +485,7 @@ def engine_errors() -> Iterator[None]:
     except Exception as error:  # noqa: BLE001 (the user sees one line, the log keeps the traceback)
         if not isinstance(error, InputError):
             QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.MessageLevel.Critical)
-        raise QgsProcessingException(in_processing_terms(error_line(error, TILE_HINT, DEVICE_HINT))) from error
+        raise QgsProcessingException(error_line(error, TILE_HINT, DEVICE_HINT, PROCESSING_TERMS)) from error
 
 
 def static_output_path(value: Any) -> str:

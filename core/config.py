@@ -18,7 +18,8 @@ from .errors import InputError
 #: The guided kernel that picks each Sentinel-2 band's MTF Gaussian from its name (``core.sentinel2``).
 SENTINEL2_KERNEL = "sentinel2"
 #: How messages name a Gaussian kernel and a kernel file: as the command line's ``--kernel`` takes them. A front
-#: end whose settings name them otherwise rewords these phrases (``algorithms.base.ENGINE_TERMS``).
+#: end whose settings name them otherwise rewords these phrases (``core.errors.error_line``'s ``terms``:
+#: ``algorithms.base.PROCESSING_TERMS``, ``ui.task.DIALOG_TERMS``), so every message naming them uses these.
 GAUSSIAN_TERM, KERNEL_FILE_TERM = "gaussian:SIGMA", "a .npy file"
 #: The kernels a super-resolution or a degradation may name, as messages list them.
 KERNEL_CHOICES = f"bicubic, lanczos2, lanczos3, {GAUSSIAN_TERM}, landsat or {KERNEL_FILE_TERM}"

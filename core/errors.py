@@ -6,6 +6,7 @@ line, the Processing algorithms and the dialog's task all use, so they word a fa
 """
 
 import errno
+from collections.abc import Mapping
 
 
 class InternalSRError(Exception):
@@ -73,11 +74,15 @@ GPU_OUT_OF_MEMORY = ("out of memory", "cublas_status_alloc_failed", "cudnn_statu
                      "cudnn_status_not_enough_workspace", "cufft_alloc_failed", "cusolver_status_alloc_failed")
 
 
-def error_line(error: BaseException, tile: str = "--tile", device: str = "--device cpu") -> str:
+def error_line(
+    error: BaseException, tile: str = "--tile", device: str = "--device cpu", terms: Mapping[str, str] | None = None
+) -> str:
     """The one line to show for ``error`` ending a run (outputs are written atomically: nothing was written).
 
     ``tile`` and ``device`` name the front end's tile-size setting and its CPU device choice in the
-    out-of-memory hints (the command line's flags by default). An ``InputError`` gives its own message;
+    out-of-memory hints (the command line's flags by default); ``terms`` maps the command line's phrases that
+    an ``InputError``'s message uses (``core.config.GAUSSIAN_TERM``, …) to the front end's own wording (none:
+    the command line's). An ``InputError`` gives its own message, in those terms;
     ``MemoryError`` or PyTorch's host allocator failing gives "out of memory"; another message saying
     "out of memory" (CUDA, MPS) or cuBLAS/cuDNN failing to allocate (``GPU_OUT_OF_MEMORY``) gives "out of
     GPU memory"; an ``OSError`` (full disk, permissions) the innermost reason of its chain (``causes``:
@@ -87,6 +92,8 @@ def error_line(error: BaseException, tile: str = "--tile", device: str = "--devi
     """
     text = " ".join(str(error).split())
     if isinstance(error, InputError):
+        for phrase, wording in (terms or {}).items():
+            text = text.replace(phrase, wording)
         return text
     lowered = text.lower()
     if isinstance(error, MemoryError) or any(phrase in lowered for phrase in HOST_OUT_OF_MEMORY):

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import SENTINEL2_KERNEL, GuidedDIPConfig, IOOptions, extent_words, size_subject
+from .config import GAUSSIAN_TERM, SENTINEL2_KERNEL, GuidedDIPConfig, IOOptions, extent_words, size_subject
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Nesting, NoOverlap, Window, nest
@@ -65,7 +65,7 @@ def band_kernels(
         if band is None:
             raise InputError(
                 f"kernel sentinel2 needs Sentinel-2 band names (B2, B8A, …) in the {role}'s band descriptions or file name, "
-                f"but band {index} is {name or 'unnamed'}: give a kernel such as gaussian:0.5 instead"
+                f"but band {index} is {name or 'unnamed'}: give a kernel such as {GAUSSIAN_TERM} instead"
             )
         kernels.append(make_kernel(kernel_spec(band), scale, shift))
     return kernels

@@ -525,6 +525,7 @@ def test_kernel_choices_and_guide_crs_are_judged_as_the_run_would(dialog, tmp_pa
     dialog.guide_combo.setLayer(guide)
     dialog.device_combo.setCurrentText("cpu")
     assert "needs Sentinel-2 band names" in dialog.summary_label.text() and not dialog.run_button.isEnabled()
+    assert dialog.summary_label.text().endswith("give a kernel such as the gaussian Blur kernel with its Gaussian sigma instead")
     dialog.kernel_combo.setCurrentText("gaussian")
     dialog.guide_kernel_combo.setCurrentText("gaussian")
     assert dialog.run_button.isEnabled(), dialog.summary_label.text()
@@ -543,3 +544,20 @@ def test_a_layer_left_in_the_hidden_guide_box_is_not_overwritten(dialog, tmp_pat
     dialog.device_combo.setCurrentText("cpu")
     dialog.output_widget.setFilePath(guide.source())
     assert "is open in the project as layer g10" in dialog.summary_label.text() and not dialog.run_button.isEnabled()
+
+
+def test_engine_advice_names_the_dialogs_settings(dialog, tmp_path) -> None:
+    """A KernelGAN ×2 kernel file at ×3: the summary and the refused start word the engine's advice in the dialog's
+    settings (``ui.task.DIALOG_TERMS``); they showed the command line's gaussian:SIGMA, which no box takes."""
+    from internal_sr.core.kernels import save_kernel_file
+
+    layer = add_layer(crop(str(tmp_path / "scene.tif"), 48), "scene")
+    kernel = str(tmp_path / "k2.npy")
+    save_kernel_file(kernel, np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]), 2)
+    dialog.layer_combo.setLayer(layer)
+    dialog.device_combo.setCurrentText("cpu")
+    dialog.kernel_file_widget.setFilePath(kernel)
+    dialog.scale_spin.setValue(3)
+    advice = "give a parametric kernel for ×3 (e.g. the gaussian Blur kernel with its Gaussian sigma)"
+    assert advice in dialog.summary_label.text() and not dialog.run_button.isEnabled()
+    assert dialog.start() is None and advice in dialog.message_bar.currentItem().text()

@@ -9,7 +9,8 @@ import pytest
 from qgis.core import Qgis, QgsApplication, QgsProject
 from qgis_helpers import LogRecorder, crop, grid_info
 
-from internal_sr.core.config import DIPConfig, IOOptions
+from internal_sr.core.config import KERNEL_CHOICES, DIPConfig, IOOptions
+from internal_sr.core.errors import InputError
 from internal_sr.ui.task import CoreJobTask
 
 pytestmark = pytest.mark.qgis
@@ -64,6 +65,20 @@ def test_failed_task_reports_one_line_and_adds_nothing(qgis_iface, empty_project
     assert "band 9" in task.error and "\n" not in task.error
     (critical,) = messages[Qgis.MessageLevel.Critical]
     assert critical.endswith(task.error) and "\n" not in critical
+
+
+def test_a_failed_task_names_the_dialogs_settings(qgis_iface, empty_project, messages) -> None:
+    """An engine message naming kernels as the command line takes them is worded with the dialog's settings."""
+
+    def job(progress) -> None:
+        raise InputError(f"unknown kernel 'box': use {KERNEL_CHOICES}")
+
+    task = CoreJobTask("super-resolve field ×2", job, "field DIP ×2", qgis_iface)
+    task.finished(task.run())
+    assert task.error == ("unknown kernel 'box': use bicubic, lanczos2, lanczos3, the gaussian Blur kernel with its "
+                          "Gaussian sigma, landsat or a Kernel file (Advanced)")
+    (critical,) = messages[Qgis.MessageLevel.Critical]
+    assert critical.endswith(task.error)
 
 
 def test_unexpected_error_is_one_line_with_the_traceback_in_the_log(qgis_iface, empty_project, messages) -> None:

@@ -79,9 +79,9 @@ from ..core.config import (
     TileOptions,
     warm_step_count,
 )
-from ..core.errors import InputError, error_line
+from ..core.errors import InputError
 from .messages import notify
-from .task import CoreJobTask, output_key, outputs_being_written
+from .task import CoreJobTask, dialog_line, output_key, outputs_being_written
 
 #: (key, label) of each method; the key indexes ``QUALITY_PRESETS`` and ``run_times.STEP_SECONDS``.
 METHODS = (("dip", "Deep Image Prior"), ("guided", "Guided DIP: sharpen with finer bands"), ("knitwork", "Neural Knitworks"))
@@ -575,7 +575,7 @@ class SuperResolveDialog(QDialog):
             plan = self.plan(probe=False)
         except Exception as error:  # InputError, or anything unforeseen: one line, never an error dialog per keystroke
             self.run_button.setEnabled(False)
-            self.summary_label.setText(str(error) if isinstance(error, InputError) else error_line(error))
+            self.summary_label.setText(dialog_line(error))
             return
         self.run_button.setEnabled(True)
         self.summary_label.setText(self._estimate_text(plan))
@@ -723,7 +723,7 @@ class SuperResolveDialog(QDialog):
         try:
             task = self.build_task()
         except InputError as error:
-            self.message_bar.pushMessage(self.tr("Cannot run"), str(error), Qgis.MessageLevel.Warning, 5)
+            self.message_bar.pushMessage(self.tr("Cannot run"), dialog_line(error), Qgis.MessageLevel.Warning, 5)
             return None
         self.tasks = [t for t in self.tasks if not _is_deleted(t)]
         self.tasks.append(task)

@@ -27,12 +27,20 @@ from qgis.core import (
     QgsTask,
 )
 
-from ..core.config import DIPConfig, GuidedDIPConfig, IOOptions, KnitworkConfig
+from ..core.config import GAUSSIAN_TERM, KERNEL_FILE_TERM, DIPConfig, GuidedDIPConfig, IOOptions, KnitworkConfig
 from ..core.errors import Cancelled, InputError, error_line
 from .messages import LOG_TAG, TITLE, notify
 
 #: How the out-of-memory hints of ``core.errors.error_line`` name the dialog's settings that help.
 TILE_HINT, DEVICE_HINT = "tile size (Advanced)", "device cpu"
+#: The engine's messages name kernels as the command line takes them (``core.config.GAUSSIAN_TERM``, …): here,
+#: what the dialog's settings are instead (``core.errors.error_line``'s ``terms``).
+DIALOG_TERMS = {GAUSSIAN_TERM: "the gaussian Blur kernel with its Gaussian sigma", KERNEL_FILE_TERM: "a Kernel file (Advanced)"}
+
+
+def dialog_line(error: BaseException) -> str:
+    """The one line the dialog shows for ``error`` (``core.errors.error_line``), in its settings' names."""
+    return error_line(error, TILE_HINT, DEVICE_HINT, DIALOG_TERMS)
 
 
 class TaskProgress:
@@ -193,7 +201,7 @@ class CoreJobTask(QgsTask):
         except Cancelled:
             return False
         except Exception as error:  # noqa: BLE001 (the task must not raise; the traceback is logged)
-            self.error = error_line(error, TILE_HINT, DEVICE_HINT)
+            self.error = dialog_line(error)
             if not isinstance(error, InputError):
                 self.details = traceback.format_exc()
         return False
