@@ -80,9 +80,11 @@ def estimate_seconds(
 
 
 def duration(seconds: float) -> str:
-    """``seconds`` rounded for people: ``40 s``, ``3 minutes``, ``2.5 hours``, ``3.2 days``."""
+    """``seconds`` rounded for people: ``40 s``, ``3 minutes``, ``2.5 hours``, ``3.2 days``; never below ``1 s``
+    (an estimate under 1.5 s reads ``1 s``: "about 0 s" said a run takes no time, but reading, starting and
+    writing alone take about that)."""
     if seconds < 90:
-        return f"{seconds:.0f} s"
+        return f"{max(seconds, 1.0):.0f} s"
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} minutes"
     if seconds < 48 * 3600:

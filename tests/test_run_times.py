@@ -72,3 +72,10 @@ def test_gpu_estimate_counts_a_full_step_up_to_the_flat_size_and_grows_beyond() 
     assert estimate_seconds("dip", 1, 100, GPU_FLAT_PIXELS, gpu=True) == pytest.approx(100 * step)
     assert estimate_seconds("dip", 1, 100, 4 * GPU_FLAT_PIXELS, gpu=True) == pytest.approx(400 * step)
     assert estimate_seconds("dip", 1, 100, 96 * 96, gpu=False) == pytest.approx(100 * STEP_SECONDS["dip"].cpu * 96 * 96 / REFERENCE_PIXELS)
+
+
+def test_durations_are_rounded_for_people_and_never_read_0_s() -> None:
+    """A short run's estimate read "about 0 s"; it now reads 1 s up to where whole seconds round to 2."""
+    assert [duration(s) for s in (0.0, 0.04, 0.49, 0.5, 1.0, 1.49)] == ["1 s"] * 6
+    assert [duration(s) for s in (1.51, 2.6, 89.0)] == ["2 s", "3 s", "89 s"]
+    assert [duration(s) for s in (90.0, 180.0, 90 * 60.0, 48 * 3600.0)] == ["2 minutes", "3 minutes", "1.5 hours", "2.0 days"]
