@@ -194,6 +194,45 @@ def test_settings_round_trip_through_qgssettings(qgis_iface, empty_project, clea
         second.deleteLater()
 
 
+def test_a_remembered_extent_reopens_with_its_area_and_no_message(qgis_iface, empty_project, clean_settings, tmp_path) -> None:
+    """Only the tick used to be remembered: reopened, the dialog said "The extent does not overlap" and took the
+    whole raster. The area comes back in its CRS where it overlaps the input, else the input's whole extent,
+    silently; a tick remembered without an area (an earlier version's) reopens unticked."""
+    from osgeo import gdal
+
+    target, _ = geo_pair(tmp_path)  # EPSG:32633
+    mercator = add_layer(gdal.Warp(str(tmp_path / "t3857.tif"), target.source(), dstSRS="EPSG:3857").GetDescription(), "t3857")
+    elsewhere = add_layer(crop(str(tmp_path / "elsewhere.tif"), 48), "elsewhere")  # EPSG:32618, far from both
+    x0, y0 = target.extent().xMinimum(), target.extent().yMaximum()
+    area = QgsRectangle(x0 + 200, y0 - 800, x0 + 1000, y0 - 200)
+    first = SuperResolveDialog(qgis_iface)
+    try:
+        first.layer_combo.setLayer(target)
+        first.extent_box.setChecked(True)
+        first.extent_box.setOutputExtentFromUser(area, target.crs())
+        assert first.extent() == pytest.approx((area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum()))
+        first.save_settings()
+    finally:
+        first.deleteLater()
+
+    def reopened(layer: QgsRasterLayer) -> tuple[bool, tuple[float, float, float, float] | None]:
+        QgsSettings().setValue(f"{SETTINGS_GROUP}/layer", layer.id())
+        dialog = SuperResolveDialog(qgis_iface)
+        try:
+            assert dialog.layer_combo.currentLayer() is layer and dialog.message_bar.currentItem() is None
+            return dialog.extent_box.isChecked(), dialog.extent()
+        finally:
+            dialog.deleteLater()
+
+    assert reopened(target) == (True, pytest.approx((area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum())))
+    moved = QgsCoordinateTransform(target.crs(), mercator.crs(), QgsProject.instance()).transformBoundingBox(area)
+    assert reopened(mercator) == (True, pytest.approx((moved.xMinimum(), moved.yMinimum(), moved.xMaximum(), moved.yMaximum()), abs=1e-3))
+    whole = elsewhere.extent()
+    assert reopened(elsewhere) == (True, pytest.approx((whole.xMinimum(), whole.yMinimum(), whole.xMaximum(), whole.yMaximum())))
+    QgsSettings().remove(f"{SETTINGS_GROUP}/extent_area")
+    assert reopened(target) == (False, None)
+
+
 def test_damaged_remembered_settings_fall_back_to_the_defaults(qgis_iface, empty_project, clean_settings) -> None:
     """Values that do not convert (a hand edit, another version's format) are ignored; the others still apply."""
     settings = QgsSettings()

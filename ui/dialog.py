@@ -20,10 +20,12 @@ from typing import Any
 from qgis.core import (
     Qgis,
     QgsApplication,
+    QgsCoordinateReferenceSystem,
     QgsMapLayerProxyModel,
     QgsProject,
     QgsProviderRegistry,
     QgsRasterLayer,
+    QgsRectangle,
     QgsSettings,
 )
 from qgis.gui import (
@@ -133,6 +135,21 @@ def remembered(settings: QgsSettings, key: str, default: Any) -> Any:
     return value if isinstance(value, type(default)) else default  # a list stays a list whatever the type
 
 
+def remembered_area(settings: QgsSettings) -> tuple[QgsRectangle, QgsCoordinateReferenceSystem] | None:
+    """The ticked extent remembered by ``SuperResolveDialog.save_settings``: its area (``extent_area``:
+    ``xmin,ymin,xmax,ymax``) in its CRS (``extent_crs``: WKT, empty for a raster without georeferencing);
+    ``None`` when it was not ticked, or the area is missing, damaged or empty."""
+    if not remembered(settings, "extent", False):
+        return None
+    try:
+        area = QgsRectangle(*(float(edge) for edge in remembered(settings, "extent_area", "").split(",")))
+    except (TypeError, ValueError):
+        return None
+    if area.isEmpty():
+        return None
+    return area, QgsCoordinateReferenceSystem.fromWkt(remembered(settings, "extent_crs", ""))
+
+
 def output_base(layer: QgsRasterLayer) -> str:
     """Where an output made from ``layer`` goes by default, as a path without extension: beside the file the
     layer reads, after its name (``/data/a.zip`` for ``/vsizip//data/a.zip/b.tif``: ``/data/a``); for a dataset
@@ -163,6 +180,8 @@ class SuperResolveDialog(QDialog):
         self._suggested_output = ""
         self._devices: dict[str, str] | None = None
         self._filled_for: dict[str, str] = {}  # band combo name → id of the layer its bands are
+        #: The extent remembered ticked (``remembered_area``), until ``_extent_for`` applies it to the first input.
+        self._remembered_area: tuple[QgsRectangle, QgsCoordinateReferenceSystem] | None = None
         self.setWindowTitle(self.tr("Internal SR: super-resolve raster"))
         self.setWindowIcon(QIcon(ICON_PATH))
         self._build()
@@ -389,6 +408,7 @@ class SuperResolveDialog(QDialog):
     def save_settings(self, *_result: int) -> None:
         """Remember the current choices (layers by id) in ``QgsSettings``; done whenever the dialog closes."""
         settings = QgsSettings()
+        area = self.extent_box.outputExtent()
         values = {
             "method": self.method(),
             "quality": self.quality(),
@@ -403,6 +423,8 @@ class SuperResolveDialog(QDialog):
             "tile": self.tile_spin.value(),
             "overlap": self.overlap_spin.value(),
             "extent": self.extent_box.isChecked(),
+            "extent_area": ",".join(repr(edge) for edge in (area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum())),
+            "extent_crs": self.extent_box.outputCrs().toWkt(),
             "layer": self.layer_combo.currentLayer().id() if self.layer_combo.currentLayer() else "",
             "guide": self.guide_combo.currentLayer().id() if self.guide_combo.currentLayer() else "",
         }
@@ -431,7 +453,8 @@ class SuperResolveDialog(QDialog):
         self.seed_spin.setValue(value("seed", 0))
         self.tile_spin.setValue(value("tile", self.tile_spin.value()))
         self.overlap_spin.setValue(value("overlap", self.overlap_spin.value()))
-        self.extent_box.setChecked(value("extent", False))
+        self._remembered_area = remembered_area(settings)
+        self.extent_box.setChecked(self._remembered_area is not None)  # applied to the input by _extent_for
         for combo, key in ((self.layer_combo, "layer"), (self.guide_combo, "guide")):
             layer = QgsProject.instance().mapLayer(value(key, ""))
             if isinstance(layer, QgsRasterLayer):
@@ -474,10 +497,13 @@ class SuperResolveDialog(QDialog):
     def _extent_for(self, layer: QgsRasterLayer) -> None:
         """Make the extent box ``layer``'s: its extent and CRS. A ticked extent stays ticked, transformed into
         ``layer``'s CRS, or becomes ``layer``'s whole extent when it does not overlap ``layer`` (said in the
-        message bar). ``QgsExtentGroupBox.setOutputCrs`` alone unticked and emptied it on a change of CRS: the
-        box's inner widget still took the extent for unset when the box had been ticked since."""
+        message bar, unless it is the extent remembered from the last session, ``_remembered_area``, which the
+        dialog opens with). ``QgsExtentGroupBox.setOutputCrs`` alone unticked and emptied it on a change of CRS:
+        the box's inner widget still took the extent for unset when the box had been ticked since."""
         box = self.extent_box
-        ticked, area, crs = box.isChecked(), box.outputExtent(), box.outputCrs()
+        remembered, self._remembered_area = self._remembered_area, None
+        ticked = box.isChecked()
+        area, crs = remembered or (box.outputExtent(), box.outputCrs())
         box.setOriginalExtent(layer.extent(), layer.crs())
         box.setCurrentExtent(layer.extent(), layer.crs())
         box.setOutputCrs(layer.crs())
@@ -487,6 +513,8 @@ class SuperResolveDialog(QDialog):
         box.setOutputExtentFromUser(area, crs)  # transformed into the output CRS, the layer's
         if not box.outputExtent().intersects(layer.extent()):
             box.setOutputExtentFromOriginal()
+            if remembered is not None:
+                return
             self.message_bar.pushMessage(
                 self.tr("Extent"),
                 self.tr("The extent does not overlap {}: it is now that raster's whole extent.").format(layer.name()),
