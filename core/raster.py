@@ -142,6 +142,14 @@ def open_raster(path: str, mode: str = "r", **profile: Any) -> rasterio.io.Datas
         return rasterio.open(path, mode, **profile)
 
 
+def placed_on_map(path: str) -> bool:
+    """Whether the raster ``path`` says where it lies: a geotransform, ground control points or an RPC model.
+    Without any (a scan, or an output of one: ``georeferencing_note``), GDAL reports the identity transform and
+    QGIS draws the raster in its own pixel units, x = column and y = −row from the origin."""
+    with open_raster(path) as src:
+        return not src.transform.is_identity or bool(src.gcps[0]) or src.rpcs is not None
+
+
 def engine_opens(path: str) -> bool:
     """Whether the engine's GDAL opens ``path`` (a file or a GDAL dataset name) as a raster."""
     try:

@@ -41,6 +41,24 @@ def test_task_runs_in_the_background_and_adds_the_layer(qgis_iface, empty_projec
     assert len(layers) == 1 and layers[0].source() == out and layers[0].bandCount() == 1
     assert (grid_info(out).width, grid_info(out).height) == (128, 128)
     assert len(messages[Qgis.MessageLevel.Success]) == 1 and messages[Qgis.MessageLevel.Critical] == []
+    assert "georeferencing" not in messages[Qgis.MessageLevel.Success][0]
+
+
+def test_a_result_without_georeferencing_is_said_not_to_sit_over_its_input(qgis_iface, empty_project, messages, tmp_path) -> None:
+    """QGIS draws a raster without georeferencing in its own pixel units from the origin: a ×2 result twice as
+    large as its input, an extent's result at the input's corner. The line saying it was added says so."""
+    from osgeo import gdal
+
+    from helpers import S2_10M
+
+    scan = gdal.Translate(str(tmp_path / "scan.tif"), S2_10M, srcWin=[40, 40, 32, 32], bandList=[1]).GetDescription()
+    task = CoreJobTask.super_resolve(scan, str(tmp_path / "scan_x2.tif"), DIPConfig(iterations=1, device="cpu"), IOOptions(),
+                                     "scan", qgis_iface)
+    task.finished(task.run())
+    (done,) = messages[Qgis.MessageLevel.Success]
+    assert task.layer is not None and "scan DIP ×2: done on cpu" in done
+    assert done.endswith("; like its input it has no georeferencing, so QGIS draws it in its own pixel units from the origin, "
+                         "not over the input")
 
 
 def test_cancelled_task_leaves_no_file_and_no_layer(qgis_iface, empty_project, messages, tmp_path) -> None:

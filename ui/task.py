@@ -215,6 +215,17 @@ class CoreJobTask(QgsTask):
         self.abandoned = True
         self.cancel()
 
+    def _done_text(self) -> str:
+        """The line saying the result was added; for one without georeferencing (its input had none), that QGIS
+        draws it in its own pixel units, so an extent's or a scale's result does not sit over its input."""
+        from ..core.raster import placed_on_map
+
+        done = f"{self.layer_name}: done on {self.result.device} in {self.result.seconds:.0f} s"
+        if placed_on_map(self.result.output_path):
+            return done
+        return (f"{done}; like its input it has no georeferencing, so QGIS draws it in its own pixel units from the "
+                "origin, not over the input")
+
     def finished(self, result: bool) -> None:
         """Main thread: add the output layer, or say why there is none; after :meth:`abandon`, only log a
         written output (the plugin is gone: nothing of it may touch the project or the message bar)."""
@@ -234,11 +245,7 @@ class CoreJobTask(QgsTask):
                 if style is not None:
                     layer.setRenderer(style)
                 self.layer = QgsProject.instance().addMapLayer(layer)
-                notify(
-                    self.iface,
-                    f"{self.layer_name}: done on {self.result.device} in {self.result.seconds:.0f} s",
-                    Qgis.MessageLevel.Success,
-                )
+                notify(self.iface, self._done_text(), Qgis.MessageLevel.Success)
                 return
             self.error = f"the output {self.result.output_path} cannot be opened as a raster"
         if self.error is None:
