@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -57,6 +58,7 @@ def test_a_result_without_georeferencing_is_said_not_to_sit_over_its_input(qgis_
     task.finished(task.run())
     (done,) = messages[Qgis.MessageLevel.Success]
     assert task.layer is not None and "scan DIP ×2: done on cpu" in done
+    assert re.search(r"done on cpu.* in \d+\.\d s;", done), done  # tenths, as the command line: a short run never reads "in 0 s"
     assert done.endswith("; like its input it has no georeferencing, so QGIS draws it in its own pixel units from the origin, "
                          "not over the input")
 

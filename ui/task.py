@@ -220,7 +220,7 @@ class CoreJobTask(QgsTask):
         draws it in its own pixel units, so an extent's or a scale's result does not sit over its input."""
         from ..core.raster import placed_on_map
 
-        done = f"{self.layer_name}: done on {self.result.device} in {self.result.seconds:.0f} s"
+        done = f"{self.layer_name}: done on {self.result.device} in {self.result.seconds:.1f} s"  # as the command line: a short run never reads "in 0 s"
         if placed_on_map(self.result.output_path):
             return done
         return (f"{done}; like its input it has no georeferencing, so QGIS draws it in its own pixel units from the "
