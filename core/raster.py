@@ -202,6 +202,22 @@ def parse_crs(text: str) -> CRS:
         raise InputError(f"unknown CRS {text!r}: give it as EPSG:CODE, WKT or a PROJ string") from None
 
 
+#: The parameters of rasterio's ``update_tags(bidx, ns, **items)``: metadata items of these names cannot be passed
+#: to it as keyword arguments as they are (``write_tags``).
+UPDATE_TAGS_PARAMETERS = ("bidx", "ns")
+
+
+def write_tags(dataset: rasterio.io.DatasetWriter, tags: dict[str, str], band: int = 0) -> None:
+    """Add the metadata items ``tags`` (default domain) to the open ``dataset`` (``band`` 0) or to its 1-based ``band``.
+
+    rasterio takes the items as keyword arguments beside its own parameters ``bidx`` and ``ns``, which would take
+    items of those names for themselves; those names are passed with a trailing blank instead, which GDAL strips from
+    an item's name (``CPLParseNameValue`` strips the blanks around the ``=``), so every item is written as it was.
+    """
+    items = {f"{name} " if name in UPDATE_TAGS_PARAMETERS else name: value for name, value in tags.items()}
+    dataset.update_tags(band, None, **items)
+
+
 def _fresh_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if not k.startswith(STALE_TAG_PREFIXES)}
 
@@ -985,9 +1001,9 @@ class AtomicGeoTIFF:
             dataset.scales, dataset.offsets = info.scales, info.offsets
         if any(info.units):
             dataset.units = tuple(unit or "" for unit in info.units)
-        dataset.update_tags(**info.tags)
+        write_tags(dataset, info.tags)
         for index, tags in enumerate(info.band_tags, start=1):
-            dataset.update_tags(index, **tags)
+            write_tags(dataset, tags, index)
         to_file = ~(info.file_grid or info.grid).transform * self.grid.transform  # output pixels → the file's
         if info.gcps:
             to_output = ~to_file

@@ -220,6 +220,31 @@ def test_degrade_writes_the_coarsened_grid(tmp_path):
     assert np.abs(lr - block).mean() < 0.05 * hr.mean()
 
 
+def test_metadata_items_named_like_rasterios_tag_parameters_are_copied(tmp_path):
+    """Items named ``bidx`` and ``ns`` (the parameters of rasterio's ``update_tags``), of the dataset and of a band,
+    are copied like any other: written by GDAL itself into a VRT of a small raster."""
+    base = write_raster(str(tmp_path / "base.tif"), np.arange(2 * 32 * 32, dtype=np.uint16).reshape(2, 32, 32))
+    with rasterio.open(base) as src:
+        geo = ", ".join(repr(v) for v in src.transform.to_gdal())
+    bands = "".join(
+        f'<VRTRasterBand dataType="UInt16" band="{b}"><Metadata><MDI key="bidx">{b + 10}</MDI><MDI key="ns">band {b}</MDI>'
+        f'<MDI key="other">o{b}</MDI></Metadata><SimpleSource><SourceFilename relativeToVRT="1">base.tif</SourceFilename>'
+        f"<SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>"
+        for b in (1, 2)
+    )
+    vrt = tmp_path / "tagged.vrt"
+    vrt.write_text(
+        f'<VRTDataset rasterXSize="32" rasterYSize="32"><GeoTransform>{geo}</GeoTransform>'
+        '<Metadata><MDI key="bidx">7</MDI><MDI key="ns">dataset</MDI></Metadata>' + bands + "</VRTDataset>"
+    )
+    out = tmp_path / "lr.tif"
+    pipeline.degrade(str(vrt), str(out), 2, "bicubic")
+    with rasterio.open(out) as dst:
+        assert dst.tags()["bidx"] == "7" and dst.tags()["ns"] == "dataset"
+        for b in (1, 2):
+            assert dst.tags(b) == {"bidx": str(b + 10), "ns": f"band {b}", "other": f"o{b}"}
+
+
 @pytest.mark.parametrize(
     "make_input,kwargs,message",
     [
