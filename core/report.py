@@ -89,13 +89,21 @@ def _panels(evaluation: Evaluation) -> tuple[list[tuple[str, np.ndarray]], str]:
     return [(caption, figures.enlarge(rgb, factor)) for caption, rgb in panels], note
 
 
+#: Magnitudes ``_fmt`` shows in fixed point (4 decimals below 10, 2 from there): at least 4 significant digits, at
+#: most 9 characters. Others (an RMSE of 3.7e-05 on a raster of small values, of 2.1e+08 on an int32 one) get 4
+#: significant digits in scientific notation, so that they neither read as 0 nor widen a column.
+FIXED_POINT = (0.1, 1e6)
+
+
 def _fmt(value: float) -> str:
-    """A score for display; an undefined one (NaN, e.g. SAM of a single band) as a dash, an infinite one
-    (PSNR or SRE of a perfect estimate) as ∞."""
+    """A score for display (``FIXED_POINT``); an undefined one (NaN, e.g. SAM of a single band) as a dash, an
+    infinite one (PSNR or SRE of a perfect estimate) as ∞. The JSON keeps every score's full precision."""
     if np.isnan(value):
         return "—"
     if np.isinf(value):
         return "∞" if value > 0 else "−∞"
+    if value != 0 and not FIXED_POINT[0] <= abs(value) < FIXED_POINT[1]:
+        return f"{value:.4g}"
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 
@@ -207,8 +215,12 @@ def write_html(evaluation: Evaluation, path: str, files: StagedFiles | None = No
 def text_table(evaluation: Evaluation) -> str:
     """The overall scores as a plain-text table (the command line prints it), and ``left_out_notes``."""
     width = max(len(s.label) for s in evaluation.scores)
-    lines = [" " * width + "".join(f"{METRIC_NAMES[m]:>12}" for m in HIGHER_IS_BETTER)]
-    lines += [f"{s.label:<{width}}" + "".join(f"{_fmt(s.overall[m]):>12}" for m in HIGHER_IS_BETTER) for s in evaluation.scores]
+    heads = [METRIC_NAMES[m] for m in HIGHER_IS_BETTER]
+    cells = [[_fmt(s.overall[m]) for m in HIGHER_IS_BETTER] for s in evaluation.scores]
+    # columns 12 characters wide, wider where a cell needs it: two blanks at least before each
+    widths = [max(12, 2 + max(len(text) for text in column)) for column in zip(heads, *cells)]
+    lines = [f"{label:<{width}}" + "".join(f"{text:>{w}}" for text, w in zip(row, widths))
+             for label, row in [("", heads)] + [(s.label, row) for s, row in zip(evaluation.scores, cells)]]
     return "\n".join(lines + left_out_notes(evaluation))
 
 

@@ -526,6 +526,26 @@ def test_the_best_score_is_bold_as_printed_in_every_table():
     assert _band_tables(Table).count("<b>35.77</b>") == 2
 
 
+def test_tiny_and_huge_scores_keep_significant_digits_and_the_columns_stay_apart():
+    """RMSEs of 3.7e-05 and 3.58e-05 (a raster of values below 1e-3) both read 0.0000, and one of 2.1e+08 (an int32
+    raster) ran into the SSIM column; now each shows 4 significant digits, and every column keeps two blanks."""
+    from internal_sr.core.evaluation import Scores
+    from internal_sr.core.report import _overall_table
+
+    def make_scores(label, rmse):
+        overall = {"psnr": 35.123, "ssim": 0.8678147872552, "rmse": rmse, "sam": 1.5, "ergas": 1.0, "sre": 20.0}
+        return Scores(label, overall, {m: [v] for m, v in overall.items()})
+
+    class Table:
+        band_names = ["B1"]
+        scores = [make_scores("a", 3.70123e-05), make_scores("b", 3.58321e-05), make_scores("c", 2.12345e8)]
+
+    lines = report.text_table(Table).splitlines()
+    assert [line.split()[3] for line in lines[1:]] == ["3.701e-05", "3.583e-05", "2.123e+08"]
+    assert all(len(line.split()) == 7 and line.split()[2] == "0.8678" for line in lines[1:])
+    assert "<td><b>3.583e-05</b></td>" in _overall_table(Table) and "<td>2.123e+08</td>" in _overall_table(Table)
+
+
 def test_a_failure_writing_the_json_leaves_no_report_and_the_earlier_files(tmp_path, capsys, monkeypatch):
     """The report was renamed into place before the JSON failed, under "nothing written"; both are one run's."""
     path = geo_10m(tmp_path)
