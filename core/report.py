@@ -178,6 +178,7 @@ def render_html(evaluation: Evaluation) -> str:
     window = e.window
     settings = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in e.settings.items())
     panels, note = _panels(e)
+    scaling = f"{html.escape(e.scaling_note)}.\n" if e.scaling_note else ""
     left_out = "".join(f"<p>{html.escape(note)}</p>" for note in left_out_notes(e))
     figures_html = "".join(f"<figure>{figures.html_image(rgb, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, rgb in panels)
     if e.run is not None:
@@ -194,8 +195,8 @@ def render_html(evaluation: Evaluation) -> str:
 <p><b>{html.escape(e.input_path)}</b>, pixels {window.col_off}–{window.col_off + w - 1} × {window.row_off}–{window.row_off + h - 1}
 ({w} × {h}). The image was degraded ×{e.scale} with the kernel <code>{html.escape(e.kernel)}</code>, super-resolved back to
 its own grid by each method, and compared with itself: the scores measure how well each method restores detail the
-degradation removed. Higher is better for PSNR, SSIM and SRE; lower for RMSE, SAM and ERGAS (RMSE in the raster's units).
-Overall SRE is the mean of the bands' SRE in dB, as the Sentinel-2 super-resolution literature reports it; a band whose
+degradation removed. Higher is better for PSNR, SSIM and SRE; lower for RMSE, SAM and ERGAS (RMSE in {html.escape(e.rmse_unit)}).
+{scaling}Overall SRE is the mean of the bands' SRE in dB, as the Sentinel-2 super-resolution literature reports it; a band whose
 SRE is not finite (∞ when it is reproduced exactly) is left out of that mean, so the other bands still show, and named
 under the table; so is a band whose ERGAS is not finite (its mean is 0) from the overall ERGAS. Best of each column in bold.</p>
 <h2>Scores</h2>{_overall_table(e)}{left_out}
