@@ -41,6 +41,15 @@ from .normalise import band_extremes, constant_values, exact_float
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
+#: The advice for a raster of signed bytes (GDAL's Int8 since 3.7, or a Byte band with ``PIXELTYPE=SIGNEDBYTE``,
+#: which GDAL before 3.7 reads as 0–255): they are refused, since an Int8 output would read as unsigned bytes in
+#: QGIS 3.22 (GDAL 3.6). The conversion reads right with any GDAL, where ``gdal_translate -ot Int16`` before 3.7
+#: (QGIS 3.22's) turns −8 into 248.
+INT8_REMEDY = (
+    'convert it to Int16 first, e.g. gdal_calc.py -A {path} --allBands A --type Int16 --calc "A.astype(int16) - 256 * '
+    '(A > 127)" --outfile INT16.tif (right with any GDAL version; gdal_translate -ot Int16 is only with GDAL 3.7 or later)'
+)
+
 #: Metadata items not carried to an output: statistics describe the input's values, not the output's, and this
 #: tool's marks (``sentinel2_product.PRODUCT_TAG``) the file that bears them.
 STALE_TAG_PREFIXES = ("STATISTICS_", "INTERNAL_SR_")
@@ -279,6 +288,9 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
                           "select bands of one type, or convert them to one with gdal_translate -ot")
     nodata = _common_value(path, selected, src.nodatavals, "nodata values",
                            "select bands that share one, or give them one with gdal_translate -a_nodata")
+    signed_bytes = any(src.tags(b, ns="IMAGE_STRUCTURE").get("PIXELTYPE") == "SIGNEDBYTE" for b in selected)
+    if dtype == "int8" or (dtype == "uint8" and signed_bytes):
+        raise InputError(f"{path}: data type int8 (signed bytes) is not supported: {INT8_REMEDY.format(path=path)}")
     if dtype not in SUPPORTED_DTYPES:
         raise InputError(f"{path}: data type {dtype} is not supported (supported: {', '.join(SUPPORTED_DTYPES)})")
     gcps, gcp_crs = src.gcps

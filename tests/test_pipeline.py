@@ -245,6 +245,27 @@ def test_metadata_items_named_like_rasterios_tag_parameters_are_copied(tmp_path)
             assert dst.tags(b) == {"bidx": str(b + 10), "ns": f"band {b}", "other": f"o{b}"}
 
 
+@pytest.mark.parametrize("how", ["int8", "byte_signedbyte"])
+def test_signed_bytes_are_refused_with_a_conversion_that_reads_them_right(tmp_path, how):
+    """Int8 (GDAL 3.7 and later) and a Byte band marked ``PIXELTYPE=SIGNEDBYTE`` (how GDAL before 3.7 reads a signed-byte
+    file; a VRT declares it here) are refused in one line with a conversion right with any GDAL version: the Byte band
+    was super-resolved as unsigned bytes, and Int8 was refused with no way forward."""
+    path = write_raster(str(tmp_path / "i8.tif"), (np.arange(32 * 32).reshape(1, 32, 32) % 200 - 100).astype(np.int8))
+    if how == "byte_signedbyte":
+        path = str(tmp_path / "signed.vrt")
+        (tmp_path / "signed.vrt").write_text(
+            '<VRTDataset rasterXSize="32" rasterYSize="32"><VRTRasterBand dataType="Byte" band="1"><Metadata '
+            'domain="IMAGE_STRUCTURE"><MDI key="PIXELTYPE">SIGNEDBYTE</MDI></Metadata><SimpleSource><SourceFilename '
+            'relativeToVRT="1">i8.tif</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>'
+        )
+    with pytest.raises(InputError) as error:
+        pipeline.degrade(path, str(tmp_path / "lr.tif"), 2)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{path}: data type int8 (signed bytes) is not supported")
+    assert f'gdal_calc.py -A {path} --allBands A --type Int16 --calc "A.astype(int16) - 256 * (A > 127)"' in message
+    assert not (tmp_path / "lr.tif").exists()
+
+
 @pytest.mark.parametrize(
     "make_input,kwargs,message",
     [
