@@ -117,6 +117,20 @@ def check_map_grid(info: RasterInfo, subject: str, consequence: str, otherwise: 
         )
 
 
+def check_geotransform(info: RasterInfo, subject: str, consequence: str) -> None:
+    """Refuse ``info`` unless it has a geotransform, the map grid that matching its pixels with another raster's needs:
+    ``check_map_grid``'s refusal for a raster georeferenced by ground control points or an RPC model only, else for
+    one with no georeferencing at all (its ``grid`` is in pixel coordinates, which tell nothing of where another
+    raster's pixels fall) the one-line ``InputError`` "``subject`` has no georeferencing (no geotransform), so
+    ``consequence``: give it its map position first (gdal_edit …)"."""
+    check_map_grid(info, subject, consequence)
+    if not info.georeferenced:
+        raise InputError(
+            f"{subject} has no georeferencing (no geotransform), so {consequence}: give it its map position first "
+            "(gdal_edit -a_ullr ULX ULY LRX LRY -a_srs CRS)"
+        )
+
+
 def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block: int) -> RasterInfo:
     """``info`` for the whole pixels (whole ``block²`` blocks) of ``extent`` (xmin, ymin, xmax, ymax in the raster's CRS).
 
