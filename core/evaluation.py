@@ -1,7 +1,10 @@
 """Wald's protocol: degrade a real image by ``s``, super-resolve it back, compare with the original.
 
-All arrays are ``(C, H, W)`` float in the raster's units. The degradation is ``core.degradation``'s
-operator, so evaluation, training losses and back-projection share one sensor model.
+Methods run on the raster's stored values, as a run on the file does; every score is computed on physical values,
+stored value × scale + offset as the bands declare them (``physical_values``: what an output, which keeps the scale
+and offset, stands for), so that the scores of one scene do not depend on how it is stored (digital numbers with a
+scale, or floats). The degradation is ``core.degradation``'s operator, so evaluation, training losses and
+back-projection share one sensor model.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from .grid import Window
 from .kernels import Kernel, make_kernel
 from .pipeline import RunResult, _Recorder, _log_input, extent_message, log_fill_values, super_resolve_array
 from .progress import NullProgress, Progress, SubProgress
-from .raster import RasterInfo, open_info, read_window
+from .raster import RasterInfo, open_info, read_window, value_text
 
 #: Back-projection steps of the "bicubic + back-projection" and "HPF injection + back-projection" baselines (converged
 #: on our crops).
@@ -101,9 +104,10 @@ class Scores:
 class Evaluation:
     """Wald's protocol on one raster: what was compared, the scores, and the images behind them.
 
-    Images are ``(C, H, W)`` float64 in the raster's units: ``reference`` is the evaluated area (cropped
-    to a multiple of ``scale``), ``low`` its degraded copy (``H/scale × W/scale``), ``estimates`` maps each
-    row label to its super-resolution of ``low``. ``run`` is the method's own run (``None`` for bicubic).
+    Images are ``(C, H, W)`` float64 physical values (``physical_values``): ``reference`` is the evaluated area
+    (cropped to a multiple of ``scale``), ``low`` its degraded copy (``H/scale × W/scale``), ``estimates`` maps
+    each row label to its super-resolution of ``low``. ``run`` is the method's own run (``None`` for bicubic).
+    ``scales``, ``offsets`` and ``units`` are the bands' declared ones (1, 0 and ``None`` when a band declares none).
     """
 
     input_path: str
@@ -119,6 +123,33 @@ class Evaluation:
     estimates: dict[str, np.ndarray]
     run: RunResult | None
     seconds: float
+    scales: list[float]
+    offsets: list[float]
+    units: list[str | None]
+
+    @property
+    def scaled(self) -> bool:
+        """Whether a band declares a scale or an offset, so that the scores are not on the stored values."""
+        return any(v != 1 for v in self.scales) or any(v != 0 for v in self.offsets)
+
+    @property
+    def rmse_unit(self) -> str:
+        """What RMSE (and the images) are in: the bands' declared unit, each band's when they differ."""
+        if len(set(self.units)) == 1 and self.units[0]:
+            return self.units[0]
+        if any(self.units):
+            return "each band's unit (" + ", ".join(f"{n}: {u or 'none declared'}" for n, u in zip(self.band_names, self.units)) + ")"
+        return "the physical values' units (none declared)" if self.scaled else "the raster's units (none declared)"
+
+    @property
+    def scaling_note(self) -> str | None:
+        """The sentence saying that the scores are on physical values, with the bands' scale and offset;
+        ``None`` when no band declares either."""
+        if not self.scaled:
+            return None
+        pairs = [f"× {value_text(a)} + {value_text(b)}" for a, b in zip(self.scales, self.offsets)]
+        named = pairs[0] if len(set(pairs)) == 1 else ", ".join(f"{n} {p}" for n, p in zip(self.band_names, pairs))
+        return f"Scores are on physical values: stored value {named}, as the bands declare them; RMSE in {self.rmse_unit}"
 
     def score(self, label: str) -> Scores:
         return next(s for s in self.scores if s.label == label)
@@ -137,7 +168,8 @@ class Evaluation:
         mean 0): ``"psnr"`` for the overall score, ``"psnr[2]"`` for band 2's (1-based, in ``bands`` order), so
         that a ``null`` named in neither is undefined. Each score's ``ergas_left_out`` and ``sre_left_out``
         list the bands (1-based) its overall ERGAS and SRE leave out, their score not being finite
-        (``metrics.left_out``)."""
+        (``metrics.left_out``). Scores are on physical values (the class's docstring): ``band_scales``,
+        ``band_offsets`` and ``band_units`` are the bands' declared ones, ``rmse_unit`` what RMSE is in."""
         return {
             "input": self.input_path,
             "method": self.method,
@@ -147,6 +179,10 @@ class Evaluation:
             "window": {"col_off": self.window.col_off, "row_off": self.window.row_off,
                        "width": self.window.width, "height": self.window.height},
             "settings": self.settings,
+            "band_scales": self.scales,
+            "band_offsets": self.offsets,
+            "band_units": self.units,
+            "rmse_unit": self.rmse_unit,
             "scores": [
                 {"label": s.label, "overall": s.overall, "per_band": s.per_band,
                  "infinite": s.named(float("inf")), "minus_infinite": s.named(float("-inf")),
@@ -316,6 +352,15 @@ def plan_evaluation(
     return EvaluationPlan(info, area, kernels)
 
 
+def physical_values(values: np.ndarray, info: RasterInfo) -> np.ndarray:
+    """``(C, H, W)`` stored values of ``info``'s bands as physical values, float64: value × scale + offset per band, as
+    GDAL declares them (1 and 0 where a band declares none, so that such values stay exactly as they are)."""
+    count = len(info.bands)
+    scales = np.asarray(info.scales or (1.0,) * count, dtype=np.float64).reshape(count, 1, 1)
+    offsets = np.asarray(info.offsets or (0.0,) * count, dtype=np.float64).reshape(count, 1, 1)
+    return values * scales + offsets
+
+
 def _score_all(estimates: dict[str, np.ndarray], reference: np.ndarray, scale: int) -> list[Scores]:
     return [
         Scores(label, metrics.all_metrics(image, reference, scale), metrics.band_metrics(image, reference, scale))
@@ -391,10 +436,16 @@ def evaluate(
     estimates = {BICUBIC: bicubic(low, scale), BICUBIC_BP: bicubic_back_projected(low, plan.kernels), **extra}
     if estimate is not None:
         estimates[METHOD_LABELS[method]] = estimate
-    scores = _score_all(estimates, reference, scale)
-    recorder.report(1.0, "scored")
-    return Evaluation(
-        input_path, method, scale, config.kernel if method == "guided" else kernel, names, window, settings, scores,
-        reference, low, estimates, run, time.perf_counter() - recorder.start,
+    reference, low = physical_values(reference, info), physical_values(low, info)
+    estimates = {label: physical_values(image, info) for label, image in estimates.items()}
+    e = Evaluation(
+        input_path, method, scale, config.kernel if method == "guided" else kernel, names, window, settings,
+        _score_all(estimates, reference, scale), reference, low, estimates, run, time.perf_counter() - recorder.start,
+        [float(v) for v in info.scales or (1.0,) * len(names)], [float(v) for v in info.offsets or (0.0,) * len(names)],
+        [unit or None for unit in info.units or (None,) * len(names)],
     )
+    if e.scaling_note:
+        recorder.info(e.scaling_note)
+    recorder.report(1.0, "scored")
+    return e
 

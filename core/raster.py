@@ -41,6 +41,15 @@ from .normalise import band_extremes, constant_values, exact_float
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
+#: The advice for a raster of signed bytes (GDAL's Int8 since 3.7, or a Byte band with ``PIXELTYPE=SIGNEDBYTE``,
+#: which GDAL before 3.7 reads as 0–255): they are refused, since an Int8 output would read as unsigned bytes in
+#: QGIS 3.22 (GDAL 3.6). The conversion reads right with any GDAL, where ``gdal_translate -ot Int16`` before 3.7
+#: (QGIS 3.22's) turns −8 into 248.
+INT8_REMEDY = (
+    'convert it to Int16 first, e.g. gdal_calc.py -A {path} --allBands A --type Int16 --calc "A.astype(int16) - 256 * '
+    '(A > 127)" --outfile INT16.tif (right with any GDAL version; gdal_translate -ot Int16 is only with GDAL 3.7 or later)'
+)
+
 #: Metadata items not carried to an output: statistics describe the input's values, not the output's, and this
 #: tool's marks (``sentinel2_product.PRODUCT_TAG``) the file that bears them.
 STALE_TAG_PREFIXES = ("STATISTICS_", "INTERNAL_SR_")
@@ -105,6 +114,20 @@ def check_map_grid(info: RasterInfo, subject: str, consequence: str, otherwise: 
         raise InputError(
             f"{subject} is georeferenced by {by} only (no geotransform), so {consequence}: warp it to a map grid first "
             f"(gdalwarp){otherwise}"
+        )
+
+
+def check_geotransform(info: RasterInfo, subject: str, consequence: str) -> None:
+    """Refuse ``info`` unless it has a geotransform, the map grid that matching its pixels with another raster's needs:
+    ``check_map_grid``'s refusal for a raster georeferenced by ground control points or an RPC model only, else for
+    one with no georeferencing at all (its ``grid`` is in pixel coordinates, which tell nothing of where another
+    raster's pixels fall) the one-line ``InputError`` "``subject`` has no georeferencing (no geotransform), so
+    ``consequence``: give it its map position first (gdal_edit …)"."""
+    check_map_grid(info, subject, consequence)
+    if not info.georeferenced:
+        raise InputError(
+            f"{subject} has no georeferencing (no geotransform), so {consequence}: give it its map position first "
+            "(gdal_edit -a_ullr ULX ULY LRX LRY -a_srs CRS)"
         )
 
 
@@ -210,6 +233,22 @@ def parse_crs(text: str) -> CRS:
         raise InputError(f"unknown CRS {text!r}: give it as EPSG:CODE, WKT or a PROJ string") from None
 
 
+#: The parameters of rasterio's ``update_tags(bidx, ns, **items)``: metadata items of these names cannot be passed
+#: to it as keyword arguments as they are (``write_tags``).
+UPDATE_TAGS_PARAMETERS = ("bidx", "ns")
+
+
+def write_tags(dataset: rasterio.io.DatasetWriter, tags: dict[str, str], band: int = 0) -> None:
+    """Add the metadata items ``tags`` (default domain) to the open ``dataset`` (``band`` 0) or to its 1-based ``band``.
+
+    rasterio takes the items as keyword arguments beside its own parameters ``bidx`` and ``ns``, which would take
+    items of those names for themselves; those names are passed with a trailing blank instead, which GDAL strips from
+    an item's name (``CPLParseNameValue`` strips the blanks around the ``=``), so every item is written as it was.
+    """
+    items = {f"{name} " if name in UPDATE_TAGS_PARAMETERS else name: value for name, value in tags.items()}
+    dataset.update_tags(band, None, **items)
+
+
 def _fresh_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if not k.startswith(STALE_TAG_PREFIXES)}
 
@@ -271,6 +310,9 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
                           "select bands of one type, or convert them to one with gdal_translate -ot")
     nodata = _common_value(path, selected, src.nodatavals, "nodata values",
                            "select bands that share one, or give them one with gdal_translate -a_nodata")
+    signed_bytes = any(src.tags(b, ns="IMAGE_STRUCTURE").get("PIXELTYPE") == "SIGNEDBYTE" for b in selected)
+    if dtype == "int8" or (dtype == "uint8" and signed_bytes):
+        raise InputError(f"{path}: data type int8 (signed bytes) is not supported: {INT8_REMEDY.format(path=path)}")
     if dtype not in SUPPORTED_DTYPES:
         raise InputError(f"{path}: data type {dtype} is not supported (supported: {', '.join(SUPPORTED_DTYPES)})")
     gcps, gcp_crs = src.gcps
@@ -993,9 +1035,9 @@ class AtomicGeoTIFF:
             dataset.scales, dataset.offsets = info.scales, info.offsets
         if any(info.units):
             dataset.units = tuple(unit or "" for unit in info.units)
-        dataset.update_tags(**info.tags)
+        write_tags(dataset, info.tags)
         for index, tags in enumerate(info.band_tags, start=1):
-            dataset.update_tags(index, **tags)
+            write_tags(dataset, tags, index)
         to_file = ~(info.file_grid or info.grid).transform * self.grid.transform  # output pixels → the file's
         if info.gcps:
             to_output = ~to_file

@@ -89,13 +89,21 @@ def _panels(evaluation: Evaluation) -> tuple[list[tuple[str, np.ndarray]], str]:
     return [(caption, figures.enlarge(rgb, factor)) for caption, rgb in panels], note
 
 
+#: Magnitudes ``_fmt`` shows in fixed point (4 decimals below 10, 2 from there): at least 4 significant digits, at
+#: most 9 characters. Others (an RMSE of 3.7e-05 on a raster of small values, of 2.1e+08 on an int32 one) get 4
+#: significant digits in scientific notation, so that they neither read as 0 nor widen a column.
+FIXED_POINT = (0.1, 1e6)
+
+
 def _fmt(value: float) -> str:
-    """A score for display; an undefined one (NaN, e.g. SAM of a single band) as a dash, an infinite one
-    (PSNR or SRE of a perfect estimate) as ∞."""
+    """A score for display (``FIXED_POINT``); an undefined one (NaN, e.g. SAM of a single band) as a dash, an
+    infinite one (PSNR or SRE of a perfect estimate) as ∞. The JSON keeps every score's full precision."""
     if np.isnan(value):
         return "—"
     if np.isinf(value):
         return "∞" if value > 0 else "−∞"
+    if value != 0 and not FIXED_POINT[0] <= abs(value) < FIXED_POINT[1]:
+        return f"{value:.4g}"
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 
@@ -170,6 +178,7 @@ def render_html(evaluation: Evaluation) -> str:
     window = e.window
     settings = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in e.settings.items())
     panels, note = _panels(e)
+    scaling = f"{html.escape(e.scaling_note)}.\n" if e.scaling_note else ""
     left_out = "".join(f"<p>{html.escape(note)}</p>" for note in left_out_notes(e))
     figures_html = "".join(f"<figure>{figures.html_image(rgb, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, rgb in panels)
     if e.run is not None:
@@ -186,8 +195,8 @@ def render_html(evaluation: Evaluation) -> str:
 <p><b>{html.escape(e.input_path)}</b>, pixels {window.col_off}–{window.col_off + w - 1} × {window.row_off}–{window.row_off + h - 1}
 ({w} × {h}). The image was degraded ×{e.scale} with the kernel <code>{html.escape(e.kernel)}</code>, super-resolved back to
 its own grid by each method, and compared with itself: the scores measure how well each method restores detail the
-degradation removed. Higher is better for PSNR, SSIM and SRE; lower for RMSE, SAM and ERGAS (RMSE in the raster's units).
-Overall SRE is the mean of the bands' SRE in dB, as the Sentinel-2 super-resolution literature reports it; a band whose
+degradation removed. Higher is better for PSNR, SSIM and SRE; lower for RMSE, SAM and ERGAS (RMSE in {html.escape(e.rmse_unit)}).
+{scaling}Overall SRE is the mean of the bands' SRE in dB, as the Sentinel-2 super-resolution literature reports it; a band whose
 SRE is not finite (∞ when it is reproduced exactly) is left out of that mean, so the other bands still show, and named
 under the table; so is a band whose ERGAS is not finite (its mean is 0) from the overall ERGAS. Best of each column in bold.</p>
 <h2>Scores</h2>{_overall_table(e)}{left_out}
@@ -207,8 +216,12 @@ def write_html(evaluation: Evaluation, path: str, files: StagedFiles | None = No
 def text_table(evaluation: Evaluation) -> str:
     """The overall scores as a plain-text table (the command line prints it), and ``left_out_notes``."""
     width = max(len(s.label) for s in evaluation.scores)
-    lines = [" " * width + "".join(f"{METRIC_NAMES[m]:>12}" for m in HIGHER_IS_BETTER)]
-    lines += [f"{s.label:<{width}}" + "".join(f"{_fmt(s.overall[m]):>12}" for m in HIGHER_IS_BETTER) for s in evaluation.scores]
+    heads = [METRIC_NAMES[m] for m in HIGHER_IS_BETTER]
+    cells = [[_fmt(s.overall[m]) for m in HIGHER_IS_BETTER] for s in evaluation.scores]
+    # columns 12 characters wide, wider where a cell needs it: two blanks at least before each
+    widths = [max(12, 2 + max(len(text) for text in column)) for column in zip(heads, *cells)]
+    lines = [f"{label:<{width}}" + "".join(f"{text:>{w}}" for text, w in zip(row, widths))
+             for label, row in [("", heads)] + [(s.label, row) for s, row in zip(evaluation.scores, cells)]]
     return "\n".join(lines + left_out_notes(evaluation))
 
 

@@ -37,7 +37,7 @@ from .raster import (
     AtomicGeoTIFF,
     RasterInfo,
     StagedFiles,
-    check_map_grid,
+    check_geotransform,
     check_raster_output,
     nodata_key,
     open_info,
@@ -164,7 +164,7 @@ def find_bands(inputs: Sequence[str], output: str | None = None, progress: Progr
                 )
             skipped.append(f"{path} (names no Sentinel-2 band)")
             continue
-        check_map_grid(info, path, "its pixels cannot be matched with the other resolutions' bands")
+        check_geotransform(info, path, "its pixels cannot be matched with the other resolutions' bands")
         read_window(info, Window(info.grid.width - 1, info.grid.height - 1, 1, 1))  # a truncated file fails here
         infos[path] = info
         pixel = abs(info.grid.transform.a)

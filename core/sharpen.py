@@ -37,7 +37,7 @@ from .pipeline import (
 )
 from .progress import NullProgress, Progress
 from .raster import (
-    RasterInfo, StagedFiles, band_labels, check_map_grid, check_raster_output, constant_bands, file_window,
+    RasterInfo, StagedFiles, band_labels, check_geotransform, check_raster_output, constant_bands, file_window,
     georeferencing_note, may_be_invalid, open_info, read_window, valid_mask,
 )
 from .registration import central_window, guide_misregistration, registration_warning, skipped_note
@@ -114,11 +114,12 @@ def check_kernels_fit_grids(config: GuidedDIPConfig, nesting: Nesting) -> None:
 
 
 def nest_rasters(target: RasterInfo, guide: RasterInfo) -> Nesting:
-    """``core.grid.nest`` of the target's and the guide's grids, each refused first when it has no map grid
-    (``core.raster.check_map_grid``: ground control points or an RPC model only), naming which of the two. A target
+    """``core.grid.nest`` of the target's and the guide's grids, each refused first when it has no geotransform
+    (``core.raster.check_geotransform``: ground control points or an RPC model only, or no georeferencing at all),
+    naming which of the two. A target
     extent that misses the guide while the whole target does not is refused naming the part the guide covers."""
     for info, role, other in ((target, "target", "guide"), (guide, "guide", "target")):
-        check_map_grid(info, f"the {role} {info.path}", f"its pixels cannot be matched with the {other}'s")
+        check_geotransform(info, f"the {role} {info.path}", f"its pixels cannot be matched with the {other}'s")
     try:
         return nest(target.grid, guide.grid)
     except NoOverlap:

@@ -10,6 +10,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import rasterio
 from affine import Affine
 
 from internal_sr.core import metrics, report
@@ -524,6 +525,47 @@ def test_the_best_score_is_bold_as_printed_in_every_table():
     overall = _overall_table(Table)
     assert overall.count("<b>36.77</b>") == 2 and "<b>1.5000</b>" in overall and "<b>—</b>" not in overall
     assert _band_tables(Table).count("<b>35.77</b>") == 2
+
+
+def test_scores_are_on_physical_values_whatever_the_storage(tmp_path):
+    """One scene's reflectances stored as int16 digital numbers with scale 1e-4 and offset −0.1 (Sentinel-2 L2A since
+    baseline 04.00) and as float32 get the same scores: SAM, ERGAS and SRE differed by about 48 % (they were computed
+    on the stored numbers), and RMSE is in reflectance, which the JSON, the report and the log say."""
+    dn = read(S2_10M)[:3, :32, :32].astype(np.int16)
+    reflectance = (dn * 1e-4 - 0.1).astype(np.float32)
+    stored = write_raster(str(tmp_path / "dn.tif"), dn, crs=UTM)
+    with rasterio.open(stored, "r+") as dst:
+        dst.scales, dst.offsets, dst.units = (1e-4,) * 3, (-0.1,) * 3, ("reflectance",) * 3
+    log = Log()
+    scaled = evaluate(stored, "bicubic", 2, "bicubic", progress=log)
+    plain = evaluate(write_raster(str(tmp_path / "refl.tif"), reflectance, crs=UTM), "bicubic", 2, "bicubic")
+    for a, b in zip(scaled.scores, plain.scores):
+        for metric in metrics.HIGHER_IS_BETTER:
+            assert a.overall[metric] == pytest.approx(b.overall[metric], rel=1e-4), metric
+    assert scaled.as_dict()["rmse_unit"] == "reflectance" and scaled.as_dict()["band_offsets"] == [-0.1] * 3
+    assert plain.as_dict()["rmse_unit"] == "the raster's units (none declared)" and plain.scaling_note is None
+    note = "Scores are on physical values: stored value × 0.0001 + -0.1, as the bands declare them; RMSE in reflectance"
+    assert note in log.lines and html.escape(note) in report.render_html(scaled)
+
+
+def test_tiny_and_huge_scores_keep_significant_digits_and_the_columns_stay_apart():
+    """RMSEs of 3.7e-05 and 3.58e-05 (a raster of values below 1e-3) both read 0.0000, and one of 2.1e+08 (an int32
+    raster) ran into the SSIM column; now each shows 4 significant digits, and every column keeps two blanks."""
+    from internal_sr.core.evaluation import Scores
+    from internal_sr.core.report import _overall_table
+
+    def make_scores(label, rmse):
+        overall = {"psnr": 35.123, "ssim": 0.8678147872552, "rmse": rmse, "sam": 1.5, "ergas": 1.0, "sre": 20.0}
+        return Scores(label, overall, {m: [v] for m, v in overall.items()})
+
+    class Table:
+        band_names = ["B1"]
+        scores = [make_scores("a", 3.70123e-05), make_scores("b", 3.58321e-05), make_scores("c", 2.12345e8)]
+
+    lines = report.text_table(Table).splitlines()
+    assert [line.split()[3] for line in lines[1:]] == ["3.701e-05", "3.583e-05", "2.123e+08"]
+    assert all(len(line.split()) == 7 and line.split()[2] == "0.8678" for line in lines[1:])
+    assert "<td><b>3.583e-05</b></td>" in _overall_table(Table) and "<td>2.123e+08</td>" in _overall_table(Table)
 
 
 def test_a_failure_writing_the_json_leaves_no_report_and_the_earlier_files(tmp_path, capsys, monkeypatch):

@@ -136,6 +136,34 @@ def geo_pair(tmp_path, guide_origin=(300000.0, 5800000.0), target_origin=(300000
     return t, g
 
 
+@pytest.mark.parametrize("command", ["guided", "evaluate"])
+@pytest.mark.parametrize("unreferenced", [("target",), ("guide",), ("target", "guide")])
+def test_a_raster_without_georeferencing_is_named_with_what_to_do(tmp_path, capsys, command, unreferenced):
+    """A target or guide with no geotransform (the committed crops as they are): the target alone was told to be given
+    a CRS (gdal_edit -a_srs, which gives it no geotransform), both were compared in "units per pixel" (1 and 1, though
+    the guide has twice the pixels); now one line names the first raster without georeferencing and what to do."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    paths = dict(zip(("target", "guide"), geo_pair(tmp_path)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        for role in unreferenced:
+            write_raster(paths[role], read(paths[role]), crs=None, transform=Affine.identity())
+    out = tmp_path / "never.tif"
+    args = (["guided", paths["target"], paths["guide"], str(out), "--iterations", "1"] if command == "guided" else
+            ["evaluate", paths["target"], "--method", "guided", "--guide", paths["guide"], "--scale", "2", "--json", str(out)])
+    assert cli(args) == 2
+    role = unreferenced[0]
+    other = "guide" if role == "target" else "target"
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"internal-sr: error: the {role} {paths[role]} has no georeferencing (no geotransform), so its pixels cannot be "
+        f"matched with the {other}'s: give it its map position first (gdal_edit -a_ullr ULX ULY LRX LRY -a_srs CRS)"
+    ]
+    assert not out.exists()
+
+
 def test_output_is_on_the_guide_grid_over_the_overlap(tmp_path):
     # the guide starts 3 target pixels right and 2 down of the target: the overlap is 61 × 62 target pixels
     t, g = geo_pair(tmp_path, guide_origin=(300060.0, 5799960.0))

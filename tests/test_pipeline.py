@@ -220,6 +220,52 @@ def test_degrade_writes_the_coarsened_grid(tmp_path):
     assert np.abs(lr - block).mean() < 0.05 * hr.mean()
 
 
+def test_metadata_items_named_like_rasterios_tag_parameters_are_copied(tmp_path):
+    """Items named ``bidx`` and ``ns`` (the parameters of rasterio's ``update_tags``), of the dataset and of a band,
+    are copied like any other: written by GDAL itself into a VRT of a small raster."""
+    base = write_raster(str(tmp_path / "base.tif"), np.arange(2 * 32 * 32, dtype=np.uint16).reshape(2, 32, 32))
+    with rasterio.open(base) as src:
+        geo = ", ".join(repr(v) for v in src.transform.to_gdal())
+    bands = "".join(
+        f'<VRTRasterBand dataType="UInt16" band="{b}"><Metadata><MDI key="bidx">{b + 10}</MDI><MDI key="ns">band {b}</MDI>'
+        f'<MDI key="other">o{b}</MDI></Metadata><SimpleSource><SourceFilename relativeToVRT="1">base.tif</SourceFilename>'
+        f"<SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>"
+        for b in (1, 2)
+    )
+    vrt = tmp_path / "tagged.vrt"
+    vrt.write_text(
+        f'<VRTDataset rasterXSize="32" rasterYSize="32"><GeoTransform>{geo}</GeoTransform>'
+        '<Metadata><MDI key="bidx">7</MDI><MDI key="ns">dataset</MDI></Metadata>' + bands + "</VRTDataset>"
+    )
+    out = tmp_path / "lr.tif"
+    pipeline.degrade(str(vrt), str(out), 2, "bicubic")
+    with rasterio.open(out) as dst:
+        assert dst.tags()["bidx"] == "7" and dst.tags()["ns"] == "dataset"
+        for b in (1, 2):
+            assert dst.tags(b) == {"bidx": str(b + 10), "ns": f"band {b}", "other": f"o{b}"}
+
+
+@pytest.mark.parametrize("how", ["int8", "byte_signedbyte"])
+def test_signed_bytes_are_refused_with_a_conversion_that_reads_them_right(tmp_path, how):
+    """Int8 (GDAL 3.7 and later) and a Byte band marked ``PIXELTYPE=SIGNEDBYTE`` (how GDAL before 3.7 reads a signed-byte
+    file; a VRT declares it here) are refused in one line with a conversion right with any GDAL version: the Byte band
+    was super-resolved as unsigned bytes, and Int8 was refused with no way forward."""
+    path = write_raster(str(tmp_path / "i8.tif"), (np.arange(32 * 32).reshape(1, 32, 32) % 200 - 100).astype(np.int8))
+    if how == "byte_signedbyte":
+        path = str(tmp_path / "signed.vrt")
+        (tmp_path / "signed.vrt").write_text(
+            '<VRTDataset rasterXSize="32" rasterYSize="32"><VRTRasterBand dataType="Byte" band="1"><Metadata '
+            'domain="IMAGE_STRUCTURE"><MDI key="PIXELTYPE">SIGNEDBYTE</MDI></Metadata><SimpleSource><SourceFilename '
+            'relativeToVRT="1">i8.tif</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>'
+        )
+    with pytest.raises(InputError) as error:
+        pipeline.degrade(path, str(tmp_path / "lr.tif"), 2)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{path}: data type int8 (signed bytes) is not supported")
+    assert f'gdal_calc.py -A {path} --allBands A --type Int16 --calc "A.astype(int16) - 256 * (A > 127)"' in message
+    assert not (tmp_path / "lr.tif").exists()
+
+
 @pytest.mark.parametrize(
     "make_input,kwargs,message",
     [
