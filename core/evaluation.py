@@ -147,9 +147,9 @@ class Evaluation:
         ``None`` when no band declares either."""
         if not self.scaled:
             return None
-        pairs = [f"× {value_text(a)} + {value_text(b)}" for a, b in zip(self.scales, self.offsets)]
+        pairs = [f"× {value_text(a)} {'−' if b < 0 else '+'} {value_text(abs(b))}" for a, b in zip(self.scales, self.offsets)]
         named = pairs[0] if len(set(pairs)) == 1 else ", ".join(f"{n} {p}" for n, p in zip(self.band_names, pairs))
-        return f"Scores are on physical values: stored value {named}, as the bands declare them; RMSE in {self.rmse_unit}"
+        return f"Scores are on physical values: stored value {named}, as the bands declare them"
 
     def score(self, label: str) -> Scores:
         return next(s for s in self.scores if s.label == label)
@@ -445,7 +445,7 @@ def evaluate(
         [unit or None for unit in info.units or (None,) * len(names)],
     )
     if e.scaling_note:
-        recorder.info(e.scaling_note)
+        recorder.info(f"{e.scaling_note}; RMSE in {e.rmse_unit}")
     recorder.report(1.0, "scored")
     return e
 

@@ -544,8 +544,9 @@ def test_scores_are_on_physical_values_whatever_the_storage(tmp_path):
             assert a.overall[metric] == pytest.approx(b.overall[metric], rel=1e-4), metric
     assert scaled.as_dict()["rmse_unit"] == "reflectance" and scaled.as_dict()["band_offsets"] == [-0.1] * 3
     assert plain.as_dict()["rmse_unit"] == "the raster's units (none declared)" and plain.scaling_note is None
-    note = "Scores are on physical values: stored value × 0.0001 + -0.1, as the bands declare them; RMSE in reflectance"
-    assert note in log.lines and html.escape(note) in report.render_html(scaled)
+    note = "Scores are on physical values: stored value × 0.0001 − 0.1, as the bands declare them"
+    page = report.render_html(scaled)
+    assert f"{note}; RMSE in reflectance" in log.lines and html.escape(note) in page and page.count("RMSE in reflectance") == 1
 
 
 def test_tiny_and_huge_scores_keep_significant_digits_and_the_columns_stay_apart():
