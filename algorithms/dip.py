@@ -110,9 +110,11 @@ class DIPAlgorithm(InternalSRAlgorithm):
         )
         io = IOOptions(bands=bands, float32=options.float32, extent=self.read_extent(parameters, context), crs=source.crs)
         output = self.read_output(parameters, context, [source.path])
-        from ..core.pipeline import check_super_resolve
+        from ..core.pipeline import check_learned_kernel_output, check_super_resolve
 
         check_super_resolve(source.path, None, config, io)  # the output was checked by read_output
+        if output:  # "" while checking parameters with a temporary output (read_output)
+            check_learned_kernel_output(output, [source.path], config)
         input_path = source.path
 
         def run(progress: Any) -> Any:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from qgis.core import QgsProcessingOutputFile
+
 from ..core.config import KNITWORK_ITERATIONS, LEARNED_KERNEL, KnitworkConfig
-from .base import KERNELS, SUPER_RESOLUTION_TAGS
+from .base import KERNELS, SUPER_RESOLUTION_TAGS, tr
 from .dip import DIPAlgorithm
 from .run_times import presets_text, run_time_help
 
@@ -11,12 +15,18 @@ from .run_times import presets_text, run_time_help
 class KnitworkAlgorithm(DIPAlgorithm):
     """Parameters → ``KnitworkConfig`` and ``IOOptions`` → ``core.pipeline.super_resolve``.
 
-    The same parameters as ``internal_sr:dip`` (see ``DIPAlgorithm``; step windows included), plus the ``learned`` kernel.
+    The same parameters as ``internal_sr:dip`` (see ``DIPAlgorithm``; step windows included), plus the ``learned``
+    kernel, whose file is the LEARNED_KERNEL output.
     """
 
     CONFIG = KnitworkConfig
     KERNEL_OPTIONS = (*KERNELS, LEARNED_KERNEL)
-    KERNEL_HELP = "'learned' learns the blur with the image, starting from bicubic (experimental: see the README). "
+    KERNEL_HELP = (
+        "'learned' learns the blur with the image, starting from bicubic (experimental: see the README); the kernel "
+        "learnt is kept beside the output as OUTPUT.tif.kernel.npy with a .png preview and a .npy.json record (output "
+        "LEARNED_KERNEL), for the Kernel file of any method. "
+    )
+    LEARNED_KERNEL = "LEARNED_KERNEL"
     STEP_WINDOW_HELP = (
         "The default, 0.7 (about half the time of a whole-tile step, with 450 steps instead of 300), scored as well "
         "as whole-tile steps on the development crops (see the README)."
@@ -47,6 +57,16 @@ class KnitworkAlgorithm(DIPAlgorithm):
         + run_time_help("knitwork")
     )
     METHOD = "knitwork"
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
+        super().initAlgorithm(config)
+        self.addOutput(QgsProcessingOutputFile(
+            self.LEARNED_KERNEL, tr("Learned kernel (.npy beside the output; with kernel 'learned', else empty)")
+        ))
+
+    def result_outputs(self, result: Any) -> dict[str, Any]:
+        """LOSS_CURVE and LEARNED_KERNEL: the kernel file kept beside the output (``""`` for a fixed kernel)."""
+        return {**super().result_outputs(result), self.LEARNED_KERNEL: result.kernel_path or ""}
 
     def iterations_help(self) -> str:
         return (

@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     dip.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {_by_scale(DEFAULT_ITERATIONS)})")
 
     knitwork = sub.add_parser("knitwork", help="super-resolve with Neural Knitworks (a patch-predicting coordinate MLP)")
-    common(knitwork, f"{estimate} or 'learned' (learnt jointly, starting from bicubic)")
+    common(knitwork, f"{estimate} or 'learned' (learnt jointly, starting from bicubic; kept as OUTPUT.tif.kernel.npy too)")
     knitwork.add_argument("--iterations", type=int, help=f"optimisation steps per tile (default {KNITWORK_ITERATIONS})")
     for method, config_class in ((dip, DIPConfig), (knitwork, KnitworkConfig)):
         method.add_argument("--step-window", type=float, default=config_class.step_window,

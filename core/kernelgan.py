@@ -49,14 +49,14 @@ from .degradation import Degradation
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .kernels import (
-    KernelWidth, anisotropic_gaussian, file_kernel_centre, foreign_side_file, kernel_files, kernel_width, make_kernel, recentre,
+    KernelWidth, anisotropic_gaussian, check_kernel_outputs, file_kernel_centre, kernel_files, kernel_width, make_kernel, recentre,
     save_kernel_file,
 )
 from .normalise import BandScaling
 from .optimise import adam, optimise
 from .progress import DONE, NullProgress, Progress, SubProgress
 from .grid import Window
-from .raster import RasterInfo, StagedFiles, band_labels, check_output_paths, file_window, open_info, read_window, staged, valid_interior
+from .raster import RasterInfo, StagedFiles, band_labels, file_window, open_info, read_window, staged, valid_interior
 
 #: Fraction of the strongest gradients that mark "structure" where crops are drawn (the reference's 97th percentile).
 STRUCTURE_QUANTILE = 0.97
@@ -434,25 +434,13 @@ def check_kernel_files(
     """Everything ``estimate_kernel_file`` checks before it starts, from metadata alone; returns the input and
     the kernel paths it will write. None of the files written (kernels, scale records, previews) may be the
     input or one of ``others`` (e.g. a report written beside them), and a record or preview may replace only an
-    earlier kernel's (``kernels.foreign_side_file``). Raises a one-line ``InputError``."""
+    earlier kernel's (``kernels.check_kernel_outputs``). Raises a one-line ``InputError``."""
     if not kernel_path.lower().endswith(".npy"):
         raise InputError(f"kernel file {kernel_path} must end in .npy")
     info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     paths = [band_kernel_path(kernel_path, b) for b in info.bands] if config.per_band else [kernel_path]
-    written = [file for path in paths for file in kernel_files(path)]
-    labels = {}
-    for path in paths:
-        _, record, preview = kernel_files(path)
-        labels[record] = f"the scale record {record} of kernel file {path}"
-        labels[preview] = f"the preview {preview} of kernel file {path}"
-    check_output_paths(written, [input_path], labels=labels)
-    for path in paths:
-        if (side := foreign_side_file(path)) is not None:
-            raise InputError(
-                f"{labels[side]} would replace an existing file that no earlier kernel {os.path.basename(path)} wrote "
-                "(that kernel and its scale record are not both there), perhaps another dataset's: choose another kernel file name"
-            )
-    for file in written:
+    check_kernel_outputs(paths, [input_path])
+    for file in (file for path in paths for file in kernel_files(path)):
         if any(os.path.abspath(file) == os.path.abspath(other) for other in others if other):
             raise InputError(f"{file} would be written twice, as a kernel file and as another output: choose another path")
     config.check_input_size(info.grid.width, info.grid.height, info.window is not None)
@@ -514,7 +502,7 @@ def estimate_kernel_file(
 def estimated_kernel_path(output_path: str) -> str:
     """Where ``super_resolve_with_estimated_kernel`` keeps the kernel it used: ``out.tif`` → ``out.tif.kernel.npy``,
     named by the output's whole file name as its loss curve is (``core.raster.loss_curve_path``), so ``a.tif`` and
-    ``a.tiff`` keep their own."""
+    ``a.tiff`` keep their own. Knitworks keeps the kernel it learns there too (``pipeline.learned_kernel_path``)."""
     return output_path + ".kernel.npy"
 
 
@@ -548,4 +536,5 @@ def super_resolve_with_estimated_kernel(
         staged_kernel = replace(config, kernel=files.staged[kernel_path])
         result = super_resolve(input_path, output_path, staged_kernel, io, SubProgress(progress, 0.2, 1.0), files)
     result.messages[:0] = estimated.messages
+    result.kernel_path = kernel_path
     return result

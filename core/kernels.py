@@ -31,6 +31,7 @@ import io
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -207,6 +208,27 @@ def foreign_side_file(path: str) -> str | None:
     return next((side for side in (record, preview) if os.path.lexists(side)), None)
 
 
+def check_kernel_outputs(paths: Sequence[str], inputs: Sequence[str], probe: bool = True) -> None:
+    """Refuse to write the kernel files ``paths`` (each with its scale record and preview, ``kernel_files``) over an
+    input or a file it reads (``raster.check_output_paths``; ``probe``: as there), or where a record or preview would
+    replace a file no earlier kernel wrote (``foreign_side_file``). Raises a one-line ``InputError``."""
+    from .raster import check_output_paths
+
+    written = [file for path in paths for file in kernel_files(path)]
+    labels = {}
+    for path in paths:
+        _, record, preview = kernel_files(path)
+        labels[record] = f"the scale record {record} of kernel file {path}"
+        labels[preview] = f"the preview {preview} of kernel file {path}"
+    check_output_paths(written, list(inputs), probe, labels)
+    for path in paths:
+        if (side := foreign_side_file(path)) is not None:
+            raise InputError(
+                f"{labels[side]} would replace an existing file that no earlier kernel {os.path.basename(path)} wrote "
+                "(that kernel and its scale record are not both there), perhaps another dataset's: choose another kernel file name"
+            )
+
+
 def recorded_scale(path: str) -> int | None:
     """The scale the kernel file ``path`` was made for, from its record (``None`` without one)."""
     record = kernel_record_path(path)
@@ -287,6 +309,12 @@ def prepared_taps(k: np.ndarray, scale: int) -> tuple[np.ndarray, tuple[float, f
     if scale % 2 == 0:
         k = np.pad(k, ((0, 1), (0, 1)))
     return k, moved
+
+
+def file_taps(taps: np.ndarray, scale: int) -> np.ndarray:
+    """A kernel as ``Degradation`` applies a file kernel (``prepared_taps``) → as the file holds it: the odd-size kernel,
+    without the zero row and column appended at even scales."""
+    return taps[:-1, :-1] if scale % 2 == 0 else taps
 
 
 def recentring_note(kernel: Kernel) -> str | None:
@@ -378,12 +406,12 @@ def kernel_preview_path(path: str) -> str:
 
 
 def save_kernel_file(
-    path: str, kernel: np.ndarray, scale: int, preview_pixels: int = 208, files: StagedFiles | None = None
+    path: str, kernel: np.ndarray, scale: int, preview_pixels: int = 208, files: StagedFiles | None = None, source: str = ""
 ) -> str:
     """Save a 2-D kernel for ``scale`` as a float32 ``.npy`` summing to 1, its scale record and a PNG preview.
 
-    Returns the preview's path. The ``.npy``, the record (``kernel_record_path``: JSON with ``scale``) and
-    the preview (``path`` with ``.png``: the kernel's non-negative taps, white = the largest, each tap a
+    Returns the preview's path. The ``.npy``, the record (``kernel_record_path``: JSON with ``scale`` and, when
+    given, ``source``: what the kernel is, e.g. how a learned one was made) and the preview (``path`` with ``.png``: the kernel's non-negative taps, white = the largest, each tap a
     square block, about ``preview_pixels`` wide) are written to temporary files and moved into place
     together, with the run's other files when ``files`` (``core.raster.StagedFiles``) is given.
     """
@@ -396,6 +424,8 @@ def save_kernel_file(
     buffer = io.BytesIO()
     np.save(buffer, (k / k.sum()).astype(np.float32))
     record = {"scale": int(scale), "centre": "centre of mass on the block centre: core.kernels.file_kernel_centre"}
+    if source:
+        record["source"] = source
     png = kernel_preview_path(path)
     with staged(files) as group:
         group.write(path, buffer.getvalue())

@@ -19,7 +19,7 @@ from .degradation import OBSERVATION_GAIN_LIMIT, degrade_array, takes_width_test
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Grid, Window
-from .kernels import Kernel, make_kernel, recentring_note
+from .kernels import Kernel, check_kernel_outputs, file_taps, kernel_width, make_kernel, recentring_note, save_kernel_file
 from .normalise import BandScaling, array_constants, exact_float, hold_constants
 from .progress import DONE, NullProgress, Progress, check_cancelled
 from .raster import (
@@ -57,6 +57,8 @@ class RunResult:
 
     curves: the training loss of each optimised tile, one value per step (``core.optimise``), in tile order.
     loss_curve: the PNG of those curves written beside the output (``None``: none written).
+    kernel_path: the kernel file kept beside the output (``core.kernelgan.estimated_kernel_path``): the kernel
+    KernelGAN estimated (``--kernel estimate``) or Knitworks learnt (``learned``); ``None`` for the others.
     """
 
     output_path: str
@@ -66,10 +68,69 @@ class RunResult:
     messages: list[str] = field(default_factory=list)
     curves: list[np.ndarray] = field(default_factory=list)
     loss_curve: str | None = None
+    kernel_path: str | None = None
+
+
+@dataclass(frozen=True)
+class TileKernel:
+    """The kernel one tile learnt (Knitworks ``learned``) as a kernel file holds it (odd size, ``kernels.file_taps``),
+    and the tile's valid input values (pixels × bands): its weight in the run's kernel (``learned_kernel``)."""
+
+    taps: np.ndarray
+    weight: int
+
+
+@dataclass(frozen=True)
+class LearnedKernel:
+    """A run's learned kernel for ``scale``: ``taps`` odd-size, summing to one; ``source`` says in words which
+    tiles' kernel it is (the log line and the kernel file's record)."""
+
+    taps: np.ndarray
+    scale: int
+    source: str
+
+    def describe(self) -> str:
+        """``13×13 taps, σ 0.82 × 0.67 input pixels, major axis at 40°``: the size and width (``kernels.kernel_width``)."""
+        return f"{self.taps.shape[0]}×{self.taps.shape[1]} taps, {kernel_width(self.taps, self.scale)}"
+
+
+def learned_kernel(tiles: list[TileKernel], scale: int) -> LearnedKernel:
+    """The kernel a Knitworks ``learned`` run reports and keeps: its one tile's, or, where several tiles learnt
+    their own (each starts from the prior, or warm-starts from the first tile's and goes on learning), their mean
+    weighted by each tile's valid input values, the tiles' spread of widths said in ``source``."""
+    if not tiles:
+        raise InputError("no tile has valid pixels, so no kernel was learned")
+    if len(tiles) == 1:
+        return LearnedKernel(tiles[0].taps, scale, "learned by Neural Knitworks on one tile, the kernel its data term and back-projection applied")
+    taps = np.average([tile.taps for tile in tiles], axis=0, weights=[tile.weight for tile in tiles])
+    majors = [kernel_width(tile.taps, scale).major for tile in tiles]
+    return LearnedKernel(
+        taps, scale,
+        f"learned by Neural Knitworks on {len(tiles)} tiles, each applying its own (major σ {min(majors):.2f} to "
+        f"{max(majors):.2f} input pixels): their mean weighted by each tile's valid input pixels",
+    )
+
+
+def learned_kernel_path(output_path: str, config: MethodConfig) -> str | None:
+    """Where a run of ``config`` into ``output_path`` keeps the kernel Knitworks learns (beside the output, as
+    ``--kernel estimate`` keeps its kernel: ``core.kernelgan.estimated_kernel_path``); ``None`` for a fixed kernel."""
+    from .kernelgan import estimated_kernel_path
+
+    return estimated_kernel_path(output_path) if learns_kernel(config) else None
+
+
+def check_learned_kernel_output(output_path: str, inputs: list[str], config: MethodConfig) -> None:
+    """Refuse a run of ``config`` whose learned kernel's files (``learned_kernel_path``) would replace an input or a
+    file no earlier kernel wrote (``kernels.check_kernel_outputs``; the folder is the output's, which its own check
+    probes). Nothing to check for a fixed kernel. A one-line ``InputError``."""
+    path = learned_kernel_path(output_path, config)
+    if path is not None:
+        check_kernel_outputs([path], inputs, probe=False)
 
 
 class _Recorder:
-    """Forwards to a progress sink and keeps the ``info`` messages and the tiles' loss curves for the result.
+    """Forwards to a progress sink and keeps the ``info`` messages, the tiles' loss curves and the kernels tiles
+    learnt (``TileKernel``) for the result.
 
     With ``files``, a message naming one of that group's temporary files (a kernel KernelGAN estimated for
     this run, read before it is in place) names its target instead: the file the user will find.
@@ -80,6 +141,7 @@ class _Recorder:
         self.files = files
         self.messages: list[str] = []
         self.curves: list[np.ndarray] = []
+        self.kernels: list[TileKernel] = []
         self.start = time.perf_counter()
 
     def add_curve(self, losses: np.ndarray) -> None:
@@ -132,19 +194,26 @@ class _Recorder:
 
 def check_super_resolve(input_path: str, output_path: str | None, config: MethodConfig, io: IOOptions = IOOptions()) -> RasterInfo:
     """Everything ``super_resolve`` checks before it starts, from metadata alone: the input, its bands and
-    extent, the output path (unless ``None``), the input's size for the network and the kernel (a kernel
-    file is read). Raises a one-line ``InputError``; front ends call it to refuse bad settings before a run."""
+    extent, the output path and the files of the kernel Knitworks learns beside it (unless ``None``), the input's
+    size for the network and the kernel (a kernel file is read). Raises a one-line ``InputError``; front ends call it
+    to refuse bad settings before a run."""
     info = open_info(input_path, io.bands, io.extent, 1, io.crs)
     if output_path is not None:
         check_raster_output(output_path, [input_path])
+        check_learned_kernel_output(output_path, [input_path], config)
     config.check_input_size(info.grid.width, info.grid.height, info.window is not None)
     method_kernel(config)
     return info
 
 
+def learns_kernel(config: MethodConfig) -> bool:
+    """Whether ``config`` is Knitworks learning its kernel (``learned``)."""
+    return isinstance(config, KnitworkConfig) and config.kernel == LEARNED_KERNEL
+
+
 def method_kernel(config: MethodConfig) -> Kernel | None:
     """The fixed kernel ``config`` names (a kernel file is read and checked); ``None`` when Knitworks learns it."""
-    if isinstance(config, KnitworkConfig) and config.kernel == LEARNED_KERNEL:
+    if learns_kernel(config):
         return None
     return make_kernel(config.kernel, config.scale)
 
@@ -300,6 +369,8 @@ def _solver(
             tile = super_resolve_tile(scaling.normalise(data), valid, kernel, config, device, tile_progress, generator, start=warm.state, keep=keep)
         warm.keep(tile.state)
         progress.add_curve(tile.losses)
+        if kernel is None:
+            progress.kernels.append(TileKernel(file_taps(tile.kernel, s), int(valid.sum())))
         return scaling.denormalise(tile.image), up_valid
 
     def solve_many(windows: list[Window], tile_progress: Progress, device: torch.device) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -319,8 +390,8 @@ def _solver(
     minimum = max(MIN_RETRY_TILE, config.min_input_size)
     many = solve_many if isinstance(config, DIPConfig) and tiles.batch > 1 else None
     # the first trained tile is solved alone (lead), so batched and one-by-one runs warm-start alike
-    solver = ShrinkOnOutOfMemory(solve, device, tiles, len(scaling.lo), s, progress, minimum, many, progress.curves,
-                                 lead=lambda: warm.pending)
+    solver = ShrinkOnOutOfMemory(solve, device, tiles, len(scaling.lo), s, progress, minimum, many,
+                                 (progress.curves, progress.kernels), lead=lambda: warm.pending)
     return solver, describe(device)
 
 
@@ -377,7 +448,9 @@ def super_resolve(
     """Super-resolve ``input_path`` by ``config.scale`` into a GeoTIFF with the method ``config`` configures.
 
     The GeoTIFF and its loss curve move into place together at the end (``core.raster.staged``; with
-    ``files``, when that group of the caller's run is committed).
+    ``files``, when that group of the caller's run is committed). A kernel Knitworks learnt (``learned``) is
+    kept beside the output (``learned_kernel_path``: ``.npy``, scale record and preview, as ``--kernel estimate``
+    keeps its kernel; ``learned_kernel`` says which tiles' it is) and moves into place with them.
     """
     recorder = _Recorder(progress or NullProgress(), files)
     info = check_super_resolve(input_path, output_path, config, io)
@@ -387,12 +460,18 @@ def super_resolve(
     keep = back_projection_keep(method_kernel(config), info.grid.width, info.grid.height, sample, read, scaling, recorder, band_labels(info.bands, info.descriptions))
     solve, device = _solver(config, scaling, read, recorder, keep)
     grid, constants = info.grid.refined(config.scale), constant_bands(info)
-    return recorder.write_output(
-        output_path, device, method_name(config),
-        lambda group: write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, solve.tiles,
-                                  solve, recorder, constants, solve.many, group),
-        files,
-    )
+    kernel_path = learned_kernel_path(output_path, config)
+
+    def write(group: StagedFiles) -> None:
+        write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, solve.tiles,
+                    solve, recorder, constants, solve.many, group)
+        if kernel_path is not None:
+            learned = learned_kernel(recorder.kernels, config.scale)
+            save_kernel_file(kernel_path, learned.taps, config.scale, files=group, source=learned.source)
+            recorder.info(f"learned kernel: {learned.describe()} → {kernel_path} ({learned.source})")
+
+    result = recorder.write_output(output_path, device, method_name(config), write, files)
+    return replace(result, kernel_path=kernel_path)
 
 
 def super_resolve_array(
@@ -422,6 +501,9 @@ def super_resolve_array(
     keep = back_projection_keep(method_kernel(config), w, h, decimated_sample(image, valid), read, scaling, recorder)
     solve, device = _solver(config, scaling, read, recorder, keep)
     out = collect_tiled(w, h, c, config.scale, solve.tiles, solve, recorder, array_constants(image, valid), solve.many)
+    if learns_kernel(config):
+        learned = learned_kernel(recorder.kernels, config.scale)
+        recorder.info(f"learned kernel: {learned.describe()} ({learned.source})")
     return out, recorder.result("", device)
 
 

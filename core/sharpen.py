@@ -228,7 +228,7 @@ def _solver(
         return target_scaling.denormalise(tile.image), out_valid
 
     minimum = max(MIN_RETRY_TILE, MIN_TARGET_SIZE)
-    return ShrinkOnOutOfMemory(solve, device, config.tiles, len(target_kernels), scale, progress, minimum, curves=progress.curves), describe(device)
+    return ShrinkOnOutOfMemory(solve, device, config.tiles, len(target_kernels), scale, progress, minimum, records=(progress.curves,)), describe(device)
 
 
 def sharpen(

@@ -16,7 +16,7 @@ to ``MIN_RETRY_TILE``; below that the run goes on on the CPU.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -264,22 +264,22 @@ class ShrinkOnOutOfMemory:
     A tile that runs out of GPU memory (``is_gpu_out_of_memory``) is solved again as tiles of half the edge
     (overlap at most a quarter of it), halving down to ``minimum`` input pixels; the smaller edge is
     kept for the tiles that follow. When even ``minimum`` does not fit, the run goes on on the CPU
-    with the original tiles. Each change is reported through ``progress.info``. ``curves`` is the list
-    the solvers append each tile's loss curve to: what a failed attempt appended is dropped, so a
-    window solved again is counted once. ``lead()`` says whether the next tile must be solved alone
+    with the original tiles. Each change is reported through ``progress.info``. ``records`` are the lists
+    the solvers append to once per solved tile (its loss curve; a kernel it learnt): what a failed attempt
+    appended is dropped, so a window solved again is counted once. ``lead()`` says whether the next tile must be solved alone
     before the others of its batch (the first trained tile, which the others warm-start from).
     """
 
     def __init__(
         self, solve: DeviceSolver, device: torch.device, tiles: TileOptions, bands: int, scale: int,
         progress: Progress, minimum: int = MIN_RETRY_TILE, solve_many: DeviceBatchSolver | None = None,
-        curves: list | None = None, lead: Callable[[], bool] = lambda: False,
+        records: Sequence[list] = (), lead: Callable[[], bool] = lambda: False,
     ) -> None:
         self.solve, self.solve_many, self.device, self.tiles = solve, solve_many, device, tiles
         self.bands, self.scale, self.progress, self.minimum = bands, scale, progress, minimum
         self.size = tiles.size
         self.together = solve_many is not None
-        self.curves = curves if curves is not None else []
+        self.records = records
         self.lead = lead
 
     def many(self, windows: list[Window], progress: Progress) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -291,7 +291,7 @@ class ShrinkOnOutOfMemory:
             done.append(self(windows[0], progress))
             windows = windows[1:]
         if windows and self.together and max(windows[0].width, windows[0].height) <= self.size:
-            kept = len(self.curves)
+            kept = self._kept()
             try:
                 return done + self.solve_many(windows, progress, self.device)
             except NonFiniteLoss as error:  # its index among ``windows``, which follow the ``done`` ones
@@ -299,7 +299,7 @@ class ShrinkOnOutOfMemory:
             except RuntimeError as error:
                 if self.device.type != "cuda" or not is_gpu_out_of_memory(error):
                     raise
-            del self.curves[kept:]
+            self._drop(kept)
             torch.cuda.empty_cache()
             self.together = False
             self.progress.info(f"out of GPU memory with {len(windows)} tiles at once: solving them one by one")
@@ -308,7 +308,7 @@ class ShrinkOnOutOfMemory:
 
     def __call__(self, window: Window, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
         while True:
-            kept = len(self.curves)
+            kept = self._kept()
             try:
                 if max(window.width, window.height) <= self.size:
                     return self.solve(window, progress, self.device)
@@ -319,8 +319,17 @@ class ShrinkOnOutOfMemory:
             except RuntimeError as error:
                 if self.device.type != "cuda" or not is_gpu_out_of_memory(error):
                     raise
-            del self.curves[kept:]
+            self._drop(kept)
             self._shrink()
+
+    def _kept(self) -> list[int]:
+        """How many entries each of ``records`` holds now."""
+        return [len(record) for record in self.records]
+
+    def _drop(self, kept: list[int]) -> None:
+        """Drop what a failed attempt appended to ``records`` since they held ``kept`` entries."""
+        for record, count in zip(self.records, kept):
+            del record[count:]
 
     def _shrink(self) -> None:
         torch.cuda.empty_cache()

@@ -4,6 +4,7 @@ The small configuration (64 × 64 reference, ×2, a 128-wide MLP, 150 steps) run
 ten seconds on one CPU thread; the figures it prints are the measured effect of each loss term.
 """
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -12,15 +13,15 @@ import torch
 
 from internal_sr.core import metrics
 from internal_sr.core.cli import main
-from internal_sr.core.config import KnitworkConfig, Ramp
+from internal_sr.core.config import KnitworkConfig, Ramp, TileOptions
 from internal_sr.core.errors import InputError
 from internal_sr.core.evaluation import bicubic, bicubic_back_projected, wald_pair
 from internal_sr.core.kernels import make_kernel
 from internal_sr.core.knitwork import FourierFeatures, KnitworkTile, LearnedDegradation, coordinates, covered_taps, patch_stacks, super_resolve_tile
-from internal_sr.core.pipeline import super_resolve_array
+from internal_sr.core.pipeline import super_resolve, super_resolve_array
 from internal_sr.core.progress import NullProgress
 
-from helpers import S2_10M, S2_20M, read
+from helpers import S2_10M, S2_20M, read, write_raster
 
 #: The loss terms' figures (README) are those of whole-tile steps.
 SMALL = KnitworkConfig(scale=2, width=128, fourier_features=128, iterations=150, step_window=1, device="cpu")
@@ -407,3 +408,150 @@ def test_the_antialiasing_taps_are_built_once_not_every_step(observed_32):
 
     taps = gaussian_taps(2, torch.float32, torch.device("cpu"))
     torch.testing.assert_close(taps, torch.tensor([np.exp(-1 / 8), 1, np.exp(-1 / 8)], dtype=torch.float32) / (1 + 2 * np.exp(-1 / 8)))
+
+
+#: A small learned-kernel run on the command line (plumbing, not quality): a few seconds on a 32² input.
+LEARNED_ARGS = ["--scale", "2", "--kernel", "learned", "--iterations", "3", "--device", "cpu"]
+
+
+def _kept_tiles(monkeypatch) -> list[tuple[np.ndarray, int]]:
+    """A list that gets, for each Knitworks tile solved from now on, the kernel it applied (as ``KnitworkTile.kernel``)
+    and its count of valid input values."""
+    from internal_sr.core import knitwork
+
+    tiles: list[tuple[np.ndarray, int]] = []
+    solve = knitwork.super_resolve_tile
+
+    def kept(observed, valid, *args, **kwargs):
+        tile = solve(observed, valid, *args, **kwargs)
+        tiles.append((tile.kernel, int(valid.sum())))
+        return tile
+
+    monkeypatch.setattr(knitwork, "super_resolve_tile", kept)
+    return tiles
+
+
+def test_the_learned_kernel_is_kept_beside_the_output_and_its_width_logged(tmp_path, capsys, monkeypatch):
+    """``--kernel learned`` wrote only the raster and its loss curve, and the log said only "kernel learned": the
+    kernel a user with an unknown blur runs it for was used and thrown away. It is now kept as ``--kernel estimate``
+    keeps its kernel (``OUT.tif.kernel.npy``, its scale record and preview), the file holding the kernel applied (the
+    one tile's: the zero row and column of an even scale left out), and the log gives its size and width."""
+    import json
+
+    from internal_sr.core.kernels import kernel_width
+
+    tiles = _kept_tiles(monkeypatch)
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_10M)[:, :32, :32])
+    out = tmp_path / "sr.tif"
+    assert main(["knitwork", source, str(out), *LEARNED_ARGS]) == 0
+    names = ["in.tif", "sr.tif", "sr.tif.kernel.npy", "sr.tif.kernel.npy.json", "sr.tif.kernel.png", "sr.tif.loss.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+    (applied, _), = tiles
+    saved = np.load(tmp_path / "sr.tif.kernel.npy")
+    assert saved.shape == (13, 13) and applied.shape == (14, 14) and not applied[-1].any() and not applied[:, -1].any()
+    np.testing.assert_allclose(saved, applied[:-1, :-1], rtol=0, atol=1e-7)
+    record = json.loads((tmp_path / "sr.tif.kernel.npy.json").read_text())
+    assert record["scale"] == 2 and record["source"].startswith("learned by Neural Knitworks on one tile")
+    width = kernel_width(saved.astype(np.float64), 2)
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("learned kernel: ")]
+    assert line.startswith(f"learned kernel: 13×13 taps, σ {width.major:.2f} × {width.minor:.2f} input pixels, major axis at "
+                           f"{width.angle:.0f}° → {tmp_path / 'sr.tif.kernel.npy'} (learned by Neural Knitworks on one tile")
+
+
+#: (scale, the learned kernel's step size, whether the kernel applied stays within ``RECENTRE_TOLERANCE`` of the block
+#: centre): held at the prior fitted at the start it does (measured 0.0005 taps at ×2); one step of learning at the
+#: default 10⁻⁴ moved it 0.05 taps at ×2, 0.10 at ×3 (the centre penalty brings it back over a longer run).
+ROUND_TRIPS = {"x2 held": (2, Ramp(0.0), True), "x2 learning": (2, KnitworkConfig.kernel_rate, False),
+               "x3 learning": (3, KnitworkConfig.kernel_rate, False)}
+
+
+@pytest.mark.parametrize("scale, rate, centred", ROUND_TRIPS.values(), ids=ROUND_TRIPS)
+def test_a_learned_kernel_file_loads_as_the_kernel_applied_for_every_method(tmp_path, monkeypatch, scale, rate, centred):
+    """Round trip: ``--kernel OUT.tif.kernel.npy`` (``make_kernel``, which every method and ``degrade`` read kernel files
+    with) gives the taps the Knitworks run applied, the zero row and column of an even scale appended again; where the
+    run held its kernel's centre of mass more than ``RECENTRE_TOLERANCE`` off the block centre, those taps moved onto
+    it (the file convention: such a file never shifts the output), which the load's log line says. DIP and ``degrade``
+    run with it."""
+    from internal_sr.core.config import DIPConfig
+    from internal_sr.core.kernels import RECENTRE_TOLERANCE, centre_offset, file_taps, prepared_taps, recentring_note
+    from internal_sr.core.pipeline import check_super_resolve
+
+    tiles = _kept_tiles(monkeypatch)
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_10M)[:2, :32, :32])
+    out = str(tmp_path / "sr.tif")
+    result = super_resolve(source, out, KnitworkConfig(scale=scale, kernel="learned", iterations=2, kernel_rate=rate, device="cpu"))
+    (applied, _), = tiles
+    assert result.kernel_path == out + ".kernel.npy"
+    loaded = make_kernel(result.kernel_path, scale)
+    odd = file_taps(applied, scale)
+    assert (max(map(abs, centre_offset(odd, scale))) <= RECENTRE_TOLERANCE) == centred
+    if centred:
+        assert loaded.as_2d.shape == applied.shape and recentring_note(loaded) is None
+        np.testing.assert_allclose(loaded.as_2d, applied, rtol=0, atol=1e-6)
+    else:
+        assert recentring_note(loaded) is not None
+        np.testing.assert_allclose(loaded.as_2d, prepared_taps(odd, scale)[0], rtol=0, atol=1e-6)
+    for config in (DIPConfig(scale=scale, kernel=result.kernel_path), KnitworkConfig(scale=scale, kernel=result.kernel_path)):
+        check_super_resolve(source, str(tmp_path / "again.tif"), config)
+    dip = ["dip", source, str(tmp_path / "dip.tif"), "--scale", str(scale), "--kernel", result.kernel_path, "--iterations", "1"]
+    assert main([*dip, "--device", "cpu"]) == 0
+    assert main(["degrade", out, str(tmp_path / "low.tif"), "--scale", str(scale), "--kernel", result.kernel_path]) == 0
+    assert read(str(tmp_path / "low.tif")).shape == (2, 32, 32)
+
+
+def test_tiles_that_learn_their_own_kernels_keep_their_mean_weighted_by_valid_pixels(tmp_path, monkeypatch):
+    """Each tile learns its kernel (warm-started from the first tile's, it goes on learning), so no one tile's kernel
+    is the run's: the file holds their mean weighted by each tile's valid input values (here a tile's corner is
+    nodata), and the record and the log say so, with the spread of the tiles' widths."""
+    import json
+
+    tiles = _kept_tiles(monkeypatch)
+    data = read(S2_10M)[:2, :48, :48].copy()
+    data[:, :20, :20] = 0
+    source = write_raster(str(tmp_path / "in.tif"), data, nodata=0)
+    out = str(tmp_path / "sr.tif")
+    result = super_resolve(source, out, KnitworkConfig(kernel="learned", iterations=3, device="cpu", tiles=TileOptions(32, 8)))
+    assert len(tiles) == 4 and len({weight for _, weight in tiles}) > 1
+    assert not np.allclose(tiles[0][0], tiles[1][0], rtol=0, atol=1e-6)
+    kernels, weights = zip(*tiles)
+    mean = np.average(kernels, axis=0, weights=weights)[:-1, :-1]
+    np.testing.assert_allclose(np.load(result.kernel_path), mean, rtol=0, atol=1e-7)
+    with open(result.kernel_path + ".json", encoding="utf-8") as record:
+        source_text = json.load(record)["source"]
+    assert source_text.startswith("learned by Neural Knitworks on 4 tiles, each applying its own (major σ ")
+    assert source_text.endswith("their mean weighted by each tile's valid input pixels")
+    assert any(line.startswith("learned kernel: 13×13 taps") and source_text in line for line in result.messages)
+
+
+def test_in_memory_runs_log_the_learned_kernel(wald_x2):
+    """Evaluations and benchmarks (``super_resolve_array``) write no file, but their log gives the kernel's width too."""
+    _, low = wald_x2
+    _, result = super_resolve_array(low[:, :16, :16], KnitworkConfig(kernel="learned", iterations=2, device="cpu"))
+    assert any(line.startswith("learned kernel: 13×13 taps, σ ") for line in result.messages)
+
+
+def test_a_learned_kernel_whose_files_would_replace_another_file_is_refused_before_the_run(tmp_path, capsys):
+    """``OUT.tif.kernel.png`` that no earlier kernel wrote (a picture, here) is refused as for ``--kernel estimate``:
+    in one line, before any step, every file as it was."""
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_10M)[:, :32, :32])
+    (tmp_path / "sr.tif.kernel.png").write_bytes(b"a photo")
+    assert main(["knitwork", source, str(tmp_path / "sr.tif"), *LEARNED_ARGS]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"the preview {tmp_path / 'sr.tif.kernel.png'} of kernel file {tmp_path / 'sr.tif.kernel.npy'} would replace an existing file" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "sr.tif.kernel.png"]
+    assert (tmp_path / "sr.tif.kernel.png").read_bytes() == b"a photo"
+
+
+def test_a_run_whose_kernel_files_cannot_be_written_writes_nothing(tmp_path, capsys, monkeypatch):
+    """The kernel files are staged with the raster and its loss curve: a preview that cannot be written fails the run
+    with nothing written (not a raster whose learned kernel is missing)."""
+    from internal_sr.core import figures
+
+    def full_disk(rgb):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(figures, "png_bytes", full_disk)
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_10M)[:, :32, :32])
+    assert main(["knitwork", source, str(tmp_path / "sr.tif"), *LEARNED_ARGS]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("no space left on device (nothing written)")
+    assert os.listdir(tmp_path) == ["in.tif"]

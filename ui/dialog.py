@@ -686,9 +686,12 @@ class SuperResolveDialog(QDialog):
             config = METHOD_CONFIGS[self.method()](scale=self.scale_spin.value(), kernel=kernel, **common)
             info = check_super_resolve(layer.source(), None, config, io)
             plan = RunPlan(layer, output, config, io, info.grid.width, info.grid.height, config.scale)
+        from ..core.pipeline import check_learned_kernel_output
         from ..core.raster import check_raster_output
 
         check_raster_output(output, [i.source() for i in inputs], probe=probe)
+        if guide is None:
+            check_learned_kernel_output(output, [layer.source()], config)
         return plan
 
     def _estimate_text(self, plan: RunPlan) -> str:

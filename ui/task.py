@@ -216,11 +216,14 @@ class CoreJobTask(QgsTask):
         self.cancel()
 
     def _done_text(self) -> str:
-        """The line saying the result was added; for one without georeferencing (its input had none), that QGIS
+        """The line saying the result was added; where the run kept its kernel beside the output (Knitworks' learned
+        kernel: ``RunResult.kernel_path``), where; for one without georeferencing (its input had none), that QGIS
         draws it in its own pixel units, so an extent's or a scale's result does not sit over its input."""
         from ..core.raster import placed_on_map
 
         done = f"{self.layer_name}: done on {self.result.device} in {self.result.seconds:.1f} s"  # as the command line: a short run never reads "in 0 s"
+        if self.result.kernel_path:
+            done += f"; the blur kernel it learnt is kept as {self.result.kernel_path} (its size and width are in the log)"
         if placed_on_map(self.result.output_path):
             return done
         return (f"{done}; like its input it has no georeferencing, so QGIS draws it in its own pixel units from the "
