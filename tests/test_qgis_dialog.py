@@ -381,6 +381,23 @@ def test_a_remembered_guide_lists_its_bands_when_the_dialog_opens(qgis_iface, em
         opened.deleteLater()
 
 
+def test_a_learned_kernel_whose_files_would_replace_another_file_is_refused_before_the_run(dialog, tmp_path) -> None:
+    """Knitworks keeps its learned kernel beside the output (``OUT.tif.kernel.npy``, its record and preview): a preview
+    that would replace a file no earlier kernel wrote is refused by the dialog, as by the engine, before any task; a
+    fixed kernel writes no kernel file and is not."""
+    layer = add_layer(crop(str(tmp_path / "scene.tif"), 48), "scene")
+    dialog.layer_combo.setLayer(layer)
+    select_method(dialog, "knitwork")
+    dialog.kernel_combo.setCurrentText("learned")
+    output = tmp_path / "scene_sr.tif"
+    (tmp_path / "scene_sr.tif.kernel.png").write_bytes(b"a photo")
+    dialog.output_widget.setFilePath(str(output))
+    with pytest.raises(InputError, match="scene_sr.tif.kernel.png of kernel file .* would replace an existing file"):
+        dialog.build_task()
+    dialog.kernel_combo.setCurrentText("bicubic")
+    assert dialog.build_task().output_path == str(output)
+
+
 def test_the_summary_refuses_what_the_run_would_refuse(dialog, tmp_path) -> None:
     """Run is disabled, with the engine's reason, for settings the run would refuse (they used to show an
     estimate and fail after Run or in the task); a fixed setting (here the overlap) enables it again."""

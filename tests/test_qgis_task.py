@@ -10,7 +10,7 @@ import pytest
 from qgis.core import Qgis, QgsApplication, QgsProject
 from qgis_helpers import LogRecorder, crop, grid_info
 
-from internal_sr.core.config import KERNEL_CHOICES, DIPConfig, IOOptions
+from internal_sr.core.config import KERNEL_CHOICES, DIPConfig, IOOptions, KnitworkConfig
 from internal_sr.core.errors import InputError
 from internal_sr.ui.task import CoreJobTask
 
@@ -61,6 +61,19 @@ def test_a_result_without_georeferencing_is_said_not_to_sit_over_its_input(qgis_
     assert re.search(r"done on cpu.* in \d+\.\d s;", done), done  # tenths, as the command line: a short run never reads "in 0 s"
     assert done.endswith("; like its input it has no georeferencing, so QGIS draws it in its own pixel units from the origin, "
                          "not over the input")
+
+
+def test_a_learned_kernel_is_said_to_be_kept_beside_the_result(qgis_iface, empty_project, messages, tmp_path) -> None:
+    """Knitworks with the learned kernel keeps it beside the output (``OUT.tif.kernel.npy``): the line saying the
+    result was added says where, as a fixed kernel's says nothing of a kernel."""
+    source = crop(str(tmp_path / "field.tif"), 32)
+    out = str(tmp_path / "field_x2.tif")
+    config = KnitworkConfig(kernel="learned", iterations=2, device="cpu")
+    task = CoreJobTask.super_resolve(source, out, config, IOOptions(bands=(1,)), "field", qgis_iface)
+    task.finished(task.run())
+    (done,) = messages[Qgis.MessageLevel.Success]
+    assert task.layer is not None and os.path.isfile(out + ".kernel.npy")
+    assert done.endswith(f"; the blur kernel it learnt is kept as {out}.kernel.npy (its size and width are in the log)")
 
 
 def test_cancelled_task_leaves_no_file_and_no_layer(qgis_iface, empty_project, messages, tmp_path) -> None:
