@@ -176,6 +176,16 @@ def centre_offset(k: np.ndarray, scale: int) -> tuple[float, float]:
     return float((rows * k).sum() / k.sum()) - centre, float((cols * k).sum() / k.sum()) - centre
 
 
+def off_centre(k: np.ndarray, scale: int) -> str | None:
+    """Where an odd-size kernel's centre of mass sits when it is more than ``RECENTRE_TOLERANCE`` off
+    ``file_kernel_centre``, e.g. ``centre of mass -0.05, +0.04 fine pixels (rows, columns) off the block centre``
+    (what loading it as a kernel file moves it by, reversed); ``None`` when it is on it."""
+    dy, dx = centre_offset(np.asarray(k, dtype=np.float64), scale)
+    if max(abs(dy), abs(dx)) <= RECENTRE_TOLERANCE:
+        return None
+    return f"centre of mass {dy:+.2f}, {dx:+.2f} fine pixels (rows, columns) off the block centre"
+
+
 def recentre(k: np.ndarray, scale: int) -> np.ndarray:
     """Shift an odd-size kernel so its centre of mass sits at ``file_kernel_centre`` for ``scale``; sums to 1."""
     k = k / k.sum()
@@ -410,10 +420,11 @@ def save_kernel_file(
 ) -> str:
     """Save a 2-D kernel for ``scale`` as a float32 ``.npy`` summing to 1, its scale record and a PNG preview.
 
-    Returns the preview's path. The ``.npy``, the record (``kernel_record_path``: JSON with ``scale`` and, when
-    given, ``source``: what the kernel is, e.g. how a learned one was made) and the preview (``path`` with ``.png``: the kernel's non-negative taps, white = the largest, each tap a
-    square block, about ``preview_pixels`` wide) are written to temporary files and moved into place
-    together, with the run's other files when ``files`` (``core.raster.StagedFiles``) is given.
+    Returns the preview's path. The ``.npy``, the record (``kernel_record_path``: JSON with ``scale``, ``centre``
+    (on the block centre, or how far off it: ``off_centre``) and, when given, ``source``: what the kernel is, e.g.
+    how a learned one was made) and the preview (``path`` with ``.png``: the kernel's non-negative taps, white = the
+    largest, each tap a square block, about ``preview_pixels`` wide) are written to temporary files and moved into
+    place together, with the run's other files when ``files`` (``core.raster.StagedFiles``) is given.
     """
     k = np.asarray(kernel, dtype=np.float64)
     if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0 or not k.sum() > 0:
@@ -423,7 +434,9 @@ def save_kernel_file(
 
     buffer = io.BytesIO()
     np.save(buffer, (k / k.sum()).astype(np.float32))
-    record = {"scale": int(scale), "centre": "centre of mass on the block centre: core.kernels.file_kernel_centre"}
+    off = off_centre(k, scale)
+    centre = f"{off}: moved onto it when loaded" if off else "centre of mass on the block centre"
+    record = {"scale": int(scale), "centre": f"{centre} (core.kernels.file_kernel_centre)"}
     if source:
         record["source"] = source
     png = kernel_preview_path(path)

@@ -19,7 +19,9 @@ from .degradation import OBSERVATION_GAIN_LIMIT, degrade_array, takes_width_test
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Grid, Window
-from .kernels import Kernel, check_kernel_outputs, file_taps, kernel_width, make_kernel, recentring_note, save_kernel_file
+from .kernels import (
+    Kernel, check_kernel_outputs, file_taps, kernel_width, make_kernel, off_centre, recentring_note, save_kernel_file,
+)
 from .normalise import BandScaling, array_constants, exact_float, hold_constants
 from .progress import DONE, NullProgress, Progress, check_cancelled
 from .raster import (
@@ -90,8 +92,10 @@ class LearnedKernel:
     source: str
 
     def describe(self) -> str:
-        """``13×13 taps, σ 0.82 × 0.67 input pixels, major axis at 40°``: the size and width (``kernels.kernel_width``)."""
-        return f"{self.taps.shape[0]}×{self.taps.shape[1]} taps, {kernel_width(self.taps, self.scale)}"
+        """``13×13 taps, σ 0.82 × 0.67 input pixels, major axis at 40°``: the size and width (``kernels.kernel_width``),
+        and how far its centre of mass is off the block centre where it is (``kernels.off_centre``)."""
+        off = off_centre(self.taps, self.scale)
+        return f"{self.taps.shape[0]}×{self.taps.shape[1]} taps, {kernel_width(self.taps, self.scale)}" + (f", {off}" if off else "")
 
 
 def learned_kernel(tiles: list[TileKernel], scale: int) -> LearnedKernel:

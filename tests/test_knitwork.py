@@ -435,10 +435,11 @@ def test_the_learned_kernel_is_kept_beside_the_output_and_its_width_logged(tmp_p
     """``--kernel learned`` wrote only the raster and its loss curve, and the log said only "kernel learned": the
     kernel a user with an unknown blur runs it for was used and thrown away. It is now kept as ``--kernel estimate``
     keeps its kernel (``OUT.tif.kernel.npy``, its scale record and preview), the file holding the kernel applied (the
-    one tile's: the zero row and column of an even scale left out), and the log gives its size and width."""
+    one tile's: the zero row and column of an even scale left out), and the log gives its size and width (and how far
+    its centre of mass is off the block centre, where it is)."""
     import json
 
-    from internal_sr.core.kernels import kernel_width
+    from internal_sr.core.kernels import kernel_width, off_centre
 
     tiles = _kept_tiles(monkeypatch)
     source = write_raster(str(tmp_path / "in.tif"), read(S2_10M)[:, :32, :32])
@@ -452,10 +453,11 @@ def test_the_learned_kernel_is_kept_beside_the_output_and_its_width_logged(tmp_p
     np.testing.assert_allclose(saved, applied[:-1, :-1], rtol=0, atol=1e-7)
     record = json.loads((tmp_path / "sr.tif.kernel.npy.json").read_text())
     assert record["scale"] == 2 and record["source"].startswith("learned by Neural Knitworks on one tile")
-    width = kernel_width(saved.astype(np.float64), 2)
+    width, off = kernel_width(saved.astype(np.float64), 2), off_centre(saved, 2)
     (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("learned kernel: ")]
     assert line.startswith(f"learned kernel: 13×13 taps, σ {width.major:.2f} × {width.minor:.2f} input pixels, major axis at "
-                           f"{width.angle:.0f}° → {tmp_path / 'sr.tif.kernel.npy'} (learned by Neural Knitworks on one tile")
+                           f"{width.angle:.0f}°{f', {off}' if off else ''} → {tmp_path / 'sr.tif.kernel.npy'} (learned by "
+                           "Neural Knitworks on one tile")
 
 
 #: (scale, the learned kernel's step size, whether the kernel applied stays within ``RECENTRE_TOLERANCE`` of the block
@@ -471,7 +473,9 @@ def test_a_learned_kernel_file_loads_as_the_kernel_applied_for_every_method(tmp_
     with) gives the taps the Knitworks run applied, the zero row and column of an even scale appended again; where the
     run held its kernel's centre of mass more than ``RECENTRE_TOLERANCE`` off the block centre, those taps moved onto
     it (the file convention: such a file never shifts the output), which the load's log line says. DIP and ``degrade``
-    run with it."""
+    run with it; the record's ``centre`` says where the kernel's centre of mass is."""
+    import json
+
     from internal_sr.core.config import DIPConfig
     from internal_sr.core.kernels import RECENTRE_TOLERANCE, centre_offset, file_taps, prepared_taps, recentring_note
     from internal_sr.core.pipeline import check_super_resolve
@@ -485,11 +489,14 @@ def test_a_learned_kernel_file_loads_as_the_kernel_applied_for_every_method(tmp_
     loaded = make_kernel(result.kernel_path, scale)
     odd = file_taps(applied, scale)
     assert (max(map(abs, centre_offset(odd, scale))) <= RECENTRE_TOLERANCE) == centred
+    with open(result.kernel_path + ".json", encoding="utf-8") as record:
+        centre = json.load(record)["centre"]
     if centred:
         assert loaded.as_2d.shape == applied.shape and recentring_note(loaded) is None
+        assert centre.startswith("centre of mass on the block centre")
         np.testing.assert_allclose(loaded.as_2d, applied, rtol=0, atol=1e-6)
     else:
-        assert recentring_note(loaded) is not None
+        assert recentring_note(loaded) is not None and "off the block centre: moved onto it when loaded" in centre
         np.testing.assert_allclose(loaded.as_2d, prepared_taps(odd, scale)[0], rtol=0, atol=1e-6)
     for config in (DIPConfig(scale=scale, kernel=result.kernel_path), KnitworkConfig(scale=scale, kernel=result.kernel_path)):
         check_super_resolve(source, str(tmp_path / "again.tif"), config)
