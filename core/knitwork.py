@@ -452,7 +452,7 @@ def super_resolve_tile(
             d_optimiser.step()
         return fidelity.detach(), x.detach()
 
-    graphed = GraphedStep(compute, device, graphs)
+    graphed = GraphedStep(compute, device, graphs, progress)
     # this step's consistency and adversarial weights, inputs of compute
     consistency_input, adversarial_input = torch.zeros((), device=device), torch.zeros((), device=device)
 

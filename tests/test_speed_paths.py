@@ -125,7 +125,8 @@ def test_gpu_out_of_memory_is_told_from_other_runtime_errors():
 
 
 def test_an_error_raised_from_or_while_handling_running_out_of_gpu_memory_is_told_as_such():
-    """A failed CUDA graph recording (``core.graphs``) raises its own error from the allocator's; so may a library."""
+    """A library may raise its own error from the allocator's, or while handling it (as ``torch.cuda.graph`` does
+    when ending a capture fails after running out of memory inside it)."""
     from internal_sr.core.tiling import is_gpu_out_of_memory
 
     def raised(outer: Exception, inner: Exception, explicit: bool) -> Exception:
