@@ -279,10 +279,10 @@ def cudnn_autotuned(enabled: bool) -> Iterator[None]:
 
     devices.seed_everything = tuned if enabled else plain
     try:
-        yield
+        with devices.cudnn_flags_kept():
+            yield
     finally:
         devices.seed_everything = plain
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
 
 
 def graphs(device: str, quick: bool, keep: Keep) -> dict:

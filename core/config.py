@@ -128,7 +128,8 @@ class IOOptions:
             raise InputError(f"extent must be XMIN,YMIN,XMAX,YMAX with XMIN < XMAX and YMIN < YMAX, got {xmin:.12g},{ymin:.12g},{xmax:.12g},{ymax:.12g}")
 
 
-#: Tiles optimised together on CUDA when ``TileOptions.batch`` is 0 (automatic); not yet timed on a GPU.
+#: Tiles optimised together on CUDA when ``TileOptions.batch`` is 0 (automatic): a fixed number, not sized from the
+#: GPU's free memory (halved on each out-of-memory error, ``core.tiling.ShrinkOnOutOfMemory``); not yet timed on a GPU.
 CUDA_BATCH = 8
 
 
@@ -138,8 +139,9 @@ class TileOptions:
 
     size: tile edge (the optimisation runs on ``size × size`` input pixels at a time).
     overlap: pixels shared by neighbouring tiles, blended with a smooth ramp.
-    batch: DIP only: tiles of a row optimised together (vectorised networks, each tile its own); 0 picks
-    1 on the CPU (no gain there) and ``CUDA_BATCH`` on CUDA. The other methods solve one tile at a time
+    batch: DIP only: most tiles of a row optimised together (vectorised networks, each tile its own); 0 picks
+    1 on the CPU (no gain there) and the fixed ``CUDA_BATCH`` on CUDA, whatever the GPU's memory; on CUDA a
+    batch that runs out of memory is halved, down to 1. The other methods solve one tile at a time
     whatever it says (the command line offers ``--batch`` for DIP only).
     """
 

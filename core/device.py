@@ -149,8 +149,9 @@ def conv_layout(device: torch.device) -> torch.memory_format:
 def seed_everything(seed: int) -> torch.Generator:
     """Seed torch's global generators and return a CPU generator for noise inputs.
 
-    On CUDA, cuDNN is put in deterministic mode; reflection-padding and bilinear backward passes still
-    use atomics there, so CUDA runs repeat only up to float rounding. CPU runs repeat exactly.
+    On CUDA, cuDNN is put in deterministic mode (process-wide flags: ``seeded`` restores them when its block
+    ends); reflection-padding and bilinear backward passes still use atomics there, so CUDA runs repeat only
+    up to float rounding. CPU runs repeat exactly.
     """
     torch.manual_seed(seed)
     torch.backends.cudnn.deterministic = True
@@ -159,16 +160,27 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 @contextlib.contextmanager
+def cudnn_flags_kept() -> Iterator[None]:
+    """cuDNN's process-wide ``deterministic`` and ``benchmark`` flags put back as they were when the block ends."""
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
+@contextlib.contextmanager
 def seeded(seed: int, progress: Progress) -> Iterator[torch.Generator]:
     """Run one seeded optimisation with the process's random generators to itself (``seed_everything``),
-    freed memory reused meanwhile (``reused_heap``).
+    freed memory reused meanwhile (``reused_heap``), and cuDNN's flags restored at its end (``cudnn_flags_kept``:
+    other torch users of the process, such as a QGIS session's other plugins, see them changed only during it).
 
     Waits while another thread's optimisation holds them, polling ``progress`` for cancellation.
     """
     while not _GLOBAL_RANDOM.acquire(timeout=0.25):
         check_cancelled(progress)
     try:
-        with reused_heap():
+        with reused_heap(), cudnn_flags_kept():
             yield seed_everything(seed)
     finally:
         _GLOBAL_RANDOM.release()

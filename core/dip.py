@@ -333,7 +333,7 @@ def super_resolve_tiles(
         scaler.update()
         return loss.detach(), x.detach()
 
-    graphed = GraphedStep(compute, device, graphs)
+    graphed = GraphedStep(compute, device, graphs, progress)
 
     def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One update on a window of the tile (the whole tile unless ``step_window``); returns the loss and the image."""

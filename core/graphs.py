@@ -21,6 +21,7 @@ import torch
 
 from .config import InternalLearningConfig
 from .device import bf16_ok
+from .progress import Progress
 
 #: Eager steps (on a side stream, as recording needs) before the first recording: lazily created
 #: library handles and the optimiser's state exist by then. Each key also runs once eagerly before its own.
@@ -64,11 +65,13 @@ class GraphedStep:
 
     Recorded graphs share one memory pool and are replayed one at a time; a call returns copies of the
     graph's outputs, so what a caller keeps survives the next replay. Off CUDA, or not ``enabled``, a
-    call is ``compute(key, *inputs)``.
+    call is ``compute(key, *inputs)``. A recording that fails (``_record``) turns recording off: that step and
+    the remaining ones run eagerly, said through ``progress``.
     """
 
-    def __init__(self, compute: Compute, device: torch.device, enabled: bool) -> None:
+    def __init__(self, compute: Compute, device: torch.device, enabled: bool, progress: Progress) -> None:
         self.compute = compute
+        self.progress = progress
         self.enabled = enabled and device.type == "cuda"
         self.buffers: list[torch.Tensor] | None = None
         self.graphs: dict[Hashable, tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, ...]]] = {}
@@ -89,8 +92,8 @@ class GraphedStep:
         if key not in self.graphs and (not self.eager.get(key) or sum(self.eager.values()) < WARMUP_STEPS):
             self.eager[key] = self.eager.get(key, 0) + 1
             return self._on_side_stream(lambda: tuple(t.clone() for t in self.compute(key, *self.buffers)))
-        if key not in self.graphs:
-            self._record(key)
+        if key not in self.graphs and not self._record(key):
+            return self.compute(key, *inputs)
         graph, outputs = self.graphs[key]
         graph.replay()
         return tuple(t.clone() for t in outputs)
@@ -108,17 +111,25 @@ class GraphedStep:
             t.record_stream(current)
         return outputs
 
-    def _record(self, key: Hashable) -> None:
-        """Record ``compute(key, buffers)`` into a graph of the shared pool (nothing runs until a replay).
+    def _record(self, key: Hashable) -> bool:
+        """Record ``compute(key, buffers)`` into a graph of the shared pool (nothing runs until a replay); whether
+        it was recorded.
 
-        A failure raises a ``RuntimeError`` saying so, from the error behind it: one for lack of GPU memory is
-        still told as such (``tiling.is_gpu_out_of_memory`` reads the chain) and retried on smaller tiles.
+        On a failure (lack of GPU memory included: the eager steps before it fitted) the caller's current stream
+        is made current again (``torch.cuda.graph`` leaves the side stream current when ending the capture
+        raises), the graphs are dropped, recording is turned off and ``progress`` told.
         """
+        current = torch.cuda.current_stream(self.stream.device)
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph, pool=self.pool, stream=self.stream, capture_error_mode="thread_local"):
                 outputs = self.compute(key, *self.buffers)
         except Exception as error:
-            raise RuntimeError(f"recording an optimisation step in a CUDA graph failed (cuda_graphs off avoids it): {error}") from error
+            torch.cuda.set_stream(current)
+            self.enabled, self.graphs, self.pool = False, {}, None
+            reason = (str(error).splitlines() or [type(error).__name__])[0]  # its first line: CUDA's run to several
+            self.progress.info(f"recording a step in a CUDA graph failed ({reason}): the remaining steps run eagerly")
+            return False
         self.pool = graph.pool()
         self.graphs[key] = graph, outputs
+        return True

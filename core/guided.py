@@ -185,7 +185,7 @@ def sharpen_tile(
         scaler.update()
         return loss.detach(), x_t.detach()
 
-    graphed = GraphedStep(compute, device, graphs)
+    graphed = GraphedStep(compute, device, graphs, progress)
 
     def step(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return graphed(i % 8 if config.augment else 0)

@@ -140,6 +140,10 @@ class SharedJudgement(torch.autograd.Function):
     reaching ``for_generator``) and layer ``l`` the parameter gradients ``Σ_rows g_disc · δ_l ⊗ a_l`` and
     ``Σ_rows g_disc · δ_l``, ``a_l`` its input. Autograd's two passes (one per loss) would propagate through the
     same layers twice; the results agree up to float rounding.
+
+    Dtypes: Knitworks' steps call it outside autocast (only the patch MLP, ``predict``, runs under mixed precision),
+    so in a run the layers are float32; under a caller's autocast they run in its dtype, and ``backward`` computes
+    in that dtype and returns each gradient in its input's.
     """
 
     @staticmethod
@@ -161,8 +165,8 @@ class SharedJudgement(torch.autograd.Function):
         saved = ctx.saved_tensors
         layers = len(saved) // 2
         inputs, weights = saved[:layers], saved[layers:]
-        # the layers' dtype: the last layer's input, in autocast's dtype where the forward ran under it (mixed
-        # precision on CUDA), the parameters' otherwise; each gradient is returned in its input's dtype
+        # the layers' dtype: the last layer's input, in autocast's dtype where a caller ran the forward under it
+        # (Knitworks' steps do not: float32 there), the parameters' otherwise; each gradient in its input's dtype
         compute = inputs[-1].dtype
         delta = torch.ones_like(for_generator, dtype=compute)[:, None]  # δ at the logit
         gradients: list[torch.Tensor] = []
@@ -448,7 +452,7 @@ def super_resolve_tile(
             d_optimiser.step()
         return fidelity.detach(), x.detach()
 
-    graphed = GraphedStep(compute, device, graphs)
+    graphed = GraphedStep(compute, device, graphs, progress)
     # this step's consistency and adversarial weights, inputs of compute
     consistency_input, adversarial_input = torch.zeros((), device=device), torch.zeros((), device=device)
 

@@ -264,7 +264,9 @@ class ShrinkOnOutOfMemory:
     A tile that runs out of GPU memory (``is_gpu_out_of_memory``) is solved again as tiles of half the edge
     (overlap at most a quarter of it), halving down to ``minimum`` input pixels; the smaller edge is
     kept for the tiles that follow. When even ``minimum`` does not fit, the run goes on on the CPU
-    with the original tiles. Each change is reported through ``progress.info``. ``records`` are the lists
+    with the original tiles. Tiles solved together (``many``) that run out of GPU memory are solved again
+    half as many at a time, down to one by one, and that number is kept for the tiles that follow. Each
+    change is reported through ``progress.info``. ``records`` are the lists
     the solvers append to once per solved tile (its loss curve; a kernel it learnt): what a failed attempt
     appended is dropped, so a window solved again is counted once. ``lead()`` says whether the next tile must be solved alone
     before the others of its batch (the first trained tile, which the others warm-start from).
@@ -278,33 +280,38 @@ class ShrinkOnOutOfMemory:
         self.solve, self.solve_many, self.device, self.tiles = solve, solve_many, device, tiles
         self.bands, self.scale, self.progress, self.minimum = bands, scale, progress, minimum
         self.size = tiles.size
-        self.together = solve_many is not None
+        #: most tiles ``many`` solves in one ``solve_many`` call: ``None`` for all it is given (up to the caller's
+        #: ``tiles.batch``) until a call runs out of GPU memory; 1 without ``solve_many`` and on the CPU fallback
+        self.batch: int | None = None if solve_many is not None else 1
         self.records = records
         self.lead = lead
 
     def many(self, windows: list[Window], progress: Progress) -> list[tuple[np.ndarray, np.ndarray]]:
-        """A ``BatchSolver``: the windows solved together by ``solve_many`` (after the leading tile alone,
-        when ``lead()``), or one by one (``__call__``) once solving them together has run out of GPU
-        memory or the tiles had to shrink. A tile already solved is never solved again."""
+        """A ``BatchSolver``: the windows solved together by ``solve_many``, in groups of at most ``batch`` (halved
+        on each out-of-memory error of a group), the leading tile alone when ``lead()``; one by one (``__call__``)
+        at a ``batch`` of 1 or once the tiles had to shrink. A tile already solved is never solved again."""
         done: list[tuple[np.ndarray, np.ndarray]] = []
-        if self.together and self.lead():
-            done.append(self(windows[0], progress))
-            windows = windows[1:]
-        if windows and self.together and max(windows[0].width, windows[0].height) <= self.size:
+        count = len(windows)
+        while len(done) < count:
+            group = windows[len(done):][: self.batch]
+            if self.lead() or max(group[0].width, group[0].height) > self.size:
+                group = group[:1]
+            part = SubProgress(progress, len(done) / count, (len(done) + len(group)) / count)
             kept = self._kept()
             try:
-                return done + self.solve_many(windows, progress, self.device)
-            except NonFiniteLoss as error:  # its index among ``windows``, which follow the ``done`` ones
+                done += self.solve_many(group, part, self.device) if len(group) > 1 else [self(group[0], part)]
+                continue
+            except NonFiniteLoss as error:  # its index among ``group``, which follows the ``done`` ones
                 raise NonFiniteLoss(error.label, error.step, len(done) + error.index) from None
-            except RuntimeError as error:
-                if self.device.type != "cuda" or not is_gpu_out_of_memory(error):
+            except RuntimeError as error:  # ``__call__`` handles its own
+                if len(group) == 1 or self.device.type != "cuda" or not is_gpu_out_of_memory(error):
                     raise
             self._drop(kept)
             torch.cuda.empty_cache()
-            self.together = False
-            self.progress.info(f"out of GPU memory with {len(windows)} tiles at once: solving them one by one")
-        count = len(windows)
-        return done + [self(w, SubProgress(progress, k / count, (k + 1) / count)) for k, w in enumerate(windows)]
+            self.batch = len(group) // 2
+            then = "solving them one by one" if self.batch == 1 else f"retrying {self.batch} at a time"
+            self.progress.info(f"out of GPU memory with {len(group)} tiles at once: {then}")
+        return done
 
     def __call__(self, window: Window, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
         while True:
@@ -339,4 +346,4 @@ class ShrinkOnOutOfMemory:
         else:
             self.progress.info(f"out of GPU memory even with tiles of {self.size} px: continuing on the CPU")
             self.device, self.size = torch.device("cpu"), self.tiles.size
-            self.together = False  # one tile at a time, as on the CPU from the start
+            self.batch = 1  # one tile at a time, as on the CPU from the start

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from internal_sr.core.cli import main
 from internal_sr.core.config import GuidedDIPConfig
+from internal_sr.core.device import seeded
+from internal_sr.core.progress import NullProgress
 from internal_sr.core.sharpen import sharpen_array
 
 from bad_inputs import s2_pixels
@@ -44,3 +47,20 @@ def test_guided_same_seed_same_output_other_seed_other_output() -> None:
     first, again, other = run(7), run(7), run(8)
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
+
+
+def test_a_run_puts_cudnns_process_wide_flags_back(tmp_path: Path) -> None:
+    """A run sets cuDNN deterministic (``seed_everything``) and leaves the flags as it found them, here the
+    opposite of its own, for the process's other torch users (a QGIS session's other plugins)."""
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
+    try:
+        with seeded(0, NullProgress()):
+            assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == (True, False)
+        assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == (False, True)
+        source = write_raster(str(tmp_path / "in.tif"), s2_pixels(bands=slice(0, 1)), crs="EPSG:32618")
+        argv = ["dip", source, str(tmp_path / "out.tif"), "--scale", "2", "--iterations", "2", "--device", "cpu"]
+        assert main(argv) == 0
+        assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == (False, True)
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved

@@ -9,6 +9,8 @@ step to step (a real graph keeps the recorded one; the simulation reads it afres
 or memory shared between graphs. The last test does, where a CUDA GPU is present.
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -25,8 +27,8 @@ class Recorded(graphs.GraphedStep):
 
     log: list[tuple[str, int]] = []
 
-    def __init__(self, compute, device, enabled) -> None:
-        super().__init__(compute, torch.device("cpu"), False)
+    def __init__(self, compute, device, enabled, progress) -> None:
+        super().__init__(compute, torch.device("cpu"), False, progress)
         self.enabled = enabled
 
     def _on_side_stream(self, run):
@@ -37,7 +39,7 @@ class Recorded(graphs.GraphedStep):
         self.current = key
         return super().__call__(key, *inputs)
 
-    def _record(self, key) -> None:
+    def _record(self, key) -> bool:
         outputs: list[torch.Tensor] = []
         buffers = self.buffers
 
@@ -51,6 +53,7 @@ class Recorded(graphs.GraphedStep):
                     kept.copy_(new)
 
         self.graphs[key] = Graph(), outputs
+        return True
 
 
 def eager_and_replayed(monkeypatch, module, run):
@@ -124,10 +127,75 @@ def test_knitworks_replayed_from_graphs_equals_the_eager_run(monkeypatch, learne
 
 
 def test_graphs_are_off_the_cpu() -> None:
-    step = graphs.GraphedStep(lambda key, x: (x * 2,), torch.device("cpu"), True)
+    step = graphs.GraphedStep(lambda key, x: (x * 2,), torch.device("cpu"), True, NullProgress())
     assert not step.enabled
     (out,) = step(0, torch.ones(2))
     assert torch.equal(out, torch.full((2,), 2.0))
+
+
+def test_a_failed_recording_gives_the_stream_back_and_the_steps_run_eagerly(monkeypatch) -> None:
+    """``torch.cuda.graph`` ends a capture before leaving its stream, so when ending it raises, the side stream stays
+    current. Faked here (streams, graph, capture): after the failure the caller's stream is current again, that
+    step and the later ones run eagerly on it, nothing more is recorded, and the log says so. It raised before,
+    leaving the side stream current."""
+    class Stream:
+        def __init__(self, device=None) -> None:
+            self.device = device
+
+        def wait_stream(self, other) -> None:
+            pass
+
+    main = Stream()
+    now = {"stream": main}
+    captures: list[int] = []
+    ran_on: list[str] = []
+    messages: list[str] = []
+
+    class Log(NullProgress):
+        def info(self, message: str) -> None:
+            messages.append(message)
+
+    @contextlib.contextmanager
+    def on(stream):
+        before, now["stream"] = now["stream"], stream
+        yield
+        now["stream"] = before
+
+    class FailingCapture:
+        """As ``torch.cuda.graph``: enters its stream, and ends the capture (here raising) before leaving it."""
+
+        def __init__(self, graph, pool=None, stream=None, capture_error_mode="global") -> None:
+            self.stream = on(stream)
+
+        def __enter__(self) -> None:
+            captures.append(1)
+            self.stream.__enter__()
+
+        def __exit__(self, *error) -> None:
+            raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
+
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: now["stream"])
+    monkeypatch.setattr(torch.cuda, "set_stream", lambda stream: now.update(stream=stream))
+    monkeypatch.setattr(torch.cuda, "stream", on)
+    monkeypatch.setattr(torch.cuda, "graph", FailingCapture)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: None)
+    monkeypatch.setattr(torch.Tensor, "record_stream", lambda self, stream: None)
+
+    def compute(key, x):
+        ran_on.append(now["stream"])
+        return (x * 2,)
+
+    step = graphs.GraphedStep(compute, torch.device("cuda"), True, Log())
+    side = step.stream
+    results = [step(0, torch.full((2,), float(i))) for i in range(graphs.WARMUP_STEPS + 3)]
+    for i, (out,) in enumerate(results):
+        assert torch.equal(out, torch.full((2,), 2.0 * i))
+    assert now["stream"] == main and captures == [1] and not step.enabled
+    # warm-up on the side stream, the capture (on it too), then every step eagerly on the caller's stream
+    assert ran_on == [side] * (graphs.WARMUP_STEPS + 1) + [main] * 3
+    assert messages == ["recording a step in a CUDA graph failed (CUDA error: operation failed due to a previous error "
+                        "during capture): the remaining steps run eagerly"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the simulation above runs everywhere)")

@@ -374,7 +374,7 @@ def test_the_shared_judgement_gives_each_player_the_gradient_of_its_own_loss():
 
 
 def test_the_shared_judgement_runs_under_mixed_precision():
-    """Under autocast (mixed precision, the default on CUDA; CPU bfloat16 here stands in for it) the layers run in
+    """Under a caller's autocast (CPU bfloat16 here; Knitworks' own steps call it outside autocast) the layers run in
     the reduced type: the one backward pass computes in it too, returns each gradient in its input's type and agrees
     with autograd's two passes under the same autocast. It failed with "expected m1 and m2 to have the same dtype"."""
     from torch.nn import functional as F
@@ -396,6 +396,43 @@ def test_the_shared_judgement_runs_under_mixed_precision():
     for got, want, given in zip(shared, expected, [fakes, *parameters], strict=True):
         assert got.dtype == given.dtype == torch.float32
         torch.testing.assert_close(got, want, rtol=0.05, atol=0.05 * want.abs().max().item())
+
+
+def test_under_mixed_precision_only_the_patch_mlp_runs_in_the_reduced_type(monkeypatch):
+    """A Knitworks run's steps put the patch MLP under autocast and call the discriminator outside it, on float32
+    stacks (``SharedJudgement``'s docstring says so). Mixed precision forced on the CPU: its bfloat16 autocast
+    stands in for CUDA's."""
+    import contextlib
+
+    from internal_sr.core import knitwork
+    from internal_sr.core.graphs import StepSetup
+
+    monkeypatch.setattr(knitwork, "step_setup", lambda config, device: StepSetup(True, torch.amp.GradScaler("cpu", enabled=False), False, False))
+    monkeypatch.setattr(knitwork, "autocast", lambda device, enabled, cache=True:
+                        torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=cache) if enabled else contextlib.nullcontext())
+    seen: dict[str, set] = {"mlp": set(), "discriminator": set()}
+    decode = knitwork.PatchMLP.decode
+
+    def watched_decode(self, features):
+        out = decode(self, features)
+        seen["mlp"].add(out.dtype)
+        return out
+
+    def watched(method):
+        def call(self, stacks):
+            seen["discriminator"].add((stacks.dtype, torch.is_autocast_enabled("cpu")))
+            return method(self, stacks)
+        return call
+
+    monkeypatch.setattr(knitwork.PatchMLP, "decode", watched_decode)
+    for name in ("forward", "judge_fakes"):
+        monkeypatch.setattr(knitwork.PatchDiscriminator, name, watched(getattr(knitwork.PatchDiscriminator, name)))
+    observed = np.random.default_rng(0).random((2, 16, 16), dtype=np.float32)
+    config = replace(SMALL, iterations=3, early_stop=False, width=32, fourier_features=16)
+    super_resolve_tile(observed, np.ones_like(observed, bool), make_kernel("bicubic", 2), config, torch.device("cpu"),
+                       NullProgress(), torch.Generator().manual_seed(0))
+    assert seen["mlp"] == {torch.bfloat16}
+    assert seen["discriminator"] == {(torch.float32, False)}
 
 
 def test_the_antialiasing_taps_are_built_once_not_every_step(observed_32):

@@ -125,7 +125,8 @@ def test_gpu_out_of_memory_is_told_from_other_runtime_errors():
 
 
 def test_an_error_raised_from_or_while_handling_running_out_of_gpu_memory_is_told_as_such():
-    """A failed CUDA graph recording (``core.graphs``) raises its own error from the allocator's; so may a library."""
+    """A library may raise its own error from the allocator's, or while handling it (as ``torch.cuda.graph`` does
+    when ending a capture fails after running out of memory inside it)."""
     from internal_sr.core.tiling import is_gpu_out_of_memory
 
     def raised(outer: Exception, inner: Exception, explicit: bool) -> Exception:
@@ -181,7 +182,41 @@ def test_a_batch_failing_in_cudnn_for_memory_is_solved_one_by_one():
     windows = [Window(32 * k, 0, 32, 32) for k in range(3)]
     solver = ShrinkOnOutOfMemory(solve, torch.device("cuda"), TileOptions(32, 4), 1, 2, progress, solve_many=solve_many)
     assert len(solver.many(windows, progress)) == 3
-    assert solved == windows and not solver.together
+    assert solved == windows and solver.batch == 1
+
+
+def test_a_batch_out_of_gpu_memory_is_halved_and_the_halved_batch_kept():
+    """Tiles solved together that run out of GPU memory are solved again half as many at a time (not one by one
+    for the rest of the run), and the next call starts at the batch that fitted. Here more than 2 do not fit."""
+    from internal_sr.core.grid import Window
+    from internal_sr.core.tiling import ShrinkOnOutOfMemory
+
+    calls: list[int] = []  # tiles per attempt
+    messages: list[str] = []
+    solved: list[Window] = []
+
+    class Messages(NullProgress):
+        def info(self, message: str) -> None:
+            messages.append(message)
+
+    def solve_many(windows, progress, device):
+        calls.append(len(windows))
+        if len(windows) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        solved.extend(windows)
+        return [(np.zeros((1, 2, 2)), np.ones((1, 2, 2), bool)) for _ in windows]
+
+    def solve(window, progress, device):
+        return solve_many([window], progress, device)[0]
+
+    windows = [Window(32 * k, 0, 32, 32) for k in range(8)]
+    solver = ShrinkOnOutOfMemory(solve, torch.device("cuda"), TileOptions(32, 4), 1, 2, Messages(), solve_many=solve_many)
+    assert len(solver.many(windows, NullProgress())) == 8
+    assert calls == [8, 4, 2, 2, 2, 2] and solved == windows  # each once, in order
+    assert messages == ["out of GPU memory with 8 tiles at once: retrying 4 at a time",
+                        "out of GPU memory with 4 tiles at once: retrying 2 at a time"]
+    assert len(solver.many(windows[:3], NullProgress())) == 3
+    assert calls[6:] == [2, 1] and solved[8:] == windows[:3]  # the next row: 2 together, then the last alone
 
 
 def test_other_runtime_errors_on_the_gpu_are_not_taken_for_out_of_memory(monkeypatch, image):

@@ -118,6 +118,25 @@ def test_a_tile_whose_loss_diverged_ends_the_run_naming_it_among_tiles_solved_to
     assert type(error.value) is InputError and len(solved) == 1 and written == []
 
 
+def test_a_tile_that_diverged_one_by_one_after_its_batch_ran_out_of_gpu_memory_is_the_one_named():
+    """A batch that ran out of GPU memory is solved again in smaller groups (here one by one): ``NonFiniteLoss`` from
+    its third tile names that tile, not the first of the batch (it was 1 of 12)."""
+    solved = []
+
+    def solve(window, progress, device):
+        if len(solved) == 2:
+            raise NonFiniteLoss("DIP", 25)
+        solved.append(window)
+        return np.zeros((1, 2 * window.height, 2 * window.width)), np.ones((1, 2 * window.height, 2 * window.width), bool)
+
+    def solve_many(windows, progress, device):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    solver = ShrinkOnOutOfMemory(solve, torch.device("cuda"), TileOptions(32, 8, batch=4), 1, 2, NullProgress(), solve_many=solve_many)
+    with pytest.raises(InputError, match="^tile 3 of 12 \\(columns 45–76, rows 0–31 of the tiled area\\): DIP"):
+        run_tiles(100, 60, 1, 2, TileOptions(32, 8, batch=4), solver, lambda *a: None, NullProgress(), solver.many)
+
+
 def test_a_diverged_network_is_not_kept_to_warm_start_the_next_tiles():
     warm = WarmStart(True)
     warm.keep({"weight": torch.tensor([1.0, float("nan")]), "count": torch.tensor(3)})
