@@ -365,8 +365,10 @@ def _terminate_cancels() -> Iterator[None]:
     """Ctrl-C (SIGINT), SIGTERM (``kill``, a batch system's time limit) and SIGHUP (the terminal closed; not on
     Windows) cancel the run, so the temporary files are removed; while a group of files is moving into place
     (``core.raster.committing``) the signal is too late for it and is ignored. One after the run's files are in
-    place still cancels what is left (printing), and ``_cancelled_line`` names the files. The previous
-    handlers are restored afterwards. Only the main thread can do this."""
+    place still cancels what is left (printing), and ``_cancelled_line`` names the files. A signal the process
+    was started ignoring stays ignored: ``nohup`` ignores SIGHUP so that logging out does not end the run, and a
+    shell script's background job (``&``) starts with SIGINT ignored. The previous handlers are restored
+    afterwards. Only the main thread can do this."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -377,7 +379,7 @@ def _terminate_cancels() -> Iterator[None]:
             raise Cancelled("terminated")
 
     signals = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
-    previous = {number: signal.signal(number, cancel) for number in signals}
+    previous = {number: signal.signal(number, cancel) for number in signals if signal.getsignal(number) is not signal.SIG_IGN}
     try:
         yield
     finally:

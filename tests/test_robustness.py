@@ -99,6 +99,43 @@ def test_a_killed_run_leaves_no_layer_and_the_input_untouched(tmp_path: Path) ->
     assert digest(source) == before
 
 
+#: ``python -c`` script: ``internal-sr degrade ARGUMENTS`` whose first output block sends its own process SIGHUP and
+#: SIGINT, as logging out of the terminal of a ``nohup`` run and Ctrl-C in the shell of a script's background job do.
+SIGNALLED_MID_RUN = """
+import os, signal, sys
+from internal_sr.core import raster
+from internal_sr.core.cli import main
+write = raster.AtomicGeoTIFF.write
+def signal_then_write(self, *arguments):
+    os.kill(os.getpid(), signal.SIGHUP)
+    os.kill(os.getpid(), signal.SIGINT)
+    write(self, *arguments)
+raster.AtomicGeoTIFF.write = signal_then_write
+sys.exit(main(["degrade", *sys.argv[1:]]))
+"""
+
+
+def ignore_hang_up_and_interrupt() -> None:
+    """What ``nohup`` (SIGHUP) and a non-interactive shell's ``&`` (SIGINT) do before starting a command."""
+    for number in (signal.SIGHUP, signal.SIGINT):
+        signal.signal(number, signal.SIG_IGN)
+
+
+def test_signals_ignored_at_start_stay_ignored(tmp_path: Path) -> None:
+    """The command line set its cancelling handler for SIGHUP and SIGINT even when the process started with them
+    ignored: logging out cancelled a ``nohup`` run ("cancelled, nothing written"). Started normally, the same
+    signals still cancel."""
+    source = write_raster(str(tmp_path / "in.tif"), s2_pixels(64, bands=slice(0, 1)))
+    for ignored, status in ((False, 130), (True, 0)):
+        out = tmp_path / f"ignored_{ignored}.tif"
+        process = subprocess.run(
+            [sys.executable, "-c", SIGNALLED_MID_RUN, source, str(out), "--scale", "2"], capture_output=True, text=True,
+            env=SUBPROCESS_ENV, preexec_fn=ignore_hang_up_and_interrupt if ignored else None,
+        )
+        assert process.returncode == status, process.stderr
+        assert out.exists() == ignored
+
+
 def test_two_processes_at_once_give_what_one_alone_gives(tmp_path: Path) -> None:
     """While another process super-resolves an input into a folder, this one does the same into the
     same folder: each output is the output of a run alone, to the bit."""
