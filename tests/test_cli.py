@@ -271,6 +271,33 @@ def test_printing_never_fails_a_run_whose_output_is_written(tmp_path, capsys, mo
     assert "\\u4f4e" in stdout.buffer.getvalue().decode("cp1252")
 
 
+@pytest.mark.parametrize("name", ["stdout", "stderr"])
+@pytest.mark.parametrize("stream", [None, ClosedPipe], ids=["closed-at-start", "reader-quit"])
+def test_output_that_cannot_be_written_is_dropped_and_the_run_goes_on(tmp_path, capsys, monkeypatch, name, stream):
+    """``2>&1 | head -2`` (the reader quits), ``2>&-`` and ``>&-`` (Python's stream is ``None``): a progress line to
+    such a stderr aborted the run, exit 1 with nothing written; a closed stdout gave a traceback and exit 1 after
+    the files were written. What cannot be printed is dropped; the exit status is the run's."""
+    monkeypatch.setattr(sys, name, stream and stream())
+    out = tmp_path / "low.tif"
+    assert main(["degrade", S2_20M, str(out), "--scale", "2"]) == 0
+    assert out.exists()
+    assert main(["degrade", S2_20M, str(tmp_path / "low.png"), "--scale", "2"]) == 2  # an error line, dropped alike
+
+
+def test_a_pipe_whose_reader_quit_does_not_stop_a_run_nor_fail_its_exit(tmp_path):
+    """As ``internal-sr … 2>&1 | head -0``: stdout and stderr are a pipe nobody reads any more. The run finishes
+    with status 0 (what stays buffered in a failed stream would fail Python's flush at exit: status 120)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    out = tmp_path / "low.tif"
+    try:
+        process = subprocess.run([sys.executable, "-m", "internal_sr.core.cli", "degrade", S2_20M, str(out), "--scale", "2"],
+                                 stdout=write_end, stderr=write_end)
+    finally:
+        os.close(write_end)
+    assert process.returncode == 0 and out.exists()
+
+
 def test_main_gives_stdout_and_stderr_back_as_they_were(tmp_path, monkeypatch):
     """main escapes what the streams' encoding lacks while it runs, but it left them escaping for good: a script
     or test calling it as a function had its own error handling (strict, surrogateescape) changed."""
