@@ -7,6 +7,7 @@ These are what the command line and the QGIS algorithms call. Every user error i
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -31,6 +32,7 @@ from .raster import (
     constant_bands,
     fill_value_warnings,
     georeferencing_note,
+    loss_curve_path,
     open_info,
     output_dtype,
     read_window,
@@ -114,7 +116,8 @@ class _Recorder:
         """End a file run: ``write(group)`` the output into a staged group, draw the tiles' loss curves beside
         it (``figures.write_loss_curve``; not when ``method`` is ``None``; a failure to draw them is a warning,
         the output stands), move both into place together (with ``files``: when that group of the caller's
-        run is committed), report completion and return the ``RunResult``."""
+        run is committed), report completion and return the ``RunResult``. A loss curve an earlier run left at
+        that name is removed as they move, when this run draws none: it is not the new output's."""
         from .figures import write_loss_curve
 
         with staged(files) as group:
@@ -122,8 +125,12 @@ class _Recorder:
             try:
                 curve = write_loss_curve(output_path, self.curves, method, group) if method else None
             except OSError as error:  # the raster is written; a figure that cannot be must not undo that
-                self.info(f"warning: the training loss curve could not be written: {error}")
+                earlier = loss_curve_path(output_path)
+                removed = f"; the earlier {earlier} is removed" if os.path.lexists(earlier) else ""
+                self.info(f"warning: the training loss curve could not be written: {error}{removed}")
                 curve = None
+            if curve is None:
+                group.remove_at_commit(loss_curve_path(output_path))
         if curve:
             self.info(f"training loss curve: {curve}")
         self.report(1.0, DONE)

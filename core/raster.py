@@ -780,6 +780,8 @@ class StagedFiles:
         self.staged: dict[str, str] = {}
         #: GeoTIFF targets whose stale sidecars (``stale_sidecars``) are removed once they are in place
         self.geotiffs: list[str] = []
+        #: files of an earlier run that the commit removes (``remove_at_commit``)
+        self.stale: list[str] = []
 
     def temporary(self, path: str, geotiff: bool = False) -> str:
         """A new empty temporary file for ``path``; a ``geotiff``'s stale sidecars (those of an earlier file there,
@@ -791,6 +793,12 @@ class StagedFiles:
         if geotiff:
             self.geotiffs.append(path)
         return tmp
+
+    def remove_at_commit(self, path: str) -> None:
+        """Remove ``path``, a file an earlier run left that this run does not write again (e.g. its loss curve beside
+        the output this run replaces), when the group commits, so that it does not stay beside the new files; a
+        file staged for ``path`` by then is moved into place instead."""
+        self.stale.append(path)
 
     def drop(self, path: str) -> None:
         """Forget ``path``'s temporary file and remove it (and its PAM sidecar): nothing is moved to ``path``."""
@@ -821,6 +829,10 @@ class StagedFiles:
         with _COMMIT_LOCK:
             _commits += 1
         try:
+            for path in self.stale:
+                if path not in self.staged and os.path.lexists(path):
+                    os.remove(path)
+            self.stale.clear()
             for path, tmp in list(self.staged.items()):
                 replace_with_pam(tmp, path)
                 del self.staged[path]
@@ -838,10 +850,11 @@ class StagedFiles:
                 _commits -= 1
 
     def discard(self) -> None:
-        """Remove every temporary file not moved into place."""
+        """Remove every temporary file not moved into place; the files ``remove_at_commit`` named stay."""
         for path in list(self.staged):
             self.drop(path)
         self.geotiffs.clear()
+        self.stale.clear()
 
 
 @contextmanager
