@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from .degradation import OBSERVATION_GAIN_LIMIT, degrade_array, takes_width_test
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Grid, Window
-from .kernels import Kernel, make_kernel, recentring_note
+from .kernels import Kernel, kernel_files, kernel_record_path, make_kernel, recentring_note
 from .normalise import BandScaling, array_constants, exact_float, hold_constants
 from .progress import DONE, NullProgress, Progress, check_cancelled
 from .raster import (
@@ -30,12 +30,14 @@ from .raster import (
     band_labels,
     check_raster_output,
     constant_bands,
+    dataset_files,
     fill_value_warnings,
     georeferencing_note,
     loss_curve_path,
     open_info,
     output_dtype,
     read_window,
+    same_file,
     staged,
     valid_mask,
 )
@@ -111,13 +113,16 @@ class _Recorder:
         device: str,
         method: str | None,
         write: Callable[[StagedFiles], None],
+        inputs: Sequence[str],
+        kernels: Sequence[str] = (),
         files: StagedFiles | None = None,
     ) -> RunResult:
         """End a file run: ``write(group)`` the output into a staged group, draw the tiles' loss curves beside
         it (``figures.write_loss_curve``; not when ``method`` is ``None``; a failure to draw them is a warning,
         the output stands), move both into place together (with ``files``: when that group of the caller's
-        run is committed), report completion and return the ``RunResult``. A loss curve an earlier run left at
-        that name is removed as they move, when this run draws none: it is not the new output's."""
+        run is committed), report completion and return the ``RunResult``. What an earlier run left beside the
+        output and this one does not write again is removed as they move (``remove_earlier_side_files``, with the
+        run's ``inputs`` and ``kernels``)."""
         from .figures import write_loss_curve
 
         with staged(files) as group:
@@ -129,12 +134,35 @@ class _Recorder:
                 removed = f"; the earlier {earlier} is removed" if os.path.lexists(earlier) else ""
                 self.info(f"warning: the training loss curve could not be written: {error}{removed}")
                 curve = None
-            if curve is None:
-                group.remove_at_commit(loss_curve_path(output_path))
+            remove_earlier_side_files(group, output_path, inputs, kernels)
         if curve:
             self.info(f"training loss curve: {curve}")
         self.report(1.0, DONE)
         return replace(self.result(output_path, device), loss_curve=curve)
+
+
+def remove_earlier_side_files(group: StagedFiles, output_path: str, inputs: Sequence[str], kernels: Sequence[str] = ()) -> None:
+    """Have ``group``'s commit remove the files an earlier run into ``output_path`` left beside it that this run does
+    not write again (``StagedFiles.remove_at_commit``), as the GeoTIFF's stale sidecars are: its loss curve
+    (``loss_curve_path``) and the files of the kernel KernelGAN estimated for it (``kernelgan.estimated_kernel_path``:
+    the kernel, its scale record and preview, ``kernels.kernel_files``; only where the kernel and its record are both
+    there, as ``save_kernel_file`` leaves them, else they may be another dataset's). A file this run reads stays: one
+    of ``inputs`` (rasters, with the files GDAL reads for them) or ``kernels`` (kernel names or files); a kernel file
+    given as the output's own, ``--kernel OUTPUT.tif.kernel.npy``, keeps its record and preview too."""
+    from .kernelgan import estimated_kernel_path
+
+    read = [*(file for path in inputs for file in dataset_files(path)), *kernels]
+
+    def is_read(path: str) -> bool:
+        return any(same_file(path, file) for file in read)
+
+    kernel = estimated_kernel_path(output_path)
+    earlier = [loss_curve_path(output_path)]
+    if os.path.isfile(kernel) and os.path.isfile(kernel_record_path(kernel)) and not is_read(kernel):
+        earlier += kernel_files(kernel)
+    for path in earlier:
+        if os.path.lexists(path) and path not in group.staged and not is_read(path):
+            group.remove_at_commit(path)
 
 
 def check_super_resolve(input_path: str, output_path: str | None, config: MethodConfig, io: IOOptions = IOOptions()) -> RasterInfo:
@@ -398,7 +426,7 @@ def super_resolve(
         output_path, device, method_name(config),
         lambda group: write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, solve.tiles,
                                   solve, recorder, constants, solve.many, group),
-        files,
+        [input_path], [config.kernel], files,
     )
 
 
@@ -495,6 +523,7 @@ def degrade(
             recorder.report(bottom / height, "degrading")
         if not any_valid:
             raise InputError(f"{input_path} has no valid pixels (everything is nodata)")
+        remove_earlier_side_files(out.files, output_path, [input_path], [kernel])
     for warning in out.clipping_warnings():
         recorder.info(warning)
     recorder.report(1.0, DONE)

@@ -288,7 +288,8 @@ def sharpen(
                 f"{file_window(target, nesting.target).describe()}: every output pixel would be nodata; nothing written"
             )
 
-    return recorder.write_output(output_path, device, GUIDED_METHOD if loss_curve else None, write)
+    return recorder.write_output(output_path, device, GUIDED_METHOD if loss_curve else None, write, [target_path, guide_path],
+                                 [config.kernel, config.guide_kernel])
 
 
 def sharpen_array(
