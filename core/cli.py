@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from . import __version__
 from .config import (
     CUDA_BATCH,
     DEFAULT_ITERATIONS,
@@ -184,6 +185,7 @@ def _by_scale(values: dict[int, int]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="internal-sr", description="Super-resolution of rasters by internal learning.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(p: argparse.ArgumentParser, kernel_help: str = "", scale_help: str = f"integer factor from 2 to {MAX_SCALE}") -> None:
@@ -200,7 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     def device_and_seed(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                        help="where to optimise (default auto: the GPU when PyTorch finds one, else the CPU)")
-        p.add_argument("--seed", type=int, default=0, help="random seed (default 0); on the CPU the same seed gives the same output")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0): the same seed on the same device with "
+                       "the same CPU thread count (--threads) gives the same output")
+        p.add_argument("--threads", type=int, help="CPU threads PyTorch uses (default: its own choice, OMP_NUM_THREADS "
+                       "or the cores; on a busy machine 1 is often faster)")
 
     def batch(p: argparse.ArgumentParser, when: str, default: int | None) -> None:
         p.add_argument("--batch", type=int, default=default,
@@ -307,8 +312,37 @@ def _run_options(args: argparse.Namespace, batch: int | None = None) -> dict:
     return dict(iterations=args.iterations, device=args.device, seed=args.seed, tiles=tiles, warm_start=not args.cold_tiles)
 
 
+@contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """PyTorch's CPU threads set to ``count`` (``--threads``; ``None``: left as they are) inside the block, its
+    intra-op count restored afterwards (for a script or test calling ``main``). The inter-op pool is sized too where
+    PyTorch still allows it (before its first parallel work; it cannot be changed back)."""
+    if count is None:
+        yield
+        return
+    import torch
+
+    check_at_least("--threads", count, 1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        torch.set_num_interop_threads(count)
+    except RuntimeError:  # already started, or set once before
+        pass
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
     """Run the command; returns the lines to print once its files are in place."""
+    with _threads(getattr(args, "threads", None)):
+        return _run(args, progress)
+
+
+def _run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
+    """``run`` with PyTorch's threads set."""
     from . import pipeline
 
     if args.command == "kernelgan":

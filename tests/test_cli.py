@@ -14,7 +14,7 @@ import rasterio
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
-from internal_sr.core.cli import main
+from internal_sr.core.cli import build_parser, main
 from internal_sr.core.raster import loss_curve_path
 
 from helpers import S2_10M, S2_20M, read, write_raster
@@ -313,6 +313,34 @@ def test_main_gives_stdout_and_stderr_back_as_they_were(tmp_path, monkeypatch):
     source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :32, :32])
     assert main(["degrade", source, str(tmp_path / "lr.tif"), "--scale", "2"]) == 0  # and after a run that prints
     assert (stdout.errors, stderr.errors) == ("strict", "surrogateescape")
+
+
+def test_version_and_threads(tmp_path, capsys, monkeypatch):
+    """``internal-sr --version`` was a usage error; ``--threads N`` sets PyTorch's CPU threads for the run (the
+    thread count changes a CPU run's output, so it is part of what makes a seed repeatable), gives back the
+    caller's count afterwards and refuses a count below 1 in one line."""
+    import torch
+
+    import internal_sr
+    from internal_sr.core import pipeline
+    from internal_sr.core.errors import Cancelled
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"internal-sr {internal_sr.__version__}\n"
+    seen = []
+
+    def record_threads(*arguments, **keywords):
+        seen.append(torch.get_num_threads())
+        raise Cancelled()
+
+    monkeypatch.setattr(pipeline, "super_resolve", record_threads)
+    before = torch.get_num_threads()
+    wanted = before + 1
+    assert main(["dip", S2_20M, str(tmp_path / "sr.tif"), "--scale", "2", "--threads", str(wanted)]) == 130
+    assert seen == [wanted] and torch.get_num_threads() == before
+    assert main(["dip", S2_20M, str(tmp_path / "sr.tif"), "--scale", "2", "--threads", "0"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "internal-sr: error: --threads must be ≥ 1, got 0"
+    assert build_parser().parse_args(["kernelgan", "in.tif", "k.npy", "--scale", "2", "--threads", "2"]).threads == 2
 
 
 def test_options_a_command_ignores_are_named(tmp_path, capsys):
