@@ -15,13 +15,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, size_subject
+from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, as_paths, check_scale, size_subject
 from .degradation import OBSERVATION_GAIN_LIMIT, degrade_array, takes_width_test, width_keep, width_test
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Grid, Window
 from .kernels import Kernel, kernel_files, kernel_record_path, make_kernel, recentring_note
-from .normalise import BandScaling, array_constants, exact_float, hold_constants
+from .normalise import BandScaling, array_constants, exact_float, hold_constants, real_image
 from .progress import DONE, NullProgress, Progress, check_cancelled
 from .raster import (
     AtomicGeoTIFF,
@@ -169,6 +169,7 @@ def check_super_resolve(input_path: str, output_path: str | None, config: Method
     """Everything ``super_resolve`` checks before it starts, from metadata alone: the input, its bands and
     extent, the output path (unless ``None``), the input's size for the network and the kernel (a kernel
     file is read). Raises a one-line ``InputError``; front ends call it to refuse bad settings before a run."""
+    input_path, output_path = as_paths(input_path, output_path)
     info = open_info(input_path, io.bands, io.extent, 1, io.crs)
     if output_path is not None:
         check_raster_output(output_path, [input_path])
@@ -186,8 +187,8 @@ def method_kernel(config: MethodConfig) -> Kernel | None:
 
 def check_degrade(input_path: str, output_path: str | None, scale: int, kernel: str, io: IOOptions = IOOptions()) -> tuple[RasterInfo, Kernel]:
     """Everything ``degrade`` checks before it starts (as ``check_super_resolve``); returns the input and the kernel."""
-    if scale < 2:
-        raise InputError(f"scale must be an integer ≥ 2, got {scale}")
+    check_scale(scale, None)
+    input_path, output_path = as_paths(input_path, output_path)
     info = open_info(input_path, io.bands, io.extent, scale, io.crs)
     if output_path is not None:
         check_raster_output(output_path, [input_path], loss_curve=False)
@@ -412,8 +413,9 @@ def super_resolve(
     """Super-resolve ``input_path`` by ``config.scale`` into a GeoTIFF with the method ``config`` configures.
 
     The GeoTIFF and its loss curve move into place together at the end (``core.raster.staged``; with
-    ``files``, when that group of the caller's run is committed).
+    ``files``, when that group of the caller's run is committed). Paths may be ``str`` or ``os.PathLike``.
     """
+    input_path, output_path = as_paths(input_path, output_path)
     recorder = _Recorder(progress or NullProgress(), files)
     info = check_super_resolve(input_path, output_path, config, io)
     _log_input(info, recorder)
@@ -439,11 +441,13 @@ def super_resolve_array(
     """In-memory variant of ``super_resolve``: ``(C, h, w)`` values → ``(C, s·h, s·w)`` float64 values.
 
     Used by evaluation and benchmarks; the same normalisation, tiling and solver as file runs. Values that are
-    not finite or are fill values (``raster.valid_mask``) are invalid, besides those ``valid`` marks so.
+    not finite or are fill values (``raster.valid_mask``) are invalid, besides those ``valid`` (booleans of the
+    image's shape) marks so. Another shape, or values that are not real numbers, are a one-line ``InputError``.
     """
     recorder = _Recorder(progress or NullProgress())
-    image = np.asarray(image)
-    image = image.astype(exact_float(image.dtype), copy=False)  # int32 / uint32 / float64 values stay exact
+    image = real_image(image)  # int32 / uint32 / float64 values stay exact
+    if valid is not None and np.shape(valid) != image.shape:
+        raise InputError(f"valid must have the image's shape {image.shape} (bands, rows, cols), got {np.shape(valid)}")
     valid = valid_mask(image, None) if valid is None else valid & valid_mask(image, None)
     c, h, w = image.shape
     config.check_input_size(w, h)
@@ -482,8 +486,10 @@ def degrade(
     file's whole blocks, where the borders are reflected), which gives the pixels a whole-raster pass
     gives, on an extent (``io.extent``) too. Values float32 cannot hold (int32, uint32, float64) are degraded
     normalised by one scaling of the whole file (``degrade_array``), so strips and extents round alike and only
-    the normalised values carry float32 rounding: a constant comes back exactly.
+    the normalised values carry float32 rounding: a constant comes back exactly. Paths may be ``str`` or
+    ``os.PathLike``.
     """
+    input_path, output_path = as_paths(input_path, output_path)
     recorder = _Recorder(progress or NullProgress())
     info, k = check_degrade(input_path, output_path, scale, kernel, io)
     _log_input(info, recorder)

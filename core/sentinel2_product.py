@@ -25,7 +25,7 @@ from affine import Affine
 from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioIOError
 
-from .config import GuidedDIPConfig, IOOptions
+from .config import GuidedDIPConfig, IOOptions, as_paths
 from .errors import InputError
 from .grid import Grid, NotAligned, Window, guide_position, nest
 from .guided import MIN_TARGET_SIZE
@@ -350,6 +350,7 @@ def sharpen_product(
     progress: Progress | None = None,
 ) -> RunResult:
     """Every band found in ``inputs`` at 10 m, in band order, written atomically to ``output_path``."""
+    *inputs, output_path = as_paths(*inputs, output_path)
     recorder = _Recorder(progress or NullProgress())
     found = find_bands(inputs, output_path, recorder)
     sources = sorted({s.path for s in found.values()})

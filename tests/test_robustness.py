@@ -240,6 +240,35 @@ def test_gdal_failures_of_overlapping_runs_in_threads_are_each_caught() -> None:
     assert logger.level == before
 
 
+def test_gdal_failures_reach_no_handler_of_the_application(monkeypatch) -> None:
+    """An application with ``logging.basicConfig()`` (root at WARNING, a handler of any level) printed
+    "rasterio._env INFO GDAL signalled an error: … No space left on device" while a run wrote its output: the
+    logger lowered to INFO to hear GDAL let those records through to it. The block still hears them, the handler
+    still gets what it got before (WARNING), and the logger's level is its own again afterwards."""
+    import logging
+
+    from internal_sr.core.raster import gdal_failures
+
+    seen: list[str] = []
+
+    class Application(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(f"{record.levelname} {record.getMessage()}")
+
+    root, logger, handler = logging.getLogger(), logging.getLogger("rasterio._env"), Application()
+    monkeypatch.setattr(root, "level", logging.WARNING)
+    monkeypatch.setattr(logger, "level", logging.NOTSET)
+    root.addHandler(handler)
+    try:
+        with gdal_failures() as failures:
+            logger.info("GDAL signalled an error: err_no=%r, msg=%r", 3, "No space left on device")
+            logger.warning("a warning")
+    finally:
+        root.removeHandler(handler)
+    assert failures == ["No space left on device"] and seen == ["WARNING a warning"]
+    assert logger.level == logging.NOTSET and not logger.filters
+
+
 def test_a_signal_while_old_sidecars_are_removed_still_completes_the_run(tmp_path: Path, capsys, monkeypatch) -> None:
     """After the new raster is in place its predecessor's .aux.xml and .ovr are removed: a SIGTERM there said
     "cancelled, nothing written" and left the old overviews beside the new raster."""
