@@ -15,6 +15,7 @@ nodata value.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import tempfile
@@ -731,12 +732,17 @@ def remove_with_pam(path: str) -> None:
 
 def temporary_beside(path: str) -> tuple[int, str]:
     """A new hidden temporary file in ``path``'s folder (``tempfile.mkstemp``'s handle and name); a folder
-    that refuses it (read-only, a virtual file system such as /proc) is a one-line ``InputError``."""
+    that refuses it (read-only, a virtual file system such as /proc) is a one-line ``InputError``. A folder that is
+    there but answers ENOENT ("No such file or directory") for a new file takes no new files at all (/proc, /sys):
+    the message says so rather than that something is missing."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         return tempfile.mkstemp(prefix=".internal_sr-", suffix=PARTIAL_SUFFIX, dir=folder)
     except OSError as error:
-        raise InputError(f"cannot write in output folder {folder}: {error.strerror or error}") from None
+        reason = error.strerror or str(error)
+        if error.errno == errno.ENOENT and os.path.isdir(folder):
+            reason = f"the folder does not accept new files (the system says: {reason})"
+        raise InputError(f"cannot write in output folder {folder}: {reason}") from None
 
 
 #: ``StagedFiles.commit`` calls under way (any thread), and the lists ``recording_commits`` fills with the

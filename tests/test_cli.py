@@ -190,6 +190,23 @@ def test_over_long_output_names_and_a_file_as_folder_are_refused_before_the_run(
     assert sorted(os.listdir(tmp_path)) == ["in.tif"]
 
 
+def test_a_folder_that_takes_no_new_files_is_named_so(tmp_path, capsys, monkeypatch):
+    """/proc answers ENOENT when a file is created in it: the message said "No such file or directory" of a
+    folder that is there; it says the folder does not accept new files."""
+    import errno
+    import tempfile
+
+    def virtual_folder(*arguments, **keywords):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+
+    monkeypatch.setattr(tempfile, "mkstemp", virtual_folder)
+    assert main(["degrade", S2_20M, str(tmp_path / "lr.tif"), "--scale", "2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"internal-sr: error: cannot write in output folder {tmp_path}: the folder does not accept new files (the system "
+        "says: No such file or directory)"
+    )
+
+
 def test_outputs_are_geotiff_names_and_extents_may_start_with_a_minus(tmp_path, capsys):
     assert main(["degrade", S2_20M, str(tmp_path / "low.jp2"), "--scale", "2"]) == 2
     assert "must end in .tif or .tiff: it is written as GeoTIFF" in capsys.readouterr().err
