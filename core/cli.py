@@ -17,7 +17,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
+from . import __version__
 from .config import (
     CUDA_BATCH,
     DEFAULT_ITERATIONS,
@@ -37,13 +39,33 @@ from .config import (
 from .errors import Cancelled, InputError, error_line
 
 
-class TerminalProgress:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
+def _write(stream: TextIO | None, text: str) -> None:
+    """Write ``text`` to ``stream`` (the command line's stdout or stderr: every line it prints goes through here)
+    and flush it. Output that cannot be written is dropped and the run goes on, its exit status its own: no stream
+    (Python's ``None`` for a descriptor closed at start, ``2>&-``), a pipe whose reader quit (``2>&1 | head``), a
+    descriptor that fails. A stream that failed has its descriptor pointed at the null device, so that what is
+    still buffered in it does not fail Python's flush at exit (exit status 120)."""
+    if stream is None:
+        return
+    try:
+        stream.write(text)
+        stream.flush()
+    except OSError:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, stream.fileno())
+            os.close(null)
+        except (OSError, ValueError):  # no descriptor (a stream in memory)
+            pass
 
-    def __init__(self, stream=None, width: int = 30) -> None:
+
+class TerminalProgress:
+    """A one-line progress bar on stderr (plain lines when stderr is not a terminal; nothing without one)."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
         self.stream = stream or sys.stderr
         self.width = width
-        self.tty = self.stream.isatty()
+        self.tty = self.stream is not None and self.stream.isatty()
         self.last = -1.0
         self.start = time.perf_counter()
 
@@ -53,27 +75,30 @@ class TerminalProgress:
         self.last = fraction
         filled = int(round(self.width * fraction))
         line = f"[{'#' * filled}{'.' * (self.width - filled)}] {100 * fraction:5.1f}% {time.perf_counter() - self.start:6.0f}s {message}"
-        self.stream.write(("\r" + line[:120].ljust(120)) if self.tty else line + "\n")
-        self.stream.flush()
+        _write(self.stream, ("\r" + line[:120].ljust(120)) if self.tty else line + "\n")
 
     def info(self, message: str) -> None:
-        self.stream.write(("\n" if self.tty else "") + message + "\n")
-        self.stream.flush()
+        _write(self.stream, ("\n" if self.tty else "") + message + "\n")
 
     def cancelled(self) -> bool:
         return False
 
     def close(self) -> None:
         if self.tty:
-            self.stream.write("\n")
+            _write(self.stream, "\n")
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line and exit with status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"internal-sr: error: {message}\n")
+        _write(sys.stderr, f"internal-sr: error: {message}\n")
         raise SystemExit(2)
+
+    def _print_message(self, message: str, file: TextIO | None = None) -> None:
+        """What argparse prints (``--help``, usage), through ``_write``."""
+        if message:
+            _write(file, message)
 
 
 def _bands(text: str) -> tuple[int, ...]:
@@ -160,6 +185,7 @@ def _by_scale(values: dict[int, int]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="internal-sr", description="Super-resolution of rasters by internal learning.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(p: argparse.ArgumentParser, kernel_help: str = "", scale_help: str = f"integer factor from 2 to {MAX_SCALE}") -> None:
@@ -176,7 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     def device_and_seed(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                        help="where to optimise (default auto: the GPU when PyTorch finds one, else the CPU)")
-        p.add_argument("--seed", type=int, default=0, help="random seed (default 0); on the CPU the same seed gives the same output")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0): the same seed on the same device with "
+                       "the same CPU thread count (--threads) gives the same output")
+        p.add_argument("--threads", type=int, help="CPU threads PyTorch uses (default: its own choice, OMP_NUM_THREADS "
+                       "or the cores; on a busy machine 1 is often faster)")
 
     def batch(p: argparse.ArgumentParser, when: str, default: int | None) -> None:
         p.add_argument("--batch", type=int, default=default,
@@ -283,8 +312,37 @@ def _run_options(args: argparse.Namespace, batch: int | None = None) -> dict:
     return dict(iterations=args.iterations, device=args.device, seed=args.seed, tiles=tiles, warm_start=not args.cold_tiles)
 
 
+@contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """PyTorch's CPU threads set to ``count`` (``--threads``; ``None``: left as they are) inside the block, its
+    intra-op count restored afterwards (for a script or test calling ``main``). The inter-op pool is sized too where
+    PyTorch still allows it (before its first parallel work; it cannot be changed back)."""
+    if count is None:
+        yield
+        return
+    import torch
+
+    check_at_least("--threads", count, 1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        torch.set_num_interop_threads(count)
+    except RuntimeError:  # already started, or set once before
+        pass
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
     """Run the command; returns the lines to print once its files are in place."""
+    with _threads(getattr(args, "threads", None)):
+        return _run(args, progress)
+
+
+def _run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
+    """``run`` with PyTorch's threads set."""
     from . import pipeline
 
     if args.command == "kernelgan":
@@ -347,26 +405,15 @@ def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
     return [f"wrote {result.output_path} ({result.device}, {result.seconds:.1f} s)"]
 
 
-def _say(lines: list[str]) -> None:
-    """Print ``lines`` on stdout; a closed pipe (``internal-sr … | head``) is not an error: the files are written."""
-    try:
-        for line in lines:
-            print(line)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        try:  # Python's flush at exit would fail on the closed pipe again
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-
-
 @contextmanager
 def _terminate_cancels() -> Iterator[None]:
     """Ctrl-C (SIGINT), SIGTERM (``kill``, a batch system's time limit) and SIGHUP (the terminal closed; not on
     Windows) cancel the run, so the temporary files are removed; while a group of files is moving into place
     (``core.raster.committing``) the signal is too late for it and is ignored. One after the run's files are in
-    place still cancels what is left (printing), and ``_cancelled_line`` names the files. The previous
-    handlers are restored afterwards. Only the main thread can do this."""
+    place still cancels what is left (printing), and ``_cancelled_line`` names the files. A signal the process
+    was started ignoring stays ignored: ``nohup`` ignores SIGHUP so that logging out does not end the run, and a
+    shell script's background job (``&``) starts with SIGINT ignored. The previous handlers are restored
+    afterwards. Only the main thread can do this."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -377,7 +424,7 @@ def _terminate_cancels() -> Iterator[None]:
             raise Cancelled("terminated")
 
     signals = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
-    previous = {number: signal.signal(number, cancel) for number in signals}
+    previous = {number: signal.signal(number, cancel) for number in signals if signal.getsignal(number) is not signal.SIG_IGN}
     try:
         yield
     finally:
@@ -404,7 +451,7 @@ def _escaping_output() -> Iterator[None]:
         yield
     finally:
         for stream, errors in changed:
-            try:  # reconfiguring flushes what is still buffered: a closed pipe (``_say``) or stream refuses that
+            try:  # reconfiguring flushes what is still buffered: a closed pipe (``_write``) or stream refuses that
                 stream.reconfigure(errors=errors)
             except (OSError, ValueError):
                 pass
@@ -413,7 +460,8 @@ def _escaping_output() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status. Printing never fails a run whose files are written:
     characters the terminal's encoding lacks (a CJK path on cp1252) are escaped, a closed pipe is ignored.
-    stdout and stderr are given back as they were (``_escaping_output``), so scripts and tests may call it."""
+    stdout and stderr are given back as they were (``_escaping_output``), so scripts and tests may call it.
+    Output that cannot be written at all (a closed stream, a pipe whose reader quit) is dropped (``_write``)."""
     with _escaping_output():
         return _main(argv)
 
@@ -433,17 +481,18 @@ def _main(argv: list[str] | None) -> int:
             lines = run(args, progress)
     except InputError as exc:
         progress.close()
-        sys.stderr.write(f"internal-sr: error: {exc}\n")
+        _write(sys.stderr, f"internal-sr: error: {exc}\n")
         return 2
     except (Cancelled, KeyboardInterrupt):
         progress.close()
-        sys.stderr.write(f"internal-sr: {_cancelled_line(written)}\n")
+        _write(sys.stderr, f"internal-sr: {_cancelled_line(written)}\n")
         return 130
     except Exception as exc:  # MemoryError included: never a traceback in the user's face; the output was not written
         progress.close()
-        sys.stderr.write(f"internal-sr: error: {error_line(exc)}\n")
+        _write(sys.stderr, f"internal-sr: error: {error_line(exc)}\n")
         return 1
-    _say(lines)
+    for line in lines:
+        _write(sys.stdout, line + "\n")
     return 0
 
 

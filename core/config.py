@@ -12,6 +12,7 @@ import numbers
 import os
 import stat
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .errors import InputError
 
@@ -40,10 +41,24 @@ def check_device(device: str) -> None:
 MAX_SCALE = 16
 
 
-def check_scale(scale: int) -> None:
-    """Raise a one-line ``InputError`` unless ``scale`` is an integer refinement factor from 2 to ``MAX_SCALE``."""
-    if not isinstance(scale, numbers.Integral) or isinstance(scale, bool) or not 2 <= scale <= MAX_SCALE:
-        raise InputError(f"scale must be an integer from 2 to {MAX_SCALE}, got {scale}")
+def check_scale(scale: int, maximum: int | None = MAX_SCALE) -> None:
+    """Raise a one-line ``InputError`` unless ``scale`` is an integer factor from 2 to ``maximum`` (``None``: no
+    bound; ``degrade`` takes any whole number of pixels per block)."""
+    if not is_integer(scale) or scale < 2 or (maximum is not None and scale > maximum):
+        bounds = "≥ 2" if maximum is None else f"from 2 to {maximum}"
+        raise InputError(f"scale must be an integer {bounds}, got {scale!r}")
+
+
+def is_integer(value: object) -> bool:
+    """Whether ``value`` is a whole number of an integer type (Python's or NumPy's; not ``bool``)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def as_paths(*paths: str | os.PathLike[str] | None) -> tuple[Any, ...]:
+    """The paths given to a public entry point as ``str``: ``pathlib.Path`` and any other ``os.PathLike`` are accepted
+    where a path is taken; ``None`` (an optional path not given) stays ``None``. Anything else is a ``TypeError``
+    naming its type."""
+    return tuple(None if path is None else os.fsdecode(path) for path in paths)
 
 
 #: The largest integer QGIS's integer parameters (read as a C ``int``) and Qt's spin boxes hold: the front ends'
@@ -119,9 +134,14 @@ class IOOptions:
     crs: str | None = None
 
     def __post_init__(self) -> None:
+        if self.bands is not None:
+            if not isinstance(self.bands, (tuple, list)) or not all(is_integer(b) for b in self.bands):
+                raise InputError(f"bands must be a tuple or list of 1-based band numbers (integers), got {self.bands!r}")
+            object.__setattr__(self, "bands", tuple(self.bands))
         if self.extent is None:
             return
-        if len(self.extent) != 4 or not all(math.isfinite(v) for v in self.extent):
+        if (not isinstance(self.extent, (tuple, list)) or len(self.extent) != 4
+                or not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in self.extent)):
             raise InputError(f"extent must be four finite numbers XMIN,YMIN,XMAX,YMAX, got {self.extent}")
         xmin, ymin, xmax, ymax = self.extent
         if xmin >= xmax or ymin >= ymax:

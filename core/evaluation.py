@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from .config import EVALUATION_METHODS, DIPConfig, GuidedDIPConfig, InternalLearningConfig, IOOptions, KnitworkConfig
+from .config import EVALUATION_METHODS, DIPConfig, GuidedDIPConfig, InternalLearningConfig, IOOptions, KnitworkConfig, as_paths
 from .degradation import Degradation, back_project, degrade_array, in_float32, upsample
 from .errors import InputError
 from .grid import Window
@@ -392,6 +392,7 @@ def evaluate(
     (Landsat pan) the guide is degraded onto the target's grid with the grids' phase. Bicubic and bicubic +
     back-projection are scored on the same pixels every time. ``io.extent`` picks the evaluated area.
     """
+    input_path, guide_path = as_paths(input_path, guide_path)
     plan = plan_evaluation(input_path, method, scale, kernel, config, io, guide_path, guide_io, progress)
     recorder = _Recorder(progress or NullProgress())
     info = plan.info

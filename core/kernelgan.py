@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .anisotropy import SpectralAnisotropy, clean_windows, oriented_width, spectral_anisotropy, varied_windows, window_sums
-from .config import InternalLearningConfig, IOOptions, KernelGANConfig
+from .config import InternalLearningConfig, IOOptions, KernelGANConfig, as_paths
 from .degradation import Degradation
 from .device import describe, resolve_device, seeded
 from .errors import InputError
@@ -466,6 +466,7 @@ def estimate_kernel_file(
     """
     from .pipeline import _Recorder, log_fill_values
 
+    input_path, kernel_path = as_paths(input_path, kernel_path)
     recorder = _Recorder(progress or NullProgress())
     start = time.perf_counter()
     info, paths = check_kernel_files(input_path, kernel_path, config, io)
@@ -525,6 +526,7 @@ def super_resolve_with_estimated_kernel(
 
     from .pipeline import check_super_resolve, super_resolve
 
+    input_path, output_path = as_paths(input_path, output_path)
     progress = progress or NullProgress()
     kernel_path = estimated_kernel_path(output_path)
     check_super_resolve(input_path, output_path, replace(config, kernel="bicubic"), io)  # all but the kernel, before KernelGAN

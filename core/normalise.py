@@ -21,12 +21,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InputError
+
 
 def exact_float(dtype: np.dtype | type | str) -> np.dtype:
     """The float type that holds every value of ``dtype`` exactly, in which its raw values are held and computed
     on: float32 for 8- and 16-bit integers and float32 itself, float64 for the others (int32, uint32, float64),
     whose values float32's 24-bit significand does not hold."""
     return np.dtype(np.float32) if np.can_cast(dtype, np.float32) else np.dtype(np.float64)
+
+
+def real_image(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """``image`` as a ``(bands, rows, cols)`` array of real values in the float type that holds them exactly
+    (``exact_float``); another number of dimensions, or complex, text or object values, are a one-line ``InputError``
+    naming ``name`` (the in-memory entry points' argument)."""
+    array = np.asarray(image)
+    if array.ndim != 3:
+        raise InputError(f"{name} must be a (bands, rows, cols) array, got one of shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise InputError(f"{name} must hold real numbers (integers or floats), got {array.dtype}")
+    return array.astype(exact_float(array.dtype), copy=False)
 
 
 @dataclass(frozen=True)

@@ -7,22 +7,24 @@ These are what the command line and the QGIS algorithms call. Every user error i
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, size_subject
+from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, as_paths, check_scale, size_subject
 from .degradation import OBSERVATION_GAIN_LIMIT, degrade_array, takes_width_test, width_keep, width_test
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Grid, Window
 from .kernels import (
-    Kernel, check_kernel_outputs, file_taps, kernel_width, make_kernel, off_centre, recentring_note, save_kernel_file,
+    Kernel, check_kernel_outputs, file_taps, kernel_files, kernel_record_path, kernel_width, make_kernel, off_centre,
+    recentring_note, save_kernel_file,
 )
-from .normalise import BandScaling, array_constants, exact_float, hold_constants
+from .normalise import BandScaling, array_constants, exact_float, hold_constants, real_image
 from .progress import DONE, NullProgress, Progress, check_cancelled
 from .raster import (
     AtomicGeoTIFF,
@@ -31,11 +33,14 @@ from .raster import (
     band_labels,
     check_raster_output,
     constant_bands,
+    dataset_files,
     fill_value_warnings,
     georeferencing_note,
+    loss_curve_path,
     open_info,
     output_dtype,
     read_window,
+    same_file,
     staged,
     valid_mask,
 )
@@ -175,12 +180,16 @@ class _Recorder:
         device: str,
         method: str | None,
         write: Callable[[StagedFiles], None],
+        inputs: Sequence[str],
+        kernels: Sequence[str] = (),
         files: StagedFiles | None = None,
     ) -> RunResult:
         """End a file run: ``write(group)`` the output into a staged group, draw the tiles' loss curves beside
         it (``figures.write_loss_curve``; not when ``method`` is ``None``; a failure to draw them is a warning,
         the output stands), move both into place together (with ``files``: when that group of the caller's
-        run is committed), report completion and return the ``RunResult``."""
+        run is committed), report completion and return the ``RunResult``. What an earlier run left beside the
+        output and this one does not write again is removed as they move (``remove_earlier_side_files``, with the
+        run's ``inputs`` and ``kernels``)."""
         from .figures import write_loss_curve
 
         with staged(files) as group:
@@ -188,12 +197,39 @@ class _Recorder:
             try:
                 curve = write_loss_curve(output_path, self.curves, method, group) if method else None
             except OSError as error:  # the raster is written; a figure that cannot be must not undo that
-                self.info(f"warning: the training loss curve could not be written: {error}")
+                earlier = loss_curve_path(output_path)
+                removed = f"; the earlier {earlier} is removed" if os.path.lexists(earlier) else ""
+                self.info(f"warning: the training loss curve could not be written: {error}{removed}")
                 curve = None
+            remove_earlier_side_files(group, output_path, inputs, kernels)
         if curve:
             self.info(f"training loss curve: {curve}")
         self.report(1.0, DONE)
         return replace(self.result(output_path, device), loss_curve=curve)
+
+
+def remove_earlier_side_files(group: StagedFiles, output_path: str, inputs: Sequence[str], kernels: Sequence[str] = ()) -> None:
+    """Have ``group``'s commit remove the files an earlier run into ``output_path`` left beside it that this run does
+    not write again (``StagedFiles.remove_at_commit``), as the GeoTIFF's stale sidecars are: its loss curve
+    (``loss_curve_path``) and the files of the kernel kept for it (``kernelgan.estimated_kernel_path``: KernelGAN's estimate or Knitworks' learned kernel,
+    the kernel, its scale record and preview, ``kernels.kernel_files``; only where the kernel and its record are both
+    there, as ``save_kernel_file`` leaves them, else they may be another dataset's). A file this run reads stays: one
+    of ``inputs`` (rasters, with the files GDAL reads for them) or ``kernels`` (kernel names or files); a kernel file
+    given as the output's own, ``--kernel OUTPUT.tif.kernel.npy``, keeps its record and preview too."""
+    from .kernelgan import estimated_kernel_path
+
+    read = [*(file for path in inputs for file in dataset_files(path)), *kernels]
+
+    def is_read(path: str) -> bool:
+        return any(same_file(path, file) for file in read)
+
+    kernel = estimated_kernel_path(output_path)
+    earlier = [loss_curve_path(output_path)]
+    if os.path.isfile(kernel) and os.path.isfile(kernel_record_path(kernel)) and not is_read(kernel):
+        earlier += kernel_files(kernel)
+    for path in earlier:
+        if os.path.lexists(path) and path not in group.staged and not is_read(path):
+            group.remove_at_commit(path)
 
 
 def check_super_resolve(input_path: str, output_path: str | None, config: MethodConfig, io: IOOptions = IOOptions()) -> RasterInfo:
@@ -201,6 +237,7 @@ def check_super_resolve(input_path: str, output_path: str | None, config: Method
     extent, the output path and the files of the kernel Knitworks learns beside it (unless ``None``), the input's
     size for the network and the kernel (a kernel file is read). Raises a one-line ``InputError``; front ends call it
     to refuse bad settings before a run."""
+    input_path, output_path = as_paths(input_path, output_path)
     info = open_info(input_path, io.bands, io.extent, 1, io.crs)
     if output_path is not None:
         check_raster_output(output_path, [input_path])
@@ -224,8 +261,8 @@ def method_kernel(config: MethodConfig) -> Kernel | None:
 
 def check_degrade(input_path: str, output_path: str | None, scale: int, kernel: str, io: IOOptions = IOOptions()) -> tuple[RasterInfo, Kernel]:
     """Everything ``degrade`` checks before it starts (as ``check_super_resolve``); returns the input and the kernel."""
-    if scale < 2:
-        raise InputError(f"scale must be an integer ≥ 2, got {scale}")
+    check_scale(scale, None)
+    input_path, output_path = as_paths(input_path, output_path)
     info = open_info(input_path, io.bands, io.extent, scale, io.crs)
     if output_path is not None:
         check_raster_output(output_path, [input_path], loss_curve=False)
@@ -454,8 +491,10 @@ def super_resolve(
     The GeoTIFF and its loss curve move into place together at the end (``core.raster.staged``; with
     ``files``, when that group of the caller's run is committed). A kernel Knitworks learnt (``learned``) is
     kept beside the output (``learned_kernel_path``: ``.npy``, scale record and preview, as ``--kernel estimate``
-    keeps its kernel; ``learned_kernel`` says which tiles' it is) and moves into place with them.
+    keeps its kernel; ``learned_kernel`` says which tiles' it is) and moves into place with them. Paths may be
+    ``str`` or ``os.PathLike``.
     """
+    input_path, output_path = as_paths(input_path, output_path)
     recorder = _Recorder(progress or NullProgress(), files)
     info = check_super_resolve(input_path, output_path, config, io)
     _log_input(info, recorder)
@@ -474,7 +513,7 @@ def super_resolve(
             save_kernel_file(kernel_path, learned.taps, config.scale, files=group, source=learned.source)
             recorder.info(f"learned kernel: {learned.describe()} → {kernel_path} ({learned.source})")
 
-    result = recorder.write_output(output_path, device, method_name(config), write, files)
+    result = recorder.write_output(output_path, device, method_name(config), write, [input_path], [config.kernel], files)
     return replace(result, kernel_path=kernel_path)
 
 
@@ -487,11 +526,13 @@ def super_resolve_array(
     """In-memory variant of ``super_resolve``: ``(C, h, w)`` values → ``(C, s·h, s·w)`` float64 values.
 
     Used by evaluation and benchmarks; the same normalisation, tiling and solver as file runs. Values that are
-    not finite or are fill values (``raster.valid_mask``) are invalid, besides those ``valid`` marks so.
+    not finite or are fill values (``raster.valid_mask``) are invalid, besides those ``valid`` (booleans of the
+    image's shape) marks so. Another shape, or values that are not real numbers, are a one-line ``InputError``.
     """
     recorder = _Recorder(progress or NullProgress())
-    image = np.asarray(image)
-    image = image.astype(exact_float(image.dtype), copy=False)  # int32 / uint32 / float64 values stay exact
+    image = real_image(image)  # int32 / uint32 / float64 values stay exact
+    if valid is not None and np.shape(valid) != image.shape:
+        raise InputError(f"valid must have the image's shape {image.shape} (bands, rows, cols), got {np.shape(valid)}")
     valid = valid_mask(image, None) if valid is None else valid & valid_mask(image, None)
     c, h, w = image.shape
     config.check_input_size(w, h)
@@ -533,8 +574,10 @@ def degrade(
     file's whole blocks, where the borders are reflected), which gives the pixels a whole-raster pass
     gives, on an extent (``io.extent``) too. Values float32 cannot hold (int32, uint32, float64) are degraded
     normalised by one scaling of the whole file (``degrade_array``), so strips and extents round alike and only
-    the normalised values carry float32 rounding: a constant comes back exactly.
+    the normalised values carry float32 rounding: a constant comes back exactly. Paths may be ``str`` or
+    ``os.PathLike``.
     """
+    input_path, output_path = as_paths(input_path, output_path)
     recorder = _Recorder(progress or NullProgress())
     info, k = check_degrade(input_path, output_path, scale, kernel, io)
     _log_input(info, recorder)
@@ -574,6 +617,7 @@ def degrade(
             recorder.report(bottom / height, "degrading")
         if not any_valid:
             raise InputError(f"{input_path} has no valid pixels (everything is nodata)")
+        remove_earlier_side_files(out.files, output_path, [input_path], [kernel])
     for warning in out.clipping_warnings():
         recorder.info(warning)
     recorder.report(1.0, DONE)

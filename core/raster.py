@@ -15,6 +15,7 @@ nodata value.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import tempfile
@@ -781,12 +782,17 @@ def remove_with_pam(path: str) -> None:
 
 def temporary_beside(path: str) -> tuple[int, str]:
     """A new hidden temporary file in ``path``'s folder (``tempfile.mkstemp``'s handle and name); a folder
-    that refuses it (read-only, a virtual file system such as /proc) is a one-line ``InputError``."""
+    that refuses it (read-only, a virtual file system such as /proc) is a one-line ``InputError``. A folder that is
+    there but answers ENOENT ("No such file or directory") for a new file takes no new files at all (/proc, /sys):
+    the message says so rather than that something is missing."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         return tempfile.mkstemp(prefix=".internal_sr-", suffix=PARTIAL_SUFFIX, dir=folder)
     except OSError as error:
-        raise InputError(f"cannot write in output folder {folder}: {error.strerror or error}") from None
+        reason = error.strerror or str(error)
+        if error.errno == errno.ENOENT and os.path.isdir(folder):
+            reason = f"the folder does not accept new files (the system says: {reason})"
+        raise InputError(f"cannot write in output folder {folder}: {reason}") from None
 
 
 #: ``StagedFiles.commit`` calls under way (any thread), and the lists ``recording_commits`` fills with the
@@ -830,6 +836,8 @@ class StagedFiles:
         self.staged: dict[str, str] = {}
         #: GeoTIFF targets whose stale sidecars (``stale_sidecars``) are removed once they are in place
         self.geotiffs: list[str] = []
+        #: files of an earlier run that the commit removes (``remove_at_commit``)
+        self.stale: list[str] = []
 
     def temporary(self, path: str, geotiff: bool = False) -> str:
         """A new empty temporary file for ``path``; a ``geotiff``'s stale sidecars (those of an earlier file there,
@@ -841,6 +849,12 @@ class StagedFiles:
         if geotiff:
             self.geotiffs.append(path)
         return tmp
+
+    def remove_at_commit(self, path: str) -> None:
+        """Remove ``path``, a file an earlier run left that this run does not write again (e.g. its loss curve beside
+        the output this run replaces), when the group commits, so that it does not stay beside the new files; a
+        file staged for ``path`` by then is moved into place instead."""
+        self.stale.append(path)
 
     def drop(self, path: str) -> None:
         """Forget ``path``'s temporary file and remove it (and its PAM sidecar): nothing is moved to ``path``."""
@@ -871,6 +885,10 @@ class StagedFiles:
         with _COMMIT_LOCK:
             _commits += 1
         try:
+            for path in self.stale:
+                if path not in self.staged and os.path.lexists(path):
+                    os.remove(path)
+            self.stale.clear()
             for path, tmp in list(self.staged.items()):
                 replace_with_pam(tmp, path)
                 del self.staged[path]
@@ -888,10 +906,11 @@ class StagedFiles:
                 _commits -= 1
 
     def discard(self) -> None:
-        """Remove every temporary file not moved into place."""
+        """Remove every temporary file not moved into place; the files ``remove_at_commit`` named stay."""
         for path in list(self.staged):
             self.drop(path)
         self.geotiffs.clear()
+        self.stale.clear()
 
 
 @contextmanager
@@ -915,10 +934,30 @@ def write_file_atomically(path: str, data: bytes, files: StagedFiles | None = No
         group.write(path, data)
 
 
-#: ``gdal_failures`` blocks open (any thread) and the logger level the first of them found, under ``_GDAL_LOG_LOCK``.
-_gdal_listeners = 0
+#: ``gdal_failures`` blocks open: each thread's failure lists (a thread's blocks may nest), and the ``rasterio._env``
+#: logger's own level and its effective level as the first block found them; under ``_GDAL_LOG_LOCK``.
+_gdal_collectors: dict[int, list[list[str]]] = {}
 _gdal_level = logging.NOTSET
+_gdal_enabled = logging.NOTSET
 _GDAL_LOG_LOCK = threading.Lock()
+
+
+class _GDALFailures(logging.Filter):
+    """The ``rasterio._env`` logger's filter while ``gdal_failures`` blocks are open: it hands each failure GDAL
+    signals (an INFO record "GDAL signalled an error …") to the blocks open on the record's thread, and passes on to
+    handlers only the records the logger's level let through before the blocks lowered it to INFO, so an
+    application's own logging (``logging.basicConfig()``: WARNING) shows none of those INFO records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and str(record.msg).startswith("GDAL signalled an error"):
+            failure = str(record.args[-1]) if record.args else record.getMessage()
+            with _GDAL_LOG_LOCK:
+                for failures in _gdal_collectors.get(record.thread, []):
+                    failures.append(failure)
+        return record.levelno >= _gdal_enabled
+
+
+_GDAL_FILTER = _GDALFailures()
 
 
 @contextmanager
@@ -927,33 +966,33 @@ def gdal_failures() -> Iterator[list[str]]:
 
     Inside a ``rasterio.Env`` rasterio hands GDAL's messages to its logger ``rasterio._env`` (failures at
     INFO) instead of GDAL printing them. Most failures also raise; some are reported no other way: a full
-    disk while ``close()`` flushes a GeoTIFF's last blocks.
+    disk while ``close()`` flushes a GeoTIFF's last blocks. While blocks are open (any thread) that logger is at
+    INFO at least, with a filter (``_GDALFailures``) that keeps what the level did not let through before from
+    every handler; the last block out gives the logger its level back and removes the filter.
     """
+    global _gdal_level, _gdal_enabled
     failures: list[str] = []
     thread = threading.get_ident()
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.thread == thread and record.levelno == logging.INFO and record.msg.startswith("GDAL signalled an error"):
-                failures.append(str(record.args[-1]) if record.args else record.getMessage())
-
-    global _gdal_listeners, _gdal_level
-    logger, handler = logging.getLogger("rasterio._env"), Collect()
+    logger = logging.getLogger("rasterio._env")
     with _GDAL_LOG_LOCK:  # runs in several QGIS tasks at once: the first in lowers the level, the last out restores it
-        if _gdal_listeners == 0:
-            _gdal_level = logger.level
+        if not _gdal_collectors:
+            _gdal_level, _gdal_enabled = logger.level, logger.getEffectiveLevel()
             if not logger.isEnabledFor(logging.INFO):
                 logger.setLevel(logging.INFO)
-        _gdal_listeners += 1
-        logger.addHandler(handler)
+            logger.addFilter(_GDAL_FILTER)
+        _gdal_collectors.setdefault(thread, []).append(failures)
     try:
         with rasterio.Env():
             yield failures
     finally:
         with _GDAL_LOG_LOCK:
-            logger.removeHandler(handler)
-            _gdal_listeners -= 1
-            if _gdal_listeners == 0:
+            open_here = [f for f in _gdal_collectors[thread] if f is not failures]  # by identity: empty lists are equal
+            if open_here:
+                _gdal_collectors[thread] = open_here
+            else:
+                del _gdal_collectors[thread]
+            if not _gdal_collectors:
+                logger.removeFilter(_GDAL_FILTER)
                 logger.setLevel(_gdal_level)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import figures, metrics
-from .config import InternalLearningConfig, IOOptions
+from .config import InternalLearningConfig, IOOptions, as_paths
 from .errors import InputError
 from .evaluation import BICUBIC, Evaluation, evaluate
 from .metrics import HIGHER_IS_BETTER
@@ -252,7 +252,8 @@ def evaluate_to_files(
     progress: Progress | None = None,
 ) -> EvaluationRun:
     """``evaluation.evaluate`` then the HTML report and/or JSON, moved into place together; output paths are
-    checked before any work."""
+    checked before any work. Paths may be ``str`` or ``os.PathLike``."""
+    input_path, guide_path, report_path, json_path = as_paths(input_path, guide_path, report_path, json_path)
     inputs = [input_path] + ([guide_path] if guide_path else [])
     check_two_files(report_path, json_path)
     check_output_paths([path for path in (report_path, json_path) if path], inputs)

@@ -25,7 +25,7 @@ from affine import Affine
 from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioIOError
 
-from .config import GuidedDIPConfig, IOOptions
+from .config import GuidedDIPConfig, IOOptions, as_paths
 from .errors import InputError
 from .grid import Grid, NotAligned, Window, guide_position, nest
 from .guided import MIN_TARGET_SIZE
@@ -350,9 +350,11 @@ def sharpen_product(
     progress: Progress | None = None,
 ) -> RunResult:
     """Every band found in ``inputs`` at 10 m, in band order, written atomically to ``output_path``."""
+    *inputs, output_path = as_paths(*inputs, output_path)
     recorder = _Recorder(progress or NullProgress())
     found = find_bands(inputs, output_path, recorder)
-    check_raster_output(output_path, sorted({s.path for s in found.values()}))
+    sources = sorted({s.path for s in found.values()})
+    check_raster_output(output_path, sources)
     groups = {res: [found[b] for b in ORDER if b in found and RESOLUTION[b] == res] for res in (10, 20, 60)}
     recorder.info("bands found: " + ", ".join(f"{res} m {', '.join(s.band for s in g)}" for res, g in groups.items() if g))
     in_order = sorted(found.values(), key=lambda s: ORDER.index(s.band))
@@ -390,7 +392,8 @@ def sharpen_product(
             device = result.device
         method = f"{GUIDED_METHOD} (tiles: {', '.join(stages)})" if len(stages) > 1 else GUIDED_METHOD
         return recorder.write_output(
-            output_path, device or "none", method, lambda group: _assemble(parts, groups, output_path, float32, group, recorder)
+            output_path, device or "none", method, lambda group: _assemble(parts, groups, output_path, float32, group, recorder),
+            sources,
         )
 
 

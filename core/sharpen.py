@@ -24,13 +24,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import GAUSSIAN_TERM, SENTINEL2_KERNEL, GuidedDIPConfig, IOOptions, extent_words, size_subject
+from .config import GAUSSIAN_TERM, SENTINEL2_KERNEL, GuidedDIPConfig, IOOptions, as_paths, extent_words, size_subject
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Nesting, NoOverlap, Window, nest
 from .guided import MIN_TARGET_SIZE
 from .kernels import Kernel, make_kernel, recentring_note
-from .normalise import BandScaling, array_constants, exact_float
+from .normalise import BandScaling, array_constants, real_image
 from .pipeline import (
     RunResult, _Recorder, back_projection_keep, collect_tiled, decimated_sample, extent_message, fit_scaling,
     log_fill_values, write_tiled,
@@ -248,6 +248,7 @@ def sharpen(
     ``roles``: what target and guide are in the caller's words, for the registration check's log line
     (``core.registration.registration_warning``).
     """
+    target_path, guide_path, output_path = as_paths(target_path, guide_path, output_path)
     recorder = _Recorder(progress or NullProgress())
     inputs = check_inputs(target_path, guide_path, output_path, config, target_io, guide_io, recorder)
     target, guide, nesting = inputs.target, inputs.guide, inputs.nesting
@@ -289,7 +290,8 @@ def sharpen(
                 f"{file_window(target, nesting.target).describe()}: every output pixel would be nodata; nothing written"
             )
 
-    return recorder.write_output(output_path, device, GUIDED_METHOD if loss_curve else None, write)
+    return recorder.write_output(output_path, device, GUIDED_METHOD if loss_curve else None, write, [target_path, guide_path],
+                                 [config.kernel, config.guide_kernel])
 
 
 def sharpen_array(
@@ -306,9 +308,8 @@ def sharpen_array(
     benchmarks (same solver as file runs).
     """
     recorder = _Recorder(progress or NullProgress())
-    target, guide = np.asarray(target), np.asarray(guide)
     # int32 / uint32 / float64 values stay exact (normalised in float64 per tile)
-    target, guide = target.astype(exact_float(target.dtype), copy=False), guide.astype(exact_float(guide.dtype), copy=False)
+    target, guide = real_image(target, "target"), real_image(guide, "guide")
     (_, h, w), (gh, gw) = target.shape, guide.shape[-2:]
     if gh % h or gw % w or gh // h != gw // w or gh // h < 2:
         raise InputError(f"guide {gw}×{gh} is not an integer multiple ≥ 2 of the target {w}×{h}")

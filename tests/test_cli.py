@@ -14,7 +14,7 @@ import rasterio
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
-from internal_sr.core.cli import main
+from internal_sr.core.cli import build_parser, main
 from internal_sr.core.raster import loss_curve_path
 
 from helpers import S2_10M, S2_20M, read, write_raster
@@ -190,6 +190,23 @@ def test_over_long_output_names_and_a_file_as_folder_are_refused_before_the_run(
     assert sorted(os.listdir(tmp_path)) == ["in.tif"]
 
 
+def test_a_folder_that_takes_no_new_files_is_named_so(tmp_path, capsys, monkeypatch):
+    """/proc answers ENOENT when a file is created in it: the message said "No such file or directory" of a
+    folder that is there; it says the folder does not accept new files."""
+    import errno
+    import tempfile
+
+    def virtual_folder(*arguments, **keywords):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+
+    monkeypatch.setattr(tempfile, "mkstemp", virtual_folder)
+    assert main(["degrade", S2_20M, str(tmp_path / "lr.tif"), "--scale", "2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"internal-sr: error: cannot write in output folder {tmp_path}: the folder does not accept new files (the system "
+        "says: No such file or directory)"
+    )
+
+
 def test_outputs_are_geotiff_names_and_extents_may_start_with_a_minus(tmp_path, capsys):
     assert main(["degrade", S2_20M, str(tmp_path / "low.jp2"), "--scale", "2"]) == 2
     assert "must end in .tif or .tiff: it is written as GeoTIFF" in capsys.readouterr().err
@@ -271,6 +288,33 @@ def test_printing_never_fails_a_run_whose_output_is_written(tmp_path, capsys, mo
     assert "\\u4f4e" in stdout.buffer.getvalue().decode("cp1252")
 
 
+@pytest.mark.parametrize("name", ["stdout", "stderr"])
+@pytest.mark.parametrize("stream", [None, ClosedPipe], ids=["closed-at-start", "reader-quit"])
+def test_output_that_cannot_be_written_is_dropped_and_the_run_goes_on(tmp_path, capsys, monkeypatch, name, stream):
+    """``2>&1 | head -2`` (the reader quits), ``2>&-`` and ``>&-`` (Python's stream is ``None``): a progress line to
+    such a stderr aborted the run, exit 1 with nothing written; a closed stdout gave a traceback and exit 1 after
+    the files were written. What cannot be printed is dropped; the exit status is the run's."""
+    monkeypatch.setattr(sys, name, stream and stream())
+    out = tmp_path / "low.tif"
+    assert main(["degrade", S2_20M, str(out), "--scale", "2"]) == 0
+    assert out.exists()
+    assert main(["degrade", S2_20M, str(tmp_path / "low.png"), "--scale", "2"]) == 2  # an error line, dropped alike
+
+
+def test_a_pipe_whose_reader_quit_does_not_stop_a_run_nor_fail_its_exit(tmp_path):
+    """As ``internal-sr … 2>&1 | head -0``: stdout and stderr are a pipe nobody reads any more. The run finishes
+    with status 0 (what stays buffered in a failed stream would fail Python's flush at exit: status 120)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    out = tmp_path / "low.tif"
+    try:
+        process = subprocess.run([sys.executable, "-m", "internal_sr.core.cli", "degrade", S2_20M, str(out), "--scale", "2"],
+                                 stdout=write_end, stderr=write_end)
+    finally:
+        os.close(write_end)
+    assert process.returncode == 0 and out.exists()
+
+
 def test_main_gives_stdout_and_stderr_back_as_they_were(tmp_path, monkeypatch):
     """main escapes what the streams' encoding lacks while it runs, but it left them escaping for good: a script
     or test calling it as a function had its own error handling (strict, surrogateescape) changed."""
@@ -286,6 +330,34 @@ def test_main_gives_stdout_and_stderr_back_as_they_were(tmp_path, monkeypatch):
     source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :32, :32])
     assert main(["degrade", source, str(tmp_path / "lr.tif"), "--scale", "2"]) == 0  # and after a run that prints
     assert (stdout.errors, stderr.errors) == ("strict", "surrogateescape")
+
+
+def test_version_and_threads(tmp_path, capsys, monkeypatch):
+    """``internal-sr --version`` was a usage error; ``--threads N`` sets PyTorch's CPU threads for the run (the
+    thread count changes a CPU run's output, so it is part of what makes a seed repeatable), gives back the
+    caller's count afterwards and refuses a count below 1 in one line."""
+    import torch
+
+    import internal_sr
+    from internal_sr.core import pipeline
+    from internal_sr.core.errors import Cancelled
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"internal-sr {internal_sr.__version__}\n"
+    seen = []
+
+    def record_threads(*arguments, **keywords):
+        seen.append(torch.get_num_threads())
+        raise Cancelled()
+
+    monkeypatch.setattr(pipeline, "super_resolve", record_threads)
+    before = torch.get_num_threads()
+    wanted = before + 1
+    assert main(["dip", S2_20M, str(tmp_path / "sr.tif"), "--scale", "2", "--threads", str(wanted)]) == 130
+    assert seen == [wanted] and torch.get_num_threads() == before
+    assert main(["dip", S2_20M, str(tmp_path / "sr.tif"), "--scale", "2", "--threads", "0"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "internal-sr: error: --threads must be ≥ 1, got 0"
+    assert build_parser().parse_args(["kernelgan", "in.tif", "k.npy", "--scale", "2", "--threads", "2"]).threads == 2
 
 
 def test_options_a_command_ignores_are_named(tmp_path, capsys):

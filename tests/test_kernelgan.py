@@ -508,6 +508,35 @@ def test_a_failed_estimate_run_keeps_the_earlier_runs_files_and_shows_no_new_one
     assert sorted(os.listdir(tmp_path)) == sorted([*earlier, "in.tif"])
 
 
+def test_an_earlier_estimate_runs_kernel_files_go_with_the_output_they_were_made_for(tmp_path, capsys):
+    """``dip … o.tif --kernel estimate``, then another run into ``o.tif``: the kernel files of the first stayed beside
+    an output not made with them, where GeoTIFF sidecars of an earlier file are removed. They go as the new output
+    moves into place (with a loss curve that run does not draw: ``degrade``), but for a kernel the run reads
+    (``--kernel o.tif.kernel.npy``: its record and preview too) and a preview without its kernel (another file's)."""
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_10M)[1:2, :48, :48])
+    out = str(tmp_path / "o.tif")
+    kernel = estimated_kernel_path(out)
+
+    def earlier_estimate_run() -> None:  # the files ``--kernel estimate`` leaves, without its cost
+        save_kernel_file(kernel, anisotropic_gaussian(1.2, 1.2, 0.0, 2), 2)
+        assert main(["dip", source, out, "--scale", "2", "--iterations", "2", "--kernel", kernel]) == 0
+
+    def beside() -> list[str]:
+        return sorted(name for name in os.listdir(tmp_path) if name != "in.tif")
+
+    earlier_estimate_run()
+    assert beside() == ["o.tif", "o.tif.kernel.npy", "o.tif.kernel.npy.json", "o.tif.kernel.png", "o.tif.loss.png"]
+    assert main(["dip", source, out, "--scale", "2", "--iterations", "2", "--kernel", "lanczos3"]) == 0
+    assert beside() == ["o.tif", "o.tif.loss.png"]
+    earlier_estimate_run()
+    assert main(["degrade", source, out, "--scale", "2", "--kernel", kernel]) == 0  # reads the kernel: kept
+    assert beside() == ["o.tif", "o.tif.kernel.npy", "o.tif.kernel.npy.json", "o.tif.kernel.png"]
+    os.remove(kernel)
+    os.remove(kernel + ".json")
+    assert main(["degrade", source, out, "--scale", "2"]) == 0
+    assert beside() == ["o.tif", "o.tif.kernel.png"]
+
+
 def test_a_raster_larger_than_the_window_is_estimated_on_its_most_structured_window_only(tmp_path, monkeypatch):
     """Memory is bounded by ``max_window``, not by the raster: a 300 × 200 raster that is flat but for a
     textured 100 × 80 block is read at full resolution only in one 80 × 80 window, placed on the block

@@ -57,15 +57,52 @@ def test_a_run_draws_its_loss_curves_beside_the_output(tmp_path):
 
 
 def test_a_loss_curve_that_cannot_be_written_is_a_warning_and_the_output_stands(tmp_path, monkeypatch):
+    """The output stands without its curve; an earlier run's curve of that name is removed as it moves into place
+    (it stayed, beside a raster it was not drawn for)."""
     from internal_sr.core import figures
+
+    out, curve = tmp_path / "sr.tif", tmp_path / "sr.tif.loss.png"
+    one_band = dict(io=IOOptions(bands=(1,)), tiles=TileOptions(96, 8))
+    run_dip(S2_20M, out, **one_band)
+    earlier = out.read_bytes()
 
     def full_disk(path, rgb, files=None):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(figures, "write_png", full_disk)
-    result = run_dip(S2_20M, tmp_path / "sr.tif", tiles=TileOptions(96, 8))
-    assert (tmp_path / "sr.tif").exists() and not (tmp_path / "sr.tif.loss.png").exists()
-    assert any(m.startswith("warning: the training loss curve could not be written") for m in result.messages)
+    result = run_dip(S2_20M, out, kernel="lanczos3", **one_band)
+    assert out.read_bytes() != earlier and not curve.exists()
+    warning = f"warning: the training loss curve could not be written: [Errno 28] No space left on device; the earlier {curve} is removed"
+    assert warning in result.messages
+    result = run_dip(S2_20M, out, **one_band)
+    assert not curve.exists() and "warning: the training loss curve could not be written: [Errno 28] No space left on device" in result.messages
+
+
+def test_python_callers_get_one_line_errors_and_may_pass_path_objects(tmp_path):
+    """API callers met raw errors: a 2-D array "not enough values to unpack", ``IOOptions(bands=1)`` "'int' object
+    is not iterable", ``degrade(…, 2.5)`` a TypeError, a ``pathlib.Path`` "'PosixPath' object has no attribute
+    'lower'"; a complex array lost its imaginary part with a warning only, and a ``valid`` mask of another shape
+    was broadcast."""
+    from pathlib import Path
+
+    config = DIPConfig(scale=2, **FAST)
+    image = read(S2_20M)[:1, :32, :32].astype(np.float32)
+    refusals = [
+        (lambda: pipeline.super_resolve_array(image[0], config), "image must be a (bands, rows, cols) array, got one of shape (32, 32)"),
+        (lambda: pipeline.super_resolve_array(image + 1j, config), "image must hold real numbers (integers or floats), got complex64"),
+        (lambda: pipeline.super_resolve_array(image, config, valid=image[0] > 0), "valid must have the image's shape (1, 32, 32) (bands, rows, cols), got (32, 32)"),
+        (lambda: IOOptions(bands=1), "bands must be a tuple or list of 1-based band numbers (integers), got 1"),
+        (lambda: IOOptions(bands=(1.5,)), "bands must be a tuple or list of 1-based band numbers (integers), got (1.5,)"),
+        (lambda: IOOptions(extent=5), "extent must be four finite numbers XMIN,YMIN,XMAX,YMAX, got 5"),
+        (lambda: pipeline.degrade(S2_20M, str(tmp_path / "lr.tif"), 2.5), "scale must be an integer ≥ 2, got 2.5"),
+    ]
+    for call, message in refusals:
+        with pytest.raises(InputError, match=re.escape(message)):
+            call()
+    assert IOOptions(bands=[2, 1]).bands == (2, 1)
+    pipeline.degrade(Path(S2_20M), tmp_path / "lr.tif", 2, io=IOOptions(bands=[1]))
+    result = pipeline.super_resolve(tmp_path / "lr.tif", tmp_path / "sr.tif", config)
+    assert result.output_path == str(tmp_path / "sr.tif") and (tmp_path / "sr.tif.loss.png").exists()
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32"])

@@ -99,6 +99,43 @@ def test_a_killed_run_leaves_no_layer_and_the_input_untouched(tmp_path: Path) ->
     assert digest(source) == before
 
 
+#: ``python -c`` script: ``internal-sr degrade ARGUMENTS`` whose first output block sends its own process SIGHUP and
+#: SIGINT, as logging out of the terminal of a ``nohup`` run and Ctrl-C in the shell of a script's background job do.
+SIGNALLED_MID_RUN = """
+import os, signal, sys
+from internal_sr.core import raster
+from internal_sr.core.cli import main
+write = raster.AtomicGeoTIFF.write
+def signal_then_write(self, *arguments):
+    os.kill(os.getpid(), signal.SIGHUP)
+    os.kill(os.getpid(), signal.SIGINT)
+    write(self, *arguments)
+raster.AtomicGeoTIFF.write = signal_then_write
+sys.exit(main(["degrade", *sys.argv[1:]]))
+"""
+
+
+def ignore_hang_up_and_interrupt() -> None:
+    """What ``nohup`` (SIGHUP) and a non-interactive shell's ``&`` (SIGINT) do before starting a command."""
+    for number in (signal.SIGHUP, signal.SIGINT):
+        signal.signal(number, signal.SIG_IGN)
+
+
+def test_signals_ignored_at_start_stay_ignored(tmp_path: Path) -> None:
+    """The command line set its cancelling handler for SIGHUP and SIGINT even when the process started with them
+    ignored: logging out cancelled a ``nohup`` run ("cancelled, nothing written"). Started normally, the same
+    signals still cancel."""
+    source = write_raster(str(tmp_path / "in.tif"), s2_pixels(64, bands=slice(0, 1)))
+    for ignored, status in ((False, 130), (True, 0)):
+        out = tmp_path / f"ignored_{ignored}.tif"
+        process = subprocess.run(
+            [sys.executable, "-c", SIGNALLED_MID_RUN, source, str(out), "--scale", "2"], capture_output=True, text=True,
+            env=SUBPROCESS_ENV, preexec_fn=ignore_hang_up_and_interrupt if ignored else None,
+        )
+        assert process.returncode == status, process.stderr
+        assert out.exists() == ignored
+
+
 def test_two_processes_at_once_give_what_one_alone_gives(tmp_path: Path) -> None:
     """While another process super-resolves an input into a folder, this one does the same into the
     same folder: each output is the output of a run alone, to the bit."""
@@ -201,6 +238,35 @@ def test_gdal_failures_of_overlapping_runs_in_threads_are_each_caught() -> None:
         thread.join(20)
     assert heard == [["No space left on device"]]
     assert logger.level == before
+
+
+def test_gdal_failures_reach_no_handler_of_the_application(monkeypatch) -> None:
+    """An application with ``logging.basicConfig()`` (root at WARNING, a handler of any level) printed
+    "rasterio._env INFO GDAL signalled an error: … No space left on device" while a run wrote its output: the
+    logger lowered to INFO to hear GDAL let those records through to it. The block still hears them, the handler
+    still gets what it got before (WARNING), and the logger's level is its own again afterwards."""
+    import logging
+
+    from internal_sr.core.raster import gdal_failures
+
+    seen: list[str] = []
+
+    class Application(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(f"{record.levelname} {record.getMessage()}")
+
+    root, logger, handler = logging.getLogger(), logging.getLogger("rasterio._env"), Application()
+    monkeypatch.setattr(root, "level", logging.WARNING)
+    monkeypatch.setattr(logger, "level", logging.NOTSET)
+    root.addHandler(handler)
+    try:
+        with gdal_failures() as failures:
+            logger.info("GDAL signalled an error: err_no=%r, msg=%r", 3, "No space left on device")
+            logger.warning("a warning")
+    finally:
+        root.removeHandler(handler)
+    assert failures == ["No space left on device"] and seen == ["WARNING a warning"]
+    assert logger.level == logging.NOTSET and not logger.filters
 
 
 def test_a_signal_while_old_sidecars_are_removed_still_completes_the_run(tmp_path: Path, capsys, monkeypatch) -> None:
