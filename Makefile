@@ -83,7 +83,7 @@ screenshots: install
 	xvfb-run -a -s "-screen 0 1280x1024x24" env QT_QPA_PLATFORM=xcb $(PY) benchmarks/screenshots.py --out docs
 
 # the zip is the last commit's plugin files (git archive: needs a git checkout); uncommitted changes are named, not packed
-PLUGIN_FILES := metadata.txt __init__.py plugin.py icon.svg LICENSE README.md algorithms ui core
+PLUGIN_FILES := metadata.txt __init__.py plugin.py icon.svg LICENSE README.md algorithms ui core docs
 package:
 	rm -rf dist && mkdir -p dist
 	git archive --format=zip --prefix=internal_sr/ -o dist/internal_sr.zip HEAD $(PLUGIN_FILES)
