@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import zipfile
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,12 +23,12 @@ def test_plugin_zip_has_one_top_folder_and_only_what_users_need():
 def test_every_picture_the_packaged_readme_shows_is_packaged():
     subprocess.run(["make", "-s", "package"], cwd=ROOT, check=True, capture_output=True)
     names = set(zipfile.ZipFile(os.path.join(ROOT, "dist", "internal_sr.zip")).namelist())
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    readme = Path(ROOT, "README.md").read_text(encoding="utf-8")
     pictures = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", readme)
     assert pictures, "the README shows no picture: the pattern no longer matches its image links"
     assert [p for p in pictures if f"internal_sr/{p}" not in names] == []
 
 
 def test_console_command_is_declared():
-    text = open(os.path.join(ROOT, "pyproject.toml")).read()
+    text = Path(ROOT, "pyproject.toml").read_text(encoding="utf-8")
     assert 'internal-sr = "internal_sr.core.cli:main"' in text
