@@ -18,20 +18,31 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CROP = os.path.join(HERE, "..", "tests", "data", "s2_T33UUB_10m_B4-B3-B2-B8_crop.tif")
 
 
-def rgb(image: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Bands 1-3 of ``(C, H, W)`` stretched between per-band ``low`` and ``high`` to an ``(H, W, 3)`` in [0, 1]."""
-    return np.clip((image[:3].transpose(1, 2, 0) - low) / (high - low), 0, 1)
+def comparison(panels: list[tuple[str, np.ndarray]], limits: tuple[np.ndarray, np.ndarray], title: str) -> np.ndarray:
+    """``(C, H, W)`` images side by side as true colour (bands 1-3 stretched by ``limits``), each captioned
+    above, under one ``title``; ``(H', W', 3)`` uint8, images shown at twice their size."""
+    from PIL import Image, ImageDraw
+
+    from internal_sr.core.figures import enlarge, to_rgb
+
+    tiles = [enlarge(to_rgb(image, (0, 1, 2), limits), 2) for _, image in panels]
+    height, width = tiles[0].shape[:2]
+    gap, title_row, caption_row = 8, 22, 18
+    canvas = Image.new("RGB", (len(tiles) * (width + gap) + gap, title_row + caption_row + height + gap), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((gap, 6), title, fill="black")
+    for n, ((caption, _), tile) in enumerate(zip(panels, tiles)):
+        x = gap + n * (width + gap)
+        draw.text((x, title_row + 2), caption, fill="black")
+        canvas.paste(Image.fromarray(tile, "RGB"), (x, title_row + caption_row))
+    return np.asarray(canvas)
 
 
 def main() -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from internal_sr.core import metrics
     from internal_sr.core.cli import main as cli
     from internal_sr.core.evaluation import bicubic
+    from internal_sr.core.figures import write_png
     from internal_sr.core.raster import open_raster
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,22 +61,16 @@ def main() -> int:
     with open_raster(CROP) as a, open_raster(low_path) as b, open_raster(sr_path) as c:
         reference, low, sr = a.read().astype(float), b.read().astype(float), c.read().astype(float)
     interpolated = bicubic(low, args.scale)
-    lo, hi = np.percentile(reference[:3], (1, 99), axis=(1, 2))
+    limits = tuple(np.percentile(reference[:3], (1, 99), axis=(1, 2)))
     panels = [
         ("low resolution (nearest)", low.repeat(args.scale, 1).repeat(args.scale, 2)),
         (f"bicubic  {metrics.psnr(interpolated, reference):.2f} dB", interpolated),
         (f"DIP  {metrics.psnr(sr, reference):.2f} dB", sr),
         ("reference 10 m", reference),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
-    for ax, (title, image) in zip(axes, panels):
-        ax.imshow(rgb(image, lo, hi), interpolation="nearest")
-        ax.set_title(title)
-        ax.axis("off")
-    fig.suptitle(f"Sentinel-2 B4/B3/B2, Wald's protocol ×{args.scale} (contains modified Copernicus Sentinel data 2017)")
-    fig.tight_layout()
+    title = f"Sentinel-2 B4/B3/B2, Wald's protocol x{args.scale} (contains modified Copernicus Sentinel data 2017)"
     png = os.path.join(args.out, "comparison.png")
-    fig.savefig(png, dpi=80)
+    write_png(png, comparison(panels, limits, title))
     print(f"wrote {sr_path} and {png}")
     return 0
 

@@ -32,3 +32,19 @@ def test_back_projection_benchmark_scores_the_product_rule_against_the_offline_r
             checked["fails"] += 1
     assert all(checked.values())
     assert results["held_out_gains"]
+
+
+def test_demo_writes_the_result_and_a_four_panel_comparison_without_warnings(tmp_path):
+    """``make demo``'s script (2 steps here): the GeoTIFF and the comparison PNG, four crops side by side at twice
+    their size, and nothing on stderr but the run's own progress (it once printed matplotlib's Axes3D warning)."""
+    from PIL import Image
+
+    from internal_sr.core.raster import open_raster
+
+    run = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "demo.py"), "--out", str(tmp_path), "--iterations", "2"],
+                         check=True, capture_output=True, text=True)
+    assert "Warning" not in run.stderr
+    with open_raster(str(tmp_path / "s2_10m_dip.tif")) as result:
+        width = result.width
+    picture = Image.open(tmp_path / "comparison.png")
+    assert picture.mode == "RGB" and picture.width > 4 * 2 * width
