@@ -174,13 +174,18 @@ def seeded(seed: int, progress: Progress) -> Iterator[torch.Generator]:
     """Run one seeded optimisation with the process's random generators to itself (``seed_everything``),
     freed memory reused meanwhile (``reused_heap``), and cuDNN's flags restored at its end (``cudnn_flags_kept``:
     other torch users of the process, such as a QGIS session's other plugins, see them changed only during it).
+    torch's global generators are put back as they were at its end too (``torch.random.fork_rng``), so that a
+    caller's own random stream goes on as if the run had not happened: the CPU's, and each CUDA device's when CUDA
+    is initialised at its start (saving them would start CUDA, a GPU context, for a CPU run; a run that starts CUDA
+    leaves its generators as the run seeded and used them).
 
     Waits while another thread's optimisation holds them, polling ``progress`` for cancellation.
     """
+    cuda_devices = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
     while not _GLOBAL_RANDOM.acquire(timeout=0.25):
         check_cancelled(progress)
     try:
-        with reused_heap(), cudnn_flags_kept():
+        with reused_heap(), cudnn_flags_kept(), torch.random.fork_rng(cuda_devices, device_type="cuda"):
             yield seed_everything(seed)
     finally:
         _GLOBAL_RANDOM.release()

@@ -33,6 +33,10 @@ class NonFiniteLoss(InputError):
         )
         self.label, self.step, self.index = label, step, index
 
+    def among(self, first: int) -> "NonFiniteLoss":
+        """This error for a larger group of tiles, in which the tiles it counts ``index`` among start at ``first``."""
+        return NonFiniteLoss(self.label, self.step, first + self.index)
+
 
 class Cancelled(InternalSRError):
     """The run was cancelled through the progress protocol; nothing was written at the output path."""

@@ -71,6 +71,8 @@ def hpf_injection(
 # ----------------------------------------------------------------------------------------------
 # Wald's protocol on a user's raster (``internal-sr evaluate``, ``internal_sr:evaluate``)
 
+#: The names of ``metrics.POOLED_METRICS`` in ``Evaluation.mixed_units_note``.
+POOLED_NAMES = {"psnr": "PSNR", "rmse": "RMSE", "sam": "SAM"}
 #: Row labels of the baselines: bicubic and bicubic + back-projection in every evaluation, HPF injection without and
 #: with back-projection (``hpf_injection``, as ``benchmarks/guided.py`` scores them) beside guided DIP, whose output is
 #: back-projected too.
@@ -133,12 +135,34 @@ class Evaluation:
         return any(v != 1 for v in self.scales) or any(v != 0 for v in self.offsets)
 
     @property
+    def mixed_units(self) -> bool:
+        """Whether the bands declare different units (a band declaring none among bands that declare one included):
+        the overall scores that pool every band's values (``metrics.POOLED_METRICS``) would mix them, so ``evaluate``
+        leaves those undefined (NaN); the per-band scores are each in their band's unit."""
+        return len(set(self.units)) > 1
+
+    @property
+    def mixed_units_note(self) -> str | None:
+        """The sentence saying which overall scores are not given and why; ``None`` when the bands share one unit."""
+        if not self.mixed_units:
+            return None
+        *first, last = (POOLED_NAMES[m] for m in metrics.POOLED_METRICS)
+        left = f"{', '.join(first)} and {last}"
+        return (f"Overall {left} are not given (—): the bands declare different units ({self._band_units}), which they "
+                "would mix; the per-band scores are each in their band's unit")
+
+    @property
+    def _band_units(self) -> str:
+        """Each band's declared unit, ``B4: reflectance, B10: none declared``."""
+        return ", ".join(f"{n}: {u or 'none declared'}" for n, u in zip(self.band_names, self.units))
+
+    @property
     def rmse_unit(self) -> str:
         """What RMSE (and the images) are in: the bands' declared unit, each band's when they differ."""
         if len(set(self.units)) == 1 and self.units[0]:
             return self.units[0]
         if any(self.units):
-            return "each band's unit (" + ", ".join(f"{n}: {u or 'none declared'}" for n, u in zip(self.band_names, self.units)) + ")"
+            return f"each band's unit ({self._band_units})"
         return "the physical values' units (none declared)" if self.scaled else "the raster's units (none declared)"
 
     @property
@@ -169,7 +193,9 @@ class Evaluation:
         that a ``null`` named in neither is undefined. Each score's ``ergas_left_out`` and ``sre_left_out``
         list the bands (1-based) its overall ERGAS and SRE leave out, their score not being finite
         (``metrics.left_out``). Scores are on physical values (the class's docstring): ``band_scales``,
-        ``band_offsets`` and ``band_units`` are the bands' declared ones, ``rmse_unit`` what RMSE is in."""
+        ``band_offsets`` and ``band_units`` are the bands' declared ones, ``rmse_unit`` what RMSE is in; with
+        ``mixed_units`` (bands of different units) the overall PSNR, RMSE and SAM are ``null`` and ``mixed_units_note``
+        says why."""
         return {
             "input": self.input_path,
             "method": self.method,
@@ -183,6 +209,8 @@ class Evaluation:
             "band_offsets": self.offsets,
             "band_units": self.units,
             "rmse_unit": self.rmse_unit,
+            "mixed_units": self.mixed_units,
+            "mixed_units_note": self.mixed_units_note,
             "scores": [
                 {"label": s.label, "overall": s.overall, "per_band": s.per_band,
                  "infinite": s.named(float("inf")), "minus_infinite": s.named(float("-inf")),
@@ -447,6 +475,10 @@ def evaluate(
     )
     if e.scaling_note:
         recorder.info(f"{e.scaling_note}; RMSE in {e.rmse_unit}")
+    if e.mixed_units:
+        for s in e.scores:
+            s.overall.update({m: float("nan") for m in metrics.POOLED_METRICS})
+        recorder.info(e.mixed_units_note)
     recorder.report(1.0, "scored")
     return e
 

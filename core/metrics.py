@@ -29,6 +29,9 @@ HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "rmse": False, "sam": False, "er
 #: SSIM's window edge (pixels) and constants, scikit-image's defaults (Wang et al. 2004): ``C1 = (K1·L)²``,
 #: ``C2 = (K2·L)²`` with ``L`` the band's range.
 SSIM_WINDOW, SSIM_K1, SSIM_K2 = 7, 0.01, 0.03
+#: The overall scores that pool the values of every band (PSNR's peak is the range over all bands, RMSE's mean and
+#: SAM's spectra take every band's values): they mean something only when the bands share one unit.
+POOLED_METRICS = ("psnr", "rmse", "sam")
 #: The overall scores that leave out the bands whose own score is not finite (``left_out``).
 LEFT_OUT_METRICS = ("ergas", "sre")
 

@@ -18,7 +18,7 @@ import torch
 from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, as_paths, check_scale, size_subject
 from .degradation import OBSERVATION_GAIN_LIMIT, degrade_array, takes_width_test, width_keep, width_test
 from .device import describe, resolve_device, seeded
-from .errors import InputError
+from .errors import InputError, NonFiniteLoss
 from .grid import Grid, Window
 from .kernels import (
     Kernel, check_kernel_outputs, file_taps, kernel_files, kernel_record_path, kernel_width, make_kernel, off_centre,
@@ -416,8 +416,14 @@ def _solver(
 
     def solve_many(windows: list[Window], tile_progress: Progress, device: torch.device) -> list[tuple[np.ndarray, np.ndarray]]:
         reads = [read(window) for window in windows]
-        if not all(valid.any() for _, valid in reads):
-            return [solve(window, tile_progress, device) for window in windows]
+        if not all(valid.any() for _, valid in reads):  # one by one, a tile without valid pixels among them
+            solved: list[tuple[np.ndarray, np.ndarray]] = []
+            for window in windows:
+                try:
+                    solved.append(solve(window, tile_progress, device))
+                except NonFiniteLoss as error:  # solved alone: its index among ``windows``
+                    raise error.among(len(solved)) from None
+            return solved
         from .dip import super_resolve_tiles
 
         data, valid = np.stack([scaling.normalise(d) for d, _ in reads]), np.stack([v for _, v in reads])

@@ -250,6 +250,17 @@ def write_tags(dataset: rasterio.io.DatasetWriter, tags: dict[str, str], band: i
     dataset.update_tags(band, None, **items)
 
 
+def write_band_metadata(dataset: rasterio.io.DatasetWriter, info: RasterInfo) -> None:
+    """Give the open ``dataset``'s bands, in order, the scale/offset, unit and metadata items (default domain,
+    ``write_tags``) of ``info``'s selected bands: a stored value v then reads as v × scale + offset in the unit."""
+    if info.scales:
+        dataset.scales, dataset.offsets = info.scales, info.offsets
+    if any(info.units):
+        dataset.units = tuple(unit or "" for unit in info.units)
+    for index, tags in enumerate(info.band_tags, start=1):
+        write_tags(dataset, tags, index)
+
+
 def _fresh_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if not k.startswith(STALE_TAG_PREFIXES)}
 
@@ -1070,13 +1081,8 @@ class AtomicGeoTIFF:
             dataset.colorinterp = list(info.colorinterp)
         except ValueError:
             pass
-        if info.scales:
-            dataset.scales, dataset.offsets = info.scales, info.offsets
-        if any(info.units):
-            dataset.units = tuple(unit or "" for unit in info.units)
         write_tags(dataset, info.tags)
-        for index, tags in enumerate(info.band_tags, start=1):
-            write_tags(dataset, tags, index)
+        write_band_metadata(dataset, info)
         to_file = ~(info.file_grid or info.grid).transform * self.grid.transform  # output pixels → the file's
         if info.gcps:
             to_output = ~to_file

@@ -3,7 +3,9 @@
 The page shows what was evaluated and how (Wald's protocol, the settings), the overall scores of every
 method and the per-band scores with the best as printed in bold, image crops side by side (low
 resolution, every estimate, the reference, and the error maps of bicubic, of the strongest baseline and
-of the method on one shared scale) and the method's training-loss curve. Files are written atomically.
+of the method on one shared scale) and the method's training-loss curve. Files are written atomically. Where the
+bands declare different units, the overall scores that would mix them are not given (``Evaluation.mixed_units``),
+and the page and the text table say so.
 """
 
 from __future__ import annotations
@@ -78,13 +80,14 @@ def _panels(evaluation: Evaluation) -> tuple[list[tuple[str, np.ndarray]], str]:
     panels += [(label, figures.to_rgb(image[crop], channels, limits)) for label, image in evaluation.estimates.items()]
     panels.append(("reference", figures.to_rgb(reference[crop], channels, limits)))
     baselines = [s for s in evaluation.scores if s.label != method]
-    strongest = min(baselines, key=lambda s: s.overall["rmse"]).label  # the baseline the method must beat
+    rank = "ergas" if evaluation.mixed_units else "rmse"  # ERGAS, relative to each band's mean, mixes no units
+    strongest = min(baselines, key=lambda s: s.overall[rank]).label  # the baseline the method must beat
     shown = dict.fromkeys((BICUBIC, strongest, method))
     errors = {label: np.abs(evaluation.estimates[label][crop] - reference[crop]).mean(axis=0) for label in shown}
     maximum = float(np.percentile(errors[BICUBIC], 99))
     panels += [(f"|{label} − reference|", figures.error_rgb(error, maximum)) for label, error in errors.items()]
     note = (f"Central {size_w} × {size_h} pixel crop, {how}, stretched between the reference's 2nd and 98th "
-            f"percentiles. Error maps of bicubic, of the strongest baseline (lowest RMSE) and of the method: mean "
+            f"percentiles. Error maps of bicubic, of the strongest baseline (lowest {METRIC_NAMES[rank]}) and of the method: mean "
             f"absolute error over bands, black = 0 to white = {maximum:.4g} (the 99th percentile of bicubic's error).")
     return [(caption, figures.enlarge(rgb, factor)) for caption, rgb in panels], note
 
@@ -117,8 +120,9 @@ LEFT_OUT_NOTES = {
 
 def left_out_notes(evaluation: Evaluation) -> list[str]:
     """For each overall score that leaves bands out (``metrics.left_out``: their score is not finite), a sentence
-    naming, for each method, those bands with their score; none for a score that leaves no band out."""
-    notes = []
+    naming, for each method, those bands with their score; none for a score that leaves no band out. First, where
+    the bands declare different units, the sentence on the overall scores not given (``mixed_units_note``)."""
+    notes = [f"{evaluation.mixed_units_note}."] if evaluation.mixed_units else []
     for metric, opening in LEFT_OUT_NOTES.items():
         parts = []
         for s in evaluation.scores:

@@ -48,6 +48,7 @@ from .raster import (
     to_dtype,
     unreadable,
     value_text,
+    write_band_metadata,
 )
 from .sentinel2 import ORDER, RESOLUTION, acquisition, band_name, band_names
 from .sharpen import GUIDED_METHOD, sharpen
@@ -324,10 +325,18 @@ def _align_hint(grid: Grid, guide: Grid, scale: int, path: str) -> str:
             f"{path} ALIGNED.tif")
 
 
+def _band_metadata(bands: Sequence[tuple[RasterInfo, int]]) -> dict[str, tuple]:
+    """The scale, offset, unit and metadata items of each ``(info, k)`` of ``bands`` (the 0-based ``k``-th selected
+    band of ``info``), in order, as the ``RasterInfo`` fields ``scales``, ``offsets``, ``units`` and ``band_tags``."""
+    return {name: tuple(getattr(info, name)[k] for info, k in bands) for name in ("scales", "offsets", "units", "band_tags")}
+
+
 def _write_stack(sources: list[BandSource], path: str) -> None:
     """Write ``sources`` (bands of one resolution, grid, data type and nodata: ``check_stacks``) as one
-    GeoTIFF with band-name descriptions and ``stack_nodata``."""
-    first = open_info(sources[0].path, (sources[0].index,))
+    GeoTIFF with band-name descriptions, ``stack_nodata`` and each band's own scale/offset, unit and metadata items
+    (``raster.write_band_metadata``)."""
+    infos = [open_info(source.path, (source.index,)) for source in sources]
+    first = infos[0]
     with open_raster(
         path, "w", driver="GTiff", width=first.grid.width, height=first.grid.height, count=len(sources),
         dtype=first.dtype, crs=first.grid.crs, transform=first.grid.transform, nodata=stack_nodata(first),
@@ -340,6 +349,7 @@ def _write_stack(sources: list[BandSource], path: str) -> None:
             except RasterioIOError as error:  # damaged past the corner pixel find_bands read
                 raise unreadable(source.path, error) from None
             dst.set_band_description(out_index, source.band)
+        write_band_metadata(dst, replace(first, **_band_metadata([(info, 0) for info in infos])))
 
 
 def sharpen_product(
@@ -408,7 +418,8 @@ def _assemble(
     The output's nodata value is the 10 m bands' (``stack_nodata``), NaN in Float32; where that leaves an integer
     output without one and a band has no data somewhere (a 20 m or 60 m band's own nodata, the pixels whose
     kernels reach it, the area its files do not cover), ``free_nodata`` chooses a value no valid output pixel holds,
-    so that each band's holes are marked band by band (a mask would be one for all bands)."""
+    so that each band's holes are marked band by band (a mask would be one for all bands). Each band keeps its
+    file's scale/offset, unit and metadata items, which the sharpened parts carry (``_write_stack``)."""
     infos = {res: open_info(path) for res, path in parts.items()}
     guide = infos[10].grid
     windows = {}  # each sharpened part lies on a window of the 10 m grid
@@ -445,7 +456,8 @@ def _assemble(
             yield block, values, valid
 
     meta = RasterInfo(output_path, guide.window_grid(area), dtype, infos[10].nodata, tuple(range(1, len(names) + 1)),
-                      names, (ColorInterp.gray,) * len(names), tags={PRODUCT_TAG: "sentinel2"})
+                      names, (ColorInterp.gray,) * len(names), tags={PRODUCT_TAG: "sentinel2"},
+                      **_band_metadata([(infos[res], i) for res, i, _ in order]))
     if output_nodata(meta, dtype) is None:
         holes, nodata = free_nodata(blocks(), dtype, names)
         if nodata is not None:

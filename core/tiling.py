@@ -302,7 +302,7 @@ class ShrinkOnOutOfMemory:
                 done += self.solve_many(group, part, self.device) if len(group) > 1 else [self(group[0], part)]
                 continue
             except NonFiniteLoss as error:  # its index among ``group``, which follows the ``done`` ones
-                raise NonFiniteLoss(error.label, error.step, len(done) + error.index) from None
+                raise error.among(len(done)) from None
             except RuntimeError as error:  # ``__call__`` handles its own
                 if len(group) == 1 or self.device.type != "cuda" or not is_gpu_out_of_memory(error):
                     raise

@@ -64,3 +64,18 @@ def test_a_run_puts_cudnns_process_wide_flags_back(tmp_path: Path) -> None:
         assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == (False, True)
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
+@pytest.mark.parametrize("method", ["dip", "knitwork"])
+def test_a_run_leaves_the_callers_random_stream_as_it_found_it(method: str, tmp_path: Path) -> None:
+    """A Python-API user's own stream of torch's global generator goes on after a run as if the run had not
+    happened: ``seed_everything`` reseeded it (``torch.manual_seed``) and left it so."""
+    source = write_raster(str(tmp_path / "in.tif"), s2_pixels(bands=slice(0, 1)), crs="EPSG:32618")
+    argv = [method, source, str(tmp_path / "out.tif"), "--scale", "2", "--iterations", "2", "--device", "cpu"]
+    torch.manual_seed(1234)
+    torch.rand(3)
+    expected = torch.rand(5)
+    torch.manual_seed(1234)
+    torch.rand(3)
+    assert main(argv) == 0
+    np.testing.assert_array_equal(torch.rand(5), expected)

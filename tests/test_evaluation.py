@@ -549,6 +549,41 @@ def test_scores_are_on_physical_values_whatever_the_storage(tmp_path):
     assert f"{note}; RMSE in reflectance" in log.lines and html.escape(note) in page and page.count("RMSE in reflectance") == 1
 
 
+def test_bands_of_different_units_get_no_overall_score_that_would_mix_them(tmp_path):
+    """Bands declaring different units (reflectance beside a band declaring none): the overall PSNR, RMSE and SAM
+    pooled both bands' values, so they are not given (NaN, ``null`` in the JSON) and the JSON, the report, the
+    printed table and the log say why, and the report's strongest baseline is the one of lowest ERGAS; the per-band scores, and the overall scores that mix no units, are those of
+    the bands declaring one unit."""
+    dn = read(S2_10M)[:2, :32, :32]
+    paths = []
+    for units in (("reflectance", None), ("reflectance", "reflectance")):
+        path = write_raster(str(tmp_path / f"{len(set(units))}.tif"), dn, crs=UTM)
+        with rasterio.open(path, "r+") as dst:
+            dst.units = tuple(u or "" for u in units)
+        paths.append(path)
+    log = Log()
+    mixed, one = evaluate(paths[0], "bicubic", 2, "bicubic", progress=log), evaluate(paths[1], "bicubic", 2, "bicubic")
+    note = ("Overall PSNR, RMSE and SAM are not given (—): the bands declare different units (band 1: reflectance, band "
+            "2: none declared), which they would mix; the per-band scores are each in their band's unit")
+    for a, b in zip(mixed.scores, one.scores):
+        assert a.per_band == b.per_band
+        for metric in metrics.HIGHER_IS_BETTER:
+            if metric in metrics.POOLED_METRICS:
+                assert math.isnan(a.overall[metric]) and math.isfinite(b.overall[metric]), metric
+            else:
+                assert a.overall[metric] == b.overall[metric], metric
+    report.write_json(mixed, str(tmp_path / "mixed.json"))
+    with open(tmp_path / "mixed.json") as f:
+        saved = json.load(f)
+    assert saved["mixed_units"] is True and saved["mixed_units_note"] == note
+    assert all(s["overall"][m] is None and m not in s["infinite"] for s in saved["scores"] for m in metrics.POOLED_METRICS)
+    assert one.as_dict()["mixed_units"] is False and one.as_dict()["mixed_units_note"] is None
+    page = report.render_html(mixed)
+    assert note in log.lines and html.escape(note) in page and f"{note}." in report.text_table(mixed)
+    assert "strongest baseline (lowest ERGAS)" in page  # not by the RMSE not given
+    assert "not given" not in report.text_table(one) and "not given" not in report.render_html(one)
+
+
 def test_tiny_and_huge_scores_keep_significant_digits_and_the_columns_stay_apart():
     """RMSEs of 3.7e-05 and 3.58e-05 (a raster of values below 1e-3) both read 0.0000, and one of 2.1e+08 (an int32
     raster) ran into the SSIM column; now each shows 4 significant digits, and every column keeps two blanks."""
@@ -561,6 +596,7 @@ def test_tiny_and_huge_scores_keep_significant_digits_and_the_columns_stay_apart
 
     class Table:
         band_names = ["B1"]
+        mixed_units = False
         scores = [make_scores("a", 3.70123e-05), make_scores("b", 3.58321e-05), make_scores("c", 2.12345e8)]
 
     lines = report.text_table(Table).splitlines()

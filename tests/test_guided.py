@@ -510,6 +510,31 @@ def test_int32_bands_on_a_large_offset_pass_through_exactly(tmp_path):
     assert np.all(sharpened.min(axis=(1, 2)) > low - span) and np.all(sharpened.max(axis=(1, 2)) < high + span)
 
 
+def test_each_product_band_keeps_its_scale_offset_unit_and_metadata_items(tmp_path):
+    """Each band's scale/offset (a processing baseline 04.00 offset of −1000 digital numbers and ×10⁻⁴ among
+    them), unit and band metadata items reach the output, so its values read as the same physical values: the
+    stacks sharpened and the assembled output had dropped them (the values then read as digital numbers)."""
+    from internal_sr.core.sentinel2_product import find_bands, sharpen_product
+
+    folder = product_folder(tmp_path / "S2A.SAFE")
+    for k, source in enumerate(sorted({s.path for s in find_bands([folder]).values()})):
+        with rasterio.open(source, "r+") as dataset:
+            dataset.scales = [1e-4 * (k + 1)] * dataset.count
+            dataset.offsets = [-1000e-4 * (k + 1) - b for b in range(dataset.count)]
+            dataset.units = [f"unit {k} {b}" for b in range(dataset.count)]
+            for b in range(1, dataset.count + 1):
+                dataset.update_tags(b, SOURCE=f"{os.path.basename(source)} band {b}")
+    found = find_bands([folder])
+    out = str(tmp_path / "all10m.tif")
+    sharpen_product([folder], out, FAST)
+    with rasterio.open(out) as dst:
+        for index, name in enumerate(dst.descriptions, start=1):
+            with rasterio.open(found[name].path) as src:
+                b = found[name].index
+                expected = (src.scales[b - 1], src.offsets[b - 1], src.units[b - 1], src.tags(b))
+            assert (dst.scales[index - 1], dst.offsets[index - 1], dst.units[index - 1], dst.tags(index)) == expected
+
+
 def test_a_level_2a_product_takes_each_band_at_its_own_resolution(tmp_path):
     """L2A folders hold resampled copies (R20m/…_B01_20m, R60m/…_B05_60m) that sort before the native
     files: each band comes from the file at its own resolution, so B1 and B9 share the 60 m grid."""

@@ -198,6 +198,17 @@ def test_a_non_finite_training_loss_stops_the_run_naming_the_tile_and_writes_not
     assert "\n" not in str(error.value) and os.listdir(out) == []
 
 
+def test_a_tile_that_diverged_in_a_batch_with_a_tile_of_no_valid_pixel_is_the_one_named(tmp_path):
+    """Tiles solved together where one has no valid pixel are solved one by one: the third tile (1e25 at column 60),
+    after the second (no valid pixel), was named as the second, the first of the windows solved together."""
+    data = read(S2_20M)[:1, :32].astype(np.float32) / 10000
+    data[0, :, 21:53] = np.nan  # all of tile 2 (columns 21–52); tile 1 is solved alone, first, to warm-start the others
+    data[0, 3, 60] = 1e25  # in tile 3 (columns 43–74) only
+    with pytest.raises(InputError) as error:
+        run_dip(write_raster(str(tmp_path / "in.tif"), data), tmp_path / "sr.tif", tiles=TileOptions(32, 8, batch=4))
+    assert str(error.value).startswith("tile 3 of 4 (columns 43–74, rows 0–31 of the tiled area): DIP: the training loss")
+
+
 def test_no_georeferencing_still_works_with_a_warning(tmp_path):
     result = run_dip(S2_10M, tmp_path / "sr.tif", io=IOOptions(bands=(1,)))
     assert any("has no georeferencing" in m for m in result.messages)
