@@ -463,6 +463,16 @@ def extent_text(extent: tuple[float, float, float, float] | None, enlarged: str 
     return tr("{} in the raster's CRS (enlarged to {})").format(extent_words(extent), enlarged)
 
 
+def input_settings(source: RasterSource, bands: tuple[int, ...] | None, extent: str) -> dict[str, str]:
+    """The settings log's first lines for a job on one raster: ``source`` with its size and band count, the
+    ``bands`` chosen (numbered from 1; ``None``: all) and the ``extent`` as ``extent_text`` words it."""
+    return {
+        tr("Input"): f"{source.name} ({source.width} × {source.height} pixels, {source.band_count} bands)",
+        tr("Bands"): ", ".join(map(str, bands)) if bands else tr("all"),
+        tr("Extent"): extent,
+    }
+
+
 #: How the out-of-memory hints of ``core.errors.error_line`` name the parameters that help.
 TILE_HINT, DEVICE_HINT = "Tile size (TILE_SIZE)", "Device cpu"
 #: The engine's messages name kernels as the command line takes them (``core.config.GAUSSIAN_TERM``, …): here,

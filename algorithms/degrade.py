@@ -7,7 +7,7 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
 from ..core.config import IOOptions
-from .base import InternalSRAlgorithm, Job, extent_text, tr
+from .base import InternalSRAlgorithm, Job, extent_text, input_settings, tr
 
 
 class DegradeAlgorithm(InternalSRAlgorithm):
@@ -71,12 +71,9 @@ class DegradeAlgorithm(InternalSRAlgorithm):
 
             return degrade(input_path, output, scale, kernel, io, progress)
 
+        blocks = tr("whole {0} × {0} pixel blocks counted from the raster's corner").format(scale)
         settings = {
-            tr("Input"): f"{source.name} ({source.width} × {source.height} pixels, {source.band_count} bands)",
-            tr("Bands"): ", ".join(map(str, bands)) if bands else tr("all"),
-            tr("Extent"): extent_text(
-                io.extent, tr("whole {0} × {0} pixel blocks counted from the raster's corner").format(scale)
-            ),
+            **input_settings(source, bands, extent_text(io.extent, blocks)),
             tr("Scale"): f"÷{scale}",
             tr("Kernel"): kernel,
             tr("Output"): output,

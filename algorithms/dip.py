@@ -7,7 +7,7 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
 from ..core.config import DEFAULT_ITERATIONS, DIPConfig, IOOptions
-from .base import KERNELS, SUPER_RESOLUTION_TAGS, InternalSRAlgorithm, Job, extent_text, tr
+from .base import KERNELS, SUPER_RESOLUTION_TAGS, InternalSRAlgorithm, Job, extent_text, input_settings, tr
 from .run_times import presets_text, run_time_help
 
 
@@ -123,9 +123,7 @@ class DIPAlgorithm(InternalSRAlgorithm):
             return super_resolve(input_path, output, config, io, progress)
 
         settings = {
-            tr("Input"): f"{source.name} ({source.width} × {source.height} pixels, {source.band_count} bands)",
-            tr("Bands"): ", ".join(map(str, bands)) if bands else tr("all"),
-            tr("Extent"): extent_text(io.extent),
+            **input_settings(source, bands, extent_text(io.extent)),
             tr("Scale"): f"×{scale}",
             tr("Kernel"): config.kernel,
             tr("Iterations"): f"{config.steps}" + ("" if iterations else tr(" (automatic)")),

@@ -7,7 +7,7 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback, QgsProcessingOutputNumber
 
 from ..core.config import EVALUATION_METHODS, IOOptions
-from .base import GUIDED_KERNELS, KERNELS, InternalSRAlgorithm, Job, extent_text, is_unset, tr
+from .base import GUIDED_KERNELS, KERNELS, InternalSRAlgorithm, Job, extent_text, input_settings, is_unset, tr
 
 #: Kernels of the protocol: bicubic first (the default), 'sentinel2' last (guided DIP's per-band MTF).
 #: 'auto' is the method's own default (``core.evaluation.default_kernel``), as on the command line.
@@ -150,9 +150,7 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
             )
 
         settings = {
-            tr("Input"): f"{source.name} ({source.width} × {source.height} pixels, {source.band_count} bands)",
-            tr("Bands"): ", ".join(map(str, bands)) if bands else tr("all"),
-            tr("Extent"): extent_text(io.extent),
+            **input_settings(source, bands, extent_text(io.extent)),
             tr("Method"): method,
             tr("Scale"): f"×{scale}",
             tr("Kernel"): kernel,

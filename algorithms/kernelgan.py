@@ -9,7 +9,7 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProcessingOutputFile
 
 from ..core.config import ORIENTATIONS, IOOptions, KernelGANConfig
-from .base import InternalSRAlgorithm, Job, extent_text, tr
+from .base import InternalSRAlgorithm, Job, extent_text, input_settings, tr
 
 
 def summary_html(input_name: str, config: KernelGANConfig, result: Any) -> str:
@@ -175,9 +175,7 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             return result
 
         settings = {
-            tr("Input"): f"{source.name} ({source.width} × {source.height} pixels, {source.band_count} bands)",
-            tr("Bands"): ", ".join(map(str, bands)) if bands else tr("all"),
-            tr("Extent"): extent_text(io.extent),
+            **input_settings(source, bands, extent_text(io.extent)),
             tr("Scale"): f"×{scale}",
             tr("Iterations"): str(config.iterations),
             tr("Kernels"): tr("one per band") if config.per_band else tr("one shared by the bands"),

@@ -9,7 +9,6 @@ sharpened back to 20 m and compared with the real 20 m bands. Prints RMSE (refle
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -19,6 +18,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from tuning import save_rows, variants  # noqa: E402
 from wald import load_crop  # noqa: E402
 
 DEV = [("T33UUB", "s2_l1c_T33UUB_20170527_dsen2.npz", (0, 0)), ("T49JGM", "s2_l1c_T49JGM_20171022_dsen2.npz", (0, 0))]
@@ -53,17 +53,14 @@ def main() -> int:
     rows = []
     for label, name, origin in DEV:
         target, guide, reference = wald_20m(name, origin, args.size)
-        for text in args.variants or [""]:
-            overrides = eval(f"dict({text})")
+        for variant, overrides in variants(args.variants):
             start = time.perf_counter()
             out, result = sharpen_array(target, guide, GuidedDIPConfig(**overrides), NAMES20, NAMES10)
-            row = dict(crop=label, variant=text or "defaults", steps=result.steps, seconds=time.perf_counter() - start,
+            row = dict(crop=label, variant=variant, steps=result.steps, seconds=time.perf_counter() - start,
                        rmse=metrics.rmse(out, reference), sam=metrics.sam(out, reference))
             rows.append(row)
             print(f"{label} {row['variant']:60s} RMSE {row['rmse']:7.2f} SAM {row['sam']:.3f} steps {row['steps']} {row['seconds']:.1f} s", flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(rows, f, indent=1)
+    save_rows(args.out, rows)
     return 0
 
 

@@ -35,6 +35,19 @@ DEV = [
 ]
 
 
+def variants(texts: list[str]) -> list[tuple[str, dict]]:
+    """The variants named on the command line as ``(label, keyword overrides of the configuration)``: the text
+    ``"iterations=300, width=128"`` gives ``{"iterations": 300, "width": 128}``; none named: ``[("defaults", {})]``."""
+    return [(text or "defaults", eval(f"dict({text})")) for text in texts or [""]]
+
+
+def save_rows(path: str | None, rows: list[dict]) -> None:
+    """Write ``rows`` as JSON at ``path`` (``--out``), when one is given."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
 def main() -> int:
     import torch
 
@@ -75,8 +88,8 @@ def main() -> int:
                 dip = metrics.psnr(out, reference)
                 rows.append(dict(crop=label, scale=scale, variant="DIP defaults", psnr=dip, bp=bp, seconds=time.perf_counter() - start))
                 print(f"{label} ×{scale} {'DIP defaults':40s} PSNR {dip:.2f} (BP {bp:.2f}) {rows[-1]['seconds']:.0f} s", flush=True)
-            for text in args.variants or [""]:
-                config = Config(scale=scale, device="cpu", **eval(f"dict({text})"))
+            for variant, overrides in variants(args.variants):
+                config = Config(scale=scale, device="cpu", **overrides)
                 curve: list[tuple[int, float, float]] = []
 
                 def observe(done: int, image: np.ndarray) -> None:
@@ -89,14 +102,12 @@ def main() -> int:
                                                  NullProgress(), seed_everything(config.seed), observe)
                 seconds = time.perf_counter() - start
                 final = metrics.psnr(scaling.denormalise(tile.image), reference)
-                rows.append(dict(crop=label, scale=scale, variant=text or "defaults", psnr=final, bp=bp,
+                rows.append(dict(crop=label, scale=scale, variant=variant, psnr=final, bp=bp,
                                  steps=tile.steps, seconds=seconds, curve=curve))
                 trace = " ".join(f"{d}:{p:.2f}/{b:.2f}" for d, p, b in curve)
-                print(f"{label} ×{scale} {text or 'defaults':40s} PSNR {final:.2f} (BP {bp:.2f}) steps {tile.steps} "
+                print(f"{label} ×{scale} {variant:40s} PSNR {final:.2f} (BP {bp:.2f}) steps {tile.steps} "
                       f"{seconds:.0f} s | {trace}", flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(rows, f, indent=1)
+    save_rows(args.out, rows)
     return 0
 
 

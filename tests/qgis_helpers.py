@@ -1,13 +1,17 @@
-"""Helpers for the QGIS tests: small crops of the committed Sentinel-2 raster, grid reading, messages."""
+"""Helpers for the QGIS tests: small crops of the committed Sentinel-2 raster, grid reading, messages, Processing models."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
 from rasterio.windows import Window
+
+if TYPE_CHECKING:
+    from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingModelChildParameterSource
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 #: 96 × 96 pixels, bands B05 B06 B07 B8A B11 B12, uint16, EPSG:32618, 20 m (see data/README.md).
@@ -127,3 +131,43 @@ class LogRecorder:
         from qgis.core import QgsApplication
 
         QgsApplication.messageLog().messageReceived.disconnect(self._received)
+
+
+def raster_model(name: str) -> QgsProcessingModelAlgorithm:
+    """An empty Processing model ``name`` (a ``QgsProcessingModelAlgorithm``) with one raster layer input,
+    the model parameter ``raster``."""
+    from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingModelParameter, QgsProcessingParameterRasterLayer
+
+    model = QgsProcessingModelAlgorithm(name, "tests")
+    model.addModelParameter(QgsProcessingParameterRasterLayer("raster", "Raster"), QgsProcessingModelParameter("raster"))
+    return model
+
+
+def add_child(
+    model: QgsProcessingModelAlgorithm,
+    algorithm: str,
+    sources: dict[str, QgsProcessingModelChildParameterSource],
+    values: dict[str, object],
+    output: tuple[str, str] | None = None,
+) -> None:
+    """Add ``internal_sr:ALGORITHM`` to ``model`` as the child ``ALGORITHM``.
+
+    sources: parameter key → ``QgsProcessingModelChildParameterSource`` (a model parameter or another child's
+    output); values: parameter key → static value. ``output`` ``(name, description)``: the child's ``OUTPUT``
+    becomes the model's output ``ALGORITHM:name``.
+    """
+    from qgis.core import QgsProcessingModelChildAlgorithm, QgsProcessingModelChildParameterSource, QgsProcessingModelOutput
+
+    child = QgsProcessingModelChildAlgorithm(f"internal_sr:{algorithm}")
+    child.setChildId(algorithm)
+    for key, source in sources.items():
+        child.addParameterSources(key, [source])
+    for key, value in values.items():
+        child.addParameterSources(key, [QgsProcessingModelChildParameterSource.fromStaticValue(value)])
+    if output is not None:
+        name, description = output
+        model_output = QgsProcessingModelOutput(name, description)
+        model_output.setChildId(algorithm)
+        model_output.setChildOutputName("OUTPUT")
+        child.setModelOutputs({name: model_output})
+    model.addChildAlgorithm(child)

@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import os
 import re
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
-    QgsProcessingModelAlgorithm,
-    QgsProcessingModelChildAlgorithm,
     QgsProcessingModelChildParameterSource,
-    QgsProcessingModelOutput,
-    QgsProcessingModelParameter,
-    QgsProcessingParameterRasterLayer,
 )
-from qgis_helpers import crop, georeferenced_10m, grid_info, user_message
+from qgis_helpers import add_child, crop, georeferenced_10m, grid_info, raster_model, user_message
 
 pytestmark = [pytest.mark.qgis, pytest.mark.usefixtures("internal_sr_provider")]
 
@@ -155,29 +149,12 @@ def test_model_estimate_kernel_then_dip_with_it(tmp_path) -> None:
     import processing
 
     source = georeferenced_10m(str(tmp_path / "s2_10m.tif"))
-    model = QgsProcessingModelAlgorithm("kernel_then_dip", "tests")
-    model.addModelParameter(QgsProcessingParameterRasterLayer("raster", "Raster"), QgsProcessingModelParameter("raster"))
-    static = QgsProcessingModelChildParameterSource.fromStaticValue
+    model = raster_model("kernel_then_dip")
     raster = QgsProcessingModelChildParameterSource.fromModelParameter("raster")
-
-    kernelgan = QgsProcessingModelChildAlgorithm("internal_sr:kernelgan")
-    kernelgan.setChildId("kernelgan")
-    kernelgan.addParameterSources("INPUT", [raster])
-    for key, value in {"BANDS": [1], "SCALE": 2, **FAST}.items():
-        kernelgan.addParameterSources(key, [static(value)])
-    model.addChildAlgorithm(kernelgan)
-
-    dip = QgsProcessingModelChildAlgorithm("internal_sr:dip")
-    dip.setChildId("dip")
-    dip.addParameterSources("INPUT", [raster])
-    dip.addParameterSources("KERNEL_FILE", [QgsProcessingModelChildParameterSource.fromChildOutput("kernelgan", "OUTPUT")])
-    for key, value in {"BANDS": [1], "SCALE": 2, "ITERATIONS": 2, "DEVICE": "cpu", "TILE_SIZE": 64, "OVERLAP": 8}.items():
-        dip.addParameterSources(key, [static(value)])
-    output = QgsProcessingModelOutput("sharp", "Super-resolved")
-    output.setChildId("dip")
-    output.setChildOutputName("OUTPUT")
-    dip.setModelOutputs({"sharp": output})
-    model.addChildAlgorithm(dip)
+    add_child(model, "kernelgan", {"INPUT": raster}, {"BANDS": [1], "SCALE": 2, **FAST})
+    kernel = QgsProcessingModelChildParameterSource.fromChildOutput("kernelgan", "OUTPUT")
+    dip_values = {"BANDS": [1], "SCALE": 2, "ITERATIONS": 2, "DEVICE": "cpu", "TILE_SIZE": 64, "OVERLAP": 8}
+    add_child(model, "dip", {"INPUT": raster, "KERNEL_FILE": kernel}, dip_values, ("sharp", "Super-resolved"))
 
     out = str(tmp_path / "sharp.tif")
     feedback = QgsProcessingFeedback()

@@ -20,18 +20,13 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
-    QgsProcessingModelAlgorithm,
-    QgsProcessingModelChildAlgorithm,
     QgsProcessingModelChildParameterSource,
-    QgsProcessingModelOutput,
-    QgsProcessingModelParameter,
     QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterRasterLayer,
     QgsProject,
     QgsRasterLayer,
 )
-from qgis_helpers import S2_20M_BANDS, LogRecorder, crop, georeferenced_10m, grid_info, user_message
+from qgis_helpers import S2_20M_BANDS, LogRecorder, add_child, crop, georeferenced_10m, grid_info, raster_model, user_message
 
 pytestmark = [pytest.mark.qgis, pytest.mark.usefixtures("internal_sr_provider")]
 
@@ -172,27 +167,11 @@ def test_model_degrade_then_dip_returns_to_the_input_grid(tmp_path) -> None:
     import processing
 
     source = georeferenced_10m(str(tmp_path / "s2_10m.tif"))  # 128 → 64 → 128 pixels
-    model = QgsProcessingModelAlgorithm("degrade_then_dip", "tests")
-    model.addModelParameter(QgsProcessingParameterRasterLayer("raster", "Raster"), QgsProcessingModelParameter("raster"))
-    static = QgsProcessingModelChildParameterSource.fromStaticValue
-
-    degrade = QgsProcessingModelChildAlgorithm("internal_sr:degrade")
-    degrade.setChildId("degrade")
-    degrade.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("raster")])
-    degrade.addParameterSources("BANDS", [static([3])])
-    degrade.addParameterSources("SCALE", [static(2)])
-    model.addChildAlgorithm(degrade)
-
-    dip = QgsProcessingModelChildAlgorithm("internal_sr:dip")
-    dip.setChildId("dip")
-    dip.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput("degrade", "OUTPUT")])
-    for key, value in {"SCALE": 2, **FAST}.items():
-        dip.addParameterSources(key, [static(value)])
-    output = QgsProcessingModelOutput("restored", "Restored")
-    output.setChildId("dip")
-    output.setChildOutputName("OUTPUT")
-    dip.setModelOutputs({"restored": output})
-    model.addChildAlgorithm(dip)
+    model = raster_model("degrade_then_dip")
+    raster = QgsProcessingModelChildParameterSource.fromModelParameter("raster")
+    add_child(model, "degrade", {"INPUT": raster}, {"BANDS": [3], "SCALE": 2})
+    degraded = QgsProcessingModelChildParameterSource.fromChildOutput("degrade", "OUTPUT")
+    add_child(model, "dip", {"INPUT": degraded}, {"SCALE": 2, **FAST}, ("restored", "Restored"))
 
     destination = [p.name() for p in model.destinationParameterDefinitions()]
     assert destination == ["dip:restored"]
