@@ -285,7 +285,8 @@ def super_resolve_tiles(
     if start is not None:
         model.load_state_dict(start)
     parameters, forward = (list(model.parameters()), model) if tiles == 1 else vectorised(model, tiles)
-    mixed, scaler, graphs, capturable = step_setup(config, device)
+    setup = step_setup(config, device)
+    mixed, graphs, capturable = setup.mixed, setup.record, setup.capturable
     optimiser = adam(parameters, config.learning_rate, capturable=capturable)
     layout = conv_layout(device)
 
@@ -328,9 +329,7 @@ def super_resolve_tiles(
             coarse_noise_in, coarser, coarse_target, coarse_valid = inputs[4:]
             coarse = generate(perturbed(coarse_noise_in), coarser, transform)
             loss = loss + config.cross_scale_weight * error(coarse, coarse_target, coarse_valid)
-        scaler.scale(loss.sum()).backward()
-        scaler.step(optimiser)
-        scaler.update()
+        setup.update(loss.sum(), optimiser)
         return loss.detach(), x.detach()
 
     graphed = GraphedStep(compute, device, graphs, progress)

@@ -42,6 +42,12 @@ class StepSetup(NamedTuple):
     #: the optimisers must be ``capturable`` (recording on CUDA)
     capturable: bool
 
+    def update(self, loss: torch.Tensor, optimiser: torch.optim.Optimizer) -> None:
+        """Back-propagate the scalar ``loss`` (scaled when float16 needs it) and step ``optimiser`` on it."""
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimiser)
+        self.scaler.update()
+
 
 def step_setup(config: InternalLearningConfig, device: torch.device) -> StepSetup:
     """``config.mixed_precision`` and ``config.cuda_graphs`` resolved for ``device``: recording is off with float16

@@ -154,7 +154,8 @@ def sharpen_tile(
     net = MultiModalNet(inputs.shape[1], (bands, g.shape[1]), config.width, config.layers, s, config.adjustment).to(device)
     if start is not None:
         net.load_state_dict(start)
-    mixed, scaler, graphs, capturable = step_setup(config, device)
+    setup = step_setup(config, device)
+    mixed, graphs, capturable = setup.mixed, setup.record, setup.capturable
     optimiser = adam(net.parameters(), config.learning_rate, capturable=capturable)
 
     layout = conv_layout(device)
@@ -179,9 +180,7 @@ def sharpen_tile(
         if cross_scale:
             coarse_correction, _ = generate(coarse_inputs, element)
             loss = loss + config.cross_scale_weight * masked_mse(coarse_base + coarse_correction, y_c, coarse_valid)
-        scaler.scale(loss).backward()
-        scaler.step(optimiser)
-        scaler.update()
+        setup.update(loss, optimiser)
         return loss.detach(), x_t.detach()
 
     graphed = GraphedStep(compute, device, graphs, progress)
