@@ -47,17 +47,14 @@ class TaskProgress:
     """The engine's ``Progress`` protocol over a ``QgsTask`` (called from the task's worker thread).
 
     Fractions drive the task's progress bar; ``info`` messages go to the message log (thread-safe);
-    per-step messages are kept as :attr:`last_message` only, so they do not flood the log.
+    per-step messages are dropped, so they do not flood the log.
     """
 
     def __init__(self, task: QgsTask) -> None:
         self.task = task
-        self.last_message = ""
 
     def report(self, fraction: float, message: str = "") -> None:
         self.task.setProgress(100.0 * min(max(float(fraction), 0.0), 1.0))
-        if message:
-            self.last_message = message
 
     def info(self, message: str) -> None:
         QgsMessageLog.logMessage(message, LOG_TAG, Qgis.MessageLevel.Info)
