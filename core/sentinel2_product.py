@@ -44,7 +44,6 @@ from .raster import (
     open_raster,
     output_nodata,
     read_window,
-    same_file,
     to_dtype,
     unreadable,
     value_text,
@@ -100,12 +99,11 @@ def _in_metres(info: RasterInfo) -> bool:
     return crs is not None and crs.is_projected and (crs.linear_units or "").lower() in ("metre", "meter", "m")
 
 
-def _not_a_band_file(path: str, output: str | None) -> str | None:
-    """Why a file found in a folder is no band file before it is opened as one (``None``: it may be one): the output,
-    an earlier output of this command (``PRODUCT_TAG``), or one of ESA's quality masks (``MSK_DETFOO_B01.jp2``,
-    named after the band it describes)."""
-    if output is not None and same_file(path, output):
-        return "the output"
+def _not_a_band_file(path: str) -> str | None:
+    """Why a file found in a folder is no band file before it is opened as one (``None``: it may be one): an earlier
+    output of this command (``PRODUCT_TAG``; the output itself when the run is repeated), or one of ESA's quality
+    masks (``MSK_DETFOO_B01.jp2``, named after the band it describes). An output path that holds a band file is
+    not skipped: the band is read, and ``check_raster_output`` refuses to overwrite it."""
     if os.path.basename(path).upper().startswith("MSK_"):
         return "a quality mask"
     try:
@@ -132,11 +130,11 @@ def _one_acquisition(paths: Iterable[str]) -> None:
                              "give the band files of one product")
 
 
-def find_bands(inputs: Sequence[str], output: str | None = None, progress: Progress | None = None) -> dict[str, BandSource]:
+def find_bands(inputs: Sequence[str], progress: Progress | None = None) -> dict[str, BandSource]:
     """Sentinel-2 band name → where it is, over every raster file in ``inputs`` (module docstring).
 
     A file named in ``inputs`` must name its bands (``band_names``); a file found in a folder that is none of the
-    band files (the ``output``, an earlier output, a mask, a preview, not a raster) is skipped, and ``progress``
+    band files (an earlier output, a mask, a preview, not a raster) is skipped, and ``progress``
     is told which were. A file named like a band file that cannot be read is a one-line ``InputError``, as are
     band files of two acquisitions (``_one_acquisition``) and a band found in two files at the same preference
     (both at its own resolution, or both resampled)."""
@@ -144,7 +142,7 @@ def find_bands(inputs: Sequence[str], output: str | None = None, progress: Progr
     infos: dict[str, RasterInfo] = {}
     skipped: list[str] = []
     for path, named in _files(inputs):
-        why = None if named else _not_a_band_file(path, output)
+        why = None if named else _not_a_band_file(path)
         if why is not None:
             skipped.append(f"{path} ({why})")
             continue
@@ -362,7 +360,7 @@ def sharpen_product(
     """Every band found in ``inputs`` at 10 m, in band order, written atomically to ``output_path``."""
     *inputs, output_path = as_paths(*inputs, output_path)
     recorder = _Recorder(progress or NullProgress())
-    found = find_bands(inputs, output_path, recorder)
+    found = find_bands(inputs, recorder)
     sources = sorted({s.path for s in found.values()})
     check_raster_output(output_path, sources)
     groups = {res: [found[b] for b in ORDER if b in found and RESOLUTION[b] == res] for res in (10, 20, 60)}

@@ -615,6 +615,19 @@ def test_an_output_written_into_the_product_folder_is_no_band_file_of_the_next_r
         assert PRODUCT_TAG not in dst.tags()
 
 
+def test_a_band_file_of_the_folder_given_as_output_is_refused_not_overwritten(tmp_path, capsys):
+    """The output named like a band file of the folder read (the 20 m stack): it was skipped as 'the output', the
+    20 m bands left out without an error, and the band file overwritten by the other bands. Only an earlier output
+    of this command (``PRODUCT_TAG``) is skipped; a band file is refused as the output, as when named itself."""
+    folder = product_folder(tmp_path / "p")
+    stack = os.path.join(folder, "IMG_DATA", "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif")
+    before = read(stack)
+    assert cli(["sentinel2", folder, stack, "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"internal-sr: error: output {stack} ") and "input" in err[0]
+    np.testing.assert_array_equal(read(stack), before)
+
+
 def test_a_file_named_for_sentinel2_must_name_its_bands_and_folder_files_skipped_are_named(tmp_path, capsys):
     """A 20 m stack without band descriptions named on the command line was skipped silently (the 10 m bands were
     written as they are); now a one-line error says how to name its bands. In a folder, such a file is skipped
