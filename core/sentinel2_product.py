@@ -79,18 +79,27 @@ class BandSource:
 
 
 def _files(inputs: Sequence[str]) -> list[tuple[str, bool]]:
-    """Every raster file of ``inputs`` in sorted path order, with whether it was named itself (else found in a folder)."""
-    files: dict[str, bool] = {}
+    """Every raster file of ``inputs`` in sorted path order, with whether it was named itself (else found in a folder).
+
+    A file reached more than once (a folder and a folder inside it, ``p`` and ``./p``, a link) is listed once, by the
+    path it was first reached by, and counts as named when it was named anywhere."""
+    files: dict[str, tuple[str, bool]] = {}  # real path → (path as reached first, named)
+
+    def add(path: str, named: bool) -> None:
+        first, was_named = files.get(os.path.realpath(path), (path, False))
+        files[os.path.realpath(path)] = first, was_named or named
+
     for item in inputs:
         if os.path.isdir(item):
             for root, _, names in os.walk(item):
-                files.update((os.path.join(root, n), files.get(os.path.join(root, n), False)) for n in names
-                             if n.lower().endswith(EXTENSIONS))
+                for name in names:
+                    if name.lower().endswith(EXTENSIONS):
+                        add(os.path.join(root, name), False)
         elif os.path.isfile(item):
-            files[item] = True
+            add(item, True)
         else:
             raise InputError(f"{item} does not exist")
-    return sorted(files.items())
+    return sorted(files.values())
 
 
 def _in_metres(info: RasterInfo) -> bool:

@@ -592,6 +592,21 @@ def test_a_band_in_two_files_is_refused_naming_both(tmp_path, capsys):
         f"internal-sr: error: band B4 is in two files, {copy} and {b4}: give each band once (the band files of one product)"]
 
 
+def test_a_band_file_reached_twice_is_one_file(tmp_path, monkeypatch):
+    """The product folder given twice by two spellings (``p`` and ``./p``), or with its band folder: each band file
+    was found under both paths and refused as 'in two files', the same file named twice. A file is now listed once,
+    by the path it was first reached by."""
+    from internal_sr.core.sentinel2_product import find_bands
+
+    product_folder(tmp_path / "p")
+    monkeypatch.chdir(tmp_path)
+    expected = find_bands(["p"])
+    assert find_bands(["p", "./p"]) == expected
+    assert find_bands(["p", os.path.join("p", "IMG_DATA")]) == expected
+    b2 = expected["B2"].path
+    assert find_bands(["p", os.path.abspath(b2)]) == expected
+
+
 def test_an_output_written_into_the_product_folder_is_no_band_file_of_the_next_run(tmp_path, capsys):
     """sentinel2 run twice into the folder it reads: the second run was refused ('output … is the input'), and with
     another output name it read the first output's bands instead of the band files. Folder scans now skip the
