@@ -215,7 +215,7 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
     """Check that ``guide`` refines ``target`` by an integer factor on aligned pixels and find the overlap.
 
     Raises a one-line ``InputError`` when the CRSs differ, a grid is rotated (``north_up`` within ``tolerance``
-    guide pixels across each raster), the resolution ratio is not an integer ≥ 2 (the same along both axes), or
+    guide pixels across each raster), the resolution ratio differs between the axes or is not an integer ≥ 2, or
     the grids do not overlap by at least one whole target pixel (a ``NoOverlap``); a ``NotAligned`` when the target's
     pixel edges fall neither on the guide's nor half-way between them, within ``tolerance`` guide pixels, at the target's corner and at the far corner of the overlap
     (pixel sizes whose ratio is nearly but not exactly the integer drift apart across the raster: the drift
@@ -239,6 +239,12 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
     if max(ratios) < 1 - tolerance:
         raise InputError(f"the guide's pixels ({abs(g.a):g} units) are coarser than the target's ({abs(t.a):g}): the guide "
                          "is the finer raster, so swap them")
+    if abs(ratios[0] - ratios[1]) > tolerance * max(1.0, *map(abs, ratios)):
+        raise InputError(
+            f"the guide refines the target by different factors along x and y: target pixels are {abs(t.a):g} × "
+            f"{abs(t.e):g}, guide pixels {abs(g.a):g} × {abs(g.e):g} (ratio {ratios[0]:.4g} in x, {ratios[1]:.4g} in y), and "
+            "guided super-resolution takes one integer scale for both; resample the guide so that both ratios are that integer"
+        )
     scale = round(ratios[0])
     if any(abs(r - scale) > tolerance * max(1.0, abs(r)) for r in ratios) or scale < 1:
         raise InputError(

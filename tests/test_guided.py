@@ -252,6 +252,19 @@ def test_no_valid_pixel_in_common_over_the_overlap_is_refused_and_nothing_writte
     assert sorted(os.listdir(tmp_path)) == ["g.tif", "t.tif"]
 
 
+@pytest.mark.parametrize("guide_pixel", [(10.0, -20.0), (10.0, -5.0), (10.0, -8.0)])
+def test_a_guide_refining_the_target_by_two_factors_is_named_so(guide_pixel):
+    """A guide of 10 × 20 m pixels on a 20 m target (ratios 2 and 1, or 2 and 4): the error said 'non-integer scale'
+    of integer ratios; it now says that the ratio differs between x and y, and gives both."""
+    target = Grid(16, 16, Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0), UTM)
+    guide = Grid(32, 32, Affine(guide_pixel[0], 0, 300000.0, 0, guide_pixel[1], 5800000.0), UTM)
+    with pytest.raises(InputError) as error:
+        nest(target, guide)
+    ratio_y = 20.0 / -guide_pixel[1]
+    assert str(error.value).startswith("the guide refines the target by different factors along x and y: target pixels are "
+                                       f"20 × 20, guide pixels 10 × {-guide_pixel[1]:g} (ratio 2 in x, {ratio_y:.4g} in y)")
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
