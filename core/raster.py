@@ -765,8 +765,10 @@ def _umask() -> int:
     return mask
 
 
-#: Suffix of the temporary files a GeoTIFF is written to (hidden ``.internal_sr-*`` names): no GIS lists
-#: them as rasters, so a process killed mid-write (SIGKILL, power loss) leaves no half-written layer.
+#: Prefix (hidden) and suffix of the temporary files a GeoTIFF is written to, and of ``sentinel2``'s staging folder:
+#: no GIS lists ``.internal_sr-*.part`` as rasters, so a process killed mid-write (SIGKILL, power loss) leaves no
+#: half-written layer.
+PARTIAL_PREFIX = ".internal_sr-"
 PARTIAL_SUFFIX = ".part"
 
 #: Suffix of GDAL's PAM sidecar, ``name.ext.aux.xml``: what GeoTIFF tags cannot hold (a rotated-pole CRS,
@@ -798,7 +800,7 @@ def temporary_beside(path: str) -> tuple[int, str]:
     the message says so rather than that something is missing."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
-        return tempfile.mkstemp(prefix=".internal_sr-", suffix=PARTIAL_SUFFIX, dir=folder)
+        return tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
     except OSError as error:
         reason = error.strerror or str(error)
         if error.errno == errno.ENOENT and os.path.isdir(folder):

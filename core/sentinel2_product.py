@@ -33,6 +33,7 @@ from .normalise import exact_float
 from .pipeline import RunResult, _Recorder
 from .progress import NullProgress, Progress, SubProgress
 from .raster import (
+    PARTIAL_PREFIX,
     PARTIAL_SUFFIX,
     AtomicGeoTIFF,
     RasterInfo,
@@ -78,12 +79,15 @@ class BandSource:
 
 
 
-def _files(inputs: Sequence[str]) -> list[tuple[str, bool]]:
-    """Every raster file of ``inputs`` in sorted path order, with whether it was named itself (else found in a folder).
+def _files(inputs: Sequence[str]) -> tuple[list[tuple[str, bool]], list[str]]:
+    """Every raster file of ``inputs`` in sorted path order, with whether it was named itself (else found in a folder),
+    and the staging folders (``PARTIAL_PREFIX``…``PARTIAL_SUFFIX``) that runs killed outright left in the folders,
+    whose band stacks are not searched.
 
     A file reached more than once (a folder and a folder inside it, ``p`` and ``./p``, a link) is listed once, by the
     path it was first reached by, and counts as named when it was named anywhere."""
     files: dict[str, tuple[str, bool]] = {}  # real path → (path as reached first, named)
+    staging: list[str] = []
 
     def add(path: str, named: bool) -> None:
         first, was_named = files.get(os.path.realpath(path), (path, False))
@@ -91,7 +95,10 @@ def _files(inputs: Sequence[str]) -> list[tuple[str, bool]]:
 
     for item in inputs:
         if os.path.isdir(item):
-            for root, _, names in os.walk(item):
+            for root, folders, names in os.walk(item):
+                left = [f for f in folders if f.startswith(PARTIAL_PREFIX) and f.endswith(PARTIAL_SUFFIX)]
+                staging.extend(os.path.join(root, f) for f in left)
+                folders[:] = [f for f in folders if f not in left]
                 for name in names:
                     if name.lower().endswith(EXTENSIONS):
                         add(os.path.join(root, name), False)
@@ -99,7 +106,7 @@ def _files(inputs: Sequence[str]) -> list[tuple[str, bool]]:
             add(item, True)
         else:
             raise InputError(f"{item} does not exist")
-    return sorted(files.values())
+    return sorted(files.values()), staging
 
 
 def _in_metres(info: RasterInfo) -> bool:
@@ -143,14 +150,15 @@ def find_bands(inputs: Sequence[str], progress: Progress | None = None) -> dict[
     """Sentinel-2 band name → where it is, over every raster file in ``inputs`` (module docstring).
 
     A file named in ``inputs`` must name its bands (``band_names``); a file found in a folder that is none of the
-    band files (an earlier output, a mask, a preview, not a raster) is skipped, and ``progress``
-    is told which were. A file named like a band file that cannot be read is a one-line ``InputError``, as are
+    band files (an earlier output, a mask, a preview, not a raster) is skipped, as is a killed run's staging folder,
+    and ``progress`` is told which were. A file named like a band file that cannot be read is a one-line ``InputError``, as are
     band files of two acquisitions (``_one_acquisition``) and a band found in two files at the same preference
     (both at its own resolution, or both resampled)."""
     candidates: dict[str, list[tuple[BandSource, bool]]] = {}  # each band's files, and whether at its own resolution
     infos: dict[str, RasterInfo] = {}
-    skipped: list[str] = []
-    for path, named in _files(inputs):
+    paths, staging = _files(inputs)
+    skipped = [f"{folder} (the staging folder of a run killed outright: remove it)" for folder in staging]
+    for path, named in paths:
         why = None if named else _not_a_band_file(path)
         if why is not None:
             skipped.append(f"{path} ({why})")
@@ -386,7 +394,7 @@ def sharpen_product(
     device = ""
     # beside the output, where the space for it is (a system temporary folder may be small, or in memory); a process
     # killed outright leaves it, named like the other staged files (README, "killed outright")
-    with tempfile.TemporaryDirectory(prefix=".internal_sr-", suffix=PARTIAL_SUFFIX,
+    with tempfile.TemporaryDirectory(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX,
                                      dir=os.path.dirname(os.path.abspath(output_path))) as tmp:
         guide = os.path.join(tmp, "10m.tif")
         _write_stack(groups[10], guide)

@@ -620,6 +620,24 @@ def test_a_band_file_reached_twice_is_one_file(tmp_path, monkeypatch):
     assert find_bands(["p", os.path.abspath(b2)]) == expected
 
 
+def test_a_staging_folder_left_by_a_killed_run_is_skipped(tmp_path, capsys):
+    """A run killed outright leaves its staging folder (band stacks named by their bands) beside its output: with the
+    output inside the product folder, every later run found each 10 m band there too and was refused ('band B2 is in
+    two files'). The folder scan now skips such folders and names them in the log."""
+    from internal_sr.core.raster import PARTIAL_PREFIX, PARTIAL_SUFFIX
+    from internal_sr.core.sentinel2_product import _write_stack, find_bands
+
+    folder = product_folder(tmp_path / "p")
+    expected = find_bands([folder])
+    staging = os.path.join(folder, f"{PARTIAL_PREFIX}killed{PARTIAL_SUFFIX}")
+    os.makedirs(staging)
+    _write_stack([expected[b] for b in ("B2", "B3", "B4", "B8")], os.path.join(staging, "10m.tif"))
+    out = os.path.join(folder, "all.tif")
+    assert cli(["sentinel2", folder, out, "--iterations", "1"]) == 0
+    assert f"{staging} (the staging folder of a run killed outright: remove it)" in capsys.readouterr().err
+    assert find_bands([folder]) == expected
+
+
 def test_an_output_written_into_the_product_folder_is_no_band_file_of_the_next_run(tmp_path, capsys):
     """sentinel2 run twice into the folder it reads: the second run was refused ('output … is the input'), and with
     another output name it read the first output's bands instead of the band files. Folder scans now skip the
