@@ -96,13 +96,17 @@ def edge_map(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def estimate_shift(reference: np.ndarray, moving: np.ndarray, valid: np.ndarray) -> Misregistration:
-    """The shift of ``moving`` against ``reference`` (both ``(h, w)`` edge maps) over the ``valid`` ``(h, w)`` pixels."""
+    """The shift of ``moving`` against ``reference`` (both ``(h, w)`` edge maps) over the ``valid`` ``(h, w)`` pixels;
+    correlation 0 (untrusted) when either has no edges there."""
     window = np.outer(np.hanning(reference.shape[0]), np.hanning(reference.shape[1])) * valid
 
     def prepared(edges: np.ndarray) -> np.ndarray:
         return (edges - edges[valid].mean()) * window
 
-    shift, error, _ = phase_cross_correlation(prepared(reference), prepared(moving), upsample_factor=UPSAMPLE, normalization=None)
+    reference, moving = prepared(reference), prepared(moving)
+    if not (reference.any() and moving.any()):  # no edges in one of them (a featureless area): nothing to register
+        return Misregistration(dx=0.0, dy=0.0, correlation=0.0)
+    shift, error, _ = phase_cross_correlation(reference, moving, upsample_factor=UPSAMPLE, normalization=None)
     # skimage returns the shift that registers moving onto reference: the opposite of moving's offset (0.0 - 0.0
     # is 0.0 where -0.0 would print as "-0.00")
     dy, dx = (0.0 - float(v) for v in shift)

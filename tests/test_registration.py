@@ -52,6 +52,20 @@ def test_a_guide_of_another_area_is_not_trusted_for_a_shift():
     assert m.correlation < MIN_CORRELATION and registration_warning(m) is None
 
 
+@pytest.mark.parametrize("flat", ["guide", "both"])
+@pytest.mark.filterwarnings("error::UserWarning")
+def test_a_featureless_area_is_not_trusted_for_a_shift_and_warns_nothing_raw(flat):
+    """A guide without edges over the compared area (one value: a uniform field, saturation, a constant fill): the
+    check let scikit-image's UserWarning 'Could not determine RMS error …' through onto stderr, with its source
+    line. There is nothing to register: the estimate is untrusted and says nothing."""
+    target = read(S2_20M_SAME_AREA)
+    guide = np.full((4, 2 * target.shape[1], 2 * target.shape[2]), 1000, dtype=np.uint16)
+    if flat == "both":
+        target = np.full_like(target, 1000)
+    m = estimate(target, guide, band_kernels("sentinel2", NAMES10, 2, "guide"))
+    assert m.correlation < MIN_CORRELATION and registration_warning(m) is None
+
+
 def test_the_landsat_pan_on_its_half_pixel_grid_is_aligned_and_one_pan_pixel_off_is_not():
     kernels = [make_kernel("landsat", 2, (0.5, 0.5))]
     ms, pan = read(MS)[1:4], read(PAN)
