@@ -211,6 +211,23 @@ def north_up(grid: Grid, tolerance: float = ALIGNMENT_TOLERANCE, pixels: Grid | 
     return rotation_drift(grid, pixels) <= tolerance
 
 
+def crs_words(a: Any, b: Any) -> tuple[str, str]:
+    """Two CRSs that differ (rasterio CRSs, or ``None``: "no CRS") worded for a message so that the words differ too:
+    their authority codes (``EPSG:32633``), else their PROJ strings, else their WKT. A CRS without its datum
+    (``+ellps=WGS84``) identifies as the code of the CRS with it but is not equal to it, and "EPSG:32633 and
+    EPSG:32633 differ" tells nothing."""
+
+    def proj(crs: Any) -> str:
+        return " ".join(f"+{key}" if value is True else f"+{key}={value}" for key, value in crs.to_dict().items())
+
+    wordings = (lambda crs: crs.to_string(), proj, lambda crs: crs.to_wkt())
+    for wording in wordings:
+        words = ("no CRS" if a is None else wording(a), "no CRS" if b is None else wording(b))
+        if words[0] != words[1]:
+            break
+    return words
+
+
 def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> Nesting:
     """Check that ``guide`` refines ``target`` by an integer factor on aligned pixels and find the overlap.
 
@@ -225,7 +242,8 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
         which, other = ("target", guide.crs) if target.crs is None else ("guide", target.crs)
         raise InputError(f"the {which} has no CRS and the other raster has {other}: assign the CRS it is in first (gdal_edit -a_srs)")
     if target.crs is not None and target.crs != guide.crs:
-        raise InputError(f"target CRS {target.crs} and guide CRS {guide.crs} differ: reproject one onto the other first")
+        words = crs_words(target.crs, guide.crs)
+        raise InputError(f"target CRS {words[0]} and guide CRS {words[1]} differ: reproject one onto the other first")
     t, g = target.transform, guide.transform
     if not (north_up(target, tolerance, pixels=guide) and north_up(guide, tolerance)):
         drift = max(rotation_drift(target, guide), rotation_drift(guide))

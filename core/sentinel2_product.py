@@ -27,7 +27,7 @@ from rasterio.errors import RasterioIOError
 
 from .config import GuidedDIPConfig, IOOptions, as_paths
 from .errors import InputError
-from .grid import Grid, NotAligned, Window, guide_position, nest
+from .grid import Grid, NotAligned, Window, crs_words, guide_position, nest
 from .guided import MIN_TARGET_SIZE
 from .normalise import exact_float
 from .pipeline import RunResult, _Recorder
@@ -210,16 +210,15 @@ def find_bands(inputs: Sequence[str], progress: Progress | None = None) -> dict[
     if missing:
         raise InputError(f"no Sentinel-2 10 m band {', '.join(missing)} found in {', '.join(inputs)}: the 10 m bands are the guide")
 
-    def crs_text(name: str) -> str:
-        crs = infos[found[name].path].grid.crs
-        return crs.to_string() if crs is not None else ""
-
     guide = GUIDE_BANDS[0]
+    guide_crs = infos[found[guide].path].grid.crs
     for name in sorted(found, key=ORDER.index):
-        if crs_text(name) != crs_text(guide):
+        crs = infos[found[name].path].grid.crs
+        if crs != guide_crs:
+            words = crs_words(crs, guide_crs)
             raise InputError(
-                f"band {name} in {found[name].path} is in {crs_text(name) or 'no CRS'} but band {guide} in "
-                f"{found[guide].path} is in {crs_text(guide) or 'no CRS'}: reproject the bands onto one CRS first"
+                f"band {name} in {found[name].path} is in {words[0]} but band {guide} in {found[guide].path} is in "
+                f"{words[1]}: reproject the bands onto one CRS first"
             )
     return found
 

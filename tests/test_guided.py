@@ -765,6 +765,40 @@ def test_bands_in_two_crs_name_both_files(tmp_path, capsys):
     )
 
 
+#: UTM zone 33N on the WGS 84 ellipsoid without the WGS 84 datum: it identifies as EPSG:32633 but is not that CRS
+UTM_WITHOUT_DATUM = "+proj=utm +zone=33 +ellps=WGS84 +units=m +no_defs"
+
+
+def test_a_crs_that_identifies_as_the_others_code_is_refused_naming_how_they_differ(tmp_path, capsys):
+    """A guide whose CRS lacks the datum: refused as 'target CRS EPSG:32633 and guide CRS EPSG:32633 differ', which
+    tells nothing; the message now gives the PROJ strings, which differ."""
+    t, g = geo_pair(tmp_path, guide_crs=UTM_WITHOUT_DATUM)
+    assert cli(["guided", t, g, str(tmp_path / "never.tif"), "--iterations", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "internal-sr: error: target CRS +proj=utm +zone=33 +datum=WGS84 +units=m +no_defs and guide CRS +proj=utm "
+        "+zone=33 +ellps=WGS84 +units=m +no_defs differ: reproject one onto the other first"]
+
+
+def test_a_band_in_a_crs_that_identifies_as_the_others_code_is_named_before_any_work(tmp_path, capsys, monkeypatch):
+    """A 20 m stack whose CRS lacks the datum passed sentinel2's CRS check (compared as text, both 'EPSG:32633'), the
+    10 m bands were staged, and the run ended on 'the 20 m bands … cannot be sharpened …: target CRS EPSG:32633 and
+    guide CRS EPSG:32633 differ'. Bands are now compared as CRSs before any work, and the file is named."""
+    from internal_sr.core import sentinel2_product
+
+    folder = product_folder(tmp_path / "p")
+    stack = os.path.join(folder, "IMG_DATA", "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif")
+    with rasterio.open(stack, "r+") as dst:
+        dst.crs = UTM_WITHOUT_DATUM
+    staged = []
+    monkeypatch.setattr(sentinel2_product, "_write_stack", lambda *a: staged.append(a))
+    assert cli(["sentinel2", folder, str(tmp_path / "o.tif"), "--iterations", "1"]) == 2
+    b2 = os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B02.tif")
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"internal-sr: error: band B5 in {stack} is in +proj=utm +zone=33 +ellps=WGS84 +units=m +no_defs but band B2 "
+        f"in {b2} is in +proj=utm +zone=33 +datum=WGS84 +units=m +no_defs: reproject the bands onto one CRS first")
+    assert staged == []
+
+
 def test_sentinel2_takes_zero_as_no_data_when_the_files_declare_none(tmp_path, capsys):
     """ESA's JPEG 2000 band files declare no nodata value but mark no data by 0: a block of zeros in the 20 m
     bands (outside the swath) comes out as nodata under the output's nodata value 0, not sharpened as dark."""
