@@ -276,21 +276,30 @@ def _check_memory(area: Window, bands: int, guide_bands: int = 0, scale: int = 1
         )
 
 
-def _check_sizes(area: Window, scale: int, label: str | None, minimum: int) -> None:
+#: What ``_check_sizes`` calls the evaluated area, and how to make it larger: the whole raster or its extent, or (guided
+#: DIP) the part of it that the guide covers, which a larger extent does not enlarge.
+AREA_WORDS = ("the evaluated area", "choose a larger extent")
+GUIDE_COVER_WORDS = ("the part of the target that the guide covers",
+                     "give a guide that covers more of the target (or choose an extent the guide covers more of)")
+
+
+def _check_sizes(area: Window, scale: int, label: str | None, minimum: int, words: tuple[str, str] = AREA_WORDS) -> None:
     """One-line ``InputError`` when ``area`` cropped to a multiple of ``scale`` is under ``MIN_EVALUATION_EDGE``
-    pixels either way, or when its degraded size is under ``minimum``, the least the method ``label`` runs on."""
+    pixels either way, or when its degraded size is under ``minimum``, the least the method ``label`` runs on.
+    ``words``: what the area is and how to enlarge it (``AREA_WORDS``, ``GUIDE_COVER_WORDS``)."""
+    what, advice = words
     width, height = area.width, area.height
     h, w = (height // scale) * scale, (width // scale) * scale
     if min(h, w) < MIN_EVALUATION_EDGE:
         raise InputError(
-            f"the evaluated area is {width}×{height} pixels ({w}×{h} once cropped to a multiple of the scale {scale}); "
-            f"Wald's protocol needs at least {MIN_EVALUATION_EDGE}×{MIN_EVALUATION_EDGE}: choose a larger extent"
+            f"{what} is {width}×{height} pixels ({w}×{h} once cropped to a multiple of the scale {scale}); "
+            f"Wald's protocol needs at least {MIN_EVALUATION_EDGE}×{MIN_EVALUATION_EDGE}: {advice}"
         )
     if label is not None and min(h, w) // scale < minimum:
         raise InputError(
-            f"the evaluated area is {w}×{h} pixels, degraded ×{scale} to {w // scale}×{h // scale}; {label} needs at least "
+            f"{what} is {w}×{h} pixels, degraded ×{scale} to {w // scale}×{h // scale}; {label} needs at least "
             f"{minimum}×{minimum} input pixels, so evaluate an area of at least {minimum * scale}×{minimum * scale}: "
-            "choose a larger extent"
+            f"{advice}"
         )
 
 
@@ -354,7 +363,8 @@ def plan_evaluation(
         if nesting.scale != scale:
             raise InputError(f"the guide is {nesting.scale}× finer than the target, so the scale must be {nesting.scale}, got {scale}")
         _check_memory(nesting.target, len(info.bands), len(guide_info.bands), scale)
-        _check_sizes(nesting.target, scale, "guided DIP", MIN_TARGET_SIZE)
+        partly = (nesting.target.width, nesting.target.height) != (info.grid.width, info.grid.height)
+        _check_sizes(nesting.target, scale, "guided DIP", MIN_TARGET_SIZE, GUIDE_COVER_WORDS if partly else AREA_WORDS)
         target_names = kernel_names(info, config.kernel, "target", progress)
         guide_names = kernel_names(guide_info, config.guide_kernel, "guide", progress)
         return EvaluationPlan(

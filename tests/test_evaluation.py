@@ -434,6 +434,24 @@ def test_guided_scoring_names_the_guides_cover_only_when_the_guide_leaves_part_o
         "scored: in whole 2×2 blocks, input columns 0–61, rows 0–61 (62×62 pixels)"]
 
 
+@pytest.mark.parametrize("guide_rows, message", [
+    (6, "the part of the target that the guide covers is 64×3 pixels (64×2 once cropped to a multiple of the scale 2); "
+        "Wald's protocol needs at least 7×7: give a guide that covers more of the target"),
+    (24, "the part of the target that the guide covers is 64×12 pixels, degraded ×2 to 32×6; guided DIP needs at least "),
+])
+def test_a_guide_covering_too_little_of_the_target_is_named_not_the_extent(tmp_path, guide_rows, message):
+    """A guide of a few rows over a 64 × 64 target, no extent given: the error said that 'the evaluated area' was too
+    small and to 'choose a larger extent', which cannot help; it now names the guide's cover and asks for more of it."""
+    t = write_raster(str(tmp_path / "t.tif"), read(S2_20M_SAME_AREA), crs=UTM,
+                     transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0), descriptions=NAMES20)
+    g = write_raster(str(tmp_path / "g.tif"), read(S2_10M)[:, :guide_rows], crs=UTM,
+                     transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0), descriptions=NAMES10)
+    config = GuidedDIPConfig(iterations=1, device="cpu")
+    with pytest.raises(InputError) as error:
+        evaluate(t, "guided", 2, config.kernel, config, guide_path=g)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
 def test_loss_curve_of_a_tile_with_zero_loss_draws_the_others_without_warnings():
     import warnings
 
