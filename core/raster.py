@@ -21,6 +21,7 @@ import os
 import tempfile
 import threading
 import warnings
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -186,7 +187,9 @@ def engine_opens(path: str) -> bool:
 def unreadable(path: str, error: RasterioIOError) -> InputError:
     """The one-line error for a file GDAL cannot open or read, with GDAL's innermost reason."""
     if "not recognized as being in a supported file format" in str(error):
-        return InputError(f"{path} is not a raster that {ENGINE_GDAL} can read")
+        archive = zipfile.is_zipfile(path) if os.path.isfile(path) else False
+        remedy = ": it is a zip archive, unzip it and give the raster (or the product folder) inside" if archive else ""
+        return InputError(f"{path} is not a raster that {ENGINE_GDAL} can read{remedy}")
     cause: BaseException = error
     while cause.__cause__ is not None:
         cause = cause.__cause__

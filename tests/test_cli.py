@@ -445,3 +445,23 @@ def test_batch_is_offered_for_dip_only(tmp_path, capsys, monkeypatch):
     assert main(["evaluate", source, "--scale", "2", "--method", "knitwork", "--batch", "3"]) == 0
     assert "warning: --batch is ignored: it applies with --method dip" in capsys.readouterr().err
     assert [config.tiles.batch for config in configs] == [0]
+
+
+def test_a_zipped_raster_or_product_is_named_as_an_archive_to_unzip(tmp_path, capsys):
+    """A zip (a downloaded .SAFE.zip, say) got GDAL's bare 'not a raster' line; the line now says to unzip it.
+    A file that is neither stays 'not a raster' with no advice."""
+    import zipfile
+
+    archive = tmp_path / "S2A_MSIL1C_product.SAFE.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(S2_20M, "S2A_MSIL1C_product.SAFE/band.tif")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a raster\n")
+    for path, advice in ((archive, True), (notes, False)):
+        assert main(["dip", str(path), str(tmp_path / "out.tif"), "--scale", "2"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "can read" in err
+        assert ("unzip it" in err) == advice
+        assert main(["sentinel2", str(path), str(tmp_path / "s2.tif")]) == 2
+        assert ("unzip it" in capsys.readouterr().err) == advice
+    assert not (tmp_path / "out.tif").exists()
