@@ -38,7 +38,7 @@ from .pipeline import (
 from .progress import NullProgress, Progress
 from .raster import (
     RasterInfo, StagedFiles, band_labels, check_geotransform, check_raster_output, constant_bands, file_window,
-    georeferencing_note, may_be_invalid, open_info, read_window, valid_mask,
+    georeferencing_note, may_be_invalid, open_info, read_window, same_file, valid_mask,
 )
 from .registration import central_window, guide_misregistration, registration_warning, skipped_note
 from .sentinel2 import band_name, band_names, kernel_spec
@@ -149,6 +149,8 @@ def check_inputs(
     """
     target = open_info(target_path, target_io.bands, target_io.extent, crs=target_io.crs)
     guide = open_info(guide_path, guide_io.bands, crs=guide_io.crs)
+    if same_file(target_path, guide_path):  # one grid: no band of it can be finer than another
+        raise InputError(f"the guide is the target itself ({guide_path}): give a raster of finer bands of the same scene as the guide")
     if output_path is not None:
         check_raster_output(output_path, [target_path, guide_path])
     nesting = nest_rasters(target, guide)  # first: a raster refused for its georeferencing gets no note on it

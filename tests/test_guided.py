@@ -1110,3 +1110,12 @@ def test_on_the_cpu_the_multimodal_net_runs_channels_last_and_gives_what_the_def
     contiguous = run()
     assert layouts and not any(layouts)
     np.testing.assert_allclose(channels_last, contiguous, rtol=0, atol=1e-4)
+
+
+def test_a_target_given_as_its_own_guide_is_named_so(tmp_path, capsys):
+    """The same file (under two spellings) as target and guide was refused as a guide 'not twice as fine'."""
+    spelled = os.path.join(os.path.dirname(S2_20M_SAME_AREA), ".", os.path.basename(S2_20M_SAME_AREA))
+    assert cli(["guided", S2_20M_SAME_AREA, spelled, str(tmp_path / "out.tif")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "the guide is the target itself" in err
+    assert not (tmp_path / "out.tif").exists()
