@@ -243,7 +243,10 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
         raise InputError(f"the {which} has no CRS and the other raster has {other}: assign the CRS it is in first (gdal_edit -a_srs)")
     if target.crs is not None and target.crs != guide.crs:
         words = crs_words(target.crs, guide.crs)
-        raise InputError(f"target CRS {words[0]} and guide CRS {words[1]} differ: reproject one onto the other first")
+        code = target.crs.to_string()
+        remedy = (f"where both mean {code}, assign it to both (gdal_edit -a_srs {code}), nothing is resampled; else reproject"
+                  if code == guide.crs.to_string() else "reproject")
+        raise InputError(f"target CRS {words[0]} and guide CRS {words[1]} differ: {remedy} one onto the other first")
     t, g = target.transform, guide.transform
     if not (north_up(target, tolerance, pixels=guide) and north_up(guide, tolerance)):
         drift = max(rotation_drift(target, guide), rotation_drift(guide))

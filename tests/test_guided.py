@@ -771,12 +771,13 @@ UTM_WITHOUT_DATUM = "+proj=utm +zone=33 +ellps=WGS84 +units=m +no_defs"
 
 def test_a_crs_that_identifies_as_the_others_code_is_refused_naming_how_they_differ(tmp_path, capsys):
     """A guide whose CRS lacks the datum: refused as 'target CRS EPSG:32633 and guide CRS EPSG:32633 differ', which
-    tells nothing; the message now gives the PROJ strings, which differ."""
+    tells nothing; the message now gives the PROJ strings, which differ, and the remedy that resamples nothing."""
     t, g = geo_pair(tmp_path, guide_crs=UTM_WITHOUT_DATUM)
     assert cli(["guided", t, g, str(tmp_path / "never.tif"), "--iterations", "1"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "internal-sr: error: target CRS +proj=utm +zone=33 +datum=WGS84 +units=m +no_defs and guide CRS +proj=utm "
-        "+zone=33 +ellps=WGS84 +units=m +no_defs differ: reproject one onto the other first"]
+        "+zone=33 +ellps=WGS84 +units=m +no_defs differ: where both mean EPSG:32633, assign it to both (gdal_edit -a_srs "
+        "EPSG:32633), nothing is resampled; else reproject one onto the other first"]
 
 
 def test_a_band_in_a_crs_that_identifies_as_the_others_code_is_named_before_any_work(tmp_path, capsys, monkeypatch):
