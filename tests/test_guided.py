@@ -396,25 +396,58 @@ def test_tiled_run_matches_the_tile_plan(tmp_path):
     assert np.abs(means - low).mean() < 0.02 * low.mean()  # no seams or offsets between tiles
 
 
-def product_folder(folder, east20: float = 0.0, east60: float = 0.0, offset: int = 0) -> str:
+def product_metadata(level: str = "L1C", baseline: str = "02.05", offsets: dict[int, str] | None = None,
+                     quantification: str | None = "10000") -> str:
+    """A product metadata file's text (``MTD_MSIL1C.xml``, ``MTD_MSIL2A.xml``) with the elements the radiometry is read
+    from, in a namespace as ESA's: ``quantification`` (``None``: none), ``offsets`` by band_id (``None``: −1000 for
+    every band from processing baseline 04.00 on, none before)."""
+    from internal_sr.core.sentinel2 import ORDER
+
+    if offsets is None:
+        offsets = {band_id: "-1000" for band_id in range(len(ORDER))} if float(baseline) >= 4 else {}
+    quantity, offset, offset_list = {"L1C": ("QUANTIFICATION_VALUE", "RADIO_ADD_OFFSET", "Radiometric_Offset_List"),
+                                     "L2A": ("BOA_QUANTIFICATION_VALUE", "BOA_ADD_OFFSET", "BOA_ADD_OFFSET_VALUES_LIST")}[level]
+    value = f'<{quantity} unit="none">{quantification}</{quantity}>' if quantification is not None else ""
+    if level == "L2A":  # the aerosol and water vapour layers' own quantification values beside the reflectance's
+        value = (f'<QUANTIFICATION_VALUES_LIST>{value}<AOT_QUANTIFICATION_VALUE unit="none">1000.0</AOT_QUANTIFICATION_VALUE>'
+                 '<WVP_QUANTIFICATION_VALUE unit="cm">1000.0</WVP_QUANTIFICATION_VALUE></QUANTIFICATION_VALUES_LIST>')
+    listed = "".join(f'<{offset} band_id="{band_id}">{v}</{offset}>' for band_id, v in offsets.items())
+    spectral = "".join(f'<Spectral_Information bandId="{i}" physicalBand="{band}"/>' for i, band in enumerate(ORDER))
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<p:Level-{level[1:]}_User_Product xmlns:p="urn:test:{level}">'
+            f"<p:General_Info><Product_Info><PROCESSING_LEVEL>Level-{level[1:]}</PROCESSING_LEVEL>"
+            f"<PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE></Product_Info><Product_Image_Characteristics>{value}"
+            f"{f'<{offset_list}>{listed}</{offset_list}>' if offsets else ''}"
+            f"<Spectral_Information_List>{spectral}</Spectral_Information_List></Product_Image_Characteristics>"
+            f"</p:General_Info></p:Level-{level[1:]}_User_Product>\n")
+
+
+def product_folder(folder, east20: float = 0.0, east60: float = 0.0, offset: int = 0, level: str | None = "L1C",
+                   metadata: str | None = None, granule: str | None = None) -> str:
     """A Sentinel-2-like folder from the committed crops: one file per 10 m and 60 m band, one 20 m stack
     whose band names are only in its file name, all georeferenced on one UTM origin (the 20 m and 60 m files
     moved ``east20`` and ``east60`` metres east of it). With ``offset`` the bands are int32, ``offset`` + the crops'
-    values."""
+    values. The files lie in ``IMG_DATA``, or with ``granule`` in ``GRANULE/granule/IMG_DATA/R10m`` (R20m, R60m) as
+    in a Level-2A product; the product metadata file ``MTD_MSI{level}.xml`` (``level`` ``None``: none) holds
+    ``metadata``, by default ``product_metadata(level)`` (processing baseline 02.05, no offset)."""
 
     def values(path: str) -> np.ndarray:
         return read(path) if not offset else read(path).astype(np.int32) + np.int32(offset)
 
-    os.makedirs(folder / "IMG_DATA")
+    def place(resolution: int, name: str) -> str:
+        data = folder / "GRANULE" / granule / "IMG_DATA" / f"R{resolution}m" if granule else folder / "IMG_DATA"
+        os.makedirs(data, exist_ok=True)
+        return str(data / name)
+
     for index, band in enumerate(("B04", "B03", "B02", "B08")):
-        write_raster(str(folder / "IMG_DATA" / f"T33UUB_20170527T100031_{band}.tif"), values(S2_10M)[index : index + 1],
+        write_raster(place(10, f"T33UUB_20170527T100031_{band}.tif"), values(S2_10M)[index : index + 1],
                      transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
-    write_raster(str(folder / "IMG_DATA" / "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif"), values(S2_20M_SAME_AREA),
+    write_raster(place(20, "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif"), values(S2_20M_SAME_AREA),
                  transform=Affine(20.0, 0, 300000.0 + east20, 0, -20.0, 5800000.0))
     for index, band in enumerate(("B01", "B09")):
-        write_raster(str(folder / "IMG_DATA" / f"T33UUB_20170527T100031_{band}.tif"), values(S2_60M_SAME_AREA)[index : index + 1],
+        write_raster(place(60, f"T33UUB_20170527T100031_{band}.tif"), values(S2_60M_SAME_AREA)[index : index + 1],
                      transform=Affine(60.0, 0, 300020.0 + east60, 0, -60.0, 5800000.0))
-    (folder / "MTD_MSIL1C.xml").write_text("<metadata/>")
+    if level is not None:
+        (folder / f"MTD_MSI{level}.xml").write_text(metadata if metadata is not None else product_metadata(level))
     return str(folder)
 
 
@@ -533,6 +566,29 @@ def test_each_product_band_keeps_its_scale_offset_unit_and_metadata_items(tmp_pa
                 b = found[name].index
                 expected = (src.scales[b - 1], src.offsets[b - 1], src.units[b - 1], src.tags(b))
             assert (dst.scales[index - 1], dst.offsets[index - 1], dst.units[index - 1], dst.tags(index)) == expected
+
+
+def test_the_offsets_band_id_is_the_bands_index_with_b8a_after_b8(tmp_path):
+    """An offset's band_id is the band's index in B1 … B8, B8A, B9 … B12 (B8A is 8; the file's Band_List puts it
+    last): each band gets its own offset."""
+    from internal_sr.core.sentinel2 import ORDER
+    from internal_sr.core.sentinel2_radiometry import read_radiometry
+
+    path = tmp_path / "MTD_MSIL2A.xml"
+    path.write_text(product_metadata("L2A", "05.09", {band_id: str(-1000 - band_id) for band_id in range(len(ORDER))}))
+    radiometry = read_radiometry(str(path))
+    for band in ("B8", "B8A", "B9", "B12"):
+        assert radiometry.scale_offset(band) == pytest.approx((1 / 10000, (-1000 - ORDER.index(band)) / 10000), rel=1e-12)
+
+
+def test_older_level_2a_products_quantification_value_is_read_too(tmp_path):
+    """Older Level-2A metadata files name the quantification value L2A_BOA_QUANTIFICATION_VALUE."""
+    from internal_sr.core.sentinel2_radiometry import read_radiometry
+
+    path = tmp_path / "MTD_MSIL2A.xml"
+    path.write_text(product_metadata("L2A", "02.07", quantification="1000").replace("BOA_QUANTIFICATION_VALUE",
+                                                                                    "L2A_BOA_QUANTIFICATION_VALUE"))
+    assert read_radiometry(str(path)).scale_offset("B8A") == (1 / 1000, 0)
 
 
 def test_a_level_2a_product_takes_each_band_at_its_own_resolution(tmp_path):
