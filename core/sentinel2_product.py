@@ -9,7 +9,8 @@ resampled copies, e.g. ``R20m/…_B01_20m.jp2`` beside ``R60m/…_B01_60m.jp2``)
 and band files of two acquisitions (their names' tiles or sensing times), are refused. The output keeps the
 10 m bands' whole grid: a lower resolution has no data where its files do not reach. The 60 m bands are sharpened
 directly by 6 with the 10 m guide: on our benchmark this was better than two steps (×3 with the 20 m
-bands as guide, then ×2), see ``benchmarks/guided.py``.
+bands as guide, then ×2), see ``benchmarks/guided.py``. Each band keeps its digital numbers and declares its file's
+scale/offset, else its product's radiometry from the product metadata file (``product_radiometry``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from .raster import (
     write_band_metadata,
 )
 from .sentinel2 import ORDER, RESOLUTION, acquisition, band_name, band_names
+from .sentinel2_radiometry import METADATA_FILES, metadata_file, read_radiometry
 from .sharpen import GUIDED_METHOD, sharpen
 
 EXTENSIONS = (".jp2", ".tif", ".tiff")
@@ -339,17 +341,65 @@ def _align_hint(grid: Grid, guide: Grid, scale: int, path: str) -> str:
             f"{path} ALIGNED.tif")
 
 
+def product_radiometry(found: dict[str, BandSource], progress: Progress) -> dict[str, tuple[float, float]]:
+    """The scale and offset each band of ``found`` declares on the output from its product's metadata file
+    (``sentinel2_radiometry``: the one found above the band files, stored DN × scale + offset is reflectance); bands
+    whose file declares a scale or an offset keep their own and are not listed. ``progress`` is told where the
+    radiometry comes from, which band files' own disagree with it, and which bands hold digital numbers with no
+    declared radiometry (their files declare none and lie in no product with a metadata file). A one-line
+    ``InputError`` when the band files lie in two products (two metadata files) or the metadata file does not give
+    the bands' radiometry."""
+    products = {path: metadata_file(path) for path in sorted({source.path for source in found.values()})}
+    inside = [(path, product) for path, product in products.items() if product is not None]
+    for path, product in inside[1:]:
+        if not same_file(product, inside[0][1]):
+            raise InputError(f"the band files lie in two products: {inside[0][0]} in the one of {inside[0][1]} but {path} "
+                             f"in the one of {product}: give the band files of one product")
+    radiometry = read_radiometry(inside[0][1]) if inside else None
+    declared: dict[str, tuple[float, float]] = {}
+    bare: list[str] = []
+    for band in sorted(found, key=ORDER.index):
+        source = found[band]
+        info = open_info(source.path, (source.index,))
+        own = (info.scales[0], info.offsets[0])
+        if radiometry is None or products[source.path] is None:
+            if own == (1.0, 0.0):
+                bare.append(band)
+            continue
+        given = radiometry.scale_offset(band)
+        if own == (1.0, 0.0):
+            declared[band] = given
+        elif not all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(own, given)):
+            progress.info(f"band {band} in {source.path} declares scale {own[0]:g} and offset {own[1]:g}, but "
+                          f"{radiometry.path} gives {given[0]:g} and {given[1]:g}: the band file's are kept")
+    if declared:
+        offsets = {f"{radiometry.offsets[band]:g}" for band in declared}
+        offset = f"offset {offsets.pop()}" if len(offsets) == 1 else "offsets " + ", ".join(
+            f"{band} {radiometry.offsets[band]:g}" for band in declared)
+        progress.info(
+            f"radiometry from {radiometry.path} (processing baseline {radiometry.baseline or 'not named'}): reflectance = "
+            f"(DN + offset) / {radiometry.quantification:g}, {offset}: {', '.join(declared)} declare scale and offset so "
+            "that their stored digital numbers read as reflectance"
+        )
+    if bare:
+        progress.info(f"{', '.join(bare)} declare no scale/offset and lie in no product with a metadata file "
+                      f"({', '.join(METADATA_FILES)}): the output holds their digital numbers with no declared radiometry")
+    return declared
+
+
 def _band_metadata(bands: Sequence[tuple[RasterInfo, int]]) -> dict[str, tuple]:
     """The scale, offset, unit and metadata items of each ``(info, k)`` of ``bands`` (the 0-based ``k``-th selected
     band of ``info``), in order, as the ``RasterInfo`` fields ``scales``, ``offsets``, ``units`` and ``band_tags``."""
     return {name: tuple(getattr(info, name)[k] for info, k in bands) for name in ("scales", "offsets", "units", "band_tags")}
 
 
-def _write_stack(sources: list[BandSource], path: str) -> None:
+def _write_stack(sources: list[BandSource], path: str, declared: dict[str, tuple[float, float]]) -> None:
     """Write ``sources`` (bands of one resolution, grid, data type and nodata: ``check_stacks``) as one
-    GeoTIFF with band-name descriptions, ``stack_nodata`` and each band's own scale/offset, unit and metadata items
-    (``raster.write_band_metadata``)."""
+    GeoTIFF with band-name descriptions, ``stack_nodata`` and each band's own scale/offset (else the one ``declared``
+    for it, ``product_radiometry``), unit and metadata items (``raster.write_band_metadata``)."""
     infos = [open_info(source.path, (source.index,)) for source in sources]
+    infos = [replace(info, scales=(declared[s.band][0],), offsets=(declared[s.band][1],)) if s.band in declared else info
+             for s, info in zip(sources, infos)]
     first = infos[0]
     with open_raster(
         path, "w", driver="GTiff", width=first.grid.width, height=first.grid.height, count=len(sources),
@@ -386,6 +436,7 @@ def sharpen_product(
         recorder.info(f"{', '.join(s.band for s in in_order if s.path == path)} from {path}")
     infos = check_stacks(groups, float32)
     check_grids(groups)
+    declared = product_radiometry(found, recorder)
     undeclared = sum(1 for i in infos if i.nodata is None and stack_nodata(i) is not None)
     if undeclared:
         recorder.info(f"{undeclared} of the {len(infos)} bands declare no nodata value: {SENTINEL2_NODATA} is no data there, as "
@@ -396,7 +447,7 @@ def sharpen_product(
     with tempfile.TemporaryDirectory(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX,
                                      dir=os.path.dirname(os.path.abspath(output_path))) as tmp:
         guide = os.path.join(tmp, "10m.tif")
-        _write_stack(groups[10], guide)
+        _write_stack(groups[10], guide, declared)
         parts = {10: guide}
         todo = [res for res in (20, 60) if groups[res]]
         if not todo:
@@ -404,7 +455,7 @@ def sharpen_product(
         stages = []  # each stage's tiles, for the loss figure's title
         for n, res in enumerate(todo):
             target = os.path.join(tmp, f"{res}m.tif")
-            _write_stack(groups[res], target)
+            _write_stack(groups[res], target, declared)
             parts[res] = os.path.join(tmp, f"{res}m_at_10m.tif")
             sub = SubProgress(recorder, SHARPEN_SHARE * n / len(todo), SHARPEN_SHARE * (n + 1) / len(todo),
                               done=f"{res} m bands sharpened")
@@ -433,7 +484,8 @@ def _assemble(
     output without one and a band has no data somewhere (a 20 m or 60 m band's own nodata, the pixels whose
     kernels reach it, the area its files do not cover), ``free_nodata`` chooses a value no valid output pixel holds,
     so that each band's holes are marked band by band (a mask would be one for all bands). Each band keeps its
-    file's scale/offset, unit and metadata items, which the sharpened parts carry (``_write_stack``)."""
+    file's scale/offset (else its product's, ``product_radiometry``), unit and metadata items, which the sharpened
+    parts carry (``_write_stack``)."""
     infos = {res: open_info(path) for res, path in parts.items()}
     guide = infos[10].grid
     windows = {}  # each sharpened part lies on a window of the 10 m grid

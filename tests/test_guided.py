@@ -409,25 +409,58 @@ def test_tiled_run_matches_the_tile_plan(tmp_path):
     assert np.abs(means - low).mean() < 0.02 * low.mean()  # no seams or offsets between tiles
 
 
-def product_folder(folder, east20: float = 0.0, east60: float = 0.0, offset: int = 0) -> str:
+def product_metadata(level: str = "L1C", baseline: str = "02.05", offsets: dict[int, str] | None = None,
+                     quantification: str | None = "10000") -> str:
+    """A product metadata file's text (``MTD_MSIL1C.xml``, ``MTD_MSIL2A.xml``) with the elements the radiometry is read
+    from, in a namespace as ESA's: ``quantification`` (``None``: none), ``offsets`` by band_id (``None``: −1000 for
+    every band from processing baseline 04.00 on, none before)."""
+    from internal_sr.core.sentinel2 import ORDER
+
+    if offsets is None:
+        offsets = {band_id: "-1000" for band_id in range(len(ORDER))} if float(baseline) >= 4 else {}
+    quantity, offset, offset_list = {"L1C": ("QUANTIFICATION_VALUE", "RADIO_ADD_OFFSET", "Radiometric_Offset_List"),
+                                     "L2A": ("BOA_QUANTIFICATION_VALUE", "BOA_ADD_OFFSET", "BOA_ADD_OFFSET_VALUES_LIST")}[level]
+    value = f'<{quantity} unit="none">{quantification}</{quantity}>' if quantification is not None else ""
+    if level == "L2A":  # the aerosol and water vapour layers' own quantification values beside the reflectance's
+        value = (f'<QUANTIFICATION_VALUES_LIST>{value}<AOT_QUANTIFICATION_VALUE unit="none">1000.0</AOT_QUANTIFICATION_VALUE>'
+                 '<WVP_QUANTIFICATION_VALUE unit="cm">1000.0</WVP_QUANTIFICATION_VALUE></QUANTIFICATION_VALUES_LIST>')
+    listed = "".join(f'<{offset} band_id="{band_id}">{v}</{offset}>' for band_id, v in offsets.items())
+    spectral = "".join(f'<Spectral_Information bandId="{i}" physicalBand="{band}"/>' for i, band in enumerate(ORDER))
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<p:Level-{level[1:]}_User_Product xmlns:p="urn:test:{level}">'
+            f"<p:General_Info><Product_Info><PROCESSING_LEVEL>Level-{level[1:]}</PROCESSING_LEVEL>"
+            f"<PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE></Product_Info><Product_Image_Characteristics>{value}"
+            f"{f'<{offset_list}>{listed}</{offset_list}>' if offsets else ''}"
+            f"<Spectral_Information_List>{spectral}</Spectral_Information_List></Product_Image_Characteristics>"
+            f"</p:General_Info></p:Level-{level[1:]}_User_Product>\n")
+
+
+def product_folder(folder, east20: float = 0.0, east60: float = 0.0, offset: int = 0, level: str | None = "L1C",
+                   metadata: str | None = None, granule: str | None = None) -> str:
     """A Sentinel-2-like folder from the committed crops: one file per 10 m and 60 m band, one 20 m stack
     whose band names are only in its file name, all georeferenced on one UTM origin (the 20 m and 60 m files
     moved ``east20`` and ``east60`` metres east of it). With ``offset`` the bands are int32, ``offset`` + the crops'
-    values."""
+    values. The files lie in ``IMG_DATA``, or with ``granule`` in ``GRANULE/granule/IMG_DATA/R10m`` (R20m, R60m) as
+    in a Level-2A product; the product metadata file ``MTD_MSI{level}.xml`` (``level`` ``None``: none) holds
+    ``metadata``, by default ``product_metadata(level)`` (processing baseline 02.05, no offset)."""
 
     def values(path: str) -> np.ndarray:
         return read(path) if not offset else read(path).astype(np.int32) + np.int32(offset)
 
-    os.makedirs(folder / "IMG_DATA")
+    def place(resolution: int, name: str) -> str:
+        data = folder / "GRANULE" / granule / "IMG_DATA" / f"R{resolution}m" if granule else folder / "IMG_DATA"
+        os.makedirs(data, exist_ok=True)
+        return str(data / name)
+
     for index, band in enumerate(("B04", "B03", "B02", "B08")):
-        write_raster(str(folder / "IMG_DATA" / f"T33UUB_20170527T100031_{band}.tif"), values(S2_10M)[index : index + 1],
+        write_raster(place(10, f"T33UUB_20170527T100031_{band}.tif"), values(S2_10M)[index : index + 1],
                      transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
-    write_raster(str(folder / "IMG_DATA" / "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif"), values(S2_20M_SAME_AREA),
+    write_raster(place(20, "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif"), values(S2_20M_SAME_AREA),
                  transform=Affine(20.0, 0, 300000.0 + east20, 0, -20.0, 5800000.0))
     for index, band in enumerate(("B01", "B09")):
-        write_raster(str(folder / "IMG_DATA" / f"T33UUB_20170527T100031_{band}.tif"), values(S2_60M_SAME_AREA)[index : index + 1],
+        write_raster(place(60, f"T33UUB_20170527T100031_{band}.tif"), values(S2_60M_SAME_AREA)[index : index + 1],
                      transform=Affine(60.0, 0, 300020.0 + east60, 0, -60.0, 5800000.0))
-    (folder / "MTD_MSIL1C.xml").write_text("<metadata/>")
+    if level is not None:
+        (folder / f"MTD_MSI{level}.xml").write_text(metadata if metadata is not None else product_metadata(level))
     return str(folder)
 
 
@@ -539,13 +572,142 @@ def test_each_product_band_keeps_its_scale_offset_unit_and_metadata_items(tmp_pa
                 dataset.update_tags(b, SOURCE=f"{os.path.basename(source)} band {b}")
     found = find_bands([folder])
     out = str(tmp_path / "all10m.tif")
-    sharpen_product([folder], out, FAST)
+    result = sharpen_product([folder], out, FAST)
     with rasterio.open(out) as dst:
         for index, name in enumerate(dst.descriptions, start=1):
             with rasterio.open(found[name].path) as src:
                 b = found[name].index
                 expected = (src.scales[b - 1], src.offsets[b - 1], src.units[b - 1], src.tags(b))
             assert (dst.scales[index - 1], dst.offsets[index - 1], dst.units[index - 1], dst.tags(index)) == expected
+    # they disagree with the product metadata file's (scale 1/10000, offset 0 at processing baseline 02.05): the log says so
+    assert (f"band B1 in {found['B1'].path} declares scale 0.0001 and offset -0.1, but {folder}/MTD_MSIL1C.xml gives "
+            "0.0001 and 0: the band file's are kept") in result.messages
+    assert sum(" the band file's are kept" in m for m in result.messages) == 12
+
+
+@pytest.mark.parametrize("level, baseline, added", [("L1C", "02.05", 0), ("L1C", "04.00", -1000), ("L2A", "02.14", 0),
+                                                    ("L2A", "04.00", -1000)])
+def test_a_products_radiometry_in_its_metadata_file_is_declared_on_each_band(tmp_path, level, baseline, added):
+    """ESA's band files declare no scale/offset: the product's radiometry is in its MTD_MSIL1C.xml / MTD_MSIL2A.xml
+    (reflectance = (DN + offset) / quantification, offset −1000 from processing baseline 04.00 on). The output held
+    the digital numbers with no declared radiometry (1000 too high from 04.00 on once divided by hand); now each band
+    declares scale 1/10000 and offset offset/10000 over its untouched digital numbers, so that physical values read
+    as evaluate reads them are reflectance. The Level-2A bands lie four folders below the .SAFE root."""
+    from internal_sr.core.evaluation import physical_values
+    from internal_sr.core.raster import open_info
+    from internal_sr.core.sentinel2_product import sharpen_product
+
+    granule = "L2A_T33UUB_A010151_20170527T100031" if level == "L2A" else None
+    folder = product_folder(tmp_path / f"S2A_MSI{level}.SAFE", level=level, metadata=product_metadata(level, baseline),
+                            granule=granule)
+    out = str(tmp_path / "all10m.tif")
+    result = sharpen_product([folder], out, FAST)
+    with rasterio.open(out) as dst:
+        assert dst.scales == (1 / 10000,) * 12 and dst.offsets == (added / 10000,) * 12
+        stored = dst.read()
+    np.testing.assert_array_equal(stored[[3, 2, 1, 7]], read(S2_10M))  # the digital numbers are kept
+    physical = physical_values(stored.astype(np.float64), open_info(out))
+    np.testing.assert_allclose(physical[[3, 2, 1, 7]], (read(S2_10M).astype(np.float64) + added) / 10000, rtol=1e-12)
+    assert (f"radiometry from {folder}/MTD_MSI{level}.xml (processing baseline {baseline}): reflectance = (DN + offset) "
+            f"/ 10000, offset {added}: B1, B2, B3, B4, B5, B6, B7, B8, B8A, B9, B11, B12 declare scale and offset so that "
+            "their stored digital numbers read as reflectance") in result.messages
+
+
+def test_the_offsets_band_id_is_the_bands_index_with_b8a_after_b8(tmp_path):
+    """An offset's band_id is the band's index in B1 … B8, B8A, B9 … B12 (B8A is 8; the file's Band_List puts it
+    last): each band gets its own offset."""
+    from internal_sr.core.sentinel2 import ORDER
+    from internal_sr.core.sentinel2_radiometry import read_radiometry
+
+    path = tmp_path / "MTD_MSIL2A.xml"
+    path.write_text(product_metadata("L2A", "05.09", {band_id: str(-1000 - band_id) for band_id in range(len(ORDER))}))
+    radiometry = read_radiometry(str(path))
+    for band in ("B8", "B8A", "B9", "B12"):
+        assert radiometry.scale_offset(band) == pytest.approx((1 / 10000, (-1000 - ORDER.index(band)) / 10000), rel=1e-12)
+
+
+def test_older_level_2a_products_quantification_value_is_read_too(tmp_path):
+    """Older Level-2A metadata files name the quantification value L2A_BOA_QUANTIFICATION_VALUE."""
+    from internal_sr.core.sentinel2_radiometry import read_radiometry
+
+    path = tmp_path / "MTD_MSIL2A.xml"
+    path.write_text(product_metadata("L2A", "02.07", quantification="1000").replace("BOA_QUANTIFICATION_VALUE",
+                                                                                    "L2A_BOA_QUANTIFICATION_VALUE"))
+    assert read_radiometry(str(path)).scale_offset("B8A") == (1 / 1000, 0)
+
+
+ALL_BAND_IDS = dict.fromkeys(range(13), "-1000")
+
+
+@pytest.mark.parametrize(
+    "level, metadata, message",
+    [
+        ("L1C", product_metadata("L1C", "04.00", quantification=None), "gives no one positive QUANTIFICATION_VALUE (found: none)"),
+        ("L2A", product_metadata("L2A", "04.00", quantification="0"), "gives no one positive BOA_QUANTIFICATION_VALUE or L2A_BOA_QUANTIFICATION_VALUE (found: 0)"),
+        ("L2A", product_metadata("L2A", "04.00", {**ALL_BAND_IDS, 13: "-1000"}),
+         "gives BOA_ADD_OFFSET band_id '13', none of 0 … 12 (B1 … B12)"),
+        ("L1C", product_metadata("L1C", "04.00", {}),
+         "names processing baseline 04.00, from which every band has an additive offset, but lists no RADIO_ADD_OFFSET"),
+        ("L1C", product_metadata("L1C", "04.00", {k: v for k, v in ALL_BAND_IDS.items() if k != 8}),
+         "lists no RADIO_ADD_OFFSET for band B8A (band_id 8)"),
+        ("L1C", product_metadata("L1C", "04.00", {**ALL_BAND_IDS, 3: "-1e3x"}), "gives RADIO_ADD_OFFSET of band B4 '-1e3x', no number"),
+        ("L1C", product_metadata("L1C", "04.00").replace('physicalBand="B8A"', 'physicalBand="B12"'),
+         "pairs bandId 8 with B12, not B8A as ESA numbers the bands (B1, B2, B3, B4, B5, B6, B7, B8, B8A, B9, B10, B11, B12)"),
+        ("L1C", "<metadata/", "cannot be read as XML (unclosed token: line 1, column 0)"),
+    ],
+    ids=["no quantification", "quantification 0", "band_id 13", "no offset at 04.00", "no offset for B8A", "offset no number",
+         "bandId numbered otherwise", "not XML"],
+)
+def test_a_product_metadata_file_without_the_bands_radiometry_is_refused_in_one_line(tmp_path, capsys, level, metadata,
+                                                                                    message):
+    """A product metadata file that does not give the bands' radiometry (no quantification value, a band_id out of
+    range or numbered otherwise, no offset from processing baseline 04.00 on, not XML) was not read: the output held
+    digital numbers with no declared radiometry. It is refused in one line, before any work, naming the file and
+    what it lacks: the product's digital numbers would otherwise be written without the radiometry it declares."""
+    folder = product_folder(tmp_path / "p.SAFE", level=level, metadata=metadata)
+    out = tmp_path / "o.tif"
+    assert cli(["sentinel2", folder, str(out), "--iterations", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1:] == [
+        f"internal-sr: error: the product metadata {folder}/MTD_MSI{level}.xml {message}, so the bands' radiometry "
+        "(reflectance = (DN + offset) / quantification) is unknown: download the product again, or give copies of its "
+        "band files outside it to write digital numbers with no declared radiometry"]
+    assert not out.exists()
+
+
+def test_band_files_of_two_products_metadata_files_are_refused(tmp_path, capsys):
+    """Band files below two product metadata files (a 60 m band taken from another product, whose file names do not
+    tell acquisitions apart) would be given one product's radiometry: refused naming a file of each and both products."""
+    folder = product_folder(tmp_path / "A.SAFE", metadata=product_metadata("L1C", "04.00"))
+    other = product_folder(tmp_path / "B.SAFE")
+    os.remove(os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B01.tif"))
+    b1 = os.path.join(other, "IMG_DATA", "T33UUB_20170527T100031_B01.tif")
+    out = tmp_path / "o.tif"
+    assert cli(["sentinel2", os.path.join(folder, "IMG_DATA"), b1, str(out), "--iterations", "1"]) == 2
+    b2 = os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B02.tif")
+    assert capsys.readouterr().err.strip().splitlines()[-1:] == [
+        f"internal-sr: error: the band files lie in two products: {b2} in the one of {folder}/MTD_MSIL1C.xml but {b1} in "
+        f"the one of {other}/MTD_MSIL1C.xml: give the band files of one product"]
+    assert not out.exists()
+
+
+def test_band_files_outside_a_product_are_said_to_hold_digital_numbers(tmp_path):
+    """Band files with no product metadata file above them and no scale/offset of their own (a B1 copied out of its
+    product, beside a product whose metadata file gives the other bands' radiometry): the log says which bands the
+    output holds as digital numbers with no declared radiometry, and those declare none."""
+    from internal_sr.core.sentinel2_product import sharpen_product
+
+    folder = product_folder(tmp_path / "S2A.SAFE", metadata=product_metadata("L1C", "04.00"))
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    b1 = os.path.join(loose, "T33UUB_20170527T100031_B01.tif")
+    os.rename(os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B01.tif"), b1)
+    out = str(tmp_path / "all10m.tif")
+    result = sharpen_product([folder, b1], out, FAST)
+    assert ("B1 declare no scale/offset and lie in no product with a metadata file (MTD_MSIL1C.xml, MTD_MSIL2A.xml): "
+            "the output holds their digital numbers with no declared radiometry") in result.messages
+    with rasterio.open(out) as dst:
+        assert (dst.scales[0], dst.offsets[0]) == (1, 0) and dst.scales[1:] == (1 / 10000,) * 11
+        assert dst.offsets[1:] == (-0.1,) * 11
 
 
 def test_a_level_2a_product_takes_each_band_at_its_own_resolution(tmp_path):
