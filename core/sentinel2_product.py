@@ -144,8 +144,9 @@ def _one_acquisition(paths: Iterable[str]) -> None:
                 first.setdefault(value, path)
         if len(first) > 1:
             (a, path_a), (b, path_b) = list(first.items())[:2]
+            remedy = " (of a product holding several tiles, one tile's granule folder)" if what == "tile" else ""
             raise InputError(f"the band files are of two acquisitions: {path_a} names {what} {a} but {path_b} {b}: "
-                             "give the band files of one product")
+                             f"give the band files of one product{remedy}")
 
 
 def find_bands(inputs: Sequence[str], progress: Progress | None = None) -> dict[str, BandSource]:

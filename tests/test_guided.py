@@ -737,22 +737,24 @@ def test_a_level_2a_product_takes_each_band_at_its_own_resolution(tmp_path):
     "renamed, message",
     [
         ("T33UUB_20171101T101009_20m_B05-B06-B07-B8A-B11-B12.tif",
-         "{data}/T33UUB_20170527T100031_B01.tif names sensing time 2017-05-27 10:00:31 but {data}/{renamed} 2017-11-01 10:10:09"),
+         "{data}/T33UUB_20170527T100031_B01.tif names sensing time 2017-05-27 10:00:31 but {data}/{renamed} 2017-11-01 10:10:09: "
+         "give the band files of one product"),
         ("T33UUC_20m_B05-B06-B07-B8A-B11-B12.tif",
-         "{data}/T33UUB_20170527T100031_B01.tif names tile T33UUB but {data}/{renamed} T33UUC"),
+         "{data}/T33UUB_20170527T100031_B01.tif names tile T33UUB but {data}/{renamed} T33UUC: give the band files of one "
+         "product (of a product holding several tiles, one tile's granule folder)"),
     ],
 )
 def test_band_files_of_two_acquisitions_are_refused_naming_both(tmp_path, capsys, renamed, message):
     """20 m bands of another date (or tile) were sharpened with the 10 m bands silently: refused in one line that
-    names a file of each acquisition and what differs, before any work."""
+    names a file of each acquisition and what differs, before any work; two tiles may be one old-format product's
+    granules, so that line says to give one granule folder."""
     folder = product_folder(tmp_path / "p")
     data = os.path.join(folder, "IMG_DATA")
     os.rename(os.path.join(data, "T33UUB_20m_B05-B06-B07-B8A-B11-B12.tif"), os.path.join(data, renamed))
     out = tmp_path / "o.tif"
     assert cli(["sentinel2", folder, str(out), "--iterations", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"internal-sr: error: the band files are of two acquisitions: {message.format(data=data, renamed=renamed)}: "
-                   "give the band files of one product"]
+    assert err == [f"internal-sr: error: the band files are of two acquisitions: {message.format(data=data, renamed=renamed)}"]
     assert not out.exists()
 
 
