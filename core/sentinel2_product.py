@@ -46,6 +46,7 @@ from .raster import (
     open_raster,
     output_nodata,
     read_window,
+    same_file,
     to_dtype,
     unreadable,
     value_text,

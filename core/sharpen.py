@@ -116,10 +116,12 @@ def check_kernels_fit_grids(config: GuidedDIPConfig, nesting: Nesting) -> None:
 def nest_rasters(target: RasterInfo, guide: RasterInfo) -> Nesting:
     """``core.grid.nest`` of the target's and the guide's grids, each refused first when it has no geotransform
     (``core.raster.check_geotransform``: ground control points or an RPC model only, or no georeferencing at all),
-    naming which of the two. A target
+    naming which of the two, then the two refused when they are one file. A target
     extent that misses the guide while the whole target does not is refused naming the part the guide covers."""
     for info, role, other in ((target, "target", "guide"), (guide, "guide", "target")):
         check_geotransform(info, f"the {role} {info.path}", f"its pixels cannot be matched with the {other}'s")
+    if same_file(target.path, guide.path):  # one grid: no band of it can be finer than another
+        raise InputError(f"the guide is the target itself ({guide.path}): give a raster of finer bands of the same scene as the guide")
     try:
         return nest(target.grid, guide.grid)
     except NoOverlap:
@@ -149,8 +151,6 @@ def check_inputs(
     """
     target = open_info(target_path, target_io.bands, target_io.extent, crs=target_io.crs)
     guide = open_info(guide_path, guide_io.bands, crs=guide_io.crs)
-    if same_file(target_path, guide_path):  # one grid: no band of it can be finer than another
-        raise InputError(f"the guide is the target itself ({guide_path}): give a raster of finer bands of the same scene as the guide")
     if output_path is not None:
         check_raster_output(output_path, [target_path, guide_path])
     nesting = nest_rasters(target, guide)  # first: a raster refused for its georeferencing gets no note on it

@@ -22,7 +22,7 @@ from internal_sr.core.kernels import make_kernel
 from internal_sr.core.sentinel2 import RESOLUTION, band_name, kernel_spec, sigma_from_mtf
 from internal_sr.core.sharpen import band_kernels, check_inputs, sharpen, sharpen_array
 
-from helpers import S2_10M, S2_20M_SAME_AREA, S2_60M_SAME_AREA, input_layouts, read, write_raster
+from helpers import S2_10M, S2_20M, S2_20M_SAME_AREA, S2_60M_SAME_AREA, input_layouts, read, write_raster
 
 NAMES10, NAMES20, NAMES60 = ("B4", "B3", "B2", "B8"), ("B5", "B6", "B7", "B8A", "B11", "B12"), ("B1", "B9")
 #: a tiny configuration for grid and I/O tests (quality is tested separately)
@@ -795,7 +795,7 @@ def test_a_staging_folder_left_by_a_killed_run_is_skipped(tmp_path, capsys):
     expected = find_bands([folder])
     staging = os.path.join(folder, f"{PARTIAL_PREFIX}killed{PARTIAL_SUFFIX}")
     os.makedirs(staging)
-    _write_stack([expected[b] for b in ("B2", "B3", "B4", "B8")], os.path.join(staging, "10m.tif"))
+    _write_stack([expected[b] for b in ("B2", "B3", "B4", "B8")], os.path.join(staging, "10m.tif"), {})
     out = os.path.join(folder, "all.tif")
     assert cli(["sentinel2", folder, out, "--iterations", "1"]) == 0
     assert f"{staging} (the staging folder of a run killed outright: remove it)" in capsys.readouterr().err
@@ -1279,8 +1279,8 @@ def test_on_the_cpu_the_multimodal_net_runs_channels_last_and_gives_what_the_def
 
 def test_a_target_given_as_its_own_guide_is_named_so(tmp_path, capsys):
     """The same file (under two spellings) as target and guide was refused as a guide 'not twice as fine'."""
-    spelled = os.path.join(os.path.dirname(S2_20M_SAME_AREA), ".", os.path.basename(S2_20M_SAME_AREA))
-    assert cli(["guided", S2_20M_SAME_AREA, spelled, str(tmp_path / "out.tif")]) == 2
+    spelled = os.path.join(os.path.dirname(S2_20M), ".", os.path.basename(S2_20M))
+    assert cli(["guided", S2_20M, spelled, str(tmp_path / "out.tif")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "the guide is the target itself" in err
     assert not (tmp_path / "out.tif").exists()
