@@ -126,9 +126,9 @@ def gdal_dataset_name(source: str) -> bool:
 def dataset_file(source: str) -> str | None:
     """The file on disk a GDAL dataset name (:func:`gdal_dataset_name`) reads: ``source`` itself, the archive of
     ``/vsizip//data/a.zip/b.tif`` (or ``/vsizip/{/data/a.zip}/b.tif``, ``/vsitar/…``), the file of
-    ``NETCDF:"/data/a.nc":var`` or ``GPKG:/data/a.gpkg:table``; ``None`` when there is none (``/vsicurl/…``, a
-    file that is gone)."""
-    path = re.sub(r"^(?:/vsi\w+/|[A-Za-z0-9_]{2,}:)+", "", source)  # virtual file systems and driver prefixes
+    ``NETCDF:"/data/a.nc":var``, ``GPKG:/data/a.gpkg:table`` or ``GTIFF_DIR:2:/data/a.tif`` (a driver prefix may
+    carry numbers); ``None`` when there is none (``/vsicurl/…``, a file that is gone)."""
+    path = re.sub(r"^(?:/vsi\w+/|[A-Za-z0-9_]{2,}:(?:\d+:)*)+", "", source)  # virtual file systems and driver prefixes
     path = re.sub(r'["{}]', "", path)
     ends = [match.start() for match in re.finditer(r"[/\\:]", path)] + [len(path)]
     return next((path[:end] for end in ends if os.path.isfile(path[:end])), None)
@@ -139,18 +139,27 @@ def open_in_project(path: str, project: QgsProject | None, inputs: Sequence[str]
     engine's own check names) reads it and would be replaced under QGIS's feet; ``None`` when none does.
 
     The one check of the dialog and of Processing (``read_output``); a path through a symbolic link (or in another
-    letter case where the file system ignores it) is the file it names (``core.raster.same_file``).
+    letter case where the file system ignores it) is the file it names (``core.raster.same_file``), and a layer reads
+    the file of its source however QGIS spells it (:func:`layer_file`: with open options, as a subdataset).
     """
     if project is None:
         return None
     from ..core.raster import same_file
 
     for layer in project.mapLayers().values():
-        if layer.source() not in inputs and same_file(layer.source(), path):
+        if layer.source() not in inputs and same_file(layer_file(layer), path):
             return tr("{} is open in the project as layer {}: remove the layer or choose another output.").format(
                 path, layer.name()
             )
     return None
+
+
+def layer_file(layer: Any) -> str:
+    """The file a layer of the project reads: its source's path as its provider decodes it (open options and
+    layer names removed: ``/data/a.tif|option:X=1`` → ``/data/a.tif``), and of a GDAL dataset name the file on
+    disk (:func:`dataset_file`: ``GTIFF_DIR:1:/data/a.tif`` → ``/data/a.tif``); else the source itself."""
+    path = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source()).get("path") or layer.source()
+    return dataset_file(path) or path
 
 
 def without_options(uri: dict[str, Any], options: Sequence[str]) -> str:

@@ -619,6 +619,25 @@ def test_an_open_output_named_through_a_symbolic_link_is_refused(crop64: str, tm
     assert grid_info(old) == before
 
 
+
+@pytest.mark.parametrize(("source", "shown"), [
+    ("{}|option:NUM_THREADS=1", "with GDAL open options"), ("GTIFF_DIR:1:{}", "as the subdataset of its first image"),
+])
+def test_an_open_output_added_under_another_spelling_is_refused(crop64: str, tmp_path, empty_project, source, shown) -> None:
+    """The guard compared the layer's source as a path: a file added with open options, or as a subdataset, was
+    replaced under the layer that reads it."""
+    old = crop(str(tmp_path / "old_result.tif"), 32)
+    layer = QgsRasterLayer(source.format(old), "old result", "gdal")
+    assert layer.isValid(), shown
+    empty_project.addMapLayer(layer)
+    before = grid_info(old)
+    with pytest.raises(QgsProcessingException) as raised:
+        run("degrade", {"INPUT": crop64, "SCALE": 2, "OUTPUT": old})
+    assert user_message(raised.value) == (
+        f"{old} is open in the project as layer old result: remove the layer or choose another output."
+    )
+    assert grid_info(old) == before
+
 def grid_extent(path: str, width: int, height: int) -> str:
     """The EXTENT of ``path``'s top-left ``width × height`` pixels, in QGIS's order and the raster's CRS."""
     info = grid_info(path)
