@@ -380,11 +380,6 @@ def _file_behavior() -> Any:
     return behaviors.File if behaviors is not None else QgsProcessingParameterFile.Behavior.File
 
 
-def _static_property() -> Any:
-    types = getattr(Qgis, "PropertyType", None)
-    return types.Static if types is not None else QgsProperty.Type.StaticProperty
-
-
 # ----------------------------------------------------------------------------------------------
 
 
@@ -507,14 +502,15 @@ def engine_errors() -> Iterator[None]:
         raise QgsProcessingException(error_line(error, TILE_HINT, DEVICE_HINT, PROCESSING_TERMS)) from error
 
 
-def static_output_path(value: Any) -> str:
-    """The path an output parameter's value gives without evaluating anything: a string, or the static
-    sink of a ``QgsProcessingOutputLayerDefinition`` (what the toolbox passes); ``""`` for a temporary
-    output, an expression or no value."""
+def given_output_path(value: Any, context: QgsProcessingContext) -> str:
+    """The path an output parameter's value gives, resolved without registering a layer to load in ``context``
+    (as ``parameterAsOutputLayer`` would): a string, or the sink of a ``QgsProcessingOutputLayerDefinition``
+    (what the toolbox passes), an expression evaluated in ``context``'s expression context as QGIS evaluates it
+    for the run; ``""`` for a temporary output or no value."""
     if isinstance(value, QgsProcessingOutputLayerDefinition):
         value = value.sink
     if isinstance(value, QgsProperty):
-        value = value.staticValue() if value.propertyType() == _static_property() else None
+        value, _ok = value.valueAsString(context.expressionContext(), "")
     if not isinstance(value, str) or value == QgsProcessing.TEMPORARY_OUTPUT:
         return ""
     return value
@@ -968,11 +964,11 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         """OUTPUT as a GeoTIFF path (the engine writes GeoTIFF only), checked against the ``inputs`` files
         (:func:`check_output`) and the layers of the context's project (:func:`open_in_project`).
 
-        While checking parameters only a path given as such is checked (:func:`static_output_path`;
-        ``""`` otherwise): resolving a temporary output would register a second file for loading in ``context``.
+        While checking parameters the path is resolved without registering it for loading
+        (:func:`given_output_path`; ``""`` for a temporary output, whose file is made for the run).
         """
         if self._checking:
-            path = static_output_path(parameters.get(self.OUTPUT))
+            path = given_output_path(parameters.get(self.OUTPUT), context)
         else:
             path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
             if not path:

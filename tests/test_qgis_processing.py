@@ -24,6 +24,7 @@ from qgis.core import (
     QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterEnum,
     QgsProject,
+    QgsProperty,
     QgsRasterLayer,
 )
 from qgis_helpers import S2_20M_BANDS, LogRecorder, add_child, crop, georeferenced_10m, grid_info, raster_model, user_message
@@ -582,6 +583,22 @@ def test_output_definitions_from_the_toolbox_are_checked_before_the_run(crop64: 
     assert check("dip", output("TEMPORARY_OUTPUT")) == (True, "")
     assert check("dip", output(str(tmp_path / "out.tif"))) == (True, "")
 
+
+
+def test_an_output_given_by_an_expression_is_checked_before_the_run(crop64: str, tmp_path) -> None:
+    """An OUTPUT given as an expression passed the check unread; prepared, the run was refused with QGIS's
+    "There were errors executing the algorithm." only, the reason left in the log."""
+    def output(path: str) -> dict:
+        return {"INPUT": crop64, "SCALE": 2, "DEVICE": "cpu",
+                "OUTPUT": QgsProcessingOutputLayerDefinition(QgsProperty.fromExpression(f"'{path}'"))}
+
+    vrt = str(tmp_path / "out.vrt")
+    assert check("degrade", output(vrt)) == (False, f"output {vrt} must end in .tif or .tiff: it is written as GeoTIFF")
+    with pytest.raises(QgsProcessingException) as raised:
+        run("dip", {**output(crop64), **FAST})
+    assert user_message(raised.value) == f"output {crop64} is the input: choose another output path"
+    result = run("degrade", output(str(tmp_path / "low.tif")))
+    assert result["OUTPUT"] == str(tmp_path / "low.tif") and grid_info(result["OUTPUT"]).width == 32
 
 def test_an_output_open_as_a_project_layer_is_refused_as_in_the_dialog(crop64: str, tmp_path, empty_project) -> None:
     """Processing used to replace the file of an open layer that the dialog refuses (one check serves both)."""
