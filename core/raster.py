@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from affine import Affine
 from rasterio.control import GroundControlPoint
 from rasterio.enums import ColorInterp, MaskFlags
@@ -294,12 +295,24 @@ def _common_value(path: str, selected: tuple[int, ...], values: tuple, what: str
     return chosen[0]
 
 
+def _missing(file: str) -> bool:
+    """Whether ``file``, one a dataset reads, is gone for the engine: a path that does not exist, or a ``/vsimem/``
+    dataset its GDAL does not hold (QGIS's, where rasterio bundles its own GDAL); other virtual file systems
+    (``/vsizip/…``, ``/vsicurl/…``) are left to the read."""
+    if file.startswith("/vsimem/"):
+        return not rasterio.shutil.exists(file)
+    return not file.startswith("/vsi") and not os.path.exists(file)
+
+
 def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | None) -> RasterInfo:
     """The ``RasterInfo`` of the open dataset ``src`` for the 1-based ``bands`` (default: all but alpha)."""
     count = src.count
     if count == 0:
         parts = "; ".join(name for name in src.subdatasets[:5]) or "none listed"
         raise InputError(f"{path} holds no raster bands itself: open one of its subdatasets ({parts})")
+    missing = next((file for file in src.files[1:] if _missing(file)), None)
+    if missing is not None:  # a VRT's source: GDAL opens the VRT and fails only when the pixels are read
+        raise InputError(f"input {path} reads {missing}, which does not exist (any more): restore it or rebuild {path}")
     if bands:
         selected = tuple(bands)
     else:

@@ -449,6 +449,26 @@ def test_a_layer_whose_file_is_gone_is_said_to_be_missing_as_in_the_dialog(crop6
     assert not os.path.exists(out)
 
 
+
+def test_a_virtual_raster_whose_source_is_gone_is_refused_before_the_run(tmp_path) -> None:
+    """GDAL opens a VRT whose source file was deleted and fails only when the pixels are read: the check passed,
+    the run started and failed with "cannot be read, the file may be damaged or truncated"."""
+    from osgeo import gdal
+
+    source = crop(str(tmp_path / "tile.tif"), 32)
+    vrt = str(tmp_path / "mosaic.vrt")
+    gdal.BuildVRT(vrt, [source]).FlushCache()
+    os.remove(source)
+    layer = QgsRasterLayer(vrt, "mosaic", "gdal")
+    assert layer.isValid()  # QGIS loads it too
+    expected = f"input {vrt} reads {source}, which does not exist (any more): restore it or rebuild {vrt}"
+    parameters = {"INPUT": layer, "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")}
+    assert check("degrade", parameters) == (False, expected)
+    with pytest.raises(QgsProcessingException) as raised:
+        run("dip", {**parameters, **FAST})
+    assert user_message(raised.value) == expected
+    assert sorted(os.listdir(tmp_path)) == ["mosaic.vrt"]
+
 def test_a_named_pipe_is_refused_before_qgis_opens_it(tmp_path) -> None:
     """QGIS loading a FIFO as a layer would block for ever; the check names it instead."""
     pipe = str(tmp_path / "scene.tif")
