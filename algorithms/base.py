@@ -134,9 +134,10 @@ def dataset_file(source: str) -> str | None:
     return next((path[:end] for end in ends if os.path.isfile(path[:end])), None)
 
 
-def open_in_project(path: str, project: QgsProject | None, inputs: Sequence[str] = ()) -> str | None:
-    """Why ``path`` must not be written: a layer of ``project`` other than the run's ``inputs`` (sources, which the
-    engine's own check names) reads it and would be replaced under QGIS's feet; ``None`` when none does.
+def open_in_project(paths: Sequence[str], project: QgsProject | None, inputs: Sequence[str] = ()) -> str | None:
+    """Why a run must not write ``paths`` (its output and the files beside it, e.g. a loss curve's PNG): a layer of
+    ``project`` other than the run's ``inputs`` (sources, which the engine's own check names) reads one of them and
+    would be replaced under QGIS's feet; ``None`` when none does.
 
     The one check of the dialog and of Processing (``read_output``); a path through a symbolic link (or in another
     letter case where the file system ignores it) is the file it names (``core.raster.same_file``), and a layer reads
@@ -147,10 +148,11 @@ def open_in_project(path: str, project: QgsProject | None, inputs: Sequence[str]
     from ..core.raster import same_file
 
     for layer in project.mapLayers().values():
-        if layer.source() not in inputs and same_file(layer_file(layer), path):
-            return tr("{} is open in the project as layer {}: remove the layer or choose another output.").format(
-                path, layer.name()
-            )
+        for path in paths:
+            if layer.source() not in inputs and same_file(layer_file(layer), path):
+                return tr("{} is open in the project as layer {}: remove the layer or choose another output.").format(
+                    path, layer.name()
+                )
     return None
 
 
@@ -974,13 +976,18 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             if not path:
                 raise QgsProcessingException(tr("No output file was given"))
         if path:
-            from ..core.raster import check_raster_output
+            from ..core.raster import check_raster_output, loss_curve_path
 
-            check_raster_output(path, list(inputs), loss_curve=self.outputDefinition(self.LOSS_CURVE) is not None)
-            reason = open_in_project(path, context.project(), inputs)
-            if reason:
-                raise QgsProcessingException(reason)
+            loss_curve = self.outputDefinition(self.LOSS_CURVE) is not None
+            check_raster_output(path, list(inputs), loss_curve=loss_curve)
+            self.check_not_open([path, loss_curve_path(path)] if loss_curve else [path], context, inputs)
         return path
+
+    def check_not_open(self, paths: Sequence[str], context: QgsProcessingContext, inputs: Sequence[str]) -> None:
+        """Refuse to write ``paths`` where a layer of the context's project reads one (:func:`open_in_project`)."""
+        reason = open_in_project(paths, context.project(), inputs)
+        if reason:
+            raise QgsProcessingException(reason)
 
     def read_file_output(
         self, parameters: dict[str, Any], context: QgsProcessingContext, name: str, inputs: Sequence[str]

@@ -675,6 +675,33 @@ def test_an_open_output_added_under_another_spelling_is_refused(crop64: str, tmp
     )
     assert grid_info(old) == before
 
+
+def test_a_png_the_run_writes_beside_its_output_is_refused_while_open_in_the_project(crop64: str, tmp_path, empty_project) -> None:
+    """Only OUTPUT was checked against the project's layers: a loss curve or kernel preview that the user had
+    dragged onto the map was replaced under QGIS's feet."""
+    from osgeo import gdal
+
+    def open_png(path: str) -> str:
+        gdal.Translate(path, crop64, format="PNG", bandList=[1], outputType=gdal.GDT_Byte).FlushCache()
+        empty_project.addMapLayer(QgsRasterLayer(path, "picture", "gdal"))
+        return path
+
+    out = str(tmp_path / "sr.tif")
+    curve = open_png(out + ".loss.png")
+    expected = f"{curve} is open in the project as layer picture: remove the layer or choose another output."
+    context = QgsProcessingContext()
+    context.setProject(empty_project)
+    instance = QgsApplication.processingRegistry().createAlgorithmById("internal_sr:dip")
+    assert instance.checkParameterValues({"INPUT": crop64, "SCALE": 2, "DEVICE": "cpu", "OUTPUT": out}, context) == (False, expected)
+    assert check("degrade", {"INPUT": crop64, "SCALE": 2, "OUTPUT": out}) == (True, "")  # degrade draws no curve
+    kernelgan = {"INPUT": crop64, "ITERATIONS": 2, "DEVICE": "cpu", "OUTPUT": str(tmp_path / "kernel.npy")}
+    preview = run("kernelgan", kernelgan)["PREVIEW"]  # an earlier estimate, whose preview the user then opens
+    empty_project.addMapLayer(QgsRasterLayer(preview, "preview", "gdal"))
+    instance = QgsApplication.processingRegistry().createAlgorithmById("internal_sr:kernelgan")
+    assert instance.checkParameterValues(kernelgan, context) == (
+        False, f"{preview} is open in the project as layer preview: remove the layer or choose another output."
+    )
+
 def grid_extent(path: str, width: int, height: int) -> str:
     """The EXTENT of ``path``'s top-left ``width × height`` pixels, in QGIS's order and the raster's CRS."""
     info = grid_info(path)
