@@ -848,6 +848,12 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             except InputError as error:
                 return one_line(error)
         if isinstance(value, str) and not os.path.exists(value):
+            file, bar, options = value.partition("|")
+            if bar and os.path.isfile(file):  # a vector layer's source spelling (path|layername=…)
+                return tr(
+                    "Input {} is not a raster QGIS can open: '|{}' chooses vector layers only; give the file {} itself, "
+                    "or one raster in it by GDAL's name (e.g. GPKG:{}:TABLE)"
+                ).format(value, options, file, file)
             return tr("Input {} does not exist (neither a file, a layer of the project nor a dataset GDAL opens)").format(value)
         shown = value.name() if hasattr(value, "name") else one_line(value)
         return tr("Input {} is not a raster QGIS can open ({} must be a raster layer or raster file)").format(shown, name)

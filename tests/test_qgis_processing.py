@@ -469,6 +469,23 @@ def test_a_virtual_raster_whose_source_is_gone_is_refused_before_the_run(tmp_pat
     assert user_message(raised.value) == expected
     assert sorted(os.listdir(tmp_path)) == ["mosaic.vrt"]
 
+
+def test_a_vector_style_layer_name_on_a_raster_file_is_named_as_such(tmp_path) -> None:
+    """``file.gpkg|layername=table`` (how QGIS spells a vector layer of a file) was said not to exist although
+    the file does: the error now names the spelling and GDAL's name of a raster table."""
+    from osgeo import gdal
+
+    gpkg = str(tmp_path / "rasters.gpkg")
+    source = crop(str(tmp_path / "in.tif"), 32)
+    gdal.Translate(gpkg, source, format="GPKG", bandList=[1], creationOptions=["RASTER_TABLE=b5"]).FlushCache()
+    value = f"{gpkg}|layername=b5"
+    assert check("degrade", {"INPUT": value, "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")}) == (False, (
+        f"Input {value} is not a raster QGIS can open: '|layername=b5' chooses vector layers only; give the file "
+        f"{gpkg} itself, or one raster in it by GDAL's name (e.g. GPKG:{gpkg}:TABLE)"
+    ))
+    result = run("degrade", {"INPUT": f"GPKG:{gpkg}:b5", "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")})
+    assert grid_info(result["OUTPUT"]).width == 16  # the name the error gives is one the run takes
+
 def test_a_named_pipe_is_refused_before_qgis_opens_it(tmp_path) -> None:
     """QGIS loading a FIFO as a layer would block for ever; the check names it instead."""
     pipe = str(tmp_path / "scene.tif")
