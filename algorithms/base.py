@@ -614,8 +614,15 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         return type(self)()
 
     def shortHelpString(self) -> str:  # noqa: N802
+        """The summary, every parameter with its help, and the outputs that are no parameter (a loss curve, scores),
+        which a model passes on and a script reads from the results by name."""
         items = "".join(f"<li><b>{label}</b>: {text}</li>" for label, text in self._help)
-        return f"{tr(self.SUMMARY)}<h3>{tr('Parameters')}</h3><ul>{items}</ul>"
+        outputs = "".join(
+            f"<li><b>{output.description()}</b> ({output.name()})</li>"
+            for output in self.outputDefinitions() if self.parameterDefinition(output.name()) is None
+        )
+        further = f"<h3>{tr('Further outputs')}</h3><ul>{outputs}</ul>" if outputs else ""
+        return f"{tr(self.SUMMARY)}<h3>{tr('Parameters')}</h3><ul>{items}</ul>{further}"
 
     # -- parameter helpers ------------------------------------------------------------------
 

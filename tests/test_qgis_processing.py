@@ -546,8 +546,12 @@ def test_help_and_parameters_for_analysts() -> None:
     assert dip.parameterDefinition("OVERLAP").defaultValue() == 16
     help_text = dip.shortHelpString()
     assert "CPU" in help_text and "GPU" in help_text and "minutes" in help_text
-    for parameter in dip.parameterDefinitions():
-        assert parameter.description() in help_text
+    for algorithm in registry.providerById("internal_sr").algorithms():  # outputs too: a model passes them on
+        help_text = algorithm.shortHelpString()
+        for parameter in algorithm.parameterDefinitions():
+            assert f"<b>{parameter.description()}</b>" in help_text, (algorithm.id(), parameter.name())
+        for output in algorithm.outputDefinitions():
+            assert f"<b>{output.description()}</b>" in help_text, (algorithm.id(), output.name())
 
 
 def test_every_algorithm_is_found_by_its_words_and_links_to_its_readme_section() -> None:
