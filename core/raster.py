@@ -565,6 +565,8 @@ def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True,
     sidecar GDAL would read with the output (``geotiff_sidecars``) is an input's own, or may be the file of another
     dataset named like the output (``shared_sidecars``): the writer removes the sidecars it reads."""
     if not output.lower().endswith(GEOTIFF_EXTENSIONS):
+        if output.rstrip().lower().endswith(GEOTIFF_EXTENSIONS):  # else the line would read "a.tif must end in .tif"
+            raise InputError(f"output {output!r} ends in blank space after its extension: remove it")
         raise InputError(f"output {output} must end in .tif or .tiff: it is written as GeoTIFF")
     read = {path: dataset_files(path) for path in inputs}
     if not loss_curve:
