@@ -559,15 +559,23 @@ def loss_curve_path(output_path: str) -> str:
     return output_path + ".loss.png"
 
 
+def check_extension(path: str, label: str, extensions: tuple[str, ...], why: str = "") -> None:
+    """Refuse ``path`` (the ``label``, e.g. "output") unless its name ends in one of ``extensions`` (lower case, any
+    case taken: ``(".tif", ".tiff")``), in a one-line ``InputError`` ending in ``why``; blank space after the
+    extension is named, where the line would otherwise read "a.tif must end in .tif"."""
+    if path.lower().endswith(extensions):
+        return
+    if path.rstrip().lower().endswith(extensions):
+        raise InputError(f"{label} {path!r} ends in blank space after its extension: remove it")
+    raise InputError(f"{label} {path} must end in {' or '.join(extensions)}{why}")
+
+
 def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True, probe: bool = True) -> None:
     """The checks of a run's raster output: a GeoTIFF name, ``check_output_paths`` and, for a run that draws
     its training loss (``loss_curve``), the same for the loss curve's PNG beside it (``probe``: as there); and no
     sidecar GDAL would read with the output (``geotiff_sidecars``) is an input's own, or may be the file of another
     dataset named like the output (``shared_sidecars``): the writer removes the sidecars it reads."""
-    if not output.lower().endswith(GEOTIFF_EXTENSIONS):
-        if output.rstrip().lower().endswith(GEOTIFF_EXTENSIONS):  # else the line would read "a.tif must end in .tif"
-            raise InputError(f"output {output!r} ends in blank space after its extension: remove it")
-        raise InputError(f"output {output} must end in .tif or .tiff: it is written as GeoTIFF")
+    check_extension(output, "output", GEOTIFF_EXTENSIONS, ": it is written as GeoTIFF")
     read = {path: dataset_files(path) for path in inputs}
     if not loss_curve:
         check_output_paths([output], inputs, probe, read=read)

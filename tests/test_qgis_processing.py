@@ -612,6 +612,8 @@ def test_output_definitions_from_the_toolbox_are_checked_before_the_run(crop64: 
     assert not ok and message == f"output {tmp_path / 'out.png'} must end in .tif or .tiff: it is written as GeoTIFF"
     ok, message = check("dip", output(str(tmp_path / "out.tif ")))  # a space typed after the name
     assert not ok and message == f"output '{tmp_path / 'out.tif '}' ends in blank space after its extension: remove it"
+    ok, message = check("kernelgan", {"INPUT": crop64, "DEVICE": "cpu", "OUTPUT": str(tmp_path / "k.npy ")})
+    assert not ok and message == f"kernel file '{tmp_path / 'k.npy '}' ends in blank space after its extension: remove it"
     ok, message = check("degrade", output(str(tmp_path / "missing" / "out.tif")))
     assert not ok and message == f"output folder {tmp_path / 'missing'} does not exist"
     ok, message = check("dip", {**output(crop64), "OUTPUT": crop64})  # a plain string, as in scripts
