@@ -36,6 +36,7 @@ from qgis.core import (
     QgsCoordinateTransform,
     QgsCoordinateTransformContext,
     QgsCsException,
+    QgsMapLayer,
     QgsMessageLog,
     QgsProcessing,
     QgsProcessingAlgorithm,
@@ -202,10 +203,10 @@ def engine_refusal(layer: QgsRasterLayer, what: str = "input raster") -> str | N
             "Input raster {} comes from the '{}' provider: only file rasters read by GDAL (e.g. GeoTIFF) "
             "can be super-resolved; export it to GeoTIFF first"
         ).format(layer.name(), layer.providerType())
+    gone = missing_file(layer, what)
+    if gone is not None:
+        return gone
     uri = QgsProviderRegistry.instance().decodeUri("gdal", source)
-    path = uri.get("path", source)
-    if os.path.isabs(path) and not gdal_dataset_name(path):
-        return tr("The {} {} does not exist (any more): its file {} is missing.").format(what, layer.name(), path)
     options = uri.pop("openOptions", None)
     if options:
         return tr(
@@ -229,6 +230,17 @@ def engine_refusal(layer: QgsRasterLayer, what: str = "input raster") -> str | N
             "Input raster {} is a raster QGIS opens with its own GDAL ({} driver), but {} has no driver for it: "
             "export it to GeoTIFF first (Raster ▸ Conversion ▸ Translate)"
         ).format(layer.name(), driver, ENGINE_GDAL)
+    return None
+
+
+def missing_file(layer: Any, what: str) -> str | None:
+    """The line saying that the file a layer's source names (without open options) is gone, deleted or moved since
+    the layer was loaded or its project saved (the layer of ``what``, e.g. "input raster"); ``None`` when it is there
+    or the source names no file on disk."""
+    source = layer.source()
+    path = QgsProviderRegistry.instance().decodeUri(layer.providerType(), source).get("path") or source
+    if os.path.isabs(path) and not gdal_dataset_name(path):
+        return tr("The {} {} does not exist (any more): its file {} is missing.").format(what, layer.name(), path)
     return None
 
 
@@ -818,9 +830,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         """Resolve a raster parameter to a file GDAL can read; raise a one-line ``QgsProcessingException`` if not."""
         layer = self.raster_layer(parameters, name, context)
         if layer is None or not layer.isValid():
-            raise QgsProcessingException(self._not_a_raster(parameters, name))
-        description = self.parameterDefinition(name).description()
-        refusal = engine_refusal(layer, description[:1].lower() + description[1:])
+            raise QgsProcessingException(self._not_a_raster(parameters, context, name))
+        refusal = engine_refusal(layer, self.named_in_text(name))
         if refusal is not None:
             raise QgsProcessingException(refusal)
         return RasterSource(layer.source(), layer.name(), layer.bandCount(), layer.width(), layer.height(), assigned_crs(layer))
@@ -843,10 +854,24 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
                 layer = dataset
         return layer
 
-    def _not_a_raster(self, parameters: dict[str, Any], name: str = "INPUT") -> str:
-        """Why the raster parameter ``name`` cannot be used: GDAL's reason for a file (e.g. a truncated
-        GeoTIFF) when the engine can tell it, else a generic message."""
+    def named_in_text(self, name: str) -> str:
+        """Parameter ``name``'s description as a sentence names it: "Guide raster" → "guide raster"."""
+        description = self.parameterDefinition(name).description()
+        return description[:1].lower() + description[1:]
+
+    def _not_a_raster(self, parameters: dict[str, Any], context: QgsProcessingContext, name: str = "INPUT") -> str:
+        """Why the raster parameter ``name`` cannot be used: that its file is gone, for a layer QGIS could not load
+        (given as a layer, or by the ID or name of a layer of the context's project: QGIS keeps a project's layers
+        whose files are missing, unloaded); GDAL's reason for a file (e.g. a truncated GeoTIFF) when the engine can
+        tell it; else a generic message."""
         value = parameters.get(name)
+        project = context.project()
+        if isinstance(value, str) and project is not None:
+            value = project.mapLayer(value) or next(iter(project.mapLayersByName(value)), value)
+        if isinstance(value, QgsMapLayer) and not value.isValid():
+            gone = missing_file(value, self.named_in_text(name))
+            if gone is not None:
+                return gone
         if isinstance(value, str) and os.path.exists(value) and not os.path.isdir(value) and not missing_dependencies():
             from ..core.raster import open_info
 
@@ -1020,7 +1045,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             name = definition.name()
             if isinstance(definition, QgsProcessingParameterRasterLayer) and not is_unset(parameters.get(name)):
                 if self.raster_layer(parameters, name, context) is None:
-                    return False, self._not_a_raster(parameters, name)
+                    return False, self._not_a_raster(parameters, context, name)
         for definition in self.parameterDefinitions():
             if not isinstance(definition, QgsProcessingParameterNumber):
                 continue

@@ -486,6 +486,24 @@ def test_a_vector_style_layer_name_on_a_raster_file_is_named_as_such(tmp_path) -
     result = run("degrade", {"INPUT": f"GPKG:{gpkg}:b5", "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")})
     assert grid_info(result["OUTPUT"]).width == 16  # the name the error gives is one the run takes
 
+
+def test_a_project_layer_whose_file_went_missing_before_the_project_was_opened_is_named(tmp_path, empty_project) -> None:
+    """QGIS keeps a layer whose file is missing when the project opens, unloaded: given as the layer, its ID or its
+    name, the error said it was not a raster QGIS can open, or that no layer of the project has that name."""
+    scene = crop(str(tmp_path / "scene.tif"), 32)
+    empty_project.addMapLayer(QgsRasterLayer(scene, "scene", "gdal"))
+    assert empty_project.write(str(tmp_path / "project.qgs"))
+    os.remove(scene)
+    empty_project.clear()
+    assert empty_project.read(str(tmp_path / "project.qgs"))
+    [layer] = empty_project.mapLayers().values()
+    assert not layer.isValid()
+    expected = f"The input raster scene does not exist (any more): its file {scene} is missing."
+    for value in (layer, layer.id(), "scene"):
+        assert check("degrade", {"INPUT": value, "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")}, empty_project) == (
+            False, expected
+        ), value
+
 def test_a_named_pipe_is_refused_before_qgis_opens_it(tmp_path) -> None:
     """QGIS loading a FIFO as a layer would block for ever; the check names it instead."""
     pipe = str(tmp_path / "scene.tif")
@@ -597,10 +615,12 @@ def test_unexpected_engine_errors_are_one_line_with_the_traceback_in_the_log(cro
     assert any("Traceback" in message and "in fail" in message for message in log.messages)
 
 
-def check(algorithm: str, parameters: dict) -> tuple[bool, str]:
-    """``checkParameterValues`` as the toolbox's dialog calls it before a run."""
+def check(algorithm: str, parameters: dict, project: QgsProject | None = None) -> tuple[bool, str]:
+    """``checkParameterValues`` as the toolbox's dialog calls it before a run (in ``project``'s context, if given)."""
     instance = QgsApplication.processingRegistry().createAlgorithmById(f"internal_sr:{algorithm}")
-    return instance.checkParameterValues(parameters, QgsProcessingContext())
+    context = QgsProcessingContext()
+    context.setProject(project)
+    return instance.checkParameterValues(parameters, context)
 
 
 def test_output_definitions_from_the_toolbox_are_checked_before_the_run(crop64: str, tmp_path) -> None:
