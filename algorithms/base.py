@@ -157,11 +157,16 @@ def open_in_project(paths: Sequence[str], project: QgsProject | None, inputs: Se
     return None
 
 
+def source_path(layer: Any) -> str:
+    """A layer's source as its provider decodes its path (open options and layer names removed:
+    ``/data/a.tif|option:X=1`` → ``/data/a.tif``); the source itself where the provider gives no path."""
+    return QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source()).get("path") or layer.source()
+
+
 def layer_file(layer: Any) -> str:
-    """The file a layer of the project reads: its source's path as its provider decodes it (open options and
-    layer names removed: ``/data/a.tif|option:X=1`` → ``/data/a.tif``), and of a GDAL dataset name the file on
-    disk (:func:`dataset_file`: ``GTIFF_DIR:1:/data/a.tif`` → ``/data/a.tif``); else the source itself."""
-    path = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source()).get("path") or layer.source()
+    """The file a layer of the project reads: :func:`source_path`, and of a GDAL dataset name the file on disk
+    (:func:`dataset_file`: ``GTIFF_DIR:1:/data/a.tif`` → ``/data/a.tif``)."""
+    path = source_path(layer)
     return dataset_file(path) or path
 
 
@@ -237,8 +242,7 @@ def missing_file(layer: Any, what: str) -> str | None:
     """The line saying that the file a layer's source names (without open options) is gone, deleted or moved since
     the layer was loaded or its project saved (the layer of ``what``, e.g. "input raster"); ``None`` when it is there
     or the source names no file on disk."""
-    source = layer.source()
-    path = QgsProviderRegistry.instance().decodeUri(layer.providerType(), source).get("path") or source
+    path = source_path(layer)
     if os.path.isabs(path) and not gdal_dataset_name(path):
         return tr("The {} {} does not exist (any more): its file {} is missing.").format(what, layer.name(), path)
     return None
