@@ -496,13 +496,16 @@ def test_a_project_layer_whose_file_went_missing_before_the_project_was_opened_i
     os.remove(scene)
     empty_project.clear()
     assert empty_project.read(str(tmp_path / "project.qgs"))
-    [layer] = empty_project.mapLayers().values()
-    assert not layer.isValid()
-    expected = f"The input raster scene does not exist (any more): its file {scene} is missing."
-    for value in (layer, layer.id(), "scene"):
-        assert check("degrade", {"INPUT": value, "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")}, empty_project) == (
-            False, expected
-        ), value
+    try:
+        [layer] = empty_project.mapLayers().values()
+        assert not layer.isValid()
+        expected = f"The input raster scene does not exist (any more): its file {scene} is missing."
+        for value in (layer, layer.id(), "scene"):
+            assert check("degrade", {"INPUT": value, "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")}, empty_project) == (
+                False, expected
+            ), value
+    finally:
+        empty_project.clear()  # forgets the project file too, whose folder later tests would take as the home path
 
 def test_a_named_pipe_is_refused_before_qgis_opens_it(tmp_path) -> None:
     """QGIS loading a FIFO as a layer would block for ever; the check names it instead."""
