@@ -36,6 +36,7 @@ from qgis.core import (
     QgsCoordinateTransform,
     QgsCoordinateTransformContext,
     QgsCsException,
+    QgsMapLayer,
     QgsMessageLog,
     QgsProcessing,
     QgsProcessingAlgorithm,
@@ -126,31 +127,47 @@ def gdal_dataset_name(source: str) -> bool:
 def dataset_file(source: str) -> str | None:
     """The file on disk a GDAL dataset name (:func:`gdal_dataset_name`) reads: ``source`` itself, the archive of
     ``/vsizip//data/a.zip/b.tif`` (or ``/vsizip/{/data/a.zip}/b.tif``, ``/vsitar/…``), the file of
-    ``NETCDF:"/data/a.nc":var`` or ``GPKG:/data/a.gpkg:table``; ``None`` when there is none (``/vsicurl/…``, a
-    file that is gone)."""
-    path = re.sub(r"^(?:/vsi\w+/|[A-Za-z0-9_]{2,}:)+", "", source)  # virtual file systems and driver prefixes
+    ``NETCDF:"/data/a.nc":var``, ``GPKG:/data/a.gpkg:table`` or ``GTIFF_DIR:2:/data/a.tif`` (a driver prefix may
+    carry numbers); ``None`` when there is none (``/vsicurl/…``, a file that is gone)."""
+    path = re.sub(r"^(?:/vsi\w+/|[A-Za-z0-9_]{2,}:(?:\d+:)*)+", "", source)  # virtual file systems and driver prefixes
     path = re.sub(r'["{}]', "", path)
     ends = [match.start() for match in re.finditer(r"[/\\:]", path)] + [len(path)]
     return next((path[:end] for end in ends if os.path.isfile(path[:end])), None)
 
 
-def open_in_project(path: str, project: QgsProject | None, inputs: Sequence[str] = ()) -> str | None:
-    """Why ``path`` must not be written: a layer of ``project`` other than the run's ``inputs`` (sources, which the
-    engine's own check names) reads it and would be replaced under QGIS's feet; ``None`` when none does.
+def open_in_project(paths: Sequence[str], project: QgsProject | None, inputs: Sequence[str] = ()) -> str | None:
+    """Why a run must not write ``paths`` (its output and the files beside it, e.g. a loss curve's PNG): a layer of
+    ``project`` other than the run's ``inputs`` (sources, which the engine's own check names) reads one of them and
+    would be replaced under QGIS's feet; ``None`` when none does.
 
     The one check of the dialog and of Processing (``read_output``); a path through a symbolic link (or in another
-    letter case where the file system ignores it) is the file it names (``core.raster.same_file``).
+    letter case where the file system ignores it) is the file it names (``core.raster.same_file``), and a layer reads
+    the file of its source however QGIS spells it (:func:`layer_file`: with open options, as a subdataset).
     """
     if project is None:
         return None
     from ..core.raster import same_file
 
     for layer in project.mapLayers().values():
-        if layer.source() not in inputs and same_file(layer.source(), path):
-            return tr("{} is open in the project as layer {}: remove the layer or choose another output.").format(
-                path, layer.name()
-            )
+        for path in paths:
+            if layer.source() not in inputs and same_file(layer_file(layer), path):
+                return tr("{} is open in the project as layer {}: remove the layer or choose another output.").format(
+                    path, layer.name()
+                )
     return None
+
+
+def source_path(layer: Any) -> str:
+    """A layer's source as its provider decodes its path (open options and layer names removed:
+    ``/data/a.tif|option:X=1`` → ``/data/a.tif``); the source itself where the provider gives no path."""
+    return QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source()).get("path") or layer.source()
+
+
+def layer_file(layer: Any) -> str:
+    """The file a layer of the project reads: :func:`source_path`, and of a GDAL dataset name the file on disk
+    (:func:`dataset_file`: ``GTIFF_DIR:1:/data/a.tif`` → ``/data/a.tif``)."""
+    path = source_path(layer)
+    return dataset_file(path) or path
 
 
 def without_options(uri: dict[str, Any], options: Sequence[str]) -> str:
@@ -191,10 +208,10 @@ def engine_refusal(layer: QgsRasterLayer, what: str = "input raster") -> str | N
             "Input raster {} comes from the '{}' provider: only file rasters read by GDAL (e.g. GeoTIFF) "
             "can be super-resolved; export it to GeoTIFF first"
         ).format(layer.name(), layer.providerType())
+    gone = missing_file(layer, what)
+    if gone is not None:
+        return gone
     uri = QgsProviderRegistry.instance().decodeUri("gdal", source)
-    path = uri.get("path", source)
-    if os.path.isabs(path) and not gdal_dataset_name(path):
-        return tr("The {} {} does not exist (any more): its file {} is missing.").format(what, layer.name(), path)
     options = uri.pop("openOptions", None)
     if options:
         return tr(
@@ -218,6 +235,16 @@ def engine_refusal(layer: QgsRasterLayer, what: str = "input raster") -> str | N
             "Input raster {} is a raster QGIS opens with its own GDAL ({} driver), but {} has no driver for it: "
             "export it to GeoTIFF first (Raster ▸ Conversion ▸ Translate)"
         ).format(layer.name(), driver, ENGINE_GDAL)
+    return None
+
+
+def missing_file(layer: Any, what: str) -> str | None:
+    """The line saying that the file a layer's source names (without open options) is gone, deleted or moved since
+    the layer was loaded or its project saved (the layer of ``what``, e.g. "input raster"); ``None`` when it is there
+    or the source names no file on disk."""
+    path = source_path(layer)
+    if os.path.isabs(path) and not gdal_dataset_name(path):
+        return tr("The {} {} does not exist (any more): its file {} is missing.").format(what, layer.name(), path)
     return None
 
 
@@ -371,11 +398,6 @@ def _file_behavior() -> Any:
     return behaviors.File if behaviors is not None else QgsProcessingParameterFile.Behavior.File
 
 
-def _static_property() -> Any:
-    types = getattr(Qgis, "PropertyType", None)
-    return types.Static if types is not None else QgsProperty.Type.StaticProperty
-
-
 # ----------------------------------------------------------------------------------------------
 
 
@@ -498,14 +520,15 @@ def engine_errors() -> Iterator[None]:
         raise QgsProcessingException(error_line(error, TILE_HINT, DEVICE_HINT, PROCESSING_TERMS)) from error
 
 
-def static_output_path(value: Any) -> str:
-    """The path an output parameter's value gives without evaluating anything: a string, or the static
-    sink of a ``QgsProcessingOutputLayerDefinition`` (what the toolbox passes); ``""`` for a temporary
-    output, an expression or no value."""
+def given_output_path(value: Any, context: QgsProcessingContext) -> str:
+    """The path an output parameter's value gives, resolved without registering a layer to load in ``context``
+    (as ``parameterAsOutputLayer`` would): a string, or the sink of a ``QgsProcessingOutputLayerDefinition``
+    (what the toolbox passes), an expression evaluated in ``context``'s expression context as QGIS evaluates it
+    for the run; ``""`` for a temporary output or no value."""
     if isinstance(value, QgsProcessingOutputLayerDefinition):
         value = value.sink
     if isinstance(value, QgsProperty):
-        value = value.staticValue() if value.propertyType() == _static_property() else None
+        value, _ok = value.valueAsString(context.expressionContext(), "")
     if not isinstance(value, str) or value == QgsProcessing.TEMPORARY_OUTPUT:
         return ""
     return value
@@ -607,8 +630,15 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         return type(self)()
 
     def shortHelpString(self) -> str:  # noqa: N802
+        """The summary, every parameter with its help, and the outputs that are no parameter (a loss curve, scores),
+        which a model passes on and a script reads from the results by name."""
         items = "".join(f"<li><b>{label}</b>: {text}</li>" for label, text in self._help)
-        return f"{tr(self.SUMMARY)}<h3>{tr('Parameters')}</h3><ul>{items}</ul>"
+        outputs = "".join(
+            f"<li><b>{output.description()}</b> ({output.name()})</li>"
+            for output in self.outputDefinitions() if self.parameterDefinition(output.name()) is None
+        )
+        further = f"<h3>{tr('Further outputs')}</h3><ul>{outputs}</ul>" if outputs else ""
+        return f"{tr(self.SUMMARY)}<h3>{tr('Parameters')}</h3><ul>{items}</ul>{further}"
 
     # -- parameter helpers ------------------------------------------------------------------
 
@@ -804,9 +834,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         """Resolve a raster parameter to a file GDAL can read; raise a one-line ``QgsProcessingException`` if not."""
         layer = self.raster_layer(parameters, name, context)
         if layer is None or not layer.isValid():
-            raise QgsProcessingException(self._not_a_raster(parameters, name))
-        description = self.parameterDefinition(name).description()
-        refusal = engine_refusal(layer, description[:1].lower() + description[1:])
+            raise QgsProcessingException(self._not_a_raster(parameters, context, name))
+        refusal = engine_refusal(layer, self.named_in_text(name))
         if refusal is not None:
             raise QgsProcessingException(refusal)
         return RasterSource(layer.source(), layer.name(), layer.bandCount(), layer.width(), layer.height(), assigned_crs(layer))
@@ -829,10 +858,24 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
                 layer = dataset
         return layer
 
-    def _not_a_raster(self, parameters: dict[str, Any], name: str = "INPUT") -> str:
-        """Why the raster parameter ``name`` cannot be used: GDAL's reason for a file (e.g. a truncated
-        GeoTIFF) when the engine can tell it, else a generic message."""
+    def named_in_text(self, name: str) -> str:
+        """Parameter ``name``'s description as a sentence names it: "Guide raster" → "guide raster"."""
+        description = self.parameterDefinition(name).description()
+        return description[:1].lower() + description[1:]
+
+    def _not_a_raster(self, parameters: dict[str, Any], context: QgsProcessingContext, name: str = "INPUT") -> str:
+        """Why the raster parameter ``name`` cannot be used: that its file is gone, for a layer QGIS could not load
+        (given as a layer, or by the ID or name of a layer of the context's project: QGIS keeps a project's layers
+        whose files are missing, unloaded); GDAL's reason for a file (e.g. a truncated GeoTIFF) when the engine can
+        tell it; else a generic message."""
         value = parameters.get(name)
+        project = context.project()
+        if isinstance(value, str) and project is not None:
+            value = project.mapLayer(value) or next(iter(project.mapLayersByName(value)), value)
+        if isinstance(value, QgsMapLayer) and not value.isValid():
+            gone = missing_file(value, self.named_in_text(name))
+            if gone is not None:
+                return gone
         if isinstance(value, str) and os.path.exists(value) and not os.path.isdir(value) and not missing_dependencies():
             from ..core.raster import open_info
 
@@ -841,6 +884,12 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             except InputError as error:
                 return one_line(error)
         if isinstance(value, str) and not os.path.exists(value):
+            file, bar, options = value.partition("|")
+            if bar and os.path.isfile(file):  # a vector layer's source spelling (path|layername=…)
+                return tr(
+                    "Input {} is not a raster QGIS can open: '|{}' chooses vector layers only; give the file {} itself, "
+                    "or one raster in it by GDAL's name (e.g. GPKG:{}:TABLE)"
+                ).format(value, options, file, file)
             return tr("Input {} does not exist (neither a file, a layer of the project nor a dataset GDAL opens)").format(value)
         shown = value.name() if hasattr(value, "name") else one_line(value)
         return tr("Input {} is not a raster QGIS can open ({} must be a raster layer or raster file)").format(shown, name)
@@ -959,23 +1008,28 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         """OUTPUT as a GeoTIFF path (the engine writes GeoTIFF only), checked against the ``inputs`` files
         (:func:`check_output`) and the layers of the context's project (:func:`open_in_project`).
 
-        While checking parameters only a path given as such is checked (:func:`static_output_path`;
-        ``""`` otherwise): resolving a temporary output would register a second file for loading in ``context``.
+        While checking parameters the path is resolved without registering it for loading
+        (:func:`given_output_path`; ``""`` for a temporary output, whose file is made for the run).
         """
         if self._checking:
-            path = static_output_path(parameters.get(self.OUTPUT))
+            path = given_output_path(parameters.get(self.OUTPUT), context)
         else:
             path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
             if not path:
                 raise QgsProcessingException(tr("No output file was given"))
         if path:
-            from ..core.raster import check_raster_output
+            from ..core.raster import check_raster_output, loss_curve_path
 
-            check_raster_output(path, list(inputs), loss_curve=self.outputDefinition(self.LOSS_CURVE) is not None)
-            reason = open_in_project(path, context.project(), inputs)
-            if reason:
-                raise QgsProcessingException(reason)
+            loss_curve = self.outputDefinition(self.LOSS_CURVE) is not None
+            check_raster_output(path, list(inputs), loss_curve=loss_curve)
+            self.check_not_open([path, loss_curve_path(path)] if loss_curve else [path], context, inputs)
         return path
+
+    def check_not_open(self, paths: Sequence[str], context: QgsProcessingContext, inputs: Sequence[str]) -> None:
+        """Refuse to write ``paths`` where a layer of the context's project reads one (:func:`open_in_project`)."""
+        reason = open_in_project(paths, context.project(), inputs)
+        if reason:
+            raise QgsProcessingException(reason)
 
     def read_file_output(
         self, parameters: dict[str, Any], context: QgsProcessingContext, name: str, inputs: Sequence[str]
@@ -995,7 +1049,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             name = definition.name()
             if isinstance(definition, QgsProcessingParameterRasterLayer) and not is_unset(parameters.get(name)):
                 if self.raster_layer(parameters, name, context) is None:
-                    return False, self._not_a_raster(parameters, name)
+                    return False, self._not_a_raster(parameters, context, name)
         for definition in self.parameterDefinitions():
             if not isinstance(definition, QgsProcessingParameterNumber):
                 continue

@@ -110,11 +110,15 @@ class DIPAlgorithm(InternalSRAlgorithm):
         )
         io = IOOptions(bands=bands, float32=options.float32, extent=self.read_extent(parameters, context), crs=source.crs)
         output = self.read_output(parameters, context, [source.path])
-        from ..core.pipeline import check_learned_kernel_output, check_super_resolve
+        from ..core.pipeline import check_learned_kernel_output, check_super_resolve, learned_kernel_path
 
         check_super_resolve(source.path, None, config, io)  # the output was checked by read_output
-        if output:  # "" while checking parameters with a temporary output (read_output)
+        learned = learned_kernel_path(output, config) if output else None  # "" while checking a temporary output
+        if learned is not None:
+            from ..core.kernels import kernel_files
+
             check_learned_kernel_output(output, [source.path], config)
+            self.check_not_open(kernel_files(learned), context, [source.path])
         input_path = source.path
 
         def run(progress: Any) -> Any:

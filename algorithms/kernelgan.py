@@ -161,7 +161,10 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
         io = IOOptions(bands=bands, extent=self.read_extent(parameters, context), crs=source.crs)
         from ..core.kernelgan import check_kernel_files
 
-        check_kernel_files(source.path, output, config, io, [report])
+        _info, kernels = check_kernel_files(source.path, output, config, io, [report])
+        from ..core.kernels import kernel_files
+
+        self.check_not_open([file for kernel in kernels for file in kernel_files(kernel)], context, [source.path])
         input_path, input_name = source.path, source.name
 
         def run(progress: Any) -> Any:

@@ -56,7 +56,9 @@ from .normalise import BandScaling
 from .optimise import adam, optimise
 from .progress import DONE, NullProgress, Progress, SubProgress
 from .grid import Window
-from .raster import RasterInfo, StagedFiles, band_labels, file_window, open_info, read_window, staged, valid_interior
+from .raster import (
+    RasterInfo, StagedFiles, band_labels, check_extension, file_window, open_info, read_window, staged, valid_interior,
+)
 
 #: Fraction of the strongest gradients that mark "structure" where crops are drawn (the reference's 97th percentile).
 STRUCTURE_QUANTILE = 0.97
@@ -435,8 +437,7 @@ def check_kernel_files(
     the kernel paths it will write. None of the files written (kernels, scale records, previews) may be the
     input or one of ``others`` (e.g. a report written beside them), and a record or preview may replace only an
     earlier kernel's (``kernels.check_kernel_outputs``). Raises a one-line ``InputError``."""
-    if not kernel_path.lower().endswith(".npy"):
-        raise InputError(f"kernel file {kernel_path} must end in .npy")
+    check_extension(kernel_path, "kernel file", (".npy",))
     info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     paths = [band_kernel_path(kernel_path, b) for b in info.bands] if config.per_band else [kernel_path]
     check_kernel_outputs(paths, [input_path])

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from affine import Affine
 from rasterio.control import GroundControlPoint
 from rasterio.enums import ColorInterp, MaskFlags
@@ -294,12 +295,24 @@ def _common_value(path: str, selected: tuple[int, ...], values: tuple, what: str
     return chosen[0]
 
 
+def _missing(file: str) -> bool:
+    """Whether ``file``, one a dataset reads, is gone for the engine: a path that does not exist, or a ``/vsimem/``
+    dataset its GDAL does not hold (QGIS's, where rasterio bundles its own GDAL); other virtual file systems
+    (``/vsizip/…``, ``/vsicurl/…``) are left to the read."""
+    if file.startswith("/vsimem/"):
+        return not rasterio.shutil.exists(file)
+    return not file.startswith("/vsi") and not os.path.exists(file)
+
+
 def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | None) -> RasterInfo:
     """The ``RasterInfo`` of the open dataset ``src`` for the 1-based ``bands`` (default: all but alpha)."""
     count = src.count
     if count == 0:
         parts = "; ".join(name for name in src.subdatasets[:5]) or "none listed"
         raise InputError(f"{path} holds no raster bands itself: open one of its subdatasets ({parts})")
+    missing = next((file for file in src.files[1:] if _missing(file)), None)
+    if missing is not None:  # a VRT's source: GDAL opens the VRT and fails only when the pixels are read
+        raise InputError(f"input {path} reads {missing}, which does not exist (any more): restore it or rebuild {path}")
     if bands:
         selected = tuple(bands)
     else:
@@ -546,13 +559,23 @@ def loss_curve_path(output_path: str) -> str:
     return output_path + ".loss.png"
 
 
+def check_extension(path: str, label: str, extensions: tuple[str, ...], why: str = "") -> None:
+    """Refuse ``path`` (the ``label``, e.g. "output") unless its name ends in one of ``extensions`` (lower case, any
+    case taken: ``(".tif", ".tiff")``), in a one-line ``InputError`` ending in ``why``; blank space after the
+    extension is named, where the line would otherwise read "a.tif must end in .tif"."""
+    if path.lower().endswith(extensions):
+        return
+    if path.rstrip().lower().endswith(extensions):
+        raise InputError(f"{label} {path!r} ends in blank space after its extension: remove it")
+    raise InputError(f"{label} {path} must end in {' or '.join(extensions)}{why}")
+
+
 def check_raster_output(output: str, inputs: list[str], loss_curve: bool = True, probe: bool = True) -> None:
     """The checks of a run's raster output: a GeoTIFF name, ``check_output_paths`` and, for a run that draws
     its training loss (``loss_curve``), the same for the loss curve's PNG beside it (``probe``: as there); and no
     sidecar GDAL would read with the output (``geotiff_sidecars``) is an input's own, or may be the file of another
     dataset named like the output (``shared_sidecars``): the writer removes the sidecars it reads."""
-    if not output.lower().endswith(GEOTIFF_EXTENSIONS):
-        raise InputError(f"output {output} must end in .tif or .tiff: it is written as GeoTIFF")
+    check_extension(output, "output", GEOTIFF_EXTENSIONS, ": it is written as GeoTIFF")
     read = {path: dataset_files(path) for path in inputs}
     if not loss_curve:
         check_output_paths([output], inputs, probe, read=read)

@@ -543,6 +543,22 @@ def test_earlier_results_are_neither_suggested_nor_overwritten_while_open(dialog
         dialog_module.outputs_being_written = original
 
 
+
+def test_an_output_whose_loss_curve_is_open_in_the_project_is_refused(dialog, tmp_path) -> None:
+    """The run replaces the loss curve beside its output: one the user had opened on the map was replaced too."""
+    from osgeo import gdal
+
+    source = crop(str(tmp_path / "scene.tif"), 48)
+    add_layer(source, "scene")
+    dialog.device_combo.setCurrentText("cpu")
+    out = str(tmp_path / "result.tif")
+    dialog.output_widget.setFilePath(out)
+    assert dialog.run_button.isEnabled()
+    gdal.Translate(out + ".loss.png", source, format="PNG", bandList=[1], outputType=gdal.GDT_Byte).FlushCache()
+    add_layer(out + ".loss.png", "loss curve")
+    assert f"{out}.loss.png is open in the project as layer loss curve" in dialog.summary_label.text()
+    assert not dialog.run_button.isEnabled()
+
 def test_quality_labels_show_steps_and_an_iterations_override_disables_them(dialog, tmp_path) -> None:
     add_layer(crop(str(tmp_path / "scene.tif"), 48), "scene")
     labels = [dialog.quality_combo.itemText(i) for i in range(dialog.quality_combo.count())]

@@ -24,6 +24,7 @@ from qgis.core import (
     QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterEnum,
     QgsProject,
+    QgsProperty,
     QgsRasterLayer,
 )
 from qgis_helpers import S2_20M_BANDS, LogRecorder, add_child, crop, georeferenced_10m, grid_info, raster_model, user_message
@@ -448,6 +449,64 @@ def test_a_layer_whose_file_is_gone_is_said_to_be_missing_as_in_the_dialog(crop6
     assert not os.path.exists(out)
 
 
+
+def test_a_virtual_raster_whose_source_is_gone_is_refused_before_the_run(tmp_path) -> None:
+    """GDAL opens a VRT whose source file was deleted and fails only when the pixels are read: the check passed,
+    the run started and failed with "cannot be read, the file may be damaged or truncated"."""
+    from osgeo import gdal
+
+    source = crop(str(tmp_path / "tile.tif"), 32)
+    vrt = str(tmp_path / "mosaic.vrt")
+    gdal.BuildVRT(vrt, [source]).FlushCache()
+    os.remove(source)
+    layer = QgsRasterLayer(vrt, "mosaic", "gdal")
+    assert layer.isValid()  # QGIS loads it too
+    expected = f"input {vrt} reads {source}, which does not exist (any more): restore it or rebuild {vrt}"
+    parameters = {"INPUT": layer, "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")}
+    assert check("degrade", parameters) == (False, expected)
+    with pytest.raises(QgsProcessingException) as raised:
+        run("dip", {**parameters, **FAST})
+    assert user_message(raised.value) == expected
+    assert sorted(os.listdir(tmp_path)) == ["mosaic.vrt"]
+
+
+def test_a_vector_style_layer_name_on_a_raster_file_is_named_as_such(tmp_path) -> None:
+    """``file.gpkg|layername=table`` (how QGIS spells a vector layer of a file) was said not to exist although
+    the file does: the error now names the spelling and GDAL's name of a raster table."""
+    from osgeo import gdal
+
+    gpkg = str(tmp_path / "rasters.gpkg")
+    source = crop(str(tmp_path / "in.tif"), 32)
+    gdal.Translate(gpkg, source, format="GPKG", bandList=[1], creationOptions=["RASTER_TABLE=b5"]).FlushCache()
+    value = f"{gpkg}|layername=b5"
+    assert check("degrade", {"INPUT": value, "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")}) == (False, (
+        f"Input {value} is not a raster QGIS can open: '|layername=b5' chooses vector layers only; give the file "
+        f"{gpkg} itself, or one raster in it by GDAL's name (e.g. GPKG:{gpkg}:TABLE)"
+    ))
+    result = run("degrade", {"INPUT": f"GPKG:{gpkg}:b5", "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")})
+    assert grid_info(result["OUTPUT"]).width == 16  # the name the error gives is one the run takes
+
+
+def test_a_project_layer_whose_file_went_missing_before_the_project_was_opened_is_named(tmp_path, empty_project) -> None:
+    """QGIS keeps a layer whose file is missing when the project opens, unloaded: given as the layer, its ID or its
+    name, the error said it was not a raster QGIS can open, or that no layer of the project has that name."""
+    scene = crop(str(tmp_path / "scene.tif"), 32)
+    empty_project.addMapLayer(QgsRasterLayer(scene, "scene", "gdal"))
+    assert empty_project.write(str(tmp_path / "project.qgs"))
+    os.remove(scene)
+    empty_project.clear()
+    assert empty_project.read(str(tmp_path / "project.qgs"))
+    try:
+        [layer] = empty_project.mapLayers().values()
+        assert not layer.isValid()
+        expected = f"The input raster scene does not exist (any more): its file {scene} is missing."
+        for value in (layer, layer.id(), "scene"):
+            assert check("degrade", {"INPUT": value, "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")}, empty_project) == (
+                False, expected
+            ), value
+    finally:
+        empty_project.clear()  # forgets the project file too, whose folder later tests would take as the home path
+
 def test_a_named_pipe_is_refused_before_qgis_opens_it(tmp_path) -> None:
     """QGIS loading a FIFO as a layer would block for ever; the check names it instead."""
     pipe = str(tmp_path / "scene.tif")
@@ -508,8 +567,12 @@ def test_help_and_parameters_for_analysts() -> None:
     assert dip.parameterDefinition("OVERLAP").defaultValue() == 16
     help_text = dip.shortHelpString()
     assert "CPU" in help_text and "GPU" in help_text and "minutes" in help_text
-    for parameter in dip.parameterDefinitions():
-        assert parameter.description() in help_text
+    for algorithm in registry.providerById("internal_sr").algorithms():  # outputs too: a model passes them on
+        help_text = algorithm.shortHelpString()
+        for parameter in algorithm.parameterDefinitions():
+            assert f"<b>{parameter.description()}</b>" in help_text, (algorithm.id(), parameter.name())
+        for output in algorithm.outputDefinitions():
+            assert f"<b>{output.description()}</b>" in help_text, (algorithm.id(), output.name())
 
 
 def test_every_algorithm_is_found_by_its_words_and_links_to_its_readme_section() -> None:
@@ -555,10 +618,12 @@ def test_unexpected_engine_errors_are_one_line_with_the_traceback_in_the_log(cro
     assert any("Traceback" in message and "in fail" in message for message in log.messages)
 
 
-def check(algorithm: str, parameters: dict) -> tuple[bool, str]:
-    """``checkParameterValues`` as the toolbox's dialog calls it before a run."""
+def check(algorithm: str, parameters: dict, project: QgsProject | None = None) -> tuple[bool, str]:
+    """``checkParameterValues`` as the toolbox's dialog calls it before a run (in ``project``'s context, if given)."""
     instance = QgsApplication.processingRegistry().createAlgorithmById(f"internal_sr:{algorithm}")
-    return instance.checkParameterValues(parameters, QgsProcessingContext())
+    context = QgsProcessingContext()
+    context.setProject(project)
+    return instance.checkParameterValues(parameters, context)
 
 
 def test_output_definitions_from_the_toolbox_are_checked_before_the_run(crop64: str, tmp_path) -> None:
@@ -568,6 +633,10 @@ def test_output_definitions_from_the_toolbox_are_checked_before_the_run(crop64: 
 
     ok, message = check("dip", output(str(tmp_path / "out.png")))
     assert not ok and message == f"output {tmp_path / 'out.png'} must end in .tif or .tiff: it is written as GeoTIFF"
+    ok, message = check("dip", output(str(tmp_path / "out.tif ")))  # a space typed after the name
+    assert not ok and message == f"output '{tmp_path / 'out.tif '}' ends in blank space after its extension: remove it"
+    ok, message = check("kernelgan", {"INPUT": crop64, "DEVICE": "cpu", "OUTPUT": str(tmp_path / "k.npy ")})
+    assert not ok and message == f"kernel file '{tmp_path / 'k.npy '}' ends in blank space after its extension: remove it"
     ok, message = check("degrade", output(str(tmp_path / "missing" / "out.tif")))
     assert not ok and message == f"output folder {tmp_path / 'missing'} does not exist"
     ok, message = check("dip", {**output(crop64), "OUTPUT": crop64})  # a plain string, as in scripts
@@ -582,6 +651,22 @@ def test_output_definitions_from_the_toolbox_are_checked_before_the_run(crop64: 
     assert check("dip", output("TEMPORARY_OUTPUT")) == (True, "")
     assert check("dip", output(str(tmp_path / "out.tif"))) == (True, "")
 
+
+
+def test_an_output_given_by_an_expression_is_checked_before_the_run(crop64: str, tmp_path) -> None:
+    """An OUTPUT given as an expression passed the check unread; prepared, the run was refused with QGIS's
+    "There were errors executing the algorithm." only, the reason left in the log."""
+    def output(path: str) -> dict:
+        return {"INPUT": crop64, "SCALE": 2, "DEVICE": "cpu",
+                "OUTPUT": QgsProcessingOutputLayerDefinition(QgsProperty.fromExpression(f"'{path}'"))}
+
+    vrt = str(tmp_path / "out.vrt")
+    assert check("degrade", output(vrt)) == (False, f"output {vrt} must end in .tif or .tiff: it is written as GeoTIFF")
+    with pytest.raises(QgsProcessingException) as raised:
+        run("dip", {**output(crop64), **FAST})
+    assert user_message(raised.value) == f"output {crop64} is the input: choose another output path"
+    result = run("degrade", output(str(tmp_path / "low.tif")))
+    assert result["OUTPUT"] == str(tmp_path / "low.tif") and grid_info(result["OUTPUT"]).width == 32
 
 def test_an_output_open_as_a_project_layer_is_refused_as_in_the_dialog(crop64: str, tmp_path, empty_project) -> None:
     """Processing used to replace the file of an open layer that the dialog refuses (one check serves both)."""
@@ -618,6 +703,52 @@ def test_an_open_output_named_through_a_symbolic_link_is_refused(crop64: str, tm
     )
     assert grid_info(old) == before
 
+
+
+@pytest.mark.parametrize(("source", "shown"), [
+    ("{}|option:NUM_THREADS=1", "with GDAL open options"), ("GTIFF_DIR:1:{}", "as the subdataset of its first image"),
+])
+def test_an_open_output_added_under_another_spelling_is_refused(crop64: str, tmp_path, empty_project, source, shown) -> None:
+    """The guard compared the layer's source as a path: a file added with open options, or as a subdataset, was
+    replaced under the layer that reads it."""
+    old = crop(str(tmp_path / "old_result.tif"), 32)
+    layer = QgsRasterLayer(source.format(old), "old result", "gdal")
+    assert layer.isValid(), shown
+    empty_project.addMapLayer(layer)
+    before = grid_info(old)
+    with pytest.raises(QgsProcessingException) as raised:
+        run("degrade", {"INPUT": crop64, "SCALE": 2, "OUTPUT": old})
+    assert user_message(raised.value) == (
+        f"{old} is open in the project as layer old result: remove the layer or choose another output."
+    )
+    assert grid_info(old) == before
+
+
+def test_a_png_the_run_writes_beside_its_output_is_refused_while_open_in_the_project(crop64: str, tmp_path, empty_project) -> None:
+    """Only OUTPUT was checked against the project's layers: a loss curve or kernel preview that the user had
+    dragged onto the map was replaced under QGIS's feet."""
+    from osgeo import gdal
+
+    def open_png(path: str) -> str:
+        gdal.Translate(path, crop64, format="PNG", bandList=[1], outputType=gdal.GDT_Byte).FlushCache()
+        empty_project.addMapLayer(QgsRasterLayer(path, "picture", "gdal"))
+        return path
+
+    out = str(tmp_path / "sr.tif")
+    curve = open_png(out + ".loss.png")
+    expected = f"{curve} is open in the project as layer picture: remove the layer or choose another output."
+    context = QgsProcessingContext()
+    context.setProject(empty_project)
+    instance = QgsApplication.processingRegistry().createAlgorithmById("internal_sr:dip")
+    assert instance.checkParameterValues({"INPUT": crop64, "SCALE": 2, "DEVICE": "cpu", "OUTPUT": out}, context) == (False, expected)
+    assert check("degrade", {"INPUT": crop64, "SCALE": 2, "OUTPUT": out}) == (True, "")  # degrade draws no curve
+    kernelgan = {"INPUT": crop64, "ITERATIONS": 2, "DEVICE": "cpu", "OUTPUT": str(tmp_path / "kernel.npy")}
+    preview = run("kernelgan", kernelgan)["PREVIEW"]  # an earlier estimate, whose preview the user then opens
+    empty_project.addMapLayer(QgsRasterLayer(preview, "preview", "gdal"))
+    instance = QgsApplication.processingRegistry().createAlgorithmById("internal_sr:kernelgan")
+    assert instance.checkParameterValues(kernelgan, context) == (
+        False, f"{preview} is open in the project as layer preview: remove the layer or choose another output."
+    )
 
 def grid_extent(path: str, width: int, height: int) -> str:
     """The EXTENT of ``path``'s top-left ``width × height`` pixels, in QGIS's order and the raster's CRS."""

@@ -615,10 +615,13 @@ class SuperResolveDialog(QDialog):
 
     def _taken(self, path: str, inputs: tuple[QgsRasterLayer, ...]) -> str | None:
         """Why ``path`` cannot be an output although no engine check refuses it: a running task writes it, or
-        a project layer other than ``inputs`` (which the engine names itself) reads it; ``None`` when free."""
+        a project layer other than ``inputs`` (which the engine names itself) reads it or the loss curve beside it;
+        ``None`` when free."""
+        from ..core.raster import loss_curve_path
+
         if output_key(path) in outputs_being_written():
             return self.tr("A running Internal SR task is writing {}: wait for it or choose another output.").format(path)
-        return open_in_project(path, QgsProject.instance(), [layer.source() for layer in inputs])
+        return open_in_project([path, loss_curve_path(path)], QgsProject.instance(), [layer.source() for layer in inputs])
 
     def _output_path(self, inputs: tuple[QgsRasterLayer, ...]) -> str:
         """The output field as an absolute GeoTIFF path (``~`` expanded, ``.tif`` added unless the name ends
