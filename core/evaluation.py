@@ -71,8 +71,6 @@ def hpf_injection(
 # ----------------------------------------------------------------------------------------------
 # Wald's protocol on a user's raster (``internal-sr evaluate``, ``internal_sr:evaluate``)
 
-#: The names of ``metrics.POOLED_METRICS`` in ``Evaluation.mixed_units_note``.
-POOLED_NAMES = {"psnr": "PSNR", "rmse": "RMSE", "sam": "SAM"}
 #: Row labels of the baselines: bicubic and bicubic + back-projection in every evaluation, HPF injection without and
 #: with back-projection (``hpf_injection``, as ``benchmarks/guided.py`` scores them) beside guided DIP, whose output is
 #: back-projected too.
@@ -146,7 +144,7 @@ class Evaluation:
         """The sentence saying which overall scores are not given and why; ``None`` when the bands share one unit."""
         if not self.mixed_units:
             return None
-        *first, last = (POOLED_NAMES[m] for m in metrics.POOLED_METRICS)
+        *first, last = (m.upper() for m in metrics.POOLED_METRICS)  # PSNR, RMSE and SAM
         left = f"{', '.join(first)} and {last}"
         return (f"Overall {left} are not given (—): the bands declare different units ({self._band_units}), which they "
                 "would mix; the per-band scores are each in their band's unit")
