@@ -7,10 +7,10 @@ precision: DIP at default settings on the Wald crops of ``wald.py`` (×2, ×4) i
 steps: seconds per optimisation step of one default tile (128² input at ×2; guided DIP: a 128² target
     tile of the 20 m bands with the 10 m guide) for DIP, Neural Knitworks and guided DIP, on the device
     and on the CPU.
-batch: ×4 of a real strip of 80 × 592 input pixels, one row of 9 tiles of 80 px (a batch never crosses
-    a row of tiles), solved one tile at a time against up to ``CUDA_BATCH`` at a time, both warm-started:
-    wall time side by side, with the tiles each solver call took as measured (the first tile is solved
-    alone, since the others warm-start from it: with 8 that makes calls of 1, 7 and 1 tiles).
+batch: ×4 of a real strip of 80 × 592 input pixels, one row of 9 tiles of 80 px, solved one tile at a
+    time against up to ``CUDA_BATCH`` at a time, both warm-started: wall time side by side, with the tiles
+    each solver call took as measured (the first tile is solved alone, since the others warm-start from it:
+    with 8 that makes calls of 1 and 8 tiles).
 large: ×4 of a 512 × 512 real input (2048 × 2048 output) at the defaults (batched on CUDA,
     warm-started), wall time and peak memory; then ×2 of the same input, whose output pixels per second
     give the time a full Sentinel-2 band (10980², ×2) would take, extrapolated (not run).
@@ -199,8 +199,8 @@ def steps(device: str, quick: bool, keep: Keep) -> dict:
     return described(figures)
 
 
-#: Tiles in the batch part's one row: batches never cross a row of tiles (``core.tiling.run_tiles``), and the
-#: first tile is solved alone, so a row of ``CUDA_BATCH`` + 1 tiles is solved as calls of 1, 7 and 1 tiles.
+#: Tiles in the batch part's one row: the first tile is solved alone (the others warm-start from it), so
+#: ``CUDA_BATCH`` + 1 tiles are solved as calls of 1 and ``CUDA_BATCH`` tiles.
 BATCH_ROW = 9
 
 

@@ -159,7 +159,8 @@ class TileOptions:
 
     size: tile edge (the optimisation runs on ``size × size`` input pixels at a time).
     overlap: pixels shared by neighbouring tiles, blended with a smooth ramp.
-    batch: DIP only: most tiles of a row optimised together (vectorised networks, each tile its own); 0 picks
+    batch: DIP only: most tiles optimised together (vectorised networks, each tile its own; the next tiles in row
+    order, across rows of tiles); 0 picks
     1 on the CPU (no gain there) and the fixed ``CUDA_BATCH`` on CUDA, whatever the GPU's memory; on CUDA a
     batch that runs out of memory is halved, down to 1. The other methods solve one tile at a time
     whatever it says (the command line offers ``--batch`` for DIP only).

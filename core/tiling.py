@@ -31,7 +31,8 @@ MIN_RETRY_TILE = 32
 
 #: solve(tile window on the input grid, progress) -> (values (C, s·h, s·w), valid (C, s·h, s·w))
 Solver = Callable[[Window, Progress], tuple[np.ndarray, np.ndarray]]
-#: solve_batch(windows of one size, progress) -> one (values, valid) per window, as ``Solver``
+#: solve_batch(windows of one size, progress) -> one (values, valid) per window of a prefix of them (at least the
+#: first), as ``Solver``
 BatchSolver = Callable[[list[Window], Progress], list[tuple[np.ndarray, np.ndarray]]]
 #: write(window on the output grid, values (C, h, w) float64, valid (C, h, w) bool)
 Writer = Callable[[Window, np.ndarray, np.ndarray], None]
@@ -173,18 +174,22 @@ def run_tiles(
 ) -> int:
     """Solve every tile, blend, and write each block of the output as soon as no later tile touches it.
 
-    With ``solve_batch`` and ``tiles.batch`` above 1, up to that many tiles of a row are solved by
-    one ``solve_batch`` call (they all have the plan's tile size); otherwise ``solve`` takes one at a time.
+    With ``solve_batch`` and ``tiles.batch`` above 1, the next ``tiles.batch`` tiles in row order (across
+    rows of tiles: every tile has the plan's size) go to one ``solve_batch`` call, which solves a prefix of
+    them (at least the first) and returns their results; the rest wait for the next call. Otherwise ``solve``
+    takes one at a time.
 
     After each tile, the output rows down to the next row of tiles and the columns up to the next
     tile are final and written; only the rows shared with the next row of tiles are carried across
     the width, so memory holds one tile's neighbourhood plus an ``overlap``-high band of the output
-    (not a whole strip of tiles). Returns the number of tiles.
+    (not a whole strip of tiles), and the outputs of at most ``tiles.batch`` tiles solved ahead. Returns
+    the number of tiles.
 
     A tile whose training loss became infinite or NaN (``errors.NonFiniteLoss``) ends the run with a one-line
     ``InputError`` naming the tile.
     """
     plan = plan_tiles(width, height, tiles)
+    ahead = [window for row in plan for window in row]
     batch = max(tiles.batch, 1) if solve_batch is not None else 1
     cols = [w.col_off for w in plan[0]]
     rows = [row[0].row_off for row in plan]
@@ -192,6 +197,7 @@ def run_tiles(
     total = sum(len(r) for r in plan)
     done = 0
     carried = _Pending(bands, 0, out_width, 0, 0)  # rows shared with the row of tiles above
+    solved: list[tuple[np.ndarray, np.ndarray]] = []  # the outputs of tiles ahead, in row order
     for ri, row in enumerate(plan):
         top = carried.top
         strip_end = (row[0].row_off + row[0].height) * scale
@@ -199,11 +205,10 @@ def run_tiles(
         pending = _Pending(bands, strip_end - top, 0, top, 0)
         next_carried = _Pending(bands, strip_end - final_end, out_width, final_end, 0)
         wr = _ramp(row[0].height * scale, *(v * scale for v in _shared(rows, ri, row[0].height)))
-        solved: list[tuple[np.ndarray, np.ndarray]] = []
         for ci, window in enumerate(row):
-            if not solved:  # the next group of up to ``batch`` tiles of this row
+            if not solved:  # the next group of up to ``batch`` tiles, this row's and the next rows'
                 check_cancelled(progress)
-                group = row[ci : ci + batch]
+                group = ahead[done : done + batch]
                 part = SubProgress(progress, done / total, (done + len(group)) / total)
                 try:
                     solved = solve_batch(group, part) if len(group) > 1 and solve_batch is not None else [solve(window, part)]
@@ -288,18 +293,23 @@ class ShrinkOnOutOfMemory:
 
     def many(self, windows: list[Window], progress: Progress) -> list[tuple[np.ndarray, np.ndarray]]:
         """A ``BatchSolver``: the windows solved together by ``solve_many``, in groups of at most ``batch`` (halved
-        on each out-of-memory error of a group), the leading tile alone when ``lead()``; one by one (``__call__``)
-        at a ``batch`` of 1 or once the tiles had to shrink. A tile already solved is never solved again."""
+        on each out-of-memory error of a group); one by one (``__call__``) at a ``batch`` of 1 or once the tiles
+        had to shrink. When ``lead()``, the first window is solved alone and only its result is returned, so the
+        caller's next group is a whole batch of tiles warm-started from it. A tile already solved is never
+        solved again."""
         done: list[tuple[np.ndarray, np.ndarray]] = []
         count = len(windows)
         while len(done) < count:
             group = windows[len(done):][: self.batch]
-            if self.lead() or max(group[0].width, group[0].height) > self.size:
+            leading = self.lead()
+            if leading or max(group[0].width, group[0].height) > self.size:
                 group = group[:1]
             part = SubProgress(progress, len(done) / count, (len(done) + len(group)) / count)
             kept = self._kept()
             try:
                 done += self.solve_many(group, part, self.device) if len(group) > 1 else [self(group[0], part)]
+                if leading:
+                    return done
                 continue
             except NonFiniteLoss as error:  # its index among ``group``, which follows the ``done`` ones
                 raise error.among(len(done)) from None

@@ -6,6 +6,7 @@ import torch
 
 from internal_sr.core.config import TileOptions
 from internal_sr.core.errors import Cancelled, InputError, NonFiniteLoss
+from internal_sr.core.grid import Window
 from internal_sr.core.progress import NullProgress
 from internal_sr.core.tiling import ShrinkOnOutOfMemory, WarmStart, plan_tiles, run_tiles, tile_count, tile_offsets
 
@@ -51,6 +52,31 @@ def test_identity_model_is_exact_across_tile_borders(overlap, scale):
         times[w.slices] += 1
     assert (times == 1).all()
     assert max(w.height for w in written) <= 64 * scale
+
+
+def test_batches_cross_rows_of_tiles_and_blend_as_one_by_one():
+    """With ``tiles.batch`` 4 on 3 × 3 tiles, the calls take tiles 1–4, 5–8 and 9 in row order (a batch crosses
+    rows of tiles: rows of 3 would otherwise make calls of 3); the blend is the identity model's, exactly."""
+    image = np.random.default_rng(3).integers(0, 10000, size=(1, 150, 137)).astype(np.float64)
+    out = np.full((1, 300, 274), -1.0)
+    groups: list[list[Window]] = []
+
+    def solve(window, progress):
+        up = image[(slice(None), *window.slices)].repeat(2, axis=1).repeat(2, axis=2)
+        return up, np.ones(up.shape, dtype=bool)
+
+    def solve_batch(windows, progress):
+        groups.append(windows)
+        return [solve(window, progress) for window in windows]
+
+    def write(window, values, valid):
+        out[(slice(None), *window.slices)] = values
+
+    tiles = TileOptions(64, 16, batch=4)
+    assert run_tiles(137, 150, 1, 2, tiles, solve, write, NullProgress(), solve_batch) == 9
+    flat = [window for row in plan_tiles(137, 150, tiles) for window in row]
+    assert groups == [flat[0:4], flat[4:8]]  # the ninth alone, through ``solve``
+    np.testing.assert_allclose(out, image.repeat(2, axis=1).repeat(2, axis=2), rtol=0, atol=1e-9)
 
 
 def test_plan_for_small_image_is_one_tile():
@@ -100,7 +126,8 @@ def test_tile_count_is_the_plans_without_listing_it(width, height, size):
 
 def test_a_tile_whose_loss_diverged_ends_the_run_naming_it_among_tiles_solved_together():
     """``NonFiniteLoss`` from the third tile of a run (the second of a batch, after a leading tile solved alone)
-    is one ``InputError`` naming that tile; no later tile is solved and nothing more is written."""
+    is one ``InputError`` naming that tile; no later tile is solved and nothing is written after the leading tile's
+    final block."""
     solved, written = [], []
 
     def solve(window, progress, device):
@@ -115,7 +142,8 @@ def test_a_tile_whose_loss_diverged_ends_the_run_naming_it_among_tiles_solved_to
     with pytest.raises(InputError) as error:
         run_tiles(100, 60, 1, 2, TileOptions(32, 8, batch=4), solver, lambda *a: written.append(a), NullProgress(), solver.many)
     assert str(error.value).startswith("tile 3 of 12 (columns 45–76, rows 0–31 of the tiled area): DIP: the training loss")
-    assert type(error.value) is InputError and len(solved) == 1 and written == []
+    assert type(error.value) is InputError and len(solved) == 1
+    assert [window for window, *_ in written] == [Window(0, 0, 46, 28)]  # up to the second tile and the second row
 
 
 def test_a_tile_that_diverged_one_by_one_after_its_batch_ran_out_of_gpu_memory_is_the_one_named():
