@@ -8,9 +8,9 @@ steps: seconds per optimisation step of one default tile (128² input at ×2; gu
     tile of the 20 m bands with the 10 m guide) for DIP, Neural Knitworks and guided DIP, on the device
     and on the CPU.
 batch: ×4 of a real strip of 80 × 592 input pixels, one row of 9 tiles of 80 px, solved one tile at a
-    time against up to ``CUDA_BATCH`` at a time, both warm-started: wall time side by side, with the tiles
-    each solver call took as measured (the first tile is solved alone, since the others warm-start from it:
-    with 8 that makes calls of 1 and 8 tiles).
+    time against the automatic batch, both warm-started: wall time side by side, with the tiles each solver
+    call took as measured (the first tile is solved alone, since the others warm-start from it and the
+    automatic batch is sized from its GPU memory: calls of 1 and 8 tiles where 8 fit).
 large: ×4 of a 512 × 512 real input (2048 × 2048 output) at the defaults (batched on CUDA,
     warm-started), wall time and peak memory; then ×2 of the same input, whose output pixels per second
     give the time a full Sentinel-2 band (10980², ×2) would take, extrapolated (not run).
@@ -199,15 +199,15 @@ def steps(device: str, quick: bool, keep: Keep) -> dict:
     return described(figures)
 
 
-#: Tiles in the batch part's one row: the first tile is solved alone (the others warm-start from it), so
-#: ``CUDA_BATCH`` + 1 tiles are solved as calls of 1 and ``CUDA_BATCH`` tiles.
+#: Tiles in the batch part's one row: the first tile is solved alone (the others warm-start from it), then the
+#: other 8 together where the GPU holds them.
 BATCH_ROW = 9
 
 
 def batch(device: str, quick: bool, keep: Keep) -> dict:
-    """×4 of a real strip that is one row of ``BATCH_ROW`` tiles, one at a time against up to ``CUDA_BATCH`` at
-    a time (warm-started), with the tiles each solver call took."""
-    from internal_sr.core.config import CUDA_BATCH, TileOptions
+    """×4 of a real strip that is one row of ``BATCH_ROW`` tiles, one at a time against the automatic batch
+    (warm-started), with the tiles each solver call took."""
+    from internal_sr.core.config import TileOptions
     from internal_sr.core.pipeline import super_resolve_array
     from internal_sr.core.tiling import plan_tiles
 
@@ -218,12 +218,13 @@ def batch(device: str, quick: bool, keep: Keep) -> dict:
         raise RuntimeError(f"the batch part's input should be one row of {BATCH_ROW} tiles, not {[len(r) for r in plan]}")
     runs: dict[str, dict] = {}
     described = f"{height} × {width} × 4 bands, one row of {BATCH_ROW} tiles of {tile} px"
-    for together in (1, CUDA_BATCH):
+    for together in (1, 0):
         config = dip_config(scale=4, device=device, iterations=2 if quick else None, tiles=TileOptions(tile, overlap, together))
         with tile_calls() as calls:
             (_, result), seconds = synchronised(device, lambda: super_resolve_array(low, config))
-        runs[str(together)] = dict(seconds=seconds, steps=result.steps, tiles=len(result.curves), calls=calls)
-        print(f"×4 of {height} × {width}, up to {together} tile(s) at a time: {seconds:.1f} s, {result.steps} steps, "
+        name = str(together) if together else "automatic"
+        runs[name] = dict(seconds=seconds, steps=result.steps, tiles=len(result.curves), calls=calls)
+        print(f"×4 of {height} × {width}, tiles at a time: {name}: {seconds:.1f} s, {result.steps} steps, "
               f"tiles per call {calls}", flush=True)
         keep({"input": described, "runs": runs, "note": f"unfinished: {' and '.join(runs)} at a time only"})
     return {"input": described, "runs": runs}
@@ -238,7 +239,8 @@ def large(device: str, quick: bool, keep: Keep) -> dict:
     figures = {}
     for scale in (4, 2):
         if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.reset_peak_memory_stats()  # reset again by the run at its first tile (measured to size the
+            # automatic batch), before which it holds no network: the peak read below is the run's
         config = dip_config(scale=scale, device=device, iterations=2 if quick else None)
         with tile_calls() as calls:
             (out, result), seconds = synchronised(device, lambda: super_resolve_array(big, config))

@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def batch(p: argparse.ArgumentParser, when: str, default: int | None) -> None:
         p.add_argument("--batch", type=int, default=default,
-                       help=f"{when}: tiles optimised together (0: automatic, 1 on the CPU, {CUDA_BATCH} on CUDA; halved "
+                       help=f"{when}: tiles optimised together (0: automatic: 1 on the CPU; on CUDA sized from the GPU memory the first "
+                       f"tile took, at most {CUDA_BATCH}; halved "
                        f"on running out of GPU memory; default {TileOptions.batch}); the other methods solve one tile at a time")
 
     def optimisation(p: argparse.ArgumentParser, grid: str) -> None:

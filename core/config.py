@@ -148,9 +148,13 @@ class IOOptions:
             raise InputError(f"extent must be XMIN,YMIN,XMAX,YMAX with XMIN < XMAX and YMIN < YMAX, got {xmin:.12g},{ymin:.12g},{xmax:.12g},{ymax:.12g}")
 
 
-#: Tiles optimised together on CUDA when ``TileOptions.batch`` is 0 (automatic): a fixed number, not sized from the
-#: GPU's free memory (halved on each out-of-memory error, ``core.tiling.ShrinkOnOutOfMemory``); not yet timed on a GPU.
-CUDA_BATCH = 8
+#: Most tiles optimised together on CUDA when ``TileOptions.batch`` is 0 (automatic); within it the number is sized
+#: from the GPU memory the leading tile took (``core.tiling.ShrinkOnOutOfMemory``) and from ``BATCH_HOST_BYTES``.
+CUDA_BATCH = 32
+
+#: Host memory the outputs of tiles solved together may take while they wait for the blend (float64 values and
+#: bool validity, ``bands × (s·size)²`` each): an automatic batch is no larger.
+BATCH_HOST_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -160,10 +164,10 @@ class TileOptions:
     size: tile edge (the optimisation runs on ``size × size`` input pixels at a time).
     overlap: pixels shared by neighbouring tiles, blended with a smooth ramp.
     batch: DIP only: most tiles optimised together (vectorised networks, each tile its own; the next tiles in row
-    order, across rows of tiles); 0 picks
-    1 on the CPU (no gain there) and the fixed ``CUDA_BATCH`` on CUDA, whatever the GPU's memory; on CUDA a
-    batch that runs out of memory is halved, down to 1. The other methods solve one tile at a time
-    whatever it says (the command line offers ``--batch`` for DIP only).
+    order, across rows of tiles); 0 (automatic) picks 1 on the CPU and MPS (no gain there) and on CUDA up to
+    ``CUDA_BATCH`` tiles whose outputs fit in ``BATCH_HOST_BYTES``, as many as half the GPU memory free after
+    the first tile holds at that tile's peak; on CUDA a batch that runs out of memory is halved, down to 1. The
+    other methods solve one tile at a time whatever it says (the command line offers ``--batch`` for DIP only).
     """
 
     size: int = 128
@@ -178,9 +182,16 @@ class TileOptions:
         if self.overlap < 0 or 2 * self.overlap >= self.size:
             raise InputError(f"tile overlap {self.overlap} must be ≥ 0 and less than half the tile size {self.size}")
 
-    def for_device(self, device_type: str) -> "TileOptions":
-        """These options with an automatic ``batch`` (0) resolved for a ``cpu``, ``cuda`` or ``mps`` device."""
-        return self if self.batch else replace(self, batch=CUDA_BATCH if device_type == "cuda" else 1)
+    def for_device(self, device_type: str, bands: int, scale: int) -> "TileOptions":
+        """These options with an automatic ``batch`` (0) resolved for a ``cpu``, ``cuda`` or ``mps`` device, for
+        tiles of ``bands`` bands super-resolved ×``scale``: on CUDA the most tiles the run may solve together
+        (``CUDA_BATCH``, fewer when their outputs would pass ``BATCH_HOST_BYTES``)."""
+        if self.batch:
+            return self
+        if device_type != "cuda":
+            return replace(self, batch=1)
+        tile_bytes = bands * (self.size * scale) ** 2 * 9  # float64 values and bool validity
+        return replace(self, batch=max(1, min(CUDA_BATCH, BATCH_HOST_BYTES // tile_bytes)))
 
 
 def check_step_window(fraction: float) -> None:

@@ -433,12 +433,13 @@ def _solver(
             progress.add_curve(tile.losses)
         return [(scaling.denormalise(t.image), v.repeat(s, axis=1).repeat(s, axis=2)) for t, v in zip(tiles, valid)]
 
-    tiles = config.tiles.for_device(device.type)
+    tiles = config.tiles.for_device(device.type, len(scaling.lo), s)
     minimum = max(MIN_RETRY_TILE, config.min_input_size)
     many = solve_many if isinstance(config, DIPConfig) and tiles.batch > 1 else None
-    # the first trained tile is solved alone (lead), so batched and one-by-one runs warm-start alike
+    # the first trained tile is solved alone (lead), so batched and one-by-one runs warm-start alike; an automatic
+    # batch is sized from the GPU memory that tile took (fit)
     solver = ShrinkOnOutOfMemory(solve, device, tiles, len(scaling.lo), s, progress, minimum, many,
-                                 (progress.curves, progress.kernels), lead=lambda: warm.pending)
+                                 (progress.curves, progress.kernels), lead=lambda: warm.pending, fit=config.tiles.batch == 0)
     return solver, describe(device)
 
 

@@ -29,6 +29,10 @@ from .progress import Progress, SubProgress, check_cancelled
 #: Smallest tile edge (input pixels) tried after running out of GPU memory, before falling back to the CPU.
 MIN_RETRY_TILE = 32
 
+#: Share of the GPU memory free after the leading tile that an automatic batch fills, at that tile's peak per
+#: tile (a batch running out of memory is halved anyway).
+BATCH_GPU_SHARE = 0.5
+
 #: solve(tile window on the input grid, progress) -> (values (C, s·h, s·w), valid (C, s·h, s·w))
 Solver = Callable[[Window, Progress], tuple[np.ndarray, np.ndarray]]
 #: solve_batch(windows of one size, progress) -> one (values, valid) per window of a prefix of them (at least the
@@ -73,6 +77,23 @@ def is_gpu_out_of_memory(error: BaseException) -> bool:
         or (isinstance(cause, RuntimeError) and any(phrase in str(cause).lower() for phrase in GPU_OUT_OF_MEMORY))
         for cause in causes(error)
     )
+
+
+def gpu_allocated(device: torch.device) -> int:
+    """Bytes of ``device`` (CUDA) memory allocated now, after resetting its peak (see ``gpu_peak_since``)."""
+    torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.memory_allocated(device)
+
+
+def gpu_peak_since(device: torch.device, allocated: int) -> int:
+    """Most bytes of ``device`` memory allocated since ``gpu_allocated`` returned ``allocated``, beyond it."""
+    return torch.cuda.max_memory_allocated(device) - allocated
+
+
+def gpu_free(device: torch.device) -> int:
+    """Bytes of ``device`` memory a new allocation can take: free to the driver, plus PyTorch's cached blocks not in use."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
 
 
 def tile_offsets(length: int, size: int, overlap: int) -> list[int]:
@@ -274,13 +295,15 @@ class ShrinkOnOutOfMemory:
     change is reported through ``progress.info``. ``records`` are the lists
     the solvers append to once per solved tile (its loss curve; a kernel it learnt): what a failed attempt
     appended is dropped, so a window solved again is counted once. ``lead()`` says whether the next tile must be solved alone
-    before the others of its batch (the first trained tile, which the others warm-start from).
+    before the others of its batch (the first trained tile, which the others warm-start from). With ``fit`` (an
+    automatic batch on CUDA), the first tile is solved alone too, and the batch is sized from the GPU memory it
+    took: ``BATCH_GPU_SHARE`` of the memory free after it, at its peak per tile.
     """
 
     def __init__(
         self, solve: DeviceSolver, device: torch.device, tiles: TileOptions, bands: int, scale: int,
         progress: Progress, minimum: int = MIN_RETRY_TILE, solve_many: DeviceBatchSolver | None = None,
-        records: Sequence[list] = (), lead: Callable[[], bool] = lambda: False,
+        records: Sequence[list] = (), lead: Callable[[], bool] = lambda: False, fit: bool = False,
     ) -> None:
         self.solve, self.solve_many, self.device, self.tiles = solve, solve_many, device, tiles
         self.bands, self.scale, self.progress, self.minimum = bands, scale, progress, minimum
@@ -290,24 +313,29 @@ class ShrinkOnOutOfMemory:
         self.batch: int | None = None if solve_many is not None else 1
         self.records = records
         self.lead = lead
+        self.fit = fit and solve_many is not None and device.type == "cuda"
 
     def many(self, windows: list[Window], progress: Progress) -> list[tuple[np.ndarray, np.ndarray]]:
         """A ``BatchSolver``: the windows solved together by ``solve_many``, in groups of at most ``batch`` (halved
         on each out-of-memory error of a group); one by one (``__call__``) at a ``batch`` of 1 or once the tiles
-        had to shrink. When ``lead()``, the first window is solved alone and only its result is returned, so the
-        caller's next group is a whole batch of tiles warm-started from it. A tile already solved is never
-        solved again."""
+        had to shrink. When ``lead()``, or while a ``fit`` batch is not sized yet, the first window is solved alone
+        and only its result is returned, so the caller's next group is a whole batch of tiles warm-started from it
+        (and sized by it). A tile already solved is never solved again."""
         done: list[tuple[np.ndarray, np.ndarray]] = []
         count = len(windows)
         while len(done) < count:
             group = windows[len(done):][: self.batch]
-            leading = self.lead()
+            measure = self.fit and self.batch is None and self.device.type == "cuda"
+            leading = self.lead() or measure
             if leading or max(group[0].width, group[0].height) > self.size:
                 group = group[:1]
             part = SubProgress(progress, len(done) / count, (len(done) + len(group)) / count)
             kept = self._kept()
+            allocated = gpu_allocated(self.device) if measure else 0
             try:
                 done += self.solve_many(group, part, self.device) if len(group) > 1 else [self(group[0], part)]
+                if measure:
+                    self._size_batch(gpu_peak_since(self.device, allocated))
                 if leading:
                     return done
                 continue
@@ -338,6 +366,16 @@ class ShrinkOnOutOfMemory:
                     raise
             self._drop(kept)
             self._shrink()
+
+    def _size_batch(self, peak: int) -> None:
+        """Size ``batch`` for tiles that each take ``peak`` bytes of GPU memory, unless the tile took none (it had
+        no valid pixel: the next one is measured) or it moved to the CPU."""
+        if peak <= 0 or self.device.type != "cuda":
+            return
+        free = gpu_free(self.device)
+        self.batch = max(1, int(BATCH_GPU_SHARE * free) // peak)
+        self.progress.info(f"tiles solved together on the GPU: up to {self.batch} (the first tile took "
+                           f"{peak / 2**20:.0f} MiB of GPU memory, {free / 2**30:.1f} GiB free after it)")
 
     def _kept(self) -> list[int]:
         """How many entries each of ``records`` holds now."""

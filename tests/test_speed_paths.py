@@ -13,26 +13,37 @@ import numpy as np
 import pytest
 import torch
 
-from internal_sr.core import device, dip, pipeline
-from internal_sr.core.config import DIPConfig, GuidedDIPConfig, KnitworkConfig, TileOptions
+from internal_sr.core import device, dip, pipeline, tiling
+from internal_sr.core.config import BATCH_HOST_BYTES, CUDA_BATCH, DIPConfig, GuidedDIPConfig, KnitworkConfig, TileOptions
 from internal_sr.core.dip import TileResult
 from internal_sr.core.progress import NullProgress
 
 
-def _fake_gpu(monkeypatch, fits: int) -> list[tuple[str, int]]:
-    """Pretend CUDA is there and holds tiles of edge ≤ ``fits``; returns the (device, edge) of each solve."""
+def _fake_gpu(monkeypatch, fits: int, free: int = 2**40) -> list[tuple[str, int]]:
+    """Pretend CUDA is there and holds tiles of edge ≤ ``fits``, each taking ``edge²`` KiB (``free`` bytes free);
+    returns the (device, edge) of each solve."""
     calls: list[tuple[str, int]] = []
+    peak = [0]
 
     def solve(observed, valid, kernel, config, device, progress, generator, start=None, keep=None):
         edge = max(observed.shape[-2:])
         calls.append((device.type, edge))
         if device.type == "cuda" and edge > fits:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        peak[0] = max(peak[0], edge**2 * 1024)
         s = config.scale
         return TileResult(observed.repeat(s, axis=1).repeat(s, axis=2), np.zeros(1), 1)
 
     def solve_together(observed, valid, *args, **kwargs):
         return [solve(o, v, *args, **kwargs) for o, v in zip(observed, valid)]
+
+    def allocated(device):
+        peak[0] = 0
+        return 0
+
+    monkeypatch.setattr(tiling, "gpu_allocated", allocated)
+    monkeypatch.setattr(tiling, "gpu_peak_since", lambda device, base: peak[0])
+    monkeypatch.setattr(tiling, "gpu_free", lambda device: free)
 
     monkeypatch.setattr(dip, "super_resolve_tile", solve)
     monkeypatch.setattr(dip, "super_resolve_tiles", solve_together)
@@ -218,6 +229,32 @@ def test_a_batch_out_of_gpu_memory_is_halved_and_the_halved_batch_kept():
                         "out of GPU memory with 4 tiles at once: retrying 2 at a time"]
     assert len(solver.many(windows[:3], NullProgress())) == 3
     assert calls[6:] == [2, 1] and solved[8:] == windows[:3]  # the next row: 2 together, then the last alone
+
+
+def test_an_automatic_batch_is_sized_from_the_gpu_memory_the_first_tile_took(monkeypatch, image):
+    """Batch 0 on CUDA: the first tile alone (even with cold tiles: it is measured), then as many tiles at once as
+    half the free GPU memory holds at the first tile's peak (here 3 of 32² px at 1 MiB each in 6 MiB free), across
+    rows of tiles; the output is exact."""
+    _fake_gpu(monkeypatch, fits=1000, free=6 * 2**20)
+    sizes, together = [], dip.super_resolve_tiles
+
+    def spy(observed, *args, **kwargs):
+        sizes.append(len(observed))
+        return together(observed, *args, **kwargs)
+
+    monkeypatch.setattr(dip, "super_resolve_tiles", spy)
+    config = DIPConfig(scale=2, device="cuda", tiles=TileOptions(32, 4), warm_start=False)
+    out, result = pipeline.super_resolve_array(image, config)  # 4 × 4 tiles: the first alone, then 3, 3, 3, 3, 3
+    np.testing.assert_allclose(out, image.repeat(2, axis=1).repeat(2, axis=2), rtol=1e-6, atol=1e-3)
+    assert sizes == [3] * 5
+    assert "tiles solved together on the GPU: up to 3 (the first tile took 1 MiB of GPU memory, 0.0 GiB free after it)" in result.messages
+
+
+def test_an_automatic_batch_holds_the_waiting_outputs_within_the_host_budget():
+    assert TileOptions(128, 16).for_device("cuda", 1, 2).batch == CUDA_BATCH
+    assert TileOptions(128, 16).for_device("cuda", 13, 4).batch == BATCH_HOST_BYTES // (13 * 512**2 * 9) < CUDA_BATCH
+    assert TileOptions(128, 16).for_device("cpu", 1, 2).batch == TileOptions(128, 16).for_device("mps", 1, 2).batch == 1
+    assert TileOptions(128, 16, batch=5).for_device("cuda", 13, 4).batch == 5
 
 
 def test_other_runtime_errors_on_the_gpu_are_not_taken_for_out_of_memory(monkeypatch, image):
