@@ -4,8 +4,9 @@ The page shows what was evaluated and how (Wald's protocol, the settings), the o
 method and the per-band scores with the best as printed in bold, image crops side by side (low
 resolution, every estimate, the reference, and the error maps of bicubic, of the strongest baseline and
 of the method on one shared scale) and the method's training-loss curve. Files are written atomically. Where the
-bands declare different units, the overall scores that would mix them are not given (``Evaluation.mixed_units``),
-and the page and the text table say so.
+bands declare different units, the overall scores that would mix them are not given (``Evaluation.mixed_units``);
+such a score, and one not defined (SAM of one band, PSNR of a constant band), is a dash in the page and the text
+table and ``null`` in the JSON, and all three say why in the same words (``Evaluation.undefined_notes``).
 """
 
 from __future__ import annotations
@@ -120,9 +121,10 @@ LEFT_OUT_NOTES = {
 
 def left_out_notes(evaluation: Evaluation) -> list[str]:
     """For each overall score that leaves bands out (``metrics.left_out``: their score is not finite), a sentence
-    naming, for each method, those bands with their score; none for a score that leaves no band out. First, where
-    the bands declare different units, the sentence on the overall scores not given (``mixed_units_note``)."""
-    notes = [f"{evaluation.mixed_units_note}."] if evaluation.mixed_units else []
+    naming, for each method, those bands with their score; none for a score that leaves no band out. First the
+    sentences on the scores not given or not defined (``Evaluation.undefined_notes``: mixed units, SAM of one band,
+    PSNR and SSIM of a constant band), the same in the page, the printed table, the JSON and the log."""
+    notes = [f"{note}." for note in evaluation.undefined_notes]
     for metric, opening in LEFT_OUT_NOTES.items():
         parts = []
         for s in evaluation.scores:
