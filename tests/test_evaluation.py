@@ -669,6 +669,32 @@ def test_bands_of_different_units_get_no_overall_score_that_would_mix_them(tmp_p
     assert "not given" not in report.text_table(one) and "not given" not in report.render_html(one)
 
 
+def test_error_maps_of_bands_in_different_units_are_relative_to_each_bands_range(tmp_path):
+    """The error maps pooled the absolute errors of every band, so where the bands declare different units a band of
+    large numbers drew the map alone; each band's error is now divided by its range in the reference, and the
+    captions say so: a band's values 1000 times larger (another unit) leave the maps as they are."""
+    from internal_sr.core.figures import error_map
+
+    dn = read(S2_10M)[:2, :32, :32].astype(np.float32)
+    maps, notes = [], []
+    for factor in (1, 1000):
+        path = write_raster(str(tmp_path / f"x{factor}.tif"), dn * np.float32([1, factor])[:, None, None], crs=UTM)
+        with rasterio.open(path, "r+") as dst:
+            dst.units = ("reflectance", "")
+        e = evaluate(path, "bicubic", 2, "bicubic")
+        panels, note = report._panels(e)
+        maps.append([rgb for caption, rgb in panels if caption.endswith("− reference| ÷ band range")])
+        notes.append(note)
+    assert len(maps[0]) == len(maps[1]) == 2  # bicubic and bicubic + back-projection
+    assert all(np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(*maps))  # up to rounding to 8 bits
+    assert "each band's absolute error divided by that band's range in the reference" in notes[0] and notes[0] == notes[1]
+    reference = np.stack([np.arange(16.0).reshape(4, 4), np.full((4, 4), 5.0)])  # band 2 has no range
+    estimate = reference + np.array([1.0, 3.0])[:, None, None]
+    span = np.subtract(*np.percentile(reference[0], [98, 2]))
+    np.testing.assert_allclose(error_map(estimate, reference, relative=True), np.full((4, 4), 1 / span / 2))
+    np.testing.assert_allclose(error_map(estimate, reference, relative=False), np.full((4, 4), 2.0))
+
+
 def test_tiny_and_huge_scores_keep_significant_digits_and_the_columns_stay_apart():
     """RMSEs of 3.7e-05 and 3.58e-05 (a raster of values below 1e-3) both read 0.0000, and one of 2.1e+08 (an int32
     raster) ran into the SSIM column; now each shows 4 significant digits, and every column keeps two blanks."""
