@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback, QgsProcessingOutputNumber
@@ -64,7 +65,8 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         "PSNR, RMSE and SAM, which would mix them, are not given. The HTML report shows them with "
         "image crops side by side (low resolution, every estimate, the reference and the error maps of bicubic, the "
         "strongest baseline and the method) and the "
-        "method's training-loss curve; the scores are also outputs for the model designer.</p>"
+        "method's training-loss curve; the scores are also outputs for the model designer (None where a score is not "
+        "given or not defined, such as SAM of one band: the report says why).</p>"
         "<p><b>Guided DIP</b>: the input is the target (e.g. Sentinel-2 20 m bands) and the guide the finer "
         "bands (10 m); both are degraded by their grid ratio, which must equal the scale factor.</p>"
         "<p><b>How long</b>: as one run of the method on an image the scale factor smaller; choose an extent of "
@@ -164,12 +166,13 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         return Job(run, settings, {self.OUTPUT_JSON: scores_json} if scores_json else {})
 
     def result_outputs(self, result: Any) -> dict[str, Any]:
-        """The method's overall scores (``SCORES``) and the baselines' PSNR (``BASELINE_PSNR``; ``None`` for a
-        baseline the method is not scored beside), for the model designer."""
+        """The method's overall scores (``SCORES``) and the baselines' PSNR (``BASELINE_PSNR``), for the model designer:
+        ``None`` for a score not given or not defined (SAM of one band, PSNR with mixed units: ``null`` in the JSON) as
+        for a baseline the method is not scored beside; an infinite score (a perfect estimate's PSNR) stays infinite."""
         from ..core.evaluation import BICUBIC, BICUBIC_BP, HPF_BP
 
         evaluation = result.evaluation
         values = {name: evaluation.method_scores.overall[name.lower()] for name in SCORES}
         scores = {s.label: s.overall["psnr"] for s in evaluation.scores}
         values.update({name: scores.get(label) for name, label in zip(BASELINE_PSNR, (BICUBIC, BICUBIC_BP, HPF_BP))})
-        return values
+        return {name: None if value is None or math.isnan(value) else value for name, value in values.items()}

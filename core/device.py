@@ -146,17 +146,45 @@ def conv_layout(device: torch.device) -> torch.memory_format:
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch's global generators and return a CPU generator for noise inputs.
+def cuda_index(device: torch.device) -> int:
+    """The index of a CUDA ``device``: its own, or the current device's when it names none (``cuda``)."""
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def seed_everything(seed: int, device: torch.device = torch.device("cpu")) -> torch.Generator:
+    """Seed torch's global CPU generator and the generator of ``device`` (the device the run uses: CUDA, that
+    device's; MPS), and return a CPU generator for noise inputs. No other device's generator is touched:
+    ``torch.manual_seed`` would seed every CUDA device, and on a process that has not started CUDA queue that seed
+    for when it does, so a CPU run would change the stream of a caller's later CUDA work.
 
     On CUDA, cuDNN is put in deterministic mode (process-wide flags: ``seeded`` restores them when its block
     ends); reflection-padding and bilinear backward passes still use atomics there, so CUDA runs repeat only
     up to float rounding. CPU runs repeat exactly.
     """
-    torch.manual_seed(seed)
+    torch.random.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(cuda_index(device)):
+            torch.cuda.manual_seed(seed)
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)
+
+
+@contextlib.contextmanager
+def generators_kept(device: torch.device) -> Iterator[None]:
+    """torch's global CPU generator and ``device``'s (CUDA: that device's; MPS) put back as they were when the block
+    ends: ``torch.random.fork_rng`` for the CPU and CUDA, MPS's state saved and set by hand (``fork_rng`` reads it
+    with a device argument that ``torch.mps.get_rng_state`` takes from torch 2.4 on; this package needs 2.3). No
+    other device's generator is read, so a CPU run never starts CUDA (a GPU context) or MPS."""
+    mps_state = torch.mps.get_rng_state() if device.type == "mps" else None
+    with torch.random.fork_rng([cuda_index(device)] if device.type == "cuda" else [], device_type="cuda"):
+        try:
+            yield
+        finally:
+            if mps_state is not None:
+                torch.mps.set_rng_state(mps_state)
 
 
 @contextlib.contextmanager
@@ -170,22 +198,20 @@ def cudnn_flags_kept() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def seeded(seed: int, progress: Progress) -> Iterator[torch.Generator]:
-    """Run one seeded optimisation with the process's random generators to itself (``seed_everything``),
-    freed memory reused meanwhile (``reused_heap``), and cuDNN's flags restored at its end (``cudnn_flags_kept``:
-    other torch users of the process, such as a QGIS session's other plugins, see them changed only during it).
-    torch's global generators are put back as they were at its end too (``torch.random.fork_rng``), so that a
-    caller's own random stream goes on as if the run had not happened: the CPU's, and each CUDA device's when CUDA
-    is initialised at its start (saving them would start CUDA, a GPU context, for a CPU run; a run that starts CUDA
-    leaves its generators as the run seeded and used them).
+def seeded(seed: int, device: torch.device, progress: Progress) -> Iterator[torch.Generator]:
+    """Run one seeded optimisation on ``device`` with the process's random generators to itself
+    (``seed_everything``), freed memory reused meanwhile (``reused_heap``), and cuDNN's flags restored at its end
+    (``cudnn_flags_kept``: other torch users of the process, such as a QGIS session's other plugins, see them changed
+    only during it). The generators it seeds, the CPU's and ``device``'s, are put back as they were at its end
+    (``generators_kept``), so that a caller's own random streams go on as if the run had not happened, also when the
+    run is the first to use CUDA or MPS in the process; a CPU run touches no other device's generator.
 
     Waits while another thread's optimisation holds them, polling ``progress`` for cancellation.
     """
-    cuda_devices = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
     while not _GLOBAL_RANDOM.acquire(timeout=0.25):
         check_cancelled(progress)
     try:
-        with reused_heap(), cudnn_flags_kept(), torch.random.fork_rng(cuda_devices, device_type="cuda"):
-            yield seed_everything(seed)
+        with reused_heap(), cudnn_flags_kept(), generators_kept(device):
+            yield seed_everything(seed, device)
     finally:
         _GLOBAL_RANDOM.release()

@@ -150,6 +150,30 @@ class Evaluation:
                 "would mix; the per-band scores are each in their band's unit")
 
     @property
+    def undefined_notes(self) -> list[str]:
+        """The sentences saying which scores are not given or not defined, and why; such a score is NaN here, a dash
+        in the tables, ``null`` in the JSON (named in neither ``infinite`` list) and ``None`` as a Processing output.
+        In order: the overall scores that would mix units (``mixed_units_note``), SAM of one band or of zero spectra
+        only, and PSNR and SSIM of bands whose reference is constant (``metrics``' module docstring)."""
+        notes = [self.mixed_units_note] if self.mixed_units else []
+        if len(self.band_names) == 1:
+            notes.append("Overall SAM is not defined for one band (—): the angle between one-band spectra is 0° or "
+                         "180° whatever the error")
+        elif not self.mixed_units and not self.reference.any():
+            notes.append("Overall SAM is not defined (—): every spectrum of the reference is zero")
+        constant = [name for name, band in zip(self.band_names, self.reference) if band.min() == band.max()]
+        if constant:
+            if len(constant) < len(self.band_names):
+                overall = "the overall SSIM averages the other bands"
+            elif self.reference.min() == self.reference.max():
+                overall = "so are the overall PSNR and SSIM"
+            else:
+                overall = "so is the overall SSIM"
+            notes.append(f"PSNR and SSIM are not defined for a band whose reference is constant, having no range (—; ∞ "
+                         f"and 1 where an estimate reproduces it exactly): {', '.join(constant)}; {overall}")
+        return notes
+
+    @property
     def _band_units(self) -> str:
         """Each band's declared unit, ``B4: reflectance, B10: none declared``."""
         return ", ".join(f"{n}: {u or 'none declared'}" for n, u in zip(self.band_names, self.units))
@@ -193,7 +217,8 @@ class Evaluation:
         (``metrics.left_out``). Scores are on physical values (the class's docstring): ``band_scales``,
         ``band_offsets`` and ``band_units`` are the bands' declared ones, ``rmse_unit`` what RMSE is in; with
         ``mixed_units`` (bands of different units) the overall PSNR, RMSE and SAM are ``null`` and ``mixed_units_note``
-        says why."""
+        says why; ``undefined_notes`` lists that sentence and those on the scores not defined (SAM of one band, PSNR and
+        SSIM of a constant band: ``Evaluation.undefined_notes``), as the report and the printed table give them."""
         return {
             "input": self.input_path,
             "method": self.method,
@@ -209,6 +234,7 @@ class Evaluation:
             "rmse_unit": self.rmse_unit,
             "mixed_units": self.mixed_units,
             "mixed_units_note": self.mixed_units_note,
+            "undefined_notes": self.undefined_notes,
             "scores": [
                 {"label": s.label, "overall": s.overall, "per_band": s.per_band,
                  "infinite": s.named(float("inf")), "minus_infinite": s.named(float("-inf")),
@@ -486,7 +512,8 @@ def evaluate(
     if e.mixed_units:
         for s in e.scores:
             s.overall.update({m: float("nan") for m in metrics.POOLED_METRICS})
-        recorder.info(e.mixed_units_note)
+    for note in e.undefined_notes:
+        recorder.info(note)
     recorder.report(1.0, "scored")
     return e
 

@@ -6,8 +6,9 @@ Drawn with Pillow, which scikit-image already requires, so the plugin needs noth
 Display conventions: a raster ``(C, H, W)`` is shown as RGB from three of its bands, or as grey from
 one; each shown band is stretched linearly between limits fitted once on the reference (2nd and 98th
 percentiles), and the same limits are applied to every panel, so panels compare like for like. An error
-map shows ``mean_b |estimate_b − reference_b|`` on a black → red → yellow → white ramp from 0 to a
-given maximum (shared by the error maps it is compared with).
+map shows ``mean_b |estimate_b − reference_b|`` (``error_map``; where the bands are in different units, each
+band's error divided by its reference's stretch range, so that no unit is mixed) on a black → red → yellow →
+white ramp from 0 to a given maximum (shared by the error maps it is compared with).
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ def to_rgb(image: np.ndarray, channels: tuple[int, ...], limits: tuple[np.ndarra
     if shown.shape[0] == 1:
         shown = np.repeat(shown, 3, axis=0)
     return (shown.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+
+
+def error_map(estimate: np.ndarray, reference: np.ndarray, relative: bool) -> np.ndarray:
+    """The ``(H, W)`` mean over bands of ``|estimate_b − reference_b|`` for ``(C, H, W)`` arrays: in the bands' own
+    unit, or, ``relative`` (bands of different units, whose absolute errors would mix them), each band's error divided
+    by its reference's range between the ``STRETCH_PERCENTILES`` (the display stretch), a unitless fraction of it; a
+    band of no such range counts 0."""
+    error = np.abs(estimate - reference)
+    if relative:
+        low, high = np.percentile(reference.reshape(len(reference), -1), STRETCH_PERCENTILES, axis=1)
+        error = error / np.where(high > low, high - low, np.inf)[:, None, None]
+    return error.mean(axis=0)
 
 
 def error_rgb(error: np.ndarray, maximum: float) -> np.ndarray:

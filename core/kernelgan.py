@@ -395,7 +395,7 @@ def estimate_kernels(
     estimates = []
     for index, (group, data, anisotropy) in enumerate(zip(groups, masks, anisotropies)):
         part = SubProgress(progress, index / len(groups), (index + 1) / len(groups))
-        with seeded(config.seed, part):
+        with seeded(config.seed, device, part):
             rng = np.random.default_rng(config.seed)
             raw, losses, steps = estimate_x2(normalised[group], data, config, device, part, rng)
         k2 = recentre(zero_negligible(raw, config.keep_largest), 2)

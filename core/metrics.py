@@ -9,11 +9,13 @@ same with one band); SRE is per band ``10·log10(μ_b² / MSE_b)`` in dB and ove
 SRE in dB, as the Sentinel-2 super-resolution literature reports it (Lanaras et al. 2018). The overall ERGAS
 and SRE take the bands where the band's score is finite: a band of mean 0 (ERGAS +∞, SRE −∞; NaN when also
 reproduced exactly) or, for SRE, reproduced exactly (+∞) is left out (``left_out`` names it) instead of making
-the overall score infinite and hiding the others.
+the overall score infinite and hiding the others; when no band's is finite the overall score is the bands' own
+(one band of mean 0: ERGAS +∞, SRE −∞ as the band's; NaN where they disagree or one is NaN).
 Higher is better for PSNR, SSIM and SRE; lower for RMSE, SAM and ERGAS (``HIGHER_IS_BETTER``).
 A perfect estimate scores infinite PSNR and SRE; SAM is NaN for a single band. A constant reference band has
 no range, so its PSNR and SSIM are undefined (NaN; matched exactly: ∞ and 1) and the overall SSIM averages the
-other bands'. Any NaN in the estimate makes every score NaN (SAM included).
+other bands' (every band constant: the mean of theirs, 1 when matched exactly). Undefined is always NaN, which
+``core.report`` shows as a dash and writes as ``null``. Any NaN in the estimate makes every score NaN (SAM included).
 """
 
 from __future__ import annotations
@@ -101,12 +103,14 @@ def ssim_map(e: np.ndarray, r: np.ndarray, span: float) -> np.ndarray:
 
 def ssim(estimate: np.ndarray, reference: np.ndarray) -> float:
     """The mean SSIM of the bands whose reference is not constant (the same bands for every estimate of one
-    reference); NaN when every band is constant or the estimate holds a non-finite value."""
+    reference); when every band is constant, the mean of theirs (1 when each is matched exactly, else NaN, as
+    ``ssim_per_band``); NaN when the estimate holds a non-finite value."""
     e, r = _pair(estimate, reference)
-    varying = np.array([rb.max() > rb.min() for rb in r])
-    if not varying.any() or not np.isfinite(e).all():
+    if not np.isfinite(e).all():
         return float("nan")
-    return float(ssim_per_band(e[varying], r[varying]).mean())
+    varying = np.array([rb.max() > rb.min() for rb in r])
+    kept = varying if varying.any() else ~varying
+    return float(ssim_per_band(e[kept], r[kept]).mean())
 
 
 def sam(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -167,13 +171,12 @@ def finite_bands(per_band: np.ndarray, estimate: np.ndarray, reference: np.ndarr
 
 def sre(estimate: np.ndarray, reference: np.ndarray) -> float:
     """The overall SRE (dB): the mean of the bands' SRE over the bands where it is finite (``left_out`` names
-    the others). +∞ when every band is reproduced exactly; NaN when the estimate or the reference holds a
-    non-finite value, or when no band has a finite SRE and not every band's is +∞."""
-    per_band = sre_per_band(estimate, reference)
-    if np.isposinf(per_band).all():
-        return float("inf")
-    kept = finite_bands(per_band, estimate, reference)
-    return float(kept.mean()) if np.isfinite(kept).all() else float("nan")
+    the others). When no band's is finite, the mean of them all: +∞ when every band is reproduced exactly, −∞
+    when every band's mean is 0 (one band: its own SRE), NaN otherwise; NaN when the estimate or the reference
+    holds a non-finite value."""
+    kept = finite_bands(sre_per_band(estimate, reference), estimate, reference)
+    with np.errstate(invalid="ignore"):  # +∞ beside −∞
+        return float(kept.mean())
 
 
 def all_metrics(estimate: np.ndarray, reference: np.ndarray, scale: int) -> dict[str, float]:

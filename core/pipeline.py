@@ -406,7 +406,7 @@ def _solver(
         up_valid = valid.repeat(s, axis=1).repeat(s, axis=2)
         if not valid.any():
             return np.zeros(up_valid.shape), up_valid
-        with seeded(config.seed, tile_progress) as generator:
+        with seeded(config.seed, device, tile_progress) as generator:
             tile = super_resolve_tile(scaling.normalise(data), valid, kernel, config, device, tile_progress, generator, start=warm.state, keep=keep)
         warm.keep(tile.state)
         progress.add_curve(tile.losses)
@@ -427,7 +427,7 @@ def _solver(
         from .dip import super_resolve_tiles
 
         data, valid = np.stack([scaling.normalise(d) for d, _ in reads]), np.stack([v for _, v in reads])
-        with seeded(config.seed, tile_progress) as generator:
+        with seeded(config.seed, device, tile_progress) as generator:
             tiles = super_resolve_tiles(data, valid, kernel, config, device, tile_progress, generator, start=warm.state, keep=keep)
         for tile in tiles:
             progress.add_curve(tile.losses)

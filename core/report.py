@@ -3,9 +3,11 @@
 The page shows what was evaluated and how (Wald's protocol, the settings), the overall scores of every
 method and the per-band scores with the best as printed in bold, image crops side by side (low
 resolution, every estimate, the reference, and the error maps of bicubic, of the strongest baseline and
-of the method on one shared scale) and the method's training-loss curve. Files are written atomically. Where the
-bands declare different units, the overall scores that would mix them are not given (``Evaluation.mixed_units``),
-and the page and the text table say so.
+of the method on one shared scale: in the bands' unit, or relative to each band's range where the bands declare
+different units) and the method's training-loss curve. Files are written atomically. Where the
+bands declare different units, the overall scores that would mix them are not given (``Evaluation.mixed_units``);
+such a score, and one not defined (SAM of one band, PSNR of a constant band), is a dash in the page and the text
+table and ``null`` in the JSON, and all three say why in the same words (``Evaluation.undefined_notes``).
 """
 
 from __future__ import annotations
@@ -83,12 +85,17 @@ def _panels(evaluation: Evaluation) -> tuple[list[tuple[str, np.ndarray]], str]:
     rank = "ergas" if evaluation.mixed_units else "rmse"  # ERGAS, relative to each band's mean, mixes no units
     strongest = min(baselines, key=lambda s: s.overall[rank]).label  # the baseline the method must beat
     shown = dict.fromkeys((BICUBIC, strongest, method))
-    errors = {label: np.abs(evaluation.estimates[label][crop] - reference[crop]).mean(axis=0) for label in shown}
+    relative = evaluation.mixed_units  # absolute errors of bands in different units would mix the units
+    errors = {label: figures.error_map(evaluation.estimates[label][crop], reference[crop], relative) for label in shown}
     maximum = float(np.percentile(errors[BICUBIC], 99))
-    panels += [(f"|{label} − reference|", figures.error_rgb(error, maximum)) for label, error in errors.items()]
+    error_caption = "|{} − reference| ÷ band range" if relative else "|{} − reference|"
+    panels += [(error_caption.format(label), figures.error_rgb(error, maximum)) for label, error in errors.items()]
+    measure = ("mean over bands of each band's absolute error divided by that band's range in the reference (2nd to 98th "
+               "percentile over the crop; a band of no range counts 0), as the bands declare different units, which "
+               "absolute errors would mix" if relative else "mean absolute error over bands")
     note = (f"Central {size_w} × {size_h} pixel crop, {how}, stretched between the reference's 2nd and 98th "
-            f"percentiles. Error maps of bicubic, of the strongest baseline (lowest {METRIC_NAMES[rank]}) and of the method: mean "
-            f"absolute error over bands, black = 0 to white = {maximum:.4g} (the 99th percentile of bicubic's error).")
+            f"percentiles. Error maps of bicubic, of the strongest baseline (lowest {METRIC_NAMES[rank]}) and of the method: "
+            f"{measure}, black = 0 to white = {maximum:.4g} (the 99th percentile of bicubic's error).")
     return [(caption, figures.enlarge(rgb, factor)) for caption, rgb in panels], note
 
 
@@ -120,9 +127,10 @@ LEFT_OUT_NOTES = {
 
 def left_out_notes(evaluation: Evaluation) -> list[str]:
     """For each overall score that leaves bands out (``metrics.left_out``: their score is not finite), a sentence
-    naming, for each method, those bands with their score; none for a score that leaves no band out. First, where
-    the bands declare different units, the sentence on the overall scores not given (``mixed_units_note``)."""
-    notes = [f"{evaluation.mixed_units_note}."] if evaluation.mixed_units else []
+    naming, for each method, those bands with their score; none for a score that leaves no band out. First the
+    sentences on the scores not given or not defined (``Evaluation.undefined_notes``: mixed units, SAM of one band,
+    PSNR and SSIM of a constant band), the same in the page, the printed table, the JSON and the log."""
+    notes = [f"{note}." for note in evaluation.undefined_notes]
     for metric, opening in LEFT_OUT_NOTES.items():
         parts = []
         for s in evaluation.scores:

@@ -220,7 +220,7 @@ def _solver(
         out_valid = target_valid.repeat(scale, axis=1).repeat(scale, axis=2) & guide_valid.all(axis=0)
         if not out_valid.any():
             return np.zeros(out_valid.shape), out_valid
-        with seeded(config.seed, tile_progress) as generator:
+        with seeded(config.seed, device, tile_progress) as generator:
             tile = sharpen_tile(
                 target_scaling.normalise(target), target_valid, guide_scaling.normalise(guide), guide_valid,
                 target_kernels, guide_kernels, config, device, tile_progress, generator, start=warm.state, keep=keep,

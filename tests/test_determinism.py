@@ -3,6 +3,8 @@ bit (CPU, same thread count), another seed gives another output."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +57,7 @@ def test_a_run_puts_cudnns_process_wide_flags_back(tmp_path: Path) -> None:
     saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
     try:
-        with seeded(0, NullProgress()):
+        with seeded(0, torch.device("cpu"), NullProgress()):
             assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == (True, False)
         assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == (False, True)
         source = write_raster(str(tmp_path / "in.tif"), s2_pixels(bands=slice(0, 1)), crs="EPSG:32618")
@@ -79,3 +81,63 @@ def test_a_run_leaves_the_callers_random_stream_as_it_found_it(method: str, tmp_
     torch.rand(3)
     assert main(argv) == 0
     np.testing.assert_array_equal(torch.rand(5), expected)
+
+
+def refuse(name: str):
+    """A stand-in for a torch function that a CPU run must not call."""
+    def refused(*args, **kwargs):
+        raise AssertionError(f"a CPU run called {name}")
+    return refused
+
+
+def test_a_cpu_run_touches_no_other_devices_generator(monkeypatch, tmp_path: Path) -> None:
+    """``seeded`` seeded every device's generator (``torch.manual_seed``: on a process without CUDA started, a seed
+    queued for when it starts, which then changed a caller's later CUDA stream) and restored only those of CUDA
+    devices started before it; a CPU run now seeds and restores the CPU's alone, and starts no CUDA."""
+    for name in ("manual_seed", "manual_seed_all", "get_rng_state", "set_rng_state", "current_device", "init"):
+        monkeypatch.setattr(torch.cuda, name, refuse(f"torch.cuda.{name}"))
+    for name in ("manual_seed", "get_rng_state", "set_rng_state"):
+        monkeypatch.setattr(torch.mps, name, refuse(f"torch.mps.{name}"))
+    torch.random.default_generator.manual_seed(1234)
+    expected = torch.rand(5)
+    torch.random.default_generator.manual_seed(1234)
+    with seeded(0, torch.device("cpu"), NullProgress()):
+        assert torch.random.initial_seed() == 0
+        torch.rand(3)
+    source = write_raster(str(tmp_path / "in.tif"), s2_pixels(bands=slice(0, 1)), crs="EPSG:32618")
+    assert main(["dip", source, str(tmp_path / "out.tif"), "--scale", "2", "--iterations", "2", "--device", "cpu"]) == 0
+    np.testing.assert_array_equal(torch.rand(5), expected)
+    assert not torch.cuda.is_initialized()
+
+
+def test_a_run_on_mps_puts_the_mps_generator_back(monkeypatch) -> None:
+    """The MPS generator a run seeds and uses was left so; it is put back as the run found it (a CPU generator
+    stands in for MPS's, so that this runs anywhere)."""
+    mps = torch.Generator().manual_seed(99)
+    monkeypatch.setattr(torch.mps, "get_rng_state", lambda *device: mps.get_state())
+    monkeypatch.setattr(torch.mps, "set_rng_state", lambda state, *device: mps.set_state(state))
+    monkeypatch.setattr(torch.mps, "manual_seed", lambda seed: mps.manual_seed(seed))
+    torch.rand(7, generator=mps)
+    before = mps.get_state()
+    with seeded(0, torch.device("mps"), NullProgress()):
+        assert mps.initial_seed() == 0  # seeded for the run
+        torch.rand(3, generator=mps)
+    assert torch.equal(mps.get_state(), before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_run_that_starts_cuda_puts_the_callers_cuda_stream_back() -> None:
+    """A run that is the first to use CUDA in the process left CUDA's generator as it seeded and used it (``seeded``
+    forked only the CUDA devices started before it). In a fresh process, so that CUDA is not started yet."""
+    script = """
+import torch
+from internal_sr.core.device import seeded
+from internal_sr.core.progress import NullProgress
+torch.cuda.manual_seed(1234)  # queued: CUDA is not started yet
+with seeded(0, torch.device("cuda"), NullProgress()):
+    torch.rand(3, device="cuda")
+after = torch.rand(5, device="cuda")
+torch.cuda.manual_seed(1234)
+assert torch.equal(after, torch.rand(5, device="cuda")), "the run changed the caller's CUDA stream"
+"""
+    subprocess.run([sys.executable, "-c", script], check=True)

@@ -320,15 +320,82 @@ def strict_json(text: str) -> dict:
     return json.loads(text, parse_constant=refuse)
 
 
+def undefined_everywhere_alike(e, log: Log, json_path) -> dict:
+    """Check that ``e``'s undefined scores (NaN) are ``null`` in the JSON, named in neither ``infinite`` list, and a
+    dash in the printed table, and that the log, the JSON, the table and the page give each ``undefined_notes``
+    sentence in the same words; returns the JSON."""
+    report.write_json(e, str(json_path))
+    saved = strict_json(json_path.read_text())
+    table, page = report.text_table(e).splitlines(), report.render_html(e)
+    assert saved["undefined_notes"] == e.undefined_notes
+    for note in e.undefined_notes:
+        assert note in log.lines and f"{note}." in table and f"<p>{html.escape(note)}.</p>" in page
+    for s, row, line in zip(e.scores, saved["scores"], table[1:]):
+        cells = line.removeprefix(s.label).split()
+        for (metric, value), cell in zip(s.overall.items(), cells):
+            if math.isnan(value):
+                assert row["overall"][metric] is None and cell == "—" and metric not in row["infinite"] + row["minus_infinite"]
+        for metric, values in s.per_band.items():
+            for band, value in enumerate(values, start=1):
+                if math.isnan(value):
+                    assert row["per_band"][metric][band - 1] is None
+                    assert f"{metric}[{band}]" not in row["infinite"] + row["minus_infinite"]
+    return saved
+
+
 def test_single_band_has_no_spectral_angle_and_the_report_says_so(tmp_path):
-    path = write_raster(str(tmp_path / "one.tif"), read(S2_10M)[:1], crs=UTM)
-    e = evaluate(path, "bicubic", 2, "bicubic")
+    """SAM of one band is a dash in the tables and null in the JSON, and the log, the JSON, the printed table and the
+    page say why in one sentence (they gave the dash and the null without a word)."""
+    path = write_raster(str(tmp_path / "one.tif"), read(S2_10M)[:1, :32, :32], crs=UTM)
+    log = Log()
+    e = evaluate(path, "bicubic", 2, "bicubic", progress=log)
     assert all(math.isnan(s.overall["sam"]) for s in e.scores)
-    report.write_json(e, str(tmp_path / "one.json"))
-    saved = strict_json((tmp_path / "one.json").read_text())
+    note = "Overall SAM is not defined for one band (—): the angle between one-band spectra is 0° or 180° whatever the error"
+    assert e.undefined_notes == [note]
+    saved = undefined_everywhere_alike(e, log, tmp_path / "one.json")
     assert saved["scores"][0]["overall"]["sam"] is None and "sam" not in saved["scores"][0]["infinite"]  # undefined
     sam_cells = [row.split("</td><td>")[3] for row in report.render_html(e).split("<tr><th>")[2:4]]
     assert sam_cells == ["—", "—"]
+
+
+def test_a_constant_band_has_no_psnr_or_ssim_and_every_output_says_why(tmp_path):
+    """A constant reference band has no range: its PSNR and SSIM are a dash or, reproduced exactly, ∞ and 1; the
+    log, the JSON, the printed table and the page say so and name the band (they said nothing)."""
+    data = read(S2_10M)[:2, :32, :32]
+    data[1] = 1234
+    log = Log()
+    e = evaluate(write_raster(str(tmp_path / "c.tif"), data, crs=UTM, descriptions=["B4", "B3"]), "bicubic", 2, "bicubic",
+                 progress=log)
+    assert e.undefined_notes == ["PSNR and SSIM are not defined for a band whose reference is constant, having no range "
+                                 "(—; ∞ and 1 where an estimate reproduces it exactly): B3; the overall SSIM averages the "
+                                 "other bands"]
+    undefined_everywhere_alike(e, log, tmp_path / "c.json")
+
+
+def test_an_overall_score_of_bands_without_a_finite_one_is_theirs_not_undefined(tmp_path):
+    """With no band whose SRE is finite, the overall SRE is the bands' own: one band of mean 0 has SRE −∞ (−∞ in the
+    per-band table) and ERGAS ∞, but its overall SRE was undefined (a dash, null named nowhere) beside the overall ERGAS
+    ∞. Every band constant and reproduced exactly has SSIM 1, but its overall SSIM was undefined."""
+    signed = read(S2_10M)[:1, :32, :32].astype(np.int16)
+    half = signed[0, :, :16] - 1500
+    signed[0] = np.concatenate([half, -half[:, ::-1]], axis=1)  # a varying band of mean exactly 0
+    assert metrics.sre(signed + 1.0, signed) == -math.inf == metrics.sre_per_band(signed + 1.0, signed)[0]
+    e = evaluate(write_raster(str(tmp_path / "signed.tif"), signed, crs=UTM), "bicubic", 2, "bicubic")
+    report.write_json(e, str(tmp_path / "signed.json"))
+    for s, row, line in zip(e.scores, strict_json((tmp_path / "signed.json").read_text())["scores"], report.text_table(e).splitlines()[1:]):
+        assert s.overall["sre"] == -math.inf and row["minus_infinite"] == ["sre", "sre[1]"] and line.endswith("−∞")
+    flat = np.stack([np.full((16, 16), 7, np.uint16), np.full((16, 16), 9, np.uint16)])
+    log = Log()
+    e = evaluate(write_raster(str(tmp_path / "flat.tif"), flat, crs=UTM), "bicubic", 2, "bicubic", progress=log)
+    assert all(s.overall["ssim"] == 1.0 and s.per_band["ssim"] == [1.0, 1.0] for s in e.scores)
+    assert e.undefined_notes[0].endswith(": band 1, band 2; so is the overall SSIM")
+    undefined_everywhere_alike(e, log, tmp_path / "flat.json")
+    log = Log()
+    e = evaluate(write_raster(str(tmp_path / "zero.tif"), flat * 0, crs=UTM), "bicubic", 2, "bicubic", progress=log)
+    assert all(math.isnan(s.overall["sam"]) for s in e.scores) and e.undefined_notes[0] == (
+        "Overall SAM is not defined (—): every spectrum of the reference is zero")
+    assert e.undefined_notes[1].endswith(": band 1, band 2; so are the overall PSNR and SSIM")
+    undefined_everywhere_alike(e, log, tmp_path / "zero.json")
 
 
 def test_a_constant_image_writes_valid_json(tmp_path):
@@ -602,6 +669,32 @@ def test_bands_of_different_units_get_no_overall_score_that_would_mix_them(tmp_p
     assert "not given" not in report.text_table(one) and "not given" not in report.render_html(one)
 
 
+def test_error_maps_of_bands_in_different_units_are_relative_to_each_bands_range(tmp_path):
+    """The error maps pooled the absolute errors of every band, so where the bands declare different units a band of
+    large numbers drew the map alone; each band's error is now divided by its range in the reference, and the
+    captions say so: a band's values 1000 times larger (another unit) leave the maps as they are."""
+    from internal_sr.core.figures import error_map
+
+    dn = read(S2_10M)[:2, :32, :32].astype(np.float32)
+    maps, notes = [], []
+    for factor in (1, 1000):
+        path = write_raster(str(tmp_path / f"x{factor}.tif"), dn * np.float32([1, factor])[:, None, None], crs=UTM)
+        with rasterio.open(path, "r+") as dst:
+            dst.units = ("reflectance", "")
+        e = evaluate(path, "bicubic", 2, "bicubic")
+        panels, note = report._panels(e)
+        maps.append([rgb for caption, rgb in panels if caption.endswith("− reference| ÷ band range")])
+        notes.append(note)
+    assert len(maps[0]) == len(maps[1]) == 2  # bicubic and bicubic + back-projection
+    assert all(np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(*maps))  # up to rounding to 8 bits
+    assert "each band's absolute error divided by that band's range in the reference" in notes[0] and notes[0] == notes[1]
+    reference = np.stack([np.arange(16.0).reshape(4, 4), np.full((4, 4), 5.0)])  # band 2 has no range
+    estimate = reference + np.array([1.0, 3.0])[:, None, None]
+    span = np.subtract(*np.percentile(reference[0], [98, 2]))
+    np.testing.assert_allclose(error_map(estimate, reference, relative=True), np.full((4, 4), 1 / span / 2))
+    np.testing.assert_allclose(error_map(estimate, reference, relative=False), np.full((4, 4), 2.0))
+
+
 def test_tiny_and_huge_scores_keep_significant_digits_and_the_columns_stay_apart():
     """RMSEs of 3.7e-05 and 3.58e-05 (a raster of values below 1e-3) both read 0.0000, and one of 2.1e+08 (an int32
     raster) ran into the SSIM column; now each shows 4 significant digits, and every column keeps two blanks."""
@@ -614,7 +707,7 @@ def test_tiny_and_huge_scores_keep_significant_digits_and_the_columns_stay_apart
 
     class Table:
         band_names = ["B1"]
-        mixed_units = False
+        undefined_notes: list[str] = []
         scores = [make_scores("a", 3.70123e-05), make_scores("b", 3.58321e-05), make_scores("c", 2.12345e8)]
 
     lines = report.text_table(Table).splitlines()

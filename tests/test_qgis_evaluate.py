@@ -40,6 +40,21 @@ def test_dip_evaluation_writes_the_report_and_returns_the_scores(tmp_path) -> No
     assert "Method: dip" in feedback.textLog()
 
 
+def test_a_score_not_defined_is_none_as_a_baseline_not_scored(tmp_path) -> None:
+    """SAM of one band was NaN as an output beside None for the baseline not scored (PSNR_HPF_BP): both are None
+    now, as both are null in the JSON, which says why."""
+    from helpers import S2_10M, read, write_raster
+
+    source = write_raster(str(tmp_path / "one.tif"), read(S2_10M)[:1, :32, :32])
+    scores = str(tmp_path / "one.json")
+    result = run({"INPUT": source, "METHOD": "bicubic", "SCALE": 2, "OUTPUT": str(tmp_path / "one.html"),
+                  "OUTPUT_JSON": scores})
+    assert result["SAM"] is None and result["PSNR_HPF_BP"] is None and result["PSNR"] > 20
+    saved = json.loads(Path(scores).read_text())
+    assert saved["scores"][0]["overall"]["sam"] is None
+    assert saved["undefined_notes"][0].startswith("Overall SAM is not defined for one band (—)")
+
+
 def test_extent_picks_the_evaluated_pixels(tmp_path) -> None:
     import rasterio
 
