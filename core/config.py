@@ -92,12 +92,26 @@ def size_subject(width: int, height: int, on_extent: bool, overlap: str | None =
     return f"the chosen extent is {width}×{height} pixels," if on_extent else f"image {width}×{height} is"
 
 
-def refuse_smaller(width: int, height: int, on_extent: bool, minimum: int, shortfall: str, pixels: str) -> None:
+def size_remedy(on_extent: bool, overlap: str | None = None) -> str:
+    """What to do about an input ``size_subject`` (same arguments) names as too small: ``use a larger raster``,
+    ``choose a larger extent``, or with ``overlap`` ``give a guide that covers more of the image`` (or ``extent``)."""
+    if overlap is not None:
+        return f"give a {overlap} that covers more of the {'extent' if on_extent else 'image'}"
+    return "choose a larger extent" if on_extent else "use a larger raster"
+
+
+def refuse_smaller(
+    width: int, height: int, on_extent: bool, minimum: int, shortfall: str, pixels: str, overlap: str | None = None
+) -> None:
     """Raise a one-line ``InputError`` when a ``width × height`` input is under ``minimum × minimum``, worded
-    ``{size_subject} {shortfall}: at least {minimum}×{minimum} {pixels}`` (``on_extent``: it is the window an
-    extent chose, and the message says so), e.g. ``image 20×20 is too small for KernelGAN: at least 64×64 pixels``."""
+    ``{size_subject} {shortfall}: at least {minimum}×{minimum} {pixels}; {size_remedy}`` (``on_extent``: it is the
+    window an extent chose; ``overlap``: it is the part another raster covers; the message says so), e.g.
+    ``image 20×20 is too small for KernelGAN: at least 64×64 pixels; use a larger raster``."""
     if min(width, height) < minimum:
-        raise InputError(f"{size_subject(width, height, on_extent)} {shortfall}: at least {minimum}×{minimum} {pixels}")
+        raise InputError(
+            f"{size_subject(width, height, on_extent, overlap)} {shortfall}: at least {minimum}×{minimum} {pixels}; "
+            f"{size_remedy(on_extent, overlap)}"
+        )
 
 
 def check_at_least(name: str, value: int, minimum: int) -> None:
@@ -239,9 +253,8 @@ class InternalLearningConfig:
         check_at_least("back_projection_steps", self.back_projection_steps, 0)
         check_seed(self.seed)
         if self.tiles.size < self.min_input_size:
-            raise InputError(
-                f"tile size {self.tiles.size} is smaller than the network needs: use at least {self.min_input_size} input pixels"
-            )
+            shortfall, pixels = self.size_reason
+            raise InputError(f"tile size {self.tiles.size} is {shortfall}: use at least {self.min_input_size} {pixels}")
         check_device(self.device)
 
     @property
@@ -349,7 +362,7 @@ class DIPConfig(InternalLearningConfig):
 
     @property
     def size_reason(self) -> tuple[str, str]:
-        return "smaller than the network needs", f"input pixels at ×{self.scale} with depth {self.depth}"
+        return "too small for Deep Image Prior (DIP)", f"input pixels at ×{self.scale} with depth {self.depth}"
 
 
 #: Values of ``KernelGANConfig.orientation``.

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import GAUSSIAN_TERM, SENTINEL2_KERNEL, GuidedDIPConfig, IOOptions, as_paths, extent_words, size_subject
+from .config import GAUSSIAN_TERM, SENTINEL2_KERNEL, GuidedDIPConfig, IOOptions, as_paths, extent_words, refuse_smaller
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Nesting, NoOverlap, Window, nest
@@ -162,10 +162,9 @@ def check_inputs(
     check_kernels_fit_grids(config, nesting)
     s = nesting.scale
     width, height = nesting.target.width, nesting.target.height
-    if min(width, height) < MIN_TARGET_SIZE:
-        partly = (width, height) != (target.grid.width, target.grid.height)  # the guide covers part of the target
-        subject = size_subject(width, height, target.window is not None, "guide" if partly else None)
-        raise InputError(f"{subject} too small for guided DIP: at least {MIN_TARGET_SIZE}×{MIN_TARGET_SIZE} target pixels")
+    partly = (width, height) != (target.grid.width, target.grid.height)  # the guide covers part of the target
+    refuse_smaller(width, height, target.window is not None, MIN_TARGET_SIZE, "too small for guided DIP", "target pixels",
+                   "guide" if partly else None)
     return GuidedInputs(
         target, guide, nesting,
         band_kernels(config.kernel, kernel_names(target, config.kernel, "target", progress), s, "target", nesting.shift),
