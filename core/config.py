@@ -262,6 +262,11 @@ class InternalLearningConfig:
         """Smallest input edge (pixels) the method's network takes (each method sets its own)."""
         return 1
 
+    def min_input_size_at(self, scale: int) -> int:
+        """``min_input_size`` were the scale ``scale`` (the same as it for a method whose network does not depend on
+        the scale): ``core.evaluation`` asks it to tell whether a smaller scale would fit an image."""
+        return self.min_input_size
+
     @property
     def size_reason(self) -> tuple[str, str]:
         """How a refusal of a too small input words the method's need (``refuse_smaller``'s ``shortfall`` and
@@ -358,7 +363,10 @@ class DIPConfig(InternalLearningConfig):
     @property
     def min_input_size(self) -> int:
         """Smallest input edge (pixels): the output must still be 2 pixels wide after ``depth`` halvings."""
-        return -(-(2 ** (self.depth + 1)) // self.scale)
+        return self.min_input_size_at(self.scale)
+
+    def min_input_size_at(self, scale: int) -> int:
+        return -(-(2 ** (self.depth + 1)) // scale)
 
     @property
     def size_reason(self) -> tuple[str, str]:

@@ -779,7 +779,8 @@ def test_settings_the_run_would_refuse_fail_the_check_before_it(crop64: str, tmp
         ("evaluate", {**dip, "METHOD": "bicubic", "EXTENT": f"0,10,0,20 [{grid_info(crop64).crs}]", "OUTPUT": str(tmp_path / "r.html")},
          "extent x 0–10, y 0–20 does not overlap"),  # as typed, xmin,xmax,ymin,ymax: not echoed in another order
         ("evaluate", {**dip, "METHOD": "guided", "GUIDE": guide, "OUTPUT": str(tmp_path / "r.html")}, "differ: reproject"),
-        ("evaluate", {**dip, "INPUT": tiny, "METHOD": "dip", "OUTPUT": str(tmp_path / "r.html")}, "so evaluate an area of at least"),
+        ("evaluate", {**dip, "INPUT": tiny, "METHOD": "dip", "OUTPUT": str(tmp_path / "r.html")},
+         "image 16×16 is too small for Wald's protocol at ×2 with Deep Image Prior: it needs at least 64×64 pixels"),
         ("kernelgan", {"INPUT": crop64, "SCALE": 2, "BANDS": [1], "DEVICE": "cpu", "OUTPUT": str(tmp_path / "k.npy"),
                        "OUTPUT_HTML": str(tmp_path / "k.png")}, "would be written twice"),
     ]
