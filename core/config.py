@@ -36,17 +36,19 @@ def check_device(device: str) -> None:
         raise InputError(f"device must be auto, cpu, cuda or mps, got {device!r}")
 
 
-#: The largest refinement factor of the super-resolution methods (as the dialog and Processing offer):
-#: beyond it an output tile outgrows memory long before the result means anything.
+#: The largest refinement factor of every super-resolution method (DIP, Knitworks, guided DIP, whose scale is the
+#: grids' ratio) and of every method ``evaluate`` scores, bicubic included (as the dialog and Processing offer):
+#: beyond it an output tile outgrows memory long before the result means anything. ``check_scale`` applies it.
 MAX_SCALE = 16
 
 
-def check_scale(scale: int, maximum: int | None = MAX_SCALE) -> None:
+def check_scale(scale: int, maximum: int | None = MAX_SCALE, subject: str = "scale", remedy: str | None = None) -> None:
     """Raise a one-line ``InputError`` unless ``scale`` is an integer factor from 2 to ``maximum`` (``None``: no
-    bound; ``degrade`` takes any whole number of pixels per block)."""
+    bound; ``degrade`` takes any whole number of pixels per block), worded ``{subject} must be an integer from 2 to
+    16, got 17`` and ``; {remedy}`` when given (where the scale is not a setting, e.g. guided DIP's grids' ratio)."""
     if not is_integer(scale) or scale < 2 or (maximum is not None and scale > maximum):
         bounds = "≥ 2" if maximum is None else f"from 2 to {maximum}"
-        raise InputError(f"scale must be an integer {bounds}, got {scale!r}")
+        raise InputError(f"{subject} must be an integer {bounds}, got {scale!r}{f'; {remedy}' if remedy else ''}")
 
 
 def is_integer(value: object) -> bool:

@@ -17,7 +17,18 @@ import numpy as np
 import torch
 
 from . import metrics
-from .config import EVALUATION_METHODS, DIPConfig, GuidedDIPConfig, InternalLearningConfig, IOOptions, KnitworkConfig, as_paths, size_remedy, size_subject
+from .config import (
+    EVALUATION_METHODS,
+    DIPConfig,
+    GuidedDIPConfig,
+    InternalLearningConfig,
+    IOOptions,
+    KnitworkConfig,
+    as_paths,
+    check_scale,
+    size_remedy,
+    size_subject,
+)
 from .degradation import Degradation, back_project, degrade_array, in_float32, upsample
 from .errors import InputError
 from .grid import Window
@@ -355,6 +366,7 @@ def plan_evaluation(
     names), said through ``progress`` when given."""
     if method not in EVALUATION_METHODS:
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(EVALUATION_METHODS)}")
+    check_scale(scale)  # every method's limit, bicubic's and guided DIP's included
     info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     if method == "guided":
         from .guided import MIN_TARGET_SIZE
