@@ -22,6 +22,8 @@ SENTINEL2_KERNEL = "sentinel2"
 #: end whose settings name them otherwise rewords these phrases (``core.errors.error_line``'s ``terms``:
 #: ``algorithms.base.PROCESSING_TERMS``, ``ui.task.DIALOG_TERMS``), so every message naming them uses these.
 GAUSSIAN_TERM, KERNEL_FILE_TERM = "gaussian:SIGMA", "a .npy file"
+#: How messages name the tile size and tile overlap settings: as the command line's options (reworded alike).
+TILE_TERM, OVERLAP_TERM = "--tile", "--overlap"
 #: The kernels a super-resolution or a degradation may name, as messages list them.
 KERNEL_CHOICES = f"bicubic, lanczos2, lanczos3, {GAUSSIAN_TERM}, landsat or {KERNEL_FILE_TERM}"
 #: Names a raster output may end in: outputs are always written as GeoTIFF.
@@ -190,8 +192,15 @@ class TileOptions:
             raise InputError(f"tile batch must be ≥ 0 (0: automatic), got {self.batch}")
         if self.size < 16:
             raise InputError(f"tile size {self.size} is too small: use at least 16 input pixels (DIP and Knitworks may need more)")
-        if self.overlap < 0 or 2 * self.overlap >= self.size:
-            raise InputError(f"tile overlap {self.overlap} must be ≥ 0 and less than half the tile size {self.size}")
+        if self.overlap < 0:
+            raise InputError(f"tile overlap must be ≥ 0 ({OVERLAP_TERM}), got {self.overlap}")
+        if 2 * self.overlap >= self.size:
+            default = ", the default" if self.overlap == TileOptions.overlap else ""
+            raise InputError(
+                f"tile size {self.size} is too small for the tile overlap of {self.overlap} pixels{default}, which must be less "
+                f"than half the tile: lower it with {OVERLAP_TERM} to {(self.size - 1) // 2} or less, or use {TILE_TERM} "
+                f"{2 * self.overlap + 1} or more"
+            )
 
     def for_device(self, device_type: str) -> "TileOptions":
         """These options with an automatic ``batch`` (0) resolved for a ``cpu``, ``cuda`` or ``mps`` device."""

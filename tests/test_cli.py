@@ -119,6 +119,21 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make_input, args, mes
     assert os.listdir(out.parent) == []
 
 
+@pytest.mark.parametrize("overlap, message", [
+    ([], "tile size 20 is too small for the tile overlap of 16 pixels, the default, which must be less than half the tile: "
+         "lower it with --overlap to 9 or less, or use --tile 33 or more"),
+    (["--overlap", "12"], "tile size 20 is too small for the tile overlap of 12 pixels, which must be less than half the "
+                          "tile: lower it with --overlap to 9 or less, or use --tile 25 or more"),
+    (["--overlap", "-1"], "tile overlap must be ≥ 0 (--overlap), got -1"),
+])
+def test_a_tile_too_small_for_its_overlap_names_the_default_and_the_option_to_lower_it(tmp_path, capsys, overlap, message):
+    """``--tile 20`` alone was refused as "tile overlap 16 must be ≥ 0 and less than half the tile size 20": an overlap
+    the user never gave, with no word of it being the default nor of the option that lowers it."""
+    assert main(["dip", S2_20M, str(tmp_path / "sr.tif"), "--scale", "2", "--tile", "20", *overlap, *FAST]) == 2
+    assert capsys.readouterr().err == f"internal-sr: error: {message}\n"
+    assert os.listdir(tmp_path) == []
+
+
 def test_every_method_stops_at_the_one_largest_scale(tmp_path, capsys):
     """DIP and Knitworks stopped at ×16 while evaluate with bicubic or guided DIP took ×17 and more, and guided DIP took a
     guide 17 times finer: ``MAX_SCALE`` is now every method's limit, and ``degrade`` alone has none (a whole block)."""

@@ -414,7 +414,8 @@ def test_the_summary_refuses_what_the_run_would_refuse(dialog, tmp_path) -> None
     refused("tile size 16 is too small for Deep Image Prior (DIP)")
     dialog.tile_spin.setValue(32)
     dialog.overlap_spin.setValue(16)
-    refused("overlap")
+    refused("tile size 32 is too small for the tile overlap of 16 pixels, the default, which must be less than half the tile: "
+            "lower it with tile overlap (Advanced) to 15 or less, or use tile size (Advanced) 33 or more")
     dialog.overlap_spin.setValue(4)  # the overlap box alone used to leave the old refusal in place
     assert dialog.run_button.isEnabled()
     np.save(tmp_path / "even.npy", np.ones((4, 4)))

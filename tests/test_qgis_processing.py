@@ -774,6 +774,8 @@ def test_settings_the_run_would_refuse_fail_the_check_before_it(crop64: str, tmp
         ("dip", {**dip, "INPUT": tiny}, "image 16×16 is too small for Deep Image Prior (DIP)"),
         ("dip", {**dip, "EXTENT": grid_extent(crop64, 30, 20)}, "the chosen extent is 30×20 pixels, too small for Deep Image Prior (DIP)"),
         ("dip", {**dip, "OUTPUT": "/proc/out.tif"}, "cannot write in output folder /proc"),
+        ("knitwork", {**dip, "TILE_SIZE": 20}, "the tile overlap of 16 pixels, the default, which must be less than half the "
+         "tile: lower it with Tile overlap (OVERLAP) to 9 or less, or use Tile size (TILE_SIZE) 33 or more"),
         ("evaluate", {**dip, "METHOD": "dip", "KERNEL": "sentinel2", "OUTPUT": str(tmp_path / "r.html")},
          "is for guided DIP only: use bicubic, lanczos2, lanczos3, gaussian (with SIGMA), landsat or a kernel file (KERNEL_FILE)"),
         ("evaluate", {**dip, "METHOD": "bicubic", "EXTENT": f"0,10,0,20 [{grid_info(crop64).crs}]", "OUTPUT": str(tmp_path / "r.html")},
