@@ -32,7 +32,7 @@ from .config import (
 from .degradation import Degradation, back_project, degrade_array, in_float32, upsample
 from .errors import InputError
 from .grid import Window
-from .kernels import Kernel, make_kernel
+from .kernels import Kernel, check_kernel_fits, make_kernel
 from .pipeline import RunResult, _Recorder, _log_input, extent_message, log_fill_values, super_resolve_array
 from .progress import NullProgress, Progress, SubProgress
 from .raster import RasterInfo, open_info, read_window, value_text
@@ -400,12 +400,14 @@ def plan_evaluation(
     kernels = make_kernel(kernel, scale)
     if method == "bicubic":
         _check_sizes(area, scale, info.window is not None, None, lambda s: 0)
+        check_kernel_fits(kernels, area.width // scale, area.height // scale, info.window is not None)
         return EvaluationPlan(info, area, kernels)
     if config is None or getattr(config, "scale", scale) != scale:
         raise InputError(f"method {method} needs its configuration at scale {scale}")
     if config.kernel != kernel:
         raise InputError(f"the image is degraded with kernel {kernel} but the method's configuration assumes {config.kernel}")
     _check_sizes(area, scale, info.window is not None, METHOD_LABELS[method], config.min_input_size_at)
+    check_kernel_fits(kernels, area.width // scale, area.height // scale, info.window is not None)
     return EvaluationPlan(info, area, kernels)
 
 
