@@ -193,6 +193,18 @@ def test_window_interior_and_weight_drop_a_margin_on_the_sides_inside_the_image_
     assert interior((slice(0, 8), slice(0, 8)), (8, 8), 2) == (slice(0, 8), slice(0, 8))  # the whole image has no cut side
 
 
+def test_a_margin_wider_than_the_window_leaves_an_empty_interior_not_a_wrapped_one():
+    """A kernel reaching further than a step window is wide (Knitworks, gaussian:10 at ×2 on 32-pixel tiles: 30 input
+    pixels on 22-pixel windows) made the interior's end negative, which slicing counts from the image's end: the run
+    failed with "unexpected RuntimeError: The expanded size of the tensor (14) must match the existing size (24)"."""
+    valid = torch.ones(1, 1, 32, 32)
+    for window in ((slice(0, 22), slice(5, 27)), (slice(10, 32), slice(0, 22))):
+        rows, cols = interior(window, (32, 32), 30)
+        assert all(window[i].start <= cut.start == cut.stop <= window[i].stop for i, cut in enumerate((rows, cols)))
+        weight = window_weight(valid, window, (32, 32), 30)
+        assert weight.shape == (1, 1, 22, 22) and not weight.any()
+
+
 def test_steps_on_windows_give_a_whole_valid_image_of_their_own(wald_x2):
     _, low = wald_x2
     config = dict(scale=2, channels=8, depth=3, iterations=4, device="cpu")
