@@ -313,7 +313,8 @@ def test_integers_beyond_32_bits_are_refused_not_read_as_zero(crop64: str, tmp_p
 @pytest.mark.parametrize(
     ("parameters", "expected"),
     [
-        ({"TILE_SIZE": 16, "OVERLAP": 8}, "tile overlap 8 must be"),  # refused by the engine's TileOptions
+        ({"TILE_SIZE": 16, "OVERLAP": 8}, "tile size 16 is too small for the tile overlap of 8 pixels, which must be less than "
+         "half the tile: lower it with Tile overlap (OVERLAP) to 7 or less, or use Tile size (TILE_SIZE) 17 or more"),
         ({"OUTPUT": "MISSING_FOLDER"}, "does not exist"),  # refused by the engine at run time
     ],
 )
