@@ -400,14 +400,13 @@ def plan_evaluation(
     kernels = make_kernel(kernel, scale)
     if method == "bicubic":
         _check_sizes(area, scale, info.window is not None, None, lambda s: 0)
-        check_kernel_fits(kernels, area.width // scale, area.height // scale, info.window is not None)
         return EvaluationPlan(info, area, kernels)
     if config is None or getattr(config, "scale", scale) != scale:
         raise InputError(f"method {method} needs its configuration at scale {scale}")
     if config.kernel != kernel:
         raise InputError(f"the image is degraded with kernel {kernel} but the method's configuration assumes {config.kernel}")
     _check_sizes(area, scale, info.window is not None, METHOD_LABELS[method], config.min_input_size_at)
-    check_kernel_fits(kernels, area.width // scale, area.height // scale, info.window is not None)
+    check_kernel_fits(kernels, area.width // scale, area.height // scale, info.window is not None)  # as check_super_resolve
     return EvaluationPlan(info, area, kernels)
 
 

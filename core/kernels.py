@@ -282,7 +282,7 @@ def load_kernel_file(path: str, scale: int) -> tuple[np.ndarray, tuple[float, fl
         raise InputError(f"kernel file {path} must be finite with a positive sum: it holds infinite or NaN taps")
     if not k.any():
         raise InputError(f"kernel file {path} must be finite with a positive sum: all its taps are 0")
-    k = k / np.abs(k).max()  # the taps' own scale, so that a sum of huge or subnormal taps neither overflows nor rounds off
+    k = k / np.abs(k).max()  # on the taps' own scale, so that the sum of huge (finite) taps does not overflow
     if k.sum() <= 0:
         raise InputError(f"kernel file {path} must be finite with a positive sum: its taps sum to 0 or less")
     rows, cols = np.indices(k.shape)
@@ -372,9 +372,11 @@ def names_file(spec: str) -> bool:
 
 
 def check_kernel_fits(kernel: Kernel, width: int, height: int, on_extent: bool = False) -> None:
-    """Raise a one-line ``InputError`` when ``kernel`` is wider than the high-resolution image it blurs into a
-    ``width × height`` low-resolution one (``kernel.scale`` times as many pixels each way; ``on_extent``: the image is
-    the window an extent chose, and the message says so): nearly all its taps would fall on the border's padding."""
+    """Raise a one-line ``InputError`` when ``kernel`` is wider than the high-resolution image a super-resolution of a
+    ``width × height`` image estimates (``kernel.scale`` times as many pixels each way; ``on_extent``: the image is the
+    window an extent chose, and the message says so): nearly all its taps would fall on the border's padding, the loss
+    would fit padding. (``degrade`` takes any kernel: an extent reads its context from the raster around it, and a
+    blur wider than a small raster is the replicated border's, ``core.degradation``.)"""
     s = kernel.scale
     if kernel.size > s * min(width, height):
         area = "the chosen extent" if on_extent else "the image"
