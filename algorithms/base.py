@@ -70,6 +70,8 @@ from ..core.config import (
     INT32_MAX,
     KERNEL_FILE_TERM,
     MAX_SCALE,
+    OVERLAP_TERM,
+    TILE_TERM,
     TileOptions,
     extent_words,
     is_named_pipe,
@@ -497,9 +499,10 @@ def input_settings(source: RasterSource, bands: tuple[int, ...] | None, extent: 
 
 #: How the out-of-memory hints of ``core.errors.error_line`` name the parameters that help.
 TILE_HINT, DEVICE_HINT = "Tile size (TILE_SIZE)", "Device cpu"
-#: The engine's messages name kernels as the command line takes them (``core.config.GAUSSIAN_TERM``, …): here,
-#: what the algorithms' parameters are instead (``core.errors.error_line``'s ``terms``).
-PROCESSING_TERMS = {GAUSSIAN_TERM: "gaussian (with SIGMA)", KERNEL_FILE_TERM: "a kernel file (KERNEL_FILE)"}
+#: The engine's messages name kernels and tile settings as the command line takes them (``core.config.GAUSSIAN_TERM``,
+#: ``TILE_TERM``, …): here, what the algorithms' parameters are instead (``core.errors.error_line``'s ``terms``).
+PROCESSING_TERMS = {GAUSSIAN_TERM: "gaussian (with SIGMA)", KERNEL_FILE_TERM: "a kernel file (KERNEL_FILE)",
+                    TILE_TERM: TILE_HINT, OVERLAP_TERM: "Tile overlap (OVERLAP)"}
 
 
 @contextmanager

@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="score a method by Wald's protocol on your own raster: degrade it, super-resolve it back, compare"
     )
     evaluate.add_argument("input", help="raster to evaluate on (guided: the low-resolution target)")
-    evaluate.add_argument("--scale", type=_scale, required=True, help="integer factor ≥ 2 (guided: the guide/target grid ratio)")
+    evaluate.add_argument("--scale", type=_scale, required=True, help=f"integer factor from 2 to {MAX_SCALE} (guided: the guide/target grid ratio)")
     evaluate.add_argument("--method", choices=EVALUATION_METHODS, default="dip", help="method scored beside bicubic and bicubic + back-projection")
     evaluate.add_argument("--bands", type=_bands, help="1-based bands, e.g. 1,2,3 (default: all)")
     evaluate.add_argument("--extent", type=_extent, help="evaluate only this area: XMIN,YMIN,XMAX,YMAX in the raster's CRS")

@@ -22,6 +22,8 @@ SENTINEL2_KERNEL = "sentinel2"
 #: end whose settings name them otherwise rewords these phrases (``core.errors.error_line``'s ``terms``:
 #: ``algorithms.base.PROCESSING_TERMS``, ``ui.task.DIALOG_TERMS``), so every message naming them uses these.
 GAUSSIAN_TERM, KERNEL_FILE_TERM = "gaussian:SIGMA", "a .npy file"
+#: How messages name the tile size and tile overlap settings: as the command line's options (reworded alike).
+TILE_TERM, OVERLAP_TERM = "--tile", "--overlap"
 #: The kernels a super-resolution or a degradation may name, as messages list them.
 KERNEL_CHOICES = f"bicubic, lanczos2, lanczos3, {GAUSSIAN_TERM}, landsat or {KERNEL_FILE_TERM}"
 #: Names a raster output may end in: outputs are always written as GeoTIFF.
@@ -36,17 +38,19 @@ def check_device(device: str) -> None:
         raise InputError(f"device must be auto, cpu, cuda or mps, got {device!r}")
 
 
-#: The largest refinement factor of the super-resolution methods (as the dialog and Processing offer):
-#: beyond it an output tile outgrows memory long before the result means anything.
+#: The largest refinement factor of every super-resolution method (DIP, Knitworks, guided DIP, whose scale is the
+#: grids' ratio) and of every method ``evaluate`` scores, bicubic included (as the dialog and Processing offer):
+#: beyond it an output tile outgrows memory long before the result means anything. ``check_scale`` applies it.
 MAX_SCALE = 16
 
 
-def check_scale(scale: int, maximum: int | None = MAX_SCALE) -> None:
+def check_scale(scale: int, maximum: int | None = MAX_SCALE, subject: str = "scale", remedy: str | None = None) -> None:
     """Raise a one-line ``InputError`` unless ``scale`` is an integer factor from 2 to ``maximum`` (``None``: no
-    bound; ``degrade`` takes any whole number of pixels per block)."""
+    bound; ``degrade`` takes any whole number of pixels per block), worded ``{subject} must be an integer from 2 to
+    16, got 17`` and ``; {remedy}`` when given (where the scale is not a setting, e.g. guided DIP's grids' ratio)."""
     if not is_integer(scale) or scale < 2 or (maximum is not None and scale > maximum):
         bounds = "≥ 2" if maximum is None else f"from 2 to {maximum}"
-        raise InputError(f"scale must be an integer {bounds}, got {scale!r}")
+        raise InputError(f"{subject} must be an integer {bounds}, got {scale!r}{f'; {remedy}' if remedy else ''}")
 
 
 def is_integer(value: object) -> bool:
@@ -92,12 +96,26 @@ def size_subject(width: int, height: int, on_extent: bool, overlap: str | None =
     return f"the chosen extent is {width}×{height} pixels," if on_extent else f"image {width}×{height} is"
 
 
-def refuse_smaller(width: int, height: int, on_extent: bool, minimum: int, shortfall: str, pixels: str) -> None:
+def size_remedy(on_extent: bool, overlap: str | None = None) -> str:
+    """What to do about an input ``size_subject`` (same arguments) names as too small: ``use a larger raster``,
+    ``choose a larger extent``, or with ``overlap`` ``give a guide that covers more of the image`` (or ``extent``)."""
+    if overlap is not None:
+        return f"give a {overlap} that covers more of the {'extent' if on_extent else 'image'}"
+    return "choose a larger extent" if on_extent else "use a larger raster"
+
+
+def refuse_smaller(
+    width: int, height: int, on_extent: bool, minimum: int, shortfall: str, pixels: str, overlap: str | None = None
+) -> None:
     """Raise a one-line ``InputError`` when a ``width × height`` input is under ``minimum × minimum``, worded
-    ``{size_subject} {shortfall}: at least {minimum}×{minimum} {pixels}`` (``on_extent``: it is the window an
-    extent chose, and the message says so), e.g. ``image 20×20 is too small for KernelGAN: at least 64×64 pixels``."""
+    ``{size_subject} {shortfall}: at least {minimum}×{minimum} {pixels}; {size_remedy}`` (``on_extent``: it is the
+    window an extent chose; ``overlap``: it is the part another raster covers; the message says so), e.g.
+    ``image 20×20 is too small for KernelGAN: at least 64×64 pixels; use a larger raster``."""
     if min(width, height) < minimum:
-        raise InputError(f"{size_subject(width, height, on_extent)} {shortfall}: at least {minimum}×{minimum} {pixels}")
+        raise InputError(
+            f"{size_subject(width, height, on_extent, overlap)} {shortfall}: at least {minimum}×{minimum} {pixels}; "
+            f"{size_remedy(on_extent, overlap)}"
+        )
 
 
 def check_at_least(name: str, value: int, minimum: int) -> None:
@@ -179,8 +197,15 @@ class TileOptions:
             raise InputError(f"tile batch must be ≥ 0 (0: automatic), got {self.batch}")
         if self.size < 16:
             raise InputError(f"tile size {self.size} is too small: use at least 16 input pixels (DIP and Knitworks may need more)")
-        if self.overlap < 0 or 2 * self.overlap >= self.size:
-            raise InputError(f"tile overlap {self.overlap} must be ≥ 0 and less than half the tile size {self.size}")
+        if self.overlap < 0:
+            raise InputError(f"tile overlap must be ≥ 0 ({OVERLAP_TERM}), got {self.overlap}")
+        if 2 * self.overlap >= self.size:
+            default = ", the default" if self.overlap == TileOptions.overlap else ""
+            raise InputError(
+                f"tile size {self.size} is too small for the tile overlap of {self.overlap} pixels{default}, which must be less "
+                f"than half the tile: lower it with {OVERLAP_TERM} to {(self.size - 1) // 2} or less, or use {TILE_TERM} "
+                f"{2 * self.overlap + 1} or more"
+            )
 
     def for_device(self, device_type: str, bands: int, scale: int) -> "TileOptions":
         """These options with an automatic ``batch`` (0) resolved for a ``cpu``, ``cuda`` or ``mps`` device, for
@@ -251,15 +276,19 @@ class InternalLearningConfig:
         check_at_least("back_projection_steps", self.back_projection_steps, 0)
         check_seed(self.seed)
         if self.tiles.size < self.min_input_size:
-            raise InputError(
-                f"tile size {self.tiles.size} is smaller than the network needs: use at least {self.min_input_size} input pixels"
-            )
+            shortfall, pixels = self.size_reason
+            raise InputError(f"tile size {self.tiles.size} is {shortfall}: use at least {self.min_input_size} {pixels}")
         check_device(self.device)
 
     @property
     def min_input_size(self) -> int:
         """Smallest input edge (pixels) the method's network takes (each method sets its own)."""
         return 1
+
+    def min_input_size_at(self, scale: int) -> int:
+        """``min_input_size`` were the scale ``scale`` (the same as it for a method whose network does not depend on
+        the scale): ``core.evaluation`` asks it to tell whether a smaller scale would fit an image."""
+        return self.min_input_size
 
     @property
     def size_reason(self) -> tuple[str, str]:
@@ -357,11 +386,14 @@ class DIPConfig(InternalLearningConfig):
     @property
     def min_input_size(self) -> int:
         """Smallest input edge (pixels): the output must still be 2 pixels wide after ``depth`` halvings."""
-        return -(-(2 ** (self.depth + 1)) // self.scale)
+        return self.min_input_size_at(self.scale)
+
+    def min_input_size_at(self, scale: int) -> int:
+        return -(-(2 ** (self.depth + 1)) // scale)
 
     @property
     def size_reason(self) -> tuple[str, str]:
-        return "smaller than the network needs", f"input pixels at ×{self.scale} with depth {self.depth}"
+        return "too small for Deep Image Prior (DIP)", f"input pixels at ×{self.scale} with depth {self.depth}"
 
 
 #: Values of ``KernelGANConfig.orientation``.

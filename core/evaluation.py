@@ -10,17 +10,29 @@ back-projection share one sensor model.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import metrics
-from .config import EVALUATION_METHODS, DIPConfig, GuidedDIPConfig, InternalLearningConfig, IOOptions, KnitworkConfig, as_paths
+from .config import (
+    EVALUATION_METHODS,
+    DIPConfig,
+    GuidedDIPConfig,
+    InternalLearningConfig,
+    IOOptions,
+    KnitworkConfig,
+    as_paths,
+    check_scale,
+    size_remedy,
+    size_subject,
+)
 from .degradation import Degradation, back_project, degrade_array, in_float32, upsample
 from .errors import InputError
 from .grid import Window
-from .kernels import Kernel, make_kernel
+from .kernels import Kernel, check_kernel_fits, make_kernel
 from .pipeline import RunResult, _Recorder, _log_input, extent_message, log_fill_values, super_resolve_array
 from .progress import NullProgress, Progress, SubProgress
 from .raster import RasterInfo, open_info, read_window, value_text
@@ -300,31 +312,39 @@ def _check_memory(area: Window, bands: int, guide_bands: int = 0, scale: int = 1
         )
 
 
-#: What ``_check_sizes`` calls the evaluated area, and how to make it larger: the whole raster or its extent, or (guided
-#: DIP) the part of it that the guide covers, which a larger extent does not enlarge.
-AREA_WORDS = ("the evaluated area", "choose a larger extent")
-GUIDE_COVER_WORDS = ("the part of the target that the guide covers",
-                     "give a guide that covers more of the target (or choose an extent the guide covers more of)")
+def _needed_edge(scale: int, minimum: int) -> int:
+    """The least edge of an area Wald's protocol at ``scale`` takes for a method that runs on ``minimum`` input pixels
+    or more: whole ``scale × scale`` blocks covering SSIM's window (``MIN_EVALUATION_EDGE``) that degrade to at least
+    ``minimum`` pixels."""
+    return scale * max(-(-MIN_EVALUATION_EDGE // scale), minimum)
 
 
-def _check_sizes(area: Window, scale: int, label: str | None, minimum: int, words: tuple[str, str] = AREA_WORDS) -> None:
-    """One-line ``InputError`` when ``area`` cropped to a multiple of ``scale`` is under ``MIN_EVALUATION_EDGE``
-    pixels either way, or when its degraded size is under ``minimum``, the least the method ``label`` runs on.
-    ``words``: what the area is and how to enlarge it (``AREA_WORDS``, ``GUIDE_COVER_WORDS``)."""
-    what, advice = words
+def _check_sizes(
+    area: Window, scale: int, on_extent: bool, label: str | None, minimum_at: Callable[[int], int], overlap: bool = False
+) -> None:
+    """One-line ``InputError`` when ``area`` (the whole raster, or the window an extent chose: ``on_extent``) is too
+    small for Wald's protocol at ``scale``: cropped to whole blocks of the scale it must cover SSIM's window and
+    degrade to at least ``minimum_at(scale)`` pixels, the least the method ``label`` (``None``: bicubic alone) runs on
+    at a scale. The message gives the area's own size (not the cropped or degraded one) and the size it needs, and
+    asks for a larger raster or extent, or a smaller scale where one fits. ``overlap``: guided DIP, the area is the
+    part of the target the guide covers (said so; a larger guide is asked for) and the scale is the grids' ratio."""
     width, height = area.width, area.height
-    h, w = (height // scale) * scale, (width // scale) * scale
-    if min(h, w) < MIN_EVALUATION_EDGE:
-        raise InputError(
-            f"{what} is {width}×{height} pixels ({w}×{h} once cropped to a multiple of the scale {scale}); "
-            f"Wald's protocol needs at least {MIN_EVALUATION_EDGE}×{MIN_EVALUATION_EDGE}: {advice}"
-        )
-    if label is not None and min(h, w) // scale < minimum:
-        raise InputError(
-            f"{what} is {w}×{h} pixels, degraded ×{scale} to {w // scale}×{h // scale}; {label} needs at least "
-            f"{minimum}×{minimum} input pixels, so evaluate an area of at least {minimum * scale}×{minimum * scale}: "
-            f"{advice}"
-        )
+    minimum = minimum_at(scale)
+    needed = _needed_edge(scale, minimum)
+    if min(width, height) >= needed:
+        return
+    if minimum * scale == needed:
+        why = f"which degrade to the {minimum}×{minimum} input pixels {label} needs"
+    else:
+        why = f"whole {scale}×{scale} blocks covering SSIM's {MIN_EVALUATION_EDGE}×{MIN_EVALUATION_EDGE} window"
+    remedy = size_remedy(on_extent, "guide" if overlap else None)
+    fitting = [] if overlap else [s for s in range(2, scale) if _needed_edge(s, minimum_at(s)) <= min(width, height)]
+    smaller = f" or a smaller scale (×{max(fitting)} fits)" if fitting else ""
+    method = f" with {label}" if label is not None else ""
+    raise InputError(
+        f"{size_subject(width, height, on_extent, 'guide' if overlap else None)} too small for Wald's protocol at "
+        f"×{scale}{method}: it needs at least {needed}×{needed} pixels, {why}; {remedy}{smaller}"
+    )
 
 
 def _reference(data: np.ndarray, valid: np.ndarray, scale: int, path: str) -> np.ndarray:
@@ -372,6 +392,7 @@ def plan_evaluation(
     names), said through ``progress`` when given."""
     if method not in EVALUATION_METHODS:
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(EVALUATION_METHODS)}")
+    check_scale(scale)  # every method's limit, bicubic's and guided DIP's included
     info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     if method == "guided":
         from .guided import MIN_TARGET_SIZE
@@ -388,7 +409,7 @@ def plan_evaluation(
             raise InputError(f"the guide is {nesting.scale}× finer than the target, so the scale must be {nesting.scale}, got {scale}")
         _check_memory(nesting.target, len(info.bands), len(guide_info.bands), scale)
         partly = (nesting.target.width, nesting.target.height) != (info.grid.width, info.grid.height)
-        _check_sizes(nesting.target, scale, "guided DIP", MIN_TARGET_SIZE, GUIDE_COVER_WORDS if partly else AREA_WORDS)
+        _check_sizes(nesting.target, scale, info.window is not None, "guided DIP", lambda s: MIN_TARGET_SIZE, partly)
         target_names = kernel_names(info, config.kernel, "target", progress)
         guide_names = kernel_names(guide_info, config.guide_kernel, "guide", progress)
         return EvaluationPlan(
@@ -404,13 +425,14 @@ def plan_evaluation(
     _check_memory(area, len(info.bands))
     kernels = make_kernel(kernel, scale)
     if method == "bicubic":
-        _check_sizes(area, scale, None, 0)
+        _check_sizes(area, scale, info.window is not None, None, lambda s: 0)
         return EvaluationPlan(info, area, kernels)
     if config is None or getattr(config, "scale", scale) != scale:
         raise InputError(f"method {method} needs its configuration at scale {scale}")
     if config.kernel != kernel:
         raise InputError(f"the image is degraded with kernel {kernel} but the method's configuration assumes {config.kernel}")
-    _check_sizes(area, scale, METHOD_LABELS[method], config.min_input_size)
+    _check_sizes(area, scale, info.window is not None, METHOD_LABELS[method], config.min_input_size_at)
+    check_kernel_fits(kernels, area.width // scale, area.height // scale, info.window is not None)  # as check_super_resolve
     return EvaluationPlan(info, area, kernels)
 
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import GAUSSIAN_TERM, KERNEL_CHOICES
+from .config import GAUSSIAN_TERM, KERNEL_CHOICES, size_remedy
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -91,6 +91,11 @@ class Kernel:
     @property
     def size(self) -> int:
         return self.as_2d.shape[0]
+
+    @property
+    def words(self) -> str:
+        """How messages name the kernel: ``kernel file PATH`` for one read from a file, else ``kernel SPEC``."""
+        return f"kernel file {self.spec}" if names_file(self.spec) else f"kernel {self.spec or self.name}"
 
     def footprint(self) -> "Kernel":
         """The same support with non-negative weights (|taps|, normalised): where the kernel reads."""
@@ -273,8 +278,21 @@ def load_kernel_file(path: str, scale: int) -> tuple[np.ndarray, tuple[float, fl
     if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0:
         raise InputError(f"kernel file {path} must hold a square 2-D array of odd size, got shape {k.shape}")
     k = k.astype(np.float64)
-    if not np.all(np.isfinite(k)) or k.sum() <= 0:
-        raise InputError(f"kernel file {path} must be finite with a positive sum")
+    if not np.all(np.isfinite(k)):
+        raise InputError(f"kernel file {path} must be finite with a positive sum: it holds infinite or NaN taps")
+    if not k.any():
+        raise InputError(f"kernel file {path} must be finite with a positive sum: all its taps are 0")
+    k = k / np.abs(k).max()  # on the taps' own scale, so that the sum of huge (finite) taps does not overflow
+    if k.sum() <= 0:
+        raise InputError(f"kernel file {path} must be finite with a positive sum: its taps sum to 0 or less")
+    rows, cols = np.indices(k.shape)
+    centre = ((rows * k).sum() / k.sum(), (cols * k).sum() / k.sum())
+    if not all(0 <= c <= k.shape[0] - 1 for c in centre):
+        raise InputError(
+            f"kernel file {path} has its centre of mass outside its {k.shape[0]}×{k.shape[0]} taps (row {centre[0]:.3g}, "
+            f"column {centre[1]:.3g}): its negative taps nearly cancel its positive ones; give a blur kernel, whose taps are "
+            "mostly positive"
+        )
     recorded = recorded_scale(path)
     if recorded is not None and recorded != scale:
         raise InputError(
@@ -348,6 +366,26 @@ def sigma_from_mtf(mtf: float) -> float:
     return math.sqrt(-2.0 * math.log(mtf)) / math.pi
 
 
+def names_file(spec: str) -> bool:
+    """Whether the kernel ``spec`` names a kernel file (``make_kernel``): it ends in ``.npy`` or is a path that exists."""
+    return spec.lower().endswith(".npy") or os.path.exists(spec)
+
+
+def check_kernel_fits(kernel: Kernel, width: int, height: int, on_extent: bool = False) -> None:
+    """Raise a one-line ``InputError`` when ``kernel`` is wider than the high-resolution image a super-resolution of a
+    ``width × height`` image estimates (``kernel.scale`` times as many pixels each way; ``on_extent``: the image is the
+    window an extent chose, and the message says so): nearly all its taps would fall on the border's padding, the loss
+    would fit padding. (``degrade`` takes any kernel: an extent reads its context from the raster around it, and a
+    blur wider than a small raster is the replicated border's, ``core.degradation``.)"""
+    s = kernel.scale
+    if kernel.size > s * min(width, height):
+        area = "the chosen extent" if on_extent else "the image"
+        raise InputError(
+            f"{kernel.words} spans {kernel.size}×{kernel.size} pixels at the fine resolution (×{s}), wider than {area} there "
+            f"({s * width}×{s * height}): {size_remedy(on_extent)}, or a narrower kernel"
+        )
+
+
 def make_kernel(spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0)) -> Kernel:
     """Build the kernel named by ``spec`` (see the module docstring) for decimation by ``scale``.
 
@@ -366,7 +404,7 @@ def make_kernel(spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0)) 
     if spec in ("lanczos2", "lanczos3"):
         lobes = int(spec[-1])
         return _analytic(spec, scale, lambda t: _lanczos(t, lobes), float(lobes), shift)
-    if spec.lower().endswith(".npy") or os.path.exists(spec):
+    if names_file(spec):
         if not os.path.isfile(spec):
             raise InputError(f"kernel file {spec} does not exist")
         if any(shift):

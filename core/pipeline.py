@@ -21,7 +21,7 @@ from .device import describe, resolve_device, seeded
 from .errors import InputError, NonFiniteLoss
 from .grid import Grid, Window
 from .kernels import (
-    Kernel, check_kernel_outputs, file_taps, kernel_files, kernel_record_path, kernel_width, make_kernel, off_centre,
+    Kernel, check_kernel_fits, check_kernel_outputs, file_taps, kernel_files, kernel_record_path, kernel_width, make_kernel, off_centre,
     recentring_note, save_kernel_file,
 )
 from .normalise import BandScaling, array_constants, exact_float, hold_constants, real_image
@@ -235,15 +235,17 @@ def remove_earlier_side_files(group: StagedFiles, output_path: str, inputs: Sequ
 def check_super_resolve(input_path: str, output_path: str | None, config: MethodConfig, io: IOOptions = IOOptions()) -> RasterInfo:
     """Everything ``super_resolve`` checks before it starts, from metadata alone: the input, its bands and
     extent, the output path and the files of the kernel Knitworks learns beside it (unless ``None``), the input's
-    size for the network and the kernel (a kernel file is read). Raises a one-line ``InputError``; front ends call it
-    to refuse bad settings before a run."""
+    size for the network and the kernel (a kernel file is read; the kernel must fit in the image, ``check_kernel_fits``).
+    Raises a one-line ``InputError``; front ends call it to refuse bad settings before a run."""
     input_path, output_path = as_paths(input_path, output_path)
     info = open_info(input_path, io.bands, io.extent, 1, io.crs)
     if output_path is not None:
         check_raster_output(output_path, [input_path])
         check_learned_kernel_output(output_path, [input_path], config)
     config.check_input_size(info.grid.width, info.grid.height, info.window is not None)
-    method_kernel(config)
+    kernel = method_kernel(config)
+    if kernel is not None:
+        check_kernel_fits(kernel, info.grid.width, info.grid.height, info.window is not None)
     return info
 
 

@@ -24,7 +24,17 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import GAUSSIAN_TERM, SENTINEL2_KERNEL, GuidedDIPConfig, IOOptions, as_paths, extent_words, size_subject
+from .config import (
+    GAUSSIAN_TERM,
+    MAX_SCALE,
+    SENTINEL2_KERNEL,
+    GuidedDIPConfig,
+    IOOptions,
+    as_paths,
+    check_scale,
+    extent_words,
+    refuse_smaller,
+)
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Nesting, NoOverlap, Window, nest
@@ -117,22 +127,26 @@ def nest_rasters(target: RasterInfo, guide: RasterInfo) -> Nesting:
     """``core.grid.nest`` of the target's and the guide's grids, each refused first when it has no geotransform
     (``core.raster.check_geotransform``: ground control points or an RPC model only, or no georeferencing at all),
     naming which of the two, then the two refused when they are one file. A target
-    extent that misses the guide while the whole target does not is refused naming the part the guide covers."""
+    extent that misses the guide while the whole target does not is refused naming the part the guide covers, and a
+    guide more than ``MAX_SCALE`` times finer than the target (``check_scale``)."""
     for info, role, other in ((target, "target", "guide"), (guide, "guide", "target")):
         check_geotransform(info, f"the {role} {info.path}", f"its pixels cannot be matched with the {other}'s")
     if same_file(target.path, guide.path):  # one grid: no band of it can be finer than another
         raise InputError(f"the guide is the target itself ({guide.path}): give a raster of finer bands of the same scene as the guide")
     try:
-        return nest(target.grid, guide.grid)
+        nesting = nest(target.grid, guide.grid)
     except NoOverlap:
         if target.file_grid is None:
             raise
         cover = nest(target.file_grid, guide.grid).target  # NoOverlap too when the guide misses the whole target
-    raise InputError(
-        f"the extent ({extent_words(target.grid.bounds)} in whole target pixels) lies outside the part of the target that "
-        f"the guide covers: {extent_words(target.file_grid.window_grid(cover).bounds)}, target {cover.describe()}; "
-        "choose an extent inside it"
-    )
+        raise InputError(
+            f"the extent ({extent_words(target.grid.bounds)} in whole target pixels) lies outside the part of the target "
+            f"that the guide covers: {extent_words(target.file_grid.window_grid(cover).bounds)}, target {cover.describe()}; "
+            "choose an extent inside it"
+        ) from None
+    check_scale(nesting.scale, subject="the scale (how many times finer the guide's pixels are than the target's)",
+                remedy=f"resample the guide to at most {MAX_SCALE} times finer than the target")
+    return nesting
 
 
 def check_inputs(
@@ -162,10 +176,9 @@ def check_inputs(
     check_kernels_fit_grids(config, nesting)
     s = nesting.scale
     width, height = nesting.target.width, nesting.target.height
-    if min(width, height) < MIN_TARGET_SIZE:
-        partly = (width, height) != (target.grid.width, target.grid.height)  # the guide covers part of the target
-        subject = size_subject(width, height, target.window is not None, "guide" if partly else None)
-        raise InputError(f"{subject} too small for guided DIP: at least {MIN_TARGET_SIZE}×{MIN_TARGET_SIZE} target pixels")
+    partly = (width, height) != (target.grid.width, target.grid.height)  # the guide covers part of the target
+    refuse_smaller(width, height, target.window is not None, MIN_TARGET_SIZE, "too small for guided DIP", "target pixels",
+                   "guide" if partly else None)
     return GuidedInputs(
         target, guide, nesting,
         band_kernels(config.kernel, kernel_names(target, config.kernel, "target", progress), s, "target", nesting.shift),

@@ -50,11 +50,13 @@ def upscaled(window: tuple[slice, slice], scale: int) -> tuple[slice, slice]:
 
 def interior(window: tuple[slice, slice], shape: tuple[int, int], margin: int) -> tuple[slice, slice]:
     """``window`` of an image of ``shape`` less ``margin`` pixels along each of its sides that lie inside the
-    image (sides on the image's edge are kept), as slices of the image."""
-    return tuple(  # type: ignore[return-value]
-        slice(cut.start + (margin if cut.start > 0 else 0), cut.stop - (margin if cut.stop < length else 0))
-        for cut, length in zip(window, shape)
-    )
+    image (sides on the image's edge are kept), as slices of the image; empty (stop = start, inside the window) where
+    the margins leave nothing, e.g. a kernel reaching further than the window is wide."""
+    kept = []
+    for cut, length in zip(window, shape):
+        start = min(cut.start + (margin if cut.start > 0 else 0), cut.stop)
+        kept.append(slice(start, max(start, cut.stop - (margin if cut.stop < length else 0))))
+    return tuple(kept)  # type: ignore[return-value]
 
 
 def footprint_margin(taps: int, scale: int) -> int:

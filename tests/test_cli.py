@@ -15,9 +15,10 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
 from internal_sr.core.cli import build_parser, main
+from internal_sr.core.config import EVALUATION_METHODS, MAX_SCALE
 from internal_sr.core.raster import loss_curve_path
 
-from helpers import S2_10M, S2_20M, read, write_raster
+from helpers import S2_10M, S2_10M_256, S2_20M, read, write_raster
 
 FAST = ["--iterations", "2"]
 
@@ -116,6 +117,44 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make_input, args, mes
     assert len(err) == 1 and err[0].startswith("internal-sr: error: ")
     assert __import__("re").search(message, err[0])
     assert os.listdir(out.parent) == []
+
+
+@pytest.mark.parametrize("overlap, message", [
+    ([], "tile size 20 is too small for the tile overlap of 16 pixels, the default, which must be less than half the tile: "
+         "lower it with --overlap to 9 or less, or use --tile 33 or more"),
+    (["--overlap", "12"], "tile size 20 is too small for the tile overlap of 12 pixels, which must be less than half the "
+                          "tile: lower it with --overlap to 9 or less, or use --tile 25 or more"),
+    (["--overlap", "-1"], "tile overlap must be ≥ 0 (--overlap), got -1"),
+])
+def test_a_tile_too_small_for_its_overlap_names_the_default_and_the_option_to_lower_it(tmp_path, capsys, overlap, message):
+    """``--tile 20`` alone was refused as "tile overlap 16 must be ≥ 0 and less than half the tile size 20": an overlap
+    the user never gave, with no word of it being the default nor of the option that lowers it."""
+    assert main(["dip", S2_20M, str(tmp_path / "sr.tif"), "--scale", "2", "--tile", "20", *overlap, *FAST]) == 2
+    assert capsys.readouterr().err == f"internal-sr: error: {message}\n"
+    assert os.listdir(tmp_path) == []
+
+
+def test_every_method_stops_at_the_one_largest_scale(tmp_path, capsys):
+    """DIP and Knitworks stopped at ×16 while evaluate with bicubic or guided DIP took ×17 and more, and guided DIP took a
+    guide 17 times finer: ``MAX_SCALE`` is now every method's limit, and ``degrade`` alone has none (a whole block)."""
+    target = write_raster(str(tmp_path / "t.tif"), read(S2_20M)[:, :8, :8], transform=Affine(170.0, 0, 300000.0, 0, -170.0, 5800000.0))
+    guide = write_raster(str(tmp_path / "g.tif"), read(S2_10M_256)[:, :136, :136])  # 10 m pixels from the same corner: 17× finer
+    too_large = f"must be an integer from 2 to {MAX_SCALE}, got {MAX_SCALE + 1}"
+    runs = [
+        (["dip", target, str(tmp_path / "dip.tif"), "--scale", "17"], f"scale {too_large}"),
+        (["knitwork", target, str(tmp_path / "knit.tif"), "--scale", "17"], f"scale {too_large}"),
+        *((["evaluate", target, "--scale", "17", "--method", method, *(["--guide", guide] if method == "guided" else [])],
+           f"scale {too_large}") for method in EVALUATION_METHODS),
+        (["guided", target, guide, str(tmp_path / "guided.tif")],
+         f"the scale (how many times finer the guide's pixels are than the target's) {too_large}; resample the guide to at "
+         f"most {MAX_SCALE} times finer than the target"),
+    ]
+    for argv, message in runs:
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err == f"internal-sr: error: {message}\n", argv
+    assert sorted(os.listdir(tmp_path)) == ["g.tif", "t.tif"]
+    assert main(["degrade", guide, str(tmp_path / "lr.tif"), "--scale", "17"]) == 0
+    assert rasterio.open(tmp_path / "lr.tif").shape == (8, 8)
 
 
 def test_kernel_files_that_are_not_real_arrays_are_named(tmp_path, capsys):

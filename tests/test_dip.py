@@ -1,10 +1,13 @@
 """Deep Image Prior on a real Sentinel-2 crop under Wald's protocol, in a small configuration."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from internal_sr.core import metrics
+from internal_sr.core.cli import main as cli
 from internal_sr.core.config import DIPConfig, TileOptions
 from internal_sr.core.degradation import Degradation, upsample
 from internal_sr.core.dip import cross_scale_pairs, fill_invalid
@@ -15,7 +18,7 @@ from internal_sr.core.kernels import make_kernel
 from internal_sr.core.networks import Hourglass, parameter_count
 from internal_sr.core.pipeline import super_resolve_array
 
-from helpers import S2_10M, input_layouts, read
+from helpers import S2_10M, input_layouts, read, write_raster
 
 #: small but complete formulation: the reference topology at reduced width and depth
 SMALL = dict(channels=32, depth=4, iterations=120)
@@ -100,6 +103,18 @@ def test_too_small_image_names_the_minimum(scale, size):
         super_resolve_array(np.ones((1, size, size)), DIPConfig(scale=scale, iterations=1))
 
 
+def test_a_raster_too_small_for_dip_names_the_method_its_minimum_and_the_remedy(tmp_path, capsys):
+    """A 5 × 5 raster at ×2 was refused as "smaller than the network needs": which network, and what to do, was left
+    to guess. The line names DIP, its least input in input pixels at the scale, and asks for a larger raster."""
+    path = write_raster(str(tmp_path / "tiny.tif"), read(S2_10M)[:1, :5, :5])
+    assert cli(["dip", path, str(tmp_path / "out.tif"), "--scale", "2", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (
+        "internal-sr: error: image 5×5 is too small for Deep Image Prior (DIP): at least 32×32 input pixels at ×2 "
+        "with depth 5; use a larger raster\n"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["tiny.tif"]
+
+
 @pytest.mark.parametrize(
     "settings,message",
     [
@@ -113,7 +128,7 @@ def test_too_small_image_names_the_minimum(scale, size):
         (dict(ema_decay=1.0), r"ema_decay must be in \[0, 1\)"),
         (dict(stop_tolerance=1.0), "stop_tolerance is a relative improvement"),
         (dict(stop_patience=0), "stop_patience must be ≥ 1, got 0"),
-        (dict(tiles=TileOptions(16, 4)), "tile size 16 is smaller than the network needs: use at least 32 input pixels"),
+        (dict(tiles=TileOptions(16, 4)), r"tile size 16 is too small for Deep Image Prior \(DIP\): use at least 32 input pixels at ×2 with depth 5$"),
     ],
 )
 def test_settings_out_of_range_are_one_line_errors_before_anything_runs(settings, message):
@@ -176,6 +191,18 @@ def test_window_interior_and_weight_drop_a_margin_on_the_sides_inside_the_image_
     assert (valid[..., 1, 3] == 0).all() and valid.sum() == 2 * 63  # the mask itself is untouched
     assert interior((slice(0, 4), slice(2, 6)), (8, 8), 1) == (slice(0, 3), slice(3, 5))
     assert interior((slice(0, 8), slice(0, 8)), (8, 8), 2) == (slice(0, 8), slice(0, 8))  # the whole image has no cut side
+
+
+def test_a_margin_wider_than_the_window_leaves_an_empty_interior_not_a_wrapped_one():
+    """A kernel reaching further than a step window is wide (Knitworks, gaussian:10 at ×2 on 32-pixel tiles: 30 input
+    pixels on 22-pixel windows) made the interior's end negative, which slicing counts from the image's end: the run
+    failed with "unexpected RuntimeError: The expanded size of the tensor (14) must match the existing size (24)"."""
+    valid = torch.ones(1, 1, 32, 32)
+    for window in ((slice(0, 22), slice(5, 27)), (slice(10, 32), slice(0, 22))):
+        rows, cols = interior(window, (32, 32), 30)
+        assert all(window[i].start <= cut.start == cut.stop <= window[i].stop for i, cut in enumerate((rows, cols)))
+        weight = window_weight(valid, window, (32, 32), 30)
+        assert weight.shape == (1, 1, 22, 22) and not weight.any()
 
 
 def test_steps_on_windows_give_a_whole_valid_image_of_their_own(wald_x2):

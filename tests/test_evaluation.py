@@ -453,7 +453,7 @@ def test_a_band_of_mean_0_is_told_apart_from_an_undefined_score_in_the_json(tmp_
 @pytest.mark.parametrize("size,scale", [(5, 2), (3, 4), (7, 4)])
 def test_an_area_too_small_for_the_protocol_is_a_one_line_error(tmp_path, size, scale):
     path = write_raster(str(tmp_path / "tiny.tif"), read(S2_10M)[:, :size, :size], crs=UTM)
-    with pytest.raises(InputError, match=f"{size}×{size} pixels.*at least 7×7") as error:
+    with pytest.raises(InputError, match=f"^image {size}×{size} is too small for Wald's protocol at ×{scale}: .*SSIM's 7×7") as error:
         evaluate(path, "bicubic", scale, "bicubic")
     assert "\n" not in str(error.value)
 
@@ -502,9 +502,10 @@ def test_guided_scoring_names_the_guides_cover_only_when_the_guide_leaves_part_o
 
 
 @pytest.mark.parametrize("guide_rows, message", [
-    (6, "the part of the target that the guide covers is 64×3 pixels (64×2 once cropped to a multiple of the scale 2); "
-        "Wald's protocol needs at least 7×7: give a guide that covers more of the target"),
-    (24, "the part of the target that the guide covers is 64×12 pixels, degraded ×2 to 32×6; guided DIP needs at least "),
+    (6, "the image's overlap with the guide is 64×3 pixels, too small for Wald's protocol at ×2 with guided DIP: it needs "
+        "at least 16×16 pixels, which degrade to the 8×8 input pixels guided DIP needs; give a guide that covers more of "
+        "the image"),
+    (24, "the image's overlap with the guide is 64×12 pixels, too small for Wald's protocol at ×2 with guided DIP"),
 ])
 def test_a_guide_covering_too_little_of_the_target_is_named_not_the_extent(tmp_path, guide_rows, message):
     """A guide of a few rows over a 64 × 64 target, no extent given: the error said that 'the evaluated area' was too
@@ -567,8 +568,34 @@ def test_report_and_json_at_one_path_is_a_one_line_error(tmp_path):
 def test_an_area_too_small_for_the_network_once_degraded_names_the_area_to_choose(tmp_path):
     path = write_raster(str(tmp_path / "small.tif"), read(S2_10M)[:, :40, :40], crs=UTM)
     config = DIPConfig(scale=2, **{**TINY, "depth": 5})  # needs 32 × 32 input pixels: the 40 × 40 area degrades to 20 × 20
-    with pytest.raises(InputError, match=r"40×40 pixels, degraded ×2 to 20×20.*at least 64×64.*larger extent"):
+    with pytest.raises(InputError) as error:
         evaluate(path, "dip", 2, "bicubic", config)
+    assert str(error.value) == (
+        "image 40×40 is too small for Wald's protocol at ×2 with Deep Image Prior: it needs at least 64×64 pixels, which "
+        "degrade to the 32×32 input pixels Deep Image Prior needs; use a larger raster"
+    )
+    x0, y0 = 300000.0, 5800000.0  # write_raster's corner, 10 m pixels
+    with pytest.raises(InputError, match=r"^the chosen extent is 30×20 pixels, .* at least 64×64 pixels.*; choose a larger extent$"):
+        evaluate(path, "dip", 2, "bicubic", config, IOOptions(extent=(x0, y0 - 200, x0 + 300, y0)))
+
+
+@pytest.mark.parametrize("method, scale, size, message", [
+    # a 100-pixel raster at ×16 is 96 × 96 pixels of whole blocks and 6 × 6 degraded: the line gave those, not the
+    # raster's own size, and asked for "a larger extent" of a run that had none
+    ("knitwork", 16, 100, "image 100×100 is too small for Wald's protocol at ×16 with Neural Knitworks: it needs at least "
+     "144×144 pixels, which degrade to the 9×9 input pixels Neural Knitworks needs; use a larger raster or a smaller scale "
+     "(×11 fits)"),
+    ("bicubic", 5, 9, "image 9×9 is too small for Wald's protocol at ×5: it needs at least 10×10 pixels, whole 5×5 "
+     "blocks covering SSIM's 7×7 window; use a larger raster or a smaller scale (×4 fits)"),
+    ("bicubic", 2, 5, "image 5×5 is too small for Wald's protocol at ×2: it needs at least 8×8 pixels, whole 2×2 blocks "
+     "covering SSIM's 7×7 window; use a larger raster"),
+])
+def test_a_raster_too_small_for_walds_protocol_gives_its_own_size_and_asks_for_a_larger_one(
+    tmp_path, capsys, method, scale, size, message
+):
+    path = write_raster(str(tmp_path / "small.tif"), read(S2_10M)[:1, :size, :size], crs=UTM)
+    assert main(["evaluate", path, "--scale", str(scale), "--method", method]) == 2
+    assert capsys.readouterr().err == f"internal-sr: error: {message}\n"
 
 
 def test_undefined_scores_are_nan_not_made_up():

@@ -254,11 +254,13 @@ def pixel_extent(col: int, row: int, width: int, height: int) -> str:
     "command,output,options,message",
     [
         ("dip", "sr.tif", ["--scale", "2", "--extent", pixel_extent(10, 20, 30, 20)],
-         "the chosen extent is 30×20 pixels, smaller than the network needs: at least 32×32 input pixels"),
+         "the chosen extent is 30×20 pixels, too small for Deep Image Prior (DIP): at least 32×32 input pixels at ×2 with "
+         "depth 5; choose a larger extent"),
         ("knitwork", "sr.tif", ["--scale", "2", "--extent", pixel_extent(0, 0, 8, 40)],
-         "the chosen extent is 8×40 pixels, too small for Neural Knitworks: at least 9×9 input pixels"),
+         "the chosen extent is 8×40 pixels, too small for Neural Knitworks: at least 9×9 input pixels with patch scales "
+         "(1, 2, 4); choose a larger extent"),
         ("kernelgan", "k.npy", ["--scale", "2", "--extent", pixel_extent(0, 0, 40, 40)],
-         "the chosen extent is 40×40 pixels, too small for KernelGAN: at least 64×64 pixels"),
+         "the chosen extent is 40×40 pixels, too small for KernelGAN: at least 64×64 pixels; choose a larger extent"),
         # whole 5 × 5 blocks from the corner: the 96-pixel raster's last block is column 95 alone
         ("degrade", "lr.tif", ["--scale", "5", "--extent", pixel_extent(95, 0, 1, 10)],
          "the chosen extent is 1×10 pixels, smaller than one 5×5 block"),
@@ -281,7 +283,8 @@ def test_guided_extent_too_small_is_named_as_the_cause(tmp_path) -> None:
     with pytest.raises(InputError) as refused:
         sharpen(target, guide, str(tmp_path / "never.tif"), GuidedDIPConfig(device="cpu"), IOOptions(extent=extent))
     assert str(refused.value) == (
-        f"the chosen extent is 4×4 pixels, too small for guided DIP: at least {MIN_TARGET_SIZE}×{MIN_TARGET_SIZE} target pixels"
+        f"the chosen extent is 4×4 pixels, too small for guided DIP: at least {MIN_TARGET_SIZE}×{MIN_TARGET_SIZE} target pixels; "
+        "choose a larger extent"
     )
     narrow = write_raster(str(tmp_path / "g10_narrow.tif"), read(S2_10M)[:, :, :8], transform=transform10)  # 4 target columns
     wide = (300000.0, 5800000.0 - 40 * 20, 300000.0 + 40 * 20, 5800000.0)
@@ -290,7 +293,7 @@ def test_guided_extent_too_small_is_named_as_the_cause(tmp_path) -> None:
             sharpen(target, narrow, str(tmp_path / "never.tif"), GuidedDIPConfig(device="cpu"), io)
         assert str(refused.value) == (
             f"{subject} overlap with the guide is 4×{40 if io.extent else 64} pixels, too small for guided DIP: at least "
-            f"{MIN_TARGET_SIZE}×{MIN_TARGET_SIZE} target pixels"
+            f"{MIN_TARGET_SIZE}×{MIN_TARGET_SIZE} target pixels; give a guide that covers more of the {'extent' if io.extent else 'image'}"
         )
     assert sorted(os.listdir(tmp_path)) == ["g10.tif", "g10_narrow.tif", "t20.tif"]
 

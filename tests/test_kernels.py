@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from rasterio.windows import Window
 
+from internal_sr.core.cli import main
 from internal_sr.core.config import GuidedDIPConfig
 from internal_sr.core.degradation import (
     NOISE_GAIN_LIMIT,
@@ -36,7 +37,7 @@ from internal_sr.core.kernels import (
 )
 from internal_sr.core.sentinel2 import ORDER
 from internal_sr.core.sharpen import band_kernels
-from helpers import S2_10M_256
+from helpers import S2_10M_256, write_raster
 
 
 def test_bicubic_x2_matches_matlab_imresize_weights():
@@ -188,6 +189,47 @@ def test_bad_kernel_files(tmp_path):
     for name in ("even.npy", "flat.npy"):
         with pytest.raises(InputError, match="odd size"):
             make_kernel(str(tmp_path / name), 2)
+
+
+def bad_kernel(tmp_path, name: str, taps: np.ndarray) -> str:
+    path = str(tmp_path / name)
+    np.save(path, taps)
+    return path
+
+
+def test_every_bad_kernel_file_is_one_line_naming_the_file_and_the_problem(tmp_path, capsys):
+    """Taps whose positive and negative values nearly cancel used to fail as "unexpected ValueError: array is too big"
+    (the centre of mass 10¹³ taps away); a kernel wider than the image ran (or crashed in Knitworks); every one is now
+    refused in one line that names the file and what is wrong with it."""
+    cancelling = np.zeros((5, 5))
+    cancelling[0, 0], cancelling[4, 4] = 1 + 1e-13, -1.0
+    cases = [
+        ("even.npy", np.ones((4, 4)), "must hold a square 2-D array of odd size, got shape (4, 4)"),
+        ("cube.npy", np.ones((3, 3, 3)), "must hold a square 2-D array of odd size, got shape (3, 3, 3)"),
+        ("empty.npy", np.zeros((0, 0)), "must hold a square 2-D array of odd size, got shape (0, 0)"),
+        ("nan.npy", np.full((3, 3), np.nan), "must be finite with a positive sum: it holds infinite or NaN taps"),
+        ("zero.npy", np.zeros((3, 3)), "must be finite with a positive sum: all its taps are 0"),
+        ("negative.npy", -np.ones((3, 3)), "must be finite with a positive sum: its taps sum to 0 or less"),
+        ("cancelling.npy", cancelling, "has its centre of mass outside its 5×5 taps (row -4e+13, column -4e+13): its "
+         "negative taps nearly cancel its positive ones; give a blur kernel, whose taps are mostly positive"),
+        ("wide.npy", np.ones((41, 41)), "spans 41×41 pixels at the fine resolution (×3), wider than the image there "
+         "(39×39): use a larger raster, or a narrower kernel"),
+    ]
+    image = write_raster(str(tmp_path / "image.tif"), np.ones((1, 13, 13), np.float32))
+    for name, taps, problem in cases:
+        path = bad_kernel(tmp_path, name, taps)
+        out = str(tmp_path / f"{name}.tif")
+        assert main(["knitwork", image, out, "--scale", "3", "--kernel", path]) == 2, name
+        assert capsys.readouterr().err == f"internal-sr: error: kernel file {path} {problem}\n"
+        assert not os.path.exists(out)
+
+
+def test_a_kernel_file_of_huge_taps_is_the_same_kernel_normalised(tmp_path):
+    """Finite taps of up to 8 × 10³⁰⁷ summed to infinity, so the kernel became all zeros (and the output nonsense,
+    without a word). The taps are brought to their own scale before they are summed."""
+    taps = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]])
+    expected = make_kernel(bad_kernel(tmp_path, "plain.npy", taps), 3).full
+    np.testing.assert_allclose(make_kernel(bad_kernel(tmp_path, "huge.npy", taps * 2e307), 3).full, expected, rtol=1e-12)
 
 
 def test_back_projection_never_worsens_the_fit_even_when_plain_updates_diverge():

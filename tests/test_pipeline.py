@@ -319,7 +319,7 @@ def test_signed_bytes_are_refused_with_a_conversion_that_reads_them_right(tmp_pa
     [
         (lambda p: p.write_text("not a raster") and str(p), {}, "not a raster"),
         (lambda p: S2_20M, {"io": IOOptions(bands=(7,))}, "band 7 is out of range"),
-        (lambda p: S2_20M, {"depth": 5, "scale": 2, "io": IOOptions(bands=(1,)), "_crop": 20}, "smaller than the network needs"),
+        (lambda p: S2_20M, {"depth": 5, "scale": 2, "io": IOOptions(bands=(1,)), "_crop": 20}, "too small for Deep Image Prior"),
     ],
 )
 def test_bad_inputs_are_clear_one_line_errors(tmp_path, make_input, kwargs, message):

@@ -411,10 +411,11 @@ def test_the_summary_refuses_what_the_run_would_refuse(dialog, tmp_path) -> None
 
     dialog.overlap_spin.setValue(4)
     dialog.tile_spin.setValue(16)
-    refused("tile size 16 is smaller than the network needs")
+    refused("tile size 16 is too small for Deep Image Prior (DIP)")
     dialog.tile_spin.setValue(32)
     dialog.overlap_spin.setValue(16)
-    refused("overlap")
+    refused("tile size 32 is too small for the tile overlap of 16 pixels, the default, which must be less than half the tile: "
+            "lower it with tile overlap (Advanced) to 15 or less, or use tile size (Advanced) 33 or more")
     dialog.overlap_spin.setValue(4)  # the overlap box alone used to leave the old refusal in place
     assert dialog.run_button.isEnabled()
     np.save(tmp_path / "even.npy", np.ones((4, 4)))
@@ -426,7 +427,7 @@ def test_the_summary_refuses_what_the_run_would_refuse(dialog, tmp_path) -> None
     dialog.extent_box.setOutputExtentFromUser(QgsRectangle(x0 - 5000, y0 + 1000, x0 - 4000, y0 + 2000), layer.crs())
     refused("does not overlap")
     dialog.extent_box.setOutputExtentFromUser(QgsRectangle(x0, y0 - 200, x0 + 200, y0), layer.crs())
-    refused("the chosen extent is 10×10 pixels, smaller than the network needs")
+    refused("the chosen extent is 10×10 pixels, too small for Deep Image Prior (DIP)")
     dialog.extent_box.setChecked(False)
     assert dialog.run_button.isEnabled() and "Output: 96 × 96 pixels" in dialog.summary_label.text()
 

@@ -313,7 +313,8 @@ def test_integers_beyond_32_bits_are_refused_not_read_as_zero(crop64: str, tmp_p
 @pytest.mark.parametrize(
     ("parameters", "expected"),
     [
-        ({"TILE_SIZE": 16, "OVERLAP": 8}, "tile overlap 8 must be"),  # refused by the engine's TileOptions
+        ({"TILE_SIZE": 16, "OVERLAP": 8}, "tile size 16 is too small for the tile overlap of 8 pixels, which must be less than "
+         "half the tile: lower it with Tile overlap (OVERLAP) to 7 or less, or use Tile size (TILE_SIZE) 17 or more"),
         ({"OUTPUT": "MISSING_FOLDER"}, "does not exist"),  # refused by the engine at run time
     ],
 )
@@ -771,15 +772,18 @@ def test_settings_the_run_would_refuse_fail_the_check_before_it(crop64: str, tmp
         ("dip", {**dip, "KERNEL_FILE": str(tmp_path / "even.npy")}, "must hold a square 2-D array of odd size"),
         ("knitwork", {**dip, "KERNEL_FILE": str(tmp_path / "nan.npy")}, "must be finite with a positive sum"),
         ("degrade", {**dip, "KERNEL_FILE": str(tmp_path / "nan.npy")}, "must be finite with a positive sum"),
-        ("dip", {**dip, "INPUT": tiny}, "image 16×16 is smaller than the network needs"),
-        ("dip", {**dip, "EXTENT": grid_extent(crop64, 30, 20)}, "the chosen extent is 30×20 pixels, smaller than the network needs"),
+        ("dip", {**dip, "INPUT": tiny}, "image 16×16 is too small for Deep Image Prior (DIP)"),
+        ("dip", {**dip, "EXTENT": grid_extent(crop64, 30, 20)}, "the chosen extent is 30×20 pixels, too small for Deep Image Prior (DIP)"),
         ("dip", {**dip, "OUTPUT": "/proc/out.tif"}, "cannot write in output folder /proc"),
+        ("knitwork", {**dip, "TILE_SIZE": 20}, "the tile overlap of 16 pixels, the default, which must be less than half the "
+         "tile: lower it with Tile overlap (OVERLAP) to 9 or less, or use Tile size (TILE_SIZE) 33 or more"),
         ("evaluate", {**dip, "METHOD": "dip", "KERNEL": "sentinel2", "OUTPUT": str(tmp_path / "r.html")},
          "is for guided DIP only: use bicubic, lanczos2, lanczos3, gaussian (with SIGMA), landsat or a kernel file (KERNEL_FILE)"),
         ("evaluate", {**dip, "METHOD": "bicubic", "EXTENT": f"0,10,0,20 [{grid_info(crop64).crs}]", "OUTPUT": str(tmp_path / "r.html")},
          "extent x 0–10, y 0–20 does not overlap"),  # as typed, xmin,xmax,ymin,ymax: not echoed in another order
         ("evaluate", {**dip, "METHOD": "guided", "GUIDE": guide, "OUTPUT": str(tmp_path / "r.html")}, "differ: reproject"),
-        ("evaluate", {**dip, "INPUT": tiny, "METHOD": "dip", "OUTPUT": str(tmp_path / "r.html")}, "so evaluate an area of at least"),
+        ("evaluate", {**dip, "INPUT": tiny, "METHOD": "dip", "OUTPUT": str(tmp_path / "r.html")},
+         "image 16×16 is too small for Wald's protocol at ×2 with Deep Image Prior: it needs at least 64×64 pixels"),
         ("kernelgan", {"INPUT": crop64, "SCALE": 2, "BANDS": [1], "DEVICE": "cpu", "OUTPUT": str(tmp_path / "k.npy"),
                        "OUTPUT_HTML": str(tmp_path / "k.png")}, "would be written twice"),
     ]

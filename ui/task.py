@@ -27,15 +27,25 @@ from qgis.core import (
     QgsTask,
 )
 
-from ..core.config import GAUSSIAN_TERM, KERNEL_FILE_TERM, DIPConfig, GuidedDIPConfig, IOOptions, KnitworkConfig
+from ..core.config import (
+    GAUSSIAN_TERM,
+    KERNEL_FILE_TERM,
+    OVERLAP_TERM,
+    TILE_TERM,
+    DIPConfig,
+    GuidedDIPConfig,
+    IOOptions,
+    KnitworkConfig,
+)
 from ..core.errors import Cancelled, InputError, error_line
 from .messages import LOG_TAG, TITLE, notify
 
 #: How the out-of-memory hints of ``core.errors.error_line`` name the dialog's settings that help.
 TILE_HINT, DEVICE_HINT = "tile size (Advanced)", "device cpu"
-#: The engine's messages name kernels as the command line takes them (``core.config.GAUSSIAN_TERM``, …): here,
-#: what the dialog's settings are instead (``core.errors.error_line``'s ``terms``).
-DIALOG_TERMS = {GAUSSIAN_TERM: "the gaussian Blur kernel with its Gaussian sigma", KERNEL_FILE_TERM: "a Kernel file (Advanced)"}
+#: The engine's messages name kernels and tile settings as the command line takes them (``core.config.GAUSSIAN_TERM``,
+#: ``TILE_TERM``, …): here, what the dialog's settings are instead (``core.errors.error_line``'s ``terms``).
+DIALOG_TERMS = {GAUSSIAN_TERM: "the gaussian Blur kernel with its Gaussian sigma", KERNEL_FILE_TERM: "a Kernel file (Advanced)",
+                TILE_TERM: TILE_HINT, OVERLAP_TERM: "tile overlap (Advanced)"}
 
 
 def dialog_line(error: BaseException) -> str:
