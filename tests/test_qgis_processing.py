@@ -27,6 +27,7 @@ from qgis.core import (
     QgsProperty,
     QgsRasterLayer,
 )
+from helpers import degrading
 from qgis_helpers import S2_20M_BANDS, LogRecorder, add_child, crop, georeferenced_10m, grid_info, raster_model, user_message
 
 pytestmark = [pytest.mark.qgis, pytest.mark.usefixtures("internal_sr_provider")]
@@ -203,6 +204,17 @@ def run_in_a_task(algorithm: str, parameters: dict) -> tuple[bool, QgsProcessing
         QgsApplication.processEvents()
         time.sleep(0.02)
     return executed == [True], context
+
+
+def test_a_run_into_an_output_another_run_is_writing_is_refused_in_one_line(crop64: str, tmp_path) -> None:
+    """Two toolbox runs into one output (background tasks of one QGIS): the second is refused in one line naming the
+    output, instead of replacing the first's file; the first's output stands, and no claim is left."""
+    out = str(tmp_path / "low.tif")
+    with degrading(crop64, out):
+        with pytest.raises(QgsProcessingException) as error:
+            run("degrade", {"INPUT": crop64, "SCALE": 2, "KERNEL": "gaussian", "OUTPUT": out})
+    assert user_message(error.value) == f"another run in this process is writing {out}: wait for it to end or choose another output"
+    assert os.path.isfile(out) and leftovers(str(tmp_path)) == []
 
 
 @pytest.mark.parametrize(("algorithm", "extra"), [("degrade", {}), ("dip", FAST)])
