@@ -1048,44 +1048,9 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     ) -> tuple[bool, str]:
         """Say what is wrong in the user's terms (QGIS alone says 'Incorrect parameter value for SCALE',
         or 'not found' for a file that exists but is not a raster)."""
-        for definition in self.parameterDefinitions():
-            name = definition.name()
-            if isinstance(definition, QgsProcessingParameterRasterLayer) and not is_unset(parameters.get(name)):
-                if self.raster_layer(parameters, name, context) is None:
-                    return False, self._not_a_raster(parameters, context, name)
-        for definition in self.parameterDefinitions():
-            if not isinstance(definition, QgsProcessingParameterNumber):
-                continue
-            try:
-                value = float(parameters[definition.name()])
-            except (KeyError, TypeError, ValueError):
-                continue  # absent, None, an expression: left to QGIS
-            if definition.dataType() == _number_type(True) and not value.is_integer():
-                return False, tr("{} ({}) must be an integer, got {:.15g}").format(
-                    definition.description(), definition.name(), value
-                )
-            if value < definition.minimum():
-                limit = tr("at least {:.15g}").format(definition.minimum())
-            elif value > definition.maximum():
-                limit = tr("at most {:.15g}").format(definition.maximum())
-            else:
-                continue
-            return False, tr("{} ({}) must be {}, got {:.15g}").format(
-                definition.description(), definition.name(), limit, value
-            )
-        choices: dict[str, str] = {}  # choices given by index, named for QGIS's own check (which takes names only)
-        for definition in self.parameterDefinitions():
-            value = parameters.get(definition.name())
-            static = isinstance(definition, QgsProcessingParameterEnum) and definition.usesStaticStrings()
-            if not static or value is None or isinstance(value, QgsProperty):
-                continue  # an expression is evaluated by read_choice
-            option = choice_option(definition, value)
-            if option is None:
-                return False, choice_error(definition, value)
-            choices[definition.name()] = option
-        ok, message = super().checkParameterValues({**parameters, **choices}, context)
-        if not ok:
-            return ok, message
+        refusal = self.value_refusal(parameters, context)
+        if refusal is not None:
+            return False, refusal
         # Everything prepare_job checks (bands against the input, tiles, output type, the engine's own
         # InputError) fails here, before the run: QGIS reports errors raised in prepareAlgorithm only
         # to the log, as "There were errors executing the algorithm".
@@ -1102,6 +1067,45 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             self._checking = False
         return True, ""
 
+    def value_refusal(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
+        """What ``checkParameterValues`` refuses in the parameters' values alone, in one line (``None``: nothing): a
+        raster parameter that is not a raster, a number that is not an integer or out of its range, a choice that is
+        none of the options, and QGIS's own checks. ``prepareAlgorithm`` asks it too: a model runs its child
+        algorithms without ``checkParameterValues`` (QGIS 3.22), and QGIS reads 2.5 given as SCALE as 2."""
+        for definition in self.parameterDefinitions():
+            name = definition.name()
+            if isinstance(definition, QgsProcessingParameterRasterLayer) and not is_unset(parameters.get(name)):
+                if self.raster_layer(parameters, name, context) is None:
+                    return self._not_a_raster(parameters, context, name)
+        for definition in self.parameterDefinitions():
+            if not isinstance(definition, QgsProcessingParameterNumber):
+                continue
+            try:
+                value = float(parameters[definition.name()])
+            except (KeyError, TypeError, ValueError):
+                continue  # absent, None, an expression: left to QGIS
+            if definition.dataType() == _number_type(True) and not value.is_integer():
+                return tr("{} ({}) must be an integer, got {:.15g}").format(definition.description(), definition.name(), value)
+            if value < definition.minimum():
+                limit = tr("at least {:.15g}").format(definition.minimum())
+            elif value > definition.maximum():
+                limit = tr("at most {:.15g}").format(definition.maximum())
+            else:
+                continue
+            return tr("{} ({}) must be {}, got {:.15g}").format(definition.description(), definition.name(), limit, value)
+        choices: dict[str, str] = {}  # choices given by index, named for QGIS's own check (which takes names only)
+        for definition in self.parameterDefinitions():
+            value = parameters.get(definition.name())
+            static = isinstance(definition, QgsProcessingParameterEnum) and definition.usesStaticStrings()
+            if not static or value is None or isinstance(value, QgsProperty):
+                continue  # an expression is evaluated by read_choice
+            option = choice_option(definition, value)
+            if option is None:
+                return choice_error(definition, value)
+            choices[definition.name()] = option
+        ok, message = super().checkParameterValues({**parameters, **choices}, context)
+        return None if ok else message
+
     # -- running ----------------------------------------------------------------------------
 
     def prepare_job(
@@ -1116,6 +1120,9 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         missing = missing_dependencies()
         if missing:
             raise QgsProcessingException(install_hint(missing))
+        refusal = self.value_refusal(parameters, context)
+        if refusal is not None:
+            raise QgsProcessingException(refusal)
         with engine_errors():
             job = self.prepare_job(parameters, context, feedback)
         job.layers_to_load = context.layersToLoadOnCompletion()  # with OUTPUT's, registered by read_output

@@ -172,6 +172,8 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             from ..core.raster import staged
 
             with staged() as files:  # the kernel files and the report move into place together
+                if report:
+                    files.claim(report)  # at the start, as the kernel files are (``raster.claimed``)
                 result = estimate_kernel_file(input_path, output, config, io, progress, files)
                 if report:
                     files.write(report, summary_html(input_name, config, result).encode("utf-8"))

@@ -57,7 +57,7 @@ from .optimise import adam, optimise
 from .progress import DONE, NullProgress, Progress, SubProgress
 from .grid import Window
 from .raster import (
-    RasterInfo, StagedFiles, band_labels, check_extension, file_window, open_info, read_window, staged, valid_interior,
+    RasterInfo, StagedFiles, band_labels, check_extension, claimed, file_window, open_info, read_window, staged, valid_interior,
 )
 
 #: Fraction of the strongest gradients that mark "structure" where crops are drawn (the reference's 97th percentile).
@@ -471,34 +471,35 @@ def estimate_kernel_file(
     recorder = _Recorder(progress or NullProgress())
     start = time.perf_counter()
     info, paths = check_kernel_files(input_path, kernel_path, config, io)
-    device = resolve_device(config.device)
-    recorder.info(
-        f"device {describe(device)}; KernelGAN ×{config.scale} on {info.grid.width}×{info.grid.height} pixels, "
-        f"{len(info.bands)} band(s){', one kernel per band' if config.per_band else ''}, {config.iterations} steps, seed {config.seed}"
-    )
-    if warn_fill_values:
-        log_fill_values(info, recorder)
-    window = estimation_window(info, config.max_window)
-    if window is not None:
+    with claimed(paths):  # each names its record and preview, claimed as they are staged
+        device = resolve_device(config.device)
         recorder.info(
-            f"KernelGAN learns the kernel on input {file_window(info, window).describe()}: the window with the most "
-            f"structure, as a raster over {config.max_window} pixels wide or high is not read whole"
+            f"device {describe(device)}; KernelGAN ×{config.scale} on {info.grid.width}×{info.grid.height} pixels, "
+            f"{len(info.bands)} band(s){', one kernel per band' if config.per_band else ''}, {config.iterations} steps, seed {config.seed}"
         )
-    data, valid = read_window(info, window)
-    bands = band_labels(info.bands, info.descriptions)
-    names = [f"{band} of {input_path}" for band in bands] if config.per_band else [input_path]
-    estimates = estimate_kernels(data, valid, config, recorder, names)
-    with staged(files) as group:
-        for path, estimate in zip(paths, estimates):
-            save_kernel_file(path, estimate.kernel, config.scale, files=group)
-    labels = [f"band {band}" for band in info.bands] if config.per_band else ["kernel"]
-    for path, estimate, label in zip(paths, estimates, labels):
-        recorder.info(f"{label}: {estimate.kernel.shape[0]}×{estimate.kernel.shape[0]} taps, {estimate.describe()} → {path}")
-    recorder.report(1.0, DONE)
-    return KernelRunResult(
-        paths[0], describe(device), time.perf_counter() - start, sum(e.steps for e in estimates),
-        paths, [e.describe() for e in estimates], recorder.messages, [e.kernel for e in estimates], labels,
-    )
+        if warn_fill_values:
+            log_fill_values(info, recorder)
+        window = estimation_window(info, config.max_window)
+        if window is not None:
+            recorder.info(
+                f"KernelGAN learns the kernel on input {file_window(info, window).describe()}: the window with the most "
+                f"structure, as a raster over {config.max_window} pixels wide or high is not read whole"
+            )
+        data, valid = read_window(info, window)
+        bands = band_labels(info.bands, info.descriptions)
+        names = [f"{band} of {input_path}" for band in bands] if config.per_band else [input_path]
+        estimates = estimate_kernels(data, valid, config, recorder, names)
+        with staged(files) as group:
+            for path, estimate in zip(paths, estimates):
+                save_kernel_file(path, estimate.kernel, config.scale, files=group)
+        labels = [f"band {band}" for band in info.bands] if config.per_band else ["kernel"]
+        for path, estimate, label in zip(paths, estimates, labels):
+            recorder.info(f"{label}: {estimate.kernel.shape[0]}×{estimate.kernel.shape[0]} taps, {estimate.describe()} → {path}")
+        recorder.report(1.0, DONE)
+        return KernelRunResult(
+            paths[0], describe(device), time.perf_counter() - start, sum(e.steps for e in estimates),
+            paths, [e.describe() for e in estimates], recorder.messages, [e.kernel for e in estimates], labels,
+        )
 
 
 def estimated_kernel_path(output_path: str) -> str:
@@ -525,13 +526,13 @@ def super_resolve_with_estimated_kernel(
     """
     from dataclasses import replace
 
-    from .pipeline import check_super_resolve, super_resolve
+    from .pipeline import check_super_resolve, output_files, super_resolve
 
     input_path, output_path = as_paths(input_path, output_path)
     progress = progress or NullProgress()
     kernel_path = estimated_kernel_path(output_path)
     check_super_resolve(input_path, output_path, replace(config, kernel="bicubic"), io)  # all but the kernel, before KernelGAN
-    with staged() as files:
+    with claimed(output_files(output_path)), staged() as files:
         estimated = estimate_kernel_file(
             input_path, kernel_path, replace(kernelgan, per_band=False), io, SubProgress(progress, 0.0, 0.2), files,
             warn_fill_values=False,

@@ -32,6 +32,7 @@ from .raster import (
     StagedFiles,
     band_labels,
     check_raster_output,
+    claimed,
     constant_bands,
     dataset_files,
     fill_value_warnings,
@@ -230,6 +231,16 @@ def remove_earlier_side_files(group: StagedFiles, output_path: str, inputs: Sequ
     for path in earlier:
         if os.path.lexists(path) and path not in group.staged and not is_read(path):
             group.remove_at_commit(path)
+
+
+def output_files(output_path: str) -> list[str]:
+    """The files a run into the raster ``output_path`` claims as it starts (``raster.claimed``): the output, which names
+    its loss curve beside it, and the kernel file kept beside it (``kernelgan.estimated_kernel_path``: written, or an
+    earlier run's removed, ``remove_earlier_side_files``), which names its record and preview. Those side files are
+    claimed too as the run stages or removes them (``raster.StagedFiles``)."""
+    from .kernelgan import estimated_kernel_path
+
+    return [output_path, estimated_kernel_path(output_path)]
 
 
 def check_super_resolve(input_path: str, output_path: str | None, config: MethodConfig, io: IOOptions = IOOptions()) -> RasterInfo:
@@ -506,24 +517,25 @@ def super_resolve(
     input_path, output_path = as_paths(input_path, output_path)
     recorder = _Recorder(progress or NullProgress(), files)
     info = check_super_resolve(input_path, output_path, config, io)
-    _log_input(info, recorder)
-    scaling, read = fit_scaling(info), (lambda w: read_window(info, w))
-    sample = lambda rows, cols: read_window(info, out_shape=(len(info.bands), rows, cols))  # noqa: E731
-    keep = back_projection_keep(method_kernel(config), info.grid.width, info.grid.height, sample, read, scaling, recorder, band_labels(info.bands, info.descriptions))
-    solve, device = _solver(config, scaling, read, recorder, keep)
-    grid, constants = info.grid.refined(config.scale), constant_bands(info)
-    kernel_path = learned_kernel_path(output_path, config)
+    with claimed(output_files(output_path)):
+        _log_input(info, recorder)
+        scaling, read = fit_scaling(info), (lambda w: read_window(info, w))
+        sample = lambda rows, cols: read_window(info, out_shape=(len(info.bands), rows, cols))  # noqa: E731
+        keep = back_projection_keep(method_kernel(config), info.grid.width, info.grid.height, sample, read, scaling, recorder, band_labels(info.bands, info.descriptions))
+        solve, device = _solver(config, scaling, read, recorder, keep)
+        grid, constants = info.grid.refined(config.scale), constant_bands(info)
+        kernel_path = learned_kernel_path(output_path, config)
 
-    def write(group: StagedFiles) -> None:
-        write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, solve.tiles,
-                    solve, recorder, constants, solve.many, group)
-        if kernel_path is not None:
-            learned = learned_kernel(recorder.kernels, config.scale)
-            save_kernel_file(kernel_path, learned.taps, config.scale, files=group, source=learned.source)
-            recorder.info(f"learned kernel: {learned.describe()} → {kernel_path} ({learned.source})")
+        def write(group: StagedFiles) -> None:
+            write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, solve.tiles,
+                        solve, recorder, constants, solve.many, group)
+            if kernel_path is not None:
+                learned = learned_kernel(recorder.kernels, config.scale)
+                save_kernel_file(kernel_path, learned.taps, config.scale, files=group, source=learned.source)
+                recorder.info(f"learned kernel: {learned.describe()} → {kernel_path} ({learned.source})")
 
-    result = recorder.write_output(output_path, device, method_name(config), write, [input_path], [config.kernel], files)
-    return replace(result, kernel_path=kernel_path)
+        result = recorder.write_output(output_path, device, method_name(config), write, [input_path], [config.kernel], files)
+        return replace(result, kernel_path=kernel_path)
 
 
 def super_resolve_array(
@@ -607,7 +619,7 @@ def degrade(
     # float64 values: normalised in float64 by one scaling of the file before the float32 blur
     scaling = BandScaling.fit(*scaling_sample(file_info)) if values != np.float32 else None
     any_valid = False
-    with AtomicGeoTIFF(output_path, info, grid, output_dtype(info, io.float32), io.cog) as out:
+    with claimed(output_files(output_path)), AtomicGeoTIFF(output_path, info, grid, output_dtype(info, io.float32), io.cog) as out:
         for top in range(0, height, rows):
             check_cancelled(recorder)
             bottom = min(top + rows, height)

@@ -16,13 +16,16 @@ nodata value.
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
+import socket
 import tempfile
 import threading
+import time
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
@@ -828,10 +831,175 @@ def temporary_beside(path: str) -> tuple[int, str]:
     try:
         return tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
     except OSError as error:
-        reason = error.strerror or str(error)
-        if error.errno == errno.ENOENT and os.path.isdir(folder):
-            reason = f"the folder does not accept new files (the system says: {reason})"
-        raise InputError(f"cannot write in output folder {folder}: {reason}") from None
+        raise folder_refusal(folder, error) from None
+
+
+def folder_refusal(folder: str, error: OSError) -> InputError:
+    """The one-line ``InputError`` for ``folder`` refusing a new file with ``error`` (``temporary_beside``)."""
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOENT and os.path.isdir(folder):
+        reason = f"the folder does not accept new files (the system says: {reason})"
+    return InputError(f"cannot write in output folder {folder}: {reason}")
+
+
+#: Suffix of the claim a run holds on each file it writes or removes (``claimed``): a hidden file beside it,
+#: ``out.tif`` → ``.internal_sr-out.tif.claim``, holding the claiming process's id and host name.
+CLAIM_SUFFIX = ".claim"
+
+#: Longest file name (bytes) a claim is named after; a longer one's claim is named by the name's SHA-1, so that the
+#: claim's own name stays within the 255 bytes file systems take.
+CLAIM_NAME_MAX = 200
+
+#: Seconds after which a claim that holds no process id is stale: its run was killed between creating it and
+#: writing the id (a younger one is a run starting now).
+CLAIM_WRITE_GRACE = 2.0
+
+#: This machine's name, written into the claims of this process: a claim of another host on a shared folder is
+#: never taken for stale, as its process cannot be looked up from here.
+HOST = socket.gethostname() or "localhost"
+
+
+@dataclass(eq=False)
+class Claim:
+    """A claim file this process holds (``claimed``), for the run on thread ``thread``; ``count``: the claims of
+    that run it serves (a run claims its output at its start, then again as it stages the file)."""
+
+    file: str
+    thread: int
+    count: int = 1
+
+
+#: The claims this process holds (any thread), under ``_CLAIM_LOCK``.
+_claims: list[Claim] = []
+_CLAIM_LOCK = threading.Lock()
+
+
+def claim_path(path: str) -> str:
+    """The claim file of ``path`` (``CLAIM_SUFFIX``), in its folder."""
+    folder, name = os.path.split(os.path.abspath(path))
+    if len(os.fsencode(name)) > CLAIM_NAME_MAX:
+        name = hashlib.sha1(os.fsencode(name)).hexdigest()
+    return os.path.join(folder, PARTIAL_PREFIX + name + CLAIM_SUFFIX)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine is running (one of another user counts; so does a zombie)."""
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there
+        import ctypes
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return ctypes.get_last_error() == 5  # ERROR_ACCESS_DENIED: it runs, as another user
+        code = ctypes.c_ulong()
+        known = kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        kernel32.CloseHandle(handle)
+        return not known or code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_holder(file: str) -> str | None:
+    """Which other process holds the claim ``file``, in words ("process 4242", "process 4242 on host h"); ``None``
+    when none does and the claim is stale or gone: its process has ended (on this host; this process's own claims
+    are in ``_claims``, so one of this process id that is not is stale too), or it has held no process id for
+    ``CLAIM_WRITE_GRACE`` seconds."""
+    try:
+        with open(file, encoding="utf-8", errors="replace") as f:
+            fields = f.read().split()
+        age = time.time() - os.stat(file).st_mtime
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "unknown: its claim cannot be read"
+    if len(fields) != 2 or not fields[0].isdigit():
+        return None if age > CLAIM_WRITE_GRACE else "a run starting now"
+    pid, host = int(fields[0]), fields[1]
+    if host != HOST:
+        return f"process {pid} on host {host}"
+    return f"process {pid}" if pid != os.getpid() and process_alive(pid) else None
+
+
+def take_claim(path: str) -> Claim:
+    """Claim ``path`` for the run on this thread: create its claim file (``claim_path``) exclusively
+    (``O_CREAT | O_EXCL``) with this process's id and host, or join this thread's claim on it. A stale claim
+    (``claim_holder``) is taken over. Another run holding it, in this process (another QGIS task, a script's thread)
+    or in another, is a one-line ``InputError`` naming ``path``; so is a folder that refuses the file.
+    ``release_claim`` gives it back. (Two processes taking over one stale claim at the same instant may both go on:
+    that needs a run killed outright and two new ones started together.)"""
+    file = claim_path(path)
+    thread = threading.get_ident()
+    with _CLAIM_LOCK:
+        for claim in _claims:
+            if same_file(claim.file, file):
+                if claim.thread != thread:
+                    raise InputError(f"another run in this process is writing {path}: wait for it to end or choose another output")
+                claim.count += 1
+                return claim
+        while True:
+            try:
+                handle = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = claim_holder(file)
+                if holder is not None:
+                    raise InputError(
+                        f"another run ({holder}) is writing {path}: wait for it to end or choose another output; "
+                        f"if no run is, remove {file}"
+                    ) from None
+                try:
+                    os.remove(file)  # stale: taken over
+                except FileNotFoundError:
+                    pass
+                except OSError as error:
+                    raise folder_refusal(os.path.dirname(file), error) from None
+                continue
+            except OSError as error:
+                raise folder_refusal(os.path.dirname(file), error) from None
+            try:
+                with os.fdopen(handle, "w", encoding="utf-8") as f:
+                    f.write(f"{os.getpid()} {HOST}\n")
+            except OSError as error:
+                os.remove(file)
+                raise folder_refusal(os.path.dirname(file), error) from None
+            claim = Claim(file, thread)
+            _claims.append(claim)
+            return claim
+
+
+def release_claim(claim: Claim) -> None:
+    """Give back one use of ``claim`` (``take_claim``); the last removes its file."""
+    with _CLAIM_LOCK:
+        claim.count -= 1
+        if claim.count:
+            return
+        _claims.remove(claim)
+        try:
+            os.remove(claim.file)
+        except OSError:  # already gone, or the folder turned read-only: a claim of this process that is not held is stale
+            pass
+
+
+@contextmanager
+def claimed(paths: Iterable[str]) -> Iterator[None]:
+    """Hold the claims on ``paths`` (``take_claim``) while the block runs, and remove them after it, whatever
+    ends it (an error, ``Cancelled``, Ctrl-C). A run takes them as it starts on the files it writes that name the
+    others (its output, which names its loss curve; a kernel file, which names its record and preview:
+    ``pipeline.output_files``), so that a second run to any of them, in this process or another, is refused in one
+    line before it does any work; ``StagedFiles`` claims every file it stages or removes too, so that no two runs
+    replace each other's files. A process killed outright leaves its claims, which the next run takes over."""
+    held: list[Claim] = []
+    try:
+        for path in dict.fromkeys(paths):
+            held.append(take_claim(path))
+        yield
+    finally:
+        for claim in reversed(held):
+            release_claim(claim)
 
 
 #: ``StagedFiles.commit`` calls under way (any thread), and the lists ``recording_commits`` fills with the
@@ -868,7 +1036,9 @@ class StagedFiles:
     """The files of one run, each written to a hidden temporary file beside its target (``temporary_beside``)
     and moved into place together by ``commit`` once all are written, each with the PAM sidecar GDAL wrote beside
     it (``replace_with_pam``); ``discard`` removes the temporary files (and their PAM sidecars) and leaves every
-    target, and any earlier file there, as it was. Use ``staged`` to make or join a group."""
+    target, and any earlier file there, as it was. Use ``staged`` to make or join a group. The group claims each
+    file it stages or removes (``take_claim``) until it commits or is discarded, so that no other run writes it
+    meanwhile."""
 
     def __init__(self) -> None:
         #: target path → its temporary file, in the order they were staged
@@ -877,10 +1047,18 @@ class StagedFiles:
         self.geotiffs: list[str] = []
         #: files of an earlier run that the commit removes (``remove_at_commit``)
         self.stale: list[str] = []
+        #: target path → the group's claim on it (``claim``)
+        self.claims: dict[str, Claim] = {}
+
+    def claim(self, path: str) -> None:
+        """Claim ``path`` for this group until it commits or is discarded (``take_claim``; once per path)."""
+        if path not in self.claims:
+            self.claims[path] = take_claim(path)
 
     def temporary(self, path: str, geotiff: bool = False) -> str:
         """A new empty temporary file for ``path``; a ``geotiff``'s stale sidecars (those of an earlier file there,
         ``stale_sidecars``; of this run's only its PAM sidecar, moved with it) are removed once it is in place."""
+        self.claim(path)
         handle, tmp = temporary_beside(path)
         os.close(handle)
         self.drop(path)
@@ -893,6 +1071,7 @@ class StagedFiles:
         """Remove ``path``, a file an earlier run left that this run does not write again (e.g. its loss curve beside
         the output this run replaces), when the group commits, so that it does not stay beside the new files; a
         file staged for ``path`` by then is moved into place instead."""
+        self.claim(path)
         self.stale.append(path)
 
     def drop(self, path: str) -> None:
@@ -912,7 +1091,8 @@ class StagedFiles:
             raise OutputWriteError(path) from error
 
     def commit(self) -> None:
-        """Move every staged file into place (ordinary files: mode 0666 less the umask; mkstemp makes 0600).
+        """Move every staged file into place (ordinary files: mode 0666 less the umask; mkstemp makes 0600), then
+        give back the group's claims.
 
         While it runs ``committing()`` is true, so that a signal handler cancelling a run (the command line's)
         lets it finish rather than leave some files in place and not others, or old sidecars beside a new file.
@@ -940,16 +1120,27 @@ class StagedFiles:
                     if not same_file(sidecar, path + PAM_SUFFIX):  # there now, it is the new file's (replace_with_pam)
                         os.remove(sidecar)
             self.geotiffs.clear()
+            self.release_claims()
         finally:
             with _COMMIT_LOCK:
                 _commits -= 1
 
     def discard(self) -> None:
-        """Remove every temporary file not moved into place; the files ``remove_at_commit`` named stay."""
-        for path in list(self.staged):
-            self.drop(path)
-        self.geotiffs.clear()
-        self.stale.clear()
+        """Remove every temporary file not moved into place, the files ``remove_at_commit`` named staying, and give
+        back the group's claims."""
+        try:
+            for path in list(self.staged):
+                self.drop(path)
+            self.geotiffs.clear()
+            self.stale.clear()
+        finally:
+            self.release_claims()
+
+    def release_claims(self) -> None:
+        """Give back the group's claims (``claim``): its files are in place, or discarded."""
+        for claim in self.claims.values():
+            release_claim(claim)
+        self.claims.clear()
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from .evaluation import BICUBIC, Evaluation, evaluate
 from .metrics import HIGHER_IS_BETTER
 from .pipeline import RunResult
 from .progress import Progress
-from .raster import StagedFiles, check_output_paths, same_file, staged, write_file_atomically
+from .raster import StagedFiles, check_output_paths, claimed, same_file, staged, write_file_atomically
 from .sentinel2 import band_name
 
 #: Edge (reference pixels) of the central crop shown in the report.
@@ -268,12 +268,14 @@ def evaluate_to_files(
     input_path, guide_path, report_path, json_path = as_paths(input_path, guide_path, report_path, json_path)
     inputs = [input_path] + ([guide_path] if guide_path else [])
     check_two_files(report_path, json_path)
-    check_output_paths([path for path in (report_path, json_path) if path], inputs)
-    e = evaluate(input_path, method, scale, kernel, config, io, guide_path, guide_io or IOOptions(), progress)
-    with staged() as files:
-        if report_path:
-            write_html(e, report_path, files)
-        if json_path:
-            write_json(e, json_path, files)
+    outputs = [path for path in (report_path, json_path) if path]
+    check_output_paths(outputs, inputs)
+    with claimed(outputs):
+        e = evaluate(input_path, method, scale, kernel, config, io, guide_path, guide_io or IOOptions(), progress)
+        with staged() as files:
+            if report_path:
+                write_html(e, report_path, files)
+            if json_path:
+                write_json(e, json_path, files)
     run = e.run or RunResult("", "cpu", 0.0, 0)
     return EvaluationRun(report_path or json_path or "", run.device, e.seconds, run.steps, run.messages, run.curves, evaluation=e)

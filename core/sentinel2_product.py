@@ -31,7 +31,7 @@ from .errors import InputError
 from .grid import Grid, NotAligned, Window, crs_words, guide_position, nest
 from .guided import MIN_TARGET_SIZE
 from .normalise import exact_float
-from .pipeline import RunResult, _Recorder
+from .pipeline import RunResult, _Recorder, output_files
 from .progress import NullProgress, Progress, SubProgress
 from .raster import (
     PARTIAL_PREFIX,
@@ -41,6 +41,7 @@ from .raster import (
     StagedFiles,
     check_geotransform,
     check_raster_output,
+    claimed,
     nodata_key,
     open_info,
     open_raster,
@@ -431,47 +432,48 @@ def sharpen_product(
     found = find_bands(inputs, recorder)
     sources = sorted({s.path for s in found.values()})
     check_raster_output(output_path, sources)
-    groups = {res: [found[b] for b in ORDER if b in found and RESOLUTION[b] == res] for res in (10, 20, 60)}
-    recorder.info("bands found: " + ", ".join(f"{res} m {', '.join(s.band for s in g)}" for res, g in groups.items() if g))
-    in_order = sorted(found.values(), key=lambda s: ORDER.index(s.band))
-    for path in dict.fromkeys(s.path for s in in_order):
-        recorder.info(f"{', '.join(s.band for s in in_order if s.path == path)} from {path}")
-    infos = check_stacks(groups, float32)
-    check_grids(groups)
-    declared = product_radiometry(found, recorder)
-    undeclared = sum(1 for i in infos if i.nodata is None and stack_nodata(i) is not None)
-    if undeclared:
-        recorder.info(f"{undeclared} of the {len(infos)} bands declare no nodata value: {SENTINEL2_NODATA} is no data there, as "
-                      "in Sentinel-2 products")
-    device = ""
-    # beside the output, where the space for it is (a system temporary folder may be small, or in memory); a process
-    # killed outright leaves it, named like the other staged files (README, "killed outright")
-    with tempfile.TemporaryDirectory(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX,
-                                     dir=os.path.dirname(os.path.abspath(output_path))) as tmp:
-        guide = os.path.join(tmp, "10m.tif")
-        _write_stack(groups[10], guide, declared)
-        parts = {10: guide}
-        todo = [res for res in (20, 60) if groups[res]]
-        if not todo:
-            recorder.info("no 20 m or 60 m band found: the 10 m bands are written as they are, nothing is sharpened")
-        stages = []  # each stage's tiles, for the loss figure's title
-        for n, res in enumerate(todo):
-            target = os.path.join(tmp, f"{res}m.tif")
-            _write_stack(groups[res], target, declared)
-            parts[res] = os.path.join(tmp, f"{res}m_at_10m.tif")
-            sub = SubProgress(recorder, SHARPEN_SHARE * n / len(todo), SHARPEN_SHARE * (n + 1) / len(todo),
-                              done=f"{res} m bands sharpened")
-            roles = (f"the {res} m bands {', '.join(b.band for b in groups[res])}", f"the 10 m bands {', '.join(GUIDE_BANDS)}")
-            result = sharpen(target, guide, parts[res], config, IOOptions(float32=float32), IOOptions(), sub, loss_curve=False,
-                             roles=roles)
-            recorder.curves.extend(result.curves)
-            stages.append(f"{res} m bands {len(result.curves)}")
-            device = result.device
-        method = f"{GUIDED_METHOD} (tiles: {', '.join(stages)})" if len(stages) > 1 else GUIDED_METHOD
-        return recorder.write_output(
-            output_path, device or "none", method, lambda group: _assemble(parts, groups, output_path, float32, group, recorder),
-            sources,
-        )
+    with claimed(output_files(output_path)):
+        groups = {res: [found[b] for b in ORDER if b in found and RESOLUTION[b] == res] for res in (10, 20, 60)}
+        recorder.info("bands found: " + ", ".join(f"{res} m {', '.join(s.band for s in g)}" for res, g in groups.items() if g))
+        in_order = sorted(found.values(), key=lambda s: ORDER.index(s.band))
+        for path in dict.fromkeys(s.path for s in in_order):
+            recorder.info(f"{', '.join(s.band for s in in_order if s.path == path)} from {path}")
+        infos = check_stacks(groups, float32)
+        check_grids(groups)
+        declared = product_radiometry(found, recorder)
+        undeclared = sum(1 for i in infos if i.nodata is None and stack_nodata(i) is not None)
+        if undeclared:
+            recorder.info(f"{undeclared} of the {len(infos)} bands declare no nodata value: {SENTINEL2_NODATA} is no data there, as "
+                          "in Sentinel-2 products")
+        device = ""
+        # beside the output, where the space for it is (a system temporary folder may be small, or in memory); a process
+        # killed outright leaves it, named like the other staged files (README, "killed outright")
+        with tempfile.TemporaryDirectory(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX,
+                                         dir=os.path.dirname(os.path.abspath(output_path))) as tmp:
+            guide = os.path.join(tmp, "10m.tif")
+            _write_stack(groups[10], guide, declared)
+            parts = {10: guide}
+            todo = [res for res in (20, 60) if groups[res]]
+            if not todo:
+                recorder.info("no 20 m or 60 m band found: the 10 m bands are written as they are, nothing is sharpened")
+            stages = []  # each stage's tiles, for the loss figure's title
+            for n, res in enumerate(todo):
+                target = os.path.join(tmp, f"{res}m.tif")
+                _write_stack(groups[res], target, declared)
+                parts[res] = os.path.join(tmp, f"{res}m_at_10m.tif")
+                sub = SubProgress(recorder, SHARPEN_SHARE * n / len(todo), SHARPEN_SHARE * (n + 1) / len(todo),
+                                  done=f"{res} m bands sharpened")
+                roles = (f"the {res} m bands {', '.join(b.band for b in groups[res])}", f"the 10 m bands {', '.join(GUIDE_BANDS)}")
+                result = sharpen(target, guide, parts[res], config, IOOptions(float32=float32), IOOptions(), sub, loss_curve=False,
+                                 roles=roles)
+                recorder.curves.extend(result.curves)
+                stages.append(f"{res} m bands {len(result.curves)}")
+                device = result.device
+            method = f"{GUIDED_METHOD} (tiles: {', '.join(stages)})" if len(stages) > 1 else GUIDED_METHOD
+            return recorder.write_output(
+                output_path, device or "none", method, lambda group: _assemble(parts, groups, output_path, float32, group, recorder),
+                sources,
+            )
 
 
 def _assemble(

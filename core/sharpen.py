@@ -43,11 +43,11 @@ from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling, array_constants, real_image
 from .pipeline import (
     RunResult, _Recorder, back_projection_keep, collect_tiled, decimated_sample, extent_message, fit_scaling,
-    log_fill_values, write_tiled,
+    log_fill_values, output_files, write_tiled,
 )
 from .progress import NullProgress, Progress
 from .raster import (
-    RasterInfo, StagedFiles, band_labels, check_geotransform, check_raster_output, constant_bands, file_window,
+    RasterInfo, StagedFiles, band_labels, check_geotransform, check_raster_output, claimed, constant_bands, file_window,
     georeferencing_note, may_be_invalid, open_info, read_window, same_file, valid_mask,
 )
 from .registration import central_window, guide_misregistration, registration_warning, skipped_note
@@ -266,47 +266,48 @@ def sharpen(
     target_path, guide_path, output_path = as_paths(target_path, guide_path, output_path)
     recorder = _Recorder(progress or NullProgress())
     inputs = check_inputs(target_path, guide_path, output_path, config, target_io, guide_io, recorder)
-    target, guide, nesting = inputs.target, inputs.guide, inputs.nesting
-    log_fill_values(target, recorder)
-    log_fill_values(guide, recorder)
-    s = nesting.scale
-    if nesting.target.width < target.grid.width or nesting.target.height < target.grid.height:
-        recorder.info(f"the guide covers {nesting.target.width}×{nesting.target.height} of the target's "
-                      f"{target.grid.width}×{target.grid.height} pixels: the output covers that overlap")
+    with claimed(output_files(output_path)):
+        target, guide, nesting = inputs.target, inputs.guide, inputs.nesting
+        log_fill_values(target, recorder)
+        log_fill_values(guide, recorder)
+        s = nesting.scale
+        if nesting.target.width < target.grid.width or nesting.target.height < target.grid.height:
+            recorder.info(f"the guide covers {nesting.target.width}×{nesting.target.height} of the target's "
+                          f"{target.grid.width}×{target.grid.height} pixels: the output covers that overlap")
 
-    def read(window: Window):
-        fine = window.scaled(s).translated(nesting.guide.col_off, nesting.guide.row_off)
-        return (*read_window(target, window.translated(nesting.target.col_off, nesting.target.row_off)), *read_window(guide, fine))
+        def read(window: Window):
+            fine = window.scaled(s).translated(nesting.guide.col_off, nesting.guide.row_off)
+            return (*read_window(target, window.translated(nesting.target.col_off, nesting.target.row_off)), *read_window(guide, fine))
 
-    check_registration(read, nesting.target.width, nesting.target.height, inputs.guide_kernels, recorder, roles)
-    target_scaling = fit_scaling(target)
-    keep = back_projection_keep(
-        inputs.target_kernels, nesting.target.width, nesting.target.height,
-        lambda rows, cols: read_window(target, nesting.target, out_shape=(len(target.bands), rows, cols)),
-        lambda window: read_window(target, window.translated(nesting.target.col_off, nesting.target.row_off)),
-        target_scaling, recorder, band_labels(target.bands, target.descriptions),
-    )
-    solve, device = _solver(
-        config, inputs.target_kernels, inputs.guide_kernels, target_scaling, fit_scaling(guide), read, recorder, keep
-    )
-    grid = guide.grid.window_grid(nesting.guide)
-    # the guide's invalid pixels are invalid in the output too: under a mask where the output has no nodata value
-    written = replace(target, masked=target.masked or may_be_invalid(guide))
-    constants = constant_bands(target, nesting.target)
+        check_registration(read, nesting.target.width, nesting.target.height, inputs.guide_kernels, recorder, roles)
+        target_scaling = fit_scaling(target)
+        keep = back_projection_keep(
+            inputs.target_kernels, nesting.target.width, nesting.target.height,
+            lambda rows, cols: read_window(target, nesting.target, out_shape=(len(target.bands), rows, cols)),
+            lambda window: read_window(target, window.translated(nesting.target.col_off, nesting.target.row_off)),
+            target_scaling, recorder, band_labels(target.bands, target.descriptions),
+        )
+        solve, device = _solver(
+            config, inputs.target_kernels, inputs.guide_kernels, target_scaling, fit_scaling(guide), read, recorder, keep
+        )
+        grid = guide.grid.window_grid(nesting.guide)
+        # the guide's invalid pixels are invalid in the output too: under a mask where the output has no nodata value
+        written = replace(target, masked=target.masked or may_be_invalid(guide))
+        constants = constant_bands(target, nesting.target)
 
-    def write(group: StagedFiles) -> None:
-        """The output into ``group``, refused when every pixel of it is nodata (a tile with no pixel valid in both
-        rasters is not trained, so that costs no more than reading them): each raster may hold valid pixels, but
-        not where the other does over their overlap (``fit_scaling`` only refuses a raster with none at all)."""
-        if not write_tiled(output_path, written, grid, target_io, nesting.target.width, nesting.target.height, s,
-                           config.tiles, solve, recorder, constants, files=group):
-            raise InputError(
-                f"{target_path} and {guide_path} have no valid pixel in common where they overlap, the target's "
-                f"{file_window(target, nesting.target).describe()}: every output pixel would be nodata; nothing written"
-            )
+        def write(group: StagedFiles) -> None:
+            """The output into ``group``, refused when every pixel of it is nodata (a tile with no pixel valid in both
+            rasters is not trained, so that costs no more than reading them): each raster may hold valid pixels, but
+            not where the other does over their overlap (``fit_scaling`` only refuses a raster with none at all)."""
+            if not write_tiled(output_path, written, grid, target_io, nesting.target.width, nesting.target.height, s,
+                               config.tiles, solve, recorder, constants, files=group):
+                raise InputError(
+                    f"{target_path} and {guide_path} have no valid pixel in common where they overlap, the target's "
+                    f"{file_window(target, nesting.target).describe()}: every output pixel would be nodata; nothing written"
+                )
 
-    return recorder.write_output(output_path, device, GUIDED_METHOD if loss_curve else None, write, [target_path, guide_path],
-                                 [config.kernel, config.guide_kernel])
+        return recorder.write_output(output_path, device, GUIDED_METHOD if loss_curve else None, write, [target_path, guide_path],
+                                     [config.kernel, config.guide_kernel])
 
 
 def sharpen_array(

@@ -1,14 +1,20 @@
-"""Shared test helpers: paths to the committed crops and small raster writers."""
+"""Shared test helpers: paths to the committed crops, small raster writers, a run held while it writes."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import rasterio
 import torch
 from affine import Affine
 from rasterio.crs import CRS
+
+from internal_sr.core.progress import NullProgress
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 S2_10M = os.path.join(DATA, "s2_T33UUB_10m_B4-B3-B2-B8_crop.tif")  # 128×128, 4 bands, uint16, no CRS
@@ -51,3 +57,32 @@ def input_layouts(monkeypatch, network: type) -> list[bool]:
 
     monkeypatch.setattr(network, "forward", recorded)
     return layouts
+
+
+class HeldWhileWriting(NullProgress):
+    """A degrade's progress that holds it while it writes its output (its first report of a strip) until ``go``."""
+
+    def __init__(self) -> None:
+        self.writing, self.go = threading.Event(), threading.Event()
+
+    def report(self, fraction: float, message: str = "") -> None:
+        if message == "degrading":
+            self.writing.set()
+            assert self.go.wait(60)
+
+
+@contextmanager
+def degrading(input_path: str, output: str) -> Iterator[None]:
+    """Inside the block a degrade (×2) of ``input_path`` into ``output`` is under way in another thread (as a QGIS
+    background task), holding its claims (``core.raster.claimed``); it finishes after the block."""
+    from internal_sr.core.pipeline import degrade
+
+    progress = HeldWhileWriting()
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(degrade, input_path, output, 2, progress=progress)
+        assert progress.writing.wait(60), job.result()
+        try:
+            yield
+        finally:
+            progress.go.set()
+        job.result()

@@ -27,6 +27,7 @@ from qgis.core import (
     QgsProperty,
     QgsRasterLayer,
 )
+from helpers import degrading, read, write_raster
 from qgis_helpers import S2_20M_BANDS, LogRecorder, add_child, crop, georeferenced_10m, grid_info, raster_model, user_message
 
 pytestmark = [pytest.mark.qgis, pytest.mark.usefixtures("internal_sr_provider")]
@@ -185,6 +186,32 @@ def test_model_degrade_then_dip_returns_to_the_input_grid(tmp_path) -> None:
     assert dst.means[0] == pytest.approx(src.means[2], rel=0.03)
 
 
+@pytest.mark.parametrize(("values", "refusal"), [
+    ({"SCALE": 2.5}, "Scale factor (SCALE) must be an integer, got 2.5"),
+    ({"SCALE": 2, "BANDS": [1], "NODATA": True}, "{input} has no valid pixels (everything is nodata)"),
+], ids=["checked-values", "run"])
+def test_a_model_steps_refusal_reaches_the_models_feedback(tmp_path, values, refusal) -> None:
+    """A model runs its steps without their ``checkParameterValues`` (QGIS 3.22): a SCALE of 2.5 (from a model input,
+    or an expression) ran as ×2. It is refused as the step is prepared now; that refusal, as one raised while the step
+    runs, reaches the model's feedback (the model dialog's log, in red). What the model raises is QGIS's own "Error
+    encountered while running STEP": the model builds it from the step's description alone."""
+    import processing
+
+    data = read(georeferenced_10m(str(tmp_path / "s2_10m.tif")))[:1]
+    if values.pop("NODATA", False):
+        data[:] = 0
+    source = write_raster(str(tmp_path / "in.tif"), data, nodata=0)
+    model = raster_model("degrade_step")
+    add_child(model, "degrade", {"INPUT": QgsProcessingModelChildParameterSource.fromModelParameter("raster")}, values,
+              ("low", "Low"))
+    model.childAlgorithm("degrade").setDescription("Degrade step")
+    feedback = QgsProcessingFeedback()
+    with pytest.raises(QgsProcessingException, match="^Error encountered while running Degrade step$"):
+        processing.run(model, {"raster": source, "degrade:low": str(tmp_path / "low.tif")}, feedback=feedback)
+    assert refusal.format(input=source) in feedback.textLog().splitlines()
+    assert sorted(os.listdir(tmp_path)) == ["in.tif", "s2_10m.tif"]
+
+
 def run_in_a_task(algorithm: str, parameters: dict) -> tuple[bool, QgsProcessingContext]:
     """Run as the toolbox's dialog does: a ``QgsProcessingAlgRunnerTask`` prepares the algorithm on this thread
     and processes it on a worker thread in a context of QGIS's own, whose results it then moves into the
@@ -203,6 +230,17 @@ def run_in_a_task(algorithm: str, parameters: dict) -> tuple[bool, QgsProcessing
         QgsApplication.processEvents()
         time.sleep(0.02)
     return executed == [True], context
+
+
+def test_a_run_into_an_output_another_run_is_writing_is_refused_in_one_line(crop64: str, tmp_path) -> None:
+    """Two toolbox runs into one output (background tasks of one QGIS): the second is refused in one line naming the
+    output, instead of replacing the first's file; the first's output stands, and no claim is left."""
+    out = str(tmp_path / "low.tif")
+    with degrading(crop64, out):
+        with pytest.raises(QgsProcessingException) as error:
+            run("degrade", {"INPUT": crop64, "SCALE": 2, "KERNEL": "gaussian", "OUTPUT": out})
+    assert user_message(error.value) == f"another run in this process is writing {out}: wait for it to end or choose another output"
+    assert os.path.isfile(out) and leftovers(str(tmp_path)) == []
 
 
 @pytest.mark.parametrize(("algorithm", "extra"), [("degrade", {}), ("dip", FAST)])

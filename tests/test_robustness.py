@@ -66,15 +66,16 @@ def start(*arguments: str) -> subprocess.Popen:
 def wait_until_writing(folder: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
     """Wait until ``process`` has opened its temporary output in ``folder`` (it is then optimising tiles)."""
     deadline = time.monotonic() + timeout
-    while not any(name.startswith(".internal_sr-") for name in os.listdir(folder)):
+    while not any(name.startswith(".internal_sr-") and name.endswith(".part") for name in os.listdir(folder)):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the run never started writing"
         time.sleep(0.05)
 
 
 def test_a_killed_run_leaves_no_layer_and_the_input_untouched(tmp_path: Path) -> None:
-    """SIGKILL mid-run: nothing at the output path, only a hidden temporary file no GIS lists as a raster.
-    SIGTERM or SIGHUP (the terminal closed) mid-run: cancelled cleanly, nothing at all is left."""
+    """SIGKILL mid-run: nothing at the output path, only a hidden temporary file no GIS lists as a raster and the
+    run's claim on the output, which the next run to it takes over. SIGTERM or SIGHUP (the terminal closed) mid-run:
+    cancelled cleanly, nothing at all is left."""
     source = write_raster(str(tmp_path / "in.tif"), s2_pixels(64, bands=slice(0, 2)), crs="EPSG:32618")
     before = digest(source)
     runs = {}
@@ -89,8 +90,11 @@ def test_a_killed_run_leaves_no_layer_and_the_input_untouched(tmp_path: Path) ->
     killed_folder, killed = runs.pop(signal.SIGKILL)
     killed.communicate(timeout=60)
     assert killed.returncode == -signal.SIGKILL
-    (leftover,) = os.listdir(killed_folder)
-    assert leftover.startswith(".internal_sr-") and leftover.endswith(".part")
+    left, claims = set(os.listdir(killed_folder)), {".internal_sr-sr.tif.claim", ".internal_sr-sr.tif.kernel.npy.claim"}
+    (leftover,) = left - claims
+    assert leftover.startswith(".internal_sr-") and leftover.endswith(".part") and claims <= left
+    assert main(["degrade", source, str(killed_folder / "sr.tif"), "--scale", "2"]) == 0
+    assert sorted(os.listdir(killed_folder)) == [leftover, "sr.tif"]
     for terminated_folder, terminated in runs.values():
         _, err = terminated.communicate(timeout=60)
         assert terminated.returncode == 130
