@@ -19,6 +19,11 @@ from internal_sr.core.dip import TileResult
 from internal_sr.core.progress import NullProgress
 
 
+def _seeded_on_the_cpu(monkeypatch, module) -> None:
+    """``module.seeded`` keeps the CPU's generators for a pretended "cuda" device (this machine has no CUDA to seed)."""
+    monkeypatch.setattr(module, "seeded", lambda seed, run_device, progress: device.seeded(seed, torch.device("cpu"), progress))
+
+
 def _fake_gpu(monkeypatch, fits: int, free: int = 2**40) -> list[tuple[str, int]]:
     """Pretend CUDA is there and holds tiles of edge ≤ ``fits``, each taking ``edge²`` KiB (``free`` bytes free);
     returns the (device, edge) of each solve."""
@@ -44,6 +49,7 @@ def _fake_gpu(monkeypatch, fits: int, free: int = 2**40) -> list[tuple[str, int]
     monkeypatch.setattr(tiling, "gpu_allocated", allocated)
     monkeypatch.setattr(tiling, "gpu_peak_since", lambda device, base: peak[0])
     monkeypatch.setattr(tiling, "gpu_free", lambda device: free)
+    _seeded_on_the_cpu(monkeypatch, pipeline)
 
     monkeypatch.setattr(dip, "super_resolve_tile", solve)
     monkeypatch.setattr(dip, "super_resolve_tiles", solve_together)
@@ -356,6 +362,7 @@ def test_guided_dip_out_of_memory_falls_back_like_dip(monkeypatch):
     monkeypatch.setattr(guided, "sharpen_tile", solve)
     monkeypatch.setattr(sharpen, "resolve_device", lambda name: torch.device(name))
     monkeypatch.setattr(sharpen, "describe", lambda device: device.type)
+    _seeded_on_the_cpu(monkeypatch, sharpen)
     rng = np.random.default_rng(1)
     target, guide = rng.uniform(0, 1000, (2, 70, 70)), rng.uniform(0, 1000, (3, 140, 140))
     config = GuidedDIPConfig(kernel="bicubic", guide_kernel="bicubic", device="cuda", tiles=TileOptions(64, 16))
