@@ -325,7 +325,7 @@ class ShrinkOnOutOfMemory:
         count = len(windows)
         while len(done) < count:
             group = windows[len(done):][: self.batch]
-            measure = self.fit and self.batch is None and self.device.type == "cuda"
+            measure = self.fit and self.batch is None  # still on CUDA: moving to the CPU sets ``batch`` to 1
             leading = self.lead() or measure
             if leading or max(group[0].width, group[0].height) > self.size:
                 group = group[:1]
