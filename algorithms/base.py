@@ -67,8 +67,10 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..core.config import (
     GAUSSIAN_TERM,
+    GUIDE_KERNEL_TERM,
     INT32_MAX,
     KERNEL_FILE_TERM,
+    KERNEL_TERM,
     MAX_SCALE,
     OVERLAP_TERM,
     TILE_TERM,
@@ -502,7 +504,8 @@ TILE_HINT, DEVICE_HINT = "Tile size (TILE_SIZE)", "Device cpu"
 #: The engine's messages name kernels and tile settings as the command line takes them (``core.config.GAUSSIAN_TERM``,
 #: ``TILE_TERM``, …): here, what the algorithms' parameters are instead (``core.errors.error_line``'s ``terms``).
 PROCESSING_TERMS = {GAUSSIAN_TERM: "gaussian (with SIGMA)", KERNEL_FILE_TERM: "a kernel file (KERNEL_FILE)",
-                    TILE_TERM: TILE_HINT, OVERLAP_TERM: "Tile overlap (OVERLAP)"}
+                    TILE_TERM: TILE_HINT, OVERLAP_TERM: "Tile overlap (OVERLAP)", KERNEL_TERM: "Blur kernel (KERNEL)",
+                    GUIDE_KERNEL_TERM: "Guide blur kernel (GUIDE_KERNEL)"}
 
 
 @contextmanager

@@ -24,6 +24,9 @@ SENTINEL2_KERNEL = "sentinel2"
 GAUSSIAN_TERM, KERNEL_FILE_TERM = "gaussian:SIGMA", "a .npy file"
 #: How messages name the tile size and tile overlap settings: as the command line's options (reworded alike).
 TILE_TERM, OVERLAP_TERM = "--tile", "--overlap"
+#: How messages name the target's and the guide's kernel settings of guided DIP: as the command line's options
+#: (reworded alike).
+KERNEL_TERM, GUIDE_KERNEL_TERM = "--kernel", "--guide-kernel"
 #: The kernels a super-resolution or a degradation may name, as messages list them.
 KERNEL_CHOICES = f"bicubic, lanczos2, lanczos3, {GAUSSIAN_TERM}, landsat or {KERNEL_FILE_TERM}"
 #: Names a raster output may end in: outputs are always written as GeoTIFF.

@@ -26,6 +26,8 @@ import torch
 
 from .config import (
     GAUSSIAN_TERM,
+    GUIDE_KERNEL_TERM,
+    KERNEL_TERM,
     MAX_SCALE,
     SENTINEL2_KERNEL,
     GuidedDIPConfig,
@@ -65,7 +67,8 @@ def band_kernels(
 ) -> list[Kernel]:
     """One kernel per band: ``sentinel2`` picks each band's MTF Gaussian from its name, else ``spec`` for all.
 
-    ``shift``: the grids' half-pixel phase (``core.grid.Nesting``).
+    ``shift``: the grids' half-pixel phase (``core.grid.Nesting``); ``role``: "target" or "guide", which the
+    refusal of unnamed bands names, with the setting to change (``KERNEL_TERM``, ``GUIDE_KERNEL_TERM``).
     """
     if spec != SENTINEL2_KERNEL:
         return [make_kernel(spec, scale, shift)] * len(names)
@@ -73,9 +76,10 @@ def band_kernels(
     for index, name in enumerate(names, start=1):
         band = band_name(name)
         if band is None:
+            option = GUIDE_KERNEL_TERM if role == "guide" else KERNEL_TERM
             raise InputError(
                 f"kernel sentinel2 needs Sentinel-2 band names (B2, B8A, …) in the {role}'s band descriptions or file name, "
-                f"but band {index} is {name or 'unnamed'}: give a kernel such as {GAUSSIAN_TERM} instead"
+                f"but band {index} is {name or 'unnamed'}: set {option} to another kernel, such as bicubic or {GAUSSIAN_TERM}"
             )
         kernels.append(make_kernel(kernel_spec(band), scale, shift))
     return kernels

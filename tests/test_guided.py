@@ -123,8 +123,10 @@ def test_sentinel2_band_names_and_mtf_kernels():
     assert np.exp(-2 * np.pi**2 * sigma**2 * 0.25) == pytest.approx(0.3)  # MTF of the Gaussian at Nyquist
     widths = [make_kernel(k.name, 2).separable.size for k in band_kernels("sentinel2", NAMES20, 2, "t")]
     assert len(widths) == 6
-    with pytest.raises(InputError, match="band 2 is unnamed"):
+    with pytest.raises(InputError, match="band 2 is unnamed: set --kernel to another kernel, such as bicubic"):
         band_kernels("sentinel2", ["B5", None], 2, "target")
+    with pytest.raises(InputError, match="guide's band descriptions .* band 1 is unnamed: set --guide-kernel to"):
+        band_kernels("sentinel2", [None], 2, "guide")
 
 
 def geo_pair(tmp_path, guide_origin=(300000.0, 5800000.0), target_origin=(300000.0, 5800000.0), guide_pixel=10.0,

@@ -598,8 +598,10 @@ def test_kernel_choices_and_guide_crs_are_judged_as_the_run_would(dialog, tmp_pa
     dialog.guide_combo.setLayer(guide)
     dialog.device_combo.setCurrentText("cpu")
     assert "needs Sentinel-2 band names" in dialog.summary_label.text() and not dialog.run_button.isEnabled()
-    assert dialog.summary_label.text().endswith("give a kernel such as the gaussian Blur kernel with its Gaussian sigma instead")
+    assert dialog.summary_label.text().endswith(  # the guide's bands are unnamed: its own setting is named
+        "set the Guide blur kernel to another kernel, such as bicubic or the gaussian Blur kernel with its Gaussian sigma")
     dialog.kernel_combo.setCurrentText("gaussian")
+    assert "Guide blur kernel" in dialog.summary_label.text() and not dialog.run_button.isEnabled()
     dialog.guide_kernel_combo.setCurrentText("gaussian")
     assert dialog.run_button.isEnabled(), dialog.summary_label.text()
     wgs84 = add_layer(write_raster(str(tmp_path / "g4326.tif"), read(S2_10M), crs="EPSG:4326",

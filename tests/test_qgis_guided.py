@@ -96,6 +96,7 @@ def test_unnamed_bands_need_a_kernel_choice(tmp_path) -> None:
     with pytest.raises(QgsProcessingException) as error:
         run({"INPUT": target, "GUIDE": guide, **FAST, "OUTPUT": str(tmp_path / "o.tif")})
     assert "kernel sentinel2 needs Sentinel-2 band names" in user_message(error.value)
+    assert user_message(error.value).endswith("set Blur kernel (KERNEL) to another kernel, such as bicubic or gaussian (with SIGMA)")
     out = str(tmp_path / "o.tif")
     run({"INPUT": target, "GUIDE": guide, "KERNEL": "gaussian", "SIGMA": 0.45, **FAST, "OUTPUT": out})
     assert os.path.exists(out)

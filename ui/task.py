@@ -29,7 +29,9 @@ from qgis.core import (
 
 from ..core.config import (
     GAUSSIAN_TERM,
+    GUIDE_KERNEL_TERM,
     KERNEL_FILE_TERM,
+    KERNEL_TERM,
     OVERLAP_TERM,
     TILE_TERM,
     DIPConfig,
@@ -45,7 +47,8 @@ TILE_HINT, DEVICE_HINT = "tile size (Advanced)", "device cpu"
 #: The engine's messages name kernels and tile settings as the command line takes them (``core.config.GAUSSIAN_TERM``,
 #: ``TILE_TERM``, …): here, what the dialog's settings are instead (``core.errors.error_line``'s ``terms``).
 DIALOG_TERMS = {GAUSSIAN_TERM: "the gaussian Blur kernel with its Gaussian sigma", KERNEL_FILE_TERM: "a Kernel file (Advanced)",
-                TILE_TERM: TILE_HINT, OVERLAP_TERM: "tile overlap (Advanced)"}
+                TILE_TERM: TILE_HINT, OVERLAP_TERM: "tile overlap (Advanced)", KERNEL_TERM: "the Blur kernel",
+                GUIDE_KERNEL_TERM: "the Guide blur kernel"}
 
 
 def dialog_line(error: BaseException) -> str:
