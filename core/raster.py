@@ -843,7 +843,9 @@ def folder_refusal(folder: str, error: OSError) -> InputError:
 
 
 #: Suffix of the claim a run holds on each file it writes or removes (``claimed``): a hidden file beside it,
-#: ``out.tif`` → ``.internal_sr-out.tif.claim``, holding the claiming process's id and host name.
+#: ``out.tif`` → ``.internal_sr-out.tif.claim``, holding one line "PID HOST START": the claiming process's id, this
+#: machine's name (``HOST``) and when the process started (``process_start``; left out where it cannot be read, and
+#: in the claims of versions before it, which are read as "PID HOST").
 CLAIM_SUFFIX = ".claim"
 
 #: Longest file name (bytes) a claim is named after; a longer one's claim is named by the name's SHA-1, so that the
@@ -882,13 +884,21 @@ def claim_path(path: str) -> str:
     return os.path.join(folder, PARTIAL_PREFIX + name + CLAIM_SUFFIX)
 
 
+def _open_process(pid: int) -> tuple[Any, int]:
+    """Windows only: kernel32 and a handle to process ``pid`` that may query it (PROCESS_QUERY_LIMITED_INFORMATION),
+    0 when it cannot be opened (``ctypes.get_last_error`` says why). Close the handle with ``kernel32.CloseHandle``."""
+    import ctypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    return kernel32, kernel32.OpenProcess(0x1000, False, pid)
+
+
 def process_alive(pid: int) -> bool:
     """Whether process ``pid`` of this machine is running (one of another user counts; so does a zombie)."""
     if os.name == "nt":  # os.kill(pid, 0) would end the process there
         import ctypes
 
-        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        kernel32, handle = _open_process(pid)
         if not handle:
             return ctypes.get_last_error() == 5  # ERROR_ACCESS_DENIED: it runs, as another user
         code = ctypes.c_ulong()
@@ -904,11 +914,43 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` of this machine started, as a word that no other process of this machine holding the
+    same id ever has: on Linux "BOOT:TICKS", the boot's id (/proc/sys/kernel/random/boot_id, so that a process of an
+    earlier boot never matches) and the clock ticks from boot to the start (field 22 of /proc/PID/stat); on Windows
+    the creation time (GetProcessTimes, 100 ns intervals since 1601-01-01 UTC). ``None`` where it cannot be read:
+    no such process, access refused, or no /proc (macOS)."""
+    if os.name == "nt":
+        import ctypes
+
+        kernel32, handle = _open_process(pid)
+        if not handle:
+            return None
+        times = [ctypes.c_uint64() for _ in range(4)]  # FILETIMEs: creation, exit, kernel and user time
+        known = kernel32.GetProcessTimes(handle, *map(ctypes.byref, times))
+        kernel32.CloseHandle(handle)
+        return str(times[0].value) if known else None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+    except OSError:
+        return None
+    # "PID (COMMAND) STATE ...": the command may hold spaces and parentheses, so fields count from its last ")";
+    # the state is field 3 there, so the start time (field 22) is the 20th after it.
+    after_command = stat[stat.rindex(b")") + 1 :].split()
+    return f"{boot}:{int(after_command[19])}"
+
+
 def claim_holder(file: str) -> str | None:
-    """Which other process holds the claim ``file``, in words ("process 4242", "process 4242 on host h"); ``None``
+    """Which other process holds the claim ``file`` ("PID HOST START" or, written by earlier versions or where the
+    start cannot be read, "PID HOST": ``CLAIM_SUFFIX``), in words ("process 4242", "process 4242 on host h"); ``None``
     when none does and the claim is stale or gone: its process has ended (on this host; this process's own claims
-    are in ``_claims``, so one of this process id that is not is stale too), or it has held no process id for
-    ``CLAIM_WRITE_GRACE`` seconds."""
+    are in ``_claims``, so one of this process id that is not is stale too), the process now of its id started at
+    another time than the claim's (the id was reused: after a reboot, or on a busy machine), or it has held no
+    process id for ``CLAIM_WRITE_GRACE`` seconds. Where the start time of either is unknown, a running process of
+    the claim's id holds it: a claim that may be live is never taken over."""
     try:
         with open(file, encoding="utf-8", errors="replace") as f:
             fields = f.read().split()
@@ -917,18 +959,22 @@ def claim_holder(file: str) -> str | None:
         return None
     except OSError:
         return "unknown: its claim cannot be read"
-    if len(fields) != 2 or not fields[0].isdigit():
+    if len(fields) not in (2, 3) or not fields[0].isdigit():
         return None if age > CLAIM_WRITE_GRACE else "a run starting now"
     pid, host = int(fields[0]), fields[1]
     if host != HOST:
         return f"process {pid} on host {host}"
-    return f"process {pid}" if pid != os.getpid() and process_alive(pid) else None
+    if pid == os.getpid() or not process_alive(pid):
+        return None
+    if len(fields) == 3 and (start := process_start(pid)) is not None and start != fields[2]:
+        return None  # another process has the id now
+    return f"process {pid}"
 
 
 def take_claim(path: str) -> Claim:
     """Claim ``path`` for the run on this thread: create its claim file (``claim_path``) exclusively
-    (``O_CREAT | O_EXCL``) with this process's id and host, or join this thread's claim on it. A stale claim
-    (``claim_holder``) is taken over. Another run holding it, in this process (another QGIS task, a script's thread)
+    (``O_CREAT | O_EXCL``) with this process's id, host and start time (``CLAIM_SUFFIX``), or join this thread's
+    claim on it. A stale claim (``claim_holder``) is taken over. Another run holding it, in this process (another QGIS task, a script's thread)
     or in another, is a one-line ``InputError`` naming ``path``; so is a folder that refuses the file.
     ``release_claim`` gives it back. (Two processes taking over one stale claim at the same instant may both go on:
     that needs a run killed outright and two new ones started together.)"""
@@ -962,7 +1008,8 @@ def take_claim(path: str) -> Claim:
                 raise folder_refusal(os.path.dirname(file), error) from None
             try:
                 with os.fdopen(handle, "w", encoding="utf-8") as f:
-                    f.write(f"{os.getpid()} {HOST}\n")
+                    start = process_start(os.getpid())
+                    f.write(f"{os.getpid()} {HOST}" + (f" {start}\n" if start else "\n"))
             except OSError as error:
                 os.remove(file)
                 raise folder_refusal(os.path.dirname(file), error) from None

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,16 @@ from internal_sr.core.config import DIPConfig
 from internal_sr.core.errors import Cancelled, InputError
 from internal_sr.core.pipeline import degrade, super_resolve
 from internal_sr.core.progress import NullProgress
-from internal_sr.core.raster import CLAIM_WRITE_GRACE, HOST, PARTIAL_PREFIX, claim_path, claimed
+from internal_sr.core.raster import (
+    CLAIM_WRITE_GRACE,
+    HOST,
+    PARTIAL_PREFIX,
+    claim_path,
+    claimed,
+    process_start,
+    release_claim,
+    take_claim,
+)
 
 from helpers import degrading, read, write_raster
 
@@ -127,6 +138,61 @@ def test_a_stale_claim_is_taken_over_and_another_hosts_is_not(tmp_path: Path) ->
     assert str(refusal.value) == busy_line(elsewhere, f"process {os.getpid()} on host {HOST}-other")
     assert not os.path.exists(elsewhere) and leftovers(tmp_path) == [os.path.basename(claim_path(elsewhere))]
     assert all(os.path.exists(tmp_path / name) for name in outputs)
+
+
+@pytest.fixture
+def live_process() -> Iterator[int]:
+    """The id of a running process of this machine, other than this one, started after this one."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield child.pid
+    child.kill()
+    child.wait()
+
+
+needs_start_times = pytest.mark.skipif(process_start(os.getpid()) is None, reason="no process start times here (macOS)")
+
+
+@needs_start_times
+def test_a_claim_whose_process_id_a_later_process_holds_is_taken_over(tmp_path: Path, live_process: int) -> None:
+    """A run killed outright leaves its claim; when its process id is then reused by an unrelated process (after a
+    reboot, or on a busy machine), the claim's start time is not that process's, so the next run takes it over
+    instead of being refused until the user removes the claim by hand."""
+    out = str(tmp_path / "out.tif")
+    claim = take_claim(out)  # the claim as a run writes it, then "killed": its file is put back after the release
+    text = Path(claim.file).read_text()
+    release_claim(claim)
+    pid = text.split()[0]
+    Path(claim.file).write_text(text.replace(pid, str(live_process), 1))  # its id is a later process's now
+    with claimed([out]):
+        assert Path(claim.file).read_text().split()[0] == str(os.getpid())
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/sys/kernel/random/boot_id"), reason="no boot id here (not Linux)")
+def test_a_claim_from_another_boot_is_taken_over(tmp_path: Path, live_process: int) -> None:
+    """A claim written before a reboot is stale even if the process of its id now started as many clock ticks
+    after boot as the claim says."""
+    out = str(tmp_path / "out.tif")
+    ticks = process_start(live_process).split(":")[1]
+    Path(claim_path(out)).write_text(f"{live_process} {HOST} {uuid.uuid4()}:{ticks}\n")
+    with claimed([out]):
+        pass
+    assert leftovers(tmp_path) == []
+
+
+@needs_start_times
+def test_a_claim_of_a_running_process_is_refused(tmp_path: Path, live_process: int) -> None:
+    """A claim whose process is running with the start time it holds is refused; so is a claim of a running
+    process in the format of earlier versions ("PID HOST", no start time), which cannot be told from a live one."""
+    for name, start in [("new.tif", f" {process_start(live_process)}"), ("old.tif", "")]:
+        out = str(tmp_path / name)
+        Path(claim_path(out)).write_text(f"{live_process} {HOST}{start}\n")
+        old = time.time() - 2 * CLAIM_WRITE_GRACE
+        os.utime(claim_path(out), (old, old))
+        with pytest.raises(InputError) as refusal:
+            with claimed([out]):
+                pass
+        assert str(refusal.value) == busy_line(out, f"process {live_process}")
 
 
 class CancelAtOnce(NullProgress):
