@@ -884,13 +884,16 @@ def claim_path(path: str) -> str:
     return os.path.join(folder, PARTIAL_PREFIX + name + CLAIM_SUFFIX)
 
 
-def _open_process(pid: int) -> tuple[Any, int]:
+def _open_process(pid: int) -> tuple[Any, Any]:
     """Windows only: kernel32 and a handle to process ``pid`` that may query it (PROCESS_QUERY_LIMITED_INFORMATION),
-    0 when it cannot be opened (``ctypes.get_last_error`` says why). Close the handle with ``kernel32.CloseHandle``."""
+    as a ``c_void_p`` (a HANDLE is pointer-sized: ctypes' default ``int`` would truncate it on 64-bit Windows),
+    ``None`` when it cannot be opened (``ctypes.get_last_error`` says why). Close it with ``kernel32.CloseHandle``."""
     import ctypes
 
     kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    return kernel32, kernel32.OpenProcess(0x1000, False, pid)
+    kernel32.OpenProcess.restype = ctypes.c_void_p
+    handle = kernel32.OpenProcess(0x1000, False, pid)
+    return kernel32, ctypes.c_void_p(handle) if handle else None
 
 
 def process_alive(pid: int) -> bool:
