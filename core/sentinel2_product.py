@@ -2,11 +2,14 @@
 10 m bands as guide (guided DIP), and write one 10 m stack in band order B1 … B12.
 
 Inputs are folders (searched recursively, e.g. a ``.SAFE`` product or its ``IMG_DATA``) and/or files:
-single-band files named after their band (``T33UUU_20170216T102101_B8A.jp2``, ``…_B05_20m.jp2``) or
-multi-band files whose band descriptions or file name list the bands (``…_20m_B05-B06-B07-B8A-B11-B12.tif``).
+single-band files named after their band (``T33UUU_20170216T102101_B8A.jp2``, ``…_B05_20m.jp2``; in ESA's
+format before December 2016 ``S2A_OPER_MSI_L1C_TL_SGS__20160112T195936_A002865_T18SVG_B8A.jp2``,
+``S2A_USER_MSI_L2A_TL_…_B05_20m.jp2``) or multi-band files whose band descriptions or file name list the bands
+(``…_20m_B05-B06-B07-B8A-B11-B12.tif``).
 A band found twice is taken from the file at its native resolution (Level-2A products also hold
 resampled copies, e.g. ``R20m/…_B01_20m.jp2`` beside ``R60m/…_B01_60m.jp2``); two files of it at one preference,
-and band files of two acquisitions (their names' tiles or sensing times), are refused. The output keeps the
+and band files of two acquisitions (their names' tiles or sensing times; an old-format product may hold several
+tiles, one granule folder each), are refused. The output keeps the
 10 m bands' whole grid: a lower resolution has no data where its files do not reach. The 60 m bands are sharpened
 directly by 6 with the 10 m guide: on our benchmark this was better than two steps (×3 with the 20 m
 bands as guide, then ×2), see ``benchmarks/guided.py``. Each band keeps its digital numbers and declares its file's
@@ -54,7 +57,7 @@ from .raster import (
     write_band_metadata,
 )
 from .sentinel2 import ORDER, RESOLUTION, acquisition, band_name, band_names
-from .sentinel2_radiometry import METADATA_FILES, metadata_file, read_radiometry
+from .sentinel2_radiometry import METADATA_NAMES, metadata_file, read_radiometry
 from .sharpen import GUIDED_METHOD, sharpen
 
 EXTENSIONS = (".jp2", ".tif", ".tiff")
@@ -386,7 +389,7 @@ def product_radiometry(found: dict[str, BandSource], progress: Progress) -> dict
         )
     if bare:
         progress.info(f"{', '.join(bare)} declare no scale/offset and lie in no product with a metadata file "
-                      f"({', '.join(METADATA_FILES)}): the output holds their digital numbers with no declared radiometry")
+                      f"({', '.join(METADATA_NAMES)}): the output holds their digital numbers with no declared radiometry")
     return declared
 
 

@@ -4,29 +4,54 @@ ESA's JPEG 2000 band files declare no scale or offset: a product's radiometry is
 root, ``MTD_MSIL1C.xml`` (Level-1C: ``QUANTIFICATION_VALUE`` and, since processing baseline 04.00 of January 2022,
 a ``RADIO_ADD_OFFSET`` per band) or ``MTD_MSIL2A.xml`` (Level-2A: ``BOA_QUANTIFICATION_VALUE``, in older products
 ``L2A_BOA_QUANTIFICATION_VALUE``, and ``BOA_ADD_OFFSET``; the aerosol and water vapour layers' quantification values
-are no reflectance's and not read). Reflectance = (DN + offset) / quantification, so a band declares scale =
-1 / quantification and offset = offset / quantification (stored DN × scale + offset is reflectance). An offset's
-``band_id`` is the band's index in B1 … B8, B8A, B9 … B12 (``sentinel2.ORDER``: B8A is 8, as in ESA's masks'
-``bandId``, not last as in the file's ``Band_List``); where the file's ``Spectral_Information`` pairs a ``bandId``
-with a ``physicalBand`` they must agree with that order. Elements are found by name wherever they are, in any XML
-namespace. A file that does not give the radiometry of the bands asked for is a one-line ``InputError``.
+are no reflectance's and not read). Products in ESA's format before the compact naming of December 2016 name it after
+the product (``S2A_OPER_MTD_SAFL1C_PDMC_20160112T195936_R004_V20160112T155142_20160112T155142.xml``, and
+``S2A_USER_MTD_SAFL2A_PDMC_….xml`` for a Level-2A product made by Sen2Cor from one) and hold the same elements
+(no offsets: their processing baselines are before 04.00); their granules' own metadata files
+(``S2A_OPER_MTD_L1C_TL_….xml``) give geometry only and are not product metadata files. Reflectance = (DN + offset) /
+quantification, so a band declares scale = 1 / quantification and offset = offset / quantification (stored DN × scale +
+offset is reflectance). An offset's ``band_id`` is the band's index in B1 … B8, B8A, B9 … B12 (``sentinel2.ORDER``:
+B8A is 8, as in ESA's masks' ``bandId``, not last as in the file's ``Band_List``); where the file's
+``Spectral_Information`` pairs a ``bandId`` with a ``physicalBand`` they must agree with that order. Elements are
+found by name wherever they are, in any XML namespace. A file that does not give the radiometry of the bands asked
+for is a one-line ``InputError``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from xml.etree import ElementTree
 
 from .errors import InputError
 from .sentinel2 import ORDER, band_name
 
-#: Each product metadata file's name → the names its quantification value may have, and its additive offsets' name.
-METADATA_FILES = {
-    "MTD_MSIL1C.xml": (("QUANTIFICATION_VALUE",), "RADIO_ADD_OFFSET"),
-    "MTD_MSIL2A.xml": (("BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE"), "BOA_ADD_OFFSET"),
-}
+
+@dataclass(frozen=True)
+class MetadataFormat:
+    """A kind of product metadata file: ``pattern``, the regular expression its whole file name matches; ``names``, its
+    names as the log and errors give them; ``quantities``, the names its quantification value may have; and
+    ``offset_name``, its additive offsets' name."""
+
+    pattern: re.Pattern[str]
+    names: tuple[str, ...]
+    quantities: tuple[str, ...]
+    offset_name: str
+
+
+#: The product metadata files of Level-1C and Level-2A products, in the compact naming (``MTD_MSIL1C.xml``) and in
+#: the format before it (``S2A_OPER_MTD_SAFL1C_….xml``; file class ``OPER``, ``USER`` after Sen2Cor, …).
+METADATA_FORMATS = (
+    MetadataFormat(re.compile(r"(?:MTD_MSIL1C|S2[A-Z]_[A-Z]{4}_MTD_SAFL1C_.+)\.xml", re.IGNORECASE),
+                   ("MTD_MSIL1C.xml", "S2A_OPER_MTD_SAFL1C_….xml"), ("QUANTIFICATION_VALUE",), "RADIO_ADD_OFFSET"),
+    MetadataFormat(re.compile(r"(?:MTD_MSIL2A|S2[A-Z]_[A-Z]{4}_MTD_SAFL2A_.+)\.xml", re.IGNORECASE),
+                   ("MTD_MSIL2A.xml", "S2A_USER_MTD_SAFL2A_….xml"),
+                   ("BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE"), "BOA_ADD_OFFSET"),
+)
+#: Every product metadata file's name as the log gives it.
+METADATA_NAMES = tuple(name for kind in METADATA_FORMATS for name in kind.names)
 #: The processing baseline from which every band has an additive offset (04.00, January 2022).
 OFFSET_BASELINE = 4.0
 #: How many folders above a band file's own may be its product's root: a ``.SAFE`` root lies four above Level-2A's
@@ -63,14 +88,28 @@ def malformed(path: str, why: str) -> InputError:
     )
 
 
+def metadata_format(name: str) -> MetadataFormat | None:
+    """The kind of product metadata file named ``name`` (a file name, no folder); ``None``: no product metadata file."""
+    return next((kind for kind in METADATA_FORMATS if kind.pattern.fullmatch(name)), None)
+
+
 def metadata_file(path: str) -> str | None:
-    """The product metadata file of the band file ``path``: one of ``METADATA_FILES`` in its folder or in one of the
-    ``PRODUCT_DEPTH`` folders above it, the nearest; ``None``: none there."""
+    """The product metadata file of the band file ``path``: one named as ``METADATA_FORMATS`` in its folder or in one of
+    the ``PRODUCT_DEPTH`` folders above it, the nearest; ``None``: none there. A one-line ``InputError`` when the
+    nearest such folder holds two (two products' files in one folder)."""
     folder = os.path.dirname(os.path.abspath(path))
     for _ in range(PRODUCT_DEPTH + 1):
-        for name in METADATA_FILES:
-            if os.path.isfile(os.path.join(folder, name)):
-                return os.path.join(folder, name)
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:  # a folder above the band file that cannot be listed holds no metadata file we can read
+            names = []
+        found = [name for name in names
+                 if metadata_format(name) is not None and os.path.isfile(os.path.join(folder, name))]
+        if len(found) > 1:
+            raise InputError(f"{folder} holds two product metadata files, {found[0]} and {found[1]}, so the product of "
+                             f"{path} is unknown: keep each product's files in its own folder")
+        if found:
+            return os.path.join(folder, found[0])
         folder = os.path.dirname(folder)
     return None
 
@@ -94,10 +133,13 @@ def _band(path: str, what: str, band_id: str | None) -> str:
 
 
 def read_radiometry(path: str) -> Radiometry:
-    """The radiometry of the product metadata file ``path`` (named as one of ``METADATA_FILES``), checked: a readable
+    """The radiometry of the product metadata file ``path`` (named as one of ``METADATA_FORMATS``), checked: a readable
     XML file, one positive quantification value, offsets whose ``band_id`` names a band, one offset per band, band
     ids numbered as ``ORDER``, and offsets listed where the processing baseline (04.00 on) adds them."""
-    quantities, offset_name = METADATA_FILES[os.path.basename(path)]
+    kind = metadata_format(os.path.basename(path))
+    if kind is None:
+        raise ValueError(f"{path} is named as no product metadata file ({', '.join(METADATA_NAMES)})")
+    quantities, offset_name = kind.quantities, kind.offset_name
     try:
         root = ElementTree.parse(path).getroot()
     except (ElementTree.ParseError, OSError) as error:

@@ -693,6 +693,107 @@ def test_band_files_of_two_products_metadata_files_are_refused(tmp_path, capsys)
     assert not out.exists()
 
 
+#: The product part of ESA's names before the compact naming of December 2016 (folder ``S2A_OPER_PRD_MSIL1C_…``)
+OLD_PRODUCT = "PDMC_20160112T195936_R004_V20160112T155142_20160112T155142"
+
+
+def old_format_product(folder, level: str = "L1C", tiles=("T33UUB",)) -> str:
+    """A product in ESA's format before December 2016, from the committed crops, in ``folder``: at its root the product
+    metadata file ``S2A_OPER_MTD_SAFL1C_….xml`` (``product_metadata`` at processing baseline 02.01; Level-2A made by
+    Sen2Cor: ``S2A_USER_MTD_SAFL2A_….xml``, quantification value ``L2A_BOA_QUANTIFICATION_VALUE``); for each of
+    ``tiles`` a granule folder ``GRANULE/S2A_OPER_MSI_L1C_TL_SGS__…_T33UUB_N02.01`` with its own metadata file (geometry
+    only: read as the product's, it would be refused) and one file per band named after the granule,
+    ``IMG_DATA/…_T33UUB_B01.tif`` (Level-2A: ``IMG_DATA/R60m/…_T33UUB_B01_60m.tif``, and a resampled copy of B2 in
+    ``R20m`` as Sen2Cor writes), on the UTM origin of ``product_folder``."""
+    kind = {"L1C": "OPER", "L2A": "USER"}[level]
+    root = folder / f"S2A_{kind}_PRD_MSI{level}_{OLD_PRODUCT}.SAFE"
+    root.mkdir(parents=True)
+    metadata = product_metadata(level, "02.01")
+    if level == "L2A":
+        metadata = metadata.replace("BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE")
+    (root / f"S2A_{kind}_MTD_SAF{level}_{OLD_PRODUCT}.xml").write_text(metadata)
+    bands = {10: ("B04", "B03", "B02", "B08"), 20: ("B05", "B06", "B07", "B8A", "B11", "B12"), 60: ("B01", "B09")}
+    images = {10: read(S2_10M), 20: read(S2_20M_SAME_AREA), 60: read(S2_60M_SAME_AREA)}
+    west = {10: 300000.0, 20: 300000.0, 60: 300020.0}
+    for tile in tiles:
+        granule = f"S2A_{kind}_MSI_{level}_TL_SGS__20160112T195936_A002865_{tile}"
+        data = root / "GRANULE" / f"{granule}_N02.01"
+        os.makedirs(data / "IMG_DATA")
+        (data / f"S2A_{kind}_MTD_{level}_TL_SGS__20160112T195936_A002865_{tile}.xml").write_text(
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<n1:Level-{level[1:]}_Tile_ID xmlns:n1="urn:test:tile"><n1:Geometric_Info>'
+            f"<Tile_Geocoding><HORIZONTAL_CS_CODE>EPSG:32633</HORIZONTAL_CS_CODE></Tile_Geocoding></n1:Geometric_Info>"
+            f"</n1:Level-{level[1:]}_Tile_ID>\n")
+        for res, names in bands.items():
+            place = data / "IMG_DATA" / (f"R{res}m" if level == "L2A" else "")
+            os.makedirs(place, exist_ok=True)
+            suffix = f"_{res}m" if level == "L2A" else ""
+            for index, band in enumerate(names):
+                write_raster(str(place / f"{granule}_{band}{suffix}.tif"), images[res][index : index + 1],
+                             transform=Affine(float(res), 0, west[res], 0, -float(res), 5800000.0))
+        if level == "L2A":
+            write_raster(str(data / "IMG_DATA" / "R20m" / f"{granule}_B02_20m.tif"), images[10][2:3, ::2, ::2].copy(),
+                         transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    return str(root)
+
+
+@pytest.mark.parametrize("level", ["L1C", "L2A"])
+def test_an_old_format_products_radiometry_is_read_from_its_product_metadata_file(tmp_path, level):
+    """A product in ESA's format before December 2016 names its metadata file after the product
+    (``S2A_OPER_MTD_SAFL1C_….xml``, ``S2A_USER_MTD_SAFL2A_….xml``) and its band files after their granule: the bands
+    were found but not the metadata file, and the output held digital numbers with no declared radiometry. Now each
+    band declares the product's (1/10000, no offset before baseline 04.00), read from the file at the product root and
+    not from the granule's own metadata file, which lies nearer the band files; Level-2A bands come from their native
+    resolution's folder."""
+    from internal_sr.core.sentinel2_product import sharpen_product
+
+    root = old_format_product(tmp_path, level)
+    out = str(tmp_path / "all10m.tif")
+    result = sharpen_product([root], out, FAST)
+    with rasterio.open(out) as dst:
+        assert dst.descriptions == ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
+        assert dst.scales == (1 / 10000,) * 12 and dst.offsets == (0.0,) * 12
+        np.testing.assert_array_equal(dst.read()[[3, 2, 1, 7]], read(S2_10M))  # B4, B3, B2, B8: the digital numbers kept
+    kind = {"L1C": "OPER", "L2A": "USER"}[level]
+    assert (f"radiometry from {root}/S2A_{kind}_MTD_SAF{level}_{OLD_PRODUCT}.xml (processing baseline 02.01): reflectance "
+            "= (DN + offset) / 10000, offset 0: B1, B2, B3, B4, B5, B6, B7, B8, B8A, B9, B11, B12 declare scale and offset "
+            "so that their stored digital numbers read as reflectance") in result.messages
+
+
+def test_an_old_format_product_of_two_tiles_is_sharpened_one_granule_folder_at_a_time(tmp_path, capsys):
+    """An old-format product may hold many tiles: given whole, it is refused in one line that says to give one tile's
+    granule folder; given that folder, the run takes the radiometry of the product metadata file above it."""
+    root = old_format_product(tmp_path, tiles=("T33UUB", "T33UUC"))
+    out = tmp_path / "o.tif"
+    assert cli(["sentinel2", root, str(out), "--iterations", "1"]) == 2
+    granule = "S2A_OPER_MSI_L1C_TL_SGS__20160112T195936_A002865_{}"
+    first, second = (os.path.join(root, "GRANULE", f"{granule.format(t)}_N02.01", "IMG_DATA", f"{granule.format(t)}_B01.tif")
+                     for t in ("T33UUB", "T33UUC"))
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"internal-sr: error: the band files are of two acquisitions: {first} names tile T33UUB but {second} T33UUC: give "
+        "the band files of one product (of a product holding several tiles, one tile's granule folder)"]
+    assert not out.exists()
+    assert cli(["sentinel2", os.path.dirname(os.path.dirname(second)), str(out), "--iterations", "1"]) == 0
+    with rasterio.open(out) as dst:
+        assert dst.scales == (1 / 10000,) * 12 and dst.offsets == (0.0,) * 12
+
+
+def test_a_folder_holding_two_product_metadata_files_is_refused(tmp_path, capsys):
+    """Two old-format products' root files unpacked into one folder: matched by their pattern, either could be the
+    bands' product metadata file, so the run is refused naming both rather than taking one's radiometry."""
+    root = old_format_product(tmp_path)
+    other = f"S2A_OPER_MTD_SAFL1C_{OLD_PRODUCT.replace('R004', 'R047')}.xml"
+    with open(os.path.join(root, other), "w") as file:
+        file.write(product_metadata("L1C", "02.01", quantification="1000"))
+    out = tmp_path / "o.tif"
+    assert cli(["sentinel2", root, str(out), "--iterations", "1"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(
+        f"internal-sr: error: {root} holds two product metadata files, S2A_OPER_MTD_SAFL1C_{OLD_PRODUCT}.xml and {other}, "
+        "so the product of ")
+    assert last.endswith(": keep each product's files in its own folder")
+    assert not out.exists()
+
+
 def test_band_files_outside_a_product_are_said_to_hold_digital_numbers(tmp_path):
     """Band files with no product metadata file above them and no scale/offset of their own (a B1 copied out of its
     product, beside a product whose metadata file gives the other bands' radiometry): the log says which bands the
@@ -706,7 +807,8 @@ def test_band_files_outside_a_product_are_said_to_hold_digital_numbers(tmp_path)
     os.rename(os.path.join(folder, "IMG_DATA", "T33UUB_20170527T100031_B01.tif"), b1)
     out = str(tmp_path / "all10m.tif")
     result = sharpen_product([folder, b1], out, FAST)
-    assert ("B1 declare no scale/offset and lie in no product with a metadata file (MTD_MSIL1C.xml, MTD_MSIL2A.xml): "
+    assert ("B1 declare no scale/offset and lie in no product with a metadata file (MTD_MSIL1C.xml, "
+            "S2A_OPER_MTD_SAFL1C_….xml, MTD_MSIL2A.xml, S2A_USER_MTD_SAFL2A_….xml): "
             "the output holds their digital numbers with no declared radiometry") in result.messages
     with rasterio.open(out) as dst:
         assert (dst.scales[0], dst.offsets[0]) == (1, 0) and dst.scales[1:] == (1 / 10000,) * 11
