@@ -389,7 +389,8 @@ def plan_evaluation(
     and its configuration, the rasters, the guide's grid and scale, the kernels, the area's size and memory.
     Raises a one-line ``InputError``; front ends call it to refuse bad settings before a run. Guided DIP's
     kernels read the band names as ``guided`` does (``sharpen.kernel_names``: descriptions, else ESA file
-    names), said through ``progress`` when given."""
+    names), said through ``progress`` when given, as are a target and guide accepted although their pixel edges are
+    not exactly aligned (``core.grid.alignment_note``)."""
     if method not in EVALUATION_METHODS:
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(EVALUATION_METHODS)}")
     check_scale(scale)  # every method's limit, bicubic's and guided DIP's included
@@ -403,7 +404,7 @@ def plan_evaluation(
         if not isinstance(config, GuidedDIPConfig):
             raise InputError("method guided needs a GuidedDIPConfig")
         guide_info = open_info(guide_path, guide_io.bands, crs=guide_io.crs)
-        nesting = nest_rasters(info, guide_info)
+        nesting = nest_rasters(info, guide_info, progress)
         check_kernels_fit_grids(config, nesting)
         if nesting.scale != scale:
             raise InputError(f"the guide is {nesting.scale}× finer than the target, so the scale must be {nesting.scale}, got {scale}")

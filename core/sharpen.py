@@ -12,7 +12,7 @@ target's by a fraction of a pixel is named in a warning (``core.registration``).
 
 An extent (``target_io.extent``, in the shared CRS) selects the area of the output: it is snapped
 outward to whole *target* pixels, i.e. to whole blocks of ``s × s`` guide pixels, so the output grid
-still nests exactly in the target's; the guide is read over the same area (``guide_io.extent`` is not used).
+still nests in the target's as the whole guide does; the guide is read over the same area (``guide_io.extent`` is not used).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from .config import (
 )
 from .device import describe, resolve_device, seeded
 from .errors import InputError
-from .grid import Nesting, NoOverlap, Window, nest
+from .grid import Nesting, NoOverlap, Window, alignment_note, nest
 from .guided import MIN_TARGET_SIZE
 from .kernels import Kernel, make_kernel, recentring_note
 from .normalise import BandScaling, array_constants, real_image
@@ -127,12 +127,15 @@ def check_kernels_fit_grids(config: GuidedDIPConfig, nesting: Nesting) -> None:
         )
 
 
-def nest_rasters(target: RasterInfo, guide: RasterInfo) -> Nesting:
+def nest_rasters(
+    target: RasterInfo, guide: RasterInfo, progress: Progress | None = None, roles: tuple[str, str] | None = None
+) -> Nesting:
     """``core.grid.nest`` of the target's and the guide's grids, each refused first when it has no geotransform
     (``core.raster.check_geotransform``: ground control points or an RPC model only, or no georeferencing at all),
     naming which of the two, then the two refused when they are one file. A target
     extent that misses the guide while the whole target does not is refused naming the part the guide covers, and a
-    guide more than ``MAX_SCALE`` times finer than the target (``check_scale``)."""
+    guide more than ``MAX_SCALE`` times finer than the target (``check_scale``). Grids accepted although not exactly
+    aligned are said so through ``progress`` (``core.grid.alignment_note``, ``roles`` as there)."""
     for info, role, other in ((target, "target", "guide"), (guide, "guide", "target")):
         check_geotransform(info, f"the {role} {info.path}", f"its pixels cannot be matched with the {other}'s")
     if same_file(target.path, guide.path):  # one grid: no band of it can be finer than another
@@ -150,6 +153,9 @@ def nest_rasters(target: RasterInfo, guide: RasterInfo) -> Nesting:
         ) from None
     check_scale(nesting.scale, subject="the scale (how many times finer the guide's pixels are than the target's)",
                 remedy=f"resample the guide to at most {MAX_SCALE} times finer than the target")
+    note = alignment_note(nesting, roles)
+    if note is not None and progress is not None:
+        progress.info(note)
     return nesting
 
 
@@ -161,17 +167,18 @@ def check_inputs(
     target_io: IOOptions = IOOptions(),
     guide_io: IOOptions = IOOptions(),
     progress: Progress | None = None,
+    roles: tuple[str, str] | None = None,
 ) -> GuidedInputs:
     """Open and check both rasters, the output path (unless ``None``), the grids and the kernels.
 
     Raises a one-line ``InputError``. Reads metadata only, so front ends call it to report bad input
-    before a run starts.
+    before a run starts. ``progress`` is told what the checks note (``roles``: as ``nest_rasters``).
     """
     target = open_info(target_path, target_io.bands, target_io.extent, crs=target_io.crs)
     guide = open_info(guide_path, guide_io.bands, crs=guide_io.crs)
     if output_path is not None:
         check_raster_output(output_path, [target_path, guide_path])
-    nesting = nest_rasters(target, guide)  # first: a raster refused for its georeferencing gets no note on it
+    nesting = nest_rasters(target, guide, progress, roles)  # first: a raster refused for its georeferencing gets no note on it
     notes = [georeferencing_note(target), georeferencing_note(guide) if guide.assigned_crs else None]
     for note in filter(None, notes if progress is not None else []):
         progress.info(note)
@@ -264,12 +271,12 @@ def sharpen(
     """Sharpen ``target_path`` with ``guide_path`` into a GeoTIFF on the guide's grid (module docstring).
 
     With ``loss_curve`` the tiles' training-loss curves are drawn beside the output (``OUTPUT.tif.loss.png``).
-    ``roles``: what target and guide are in the caller's words, for the registration check's log line
-    (``core.registration.registration_warning``).
+    ``roles``: what target and guide are in the caller's words, for the log lines on their alignment
+    (``core.grid.alignment_note``) and registration (``core.registration.registration_warning``).
     """
     target_path, guide_path, output_path = as_paths(target_path, guide_path, output_path)
     recorder = _Recorder(progress or NullProgress())
-    inputs = check_inputs(target_path, guide_path, output_path, config, target_io, guide_io, recorder)
+    inputs = check_inputs(target_path, guide_path, output_path, config, target_io, guide_io, recorder, roles)
     with claimed(output_files(output_path)):
         target, guide, nesting = inputs.target, inputs.guide, inputs.nesting
         log_fill_values(target, recorder)

@@ -32,10 +32,10 @@ def pair(folder, guide_pixel: float = 10.0, guide_origin: tuple[float, float] = 
     return target, guide
 
 
-def run(parameters: dict) -> dict:
+def run(parameters: dict, feedback: QgsProcessingFeedback | None = None) -> dict:
     import processing
 
-    return processing.run("internal_sr:guided_dip", parameters, feedback=QgsProcessingFeedback())
+    return processing.run("internal_sr:guided_dip", parameters, feedback=feedback or QgsProcessingFeedback())
 
 
 def test_landsat_is_sharpened_on_the_native_pan_pixels(tmp_path) -> None:
@@ -61,12 +61,26 @@ def test_guided_output_is_on_the_guide_grid(tmp_path) -> None:
         assert dst.descriptions == ("B5", "B12") and dst.crs.to_epsg() == 32633
 
 
+def test_a_guide_within_the_alignment_tolerance_runs_on_its_grid_and_the_log_says_how_far_off(tmp_path) -> None:
+    """A 10 m guide 0.49 m (0.049 guide pixel) east of the 20 m target's pixel edges, within the 0.05 taken as aligned:
+    sharpened on the guide's own pixels, and the log says how far off the grids are."""
+    target, guide = pair(tmp_path, guide_origin=(300040.49, 5799960.0))
+    out = str(tmp_path / "sharp.tif")
+    feedback = QgsProcessingFeedback()
+    run({"INPUT": target, "BANDS": [1], "GUIDE": guide, "GUIDE_BANDS": [1], **FAST, "OUTPUT": out}, feedback)
+    with rasterio.open(out) as dst:
+        assert dst.transform == Affine(10.0, 0, 300040.49, 0, -10.0, 5799960.0) and (dst.width, dst.height) == (124, 124)
+    notes = [line for line in feedback.textLog().splitlines() if "not exactly aligned" in line]
+    assert len(notes) == 1 and "guide pixels (x, y) off the guide's (-0.049, +0 at the target's corner)" in notes[0], notes
+
+
 @pytest.mark.parametrize(
     "guide_pixel, guide_origin, expected",
     [
         (15.0, (300000.0, 5800000.0), "non-integer scale between grids"),
         (10.0, (500000.0, 5800000.0), "do not overlap"),
         (10.0, (300003.0, 5800000.0), "not aligned"),
+        (10.0, (300040.51, 5799960.0), "the target's corner falls 0.051, 0 guide pixels off"),
     ],
 )
 def test_grids_that_do_not_nest_are_refused_before_the_run(tmp_path, guide_pixel, guide_origin, expected) -> None:
