@@ -22,6 +22,8 @@ BASELINE_PSNR = {
     "PSNR_BICUBIC_BP": "PSNR of bicubic + back-projection",
     "PSNR_HPF_BP": "PSNR of HPF injection + back-projection (guided DIP only)",
 }
+#: Output name of the fraction of the reference pixels the scores take (``Evaluation.scored_fraction``).
+SCORED_FRACTION = "SCORED_FRACTION"
 
 
 class EvaluateAlgorithm(InternalSRAlgorithm):
@@ -69,8 +71,14 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         "given or not defined, such as SAM of one band: the report says why).</p>"
         "<p><b>Guided DIP</b>: the input is the target (e.g. Sentinel-2 20 m bands) and the guide the finer "
         "bands (10 m); both are degraded by their grid ratio, which must equal the scale factor.</p>"
+        "<p><b>Nodata</b> (and values that are not finite or are fill values) in any band leaves that pixel out: a "
+        "low-resolution pixel whose kernel reaches one is nodata in the degraded input, which every method reads as "
+        "nodata, and only the valid pixels whose low-resolution pixel is valid are scored, the same for every method "
+        "(for guided DIP also where the degraded guide is valid). The log, the report and the JSON say how many "
+        "pixels were scored out of how many, the report's images show the others in blue, and an area where too few "
+        "can be scored is refused.</p>"
         "<p><b>How long</b>: as one run of the method on an image the scale factor smaller; choose an extent of "
-        "a few hundred pixels on a CPU. The evaluated area must hold no nodata.</p>"
+        "a few hundred pixels on a CPU.</p>"
     )
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
@@ -110,6 +118,7 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(name, tr("{} of the method").format(name)))
         for name, description in BASELINE_PSNR.items():
             self.addOutput(QgsProcessingOutputNumber(name, tr(description)))
+        self.addOutput(QgsProcessingOutputNumber(SCORED_FRACTION, tr("Fraction of the reference pixels scored")))
 
     def prepare_job(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
@@ -168,11 +177,13 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
     def result_outputs(self, result: Any) -> dict[str, Any]:
         """The method's overall scores (``SCORES``) and the baselines' PSNR (``BASELINE_PSNR``), for the model designer:
         ``None`` for a score not given or not defined (SAM of one band, PSNR with mixed units: ``null`` in the JSON) as
-        for a baseline the method is not scored beside; an infinite score (a perfect estimate's PSNR) stays infinite."""
+        for a baseline the method is not scored beside; an infinite score (a perfect estimate's PSNR) stays infinite;
+        and the fraction of the reference pixels the scores take (``SCORED_FRACTION``, 1.0 without nodata)."""
         from ..core.evaluation import BICUBIC, BICUBIC_BP, HPF_BP
 
         evaluation = result.evaluation
         values = {name: evaluation.method_scores.overall[name.lower()] for name in SCORES}
         scores = {s.label: s.overall["psnr"] for s in evaluation.scores}
         values.update({name: scores.get(label) for name, label in zip(BASELINE_PSNR, (BICUBIC, BICUBIC_BP, HPF_BP))})
+        values[SCORED_FRACTION] = evaluation.scored_fraction
         return {name: None if value is None or math.isnan(value) else value for name, value in values.items()}

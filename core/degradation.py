@@ -318,3 +318,24 @@ def degrade_array(image: np.ndarray, kernel: Kernel | list[Kernel], scaling: Ban
     s = degradation.scale
     h, w = (image.shape[-2] // s) * s, (image.shape[-1] // s) * s
     return in_float32(degradation, image[:, :h, :w], scaling)
+
+
+def degrade_valid(
+    image: np.ndarray, valid: np.ndarray, kernel: Kernel | list[Kernel], scaling: BandScaling | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``degrade_array`` of a ``(C, H, W)`` image of which only the ``valid`` values (booleans of its shape) are
+    observed: returns the low-resolution values and their validity, both ``(C, H/s, W/s)``.
+
+    A low-resolution value is invalid when its kernel's footprint (``Kernel.footprint``: every non-zero tap) reaches an
+    invalid value of its band, borders reflected as the operator reflects them. Invalid values are read as their
+    band's mean of valid ones (0 for a band without any) only because the operator takes whole arrays: what fills
+    them never shows, since every low-resolution value it reaches is invalid, so each valid one is the value degrading
+    the complete image gives, and the values under invalid pixels (nodata, NaN) are never read. ``scaling`` as
+    ``degrade_array``'s (its default is fitted on the filled image, whose range is its valid values').
+    """
+    counts = valid.sum(axis=(1, 2), keepdims=True)
+    means = (np.where(valid, image, 0).sum(axis=(1, 2), keepdims=True) / np.maximum(counts, 1)).astype(image.dtype)
+    low = degrade_array(np.where(valid, image, means), kernel, scaling)
+    footprint = kernel.footprint() if isinstance(kernel, Kernel) else [k.footprint() for k in kernel]
+    # a sum of non-negative taps over 0/1 values: exactly 0 where no tap reaches an invalid value
+    return low, degrade_array((~valid).astype(np.float32), footprint) == 0

@@ -5,6 +5,14 @@ stored value × scale + offset as the bands declare them (``physical_values``: w
 and offset, stands for), so that the scores of one scene do not depend on how it is stored (digital numbers with a
 scale, or floats). The degradation is ``core.degradation``'s operator, so evaluation, training losses and
 back-projection share one sensor model.
+
+Rasters with invalid pixels (nodata, values that are not finite or are fill values, in any evaluated band:
+``raster.valid_mask``) are scored on what they hold (``simulated_input``): a low-resolution pixel whose kernel footprint
+reaches an invalid pixel is nodata (NaN) in the simulated input, which every method and baseline reads as nodata
+(``super_resolve_array``, ``sharpen_array``, the baselines' ``dip.fill_invalid``), and the scores take the reference
+pixels that are valid and whose low-resolution pixel is valid (for guided DIP also where the guide degraded onto them
+is), the same pixels for every row (``Evaluation.scored``, ``metrics``' ``mask``). Too few of them is refused
+(``check_scored``).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.ndimage import minimum_filter
 
 from . import metrics
 from .config import (
@@ -29,7 +38,8 @@ from .config import (
     size_remedy,
     size_subject,
 )
-from .degradation import Degradation, back_project, degrade_array, in_float32, upsample
+from .degradation import Degradation, back_project, degrade_array, degrade_valid, in_float32, upsample
+from .dip import fill_invalid
 from .errors import InputError
 from .grid import Window
 from .kernels import Kernel, check_kernel_fits, make_kernel
@@ -50,17 +60,35 @@ def wald_pair(reference: np.ndarray, kernel: Kernel) -> tuple[np.ndarray, np.nda
     return reference, degrade_array(reference, kernel)
 
 
+def observed(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``y`` ``(N, C, H, W)`` with its values that are not finite (the simulated input's nodata: ``simulated_input``)
+    filled as the methods fill theirs (``dip.fill_invalid``: from the valid values around them), and the 0/1 mask of
+    its finite values; ``y`` itself and ``None`` when every value is finite."""
+    finite = torch.isfinite(y)
+    if bool(finite.all()):
+        return y, None
+    valid = finite.to(y.dtype)
+    return fill_invalid(y, valid), valid
+
+
 def bicubic(low: np.ndarray, scale: int) -> np.ndarray:
     """Bicubic interpolation (``align_corners=False``) of ``(C, h, w)`` by ``scale``; float64 (computed in float32
-    on values normalised in float64 where ``low``'s type needs it: ``degradation.in_float32``)."""
-    return in_float32(lambda y: upsample(y, scale), low).astype(np.float64)
+    on values normalised in float64 where ``low``'s type needs it: ``degradation.in_float32``). Values that are not
+    finite are nodata, filled first (``observed``)."""
+    return in_float32(lambda y: upsample(observed(y)[0], scale), low).astype(np.float64)
 
 
 def bicubic_back_projected(low: np.ndarray, kernel: Kernel | list[Kernel], steps: int = BASELINE_BP_STEPS) -> np.ndarray:
     """Bicubic interpolation followed by ``steps`` of iterative back-projection with ``kernel`` (or one per band);
-    float64, at ``low``'s precision as ``bicubic``."""
+    float64, at ``low``'s precision as ``bicubic``. Values that are not finite are nodata: filled for the interpolation
+    (``observed``) and left out of the residual, as the methods' final back-projection leaves them out."""
     degradation = Degradation(kernel)
-    return in_float32(lambda y: back_project(upsample(y, degradation.scale), y, degradation, steps), low).astype(np.float64)
+
+    def apply(y: torch.Tensor) -> torch.Tensor:
+        y, valid = observed(y)
+        return back_project(upsample(y, degradation.scale), y, degradation, steps, valid)
+
+    return in_float32(apply, low).astype(np.float64)
 
 
 def hpf_injection(
@@ -69,15 +97,21 @@ def hpf_injection(
     """Classic guided baseline (``core.guided.inject_detail``): bicubic plus pseudo-pan high-pass detail.
 
     Optionally followed by ``back_projection_steps`` of back-projection with the target kernels.
-    low: ``(T, h, w)``; guide: ``(G, s·h, s·w)``; returns ``(T, s·h, s·w)`` float64.
+    low: ``(T, h, w)``; guide: ``(G, s·h, s·w)``; returns ``(T, s·h, s·w)`` float64. Values that are not finite are
+    nodata, handled as guided DIP's injection base handles them (``core.guided.sharpen_tile``): filled (``observed``),
+    the pseudo-pan regression fitted only where neither the target nor the guide's degradation reaches nodata, and
+    the target's nodata left out of the back-projection's residual.
     """
-    from .guided import inject_detail
+    from .guided import degraded_valid, inject_detail
 
     with torch.no_grad():
-        y = torch.as_tensor(low, dtype=torch.float64)[None]
-        g = torch.as_tensor(guide, dtype=torch.float64)[None]
+        y, y_valid = observed(torch.as_tensor(low, dtype=torch.float64)[None])
+        g, g_valid = observed(torch.as_tensor(guide, dtype=torch.float64)[None])
+        fit = torch.ones_like(y[:, :1]) if y_valid is None else y_valid
+        if g_valid is not None:
+            fit = fit * degraded_valid(g_valid, guide_kernels)
         d_t, d_g = Degradation(target_kernels).double(), Degradation(guide_kernels).double()
-        return back_project(inject_detail(y, g, d_t, d_g), y, d_t, back_projection_steps)[0].numpy()
+        return back_project(inject_detail(y, g, d_t, d_g, fit), y, d_t, back_projection_steps, y_valid)[0].numpy()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -117,9 +151,12 @@ class Evaluation:
     """Wald's protocol on one raster: what was compared, the scores, and the images behind them.
 
     Images are ``(C, H, W)`` float64 physical values (``physical_values``): ``reference`` is the evaluated area
-    (cropped to a multiple of ``scale``), ``low`` its degraded copy (``H/scale × W/scale``), ``estimates`` maps
-    each row label to its super-resolution of ``low``. ``run`` is the method's own run (``None`` for bicubic).
-    ``scales``, ``offsets`` and ``units`` are the bands' declared ones (1, 0 and ``None`` when a band declares none).
+    (cropped to a multiple of ``scale``; its invalid pixels hold what the raster stores there), ``low`` its degraded
+    copy (``H/scale × W/scale``, NaN at its nodata: ``simulated_input``), ``estimates`` maps each row label to its
+    super-resolution of ``low``. ``valid`` ``(H, W)``: the reference pixels valid in every band; ``scored`` ``(H, W)``:
+    those every score takes (module docstring; an estimate's values elsewhere mean nothing). ``run`` is the method's
+    own run (``None`` for bicubic). ``scales``, ``offsets`` and ``units`` are the bands' declared ones (1, 0 and
+    ``None`` when a band declares none).
     """
 
     input_path: str
@@ -138,6 +175,28 @@ class Evaluation:
     scales: list[float]
     offsets: list[float]
     units: list[str | None]
+    valid: np.ndarray
+    scored: np.ndarray
+
+    @property
+    def scored_pixels(self) -> int:
+        """How many reference pixels the scores take."""
+        return int(np.count_nonzero(self.scored))
+
+    @property
+    def scored_fraction(self) -> float:
+        """``scored_pixels`` over the reference's pixels (1.0 for a complete area)."""
+        return self.scored_pixels / self.scored.size
+
+    @property
+    def scored_note(self) -> str:
+        """``scored_note`` of this evaluation: in the log, the JSON, the printed table and the report."""
+        return scored_note(self.scored, self.valid, self.method == "guided")
+
+    @property
+    def scored_reference(self) -> np.ndarray:
+        """``(C, N)``: the reference's values at the ``N`` scored pixels."""
+        return self.reference[:, self.scored]
 
     @property
     def scaled(self) -> bool:
@@ -171,13 +230,13 @@ class Evaluation:
         if len(self.band_names) == 1:
             notes.append("Overall SAM is not defined for one band (—): the angle between one-band spectra is 0° or "
                          "180° whatever the error")
-        elif not self.mixed_units and not self.reference.any():
+        elif not self.mixed_units and not self.scored_reference.any():
             notes.append("Overall SAM is not defined (—): every spectrum of the reference is zero")
-        constant = [name for name, band in zip(self.band_names, self.reference) if band.min() == band.max()]
+        constant = [name for name, band in zip(self.band_names, self.scored_reference) if band.min() == band.max()]
         if constant:
             if len(constant) < len(self.band_names):
                 overall = "the overall SSIM averages the other bands"
-            elif self.reference.min() == self.reference.max():
+            elif self.scored_reference.min() == self.scored_reference.max():
                 overall = "so are the overall PSNR and SSIM"
             else:
                 overall = "so is the overall SSIM"
@@ -230,7 +289,9 @@ class Evaluation:
         ``band_offsets`` and ``band_units`` are the bands' declared ones, ``rmse_unit`` what RMSE is in; with
         ``mixed_units`` (bands of different units) the overall PSNR, RMSE and SAM are ``null`` and ``mixed_units_note``
         says why; ``undefined_notes`` lists that sentence and those on the scores not defined (SAM of one band, PSNR and
-        SSIM of a constant band: ``Evaluation.undefined_notes``), as the report and the printed table give them."""
+        SSIM of a constant band: ``Evaluation.undefined_notes``), as the report and the printed table give them.
+        ``scored_pixels`` of the ``reference_pixels`` were scored (``scored_fraction``; ``valid_pixels`` are valid in
+        every band), as ``scored_note`` says (``Evaluation.scored``)."""
         return {
             "input": self.input_path,
             "method": self.method,
@@ -247,6 +308,11 @@ class Evaluation:
             "mixed_units": self.mixed_units,
             "mixed_units_note": self.mixed_units_note,
             "undefined_notes": self.undefined_notes,
+            "reference_pixels": int(self.scored.size),
+            "valid_pixels": int(np.count_nonzero(self.valid)),
+            "scored_pixels": self.scored_pixels,
+            "scored_fraction": self.scored_fraction,
+            "scored_note": self.scored_note,
             "scores": [
                 {"label": s.label, "overall": s.overall, "per_band": s.per_band,
                  "infinite": s.named(float("inf")), "minus_infinite": s.named(float("-inf")),
@@ -286,17 +352,6 @@ def method_config(
 def _band_labels(info: RasterInfo) -> list[str]:
     """Each selected band's description, or ``band N`` when it has none."""
     return [d or f"band {b}" for d, b in zip(info.descriptions, info.bands)]
-
-
-def _complete(data: np.ndarray, valid: np.ndarray, path: str) -> np.ndarray:
-    """The values of a fully valid area as float64; one-line ``InputError`` naming how many values are not (nodata,
-    not finite or fill values: ``raster.valid_mask``)."""
-    if not valid.all():
-        raise InputError(
-            f"{path}: {valid.size - np.count_nonzero(valid)} of the {valid.size} evaluated values are nodata, not finite "
-            "or fill values; Wald's protocol needs complete pixels: choose an extent inside the valid area"
-        )
-    return data.astype(np.float64)
 
 
 def _check_memory(area: Window, bands: int, guide_bands: int = 0, scale: int = 1) -> None:
@@ -347,11 +402,55 @@ def _check_sizes(
     )
 
 
-def _reference(data: np.ndarray, valid: np.ndarray, scale: int, path: str) -> np.ndarray:
-    """The evaluated area ``(C, H, W)`` as float64, cropped to a multiple of ``scale`` (``_check_sizes``);
-    one-line ``InputError`` when it holds nodata."""
+def _reference(data: np.ndarray, valid: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluated area ``(C, H, W)`` as float64, cropped to a multiple of ``scale`` (``_check_sizes``), and its
+    valid pixels ``(H, W)``: those where every band's value is (``valid``, ``raster.valid_mask``'s per value)."""
     height, width = data.shape[-2:]
-    return _complete(data, valid, path)[:, : (height // scale) * scale, : (width // scale) * scale]
+    area = (slice(None), slice(0, (height // scale) * scale), slice(0, (width // scale) * scale))
+    return data[area].astype(np.float64), valid[area].all(axis=0)
+
+
+def simulated_input(image: np.ndarray, valid: np.ndarray, kernels: Kernel | list[Kernel]) -> tuple[np.ndarray, np.ndarray]:
+    """Wald's low-resolution input: ``image`` ``(C, H, W)``, of which the ``valid`` pixels ``(H, W)`` alone are
+    observed, degraded by ``kernels`` (``degradation.degrade_valid``); returns it ``(C, H/s, W/s)`` with NaN (nodata,
+    as every method reads it) at each pixel whose kernel footprint reaches an invalid pixel in any band, and its valid
+    pixels ``(H/s, W/s)``. No invalid value reaches a valid pixel; a complete image gives ``degrade_array``'s values."""
+    low, low_valid = degrade_valid(image, np.broadcast_to(valid, image.shape), kernels)
+    low_valid = low_valid.all(axis=0)
+    low[:, ~low_valid] = np.nan
+    return low, low_valid
+
+
+def scored_note(scored: np.ndarray, valid: np.ndarray, guided: bool) -> str:
+    """The sentence saying how many reference pixels are scored (``scored`` ``(H, W)``) out of how many, and which
+    (``valid``: those valid in every band; ``guided``: the guide's nodata counts too)."""
+    count, total = int(np.count_nonzero(scored)), scored.size
+    if count == total:
+        return f"Scored: all {total} reference pixels, every one valid"
+    guide = ", where the guide degraded onto them is valid too" if guided else ""
+    return (f"Scored: {count} of the {total} reference pixels ({100 * count / total:.1f} %), the same for every row: "
+            f"those valid in every band ({np.count_nonzero(valid)}) whose low-resolution pixel is valid too (its kernel "
+            f"reaches no invalid pixel){guide}; no score reads the others")
+
+
+def check_scored(scored: np.ndarray, valid: np.ndarray, scale: int, path: str, guided: bool) -> None:
+    """One-line ``InputError`` when the ``scored`` reference pixels ``(H, W)`` (of which ``valid`` are valid, at
+    ``scale``; ``guided``: the guide's nodata counts too) hold no square of the least edge Wald's protocol scores on a
+    complete area (``_needed_edge`` of bicubic: whole blocks of the scale covering SSIM's window), the test
+    ``_check_sizes`` makes of the area, here of its pixels that can be scored: every score then has at least that many
+    pixels and SSIM at least one whole window (``metrics.scored_windows``). The message names how many pixels are
+    valid and can be scored, and what to do."""
+    needed = _needed_edge(scale, 0)
+    if minimum_filter(scored.astype(np.uint8), needed, mode="constant", cval=0).any():
+        return
+    guide = " and the guide degraded onto it is valid" if guided else ""
+    raise InputError(
+        f"{path}: {np.count_nonzero(valid)} of the {valid.size} evaluated pixels are valid (no nodata, not-finite or fill "
+        f"value in any band) and {np.count_nonzero(scored)} can be scored (valid, its low-resolution pixel's ×{scale} kernel "
+        f"reaching no invalid pixel{guide}): they hold no {needed}×{needed} square, the least Wald's protocol scores at "
+        f"×{scale}; choose an extent with fewer nodata pixels or a smaller scale, or, where the nodata value marks real "
+        "values (such as saturated pixels), clear it (gdal_translate -a_nodata none)"
+    )
 
 
 @dataclass
@@ -446,9 +545,9 @@ def physical_values(values: np.ndarray, info: RasterInfo) -> np.ndarray:
     return values * scales + offsets
 
 
-def _score_all(estimates: dict[str, np.ndarray], reference: np.ndarray, scale: int) -> list[Scores]:
+def _score_all(estimates: dict[str, np.ndarray], reference: np.ndarray, scale: int, scored: np.ndarray) -> list[Scores]:
     return [
-        Scores(label, metrics.all_metrics(image, reference, scale), metrics.band_metrics(image, reference, scale))
+        Scores(label, metrics.all_metrics(image, reference, scale, scored), metrics.band_metrics(image, reference, scale, scored))
         for label, image in estimates.items()
     ]
 
@@ -475,7 +574,9 @@ def evaluate(
     compared with itself, beside HPF injection, the pansharpening baseline, without and with back-projection (guided
     DIP's output is back-projected: ``HPF_BP`` tells what the network adds to that). On half-pixel grids
     (Landsat pan) the guide is degraded onto the target's grid with the grids' phase. Bicubic and bicubic +
-    back-projection are scored on the same pixels every time. ``io.extent`` picks the evaluated area.
+    back-projection are scored on the same pixels every time. ``io.extent`` picks the evaluated area. Invalid pixels
+    in it (or in the guide) are nodata in the simulated input and left out of every score (module docstring); too few
+    pixels left to score is a one-line ``InputError`` before any method runs (``check_scored``).
     """
     input_path, guide_path = as_paths(input_path, guide_path)
     plan = plan_evaluation(input_path, method, scale, kernel, config, io, guide_path, guide_io, progress)
@@ -491,18 +592,23 @@ def evaluate(
     estimate = None
     extra = {}
     target_data, target_valid = read_window(info, plan.area)
-    reference = _reference(target_data, target_valid, scale, input_path)
+    reference, valid = _reference(target_data, target_valid, scale)
     h, w = reference.shape[-2:]
-    low = degrade_array(reference, plan.kernels)
+    low, low_valid = simulated_input(reference, valid, plan.kernels)
+    scored = valid & low_valid.repeat(scale, axis=0).repeat(scale, axis=1)  # low-resolution pixel (i, j): its s × s block
+    if plan.guide_info is not None:
+        guide_info = plan.guide_info
+        guide_data, guide_valid = read_window(guide_info, Window(*plan.guide_offset, w * scale, h * scale))
+        # the guide is degraded onto the target's own grid (with the grids' half-pixel phase on Landsat), so
+        # the simulated pair one level down is pixel-aligned like the target and its own degradation; where it is
+        # nodata a run's output is nodata too (``sharpen``), so those pixels are not scored
+        low_guide, low_guide_valid = simulated_input(guide_data.astype(np.float64), guide_valid.all(axis=0), plan.guide_on_target)
+        scored &= low_guide_valid
+    check_scored(scored, valid, scale, input_path, plan.guide_info is not None)
+    recorder.info(scored_note(scored, valid, plan.guide_info is not None))
     if plan.guide_info is not None:
         from .sharpen import sharpen_array
 
-        guide_info = plan.guide_info
-        guide_data, guide_valid = read_window(guide_info, Window(*plan.guide_offset, w * scale, h * scale))
-        guide = _complete(guide_data, guide_valid, guide_path)
-        # the guide is degraded onto the target's own grid (with the grids' half-pixel phase on Landsat), so
-        # the simulated pair one level down is pixel-aligned like the target and its own degradation
-        low_guide = degrade_array(guide, plan.guide_on_target)
         settings.update(guide=guide_path, guide_bands=", ".join(_band_labels(guide_info)), guide_kernel=config.guide_kernel)
         estimate, run = sharpen_array(low, low_guide, config, *plan.names, method_progress)
         extra = {HPF: hpf_injection(low, low_guide, plan.kernels, plan.guide_kernels),
@@ -526,9 +632,9 @@ def evaluate(
     estimates = {label: physical_values(image, info) for label, image in estimates.items()}
     e = Evaluation(
         input_path, method, scale, config.kernel if method == "guided" else kernel, names, window, settings,
-        _score_all(estimates, reference, scale), reference, low, estimates, run, time.perf_counter() - recorder.start,
+        _score_all(estimates, reference, scale, scored), reference, low, estimates, run, time.perf_counter() - recorder.start,
         [float(v) for v in info.scales or (1.0,) * len(names)], [float(v) for v in info.offsets or (0.0,) * len(names)],
-        [unit or None for unit in info.units or (None,) * len(names)],
+        [unit or None for unit in info.units or (None,) * len(names)], valid, scored,
     )
     if e.scaling_note:
         recorder.info(f"{e.scaling_note}; RMSE in {e.rmse_unit}")

@@ -8,7 +8,8 @@ one; each shown band is stretched linearly between limits fitted once on the ref
 percentiles), and the same limits are applied to every panel, so panels compare like for like. An error
 map shows ``mean_b |estimate_b − reference_b|`` (``error_map``; where the bands are in different units, each
 band's error divided by its reference's stretch range, so that no unit is mixed) on a black → red → yellow →
-white ramp from 0 to a given maximum (shared by the error maps it is compared with).
+white ramp from 0 to a given maximum (shared by the error maps it is compared with). Pixels left out (nodata, pixels
+no score takes) are painted ``UNSCORED``, a blue that neither the ramp nor a stretch of grey holds (``paint``).
 """
 
 from __future__ import annotations
@@ -25,11 +26,20 @@ from .raster import StagedFiles, loss_curve_path, write_file_atomically
 
 #: Lower and upper percentiles of the display stretch.
 STRETCH_PERCENTILES = (2.0, 98.0)
+#: The colour of the pixels left out of a panel (``paint``): blue, on no error ramp or grey.
+UNSCORED = (40, 110, 255)
 
 
-def display_limits(reference: np.ndarray, channels: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Per shown channel, the stretch limits ``(low, high)`` fitted on ``reference`` ``(C, H, W)``."""
-    shown = reference[list(channels)].reshape(len(channels), -1)
+def _values(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``(C, N)``: ``image`` ``(C, H, W)``'s values at the ``mask`` ``(H, W)``'s pixels (every pixel for ``None``, or for
+    a mask of none: a panel whose every pixel is painted ``UNSCORED``)."""
+    return image.reshape(len(image), -1) if mask is None or not mask.any() else image[:, mask]
+
+
+def display_limits(reference: np.ndarray, channels: tuple[int, ...], mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per shown channel, the stretch limits ``(low, high)`` fitted on ``reference`` ``(C, H, W)`` (at the ``mask``'s
+    pixels ``(H, W)``, the scored ones, when given)."""
+    shown = _values(reference[list(channels)], mask)
     low, high = np.percentile(shown, STRETCH_PERCENTILES, axis=1)
     return low, np.maximum(high, low + 1e-12)
 
@@ -44,14 +54,14 @@ def to_rgb(image: np.ndarray, channels: tuple[int, ...], limits: tuple[np.ndarra
     return (shown.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
 
 
-def error_map(estimate: np.ndarray, reference: np.ndarray, relative: bool) -> np.ndarray:
+def error_map(estimate: np.ndarray, reference: np.ndarray, relative: bool, mask: np.ndarray | None = None) -> np.ndarray:
     """The ``(H, W)`` mean over bands of ``|estimate_b − reference_b|`` for ``(C, H, W)`` arrays: in the bands' own
     unit, or, ``relative`` (bands of different units, whose absolute errors would mix them), each band's error divided
-    by its reference's range between the ``STRETCH_PERCENTILES`` (the display stretch), a unitless fraction of it; a
-    band of no such range counts 0."""
+    by its reference's range between the ``STRETCH_PERCENTILES`` (the display stretch; over the ``mask``'s pixels
+    ``(H, W)`` when given), a unitless fraction of it; a band of no such range counts 0."""
     error = np.abs(estimate - reference)
     if relative:
-        low, high = np.percentile(reference.reshape(len(reference), -1), STRETCH_PERCENTILES, axis=1)
+        low, high = np.percentile(_values(reference, mask), STRETCH_PERCENTILES, axis=1)
         error = error / np.where(high > low, high - low, np.inf)[:, None, None]
     return error.mean(axis=0)
 
@@ -61,6 +71,11 @@ def error_rgb(error: np.ndarray, maximum: float) -> np.ndarray:
     t = np.clip(np.nan_to_num(error / max(maximum, 1e-12)), 0.0, 1.0)
     rgb = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], axis=-1)
     return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def paint(rgb: np.ndarray, shown: np.ndarray) -> np.ndarray:
+    """``rgb`` ``(H, W, 3)`` uint8 with the pixels ``shown`` ``(H, W)`` leaves out painted ``UNSCORED``."""
+    return np.where(shown[..., None], rgb, np.array(UNSCORED, dtype=np.uint8))
 
 
 def enlarge(rgb: np.ndarray, factor: int) -> np.ndarray:

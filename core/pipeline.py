@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, as_paths, check_scale, size_subject
-from .degradation import OBSERVATION_GAIN_LIMIT, degrade_array, takes_width_test, width_keep, width_test
+from .degradation import OBSERVATION_GAIN_LIMIT, degrade_valid, takes_width_test, width_keep, width_test
 from .device import describe, resolve_device, seeded
 from .errors import InputError, NonFiniteLoss
 from .grid import Grid, Window
@@ -628,11 +628,7 @@ def degrade(
             # the strip's output area in what was read, in input pixels (whole blocks)
             inside = Window(area.col_off - left, area.row_off + top - first, width, bottom - top)
             any_valid |= bool(valid[(slice(None), *inside.slices)].any())
-            counts = valid.sum(axis=(1, 2), keepdims=True)
-            means = (np.where(valid, data, 0).sum(axis=(1, 2), keepdims=True) / np.maximum(counts, 1)).astype(data.dtype)
-            # what fills nodata pixels never shows: every low-resolution pixel they reach is nodata
-            low = degrade_array(np.where(valid, data, means), k, scaling)
-            low_valid = degrade_array((~valid).astype(np.float32), k.footprint()) <= 1e-6
+            low, low_valid = degrade_valid(data, valid, k, scaling)  # every low-resolution pixel nodata reaches is nodata
             keep = (slice(None), *Window(inside.col_off // scale, inside.row_off // scale, grid.width, inside.height // scale).slices)
             out.write(Window(0, top // scale, grid.width, (bottom - top) // scale), low[keep], low_valid[keep])
             recorder.report(bottom / height, "degrading")

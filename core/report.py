@@ -1,10 +1,12 @@
 """The evaluation report: one self-contained HTML page (images embedded as PNG data), and its JSON twin.
 
-The page shows what was evaluated and how (Wald's protocol, the settings), the overall scores of every
+The page shows what was evaluated and how (Wald's protocol, the settings, how many reference pixels were scored:
+``Evaluation.scored_note``, as the printed table and the JSON say), the overall scores of every
 method and the per-band scores with the best as printed in bold, image crops side by side (low
 resolution, every estimate, the reference, and the error maps of bicubic, of the strongest baseline and
 of the method on one shared scale: in the bands' unit, or relative to each band's range where the bands declare
-different units) and the method's training-loss curve. Files are written atomically. Where the
+different units; the pixels no score takes painted blue, ``figures.paint``) and the method's training-loss curve.
+Files are written atomically. Where the
 bands declare different units, the overall scores that would mix them are not given (``Evaluation.mixed_units``);
 such a score, and one not defined (SAM of one band, PSNR of a constant band), is a dash in the page and the text
 table and ``null`` in the JSON, and all three say why in the same words (``Evaluation.undefined_notes``).
@@ -74,28 +76,37 @@ def _panels(evaluation: Evaluation) -> tuple[list[tuple[str, np.ndarray]], str]:
     top, left = (h - size_h) // 2 // s * s, (w - size_w) // 2 // s * s
     crop = (slice(None), slice(top, top + size_h), slice(left, left + size_w))
     low_crop = (slice(None), slice(top // s, (top + size_h) // s), slice(left // s, (left + size_w) // s))
+    scored = evaluation.scored[crop[1:]]
+    low = evaluation.low[low_crop]
     channels, how = display_bands(evaluation.band_names)
-    limits = figures.display_limits(reference[crop], channels)
+    limits = figures.display_limits(reference[crop], channels, scored)
     factor = max(1, PANEL // max(size_h, size_w))
     method = evaluation.method_scores.label
-    panels = [(f"low resolution (×{s} coarser)", figures.enlarge(figures.to_rgb(evaluation.low[low_crop], channels, limits), s))]
-    panels += [(label, figures.to_rgb(image[crop], channels, limits)) for label, image in evaluation.estimates.items()]
-    panels.append(("reference", figures.to_rgb(reference[crop], channels, limits)))
+
+    def image_panel(image: np.ndarray, shown: np.ndarray) -> np.ndarray:
+        return figures.paint(figures.to_rgb(image, channels, limits), shown)
+
+    panels = [(f"low resolution (×{s} coarser)", figures.enlarge(image_panel(low, np.isfinite(low).all(axis=0)), s))]
+    panels += [(label, image_panel(image[crop], scored)) for label, image in evaluation.estimates.items()]
+    panels.append(("reference", image_panel(reference[crop], scored)))
     baselines = [s for s in evaluation.scores if s.label != method]
     rank = "ergas" if evaluation.mixed_units else "rmse"  # ERGAS, relative to each band's mean, mixes no units
     strongest = min(baselines, key=lambda s: s.overall[rank]).label  # the baseline the method must beat
     shown = dict.fromkeys((BICUBIC, strongest, method))
     relative = evaluation.mixed_units  # absolute errors of bands in different units would mix the units
-    errors = {label: figures.error_map(evaluation.estimates[label][crop], reference[crop], relative) for label in shown}
-    maximum = float(np.percentile(errors[BICUBIC], 99))
+    errors = {label: figures.error_map(evaluation.estimates[label][crop], reference[crop], relative, scored) for label in shown}
+    maximum = float(np.percentile(errors[BICUBIC][scored], 99)) if scored.any() else 0.0
     error_caption = "|{} − reference| ÷ band range" if relative else "|{} − reference|"
-    panels += [(error_caption.format(label), figures.error_rgb(error, maximum)) for label, error in errors.items()]
+    panels += [(error_caption.format(label), figures.paint(figures.error_rgb(error, maximum), scored)) for label, error in errors.items()]
     measure = ("mean over bands of each band's absolute error divided by that band's range in the reference (2nd to 98th "
                "percentile over the crop; a band of no range counts 0), as the bands declare different units, which "
                "absolute errors would mix" if relative else "mean absolute error over bands")
     note = (f"Central {size_w} × {size_h} pixel crop, {how}, stretched between the reference's 2nd and 98th "
             f"percentiles. Error maps of bicubic, of the strongest baseline (lowest {METRIC_NAMES[rank]}) and of the method: "
             f"{measure}, black = 0 to white = {maximum:.4g} (the 99th percentile of bicubic's error).")
+    if not evaluation.scored.all():
+        note += (" Blue: the pixels no score takes (invalid in the reference, or whose low-resolution pixel is nodata in "
+                 "the simulated input, blue in its own panel), whatever an estimate holds there.")
     return [(caption, figures.enlarge(rgb, factor)) for caption, rgb in panels], note
 
 
@@ -211,7 +222,7 @@ degradation removed. Higher is better for PSNR, SSIM and SRE; lower for RMSE, SA
 {scaling}Overall SRE is the mean of the bands' SRE in dB, as the Sentinel-2 super-resolution literature reports it; a band whose
 SRE is not finite (∞ when it is reproduced exactly) is left out of that mean, so the other bands still show, and named
 under the table; so is a band whose ERGAS is not finite (its mean is 0) from the overall ERGAS. Best of each column in bold.</p>
-<h2>Scores</h2>{_overall_table(e)}{left_out}
+<h2>Scores</h2><p>{html.escape(e.scored_note)}.</p>{_overall_table(e)}{left_out}
 <h2>Images</h2><p>{html.escape(note)}</p>{figures_html}
 {loss}
 <h2>Per band</h2>{_band_tables(e)}
@@ -226,7 +237,8 @@ def write_html(evaluation: Evaluation, path: str, files: StagedFiles | None = No
 
 
 def text_table(evaluation: Evaluation) -> str:
-    """The overall scores as a plain-text table (the command line prints it), and ``left_out_notes``."""
+    """The overall scores as a plain-text table (the command line prints it), then the ``scored_note`` and the
+    ``left_out_notes``."""
     width = max(len(s.label) for s in evaluation.scores)
     heads = [METRIC_NAMES[m] for m in HIGHER_IS_BETTER]
     cells = [[_fmt(s.overall[m]) for m in HIGHER_IS_BETTER] for s in evaluation.scores]
@@ -234,7 +246,7 @@ def text_table(evaluation: Evaluation) -> str:
     widths = [max(12, 2 + max(len(text) for text in column)) for column in zip(heads, *cells)]
     lines = [f"{label:<{width}}" + "".join(f"{text:>{w}}" for text, w in zip(row, widths))
              for label, row in [("", heads)] + [(s.label, row) for s, row in zip(evaluation.scores, cells)]]
-    return "\n".join(lines + left_out_notes(evaluation))
+    return "\n".join(lines + [f"{evaluation.scored_note}.", *left_out_notes(evaluation)])
 
 
 @dataclass

@@ -251,25 +251,19 @@ def test_guided_evaluation_reads_band_names_from_esa_file_names_as_guided_does(t
     assert e.score(HPF).overall == described.score(HPF).overall
 
 
-def test_nodata_inside_the_area_is_a_clear_error(tmp_path):
-    data = read(S2_10M)
-    data[:, 5, 5] = 0
-    with pytest.raises(InputError, match="4 of the 65536 evaluated values are nodata, not finite.*choose an extent"):
-        evaluate(geo_10m(tmp_path, data, nodata=0), "bicubic", 2, "bicubic")
-
-
-def test_an_undeclared_fill_value_inside_the_area_is_named_and_refused(tmp_path, capsys):
+def test_an_undeclared_fill_value_inside_the_area_is_named_and_left_out(tmp_path, capsys):
     """One −3.4028235e38 (ArcGIS's float fill, no nodata value declared) in band 2: a warning naming the band and
-    the count, and the protocol's refusal of incomplete pixels, not scores computed over it."""
+    the count, and that pixel left out of the scores like nodata (``test_evaluation_nodata``), not scores computed
+    over it."""
     data = read(S2_10M).astype(np.float32)
     data[1, 5, 5] = np.finfo(np.float32).min
     path = geo_10m(tmp_path, data)
-    assert main(["evaluate", path, "--scale", "2", "--method", "bicubic", "--json", str(tmp_path / "e.json")]) == 2
+    assert main(["evaluate", path, "--scale", "2", "--method", "bicubic", "--json", str(tmp_path / "e.json")]) == 0
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0].startswith(f"warning: band 2 of {path}: 1 pixel(s) hold the fill value -3.4028235e+38, but the raster")
-    assert lines[-1] == (f"internal-sr: error: {path}: 1 of the 65536 evaluated values are nodata, not finite or fill "
-                         "values; Wald's protocol needs complete pixels: choose an extent inside the valid area")
-    assert not os.path.exists(tmp_path / "e.json")
+    saved = json.loads((tmp_path / "e.json").read_text())
+    assert saved["valid_pixels"] == 128 * 128 - 1 and saved["scored_pixels"] < saved["valid_pixels"]
+    assert all(all(v is not None for v in s["overall"].values()) for s in saved["scores"])
 
 
 def test_evaluate_writes_no_raster_so_it_says_nothing_of_an_outputs_georeferencing(tmp_path, capsys):
@@ -470,8 +464,8 @@ def test_guided_evaluates_the_area_the_guide_covers(tmp_path, monkeypatch):
                      nodata=0, descriptions=NAMES20)
     g = write_raster(str(tmp_path / "g.tif"), read(S2_10M)[:, :126, :126], crs=UTM,
                      transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0), descriptions=NAMES10)
-    with pytest.raises(InputError, match="nodata"):  # the raster as a whole is not complete
-        evaluate(t, "bicubic", 2, "bicubic")
+    whole = evaluate(t, "bicubic", 2, "bicubic")  # the raster as a whole: its nodata beyond the guide is not scored
+    assert whole.scored.shape == (66, 68) and whole.scored[:60, :60].all() and not whole.scored[64:, :].any()
     monkeypatch.setattr(evaluation, "MAX_EVALUATION_VALUES", 63 * 63 * (6 + 4 * 2**2))  # the guide's pixels count
     config = GuidedDIPConfig(iterations=1, device="cpu", tiles=TileOptions(32, 8))
     log = Log()
@@ -735,9 +729,10 @@ def test_tiny_and_huge_scores_keep_significant_digits_and_the_columns_stay_apart
     class Table:
         band_names = ["B1"]
         undefined_notes: list[str] = []
+        scored_note = "Scored: all 1 reference pixels, every one valid"
         scores = [make_scores("a", 3.70123e-05), make_scores("b", 3.58321e-05), make_scores("c", 2.12345e8)]
 
-    lines = report.text_table(Table).splitlines()
+    lines = report.text_table(Table).splitlines()[:4]
     assert [line.split()[3] for line in lines[1:]] == ["3.701e-05", "3.583e-05", "2.123e+08"]
     assert all(len(line.split()) == 7 and line.split()[2] == "0.8678" for line in lines[1:])
     assert "<td><b>3.583e-05</b></td>" in _overall_table(Table) and "<td>2.123e+08</td>" in _overall_table(Table)

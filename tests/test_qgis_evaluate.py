@@ -34,10 +34,29 @@ def test_dip_evaluation_writes_the_report_and_returns_the_scores(tmp_path) -> No
     assert result["PSNR_BICUBIC"] == pytest.approx(rows["bicubic"]["psnr"])
     assert result["PSNR_BICUBIC_BP"] > result["PSNR_BICUBIC"]
     assert result["PSNR_HPF_BP"] is None  # guided DIP's baseline only
+    assert result["SCORED_FRACTION"] == 1.0  # no nodata: every pixel scored
     assert {"SSIM", "RMSE", "SAM", "ERGAS", "SRE"} <= set(result)
     page = Path(report).read_text(encoding="utf-8")
     assert "Wald's protocol evaluation" in page and "Deep Image Prior" in page
     assert "Method: dip" in feedback.textLog()
+
+
+def test_scattered_nodata_is_left_out_and_the_scored_fraction_is_an_output(tmp_path) -> None:
+    """Nodata scattered over the raster was refused ("choose an extent inside the valid area", which it has none of):
+    it is left out of the scores, and the log, the JSON and the SCORED_FRACTION output say how much was scored."""
+    from helpers import S2_10M, read, write_raster
+
+    data = read(S2_10M)[:, :48, :48]
+    data[1, 5:7, 30] = data[:, 20, 11] = data[3, 40, 40] = 0
+    source = write_raster(str(tmp_path / "holes.tif"), data, nodata=0)
+    scores = str(tmp_path / "holes.json")
+    feedback = QgsProcessingFeedback()
+    result = run({"INPUT": source, "METHOD": "bicubic", "SCALE": 2, "OUTPUT": str(tmp_path / "holes.html"),
+                  "OUTPUT_JSON": scores}, feedback)
+    saved = json.loads(Path(scores).read_text())
+    assert 0.5 < result["SCORED_FRACTION"] == saved["scored_fraction"] < 1
+    assert saved["scored_note"] in feedback.textLog() and saved["valid_pixels"] == 48 * 48 - 4
+    assert result["PSNR"] == pytest.approx(saved["scores"][0]["overall"]["psnr"])
 
 
 def test_a_score_not_defined_is_none_as_a_baseline_not_scored(tmp_path) -> None:
