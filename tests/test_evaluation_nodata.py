@@ -300,12 +300,14 @@ BEFORE = [
 
 
 def test_a_complete_crop_scores_as_before(tmp_path):
-    """A crop without nodata scores to the bit as before (the numbers main's code gave), and every row's scores are
-    the metrics' without a mask."""
+    """A crop without nodata scores as before (the numbers main's code gave, to 1e-9), and every row's scores are,
+    to the bit, the metrics' without a mask."""
     path = write_raster(str(tmp_path / "in.tif"), read(S2_10M)[:, 16:80, 8:72], crs=UTM, descriptions=NAMES10)
     e = evaluate(path, "bicubic", 2, "bicubic")
     assert e.scored.all() and e.scored_fraction == 1.0
-    assert [s.overall for s in e.scores] == [{m: float.fromhex(v) for m, v in row.items()} for row in BEFORE]
+    # to 1e-9: another CPU's vector kernels may round the last bits differently; any change of method shows far above
+    assert [s.overall for s in e.scores] == [
+        {m: pytest.approx(float.fromhex(v), rel=1e-9) for m, v in row.items()} for row in BEFORE]
     for s in e.scores:
         assert s.overall == metrics.all_metrics(e.estimates[s.label], e.reference, 2)
         assert s.per_band == metrics.band_metrics(e.estimates[s.label], e.reference, 2)
