@@ -84,16 +84,23 @@ def is_named_pipe(path: str) -> bool:
     return os.path.exists(path) and stat.S_ISFIFO(os.stat(path).st_mode)
 
 
+def area_name(on_extent: bool, overlap: str | None = None) -> str:
+    """How messages name the area a run is on: ``the image``, ``the chosen extent`` with ``on_extent`` (the window of
+    whole pixels an extent chose), and with ``overlap`` (another raster, e.g. "guide", covering only part of the image
+    or extent) ``the image's overlap with the guide`` (or ``the chosen extent's``)."""
+    area = "the chosen extent" if on_extent else "the image"
+    return area if overlap is None else f"{area}'s overlap with the {overlap}"
+
+
 def size_subject(width: int, height: int, on_extent: bool, overlap: str | None = None) -> str:
     """How a refusal of a ``width × height`` input names it, up to the verb's complement: ``image W×H is``,
     or with ``on_extent`` (the run is on the window of whole pixels an extent chose)
     ``the chosen extent is W×H pixels,``, so that the user knows the extent is what to enlarge. With ``overlap``
     (another raster, e.g. "guide", covering only part of the image or extent) the size is of the overlap with it:
-    ``the image's overlap with the guide is W×H pixels,`` (or ``the chosen extent's``)."""
-    if overlap is not None:
-        area = "the chosen extent's" if on_extent else "the image's"
-        return f"{area} overlap with the {overlap} is {width}×{height} pixels,"
-    return f"the chosen extent is {width}×{height} pixels," if on_extent else f"image {width}×{height} is"
+    ``the image's overlap with the guide is W×H pixels,`` (or ``the chosen extent's``): ``area_name``."""
+    if overlap is not None or on_extent:
+        return f"{area_name(on_extent, overlap)} is {width}×{height} pixels,"
+    return f"image {width}×{height} is"
 
 
 def size_remedy(on_extent: bool, overlap: str | None = None) -> str:

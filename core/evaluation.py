@@ -396,7 +396,7 @@ def plan_evaluation(
     info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     if method == "guided":
         from .guided import MIN_TARGET_SIZE
-        from .sharpen import band_kernels, check_kernels_fit_grids, kernel_names, nest_rasters
+        from .sharpen import band_kernels, check_kernels_fit_grids, check_kernels_fit_target, kernel_names, nest_rasters
 
         if guide_path is None:
             raise InputError("method guided needs a guide raster (--guide)")
@@ -412,12 +412,14 @@ def plan_evaluation(
         _check_sizes(nesting.target, scale, info.window is not None, "guided DIP", lambda s: MIN_TARGET_SIZE, partly)
         target_names = kernel_names(info, config.kernel, "target", progress)
         guide_names = kernel_names(guide_info, config.guide_kernel, "guide", progress)
+        target_kernels = band_kernels(config.kernel, target_names, scale, "target")
+        guide_kernels = band_kernels(config.guide_kernel, guide_names, scale, "guide")
+        # as guided DIP's run checks them (sharpen.check_inputs), on the degraded target it runs on here
+        check_kernels_fit_target([*target_kernels, *guide_kernels], nesting.target.width // scale,
+                                 nesting.target.height // scale, info.window is not None, partly)
         return EvaluationPlan(
-            info, nesting.target, band_kernels(config.kernel, target_names, scale, "target"), guide_info,
-            (nesting.guide.col_off, nesting.guide.row_off),
-            band_kernels(config.guide_kernel, guide_names, scale, "guide"),
-            band_kernels(config.guide_kernel, guide_names, scale, "guide", nesting.shift),
-            (target_names, guide_names),
+            info, nesting.target, target_kernels, guide_info, (nesting.guide.col_off, nesting.guide.row_off), guide_kernels,
+            band_kernels(config.guide_kernel, guide_names, scale, "guide", nesting.shift), (target_names, guide_names),
         )
     if guide_path is not None:
         raise InputError(f"a guide raster is given, but method {method} uses none: leave the guide out or choose method guided")
