@@ -366,7 +366,8 @@ class DIPConfig(InternalLearningConfig):
     #: and ``B`` the back-projected bicubic image (1 keeps the DIP output alone).
     blend: float = 0.5
     #: Each step optimises a random window of the tile, ``step_window`` of its height and width (rounded
-    #: down to whole cells of the hourglass's grid), instead of the whole tile: a step then costs about
+    #: down to whole cells of the hourglass's grid; at least one input pixel more than the kernel reaches on both
+    #: sides, ``core.windows.window_edges``), instead of the whole tile: a step then costs about
     #: ``step_window²`` of a whole-tile step. The cross-scale pass takes the same share of its image; a
     #: step's output covers its window, the average the whole tile. 1 optimises the whole tile every step.
     step_window: float = 1.0
@@ -587,7 +588,8 @@ class KnitworkConfig(InternalLearningConfig):
     #: against 16.2 s and 1.4 GB in chunks of 2¹⁶ (2026-11-27).
     chunk: int = 262144
     #: Each step evaluates the patch MLP on a random window of the tile, ``step_window`` of its height and
-    #: width (in input pixels, rounded down; at least ``min_input_size``), instead of the whole tile, a step
+    #: width (in input pixels, rounded down; at least ``min_input_size``, and wide enough that a window cut on both
+    #: sides keeps an input pixel whose blur lies inside it: ``core.windows.window_edges``), instead of the whole tile, a step
     #: then costing about ``step_window²`` of a whole-tile one: the window is reconstructed, checked for
     #: patch consistency and drawn from for the adversarial term as a tile of its own; the data term leaves
     #: out the input pixels whose blur reaches past its cut sides; its output, less one input pixel along
