@@ -103,25 +103,30 @@ def size_subject(width: int, height: int, on_extent: bool, overlap: str | None =
     return f"image {width}×{height} is"
 
 
-def size_remedy(on_extent: bool, overlap: str | None = None) -> str:
+def size_remedy(on_extent: bool, overlap: str | None = None, fits: int | None = None) -> str:
     """What to do about an input ``size_subject`` (same arguments) names as too small: ``use a larger raster``,
-    ``choose a larger extent``, or with ``overlap`` ``give a guide that covers more of the image`` (or ``extent``)."""
+    ``choose a larger extent``, or with ``overlap`` ``give a guide that covers more of the image`` (or ``extent``);
+    with ``fits``, the largest smaller scale at which the input is large enough, `` or a smaller scale (×N fits)``."""
     if overlap is not None:
-        return f"give a {overlap} that covers more of the {'extent' if on_extent else 'image'}"
-    return "choose a larger extent" if on_extent else "use a larger raster"
+        remedy = f"give a {overlap} that covers more of the {'extent' if on_extent else 'image'}"
+    else:
+        remedy = "choose a larger extent" if on_extent else "use a larger raster"
+    return remedy if fits is None else f"{remedy} or a smaller scale (×{fits} fits)"
 
 
 def refuse_smaller(
-    width: int, height: int, on_extent: bool, minimum: int, shortfall: str, pixels: str, overlap: str | None = None
+    width: int, height: int, on_extent: bool, minimum: int, shortfall: str, pixels: str, overlap: str | None = None,
+    fits: int | None = None,
 ) -> None:
     """Raise a one-line ``InputError`` when a ``width × height`` input is under ``minimum × minimum``, worded
     ``{size_subject} {shortfall}: at least {minimum}×{minimum} {pixels}; {size_remedy}`` (``on_extent``: it is the
-    window an extent chose; ``overlap``: it is the part another raster covers; the message says so), e.g.
+    window an extent chose; ``overlap``: it is the part another raster covers; the message says so; ``fits``: a smaller
+    scale that the input is large enough for, which the remedy offers), e.g.
     ``image 20×20 is too small for KernelGAN: at least 64×64 pixels; use a larger raster``."""
     if min(width, height) < minimum:
         raise InputError(
             f"{size_subject(width, height, on_extent, overlap)} {shortfall}: at least {minimum}×{minimum} {pixels}; "
-            f"{size_remedy(on_extent, overlap)}"
+            f"{size_remedy(on_extent, overlap, fits)}"
         )
 
 

@@ -337,13 +337,12 @@ def _check_sizes(
     if min(width, height) >= scale * minimum:
         return
     needs = f"{label} needs" if minimum_at(scale) == minimum else "the bicubic baselines need"
-    remedy = size_remedy(on_extent, "guide" if overlap else None)
     fitting = [] if overlap else [s for s in range(2, scale) if s * least(s) <= min(width, height)]
-    smaller = f" or a smaller scale (×{max(fitting)} fits)" if fitting else ""
+    remedy = size_remedy(on_extent, "guide" if overlap else None, max(fitting) if fitting else None)
     raise InputError(
         f"{size_subject(width, height, on_extent, 'guide' if overlap else None)} too small for Wald's protocol at "
         f"×{scale} with {label}: it needs at least {scale * minimum}×{scale * minimum} pixels, which degrade to the "
-        f"{minimum}×{minimum} input pixels {needs}; {remedy}{smaller}"
+        f"{minimum}×{minimum} input pixels {needs}; {remedy}"
     )
 
 
