@@ -87,37 +87,49 @@ def is_named_pipe(path: str) -> bool:
     return os.path.exists(path) and stat.S_ISFIFO(os.stat(path).st_mode)
 
 
+def area_name(on_extent: bool, overlap: str | None = None) -> str:
+    """How messages name the area a run is on: ``the image``, ``the chosen extent`` with ``on_extent`` (the window of
+    whole pixels an extent chose), and with ``overlap`` (another raster, e.g. "guide", covering only part of the image
+    or extent) ``the image's overlap with the guide`` (or ``the chosen extent's``)."""
+    area = "the chosen extent" if on_extent else "the image"
+    return area if overlap is None else f"{area}'s overlap with the {overlap}"
+
+
 def size_subject(width: int, height: int, on_extent: bool, overlap: str | None = None) -> str:
     """How a refusal of a ``width × height`` input names it, up to the verb's complement: ``image W×H is``,
     or with ``on_extent`` (the run is on the window of whole pixels an extent chose)
     ``the chosen extent is W×H pixels,``, so that the user knows the extent is what to enlarge. With ``overlap``
     (another raster, e.g. "guide", covering only part of the image or extent) the size is of the overlap with it:
-    ``the image's overlap with the guide is W×H pixels,`` (or ``the chosen extent's``)."""
-    if overlap is not None:
-        area = "the chosen extent's" if on_extent else "the image's"
-        return f"{area} overlap with the {overlap} is {width}×{height} pixels,"
-    return f"the chosen extent is {width}×{height} pixels," if on_extent else f"image {width}×{height} is"
+    ``the image's overlap with the guide is W×H pixels,`` (or ``the chosen extent's``): ``area_name``."""
+    if overlap is not None or on_extent:
+        return f"{area_name(on_extent, overlap)} is {width}×{height} pixels,"
+    return f"image {width}×{height} is"
 
 
-def size_remedy(on_extent: bool, overlap: str | None = None) -> str:
+def size_remedy(on_extent: bool, overlap: str | None = None, fits: int | None = None) -> str:
     """What to do about an input ``size_subject`` (same arguments) names as too small: ``use a larger raster``,
-    ``choose a larger extent``, or with ``overlap`` ``give a guide that covers more of the image`` (or ``extent``)."""
+    ``choose a larger extent``, or with ``overlap`` ``give a guide that covers more of the image`` (or ``extent``);
+    with ``fits``, the largest smaller scale at which the input is large enough, `` or a smaller scale (×N fits)``."""
     if overlap is not None:
-        return f"give a {overlap} that covers more of the {'extent' if on_extent else 'image'}"
-    return "choose a larger extent" if on_extent else "use a larger raster"
+        remedy = f"give a {overlap} that covers more of the {'extent' if on_extent else 'image'}"
+    else:
+        remedy = "choose a larger extent" if on_extent else "use a larger raster"
+    return remedy if fits is None else f"{remedy} or a smaller scale (×{fits} fits)"
 
 
 def refuse_smaller(
-    width: int, height: int, on_extent: bool, minimum: int, shortfall: str, pixels: str, overlap: str | None = None
+    width: int, height: int, on_extent: bool, minimum: int, shortfall: str, pixels: str, overlap: str | None = None,
+    fits: int | None = None,
 ) -> None:
     """Raise a one-line ``InputError`` when a ``width × height`` input is under ``minimum × minimum``, worded
     ``{size_subject} {shortfall}: at least {minimum}×{minimum} {pixels}; {size_remedy}`` (``on_extent``: it is the
-    window an extent chose; ``overlap``: it is the part another raster covers; the message says so), e.g.
+    window an extent chose; ``overlap``: it is the part another raster covers; the message says so; ``fits``: a smaller
+    scale that the input is large enough for, which the remedy offers), e.g.
     ``image 20×20 is too small for KernelGAN: at least 64×64 pixels; use a larger raster``."""
     if min(width, height) < minimum:
         raise InputError(
             f"{size_subject(width, height, on_extent, overlap)} {shortfall}: at least {minimum}×{minimum} {pixels}; "
-            f"{size_remedy(on_extent, overlap)}"
+            f"{size_remedy(on_extent, overlap, fits)}"
         )
 
 
@@ -362,7 +374,8 @@ class DIPConfig(InternalLearningConfig):
     #: and ``B`` the back-projected bicubic image (1 keeps the DIP output alone).
     blend: float = 0.5
     #: Each step optimises a random window of the tile, ``step_window`` of its height and width (rounded
-    #: down to whole cells of the hourglass's grid), instead of the whole tile: a step then costs about
+    #: down to whole cells of the hourglass's grid; at least one input pixel more than the kernel reaches on both
+    #: sides, ``core.windows.window_edges``), instead of the whole tile: a step then costs about
     #: ``step_window²`` of a whole-tile step. The cross-scale pass takes the same share of its image; a
     #: step's output covers its window, the average the whole tile. 1 optimises the whole tile every step.
     step_window: float = 1.0
@@ -583,7 +596,8 @@ class KnitworkConfig(InternalLearningConfig):
     #: against 16.2 s and 1.4 GB in chunks of 2¹⁶ (2026-11-27).
     chunk: int = 262144
     #: Each step evaluates the patch MLP on a random window of the tile, ``step_window`` of its height and
-    #: width (in input pixels, rounded down; at least ``min_input_size``), instead of the whole tile, a step
+    #: width (in input pixels, rounded down; at least ``min_input_size``, and wide enough that a window cut on both
+    #: sides keeps an input pixel whose blur lies inside it: ``core.windows.window_edges``), instead of the whole tile, a step
     #: then costing about ``step_window²`` of a whole-tile one: the window is reconstructed, checked for
     #: patch consistency and drawn from for the adversarial term as a tile of its own; the data term leaves
     #: out the input pixels whose blur reaches past its cut sides; its output, less one input pixel along

@@ -309,9 +309,9 @@ def super_resolve_tiles(
         return torch.stack([masked_mse(*t) for t in zip(estimate, target, valid.expand_as(estimate))])
 
     shape = tuple(y.shape[-2:])
-    edges = window_edges(shape, config.step_window, multiple)
-    whole = edges == shape
     margin = footprint_margin(degradation.taps.shape[-1], s)
+    edges = window_edges(shape, config.step_window, multiple, margin=margin)  # every window keeps pixels to fit
+    whole = edges == shape
     if not whole:
         with torch.no_grad():
             canvas = generate(noise, interpolated, augment.DIHEDRAL[0])  # the output of the steps' windows so far

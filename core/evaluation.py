@@ -126,8 +126,14 @@ HPF, HPF_BP = "HPF injection (pansharpening)", "HPF injection + back-projection"
 #: the guide and every method's estimate are held in memory as float64 (a 2048² area of 13 bands: about
 #: 0.4 GB each).
 MAX_EVALUATION_VALUES = 2048 * 2048 * 13
-#: Smallest edge of the evaluated area once cropped to a multiple of the scale: SSIM's 7 × 7 window.
-MIN_EVALUATION_EDGE = 7
+#: Fewest degraded pixels each way the baselines beside every method (bicubic, bicubic + back-projection; HPF injection
+#: is bicubic plus detail) take: bicubic's support. Keys' cubic convolution weighs 4 input pixels each way (the one
+#: left of the output's centre, one before it and two after it), so below 4 no output pixel has its 4 pixels inside
+#: the image: every pixel interpolates replicated border pixels, and a 1 × 1 image interpolates to a constant that
+#: back-projection leaves as it is. The bicubic kernel that degrades the reference spans the same 4 degraded pixels,
+#: the width ``check_kernel_fits`` asks of every method's kernel. At ×2 or more the 4·s fine pixels cover SSIM's
+#: 7 × 7 window (``metrics.SSIM_WINDOW``), the least the metrics take, so no scale needs more for the scores.
+BICUBIC_SUPPORT = 4
 METHOD_LABELS = {"dip": "Deep Image Prior", "knitwork": "Neural Knitworks", "guided": "guided DIP"}
 
 
@@ -367,38 +373,31 @@ def _check_memory(area: Window, bands: int, guide_bands: int = 0, scale: int = 1
         )
 
 
-def _needed_edge(scale: int, minimum: int) -> int:
-    """The least edge of an area Wald's protocol at ``scale`` takes for a method that runs on ``minimum`` input pixels
-    or more: whole ``scale × scale`` blocks covering SSIM's window (``MIN_EVALUATION_EDGE``) that degrade to at least
-    ``minimum`` pixels."""
-    return scale * max(-(-MIN_EVALUATION_EDGE // scale), minimum)
-
-
 def _check_sizes(
-    area: Window, scale: int, on_extent: bool, label: str | None, minimum_at: Callable[[int], int], overlap: bool = False
+    area: Window, scale: int, on_extent: bool, label: str, minimum_at: Callable[[int], int], overlap: bool = False
 ) -> None:
     """One-line ``InputError`` when ``area`` (the whole raster, or the window an extent chose: ``on_extent``) is too
-    small for Wald's protocol at ``scale``: cropped to whole blocks of the scale it must cover SSIM's window and
-    degrade to at least ``minimum_at(scale)`` pixels, the least the method ``label`` (``None``: bicubic alone) runs on
-    at a scale. The message gives the area's own size (not the cropped or degraded one) and the size it needs, and
-    asks for a larger raster or extent, or a smaller scale where one fits. ``overlap``: guided DIP, the area is the
-    part of the target the guide covers (said so; a larger guide is asked for) and the scale is the grids' ratio."""
+    small for Wald's protocol at ``scale``: cropped to whole blocks of the scale it must degrade to at least
+    ``minimum_at(scale)`` pixels, the least the method ``label`` runs on at a scale, and to at least
+    ``BICUBIC_SUPPORT`` pixels, the least the bicubic baselines beside it take (which also covers SSIM's window). The
+    message gives the area's own size (not the cropped or degraded one), the size it needs and which of the two needs
+    it, and asks for a larger raster or extent, or a smaller scale where one fits. ``overlap``: guided DIP, the area is
+    the part of the target the guide covers (said so; a larger guide is asked for) and the scale is the grids' ratio."""
     width, height = area.width, area.height
-    minimum = minimum_at(scale)
-    needed = _needed_edge(scale, minimum)
-    if min(width, height) >= needed:
+
+    def least(s: int) -> int:  # degraded pixels each way at ×s
+        return max(minimum_at(s), BICUBIC_SUPPORT)
+
+    minimum = least(scale)
+    if min(width, height) >= scale * minimum:
         return
-    if minimum * scale == needed:
-        why = f"which degrade to the {minimum}×{minimum} input pixels {label} needs"
-    else:
-        why = f"whole {scale}×{scale} blocks covering SSIM's {MIN_EVALUATION_EDGE}×{MIN_EVALUATION_EDGE} window"
-    remedy = size_remedy(on_extent, "guide" if overlap else None)
-    fitting = [] if overlap else [s for s in range(2, scale) if _needed_edge(s, minimum_at(s)) <= min(width, height)]
-    smaller = f" or a smaller scale (×{max(fitting)} fits)" if fitting else ""
-    method = f" with {label}" if label is not None else ""
+    needs = f"{label} needs" if minimum_at(scale) == minimum else "the bicubic baselines need"
+    fitting = [] if overlap else [s for s in range(2, scale) if s * least(s) <= min(width, height)]
+    remedy = size_remedy(on_extent, "guide" if overlap else None, max(fitting) if fitting else None)
     raise InputError(
         f"{size_subject(width, height, on_extent, 'guide' if overlap else None)} too small for Wald's protocol at "
-        f"×{scale}{method}: it needs at least {needed}×{needed} pixels, {why}; {remedy}{smaller}"
+        f"×{scale} with {label}: it needs at least {scale * minimum}×{scale * minimum} pixels, which degrade to the "
+        f"{minimum}×{minimum} input pixels {needs}; {remedy}"
     )
 
 
@@ -436,11 +435,10 @@ def scored_note(scored: np.ndarray, valid: np.ndarray, guided: bool) -> str:
 def check_scored(scored: np.ndarray, valid: np.ndarray, scale: int, path: str, guided: bool) -> None:
     """One-line ``InputError`` when the ``scored`` reference pixels ``(H, W)`` (of which ``valid`` are valid, at
     ``scale``; ``guided``: the guide's nodata counts too) hold no square of the least edge Wald's protocol scores on a
-    complete area (``_needed_edge`` of bicubic: whole blocks of the scale covering SSIM's window), the test
-    ``_check_sizes`` makes of the area, here of its pixels that can be scored: every score then has at least that many
-    pixels and SSIM at least one whole window (``metrics.scored_windows``). The message names how many pixels are
-    valid and can be scored, and what to do."""
-    needed = _needed_edge(scale, 0)
+    complete area for its scores (whole blocks of the scale covering SSIM's window, ``metrics.SSIM_WINDOW``), here of
+    its pixels that can be scored: every score then has at least that many pixels and SSIM at least one whole window
+    (``metrics.scored_windows``). The message names how many pixels are valid and can be scored, and what to do."""
+    needed = scale * -(-metrics.SSIM_WINDOW // scale)
     if minimum_filter(scored.astype(np.uint8), needed, mode="constant", cval=0).any():
         return
     guide = " and the guide degraded onto it is valid" if guided else ""
@@ -496,7 +494,7 @@ def plan_evaluation(
     info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     if method == "guided":
         from .guided import MIN_TARGET_SIZE
-        from .sharpen import band_kernels, check_kernels_fit_grids, kernel_names, nest_rasters
+        from .sharpen import band_kernels, check_kernels_fit_grids, check_kernels_fit_target, kernel_names, nest_rasters
 
         if guide_path is None:
             raise InputError("method guided needs a guide raster (--guide)")
@@ -512,12 +510,14 @@ def plan_evaluation(
         _check_sizes(nesting.target, scale, info.window is not None, "guided DIP", lambda s: MIN_TARGET_SIZE, partly)
         target_names = kernel_names(info, config.kernel, "target", progress)
         guide_names = kernel_names(guide_info, config.guide_kernel, "guide", progress)
+        target_kernels = band_kernels(config.kernel, target_names, scale, "target")
+        guide_kernels = band_kernels(config.guide_kernel, guide_names, scale, "guide")
+        # as guided DIP's run checks them (sharpen.check_inputs), on the degraded target it runs on here
+        check_kernels_fit_target([*target_kernels, *guide_kernels], nesting.target.width // scale,
+                                 nesting.target.height // scale, info.window is not None, partly)
         return EvaluationPlan(
-            info, nesting.target, band_kernels(config.kernel, target_names, scale, "target"), guide_info,
-            (nesting.guide.col_off, nesting.guide.row_off),
-            band_kernels(config.guide_kernel, guide_names, scale, "guide"),
-            band_kernels(config.guide_kernel, guide_names, scale, "guide", nesting.shift),
-            (target_names, guide_names),
+            info, nesting.target, target_kernels, guide_info, (nesting.guide.col_off, nesting.guide.row_off), guide_kernels,
+            band_kernels(config.guide_kernel, guide_names, scale, "guide", nesting.shift), (target_names, guide_names),
         )
     if guide_path is not None:
         raise InputError(f"a guide raster is given, but method {method} uses none: leave the guide out or choose method guided")
@@ -525,14 +525,16 @@ def plan_evaluation(
     _check_memory(area, len(info.bands))
     kernels = make_kernel(kernel, scale)
     if method == "bicubic":
-        _check_sizes(area, scale, info.window is not None, None, lambda s: 0)
-        return EvaluationPlan(info, area, kernels)
-    if config is None or getattr(config, "scale", scale) != scale:
-        raise InputError(f"method {method} needs its configuration at scale {scale}")
-    if config.kernel != kernel:
-        raise InputError(f"the image is degraded with kernel {kernel} but the method's configuration assumes {config.kernel}")
-    _check_sizes(area, scale, info.window is not None, METHOD_LABELS[method], config.min_input_size_at)
-    check_kernel_fits(kernels, area.width // scale, area.height // scale, info.window is not None)  # as check_super_resolve
+        label, minimum_at = BICUBIC, lambda s: BICUBIC_SUPPORT
+    else:
+        if config is None or getattr(config, "scale", scale) != scale:
+            raise InputError(f"method {method} needs its configuration at scale {scale}")
+        if config.kernel != kernel:
+            raise InputError(f"the image is degraded with kernel {kernel} but the method's configuration assumes {config.kernel}")
+        label, minimum_at = METHOD_LABELS[method], config.min_input_size_at
+    _check_sizes(area, scale, info.window is not None, label, minimum_at)
+    # as check_super_resolve: the kernel degrades the reference and back-projects the baselines too
+    check_kernel_fits(kernels, area.width // scale, area.height // scale, info.window is not None)
     return EvaluationPlan(info, area, kernels)
 
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import GAUSSIAN_TERM, KERNEL_CHOICES, size_remedy
+from .config import GAUSSIAN_TERM, KERNEL_CHOICES, area_name, size_remedy
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -371,18 +371,19 @@ def names_file(spec: str) -> bool:
     return spec.lower().endswith(".npy") or os.path.exists(spec)
 
 
-def check_kernel_fits(kernel: Kernel, width: int, height: int, on_extent: bool = False) -> None:
+def check_kernel_fits(kernel: Kernel, width: int, height: int, on_extent: bool = False, overlap: str | None = None) -> None:
     """Raise a one-line ``InputError`` when ``kernel`` is wider than the high-resolution image a super-resolution of a
     ``width × height`` image estimates (``kernel.scale`` times as many pixels each way; ``on_extent``: the image is the
-    window an extent chose, and the message says so): nearly all its taps would fall on the border's padding, the loss
-    would fit padding. (``degrade`` takes any kernel: an extent reads its context from the raster around it, and a
-    blur wider than a small raster is the replicated border's, ``core.degradation``.)"""
+    window an extent chose; ``overlap``: it is the part another raster, e.g. "guide", covers; the message says so,
+    ``config.area_name``, and asks for more of it, ``config.size_remedy``): nearly all its taps would fall on the
+    border's padding, the loss would fit padding. (``degrade`` takes any kernel: an extent reads its context from the
+    raster around it, and a blur wider than a small raster is the replicated border's, ``core.degradation``.)"""
     s = kernel.scale
     if kernel.size > s * min(width, height):
-        area = "the chosen extent" if on_extent else "the image"
         raise InputError(
-            f"{kernel.words} spans {kernel.size}×{kernel.size} pixels at the fine resolution (×{s}), wider than {area} there "
-            f"({s * width}×{s * height}): {size_remedy(on_extent)}, or a narrower kernel"
+            f"{kernel.words} spans {kernel.size}×{kernel.size} pixels at the fine resolution (×{s}), wider than "
+            f"{area_name(on_extent, overlap)} there ({s * width}×{s * height}): {size_remedy(on_extent, overlap)}, "
+            "or a narrower kernel"
         )
 
 

@@ -379,7 +379,10 @@ def super_resolve_tile(
     u = coordinates(H, W, s, device).view(H, W, 2)
     k, pad = config.patch_size, config.patch_size // 2
     shape = (h, w)
-    edges = window_edges(shape, config.step_window, 1, config.min_input_size)  # input pixels; the whole tile at 1
+    length = (learned.taps() if learned is not None else degradation.taps).shape[-1]  # the kernel's taps per axis
+    margin = footprint_margin(length, s)  # input pixels along a cut side left out of the data term
+    # input pixels; the whole tile at 1; wide enough that every window keeps pixels for the data term
+    edges = window_edges(shape, config.step_window, 1, config.min_input_size, margin)
     whole = edges == shape
     spacing = max(1, min(edges) // 2)  # window offsets at most half a window apart
     Hw, Ww = edges[0] * s, edges[1] * s  # a step's output: the window's
@@ -391,8 +394,6 @@ def super_resolve_tile(
     use_adversarial = config.adversarial.final > 0 and len(real) > 0 and len(fake_at) > 0
     covered = covered_taps(bands, Hw, Ww, config, device)
     covered_count = covered.sum()
-    length = (learned.taps() if learned is not None else degradation.taps).shape[-1]  # the kernel's taps per axis
-    margin = footprint_margin(length, s)  # input pixels along a cut side left out of the data term
     if not whole:
         canvas = upsample(y, s, kernel.shift if kernel is not None else (0.0, 0.0))  # the output of the steps' windows so far
 

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, as_paths, check_scale, size_subject
+from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, as_paths, check_scale, refuse_smaller
 from .degradation import OBSERVATION_GAIN_LIMIT, degrade_valid, takes_width_test, width_keep, width_test
 from .device import describe, resolve_device, seeded
 from .errors import InputError, NonFiniteLoss
@@ -280,8 +280,9 @@ def check_degrade(input_path: str, output_path: str | None, scale: int, kernel: 
     if output_path is not None:
         check_raster_output(output_path, [input_path], loss_curve=False)
     width, height = info.grid.width, info.grid.height
-    if min(width, height) < scale:
-        raise InputError(f"{size_subject(width, height, info.window is not None)} smaller than one {scale}×{scale} block")
+    edge = min(width, height)  # under the scale, the largest scale whose one block fits
+    refuse_smaller(width, height, info.window is not None, scale, f"too small to degrade by ×{scale}", "pixels (one block)",
+                   fits=edge if edge >= 2 else None)
     return info, make_kernel(kernel, scale)
 
 

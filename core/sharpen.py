@@ -41,7 +41,7 @@ from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Nesting, NoOverlap, Window, alignment_note, nest
 from .guided import MIN_TARGET_SIZE
-from .kernels import Kernel, make_kernel, recentring_note
+from .kernels import Kernel, check_kernel_fits, make_kernel, recentring_note
 from .normalise import BandScaling, array_constants, real_image
 from .pipeline import (
     RunResult, _Recorder, back_projection_keep, collect_tiled, decimated_sample, extent_message, fit_scaling,
@@ -127,6 +127,17 @@ def check_kernels_fit_grids(config: GuidedDIPConfig, nesting: Nesting) -> None:
         )
 
 
+def check_kernels_fit_target(
+    kernels: Sequence[Kernel], width: int, height: int, on_extent: bool, partly: bool
+) -> None:
+    """``check_kernel_fits`` of each of the target's and the guide's band ``kernels`` (one scale) on a target of
+    ``width × height`` pixels, as plain DIP's kernel on its image: both blur the fine grid over the target, which
+    guided DIP estimates. ``on_extent``: the target is the window an extent chose; ``partly``: it is the part the guide
+    covers (the message names either and asks for more of it)."""
+    for kernel in kernels:
+        check_kernel_fits(kernel, width, height, on_extent, "guide" if partly else None)
+
+
 def nest_rasters(
     target: RasterInfo, guide: RasterInfo, progress: Progress | None = None, roles: tuple[str, str] | None = None
 ) -> Nesting:
@@ -190,11 +201,11 @@ def check_inputs(
     partly = (width, height) != (target.grid.width, target.grid.height)  # the guide covers part of the target
     refuse_smaller(width, height, target.window is not None, MIN_TARGET_SIZE, "too small for guided DIP", "target pixels",
                    "guide" if partly else None)
-    return GuidedInputs(
-        target, guide, nesting,
-        band_kernels(config.kernel, kernel_names(target, config.kernel, "target", progress), s, "target", nesting.shift),
-        band_kernels(config.guide_kernel, kernel_names(guide, config.guide_kernel, "guide", progress), s, "guide", nesting.shift),
-    )
+    target_kernels = band_kernels(config.kernel, kernel_names(target, config.kernel, "target", progress), s, "target", nesting.shift)
+    guide_kernels = band_kernels(config.guide_kernel, kernel_names(guide, config.guide_kernel, "guide", progress), s, "guide",
+                                 nesting.shift)
+    check_kernels_fit_target([*target_kernels, *guide_kernels], width, height, target.window is not None, partly)
+    return GuidedInputs(target, guide, nesting, target_kernels, guide_kernels)
 
 
 def check_registration(

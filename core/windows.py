@@ -16,12 +16,21 @@ import math
 import torch
 
 
-def window_edges(shape: tuple[int, int], fraction: float, multiple: int, minimum: int = 0) -> tuple[int, int]:
+def window_edges(
+    shape: tuple[int, int], fraction: float, multiple: int, minimum: int = 0, margin: int = 0
+) -> tuple[int, int]:
     """The (rows, columns) of a step window in an image of ``shape``: ``fraction`` of each edge rounded down
-    to a multiple of ``multiple``, at least ``minimum`` and two multiples, at most the edge; a fraction of 1
-    is the whole image."""
+    to a multiple of ``multiple``, at least two multiples, ``minimum`` and ``2·margin + 1`` (each rounded up to a
+    multiple), at most the edge; a fraction of 1 is the whole image.
+
+    ``margin``: the kernel's ``footprint_margin``, the pixels along each cut side that the step's data term leaves
+    out (``window_weight``). A window of ``2·margin + 1`` keeps at least one pixel whose blur lies inside it even when
+    both its sides are cut, so that every step's data term has pixels to fit; a narrower one would train some steps
+    on nothing. A window grown to the whole edge has no cut side there and keeps all its pixels.
+    """
+    least = max(2 * multiple, -(-max(minimum, 2 * margin + 1) // multiple) * multiple)
     return tuple(  # type: ignore[return-value]
-        length if fraction >= 1 else min(length, max(2 * multiple, minimum, int(fraction * length) // multiple * multiple))
+        length if fraction >= 1 else min(length, max(least, int(fraction * length) // multiple * multiple))
         for length in shape
     )
 

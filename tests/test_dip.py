@@ -205,6 +205,25 @@ def test_a_margin_wider_than_the_window_leaves_an_empty_interior_not_a_wrapped_o
         assert weight.shape == (1, 1, 22, 22) and not weight.any()
 
 
+def test_dip_step_windows_keep_pixels_for_the_data_term_of_a_wide_kernel(wald_x2):
+    """DIP's windows share Knitworks' rule (``window_edges``): at depth 3 and ×2, windows of a quarter of a 32-pixel
+    tile were 8 pixels, fewer than gaussian:2's 6-pixel reach on both sides, and steps on windows cut on both sides
+    fitted nothing (a loss of 0). They are now 16 (13 rounded up to the hourglass's 4-pixel cells): every step fits."""
+    from internal_sr.core.dip import super_resolve_tile
+    from internal_sr.core.progress import NullProgress
+
+    assert window_edges((32, 32), 0.25, 4, margin=6) == (16, 16)
+    assert window_edges((32, 32), 0.25, 4, margin=30) == (32, 32)  # wider than the tile: the whole tile, no cut side
+    _, low = wald_x2
+    observed = (low[:1, :32, :32] - low[:1].min()) / np.ptp(low[:1])
+    config = DIPConfig(scale=2, channels=8, depth=3, iterations=12, step_window=0.25, cross_scale_weight=0.0,
+                       augment=False, early_stop=False, device="cpu")
+    torch.manual_seed(0)
+    tile = super_resolve_tile(observed.astype(np.float32), np.ones_like(observed, bool), make_kernel("gaussian:2", 2), config,
+                              torch.device("cpu"), NullProgress(), torch.Generator().manual_seed(0))
+    assert len(tile.losses) == 12 and (tile.losses > 0).all()
+
+
 def test_steps_on_windows_give_a_whole_valid_image_of_their_own(wald_x2):
     _, low = wald_x2
     config = dict(scale=2, channels=8, depth=3, iterations=4, device="cpu")

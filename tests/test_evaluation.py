@@ -444,12 +444,51 @@ def test_a_band_of_mean_0_is_told_apart_from_an_undefined_score_in_the_json(tmp_
     assert all(html.escape(note) in report.render_html(e) for note in notes)
 
 
-@pytest.mark.parametrize("size,scale", [(5, 2), (3, 4), (7, 4)])
+@pytest.mark.parametrize("size,scale", [(5, 2), (3, 4), (7, 4), (7, 7), (8, 8), (8, 4), (12, 4), (14, 4), (27, 7)])
 def test_an_area_too_small_for_the_protocol_is_a_one_line_error(tmp_path, size, scale):
+    """Bicubic accepted any area whose whole blocks covered SSIM's 7 × 7 window: a 7 × 7 raster at ×7 or an 8 × 8
+    one at ×8 degraded to 1 × 1 (every estimate a constant, back-projection changing nothing), at ×4 an 8 × 8 or
+    12 × 12 one to 2 × 2 or 3 × 3, fewer pixels than bicubic's 4-pixel support. It refuses them as the methods do."""
     path = write_raster(str(tmp_path / "tiny.tif"), read(S2_10M)[:, :size, :size], crs=UTM)
-    with pytest.raises(InputError, match=f"^image {size}×{size} is too small for Wald's protocol at ×{scale}: .*SSIM's 7×7") as error:
+    with pytest.raises(InputError, match=f"^image {size}×{size} is too small for Wald's protocol at ×{scale} with bicubic: "
+                       f"it needs at least {4 * scale}×{4 * scale} pixels, which degrade to the 4×4 input pixels bicubic "
+                       "needs; use a larger raster") as error:
         evaluate(path, "bicubic", scale, "bicubic")
     assert "\n" not in str(error.value)
+
+
+def test_bicubics_support_is_the_least_area_it_takes_and_covers_ssims_window(tmp_path):
+    """The least area bicubic takes at ×s degrades to 4 × 4 pixels, bicubic's support, and is taken; its 4·s pixels
+    cover SSIM's window at every scale, so the scores need no more."""
+    from internal_sr.core.evaluation import BICUBIC_SUPPORT
+
+    assert 2 * BICUBIC_SUPPORT >= metrics.SSIM_WINDOW
+    for scale in (2, 3, 4):
+        size = 4 * scale
+        path = write_raster(str(tmp_path / f"least{scale}.tif"), read(S2_10M)[:, :size, :size], crs=UTM)
+        e = evaluate(path, "bicubic", scale, "bicubic")
+        assert e.low.shape[-2:] == (4, 4) and np.isfinite(e.method_scores.overall["ssim"])
+        assert not np.array_equal(e.estimates[BICUBIC], e.estimates[BICUBIC_BP])  # back-projection has a residual to fit
+
+
+def test_the_bicubic_baselines_beside_a_method_need_their_support_too(tmp_path):
+    """A DIP of depth 3 runs on 2 × 2 pixels at ×8, so a 24 × 24 raster (3 × 3 degraded) was taken and its
+    bicubic baselines were scored on fewer pixels than their support; the line says it is they that need more."""
+    path = write_raster(str(tmp_path / "small.tif"), read(S2_10M)[:1, :24, :24], crs=UTM)
+    with pytest.raises(InputError) as error:
+        evaluate(path, "dip", 8, "bicubic", DIPConfig(scale=8, **TINY))
+    assert str(error.value) == (
+        "image 24×24 is too small for Wald's protocol at ×8 with Deep Image Prior: it needs at least 32×32 pixels, which "
+        "degrade to the 4×4 input pixels the bicubic baselines need; use a larger raster or a smaller scale (×6 fits)"
+    )
+
+
+def test_a_bicubic_evaluation_refuses_a_kernel_wider_than_the_image_as_the_methods_do(tmp_path):
+    """The kernel degrades the reference and back-projects bicubic: wider than the image, it would fit border padding."""
+    path = write_raster(str(tmp_path / "small.tif"), read(S2_10M)[:1, :16, :16], crs=UTM)
+    with pytest.raises(InputError, match=r"^kernel lanczos3 spans 24×24 pixels at the fine resolution \(×4\), wider than "
+                       r"the image there \(16×16\): use a larger raster, or a narrower kernel$"):
+        evaluate(path, "bicubic", 4, "lanczos3")
 
 
 def test_guided_evaluates_the_area_the_guide_covers(tmp_path, monkeypatch):
@@ -579,10 +618,10 @@ def test_an_area_too_small_for_the_network_once_degraded_names_the_area_to_choos
     ("knitwork", 16, 100, "image 100×100 is too small for Wald's protocol at ×16 with Neural Knitworks: it needs at least "
      "144×144 pixels, which degrade to the 9×9 input pixels Neural Knitworks needs; use a larger raster or a smaller scale "
      "(×11 fits)"),
-    ("bicubic", 5, 9, "image 9×9 is too small for Wald's protocol at ×5: it needs at least 10×10 pixels, whole 5×5 "
-     "blocks covering SSIM's 7×7 window; use a larger raster or a smaller scale (×4 fits)"),
-    ("bicubic", 2, 5, "image 5×5 is too small for Wald's protocol at ×2: it needs at least 8×8 pixels, whole 2×2 blocks "
-     "covering SSIM's 7×7 window; use a larger raster"),
+    ("bicubic", 5, 9, "image 9×9 is too small for Wald's protocol at ×5 with bicubic: it needs at least 20×20 pixels, "
+     "which degrade to the 4×4 input pixels bicubic needs; use a larger raster or a smaller scale (×2 fits)"),
+    ("bicubic", 2, 5, "image 5×5 is too small for Wald's protocol at ×2 with bicubic: it needs at least 8×8 pixels, "
+     "which degrade to the 4×4 input pixels bicubic needs; use a larger raster"),
 ])
 def test_a_raster_too_small_for_walds_protocol_gives_its_own_size_and_asks_for_a_larger_one(
     tmp_path, capsys, method, scale, size, message

@@ -263,7 +263,8 @@ def pixel_extent(col: int, row: int, width: int, height: int) -> str:
          "the chosen extent is 40×40 pixels, too small for KernelGAN: at least 64×64 pixels; choose a larger extent"),
         # whole 5 × 5 blocks from the corner: the 96-pixel raster's last block is column 95 alone
         ("degrade", "lr.tif", ["--scale", "5", "--extent", pixel_extent(95, 0, 1, 10)],
-         "the chosen extent is 1×10 pixels, smaller than one 5×5 block"),
+         "the chosen extent is 1×10 pixels, too small to degrade by ×5: at least 5×5 pixels (one block); choose a larger "
+         "extent"),
     ],
 )
 def test_an_extent_too_small_for_the_method_is_named_as_the_cause(tmp_path, capsys, command, output, options, message) -> None:

@@ -293,6 +293,50 @@ def test_grids_that_do_not_nest_give_one_line_errors_and_write_nothing(tmp_path,
     assert not out.exists() and sorted(os.listdir(tmp_path)) == ["g10.tif", "t20.tif"]
 
 
+def wide_kernel(tmp_path) -> str:
+    """A 41 × 41 kernel file: 44 fine pixels as applied at ×2 (its centre moved onto the block centre, a zero row and
+    column appended), wider than 20 target pixels there."""
+    path = str(tmp_path / "wide.npy")
+    np.save(path, np.ones((41, 41)))
+    return path
+
+
+@pytest.mark.parametrize("option", ["--kernel", "--guide-kernel"])
+@pytest.mark.parametrize("command", ["guided", "evaluate"])
+def test_a_kernel_file_wider_than_the_target_is_refused_as_plain_dips(tmp_path, capsys, command, option):
+    """Guided DIP ran with a target or guide kernel wider than the fine grid over the target (plain DIP refuses it:
+    nearly all its taps fall on the border's padding); it is now refused in plain DIP's line, before any work. The
+    evaluation's target (40 × 40, 20 × 20 once degraded) is refused alike."""
+    kernel = wide_kernel(tmp_path)
+    kernels = {"--kernel": "gaussian:0.5", "--guide-kernel": "gaussian:0.5", option: kernel}
+    if command == "guided":
+        t = write_raster(str(tmp_path / "t.tif"), read(S2_20M_SAME_AREA)[:, :20, :20], crs=UTM,
+                         transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+        g = write_raster(str(tmp_path / "g.tif"), read(S2_10M)[:, :40, :40], crs=UTM)
+        args = ["guided", t, g, str(tmp_path / "never.tif")]
+    else:
+        t = write_raster(str(tmp_path / "t.tif"), read(S2_20M_SAME_AREA)[:, :40, :40], crs=UTM,
+                         transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+        g = write_raster(str(tmp_path / "g.tif"), read(S2_10M)[:, :80, :80], crs=UTM)
+        args = ["evaluate", t, "--scale", "2", "--method", "guided", "--guide", g, "--json", str(tmp_path / "never.json")]
+    assert cli([*args, "--iterations", "1", *(item for pair in kernels.items() for item in pair)]) == 2
+    assert capsys.readouterr().err == (f"internal-sr: error: kernel file {kernel} spans 44×44 pixels at the fine resolution "
+                                       "(×2), wider than the image there (40×40): use a larger raster, or a narrower kernel\n")
+    assert sorted(os.listdir(tmp_path)) == ["g.tif", "t.tif", "wide.npy"]
+
+
+def test_a_kernel_wider_than_the_guides_cover_asks_for_a_guide_covering_more(tmp_path):
+    """Over a 64 × 64 target the guide covers 20 × 20 target pixels: that is what the kernel must fit, and the line
+    asks for a guide that covers more, as the size refusal does."""
+    t, _ = geo_pair(tmp_path)
+    g = write_raster(str(tmp_path / "g.tif"), read(S2_10M)[:, :40, :40], crs=UTM, descriptions=NAMES10)
+    config = GuidedDIPConfig(kernel=wide_kernel(tmp_path), guide_kernel="gaussian:0.5")
+    with pytest.raises(InputError) as error:
+        check_inputs(t, g, None, config)
+    assert str(error.value).endswith("wider than the image's overlap with the guide there (40×40): give a guide that covers "
+                                     "more of the image, or a narrower kernel")
+
+
 def test_an_extent_inside_the_target_but_outside_the_guide_names_the_guides_cover(tmp_path):
     """The guide covers target pixels 0–19 of 32 each way; an extent over pixels 24–31 was refused as "target and
     guide do not overlap", though they do (the pair runs without the extent)."""

@@ -270,6 +270,25 @@ def test_window_offsets_half_a_window_apart_cover_the_tile_with_their_interiors(
         assert len(seen) == len(rows) * len(cols) and covered.all()
 
 
+def test_every_step_window_keeps_pixels_for_the_data_term_of_a_wide_kernel(observed_32):
+    """gaussian:2 at ×2 reaches 6 input pixels past a window's cut side: windows of 0.3 of a 32-pixel tile (9 pixels)
+    cut on both sides left no pixel to fit, and every one of 12 steps trained on nothing (a data term of 0). The
+    windows now hold the kernel's reach on both sides plus one pixel (13), and every step's data term fits pixels."""
+    from internal_sr.core.windows import footprint_margin, interior, random_window, window_edges
+
+    kernel = make_kernel("gaussian:2", 2)
+    margin = footprint_margin(kernel.size, 2)
+    assert margin == 6 and window_edges((32, 32), 0.3, 1, TINY.min_input_size, margin) == (13, 13)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):  # whatever the offset, the data term's pixels (the window less its margins) are not empty
+        rows, cols = interior(random_window((32, 32), (13, 13), 6, generator), (32, 32), margin)
+        assert rows.stop > rows.start and cols.stop > cols.start
+    torch.manual_seed(0)
+    tile = super_resolve_tile(observed_32, np.ones_like(observed_32, bool), kernel, replace(TINY, step_window=0.3, iterations=12),
+                              torch.device("cpu"), NullProgress(), torch.Generator().manual_seed(0))
+    assert len(tile.losses) == 12 and (tile.losses > 0).all()
+
+
 def test_the_loss_on_step_windows_decreases(wald_x2, observed_32):
     """On the real crop, windows of half the tile's edge: the data term's mean over the last 25 steps is well
     below that over the first 25."""

@@ -11,6 +11,7 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
 from internal_sr.core import pipeline
+from internal_sr.core.cli import main as cli
 from internal_sr.core.config import DIPConfig, IOOptions, TileOptions
 from internal_sr.core.errors import Cancelled, InputError, OutputWriteError
 from internal_sr.core.grid import Window
@@ -586,6 +587,22 @@ def test_degrade_of_a_raster_without_valid_pixels_is_a_one_line_error_and_writes
     src = write_raster(str(tmp_path / "in.tif"), np.zeros((1, 32, 32), np.uint16), nodata=0)
     with pytest.raises(InputError, match="no valid pixels"):
         pipeline.degrade(src, str(tmp_path / "lr.tif"), 2)
+    assert sorted(os.listdir(tmp_path)) == ["in.tif"]
+
+
+@pytest.mark.parametrize("size, scale, remedy", [
+    ((7, 9), 8, "use a larger raster or a smaller scale (×7 fits)"),
+    ((12, 40), 20, "use a larger raster or a smaller scale (×12 fits)"),
+    ((1, 5), 2, "use a larger raster"),  # one pixel wide: no scale fits
+])
+def test_a_raster_smaller_than_one_block_is_told_what_to_do(tmp_path, capsys, size, scale, remedy):
+    """degrade refused "image 7×9 is smaller than one 8×8 block" and left the user to work out what would do; the line
+    now reads as every too-small refusal and offers a larger raster or the largest scale that fits."""
+    width, height = size
+    src = write_raster(str(tmp_path / "in.tif"), np.ones((1, height, width), np.float32))
+    assert cli(["degrade", src, str(tmp_path / "lr.tif"), "--scale", str(scale)]) == 2
+    assert capsys.readouterr().err == (f"internal-sr: error: image {width}×{height} is too small to degrade by ×{scale}: at "
+                                       f"least {scale}×{scale} pixels (one block); {remedy}\n")
     assert sorted(os.listdir(tmp_path)) == ["in.tif"]
 
 

@@ -116,6 +116,23 @@ def test_unnamed_bands_need_a_kernel_choice(tmp_path) -> None:
     assert os.path.exists(out)
 
 
+def test_a_kernel_file_wider_than_the_target_is_refused_before_the_run(tmp_path) -> None:
+    """KERNEL_FILE wider than the fine grid over the target ran; it is refused in plain DIP's line, writing nothing."""
+    import numpy as np
+
+    target = write_raster(str(tmp_path / "t20.tif"), read(S2_20M_SAME_AREA)[:, :20, :20],
+                          transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    guide = write_raster(str(tmp_path / "g10.tif"), read(S2_10M)[:, :40, :40])
+    kernel = str(tmp_path / "wide.npy")
+    np.save(kernel, np.ones((41, 41)))
+    with pytest.raises(QgsProcessingException) as error:
+        run({"INPUT": target, "GUIDE": guide, "KERNEL_FILE": kernel, "GUIDE_KERNEL": "gaussian", **FAST,
+             "OUTPUT": str(tmp_path / "never.tif")})
+    assert user_message(error.value) == (f"kernel file {kernel} spans 44×44 pixels at the fine resolution (×2), wider than "
+                                         "the image there (40×40): use a larger raster, or a narrower kernel")
+    assert sorted(os.listdir(tmp_path)) == ["g10.tif", "t20.tif", "wide.npy"]
+
+
 def test_help_names_the_sentinel2_and_landsat_guides() -> None:
     from qgis.core import QgsApplication
 
