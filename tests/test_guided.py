@@ -320,8 +320,9 @@ def test_a_kernel_file_wider_than_the_target_is_refused_as_plain_dips(tmp_path, 
         g = write_raster(str(tmp_path / "g.tif"), read(S2_10M)[:, :80, :80], crs=UTM)
         args = ["evaluate", t, "--scale", "2", "--method", "guided", "--guide", g, "--json", str(tmp_path / "never.json")]
     assert cli([*args, "--iterations", "1", *(item for pair in kernels.items() for item in pair)]) == 2
-    assert capsys.readouterr().err == (f"internal-sr: error: kernel file {kernel} spans 44×44 pixels at the fine resolution "
-                                       "(×2), wider than the image there (40×40): use a larger raster, or a narrower kernel\n")
+    assert capsys.readouterr().err == (f"internal-sr: error: kernel file {kernel} holds 41×41 taps, which span 44×44 pixels at "
+                                       "the fine resolution (×2) once centred on the block centre, wider than the image there "
+                                       "(40×40): use a larger raster, or a narrower kernel\n")
     assert sorted(os.listdir(tmp_path)) == ["g.tif", "t.tif", "wide.npy"]
 
 
