@@ -114,6 +114,25 @@ def test_the_pseudo_pan_fit_leaves_out_guide_nodata():
     assert float((target_only - truth)[far].abs().max()) > 100 * tolerance
 
 
+def test_a_coarse_pixel_whose_footprint_reaches_nodata_only_through_a_tiny_tap_is_invalid_as_degrade_makes_it():
+    """lanczos3 at ×4 has taps below 10⁻⁶ of its sum: guided DIP's mask of the degraded guide kept a coarse pixel whose
+    footprint reached an invalid fine pixel only through one (its tolerance was 10⁻⁶), though ``degrade`` and evaluate
+    (``degradation.degrade_valid``) make it nodata; both now decide by one exact test (``degradation.footprint_valid``)."""
+    from internal_sr.core.degradation import degrade_valid
+    from internal_sr.core.guided import degraded_valid
+
+    kernel = make_kernel("lanczos3", 4)
+    footprint = kernel.footprint().as_2d
+    row, col = np.argwhere((footprint > 0) & (footprint < 1e-6))[0]
+    pad = (footprint.shape[0] - 4) // 2
+    valid = np.ones((2, 48, 48), bool)
+    valid[1, 4 * 5 - pad + row, 4 * 6 - pad + col] = False  # coarse pixel (5, 6) reads it through that tap alone
+    guided = degraded_valid(torch.as_tensor(valid, dtype=torch.float32)[None], [kernel] * 2)[0, 0].numpy()
+    _, by_band = degrade_valid(np.ones(valid.shape, np.float32), valid, kernel)
+    assert guided[5, 6] == 0 and guided.sum() < guided.size
+    np.testing.assert_array_equal(guided, by_band.all(axis=0))
+
+
 def degrade_with(image: np.ndarray, kernels) -> np.ndarray:
     with torch.no_grad():
         return Degradation(kernels).double()(torch.as_tensor(image)[None])[0].numpy()
