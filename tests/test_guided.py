@@ -1365,6 +1365,42 @@ def test_bands_a_rounding_error_apart_share_a_grid(tmp_path):
     check_stacks({10: [BandSource("B2", guide, 1)], 20: [BandSource("B5", paths[0], 1), BandSource("B6", paths[1], 1)], 60: []})
 
 
+@pytest.mark.parametrize("kind", ["drift", "offset"])
+def test_bands_of_one_resolution_stack_within_the_alignment_tolerance_as_guided_pairs_nest(tmp_path, kind):
+    """Bands of one resolution had to lie within 0.001 pixel of each other (and their pixel sizes within 10⁻⁶), while
+    guided pairs nest within ``ALIGNMENT_TOLERANCE``: B6's pixel edges 0.049 pixel off B5's (at its corner, or drifted
+    there across its 64 pixels) were refused, a drift even as a resampled copy. They now stack, with ``nest``'s log line
+    (``alignment_note``, one wording), and 0.051 off is refused in one line saying by how much and against what bound."""
+    from internal_sr.core.sentinel2_product import BandSource, check_stacks
+
+    guide = write_raster(str(tmp_path / "T_B02.tif"), read(S2_10M)[:1])
+
+    def stacked(off: float) -> tuple[list[str], list[str]]:
+        pixel = 20.0 * (1 + off / 64) if kind == "drift" else 20.0
+        x0, y0 = (300000.0, 5800000.0) if kind == "drift" else (300000.0 + 20 * off, 5800000.0 - 20 * off)
+        paths = [write_raster(str(tmp_path / f"T_{band}.tif"), read(S2_20M_SAME_AREA)[index : index + 1],
+                              transform=transform) for index, (band, transform) in enumerate(
+            (("B05", Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0)), ("B06", Affine(pixel, 0, x0, 0, -pixel, y0)))
+        )]
+        lines = Lines()
+        check_stacks({10: [BandSource("B2", guide, 1)], 20: [BandSource("B5", paths[0], 1), BandSource("B6", paths[1], 1)],
+                      60: []}, progress=lines)
+        return paths, lines.lines
+
+    (b5, b6), lines = stacked(0.98 * ALIGNMENT_TOLERANCE)
+    corner = "+0, +0" if kind == "drift" else "+0.049, +0.049"
+    assert lines == [
+        f"the pixels of the band B6 ({b6}) and the band B5 ({b5}) are not exactly aligned: at the far corner of the overlap, "
+        f"64 × 64 band B6 pixels on, the band B6's pixel edges fall +0.049, +0.049 band B5 pixels (x, y) off the band B5's "
+        f"({corner} at the band B6's corner), within the 0.05 band B5 pixel taken as aligned: the band B6 is taken as lying "
+        "on the band B5's grid"
+    ]
+    with pytest.raises(InputError, match=r"^band B6 in .*T_B06.tif is not on the grid of band B5 in .*T_B05.tif \(origin .*; its "
+                       r"pixel edges fall up to 0\.051, 0\.051 pixels \(x, y\) off the other's, at most 0\.05 is taken as "
+                       r"aligned\): cut the files of one resolution to the same area, on one grid$"):
+        stacked(1.02 * ALIGNMENT_TOLERANCE)
+
+
 @pytest.mark.parametrize("east", [3.0, -3.0])
 def test_the_misalignment_named_is_the_distance_to_the_nearest_guide_pixel_edge(east):
     """A 10 m guide 3 m east or west of its 20 m target is 0.3 guide pixel off either way (not 0.7 one way)."""
