@@ -336,6 +336,22 @@ def degrade_valid(
     counts = valid.sum(axis=(1, 2), keepdims=True)
     means = (np.where(valid, image, 0).sum(axis=(1, 2), keepdims=True) / np.maximum(counts, 1)).astype(image.dtype)
     low = degrade_array(np.where(valid, image, means), kernel, scaling)
-    footprint = kernel.footprint() if isinstance(kernel, Kernel) else [k.footprint() for k in kernel]
-    # a sum of non-negative taps over 0/1 values: exactly 0 where no tap reaches an invalid value
-    return low, degrade_array((~valid).astype(np.float32), footprint) == 0
+    s = (kernel if isinstance(kernel, Kernel) else kernel[0]).scale
+    h, w = s * low.shape[-2], s * low.shape[-1]  # cropped as degrade_array crops
+    return low, footprint_valid(torch.tensor(valid[:, :h, :w])[None], kernel)[0].numpy()
+
+
+def footprint_valid(valid: torch.Tensor, kernel: Kernel | Sequence[Kernel]) -> torch.Tensor:
+    """``(N, C, s·h, s·w)`` validity (bool, or 0/1 of any dtype) → ``(N, C, h, w)`` bool: whether the footprint
+    (``Kernel.footprint``) of the kernel of each band (``Degradation``'s: one for all, or one per band) reaches no
+    invalid value of that band, borders reflected as the operator reflects them; on ``valid``'s device.
+
+    The test is exact, any non-zero tap: lanczos3 at ×4 has taps below 10⁻⁶ of its sum, which a tolerance would miss.
+    The footprint is summed over 0/1 values in float32 whatever ``valid``'s dtype (a float16 mask would lose such
+    taps), and a sum of non-negative taps over 0/1 values is exactly 0 where no tap reaches an invalid value.
+    ``degrade_valid`` and guided DIP (``core.guided.degraded_valid``) both decide validity by it.
+    """
+    kernels = [kernel] if isinstance(kernel, Kernel) else list(kernel)
+    reach = Degradation([k.footprint() for k in kernels]).to(valid.device)
+    with torch.no_grad():
+        return reach((valid == 0).to(torch.float32)) == 0

@@ -117,7 +117,8 @@ class Grid:
 
 @dataclass(frozen=True)
 class Nesting:
-    """How a fine grid (the guide) nests in a coarse grid (the target) over their overlap.
+    """How a fine grid (the guide) nests in a coarse grid (the target) over their overlap (``nest``; scale 1, two
+    grids of one resolution taken as one: ``same_grid``).
 
     ``target`` is the window of whole target pixels that the guide covers; ``guide`` is the same area
     on the guide grid, so target pixel (r, c) of the window covers guide pixels
@@ -180,6 +181,15 @@ def off_whole(position: float) -> float:
 def guide_position(target: Grid, guide: Grid, col: float, row: float) -> tuple[float, float]:
     """Where the corner of target pixel (``col``, ``row``) falls on the guide's grid: (column, row) in guide pixels."""
     return ~guide.transform * (target.transform * (col, row))
+
+
+def misplacement(target: Grid, guide: Grid, scale: int, origin: tuple[float, float], col: int, row: int) -> tuple[float, float]:
+    """How far (columns, rows; guide pixels, positive towards higher ones) the corner of target pixel (``col``, ``row``)
+    falls from the guide's pixel edge it is taken to lie on: ``origin`` (where the target's corner is taken to lie, in
+    guide pixels) plus ``scale`` guide pixels per target pixel. ``Nesting.offset`` is this at (0, 0), ``Nesting.drift``
+    at the far corner of the overlap."""
+    x, y = guide_position(target, guide, col, row)
+    return x - origin[0] - scale * col, y - origin[1] - scale * row
 
 
 def _resample_hint(target: Grid, guide: Grid, scale: int) -> str:
@@ -323,10 +333,10 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
     r0, r1 = _span(row, scale, target.height, guide.height)
     if c1 <= c0 or r1 <= r0:
         raise NoOverlap("target and guide do not overlap (not even one whole target pixel is covered by the guide)")
-    far = guide_position(target, guide, c1, r1)
-    drift = (far[0] - (halves[0] / 2 + scale * c1), far[1] - (halves[1] / 2 + scale * r1))
+    origin = (halves[0] / 2, halves[1] / 2)
+    drift = misplacement(target, guide, scale, origin, c1, r1)
     if any(abs(d) > tolerance for d in drift):
-        offsets = (off_whole(far[0] - halves[0] / 2), off_whole(far[1] - halves[1] / 2))
+        offsets = (off_whole(drift[0]), off_whole(drift[1]))
         raise NotAligned(
             f"target and guide pixels drift apart: the guide's pixels ({abs(g.a):.10g} × {abs(g.e):.10g}) are not exactly 1/{scale} "
             f"of the target's ({abs(t.a):.10g} × {abs(t.e):.10g}), so at the far corner of the overlap, {c1 - c0} × {r1 - r0} "
@@ -334,24 +344,49 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
             f"(at most {tolerance:g} is taken as aligned); {_resample_hint(target, guide, scale)}", offsets, scale
         )
     window = Window(c0, r0, c1 - c0, r1 - r0)
-    offset = (corner[0] - halves[0] / 2, corner[1] - halves[1] / 2)
     fine = Window(col + scale * c0, row + scale * r0, scale * window.width, scale * window.height)
-    return Nesting(scale, window, fine, shift, offset, drift)
+    return Nesting(scale, window, fine, shift, misplacement(target, guide, scale, origin, 0, 0), drift)
 
 
-def alignment_note(nesting: Nesting, roles: tuple[str, str] | None = None) -> str | None:
-    """The log line for grids that ``nest`` accepted although the target's pixel edges fall off the guide's by more
-    than ``FLOAT_NOISE`` (``Nesting.offset``, ``Nesting.drift``): how far, in guide pixels, at the far corner of the
-    overlap and at the target's corner, and that the target is taken as nesting on the guide's grid; ``None`` for
-    grids nested exactly. ``roles``: what the target and the guide are in the front end's words (e.g. "the 20 m bands
-    B5, B6"), named beside them; ``None``: the target and the guide the user gave."""
+def same_grid(grid: Grid, reference: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> Nesting:
+    """Check that ``grid`` lies on ``reference``'s pixels, by ``nest``'s bound at scale 1:
+    the same width and height, and pixel edges within ``tolerance`` pixels of ``reference``'s at every corner of
+    ``grid`` (``misplacement``; pixel sizes a little apart drift apart across the raster, and an edge's misplacement,
+    affine across the raster, is largest at a corner). Within it ``grid`` is taken as lying exactly on ``reference``'s
+    pixels. Returns the ``Nesting`` of scale 1 over the whole grid, its misplacement at the corner and at the far corner
+    kept (``Nesting.offset``, ``Nesting.drift``) for ``alignment_note``. Raises an ``InputError`` for other sizes and a
+    ``NotAligned`` (``offsets``: the largest misplacement, columns and rows) for edges beyond ``tolerance``, each
+    saying what differs (in ``reference``'s pixels) for the caller to prefix with which rasters these are."""
+    if (grid.width, grid.height) != (reference.width, reference.height):
+        raise InputError(f"{grid.width}×{grid.height} pixels against {reference.width}×{reference.height}")
+    corners = [misplacement(grid, reference, 1, (0.0, 0.0), col, row) for row in (0, grid.height) for col in (0, grid.width)]
+    worst = (max(abs(c[0]) for c in corners), max(abs(c[1]) for c in corners))
+    if max(worst) > tolerance:
+        raise NotAligned(f"its pixel edges fall up to {worst[0]:.3g}, {worst[1]:.3g} pixels (x, y) off the other's, at most "
+                         f"{tolerance:g} is taken as aligned", worst, 1)
+    whole = Window(0, 0, grid.width, grid.height)
+    return Nesting(1, whole, whole, offset=corners[0], drift=corners[-1])
+
+
+def alignment_note(
+    nesting: Nesting, roles: tuple[str, str] | None = None, names: tuple[str, str] = ("target", "guide")
+) -> str | None:
+    """The log line for grids that ``nest`` (or ``same_grid``, at scale 1) accepted although the target's pixel edges
+    fall off the guide's by more than ``FLOAT_NOISE`` (``Nesting.offset``, ``Nesting.drift``): how far, in guide
+    pixels, at the far corner of the overlap and at the target's corner, and that the target is taken as nesting on
+    (at scale 1: lying on) the guide's grid; ``None`` for grids nested exactly. ``roles``: what the target and the
+    guide are in the front end's words (e.g. "the 20 m bands B5, B6"), named beside them; ``None``: the target and the
+    guide the user gave. ``names``: the nouns for the two grids (e.g. ("band B6", "band B5") for bands stacked on one
+    grid), each after "the"."""
     if max(map(abs, (*nesting.offset, *nesting.drift))) <= FLOAT_NOISE:
         return None
-    target, guide = ("the target", "the guide") if roles is None else (f"the target ({roles[0]})", f"the guide ({roles[1]})")
+    t, g = names
+    target, guide = (f"the {t}", f"the {g}") if roles is None else (f"the {t} ({roles[0]})", f"the {g} ({roles[1]})")
     (dx, dy), (ox, oy), window = nesting.drift, nesting.offset, nesting.target
+    taken = "nesting on" if nesting.scale > 1 else "lying on"
     return (
         f"the pixels of {target} and {guide} are not exactly aligned: at the far corner of the overlap, {window.width} × "
-        f"{window.height} target pixels on, the target's pixel edges fall {dx:+.3g}, {dy:+.3g} guide pixels (x, y) off the "
-        f"guide's ({ox:+.3g}, {oy:+.3g} at the target's corner), within the {ALIGNMENT_TOLERANCE:g} guide pixel taken as "
-        "aligned: the target is taken as nesting on the guide's grid"
+        f"{window.height} {t} pixels on, the {t}'s pixel edges fall {dx:+.3g}, {dy:+.3g} {g} pixels (x, y) off the "
+        f"{g}'s ({ox:+.3g}, {oy:+.3g} at the {t}'s corner), within the {ALIGNMENT_TOLERANCE:g} {g} pixel taken as "
+        f"aligned: the {t} is taken as {taken} the {g}'s grid"
     )

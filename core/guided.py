@@ -29,7 +29,7 @@ import torch
 
 from . import augment
 from .config import GuidedDIPConfig
-from .degradation import Degradation, back_project, upsample
+from .degradation import Degradation, back_project, footprint_valid, upsample
 from .device import autocast, conv_layout
 from .dip import TileResult, cpu_state, fill_invalid, masked_mse
 from .errors import InputError
@@ -48,10 +48,10 @@ COARSE_PIXELS_PER_COEFFICIENT = 16
 
 
 def degraded_valid(valid: torch.Tensor, kernels: list[Kernel]) -> torch.Tensor:
-    """``(1, C, s·h, s·w)`` 0/1 mask → ``(1, 1, h, w)``: 1 where no invalid pixel of any band lies under the
-    footprint of any of ``kernels``, i.e. where degrading the filled image (``fill_invalid``) sees no fill."""
-    reach = Degradation([k.footprint() for k in kernels]).to(device=valid.device, dtype=valid.dtype)
-    return (reach(1.0 - valid).amax(dim=1, keepdim=True) <= 1e-6).to(valid.dtype)
+    """``(1, C, s·h, s·w)`` 0/1 mask → ``(1, 1, h, w)`` of its dtype: 1 where no invalid pixel of any band lies under the
+    footprint of its band's kernel (any non-zero tap), i.e. where degrading the filled image (``fill_invalid``) sees
+    no fill: ``core.degradation.footprint_valid``, the test ``degrade`` and evaluate apply, over all bands."""
+    return footprint_valid(valid, kernels).all(dim=1, keepdim=True).to(valid.dtype)
 
 
 def inject_detail(y: torch.Tensor, g: torch.Tensor, d_t: Degradation, d_g: Degradation, valid: torch.Tensor | None = None) -> torch.Tensor:

@@ -70,7 +70,9 @@ class Kernel:
     columns) in high-resolution pixels, each 0 or ½: how far the kernel's centre sits after the block
     centre. ``spec`` is what ``make_kernel`` built it from (empty for kernels made otherwise). ``moved``
     (rows, columns), fine pixels: how far a file kernel's centre of mass was moved on load to sit on the
-    block centre (module docstring); (0, 0) for every other kernel.
+    block centre (module docstring); (0, 0) for every other kernel. ``given_size``: the side of the odd-size array a
+    file kernel (or ``file_kernel``) was given as, before that move and the zero row and column of even scales
+    (``prepared_taps``) widened it to ``size``; 0 for built-in kernels.
     """
 
     name: str
@@ -80,6 +82,7 @@ class Kernel:
     shift: tuple[float, float] = (0.0, 0.0)
     spec: str = ""
     moved: tuple[float, float] = (0.0, 0.0)
+    given_size: int = 0
 
     @property
     def as_2d(self) -> np.ndarray:
@@ -256,12 +259,10 @@ def recorded_scale(path: str) -> int | None:
         raise InputError(f"cannot read {record}, the scale record of kernel file {path}: delete it if it is not that kernel's") from None
 
 
-def load_kernel_file(path: str, scale: int) -> tuple[np.ndarray, tuple[float, float]]:
-    """Read a 2-D ``.npy`` kernel for ``scale``: checked, normalised to sum 1, recentred and padded.
-
-    Returns the taps as ``Degradation`` uses them (a zero row and column appended at even scales) and the
-    move (rows, columns, fine pixels) that put the centre of mass on ``file_kernel_centre`` (module docstring).
-    """
+def load_kernel_file(path: str, scale: int) -> np.ndarray:
+    """Read a 2-D ``.npy`` kernel for ``scale``: checked (odd size, finite, positive sum, centre of mass inside its
+    taps, made for ``scale`` if its record says), as the file holds it, on its taps' own scale (largest |tap| 1);
+    ``file_kernel`` prepares it for ``Degradation``."""
     try:
         k = np.load(path)
     except (ValueError, EOFError):
@@ -299,7 +300,7 @@ def load_kernel_file(path: str, scale: int) -> tuple[np.ndarray, tuple[float, fl
             f"kernel file {path} was made for ×{recorded} (its record {os.path.basename(kernel_record_path(path))} "
             f"says so), not ×{scale}: {_kernel_for(scale)}, or delete the record if it is not this kernel's"
         )
-    return prepared_taps(k, scale)
+    return k
 
 
 def _holds_objects(path: str) -> bool:
@@ -377,11 +378,18 @@ def check_kernel_fits(kernel: Kernel, width: int, height: int, on_extent: bool =
     window an extent chose; ``overlap``: it is the part another raster, e.g. "guide", covers; the message says so,
     ``config.area_name``, and asks for more of it, ``config.size_remedy``): nearly all its taps would fall on the
     border's padding, the loss would fit padding. (``degrade`` takes any kernel: an extent reads its context from the
-    raster around it, and a blur wider than a small raster is the replicated border's, ``core.degradation``.)"""
-    s = kernel.scale
-    if kernel.size > s * min(width, height):
+    raster around it, and a blur wider than a small raster is the replicated border's, ``core.degradation``.) The size
+    compared is the kernel's as applied; where that is not the size it was given as (``Kernel.given_size``: a file
+    kernel moved onto the block centre, or at an even scale), the message names both."""
+    s, n = kernel.scale, kernel.size
+    if n > s * min(width, height):
+        spans = f"spans {n}×{n} pixels at the fine resolution (×{s})"
+        if kernel.given_size not in (0, n):
+            given = kernel.given_size
+            spans = (f"holds {given}×{given} taps, which span {n}×{n} pixels at the fine resolution (×{s}) once centred on the "
+                     "block centre")
         raise InputError(
-            f"{kernel.words} spans {kernel.size}×{kernel.size} pixels at the fine resolution (×{s}), wider than "
+            f"{kernel.words} {spans}, wider than "
             f"{area_name(on_extent, overlap)} there ({s * width}×{s * height}): {size_remedy(on_extent, overlap)}, "
             "or a narrower kernel"
         )
@@ -411,8 +419,7 @@ def make_kernel(spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0)) 
         if any(shift):
             raise InputError(f"kernel file {spec} is sampled for pixel-aligned grids, but these grids sit half a pixel "
                              f"apart (Landsat pan geometry): use a named kernel such as {GAUSSIAN_TERM}")
-        taps, moved = load_kernel_file(spec, scale)
-        return Kernel(os.path.basename(spec), scale, full=taps, spec=spec, moved=moved)
+        return replace(file_kernel(load_kernel_file(spec, scale), scale, os.path.basename(spec)), spec=spec)
     if spec.startswith("gaussian"):
         try:
             sigma = float(spec.split(":", 1)[1])
@@ -546,9 +553,10 @@ def kernel_error(estimate: Kernel, truth: Kernel) -> float:
 
 
 def file_kernel(kernel: np.ndarray, scale: int, name: str = "kernel") -> Kernel:
-    """An odd-size 2-D kernel as ``make_kernel`` would load it from a file (``prepared_taps``), without a file."""
+    """An odd-size 2-D kernel as ``make_kernel`` loads it from a file (``prepared_taps``; ``Kernel.given_size`` is its
+    side); ``make_kernel`` adds the file's path as ``spec``."""
     taps, moved = prepared_taps(kernel, scale)
-    return Kernel(name, scale, full=taps, moved=moved)
+    return Kernel(name, scale, full=taps, moved=moved, given_size=np.shape(kernel)[0])
 
 
 def angle_difference(a: float, b: float) -> float:

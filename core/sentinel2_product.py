@@ -31,7 +31,7 @@ from rasterio.errors import RasterioIOError
 
 from .config import GuidedDIPConfig, IOOptions, as_paths
 from .errors import InputError
-from .grid import Grid, NotAligned, Window, crs_words, guide_position, nest
+from .grid import ALIGNMENT_TOLERANCE, Grid, NotAligned, Window, alignment_note, crs_words, guide_position, nest, same_grid
 from .guided import MIN_TARGET_SIZE
 from .normalise import exact_float
 from .pipeline import RunResult, _Recorder, output_files
@@ -194,7 +194,7 @@ def find_bands(inputs: Sequence[str], progress: Progress | None = None) -> dict[
         pixel = abs(info.grid.transform.a)
         for index, name in enumerate(names, start=1):
             if name is not None:
-                own = math.isclose(pixel, RESOLUTION[name], rel_tol=1e-6)
+                own = not _other_size(pixel, RESOLUTION[name])
                 candidates.setdefault(name, []).append((BandSource(name, path, index), own))
     if skipped and progress is not None:
         progress.info(f"skipped {len(skipped)} file(s) that are no band files: {'; '.join(skipped)}")
@@ -240,9 +240,20 @@ def stack_nodata(info: RasterInfo) -> float | None:
     return info.nodata
 
 
-def check_stacks(groups: dict[int, list[BandSource]], float32: bool = False) -> list[RasterInfo]:
+def _other_size(pixel: float, expected: float) -> bool:
+    """Whether ``pixel`` is another pixel size than ``expected`` (same unit): their ratio is off 1 by more than
+    ``core.grid.ALIGNMENT_TOLERANCE``, as ``core.grid.nest`` tells a scale from its integer; closer sizes are one
+    size, and how far their edges drift apart across a raster is ``core.grid.same_grid``'s to judge."""
+    return abs(pixel / expected - 1) > ALIGNMENT_TOLERANCE
+
+
+def check_stacks(
+    groups: dict[int, list[BandSource]], float32: bool = False, progress: Progress | None = None
+) -> list[RasterInfo]:
     """Before any work: the bands of each resolution are stacked and sharpened together, so they must share
-    one grid, data type and nodata value (``stack_nodata``; NaN equals NaN).
+    one grid (``core.grid.same_grid``: pixel edges within ``core.grid.ALIGNMENT_TOLERANCE`` pixel, the bound guided
+    pairs are nested by; bands accepted although not exactly aligned are said so through ``progress``,
+    ``core.grid.alignment_note``), data type and nodata value (``stack_nodata``; NaN equals NaN).
 
     Resolutions may differ in type only with ``float32`` (``--float32``): each resolution is then stacked,
     sharpened and read back in its own type with its own nodata value, and the Float32 output holds every
@@ -273,23 +284,26 @@ def check_stacks(groups: dict[int, list[BandSource]], float32: bool = False) -> 
             here = f"band {source.band} in {source.path}"
             there = f"band {first.band} in {first.path}"
             pixel, reference_pixel = abs(info.grid.transform.a), abs(reference.grid.transform.a)
-            if not math.isclose(pixel, reference_pixel, rel_tol=1e-6):
+            if _other_size(pixel, reference_pixel):
                 if not _in_metres(info):
                     raise InputError(f"{here} has pixels of {pixel:g} but {there} of {reference_pixel:g} (units of their CRS), "
                                      "and they are sharpened together: give the bands of one resolution on one grid")
-                odd = source if not math.isclose(pixel, RESOLUTION[source.band], rel_tol=1e-6) else first
+                odd = source if _other_size(pixel, RESOLUTION[source.band]) else first
                 raise InputError(
                     f"{here} has {pixel:g} m pixels but {there} has {reference_pixel:g} m, and they are sharpened "
                     f"together: give band {odd.band} at its own {RESOLUTION[odd.band]} m too (not only a resampled copy)"
                 )
-            same_place = info.grid.transform.almost_equals(reference.grid.transform, precision=1e-3 * reference_pixel)
-            if not same_place or (info.grid.width, info.grid.height) != (reference.grid.width, reference.grid.height):
+            try:
+                nesting = same_grid(info.grid, reference.grid)
+            except InputError as error:
+                t, r = info.grid.transform, reference.grid.transform
                 raise InputError(
-                    f"{here} is not on the grid of {there} (origin {info.grid.transform.c:.10g}, {info.grid.transform.f:.10g} "
-                    f"and {info.grid.width}×{info.grid.height} pixels against {reference.grid.transform.c:.10g}, "
-                    f"{reference.grid.transform.f:.10g} and {reference.grid.width}×{reference.grid.height}): cut the files "
-                    "of one resolution to the same area"
-                )
+                    f"{here} is not on the grid of {there} (origin {t.c:.10g}, {t.f:.10g} against {r.c:.10g}, {r.f:.10g}; "
+                    f"{error}): cut the files of one resolution to the same area, on one grid"
+                ) from None
+            note = alignment_note(nesting, (source.path, first.path), (f"band {source.band}", f"band {first.band}"))
+            if note is not None and progress is not None:
+                progress.info(note)
             if info.dtype != reference.dtype:
                 raise InputError(f"{here} is {info.dtype} but {there} is {reference.dtype}: give the bands in one data "
                                  "type, as the product has them")
@@ -441,7 +455,7 @@ def sharpen_product(
         in_order = sorted(found.values(), key=lambda s: ORDER.index(s.band))
         for path in dict.fromkeys(s.path for s in in_order):
             recorder.info(f"{', '.join(s.band for s in in_order if s.path == path)} from {path}")
-        infos = check_stacks(groups, float32)
+        infos = check_stacks(groups, float32, recorder)
         check_grids(groups)
         declared = product_radiometry(found, recorder)
         undeclared = sum(1 for i in infos if i.nodata is None and stack_nodata(i) is not None)

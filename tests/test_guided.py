@@ -114,6 +114,25 @@ def test_the_pseudo_pan_fit_leaves_out_guide_nodata():
     assert float((target_only - truth)[far].abs().max()) > 100 * tolerance
 
 
+def test_a_coarse_pixel_whose_footprint_reaches_nodata_only_through_a_tiny_tap_is_invalid_as_degrade_makes_it():
+    """lanczos3 at ×4 has taps below 10⁻⁶ of its sum: guided DIP's mask of the degraded guide kept a coarse pixel whose
+    footprint reached an invalid fine pixel only through one (its tolerance was 10⁻⁶), though ``degrade`` and evaluate
+    (``degradation.degrade_valid``) make it nodata; both now decide by one exact test (``degradation.footprint_valid``)."""
+    from internal_sr.core.degradation import degrade_valid
+    from internal_sr.core.guided import degraded_valid
+
+    kernel = make_kernel("lanczos3", 4)
+    footprint = kernel.footprint().as_2d
+    row, col = np.argwhere((footprint > 0) & (footprint < 1e-6))[0]
+    pad = (footprint.shape[0] - 4) // 2
+    valid = np.ones((2, 48, 48), bool)
+    valid[1, 4 * 5 - pad + row, 4 * 6 - pad + col] = False  # coarse pixel (5, 6) reads it through that tap alone
+    guided = degraded_valid(torch.as_tensor(valid, dtype=torch.float32)[None], [kernel] * 2)[0, 0].numpy()
+    _, by_band = degrade_valid(np.ones(valid.shape, np.float32), valid, kernel)
+    assert guided[5, 6] == 0 and guided.sum() < guided.size
+    np.testing.assert_array_equal(guided, by_band.all(axis=0))
+
+
 def degrade_with(image: np.ndarray, kernels) -> np.ndarray:
     with torch.no_grad():
         return Degradation(kernels).double()(torch.as_tensor(image)[None])[0].numpy()
@@ -320,8 +339,9 @@ def test_a_kernel_file_wider_than_the_target_is_refused_as_plain_dips(tmp_path, 
         g = write_raster(str(tmp_path / "g.tif"), read(S2_10M)[:, :80, :80], crs=UTM)
         args = ["evaluate", t, "--scale", "2", "--method", "guided", "--guide", g, "--json", str(tmp_path / "never.json")]
     assert cli([*args, "--iterations", "1", *(item for pair in kernels.items() for item in pair)]) == 2
-    assert capsys.readouterr().err == (f"internal-sr: error: kernel file {kernel} spans 44×44 pixels at the fine resolution "
-                                       "(×2), wider than the image there (40×40): use a larger raster, or a narrower kernel\n")
+    assert capsys.readouterr().err == (f"internal-sr: error: kernel file {kernel} holds 41×41 taps, which span 44×44 pixels at "
+                                       "the fine resolution (×2) once centred on the block centre, wider than the image there "
+                                       "(40×40): use a larger raster, or a narrower kernel\n")
     assert sorted(os.listdir(tmp_path)) == ["g.tif", "t.tif", "wide.npy"]
 
 
@@ -1343,6 +1363,42 @@ def test_bands_a_rounding_error_apart_share_a_grid(tmp_path):
                                   transform=Affine(20.0, 0, x0, 0, -20.0, 5800000.0)))
     guide = write_raster(str(tmp_path / "T_B02.tif"), read(S2_10M)[:1])
     check_stacks({10: [BandSource("B2", guide, 1)], 20: [BandSource("B5", paths[0], 1), BandSource("B6", paths[1], 1)], 60: []})
+
+
+@pytest.mark.parametrize("kind", ["drift", "offset"])
+def test_bands_of_one_resolution_stack_within_the_alignment_tolerance_as_guided_pairs_nest(tmp_path, kind):
+    """Bands of one resolution had to lie within 0.001 pixel of each other (and their pixel sizes within 10⁻⁶), while
+    guided pairs nest within ``ALIGNMENT_TOLERANCE``: B6's pixel edges 0.049 pixel off B5's (at its corner, or drifted
+    there across its 64 pixels) were refused, a drift even as a resampled copy. They now stack, with ``nest``'s log line
+    (``alignment_note``, one wording), and 0.051 off is refused in one line saying by how much and against what bound."""
+    from internal_sr.core.sentinel2_product import BandSource, check_stacks
+
+    guide = write_raster(str(tmp_path / "T_B02.tif"), read(S2_10M)[:1])
+
+    def stacked(off: float) -> tuple[list[str], list[str]]:
+        pixel = 20.0 * (1 + off / 64) if kind == "drift" else 20.0
+        x0, y0 = (300000.0, 5800000.0) if kind == "drift" else (300000.0 + 20 * off, 5800000.0 - 20 * off)
+        paths = [write_raster(str(tmp_path / f"T_{band}.tif"), read(S2_20M_SAME_AREA)[index : index + 1],
+                              transform=transform) for index, (band, transform) in enumerate(
+            (("B05", Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0)), ("B06", Affine(pixel, 0, x0, 0, -pixel, y0)))
+        )]
+        lines = Lines()
+        check_stacks({10: [BandSource("B2", guide, 1)], 20: [BandSource("B5", paths[0], 1), BandSource("B6", paths[1], 1)],
+                      60: []}, progress=lines)
+        return paths, lines.lines
+
+    (b5, b6), lines = stacked(0.98 * ALIGNMENT_TOLERANCE)
+    corner = "+0, +0" if kind == "drift" else "+0.049, +0.049"
+    assert lines == [
+        f"the pixels of the band B6 ({b6}) and the band B5 ({b5}) are not exactly aligned: at the far corner of the overlap, "
+        f"64 × 64 band B6 pixels on, the band B6's pixel edges fall +0.049, +0.049 band B5 pixels (x, y) off the band B5's "
+        f"({corner} at the band B6's corner), within the 0.05 band B5 pixel taken as aligned: the band B6 is taken as lying "
+        "on the band B5's grid"
+    ]
+    with pytest.raises(InputError, match=r"^band B6 in .*T_B06.tif is not on the grid of band B5 in .*T_B05.tif \(origin .*; its "
+                       r"pixel edges fall up to 0\.051, 0\.051 pixels \(x, y\) off the other's, at most 0\.05 is taken as "
+                       r"aligned\): cut the files of one resolution to the same area, on one grid$"):
+        stacked(1.02 * ALIGNMENT_TOLERANCE)
 
 
 @pytest.mark.parametrize("east", [3.0, -3.0])

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from internal_sr.core.kernels import (
     Kernel,
     angle_difference,
     anisotropic_gaussian,
+    check_kernel_fits,
     file_kernel,
     isotropic_baseline,
     kernel_error,
@@ -222,6 +224,22 @@ def test_every_bad_kernel_file_is_one_line_naming_the_file_and_the_problem(tmp_p
         assert main(["knitwork", image, out, "--scale", "3", "--kernel", path]) == 2, name
         assert capsys.readouterr().err == f"internal-sr: error: kernel file {path} {problem}\n"
         assert not os.path.exists(out)
+
+
+def test_a_kernel_file_too_wide_is_named_by_its_own_size_and_the_size_it_spans_once_centred(tmp_path):
+    """A 41 × 41 file at ×2 was refused as "spans 44×44": loading moves it onto the block centre and appends a zero
+    row and column. The line now names the file's own 41×41 as well; built-in kernels, and files loaded as they are
+    (odd scales, centred on their central tap), keep the one size."""
+    path = bad_kernel(tmp_path, "wide.npy", np.ones((41, 41)))
+    with pytest.raises(InputError) as error:
+        check_kernel_fits(make_kernel(path, 2), 20, 20)
+    assert str(error.value) == (f"kernel file {path} holds 41×41 taps, which span 44×44 pixels at the fine resolution (×2) "
+                                "once centred on the block centre, wider than the image there (40×40): use a larger raster, "
+                                "or a narrower kernel")
+    with pytest.raises(InputError, match=rf"^kernel file {re.escape(path)} spans 41×41 pixels at the fine resolution \(×3\), wider"):
+        check_kernel_fits(make_kernel(path, 3), 13, 13)
+    with pytest.raises(InputError, match=r"^kernel lanczos3 spans 24×24 pixels at the fine resolution \(×4\), wider"):
+        check_kernel_fits(make_kernel("lanczos3", 4), 5, 5)
 
 
 def test_a_kernel_file_of_huge_taps_is_the_same_kernel_normalised(tmp_path):

@@ -128,8 +128,9 @@ def test_a_kernel_file_wider_than_the_target_is_refused_before_the_run(tmp_path)
     with pytest.raises(QgsProcessingException) as error:
         run({"INPUT": target, "GUIDE": guide, "KERNEL_FILE": kernel, "GUIDE_KERNEL": "gaussian", **FAST,
              "OUTPUT": str(tmp_path / "never.tif")})
-    assert user_message(error.value) == (f"kernel file {kernel} spans 44×44 pixels at the fine resolution (×2), wider than "
-                                         "the image there (40×40): use a larger raster, or a narrower kernel")
+    assert user_message(error.value) == (f"kernel file {kernel} holds 41×41 taps, which span 44×44 pixels at the fine "
+                                         "resolution (×2) once centred on the block centre, wider than the image there "
+                                         "(40×40): use a larger raster, or a narrower kernel")
     assert sorted(os.listdir(tmp_path)) == ["g10.tif", "t20.tif", "wide.npy"]
 
 
