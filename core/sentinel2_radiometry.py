@@ -42,11 +42,13 @@ class MetadataFormat:
 
 
 #: The product metadata files of Level-1C and Level-2A products, in the compact naming (``MTD_MSIL1C.xml``) and in
-#: the format before it (``S2A_OPER_MTD_SAFL1C_….xml``; file class ``OPER``, ``USER`` after Sen2Cor, …).
+#: the format before it (``S2A_OPER_MTD_SAFL1C_….xml``; file class ``OPER``, ``USER`` after Sen2Cor, …). A product's
+#: name holds no dot, so a sidecar named after the file (GDAL's ``….xml.aux.xml``, written where QGIS opened the
+#: product by it) is none.
 METADATA_FORMATS = (
-    MetadataFormat(re.compile(r"(?:MTD_MSIL1C|S2[A-Z]_[A-Z]{4}_MTD_SAFL1C_.+)\.xml", re.IGNORECASE),
+    MetadataFormat(re.compile(r"(?:MTD_MSIL1C|S2[A-Z]_[A-Z]{4}_MTD_SAFL1C_[^.]+)\.xml", re.IGNORECASE),
                    ("MTD_MSIL1C.xml", "S2A_OPER_MTD_SAFL1C_….xml"), ("QUANTIFICATION_VALUE",), "RADIO_ADD_OFFSET"),
-    MetadataFormat(re.compile(r"(?:MTD_MSIL2A|S2[A-Z]_[A-Z]{4}_MTD_SAFL2A_.+)\.xml", re.IGNORECASE),
+    MetadataFormat(re.compile(r"(?:MTD_MSIL2A|S2[A-Z]_[A-Z]{4}_MTD_SAFL2A_[^.]+)\.xml", re.IGNORECASE),
                    ("MTD_MSIL2A.xml", "S2A_USER_MTD_SAFL2A_….xml"),
                    ("BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE"), "BOA_ADD_OFFSET"),
 )

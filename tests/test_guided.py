@@ -863,6 +863,22 @@ def test_a_folder_holding_two_product_metadata_files_is_refused(tmp_path, capsys
     assert not out.exists()
 
 
+@pytest.mark.parametrize("sidecar", [".aux.xml", ".bak.xml"])
+def test_a_sidecar_named_after_the_product_metadata_file_is_no_second_metadata_file(tmp_path, sidecar):
+    """QGIS opens an old-format product by its metadata file (GDAL's SENTINEL2 driver) and GDAL keeps what it computes
+    there in ``S2A_OPER_MTD_SAFL1C_….xml.aux.xml`` beside it: the old-format name's pattern took that for a second
+    product metadata file and refused the product as two. A product name holds no dot, so such a sidecar is none."""
+    from internal_sr.core.sentinel2_radiometry import metadata_file
+
+    root = tmp_path / f"S2A_OPER_PRD_MSIL1C_{OLD_PRODUCT}.SAFE"
+    img_data = root / "GRANULE" / "S2A_OPER_MSI_L1C_TL_SGS__20160112T195936_A002865_T18SVG_N02.01" / "IMG_DATA"
+    img_data.mkdir(parents=True)
+    metadata = root / f"S2A_OPER_MTD_SAFL1C_{OLD_PRODUCT}.xml"
+    metadata.write_text(product_metadata("L1C", "02.01"))
+    (root / f"{metadata.name}{sidecar}").write_text("<PAMDataset/>\n")
+    assert metadata_file(str(img_data / "S2A_OPER_MSI_L1C_TL_SGS__20160112T195936_A002865_T18SVG_B01.jp2")) == str(metadata)
+
+
 def test_band_files_outside_a_product_are_said_to_hold_digital_numbers(tmp_path):
     """Band files with no product metadata file above them and no scale/offset of their own (a B1 copied out of its
     product, beside a product whose metadata file gives the other bands' radiometry): the log says which bands the
