@@ -437,16 +437,18 @@ def check_scored(scored: np.ndarray, valid: np.ndarray, scale: int, path: str, g
     ``scale``; ``guided``: the guide's nodata counts too) hold no square of the least edge Wald's protocol scores on a
     complete area for its scores (whole blocks of the scale covering SSIM's window, ``metrics.SSIM_WINDOW``), here of
     its pixels that can be scored: every score then has at least that many pixels and SSIM at least one whole window
-    (``metrics.scored_windows``). The message names how many pixels are valid and can be scored, and what to do."""
+    (``metrics.scored_windows``). The message names how many pixels are valid and can be scored, and what to do: a
+    smaller scale only above ×2 and without a guide, whose grids' ratio is the scale."""
     needed = scale * -(-metrics.SSIM_WINDOW // scale)
     if minimum_filter(scored.astype(np.uint8), needed, mode="constant", cval=0).any():
         return
     guide = " and the guide degraded onto it is valid" if guided else ""
+    smaller = " or a smaller scale" if scale > 2 and not guided else ""
     raise InputError(
         f"{path}: {np.count_nonzero(valid)} of the {valid.size} evaluated pixels are valid (no nodata, not-finite or fill "
         f"value in any band) and {np.count_nonzero(scored)} can be scored (valid, its low-resolution pixel's ×{scale} kernel "
         f"reaching no invalid pixel{guide}): they hold no {needed}×{needed} square, the least Wald's protocol scores at "
-        f"×{scale}; choose an extent with fewer nodata pixels or a smaller scale, or, where the nodata value marks real "
+        f"×{scale}; choose an extent with fewer nodata pixels{smaller}, or, where the nodata value marks real "
         "values (such as saturated pixels), clear it (gdal_translate -a_nodata none)"
     )
 

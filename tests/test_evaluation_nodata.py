@@ -19,7 +19,7 @@ from internal_sr.core.cli import main
 from internal_sr.core.config import DIPConfig, GuidedDIPConfig, KnitworkConfig, TileOptions
 from internal_sr.core.degradation import degrade_array, degrade_valid
 from internal_sr.core.errors import InputError
-from internal_sr.core.evaluation import BICUBIC, BICUBIC_BP, HPF, HPF_BP, evaluate, plan_evaluation
+from internal_sr.core.evaluation import BICUBIC, BICUBIC_BP, HPF, HPF_BP, check_scored, evaluate, plan_evaluation
 from internal_sr.core.figures import UNSCORED
 from internal_sr.core.kernels import Kernel, make_kernel
 from internal_sr.core.progress import NullProgress
@@ -312,3 +312,30 @@ def test_a_complete_crop_scores_as_before(tmp_path):
         assert s.overall == metrics.all_metrics(e.estimates[s.label], e.reference, 2)
         assert s.per_band == metrics.band_metrics(e.estimates[s.label], e.reference, 2)
     np.testing.assert_array_equal(e.low, degrade_array(e.reference, make_kernel("bicubic", 2)))
+
+
+@pytest.mark.parametrize("scale, guided, smaller", [(2, False, False), (4, True, False), (4, False, True)])
+def test_the_refusal_of_too_few_pixels_offers_a_smaller_scale_only_where_one_can_be_chosen(scale, guided, smaller):
+    """``check_scored`` asked for "a smaller scale" at ×2, the least there is, and for guided DIP, whose scale is the
+    grids' ratio (any other is refused: "the scale must be 2"): a remedy that cannot be followed. It is offered only
+    above ×2 and without a guide."""
+    scored = np.zeros((32, 32), bool)
+    scored[::3, ::3] = True
+    with pytest.raises(InputError) as error:
+        check_scored(scored, np.ones_like(scored), scale, "in.tif", guided)
+    message = str(error.value)
+    assert "choose an extent with fewer nodata pixels" in message and "\n" not in message
+    assert ("smaller scale" in message) == smaller, message
+
+
+def test_guided_evaluation_with_too_few_pixels_to_score_asks_for_no_other_scale(tmp_path):
+    """Through ``evaluate``: a target whose nodata leaves no 8 × 8 square to score, with its guide at ×2."""
+    config = GuidedDIPConfig(iterations=1, device="cpu", tiles=TileOptions(32, 8))
+    t, g, _ = guided_pair(tmp_path, target_holes=False)
+    target = read(t)
+    target[:, ::5, :] = 0
+    t = write_raster(str(tmp_path / "t_holes.tif"), target, crs=UTM,
+                     transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0), nodata=0, descriptions=NAMES20)
+    with pytest.raises(InputError, match="they hold no 8×8 square") as error:
+        evaluate(t, "guided", 2, config.kernel, config, guide_path=g)
+    assert "smaller scale" not in str(error.value)
