@@ -105,8 +105,9 @@ def _panels(evaluation: Evaluation) -> tuple[list[tuple[str, np.ndarray]], str]:
             f"percentiles. Error maps of bicubic, of the strongest baseline (lowest {METRIC_NAMES[rank]}) and of the method: "
             f"{measure}, black = 0 to white = {maximum:.4g} (the 99th percentile of bicubic's error).")
     if not evaluation.scored.all():
+        guide = ", or where the guide degraded onto them is nodata" if evaluation.method == "guided" else ""
         note += (" Blue: the pixels no score takes (invalid in the reference, or whose low-resolution pixel is nodata in "
-                 "the simulated input, blue in its own panel), whatever an estimate holds there.")
+                 f"the simulated input, blue in its own panel{guide}), whatever an estimate holds there.")
     return [(caption, figures.enlarge(rgb, factor)) for caption, rgb in panels], note
 
 

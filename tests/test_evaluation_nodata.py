@@ -224,6 +224,8 @@ def test_guided_scores_leave_out_the_guides_own_nodata(tmp_path):
     np.testing.assert_array_equal(e.scored, expected)
     assert (target_valid & ~guide_on_target).any()  # some valid target pixels are left out for the guide alone
     assert "where the guide degraded onto them is valid too" in e.scored_note
+    # the report's images say why those pixels are blue too (the guide's nodata, not the reference's nor the input's)
+    assert "or where the guide degraded onto them is nodata" in report._panels(e)[1]
     assert [s.label for s in e.scores] == [BICUBIC, BICUBIC_BP, HPF, HPF_BP, "guided DIP"]
     for s in e.scores:
         assert s.overall == pytest.approx(hand_scores(e.estimates[s.label], e.reference, expected, 2), rel=1e-10)
