@@ -243,8 +243,9 @@ def stack_nodata(info: RasterInfo) -> float | None:
 def _other_size(pixel: float, expected: float) -> bool:
     """Whether ``pixel`` is another pixel size than ``expected`` (same unit): their ratio is off 1 by more than
     ``core.grid.ALIGNMENT_TOLERANCE``, as ``core.grid.nest`` tells a scale from its integer; closer sizes are one
-    size, and how far their edges drift apart across a raster is ``core.grid.same_grid``'s to judge."""
-    return abs(pixel / expected - 1) > ALIGNMENT_TOLERANCE
+    size, and how far their edges drift apart across a raster is ``core.grid.same_grid``'s to judge. Written without a
+    division: a grid turned by 90° has no x size (0), and is refused as rotated later (``check_grids``)."""
+    return abs(pixel - expected) > ALIGNMENT_TOLERANCE * expected
 
 
 def check_stacks(

@@ -1381,6 +1381,22 @@ def test_bands_a_rounding_error_apart_share_a_grid(tmp_path):
     check_stacks({10: [BandSource("B2", guide, 1)], 20: [BandSource("B5", paths[0], 1), BandSource("B6", paths[1], 1)], 60: []})
 
 
+def test_bands_on_a_grid_turned_by_90_degrees_are_refused_in_one_line_not_by_a_division_by_zero(tmp_path):
+    """A geotransform turned by 90° has no x pixel size in its term ``a`` (0): comparing the bands' pixel sizes as a
+    ratio to it divided by zero, an "unexpected ZeroDivisionError" instead of the one-line refusal of rotated grids."""
+    from internal_sr.core.sentinel2_product import BandSource, check_grids, check_stacks
+
+    guide = write_raster(str(tmp_path / "T_B02.tif"), read(S2_10M)[:1], crs=UTM)
+    turned = Affine(0.0, 20.0, 300000.0, 20.0, 0.0, 5800000.0)
+    paths = [write_raster(str(tmp_path / f"T_{band}.tif"), read(S2_20M_SAME_AREA)[index : index + 1], crs=UTM,
+                          transform=turned) for index, band in enumerate(("B05", "B06"))]
+    groups = {10: [BandSource("B2", guide, 1)], 20: [BandSource("B5", paths[0], 1), BandSource("B6", paths[1], 1)], 60: []}
+    check_stacks(groups)  # one grid for both: they stack
+    with pytest.raises(InputError, match="rotated") as error:
+        check_grids(groups)
+    assert "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize("kind", ["drift", "offset"])
 def test_bands_of_one_resolution_stack_within_the_alignment_tolerance_as_guided_pairs_nest(tmp_path, kind):
     """Bands of one resolution had to lie within 0.001 pixel of each other (and their pixel sizes within 10⁻⁶), while
