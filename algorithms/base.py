@@ -791,7 +791,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             f"Tile size ({pixels} pixels)",
             TileOptions().size,
             f"Edge of the square {pixels} tiles optimised one at a time; memory grows with its square. 128 suits "
-            "CPUs and most GPUs; 256 on a large GPU.",
+            "CPUs and most GPUs; 256 on a large GPU. The default grows where a wide blur kernel needs (the log says "
+            "so); another size too small for the kernel is refused, naming the smallest that works.",
             minimum=16,
             advanced=True,
         )
@@ -799,7 +800,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             self.OVERLAP,
             f"Tile overlap ({pixels} pixels)",
             TileOptions().overlap,
-            "Pixels shared by neighbouring tiles and blended smoothly to hide seams; less than half the tile size.",
+            "Pixels shared by neighbouring tiles and blended smoothly to hide seams; less than half the tile size. "
+            "Raised to twice a wide blur kernel's reach past a tile's side where less.",
             minimum=0,
             advanced=True,
         )

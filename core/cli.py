@@ -215,9 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def optimisation(p: argparse.ArgumentParser, grid: str) -> None:
         device_and_seed(p)
-        p.add_argument("--tile", type=int, default=TileOptions.size, help=f"tile edge in {grid} pixels (default {TileOptions.size})")
+        p.add_argument("--tile", type=int, default=TileOptions.size,
+                       help=f"tile edge in {grid} pixels (default {TileOptions.size}, grown where a wide kernel needs: the log "
+                       "says so; another size that is too small for the kernel is refused)")
         p.add_argument("--overlap", type=int, default=TileOptions.overlap,
-                       help=f"tile overlap in {grid} pixels (default {TileOptions.overlap})")
+                       help=f"tile overlap in {grid} pixels (default {TileOptions.overlap}; raised to twice a kernel's reach "
+                       "past a tile's side where less)")
         p.add_argument("--cold-tiles", action="store_true",
                        help="start every tile from fresh networks (default: tiles after the first start from the first "
                        "tile's trained networks and run three quarters of the steps)")

@@ -133,6 +133,12 @@ def refuse_smaller(
         )
 
 
+def collapsed_size(layers: tuple[int, ...]) -> int:
+    """Edge of the one kernel that a chain of bias-free convolutions of sizes ``layers`` collapses to
+    (``core.kernelgan.LinearGenerator``): 13 for KernelGAN's 7, 5, 3, 1, 1, 1."""
+    return sum(layers) - len(layers) + 1
+
+
 def check_at_least(name: str, value: int, minimum: int) -> None:
     """Raise a one-line ``InputError`` unless the setting ``name`` is at least ``minimum``."""
     if value < minimum:
@@ -194,8 +200,9 @@ BATCH_HOST_BYTES = 512 * 2**20
 class TileOptions:
     """Tiling of large rasters, in input pixels.
 
-    size: tile edge (the optimisation runs on ``size × size`` input pixels at a time).
-    overlap: pixels shared by neighbouring tiles, blended with a smooth ramp.
+    size: tile edge (the optimisation runs on ``size × size`` input pixels at a time); the default grows, and any other
+    size is refused, where a wide kernel needs more (``automatic``, ``core.tiling.kernel_tiles``).
+    overlap: pixels shared by neighbouring tiles, blended with a smooth ramp; grown where a wide kernel needs more.
     batch: DIP only: most tiles optimised together (vectorised networks, each tile its own; the next tiles in row
     order, across rows of tiles); 0 (automatic) picks 1 on the CPU and MPS (no gain there) and on CUDA up to
     ``CUDA_BATCH`` tiles whose outputs fit in ``BATCH_HOST_BYTES``, as many as half the GPU memory free after
@@ -221,6 +228,13 @@ class TileOptions:
                 f"than half the tile: lower it with {OVERLAP_TERM} to {(self.size - 1) // 2} or less, or use {TILE_TERM} "
                 f"{2 * self.overlap + 1} or more"
             )
+
+    @property
+    def automatic(self) -> bool:
+        """Whether the size is the default, which grows to hold a wide kernel's footprint (``core.tiling.kernel_tiles``);
+        any other size is the user's own, used as it is or refused. (Processing and the dialog always pass a size, so
+        the command line's ``--tile 128`` is the default too: one rule for every front end.)"""
+        return self.size == TileOptions.size
 
     def for_device(self, device_type: str, bands: int, scale: int) -> "TileOptions":
         """These options with an automatic ``batch`` (0) resolved for a ``cpu``, ``cuda`` or ``mps`` device, for
@@ -488,7 +502,7 @@ class KernelGANConfig:
     @property
     def kernel_size(self) -> int:
         """Edge of the generator's collapsed kernel (13 for the reference layers 7, 5, 3, 1, 1, 1)."""
-        return sum(self.generator_layers) - len(self.generator_layers) + 1
+        return collapsed_size(self.generator_layers)
 
     def check_input_size(self, width: int, height: int, on_extent: bool = False) -> None:
         """Raise a one-line ``InputError`` when a ``width × height`` image is smaller than one crop
@@ -631,6 +645,13 @@ class KnitworkConfig(InternalLearningConfig):
     @property
     def size_reason(self) -> tuple[str, str]:
         return "too small for Neural Knitworks", f"input pixels with patch scales {self.patch_scales}"
+
+    @property
+    def learned_taps(self) -> int:
+        """Taps per axis of the learned kernel as ``kernel learned`` applies it (``core.knitwork.LearnedDegradation``):
+        the collapsed size of ``kernel_layers``, one more at even scales (a zero row and column, the file-kernel
+        convention)."""
+        return collapsed_size(self.kernel_layers) + (self.scale % 2 == 0)
 
 
 #: Default optimisation steps of guided DIP, chosen on a development crop (never the benchmark crops).

@@ -46,6 +46,7 @@ from .kernels import Kernel, check_kernel_fits, make_kernel
 from .pipeline import RunResult, _Recorder, _log_input, extent_message, log_fill_values, super_resolve_array
 from .progress import NullProgress, Progress, SubProgress
 from .raster import RasterInfo, open_info, read_window, value_text
+from .tiling import kernel_tiles
 
 #: Back-projection steps of the "bicubic + back-projection" and "HPF injection + back-projection" baselines (converged
 #: on our crops).
@@ -485,7 +486,8 @@ def plan_evaluation(
     progress: Progress | None = None,
 ) -> EvaluationPlan:
     """Check everything ``evaluate`` can check before reading pixels (arguments as ``evaluate``'s): the method
-    and its configuration, the rasters, the guide's grid and scale, the kernels, the area's size and memory.
+    and its configuration, the rasters, the guide's grid and scale, the kernels, the area's size and memory, the
+    method's tiles for its kernels (``tiling.kernel_tiles``, on the degraded area it runs on).
     Raises a one-line ``InputError``; front ends call it to refuse bad settings before a run. Guided DIP's
     kernels read the band names as ``guided`` does (``sharpen.kernel_names``: descriptions, else ESA file
     names), said through ``progress`` when given, as are a target and guide accepted although their pixel edges are
@@ -517,6 +519,8 @@ def plan_evaluation(
         # as guided DIP's run checks them (sharpen.check_inputs), on the degraded target it runs on here
         check_kernels_fit_target([*target_kernels, *guide_kernels], nesting.target.width // scale,
                                  nesting.target.height // scale, info.window is not None, partly)
+        kernel_tiles(config.tiles, [*target_kernels, *guide_kernels], nesting.target.width // scale,
+                     nesting.target.height // scale, "target")
         return EvaluationPlan(
             info, nesting.target, target_kernels, guide_info, (nesting.guide.col_off, nesting.guide.row_off), guide_kernels,
             band_kernels(config.guide_kernel, guide_names, scale, "guide", nesting.shift), (target_names, guide_names),
@@ -537,6 +541,8 @@ def plan_evaluation(
     _check_sizes(area, scale, info.window is not None, label, minimum_at)
     # as check_super_resolve: the kernel degrades the reference and back-projects the baselines too
     check_kernel_fits(kernels, area.width // scale, area.height // scale, info.window is not None)
+    if method != "bicubic":  # the run tiles the degraded image, as ``super_resolve_array`` will
+        kernel_tiles(config.tiles, [kernels], area.width // scale, area.height // scale)
     return EvaluationPlan(info, area, kernels)
 
 
@@ -628,7 +634,7 @@ def evaluate(
         recorder.info(f"scored: {covered}in whole {scale}×{scale} blocks, {extent_message(window).removeprefix('extent: ')}")
     if run is not None:
         settings.update(device=run.device, steps=str(run.steps), iterations=str(config.steps), seed=str(config.seed),
-                        tiles=f"{config.tiles.size} px, {config.tiles.overlap} px overlap")
+                        tiles=f"{run.tiles.size} px, {run.tiles.overlap} px overlap")
     estimates = {BICUBIC: bicubic(low, scale), BICUBIC_BP: bicubic_back_projected(low, plan.kernels), **extra}
     if estimate is not None:
         estimates[METHOD_LABELS[method]] = estimate

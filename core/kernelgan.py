@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .anisotropy import SpectralAnisotropy, clean_windows, oriented_width, spectral_anisotropy, varied_windows, window_sums
-from .config import InternalLearningConfig, IOOptions, KernelGANConfig, as_paths
+from .config import InternalLearningConfig, IOOptions, KernelGANConfig, as_paths, collapsed_size
 from .degradation import Degradation
 from .device import describe, resolve_device, seeded
 from .errors import InputError
@@ -81,7 +81,7 @@ class LinearGenerator(nn.Module):
         )
         for conv in self.convs:
             nn.init.xavier_normal_(conv.weight, 0.1)  # the reference's initialisation
-        self.size = sum(layers) - len(layers) + 1
+        self.size = collapsed_size(layers)
 
     def kernel(self) -> torch.Tensor:
         """The collapsed ``(L, L)`` kernel, as a correlation (the orientation ``F.conv2d`` applies).

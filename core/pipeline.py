@@ -45,7 +45,7 @@ from .raster import (
     staged,
     valid_mask,
 )
-from .tiling import MIN_RETRY_TILE, BatchSolver, ShrinkOnOutOfMemory, Solver, WarmStart, run_tiles, solve_in_tiles
+from .tiling import BatchSolver, ShrinkOnOutOfMemory, Solver, WarmStart, kernel_tiles, retry_minimum, run_tiles, solve_in_tiles
 
 #: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
 SCALING_SAMPLE = 1024
@@ -67,6 +67,7 @@ class RunResult:
     loss_curve: the PNG of those curves written beside the output (``None``: none written).
     kernel_path: the kernel file kept beside the output (``core.kernelgan.estimated_kernel_path``): the kernel
     KernelGAN estimated (``--kernel estimate``) or Knitworks learnt (``learned``); ``None`` for the others.
+    tiles: the tiles the run was solved in: the configuration's, grown where its kernel needed (``tiling.kernel_tiles``).
     """
 
     output_path: str
@@ -77,6 +78,7 @@ class RunResult:
     curves: list[np.ndarray] = field(default_factory=list)
     loss_curve: str | None = None
     kernel_path: str | None = None
+    tiles: TileOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,8 @@ class _Recorder:
         self.messages: list[str] = []
         self.curves: list[np.ndarray] = []
         self.kernels: list[TileKernel] = []
+        #: the tiles the run is solved in, once its solver chose them (``tiling.kernel_tiles``)
+        self.tiles: TileOptions | None = None
         self.start = time.perf_counter()
 
     def add_curve(self, losses: np.ndarray) -> None:
@@ -161,7 +165,7 @@ class _Recorder:
     def result(self, output_path: str, device: str) -> RunResult:
         """The ``RunResult`` of a run that started when this recorder was made."""
         steps = sum(len(c) for c in self.curves)
-        return RunResult(output_path, device, time.perf_counter() - self.start, steps, self.messages, self.curves)
+        return RunResult(output_path, device, time.perf_counter() - self.start, steps, self.messages, self.curves, tiles=self.tiles)
 
     def report(self, fraction: float, message: str = "") -> None:
         self.progress.report(fraction, message)
@@ -246,8 +250,9 @@ def output_files(output_path: str) -> list[str]:
 def check_super_resolve(input_path: str, output_path: str | None, config: MethodConfig, io: IOOptions = IOOptions()) -> RasterInfo:
     """Everything ``super_resolve`` checks before it starts, from metadata alone: the input, its bands and
     extent, the output path and the files of the kernel Knitworks learns beside it (unless ``None``), the input's
-    size for the network and the kernel (a kernel file is read; the kernel must fit in the image, ``check_kernel_fits``).
-    Raises a one-line ``InputError``; front ends call it to refuse bad settings before a run."""
+    size for the network and the kernel (a kernel file is read; the kernel must fit in the image, ``check_kernel_fits``,
+    and in the tiles: ``tiling.kernel_tiles``). Raises a one-line ``InputError``; front ends call it to refuse bad
+    settings before a run."""
     input_path, output_path = as_paths(input_path, output_path)
     info = open_info(input_path, io.bands, io.extent, 1, io.crs)
     if output_path is not None:
@@ -257,6 +262,7 @@ def check_super_resolve(input_path: str, output_path: str | None, config: Method
     kernel = method_kernel(config)
     if kernel is not None:
         check_kernel_fits(kernel, info.grid.width, info.grid.height, info.window is not None)
+    kernel_tiles(config.tiles, tile_kernels(config, kernel), info.grid.width, info.grid.height)
     return info
 
 
@@ -270,6 +276,16 @@ def method_kernel(config: MethodConfig) -> Kernel | None:
     if learns_kernel(config):
         return None
     return make_kernel(config.kernel, config.scale)
+
+
+def tile_kernels(config: MethodConfig, kernel: Kernel | None) -> list[Kernel]:
+    """The kernel whose footprint ``config``'s tiles must hold (``tiling.kernel_tiles``): ``kernel``, its fixed one
+    (``method_kernel``), or for a learned kernel (Knitworks ``learned``, ``kernel`` ``None``) a flat one of the
+    learned kernel's taps (``KnitworkConfig.learned_taps``), which bound where it reads whatever it learns."""
+    if kernel is not None:
+        return [kernel]
+    taps = config.learned_taps
+    return [Kernel(LEARNED_KERNEL, config.scale, full=np.full((taps, taps), 1 / taps**2))]
 
 
 def check_degrade(input_path: str, output_path: str | None, scale: int, kernel: str, io: IOOptions = IOOptions()) -> tuple[RasterInfo, Kernel]:
@@ -386,16 +402,19 @@ def method_name(config: MethodConfig) -> str:
 
 def _solver(
     config: MethodConfig,
+    width: int,
+    height: int,
     scaling: BandScaling,
     read: Callable[[Window], tuple[np.ndarray, np.ndarray]],
     progress: _Recorder,
     keep: np.ndarray | None = None,
 ) -> tuple[ShrinkOnOutOfMemory, str]:
-    """The tile solver shared by file and array runs; returns it and the device name.
+    """The tile solver of a ``width × height`` input shared by file and array runs; returns it and the device name.
 
     The method follows the configuration's type: ``DIPConfig`` → ``core.dip``, ``KnitworkConfig`` →
     ``core.knitwork``; both solve one normalised tile with the same signature. The solver's ``tiles``
-    are the configuration's with the batch resolved for the device; ``keep``: every tile's back-projection width test,
+    are the configuration's, grown where the kernel needs (``tiling.kernel_tiles``, said in the log and kept as
+    ``progress.tiles``), with the batch resolved for the device; ``keep``: every tile's back-projection width test,
     decided once for the run (``back_projection_keep``). DIP also solves tiles in batches
     (its ``many``). Running out of GPU memory shrinks the batch, then the tiles, then moves to the CPU.
     """
@@ -409,9 +428,11 @@ def _solver(
     if kernel is not None and (note := recentring_note(kernel)):
         progress.info(note)
     device = resolve_device(config.device)
+    kernels = tile_kernels(config, kernel)
+    progress.tiles = kernel_tiles(config.tiles, kernels, width, height, progress=progress)
     progress.info(
         f"{method} on device {describe(device)}; ×{s}, kernel {config.kernel}, {config.steps_text()}, "
-        f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
+        f"tiles {progress.tiles.size} px with {progress.tiles.overlap} px overlap, seed {config.seed}"
     )
     warm = WarmStart(config.warm_start)
 
@@ -447,8 +468,8 @@ def _solver(
             progress.add_curve(tile.losses)
         return [(scaling.denormalise(t.image), v.repeat(s, axis=1).repeat(s, axis=2)) for t, v in zip(tiles, valid)]
 
-    tiles = config.tiles.for_device(device.type, len(scaling.lo), s)
-    minimum = max(MIN_RETRY_TILE, config.min_input_size)
+    tiles = progress.tiles.for_device(device.type, len(scaling.lo), s)
+    minimum = retry_minimum(kernels, config.min_input_size)
     many = solve_many if isinstance(config, DIPConfig) and tiles.batch > 1 else None
     # the first trained tile is solved alone (lead), so batched and one-by-one runs warm-start alike; an automatic
     # batch is sized from the GPU memory that tile took (fit)
@@ -523,7 +544,7 @@ def super_resolve(
         scaling, read = fit_scaling(info), (lambda w: read_window(info, w))
         sample = lambda rows, cols: read_window(info, out_shape=(len(info.bands), rows, cols))  # noqa: E731
         keep = back_projection_keep(method_kernel(config), info.grid.width, info.grid.height, sample, read, scaling, recorder, band_labels(info.bands, info.descriptions))
-        solve, device = _solver(config, scaling, read, recorder, keep)
+        solve, device = _solver(config, info.grid.width, info.grid.height, scaling, read, recorder, keep)
         grid, constants = info.grid.refined(config.scale), constant_bands(info)
         kernel_path = learned_kernel_path(output_path, config)
 
@@ -566,7 +587,7 @@ def super_resolve_array(
         return image[(slice(None), *win.slices)], valid[(slice(None), *win.slices)]
 
     keep = back_projection_keep(method_kernel(config), w, h, decimated_sample(image, valid), read, scaling, recorder)
-    solve, device = _solver(config, scaling, read, recorder, keep)
+    solve, device = _solver(config, w, h, scaling, read, recorder, keep)
     out = collect_tiled(w, h, c, config.scale, solve.tiles, solve, recorder, array_constants(image, valid), solve.many)
     if learns_kernel(config):
         learned = learned_kernel(recorder.kernels, config.scale)

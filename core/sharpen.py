@@ -54,7 +54,7 @@ from .raster import (
 )
 from .registration import central_window, guide_misregistration, registration_warning, skipped_note
 from .sentinel2 import band_name, band_names, kernel_spec
-from .tiling import MIN_RETRY_TILE, ShrinkOnOutOfMemory, Solver, WarmStart
+from .tiling import ShrinkOnOutOfMemory, WarmStart, kernel_tiles, retry_minimum
 
 #: The method's name in logs and figures.
 GUIDED_METHOD = "guided DIP"
@@ -180,7 +180,8 @@ def check_inputs(
     progress: Progress | None = None,
     roles: tuple[str, str] | None = None,
 ) -> GuidedInputs:
-    """Open and check both rasters, the output path (unless ``None``), the grids and the kernels.
+    """Open and check both rasters, the output path (unless ``None``), the grids, the kernels and the tiles for them
+    (``tiling.kernel_tiles``).
 
     Raises a one-line ``InputError``. Reads metadata only, so front ends call it to report bad input
     before a run starts. ``progress`` is told what the checks note (``roles``: as ``nest_rasters``).
@@ -205,6 +206,7 @@ def check_inputs(
     guide_kernels = band_kernels(config.guide_kernel, kernel_names(guide, config.guide_kernel, "guide", progress), s, "guide",
                                  nesting.shift)
     check_kernels_fit_target([*target_kernels, *guide_kernels], width, height, target.window is not None, partly)
+    kernel_tiles(config.tiles, [*target_kernels, *guide_kernels], width, height, "target")
     return GuidedInputs(target, guide, nesting, target_kernels, guide_kernels)
 
 
@@ -224,6 +226,8 @@ def check_registration(
 
 def _solver(
     config: GuidedDIPConfig,
+    width: int,
+    height: int,
     target_kernels: list[Kernel],
     guide_kernels: list[Kernel],
     target_scaling: BandScaling,
@@ -231,8 +235,10 @@ def _solver(
     read: Reader,
     progress: _Recorder,
     keep: np.ndarray | None = None,
-) -> tuple[Solver, str]:
-    """The tile solver shared by file and array runs; returns it and the device name. ``keep``: every tile's
+) -> tuple[ShrinkOnOutOfMemory, str]:
+    """The tile solver of a target of ``width × height`` pixels shared by file and array runs; returns it and the
+    device name. Its ``tiles`` are the configuration's, grown where the target's and the guide's kernels need
+    (``tiling.kernel_tiles``, said in the log and kept as ``progress.tiles``). ``keep``: every tile's
     back-projection width test, decided once for the run's target (``pipeline.back_projection_keep``).
 
     Running out of GPU memory shrinks the tiles, then moves to the CPU (``tiling.ShrinkOnOutOfMemory``).
@@ -241,12 +247,14 @@ def _solver(
 
     scale = target_kernels[0].scale
     device = resolve_device(config.device)
+    kernels = [*target_kernels, *guide_kernels]
+    progress.tiles = kernel_tiles(config.tiles, kernels, width, height, "target", progress)
     progress.info(
         f"device {describe(device)}; guided ×{scale}, {len(target_kernels)} target and {len(guide_kernels)} guide band(s), "
         f"kernels {config.kernel}/{config.guide_kernel}, {config.steps_text()}, "
-        f"tiles {config.tiles.size} px with {config.tiles.overlap} px overlap, seed {config.seed}"
+        f"tiles {progress.tiles.size} px with {progress.tiles.overlap} px overlap, seed {config.seed}"
     )
-    for note in dict.fromkeys(filter(None, map(recentring_note, [*target_kernels, *guide_kernels]))):
+    for note in dict.fromkeys(filter(None, map(recentring_note, kernels))):
         progress.info(note)
     warm = WarmStart(config.warm_start)
 
@@ -264,8 +272,8 @@ def _solver(
         progress.add_curve(tile.losses)
         return target_scaling.denormalise(tile.image), out_valid
 
-    minimum = max(MIN_RETRY_TILE, MIN_TARGET_SIZE)
-    return ShrinkOnOutOfMemory(solve, device, config.tiles, len(target_kernels), scale, progress, minimum, records=(progress.curves,)), describe(device)
+    minimum = retry_minimum(kernels, MIN_TARGET_SIZE)
+    return ShrinkOnOutOfMemory(solve, device, progress.tiles, len(target_kernels), scale, progress, minimum, records=(progress.curves,)), describe(device)
 
 
 def sharpen(
@@ -310,7 +318,8 @@ def sharpen(
             target_scaling, recorder, band_labels(target.bands, target.descriptions),
         )
         solve, device = _solver(
-            config, inputs.target_kernels, inputs.guide_kernels, target_scaling, fit_scaling(guide), read, recorder, keep
+            config, nesting.target.width, nesting.target.height, inputs.target_kernels, inputs.guide_kernels, target_scaling,
+            fit_scaling(guide), read, recorder, keep,
         )
         grid = guide.grid.window_grid(nesting.guide)
         # the guide's invalid pixels are invalid in the output too: under a mask where the output has no nodata value
@@ -322,7 +331,7 @@ def sharpen(
             rasters is not trained, so that costs no more than reading them): each raster may hold valid pixels, but
             not where the other does over their overlap (``fit_scaling`` only refuses a raster with none at all)."""
             if not write_tiled(output_path, written, grid, target_io, nesting.target.width, nesting.target.height, s,
-                               config.tiles, solve, recorder, constants, files=group):
+                               solve.tiles, solve, recorder, constants, files=group):
                 raise InputError(
                     f"{target_path} and {guide_path} have no valid pixel in common where they overlap, the target's "
                     f"{file_window(target, nesting.target).describe()}: every output pixel would be nodata; nothing written"
@@ -366,6 +375,6 @@ def sharpen_array(
     target_scaling = BandScaling.fit(target, t_valid)
     labels = band_labels(range(1, len(target_names) + 1), target_names)
     keep = back_projection_keep(kernels[0], w, h, decimated_sample(target, t_valid), read, target_scaling, recorder, labels)
-    solve, device = _solver(config, *kernels, target_scaling, BandScaling.fit(guide, g_valid), read, recorder, keep)
-    out = collect_tiled(w, h, target.shape[0], s, config.tiles, solve, recorder, array_constants(target, t_valid))
+    solve, device = _solver(config, w, h, *kernels, target_scaling, BandScaling.fit(guide, g_valid), read, recorder, keep)
+    out = collect_tiled(w, h, target.shape[0], s, solve.tiles, solve, recorder, array_constants(target, t_valid))
     return out, recorder.result("", device)

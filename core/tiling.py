@@ -11,23 +11,34 @@ neighbourhood plus an overlap-high band across the width (``run_tiles``), not th
 
 A tile that runs out of GPU memory (``is_gpu_out_of_memory``: PyTorch's allocator, or cuBLAS/cuDNN failing
 to allocate) is solved again as tiles of half the edge, blended the same way (``ShrinkOnOutOfMemory``), down
-to ``MIN_RETRY_TILE``; below that the run goes on on the CPU.
+to ``MIN_RETRY_TILE`` (more for a wide kernel: ``retry_minimum``); below that the run goes on on the CPU.
+
+A blur kernel reaches ``kernel_reach`` input pixels past a tile's side: the tiles a run uses overlap by at least
+twice that, the default tile grows to four times that overlap where less, and a tile size of the user's own that is
+not more than twice it is refused (``kernel_tiles``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from .config import TileOptions
+from .config import OVERLAP_TERM, TILE_TERM, TileOptions
 from .errors import GPU_OUT_OF_MEMORY, InputError, NonFiniteLoss, causes
 from .grid import Window
+from .kernels import Kernel
 from .progress import Progress, SubProgress, check_cancelled
+from .windows import footprint_margin
 
 #: Smallest tile edge (input pixels) tried after running out of GPU memory, before falling back to the CPU.
 MIN_RETRY_TILE = 32
+
+#: A tile grown for a kernel's reach (``kernel_tiles``) or shrunk after running out of GPU memory
+#: (``ShrinkOnOutOfMemory``) is at least this many times its overlap: the overlaps then take at most half its edge.
+TILE_PER_OVERLAP = 4
 
 #: Share of the GPU memory free after the leading tile that an automatic batch fills, at that tile's peak per
 #: tile (a batch running out of memory is halved anyway).
@@ -115,6 +126,77 @@ def plan_tiles(width: int, height: int, tiles: TileOptions) -> list[list[Window]
 def tile_count(width: int, height: int, tiles: TileOptions) -> int:
     """How many tiles ``plan_tiles`` makes, without listing them (a whole scene in small tiles has many)."""
     return len(tile_offsets(width, tiles.size, tiles.overlap)) * len(tile_offsets(height, tiles.size, tiles.overlap))
+
+
+def kernel_reach(kernels: Sequence[Kernel]) -> int:
+    """Pixels of the tiled grid along a tile's side whose degradation by the widest of ``kernels`` (one scale) reads
+    past the side (``windows.footprint_margin``), onto the padding ``core.degradation`` puts there: 2 for bicubic,
+    3 for lanczos3, about 3·σ for ``gaussian:σ``."""
+    return max(footprint_margin(kernel.size, kernel.scale) for kernel in kernels)
+
+
+def kernel_overlap(kernels: Sequence[Kernel]) -> int:
+    """The least overlap of tiles degraded by ``kernels``: twice ``kernel_reach`` (``kernel_tiles`` says why)."""
+    return 2 * kernel_reach(kernels)
+
+
+def retry_minimum(kernels: Sequence[Kernel], least: int) -> int:
+    """The smallest tile edge ``ShrinkOnOutOfMemory`` may shrink to for a method taking inputs of at least ``least``
+    pixels with ``kernels``: ``MIN_RETRY_TILE``, ``least``, and ``TILE_PER_OVERLAP`` times ``kernel_overlap``, so
+    that a shrunk tile's overlap still covers the kernels' reach."""
+    return max(MIN_RETRY_TILE, least, TILE_PER_OVERLAP * kernel_overlap(kernels))
+
+
+def kernel_tiles(
+    tiles: TileOptions, kernels: Sequence[Kernel], width: int, height: int, pixels: str = "input",
+    progress: Progress | None = None,
+) -> TileOptions:
+    """The tiles a ``width × height`` input (on the tiled grid, whose pixels ``pixels`` names: "input", or "target"
+    for guided DIP) degraded by ``kernels`` is solved in: ``tiles``, or grown to hold the kernels' footprint (said in
+    one line through ``progress``); a one-line ``InputError`` where the user's own tile size is too small for them.
+
+    Why. Along a tile's side inside the input, its ``R = kernel_reach(kernels)`` pixels next to the side are fitted
+    to an observation blurred over pixels the tile does not hold, with the tile's padding standing in for them, so
+    its output there is fitted to the wrong thing. Neighbouring tiles are blended over the ``overlap`` pixels they
+    share, each with a ramp falling towards its own side (``run_tiles``). With an overlap of at least ``2·R``
+    (``kernel_overlap``) the two tiles' bands of ``R`` pixels are disjoint, so every blended pixel comes from at least
+    one tile that saw the image there, and the tile that saw padding weighs at most half (its ramp is under ½ over
+    the outer half of the overlap). A tile is more than twice its overlap (``TileOptions``), so it is then also
+    wider than the kernels' footprint (``2·R + 1`` pixels; a kernel wider than the tile left it training on little
+    but padding).
+
+    Rule. Where one tile covers the input (no tile side inside it), ``tiles`` as they are. Otherwise the overlap
+    grows to ``2·R`` where less. The default tile size (``TileOptions.automatic``) grows to ``TILE_PER_OVERLAP``
+    times that where less: room to spare, the overlaps taking at most half of each tile's edge, as after running
+    out of GPU memory. Any other size is the user's own: used as it is when more than twice the overlap, else
+    refused naming the reach, the size asked and the smallest that works (more than twice the overlap, or the
+    input's longer edge: one tile). Built-in kernels reach 1 (landsat, the sentinel2 bands' MTFs) to 3 (lanczos3)
+    pixels, within the default overlap of 16 at every scale, so runs at the default tiles are unchanged.
+    """
+    if max(width, height) <= tiles.size:
+        return tiles
+    reach, need = kernel_reach(kernels), kernel_overlap(kernels)
+    words = max(kernels, key=lambda kernel: kernel.size).words
+    overlap = max(tiles.overlap, need)
+    size = max(tiles.size, TILE_PER_OVERLAP * need) if tiles.automatic else tiles.size
+    if size <= 2 * overlap:
+        smallest = min(2 * overlap + 1, max(width, height))
+        raise InputError(
+            f"{TILE_TERM} {tiles.size} is too small for {words}, which reaches {reach} {pixels} pixels past a tile's side: "
+            f"tiles must overlap by twice that ({need} pixels, {OVERLAP_TERM} raised to it) for blended seams to see the "
+            f"image, not a tile's padding, and a tile must be more than twice its overlap: use {TILE_TERM} {smallest} "
+            f"or more, or the default {TileOptions.size}, which grows to fit the kernel"
+        )
+    if (size, overlap) == (tiles.size, tiles.overlap):
+        return tiles
+    if progress is not None:
+        grown = f", and the default tile to {TILE_PER_OVERLAP} times the overlap" if size > tiles.size else ""
+        progress.info(
+            f"tiles of {tiles.size} px with {tiles.overlap} px overlap asked, {size} px with {overlap} px used: {words} "
+            f"reaches {reach} {pixels} pixels past a tile's side, so the overlap grows to twice that, for blended seams "
+            f"to see the image, not a tile's padding{grown}"
+        )
+    return replace(tiles, size=size, overlap=overlap)
 
 
 def _ramp(length: int, before: int, after: int) -> np.ndarray:
@@ -357,7 +439,7 @@ class ShrinkOnOutOfMemory:
             try:
                 if max(window.width, window.height) <= self.size:
                     return self.solve(window, progress, self.device)
-                smaller = TileOptions(self.size, min(self.tiles.overlap, self.size // 4))
+                smaller = TileOptions(self.size, min(self.tiles.overlap, self.size // TILE_PER_OVERLAP))
                 return solve_in_tiles(
                     window, self.bands, self.scale, smaller, lambda part, p: self.solve(part, p, self.device), progress
                 )

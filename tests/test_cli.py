@@ -134,6 +134,34 @@ def test_a_tile_too_small_for_its_overlap_names_the_default_and_the_option_to_lo
     assert os.listdir(tmp_path) == []
 
 
+def test_a_tile_of_the_users_too_small_for_a_wide_kernel_is_refused_in_one_line(tmp_path, capsys):
+    """gaussian:4 at ×2 reaches 12 input pixels past a tile's side, and ran as asked on 32-pixel tiles overlapping by
+    4: 24 of each tile's 32 rows and columns were fitted against its padding, and blended seams saw nothing else. Every
+    method that tiles now refuses the user's tile before anything runs, naming the kernel's reach, the tile asked and
+    the smallest tile that works (evaluate's run tiles the 48 × 48 degraded image: one tile of 48 is the smallest), and
+    writes nothing."""
+    target = write_raster(str(tmp_path / "t.tif"), read(S2_20M)[:2, :64, :64], transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    guide = write_raster(str(tmp_path / "g.tif"), read(S2_10M)[:, :128, :128])
+    out = str(tmp_path / "out" / "sr.tif")
+    os.mkdir(tmp_path / "out")
+    wide = ["--kernel", "gaussian:4", "--tile", "32", "--overlap", "4", *FAST]
+    runs = [
+        (["dip", S2_20M, out, "--scale", "2", *wide], "input", 49),
+        (["knitwork", S2_20M, out, "--scale", "2", *wide], "input", 49),
+        (["evaluate", S2_20M, "--scale", "2", "--method", "dip", "--json", out + ".json", *wide], "input", 48),
+        (["guided", target, guide, out, "--guide-kernel", "bicubic", *wide], "target", 49),
+    ]
+    for argv, pixels, smallest in runs:
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err == (
+            f"internal-sr: error: --tile 32 is too small for kernel gaussian:4, which reaches 12 {pixels} pixels past a "
+            "tile's side: tiles must overlap by twice that (24 pixels, --overlap raised to it) for blended seams to see "
+            f"the image, not a tile's padding, and a tile must be more than twice its overlap: use --tile {smallest} or "
+            "more, or the default 128, which grows to fit the kernel\n"
+        ), argv
+    assert os.listdir(tmp_path / "out") == []
+
+
 def test_every_method_stops_at_the_one_largest_scale(tmp_path, capsys):
     """DIP and Knitworks stopped at ×16 while evaluate with bicubic or guided DIP took ×17 and more, and guided DIP took a
     guide 17 times finer: ``MAX_SCALE`` is now every method's limit, and ``degrade`` alone has none (a whole block)."""

@@ -797,8 +797,8 @@ def grid_extent(path: str, width: int, height: int) -> str:
 
 
 def test_settings_the_run_would_refuse_fail_the_check_before_it(crop64: str, tmp_path) -> None:
-    """Bad kernel files, inputs or extents too small for the network, evaluation settings the protocol
-    refuses, a report written over the kernel and a folder that takes no file are refused by
+    """Bad kernel files, inputs or extents too small for the network, a tile too small for a wide kernel, evaluation
+    settings the protocol refuses, a report written over the kernel and a folder that takes no file are refused by
     ``checkParameterValues``, before any run (they used to fail only once a run had started)."""
     np.save(tmp_path / "even.npy", np.ones((4, 4)))
     np.save(tmp_path / "nan.npy", np.full((3, 3), np.nan))
@@ -815,6 +815,11 @@ def test_settings_the_run_would_refuse_fail_the_check_before_it(crop64: str, tmp
         ("dip", {**dip, "OUTPUT": "/proc/out.tif"}, "cannot write in output folder /proc"),
         ("knitwork", {**dip, "TILE_SIZE": 20}, "the tile overlap of 16 pixels, the default, which must be less than half the "
          "tile: lower it with Tile overlap (OVERLAP) to 9 or less, or use Tile size (TILE_SIZE) 33 or more"),
+        ("dip", {**dip, "KERNEL": "gaussian", "SIGMA": 4, "TILE_SIZE": 32, "OVERLAP": 4},
+         "Tile size (TILE_SIZE) 32 is too small for kernel gaussian:4, which reaches 12 input pixels past a tile's side: tiles "
+         "must overlap by twice that (24 pixels, Tile overlap (OVERLAP) raised to it) for blended seams to see the image, not "
+         "a tile's padding, and a tile must be more than twice its overlap: use Tile size (TILE_SIZE) 49 or more, or the "
+         "default 128, which grows to fit the kernel"),
         ("evaluate", {**dip, "METHOD": "dip", "KERNEL": "sentinel2", "OUTPUT": str(tmp_path / "r.html")},
          "is for guided DIP only: use bicubic, lanczos2, lanczos3, gaussian (with SIGMA), landsat or a kernel file (KERNEL_FILE)"),
         ("evaluate", {**dip, "METHOD": "bicubic", "EXTENT": f"0,10,0,20 [{grid_info(crop64).crs}]", "OUTPUT": str(tmp_path / "r.html")},

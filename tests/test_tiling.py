@@ -4,11 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from internal_sr.core.config import TileOptions
+from internal_sr.core.config import MAX_SCALE, DIPConfig, GuidedDIPConfig, KnitworkConfig, TileOptions
+from internal_sr.core.degradation import degrade_array
 from internal_sr.core.errors import Cancelled, InputError, NonFiniteLoss
 from internal_sr.core.grid import Window
+from internal_sr.core.kernels import make_kernel
+from internal_sr.core.pipeline import super_resolve_array, tile_kernels
 from internal_sr.core.progress import NullProgress
-from internal_sr.core.tiling import ShrinkOnOutOfMemory, WarmStart, plan_tiles, run_tiles, tile_count, tile_offsets
+from internal_sr.core.sentinel2 import ORDER, kernel_spec
+from internal_sr.core.sharpen import sharpen_array
+from internal_sr.core.tiling import ShrinkOnOutOfMemory, WarmStart, kernel_tiles, plan_tiles, run_tiles, tile_count, tile_offsets
+
+from helpers import S2_10M_256, read
 
 
 @pytest.mark.parametrize("length,size,overlap", [(100, 32, 8), (33, 32, 4), (300, 64, 0), (64, 64, 16), (129, 40, 19)])
@@ -172,3 +179,74 @@ def test_a_diverged_network_is_not_kept_to_warm_start_the_next_tiles():
     trained = {"weight": torch.tensor([1.0, 2.0]), "count": torch.tensor(3)}
     warm.keep(trained)
     assert warm.state is trained and not warm.pending
+
+
+def test_the_default_tiles_are_unchanged_with_every_built_in_kernel():
+    """Tiles change only for a kernel reaching past a tile's side by more than half the overlap: the built-in kernels,
+    at every scale and pixel phase, the sentinel2 bands' MTFs and a learned kernel's support leave the default tiles,
+    and so default runs, as they were, without a word in the log."""
+    messages = []
+
+    class Messages(NullProgress):
+        def info(self, message: str) -> None:
+            messages.append(message)
+
+    specs = ["bicubic", "lanczos2", "lanczos3", "landsat", *(kernel_spec(band) for band in ORDER)]
+    for scale in range(2, MAX_SCALE + 1):
+        kernels = [make_kernel(spec, scale, shift) for spec in specs for shift in ((0.0, 0.0), (0.5, 0.5))]
+        kernels += tile_kernels(KnitworkConfig(scale=scale, kernel="learned"), None)
+        for kernel in kernels:
+            assert kernel_tiles(TileOptions(), [kernel], 4096, 4096, progress=Messages()) == TileOptions(), (scale, kernel.name)
+    assert messages == []
+
+
+#: Reaches 18 input pixels past a tile's side at ×2: tiles overlapping by 36, the default tile grown to 144.
+WIDE = "gaussian:6"
+
+
+@pytest.mark.parametrize("method", ["dip", "knitwork", "guided"])
+def test_a_wide_kernel_grows_the_default_tiles_and_the_log_says_so(method):
+    """A kernel reaching 18 input pixels past a tile's side, more than the default overlap of 16 covers, was used with
+    the tiles as asked: each tile fitted its sides to an observation blurred over pixels it does not hold, against its
+    padding, and blended seams saw nothing else. The overlap now grows to twice the reach and the default tile to four
+    times that, said in one line, and the run (DIP, Knitworks, guided DIP) uses them."""
+    image = np.pad(read(S2_10M_256).astype(np.float32)[:, :80], ((0, 0), (0, 0), (0, 44)), mode="reflect")  # 80 × 300
+    fast = dict(iterations=1, early_stop=False, back_projection_steps=0, device="cpu", kernel=WIDE)
+    pixels = "input"
+    if method == "guided":
+        target = degrade_array(image[:2], make_kernel(WIDE, 2)).astype(np.float32)  # 40 × 150
+        config = GuidedDIPConfig(width=8, layers=2, guide_kernel=WIDE, **fast)
+        run = sharpen_array(target, image[2:], config, [None] * 2, [None] * 2)[1]
+        pixels = "target"
+    elif method == "dip":
+        config = DIPConfig(scale=2, depth=3, channels=8, skip_channels=2, noise_channels=4, detail_channels=8, **fast)
+        run = super_resolve_array(image[:1, ::2, ::2], config)[1]
+    else:
+        config = KnitworkConfig(scale=2, width=16, layers=2, fourier_features=8, discriminator_layers=(8,), adversarial_patches=64, **fast)
+        run = super_resolve_array(image[:1, ::2, ::2], config)[1]
+    assert run.tiles == TileOptions(144, 36) and len(run.curves) == 2
+    assert (
+        f"tiles of 128 px with 16 px overlap asked, 144 px with 36 px used: kernel {WIDE} reaches 18 {pixels} pixels past a "
+        "tile's side, so the overlap grows to twice that, for blended seams to see the image, not a tile's padding, and "
+        "the default tile to 4 times the overlap"
+    ) in run.messages
+    assert sum("tiles 144 px with 36 px overlap" in message for message in run.messages) == 1
+
+
+def test_a_wide_kernel_raises_the_overlap_of_the_users_tile_and_refuses_one_too_small():
+    """A tile size of the user's own is kept: the overlap grows where the kernel needs, and a tile not more than twice
+    that is refused naming the reach, the size asked and the smallest that works: one tile over the input's longer edge
+    where that is less. An input one tile covers has no seams and keeps its tiles."""
+    lanczos3, wide = [make_kernel("lanczos3", 2)], [make_kernel("gaussian:4", 2)]  # reaching 3 and 12 input pixels
+    assert kernel_tiles(TileOptions(64, 4), lanczos3, 100, 100) == TileOptions(64, 6)
+    assert kernel_tiles(TileOptions(64, 30), wide, 100, 100) == TileOptions(64, 30)
+    assert kernel_tiles(TileOptions(32, 4), wide, 32, 32) == TileOptions(32, 4)
+    for (width, height), smallest in (((100, 60), 49), ((40, 48), 48)):
+        with pytest.raises(InputError) as error:
+            kernel_tiles(TileOptions(32, 4), wide, width, height)
+        assert str(error.value) == (
+            "--tile 32 is too small for kernel gaussian:4, which reaches 12 input pixels past a tile's side: tiles must "
+            "overlap by twice that (24 pixels, --overlap raised to it) for blended seams to see the image, not a tile's "
+            f"padding, and a tile must be more than twice its overlap: use --tile {smallest} or more, or the default 128, "
+            "which grows to fit the kernel"
+        )
