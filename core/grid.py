@@ -128,9 +128,11 @@ class Nesting:
     degradation kernels then carry that shift (``core.kernels``).
 
     ``offset`` and ``drift`` (columns, rows; guide pixels, each within ``ALIGNMENT_TOLERANCE``): how far the
-    target's pixel edges fall from the guide's edges they are taken to lie on (plus ``shift``), at the target's
-    corner and at the far corner of the overlap, positive towards higher columns and rows. 0 for exactly nested
-    grids; ``alignment_note`` words them when they are more than floating-point noise.
+    target's pixel edges fall from the guide's edges they are taken to lie on (plus ``shift``), positive towards
+    higher columns and rows (``misplacement``). ``offset`` is that at the target's corner; ``drift`` is the worst
+    over the overlap, i.e. over its four corners (``worst_misplacement``: per axis, the signed value of largest
+    magnitude, perhaps at two different corners). 0 for exactly nested grids; ``alignment_note`` words them when
+    they are more than floating-point noise.
     """
 
     scale: int
@@ -158,9 +160,10 @@ def _span(offset: int, scale: int, target_length: int, guide_length: int) -> tup
 class NotAligned(InputError):
     """The target's pixel edges do not fall on the guide's (nor half-way between them) over the overlap.
 
-    ``offsets``: (columns, rows) distance in guide pixels from the worst corner of the overlap to the nearest
-    whole guide pixel edge; ``scale``: the integer ratio of the grids. Front ends that word the grids in their
-    own terms (``core.sentinel2_product``) read these instead of the message.
+    ``offsets``: (columns, rows) distance in guide pixels to the nearest whole guide pixel edge from the target's
+    corner (where no phase, 0 or ½, fits) or from the worst corner of the overlap (per axis); ``scale``: the integer
+    ratio of the grids. Front ends that word the grids in their own terms (``core.sentinel2_product``) read these
+    instead of the message.
     """
 
     def __init__(self, message: str, offsets: tuple[float, float], scale: int) -> None:
@@ -186,10 +189,24 @@ def guide_position(target: Grid, guide: Grid, col: float, row: float) -> tuple[f
 def misplacement(target: Grid, guide: Grid, scale: int, origin: tuple[float, float], col: int, row: int) -> tuple[float, float]:
     """How far (columns, rows; guide pixels, positive towards higher ones) the corner of target pixel (``col``, ``row``)
     falls from the guide's pixel edge it is taken to lie on: ``origin`` (where the target's corner is taken to lie, in
-    guide pixels) plus ``scale`` guide pixels per target pixel. ``Nesting.offset`` is this at (0, 0), ``Nesting.drift``
-    at the far corner of the overlap."""
+    guide pixels) plus ``scale`` guide pixels per target pixel. Affine in (``col``, ``row``). ``Nesting.offset`` is
+    this at (0, 0)."""
     x, y = guide_position(target, guide, col, row)
     return x - origin[0] - scale * col, y - origin[1] - scale * row
+
+
+def worst_misplacement(
+    target: Grid, guide: Grid, scale: int, origin: tuple[float, float], window: Window
+) -> tuple[float, float]:
+    """The worst ``misplacement`` (columns, rows; guide pixels) of the target's pixel edges over ``window`` (target
+    pixels): per axis, the signed value of largest magnitude over the window's four corners, perhaps taken at two
+    different corners. The misplacement is affine in (column, row) (pixel sizes a little off the ratio ``scale``, and
+    rotation terms, move edges linearly across a raster), so no edge inside the window is further off.
+    ``Nesting.drift`` (``nest``, ``same_grid``)."""
+    cols = (window.col_off, window.col_off + window.width)
+    rows = (window.row_off, window.row_off + window.height)
+    corners = [misplacement(target, guide, scale, origin, col, row) for row in rows for col in cols]
+    return max((c[0] for c in corners), key=abs), max((c[1] for c in corners), key=abs)
 
 
 def _resample_hint(target: Grid, guide: Grid, scale: int) -> str:
@@ -201,11 +218,11 @@ def _resample_hint(target: Grid, guide: Grid, scale: int) -> str:
 
 
 #: How far (guide pixels) the target's pixel edges may fall off the guide's (or off half-way between them) and
-#: still count as aligned (``nest``): at the target's corner, and at the far corner of the overlap, where pixel sizes
-#: nearly but not exactly in the integer ratio have drifted apart (the SpaceNet Rotterdam pair, 1.0000483 m pixels
-#: over 0.4999935 m ones, by 0.037 pan pixels across its 300 multispectral pixels). Within it the target is taken as
-#: nesting exactly and the output lies on the guide's grid; the misplacement it allows is far below what matters
-#: for the result:
+#: still count as aligned (``nest``): at the target's corner, and at every corner of the overlap, where pixel sizes
+#: nearly but not exactly in the integer ratio (the SpaceNet Rotterdam pair, 1.0000483 m pixels over 0.4999935 m
+#: ones, by 0.037 pan pixels across its 300 multispectral pixels), and rotation terms, have moved them apart. Within
+#: it the target is taken as nesting exactly and the output lies on the guide's grid; the misplacement it allows is
+#: far below what matters for the result:
 #:
 #: - it is below what the registration check can see, 1 / ``core.registration.UPSAMPLE`` target pixel = 0.1 guide
 #:   pixel at scale 2 (more at larger scales), and a twelfth of the shift it warns about, ``WARN_SHIFT`` (0.3 target
@@ -222,8 +239,10 @@ def _resample_hint(target: Grid, guide: Grid, scale: int) -> str:
 #:   geotransforms (float64) and world files (decimal text) carry (``FLOAT_NOISE``).
 #:
 #: The same bound, in guide pixels across a raster, is how far its geotransform's rotation terms may move its pixel
-#: edges for it to count as north-up (``rotation_drift``): rotation terms move pixel edges linearly across the raster
-#: as a drift does, so within it they misplace no edge by more than a drift accepted here would.
+#: edges for it to count as north-up (``rotation_drift``). Rotation terms move pixel edges linearly across the raster
+#: as a drift does, but along the other axis (column edges from row to row, row edges from column to column), so
+#: they can add to a drift at two corners of the overlap while cancelling it at the far one: the bound holds at all four
+#: (``worst_misplacement``), whatever the rotation terms and pixel sizes add up to.
 ALIGNMENT_TOLERANCE = 0.05
 #: Misplacements of pixel edges (guide pixels) up to this are floating-point noise, the rounding of pixel sizes and
 #: origins (10 m written as 10 + 1e-9 moves the edges 1.5e-7 guide pixels across 768 target pixels of 20 m):
@@ -277,10 +296,11 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
     or is not an integer ≥ 2 (by more than ``tolerance``: the drift of the edges of one target pixel), or the grids do
     not overlap by at least one whole target pixel (a ``NoOverlap``); a ``NotAligned`` when the target's pixel edges
     fall neither on the guide's nor half-way between them, within ``tolerance`` guide pixels, at the target's corner
-    and at the far corner of the overlap (pixel sizes whose ratio is nearly but not exactly the integer drift apart
-    across the raster: the drift accumulated there is what is checked, whatever the extent). Within ``tolerance``
-    the target is taken as nesting exactly, and how far it is off is kept (``Nesting.offset``, ``Nesting.drift``;
-    worded by ``alignment_note``). Nothing is reprojected or resampled.
+    (which sets the phase, 0 or ½) and at each corner of the overlap (pixel sizes whose ratio is nearly but not
+    exactly the integer, and rotation terms, move the edges apart linearly across the raster: the worst misplacement
+    over the overlap, at one of its corners, is what is checked, whatever the extent; ``worst_misplacement``).
+    Within ``tolerance`` the target is taken as nesting exactly, and how far it is off is kept (``Nesting.offset``,
+    ``Nesting.drift``; worded by ``alignment_note``). Nothing is reprojected or resampled.
     """
     if (target.crs is None) != (guide.crs is None):
         which, other = ("target", guide.crs) if target.crs is None else ("guide", target.crs)
@@ -334,16 +354,18 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
     if c1 <= c0 or r1 <= r0:
         raise NoOverlap("target and guide do not overlap (not even one whole target pixel is covered by the guide)")
     origin = (halves[0] / 2, halves[1] / 2)
-    drift = misplacement(target, guide, scale, origin, c1, r1)
+    window = Window(c0, r0, c1 - c0, r1 - r0)
+    drift = worst_misplacement(target, guide, scale, origin, window)
     if any(abs(d) > tolerance for d in drift):
         offsets = (off_whole(drift[0]), off_whole(drift[1]))
+        turned = " or by the rotation terms of the geotransforms" if any((t.b, t.d, g.b, g.d)) else ""
         raise NotAligned(
-            f"target and guide pixels drift apart: the guide's pixels ({abs(g.a):.10g} × {abs(g.e):.10g}) are not exactly 1/{scale} "
-            f"of the target's ({abs(t.a):.10g} × {abs(t.e):.10g}), so at the far corner of the overlap, {c1 - c0} × {r1 - r0} "
-            f"target pixels on, the target's pixel edges fall {drift[0]:+.3g}, {drift[1]:+.3g} guide pixels off the guide's "
-            f"(at most {tolerance:g} is taken as aligned); {_resample_hint(target, guide, scale)}", offsets, scale
+            f"target and guide pixels drift apart: at a corner of the overlap ({window.width} × {window.height} target pixels) "
+            f"the target's pixel edges fall up to {drift[0]:+.3g}, {drift[1]:+.3g} guide pixels off the guide's (at most "
+            f"{tolerance:g} is taken as aligned), moved by pixel sizes not exactly in the ratio {scale} (the target's "
+            f"{abs(t.a):.10g} × {abs(t.e):.10g}, the guide's {abs(g.a):.10g} × {abs(g.e):.10g}){turned}; "
+            f"{_resample_hint(target, guide, scale)}", offsets, scale
         )
-    window = Window(c0, r0, c1 - c0, r1 - r0)
     fine = Window(col + scale * c0, row + scale * r0, scale * window.width, scale * window.height)
     return Nesting(scale, window, fine, shift, misplacement(target, guide, scale, origin, 0, 0), drift)
 
@@ -351,21 +373,22 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
 def same_grid(grid: Grid, reference: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> Nesting:
     """Check that ``grid`` lies on ``reference``'s pixels, by ``nest``'s bound at scale 1:
     the same width and height, and pixel edges within ``tolerance`` pixels of ``reference``'s at every corner of
-    ``grid`` (``misplacement``; pixel sizes a little apart drift apart across the raster, and an edge's misplacement,
-    affine across the raster, is largest at a corner). Within it ``grid`` is taken as lying exactly on ``reference``'s
-    pixels. Returns the ``Nesting`` of scale 1 over the whole grid, its misplacement at the corner and at the far corner
-    kept (``Nesting.offset``, ``Nesting.drift``) for ``alignment_note``. Raises an ``InputError`` for other sizes and a
-    ``NotAligned`` (``offsets``: the largest misplacement, columns and rows) for edges beyond ``tolerance``, each
-    saying what differs (in ``reference``'s pixels) for the caller to prefix with which rasters these are."""
+    ``grid`` (``worst_misplacement``; pixel sizes a little apart drift apart across the raster, and an edge's
+    misplacement, affine across the raster, is largest at a corner). Within it ``grid`` is taken as lying exactly on
+    ``reference``'s pixels. Returns the ``Nesting`` of scale 1 over the whole grid, its misplacement at the corner and
+    the worst over the grid kept (``Nesting.offset``, ``Nesting.drift``) for ``alignment_note``. Raises an
+    ``InputError`` for other sizes and a ``NotAligned`` (``offsets``: the largest misplacement, columns and rows) for
+    edges beyond ``tolerance``, each saying what differs (in ``reference``'s pixels) for the caller to prefix with
+    which rasters these are."""
     if (grid.width, grid.height) != (reference.width, reference.height):
         raise InputError(f"{grid.width}×{grid.height} pixels against {reference.width}×{reference.height}")
-    corners = [misplacement(grid, reference, 1, (0.0, 0.0), col, row) for row in (0, grid.height) for col in (0, grid.width)]
-    worst = (max(abs(c[0]) for c in corners), max(abs(c[1]) for c in corners))
+    whole = Window(0, 0, grid.width, grid.height)
+    drift = worst_misplacement(grid, reference, 1, (0.0, 0.0), whole)
+    worst = (abs(drift[0]), abs(drift[1]))
     if max(worst) > tolerance:
         raise NotAligned(f"its pixel edges fall up to {worst[0]:.3g}, {worst[1]:.3g} pixels (x, y) off the other's, at most "
                          f"{tolerance:g} is taken as aligned", worst, 1)
-    whole = Window(0, 0, grid.width, grid.height)
-    return Nesting(1, whole, whole, offset=corners[0], drift=corners[-1])
+    return Nesting(1, whole, whole, offset=misplacement(grid, reference, 1, (0.0, 0.0), 0, 0), drift=drift)
 
 
 def alignment_note(
@@ -373,7 +396,7 @@ def alignment_note(
 ) -> str | None:
     """The log line for grids that ``nest`` (or ``same_grid``, at scale 1) accepted although the target's pixel edges
     fall off the guide's by more than ``FLOAT_NOISE`` (``Nesting.offset``, ``Nesting.drift``): how far, in guide
-    pixels, at the far corner of the overlap and at the target's corner, and that the target is taken as nesting on
+    pixels, at worst (at a corner of the overlap) and at the target's corner, and that the target is taken as nesting on
     (at scale 1: lying on) the guide's grid; ``None`` for grids nested exactly. ``roles``: what the target and the
     guide are in the front end's words (e.g. "the 20 m bands B5, B6"), named beside them; ``None``: the target and the
     guide the user gave. ``names``: the nouns for the two grids (e.g. ("band B6", "band B5") for bands stacked on one
@@ -385,8 +408,8 @@ def alignment_note(
     (dx, dy), (ox, oy), window = nesting.drift, nesting.offset, nesting.target
     taken = "nesting on" if nesting.scale > 1 else "lying on"
     return (
-        f"the pixels of {target} and {guide} are not exactly aligned: at the far corner of the overlap, {window.width} × "
-        f"{window.height} {t} pixels on, the {t}'s pixel edges fall {dx:+.3g}, {dy:+.3g} {g} pixels (x, y) off the "
+        f"the pixels of {target} and {guide} are not exactly aligned: at a corner of the overlap ({window.width} × "
+        f"{window.height} {t} pixels) the {t}'s pixel edges fall up to {dx:+.3g}, {dy:+.3g} {g} pixels (x, y) off the "
         f"{g}'s ({ox:+.3g}, {oy:+.3g} at the {t}'s corner), within the {ALIGNMENT_TOLERANCE:g} {g} pixel taken as "
         f"aligned: the {t} is taken as {taken} the {g}'s grid"
     )

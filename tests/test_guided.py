@@ -18,7 +18,8 @@ from internal_sr.core.degradation import Degradation
 from internal_sr.core.errors import InputError
 from internal_sr.core.evaluation import bicubic, hpf_injection
 from internal_sr.core.grid import (
-    ALIGNMENT_TOLERANCE, FLOAT_NOISE, Grid, NotAligned, Window, alignment_note, nest, north_up, rotation_drift,
+    ALIGNMENT_TOLERANCE, FLOAT_NOISE, Grid, NotAligned, Window, alignment_note, misplacement, nest, north_up,
+    rotation_drift,
 )
 from internal_sr.core.kernels import make_kernel
 from internal_sr.core.progress import NullProgress
@@ -1422,8 +1423,8 @@ def test_bands_of_one_resolution_stack_within_the_alignment_tolerance_as_guided_
     (b5, b6), lines = stacked(0.98 * ALIGNMENT_TOLERANCE)
     corner = "+0, +0" if kind == "drift" else "+0.049, +0.049"
     assert lines == [
-        f"the pixels of the band B6 ({b6}) and the band B5 ({b5}) are not exactly aligned: at the far corner of the overlap, "
-        f"64 × 64 band B6 pixels on, the band B6's pixel edges fall +0.049, +0.049 band B5 pixels (x, y) off the band B5's "
+        f"the pixels of the band B6 ({b6}) and the band B5 ({b5}) are not exactly aligned: at a corner of the overlap "
+        f"(64 × 64 band B6 pixels) the band B6's pixel edges fall up to +0.049, +0.049 band B5 pixels (x, y) off the band B5's "
         f"({corner} at the band B6's corner), within the 0.05 band B5 pixel taken as aligned: the band B6 is taken as lying "
         "on the band B5's grid"
     ]
@@ -1448,7 +1449,7 @@ def test_pixel_sizes_nearly_in_ratio_are_refused_for_the_drift_they_accumulate_w
     768 target pixels: refused for the whole raster as for an extent at its east edge; a ratio off by rounding is not."""
     target = Grid(768, 384, Affine(20, 0, 330000, 0, -20, 5822040), UTM)
     guide = Grid(1536, 768, Affine(10.009, 0, 330000, 0, -10.009, 5822040), UTM)
-    with pytest.raises(NotAligned, match=r"drift apart: .* fall -1\.38, -0\.691 guide pixels off the guide's .* -tr 10 10 -te"):
+    with pytest.raises(NotAligned, match=r"drift apart: .* fall up to -1\.38, -0\.691 guide pixels off the guide's .* -tr 10 10 -te"):
         nest(target, guide)
     with pytest.raises(NotAligned, match="not aligned"):
         nest(target.window_grid(Window(720, 0, 48, 48)), guide)
@@ -1468,7 +1469,7 @@ class Lines(NullProgress):
 
 def nearly_nested(kind: str, off: float) -> tuple[Grid, Grid]:
     """A 48 × 48 target of 20 m pixels and a guide of about 10 m pixels whose pixel edges fall ``off`` guide pixels
-    (down and right) off the target's: at its far corner only, the guide's pixels a little small (``drift``), or
+    (down and right) off the target's: growing to its far corner, the guide's pixels a little small (``drift``), or
     everywhere, the guide's origin moved (``offset``), or moved from the half-pixel phase of Landsat's grids (``half``)."""
     target = Grid(48, 48, Affine(20, 0, 336000, 0, -20, 5819040), UTM)
     pixel = 10.0 / (1 + off / 96) if kind == "drift" else 10.0
@@ -1489,13 +1490,71 @@ def test_pixel_edges_within_the_alignment_tolerance_nest_and_beyond_it_are_refus
     assert nesting.drift == pytest.approx((0.049, 0.049))
     assert nesting.offset == pytest.approx((0.0, 0.0) if kind == "drift" else (0.049, 0.049))
     refused = {
-        "drift": r"drift apart: .* fall \+0\.051, \+0\.051 guide pixels off the guide's \(at most 0\.05 is taken as aligned\)",
+        "drift": r"drift apart: at a corner of the overlap \(48 × 48 target pixels\) the target's pixel edges fall up to "
+                 r"\+0\.051, \+0\.051 guide pixels off the guide's \(at most 0\.05 is taken as aligned\), moved by pixel sizes "
+                 r"not exactly in the ratio 2 \(the target's 20 × 20, the guide's 9\.99\d+ × 9\.99\d+\); resample",
         "offset": r"not aligned: the target's corner falls 0\.051, 0\.051 guide pixels off .* \(0 or ½ is supported, within 0\.05\)",
         "half": r"not aligned: the target's corner falls 0\.449, 0\.449 guide pixels off",
     }[kind]
     with pytest.raises(NotAligned, match=refused) as error:
         nest(*nearly_nested(kind, 1.02 * ALIGNMENT_TOLERANCE))
     assert "\n" not in str(error.value) and "gdalwarp" in str(error.value)
+
+
+def turned_against_a_drift(axis: str, off: float) -> tuple[Grid, Grid]:
+    """A 48 × 48 target of 20 m pixels over a guide of 96 × 96 pixels of about 10 m, of one corner, whose pixel edges
+    drift apart along one ``axis`` ("x": columns, "y": rows): the guide's pixels a little large there move the
+    target's edges by −2·``off`` guide pixels across the raster, and the target's rotation term (``b`` for x, ``d``
+    for y, north-up within ``ALIGNMENT_TOLERANCE`` for ``off`` below it) by +``off`` the other way across it, so they
+    fall −2·``off`` off at one side corner of the overlap, (48, 0) for x or (0, 48) for y, +``off`` at the other and
+    only −``off`` at the far corner (48, 48)."""
+    pixel = 20 / (2 - 2 * off / 48)
+    turn = off * pixel / 48
+    if axis == "x":
+        return (Grid(48, 48, Affine(20, turn, 336000, 0, -20, 5819040), UTM),
+                Grid(96, 96, Affine(pixel, 0, 336000, 0, -10, 5819040), UTM))
+    return (Grid(48, 48, Affine(20, 0, 336000, -turn, -20, 5819040), UTM),
+            Grid(96, 96, Affine(10, 0, 336000, 0, -pixel, 5819040), UTM))
+
+
+@pytest.mark.parametrize("axis", ["x", "y"])
+def test_pixel_edges_are_judged_at_every_corner_of_the_overlap_not_only_at_the_far_one(axis):
+    """A rotation term and a drift of pixel sizes of opposite signs cancel at the far corner of the overlap and add at
+    the other two: edges 0.08 guide pixel off at (48, 0) or (0, 48) and 0.04 at the far corner were accepted, as
+    nesting, for the check at the far corner alone. Now the worst corner is judged, and kept as ``Nesting.drift``."""
+    within = nest(*turned_against_a_drift(axis, 0.02))
+    assert within.target == Window(0, 0, 48, 48)
+    assert within.drift == pytest.approx((-0.04, 0.0) if axis == "x" else (0.0, -0.04))
+    assert re.search(r"fall up to (-0\.04, \+0|\+0, -0\.04) guide pixels \(x, y\)", alignment_note(within))
+    beyond = r"-0\.08, \+0" if axis == "x" else r"\+0, -0\.08"
+    with pytest.raises(NotAligned, match=rf"^target and guide pixels drift apart: at a corner of the overlap \(48 × 48 target "
+                       rf"pixels\) the target's pixel edges fall up to {beyond} guide pixels off the guide's \(at most 0\.05 .* "
+                       r"or by the rotation terms of the geotransforms; resample the guide .* gdalwarp") as error:
+        nest(*turned_against_a_drift(axis, 0.04))
+    assert error.value.offsets == pytest.approx((0.08, 0.0) if axis == "x" else (0.0, 0.08))
+
+
+def test_pixel_edges_are_judged_over_an_overlap_that_starts_inside_a_larger_target():
+    """The guide covers only the last 16 of a 64 × 48 target's columns: the overlap's near corner (48, 0) is not the
+    target's corner. The target's corner falls +0.04 guide pixel off, pixel sizes a little off the ratio move the
+    edges by −0.1 across its first 48 columns and its rotation term by +0.045 down its rows, so the overlap's near
+    corner falls −0.06 off (its corner (64, 0) −0.093) while the target's corner and the overlap's far corner, −0.048,
+    are within the bound that was checked there alone. Refused; with half the drift, nested, the worst corner kept."""
+
+    def inside(drift: float) -> tuple[Grid, Grid]:
+        pixel = 20 / (2 - drift / 48)
+        return (Grid(64, 48, Affine(20, 0.045 * pixel / 48, 336000, 0, -20, 5819040), UTM),
+                Grid(32, 96, Affine(pixel, 0, 336000 + (96 - 0.04) * pixel, 0, -10, 5819040), UTM))
+
+    target, guide = inside(0.1)
+    near, far = (misplacement(target, guide, 2, (-96.0, 0.0), col, row)[0] for col, row in ((48, 0), (64, 48)))
+    assert near == pytest.approx(-0.06) and far == pytest.approx(-0.0483, abs=1e-4)
+    with pytest.raises(NotAligned, match=r"drift apart: at a corner of the overlap \(16 × 48 target pixels\) the target's pixel "
+                                         r"edges fall up to -0\.0933, \+0 guide pixels off"):
+        nest(target, guide)
+    within = nest(*inside(0.05))
+    assert (within.target, within.guide) == (Window(48, 0, 16, 48), Window(0, 0, 32, 96))
+    assert within.offset == pytest.approx((0.04, 0.0)) and within.drift == pytest.approx((0.035, 0.0))
 
 
 def test_the_alignment_tolerance_stays_far_below_what_the_registration_check_sees_and_far_from_half_a_pixel():
@@ -1513,8 +1572,8 @@ def test_the_alignment_tolerance_stays_far_below_what_the_registration_check_see
 def test_grids_nested_but_not_exactly_are_said_so_in_one_line():
     nesting = nest(*nearly_nested("drift", 0.98 * ALIGNMENT_TOLERANCE))
     assert alignment_note(nesting) == (
-        "the pixels of the target and the guide are not exactly aligned: at the far corner of the overlap, 48 × 48 target "
-        "pixels on, the target's pixel edges fall +0.049, +0.049 guide pixels (x, y) off the guide's (+0, +0 at the target's "
+        "the pixels of the target and the guide are not exactly aligned: at a corner of the overlap (48 × 48 target "
+        "pixels) the target's pixel edges fall up to +0.049, +0.049 guide pixels (x, y) off the guide's (+0, +0 at the target's "
         "corner), within the 0.05 guide pixel taken as aligned: the target is taken as nesting on the guide's grid"
     )
     roles = ("the 20 m bands B5, B6", "the 10 m bands B2, B3, B4, B8")
@@ -1566,7 +1625,7 @@ def test_the_real_spacenet_pair_runs_on_the_guides_grid(tmp_path):
     with rasterio.open(SPACENET_PAN) as pan, rasterio.open(out) as result:
         assert result.transform == pan.transform * Affine.translation(536, 536) and result.crs == pan.crs
         assert (result.width, result.height, result.count) == (64, 64, 4)
-    note = (r"not exactly aligned: at the far corner of the overlap, 32 × 32 target pixels on, the target's pixel edges fall "
+    note = (r"not exactly aligned: at a corner of the overlap \(32 × 32 target pixels\) the target's pixel edges fall up to "
             r"\+0\.0368, \+0\.0368 guide pixels \(x, y\) off the guide's \(\+0\.0329, \+0\.0329 at the target's corner\)")
     assert sum(bool(re.search(note, line)) for line in messages) == 1, messages
     lines = Lines()
