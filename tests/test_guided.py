@@ -1592,7 +1592,7 @@ def test_guided_and_evaluate_accept_a_guide_within_the_tolerance_and_say_so(tmp_
 
     t, g = geo_pair(tmp_path, guide_origin=(300000.0 + east, 5800000.0))
     config = replace(FAST, kernel="sentinel2", guide_kernel="sentinel2")
-    note = f"the target's pixel edges fall {-east / 10:+.3g}, +0 guide pixels (x, y) off the guide's ({-east / 10:+.3g}, +0 at"
+    note = f"the target's pixel edges fall up to {-east / 10:+.3g}, +0 guide pixels (x, y) off the guide's ({-east / 10:+.3g}, +0 at"
     for check in (lambda lines: check_inputs(t, g, None, config, progress=lines).nesting.target,
                   lambda lines: plan_evaluation(t, "guided", 2, "sentinel2", config, guide_path=g, progress=lines).area):
         lines = Lines()
