@@ -499,6 +499,15 @@ def input_settings(source: RasterSource, bands: tuple[int, ...] | None, extent: 
     }
 
 
+def tiles_text(asked: TileOptions, used: TileOptions) -> str:
+    """How the settings log shows the tiles: those ``used`` (the engine's check: ``asked``, grown where the kernel
+    reaches past a tile's overlap, ``core.tiling.kernel_tiles``), after those ``asked`` when they differ."""
+    words = tr("{} px with {} px overlap")
+    if used == asked:
+        return words.format(used.size, used.overlap)
+    return tr("{} asked → {} used").format(words.format(asked.size, asked.overlap), words.format(used.size, used.overlap))
+
+
 #: How the out-of-memory hints of ``core.errors.error_line`` name the parameters that help.
 TILE_HINT, DEVICE_HINT = "Tile size (TILE_SIZE)", "Device cpu"
 #: The engine's messages name kernels and tile settings as the command line takes them (``core.config.GAUSSIAN_TERM``,

@@ -7,7 +7,7 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
 from ..core.config import GUIDED_ITERATIONS, GuidedDIPConfig, IOOptions
-from .base import GUIDED_KERNELS, InternalSRAlgorithm, Job, extent_text, tr
+from .base import GUIDED_KERNELS, InternalSRAlgorithm, Job, extent_text, tiles_text, tr
 from .run_times import presets_text, run_time_help
 
 
@@ -114,7 +114,8 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
         )
         guide_io = IOOptions(bands=self.read_bands(parameters, context, guide, self.GUIDE_BANDS), crs=guide.crs)
         output = self.read_output(parameters, context, [target.path, guide.path])
-        nesting = check_inputs(target.path, guide.path, None, config, target_io, guide_io).nesting  # output: checked above
+        inputs = check_inputs(target.path, guide.path, None, config, target_io, guide_io)  # output: checked above
+        nesting = inputs.nesting
         target_path, guide_path = target.path, guide.path
 
         def run(progress: Any) -> Any:
@@ -131,7 +132,7 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
             tr("Iterations"): str(config.steps),
             tr("Device requested"): config.device,
             tr("Seed"): str(config.seed),
-            tr("Tiles"): tr("{} px with {} px overlap").format(config.tiles.size, config.tiles.overlap),
+            tr("Tiles"): tiles_text(config.tiles, inputs.tiles),
             tr("Output"): output,
         }
         return Job(run, settings)

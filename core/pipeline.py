@@ -247,12 +247,15 @@ def output_files(output_path: str) -> list[str]:
     return [output_path, estimated_kernel_path(output_path)]
 
 
-def check_super_resolve(input_path: str, output_path: str | None, config: MethodConfig, io: IOOptions = IOOptions()) -> RasterInfo:
+def check_super_resolve(
+    input_path: str, output_path: str | None, config: MethodConfig, io: IOOptions = IOOptions()
+) -> tuple[RasterInfo, TileOptions]:
     """Everything ``super_resolve`` checks before it starts, from metadata alone: the input, its bands and
     extent, the output path and the files of the kernel Knitworks learns beside it (unless ``None``), the input's
     size for the network and the kernel (a kernel file is read; the kernel must fit in the image, ``check_kernel_fits``,
-    and in the tiles: ``tiling.kernel_tiles``). Raises a one-line ``InputError``; front ends call it to refuse bad
-    settings before a run."""
+    and in the tiles: ``tiling.kernel_tiles``). Returns the input and the tiles the run is solved in (``config.tiles``,
+    grown where the kernel needs), which front ends show before the run. Raises a one-line ``InputError``; front ends
+    call it to refuse bad settings before a run."""
     input_path, output_path = as_paths(input_path, output_path)
     info = open_info(input_path, io.bands, io.extent, 1, io.crs)
     if output_path is not None:
@@ -262,8 +265,7 @@ def check_super_resolve(input_path: str, output_path: str | None, config: Method
     kernel = method_kernel(config)
     if kernel is not None:
         check_kernel_fits(kernel, info.grid.width, info.grid.height, info.window is not None)
-    kernel_tiles(config.tiles, tile_kernels(config, kernel), info.grid.width, info.grid.height)
-    return info
+    return info, kernel_tiles(config.tiles, tile_kernels(config, kernel), info.grid.width, info.grid.height)
 
 
 def learns_kernel(config: MethodConfig) -> bool:
@@ -538,7 +540,7 @@ def super_resolve(
     """
     input_path, output_path = as_paths(input_path, output_path)
     recorder = _Recorder(progress or NullProgress(), files)
-    info = check_super_resolve(input_path, output_path, config, io)
+    info, _ = check_super_resolve(input_path, output_path, config, io)  # the solver chooses the tiles again, saying so
     with claimed(output_files(output_path)):
         _log_input(info, recorder)
         scaling, read = fit_scaling(info), (lambda w: read_window(info, w))

@@ -32,6 +32,7 @@ from .config import (
     SENTINEL2_KERNEL,
     GuidedDIPConfig,
     IOOptions,
+    TileOptions,
     as_paths,
     check_scale,
     extent_words,
@@ -104,13 +105,15 @@ def kernel_names(info: RasterInfo, spec: str, role: str, progress: Progress | No
 
 @dataclass(frozen=True)
 class GuidedInputs:
-    """Target and guide checked against each other: their metadata, how they nest, each band's kernel."""
+    """Target and guide checked against each other: their metadata, how they nest, each band's kernel, and the tiles
+    the run is solved in (``config.tiles``, grown where the kernels need: ``tiling.kernel_tiles``)."""
 
     target: RasterInfo
     guide: RasterInfo
     nesting: Nesting
     target_kernels: list[Kernel]
     guide_kernels: list[Kernel]
+    tiles: TileOptions
 
 
 def check_kernels_fit_grids(config: GuidedDIPConfig, nesting: Nesting) -> None:
@@ -206,8 +209,8 @@ def check_inputs(
     guide_kernels = band_kernels(config.guide_kernel, kernel_names(guide, config.guide_kernel, "guide", progress), s, "guide",
                                  nesting.shift)
     check_kernels_fit_target([*target_kernels, *guide_kernels], width, height, target.window is not None, partly)
-    kernel_tiles(config.tiles, [*target_kernels, *guide_kernels], width, height, "target")
-    return GuidedInputs(target, guide, nesting, target_kernels, guide_kernels)
+    tiles = kernel_tiles(config.tiles, [*target_kernels, *guide_kernels], width, height, "target")
+    return GuidedInputs(target, guide, nesting, target_kernels, guide_kernels, tiles)
 
 
 def check_registration(

@@ -26,7 +26,7 @@ from qgis.PyQt.QtCore import Qt
 from qgis_helpers import crop
 
 from helpers import S2_10M, S2_20M_SAME_AREA, read, write_raster
-from internal_sr.core.config import QUALITY_PRESETS
+from internal_sr.core.config import QUALITY_PRESETS, TileOptions
 from internal_sr.core.errors import InputError
 from internal_sr.ui.dialog import SETTINGS_GROUP, SuperResolveDialog
 
@@ -267,6 +267,21 @@ def test_estimate_follows_quality_and_extent(dialog, tmp_path) -> None:
     dialog.extent_box.setChecked(True)
     dialog.extent_box.setOutputExtentFromUser(QgsRectangle(x0 + 205, y0 - 790, x0 + 1190, y0 - 5), layer.crs())
     assert dialog.estimate(dialog.plan()) == (2 * 50, 2 * 40, 1, 100 * 80)  # columns 10–59, rows 0–39: one tile
+
+
+def test_estimate_counts_the_tiles_a_wide_kernel_grows(dialog, tmp_path) -> None:
+    """gaussian:6 at ×2 reaches 18 input pixels past a tile's side, so a run on 140 × 140 pixels grows the default
+    128 px tile with 16 px overlap to 144 px with 36 px (``core.tiling.kernel_tiles``): one tile, not 2 × 2. The
+    summary counted the tiles asked; the default kernel's tiles are as asked."""
+    dialog.layer_combo.setLayer(add_layer(crop(str(tmp_path / "scene.tif"), 140), "scene"))
+    dialog.device_combo.setCurrentText("cpu")
+    dialog.iterations_spin.setValue(50)
+    assert dialog.estimate(dialog.plan()) == (280, 280, 4, 256 * 256) and "4 tiles, " in dialog.summary_label.text()
+    dialog.kernel_combo.setCurrentText("gaussian")
+    dialog.sigma_spin.setValue(6.0)
+    assert dialog.plan().tiles == TileOptions(size=144, overlap=36)
+    assert dialog.estimate(dialog.plan()) == (280, 280, 1, 280 * 280)
+    assert "Output: 280 × 280 pixels; 1 tile(s) × 50 steps." in dialog.summary_label.text()
 
 
 def test_a_ticked_extent_follows_the_input_into_another_crs(dialog, tmp_path) -> None:

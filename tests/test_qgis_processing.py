@@ -75,6 +75,7 @@ def test_dip_output_is_the_input_grid_refined(crop64: str, tmp_path, empty_proje
     assert layer.extent() == QgsRasterLayer(crop64, "in", "gdal").extent()
     log = feedback.textLog()
     assert "Device requested: cpu" in log and "Iterations: 3" in log and "Done on cpu" in log
+    assert "Tiles: 128 px with 16 px overlap\n" in log  # a default kernel: the tiles asked are the tiles used
     assert empty_project.mapLayers() == {}  # a worker-safe algorithm adds no layer by itself
 
 
@@ -87,6 +88,19 @@ def test_degrade_coarsens_the_grid_with_the_chosen_kernel(tmp_path) -> None:
     assert dst.transform == (60.0, 0.0, src.transform[2], 0.0, -60.0, src.transform[5])
     assert dst.crs == src.crs and dst.dtype == "uint16" and dst.descriptions == S2_20M_BANDS
     assert dst.means == pytest.approx(src.means, rel=0.02)  # a normalised blur keeps band means
+
+
+def test_the_settings_log_gives_the_tiles_a_wide_kernel_grows(tmp_path) -> None:
+    """gaussian:6 at ×2 reaches 18 input pixels past a tile's side: on 140 × 140 pixels the default tiles grow from
+    128 px with 16 px overlap to 144 px with 36 px (``core.tiling.kernel_tiles``). The settings block gave the tiles
+    asked only, contradicting the engine's line after it."""
+    source = crop(str(tmp_path / "in.tif"), 140)
+    feedback = QgsProcessingFeedback()
+    run("dip", {"INPUT": source, "BANDS": [1], "SCALE": 2, "KERNEL": "gaussian", "SIGMA": 6.0, **FAST, "ITERATIONS": 1,
+                "OUTPUT": str(tmp_path / "out.tif")}, feedback)
+    log = feedback.textLog()
+    assert "Tiles: 128 px with 16 px overlap asked → 144 px with 36 px overlap used\n" in log
+    assert "tiles 144 px with 36 px overlap" in log  # the engine's own line agrees
 
 
 def test_degrade_kernel_file_overrides_kernel(tmp_path) -> None:

@@ -104,7 +104,9 @@ class RunPlan:
     """The checked settings of one run (``SuperResolveDialog.plan``): what ``build_task`` starts.
 
     width, height: the input (target) pixels processed, the extent applied; scale: the refinement factor
-    (for guided DIP, the grids' ratio); guide, guide_io: ``None`` unless guided DIP.
+    (for guided DIP, the grids' ratio); tiles: those the run is solved in (the engine's check: ``config.tiles``,
+    grown where the kernel reaches past a tile's overlap, ``core.tiling.kernel_tiles``); guide, guide_io: ``None``
+    unless guided DIP.
     """
 
     layer: QgsRasterLayer
@@ -114,6 +116,7 @@ class RunPlan:
     width: int
     height: int
     scale: int
+    tiles: TileOptions
     guide: QgsRasterLayer | None = None
     guide_io: IOOptions | None = None
 
@@ -591,10 +594,10 @@ class SuperResolveDialog(QDialog):
         return scale if scale is not None and scale >= 2 else None
 
     def estimate(self, plan: RunPlan) -> tuple[int, int, int, int]:
-        """(output width, output height, tiles, output pixels per tile) of ``plan``."""
+        """(output width, output height, tiles, output pixels per tile) of ``plan``, in the tiles the run uses."""
         from ..core.tiling import tile_count
 
-        tiles = plan.config.tiles
+        tiles = plan.tiles
         count = tile_count(plan.width, plan.height, tiles)
         tile_pixels = min(tiles.size, plan.width) * min(tiles.size, plan.height) * plan.scale**2
         return plan.width * plan.scale, plan.height * plan.scale, count, tile_pixels
@@ -683,14 +686,15 @@ class SuperResolveDialog(QDialog):
 
             config = GuidedDIPConfig(kernel=kernel, guide_kernel=kernel_spec(self.guide_kernel_combo.currentText(), sigma), **common)
             guide_io = IOOptions(bands=self.selected_bands(self.guide_bands_combo), crs=assigned_crs(guide))
-            nesting = check_inputs(layer.source(), guide.source(), None, config, io, guide_io).nesting
-            plan = RunPlan(layer, output, config, io, nesting.target.width, nesting.target.height, nesting.scale, guide, guide_io)
+            checked = check_inputs(layer.source(), guide.source(), None, config, io, guide_io)
+            target = checked.nesting.target
+            plan = RunPlan(layer, output, config, io, target.width, target.height, checked.nesting.scale, checked.tiles, guide, guide_io)
         else:
             from ..core.pipeline import check_super_resolve
 
             config = METHOD_CONFIGS[self.method()](scale=self.scale_spin.value(), kernel=kernel, **common)
-            info = check_super_resolve(layer.source(), None, config, io)
-            plan = RunPlan(layer, output, config, io, info.grid.width, info.grid.height, config.scale)
+            info, tiles = check_super_resolve(layer.source(), None, config, io)
+            plan = RunPlan(layer, output, config, io, info.grid.width, info.grid.height, config.scale, tiles)
         from ..core.pipeline import check_learned_kernel_output
         from ..core.raster import check_raster_output
 
