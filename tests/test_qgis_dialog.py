@@ -279,9 +279,9 @@ def test_estimate_counts_the_tiles_a_wide_kernel_grows(dialog, tmp_path) -> None
     assert dialog.estimate(dialog.plan()) == (280, 280, 4, 256 * 256) and "4 tiles, " in dialog.summary_label.text()
     dialog.kernel_combo.setCurrentText("gaussian")
     dialog.sigma_spin.setValue(6.0)
-    assert dialog.plan().tiles == TileOptions(size=144, overlap=36)
-    assert dialog.estimate(dialog.plan()) == (280, 280, 1, 280 * 280)
     assert "Output: 280 × 280 pixels; 1 tile(s) × 50 steps." in dialog.summary_label.text()
+    assert dialog.estimate(dialog.plan()) == (280, 280, 1, 280 * 280)
+    assert dialog.plan().tiles == TileOptions(size=144, overlap=36)
 
 
 def test_a_ticked_extent_follows_the_input_into_another_crs(dialog, tmp_path) -> None:

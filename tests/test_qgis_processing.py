@@ -90,19 +90,6 @@ def test_degrade_coarsens_the_grid_with_the_chosen_kernel(tmp_path) -> None:
     assert dst.means == pytest.approx(src.means, rel=0.02)  # a normalised blur keeps band means
 
 
-def test_the_settings_log_gives_the_tiles_a_wide_kernel_grows(tmp_path) -> None:
-    """gaussian:6 at ×2 reaches 18 input pixels past a tile's side: on 140 × 140 pixels the default tiles grow from
-    128 px with 16 px overlap to 144 px with 36 px (``core.tiling.kernel_tiles``). The settings block gave the tiles
-    asked only, contradicting the engine's line after it."""
-    source = crop(str(tmp_path / "in.tif"), 140)
-    feedback = QgsProcessingFeedback()
-    run("dip", {"INPUT": source, "BANDS": [1], "SCALE": 2, "KERNEL": "gaussian", "SIGMA": 6.0, **FAST, "ITERATIONS": 1,
-                "OUTPUT": str(tmp_path / "out.tif")}, feedback)
-    log = feedback.textLog()
-    assert "Tiles: 128 px with 16 px overlap asked → 144 px with 36 px overlap used\n" in log
-    assert "tiles 144 px with 36 px overlap" in log  # the engine's own line agrees
-
-
 def test_degrade_kernel_file_overrides_kernel(tmp_path) -> None:
     source = crop(str(tmp_path / "in.tif"), 32)
     delta = np.zeros((3, 3))
@@ -301,6 +288,26 @@ def test_cancel_stops_cleanly_and_writes_nothing(crop64: str, tmp_path) -> None:
     assert 3 <= feedback.count <= 6  # stopped at the first poll after the Cancel, a few steps in
     assert not os.path.exists(out)
     assert leftovers(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize("algorithm", ["dip", "guided_dip"])
+def test_the_settings_log_gives_the_tiles_a_wide_kernel_grows(tmp_path, algorithm) -> None:
+    """gaussian:6 at ×2 reaches 18 input (target) pixels past a tile's side: on 140 × 140 pixels the default tiles grow
+    from 128 px with 16 px overlap to 144 px with 36 px (``core.tiling.kernel_tiles``). The settings block gave the
+    tiles asked only, contradicting the engine's line after it. Cancelled at the first step: the lines are written by then."""
+    from affine import Affine
+
+    pixels = np.random.default_rng(0).integers(1000, 3000, (1, 280, 280)).astype(np.uint16)
+    target = write_raster(str(tmp_path / "t20.tif"), pixels[:, ::2, ::2].copy(), transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    parameters = {"INPUT": target, "SCALE": 2, "KERNEL": "gaussian", "SIGMA": 6.0, **FAST, "OUTPUT": str(tmp_path / "out.tif")}
+    if algorithm == "guided_dip":
+        parameters |= {"GUIDE": write_raster(str(tmp_path / "g10.tif"), pixels), "GUIDE_KERNEL": "gaussian"}
+    feedback = CancelAfter(polls=0)
+    with pytest.raises(QgsProcessingException):
+        run(algorithm, parameters, feedback)
+    log = feedback.textLog()
+    assert "Tiles: 128 px with 16 px overlap asked → 144 px with 36 px overlap used\n" in log
+    assert "tiles 144 px with 36 px overlap" in log  # the engine's own line agrees
 
 
 def test_non_raster_input_is_a_one_line_error(tmp_path) -> None:
