@@ -498,7 +498,7 @@ def plan_evaluation(
     info = open_info(input_path, io.bands, io.extent, crs=io.crs)
     if method == "guided":
         from .guided import MIN_TARGET_SIZE
-        from .sharpen import band_kernels, check_kernels_fit_grids, check_kernels_fit_target, kernel_names, nest_rasters
+        from .sharpen import band_kernels, check_kernels_fit_grids, kernel_names, nest_rasters, target_tiles
 
         if guide_path is None:
             raise InputError("method guided needs a guide raster (--guide)")
@@ -517,10 +517,8 @@ def plan_evaluation(
         target_kernels = band_kernels(config.kernel, target_names, scale, "target")
         guide_kernels = band_kernels(config.guide_kernel, guide_names, scale, "guide")
         # as guided DIP's run checks them (sharpen.check_inputs), on the degraded target it runs on here
-        check_kernels_fit_target([*target_kernels, *guide_kernels], nesting.target.width // scale,
-                                 nesting.target.height // scale, info.window is not None, partly)
-        kernel_tiles(config.tiles, [*target_kernels, *guide_kernels], nesting.target.width // scale,
-                     nesting.target.height // scale, "target")
+        target_tiles(config.tiles, [*target_kernels, *guide_kernels], nesting.target.width // scale,
+                     nesting.target.height // scale, info.window is not None, partly)
         return EvaluationPlan(
             info, nesting.target, target_kernels, guide_info, (nesting.guide.col_off, nesting.guide.row_off), guide_kernels,
             band_kernels(config.guide_kernel, guide_names, scale, "guide", nesting.shift), (target_names, guide_names),

@@ -130,15 +130,17 @@ def check_kernels_fit_grids(config: GuidedDIPConfig, nesting: Nesting) -> None:
         )
 
 
-def check_kernels_fit_target(
-    kernels: Sequence[Kernel], width: int, height: int, on_extent: bool, partly: bool
-) -> None:
-    """``check_kernel_fits`` of each of the target's and the guide's band ``kernels`` (one scale) on a target of
-    ``width × height`` pixels, as plain DIP's kernel on its image: both blur the fine grid over the target, which
-    guided DIP estimates. ``on_extent``: the target is the window an extent chose; ``partly``: it is the part the guide
-    covers (the message names either and asks for more of it)."""
+def target_tiles(
+    tiles: TileOptions, kernels: Sequence[Kernel], width: int, height: int, on_extent: bool, partly: bool
+) -> TileOptions:
+    """The tiles guided DIP solves a target of ``width × height`` pixels in (``tiling.kernel_tiles`` of ``tiles``),
+    after ``check_kernel_fits`` of each of the target's and the guide's band ``kernels`` (one scale) on it, as plain
+    DIP's kernel on its image: both blur the fine grid over the target, which guided DIP estimates. ``on_extent``: the
+    target is the window an extent chose; ``partly``: it is the part the guide covers (the message names either and
+    asks for more of it). Raises a one-line ``InputError``."""
     for kernel in kernels:
         check_kernel_fits(kernel, width, height, on_extent, "guide" if partly else None)
+    return kernel_tiles(tiles, kernels, width, height, "target")
 
 
 def nest_rasters(
@@ -208,8 +210,7 @@ def check_inputs(
     target_kernels = band_kernels(config.kernel, kernel_names(target, config.kernel, "target", progress), s, "target", nesting.shift)
     guide_kernels = band_kernels(config.guide_kernel, kernel_names(guide, config.guide_kernel, "guide", progress), s, "guide",
                                  nesting.shift)
-    check_kernels_fit_target([*target_kernels, *guide_kernels], width, height, target.window is not None, partly)
-    tiles = kernel_tiles(config.tiles, [*target_kernels, *guide_kernels], width, height, "target")
+    tiles = target_tiles(config.tiles, [*target_kernels, *guide_kernels], width, height, target.window is not None, partly)
     return GuidedInputs(target, guide, nesting, target_kernels, guide_kernels, tiles)
 
 
