@@ -17,6 +17,7 @@ from affine import Affine
 
 from .config import extent_words
 from .errors import InputError
+from .progress import Progress
 
 
 @dataclass(frozen=True)
@@ -78,21 +79,25 @@ class Grid:
         """The grid of ``window`` inside this grid."""
         return Grid(window.width, window.height, self.transform * Affine.translation(window.col_off, window.row_off), self.crs)
 
-    def extent_window(self, extent: tuple[float, float, float, float], tolerance: float = 1e-6) -> Window | None:
+    def extent_window(
+        self, extent: tuple[float, float, float, float], tolerance: float = 1e-6, inside: bool = False
+    ) -> Window | None:
         """The whole pixels covering ``extent`` (xmin, ymin, xmax, ymax in CRS units), clipped to this grid.
 
         The extent is snapped outward to pixel edges: a pixel is in the window when the extent covers
         more than ``tolerance`` of a pixel of it along each axis, so an extent drawn on pixel edges
-        gives exactly those pixels. ``None`` when the extent and the grid share no pixel.
+        gives exactly those pixels. With ``inside``, snapped inward: only the pixels the extent covers
+        wholly (but for ``tolerance`` of a pixel). ``None`` when the extent and the grid share no pixel.
         """
         xmin, ymin, xmax, ymax = extent
         inverse = ~self.transform
         corners = [inverse * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)]
         cols, rows = [c for c, _ in corners], [r for _, r in corners]
-        c0 = max(0, math.floor(min(cols) + tolerance))
-        r0 = max(0, math.floor(min(rows) + tolerance))
-        c1 = min(self.width, math.ceil(max(cols) - tolerance))
-        r1 = min(self.height, math.ceil(max(rows) - tolerance))
+        first, last, slack = (math.ceil, math.floor, -tolerance) if inside else (math.floor, math.ceil, tolerance)
+        c0 = max(0, first(min(cols) + slack))
+        r0 = max(0, first(min(rows) + slack))
+        c1 = min(self.width, last(max(cols) - slack))
+        r1 = min(self.height, last(max(rows) - slack))
         if c1 <= c0 or r1 <= r0:
             return None
         return Window(c0, r0, c1 - c0, r1 - r0)
@@ -107,6 +112,12 @@ class Grid:
                 f"extent {extent_words(extent)} does not overlap {where} (which covers {extent_words(self.bounds)} {coordinates})"
             )
         return window
+
+    def unrotated(self) -> "Grid":
+        """This grid without the rotation terms of its geotransform (``b``, ``d``): the north-up grid of the same
+        origin and pixel sizes, which a grid whose rotation terms are within the bound of ``north_up`` is taken as."""
+        t = self.transform
+        return Grid(self.width, self.height, Affine(t.a, 0.0, t.c, 0.0, t.e, t.f), self.crs)
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -129,10 +140,10 @@ class Nesting:
 
     ``offset`` and ``drift`` (columns, rows; guide pixels, each within ``ALIGNMENT_TOLERANCE``): how far the
     target's pixel edges fall from the guide's edges they are taken to lie on (plus ``shift``), positive towards
-    higher columns and rows (``misplacement``). ``offset`` is that at the target's corner; ``drift`` is the worst
-    over the overlap, i.e. over its four corners (``worst_misplacement``: per axis, the signed value of largest
-    magnitude, perhaps at two different corners). 0 for exactly nested grids; ``alignment_note`` words them when
-    they are more than floating-point noise.
+    higher columns and rows (``misplacement``). ``offset`` is that at the overlap's first corner (``target``'s first
+    pixel: the target's own corner where the guide covers it); ``drift`` is the worst over the overlap, i.e. over its
+    four corners (``worst_misplacement``: per axis, the signed value of largest magnitude, perhaps at two different
+    corners). 0 for exactly nested grids; ``alignment_note`` words them when they are more than floating-point noise.
     """
 
     scale: int
@@ -160,9 +171,9 @@ def _span(offset: int, scale: int, target_length: int, guide_length: int) -> tup
 class NotAligned(InputError):
     """The target's pixel edges do not fall on the guide's (nor half-way between them) over the overlap.
 
-    ``offsets``: (columns, rows) distance in guide pixels to the nearest whole guide pixel edge from the target's
-    corner (where no phase, 0 or ½, fits) or from the worst corner of the overlap (per axis); ``scale``: the integer
-    ratio of the grids. Front ends that word the grids in their own terms (``core.sentinel2_product``) read these
+    ``offsets``: (columns, rows) distance in guide pixels to the nearest whole guide pixel edge from the overlap's
+    first corner (where no phase, 0 or ½, fits; ``overlap_corner``) or from the worst corner of the overlap (per
+    axis); ``scale``: the integer ratio of the grids. Front ends that word the grids in their own terms (``core.sentinel2_product``) read these
     instead of the message.
     """
 
@@ -184,6 +195,22 @@ def off_whole(position: float) -> float:
 def guide_position(target: Grid, guide: Grid, col: float, row: float) -> tuple[float, float]:
     """Where the corner of target pixel (``col``, ``row``) falls on the guide's grid: (column, row) in guide pixels."""
     return ~guide.transform * (target.transform * (col, row))
+
+
+def overlap_corner(target: Grid, guide: Grid) -> tuple[int, int]:
+    """Where the overlap of ``target`` and ``guide`` starts, to within half a target pixel: the target's pixel corner
+    (column, row) nearest to the guide's corner (the corner of its pixel (0, 0)), clamped into the target; (0, 0) when
+    the guide starts before the target. For grids whose rows and columns run the same way (``nest``)."""
+    col, row = ~target.transform * (guide.transform * (0, 0))
+    return min(max(round(col), 0), target.width), min(max(round(row), 0), target.height)
+
+
+def corner_words(col: int, row: int, noun: str = "target") -> str:
+    """The target's pixel corner (``col``, ``row``) where an overlap starts, for a message: "the target's corner" at
+    (0, 0), else "the overlap's corner (the target's pixel corner at column 48, row 0)"; ``noun``: the target's."""
+    if (col, row) == (0, 0):
+        return f"the {noun}'s corner"
+    return f"the overlap's corner (the {noun}'s pixel corner at column {col}, row {row})"
 
 
 def misplacement(target: Grid, guide: Grid, scale: int, origin: tuple[float, float], col: int, row: int) -> tuple[float, float]:
@@ -210,15 +237,21 @@ def worst_misplacement(
 
 
 def _resample_hint(target: Grid, guide: Grid, scale: int) -> str:
-    """The gdalwarp line that resamples the guide onto the target's grid refined by ``scale``."""
-    t = target.transform
-    left, bottom, right, top = target.bounds
-    return (f"resample the guide onto the target's grid refined by {scale} first, e.g. gdalwarp -r cubic -tr {abs(t.a) / scale:.12g} "
-            f"{abs(t.e) / scale:.12g} -te {left:.12g} {bottom:.12g} {right:.12g} {top:.12g} GUIDE ALIGNED_GUIDE")
+    """The gdalwarp line that resamples the guide onto the target's grid refined by ``scale`` over the target pixels
+    that the guide covers wholly (the whole target where it covers none), both grids taken north-up
+    (``Grid.unrotated``): an extent on the target's pixel edges, whole target pixels wide and high, which rotation
+    terms do not widen and where the resampled guide holds no fill."""
+    grid = target.unrotated()
+    t = grid.transform
+    window = grid.extent_window(guide.unrotated().bounds, inside=True)
+    left, bottom, right, top = (grid if window is None else grid.window_grid(window)).bounds
+    return (f"resample the guide onto the target's grid refined by {scale} over their overlap first, e.g. gdalwarp -r cubic "
+            f"-tr {abs(t.a) / scale:.12g} {abs(t.e) / scale:.12g} -te {left:.12g} {bottom:.12g} {right:.12g} {top:.12g} "
+            "GUIDE ALIGNED_GUIDE")
 
 
 #: How far (guide pixels) the target's pixel edges may fall off the guide's (or off half-way between them) and
-#: still count as aligned (``nest``): at the target's corner, and at every corner of the overlap, where pixel sizes
+#: still count as aligned (``nest``): at every corner of the overlap (the first sets the phase), where pixel sizes
 #: nearly but not exactly in the integer ratio (the SpaceNet Rotterdam pair, 1.0000483 m pixels over 0.4999935 m
 #: ones, by 0.037 pan pixels across its 300 multispectral pixels), and rotation terms, have moved them apart. Within
 #: it the target is taken as nesting exactly and the output lies on the guide's grid; the misplacement it allows is
@@ -295,10 +328,12 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
     guide pixels across each raster), the resolution ratio (guide pixels per target pixel) differs between the axes
     or is not an integer ≥ 2 (by more than ``tolerance``: the drift of the edges of one target pixel), or the grids do
     not overlap by at least one whole target pixel (a ``NoOverlap``); a ``NotAligned`` when the target's pixel edges
-    fall neither on the guide's nor half-way between them, within ``tolerance`` guide pixels, at the target's corner
-    (which sets the phase, 0 or ½) and at each corner of the overlap (pixel sizes whose ratio is nearly but not
-    exactly the integer, and rotation terms, move the edges apart linearly across the raster: the worst misplacement
-    over the overlap, at one of its corners, is what is checked, whatever the extent; ``worst_misplacement``).
+    fall neither on the guide's nor half-way between them, within ``tolerance`` guide pixels, at the overlap's first
+    corner (``overlap_corner``, which sets the phase, 0 or ½: a target far larger than the guide may have drifted off
+    it by its own corner, outside the overlap, which is not judged) and at each corner of the overlap (pixel sizes
+    whose ratio is nearly but not exactly the integer, and rotation terms, move the edges apart linearly across the
+    raster: the worst misplacement over the overlap, at one of its corners, is what is checked, whatever the extent;
+    ``worst_misplacement``).
     Within ``tolerance`` the target is taken as nesting exactly, and how far it is off is kept (``Nesting.offset``,
     ``Nesting.drift``; worded by ``alignment_note``). Nothing is reprojected or resampled.
     """
@@ -338,13 +373,15 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
         )
     if scale < 2:
         raise InputError(f"the guide ({abs(g.a):g} units per pixel) must be at least twice as fine as the target ({abs(t.a):g})")
-    corner = guide_position(target, guide, 0, 0)
+    start = overlap_corner(target, guide)
+    position = guide_position(target, guide, *start)
+    corner = (position[0] - scale * start[0], position[1] - scale * start[1])  # the target's corner, nested from ``start``
     halves = [round(2 * o) for o in corner]
     if any(abs(2 * o - h) > 2 * tolerance for o, h in zip(corner, halves)):
-        offsets = (off_whole(corner[0]), off_whole(corner[1]))
+        offsets = (off_whole(position[0]), off_whole(position[1]))
         raise NotAligned(
-            f"target and guide pixels are not aligned: the target's corner falls {offsets[0]:.3g}, {offsets[1]:.3g} guide pixels "
-            f"off the guide's pixel edges (0 or ½ is supported, within {tolerance:g}); {_resample_hint(target, guide, scale)}",
+            f"target and guide pixels are not aligned: {corner_words(*start)} falls {offsets[0]:.3g}, {offsets[1]:.3g} guide "
+            f"pixels off the guide's pixel edges (0 or ½ is supported, within {tolerance:g}); {_resample_hint(target, guide, scale)}",
             offsets, scale,
         )
     col, row = halves[0] // 2, halves[1] // 2
@@ -367,7 +404,7 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
             f"{_resample_hint(target, guide, scale)}", offsets, scale
         )
     fine = Window(col + scale * c0, row + scale * r0, scale * window.width, scale * window.height)
-    return Nesting(scale, window, fine, shift, misplacement(target, guide, scale, origin, 0, 0), drift)
+    return Nesting(scale, window, fine, shift, misplacement(target, guide, scale, origin, c0, r0), drift)
 
 
 def same_grid(grid: Grid, reference: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> Nesting:
@@ -396,11 +433,11 @@ def alignment_note(
 ) -> str | None:
     """The log line for grids that ``nest`` (or ``same_grid``, at scale 1) accepted although the target's pixel edges
     fall off the guide's by more than ``FLOAT_NOISE`` (``Nesting.offset``, ``Nesting.drift``): how far, in guide
-    pixels, at worst (at a corner of the overlap) and at the target's corner, and that the target is taken as nesting on
-    (at scale 1: lying on) the guide's grid; ``None`` for grids nested exactly. ``roles``: what the target and the
-    guide are in the front end's words (e.g. "the 20 m bands B5, B6"), named beside them; ``None``: the target and the
-    guide the user gave. ``names``: the nouns for the two grids (e.g. ("band B6", "band B5") for bands stacked on one
-    grid), each after "the"."""
+    pixels, at worst (at a corner of the overlap) and at the overlap's first corner (``corner_words``: the target's
+    corner where the guide covers it), and that the target is taken as nesting on (at scale 1: lying on) the guide's
+    grid; ``None`` for grids nested exactly. ``roles``: what the target and the guide are in the front end's words
+    (e.g. "the 20 m bands B5, B6"), named beside them; ``None``: the target and the guide the user gave. ``names``: the
+    nouns for the two grids (e.g. ("band B6", "band B5") for bands stacked on one grid), each after "the"."""
     if max(map(abs, (*nesting.offset, *nesting.drift))) <= FLOAT_NOISE:
         return None
     t, g = names
@@ -410,6 +447,16 @@ def alignment_note(
     return (
         f"the pixels of {target} and {guide} are not exactly aligned: at a corner of the overlap ({window.width} × "
         f"{window.height} {t} pixels) the {t}'s pixel edges fall up to {dx:+.3g}, {dy:+.3g} {g} pixels (x, y) off the "
-        f"{g}'s ({ox:+.3g}, {oy:+.3g} at the {t}'s corner), within the {ALIGNMENT_TOLERANCE:g} {g} pixel taken as "
-        f"aligned: the {t} is taken as {taken} the {g}'s grid"
+        f"{g}'s ({ox:+.3g}, {oy:+.3g} at {corner_words(window.col_off, window.row_off, t)}), within the "
+        f"{ALIGNMENT_TOLERANCE:g} {g} pixel taken as aligned: the {t} is taken as {taken} the {g}'s grid"
     )
+
+
+def log_alignment(
+    progress: Progress | None, nesting: Nesting, roles: tuple[str, str] | None = None, names: tuple[str, str] = ("target", "guide")
+) -> None:
+    """Tell ``progress`` (when there is one) the ``alignment_note`` of ``nesting`` (``roles``, ``names`` as there), when
+    there is one: for grids accepted although not exactly aligned."""
+    note = alignment_note(nesting, roles, names)
+    if note is not None and progress is not None:
+        progress.info(note)

@@ -31,7 +31,7 @@ from rasterio.errors import RasterioIOError
 
 from .config import GuidedDIPConfig, IOOptions, as_paths
 from .errors import InputError
-from .grid import ALIGNMENT_TOLERANCE, Grid, NotAligned, Window, alignment_note, crs_words, guide_position, nest, same_grid
+from .grid import ALIGNMENT_TOLERANCE, Grid, NotAligned, Window, crs_words, guide_position, log_alignment, nest, same_grid
 from .guided import MIN_TARGET_SIZE
 from .normalise import exact_float
 from .pipeline import RunResult, _Recorder, output_files
@@ -209,10 +209,10 @@ def find_bands(inputs: Sequence[str], progress: Progress | None = None) -> dict[
     for name, source in found.items():
         info = infos[source.path]
         pixel = abs(info.grid.transform.a)
-        if _in_metres(info) and not any(math.isclose(pixel, r, rel_tol=0.01) for r in SENTINEL2_PIXELS):
+        if _in_metres(info) and all(_other_size(pixel, r) for r in SENTINEL2_PIXELS):
             raise InputError(
-                f"band {name} in {source.path} has {pixel:g} m pixels, none of Sentinel-2's (10, 20, 60 m): the "
-                "sentinel2 command takes Sentinel-2 products; for other sensors use guided"
+                f"band {name} in {source.path} has {pixel:g} m pixels, none of Sentinel-2's (10, 20, 60 m, within "
+                f"{ALIGNMENT_TOLERANCE * 100:g} %): the sentinel2 command takes Sentinel-2 products; for other sensors use guided"
             )
     missing = [b for b in GUIDE_BANDS if b not in found]
     if missing:
@@ -243,8 +243,9 @@ def stack_nodata(info: RasterInfo) -> float | None:
 def _other_size(pixel: float, expected: float) -> bool:
     """Whether ``pixel`` is another pixel size than ``expected`` (same unit): their ratio is off 1 by more than
     ``core.grid.ALIGNMENT_TOLERANCE``, as ``core.grid.nest`` tells a scale from its integer; closer sizes are one
-    size, and how far their edges drift apart across a raster is ``core.grid.same_grid``'s to judge. Written without a
-    division: a grid turned by 90° has no x size (0), and is refused as rotated later (``check_grids``)."""
+    size, and how far their edges drift apart across a raster is ``core.grid.same_grid``'s to judge. The one rule for
+    a band's size: whether it is a Sentinel-2 size and its own (``find_bands``) and one resolution's (``check_stacks``).
+    Written without a division: a grid turned by 90° has no x size (0), and is refused as rotated later (``check_grids``)."""
     return abs(pixel - expected) > ALIGNMENT_TOLERANCE * expected
 
 
@@ -302,9 +303,7 @@ def check_stacks(
                     f"{here} is not on the grid of {there} (origin {t.c:.10g}, {t.f:.10g} against {r.c:.10g}, {r.f:.10g}; "
                     f"{error}): cut the files of one resolution to the same area, on one grid"
                 ) from None
-            note = alignment_note(nesting, (source.path, first.path), (f"band {source.band}", f"band {first.band}"))
-            if note is not None and progress is not None:
-                progress.info(note)
+            log_alignment(progress, nesting, (source.path, first.path), (f"band {source.band}", f"band {first.band}"))
             if info.dtype != reference.dtype:
                 raise InputError(f"{here} is {info.dtype} but {there} is {reference.dtype}: give the bands in one data "
                                  "type, as the product has them")
@@ -352,11 +351,11 @@ def check_grids(groups: dict[int, list[BandSource]]) -> None:
 def _align_hint(grid: Grid, guide: Grid, scale: int, path: str) -> str:
     """The advice for a lower-resolution ``grid`` (file ``path``) not nested in the 10 m ``guide`` grid: the gdalwarp
     line that resamples it onto the grid of pixels ``scale`` 10 m pixels wide whose corner is the 10 m pixel edge
-    nearest to its own."""
+    nearest to its own, taken north-up (``Grid.unrotated``: an extent whole pixels wide, not widened by rotation terms)."""
     col, row = (round(v) for v in guide_position(grid, guide, 0, 0))
     g = guide.transform
     aligned = Grid(grid.width, grid.height, g * Affine.translation(col, row) * Affine.scale(scale), grid.crs)
-    left, bottom, right, top = aligned.bounds
+    left, bottom, right, top = aligned.unrotated().bounds
     return (f"use the product's own files, or resample the file onto a grid nested in the 10 m grid first, e.g. gdalwarp "
             f"-r cubic -tr {abs(g.a) * scale:.12g} {abs(g.e) * scale:.12g} -te {left:.12g} {bottom:.12g} {right:.12g} {top:.12g} "
             f"{path} ALIGNED.tif")

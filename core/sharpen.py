@@ -40,7 +40,7 @@ from .config import (
 )
 from .device import describe, resolve_device, seeded
 from .errors import InputError
-from .grid import Nesting, NoOverlap, Window, alignment_note, nest
+from .grid import Nesting, NoOverlap, Window, log_alignment, nest
 from .guided import MIN_TARGET_SIZE
 from .kernels import Kernel, check_kernel_fits, make_kernel, recentring_note
 from .normalise import BandScaling, array_constants, real_image
@@ -169,9 +169,7 @@ def nest_rasters(
         ) from None
     check_scale(nesting.scale, subject="the scale (how many times finer the guide's pixels are than the target's)",
                 remedy=f"resample the guide to at most {MAX_SCALE} times finer than the target")
-    note = alignment_note(nesting, roles)
-    if note is not None and progress is not None:
-        progress.info(note)
+    log_alignment(progress, nesting, roles)
     return nesting
 
 

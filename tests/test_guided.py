@@ -1104,7 +1104,7 @@ def test_bands_at_other_sensors_pixel_sizes_are_not_taken_for_sentinel2(tmp_path
         write_raster(str(folder / f"scene_{band}.tif"), read(S2_10M)[index : index + 1], transform=Affine(30.0, 0, 300000.0, 0, -30.0, 5800000.0))
     assert cli(["sentinel2", str(folder), str(tmp_path / "o.tif"), "--iterations", "1"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("internal-sr: error: ") and "has 30 m pixels, none of Sentinel-2's (10, 20, 60 m)" in last
+    assert last.startswith("internal-sr: error: ") and "has 30 m pixels, none of Sentinel-2's (10, 20, 60 m, within 5 %)" in last
 
 
 def test_bands_in_two_crs_name_both_files(tmp_path, capsys):
@@ -1370,6 +1370,30 @@ def test_a_signal_after_the_20m_part_is_written_still_cancels_sentinel2(tmp_path
     assert len(calls) == 2 and os.listdir(out.parent) == []
 
 
+@pytest.mark.parametrize("pixel, taken", [(10.3, True), (10.6, False)])
+def test_a_bands_pixel_size_is_sentinel2s_by_the_rule_that_stacks_it(tmp_path, pixel, taken):
+    """``find_bands`` took a pixel size within 1 % of 10, 20 or 60 m for Sentinel-2's while ``check_stacks`` takes sizes
+    within 5 % (``ALIGNMENT_TOLERANCE``) for one: B8 in 10.3 m pixels was refused as no Sentinel-2 size, though stacked
+    with the 10 m bands it would have been taken as 10 m. One rule now (``_other_size``): 10.3 m is B8's own 10 m, stacked
+    and judged by how far its edges drift off the other bands' (``same_grid``); 10.6 m is another size for both."""
+    from internal_sr.core.sentinel2_product import _other_size, check_stacks, find_bands
+
+    for index, band in enumerate(("B04", "B03", "B02", "B08")):
+        size = pixel if band == "B08" else 10.0
+        write_raster(str(tmp_path / f"T_{band}.tif"), read(S2_10M)[index : index + 1],
+                     transform=Affine(size, 0, 300000.0, 0, -size, 5800000.0))
+    assert _other_size(pixel, 10.0) is not taken
+    if not taken:
+        with pytest.raises(InputError, match=rf"^band B8 in .*T_B08\.tif has {pixel:g} m pixels, none of Sentinel-2's \(10, 20, "
+                                             r"60 m, within 5 %\): the sentinel2 command"):
+            find_bands([str(tmp_path)])
+        return
+    found = find_bands([str(tmp_path)])
+    groups = {10: [found[band] for band in ("B2", "B3", "B4", "B8")], 20: [], 60: []}
+    with pytest.raises(InputError, match=r"^band B8 in .*T_B08\.tif is not on the grid of band B2 in .*; its pixel edges fall up to "):
+        check_stacks(groups)
+
+
 def test_bands_a_rounding_error_apart_share_a_grid(tmp_path):
     """Origins that differ by 1e-9 m (float rounding in a product's metadata) are one grid, not 'not on the grid'."""
     from internal_sr.core.sentinel2_product import BandSource, check_stacks
@@ -1539,7 +1563,9 @@ def test_pixel_edges_are_judged_over_an_overlap_that_starts_inside_a_larger_targ
     target's corner. The target's corner falls +0.04 guide pixel off, pixel sizes a little off the ratio move the
     edges by −0.1 across its first 48 columns and its rotation term by +0.045 down its rows, so the overlap's near
     corner falls −0.06 off (its corner (64, 0) −0.093) while the target's corner and the overlap's far corner, −0.048,
-    are within the bound that was checked there alone. Refused; with half the drift, nested, the worst corner kept."""
+    are within the bound that was checked there alone. Refused, at the overlap's near corner, which sets the phase (the
+    target's corner lies outside the overlap); with half the drift, nested, the misplacement kept at that corner (−0.01)
+    and at the worst one."""
 
     def inside(drift: float) -> tuple[Grid, Grid]:
         pixel = 20 / (2 - drift / 48)
@@ -1549,12 +1575,51 @@ def test_pixel_edges_are_judged_over_an_overlap_that_starts_inside_a_larger_targ
     target, guide = inside(0.1)
     near, far = (misplacement(target, guide, 2, (-96.0, 0.0), col, row)[0] for col, row in ((48, 0), (64, 48)))
     assert near == pytest.approx(-0.06) and far == pytest.approx(-0.0483, abs=1e-4)
-    with pytest.raises(NotAligned, match=r"drift apart: at a corner of the overlap \(16 × 48 target pixels\) the target's pixel "
-                                         r"edges fall up to -0\.0933, \+0 guide pixels off"):
+    with pytest.raises(NotAligned, match=r"not aligned: the overlap's corner \(the target's pixel corner at column 48, row 0\) "
+                                         r"falls 0\.06, 0 guide pixels off"):
         nest(target, guide)
     within = nest(*inside(0.05))
     assert (within.target, within.guide) == (Window(48, 0, 16, 48), Window(0, 0, 32, 96))
-    assert within.offset == pytest.approx((0.04, 0.0)) and within.drift == pytest.approx((0.035, 0.0))
+    assert within.offset == pytest.approx((-0.01, 0.0)) and within.drift == pytest.approx((0.035, 0.0))
+
+
+@pytest.mark.parametrize("phase", [0.0, 0.5])
+def test_a_target_far_larger_than_the_guide_takes_its_phase_inside_the_overlap(phase):
+    """A 4000 × 48 target of 20 m pixels and a 96 × 96 guide of 10.001 m pixels that starts 0.02 guide pixel after
+    the target's column 3000 (with ``phase`` ½, Landsat's half-pixel phase, half a guide pixel before it): the overlap,
+    columns 3000–3047, nests within 0.03 guide pixel, but across the 3000 columns before it the pixel sizes move the
+    target's own corner 0.6 guide pixel, where neither phase fits. The phase was read there and the pair refused; it is
+    now read at the overlap's first corner, and the overlap's four corners are judged against it."""
+    pixel = 10 * 1.0001
+    target = Grid(4000, 48, Affine(20, 0, 300000, 0, -20, 5800000), UTM)
+    guide = Grid(96, 96, Affine(pixel, 0, 300000 + 20 * 3000 + (0.02 - phase) * pixel, 0, -10, 5800000), UTM)
+    nesting = nest(target, guide)
+    assert (nesting.scale, nesting.target, nesting.guide) == (2, Window(3000, 0, 48, 48), Window(0, 0, 96, 96))
+    assert nesting.shift == (0.0, phase)
+    assert nesting.offset == pytest.approx((-0.02, 0.0))
+    assert nesting.drift == pytest.approx((-0.02 - 96 * (1 - 1 / 1.0001), 0.0))  # at the overlap's far column, 3048
+    assert ("off the guide's (-0.02, +0 at the overlap's corner (the target's pixel corner at column 3000, row 0)), within "
+            "the 0.05 guide pixel") in alignment_note(nesting)
+
+
+def test_the_resampling_remedy_gives_the_overlap_on_the_targets_pixel_edges_not_widened_by_rotation_terms():
+    """The gdalwarp line of a refusal gave the target's bounds as ``-te``: widened by its rotation term (its ``b`` times
+    its height, 0.024 m and 0.4 m here), so no whole number of target pixels wide, and over all the target, where the
+    resampled guide would hold fill outside its own data. It now gives the target pixels the guide covers wholly, on
+    the target's grid taken north-up; ``sentinel2``'s line for a 20 m file drops the 10 m grid's rotation terms alike."""
+    from internal_sr.core.sentinel2_product import _align_hint
+
+    target = Grid(48, 48, Affine(20, 0.0005, 336000, 0, -20, 5819040), UTM)
+    guide = Grid(40, 96, Affine(10, 0, 336203, 0, -10, 5819040), UTM)  # 0.3 guide pixel off; x 336203–336603
+    with pytest.raises(NotAligned, match="not aligned") as error:
+        nest(target, guide)
+    assert str(error.value).endswith("gdalwarp -r cubic -tr 10 10 -te 336220 5818080 336600 5819040 GUIDE ALIGNED_GUIDE")
+    with pytest.raises(NotAligned, match="drift apart") as error:  # the guide covers all the target
+        nest(*turned_against_a_drift("x", 0.04))
+    assert str(error.value).endswith("gdalwarp -r cubic -tr 10 10 -te 336000 5818080 336960 5819040 GUIDE ALIGNED_GUIDE")
+    ten = Grid(96, 96, Affine(10, 0.0005, 300000, 0, -10, 5800000), UTM)
+    hint = _align_hint(Grid(48, 48, Affine(20, 0, 300003, 0, -20, 5800000), UTM), ten, 2, "B.tif")
+    assert hint.endswith("gdalwarp -r cubic -tr 20 20 -te 300000 5799040 300960 5800000 B.tif ALIGNED.tif")
 
 
 def test_the_alignment_tolerance_stays_far_below_what_the_registration_check_sees_and_far_from_half_a_pixel():

@@ -71,7 +71,8 @@ def test_a_guide_within_the_alignment_tolerance_runs_on_its_grid_and_the_log_say
     with rasterio.open(out) as dst:
         assert dst.transform == Affine(10.0, 0, 300040.49, 0, -10.0, 5799960.0) and (dst.width, dst.height) == (124, 124)
     notes = [line for line in feedback.textLog().splitlines() if "not exactly aligned" in line]
-    assert len(notes) == 1 and "guide pixels (x, y) off the guide's (-0.049, +0 at the target's corner)" in notes[0], notes
+    assert len(notes) == 1 and ("guide pixels (x, y) off the guide's (-0.049, +0 at the overlap's corner (the target's pixel "
+                               "corner at column 2, row 2))") in notes[0], notes
 
 
 @pytest.mark.parametrize(
@@ -80,7 +81,7 @@ def test_a_guide_within_the_alignment_tolerance_runs_on_its_grid_and_the_log_say
         (15.0, (300000.0, 5800000.0), "non-integer scale between grids"),
         (10.0, (500000.0, 5800000.0), "do not overlap"),
         (10.0, (300003.0, 5800000.0), "not aligned"),
-        (10.0, (300040.51, 5799960.0), "the target's corner falls 0.051, 0 guide pixels off"),
+        (10.0, (300040.51, 5799960.0), "the overlap's corner (the target's pixel corner at column 2, row 2) falls 0.051, 0 guide pixels off"),
     ],
 )
 def test_grids_that_do_not_nest_are_refused_before_the_run(tmp_path, guide_pixel, guide_origin, expected) -> None:
