@@ -187,6 +187,9 @@ class NoOverlap(InputError):
     """Not even one whole target pixel is covered by the guide (``nest``)."""
 
 
+NO_OVERLAP = "target and guide do not overlap (not even one whole target pixel is covered by the guide)"
+
+
 def off_whole(position: float) -> float:
     """The distance (pixels, 0–½) from ``position`` (in pixels) to the nearest whole pixel edge."""
     return abs(position - round(position))
@@ -373,6 +376,9 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
         )
     if scale < 2:
         raise InputError(f"the guide ({abs(g.a):g} units per pixel) must be at least twice as fine as the target ({abs(t.a):g})")
+    slack = (0.5 + tolerance) / scale  # the last target pixel kept may reach half a guide pixel past the guide (``_span``)
+    if target.unrotated().extent_window(guide.unrotated().bounds, slack, inside=True) is None:
+        raise NoOverlap(NO_OVERLAP)
     start = overlap_corner(target, guide)
     position = guide_position(target, guide, *start)
     corner = (position[0] - scale * start[0], position[1] - scale * start[1])  # the target's corner, nested from ``start``
@@ -389,7 +395,7 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
     c0, c1 = _span(col, scale, target.width, guide.width)
     r0, r1 = _span(row, scale, target.height, guide.height)
     if c1 <= c0 or r1 <= r0:
-        raise NoOverlap("target and guide do not overlap (not even one whole target pixel is covered by the guide)")
+        raise NoOverlap(NO_OVERLAP)
     origin = (halves[0] / 2, halves[1] / 2)
     window = Window(c0, r0, c1 - c0, r1 - r0)
     drift = worst_misplacement(target, guide, scale, origin, window)

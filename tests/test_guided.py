@@ -297,6 +297,7 @@ def test_a_guide_refining_the_target_by_two_factors_is_named_so(guide_pixel):
         (dict(guide_pixel=15.0), "non-integer scale between grids"),
         (dict(guide_pixel=20.0), "at least twice as fine"),
         (dict(guide_origin=(400000.0, 5800000.0)), "do not overlap"),
+        (dict(guide_origin=(400003.0, 5800000.0)), "do not overlap"),  # a guide off the target's edges and beside it
         (dict(guide_origin=(300003.0, 5800000.0)), "not aligned"),
         (dict(guide_crs="EPSG:32632"), "CRS"),
         (dict(guide_crs=None), "the guide has no CRS and the other raster has EPSG:32633"),
