@@ -500,8 +500,9 @@ def input_settings(source: RasterSource, bands: tuple[int, ...] | None, extent: 
 
 
 def tiles_text(asked: TileOptions, used: TileOptions) -> str:
-    """How the settings log shows the tiles: those ``used`` (the engine's check: ``asked``, grown where the kernel
-    reaches past a tile's overlap, ``core.tiling.kernel_tiles``), after those ``asked`` when they differ."""
+    """How the settings log of every algorithm that tiles (DIP, Knitworks, guided DIP, evaluate's method) shows the
+    tiles: those ``used`` (the engine's check: ``asked``, grown where the kernel reaches past a tile's overlap,
+    ``core.tiling.kernel_tiles``), after those ``asked`` when they differ."""
     words = tr("{} px with {} px overlap")
     if used == asked:
         return words.format(used.size, used.overlap)
@@ -800,8 +801,9 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             f"Tile size ({pixels} pixels)",
             TileOptions().size,
             f"Edge of the square {pixels} tiles optimised one at a time; memory grows with its square. 128 suits "
-            "CPUs and most GPUs; 256 on a large GPU. The default grows where a wide blur kernel needs (the log says "
-            "so); another size too small for the kernel is refused, naming the smallest that works.",
+            "CPUs and most GPUs; 256 on a large GPU. 128, the default, grows where a wide blur kernel needs (the log "
+            "says so), typed or not: this setting always has a value; another size too small for the kernel is "
+            "refused, naming the smallest that works.",
             minimum=16,
             advanced=True,
         )
@@ -810,7 +812,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             f"Tile overlap ({pixels} pixels)",
             TileOptions().overlap,
             "Pixels shared by neighbouring tiles and blended smoothly to hide seams; less than half the tile size. "
-            "Raised to twice a wide blur kernel's reach past a tile's side where less.",
+            "Raised to twice a wide blur kernel's reach past a tile's side where less, whatever value is set.",
             minimum=0,
             advanced=True,
         )

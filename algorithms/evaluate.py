@@ -8,7 +8,7 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback, QgsProcessingOutputNumber
 
 from ..core.config import EVALUATION_METHODS, IOOptions
-from .base import GUIDED_KERNELS, KERNELS, InternalSRAlgorithm, Job, extent_text, input_settings, is_unset, tr
+from .base import GUIDED_KERNELS, KERNELS, InternalSRAlgorithm, Job, extent_text, input_settings, is_unset, tiles_text, tr
 
 #: Kernels of the protocol: bicubic first (the default), 'sentinel2' last (guided DIP's per-band MTF).
 #: 'auto' is the method's own default (``core.evaluation.default_kernel``), as on the command line.
@@ -151,7 +151,7 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
             raise QgsProcessingException(tr("Method guided needs a guide raster (GUIDE)"))
         from ..core.evaluation import plan_evaluation
 
-        plan_evaluation(input_path, method, scale, kernel, config, io, guide_path, guide_io or IOOptions())
+        plan = plan_evaluation(input_path, method, scale, kernel, config, io, guide_path, guide_io or IOOptions())
 
         def run(progress: Any) -> Any:
             from ..core.report import evaluate_to_files
@@ -168,8 +168,10 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
             tr("Iterations"): str(config.steps) if config is not None else "-",
             tr("Device requested"): options.device,
             tr("Seed"): str(options.seed),
-            tr("Report"): report,
         }
+        if plan.tiles is not None:  # the method tiles the degraded image (bicubic does not)
+            settings[tr("Tiles")] = tiles_text(config.tiles, plan.tiles)
+        settings[tr("Report")] = report
         if guide is not None:
             settings[tr("Guide")] = f"{guide.name} ({guide.width} × {guide.height} pixels), kernel {guide_kernel}"
         return Job(run, settings, {self.OUTPUT_JSON: scores_json} if scores_json else {})

@@ -215,12 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def optimisation(p: argparse.ArgumentParser, grid: str) -> None:
         device_and_seed(p)
-        p.add_argument("--tile", type=int, default=TileOptions.size,
+        p.add_argument("--tile", type=int,
                        help=f"tile edge in {grid} pixels (default {TileOptions.size}, grown where a wide kernel needs: the log "
-                       "says so; another size that is too small for the kernel is refused)")
-        p.add_argument("--overlap", type=int, default=TileOptions.overlap,
-                       help=f"tile overlap in {grid} pixels (default {TileOptions.overlap}; raised to twice a kernel's reach "
-                       "past a tile's side where less)")
+                       f"says so; a size given, {TileOptions.size} too, is used as it is, and refused when too small for the "
+                       "kernel)")
+        p.add_argument("--overlap", type=int,
+                       help=f"tile overlap in {grid} pixels (default {TileOptions.overlap}, raised to twice a kernel's reach "
+                       "past a tile's side where less; an overlap given is used as it is, and refused when less)")
         p.add_argument("--cold-tiles", action="store_true",
                        help="start every tile from fresh networks (default: tiles after the first start from the first "
                        "tile's trained networks and run three quarters of the steps)")
@@ -311,8 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_options(args: argparse.Namespace, batch: int | None = None) -> dict:
     """The ``InternalLearningConfig`` fields set by ``--iterations`` and the options ``optimisation`` adds, with
-    ``batch`` (DIP's ``--batch``; ``None``: the default) as the tiles' batch."""
-    tiles = TileOptions(args.tile, args.overlap, TileOptions.batch if batch is None else batch)
+    ``batch`` (DIP's ``--batch``; ``None``: the default) as the tiles' batch. ``--tile`` and ``--overlap`` given are
+    the user's own (``TileOptions.size_given``, ``overlap_given``), even at the default value; left out, they are the
+    defaults, which grow where a wide kernel needs (``core.tiling.kernel_tiles``)."""
+    tiles = TileOptions(
+        TileOptions.size if args.tile is None else args.tile, TileOptions.overlap if args.overlap is None else args.overlap,
+        TileOptions.batch if batch is None else batch, size_given=args.tile is not None, overlap_given=args.overlap is not None,
+    )
     return dict(iterations=args.iterations, device=args.device, seed=args.seed, tiles=tiles, warm_start=not args.cold_tiles)
 
 

@@ -202,17 +202,23 @@ class TileOptions:
 
     size: tile edge (the optimisation runs on ``size × size`` input pixels at a time); the default grows, and any other
     size is refused, where a wide kernel needs more (``automatic``, ``core.tiling.kernel_tiles``).
-    overlap: pixels shared by neighbouring tiles, blended with a smooth ramp; grown where a wide kernel needs more.
+    overlap: pixels shared by neighbouring tiles, blended with a smooth ramp; grown where a wide kernel needs more,
+    unless ``overlap_given`` (then refused).
     batch: DIP only: most tiles optimised together (vectorised networks, each tile its own; the next tiles in row
     order, across rows of tiles); 0 (automatic) picks 1 on the CPU and MPS (no gain there) and on CUDA up to
     ``CUDA_BATCH`` tiles whose outputs fit in ``BATCH_HOST_BYTES``, as many as half the GPU memory free after
     the first tile holds at that tile's peak; on CUDA a batch that runs out of memory is halved, down to 1. The
     other methods solve one tile at a time whatever it says (the command line offers ``--batch`` for DIP only).
+    size_given, overlap_given: the user typed the size, the overlap (the command line's ``--tile``, ``--overlap``), so
+    it is their own even at the default value: used as it is, or refused where a wide kernel needs more. Processing and
+    the dialog always pass both and cannot tell a typed default from an untouched one: they leave these ``False``.
     """
 
     size: int = 128
     overlap: int = 16
     batch: int = 0
+    size_given: bool = False
+    overlap_given: bool = False
 
     def __post_init__(self) -> None:
         if self.batch < 0:
@@ -222,7 +228,7 @@ class TileOptions:
         if self.overlap < 0:
             raise InputError(f"tile overlap must be ≥ 0 ({OVERLAP_TERM}), got {self.overlap}")
         if 2 * self.overlap >= self.size:
-            default = ", the default" if self.overlap == TileOptions.overlap else ""
+            default = ", the default" if self.overlap == TileOptions.overlap and not self.overlap_given else ""
             raise InputError(
                 f"tile size {self.size} is too small for the tile overlap of {self.overlap} pixels{default}, which must be less "
                 f"than half the tile: lower it with {OVERLAP_TERM} to {(self.size - 1) // 2} or less, or use {TILE_TERM} "
@@ -231,10 +237,11 @@ class TileOptions:
 
     @property
     def automatic(self) -> bool:
-        """Whether the size is the default, which grows to hold a wide kernel's footprint (``core.tiling.kernel_tiles``);
-        any other size is the user's own, used as it is or refused. (Processing and the dialog always pass a size, so
-        the command line's ``--tile 128`` is the default too: one rule for every front end.)"""
-        return self.size == TileOptions.size
+        """Whether the size is the default left to the engine, which grows to hold a wide kernel's footprint
+        (``core.tiling.kernel_tiles``): the default value not typed (``size_given``). Any other size is the user's own,
+        used as it is or refused. (Processing and the dialog always pass a size, so there the default value counts as
+        left to the engine; the command line's ``--tile 128`` typed is the user's own.)"""
+        return self.size == TileOptions.size and not self.size_given
 
     def for_device(self, device_type: str, bands: int, scale: int) -> "TileOptions":
         """These options with an automatic ``batch`` (0) resolved for a ``cpu``, ``cuda`` or ``mps`` device, for

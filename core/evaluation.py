@@ -33,6 +33,7 @@ from .config import (
     InternalLearningConfig,
     IOOptions,
     KnitworkConfig,
+    TileOptions,
     as_paths,
     check_scale,
     size_remedy,
@@ -43,10 +44,9 @@ from .dip import fill_invalid
 from .errors import InputError
 from .grid import Window
 from .kernels import Kernel, check_kernel_fits, make_kernel
-from .pipeline import RunResult, _Recorder, _log_input, extent_message, log_fill_values, super_resolve_array
+from .pipeline import RunResult, _Recorder, _log_input, array_tiles, extent_message, log_fill_values, super_resolve_array
 from .progress import NullProgress, Progress, SubProgress
 from .raster import RasterInfo, open_info, read_window, value_text
-from .tiling import kernel_tiles
 
 #: Back-projection steps of the "bicubic + back-projection" and "HPF injection + back-projection" baselines (converged
 #: on our crops).
@@ -461,7 +461,9 @@ class EvaluationPlan:
     area: the evaluated pixels of ``info``'s grid (for guided, the overlap with the guide); kernels: the
     kernel (one for every band) or, for guided, ``target_kernels`` with ``guide_kernels`` (the guide's own
     blur) and ``guide_on_target`` (the guide degraded onto the target's grid, with the grids' phase), and the
-    band names guided DIP reads (``names``: the target's, then the guide's).
+    band names guided DIP reads (``names``: the target's, then the guide's). tiles: those the method's run is solved in
+    (its configuration's, grown where its kernels need: ``tiling.kernel_tiles``), which ``evaluate`` hands the run;
+    ``None`` for bicubic, which does not tile.
     """
 
     info: RasterInfo
@@ -472,6 +474,7 @@ class EvaluationPlan:
     guide_kernels: list[Kernel] | None = None
     guide_on_target: list[Kernel] | None = None
     names: tuple[list[str | None], list[str | None]] | None = None
+    tiles: TileOptions | None = None
 
 
 def plan_evaluation(
@@ -487,7 +490,7 @@ def plan_evaluation(
 ) -> EvaluationPlan:
     """Check everything ``evaluate`` can check before reading pixels (arguments as ``evaluate``'s): the method
     and its configuration, the rasters, the guide's grid and scale, the kernels, the area's size and memory, the
-    method's tiles for its kernels (``tiling.kernel_tiles``, on the degraded area it runs on).
+    method's tiles for its kernels (``tiling.kernel_tiles``, on the degraded area it runs on: the plan's ``tiles``).
     Raises a one-line ``InputError``; front ends call it to refuse bad settings before a run. Guided DIP's
     kernels read the band names as ``guided`` does (``sharpen.kernel_names``: descriptions, else ESA file
     names), said through ``progress`` when given, as are a target and guide accepted although their pixel edges are
@@ -517,11 +520,11 @@ def plan_evaluation(
         target_kernels = band_kernels(config.kernel, target_names, scale, "target")
         guide_kernels = band_kernels(config.guide_kernel, guide_names, scale, "guide")
         # as guided DIP's run checks them (sharpen.check_inputs), on the degraded target it runs on here
-        target_tiles(config.tiles, [*target_kernels, *guide_kernels], nesting.target.width // scale,
-                     nesting.target.height // scale, info.window is not None, partly)
+        tiles = target_tiles(config.tiles, [*target_kernels, *guide_kernels], nesting.target.width // scale,
+                             nesting.target.height // scale, info.window is not None, partly)
         return EvaluationPlan(
             info, nesting.target, target_kernels, guide_info, (nesting.guide.col_off, nesting.guide.row_off), guide_kernels,
-            band_kernels(config.guide_kernel, guide_names, scale, "guide", nesting.shift), (target_names, guide_names),
+            band_kernels(config.guide_kernel, guide_names, scale, "guide", nesting.shift), (target_names, guide_names), tiles,
         )
     if guide_path is not None:
         raise InputError(f"a guide raster is given, but method {method} uses none: leave the guide out or choose method guided")
@@ -539,9 +542,9 @@ def plan_evaluation(
     _check_sizes(area, scale, info.window is not None, label, minimum_at)
     # as check_super_resolve: the kernel degrades the reference and back-projects the baselines too
     check_kernel_fits(kernels, area.width // scale, area.height // scale, info.window is not None)
-    if method != "bicubic":  # the run tiles the degraded image, as ``super_resolve_array`` will
-        kernel_tiles(config.tiles, [kernels], area.width // scale, area.height // scale)
-    return EvaluationPlan(info, area, kernels)
+    # the run tiles the degraded image: ``super_resolve_array`` takes these
+    tiles = array_tiles(config, area.width // scale, area.height // scale) if method != "bicubic" else None
+    return EvaluationPlan(info, area, kernels, tiles=tiles)
 
 
 def physical_values(values: np.ndarray, info: RasterInfo) -> np.ndarray:
@@ -618,11 +621,11 @@ def evaluate(
         from .sharpen import sharpen_array
 
         settings.update(guide=guide_path, guide_bands=", ".join(_band_labels(guide_info)), guide_kernel=config.guide_kernel)
-        estimate, run = sharpen_array(low, low_guide, config, *plan.names, method_progress)
+        estimate, run = sharpen_array(low, low_guide, config, *plan.names, method_progress, plan.tiles)
         extra = {HPF: hpf_injection(low, low_guide, plan.kernels, plan.guide_kernels),
                  HPF_BP: hpf_injection(low, low_guide, plan.kernels, plan.guide_kernels, BASELINE_BP_STEPS)}
     elif method != "bicubic":
-        estimate, run = super_resolve_array(low, config, progress=method_progress)
+        estimate, run = super_resolve_array(low, config, progress=method_progress, tiles=plan.tiles)
     window = Window(plan.area.col_off, plan.area.row_off, w, h)
     if info.window is not None:  # in the input raster's pixels
         window = window.translated(info.window.col_off, info.window.row_off)

@@ -49,8 +49,8 @@ from .degradation import Degradation
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .kernels import (
-    KernelWidth, anisotropic_gaussian, check_kernel_outputs, file_kernel_centre, kernel_files, kernel_width, make_kernel, recentre,
-    save_kernel_file,
+    Kernel, KernelWidth, anisotropic_gaussian, check_kernel_outputs, file_kernel_centre, kernel_files, kernel_width, make_kernel,
+    recentre, save_kernel_file,
 )
 from .normalise import BandScaling
 from .optimise import adam, optimise
@@ -502,6 +502,22 @@ def estimate_kernel_file(
         )
 
 
+def widest_kernel(config: KernelGANConfig) -> Kernel:
+    """The widest kernel an estimate with ``config`` is taken to return, for the checks made before KernelGAN runs
+    (``super_resolve_with_estimated_kernel``: the image and the tiles must hold it, ``pipeline.check_super_resolve``):
+    flat over the whole support of the generator's collapsed kernel, ``config.kernel_size`` taps at ×2 and their
+    composition's ``3L − 2`` at ×4 (``compose_x4``), one more as a kernel file is applied at these even scales
+    (``kernels.prepared_taps``). With the reference layers it reaches 3 input pixels past a tile's side at ×2 and 5 at
+    ×4 (``tiling.kernel_reach``). KernelGAN's own kernels stay inside it (post-processing keeps about the
+    ``keep_largest`` largest taps); the Gaussian shaped by the spectrum (``orientation="spectrum"``) of a strongly
+    elongated blur may reach further (major σ over 0.9 input pixels at ×2, 1.7 at ×4), which no check can know before
+    KernelGAN has run: the run then checks its tiles against the kernel it has (README, *A wide kernel and the tiles*)."""
+    taps = config.kernel_size if config.scale == 2 else 3 * config.kernel_size - 2
+    size = taps + 1  # the zero row and column of a file kernel at an even scale
+    name = f"estimate (KernelGAN's kernels hold up to {taps}×{taps} taps at ×{config.scale})"
+    return Kernel(name, config.scale, full=np.full((size, size), 1 / size**2))
+
+
 def estimated_kernel_path(output_path: str) -> str:
     """Where ``super_resolve_with_estimated_kernel`` keeps the kernel it used: ``out.tif`` → ``out.tif.kernel.npy``,
     named by the output's whole file name as its loss curve is (``core.raster.loss_curve_path``), so ``a.tif`` and
@@ -519,6 +535,10 @@ def super_resolve_with_estimated_kernel(
 ):
     """Estimate the input's kernel with KernelGAN, then super-resolve it (DIP or Knitworks) with that kernel.
 
+    Everything is checked before KernelGAN starts, the tiles against the widest kernel it can return
+    (``widest_kernel``): a tile or overlap of the user's own too small for it is refused in one line before minutes of
+    estimation. The run then chooses its tiles for the kernel estimated (``pipeline.check_super_resolve``).
+
     The kernel files are kept beside the output (``estimated_kernel_path``). They, the output and its loss
     curve are written to temporary files (the super-resolution reads the kernel from its own) and move into
     place together when the whole run succeeded: a failed or cancelled run leaves every earlier file as it
@@ -531,7 +551,7 @@ def super_resolve_with_estimated_kernel(
     input_path, output_path = as_paths(input_path, output_path)
     progress = progress or NullProgress()
     kernel_path = estimated_kernel_path(output_path)
-    check_super_resolve(input_path, output_path, replace(config, kernel="bicubic"), io)  # all but the kernel, before KernelGAN
+    check_super_resolve(input_path, output_path, config, io, widest_kernel(kernelgan))  # before KernelGAN
     with claimed(output_files(output_path)), staged() as files:
         estimated = estimate_kernel_file(
             input_path, kernel_path, replace(kernelgan, per_band=False), io, SubProgress(progress, 0.0, 0.2), files,

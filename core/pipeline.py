@@ -45,7 +45,9 @@ from .raster import (
     staged,
     valid_mask,
 )
-from .tiling import BatchSolver, ShrinkOnOutOfMemory, Solver, WarmStart, kernel_tiles, retry_minimum, run_tiles, solve_in_tiles
+from .tiling import (
+    BatchSolver, ShrinkOnOutOfMemory, Solver, WarmStart, kernel_tiles, retry_minimum, run_tiles, solve_in_tiles, tiles_note,
+)
 
 #: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
 SCALING_SAMPLE = 1024
@@ -154,7 +156,7 @@ class _Recorder:
         self.messages: list[str] = []
         self.curves: list[np.ndarray] = []
         self.kernels: list[TileKernel] = []
-        #: the tiles the run is solved in, once its solver chose them (``tiling.kernel_tiles``)
+        #: the tiles the run is solved in, once its solver has them (chosen by the run's check: ``tiling.kernel_tiles``)
         self.tiles: TileOptions | None = None
         self.start = time.perf_counter()
 
@@ -248,21 +250,23 @@ def output_files(output_path: str) -> list[str]:
 
 
 def check_super_resolve(
-    input_path: str, output_path: str | None, config: MethodConfig, io: IOOptions = IOOptions()
+    input_path: str, output_path: str | None, config: MethodConfig, io: IOOptions = IOOptions(), kernel: Kernel | None = None
 ) -> tuple[RasterInfo, TileOptions]:
     """Everything ``super_resolve`` checks before it starts, from metadata alone: the input, its bands and
     extent, the output path and the files of the kernel Knitworks learns beside it (unless ``None``), the input's
     size for the network and the kernel (a kernel file is read; the kernel must fit in the image, ``check_kernel_fits``,
     and in the tiles: ``tiling.kernel_tiles``). Returns the input and the tiles the run is solved in (``config.tiles``,
-    grown where the kernel needs), which front ends show before the run. Raises a one-line ``InputError``; front ends
-    call it to refuse bad settings before a run."""
+    grown where the kernel needs), which ``super_resolve`` hands its solver and front ends show before the run.
+    ``kernel``: checked in place of the one ``config`` names, for a run whose kernel is not known yet (``--kernel
+    estimate``: the widest KernelGAN can return, ``kernelgan.widest_kernel``). Raises a one-line ``InputError``;
+    front ends call it to refuse bad settings before a run."""
     input_path, output_path = as_paths(input_path, output_path)
     info = open_info(input_path, io.bands, io.extent, 1, io.crs)
     if output_path is not None:
         check_raster_output(output_path, [input_path])
         check_learned_kernel_output(output_path, [input_path], config)
     config.check_input_size(info.grid.width, info.grid.height, info.window is not None)
-    kernel = method_kernel(config)
+    kernel = method_kernel(config) if kernel is None else kernel
     if kernel is not None:
         check_kernel_fits(kernel, info.grid.width, info.grid.height, info.window is not None)
     return info, kernel_tiles(config.tiles, tile_kernels(config, kernel), info.grid.width, info.grid.height)
@@ -404,6 +408,7 @@ def method_name(config: MethodConfig) -> str:
 
 def _solver(
     config: MethodConfig,
+    tiles: TileOptions,
     width: int,
     height: int,
     scaling: BandScaling,
@@ -414,9 +419,11 @@ def _solver(
     """The tile solver of a ``width × height`` input shared by file and array runs; returns it and the device name.
 
     The method follows the configuration's type: ``DIPConfig`` → ``core.dip``, ``KnitworkConfig`` →
-    ``core.knitwork``; both solve one normalised tile with the same signature. The solver's ``tiles``
-    are the configuration's, grown where the kernel needs (``tiling.kernel_tiles``, said in the log and kept as
-    ``progress.tiles``), with the batch resolved for the device; ``keep``: every tile's back-projection width test,
+    ``core.knitwork``; both solve one normalised tile with the same signature. ``tiles``: those the run's check
+    chose (``check_super_resolve`` or ``array_tiles``: the configuration's, grown where the kernel needs,
+    ``tiling.kernel_tiles``), said in the log where they differ from the configuration's (``tiling.tiles_note``) and
+    kept as ``progress.tiles``; the solver's have the batch resolved for the device. ``keep``: every tile's
+    back-projection width test,
     decided once for the run (``back_projection_keep``). DIP also solves tiles in batches
     (its ``many``). Running out of GPU memory shrinks the batch, then the tiles, then moves to the CPU.
     """
@@ -431,7 +438,9 @@ def _solver(
         progress.info(note)
     device = resolve_device(config.device)
     kernels = tile_kernels(config, kernel)
-    progress.tiles = kernel_tiles(config.tiles, kernels, width, height, progress=progress)
+    progress.tiles = tiles
+    if note := tiles_note(config.tiles, tiles, kernels):
+        progress.info(note)
     progress.info(
         f"{method} on device {describe(device)}; ×{s}, kernel {config.kernel}, {config.steps_text()}, "
         f"tiles {progress.tiles.size} px with {progress.tiles.overlap} px overlap, seed {config.seed}"
@@ -470,7 +479,7 @@ def _solver(
             progress.add_curve(tile.losses)
         return [(scaling.denormalise(t.image), v.repeat(s, axis=1).repeat(s, axis=2)) for t, v in zip(tiles, valid)]
 
-    tiles = progress.tiles.for_device(device.type, len(scaling.lo), s)
+    tiles = tiles.for_device(device.type, len(scaling.lo), s)
     minimum = retry_minimum(kernels, config.min_input_size)
     many = solve_many if isinstance(config, DIPConfig) and tiles.batch > 1 else None
     # the first trained tile is solved alone (lead), so batched and one-by-one runs warm-start alike; an automatic
@@ -540,13 +549,13 @@ def super_resolve(
     """
     input_path, output_path = as_paths(input_path, output_path)
     recorder = _Recorder(progress or NullProgress(), files)
-    info, _ = check_super_resolve(input_path, output_path, config, io)  # the solver chooses the tiles again, saying so
+    info, tiles = check_super_resolve(input_path, output_path, config, io)
     with claimed(output_files(output_path)):
         _log_input(info, recorder)
         scaling, read = fit_scaling(info), (lambda w: read_window(info, w))
         sample = lambda rows, cols: read_window(info, out_shape=(len(info.bands), rows, cols))  # noqa: E731
         keep = back_projection_keep(method_kernel(config), info.grid.width, info.grid.height, sample, read, scaling, recorder, band_labels(info.bands, info.descriptions))
-        solve, device = _solver(config, info.grid.width, info.grid.height, scaling, read, recorder, keep)
+        solve, device = _solver(config, tiles, info.grid.width, info.grid.height, scaling, read, recorder, keep)
         grid, constants = info.grid.refined(config.scale), constant_bands(info)
         kernel_path = learned_kernel_path(output_path, config)
 
@@ -562,17 +571,26 @@ def super_resolve(
         return replace(result, kernel_path=kernel_path)
 
 
+def array_tiles(config: MethodConfig, width: int, height: int) -> TileOptions:
+    """The tiles ``super_resolve_array`` solves a ``width × height`` image in with ``config`` (``tiling.kernel_tiles``
+    for its kernel, as ``check_super_resolve`` chooses a file's): a caller that checks first chooses them with this and
+    passes them on (``evaluation.plan_evaluation``)."""
+    return kernel_tiles(config.tiles, tile_kernels(config, method_kernel(config)), width, height)
+
+
 def super_resolve_array(
     image: np.ndarray,
     config: MethodConfig,
     valid: np.ndarray | None = None,
     progress: Progress | None = None,
+    tiles: TileOptions | None = None,
 ) -> tuple[np.ndarray, RunResult]:
     """In-memory variant of ``super_resolve``: ``(C, h, w)`` values → ``(C, s·h, s·w)`` float64 values.
 
     Used by evaluation and benchmarks; the same normalisation, tiling and solver as file runs. Values that are
     not finite or are fill values (``raster.valid_mask``) are invalid, besides those ``valid`` (booleans of the
     image's shape) marks so. Another shape, or values that are not real numbers, are a one-line ``InputError``.
+    ``tiles``: those a caller's check chose for this image and ``config`` (``array_tiles``); ``None``: chosen here.
     """
     recorder = _Recorder(progress or NullProgress())
     image = real_image(image)  # int32 / uint32 / float64 values stay exact
@@ -583,13 +601,15 @@ def super_resolve_array(
     config.check_input_size(w, h)
     if not valid.any():
         raise InputError("the image has no valid pixels")
+    if tiles is None:
+        tiles = array_tiles(config, w, h)
     scaling = BandScaling.fit(image, valid)
 
     def read(win: Window) -> tuple[np.ndarray, np.ndarray]:
         return image[(slice(None), *win.slices)], valid[(slice(None), *win.slices)]
 
     keep = back_projection_keep(method_kernel(config), w, h, decimated_sample(image, valid), read, scaling, recorder)
-    solve, device = _solver(config, w, h, scaling, read, recorder, keep)
+    solve, device = _solver(config, tiles, w, h, scaling, read, recorder, keep)
     out = collect_tiled(w, h, c, config.scale, solve.tiles, solve, recorder, array_constants(image, valid), solve.many)
     if learns_kernel(config):
         learned = learned_kernel(recorder.kernels, config.scale)

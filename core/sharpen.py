@@ -55,7 +55,7 @@ from .raster import (
 )
 from .registration import central_window, guide_misregistration, registration_warning, skipped_note
 from .sentinel2 import band_name, band_names, kernel_spec
-from .tiling import ShrinkOnOutOfMemory, WarmStart, kernel_tiles, retry_minimum
+from .tiling import ShrinkOnOutOfMemory, WarmStart, kernel_tiles, retry_minimum, tiles_note
 
 #: The method's name in logs and figures.
 GUIDED_METHOD = "guided DIP"
@@ -228,6 +228,7 @@ def check_registration(
 
 def _solver(
     config: GuidedDIPConfig,
+    tiles: TileOptions,
     width: int,
     height: int,
     target_kernels: list[Kernel],
@@ -239,8 +240,9 @@ def _solver(
     keep: np.ndarray | None = None,
 ) -> tuple[ShrinkOnOutOfMemory, str]:
     """The tile solver of a target of ``width × height`` pixels shared by file and array runs; returns it and the
-    device name. Its ``tiles`` are the configuration's, grown where the target's and the guide's kernels need
-    (``tiling.kernel_tiles``, said in the log and kept as ``progress.tiles``). ``keep``: every tile's
+    device name. ``tiles``: those the run's check chose (``target_tiles``: the configuration's, grown where the
+    target's and the guide's kernels need, ``tiling.kernel_tiles``), said in the log where they differ from the
+    configuration's (``tiling.tiles_note``) and kept as ``progress.tiles``. ``keep``: every tile's
     back-projection width test, decided once for the run's target (``pipeline.back_projection_keep``).
 
     Running out of GPU memory shrinks the tiles, then moves to the CPU (``tiling.ShrinkOnOutOfMemory``).
@@ -250,7 +252,9 @@ def _solver(
     scale = target_kernels[0].scale
     device = resolve_device(config.device)
     kernels = [*target_kernels, *guide_kernels]
-    progress.tiles = kernel_tiles(config.tiles, kernels, width, height, "target", progress)
+    progress.tiles = tiles
+    if note := tiles_note(config.tiles, tiles, kernels, "target"):
+        progress.info(note)
     progress.info(
         f"device {describe(device)}; guided ×{scale}, {len(target_kernels)} target and {len(guide_kernels)} guide band(s), "
         f"kernels {config.kernel}/{config.guide_kernel}, {config.steps_text()}, "
@@ -320,8 +324,8 @@ def sharpen(
             target_scaling, recorder, band_labels(target.bands, target.descriptions),
         )
         solve, device = _solver(
-            config, nesting.target.width, nesting.target.height, inputs.target_kernels, inputs.guide_kernels, target_scaling,
-            fit_scaling(guide), read, recorder, keep,
+            config, inputs.tiles, nesting.target.width, nesting.target.height, inputs.target_kernels, inputs.guide_kernels,
+            target_scaling, fit_scaling(guide), read, recorder, keep,
         )
         grid = guide.grid.window_grid(nesting.guide)
         # the guide's invalid pixels are invalid in the output too: under a mask where the output has no nodata value
@@ -350,11 +354,13 @@ def sharpen_array(
     target_names: Sequence[str | None],
     guide_names: Sequence[str | None],
     progress: Progress | None = None,
+    tiles: TileOptions | None = None,
 ) -> tuple[np.ndarray, RunResult]:
     """In-memory ``sharpen``: target ``(T, h, w)`` and guide ``(G, s·h, s·w)`` → ``(T, s·h, s·w)`` float64.
 
     Values that are not finite or are fill values (``raster.valid_mask``) are invalid. Used by evaluation and
-    benchmarks (same solver as file runs).
+    benchmarks (same solver as file runs). ``tiles``: those a caller's check chose for this target and ``config``
+    (``target_tiles``, as ``evaluation.plan_evaluation`` does); ``None``: chosen here (``tiling.kernel_tiles``).
     """
     recorder = _Recorder(progress or NullProgress())
     # int32 / uint32 / float64 values stay exact (normalised in float64 per tile)
@@ -373,10 +379,12 @@ def sharpen_array(
         return target[t], t_valid[t], guide[g], g_valid[g]
 
     kernels = band_kernels(config.kernel, target_names, s, "target"), band_kernels(config.guide_kernel, guide_names, s, "guide")
+    if tiles is None:
+        tiles = kernel_tiles(config.tiles, [*kernels[0], *kernels[1]], w, h, "target")
     check_registration(read, w, h, kernels[1], recorder)
     target_scaling = BandScaling.fit(target, t_valid)
     labels = band_labels(range(1, len(target_names) + 1), target_names)
     keep = back_projection_keep(kernels[0], w, h, decimated_sample(target, t_valid), read, target_scaling, recorder, labels)
-    solve, device = _solver(config, w, h, *kernels, target_scaling, BandScaling.fit(guide, g_valid), read, recorder, keep)
+    solve, device = _solver(config, tiles, w, h, *kernels, target_scaling, BandScaling.fit(guide, g_valid), read, recorder, keep)
     out = collect_tiled(w, h, target.shape[0], s, solve.tiles, solve, recorder, array_constants(target, t_valid))
     return out, recorder.result("", device)

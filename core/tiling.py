@@ -15,7 +15,8 @@ to ``MIN_RETRY_TILE`` (more for a wide kernel: ``retry_minimum``); below that th
 
 A blur kernel reaches ``kernel_reach`` input pixels past a tile's side: the tiles a run uses overlap by at least
 twice that, the default tile grows to four times that overlap where less, and a tile size of the user's own that is
-not more than twice it is refused (``kernel_tiles``).
+not more than twice it, or an overlap the user typed that is less, is refused (``kernel_tiles``, chosen once per run
+by its check; ``tiles_note`` is the run's log line where they grew).
 """
 
 from __future__ import annotations
@@ -147,13 +148,12 @@ def retry_minimum(kernels: Sequence[Kernel], least: int) -> int:
     return max(MIN_RETRY_TILE, least, TILE_PER_OVERLAP * kernel_overlap(kernels))
 
 
-def kernel_tiles(
-    tiles: TileOptions, kernels: Sequence[Kernel], width: int, height: int, pixels: str = "input",
-    progress: Progress | None = None,
-) -> TileOptions:
+def kernel_tiles(tiles: TileOptions, kernels: Sequence[Kernel], width: int, height: int, pixels: str = "input") -> TileOptions:
     """The tiles a ``width × height`` input (on the tiled grid, whose pixels ``pixels`` names: "input", or "target"
-    for guided DIP) degraded by ``kernels`` is solved in: ``tiles``, or grown to hold the kernels' footprint (said in
-    one line through ``progress``); a one-line ``InputError`` where the user's own tile size is too small for them.
+    for guided DIP) degraded by ``kernels`` is solved in: ``tiles``, or grown to hold the kernels' footprint
+    (``tiles_note`` says so in the run's log); a one-line ``InputError`` where the user's own tile size or overlap is
+    too small for them. A run chooses its tiles once, in the check before it starts (``pipeline.check_super_resolve``,
+    ``sharpen.target_tiles``, ``evaluation.plan_evaluation``), and its solver takes those.
 
     Why. Along a tile's side inside the input, its ``R = kernel_reach(kernels)`` pixels next to the side are fitted
     to an observation blurred over pixels the tile does not hold, with the tile's padding standing in for them, so
@@ -166,37 +166,71 @@ def kernel_tiles(
     but padding).
 
     Rule. Where one tile covers the input (no tile side inside it), ``tiles`` as they are. Otherwise the overlap
-    grows to ``2·R`` where less. The default tile size (``TileOptions.automatic``) grows to ``TILE_PER_OVERLAP``
-    times that where less: room to spare, the overlaps taking at most half of each tile's edge, as after running
-    out of GPU memory. Any other size is the user's own: used as it is when more than twice the overlap, else
-    refused naming the reach, the size asked and the smallest that works (more than twice the overlap, or the
-    input's longer edge: one tile). Built-in kernels reach 1 (landsat, the sentinel2 bands' MTFs) to 3 (lanczos3)
+    grows to ``2·R`` where less; an overlap the user typed (``TileOptions.overlap_given``) is refused instead, naming
+    the reach and the least overlap (and the tile in the same line where that is too small too). The default tile
+    size (``TileOptions.automatic``) grows to ``TILE_PER_OVERLAP`` times that where less: room to spare, the overlaps
+    taking at most half of each tile's edge, as after running out of GPU memory. Any other size is the user's own
+    (and the default typed, ``TileOptions.size_given``): used as it is when more than twice the overlap, else refused
+    naming the reach, the size asked and the smallest that works (more than twice the overlap, or the input's longer
+    edge: one tile). Built-in kernels reach 1 (landsat, the sentinel2 bands' MTFs) to 3 (lanczos3)
     pixels, within the default overlap of 16 at every scale, so runs at the default tiles are unchanged.
     """
     if max(width, height) <= tiles.size:
         return tiles
-    reach, need = kernel_reach(kernels), kernel_overlap(kernels)
-    words = max(kernels, key=lambda kernel: kernel.size).words
+    need = kernel_overlap(kernels)
     overlap = max(tiles.overlap, need)
     size = max(tiles.size, TILE_PER_OVERLAP * need) if tiles.automatic else tiles.size
-    if size <= 2 * overlap:
-        smallest = min(2 * overlap + 1, max(width, height))
-        raise InputError(
-            f"{TILE_TERM} {tiles.size} is too small for {words}, which reaches {reach} {pixels} pixels past a tile's side: "
-            f"tiles must overlap by twice that ({need} pixels, {OVERLAP_TERM} raised to it) for blended seams to see the "
-            f"image, not a tile's padding, and a tile must be more than twice its overlap: use {TILE_TERM} {smallest} "
-            f"or more, or the default {TileOptions.size}, which grows to fit the kernel"
-        )
+    overlap_short, tile_short = tiles.overlap_given and tiles.overlap < need, size <= 2 * overlap
+    if overlap_short or tile_short:
+        raise InputError(_too_small(tiles, kernels, pixels, overlap_short, tile_short, min(2 * overlap + 1, max(width, height))))
     if (size, overlap) == (tiles.size, tiles.overlap):
         return tiles
-    if progress is not None:
-        grown = f", and the default tile to {TILE_PER_OVERLAP} times the overlap" if size > tiles.size else ""
-        progress.info(
-            f"tiles of {tiles.size} px with {tiles.overlap} px overlap asked, {size} px with {overlap} px used: {words} "
-            f"reaches {reach} {pixels} pixels past a tile's side, so the overlap grows to twice that, for blended seams "
-            f"to see the image, not a tile's padding{grown}"
-        )
     return replace(tiles, size=size, overlap=overlap)
+
+
+def _too_small(
+    tiles: TileOptions, kernels: Sequence[Kernel], pixels: str, overlap_short: bool, tile_short: bool, smallest: int
+) -> str:
+    """``kernel_tiles``' refusal of the tile size (``tile_short``: not more than twice the overlap the kernels need, the
+    smallest that is being ``smallest``) and of the overlap the user typed (``overlap_short``: less than that), or
+    both: what is too small, why, and what works, with the defaults left out of the user's settings, which grow."""
+    reach, need = kernel_reach(kernels), kernel_overlap(kernels)
+    short = [f"{TILE_TERM} {tiles.size}"] * tile_short + [f"{OVERLAP_TERM} {tiles.overlap}"] * overlap_short
+    fixes = [f"{OVERLAP_TERM} {need} or more"] * overlap_short + [f"{TILE_TERM} {smallest} or more"] * tile_short
+    typed = [(TILE_TERM, TileOptions.size)] * (tile_short and tiles.size_given)
+    typed += [(OVERLAP_TERM, TileOptions.overlap)] * overlap_short
+    defaults = []
+    if typed:
+        grow = "the defaults grow" if len(typed) > 1 else f"the default {typed[0][1]} grows"
+        defaults.append(f"leave {' and '.join(term for term, _ in typed)} out: {grow} to fit the kernel")
+    if tile_short and not tiles.size_given:
+        defaults.append(f"the default {TileOptions.size}, which grows to fit the kernel")
+    raised = "" if tiles.overlap_given else f", {OVERLAP_TERM} raised to it"
+    twice = ", and a tile must be more than twice its overlap" if tile_short else ""
+    return (
+        f"{' and '.join(short)} {'are' if len(short) > 1 else 'is'} too small for {widest_words(kernels)}, which reaches "
+        f"{reach} {pixels} pixels past a tile's side: tiles must overlap by twice that ({need} pixels{raised}) for blended "
+        f"seams to see the image, not a tile's padding{twice}: use {' with '.join(fixes)}, or {' or '.join(defaults)}"
+    )
+
+
+def widest_words(kernels: Sequence[Kernel]) -> str:
+    """How messages name the widest of ``kernels`` (``Kernel.words``)."""
+    return max(kernels, key=lambda kernel: kernel.size).words
+
+
+def tiles_note(asked: TileOptions, used: TileOptions, kernels: Sequence[Kernel], pixels: str = "input") -> str | None:
+    """The log line of a run whose tiles ``used`` (``kernel_tiles`` of ``asked`` for ``kernels``, ``pixels`` as there)
+    differ from those ``asked``: what was asked, what is used and why; ``None`` where they are the same. The solver says
+    it once, as it starts (``pipeline._solver``, ``sharpen._solver``)."""
+    if (used.size, used.overlap) == (asked.size, asked.overlap):
+        return None
+    grown = f", and the default tile to {TILE_PER_OVERLAP} times the overlap" if used.size > asked.size else ""
+    return (
+        f"tiles of {asked.size} px with {asked.overlap} px overlap asked, {used.size} px with {used.overlap} px used: "
+        f"{widest_words(kernels)} reaches {kernel_reach(kernels)} {pixels} pixels past a tile's side, so the overlap grows "
+        f"to twice that, for blended seams to see the image, not a tile's padding{grown}"
+    )
 
 
 def _ramp(length: int, before: int, after: int) -> np.ndarray:

@@ -139,12 +139,13 @@ def test_a_tile_of_the_users_too_small_for_a_wide_kernel_is_refused_in_one_line(
     4: 24 of each tile's 32 rows and columns were fitted against its padding, and blended seams saw nothing else. Every
     method that tiles now refuses the user's tile before anything runs, naming the kernel's reach, the tile asked and
     the smallest tile that works (evaluate's run tiles the 48 × 48 degraded image: one tile of 48 is the smallest), and
-    writes nothing."""
+    writes nothing. The overlap, left out, is raised to what the kernel needs; typed too small, it is refused in the
+    same line."""
     target = write_raster(str(tmp_path / "t.tif"), read(S2_20M)[:2, :64, :64], transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
     guide = write_raster(str(tmp_path / "g.tif"), read(S2_10M)[:, :128, :128])
     out = str(tmp_path / "out" / "sr.tif")
     os.mkdir(tmp_path / "out")
-    wide = ["--kernel", "gaussian:4", "--tile", "32", "--overlap", "4", *FAST]
+    wide = ["--kernel", "gaussian:4", "--tile", "40", *FAST]
     runs = [
         (["dip", S2_20M, out, "--scale", "2", *wide], "input", 49),
         (["knitwork", S2_20M, out, "--scale", "2", *wide], "input", 49),
@@ -154,12 +155,61 @@ def test_a_tile_of_the_users_too_small_for_a_wide_kernel_is_refused_in_one_line(
     for argv, pixels, smallest in runs:
         assert main(argv) == 2, argv
         assert capsys.readouterr().err == (
-            f"internal-sr: error: --tile 32 is too small for kernel gaussian:4, which reaches 12 {pixels} pixels past a "
+            f"internal-sr: error: --tile 40 is too small for kernel gaussian:4, which reaches 12 {pixels} pixels past a "
             "tile's side: tiles must overlap by twice that (24 pixels, --overlap raised to it) for blended seams to see "
             f"the image, not a tile's padding, and a tile must be more than twice its overlap: use --tile {smallest} or "
-            "more, or the default 128, which grows to fit the kernel\n"
+            "more, or leave --tile out: the default 128 grows to fit the kernel\n"
         ), argv
+    assert main(["dip", S2_20M, out, "--scale", "2", "--kernel", "gaussian:4", "--tile", "32", "--overlap", "4", *FAST]) == 2
+    assert capsys.readouterr().err == (
+        "internal-sr: error: --tile 32 and --overlap 4 are too small for kernel gaussian:4, which reaches 12 input pixels "
+        "past a tile's side: tiles must overlap by twice that (24 pixels) for blended seams to see the image, not a tile's "
+        "padding, and a tile must be more than twice its overlap: use --overlap 24 or more with --tile 49 or more, or "
+        "leave --tile and --overlap out: the defaults grow to fit the kernel\n"
+    )
     assert os.listdir(tmp_path / "out") == []
+
+
+def test_tiles_typed_are_the_users_own_even_at_the_default_values(tmp_path, capsys, monkeypatch):
+    """``--tile 128`` typed counted as the default and grew silently for a wide kernel, and a typed ``--overlap`` was
+    raised: the command line could not tell a typed value from the default. Typed, the tile and the overlap are the
+    user's own, used as they are or refused in one line before anything runs, naming the remedy; left out, they grow
+    to fit the kernel (gaussian:6 at ×2 reaches 18 input pixels past a tile's side: 144 px tiles overlapping by 36).
+    The runs that pass the checks are replaced by a recorder of the tiles they would be solved in."""
+    from internal_sr.core import pipeline
+    from internal_sr.core.config import TileOptions
+    from internal_sr.core.kernels import anisotropic_gaussian, save_kernel_file
+
+    used = []
+
+    def record(input_path, output_path, config, io, progress):
+        used.append(pipeline.check_super_resolve(input_path, output_path, config, io)[1])
+        return pipeline.RunResult(output_path, "cpu", 0.0, 0)
+
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_10M_256)[:1, :80, :150])
+    out = tmp_path / "out" / "sr.tif"
+    out.parent.mkdir()
+    widest = str(tmp_path / "wide.npy")
+    save_kernel_file(widest, anisotropic_gaussian(12, 12, 0, 2), 2)  # reaches 37 input pixels
+    run = ["dip", source, str(out), "--scale", "2", *FAST]
+    refusals = {
+        ("--kernel", widest, "--tile", "128"): f"--tile 128 is too small for kernel file {widest}, which reaches 37 input "
+        "pixels past a tile's side: tiles must overlap by twice that (74 pixels, --overlap raised to it) for blended seams "
+        "to see the image, not a tile's padding, and a tile must be more than twice its overlap: use --tile 149 or more, "
+        "or leave --tile out: the default 128 grows to fit the kernel",
+        ("--kernel", "gaussian:6", "--overlap", "16"): "--overlap 16 is too small for kernel gaussian:6, which reaches 18 "
+        "input pixels past a tile's side: tiles must overlap by twice that (36 pixels) for blended seams to see the image, "
+        "not a tile's padding: use --overlap 36 or more, or leave --overlap out: the default 16 grows to fit the kernel",
+    }
+    for options, message in refusals.items():
+        assert main([*run, *options]) == 2, options
+        assert capsys.readouterr().err == f"internal-sr: error: {message}\n"
+    assert os.listdir(out.parent) == []
+    monkeypatch.setattr(pipeline, "super_resolve", record)
+    for options in ([], ["--tile", "128"], ["--tile", "128", "--overlap", "40"], ["--kernel", widest]):
+        assert main([*run, "--kernel", "gaussian:6", *options]) == 0, options
+    assert used == [TileOptions(144, 36), TileOptions(128, 36, size_given=True),
+                    TileOptions(128, 40, size_given=True, overlap_given=True), TileOptions(296, 74)]
 
 
 def test_every_method_stops_at_the_one_largest_scale(tmp_path, capsys):

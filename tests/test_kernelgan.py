@@ -459,6 +459,50 @@ def test_cli_dip_with_estimated_kernel(tmp_path, capsys):
     assert f"kernel {tmp_path / 'sr.tif.kernel.npy'}," in line and ".internal_sr-" not in err
 
 
+ESTIMATE_X4 = ("kernel estimate (KernelGAN's kernels hold up to 37×37 taps at ×4), which reaches 5 input pixels past a "
+               "tile's side: tiles must overlap by twice that (10 pixels")
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--scale", "2", "--tile", "64", "--overlap", "4"],
+     "--overlap 4 is too small for kernel estimate (KernelGAN's kernels hold up to 13×13 taps at ×2), which reaches 3 input "
+     "pixels past a tile's side: tiles must overlap by twice that (6 pixels) for blended seams to see the image, not a "
+     "tile's padding: use --overlap 6 or more, or leave --overlap out: the default 16 grows to fit the kernel"),
+    (["--scale", "4", "--tile", "20", "--overlap", "4"],
+     f"--tile 20 and --overlap 4 are too small for {ESTIMATE_X4}) for blended seams to see the image, not a tile's "
+     "padding, and a tile must be more than twice its overlap: use --overlap 10 or more with --tile 21 or more, or leave "
+     "--tile and --overlap out: the defaults grow to fit the kernel"),
+    (["--scale", "4", "--tile", "20", "--overlap", "8", "api"],
+     f"--tile 20 is too small for {ESTIMATE_X4}, --overlap raised to it) for blended seams to see the image, not a tile's "
+     "padding, and a tile must be more than twice its overlap: use --tile 21 or more, or the default 128, which grows to "
+     "fit the kernel"),
+])
+def test_tiles_too_small_for_kernelgans_widest_kernel_are_refused_before_it_runs(tmp_path, capsys, monkeypatch, options, message):
+    """``--kernel estimate`` checked the tiles against bicubic before KernelGAN and against the estimated kernel only
+    after it: tiles too small for the estimate were refused after minutes of estimation. They are now checked first
+    against the widest kernel KernelGAN can return (its generator's whole support: 13 taps at ×2, 37 at ×4), in one
+    line, before any work; from the command line (typed tile and overlap) and from a script (``api``: tiles as
+    Processing passes them, whose overlap grows)."""
+    from internal_sr.core import kernelgan
+    from internal_sr.core.config import TileOptions
+
+    def never(*args, **kwargs):
+        raise AssertionError("KernelGAN ran before the refusal")
+
+    monkeypatch.setattr(kernelgan, "estimate_kernels", never)
+    out = tmp_path / "out" / "sr.tif"
+    out.parent.mkdir()
+    if options[-1] == "api":
+        config = DIPConfig(scale=4, kernel="estimate", tiles=TileOptions(20, 8), iterations=2)
+        with pytest.raises(InputError) as error:
+            kernelgan.super_resolve_with_estimated_kernel(S2_20M, str(out), config, KernelGANConfig(scale=4))
+        assert str(error.value) == message
+    else:
+        assert main(["dip", S2_20M, str(out), "--kernel", "estimate", "--iterations", "2", *options]) == 2
+        assert capsys.readouterr().err == f"internal-sr: error: {message}\n"
+    assert os.listdir(out.parent) == []
+
+
 def test_outputs_differing_only_in_their_extension_keep_their_own_estimated_kernels():
     """``a.tif`` and ``a.tiff`` (``OUT.TIF``, ``OUT.TIFF``) shared ``a_kernel.npy`` and its record and preview: the
     second ``--kernel estimate`` run replaced the kernel the first output was made with."""

@@ -290,18 +290,30 @@ def test_cancel_stops_cleanly_and_writes_nothing(crop64: str, tmp_path) -> None:
     assert leftovers(str(tmp_path)) == []
 
 
-@pytest.mark.parametrize("algorithm", ["dip", "guided_dip"])
+@pytest.mark.parametrize("algorithm", ["dip", "guided_dip", "evaluate dip", "evaluate guided"])
 def test_the_settings_log_gives_the_tiles_a_wide_kernel_grows(tmp_path, algorithm) -> None:
     """gaussian:6 at ×2 reaches 18 input (target) pixels past a tile's side: on 140 × 140 pixels the default tiles grow
     from 128 px with 16 px overlap to 144 px with 36 px (``core.tiling.kernel_tiles``). The settings block gave the
-    tiles asked only, contradicting the engine's line after it. Cancelled at the first step: the lines are written by then."""
+    tiles asked only, contradicting the engine's line after it, and evaluate's gave none, although its method tiles the
+    degraded image (here 280 × 280 pixels degraded to 140 × 140) as the others do. Cancelled at the first step: the
+    lines are written by then."""
     from affine import Affine
 
-    pixels = np.random.default_rng(0).integers(1000, 3000, (1, 280, 280)).astype(np.uint16)
-    target = write_raster(str(tmp_path / "t20.tif"), pixels[:, ::2, ::2].copy(), transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    pixels = np.random.default_rng(0).integers(1000, 3000, (1, 560, 560)).astype(np.uint16)
+    step = 2 if algorithm.startswith("evaluate") else 4  # evaluate degrades its rasters by the scale first
+    target = write_raster(str(tmp_path / "t20.tif"), pixels[:, ::step, ::step].copy(),
+                          transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    guide = write_raster(str(tmp_path / "g10.tif"), pixels[:, :: step // 2, :: step // 2].copy(),
+                         transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
     parameters = {"INPUT": target, "SCALE": 2, "KERNEL": "gaussian", "SIGMA": 6.0, **FAST, "OUTPUT": str(tmp_path / "out.tif")}
-    if algorithm == "guided_dip":
-        parameters |= {"GUIDE": write_raster(str(tmp_path / "g10.tif"), pixels), "GUIDE_KERNEL": "gaussian"}
+    if algorithm.startswith("evaluate"):
+        method = algorithm.split()[1]
+        parameters |= {"METHOD": method, "OUTPUT": str(tmp_path / "report.html")}
+        if method == "guided":
+            parameters |= {"GUIDE": guide, "GUIDE_KERNEL": "gaussian"}
+        algorithm = "evaluate"
+    elif algorithm == "guided_dip":
+        parameters |= {"GUIDE": guide, "GUIDE_KERNEL": "gaussian"}
     feedback = CancelAfter(polls=0)
     with pytest.raises(QgsProcessingException):
         run(algorithm, parameters, feedback)

@@ -15,7 +15,7 @@ from internal_sr.core.sentinel2 import ORDER, kernel_spec
 from internal_sr.core.sharpen import sharpen_array
 from internal_sr.core.tiling import ShrinkOnOutOfMemory, WarmStart, kernel_tiles, plan_tiles, run_tiles, tile_count, tile_offsets
 
-from helpers import S2_10M_256, read
+from helpers import S2_10M_256, read, write_raster
 
 
 @pytest.mark.parametrize("length,size,overlap", [(100, 32, 8), (33, 32, 4), (300, 64, 0), (64, 64, 16), (129, 40, 19)])
@@ -184,20 +184,13 @@ def test_a_diverged_network_is_not_kept_to_warm_start_the_next_tiles():
 def test_the_default_tiles_are_unchanged_with_every_built_in_kernel():
     """Tiles change only for a kernel reaching past a tile's side by more than half the overlap: the built-in kernels,
     at every scale and pixel phase, the sentinel2 bands' MTFs and a learned kernel's support leave the default tiles,
-    and so default runs, as they were, without a word in the log."""
-    messages = []
-
-    class Messages(NullProgress):
-        def info(self, message: str) -> None:
-            messages.append(message)
-
+    and so default runs, as they were, without a word in the log (``tiling.tiles_note`` says only tiles that differ)."""
     specs = ["bicubic", "lanczos2", "lanczos3", "landsat", *(kernel_spec(band) for band in ORDER)]
     for scale in range(2, MAX_SCALE + 1):
         kernels = [make_kernel(spec, scale, shift) for spec in specs for shift in ((0.0, 0.0), (0.5, 0.5))]
         kernels += tile_kernels(KnitworkConfig(scale=scale, kernel="learned"), None)
         for kernel in kernels:
-            assert kernel_tiles(TileOptions(), [kernel], 4096, 4096, progress=Messages()) == TileOptions(), (scale, kernel.name)
-    assert messages == []
+            assert kernel_tiles(TileOptions(), [kernel], 4096, 4096) == TileOptions(), (scale, kernel.name)
 
 
 #: Reaches 18 input pixels past a tile's side at ×2: tiles overlapping by 36, the default tile grown to 144.
@@ -231,6 +224,50 @@ def test_a_wide_kernel_grows_the_default_tiles_and_the_log_says_so(method):
         "the default tile to 4 times the overlap"
     ) in run.messages
     assert sum("tiles 144 px with 36 px overlap" in message for message in run.messages) == 1
+
+
+@pytest.mark.parametrize("run", ["dip", "guided", "evaluate dip", "evaluate guided"])
+def test_a_run_chooses_its_tiles_once_and_says_so_once(tmp_path, monkeypatch, run):
+    """The tiles were chosen twice per run: by the check before it (``check_super_resolve``, ``sharpen.check_inputs``,
+    evaluate's plan) and again by the solver, which said so in the log. The check's choice now serves the run: one
+    call of ``kernel_tiles`` per run, its line once in the log, and the tiles kept on the run's result."""
+    from affine import Affine
+
+    from internal_sr.core import evaluation, pipeline, sharpen, tiling
+
+    calls = []
+    choose = tiling.kernel_tiles
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return choose(*args, **kwargs)
+
+    for module in (tiling, pipeline, sharpen, evaluation):
+        if hasattr(module, "kernel_tiles"):
+            monkeypatch.setattr(module, "kernel_tiles", counting)
+    image = np.pad(read(S2_10M_256).astype(np.float32)[:, :160], ((0, 0), (0, 0), (0, 344)), mode="symmetric")  # 160 × 600
+    fast = dict(iterations=1, early_stop=False, back_projection_steps=0, device="cpu", kernel=WIDE)
+    dip = DIPConfig(scale=2, depth=3, channels=8, skip_channels=2, noise_channels=4, detail_channels=8, **fast)
+    guided = GuidedDIPConfig(width=8, layers=2, guide_kernel=WIDE, **fast)
+
+    def raster(name: str, data: np.ndarray, metres: float) -> str:
+        return write_raster(str(tmp_path / name), data.copy(), transform=Affine(metres, 0, 300000.0, 0, -metres, 5800000.0))
+
+    fine = image[:, ::2, ::2]  # 80 × 300: 150 × 40 target pixels for the runs, evaluate's degraded images
+    out = str(tmp_path / "out.tif")
+    if run == "dip":
+        result = pipeline.super_resolve(raster("in.tif", fine[:1, ::2, ::2], 20.0), out, dip)
+    elif run == "guided":
+        result = sharpen.sharpen(raster("t.tif", fine[:2, ::2, ::2], 20.0), raster("g.tif", fine[2:], 10.0), out, guided)
+    elif run == "evaluate dip":
+        result = evaluation.evaluate(raster("in.tif", fine[:1], 10.0), "dip", 2, WIDE, dip).run
+    else:
+        target, guide = raster("t.tif", fine[:2], 20.0), raster("g.tif", image[2:], 10.0)
+        result = evaluation.evaluate(target, "guided", 2, WIDE, guided, guide_path=guide).run
+    assert len(calls) == 1
+    assert result.tiles == TileOptions(144, 36) and len(result.curves) == 2
+    grown = "tiles of 128 px with 16 px overlap asked, 144 px with 36 px used"
+    assert sum(line.startswith(grown) for line in result.messages) == 1
 
 
 def test_a_wide_kernel_raises_the_overlap_of_the_users_tile_and_refuses_one_too_small():

@@ -306,14 +306,16 @@ class SuperResolveDialog(QDialog):
         self.tile_spin = QSpinBox(self)
         self.tile_spin.setRange(16, 4096)
         self.tile_spin.setValue(TileOptions().size)
-        self.tile_spin.setToolTip(self.tr("Input pixels per tile edge: smaller tiles need less memory. The default grows "
-                                          "where a wide blur kernel needs; another size too small for it is refused."))
+        self.tile_spin.setToolTip(self.tr("Input pixels per tile edge: smaller tiles need less memory. 128, the default, "
+                                          "grows where a wide blur kernel needs, typed or not; another size too small "
+                                          "for it is refused."))
         self.tile_spin.valueChanged.connect(self._settings_changed)
         self.overlap_spin = QSpinBox(self)
         self.overlap_spin.setRange(0, 2048)
         self.overlap_spin.setValue(TileOptions().overlap)
         self.overlap_spin.setToolTip(self.tr("Input pixels shared by neighbouring tiles, blended to hide seams; raised to "
-                                             "twice a wide blur kernel's reach past a tile's side where less."))
+                                             "twice a wide blur kernel's reach past a tile's side where less, whatever "
+                                             "value is set."))
         self.overlap_spin.valueChanged.connect(self._settings_changed)
         advanced = QgsCollapsibleGroupBox(self.tr("Advanced"), self)
         advanced.setCollapsed(True)
