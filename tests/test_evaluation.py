@@ -436,7 +436,7 @@ def test_a_band_of_mean_0_is_told_apart_from_an_undefined_score_in_the_json(tmp_
     assert bicubic["minus_infinite"] == ["sre[2]"] and bicubic["infinite"] == ["ergas[2]"]
     assert bicubic["ergas_left_out"] == bicubic["sre_left_out"] == [2]
     assert bicubic["overall"]["ergas"] == pytest.approx(bicubic["per_band"]["ergas"][0])
-    notes = [f"Overall ERGAS: over the bands whose ERGAS is finite; left out (∞ or —: reference mean 0): "
+    notes = ["Overall ERGAS: over the bands whose ERGAS is finite; left out (∞ or —: reference mean 0): "
              + "; ".join(f"{label}: band 2 (∞)" for label in (BICUBIC, BICUBIC_BP)) + ".",
              "Overall SRE: the mean over the bands whose SRE is finite; left out (∞: reproduced exactly; −∞ or —: "
              "reference mean 0): " + "; ".join(f"{label}: band 2 (−∞)" for label in (BICUBIC, BICUBIC_BP)) + "."]
