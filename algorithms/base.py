@@ -101,6 +101,11 @@ GUIDED_KERNELS = ("sentinel2", *KERNELS)
 DEFAULT_SIGMA = 0.5
 #: Devices offered in the DEVICE enum.
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: The most CPU threads the THREADS parameter and the dialog take: enough for any machine, and no typo asks the
+#: system for millions of threads.
+MAX_THREADS = 1024
+#: How a warning that the CPUs are busy names Processing's thread setting (``core.device.busy_cpus_note``).
+THREADS_SETTING = "CPU threads (THREADS)"
 
 
 def tr(text: str) -> str:
@@ -471,15 +476,20 @@ class Job:
 
     run: calls the engine with a ``Progress`` and returns its ``RunResult``.
     settings: label → value, logged before the run.
-    outputs: further outputs (parameter name → path) returned beside OUTPUT when the run succeeds.
+    outputs: further outputs (parameter name → value) returned beside OUTPUT when the run succeeds; OUTPUT too
+    where the run's ``output_path`` is not its value.
     layers_to_load: path → ``QgsProcessingContext.LayerDetails`` (copies) of what the preparing context was to
     load on completion, set by ``prepareAlgorithm`` for :meth:`InternalSRAlgorithm.processAlgorithm`.
+    threads, device: THREADS (``None``: automatic) and DEVICE (``cpu`` where there is none: degrade), set by
+    ``prepareAlgorithm``: the run sets PyTorch's CPU threads (``core.device.cpu_threads``) in the thread it runs in.
     """
 
     run: Callable[[Any], Any]
     settings: dict[str, str] = field(default_factory=dict)
-    outputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
     layers_to_load: dict[str, QgsProcessingContext.LayerDetails] = field(default_factory=dict)
+    threads: int | None = None
+    device: str = "cpu"
 
 
 def extent_text(extent: tuple[float, float, float, float] | None, enlarged: str = "whole pixels") -> str:
@@ -596,6 +606,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     GUIDE = "GUIDE"
     GUIDE_BANDS = "GUIDE_BANDS"
     GUIDE_KERNEL = "GUIDE_KERNEL"
+    THREADS = "THREADS"
     OUTPUT = "OUTPUT"
     LOSS_CURVE = "LOSS_CURVE"
 
@@ -774,11 +785,29 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         )
 
     def add_device(self) -> None:
+        """DEVICE, and THREADS beside it (``add_threads``)."""
         self.add_choice(
             self.DEVICE,
             "Device",
             DEVICES,
             "Where the networks run: 'auto' takes a CUDA GPU, then Apple MPS, then the CPU, and logs its choice.",
+        )
+        self.add_threads()
+
+    def add_threads(self) -> None:
+        """THREADS: PyTorch's CPU threads for the run (0: automatic), which every algorithm running torch takes."""
+        self.add_int(
+            self.THREADS,
+            "CPU threads (0 = automatic)",
+            0,
+            "PyTorch's CPU threads for this run, set for the run only. 0: PyTorch's own choice (OMP_NUM_THREADS, else "
+            "the cores), the same on every run of this machine, so that a seed repeats. On a machine busy with other "
+            "work use 1, or as many as cores are idle: PyTorch's threads wait for each other, spinning, and one that "
+            "shares a core with other work holds them all up, which can make a run many times slower (the log "
+            "warns when the CPUs look busy). The same seed with the same thread count gives the same output.",
+            minimum=0,
+            maximum=MAX_THREADS,
+            advanced=True,
         )
 
     def add_seed(self) -> None:
@@ -1142,6 +1171,9 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         with engine_errors():
             job = self.prepare_job(parameters, context, feedback)
         job.layers_to_load = context.layersToLoadOnCompletion()  # with OUTPUT's, registered by read_output
+        job.threads = self.parameterAsInt(parameters, self.THREADS, context) or None
+        if self.parameterDefinition(self.DEVICE) is not None:
+            job.device = self.read_choice(parameters, self.DEVICE, context)
         self._job = job
         return True
 
@@ -1151,25 +1183,27 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         job, self._job = self._job, None
         if job is None:
             raise QgsProcessingException(tr("The algorithm was run without being prepared"))
+        from ..core.device import cpu_threads, threads_lines
+
         progress = FeedbackProgress(feedback)
         for label, value in job.settings.items():
             progress.info(f"{label}: {value}")
         try:
-            with engine_errors():
+            with engine_errors(), cpu_threads(job.threads):  # in this thread, the one that runs the job
+                for line in threads_lines(job.threads, job.device, THREADS_SETTING):
+                    progress.info(line)
                 result = job.run(progress)
         except Cancelled:
             raise QgsProcessingException(tr("Cancelled: nothing was written")) from None
-        progress.info(
-            tr("Done on {} in {:.1f} s ({} optimisation steps): {}").format(
-                result.device, result.seconds, result.steps, result.output_path
-            )
-        )
+        outputs = {self.OUTPUT: result.output_path, **job.outputs, **self.result_outputs(result)}
+        done = tr("Done on {} in {:.1f} s ({} optimisation steps)").format(result.device, result.seconds, result.steps)
+        progress.info(f"{done}: {outputs[self.OUTPUT]}" if outputs[self.OUTPUT] else done)
         load_on_completion(context, job.layers_to_load)
-        return {self.OUTPUT: result.output_path, **job.outputs, **self.result_outputs(result)}
+        return outputs
 
     def result_outputs(self, result: Any) -> dict[str, Any]:
-        """Further outputs computed by the run (e.g. scores), beside OUTPUT and ``Job.outputs``: LOSS_CURVE
-        when the algorithm declares it (``add_loss_curve_output``)."""
+        """Further outputs computed by the run (e.g. scores), beside OUTPUT and ``Job.outputs`` (and replacing them
+        where it gives them too): LOSS_CURVE when the algorithm declares it (``add_loss_curve_output``)."""
         if self.outputDefinition(self.LOSS_CURVE) is None:
             return {}
         return {self.LOSS_CURVE: result.loss_curve or ""}

@@ -52,6 +52,7 @@ class DegradeAlgorithm(InternalSRAlgorithm):
             maximum=None,
         )
         self.add_kernel()
+        self.add_threads()
         self.add_output("Degraded raster", "GeoTIFF to write.")
 
     def prepare_job(

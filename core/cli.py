@@ -325,24 +325,23 @@ def _run_options(args: argparse.Namespace, batch: int | None = None) -> dict:
 @contextmanager
 def _threads(count: int | None) -> Iterator[None]:
     """PyTorch's CPU threads set to ``count`` (``--threads``; ``None``: left as they are) inside the block, its
-    intra-op count restored afterwards (for a script or test calling ``main``). The inter-op pool is sized too where
-    PyTorch still allows it (before its first parallel work; it cannot be changed back)."""
+    intra-op count restored afterwards (``core.device.cpu_threads``, for a script or test calling ``main``). The
+    inter-op pool is sized too where PyTorch still allows it (before its first parallel work; it cannot be changed
+    back)."""
     if count is None:
         yield
         return
     import torch
 
+    from .device import cpu_threads
+
     check_at_least("--threads", count, 1)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        torch.set_num_interop_threads(count)
-    except RuntimeError:  # already started, or set once before
-        pass
-    try:
+    with cpu_threads(count):
+        try:
+            torch.set_num_interop_threads(count)
+        except RuntimeError:  # already started, or set once before
+            pass
         yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -84,6 +85,75 @@ def reused_heap() -> Iterator[None]:
                 _LIBC.malloc_trim(0)
 
 
+#: ``cpu_threads`` blocks open in this process (any thread), and PyTorch's thread count before the first of them,
+#: under ``_threads_lock``.
+_threads_lock = threading.Lock()
+_threads_blocks = 0
+_threads_before = 0
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int | None) -> Iterator[None]:
+    """PyTorch's CPU threads set to ``count`` inside the block (``None``: left as they are, PyTorch's own choice:
+    ``OMP_NUM_THREADS``, else the cores), and put back afterwards.
+
+    ``torch.set_num_threads`` is process-wide: it sets the count of the calling thread (with OpenMP, that thread's
+    own) and of every thread that starts parallel work afterwards. So the block is entered in the thread that runs the
+    job (a QGIS task's worker thread), and each block ends by putting back, in its thread, the count from before the
+    first block open in the process: however two jobs at once (two QGIS tasks) overlap, QGIS's other threads and
+    plugins find PyTorch's count as it was once both have ended. Nests and may be entered from several threads.
+    """
+    global _threads_blocks, _threads_before
+    if count is None:
+        yield
+        return
+    with _threads_lock:
+        if _threads_blocks == 0:
+            _threads_before = torch.get_num_threads()
+        _threads_blocks += 1
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_blocks -= 1
+            torch.set_num_threads(_threads_before)
+
+
+#: The 1-minute load average above which the CPUs count as busy for ``busy_cpus_note``: the cores the run's threads
+#: do not take, and this much more.
+BUSY_MARGIN = 0.5
+
+
+def busy_cpus_note(threads: int, setting: str) -> str | None:
+    """A warning, in one line, when the CPUs look too busy for ``threads`` PyTorch threads: the 1-minute load average
+    (Unix; elsewhere never) is above the cores the run's threads leave (``BUSY_MARGIN``). PyTorch's threads wait for
+    each other at every operation, spinning, so one that shares a core with other work holds all of them up: on this
+    project's 2-core CPU busy with other jobs a run took 112–118 s with one thread and 453 s with two (README, *Run
+    times*). ``setting``: how the front end names its thread count (``--threads``). ``None`` with one thread, or where
+    the load is low or unknown."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    cores = os.cpu_count() or 1
+    if threads < 2 or load <= cores - threads + BUSY_MARGIN:
+        return None
+    return (f"warning: the CPUs are busy (load {load:.1f} on {cores} cores) for {threads} PyTorch threads, which wait "
+            f"for each other and can make the run many times slower: if it is slow, set {setting} to 1 (or to the cores "
+            "that are idle)")
+
+
+def threads_lines(asked: int | None, device: str, setting: str) -> list[str]:
+    """What a front end logs of a run's CPU threads, inside ``cpu_threads(asked)`` in the thread that runs it: the count
+    PyTorch uses (``asked``, or automatic) and, where the run is on the CPU (``device``: ``auto|cpu|cuda|mps``), the
+    warning of ``busy_cpus_note`` naming the front end's thread ``setting``."""
+    threads = torch.get_num_threads()
+    lines = [f"CPU threads: {threads}" + ("" if asked else " (automatic: PyTorch's choice)")]
+    note = busy_cpus_note(threads, setting) if resolve_device(device).type == "cpu" else None
+    return lines + ([note] if note else [])
+
+
 def resolve_device(name: str) -> torch.device:
     """The torch device for ``auto|cpu|cuda|mps``; a clear error when the asked device is absent."""
     mps = getattr(torch.backends, "mps", None)
@@ -101,13 +171,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def describe(device: torch.device) -> str:
-    """A human-readable device name, e.g. ``cuda (NVIDIA H100, 79 GiB)`` or ``cpu (2 threads)``."""
+def describe(device: torch.device, threads: int | None = None) -> str:
+    """A human-readable device name, e.g. ``cuda (NVIDIA H100, 79 GiB)`` or ``cpu (2 threads)``: PyTorch's CPU threads,
+    or ``threads`` where given (those a run will set, ``cpu_threads``)."""
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return f"cuda ({props.name}, {props.total_memory / 2**30:.0f} GiB)"
     if device.type == "cpu":
-        threads = torch.get_num_threads()
+        threads = threads or torch.get_num_threads()
         return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
     return device.type
 

@@ -176,6 +176,7 @@ def test_settings_round_trip_through_qgssettings(qgis_iface, empty_project, clea
         first.seed_spin.setValue(11)
         first.tile_spin.setValue(96)
         first.overlap_spin.setValue(8)
+        first.threads_spin.setValue(1)
         first.extent_box.setChecked(True)
         first.save_settings()
     finally:
@@ -188,6 +189,7 @@ def test_settings_round_trip_through_qgssettings(qgis_iface, empty_project, clea
         assert second.device_combo.currentText() == "cpu" and second.float32_check.isChecked()
         assert (second.iterations_spin.value(), second.seed_spin.value()) == (7, 11)
         assert (second.tile_spin.value(), second.overlap_spin.value()) == (96, 8)
+        assert second.threads_spin.value() == 1
         assert second.extent_box.isChecked()
         assert second.layer_combo.currentLayer() is guide and second.guide_combo.currentLayer() is target
     finally:
@@ -267,6 +269,24 @@ def test_estimate_follows_quality_and_extent(dialog, tmp_path) -> None:
     dialog.extent_box.setChecked(True)
     dialog.extent_box.setOutputExtentFromUser(QgsRectangle(x0 + 205, y0 - 790, x0 + 1190, y0 - 5), layer.crs())
     assert dialog.estimate(dialog.plan()) == (2 * 50, 2 * 40, 1, 100 * 80)  # columns 10–59, rows 0–39: one tile
+
+
+def test_cpu_threads_reach_the_task_and_the_estimate(dialog, tmp_path) -> None:
+    """The dialog ran torch on all cores and offered no setting, though on a busy machine fewer threads run many times
+    faster: Advanced ▸ CPU threads (automatic: PyTorch's choice) goes to the task, which sets it for its job
+    (``test_qgis_task``), and the estimate names the CPU with it."""
+    import torch
+
+    dialog.layer_combo.setLayer(add_layer(crop(str(tmp_path / "scene.tif"), 48), "scene"))
+    dialog.device_combo.setCurrentText("cpu")
+    automatic = torch.get_num_threads()
+    assert dialog.threads_spin.value() == 0 and dialog.threads_spin.text() == "automatic (PyTorch's choice)"
+    assert dialog.build_task().threads is None
+    assert f"on cpu ({automatic} thread{'' if automatic == 1 else 's'}) (measured" in dialog.summary_label.text()
+    dialog.threads_spin.setValue(automatic + 1)
+    task = dialog.build_task()
+    assert (task.threads, task.device) == (automatic + 1, "cpu")
+    assert f"on cpu ({automatic + 1} threads) (measured" in dialog.summary_label.text()
 
 
 def test_estimate_counts_the_tiles_a_wide_kernel_grows(dialog, tmp_path) -> None:

@@ -213,11 +213,13 @@ def test_a_model_steps_refusal_reaches_the_models_feedback(tmp_path, values, ref
     assert sorted(os.listdir(tmp_path)) == ["in.tif", "s2_10m.tif"]
 
 
-def run_in_a_task(algorithm: str, parameters: dict) -> tuple[bool, QgsProcessingContext]:
+def run_in_a_task(
+    algorithm: str, parameters: dict, feedback: QgsProcessingFeedback | None = None
+) -> tuple[bool, QgsProcessingContext]:
     """Run as the toolbox's dialog does: a ``QgsProcessingAlgRunnerTask`` prepares the algorithm on this thread
     and processes it on a worker thread in a context of QGIS's own, whose results it then moves into the
     returned context (where the dialog finds the layers to load)."""
-    context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
+    context, feedback = QgsProcessingContext(), feedback or QgsProcessingFeedback()
     context.setProject(QgsProject.instance())
     instance = QgsApplication.processingRegistry().createAlgorithmById(f"internal_sr:{algorithm}")
     executed: list[bool] = []
@@ -262,6 +264,43 @@ def test_toolbox_runs_load_their_output_on_completion(crop64: str, tmp_path, emp
     result = processing.runAndLoadResults(f"internal_sr:{algorithm}", {"INPUT": crop64, "SCALE": 2, **extra, "OUTPUT": loaded})
     assert result["OUTPUT"] == loaded
     assert [layer.source() for layer in empty_project.mapLayers().values()] == [loaded]
+
+
+def test_threads_are_set_in_the_thread_that_runs_logged_and_given_back(crop64: str, tmp_path, monkeypatch) -> None:
+    """Processing ran torch on all cores with no setting: on a busy machine threads that share a core spin waiting
+    for each other (README, *Run times*: 453 s with 2 threads, 112–118 s with 1). Every algorithm running torch takes an
+    advanced THREADS (0: automatic, PyTorch's choice); a toolbox run sets it in its worker thread (the engine's own line
+    counts them there), logs it with the settings, warns when the CPUs look busy, and gives the count back (QGIS's other
+    threads and plugins share the process)."""
+    import threading
+
+    import torch
+
+    from internal_sr.algorithms.base import _advanced_flag
+
+    for algorithm in QgsApplication.processingRegistry().providerById("internal_sr").algorithms():
+        threads = algorithm.parameterDefinition("THREADS")
+        assert threads is not None and threads.defaultValue() == 0 and threads.flags() & _advanced_flag(), algorithm.id()
+    before = torch.get_num_threads()
+    wanted = before + 1  # not PyTorch's count, and at least 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (1000.0, 1000.0, 1000.0))
+    feedback = QgsProcessingFeedback()
+    parameters = {"INPUT": crop64, "BANDS": [1], "SCALE": 2, **FAST, "THREADS": wanted, "OUTPUT": str(tmp_path / "t.tif")}
+    ok, _context = run_in_a_task("dip", parameters, feedback)
+    log = feedback.textLog()
+    assert ok and f"\nCPU threads: {wanted}\n" in log and f"on device cpu ({wanted} threads)" in log
+    assert (f"warning: the CPUs are busy (load 1000.0 on {os.cpu_count()} cores) for {wanted} PyTorch threads, which "
+            "wait for each other and can make the run many times slower: if it is slow, set CPU threads (THREADS) to 1 "
+            "(or to the cores that are idle)\n") in log
+    fresh: list[int] = []
+    later = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert torch.get_num_threads() == before and fresh == [before]
+    monkeypatch.undo()
+    feedback = QgsProcessingFeedback()
+    run("degrade", {"INPUT": crop64, "SCALE": 2, "OUTPUT": str(tmp_path / "low.tif")}, feedback)
+    assert f"\nCPU threads: {before} (automatic: PyTorch's choice)\n" in feedback.textLog()
 
 
 class CancelAfter(QgsProcessingFeedback):
@@ -621,14 +660,14 @@ def test_help_and_parameters_for_analysts() -> None:
     assert degrade.displayName() == "Degrade (blur and downsample)" and degrade.group() == "Super-resolution"
     assert [p.name() for p in dip.parameterDefinitions()] == [
         "INPUT", "BANDS", "EXTENT", "SCALE", "ITERATIONS", "KERNEL", "SIGMA", "KERNEL_FILE", "STEP_WINDOW",
-        "DEVICE", "FLOAT32", "SEED", "TILE_SIZE", "OVERLAP", "WARM_START", "OUTPUT",
+        "DEVICE", "THREADS", "FLOAT32", "SEED", "TILE_SIZE", "OVERLAP", "WARM_START", "OUTPUT",
     ]
     knitwork = registry.algorithmById("internal_sr:knitwork")
     assert [p.name() for p in knitwork.parameterDefinitions()] == [p.name() for p in dip.parameterDefinitions()]
     assert dip.parameterDefinition("STEP_WINDOW").defaultValue() == DIPConfig.step_window
     assert knitwork.parameterDefinition("STEP_WINDOW").defaultValue() == KnitworkConfig.step_window
     assert [p.name() for p in degrade.parameterDefinitions()] == [
-        "INPUT", "BANDS", "EXTENT", "SCALE", "KERNEL", "SIGMA", "KERNEL_FILE", "OUTPUT",
+        "INPUT", "BANDS", "EXTENT", "SCALE", "KERNEL", "SIGMA", "KERNEL_FILE", "THREADS", "OUTPUT",
     ]
     assert dip.parameterDefinition("SCALE").defaultValue() == 2 and dip.parameterDefinition("SCALE").minimum() == 2
     assert dip.parameterDefinition("SCALE").maximum() == 16  # as the engine's MAX_SCALE; degrading has no cap, as on the CLI

@@ -100,6 +100,34 @@ def test_failed_task_reports_one_line_and_adds_nothing(qgis_iface, empty_project
     assert critical.endswith(task.error) and "\n" not in critical
 
 
+def test_a_task_runs_its_job_with_its_cpu_threads_and_gives_the_count_back(qgis_iface, empty_project, messages) -> None:
+    """The dialog's runs took PyTorch's count of threads, all cores, whatever the machine's load. A task sets the threads
+    asked (the dialog's Advanced ▸ CPU threads) in its worker thread for its job alone, logs them, and gives the process's
+    count back: QGIS and its other plugins share it."""
+    import threading
+
+    import torch
+
+    from internal_sr.core.errors import Cancelled
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+
+    def job(progress) -> None:
+        seen.append(torch.get_num_threads())
+        raise Cancelled()
+
+    task = CoreJobTask("super-resolve field ×2", job, "field DIP ×2", qgis_iface, threads=before + 1)
+    with LogRecorder() as log:
+        assert wait_for(task) == ["terminated"]
+    assert seen == [before + 1] and f"CPU threads: {before + 1}" in log.messages
+    fresh: list[int] = []
+    later = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert torch.get_num_threads() == before and fresh == [before]
+
+
 def test_a_failed_task_names_the_dialogs_settings(qgis_iface, empty_project, messages) -> None:
     """An engine message naming kernels as the command line takes them is worded with the dialog's settings."""
 

@@ -474,6 +474,71 @@ def test_cpu_description_counts_threads(threads, text):
         assert describe(torch.device("cpu")) == text
     finally:
         torch.set_num_threads(before)
+    assert describe(torch.device("cpu"), threads) == text  # the count a run will set, whatever PyTorch's now
+
+
+def test_cpu_threads_of_overlapping_runs_on_two_threads_give_the_count_back():
+    """QGIS runs jobs on worker threads of one process and ``torch.set_num_threads`` is process-wide: two runs whose
+    thread settings overlap (two QGIS tasks), ending in the order they started, left the count of the first to end's
+    "previous", i.e. the other run's. Each sees its own count, and the process's count comes back either way."""
+    import threading
+
+    from internal_sr.core.device import cpu_threads
+
+    before = torch.get_num_threads()
+    for first_to_end in ("a", "b"):
+        entered = {name: threading.Event() for name in "ab"}
+        leave = {name: threading.Event() for name in "ab"}
+        seen: dict[str, int] = {}
+
+        def run(name: str, count: int) -> None:
+            with cpu_threads(count):
+                seen[name] = torch.get_num_threads()
+                entered[name].set()
+                leave[name].wait(10)
+
+        a = threading.Thread(target=run, args=("a", 1))
+        b = threading.Thread(target=run, args=("b", before + 2))
+        a.start()
+        entered["a"].wait(10)
+        b.start()
+        entered["b"].wait(10)
+        second = "b" if first_to_end == "a" else "a"
+        for name in (first_to_end, second):
+            leave[name].set()
+            (a if name == "a" else b).join(10)
+        assert seen == {"a": 1, "b": before + 2}
+        assert torch.get_num_threads() == before
+        fresh: list[int] = []
+        later = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+        later.start()
+        later.join(10)
+        assert fresh == [before]  # a thread started afterwards (another plugin's task) finds the count as it was
+    with cpu_threads(None):
+        assert torch.get_num_threads() == before  # automatic: PyTorch's own count, untouched
+
+
+@pytest.mark.parametrize(("load", "threads", "warned"), [(3.3, 2, True), (3.3, 1, False), (0.3, 2, False), (None, 2, False)])
+def test_busy_cpus_are_warned_of_with_the_front_ends_setting(monkeypatch, load, threads, warned):
+    """On a 2-core machine with a load of about 3, a run with 2 threads spins waiting for its threads: the log says so
+    and names the setting that helps; not with one thread, an idle machine, or where the load is unknown (Windows)."""
+    import os
+
+    from internal_sr.core.device import busy_cpus_note
+
+    def load_average() -> tuple[float, float, float]:
+        if load is None:
+            raise OSError("no load average here")
+        return (load, load, load)
+
+    monkeypatch.setattr(os, "getloadavg", load_average)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    note = busy_cpus_note(threads, "--threads")
+    if warned:
+        assert note == ("warning: the CPUs are busy (load 3.3 on 2 cores) for 2 PyTorch threads, which wait for each other "
+                        "and can make the run many times slower: if it is slow, set --threads to 1 (or to the cores that are idle)")
+    else:
+        assert note is None
 
 
 

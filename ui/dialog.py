@@ -58,6 +58,7 @@ from ..algorithms.base import (
     GUIDED_KERNELS,
     ICON_PATH,
     KERNELS,
+    MAX_THREADS,
     assigned_crs,
     dataset_file,
     engine_refusal,
@@ -317,6 +318,15 @@ class SuperResolveDialog(QDialog):
                                              "twice a wide blur kernel's reach past a tile's side where less, whatever "
                                              "value is set."))
         self.overlap_spin.valueChanged.connect(self._settings_changed)
+        self.threads_spin = QSpinBox(self)
+        self.threads_spin.setRange(0, MAX_THREADS)
+        self.threads_spin.setSpecialValueText(self.tr("automatic (PyTorch's choice)"))
+        self.threads_spin.setToolTip(self.tr(
+            "PyTorch's CPU threads for the run. Automatic: PyTorch's own choice (OMP_NUM_THREADS, else the cores), the "
+            "same on every run of this machine. On a machine busy with other work use 1, or as many as cores are idle: "
+            "threads that share a core with other work wait for each other and can make a run many times slower (the "
+            "log warns when the CPUs look busy). The same seed with the same thread count gives the same output."))
+        self.threads_spin.valueChanged.connect(self._settings_changed)
         advanced = QgsCollapsibleGroupBox(self.tr("Advanced"), self)
         advanced.setCollapsed(True)
         advanced_form = QFormLayout(advanced)
@@ -325,6 +335,7 @@ class SuperResolveDialog(QDialog):
         advanced_form.addRow(self.tr("Random seed"), self.seed_spin)
         advanced_form.addRow(self.tr("Tile size (input pixels)"), self.tile_spin)
         advanced_form.addRow(self.tr("Tile overlap (input pixels)"), self.overlap_spin)
+        advanced_form.addRow(self.tr("CPU threads"), self.threads_spin)
 
         self.summary_label = QLabel(self)
         self.summary_label.setWordWrap(True)
@@ -410,6 +421,20 @@ class SuperResolveDialog(QDialog):
             self._devices = detected_devices()
         return self._devices
 
+    def threads(self) -> int | None:
+        """The CPU threads the run sets (Advanced), ``None``: automatic."""
+        return self.threads_spin.value() or None
+
+    def cpu_text(self) -> str:
+        """The CPU as the estimate names it, with the threads the run will use: ``cpu (1 thread)``."""
+        if self.threads() is None:
+            return self.devices()["cpu"]
+        import torch
+
+        from ..core.device import describe
+
+        return describe(torch.device("cpu"), self.threads())
+
     # -- settings ---------------------------------------------------------------------------
 
     def save_settings(self, *_result: int) -> None:
@@ -429,6 +454,7 @@ class SuperResolveDialog(QDialog):
             "seed": self.seed_spin.value(),
             "tile": self.tile_spin.value(),
             "overlap": self.overlap_spin.value(),
+            "threads": self.threads_spin.value(),
             "extent": self.extent_box.isChecked(),
             "extent_area": ",".join(repr(edge) for edge in (area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum())),
             "extent_crs": self.extent_box.outputCrs().toWkt(),
@@ -460,6 +486,7 @@ class SuperResolveDialog(QDialog):
         self.seed_spin.setValue(value("seed", 0))
         self.tile_spin.setValue(value("tile", self.tile_spin.value()))
         self.overlap_spin.setValue(value("overlap", self.overlap_spin.value()))
+        self.threads_spin.setValue(value("threads", 0))
         self._remembered_area = remembered_area(settings)
         self.extent_box.setChecked(self._remembered_area is not None)  # applied to the input by _extent_for
         for combo, key in ((self.layer_combo, "layer"), (self.guide_combo, "guide")):
@@ -715,7 +742,7 @@ class SuperResolveDialog(QDialog):
         config = METHOD_CONFIGS[self.method()]
         warm = config.warm_steps if config.warm_start else None
         seconds = estimate_seconds(self.method(), tiles, steps, tile_pixels, gpu, warm)
-        where = devices.get("cuda", "cuda") if gpu else devices["cpu"]
+        where = devices.get("cuda", "cuda") if gpu else self.cpu_text()
         time_text = self.tr("about {} on {}").format(duration(seconds), where)
         steps_text = (
             self.tr("{} tiles, {} steps in all: {} for the first, {} for each other (warm-started from it)").format(
@@ -756,9 +783,11 @@ class SuperResolveDialog(QDialog):
         if plan.guide is not None:
             return CoreJobTask.sharpen(
                 layer.source(), plan.guide.source(), plan.output, plan.config, plan.io, plan.guide_io, layer.name(),
-                plan.scale, self.iface, renderer,
+                plan.scale, self.iface, renderer, self.threads(),
             )
-        return CoreJobTask.super_resolve(layer.source(), plan.output, plan.config, plan.io, layer.name(), self.iface, renderer)
+        return CoreJobTask.super_resolve(
+            layer.source(), plan.output, plan.config, plan.io, layer.name(), self.iface, renderer, self.threads()
+        )
 
     def start(self) -> CoreJobTask | None:
         """Start the job in the task manager and close (the choices are remembered); show the reason if it cannot start."""

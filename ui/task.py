@@ -44,6 +44,8 @@ from .messages import LOG_TAG, TITLE, notify
 
 #: How the out-of-memory hints of ``core.errors.error_line`` name the dialog's settings that help.
 TILE_HINT, DEVICE_HINT = "tile size (Advanced)", "device cpu"
+#: How the warning that the CPUs are busy names the dialog's thread setting (``core.device.busy_cpus_note``).
+THREADS_HINT = "CPU threads (Advanced)"
 #: The engine's messages name kernels and tile settings as the command line takes them (``core.config.GAUSSIAN_TERM``,
 #: ``TILE_TERM``, …): here, what the dialog's settings are instead (``core.errors.error_line``'s ``terms``).
 DIALOG_TERMS = {GAUSSIAN_TERM: "the gaussian Blur kernel with its Gaussian sigma", KERNEL_FILE_TERM: "a Kernel file (Advanced)",
@@ -128,7 +130,9 @@ class CoreJobTask(QgsTask):
     """Runs ``job(progress) -> RunResult`` in the background; adds the output as layer ``layer_name``.
 
     ``renderer`` (the input layer's, cloned on the main thread) and ``bands`` (the input bands the output
-    holds, ``None``: all) style the result like the input (:func:`restyled`).
+    holds, ``None``: all) style the result like the input (:func:`restyled`). ``threads``: PyTorch's CPU threads for
+    the job (``None``: automatic), set in the worker thread for the job only (``core.device.cpu_threads``) and logged
+    with a warning where the CPUs look busy for a job on the CPU (``device``: the job's ``auto|cpu|cuda|mps``).
     After completion: :attr:`result` holds the ``RunResult`` on success, :attr:`error` a one-line message
     on failure, :attr:`layer` the layer added to the project (``None`` when nothing was added).
     """
@@ -142,10 +146,14 @@ class CoreJobTask(QgsTask):
         renderer: QgsRasterRenderer | None = None,
         bands: tuple[int, ...] | None = None,
         output_path: str = "",
+        threads: int | None = None,
+        device: str = "cpu",
     ) -> None:
         super().__init__(f"{TITLE}: {title}", QgsTask.Flag.CanCancel)
         self.title = title
         self.output_path = output_path
+        self.threads = threads
+        self.device = device
         self.job = job
         self.layer_name = layer_name
         self.iface = iface
@@ -168,6 +176,7 @@ class CoreJobTask(QgsTask):
         input_name: str,
         iface: Any | None = None,
         renderer: QgsRasterRenderer | None = None,
+        threads: int | None = None,
     ) -> CoreJobTask:
         """A task running ``core.pipeline.super_resolve``; the layer is named after input, method and scale."""
 
@@ -177,7 +186,8 @@ class CoreJobTask(QgsTask):
             return super_resolve(input_path, output_path, config, io, progress)
 
         name = f"{input_name} {METHOD_LABELS[type(config)]} ×{config.scale}"
-        return cls(f"super-resolve {input_name} ×{config.scale}", job, name, iface, renderer, io.bands, output_path)
+        return cls(f"super-resolve {input_name} ×{config.scale}", job, name, iface, renderer, io.bands, output_path, threads,
+                   config.device)
 
     @classmethod
     def sharpen(
@@ -192,6 +202,7 @@ class CoreJobTask(QgsTask):
         scale: int,
         iface: Any | None = None,
         renderer: QgsRasterRenderer | None = None,
+        threads: int | None = None,
     ) -> CoreJobTask:
         """A task running ``core.sharpen.sharpen`` (``scale``: the grids' ratio, for the layer name)."""
 
@@ -201,12 +212,19 @@ class CoreJobTask(QgsTask):
             return sharpen(target_path, guide_path, output_path, config, target_io, guide_io, progress)
 
         name = f"{target_name} {METHOD_LABELS[GuidedDIPConfig]} ×{scale}"
-        return cls(f"sharpen {target_name} ×{scale}", job, name, iface, renderer, target_io.bands, output_path)
+        return cls(f"sharpen {target_name} ×{scale}", job, name, iface, renderer, target_io.bands, output_path, threads,
+                   config.device)
 
     def run(self) -> bool:
-        """Worker thread: run the job; store the result or the error; never raise."""
+        """Worker thread: run the job with its threads; store the result or the error; never raise."""
         try:
-            self.result = self.job(TaskProgress(self))
+            from ..core.device import cpu_threads, threads_lines  # torch is imported here, in the worker
+
+            progress = TaskProgress(self)
+            with cpu_threads(self.threads):  # in this thread, the one that runs the job
+                for line in threads_lines(self.threads, self.device, THREADS_HINT):
+                    progress.info(line)
+                self.result = self.job(progress)
             return True
         except Cancelled:
             return False
