@@ -985,11 +985,21 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
     ) -> tuple[float, float, float, float] | None:
         """EXTENT in the CRS of raster parameter ``name`` as ``(xmin, ymin, xmax, ymax)`` (``None``: not set).
 
-        The engine's checks in ``prepare_job`` say when it does not overlap the raster.
+        On a raster without a CRS an extent is taken in the raster's own coordinates: one without a CRS, or in the
+        project's (the map draws such a raster's coordinates as the project's); one in another CRS is refused in one
+        line (QGIS would hand it over untransformed, to be read as the raster's coordinates). The engine's checks in
+        ``prepare_job`` say when it does not overlap the raster.
         """
         if is_unset(parameters.get(self.EXTENT)):
             return None
         layer = self.raster_layer(parameters, name, context)
+        given_crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)  # the project's for one without a CRS
+        project = context.project()
+        if not layer.crs().isValid() and given_crs.isValid() and (project is None or given_crs != project.crs()):
+            raise QgsProcessingException(tr(
+                "The {} {} has no CRS, so an extent in {} cannot be placed on it: give the extent in the raster's own "
+                "coordinates (without a CRS), or assign the raster's CRS (in QGIS: Layer Properties ▸ Source)"
+            ).format(self.named_in_text(name), layer.name(), given_crs.authid() or given_crs.userFriendlyIdentifier()))
         rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
         if rect.isNull():
             return None
@@ -1016,15 +1026,44 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         return option
 
     def read_kernel(
-        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback | None,
+        sigma_kernels: Sequence[str] = (),
     ) -> str:
-        """KERNEL, SIGMA and KERNEL_FILE as the engine's kernel string."""
+        """KERNEL, SIGMA and KERNEL_FILE as the engine's kernel string; ``sigma_kernels``: the run's other kernels,
+        which take SIGMA too (guided DIP's guide kernel), for the warning that SIGMA is ignored (``sigma_warning``).
+
+        A KERNEL_FILE listing several files (``;``-separated: KernelGAN's OUTPUT with one kernel per band) is refused
+        in one line: a run blurs all its bands with one kernel, and taking the first would blur every band with band 1's.
+        """
         name = self.read_choice(parameters, self.KERNEL, context)
         sigma = self.parameterAsDouble(parameters, self.SIGMA, context) or None
         kernel_file = self.parameterAsFile(parameters, self.KERNEL_FILE, context)
-        if kernel_file and feedback is not None:
-            feedback.pushInfo(tr("Kernel file {} replaces the '{}' kernel").format(kernel_file, name))
-        return kernel_spec(name, sigma, kernel_file)
+        if ";" in kernel_file and not os.path.isfile(kernel_file):
+            files = kernel_file.split(";")
+            raise QgsProcessingException(tr(
+                "Kernel file (KERNEL_FILE) lists {} files ({}), as KernelGAN's output with one kernel per band does: a run "
+                "blurs all its bands with one kernel; give one band's file and run that band alone (BANDS), or estimate "
+                "one kernel shared by the bands (PER_BAND off)"
+            ).format(len(files), ", ".join(files)))
+        kernel = kernel_spec(name, sigma, kernel_file)
+        if feedback is not None:
+            if kernel_file:
+                feedback.pushInfo(tr("Kernel file {} replaces the '{}' kernel").format(kernel_file, name))
+            warning = self.sigma_warning(parameters, context, [kernel, *sigma_kernels])
+            if warning:
+                feedback.pushInfo(warning)
+        return kernel
+
+    def sigma_warning(self, parameters: dict[str, Any], context: QgsProcessingContext, kernels: Sequence[str]) -> str | None:
+        """The warning that SIGMA, set to other than its default, changes nothing: none of the run's ``kernels`` (the
+        engine's kernel strings) is 'gaussian'; ``None`` otherwise."""
+        if is_unset(parameters.get(self.SIGMA)):
+            return None
+        sigma = self.parameterAsDouble(parameters, self.SIGMA, context)
+        if sigma == DEFAULT_SIGMA or any(kernel.startswith("gaussian:") for kernel in kernels):
+            return None
+        return tr("warning: Gaussian sigma (SIGMA) {:g} is ignored: it is the width of the 'gaussian' kernel only, and "
+                  "this run's kernel is {}").format(sigma, " / ".join(dict.fromkeys(kernels)))
 
     def read_guide_kernel(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
         """GUIDE_KERNEL (with SIGMA for 'gaussian') as the engine's kernel string."""

@@ -27,7 +27,8 @@ SCORED_FRACTION = "SCORED_FRACTION"
 
 
 class EvaluateAlgorithm(InternalSRAlgorithm):
-    """Parameters → a method configuration → ``core.report.evaluate_to_files``; outputs the report and the scores."""
+    """Parameters → a method configuration → ``core.report.evaluate_to_files``; outputs the scores, and the report and
+    JSON where asked."""
 
     METHOD = "METHOD"
     ITERATIONS = "ITERATIONS"
@@ -110,7 +111,11 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         self.add_bands(self.GUIDE_BANDS, self.GUIDE, "Guide bands", "Guide bands to use, numbered from 1 (empty: all).")
         self.add_choice(self.GUIDE_KERNEL, "Guide blur kernel", GUIDED_KERNELS, "Guided DIP only: the blur of the guide bands.")
         self.add_run_options("low-resolution", float32=False)
-        self.add_file_output(self.OUTPUT, "Report", tr("HTML files (*.html)"), "The HTML report to write.")
+        self.add_file_output(
+            self.OUTPUT, "Report", tr("HTML files (*.html)"),
+            "Optional: the HTML report to write (the toolbox offers a temporary file; left out of a script or a model, "
+            "none is written). The scores are outputs either way.", optional=True,
+        )
         self.add_file_output(
             self.OUTPUT_JSON, "Scores (JSON)", tr("JSON files (*.json)"), "Optional: every score and setting as JSON.", optional=True
         )
@@ -130,7 +135,7 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         guide = None if is_unset(parameters.get(self.GUIDE)) else self.read_source(parameters, context, self.GUIDE)
         options = self.read_run_options(parameters, context)
         guide_kernel = self.read_guide_kernel(parameters, context)
-        kernel = self.read_kernel(parameters, context, feedback)
+        kernel = self.read_kernel(parameters, context, feedback, [guide_kernel] if method == "guided" else [])
         if kernel == "auto":
             kernel = default_kernel(method)
         config = method_config(
@@ -142,7 +147,7 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         guide_io = IOOptions(bands=self.read_bands(parameters, context, guide, self.GUIDE_BANDS), crs=guide.crs) if guide else None
         input_path, guide_path = source.path, guide.path if guide else None
         inputs = [input_path] + ([guide_path] if guide_path else [])
-        report = self.read_file_output(parameters, context, self.OUTPUT, inputs)
+        report = self.read_file_output(parameters, context, self.OUTPUT, inputs)  # "": no report, as without --report
         scores_json = self.read_file_output(parameters, context, self.OUTPUT_JSON, inputs)
         from ..core.report import check_two_files
 
@@ -157,7 +162,8 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
             from ..core.report import evaluate_to_files
 
             return evaluate_to_files(
-                input_path, method, scale, kernel, config, io, guide_path, guide_io, report, scores_json or None, progress
+                input_path, method, scale, kernel, config, io, guide_path, guide_io, report or None, scores_json or None,
+                progress,
             )
 
         settings = {
@@ -171,10 +177,11 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
         }
         if plan.tiles is not None:  # the method tiles the degraded image (bicubic does not)
             settings[tr("Tiles")] = tiles_text(config.tiles, plan.tiles)
-        settings[tr("Report")] = report
+        settings[tr("Report")] = report or tr("none")
         if guide is not None:
             settings[tr("Guide")] = f"{guide.name} ({guide.width} × {guide.height} pixels), kernel {guide_kernel}"
-        return Job(run, settings, {self.OUTPUT_JSON: scores_json} if scores_json else {})
+        outputs = {self.OUTPUT: report or None, **({self.OUTPUT_JSON: scores_json} if scores_json else {})}
+        return Job(run, settings, outputs)  # OUTPUT: the report alone (the run's output_path is the JSON without one)
 
     def result_outputs(self, result: Any) -> dict[str, Any]:
         """The method's overall scores (``SCORES``) and the baselines' PSNR (``BASELINE_PSNR``), for the model designer:

@@ -100,9 +100,10 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
         target = self.read_source(parameters, context)
         guide = self.read_source(parameters, context, self.GUIDE)
         options = self.read_run_options(parameters, context)
+        guide_kernel = self.read_guide_kernel(parameters, context)
         config = GuidedDIPConfig(
-            kernel=self.read_kernel(parameters, context, feedback),
-            guide_kernel=self.read_guide_kernel(parameters, context),
+            kernel=self.read_kernel(parameters, context, feedback, [guide_kernel]),
+            guide_kernel=guide_kernel,
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context) or None,
             **options.config_fields(),
         )

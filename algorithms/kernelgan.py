@@ -25,7 +25,9 @@ def summary_html(input_name: str, config: KernelGANConfig, result: Any) -> str:
     for path, width, label in zip(result.kernel_paths, result.widths, result.labels):
         rows += [(tr("Kernel file ({})").format(label), path), (tr("Width (fitted Gaussian)"), width)]
     rows += [
-        (tr("Use it"), tr("as the kernel file (KERNEL_FILE) of Super-resolve or Degrade at the same scale")),
+        (tr("Use it"), tr("each band's file as the kernel file (KERNEL_FILE) of Super-resolve or Degrade at the same "
+                          "scale, on that band alone") if config.per_band
+         else tr("as the kernel file (KERNEL_FILE) of Super-resolve or Degrade at the same scale")),
         (tr("Run"), tr("{} steps on {} in {:.1f} s, seed {}").format(result.steps, result.device, result.seconds, config.seed)),
     ]
     table = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
@@ -86,7 +88,8 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
         "<p><b>How long</b>: about two minutes per band group at 3000 iterations on one core of a server CPU "
         "(measured); the time hardly depends on the raster's size. GPU times are not measured yet.</p>"
         "<p>In the model designer, connect its kernel file to <i>Super-resolve</i>'s Kernel file to estimate "
-        "and super-resolve in one go.</p>"
+        "and super-resolve in one go (with one kernel shared by the bands: Super-resolve refuses the list of files "
+        "that One kernel per band gives).</p>"
     )
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
@@ -116,8 +119,10 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             self.PER_BAND,
             "One kernel per band",
             False,
-            "Estimate a separate kernel for each band, written as NAME_bandN.npy beside the kernel file (the "
-            "Kernel file output then names the first band's). Off: one kernel shared by the bands, the paper's "
+            "Estimate a separate kernel for each band, written as NAME_bandN.npy beside the kernel file; the Kernel "
+            "file output (OUTPUT) then lists every band's file, separated by ';', in band order, and Kernel preview "
+            "each band's PNG. A method's Kernel file refuses such a list (one kernel blurs all the bands of a run): "
+            "give it one band's file and run that band alone. Off: one kernel shared by the bands, the paper's "
             "setting for colour images and the one Super-resolve takes.",
         )
         self.add_choice(
@@ -133,9 +138,12 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
         self.add_seed()
         self.add_file_output(
             self.OUTPUT, "Kernel file", tr("NumPy files (*.npy)"),
-            "The kernel to write (.npy); a .png preview (output PREVIEW) and a .npy.json scale record are written beside it.",
+            "The kernel to write (.npy); a .png preview (output PREVIEW) and a .npy.json scale record are written beside "
+            "it. With One kernel per band, NAME_bandN.npy for each band instead, which this output lists, separated by ';'.",
         )
-        self.addOutput(QgsProcessingOutputFile(self.PREVIEW, tr("Kernel preview (PNG beside the kernel file)")))
+        self.addOutput(QgsProcessingOutputFile(
+            self.PREVIEW, tr("Kernel preview (PNG beside the kernel file; one per band, separated by ';')")
+        ))
         self.add_file_output(
             self.OUTPUT_HTML,
             "Report",
@@ -187,12 +195,17 @@ class KernelGANAlgorithm(InternalSRAlgorithm):
             tr("Kernel shape from"): config.orientation,
             tr("Device requested"): config.device,
             tr("Seed"): str(config.seed),
-            tr("Kernel file"): output,
+            tr("Kernel files") if config.per_band else tr("Kernel file"): ", ".join(kernels),
         }
         return Job(run, settings, {self.OUTPUT_HTML: report} if report else {})
 
     def result_outputs(self, result: Any) -> dict[str, Any]:
-        """PREVIEW: the PNG beside the kernel file (with one kernel per band, the first band's)."""
+        """OUTPUT and PREVIEW: the kernel file and the PNG beside it; with one kernel per band, every band's, joined by
+        ``;`` in band order, so that each is reachable and a method's KERNEL_FILE given OUTPUT refuses it
+        (``InternalSRAlgorithm.read_kernel``) instead of blurring every band with the first band's."""
         from ..core.kernels import kernel_preview_path
 
-        return {self.PREVIEW: kernel_preview_path(result.output_path)}
+        return {
+            self.OUTPUT: ";".join(result.kernel_paths),
+            self.PREVIEW: ";".join(kernel_preview_path(path) for path in result.kernel_paths),
+        }

@@ -41,6 +41,25 @@ def test_dip_evaluation_writes_the_report_and_returns_the_scores(tmp_path) -> No
     assert "Method: dip" in feedback.textLog()
 
 
+def test_the_report_is_optional_and_the_scores_are_outputs_without_it(tmp_path) -> None:
+    """OUTPUT (the HTML report) was required: a script leaving it out got QGIS's "Incorrect parameter value for OUTPUT".
+    It is optional, as ``--report`` on the command line: left out, no report is written and the scores are still
+    outputs (with the JSON alone, OUTPUT does not name the JSON); the toolbox offers a temporary file for it."""
+    from qgis.core import QgsApplication
+
+    source = crop(str(tmp_path / "in.tif"), 32)
+    feedback = QgsProcessingFeedback()
+    result = run({"INPUT": source, "METHOD": "bicubic", "SCALE": 2}, feedback)
+    assert result["OUTPUT"] is None and result["PSNR"] > 20 and result["SCORED_FRACTION"] == 1.0
+    assert "Report: none" in feedback.textLog().splitlines()
+    scores = str(tmp_path / "scores.json")
+    result = run({"INPUT": source, "METHOD": "bicubic", "SCALE": 2, "OUTPUT_JSON": scores})
+    assert result["OUTPUT"] is None and result["OUTPUT_JSON"] == scores
+    assert sorted(path.name for path in tmp_path.iterdir() if not path.name.endswith(".aux.xml")) == ["in.tif", "scores.json"]
+    report = QgsApplication.processingRegistry().algorithmById("internal_sr:evaluate").parameterDefinition("OUTPUT")
+    assert report.createByDefault()  # the toolbox's default: a temporary file
+
+
 def test_scattered_nodata_is_left_out_and_the_scored_fraction_is_an_output(tmp_path) -> None:
     """Nodata scattered over the raster was refused ("choose an extent inside the valid area", which it has none of):
     it is left out of the scores, and the log, the JSON and the SCORED_FRACTION output say how much was scored."""

@@ -71,7 +71,9 @@ def test_kernelgan_per_band_writes_one_kernel_per_band(tmp_path) -> None:
          "OUTPUT": kernel, "OUTPUT_HTML": report},
     )
     paths = [str(tmp_path / f"k_band{b}.npy") for b in (1, 4)]
-    assert result == {"OUTPUT": paths[0], "OUTPUT_HTML": report, "PREVIEW": str(tmp_path / "k_band1.png")}
+    # every band's kernel and preview, in band order (OUTPUT and PREVIEW named the first band's alone)
+    previews = ";".join(str(tmp_path / f"k_band{b}.png") for b in (1, 4))
+    assert result == {"OUTPUT": ";".join(paths), "OUTPUT_HTML": report, "PREVIEW": previews}
     assert not os.path.exists(kernel)
     with open(report, encoding="utf-8") as f:
         text = f.read()
@@ -166,3 +168,30 @@ def test_model_estimate_kernel_then_dip_with_it(tmp_path) -> None:
     # DIP ran with the kernel file KernelGAN wrote, not with its default bicubic kernel
     used = re.search(r"kernel (\S+\.npy), up to", feedback.textLog())
     assert used and os.path.exists(used.group(1))
+
+
+def test_a_model_passing_per_band_kernels_to_dip_is_refused_not_run_with_the_first_bands(tmp_path) -> None:
+    """KernelGAN's OUTPUT with one kernel per band was the first band's file alone: a model estimate kernel → dip blurred
+    every band with band 1's kernel, without a word. OUTPUT lists every band's file now, and dip, which blurs all its bands
+    with one kernel, refuses the list in one line saying what to do."""
+    import processing
+
+    source = georeferenced_10m(str(tmp_path / "s2_10m.tif"))
+    model = raster_model("per_band_kernels_then_dip")
+    raster = QgsProcessingModelChildParameterSource.fromModelParameter("raster")
+    add_child(model, "kernelgan", {"INPUT": raster}, {"BANDS": [1, 2], "SCALE": 2, "PER_BAND": True, **FAST,
+                                                      "OUTPUT": str(tmp_path / "k.npy")})
+    kernel = QgsProcessingModelChildParameterSource.fromChildOutput("kernelgan", "OUTPUT")
+    dip_values = {"BANDS": [1, 2], "SCALE": 2, "ITERATIONS": 2, "DEVICE": "cpu", "TILE_SIZE": 64, "OVERLAP": 8}
+    add_child(model, "dip", {"INPUT": raster, "KERNEL_FILE": kernel}, dip_values, ("sharp", "Super-resolved"))
+    model.childAlgorithm("dip").setDescription("Super-resolve step")
+
+    out = str(tmp_path / "sharp.tif")
+    feedback = QgsProcessingFeedback()
+    with pytest.raises(QgsProcessingException, match="^Error encountered while running Super-resolve step$"):
+        processing.run(model, {"raster": source, "dip:sharp": out}, feedback=feedback)
+    files = [str(tmp_path / f"k_band{band}.npy") for band in (1, 2)]
+    assert all(os.path.isfile(file) for file in files) and not os.path.exists(out)
+    assert (f"Kernel file (KERNEL_FILE) lists 2 files ({', '.join(files)}), as KernelGAN's output with one kernel per band "
+            "does: a run blurs all its bands with one kernel; give one band's file and run that band alone (BANDS), or "
+            "estimate one kernel shared by the bands (PER_BAND off)") in feedback.textLog().splitlines()

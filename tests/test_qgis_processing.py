@@ -166,6 +166,66 @@ def test_a_crs_set_on_the_layer_in_qgis_is_the_one_used(tmp_path) -> None:
         assert dst.crs.to_dict()["lon_0"] == -75.5
 
 
+def test_an_extent_in_a_crs_on_a_raster_without_one_is_refused_not_read_as_its_coordinates(tmp_path, empty_project) -> None:
+    """An extent given in EPSG:4326 on a raster without a CRS was read as the raster's own coordinates (QGIS hands it
+    over untransformed), then said not to overlap it. It is refused in one line; an extent without a CRS, or in the
+    project's (as the map draws such a raster), is the raster's coordinates as before."""
+    from affine import Affine
+
+    x0, y0 = 300000.0, 5800000.0
+    bare = write_raster(str(tmp_path / "bare.tif"), read(crop(str(tmp_path / "in.tif"), 32)), crs=None,
+                        transform=Affine(20.0, 0.0, x0, 0.0, -20.0, y0))
+    layer = QgsRasterLayer(bare, "bare")
+    assert not layer.crs().isValid()
+    out = str(tmp_path / "low.tif")
+    with pytest.raises(QgsProcessingException) as error:
+        run("degrade", {"INPUT": layer, "SCALE": 2, "EXTENT": "12.525,12.535,52.499,52.504 [EPSG:4326]", "OUTPUT": out})
+    assert user_message(error.value) == (
+        "The input raster bare has no CRS, so an extent in EPSG:4326 cannot be placed on it: give the extent in the "
+        "raster's own coordinates (without a CRS), or assign the raster's CRS (in QGIS: Layer Properties ▸ Source)")
+    assert not os.path.exists(out)
+    columns_4_to_12 = f"{x0 + 80},{x0 + 240},{y0 - 400},{y0 - 160}"  # rows 8–20
+    empty_project.setCrs(QgsCoordinateReferenceSystem("EPSG:32633"))
+    for extent in (columns_4_to_12, f"{columns_4_to_12} [EPSG:32633]"):
+        run("degrade", {"INPUT": layer, "SCALE": 2, "EXTENT": extent, "OUTPUT": out})
+        got = grid_info(out)
+        assert (got.width, got.height) == (4, 6) and got.transform == (40.0, 0.0, x0 + 80, 0.0, -40.0, y0 - 160)
+
+
+@pytest.mark.parametrize(("algorithm", "values", "kernels"), [
+    ("degrade", {"KERNEL": "bicubic"}, "bicubic"),
+    ("degrade", {"KERNEL": "gaussian", "KERNEL_FILE": "KERNEL"}, "{kernel}"),
+    ("guided_dip", {"KERNEL": "lanczos3", "GUIDE_KERNEL": "bicubic"}, "lanczos3 / bicubic"),
+    ("guided_dip", {"KERNEL": "bicubic", "GUIDE_KERNEL": "gaussian"}, None),
+])
+def test_a_sigma_that_no_kernel_takes_is_warned_of(tmp_path, algorithm, values, kernels) -> None:
+    """SIGMA 3.0 with KERNEL bicubic was ignored without a word: the log says so; not where a gaussian kernel (guided
+    DIP's guide kernel too) takes it. Guided DIP is cancelled at its first step: the line is written by then."""
+    source = crop(str(tmp_path / "in.tif"), 64)
+    kernel = str(tmp_path / "delta.npy")
+    np.save(kernel, np.pad([[1.0]], 1))
+    parameters = {"INPUT": source, "SCALE": 2, "SIGMA": 3.0, **FAST, "OUTPUT": str(tmp_path / "out.tif")}
+    parameters |= {key: kernel if value == "KERNEL" else value for key, value in values.items()}
+    feedback = CancelAfter(polls=0 if algorithm == "guided_dip" else 10**6)
+    if algorithm == "guided_dip":
+        from affine import Affine
+
+        pixels = np.random.default_rng(0).integers(1000, 3000, (1, 128, 128)).astype(np.uint16)
+        parameters["INPUT"] = write_raster(str(tmp_path / "t20.tif"), pixels[:, ::2, ::2].copy(),
+                                           transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+        parameters["GUIDE"] = write_raster(str(tmp_path / "g10.tif"), pixels, transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
+        with pytest.raises(QgsProcessingException):
+            run(algorithm, parameters, feedback)
+    else:
+        run(algorithm, parameters, feedback)
+    warnings = [line for line in feedback.textLog().splitlines() if "SIGMA" in line]
+    if kernels is None:
+        assert warnings == []
+    else:
+        assert warnings == [f"warning: Gaussian sigma (SIGMA) 3 is ignored: it is the width of the 'gaussian' kernel only, "
+                            f"and this run's kernel is {kernels.format(kernel=kernel)}"]
+
+
 def test_model_degrade_then_dip_returns_to_the_input_grid(tmp_path) -> None:
     import processing
 
