@@ -187,6 +187,10 @@ class IOOptions:
             raise InputError(f"extent must be XMIN,YMIN,XMAX,YMAX with XMIN < XMAX and YMIN < YMAX, got {xmin:.12g},{ymin:.12g},{xmax:.12g},{ymax:.12g}")
 
 
+#: The least tile edge of every method (input pixels); a method whose network needs more says so
+#: (``InternalLearningConfig.min_input_size``).
+MIN_TILE = 16
+
 #: Most tiles optimised together on CUDA when ``TileOptions.batch`` is 0 (automatic); within it the number is sized
 #: from the GPU memory the leading tile took (``core.tiling.ShrinkOnOutOfMemory``) and from ``BATCH_HOST_BYTES``.
 CUDA_BATCH = 32
@@ -201,7 +205,9 @@ class TileOptions:
     """Tiling of large rasters, in input pixels.
 
     size: tile edge (the optimisation runs on ``size × size`` input pixels at a time); the default grows, and any other
-    size is refused, where a wide kernel needs more (``automatic``, ``core.tiling.kernel_tiles``).
+    size is refused, where a wide kernel needs more (``automatic``, ``core.tiling.kernel_tiles``). It must be more than
+    twice the overlap and at least the method's least tile: the method's configuration checks both in one rule
+    (``check_size``, called by ``InternalLearningConfig``), so that a refusal names a tile that works for that method.
     overlap: pixels shared by neighbouring tiles, blended with a smooth ramp; grown where a wide kernel needs more,
     unless ``overlap_given`` (then refused).
     batch: DIP only: most tiles optimised together (vectorised networks, each tile its own; the next tiles in row
@@ -223,17 +229,36 @@ class TileOptions:
     def __post_init__(self) -> None:
         if self.batch < 0:
             raise InputError(f"tile batch must be ≥ 0 (0: automatic), got {self.batch}")
-        if self.size < 16:
-            raise InputError(f"tile size {self.size} is too small: use at least 16 input pixels (DIP and Knitworks may need more)")
         if self.overlap < 0:
             raise InputError(f"tile overlap must be ≥ 0 ({OVERLAP_TERM}), got {self.overlap}")
-        if 2 * self.overlap >= self.size:
-            default = ", the default" if self.overlap == TileOptions.overlap and not self.overlap_given else ""
+
+    def check_size(self, minimum: int, shortfall: str, pixels: str) -> None:
+        """Raise a one-line ``InputError`` unless the tile is at least ``smallest_tile`` (``minimum``: the method's least
+        tile edge, which ``shortfall`` and ``pixels`` word as ``refuse_smaller`` does), naming the smallest tile that
+        works, so that every remedy offered works when followed: lowering the overlap is offered only where the tile
+        is large enough for the method. The method's configuration calls it (``InternalLearningConfig``): a tile is
+        checked against the method it is for, not on its own."""
+        smallest = self.smallest_tile(minimum)
+        if self.size >= smallest:
+            return
+        default = ", the default" if self.overlap == TileOptions.overlap and not self.overlap_given else ""
+        overlap_rule = f"the tile overlap of {self.overlap} pixels{default}, which must be less than half the tile"
+        if self.size >= minimum:
             raise InputError(
-                f"tile size {self.size} is too small for the tile overlap of {self.overlap} pixels{default}, which must be less "
-                f"than half the tile: lower it with {OVERLAP_TERM} to {(self.size - 1) // 2} or less, or use {TILE_TERM} "
-                f"{2 * self.overlap + 1} or more"
+                f"tile size {self.size} is too small for {overlap_rule}: lower it with {OVERLAP_TERM} to "
+                f"{(self.size - 1) // 2} or less, or use {TILE_TERM} {smallest} or more"
             )
+        if smallest == minimum:
+            raise InputError(f"tile size {self.size} is {shortfall}: use at least {minimum} {pixels}")
+        raise InputError(
+            f"tile size {self.size} is {shortfall} (at least {minimum} {pixels}) and for {overlap_rule}: use "
+            f"{TILE_TERM} {smallest} or more"
+        )
+
+    def smallest_tile(self, minimum: int) -> int:
+        """The smallest tile edge that works with this overlap for a method whose least tile edge is ``minimum``: at
+        least ``minimum`` and more than twice the overlap."""
+        return max(minimum, 2 * self.overlap + 1)
 
     @property
     def automatic(self) -> bool:
@@ -311,9 +336,10 @@ class InternalLearningConfig:
         check_at_least("stop_patience", self.stop_patience, 1)
         check_at_least("back_projection_steps", self.back_projection_steps, 0)
         check_seed(self.seed)
-        if self.tiles.size < self.min_input_size:
-            shortfall, pixels = self.size_reason
-            raise InputError(f"tile size {self.tiles.size} is {shortfall}: use at least {self.min_input_size} {pixels}")
+        if self.min_input_size > MIN_TILE:
+            self.tiles.check_size(self.min_input_size, *self.size_reason)
+        else:
+            self.tiles.check_size(MIN_TILE, "too small", "input pixels")
         check_device(self.device)
 
     @property

@@ -128,10 +128,64 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make_input, args, mes
 ])
 def test_a_tile_too_small_for_its_overlap_names_the_default_and_the_option_to_lower_it(tmp_path, capsys, overlap, message):
     """``--tile 20`` alone was refused as "tile overlap 16 must be ≥ 0 and less than half the tile size 20": an overlap
-    the user never gave, with no word of it being the default nor of the option that lowers it."""
-    assert main(["dip", S2_20M, str(tmp_path / "sr.tif"), "--scale", "2", "--tile", "20", *overlap, *FAST]) == 2
+    the user never gave, with no word of it being the default nor of the option that lowers it. (Knitworks: a tile of
+    20 is large enough for its network, so lowering the overlap works.)"""
+    assert main(["knitwork", S2_20M, str(tmp_path / "sr.tif"), "--scale", "2", "--tile", "20", *overlap, *FAST]) == 2
     assert capsys.readouterr().err == f"internal-sr: error: {message}\n"
     assert os.listdir(tmp_path) == []
+
+
+#: A tile refusal's remedies as (tile, overlap) the user would type: "lower it with --overlap to N or less" keeps the
+#: tile, "use --tile N or more" and "use at least N input pixels" keep the overlap.
+TILE_REMEDIES = (
+    (r"lower it with --overlap to (\d+) or less", lambda tile, overlap, n: (tile, n)),
+    (r"use --tile (\d+) or more", lambda tile, overlap, n: (n, overlap)),
+    (r"use at least (\d+) input pixels", lambda tile, overlap, n: (n, overlap)),
+)
+
+
+def test_every_remedy_of_a_tile_refusal_works_when_followed(tmp_path, capsys, monkeypatch):
+    """``dip --scale 2 --tile 20`` said "lower it with --overlap to 9 or less, or use --tile 33 or more", but DIP at ×2
+    needs tiles of 32: ``--tile 20 --overlap 8`` was then refused for DIP. The tile is checked against the method's
+    least tile and the overlap in one rule, and every remedy a refusal offers, followed, passes the run's checks (the
+    runs are replaced by the checks: ``pipeline.check_super_resolve``; evaluate's configuration is built the same)."""
+    import re
+
+    from internal_sr.core import pipeline, report
+
+    def check(input_path, output_path, config, io, progress):
+        pipeline.check_super_resolve(input_path, output_path, config, io)
+        return pipeline.RunResult(output_path, "cpu", 0.0, 0)
+
+    monkeypatch.setattr(pipeline, "super_resolve", check)
+    monkeypatch.setattr(report, "evaluate_to_files", lambda *args: type("Run", (), {"evaluation": None}))
+    monkeypatch.setattr(report, "text_table", lambda evaluation: "")
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :96, :96])
+    out = str(tmp_path / "out" / "sr.tif")
+    os.mkdir(tmp_path / "out")
+    commands = [["dip", source, out, "--scale", "2"], ["dip", source, out, "--scale", "3"],
+                ["knitwork", source, out, "--scale", "2"], ["evaluate", source, "--scale", "2", "--method", "dip"]]
+    followed = 0
+    for command in commands:
+        for tile, overlap in ((20, 16), (20, 8), (32, 16), (10, 4), (10, 16), (16, 8)):
+            if main([*command, "--tile", str(tile), "--overlap", str(overlap)]) == 0:
+                continue
+            refusal = capsys.readouterr().err
+            remedies = [(pattern, fix) for pattern, fix in TILE_REMEDIES if re.search(pattern, refusal)]
+            assert remedies, refusal
+            for pattern, fix in remedies:
+                tile_fixed, overlap_fixed = fix(tile, overlap, int(re.search(pattern, refusal)[1]))
+                argv = [*command, "--tile", str(tile_fixed), "--overlap", str(overlap_fixed)]
+                assert main(argv) == 0, (refusal, argv, capsys.readouterr().err)
+                followed += 1
+    assert followed >= 20
+    assert main(["dip", source, out, "--scale", "2", "--tile", "20"]) == 2
+    assert capsys.readouterr().err == (
+        "internal-sr: error: tile size 20 is too small for Deep Image Prior (DIP) (at least 32 input pixels at ×2 with "
+        "depth 5) and for the tile overlap of 16 pixels, the default, which must be less than half the tile: use --tile "
+        "33 or more\n"
+    )
+    assert os.listdir(tmp_path / "out") == []
 
 
 def test_a_tile_of_the_users_too_small_for_a_wide_kernel_is_refused_in_one_line(tmp_path, capsys):

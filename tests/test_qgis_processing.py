@@ -384,8 +384,9 @@ def test_integers_beyond_32_bits_are_refused_not_read_as_zero(crop64: str, tmp_p
 @pytest.mark.parametrize(
     ("parameters", "expected"),
     [
-        ({"TILE_SIZE": 16, "OVERLAP": 8}, "tile size 16 is too small for the tile overlap of 8 pixels, which must be less than "
-         "half the tile: lower it with Tile overlap (OVERLAP) to 7 or less, or use Tile size (TILE_SIZE) 17 or more"),
+        ({"TILE_SIZE": 20, "OVERLAP": 16}, "tile size 20 is too small for Deep Image Prior (DIP) (at least 32 input pixels at "
+         "×2 with depth 5) and for the tile overlap of 16 pixels, the default, which must be less than half the tile: use Tile "
+         "size (TILE_SIZE) 33 or more"),
         ({"OUTPUT": "MISSING_FOLDER"}, "does not exist"),  # refused by the engine at run time
     ],
 )
