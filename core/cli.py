@@ -35,6 +35,7 @@ from .config import (
     KnitworkConfig,
     TileOptions,
     check_at_least,
+    either,
 )
 from .errors import Cancelled, InputError, error_line
 
@@ -124,6 +125,8 @@ def _extent(text: str) -> tuple[float, float, float, float]:
 EXTENT_HELP = "process only this area: XMIN,YMIN,XMAX,YMAX in the raster's CRS, snapped outward to whole input pixels"
 #: The fixed kernels every command takes (``core.kernels.make_kernel``).
 KERNEL_CHOICES = "bicubic | lanczos2 | lanczos3 | gaussian:SIGMA | landsat | PATH.npy"
+#: The ``--kernel`` of dip and knitwork that estimates the kernel with KernelGAN first.
+ESTIMATED_KERNEL = "estimate"
 #: Options whose value may start with a minus sign (``--extent -74.9,…``), which argparse would take for an option.
 NEGATIVE_VALUE_OPTIONS = ("--extent",)
 
@@ -171,8 +174,7 @@ def _ignored_options(args: argparse.Namespace) -> list[str]:
     warnings = []
     for name, methods in EVALUATE_METHOD_OPTIONS.items():
         if args.method not in methods and getattr(args, name) != args.method_option_defaults[name]:
-            either = " or ".join(filter(None, (", ".join(methods[:-1]), methods[-1])))
-            warnings.append(f"warning: --{name.replace('_', '-')} is ignored: it applies with --method {either}")
+            warnings.append(f"warning: --{name.replace('_', '-')} is ignored: it applies with --method {either(methods)}")
     return warnings
 
 
@@ -398,16 +400,21 @@ def _run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
         config = method(scale=args.scale, kernel=args.kernel, step_window=args.step_window, **_run_options(args, batch))
         if args.kernelgan_iterations is not None:
             check_at_least("--kernelgan-iterations", args.kernelgan_iterations, 1)
-        if args.kernel != "estimate" and args.kernelgan_iterations is not None:
-            progress.info("warning: --kernelgan-iterations is ignored: it applies with --kernel estimate")
-        if args.kernel == "estimate":
+        if args.kernel != ESTIMATED_KERNEL and args.kernelgan_iterations is not None:
+            progress.info(f"warning: --kernelgan-iterations is ignored: it applies with --kernel {ESTIMATED_KERNEL}")
+        if args.kernel == ESTIMATED_KERNEL:
             from .kernelgan import super_resolve_with_estimated_kernel
 
             steps = {} if args.kernelgan_iterations is None else {"iterations": args.kernelgan_iterations}
             kernelgan = KernelGANConfig(scale=args.scale, seed=args.seed, device=args.device, **steps)
             result = super_resolve_with_estimated_kernel(args.input, args.output, config, kernelgan, io, progress)
         else:
-            result = pipeline.super_resolve(args.input, args.output, config, io, progress)
+            from .kernels import UnknownKernel
+
+            try:
+                result = pipeline.super_resolve(args.input, args.output, config, io, progress)
+            except UnknownKernel as error:  # the command line takes estimate too
+                raise error.extended(ESTIMATED_KERNEL) from None
     else:
         io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog, extent=args.extent)
         result = pipeline.degrade(args.input, args.output, args.scale, args.kernel, io, progress)

@@ -11,8 +11,9 @@ import math
 import numbers
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import InputError
 
@@ -27,8 +28,18 @@ TILE_TERM, OVERLAP_TERM = "--tile", "--overlap"
 #: How messages name the target's and the guide's kernel settings of guided DIP: as the command line's options
 #: (reworded alike).
 KERNEL_TERM, GUIDE_KERNEL_TERM = "--kernel", "--guide-kernel"
-#: The kernels a super-resolution or a degradation may name, as messages list them.
-KERNEL_CHOICES = f"bicubic, lanczos2, lanczos3, {GAUSSIAN_TERM}, landsat or {KERNEL_FILE_TERM}"
+#: The fixed kernels every super-resolution and a degradation may name (``core.kernels.make_kernel``), as messages
+#: name them; a method may take others too (its configuration's ``KERNEL_NAMES``).
+FIXED_KERNELS = ("bicubic", "lanczos2", "lanczos3", GAUSSIAN_TERM, "landsat", KERNEL_FILE_TERM)
+
+
+def either(names: Sequence[str]) -> str:
+    """``names`` as a message offers them: ``a, b or c``."""
+    return " or ".join(filter(None, (", ".join(names[:-1]), names[-1])))
+
+
+#: The fixed kernels as messages list them.
+KERNEL_CHOICES = either(FIXED_KERNELS)
 #: Names a raster output may end in: outputs are always written as GeoTIFF.
 GEOTIFF_EXTENSIONS = (".tif", ".tiff")
 #: Default optimisation steps per scale, chosen on development crops (never the benchmark crops).
@@ -298,6 +309,8 @@ class InternalLearningConfig:
     precision and tiling. Each method documents how it uses them.
     """
 
+    #: The kernels the method takes, as messages list them (``core.kernels.UnknownKernel``).
+    KERNEL_NAMES: ClassVar[tuple[str, ...]] = FIXED_KERNELS
     #: Adam steps per tile; ``None`` picks the method's tested default (its ``steps``).
     iterations: int | None = None
     #: Exponential moving average of the output over steps (0 disables it).
@@ -586,6 +599,7 @@ class KnitworkConfig(InternalLearningConfig):
     weights multiply means over elements of images normalised per band (``core.normalise``).
     """
 
+    KERNEL_NAMES: ClassVar[tuple[str, ...]] = (*FIXED_KERNELS, LEARNED_KERNEL)
     scale: int = 2
     #: A fixed kernel for ``core.kernels.make_kernel`` (bicubic, lanczos2/3, gaussian:SIGMA, a .npy path),
     #: or ``learned``: a deep linear downsampler learnt jointly, regularised to sum to one (the README
@@ -727,6 +741,7 @@ class GuidedDIPConfig(InternalLearningConfig):
     guide_kernel: the guide bands' blur, used to bring the guide to the target grid (same choices).
     """
 
+    KERNEL_NAMES: ClassVar[tuple[str, ...]] = (SENTINEL2_KERNEL, *FIXED_KERNELS)
     kernel: str = SENTINEL2_KERNEL
     guide_kernel: str = SENTINEL2_KERNEL
     learning_rate: float = 0.001

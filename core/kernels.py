@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import GAUSSIAN_TERM, KERNEL_CHOICES, area_name, size_remedy
+from .config import FIXED_KERNELS, GAUSSIAN_TERM, SENTINEL2_KERNEL, area_name, either, size_remedy
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -395,10 +395,29 @@ def check_kernel_fits(kernel: Kernel, width: int, height: int, on_extent: bool =
         )
 
 
-def make_kernel(spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0)) -> Kernel:
+class UnknownKernel(InputError):
+    """A kernel ``spec`` that ``make_kernel`` does not build: its message offers ``accepted``, the kernels of the
+    method it was given to (a configuration's ``KERNEL_NAMES``; a front end may add its own, e.g. the command line's
+    ``estimate``: ``extended``). ``sentinel2`` is named as guided DIP's alone."""
+
+    def __init__(self, spec: str, accepted: Sequence[str]) -> None:
+        self.spec, self.accepted = spec, tuple(accepted)
+        what = (f"kernel {SENTINEL2_KERNEL} (each band's MTF) is for guided DIP only" if spec == SENTINEL2_KERNEL
+                else f"unknown kernel {spec!r}")
+        super().__init__(f"{what}: use {either(self.accepted)}")
+
+    def extended(self, *names: str) -> "UnknownKernel":
+        """This refusal offering ``names`` too."""
+        return UnknownKernel(self.spec, (*self.accepted, *names))
+
+
+def make_kernel(
+    spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0), accepted: Sequence[str] = FIXED_KERNELS
+) -> Kernel:
     """Build the kernel named by ``spec`` (see the module docstring) for decimation by ``scale``.
 
     ``shift`` (rows, columns), each 0 or ½ high-resolution pixel: for half-pixel grids (module docstring).
+    ``accepted``: the kernels of the method ``spec`` was given to, which an ``UnknownKernel`` refusal offers.
     """
     spec = spec.strip()
     shift = (float(shift[0]), float(shift[1]))
@@ -428,9 +447,7 @@ def make_kernel(spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0)) 
         if not 0.05 <= sigma <= 10:
             raise InputError(f"kernel {spec!r}: SIGMA must be between 0.05 and 10 low-resolution pixels")
         return _analytic(spec, scale, lambda t: _gaussian(t, sigma), max(3.0 * sigma, 1.0), shift)
-    if spec == "sentinel2":
-        raise InputError(f"kernel sentinel2 (each band's MTF) is for guided DIP only: use {KERNEL_CHOICES}")
-    raise InputError(f"unknown kernel {spec!r}: use {KERNEL_CHOICES}")
+    raise UnknownKernel(spec, accepted)
 
 
 def anisotropic_gaussian(major: float, minor: float, angle: float, scale: int) -> np.ndarray:

@@ -281,7 +281,7 @@ def method_kernel(config: MethodConfig) -> Kernel | None:
     """The fixed kernel ``config`` names (a kernel file is read and checked); ``None`` when Knitworks learns it."""
     if learns_kernel(config):
         return None
-    return make_kernel(config.kernel, config.scale)
+    return make_kernel(config.kernel, config.scale, accepted=config.KERNEL_NAMES)
 
 
 def tile_kernels(config: MethodConfig, kernel: Kernel | None) -> list[Kernel]:

@@ -72,7 +72,7 @@ def band_kernels(
     refusal of unnamed bands names, with the setting to change (``KERNEL_TERM``, ``GUIDE_KERNEL_TERM``).
     """
     if spec != SENTINEL2_KERNEL:
-        return [make_kernel(spec, scale, shift)] * len(names)
+        return [make_kernel(spec, scale, shift, GuidedDIPConfig.KERNEL_NAMES)] * len(names)
     kernels = []
     for index, name in enumerate(names, start=1):
         band = band_name(name)

@@ -299,6 +299,31 @@ def test_kernel_files_that_are_not_real_arrays_are_named(tmp_path, capsys):
         assert message in line and "allow_pickle" not in line and not out.exists()
 
 
+def test_an_unknown_kernel_is_refused_offering_the_methods_own_kernels(tmp_path, capsys):
+    """Guided DIP's refusal of an unknown kernel offered the fixed kernels alone, leaving out ``sentinel2``, its own
+    default (for --kernel, --guide-kernel and evaluate --method guided alike); dip and knitwork left out ``estimate``
+    and knitwork ``learned``. Each refusal offers the kernels its method takes."""
+    target = write_raster(str(tmp_path / "t.tif"), read(S2_20M)[:2, :64, :64], transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    guide = write_raster(str(tmp_path / "g.tif"), read(S2_10M)[:, :128, :128], transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
+    out = str(tmp_path / "out" / "sr.tif")
+    os.mkdir(tmp_path / "out")
+    fixed = "bicubic, lanczos2, lanczos3, gaussian:SIGMA, landsat"
+    runs = [
+        (["guided", target, guide, out, "--kernel", "foo"], f"sentinel2, {fixed} or a .npy file"),
+        (["guided", target, guide, out, "--kernel", "bicubic", "--guide-kernel", "foo"], f"sentinel2, {fixed} or a .npy file"),
+        (["evaluate", target, "--scale", "2", "--method", "guided", "--guide", guide, "--kernel", "foo"],
+         f"sentinel2, {fixed} or a .npy file"),
+        (["dip", target, out, "--scale", "2", "--kernel", "foo"], f"{fixed}, a .npy file or estimate"),
+        (["knitwork", target, out, "--scale", "2", "--kernel", "foo"], f"{fixed}, a .npy file, learned or estimate"),
+        (["evaluate", target, "--scale", "2", "--method", "dip", "--kernel", "foo"], f"{fixed} or a .npy file"),
+        (["degrade", target, out, "--scale", "2", "--kernel", "foo"], f"{fixed} or a .npy file"),
+    ]
+    for argv, kernels in runs:
+        assert main([*argv, *FAST[:2 * (argv[0] not in ("degrade",))]]) == 2, argv
+        assert capsys.readouterr().err == f"internal-sr: error: unknown kernel 'foo': use {kernels}\n", argv
+    assert os.listdir(tmp_path / "out") == []
+
+
 def test_a_kernel_file_of_python_objects_or_missing_in_upper_case_is_named(tmp_path, capsys):
     """A .npy of dtype object was "not a NumPy array file" (it is one, of objects rather than numbers), and a
     missing K.NPY an "unknown kernel" instead of a file that does not exist."""
