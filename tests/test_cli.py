@@ -299,6 +299,22 @@ def test_kernel_files_that_are_not_real_arrays_are_named(tmp_path, capsys):
         assert message in line and "allow_pickle" not in line and not out.exists()
 
 
+def test_sentinel2_with_the_10m_bands_alone_is_refused(tmp_path, capsys):
+    """``sentinel2`` given only the 10 m bands wrote them as they were, exit 0, with a log line that nothing was
+    sharpened. It is refused in one line naming what is missing and what to give, and writes nothing."""
+    ten = write_raster(str(tmp_path / "T33UUB_10m_B04-B03-B02-B08.tif"), read(S2_10M),
+                       transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["sentinel2", ten, str(out / "all.tif"), *FAST]) == 2
+    assert capsys.readouterr().err == (
+        f"internal-sr: error: only 10 m bands (B2, B3, B4, B8) found in {ten}: no 20 m or 60 m band to sharpen; give the "
+        "20 m and 60 m band files too (e.g. …_B05.jp2 or …_20m_B05-B06-B07-B8A-B11-B12.tif), or the product folder (the "
+        ".SAFE)\n"
+    )
+    assert os.listdir(out) == []
+
+
 def test_an_unknown_kernel_is_refused_offering_the_methods_own_kernels(tmp_path, capsys):
     """Guided DIP's refusal of an unknown kernel offered the fixed kernels alone, leaving out ``sentinel2``, its own
     default (for --kernel, --guide-kernel and evaluate --method guided alike); dip and knitwork left out ``estimate``
