@@ -89,10 +89,19 @@ class TerminalProgress:
             _write(self.stream, "\n")
 
 
+#: Options only some commands take (the option → which), named when another command is given them.
+OPTIONS_OF_SOME_COMMANDS = {"--batch": "dip and evaluate --method dip only: the other methods solve one tile at a time"}
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line and exit with status 2."""
+    """argparse, but usage errors are one line and exit with status 2; an option only some commands take
+    (``OPTIONS_OF_SOME_COMMANDS``), given to another, is named with those that take it."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if message.startswith("unrecognized arguments:"):
+            given = message.split(":", 1)[1].split()
+            message += "".join(f"; {option} applies to {commands}" for option, commands in OPTIONS_OF_SOME_COMMANDS.items()
+                               if option in given or any(arg.startswith(f"{option}=") for arg in given))
         _write(sys.stderr, f"internal-sr: error: {message}\n")
         raise SystemExit(2)
 
@@ -334,7 +343,7 @@ def _threads(count: int | None) -> Iterator[None]:
         return
     import torch
 
-    check_at_least("--threads", count, 1)
+    check_at_least("--threads", count, 1, "PyTorch's own choice")
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
@@ -399,7 +408,7 @@ def _run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
         batch = args.batch if args.command == "dip" else None
         config = method(scale=args.scale, kernel=args.kernel, step_window=args.step_window, **_run_options(args, batch))
         if args.kernelgan_iterations is not None:
-            check_at_least("--kernelgan-iterations", args.kernelgan_iterations, 1)
+            check_at_least("--kernelgan-iterations", args.kernelgan_iterations, 1, KernelGANConfig.iterations)
         if args.kernel != ESTIMATED_KERNEL and args.kernelgan_iterations is not None:
             progress.info(f"warning: --kernelgan-iterations is ignored: it applies with --kernel {ESTIMATED_KERNEL}")
         if args.kernel == ESTIMATED_KERNEL:

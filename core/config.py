@@ -150,10 +150,14 @@ def collapsed_size(layers: tuple[int, ...]) -> int:
     return sum(layers) - len(layers) + 1
 
 
-def check_at_least(name: str, value: int, minimum: int) -> None:
-    """Raise a one-line ``InputError`` unless the setting ``name`` is at least ``minimum``."""
+def check_at_least(name: str, value: int, minimum: int, default: int | str | None = None) -> None:
+    """Raise a one-line ``InputError`` unless the setting ``name`` is at least ``minimum``, worded ``{name} must be ≥
+    {minimum}, got {value}`` and, for a setting that may be left out, ``: give {minimum} or more, or leave it out for
+    {default}`` (an integer: ``the default, N``)."""
     if value < minimum:
-        raise InputError(f"{name} must be ≥ {minimum}, got {value}")
+        remedy = "" if default is None else f": give {minimum} or more, or leave it out for " + (
+            f"the default, {default}" if is_integer(default) else str(default))
+        raise InputError(f"{name} must be ≥ {minimum}, got {value}{remedy}")
 
 
 def extent_words(extent: tuple[float, float, float, float]) -> str:
@@ -339,7 +343,7 @@ class InternalLearningConfig:
 
     def __post_init__(self) -> None:
         if self.iterations is not None:
-            check_at_least("iterations", self.iterations, 1)
+            check_at_least("iterations", self.iterations, 1, "the method's default")
         if not 0 < self.warm_steps <= 1:
             raise InputError(f"warm_steps is a fraction of the steps in (0, 1], got {self.warm_steps}")
         if not 0 <= self.ema_decay < 1:
@@ -540,7 +544,7 @@ class KernelGANConfig:
             raise InputError(f"orientation must be one of {', '.join(ORIENTATIONS)}, got {self.orientation!r}")
         if self.scale not in (2, 4):
             raise InputError(f"KernelGAN estimates ×2 kernels (×4 by composition): scale must be 2 or 4, got {self.scale}")
-        check_at_least("iterations", self.iterations, 1)
+        check_at_least("iterations", self.iterations, 1, KernelGANConfig.iterations)
         check_at_least("max_window", self.max_window, self.crop_size)
         check_seed(self.seed)
         check_device(self.device)

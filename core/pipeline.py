@@ -38,6 +38,7 @@ from .raster import (
     fill_value_warnings,
     georeferencing_note,
     loss_curve_path,
+    no_valid_pixels,
     open_info,
     output_dtype,
     read_window,
@@ -343,7 +344,7 @@ def fit_scaling(info: RasterInfo) -> BandScaling:
     """Per-band normalisation fitted on at most ``SCALING_SAMPLE``² pixels (``scaling_sample``)."""
     data, valid = scaling_sample(info)
     if not valid.any():
-        raise InputError(f"{info.path} has no valid pixels (everything is nodata)")
+        raise no_valid_pixels(info)
     return BandScaling.fit(data, valid)
 
 
@@ -677,7 +678,7 @@ def degrade(
             out.write(Window(0, top // scale, grid.width, (bottom - top) // scale), low[keep], low_valid[keep])
             recorder.report(bottom / height, "degrading")
         if not any_valid:
-            raise InputError(f"{input_path} has no valid pixels (everything is nodata)")
+            raise no_valid_pixels(info)
         remove_earlier_side_files(out.files, output_path, [input_path], [kernel])
     for warning in out.clipping_warnings():
         recorder.info(warning)

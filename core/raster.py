@@ -47,6 +47,14 @@ from .normalise import band_extremes, constant_values, exact_float
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
+#: The advice for a raster of complex values (radar's single-look complex): its amplitude, or its real part.
+COMPLEX_REMEDY = (
+    'take its amplitude first, e.g. gdal_calc.py -A {path} --allBands A --type Float32 --calc "absolute(A)" --outfile '
+    "AMPLITUDE.tif (gdal_translate -ot Float32 keeps the real part)"
+)
+#: The advice for a raster of another data type none of ``SUPPORTED_DTYPES`` (64-bit integers).
+CONVERT_REMEDY = "convert it first, e.g. gdal_translate -ot Float64 {path} FLOAT64.tif"
+
 #: The advice for a raster of signed bytes (GDAL's Int8 since 3.7, or a Byte band with ``PIXELTYPE=SIGNEDBYTE``,
 #: which GDAL before 3.7 reads as 0–255): they are refused, since an Int8 output would read as unsigned bytes in
 #: QGIS 3.22 (GDAL 3.6). The conversion reads right with any GDAL, where ``gdal_translate -ot Int16`` before 3.7
@@ -277,6 +285,18 @@ def nodata_key(value: float | None) -> Any:
     return "nan" if isinstance(value, float) and np.isnan(value) else value
 
 
+def no_valid_pixels(info: RasterInfo) -> InputError:
+    """The refusal of ``info``'s area (the whole file, or the window an extent chose) where every pixel is nodata,
+    with what to do: an extent that holds data, or the nodata value to check (a value declared nodata that is data
+    masks every pixel holding it)."""
+    extent = "choose an extent that holds data, or " if info.window is not None else ""
+    declared = f" ({value_text(info.nodata)})" if info.nodata is not None else ""
+    return InputError(
+        f"{info.path} has no valid pixels (everything is nodata): {extent}check its nodata value{declared}; where that "
+        f"value is data, remove it with gdal_edit.py -unsetnodata {info.path}"
+    )
+
+
 def value_text(value: Any) -> str:
     """A band's data type or nodata value as an error message shows it (``None``: ``none``)."""
     if value is None:
@@ -345,7 +365,10 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
     if dtype == "int8" or (dtype == "uint8" and signed_bytes):
         raise InputError(f"{path}: data type int8 (signed bytes) is not supported: {INT8_REMEDY.format(path=path)}")
     if dtype not in SUPPORTED_DTYPES:
-        raise InputError(f"{path}: data type {dtype} is not supported (supported: {', '.join(SUPPORTED_DTYPES)})")
+        raise InputError(
+            f"{path}: data type {dtype} is not supported (supported: {', '.join(SUPPORTED_DTYPES)}): "
+            f"{(COMPLEX_REMEDY if dtype.startswith('complex') else CONVERT_REMEDY).format(path=path)}"
+        )
     gcps, gcp_crs = src.gcps
     flags = [src.mask_flag_enums[b - 1] for b in selected]
     return RasterInfo(
@@ -726,9 +749,9 @@ def check_output_paths(
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise InputError(f"output folder {folder} of {label} is a file, not a folder")
         if not os.path.isdir(folder):
-            raise InputError(f"output folder {folder} does not exist")
+            raise InputError(f"output folder {folder} does not exist: create it, or choose another folder")
         if not os.access(folder, os.W_OK):
-            raise InputError(f"output folder {folder} is not writable")
+            raise InputError(f"output folder {folder} is not writable: choose a folder you may write in, or make it writable")
         name, longest = os.path.basename(output), _name_max(folder)
         if longest is not None and len(os.fsencode(name)) > longest:
             raise InputError(
@@ -839,7 +862,7 @@ def folder_refusal(folder: str, error: OSError) -> InputError:
     reason = error.strerror or str(error)
     if error.errno == errno.ENOENT and os.path.isdir(folder):
         reason = f"the folder does not accept new files (the system says: {reason})"
-    return InputError(f"cannot write in output folder {folder}: {reason}")
+    return InputError(f"cannot write in output folder {folder}: {reason}; choose another folder")
 
 
 #: Suffix of the claim a run holds on each file it writes or removes (``claimed``): a hidden file beside it,

@@ -415,8 +415,62 @@ def test_a_folder_that_takes_no_new_files_is_named_so(tmp_path, capsys, monkeypa
     assert main(["degrade", S2_20M, str(tmp_path / "lr.tif"), "--scale", "2"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"internal-sr: error: cannot write in output folder {tmp_path}: the folder does not accept new files (the system "
-        "says: No such file or directory)"
+        "says: No such file or directory); choose another folder"
     )
+
+
+def test_refusals_name_a_remedy(tmp_path, capsys, monkeypatch):
+    """Refusals that named the problem but not what to do about it: each now says what to do, in the same line, and
+    nothing is written."""
+    from internal_sr.core import raster
+
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :64, :64], transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    complex_values = str(tmp_path / "slc.tif")
+    with rasterio.open(complex_values, "w", driver="GTiff", width=64, height=64, count=1, dtype="complex64",
+                       crs="EPSG:32633", transform=Affine(10, 0, 0, 0, -10, 640)) as dst:
+        dst.write(np.ones((1, 64, 64), np.complex64))
+    empty = write_raster(str(tmp_path / "empty.tif"), np.zeros((1, 64, 64), np.uint16), nodata=0,
+                         transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    holes = read(S2_20M)[:1, :96, :96].copy()
+    holes[:, ::40] = 0
+    holes[:, :, ::40] = 0  # no 64 × 64 window without nodata
+    holed = write_raster(str(tmp_path / "holes.tif"), holes, nodata=0, transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    out = tmp_path / "out"
+    out.mkdir()
+    sr = str(out / "sr.tif")
+    runs = [
+        (["dip", source, str(tmp_path / "nope" / "sr.tif"), "--scale", "2"],
+         f"output folder {tmp_path / 'nope'} does not exist: create it, or choose another folder"),
+        (["dip", source, sr, "--scale", "2", "--iterations", "0"],
+         "iterations must be ≥ 1, got 0: give 1 or more, or leave it out for the method's default"),
+        (["dip", source, sr, "--scale", "2", "--kernel", "estimate", "--kernelgan-iterations", "0"],
+         "--kernelgan-iterations must be ≥ 1, got 0: give 1 or more, or leave it out for the default, 3000"),
+        (["dip", complex_values, sr, "--scale", "2"],
+         f"{complex_values}: data type complex64 is not supported (supported: uint8, uint16, int16, uint32, int32, float32, "
+         f'float64): take its amplitude first, e.g. gdal_calc.py -A {complex_values} --allBands A --type Float32 --calc '
+         '"absolute(A)" --outfile AMPLITUDE.tif (gdal_translate -ot Float32 keeps the real part)'),
+        (["kernelgan", holed, str(out / "k.npy"), "--scale", "2", "--iterations", "1"],
+         "KernelGAN needs a 64×64 window without nodata and there is none: use a larger raster or an extent with fewer "
+         "nodata pixels, or a known kernel (gaussian:SIGMA, a .npy file) instead of estimating one"),
+        (["dip", empty, sr, "--scale", "2", *FAST],
+         f"{empty} has no valid pixels (everything is nodata): check its nodata value (0); where that value is data, "
+         f"remove it with gdal_edit.py -unsetnodata {empty}"),
+        (["degrade", empty, sr, "--scale", "2", "--extent", "300000,5798720,300640,5799360"],
+         f"{empty} has no valid pixels (everything is nodata): choose an extent that holds data, or check its nodata "
+         f"value (0); where that value is data, remove it with gdal_edit.py -unsetnodata {empty}"),
+        (["knitwork", source, sr, "--scale", "2", "--batch", "2"],
+         "unrecognized arguments: --batch 2; --batch applies to dip and evaluate --method dip only: the other methods "
+         "solve one tile at a time"),
+    ]
+    for argv, message in runs:
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err.splitlines()[-1] == f"internal-sr: error: {message}", argv
+    monkeypatch.setattr(raster.os, "access", lambda path, mode: False)
+    assert main(["dip", source, sr, "--scale", "2"]) == 2
+    assert capsys.readouterr().err == (
+        f"internal-sr: error: output folder {out} is not writable: choose a folder you may write in, or make it writable\n"
+    )
+    assert os.listdir(out) == []
 
 
 def test_outputs_are_geotiff_names_and_extents_may_start_with_a_minus(tmp_path, capsys):
@@ -568,7 +622,8 @@ def test_version_and_threads(tmp_path, capsys, monkeypatch):
     assert main(["dip", S2_20M, str(tmp_path / "sr.tif"), "--scale", "2", "--threads", str(wanted)]) == 130
     assert seen == [wanted] and torch.get_num_threads() == before
     assert main(["dip", S2_20M, str(tmp_path / "sr.tif"), "--scale", "2", "--threads", "0"]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == "internal-sr: error: --threads must be ≥ 1, got 0"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "internal-sr: error: --threads must be ≥ 1, got 0: give 1 or more, or leave it out for PyTorch's own choice")
     assert build_parser().parse_args(["kernelgan", "in.tif", "k.npy", "--scale", "2", "--threads", "2"]).threads == 2
 
 
@@ -619,7 +674,8 @@ def test_kernelgan_iterations_below_1_are_refused_naming_the_option(tmp_path, ca
     out = tmp_path / "sr.tif"
     argv = ["dip", source, str(out), "--scale", "2", "--kernel", "estimate", "--iterations", "600", "--kernelgan-iterations", value]
     assert main(argv) == 2
-    assert capsys.readouterr().err.strip() == f"internal-sr: error: --kernelgan-iterations must be ≥ 1, got {value}"
+    assert capsys.readouterr().err.strip() == (
+        f"internal-sr: error: --kernelgan-iterations must be ≥ 1, got {value}: give 1 or more, or leave it out for the default, 3000")
     assert not out.exists()
 
 

@@ -189,7 +189,8 @@ def test_model_degrade_then_dip_returns_to_the_input_grid(tmp_path) -> None:
 
 @pytest.mark.parametrize(("values", "refusal"), [
     ({"SCALE": 2.5}, "Scale factor (SCALE) must be an integer, got 2.5"),
-    ({"SCALE": 2, "BANDS": [1], "NODATA": True}, "{input} has no valid pixels (everything is nodata)"),
+    ({"SCALE": 2, "BANDS": [1], "NODATA": True}, "{input} has no valid pixels (everything is nodata): check its nodata value "
+     "(0); where that value is data, remove it with gdal_edit.py -unsetnodata {input}"),
 ], ids=["checked-values", "run"])
 def test_a_model_steps_refusal_reaches_the_models_feedback(tmp_path, values, refusal) -> None:
     """A model runs its steps without their ``checkParameterValues`` (QGIS 3.22): a SCALE of 2.5 (from a model input,
@@ -711,7 +712,7 @@ def test_output_definitions_from_the_toolbox_are_checked_before_the_run(crop64: 
     ok, message = check("kernelgan", {"INPUT": crop64, "DEVICE": "cpu", "OUTPUT": str(tmp_path / "k.npy ")})
     assert not ok and message == f"kernel file '{tmp_path / 'k.npy '}' ends in blank space after its extension: remove it"
     ok, message = check("degrade", output(str(tmp_path / "missing" / "out.tif")))
-    assert not ok and message == f"output folder {tmp_path / 'missing'} does not exist"
+    assert not ok and message == f"output folder {tmp_path / 'missing'} does not exist: create it, or choose another folder"
     ok, message = check("dip", {**output(crop64), "OUTPUT": crop64})  # a plain string, as in scripts
     assert not ok and message == f"output {crop64} is the input: choose another output path"
     (tmp_path / "ortho.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # another raster named ortho, and its world file
