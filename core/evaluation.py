@@ -44,7 +44,7 @@ from .dip import fill_invalid
 from .errors import InputError
 from .grid import Window
 from .kernels import Kernel, check_kernel_fits, make_kernel
-from .pipeline import RunResult, _Recorder, _log_input, array_tiles, extent_message, log_fill_values, super_resolve_array
+from .pipeline import RunResult, _Recorder, _log_input, array_tiles, log_fill_values, super_resolve_array
 from .progress import NullProgress, Progress, SubProgress
 from .raster import RasterInfo, open_info, read_window, value_text
 
@@ -632,7 +632,7 @@ def evaluate(
     if (w, h) != (info.grid.width, info.grid.height):  # the guide's cover, whole blocks of the scale
         partly = (plan.area.width, plan.area.height) != (info.grid.width, info.grid.height)  # the guide leaves part out
         covered = "the part the guide covers, " if partly else ""
-        recorder.info(f"scored: {covered}in whole {scale}×{scale} blocks, {extent_message(window).removeprefix('extent: ')}")
+        recorder.info(f"scored: {covered}in whole {scale}×{scale} blocks, input {window.describe()}")
     if run is not None:
         settings.update(device=run.device, steps=str(run.steps), iterations=str(config.steps), seed=str(config.seed),
                         tiles=f"{run.tiles.size} px, {run.tiles.overlap} px overlap")

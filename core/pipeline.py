@@ -15,7 +15,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, as_paths, check_scale, refuse_smaller
+from .config import (
+    LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, as_paths, check_scale, extent_words, refuse_smaller,
+)
 from .degradation import OBSERVATION_GAIN_LIMIT, degrade_valid, takes_width_test, width_keep, width_test
 from .device import describe, resolve_device, seeded
 from .errors import InputError, NonFiniteLoss
@@ -309,15 +311,15 @@ def check_degrade(input_path: str, output_path: str | None, scale: int, kernel: 
     return info, make_kernel(kernel, scale)
 
 
-def _log_input(info: RasterInfo, progress: Progress, writes_raster: bool = True) -> None:
+def _log_input(info: RasterInfo, progress: Progress, writes_raster: bool = True, block: int = 1) -> None:
     """Log what a run's user should know of its input: how it is georeferenced when that is not a geotransform
     with a CRS (``georeferencing_note``; only for a run that writes a raster, which the note is about), the pixels
-    an extent selected, and fill values read as nodata (``log_fill_values``)."""
+    an extent selected (``extent_message``; ``block`` as there), and fill values read as nodata (``log_fill_values``)."""
     note = georeferencing_note(info) if writes_raster else None
     if note:
         progress.info(note)
     if info.window is not None:
-        progress.info(extent_message(info.window))
+        progress.info(extent_message(info, block))
     log_fill_values(info, progress)
 
 
@@ -328,9 +330,19 @@ def log_fill_values(info: RasterInfo, progress: Progress) -> None:
         progress.info(line)
 
 
-def extent_message(window: Window) -> str:
-    """The log line saying which pixels of the input an extent selected."""
-    return f"extent: input {window.describe()}"
+def extent_message(info: RasterInfo, block: int = 1) -> str:
+    """The log line saying which pixels of the input the extent of ``info`` (``RasterInfo.extent``) selected
+    (``info.window``), and, where the extent reaches past the raster, that it was clipped to the raster. ``block``: a
+    decimation by it, which writes whole ``block × block`` blocks only: the pixels said are those, and a partial block
+    at the raster's edge, which the window holds, is said to be left out."""
+    window, extent, grid = info.window, info.extent, info.file_grid  # an extent's input (``open_info``): none is None
+    whole = Window(window.col_off, window.row_off, window.width // block * block, window.height // block * block)
+    line = f"extent: input {whole.describe()}"
+    if whole != window:
+        line += f", in whole {block}×{block} blocks (the partial block at the raster's edge is left out)"
+    if grid.reaches_past(extent):
+        line += f"; the extent {extent_words(extent)} reaches past the raster, which covers {extent_words(grid.bounds)}, and was clipped to it"
+    return line
 
 
 def scaling_sample(info: RasterInfo) -> tuple[np.ndarray, np.ndarray]:
@@ -646,7 +658,7 @@ def degrade(
     input_path, output_path = as_paths(input_path, output_path)
     recorder = _Recorder(progress or NullProgress())
     info, k = check_degrade(input_path, output_path, scale, kernel, io)
-    _log_input(info, recorder)
+    _log_input(info, recorder, block=scale)
     if note := recentring_note(k):
         recorder.info(note)
     grid = info.grid.coarsened(scale)

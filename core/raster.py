@@ -87,6 +87,9 @@ class RasterInfo:
     window: Window | None = None
     #: The whole file's grid when ``window`` is set (``None``: ``grid`` is the whole file's).
     file_grid: Grid | None = None
+    #: The extent ``window`` covers (xmin, ymin, xmax, ymax in the CRS), as given: it may reach past the file's grid,
+    #: which ``window`` is clipped to (``None``: no extent).
+    extent: tuple[float, float, float, float] | None = None
     #: False when the file has no geotransform (GDAL then reports the identity, which ``grid`` keeps:
     #: pixel coordinates); outputs are then written without one too.
     georeferenced: bool = True
@@ -152,7 +155,7 @@ def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block
     """
     check_map_grid(info, info.path, "an extent cannot be placed on its pixels", ", or run without an extent")
     window = info.grid.covering_window(extent, info.path).to_blocks(block, info.grid.width, info.grid.height)
-    return replace(info, grid=info.grid.window_grid(window), window=window, file_grid=info.grid)
+    return replace(info, grid=info.grid.window_grid(window), window=window, file_grid=info.grid, extent=extent)
 
 
 #: How messages name the GDAL the engine reads with: rasterio's own build, whose version and drivers may differ

@@ -198,7 +198,7 @@ def check_inputs(
     for note in filter(None, notes if progress is not None else []):
         progress.info(note)
     if target.window is not None and progress is not None:
-        progress.info(extent_message(target.window))
+        progress.info(extent_message(target))
     check_kernels_fit_grids(config, nesting)
     s = nesting.scale
     width, height = nesting.target.width, nesting.target.height
