@@ -43,8 +43,8 @@ from .degradation import Degradation, back_project, degrade_array, degrade_valid
 from .dip import fill_invalid
 from .errors import InputError
 from .grid import Window
-from .kernels import Kernel, check_kernel_fits, make_kernel
-from .pipeline import RunResult, _Recorder, _log_input, array_tiles, log_fill_values, super_resolve_array
+from .kernels import Kernel, check_kernel_fits, loading_notes, make_kernel
+from .pipeline import RunResult, _Recorder, _log_input, array_tiles, log_nodata_warnings, super_resolve_array
 from .progress import NullProgress, Progress, SubProgress
 from .raster import RasterInfo, open_info, read_window, value_text
 
@@ -595,7 +595,10 @@ def evaluate(
     info = plan.info
     _log_input(info, recorder, writes_raster=False)
     if plan.guide_info is not None:
-        log_fill_values(plan.guide_info, recorder)
+        log_nodata_warnings(plan.guide_info, recorder)
+    if method == "bicubic" and isinstance(plan.kernels, Kernel):  # the methods' runs say it themselves
+        for note in loading_notes(plan.kernels):
+            recorder.info(note)
     names = _band_labels(info)
     settings = {"method": method, "scale": f"×{scale}", "kernel": kernel, "bands": ", ".join(names)}
     method_progress = SubProgress(recorder, 0.0, 0.95)

@@ -24,7 +24,7 @@ from .errors import InputError, NonFiniteLoss
 from .grid import Grid, Window
 from .kernels import (
     Kernel, check_kernel_fits, check_kernel_outputs, file_taps, kernel_files, kernel_record_path, kernel_width, make_kernel, off_centre,
-    recentring_note, save_kernel_file,
+    loading_notes, save_kernel_file,
 )
 from .normalise import BandScaling, array_constants, exact_float, hold_constants, real_image
 from .progress import DONE, NullProgress, Progress, check_cancelled
@@ -37,7 +37,7 @@ from .raster import (
     claimed,
     constant_bands,
     dataset_files,
-    fill_value_warnings,
+    nodata_warnings,
     georeferencing_note,
     loss_curve_path,
     no_valid_pixels,
@@ -314,19 +314,21 @@ def check_degrade(input_path: str, output_path: str | None, scale: int, kernel: 
 def _log_input(info: RasterInfo, progress: Progress, writes_raster: bool = True, block: int = 1) -> None:
     """Log what a run's user should know of its input: how it is georeferenced when that is not a geotransform
     with a CRS (``georeferencing_note``; only for a run that writes a raster, which the note is about), the pixels
-    an extent selected (``extent_message``; ``block`` as there), and fill values read as nodata (``log_fill_values``)."""
+    an extent selected (``extent_message``; ``block`` as there), and what is read as nodata otherwise than declared
+    (``log_nodata_warnings``)."""
     note = georeferencing_note(info) if writes_raster else None
     if note:
         progress.info(note)
     if info.window is not None:
         progress.info(extent_message(info, block))
-    log_fill_values(info, progress)
+    log_nodata_warnings(info, progress)
 
 
-def log_fill_values(info: RasterInfo, progress: Progress) -> None:
-    """Warn, one line per band, of float fill values ``info``'s raster holds without declaring them
-    (``raster.fill_value_warnings``: they are read as nodata). Reads the raster's area once."""
-    for line in fill_value_warnings(info):
+def log_nodata_warnings(info: RasterInfo, progress: Progress) -> None:
+    """Warn of a nodata value ``info``'s raster declares that its data type cannot hold, and, one line per band, of
+    float fill values it holds without declaring them (``raster.nodata_warnings``: they are read as nodata). Reads
+    the raster's area once."""
+    for line in nodata_warnings(info):
         progress.info(line)
 
 
@@ -447,7 +449,7 @@ def _solver(
     method = method_name(config)
     s = config.scale
     kernel = method_kernel(config)
-    if kernel is not None and (note := recentring_note(kernel)):
+    for note in loading_notes(kernel) if kernel is not None else []:
         progress.info(note)
     device = resolve_device(config.device)
     kernels = tile_kernels(config, kernel)
@@ -659,7 +661,7 @@ def degrade(
     recorder = _Recorder(progress or NullProgress())
     info, k = check_degrade(input_path, output_path, scale, kernel, io)
     _log_input(info, recorder, block=scale)
-    if note := recentring_note(k):
+    for note in loading_notes(k):
         recorder.info(note)
     grid = info.grid.coarsened(scale)
     # the file's pixels, read around the output's area: whole blocks as a whole-raster pass reads them

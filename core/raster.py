@@ -25,6 +25,7 @@ import threading
 import time
 import warnings
 import zipfile
+from xml.etree import ElementTree
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.crs import CRS
 from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
+from rasterio.io import MemoryFile
 from rasterio.rpc import RPC
 
 from .config import GEOTIFF_EXTENSIONS, is_named_pipe
@@ -113,6 +115,10 @@ class RasterInfo:
     #: or the file has no CRS, see ``assigned_crs``).
     file_crs: Any = None
     assigned_crs: bool = False
+    #: A nodata value the selected bands declare that their data type cannot hold (−9999 on UInt16), which GDAL
+    #: and rasterio then ignore (``nodata`` is ``None``): no pixel holds it, so none is masked, and outputs do not
+    #: carry it (``nodata_warnings`` says so); ``None``: none such.
+    unheld_nodata: float | None = None
 
 
 def rasterio_window(window: Window) -> rasterio.windows.Window:
@@ -392,7 +398,29 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
         units=tuple(src.units[b - 1] for b in selected),
         tags=_fresh_tags(src.tags()),
         band_tags=tuple(_fresh_tags(src.tags(b)) for b in selected),
+        unheld_nodata=_unheld_nodata(src, selected) if nodata is None else None,
     )
+
+
+def _unheld_nodata(src: rasterio.DatasetReader, selected: tuple[int, ...]) -> float | None:
+    """The nodata value the first of the ``selected`` bands of ``src`` declares where rasterio reports none: one its
+    data type cannot hold, which rasterio drops (GDAL reads it, and writes it in a VRT description of the dataset,
+    which is read here: metadata only, well under a millisecond). ``None`` where the bands declare none, or the
+    dataset cannot be described as a VRT."""
+    try:
+        with MemoryFile(ext=".vrt") as memory:
+            rasterio.shutil.copy(src, memory.name, driver="VRT")
+            root = ElementTree.fromstring(memory.read())
+    except Exception:  # noqa: BLE001 (a driver GDAL cannot describe so, whatever it raises: the note is left out)
+        return None
+    for band in root.iter("VRTRasterBand"):
+        value = band.findtext("NoDataValue")
+        if int(band.get("band", "0")) in selected and value is not None:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
 
 
 def georeferencing_note(info: RasterInfo) -> str | None:
@@ -550,6 +578,21 @@ def constant_bands(info: RasterInfo, window: Window | None = None) -> np.ndarray
         if (low < high).all():
             break
     return constant_values(low, high)
+
+
+def nodata_warnings(info: RasterInfo) -> list[str]:
+    """What a run's log says of ``info``'s nodata beyond its value: a declared nodata value the data type cannot hold
+    (``RasterInfo.unheld_nodata``), then the fill values read as nodata (``fill_value_warnings``)."""
+    lines = []
+    if info.unheld_nodata is not None:
+        dtype = np.dtype(info.dtype)
+        limits = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else np.finfo(dtype)
+        lines.append(
+            f"warning: {info.path} declares nodata {value_text(info.unheld_nodata)}, which its data type {info.dtype} cannot "
+            f"hold ({value_text(limits.min)} to {value_text(limits.max)}): no pixel holds it, so none is masked, and no "
+            f"raster written carries it; to mask pixels, declare a value in range (gdal_edit.py -a_nodata VALUE {info.path})"
+        )
+    return lines + fill_value_warnings(info)
 
 
 def fill_value_warnings(info: RasterInfo) -> list[str]:
