@@ -160,6 +160,11 @@ def check_at_least(name: str, value: int, minimum: int, default: int | str | Non
         raise InputError(f"{name} must be ≥ {minimum}, got {value}{remedy}")
 
 
+def count_words(count: int, noun: str) -> str:
+    """``count`` ``noun``s as a log line says them: ``1 step``, ``600 steps``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def extent_words(extent: tuple[float, float, float, float]) -> str:
     """An extent ``(xmin, ymin, xmax, ymax)`` as messages show it, in a form no order of the four numbers can
     confuse (the command line takes xmin,ymin,xmax,ymax, QGIS xmin,xmax,ymin,ymax): ``x 0–10, y 0–20``."""
@@ -394,7 +399,7 @@ class InternalLearningConfig:
     def steps_text(self) -> str:
         """The steps per tile as the run's log states them, e.g. ``up to 300 steps per tile (225 when warm-started)``."""
         warm = f" ({self.warm_step_count} when warm-started)" if self.warm_start and self.warm_step_count < self.steps else ""
-        return f"up to {self.steps} steps per tile{warm}"
+        return f"up to {count_words(self.steps, 'step')} per tile{warm}"
 
 
 @dataclass(frozen=True)

@@ -619,7 +619,7 @@ def evaluate(
         low_guide, low_guide_valid = simulated_input(guide_data.astype(np.float64), guide_valid.all(axis=0), plan.guide_on_target)
         scored &= low_guide_valid
     check_scored(scored, valid, scale, input_path, plan.guide_info is not None)
-    recorder.info(scored_note(scored, valid, plan.guide_info is not None))
+    recorder.info(f"{scored_note(scored, valid, plan.guide_info is not None)}.")  # a sentence, as the table and page give it
     if plan.guide_info is not None:
         from .sharpen import sharpen_array
 
@@ -656,7 +656,7 @@ def evaluate(
         for s in e.scores:
             s.overall.update({m: float("nan") for m in metrics.POOLED_METRICS})
     for note in e.undefined_notes:
-        recorder.info(note)
+        recorder.info(f"{note}.")
     recorder.report(1.0, "scored")
     return e
 

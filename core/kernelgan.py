@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .anisotropy import SpectralAnisotropy, clean_windows, oriented_width, spectral_anisotropy, varied_windows, window_sums
-from .config import InternalLearningConfig, IOOptions, KernelGANConfig, as_paths, collapsed_size
+from .config import InternalLearningConfig, IOOptions, KernelGANConfig, as_paths, collapsed_size, count_words
 from .degradation import Degradation
 from .device import describe, resolve_device, seeded
 from .errors import InputError
@@ -476,7 +476,7 @@ def estimate_kernel_file(
         device = resolve_device(config.device)
         recorder.info(
             f"device {describe(device)}; KernelGAN ×{config.scale} on {info.grid.width}×{info.grid.height} pixels, "
-            f"{len(info.bands)} band(s){', one kernel per band' if config.per_band else ''}, {config.iterations} steps, seed {config.seed}"
+            f"{len(info.bands)} band(s){', one kernel per band' if config.per_band else ''}, {count_words(config.iterations, 'step')}, seed {config.seed}"
         )
         if warn_fill_values:
             log_nodata_warnings(info, recorder)

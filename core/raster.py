@@ -634,7 +634,11 @@ def loss_curve_path(output_path: str) -> str:
 def check_extension(path: str, label: str, extensions: tuple[str, ...], why: str = "") -> None:
     """Refuse ``path`` (the ``label``, e.g. "output") unless its name ends in one of ``extensions`` (lower case, any
     case taken: ``(".tif", ".tiff")``), in a one-line ``InputError`` ending in ``why``; blank space after the
-    extension is named, where the line would otherwise read "a.tif must end in .tif"."""
+    extension is named, where the line would otherwise read "a.tif must end in .tif", and so is an existing folder,
+    with a file in it to give instead (named after ``label``'s first word: ``output.tif``, ``kernel.npy``)."""
+    if os.path.isdir(path):
+        example = os.path.join(path, label.split()[0] + extensions[0])
+        raise InputError(f"{label} {path} is a folder: give a file's path, e.g. {example}")
     if path.lower().endswith(extensions):
         return
     if path.rstrip().lower().endswith(extensions):

@@ -315,6 +315,26 @@ def test_sentinel2_with_the_10m_bands_alone_is_refused(tmp_path, capsys):
     assert os.listdir(out) == []
 
 
+def test_evaluate_words_its_notes_alike_in_the_log_and_the_table_and_a_folder_output_is_named(tmp_path, capsys):
+    """``evaluate`` logged "Scored: …" and printed "Scored: ….": the same sentence in two wordings; a folder given as
+    the output was told to "end in .tif"; one KernelGAN step was "1 steps"."""
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :64, :64], transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    assert main(["evaluate", source, "--scale", "2", "--method", "bicubic"]) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.out.splitlines() if line.startswith(("Scored:", "Overall SAM"))]
+    logged = [line for line in captured.err.splitlines() if line.startswith(("Scored:", "Overall SAM"))]
+    assert notes == logged == ["Scored: all 4096 reference pixels, every one valid.",
+                               "Overall SAM is not defined for one band (—): the angle between one-band spectra is 0° or 180° "
+                               "whatever the error."]
+    folder = tmp_path / "results"
+    folder.mkdir()
+    assert main(["dip", source, str(folder), "--scale", "2"]) == 2
+    assert capsys.readouterr().err == (
+        f"internal-sr: error: output {folder} is a folder: give a file's path, e.g. {folder / 'output.tif'}\n")
+    assert main(["kernelgan", source, str(folder / "k.npy"), "--scale", "2", "--iterations", "1"]) == 0
+    assert "KernelGAN ×2 on 64×64 pixels, 1 band(s), 1 step, seed 0" in capsys.readouterr().err
+
+
 def test_an_unknown_kernel_is_refused_offering_the_methods_own_kernels(tmp_path, capsys):
     """Guided DIP's refusal of an unknown kernel offered the fixed kernels alone, leaving out ``sentinel2``, its own
     default (for --kernel, --guide-kernel and evaluate --method guided alike); dip and knitwork left out ``estimate``
