@@ -1079,7 +1079,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         return name
 
     def read_run_options(self, parameters: dict[str, Any], context: QgsProcessingContext) -> RunOptions:
-        """What ``add_run_options`` declared (tile sizes are checked by the engine's ``TileOptions``)."""
+        """What ``add_run_options`` declared (tile sizes are checked by the method's configuration: ``TileOptions.check_size``)."""
         return RunOptions(
             device=self.read_device(parameters, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import GAUSSIAN_TERM, KERNEL_FILE_TERM
 from .errors import InputError
 from .kernels import KernelWidth
 
@@ -76,7 +77,10 @@ def clean_windows(valid: np.ndarray, size: int, purpose: str) -> np.ndarray:
     """
     clean = window_sums(~valid, size) == 0
     if not clean.any():
-        raise InputError(f"{purpose} needs a {size}×{size} window without nodata and there is none")
+        raise InputError(
+            f"{purpose} needs a {size}×{size} window without nodata and there is none: use a larger raster or an extent "
+            f"with fewer nodata pixels, or a known kernel ({GAUSSIAN_TERM}, {KERNEL_FILE_TERM}) instead of estimating one"
+        )
     return clean
 
 

@@ -35,6 +35,7 @@ from .config import (
     KnitworkConfig,
     TileOptions,
     check_at_least,
+    either,
 )
 from .errors import Cancelled, InputError, error_line
 
@@ -88,10 +89,19 @@ class TerminalProgress:
             _write(self.stream, "\n")
 
 
+#: Options only some commands take (the option → which), named when another command is given them.
+OPTIONS_OF_SOME_COMMANDS = {"--batch": "dip and evaluate --method dip only: the other methods solve one tile at a time"}
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line and exit with status 2."""
+    """argparse, but usage errors are one line and exit with status 2; an option only some commands take
+    (``OPTIONS_OF_SOME_COMMANDS``), given to another, is named with those that take it."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if message.startswith("unrecognized arguments:"):
+            given = message.split(":", 1)[1].split()
+            message += "".join(f"; {option} applies to {commands}" for option, commands in OPTIONS_OF_SOME_COMMANDS.items()
+                               if option in given or any(arg.startswith(f"{option}=") for arg in given))
         _write(sys.stderr, f"internal-sr: error: {message}\n")
         raise SystemExit(2)
 
@@ -124,6 +134,8 @@ def _extent(text: str) -> tuple[float, float, float, float]:
 EXTENT_HELP = "process only this area: XMIN,YMIN,XMAX,YMAX in the raster's CRS, snapped outward to whole input pixels"
 #: The fixed kernels every command takes (``core.kernels.make_kernel``).
 KERNEL_CHOICES = "bicubic | lanczos2 | lanczos3 | gaussian:SIGMA | landsat | PATH.npy"
+#: The ``--kernel`` of dip and knitwork that estimates the kernel with KernelGAN first.
+ESTIMATED_KERNEL = "estimate"
 #: Options whose value may start with a minus sign (``--extent -74.9,…``), which argparse would take for an option.
 NEGATIVE_VALUE_OPTIONS = ("--extent",)
 
@@ -171,8 +183,7 @@ def _ignored_options(args: argparse.Namespace) -> list[str]:
     warnings = []
     for name, methods in EVALUATE_METHOD_OPTIONS.items():
         if args.method not in methods and getattr(args, name) != args.method_option_defaults[name]:
-            either = " or ".join(filter(None, (", ".join(methods[:-1]), methods[-1])))
-            warnings.append(f"warning: --{name.replace('_', '-')} is ignored: it applies with --method {either}")
+            warnings.append(f"warning: --{name.replace('_', '-')} is ignored: it applies with --method {either(methods)}")
     return warnings
 
 
@@ -335,7 +346,7 @@ def _threads(count: int | None) -> Iterator[None]:
 
     from .device import cpu_threads
 
-    check_at_least("--threads", count, 1)
+    check_at_least("--threads", count, 1, "PyTorch's own choice")
     with cpu_threads(count):
         try:
             torch.set_num_interop_threads(count)
@@ -396,17 +407,22 @@ def _run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
         batch = args.batch if args.command == "dip" else None
         config = method(scale=args.scale, kernel=args.kernel, step_window=args.step_window, **_run_options(args, batch))
         if args.kernelgan_iterations is not None:
-            check_at_least("--kernelgan-iterations", args.kernelgan_iterations, 1)
-        if args.kernel != "estimate" and args.kernelgan_iterations is not None:
-            progress.info("warning: --kernelgan-iterations is ignored: it applies with --kernel estimate")
-        if args.kernel == "estimate":
+            check_at_least("--kernelgan-iterations", args.kernelgan_iterations, 1, KernelGANConfig.iterations)
+        if args.kernel != ESTIMATED_KERNEL and args.kernelgan_iterations is not None:
+            progress.info(f"warning: --kernelgan-iterations is ignored: it applies with --kernel {ESTIMATED_KERNEL}")
+        if args.kernel == ESTIMATED_KERNEL:
             from .kernelgan import super_resolve_with_estimated_kernel
 
             steps = {} if args.kernelgan_iterations is None else {"iterations": args.kernelgan_iterations}
             kernelgan = KernelGANConfig(scale=args.scale, seed=args.seed, device=args.device, **steps)
             result = super_resolve_with_estimated_kernel(args.input, args.output, config, kernelgan, io, progress)
         else:
-            result = pipeline.super_resolve(args.input, args.output, config, io, progress)
+            from .kernels import UnknownKernel
+
+            try:
+                result = pipeline.super_resolve(args.input, args.output, config, io, progress)
+            except UnknownKernel as error:  # the command line takes estimate too
+                raise error.extended(ESTIMATED_KERNEL) from None
     else:
         io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog, extent=args.extent)
         result = pipeline.degrade(args.input, args.output, args.scale, args.kernel, io, progress)

@@ -11,8 +11,9 @@ import math
 import numbers
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import InputError
 
@@ -27,8 +28,18 @@ TILE_TERM, OVERLAP_TERM = "--tile", "--overlap"
 #: How messages name the target's and the guide's kernel settings of guided DIP: as the command line's options
 #: (reworded alike).
 KERNEL_TERM, GUIDE_KERNEL_TERM = "--kernel", "--guide-kernel"
-#: The kernels a super-resolution or a degradation may name, as messages list them.
-KERNEL_CHOICES = f"bicubic, lanczos2, lanczos3, {GAUSSIAN_TERM}, landsat or {KERNEL_FILE_TERM}"
+#: The fixed kernels every super-resolution and a degradation may name (``core.kernels.make_kernel``), as messages
+#: name them; a method may take others too (its configuration's ``KERNEL_NAMES``).
+FIXED_KERNELS = ("bicubic", "lanczos2", "lanczos3", GAUSSIAN_TERM, "landsat", KERNEL_FILE_TERM)
+
+
+def either(names: Sequence[str]) -> str:
+    """``names`` as a message offers them: ``a, b or c``."""
+    return " or ".join(filter(None, (", ".join(names[:-1]), names[-1])))
+
+
+#: The fixed kernels as messages list them.
+KERNEL_CHOICES = either(FIXED_KERNELS)
 #: Names a raster output may end in: outputs are always written as GeoTIFF.
 GEOTIFF_EXTENSIONS = (".tif", ".tiff")
 #: Default optimisation steps per scale, chosen on development crops (never the benchmark crops).
@@ -139,10 +150,19 @@ def collapsed_size(layers: tuple[int, ...]) -> int:
     return sum(layers) - len(layers) + 1
 
 
-def check_at_least(name: str, value: int, minimum: int) -> None:
-    """Raise a one-line ``InputError`` unless the setting ``name`` is at least ``minimum``."""
+def check_at_least(name: str, value: int, minimum: int, default: int | str | None = None) -> None:
+    """Raise a one-line ``InputError`` unless the setting ``name`` is at least ``minimum``, worded ``{name} must be ≥
+    {minimum}, got {value}`` and, for a setting that may be left out, ``: give {minimum} or more, or leave it out for
+    {default}`` (an integer: ``the default, N``)."""
     if value < minimum:
-        raise InputError(f"{name} must be ≥ {minimum}, got {value}")
+        remedy = "" if default is None else f": give {minimum} or more, or leave it out for " + (
+            f"the default, {default}" if is_integer(default) else str(default))
+        raise InputError(f"{name} must be ≥ {minimum}, got {value}{remedy}")
+
+
+def count_words(count: int, noun: str) -> str:
+    """``count`` ``noun``s as a log line says them: ``1 step``, ``600 steps``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def extent_words(extent: tuple[float, float, float, float]) -> str:
@@ -187,6 +207,10 @@ class IOOptions:
             raise InputError(f"extent must be XMIN,YMIN,XMAX,YMAX with XMIN < XMAX and YMIN < YMAX, got {xmin:.12g},{ymin:.12g},{xmax:.12g},{ymax:.12g}")
 
 
+#: The least tile edge of every method (input pixels); a method whose network needs more says so
+#: (``InternalLearningConfig.min_input_size``).
+MIN_TILE = 16
+
 #: Most tiles optimised together on CUDA when ``TileOptions.batch`` is 0 (automatic); within it the number is sized
 #: from the GPU memory the leading tile took (``core.tiling.ShrinkOnOutOfMemory``) and from ``BATCH_HOST_BYTES``.
 CUDA_BATCH = 32
@@ -201,7 +225,9 @@ class TileOptions:
     """Tiling of large rasters, in input pixels.
 
     size: tile edge (the optimisation runs on ``size × size`` input pixels at a time); the default grows, and any other
-    size is refused, where a wide kernel needs more (``automatic``, ``core.tiling.kernel_tiles``).
+    size is refused, where a wide kernel needs more (``automatic``, ``core.tiling.kernel_tiles``). It must be more than
+    twice the overlap and at least the method's least tile: the method's configuration checks both in one rule
+    (``check_size``, called by ``InternalLearningConfig``), so that a refusal names a tile that works for that method.
     overlap: pixels shared by neighbouring tiles, blended with a smooth ramp; grown where a wide kernel needs more,
     unless ``overlap_given`` (then refused).
     batch: DIP only: most tiles optimised together (vectorised networks, each tile its own; the next tiles in row
@@ -223,17 +249,36 @@ class TileOptions:
     def __post_init__(self) -> None:
         if self.batch < 0:
             raise InputError(f"tile batch must be ≥ 0 (0: automatic), got {self.batch}")
-        if self.size < 16:
-            raise InputError(f"tile size {self.size} is too small: use at least 16 input pixels (DIP and Knitworks may need more)")
         if self.overlap < 0:
             raise InputError(f"tile overlap must be ≥ 0 ({OVERLAP_TERM}), got {self.overlap}")
-        if 2 * self.overlap >= self.size:
-            default = ", the default" if self.overlap == TileOptions.overlap and not self.overlap_given else ""
+
+    def check_size(self, minimum: int, shortfall: str, pixels: str) -> None:
+        """Raise a one-line ``InputError`` unless the tile is at least ``smallest_tile`` (``minimum``: the method's least
+        tile edge, which ``shortfall`` and ``pixels`` word as ``refuse_smaller`` does), naming the smallest tile that
+        works, so that every remedy offered works when followed: lowering the overlap is offered only where the tile
+        is large enough for the method. The method's configuration calls it (``InternalLearningConfig``): a tile is
+        checked against the method it is for, not on its own."""
+        smallest = self.smallest_tile(minimum)
+        if self.size >= smallest:
+            return
+        default = ", the default" if self.overlap == TileOptions.overlap and not self.overlap_given else ""
+        overlap_rule = f"the tile overlap of {self.overlap} pixels{default}, which must be less than half the tile"
+        if self.size >= minimum:
             raise InputError(
-                f"tile size {self.size} is too small for the tile overlap of {self.overlap} pixels{default}, which must be less "
-                f"than half the tile: lower it with {OVERLAP_TERM} to {(self.size - 1) // 2} or less, or use {TILE_TERM} "
-                f"{2 * self.overlap + 1} or more"
+                f"tile size {self.size} is too small for {overlap_rule}: lower it with {OVERLAP_TERM} to "
+                f"{(self.size - 1) // 2} or less, or use {TILE_TERM} {smallest} or more"
             )
+        if smallest == minimum:
+            raise InputError(f"tile size {self.size} is {shortfall}: use at least {minimum} {pixels}")
+        raise InputError(
+            f"tile size {self.size} is {shortfall} (at least {minimum} {pixels}) and for {overlap_rule}: use "
+            f"{TILE_TERM} {smallest} or more"
+        )
+
+    def smallest_tile(self, minimum: int) -> int:
+        """The smallest tile edge that works with this overlap for a method whose least tile edge is ``minimum``: at
+        least ``minimum`` and more than twice the overlap."""
+        return max(minimum, 2 * self.overlap + 1)
 
     @property
     def automatic(self) -> bool:
@@ -273,6 +318,8 @@ class InternalLearningConfig:
     precision and tiling. Each method documents how it uses them.
     """
 
+    #: The kernels the method takes, as messages list them (``core.kernels.UnknownKernel``).
+    KERNEL_NAMES: ClassVar[tuple[str, ...]] = FIXED_KERNELS
     #: Adam steps per tile; ``None`` picks the method's tested default (its ``steps``).
     iterations: int | None = None
     #: Exponential moving average of the output over steps (0 disables it).
@@ -301,7 +348,7 @@ class InternalLearningConfig:
 
     def __post_init__(self) -> None:
         if self.iterations is not None:
-            check_at_least("iterations", self.iterations, 1)
+            check_at_least("iterations", self.iterations, 1, "the method's default")
         if not 0 < self.warm_steps <= 1:
             raise InputError(f"warm_steps is a fraction of the steps in (0, 1], got {self.warm_steps}")
         if not 0 <= self.ema_decay < 1:
@@ -311,9 +358,10 @@ class InternalLearningConfig:
         check_at_least("stop_patience", self.stop_patience, 1)
         check_at_least("back_projection_steps", self.back_projection_steps, 0)
         check_seed(self.seed)
-        if self.tiles.size < self.min_input_size:
-            shortfall, pixels = self.size_reason
-            raise InputError(f"tile size {self.tiles.size} is {shortfall}: use at least {self.min_input_size} {pixels}")
+        if self.min_input_size > MIN_TILE:
+            self.tiles.check_size(self.min_input_size, *self.size_reason)
+        else:
+            self.tiles.check_size(MIN_TILE, "too small", "input pixels")
         check_device(self.device)
 
     @property
@@ -351,7 +399,7 @@ class InternalLearningConfig:
     def steps_text(self) -> str:
         """The steps per tile as the run's log states them, e.g. ``up to 300 steps per tile (225 when warm-started)``."""
         warm = f" ({self.warm_step_count} when warm-started)" if self.warm_start and self.warm_step_count < self.steps else ""
-        return f"up to {self.steps} steps per tile{warm}"
+        return f"up to {count_words(self.steps, 'step')} per tile{warm}"
 
 
 @dataclass(frozen=True)
@@ -501,7 +549,7 @@ class KernelGANConfig:
             raise InputError(f"orientation must be one of {', '.join(ORIENTATIONS)}, got {self.orientation!r}")
         if self.scale not in (2, 4):
             raise InputError(f"KernelGAN estimates ×2 kernels (×4 by composition): scale must be 2 or 4, got {self.scale}")
-        check_at_least("iterations", self.iterations, 1)
+        check_at_least("iterations", self.iterations, 1, KernelGANConfig.iterations)
         check_at_least("max_window", self.max_window, self.crop_size)
         check_seed(self.seed)
         check_device(self.device)
@@ -560,6 +608,7 @@ class KnitworkConfig(InternalLearningConfig):
     weights multiply means over elements of images normalised per band (``core.normalise``).
     """
 
+    KERNEL_NAMES: ClassVar[tuple[str, ...]] = (*FIXED_KERNELS, LEARNED_KERNEL)
     scale: int = 2
     #: A fixed kernel for ``core.kernels.make_kernel`` (bicubic, lanczos2/3, gaussian:SIGMA, a .npy path),
     #: or ``learned``: a deep linear downsampler learnt jointly, regularised to sum to one (the README
@@ -701,6 +750,7 @@ class GuidedDIPConfig(InternalLearningConfig):
     guide_kernel: the guide bands' blur, used to bring the guide to the target grid (same choices).
     """
 
+    KERNEL_NAMES: ClassVar[tuple[str, ...]] = (SENTINEL2_KERNEL, *FIXED_KERNELS)
     kernel: str = SENTINEL2_KERNEL
     guide_kernel: str = SENTINEL2_KERNEL
     learning_rate: float = 0.001

@@ -43,8 +43,8 @@ from .degradation import Degradation, back_project, degrade_array, degrade_valid
 from .dip import fill_invalid
 from .errors import InputError
 from .grid import Window
-from .kernels import Kernel, check_kernel_fits, make_kernel
-from .pipeline import RunResult, _Recorder, _log_input, array_tiles, extent_message, log_fill_values, super_resolve_array
+from .kernels import Kernel, check_kernel_fits, loading_notes, make_kernel
+from .pipeline import RunResult, _Recorder, _log_input, array_tiles, log_nodata_warnings, super_resolve_array
 from .progress import NullProgress, Progress, SubProgress
 from .raster import RasterInfo, open_info, read_window, value_text
 
@@ -595,7 +595,10 @@ def evaluate(
     info = plan.info
     _log_input(info, recorder, writes_raster=False)
     if plan.guide_info is not None:
-        log_fill_values(plan.guide_info, recorder)
+        log_nodata_warnings(plan.guide_info, recorder)
+    if method == "bicubic" and isinstance(plan.kernels, Kernel):  # the methods' runs say it themselves
+        for note in loading_notes(plan.kernels):
+            recorder.info(note)
     names = _band_labels(info)
     settings = {"method": method, "scale": f"×{scale}", "kernel": kernel, "bands": ", ".join(names)}
     method_progress = SubProgress(recorder, 0.0, 0.95)
@@ -616,7 +619,7 @@ def evaluate(
         low_guide, low_guide_valid = simulated_input(guide_data.astype(np.float64), guide_valid.all(axis=0), plan.guide_on_target)
         scored &= low_guide_valid
     check_scored(scored, valid, scale, input_path, plan.guide_info is not None)
-    recorder.info(scored_note(scored, valid, plan.guide_info is not None))
+    recorder.info(f"{scored_note(scored, valid, plan.guide_info is not None)}.")  # a sentence, as the table and page give it
     if plan.guide_info is not None:
         from .sharpen import sharpen_array
 
@@ -632,7 +635,7 @@ def evaluate(
     if (w, h) != (info.grid.width, info.grid.height):  # the guide's cover, whole blocks of the scale
         partly = (plan.area.width, plan.area.height) != (info.grid.width, info.grid.height)  # the guide leaves part out
         covered = "the part the guide covers, " if partly else ""
-        recorder.info(f"scored: {covered}in whole {scale}×{scale} blocks, {extent_message(window).removeprefix('extent: ')}")
+        recorder.info(f"scored: {covered}in whole {scale}×{scale} blocks, input {window.describe()}")
     if run is not None:
         settings.update(device=run.device, steps=str(run.steps), iterations=str(config.steps), seed=str(config.seed),
                         tiles=f"{run.tiles.size} px, {run.tiles.overlap} px overlap")
@@ -653,7 +656,7 @@ def evaluate(
         for s in e.scores:
             s.overall.update({m: float("nan") for m in metrics.POOLED_METRICS})
     for note in e.undefined_notes:
-        recorder.info(note)
+        recorder.info(f"{note}.")
     recorder.report(1.0, "scored")
     return e
 

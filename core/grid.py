@@ -102,6 +102,16 @@ class Grid:
             return None
         return Window(c0, r0, c1 - c0, r1 - r0)
 
+    def reaches_past(self, extent: tuple[float, float, float, float], tolerance: float = 1e-6) -> bool:
+        """Whether ``extent`` (xmin, ymin, xmax, ymax in CRS units) reaches more than ``tolerance`` of a pixel past
+        this grid's edges, so that ``extent_window`` clips it (an extent drawn on the grid's edges does not)."""
+        xmin, ymin, xmax, ymax = extent
+        inverse = ~self.transform
+        corners = [inverse * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)]
+        cols, rows = [c for c, _ in corners], [r for _, r in corners]
+        return (min(cols) < -tolerance or min(rows) < -tolerance or max(cols) > self.width + tolerance
+                or max(rows) > self.height + tolerance)
+
     def covering_window(self, extent: tuple[float, float, float, float], where: str, coordinates: str = "in its CRS") -> Window:
         """``extent_window(extent)``, or a one-line ``InputError`` when the extent shares no pixel with this grid:
         "extent … does not overlap ``where`` (which covers … ``coordinates``)", ``where`` naming the raster and

@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .anisotropy import SpectralAnisotropy, clean_windows, oriented_width, spectral_anisotropy, varied_windows, window_sums
-from .config import InternalLearningConfig, IOOptions, KernelGANConfig, as_paths, collapsed_size
+from .config import InternalLearningConfig, IOOptions, KernelGANConfig, as_paths, collapsed_size, count_words
 from .degradation import Degradation
 from .device import describe, resolve_device, seeded
 from .errors import InputError
@@ -462,10 +462,11 @@ def estimate_kernel_file(
     With ``config.per_band`` one file per band is written (``band_kernel_path``) and ``kernel_path``
     itself is not. Everything is checked before the estimation starts. All the files move into place
     together at the end (``core.raster.staged``; with ``files``, when that group is committed).
-    ``warn_fill_values``: warn of undeclared fill values, which are read as nodata (``pipeline.log_fill_values``);
-    off when a run that follows on the same input warns of them itself.
+    ``warn_fill_values``: warn of undeclared fill values, which are read as nodata, and of a declared nodata value
+    the data type cannot hold (``pipeline.log_nodata_warnings``); off when a run that follows on the same input warns
+    of them itself.
     """
-    from .pipeline import _Recorder, log_fill_values
+    from .pipeline import _Recorder, log_nodata_warnings
 
     input_path, kernel_path = as_paths(input_path, kernel_path)
     recorder = _Recorder(progress or NullProgress())
@@ -475,10 +476,10 @@ def estimate_kernel_file(
         device = resolve_device(config.device)
         recorder.info(
             f"device {describe(device)}; KernelGAN ×{config.scale} on {info.grid.width}×{info.grid.height} pixels, "
-            f"{len(info.bands)} band(s){', one kernel per band' if config.per_band else ''}, {config.iterations} steps, seed {config.seed}"
+            f"{len(info.bands)} band(s){', one kernel per band' if config.per_band else ''}, {count_words(config.iterations, 'step')}, seed {config.seed}"
         )
         if warn_fill_values:
-            log_fill_values(info, recorder)
+            log_nodata_warnings(info, recorder)
         window = estimation_window(info, config.max_window)
         if window is not None:
             recorder.info(

@@ -13,7 +13,8 @@ the bottom and right, so its centre of mass belongs half a pixel below-right of 
 KernelGAN's centring convention (``file_kernel_centre``). A file kernel whose centre of mass is elsewhere
 (e.g. a Gaussian centred on its central tap, used at ×2) is moved there on load by bilinear
 interpolation, as ZSSR and KernelGAN shift their kernels, so a kernel file never shifts the output
-(``Kernel.moved`` keeps the move and ``recentring_note`` words it for the log). A file may have a scale
+(``Kernel.moved`` keeps the move and ``recentring_note`` words it for the log). Its taps are normalised to sum to 1
+(``Kernel.given_sum`` keeps what they summed to, and ``loading_notes`` says so where that was not 1). A file may have a scale
 record beside it (``kernel_record_path``, written by ``save_kernel_file``); a kernel recorded for
 another scale is refused.
 
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import GAUSSIAN_TERM, KERNEL_CHOICES, area_name, size_remedy
+from .config import FIXED_KERNELS, GAUSSIAN_TERM, SENTINEL2_KERNEL, area_name, either, size_remedy
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ class Kernel:
     (rows, columns), fine pixels: how far a file kernel's centre of mass was moved on load to sit on the
     block centre (module docstring); (0, 0) for every other kernel. ``given_size``: the side of the odd-size array a
     file kernel (or ``file_kernel``) was given as, before that move and the zero row and column of even scales
-    (``prepared_taps``) widened it to ``size``; 0 for built-in kernels.
+    (``prepared_taps``) widened it to ``size``; 0 for built-in kernels. ``given_sum``: what a file kernel's taps sum to
+    as the file holds them (it is normalised to sum to 1 on load: ``loading_notes``); 1 for every other kernel.
     """
 
     name: str
@@ -83,6 +85,7 @@ class Kernel:
     spec: str = ""
     moved: tuple[float, float] = (0.0, 0.0)
     given_size: int = 0
+    given_sum: float = 1.0
 
     @property
     def as_2d(self) -> np.ndarray:
@@ -259,10 +262,11 @@ def recorded_scale(path: str) -> int | None:
         raise InputError(f"cannot read {record}, the scale record of kernel file {path}: delete it if it is not that kernel's") from None
 
 
-def load_kernel_file(path: str, scale: int) -> np.ndarray:
+def load_kernel_file(path: str, scale: int) -> tuple[np.ndarray, float]:
     """Read a 2-D ``.npy`` kernel for ``scale``: checked (odd size, finite, positive sum, centre of mass inside its
-    taps, made for ``scale`` if its record says), as the file holds it, on its taps' own scale (largest |tap| 1);
-    ``file_kernel`` prepares it for ``Degradation``."""
+    taps, made for ``scale`` if its record says), as the file holds it, on its taps' own scale (largest |tap| 1), and
+    what its taps sum to in the file (``Kernel.given_sum``; infinite where that overflows); ``file_kernel`` prepares
+    it for ``Degradation``."""
     try:
         k = np.load(path)
     except (ValueError, EOFError):
@@ -283,7 +287,8 @@ def load_kernel_file(path: str, scale: int) -> np.ndarray:
         raise InputError(f"kernel file {path} must be finite with a positive sum: it holds infinite or NaN taps")
     if not k.any():
         raise InputError(f"kernel file {path} must be finite with a positive sum: all its taps are 0")
-    k = k / np.abs(k).max()  # on the taps' own scale, so that the sum of huge (finite) taps does not overflow
+    peak = np.abs(k).max()
+    k = k / peak  # on the taps' own scale, so that the sum of huge (finite) taps does not overflow
     if k.sum() <= 0:
         raise InputError(f"kernel file {path} must be finite with a positive sum: its taps sum to 0 or less")
     rows, cols = np.indices(k.shape)
@@ -300,7 +305,8 @@ def load_kernel_file(path: str, scale: int) -> np.ndarray:
             f"kernel file {path} was made for ×{recorded} (its record {os.path.basename(kernel_record_path(path))} "
             f"says so), not ×{scale}: {_kernel_for(scale)}, or delete the record if it is not this kernel's"
         )
-    return k
+    with np.errstate(over="ignore"):
+        return k, float(k.sum() * peak)
 
 
 def _holds_objects(path: str) -> bool:
@@ -344,6 +350,22 @@ def file_taps(taps: np.ndarray, scale: int) -> np.ndarray:
     """A kernel as ``Degradation`` applies a file kernel (``prepared_taps``) → as the file holds it: the odd-size kernel,
     without the zero row and column appended at even scales."""
     return taps[:-1, :-1] if scale % 2 == 0 else taps
+
+
+#: A file kernel whose taps sum to 1 within this (relative) is said to be normalised already (float32 rounding).
+SUM_TOLERANCE = 1e-4
+
+
+def loading_notes(kernel: Kernel) -> list[str]:
+    """The log lines of what loading a file kernel changed: its taps normalised to sum to 1 (``Kernel.given_sum``),
+    its centre of mass moved onto the block centre (``recentring_note``); empty for the other kernels."""
+    notes = []
+    if abs(kernel.given_sum - 1) > SUM_TOLERANCE:
+        notes.append(
+            f"kernel file {kernel.spec}: its taps sum to {kernel.given_sum:.6g}, not 1, and were divided by that sum, "
+            "so that the blur keeps the image's mean (a kernel is a weighted average)"
+        )
+    return notes + list(filter(None, [recentring_note(kernel)]))
 
 
 def recentring_note(kernel: Kernel) -> str | None:
@@ -395,10 +417,29 @@ def check_kernel_fits(kernel: Kernel, width: int, height: int, on_extent: bool =
         )
 
 
-def make_kernel(spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0)) -> Kernel:
+class UnknownKernel(InputError):
+    """A kernel ``spec`` that ``make_kernel`` does not build: its message offers ``accepted``, the kernels of the
+    method it was given to (a configuration's ``KERNEL_NAMES``; a front end may add its own, e.g. the command line's
+    ``estimate``: ``extended``). ``sentinel2`` is named as guided DIP's alone."""
+
+    def __init__(self, spec: str, accepted: Sequence[str]) -> None:
+        self.spec, self.accepted = spec, tuple(accepted)
+        what = (f"kernel {SENTINEL2_KERNEL} (each band's MTF) is for guided DIP only" if spec == SENTINEL2_KERNEL
+                else f"unknown kernel {spec!r}")
+        super().__init__(f"{what}: use {either(self.accepted)}")
+
+    def extended(self, *names: str) -> "UnknownKernel":
+        """This refusal offering ``names`` too."""
+        return UnknownKernel(self.spec, (*self.accepted, *names))
+
+
+def make_kernel(
+    spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0), accepted: Sequence[str] = FIXED_KERNELS
+) -> Kernel:
     """Build the kernel named by ``spec`` (see the module docstring) for decimation by ``scale``.
 
     ``shift`` (rows, columns), each 0 or ½ high-resolution pixel: for half-pixel grids (module docstring).
+    ``accepted``: the kernels of the method ``spec`` was given to, which an ``UnknownKernel`` refusal offers.
     """
     spec = spec.strip()
     shift = (float(shift[0]), float(shift[1]))
@@ -419,7 +460,8 @@ def make_kernel(spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0)) 
         if any(shift):
             raise InputError(f"kernel file {spec} is sampled for pixel-aligned grids, but these grids sit half a pixel "
                              f"apart (Landsat pan geometry): use a named kernel such as {GAUSSIAN_TERM}")
-        return replace(file_kernel(load_kernel_file(spec, scale), scale, os.path.basename(spec)), spec=spec)
+        taps, given_sum = load_kernel_file(spec, scale)
+        return replace(file_kernel(taps, scale, os.path.basename(spec)), spec=spec, given_sum=given_sum)
     if spec.startswith("gaussian"):
         try:
             sigma = float(spec.split(":", 1)[1])
@@ -428,9 +470,7 @@ def make_kernel(spec: str, scale: int, shift: tuple[float, float] = (0.0, 0.0)) 
         if not 0.05 <= sigma <= 10:
             raise InputError(f"kernel {spec!r}: SIGMA must be between 0.05 and 10 low-resolution pixels")
         return _analytic(spec, scale, lambda t: _gaussian(t, sigma), max(3.0 * sigma, 1.0), shift)
-    if spec == "sentinel2":
-        raise InputError(f"kernel sentinel2 (each band's MTF) is for guided DIP only: use {KERNEL_CHOICES}")
-    raise InputError(f"unknown kernel {spec!r}: use {KERNEL_CHOICES}")
+    raise UnknownKernel(spec, accepted)
 
 
 def anisotropic_gaussian(major: float, minor: float, angle: float, scale: int) -> np.ndarray:

@@ -15,14 +15,16 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, as_paths, check_scale, refuse_smaller
+from .config import (
+    LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, as_paths, check_scale, extent_words, refuse_smaller,
+)
 from .degradation import OBSERVATION_GAIN_LIMIT, degrade_valid, takes_width_test, width_keep, width_test
 from .device import describe, resolve_device, seeded
 from .errors import InputError, NonFiniteLoss
 from .grid import Grid, Window
 from .kernels import (
     Kernel, check_kernel_fits, check_kernel_outputs, file_taps, kernel_files, kernel_record_path, kernel_width, make_kernel, off_centre,
-    recentring_note, save_kernel_file,
+    loading_notes, save_kernel_file,
 )
 from .normalise import BandScaling, array_constants, exact_float, hold_constants, real_image
 from .progress import DONE, NullProgress, Progress, check_cancelled
@@ -35,9 +37,10 @@ from .raster import (
     claimed,
     constant_bands,
     dataset_files,
-    fill_value_warnings,
+    nodata_warnings,
     georeferencing_note,
     loss_curve_path,
+    no_valid_pixels,
     open_info,
     output_dtype,
     read_window,
@@ -281,7 +284,7 @@ def method_kernel(config: MethodConfig) -> Kernel | None:
     """The fixed kernel ``config`` names (a kernel file is read and checked); ``None`` when Knitworks learns it."""
     if learns_kernel(config):
         return None
-    return make_kernel(config.kernel, config.scale)
+    return make_kernel(config.kernel, config.scale, accepted=config.KERNEL_NAMES)
 
 
 def tile_kernels(config: MethodConfig, kernel: Kernel | None) -> list[Kernel]:
@@ -308,28 +311,40 @@ def check_degrade(input_path: str, output_path: str | None, scale: int, kernel: 
     return info, make_kernel(kernel, scale)
 
 
-def _log_input(info: RasterInfo, progress: Progress, writes_raster: bool = True) -> None:
+def _log_input(info: RasterInfo, progress: Progress, writes_raster: bool = True, block: int = 1) -> None:
     """Log what a run's user should know of its input: how it is georeferenced when that is not a geotransform
     with a CRS (``georeferencing_note``; only for a run that writes a raster, which the note is about), the pixels
-    an extent selected, and fill values read as nodata (``log_fill_values``)."""
+    an extent selected (``extent_message``; ``block`` as there), and what is read as nodata otherwise than declared
+    (``log_nodata_warnings``)."""
     note = georeferencing_note(info) if writes_raster else None
     if note:
         progress.info(note)
     if info.window is not None:
-        progress.info(extent_message(info.window))
-    log_fill_values(info, progress)
+        progress.info(extent_message(info, block))
+    log_nodata_warnings(info, progress)
 
 
-def log_fill_values(info: RasterInfo, progress: Progress) -> None:
-    """Warn, one line per band, of float fill values ``info``'s raster holds without declaring them
-    (``raster.fill_value_warnings``: they are read as nodata). Reads the raster's area once."""
-    for line in fill_value_warnings(info):
+def log_nodata_warnings(info: RasterInfo, progress: Progress) -> None:
+    """Warn of a nodata value ``info``'s raster declares that its data type cannot hold, and, one line per band, of
+    float fill values it holds without declaring them (``raster.nodata_warnings``: they are read as nodata). Reads
+    the raster's area once."""
+    for line in nodata_warnings(info):
         progress.info(line)
 
 
-def extent_message(window: Window) -> str:
-    """The log line saying which pixels of the input an extent selected."""
-    return f"extent: input {window.describe()}"
+def extent_message(info: RasterInfo, block: int = 1) -> str:
+    """The log line saying which pixels of the input the extent of ``info`` (``RasterInfo.extent``) selected
+    (``info.window``), and, where the extent reaches past the raster, that it was clipped to the raster. ``block``: a
+    decimation by it, which writes whole ``block × block`` blocks only: the pixels said are those, and a partial block
+    at the raster's edge, which the window holds, is said to be left out."""
+    window, extent, grid = info.window, info.extent, info.file_grid  # an extent's input (``open_info``): none is None
+    whole = Window(window.col_off, window.row_off, window.width // block * block, window.height // block * block)
+    line = f"extent: input {whole.describe()}"
+    if whole != window:
+        line += f", in whole {block}×{block} blocks (the partial block at the raster's edge is left out)"
+    if grid.reaches_past(extent):
+        line += f"; the extent {extent_words(extent)} reaches past the raster, which covers {extent_words(grid.bounds)}, and was clipped to it"
+    return line
 
 
 def scaling_sample(info: RasterInfo) -> tuple[np.ndarray, np.ndarray]:
@@ -343,7 +358,7 @@ def fit_scaling(info: RasterInfo) -> BandScaling:
     """Per-band normalisation fitted on at most ``SCALING_SAMPLE``² pixels (``scaling_sample``)."""
     data, valid = scaling_sample(info)
     if not valid.any():
-        raise InputError(f"{info.path} has no valid pixels (everything is nodata)")
+        raise no_valid_pixels(info)
     return BandScaling.fit(data, valid)
 
 
@@ -434,7 +449,7 @@ def _solver(
     method = method_name(config)
     s = config.scale
     kernel = method_kernel(config)
-    if kernel is not None and (note := recentring_note(kernel)):
+    for note in loading_notes(kernel) if kernel is not None else []:
         progress.info(note)
     device = resolve_device(config.device)
     kernels = tile_kernels(config, kernel)
@@ -645,8 +660,8 @@ def degrade(
     input_path, output_path = as_paths(input_path, output_path)
     recorder = _Recorder(progress or NullProgress())
     info, k = check_degrade(input_path, output_path, scale, kernel, io)
-    _log_input(info, recorder)
-    if note := recentring_note(k):
+    _log_input(info, recorder, block=scale)
+    for note in loading_notes(k):
         recorder.info(note)
     grid = info.grid.coarsened(scale)
     # the file's pixels, read around the output's area: whole blocks as a whole-raster pass reads them
@@ -677,7 +692,7 @@ def degrade(
             out.write(Window(0, top // scale, grid.width, (bottom - top) // scale), low[keep], low_valid[keep])
             recorder.report(bottom / height, "degrading")
         if not any_valid:
-            raise InputError(f"{input_path} has no valid pixels (everything is nodata)")
+            raise no_valid_pixels(info)
         remove_earlier_side_files(out.files, output_path, [input_path], [kernel])
     for warning in out.clipping_warnings():
         recorder.info(warning)

@@ -25,6 +25,7 @@ import threading
 import time
 import warnings
 import zipfile
+from xml.etree import ElementTree
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.crs import CRS
 from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
+from rasterio.io import MemoryFile
 from rasterio.rpc import RPC
 
 from .config import GEOTIFF_EXTENSIONS, is_named_pipe
@@ -46,6 +48,14 @@ from .grid import Grid, Window
 from .normalise import band_extremes, constant_values, exact_float
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+
+#: The advice for a raster of complex values (radar's single-look complex): its amplitude, or its real part.
+COMPLEX_REMEDY = (
+    'take its amplitude first, e.g. gdal_calc.py -A {path} --allBands A --type Float32 --calc "absolute(A)" --outfile '
+    "AMPLITUDE.tif (gdal_translate -ot Float32 keeps the real part)"
+)
+#: The advice for a raster of another data type none of ``SUPPORTED_DTYPES`` (64-bit integers).
+CONVERT_REMEDY = "convert it first, e.g. gdal_translate -ot Float64 {path} FLOAT64.tif"
 
 #: The advice for a raster of signed bytes (GDAL's Int8 since 3.7, or a Byte band with ``PIXELTYPE=SIGNEDBYTE``,
 #: which GDAL before 3.7 reads as 0–255): they are refused, since an Int8 output would read as unsigned bytes in
@@ -79,6 +89,9 @@ class RasterInfo:
     window: Window | None = None
     #: The whole file's grid when ``window`` is set (``None``: ``grid`` is the whole file's).
     file_grid: Grid | None = None
+    #: The extent ``window`` covers (xmin, ymin, xmax, ymax in the CRS), as given: it may reach past the file's grid,
+    #: which ``window`` is clipped to (``None``: no extent).
+    extent: tuple[float, float, float, float] | None = None
     #: False when the file has no geotransform (GDAL then reports the identity, which ``grid`` keeps:
     #: pixel coordinates); outputs are then written without one too.
     georeferenced: bool = True
@@ -102,6 +115,10 @@ class RasterInfo:
     #: or the file has no CRS, see ``assigned_crs``).
     file_crs: Any = None
     assigned_crs: bool = False
+    #: A nodata value the selected bands declare that their data type cannot hold (−9999 on UInt16), which GDAL
+    #: and rasterio then ignore (``nodata`` is ``None``): no pixel holds it, so none is masked, and outputs do not
+    #: carry it (``nodata_warnings`` says so); ``None``: none such.
+    unheld_nodata: float | None = None
 
 
 def rasterio_window(window: Window) -> rasterio.windows.Window:
@@ -144,7 +161,7 @@ def _restrict(info: RasterInfo, extent: tuple[float, float, float, float], block
     """
     check_map_grid(info, info.path, "an extent cannot be placed on its pixels", ", or run without an extent")
     window = info.grid.covering_window(extent, info.path).to_blocks(block, info.grid.width, info.grid.height)
-    return replace(info, grid=info.grid.window_grid(window), window=window, file_grid=info.grid)
+    return replace(info, grid=info.grid.window_grid(window), window=window, file_grid=info.grid, extent=extent)
 
 
 #: How messages name the GDAL the engine reads with: rasterio's own build, whose version and drivers may differ
@@ -277,6 +294,18 @@ def nodata_key(value: float | None) -> Any:
     return "nan" if isinstance(value, float) and np.isnan(value) else value
 
 
+def no_valid_pixels(info: RasterInfo) -> InputError:
+    """The refusal of ``info``'s area (the whole file, or the window an extent chose) where every pixel is nodata,
+    with what to do: an extent that holds data, or the nodata value to check (a value declared nodata that is data
+    masks every pixel holding it)."""
+    extent = "choose an extent that holds data, or " if info.window is not None else ""
+    declared = f" ({value_text(info.nodata)})" if info.nodata is not None else ""
+    return InputError(
+        f"{info.path} has no valid pixels (everything is nodata): {extent}check its nodata value{declared}; where that "
+        f"value is data, remove it with gdal_edit.py -unsetnodata {info.path}"
+    )
+
+
 def value_text(value: Any) -> str:
     """A band's data type or nodata value as an error message shows it (``None``: ``none``)."""
     if value is None:
@@ -345,7 +374,10 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
     if dtype == "int8" or (dtype == "uint8" and signed_bytes):
         raise InputError(f"{path}: data type int8 (signed bytes) is not supported: {INT8_REMEDY.format(path=path)}")
     if dtype not in SUPPORTED_DTYPES:
-        raise InputError(f"{path}: data type {dtype} is not supported (supported: {', '.join(SUPPORTED_DTYPES)})")
+        raise InputError(
+            f"{path}: data type {dtype} is not supported (supported: {', '.join(SUPPORTED_DTYPES)}): "
+            f"{(COMPLEX_REMEDY if dtype.startswith('complex') else CONVERT_REMEDY).format(path=path)}"
+        )
     gcps, gcp_crs = src.gcps
     flags = [src.mask_flag_enums[b - 1] for b in selected]
     return RasterInfo(
@@ -366,7 +398,29 @@ def _describe(src: rasterio.DatasetReader, path: str, bands: tuple[int, ...] | N
         units=tuple(src.units[b - 1] for b in selected),
         tags=_fresh_tags(src.tags()),
         band_tags=tuple(_fresh_tags(src.tags(b)) for b in selected),
+        unheld_nodata=_unheld_nodata(src, selected) if nodata is None else None,
     )
+
+
+def _unheld_nodata(src: rasterio.DatasetReader, selected: tuple[int, ...]) -> float | None:
+    """The nodata value the first of the ``selected`` bands of ``src`` declares where rasterio reports none: one its
+    data type cannot hold, which rasterio drops (GDAL reads it, and writes it in a VRT description of the dataset,
+    which is read here: metadata only, well under a millisecond). ``None`` where the bands declare none, or the
+    dataset cannot be described as a VRT."""
+    try:
+        with MemoryFile(ext=".vrt") as memory:
+            rasterio.shutil.copy(src, memory.name, driver="VRT")
+            root = ElementTree.fromstring(memory.read())
+    except Exception:  # noqa: BLE001 (a driver GDAL cannot describe so, whatever it raises: the note is left out)
+        return None
+    for band in root.iter("VRTRasterBand"):
+        value = band.findtext("NoDataValue")
+        if int(band.get("band", "0")) in selected and value is not None:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
 
 
 def georeferencing_note(info: RasterInfo) -> str | None:
@@ -526,6 +580,21 @@ def constant_bands(info: RasterInfo, window: Window | None = None) -> np.ndarray
     return constant_values(low, high)
 
 
+def nodata_warnings(info: RasterInfo) -> list[str]:
+    """What a run's log says of ``info``'s nodata beyond its value: a declared nodata value the data type cannot hold
+    (``RasterInfo.unheld_nodata``), then the fill values read as nodata (``fill_value_warnings``)."""
+    lines = []
+    if info.unheld_nodata is not None:
+        dtype = np.dtype(info.dtype)
+        limits = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else np.finfo(dtype)
+        lines.append(
+            f"warning: {info.path} declares nodata {value_text(info.unheld_nodata)}, which its data type {info.dtype} cannot "
+            f"hold ({value_text(limits.min)} to {value_text(limits.max)}): no pixel holds it, so none is masked, and no "
+            f"raster written carries it; to mask pixels, declare a value in range (gdal_edit.py -a_nodata VALUE {info.path})"
+        )
+    return lines + fill_value_warnings(info)
+
+
 def fill_value_warnings(info: RasterInfo) -> list[str]:
     """One warning line per selected band of a float raster that holds fill values its nodata value does not
     mark (``unflagged_fills``, pixels GDAL masks left out): how many, which value when they share one, that they
@@ -565,7 +634,11 @@ def loss_curve_path(output_path: str) -> str:
 def check_extension(path: str, label: str, extensions: tuple[str, ...], why: str = "") -> None:
     """Refuse ``path`` (the ``label``, e.g. "output") unless its name ends in one of ``extensions`` (lower case, any
     case taken: ``(".tif", ".tiff")``), in a one-line ``InputError`` ending in ``why``; blank space after the
-    extension is named, where the line would otherwise read "a.tif must end in .tif"."""
+    extension is named, where the line would otherwise read "a.tif must end in .tif", and so is an existing folder,
+    with a file in it to give instead (named after ``label``'s first word: ``output.tif``, ``kernel.npy``)."""
+    if os.path.isdir(path):
+        example = os.path.join(path, label.split()[0] + extensions[0])
+        raise InputError(f"{label} {path} is a folder: give a file's path, e.g. {example}")
     if path.lower().endswith(extensions):
         return
     if path.rstrip().lower().endswith(extensions):
@@ -726,9 +799,9 @@ def check_output_paths(
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise InputError(f"output folder {folder} of {label} is a file, not a folder")
         if not os.path.isdir(folder):
-            raise InputError(f"output folder {folder} does not exist")
+            raise InputError(f"output folder {folder} does not exist: create it, or choose another folder")
         if not os.access(folder, os.W_OK):
-            raise InputError(f"output folder {folder} is not writable")
+            raise InputError(f"output folder {folder} is not writable: choose a folder you may write in, or make it writable")
         name, longest = os.path.basename(output), _name_max(folder)
         if longest is not None and len(os.fsencode(name)) > longest:
             raise InputError(
@@ -839,7 +912,7 @@ def folder_refusal(folder: str, error: OSError) -> InputError:
     reason = error.strerror or str(error)
     if error.errno == errno.ENOENT and os.path.isdir(folder):
         reason = f"the folder does not accept new files (the system says: {reason})"
-    return InputError(f"cannot write in output folder {folder}: {reason}")
+    return InputError(f"cannot write in output folder {folder}: {reason}; choose another folder")
 
 
 #: Suffix of the claim a run holds on each file it writes or removes (``claimed``): a hidden file beside it,

@@ -231,6 +231,17 @@ def find_bands(inputs: Sequence[str], progress: Progress | None = None) -> dict[
     return found
 
 
+def check_targets(found: dict[str, BandSource], inputs: Sequence[str]) -> None:
+    """Raise a one-line ``InputError`` when the bands ``find_bands`` found in ``inputs`` hold no 20 m or 60 m band:
+    there is nothing to sharpen (a run would copy the 10 m bands)."""
+    if all(RESOLUTION[band] == 10 for band in found):
+        tens = ", ".join(sorted(found, key=ORDER.index))
+        raise InputError(
+            f"only 10 m bands ({tens}) found in {', '.join(inputs)}: no 20 m or 60 m band to sharpen; give the 20 m and "
+            "60 m band files too (e.g. …_B05.jp2 or …_20m_B05-B06-B07-B8A-B11-B12.tif), or the product folder (the .SAFE)"
+        )
+
+
 def stack_nodata(info: RasterInfo) -> float | None:
     """The nodata value of a stack of Sentinel-2 band files like ``info``: the file's own, else 0 for uint16
     digital numbers (ESA's products mark no data by 0 but their JPEG 2000 files declare no nodata value;
@@ -447,6 +458,7 @@ def sharpen_product(
     *inputs, output_path = as_paths(*inputs, output_path)
     recorder = _Recorder(progress or NullProgress())
     found = find_bands(inputs, recorder)
+    check_targets(found, inputs)
     sources = sorted({s.path for s in found.values()})
     check_raster_output(output_path, sources)
     with claimed(output_files(output_path)):
@@ -471,8 +483,6 @@ def sharpen_product(
             _write_stack(groups[10], guide, declared)
             parts = {10: guide}
             todo = [res for res in (20, 60) if groups[res]]
-            if not todo:
-                recorder.info("no 20 m or 60 m band found: the 10 m bands are written as they are, nothing is sharpened")
             stages = []  # each stage's tiles, for the loss figure's title
             for n, res in enumerate(todo):
                 target = os.path.join(tmp, f"{res}m.tif")

@@ -42,11 +42,11 @@ from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Nesting, NoOverlap, Window, log_alignment, nest
 from .guided import MIN_TARGET_SIZE
-from .kernels import Kernel, check_kernel_fits, make_kernel, recentring_note
+from .kernels import Kernel, check_kernel_fits, loading_notes, make_kernel
 from .normalise import BandScaling, array_constants, real_image
 from .pipeline import (
     RunResult, _Recorder, back_projection_keep, collect_tiled, decimated_sample, extent_message, fit_scaling,
-    log_fill_values, output_files, write_tiled,
+    log_nodata_warnings, output_files, write_tiled,
 )
 from .progress import NullProgress, Progress
 from .raster import (
@@ -72,7 +72,7 @@ def band_kernels(
     refusal of unnamed bands names, with the setting to change (``KERNEL_TERM``, ``GUIDE_KERNEL_TERM``).
     """
     if spec != SENTINEL2_KERNEL:
-        return [make_kernel(spec, scale, shift)] * len(names)
+        return [make_kernel(spec, scale, shift, GuidedDIPConfig.KERNEL_NAMES)] * len(names)
     kernels = []
     for index, name in enumerate(names, start=1):
         band = band_name(name)
@@ -198,7 +198,7 @@ def check_inputs(
     for note in filter(None, notes if progress is not None else []):
         progress.info(note)
     if target.window is not None and progress is not None:
-        progress.info(extent_message(target.window))
+        progress.info(extent_message(target))
     check_kernels_fit_grids(config, nesting)
     s = nesting.scale
     width, height = nesting.target.width, nesting.target.height
@@ -260,7 +260,7 @@ def _solver(
         f"kernels {config.kernel}/{config.guide_kernel}, {config.steps_text()}, "
         f"tiles {progress.tiles.size} px with {progress.tiles.overlap} px overlap, seed {config.seed}"
     )
-    for note in dict.fromkeys(filter(None, map(recentring_note, kernels))):
+    for note in dict.fromkeys(note for kernel in kernels for note in loading_notes(kernel)):
         progress.info(note)
     warm = WarmStart(config.warm_start)
 
@@ -304,8 +304,8 @@ def sharpen(
     inputs = check_inputs(target_path, guide_path, output_path, config, target_io, guide_io, recorder, roles)
     with claimed(output_files(output_path)):
         target, guide, nesting = inputs.target, inputs.guide, inputs.nesting
-        log_fill_values(target, recorder)
-        log_fill_values(guide, recorder)
+        log_nodata_warnings(target, recorder)
+        log_nodata_warnings(guide, recorder)
         s = nesting.scale
         if nesting.target.width < target.grid.width or nesting.target.height < target.grid.height:
             recorder.info(f"the guide covers {nesting.target.width}×{nesting.target.height} of the target's "

@@ -161,7 +161,7 @@ def kernel_tiles(tiles: TileOptions, kernels: Sequence[Kernel], width: int, heig
     share, each with a ramp falling towards its own side (``run_tiles``). With an overlap of at least ``2·R``
     (``kernel_overlap``) the two tiles' bands of ``R`` pixels are disjoint, so every blended pixel comes from at least
     one tile that saw the image there, and the tile that saw padding weighs at most half (its ramp is under ½ over
-    the outer half of the overlap). A tile is more than twice its overlap (``TileOptions``), so it is then also
+    the outer half of the overlap). A tile is more than twice its overlap (``TileOptions.check_size``), so it is then also
     wider than the kernels' footprint (``2·R + 1`` pixels; a kernel wider than the tile left it training on little
     but padding).
 

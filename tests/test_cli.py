@@ -128,10 +128,64 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make_input, args, mes
 ])
 def test_a_tile_too_small_for_its_overlap_names_the_default_and_the_option_to_lower_it(tmp_path, capsys, overlap, message):
     """``--tile 20`` alone was refused as "tile overlap 16 must be ≥ 0 and less than half the tile size 20": an overlap
-    the user never gave, with no word of it being the default nor of the option that lowers it."""
-    assert main(["dip", S2_20M, str(tmp_path / "sr.tif"), "--scale", "2", "--tile", "20", *overlap, *FAST]) == 2
+    the user never gave, with no word of it being the default nor of the option that lowers it. (Knitworks: a tile of
+    20 is large enough for its network, so lowering the overlap works.)"""
+    assert main(["knitwork", S2_20M, str(tmp_path / "sr.tif"), "--scale", "2", "--tile", "20", *overlap, *FAST]) == 2
     assert capsys.readouterr().err == f"internal-sr: error: {message}\n"
     assert os.listdir(tmp_path) == []
+
+
+#: A tile refusal's remedies as (tile, overlap) the user would type: "lower it with --overlap to N or less" keeps the
+#: tile, "use --tile N or more" and "use at least N input pixels" keep the overlap.
+TILE_REMEDIES = (
+    (r"lower it with --overlap to (\d+) or less", lambda tile, overlap, n: (tile, n)),
+    (r"use --tile (\d+) or more", lambda tile, overlap, n: (n, overlap)),
+    (r"use at least (\d+) input pixels", lambda tile, overlap, n: (n, overlap)),
+)
+
+
+def test_every_remedy_of_a_tile_refusal_works_when_followed(tmp_path, capsys, monkeypatch):
+    """``dip --scale 2 --tile 20`` said "lower it with --overlap to 9 or less, or use --tile 33 or more", but DIP at ×2
+    needs tiles of 32: ``--tile 20 --overlap 8`` was then refused for DIP. The tile is checked against the method's
+    least tile and the overlap in one rule, and every remedy a refusal offers, followed, passes the run's checks (the
+    runs are replaced by the checks: ``pipeline.check_super_resolve``; evaluate's configuration is built the same)."""
+    import re
+
+    from internal_sr.core import pipeline, report
+
+    def check(input_path, output_path, config, io, progress):
+        pipeline.check_super_resolve(input_path, output_path, config, io)
+        return pipeline.RunResult(output_path, "cpu", 0.0, 0)
+
+    monkeypatch.setattr(pipeline, "super_resolve", check)
+    monkeypatch.setattr(report, "evaluate_to_files", lambda *args: type("Run", (), {"evaluation": None}))
+    monkeypatch.setattr(report, "text_table", lambda evaluation: "")
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :96, :96])
+    out = str(tmp_path / "out" / "sr.tif")
+    os.mkdir(tmp_path / "out")
+    commands = [["dip", source, out, "--scale", "2"], ["dip", source, out, "--scale", "3"],
+                ["knitwork", source, out, "--scale", "2"], ["evaluate", source, "--scale", "2", "--method", "dip"]]
+    followed = 0
+    for command in commands:
+        for tile, overlap in ((20, 16), (20, 8), (32, 16), (10, 4), (10, 16), (16, 8)):
+            if main([*command, "--tile", str(tile), "--overlap", str(overlap)]) == 0:
+                continue
+            refusal = capsys.readouterr().err
+            remedies = [(pattern, fix) for pattern, fix in TILE_REMEDIES if re.search(pattern, refusal)]
+            assert remedies, refusal
+            for pattern, fix in remedies:
+                tile_fixed, overlap_fixed = fix(tile, overlap, int(re.search(pattern, refusal)[1]))
+                argv = [*command, "--tile", str(tile_fixed), "--overlap", str(overlap_fixed)]
+                assert main(argv) == 0, (refusal, argv, capsys.readouterr().err)
+                followed += 1
+    assert followed >= 20
+    assert main(["dip", source, out, "--scale", "2", "--tile", "20"]) == 2
+    assert capsys.readouterr().err == (
+        "internal-sr: error: tile size 20 is too small for Deep Image Prior (DIP) (at least 32 input pixels at ×2 with "
+        "depth 5) and for the tile overlap of 16 pixels, the default, which must be less than half the tile: use --tile "
+        "33 or more\n"
+    )
+    assert os.listdir(tmp_path / "out") == []
 
 
 def test_a_tile_of_the_users_too_small_for_a_wide_kernel_is_refused_in_one_line(tmp_path, capsys):
@@ -245,6 +299,67 @@ def test_kernel_files_that_are_not_real_arrays_are_named(tmp_path, capsys):
         assert message in line and "allow_pickle" not in line and not out.exists()
 
 
+def test_sentinel2_with_the_10m_bands_alone_is_refused(tmp_path, capsys):
+    """``sentinel2`` given only the 10 m bands wrote them as they were, exit 0, with a log line that nothing was
+    sharpened. It is refused in one line naming what is missing and what to give, and writes nothing."""
+    ten = write_raster(str(tmp_path / "T33UUB_10m_B04-B03-B02-B08.tif"), read(S2_10M),
+                       transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["sentinel2", ten, str(out / "all.tif"), *FAST]) == 2
+    assert capsys.readouterr().err == (
+        f"internal-sr: error: only 10 m bands (B2, B3, B4, B8) found in {ten}: no 20 m or 60 m band to sharpen; give the "
+        "20 m and 60 m band files too (e.g. …_B05.jp2 or …_20m_B05-B06-B07-B8A-B11-B12.tif), or the product folder (the "
+        ".SAFE)\n"
+    )
+    assert os.listdir(out) == []
+
+
+def test_evaluate_words_its_notes_alike_in_the_log_and_the_table_and_a_folder_output_is_named(tmp_path, capsys):
+    """``evaluate`` logged "Scored: …" and printed "Scored: ….": the same sentence in two wordings; a folder given as
+    the output was told to "end in .tif"; one KernelGAN step was "1 steps"."""
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :64, :64], transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    assert main(["evaluate", source, "--scale", "2", "--method", "bicubic"]) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.out.splitlines() if line.startswith(("Scored:", "Overall SAM"))]
+    logged = [line for line in captured.err.splitlines() if line.startswith(("Scored:", "Overall SAM"))]
+    assert notes == logged == ["Scored: all 4096 reference pixels, every one valid.",
+                               "Overall SAM is not defined for one band (—): the angle between one-band spectra is 0° or 180° "
+                               "whatever the error."]
+    folder = tmp_path / "results"
+    folder.mkdir()
+    assert main(["dip", source, str(folder), "--scale", "2"]) == 2
+    assert capsys.readouterr().err == (
+        f"internal-sr: error: output {folder} is a folder: give a file's path, e.g. {folder / 'output.tif'}\n")
+    assert main(["kernelgan", source, str(folder / "k.npy"), "--scale", "2", "--iterations", "1"]) == 0
+    assert "KernelGAN ×2 on 64×64 pixels, 1 band(s), 1 step, seed 0" in capsys.readouterr().err
+
+
+def test_an_unknown_kernel_is_refused_offering_the_methods_own_kernels(tmp_path, capsys):
+    """Guided DIP's refusal of an unknown kernel offered the fixed kernels alone, leaving out ``sentinel2``, its own
+    default (for --kernel, --guide-kernel and evaluate --method guided alike); dip and knitwork left out ``estimate``
+    and knitwork ``learned``. Each refusal offers the kernels its method takes."""
+    target = write_raster(str(tmp_path / "t.tif"), read(S2_20M)[:2, :64, :64], transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    guide = write_raster(str(tmp_path / "g.tif"), read(S2_10M)[:, :128, :128], transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
+    out = str(tmp_path / "out" / "sr.tif")
+    os.mkdir(tmp_path / "out")
+    fixed = "bicubic, lanczos2, lanczos3, gaussian:SIGMA, landsat"
+    runs = [
+        (["guided", target, guide, out, "--kernel", "foo"], f"sentinel2, {fixed} or a .npy file"),
+        (["guided", target, guide, out, "--kernel", "bicubic", "--guide-kernel", "foo"], f"sentinel2, {fixed} or a .npy file"),
+        (["evaluate", target, "--scale", "2", "--method", "guided", "--guide", guide, "--kernel", "foo"],
+         f"sentinel2, {fixed} or a .npy file"),
+        (["dip", target, out, "--scale", "2", "--kernel", "foo"], f"{fixed}, a .npy file or estimate"),
+        (["knitwork", target, out, "--scale", "2", "--kernel", "foo"], f"{fixed}, a .npy file, learned or estimate"),
+        (["evaluate", target, "--scale", "2", "--method", "dip", "--kernel", "foo"], f"{fixed} or a .npy file"),
+        (["degrade", target, out, "--scale", "2", "--kernel", "foo"], f"{fixed} or a .npy file"),
+    ]
+    for argv, kernels in runs:
+        assert main([*argv, *FAST[:2 * (argv[0] not in ("degrade",))]]) == 2, argv
+        assert capsys.readouterr().err == f"internal-sr: error: unknown kernel 'foo': use {kernels}\n", argv
+    assert os.listdir(tmp_path / "out") == []
+
+
 def test_a_kernel_file_of_python_objects_or_missing_in_upper_case_is_named(tmp_path, capsys):
     """A .npy of dtype object was "not a NumPy array file" (it is one, of objects rather than numbers), and a
     missing K.NPY an "unknown kernel" instead of a file that does not exist."""
@@ -320,8 +435,62 @@ def test_a_folder_that_takes_no_new_files_is_named_so(tmp_path, capsys, monkeypa
     assert main(["degrade", S2_20M, str(tmp_path / "lr.tif"), "--scale", "2"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"internal-sr: error: cannot write in output folder {tmp_path}: the folder does not accept new files (the system "
-        "says: No such file or directory)"
+        "says: No such file or directory); choose another folder"
     )
+
+
+def test_refusals_name_a_remedy(tmp_path, capsys, monkeypatch):
+    """Refusals that named the problem but not what to do about it: each now says what to do, in the same line, and
+    nothing is written."""
+    from internal_sr.core import raster
+
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :64, :64], transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    complex_values = str(tmp_path / "slc.tif")
+    with rasterio.open(complex_values, "w", driver="GTiff", width=64, height=64, count=1, dtype="complex64",
+                       crs="EPSG:32633", transform=Affine(10, 0, 0, 0, -10, 640)) as dst:
+        dst.write(np.ones((1, 64, 64), np.complex64))
+    empty = write_raster(str(tmp_path / "empty.tif"), np.zeros((1, 64, 64), np.uint16), nodata=0,
+                         transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    holes = read(S2_20M)[:1, :96, :96].copy()
+    holes[:, ::40] = 0
+    holes[:, :, ::40] = 0  # no 64 × 64 window without nodata
+    holed = write_raster(str(tmp_path / "holes.tif"), holes, nodata=0, transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+    out = tmp_path / "out"
+    out.mkdir()
+    sr = str(out / "sr.tif")
+    runs = [
+        (["dip", source, str(tmp_path / "nope" / "sr.tif"), "--scale", "2"],
+         f"output folder {tmp_path / 'nope'} does not exist: create it, or choose another folder"),
+        (["dip", source, sr, "--scale", "2", "--iterations", "0"],
+         "iterations must be ≥ 1, got 0: give 1 or more, or leave it out for the method's default"),
+        (["dip", source, sr, "--scale", "2", "--kernel", "estimate", "--kernelgan-iterations", "0"],
+         "--kernelgan-iterations must be ≥ 1, got 0: give 1 or more, or leave it out for the default, 3000"),
+        (["dip", complex_values, sr, "--scale", "2"],
+         f"{complex_values}: data type complex64 is not supported (supported: uint8, uint16, int16, uint32, int32, float32, "
+         f'float64): take its amplitude first, e.g. gdal_calc.py -A {complex_values} --allBands A --type Float32 --calc '
+         '"absolute(A)" --outfile AMPLITUDE.tif (gdal_translate -ot Float32 keeps the real part)'),
+        (["kernelgan", holed, str(out / "k.npy"), "--scale", "2", "--iterations", "1"],
+         "KernelGAN needs a 64×64 window without nodata and there is none: use a larger raster or an extent with fewer "
+         "nodata pixels, or a known kernel (gaussian:SIGMA, a .npy file) instead of estimating one"),
+        (["dip", empty, sr, "--scale", "2", *FAST],
+         f"{empty} has no valid pixels (everything is nodata): check its nodata value (0); where that value is data, "
+         f"remove it with gdal_edit.py -unsetnodata {empty}"),
+        (["degrade", empty, sr, "--scale", "2", "--extent", "300000,5798720,300640,5799360"],
+         f"{empty} has no valid pixels (everything is nodata): choose an extent that holds data, or check its nodata "
+         f"value (0); where that value is data, remove it with gdal_edit.py -unsetnodata {empty}"),
+        (["knitwork", source, sr, "--scale", "2", "--batch", "2"],
+         "unrecognized arguments: --batch 2; --batch applies to dip and evaluate --method dip only: the other methods "
+         "solve one tile at a time"),
+    ]
+    for argv, message in runs:
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err.splitlines()[-1] == f"internal-sr: error: {message}", argv
+    monkeypatch.setattr(raster.os, "access", lambda path, mode: False)
+    assert main(["dip", source, sr, "--scale", "2"]) == 2
+    assert capsys.readouterr().err == (
+        f"internal-sr: error: output folder {out} is not writable: choose a folder you may write in, or make it writable\n"
+    )
+    assert os.listdir(out) == []
 
 
 def test_outputs_are_geotiff_names_and_extents_may_start_with_a_minus(tmp_path, capsys):
@@ -473,7 +642,8 @@ def test_version_and_threads(tmp_path, capsys, monkeypatch):
     assert main(["dip", S2_20M, str(tmp_path / "sr.tif"), "--scale", "2", "--threads", str(wanted)]) == 130
     assert seen == [wanted] and torch.get_num_threads() == before
     assert main(["dip", S2_20M, str(tmp_path / "sr.tif"), "--scale", "2", "--threads", "0"]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == "internal-sr: error: --threads must be ≥ 1, got 0"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "internal-sr: error: --threads must be ≥ 1, got 0: give 1 or more, or leave it out for PyTorch's own choice")
     assert build_parser().parse_args(["kernelgan", "in.tif", "k.npy", "--scale", "2", "--threads", "2"]).threads == 2
 
 
@@ -524,7 +694,8 @@ def test_kernelgan_iterations_below_1_are_refused_naming_the_option(tmp_path, ca
     out = tmp_path / "sr.tif"
     argv = ["dip", source, str(out), "--scale", "2", "--kernel", "estimate", "--iterations", "600", "--kernelgan-iterations", value]
     assert main(argv) == 2
-    assert capsys.readouterr().err.strip() == f"internal-sr: error: --kernelgan-iterations must be ≥ 1, got {value}"
+    assert capsys.readouterr().err.strip() == (
+        f"internal-sr: error: --kernelgan-iterations must be ≥ 1, got {value}: give 1 or more, or leave it out for the default, 3000")
     assert not out.exists()
 
 

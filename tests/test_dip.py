@@ -241,6 +241,7 @@ def test_the_step_count_in_the_log_names_warm_starts_only_when_they_run_fewer_st
     assert DIPConfig().steps_text() == "up to 600 steps per tile (450 when warm-started)"
     assert DIPConfig(iterations=2).steps_text() == "up to 2 steps per tile"  # it said "(2 when warm-started)"
     assert DIPConfig(warm_start=False).steps_text() == "up to 600 steps per tile"
+    assert DIPConfig(iterations=1).steps_text() == "up to 1 step per tile"  # it said "up to 1 steps"
 
 
 def tilted_plane(n: int, ripple: float = 0.0) -> np.ndarray:

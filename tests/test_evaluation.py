@@ -323,7 +323,7 @@ def undefined_everywhere_alike(e, log: Log, json_path) -> dict:
     table, page = report.text_table(e).splitlines(), report.render_html(e)
     assert saved["undefined_notes"] == e.undefined_notes
     for note in e.undefined_notes:
-        assert note in log.lines and f"{note}." in table and f"<p>{html.escape(note)}.</p>" in page
+        assert f"{note}." in log.lines and f"{note}." in table and f"<p>{html.escape(note)}.</p>" in page
     for s, row, line in zip(e.scores, saved["scores"], table[1:]):
         cells = line.removeprefix(s.label).split()
         for (metric, value), cell in zip(s.overall.items(), cells):
@@ -724,7 +724,7 @@ def test_bands_of_different_units_get_no_overall_score_that_would_mix_them(tmp_p
     assert all(s["overall"][m] is None and m not in s["infinite"] for s in saved["scores"] for m in metrics.POOLED_METRICS)
     assert one.as_dict()["mixed_units"] is False and one.as_dict()["mixed_units_note"] is None
     page = report.render_html(mixed)
-    assert note in log.lines and html.escape(note) in page and f"{note}." in report.text_table(mixed)
+    assert f"{note}." in log.lines and html.escape(note) in page and f"{note}." in report.text_table(mixed)
     assert "strongest baseline (lowest ERGAS)" in page  # not by the RMSE not given
     assert "not given" not in report.text_table(one) and "not given" not in report.render_html(one)
 

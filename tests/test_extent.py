@@ -320,6 +320,28 @@ def test_cli_extent_for_dip_and_degrade(tmp_path, capsys) -> None:
     assert "XMIN,YMIN,XMAX,YMAX" in capsys.readouterr().err
 
 
+def test_an_extent_reaching_past_the_raster_is_logged_as_clipped_and_degrade_logs_the_blocks_it_writes(tmp_path, capsys) -> None:
+    """``dip --extent`` reaching past the raster logged only the columns and rows it kept, so a user could not tell
+    their area was clipped; ``degrade --scale 5`` logged rows 30–63 and wrote rows 30–59, the partial block at the
+    raster's edge left out. The log now says the extent was clipped to the raster, and what degrade writes."""
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :64, :64],
+                          transform=Affine(20.0, 0, 331360.0, 0, -20.0, 5820040.0))  # x 331360–332640, y 5818760–5820040
+    clipped = ("the extent x 331960–333000, y 5818000–5819440 reaches past the raster, which covers x 331360–332640, "
+               "y 5818760–5820040, and was clipped to it")
+    extent = ["--extent", "331960,5818000,333000,5819440"]
+    assert cli(["dip", source, str(tmp_path / "sr.tif"), "--scale", "3", "--iterations", "1", *extent]) == 0
+    assert f"extent: input columns 30–63, rows 30–63 (34×34 pixels); {clipped}\n" in capsys.readouterr().err
+    low = str(tmp_path / "low.tif")
+    assert cli(["degrade", source, low, "--scale", "5", *extent]) == 0
+    assert (f"extent: input columns 30–59, rows 30–59 (30×30 pixels), in whole 5×5 blocks (the partial block at the "
+            f"raster's edge is left out); {clipped}\n") in capsys.readouterr().err
+    with rasterio.open(low) as dst:
+        assert (dst.width, dst.height) == (6, 6) and dst.transform == Affine(100.0, 0, 331960.0, 0, -100.0, 5819440.0)
+    inside = "332000,5819000,332200,5819200"  # inside the raster, snapped outward to whole blocks: nothing to add
+    assert cli(["degrade", source, str(tmp_path / "inside.tif"), "--scale", "5", "--extent", inside]) == 0
+    assert "extent: input columns 30–44, rows 40–54 (15×15 pixels)\n" in capsys.readouterr().err
+
+
 def test_degrade_extent_snaps_to_the_low_resolution_pixels_of_a_whole_raster_run(tmp_path) -> None:
     # the extent's whole pixels are columns 11–42, rows 21–52: odd offsets, inside 2 × 2 blocks of the
     # whole raster's decimation, so the output starts at column 10, row 20 and mosaics with other runs

@@ -374,6 +374,32 @@ def _gaussian_on_its_central_tap(half: int = 3) -> np.ndarray:
     return np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / 2.0)
 
 
+def test_a_kernel_file_not_summing_to_one_is_normalised_and_said_in_the_log(tmp_path, capsys):
+    """``np.ones((5, 5))`` (taps summing to 25) was divided by 25 on load without a word, where a move of its
+    centre was logged: the log says it was normalised, in every run that reads a kernel file (once each), and a
+    kernel summing to 1 is loaded without that line."""
+    from helpers import S2_20M, read, write_raster
+
+    from internal_sr.core import pipeline
+
+    ones, unit = str(tmp_path / "ones.npy"), str(tmp_path / "unit.npy")
+    np.save(ones, np.ones((5, 5)))
+    np.save(unit, np.full((5, 5), 1 / 25, dtype=np.float32))
+    normalised = f"kernel file {ones}: its taps sum to 25, not 1, and were divided by that sum"
+    assert make_kernel(ones, 3).given_sum == pytest.approx(25) and make_kernel(unit, 3).given_sum == pytest.approx(1)
+    image = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :48, :48])
+    result = pipeline.degrade(image, str(tmp_path / "lr.tif"), 3, ones)
+    assert sum(m.startswith(normalised) for m in result.messages) == 1
+    result = pipeline.degrade(image, str(tmp_path / "lr.tif"), 2, ones)  # moved onto the block centre too: both said
+    assert [m.split(":")[1].strip()[:20] for m in result.messages if m.startswith(f"kernel file {ones}")] == [
+        "its taps sum to 25, ", "its centre of mass w"]
+    assert not any("kernel file" in m for m in pipeline.degrade(image, str(tmp_path / "lr.tif"), 3, unit).messages)
+    assert main(["evaluate", image, "--scale", "3", "--method", "bicubic", "--kernel", ones]) == 0
+    assert capsys.readouterr().err.count(normalised) == 1
+    assert main(["dip", image, str(tmp_path / "sr.tif"), "--scale", "3", "--kernel", ones, "--iterations", "1"]) == 0
+    assert capsys.readouterr().err.count(normalised) == 1
+
+
 def test_a_kernel_file_off_the_block_centre_is_moved_onto_it_and_said_in_the_log(tmp_path):
     """A Gaussian centred on its central tap, used at ×2, is half a fine pixel off the block centre: it is
     moved onto it on load, so a ramp degrades to its block centres (it came back half a pixel off before);

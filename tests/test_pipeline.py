@@ -210,6 +210,33 @@ def test_a_tile_that_diverged_in_a_batch_with_a_tile_of_no_valid_pixel_is_the_on
     assert str(error.value).startswith("tile 3 of 4 (columns 43–74, rows 0–31 of the tiled area): DIP: the training loss")
 
 
+def test_a_nodata_value_the_data_type_cannot_hold_is_named_in_the_log(tmp_path, capsys):
+    """A UInt16 raster declaring nodata −9999 lost it without a word (rasterio reports none). No pixel can hold it,
+    so none is masked: the log says so, and the output declares no nodata value (NaN as any Float32 output)."""
+    import rasterio.shutil
+
+    tif = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :32, :32])
+    vrt = str(tmp_path / "in.vrt")
+    rasterio.shutil.copy(tif, vrt, driver="VRT")
+    with open(vrt) as f:
+        text = f.read()
+    with open(vrt, "w") as f:
+        f.write(text.replace("<ColorInterp>", "<NoDataValue>-9999</NoDataValue><ColorInterp>", 1))
+    with rasterio.open(vrt) as src:
+        assert src.nodata is None  # as GDAL declares it, but rasterio drops it
+    warning = (f"warning: {vrt} declares nodata -9999, which its data type uint16 cannot hold (0 to 65535): no pixel holds "
+               "it, so none is masked, and no raster written carries it; to mask pixels, declare a value in range "
+               f"(gdal_edit.py -a_nodata VALUE {vrt})")
+    for options, nodata in (([], None), (["--float32"], "nan")):
+        out = str(tmp_path / f"low{len(options)}.tif")
+        assert cli(["degrade", vrt, out, "--scale", "2", *options]) == 0
+        assert capsys.readouterr().err.count(warning + "\n") == 1
+        with rasterio.open(out) as dst:
+            assert str(dst.nodata) == str(nodata) and (dst.read_masks() == 255).all()
+    assert cli(["degrade", tif, str(tmp_path / "plain.tif"), "--scale", "2"]) == 0
+    assert "declares nodata" not in capsys.readouterr().err
+
+
 def test_no_georeferencing_still_works_with_a_warning(tmp_path):
     result = run_dip(S2_10M, tmp_path / "sr.tif", io=IOOptions(bands=(1,)))
     assert any("has no georeferencing" in m for m in result.messages)

@@ -98,7 +98,7 @@ def test_output_is_checked_before_the_run_as_the_toolbox_passes_it(tmp_path) -> 
     target, guide = pair(tmp_path)
     algorithm = QgsApplication.processingRegistry().createAlgorithmById("internal_sr:guided_dip")
     for output, expected in (
-        (str(tmp_path / "missing" / "sharp.tif"), f"output folder {tmp_path / 'missing'} does not exist"),
+        (str(tmp_path / "missing" / "sharp.tif"), f"output folder {tmp_path / 'missing'} does not exist: create it, or choose another folder"),
         (guide, f"output {guide} is the input: choose another output path"),
     ):
         parameters = {"INPUT": target, "GUIDE": guide, **FAST, "OUTPUT": QgsProcessingOutputLayerDefinition(output)}

@@ -120,7 +120,7 @@ def test_report_in_a_missing_folder_is_refused_before_the_estimation(tmp_path) -
     with pytest.raises(QgsProcessingException) as error:
         processing.run("internal_sr:kernelgan", {"INPUT": crop(str(tmp_path / "in.tif"), 96), **FAST, "OUTPUT": kernel,
                                                  "OUTPUT_HTML": report})
-    assert user_message(error.value) == f"output folder {tmp_path / 'missing'} does not exist"
+    assert user_message(error.value) == f"output folder {tmp_path / 'missing'} does not exist: create it, or choose another folder"
     assert not os.path.exists(kernel)
 
 

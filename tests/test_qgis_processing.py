@@ -249,7 +249,8 @@ def test_model_degrade_then_dip_returns_to_the_input_grid(tmp_path) -> None:
 
 @pytest.mark.parametrize(("values", "refusal"), [
     ({"SCALE": 2.5}, "Scale factor (SCALE) must be an integer, got 2.5"),
-    ({"SCALE": 2, "BANDS": [1], "NODATA": True}, "{input} has no valid pixels (everything is nodata)"),
+    ({"SCALE": 2, "BANDS": [1], "NODATA": True}, "{input} has no valid pixels (everything is nodata): check its nodata value "
+     "(0); where that value is data, remove it with gdal_edit.py -unsetnodata {input}"),
 ], ids=["checked-values", "run"])
 def test_a_model_steps_refusal_reaches_the_models_feedback(tmp_path, values, refusal) -> None:
     """A model runs its steps without their ``checkParameterValues`` (QGIS 3.22): a SCALE of 2.5 (from a model input,
@@ -483,8 +484,9 @@ def test_integers_beyond_32_bits_are_refused_not_read_as_zero(crop64: str, tmp_p
 @pytest.mark.parametrize(
     ("parameters", "expected"),
     [
-        ({"TILE_SIZE": 16, "OVERLAP": 8}, "tile size 16 is too small for the tile overlap of 8 pixels, which must be less than "
-         "half the tile: lower it with Tile overlap (OVERLAP) to 7 or less, or use Tile size (TILE_SIZE) 17 or more"),
+        ({"TILE_SIZE": 20, "OVERLAP": 16}, "tile size 20 is too small for Deep Image Prior (DIP) (at least 32 input pixels at "
+         "×2 with depth 5) and for the tile overlap of 16 pixels, the default, which must be less than half the tile: use Tile "
+         "size (TILE_SIZE) 33 or more"),
         ({"OUTPUT": "MISSING_FOLDER"}, "does not exist"),  # refused by the engine at run time
     ],
 )
@@ -809,7 +811,7 @@ def test_output_definitions_from_the_toolbox_are_checked_before_the_run(crop64: 
     ok, message = check("kernelgan", {"INPUT": crop64, "DEVICE": "cpu", "OUTPUT": str(tmp_path / "k.npy ")})
     assert not ok and message == f"kernel file '{tmp_path / 'k.npy '}' ends in blank space after its extension: remove it"
     ok, message = check("degrade", output(str(tmp_path / "missing" / "out.tif")))
-    assert not ok and message == f"output folder {tmp_path / 'missing'} does not exist"
+    assert not ok and message == f"output folder {tmp_path / 'missing'} does not exist: create it, or choose another folder"
     ok, message = check("dip", {**output(crop64), "OUTPUT": crop64})  # a plain string, as in scripts
     assert not ok and message == f"output {crop64} is the input: choose another output path"
     (tmp_path / "ortho.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # another raster named ortho, and its world file

@@ -92,10 +92,14 @@ def test_plan_for_small_image_is_one_tile():
 
 
 def test_bad_tile_options():
+    """A tile's size is checked by the method it is for (``TileOptions.check_size``), its batch and overlap alone."""
+    for tiles in (TileOptions(8, 2), TileOptions(64, 32)):
+        with pytest.raises(InputError):
+            KnitworkConfig(tiles=tiles)
     with pytest.raises(InputError):
-        TileOptions(8, 2)
+        TileOptions(64, -1)
     with pytest.raises(InputError):
-        TileOptions(64, 32)
+        TileOptions(64, 16, batch=-1)
 
 
 def test_cancellation_between_tiles():
