@@ -647,6 +647,26 @@ def test_version_and_threads(tmp_path, capsys, monkeypatch):
     assert build_parser().parse_args(["kernelgan", "in.tif", "k.npy", "--scale", "2", "--threads", "2"]).threads == 2
 
 
+def test_degrade_takes_threads_and_a_cpu_run_warns_when_the_cpus_are_busy(tmp_path, capsys, monkeypatch):
+    """``degrade`` blurs in PyTorch, so it takes ``--threads`` like the other commands; a run on the CPU says when the
+    load average leaves its threads no idle core (``busy_cpus_note``, naming ``--threads``), and not when it is idle."""
+    import os
+
+    import torch
+
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :32, :32])
+    threads = max(2, torch.get_num_threads())
+    monkeypatch.setattr(os, "getloadavg", lambda: (1000.0, 1000.0, 1000.0))
+    assert main(["degrade", source, str(tmp_path / "lr.tif"), "--scale", "2", "--threads", str(threads)]) == 0
+    assert "warning: the CPUs are busy (load 1000.0" in capsys.readouterr().err
+    assert main(["dip", source, str(tmp_path / "sr.tif"), "--scale", "2", "--iterations", "1", "--device", "cpu",
+                 "--threads", str(threads)]) == 0
+    assert "--threads to 1" in capsys.readouterr().err
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert main(["degrade", source, str(tmp_path / "lr2.tif"), "--scale", "2", "--threads", str(threads)]) == 0
+    assert "CPUs are busy" not in capsys.readouterr().err
+
+
 def test_options_a_command_ignores_are_named(tmp_path, capsys):
     """--kernelgan-iterations without --kernel estimate, and --iterations for method bicubic, change nothing:
     the run says so instead of ignoring them silently."""
