@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def threads(p: argparse.ArgumentParser) -> None:
         p.add_argument("--threads", type=int, help="CPU threads PyTorch uses (default: its own choice, OMP_NUM_THREADS "
-                       "or the cores; on a busy machine 1 is often faster: the log warns when the CPUs look busy)")
+                       "or the cores; on a busy machine 1 is often faster)")
 
     def batch(p: argparse.ArgumentParser, when: str, default: int | None) -> None:
         p.add_argument("--batch", type=int, default=default,
@@ -362,24 +362,7 @@ def _threads(count: int | None) -> Iterator[None]:
 def run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
     """Run the command; returns the lines to print once its files are in place."""
     with _threads(getattr(args, "threads", None)):
-        _busy_cpus(args, progress)
         return _run(args, progress)
-
-
-def _busy_cpus(args: argparse.Namespace, progress: TerminalProgress) -> None:
-    """Warn through ``progress`` when the CPUs look too busy for the run's PyTorch threads
-    (``core.device.busy_cpus_note``), for a command that runs on the CPU: ``degrade``, and those whose ``--device``
-    resolves to it."""
-    if not hasattr(args, "threads"):
-        return
-    import torch
-
-    from .device import busy_cpus_note, resolve_device
-
-    if resolve_device(getattr(args, "device", "cpu")).type == "cpu":
-        note = busy_cpus_note(torch.get_num_threads(), "--threads")
-        if note is not None:
-            progress.info(note)
 
 
 def _run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
