@@ -481,8 +481,12 @@ class DIPConfig(InternalLearningConfig):
         return "too small for Deep Image Prior (DIP)", f"input pixels at ×{self.scale} with depth {self.depth}"
 
 
-#: Values of ``KernelGANConfig.orientation``.
-ORIENTATIONS = ("spectrum", "kernelgan")
+#: Values of ``KernelGANConfig.orientation``, each with the kernel it writes in words (a kernel file's record).
+ORIENTATION_WORDS = {
+    "spectrum": "the Gaussian of KernelGAN's size elongated and turned as the image's power spectrum reads",
+    "kernelgan": "KernelGAN's own kernel",
+}
+ORIENTATIONS = tuple(ORIENTATION_WORDS)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,10 @@ class Window:
         r1 = min(height, -(-(self.row_off + self.height) // block) * block)
         return Window(c0, r0, c1 - c0, r1 - r0)
 
+    def as_dict(self) -> dict[str, int]:
+        """The window for a JSON record: ``col_off``, ``row_off``, ``width``, ``height``."""
+        return {"col_off": self.col_off, "row_off": self.row_off, "width": self.width, "height": self.height}
+
     def describe(self) -> str:
         """The window for a log line: ``columns 10–19, rows 0–4 (10×5 pixels)``."""
         return (

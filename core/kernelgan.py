@@ -44,13 +44,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .anisotropy import SpectralAnisotropy, clean_windows, oriented_width, spectral_anisotropy, varied_windows, window_sums
-from .config import InternalLearningConfig, IOOptions, KernelGANConfig, as_paths, collapsed_size, count_words
+from .config import ORIENTATION_WORDS, InternalLearningConfig, IOOptions, KernelGANConfig, as_paths, collapsed_size, count_words
 from .degradation import Degradation
 from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .kernels import (
-    Kernel, KernelWidth, anisotropic_gaussian, check_kernel_outputs, file_kernel_centre, kernel_files, kernel_width, make_kernel,
-    recentre, save_kernel_file,
+    Kernel, KernelWidth, anisotropic_gaussian, check_kernel_outputs, file_kernel_centre, kernel_files, kernel_origin, kernel_width,
+    make_kernel, recentre, save_kernel_file,
 )
 from .normalise import BandScaling
 from .optimise import adam, optimise
@@ -490,9 +490,14 @@ def estimate_kernel_file(
         bands = band_labels(info.bands, info.descriptions)
         names = [f"{band} of {input_path}" for band in bands] if config.per_band else [input_path]
         estimates = estimate_kernels(data, valid, config, recorder, names)
+        area = file_window(info, window)
+        kernel_bands = [[band] for band in info.bands] if config.per_band else [list(info.bands)]
         with staged(files) as group:
-            for path, estimate in zip(paths, estimates):
-                save_kernel_file(path, estimate.kernel, config.scale, files=group)
+            for path, estimate, name, used in zip(paths, estimates, names, kernel_bands):
+                source = (f"estimated by KernelGAN ×{config.scale} ({count_words(estimate.steps, 'step')}, seed {config.seed}, "
+                          f"{ORIENTATION_WORDS[config.orientation]}) on {name}: {estimate.describe()}")
+                origin = kernel_origin(source, input_path, used, area, info.grid.width, info.grid.height)
+                save_kernel_file(path, estimate.kernel, config.scale, files=group, origin=origin)
         labels = [f"band {band}" for band in info.bands] if config.per_band else ["kernel"]
         for path, estimate, label in zip(paths, estimates, labels):
             recorder.info(f"{label}: {estimate.kernel.shape[0]}×{estimate.kernel.shape[0]} taps, {estimate.describe()} → {path}")

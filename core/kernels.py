@@ -40,6 +40,7 @@ import numpy as np
 
 from .config import FIXED_KERNELS, GAUSSIAN_TERM, SENTINEL2_KERNEL, area_name, either, size_remedy
 from .errors import InputError
+from .grid import Window
 
 if TYPE_CHECKING:
     from .raster import StagedFiles
@@ -501,14 +502,24 @@ def kernel_preview_path(path: str) -> str:
     return os.path.splitext(path)[0] + ".png"
 
 
+def kernel_origin(source: str, input_path: str, bands: Sequence[int], window: Window | None, width: int, height: int) -> dict[str, object]:
+    """What a kernel file's record says of where an estimated or learned kernel comes from (``save_kernel_file``):
+    ``source`` (in words, how it was made), ``input`` (the raster's absolute path), ``bands`` (1-based raster bands)
+    and ``window`` (the file pixels it was made on: ``col_off``, ``row_off``, ``width``, ``height``; ``window``
+    ``None``: the whole ``width × height`` raster)."""
+    area = window if window is not None else Window(0, 0, width, height)
+    return {"source": source, "input": os.path.abspath(input_path), "bands": [int(b) for b in bands], "window": area.as_dict()}
+
+
 def save_kernel_file(
-    path: str, kernel: np.ndarray, scale: int, preview_pixels: int = 208, files: StagedFiles | None = None, source: str = ""
+    path: str, kernel: np.ndarray, scale: int, preview_pixels: int = 208, files: StagedFiles | None = None,
+    origin: dict[str, object] | None = None,
 ) -> str:
     """Save a 2-D kernel for ``scale`` as a float32 ``.npy`` summing to 1, its scale record and a PNG preview.
 
     Returns the preview's path. The ``.npy``, the record (``kernel_record_path``: JSON with ``scale``, ``centre``
-    (on the block centre, or how far off it: ``off_centre``) and, when given, ``source``: what the kernel is, e.g.
-    how a learned one was made) and the preview (``path`` with ``.png``: the kernel's non-negative taps, white = the
+    (on the block centre, or how far off it: ``off_centre``) and, when given, ``origin`` (``kernel_origin``: how
+    the kernel was made, from which raster, bands and pixels) and the preview (``path`` with ``.png``: the kernel's non-negative taps, white = the
     largest, each tap a square block, about ``preview_pixels`` wide) are written to temporary files and moved into
     place together, with the run's other files when ``files`` (``core.raster.StagedFiles``) is given.
     """
@@ -522,13 +533,11 @@ def save_kernel_file(
     np.save(buffer, (k / k.sum()).astype(np.float32))
     off = off_centre(k, scale)
     centre = f"{off}: moved onto it when loaded" if off else "centre of mass on the block centre"
-    record = {"scale": int(scale), "centre": f"{centre} (core.kernels.file_kernel_centre)"}
-    if source:
-        record["source"] = source
+    record = {"scale": int(scale), "centre": f"{centre} (core.kernels.file_kernel_centre)", **(origin or {})}
     png = kernel_preview_path(path)
     with staged(files) as group:
         group.write(path, buffer.getvalue())
-        group.write(kernel_record_path(path), (json.dumps(record, indent=1) + "\n").encode())
+        group.write(kernel_record_path(path), (json.dumps(record, indent=1, ensure_ascii=False) + "\n").encode())
         group.write(png, png_bytes(kernel_preview(k, preview_pixels)))
     return png
 

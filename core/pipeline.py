@@ -23,8 +23,8 @@ from .device import describe, resolve_device, seeded
 from .errors import InputError, NonFiniteLoss
 from .grid import Grid, Window
 from .kernels import (
-    Kernel, check_kernel_fits, check_kernel_outputs, file_taps, kernel_files, kernel_record_path, kernel_width, make_kernel, off_centre,
-    loading_notes, save_kernel_file,
+    Kernel, check_kernel_fits, check_kernel_outputs, file_taps, kernel_files, kernel_origin, kernel_record_path, kernel_width,
+    loading_notes, make_kernel, off_centre, save_kernel_file,
 )
 from .normalise import BandScaling, array_constants, exact_float, hold_constants, real_image
 from .progress import DONE, NullProgress, Progress, check_cancelled
@@ -579,7 +579,8 @@ def super_resolve(
                         solve, recorder, constants, solve.many, group)
             if kernel_path is not None:
                 learned = learned_kernel(recorder.kernels, config.scale)
-                save_kernel_file(kernel_path, learned.taps, config.scale, files=group, source=learned.source)
+                origin = kernel_origin(learned.source, input_path, info.bands, info.window, info.grid.width, info.grid.height)
+                save_kernel_file(kernel_path, learned.taps, config.scale, files=group, origin=origin)
                 recorder.info(f"learned kernel: {learned.describe()} → {kernel_path} ({learned.source})")
 
         result = recorder.write_output(output_path, device, method_name(config), write, [input_path], [config.kernel], files)

@@ -359,6 +359,28 @@ def test_cli_kernelgan_writes_kernel_preview_and_width(tmp_path, capsys):
     assert "input pixels, major axis at" in capsys.readouterr().err
 
 
+def test_a_kernels_record_names_the_raster_bands_and_pixels_it_was_estimated_on(tmp_path, capsys):
+    """The record beside a kernel file held only its scale and centring: ``kp_band3.npy`` alone did not say which
+    raster, band or area it was estimated on, nor how. It now names the raster (absolute path), the 1-based bands,
+    the file pixels (the extent's window, or the whole raster) and, in words, KernelGAN's scale, steps, seed and the
+    kernel shape written, as a kernel Neural Knitworks learns names its own."""
+    import json
+
+    out = tmp_path / "k.npy"
+    extent = ["--extent", "16,0,80,64"]  # pixel coordinates (x = column, y = row): the crop has no georeferencing
+    assert main(["kernelgan", S2_10M, str(out), "--scale", "2", "--bands", "2,3", "--per-band", *extent, "--iterations", "2"]) == 0
+    capsys.readouterr()
+    record = json.loads((tmp_path / "k_band3.npy.json").read_text(encoding="utf-8"))
+    assert record["input"] == os.path.abspath(S2_10M) and record["bands"] == [3] and record["scale"] == 2
+    assert record["window"] == {"col_off": 16, "row_off": 0, "width": 64, "height": 64}
+    assert record["source"].startswith(f"estimated by KernelGAN ×2 (2 steps, seed 0, the Gaussian of KernelGAN's size elongated "
+                                       f"and turned as the image's power spectrum reads) on band 3 (B2) of {S2_10M}: σ ")
+    assert main(["kernelgan", S2_10M, str(out), "--scale", "2", "--orientation", "kernelgan", "--iterations", "2"]) == 0
+    record = json.loads((tmp_path / "k.npy.json").read_text(encoding="utf-8"))
+    assert record["bands"] == [1, 2, 3, 4] and record["window"] == {"col_off": 0, "row_off": 0, "width": 128, "height": 128}
+    assert "seed 0, KernelGAN's own kernel) on " in record["source"]
+
+
 def test_cli_orientation_chooses_the_spectrum_or_kernelgans_own_kernel(tmp_path, capsys):
     paths = {}
     for orientation in ("spectrum", "kernelgan"):

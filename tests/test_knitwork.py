@@ -509,6 +509,8 @@ def test_the_learned_kernel_is_kept_beside_the_output_and_its_width_logged(tmp_p
     np.testing.assert_allclose(saved, applied[:-1, :-1], rtol=0, atol=1e-7)
     record = json.loads((tmp_path / "sr.tif.kernel.npy.json").read_text())
     assert record["scale"] == 2 and record["source"].startswith("learned by Neural Knitworks on one tile")
+    assert record["input"] == source and record["bands"] == [1, 2, 3, 4]  # where it was learnt (kernels.kernel_origin)
+    assert record["window"] == {"col_off": 0, "row_off": 0, "width": 32, "height": 32}
     width, off = kernel_width(saved.astype(np.float64), 2), off_centre(saved, 2)
     (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("learned kernel: ")]
     assert line.startswith(f"learned kernel: 13×13 taps, σ {width.major:.2f} × {width.minor:.2f} input pixels, major axis at "
