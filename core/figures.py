@@ -142,53 +142,68 @@ def running_mean(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[ends] - sums[starts]) / (ends - starts)
 
 
+#: The y axis's name in a loss figure: each method's objective on values normalised per band (``core.normalise``).
+LOSS_AXIS = "training loss, no unit (bands normalised)"
+
+
 def loss_curve(curves: list[np.ndarray], method: str, smooth: int = 25, size: tuple[int, int] = (720, 400)) -> np.ndarray:
     """Plot a ``method``'s training-loss curves (one per tile, one value per step) on a log axis; ``(H, W, 3)`` uint8.
 
-    Each curve is drawn raw in light blue and as its running mean over ``smooth`` steps in dark blue,
-    so a user can see whether the loss was still falling when the run stopped.
+    Each curve is drawn raw in light blue and as its running mean over ``smooth`` steps in dark blue, as the legend
+    under the title says, so a user can see whether the loss was still falling when the run stopped. Steps are
+    counted from 1, so a run of N steps ends at the tick N; the y axis is named (``LOSS_AXIS``).
     """
     width, height = size
-    left, right, top, bottom = 70, 20, 34, 46
+    left, right, top, bottom = 84, 20, 50, 46
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
-    draw.text((left, 10), f"{method}: training loss per step, {len(curves)} tile(s) (log scale)", fill="black", font=font)
+    draw.text((left, 8), f"{method}: training loss per step, {len(curves)} tile(s) (log scale)", fill="black", font=font)
     values = [np.asarray(c, dtype=np.float64) for c in curves]
     positive = [np.where(c > 0, c, np.nan) for c in values]
     positive = [c for c in positive if np.isfinite(c).any()]  # a curve of zeros (a flat tile) has no point on a log axis
     if not positive:
         draw.text((left, height // 2), _no_curve_text(values), fill="black", font=font)
         return np.asarray(image)
+    legend = [((170, 200, 240), "loss at each step"), ((20, 60, 160), f"mean of the last {smooth} steps")]
+    x = left
+    for colour, words in legend:
+        draw.line([(x, 30), (x + 20, 30)], fill=colour, width=2)
+        draw.text((x + 26, 24), words, fill="black", font=font)
+        x += 26 + draw.textlength(words, font=font) + 24
     y_low, y_high = math.log10(min(np.nanmin(c) for c in positive)), math.log10(max(np.nanmax(c) for c in positive))
     if y_high - y_low < 1e-6:
         y_low, y_high = y_low - 0.5, y_high + 0.5
     steps = max(len(c) for c in positive)
 
     def x_of(step: np.ndarray | float) -> np.ndarray | float:
-        return left + step / max(steps - 1, 1) * (width - left - right)
+        return left + (step - 1) / max(steps - 1, 1) * (width - left - right)
 
     def y_of(exponent: np.ndarray | float) -> np.ndarray | float:
         return top + (y_high - exponent) / (y_high - y_low) * (height - top - bottom)
 
     def xy(loss: np.ndarray) -> list[tuple[float, float]]:
-        x, y = x_of(np.arange(len(loss))), y_of(np.log10(loss))
+        x, y = x_of(np.arange(1, len(loss) + 1)), y_of(np.log10(loss))
         return [(float(a), float(b)) for a, b in zip(x, y) if np.isfinite(b)]
 
     for exponent, label in _log_ticks(y_low, y_high):
         y = y_of(exponent)
         draw.line([(left, y), (width - right, y)], fill=(225, 225, 225))
-        draw.text((4, y - 6), label, fill="black", font=font)
-    for step in _ticks(0, steps - 1, least=1):  # whole steps only
+        draw.text((18, y - 6), label, fill="black", font=font)
+    axis = Image.new("RGB", (int(draw.textlength(LOSS_AXIS, font=font)) + 2, 12), "white")
+    ImageDraw.Draw(axis).text((1, 0), LOSS_AXIS, fill="black", font=font)
+    axis = axis.rotate(90, expand=True)
+    image.paste(axis, (2, int(top + (height - top - bottom - axis.height) / 2)))
+    for step in _ticks(1, steps, least=1):  # whole steps, counted from 1
         x = x_of(step)
         draw.line([(x, height - bottom), (x, height - bottom + 4)], fill="black")
         draw.text((x - 8, height - bottom + 6), f"{int(step)}", fill="black", font=font)
     draw.rectangle([(left, top), (width - right, height - bottom)], outline="black")
     draw.text((width // 2 - 30, height - 18), "step", fill="black", font=font)
     for curve in positive:
-        draw.line(xy(curve), fill=(170, 200, 240), width=1)
+        draw.line(xy(curve), fill=legend[0][0], width=1)
     for curve in positive:
-        draw.line(xy(running_mean(np.nan_to_num(curve, nan=np.nanmin(curve)), smooth)), fill=(20, 60, 160), width=2)
+        draw.line(xy(running_mean(np.nan_to_num(curve, nan=np.nanmin(curve)), smooth)), fill=legend[1][0], width=2)
     return np.asarray(image)
 
 

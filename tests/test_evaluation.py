@@ -584,6 +584,24 @@ def test_the_step_axis_has_whole_steps_only(steps):
     assert len(ticks) == steps
 
 
+def test_a_loss_figure_counts_steps_from_1_and_names_its_axis_and_curves(monkeypatch):
+    """A 10-step run was drawn on steps 0–9, its last tick labelled 8, so the figure read as fewer steps than the log
+    gave; nothing said what the light and the dark curves were, nor what the y axis held. Steps now run 1–N (the last
+    point on the tick N at the frame's right edge) and the figure names its y axis and both curves."""
+    from PIL import ImageDraw
+
+    from internal_sr.core.figures import LOSS_AXIS
+
+    texts: list[tuple[float, str]] = []
+    draw_text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, text, *a, **k: (texts.append((xy[0], text)), draw_text(self, xy, text, *a, **k)))
+    image = loss_curve([np.geomspace(1.0, 0.1, 10)], "test")
+    drawn = [text for _, text in texts]
+    assert {"loss at each step", "mean of the last 25 steps", LOSS_AXIS} <= set(drawn)
+    steps = {text: x + 8 for x, text in texts if text.isdigit() and x > 60}  # 8 px left of its tick, right of the loss labels
+    assert "0" not in steps and steps["10"] == pytest.approx(image.shape[1] - 20) and min(map(int, steps)) == 2
+
+
 def test_a_loss_figure_says_steps_ran_when_none_can_be_drawn():
     """Steps whose losses are all infinite or NaN, or all 0, are said to have run (the figure used to say that
     no optimisation step was run), and differently from a run without steps."""
