@@ -79,6 +79,13 @@ def as_paths(*paths: str | os.PathLike[str] | None) -> tuple[Any, ...]:
     return tuple(None if path is None else os.fsdecode(path) for path in paths)
 
 
+def recorded_path(path: str) -> str:
+    """``path`` as a record names a dataset read (a kernel file's record, the evaluation's JSON and report): a file's
+    absolute path, so that the record still names it read from elsewhere; any other GDAL dataset name (``/vsizip/…``,
+    ``NETCDF:a.nc:var``) as given."""
+    return os.path.abspath(path) if os.path.isfile(path) else path
+
+
 #: The largest integer QGIS's integer parameters (read as a C ``int``) and Qt's spin boxes hold: the front ends'
 #: integer settings stay within it, and a seed, which every front end takes, is refused beyond it.
 INT32_MAX = 2**31 - 1

@@ -36,6 +36,7 @@ from .config import (
     TileOptions,
     as_paths,
     check_scale,
+    recorded_path,
     size_remedy,
     size_subject,
 )
@@ -166,7 +167,7 @@ class Evaluation:
     ``None`` when a band declares none).
     """
 
-    input_path: str
+    input_path: str  # as the JSON and the report name it (``config.recorded_path``: a file's absolute path)
     method: str
     scale: int
     kernel: str
@@ -644,7 +645,7 @@ def evaluate(
     reference, low = physical_values(reference, info), physical_values(low, info)
     estimates = {label: physical_values(image, info) for label, image in estimates.items()}
     e = Evaluation(
-        input_path, method, scale, config.kernel if method == "guided" else kernel, names, window, settings,
+        recorded_path(input_path), method, scale, config.kernel if method == "guided" else kernel, names, window, settings,
         _score_all(estimates, reference, scale, scored), reference, low, estimates, run, time.perf_counter() - recorder.start,
         [float(v) for v in info.scales or (1.0,) * len(names)], [float(v) for v in info.offsets or (0.0,) * len(names)],
         [unit or None for unit in info.units or (None,) * len(names)], valid, scored,

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import FIXED_KERNELS, GAUSSIAN_TERM, SENTINEL2_KERNEL, area_name, either, size_remedy
+from .config import FIXED_KERNELS, GAUSSIAN_TERM, SENTINEL2_KERNEL, area_name, either, recorded_path, size_remedy
 from .errors import InputError
 from .grid import Window
 
@@ -504,11 +504,11 @@ def kernel_preview_path(path: str) -> str:
 
 def kernel_origin(source: str, input_path: str, bands: Sequence[int], window: Window | None, width: int, height: int) -> dict[str, object]:
     """What a kernel file's record says of where an estimated or learned kernel comes from (``save_kernel_file``):
-    ``source`` (in words, how it was made), ``input`` (the raster's absolute path), ``bands`` (1-based raster bands)
+    ``source`` (in words, how it was made), ``input`` (the raster: ``config.recorded_path``), ``bands`` (1-based raster bands)
     and ``window`` (the file pixels it was made on: ``col_off``, ``row_off``, ``width``, ``height``; ``window``
     ``None``: the whole ``width × height`` raster)."""
     area = window if window is not None else Window(0, 0, width, height)
-    return {"source": source, "input": os.path.abspath(input_path), "bands": [int(b) for b in bands], "window": area.as_dict()}
+    return {"source": source, "input": recorded_path(input_path), "bands": [int(b) for b in bands], "window": area.as_dict()}
 
 
 def save_kernel_file(

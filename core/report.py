@@ -216,8 +216,8 @@ def render_html(evaluation: Evaluation) -> str:
 <html><head><meta charset="utf-8"><title>Internal SR evaluation: {html.escape(os.path.basename(e.input_path))}</title>
 <style>{STYLE}</style></head><body>
 <h1>Wald's protocol evaluation</h1>
-<p><b>{html.escape(e.input_path)}</b>, pixels {window.col_off}–{window.col_off + w - 1} × {window.row_off}–{window.row_off + h - 1}
-({w} × {h}). The image was degraded ×{e.scale} with the kernel <code>{html.escape(e.kernel)}</code>, super-resolved back to
+<p><b>{html.escape(e.input_path)}</b>, columns {window.col_off}–{window.col_off + w - 1}, rows {window.row_off}–{window.row_off + h - 1}
+({w} × {h} pixels). The image was degraded ×{e.scale} with the kernel <code>{html.escape(e.kernel)}</code>, super-resolved back to
 its own grid by each method, and compared with itself: the scores measure how well each method restores detail the
 degradation removed. Higher is better for PSNR, SSIM and SRE; lower for RMSE, SAM and ERGAS (RMSE in {html.escape(e.rmse_unit)}).
 {scaling}Overall SRE is the mean of the bands' SRE in dB, as the Sentinel-2 super-resolution literature reports it; a band whose

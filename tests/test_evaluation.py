@@ -186,6 +186,18 @@ def test_loss_curve_plots_every_tile():
     assert not ((blank[..., 2] > 120) & (blank[..., 0] < 60)).any()
 
 
+def test_the_report_and_json_name_the_raster_wherever_they_are_read_and_its_columns_and_rows(tmp_path, monkeypatch):
+    """``internal-sr evaluate in10.tif … --json out/r.json`` recorded ``"input": "in10.tif"``, which names nothing
+    once the JSON is read from elsewhere, and the page gave the area as "pixels 40–103 × 0–63" without saying which
+    range were columns. Both now name a file by its absolute path, and the page says columns and rows."""
+    path = geo_10m(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    extent = (300000.0 + 400, 5800000.0 - 480, 300000.0 + 400 + 640, 5800000.0)  # columns 40–103, rows 0–47
+    e = evaluate(os.path.basename(path), "bicubic", 2, "bicubic", io=IOOptions(extent=extent))
+    assert report.write_json(e, "r.json") is None and json.loads((tmp_path / "r.json").read_text())["input"] == path
+    assert f"<b>{path}</b>, columns 40–103, rows 0–47\n(64 × 48 pixels)" in report.render_html(e)
+
+
 def test_bicubic_only_scores_the_two_baselines(tmp_path):
     e = evaluate(geo_10m(tmp_path), "bicubic", 4, "bicubic")
     assert [s.label for s in e.scores] == [BICUBIC, BICUBIC_BP] and e.run is None
