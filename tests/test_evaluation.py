@@ -583,7 +583,7 @@ def test_the_loss_axis_is_labelled_when_the_losses_span_less_than_one_round_step
     """Losses from 0.00581 down to 0.00536 (a short run, or a loss that levelled off) hold no 1, 2 or 5 × 10ⁿ
     value: the axis gets finer round values instead of none, each label distinct."""
     image = loss_curve([np.geomspace(0.00581, 0.00536, 5)], "test")
-    labels = dark(image)[30:354, :66]  # left of the frame, between the title and the step labels
+    labels = dark(image)[44:354, 16:80]  # left of the frame, right of the axis's name, between the legend and the step labels
     rows = np.flatnonzero(labels.any(axis=1))
     assert len(rows) and len(np.flatnonzero(np.diff(rows) > 1)) + 1 >= 2  # at least two separate labels
 
