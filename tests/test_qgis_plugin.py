@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 
 import pytest
 from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer
@@ -312,6 +313,8 @@ def test_metadata_as_qgis_reads_it(tmp_path) -> None:
     assert all(general.get(field, "").strip() for field in REQUIRED_METADATA)
     assert general["name"] == "Internal SR" and general["qgisMinimumVersion"] == "3.22"
     assert general["version"] == internal_sr.__version__ == engine_version
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:  # the version pip installs the engine as
+        assert tomllib.load(f)["project"]["version"] == general["version"]
     assert general["tracker"] == general["repository"] + "/issues"
     assert general["hasProcessingProvider"] == "yes" and general["category"] == "Raster"
     assert parser.getboolean("general", "experimental") in (True, False)
