@@ -32,7 +32,7 @@ def summary_html(input_name: str, config: KernelGANConfig, result: Any) -> str:
     ]
     table = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     previews = "".join(
-        f"<figure>{html_image(kernel_preview(kernel), os.path.basename(path))}"
+        f"<figure>{html_image(kernel_preview(kernel, config.scale), os.path.basename(path))}"
         f"<figcaption>{html.escape(label)}: {html.escape(os.path.basename(path))}</figcaption></figure>"
         for path, kernel, label in zip(result.kernel_paths, result.kernels, result.labels)
     )

@@ -83,6 +83,30 @@ def enlarge(rgb: np.ndarray, factor: int) -> np.ndarray:
     return rgb.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
+def captioned(picture: np.ndarray, lines: list[str], bar: tuple[int, str] | None = None) -> np.ndarray:
+    """``picture`` ``(H, W, 3)`` uint8 above a white strip holding ``lines`` of black text (12 px each) and, where
+    given, a scale ``bar``: (its length in the picture's pixels, its label), drawn black, 2 px high, from the left
+    edge under the text. The canvas is as wide as the picture or the widest line, the picture at its left."""
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    labels = lines + ([bar[1]] if bar else [])
+    width = max([picture.shape[1], *(int(measure.textlength(line, font=font)) + 8 for line in labels)])
+    if bar:
+        width = max(width, bar[0] + int(measure.textlength(bar[1], font=font)) + 16)
+    strip = 6 + 14 * len(lines) + (16 if bar else 0)
+    image = Image.new("RGB", (width, picture.shape[0] + strip), "white")
+    image.paste(Image.fromarray(picture, "RGB"), (0, 0))
+    draw = ImageDraw.Draw(image)
+    y = picture.shape[0] + 4
+    for line in lines:
+        draw.text((4, y), line, fill="black", font=font)
+        y += 14
+    if bar:
+        draw.rectangle((0, y + 5, bar[0] - 1, y + 6), fill="black")
+        draw.text((bar[0] + 8, y), bar[1], fill="black", font=font)
+    return np.asarray(image)
+
+
 def png_bytes(rgb: np.ndarray) -> bytes:
     """Encode an ``(H, W, 3)`` uint8 image as PNG."""
     buffer = io.BytesIO()

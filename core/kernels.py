@@ -538,17 +538,25 @@ def save_kernel_file(
     with staged(files) as group:
         group.write(path, buffer.getvalue())
         group.write(kernel_record_path(path), (json.dumps(record, indent=1, ensure_ascii=False) + "\n").encode())
-        group.write(png, png_bytes(kernel_preview(k, preview_pixels)))
+        group.write(png, png_bytes(kernel_preview(k, scale, preview_pixels)))
     return png
 
 
-def kernel_preview(kernel: np.ndarray, pixels: int = 208) -> np.ndarray:
-    """A 2-D kernel's picture ``(H, W, 3)`` uint8: its non-negative taps, white = the largest, each tap a
-    square block, about ``pixels`` wide."""
+def kernel_preview(kernel: np.ndarray, scale: int, pixels: int = 208) -> np.ndarray:
+    """A 2-D kernel's picture ``(H, W, 3)`` uint8 for ``scale``: its non-negative taps, white = the largest, each tap a
+    square block, about ``pixels`` wide, captioned (``figures.captioned``) with its size in taps, what a tap is (one
+    high-resolution pixel: 1/``scale`` input pixel), its fitted Gaussian (``kernel_width``) and a bar one input pixel
+    long, so that the picture says how wide the blur is without the file's record."""
+    from .figures import captioned
+
     positive = np.clip(np.asarray(kernel, dtype=np.float64), 0, None)
     block = max(1, pixels // positive.shape[0])
     grey = np.rint(255 * positive / positive.max()).astype(np.uint8).repeat(block, 0).repeat(block, 1)
-    return np.repeat(grey[..., None], 3, axis=2)
+    rows, cols = positive.shape
+    width = kernel_width(positive, scale)
+    lines = [f"{rows} x {cols} taps at scale {scale}: a tap is 1/{scale} input pixel",  # the bitmap font has no × nor σ
+             f"Gaussian fit: sigma {width.major:.2f} x {width.minor:.2f} input pixels, major axis at {width.angle:.0f}°"]
+    return captioned(np.repeat(grey[..., None], 3, axis=2), lines, (scale * block, "1 input pixel"))
 
 
 @dataclass(frozen=True)

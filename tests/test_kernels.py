@@ -458,3 +458,19 @@ def test_kernel_files_keep_their_scale_and_refuse_another(tmp_path):
         make_kernel(path, 2)
 
 
+
+
+def test_a_kernel_preview_says_how_wide_the_blur_is():
+    """The preview drew the taps alone: a 57-tap ×4 kernel drew each tap 3 px wide with nothing saying what a tap is.
+    It is now captioned (text under the taps) with a bar one input pixel long: ``scale`` taps."""
+    from internal_sr.core.kernels import anisotropic_gaussian, kernel_preview
+
+    taps = anisotropic_gaussian(1.0, 0.5, 30.0, 4)
+    block = 208 // taps.shape[0]
+    picture = kernel_preview(taps, 4)
+    grey = picture[: taps.shape[0] * block, : taps.shape[1] * block, 0]
+    assert grey.max() == 255 and (grey[::block, ::block] == np.rint(255 * taps / taps.max())).all()
+    strip = picture[taps.shape[0] * block :]
+    assert strip.shape[0] > 30 and (strip == 0).any()  # the caption's text is drawn under the taps
+    bar = [row for row in strip[..., 0] if (row[: 4 * block] == 0).all() and (row[4 * block : 4 * block + 8] == 255).all()]
+    assert bar, "a black bar of exactly one input pixel (4 taps) under the caption"
