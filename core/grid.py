@@ -93,15 +93,12 @@ class Grid:
         gives exactly those pixels. With ``inside``, snapped inward: only the pixels the extent covers
         wholly (but for ``tolerance`` of a pixel). ``None`` when the extent and the grid share no pixel.
         """
-        xmin, ymin, xmax, ymax = extent
-        inverse = ~self.transform
-        corners = [inverse * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)]
-        cols, rows = [c for c, _ in corners], [r for _, r in corners]
+        cmin, rmin, cmax, rmax = self.pixel_span(extent)
         first, last, slack = (math.ceil, math.floor, -tolerance) if inside else (math.floor, math.ceil, tolerance)
-        c0 = max(0, first(min(cols) + slack))
-        r0 = max(0, first(min(rows) + slack))
-        c1 = min(self.width, last(max(cols) - slack))
-        r1 = min(self.height, last(max(rows) - slack))
+        c0 = max(0, first(cmin + slack))
+        r0 = max(0, first(rmin + slack))
+        c1 = min(self.width, last(cmax - slack))
+        r1 = min(self.height, last(rmax - slack))
         if c1 <= c0 or r1 <= r0:
             return None
         return Window(c0, r0, c1 - c0, r1 - r0)
@@ -109,12 +106,17 @@ class Grid:
     def reaches_past(self, extent: tuple[float, float, float, float], tolerance: float = 1e-6) -> bool:
         """Whether ``extent`` (xmin, ymin, xmax, ymax in CRS units) reaches more than ``tolerance`` of a pixel past
         this grid's edges, so that ``extent_window`` clips it (an extent drawn on the grid's edges does not)."""
+        cmin, rmin, cmax, rmax = self.pixel_span(extent)
+        return cmin < -tolerance or rmin < -tolerance or cmax > self.width + tolerance or rmax > self.height + tolerance
+
+    def pixel_span(self, extent: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """Where ``extent`` (xmin, ymin, xmax, ymax in CRS units) lies on this grid, in fractional pixels: the least
+        and greatest column and row of its four corners (cmin, rmin, cmax, rmax), unclipped."""
         xmin, ymin, xmax, ymax = extent
         inverse = ~self.transform
         corners = [inverse * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)]
         cols, rows = [c for c, _ in corners], [r for _, r in corners]
-        return (min(cols) < -tolerance or min(rows) < -tolerance or max(cols) > self.width + tolerance
-                or max(rows) > self.height + tolerance)
+        return min(cols), min(rows), max(cols), max(rows)
 
     def covering_window(self, extent: tuple[float, float, float, float], where: str, coordinates: str = "in its CRS") -> Window:
         """``extent_window(extent)``, or a one-line ``InputError`` when the extent shares no pixel with this grid:
