@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .anisotropy import SpectralAnisotropy, clean_windows, oriented_width, spectral_anisotropy, varied_windows, window_sums
-from .config import ORIENTATION_WORDS, InternalLearningConfig, IOOptions, KernelGANConfig, as_paths, collapsed_size, count_words
+from .config import KERNEL_TERM, ORIENTATION_WORDS, InternalLearningConfig, IOOptions, KernelGANConfig, as_paths, collapsed_size, count_words
 from .degradation import Degradation
 from .device import describe, resolve_device, seeded
 from .errors import InputError
@@ -517,7 +517,8 @@ def widest_kernel(config: KernelGANConfig) -> Kernel:
     ×4 (``tiling.kernel_reach``). KernelGAN's own kernels stay inside it (post-processing keeps about the
     ``keep_largest`` largest taps); the Gaussian shaped by the spectrum (``orientation="spectrum"``) of a strongly
     elongated blur may reach further (major σ over 0.9 input pixels at ×2, 1.7 at ×4), which no check can know before
-    KernelGAN has run: the run then checks its tiles against the kernel it has (README, *A wide kernel and the tiles*)."""
+    KernelGAN has run: the run then checks its tiles against the kernel it has, and a refusal keeps that kernel
+    (``keep_refused_estimate``; README, *A wide kernel and the tiles*)."""
     taps = config.kernel_size if config.scale == 2 else 3 * config.kernel_size - 2
     size = taps + 1  # the zero row and column of a file kernel at an even scale
     name = f"estimate (KernelGAN's kernels hold up to {taps}×{taps} taps at ×{config.scale})"
@@ -529,6 +530,39 @@ def estimated_kernel_path(output_path: str) -> str:
     named by the output's whole file name as its loss curve is (``core.raster.loss_curve_path``), so ``a.tif`` and
     ``a.tiff`` keep their own. Knitworks keeps the kernel it learns there too (``pipeline.learned_kernel_path``)."""
     return output_path + ".kernel.npy"
+
+
+def kept_estimate_path(output_path: str) -> str:
+    """Where a ``--kernel estimate`` run refused after KernelGAN has run keeps the kernel it estimated
+    (``keep_refused_estimate``): ``out.tif`` → ``out_kernel.npy`` beside the output, or ``out_kernel_2.npy``, ``_3`` …
+    where any of that kernel's files (``kernels.kernel_files``: kernel, scale record, preview) is already there, so that
+    no file is replaced. Not ``estimated_kernel_path``, the kernel of the output beside it, which the next run into
+    that output removes (``pipeline.remove_earlier_side_files``)."""
+    stem = os.path.splitext(output_path)[0] + "_kernel"
+    path, number = f"{stem}.npy", 1
+    while any(os.path.lexists(file) for file in kernel_files(path)):
+        number += 1
+        path = f"{stem}_{number}.npy"
+    return path
+
+
+def keep_refused_estimate(refusal: InputError, kernel_path: str, output_path: str, files: StagedFiles) -> InputError:
+    """The refusal of a ``--kernel estimate`` run whose estimated kernel its tiles or its image cannot hold (``refusal``:
+    ``pipeline.check_super_resolve``'s, known only after minutes of estimation; ``widest_kernel`` says which kernels
+    can be), with that kernel kept rather than thrown away: its files staged for ``kernel_path`` in ``files`` are copied
+    as they are (the kernel, its record of scale and origin, its preview) to ``kept_estimate_path(output_path)`` and
+    moved into place at once; the run's own group is then discarded and its output never started. The refusal names
+    the kernel by that file (not its temporary one) and says how to rerun without estimating again."""
+    kept = kept_estimate_path(output_path)
+    with staged() as group:
+        for source, target in zip(kernel_files(kernel_path), kernel_files(kept)):
+            with open(files.staged[source], "rb") as f:
+                group.write(target, f.read())
+    refused = str(refusal).replace(files.staged[kernel_path], kept)
+    return InputError(
+        f"{refused}; the kernel KernelGAN estimated is kept as {kept} (with its scale record and preview): rerun with "
+        f"{KERNEL_TERM} {kept} and the change above, which skips the estimation"
+    )
 
 
 def super_resolve_with_estimated_kernel(
@@ -543,7 +577,8 @@ def super_resolve_with_estimated_kernel(
 
     Everything is checked before KernelGAN starts, the tiles against the widest kernel it can return
     (``widest_kernel``): a tile or overlap of the user's own too small for it is refused in one line before minutes of
-    estimation. The run then chooses its tiles for the kernel estimated (``pipeline.check_super_resolve``).
+    estimation. The run then chooses its tiles for the kernel estimated (``pipeline.check_super_resolve``); where they
+    or the image cannot hold it (a strongly elongated blur), the refusal keeps the kernel (``keep_refused_estimate``).
 
     The kernel files are kept beside the output (``estimated_kernel_path``). They, the output and its loss
     curve are written to temporary files (the super-resolution reads the kernel from its own) and move into
@@ -564,6 +599,10 @@ def super_resolve_with_estimated_kernel(
             warn_fill_values=False,
         )
         staged_kernel = replace(config, kernel=files.staged[kernel_path])
+        try:  # the checks super_resolve starts with, now for the kernel estimated
+            check_super_resolve(input_path, output_path, staged_kernel, io)
+        except InputError as refusal:
+            raise keep_refused_estimate(refusal, kernel_path, output_path, files) from None
         result = super_resolve(input_path, output_path, staged_kernel, io, SubProgress(progress, 0.2, 1.0), files)
     result.messages[:0] = estimated.messages
     result.kernel_path = kernel_path

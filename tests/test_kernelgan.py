@@ -15,6 +15,7 @@ could turn a kernel (generator vs degradation, angle vs array axes) are pinned b
 no training.
 """
 
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -523,6 +524,44 @@ def test_tiles_too_small_for_kernelgans_widest_kernel_are_refused_before_it_runs
         assert main(["dip", S2_20M, str(out), "--kernel", "estimate", "--iterations", "2", *options]) == 2
         assert capsys.readouterr().err == f"internal-sr: error: {message}\n"
     assert os.listdir(out.parent) == []
+
+
+def test_an_estimate_too_wide_for_the_users_tiles_is_kept_and_the_refusal_names_it(tmp_path, capsys, monkeypatch):
+    """A strongly elongated blur's estimate (the spectrum's Gaussian, wider than ``widest_kernel``) too wide for the
+    tiles typed was refused after KernelGAN had run, and the kernel thrown away with minutes of estimation. It is kept
+    beside the output, under a name no file has (``sr_kernel.png`` is another's), with its record; the one-line
+    refusal names it, and the rerun it names passes the check that refused it. No output, nothing half-written."""
+    from internal_sr.core import kernelgan
+    from internal_sr.core.config import TileOptions
+    from internal_sr.core.pipeline import check_super_resolve
+
+    wide = anisotropic_gaussian(2.0, 0.6, 30.0, 2)  # reaches 7 input pixels past a tile's side at ×2
+
+    def elongated(image, valid, config, progress=None, names=()):
+        return [kernelgan.Estimate(wide, config.scale, wide, None, wide, np.zeros(1), 1)]
+
+    monkeypatch.setattr(kernelgan, "estimate_kernels", elongated)
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_10M)[1:2, :80, :80])
+    (tmp_path / "sr_kernel.png").write_text("another picture")
+    out, kept = tmp_path / "sr.tif", str(tmp_path / "sr_kernel_2.npy")
+    argv = ["dip", source, str(out), "--scale", "2", "--iterations", "2", "--tile", "64", "--overlap", "6", "--kernel", "estimate"]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line == (
+        f"internal-sr: error: --overlap 6 is too small for kernel file {kept}, which reaches 7 input pixels past a tile's "
+        "side: tiles must overlap by twice that (14 pixels) for blended seams to see the image, not a tile's padding: use "
+        "--overlap 14 or more, or leave --overlap out: the default 16 grows to fit the kernel; the kernel KernelGAN "
+        f"estimated is kept as {kept} (with its scale record and preview): rerun with --kernel {kept} and the change "
+        "above, which skips the estimation"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["in.tif", "sr_kernel.png", "sr_kernel_2.npy", "sr_kernel_2.npy.json", "sr_kernel_2.png"]
+    assert (tmp_path / "sr_kernel.png").read_text() == "another picture"
+    np.testing.assert_allclose(np.load(kept), wide, atol=1e-7)
+    record = json.loads(Path(kept + ".json").read_text())
+    assert record["scale"] == 2 and record["bands"] == [1] and record["source"].startswith("estimated by KernelGAN ×2")
+
+    rerun = DIPConfig(scale=2, kernel=kept, tiles=TileOptions(64, 14, size_given=True, overlap_given=True))
+    assert check_super_resolve(source, str(out), rerun)[1] == rerun.tiles  # ``--kernel KEPT --overlap 14`` is accepted
 
 
 def test_outputs_differing_only_in_their_extension_keep_their_own_estimated_kernels():
