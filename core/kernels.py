@@ -251,16 +251,50 @@ def check_kernel_outputs(paths: Sequence[str], inputs: Sequence[str], probe: boo
             )
 
 
-def recorded_scale(path: str) -> int | None:
-    """The scale the kernel file ``path`` was made for, from its record (``None`` without one)."""
+def kernel_record(path: str) -> dict[str, object]:
+    """What the record beside the kernel file ``path`` says (``kernel_record_path``, as ``save_kernel_file`` writes it):
+    ``scale`` (an ``int``), ``centre`` and, for a kernel estimated or learnt, ``kernel_origin``'s keys; empty without a
+    record. A record that is not a JSON object with a scale is a one-line ``InputError``."""
     record = kernel_record_path(path)
     if not os.path.isfile(record):
-        return None
+        return {}
     try:
         with open(record, encoding="utf-8") as f:
-            return int(json.load(f)["scale"])
+            content = json.load(f)
+        return {**content, "scale": int(content["scale"])}
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError(f"cannot read {record}, the scale record of kernel file {path}: delete it if it is not that kernel's") from None
+
+
+def recorded_scale(path: str) -> int | None:
+    """The scale the kernel file ``path`` was made for, from its record (``None`` without one)."""
+    return kernel_record(path).get("scale")
+
+
+def band_note(kernel: Kernel | None, bands: Sequence[int], input_path: str) -> str | None:
+    """The log line warning that a run on raster bands ``bands`` (1-based) of ``input_path`` blurs some of them with a
+    kernel file made on other bands: its record lists the bands it was estimated or learnt on (``kernel_origin``), e.g.
+    band 3 alone for KernelGAN's per-band ``k_band3.npy``. The run goes on (the kernel is the user's choice: one kernel
+    file blurs every band of a run); the line names both sets of bands and how to have a kernel per band. ``None`` for
+    ``None``, a built-in kernel, a file without such a record, and a run on bands the kernel was made on."""
+    if kernel is None or not names_file(kernel.spec):
+        return None
+    record = kernel_record(kernel.spec)
+    made_on = record.get("bands")
+    if not isinstance(made_on, list) or not all(isinstance(band, int) for band in made_on) or set(bands) <= set(made_on):
+        return None
+    origin = record.get("input") or "its raster"
+    return (
+        f"warning: kernel file {kernel.spec} was made on {_band_numbers(made_on)} of {origin} (its record "
+        f"{os.path.basename(kernel_record_path(kernel.spec))} says so), and this run blurs {_band_numbers(bands)} of "
+        f"{input_path} with it, as a run blurs all its bands with its one kernel: for a kernel per band, estimate one "
+        "per band with KernelGAN and run each band alone with its own file"
+    )
+
+
+def _band_numbers(bands: Sequence[int]) -> str:
+    """``band 3``, ``bands 1, 2, 4``: 1-based raster bands in a message."""
+    return f"band{'s' if len(bands) > 1 else ''} {', '.join(map(str, bands))}"
 
 
 def load_kernel_file(path: str, scale: int) -> tuple[np.ndarray, float]:

@@ -23,7 +23,7 @@ from .device import describe, resolve_device, seeded
 from .errors import InputError, NonFiniteLoss
 from .grid import Grid, Window
 from .kernels import (
-    Kernel, check_kernel_fits, check_kernel_outputs, file_taps, kernel_files, kernel_origin, kernel_record_path, kernel_width,
+    Kernel, band_note, check_kernel_fits, check_kernel_outputs, file_taps, kernel_files, kernel_origin, kernel_record_path, kernel_width,
     loading_notes, make_kernel, off_centre, save_kernel_file,
 )
 from .normalise import BandScaling, array_constants, exact_float, hold_constants, real_image
@@ -311,17 +311,21 @@ def check_degrade(input_path: str, output_path: str | None, scale: int, kernel: 
     return info, make_kernel(kernel, scale)
 
 
-def _log_input(info: RasterInfo, progress: Progress, writes_raster: bool = True, block: int = 1) -> None:
+def _log_input(
+    info: RasterInfo, progress: Progress, writes_raster: bool = True, block: int = 1, kernel: Kernel | None = None
+) -> None:
     """Log what a run's user should know of its input: how it is georeferenced when that is not a geotransform
     with a CRS (``georeferencing_note``; only for a run that writes a raster, which the note is about), the pixels
-    an extent selected (``extent_message``; ``block`` as there), and what is read as nodata otherwise than declared
-    (``log_nodata_warnings``)."""
+    an extent selected (``extent_message``; ``block`` as there), what is read as nodata otherwise than declared
+    (``log_nodata_warnings``), and that the run's ``kernel``, a file, was made on other bands (``kernels.band_note``)."""
     note = georeferencing_note(info) if writes_raster else None
     if note:
         progress.info(note)
     if info.window is not None:
         progress.info(extent_message(info, block))
     log_nodata_warnings(info, progress)
+    if note := band_note(kernel, info.bands, info.path):
+        progress.info(note)
 
 
 def log_nodata_warnings(info: RasterInfo, progress: Progress) -> None:
@@ -566,10 +570,11 @@ def super_resolve(
     recorder = _Recorder(progress or NullProgress(), files)
     info, tiles = check_super_resolve(input_path, output_path, config, io)
     with claimed(output_files(output_path)):
-        _log_input(info, recorder)
+        kernel = method_kernel(config)
+        _log_input(info, recorder, kernel=kernel)
         scaling, read = fit_scaling(info), (lambda w: read_window(info, w))
         sample = lambda rows, cols: read_window(info, out_shape=(len(info.bands), rows, cols))  # noqa: E731
-        keep = back_projection_keep(method_kernel(config), info.grid.width, info.grid.height, sample, read, scaling, recorder, band_labels(info.bands, info.descriptions))
+        keep = back_projection_keep(kernel, info.grid.width, info.grid.height, sample, read, scaling, recorder, band_labels(info.bands, info.descriptions))
         solve, device = _solver(config, tiles, info.grid.width, info.grid.height, scaling, read, recorder, keep)
         grid, constants = info.grid.refined(config.scale), constant_bands(info)
         kernel_path = learned_kernel_path(output_path, config)
@@ -661,7 +666,7 @@ def degrade(
     input_path, output_path = as_paths(input_path, output_path)
     recorder = _Recorder(progress or NullProgress())
     info, k = check_degrade(input_path, output_path, scale, kernel, io)
-    _log_input(info, recorder, block=scale)
+    _log_input(info, recorder, block=scale, kernel=k)
     for note in loading_notes(k):
         recorder.info(note)
     grid = info.grid.coarsened(scale)

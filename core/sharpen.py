@@ -42,7 +42,7 @@ from .device import describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Nesting, NoOverlap, Window, log_alignment, nest
 from .guided import MIN_TARGET_SIZE
-from .kernels import Kernel, check_kernel_fits, loading_notes, make_kernel
+from .kernels import Kernel, band_note, check_kernel_fits, loading_notes, make_kernel
 from .normalise import BandScaling, array_constants, real_image
 from .pipeline import (
     RunResult, _Recorder, back_projection_keep, collect_tiled, decimated_sample, extent_message, fit_scaling,
@@ -304,8 +304,10 @@ def sharpen(
     inputs = check_inputs(target_path, guide_path, output_path, config, target_io, guide_io, recorder, roles)
     with claimed(output_files(output_path)):
         target, guide, nesting = inputs.target, inputs.guide, inputs.nesting
-        log_nodata_warnings(target, recorder)
-        log_nodata_warnings(guide, recorder)
+        for info, kernels in ((target, inputs.target_kernels), (guide, inputs.guide_kernels)):
+            log_nodata_warnings(info, recorder)
+            if note := band_note(kernels[0], info.bands, info.path):  # a kernel file (one for all bands) made on others
+                recorder.info(note)
         s = nesting.scale
         if nesting.target.width < target.grid.width or nesting.target.height < target.grid.height:
             recorder.info(f"the guide covers {nesting.target.width}×{nesting.target.height} of the target's "

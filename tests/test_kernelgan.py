@@ -47,6 +47,7 @@ from internal_sr.core.kernels import (
     isotropic_baseline,
     kernel_error,
     kernel_files,
+    kernel_origin,
     Kernel,
     kernel_width,
     make_kernel,
@@ -380,6 +381,32 @@ def test_a_kernels_record_names_the_raster_bands_and_pixels_it_was_estimated_on(
     record = json.loads((tmp_path / "k.npy.json").read_text(encoding="utf-8"))
     assert record["bands"] == [1, 2, 3, 4] and record["window"] == {"col_off": 0, "row_off": 0, "width": 128, "height": 128}
     assert "seed 0, KernelGAN's own kernel) on " in record["source"]
+
+
+def per_band_kernel(folder: Path, source: str, band: int) -> str:
+    """``k_bandN.npy`` as ``kernelgan --per-band`` writes it for ``band`` of ``source`` (a record listing that band alone),
+    without KernelGAN's cost."""
+    path = str(folder / f"k_band{band}.npy")
+    origin = kernel_origin(f"estimated by KernelGAN ×2 on band {band} of {source}", source, [band], None, 48, 48)
+    save_kernel_file(path, anisotropic_gaussian(0.7, 0.5, 20.0, 2), 2, origin=origin)
+    return path
+
+
+def test_a_per_band_kernel_blurring_every_band_of_a_run_is_said_once(tmp_path, capsys):
+    """``--kernel k_band3.npy`` on a 4-band raster blurred all four bands with band 3's kernel without a word. It still
+    does (the user's choice), and the log says so once, naming the band it was estimated on, those it blurs and how to
+    have a kernel per band; a run of band 3 alone says nothing (``degrade`` shares the check)."""
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_10M)[:, :48, :48])
+    kernel = per_band_kernel(tmp_path, source, 3)
+    assert main(["dip", source, str(tmp_path / "sr.tif"), "--scale", "2", "--iterations", "2", "--kernel", kernel]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: kernel file")]
+    assert warnings == [
+        f"warning: kernel file {kernel} was made on band 3 of {source} (its record k_band3.npy.json says so), and this "
+        f"run blurs bands 1, 2, 3, 4 of {source} with it, as a run blurs all its bands with its one kernel: for a kernel "
+        "per band, estimate one per band with KernelGAN and run each band alone with its own file"
+    ]
+    assert main(["degrade", source, str(tmp_path / "low.tif"), "--scale", "2", "--kernel", kernel, "--bands", "3"]) == 0
+    assert "warning: kernel file" not in capsys.readouterr().err
 
 
 def test_cli_orientation_chooses_the_spectrum_or_kernelgans_own_kernel(tmp_path, capsys):

@@ -195,3 +195,23 @@ def test_a_model_passing_per_band_kernels_to_dip_is_refused_not_run_with_the_fir
     assert (f"Kernel file (KERNEL_FILE) lists 2 files ({', '.join(files)}), as KernelGAN's output with one kernel per band "
             "does: a run blurs all its bands with one kernel; give one band's file and run that band alone (BANDS), or "
             "estimate one kernel shared by the bands (PER_BAND off)") in feedback.textLog().splitlines()
+
+
+def test_dip_with_one_bands_kernel_file_on_every_band_warns_in_the_log(tmp_path) -> None:
+    """A per-band kernel (``k_band2.npy``: its record lists band 2) given as KERNEL_FILE to a 2-band run blurs both bands
+    with it, as on the command line, and the log says so in the engine's one warning line."""
+    import processing
+
+    from internal_sr.core.kernels import anisotropic_gaussian, kernel_origin, save_kernel_file
+
+    source = crop(str(tmp_path / "in.tif"), 48)
+    kernel = str(tmp_path / "k_band2.npy")
+    save_kernel_file(kernel, anisotropic_gaussian(0.7, 0.5, 20.0, 2), 2, origin=kernel_origin("estimated", source, [2], None, 48, 48))
+    feedback = QgsProcessingFeedback()
+    processing.run("internal_sr:dip", {"INPUT": source, "BANDS": [1, 2], "SCALE": 2, "ITERATIONS": 2, "DEVICE": "cpu",
+                                       "KERNEL_FILE": kernel, "OUTPUT": str(tmp_path / "sr.tif")}, feedback=feedback)
+    warnings = [line for line in feedback.textLog().splitlines() if line.startswith("warning: kernel file")]
+    assert warnings == [f"warning: kernel file {kernel} was made on band 2 of {source} (its record k_band2.npy.json says "
+                        f"so), and this run blurs bands 1, 2 of {source} with it, as a run blurs all its bands with its "
+                        "one kernel: for a kernel per band, estimate one per band with KernelGAN and run each band alone "
+                        "with its own file"]
