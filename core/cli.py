@@ -390,8 +390,8 @@ def _run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
         config = method_config(args.method, args.scale, kernel, args.guide_kernel, **_run_options(args, batch))
         run = evaluate_to_files(
             args.input, args.method, args.scale, kernel, config, IOOptions(bands=args.bands, extent=args.extent),
-            args.guide, IOOptions(bands=args.guide_bands), args.report, args.json, progress,
-        )
+            args.guide, IOOptions(bands=args.guide_bands), args.report, args.json, progress, log_notes=False,
+        )  # the table printed below ends with the notes: said once
         progress.close()
         return [text_table(run.evaluation), *(f"wrote {path}" for path in (args.report, args.json) if path)]
     if args.command == "guided":

@@ -198,7 +198,8 @@ class Evaluation:
 
     @property
     def scored_note(self) -> str:
-        """``scored_note`` of this evaluation: in the log, the JSON, the printed table and the report."""
+        """``scored_note`` of this evaluation: in the log (not the command line's: ``evaluate``'s ``log_notes``), the
+        JSON, the printed table and the report."""
         return scored_note(self.scored, self.valid, self.method == "guided")
 
     @property
@@ -573,6 +574,7 @@ def evaluate(
     guide_path: str | None = None,
     guide_io: IOOptions = IOOptions(),
     progress: Progress | None = None,
+    log_notes: bool = True,
 ) -> Evaluation:
     """Wald's protocol on the user's raster: degrade by ``scale`` with ``kernel``, super-resolve back, score.
 
@@ -587,7 +589,9 @@ def evaluate(
     (Landsat pan) the guide is degraded onto the target's grid with the grids' phase. Bicubic and bicubic +
     back-projection are scored on the same pixels every time. ``io.extent`` picks the evaluated area. Invalid pixels
     in it (or in the guide) are nodata in the simulated input and left out of every score (module docstring); too few
-    pixels left to score is a one-line ``InputError`` before any method runs (``check_scored``).
+    pixels left to score is a one-line ``InputError`` before any method runs (``check_scored``). ``log_notes``: say in the
+    log how many pixels are scored (``scored_note``) and which scores are not defined (``Evaluation.undefined_notes``);
+    off for a front end that prints them with the table (``report.text_table``: the command line), so they are said once.
     """
     input_path, guide_path = as_paths(input_path, guide_path)
     plan = plan_evaluation(input_path, method, scale, kernel, config, io, guide_path, guide_io, progress)
@@ -619,7 +623,8 @@ def evaluate(
         low_guide, low_guide_valid = simulated_input(guide_data.astype(np.float64), guide_valid.all(axis=0), plan.guide_on_target)
         scored &= low_guide_valid
     check_scored(scored, valid, scale, input_path, plan.guide_info is not None)
-    recorder.info(f"{scored_note(scored, valid, plan.guide_info is not None)}.")  # a sentence, as the table and page give it
+    if log_notes:
+        recorder.info(f"{scored_note(scored, valid, plan.guide_info is not None)}.")  # a sentence, as the table and page give it
     if plan.guide_info is not None:
         from .sharpen import sharpen_array
 
@@ -655,7 +660,7 @@ def evaluate(
     if e.mixed_units:
         for s in e.scores:
             s.overall.update({m: float("nan") for m in metrics.POOLED_METRICS})
-    for note in e.undefined_notes:
+    for note in e.undefined_notes if log_notes else []:
         recorder.info(f"{note}.")
     recorder.report(1.0, "scored")
     return e

@@ -275,16 +275,17 @@ def evaluate_to_files(
     report_path: str | None,
     json_path: str | None,
     progress: Progress | None = None,
+    log_notes: bool = True,
 ) -> EvaluationRun:
-    """``evaluation.evaluate`` then the HTML report and/or JSON, moved into place together; output paths are
-    checked before any work. Paths may be ``str`` or ``os.PathLike``."""
+    """``evaluation.evaluate`` (``log_notes`` as there) then the HTML report and/or JSON, moved into place together;
+    output paths are checked before any work. Paths may be ``str`` or ``os.PathLike``."""
     input_path, guide_path, report_path, json_path = as_paths(input_path, guide_path, report_path, json_path)
     inputs = [input_path] + ([guide_path] if guide_path else [])
     check_two_files(report_path, json_path)
     outputs = [path for path in (report_path, json_path) if path]
     check_output_paths(outputs, inputs)
     with claimed(outputs):
-        e = evaluate(input_path, method, scale, kernel, config, io, guide_path, guide_io or IOOptions(), progress)
+        e = evaluate(input_path, method, scale, kernel, config, io, guide_path, guide_io or IOOptions(), progress, log_notes)
         with staged() as files:
             if report_path:
                 write_html(e, report_path, files)

@@ -158,7 +158,7 @@ def test_every_remedy_of_a_tile_refusal_works_when_followed(tmp_path, capsys, mo
         return pipeline.RunResult(output_path, "cpu", 0.0, 0)
 
     monkeypatch.setattr(pipeline, "super_resolve", check)
-    monkeypatch.setattr(report, "evaluate_to_files", lambda *args: type("Run", (), {"evaluation": None}))
+    monkeypatch.setattr(report, "evaluate_to_files", lambda *args, **kwargs: type("Run", (), {"evaluation": None}))
     monkeypatch.setattr(report, "text_table", lambda evaluation: "")
     source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :96, :96])
     out = str(tmp_path / "out" / "sr.tif")
@@ -315,17 +315,20 @@ def test_sentinel2_with_the_10m_bands_alone_is_refused(tmp_path, capsys):
     assert os.listdir(out) == []
 
 
-def test_evaluate_words_its_notes_alike_in_the_log_and_the_table_and_a_folder_output_is_named(tmp_path, capsys):
-    """``evaluate`` logged "Scored: …" and printed "Scored: ….": the same sentence in two wordings; a folder given as
-    the output was told to "end in .tif"; one KernelGAN step was "1 steps"."""
+def test_evaluate_gives_its_notes_once_under_the_table_and_a_folder_output_is_named(tmp_path, capsys):
+    """``evaluate`` logged "Scored: …" and printed "Scored: …": the same sentence in two wordings, then twice in the same
+    words (and the sentences on scores not defined with it). The table printed ends with them, as before, and the log
+    leaves them out, so each is said once (Processing, which prints no table, logs them once: ``test_qgis_evaluate``);
+    a folder given as the output was told to "end in .tif"; one KernelGAN step was "1 steps"."""
     source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :64, :64], transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
     assert main(["evaluate", source, "--scale", "2", "--method", "bicubic"]) == 0
     captured = capsys.readouterr()
     notes = [line for line in captured.out.splitlines() if line.startswith(("Scored:", "Overall SAM"))]
-    logged = [line for line in captured.err.splitlines() if line.startswith(("Scored:", "Overall SAM"))]
-    assert notes == logged == ["Scored: all 4096 reference pixels, every one valid.",
-                               "Overall SAM is not defined for one band (—): the angle between one-band spectra is 0° or 180° "
-                               "whatever the error."]
+    assert notes == ["Scored: all 4096 reference pixels, every one valid.",
+                     "Overall SAM is not defined for one band (—): the angle between one-band spectra is 0° or 180° "
+                     "whatever the error."]
+    assert captured.out.splitlines()[-2:] == notes  # under the table
+    assert [(captured.out + captured.err).count(note) for note in notes] == [1, 1]
     folder = tmp_path / "results"
     folder.mkdir()
     assert main(["dip", source, str(folder), "--scale", "2"]) == 2
@@ -699,7 +702,7 @@ def test_evaluate_names_every_option_its_method_ignores(tmp_path, capsys, monkey
 
     from internal_sr.core import report
 
-    monkeypatch.setattr(report, "evaluate_to_files", lambda *args: SimpleNamespace(evaluation=None))
+    monkeypatch.setattr(report, "evaluate_to_files", lambda *args, **kwargs: SimpleNamespace(evaluation=None))
     monkeypatch.setattr(report, "text_table", lambda evaluation: "")
     source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :64, :64])
     assert main(["evaluate", source, "--scale", "2", "--method", method, *option]) == 0
@@ -734,7 +737,7 @@ def test_batch_is_offered_for_dip_only(tmp_path, capsys, monkeypatch):
         configs.append(config)
         return SimpleNamespace(output_path=output_path, device="cpu", seconds=0.0)
 
-    def evaluate_to_files(input_path, method, scale, kernel, config, *args):
+    def evaluate_to_files(input_path, method, scale, kernel, config, *args, **kwargs):
         configs.append(config)
         return SimpleNamespace(evaluation=None)
 

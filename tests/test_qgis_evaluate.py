@@ -74,7 +74,7 @@ def test_scattered_nodata_is_left_out_and_the_scored_fraction_is_an_output(tmp_p
                   "OUTPUT_JSON": scores}, feedback)
     saved = json.loads(Path(scores).read_text())
     assert 0.5 < result["SCORED_FRACTION"] == saved["scored_fraction"] < 1
-    assert saved["scored_note"] in feedback.textLog() and saved["valid_pixels"] == 48 * 48 - 4
+    assert feedback.textLog().count(saved["scored_note"]) == 1 and saved["valid_pixels"] == 48 * 48 - 4  # said once
     assert result["PSNR"] == pytest.approx(saved["scores"][0]["overall"]["psnr"])
 
 
