@@ -147,7 +147,7 @@ class Nesting:
     """How a fine grid (the guide) nests in a coarse grid (the target) over their overlap (``nest``; scale 1, two
     grids of one resolution taken as one: ``same_grid``).
 
-    ``target`` is the window of whole target pixels that the guide covers; ``guide`` is the same area
+    ``target`` is the window of the target pixels that the guide covers wholly (``_span``); ``guide`` is the same area
     on the guide grid, so target pixel (r, c) of the window covers guide pixels
     [s·r, s·r+s) × [s·c, s·c+s) of the guide window — moved by ``shift`` (rows, columns; 0 or ½ guide
     pixel) on half-pixel grids such as Landsat's pan and multispectral bands, whose pixel centres
@@ -170,17 +170,20 @@ class Nesting:
     drift: tuple[float, float] = (0.0, 0.0)
 
 
-def _span(offset: int, scale: int, target_length: int, guide_length: int) -> tuple[int, int]:
-    """Whole target pixels [first, last) along one axis inside a guide of ``guide_length`` pixels.
+def _span(offset: int, scale: int, target_length: int, guide_length: int, half: bool) -> tuple[int, int]:
+    """The target pixels [first, last) along one axis that a guide of ``guide_length`` pixels covers wholly.
 
-    ``offset`` is the target origin in whole guide pixels, rounded down on half-pixel grids: target pixel k
-    is sharpened onto guide pixels [offset + k·scale, offset + (k+1)·scale), and it is kept when all of
-    those exist. On a half-pixel grid its ground footprint is half a guide pixel later (``Nesting.shift``),
-    so the last target pixel kept may reach half a guide pixel past the guide's edge, as the guide's own
-    kernel does at every border (reflected).
+    ``offset`` is the target origin in whole guide pixels, rounded down on half-pixel grids (``half``): target pixel k
+    is sharpened onto guide pixels [offset + k·scale, offset + (k+1)·scale), and on a half-pixel grid its ground
+    footprint is half a guide pixel later (``Nesting.shift``), [offset + ½ + k·scale, offset + ½ + (k+1)·scale). It is
+    kept when that footprint lies on the guide: at the near end when those guide pixels exist, at the far end, on a
+    half-pixel grid, when the guide pixel after them does too (the footprint reaches half into it). So the overlap is
+    the target pixels the guide covers wholly on either side, which are those a resampling of the guide onto the
+    target's grid covers without fill (``_resample_hint``): a Landsat scene's pan, which starts and ends half a pan
+    pixel inside its multispectral bands, covers neither its first nor its last multispectral column wholly.
     """
     first = max(0, -(offset // scale))  # ceil(−offset / scale)
-    last = min(target_length, (guide_length - offset) // scale)
+    last = min(target_length, (guide_length - int(half) - offset) // scale)
     return first, last
 
 
@@ -392,8 +395,8 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
         )
     if scale < 2:
         raise InputError(f"the guide ({abs(g.a):g} units per pixel) must be at least twice as fine as the target ({abs(t.a):g})")
-    slack = (0.5 + tolerance) / scale  # the last target pixel kept may reach half a guide pixel past the guide (``_span``)
-    if target.unrotated().extent_window(guide.unrotated().bounds, slack, inside=True) is None:
+    # not one target pixel the guide covers wholly (``_span``), within the tolerance: refused before the phase is read
+    if target.unrotated().extent_window(guide.unrotated().bounds, tolerance / scale, inside=True) is None:
         raise NoOverlap(NO_OVERLAP)
     start = overlap_corner(target, guide)
     position = guide_position(target, guide, *start)
@@ -408,8 +411,8 @@ def nest(target: Grid, guide: Grid, tolerance: float = ALIGNMENT_TOLERANCE) -> N
         )
     col, row = halves[0] // 2, halves[1] // 2
     shift = (halves[1] % 2 / 2, halves[0] % 2 / 2)  # (rows, columns)
-    c0, c1 = _span(col, scale, target.width, guide.width)
-    r0, r1 = _span(row, scale, target.height, guide.height)
+    c0, c1 = _span(col, scale, target.width, guide.width, bool(shift[1]))
+    r0, r1 = _span(row, scale, target.height, guide.height, bool(shift[0]))
     if c1 <= c0 or r1 <= r0:
         raise NoOverlap(NO_OVERLAP)
     origin = (halves[0] / 2, halves[1] / 2)

@@ -4,7 +4,9 @@ Geometry: Landsat 7 ETM+ and Landsat 8/9 OLI Level-1 products put the 15 m panch
 30 m multispectral bands on grids whose pixel *centres* coincide (the product corner coordinates in the
 MTL file are pixel centres, the same for both), so the pan's pixel edges sit half a pan pixel off the
 multispectral ones; a full pan scene has 2n − 1 pixels for n multispectral ones. ``core.grid.nest``
-reports this as a ½-pixel ``shift`` and the kernels carry it (``core.kernels``): nothing is resampled.
+reports this as a ½-pixel ``shift`` and the kernels carry it (``core.kernels``): nothing is resampled. Such a pan
+starts and ends half a pan pixel inside the multispectral bands, so the overlap is their n − 2 middle columns and
+rows, which it covers wholly.
 Checked on the Landsat 8 sample of ``../shared/data``: the pan degraded with the ½-pixel phase explains
 B2 and B4 better than with the pixel-aligned phase or a whole pan pixel off (``tests/test_landsat.py``).
 

@@ -1588,17 +1588,19 @@ def test_pixel_edges_are_judged_over_an_overlap_that_starts_inside_a_larger_targ
 def test_a_target_far_larger_than_the_guide_takes_its_phase_inside_the_overlap(phase):
     """A 4000 × 48 target of 20 m pixels and a 96 × 96 guide of 10.001 m pixels that starts 0.02 guide pixel after
     the target's column 3000 (with ``phase`` ½, Landsat's half-pixel phase, half a guide pixel before it): the overlap,
-    columns 3000–3047, nests within 0.03 guide pixel, but across the 3000 columns before it the pixel sizes move the
-    target's own corner 0.6 guide pixel, where neither phase fits. The phase was read there and the pair refused; it is
-    now read at the overlap's first corner, and the overlap's four corners are judged against it."""
+    columns 3000–3047 (with the phase ½ columns 3000–3046, the guide ending half a guide pixel before column 3047 does:
+    the target pixels it covers wholly), nests within 0.03 guide pixel, but across the 3000 columns before it the pixel
+    sizes move the target's own corner 0.6 guide pixel, where neither phase fits. The phase was read there and the pair
+    refused; it is now read at the overlap's first corner, and the overlap's four corners are judged against it."""
     pixel = 10 * 1.0001
     target = Grid(4000, 48, Affine(20, 0, 300000, 0, -20, 5800000), UTM)
     guide = Grid(96, 96, Affine(pixel, 0, 300000 + 20 * 3000 + (0.02 - phase) * pixel, 0, -10, 5800000), UTM)
     nesting = nest(target, guide)
-    assert (nesting.scale, nesting.target, nesting.guide) == (2, Window(3000, 0, 48, 48), Window(0, 0, 96, 96))
+    columns = 48 if phase == 0 else 47
+    assert (nesting.scale, nesting.target, nesting.guide) == (2, Window(3000, 0, columns, 48), Window(0, 0, 2 * columns, 96))
     assert nesting.shift == (0.0, phase)
     assert nesting.offset == pytest.approx((-0.02, 0.0))
-    assert nesting.drift == pytest.approx((-0.02 - 96 * (1 - 1 / 1.0001), 0.0))  # at the overlap's far column, 3048
+    assert nesting.drift == pytest.approx((-0.02 - 2 * columns * (1 - 1 / 1.0001), 0.0))  # at the overlap's far column
     assert ("off the guide's (-0.02, +0 at the overlap's corner (the target's pixel corner at column 3000, row 0)), within "
             "the 0.05 guide pixel") in alignment_note(nesting)
 
@@ -1621,6 +1623,42 @@ def test_the_resampling_remedy_gives_the_overlap_on_the_targets_pixel_edges_not_
     ten = Grid(96, 96, Affine(10, 0.0005, 300000, 0, -10, 5800000), UTM)
     hint = _align_hint(Grid(48, 48, Affine(20, 0, 300003, 0, -20, 5800000), UTM), ten, 2, "B.tif")
     assert hint.endswith("gdalwarp -r cubic -tr 20 20 -te 300000 5799040 300960 5800000 B.tif ALIGNED.tif")
+
+
+def test_on_half_pixel_grids_the_overlap_is_what_the_resampling_remedy_gives(tmp_path):
+    """Landsat-like grids: the pan's pixel edges half a pan pixel off the multispectral ones, 20 pan pixels of 15 m from
+    half a pan pixel before a 10-pixel multispectral row and column, so that the pan ends 7.5 m before the last
+    multispectral pixel does (as the shared Landsat 8 sample's 1254 pan columns do for 627). ``nest`` took that last
+    pixel into the overlap, its pan pixels there but its footprint reaching half a pan pixel past the pan, while the
+    ``gdalwarp`` line of a refusal (pan pixels drifting off the ratio) gave ``-te`` over the target pixels the pan
+    covers wholly: the guide it resampled nested over 9 × 9 target pixels where the refusal said 10 × 10 (and a ``-te``
+    over 10 would put the 10th pixel's last fine column on the pan's edge, where gdalwarp writes 0). The overlap is now
+    the target pixels the guide covers wholly, on both sides, and the remedy, run, gives a guide nesting over those."""
+    import shutil
+    import subprocess
+
+    from internal_sr.core.raster import open_info
+
+    target = Grid(10, 10, Affine(30, 0, 300000, 0, -30, 5000300), UTM)
+    flush = Grid(20, 20, Affine(15, 0, 300000 - 7.5, 0, -15, 5000300 + 7.5), UTM)
+    nesting = nest(target, flush)
+    assert (nesting.target, nesting.guide, nesting.shift) == (Window(0, 0, 9, 9), Window(0, 0, 18, 18), (0.5, 0.5))
+    assert nest(target, replace(flush, width=21, height=21)).target == Window(0, 0, 10, 10)  # covered wholly: kept
+
+    pixel = 15 / (1 + 0.06 / 20)  # the target's edges drift 0.054 pan pixel off by the overlap's far corner
+    drifting = write_raster(str(tmp_path / "pan.tif"), np.full((1, 20, 20), 100, np.uint16), UTM,
+                            transform=Affine(pixel, 0, 300000 - pixel / 2, 0, -pixel, 5000300 + pixel / 2))
+    with pytest.raises(NotAligned, match=r"drift apart: at a corner of the overlap \(9 × 9 target pixels\)") as error:
+        nest(target, open_info(drifting).grid)
+    remedy = re.search(r"gdalwarp (.*) GUIDE ALIGNED_GUIDE$", str(error.value))
+    assert remedy.group(1) == "-r cubic -tr 15 15 -te 300000 5000030 300270 5000300"
+    if shutil.which("gdalwarp") is None:
+        pytest.skip("gdalwarp (GDAL's command line tools, installed with QGIS) is not on the PATH")
+    aligned = str(tmp_path / "aligned.tif")
+    subprocess.run(["gdalwarp", "-q", *remedy.group(1).split(), drifting, aligned], check=True)
+    resampled = nest(target, open_info(aligned).grid)
+    assert (resampled.target, resampled.shift) == (Window(0, 0, 9, 9), (0.0, 0.0))
+    assert (read(aligned) == 100).all()  # no fill
 
 
 def test_the_alignment_tolerance_stays_far_below_what_the_registration_check_sees_and_far_from_half_a_pixel():
