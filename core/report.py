@@ -36,16 +36,23 @@ CROP = 192
 #: Smallest displayed edge of a panel (screen pixels); smaller crops are enlarged by whole factors.
 PANEL = 256
 METRIC_NAMES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "rmse": "RMSE", "sam": "SAM (°)", "ergas": "ERGAS", "sre": "SRE (dB)"}
-TRUE_COLOUR = ("B4", "B3", "B2")
+#: Band composites the image panels use when all their bands are there, first match first: (red, green, blue)
+#: canonical band names and what the composite shows.
+COMPOSITES = (
+    (("B4", "B3", "B2"), "true colour for Sentinel-2 and Landsat 8–9"),
+    (("B12", "B8A", "B5"), "Sentinel-2's short-wave infrared false colour for its 20 m bands: vegetation green, "
+                           "bare ground pink to brown, water dark"),
+)
 
 
 def display_bands(names: list[str]) -> tuple[tuple[int, ...], str]:
-    """Bands shown in the image panels and how: B4, B3, B2 when they are there (true colour for Sentinel-2 and
-    Landsat 8–9; on Landsat 5/7 it is a false-colour composite, and the caption does not claim otherwise), else
-    the first three bands as R, G, B, else band 1 in grey."""
+    """Bands shown in the image panels and how: the first of ``COMPOSITES`` whose bands are all there (B4, B3,
+    B2 is true colour for Sentinel-2 and Landsat 8–9; on Landsat 5/7 it is a false-colour composite, and the
+    caption does not claim otherwise), else the first three bands as R, G, B, else band 1 in grey."""
     canonical = [band_name(n) for n in names]
-    if all(b in canonical for b in TRUE_COLOUR):
-        return tuple(canonical.index(b) for b in TRUE_COLOUR), "B4, B3, B2 as red, green, blue (true colour for Sentinel-2 and Landsat 8–9)"
+    for bands, shows in COMPOSITES:
+        if all(b in canonical for b in bands):
+            return tuple(canonical.index(b) for b in bands), f"{', '.join(bands)} as red, green, blue ({shows})"
     if len(names) >= 3:
         return (0, 1, 2), f"{names[0]}, {names[1]}, {names[2]} as red, green, blue"
     return (0,), f"{names[0]} in grey"

@@ -157,6 +157,19 @@ def test_dip_evaluation_scores_every_method_on_the_same_pixels(tmp_path):
     assert e.run is not None and e.run.steps == sum(len(c) for c in e.run.curves) > 0
 
 
+@pytest.mark.parametrize("names, channels, words", [
+    (["B02", "B03", "B04", "B08"], (2, 1, 0), "true colour"),
+    (["B05", "B06", "B07", "B8A", "B11", "B12"], (5, 3, 0), "B12, B8A, B5 as red, green, blue (Sentinel-2's short-wave infrared"),
+    (["B11", "B12", "B06"], (0, 1, 2), "B11, B12, B06 as red, green, blue"),
+    (["band 1"], (0,), "band 1 in grey"),
+])
+def test_report_panels_show_a_composite_that_reads(names, channels, words):
+    """Sentinel-2's 20 m bands are shown as its SWIR false colour (B12, B8A, B5), not B05, B06, B07 (three
+    red-edge bands, nearly grey); true colour comes first where B4, B3, B2 are there."""
+    shown, how = report.display_bands(names)
+    assert shown == channels and words in how
+
+
 def test_report_and_json_show_the_scores_images_and_loss_curve(tmp_path):
     e = evaluate(geo_10m(tmp_path), "dip", 2, "gaussian:0.6", DIPConfig(scale=2, kernel="gaussian:0.6", **TINY))
     html_path, json_path = str(tmp_path / "r.html"), str(tmp_path / "r.json")

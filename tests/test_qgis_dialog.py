@@ -274,7 +274,7 @@ def test_estimate_follows_quality_and_extent(dialog, tmp_path) -> None:
 def test_cpu_threads_reach_the_task_and_the_estimate(dialog, tmp_path) -> None:
     """The dialog ran torch on all cores and offered no setting, though on a busy machine fewer threads run many times
     faster: Advanced ▸ CPU threads (automatic: PyTorch's choice) goes to the task, which sets it for its job
-    (``test_qgis_task``), and the estimate names the CPU with it."""
+    (``test_qgis_task``), and the estimate says that its figure is one thread's when the run uses more."""
     import torch
 
     dialog.layer_combo.setLayer(add_layer(crop(str(tmp_path / "scene.tif"), 48), "scene"))
@@ -282,11 +282,17 @@ def test_cpu_threads_reach_the_task_and_the_estimate(dialog, tmp_path) -> None:
     automatic = torch.get_num_threads()
     assert dialog.threads_spin.value() == 0 and dialog.threads_spin.text() == "automatic (PyTorch's choice)"
     assert dialog.build_task().threads is None
-    assert f"on cpu ({automatic} thread{'' if automatic == 1 else 's'}) (measured" in dialog.summary_label.text()
+    dialog.threads_spin.setValue(1)
+    assert "on cpu (1 thread) (measured on idle machines" in dialog.summary_label.text()
     dialog.threads_spin.setValue(automatic + 1)
     task = dialog.build_task()
     assert (task.threads, task.device) == (automatic + 1, "cpu")
-    assert f"on cpu ({automatic + 1} threads) (measured" in dialog.summary_label.text()
+    # the figures are one thread's: the estimate said "on cpu (3 threads)" for them
+    assert (f"with one CPU thread on an idle machine; this run's {automatic + 1} threads are faster on idle cores"
+            in dialog.summary_label.text())
+    dialog.threads_spin.setValue(0)
+    text = dialog.summary_label.text()
+    assert ("on cpu (1 thread)" in text) if automatic == 1 else (f"this run's {automatic} threads" in text)
 
 
 def test_estimate_counts_the_tiles_a_wide_kernel_grows(dialog, tmp_path) -> None:

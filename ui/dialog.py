@@ -425,15 +425,11 @@ class SuperResolveDialog(QDialog):
         """The CPU threads the run sets (Advanced), ``None``: automatic."""
         return self.threads_spin.value() or None
 
-    def cpu_text(self) -> str:
-        """The CPU as the estimate names it, with the threads the run will use: ``cpu (1 thread)``."""
-        if self.threads() is None:
-            return self.devices()["cpu"]
+    def run_threads(self) -> int:
+        """The CPU threads the run will use: Advanced's count, else PyTorch's own (automatic)."""
         import torch
 
-        from ..core.device import describe
-
-        return describe(torch.device("cpu"), self.threads())
+        return self.threads() or torch.get_num_threads()
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -742,8 +738,15 @@ class SuperResolveDialog(QDialog):
         config = METHOD_CONFIGS[self.method()]
         warm = config.warm_steps if config.warm_start else None
         seconds = estimate_seconds(self.method(), tiles, steps, tile_pixels, gpu, warm)
-        where = devices.get("cuda", "cuda") if gpu else self.cpu_text()
-        time_text = self.tr("about {} on {}").format(duration(seconds), where)
+        threads = self.run_threads()
+        if gpu or threads == 1:
+            where = devices.get("cuda", "cuda") if gpu else self.tr("cpu (1 thread)")
+            time_text = self.tr("about {} on {} (measured on idle machines; a busy one takes longer)").format(duration(seconds), where)
+        else:  # the CPU figures are one thread's (``run_times``): none was measured for more
+            time_text = self.tr(
+                "about {} with one CPU thread on an idle machine; this run's {} threads are faster on idle cores, slower "
+                "on busy ones"
+            ).format(duration(seconds), threads)
         steps_text = (
             self.tr("{} tiles, {} steps in all: {} for the first, {} for each other (warm-started from it)").format(
                 tiles, run_steps(tiles, steps, warm), steps, warm_step_count(steps, warm)
@@ -752,8 +755,8 @@ class SuperResolveDialog(QDialog):
             else self.tr("{} tile(s) × {} steps").format(tiles, steps)
         )
         text = self.tr(
-            "Output: {} × {} pixels; {}. Estimated time: {} (measured on idle machines; a busy one takes "
-            "longer). The job runs in the background (progress in the task manager)."
+            "Output: {} × {} pixels; {}. Estimated time: {}. The job runs in the background (progress in the task "
+            "manager)."
         ).format(width, height, steps_text, time_text)
         if seconds > LONG_RUN_SECONDS:
             shorter = self.tr("a smaller extent") if self.extent_box.isChecked() else self.tr("tick Extent to process an area of interest")
