@@ -22,12 +22,11 @@ from internal_sr.core.grid import (
     rotation_drift,
 )
 from internal_sr.core.kernels import make_kernel
-from internal_sr.core.progress import NullProgress
 from internal_sr.core.raster import CLAIM_SUFFIX
 from internal_sr.core.sentinel2 import RESOLUTION, band_name, kernel_spec, sigma_from_mtf
 from internal_sr.core.sharpen import band_kernels, check_inputs, sharpen, sharpen_array
 
-from helpers import S2_10M, S2_20M, S2_20M_SAME_AREA, S2_60M_SAME_AREA, SHARED, input_layouts, read, write_raster
+from helpers import S2_10M, S2_20M, S2_20M_SAME_AREA, S2_60M_SAME_AREA, SHARED, Log, input_layouts, read, write_raster
 
 NAMES10, NAMES20, NAMES60 = ("B4", "B3", "B2", "B8"), ("B5", "B6", "B7", "B8A", "B11", "B12"), ("B1", "B9")
 #: a tiny configuration for grid and I/O tests (quality is tested separately)
@@ -1440,7 +1439,7 @@ def test_bands_of_one_resolution_stack_within_the_alignment_tolerance_as_guided_
                               transform=transform) for index, (band, transform) in enumerate(
             (("B05", Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0)), ("B06", Affine(pixel, 0, x0, 0, -pixel, y0)))
         )]
-        lines = Lines()
+        lines = Log()
         check_stacks({10: [BandSource("B2", guide, 1)], 20: [BandSource("B5", paths[0], 1), BandSource("B6", paths[1], 1)],
                       60: []}, progress=lines)
         return paths, lines.lines
@@ -1480,16 +1479,6 @@ def test_pixel_sizes_nearly_in_ratio_are_refused_for_the_drift_they_accumulate_w
         nest(target.window_grid(Window(720, 0, 48, 48)), guide)
     rounded = Grid(1536, 768, Affine(10 + 1e-9, 0, 330000, 0, -10 - 1e-9, 5822040), UTM)
     assert nest(target, rounded).target == Window(0, 0, 768, 384)
-
-
-class Lines(NullProgress):
-    """A progress that keeps the lines it is told (``info``)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def info(self, message: str) -> None:
-        self.lines.append(message)
 
 
 def nearly_nested(kind: str, off: float) -> tuple[Grid, Grid]:
@@ -1661,7 +1650,7 @@ def test_guided_and_evaluate_accept_a_guide_within_the_tolerance_and_say_so(tmp_
     note = f"the target's pixel edges fall up to {-east / 10:+.3g}, +0 guide pixels (x, y) off the guide's ({-east / 10:+.3g}, +0 at"
     for check in (lambda lines: check_inputs(t, g, None, config, progress=lines).nesting.target,
                   lambda lines: plan_evaluation(t, "guided", 2, "sentinel2", config, guide_path=g, progress=lines).area):
-        lines = Lines()
+        lines = Log()
         assert check(lines) == Window(0, 0, 64, 64)
         assert sum(note in line for line in lines.lines) == 1, lines.lines
     (tmp_path / "beyond").mkdir()
@@ -1694,7 +1683,7 @@ def test_the_real_spacenet_pair_runs_on_the_guides_grid(tmp_path):
     note = (r"not exactly aligned: at a corner of the overlap \(32 × 32 target pixels\) the target's pixel edges fall up to "
             r"\+0\.0368, \+0\.0368 guide pixels \(x, y\) off the guide's \(\+0\.0329, \+0\.0329 at the target's corner\)")
     assert sum(bool(re.search(note, line)) for line in messages) == 1, messages
-    lines = Lines()
+    lines = Log()
     plan = plan_evaluation(SPACENET_MS, "guided", 2, "bicubic", config, extent, SPACENET_PAN, progress=lines)
     assert plan.area == Window(0, 0, 32, 32) and plan.guide_offset == (536, 536)
     assert sum(bool(re.search(note, line)) for line in lines.lines) == 1
