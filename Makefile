@@ -7,7 +7,7 @@ QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test demo bench bench-speed bench-memory bench-guided bench-gpu bench-evaluate bench-kernelgan bench-bp bench-warm screenshots package deploy clean
+.PHONY: install test demo bench bench-speed bench-memory bench-guided bench-bounds bench-gpu bench-evaluate bench-kernelgan bench-bp bench-warm screenshots package deploy clean
 
 install: $(STAMP)
 
@@ -47,6 +47,10 @@ bench-memory: install
 bench-guided: install
 	$(PY) benchmarks/guided.py --out benchmarks/results
 	$(PY) benchmarks/guided.py --landsat --out benchmarks/results
+
+# candidate bounds of guided DIP's output side by side under Wald's protocol (~6 min, 1 CPU thread)
+bench-bounds: install
+	$(PY) benchmarks/guided_bounds.py --out benchmarks/results
 
 # PARTS=precision,steps,batch,large,graphs picks some (each part's figures are kept with their machine and date).
 # No install step: a GPU machine has no QGIS. GPU_PY (default: the venv's python when there is one, else

@@ -15,6 +15,7 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
     """Parameters → ``GuidedDIPConfig`` and two ``IOOptions`` → ``core.sharpen.sharpen``."""
 
     ITERATIONS = "ITERATIONS"
+    NON_NEGATIVE = "NON_NEGATIVE"
 
     ALGORITHM_ID = "guided_dip"
     DISPLAY_NAME = "Sharpen with a guide (guided DIP)"
@@ -89,6 +90,12 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
             "Blur of the guide bands, used to bring the guide to the target's grid ('gaussian' takes the sigma above).",
         )
         self.add_run_options("target")
+        self.add_bool(
+            self.NON_NEGATIVE, "No negative values in non-negative bands", True,
+            "In each target band whose values are all at least 0 (reflectance, digital numbers), negative output values "
+            "are raised to 0, and the log says how many pixels of which band: detail taken from the guide can push dark "
+            "areas such as water below 0. Off: written as the network made them.", advanced=True,
+        )
         self.add_output("Sharpened raster", "GeoTIFF to write on the guide's grid. Nothing is written if the run fails.")
         self.add_loss_curve_output()
 
@@ -105,6 +112,7 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
             kernel=self.read_kernel(parameters, context, feedback, [guide_kernel]),
             guide_kernel=guide_kernel,
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context) or None,
+            non_negative=self.parameterAsBoolean(parameters, self.NON_NEGATIVE, context),
             **options.config_fields(),
         )
         target_io = IOOptions(

@@ -240,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start every tile from fresh networks (default: tiles after the first start from the first "
                        "tile's trained networks and run three quarters of the steps)")
 
+    def allow_negative(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--allow-negative", action="store_true",
+                       help="keep negative output values in bands whose input holds none (default: raised to 0, and the "
+                       "log says how many pixels of which band)")
+
     window = KernelGANConfig.max_window
     where = (f"on the whole input, or on its {window} × {window} window with the most structure when it is larger "
              "(the log names the window)")
@@ -294,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     guided.add_argument("--float32", action="store_true", help="write Float32 instead of the target's data type")
     guided.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF")
     optimisation(guided, "target")
+    allow_negative(guided)
     product = sub.add_parser("sentinel2", help="all Sentinel-2 bands at 10 m: sharpen the 20 m and 60 m bands with the 10 m bands")
     product.add_argument("inputs", nargs="+", help="folders (e.g. a .SAFE product) and/or band files")
     product.add_argument("output", help="output GeoTIFF: the bands in order B1 … B12 on the 10 m grid")
@@ -301,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     product.add_argument("--float32", action="store_true", help="write Float32 instead of the 10 m bands' data type "
                          "(needed when the resolutions' data types differ)")
     optimisation(product, "target")
+    allow_negative(product)
 
     evaluate = sub.add_parser(
         "evaluate", help="score a method by Wald's protocol on your own raster: degrade it, super-resolve it back, compare"
@@ -397,13 +404,14 @@ def _run(args: argparse.Namespace, progress: TerminalProgress) -> list[str]:
     if args.command == "guided":
         from .sharpen import sharpen
 
-        config = GuidedDIPConfig(kernel=args.kernel, guide_kernel=args.guide_kernel, **_run_options(args))
+        config = GuidedDIPConfig(kernel=args.kernel, guide_kernel=args.guide_kernel, non_negative=not args.allow_negative,
+                                 **_run_options(args))
         io = IOOptions(bands=args.target_bands, float32=args.float32, cog=args.cog, extent=args.extent)
         result = sharpen(args.target, args.guide, args.output, config, io, IOOptions(bands=args.guide_bands), progress)
     elif args.command == "sentinel2":
         from .sentinel2_product import sharpen_product
 
-        config = GuidedDIPConfig(**_run_options(args))
+        config = GuidedDIPConfig(non_negative=not args.allow_negative, **_run_options(args))
         result = sharpen_product(args.inputs, args.output, config, args.float32, progress)
     elif args.command in ("dip", "knitwork"):
         io = IOOptions(bands=args.bands, float32=args.float32, cog=args.cog, extent=args.extent)

@@ -777,6 +777,9 @@ class GuidedDIPConfig(InternalLearningConfig):
     cycle_weight: float = 0.001
     cross_scale_weight: float = 3.0
     augment: bool = True
+    #: Raise negative output values to 0 in each band whose valid input holds no negative value (the log says how
+    #: many pixels of which band; ``core.normalise.ZeroFloor``); ``False`` writes them as the network made them.
+    non_negative: bool = True
 
     def __post_init__(self) -> None:
         if self.base not in ("interpolation", "injection"):

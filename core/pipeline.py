@@ -26,7 +26,7 @@ from .kernels import (
     Kernel, band_note, check_kernel_fits, check_kernel_outputs, file_taps, kernel_files, kernel_origin, kernel_record_path, kernel_width,
     loading_notes, make_kernel, off_centre, save_kernel_file,
 )
-from .normalise import BandScaling, array_constants, exact_float, hold_constants, real_image
+from .normalise import BandScaling, ZeroFloor, array_constants, exact_float, hold_constants, real_image
 from .progress import DONE, NullProgress, Progress, check_cancelled
 from .raster import (
     AtomicGeoTIFF,
@@ -522,32 +522,46 @@ def write_tiled(
     constants: np.ndarray,
     solve_batch: BatchSolver | None = None,
     files: StagedFiles | None = None,
+    floor: ZeroFloor | None = None,
 ) -> int:
     """Solve the tiles of a ``width × height`` input and write the blended ``grid`` atomically (with
     ``files``: moved into place when that group is committed); returns the number of valid values written
     (0: every output pixel is nodata).
 
     The output has ``info``'s bands and metadata, in its dtype (or Float32 with ``io.float32``); a band constant over
-    the whole input (``constants``: ``raster.constant_bands``) is written as its value (``normalise.hold_constants``).
+    the whole input (``constants``: ``raster.constant_bands``) is written as its value (``normalise.hold_constants``),
+    and negative values are raised to 0 in the bands a ``floor`` holds (``finish``).
     """
     dtype = output_dtype(info, io.float32)
     with AtomicGeoTIFF(output_path, info, grid, dtype, io.cog, files) as out:
         def write(window: Window, values: np.ndarray, valid: np.ndarray) -> None:
-            out.write(window, hold_constants(values, constants), valid)
+            out.write(window, finish(values, valid, constants, floor), valid)
 
         run_tiles(width, height, len(info.bands), scale, tiles, solve, write, progress, solve_batch)
-    for warning in out.clipping_warnings():
+    for warning in out.clipping_warnings() + (floor.notes() if floor is not None else []):
         progress.info(warning)
     return int(out.written.sum())
 
 
+def finish(values: np.ndarray, valid: np.ndarray, constants: np.ndarray, floor: ZeroFloor | None) -> np.ndarray:
+    """Blended output ``values`` ``(C, h, w)`` float64 (``valid``: their validity) as a run writes them, in place: a band
+    constant over the whole input (``constants``: ``normalise.constant_values``) holding its value
+    (``normalise.hold_constants``), then, with a ``floor``, the negative values of the bands it holds raised to 0."""
+    values = hold_constants(values, constants)
+    return floor.apply(values, valid) if floor is not None else values
+
+
 def collect_tiled(
     width: int, height: int, bands: int, scale: int, tiles: TileOptions, solve: Solver, progress: Progress,
-    constants: np.ndarray, solve_batch: BatchSolver | None = None,
+    constants: np.ndarray, solve_batch: BatchSolver | None = None, floor: ZeroFloor | None = None,
 ) -> np.ndarray:
-    """Solve the tiles of a ``width × height`` input and return the blended ``(bands, s·h, s·w)`` float64 array,
-    a band constant over the whole input (``constants``: ``normalise.constant_values``) holding its value."""
-    return hold_constants(solve_in_tiles(Window(0, 0, width, height), bands, scale, tiles, solve, progress, solve_batch)[0], constants)
+    """Solve the tiles of a ``width × height`` input and return the blended ``(bands, s·h, s·w)`` float64 array
+    ``finish``ed as a file run writes it (``constants``, ``floor``: as ``write_tiled``), logging what ``floor`` raised."""
+    values, valid = solve_in_tiles(Window(0, 0, width, height), bands, scale, tiles, solve, progress, solve_batch)
+    values = finish(values, valid, constants, floor)
+    for note in floor.notes() if floor is not None else []:
+        progress.info(note)
+    return values
 
 
 def super_resolve(

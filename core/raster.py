@@ -566,18 +566,25 @@ def _strips(info: RasterInfo, window: Window | None = None) -> Iterator[tuple[np
         yield raw, np.broadcast_to(masked, raw.shape)
 
 
-def constant_bands(info: RasterInfo, window: Window | None = None) -> np.ndarray:
-    """``normalise.constant_values`` of ``info``'s selected bands over ``window`` of its grid (default: all of it):
-    each band's value where all its valid pixels (``valid_mask``, GDAL's mask) there hold one, NaN elsewhere.
-    Reads the area in strips (``_strips``) and stops at the first strip by which every band has shown two values,
-    so a raster whose bands vary is read about one strip deep."""
+def band_ranges(info: RasterInfo, window: Window | None = None, until_varying: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``normalise.band_extremes`` of ``info``'s selected bands over ``window`` of its grid (default: all of it), over
+    their valid pixels (``valid_mask``, GDAL's mask): two float64 ``(C,)`` arrays. Reads the area in strips
+    (``_strips``); with ``until_varying`` it stops at the first strip by which every band has shown two values (the
+    extremes are then those of the strips read), so a raster whose bands vary is read about one strip deep."""
     low, high = np.full(len(info.bands), np.inf), np.full(len(info.bands), -np.inf)
     for raw, masked in _strips(info, window):
         strip_low, strip_high = band_extremes(raw, valid_mask(raw, info.nodata) & masked)
         low, high = np.minimum(low, strip_low), np.maximum(high, strip_high)
-        if (low < high).all():
+        if until_varying and (low < high).all():
             break
-    return constant_values(low, high)
+    return low, high
+
+
+def constant_bands(info: RasterInfo, window: Window | None = None) -> np.ndarray:
+    """``normalise.constant_values`` of ``info``'s selected bands over ``window`` of its grid (default: all of it):
+    each band's value where all its valid pixels (``valid_mask``, GDAL's mask) there hold one, NaN elsewhere.
+    Reads no further than the first strip by which every band has varied (``band_ranges``)."""
+    return constant_values(*band_ranges(info, window, until_varying=True))
 
 
 def nodata_warnings(info: RasterInfo) -> list[str]:

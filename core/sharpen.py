@@ -4,8 +4,9 @@ The scale is the integer ratio of the two grids and the output covers their over
 grid (``core.grid.nest``); nothing is reprojected or resampled. Grids whose pixel edges sit half a
 guide pixel apart (Landsat pan and multispectral bands) are used as they are: the kernels carry the
 half-pixel phase (``core.kernels``). The output keeps the target's bands,
-descriptions, dtype and nodata. A pixel is nodata in the output when its target pixel or any guide band
-at it is nodata or masked (under an internal mask when the output has no nodata value: an integer
+descriptions, dtype and nodata; a band whose valid target values are all at least 0 gets no negative value
+(``GuidedDIPConfig.non_negative``, ``core.normalise.ZeroFloor``). A pixel is nodata in the output when its
+target pixel or any guide band at it is nodata or masked (under an internal mask when the output has no nodata value: an integer
 target without one); a pair with no output pixel valid is refused and nothing is written. Writes are
 atomic (``core.raster.AtomicGeoTIFF``). Before the run, a guide whose pixels look shifted against the
 target's by a fraction of a pixel is named in a warning (``core.registration``).
@@ -43,14 +44,14 @@ from .errors import InputError
 from .grid import Nesting, NoOverlap, Window, log_alignment, nest
 from .guided import MIN_TARGET_SIZE
 from .kernels import Kernel, band_note, check_kernel_fits, loading_notes, make_kernel
-from .normalise import BandScaling, array_constants, real_image
+from .normalise import BandScaling, ZeroFloor, band_extremes, constant_values, real_image
 from .pipeline import (
     RunResult, _Recorder, back_projection_keep, collect_tiled, decimated_sample, extent_message, fit_scaling,
     log_nodata_warnings, output_files, write_tiled,
 )
 from .progress import NullProgress, Progress
 from .raster import (
-    RasterInfo, StagedFiles, band_labels, check_geotransform, check_raster_output, claimed, constant_bands, file_window,
+    RasterInfo, StagedFiles, band_labels, band_ranges, check_geotransform, check_raster_output, claimed, file_window,
     georeferencing_note, may_be_invalid, open_info, read_window, same_file, valid_mask,
 )
 from .registration import central_window, guide_misregistration, registration_warning, skipped_note
@@ -282,6 +283,12 @@ def _solver(
     return ShrinkOnOutOfMemory(solve, device, progress.tiles, len(target_kernels), scale, progress, minimum, records=(progress.curves,)), describe(device)
 
 
+def zero_floor(config: GuidedDIPConfig, low: np.ndarray, names: list[str]) -> ZeroFloor | None:
+    """The run's ``normalise.ZeroFloor`` (``config.non_negative``; ``None``: off) for a target whose bands, named
+    ``names`` in the log, have the least valid values ``low`` over the whole input."""
+    return ZeroFloor.of_input(low, names) if config.non_negative else None
+
+
 def sharpen(
     target_path: str,
     guide_path: str,
@@ -332,14 +339,16 @@ def sharpen(
         grid = guide.grid.window_grid(nesting.guide)
         # the guide's invalid pixels are invalid in the output too: under a mask where the output has no nodata value
         written = replace(target, masked=target.masked or may_be_invalid(guide))
-        constants = constant_bands(target, nesting.target)
+        low, high = band_ranges(target, nesting.target)
+        constants = constant_values(low, high)
+        floor = zero_floor(config, low, band_labels(target.bands, target.descriptions))
 
         def write(group: StagedFiles) -> None:
             """The output into ``group``, refused when every pixel of it is nodata (a tile with no pixel valid in both
             rasters is not trained, so that costs no more than reading them): each raster may hold valid pixels, but
             not where the other does over their overlap (``fit_scaling`` only refuses a raster with none at all)."""
             if not write_tiled(output_path, written, grid, target_io, nesting.target.width, nesting.target.height, s,
-                               solve.tiles, solve, recorder, constants, files=group):
+                               solve.tiles, solve, recorder, constants, files=group, floor=floor):
                 raise InputError(
                     f"{target_path} and {guide_path} have no valid pixel in common where they overlap, the target's "
                     f"{file_window(target, nesting.target).describe()}: every output pixel would be nodata; nothing written"
@@ -388,5 +397,7 @@ def sharpen_array(
     labels = band_labels(range(1, len(target_names) + 1), target_names)
     keep = back_projection_keep(kernels[0], w, h, decimated_sample(target, t_valid), read, target_scaling, recorder, labels)
     solve, device = _solver(config, tiles, w, h, *kernels, target_scaling, BandScaling.fit(guide, g_valid), read, recorder, keep)
-    out = collect_tiled(w, h, target.shape[0], s, solve.tiles, solve, recorder, array_constants(target, t_valid))
+    low, high = band_extremes(target, t_valid)
+    out = collect_tiled(w, h, target.shape[0], s, solve.tiles, solve, recorder, constant_values(low, high),
+                        floor=zero_floor(config, low, labels))
     return out, recorder.result("", device)

@@ -27,6 +27,16 @@ S2_60M_SAME_AREA = os.path.join(DATA, "s2_T33UUB_60m_B1-B9_crop.tif")
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
 
+class Log(NullProgress):
+    """A progress that keeps the lines it is told (``lines``)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.lines.append(message)
+
+
 def read(path: str) -> np.ndarray:
     with rasterio.open(path) as src:
         return src.read()

@@ -34,6 +34,21 @@ def test_back_projection_benchmark_scores_the_product_rule_against_the_offline_r
     assert results["held_out_gains"]
 
 
+def test_guided_bounds_benchmark_applies_each_bound_to_one_run_and_counts_what_it_changed(tmp_path):
+    """``--quick`` on the committed crops: per crop, the zero floor changes just the unbounded run's negative values
+    and leaves none, the input-range clamp leaves nothing outside the range, and only the Wald crop is scored."""
+    environment = {**os.environ, "INTERNAL_SR_DATA": str(tmp_path / "no shared data")}
+    subprocess.run([sys.executable, os.path.join(BENCHMARKS, "guided_bounds.py"), "--quick", "--out", str(tmp_path)], check=True,
+                   capture_output=True, env=environment)
+    rows = json.loads((tmp_path / "guided_bounds.json").read_text())["rows"]
+    crops = {row["crop"]: {r["bound"]: r for r in rows if r["crop"] == row["crop"]} for row in rows}
+    assert len(crops) == 2 and [("psnr" in bounds["none"]) for bounds in crops.values()] == [True, False]
+    for bounds in crops.values():
+        assert bounds["zero floor"]["changed"] == bounds["none"]["negative"] and bounds["zero floor"]["negative"] == 0
+        assert bounds["input range"]["changed"] == bounds["none"]["outside"] and bounds["input range"]["outside"] == 0
+    assert "| zero floor |" in (tmp_path / "guided_bounds.md").read_text()
+
+
 def test_demo_writes_the_result_and_a_four_panel_comparison_without_warnings(tmp_path):
     """``make demo``'s script (2 steps here): the GeoTIFF and the comparison PNG, four crops side by side at twice
     their size, and nothing on stderr but the run's own progress (it once printed matplotlib's Axes3D warning)."""

@@ -23,24 +23,13 @@ from internal_sr.core.evaluation import (
 )
 from internal_sr.core.figures import loss_curve
 from internal_sr.core.kernels import make_kernel
-from internal_sr.core.progress import NullProgress
 
-from helpers import S2_10M, S2_20M_SAME_AREA, read, write_raster
+from helpers import S2_10M, S2_20M_SAME_AREA, Log, read, write_raster
 
 #: the smallest DIP that still runs the whole formulation (tiny, for speed; quality is tested elsewhere)
 TINY = dict(channels=8, depth=3, detail_layers=2, detail_channels=8, iterations=4, device="cpu", tiles=TileOptions(32, 8))
 NAMES10, NAMES20 = ["B4", "B3", "B2", "B8"], ["B5", "B6", "B7", "B8A", "B11", "B12"]
 UTM = "EPSG:32633"
-
-
-class Log(NullProgress):
-    """A progress that keeps the lines it is told (``lines``)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def info(self, message: str) -> None:
-        self.lines.append(message)
 
 
 def test_metrics_match_hand_computed_values():

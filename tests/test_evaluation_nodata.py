@@ -22,9 +22,8 @@ from internal_sr.core.errors import InputError
 from internal_sr.core.evaluation import BICUBIC, BICUBIC_BP, HPF, HPF_BP, check_scored, evaluate, plan_evaluation
 from internal_sr.core.figures import UNSCORED
 from internal_sr.core.kernels import Kernel, make_kernel
-from internal_sr.core.progress import NullProgress
 
-from helpers import S2_10M, S2_20M_SAME_AREA, read, write_raster
+from helpers import S2_10M, S2_20M_SAME_AREA, Log, read, write_raster
 
 UTM = "EPSG:32633"
 NAMES10, NAMES20 = ["B4", "B3", "B2", "B8"], ["B5", "B6", "B7", "B8A", "B11", "B12"]
@@ -34,14 +33,6 @@ TINY = dict(channels=8, depth=3, detail_layers=2, detail_channels=8, iterations=
 #: at a corner and one on an edge (the kernel's reflected border reads it twice)
 HOLES = [(5, 9, 1), (20, 40, None), (33, 12, 3), (45, 50, 0), (60, 2, None), (0, 63, 2), (63, 30, None)]
 PATCH = (slice(40, 42), slice(20, 23))
-
-
-class Log(NullProgress):
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def info(self, message: str) -> None:
-        self.lines.append(message)
 
 
 def scattered(tmp_path, name: str = "holes.tif", under: int | None = None) -> tuple[str, np.ndarray, np.ndarray]:

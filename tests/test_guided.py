@@ -22,12 +22,11 @@ from internal_sr.core.grid import (
     rotation_drift,
 )
 from internal_sr.core.kernels import make_kernel
-from internal_sr.core.progress import NullProgress
 from internal_sr.core.raster import CLAIM_SUFFIX
 from internal_sr.core.sentinel2 import RESOLUTION, band_name, kernel_spec, sigma_from_mtf
 from internal_sr.core.sharpen import band_kernels, check_inputs, sharpen, sharpen_array
 
-from helpers import S2_10M, S2_20M, S2_20M_SAME_AREA, S2_60M_SAME_AREA, SHARED, input_layouts, read, write_raster
+from helpers import S2_10M, S2_20M, S2_20M_SAME_AREA, S2_60M_SAME_AREA, SHARED, Log, input_layouts, read, write_raster
 
 NAMES10, NAMES20, NAMES60 = ("B4", "B3", "B2", "B8"), ("B5", "B6", "B7", "B8A", "B11", "B12"), ("B1", "B9")
 #: a tiny configuration for grid and I/O tests (quality is tested separately)
@@ -68,6 +67,49 @@ def test_guided_dip_beats_bicubic_and_pansharpening_clearly(wald_20m):
     # float rounding (AVX2 against AVX-512 kernels): seeds 0-3 gave 53.2, 52.1, 54.0 and 58.6 at the default 500
     # steps (57.3-61.7 at 300; one thread, AVX-512, 2026-11-27), so the test asks for a gain all of them reach
     assert rmse["guided DIP"] < 0.95 * rmse["HPF injection + BP"]
+
+
+def test_negative_values_are_raised_to_zero_only_in_bands_whose_input_holds_none():
+    """Dark water under a guide with strong fine texture (a checkerboard the target's grid cannot see): the injected
+    high-pass detail takes the estimate far below any input value (−219 against an input minimum of 5). A band whose
+    input holds no negative value is raised to 0 where it went negative, and nowhere else; a band whose input holds
+    negative values is left as the network made it; the log names each band raised and how many of its pixels."""
+    h = w = 16
+    rows, cols = np.mgrid[0 : 2 * h, 0 : 2 * w]
+    guide = (100.0 + 20 * cols + np.where(cols >= w, 300.0 * (-1.0) ** (rows + cols), 0.0))[None]
+    land = guide[0].reshape(h, 2, w, 2).mean(axis=(1, 3))
+    dark = np.where(np.arange(w) >= w // 2, 5.0, land)
+    target = np.stack([dark, dark - 50.0])  # the second band holds negative values
+    config = replace(FAST, kernel="bicubic", guide_kernel="bicubic")
+    unbounded, _ = sharpen_array(target, guide, replace(config, non_negative=False), ["B11", "B12"], [None])
+    log = Log()
+    out, _ = sharpen_array(target, guide, config, ["B11", "B12"], [None], log)
+    negative = int((unbounded[0] < 0).sum())
+    assert negative > 100 and unbounded[0].min() < -100  # the case undershoots
+    np.testing.assert_array_equal(out[0], np.maximum(unbounded[0], 0.0))
+    np.testing.assert_array_equal(out[1], unbounded[1])
+    assert unbounded[1].min() < target[1].min() - 100  # not floored: its input is not non-negative
+    raised = [line for line in log.lines if "raised to 0" in line]
+    assert len(raised) == 1 and raised[0].startswith(f"band 1 (B11): {negative} output pixels (")
+
+
+def test_a_float32_output_holds_no_negative_value_unless_allowed(tmp_path, capsys):
+    """The committed 20 m / 10 m crops at native resolution, 2 steps: the Float32 output went down to −325 (B8A) in 17
+    pixels of five bands, written as they were (a uint16 output clipped them at writing, with a warning). By default
+    such values are raised to 0 and the log says how many per band; ``--allow-negative`` keeps them."""
+    t, g = geo_pair(tmp_path)
+    outputs, logs = {}, {}
+    for allow in (False, True):
+        path = str(tmp_path / f"sharp_{allow}.tif")
+        assert cli(["guided", t, g, path, "--float32", "--iterations", "2", *(["--allow-negative"] if allow else [])]) == 0
+        outputs[allow], logs[allow] = read(path), capsys.readouterr().err
+    allowed = outputs[True]
+    assert allowed.min() < -100
+    np.testing.assert_array_equal(outputs[False], np.maximum(allowed, 0))
+    said = re.finditer(r"band (\d) \(B\w+\): (\d+) output pixels \([^)]*\) came out negative", logs[False])
+    negative = (allowed < 0).sum(axis=(1, 2))
+    assert {int(m[1]): int(m[2]) for m in said} == {band: int(n) for band, n in enumerate(negative, start=1) if n}
+    assert "came out negative" not in logs[True]
 
 
 def test_injection_is_exact_when_the_target_is_a_blurred_combination_of_the_guide():
@@ -1440,7 +1482,7 @@ def test_bands_of_one_resolution_stack_within_the_alignment_tolerance_as_guided_
                               transform=transform) for index, (band, transform) in enumerate(
             (("B05", Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0)), ("B06", Affine(pixel, 0, x0, 0, -pixel, y0)))
         )]
-        lines = Lines()
+        lines = Log()
         check_stacks({10: [BandSource("B2", guide, 1)], 20: [BandSource("B5", paths[0], 1), BandSource("B6", paths[1], 1)],
                       60: []}, progress=lines)
         return paths, lines.lines
@@ -1480,16 +1522,6 @@ def test_pixel_sizes_nearly_in_ratio_are_refused_for_the_drift_they_accumulate_w
         nest(target.window_grid(Window(720, 0, 48, 48)), guide)
     rounded = Grid(1536, 768, Affine(10 + 1e-9, 0, 330000, 0, -10 - 1e-9, 5822040), UTM)
     assert nest(target, rounded).target == Window(0, 0, 768, 384)
-
-
-class Lines(NullProgress):
-    """A progress that keeps the lines it is told (``info``)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def info(self, message: str) -> None:
-        self.lines.append(message)
 
 
 def nearly_nested(kind: str, off: float) -> tuple[Grid, Grid]:
@@ -1699,7 +1731,7 @@ def test_guided_and_evaluate_accept_a_guide_within_the_tolerance_and_say_so(tmp_
     note = f"the target's pixel edges fall up to {-east / 10:+.3g}, +0 guide pixels (x, y) off the guide's ({-east / 10:+.3g}, +0 at"
     for check in (lambda lines: check_inputs(t, g, None, config, progress=lines).nesting.target,
                   lambda lines: plan_evaluation(t, "guided", 2, "sentinel2", config, guide_path=g, progress=lines).area):
-        lines = Lines()
+        lines = Log()
         assert check(lines) == Window(0, 0, 64, 64)
         assert sum(note in line for line in lines.lines) == 1, lines.lines
     (tmp_path / "beyond").mkdir()
@@ -1732,7 +1764,7 @@ def test_the_real_spacenet_pair_runs_on_the_guides_grid(tmp_path):
     note = (r"not exactly aligned: at a corner of the overlap \(32 × 32 target pixels\) the target's pixel edges fall up to "
             r"\+0\.0368, \+0\.0368 guide pixels \(x, y\) off the guide's \(\+0\.0329, \+0\.0329 at the target's corner\)")
     assert sum(bool(re.search(note, line)) for line in messages) == 1, messages
-    lines = Lines()
+    lines = Log()
     plan = plan_evaluation(SPACENET_MS, "guided", 2, "bicubic", config, extent, SPACENET_PAN, progress=lines)
     assert plan.area == Window(0, 0, 32, 32) and plan.guide_offset == (536, 536)
     assert sum(bool(re.search(note, line)) for line in lines.lines) == 1

@@ -733,3 +733,17 @@ def test_constancy_is_decided_on_every_pixel_of_the_area_processed(tmp_path, mon
     data[1, 20] = 9
     path = write_raster(str(tmp_path / "scene.tif"), data, nodata=0)
     np.testing.assert_array_equal(constant_bands(open_info(path)), [np.nan, np.nan])
+
+
+def test_band_ranges_read_every_strip_even_of_bands_that_vary_at_once(tmp_path, monkeypatch):
+    """``band_ranges``, from which guided DIP decides which bands hold no negative value, reads every strip: a band
+    that varies in the first strip and holds its one negative value in the last row is found negative (reading up
+    to the first strip where every band varies, as ``constant_bands`` may, would take it for non-negative)."""
+    from internal_sr.core.raster import band_ranges, open_info
+
+    monkeypatch.setattr("internal_sr.core.raster.SCAN_STRIP_VALUES", 2 * 40 * 3)  # strips of 3 rows of 40 pixels, 2 bands
+    data = np.arange(2 * 30 * 40, dtype=np.float32).reshape(2, 30, 40)
+    data[0, 29, 39] = -3.0
+    low, high = band_ranges(open_info(write_raster(str(tmp_path / "scene.tif"), data)))
+    np.testing.assert_array_equal(low, [-3.0, 1200.0])
+    np.testing.assert_array_equal(high, [1198.0, 2399.0])

@@ -106,6 +106,8 @@ def test_a_ramp_on_a_large_offset_gives_the_run_without_it(tmp_path, dtype, offs
     goes back on in float64, by a float64 rounding at the offset's magnitude, which an integer output rounds away
     but at a tie (one unit). The plain runs are int32 (float64 for float64), which holds the ramp and its overshoot.
     The old float32 reading rounded offset + ramp to steps of 128 (int32), 256 (uint32) and 1024 (float64).
+    Guided DIP runs with negative values allowed: the ramp alone starts at 0, so by default its overshoot below 0 is
+    raised to 0 (``core.normalise.ZeroFloor``), which the offset ramp's is not.
     """
     plain_dtype = "float64" if dtype == "float64" else "int32"
     bound = 1.0 if plain_dtype == "int32" else 2 * float(np.spacing(offset + 1e4))
@@ -118,7 +120,7 @@ def test_a_ramp_on_a_large_offset_gives_the_run_without_it(tmp_path, dtype, offs
             g = write_raster(str(tmp_path / f"g_{name}.tif"), (guide + value).astype(kind))
             out = str(tmp_path / f"{name}_guided.tif")
             assert main(["guided", t, g, out, "--iterations", "2", "--kernel", "bicubic", "--guide-kernel", "bicubic",
-                         "--device", "cpu"]) == 0
+                         "--device", "cpu", "--allow-negative"]) == 0
             outs.append(read(out).astype(np.float64) - value)
         plain, shifted = outs
     else:

@@ -61,6 +61,21 @@ def test_guided_output_is_on_the_guide_grid(tmp_path) -> None:
         assert dst.descriptions == ("B5", "B12") and dst.crs.to_epsg() == 32633
 
 
+def test_negative_values_of_non_negative_bands_are_raised_to_zero_unless_switched_off(tmp_path) -> None:
+    """NON_NEGATIVE (on by default): a Float32 output's negative values in bands whose input holds none are raised to 0
+    and the log names the bands; off, they are written as the network made them."""
+    target, guide = pair(tmp_path, guide_origin=(300000.0, 5800000.0))
+    outputs, logs = {}, {}
+    for keep in (True, False):
+        feedback, out = QgsProcessingFeedback(), str(tmp_path / f"sharp_{keep}.tif")
+        run({"INPUT": target, "GUIDE": guide, **FAST, "SEED": 0, "FLOAT32": True, "NON_NEGATIVE": keep, "OUTPUT": out}, feedback)
+        outputs[keep], logs[keep] = read(out), feedback.textLog()
+    assert outputs[False].min() < -100
+    assert (outputs[True] == outputs[False].clip(min=0)).all()
+    raised = [line for line in logs[True].splitlines() if "raised to 0" in line]
+    assert len(raised) == int(((outputs[False] < 0).sum(axis=(1, 2)) > 0).sum()) and "raised to 0" not in logs[False]
+
+
 def test_a_guide_within_the_alignment_tolerance_runs_on_its_grid_and_the_log_says_how_far_off(tmp_path) -> None:
     """A 10 m guide 0.49 m (0.049 guide pixel) east of the 20 m target's pixel edges, within the 0.05 taken as aligned:
     sharpened on the guide's own pixels, and the log says how far off the grids are."""
