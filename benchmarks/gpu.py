@@ -274,8 +274,8 @@ def cudnn_autotuned(enabled: bool) -> Iterator[None]:
 
     plain = devices.seed_everything
 
-    def tuned(seed: int) -> torch.Generator:
-        generator = plain(seed)
+    def tuned(seed: int, device: torch.device = torch.device("cpu")) -> torch.Generator:
+        generator = plain(seed, device)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
         return generator
 

@@ -63,3 +63,21 @@ def test_demo_writes_the_result_and_a_four_panel_comparison_without_warnings(tmp
         width = result.width
     picture = Image.open(tmp_path / "comparison.png")
     assert picture.mode == "RGB" and picture.width > 4 * 2 * width
+
+
+def test_gpu_benchmarks_autotuned_variant_runs_the_engine(monkeypatch):
+    """The GPU benchmark's graphs part seeds through ``cudnn_autotuned``, which replaces
+    ``core.device.seed_everything``; its stand-in took the seed alone, and the engine's own runs (``seeded``, which
+    passes the device too) failed with a TypeError after the part's step timings, on the GPU as on the CPU."""
+    import numpy as np
+
+    from internal_sr.core.config import DIPConfig
+    from internal_sr.core.pipeline import super_resolve_array
+
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import gpu
+
+    low = np.random.default_rng(0).random((1, 32, 32)).astype(np.float32)
+    with gpu.cudnn_autotuned(True):
+        out, result = super_resolve_array(low, DIPConfig(scale=2, iterations=1, device="cpu"))
+    assert out.shape == (1, 64, 64) and result.steps == 1
