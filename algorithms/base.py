@@ -14,7 +14,8 @@ path out. The base class owns everything the algorithms share:
 * error translation: any error of the engine becomes a ``QgsProcessingException`` carrying one line
   (``core.errors.error_line``, as on the command line and in the dialog's task), with the traceback of an
   unexpected one in the message log; ``Cancelled`` ends the run with the one-line error "Cancelled: nothing was
-  written" (a script's ``processing.run`` raises it rather than returning results without OUTPUT).
+  written" (a script's ``processing.run`` raises it rather than returning results without OUTPUT), also for a Cancel
+  after the last optimisation step, until the run's files move into place (``core.raster.cancellable_commits``).
 
 The engine (torch, rasterio) is imported only inside a job, so the provider loads without it.
 """
@@ -1223,12 +1224,14 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         if job is None:
             raise QgsProcessingException(tr("The algorithm was run without being prepared"))
         from ..core.device import cpu_threads, threads_lines
+        from ..core.raster import cancellable_commits
 
         progress = FeedbackProgress(feedback)
         for label, value in job.settings.items():
             progress.info(f"{label}: {value}")
         try:
-            with engine_errors(), cpu_threads(job.threads):  # in this thread, the one that runs the job
+            # in this thread, the one that runs the job; a Cancel after the last step still writes nothing
+            with engine_errors(), cpu_threads(job.threads), cancellable_commits(progress):
                 for line in threads_lines(job.threads, job.device, THREADS_SETTING):
                     progress.info(line)
                 result = job.run(progress)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -388,6 +389,66 @@ def test_cancel_stops_cleanly_and_writes_nothing(crop64: str, tmp_path) -> None:
     assert 3 <= feedback.count <= 6  # stopped at the first poll after the Cancel, a few steps in
     assert not os.path.exists(out)
     assert leftovers(str(tmp_path)) == []
+
+
+class CancelAtTheEnd(QgsProcessingFeedback):
+    """A feedback whose user presses Cancel as the progress bar reaches 100 %."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.progressChanged.connect(self._progressed)
+
+    def _progressed(self, value: float) -> None:
+        if value >= 100 and not self.isCanceled():
+            self.cancel()
+
+
+def files_in(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file of ``folder`` by name: its inode (a file replaced by a rename has another) and its bytes."""
+    return {path.name: (path.stat().st_ino, path.read_bytes()) for path in sorted(folder.iterdir())}
+
+
+#: Per algorithm that writes files: tiny parameters (the output folder's names) and what changes between two runs,
+#: so that a second run would write other bytes.
+WRITING_RUNS = {
+    "degrade": ({"SCALE": 2, "OUTPUT": "out.tif"}, {"KERNEL": ["bicubic", "gaussian"]}),
+    "dip": ({"BANDS": [1], "SCALE": 2, **FAST, "OUTPUT": "out.tif"}, {"SEED": [1, 2]}),
+    "knitwork": ({"BANDS": [1], "SCALE": 2, **FAST, "OUTPUT": "out.tif"}, {"SEED": [1, 2]}),
+    "guided_dip": ({"KERNEL": "bicubic", "GUIDE_KERNEL": "bicubic", **FAST, "OUTPUT": "out.tif"}, {"SEED": [1, 2]}),
+    "kernelgan": ({"BANDS": [1], "SCALE": 2, "ITERATIONS": 10, "DEVICE": "cpu", "OUTPUT": "k.npy", "OUTPUT_HTML": "k.html"},
+                  {"SEED": [1, 2]}),
+    "evaluate": ({"METHOD": "dip", "SCALE": 2, **FAST, "TILE_SIZE": 32, "OVERLAP": 8, "OUTPUT": "eval.html",
+                  "OUTPUT_JSON": "eval.json"}, {"SEED": [1, 2]}),
+}
+
+
+@pytest.mark.parametrize("algorithm", sorted(WRITING_RUNS))
+def test_a_cancel_once_the_bar_is_full_still_writes_nothing(crop64: str, tmp_path, algorithm) -> None:
+    """The bar reaches 100 % after the last optimisation step; back-projection, blending, writing, the loss curve
+    and the report come after. A Cancel then was ignored: the run ended "Done" and replaced the earlier output. Until
+    the run's files move into place a Cancel stops it, every file of the earlier run stays as it was, and the
+    run ends with the usual line."""
+    parameters, varied = WRITING_RUNS[algorithm]
+    out = tmp_path / "out"
+    out.mkdir()
+    parameters = {name: str(out / value) if name.startswith("OUTPUT") else value for name, value in parameters.items()}
+    parameters["INPUT"] = crop64
+    if algorithm == "guided_dip":
+        from affine import Affine
+
+        pixels = np.random.default_rng(0).integers(1000, 3000, (1, 64, 64)).astype(np.uint16)
+        parameters["INPUT"] = write_raster(str(tmp_path / "t20.tif"), pixels[:, ::2, ::2].copy(),
+                                           transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+        parameters["GUIDE"] = write_raster(str(tmp_path / "g10.tif"), pixels, transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
+    (name, (first, second)), = varied.items()
+    run(algorithm, {**parameters, name: first})
+    earlier = files_in(out)
+    feedback = CancelAtTheEnd()
+    with pytest.raises(QgsProcessingException) as error:
+        run(algorithm, {**parameters, name: second}, feedback)
+    assert user_message(error.value) == "Cancelled: nothing was written"
+    assert feedback.isCanceled() and "Done on" not in feedback.textLog()
+    assert files_in(out) == earlier  # no temporary file left either
 
 
 @pytest.mark.parametrize("algorithm", ["dip", "guided_dip", "evaluate dip", "evaluate guided"])

@@ -219,9 +219,11 @@ class CoreJobTask(QgsTask):
         """Worker thread: run the job with its threads; store the result or the error; never raise."""
         try:
             from ..core.device import cpu_threads, threads_lines  # torch is imported here, in the worker
+            from ..core.raster import cancellable_commits
 
             progress = TaskProgress(self)
-            with cpu_threads(self.threads):  # in this thread, the one that runs the job
+            # in this thread, the one that runs the job; a Cancel after the last step still writes nothing
+            with cpu_threads(self.threads), cancellable_commits(progress):
                 for line in threads_lines(self.threads, self.device, THREADS_HINT):
                     progress.info(line)
                 self.result = self.job(progress)
