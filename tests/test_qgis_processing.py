@@ -322,6 +322,7 @@ def test_toolbox_runs_load_their_output_on_completion(crop64: str, tmp_path, emp
     assert list(context.layersToLoadOnCompletion()) == [out]
     details = context.layerToLoadOnCompletionDetails(out)
     assert (details.project, details.outputName) == (empty_project, "OUTPUT")
+    assert details.name == {"degrade": "s2_20m_64 degraded ÷2", "dip": "s2_20m_64 DIP ×2"}[algorithm]  # the input file's name
     loaded = str(tmp_path / "script.tif")  # a script's run in this thread loads its output too
     result = processing.runAndLoadResults(f"internal_sr:{algorithm}", {"INPUT": crop64, "SCALE": 2, **extra, "OUTPUT": loaded})
     assert result["OUTPUT"] == loaded
@@ -422,25 +423,31 @@ WRITING_RUNS = {
 }
 
 
+def writing_run(algorithm: str, crop64: str, folder: Path) -> tuple[dict, Path]:
+    """The tiny parameters of ``WRITING_RUNS[algorithm]`` on ``crop64`` (guided DIP: on a 32 × 32 target under a
+    64 × 64 guide written in ``folder``), writing into the new folder ``folder/out``, which is returned too."""
+    out = folder / "out"
+    out.mkdir()
+    parameters = {name: str(out / value) if name.startswith("OUTPUT") else value for name, value in WRITING_RUNS[algorithm][0].items()}
+    parameters["INPUT"] = crop64
+    if algorithm == "guided_dip":
+        from affine import Affine
+
+        pixels = np.random.default_rng(0).integers(1000, 3000, (1, 64, 64)).astype(np.uint16)
+        parameters["INPUT"] = write_raster(str(folder / "t20.tif"), pixels[:, ::2, ::2].copy(),
+                                           transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+        parameters["GUIDE"] = write_raster(str(folder / "g10.tif"), pixels, transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
+    return parameters, out
+
+
 @pytest.mark.parametrize("algorithm", sorted(WRITING_RUNS))
 def test_a_cancel_once_the_bar_is_full_still_writes_nothing(crop64: str, tmp_path, algorithm) -> None:
     """The bar reaches 100 % after the last optimisation step; back-projection, blending, writing, the loss curve
     and the report come after. A Cancel then was ignored: the run ended "Done" and replaced the earlier output. Until
     the run's files move into place a Cancel stops it, every file of the earlier run stays as it was, and the
     run ends with the usual line."""
-    parameters, varied = WRITING_RUNS[algorithm]
-    out = tmp_path / "out"
-    out.mkdir()
-    parameters = {name: str(out / value) if name.startswith("OUTPUT") else value for name, value in parameters.items()}
-    parameters["INPUT"] = crop64
-    if algorithm == "guided_dip":
-        from affine import Affine
-
-        pixels = np.random.default_rng(0).integers(1000, 3000, (1, 64, 64)).astype(np.uint16)
-        parameters["INPUT"] = write_raster(str(tmp_path / "t20.tif"), pixels[:, ::2, ::2].copy(),
-                                           transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
-        parameters["GUIDE"] = write_raster(str(tmp_path / "g10.tif"), pixels, transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
-    (name, (first, second)), = varied.items()
+    parameters, out = writing_run(algorithm, crop64, tmp_path)
+    (name, (first, second)), = WRITING_RUNS[algorithm][1].items()
     run(algorithm, {**parameters, name: first})
     earlier = files_in(out)
     feedback = CancelAtTheEnd()
@@ -449,6 +456,25 @@ def test_a_cancel_once_the_bar_is_full_still_writes_nothing(crop64: str, tmp_pat
     assert user_message(error.value) == "Cancelled: nothing was written"
     assert feedback.isCanceled() and "Done on" not in feedback.textLog()
     assert files_in(out) == earlier  # no temporary file left either
+
+
+@pytest.mark.parametrize(("algorithm", "name"), [
+    ("degrade", "field degraded ÷2"), ("dip", "field DIP ×2"), ("knitwork", "field Knitworks ×2"),
+    ("guided_dip", "field guided DIP ×2"),
+])
+def test_a_loaded_output_is_named_after_its_input_method_and_scale(crop64: str, tmp_path, empty_project, algorithm, name) -> None:
+    """``processing.runAndLoadResults`` (and the toolbox) added every result as "Super-resolved raster" (the OUTPUT
+    parameter's description) where QGIS does not take the file's name (a file in the temporary folder, as here, or a
+    temporary output). The layer is named as the dialog names it: the input layer's name, the method and the scale."""
+    import processing
+
+    parameters, _out = writing_run(algorithm, crop64, tmp_path)
+    field = empty_project.addMapLayer(QgsRasterLayer(parameters["INPUT"], "field", "gdal"))
+    for output in (parameters["OUTPUT"], "TEMPORARY_OUTPUT"):
+        processing.runAndLoadResults(f"internal_sr:{algorithm}", {**parameters, "INPUT": field.id(), "OUTPUT": output})
+    loaded = [layer for layer in empty_project.mapLayers().values() if layer is not field]
+    assert [layer.name() for layer in loaded] == [name, name]
+    assert parameters["OUTPUT"] in [layer.source() for layer in loaded]
 
 
 @pytest.mark.parametrize("algorithm", ["dip", "guided_dip", "evaluate dip", "evaluate guided"])
