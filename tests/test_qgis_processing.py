@@ -857,6 +857,37 @@ def test_every_algorithm_is_found_by_its_words_and_links_to_its_readme_section()
     assert "pansharpening" in guided.tags() and heading_anchor("Degrade (blur and downsample)") == "degrade-blur-and-downsample"
 
 
+def test_the_readmes_standalone_script_runs_as_written(tmp_path) -> None:
+    """The README's PyQGIS snippets are for QGIS's console, where Processing and the provider are loaded; its
+    standalone script starts QGIS, Processing and the provider itself. Run as written, but for the QGIS profile
+    holding the plugin and the data folder, in a Python of its own (no PYTHONPATH, no QT_QPA_PLATFORM), it imports
+    the plugin from the profile's plugin folder, writes its output and prints its path."""
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    (script,) = [block for block in re.findall(r"```python\n(.*?)```", (root / "README.md").read_text(encoding="utf-8"), re.S)
+                 if "Processing.initialize()" in block]
+    plugins = tmp_path / "profile" / "python" / "plugins"
+    plugins.mkdir(parents=True)
+    (plugins / "internal_sr").symlink_to(root)
+    data = tmp_path / "data"
+    data.mkdir()
+    crop(str(data / "S2_10m.tif"), 32)
+    for literal, value in (('os.path.expanduser("~/.local/share/QGIS/QGIS3/profiles/default")', repr(str(tmp_path / "profile"))),
+                           ('"/data/', f'"{data}/')):
+        assert literal in script
+        script = script.replace(literal, value)
+    env = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "QT_QPA_PLATFORM")}
+    done = subprocess.run([sys.executable, "-c", script + "import internal_sr\nprint(internal_sr.__file__)\n"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == [str(data / "S2_20m.tif"), str(plugins / "internal_sr" / "__init__.py")]
+    low = grid_info(str(data / "S2_20m.tif"))
+    assert (low.width, low.height) == (16, 16)
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
