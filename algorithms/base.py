@@ -14,7 +14,8 @@ path out. The base class owns everything the algorithms share:
 * error translation: any error of the engine becomes a ``QgsProcessingException`` carrying one line
   (``core.errors.error_line``, as on the command line and in the dialog's task), with the traceback of an
   unexpected one in the message log; ``Cancelled`` ends the run with the one-line error "Cancelled: nothing was
-  written" (a script's ``processing.run`` raises it rather than returning results without OUTPUT).
+  written" (a script's ``processing.run`` raises it rather than returning results without OUTPUT), also for a Cancel
+  after the last optimisation step, until the run's files move into place (``core.raster.cancellable_commits``).
 
 The engine (torch, rasterio) is imported only inside a job, so the provider loads without it.
 """
@@ -74,6 +75,9 @@ from ..core.config import (
     MAX_SCALE,
     OVERLAP_TERM,
     TILE_TERM,
+    DIPConfig,
+    GuidedDIPConfig,
+    KnitworkConfig,
     TileOptions,
     extent_words,
     is_named_pipe,
@@ -111,6 +115,19 @@ THREADS_SETTING = "CPU threads (THREADS)"
 def tr(text: str) -> str:
     """Translate ``text`` in the plugin's context."""
     return QCoreApplication.translate("InternalSR", text)
+
+
+#: How a result layer's name calls each method (``result_layer_name``), by engine configuration type.
+METHOD_LABELS = {DIPConfig: "DIP", KnitworkConfig: "Knitworks", GuidedDIPConfig: "guided DIP"}
+#: How a result layer's name calls a degraded raster (``result_layer_name``).
+DEGRADED_LABEL = "degraded"
+
+
+def result_layer_name(input_name: str, method: str, scale: int, coarser: bool = False) -> str:
+    """The name a run's output raster is added to the map as, by the dialog (``ui.task.CoreJobTask``) and by
+    Processing (``Job.layer_name``): the input layer's name, the method (``METHOD_LABELS``, ``DEGRADED_LABEL``) and
+    the scale, finer (``S2_T33UUB_20m DIP ×2``) or ``coarser`` (``S2_T33UUB_10m degraded ÷2``)."""
+    return f"{input_name} {method} {'÷' if coarser else '×'}{scale}"
 
 
 def kernel_spec(name: str, sigma: float | None = None, kernel_file: str | None = None) -> str:
@@ -482,6 +499,8 @@ class Job:
     load on completion, set by ``prepareAlgorithm`` for :meth:`InternalSRAlgorithm.processAlgorithm`.
     threads, device: THREADS (``None``: automatic) and DEVICE (``cpu`` where there is none: degrade), set by
     ``prepareAlgorithm``: the run sets PyTorch's CPU threads (``core.device.cpu_threads``) in the thread it runs in.
+    layer_name: the name of the OUTPUT layer loaded on completion (``result_layer_name``; ``prepareAlgorithm`` gives
+    it to the context: :func:`name_output_layer`); ``""`` for an algorithm that writes no raster.
     """
 
     run: Callable[[Any], Any]
@@ -490,6 +509,7 @@ class Job:
     layers_to_load: dict[str, QgsProcessingContext.LayerDetails] = field(default_factory=dict)
     threads: int | None = None
     device: str = "cpu"
+    layer_name: str = ""
 
 
 def extent_text(extent: tuple[float, float, float, float] | None, enlarged: str = "whole pixels") -> str:
@@ -581,6 +601,20 @@ def load_on_completion(context: QgsProcessingContext, layers: dict[str, QgsProce
     for path, details in layers.items():
         if not context.willLoadLayerOnCompletion(path):
             context.addLayerToLoadOnCompletion(path, details)
+
+
+def name_output_layer(context: QgsProcessingContext, output: QgsProcessingParameterDefinition, name: str) -> None:
+    """Have the layer ``context`` loads on completion for the raster destination ``output`` named ``name``.
+
+    ``parameterAsOutputLayer`` registers it under the name given with the destination (a model's output name),
+    else under the parameter's description: ``processing.runAndLoadResults`` and the toolbox named every result
+    "Super-resolved raster" wherever QGIS does not take the file's name (a temporary output or a file in the temporary
+    folder, or *Prefer output filename for layer names* off). A name given with the destination is kept.
+    """
+    for path, details in context.layersToLoadOnCompletion().items():
+        if details.outputName == output.name() and details.name == output.description():
+            details.name = name
+            context.addLayerToLoadOnCompletion(path, details)  # replaces the details registered for path
 
 
 class InternalSRAlgorithm(QgsProcessingAlgorithm):
@@ -1209,6 +1243,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(refusal)
         with engine_errors():
             job = self.prepare_job(parameters, context, feedback)
+        if job.layer_name:
+            name_output_layer(context, self.parameterDefinition(self.OUTPUT), job.layer_name)
         job.layers_to_load = context.layersToLoadOnCompletion()  # with OUTPUT's, registered by read_output
         job.threads = self.parameterAsInt(parameters, self.THREADS, context) or None
         if self.parameterDefinition(self.DEVICE) is not None:
@@ -1223,12 +1259,14 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         if job is None:
             raise QgsProcessingException(tr("The algorithm was run without being prepared"))
         from ..core.device import cpu_threads, threads_lines
+        from ..core.raster import cancellable_commits
 
         progress = FeedbackProgress(feedback)
         for label, value in job.settings.items():
             progress.info(f"{label}: {value}")
         try:
-            with engine_errors(), cpu_threads(job.threads):  # in this thread, the one that runs the job
+            # in this thread, the one that runs the job; a Cancel after the last step still writes nothing
+            with engine_errors(), cpu_threads(job.threads), cancellable_commits(progress):
                 for line in threads_lines(job.threads, job.device, THREADS_SETTING):
                     progress.info(line)
                 result = job.run(progress)

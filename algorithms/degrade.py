@@ -7,7 +7,7 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
 from ..core.config import IOOptions
-from .base import InternalSRAlgorithm, Job, extent_text, input_settings, tr
+from .base import DEGRADED_LABEL, InternalSRAlgorithm, Job, extent_text, input_settings, result_layer_name, tr
 
 
 class DegradeAlgorithm(InternalSRAlgorithm):
@@ -79,4 +79,4 @@ class DegradeAlgorithm(InternalSRAlgorithm):
             tr("Kernel"): kernel,
             tr("Output"): output,
         }
-        return Job(run, settings)
+        return Job(run, settings, layer_name=result_layer_name(source.name, DEGRADED_LABEL, scale, coarser=True))

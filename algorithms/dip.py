@@ -7,7 +7,10 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
 from ..core.config import DEFAULT_ITERATIONS, DIPConfig, IOOptions
-from .base import KERNELS, SUPER_RESOLUTION_TAGS, InternalSRAlgorithm, Job, extent_text, input_settings, tiles_text, tr
+from .base import (
+    KERNELS, METHOD_LABELS, SUPER_RESOLUTION_TAGS, InternalSRAlgorithm, Job, extent_text, input_settings, result_layer_name, tiles_text,
+    tr,
+)
 from .run_times import presets_text, run_time_help
 
 
@@ -138,4 +141,4 @@ class DIPAlgorithm(InternalSRAlgorithm):
             tr("Data type"): "Float32" if io.float32 else tr("as input"),
             tr("Output"): output,
         }
-        return Job(run, settings)
+        return Job(run, settings, layer_name=result_layer_name(source.name, METHOD_LABELS[self.CONFIG], scale))

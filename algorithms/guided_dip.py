@@ -7,7 +7,7 @@ from typing import Any
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
 from ..core.config import GUIDED_ITERATIONS, GuidedDIPConfig, IOOptions
-from .base import GUIDED_KERNELS, InternalSRAlgorithm, Job, extent_text, tiles_text, tr
+from .base import GUIDED_KERNELS, METHOD_LABELS, InternalSRAlgorithm, Job, extent_text, result_layer_name, tiles_text, tr
 from .run_times import presets_text, run_time_help
 
 
@@ -144,4 +144,4 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
             tr("Tiles"): tiles_text(config.tiles, inputs.tiles),
             tr("Output"): output,
         }
-        return Job(run, settings)
+        return Job(run, settings, layer_name=result_layer_name(target.name, METHOD_LABELS[GuidedDIPConfig], nesting.scale))

@@ -46,6 +46,7 @@ from .config import GEOTIFF_EXTENSIONS, is_named_pipe
 from .errors import InputError, OutputWriteError
 from .grid import Grid, Window
 from .normalise import band_extremes, constant_values, exact_float
+from .progress import Progress, check_cancelled
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
@@ -1162,6 +1163,27 @@ def recording_commits(record: list[str]) -> Iterator[None]:
             _commit_records[:] = [e for e in _commit_records if e is not entry]  # by identity: empty lists are equal
 
 
+#: Per thread, the progress sink whose Cancel ``StagedFiles.commit`` asks before moving anything (``cancellable_commits``).
+_commit_cancels = threading.local()
+
+
+@contextmanager
+def cancellable_commits(progress: Progress) -> Iterator[None]:
+    """While the block runs, each ``StagedFiles.commit`` on this thread first asks ``progress`` whether the user
+    cancelled, and raises ``Cancelled`` with nothing moved into place (``staged`` then discards the group: every
+    earlier file stays as it was). For a front end whose Cancel is polled (Processing's feedback, the dialog's
+    ``QgsTask``): the engine polls once per optimisation step, and what follows the last step (back-projection,
+    blending, writing, the loss curve, a report) would otherwise end in files replaced after a Cancel. A Cancel
+    once a commit has started is too late for it, as a signal is (``committing``). The command line's signals need
+    none: they interrupt the run anywhere but in a commit. Blocks may nest; the innermost's ``progress`` is asked."""
+    previous = getattr(_commit_cancels, "progress", None)
+    _commit_cancels.progress = progress
+    try:
+        yield
+    finally:
+        _commit_cancels.progress = previous
+
+
 class StagedFiles:
     """The files of one run, each written to a hidden temporary file beside its target (``temporary_beside``)
     and moved into place together by ``commit`` once all are written, each with the PAM sidecar GDAL wrote beside
@@ -1224,10 +1246,14 @@ class StagedFiles:
         """Move every staged file into place (ordinary files: mode 0666 less the umask; mkstemp makes 0600), then
         give back the group's claims.
 
-        While it runs ``committing()`` is true, so that a signal handler cancelling a run (the command line's)
-        lets it finish rather than leave some files in place and not others, or old sidecars beside a new file.
+        Inside ``cancellable_commits`` a Cancel asked before it starts raises ``Cancelled`` and moves nothing. While
+        it runs ``committing()`` is true, so that a signal handler cancelling a run (the command line's) lets it
+        finish rather than leave some files in place and not others, or old sidecars beside a new file.
         """
         global _commits
+        progress = getattr(_commit_cancels, "progress", None)
+        if progress is not None:
+            check_cancelled(progress)
         mode = 0o666 & ~_umask()
         for tmp in self.staged.values():
             os.chmod(tmp, mode)

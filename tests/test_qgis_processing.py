@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -321,6 +322,7 @@ def test_toolbox_runs_load_their_output_on_completion(crop64: str, tmp_path, emp
     assert list(context.layersToLoadOnCompletion()) == [out]
     details = context.layerToLoadOnCompletionDetails(out)
     assert (details.project, details.outputName) == (empty_project, "OUTPUT")
+    assert details.name == {"degrade": "s2_20m_64 degraded ÷2", "dip": "s2_20m_64 DIP ×2"}[algorithm]  # the input file's name
     loaded = str(tmp_path / "script.tif")  # a script's run in this thread loads its output too
     result = processing.runAndLoadResults(f"internal_sr:{algorithm}", {"INPUT": crop64, "SCALE": 2, **extra, "OUTPUT": loaded})
     assert result["OUTPUT"] == loaded
@@ -388,6 +390,91 @@ def test_cancel_stops_cleanly_and_writes_nothing(crop64: str, tmp_path) -> None:
     assert 3 <= feedback.count <= 6  # stopped at the first poll after the Cancel, a few steps in
     assert not os.path.exists(out)
     assert leftovers(str(tmp_path)) == []
+
+
+class CancelAtTheEnd(QgsProcessingFeedback):
+    """A feedback whose user presses Cancel as the progress bar reaches 100 %."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.progressChanged.connect(self._progressed)
+
+    def _progressed(self, value: float) -> None:
+        if value >= 100 and not self.isCanceled():
+            self.cancel()
+
+
+def files_in(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file of ``folder`` by name: its inode (a file replaced by a rename has another) and its bytes."""
+    return {path.name: (path.stat().st_ino, path.read_bytes()) for path in sorted(folder.iterdir())}
+
+
+#: Per algorithm that writes files: tiny parameters (the output folder's names) and what changes between two runs,
+#: so that a second run would write other bytes.
+WRITING_RUNS = {
+    "degrade": ({"SCALE": 2, "OUTPUT": "out.tif"}, {"KERNEL": ["bicubic", "gaussian"]}),
+    "dip": ({"BANDS": [1], "SCALE": 2, **FAST, "OUTPUT": "out.tif"}, {"SEED": [1, 2]}),
+    "knitwork": ({"BANDS": [1], "SCALE": 2, **FAST, "OUTPUT": "out.tif"}, {"SEED": [1, 2]}),
+    "guided_dip": ({"KERNEL": "bicubic", "GUIDE_KERNEL": "bicubic", **FAST, "OUTPUT": "out.tif"}, {"SEED": [1, 2]}),
+    "kernelgan": ({"BANDS": [1], "SCALE": 2, "ITERATIONS": 10, "DEVICE": "cpu", "OUTPUT": "k.npy", "OUTPUT_HTML": "k.html"},
+                  {"SEED": [1, 2]}),
+    "evaluate": ({"METHOD": "dip", "SCALE": 2, **FAST, "TILE_SIZE": 32, "OVERLAP": 8, "OUTPUT": "eval.html",
+                  "OUTPUT_JSON": "eval.json"}, {"SEED": [1, 2]}),
+}
+
+
+def writing_run(algorithm: str, crop64: str, folder: Path) -> tuple[dict, Path]:
+    """The tiny parameters of ``WRITING_RUNS[algorithm]`` on ``crop64`` (guided DIP: on a 32 × 32 target under a
+    64 × 64 guide written in ``folder``), writing into the new folder ``folder/out``, which is returned too."""
+    out = folder / "out"
+    out.mkdir()
+    parameters = {name: str(out / value) if name.startswith("OUTPUT") else value for name, value in WRITING_RUNS[algorithm][0].items()}
+    parameters["INPUT"] = crop64
+    if algorithm == "guided_dip":
+        from affine import Affine
+
+        pixels = np.random.default_rng(0).integers(1000, 3000, (1, 64, 64)).astype(np.uint16)
+        parameters["INPUT"] = write_raster(str(folder / "t20.tif"), pixels[:, ::2, ::2].copy(),
+                                           transform=Affine(20.0, 0, 300000.0, 0, -20.0, 5800000.0))
+        parameters["GUIDE"] = write_raster(str(folder / "g10.tif"), pixels, transform=Affine(10.0, 0, 300000.0, 0, -10.0, 5800000.0))
+    return parameters, out
+
+
+@pytest.mark.parametrize("algorithm", sorted(WRITING_RUNS))
+def test_a_cancel_once_the_bar_is_full_still_writes_nothing(crop64: str, tmp_path, algorithm) -> None:
+    """The bar reaches 100 % after the last optimisation step; back-projection, blending, writing, the loss curve
+    and the report come after. A Cancel then was ignored: the run ended "Done" and replaced the earlier output. Until
+    the run's files move into place a Cancel stops it, every file of the earlier run stays as it was, and the
+    run ends with the usual line."""
+    parameters, out = writing_run(algorithm, crop64, tmp_path)
+    (name, (first, second)), = WRITING_RUNS[algorithm][1].items()
+    run(algorithm, {**parameters, name: first})
+    earlier = files_in(out)
+    feedback = CancelAtTheEnd()
+    with pytest.raises(QgsProcessingException) as error:
+        run(algorithm, {**parameters, name: second}, feedback)
+    assert user_message(error.value) == "Cancelled: nothing was written"
+    assert feedback.isCanceled() and "Done on" not in feedback.textLog()
+    assert files_in(out) == earlier  # no temporary file left either
+
+
+@pytest.mark.parametrize(("algorithm", "name"), [
+    ("degrade", "field degraded ÷2"), ("dip", "field DIP ×2"), ("knitwork", "field Knitworks ×2"),
+    ("guided_dip", "field guided DIP ×2"),
+])
+def test_a_loaded_output_is_named_after_its_input_method_and_scale(crop64: str, tmp_path, empty_project, algorithm, name) -> None:
+    """``processing.runAndLoadResults`` (and the toolbox) added every result as "Super-resolved raster" (the OUTPUT
+    parameter's description) where QGIS does not take the file's name (a file in the temporary folder, as here, or a
+    temporary output). The layer is named as the dialog names it: the input layer's name, the method and the scale."""
+    import processing
+
+    parameters, _out = writing_run(algorithm, crop64, tmp_path)
+    field = empty_project.addMapLayer(QgsRasterLayer(parameters["INPUT"], "field", "gdal"))
+    for output in (parameters["OUTPUT"], "TEMPORARY_OUTPUT"):
+        processing.runAndLoadResults(f"internal_sr:{algorithm}", {**parameters, "INPUT": field.id(), "OUTPUT": output})
+    loaded = [layer for layer in empty_project.mapLayers().values() if layer is not field]
+    assert [layer.name() for layer in loaded] == [name, name]
+    assert parameters["OUTPUT"] in [layer.source() for layer in loaded]
 
 
 @pytest.mark.parametrize("algorithm", ["dip", "guided_dip", "evaluate dip", "evaluate guided"])
@@ -768,6 +855,37 @@ def test_every_algorithm_is_found_by_its_words_and_links_to_its_readme_section()
     assert len(urls) == 6
     guided = QgsApplication.processingRegistry().algorithmById("internal_sr:guided_dip")
     assert "pansharpening" in guided.tags() and heading_anchor("Degrade (blur and downsample)") == "degrade-blur-and-downsample"
+
+
+def test_the_readmes_standalone_script_runs_as_written(tmp_path) -> None:
+    """The README's PyQGIS snippets are for QGIS's console, where Processing and the provider are loaded; its
+    standalone script starts QGIS, Processing and the provider itself. Run as written, but for the QGIS profile
+    holding the plugin and the data folder, in a Python of its own (no PYTHONPATH, no QT_QPA_PLATFORM), it imports
+    the plugin from the profile's plugin folder, writes its output and prints its path."""
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    (script,) = [block for block in re.findall(r"```python\n(.*?)```", (root / "README.md").read_text(encoding="utf-8"), re.S)
+                 if "Processing.initialize()" in block]
+    plugins = tmp_path / "profile" / "python" / "plugins"
+    plugins.mkdir(parents=True)
+    (plugins / "internal_sr").symlink_to(root)
+    data = tmp_path / "data"
+    data.mkdir()
+    crop(str(data / "S2_10m.tif"), 32)
+    for literal, value in (('os.path.expanduser("~/.local/share/QGIS/QGIS3/profiles/default")', repr(str(tmp_path / "profile"))),
+                           ('"/data/', f'"{data}/')):
+        assert literal in script
+        script = script.replace(literal, value)
+    env = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "QT_QPA_PLATFORM")}
+    done = subprocess.run([sys.executable, "-c", script + "import internal_sr\nprint(internal_sr.__file__)\n"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == [str(data / "S2_20m.tif"), str(plugins / "internal_sr" / "__init__.py")]
+    low = grid_info(str(data / "S2_20m.tif"))
+    assert (low.width, low.height) == (16, 16)
 
 
 @pytest.mark.parametrize(

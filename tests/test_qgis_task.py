@@ -89,6 +89,32 @@ def test_cancelled_task_leaves_no_file_and_no_layer(qgis_iface, empty_project, m
     assert any("cancelled" in m for m in messages[Qgis.MessageLevel.Info])
 
 
+def test_a_cancel_once_the_bar_is_full_still_writes_nothing(qgis_iface, empty_project, messages, tmp_path) -> None:
+    """The bar reaches 100 % after the last optimisation step, before back-projection, writing and the loss curve: a
+    Cancel then was ignored, the earlier output replaced and its layer added. It stops the run as any Cancel does:
+    the earlier files stay as they were (the same files: not even replaced by equal bytes) and nothing is added."""
+    source = crop(str(tmp_path / "field.tif"), 32)
+    out = tmp_path / "out" / "field_x2.tif"
+    out.parent.mkdir()
+
+    def task(seed: int) -> CoreJobTask:
+        config = DIPConfig(scale=2, iterations=2, device="cpu", seed=seed)
+        return CoreJobTask.super_resolve(source, str(out), config, IOOptions(bands=(1,)), "field", qgis_iface)
+
+    assert task(1).run()
+    earlier = {path.name: (path.stat().st_ino, path.read_bytes()) for path in out.parent.iterdir()}
+    assert sorted(earlier) == ["field_x2.tif", "field_x2.tif.loss.png"]
+    cancelled = task(2)
+    cancelled.progressChanged.connect(lambda value: cancelled.cancel() if value >= 100 else None)
+    result = cancelled.run()  # deterministic: run and finished called as the task manager would
+    cancelled.finished(result)
+    assert result is False and cancelled.error is None and cancelled.layer is None
+    assert {path.name: (path.stat().st_ino, path.read_bytes()) for path in out.parent.iterdir()} == earlier
+    assert QgsProject.instance().mapLayers() == {}
+    (said,) = messages[Qgis.MessageLevel.Info]
+    assert said.endswith("super-resolve field ×2: cancelled, nothing was written")
+
+
 def test_failed_task_reports_one_line_and_adds_nothing(qgis_iface, empty_project, messages, tmp_path) -> None:
     source = crop(str(tmp_path / "field.tif"), 48)
     task = CoreJobTask.super_resolve(source, str(tmp_path / "out.tif"), DIPConfig(iterations=3), IOOptions(bands=(9,)), "field", qgis_iface)

@@ -27,6 +27,7 @@ from qgis.core import (
     QgsTask,
 )
 
+from ..algorithms.base import METHOD_LABELS, result_layer_name
 from ..core.config import (
     GAUSSIAN_TERM,
     GUIDE_KERNEL_TERM,
@@ -122,10 +123,6 @@ def restyled(renderer: QgsRasterRenderer, bands: tuple[int, ...] | None) -> QgsR
     return copy
 
 
-#: Method names in result layer names, by engine configuration type.
-METHOD_LABELS = {DIPConfig: "DIP", KnitworkConfig: "Knitworks", GuidedDIPConfig: "guided DIP"}
-
-
 class CoreJobTask(QgsTask):
     """Runs ``job(progress) -> RunResult`` in the background; adds the output as layer ``layer_name``.
 
@@ -185,7 +182,7 @@ class CoreJobTask(QgsTask):
 
             return super_resolve(input_path, output_path, config, io, progress)
 
-        name = f"{input_name} {METHOD_LABELS[type(config)]} ×{config.scale}"
+        name = result_layer_name(input_name, METHOD_LABELS[type(config)], config.scale)
         return cls(f"super-resolve {input_name} ×{config.scale}", job, name, iface, renderer, io.bands, output_path, threads,
                    config.device)
 
@@ -211,7 +208,7 @@ class CoreJobTask(QgsTask):
 
             return sharpen(target_path, guide_path, output_path, config, target_io, guide_io, progress)
 
-        name = f"{target_name} {METHOD_LABELS[GuidedDIPConfig]} ×{scale}"
+        name = result_layer_name(target_name, METHOD_LABELS[GuidedDIPConfig], scale)
         return cls(f"sharpen {target_name} ×{scale}", job, name, iface, renderer, target_io.bands, output_path, threads,
                    config.device)
 
@@ -219,9 +216,11 @@ class CoreJobTask(QgsTask):
         """Worker thread: run the job with its threads; store the result or the error; never raise."""
         try:
             from ..core.device import cpu_threads, threads_lines  # torch is imported here, in the worker
+            from ..core.raster import cancellable_commits
 
             progress = TaskProgress(self)
-            with cpu_threads(self.threads):  # in this thread, the one that runs the job
+            # in this thread, the one that runs the job; a Cancel after the last step still writes nothing
+            with cpu_threads(self.threads), cancellable_commits(progress):
                 for line in threads_lines(self.threads, self.device, THREADS_HINT):
                     progress.info(line)
                 self.result = self.job(progress)
