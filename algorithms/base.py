@@ -529,14 +529,18 @@ def input_settings(source: RasterSource, bands: tuple[int, ...] | None, extent: 
     }
 
 
-def tiles_text(asked: TileOptions, used: TileOptions) -> str:
+def tiles_text(asked: TileOptions, used: TileOptions, width: int, height: int) -> str:
     """How the settings log of every algorithm that tiles (DIP, Knitworks, guided DIP, evaluate's method) shows the
-    tiles: those ``used`` (the engine's check: ``asked``, grown where the kernel reaches past a tile's overlap,
-    ``core.tiling.kernel_tiles``), after those ``asked`` when they differ."""
-    words = tr("{} px with {} px overlap")
+    tiles of a ``width × height`` input (on the tiled grid): those ``used`` (the engine's check: ``asked``, grown
+    where the kernel reaches past a tile's overlap, ``core.tiling.kernel_tiles``) with their count, as the run's
+    log gives them (``core.tiling.tiles_words``: ``98 tiles of 128 px with 16 px overlap``), after those ``asked``
+    when they differ."""
+    from ..core.tiling import tiles_words
+
+    words = tiles_words(width, height, used)
     if used == asked:
-        return words.format(used.size, used.overlap)
-    return tr("{} asked → {} used").format(words.format(asked.size, asked.overlap), words.format(used.size, used.overlap))
+        return words
+    return tr("{} px with {} px overlap asked → {} used").format(asked.size, asked.overlap, words)
 
 
 #: How the out-of-memory hints of ``core.errors.error_line`` name the parameters that help.

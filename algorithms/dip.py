@@ -115,7 +115,7 @@ class DIPAlgorithm(InternalSRAlgorithm):
         output = self.read_output(parameters, context, [source.path])
         from ..core.pipeline import check_learned_kernel_output, check_super_resolve, learned_kernel_path
 
-        _, tiles = check_super_resolve(source.path, None, config, io)  # the output was checked by read_output
+        info, tiles = check_super_resolve(source.path, None, config, io)  # the output was checked by read_output
         learned = learned_kernel_path(output, config) if output else None  # "" while checking a temporary output
         if learned is not None:
             from ..core.kernels import kernel_files
@@ -137,7 +137,7 @@ class DIPAlgorithm(InternalSRAlgorithm):
             tr("Step window"): f"{config.step_window:g}",
             tr("Device requested"): config.device,
             tr("Seed"): str(config.seed),
-            tr("Tiles"): tiles_text(config.tiles, tiles),
+            tr("Tiles"): tiles_text(config.tiles, tiles, info.grid.width, info.grid.height),
             tr("Data type"): "Float32" if io.float32 else tr("as input"),
             tr("Output"): output,
         }

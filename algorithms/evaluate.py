@@ -176,7 +176,7 @@ class EvaluateAlgorithm(InternalSRAlgorithm):
             tr("Seed"): str(options.seed),
         }
         if plan.tiles is not None:  # the method tiles the degraded image (bicubic does not)
-            settings[tr("Tiles")] = tiles_text(config.tiles, plan.tiles)
+            settings[tr("Tiles")] = tiles_text(config.tiles, plan.tiles, plan.area.width // scale, plan.area.height // scale)
         settings[tr("Report")] = report or tr("none")
         if guide is not None:
             settings[tr("Guide")] = f"{guide.name} ({guide.width} × {guide.height} pixels), kernel {guide_kernel}"

@@ -141,7 +141,7 @@ class GuidedDIPAlgorithm(InternalSRAlgorithm):
             tr("Iterations"): str(config.steps),
             tr("Device requested"): config.device,
             tr("Seed"): str(config.seed),
-            tr("Tiles"): tiles_text(config.tiles, inputs.tiles),
+            tr("Tiles"): tiles_text(config.tiles, inputs.tiles, nesting.target.width, nesting.target.height),
             tr("Output"): output,
         }
         return Job(run, settings, layer_name=result_layer_name(target.name, METHOD_LABELS[GuidedDIPConfig], nesting.scale))

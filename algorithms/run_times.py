@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.config import QUALITIES, QUALITY_PRESETS, warm_step_count
+from ..core.config import QUALITIES, QUALITY_PRESETS, later_steps
+from ..core.progress import duration
 
 #: Output pixels of the tile the figures are given for (a 128 × 128 input tile at ×2).
 REFERENCE_PIXELS = 256 * 256
@@ -61,8 +62,7 @@ STEP_SECONDS: dict[str, StepTimes] = {
 def run_steps(tiles: int, steps: int, warm: float | None) -> int:
     """Steps over ``tiles`` tiles: the first runs ``steps``, the others the ``warm`` fraction of them when
     warm-started (``InternalLearningConfig.warm_steps``; ``None``: every tile runs ``steps``)."""
-    later = steps if warm is None else warm_step_count(steps, warm)
-    return steps + (tiles - 1) * later if tiles else 0
+    return steps + (tiles - 1) * later_steps(steps, warm) if tiles else 0
 
 
 def estimate_seconds(
@@ -77,19 +77,6 @@ def estimate_seconds(
     if gpu:
         return run_steps(tiles, steps, warm) * times.gpu * max(1.0, tile_output_pixels / GPU_FLAT_PIXELS)
     return run_steps(tiles, steps, warm) * times.cpu * tile_output_pixels / REFERENCE_PIXELS
-
-
-def duration(seconds: float) -> str:
-    """``seconds`` rounded for people: ``40 s``, ``3 minutes``, ``2.5 hours``, ``3.2 days``; never below ``1 s``
-    (an estimate under 1.5 s reads ``1 s``: "about 0 s" said a run takes no time, but reading, starting and
-    writing alone take about that)."""
-    if seconds < 90:
-        return f"{max(seconds, 1.0):.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} minutes"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} hours"
-    return f"{seconds / 86400:.1f} days"
 
 
 def presets_text(method: str) -> str:

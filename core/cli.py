@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
@@ -60,23 +60,56 @@ def _write(stream: TextIO | None, text: str) -> None:
             pass
 
 
-class TerminalProgress:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal; nothing without one)."""
+#: When stderr is not a terminal (a log file, ``nohup``), the most seconds between two progress lines: a line is
+#: written every 5 % of the run or every minute, whichever comes first (a run at the default steps takes hours, and
+#: 5 % of it half an hour).
+LOG_EVERY = 60.0
+#: The share of the run between two progress lines when stderr is not a terminal (``LOG_EVERY``).
+LOG_FRACTION = 0.05
+#: The narrowest progress bar drawn on a terminal; narrower than that leaves the line to the message.
+MIN_BAR = 10
 
-    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+
+class TerminalProgress:
+    """A one-line progress bar on stderr, redrawn in place on a terminal; when stderr is not a terminal, plain lines,
+    one every ``LOG_FRACTION`` of the run or ``LOG_EVERY`` seconds, whichever comes first, and the last; nothing
+    without stderr. A line gives the bar (up to ``width`` characters, fewer or none where the terminal is narrow), the
+    percentage, the seconds since the start and the engine's message. ``clock``: seconds, for tests to fake."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30, clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream or sys.stderr
         self.width = width
         self.tty = self.stream is not None and self.stream.isatty()
+        self.clock = clock
+        self.start = clock()
         self.last = -1.0
-        self.start = time.perf_counter()
+        self.last_time = self.start
 
     def report(self, fraction: float, message: str = "") -> None:
-        if not self.tty and fraction - self.last < 0.05 and fraction < 1.0:
+        now = self.clock()
+        if not self.tty and fraction - self.last < LOG_FRACTION and now - self.last_time < LOG_EVERY and fraction < 1.0:
             return
-        self.last = fraction
-        filled = int(round(self.width * fraction))
-        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {100 * fraction:5.1f}% {time.perf_counter() - self.start:6.0f}s {message}"
-        _write(self.stream, ("\r" + line[:120].ljust(120)) if self.tty else line + "\n")
+        self.last, self.last_time = fraction, now
+        status = f"{100 * fraction:5.1f}% {now - self.start:6.0f}s {message}"
+        if not self.tty:
+            _write(self.stream, f"{self._bar(self.width, fraction)}{status}\n")
+            return
+        columns = self._columns() - 1  # a line redraws in place only while it fits on one row
+        width = min(self.width, columns - len(status) - 3)
+        line = (self._bar(width, fraction) if width >= MIN_BAR else "") + status
+        _write(self.stream, "\r" + line[:columns].ljust(columns))
+
+    def _columns(self) -> int:
+        """The terminal's width (120 where it cannot be read)."""
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            return 120
+
+    @staticmethod
+    def _bar(width: int, fraction: float) -> str:
+        filled = int(round(width * fraction))
+        return f"[{'#' * filled}{'.' * (width - filled)}] "
 
     def info(self, message: str) -> None:
         _write(self.stream, ("\n" if self.tty else "") + message + "\n")

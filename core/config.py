@@ -318,6 +318,12 @@ def warm_step_count(steps: int, fraction: float) -> int:
     return max(1, round(steps * fraction))
 
 
+def later_steps(steps: int, warm: float | None) -> int:
+    """The steps of each tile after a run's first trained one: ``warm_step_count`` of ``steps`` when tiles are
+    warm-started with the fraction ``warm``, else (``None``) all ``steps``."""
+    return steps if warm is None else warm_step_count(steps, warm)
+
+
 @dataclass(frozen=True)
 class InternalLearningConfig:
     """What every tile-by-tile internal-learning method shares (``DIPConfig``, ``KnitworkConfig``,
@@ -402,6 +408,11 @@ class InternalLearningConfig:
     def warm_step_count(self) -> int:
         """The steps of a warm-started tile."""
         return warm_step_count(self.steps, self.warm_steps)
+
+    @property
+    def later_steps(self) -> int:
+        """The steps of each tile after the first trained one (``later_steps``)."""
+        return later_steps(self.steps, self.warm_steps if self.warm_start else None)
 
     def steps_text(self) -> str:
         """The steps per tile as the run's log states them, e.g. ``up to 300 steps per tile (225 when warm-started)``."""

@@ -54,7 +54,7 @@ from .kernels import (
 )
 from .normalise import BandScaling
 from .optimise import adam, optimise
-from .progress import DONE, NullProgress, Progress, SubProgress
+from .progress import DONE, NullProgress, Part, Progress, SubProgress, Timed
 from .grid import Window
 from .raster import (
     RasterInfo, StagedFiles, band_labels, check_extension, claimed, file_window, open_info, read_window, staged, valid_interior,
@@ -393,8 +393,9 @@ def estimate_kernels(
     spectrum = config.orientation == "spectrum"
     anisotropies = [spectral_anisotropy(image[g], m) if spectrum else None for g, m in zip(groups, masks)]
     estimates = []
+    timed = Timed(progress, config.iterations)  # the steps say their band (with ``per_band``) and the time left
     for index, (group, data, anisotropy) in enumerate(zip(groups, masks, anisotropies)):
-        part = SubProgress(progress, index / len(groups), (index + 1) / len(groups))
+        part = SubProgress(timed, index / len(groups), (index + 1) / len(groups), part=Part("band", index + 1, 1, len(groups)))
         with seeded(config.seed, device, part):
             rng = np.random.default_rng(config.seed)
             raw, losses, steps = estimate_x2(normalised[group], data, config, device, part, rng)

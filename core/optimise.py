@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .errors import NonFiniteLoss
-from .progress import Progress, check_cancelled
+from .progress import Progress, Step, check_cancelled, report_step
 
 CHECK_EVERY = 25
 
@@ -70,8 +70,10 @@ def optimise(
     scalar, or ``(N,)`` for ``N`` tiles optimised together (output ``(N, ...)``): each tile then has
     its own stop rule, its average stays frozen once the rule fires, and the loop ends when every
     tile has stopped. An infinite or NaN loss among the steps a check covers raises ``errors.NonFiniteLoss``
-    there (with the index of the first such tile). ``observe(steps done, EMA)``, when given, sees the average at every check (each
-    ``CHECK_EVERY`` steps and the last one); it is for benchmarks and must not change the run.
+    there (with the index of the first such tile). Every step is reported to ``progress`` as a ``progress.Step``
+    named ``label``, with the mean loss of the latest check (``progress.report_step``). ``observe(steps done, EMA)``,
+    when given, sees the average at every check (each ``CHECK_EVERY`` steps and the last one); it is for benchmarks
+    and must not change the run.
     """
     history: list[torch.Tensor] = []
     ema: torch.Tensor | None = None
@@ -80,14 +82,15 @@ def optimise(
     stopped: np.ndarray | None = None
     frozen: torch.Tensor | None = None  # (N, 1, …) mask of stopped tiles, once one has stopped
     tile_steps: np.ndarray | None = None
+    loss: float | None = None  # the mean loss of the latest check, which the steps after it report too
     done = 0
     for i in range(steps):
         check_cancelled(progress)
-        loss, output = step(i)
-        history.append(loss.detach())
+        step_loss, output = step(i)
+        history.append(step_loss.detach())
         if ema is None:
             ema = output.float().clone()
-            count = loss.numel()
+            count = step_loss.numel()
             best, best_at = np.full(count, np.inf), np.zeros(count, dtype=int)
             stopped, tile_steps = np.zeros(count, dtype=bool), np.full(count, steps)
         elif frozen is not None:
@@ -99,12 +102,13 @@ def optimise(
             ema.mul_(ema_decay).add_(output.float(), alpha=1 - ema_decay)
         done = i + 1
         if done % CHECK_EVERY and done != steps:
-            progress.report(done / steps, f"{label}: step {done}/{steps}")
+            report_step(progress, done / steps, Step(label, done, steps, loss))
             continue
         recent = torch.stack(history[-CHECK_EVERY:]).mean(0).double().cpu().numpy().reshape(-1)  # the only sync
         if not np.isfinite(recent).all():
             raise NonFiniteLoss(label, done, int(np.flatnonzero(~np.isfinite(recent))[0]))
-        progress.report(done / steps, f"{label}: step {done}/{steps}, loss {recent.mean():.3g}")
+        loss = float(recent.mean())
+        report_step(progress, done / steps, Step(label, done, steps, loss))
         if observe is not None:
             observe(done, ema)
         improved = recent < best * (1 - (stop.tolerance if stop else 0))

@@ -27,7 +27,7 @@ from .kernels import (
     loading_notes, make_kernel, off_centre, save_kernel_file,
 )
 from .normalise import BandScaling, ZeroFloor, array_constants, exact_float, hold_constants, real_image
-from .progress import DONE, NullProgress, Progress, check_cancelled
+from .progress import DONE, NullProgress, Progress, Relay, check_cancelled
 from .raster import (
     AtomicGeoTIFF,
     RasterInfo,
@@ -50,6 +50,7 @@ from .raster import (
 )
 from .tiling import (
     BatchSolver, ShrinkOnOutOfMemory, Solver, WarmStart, kernel_tiles, retry_minimum, run_tiles, solve_in_tiles, tiles_note,
+    tiles_words,
 )
 
 #: Largest edge of the decimated read used to fit the per-band normalisation of a large raster.
@@ -145,7 +146,7 @@ def check_learned_kernel_output(output_path: str, inputs: list[str], config: Met
         check_kernel_outputs([path], inputs, probe=False)
 
 
-class _Recorder:
+class _Recorder(Relay):
     """Forwards to a progress sink and keeps the ``info`` messages, the tiles' loss curves and the kernels tiles
     learnt (``TileKernel``) for the result.
 
@@ -154,7 +155,7 @@ class _Recorder:
     """
 
     def __init__(self, progress: Progress, files: StagedFiles | None = None) -> None:
-        self.progress = progress
+        super().__init__(progress)
         self.files = files
         self.messages: list[str] = []
         self.curves: list[np.ndarray] = []
@@ -172,17 +173,11 @@ class _Recorder:
         steps = sum(len(c) for c in self.curves)
         return RunResult(output_path, device, time.perf_counter() - self.start, steps, self.messages, self.curves, tiles=self.tiles)
 
-    def report(self, fraction: float, message: str = "") -> None:
-        self.progress.report(fraction, message)
-
     def info(self, message: str) -> None:
         for target, temporary in (self.files.staged.items() if self.files is not None else ()):
             message = message.replace(temporary, target)
         self.messages.append(message)
-        self.progress.info(message)
-
-    def cancelled(self) -> bool:
-        return self.progress.cancelled()
+        self.parent.info(message)
 
     def write_output(
         self,
@@ -462,7 +457,7 @@ def _solver(
         progress.info(note)
     progress.info(
         f"{method} on device {describe(device)}; ×{s}, kernel {config.kernel}, {config.steps_text()}, "
-        f"tiles {progress.tiles.size} px with {progress.tiles.overlap} px overlap, seed {config.seed}"
+        f"{tiles_words(width, height, tiles)}, seed {config.seed}"
     )
     warm = WarmStart(config.warm_start)
 
@@ -520,13 +515,15 @@ def write_tiled(
     solve: Solver,
     progress: Progress,
     constants: np.ndarray,
+    steps: int,
     solve_batch: BatchSolver | None = None,
     files: StagedFiles | None = None,
     floor: ZeroFloor | None = None,
 ) -> int:
     """Solve the tiles of a ``width × height`` input and write the blended ``grid`` atomically (with
     ``files``: moved into place when that group is committed); returns the number of valid values written
-    (0: every output pixel is nodata).
+    (0: every output pixel is nodata). ``steps``: those of each tile not started yet, for the time left
+    (``tiling.run_tiles``).
 
     The output has ``info``'s bands and metadata, in its dtype (or Float32 with ``io.float32``); a band constant over
     the whole input (``constants``: ``raster.constant_bands``) is written as its value (``normalise.hold_constants``),
@@ -537,7 +534,7 @@ def write_tiled(
         def write(window: Window, values: np.ndarray, valid: np.ndarray) -> None:
             out.write(window, finish(values, valid, constants, floor), valid)
 
-        run_tiles(width, height, len(info.bands), scale, tiles, solve, write, progress, solve_batch)
+        run_tiles(width, height, len(info.bands), scale, tiles, solve, write, progress, solve_batch, steps)
     for warning in out.clipping_warnings() + (floor.notes() if floor is not None else []):
         progress.info(warning)
     return int(out.written.sum())
@@ -553,11 +550,13 @@ def finish(values: np.ndarray, valid: np.ndarray, constants: np.ndarray, floor: 
 
 def collect_tiled(
     width: int, height: int, bands: int, scale: int, tiles: TileOptions, solve: Solver, progress: Progress,
-    constants: np.ndarray, solve_batch: BatchSolver | None = None, floor: ZeroFloor | None = None,
+    constants: np.ndarray, steps: int, solve_batch: BatchSolver | None = None, floor: ZeroFloor | None = None,
 ) -> np.ndarray:
     """Solve the tiles of a ``width × height`` input and return the blended ``(bands, s·h, s·w)`` float64 array
-    ``finish``ed as a file run writes it (``constants``, ``floor``: as ``write_tiled``), logging what ``floor`` raised."""
-    values, valid = solve_in_tiles(Window(0, 0, width, height), bands, scale, tiles, solve, progress, solve_batch)
+    ``finish``ed as a file run writes it (``constants``, ``steps``, ``floor``: as ``write_tiled``'s), logging what
+    ``floor`` raised."""
+    window = Window(0, 0, width, height)
+    values, valid = solve_in_tiles(window, bands, scale, tiles, solve, progress, solve_batch, steps)
     values = finish(values, valid, constants, floor)
     for note in floor.notes() if floor is not None else []:
         progress.info(note)
@@ -595,7 +594,7 @@ def super_resolve(
 
         def write(group: StagedFiles) -> None:
             write_tiled(output_path, info, grid, io, info.grid.width, info.grid.height, config.scale, solve.tiles,
-                        solve, recorder, constants, solve.many, group)
+                        solve, recorder, constants, config.later_steps, solve.many, group)
             if kernel_path is not None:
                 learned = learned_kernel(recorder.kernels, config.scale)
                 origin = kernel_origin(learned.source, input_path, info.bands, info.window, info.grid.width, info.grid.height)
@@ -645,7 +644,8 @@ def super_resolve_array(
 
     keep = back_projection_keep(method_kernel(config), w, h, decimated_sample(image, valid), read, scaling, recorder)
     solve, device = _solver(config, tiles, w, h, scaling, read, recorder, keep)
-    out = collect_tiled(w, h, c, config.scale, solve.tiles, solve, recorder, array_constants(image, valid), solve.many)
+    out = collect_tiled(w, h, c, config.scale, solve.tiles, solve, recorder, array_constants(image, valid), config.later_steps,
+                        solve.many)
     if learns_kernel(config):
         learned = learned_kernel(recorder.kernels, config.scale)
         recorder.info(f"learned kernel: {learned.describe()} ({learned.source})")

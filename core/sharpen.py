@@ -56,7 +56,7 @@ from .raster import (
 )
 from .registration import central_window, guide_misregistration, registration_warning, skipped_note
 from .sentinel2 import band_name, band_names, kernel_spec
-from .tiling import ShrinkOnOutOfMemory, WarmStart, kernel_tiles, retry_minimum, tiles_note
+from .tiling import ShrinkOnOutOfMemory, WarmStart, kernel_tiles, retry_minimum, tiles_note, tiles_words
 
 #: The method's name in logs and figures.
 GUIDED_METHOD = "guided DIP"
@@ -259,7 +259,7 @@ def _solver(
     progress.info(
         f"device {describe(device)}; guided ×{scale}, {len(target_kernels)} target and {len(guide_kernels)} guide band(s), "
         f"kernels {config.kernel}/{config.guide_kernel}, {config.steps_text()}, "
-        f"tiles {progress.tiles.size} px with {progress.tiles.overlap} px overlap, seed {config.seed}"
+        f"{tiles_words(width, height, tiles)}, seed {config.seed}"
     )
     for note in dict.fromkeys(note for kernel in kernels for note in loading_notes(kernel)):
         progress.info(note)
@@ -348,7 +348,7 @@ def sharpen(
             rasters is not trained, so that costs no more than reading them): each raster may hold valid pixels, but
             not where the other does over their overlap (``fit_scaling`` only refuses a raster with none at all)."""
             if not write_tiled(output_path, written, grid, target_io, nesting.target.width, nesting.target.height, s,
-                               solve.tiles, solve, recorder, constants, files=group, floor=floor):
+                               solve.tiles, solve, recorder, constants, config.later_steps, files=group, floor=floor):
                 raise InputError(
                     f"{target_path} and {guide_path} have no valid pixel in common where they overlap, the target's "
                     f"{file_window(target, nesting.target).describe()}: every output pixel would be nodata; nothing written"
@@ -398,6 +398,6 @@ def sharpen_array(
     keep = back_projection_keep(kernels[0], w, h, decimated_sample(target, t_valid), read, target_scaling, recorder, labels)
     solve, device = _solver(config, tiles, w, h, *kernels, target_scaling, BandScaling.fit(guide, g_valid), read, recorder, keep)
     low, high = band_extremes(target, t_valid)
-    out = collect_tiled(w, h, target.shape[0], s, solve.tiles, solve, recorder, constant_values(low, high),
+    out = collect_tiled(w, h, target.shape[0], s, solve.tiles, solve, recorder, constant_values(low, high), config.later_steps,
                         floor=zero_floor(config, low, labels))
     return out, recorder.result("", device)

@@ -31,7 +31,7 @@ from .config import OVERLAP_TERM, TILE_TERM, TileOptions
 from .errors import GPU_OUT_OF_MEMORY, InputError, NonFiniteLoss, causes
 from .grid import Window
 from .kernels import Kernel
-from .progress import Progress, SubProgress, check_cancelled
+from .progress import Part, Progress, SubProgress, Timed, check_cancelled
 from .windows import footprint_margin
 
 #: Smallest tile edge (input pixels) tried after running out of GPU memory, before falling back to the CPU.
@@ -127,6 +127,13 @@ def plan_tiles(width: int, height: int, tiles: TileOptions) -> list[list[Window]
 def tile_count(width: int, height: int, tiles: TileOptions) -> int:
     """How many tiles ``plan_tiles`` makes, without listing them (a whole scene in small tiles has many)."""
     return len(tile_offsets(width, tiles.size, tiles.overlap)) * len(tile_offsets(height, tiles.size, tiles.overlap))
+
+
+def tiles_words(width: int, height: int, tiles: TileOptions) -> str:
+    """How a run's log and Processing's settings give the tiles of a ``width × height`` input (on the tiled grid):
+    ``98 tiles of 128 px with 16 px overlap``."""
+    count = tile_count(width, height, tiles)
+    return f"{count} tile{'s' if count != 1 else ''} of {tiles.size} px with {tiles.overlap} px overlap"
 
 
 def kernel_reach(kernels: Sequence[Kernel]) -> int:
@@ -308,6 +315,7 @@ def run_tiles(
     write: Writer,
     progress: Progress,
     solve_batch: BatchSolver | None = None,
+    steps: int | None = None,
 ) -> int:
     """Solve every tile, blend, and write each block of the output as soon as no later tile touches it.
 
@@ -324,7 +332,14 @@ def run_tiles(
 
     A tile whose training loss became infinite or NaN (``errors.NonFiniteLoss``) ends the run with a one-line
     ``InputError`` naming the tile.
+
+    ``steps``, for a run's own tiles (not the smaller ones ``ShrinkOnOutOfMemory`` solves a tile in): the
+    optimisation steps of each tile not started yet (a warm-started tile's, ``InternalLearningConfig.later_steps``).
+    The tiles' step reports then say which tile they are on (``progress.Part``: ``tile 3/98``) and, once measured,
+    the time left (``progress.Timed``).
     """
+    if steps is not None:
+        progress = Timed(progress, steps)
     plan = plan_tiles(width, height, tiles)
     ahead = [window for row in plan for window in row]
     batch = max(tiles.batch, 1) if solve_batch is not None else 1
@@ -346,7 +361,8 @@ def run_tiles(
             if not solved:  # the next group of up to ``batch`` tiles, this row's and the next rows'
                 check_cancelled(progress)
                 group = ahead[done : done + batch]
-                part = SubProgress(progress, done / total, (done + len(group)) / total)
+                which = Part("tile", done + 1, len(group), total) if steps is not None else None
+                part = SubProgress(progress, done / total, (done + len(group)) / total, part=which)
                 try:
                     solved = solve_batch(group, part) if len(group) > 1 and solve_batch is not None else [solve(window, part)]
                 except NonFiniteLoss as error:
@@ -369,9 +385,9 @@ def run_tiles(
 
 def solve_in_tiles(
     window: Window, bands: int, scale: int, tiles: TileOptions, solve: Solver, progress: Progress,
-    solve_batch: BatchSolver | None = None,
+    solve_batch: BatchSolver | None = None, steps: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Solve ``window`` (input grid) as tiles ``tiles`` blended as ``run_tiles`` does.
+    """Solve ``window`` (input grid) as tiles ``tiles`` blended as ``run_tiles`` does (``steps`` as there).
 
     ``solve`` (and ``solve_batch``) receive windows in the coordinates of the whole input. Returns the
     window's ``(bands, s·h, s·w)`` float64 values and bool validity on the output grid.
@@ -390,7 +406,7 @@ def solve_in_tiles(
         return solve_batch([part.translated(window.col_off, window.row_off) for part in parts], part_progress)
 
     run_tiles(window.width, window.height, bands, scale, tiles, solve_inside, write, progress,
-              solve_batch_inside if solve_batch is not None else None)
+              solve_batch_inside if solve_batch is not None else None, steps)
     return values, valid
 
 
@@ -445,7 +461,8 @@ class ShrinkOnOutOfMemory:
             leading = self.lead() or measure
             if leading or max(group[0].width, group[0].height) > self.size:
                 group = group[:1]
-            part = SubProgress(progress, len(done) / count, (len(done) + len(group)) / count)
+            which = Part("tile", len(done) + 1, len(group), count)  # among ``windows``: ``run_tiles`` numbers them
+            part = SubProgress(progress, len(done) / count, (len(done) + len(group)) / count, part=which)
             kept = self._kept()
             allocated = gpu_allocated(self.device) if measure else 0
             try:

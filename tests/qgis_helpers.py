@@ -110,6 +110,28 @@ def georeferenced_10m(path: str) -> str:
     return path
 
 
+def recording_feedback():
+    """A ``QgsProcessingFeedback`` that keeps its info lines (``lines``) and progress texts (``texts``, which the
+    Processing dialog writes to its log). Made on call: this module imports without QGIS."""
+    from qgis.core import QgsProcessingFeedback
+
+    class Recording(QgsProcessingFeedback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+            self.texts: list[str] = []
+
+        def pushInfo(self, info: str) -> None:  # noqa: N802
+            self.lines.append(info)
+            super().pushInfo(info)
+
+        def setProgressText(self, text: str) -> None:  # noqa: N802
+            self.texts.append(text)
+            super().setProgressText(text)
+
+    return Recording()
+
+
 class LogRecorder:
     """Records what is written to the QGIS message log under ``tag`` while it is connected (a context manager)."""
 

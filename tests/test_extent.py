@@ -31,6 +31,7 @@ from internal_sr.core.grid import Grid, Window
 from internal_sr.core.guided import MIN_TARGET_SIZE
 from internal_sr.core.pipeline import degrade, super_resolve
 from internal_sr.core.sharpen import sharpen
+from qgis_helpers import recording_feedback
 
 X0, Y0, PIXEL = 443720.0, 4171420.0, 20.0
 #: the window the extents below snap to: columns 10–41, rows 20–51 (32 × 32 input pixels)
@@ -402,29 +403,10 @@ def test_guided_extent_snaps_to_whole_target_pixels_on_the_guide_grid(tmp_path) 
             assert (dst.width, dst.height) == (24, 24)
 
 
-class LogFeedback:
-    """Builds a ``QgsProcessingFeedback`` whose info lines are kept (``lines``)."""
-
-    @staticmethod
-    def make():
-        from qgis.core import QgsProcessingFeedback
-
-        class Recording(QgsProcessingFeedback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.lines: list[str] = []
-
-            def pushInfo(self, info: str) -> None:  # noqa: N802
-                self.lines.append(info)
-                super().pushInfo(info)
-
-        return Recording()
-
-
 def processing_run(algorithm: str, parameters: dict, feedback=None) -> dict:
     import processing
 
-    return processing.run(f"internal_sr:{algorithm}", parameters, feedback=feedback or LogFeedback.make())
+    return processing.run(f"internal_sr:{algorithm}", parameters, feedback=feedback or recording_feedback())
 
 
 @pytest.mark.qgis
@@ -436,7 +418,7 @@ def test_processing_extent_in_the_raster_crs_and_in_another_crs(tmp_path) -> Non
     shutil.copy(S2_20M, source)
     xmin, ymin, xmax, ymax = EXTENT
     out = str(tmp_path / "dip.tif")
-    feedback = LogFeedback.make()
+    feedback = recording_feedback()
     parameters = {"INPUT": source, "BANDS": [3], "SCALE": 2, "ITERATIONS": 2, "DEVICE": "cpu", "OUTPUT": out}
     processing_run("dip", {**parameters, "EXTENT": f"{xmin},{xmax},{ymin},{ymax} [EPSG:32618]"}, feedback)
     with rasterio.open(out) as dst:

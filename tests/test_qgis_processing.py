@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from pathlib import Path
 
@@ -29,7 +30,9 @@ from qgis.core import (
     QgsRasterLayer,
 )
 from helpers import degrading, read, write_raster
-from qgis_helpers import S2_20M_BANDS, LogRecorder, add_child, crop, georeferenced_10m, grid_info, raster_model, user_message
+from qgis_helpers import (
+    S2_20M_BANDS, LogRecorder, add_child, crop, georeferenced_10m, grid_info, raster_model, recording_feedback, user_message,
+)
 
 pytestmark = [pytest.mark.qgis, pytest.mark.usefixtures("internal_sr_provider")]
 
@@ -76,7 +79,7 @@ def test_dip_output_is_the_input_grid_refined(crop64: str, tmp_path, empty_proje
     assert layer.extent() == QgsRasterLayer(crop64, "in", "gdal").extent()
     log = feedback.textLog()
     assert "Device requested: cpu" in log and "Iterations: 3" in log and "Done on cpu" in log
-    assert "Tiles: 128 px with 16 px overlap\n" in log  # a default kernel: the tiles asked are the tiles used
+    assert "Tiles: 1 tile of 128 px with 16 px overlap\n" in log  # a default kernel: the tiles asked are the tiles used
     assert empty_project.mapLayers() == {}  # a worker-safe algorithm adds no layer by itself
 
 
@@ -505,8 +508,23 @@ def test_the_settings_log_gives_the_tiles_a_wide_kernel_grows(tmp_path, algorith
     with pytest.raises(QgsProcessingException):
         run(algorithm, parameters, feedback)
     log = feedback.textLog()
-    assert "Tiles: 128 px with 16 px overlap asked → 144 px with 36 px overlap used\n" in log
-    assert "tiles 144 px with 36 px overlap" in log  # the engine's own line agrees
+    assert "Tiles: 128 px with 16 px overlap asked → 1 tile of 144 px with 36 px overlap used\n" in log
+    assert "1 tile of 144 px with 36 px overlap, seed 1" in log  # the engine's own line agrees
+
+
+def test_the_log_counts_the_tiles_and_each_step_names_its_tile(tmp_path) -> None:
+    """The settings gave the tiles' size without their count, and the steps' progress text (which the Processing
+    dialog writes to its log) said ``DIP: step 1/1, loss …`` once per tile, never which tile of how many."""
+    source = crop(str(tmp_path / "in.tif"), 48)  # 2 × 2 tiles of 32 px overlapping by 4
+    feedback = recording_feedback()
+    run("dip", {"INPUT": source, "BANDS": [1], "SCALE": 2, **FAST, "ITERATIONS": 2, "TILE_SIZE": 32, "OVERLAP": 4,
+                "OUTPUT": str(tmp_path / "out.tif")}, feedback)
+    log = feedback.textLog()
+    assert "Tiles: 4 tiles of 32 px with 4 px overlap\n" in log
+    assert "up to 2 steps per tile, 4 tiles of 32 px with 4 px overlap, seed 1" in log
+    steps = [text for text in feedback.texts if text.startswith("DIP:")]
+    assert steps[0] == "DIP: tile 1/4, step 1/2"  # the first step's text; later ones at most every 2 s
+    assert all(re.match(r"DIP: tile [1-4]/4, step [12]/2", text) for text in steps)
 
 
 def test_non_raster_input_is_a_one_line_error(tmp_path) -> None:

@@ -227,7 +227,7 @@ def test_a_wide_kernel_grows_the_default_tiles_and_the_log_says_so(method):
         "tile's side, so the overlap grows to twice that, for blended seams to see the image, not a tile's padding, and "
         "the default tile to 4 times the overlap"
     ) in run.messages
-    assert sum("tiles 144 px with 36 px overlap" in message for message in run.messages) == 1
+    assert sum("2 tiles of 144 px with 36 px overlap" in message for message in run.messages) == 1
 
 
 @pytest.mark.parametrize("run", ["dip", "guided", "evaluate dip", "evaluate guided"])
