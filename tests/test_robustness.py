@@ -57,10 +57,18 @@ def test_command_line(case: Case, tmp_path, capsys) -> None:
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+def default_signals() -> None:
+    """In a child before it starts: SIGHUP and SIGINT as a terminal's command gets them, whatever this process
+    inherited (under ``nohup`` SIGHUP is ignored, and a child started ignoring it rightly keeps it ignored)."""
+    for number in (signal.SIGHUP, signal.SIGINT):
+        signal.signal(number, signal.SIG_DFL)
+
+
 def start(*arguments: str) -> subprocess.Popen:
-    """``internal-sr ARGUMENTS`` in a new Python process."""
+    """``internal-sr ARGUMENTS`` in a new Python process, started with the signals a terminal gives it."""
     command = [sys.executable, "-m", "internal_sr.core.cli", *arguments]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=SUBPROCESS_ENV)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=SUBPROCESS_ENV,
+                            preexec_fn=default_signals)
 
 
 def wait_until_writing(folder: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
