@@ -27,8 +27,9 @@ $(STAMP): requirements-dev.txt pyproject.toml
 test: install
 	$(PY) -m pytest
 
+# THREADS=N sets PyTorch's CPU threads (default: its own choice, the cores; on a busy machine 1: README, Run times)
 demo: install
-	$(PY) benchmarks/demo.py --out out/demo
+	$(PY) benchmarks/demo.py --out out/demo $(if $(THREADS),--threads $(THREADS))
 
 # Wald table (DIP, Knitworks) and the speed comparison with the reference DIP recipe, side by side on this machine
 bench: install

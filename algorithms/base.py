@@ -108,7 +108,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 #: The most CPU threads the THREADS parameter and the dialog take: enough for any machine, and no typo asks the
 #: system for millions of threads.
 MAX_THREADS = 1024
-#: How a warning that the CPUs are busy names Processing's thread setting (``core.device.busy_cpus_note``).
+#: How the engine's warning that the CPUs are busy names Processing's thread setting (``core.device.cpu_threads``).
 THREADS_SETTING = "CPU threads (THREADS)"
 
 
@@ -497,8 +497,8 @@ class Job:
     where the run's ``output_path`` is not its value.
     layers_to_load: path → ``QgsProcessingContext.LayerDetails`` (copies) of what the preparing context was to
     load on completion, set by ``prepareAlgorithm`` for :meth:`InternalSRAlgorithm.processAlgorithm`.
-    threads, device: THREADS (``None``: automatic) and DEVICE (``cpu`` where there is none: degrade), set by
-    ``prepareAlgorithm``: the run sets PyTorch's CPU threads (``core.device.cpu_threads``) in the thread it runs in.
+    threads: THREADS (``None``: automatic), set by ``prepareAlgorithm``: the run sets PyTorch's CPU threads
+    (``core.device.cpu_threads``) in the thread it runs in.
     layer_name: the name of the OUTPUT layer loaded on completion (``result_layer_name``; ``prepareAlgorithm`` gives
     it to the context: :func:`name_output_layer`); ``""`` for an algorithm that writes no raster.
     """
@@ -508,7 +508,6 @@ class Job:
     outputs: dict[str, Any] = field(default_factory=dict)
     layers_to_load: dict[str, QgsProcessingContext.LayerDetails] = field(default_factory=dict)
     threads: int | None = None
-    device: str = "cpu"
     layer_name: str = ""
 
 
@@ -1251,8 +1250,6 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             name_output_layer(context, self.parameterDefinition(self.OUTPUT), job.layer_name)
         job.layers_to_load = context.layersToLoadOnCompletion()  # with OUTPUT's, registered by read_output
         job.threads = self.parameterAsInt(parameters, self.THREADS, context) or None
-        if self.parameterDefinition(self.DEVICE) is not None:
-            job.device = self.read_choice(parameters, self.DEVICE, context)
         self._job = job
         return True
 
@@ -1262,7 +1259,7 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
         job, self._job = self._job, None
         if job is None:
             raise QgsProcessingException(tr("The algorithm was run without being prepared"))
-        from ..core.device import cpu_threads, threads_lines
+        from ..core.device import cpu_threads, threads_line
         from ..core.raster import cancellable_commits
 
         progress = FeedbackProgress(feedback)
@@ -1270,9 +1267,8 @@ class InternalSRAlgorithm(QgsProcessingAlgorithm):
             progress.info(f"{label}: {value}")
         try:
             # in this thread, the one that runs the job; a Cancel after the last step still writes nothing
-            with engine_errors(), cpu_threads(job.threads), cancellable_commits(progress):
-                for line in threads_lines(job.threads, job.device, THREADS_SETTING):
-                    progress.info(line)
+            with engine_errors(), cpu_threads(job.threads, THREADS_SETTING), cancellable_commits(progress):
+                progress.info(threads_line(job.threads))
                 result = job.run(progress)
         except Cancelled:
             raise QgsProcessingException(tr("Cancelled: nothing was written")) from None

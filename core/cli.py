@@ -377,25 +377,29 @@ def _run_options(args: argparse.Namespace, batch: int | None = None) -> dict:
     return dict(iterations=args.iterations, device=args.device, seed=args.seed, tiles=tiles, warm_start=not args.cold_tiles)
 
 
+#: How the engine's warning that the CPUs are busy names the command line's thread setting (``core.device.cpu_threads``).
+THREADS_OPTION = "--threads"
+
+
 @contextmanager
 def _threads(count: int | None) -> Iterator[None]:
     """PyTorch's CPU threads set to ``count`` (``--threads``; ``None``: left as they are) inside the block, its
-    intra-op count restored afterwards (``core.device.cpu_threads``, for a script or test calling ``main``). The
-    inter-op pool is sized too where PyTorch still allows it (before its first parallel work; it cannot be changed
+    intra-op count restored afterwards (``core.device.cpu_threads``, for a script or test calling ``main``), and the
+    engine's warning that the CPUs are busy, which a run gives once it has passed its checks, naming ``--threads``.
+    The inter-op pool is sized too where PyTorch still allows it (before its first parallel work; it cannot be changed
     back)."""
-    if count is None:
-        yield
-        return
     import torch
 
     from .device import cpu_threads
 
-    check_at_least("--threads", count, 1, "PyTorch's own choice")
-    with cpu_threads(count):
-        try:
-            torch.set_num_interop_threads(count)
-        except RuntimeError:  # already started, or set once before
-            pass
+    if count is not None:
+        check_at_least(THREADS_OPTION, count, 1, "PyTorch's own choice")
+    with cpu_threads(count, THREADS_OPTION):
+        if count is not None:
+            try:
+                torch.set_num_interop_threads(count)
+            except RuntimeError:  # already started, or set once before
+                pass
         yield
 
 

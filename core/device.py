@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -91,11 +93,30 @@ _threads_lock = threading.Lock()
 _threads_blocks = 0
 _threads_before = 0
 
+#: How a caller names PyTorch's thread setting where no front end runs the job (no ``cpu_threads`` block): a script
+#: or notebook calling the engine.
+LIBRARY_SETTING = "PyTorch's threads (torch.set_num_threads)"
+
+
+@dataclass
+class _Job:
+    """The job a thread runs inside ``cpu_threads``: how its front end names the thread ``setting``, and whether the
+    job has given its warning that the CPUs are busy (``busy_cpus_line``: once a job, however many stages it runs)."""
+
+    setting: str
+    warned: bool = False
+
+
+#: Per thread, the job of the innermost ``cpu_threads`` block it is in (``job``; absent outside any).
+_jobs = threading.local()
+
 
 @contextlib.contextmanager
-def cpu_threads(count: int | None) -> Iterator[None]:
+def cpu_threads(count: int | None, setting: str = LIBRARY_SETTING) -> Iterator[None]:
     """PyTorch's CPU threads set to ``count`` inside the block (``None``: left as they are, PyTorch's own choice:
-    ``OMP_NUM_THREADS``, else the cores), and put back afterwards.
+    ``OMP_NUM_THREADS``, else the cores), and put back afterwards; inside it, the engine's warning that the CPUs are
+    busy names ``setting``, how the front end running the job names its thread count (``--threads``), and comes once
+    (``busy_cpus_line``).
 
     ``torch.set_num_threads`` is process-wide: it sets the count of the calling thread (with OpenMP, that thread's
     own) and of every thread that starts parallel work afterwards. So the block is entered in the thread that runs the
@@ -104,54 +125,78 @@ def cpu_threads(count: int | None) -> Iterator[None]:
     plugins find PyTorch's count as it was once both have ended. Nests and may be entered from several threads.
     """
     global _threads_blocks, _threads_before
-    if count is None:
-        yield
-        return
-    with _threads_lock:
-        if _threads_blocks == 0:
-            _threads_before = torch.get_num_threads()
-        _threads_blocks += 1
-        torch.set_num_threads(count)
+    outer = getattr(_jobs, "job", None)
+    _jobs.job = _Job(setting)
     try:
-        yield
-    finally:
+        if count is None:
+            yield
+            return
         with _threads_lock:
-            _threads_blocks -= 1
-            torch.set_num_threads(_threads_before)
-
-
-#: The 1-minute load average above which the CPUs count as busy for ``busy_cpus_note``: the cores the run's threads
-#: do not take, and this much more.
-BUSY_MARGIN = 0.5
+            if _threads_blocks == 0:
+                _threads_before = torch.get_num_threads()
+            _threads_blocks += 1
+            torch.set_num_threads(count)
+        try:
+            yield
+        finally:
+            with _threads_lock:
+                _threads_blocks -= 1
+                torch.set_num_threads(_threads_before)
+    finally:
+        _jobs.job = outer
 
 
 def busy_cpus_note(threads: int, setting: str) -> str | None:
-    """A warning, in one line, when the CPUs look too busy for ``threads`` PyTorch threads: the 1-minute load average
-    (Unix; elsewhere never) is above the cores the run's threads leave (``BUSY_MARGIN``). PyTorch's threads wait for
-    each other at every operation, spinning, so one that shares a core with other work holds all of them up: on this
-    project's 2-core CPU busy with other jobs a run took 112–118 s with one thread and 453 s with two (README, *Run
-    times*). ``setting``: how the front end names its thread count (``--threads``). ``None`` with one thread, or where
-    the load is low or unknown."""
+    """A warning, in one line, when the CPUs lack an idle core for each of ``threads`` PyTorch threads; ``None``
+    with one thread, where every thread finds an idle core, or where the load is unknown (no load average: Windows).
+    ``setting``: how the front end names its thread count (``--threads``); the warning suggests the idle cores.
+
+    The 1-minute load average counts the threads that were runnable (or waiting on the disk), averaged over about
+    the last minute; read as a run starts, it is the load of the machine's other work. Of ``cores``, ``floor(load)``
+    are taken whole by it and the rest are idle, for all or part of the time. A run whose threads outnumber the idle
+    cores has one of them share a core with other work: the scheduler takes it off the core for whole time slices
+    (milliseconds), while a step's operations each last far less, each ending at a barrier where
+    PyTorch's other threads wait, spinning, for the slowest. So every operation waits for the thread that is off
+    its core: on this project's 2-core CPU, two threads took 0.15 s per DIP step against one thread's 0.20 s with
+    nothing else running (load 0.8–0.9), and 3.5 s against 0.33 s once the load was 1 or more, slower in every one
+    of 22 tries (README, *Run times*). A load below one whole core more than the threads leave idle (0.6 on 2 cores
+    for 2 threads: short bursts of other work) takes no core from the run for long, and is not warned of: that would
+    be most desktop runs. A run just after another still sees that run's load, decaying within about a minute."""
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
         return None
     cores = os.cpu_count() or 1
-    if threads < 2 or load <= cores - threads + BUSY_MARGIN:
+    idle = max(0, cores - math.floor(load))
+    if threads < 2 or threads <= idle:
         return None
-    return (f"warning: the CPUs are busy (load {load:.1f} on {cores} cores) for {threads} PyTorch threads, which wait "
-            f"for each other and can make the run many times slower: if it is slow, set {setting} to 1 (or to the cores "
-            "that are idle)")
+    cores_words = "no idle core" if idle == 0 else f"{idle} idle core{'' if idle == 1 else 's'}"
+    return (f"warning: {threads} PyTorch threads but {cores_words} (load {load:.1f} on {cores} cores): threads that share "
+            f"a core with other work wait for each other and can make the run many times slower; if it is slow, set "
+            f"{setting} to {max(1, idle)}")
 
 
-def threads_lines(asked: int | None, device: str, setting: str) -> list[str]:
+def busy_cpus_line(device: torch.device) -> str | None:
+    """What the engine logs after its line naming the device, once a run has passed its checks: for a run on the
+    CPU, ``busy_cpus_note`` for PyTorch's threads in this thread (the run's, ``cpu_threads``), naming the setting of
+    the front end whose job this thread runs (``cpu_threads``; none: ``LIBRARY_SETTING``), once a job (a KernelGAN
+    estimate, then the run it serves, warn once). ``None`` where there is nothing to say."""
+    if device.type != "cpu":
+        return None
+    job = getattr(_jobs, "job", None)
+    if job is not None and job.warned:
+        return None
+    note = busy_cpus_note(torch.get_num_threads(), job.setting if job is not None else LIBRARY_SETTING)
+    if job is not None and note is not None:
+        job.warned = True
+    return note
+
+
+def threads_line(asked: int | None) -> str:
     """What a front end logs of a run's CPU threads, inside ``cpu_threads(asked)`` in the thread that runs it: the count
-    PyTorch uses (``asked``, or automatic) and, where the run is on the CPU (``device``: ``auto|cpu|cuda|mps``), the
-    warning of ``busy_cpus_note`` naming the front end's thread ``setting``."""
-    threads = torch.get_num_threads()
-    lines = [f"CPU threads: {threads}" + ("" if asked else " (automatic: PyTorch's choice)")]
-    note = busy_cpus_note(threads, setting) if resolve_device(device).type == "cpu" else None
-    return lines + ([note] if note else [])
+    PyTorch uses (``asked``, or automatic). The warning that the CPUs are busy comes from the engine, after its checks
+    (``busy_cpus_line``)."""
+    return f"CPU threads: {torch.get_num_threads()}" + ("" if asked else " (automatic: PyTorch's choice)")
 
 
 def resolve_device(name: str) -> torch.device:

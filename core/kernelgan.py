@@ -46,7 +46,7 @@ from torch.nn.utils import parametrize
 from .anisotropy import SpectralAnisotropy, clean_windows, oriented_width, spectral_anisotropy, varied_windows, window_sums
 from .config import KERNEL_TERM, ORIENTATION_WORDS, InternalLearningConfig, IOOptions, KernelGANConfig, as_paths, collapsed_size, count_words
 from .degradation import Degradation
-from .device import describe, resolve_device, seeded
+from .device import busy_cpus_line, describe, resolve_device, seeded
 from .errors import InputError
 from .kernels import (
     Kernel, KernelWidth, anisotropic_gaussian, check_kernel_outputs, file_kernel_centre, kernel_files, kernel_origin, kernel_width,
@@ -479,6 +479,8 @@ def estimate_kernel_file(
             f"device {describe(device)}; KernelGAN ×{config.scale} on {info.grid.width}×{info.grid.height} pixels, "
             f"{len(info.bands)} band(s){', one kernel per band' if config.per_band else ''}, {count_words(config.iterations, 'step')}, seed {config.seed}"
         )
+        if note := busy_cpus_line(device):
+            recorder.info(note)
         if warn_fill_values:
             log_nodata_warnings(info, recorder)
         window = estimation_window(info, config.max_window)

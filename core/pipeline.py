@@ -19,7 +19,7 @@ from .config import (
     LEARNED_KERNEL, DIPConfig, IOOptions, KnitworkConfig, TileOptions, as_paths, check_scale, extent_words, refuse_smaller,
 )
 from .degradation import OBSERVATION_GAIN_LIMIT, degrade_valid, takes_width_test, width_keep, width_test
-from .device import describe, resolve_device, seeded
+from .device import busy_cpus_line, describe, resolve_device, seeded
 from .errors import InputError, NonFiniteLoss
 from .grid import Grid, Window
 from .kernels import (
@@ -459,6 +459,8 @@ def _solver(
         f"{method} on device {describe(device)}; ×{s}, kernel {config.kernel}, {config.steps_text()}, "
         f"{tiles_words(width, height, tiles)}, seed {config.seed}"
     )
+    if note := busy_cpus_line(device):
+        progress.info(note)
     warm = WarmStart(config.warm_start)
 
     def solve(window: Window, tile_progress: Progress, device: torch.device) -> tuple[np.ndarray, np.ndarray]:

@@ -39,7 +39,7 @@ from .config import (
     extent_words,
     refuse_smaller,
 )
-from .device import describe, resolve_device, seeded
+from .device import busy_cpus_line, describe, resolve_device, seeded
 from .errors import InputError
 from .grid import Nesting, NoOverlap, Window, log_alignment, nest
 from .guided import MIN_TARGET_SIZE
@@ -261,6 +261,8 @@ def _solver(
         f"kernels {config.kernel}/{config.guide_kernel}, {config.steps_text()}, "
         f"{tiles_words(width, height, tiles)}, seed {config.seed}"
     )
+    if note := busy_cpus_line(device):
+        progress.info(note)
     for note in dict.fromkeys(note for kernel in kernels for note in loading_notes(kernel)):
         progress.info(note)
     warm = WarmStart(config.warm_start)

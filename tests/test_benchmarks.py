@@ -51,18 +51,34 @@ def test_guided_bounds_benchmark_applies_each_bound_to_one_run_and_counts_what_i
 
 def test_demo_writes_the_result_and_a_four_panel_comparison_without_warnings(tmp_path):
     """``make demo``'s script (2 steps here): the GeoTIFF and the comparison PNG, four crops side by side at twice
-    their size, and nothing on stderr but the run's own progress (it once printed matplotlib's Axes3D warning)."""
+    their size, and nothing on stderr but the run's own progress (it once printed matplotlib's Axes3D warning). Its
+    sample has no georeferencing: the demo says so first, and not the engine's warning for each raster it reads (two
+    warnings about the project's own data). ``--threads`` reaches the run."""
     from PIL import Image
 
     from internal_sr.core.raster import open_raster
 
-    run = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "demo.py"), "--out", str(tmp_path), "--iterations", "2"],
-                         check=True, capture_output=True, text=True)
-    assert "Warning" not in run.stderr
+    run = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "demo.py"), "--out", str(tmp_path), "--iterations", "2",
+                          "--threads", "1"], check=True, capture_output=True, text=True)
+    assert "Warning" not in run.stderr and "georeferencing" not in run.stderr
+    assert run.stdout.splitlines()[0].endswith("without georeferencing (the DSen2 sample it is cut from gives no map "
+                                               "position): the demo's rasters have none either.")
+    assert "Deep Image Prior on device cpu (1 thread);" in run.stderr or "on device cuda" in run.stderr
     with open_raster(str(tmp_path / "s2_10m_dip.tif")) as result:
         width = result.width
-    picture = Image.open(tmp_path / "comparison.png")
-    assert picture.mode == "RGB" and picture.width > 4 * 2 * width
+    with Image.open(tmp_path / "comparison.png") as picture:
+        assert picture.mode == "RGB" and picture.width > 4 * 2 * width
+
+
+def test_make_demo_passes_threads_to_the_demo():
+    """``make demo THREADS=1`` runs the demo with one PyTorch thread (there was no way to pass threads); without
+    THREADS the demo takes PyTorch's own choice."""
+    root = os.path.join(BENCHMARKS, "..")
+    commands = {threads: subprocess.run(["make", "-n", "demo", *([f"THREADS={threads}"] if threads else [])], cwd=root,
+                                        check=True, capture_output=True, text=True).stdout.splitlines()[-1].split()
+                for threads in ("1", None)}
+    assert commands == {"1": [".venv/bin/python", "benchmarks/demo.py", "--out", "out/demo", "--threads", "1"],
+                        None: [".venv/bin/python", "benchmarks/demo.py", "--out", "out/demo"]}
 
 
 def test_gpu_benchmarks_autotuned_variant_runs_the_engine(monkeypatch):

@@ -650,6 +650,28 @@ def test_version_and_threads(tmp_path, capsys, monkeypatch):
     assert build_parser().parse_args(["kernelgan", "in.tif", "k.npy", "--scale", "2", "--threads", "2"]).threads == 2
 
 
+def test_busy_cpus_are_warned_of_once_the_run_has_passed_its_checks(tmp_path, capsys, monkeypatch):
+    """The command line never warned that the CPUs were busy (151 s for 5 DIP steps at load 8 on 2 threads, no
+    hint). A run on the CPU now gives the warning after its device line, naming --threads; a refused run prints its
+    one error line alone, busy CPUs or not. (The run is cancelled at its first step: the lines are written by then.)"""
+    from internal_sr.core.cli import TerminalProgress
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.3, 3.3, 3.3))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(TerminalProgress, "cancelled", lambda self: True)
+    source = write_raster(str(tmp_path / "in.tif"), read(S2_20M)[:1, :32, :32])
+    args = ["dip", source, str(tmp_path / "sr.tif"), "--scale", "2", "--threads", "2", "--device", "cpu"]
+    assert main(args) == 130
+    lines = capsys.readouterr().err.splitlines()
+    device = next(n for n, line in enumerate(lines) if line.startswith("Deep Image Prior on device cpu (2 threads)"))
+    assert lines[device + 1] == ("warning: 2 PyTorch threads but no idle core (load 3.3 on 2 cores): threads that share a "
+                                 "core with other work wait for each other and can make the run many times slower; if it "
+                                 "is slow, set --threads to 1")
+    assert sum("PyTorch threads" in line for line in lines) == 1
+    assert main([*args, "--bands", "9"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"internal-sr: error: band 9 is out of range: {source} has 1 band(s)"]
+
+
 def test_degrade_takes_threads(tmp_path, monkeypatch):
     """``degrade`` blurs in PyTorch, so it takes ``--threads`` like the other commands (Processing's degrade has
     ``THREADS``), and gives back the caller's count afterwards."""

@@ -518,13 +518,9 @@ def test_cpu_threads_of_overlapping_runs_on_two_threads_give_the_count_back():
         assert torch.get_num_threads() == before  # automatic: PyTorch's own count, untouched
 
 
-@pytest.mark.parametrize(("load", "threads", "warned"), [(3.3, 2, True), (3.3, 1, False), (0.3, 2, False), (None, 2, False)])
-def test_busy_cpus_are_warned_of_with_the_front_ends_setting(monkeypatch, load, threads, warned):
-    """On a 2-core machine with a load of about 3, a run with 2 threads spins waiting for its threads: the log says so
-    and names the setting that helps; not with one thread, an idle machine, or where the load is unknown (Windows)."""
+def _load(monkeypatch, load: float | None, cores: int) -> None:
+    """The machine's 1-minute load average reads ``load`` (``None``: unknown, as on Windows) on ``cores`` cores."""
     import os
-
-    from internal_sr.core.device import busy_cpus_note
 
     def load_average() -> tuple[float, float, float]:
         if load is None:
@@ -532,14 +528,51 @@ def test_busy_cpus_are_warned_of_with_the_front_ends_setting(monkeypatch, load, 
         return (load, load, load)
 
     monkeypatch.setattr(os, "getloadavg", load_average)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    note = busy_cpus_note(threads, "--threads")
-    if warned:
-        assert note == ("warning: the CPUs are busy (load 3.3 on 2 cores) for 2 PyTorch threads, which wait for each other "
-                        "and can make the run many times slower: if it is slow, set --threads to 1 (or to the cores that are idle)")
-    else:
-        assert note is None
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
 
+
+@pytest.mark.parametrize(
+    ("load", "cores", "threads", "idle", "suggested"),
+    [(0.6, 2, 2, None, None), (0.99, 2, 2, None, None), (1.0, 2, 2, "1 idle core", 1), (3.3, 2, 2, "no idle core", 1),
+     (3.3, 2, 1, None, None), (None, 2, 2, None, None), (0.0, 2, 4, "2 idle cores", 2), (2.5, 8, 6, None, None),
+     (2.5, 8, 7, "6 idle cores", 6)],
+)
+def test_busy_cpus_are_warned_of_when_the_load_takes_a_whole_core_from_the_run(monkeypatch, load, cores, threads, idle,
+                                                                               suggested):
+    """The warning came at any load above 0.5 with as many threads as cores (load 0.6 on 2 cores: most desktop runs).
+    The load's whole cores (``floor(load)``) are taken from the run; a run whose threads outnumber the cores left idle
+    is warned of, suggesting the idle cores (at least 1); not with one thread, not where the load is unknown (Windows).
+    More threads than cores share cores even on an idle machine."""
+    from internal_sr.core.device import busy_cpus_note
+
+    _load(monkeypatch, load, cores)
+    note = busy_cpus_note(threads, "--threads")
+    if idle is None:
+        assert note is None
+    else:
+        assert note == (f"warning: {threads} PyTorch threads but {idle} (load {load:.1f} on {cores} cores): threads that "
+                        "share a core with other work wait for each other and can make the run many times slower; if it is "
+                        f"slow, set --threads to {suggested}")
+
+
+def test_the_engines_busy_cpus_line_names_the_front_ends_setting_once_a_job(monkeypatch):
+    """The engine gives the warning after its device line, for a run on the CPU: named as the front end of the job
+    running in this thread names its setting (``cpu_threads``), once a job (KernelGAN, then the run it serves), and
+    for a script with no front end as PyTorch's own setting."""
+    from internal_sr.core.device import LIBRARY_SETTING, busy_cpus_line, cpu_threads
+
+    _load(monkeypatch, 3.3, 2)
+    cpu = torch.device("cpu")
+    with cpu_threads(2, "--threads"):
+        assert busy_cpus_line(torch.device("cuda")) is None
+        first = busy_cpus_line(cpu)
+        assert first is not None and first.endswith("set --threads to 1") and busy_cpus_line(cpu) is None
+        with cpu_threads(None, "CPU threads (THREADS)"):  # a job of its own
+            assert busy_cpus_line(cpu).endswith("set CPU threads (THREADS) to 1")
+    with cpu_threads(2):
+        assert busy_cpus_line(cpu).endswith(f"set {LIBRARY_SETTING} to 1")
+    with cpu_threads(1, "--threads"):
+        assert busy_cpus_line(cpu) is None
 
 
 def _steady_faults(block_mb: int, repeats: int = 16) -> int:

@@ -45,7 +45,7 @@ from .messages import LOG_TAG, TITLE, notify
 
 #: How the out-of-memory hints of ``core.errors.error_line`` name the dialog's settings that help.
 TILE_HINT, DEVICE_HINT = "tile size (Advanced)", "device cpu"
-#: How the warning that the CPUs are busy names the dialog's thread setting (``core.device.busy_cpus_note``).
+#: How the engine's warning that the CPUs are busy names the dialog's thread setting (``core.device.cpu_threads``).
 THREADS_HINT = "CPU threads (Advanced)"
 #: The engine's messages name kernels and tile settings as the command line takes them (``core.config.GAUSSIAN_TERM``,
 #: ``TILE_TERM``, …): here, what the dialog's settings are instead (``core.errors.error_line``'s ``terms``).
@@ -128,8 +128,8 @@ class CoreJobTask(QgsTask):
 
     ``renderer`` (the input layer's, cloned on the main thread) and ``bands`` (the input bands the output
     holds, ``None``: all) style the result like the input (:func:`restyled`). ``threads``: PyTorch's CPU threads for
-    the job (``None``: automatic), set in the worker thread for the job only (``core.device.cpu_threads``) and logged
-    with a warning where the CPUs look busy for a job on the CPU (``device``: the job's ``auto|cpu|cuda|mps``).
+    the job (``None``: automatic), set in the worker thread for the job only (``core.device.cpu_threads``) and logged;
+    the engine's warning that the CPUs are busy names the dialog's setting (``THREADS_HINT``).
     After completion: :attr:`result` holds the ``RunResult`` on success, :attr:`error` a one-line message
     on failure, :attr:`layer` the layer added to the project (``None`` when nothing was added).
     """
@@ -144,13 +144,11 @@ class CoreJobTask(QgsTask):
         bands: tuple[int, ...] | None = None,
         output_path: str = "",
         threads: int | None = None,
-        device: str = "cpu",
     ) -> None:
         super().__init__(f"{TITLE}: {title}", QgsTask.Flag.CanCancel)
         self.title = title
         self.output_path = output_path
         self.threads = threads
-        self.device = device
         self.job = job
         self.layer_name = layer_name
         self.iface = iface
@@ -183,8 +181,7 @@ class CoreJobTask(QgsTask):
             return super_resolve(input_path, output_path, config, io, progress)
 
         name = result_layer_name(input_name, METHOD_LABELS[type(config)], config.scale)
-        return cls(f"super-resolve {input_name} ×{config.scale}", job, name, iface, renderer, io.bands, output_path, threads,
-                   config.device)
+        return cls(f"super-resolve {input_name} ×{config.scale}", job, name, iface, renderer, io.bands, output_path, threads)
 
     @classmethod
     def sharpen(
@@ -209,20 +206,18 @@ class CoreJobTask(QgsTask):
             return sharpen(target_path, guide_path, output_path, config, target_io, guide_io, progress)
 
         name = result_layer_name(target_name, METHOD_LABELS[GuidedDIPConfig], scale)
-        return cls(f"sharpen {target_name} ×{scale}", job, name, iface, renderer, target_io.bands, output_path, threads,
-                   config.device)
+        return cls(f"sharpen {target_name} ×{scale}", job, name, iface, renderer, target_io.bands, output_path, threads)
 
     def run(self) -> bool:
         """Worker thread: run the job with its threads; store the result or the error; never raise."""
         try:
-            from ..core.device import cpu_threads, threads_lines  # torch is imported here, in the worker
+            from ..core.device import cpu_threads, threads_line  # torch is imported here, in the worker
             from ..core.raster import cancellable_commits
 
             progress = TaskProgress(self)
             # in this thread, the one that runs the job; a Cancel after the last step still writes nothing
-            with cpu_threads(self.threads), cancellable_commits(progress):
-                for line in threads_lines(self.threads, self.device, THREADS_HINT):
-                    progress.info(line)
+            with cpu_threads(self.threads, THREADS_HINT), cancellable_commits(progress):
+                progress.info(threads_line(self.threads))
                 self.result = self.job(progress)
             return True
         except Cancelled:
