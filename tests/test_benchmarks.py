@@ -74,9 +74,16 @@ def test_make_demo_passes_threads_to_the_demo():
     """``make demo THREADS=1`` runs the demo with one PyTorch thread (there was no way to pass threads); without
     THREADS the demo takes PyTorch's own choice."""
     root = os.path.join(BENCHMARKS, "..")
-    commands = {threads: subprocess.run(["make", "-n", "demo", *([f"THREADS={threads}"] if threads else [])], cwd=root,
-                                        check=True, capture_output=True, text=True).stdout.splitlines()[-1].split()
-                for threads in ("1", None)}
+    # as a make of its own: under ``make test`` the inherited MAKEFLAGS/MAKELEVEL make it print directory lines
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+    def demo_command(threads: str | None) -> list[str]:
+        dry = subprocess.run(["make", "-n", "--no-print-directory", "demo", *([f"THREADS={threads}"] if threads else [])],
+                             cwd=root, env=env, check=True, capture_output=True, text=True).stdout
+        (line,) = [line for line in dry.splitlines() if "benchmarks/demo.py" in line]
+        return line.split()
+
+    commands = {threads: demo_command(threads) for threads in ("1", None)}
     assert commands == {"1": [".venv/bin/python", "benchmarks/demo.py", "--out", "out/demo", "--threads", "1"],
                         None: [".venv/bin/python", "benchmarks/demo.py", "--out", "out/demo"]}
 
